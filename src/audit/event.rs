@@ -1,0 +1,343 @@
+//! The audit event: the stable JSON record of what happened to a tool call.
+//!
+//! Field names and value spellings are a public contract (README "Event JSON"); add optional
+//! fields, never rename or remove one.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use ulid::Ulid;
+
+use crate::error::Side;
+use crate::jsonrpc::RequestId;
+use crate::mcp::Era;
+
+/// A time-ordered unique id (ULID), so sorting ids sorts events by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub Ulid);
+
+impl EventId {
+    /// The big-endian key under which the store sorts this event.
+    pub fn to_key(self) -> [u8; 16] {
+        u128::from(self.0).to_be_bytes()
+    }
+
+    /// Reads an id back from a store key.
+    pub fn from_key(key: &[u8]) -> Option<Self> {
+        let bytes: [u8; 16] = key.try_into().ok()?;
+        Some(EventId(Ulid::from(u128::from_be_bytes(bytes))))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = ulid::DecodeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ulid::from_string(s).map(EventId)
+    }
+}
+
+impl Serialize for EventId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; ulid::ULID_LEN];
+        s.serialize_str(self.0.array_to_str(&mut buf))
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Hands out strictly increasing event ids with the wall-clock time they encode.
+#[derive(Debug, Default)]
+pub struct EventIds {
+    generator: Mutex<ulid::Generator>,
+}
+
+impl EventIds {
+    /// A new id and the timestamp it was made at (the event's `timestamp`).
+    pub fn next(&self) -> (EventId, SystemTime) {
+        // Truncated to the microsecond precision of the JSON form, so a round trip is exact.
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_micros(since_epoch.as_micros() as u64);
+        let mut generator = self.generator.lock().unwrap_or_else(|p| p.into_inner());
+        // Overflow needs 2^80 ids in one millisecond; fall back to a fresh random id.
+        let id = generator
+            .generate_from_datetime(now)
+            .unwrap_or_else(|_| Ulid::from_datetime(now));
+        (EventId(id), now)
+    }
+}
+
+/// What kind of fact an event records (the design notes' five types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A tool call was requested; stored before it is forwarded.
+    ToolAccess,
+    /// A tool call ended with a result from the server.
+    ToolExecution,
+    /// A tool call ended without a result: error, cancellation, timeout, server exit, refusal.
+    ToolFailure,
+    /// Who may call what changed.
+    PermissionChange,
+    /// The proxy's or a tool's configuration changed.
+    ConfigurationChange,
+}
+
+impl EventType {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ToolAccess => "tool_access",
+            EventType::ToolExecution => "tool_execution",
+            EventType::ToolFailure => "tool_failure",
+            EventType::PermissionChange => "permission_change",
+            EventType::ConfigurationChange => "configuration_change",
+        }
+    }
+}
+
+/// How an event's step ended; the vocabulary of the `result` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Access: the call was accepted and is about to be forwarded.
+    Initiated,
+    /// Execution: the tool returned a result.
+    Success,
+    /// Execution: the tool returned a result with `isError: true`.
+    Error,
+    /// Execution: the server asked the client for input (MRTR); a retry follows.
+    InputRequired,
+    /// Execution: the server turned the call into a task (Tasks extension).
+    Task,
+    /// Failure: the server answered with a JSON-RPC error.
+    JsonrpcError,
+    /// Failure: the client cancelled the call.
+    Cancelled,
+    /// Failure: no answer within `limits.call_timeout_ms`.
+    Timeout,
+    /// Failure: the server process ended before answering.
+    ServerExit,
+    /// Failure: the proxy refused the call (undecodable, oversized, audit unavailable).
+    Refused,
+}
+
+impl Outcome {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Initiated => "initiated",
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+            Outcome::InputRequired => "input_required",
+            Outcome::Task => "task",
+            Outcome::JsonrpcError => "jsonrpc_error",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Timeout => "timeout",
+            Outcome::ServerExit => "server_exit",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
+/// Risk levels of the design notes, ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskLevel {
+    /// Read-only or harmless.
+    Low,
+    /// Unknown effects.
+    Medium,
+    /// Destructive or reaching outside.
+    High,
+    /// Must not run without review.
+    Critical,
+}
+
+impl RiskLevel {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "low",
+            RiskLevel::Medium => "medium",
+            RiskLevel::High => "high",
+            RiskLevel::Critical => "critical",
+        }
+    }
+}
+
+/// Context and measurements of one event; absent fields are omitted from the JSON.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The JSON-RPC id of the request as the client sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
+    /// The MCP protocol revision in force for this request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<String>,
+    /// `"2025"` (initialize handshake), `"2026"` (per-request `_meta`) or `"unknown"`.
+    pub protocol_era: Era,
+    /// How the caller was identified (`stdio`: the OS user or `--user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<String>,
+    /// The client implementation as `name/version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The server implementation as `name/version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_version: Option<String>,
+    /// The tool arguments exactly as sent (access events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Box<RawValue>>,
+    /// For an MRTR retry: the `input_required` execution event it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<EventId>,
+    /// Wall time from forwarding the request to its end, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_time_us: Option<u64>,
+    /// Size of the server's response message in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_size_bytes: Option<u64>,
+    /// Content block types of the result, in order of first appearance.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_types: Vec<String>,
+    /// Error texts: the JSON-RPC error message, or the text of an `isError` result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_messages: Vec<String>,
+    /// The JSON-RPC error code, for `jsonrpc_error` and refusals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i64>,
+    /// Keys of the input requests of an `input_required` result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_requests: Vec<String>,
+    /// Which side caused a failure: `client`, `upstream` or `internal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_side: Option<Side>,
+    /// Why the step ended this way, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// One audit record; see the README's "Event JSON" for the contract.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Unique, time-sortable id (ULID).
+    pub event_id: EventId,
+    /// When the event was created, RFC 3339 UTC with microseconds.
+    #[serde(with = "rfc3339")]
+    pub timestamp: SystemTime,
+    /// The kind of fact.
+    pub event_type: EventType,
+    /// Who made the call.
+    pub user_id: String,
+    /// The tool called; `null` when the request was too broken to tell.
+    pub tool_name: Option<String>,
+    /// The MCP method (`tools/call`).
+    pub action: String,
+    /// How the step ended.
+    pub result: Outcome,
+    /// Context and measurements.
+    pub metadata: Metadata,
+    /// Assessed risk.
+    pub risk_level: RiskLevel,
+    /// Regulations the data touches (`gdpr`, `hipaa`, `pci_dss`, `secrets`).
+    pub compliance_tags: Vec<String>,
+    /// The client connection this call belongs to.
+    pub session_id: String,
+    /// The configured name of the server behind the proxy.
+    pub upstream: String,
+    /// The other half of the access/end pair.
+    pub linked_event_id: Option<EventId>,
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_micros(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_increase_and_keys_sort_like_ids() {
+        let ids = EventIds::default();
+        let mut prev = ids.next().0;
+        for _ in 0..10_000 {
+            let next = ids.next().0;
+            assert!(next > prev);
+            assert!(next.to_key() > prev.to_key());
+            assert!(next.to_string() > prev.to_string());
+            assert_eq!(EventId::from_key(&next.to_key()), Some(next));
+            prev = next;
+        }
+    }
+
+    #[test]
+    fn the_json_form_round_trips_with_the_documented_spellings() {
+        let ids = EventIds::default();
+        let (id, ts) = ids.next();
+        let event = AuditEvent {
+            event_id: id,
+            timestamp: ts,
+            event_type: EventType::ToolAccess,
+            user_id: "alice".into(),
+            tool_name: Some("echo".into()),
+            action: "tools/call".into(),
+            result: Outcome::Initiated,
+            metadata: Metadata {
+                request_id: Some(RequestId::Str("7".into())),
+                protocol_era: Era::V2026,
+                arguments: Some(RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap()),
+                failure_side: Some(Side::Upstream),
+                ..Metadata::default()
+            },
+            risk_level: RiskLevel::Medium,
+            compliance_tags: vec![],
+            session_id: "s".into(),
+            upstream: "example".into(),
+            linked_event_id: None,
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["event_type"], "tool_access");
+        assert_eq!(json["result"], "initiated");
+        assert_eq!(json["risk_level"], "medium");
+        assert_eq!(json["metadata"]["protocol_era"], "2026");
+        assert_eq!(json["metadata"]["request_id"], "7");
+        assert_eq!(json["metadata"]["failure_side"], "upstream");
+        assert_eq!(json["metadata"]["arguments"]["text"], "hi");
+        assert!(json["metadata"].get("execution_time_us").is_none());
+        assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+        let back: AuditEvent = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.event_id, event.event_id);
+        assert_eq!(back.timestamp, event.timestamp);
+        assert_eq!(back.metadata.arguments.unwrap().get(), r#"{"text":"hi"}"#);
+    }
+}

@@ -1,0 +1,7 @@
+//! Audit events and the writer that makes them durable.
+
+pub mod event;
+pub mod writer;
+
+pub use event::{AuditEvent, EventId, EventType, Metadata, Outcome, RiskLevel};
+pub use writer::{Ack, AuditError, AuditSink};

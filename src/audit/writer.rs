@@ -1,0 +1,356 @@
+//! The audit writer: one thread owns the journal and appends events in batches with one
+//! `fdatasync` per batch (group commit); a second thread feeds the sled index behind it.
+//!
+//! The pipeline never touches the disk: it hands a serialized event to [`AuditSink::record`]
+//! and, in `sync` mode, awaits the returned [`Ack`] before letting the message move on.
+//! Nothing is dropped silently: a full queue or a failed write is an error the caller sees,
+//! and after a failed write every later event is refused until the proxy is restarted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::event::AuditEvent;
+use crate::config::Durability;
+use crate::store::{Index, Journal, JournalPos};
+
+/// Events per batch at most; more wait for the next batch.
+const MAX_BATCH_EVENTS: usize = 4096;
+/// Bytes per batch at most (a batch is written with one `write`).
+const MAX_BATCH_BYTES: usize = 16 << 20;
+
+/// Why an event could not be recorded; the call it belongs to is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// More events are waiting than `audit.queue_capacity` allows.
+    #[error("audit queue full ({capacity} events waiting); the disk cannot keep up")]
+    QueueFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// The journal failed earlier; nothing more is accepted until restart.
+    #[error("audit journal unavailable: {reason}")]
+    Unavailable {
+        /// The first failure.
+        reason: String,
+    },
+    /// The writer has shut down.
+    #[error("audit writer closed")]
+    Closed,
+}
+
+/// Counters of the writer, for the shutdown log line and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Events appended to the journal.
+    pub written: AtomicU64,
+    /// Batches written (each one `write`).
+    pub batches: AtomicU64,
+    /// `fdatasync` calls.
+    pub syncs: AtomicU64,
+    /// Events refused because the queue was full.
+    pub queue_full: AtomicU64,
+    /// Events refused because the journal had failed.
+    pub refused: AtomicU64,
+}
+
+struct Shared {
+    failed: OnceLock<String>,
+    stats: WriterStats,
+    capacity: usize,
+    sync: bool,
+}
+
+struct Submission {
+    payload: Vec<u8>,
+    ack: Option<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+enum Msg {
+    Event(Submission),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Resolves when the event is durable (`sync` mode) or at once (`batched` mode).
+#[derive(Debug)]
+pub struct Ack(Option<oneshot::Receiver<Result<(), AuditError>>>);
+
+impl Ack {
+    /// An ack that is already complete.
+    pub fn done() -> Ack {
+        Ack(None)
+    }
+
+    /// Whether waiting on it can take time.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Waits until the event is durable.
+    pub async fn wait(self) -> Result<(), AuditError> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or(Err(AuditError::Closed)),
+        }
+    }
+}
+
+/// The pipeline's handle to the writer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditSink {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for AuditSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSink").finish_non_exhaustive()
+    }
+}
+
+impl AuditSink {
+    /// Queues an event; in `sync` mode the [`Ack`] resolves once it is durable.
+    pub fn record(&self, event: &AuditEvent) -> Result<Ack, AuditError> {
+        if let Some(reason) = self.shared.failed.get() {
+            self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditError::Unavailable {
+                reason: reason.clone(),
+            });
+        }
+        let payload = serde_json::to_vec(event).map_err(|e| AuditError::Unavailable {
+            reason: format!("event could not be encoded: {e}"),
+        })?;
+        let (ack_tx, ack) = if self.shared.sync {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Ack(Some(rx)))
+        } else {
+            (None, Ack::done())
+        };
+        match self.tx.try_send(Msg::Event(Submission {
+            payload,
+            ack: ack_tx,
+        })) {
+            Ok(()) => Ok(ack),
+            Err(TrySendError::Full(_)) => {
+                self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                Err(AuditError::QueueFull {
+                    capacity: self.shared.capacity,
+                })
+            }
+            Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
+        }
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// Whether the journal has failed (every event is refused from then on).
+    pub fn failure(&self) -> Option<&str> {
+        self.shared.failed.get().map(String::as_str)
+    }
+
+    /// Writes and syncs everything queued so far, then stops the writer and the indexer.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        // A blocking send: the queue may be full, and shutdown must not lose what is in it.
+        let sender = self.tx.clone();
+        let sent = tokio::task::spawn_blocking(move || sender.send(Msg::Shutdown(tx)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// The writer and indexer threads; join them after [`AuditSink::close`].
+#[derive(Debug)]
+pub struct WriterThreads {
+    writer: JoinHandle<()>,
+    indexer: JoinHandle<()>,
+}
+
+impl WriterThreads {
+    /// Waits for both threads to finish.
+    pub fn join(self) {
+        let _ = self.writer.join();
+        let _ = self.indexer.join();
+    }
+}
+
+/// Starts the writer (owning the journal) and the indexer (owning the index).
+pub fn start(
+    journal: Journal,
+    index: Index,
+    durability: Durability,
+    flush_interval: Duration,
+    capacity: usize,
+) -> std::io::Result<(AuditSink, WriterThreads)> {
+    let (tx, rx) = mpsc::sync_channel(capacity);
+    let (index_tx, index_rx) = mpsc::sync_channel::<(Vec<Vec<u8>>, JournalPos)>(64);
+    let shared = Arc::new(Shared {
+        failed: OnceLock::new(),
+        stats: WriterStats::default(),
+        capacity,
+        sync: durability == Durability::Sync,
+    });
+    let indexer = std::thread::Builder::new()
+        .name("audit-indexer".into())
+        .spawn(move || run_indexer(index, index_rx))?;
+    let writer_shared = shared.clone();
+    let writer = std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || {
+            Writer {
+                journal,
+                shared: writer_shared,
+                durability,
+                flush_interval,
+                index_tx,
+            }
+            .run(rx)
+        })?;
+    Ok((AuditSink { tx, shared }, WriterThreads { writer, indexer }))
+}
+
+struct Writer {
+    journal: Journal,
+    shared: Arc<Shared>,
+    durability: Durability,
+    flush_interval: Duration,
+    index_tx: SyncSender<(Vec<Vec<u8>>, JournalPos)>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        let mut acks: Vec<oneshot::Sender<Result<(), AuditError>>> = Vec::new();
+        let mut unsynced = false;
+        let mut last_sync = Instant::now();
+        let mut shutdown: Option<oneshot::Sender<()>> = None;
+        loop {
+            let first = if unsynced {
+                let wait = self.flush_interval.saturating_sub(last_sync.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                }
+            };
+            let mut bytes = 0;
+            let mut next = first;
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Event(s) => {
+                        bytes += s.payload.len();
+                        payloads.push(s.payload);
+                        acks.extend(s.ack);
+                    }
+                    Msg::Shutdown(tx) => {
+                        shutdown = Some(tx);
+                        break;
+                    }
+                }
+                if payloads.len() < MAX_BATCH_EVENTS && bytes < MAX_BATCH_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !payloads.is_empty() {
+                let result = self.write(&payloads);
+                match &result {
+                    Ok(end) => {
+                        unsynced = self.durability == Durability::Batched;
+                        let batch = std::mem::take(&mut payloads);
+                        if self.index_tx.send((batch, *end)).is_err() {
+                            tracing::error!("audit indexer stopped; queries will lag until restart");
+                        }
+                    }
+                    Err(_) => payloads.clear(),
+                }
+                let answer = result.map(|_| ());
+                for ack in acks.drain(..) {
+                    let _ = ack.send(answer.clone());
+                }
+            }
+            if unsynced && (last_sync.elapsed() >= self.flush_interval || shutdown.is_some()) {
+                if let Err(e) = self.sync() {
+                    tracing::error!(error = %e, "audit journal sync failed");
+                }
+                unsynced = false;
+                last_sync = Instant::now();
+            }
+            if shutdown.is_some() {
+                break;
+            }
+        }
+        if unsynced && let Err(e) = self.sync() {
+            tracing::error!(error = %e, "audit journal sync failed");
+        }
+        let stats = &self.shared.stats;
+        tracing::debug!(
+            written = stats.written.load(Ordering::Relaxed),
+            batches = stats.batches.load(Ordering::Relaxed),
+            syncs = stats.syncs.load(Ordering::Relaxed),
+            "audit writer stopped"
+        );
+        // Refuse whatever arrives after shutdown instead of leaving it unanswered.
+        let _ = self.shared.failed.set("the audit writer has shut down".into());
+        drop(self.index_tx);
+        drop(rx);
+        if let Some(tx) = shutdown {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Appends a batch; in `sync` mode also makes it durable.
+    fn write(&mut self, payloads: &[Vec<u8>]) -> Result<JournalPos, AuditError> {
+        if let Some(reason) = self.shared.failed.get() {
+            return Err(AuditError::Unavailable {
+                reason: reason.clone(),
+            });
+        }
+        let end = self.journal.append(payloads).map_err(|e| self.fail(e.to_string()))?;
+        let stats = &self.shared.stats;
+        stats.written.fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        if self.durability == Durability::Sync {
+            self.sync()?;
+        }
+        Ok(end)
+    }
+
+    fn sync(&mut self) -> Result<(), AuditError> {
+        self.journal.sync().map_err(|e| self.fail(e.to_string()))?;
+        self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn fail(&self, reason: String) -> AuditError {
+        tracing::error!(error = %reason, "audit journal write failed; refusing every further tool call until restart");
+        let _ = self.shared.failed.set(reason.clone());
+        AuditError::Unavailable { reason }
+    }
+}
+
+fn run_indexer(index: Index, rx: mpsc::Receiver<(Vec<Vec<u8>>, JournalPos)>) {
+    let mut healthy = true;
+    for (batch, end) in rx {
+        if let Err(e) = index.apply(batch.iter().map(Vec::as_slice), end)
+            && std::mem::replace(&mut healthy, false)
+        {
+            tracing::error!(error = %e, "audit index update failed; the journal is intact, run `mcp-audit-proxy reindex` after stopping the proxy");
+        }
+    }
+    if let Err(e) = index.flush() {
+        tracing::error!(error = %e, "audit index flush failed; it will be caught up from the journal on next start");
+    }
+}

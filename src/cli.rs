@@ -1,0 +1,98 @@
+//! The command line: one subcommand per mode, all finding the store through `--config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::audit::EventType;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-audit-proxy", version, about = "A transparent MCP proxy that records every tool call in a durable audit trail")]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an MCP server behind the proxy over stdio (use it in place of the server's command).
+    Stdio(StdioArgs),
+    /// Show the newest audit events.
+    Events(EventsArgs),
+    /// Rebuild the query index from the journal (the proxy must be stopped).
+    Reindex(ConfigArg),
+}
+
+/// The config file, shared by every subcommand so they all find the same store.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(long, value_name = "PATH", default_value = "proxy.toml")]
+    pub config: PathBuf,
+}
+
+/// `stdio` arguments.
+#[derive(Debug, Args)]
+pub struct StdioArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The identity recorded as user_id (default: user_id in the config, else the OS user).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The MCP server command and its arguments (default: upstream.command in the config).
+    #[arg(last = true, value_name = "SERVER_COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `events` arguments.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// How many events, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this session.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Only this tool.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// Only this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this event type.
+    #[arg(long = "type", value_enum)]
+    pub event_type: Option<TypeArg>,
+}
+
+/// Event types as command-line values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[allow(missing_docs)]
+pub enum TypeArg {
+    ToolAccess,
+    ToolExecution,
+    ToolFailure,
+    PermissionChange,
+    ConfigurationChange,
+}
+
+impl From<TypeArg> for EventType {
+    fn from(t: TypeArg) -> EventType {
+        match t {
+            TypeArg::ToolAccess => EventType::ToolAccess,
+            TypeArg::ToolExecution => EventType::ToolExecution,
+            TypeArg::ToolFailure => EventType::ToolFailure,
+            TypeArg::PermissionChange => EventType::PermissionChange,
+            TypeArg::ConfigurationChange => EventType::ConfigurationChange,
+        }
+    }
+}

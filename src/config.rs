@@ -1,0 +1,340 @@
+//! `proxy.toml`: raw serde structs (unknown keys refused) validated into [`Config`].
+//!
+//! Every key is documented once here and with the same words in the repository's `proxy.toml`.
+//! Errors name the file, the line and the key, and say what to do.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A config file that cannot be used; the message says where and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}\n  hint: pass --config PATH, or copy proxy.toml from the mcp-audit-proxy repository")]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a bad value.
+    #[error("{}{}: {message}\n  hint: {hint}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The config path.
+        path: PathBuf,
+        /// 1-based line of the offending key or value.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+        /// What to do about it.
+        hint: String,
+    },
+}
+
+/// When the journal is made durable: the trade between safety and latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Access event durable before forwarding; end event durable before the client sees the result.
+    Sync,
+    /// Durable at least every `flush_interval_ms`; calls never wait for the disk.
+    Batched,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    user_id: Option<Spanned<String>>,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    store_dir: Option<Spanned<String>>,
+    durability: Option<Durability>,
+    flush_interval_ms: Option<Spanned<u64>>,
+    segment_bytes: Option<Spanned<u64>>,
+    queue_capacity: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_message_bytes: Option<Spanned<u64>>,
+    call_timeout_ms: Option<Spanned<u64>>,
+    shutdown_grace_ms: Option<Spanned<u64>>,
+}
+
+/// The validated configuration every mode runs from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// `user_id`: identity recorded in stdio mode when `--user` is not given.
+    pub user_id: Option<String>,
+    /// `[upstream]`.
+    pub upstream: UpstreamConfig,
+    /// `[audit]`.
+    pub audit: AuditConfig,
+    /// `[limits]`.
+    pub limits: Limits,
+}
+
+/// `[upstream]`: the MCP server behind the proxy.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `name`: recorded as `upstream` in every event.
+    pub name: String,
+    /// `command`: the server started when none is given after `--`.
+    pub command: Vec<String>,
+}
+
+/// `[audit]`: where and how events are stored.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// `store_dir`: the store directory (journal + index), relative to the config file.
+    pub store_dir: PathBuf,
+    /// `durability`: `sync` or `batched`.
+    pub durability: Durability,
+    /// `flush_interval_ms`: in `batched` mode, the longest time an event stays unsynced.
+    pub flush_interval: Duration,
+    /// `segment_bytes`: the journal starts a new segment file past this size.
+    pub segment_bytes: u64,
+    /// `queue_capacity`: events waiting for the writer; when full, calls are refused.
+    pub queue_capacity: usize,
+}
+
+/// `[limits]`: protection against misbehaving peers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `max_message_bytes`: a longer JSON-RPC message is refused.
+    pub max_message_bytes: usize,
+    /// `call_timeout_ms`: a `tools/call` without an answer by then fails; `None` (0) waits forever.
+    pub call_timeout: Option<Duration>,
+    /// `shutdown_grace_ms`: how long the server may take to exit after stdin closes, per step.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text as if read from `path` (relative paths resolve against its folder).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let at = Source { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        let user_id = match raw.user_id {
+            Some(u) => Some(at.non_empty("user_id", u)?),
+            None => None,
+        };
+
+        let name = match raw.upstream.name {
+            Some(n) => at.non_empty("upstream.name", n)?,
+            None => "upstream".to_string(),
+        };
+        let command = match raw.upstream.command {
+            Some(c) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
+                return Err(at.invalid(
+                    c.span(),
+                    "`upstream.command` is empty",
+                    "give the program and its arguments, e.g. command = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"], or remove the key and pass the command after `--`",
+                ));
+            }
+            Some(c) => c.into_inner(),
+            None => Vec::new(),
+        };
+
+        let a = raw.audit;
+        let store_dir = match a.store_dir {
+            Some(d) => base.join(at.non_empty("audit.store_dir", d)?),
+            None => base.join(".mcp-audit"),
+        };
+        let flush_ms = at.ranged("audit.flush_interval_ms", a.flush_interval_ms, 10, 1..=60_000)?;
+        let segment_bytes =
+            at.ranged("audit.segment_bytes", a.segment_bytes, 64 << 20, 4096..=(1 << 40))?;
+        let queue_capacity =
+            at.ranged("audit.queue_capacity", a.queue_capacity, 16_384, 1..=(1 << 24))?;
+
+        let l = raw.limits;
+        let max_message_bytes =
+            at.ranged("limits.max_message_bytes", l.max_message_bytes, 16 << 20, 256..=(1 << 30))?;
+        let call_timeout_ms =
+            at.ranged("limits.call_timeout_ms", l.call_timeout_ms, 600_000, 0..=(7 * 86_400_000))?;
+        let shutdown_grace_ms =
+            at.ranged("limits.shutdown_grace_ms", l.shutdown_grace_ms, 3_000, 0..=600_000)?;
+
+        Ok(Config {
+            source: path.to_path_buf(),
+            user_id,
+            upstream: UpstreamConfig { name, command },
+            audit: AuditConfig {
+                store_dir,
+                durability: a.durability.unwrap_or(Durability::Sync),
+                flush_interval: Duration::from_millis(flush_ms),
+                segment_bytes,
+                queue_capacity: queue_capacity as usize,
+            },
+            limits: Limits {
+                max_message_bytes: max_message_bytes as usize,
+                call_timeout: (call_timeout_ms > 0).then(|| Duration::from_millis(call_timeout_ms)),
+                shutdown_grace: Duration::from_millis(shutdown_grace_ms),
+            },
+        })
+    }
+}
+
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    }
+
+    fn invalid(&self, span: Range<usize>, message: &str, hint: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: Some(self.line_of(span.start)),
+            message: message.to_string(),
+            hint: hint.to_string(),
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let message = e.message().trim().to_string();
+        let hint = if message.starts_with("unknown field") {
+            "check the spelling; every key is documented in the proxy.toml of the mcp-audit-proxy repository (unknown keys are refused so a typo cannot silently weaken the audit)"
+        } else if message.starts_with("unknown variant") {
+            "use one of the values listed above"
+        } else if message.starts_with("invalid type") {
+            "check the value's type against the documentation in proxy.toml (numbers unquoted, names in quotes)"
+        } else {
+            "fix the TOML syntax at this line"
+        };
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: e.span().map(|s| self.line_of(s.start)),
+            message,
+            hint: hint.to_string(),
+        }
+    }
+
+    fn non_empty(&self, key: &str, value: Spanned<String>) -> Result<String, ConfigError> {
+        let text = value.get_ref();
+        if text.trim().is_empty() || text.chars().any(char::is_control) {
+            return Err(self.invalid(
+                value.span(),
+                &format!("`{key}` must be a non-empty string without control characters"),
+                &format!("set `{key}` to a name, or remove the key to use the default"),
+            ));
+        }
+        Ok(value.into_inner())
+    }
+
+    fn ranged(
+        &self,
+        key: &str,
+        value: Option<Spanned<u64>>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        if !range.contains(value.get_ref()) {
+            return Err(self.invalid(
+                value.span(),
+                &format!(
+                    "`{key}` = {} is out of range {}..={}",
+                    value.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+                &format!("choose a value in range, or remove the key to use the default ({default})"),
+            ));
+        }
+        Ok(value.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/mcp/proxy.toml"), text)
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.audit.store_dir, Path::new("/etc/mcp/.mcp-audit"));
+        assert_eq!(c.audit.durability, Durability::Sync);
+        assert_eq!(c.limits.max_message_bytes, 16 << 20);
+        assert_eq!(c.limits.call_timeout, Some(Duration::from_secs(600)));
+        assert!(c.upstream.command.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_fail_with_file_line_and_hint() {
+        let err = parse("[audit]\ndurability = \"sync\"\ndurabilty = \"batched\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("/etc/mcp/proxy.toml:3: unknown field `durabilty`"), "{text}");
+        assert!(text.contains("hint: check the spelling"), "{text}");
+        let err = parse("[audti]\n").unwrap_err().to_string();
+        assert!(err.contains(":1: unknown field `audti`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_fail_with_file_line_and_hint() {
+        let cases = [
+            ("[audit]\ndurability = \"fast\"\n", ":2: unknown variant `fast`"),
+            ("[limits]\n\nmax_message_bytes = 10\n", ":3: `limits.max_message_bytes` = 10 is out of range"),
+            ("[limits]\ncall_timeout_ms = \"5s\"\n", ":2: invalid type"),
+            ("user_id = \"\"\n", ":1: `user_id` must be a non-empty string"),
+            ("[upstream]\ncommand = []\n", ":2: `upstream.command` is empty"),
+            ("[audit\n", ":1:"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?} gave {err}");
+            assert!(err.contains("hint: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn relative_store_dirs_resolve_against_the_config_folder() {
+        let c = parse("[audit]\nstore_dir = \"data/audit\"\n").unwrap();
+        assert_eq!(c.audit.store_dir, Path::new("/etc/mcp/data/audit"));
+        let c = parse("[audit]\nstore_dir = \"/var/lib/audit\"\n").unwrap();
+        assert_eq!(c.audit.store_dir, Path::new("/var/lib/audit"));
+    }
+}

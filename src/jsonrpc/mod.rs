@@ -1,0 +1,8 @@
+//! JSON-RPC over newline-delimited streams: framing and classification of raw bytes.
+
+pub mod frame;
+pub mod message;
+pub mod scan;
+
+pub use frame::{FrameError, LineFramer};
+pub use message::{Invalid, Message, Parsed, RequestId, ResponseBody};

@@ -1,0 +1,311 @@
+//! Just enough of MCP to classify and audit: lenient borrowed views of the few params and
+//! results the proxy reads. Anything not named here passes through unread.
+//!
+//! These are views, not rmcp's typed model: they borrow the raw `arguments` instead of
+//! building a map, and a field the proxy does not need can never make a message unreadable.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::jsonrpc::RequestId;
+
+/// `_meta` key carrying the protocol revision of a 2026-07-28 request.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key carrying the client implementation of a 2026-07-28 request.
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+/// `_meta` key carrying the server implementation in 2026-07-28 results.
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// The two protocol eras in use; the proxy serves both and records which one each call used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Era {
+    /// Revisions 2024-11-05 … 2025-11-25: `initialize` handshake, sessions.
+    #[serde(rename = "2025")]
+    V2025,
+    /// Revision 2026-07-28 and later: no `initialize`, protocol version in each request's `_meta`.
+    #[serde(rename = "2026")]
+    V2026,
+    /// Not yet known (no handshake and no `_meta` seen).
+    #[default]
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl Era {
+    /// The era a protocol revision string belongs to.
+    pub fn of_version(version: &str) -> Era {
+        let is_date = version.len() == 10
+            && version
+                .bytes()
+                .enumerate()
+                .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        if !is_date {
+            Era::Unknown
+        } else if version >= "2026-07-28" {
+            Era::V2026
+        } else {
+            Era::V2025
+        }
+    }
+}
+
+/// `clientInfo` / `serverInfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Implementation {
+    /// Implementation name.
+    pub name: String,
+    /// Implementation version.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl Implementation {
+    /// `name/version`, the form recorded as user agent and tool version.
+    pub fn agent(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}/{}", self.name, v),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The `_meta` of a request, as far as auditing cares.
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestMeta<'a> {
+    /// Protocol revision (2026-07-28 era).
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
+    pub protocol_version: Option<Cow<'a, str>>,
+    /// Client implementation (2026-07-28 era).
+    #[serde(rename = "io.modelcontextprotocol/clientInfo", default)]
+    pub client_info: Option<Implementation>,
+}
+
+/// `params` of `tools/call`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallToolParams<'a> {
+    /// The tool name.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// The arguments, raw.
+    #[serde(borrow, default)]
+    pub arguments: Option<&'a RawValue>,
+    /// Request metadata.
+    #[serde(rename = "_meta", borrow, default)]
+    pub meta: Option<RequestMeta<'a>>,
+    /// MRTR retry: the opaque state echoed from the `input_required` result.
+    #[serde(borrow, default)]
+    pub request_state: Option<Cow<'a, str>>,
+    /// MRTR retry: answers keyed like the `inputRequests` they answer.
+    #[serde(borrow, default)]
+    pub input_responses: Option<std::collections::BTreeMap<Cow<'a, str>, &'a RawValue>>,
+}
+
+/// Any request's `params`, read only for its `_meta`.
+#[derive(Debug, Default, Deserialize)]
+pub struct AnyParams<'a> {
+    /// Request metadata.
+    #[serde(rename = "_meta", borrow, default)]
+    pub meta: Option<RequestMeta<'a>>,
+}
+
+/// `params` of `initialize` (2025 era).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeParams<'a> {
+    /// The revision the client asks for.
+    #[serde(borrow, default)]
+    pub protocol_version: Option<Cow<'a, str>>,
+    /// The client implementation.
+    #[serde(default)]
+    pub client_info: Option<Implementation>,
+}
+
+/// The `_meta` of a result, as far as auditing cares.
+#[derive(Debug, Default, Deserialize)]
+pub struct ResultMeta {
+    /// Server implementation (2026-07-28 era).
+    #[serde(rename = "io.modelcontextprotocol/serverInfo", default)]
+    pub server_info: Option<Implementation>,
+}
+
+/// The result of `initialize` (2025 era) or `server/discover` (2026-07-28 era).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerIdentity<'a> {
+    /// The negotiated revision (`initialize`).
+    #[serde(borrow, default)]
+    pub protocol_version: Option<Cow<'a, str>>,
+    /// The server implementation (`initialize`).
+    #[serde(default)]
+    pub server_info: Option<Implementation>,
+    /// Result metadata (`server/discover` carries the server implementation here).
+    #[serde(rename = "_meta", default)]
+    pub meta: Option<ResultMeta>,
+}
+
+impl ServerIdentity<'_> {
+    /// The server implementation, wherever this revision puts it.
+    pub fn server(&self) -> Option<&Implementation> {
+        self.server_info
+            .as_ref()
+            .or_else(|| self.meta.as_ref().and_then(|m| m.server_info.as_ref()))
+    }
+}
+
+/// The result of `tools/call`, read for its outcome and shape only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallToolResultView<'a> {
+    /// `"complete"` (or absent), `"input_required"` (MRTR) or `"task"`.
+    #[serde(borrow, default)]
+    pub result_type: Option<Cow<'a, str>>,
+    /// Tool-level failure.
+    #[serde(default)]
+    pub is_error: Option<bool>,
+    /// Content blocks, read for their type (and text when `isError`).
+    #[serde(borrow, default)]
+    pub content: Vec<ContentView<'a>>,
+    /// MRTR: what the server asks the client for.
+    #[serde(borrow, default)]
+    pub input_requests: Option<std::collections::BTreeMap<Cow<'a, str>, &'a RawValue>>,
+    /// MRTR: opaque state the retry will echo.
+    #[serde(borrow, default)]
+    pub request_state: Option<Cow<'a, str>>,
+    /// Result metadata.
+    #[serde(rename = "_meta", default)]
+    pub meta: Option<ResultMeta>,
+}
+
+/// One content block's type (and text).
+#[derive(Debug, Deserialize)]
+pub struct ContentView<'a> {
+    /// `text`, `image`, `audio`, `resource_link`, `resource`, …
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Cow<'a, str>,
+    /// The text of a text block.
+    #[serde(borrow, default)]
+    pub text: Option<Cow<'a, str>>,
+}
+
+/// A JSON-RPC error object.
+#[derive(Debug, Deserialize)]
+pub struct ErrorView<'a> {
+    /// Error code.
+    #[serde(default)]
+    pub code: Option<i64>,
+    /// Error message.
+    #[serde(borrow, default)]
+    pub message: Option<Cow<'a, str>>,
+}
+
+/// `params` of `notifications/cancelled`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelledParams<'a> {
+    /// The request being cancelled.
+    pub request_id: RequestId,
+    /// Why, if the sender said.
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+}
+
+/// The result of `tools/list`, read for tool annotations (risk hints).
+#[derive(Debug, Deserialize)]
+pub struct ToolsListView {
+    /// The tools on this page.
+    #[serde(default)]
+    pub tools: Vec<ToolView>,
+}
+
+/// One tool of `tools/list`.
+#[derive(Debug, Deserialize)]
+pub struct ToolView {
+    /// The tool name.
+    pub name: String,
+    /// The server's hints about the tool's behaviour.
+    #[serde(default)]
+    pub annotations: Option<ToolAnnotations>,
+}
+
+/// MCP tool annotations: hints from the server, never trusted to lower a risk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolAnnotations {
+    /// The tool does not modify its environment.
+    #[serde(default)]
+    pub read_only_hint: Option<bool>,
+    /// The tool may perform destructive updates.
+    #[serde(default)]
+    pub destructive_hint: Option<bool>,
+    /// Repeated calls with the same arguments have no additional effect.
+    #[serde(default)]
+    pub idempotent_hint: Option<bool>,
+    /// The tool interacts with an open world of external entities.
+    #[serde(default)]
+    pub open_world_hint: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eras_follow_the_revision_date() {
+        assert_eq!(Era::of_version("2024-11-05"), Era::V2025);
+        assert_eq!(Era::of_version("2025-03-26"), Era::V2025);
+        assert_eq!(Era::of_version("2025-11-25"), Era::V2025);
+        assert_eq!(Era::of_version("2026-07-28"), Era::V2026);
+        assert_eq!(Era::of_version("2027-01-01"), Era::V2026);
+        assert_eq!(Era::of_version("DRAFT-2026-v1"), Era::Unknown);
+        assert_eq!(Era::of_version(""), Era::Unknown);
+    }
+
+    #[test]
+    fn reads_a_2026_tools_call() {
+        let params = r#"{"name":"echo","arguments":{"text":"hi"},"_meta":{"progressToken":1,
+            "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+            "io.modelcontextprotocol/clientInfo":{"name":"c","version":"1.0","extra":true},
+            "io.modelcontextprotocol/clientCapabilities":{}},"requestState":"s1",
+            "inputResponses":{"a":{"action":"accept"}}}"#;
+        let p: CallToolParams = serde_json::from_str(params).unwrap();
+        assert_eq!(p.name, "echo");
+        assert_eq!(p.arguments.unwrap().get(), r#"{"text":"hi"}"#);
+        let meta = p.meta.unwrap();
+        assert_eq!(meta.protocol_version.as_deref(), Some("2026-07-28"));
+        assert_eq!(meta.client_info.unwrap().agent(), "c/1.0");
+        assert_eq!(p.request_state.as_deref(), Some("s1"));
+        assert_eq!(p.input_responses.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn reads_results_leniently() {
+        let r: CallToolResultView =
+            serde_json::from_str(r#"{"content":[{"type":"text","text":"x"},{"type":"image","data":"AA=="}],"isError":true,"structuredContent":{}}"#)
+                .unwrap();
+        assert_eq!(r.is_error, Some(true));
+        assert_eq!(r.content.len(), 2);
+        let r: CallToolResultView = serde_json::from_str(
+            r#"{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create"}},"requestState":"st"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.result_type.as_deref(), Some("input_required"));
+        assert_eq!(r.input_requests.unwrap().keys().next().map(|k| k.as_ref()), Some("k"));
+    }
+
+    #[test]
+    fn finds_the_server_in_either_era() {
+        let init: ServerIdentity = serde_json::from_str(
+            r#"{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"s","version":"2"}}"#,
+        )
+        .unwrap();
+        assert_eq!(init.server().unwrap().agent(), "s/2");
+        let discover: ServerIdentity = serde_json::from_str(
+            r#"{"supportedVersions":["2026-07-28"],"capabilities":{},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"s","version":"3"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(discover.server().unwrap().agent(), "s/3");
+    }
+}

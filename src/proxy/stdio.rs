@@ -1,0 +1,433 @@
+//! The stdio front door: the client starts us, we start the server, and lines flow both ways
+//! through the [`Pipeline`].
+//!
+//! Four tasks move bytes (client reader, server writer, server reader, client writer), a timer
+//! expires calls, and the supervisor owns the child. A writer task awaits each message's audit
+//! ack before writing it, so order is kept and, in `sync` mode, nothing reaches the other side
+//! before its event is durable. Shutdown: client EOF or a signal closes the server's stdin,
+//! waits `limits.shutdown_grace_ms`, sends SIGTERM, waits again, then kills; calls still in
+//! flight are failed with their events; the proxy exits with the server's status.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::pipeline::{Outbound, Pipeline, Route, SessionInfo};
+use crate::audit::event::Outcome;
+use crate::audit::writer::AuditSink;
+use crate::config::Config;
+use crate::jsonrpc::LineFramer;
+
+/// Messages queued per direction before readers wait (backpressure).
+const QUEUE: usize = 1024;
+/// How long to wait for the server's stdout to reach EOF after it exited (grandchildren may hold it).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How long queued replies may take to reach the client at exit.
+const FLUSH_AT_EXIT: Duration = Duration::from_secs(5);
+
+/// Why the stdio proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    /// No server command on the command line or in the config.
+    #[error("no MCP server command given\n  hint: put the server command after `--`, e.g. `mcp-audit-proxy stdio --config {} -- npx -y @modelcontextprotocol/server-everything`, or set upstream.command in that file", config.display())]
+    NoCommand {
+        /// The config file in use.
+        config: PathBuf,
+    },
+    /// The server could not be started.
+    #[error("cannot start the MCP server `{command}`: {source}\n  hint: check the command after `--` (or upstream.command in {}); is the program installed and on PATH?", config.display())]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The config file in use.
+        config: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Waiting for the server failed.
+    #[error("lost track of the MCP server process: {0}")]
+    Wait(io::Error),
+}
+
+/// Runs the proxy between this process's stdin/stdout and a spawned server until either ends.
+///
+/// Returns the exit code to leave with: the server's, or 128 + signal if it was killed.
+pub async fn run(
+    config: &Config,
+    command: &[String],
+    user_id: String,
+    audit: AuditSink,
+) -> Result<i32, StdioError> {
+    run_with(config, command, user_id, audit, tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// [`run`] with the client's streams given (tests and embedders).
+pub async fn run_with(
+    config: &Config,
+    command: &[String],
+    user_id: String,
+    audit: AuditSink,
+    client_in: impl AsyncRead + Unpin + Send + 'static,
+    client_out: impl AsyncWrite + Unpin + Send + 'static,
+) -> Result<i32, StdioError> {
+    let (program, args) = command.split_first().ok_or_else(|| StdioError::NoCommand {
+        config: config.source.clone(),
+    })?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| StdioError::Spawn {
+            command: command.join(" "),
+            config: config.source.clone(),
+            source,
+        })?;
+    let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(StdioError::Wait(io::Error::other("child pipes missing")));
+    };
+
+    let session = SessionInfo {
+        session_id: ulid::Ulid::generate().to_string(),
+        user_id,
+        upstream: config.upstream.name.clone(),
+        auth_method: "stdio",
+    };
+    let span = tracing::info_span!("session", mcp.session.id = %session.session_id);
+    tracing::info!(parent: &span, pid = child.id(), command = %command.join(" "), user = %session.user_id, "mcp server started");
+    let pipeline = Arc::new(Pipeline::new(session, audit, &config.limits));
+    let max = config.limits.max_message_bytes;
+
+    let (to_server, to_server_rx) = mpsc::channel::<Outbound>(QUEUE);
+    let (to_client, to_client_rx) = mpsc::channel::<Outbound>(QUEUE);
+    // `stop`: the client is gone or a signal came; `done`: flush what is queued and end.
+    let stop = CancellationToken::new();
+    let done = CancellationToken::new();
+
+    let routes = Routes {
+        to_server: to_server.clone(),
+        to_client: to_client.clone(),
+    };
+    tokio::spawn(
+        client_reader(client_in, pipeline.clone(), routes.clone(), max, stop.clone()).instrument(span.clone()),
+    );
+    tokio::spawn(
+        server_writer(server_in, to_server_rx, to_client.clone(), pipeline.clone(), stop.clone())
+            .instrument(span.clone()),
+    );
+    let server_reader = tokio::spawn(
+        server_reader(server_out, pipeline.clone(), routes.clone(), max).instrument(span.clone()),
+    );
+    let client_writer = tokio::spawn(
+        client_writer(client_out, to_client_rx, done.clone(), stop.clone()).instrument(span.clone()),
+    );
+    let timer = tokio::spawn(timer(pipeline.clone(), routes).instrument(span.clone()));
+    tokio::spawn(stop_on_signal(stop.clone()));
+    drop((to_server, to_client));
+
+    let status = supervise(&mut child, &stop, config.limits.shutdown_grace)
+        .await
+        .map_err(StdioError::Wait)?;
+    let described = describe(status);
+    tracing::info!(parent: &span, status = %described, "mcp server exited");
+
+    // Responses the server wrote before exiting still reach the client, with their events.
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, server_reader).await.is_err() {
+        tracing::warn!(parent: &span, "server output still open after exit (a child process of the server holds it); not waiting longer");
+    }
+    timer.abort();
+    let acks = pipeline.end_all(Outcome::ServerExit, &format!("the server {described} before answering"));
+    if !acks.is_empty() {
+        tracing::warn!(parent: &span, calls = acks.len(), "tool calls in flight failed: server exited");
+    }
+    for ack in acks {
+        if let Err(e) = ack.wait().await {
+            tracing::error!(parent: &span, error = %e, "failure event of an in-flight call not durable");
+        }
+    }
+    done.cancel();
+    if tokio::time::timeout(FLUSH_AT_EXIT, client_writer).await.is_err() {
+        tracing::warn!(parent: &span, "client is not reading; queued replies dropped at exit");
+    }
+    Ok(exit_code(status))
+}
+
+/// The senders a reader routes into.
+#[derive(Clone)]
+struct Routes {
+    to_server: mpsc::Sender<Outbound>,
+    to_client: mpsc::Sender<Outbound>,
+}
+
+impl Routes {
+    /// Queues a routed message; false when the destination is gone.
+    async fn send(&self, route: Route) -> bool {
+        match route {
+            Route::ToServer(out) => self.to_server.send(out).await.is_ok(),
+            Route::ToClient(out) => self.to_client.send(out).await.is_ok(),
+            Route::Drop => true,
+        }
+    }
+}
+
+async fn client_reader(
+    mut input: impl AsyncRead + Unpin,
+    pipeline: Arc<Pipeline>,
+    routes: Routes,
+    max: usize,
+    stop: CancellationToken,
+) {
+    let mut framer = LineFramer::new(max);
+    'read: loop {
+        loop {
+            let route = match framer.next_frame() {
+                Ok(Some(line)) => pipeline.from_client(line),
+                Ok(None) => break,
+                Err(e) => pipeline.client_frame_error(&e),
+            };
+            if !routes.send(route).await {
+                break 'read;
+            }
+        }
+        let read = tokio::select! {
+            r = input.read_buf(framer.read_buf()) => r,
+            _ = stop.cancelled() => break,
+        };
+        match read {
+            Ok(0) => {
+                let route = match framer.finish() {
+                    Ok(Some(line)) => pipeline.from_client(line),
+                    Ok(None) => Route::Drop,
+                    Err(e) => pipeline.client_frame_error(&e),
+                };
+                routes.send(route).await;
+                tracing::info!("client closed its input; shutting down");
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading from the client failed; shutting down");
+                break;
+            }
+        }
+    }
+    stop.cancel();
+}
+
+async fn server_reader(
+    mut output: impl AsyncRead + Unpin,
+    pipeline: Arc<Pipeline>,
+    routes: Routes,
+    max: usize,
+) {
+    let mut framer = LineFramer::new(max);
+    loop {
+        loop {
+            let route = match framer.next_frame() {
+                Ok(Some(line)) => pipeline.from_server(line),
+                Ok(None) => break,
+                Err(e) => pipeline.server_frame_error(&e),
+            };
+            routes.send(route).await;
+        }
+        match output.read_buf(framer.read_buf()).await {
+            Ok(0) => {
+                let route = match framer.finish() {
+                    Ok(Some(line)) => pipeline.from_server(line),
+                    Ok(None) => Route::Drop,
+                    Err(e) => pipeline.server_frame_error(&e),
+                };
+                routes.send(route).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading from the server failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Writes to the server in order, each message once its audit event is durable.
+async fn server_writer(
+    mut server_in: impl AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Outbound>,
+    to_client: mpsc::Sender<Outbound>,
+    pipeline: Arc<Pipeline>,
+    stop: CancellationToken,
+) {
+    let mut open = true;
+    loop {
+        let out = tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            _ = stop.cancelled() => {
+                while let Ok(m) = rx.try_recv() {
+                    deliver_to_server(&mut server_in, &mut open, m, &to_client, &pipeline).await;
+                }
+                break;
+            }
+        };
+        deliver_to_server(&mut server_in, &mut open, out, &to_client, &pipeline).await;
+    }
+    // Dropping the pipe is the server's EOF.
+    let _ = server_in.shutdown().await;
+}
+
+async fn deliver_to_server(
+    server_in: &mut (impl AsyncWrite + Unpin),
+    open: &mut bool,
+    out: Outbound,
+    to_client: &mpsc::Sender<Outbound>,
+    pipeline: &Pipeline,
+) {
+    match out.ack.wait().await {
+        Ok(()) => {
+            if *open && let Err(e) = server_in.write_all(&out.bytes).await {
+                // The server is gone; its exit ends the session and fails the calls in flight.
+                tracing::warn!(error = %e, "writing to the server failed");
+                *open = false;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "message not forwarded: its audit event is not durable");
+            if let Some(u) = out.if_unrecorded {
+                if let Some(id) = &u.call {
+                    pipeline.abandon(id);
+                }
+                let _ = to_client.send(Outbound::now(u.reply)).await;
+            }
+        }
+    }
+}
+
+/// Writes to the client in order, each message once its audit event is durable.
+async fn client_writer(
+    mut client_out: impl AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Outbound>,
+    done: CancellationToken,
+    stop: CancellationToken,
+) {
+    loop {
+        let out = tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            _ = done.cancelled() => match rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        let bytes = match out.ack.wait().await {
+            Ok(()) => out.bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "server message withheld: its audit event is not durable");
+                match out.if_unrecorded {
+                    Some(u) => u.reply,
+                    None => out.bytes,
+                }
+            }
+        };
+        let written = async {
+            client_out.write_all(&bytes).await?;
+            client_out.flush().await
+        };
+        if let Err(e) = written.await {
+            tracing::info!(error = %e, "client output closed; shutting down");
+            stop.cancel();
+            return;
+        }
+    }
+}
+
+/// Expires calls past `limits.call_timeout_ms`.
+async fn timer(pipeline: Arc<Pipeline>, routes: Routes) {
+    loop {
+        let now = Instant::now();
+        let tick = match pipeline.next_deadline() {
+            Some(d) => d.saturating_duration_since(now).min(Duration::from_millis(50)),
+            None => Duration::from_millis(250),
+        };
+        tokio::time::sleep(tick).await;
+        for (reply, cancel) in pipeline.expire(Instant::now()) {
+            routes.send(Route::ToServer(Outbound::now(cancel))).await;
+            routes.send(Route::ToClient(reply)).await;
+        }
+    }
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::warn!("signal handlers unavailable; SIGTERM will end the proxy without a clean shutdown");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    };
+    tracing::info!(signal = name, "signal received; shutting down");
+    stop.cancel();
+}
+
+/// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace, SIGKILL.
+async fn supervise(child: &mut Child, stop: &CancellationToken, grace: Duration) -> io::Result<ExitStatus> {
+    tokio::select! {
+        status = child.wait() => return status,
+        _ = stop.cancelled() => {}
+    }
+    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+        return status;
+    }
+    if let Some(pid) = child.id() {
+        tracing::warn!(pid, "server did not exit after its input closed; sending SIGTERM");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+        return status;
+    }
+    tracing::warn!("server ignored SIGTERM; killing it");
+    child.kill().await?;
+    child.wait().await
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "ended".to_string(),
+    }
+}
+
+/// The server's exit code, or 128 + signal number as a shell reports it.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}

@@ -1,0 +1,275 @@
+//! The query side of the store: events and their indexes in sled, fed from the journal.
+//!
+//! Everything here can be rebuilt from the journal, so sled is never the only copy. Applying
+//! a record twice is harmless (keys are event ids), which makes catch-up after a crash simple:
+//! replay from the last position sled remembers.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::StoreError;
+use super::journal::JournalPos;
+use crate::audit::event::{AuditEvent, EventId, EventType};
+
+/// Bumped when the index layout changes; a mismatch triggers a rebuild from the journal.
+const FORMAT_VERSION: u32 = 1;
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_FORMAT: &[u8] = b"format";
+
+/// Which events a query wants; empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this session.
+    pub session: Option<String>,
+    /// Only this tool.
+    pub tool: Option<String>,
+    /// Only this user.
+    pub user: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<EventType>,
+}
+
+impl Filter {
+    /// Whether an event passes every set field.
+    pub fn matches(&self, e: &AuditEvent) -> bool {
+        self.session.as_ref().is_none_or(|s| *s == e.session_id)
+            && self.tool.as_ref().is_none_or(|t| Some(t) == e.tool_name.as_ref())
+            && self.user.as_ref().is_none_or(|u| *u == e.user_id)
+            && self.event_type.is_none_or(|t| t == e.event_type)
+    }
+}
+
+/// The fields an index entry needs, read without decoding the whole event.
+#[derive(Deserialize)]
+struct Keys<'a> {
+    event_id: EventId,
+    event_type: EventType,
+    #[serde(borrow)]
+    user_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    tool_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    session_id: Cow<'a, str>,
+    #[serde(default)]
+    linked_event_id: Option<EventId>,
+}
+
+/// The sled database holding events (by id) and secondary indexes.
+pub struct Index {
+    path: PathBuf,
+    db: sled::Db,
+    events: sled::Tree,
+    by_session: sled::Tree,
+    by_tool: sled::Tree,
+    by_user: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("path", &self.path).finish()
+    }
+}
+
+fn secondary_key(value: &str, id: EventId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + value.len() + 16);
+    key.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    key.extend_from_slice(value.as_bytes());
+    key.extend_from_slice(&id.to_key());
+    key
+}
+
+fn secondary_prefix(value: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + value.len());
+    key.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    key.extend_from_slice(value.as_bytes());
+    key
+}
+
+impl Index {
+    /// Opens (or creates) the index at `path`.
+    pub fn open(path: &Path) -> Result<Index, StoreError> {
+        let err = |source| StoreError::Index {
+            path: path.to_path_buf(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(err)?;
+        let tree = |name: &str| db.open_tree(name).map_err(err);
+        Ok(Index {
+            events: tree("events")?,
+            by_session: tree("by_session")?,
+            by_tool: tree("by_tool")?,
+            by_user: tree("by_user")?,
+            meta: tree("meta")?,
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: sled::Error) -> StoreError {
+        StoreError::Index {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Whether this index was written by this layout version (an empty index counts as fresh).
+    pub fn format_ok(&self) -> Result<bool, StoreError> {
+        match self.meta.get(KEY_FORMAT).map_err(|e| self.err(e))? {
+            Some(v) => Ok(v.as_ref() == FORMAT_VERSION.to_be_bytes()),
+            None => Ok(self.events.is_empty()),
+        }
+    }
+
+    /// The journal position up to which records have been applied.
+    pub fn applied(&self) -> Result<Option<JournalPos>, StoreError> {
+        Ok(self
+            .meta
+            .get(KEY_APPLIED)
+            .map_err(|e| self.err(e))?
+            .and_then(|v| JournalPos::from_bytes(&v)))
+    }
+
+    /// Indexes journal records (event JSON) and remembers that the journal is applied up to `end`.
+    pub fn apply<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+        end: JournalPos,
+    ) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for payload in records {
+            self.apply_one(payload, end)?;
+            n += 1;
+        }
+        self.set_applied(end)?;
+        Ok(n)
+    }
+
+    fn apply_one(&self, payload: &[u8], at: JournalPos) -> Result<(), StoreError> {
+        let keys: Keys = serde_json::from_slice(payload).map_err(|source| StoreError::Decode {
+            at,
+            source,
+        })?;
+        let id = keys.event_id;
+        let empty: &[u8] = &[];
+        self.events
+            .insert(id.to_key(), payload)
+            .map_err(|e| self.err(e))?;
+        self.by_session
+            .insert(secondary_key(&keys.session_id, id), empty)
+            .map_err(|e| self.err(e))?;
+        self.by_user
+            .insert(secondary_key(&keys.user_id, id), empty)
+            .map_err(|e| self.err(e))?;
+        if let Some(tool) = &keys.tool_name {
+            self.by_tool
+                .insert(secondary_key(tool, id), empty)
+                .map_err(|e| self.err(e))?;
+        }
+        // The journal is append-only, so an access event is written before its end exists;
+        // the index materialises the link in both directions.
+        if keys.event_type != EventType::ToolAccess
+            && let Some(access_id) = keys.linked_event_id
+            && let Some(bytes) = self.events.get(access_id.to_key()).map_err(|e| self.err(e))?
+            && let Ok(mut access) = serde_json::from_slice::<AuditEvent>(&bytes)
+            && access.event_type == EventType::ToolAccess
+            && access.linked_event_id.is_none()
+        {
+            access.linked_event_id = Some(id);
+            let updated = serde_json::to_vec(&access).map_err(|source| StoreError::Decode {
+                at,
+                source,
+            })?;
+            self.events
+                .insert(access_id.to_key(), updated)
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn set_applied(&self, end: JournalPos) -> Result<(), StoreError> {
+        self.meta
+            .insert(KEY_APPLIED, &end.to_bytes())
+            .map_err(|e| self.err(e))?;
+        self.meta
+            .insert(KEY_FORMAT, &FORMAT_VERSION.to_be_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The newest events matching `filter`, newest first.
+    pub fn newest(&self, limit: usize, filter: &Filter) -> Result<Vec<AuditEvent>, StoreError> {
+        let ids: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> =
+            if let Some(s) = &filter.session {
+                Box::new(self.ids_by(&self.by_session, s))
+            } else if let Some(t) = &filter.tool {
+                Box::new(self.ids_by(&self.by_tool, t))
+            } else if let Some(u) = &filter.user {
+                Box::new(self.ids_by(&self.by_user, u))
+            } else {
+                Box::new(self.events.iter().keys().rev())
+            };
+        let mut out = Vec::new();
+        for key in ids {
+            if out.len() >= limit {
+                break;
+            }
+            let key = key.map_err(|e| self.err(e))?;
+            let Some(id) = EventId::from_key(&key) else {
+                continue;
+            };
+            if let Some(event) = self.get(id)?
+                && filter.matches(&event)
+            {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+
+    fn ids_by(
+        &self,
+        tree: &sled::Tree,
+        value: &str,
+    ) -> impl Iterator<Item = sled::Result<sled::IVec>> + use<> {
+        let prefix_len = 4 + value.len();
+        tree.scan_prefix(secondary_prefix(value))
+            .keys()
+            .rev()
+            .map(move |k| k.map(|k| sled::IVec::from(&k[prefix_len..])))
+    }
+
+    /// One event by id.
+    pub fn get(&self, id: EventId) -> Result<Option<AuditEvent>, StoreError> {
+        let Some(bytes) = self.events.get(id.to_key()).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Decode {
+                at: JournalPos { segment: 0, offset: 0 },
+                source,
+            })
+    }
+
+    /// Number of events indexed.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether no event is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Writes sled's buffers to disk (sled also does this on its own every 500 ms).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,467 @@
+//! The journal: the durable record. Append-only segment files of length-prefixed, checksummed
+//! records, made durable with `fdatasync`.
+//!
+//! Segment file `NNNNNNNNNNNNNNNNNNNN.journal`: a 16-byte header (`MCPAJNL1` and the segment
+//! number, little-endian u64), then records: `len: u32 LE`, `crc32(len bytes ++ payload): u32
+//! LE`, `payload` (one event as JSON). A crash can only tear the end of the newest segment;
+//! recovery keeps every whole record, moves the torn bytes aside and reports them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+
+const MAGIC: &[u8; 8] = b"MCPAJNL1";
+/// Bytes before the first record of a segment.
+pub const HEADER_LEN: u64 = 16;
+/// Bytes before each record's payload.
+pub const RECORD_HEADER_LEN: u64 = 8;
+/// Larger lengths can only come from damage.
+const MAX_RECORD_LEN: u32 = 1 << 31;
+
+/// A place in the journal: the position just after a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JournalPos {
+    /// Segment number.
+    pub segment: u64,
+    /// Byte offset within the segment.
+    pub offset: u64,
+}
+
+impl JournalPos {
+    /// The position before the first record of the first segment.
+    pub const START: JournalPos = JournalPos {
+        segment: 1,
+        offset: HEADER_LEN,
+    };
+
+    /// Big-endian bytes, for storing in the index.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.segment.to_be_bytes());
+        out[8..].copy_from_slice(&self.offset.to_be_bytes());
+        out
+    }
+
+    /// Reads [`Self::to_bytes`] back.
+    pub fn from_bytes(bytes: &[u8]) -> Option<JournalPos> {
+        let bytes: [u8; 16] = bytes.try_into().ok()?;
+        Some(JournalPos {
+            segment: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+            offset: u64::from_be_bytes(bytes[8..].try_into().ok()?),
+        })
+    }
+}
+
+impl std::fmt::Display for JournalPos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "segment {} offset {}", self.segment, self.offset)
+    }
+}
+
+/// Bytes at the end of the newest segment that did not form whole records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Where the whole records end (the file is truncated here).
+    pub offset: u64,
+    /// How many bytes were cut off.
+    pub bytes: u64,
+    /// Why the bytes at `offset` are not a whole record.
+    pub reason: String,
+    /// Where the cut bytes were saved for inspection.
+    pub saved_to: PathBuf,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "torn tail in {} at offset {}: {} bytes ({}) moved to {}",
+            self.segment.display(),
+            self.offset,
+            self.bytes,
+            self.reason,
+            self.saved_to.display()
+        )
+    }
+}
+
+/// Damage found while reading a segment that is not the newest (only a disk fault causes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Where the unreadable bytes start; the rest of that segment is skipped.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is damaged at offset {} ({}); the rest of that segment cannot be read",
+            self.segment.display(),
+            self.offset,
+            self.reason
+        )
+    }
+}
+
+/// The append side of the journal, owned by the audit writer.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    file: File,
+    segment: u64,
+    offset: u64,
+    segment_bytes: u64,
+}
+
+/// The path of segment `n` in `dir`.
+pub fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:020}.journal"))
+}
+
+/// The segment numbers present in `dir`, ascending.
+pub fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".journal")) else {
+            continue;
+        };
+        if stem.len() == 20
+            && let Ok(n) = stem.parse::<u64>()
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The outcome of checking one segment's bytes.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Offset just past the last whole record.
+    pub valid_end: u64,
+    /// Why reading stopped before the end of the bytes, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Walks the records of a segment image, calling `f(end_position_offset, payload)` for each whole one.
+pub(crate) fn scan_records(
+    bytes: &[u8],
+    segment: u64,
+    from: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<Scan, StoreError> {
+    if (bytes.len() as u64) < HEADER_LEN {
+        return Ok(Scan {
+            valid_end: 0,
+            stopped: Some(format!("segment header cut short ({} of {HEADER_LEN} bytes)", bytes.len())),
+        });
+    }
+    if &bytes[..8] != MAGIC || u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) != segment {
+        return Ok(Scan {
+            valid_end: 0,
+            stopped: Some("bad segment header".into()),
+        });
+    }
+    let mut at = from.max(HEADER_LEN) as usize;
+    loop {
+        let rest = &bytes[at..];
+        if rest.is_empty() {
+            return Ok(Scan {
+                valid_end: at as u64,
+                stopped: None,
+            });
+        }
+        let stop = |reason: String| {
+            Ok(Scan {
+                valid_end: at as u64,
+                stopped: Some(reason),
+            })
+        };
+        if rest.len() < RECORD_HEADER_LEN as usize {
+            return stop(format!("record header cut short ({} of 8 bytes)", rest.len()));
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default());
+        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
+        if len == 0 || len > MAX_RECORD_LEN {
+            return stop(format!("implausible record length {len}"));
+        }
+        let total = RECORD_HEADER_LEN as usize + len as usize;
+        if rest.len() < total {
+            return stop(format!("record cut short ({} of {} bytes)", rest.len(), total));
+        }
+        let payload = &rest[RECORD_HEADER_LEN as usize..total];
+        if checksum(&rest[..4], payload) != crc {
+            return stop("checksum mismatch".into());
+        }
+        at += total;
+        f(at as u64, payload)?;
+    }
+}
+
+fn checksum(len: &[u8], payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(len);
+    h.update(payload);
+    h.finalize()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("sync directory", dir, e))
+}
+
+impl Journal {
+    /// Opens the journal for appending, recovering the newest segment's torn tail if any.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Journal, Option<TornTail>), StoreError> {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
+        let segments = list_segments(dir)?;
+        let Some(&last) = segments.last() else {
+            return Ok((Journal::create_segment(dir, 1, segment_bytes)?, None));
+        };
+        let path = segment_path(dir, last);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("open", &path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| StoreError::io("read", &path, e))?;
+        if bytes.len() as u64 >= HEADER_LEN && &bytes[..8] != MAGIC {
+            return Err(StoreError::NotASegment { path });
+        }
+        let scan = scan_records(&bytes, last, HEADER_LEN, |_, _| Ok(()))?;
+        let mut torn = None;
+        let mut valid_end = scan.valid_end;
+        if let Some(reason) = scan.stopped {
+            let saved_to = dir.join(format!("{last:020}.journal.torn-{valid_end}"));
+            let cut = &bytes[valid_end as usize..];
+            fs::write(&saved_to, cut)
+                .and_then(|()| File::open(&saved_to)?.sync_all())
+                .map_err(|e| StoreError::io("save torn tail to", &saved_to, e))?;
+            if valid_end < HEADER_LEN {
+                // The header itself is torn: the segment held no records. Start it afresh.
+                file.set_len(0).map_err(|e| StoreError::io("truncate", &path, e))?;
+                file.seek(SeekFrom::Start(0))
+                    .and_then(|_| file.write_all(&header(last)))
+                    .map_err(|e| StoreError::io("write header of", &path, e))?;
+                valid_end = HEADER_LEN;
+            } else {
+                file.set_len(valid_end)
+                    .map_err(|e| StoreError::io("truncate", &path, e))?;
+            }
+            file.sync_all().map_err(|e| StoreError::io("sync", &path, e))?;
+            sync_dir(dir)?;
+            torn = Some(TornTail {
+                segment: path.clone(),
+                offset: scan.valid_end,
+                bytes: cut.len() as u64,
+                reason,
+                saved_to,
+            });
+        }
+        file.seek(SeekFrom::Start(valid_end))
+            .map_err(|e| StoreError::io("seek", &path, e))?;
+        Ok((
+            Journal {
+                dir: dir.to_path_buf(),
+                file,
+                segment: last,
+                offset: valid_end,
+                segment_bytes,
+            },
+            torn,
+        ))
+    }
+
+    fn create_segment(dir: &Path, n: u64, segment_bytes: u64) -> Result<Journal, StoreError> {
+        let path = segment_path(dir, n);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("create", &path, e))?;
+        file.write_all(&header(n))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| StoreError::io("write header of", &path, e))?;
+        sync_dir(dir)?;
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            file,
+            segment: n,
+            offset: HEADER_LEN,
+            segment_bytes,
+        })
+    }
+
+    /// Where the next record will go: everything before it is written.
+    pub fn end(&self) -> JournalPos {
+        JournalPos {
+            segment: self.segment,
+            offset: self.offset,
+        }
+    }
+
+    /// Appends records in one write (not yet durable: see [`Self::sync`]); returns the new end.
+    pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<JournalPos, StoreError> {
+        let total: u64 = payloads
+            .iter()
+            .map(|p| RECORD_HEADER_LEN + p.as_ref().len() as u64)
+            .sum();
+        if self.offset > HEADER_LEN && self.offset + total > self.segment_bytes {
+            self.rotate()?;
+        }
+        let mut buf = Vec::with_capacity(total as usize);
+        for p in payloads {
+            let p = p.as_ref();
+            let len = u32::try_from(p.len())
+                .ok()
+                .filter(|&l| l > 0 && l <= MAX_RECORD_LEN)
+                .ok_or(StoreError::RecordSize { bytes: p.len() })?;
+            let len = len.to_le_bytes();
+            buf.extend_from_slice(&len);
+            buf.extend_from_slice(&checksum(&len, p).to_le_bytes());
+            buf.extend_from_slice(p);
+        }
+        let path = self.current_path();
+        self.file
+            .write_all(&buf)
+            .map_err(|e| StoreError::io("append to", &path, e))?;
+        self.offset += total;
+        Ok(self.end())
+    }
+
+    /// Makes everything appended so far durable (`fdatasync`).
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("sync", &self.current_path(), e))
+    }
+
+    fn rotate(&mut self) -> Result<(), StoreError> {
+        self.sync()?;
+        *self = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
+        Ok(())
+    }
+
+    fn current_path(&self) -> PathBuf {
+        segment_path(&self.dir, self.segment)
+    }
+}
+
+fn header(n: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&n.to_le_bytes());
+    h
+}
+
+/// Reads whole records in journal order from a position, for catch-up, reindex and queries.
+///
+/// Read-only: a cut-off record at the end of the newest segment is where reading stops (a
+/// writer may be in the middle of it); damage in an older segment is reported through
+/// `on_damage` and reading goes on with the next segment.
+pub fn read_from(
+    dir: &Path,
+    from: JournalPos,
+    mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), StoreError>,
+    mut on_damage: impl FnMut(Damage),
+) -> Result<JournalPos, StoreError> {
+    let segments = list_segments(dir)?;
+    let mut end = from;
+    for (i, &n) in segments.iter().enumerate() {
+        if n < from.segment {
+            continue;
+        }
+        let path = segment_path(dir, n);
+        let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+        let start = if n == from.segment { from.offset } else { HEADER_LEN };
+        let scan = scan_records(&bytes, n, start, |offset, payload| {
+            on_record(JournalPos { segment: n, offset }, payload)
+        })?;
+        end = JournalPos {
+            segment: n,
+            offset: scan.valid_end.max(start),
+        };
+        if let Some(reason) = scan.stopped
+            && i + 1 < segments.len()
+        {
+            on_damage(Damage {
+                segment: path,
+                offset: scan.valid_end,
+                reason,
+            });
+        }
+    }
+    Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, torn) = Journal::open(dir.path(), 4096).unwrap();
+        assert!(torn.is_none());
+        let payloads: Vec<Vec<u8>> = (0..200).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i)).into_bytes()).collect();
+        for chunk in payloads.chunks(7) {
+            j.append(chunk).unwrap();
+        }
+        j.sync().unwrap();
+        assert!(list_segments(dir.path()).unwrap().len() > 1);
+        let mut got = Vec::new();
+        let end = read_from(dir.path(), JournalPos::START, |_, p| {
+            got.push(p.to_vec());
+            Ok(())
+        }, |d| panic!("{d}"))
+        .unwrap();
+        assert_eq!(got, payloads);
+        assert_eq!(end, j.end());
+    }
+
+    #[test]
+    fn reopening_continues_after_the_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(&[b"{\"a\":1}"]).unwrap();
+        let end = j.end();
+        drop(j);
+        let (mut j, torn) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(torn.is_none());
+        assert_eq!(j.end(), end);
+        j.append(&[b"{\"b\":2}"]).unwrap();
+        let mut n = 0;
+        read_from(dir.path(), JournalPos::START, |_, _| { n += 1; Ok(()) }, |_| {}).unwrap();
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_foreign_file_is_refused_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(segment_path(dir.path(), 1), b"this is not a journal at all").unwrap();
+        let err = Journal::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(matches!(err, StoreError::NotASegment { .. }), "{err}");
+        assert_eq!(fs::read(segment_path(dir.path(), 1)).unwrap(), b"this is not a journal at all");
+    }
+}

@@ -1,0 +1,319 @@
+//! The embedded store: the journal is the durable record, sled the index for queries.
+//!
+//! Layout of `audit.store_dir`: `LOCK` (held by the one process that writes), `journal/`
+//! (segment files) and `index/` (sled). Opening for writing recovers the journal's torn tail
+//! and brings the index up to the journal, rebuilding it when it is damaged or ahead.
+
+pub mod index;
+pub mod journal;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+pub use index::{Filter, Index};
+pub use journal::{Damage, Journal, JournalPos, TornTail};
+
+use crate::audit::event::AuditEvent;
+
+/// A store operation that failed; says which file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Another process holds the store.
+    #[error("the audit store {} is in use by another mcp-audit-proxy process\n  hint: give each proxy its own audit.store_dir, or stop the other process first", path.display())]
+    Locked {
+        /// The store folder.
+        path: PathBuf,
+    },
+    /// A file in the journal folder is not a journal segment.
+    #[error("{} is not an mcp-audit-proxy journal segment (bad header)\n  hint: move that file out of the journal folder; it was left untouched", path.display())]
+    NotASegment {
+        /// The file.
+        path: PathBuf,
+    },
+    /// sled failed.
+    #[error("audit index {}: {source}\n  hint: run `mcp-audit-proxy reindex` to rebuild it from the journal", path.display())]
+    Index {
+        /// The index folder.
+        path: PathBuf,
+        /// The sled error.
+        source: sled::Error,
+    },
+    /// A checksummed journal record does not hold an event.
+    #[error("journal record ending at {at} is not a valid event: {source}")]
+    Decode {
+        /// Where the record ends.
+        at: JournalPos,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// An event too large for one record.
+    #[error("an audit event of {bytes} bytes does not fit a journal record")]
+    RecordSize {
+        /// The event's size.
+        bytes: usize,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(op: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What opening the store found and did, for the log and for `reindex`.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    /// The journal's torn tail that recovery cut off, if any.
+    pub torn: Option<TornTail>,
+    /// Why the index was rebuilt from scratch, if it was.
+    pub rebuilt: Option<String>,
+    /// Records applied to the index while catching up.
+    pub caught_up: usize,
+    /// Damaged journal segments (records there could not be indexed).
+    pub damaged: Vec<Damage>,
+    /// Events in the index after opening.
+    pub indexed: usize,
+}
+
+/// An open store, owned by one process (the `LOCK` file is held while it lives).
+#[derive(Debug)]
+pub struct Store {
+    /// The journal, positioned for appending.
+    pub journal: Journal,
+    /// The index, caught up with the journal.
+    pub index: Index,
+    /// The lock; released on drop.
+    lock: StoreLock,
+}
+
+/// Holds the store's `LOCK` file; the store is free again when this is dropped.
+#[derive(Debug)]
+pub struct StoreLock(#[allow(dead_code)] File);
+
+impl Store {
+    /// Splits the store for the writer threads; keep the lock until they have finished.
+    pub fn into_parts(self) -> (Journal, Index, StoreLock) {
+        (self.journal, self.index, self.lock)
+    }
+}
+
+/// The paths inside a store folder.
+#[derive(Debug, Clone)]
+pub struct StorePaths {
+    /// The store folder.
+    pub root: PathBuf,
+}
+
+impl StorePaths {
+    /// Paths under `root`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+    /// The journal folder.
+    pub fn journal(&self) -> PathBuf {
+        self.root.join("journal")
+    }
+    /// The sled folder.
+    pub fn index(&self) -> PathBuf {
+        self.root.join("index")
+    }
+    fn lock(&self) -> PathBuf {
+        self.root.join("LOCK")
+    }
+}
+
+/// Takes the store's lock without waiting; `Ok(None)` if another process holds it.
+pub fn try_lock(paths: &StorePaths) -> Result<Option<File>, StoreError> {
+    fs::create_dir_all(&paths.root).map_err(|e| StoreError::io("create", &paths.root, e))?;
+    let path = paths.lock();
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(StoreError::io("lock", &path, e)),
+    }
+}
+
+impl Store {
+    /// Opens the store for writing: lock, recover the journal, bring the index up to date.
+    pub fn open(root: &Path, segment_bytes: u64) -> Result<(Store, OpenReport), StoreError> {
+        let paths = StorePaths::new(root);
+        let lock = try_lock(&paths)?.ok_or_else(|| StoreError::Locked {
+            path: root.to_path_buf(),
+        })?;
+        Store::open_locked(&paths, lock, segment_bytes, false)
+    }
+
+    /// Deletes the index and rebuilds it from the journal (the `reindex` command).
+    pub fn reindex(root: &Path, segment_bytes: u64) -> Result<(Store, OpenReport), StoreError> {
+        let paths = StorePaths::new(root);
+        let lock = try_lock(&paths)?.ok_or_else(|| StoreError::Locked {
+            path: root.to_path_buf(),
+        })?;
+        Store::open_locked(&paths, lock, segment_bytes, true)
+    }
+
+    fn open_locked(
+        paths: &StorePaths,
+        lock: File,
+        segment_bytes: u64,
+        force_rebuild: bool,
+    ) -> Result<(Store, OpenReport), StoreError> {
+        let mut report = OpenReport::default();
+        let (journal, torn) = Journal::open(&paths.journal(), segment_bytes)?;
+        report.torn = torn;
+        let end = journal.end();
+
+        let index_path = paths.index();
+        let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
+        let mut index = match Index::open(&index_path) {
+            Ok(index) => Some(index),
+            Err(e) => {
+                rebuild = Some(format!("the index could not be opened: {e}"));
+                None
+            }
+        };
+        if rebuild.is_none()
+            && let Some(ix) = &index
+        {
+            if !ix.format_ok()? {
+                rebuild = Some("the index was written by another version".into());
+            } else if ix.applied()?.is_some_and(|applied| applied > end) {
+                rebuild = Some("the index is ahead of the journal".into());
+            }
+        }
+        if let Some(reason) = &rebuild {
+            drop(index.take());
+            if index_path.exists() {
+                let aside = paths.root.join(format!(
+                    "index.replaced-{}",
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                        .to_string()
+                        .replace(':', "")
+                ));
+                let moved = if force_rebuild {
+                    fs::remove_dir_all(&index_path).map_err(|e| StoreError::io("remove", &index_path, e))
+                } else {
+                    // Keep a damaged index for inspection instead of deleting evidence.
+                    fs::rename(&index_path, &aside).map_err(|e| StoreError::io("move aside", &index_path, e))
+                };
+                moved?;
+            }
+            tracing::warn!(reason = %reason, path = %index_path.display(), "rebuilding audit index from the journal");
+        }
+        let index = match index {
+            Some(ix) => ix,
+            None => Index::open(&index_path)?,
+        };
+        report.rebuilt = rebuild;
+
+        let from = index.applied()?.unwrap_or(JournalPos::START);
+        if from < end {
+            report.caught_up = catch_up(&paths.journal(), &index, from, &mut report.damaged)?;
+            index.flush()?;
+        }
+        report.indexed = index.len();
+        Ok((
+            Store {
+                journal,
+                index,
+                lock: StoreLock(lock),
+            },
+            report,
+        ))
+    }
+}
+
+/// Applies journal records after `from` to the index, in batches.
+fn catch_up(
+    journal_dir: &Path,
+    index: &Index,
+    from: JournalPos,
+    damaged: &mut Vec<Damage>,
+) -> Result<usize, StoreError> {
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut applied = 0;
+    let mut last = from;
+    let end = journal::read_from(
+        journal_dir,
+        from,
+        |pos, payload| {
+            batch.push(payload.to_vec());
+            last = pos;
+            if batch.len() >= 1024 {
+                applied += index.apply(batch.iter().map(Vec::as_slice), pos)?;
+                batch.clear();
+            }
+            Ok(())
+        },
+        |d| {
+            tracing::error!(damage = %d, "journal segment damaged");
+            damaged.push(d);
+        },
+    )?;
+    applied += index.apply(batch.iter().map(Vec::as_slice), end.max(last))?;
+    Ok(applied)
+}
+
+/// Reads the newest events straight from the journal (for queries while a proxy holds the index).
+pub fn newest_from_journal(
+    root: &Path,
+    limit: usize,
+    filter: &Filter,
+) -> Result<(Vec<AuditEvent>, Vec<Damage>), StoreError> {
+    let paths = StorePaths::new(root);
+    let mut ring: std::collections::VecDeque<AuditEvent> = std::collections::VecDeque::new();
+    let mut links = std::collections::HashMap::new();
+    let mut damaged = Vec::new();
+    journal::read_from(
+        &paths.journal(),
+        JournalPos::START,
+        |at, payload| {
+            let event: AuditEvent =
+                serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
+            if let Some(access) = event.linked_event_id
+                && event.event_type != crate::audit::event::EventType::ToolAccess
+            {
+                links.insert(access, event.event_id);
+            }
+            if filter.matches(&event) {
+                if ring.len() == limit {
+                    ring.pop_front();
+                }
+                if limit > 0 {
+                    ring.push_back(event);
+                }
+            }
+            Ok(())
+        },
+        |d| damaged.push(d),
+    )?;
+    let mut out: Vec<AuditEvent> = ring.into_iter().rev().collect();
+    for e in &mut out {
+        if e.linked_event_id.is_none() {
+            e.linked_event_id = links.get(&e.event_id).copied();
+        }
+    }
+    Ok((out, damaged))
+}
