@@ -1,0 +1,233 @@
+//! The example MCP server behind the demo config and the tests: an rmcp stdio server whose
+//! tools exercise every path of the proxy, in both protocol eras (one binary serves both; the
+//! first message decides).
+//!
+//! Tools: `echo`, `add`, `slow` (sends progress, honours cancellation), `fail` (`isError`),
+//! `personal_data` (personal-looking data), `confirm` (needs input from the client: an
+//! `elicitation/create` request in the 2025 era, an MRTR `input_required` round in 2026),
+//! `big` (a result of N bytes) and `crash` (exits the process mid-call).
+use std::time::Duration;
+
+use rmcp::{
+    ErrorData, Peer, RoleServer, ServerHandler, ServiceExt,
+    handler::server::{
+        tool::{InputResponses, RequestState, ToolRouter},
+        wrapper::Parameters,
+    },
+    model::{
+        CallToolResponse, CallToolResult, ContentBlock, ElicitRequest, ElicitRequestParams,
+        ElicitationAction, ElicitationSchema, Implementation, InputRequest, InputRequests,
+        InputRequiredResult, ProgressNotificationParam, ProtocolVersion, RequestMetaObject,
+        ServerCapabilities, ServerConfig,
+    },
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+    transport::stdio,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Deserialize, JsonSchema)]
+struct EchoArgs {
+    /// text to echo back
+    text: String,
+}
+#[derive(Deserialize, JsonSchema)]
+struct AddArgs {
+    a: f64,
+    b: f64,
+}
+#[derive(Deserialize, JsonSchema)]
+struct SlowArgs {
+    /// total milliseconds to sleep
+    ms: u64,
+    /// number of progress steps (default 5)
+    steps: Option<u32>,
+}
+#[derive(Deserialize, JsonSchema)]
+struct BigArgs {
+    /// size of the text to return, in bytes
+    bytes: usize,
+}
+#[derive(Deserialize, JsonSchema)]
+struct CrashArgs {
+    /// milliseconds to wait before exiting
+    after_ms: Option<u64>,
+    /// the exit status
+    status: Option<i32>,
+}
+#[derive(Deserialize, JsonSchema)]
+struct ConfirmArgs {
+    /// what the user is asked to confirm
+    action: String,
+}
+
+#[derive(Clone)]
+/// The example server: its tools are the routes of the proxy's tests.
+pub struct Demo {
+    #[allow(dead_code)] // read by #[tool_handler]
+    tool_router: ToolRouter<Self>,
+}
+
+fn confirm_schema() -> ElicitationSchema {
+    ElicitationSchema::builder()
+        .required_bool("confirmed")
+        .build()
+        .expect("valid schema")
+}
+
+#[tool_router]
+impl Demo {
+    fn new() -> Self {
+        Self { tool_router: Self::tool_router() }
+    }
+
+    #[tool(description = "Echo the text argument", annotations(read_only_hint = true))]
+    async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    #[tool(description = "Add two numbers", annotations(read_only_hint = true, open_world_hint = false))]
+    async fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
+        (a + b).to_string()
+    }
+
+    /// Sleeps `ms` in `steps` steps, sending notifications/progress with the request's token.
+    #[tool(description = "Sleep N ms, reporting progress", annotations(read_only_hint = true))]
+    async fn slow(
+        &self,
+        Parameters(SlowArgs { ms, steps }): Parameters<SlowArgs>,
+        meta: RequestMetaObject,     // request params._meta
+        peer: Peer<RoleServer>,      // handle to the client
+        ct: CancellationToken,       // cancelled on notifications/cancelled
+    ) -> Result<CallToolResult, ErrorData> {
+        let steps = steps.unwrap_or(5).max(1);
+        let token = meta.get_progress_token(); // rmcp clients always send one
+        for i in 1..=steps {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ms / steps as u64)) => {}
+                _ = ct.cancelled() => {
+                    return Err(ErrorData::internal_error("cancelled", None));
+                }
+            }
+            if let Some(token) = &token {
+                let _ = peer
+                    .notify_progress(
+                        ProgressNotificationParam::new(token.clone(), i as f64)
+                            .with_total(steps as f64)
+                            .with_message(format!("step {i}/{steps}")),
+                    )
+                    .await;
+            }
+        }
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!("slept {ms}ms"))]))
+    }
+
+    #[tool(description = "Always fails with isError: true")]
+    async fn fail(&self) -> CallToolResult {
+        CallToolResult::error(vec![ContentBlock::text("something went wrong")])
+    }
+
+    #[tool(description = "Return fake personal data", annotations(read_only_hint = true))]
+    async fn personal_data(&self) -> Result<CallToolResult, ErrorData> {
+        let data = serde_json::json!({
+            "name": "Jane Q. Example",
+            "email": "jane.example@example.com",
+            "phone": "+1-555-0100"
+        });
+        Ok(CallToolResult::success(vec![ContentBlock::text(data.to_string())]))
+    }
+
+    #[tool(description = "Return a text of the given size", annotations(read_only_hint = true))]
+    async fn big(&self, Parameters(BigArgs { bytes }): Parameters<BigArgs>) -> String {
+        "x".repeat(bytes)
+    }
+
+    #[tool(description = "Exit the server process in the middle of the call (for tests)")]
+    async fn crash(&self, Parameters(CrashArgs { after_ms, status }): Parameters<CrashArgs>) -> String {
+        tokio::time::sleep(Duration::from_millis(after_ms.unwrap_or(0))).await;
+        std::process::exit(status.unwrap_or(3));
+    }
+
+    /// Needs user input. 2026-07-28 peers: MRTR (InputRequiredResult + retry with inputResponses).
+    /// Older peers: server->client elicitation/create request on the peer.
+    #[tool(
+        description = "Ask the user to confirm an action",
+        annotations(read_only_hint = false, destructive_hint = true)
+    )]
+    async fn confirm(
+        &self,
+        Parameters(ConfirmArgs { action }): Parameters<ConfirmArgs>,
+        ctx: RequestContext<RoleServer>,
+        RequestState(state): RequestState,
+        InputResponses(responses): InputResponses,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // Per-request version: _meta["io.modelcontextprotocol/protocolVersion"] if present,
+        // else the version negotiated by `initialize`.
+        let version = ctx.protocol_version();
+        let modern = version.is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let message = format!("Really {action}?");
+
+        let accepted = if modern {
+            match (state.as_deref(), responses) {
+                // Round 1: ask the client for input, hand back opaque state.
+                (None, _) => {
+                    let mut reqs = InputRequests::new();
+                    reqs.insert(
+                        "confirm".into(),
+                        InputRequest::Elicitation(ElicitRequest::new(
+                            ElicitRequestParams::FormElicitationParams {
+                                meta: None,
+                                message,
+                                requested_schema: confirm_schema(),
+                            },
+                        )),
+                    );
+                    return Ok(InputRequiredResult::new(Some(reqs), Some("confirm-r1".into())).into());
+                }
+                // Round 2: the client retried with inputResponses + echoed requestState.
+                (Some("confirm-r1"), Some(responses)) => {
+                    let r = responses.get("confirm").ok_or_else(|| {
+                        ErrorData::invalid_params("missing inputResponses.confirm", None)
+                    })?;
+                    r["action"] == "accept" && r["content"]["confirmed"] == true
+                }
+                _ => return Err(ErrorData::invalid_params("bad requestState", None)),
+            }
+        } else {
+            // Legacy era: a real server->client request. Errors on >= 2026-07-28.
+            let result = ctx
+                .peer
+                .create_elicitation(ElicitRequestParams::FormElicitationParams {
+                    meta: None,
+                    message,
+                    requested_schema: confirm_schema(),
+                })
+                .await
+                .map_err(|e| ErrorData::internal_error(format!("elicitation failed: {e}"), None))?;
+            result.action == ElicitationAction::Accept
+                && result.content.as_ref().is_some_and(|c| c["confirmed"] == true)
+        };
+        let text = if accepted { format!("confirmed: {action}") } else { format!("declined: {action}") };
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for Demo {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("mcp-audit-example-server", "0.1.0"))
+            .with_instructions("example server of mcp-audit-proxy")
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Works for both eras: the server picks the lifecycle from the first message
+    // (initialize => 2025 session; server/discover or a request with inline _meta => 2026).
+    let service = Demo::new().serve(stdio()).await?;
+    service.waiting().await?;
+    Ok(())
+}
