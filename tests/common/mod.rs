@@ -1,0 +1,281 @@
+//! Shared helpers: the real binary, the example server, a temporary store, rmcp clients of
+//! both eras, and a raw line client for byte-exact checks.
+
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rmcp::handler::client::progress::ProgressDispatcher;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ErrorData, Implementation, ProgressNotificationParam, ProtocolVersion,
+};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// The proxy binary under test.
+pub fn proxy_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mcp-audit-proxy"))
+}
+
+/// The example server, built by `cargo test` next to the test binaries.
+pub fn example_server() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let target = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = target.join("examples").join("example-server");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` (which builds the examples) or `cargo build --examples`",
+        path.display()
+    );
+    path
+}
+
+/// A temporary store and the config that points at it.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl TestStore {
+    /// A store with `extra` appended to a minimal config (e.g. "[limits]\n...").
+    pub fn new(extra: &str) -> TestStore {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("proxy.toml");
+        let text = format!(
+            "user_id = \"tester\"\n[upstream]\nname = \"example\"\n[audit]\nstore_dir = \"store\"\n{extra}\n"
+        );
+        std::fs::write(&config, text).expect("write config");
+        TestStore { dir, config }
+    }
+
+    /// The store folder.
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// `mcp-audit-proxy stdio --config … -- server…`.
+    pub fn proxy_command(&self, server: &[&str]) -> Command {
+        let mut c = Command::new(proxy_bin());
+        c.arg("stdio").arg("--config").arg(&self.config).arg("--").args(server);
+        c.env("RUST_LOG", "warn");
+        c
+    }
+
+    /// The proxy in front of the example server.
+    pub fn proxied_example(&self) -> Command {
+        let server = example_server();
+        self.proxy_command(&[server.to_str().unwrap()])
+    }
+
+    /// Every event in the store, oldest first, read through the real `events` command.
+    pub fn events(&self) -> Vec<Value> {
+        let out = std::process::Command::new(proxy_bin())
+            .args(["events", "--json", "--limit", "1000000", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("run events");
+        assert!(out.status.success(), "events failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut events: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("event json"))
+            .collect();
+        events.reverse();
+        events
+    }
+}
+
+/// Which protocol era a client speaks.
+#[derive(Debug, Clone)]
+pub enum Era {
+    /// `initialize` with this version.
+    Initialize(ProtocolVersion),
+    /// 2026-07-28: `server/discover`, per-request `_meta`.
+    Discover,
+}
+
+impl Era {
+    /// The eras every transparency test runs in.
+    pub fn all() -> Vec<Era> {
+        vec![
+            Era::Initialize(ProtocolVersion::V_2025_03_26),
+            Era::Initialize(ProtocolVersion::V_2025_06_18),
+            Era::Initialize(ProtocolVersion::V_2025_11_25),
+            Era::Discover,
+        ]
+    }
+
+    /// The value recorded as `protocol_era`.
+    pub fn recorded(&self) -> &'static str {
+        match self {
+            Era::Initialize(_) => "2025",
+            Era::Discover => "2026",
+        }
+    }
+}
+
+/// An rmcp client that accepts every elicitation and counts progress notifications.
+pub struct TestClient {
+    config: ClientConfig,
+    pub progress: ProgressDispatcher,
+    pub progress_seen: Arc<AtomicUsize>,
+    pub elicitations: Arc<AtomicUsize>,
+}
+
+impl ClientHandler for TestClient {
+    fn get_info(&self) -> ClientConfig {
+        self.config.clone()
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        self.elicitations.fetch_add(1, Ordering::SeqCst);
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(serde_json::json!({"confirmed": true})))
+    }
+
+    async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
+        self.progress_seen.fetch_add(1, Ordering::SeqCst);
+        self.progress.handle_notification(p).await;
+    }
+}
+
+/// A connected rmcp client.
+pub type Client = RunningService<RoleClient, TestClient>;
+
+/// Connects an rmcp client of `era` to the server started by `command`.
+pub async fn connect(era: &Era, command: Command) -> Client {
+    let caps = ClientCapabilities::builder().enable_elicitation().build();
+    let mut config = ClientConfig::new(caps, Implementation::new("mcp-audit-test-client", "1.0.0"));
+    if let Era::Initialize(v) = era {
+        config = config.with_protocol_version(v.clone());
+    }
+    let handler = TestClient {
+        config,
+        progress: ProgressDispatcher::new(),
+        progress_seen: Arc::new(AtomicUsize::new(0)),
+        elicitations: Arc::new(AtomicUsize::new(0)),
+    };
+    let transport = TokioChildProcess::new(command).expect("spawn");
+    let connecting = async {
+        match era {
+            Era::Initialize(_) => handler.serve(transport).await,
+            Era::Discover => {
+                handler
+                    .serve_with_lifecycle(
+                        transport,
+                        ClientLifecycleMode::Discover {
+                            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+                        },
+                    )
+                    .await
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), connecting)
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+/// Arguments as rmcp wants them.
+pub fn args(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().expect("object")
+}
+
+/// A client that writes and reads raw lines, for byte-exact checks.
+pub struct LineClient {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl LineClient {
+    /// Starts `command` with piped stdin/stdout (stderr inherited).
+    pub fn spawn(mut command: Command) -> LineClient {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        LineClient { child, stdin, stdout }
+    }
+
+    /// Writes bytes as they are.
+    pub async fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).await.expect("write");
+        stdin.flush().await.expect("flush");
+    }
+
+    /// Reads one line (with its newline); None at EOF. Fails after 20 s.
+    pub async fn recv(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(20), self.stdout.read_until(b'\n', &mut line))
+            .await
+            .expect("timed out waiting for a line")
+            .expect("read");
+        (n > 0).then_some(line)
+    }
+
+    /// Reads one line as JSON.
+    pub async fn recv_json(&mut self) -> Value {
+        let line = self.recv().await.expect("a line, not EOF");
+        serde_json::from_slice(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&line)))
+    }
+
+    /// Reads lines until the response with `id`, skipping notifications; returns the raw line.
+    pub async fn recv_response(&mut self, id: &Value) -> Vec<u8> {
+        loop {
+            let line = self.recv().await.expect("a response, not EOF");
+            let v: Value = serde_json::from_slice(&line).expect("json");
+            if v.get("id") == Some(id) && v.get("method").is_none() {
+                return line;
+            }
+        }
+    }
+
+    /// Closes stdin (the client's EOF) and waits for the process to exit.
+    pub async fn finish(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("process did not exit")
+            .expect("wait")
+    }
+}
+
+/// Groups events by `event_type` and checks every tools/call has exactly one access and one
+/// end event, linked both ways; returns (access, end) pairs in access order.
+pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {
+    let by_id: std::collections::HashMap<&str, &Value> =
+        events.iter().map(|e| (e["event_id"].as_str().unwrap(), e)).collect();
+    assert_eq!(by_id.len(), events.len(), "event ids must be unique");
+    let mut out = Vec::new();
+    for access in events.iter().filter(|e| e["event_type"] == "tool_access") {
+        let end_id = access["linked_event_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("access event without a linked end: {access}"));
+        let end = by_id.get(end_id).unwrap_or_else(|| panic!("linked end {end_id} missing"));
+        assert_eq!(end["linked_event_id"], access["event_id"], "end must link back");
+        assert_ne!(end["event_type"], "tool_access");
+        assert_eq!(end["metadata"]["request_id"], access["metadata"]["request_id"]);
+        assert_eq!(end["tool_name"], access["tool_name"]);
+        assert_eq!(end["session_id"], access["session_id"]);
+        assert!(end["event_id"].as_str() > access["event_id"].as_str(), "ids sort by time");
+        out.push((access.clone(), (*end).clone()));
+    }
+    let ends = events.iter().filter(|e| e["event_type"] != "tool_access").count();
+    assert_eq!(ends, out.len(), "every end event belongs to exactly one access event");
+    out
+}
