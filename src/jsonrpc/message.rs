@@ -236,6 +236,12 @@ fn salvage_id(line: &[u8]) -> Option<RequestId> {
 }
 
 fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Invalid::NotJsonRpc {
+            id: None,
+            reason: "a message must be a JSON object".into(),
+        });
+    }
     let env: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| not_json(bytes, e))?;
     let fail = |reason: &str, id: Option<RequestId>| Invalid::NotJsonRpc {
         id,
