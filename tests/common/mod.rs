@@ -46,7 +46,8 @@ pub struct TestStore {
 }
 
 impl TestStore {
-    /// A store with `extra` appended to a minimal config (e.g. "[limits]\n...").
+    /// A store with `extra` appended to a minimal config, inside its `[audit]` table unless
+    /// `extra` opens another (e.g. "[limits]\n...").
     pub fn new(extra: &str) -> TestStore {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("proxy.toml");

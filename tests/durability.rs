@@ -1,0 +1,269 @@
+//! The journal's promises: a SIGKILL loses nothing that was acknowledged, a torn tail is cut
+//! and reported at every byte offset, and the sled index is rebuilt from the journal.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{LineClient, TestStore, example_server, pairs};
+use mcp_audit_proxy::audit::event::{AuditEvent, EventIds, EventType, Metadata, Outcome, RiskLevel};
+use mcp_audit_proxy::jsonrpc::RequestId;
+use mcp_audit_proxy::mcp::Era;
+use mcp_audit_proxy::store::journal::{self, Journal, JournalPos, list_segments, segment_path};
+use mcp_audit_proxy::store::{Filter, Store};
+use serde_json::{Value, json};
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_calls_in_flight_loses_no_acknowledged_event() {
+    for round in 0..3 {
+        let store = TestStore::new("");
+        let received = store.dir.path().join("received.ndjson");
+        let server = example_server();
+        // `tee` records exactly what reached the server.
+        let script = format!("tee -a '{}' | '{}'", received.display(), server.display());
+        let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
+        c.send(format!("{INIT}\n").as_bytes()).await;
+        c.recv_response(&json!("init")).await;
+        c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await;
+
+        // 300 calls without waiting: fast echoes and slow calls that stay in flight.
+        let mut burst = Vec::new();
+        for i in 0..300 {
+            let params = if i % 10 == 0 {
+                json!({"name": "slow", "arguments": {"ms": 60_000, "steps": 1}})
+            } else {
+                json!({"name": "echo", "arguments": {"text": format!("call {i}")}})
+            };
+            burst.extend(serde_json::to_vec(&json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":params})).unwrap());
+            burst.push(b'\n');
+        }
+        c.send(&burst).await;
+        // Kill at a different point each round.
+        let mut answered = HashSet::new();
+        let kill_after = [40, 120, 200][round];
+        while answered.len() < kill_after {
+            let msg = c.recv_json().await;
+            if let Some(id) = msg["id"].as_i64() {
+                answered.insert(id);
+            }
+        }
+        let pid = c.child.id().unwrap() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        // Responses already written to the pipe still count as delivered.
+        while let Some(line) = c.recv().await {
+            if let Ok(v) = serde_json::from_slice::<Value>(&line)
+                && let Some(id) = v["id"].as_i64()
+            {
+                answered.insert(id);
+            }
+        }
+        let _ = c.finish().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let forwarded: HashSet<i64> = std::fs::read_to_string(&received)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["method"] == "tools/call")
+            .filter_map(|v| v["id"].as_i64())
+            .collect();
+        let events = store.events();
+        let mut by_request: HashMap<i64, Vec<&Value>> = HashMap::new();
+        for e in &events {
+            by_request.entry(e["metadata"]["request_id"].as_i64().unwrap()).or_default().push(e);
+        }
+        assert!(answered.len() >= kill_after && !forwarded.is_empty());
+        for id in &answered {
+            let types: Vec<&str> = by_request[id].iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+            assert_eq!(types, ["tool_access", "tool_execution"], "round {round}: answered call {id}");
+        }
+        for id in &forwarded {
+            let first = by_request.get(id).and_then(|v| v.first()).map(|e| e["event_type"].clone());
+            assert_eq!(first, Some(json!("tool_access")), "round {round}: forwarded call {id} has no access event");
+        }
+    }
+}
+
+fn event(ids: &EventIds, i: u64, access: Option<&AuditEvent>) -> AuditEvent {
+    let (event_id, timestamp) = ids.next();
+    AuditEvent {
+        event_id,
+        timestamp,
+        event_type: if access.is_some() { EventType::ToolExecution } else { EventType::ToolAccess },
+        user_id: "u".into(),
+        tool_name: Some("echo".into()),
+        action: "tools/call".into(),
+        result: if access.is_some() { Outcome::Success } else { Outcome::Initiated },
+        metadata: Metadata {
+            request_id: Some(RequestId::Int(i as i64)),
+            protocol_era: Era::V2025,
+            ..Metadata::default()
+        },
+        risk_level: RiskLevel::Low,
+        compliance_tags: vec![],
+        session_id: "s".into(),
+        upstream: "up".into(),
+        linked_event_id: access.map(|a| a.event_id),
+    }
+}
+
+/// Writes `n` events and returns their payloads in order, plus the offsets where records end.
+fn write_events(dir: &Path, n: u64) -> (Vec<Vec<u8>>, Vec<u64>) {
+    let (mut j, _) = Journal::open(dir, 1 << 20).unwrap();
+    let ids = EventIds::default();
+    let mut payloads = Vec::new();
+    let mut ends = Vec::new();
+    let mut last_access = None;
+    for i in 0..n {
+        let e = if i % 2 == 0 { event(&ids, i, None) } else { event(&ids, i, last_access.as_ref()) };
+        let bytes = serde_json::to_vec(&e).unwrap();
+        ends.push(j.append(&[&bytes]).unwrap().offset);
+        payloads.push(bytes);
+        last_access = Some(e);
+    }
+    j.sync().unwrap();
+    (payloads, ends)
+}
+
+fn read_all(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    journal::read_from(dir, JournalPos::START, |_, p| { out.push(p.to_vec()); Ok(()) }, |d| panic!("{d}")).unwrap();
+    out
+}
+
+#[test]
+fn recovery_keeps_every_whole_record_at_every_cut_of_the_last_records() {
+    let pristine = tempfile::tempdir().unwrap();
+    let (payloads, ends) = write_events(pristine.path(), 12);
+    let segment = std::fs::read(segment_path(pristine.path(), 1)).unwrap();
+    // Every byte offset from the start of the third-to-last record to the end.
+    let from = ends[ends.len() - 4] as usize;
+    for cut in from..=segment.len() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(segment_path(dir.path(), 1), &segment[..cut]).unwrap();
+        let whole = ends.iter().filter(|&&e| e as usize <= cut).count();
+        let at_boundary = ends.contains(&(cut as u64)) || cut == segment.len();
+
+        let (mut j, torn) = Journal::open(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        match (&torn, at_boundary) {
+            (None, true) => {}
+            (Some(t), false) => {
+                assert_eq!(t.offset, ends[whole - 1], "cut {cut}");
+                assert_eq!(t.bytes as usize, cut - ends[whole - 1] as usize, "cut {cut}");
+                assert_eq!(std::fs::read(&t.saved_to).unwrap(), &segment[ends[whole - 1] as usize..cut], "the torn bytes are kept");
+            }
+            _ => panic!("cut {cut}: torn={torn:?} at_boundary={at_boundary}"),
+        }
+        assert_eq!(read_all(dir.path()), payloads[..whole], "cut {cut}");
+        // Appending after recovery continues the journal cleanly.
+        j.append(&[b"{\"after\":true}"]).unwrap();
+        j.sync().unwrap();
+        drop(j);
+        let (_, again) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(again.is_none(), "cut {cut}: recovery is not needed twice");
+        assert_eq!(read_all(dir.path()).len(), whole + 1);
+    }
+}
+
+#[test]
+fn the_store_recovers_a_torn_tail_and_indexes_what_remains() {
+    let pristine = tempfile::tempdir().unwrap();
+    let journal_dir = pristine.path().join("journal");
+    let (payloads, ends) = write_events(&journal_dir, 6);
+    let segment = std::fs::read(segment_path(&journal_dir, 1)).unwrap();
+    for cut in (ends[3] as usize..segment.len()).step_by(37) {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("journal")).unwrap();
+        std::fs::write(segment_path(&root.path().join("journal"), 1), &segment[..cut]).unwrap();
+        let (store, report) = Store::open(root.path(), 1 << 20).unwrap();
+        let whole = ends.iter().filter(|&&e| e as usize <= cut).count();
+        assert_eq!(report.torn.is_some(), !ends.contains(&(cut as u64)), "cut {cut}");
+        assert_eq!(store.index.len(), whole, "cut {cut}");
+        let newest = store.index.newest(1, &Filter::default()).unwrap();
+        let expected: AuditEvent = serde_json::from_slice(&payloads[whole - 1]).unwrap();
+        assert_eq!(newest[0].event_id, expected.event_id);
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_record_is_caught_by_the_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (payloads, ends) = write_events(dir.path(), 4);
+    let path = segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let inside_last = (ends[2] + 20) as usize;
+    bytes[inside_last] ^= 0x04;
+    std::fs::write(&path, &bytes).unwrap();
+    let (_, torn) = Journal::open(dir.path(), 1 << 20).unwrap();
+    let torn = torn.expect("reported");
+    assert_eq!(torn.reason, "checksum mismatch");
+    assert_eq!(torn.offset, ends[2]);
+    assert_eq!(read_all(dir.path()), payloads[..3]);
+}
+
+#[tokio::test]
+async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
+    // Extra lines land in the config's [audit] table.
+    let store = TestStore::new("segment_bytes = 4096");
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.send(format!("{INIT}\n").as_bytes()).await;
+    c.recv_response(&json!("init")).await;
+    for i in 0..40 {
+        c.send(format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{}\"}}}}}}\n", "t".repeat(i * 7)).as_bytes()).await;
+        c.recv_response(&json!(i)).await;
+    }
+    assert!(c.finish().await.success());
+    assert!(list_segments(&store.store_dir().join("journal")).unwrap().len() > 3, "several segments");
+    let before = store.events();
+    assert_eq!(pairs(&before).len(), 40);
+
+    std::fs::remove_dir_all(store.store_dir().join("index")).unwrap();
+    assert_eq!(store.events(), before, "deleted index: rebuilt, same events");
+
+    // Damage: overwrite every file of the sled folder with garbage.
+    for entry in walk(&store.store_dir().join("index")) {
+        std::fs::write(entry, b"garbage garbage garbage").unwrap();
+    }
+    assert_eq!(store.events(), before, "damaged index: rebuilt, same events");
+    let aside = std::fs::read_dir(store.store_dir()).unwrap().filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("index.replaced-")).count();
+    assert_eq!(aside, 1, "the damaged index is kept aside, not deleted");
+
+    // `reindex` by hand says what it did.
+    let out = std::process::Command::new(common::proxy_bin())
+        .args(["reindex", "--config"]).arg(&store.config).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("80 events"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(store.events(), before);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)); } else { out.push(p); }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_running_proxy_holds_the_store_and_queries_read_the_journal() {
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.send(format!("{INIT}\n").as_bytes()).await;
+    c.recv_response(&json!("init")).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}\n").await;
+    c.recv_response(&json!(1)).await;
+    // While it runs: a second proxy on the same store is refused with a hint...
+    let out = store.proxy_command(&["cat"]).stdin(std::process::Stdio::null()).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is in use by another mcp-audit-proxy process"));
+    // ...and `events` reads the journal, with the pair linked.
+    let events = store.events();
+    assert_eq!(pairs(&events).len(), 1);
+    assert!(c.finish().await.success());
+}
