@@ -80,27 +80,38 @@ fn confirm_schema() -> ElicitationSchema {
 #[tool_router]
 impl Demo {
     fn new() -> Self {
-        Self { tool_router: Self::tool_router() }
+        Self {
+            tool_router: Self::tool_router(),
+        }
     }
 
-    #[tool(description = "Echo the text argument", annotations(read_only_hint = true))]
+    #[tool(
+        description = "Echo the text argument",
+        annotations(read_only_hint = true)
+    )]
     async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
         text
     }
 
-    #[tool(description = "Add two numbers", annotations(read_only_hint = true, open_world_hint = false))]
+    #[tool(
+        description = "Add two numbers",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     async fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> String {
         (a + b).to_string()
     }
 
     /// Sleeps `ms` in `steps` steps, sending notifications/progress with the request's token.
-    #[tool(description = "Sleep N ms, reporting progress", annotations(read_only_hint = true))]
+    #[tool(
+        description = "Sleep N ms, reporting progress",
+        annotations(read_only_hint = true)
+    )]
     async fn slow(
         &self,
         Parameters(SlowArgs { ms, steps }): Parameters<SlowArgs>,
-        meta: RequestMetaObject,     // request params._meta
-        peer: Peer<RoleServer>,      // handle to the client
-        ct: CancellationToken,       // cancelled on notifications/cancelled
+        meta: RequestMetaObject, // request params._meta
+        peer: Peer<RoleServer>,  // handle to the client
+        ct: CancellationToken,   // cancelled on notifications/cancelled
     ) -> Result<CallToolResult, ErrorData> {
         let steps = steps.unwrap_or(5).max(1);
         let token = meta.get_progress_token(); // rmcp clients always send one
@@ -121,7 +132,9 @@ impl Demo {
                     .await;
             }
         }
-        Ok(CallToolResult::success(vec![ContentBlock::text(format!("slept {ms}ms"))]))
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "slept {ms}ms"
+        ))]))
     }
 
     #[tool(description = "Always fails with isError: true")]
@@ -129,23 +142,34 @@ impl Demo {
         CallToolResult::error(vec![ContentBlock::text("something went wrong")])
     }
 
-    #[tool(description = "Return fake personal data", annotations(read_only_hint = true))]
+    #[tool(
+        description = "Return fake personal data",
+        annotations(read_only_hint = true)
+    )]
     async fn personal_data(&self) -> Result<CallToolResult, ErrorData> {
         let data = serde_json::json!({
             "name": "Jane Q. Example",
             "email": "jane.example@example.com",
             "phone": "+1-555-0100"
         });
-        Ok(CallToolResult::success(vec![ContentBlock::text(data.to_string())]))
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            data.to_string(),
+        )]))
     }
 
-    #[tool(description = "Return a text of the given size", annotations(read_only_hint = true))]
+    #[tool(
+        description = "Return a text of the given size",
+        annotations(read_only_hint = true)
+    )]
     async fn big(&self, Parameters(BigArgs { bytes }): Parameters<BigArgs>) -> String {
         "x".repeat(bytes)
     }
 
     #[tool(description = "Exit the server process in the middle of the call (for tests)")]
-    async fn crash(&self, Parameters(CrashArgs { after_ms, status }): Parameters<CrashArgs>) -> String {
+    async fn crash(
+        &self,
+        Parameters(CrashArgs { after_ms, status }): Parameters<CrashArgs>,
+    ) -> String {
         tokio::time::sleep(Duration::from_millis(after_ms.unwrap_or(0))).await;
         std::process::exit(status.unwrap_or(3));
     }
@@ -184,7 +208,9 @@ impl Demo {
                             },
                         )),
                     );
-                    return Ok(InputRequiredResult::new(Some(reqs), Some("confirm-r1".into())).into());
+                    return Ok(
+                        InputRequiredResult::new(Some(reqs), Some("confirm-r1".into())).into(),
+                    );
                 }
                 // Round 2: the client retried with inputResponses + echoed requestState.
                 (Some("confirm-r1"), Some(responses)) => {
@@ -207,9 +233,16 @@ impl Demo {
                 .await
                 .map_err(|e| ErrorData::internal_error(format!("elicitation failed: {e}"), None))?;
             result.action == ElicitationAction::Accept
-                && result.content.as_ref().is_some_and(|c| c["confirmed"] == true)
+                && result
+                    .content
+                    .as_ref()
+                    .is_some_and(|c| c["confirmed"] == true)
         };
-        let text = if accepted { format!("confirmed: {action}") } else { format!("declined: {action}") };
+        let text = if accepted {
+            format!("confirmed: {action}")
+        } else {
+            format!("declined: {action}")
+        };
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]).into())
     }
 }

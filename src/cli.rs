@@ -8,7 +8,11 @@ use crate::audit::EventType;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
-#[command(name = "mcp-audit-proxy", version, about = "A transparent MCP proxy that records every tool call in a durable audit trail")]
+#[command(
+    name = "mcp-audit-proxy",
+    version,
+    about = "A transparent MCP proxy that records every tool call in a durable audit trail"
+)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]

@@ -44,7 +44,10 @@ fn log_open(report: &OpenReport) {
         tracing::error!(damage = %d, "audit journal segment damaged");
     }
     if report.caught_up > 0 {
-        tracing::info!(records = report.caught_up, "audit index caught up with the journal");
+        tracing::info!(
+            records = report.caught_up,
+            "audit index caught up with the journal"
+        );
     }
 }
 
@@ -164,7 +167,9 @@ pub fn write_table(events: &[AuditEvent], out: &mut impl Write) -> std::io::Resu
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "-".into()),
             e.event_id.to_string(),
-            e.linked_event_id.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+            e.linked_event_id
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into()),
         )?;
     }
     Ok(())

@@ -14,7 +14,9 @@ use toml::Spanned;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}\n  hint: pass --config PATH, or copy proxy.toml from the mcp-audit-proxy repository")]
+    #[error(
+        "cannot read config file {path}: {source}\n  hint: pass --config PATH, or copy proxy.toml from the mcp-audit-proxy repository"
+    )]
     Read {
         /// The config path.
         path: PathBuf,
@@ -62,6 +64,7 @@ struct RawConfig {
 struct RawUpstream {
     name: Option<Spanned<String>>,
     command: Option<Spanned<Vec<String>>>,
+    cwd: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +107,8 @@ pub struct UpstreamConfig {
     pub name: String,
     /// `command`: the server started when none is given after `--`.
     pub command: Vec<String>,
+    /// `cwd`: the server's working folder, relative to the config file; unset: the proxy's own.
+    pub cwd: Option<PathBuf>,
 }
 
 /// `[audit]`: where and how events are stored.
@@ -168,30 +173,59 @@ impl Config {
             Some(c) => c.into_inner(),
             None => Vec::new(),
         };
+        let cwd = match raw.upstream.cwd {
+            Some(d) => Some(base.join(at.non_empty("upstream.cwd", d)?)),
+            None => None,
+        };
 
         let a = raw.audit;
         let store_dir = match a.store_dir {
             Some(d) => base.join(at.non_empty("audit.store_dir", d)?),
             None => base.join(".mcp-audit"),
         };
-        let flush_ms = at.ranged("audit.flush_interval_ms", a.flush_interval_ms, 10, 1..=60_000)?;
-        let segment_bytes =
-            at.ranged("audit.segment_bytes", a.segment_bytes, 64 << 20, 4096..=(1 << 40))?;
-        let queue_capacity =
-            at.ranged("audit.queue_capacity", a.queue_capacity, 16_384, 1..=(1 << 24))?;
+        let flush_ms = at.ranged(
+            "audit.flush_interval_ms",
+            a.flush_interval_ms,
+            10,
+            1..=60_000,
+        )?;
+        let segment_bytes = at.ranged(
+            "audit.segment_bytes",
+            a.segment_bytes,
+            64 << 20,
+            4096..=(1 << 40),
+        )?;
+        let queue_capacity = at.ranged(
+            "audit.queue_capacity",
+            a.queue_capacity,
+            16_384,
+            1..=(1 << 24),
+        )?;
 
         let l = raw.limits;
-        let max_message_bytes =
-            at.ranged("limits.max_message_bytes", l.max_message_bytes, 16 << 20, 256..=(1 << 30))?;
-        let call_timeout_ms =
-            at.ranged("limits.call_timeout_ms", l.call_timeout_ms, 600_000, 0..=(7 * 86_400_000))?;
-        let shutdown_grace_ms =
-            at.ranged("limits.shutdown_grace_ms", l.shutdown_grace_ms, 3_000, 0..=600_000)?;
+        let max_message_bytes = at.ranged(
+            "limits.max_message_bytes",
+            l.max_message_bytes,
+            16 << 20,
+            256..=(1 << 30),
+        )?;
+        let call_timeout_ms = at.ranged(
+            "limits.call_timeout_ms",
+            l.call_timeout_ms,
+            600_000,
+            0..=(7 * 86_400_000),
+        )?;
+        let shutdown_grace_ms = at.ranged(
+            "limits.shutdown_grace_ms",
+            l.shutdown_grace_ms,
+            3_000,
+            0..=600_000,
+        )?;
 
         Ok(Config {
             source: path.to_path_buf(),
             user_id,
-            upstream: UpstreamConfig { name, command },
+            upstream: UpstreamConfig { name, command, cwd },
             audit: AuditConfig {
                 store_dir,
                 durability: a.durability.unwrap_or(Durability::Sync),
@@ -216,7 +250,11 @@ struct Source<'a> {
 impl Source<'_> {
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn invalid(&self, span: Range<usize>, message: &str, hint: &str) -> ConfigError {
@@ -278,7 +316,9 @@ impl Source<'_> {
                     range.start(),
                     range.end()
                 ),
-                &format!("choose a value in range, or remove the key to use the default ({default})"),
+                &format!(
+                    "choose a value in range, or remove the key to use the default ({default})"
+                ),
             ));
         }
         Ok(value.into_inner())
@@ -307,7 +347,10 @@ mod tests {
     fn unknown_keys_fail_with_file_line_and_hint() {
         let err = parse("[audit]\ndurability = \"sync\"\ndurabilty = \"batched\"\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("/etc/mcp/proxy.toml:3: unknown field `durabilty`"), "{text}");
+        assert!(
+            text.starts_with("/etc/mcp/proxy.toml:3: unknown field `durabilty`"),
+            "{text}"
+        );
         assert!(text.contains("hint: check the spelling"), "{text}");
         let err = parse("[audti]\n").unwrap_err().to_string();
         assert!(err.contains(":1: unknown field `audti`"), "{err}");
@@ -316,11 +359,23 @@ mod tests {
     #[test]
     fn bad_values_fail_with_file_line_and_hint() {
         let cases = [
-            ("[audit]\ndurability = \"fast\"\n", ":2: unknown variant `fast`"),
-            ("[limits]\n\nmax_message_bytes = 10\n", ":3: `limits.max_message_bytes` = 10 is out of range"),
+            (
+                "[audit]\ndurability = \"fast\"\n",
+                ":2: unknown variant `fast`",
+            ),
+            (
+                "[limits]\n\nmax_message_bytes = 10\n",
+                ":3: `limits.max_message_bytes` = 10 is out of range",
+            ),
             ("[limits]\ncall_timeout_ms = \"5s\"\n", ":2: invalid type"),
-            ("user_id = \"\"\n", ":1: `user_id` must be a non-empty string"),
-            ("[upstream]\ncommand = []\n", ":2: `upstream.command` is empty"),
+            (
+                "user_id = \"\"\n",
+                ":1: `user_id` must be a non-empty string",
+            ),
+            (
+                "[upstream]\ncommand = []\n",
+                ":2: `upstream.command` is empty",
+            ),
             ("[audit\n", ":1:"),
         ];
         for (text, expected) in cases {

@@ -37,10 +37,13 @@ impl Era {
     /// The era a protocol revision string belongs to.
     pub fn of_version(version: &str) -> Era {
         let is_date = version.len() == 10
-            && version
-                .bytes()
-                .enumerate()
-                .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            && version.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
         if !is_date {
             Era::Unknown
         } else if version >= "2026-07-28" {
@@ -292,7 +295,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.result_type.as_deref(), Some("input_required"));
-        assert_eq!(r.input_requests.unwrap().keys().next().map(|k| k.as_ref()), Some("k"));
+        assert_eq!(
+            r.input_requests.unwrap().keys().next().map(|k| k.as_ref()),
+            Some("k")
+        );
     }
 
     #[test]

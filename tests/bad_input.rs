@@ -11,7 +11,8 @@ async fn initialized(store: &TestStore) -> LineClient {
     let mut c = LineClient::spawn(store.proxied_example());
     c.send(format!("{INIT}\n").as_bytes()).await;
     c.recv_response(&json!("init")).await;
-    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await;
     c
 }
 
@@ -51,9 +52,23 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
     for (line, code, id) in &cases {
         c.send(line).await;
         let reply = c.recv_json().await;
-        assert_eq!(reply["error"]["code"], *code, "{} -> {reply}", String::from_utf8_lossy(line).chars().take(80).collect::<String>());
+        assert_eq!(
+            reply["error"]["code"],
+            *code,
+            "{} -> {reply}",
+            String::from_utf8_lossy(line)
+                .chars()
+                .take(80)
+                .collect::<String>()
+        );
         assert_eq!(reply["id"], *id, "{reply}");
-        assert!(reply["error"]["message"].as_str().unwrap().starts_with("mcp-audit-proxy refused"), "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("mcp-audit-proxy refused"),
+            "{reply}"
+        );
         replies.push(reply);
     }
     // The call that was in flight all along completes, and new calls work.
@@ -61,7 +76,10 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
     assert_eq!(slow["id"], 100);
     assert_eq!(slow["result"]["content"][0]["text"], "slept 600ms");
     c.send(&echo(9, "still here")).await;
-    assert_eq!(c.recv_json().await["result"]["content"][0]["text"], "still here");
+    assert_eq!(
+        c.recv_json().await["result"]["content"][0]["text"],
+        "still here"
+    );
     assert!(c.finish().await.success());
 
     let events = store.events();
@@ -70,20 +88,50 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
     // readable as tool calls.
     let summary: Vec<(Value, Value, Value, Value)> = pairs
         .iter()
-        .map(|(a, e)| (a["metadata"]["request_id"].clone(), a["result"].clone(), e["result"].clone(), e["metadata"]["failure_side"].clone()))
+        .map(|(a, e)| {
+            (
+                a["metadata"]["request_id"].clone(),
+                a["result"].clone(),
+                e["result"].clone(),
+                e["metadata"]["failure_side"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
         vec![
-            (json!(100), json!("initiated"), json!("success"), Value::Null),
-            (json!(5), json!("refused"), json!("refused"), json!("client")),
-            (json!(7), json!("refused"), json!("refused"), json!("client")),
+            (
+                json!(100),
+                json!("initiated"),
+                json!("success"),
+                Value::Null
+            ),
+            (
+                json!(5),
+                json!("refused"),
+                json!("refused"),
+                json!("client")
+            ),
+            (
+                json!(7),
+                json!("refused"),
+                json!("refused"),
+                json!("client")
+            ),
             (json!(9), json!("initiated"), json!("success"), Value::Null),
         ]
     );
     // The refusal quotes the failure event, for the security team.
-    assert_eq!(replies[5]["error"]["data"]["event_id"], pairs[1].1["event_id"]);
-    assert!(pairs[1].1["metadata"]["reason"].as_str().unwrap().contains("missing field `name`"));
+    assert_eq!(
+        replies[5]["error"]["data"]["event_id"],
+        pairs[1].1["event_id"]
+    );
+    assert!(
+        pairs[1].1["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `name`")
+    );
 }
 
 #[tokio::test]
@@ -99,19 +147,35 @@ async fn a_batch_with_a_bad_element_is_refused_whole() {
     assert_eq!(items[2]["id"], Value::Null);
     assert!(items.iter().all(|i| i["error"]["code"].as_i64().is_some()));
     // Nothing of it reached the server: the next line back is the echo of the next message.
-    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n").await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n")
+        .await;
     assert_eq!(c.recv_json().await["method"], "notifications/x");
     // A batch of non-messages gets one error per element, as JSON-RPC asks.
     c.send(b"[1,\"x\"]\n").await;
     let reply = c.recv_json().await;
     let items = reply.as_array().expect("a batch of errors");
     assert_eq!(items.len(), 2);
-    assert!(items.iter().all(|i| i["error"]["code"] == -32600 && i["id"].is_null()), "{reply}");
-    assert!(items[0]["error"]["message"].as_str().unwrap().contains("must be a JSON object"), "{reply}");
+    assert!(
+        items
+            .iter()
+            .all(|i| i["error"]["code"] == -32600 && i["id"].is_null()),
+        "{reply}"
+    );
+    assert!(
+        items[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be a JSON object"),
+        "{reply}"
+    );
     assert!(c.finish().await.success());
     let events = store.events();
     let pairs = pairs(&events);
-    assert_eq!(pairs.len(), 1, "the tools/call in the refused batch is recorded as refused");
+    assert_eq!(
+        pairs.len(),
+        1,
+        "the tools/call in the refused batch is recorded as refused"
+    );
     assert_eq!(pairs[0].1["result"], "refused");
 }
 
@@ -119,11 +183,16 @@ async fn a_batch_with_a_bad_element_is_refused_whole() {
 async fn bad_messages_from_the_server_are_dropped_and_the_session_carries_on() {
     let store = TestStore::new("");
     // The server prints garbage first, then behaves like `cat`.
-    let script = r#"printf 'garbage\n{"jsonrpc":"1.0","id":1,"result":{}}\n\377\376\n[]\n'; exec cat"#;
+    let script =
+        r#"printf 'garbage\n{"jsonrpc":"1.0","id":1,"result":{}}\n\377\376\n[]\n'; exec cat"#;
     let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", script]));
-    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n").await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
+        .await;
     let first = c.recv().await.unwrap();
-    assert_eq!(first, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n", "garbage was forwarded");
+    assert_eq!(
+        first, b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n",
+        "garbage was forwarded"
+    );
     assert!(c.finish().await.success());
 }
 
@@ -135,7 +204,13 @@ async fn an_oversized_server_response_fails_that_call_only() {
     let reply = c.recv_json().await;
     assert_eq!(reply["id"], 1);
     assert_eq!(reply["error"]["code"], -32603);
-    assert!(reply["error"]["message"].as_str().unwrap().contains("max_message_bytes"), "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_message_bytes"),
+        "{reply}"
+    );
     c.send(&echo(2, "fine")).await;
     assert_eq!(c.recv_json().await["id"], 2);
     assert!(c.finish().await.success());
@@ -151,7 +226,11 @@ async fn an_oversized_server_response_fails_that_call_only() {
 async fn a_config_error_names_file_line_and_hint_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("proxy.toml");
-    std::fs::write(&config, "[audit]\nstore_dir = \"s\"\ndurability = \"sometimes\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[audit]\nstore_dir = \"s\"\ndurability = \"sometimes\"\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(common::proxy_bin())
         .args(["stdio", "--config"])
         .arg(&config)
@@ -160,7 +239,16 @@ async fn a_config_error_names_file_line_and_hint_and_starts_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{}:3: unknown variant `sometimes`", config.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:3: unknown variant `sometimes`",
+            config.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
-    assert!(!dir.path().join("s").exists(), "no store is created for a bad config");
+    assert!(
+        !dir.path().join("s").exists(),
+        "no store is created for a bad config"
+    );
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{LineClient, TestStore, example_server, pairs};
-use mcp_audit_proxy::audit::event::{AuditEvent, EventIds, EventType, Metadata, Outcome, RiskLevel};
+use mcp_audit_proxy::audit::event::{
+    AuditEvent, EventIds, EventType, Metadata, Outcome, RiskLevel,
+};
 use mcp_audit_proxy::jsonrpc::RequestId;
 use mcp_audit_proxy::mcp::Era;
 use mcp_audit_proxy::store::journal::{self, Journal, JournalPos, list_segments, segment_path};
@@ -28,7 +30,8 @@ async fn sigkill_with_calls_in_flight_loses_no_acknowledged_event() {
         let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
         c.send(format!("{INIT}\n").as_bytes()).await;
         c.recv_response(&json!("init")).await;
-        c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await;
+        c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+            .await;
 
         // 300 calls without waiting: fast echoes and slow calls that stay in flight.
         let mut burst = Vec::new();
@@ -38,7 +41,12 @@ async fn sigkill_with_calls_in_flight_loses_no_acknowledged_event() {
             } else {
                 json!({"name": "echo", "arguments": {"text": format!("call {i}")}})
             };
-            burst.extend(serde_json::to_vec(&json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":params})).unwrap());
+            burst.extend(
+                serde_json::to_vec(
+                    &json!({"jsonrpc":"2.0","id":i,"method":"tools/call","params":params}),
+                )
+                .unwrap(),
+            );
             burst.push(b'\n');
         }
         c.send(&burst).await;
@@ -52,7 +60,11 @@ async fn sigkill_with_calls_in_flight_loses_no_acknowledged_event() {
             }
         }
         let pid = c.child.id().unwrap() as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         // Responses already written to the pipe still count as delivered.
         while let Some(line) = c.recv().await {
             if let Ok(v) = serde_json::from_slice::<Value>(&line)
@@ -74,16 +86,33 @@ async fn sigkill_with_calls_in_flight_loses_no_acknowledged_event() {
         let events = store.events();
         let mut by_request: HashMap<i64, Vec<&Value>> = HashMap::new();
         for e in &events {
-            by_request.entry(e["metadata"]["request_id"].as_i64().unwrap()).or_default().push(e);
+            by_request
+                .entry(e["metadata"]["request_id"].as_i64().unwrap())
+                .or_default()
+                .push(e);
         }
         assert!(answered.len() >= kill_after && !forwarded.is_empty());
         for id in &answered {
-            let types: Vec<&str> = by_request[id].iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-            assert_eq!(types, ["tool_access", "tool_execution"], "round {round}: answered call {id}");
+            let types: Vec<&str> = by_request[id]
+                .iter()
+                .map(|e| e["event_type"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                types,
+                ["tool_access", "tool_execution"],
+                "round {round}: answered call {id}"
+            );
         }
         for id in &forwarded {
-            let first = by_request.get(id).and_then(|v| v.first()).map(|e| e["event_type"].clone());
-            assert_eq!(first, Some(json!("tool_access")), "round {round}: forwarded call {id} has no access event");
+            let first = by_request
+                .get(id)
+                .and_then(|v| v.first())
+                .map(|e| e["event_type"].clone());
+            assert_eq!(
+                first,
+                Some(json!("tool_access")),
+                "round {round}: forwarded call {id} has no access event"
+            );
         }
     }
 }
@@ -93,11 +122,19 @@ fn event(ids: &EventIds, i: u64, access: Option<&AuditEvent>) -> AuditEvent {
     AuditEvent {
         event_id,
         timestamp,
-        event_type: if access.is_some() { EventType::ToolExecution } else { EventType::ToolAccess },
+        event_type: if access.is_some() {
+            EventType::ToolExecution
+        } else {
+            EventType::ToolAccess
+        },
         user_id: "u".into(),
         tool_name: Some("echo".into()),
         action: "tools/call".into(),
-        result: if access.is_some() { Outcome::Success } else { Outcome::Initiated },
+        result: if access.is_some() {
+            Outcome::Success
+        } else {
+            Outcome::Initiated
+        },
         metadata: Metadata {
             request_id: Some(RequestId::Int(i as i64)),
             protocol_era: Era::V2025,
@@ -119,7 +156,11 @@ fn write_events(dir: &Path, n: u64) -> (Vec<Vec<u8>>, Vec<u64>) {
     let mut ends = Vec::new();
     let mut last_access = None;
     for i in 0..n {
-        let e = if i % 2 == 0 { event(&ids, i, None) } else { event(&ids, i, last_access.as_ref()) };
+        let e = if i % 2 == 0 {
+            event(&ids, i, None)
+        } else {
+            event(&ids, i, last_access.as_ref())
+        };
         let bytes = serde_json::to_vec(&e).unwrap();
         ends.push(j.append(&[&bytes]).unwrap().offset);
         payloads.push(bytes);
@@ -131,7 +172,16 @@ fn write_events(dir: &Path, n: u64) -> (Vec<Vec<u8>>, Vec<u64>) {
 
 fn read_all(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    journal::read_from(dir, JournalPos::START, |_, p| { out.push(p.to_vec()); Ok(()) }, |d| panic!("{d}")).unwrap();
+    journal::read_from(
+        dir,
+        JournalPos::START,
+        |_, p| {
+            out.push(p.to_vec());
+            Ok(())
+        },
+        |d| panic!("{d}"),
+    )
+    .unwrap();
     out
 }
 
@@ -148,13 +198,22 @@ fn recovery_keeps_every_whole_record_at_every_cut_of_the_last_records() {
         let whole = ends.iter().filter(|&&e| e as usize <= cut).count();
         let at_boundary = ends.contains(&(cut as u64)) || cut == segment.len();
 
-        let (mut j, torn) = Journal::open(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        let (mut j, torn) =
+            Journal::open(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         match (&torn, at_boundary) {
             (None, true) => {}
             (Some(t), false) => {
                 assert_eq!(t.offset, ends[whole - 1], "cut {cut}");
-                assert_eq!(t.bytes as usize, cut - ends[whole - 1] as usize, "cut {cut}");
-                assert_eq!(std::fs::read(&t.saved_to).unwrap(), &segment[ends[whole - 1] as usize..cut], "the torn bytes are kept");
+                assert_eq!(
+                    t.bytes as usize,
+                    cut - ends[whole - 1] as usize,
+                    "cut {cut}"
+                );
+                assert_eq!(
+                    std::fs::read(&t.saved_to).unwrap(),
+                    &segment[ends[whole - 1] as usize..cut],
+                    "the torn bytes are kept"
+                );
             }
             _ => panic!("cut {cut}: torn={torn:?} at_boundary={at_boundary}"),
         }
@@ -178,10 +237,18 @@ fn the_store_recovers_a_torn_tail_and_indexes_what_remains() {
     for cut in (ends[3] as usize..segment.len()).step_by(37) {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("journal")).unwrap();
-        std::fs::write(segment_path(&root.path().join("journal"), 1), &segment[..cut]).unwrap();
+        std::fs::write(
+            segment_path(&root.path().join("journal"), 1),
+            &segment[..cut],
+        )
+        .unwrap();
         let (store, report) = Store::open(root.path(), 1 << 20).unwrap();
         let whole = ends.iter().filter(|&&e| e as usize <= cut).count();
-        assert_eq!(report.torn.is_some(), !ends.contains(&(cut as u64)), "cut {cut}");
+        assert_eq!(
+            report.torn.is_some(),
+            !ends.contains(&(cut as u64)),
+            "cut {cut}"
+        );
         assert_eq!(store.index.len(), whole, "cut {cut}");
         let newest = store.index.newest(1, &Filter::default()).unwrap();
         let expected: AuditEvent = serde_json::from_slice(&payloads[whole - 1]).unwrap();
@@ -217,27 +284,59 @@ async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
         c.recv_response(&json!(i)).await;
     }
     assert!(c.finish().await.success());
-    assert!(list_segments(&store.store_dir().join("journal")).unwrap().len() > 3, "several segments");
+    assert!(
+        list_segments(&store.store_dir().join("journal"))
+            .unwrap()
+            .len()
+            > 3,
+        "several segments"
+    );
     let before = store.events();
     assert_eq!(pairs(&before).len(), 40);
 
     std::fs::remove_dir_all(store.store_dir().join("index")).unwrap();
-    assert_eq!(store.events(), before, "deleted index: rebuilt, same events");
+    assert_eq!(
+        store.events(),
+        before,
+        "deleted index: rebuilt, same events"
+    );
 
     // Damage: overwrite every file of the sled folder with garbage.
     for entry in walk(&store.store_dir().join("index")) {
         std::fs::write(entry, b"garbage garbage garbage").unwrap();
     }
-    assert_eq!(store.events(), before, "damaged index: rebuilt, same events");
-    let aside = std::fs::read_dir(store.store_dir()).unwrap().filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("index.replaced-")).count();
+    assert_eq!(
+        store.events(),
+        before,
+        "damaged index: rebuilt, same events"
+    );
+    let aside = std::fs::read_dir(store.store_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.replaced-")
+        })
+        .count();
     assert_eq!(aside, 1, "the damaged index is kept aside, not deleted");
 
     // `reindex` by hand says what it did.
     let out = std::process::Command::new(common::proxy_bin())
-        .args(["reindex", "--config"]).arg(&store.config).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("80 events"), "{}", String::from_utf8_lossy(&out.stdout));
+        .args(["reindex", "--config"])
+        .arg(&store.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("80 events"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(store.events(), before);
 }
 
@@ -245,7 +344,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)); } else { out.push(p); }
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
     }
     out
 }
@@ -259,9 +362,17 @@ async fn a_running_proxy_holds_the_store_and_queries_read_the_journal() {
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}\n").await;
     c.recv_response(&json!(1)).await;
     // While it runs: a second proxy on the same store is refused with a hint...
-    let out = store.proxy_command(&["cat"]).stdin(std::process::Stdio::null()).output().await.unwrap();
+    let out = store
+        .proxy_command(&["cat"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is in use by another mcp-audit-proxy process"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is in use by another mcp-audit-proxy process")
+    );
     // ...and `events` reads the journal, with the pair linked.
     let events = store.events();
     assert_eq!(pairs(&events).len(), 1);

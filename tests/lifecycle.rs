@@ -15,7 +15,8 @@ async fn initialized(store: &TestStore) -> LineClient {
     let mut c = LineClient::spawn(store.proxied_example());
     c.send(format!("{INIT_2025}\n").as_bytes()).await;
     c.recv_response(&json!("init")).await;
-    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await;
     c
 }
 
@@ -31,7 +32,10 @@ fn call(id: Value, tool: &str, arguments: Value) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_calls_finishing_out_of_order_pair_correctly() {
-    for era in [Era::Initialize(rmcp::model::ProtocolVersion::V_2025_11_25), Era::Discover] {
+    for era in [
+        Era::Initialize(rmcp::model::ProtocolVersion::V_2025_11_25),
+        Era::Discover,
+    ] {
         let store = TestStore::new("");
         let client = connect(&era, store.proxied_example()).await;
         let mut set = tokio::task::JoinSet::new();
@@ -41,7 +45,10 @@ async fn many_concurrent_calls_finishing_out_of_order_pair_correctly() {
             set.spawn(async move {
                 let ms = 480 - i * 10;
                 let r = peer
-                    .call_tool(CallToolRequestParams::new("slow").with_arguments(args(json!({"ms": ms, "steps": 1}))))
+                    .call_tool(
+                        CallToolRequestParams::new("slow")
+                            .with_arguments(args(json!({"ms": ms, "steps": 1}))),
+                    )
                     .await
                     .expect("slow");
                 (ms, serde_json::to_value(&r.content).unwrap())
@@ -49,7 +56,11 @@ async fn many_concurrent_calls_finishing_out_of_order_pair_correctly() {
         }
         while let Some(done) = set.join_next().await {
             let (ms, content) = done.unwrap();
-            assert_eq!(content[0]["text"], format!("slept {ms}ms"), "a result reached the wrong caller");
+            assert_eq!(
+                content[0]["text"],
+                format!("slept {ms}ms"),
+                "a result reached the wrong caller"
+            );
         }
         client.cancel().await.unwrap();
 
@@ -60,7 +71,10 @@ async fn many_concurrent_calls_finishing_out_of_order_pair_correctly() {
             assert_eq!(end["result"], "success");
             let ms = access["metadata"]["arguments"]["ms"].as_u64().unwrap();
             let took = end["metadata"]["execution_time_us"].as_u64().unwrap();
-            assert!(took >= ms * 1000, "{ms} ms call paired with an end after {took} µs");
+            assert!(
+                took >= ms * 1000,
+                "{ms} ms call paired with an end after {took} µs"
+            );
         }
     }
 }
@@ -70,8 +84,10 @@ async fn number_and_string_ids_and_both_id_spaces_stay_apart() {
     let store = TestStore::new("");
     let mut c = initialized(&store).await;
     // The same value as a number and as a string, in flight together.
-    c.send(&call(json!(1), "slow", json!({"ms": 400, "steps": 1}))).await;
-    c.send(&call(json!("1"), "echo", json!({"text": "string id"}))).await;
+    c.send(&call(json!(1), "slow", json!({"ms": 400, "steps": 1})))
+        .await;
+    c.send(&call(json!("1"), "echo", json!({"text": "string id"})))
+        .await;
     let first: Value = c.recv_json().await;
     assert_eq!(first["id"], "1");
     assert_eq!(first["result"]["content"][0]["text"], "string id");
@@ -80,7 +96,8 @@ async fn number_and_string_ids_and_both_id_spaces_stay_apart() {
     assert_eq!(second["result"]["content"][0]["text"], "slept 400ms");
 
     // The server's elicitation request uses its own counter (0), like this call's id.
-    c.send(&call(json!(0), "confirm", json!({"action": "ship"}))).await;
+    c.send(&call(json!(0), "confirm", json!({"action": "ship"})))
+        .await;
     let request = c.recv_json().await;
     assert_eq!(request["method"], "elicitation/create");
     let server_id = request["id"].clone();
@@ -95,7 +112,13 @@ async fn number_and_string_ids_and_both_id_spaces_stay_apart() {
     let pairs = pairs(&events);
     let summary: Vec<(Value, Value, Value)> = pairs
         .iter()
-        .map(|(a, e)| (a["metadata"]["request_id"].clone(), a["tool_name"].clone(), e["result"].clone()))
+        .map(|(a, e)| {
+            (
+                a["metadata"]["request_id"].clone(),
+                a["tool_name"].clone(),
+                e["result"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -109,22 +132,33 @@ async fn number_and_string_ids_and_both_id_spaces_stay_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_call_ends_with_a_cancelled_event() {
-    for era in [Era::Initialize(rmcp::model::ProtocolVersion::V_2025_06_18), Era::Discover] {
+    for era in [
+        Era::Initialize(rmcp::model::ProtocolVersion::V_2025_06_18),
+        Era::Discover,
+    ] {
         let store = TestStore::new("");
         let client = connect(&era, store.proxied_example()).await;
         // Dropping rmcp's call future sends notifications/cancelled.
         let dropped = tokio::time::timeout(
             Duration::from_millis(300),
-            client.call_tool(CallToolRequestParams::new("slow").with_arguments(args(json!({"ms": 3000, "steps": 3})))),
+            client.call_tool(
+                CallToolRequestParams::new("slow")
+                    .with_arguments(args(json!({"ms": 3000, "steps": 3}))),
+            ),
         )
         .await;
         assert!(dropped.is_err(), "the call should still be running");
         // The session goes on.
         let r = client
-            .call_tool(CallToolRequestParams::new("echo").with_arguments(args(json!({"text": "after"}))))
+            .call_tool(
+                CallToolRequestParams::new("echo").with_arguments(args(json!({"text": "after"}))),
+            )
             .await
             .unwrap();
-        assert_eq!(serde_json::to_value(&r.content).unwrap()[0]["text"], "after");
+        assert_eq!(
+            serde_json::to_value(&r.content).unwrap()[0]["text"],
+            "after"
+        );
         client.cancel().await.unwrap();
 
         let events = store.events();
@@ -134,7 +168,10 @@ async fn a_cancelled_call_ends_with_a_cancelled_event() {
         assert_eq!(end["event_type"], "tool_failure");
         assert_eq!(end["result"], "cancelled");
         assert_eq!(end["metadata"]["failure_side"], "client");
-        assert_eq!(end["metadata"]["reason"], "cancelled by the client: request abandoned by the caller");
+        assert_eq!(
+            end["metadata"]["reason"],
+            "cancelled by the client: request abandoned by the caller"
+        );
         assert_eq!(pairs[1].1["result"], "success");
     }
 }
@@ -144,22 +181,36 @@ async fn a_call_past_its_timeout_fails_visibly_and_the_session_goes_on() {
     let store = TestStore::new("[limits]\ncall_timeout_ms = 300\n");
     let mut c = initialized(&store).await;
     let started = Instant::now();
-    c.send(&call(json!(41), "slow", json!({"ms": 1500, "steps": 1}))).await;
+    c.send(&call(json!(41), "slow", json!({"ms": 1500, "steps": 1})))
+        .await;
     let reply = c.recv_json().await;
     let waited = started.elapsed();
     assert_eq!(reply["id"], 41);
     assert_eq!(reply["error"]["code"], -32001, "{reply}");
-    assert!(reply["error"]["message"].as_str().unwrap().contains("limits.call_timeout_ms"));
-    let event_id = reply["error"]["data"]["event_id"].as_str().unwrap().to_string();
-    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_millis(1400), "{waited:?}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.call_timeout_ms")
+    );
+    let event_id = reply["error"]["data"]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(1400),
+        "{waited:?}"
+    );
 
     // The late result (if the server still sends one) must not reach the client: the next
     // line is the answer to the next call.
-    c.send(&call(json!(42), "echo", json!({"text": "next"}))).await;
+    c.send(&call(json!(42), "echo", json!({"text": "next"})))
+        .await;
     let next = c.recv_json().await;
     assert_eq!(next["id"], 42, "{next}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    c.send(&call(json!(43), "echo", json!({"text": "later"}))).await;
+    c.send(&call(json!(43), "echo", json!({"text": "later"})))
+        .await;
     assert_eq!(c.recv_json().await["id"], 43);
     assert!(c.finish().await.success());
 
@@ -167,7 +218,11 @@ async fn a_call_past_its_timeout_fails_visibly_and_the_session_goes_on() {
     let pairs = pairs(&events);
     assert_eq!(pairs.len(), 3);
     let (_, end) = &pairs[0];
-    assert_eq!(end["event_id"], event_id.as_str(), "the error names the failure event");
+    assert_eq!(
+        end["event_id"],
+        event_id.as_str(),
+        "the error names the failure event"
+    );
     assert_eq!(end["result"], "timeout");
     assert_eq!(end["metadata"]["error_code"], -32001);
     assert!(pairs[1..].iter().all(|(_, e)| e["result"] == "success"));
@@ -177,11 +232,21 @@ async fn a_call_past_its_timeout_fails_visibly_and_the_session_goes_on() {
 async fn a_server_crash_mid_call_fails_the_calls_in_flight_and_passes_its_status_on() {
     let store = TestStore::new("");
     let mut c = initialized(&store).await;
-    c.send(&call(json!(1), "slow", json!({"ms": 10_000, "steps": 1}))).await;
-    c.send(&call(json!(2), "crash", json!({"after_ms": 200, "status": 3}))).await;
+    c.send(&call(json!(1), "slow", json!({"ms": 10_000, "steps": 1})))
+        .await;
+    c.send(&call(
+        json!(2),
+        "crash",
+        json!({"after_ms": 200, "status": 3}),
+    ))
+    .await;
     assert_eq!(c.recv().await, None, "the client sees the server go away");
     let status = c.finish().await;
-    assert_eq!(status.code(), Some(3), "the proxy exits with the server's status");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the proxy exits with the server's status"
+    );
 
     let events = store.events();
     let pairs = pairs(&events);
@@ -189,7 +254,10 @@ async fn a_server_crash_mid_call_fails_the_calls_in_flight_and_passes_its_status
     for (_, end) in &pairs {
         assert_eq!(end["event_type"], "tool_failure");
         assert_eq!(end["result"], "server_exit");
-        assert_eq!(end["metadata"]["reason"], "the server exited with status 3 before answering");
+        assert_eq!(
+            end["metadata"]["reason"],
+            "the server exited with status 3 before answering"
+        );
     }
 }
 
@@ -197,12 +265,24 @@ async fn a_server_crash_mid_call_fails_the_calls_in_flight_and_passes_its_status
 async fn client_eof_closes_the_server_and_escalates_to_kill_when_it_hangs() {
     // A server that ignores both EOF and SIGTERM.
     let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");
-    let c = LineClient::spawn(store.proxy_command(&["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]));
+    let c = LineClient::spawn(store.proxy_command(&[
+        "sh",
+        "-c",
+        "trap '' TERM; while :; do sleep 0.05; done",
+    ]));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let status = c.finish().await;
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert_eq!(status.code(), Some(128 + 9), "killed with SIGKILL after two grace periods");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "killed with SIGKILL after two grace periods"
+    );
 
     // A server that ignores EOF but obeys SIGTERM.
     let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");
@@ -215,18 +295,30 @@ async fn client_eof_closes_the_server_and_escalates_to_kill_when_it_hangs() {
 async fn sigterm_to_the_proxy_shuts_down_cleanly_with_calls_in_flight() {
     let store = TestStore::new("");
     let mut c = initialized(&store).await;
-    c.send(&call(json!(9), "slow", json!({"ms": 10_000, "steps": 1}))).await;
-    c.send(&call(json!(10), "echo", json!({"text": "answered"}))).await;
+    c.send(&call(json!(9), "slow", json!({"ms": 10_000, "steps": 1})))
+        .await;
+    c.send(&call(json!(10), "echo", json!({"text": "answered"})))
+        .await;
     assert_eq!(c.recv_json().await["id"], 10);
     let pid = c.child.id().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = c.finish().await;
-    assert!(status.code().is_some(), "the proxy exits on its own, not by the signal: {status:?}");
+    assert!(
+        status.code().is_some(),
+        "the proxy exits on its own, not by the signal: {status:?}"
+    );
 
     let events = store.events();
     let pairs = pairs(&events);
     assert_eq!(pairs.len(), 2);
-    assert_eq!(pairs[0].1["result"], "server_exit", "the unanswered call is failed, not lost");
+    assert_eq!(
+        pairs[0].1["result"], "server_exit",
+        "the unanswered call is failed, not lost"
+    );
     assert_eq!(pairs[1].1["result"], "success");
 }
 
@@ -266,7 +358,10 @@ async fn an_unknown_server_command_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot start the MCP server `/nonexistent/mcp-server --flag`"), "{err}");
+    assert!(
+        err.contains("cannot start the MCP server `/nonexistent/mcp-server --flag`"),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
     assert!(out.stdout.is_empty(), "nothing but MCP on stdout");
     let _ = example_server();

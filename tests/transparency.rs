@@ -17,7 +17,10 @@ async fn script(client: &Client) -> Value {
     let tools = client.list_tools(None).await.expect("tools/list");
     seen.insert("tools".into(), serde_json::to_value(&tools).unwrap());
     let calls = [
-        ("echo", json!({"text": "héllo \"quoted\" \u{1F600} \\ / \u{0007}"})),
+        (
+            "echo",
+            json!({"text": "héllo \"quoted\" \u{1F600} \\ / \u{0007}"}),
+        ),
         ("add", json!({"a": 2, "b": 3.5})),
         ("fail", json!({})),
         ("personal_data", json!({})),
@@ -35,7 +38,8 @@ async fn script(client: &Client) -> Value {
     let handle = client
         .send_cancellable_request(
             ClientRequest::CallToolRequest(CallToolRequest::new(
-                CallToolRequestParams::new("slow").with_arguments(args(json!({"ms": 100, "steps": 4}))),
+                CallToolRequestParams::new("slow")
+                    .with_arguments(args(json!({"ms": 100, "steps": 4}))),
             )),
             PeerRequestOptions::no_options(),
         )
@@ -57,7 +61,10 @@ async fn script(client: &Client) -> Value {
         "elicitations".into(),
         json!(client.service().elicitations.load(Ordering::SeqCst)),
     );
-    seen.insert("server".into(), serde_json::to_value(client.peer_info()).unwrap());
+    seen.insert(
+        "server".into(),
+        serde_json::to_value(client.peer_info()).unwrap(),
+    );
     Value::Object(seen)
 }
 
@@ -67,13 +74,24 @@ fn assert_same(got: &Value, expected: &Value, context: &str) {
         return;
     }
     let cut = |v: &Value| v.to_string().chars().take(300).collect::<String>();
-    let keys = expected.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    let keys = expected
+        .as_object()
+        .map(|o| o.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
     for k in keys {
         if got.get(&k) != expected.get(&k) {
-            panic!("{context}: `{k}` differs through the proxy\n  proxied: {}\n  direct:  {}", cut(&got[&k]), cut(&expected[&k]));
+            panic!(
+                "{context}: `{k}` differs through the proxy\n  proxied: {}\n  direct:  {}",
+                cut(&got[&k]),
+                cut(&expected[&k])
+            );
         }
     }
-    panic!("{context}: results differ\n  proxied: {}\n  direct:  {}", cut(got), cut(expected));
+    panic!(
+        "{context}: results differ\n  proxied: {}\n  direct:  {}",
+        cut(got),
+        cut(expected)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +107,25 @@ async fn rmcp_clients_of_every_era_see_the_same_results_through_the_proxy() {
         proxied.cancel().await.unwrap();
 
         assert_same(&got, &expected, &format!("era {era:?}"));
-        assert_eq!(expected["progress_notifications"], 4, "the slow tool reports 4 steps");
-        assert_eq!(expected["confirm"]["content"][0]["text"], "confirmed: rotate keys");
+        assert_eq!(
+            expected["progress_notifications"], 4,
+            "the slow tool reports 4 steps"
+        );
+        assert_eq!(
+            expected["confirm"]["content"][0]["text"],
+            "confirmed: rotate keys"
+        );
 
         let events = store.events();
         let pairs = pairs(&events);
         let results: Vec<(&str, &str)> = pairs
             .iter()
-            .map(|(a, e)| (a["tool_name"].as_str().unwrap(), e["result"].as_str().unwrap()))
+            .map(|(a, e)| {
+                (
+                    a["tool_name"].as_str().unwrap(),
+                    e["result"].as_str().unwrap(),
+                )
+            })
             .collect();
         let mut expected_results = vec![
             ("echo", "success"),
@@ -108,7 +137,11 @@ async fn rmcp_clients_of_every_era_see_the_same_results_through_the_proxy() {
             // MRTR: the first round asks for input, the retry completes.
             expected_results.push(("confirm", "input_required"));
         }
-        expected_results.extend([("confirm", "success"), ("big", "success"), ("slow", "success")]);
+        expected_results.extend([
+            ("confirm", "success"),
+            ("big", "success"),
+            ("slow", "success"),
+        ]);
         assert_eq!(results, expected_results, "era {era:?}");
 
         for (access, end) in &pairs {
@@ -117,9 +150,19 @@ async fn rmcp_clients_of_every_era_see_the_same_results_through_the_proxy() {
             assert_eq!(access["upstream"], "example");
             assert_eq!(access["action"], "tools/call");
             assert_eq!(access["metadata"]["auth_method"], "stdio");
-            assert_eq!(access["metadata"]["protocol_era"], era.recorded(), "{access}");
-            assert_eq!(access["metadata"]["user_agent"], "mcp-audit-test-client/1.0.0");
-            assert_eq!(access["metadata"]["tool_version"], "mcp-audit-example-server/0.1.0");
+            assert_eq!(
+                access["metadata"]["protocol_era"],
+                era.recorded(),
+                "{access}"
+            );
+            assert_eq!(
+                access["metadata"]["user_agent"],
+                "mcp-audit-test-client/1.0.0"
+            );
+            assert_eq!(
+                access["metadata"]["tool_version"],
+                "mcp-audit-example-server/0.1.0"
+            );
             assert!(end["metadata"]["execution_time_us"].as_u64().is_some());
             assert!(end["metadata"]["output_size_bytes"].as_u64().unwrap() > 20);
         }
@@ -128,15 +171,27 @@ async fn rmcp_clients_of_every_era_see_the_same_results_through_the_proxy() {
             Era::Discover => "2026-07-28".to_string(),
         };
         assert_eq!(pairs[0].0["metadata"]["protocol_version"], version.as_str());
-        assert_eq!(pairs[0].0["metadata"]["arguments"]["text"], "héllo \"quoted\" \u{1F600} \\ / \u{0007}");
-        assert_eq!(pairs[2].1["metadata"]["error_messages"][0], "something went wrong");
-        assert_eq!(pairs[0].0["risk_level"], "low", "echo is annotated read-only");
+        assert_eq!(
+            pairs[0].0["metadata"]["arguments"]["text"],
+            "héllo \"quoted\" \u{1F600} \\ / \u{0007}"
+        );
+        assert_eq!(
+            pairs[2].1["metadata"]["error_messages"][0],
+            "something went wrong"
+        );
+        assert_eq!(
+            pairs[0].0["risk_level"], "low",
+            "echo is annotated read-only"
+        );
         let big = pairs.iter().find(|(a, _)| a["tool_name"] == "big").unwrap();
         assert!(big.1["metadata"]["output_size_bytes"].as_u64().unwrap() > 200_000);
         if matches!(era, Era::Discover) {
             let (round, retry) = (&pairs[4], &pairs[5]);
             assert_eq!(round.1["metadata"]["input_requests"], json!(["confirm"]));
-            assert_eq!(retry.0["metadata"]["retry_of"], round.1["event_id"], "the retry links to its round");
+            assert_eq!(
+                retry.0["metadata"]["retry_of"], round.1["event_id"],
+                "the retry links to its round"
+            );
         }
     }
 }
@@ -146,10 +201,16 @@ fn raw_session(era_2026: bool) -> Vec<(Option<Value>, String)> {
     let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}"#;
     let mut lines: Vec<(Option<Value>, String)> = Vec::new();
     if era_2026 {
-        lines.push((Some(json!(0)), format!(r#"{{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{{{meta}}}}}"#)));
+        lines.push((
+            Some(json!(0)),
+            format!(r#"{{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{{{meta}}}}}"#),
+        ));
     } else {
         lines.push((Some(json!(0)), r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"},"x-unknown":[1,{"a":null}]}}"#.into()));
-        lines.push((None, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into()));
+        lines.push((
+            None,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.into(),
+        ));
     }
     // Request params with the 2026 `_meta` in front when that era is tested; "x-extra" is a
     // field no server knows, to show it is not stripped.
@@ -158,11 +219,41 @@ fn raw_session(era_2026: bool) -> Vec<(Option<Value>, String)> {
         (true, false) => format!("{meta},{rest}"),
         (false, _) => rest.to_string(),
     };
-    lines.push((Some(json!("list-1")), format!(r#"{{"jsonrpc":"2.0","id":"list-1","method":"tools/list","params":{{{}}}}}"#, params(""))));
-    lines.push((Some(json!(7)), format!(r#"{{"params":{{{}}},"method":"tools/call","id":7,"jsonrpc":"2.0","extra":true}}"#, params(r#""x-extra":1,"name":"echo","arguments":{"text":"\u00e9\n\"x\""}"#))));
-    lines.push((Some(json!(8)), format!(r#"{{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{{{}}}}}"#, params(r#""name":"no-such-tool""#))));
-    lines.push((Some(json!(9)), format!(r#"{{"jsonrpc":"2.0","id":9,"method":"no/such/method","params":{{{}}}}}"#, params(""))));
-    lines.push((Some(json!(-1)), format!(r#"{{"jsonrpc":"2.0","id":-1,"method":"tools/call","params":{{{}}}}}"#, params(r#""name":"add","arguments":{"a":1e2,"b":-0.5}"#))));
+    lines.push((
+        Some(json!("list-1")),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":"list-1","method":"tools/list","params":{{{}}}}}"#,
+            params("")
+        ),
+    ));
+    lines.push((
+        Some(json!(7)),
+        format!(
+            r#"{{"params":{{{}}},"method":"tools/call","id":7,"jsonrpc":"2.0","extra":true}}"#,
+            params(r#""x-extra":1,"name":"echo","arguments":{"text":"\u00e9\n\"x\""}"#)
+        ),
+    ));
+    lines.push((
+        Some(json!(8)),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{{{}}}}}"#,
+            params(r#""name":"no-such-tool""#)
+        ),
+    ));
+    lines.push((
+        Some(json!(9)),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":9,"method":"no/such/method","params":{{{}}}}}"#,
+            params("")
+        ),
+    ));
+    lines.push((
+        Some(json!(-1)),
+        format!(
+            r#"{{"jsonrpc":"2.0","id":-1,"method":"tools/call","params":{{{}}}}}"#,
+            params(r#""name":"add","arguments":{"a":1e2,"b":-0.5}"#)
+        ),
+    ));
     lines
 }
 
@@ -172,7 +263,11 @@ async fn raw_lines_pass_byte_for_byte_in_both_eras() {
         let mut transcripts = Vec::new();
         let store = TestStore::new("");
         for proxied in [false, true] {
-            let command = if proxied { store.proxied_example() } else { Command::new(example_server()) };
+            let command = if proxied {
+                store.proxied_example()
+            } else {
+                Command::new(example_server())
+            };
             let mut client = LineClient::spawn(command);
             let mut responses = Vec::new();
             for (id, line) in raw_session(era_2026) {
@@ -185,15 +280,25 @@ async fn raw_lines_pass_byte_for_byte_in_both_eras() {
             assert!(status.success(), "exit status {status:?}");
             transcripts.push(responses);
         }
-        assert_eq!(transcripts[0], transcripts[1], "era 2026={era_2026}: bytes differ through the proxy");
-        assert!(transcripts[0][2].contains("\\u00e9") || transcripts[0][2].contains('é'), "{}", transcripts[0][2]);
+        assert_eq!(
+            transcripts[0], transcripts[1],
+            "era 2026={era_2026}: bytes differ through the proxy"
+        );
+        assert!(
+            transcripts[0][2].contains("\\u00e9") || transcripts[0][2].contains('é'),
+            "{}",
+            transcripts[0][2]
+        );
         let events = store.events();
         let pairs = pairs(&events);
         // echo, no-such-tool, add: the unknown method is not a tool call.
         assert_eq!(pairs.len(), 3, "{events:#?}");
         assert_eq!(pairs[0].0["metadata"]["request_id"], 7);
         assert_eq!(pairs[2].0["metadata"]["request_id"], -1);
-        assert_eq!(pairs[0].0["metadata"]["protocol_era"], if era_2026 { "2026" } else { "2025" });
+        assert_eq!(
+            pairs[0].0["metadata"]["protocol_era"],
+            if era_2026 { "2026" } else { "2025" }
+        );
     }
 }
 
@@ -215,7 +320,12 @@ async fn every_kind_of_message_passes_unchanged_both_ways() {
     for line in &lines {
         client.send(line).await;
         let echoed = client.recv().await.expect("echo");
-        assert_eq!(&echoed[..], *line, "changed in transit: {}", String::from_utf8_lossy(line));
+        assert_eq!(
+            &echoed[..],
+            *line,
+            "changed in transit: {}",
+            String::from_utf8_lossy(line)
+        );
     }
     let status = client.finish().await;
     assert!(status.success());

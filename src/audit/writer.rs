@@ -160,7 +160,8 @@ impl AuditSink {
         let (tx, rx) = oneshot::channel();
         // A blocking send: the queue may be full, and shutdown must not lose what is in it.
         let sender = self.tx.clone();
-        let sent = tokio::task::spawn_blocking(move || sender.send(Msg::Shutdown(tx)).is_ok()).await;
+        let sent =
+            tokio::task::spawn_blocking(move || sender.send(Msg::Shutdown(tx)).is_ok()).await;
         if matches!(sent, Ok(true)) {
             let _ = rx.await;
         }
@@ -271,7 +272,9 @@ impl Writer {
                         unsynced = self.durability == Durability::Batched;
                         let batch = std::mem::take(&mut payloads);
                         if self.index_tx.send((batch, *end)).is_err() {
-                            tracing::error!("audit indexer stopped; queries will lag until restart");
+                            tracing::error!(
+                                "audit indexer stopped; queries will lag until restart"
+                            );
                         }
                     }
                     Err(_) => payloads.clear(),
@@ -303,7 +306,10 @@ impl Writer {
             "audit writer stopped"
         );
         // Refuse whatever arrives after shutdown instead of leaving it unanswered.
-        let _ = self.shared.failed.set("the audit writer has shut down".into());
+        let _ = self
+            .shared
+            .failed
+            .set("the audit writer has shut down".into());
         drop(self.index_tx);
         drop(rx);
         if let Some(tx) = shutdown {
@@ -318,9 +324,14 @@ impl Writer {
                 reason: reason.clone(),
             });
         }
-        let end = self.journal.append(payloads).map_err(|e| self.fail(e.to_string()))?;
+        let end = self
+            .journal
+            .append(payloads)
+            .map_err(|e| self.fail(e.to_string()))?;
         let stats = &self.shared.stats;
-        stats.written.fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        stats
+            .written
+            .fetch_add(payloads.len() as u64, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         if self.durability == Durability::Sync {
             self.sync()?;

@@ -138,7 +138,7 @@ fn check_utf8(line: &[u8]) -> Result<(), FrameError> {
 }
 
 fn memchr_newline(haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', haystack)
 }
 
 /// The line without its trailing `\n` or `\r\n`.
@@ -169,7 +169,10 @@ mod tests {
         let got = frames(&mut f);
         assert_eq!(
             got,
-            vec![Ok(Bytes::from_static(b"{\"a\":1}\r\n")), Ok(Bytes::from_static(b"{\"b\":2}\n"))]
+            vec![
+                Ok(Bytes::from_static(b"{\"a\":1}\r\n")),
+                Ok(Bytes::from_static(b"{\"b\":2}\n"))
+            ]
         );
         f.extend(b":3}\n");
         assert_eq!(frames(&mut f), vec![Ok(Bytes::from_static(b"{\"c\":3}\n"))]);
@@ -190,12 +193,18 @@ mod tests {
         assert_eq!(got.len(), 1);
         match &got[0] {
             Err(FrameError::Oversized { limit: 16, prefix }) => {
-                assert_eq!(prefix.id.as_ref().map(|id| id.to_string()), Some("7".into()));
+                assert_eq!(
+                    prefix.id.as_ref().map(|id| id.to_string()),
+                    Some("7".into())
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
         f.extend(b"\"x\":\"yyyyyyyyyyyyyyyyyyyyyyyy\"}}\n{\"ok\":1}\n");
-        assert_eq!(frames(&mut f), vec![Ok(Bytes::from_static(b"{\"ok\":1}\n"))]);
+        assert_eq!(
+            frames(&mut f),
+            vec![Ok(Bytes::from_static(b"{\"ok\":1}\n"))]
+        );
     }
 
     #[test]

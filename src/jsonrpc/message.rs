@@ -195,7 +195,8 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, Invalid> {
     match first {
         Some(b'{') => parse_object(line).map(Parsed::Single),
         Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_slice(line).map_err(|e| not_json(line, e))?;
+            let items: Vec<&RawValue> =
+                serde_json::from_slice(line).map_err(|e| not_json(line, e))?;
             if items.is_empty() {
                 return Err(Invalid::NotJsonRpc {
                     id: None,
@@ -203,7 +204,10 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, Invalid> {
                 });
             }
             Ok(Parsed::Batch(
-                items.into_iter().map(|item| parse_object(item.get().as_bytes())).collect(),
+                items
+                    .into_iter()
+                    .map(|item| parse_object(item.get().as_bytes()))
+                    .collect(),
             ))
         }
         _ => Err(match serde_json::from_slice::<IgnoredAny>(line) {
@@ -232,7 +236,9 @@ fn salvage_id(line: &[u8]) -> Option<RequestId> {
     struct IdOnly {
         id: Option<RequestId>,
     }
-    serde_json::from_slice::<IdOnly>(line).ok().and_then(|v| v.id)
+    serde_json::from_slice::<IdOnly>(line)
+        .ok()
+        .and_then(|v| v.id)
 }
 
 fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
@@ -285,7 +291,10 @@ fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
             id,
             body: ResponseBody::Error(error),
         }),
-        (None, Some(_), Some(_)) => Err(fail("a response must not carry both `result` and `error`", id)),
+        (None, Some(_), Some(_)) => Err(fail(
+            "a response must not carry both `result` and `error`",
+            id,
+        )),
         (None, _, _) if env.id.is_none() => Err(fail("a response needs an `id`", None)),
         (None, _, _) => Err(fail("a message needs `method`, `result` or `error`", id)),
     }
@@ -320,7 +329,10 @@ pub fn error_response(
             data,
         },
     })
-    .unwrap_or_else(|_| br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}"#.to_vec());
+    .unwrap_or_else(|_| {
+        br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"internal error"}}"#
+            .to_vec()
+    });
     out.push(b'\n');
     Bytes::from(out)
 }
@@ -355,7 +367,8 @@ mod tests {
 
     #[test]
     fn classifies_a_request_and_keeps_params_raw() {
-        let line = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","x":[1, 2]}}"#;
+        let line =
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","x":[1, 2]}}"#;
         match single(line) {
             Message::Request { id, method, params } => {
                 assert_eq!(id, RequestId::Int(3));
@@ -386,11 +399,17 @@ mod tests {
         ));
         assert!(matches!(
             single(r#"{"jsonrpc":"2.0","id":"x","result":null}"#),
-            Message::Response { id: Some(_), body: ResponseBody::Result(_) }
+            Message::Response {
+                id: Some(_),
+                body: ResponseBody::Result(_)
+            }
         ));
         assert!(matches!(
             single(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}"#),
-            Message::Response { id: None, body: ResponseBody::Error(_) }
+            Message::Response {
+                id: None,
+                body: ResponseBody::Error(_)
+            }
         ));
     }
 
@@ -408,15 +427,47 @@ mod tests {
             ("{not json", PARSE_ERROR, None),
             ("42", INVALID_REQUEST, None),
             ("[]", INVALID_REQUEST, None),
-            (r#"{"id":5,"method":"x"}"#, INVALID_REQUEST, Some(RequestId::Int(5))),
-            (r#"{"jsonrpc":"1.0","id":"a","method":"x"}"#, INVALID_REQUEST, Some(RequestId::Str("a".into()))),
-            (r#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#, INVALID_REQUEST, None),
-            (r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#, INVALID_REQUEST, None),
-            (r#"{"jsonrpc":"2.0","id":2,"method":7}"#, INVALID_REQUEST, Some(RequestId::Int(2))),
-            (r#"{"jsonrpc":"2.0","id":2,"method":"x","params":3}"#, INVALID_REQUEST, Some(RequestId::Int(2))),
-            (r#"{"jsonrpc":"2.0","id":2,"result":1,"error":{}}"#, INVALID_REQUEST, Some(RequestId::Int(2))),
+            (
+                r#"{"id":5,"method":"x"}"#,
+                INVALID_REQUEST,
+                Some(RequestId::Int(5)),
+            ),
+            (
+                r#"{"jsonrpc":"1.0","id":"a","method":"x"}"#,
+                INVALID_REQUEST,
+                Some(RequestId::Str("a".into())),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#,
+                INVALID_REQUEST,
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"x"}"#,
+                INVALID_REQUEST,
+                None,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"method":7}"#,
+                INVALID_REQUEST,
+                Some(RequestId::Int(2)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"method":"x","params":3}"#,
+                INVALID_REQUEST,
+                Some(RequestId::Int(2)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":2,"result":1,"error":{}}"#,
+                INVALID_REQUEST,
+                Some(RequestId::Int(2)),
+            ),
             (r#"{"jsonrpc":"2.0","result":1}"#, INVALID_REQUEST, None),
-            (r#"{"jsonrpc":"2.0","id":4,"id":5,"method":"x"}"#, INVALID_REQUEST, None),
+            (
+                r#"{"jsonrpc":"2.0","id":4,"id":5,"method":"x"}"#,
+                INVALID_REQUEST,
+                None,
+            ),
         ];
         for (line, code, id) in cases {
             let err = parse(line.as_bytes()).expect_err(line);

@@ -9,7 +9,10 @@ use crate::mcp::ToolAnnotations;
 /// The risk of calling a tool, and the reason for it in words.
 pub fn tool_risk(annotations: Option<&ToolAnnotations>) -> (RiskLevel, &'static str) {
     let Some(a) = annotations else {
-        return (RiskLevel::Medium, "no tool annotations seen (unknown behaviour)");
+        return (
+            RiskLevel::Medium,
+            "no tool annotations seen (unknown behaviour)",
+        );
     };
     // MCP defaults: readOnlyHint false; destructiveHint true unless read-only; openWorldHint true.
     if a.read_only_hint == Some(true) {
@@ -19,7 +22,10 @@ pub fn tool_risk(annotations: Option<&ToolAnnotations>) -> (RiskLevel, &'static 
         return (RiskLevel::High, "may be destructive (destructiveHint)");
     }
     if a.open_world_hint.unwrap_or(true) {
-        return (RiskLevel::Medium, "writes, reaches an open world (openWorldHint)");
+        return (
+            RiskLevel::Medium,
+            "writes, reaches an open world (openWorldHint)",
+        );
     }
     (RiskLevel::Medium, "writes, not destructive")
 }
@@ -40,12 +46,22 @@ mod tests {
             (None, RiskLevel::Medium),
             (Some(a(Some(true), Some(true), None)), RiskLevel::Low),
             (Some(a(None, None, None)), RiskLevel::High),
-            (Some(a(Some(false), Some(true), Some(false))), RiskLevel::High),
+            (
+                Some(a(Some(false), Some(true), Some(false))),
+                RiskLevel::High,
+            ),
             (Some(a(Some(false), Some(false), None)), RiskLevel::Medium),
-            (Some(a(Some(false), Some(false), Some(false))), RiskLevel::Medium),
+            (
+                Some(a(Some(false), Some(false), Some(false))),
+                RiskLevel::Medium,
+            ),
         ];
         for (annotations, expected) in table {
-            assert_eq!(tool_risk(annotations.as_ref()).0, expected, "{annotations:?}");
+            assert_eq!(
+                tool_risk(annotations.as_ref()).0,
+                expected,
+                "{annotations:?}"
+            );
         }
     }
 }

@@ -15,9 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::audit::event::{
-    AuditEvent, EventId, EventIds, EventType, Metadata, Outcome, RiskLevel,
-};
+use crate::audit::event::{AuditEvent, EventId, EventIds, EventType, Metadata, Outcome, RiskLevel};
 use crate::audit::writer::{Ack, AuditError, AuditSink};
 use crate::config::Limits;
 use crate::error::Side;
@@ -26,8 +24,8 @@ use crate::jsonrpc::message::{
 };
 use crate::jsonrpc::{FrameError, Message, Parsed, RequestId, ResponseBody};
 use crate::mcp::{
-    AnyParams, CallToolParams, CallToolResultView, CancelledParams, Era, ErrorView,
-    Implementation, InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
+    AnyParams, CallToolParams, CallToolResultView, CancelledParams, Era, ErrorView, Implementation,
+    InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
 };
 use crate::policy;
 
@@ -186,7 +184,11 @@ impl State {
 }
 
 /// How an MRTR retry finds the round it answers.
-fn round_key(tool: &str, request_state: Option<&str>, keys: impl Iterator<Item = String>) -> String {
+fn round_key(
+    tool: &str,
+    request_state: Option<&str>,
+    keys: impl Iterator<Item = String>,
+) -> String {
     match request_state {
         Some(state) => format!("state:{state}"),
         None => {
@@ -263,11 +265,17 @@ impl Pipeline {
     }
 
     /// A batch is forwarded whole or refused whole, so the server never sees part of it.
-    fn client_batch(&self, line: Bytes, items: Vec<Result<Message<'_>, message::Invalid>>) -> Route {
+    fn client_batch(
+        &self,
+        line: Bytes,
+        items: Vec<Result<Message<'_>, message::Invalid>>,
+    ) -> Route {
         let problem = items.iter().enumerate().find_map(|(i, item)| match item {
             Err(invalid) => Some(format!("element {i}: {invalid}")),
             Ok(Message::Request { method, params, .. }) if method == TOOLS_CALL => {
-                decode_call(*params).err().map(|e| format!("element {i}: invalid tools/call params: {e}"))
+                decode_call(*params)
+                    .err()
+                    .map(|e| format!("element {i}: invalid tools/call params: {e}"))
             }
             Ok(_) => None,
         });
@@ -285,8 +293,14 @@ impl Pipeline {
                     Err(invalid) => (invalid.id(), invalid.code()),
                     Ok(_) => continue,
                 };
-                let reply = error_response(id, code, &format!("mcp-audit-proxy refused the whole batch: {problem}"), None);
-                replies.push(serde_json::from_slice::<serde_json::Value>(&reply).unwrap_or_default());
+                let reply = error_response(
+                    id,
+                    code,
+                    &format!("mcp-audit-proxy refused the whole batch: {problem}"),
+                    None,
+                );
+                replies
+                    .push(serde_json::from_slice::<serde_json::Value>(&reply).unwrap_or_default());
             }
             let mut out = serde_json::to_vec(&replies).unwrap_or_default();
             out.push(b'\n');
@@ -320,7 +334,11 @@ impl Pipeline {
     }
 
     /// Classifies a client message; `Err` is the reply that replaces forwarding it.
-    fn client_message(&self, msg: &Message<'_>, len: usize) -> Result<(Ack, Option<Unrecorded>), Bytes> {
+    fn client_message(
+        &self,
+        msg: &Message<'_>,
+        len: usize,
+    ) -> Result<(Ack, Option<Unrecorded>), Bytes> {
         match msg {
             Message::Request { id, method, params } => {
                 let pending = match &**method {
@@ -387,7 +405,10 @@ impl Pipeline {
                 .or(st.client.as_ref())
                 .map(Implementation::agent);
             let retry_of = if p.request_state.is_some() || p.input_responses.is_some() {
-                let keys = p.input_responses.iter().flat_map(|r| r.keys().map(|k| k.to_string()));
+                let keys = p
+                    .input_responses
+                    .iter()
+                    .flat_map(|r| r.keys().map(|k| k.to_string()));
                 st.take_round(&round_key(&p.name, p.request_state.as_deref(), keys))
             } else {
                 None
@@ -422,21 +443,28 @@ impl Pipeline {
             upstream: self.info.upstream.clone(),
             linked_event_id: None,
         };
-        let ack = self.audit.record(&event).map_err(|e| self.audit_refusal(id, &e))?;
+        let ack = self
+            .audit
+            .record(&event)
+            .map_err(|e| self.audit_refusal(id, &e))?;
         tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, bytes = len, "tool call recorded");
         // Inserted after recording: no end can be recorded before its access event is queued.
-        self.state().calls.entry(id.clone()).or_default().push_back(Call {
-            access_id,
-            request_id: id.clone(),
-            tool: Some(p.name.into_owned()),
-            started,
-            deadline: self.call_timeout.map(|t| started + t),
-            protocol_version,
-            era,
-            user_agent,
-            tool_version,
-            risk,
-        });
+        self.state()
+            .calls
+            .entry(id.clone())
+            .or_default()
+            .push_back(Call {
+                access_id,
+                request_id: id.clone(),
+                tool: Some(p.name.into_owned()),
+                started,
+                deadline: self.call_timeout.map(|t| started + t),
+                protocol_version,
+                era,
+                user_agent,
+                tool_version,
+                risk,
+            });
         let unrecorded = Unrecorded {
             reply: self.audit_refusal_bytes(id, "its access event could not be made durable"),
             call: Some(id.clone()),
@@ -462,9 +490,17 @@ impl Pipeline {
             let st = self.state();
             let meta_version = params
                 .and_then(|p| serde_json::from_str::<AnyParams>(p.get()).ok())
-                .and_then(|a| a.meta.and_then(|m| m.protocol_version.map(|v| v.into_owned())));
+                .and_then(|a| {
+                    a.meta
+                        .and_then(|m| m.protocol_version.map(|v| v.into_owned()))
+                });
             let (v, era) = st.version_for(meta_version.as_deref());
-            (v, era, st.client.as_ref().map(Implementation::agent), st.server.as_ref().map(Implementation::agent))
+            (
+                v,
+                era,
+                st.client.as_ref().map(Implementation::agent),
+                st.server.as_ref().map(Implementation::agent),
+            )
         };
         let call = Call {
             access_id: self.ids.next().0,
@@ -511,7 +547,9 @@ impl Pipeline {
         error_response(
             Some(id),
             INTERNAL_ERROR,
-            &format!("mcp-audit-proxy refused the call because the audit trail cannot record it ({why}); tell the operator to check the proxy's log and disk"),
+            &format!(
+                "mcp-audit-proxy refused the call because the audit trail cannot record it ({why}); tell the operator to check the proxy's log and disk"
+            ),
             None,
         )
     }
@@ -623,46 +661,53 @@ impl Pipeline {
             ..Metadata::default()
         };
         let (event_type, outcome) = match body {
-            ResponseBody::Result(raw) => match serde_json::from_str::<CallToolResultView>(raw.get()) {
-                Ok(view) => {
-                    for c in &view.content {
-                        if !meta.content_types.iter().any(|t| *t == c.kind) {
-                            meta.content_types.push(c.kind.to_string());
+            ResponseBody::Result(raw) => {
+                match serde_json::from_str::<CallToolResultView>(raw.get()) {
+                    Ok(view) => {
+                        for c in &view.content {
+                            if !meta.content_types.iter().any(|t| *t == c.kind) {
+                                meta.content_types.push(c.kind.to_string());
+                            }
                         }
-                    }
-                    let outcome = match view.result_type.as_deref() {
-                        Some("input_required") => Outcome::InputRequired,
-                        Some("task") => Outcome::Task,
-                        _ if view.is_error == Some(true) => {
-                            meta.error_messages = view
-                                .content
-                                .iter()
-                                .filter_map(|c| c.text.as_deref())
-                                .take(MAX_ERROR_TEXTS)
-                                .map(|t| t.chars().take(MAX_ERROR_CHARS).collect())
-                                .collect();
-                            Outcome::Error
+                        let outcome = match view.result_type.as_deref() {
+                            Some("input_required") => Outcome::InputRequired,
+                            Some("task") => Outcome::Task,
+                            _ if view.is_error == Some(true) => {
+                                meta.error_messages = view
+                                    .content
+                                    .iter()
+                                    .filter_map(|c| c.text.as_deref())
+                                    .take(MAX_ERROR_TEXTS)
+                                    .map(|t| t.chars().take(MAX_ERROR_CHARS).collect())
+                                    .collect();
+                                Outcome::Error
+                            }
+                            _ => Outcome::Success,
+                        };
+                        if let Some(requests) = &view.input_requests {
+                            meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
                         }
-                        _ => Outcome::Success,
-                    };
-                    if let Some(requests) = &view.input_requests {
-                        meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
+                        if outcome == Outcome::InputRequired {
+                            // Linked to its retry when the retry arrives (by requestState, else by keys).
+                            meta.reason =
+                                Some("the server asked the client for input (MRTR)".into());
+                        }
+                        (EventType::ToolExecution, outcome)
                     }
-                    if outcome == Outcome::InputRequired {
-                        // Linked to its retry when the retry arrives (by requestState, else by keys).
-                        meta.reason = Some("the server asked the client for input (MRTR)".into());
+                    Err(e) => {
+                        meta.reason = Some(format!("result is not a readable CallToolResult: {e}"));
+                        (EventType::ToolExecution, Outcome::Success)
                     }
-                    (EventType::ToolExecution, outcome)
                 }
-                Err(e) => {
-                    meta.reason = Some(format!("result is not a readable CallToolResult: {e}"));
-                    (EventType::ToolExecution, Outcome::Success)
-                }
-            },
+            }
             ResponseBody::Error(raw) => {
                 if let Ok(err) = serde_json::from_str::<ErrorView>(raw.get()) {
                     meta.error_code = err.code;
-                    meta.error_messages = err.message.map(|m| m.chars().take(MAX_ERROR_CHARS).collect()).into_iter().collect();
+                    meta.error_messages = err
+                        .message
+                        .map(|m| m.chars().take(MAX_ERROR_CHARS).collect())
+                        .into_iter()
+                        .collect();
                 }
                 meta.failure_side = Some(Side::Upstream);
                 (EventType::ToolFailure, Outcome::JsonrpcError)
@@ -670,10 +715,14 @@ impl Pipeline {
         };
         let round_key_for = (outcome == Outcome::InputRequired).then(|| {
             let view = match body {
-                ResponseBody::Result(raw) => serde_json::from_str::<CallToolResultView>(raw.get()).ok(),
+                ResponseBody::Result(raw) => {
+                    serde_json::from_str::<CallToolResultView>(raw.get()).ok()
+                }
                 ResponseBody::Error(_) => None,
             };
-            let state = view.as_ref().and_then(|v| v.request_state.as_deref().map(str::to_string));
+            let state = view
+                .as_ref()
+                .and_then(|v| v.request_state.as_deref().map(str::to_string));
             round_key(
                 call.tool.as_deref().unwrap_or_default(),
                 state.as_deref(),
@@ -685,7 +734,10 @@ impl Pipeline {
             self.state().remember_round(key, event.event_id);
         }
         let if_unrecorded = Some(Unrecorded {
-            reply: self.audit_refusal_bytes(&call.request_id, "the end of the call could not be recorded; the tool did run"),
+            reply: self.audit_refusal_bytes(
+                &call.request_id,
+                "the end of the call could not be recorded; the tool did run",
+            ),
             call: None,
         });
         match self.audit.record(&event) {
@@ -757,7 +809,10 @@ impl Pipeline {
             let mut st = self.state();
             let mut out = Vec::new();
             for queue in st.calls.values_mut() {
-                while queue.front().is_some_and(|c| c.deadline.is_some_and(|d| d <= now)) {
+                while queue
+                    .front()
+                    .is_some_and(|c| c.deadline.is_some_and(|d| d <= now))
+                {
                     out.extend(queue.pop_front());
                 }
             }
@@ -842,7 +897,13 @@ impl Pipeline {
     }
 
     /// An end event of `call`, linked to its access event; `extra` adds the end's measurements.
-    fn call_event(&self, call: &Call, event_type: EventType, result: Outcome, extra: Option<Metadata>) -> AuditEvent {
+    fn call_event(
+        &self,
+        call: &Call,
+        event_type: EventType,
+        result: Outcome,
+        extra: Option<Metadata>,
+    ) -> AuditEvent {
         let (event_id, timestamp) = self.ids.next();
         let mut metadata = extra.unwrap_or_default();
         metadata.request_id = Some(call.request_id.clone());

@@ -67,7 +67,15 @@ pub async fn run(
     user_id: String,
     audit: AuditSink,
 ) -> Result<i32, StdioError> {
-    run_with(config, command, user_id, audit, tokio::io::stdin(), tokio::io::stdout()).await
+    run_with(
+        config,
+        command,
+        user_id,
+        audit,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    )
+    .await
 }
 
 /// [`run`] with the client's streams given (tests and embedders).
@@ -82,7 +90,11 @@ pub async fn run_with(
     let (program, args) = command.split_first().ok_or_else(|| StdioError::NoCommand {
         config: config.source.clone(),
     })?;
-    let mut child = Command::new(program)
+    let mut command_builder = Command::new(program);
+    if let Some(cwd) = &config.upstream.cwd {
+        command_builder.current_dir(cwd);
+    }
+    let mut child = command_builder
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -120,17 +132,31 @@ pub async fn run_with(
         to_client: to_client.clone(),
     };
     tokio::spawn(
-        client_reader(client_in, pipeline.clone(), routes.clone(), max, stop.clone()).instrument(span.clone()),
+        client_reader(
+            client_in,
+            pipeline.clone(),
+            routes.clone(),
+            max,
+            stop.clone(),
+        )
+        .instrument(span.clone()),
     );
     tokio::spawn(
-        server_writer(server_in, to_server_rx, to_client.clone(), pipeline.clone(), stop.clone())
-            .instrument(span.clone()),
+        server_writer(
+            server_in,
+            to_server_rx,
+            to_client.clone(),
+            pipeline.clone(),
+            stop.clone(),
+        )
+        .instrument(span.clone()),
     );
     let server_reader = tokio::spawn(
         server_reader(server_out, pipeline.clone(), routes.clone(), max).instrument(span.clone()),
     );
     let client_writer = tokio::spawn(
-        client_writer(client_out, to_client_rx, done.clone(), stop.clone()).instrument(span.clone()),
+        client_writer(client_out, to_client_rx, done.clone(), stop.clone())
+            .instrument(span.clone()),
     );
     let timer = tokio::spawn(timer(pipeline.clone(), routes).instrument(span.clone()));
     tokio::spawn(stop_on_signal(stop.clone()));
@@ -143,11 +169,17 @@ pub async fn run_with(
     tracing::info!(parent: &span, status = %described, "mcp server exited");
 
     // Responses the server wrote before exiting still reach the client, with their events.
-    if tokio::time::timeout(DRAIN_AFTER_EXIT, server_reader).await.is_err() {
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, server_reader)
+        .await
+        .is_err()
+    {
         tracing::warn!(parent: &span, "server output still open after exit (a child process of the server holds it); not waiting longer");
     }
     timer.abort();
-    let acks = pipeline.end_all(Outcome::ServerExit, &format!("the server {described} before answering"));
+    let acks = pipeline.end_all(
+        Outcome::ServerExit,
+        &format!("the server {described} before answering"),
+    );
     if !acks.is_empty() {
         tracing::warn!(parent: &span, calls = acks.len(), "tool calls in flight failed: server exited");
     }
@@ -157,7 +189,10 @@ pub async fn run_with(
         }
     }
     done.cancel();
-    if tokio::time::timeout(FLUSH_AT_EXIT, client_writer).await.is_err() {
+    if tokio::time::timeout(FLUSH_AT_EXIT, client_writer)
+        .await
+        .is_err()
+    {
         tracing::warn!(parent: &span, "client is not reading; queued replies dropped at exit");
     }
     Ok(exit_code(status))
@@ -362,7 +397,9 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes) {
     loop {
         let now = Instant::now();
         let tick = match pipeline.next_deadline() {
-            Some(d) => d.saturating_duration_since(now).min(Duration::from_millis(50)),
+            Some(d) => d
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50)),
             None => Duration::from_millis(250),
         };
         tokio::time::sleep(tick).await;
@@ -380,7 +417,9 @@ async fn stop_on_signal(stop: CancellationToken) {
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) else {
-        tracing::warn!("signal handlers unavailable; SIGTERM will end the proxy without a clean shutdown");
+        tracing::warn!(
+            "signal handlers unavailable; SIGTERM will end the proxy without a clean shutdown"
+        );
         return;
     };
     let name = tokio::select! {
@@ -393,7 +432,11 @@ async fn stop_on_signal(stop: CancellationToken) {
 }
 
 /// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace, SIGKILL.
-async fn supervise(child: &mut Child, stop: &CancellationToken, grace: Duration) -> io::Result<ExitStatus> {
+async fn supervise(
+    child: &mut Child,
+    stop: &CancellationToken,
+    grace: Duration,
+) -> io::Result<ExitStatus> {
     tokio::select! {
         status = child.wait() => return status,
         _ = stop.cancelled() => {}
@@ -402,7 +445,10 @@ async fn supervise(child: &mut Child, stop: &CancellationToken, grace: Duration)
         return status;
     }
     if let Some(pid) = child.id() {
-        tracing::warn!(pid, "server did not exit after its input closed; sending SIGTERM");
+        tracing::warn!(
+            pid,
+            "server did not exit after its input closed; sending SIGTERM"
+        );
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,

@@ -35,7 +35,10 @@ impl Filter {
     /// Whether an event passes every set field.
     pub fn matches(&self, e: &AuditEvent) -> bool {
         self.session.as_ref().is_none_or(|s| *s == e.session_id)
-            && self.tool.as_ref().is_none_or(|t| Some(t) == e.tool_name.as_ref())
+            && self
+                .tool
+                .as_ref()
+                .is_none_or(|t| Some(t) == e.tool_name.as_ref())
             && self.user.as_ref().is_none_or(|u| *u == e.user_id)
             && self.event_type.is_none_or(|t| t == e.event_type)
     }
@@ -152,10 +155,8 @@ impl Index {
     }
 
     fn apply_one(&self, payload: &[u8], at: JournalPos) -> Result<(), StoreError> {
-        let keys: Keys = serde_json::from_slice(payload).map_err(|source| StoreError::Decode {
-            at,
-            source,
-        })?;
+        let keys: Keys =
+            serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
         let id = keys.event_id;
         let empty: &[u8] = &[];
         self.events
@@ -176,16 +177,17 @@ impl Index {
         // the index materialises the link in both directions.
         if keys.event_type != EventType::ToolAccess
             && let Some(access_id) = keys.linked_event_id
-            && let Some(bytes) = self.events.get(access_id.to_key()).map_err(|e| self.err(e))?
+            && let Some(bytes) = self
+                .events
+                .get(access_id.to_key())
+                .map_err(|e| self.err(e))?
             && let Ok(mut access) = serde_json::from_slice::<AuditEvent>(&bytes)
             && access.event_type == EventType::ToolAccess
             && access.linked_event_id.is_none()
         {
             access.linked_event_id = Some(id);
-            let updated = serde_json::to_vec(&access).map_err(|source| StoreError::Decode {
-                at,
-                source,
-            })?;
+            let updated =
+                serde_json::to_vec(&access).map_err(|source| StoreError::Decode { at, source })?;
             self.events
                 .insert(access_id.to_key(), updated)
                 .map_err(|e| self.err(e))?;
@@ -253,7 +255,10 @@ impl Index {
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| StoreError::Decode {
-                at: JournalPos { segment: 0, offset: 0 },
+                at: JournalPos {
+                    segment: 0,
+                    offset: 0,
+                },
                 source,
             })
     }

@@ -170,10 +170,15 @@ pub(crate) fn scan_records(
     if (bytes.len() as u64) < HEADER_LEN {
         return Ok(Scan {
             valid_end: 0,
-            stopped: Some(format!("segment header cut short ({} of {HEADER_LEN} bytes)", bytes.len())),
+            stopped: Some(format!(
+                "segment header cut short ({} of {HEADER_LEN} bytes)",
+                bytes.len()
+            )),
         });
     }
-    if &bytes[..8] != MAGIC || u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) != segment {
+    if &bytes[..8] != MAGIC
+        || u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) != segment
+    {
         return Ok(Scan {
             valid_end: 0,
             stopped: Some("bad segment header".into()),
@@ -195,7 +200,10 @@ pub(crate) fn scan_records(
             })
         };
         if rest.len() < RECORD_HEADER_LEN as usize {
-            return stop(format!("record header cut short ({} of 8 bytes)", rest.len()));
+            return stop(format!(
+                "record header cut short ({} of 8 bytes)",
+                rest.len()
+            ));
         }
         let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default());
         let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
@@ -204,7 +212,11 @@ pub(crate) fn scan_records(
         }
         let total = RECORD_HEADER_LEN as usize + len as usize;
         if rest.len() < total {
-            return stop(format!("record cut short ({} of {} bytes)", rest.len(), total));
+            return stop(format!(
+                "record cut short ({} of {} bytes)",
+                rest.len(),
+                total
+            ));
         }
         let payload = &rest[RECORD_HEADER_LEN as usize..total];
         if checksum(&rest[..4], payload) != crc {
@@ -259,7 +271,8 @@ impl Journal {
                 .map_err(|e| StoreError::io("save torn tail to", &saved_to, e))?;
             if valid_end < HEADER_LEN {
                 // The header itself is torn: the segment held no records. Start it afresh.
-                file.set_len(0).map_err(|e| StoreError::io("truncate", &path, e))?;
+                file.set_len(0)
+                    .map_err(|e| StoreError::io("truncate", &path, e))?;
                 file.seek(SeekFrom::Start(0))
                     .and_then(|_| file.write_all(&header(last)))
                     .map_err(|e| StoreError::io("write header of", &path, e))?;
@@ -268,7 +281,8 @@ impl Journal {
                 file.set_len(valid_end)
                     .map_err(|e| StoreError::io("truncate", &path, e))?;
             }
-            file.sync_all().map_err(|e| StoreError::io("sync", &path, e))?;
+            file.sync_all()
+                .map_err(|e| StoreError::io("sync", &path, e))?;
             sync_dir(dir)?;
             torn = Some(TornTail {
                 segment: path.clone(),
@@ -394,7 +408,11 @@ pub fn read_from(
         }
         let path = segment_path(dir, n);
         let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
-        let start = if n == from.segment { from.offset } else { HEADER_LEN };
+        let start = if n == from.segment {
+            from.offset
+        } else {
+            HEADER_LEN
+        };
         let scan = scan_records(&bytes, n, start, |offset, payload| {
             on_record(JournalPos { segment: n, offset }, payload)
         })?;
@@ -424,17 +442,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut j, torn) = Journal::open(dir.path(), 4096).unwrap();
         assert!(torn.is_none());
-        let payloads: Vec<Vec<u8>> = (0..200).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i)).into_bytes()).collect();
+        let payloads: Vec<Vec<u8>> = (0..200)
+            .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i)).into_bytes())
+            .collect();
         for chunk in payloads.chunks(7) {
             j.append(chunk).unwrap();
         }
         j.sync().unwrap();
         assert!(list_segments(dir.path()).unwrap().len() > 1);
         let mut got = Vec::new();
-        let end = read_from(dir.path(), JournalPos::START, |_, p| {
-            got.push(p.to_vec());
-            Ok(())
-        }, |d| panic!("{d}"))
+        let end = read_from(
+            dir.path(),
+            JournalPos::START,
+            |_, p| {
+                got.push(p.to_vec());
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
         .unwrap();
         assert_eq!(got, payloads);
         assert_eq!(end, j.end());
@@ -452,7 +477,16 @@ mod tests {
         assert_eq!(j.end(), end);
         j.append(&[b"{\"b\":2}"]).unwrap();
         let mut n = 0;
-        read_from(dir.path(), JournalPos::START, |_, _| { n += 1; Ok(()) }, |_| {}).unwrap();
+        read_from(
+            dir.path(),
+            JournalPos::START,
+            |_, _| {
+                n += 1;
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
         assert_eq!(n, 2);
     }
 
@@ -462,6 +496,9 @@ mod tests {
         fs::write(segment_path(dir.path(), 1), b"this is not a journal at all").unwrap();
         let err = Journal::open(dir.path(), 1 << 20).unwrap_err();
         assert!(matches!(err, StoreError::NotASegment { .. }), "{err}");
-        assert_eq!(fs::read(segment_path(dir.path(), 1)).unwrap(), b"this is not a journal at all");
+        assert_eq!(
+            fs::read(segment_path(dir.path(), 1)).unwrap(),
+            b"this is not a journal at all"
+        );
     }
 }

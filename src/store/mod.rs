@@ -213,10 +213,12 @@ impl Store {
                         .replace(':', "")
                 ));
                 let moved = if force_rebuild {
-                    fs::remove_dir_all(&index_path).map_err(|e| StoreError::io("remove", &index_path, e))
+                    fs::remove_dir_all(&index_path)
+                        .map_err(|e| StoreError::io("remove", &index_path, e))
                 } else {
                     // Keep a damaged index for inspection instead of deleting evidence.
-                    fs::rename(&index_path, &aside).map_err(|e| StoreError::io("move aside", &index_path, e))
+                    fs::rename(&index_path, &aside)
+                        .map_err(|e| StoreError::io("move aside", &index_path, e))
                 };
                 moved?;
             }
@@ -290,8 +292,8 @@ pub fn newest_from_journal(
         &paths.journal(),
         JournalPos::START,
         |at, payload| {
-            let event: AuditEvent =
-                serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
+            let event: AuditEvent = serde_json::from_slice(payload)
+                .map_err(|source| StoreError::Decode { at, source })?;
             if let Some(access) = event.linked_event_id
                 && event.event_type != crate::audit::event::EventType::ToolAccess
             {

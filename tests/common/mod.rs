@@ -66,7 +66,11 @@ impl TestStore {
     /// `mcp-audit-proxy stdio --config … -- server…`.
     pub fn proxy_command(&self, server: &[&str]) -> Command {
         let mut c = Command::new(proxy_bin());
-        c.arg("stdio").arg("--config").arg(&self.config).arg("--").args(server);
+        c.arg("stdio")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--")
+            .args(server);
         c.env("RUST_LOG", "warn");
         c
     }
@@ -84,7 +88,11 @@ impl TestStore {
             .arg(&self.config)
             .output()
             .expect("run events");
-        assert!(out.status.success(), "events failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "events failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut events: Vec<Value> = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -143,7 +151,8 @@ impl ClientHandler for TestClient {
         _ctx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         self.elicitations.fetch_add(1, Ordering::SeqCst);
-        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(serde_json::json!({"confirmed": true})))
+        Ok(ElicitResult::new(ElicitationAction::Accept)
+            .with_content(serde_json::json!({"confirmed": true})))
     }
 
     async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
@@ -205,11 +214,18 @@ pub struct LineClient {
 impl LineClient {
     /// Starts `command` with piped stdin/stdout (stderr inherited).
     pub fn spawn(mut command: Command) -> LineClient {
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
         let mut child = command.spawn().expect("spawn");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        LineClient { child, stdin, stdout }
+        LineClient {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     /// Writes bytes as they are.
@@ -222,17 +238,21 @@ impl LineClient {
     /// Reads one line (with its newline); None at EOF. Fails after 20 s.
     pub async fn recv(&mut self) -> Option<Vec<u8>> {
         let mut line = Vec::new();
-        let n = tokio::time::timeout(Duration::from_secs(20), self.stdout.read_until(b'\n', &mut line))
-            .await
-            .expect("timed out waiting for a line")
-            .expect("read");
+        let n = tokio::time::timeout(
+            Duration::from_secs(20),
+            self.stdout.read_until(b'\n', &mut line),
+        )
+        .await
+        .expect("timed out waiting for a line")
+        .expect("read");
         (n > 0).then_some(line)
     }
 
     /// Reads one line as JSON.
     pub async fn recv_json(&mut self) -> Value {
         let line = self.recv().await.expect("a line, not EOF");
-        serde_json::from_slice(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&line)))
+        serde_json::from_slice(&line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&line)))
     }
 
     /// Reads lines until the response with `id`, skipping notifications; returns the raw line.
@@ -259,24 +279,44 @@ impl LineClient {
 /// Groups events by `event_type` and checks every tools/call has exactly one access and one
 /// end event, linked both ways; returns (access, end) pairs in access order.
 pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {
-    let by_id: std::collections::HashMap<&str, &Value> =
-        events.iter().map(|e| (e["event_id"].as_str().unwrap(), e)).collect();
+    let by_id: std::collections::HashMap<&str, &Value> = events
+        .iter()
+        .map(|e| (e["event_id"].as_str().unwrap(), e))
+        .collect();
     assert_eq!(by_id.len(), events.len(), "event ids must be unique");
     let mut out = Vec::new();
     for access in events.iter().filter(|e| e["event_type"] == "tool_access") {
         let end_id = access["linked_event_id"]
             .as_str()
             .unwrap_or_else(|| panic!("access event without a linked end: {access}"));
-        let end = by_id.get(end_id).unwrap_or_else(|| panic!("linked end {end_id} missing"));
-        assert_eq!(end["linked_event_id"], access["event_id"], "end must link back");
+        let end = by_id
+            .get(end_id)
+            .unwrap_or_else(|| panic!("linked end {end_id} missing"));
+        assert_eq!(
+            end["linked_event_id"], access["event_id"],
+            "end must link back"
+        );
         assert_ne!(end["event_type"], "tool_access");
-        assert_eq!(end["metadata"]["request_id"], access["metadata"]["request_id"]);
+        assert_eq!(
+            end["metadata"]["request_id"],
+            access["metadata"]["request_id"]
+        );
         assert_eq!(end["tool_name"], access["tool_name"]);
         assert_eq!(end["session_id"], access["session_id"]);
-        assert!(end["event_id"].as_str() > access["event_id"].as_str(), "ids sort by time");
+        assert!(
+            end["event_id"].as_str() > access["event_id"].as_str(),
+            "ids sort by time"
+        );
         out.push((access.clone(), (*end).clone()));
     }
-    let ends = events.iter().filter(|e| e["event_type"] != "tool_access").count();
-    assert_eq!(ends, out.len(), "every end event belongs to exactly one access event");
+    let ends = events
+        .iter()
+        .filter(|e| e["event_type"] != "tool_access")
+        .count();
+    assert_eq!(
+        ends,
+        out.len(),
+        "every end event belongs to exactly one access event"
+    );
     out
 }

@@ -1,0 +1,219 @@
+//! Interop with the official SDKs and the reference server, judged from outside: each client
+//! runs once directly and once through the proxy, and what it saw must be identical.
+//!
+//! Peers: the official Python SDK (PyPI `mcp` 2.3.0, both eras) and TypeScript SDK v2
+//! (`@modelcontextprotocol/client` 2.4.0, both eras) as clients; the reference server
+//! `@modelcontextprotocol/server-everything` (2025 era), a server built on the official Python
+//! SDK (both eras) and this repository's rmcp example server (both eras).
+//!
+//! Ignored by a plain `cargo test` because the peers come from PyPI and npm: `bash tests/run.sh`
+//! installs them (tests/interop/setup.sh) and runs everything.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{TestStore, example_server, pairs};
+use serde_json::Value;
+
+fn interop_dir() -> PathBuf {
+    let dir = std::env::var_os("MCP_AUDIT_INTEROP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop"));
+    assert!(
+        dir.join(".installed").exists(),
+        "interop peers are not installed in {}: run `bash tests/interop/setup.sh` (or `bash tests/run.sh`)",
+        dir.display()
+    );
+    dir
+}
+
+fn scripts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// A server the clients talk to.
+fn server(name: &str) -> Vec<String> {
+    let dir = interop_dir();
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    match name {
+        "everything" => vec![
+            s(dir.join("node/node_modules/.bin/mcp-server-everything")),
+            "stdio".into(),
+        ],
+        "python" => vec![
+            s(dir.join("venv/bin/python")),
+            s(scripts().join("peer_server.py")),
+        ],
+        "rmcp" => vec![s(example_server())],
+        other => panic!("unknown server {other}"),
+    }
+}
+
+/// Runs a client against `server`, directly or through a proxy on `store`; returns its report.
+fn run_client(client: &[String], server: &[String], store: Option<&TestStore>) -> Value {
+    let dir = interop_dir();
+    let mut target: Vec<String> = Vec::new();
+    if let Some(store) = store {
+        target.extend([
+            common::proxy_bin().to_string_lossy().into_owned(),
+            "stdio".into(),
+            "--config".into(),
+            store.config.to_string_lossy().into_owned(),
+            "--".into(),
+        ]);
+    }
+    target.extend(server.iter().cloned());
+    let out = Command::new(&client[0])
+        .args(&client[1..])
+        .arg("--")
+        .args(&target)
+        .current_dir(dir.join("node"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the interop client");
+    assert!(
+        out.status.success(),
+        "{client:?} against {target:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("client output is not JSON: {e}"))
+}
+
+fn python(args: &[&str]) -> Vec<String> {
+    let dir = interop_dir();
+    let mut v = vec![
+        dir.join("venv/bin/python").to_string_lossy().into_owned(),
+        scripts().join("compare.py").to_string_lossy().into_owned(),
+    ];
+    v.extend(args.iter().map(|s| s.to_string()));
+    v
+}
+
+fn typescript(mode: &str) -> Vec<String> {
+    vec!["node".into(), "ts_client.mjs".into(), mode.into()]
+}
+
+/// Direct vs proxied; then the proxy's events must cover the calls with the expected era.
+fn check(label: &str, client: Vec<String>, server_name: &str, era: &str) {
+    let srv = server(server_name);
+    let direct = run_client(&client, &srv, None);
+    let store = TestStore::new("");
+    let proxied = run_client(&client, &srv, Some(&store));
+    if direct != proxied {
+        let d = serde_json::to_string_pretty(&direct).unwrap();
+        let p = serde_json::to_string_pretty(&proxied).unwrap();
+        let first = d
+            .lines()
+            .zip(p.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        let show = |s: &str| {
+            s.lines()
+                .skip(first.saturating_sub(3))
+                .take(12)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "{label}: the client sees a difference through the proxy\n--- direct\n{}\n--- proxied\n{}",
+            show(&d),
+            show(&p)
+        );
+    }
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert!(
+        pairs.len() >= 4,
+        "{label}: only {} tool calls recorded",
+        pairs.len()
+    );
+    for (access, _) in &pairs {
+        assert_eq!(access["metadata"]["protocol_era"], era, "{label}: {access}");
+    }
+}
+
+#[test]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
+fn python_sdk_client_with_the_reference_server_in_every_2025_revision() {
+    for v in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
+        check(
+            &format!("python {v} x server-everything"),
+            python(&["--era", "2025", "--protocol-version", v]),
+            "everything",
+            "2025",
+        );
+    }
+    // The SDK's default: probe with server/discover, fall back to initialize on -32601.
+    check(
+        "python auto x server-everything",
+        python(&["--era", "auto"]),
+        "everything",
+        "2025",
+    );
+}
+
+#[test]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
+fn python_sdk_client_with_python_and_rust_servers_in_both_eras() {
+    check(
+        "python 2026 x python server",
+        python(&["--era", "2026"]),
+        "python",
+        "2026",
+    );
+    check(
+        "python 2025 x python server",
+        python(&["--era", "2025"]),
+        "python",
+        "2025",
+    );
+    check(
+        "python auto x python server",
+        python(&["--era", "auto"]),
+        "python",
+        "2026",
+    );
+    check(
+        "python 2026 x rmcp server",
+        python(&["--era", "2026"]),
+        "rmcp",
+        "2026",
+    );
+    check(
+        "python 2025 x rmcp server",
+        python(&["--era", "2025"]),
+        "rmcp",
+        "2025",
+    );
+}
+
+#[test]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
+fn typescript_sdk_client_in_both_eras() {
+    check(
+        "ts legacy x server-everything",
+        typescript("legacy"),
+        "everything",
+        "2025",
+    );
+    check(
+        "ts 2026 x python server",
+        typescript("2026-07-28"),
+        "python",
+        "2026",
+    );
+    check(
+        "ts 2026 x rmcp server",
+        typescript("2026-07-28"),
+        "rmcp",
+        "2026",
+    );
+    check(
+        "ts legacy x rmcp server",
+        typescript("legacy"),
+        "rmcp",
+        "2025",
+    );
+}
