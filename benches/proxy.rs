@@ -50,7 +50,9 @@ impl ServerHandler for EchoServer {
 }
 
 async fn serve() {
-    let server = EchoServer { tool_router: EchoServer::tool_router() };
+    let server = EchoServer {
+        tool_router: EchoServer::tool_router(),
+    };
     let running = server.serve(rmcp::transport::stdio()).await.expect("serve");
     let _ = running.waiting().await;
 }
@@ -64,14 +66,22 @@ struct Conn {
 
 impl Conn {
     async fn start(mut command: Command) -> Conn {
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).kill_on_drop(true);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
         let mut child = command.spawn().expect("spawn");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::with_capacity(1 << 20, child.stdout.take().unwrap());
-        let mut c = Conn { child, stdin, stdout };
+        let mut c = Conn {
+            child,
+            stdin,
+            stdout,
+        };
         c.write(br#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#).await;
         c.read().await;
-        c.write(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+        c.write(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
         c
     }
 
@@ -93,17 +103,31 @@ impl Conn {
     }
 }
 
-fn request(id: u64, text: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"text":text}}})).unwrap()
+/// A request line built from a pre-serialized tail, so the client is never the bottleneck.
+fn request(id: u64, tail: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(tail.len() + 32);
+    line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    line.extend_from_slice(id.to_string().as_bytes());
+    line.extend_from_slice(tail);
+    line
+}
+
+fn request_tail(text: &str) -> Vec<u8> {
+    let params = serde_json::to_string(&json!({"name":"echo","arguments":{"text":text}})).unwrap();
+    format!(",\"method\":\"tools/call\",\"params\":{params}}}").into_bytes()
 }
 
 /// The id of a response line, read without parsing the (possibly 64 KiB) result.
 fn response_id(line: &[u8]) -> u64 {
     let at = memchr::memmem::find(line, b"\"id\":").expect("id") + 5;
-    line[at..].iter().take_while(|b| b.is_ascii_digit()).fold(0, |n, b| n * 10 + u64::from(b - b'0'))
+    line[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0, |n, b| n * 10 + u64::from(b - b'0'))
 }
 
 struct Figures {
+    mean_us: f64,
     p50_us: f64,
     p99_us: f64,
     calls_per_s: f64,
@@ -111,7 +135,12 @@ struct Figures {
 
 /// `calls` echo calls with at most `in_flight` outstanding; latency per call.
 async fn load(conn: Conn, calls: u64, in_flight: usize, text: &str) -> Figures {
-    let Conn { child, mut stdin, mut stdout } = conn;
+    let tail = request_tail(text);
+    let Conn {
+        child,
+        mut stdin,
+        mut stdout,
+    } = conn;
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(in_flight));
     let reader = {
@@ -135,17 +164,26 @@ async fn load(conn: Conn, calls: u64, in_flight: usize, text: &str) -> Figures {
     let started = Instant::now();
     for id in 0..calls {
         permits.acquire().await.unwrap().forget();
-        let line = request(id, text);
+        let line = request(id, &tail);
         sent.lock().await.insert(id, Instant::now());
         stdin.write_all(&line).await.unwrap();
         stdin.write_all(b"\n").await.unwrap();
     }
     let (mut latencies, stdout) = reader.await.unwrap();
     let elapsed = started.elapsed();
-    Conn { child, stdin, stdout }.finish().await;
+    Conn {
+        child,
+        stdin,
+        stdout,
+    }
+    .finish()
+    .await;
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1e6;
+    let mean_us =
+        latencies.iter().map(Duration::as_secs_f64).sum::<f64>() / latencies.len() as f64 * 1e6;
     Figures {
+        mean_us,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         calls_per_s: calls as f64 / elapsed.as_secs_f64(),
@@ -160,7 +198,12 @@ fn proxy_command(me: &Path, store: &Path, durability: &str) -> Command {
     )
     .unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_mcp-audit-proxy"));
-    c.arg("stdio").arg("--config").arg(config).arg("--").arg(me).arg("--serve");
+    c.arg("stdio")
+        .arg("--config")
+        .arg(config)
+        .arg("--")
+        .arg(me)
+        .arg("--serve");
     c.env("RUST_LOG", "error");
     c
 }
@@ -172,17 +215,44 @@ async fn main() {
         return serve().await;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    // `--only MODE:IN_FLIGHT:BYTES` runs one row (and its direct baseline), e.g. for profiling.
+    let only: Option<(String, usize, usize)> = args.iter().position(|a| a == "--only").map(|i| {
+        let spec: Vec<&str> = args[i + 1].split(':').collect();
+        (
+            spec[0].to_string(),
+            spec[1].parse().unwrap(),
+            spec[2].parse().unwrap(),
+        )
+    });
     let me = PathBuf::from(&args[0]);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
 
     println!("mcp-audit-proxy bench: same client and server, direct vs proxied (one run)");
-    println!("{:<8} {:>9} {:>8} | {:>9} {:>9} {:>10} | {:>10} {:>9}", "mode", "in flight", "args", "p50 µs", "p99 µs", "calls/s", "+p50 µs", "thrpt");
-    for (in_flight, calls) in [(1usize, if quick { 500 } else { 4000 }), (16, if quick { 2000 } else { 20_000 })] {
+    println!(
+        "{:<8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>10} | {:>10} {:>9}",
+        "mode", "in flight", "args", "mean µs", "p50 µs", "p99 µs", "calls/s", "+p50 µs", "thrpt"
+    );
+    for (in_flight, calls) in [
+        (1usize, if quick { 500 } else { 4000 }),
+        (16, if quick { 2000 } else { 20_000 }),
+    ] {
         for (label, size) in [("100 B", 100usize), ("64 KiB", 64 * 1024)] {
+            if only
+                .as_ref()
+                .is_some_and(|(_, n, b)| *n != in_flight || *b != size)
+            {
+                continue;
+            }
             let text = "x".repeat(size);
             let calls = if size > 1000 { calls / 4 } else { calls };
             let mut direct = None;
             for mode in ["direct", "batched", "sync"] {
+                if only
+                    .as_ref()
+                    .is_some_and(|(m, _, _)| mode != "direct" && m != mode)
+                {
+                    continue;
+                }
                 let command = match mode {
                     "direct" => {
                         let mut c = Command::new(&me);
@@ -192,16 +262,28 @@ async fn main() {
                     durability => proxy_command(&me, dir.path(), durability),
                 };
                 // Warm up on a separate connection (page cache, allocator, journal file).
-                load(Conn::start(command_clone(&command)).await, calls / 10, in_flight, &text).await;
+                load(
+                    Conn::start(command_clone(&command)).await,
+                    calls / 10,
+                    in_flight,
+                    &text,
+                )
+                .await;
                 let f = load(Conn::start(command).await, calls, in_flight, &text).await;
                 let (added, ratio) = match &direct {
                     None => (String::from("-"), String::from("-")),
                     Some(d) => {
                         let d: &Figures = d;
-                        (format!("{:+.1}", f.p50_us - d.p50_us), format!("{:.0}%", 100.0 * f.calls_per_s / d.calls_per_s))
+                        (
+                            format!("{:+.1}", f.p50_us - d.p50_us),
+                            format!("{:.0}%", 100.0 * f.calls_per_s / d.calls_per_s),
+                        )
                     }
                 };
-                println!("{mode:<8} {in_flight:>9} {label:>8} | {:>9.1} {:>9.1} {:>10.0} | {added:>10} {ratio:>9}", f.p50_us, f.p99_us, f.calls_per_s);
+                println!(
+                    "{mode:<8} {in_flight:>9} {label:>8} | {:>9.1} {:>9.1} {:>9.1} {:>10.0} | {added:>10} {ratio:>9}",
+                    f.mean_us, f.p50_us, f.p99_us, f.calls_per_s
+                );
                 if mode == "direct" {
                     direct = Some(f);
                 }

@@ -91,8 +91,8 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
         what: "the audit writer",
         source,
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .thread_name("proxy-rt")
         .enable_all()
         .build()
         .map_err(|source| ModeError::Start {

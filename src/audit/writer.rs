@@ -22,6 +22,14 @@ use crate::store::{Index, Journal, JournalPos};
 const MAX_BATCH_EVENTS: usize = 4096;
 /// Bytes per batch at most (a batch is written with one `write`).
 const MAX_BATCH_BYTES: usize = 16 << 20;
+/// In `batched` mode, how long the writer lets events gather after a write: nobody waits for
+/// them, and not being woken for every event leaves the CPU to the proxy and the server.
+const BATCHED_GATHER: Duration = Duration::from_millis(1);
+/// How long the indexer lets records gather after being told of new ones: queries may lag
+/// this much, and sled gets fewer, larger batches.
+const INDEX_GATHER: Duration = Duration::from_millis(20);
+/// The indexer also looks at the journal this often without being told.
+const INDEX_POLL: Duration = Duration::from_secs(1);
 
 /// Why an event could not be recorded; the call it belongs to is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -192,7 +200,10 @@ pub fn start(
     capacity: usize,
 ) -> std::io::Result<(AuditSink, WriterThreads)> {
     let (tx, rx) = mpsc::sync_channel(capacity);
-    let (index_tx, index_rx) = mpsc::sync_channel::<(Vec<Vec<u8>>, JournalPos)>(64);
+    // A doorbell, not a queue: the indexer reads what is new from the journal itself, so it
+    // can never hold the writer back, and a missed ring only delays the index.
+    let (index_tx, index_rx) = mpsc::sync_channel::<()>(1);
+    let journal_dir = journal.dir().to_path_buf();
     let shared = Arc::new(Shared {
         failed: OnceLock::new(),
         stats: WriterStats::default(),
@@ -201,7 +212,7 @@ pub fn start(
     });
     let indexer = std::thread::Builder::new()
         .name("audit-indexer".into())
-        .spawn(move || run_indexer(index, index_rx))?;
+        .spawn(move || run_indexer(index, &journal_dir, index_rx))?;
     let writer_shared = shared.clone();
     let writer = std::thread::Builder::new()
         .name("audit-writer".into())
@@ -223,7 +234,7 @@ struct Writer {
     shared: Arc<Shared>,
     durability: Durability,
     flush_interval: Duration,
-    index_tx: SyncSender<(Vec<Vec<u8>>, JournalPos)>,
+    index_tx: SyncSender<()>,
 }
 
 impl Writer {
@@ -268,17 +279,13 @@ impl Writer {
             if !payloads.is_empty() {
                 let result = self.write(&payloads);
                 match &result {
-                    Ok(end) => {
+                    Ok(_) => {
                         unsynced = self.durability == Durability::Batched;
-                        let batch = std::mem::take(&mut payloads);
-                        if self.index_tx.send((batch, *end)).is_err() {
-                            tracing::error!(
-                                "audit indexer stopped; queries will lag until restart"
-                            );
-                        }
+                        let _ = self.index_tx.try_send(());
                     }
-                    Err(_) => payloads.clear(),
+                    Err(_) => {}
                 }
+                payloads.clear();
                 let answer = result.map(|_| ());
                 for ack in acks.drain(..) {
                     let _ = ack.send(answer.clone());
@@ -293,6 +300,9 @@ impl Writer {
             }
             if shutdown.is_some() {
                 break;
+            }
+            if unsynced {
+                std::thread::sleep(BATCHED_GATHER.min(self.flush_interval));
             }
         }
         if unsynced && let Err(e) = self.sync() {
@@ -352,13 +362,39 @@ impl Writer {
     }
 }
 
-fn run_indexer(index: Index, rx: mpsc::Receiver<(Vec<Vec<u8>>, JournalPos)>) {
+/// Keeps the index up with the journal, reading new records from the files; lags by design.
+fn run_indexer(index: Index, journal_dir: &std::path::Path, rx: mpsc::Receiver<()>) {
+    // The index is a convenience that can always catch up later; the calls cannot wait. On
+    // Linux this lowers only this thread, so the proxy and the server get the CPU first.
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(error = %e, "could not lower the indexer's priority");
+    }
+    let mut at = index.applied().ok().flatten().unwrap_or(JournalPos::START);
     let mut healthy = true;
-    for (batch, end) in rx {
-        if let Err(e) = index.apply(batch.iter().map(Vec::as_slice), end)
-            && std::mem::replace(&mut healthy, false)
-        {
-            tracing::error!(error = %e, "audit index update failed; the journal is intact, run `mcp-audit-proxy reindex` after stopping the proxy");
+    loop {
+        let last_round = match rx.recv_timeout(INDEX_POLL) {
+            Ok(()) => {
+                std::thread::sleep(INDEX_GATHER);
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        match crate::store::catch_up(journal_dir, &index, at) {
+            Ok(done) => {
+                at = done.end;
+                for d in done.damaged {
+                    tracing::error!(damage = %d, "audit journal segment damaged");
+                }
+            }
+            Err(e) => {
+                if std::mem::replace(&mut healthy, false) {
+                    tracing::error!(error = %e, "audit index update failed; the journal is intact, run `mcp-audit-proxy reindex` after stopping the proxy");
+                }
+            }
+        }
+        if last_round {
+            break;
         }
     }
     if let Err(e) = index.flush() {

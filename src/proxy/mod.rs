@@ -1,5 +1,6 @@
 //! The proxy: one pipeline per client connection, fed by a front door (stdio today).
 
+pub mod fdio;
 pub mod pipeline;
 pub mod stdio;
 

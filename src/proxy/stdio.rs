@@ -72,8 +72,8 @@ pub async fn run(
         command,
         user_id,
         audit,
-        tokio::io::stdin(),
-        tokio::io::stdout(),
+        super::fdio::stdin(),
+        super::fdio::stdout(),
     )
     .await
 }

@@ -14,7 +14,7 @@ use super::journal::JournalPos;
 use crate::audit::event::{AuditEvent, EventId, EventType};
 
 /// Bumped when the index layout changes; a mismatch triggers a rebuild from the journal.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_FORMAT: &[u8] = b"format";
 
@@ -67,6 +67,7 @@ pub struct Index {
     by_session: sled::Tree,
     by_tool: sled::Tree,
     by_user: sled::Tree,
+    links: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -109,6 +110,7 @@ impl Index {
             by_session: tree("by_session")?,
             by_tool: tree("by_tool")?,
             by_user: tree("by_user")?,
+            links: tree("links")?,
             meta: tree("meta")?,
             db,
             path: path.to_path_buf(),
@@ -174,22 +176,12 @@ impl Index {
                 .map_err(|e| self.err(e))?;
         }
         // The journal is append-only, so an access event is written before its end exists;
-        // the index materialises the link in both directions.
+        // the index keeps the link from the access side too and applies it when reading.
         if keys.event_type != EventType::ToolAccess
             && let Some(access_id) = keys.linked_event_id
-            && let Some(bytes) = self
-                .events
-                .get(access_id.to_key())
-                .map_err(|e| self.err(e))?
-            && let Ok(mut access) = serde_json::from_slice::<AuditEvent>(&bytes)
-            && access.event_type == EventType::ToolAccess
-            && access.linked_event_id.is_none()
         {
-            access.linked_event_id = Some(id);
-            let updated =
-                serde_json::to_vec(&access).map_err(|source| StoreError::Decode { at, source })?;
-            self.events
-                .insert(access_id.to_key(), updated)
+            self.links
+                .insert(access_id.to_key(), &id.to_key())
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -252,15 +244,14 @@ impl Index {
         let Some(bytes) = self.events.get(id.to_key()).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| StoreError::Decode {
-                at: JournalPos {
-                    segment: 0,
-                    offset: 0,
-                },
-                source,
-            })
+        let mut event: AuditEvent =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { id, source })?;
+        if event.linked_event_id.is_none()
+            && let Some(end) = self.links.get(id.to_key()).map_err(|e| self.err(e))?
+        {
+            event.linked_event_id = EventId::from_key(&end);
+        }
+        Ok(Some(event))
     }
 
     /// Number of events indexed.

@@ -160,42 +160,42 @@ pub(crate) struct Scan {
     pub stopped: Option<String>,
 }
 
-/// Walks the records of a segment image, calling `f(end_position_offset, payload)` for each whole one.
-pub(crate) fn scan_records(
-    bytes: &[u8],
-    segment: u64,
-    from: u64,
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
-) -> Result<Scan, StoreError> {
+/// Why a segment's header is not ours, if it is not.
+fn header_problem(bytes: &[u8], segment: u64) -> Option<String> {
     if (bytes.len() as u64) < HEADER_LEN {
-        return Ok(Scan {
-            valid_end: 0,
-            stopped: Some(format!(
-                "segment header cut short ({} of {HEADER_LEN} bytes)",
-                bytes.len()
-            )),
-        });
+        return Some(format!(
+            "segment header cut short ({} of {HEADER_LEN} bytes)",
+            bytes.len()
+        ));
     }
     if &bytes[..8] != MAGIC
         || u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) != segment
     {
-        return Ok(Scan {
-            valid_end: 0,
-            stopped: Some("bad segment header".into()),
-        });
+        return Some("bad segment header".into());
     }
-    let mut at = from.max(HEADER_LEN) as usize;
+    None
+}
+
+/// Walks whole records in `image` (segment bytes starting at file offset `base`), calling
+/// `f(offset just past the record, payload)` for each.
+pub(crate) fn scan_records(
+    image: &[u8],
+    base: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<Scan, StoreError> {
+    let mut at = 0usize;
     loop {
-        let rest = &bytes[at..];
+        let rest = &image[at..];
+        let offset = base + at as u64;
         if rest.is_empty() {
             return Ok(Scan {
-                valid_end: at as u64,
+                valid_end: offset,
                 stopped: None,
             });
         }
         let stop = |reason: String| {
             Ok(Scan {
-                valid_end: at as u64,
+                valid_end: offset,
                 stopped: Some(reason),
             })
         };
@@ -223,8 +223,23 @@ pub(crate) fn scan_records(
             return stop("checksum mismatch".into());
         }
         at += total;
-        f(at as u64, payload)?;
+        f(base + at as u64, payload)?;
     }
+}
+
+/// Checks the header of a whole segment image and walks its records.
+fn scan_segment(
+    bytes: &[u8],
+    segment: u64,
+    f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<Scan, StoreError> {
+    if let Some(problem) = header_problem(bytes, segment) {
+        return Ok(Scan {
+            valid_end: 0,
+            stopped: Some(problem),
+        });
+    }
+    scan_records(&bytes[HEADER_LEN as usize..], HEADER_LEN, f)
 }
 
 fn checksum(len: &[u8], payload: &[u8]) -> u32 {
@@ -260,7 +275,7 @@ impl Journal {
         if bytes.len() as u64 >= HEADER_LEN && &bytes[..8] != MAGIC {
             return Err(StoreError::NotASegment { path });
         }
-        let scan = scan_records(&bytes, last, HEADER_LEN, |_, _| Ok(()))?;
+        let scan = scan_segment(&bytes, last, |_, _| Ok(()))?;
         let mut torn = None;
         let mut valid_end = scan.valid_end;
         if let Some(reason) = scan.stopped {
@@ -325,6 +340,11 @@ impl Journal {
             offset: HEADER_LEN,
             segment_bytes,
         })
+    }
+
+    /// The journal folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where the next record will go: everything before it is written.
@@ -407,18 +427,25 @@ pub fn read_from(
             continue;
         }
         let path = segment_path(dir, n);
-        let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
-        let start = if n == from.segment {
-            from.offset
+        let mut on_segment =
+            |offset, payload: &[u8]| on_record(JournalPos { segment: n, offset }, payload);
+        let scan = if n == from.segment && from.offset > HEADER_LEN {
+            // Read only what follows the position: the header was checked when it was reached.
+            let mut image = Vec::new();
+            File::open(&path)
+                .and_then(|mut f| {
+                    f.seek(SeekFrom::Start(from.offset))?;
+                    f.read_to_end(&mut image)
+                })
+                .map_err(|e| StoreError::io("read", &path, e))?;
+            scan_records(&image, from.offset, &mut on_segment)?
         } else {
-            HEADER_LEN
+            let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+            scan_segment(&bytes, n, &mut on_segment)?
         };
-        let scan = scan_records(&bytes, n, start, |offset, payload| {
-            on_record(JournalPos { segment: n, offset }, payload)
-        })?;
         end = JournalPos {
             segment: n,
-            offset: scan.valid_end.max(start),
+            offset: scan.valid_end.max(HEADER_LEN),
         };
         if let Some(reason) = scan.stopped
             && i + 1 < segments.len()

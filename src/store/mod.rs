@@ -56,6 +56,16 @@ pub enum StoreError {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// An event in the index is not valid event JSON.
+    #[error(
+        "event {id} in the audit index is not valid event JSON: {source}\n  hint: run `mcp-audit-proxy reindex` to rebuild the index from the journal"
+    )]
+    Corrupt {
+        /// The event.
+        id: crate::audit::event::EventId,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
     /// An event too large for one record.
     #[error("an audit event of {bytes} bytes does not fit a journal record")]
     RecordSize {
@@ -232,7 +242,12 @@ impl Store {
 
         let from = index.applied()?.unwrap_or(JournalPos::START);
         if from < end {
-            report.caught_up = catch_up(&paths.journal(), &index, from, &mut report.damaged)?;
+            let done = catch_up(&paths.journal(), &index, from)?;
+            for d in &done.damaged {
+                tracing::error!(damage = %d, "journal segment damaged");
+            }
+            report.caught_up = done.applied;
+            report.damaged = done.damaged;
             index.flush()?;
         }
         report.indexed = index.len();
@@ -247,35 +262,46 @@ impl Store {
     }
 }
 
-/// Applies journal records after `from` to the index, in batches.
-fn catch_up(
+/// What one catch-up of the index with the journal did.
+#[derive(Debug)]
+pub struct CatchUp {
+    /// Records applied.
+    pub applied: usize,
+    /// The journal position the index is now at.
+    pub end: JournalPos,
+    /// Damaged segments met on the way (their unreadable records are skipped).
+    pub damaged: Vec<Damage>,
+}
+
+/// Applies the journal records after `from` to the index, in chunks; the one way the index is
+/// fed, whether at start, by `reindex` or behind a running proxy.
+pub fn catch_up(
     journal_dir: &Path,
     index: &Index,
     from: JournalPos,
-    damaged: &mut Vec<Damage>,
-) -> Result<usize, StoreError> {
-    let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut applied = 0;
-    let mut last = from;
+) -> Result<CatchUp, StoreError> {
+    let mut chunk: Vec<Vec<u8>> = Vec::new();
+    let mut out = CatchUp {
+        applied: 0,
+        end: from,
+        damaged: Vec::new(),
+    };
     let end = journal::read_from(
         journal_dir,
         from,
         |pos, payload| {
-            batch.push(payload.to_vec());
-            last = pos;
-            if batch.len() >= 1024 {
-                applied += index.apply(batch.iter().map(Vec::as_slice), pos)?;
-                batch.clear();
+            chunk.push(payload.to_vec());
+            if chunk.len() >= 1024 {
+                out.applied += index.apply(chunk.iter().map(Vec::as_slice), pos)?;
+                chunk.clear();
             }
             Ok(())
         },
-        |d| {
-            tracing::error!(damage = %d, "journal segment damaged");
-            damaged.push(d);
-        },
+        |d| out.damaged.push(d),
     )?;
-    applied += index.apply(batch.iter().map(Vec::as_slice), end.max(last))?;
-    Ok(applied)
+    out.applied += index.apply(chunk.iter().map(Vec::as_slice), end)?;
+    out.end = end;
+    Ok(out)
 }
 
 /// Reads the newest events straight from the journal (for queries while a proxy holds the index).

@@ -1,0 +1,154 @@
+//! Non-blocking stdin/stdout when they are pipes or sockets (the normal case under an MCP
+//! client), so each read and write is one syscall on the runtime thread instead of a hop
+//! through tokio's blocking pool. Terminals and files keep tokio's blocking stdio.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::stat::{SFlag, fstat};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixStream;
+use tokio::net::unix::pipe;
+
+/// Puts a file description's flags back when dropped: it is shared with whoever gave it to us.
+#[derive(Debug)]
+struct RestoreFlags {
+    fd: OwnedFd,
+    original: OFlag,
+}
+
+impl Drop for RestoreFlags {
+    fn drop(&mut self) {
+        let _ = fcntl(&self.fd, FcntlArg::F_SETFL(self.original));
+    }
+}
+
+/// A stream plus the guard that restores its flags after it is gone.
+struct Guarded<T> {
+    inner: T,
+    _restore: RestoreFlags,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+enum Kind {
+    Fifo,
+    Socket,
+    Other,
+}
+
+/// Duplicates `fd` and classifies it; the guard restores the flags of the shared description.
+fn open(fd: impl AsFd) -> io::Result<(OwnedFd, Kind, RestoreFlags)> {
+    let kind = SFlag::from_bits_truncate(fstat(fd.as_fd())?.st_mode) & SFlag::S_IFMT;
+    let kind = if kind == SFlag::S_IFIFO {
+        Kind::Fifo
+    } else if kind == SFlag::S_IFSOCK {
+        Kind::Socket
+    } else {
+        Kind::Other
+    };
+    let owned = fd.as_fd().try_clone_to_owned()?;
+    let original = OFlag::from_bits_truncate(fcntl(&owned, FcntlArg::F_GETFL)?);
+    let restore = RestoreFlags {
+        fd: owned.try_clone()?,
+        original,
+    };
+    Ok((owned, kind, restore))
+}
+
+fn socket(owned: OwnedFd) -> io::Result<UnixStream> {
+    let std = StdUnixStream::from(owned);
+    std.set_nonblocking(true)?;
+    UnixStream::from_std(std)
+}
+
+/// The client's input: a non-blocking pipe or socket when possible, else tokio's stdin.
+pub fn stdin() -> Box<dyn AsyncRead + Unpin + Send> {
+    let input = open(io::stdin()).and_then(|(owned, kind, restore)| {
+        Ok(match kind {
+            Kind::Fifo => Some(Box::new(Guarded {
+                inner: pipe::Receiver::from_file(File::from(owned))?,
+                _restore: restore,
+            }) as Box<dyn AsyncRead + Unpin + Send>),
+            Kind::Socket => Some(Box::new(Guarded {
+                inner: socket(owned)?,
+                _restore: restore,
+            }) as Box<dyn AsyncRead + Unpin + Send>),
+            Kind::Other => None,
+        })
+    });
+    match input {
+        Ok(Some(reader)) => reader,
+        Ok(None) => {
+            tracing::debug!("stdin is not a pipe or socket; blocking reads");
+            Box::new(tokio::io::stdin())
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "stdin stays blocking");
+            Box::new(tokio::io::stdin())
+        }
+    }
+}
+
+/// The client's output: a non-blocking pipe or socket when possible, else tokio's stdout.
+pub fn stdout() -> Box<dyn AsyncWrite + Unpin + Send> {
+    let output = open(io::stdout()).and_then(|(owned, kind, restore)| {
+        Ok(match kind {
+            Kind::Fifo => Some(Box::new(Guarded {
+                inner: pipe::Sender::from_file(File::from(owned))?,
+                _restore: restore,
+            }) as Box<dyn AsyncWrite + Unpin + Send>),
+            Kind::Socket => Some(Box::new(Guarded {
+                inner: socket(owned)?,
+                _restore: restore,
+            }) as Box<dyn AsyncWrite + Unpin + Send>),
+            Kind::Other => None,
+        })
+    });
+    match output {
+        Ok(Some(writer)) => writer,
+        Ok(None) => {
+            tracing::debug!("stdout is not a pipe or socket; blocking writes");
+            Box::new(tokio::io::stdout())
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "stdout stays blocking");
+            Box::new(tokio::io::stdout())
+        }
+    }
+}
