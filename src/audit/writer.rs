@@ -277,16 +277,12 @@ impl Writer {
                 }
             }
             if !payloads.is_empty() {
-                let result = self.write(&payloads);
-                match &result {
-                    Ok(_) => {
-                        unsynced = self.durability == Durability::Batched;
-                        let _ = self.index_tx.try_send(());
-                    }
-                    Err(_) => {}
+                let answer = self.write(&payloads);
+                if answer.is_ok() {
+                    unsynced = self.durability == Durability::Batched;
+                    let _ = self.index_tx.try_send(());
                 }
                 payloads.clear();
-                let answer = result.map(|_| ());
                 for ack in acks.drain(..) {
                     let _ = ack.send(answer.clone());
                 }
@@ -328,14 +324,13 @@ impl Writer {
     }
 
     /// Appends a batch; in `sync` mode also makes it durable.
-    fn write(&mut self, payloads: &[Vec<u8>]) -> Result<JournalPos, AuditError> {
+    fn write(&mut self, payloads: &[Vec<u8>]) -> Result<(), AuditError> {
         if let Some(reason) = self.shared.failed.get() {
             return Err(AuditError::Unavailable {
                 reason: reason.clone(),
             });
         }
-        let end = self
-            .journal
+        self.journal
             .append(payloads)
             .map_err(|e| self.fail(e.to_string()))?;
         let stats = &self.shared.stats;
@@ -346,7 +341,7 @@ impl Writer {
         if self.durability == Durability::Sync {
             self.sync()?;
         }
-        Ok(end)
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<(), AuditError> {
