@@ -227,14 +227,16 @@ async fn main() {
     let me = PathBuf::from(&args[0]);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
 
-    println!("mcp-audit-proxy bench: same client and server, direct vs proxied (one run)");
+    let rounds = if quick { 2 } else { 5 };
+    println!("mcp-audit-proxy bench: same client and server, direct vs proxied, in one run");
+    println!("each figure is the median of {rounds} rounds; the modes take turns within a round");
     println!(
         "{:<8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>10} | {:>10} {:>9}",
         "mode", "in flight", "args", "mean µs", "p50 µs", "p99 µs", "calls/s", "+p50 µs", "thrpt"
     );
     for (in_flight, calls) in [
-        (1usize, if quick { 500 } else { 4000 }),
-        (16, if quick { 2000 } else { 20_000 }),
+        (1usize, if quick { 300 } else { 1500 }),
+        (16, if quick { 1000 } else { 6000 }),
     ] {
         for (label, size) in [("100 B", 100usize), ("64 KiB", 64 * 1024)] {
             if only
@@ -245,63 +247,61 @@ async fn main() {
             }
             let text = "x".repeat(size);
             let calls = if size > 1000 { calls / 4 } else { calls };
-            let mut direct = None;
-            for mode in ["direct", "batched", "sync"] {
-                if only
-                    .as_ref()
-                    .is_some_and(|(m, _, _)| mode != "direct" && m != mode)
-                {
-                    continue;
+            let modes: Vec<&str> = ["direct", "batched", "sync"]
+                .into_iter()
+                .filter(|m| {
+                    only.as_ref()
+                        .is_none_or(|(o, _, _)| *m == "direct" || m == o)
+                })
+                .collect();
+            let mut results: Vec<Vec<Figures>> = modes.iter().map(|_| Vec::new()).collect();
+            for _ in 0..rounds {
+                for (i, mode) in modes.iter().enumerate() {
+                    let command = || match *mode {
+                        "direct" => {
+                            let mut c = Command::new(&me);
+                            c.arg("--serve");
+                            c
+                        }
+                        durability => proxy_command(&me, dir.path(), durability),
+                    };
+                    // Warm up on a separate connection (page cache, allocator, journal file).
+                    load(Conn::start(command()).await, calls / 10, in_flight, &text).await;
+                    results[i]
+                        .push(load(Conn::start(command()).await, calls, in_flight, &text).await);
                 }
-                let command = match mode {
-                    "direct" => {
-                        let mut c = Command::new(&me);
-                        c.arg("--serve");
-                        c
-                    }
-                    durability => proxy_command(&me, dir.path(), durability),
-                };
-                // Warm up on a separate connection (page cache, allocator, journal file).
-                load(
-                    Conn::start(command_clone(&command)).await,
-                    calls / 10,
-                    in_flight,
-                    &text,
-                )
-                .await;
-                let f = load(Conn::start(command).await, calls, in_flight, &text).await;
-                let (added, ratio) = match &direct {
-                    None => (String::from("-"), String::from("-")),
-                    Some(d) => {
-                        let d: &Figures = d;
-                        (
-                            format!("{:+.1}", f.p50_us - d.p50_us),
-                            format!("{:.0}%", 100.0 * f.calls_per_s / d.calls_per_s),
-                        )
-                    }
+            }
+            let medians: Vec<Figures> = results.into_iter().map(median).collect();
+            for (mode, f) in modes.iter().zip(&medians) {
+                let d = &medians[0];
+                let (added, ratio) = if *mode == "direct" {
+                    (String::from("-"), String::from("-"))
+                } else {
+                    (
+                        format!("{:+.1}", f.p50_us - d.p50_us),
+                        format!("{:.0}%", 100.0 * f.calls_per_s / d.calls_per_s),
+                    )
                 };
                 println!(
                     "{mode:<8} {in_flight:>9} {label:>8} | {:>9.1} {:>9.1} {:>9.1} {:>10.0} | {added:>10} {ratio:>9}",
                     f.mean_us, f.p50_us, f.p99_us, f.calls_per_s
                 );
-                if mode == "direct" {
-                    direct = Some(f);
-                }
             }
         }
     }
 }
 
-/// tokio's Command is not Clone; rebuild it from its parts.
-fn command_clone(c: &Command) -> Command {
-    let std = c.as_std();
-    let mut out = Command::new(std.get_program());
-    out.args(std.get_args());
-    for (k, v) in std.get_envs() {
-        match v {
-            Some(v) => out.env(k, v),
-            None => out.env_remove(k),
-        };
+/// The median of each figure over rounds.
+fn median(rounds: Vec<Figures>) -> Figures {
+    let mid = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let pick = |f: fn(&Figures) -> f64| mid(&mut rounds.iter().map(f).collect());
+    Figures {
+        mean_us: pick(|f| f.mean_us),
+        p50_us: pick(|f| f.p50_us),
+        p99_us: pick(|f| f.p99_us),
+        calls_per_s: pick(|f| f.calls_per_s),
     }
-    out
 }

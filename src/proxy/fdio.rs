@@ -13,6 +13,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 
+/// Pipe capacity asked for: a 64 KiB default makes every larger message a series of
+/// write-block-wake rounds, and the proxy doubles the number of pipes on the path.
+const PIPE_BYTES: i32 = 1 << 20;
+
+/// Grows a pipe's buffer (best effort: the system's `fs/pipe-max-size` may be lower).
+pub fn grow_pipe(fd: impl AsFd) {
+    if let Err(e) = fcntl(fd.as_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_BYTES)) {
+        tracing::debug!(error = %e, "pipe buffer stays at its default size");
+    }
+}
+
 /// Puts a file description's flags back when dropped: it is shared with whoever gave it to us.
 #[derive(Debug)]
 struct RestoreFlags {
@@ -102,7 +113,10 @@ pub fn stdin() -> Box<dyn AsyncRead + Unpin + Send> {
     let input = open(io::stdin()).and_then(|(owned, kind, restore)| {
         Ok(match kind {
             Kind::Fifo => Some(Box::new(Guarded {
-                inner: pipe::Receiver::from_file(File::from(owned))?,
+                inner: {
+                    grow_pipe(&owned);
+                    pipe::Receiver::from_file(File::from(owned))?
+                },
                 _restore: restore,
             }) as Box<dyn AsyncRead + Unpin + Send>),
             Kind::Socket => Some(Box::new(Guarded {
@@ -130,7 +144,10 @@ pub fn stdout() -> Box<dyn AsyncWrite + Unpin + Send> {
     let output = open(io::stdout()).and_then(|(owned, kind, restore)| {
         Ok(match kind {
             Kind::Fifo => Some(Box::new(Guarded {
-                inner: pipe::Sender::from_file(File::from(owned))?,
+                inner: {
+                    grow_pipe(&owned);
+                    pipe::Sender::from_file(File::from(owned))?
+                },
                 _restore: restore,
             }) as Box<dyn AsyncWrite + Unpin + Send>),
             Kind::Socket => Some(Box::new(Guarded {

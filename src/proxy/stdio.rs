@@ -109,6 +109,8 @@ pub async fn run_with(
     let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(StdioError::Wait(io::Error::other("child pipes missing")));
     };
+    super::fdio::grow_pipe(&server_in);
+    super::fdio::grow_pipe(&server_out);
 
     let session = SessionInfo {
         session_id: ulid::Ulid::generate().to_string(),

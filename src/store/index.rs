@@ -102,6 +102,9 @@ impl Index {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            // No timed background flushes competing with the calls: the journal is the durable
+            // record, the index is flushed when the indexer stops and caught up on start.
+            .flush_every_ms(None)
             .open()
             .map_err(err)?;
         let tree = |name: &str| db.open_tree(name).map_err(err);

@@ -1,0 +1,161 @@
+//! The shipped configuration and the command line: `proxy.toml` parses, documents every key
+//! and runs the example server; identity and the events table come out as documented.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Era, TestStore, args, connect, example_server, pairs};
+use mcp_audit_proxy::config::{Config, Durability};
+use rmcp::model::CallToolRequestParams;
+use serde_json::json;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_shipped_proxy_toml_parses_and_runs_the_example_server() {
+    let config = Config::load(&repo().join("proxy.toml")).expect("proxy.toml");
+    assert_eq!(config.upstream.name, "example");
+    assert_eq!(
+        config.upstream.command,
+        ["cargo", "run", "--quiet", "--example", "example-server"]
+    );
+    assert_eq!(
+        config.upstream.cwd.as_deref(),
+        Some(repo().join(".").as_path())
+    );
+    assert_eq!(config.audit.store_dir, repo().join(".mcp-audit"));
+    assert_eq!(config.audit.durability, Durability::Sync);
+}
+
+#[test]
+fn proxy_toml_documents_every_key_the_parser_accepts() {
+    let text = std::fs::read_to_string(repo().join("proxy.toml")).unwrap();
+    let keys = [
+        "user_id",
+        "name",
+        "command",
+        "cwd",
+        "store_dir",
+        "durability",
+        "flush_interval_ms",
+        "segment_bytes",
+        "queue_capacity",
+        "max_message_bytes",
+        "call_timeout_ms",
+        "shutdown_grace_ms",
+    ];
+    for key in keys {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} ="))),
+            "{key} is not in proxy.toml"
+        );
+    }
+    let config = Config::parse(
+        Path::new("/x/proxy.toml"),
+        &text.replace("# user_id", "user_id"),
+    )
+    .unwrap();
+    assert_eq!(config.user_id.as_deref(), Some("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_config_works_with_the_example_server() {
+    // proxy.toml as shipped, with its store moved to a temporary folder and the server given
+    // as a built binary instead of `cargo run` (cargo is busy running this test).
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("proxy.toml"))
+        .unwrap()
+        .replace(
+            "command = [\"cargo\", \"run\", \"--quiet\", \"--example\", \"example-server\"]",
+            &format!("command = [{:?}]", example_server().display().to_string()),
+        );
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut command = tokio::process::Command::new(common::proxy_bin());
+    command
+        .args(["stdio", "--user", "carol", "--config"])
+        .arg(&config);
+    let client = connect(&Era::Discover, command).await;
+    let r = client
+        .call_tool(CallToolRequestParams::new("add").with_arguments(args(json!({"a": 1, "b": 2}))))
+        .await
+        .unwrap();
+    assert_eq!(serde_json::to_value(&r.content).unwrap()[0]["text"], "3");
+    client.cancel().await.unwrap();
+    assert!(
+        dir.path().join(".mcp-audit/journal").is_dir(),
+        "the store is next to the config"
+    );
+
+    let store = TestStore { dir, config };
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(
+        pairs[0].0["user_id"], "carol",
+        "--user wins over the config and the OS user"
+    );
+    assert_eq!(pairs[0].0["upstream"], "example");
+}
+
+#[test]
+fn the_os_user_is_the_default_identity_and_the_table_shows_the_pair() {
+    let store = TestStore::new("");
+    // TestStore sets user_id = "tester"; drop it to fall back to the OS user.
+    let text = std::fs::read_to_string(&store.config)
+        .unwrap()
+        .replace("user_id = \"tester\"\n", "");
+    std::fs::write(&store.config, text).unwrap();
+    let mut child = std::process::Command::new(common::proxy_bin())
+        .args(["stdio", "--config"])
+        .arg(&store.config)
+        .arg("--")
+        .arg(example_server())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"t","version":"1"}}}}}}"#).unwrap();
+        writeln!(stdin, r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hi"}}}}}}"#).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let os_user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .map(|u| u.name)
+        .unwrap();
+    let events = store.events();
+    assert_eq!(events[0]["user_id"], os_user.as_str());
+
+    let table = std::process::Command::new(common::proxy_bin())
+        .args(["events", "--config"])
+        .arg(&store.config)
+        .output()
+        .unwrap();
+    let table = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("TIME (UTC)"), "{table}");
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[1].contains("tool_execution")
+            && lines[1].contains("success")
+            && lines[1].contains("echo"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("tool_access") && lines[2].contains("initiated"),
+        "{table}"
+    );
+    // Each row names its partner.
+    let id = |l: &str| l.split_whitespace().rev().nth(1).unwrap().to_string();
+    let linked = |l: &str| l.split_whitespace().last().unwrap().to_string();
+    assert_eq!(linked(lines[1]), id(lines[2]));
+    assert_eq!(linked(lines[2]), id(lines[1]));
+}
