@@ -2,29 +2,8 @@
 
 mod common;
 
-use common::{LineClient, TestStore, example_server, pairs};
+use common::{LineClient, TestStore, call_line, example_server, initialized, pairs};
 use serde_json::{Value, json};
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-
-async fn initialized(store: &TestStore) -> LineClient {
-    let mut c = LineClient::spawn(store.proxied_example());
-    c.send(format!("{INIT}\n").as_bytes()).await;
-    c.recv_response(&json!("init")).await;
-    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-        .await;
-    c
-}
-
-fn echo(id: i64, text: &str) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&json!({
-        "jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"text": text}}
-    }))
-    .unwrap();
-    line.push(b'\n');
-    line
-}
 
 #[tokio::test]
 async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
@@ -75,7 +54,8 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
     let slow = c.recv_json().await;
     assert_eq!(slow["id"], 100);
     assert_eq!(slow["result"]["content"][0]["text"], "slept 600ms");
-    c.send(&echo(9, "still here")).await;
+    c.send(&call_line(json!(9), "echo", json!({"text": "still here"})))
+        .await;
     assert_eq!(
         c.recv_json().await["result"]["content"][0]["text"],
         "still here"
@@ -211,7 +191,8 @@ async fn an_oversized_server_response_fails_that_call_only() {
             .contains("max_message_bytes"),
         "{reply}"
     );
-    c.send(&echo(2, "fine")).await;
+    c.send(&call_line(json!(2), "echo", json!({"text": "fine"})))
+        .await;
     assert_eq!(c.recv_json().await["id"], 2);
     assert!(c.finish().await.success());
     let events = store.events();

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{LineClient, TestStore, example_server, pairs};
+use common::{LineClient, TestStore, call_line, example_server, pairs};
 use mcp_audit_proxy::audit::event::{
     AuditEvent, EventIds, EventType, Metadata, Outcome, RiskLevel,
 };
@@ -16,8 +16,6 @@ use mcp_audit_proxy::mcp::Era;
 use mcp_audit_proxy::store::journal::{self, Journal, JournalPos, list_segments, segment_path};
 use mcp_audit_proxy::store::{Filter, Store};
 use serde_json::{Value, json};
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_calls_in_flight_loses_no_acknowledged_event() {
@@ -28,10 +26,7 @@ async fn sigkill_with_calls_in_flight_loses_no_acknowledged_event() {
         // `tee` records exactly what reached the server.
         let script = format!("tee -a '{}' | '{}'", received.display(), server.display());
         let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
-        c.send(format!("{INIT}\n").as_bytes()).await;
-        c.recv_response(&json!("init")).await;
-        c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-            .await;
+        c.initialize().await;
 
         // 300 calls without waiting: fast echoes and slow calls that stay in flight.
         let mut burst = Vec::new();
@@ -277,10 +272,14 @@ async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
     // Extra lines land in the config's [audit] table.
     let store = TestStore::new("segment_bytes = 4096");
     let mut c = LineClient::spawn(store.proxied_example());
-    c.send(format!("{INIT}\n").as_bytes()).await;
-    c.recv_response(&json!("init")).await;
+    c.initialize().await;
     for i in 0..40 {
-        c.send(format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{}\"}}}}}}\n", "t".repeat(i * 7)).as_bytes()).await;
+        c.send(&call_line(
+            json!(i),
+            "echo",
+            json!({"text": "t".repeat(i * 7)}),
+        ))
+        .await;
         c.recv_response(&json!(i)).await;
     }
     assert!(c.finish().await.success());
@@ -357,8 +356,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 async fn a_running_proxy_holds_the_store_and_queries_read_the_journal() {
     let store = TestStore::new("");
     let mut c = LineClient::spawn(store.proxied_example());
-    c.send(format!("{INIT}\n").as_bytes()).await;
-    c.recv_response(&json!("init")).await;
+    c.initialize().await;
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}\n").await;
     c.recv_response(&json!(1)).await;
     // While it runs: a second proxy on the same store is refused with a hint...

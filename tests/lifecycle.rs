@@ -5,30 +5,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Era, LineClient, TestStore, args, connect, example_server, pairs};
+use common::{
+    Era, LineClient, TestStore, args, call_line, connect, example_server, initialized, pairs,
+};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
-
-const INIT_2025: &str = r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}"#;
-
-async fn initialized(store: &TestStore) -> LineClient {
-    let mut c = LineClient::spawn(store.proxied_example());
-    c.send(format!("{INIT_2025}\n").as_bytes()).await;
-    c.recv_response(&json!("init")).await;
-    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-        .await;
-    c
-}
-
-fn call(id: Value, tool: &str, arguments: Value) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&json!({
-        "jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments}
-    }))
-    .unwrap();
-    line.push(b'\n');
-    line
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_calls_finishing_out_of_order_pair_correctly() {
@@ -84,9 +65,9 @@ async fn number_and_string_ids_and_both_id_spaces_stay_apart() {
     let store = TestStore::new("");
     let mut c = initialized(&store).await;
     // The same value as a number and as a string, in flight together.
-    c.send(&call(json!(1), "slow", json!({"ms": 400, "steps": 1})))
+    c.send(&call_line(json!(1), "slow", json!({"ms": 400, "steps": 1})))
         .await;
-    c.send(&call(json!("1"), "echo", json!({"text": "string id"})))
+    c.send(&call_line(json!("1"), "echo", json!({"text": "string id"})))
         .await;
     let first: Value = c.recv_json().await;
     assert_eq!(first["id"], "1");
@@ -96,7 +77,7 @@ async fn number_and_string_ids_and_both_id_spaces_stay_apart() {
     assert_eq!(second["result"]["content"][0]["text"], "slept 400ms");
 
     // The server's elicitation request uses its own counter (0), like this call's id.
-    c.send(&call(json!(0), "confirm", json!({"action": "ship"})))
+    c.send(&call_line(json!(0), "confirm", json!({"action": "ship"})))
         .await;
     let request = c.recv_json().await;
     assert_eq!(request["method"], "elicitation/create");
@@ -181,8 +162,12 @@ async fn a_call_past_its_timeout_fails_visibly_and_the_session_goes_on() {
     let store = TestStore::new("[limits]\ncall_timeout_ms = 300\n");
     let mut c = initialized(&store).await;
     let started = Instant::now();
-    c.send(&call(json!(41), "slow", json!({"ms": 1500, "steps": 1})))
-        .await;
+    c.send(&call_line(
+        json!(41),
+        "slow",
+        json!({"ms": 1500, "steps": 1}),
+    ))
+    .await;
     let reply = c.recv_json().await;
     let waited = started.elapsed();
     assert_eq!(reply["id"], 41);
@@ -204,12 +189,12 @@ async fn a_call_past_its_timeout_fails_visibly_and_the_session_goes_on() {
 
     // The late result (if the server still sends one) must not reach the client: the next
     // line is the answer to the next call.
-    c.send(&call(json!(42), "echo", json!({"text": "next"})))
+    c.send(&call_line(json!(42), "echo", json!({"text": "next"})))
         .await;
     let next = c.recv_json().await;
     assert_eq!(next["id"], 42, "{next}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    c.send(&call(json!(43), "echo", json!({"text": "later"})))
+    c.send(&call_line(json!(43), "echo", json!({"text": "later"})))
         .await;
     assert_eq!(c.recv_json().await["id"], 43);
     assert!(c.finish().await.success());
@@ -232,9 +217,13 @@ async fn a_call_past_its_timeout_fails_visibly_and_the_session_goes_on() {
 async fn a_server_crash_mid_call_fails_the_calls_in_flight_and_passes_its_status_on() {
     let store = TestStore::new("");
     let mut c = initialized(&store).await;
-    c.send(&call(json!(1), "slow", json!({"ms": 10_000, "steps": 1})))
-        .await;
-    c.send(&call(
+    c.send(&call_line(
+        json!(1),
+        "slow",
+        json!({"ms": 10_000, "steps": 1}),
+    ))
+    .await;
+    c.send(&call_line(
         json!(2),
         "crash",
         json!({"after_ms": 200, "status": 3}),
@@ -295,9 +284,13 @@ async fn client_eof_closes_the_server_and_escalates_to_kill_when_it_hangs() {
 async fn sigterm_to_the_proxy_shuts_down_cleanly_with_calls_in_flight() {
     let store = TestStore::new("");
     let mut c = initialized(&store).await;
-    c.send(&call(json!(9), "slow", json!({"ms": 10_000, "steps": 1})))
-        .await;
-    c.send(&call(json!(10), "echo", json!({"text": "answered"})))
+    c.send(&call_line(
+        json!(9),
+        "slow",
+        json!({"ms": 10_000, "steps": 1}),
+    ))
+    .await;
+    c.send(&call_line(json!(10), "echo", json!({"text": "answered"})))
         .await;
     assert_eq!(c.recv_json().await["id"], 10);
     let pid = c.child.id().unwrap() as i32;

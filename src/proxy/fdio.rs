@@ -108,26 +108,37 @@ fn socket(owned: OwnedFd) -> io::Result<UnixStream> {
     UnixStream::from_std(std)
 }
 
+/// `fd` as a non-blocking stream made by `fifo` or `sock`, or `None` if it is neither kind.
+fn nonblocking<T>(
+    fd: impl AsFd,
+    fifo: impl FnOnce(File) -> io::Result<T>,
+    sock: impl FnOnce(UnixStream) -> T,
+) -> io::Result<Option<Guarded<T>>> {
+    let (owned, kind, restore) = open(fd)?;
+    let inner = match kind {
+        Kind::Fifo => {
+            grow_pipe(&owned);
+            fifo(File::from(owned))?
+        }
+        Kind::Socket => sock(socket(owned)?),
+        Kind::Other => return Ok(None),
+    };
+    Ok(Some(Guarded {
+        inner,
+        _restore: restore,
+    }))
+}
+
 /// The client's input: a non-blocking pipe or socket when possible, else tokio's stdin.
 pub fn stdin() -> Box<dyn AsyncRead + Unpin + Send> {
-    let input = open(io::stdin()).and_then(|(owned, kind, restore)| {
-        Ok(match kind {
-            Kind::Fifo => Some(Box::new(Guarded {
-                inner: {
-                    grow_pipe(&owned);
-                    pipe::Receiver::from_file(File::from(owned))?
-                },
-                _restore: restore,
-            }) as Box<dyn AsyncRead + Unpin + Send>),
-            Kind::Socket => Some(Box::new(Guarded {
-                inner: socket(owned)?,
-                _restore: restore,
-            }) as Box<dyn AsyncRead + Unpin + Send>),
-            Kind::Other => None,
-        })
-    });
+    type Reader = Box<dyn AsyncRead + Unpin + Send>;
+    let input = nonblocking(
+        io::stdin(),
+        |f| Ok(Box::new(pipe::Receiver::from_file(f)?) as Reader),
+        |s| Box::new(s) as Reader,
+    );
     match input {
-        Ok(Some(reader)) => reader,
+        Ok(Some(reader)) => Box::new(reader),
         Ok(None) => {
             tracing::debug!("stdin is not a pipe or socket; blocking reads");
             Box::new(tokio::io::stdin())
@@ -141,24 +152,14 @@ pub fn stdin() -> Box<dyn AsyncRead + Unpin + Send> {
 
 /// The client's output: a non-blocking pipe or socket when possible, else tokio's stdout.
 pub fn stdout() -> Box<dyn AsyncWrite + Unpin + Send> {
-    let output = open(io::stdout()).and_then(|(owned, kind, restore)| {
-        Ok(match kind {
-            Kind::Fifo => Some(Box::new(Guarded {
-                inner: {
-                    grow_pipe(&owned);
-                    pipe::Sender::from_file(File::from(owned))?
-                },
-                _restore: restore,
-            }) as Box<dyn AsyncWrite + Unpin + Send>),
-            Kind::Socket => Some(Box::new(Guarded {
-                inner: socket(owned)?,
-                _restore: restore,
-            }) as Box<dyn AsyncWrite + Unpin + Send>),
-            Kind::Other => None,
-        })
-    });
+    type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+    let output = nonblocking(
+        io::stdout(),
+        |f| Ok(Box::new(pipe::Sender::from_file(f)?) as Writer),
+        |s| Box::new(s) as Writer,
+    );
     match output {
-        Ok(Some(writer)) => writer,
+        Ok(Some(writer)) => Box::new(writer),
         Ok(None) => {
             tracing::debug!("stdout is not a pipe or socket; blocking writes");
             Box::new(tokio::io::stdout())

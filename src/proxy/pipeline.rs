@@ -764,30 +764,42 @@ impl Pipeline {
             return Route::Drop;
         };
         let reason = format!("the server's response was refused: {e}");
+        Route::ToClient(self.fail_with_reply(&call, Outcome::Refused, INTERNAL_ERROR, reason))
+    }
+
+    /// Ends a call the proxy itself fails (side `upstream`): records the failure and returns
+    /// the error the client gets instead of a response, quoting the event id.
+    fn fail_with_reply(
+        &self,
+        call: &Call,
+        outcome: Outcome,
+        code: i64,
+        reason: String,
+    ) -> Outbound {
         let event = self.call_event(
-            &call,
+            call,
             EventType::ToolFailure,
-            Outcome::Refused,
+            outcome,
             Some(Metadata {
                 failure_side: Some(Side::Upstream),
-                error_code: Some(INTERNAL_ERROR),
+                error_code: Some(code),
                 reason: Some(reason.clone()),
                 ..Metadata::default()
             }),
         );
         let reply = error_response(
-            Some(id),
-            INTERNAL_ERROR,
+            Some(&call.request_id),
+            code,
             &format!("mcp-audit-proxy: {reason}"),
             Some(json!({ "event_id": event.event_id.to_string() })),
         );
         match self.audit.record(&event) {
-            Ok(ack) => Route::ToClient(Outbound {
+            Ok(ack) => Outbound {
                 bytes: reply,
                 ack,
                 if_unrecorded: None,
-            }),
-            Err(err) => Route::ToClient(Outbound::now(self.audit_refusal(id, &err))),
+            },
+            Err(err) => Outbound::now(self.audit_refusal(&call.request_id, &err)),
         }
     }
 
@@ -825,45 +837,17 @@ impl Pipeline {
         expired
             .into_iter()
             .map(|call| {
-                let waited = call.started.elapsed();
-                let reason = format!(
-                    "no response after {} ms (limits.call_timeout_ms)",
-                    waited.as_millis()
-                );
                 tracing::warn!(request_id = %call.request_id, tool = ?call.tool, "tool call timed out");
-                let event = self.call_event(
-                    &call,
-                    EventType::ToolFailure,
-                    Outcome::Timeout,
-                    Some(Metadata {
-                        failure_side: Some(Side::Upstream),
-                        error_code: Some(REQUEST_TIMEOUT),
-                        reason: Some(reason.clone()),
-                        ..Metadata::default()
-                    }),
+                let reason = format!(
+                    "tool call timed out: no response after {} ms (limits.call_timeout_ms)",
+                    call.started.elapsed().as_millis()
                 );
-                let reply = error_response(
-                    Some(&call.request_id),
-                    REQUEST_TIMEOUT,
-                    &format!("mcp-audit-proxy: tool call timed out: {reason}"),
-                    Some(json!({ "event_id": event.event_id.to_string() })),
-                );
-                let ack = self.audit.record(&event).unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "timeout could not be recorded");
-                    Ack::done()
-                });
+                let reply = self.fail_with_reply(&call, Outcome::Timeout, REQUEST_TIMEOUT, reason);
                 let cancel = notification(
                     "notifications/cancelled",
                     json!({ "requestId": call.request_id, "reason": "timed out in mcp-audit-proxy" }),
                 );
-                (
-                    Outbound {
-                        bytes: reply,
-                        ack,
-                        if_unrecorded: None,
-                    },
-                    cancel,
-                )
+                (reply, cancel)
             })
             .collect()
     }

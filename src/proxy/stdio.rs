@@ -15,6 +15,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -25,7 +26,7 @@ use super::pipeline::{Outbound, Pipeline, Route, SessionInfo};
 use crate::audit::event::Outcome;
 use crate::audit::writer::AuditSink;
 use crate::config::Config;
-use crate::jsonrpc::LineFramer;
+use crate::jsonrpc::{FrameError, LineFramer};
 
 /// Messages queued per direction before readers wait (backpressure).
 const QUEUE: usize = 1024;
@@ -133,14 +134,21 @@ pub async fn run_with(
         to_server: to_server.clone(),
         to_client: to_client.clone(),
     };
+    let client_done = stop.clone();
+    let client_reader = reader(
+        client_in,
+        pipeline.clone(),
+        Peer::Client,
+        routes.clone(),
+        max,
+        Some(stop.clone()),
+    );
     tokio::spawn(
-        client_reader(
-            client_in,
-            pipeline.clone(),
-            routes.clone(),
-            max,
-            stop.clone(),
-        )
+        async move {
+            client_reader.await;
+            // The client is gone (or a signal came): begin the shutdown.
+            client_done.cancel();
+        }
         .instrument(span.clone()),
     );
     tokio::spawn(
@@ -154,7 +162,15 @@ pub async fn run_with(
         .instrument(span.clone()),
     );
     let server_reader = tokio::spawn(
-        server_reader(server_out, pipeline.clone(), routes.clone(), max).instrument(span.clone()),
+        reader(
+            server_out,
+            pipeline.clone(),
+            Peer::Server,
+            routes.clone(),
+            max,
+            None,
+        )
+        .instrument(span.clone()),
     );
     let client_writer = tokio::spawn(
         client_writer(client_out, to_client_rx, done.clone(), stop.clone())
@@ -218,79 +234,63 @@ impl Routes {
     }
 }
 
-async fn client_reader(
+/// Which peer a reader reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Client,
+    Server,
+}
+
+fn route(pipeline: &Pipeline, from: Peer, frame: Result<Bytes, FrameError>) -> Route {
+    match (from, frame) {
+        (Peer::Client, Ok(line)) => pipeline.from_client(line),
+        (Peer::Client, Err(e)) => pipeline.client_frame_error(&e),
+        (Peer::Server, Ok(line)) => pipeline.from_server(line),
+        (Peer::Server, Err(e)) => pipeline.server_frame_error(&e),
+    }
+}
+
+/// Frames one peer's output and routes every line, until EOF, an error or `stop`.
+///
+/// The server's reader ignores `stop` and a gone client: what the server still says must be
+/// recorded (and delivered while the client listens) until its output closes.
+async fn reader(
     mut input: impl AsyncRead + Unpin,
     pipeline: Arc<Pipeline>,
+    from: Peer,
     routes: Routes,
     max: usize,
-    stop: CancellationToken,
+    stop: Option<CancellationToken>,
 ) {
+    let peer = match from {
+        Peer::Client => "client",
+        Peer::Server => "server",
+    };
     let mut framer = LineFramer::new(max);
-    'read: loop {
-        loop {
-            let route = match framer.next_frame() {
-                Ok(Some(line)) => pipeline.from_client(line),
-                Ok(None) => break,
-                Err(e) => pipeline.client_frame_error(&e),
-            };
-            if !routes.send(route).await {
-                break 'read;
+    loop {
+        while let Some(frame) = framer.next_frame().transpose() {
+            if !routes.send(route(&pipeline, from, frame)).await && from == Peer::Client {
+                return;
             }
         }
-        let read = tokio::select! {
-            r = input.read_buf(framer.read_buf()) => r,
-            _ = stop.cancelled() => break,
+        let read = match &stop {
+            Some(stop) => tokio::select! {
+                r = input.read_buf(framer.read_buf()) => r,
+                _ = stop.cancelled() => return,
+            },
+            None => input.read_buf(framer.read_buf()).await,
         };
         match read {
             Ok(0) => {
-                let route = match framer.finish() {
-                    Ok(Some(line)) => pipeline.from_client(line),
-                    Ok(None) => Route::Drop,
-                    Err(e) => pipeline.client_frame_error(&e),
-                };
-                routes.send(route).await;
-                tracing::info!("client closed its input; shutting down");
-                break;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "reading from the client failed; shutting down");
-                break;
-            }
-        }
-    }
-    stop.cancel();
-}
-
-async fn server_reader(
-    mut output: impl AsyncRead + Unpin,
-    pipeline: Arc<Pipeline>,
-    routes: Routes,
-    max: usize,
-) {
-    let mut framer = LineFramer::new(max);
-    loop {
-        loop {
-            let route = match framer.next_frame() {
-                Ok(Some(line)) => pipeline.from_server(line),
-                Ok(None) => break,
-                Err(e) => pipeline.server_frame_error(&e),
-            };
-            routes.send(route).await;
-        }
-        match output.read_buf(framer.read_buf()).await {
-            Ok(0) => {
-                let route = match framer.finish() {
-                    Ok(Some(line)) => pipeline.from_server(line),
-                    Ok(None) => Route::Drop,
-                    Err(e) => pipeline.server_frame_error(&e),
-                };
-                routes.send(route).await;
+                if let Some(frame) = framer.finish().transpose() {
+                    routes.send(route(&pipeline, from, frame)).await;
+                }
+                tracing::info!(peer, "input closed");
                 return;
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "reading from the server failed");
+                tracing::warn!(peer, error = %e, "reading failed");
                 return;
             }
         }

@@ -168,28 +168,23 @@ pub fn try_lock(paths: &StorePaths) -> Result<Option<File>, StoreError> {
 impl Store {
     /// Opens the store for writing: lock, recover the journal, bring the index up to date.
     pub fn open(root: &Path, segment_bytes: u64) -> Result<(Store, OpenReport), StoreError> {
-        let paths = StorePaths::new(root);
-        let lock = try_lock(&paths)?.ok_or_else(|| StoreError::Locked {
-            path: root.to_path_buf(),
-        })?;
-        Store::open_locked(&paths, lock, segment_bytes, false)
+        Store::open_locked(root, segment_bytes, false)
     }
 
     /// Deletes the index and rebuilds it from the journal (the `reindex` command).
     pub fn reindex(root: &Path, segment_bytes: u64) -> Result<(Store, OpenReport), StoreError> {
-        let paths = StorePaths::new(root);
-        let lock = try_lock(&paths)?.ok_or_else(|| StoreError::Locked {
-            path: root.to_path_buf(),
-        })?;
-        Store::open_locked(&paths, lock, segment_bytes, true)
+        Store::open_locked(root, segment_bytes, true)
     }
 
     fn open_locked(
-        paths: &StorePaths,
-        lock: File,
+        root: &Path,
         segment_bytes: u64,
         force_rebuild: bool,
     ) -> Result<(Store, OpenReport), StoreError> {
+        let paths = &StorePaths::new(root);
+        let lock = try_lock(paths)?.ok_or_else(|| StoreError::Locked {
+            path: root.to_path_buf(),
+        })?;
         let mut report = OpenReport::default();
         let (journal, torn) = Journal::open(&paths.journal(), segment_bytes)?;
         report.torn = torn;

@@ -276,6 +276,37 @@ impl LineClient {
     }
 }
 
+/// A 2025-era `initialize` request (id "init") that offers elicitation.
+pub const INIT: &str = r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+impl LineClient {
+    /// Sends `initialize` and `notifications/initialized` (2025-06-18) and waits for the result.
+    pub async fn initialize(&mut self) {
+        self.send(format!("{INIT}\n").as_bytes()).await;
+        self.recv_response(&serde_json::json!("init")).await;
+        self.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+            .await;
+    }
+}
+
+/// A raw client of the proxy in front of the example server, past the handshake.
+pub async fn initialized(store: &TestStore) -> LineClient {
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.initialize().await;
+    c
+}
+
+/// One `tools/call` request line.
+pub fn call_line(id: Value, tool: &str, arguments: Value) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments}
+    }))
+    .expect("json");
+    line.push(b'\n');
+    line
+}
+
 /// Groups events by `event_type` and checks every tools/call has exactly one access and one
 /// end event, linked both ways; returns (access, end) pairs in access order.
 pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {
