@@ -337,11 +337,6 @@ pub fn error_response(
     Bytes::from(out)
 }
 
-/// Length of a line without its line ending: the size of the message itself.
-pub fn trimmed_len(line: &[u8]) -> usize {
-    super::frame::trim_line_end(line).len()
-}
-
 /// A notification created by the proxy itself, newline-terminated.
 pub fn notification(method: &str, params: serde_json::Value) -> Bytes {
     let mut out = serde_json::to_vec(&serde_json::json!({

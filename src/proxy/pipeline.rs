@@ -19,6 +19,7 @@ use crate::audit::event::{AuditEvent, EventId, EventIds, EventType, Metadata, Ou
 use crate::audit::writer::{Ack, AuditError, AuditSink};
 use crate::config::Limits;
 use crate::error::Side;
+use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{
     self, INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT, error_response, notification,
 };
@@ -655,7 +656,7 @@ impl Pipeline {
     }
 
     fn end_call(&self, call: Call, line: Bytes, body: ResponseBody<'_>) -> Route {
-        let output_size = message::trimmed_len(&line) as u64;
+        let output_size = trim_line_end(&line).len() as u64;
         let mut meta = Metadata {
             output_size_bytes: Some(output_size),
             ..Metadata::default()
