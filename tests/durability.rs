@@ -14,7 +14,7 @@ use mcp_audit_proxy::audit::event::{
 use mcp_audit_proxy::jsonrpc::RequestId;
 use mcp_audit_proxy::mcp::Era;
 use mcp_audit_proxy::store::journal::{self, Journal, JournalPos, list_segments, segment_path};
-use mcp_audit_proxy::store::{Filter, Store};
+use mcp_audit_proxy::store::{Filter, Store, newest_from_journal};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,6 +292,32 @@ async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
     );
     let before = store.events();
     assert_eq!(pairs(&before).len(), 40);
+
+    // Reading the journal directly (what `events` does while a proxy runs) gives the same
+    // newest events, links included, across segments.
+    let as_json = |events: Vec<AuditEvent>| -> Vec<Value> {
+        events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
+    };
+    let (newest, damaged) = newest_from_journal(&store.store_dir(), 7, &Filter::default()).unwrap();
+    assert!(damaged.is_empty());
+    let expected: Vec<Value> = before.iter().rev().take(7).cloned().collect();
+    assert_eq!(as_json(newest), expected);
+    let accesses = Filter {
+        event_type: Some(EventType::ToolAccess),
+        ..Filter::default()
+    };
+    let (newest, _) = newest_from_journal(&store.store_dir(), 25, &accesses).unwrap();
+    let expected: Vec<Value> = before
+        .iter()
+        .rev()
+        .filter(|e| e["event_type"] == "tool_access")
+        .take(25)
+        .cloned()
+        .collect();
+    assert_eq!(as_json(newest), expected);
 
     std::fs::remove_dir_all(store.store_dir().join("index")).unwrap();
     assert_eq!(

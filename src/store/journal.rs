@@ -426,23 +426,12 @@ pub fn read_from(
         if n < from.segment {
             continue;
         }
-        let path = segment_path(dir, n);
-        let mut on_segment =
-            |offset, payload: &[u8]| on_record(JournalPos { segment: n, offset }, payload);
-        let scan = if n == from.segment && from.offset > HEADER_LEN {
-            // Read only what follows the position: the header was checked when it was reached.
-            let mut image = Vec::new();
-            File::open(&path)
-                .and_then(|mut f| {
-                    f.seek(SeekFrom::Start(from.offset))?;
-                    f.read_to_end(&mut image)
-                })
-                .map_err(|e| StoreError::io("read", &path, e))?;
-            scan_records(&image, from.offset, &mut on_segment)?
+        let start = if n == from.segment {
+            from.offset
         } else {
-            let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
-            scan_segment(&bytes, n, &mut on_segment)?
+            HEADER_LEN
         };
+        let (scan, path) = read_segment(dir, n, start, &mut on_record)?;
         end = JournalPos {
             segment: n,
             offset: scan.valid_end.max(HEADER_LEN),
@@ -458,6 +447,33 @@ pub fn read_from(
         }
     }
     Ok(end)
+}
+
+/// Reads the whole records of segment `n` from offset `start` on.
+pub(crate) fn read_segment(
+    dir: &Path,
+    n: u64,
+    start: u64,
+    mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), StoreError>,
+) -> Result<(Scan, PathBuf), StoreError> {
+    let path = segment_path(dir, n);
+    let mut on_segment =
+        |offset, payload: &[u8]| on_record(JournalPos { segment: n, offset }, payload);
+    let scan = if start > HEADER_LEN {
+        // Read only what follows the position: the header was checked when it was reached.
+        let mut image = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(start))?;
+                f.read_to_end(&mut image)
+            })
+            .map_err(|e| StoreError::io("read", &path, e))?;
+        scan_records(&image, start, &mut on_segment)?
+    } else {
+        let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+        scan_segment(&bytes, n, &mut on_segment)?
+    };
+    Ok((scan, path))
 }
 
 #[cfg(test)]

@@ -299,43 +299,51 @@ pub fn catch_up(
     Ok(out)
 }
 
-/// Reads the newest events straight from the journal (for queries while a proxy holds the index).
+/// Reads the newest events straight from the journal (for queries while a proxy holds the
+/// index), newest segment first, stopping once `limit` events match.
 pub fn newest_from_journal(
     root: &Path,
     limit: usize,
     filter: &Filter,
 ) -> Result<(Vec<AuditEvent>, Vec<Damage>), StoreError> {
-    let paths = StorePaths::new(root);
-    let mut ring: std::collections::VecDeque<AuditEvent> = std::collections::VecDeque::new();
+    let dir = StorePaths::new(root).journal();
+    let segments = journal::list_segments(&dir)?;
+    let mut out = Vec::new();
+    // Newest first, an end event is met before its access event: its link is known in time.
     let mut links = std::collections::HashMap::new();
     let mut damaged = Vec::new();
-    journal::read_from(
-        &paths.journal(),
-        JournalPos::START,
-        |at, payload| {
+    for (i, &n) in segments.iter().enumerate().rev() {
+        if out.len() >= limit {
+            break;
+        }
+        let mut events = Vec::new();
+        let (scan, path) = journal::read_segment(&dir, n, journal::HEADER_LEN, |at, payload| {
             let event: AuditEvent = serde_json::from_slice(payload)
                 .map_err(|source| StoreError::Decode { at, source })?;
-            if let Some(access) = event.linked_event_id
-                && event.event_type != crate::audit::event::EventType::ToolAccess
+            events.push(event);
+            Ok(())
+        })?;
+        if let Some(reason) = scan.stopped
+            && i + 1 < segments.len()
+        {
+            damaged.push(Damage {
+                segment: path,
+                offset: scan.valid_end,
+                reason,
+            });
+        }
+        for mut event in events.into_iter().rev() {
+            if event.event_type != crate::audit::event::EventType::ToolAccess
+                && let Some(access) = event.linked_event_id
             {
                 links.insert(access, event.event_id);
             }
-            if filter.matches(&event) {
-                if ring.len() == limit {
-                    ring.pop_front();
+            if out.len() < limit && filter.matches(&event) {
+                if event.linked_event_id.is_none() {
+                    event.linked_event_id = links.get(&event.event_id).copied();
                 }
-                if limit > 0 {
-                    ring.push_back(event);
-                }
+                out.push(event);
             }
-            Ok(())
-        },
-        |d| damaged.push(d),
-    )?;
-    let mut out: Vec<AuditEvent> = ring.into_iter().rev().collect();
-    for e in &mut out {
-        if e.linked_event_id.is_none() {
-            e.linked_event_id = links.get(&e.event_id).copied();
         }
     }
     Ok((out, damaged))
