@@ -1,8 +1,11 @@
-//! The query side of the store: events and their indexes in sled, fed from the journal.
+//! The query side of the store: sled maps every event id to its record in the journal, and
+//! keeps the indexes (by session, tool, user) and the access→end links, fed from the journal.
 //!
-//! Everything here can be rebuilt from the journal, so sled is never the only copy. Applying
-//! a record twice is harmless (keys are event ids), which makes catch-up after a crash simple:
-//! replay from the last position sled remembers.
+//! sled holds references, not second copies: the journal stays the one place an event's
+//! content lives (one copy to retain, protect and, later, erase), and sled's copy-on-write
+//! nodes stay small, which keeps indexing cheap next to the calls. Everything here can be
+//! rebuilt from the journal; applying a record twice is harmless (keys are event ids), which
+//! makes catch-up after a crash simple: replay from the last position sled remembers.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -10,11 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::StoreError;
-use super::journal::JournalPos;
+use super::journal::{self, JournalPos, RecordRef};
 use crate::audit::event::{AuditEvent, EventId, EventType};
 
 /// Bumped when the index layout changes; a mismatch triggers a rebuild from the journal.
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_FORMAT: &[u8] = b"format";
 
@@ -62,6 +65,7 @@ struct Keys<'a> {
 /// The sled database holding events (by id) and secondary indexes.
 pub struct Index {
     path: PathBuf,
+    journal_dir: PathBuf,
     db: sled::Db,
     events: sled::Tree,
     by_session: sled::Tree,
@@ -93,8 +97,8 @@ fn secondary_prefix(value: &str) -> Vec<u8> {
 }
 
 impl Index {
-    /// Opens (or creates) the index at `path`.
-    pub fn open(path: &Path) -> Result<Index, StoreError> {
+    /// Opens (or creates) the index at `path`, for the journal in `journal_dir`.
+    pub fn open(path: &Path, journal_dir: &Path) -> Result<Index, StoreError> {
         let err = |source| StoreError::Index {
             path: path.to_path_buf(),
             source,
@@ -117,6 +121,7 @@ impl Index {
             meta: tree("meta")?,
             db,
             path: path.to_path_buf(),
+            journal_dir: journal_dir.to_path_buf(),
         })
     }
 
@@ -144,28 +149,15 @@ impl Index {
             .and_then(|v| JournalPos::from_bytes(&v)))
     }
 
-    /// Indexes journal records (event JSON) and remembers that the journal is applied up to `end`.
-    pub fn apply<'a>(
-        &self,
-        records: impl IntoIterator<Item = &'a [u8]>,
-        end: JournalPos,
-    ) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for payload in records {
-            self.apply_one(payload, end)?;
-            n += 1;
-        }
-        self.set_applied(end)?;
-        Ok(n)
-    }
-
-    fn apply_one(&self, payload: &[u8], at: JournalPos) -> Result<(), StoreError> {
-        let keys: Keys =
-            serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
+    /// Indexes one journal record (event JSON) that ends at `end`.
+    pub fn apply(&self, end: JournalPos, payload: &[u8]) -> Result<(), StoreError> {
+        let keys: Keys = serde_json::from_slice(payload)
+            .map_err(|source| StoreError::Decode { at: end, source })?;
         let id = keys.event_id;
+        let record = RecordRef::ending_at(end, payload.len());
         let empty: &[u8] = &[];
         self.events
-            .insert(id.to_key(), payload)
+            .insert(id.to_key(), &record.to_bytes())
             .map_err(|e| self.err(e))?;
         self.by_session
             .insert(secondary_key(&keys.session_id, id), empty)
@@ -190,7 +182,8 @@ impl Index {
         Ok(())
     }
 
-    fn set_applied(&self, end: JournalPos) -> Result<(), StoreError> {
+    /// Remembers that every record before `end` is applied.
+    pub fn set_applied(&self, end: JournalPos) -> Result<(), StoreError> {
         self.meta
             .insert(KEY_APPLIED, &end.to_bytes())
             .map_err(|e| self.err(e))?;
@@ -244,11 +237,19 @@ impl Index {
 
     /// One event by id.
     pub fn get(&self, id: EventId) -> Result<Option<AuditEvent>, StoreError> {
-        let Some(bytes) = self.events.get(id.to_key()).map_err(|e| self.err(e))? else {
+        let Some(at) = self.events.get(id.to_key()).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
+        let record = RecordRef::from_bytes(&at).ok_or(StoreError::BadIndexEntry { id })?;
+        let payload = journal::read_record(&self.journal_dir, record)?;
         let mut event: AuditEvent =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { id, source })?;
+            serde_json::from_slice(&payload).map_err(|source| StoreError::Decode {
+                at: record.end(),
+                source,
+            })?;
+        if event.event_id != id {
+            return Err(StoreError::BadIndexEntry { id });
+        }
         if event.linked_event_id.is_none()
             && let Some(end) = self.links.get(id.to_key()).map_err(|e| self.err(e))?
         {

@@ -60,6 +60,79 @@ impl std::fmt::Display for JournalPos {
     }
 }
 
+/// Where one record lies: what the index stores for each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef {
+    /// Segment number.
+    pub segment: u64,
+    /// Offset of the record's header.
+    pub offset: u64,
+    /// Payload length.
+    pub len: u32,
+}
+
+impl RecordRef {
+    /// The record whose payload of `len` bytes ends at `end`.
+    pub fn ending_at(end: JournalPos, len: usize) -> RecordRef {
+        RecordRef {
+            segment: end.segment,
+            offset: end.offset - RECORD_HEADER_LEN - len as u64,
+            len: len as u32,
+        }
+    }
+
+    /// The position just after the record.
+    pub fn end(self) -> JournalPos {
+        JournalPos {
+            segment: self.segment,
+            offset: self.offset + RECORD_HEADER_LEN + u64::from(self.len),
+        }
+    }
+
+    /// Big-endian bytes, for storing in the index.
+    pub fn to_bytes(self) -> [u8; 20] {
+        let mut out = [0u8; 20];
+        out[..8].copy_from_slice(&self.segment.to_be_bytes());
+        out[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        out[16..].copy_from_slice(&self.len.to_be_bytes());
+        out
+    }
+
+    /// Reads [`Self::to_bytes`] back.
+    pub fn from_bytes(bytes: &[u8]) -> Option<RecordRef> {
+        let bytes: [u8; 20] = bytes.try_into().ok()?;
+        Some(RecordRef {
+            segment: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+            offset: u64::from_be_bytes(bytes[8..16].try_into().ok()?),
+            len: u32::from_be_bytes(bytes[16..].try_into().ok()?),
+        })
+    }
+}
+
+/// Reads one record's payload and checks it against its header and checksum.
+pub fn read_record(dir: &Path, at: RecordRef) -> Result<Vec<u8>, StoreError> {
+    let path = segment_path(dir, at.segment);
+    let mut bytes = vec![0u8; RECORD_HEADER_LEN as usize + at.len as usize];
+    File::open(&path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(at.offset))?;
+            f.read_exact(&mut bytes)
+        })
+        .map_err(|e| StoreError::io("read a record of", &path, e))?;
+    let scan = scan_records(&bytes, at.offset, |_, _| Ok(()))?;
+    if scan.valid_end != at.end().offset {
+        return Err(StoreError::BadRecord {
+            path,
+            offset: at.offset,
+            reason: scan
+                .stopped
+                .unwrap_or_else(|| "length differs from the index".into()),
+        });
+    }
+    bytes.drain(..RECORD_HEADER_LEN as usize);
+    Ok(bytes)
+}
+
 /// Bytes at the end of the newest segment that did not form whole records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {

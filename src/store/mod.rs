@@ -66,6 +66,24 @@ pub enum StoreError {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// The index points at a journal record that is not there or not whole.
+    #[error("journal record at {} offset {offset} is unreadable ({reason})\n  hint: the journal was changed after it was indexed; run `mcp-audit-proxy reindex`", path.display())]
+    BadRecord {
+        /// The segment file.
+        path: PathBuf,
+        /// The record's offset.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An index entry that does not lead to its event.
+    #[error(
+        "the audit index entry of event {id} does not match the journal\n  hint: run `mcp-audit-proxy reindex`"
+    )]
+    BadIndexEntry {
+        /// The event.
+        id: crate::audit::event::EventId,
+    },
     /// An event too large for one record.
     #[error("an audit event of {bytes} bytes does not fit a journal record")]
     RecordSize {
@@ -192,7 +210,7 @@ impl Store {
 
         let index_path = paths.index();
         let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
-        let mut index = match Index::open(&index_path) {
+        let mut index = match Index::open(&index_path, &paths.journal()) {
             Ok(index) => Some(index),
             Err(e) => {
                 rebuild = Some(format!("the index could not be opened: {e}"));
@@ -231,7 +249,7 @@ impl Store {
         }
         let index = match index {
             Some(ix) => ix,
-            None => Index::open(&index_path)?,
+            None => Index::open(&index_path, &paths.journal())?,
         };
         report.rebuilt = rebuild;
 
@@ -275,7 +293,6 @@ pub fn catch_up(
     index: &Index,
     from: JournalPos,
 ) -> Result<CatchUp, StoreError> {
-    let mut chunk: Vec<Vec<u8>> = Vec::new();
     let mut out = CatchUp {
         applied: 0,
         end: from,
@@ -285,16 +302,16 @@ pub fn catch_up(
         journal_dir,
         from,
         |pos, payload| {
-            chunk.push(payload.to_vec());
-            if chunk.len() >= 1024 {
-                out.applied += index.apply(chunk.iter().map(Vec::as_slice), pos)?;
-                chunk.clear();
+            index.apply(pos, payload)?;
+            out.applied += 1;
+            if out.applied % 1024 == 0 {
+                index.set_applied(pos)?;
             }
             Ok(())
         },
         |d| out.damaged.push(d),
     )?;
-    out.applied += index.apply(chunk.iter().map(Vec::as_slice), end)?;
+    index.set_applied(end)?;
     out.end = end;
     Ok(out)
 }
