@@ -304,7 +304,7 @@ pub fn catch_up(
         |pos, payload| {
             index.apply(pos, payload)?;
             out.applied += 1;
-            if out.applied % 1024 == 0 {
+            if out.applied.is_multiple_of(1024) {
                 index.set_applied(pos)?;
             }
             Ok(())
