@@ -8,7 +8,7 @@ use crate::audit::{AuditEvent, EventType};
 use crate::cli::{EventsArgs, StdioArgs};
 use crate::config::Config;
 use crate::proxy::stdio;
-use crate::store::{self, Filter, OpenReport, Store, StoreError, StorePaths};
+use crate::store::{self, Filter, OpenReport, Store, StoreError};
 
 /// Errors of a mode, each already saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -120,18 +120,20 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
         event_type: args.event_type.map(EventType::from),
     };
     let root = &config.audit.store_dir;
-    let events = if store::try_lock(&StorePaths::new(root))?.is_some() {
-        // Nobody writes: open the store normally (recovering and catching up as needed).
-        let (store, report) = Store::open(root, config.audit.segment_bytes)?;
-        log_open(&report);
-        store.index.newest(args.limit, &filter)?
-    } else {
-        tracing::info!("a proxy is writing this store; reading the journal directly");
-        let (events, damaged) = store::newest_from_journal(root, args.limit, &filter)?;
-        for d in damaged {
-            tracing::error!(damage = %d, "audit journal segment damaged");
+    let events = match store::open_for_query(root)? {
+        // Nobody writes: query the index (caught up with the journal, which is left as it is).
+        Some((index, _lock, report)) => {
+            log_open(&report);
+            index.newest(args.limit, &filter)?
         }
-        events
+        None => {
+            tracing::info!("a proxy is writing this store; reading the journal directly");
+            let (events, damaged) = store::newest_from_journal(root, args.limit, &filter)?;
+            for d in damaged {
+                tracing::error!(damage = %d, "audit journal segment damaged");
+            }
+            events
+        }
     };
     if args.json {
         for e in &events {

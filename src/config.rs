@@ -122,7 +122,7 @@ pub struct AuditConfig {
     pub flush_interval: Duration,
     /// `segment_bytes`: the journal starts a new segment file past this size.
     pub segment_bytes: u64,
-    /// `queue_capacity`: events waiting for the writer; when full, calls are refused.
+    /// `queue_capacity`: access events waiting for the writer; past this, new calls are refused.
     pub queue_capacity: usize,
 }
 

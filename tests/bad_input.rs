@@ -233,3 +233,115 @@ async fn a_config_error_names_file_line_and_hint_and_starts_nothing() {
         "no store is created for a bad config"
     );
 }
+
+#[tokio::test]
+async fn a_carriage_return_cannot_smuggle_a_second_message_past_the_proxy() {
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["cat"]));
+    // Peers that split lines on a bare \r (Python's universal newlines, Node's readline) would
+    // read a tools/call here that the proxy never saw as one.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\",\"params\":{\"a\":\r{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}\r}}\n").await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["error"]["code"], -32600, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("carriage return"),
+        "{reply}"
+    );
+    // Nothing reached the server: the next line back is the echo of the next message.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/y\"}\n")
+        .await;
+    assert_eq!(c.recv_json().await["method"], "notifications/y");
+    assert!(c.finish().await.success());
+    assert!(store.events().is_empty());
+}
+
+#[tokio::test]
+async fn a_request_id_in_use_is_refused_and_both_calls_are_recorded_apart() {
+    let store = TestStore::new("");
+    let mut c = initialized(&store).await;
+    c.send(&call_line(json!(7), "slow", json!({"ms": 300, "steps": 1})))
+        .await;
+    c.send(&call_line(json!(7), "echo", json!({"text": "dup"})))
+        .await;
+    let refused = c.recv_json().await;
+    assert_eq!(refused["id"], 7);
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already in use")
+    );
+    let done = c.recv_json().await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "slept 300ms",
+        "the first call kept its own answer"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(
+        (
+            pairs[0].0["tool_name"].clone(),
+            pairs[0].1["result"].clone()
+        ),
+        (json!("slow"), json!("success"))
+    );
+    assert_eq!(
+        (
+            pairs[1].0["tool_name"].clone(),
+            pairs[1].1["result"].clone()
+        ),
+        (json!("echo"), json!("refused"))
+    );
+    assert_eq!(refused["error"]["data"]["event_id"], pairs[1].1["event_id"]);
+}
+
+#[tokio::test]
+async fn an_oversized_response_fails_its_call_even_when_the_id_comes_last() {
+    // The TypeScript SDK writes the id after the result.
+    let store = TestStore::new("[limits]\nmax_message_bytes = 4096\n");
+    let script = r#"read call; printf '{"result":{"content":[{"type":"text","text":"'; head -c 20000 /dev/zero | tr '\0' x; printf '"}]},"jsonrpc":"2.0","id":3}\n'; cat >/dev/null"#;
+    let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", script]));
+    let started = std::time::Instant::now();
+    c.send(&call_line(json!(3), "big", json!({}))).await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["id"], 3);
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(c.finish().await.success());
+    let events = store.events();
+    assert_eq!(pairs(&events)[0].1["result"], "refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_new_calls_but_never_loses_an_end() {
+    let store = TestStore::new("queue_capacity = 1");
+    let mut c = initialized(&store).await;
+    let mut burst = Vec::new();
+    for i in 0..300 {
+        burst.extend(call_line(json!(i), "echo", json!({"text": format!("{i}")})));
+    }
+    c.send(&burst).await;
+    let (mut ok, mut refused) = (0, 0);
+    while ok + refused < 300 {
+        let msg = c.recv_json().await;
+        if msg["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("audit queue full"))
+        {
+            refused += 1;
+        } else {
+            assert!(msg["result"].is_object(), "{msg}");
+            ok += 1;
+        }
+    }
+    assert!(c.finish().await.success());
+    let events = store.events();
+    // Every call that started has its end; the refused ones never started.
+    assert_eq!(pairs(&events).len(), ok, "{ok} answered, {refused} refused");
+}

@@ -193,8 +193,13 @@ fn recovery_keeps_every_whole_record_at_every_cut_of_the_last_records() {
         let whole = ends.iter().filter(|&&e| e as usize <= cut).count();
         let at_boundary = ends.contains(&(cut as u64)) || cut == segment.len();
 
-        let (mut j, torn) =
+        let (mut j, recovery) =
             Journal::open(dir.path(), 1 << 20).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        assert!(
+            recovery.damaged.is_empty(),
+            "cut {cut}: a cut is a torn tail, not damage"
+        );
+        let torn = recovery.torn;
         match (&torn, at_boundary) {
             (None, true) => {}
             (Some(t), false) => {
@@ -218,7 +223,10 @@ fn recovery_keeps_every_whole_record_at_every_cut_of_the_last_records() {
         j.sync().unwrap();
         drop(j);
         let (_, again) = Journal::open(dir.path(), 1 << 20).unwrap();
-        assert!(again.is_none(), "cut {cut}: recovery is not needed twice");
+        assert!(
+            again.torn.is_none(),
+            "cut {cut}: recovery is not needed twice"
+        );
         assert_eq!(read_all(dir.path()).len(), whole + 1);
     }
 }
@@ -260,11 +268,60 @@ fn a_flipped_bit_in_the_last_record_is_caught_by_the_checksum() {
     let inside_last = (ends[2] + 20) as usize;
     bytes[inside_last] ^= 0x04;
     std::fs::write(&path, &bytes).unwrap();
-    let (_, torn) = Journal::open(dir.path(), 1 << 20).unwrap();
-    let torn = torn.expect("reported");
+    let (_, recovery) = Journal::open(dir.path(), 1 << 20).unwrap();
+    let torn = recovery.torn.expect("reported");
     assert_eq!(torn.reason, "checksum mismatch");
     assert_eq!(torn.offset, ends[2]);
     assert_eq!(read_all(dir.path()), payloads[..3]);
+}
+
+#[test]
+fn damage_between_whole_records_is_stepped_over_not_cut_off() {
+    let root = tempfile::tempdir().unwrap();
+    let journal_dir = root.path().join("journal");
+    let (payloads, ends) = write_events(&journal_dir, 6);
+    let path = segment_path(&journal_dir, 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(16 + 30) as usize] ^= 0x01; // inside the first record
+    std::fs::write(&path, &bytes).unwrap();
+
+    // A query leaves the journal as it is and reports the damage.
+    let (index, _lock, report) = mcp_audit_proxy::store::open_for_query(root.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(index.len(), 5);
+    assert_eq!(report.damaged.len(), 1, "{report:?}");
+    assert_eq!(report.damaged[0].offset, 16);
+    assert_eq!(report.damaged[0].resumes_at, Some(ends[0]));
+    drop((index, _lock));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "a query changes nothing"
+    );
+
+    // The writer keeps every whole record, appends after them and reports the same damage.
+    let (mut store, report) = Store::open(root.path(), 1 << 20).unwrap();
+    assert!(report.torn.is_none());
+    assert_eq!(report.damaged.len(), 1);
+    assert_eq!(store.journal.end().offset, *ends.last().unwrap());
+    store.journal.append(&[&payloads[0]]).unwrap();
+    drop(store);
+    let mut got = Vec::new();
+    let mut damage = Vec::new();
+    journal::read_from(
+        &journal_dir,
+        JournalPos::START,
+        |_, p| {
+            got.push(p.to_vec());
+            Ok(())
+        },
+        |d| damage.push(d),
+    )
+    .unwrap();
+    assert_eq!(got.len(), 6, "5 survivors and the appended record");
+    assert_eq!(got[..5], payloads[1..]);
+    assert_eq!(damage.len(), 1);
 }
 
 #[tokio::test]
@@ -341,7 +398,7 @@ async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
         .filter(|e| {
             e.file_name()
                 .to_string_lossy()
-                .starts_with("index.replaced-")
+                .starts_with("index.replaced")
         })
         .count();
     assert_eq!(aside, 1, "the damaged index is kept aside, not deleted");

@@ -299,7 +299,7 @@ async fn sigterm_to_the_proxy_shuts_down_cleanly_with_calls_in_flight() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = c.finish().await;
+    let status = c.wait_exit().await;
     assert!(
         status.code().is_some(),
         "the proxy exits on its own, not by the signal: {status:?}"
@@ -309,8 +309,15 @@ async fn sigterm_to_the_proxy_shuts_down_cleanly_with_calls_in_flight() {
     let pairs = pairs(&events);
     assert_eq!(pairs.len(), 2);
     assert_eq!(
-        pairs[0].1["result"], "server_exit",
+        pairs[0].1["result"], "shutdown",
         "the unanswered call is failed, not lost"
+    );
+    assert_eq!(pairs[0].1["metadata"]["failure_side"], "internal");
+    assert!(
+        pairs[0].1["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stopped by SIGTERM")
     );
     assert_eq!(pairs[1].1["result"], "success");
 }
@@ -358,4 +365,96 @@ async fn an_unknown_server_command_is_a_clear_error() {
     assert!(err.contains("hint:"), "{err}");
     assert!(out.stdout.is_empty(), "nothing but MCP on stdout");
     let _ = example_server();
+}
+
+#[tokio::test]
+async fn a_late_answer_after_a_cancel_is_forwarded_and_recorded() {
+    let store = TestStore::new("");
+    let answer = r#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"late"}]}}"#;
+    let script =
+        format!("read call; read cancel; sleep 0.2; printf '%s\\n' '{answer}'; cat >/dev/null");
+    let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
+    c.send(&call_line(json!(5), "x", json!({}))).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":5}}\n").await;
+    let late = c.recv().await.unwrap();
+    assert_eq!(
+        late,
+        format!("{answer}\n").as_bytes(),
+        "the client sees what the server said"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let kinds: Vec<(Value, Value)> = events
+        .iter()
+        .map(|e| (e["event_type"].clone(), e["result"].clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (json!("tool_access"), json!("initiated")),
+            (json!("tool_failure"), json!("cancelled")),
+            (json!("tool_execution"), json!("success")),
+        ]
+    );
+    assert_eq!(
+        events[0]["linked_event_id"], events[1]["event_id"],
+        "the pair's end is the cancellation"
+    );
+    assert_eq!(events[2]["linked_event_id"], events[0]["event_id"]);
+    assert!(
+        events[2]["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after the client cancelled")
+    );
+}
+
+#[tokio::test]
+async fn a_late_answer_inside_a_server_batch_is_held_back_after_a_timeout() {
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 300\n");
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"result":{"content":[]}},{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}]"#;
+    // The server reads the call and the proxy's cancellation, then answers in a batch.
+    let script = format!("read call; read cancel; printf '%s\\n' '{batch}'; cat >/dev/null");
+    let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
+    c.send(&call_line(json!(1), "x", json!({}))).await;
+    let timeout = c.recv_json().await;
+    assert_eq!(timeout["error"]["code"], -32001);
+    let rest = c.recv_json().await;
+    assert_eq!(
+        rest,
+        json!([{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}]),
+        "only the notification is left of the batch"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let results: Vec<&str> = events
+        .iter()
+        .map(|e| e["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["initiated", "timeout", "success"]);
+    assert!(
+        events[2]["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not forwarded")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_signals_reach_the_processes_a_wrapper_started() {
+    let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");
+    // `sh` waits for `sleep`, which ignores its stdin; only the group signal ends both.
+    let c = LineClient::spawn(store.proxy_command(&["sh", "-c", "sleep 31.4159; :"]));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = c.finish().await;
+    assert_eq!(status.code(), Some(128 + 15));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let orphans: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("sleep 31.4159"))
+        .collect();
+    assert!(orphans.is_empty(), "orphaned: {orphans:?}");
 }

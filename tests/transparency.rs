@@ -329,11 +329,16 @@ async fn every_kind_of_message_passes_unchanged_both_ways() {
     }
     let status = client.finish().await;
     assert!(status.success());
-    // The tools/call was recorded, forwarded, and never answered: `cat` exited on EOF.
+    // The tools/call was recorded, forwarded, and never answered: the client closed the
+    // session and `cat` exited on EOF.
     let events = store.events();
     let pairs = pairs(&events);
     assert_eq!(pairs.len(), 1);
     assert_eq!(pairs[0].1["event_type"], "tool_failure");
-    assert_eq!(pairs[0].1["result"], "server_exit");
-    assert_eq!(pairs[0].1["metadata"]["failure_side"], "upstream");
+    assert_eq!(pairs[0].1["result"], "shutdown");
+    assert_eq!(pairs[0].1["metadata"]["failure_side"], "client");
+    assert_eq!(
+        pairs[0].1["metadata"]["reason"],
+        "the client closed the connection before the answer; the server exited with status 0"
+    );
 }

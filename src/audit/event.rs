@@ -134,6 +134,8 @@ pub enum Outcome {
     Timeout,
     /// Failure: the server process ended before answering.
     ServerExit,
+    /// Failure: the client disconnected or the proxy was stopped before the server answered.
+    Shutdown,
     /// Failure: the proxy refused the call (undecodable, oversized, audit unavailable).
     Refused,
 }
@@ -151,6 +153,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::Timeout => "timeout",
             Outcome::ServerExit => "server_exit",
+            Outcome::Shutdown => "shutdown",
             Outcome::Refused => "refused",
         }
     }

@@ -6,8 +6,8 @@
 //! Nothing is dropped silently: a full queue or a failed write is an error the caller sees,
 //! and after a failed write every later event is refused until the proxy is restarted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -70,6 +70,8 @@ struct Shared {
     failed: OnceLock<String>,
     stats: WriterStats,
     capacity: usize,
+    /// Events queued and not yet taken by the writer.
+    queued: AtomicUsize,
     sync: bool,
 }
 
@@ -110,7 +112,7 @@ impl Ack {
 /// The pipeline's handle to the writer; cheap to clone.
 #[derive(Clone)]
 pub struct AuditSink {
-    tx: SyncSender<Msg>,
+    tx: Sender<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -121,7 +123,20 @@ impl std::fmt::Debug for AuditSink {
 }
 
 impl AuditSink {
-    /// Queues an event; in `sync` mode the [`Ack`] resolves once it is durable.
+    /// Queues the access event of a new call; refused when `audit.queue_capacity` events are
+    /// already waiting (refusing a call that has not started is always safe).
+    pub fn admit(&self, event: &AuditEvent) -> Result<Ack, AuditError> {
+        if self.shared.queued.load(Ordering::Relaxed) >= self.shared.capacity {
+            self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditError::QueueFull {
+                capacity: self.shared.capacity,
+            });
+        }
+        self.record(event)
+    }
+
+    /// Queues any other event (the end of a call, whatever the queue's length: that call has
+    /// run, and its end must not be lost); in `sync` mode the [`Ack`] resolves once durable.
     pub fn record(&self, event: &AuditEvent) -> Result<Ack, AuditError> {
         if let Some(reason) = self.shared.failed.get() {
             self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -138,19 +153,17 @@ impl AuditSink {
         } else {
             (None, Ack::done())
         };
-        match self.tx.try_send(Msg::Event(Submission {
-            payload,
-            ack: ack_tx,
-        })) {
-            Ok(()) => Ok(ack),
-            Err(TrySendError::Full(_)) => {
-                self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
-                Err(AuditError::QueueFull {
-                    capacity: self.shared.capacity,
-                })
-            }
-            Err(TrySendError::Disconnected(_)) => Err(AuditError::Closed),
-        }
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx
+            .send(Msg::Event(Submission {
+                payload,
+                ack: ack_tx,
+            }))
+            .map_err(|_| {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                AuditError::Closed
+            })?;
+        Ok(ack)
     }
 
     /// The writer's counters.
@@ -166,11 +179,7 @@ impl AuditSink {
     /// Writes and syncs everything queued so far, then stops the writer and the indexer.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        // A blocking send: the queue may be full, and shutdown must not lose what is in it.
-        let sender = self.tx.clone();
-        let sent =
-            tokio::task::spawn_blocking(move || sender.send(Msg::Shutdown(tx)).is_ok()).await;
-        if matches!(sent, Ok(true)) {
+        if self.tx.send(Msg::Shutdown(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -199,7 +208,8 @@ pub fn start(
     flush_interval: Duration,
     capacity: usize,
 ) -> std::io::Result<(AuditSink, WriterThreads)> {
-    let (tx, rx) = mpsc::sync_channel(capacity);
+    // Unbounded: the capacity is enforced on access events only (see `admit`).
+    let (tx, rx) = mpsc::channel();
     // A doorbell, not a queue: the indexer reads what is new from the journal itself, so it
     // can never hold the writer back, and a missed ring only delays the index.
     let (index_tx, index_rx) = mpsc::sync_channel::<()>(1);
@@ -208,6 +218,7 @@ pub fn start(
         failed: OnceLock::new(),
         stats: WriterStats::default(),
         capacity,
+        queued: AtomicUsize::new(0),
         sync: durability == Durability::Sync,
     });
     let indexer = std::thread::Builder::new()
@@ -263,6 +274,7 @@ impl Writer {
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Event(s) => {
+                        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                         bytes += s.payload.len();
                         payloads.push(s.payload);
                         acks.extend(s.ack);

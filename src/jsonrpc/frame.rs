@@ -1,22 +1,35 @@
 //! Newline-delimited framing with a size limit.
 //!
 //! A frame is one line including its terminating `\n`, handed out as a [`Bytes`] slice of the
-//! read buffer so it can be forwarded without a copy. Lines longer than the limit are refused
-//! as soon as the limit is crossed, and the rest of the line is skipped without buffering it.
+//! read buffer so it can be forwarded without a copy. A line longer than the limit is skipped
+//! as it streams by, never buffered, and refused when it ends; a line holding a carriage
+//! return anywhere but before its final `\n` is refused too: peers that split lines on a bare
+//! `\r` (Python's universal newlines, Node's readline) would otherwise see two messages where
+//! the proxy saw one, and the second would pass unaudited.
 
 use bytes::{Bytes, BytesMut};
 
-use super::scan::{PrefixInfo, scan_prefix};
+use super::scan::{KeyScanner, PrefixInfo, scan_prefix};
 
 /// Why a frame could not be produced; the framer carries on with the next line afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// The line grew past `limits.max_message_bytes` before its newline arrived.
+    /// The line is longer than `limits.max_message_bytes`.
     #[error("message exceeds limits.max_message_bytes ({limit} bytes)")]
     Oversized {
         /// The configured limit.
         limit: usize,
-        /// What could be read from the start of the message (its `id` and `method`).
+        /// The message's top-level `id` and `method`, as far as they could be read.
+        prefix: PrefixInfo,
+    },
+    /// The line holds a carriage return that is not part of its line ending.
+    #[error(
+        "message contains a carriage return inside the line (at offset {offset}); MCP stdio messages are one line each"
+    )]
+    EmbeddedCarriageReturn {
+        /// Offset of the first carriage return within the line.
+        offset: usize,
+        /// The message's top-level `id` and `method`, as far as they could be read.
         prefix: PrefixInfo,
     },
     /// The line is not valid UTF-8, so it cannot be JSON.
@@ -27,6 +40,17 @@ pub enum FrameError {
     },
 }
 
+impl FrameError {
+    /// What could be read of the refused message.
+    pub fn prefix(&self) -> Option<&PrefixInfo> {
+        match self {
+            FrameError::Oversized { prefix, .. }
+            | FrameError::EmbeddedCarriageReturn { prefix, .. } => Some(prefix),
+            FrameError::InvalidUtf8 { .. } => None,
+        }
+    }
+}
+
 /// Splits a byte stream into lines; `Ok(None)` means "need more bytes".
 #[derive(Debug)]
 pub struct LineFramer {
@@ -34,18 +58,18 @@ pub struct LineFramer {
     max: usize,
     /// Bytes already searched for a newline, so a long line is scanned once.
     scanned: usize,
-    /// True while skipping the remainder of an oversized line.
-    discarding: bool,
+    /// While skipping the rest of an oversized line: what has been read of its top level.
+    discarding: Option<KeyScanner>,
 }
 
 impl LineFramer {
-    /// A framer refusing lines longer than `max_message_bytes` (newline excluded).
+    /// A framer refusing lines longer than `max_message_bytes` (line ending excluded).
     pub fn new(max_message_bytes: usize) -> Self {
         Self {
             buf: BytesMut::with_capacity(64 * 1024),
             max: max_message_bytes,
             scanned: 0,
-            discarding: false,
+            discarding: None,
         }
     }
 
@@ -67,65 +91,78 @@ impl LineFramer {
     /// Blank lines (only whitespace) are skipped: they carry no message.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
-            let found = memchr_newline(&self.buf[self.scanned..]).map(|i| self.scanned + i);
+            let found = memchr::memchr(b'\n', &self.buf[self.scanned..]).map(|i| self.scanned + i);
             let Some(end) = found else {
-                if self.discarding {
+                if let Some(scanner) = &mut self.discarding {
+                    scanner.feed(&self.buf);
                     self.buf.clear();
                     self.scanned = 0;
                     return Ok(None);
                 }
-                if self.buf.len() > self.max {
-                    let prefix = scan_prefix(&self.buf[..self.max]);
+                // A `\r` at the very end may be the start of this line's `\r\n`.
+                let pending = self.buf.len() - usize::from(self.buf.last() == Some(&b'\r'));
+                if pending > self.max {
+                    let mut scanner = KeyScanner::default();
+                    scanner.feed(&self.buf);
+                    self.discarding = Some(scanner);
                     self.buf.clear();
                     self.scanned = 0;
-                    self.discarding = true;
-                    return Err(FrameError::Oversized {
-                        limit: self.max,
-                        prefix,
-                    });
+                    return Ok(None);
                 }
                 self.scanned = self.buf.len();
                 return Ok(None);
             };
             let line = self.buf.split_to(end + 1).freeze();
             self.scanned = 0;
-            if self.discarding {
-                self.discarding = false;
-                continue;
-            }
-            let body_len = trim_line_end(&line).len();
-            if body_len > self.max {
-                let prefix = scan_prefix(&line[..self.max]);
+            if let Some(mut scanner) = self.discarding.take() {
+                scanner.feed(&line);
                 return Err(FrameError::Oversized {
                     limit: self.max,
-                    prefix,
+                    prefix: scanner.finish(),
                 });
             }
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            check_utf8(&line)?;
+            self.check(&line)?;
             return Ok(Some(line));
         }
     }
 
     /// At end of input: the unterminated last line, if any, as a final frame.
     pub fn finish(&mut self) -> Result<Option<Bytes>, FrameError> {
-        if self.discarding || self.buf.iter().all(u8::is_ascii_whitespace) {
-            self.buf.clear();
-            self.discarding = false;
-            return Ok(None);
-        }
         let line = self.buf.split().freeze();
         self.scanned = 0;
-        if line.len() > self.max {
+        if let Some(mut scanner) = self.discarding.take() {
+            scanner.feed(&line);
             return Err(FrameError::Oversized {
                 limit: self.max,
-                prefix: scan_prefix(&line[..self.max]),
+                prefix: scanner.finish(),
             });
         }
-        check_utf8(&line)?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        self.check(&line)?;
         Ok(Some(line))
+    }
+
+    /// A whole line's checks: size, carriage returns, UTF-8.
+    fn check(&self, line: &[u8]) -> Result<(), FrameError> {
+        let body = trim_line_end(line);
+        if body.len() > self.max {
+            return Err(FrameError::Oversized {
+                limit: self.max,
+                prefix: scan_prefix(body),
+            });
+        }
+        if let Some(offset) = memchr::memchr(b'\r', body) {
+            return Err(FrameError::EmbeddedCarriageReturn {
+                offset,
+                prefix: scan_prefix(body),
+            });
+        }
+        check_utf8(line)
     }
 }
 
@@ -135,10 +172,6 @@ fn check_utf8(line: &[u8]) -> Result<(), FrameError> {
         .map_err(|e| FrameError::InvalidUtf8 {
             offset: e.valid_up_to(),
         })
-}
-
-fn memchr_newline(haystack: &[u8]) -> Option<usize> {
-    memchr::memchr(b'\n', haystack)
 }
 
 /// The line without its trailing `\n` or `\r\n`.
@@ -186,24 +219,62 @@ mod tests {
     }
 
     #[test]
-    fn refuses_an_oversized_line_once_and_resumes_after_it() {
+    fn skips_an_oversized_line_without_buffering_and_refuses_it_at_its_end() {
         let mut f = LineFramer::new(16);
-        f.extend(br#"{"id":7,"method":"tools/call","params":{"#);
+        f.extend(br#"{"params":{"#);
+        assert_eq!(frames(&mut f), vec![]);
+        f.extend(br#""x":"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"#);
+        assert_eq!(frames(&mut f), vec![]);
+        assert!(f.buf.is_empty(), "the oversized line is not kept");
+        f.extend(b"\"},\"method\":\"tools/call\",\"id\":7}\n{\"ok\":1}\n");
         let got = frames(&mut f);
-        assert_eq!(got.len(), 1);
         match &got[0] {
             Err(FrameError::Oversized { limit: 16, prefix }) => {
                 assert_eq!(
                     prefix.id.as_ref().map(|id| id.to_string()),
                     Some("7".into())
                 );
+                assert_eq!(prefix.method.as_deref(), Some("tools/call"));
             }
             other => panic!("unexpected {other:?}"),
         }
-        f.extend(b"\"x\":\"yyyyyyyyyyyyyyyyyyyyyyyy\"}}\n{\"ok\":1}\n");
+        assert_eq!(got[1], Ok(Bytes::from_static(b"{\"ok\":1}\n")));
+    }
+
+    #[test]
+    fn refuses_a_carriage_return_inside_a_line_but_not_a_crlf_ending() {
+        let mut f = LineFramer::new(1000);
+        f.extend(b"{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"a\":\r{\"id\":9,\"method\":\"tools/call\"}\r}}\n");
+        f.extend(b"{\"a\":1}\r\n");
+        let got = frames(&mut f);
+        match &got[0] {
+            Err(FrameError::EmbeddedCarriageReturn { offset, prefix }) => {
+                assert_eq!(*offset, 44);
+                assert_eq!(
+                    prefix.method.as_deref(),
+                    Some("n"),
+                    "the outer message, not the smuggled one"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(got[1], Ok(Bytes::from_static(b"{\"a\":1}\r\n")));
+        f.extend(b"{\"a\":\r1}");
+        assert!(matches!(
+            f.finish(),
+            Err(FrameError::EmbeddedCarriageReturn { .. })
+        ));
+    }
+
+    #[test]
+    fn a_crlf_line_of_exactly_the_limit_passes_even_when_the_cr_arrives_alone() {
+        let mut f = LineFramer::new(8);
+        f.extend(b"{\"a\":12}\r");
+        assert_eq!(frames(&mut f), vec![]);
+        f.extend(b"\n");
         assert_eq!(
             frames(&mut f),
-            vec![Ok(Bytes::from_static(b"{\"ok\":1}\n"))]
+            vec![Ok(Bytes::from_static(b"{\"a\":12}\r\n"))]
         );
     }
 

@@ -120,7 +120,16 @@ pub enum Parsed<'a> {
     /// A single message.
     Single(Message<'a>),
     /// A batch; each element classified on its own.
-    Batch(Vec<Result<Message<'a>, Invalid>>),
+    Batch(Vec<BatchItem<'a>>),
+}
+
+/// One element of a batch: its raw text (to rebuild the batch without it) and its class.
+#[derive(Debug)]
+pub struct BatchItem<'a> {
+    /// The element as received.
+    pub raw: &'a RawValue,
+    /// The element classified.
+    pub message: Result<Message<'a>, Invalid>,
 }
 
 /// Why a line is not a valid JSON-RPC message; decides the error code sent back.
@@ -206,7 +215,10 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>, Invalid> {
             Ok(Parsed::Batch(
                 items
                     .into_iter()
-                    .map(|item| parse_object(item.get().as_bytes()))
+                    .map(|raw| BatchItem {
+                        raw,
+                        message: parse_object(raw.get().as_bytes()),
+                    })
                     .collect(),
             ))
         }
@@ -478,8 +490,9 @@ mod tests {
         else {
             panic!("batch expected");
         };
-        assert!(matches!(items[0], Ok(Message::Request { .. })));
-        assert!(items[1].is_err());
+        assert!(matches!(items[0].message, Ok(Message::Request { .. })));
+        assert!(items[1].message.is_err());
+        assert_eq!(items[1].raw.get(), r#"{"oops":1}"#);
     }
 
     #[test]

@@ -5,4 +5,4 @@ pub mod message;
 pub mod scan;
 
 pub use frame::{FrameError, LineFramer};
-pub use message::{Invalid, Message, Parsed, RequestId, ResponseBody};
+pub use message::{BatchItem, Invalid, Message, Parsed, RequestId, ResponseBody};

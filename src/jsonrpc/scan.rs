@@ -1,139 +1,169 @@
-//! Best-effort reading of `id` and `method` from the start of a message that will not be parsed.
+//! Best-effort reading of the top-level `id` and `method` of a message that will not be
+//! parsed, fed in pieces as it streams by.
 //!
-//! Used only on the error path (an oversized message): answering with the request's own id
-//! lets the client fail that one call at once instead of waiting for its timeout.
+//! Used only on the error path (an oversized or malformed line): answering with the request's
+//! own id lets the client fail that one call at once instead of waiting for its timeout, and
+//! an oversized response can still fail the call it answers, wherever its `id` stands (the
+//! TypeScript SDK writes it after the result).
 
 use super::message::RequestId;
 
-/// The top-level `id` and `method` found in a message prefix, if they were complete in it.
+/// The top-level `id` and `method` found in a message, if they were whole in what was seen.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrefixInfo {
-    /// The request id, when it appeared before the cut.
+    /// The request id.
     pub id: Option<RequestId>,
-    /// The method, when it appeared before the cut.
+    /// The method.
     pub method: Option<String>,
 }
 
-/// Walks the top-level keys of a (possibly truncated) JSON object without building it.
-pub fn scan_prefix(bytes: &[u8]) -> PrefixInfo {
-    let mut info = PrefixInfo::default();
-    let mut s = Scanner { b: bytes, i: 0 };
-    s.ws();
-    if !s.eat(b'{') {
-        return info;
+/// Where the scanner stands in the top-level object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum At {
+    #[default]
+    Start,
+    ExpectKey,
+    InKey,
+    ExpectColon,
+    InValue,
+    Done,
+    NotAnObject,
+}
+
+/// Keys longer than this are not `id` or `method`; values longer than this are not kept.
+const MAX_KEY: usize = 16;
+const MAX_VALUE: usize = 512;
+
+/// Walks a JSON object's top level byte by byte without building it, across any number of
+/// [`KeyScanner::feed`] calls.
+#[derive(Debug, Default)]
+pub struct KeyScanner {
+    at: At,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    /// Whether the current value belongs to `id` or `method` and still fits.
+    keep: bool,
+    /// Nesting inside the current value.
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    info: PrefixInfo,
+}
+
+impl KeyScanner {
+    /// Reads more of the message.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match self.at {
+                At::Done | At::NotAnObject => return,
+                At::Start => match b {
+                    b'{' => self.at = At::ExpectKey,
+                    b if b.is_ascii_whitespace() => {}
+                    _ => self.at = At::NotAnObject,
+                },
+                At::ExpectKey => match b {
+                    b'"' => {
+                        self.key.clear();
+                        self.escaped = false;
+                        self.at = At::InKey;
+                    }
+                    b'}' => self.at = At::Done,
+                    b if b.is_ascii_whitespace() => {}
+                    _ => self.at = At::NotAnObject,
+                },
+                At::InKey => {
+                    if self.escaped {
+                        self.escaped = false;
+                    } else if b == b'\\' {
+                        self.escaped = true;
+                    } else if b == b'"' {
+                        self.at = At::ExpectColon;
+                        continue;
+                    }
+                    if self.key.len() <= MAX_KEY {
+                        self.key.push(b);
+                    }
+                }
+                At::ExpectColon => match b {
+                    b':' => {
+                        self.value.clear();
+                        self.keep = matches!(&self.key[..], b"id" | b"method");
+                        self.depth = 0;
+                        self.in_string = false;
+                        self.escaped = false;
+                        self.at = At::InValue;
+                    }
+                    b if b.is_ascii_whitespace() => {}
+                    _ => self.at = At::NotAnObject,
+                },
+                At::InValue => self.value_byte(b),
+            }
+        }
     }
-    loop {
-        s.ws();
-        let Some(key) = s.string_span() else {
-            return info;
-        };
-        s.ws();
-        if !s.eat(b':') {
-            return info;
+
+    fn value_byte(&mut self, b: u8) {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_string = false;
+            }
+            self.keep_byte(b);
+            return;
         }
-        s.ws();
-        let start = s.i;
-        if !s.skip_value() {
-            return info;
-        }
-        let value = &bytes[start..s.i];
-        match key {
-            b"id" => info.id = serde_json::from_slice(value).ok(),
-            b"method" => info.method = serde_json::from_slice(value).ok(),
+        match b {
+            b'"' => self.in_string = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' if self.depth > 0 => self.depth -= 1,
+            b',' if self.depth == 0 => {
+                self.end_value();
+                self.at = At::ExpectKey;
+                return;
+            }
+            b'}' => {
+                self.end_value();
+                self.at = At::Done;
+                return;
+            }
             _ => {}
         }
-        if info.id.is_some() && info.method.is_some() {
-            return info;
+        self.keep_byte(b);
+    }
+
+    fn keep_byte(&mut self, b: u8) {
+        if self.keep {
+            if self.value.len() < MAX_VALUE {
+                self.value.push(b);
+            } else {
+                self.keep = false;
+            }
         }
-        s.ws();
-        if !s.eat(b',') {
-            return info;
+    }
+
+    fn end_value(&mut self) {
+        if !self.keep {
+            return;
         }
+        match &self.key[..] {
+            b"id" => self.info.id = serde_json::from_slice(&self.value).ok(),
+            b"method" => self.info.method = serde_json::from_slice(&self.value).ok(),
+            _ => {}
+        }
+    }
+
+    /// What was found; a value still open (cut off) is not taken.
+    pub fn finish(self) -> PrefixInfo {
+        self.info
     }
 }
 
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Scanner<'a> {
-    fn ws(&mut self) {
-        while self.i < self.b.len() && self.b[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// The raw contents of a string (escapes left in), or None if it is cut off.
-    fn string_span(&mut self) -> Option<&'a [u8]> {
-        if !self.eat(b'"') {
-            return None;
-        }
-        let start = self.i;
-        while self.i < self.b.len() {
-            match self.b[self.i] {
-                b'\\' => self.i += 2,
-                b'"' => {
-                    let span = &self.b[start..self.i];
-                    self.i += 1;
-                    return Some(span);
-                }
-                _ => self.i += 1,
-            }
-        }
-        None
-    }
-
-    /// Skips one complete value; false if it is cut off.
-    fn skip_value(&mut self) -> bool {
-        match self.b.get(self.i) {
-            None => false,
-            Some(b'"') => self.string_span().is_some(),
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                while self.i < self.b.len() {
-                    match self.b[self.i] {
-                        b'"' => {
-                            if self.string_span().is_none() {
-                                return false;
-                            }
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                return true;
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.i += 1;
-                }
-                false
-            }
-            Some(_) => {
-                while self.i < self.b.len() && !matches!(self.b[self.i], b',' | b'}' | b']') {
-                    if self.b[self.i].is_ascii_whitespace() {
-                        break;
-                    }
-                    self.i += 1;
-                }
-                // A scalar that runs to the end of the prefix may itself be cut off.
-                self.i < self.b.len()
-            }
-        }
-    }
+/// [`KeyScanner`] over one piece of bytes.
+pub fn scan_prefix(bytes: &[u8]) -> PrefixInfo {
+    let mut s = KeyScanner::default();
+    s.feed(bytes);
+    s.finish()
 }
 
 #[cfg(test)]
@@ -155,8 +185,27 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_off_number_is_not_taken() {
+    fn a_cut_off_value_is_not_taken() {
         assert_eq!(scan_prefix(br#"{"id":12"#).id, None);
         assert_eq!(scan_prefix(br#"[1,2"#), PrefixInfo::default());
+    }
+
+    #[test]
+    fn finds_an_id_written_after_a_huge_result_fed_in_pieces() {
+        let mut s = KeyScanner::default();
+        s.feed(br#"{"result":{"content":[{"type":"text","text":""#);
+        for _ in 0..1000 {
+            s.feed(br#"xxxxxxxx \"}],{[ ,"id":666 "#);
+        }
+        s.feed(br#""}]},"jsonrpc":"2.0","id":31}"#);
+        let info = s.finish();
+        assert_eq!(info.id, Some(RequestId::Int(31)));
+    }
+
+    #[test]
+    fn whitespace_and_carriage_returns_are_skipped_like_json_does() {
+        let p = scan_prefix(b"{ \"id\"\r\n : 5 ,\t\"method\" :\"x\"}");
+        assert_eq!(p.id, Some(RequestId::Int(5)));
+        assert_eq!(p.method.as_deref(), Some("x"));
     }
 }

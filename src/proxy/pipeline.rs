@@ -4,16 +4,19 @@
 //!
 //! Each `tools/call` gets one [`Call`] context when its access event is recorded; the context
 //! is consumed exactly once, by whichever end comes first: the server's response, the
-//! client's cancellation, the timeout, or the server's exit.
+//! client's cancellation, the timeout, the server's exit or the shutdown. A call that ended
+//! before the server answered is remembered for a while, so that a late answer is recorded too
+//! (the tool did run) instead of passing unaudited.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::json;
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use crate::audit::event::{AuditEvent, EventId, EventIds, EventType, Metadata, Outcome, RiskLevel};
 use crate::audit::writer::{Ack, AuditError, AuditSink};
@@ -21,9 +24,10 @@ use crate::config::Limits;
 use crate::error::Side;
 use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{
-    self, INTERNAL_ERROR, INVALID_PARAMS, REQUEST_TIMEOUT, error_response, notification,
+    self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT,
+    error_response, notification,
 };
-use crate::jsonrpc::{FrameError, Message, Parsed, RequestId, ResponseBody};
+use crate::jsonrpc::{BatchItem, FrameError, Message, Parsed, RequestId, ResponseBody};
 use crate::mcp::{
     AnyParams, CallToolParams, CallToolResultView, CancelledParams, Era, ErrorView, Implementation,
     InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
@@ -34,8 +38,8 @@ use crate::policy;
 pub const TOOLS_CALL: &str = "tools/call";
 /// MRTR states remembered per session for linking retries (oldest forgotten first).
 const MAX_OPEN_ROUNDS: usize = 1024;
-/// Ids answered by the proxy (timeouts) whose late server response must not reach the client.
-const MAX_TOMBSTONES: usize = 1024;
+/// Calls that ended before the server answered, remembered for their late answers.
+const MAX_ENDED: usize = 1024;
 /// Error texts kept per event, and characters per text.
 const MAX_ERROR_TEXTS: usize = 5;
 const MAX_ERROR_CHARS: usize = 1000;
@@ -47,18 +51,47 @@ pub struct Outbound {
     pub bytes: Bytes,
     /// Resolves when the audit event this message depends on is durable.
     pub ack: Ack,
-    /// If the event could not be recorded: the error to send the client instead.
+    /// If that event could not be made durable: what to do instead.
     pub if_unrecorded: Option<Unrecorded>,
 }
 
-/// What to do when a message's audit event fails to become durable.
-#[derive(Debug)]
+/// What replaces a message whose audit event failed to become durable.
 pub struct Unrecorded {
-    /// The error response for the client.
-    pub reply: Bytes,
-    /// The call whose access event failed (its context is dropped without an end event).
-    pub call: Option<RequestId>,
+    /// Builds the error response (or batch of them) for the client; only run on failure.
+    pub reply: Box<dyn FnOnce() -> Bytes + Send>,
+    /// Calls whose access event failed: their contexts are dropped, as they never started.
+    pub calls: Vec<RequestId>,
 }
+
+impl std::fmt::Debug for Unrecorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unrecorded")
+            .field("calls", &self.calls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answer to a call the audit trail cannot record, naming why.
+fn audit_refusal(id: &RequestId, why: &str) -> Refusal {
+    Refusal {
+        id: Some(id.clone()),
+        code: INTERNAL_ERROR,
+        message: format!(
+            "mcp-audit-proxy refused the call because the audit trail cannot record it ({why}); tell the operator to check the proxy's log and disk"
+        ),
+        event: None,
+    }
+}
+
+/// [`audit_refusal`] for an event the writer would not take, logged.
+fn refused_by_audit(id: &RequestId, e: &AuditError) -> Refusal {
+    tracing::error!(request_id = %id, error = %e, "tool call refused: audit trail unavailable");
+    audit_refusal(id, &e.to_string())
+}
+
+/// Why a message is answered with an error when its event could not be made durable.
+const START_UNRECORDED: &str = "its access event could not be made durable";
+const END_UNRECORDED: &str = "the end of the call could not be made durable; the tool did run";
 
 impl Outbound {
     /// A message that depends on no audit event.
@@ -95,6 +128,42 @@ pub struct SessionInfo {
     pub auth_method: &'static str,
 }
 
+/// An error the proxy answers in place of forwarding or delivering a message.
+#[derive(Debug, Clone)]
+struct Refusal {
+    id: Option<RequestId>,
+    code: i64,
+    message: String,
+    event: Option<EventId>,
+}
+
+impl Refusal {
+    fn line(&self) -> Bytes {
+        error_response(self.id.as_ref(), self.code, &self.message, self.data())
+    }
+
+    fn value(&self) -> Value {
+        serde_json::from_slice(&self.line()).unwrap_or(Value::Null)
+    }
+
+    fn data(&self) -> Option<Value> {
+        self.event.map(|e| json!({ "event_id": e.to_string() }))
+    }
+}
+
+/// A JSON array of batch elements, newline-terminated.
+fn batch_line<'a>(elements: impl IntoIterator<Item = Cow<'a, str>>) -> Bytes {
+    let mut out = String::from("[");
+    for (i, e) in elements.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&e);
+    }
+    out.push_str("]\n");
+    Bytes::from(out)
+}
+
 /// A `tools/call` in flight: everything its end event needs.
 #[derive(Debug)]
 struct Call {
@@ -110,12 +179,22 @@ struct Call {
     risk: RiskLevel,
 }
 
+/// Why a call ended before the server answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndedEarly {
+    /// The client cancelled it; a late answer is still the client's to see.
+    Cancelled,
+    /// The proxy answered the client with a timeout; a late answer must not reach it.
+    TimedOut,
+}
+
 /// Other client requests whose results teach the proxy about the session.
 #[derive(Debug, Clone, Copy)]
 enum Pending {
     Initialize,
     Discover,
     ToolsList,
+    Other,
 }
 
 #[derive(Debug, Default)]
@@ -123,22 +202,35 @@ struct State {
     client: Option<Implementation>,
     server: Option<Implementation>,
     negotiated: Option<String>,
-    calls: HashMap<RequestId, VecDeque<Call>>,
+    calls: HashMap<RequestId, Call>,
     pending: HashMap<RequestId, Pending>,
     annotations: HashMap<String, ToolAnnotations>,
     open_rounds: VecDeque<(String, EventId)>,
-    tombstones: VecDeque<RequestId>,
-    tombstone_set: HashSet<RequestId>,
+    ended: HashMap<RequestId, (Call, EndedEarly)>,
+    ended_order: VecDeque<RequestId>,
 }
 
 impl State {
-    fn take_call(&mut self, id: &RequestId) -> Option<Call> {
-        let queue = self.calls.get_mut(id)?;
-        let call = queue.pop_front();
-        if queue.is_empty() {
-            self.calls.remove(id);
+    /// MCP forbids reusing a request id in a session; an id still in play would make two
+    /// requests answerable by one response.
+    fn id_in_use(&self, id: &RequestId) -> bool {
+        self.calls.contains_key(id) || self.pending.contains_key(id) || self.ended.contains_key(id)
+    }
+
+    fn end_early(&mut self, call: Call, why: EndedEarly) {
+        if self.ended_order.len() >= MAX_ENDED
+            && let Some(old) = self.ended_order.pop_front()
+        {
+            self.ended.remove(&old);
         }
-        call
+        self.ended_order.push_back(call.request_id.clone());
+        self.ended.insert(call.request_id.clone(), (call, why));
+    }
+
+    fn take_ended(&mut self, id: &RequestId) -> Option<(Call, EndedEarly)> {
+        let ended = self.ended.remove(id)?;
+        self.ended_order.retain(|e| e != id);
+        Some(ended)
     }
 
     fn version_for(&self, meta_version: Option<&str>) -> (Option<String>, Era) {
@@ -163,25 +255,6 @@ impl State {
         let at = self.open_rounds.iter().rposition(|(k, _)| k == key)?;
         self.open_rounds.remove(at).map(|(_, id)| id)
     }
-
-    fn bury(&mut self, id: RequestId) {
-        if self.tombstones.len() >= MAX_TOMBSTONES
-            && let Some(old) = self.tombstones.pop_front()
-        {
-            self.tombstone_set.remove(&old);
-        }
-        self.tombstone_set.insert(id.clone());
-        self.tombstones.push_back(id);
-    }
-
-    fn unbury(&mut self, id: &RequestId) -> bool {
-        if self.tombstone_set.remove(id) {
-            self.tombstones.retain(|t| t != id);
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// How an MRTR retry finds the round it answers.
@@ -198,6 +271,23 @@ fn round_key(
             format!("tool:{tool}|{}", keys.join(","))
         }
     }
+}
+
+/// What the client side decided for one message.
+type Admission = Result<(Ack, Option<RequestId>), Refusal>;
+
+/// What the server side decided for one message.
+enum Delivery {
+    /// Pass it on once `ack` resolves; if the end event of call `unrecorded` fails to become
+    /// durable, that call is answered with an error instead.
+    Forward {
+        ack: Ack,
+        unrecorded: Option<RequestId>,
+    },
+    /// Do not pass it on.
+    Drop,
+    /// Answer this instead.
+    Replace(Refusal),
 }
 
 /// One connection's pipeline.
@@ -233,7 +323,7 @@ impl Pipeline {
 
     /// `tools/call` requests waiting for their end.
     pub fn in_flight(&self) -> usize {
-        self.state().calls.values().map(VecDeque::len).sum()
+        self.state().calls.len()
     }
 
     // ---------------------------------------------------------------- client → server
@@ -253,97 +343,160 @@ impl Pipeline {
             }
         };
         match parsed {
-            Parsed::Single(msg) => match self.client_message(&msg, line.len()) {
-                Ok((ack, if_unrecorded)) => Route::ToServer(Outbound {
-                    bytes: line,
+            Parsed::Single(msg) => match self.client_message(&msg) {
+                Ok((ack, opened)) => Route::ToServer(Outbound {
+                    bytes: line.clone(),
                     ack,
-                    if_unrecorded,
+                    if_unrecorded: opened.map(|id| Unrecorded {
+                        reply: Box::new({
+                            let refusal = audit_refusal(&id, START_UNRECORDED);
+                            move || refusal.line()
+                        }),
+                        calls: vec![id],
+                    }),
                 }),
-                Err(reply) => Route::ToClient(Outbound::now(reply)),
+                Err(refusal) => Route::ToClient(Outbound::now(refusal.line())),
             },
-            Parsed::Batch(items) => self.client_batch(line.clone(), items),
+            Parsed::Batch(items) => self.client_batch(line.clone(), &items),
         }
     }
 
     /// A batch is forwarded whole or refused whole, so the server never sees part of it.
-    fn client_batch(
-        &self,
-        line: Bytes,
-        items: Vec<Result<Message<'_>, message::Invalid>>,
-    ) -> Route {
-        let problem = items.iter().enumerate().find_map(|(i, item)| match item {
-            Err(invalid) => Some(format!("element {i}: {invalid}")),
-            Ok(Message::Request { method, params, .. }) if method == TOOLS_CALL => {
-                decode_call(*params)
-                    .err()
-                    .map(|e| format!("element {i}: invalid tools/call params: {e}"))
-            }
-            Ok(_) => None,
-        });
-        if let Some(problem) = problem {
+    fn client_batch(&self, line: Bytes, items: &[BatchItem<'_>]) -> Route {
+        if let Some(problem) = self.batch_problem(items) {
             tracing::warn!(problem = %problem, "batch from client refused");
-            let mut replies = Vec::new();
-            for item in &items {
-                let (id, code) = match item {
-                    Ok(Message::Request { id, method, params }) => {
-                        if method == TOOLS_CALL {
-                            self.refuse_call(id, *params, Side::Client, INVALID_PARAMS, &problem);
-                        }
-                        (Some(id), INVALID_PARAMS)
-                    }
-                    Err(invalid) => (invalid.id(), invalid.code()),
-                    Ok(_) => continue,
-                };
-                let reply = error_response(
-                    id,
-                    code,
-                    &format!("mcp-audit-proxy refused the whole batch: {problem}"),
-                    None,
-                );
-                replies
-                    .push(serde_json::from_slice::<serde_json::Value>(&reply).unwrap_or_default());
-            }
-            let mut out = serde_json::to_vec(&replies).unwrap_or_default();
-            out.push(b'\n');
-            return if replies.is_empty() {
-                Route::Drop
-            } else {
-                Route::ToClient(Outbound::now(Bytes::from(out)))
-            };
+            let message = format!("mcp-audit-proxy refused the whole batch: {problem}");
+            let replies = self.refuse_batch(items, INVALID_REQUEST, &message, |id, params| {
+                self.refuse_call(id, params, Side::Client, INVALID_REQUEST, &problem)
+            });
+            return replies.map_or(Route::Drop, |r| Route::ToClient(Outbound::now(r)));
         }
         let mut last = Ack::done();
-        let mut unrecorded = None;
-        for item in items.iter().flatten() {
-            match self.client_message(item, line.len()) {
-                Ok((ack, u)) => {
+        let mut opened = Vec::new();
+        for item in items {
+            let Ok(msg) = &item.message else { continue };
+            match self.client_message(msg) {
+                Ok((ack, call)) => {
                     if ack.is_pending() {
                         last = ack;
                     }
-                    unrecorded = unrecorded.or(u);
+                    opened.extend(call);
                 }
-                Err(reply) => {
-                    // Only an audit failure gets here; the call itself was valid.
-                    return Route::ToClient(Outbound::now(reply));
+                Err(refusal) => {
+                    // Everything else was checked: only the audit trail can refuse here. The
+                    // calls already opened in this batch end with it, never forwarded.
+                    let reason = format!("the batch was refused: {}", refusal.message);
+                    for id in &opened {
+                        self.end_unforwarded(id, &reason);
+                    }
+                    let replies =
+                        self.refuse_batch(items, refusal.code, &refusal.message, |_, _| None);
+                    return replies.map_or(Route::Drop, |r| Route::ToClient(Outbound::now(r)));
                 }
             }
         }
+        let if_unrecorded = (!opened.is_empty()).then(|| {
+            let message = audit_refusal(&opened[0], START_UNRECORDED).message;
+            let reply = self
+                .refuse_batch(items, INTERNAL_ERROR, &message, |_, _| None)
+                .unwrap_or_default();
+            Unrecorded {
+                reply: Box::new(move || reply),
+                calls: opened,
+            }
+        });
         Route::ToServer(Outbound {
             bytes: line,
             ack: last,
-            if_unrecorded: unrecorded,
+            if_unrecorded,
         })
     }
 
-    /// Classifies a client message; `Err` is the reply that replaces forwarding it.
-    fn client_message(
+    /// Why a batch cannot be forwarded as it is, if it cannot.
+    fn batch_problem(&self, items: &[BatchItem<'_>]) -> Option<String> {
+        let mut seen = HashSet::new();
+        let st = self.state();
+        items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| match &item.message {
+                Err(invalid) => Some(format!("element {i}: {invalid}")),
+                Ok(Message::Request { id, method, params }) => {
+                    if !seen.insert(id.clone()) || st.id_in_use(id) {
+                        Some(format!(
+                            "element {i}: request id {id} is already in use in this session"
+                        ))
+                    } else if method == TOOLS_CALL {
+                        decode_call(*params)
+                            .err()
+                            .map(|e| format!("element {i}: invalid tools/call params: {e}"))
+                    } else {
+                        None
+                    }
+                }
+                Ok(_) => None,
+            })
+    }
+
+    /// One error per element that expects an answer; `record` notes a refused `tools/call`.
+    fn refuse_batch(
         &self,
-        msg: &Message<'_>,
-        len: usize,
-    ) -> Result<(Ack, Option<Unrecorded>), Bytes> {
+        items: &[BatchItem<'_>],
+        code: i64,
+        message: &str,
+        record: impl Fn(&RequestId, Option<&RawValue>) -> Option<EventId>,
+    ) -> Option<Bytes> {
+        let replies: Vec<Cow<'_, str>> = items
+            .iter()
+            .filter_map(|item| {
+                let refusal = match &item.message {
+                    Ok(Message::Request { id, method, params }) => Refusal {
+                        id: Some(id.clone()),
+                        code,
+                        message: message.to_string(),
+                        event: if method == TOOLS_CALL {
+                            record(id, *params)
+                        } else {
+                            None
+                        },
+                    },
+                    Err(invalid) => Refusal {
+                        id: invalid.id().cloned(),
+                        code: invalid.code(),
+                        message: message.to_string(),
+                        event: None,
+                    },
+                    Ok(_) => return None,
+                };
+                Some(Cow::Owned(refusal.value().to_string()))
+            })
+            .collect();
+        (!replies.is_empty()).then(|| batch_line(replies))
+    }
+
+    /// Classifies a client message; `Err` is the answer that replaces forwarding it.
+    fn client_message(&self, msg: &Message<'_>) -> Admission {
         match msg {
             Message::Request { id, method, params } => {
+                if self.state().id_in_use(id) {
+                    let reason = format!("request id {id} is already in use in this session");
+                    tracing::warn!(request_id = %id, "request with an id in use refused");
+                    let event = (method == TOOLS_CALL)
+                        .then(|| {
+                            self.refuse_call(id, *params, Side::Client, INVALID_REQUEST, &reason)
+                        })
+                        .flatten();
+                    return Err(Refusal {
+                        id: Some(id.clone()),
+                        code: INVALID_REQUEST,
+                        message: format!(
+                            "mcp-audit-proxy refused the request: {reason} (MCP forbids reusing request ids)"
+                        ),
+                        event,
+                    });
+                }
                 let pending = match &**method {
-                    TOOLS_CALL => return self.begin_call(id, *params, len),
+                    TOOLS_CALL => return self.begin_call(id, *params),
                     "initialize" => {
                         if let Some(p) = params
                             && let Ok(init) = serde_json::from_str::<InitializeParams>(p.get())
@@ -352,15 +505,13 @@ impl Pipeline {
                             st.client = init.client_info.or(st.client.take());
                             st.negotiated = init.protocol_version.map(|v| v.into_owned());
                         }
-                        Some(Pending::Initialize)
+                        Pending::Initialize
                     }
-                    "server/discover" => Some(Pending::Discover),
-                    "tools/list" => Some(Pending::ToolsList),
-                    _ => None,
+                    "server/discover" => Pending::Discover,
+                    "tools/list" => Pending::ToolsList,
+                    _ => Pending::Other,
                 };
-                if let Some(pending) = pending {
-                    self.state().pending.insert(id.clone(), pending);
-                }
+                self.state().pending.insert(id.clone(), pending);
                 Ok((Ack::done(), None))
             }
             Message::Notification { method, params } if method == "notifications/cancelled" => {
@@ -376,24 +527,19 @@ impl Pipeline {
     }
 
     /// Records the access event of a `tools/call` and opens its context.
-    fn begin_call(
-        &self,
-        id: &RequestId,
-        params: Option<&RawValue>,
-        len: usize,
-    ) -> Result<(Ack, Option<Unrecorded>), Bytes> {
+    fn begin_call(&self, id: &RequestId, params: Option<&RawValue>) -> Admission {
         let p = match decode_call(params) {
             Ok(p) => p,
             Err(e) => {
                 let reason = format!("invalid tools/call params: {e}");
                 tracing::warn!(request_id = %id, error = %e, "undecodable tools/call refused");
-                let failure = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
-                return Err(error_response(
-                    Some(id),
-                    INVALID_PARAMS,
-                    &format!("mcp-audit-proxy refused the call: {reason}"),
-                    failure.map(|f| json!({ "event_id": f.to_string() })),
-                ));
+                let event = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
+                return Err(Refusal {
+                    id: Some(id.clone()),
+                    code: INVALID_PARAMS,
+                    message: format!("mcp-audit-proxy refused the call: {reason}"),
+                    event,
+                });
             }
         };
         let started = Instant::now();
@@ -446,15 +592,13 @@ impl Pipeline {
         };
         let ack = self
             .audit
-            .record(&event)
-            .map_err(|e| self.audit_refusal(id, &e))?;
-        tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, bytes = len, "tool call recorded");
+            .admit(&event)
+            .map_err(|e| refused_by_audit(id, &e))?;
+        tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, "tool call recorded");
         // Inserted after recording: no end can be recorded before its access event is queued.
-        self.state()
-            .calls
-            .entry(id.clone())
-            .or_default()
-            .push_back(Call {
+        self.state().calls.insert(
+            id.clone(),
+            Call {
                 access_id,
                 request_id: id.clone(),
                 tool: Some(p.name.into_owned()),
@@ -465,12 +609,9 @@ impl Pipeline {
                 user_agent,
                 tool_version,
                 risk,
-            });
-        let unrecorded = Unrecorded {
-            reply: self.audit_refusal_bytes(id, "its access event could not be made durable"),
-            call: Some(id.clone()),
-        };
-        Ok((ack, Some(unrecorded)))
+            },
+        );
+        Ok((ack, Some(id.clone())))
     }
 
     /// Records a refused call (access + failure, both `refused`); returns the failure's id.
@@ -518,150 +659,213 @@ impl Pipeline {
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
         access.metadata.arguments = params.map(ToOwned::to_owned);
-        let failure = self.call_event(
-            &call,
-            EventType::ToolFailure,
-            Outcome::Refused,
-            Some(Metadata {
-                error_code: Some(code),
-                failure_side: Some(side),
-                reason: Some(reason.to_string()),
-                ..Metadata::default()
-            }),
-        );
-        let failure_id = failure.event_id;
+        let failure = self.failure_event(&call, Outcome::Refused, side, Some(code), reason);
         for event in [&access, &failure] {
             if let Err(e) = self.audit.record(event) {
                 tracing::error!(error = %e, "refused tool call could not be recorded");
                 return None;
             }
         }
-        Some(failure_id)
-    }
-
-    fn audit_refusal(&self, id: &RequestId, e: &AuditError) -> Bytes {
-        tracing::error!(request_id = %id, error = %e, "tool call refused: audit trail unavailable");
-        self.audit_refusal_bytes(id, &e.to_string())
-    }
-
-    fn audit_refusal_bytes(&self, id: &RequestId, why: &str) -> Bytes {
-        error_response(
-            Some(id),
-            INTERNAL_ERROR,
-            &format!(
-                "mcp-audit-proxy refused the call because the audit trail cannot record it ({why}); tell the operator to check the proxy's log and disk"
-            ),
-            None,
-        )
+        Some(failure.event_id)
     }
 
     /// Ends a call the client cancelled; the notification itself is forwarded.
     fn cancel(&self, id: &RequestId, reason: Option<&str>) {
-        let Some(call) = self.state().take_call(id) else {
+        let call = {
+            let mut st = self.state();
+            // A cancelled request of another kind may never be answered: forget it.
+            st.pending.remove(id);
+            st.calls.remove(id)
+        };
+        let Some(call) = call else {
             return;
         };
         let why = match reason {
             Some(r) => format!("cancelled by the client: {r}"),
             None => "cancelled by the client".to_string(),
         };
-        let event = self.call_event(
-            &call,
-            EventType::ToolFailure,
-            Outcome::Cancelled,
-            Some(Metadata {
-                failure_side: Some(Side::Client),
-                reason: Some(why),
-                ..Metadata::default()
-            }),
-        );
+        let event = self.failure_event(&call, Outcome::Cancelled, Side::Client, None, &why);
         if let Err(e) = self.audit.record(&event) {
             tracing::error!(error = %e, request_id = %id, "cancellation could not be recorded");
         }
+        self.state().end_early(call, EndedEarly::Cancelled);
     }
 
-    /// Drops the context of a call whose access event failed after it was queued.
-    pub fn abandon(&self, id: &RequestId) {
-        self.state().take_call(id);
+    /// Ends a call that was refused after its access event was queued (never forwarded).
+    fn end_unforwarded(&self, id: &RequestId, reason: &str) {
+        let Some(call) = self.state().calls.remove(id) else {
+            return;
+        };
+        let event = self.failure_event(&call, Outcome::Refused, Side::Internal, None, reason);
+        if let Err(e) = self.audit.record(&event) {
+            tracing::error!(error = %e, request_id = %id, "refusal could not be recorded");
+        }
+    }
+
+    /// Drops the contexts of calls whose access event failed after being queued: the journal
+    /// is broken, so no end event can be written either.
+    pub fn abandon(&self, ids: &[RequestId]) {
+        let mut st = self.state();
+        for id in ids {
+            st.calls.remove(id);
+        }
     }
 
     /// Handles a line from the client that could not be framed.
     pub fn client_frame_error(&self, e: &FrameError) -> Route {
         tracing::warn!(error = %e, "message from client refused");
-        let (id, method) = match e {
-            FrameError::Oversized { prefix, .. } => (prefix.id.as_ref(), prefix.method.as_deref()),
-            FrameError::InvalidUtf8 { .. } => (None, None),
-        };
+        let prefix = e.prefix();
+        let id = prefix.and_then(|p| p.id.clone());
+        let method = prefix.and_then(|p| p.method.as_deref());
         let code = match e {
-            FrameError::Oversized { .. } => message::INVALID_REQUEST,
-            FrameError::InvalidUtf8 { .. } => message::PARSE_ERROR,
+            FrameError::InvalidUtf8 { .. } => PARSE_ERROR,
+            FrameError::Oversized { .. } | FrameError::EmbeddedCarriageReturn { .. } => {
+                INVALID_REQUEST
+            }
         };
-        let reason = format!("mcp-audit-proxy refused the message: {e}");
-        let mut data = None;
-        if let (Some(id), Some(TOOLS_CALL)) = (id, method)
-            && let Some(failure) = self.refuse_call(id, None, Side::Client, code, &e.to_string())
-        {
-            data = Some(json!({ "event_id": failure.to_string() }));
-        }
-        Route::ToClient(Outbound::now(error_response(id, code, &reason, data)))
+        let event = match (&id, method) {
+            (Some(id), Some(TOOLS_CALL)) => {
+                self.refuse_call(id, None, Side::Client, code, &e.to_string())
+            }
+            _ => None,
+        };
+        let refusal = Refusal {
+            id,
+            code,
+            message: format!("mcp-audit-proxy refused the message: {e}"),
+            event,
+        };
+        Route::ToClient(Outbound::now(refusal.line()))
     }
 
     // ---------------------------------------------------------------- server → client
 
     /// Routes one line from the server.
     pub fn from_server(&self, line: Bytes) -> Route {
+        let size = trim_line_end(&line).len();
         match message::parse(&line) {
             Err(invalid) => {
                 tracing::warn!(error = %invalid, bytes = line.len(), "invalid message from server dropped");
                 Route::Drop
             }
-            Ok(Parsed::Single(msg)) => self.server_message(line.clone(), &msg),
-            Ok(Parsed::Batch(items)) => {
-                let mut last = Outbound::now(line.clone());
-                for item in &items {
-                    match item {
-                        Ok(msg) => {
-                            if let Route::ToClient(out) = self.server_message(line.clone(), msg)
-                                && out.ack.is_pending()
-                            {
-                                last = out;
-                            }
-                        }
-                        Err(invalid) => {
-                            tracing::warn!(error = %invalid, "invalid element in a batch from server")
-                        }
-                    }
+            Ok(Parsed::Single(msg)) => match self.server_message(&msg, size) {
+                Delivery::Forward { ack, unrecorded } => Route::ToClient(Outbound {
+                    bytes: line.clone(),
+                    ack,
+                    if_unrecorded: unrecorded.map(|id| Unrecorded {
+                        reply: Box::new(move || audit_refusal(&id, END_UNRECORDED).line()),
+                        calls: Vec::new(),
+                    }),
+                }),
+                Delivery::Drop => Route::Drop,
+                Delivery::Replace(refusal) => Route::ToClient(Outbound::now(refusal.line())),
+            },
+            Ok(Parsed::Batch(items)) => self.server_batch(line.clone(), &items),
+        }
+    }
+
+    /// A batch from the server: each element decided on its own; the batch is rebuilt only
+    /// when an element is dropped or replaced.
+    fn server_batch(&self, line: Bytes, items: &[BatchItem<'_>]) -> Route {
+        let mut kept: Vec<Cow<'_, str>> = Vec::new();
+        let mut if_unrecorded: Vec<Cow<'_, str>> = Vec::new();
+        let mut any_unrecorded = false;
+        let mut changed = false;
+        let mut last = Ack::done();
+        for item in items {
+            let raw = Cow::Borrowed(item.raw.get());
+            let delivery = match &item.message {
+                Ok(msg) => self.server_message(msg, item.raw.get().len()),
+                Err(invalid) => {
+                    tracing::warn!(error = %invalid, "invalid element of a batch from server dropped");
+                    Delivery::Drop
                 }
-                Route::ToClient(last)
+            };
+            match delivery {
+                Delivery::Forward { ack, unrecorded } => {
+                    if ack.is_pending() {
+                        last = ack;
+                    }
+                    match unrecorded {
+                        Some(id) => {
+                            any_unrecorded = true;
+                            let value = audit_refusal(&id, END_UNRECORDED).value();
+                            if_unrecorded.push(Cow::Owned(value.to_string()));
+                        }
+                        None => if_unrecorded.push(raw.clone()),
+                    }
+                    kept.push(raw);
+                }
+                Delivery::Drop => changed = true,
+                Delivery::Replace(r) => {
+                    changed = true;
+                    let value: Cow<'_, str> = Cow::Owned(r.value().to_string());
+                    if_unrecorded.push(value.clone());
+                    kept.push(value);
+                }
             }
         }
-    }
-
-    fn server_message(&self, line: Bytes, msg: &Message<'_>) -> Route {
-        let Message::Response { id: Some(id), body } = msg else {
-            return Route::ToClient(Outbound::now(line));
-        };
-        let mut st = self.state();
-        if let Some(call) = st.take_call(id) {
-            drop(st);
-            return self.end_call(call, line, *body);
-        }
-        if st.unbury(id) {
-            tracing::debug!(request_id = %id, "late response to a timed-out call dropped");
+        if kept.is_empty() {
             return Route::Drop;
         }
-        if let (Some(pending), ResponseBody::Result(result)) = (st.pending.remove(id), body) {
-            learn(&mut st, pending, result);
-        }
-        Route::ToClient(Outbound::now(line))
+        Route::ToClient(Outbound {
+            bytes: if changed { batch_line(kept) } else { line },
+            ack: last,
+            if_unrecorded: any_unrecorded.then(|| {
+                let reply = batch_line(if_unrecorded);
+                Unrecorded {
+                    reply: Box::new(move || reply),
+                    calls: Vec::new(),
+                }
+            }),
+        })
     }
 
-    fn end_call(&self, call: Call, line: Bytes, body: ResponseBody<'_>) -> Route {
-        let output_size = trim_line_end(&line).len() as u64;
+    fn server_message(&self, msg: &Message<'_>, size: usize) -> Delivery {
+        let Message::Response { id: Some(id), body } = msg else {
+            return Delivery::Forward {
+                ack: Ack::done(),
+                unrecorded: None,
+            };
+        };
+        let mut st = self.state();
+        if let Some(call) = st.calls.remove(id) {
+            drop(st);
+            return self.end_call(&call, size, *body);
+        }
+        if let Some((call, why)) = st.take_ended(id) {
+            drop(st);
+            return self.late_answer(&call, why, size, *body);
+        }
+        match st.pending.remove(id) {
+            Some(pending) => {
+                if let ResponseBody::Result(result) = body {
+                    learn(&mut st, pending, result);
+                }
+            }
+            None => {
+                tracing::warn!(request_id = %id, "response from the server to no request of the client; forwarded");
+            }
+        }
+        Delivery::Forward {
+            ack: Ack::done(),
+            unrecorded: None,
+        }
+    }
+
+    /// What a response says about its call: the end event's type, outcome and measurements,
+    /// and the MRTR round key when the server asks for input.
+    fn describe(
+        &self,
+        call: &Call,
+        size: usize,
+        body: ResponseBody<'_>,
+    ) -> (EventType, Outcome, Metadata, Option<String>) {
         let mut meta = Metadata {
-            output_size_bytes: Some(output_size),
+            output_size_bytes: Some(size as u64),
             ..Metadata::default()
         };
-        let (event_type, outcome) = match body {
+        match body {
             ResponseBody::Result(raw) => {
                 match serde_json::from_str::<CallToolResultView>(raw.get()) {
                     Ok(view) => {
@@ -669,6 +873,9 @@ impl Pipeline {
                             if !meta.content_types.iter().any(|t| *t == c.kind) {
                                 meta.content_types.push(c.kind.to_string());
                             }
+                        }
+                        if let Some(requests) = &view.input_requests {
+                            meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
                         }
                         let outcome = match view.result_type.as_deref() {
                             Some("input_required") => Outcome::InputRequired,
@@ -685,19 +892,20 @@ impl Pipeline {
                             }
                             _ => Outcome::Success,
                         };
-                        if let Some(requests) = &view.input_requests {
-                            meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
-                        }
-                        if outcome == Outcome::InputRequired {
-                            // Linked to its retry when the retry arrives (by requestState, else by keys).
+                        let round = (outcome == Outcome::InputRequired).then(|| {
                             meta.reason =
                                 Some("the server asked the client for input (MRTR)".into());
-                        }
-                        (EventType::ToolExecution, outcome)
+                            round_key(
+                                call.tool.as_deref().unwrap_or_default(),
+                                view.request_state.as_deref(),
+                                meta.input_requests.iter().cloned(),
+                            )
+                        });
+                        (EventType::ToolExecution, outcome, meta, round)
                     }
                     Err(e) => {
                         meta.reason = Some(format!("result is not a readable CallToolResult: {e}"));
-                        (EventType::ToolExecution, Outcome::Success)
+                        (EventType::ToolExecution, Outcome::Success, meta, None)
                     }
                 }
             }
@@ -711,57 +919,74 @@ impl Pipeline {
                         .collect();
                 }
                 meta.failure_side = Some(Side::Upstream);
-                (EventType::ToolFailure, Outcome::JsonrpcError)
+                (EventType::ToolFailure, Outcome::JsonrpcError, meta, None)
             }
-        };
-        let round_key_for = (outcome == Outcome::InputRequired).then(|| {
-            let view = match body {
-                ResponseBody::Result(raw) => {
-                    serde_json::from_str::<CallToolResultView>(raw.get()).ok()
-                }
-                ResponseBody::Error(_) => None,
-            };
-            let state = view
-                .as_ref()
-                .and_then(|v| v.request_state.as_deref().map(str::to_string));
-            round_key(
-                call.tool.as_deref().unwrap_or_default(),
-                state.as_deref(),
-                meta.input_requests.iter().cloned(),
-            )
-        });
-        let event = self.call_event(&call, event_type, outcome, Some(meta));
-        if let Some(key) = round_key_for {
+        }
+    }
+
+    fn end_call(&self, call: &Call, size: usize, body: ResponseBody<'_>) -> Delivery {
+        let (event_type, outcome, meta, round) = self.describe(call, size, body);
+        let event = self.call_event(call, event_type, outcome, Some(meta));
+        if let Some(key) = round {
+            // Linked to its retry when the retry arrives (by requestState, else by keys).
             self.state().remember_round(key, event.event_id);
         }
-        let if_unrecorded = Some(Unrecorded {
-            reply: self.audit_refusal_bytes(
-                &call.request_id,
-                "the end of the call could not be recorded; the tool did run",
-            ),
-            call: None,
-        });
         match self.audit.record(&event) {
-            Ok(ack) => Route::ToClient(Outbound {
-                bytes: line,
+            Ok(ack) => Delivery::Forward {
                 ack,
-                if_unrecorded,
-            }),
-            Err(e) => Route::ToClient(Outbound::now(self.audit_refusal(&call.request_id, &e))),
+                unrecorded: Some(call.request_id.clone()),
+            },
+            Err(e) => Delivery::Replace(refused_by_audit(&call.request_id, &e)),
+        }
+    }
+
+    /// The server answered a call that had already ended: the tool ran, so it is recorded.
+    fn late_answer(
+        &self,
+        call: &Call,
+        why: EndedEarly,
+        size: usize,
+        body: ResponseBody<'_>,
+    ) -> Delivery {
+        let (event_type, outcome, mut meta, _) = self.describe(call, size, body);
+        meta.reason = Some(
+            match why {
+                EndedEarly::Cancelled => {
+                    "the server answered after the client cancelled the call; the answer was forwarded"
+                }
+                EndedEarly::TimedOut => {
+                    "the server answered after the call timed out in the proxy; the answer was not forwarded (the client had the timeout error)"
+                }
+            }
+            .into(),
+        );
+        tracing::info!(request_id = %call.request_id, "late answer recorded");
+        let event = self.call_event(call, event_type, outcome, Some(meta));
+        let recorded = self.audit.record(&event);
+        match (why, recorded) {
+            (EndedEarly::TimedOut, _) => Delivery::Drop,
+            (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
+                ack,
+                unrecorded: None,
+            },
+            (EndedEarly::Cancelled, Err(e)) => {
+                tracing::error!(error = %e, "late answer could not be recorded");
+                Delivery::Drop
+            }
         }
     }
 
     /// Handles a line from the server that could not be framed.
     pub fn server_frame_error(&self, e: &FrameError) -> Route {
         tracing::warn!(error = %e, "message from server dropped");
-        let FrameError::Oversized { prefix, .. } = e else {
+        // A response (an id and no method) to a call in flight: fail that call visibly.
+        let Some(prefix) = e.prefix() else {
             return Route::Drop;
         };
-        // A response (an id and no method) to a call in flight: fail that call visibly.
         let (Some(id), None) = (&prefix.id, &prefix.method) else {
             return Route::Drop;
         };
-        let Some(call) = self.state().take_call(id) else {
+        let Some(call) = self.state().calls.remove(id) else {
             return Route::Drop;
         };
         let reason = format!("the server's response was refused: {e}");
@@ -777,30 +1002,20 @@ impl Pipeline {
         code: i64,
         reason: String,
     ) -> Outbound {
-        let event = self.call_event(
-            call,
-            EventType::ToolFailure,
-            outcome,
-            Some(Metadata {
-                failure_side: Some(Side::Upstream),
-                error_code: Some(code),
-                reason: Some(reason.clone()),
-                ..Metadata::default()
-            }),
-        );
-        let reply = error_response(
-            Some(&call.request_id),
+        let event = self.failure_event(call, outcome, Side::Upstream, Some(code), &reason);
+        let refusal = Refusal {
+            id: Some(call.request_id.clone()),
             code,
-            &format!("mcp-audit-proxy: {reason}"),
-            Some(json!({ "event_id": event.event_id.to_string() })),
-        );
+            message: format!("mcp-audit-proxy: {reason}"),
+            event: Some(event.event_id),
+        };
         match self.audit.record(&event) {
             Ok(ack) => Outbound {
-                bytes: reply,
+                bytes: refusal.line(),
                 ack,
                 if_unrecorded: None,
             },
-            Err(err) => Outbound::now(self.audit_refusal(&call.request_id, &err)),
+            Err(err) => Outbound::now(refused_by_audit(&call.request_id, &err).line()),
         }
     }
 
@@ -808,32 +1023,20 @@ impl Pipeline {
 
     /// The earliest call deadline, for the timer.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.state()
-            .calls
-            .values()
-            .flatten()
-            .filter_map(|c| c.deadline)
-            .min()
+        self.state().calls.values().filter_map(|c| c.deadline).min()
     }
 
     /// Fails calls past their deadline: a reply for the client and a cancellation for the server.
     pub fn expire(&self, now: Instant) -> Vec<(Outbound, Bytes)> {
         let expired: Vec<Call> = {
             let mut st = self.state();
-            let mut out = Vec::new();
-            for queue in st.calls.values_mut() {
-                while queue
-                    .front()
-                    .is_some_and(|c| c.deadline.is_some_and(|d| d <= now))
-                {
-                    out.extend(queue.pop_front());
-                }
-            }
-            st.calls.retain(|_, q| !q.is_empty());
-            for call in &out {
-                st.bury(call.request_id.clone());
-            }
-            out
+            let ids: Vec<RequestId> = st
+                .calls
+                .iter()
+                .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| st.calls.remove(id)).collect()
         };
         expired
             .into_iter()
@@ -848,31 +1051,23 @@ impl Pipeline {
                     "notifications/cancelled",
                     json!({ "requestId": call.request_id, "reason": "timed out in mcp-audit-proxy" }),
                 );
+                self.state().end_early(call, EndedEarly::TimedOut);
                 (reply, cancel)
             })
             .collect()
     }
 
-    /// Fails every call in flight (the server is gone); returns the acks to await.
-    pub fn end_all(&self, outcome: Outcome, reason: &str) -> Vec<Ack> {
+    /// Fails every call in flight (the session is over); returns the acks to await.
+    pub fn end_all(&self, outcome: Outcome, side: Side, reason: &str) -> Vec<Ack> {
         let calls: Vec<Call> = {
             let mut st = self.state();
             st.pending.clear();
-            st.calls.drain().flat_map(|(_, q)| q).collect()
+            st.calls.drain().map(|(_, c)| c).collect()
         };
         calls
-            .into_iter()
+            .iter()
             .filter_map(|call| {
-                let event = self.call_event(
-                    &call,
-                    EventType::ToolFailure,
-                    outcome,
-                    Some(Metadata {
-                        failure_side: Some(Side::Upstream),
-                        reason: Some(reason.to_string()),
-                        ..Metadata::default()
-                    }),
-                );
+                let event = self.failure_event(call, outcome, side, None, reason);
                 self.audit
                     .record(&event)
                     .inspect_err(|e| tracing::error!(error = %e, "failure of an in-flight call could not be recorded"))
@@ -881,7 +1076,28 @@ impl Pipeline {
             .collect()
     }
 
-    /// An end event of `call`, linked to its access event; `extra` adds the end's measurements.
+    fn failure_event(
+        &self,
+        call: &Call,
+        outcome: Outcome,
+        side: Side,
+        code: Option<i64>,
+        reason: &str,
+    ) -> AuditEvent {
+        self.call_event(
+            call,
+            EventType::ToolFailure,
+            outcome,
+            Some(Metadata {
+                failure_side: Some(side),
+                error_code: code,
+                reason: Some(reason.to_string()),
+                ..Metadata::default()
+            }),
+        )
+    }
+
+    /// An event of `call`, linked to its access event; `extra` adds the end's measurements.
     fn call_event(
         &self,
         call: &Call,
@@ -946,5 +1162,6 @@ fn learn(st: &mut State, pending: Pending, result: &RawValue) {
                 }
             }
         }
+        Pending::Other => {}
     }
 }

@@ -4,18 +4,25 @@
 //! Four tasks move bytes (client reader, server writer, server reader, client writer), a timer
 //! expires calls, and the supervisor owns the child. A writer task awaits each message's audit
 //! ack before writing it, so order is kept and, in `sync` mode, nothing reaches the other side
-//! before its event is durable. Shutdown: client EOF or a signal closes the server's stdin,
-//! waits `limits.shutdown_grace_ms`, sends SIGTERM, waits again, then kills; calls still in
-//! flight are failed with their events; the proxy exits with the server's status.
+//! before its event is durable.
+//!
+//! Shutdown: when the client closes its input (or goes away, or a signal comes), the client
+//! reader and the timer stop; the server writer delivers what they queued and closes the
+//! server's stdin; the supervisor waits `limits.shutdown_grace_ms`, sends SIGTERM to the
+//! server's process group, waits again, then SIGKILL. What the server still says is recorded
+//! and delivered; calls left in flight get their failure events; the proxy exits with the
+//! server's status.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -26,6 +33,7 @@ use super::pipeline::{Outbound, Pipeline, Route, SessionInfo};
 use crate::audit::event::Outcome;
 use crate::audit::writer::AuditSink;
 use crate::config::Config;
+use crate::error::Side;
 use crate::jsonrpc::{FrameError, LineFramer};
 
 /// Messages queued per direction before readers wait (backpressure).
@@ -57,6 +65,54 @@ pub enum StdioError {
     /// Waiting for the server failed.
     #[error("lost track of the MCP server process: {0}")]
     Wait(io::Error),
+}
+
+/// Why the session is being shut down (first reason wins).
+#[derive(Debug, Clone, Copy)]
+enum StopReason {
+    ClientClosed,
+    ClientGone,
+    Signal(&'static str),
+}
+
+/// The shutdown trigger, with its reason.
+#[derive(Debug, Clone, Default)]
+struct Stop {
+    token: CancellationToken,
+    why: Arc<OnceLock<StopReason>>,
+}
+
+impl Stop {
+    fn stop(&self, why: StopReason) {
+        let _ = self.why.set(why);
+        self.token.cancel();
+    }
+
+    /// How calls still in flight end: the session stopped, or the server went away.
+    fn outcome(&self, server: &str) -> (Outcome, Side, String) {
+        match self.why.get() {
+            None => (
+                Outcome::ServerExit,
+                Side::Upstream,
+                format!("the server {server} before answering"),
+            ),
+            Some(StopReason::ClientClosed) => (
+                Outcome::Shutdown,
+                Side::Client,
+                format!("the client closed the connection before the answer; the server {server}"),
+            ),
+            Some(StopReason::ClientGone) => (
+                Outcome::Shutdown,
+                Side::Client,
+                format!("the client stopped reading before the answer; the server {server}"),
+            ),
+            Some(StopReason::Signal(name)) => (
+                Outcome::Shutdown,
+                Side::Internal,
+                format!("the proxy was stopped by {name} before the answer; the server {server}"),
+            ),
+        }
+    }
 }
 
 /// Runs the proxy between this process's stdin/stdout and a spawned server until either ends.
@@ -91,15 +147,18 @@ pub async fn run_with(
     let (program, args) = command.split_first().ok_or_else(|| StdioError::NoCommand {
         config: config.source.clone(),
     })?;
-    let mut command_builder = Command::new(program);
+    let mut builder = Command::new(program);
     if let Some(cwd) = &config.upstream.cwd {
-        command_builder.current_dir(cwd);
+        builder.current_dir(cwd);
     }
-    let mut child = command_builder
+    // Its own process group: wrappers (npx, uvx, sh -c) start the real server as a child, and
+    // the shutdown signals must reach it too.
+    let mut child = builder
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| StdioError::Spawn {
@@ -126,47 +185,49 @@ pub async fn run_with(
 
     let (to_server, to_server_rx) = mpsc::channel::<Outbound>(QUEUE);
     let (to_client, to_client_rx) = mpsc::channel::<Outbound>(QUEUE);
-    // `stop`: the client is gone or a signal came; `done`: flush what is queued and end.
-    let stop = CancellationToken::new();
+    let stop = Stop::default();
+    // `done`: the session is over; the client writer flushes what is queued and ends.
     let done = CancellationToken::new();
 
-    let routes = Routes {
-        to_server: to_server.clone(),
+    // Only the client reader and the timer can write to the server: when both have stopped,
+    // the server writer has delivered everything and closes the server's stdin.
+    let client_routes = Routes {
+        to_server: Some(to_server.clone()),
         to_client: to_client.clone(),
     };
-    let client_done = stop.clone();
     let client_reader = reader(
         client_in,
         pipeline.clone(),
         Peer::Client,
-        routes.clone(),
+        client_routes.clone(),
         max,
-        Some(stop.clone()),
+        Some(stop.token.clone()),
     );
+    let client_stop = stop.clone();
     tokio::spawn(
         async move {
-            client_reader.await;
-            // The client is gone (or a signal came): begin the shutdown.
-            client_done.cancel();
+            if client_reader.await {
+                client_stop.stop(StopReason::ClientClosed);
+            } else {
+                client_stop.stop(StopReason::ClientGone);
+            }
         }
         .instrument(span.clone()),
     );
     tokio::spawn(
-        server_writer(
-            server_in,
-            to_server_rx,
-            to_client.clone(),
-            pipeline.clone(),
-            stop.clone(),
-        )
-        .instrument(span.clone()),
+        server_writer(server_in, to_server_rx, to_client.clone(), pipeline.clone())
+            .instrument(span.clone()),
     );
+    let server_routes = Routes {
+        to_server: None,
+        to_client: to_client.clone(),
+    };
     let server_reader = tokio::spawn(
         reader(
             server_out,
             pipeline.clone(),
             Peer::Server,
-            routes.clone(),
+            server_routes,
             max,
             None,
         )
@@ -176,11 +237,13 @@ pub async fn run_with(
         client_writer(client_out, to_client_rx, done.clone(), stop.clone())
             .instrument(span.clone()),
     );
-    let timer = tokio::spawn(timer(pipeline.clone(), routes).instrument(span.clone()));
+    tokio::spawn(
+        timer(pipeline.clone(), client_routes, stop.token.clone()).instrument(span.clone()),
+    );
     tokio::spawn(stop_on_signal(stop.clone()));
     drop((to_server, to_client));
 
-    let status = supervise(&mut child, &stop, config.limits.shutdown_grace)
+    let status = supervise(&mut child, &stop.token, config.limits.shutdown_grace)
         .await
         .map_err(StdioError::Wait)?;
     let described = describe(status);
@@ -193,13 +256,10 @@ pub async fn run_with(
     {
         tracing::warn!(parent: &span, "server output still open after exit (a child process of the server holds it); not waiting longer");
     }
-    timer.abort();
-    let acks = pipeline.end_all(
-        Outcome::ServerExit,
-        &format!("the server {described} before answering"),
-    );
+    let (outcome, side, reason) = stop.outcome(&described);
+    let acks = pipeline.end_all(outcome, side, &reason);
     if !acks.is_empty() {
-        tracing::warn!(parent: &span, calls = acks.len(), "tool calls in flight failed: server exited");
+        tracing::warn!(parent: &span, calls = acks.len(), reason = %reason, "tool calls in flight failed");
     }
     for ack in acks {
         if let Err(e) = ack.wait().await {
@@ -219,7 +279,7 @@ pub async fn run_with(
 /// The senders a reader routes into.
 #[derive(Clone)]
 struct Routes {
-    to_server: mpsc::Sender<Outbound>,
+    to_server: Option<mpsc::Sender<Outbound>>,
     to_client: mpsc::Sender<Outbound>,
 }
 
@@ -227,7 +287,10 @@ impl Routes {
     /// Queues a routed message; false when the destination is gone.
     async fn send(&self, route: Route) -> bool {
         match route {
-            Route::ToServer(out) => self.to_server.send(out).await.is_ok(),
+            Route::ToServer(out) => match &self.to_server {
+                Some(tx) => tx.send(out).await.is_ok(),
+                None => false,
+            },
             Route::ToClient(out) => self.to_client.send(out).await.is_ok(),
             Route::Drop => true,
         }
@@ -250,7 +313,8 @@ fn route(pipeline: &Pipeline, from: Peer, frame: Result<Bytes, FrameError>) -> R
     }
 }
 
-/// Frames one peer's output and routes every line, until EOF, an error or `stop`.
+/// Frames one peer's output and routes every line, until EOF, an error or `stop`; returns
+/// whether it ended at the peer's EOF.
 ///
 /// The server's reader ignores `stop` and a gone client: what the server still says must be
 /// recorded (and delivered while the client listens) until its output closes.
@@ -261,7 +325,7 @@ async fn reader(
     routes: Routes,
     max: usize,
     stop: Option<CancellationToken>,
-) {
+) -> bool {
     let peer = match from {
         Peer::Client => "client",
         Peer::Server => "server",
@@ -270,13 +334,13 @@ async fn reader(
     loop {
         while let Some(frame) = framer.next_frame().transpose() {
             if !routes.send(route(&pipeline, from, frame)).await && from == Peer::Client {
-                return;
+                return false;
             }
         }
         let read = match &stop {
             Some(stop) => tokio::select! {
                 r = input.read_buf(framer.read_buf()) => r,
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => return false,
             },
             None => input.read_buf(framer.read_buf()).await,
         };
@@ -286,71 +350,46 @@ async fn reader(
                     routes.send(route(&pipeline, from, frame)).await;
                 }
                 tracing::info!(peer, "input closed");
-                return;
+                return true;
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(peer, error = %e, "reading failed");
-                return;
+                return false;
             }
         }
     }
 }
 
-/// Writes to the server in order, each message once its audit event is durable.
+/// Writes to the server in order, each message once its audit event is durable; closes the
+/// server's stdin when everything the client reader and the timer queued is delivered.
 async fn server_writer(
     mut server_in: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Outbound>,
     to_client: mpsc::Sender<Outbound>,
     pipeline: Arc<Pipeline>,
-    stop: CancellationToken,
 ) {
     let mut open = true;
-    loop {
-        let out = tokio::select! {
-            biased;
-            m = rx.recv() => match m {
-                Some(m) => m,
-                None => break,
-            },
-            _ = stop.cancelled() => {
-                while let Ok(m) = rx.try_recv() {
-                    deliver_to_server(&mut server_in, &mut open, m, &to_client, &pipeline).await;
+    while let Some(out) = rx.recv().await {
+        match out.ack.wait().await {
+            Ok(()) => {
+                if open && let Err(e) = server_in.write_all(&out.bytes).await {
+                    // The server is gone; its exit ends the session and fails the calls in flight.
+                    tracing::warn!(error = %e, "writing to the server failed");
+                    open = false;
                 }
-                break;
             }
-        };
-        deliver_to_server(&mut server_in, &mut open, out, &to_client, &pipeline).await;
+            Err(e) => {
+                tracing::error!(error = %e, "message not forwarded: its audit event is not durable");
+                if let Some(u) = out.if_unrecorded {
+                    pipeline.abandon(&u.calls);
+                    let _ = to_client.send(Outbound::now((u.reply)())).await;
+                }
+            }
+        }
     }
-    // Dropping the pipe is the server's EOF.
+    // Closing the pipe is the server's EOF.
     let _ = server_in.shutdown().await;
-}
-
-async fn deliver_to_server(
-    server_in: &mut (impl AsyncWrite + Unpin),
-    open: &mut bool,
-    out: Outbound,
-    to_client: &mpsc::Sender<Outbound>,
-    pipeline: &Pipeline,
-) {
-    match out.ack.wait().await {
-        Ok(()) => {
-            if *open && let Err(e) = server_in.write_all(&out.bytes).await {
-                // The server is gone; its exit ends the session and fails the calls in flight.
-                tracing::warn!(error = %e, "writing to the server failed");
-                *open = false;
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "message not forwarded: its audit event is not durable");
-            if let Some(u) = out.if_unrecorded {
-                if let Some(id) = &u.call {
-                    pipeline.abandon(id);
-                }
-                let _ = to_client.send(Outbound::now(u.reply)).await;
-            }
-        }
-    }
 }
 
 /// Writes to the client in order, each message once its audit event is durable.
@@ -358,7 +397,7 @@ async fn client_writer(
     mut client_out: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Outbound>,
     done: CancellationToken,
-    stop: CancellationToken,
+    stop: Stop,
 ) {
     loop {
         let out = tokio::select! {
@@ -377,7 +416,7 @@ async fn client_writer(
             Err(e) => {
                 tracing::error!(error = %e, "server message withheld: its audit event is not durable");
                 match out.if_unrecorded {
-                    Some(u) => u.reply,
+                    Some(u) => (u.reply)(),
                     None => out.bytes,
                 }
             }
@@ -388,14 +427,14 @@ async fn client_writer(
         };
         if let Err(e) = written.await {
             tracing::info!(error = %e, "client output closed; shutting down");
-            stop.cancel();
+            stop.stop(StopReason::ClientGone);
             return;
         }
     }
 }
 
-/// Expires calls past `limits.call_timeout_ms`.
-async fn timer(pipeline: Arc<Pipeline>, routes: Routes) {
+/// Expires calls past `limits.call_timeout_ms`, until the session stops.
+async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken) {
     loop {
         let now = Instant::now();
         let tick = match pipeline.next_deadline() {
@@ -404,7 +443,10 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes) {
                 .min(Duration::from_millis(50)),
             None => Duration::from_millis(250),
         };
-        tokio::time::sleep(tick).await;
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.cancelled() => return,
+        }
         for (reply, cancel) in pipeline.expire(Instant::now()) {
             routes.send(Route::ToServer(Outbound::now(cancel))).await;
             routes.send(Route::ToClient(reply)).await;
@@ -412,7 +454,7 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes) {
     }
 }
 
-async fn stop_on_signal(stop: CancellationToken) {
+async fn stop_on_signal(stop: Stop) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -430,10 +472,11 @@ async fn stop_on_signal(stop: CancellationToken) {
         _ = hup.recv() => "SIGHUP",
     };
     tracing::info!(signal = name, "signal received; shutting down");
-    stop.cancel();
+    stop.stop(StopReason::Signal(name));
 }
 
-/// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace, SIGKILL.
+/// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace,
+/// SIGKILL, the signals going to the server's whole process group.
 async fn supervise(
     child: &mut Child,
     stop: &CancellationToken,
@@ -443,23 +486,21 @@ async fn supervise(
         status = child.wait() => return status,
         _ = stop.cancelled() => {}
     }
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
         return status;
     }
-    if let Some(pid) = child.id() {
-        tracing::warn!(
-            pid,
-            "server did not exit after its input closed; sending SIGTERM"
-        );
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+    tracing::warn!(pid = ?group, "server did not exit after its input closed; sending SIGTERM");
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGTERM);
     }
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
         return status;
     }
     tracing::warn!("server ignored SIGTERM; killing it");
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
     child.kill().await?;
     child.wait().await
 }

@@ -172,12 +172,18 @@ impl Index {
         }
         // The journal is append-only, so an access event is written before its end exists;
         // the index keeps the link from the access side too and applies it when reading.
+        // The first end is the pair's end; a later one (a late answer) links back on its own.
         if keys.event_type != EventType::ToolAccess
             && let Some(access_id) = keys.linked_event_id
         {
             self.links
-                .insert(access_id.to_key(), &id.to_key())
-                .map_err(|e| self.err(e))?;
+                .compare_and_swap(
+                    access_id.to_key(),
+                    None as Option<&[u8]>,
+                    Some(&id.to_key()),
+                )
+                .map_err(|e| self.err(e))?
+                .ok();
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
+use super::{StoreError, unused_path};
 
 const MAGIC: &[u8; 8] = b"MCPAJNL1";
 /// Bytes before the first record of a segment.
@@ -162,14 +162,17 @@ impl std::fmt::Display for TornTail {
     }
 }
 
-/// Damage found while reading a segment that is not the newest (only a disk fault causes it).
+/// Unreadable bytes between whole records, or at the end of a segment that is not the newest
+/// (a crash only tears the newest segment's end: anything else is a disk fault or tampering).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {
     /// The segment file.
     pub segment: PathBuf,
-    /// Where the unreadable bytes start; the rest of that segment is skipped.
+    /// Where the unreadable bytes start.
     pub offset: u64,
-    /// What is wrong.
+    /// Where whole records resume, if they do in this segment.
+    pub resumes_at: Option<u64>,
+    /// What is wrong at `offset`.
     pub reason: String,
 }
 
@@ -177,11 +180,19 @@ impl std::fmt::Display for Damage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} is damaged at offset {} ({}); the rest of that segment cannot be read",
+            "{} is damaged at offset {} ({})",
             self.segment.display(),
             self.offset,
             self.reason
-        )
+        )?;
+        match self.resumes_at {
+            Some(at) => write!(
+                f,
+                "; {} bytes skipped, records resume at offset {at}",
+                at - self.offset
+            ),
+            None => write!(f, "; the rest of that segment cannot be read"),
+        }
     }
 }
 
@@ -193,6 +204,15 @@ pub struct Journal {
     segment: u64,
     offset: u64,
     segment_bytes: u64,
+}
+
+/// What opening the journal for writing found in its newest segment.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The torn tail cut off (saved aside), if any.
+    pub torn: Option<TornTail>,
+    /// Damaged stretches between whole records, left in place and stepped over by readers.
+    pub damaged: Vec<Damage>,
 }
 
 /// The path of segment `n` in `dir`.
@@ -300,11 +320,56 @@ pub(crate) fn scan_records(
     }
 }
 
+/// The offset (after `from`) in `image` (file offset `base`) where the next whole record
+/// starts, if any: a plausible length, a payload shaped like a JSON object and a matching CRC.
+fn resync(image: &[u8], base: u64, from: u64) -> Option<u64> {
+    let start = (from - base) as usize + 1;
+    let header = RECORD_HEADER_LEN as usize;
+    (start..image.len().saturating_sub(header)).find_map(|i| {
+        let rest = &image[i..];
+        let len = u32::from_le_bytes(rest[..4].try_into().ok()?);
+        let total = header + len as usize;
+        if len == 0 || len > MAX_RECORD_LEN || rest.len() < total {
+            return None;
+        }
+        let payload = &rest[header..total];
+        let shaped = payload.first() == Some(&b'{') && payload.last() == Some(&b'}');
+        let crc = u32::from_le_bytes(rest[4..8].try_into().ok()?);
+        (shaped && checksum(&rest[..4], payload) == crc).then_some(base + i as u64)
+    })
+}
+
+/// Walks the records of `image` (file offset `base`), stepping over damaged stretches to the
+/// next whole record. The returned scan ends after the last whole record; `stopped` says why
+/// the bytes after it (a torn tail, if this is the newest segment) are not a record.
+fn walk(
+    image: &[u8],
+    base: u64,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    mut on_damage: impl FnMut(u64, u64, String),
+) -> Result<Scan, StoreError> {
+    let mut at = base;
+    loop {
+        let scan = scan_records(&image[(at - base) as usize..], at, &mut f)?;
+        let Some(reason) = &scan.stopped else {
+            return Ok(scan);
+        };
+        match resync(image, base, scan.valid_end) {
+            Some(next) => {
+                on_damage(scan.valid_end, next, reason.clone());
+                at = next;
+            }
+            None => return Ok(scan),
+        }
+    }
+}
+
 /// Checks the header of a whole segment image and walks its records.
 fn scan_segment(
     bytes: &[u8],
     segment: u64,
     f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    on_damage: impl FnMut(u64, u64, String),
 ) -> Result<Scan, StoreError> {
     if let Some(problem) = header_problem(bytes, segment) {
         return Ok(Scan {
@@ -312,7 +377,7 @@ fn scan_segment(
             stopped: Some(problem),
         });
     }
-    scan_records(&bytes[HEADER_LEN as usize..], HEADER_LEN, f)
+    walk(&bytes[HEADER_LEN as usize..], HEADER_LEN, f, on_damage)
 }
 
 fn checksum(len: &[u8], payload: &[u8]) -> u32 {
@@ -330,11 +395,14 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 impl Journal {
     /// Opens the journal for appending, recovering the newest segment's torn tail if any.
-    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Journal, Option<TornTail>), StoreError> {
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Journal, Recovery), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
         let segments = list_segments(dir)?;
         let Some(&last) = segments.last() else {
-            return Ok((Journal::create_segment(dir, 1, segment_bytes)?, None));
+            return Ok((
+                Journal::create_segment(dir, 1, segment_bytes)?,
+                Recovery::default(),
+            ));
         };
         let path = segment_path(dir, last);
         let mut file = OpenOptions::new()
@@ -348,11 +416,25 @@ impl Journal {
         if bytes.len() as u64 >= HEADER_LEN && &bytes[..8] != MAGIC {
             return Err(StoreError::NotASegment { path });
         }
-        let scan = scan_segment(&bytes, last, |_, _| Ok(()))?;
-        let mut torn = None;
+        let mut recovery = Recovery::default();
+        // Damage between whole records stays in place (readers step over it); only the bytes
+        // after the last whole record are a torn tail.
+        let scan = scan_segment(
+            &bytes,
+            last,
+            |_, _| Ok(()),
+            |offset, next, reason| {
+                recovery.damaged.push(Damage {
+                    segment: path.clone(),
+                    offset,
+                    resumes_at: Some(next),
+                    reason,
+                });
+            },
+        )?;
         let mut valid_end = scan.valid_end;
         if let Some(reason) = scan.stopped {
-            let saved_to = dir.join(format!("{last:020}.journal.torn-{valid_end}"));
+            let saved_to = unused_path(dir, &format!("{last:020}.journal.torn-{valid_end}"));
             let cut = &bytes[valid_end as usize..];
             fs::write(&saved_to, cut)
                 .and_then(|()| File::open(&saved_to)?.sync_all())
@@ -372,7 +454,7 @@ impl Journal {
             file.sync_all()
                 .map_err(|e| StoreError::io("sync", &path, e))?;
             sync_dir(dir)?;
-            torn = Some(TornTail {
+            recovery.torn = Some(TornTail {
                 segment: path.clone(),
                 offset: scan.valid_end,
                 bytes: cut.len() as u64,
@@ -390,7 +472,7 @@ impl Journal {
                 offset: valid_end,
                 segment_bytes,
             },
-            torn,
+            recovery,
         ))
     }
 
@@ -504,34 +586,34 @@ pub fn read_from(
         } else {
             HEADER_LEN
         };
-        let (scan, path) = read_segment(dir, n, start, &mut on_record)?;
-        end = JournalPos {
-            segment: n,
-            offset: scan.valid_end.max(HEADER_LEN),
-        };
-        if let Some(reason) = scan.stopped
-            && i + 1 < segments.len()
-        {
-            on_damage(Damage {
-                segment: path,
-                offset: scan.valid_end,
-                reason,
-            });
-        }
+        let newest = i + 1 == segments.len();
+        end = read_segment(dir, n, start, newest, &mut on_record, &mut on_damage)?;
     }
     Ok(end)
 }
 
-/// Reads the whole records of segment `n` from offset `start` on.
+/// Reads the whole records of segment `n` from offset `start` on; returns the position after
+/// the last one. Unreadable bytes are reported, except at the end of the newest segment,
+/// where a writer may be in the middle of a record.
 pub(crate) fn read_segment(
     dir: &Path,
     n: u64,
     start: u64,
+    newest: bool,
     mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), StoreError>,
-) -> Result<(Scan, PathBuf), StoreError> {
+    mut on_damage: impl FnMut(Damage),
+) -> Result<JournalPos, StoreError> {
     let path = segment_path(dir, n);
     let mut on_segment =
         |offset, payload: &[u8]| on_record(JournalPos { segment: n, offset }, payload);
+    let mut damage = |offset, next, reason| {
+        on_damage(Damage {
+            segment: path.clone(),
+            offset,
+            resumes_at: Some(next),
+            reason,
+        })
+    };
     let scan = if start > HEADER_LEN {
         // Read only what follows the position: the header was checked when it was reached.
         let mut image = Vec::new();
@@ -541,12 +623,33 @@ pub(crate) fn read_segment(
                 f.read_to_end(&mut image)
             })
             .map_err(|e| StoreError::io("read", &path, e))?;
-        scan_records(&image, start, &mut on_segment)?
+        walk(&image, start, &mut on_segment, &mut damage)?
     } else {
         let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
-        scan_segment(&bytes, n, &mut on_segment)?
+        scan_segment(&bytes, n, &mut on_segment, &mut damage)?
     };
-    Ok((scan, path))
+    if let Some(reason) = scan.stopped
+        && !newest
+    {
+        on_damage(Damage {
+            segment: path.clone(),
+            offset: scan.valid_end,
+            resumes_at: None,
+            reason,
+        });
+    }
+    Ok(JournalPos {
+        segment: n,
+        offset: scan.valid_end.max(HEADER_LEN),
+    })
+}
+
+/// Where the journal's whole records end, read without changing anything.
+pub fn end_of(dir: &Path) -> Result<JournalPos, StoreError> {
+    let Some(&last) = list_segments(dir)?.last() else {
+        return Ok(JournalPos::START);
+    };
+    read_segment(dir, last, HEADER_LEN, true, |_, _| Ok(()), |_| {})
 }
 
 #[cfg(test)]
@@ -556,8 +659,8 @@ mod tests {
     #[test]
     fn records_round_trip_across_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut j, torn) = Journal::open(dir.path(), 4096).unwrap();
-        assert!(torn.is_none());
+        let (mut j, recovery) = Journal::open(dir.path(), 4096).unwrap();
+        assert!(recovery.torn.is_none());
         let payloads: Vec<Vec<u8>> = (0..200)
             .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i)).into_bytes())
             .collect();
@@ -588,8 +691,8 @@ mod tests {
         j.append(&[b"{\"a\":1}"]).unwrap();
         let end = j.end();
         drop(j);
-        let (mut j, torn) = Journal::open(dir.path(), 1 << 20).unwrap();
-        assert!(torn.is_none());
+        let (mut j, recovery) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert!(recovery.torn.is_none());
         assert_eq!(j.end(), end);
         j.append(&[b"{\"b\":2}"]).unwrap();
         let mut n = 0;

@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 pub use index::{Filter, Index};
-pub use journal::{Damage, Journal, JournalPos, TornTail};
+pub use journal::{Damage, Journal, JournalPos, Recovery, TornTail};
 
 use crate::audit::event::AuditEvent;
 
@@ -204,66 +204,10 @@ impl Store {
             path: root.to_path_buf(),
         })?;
         let mut report = OpenReport::default();
-        let (journal, torn) = Journal::open(&paths.journal(), segment_bytes)?;
-        report.torn = torn;
-        let end = journal.end();
-
-        let index_path = paths.index();
-        let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
-        let mut index = match Index::open(&index_path, &paths.journal()) {
-            Ok(index) => Some(index),
-            Err(e) => {
-                rebuild = Some(format!("the index could not be opened: {e}"));
-                None
-            }
-        };
-        if rebuild.is_none()
-            && let Some(ix) = &index
-        {
-            if !ix.format_ok()? {
-                rebuild = Some("the index was written by another version".into());
-            } else if ix.applied()?.is_some_and(|applied| applied > end) {
-                rebuild = Some("the index is ahead of the journal".into());
-            }
-        }
-        if let Some(reason) = &rebuild {
-            drop(index.take());
-            if index_path.exists() {
-                let aside = paths.root.join(format!(
-                    "index.replaced-{}",
-                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                        .to_string()
-                        .replace(':', "")
-                ));
-                let moved = if force_rebuild {
-                    fs::remove_dir_all(&index_path)
-                        .map_err(|e| StoreError::io("remove", &index_path, e))
-                } else {
-                    // Keep a damaged index for inspection instead of deleting evidence.
-                    fs::rename(&index_path, &aside)
-                        .map_err(|e| StoreError::io("move aside", &index_path, e))
-                };
-                moved?;
-            }
-            tracing::warn!(reason = %reason, path = %index_path.display(), "rebuilding audit index from the journal");
-        }
-        let index = match index {
-            Some(ix) => ix,
-            None => Index::open(&index_path, &paths.journal())?,
-        };
-        report.rebuilt = rebuild;
-
-        let from = index.applied()?.unwrap_or(JournalPos::START);
-        if from < end {
-            let done = catch_up(&paths.journal(), &index, from)?;
-            for d in &done.damaged {
-                tracing::error!(damage = %d, "journal segment damaged");
-            }
-            report.caught_up = done.applied;
-            report.damaged = done.damaged;
-            index.flush()?;
-        }
-        report.indexed = index.len();
+        let (journal, recovery) = Journal::open(&paths.journal(), segment_bytes)?;
+        report.torn = recovery.torn;
+        report.damaged = recovery.damaged;
+        let index = open_index(paths, journal.end(), force_rebuild, &mut report)?;
         Ok((
             Store {
                 journal,
@@ -273,6 +217,93 @@ impl Store {
             report,
         ))
     }
+}
+
+/// Opens the index for queries without writing to the journal (no recovery: that is the
+/// writer's job); `Ok(None)` when a proxy holds the store.
+pub fn open_for_query(root: &Path) -> Result<Option<(Index, StoreLock, OpenReport)>, StoreError> {
+    let paths = &StorePaths::new(root);
+    let Some(lock) = try_lock(paths)? else {
+        return Ok(None);
+    };
+    let mut report = OpenReport::default();
+    let end = journal::end_of(&paths.journal())?;
+    let index = open_index(paths, end, false, &mut report)?;
+    Ok(Some((index, StoreLock(lock), report)))
+}
+
+/// Opens the index, rebuilding it when damaged, of another format or ahead of the journal
+/// (which ends at `end`), and catches it up with the journal.
+fn open_index(
+    paths: &StorePaths,
+    end: JournalPos,
+    force_rebuild: bool,
+    report: &mut OpenReport,
+) -> Result<Index, StoreError> {
+    let index_path = paths.index();
+    let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
+    let mut index = match Index::open(&index_path, &paths.journal()) {
+        Ok(index) => Some(index),
+        Err(e) => {
+            rebuild = Some(format!("the index could not be opened: {e}"));
+            None
+        }
+    };
+    if rebuild.is_none()
+        && let Some(ix) = &index
+    {
+        if !ix.format_ok()? {
+            rebuild = Some("the index was written by another version".into());
+        } else if ix.applied()?.is_some_and(|applied| applied > end) {
+            rebuild = Some("the index is ahead of the journal".into());
+        }
+    }
+    if let Some(reason) = &rebuild {
+        drop(index.take());
+        if index_path.exists() {
+            if force_rebuild {
+                fs::remove_dir_all(&index_path)
+                    .map_err(|e| StoreError::io("remove", &index_path, e))?;
+            } else {
+                // Keep a damaged index for inspection instead of deleting evidence.
+                let aside = unused_path(&paths.root, "index.replaced");
+                fs::rename(&index_path, &aside)
+                    .map_err(|e| StoreError::io("move aside", &index_path, e))?;
+            }
+        }
+        tracing::warn!(reason = %reason, path = %index_path.display(), "rebuilding audit index from the journal");
+    }
+    let index = match index {
+        Some(ix) => ix,
+        None => Index::open(&index_path, &paths.journal())?,
+    };
+    report.rebuilt = rebuild;
+    let from = index.applied()?.unwrap_or(JournalPos::START);
+    if from < end {
+        let done = catch_up(&paths.journal(), &index, from)?;
+        for d in &done.damaged {
+            if !report.damaged.contains(d) {
+                report.damaged.push(d.clone());
+            }
+        }
+        report.caught_up = done.applied;
+        index.flush()?;
+    }
+    report.indexed = index.len();
+    Ok(index)
+}
+
+/// `dir/name`, or `dir/name.N` for the first N that does not exist yet: evidence is never
+/// overwritten.
+pub(crate) fn unused_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (1u32..)
+        .map(|n| dir.join(format!("{name}.{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
 }
 
 /// What one catch-up of the index with the journal did.
@@ -334,21 +365,19 @@ pub fn newest_from_journal(
             break;
         }
         let mut events = Vec::new();
-        let (scan, path) = journal::read_segment(&dir, n, journal::HEADER_LEN, |at, payload| {
-            let event: AuditEvent = serde_json::from_slice(payload)
-                .map_err(|source| StoreError::Decode { at, source })?;
-            events.push(event);
-            Ok(())
-        })?;
-        if let Some(reason) = scan.stopped
-            && i + 1 < segments.len()
-        {
-            damaged.push(Damage {
-                segment: path,
-                offset: scan.valid_end,
-                reason,
-            });
-        }
+        journal::read_segment(
+            &dir,
+            n,
+            journal::HEADER_LEN,
+            i + 1 == segments.len(),
+            |at, payload| {
+                let event: AuditEvent = serde_json::from_slice(payload)
+                    .map_err(|source| StoreError::Decode { at, source })?;
+                events.push(event);
+                Ok(())
+            },
+            |d| damaged.push(d),
+        )?;
         for mut event in events.into_iter().rev() {
             if event.event_type != crate::audit::event::EventType::ToolAccess
                 && let Some(access) = event.linked_event_id

@@ -266,6 +266,14 @@ impl LineClient {
         }
     }
 
+    /// Waits for the process to exit with stdin still open.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("process did not exit")
+            .expect("wait")
+    }
+
     /// Closes stdin (the client's EOF) and waits for the process to exit.
     pub async fn finish(mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());
