@@ -217,3 +217,29 @@ fn typescript_sdk_client_in_both_eras() {
         "2025",
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
+async fn a_carriage_return_cannot_smuggle_a_call_to_the_official_python_server() {
+    // The official Python SDK reads stdin with universal newlines: a bare \r ends a line
+    // there. Without the proxy's refusal the server would run call 99 unaudited.
+    let store = TestStore::new("");
+    let server = server("python");
+    let refs: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut c = common::LineClient::spawn(store.proxy_command(&refs));
+    c.initialize().await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\",\"params\":{\"a\":\r{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"message\":\"smuggled\"}}}\r}}\n").await;
+    c.send(&common::call_line(serde_json::json!(2), "echo", serde_json::json!({"message": "fair"})))
+        .await;
+    loop {
+        let msg = c.recv_json().await;
+        assert_ne!(msg["id"], 99, "the smuggled call ran: {msg}");
+        if msg["id"] == 2 {
+            assert_eq!(msg["result"]["content"][0]["text"], "Echo: fair");
+            break;
+        }
+    }
+    assert!(c.finish().await.success());
+    let events = store.events();
+    assert_eq!(pairs(&events).len(), 1, "only the fair call");
+}
