@@ -27,6 +27,12 @@ pub enum ModeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// There is no store to read.
+    #[error("no audit store at {}\n  hint: check audit.store_dir in the config; the store is created when the proxy first runs", path.display())]
+    NoStore {
+        /// The configured store folder.
+        path: std::path::PathBuf,
+    },
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -120,6 +126,9 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
         event_type: args.event_type.map(EventType::from),
     };
     let root = &config.audit.store_dir;
+    if !root.join("journal").is_dir() {
+        return Err(ModeError::NoStore { path: root.clone() });
+    }
     let events = match store::open_for_query(root)? {
         // Nobody writes: query the index (caught up with the journal, which is left as it is).
         Some((index, _lock, report)) => {

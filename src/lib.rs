@@ -12,9 +12,11 @@
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline.rs   classify -> assess -> record -> forward or refuse -> correlate -> record
 //! proxy/stdio.rs      the stdio front door: spawn the server, move lines, shut down in order
+//! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             risk assessment (pure functions)
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
-//! store/              journal (durable record, CRC'd segments) + sled index (queries)
+//! store/              journal (durable record, CRC'd segments) + sled index (references
+//!                     into the journal, by id, session, tool, user; links)
 //! ```
 //!
 //! # Data flow of one `tools/call`

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("mcp-audit-proxy: error: {e:#}");
+            eprintln!("mcp-audit-proxy: error: {}", describe(&e));
             ExitCode::from(2)
         }
     }
@@ -41,6 +41,19 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The error and its causes, each cause once (most of ours already quote their source).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Logs go to stderr only: in stdio mode stdout carries nothing but MCP.

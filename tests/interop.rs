@@ -229,8 +229,12 @@ async fn a_carriage_return_cannot_smuggle_a_call_to_the_official_python_server()
     let mut c = common::LineClient::spawn(store.proxy_command(&refs));
     c.initialize().await;
     c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\",\"params\":{\"a\":\r{\"jsonrpc\":\"2.0\",\"id\":99,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"message\":\"smuggled\"}}}\r}}\n").await;
-    c.send(&common::call_line(serde_json::json!(2), "echo", serde_json::json!({"message": "fair"})))
-        .await;
+    c.send(&common::call_line(
+        serde_json::json!(2),
+        "echo",
+        serde_json::json!({"message": "fair"}),
+    ))
+    .await;
     loop {
         let msg = c.recv_json().await;
         assert_ne!(msg["id"], 99, "the smuggled call ran: {msg}");
