@@ -114,12 +114,8 @@ impl LineFramer {
             };
             let line = self.buf.split_to(end + 1).freeze();
             self.scanned = 0;
-            if let Some(mut scanner) = self.discarding.take() {
-                scanner.feed(&line);
-                return Err(FrameError::Oversized {
-                    limit: self.max,
-                    prefix: scanner.finish(),
-                });
+            if let Some(refused) = self.end_oversized(&line) {
+                return Err(refused);
             }
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -133,18 +129,24 @@ impl LineFramer {
     pub fn finish(&mut self) -> Result<Option<Bytes>, FrameError> {
         let line = self.buf.split().freeze();
         self.scanned = 0;
-        if let Some(mut scanner) = self.discarding.take() {
-            scanner.feed(&line);
-            return Err(FrameError::Oversized {
-                limit: self.max,
-                prefix: scanner.finish(),
-            });
+        if let Some(refused) = self.end_oversized(&line) {
+            return Err(refused);
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
         self.check(&line)?;
         Ok(Some(line))
+    }
+
+    /// Ends the skipping of an oversized line with its last bytes: its refusal, if one is due.
+    fn end_oversized(&mut self, last: &[u8]) -> Option<FrameError> {
+        let mut scanner = self.discarding.take()?;
+        scanner.feed(last);
+        Some(FrameError::Oversized {
+            limit: self.max,
+            prefix: scanner.finish(),
+        })
     }
 
     /// A whole line's checks: size, carriage returns, UTF-8.

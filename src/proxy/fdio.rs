@@ -129,44 +129,47 @@ fn nonblocking<T>(
     }))
 }
 
+/// The stream made, or the blocking one when the descriptor is not a pipe or socket.
+fn or_blocking<T>(name: &str, made: io::Result<Option<T>>, blocking: impl FnOnce() -> T) -> T {
+    match made {
+        Ok(Some(stream)) => stream,
+        Ok(None) => {
+            tracing::debug!(name, "not a pipe or socket; blocking I/O");
+            blocking()
+        }
+        Err(e) => {
+            tracing::debug!(name, error = %e, "stays blocking");
+            blocking()
+        }
+    }
+}
+
 /// The client's input: a non-blocking pipe or socket when possible, else tokio's stdin.
 pub fn stdin() -> Box<dyn AsyncRead + Unpin + Send> {
     type Reader = Box<dyn AsyncRead + Unpin + Send>;
-    let input = nonblocking(
+    let made = nonblocking(
         io::stdin(),
         |f| Ok(Box::new(pipe::Receiver::from_file(f)?) as Reader),
         |s| Box::new(s) as Reader,
     );
-    match input {
-        Ok(Some(reader)) => Box::new(reader),
-        Ok(None) => {
-            tracing::debug!("stdin is not a pipe or socket; blocking reads");
-            Box::new(tokio::io::stdin())
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "stdin stays blocking");
-            Box::new(tokio::io::stdin())
-        }
-    }
+    or_blocking(
+        "stdin",
+        made.map(|g| g.map(|g| Box::new(g) as Reader)),
+        || Box::new(tokio::io::stdin()),
+    )
 }
 
 /// The client's output: a non-blocking pipe or socket when possible, else tokio's stdout.
 pub fn stdout() -> Box<dyn AsyncWrite + Unpin + Send> {
     type Writer = Box<dyn AsyncWrite + Unpin + Send>;
-    let output = nonblocking(
+    let made = nonblocking(
         io::stdout(),
         |f| Ok(Box::new(pipe::Sender::from_file(f)?) as Writer),
         |s| Box::new(s) as Writer,
     );
-    match output {
-        Ok(Some(writer)) => Box::new(writer),
-        Ok(None) => {
-            tracing::debug!("stdout is not a pipe or socket; blocking writes");
-            Box::new(tokio::io::stdout())
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "stdout stays blocking");
-            Box::new(tokio::io::stdout())
-        }
-    }
+    or_blocking(
+        "stdout",
+        made.map(|g| g.map(|g| Box::new(g) as Writer)),
+        || Box::new(tokio::io::stdout()),
+    )
 }
