@@ -349,8 +349,8 @@ impl Pipeline {
                     ack,
                     if_unrecorded: opened.map(|id| Unrecorded {
                         reply: Box::new({
-                            let refusal = audit_refusal(&id, START_UNRECORDED);
-                            move || refusal.line()
+                            let id = id.clone();
+                            move || audit_refusal(&id, START_UNRECORDED).line()
                         }),
                         calls: vec![id],
                     }),
@@ -389,6 +389,13 @@ impl Pipeline {
                     for id in &opened {
                         self.end_unforwarded(id, &reason);
                     }
+                    let mut st = self.state();
+                    for item in items {
+                        if let Ok(Message::Request { id, .. }) = &item.message {
+                            st.pending.remove(id);
+                        }
+                    }
+                    drop(st);
                     let replies =
                         self.refuse_batch(items, refusal.code, &refusal.message, |_, _| None);
                     return replies.map_or(Route::Drop, |r| Route::ToClient(Outbound::now(r)));
