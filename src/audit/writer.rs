@@ -51,7 +51,7 @@ pub enum AuditError {
     Closed,
 }
 
-/// Counters of the writer, for the shutdown log line and benchmarks.
+/// Counters of the writer, for its log line at shutdown.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     /// Events appended to the journal.
@@ -164,16 +164,6 @@ impl AuditSink {
                 AuditError::Closed
             })?;
         Ok(ack)
-    }
-
-    /// The writer's counters.
-    pub fn stats(&self) -> &WriterStats {
-        &self.shared.stats
-    }
-
-    /// Whether the journal has failed (every event is refused from then on).
-    pub fn failure(&self) -> Option<&str> {
-        self.shared.failed.get().map(String::as_str)
     }
 
     /// Writes and syncs everything queued so far, then stops the writer and the indexer.
@@ -317,6 +307,17 @@ impl Writer {
             tracing::error!(error = %e, "audit journal sync failed");
         }
         let stats = &self.shared.stats;
+        let (queue_full, refused) = (
+            stats.queue_full.load(Ordering::Relaxed),
+            stats.refused.load(Ordering::Relaxed),
+        );
+        if queue_full + refused > 0 {
+            tracing::warn!(
+                queue_full,
+                refused,
+                "audit writer stopped; some calls were refused because their events could not be queued or written"
+            );
+        }
         tracing::debug!(
             written = stats.written.load(Ordering::Relaxed),
             batches = stats.batches.load(Ordering::Relaxed),

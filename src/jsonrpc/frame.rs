@@ -82,6 +82,7 @@ impl LineFramer {
     }
 
     /// Feeds bytes (for callers that do not read into [`Self::read_buf`]).
+    #[cfg(test)]
     pub fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

@@ -316,16 +316,6 @@ impl Pipeline {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The session's identity.
-    pub fn info(&self) -> &SessionInfo {
-        &self.info
-    }
-
-    /// `tools/call` requests waiting for their end.
-    pub fn in_flight(&self) -> usize {
-        self.state().calls.len()
-    }
-
     // ---------------------------------------------------------------- client → server
 
     /// Routes one line from the client.

@@ -167,7 +167,7 @@ impl StorePaths {
 }
 
 /// Takes the store's lock without waiting; `Ok(None)` if another process holds it.
-pub fn try_lock(paths: &StorePaths) -> Result<Option<File>, StoreError> {
+fn try_lock(paths: &StorePaths) -> Result<Option<File>, StoreError> {
     fs::create_dir_all(&paths.root).map_err(|e| StoreError::io("create", &paths.root, e))?;
     let path = paths.lock();
     let file = File::options()
