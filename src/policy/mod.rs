@@ -6,28 +6,20 @@
 use crate::audit::event::RiskLevel;
 use crate::mcp::ToolAnnotations;
 
-/// The risk of calling a tool, and the reason for it in words.
-pub fn tool_risk(annotations: Option<&ToolAnnotations>) -> (RiskLevel, &'static str) {
+/// The risk of calling a tool, from its annotations: unknown behaviour (none seen) is medium,
+/// read-only is low, destructive (the MCP default for a tool that is not read-only) is high,
+/// other writes are medium.
+pub fn tool_risk(annotations: Option<&ToolAnnotations>) -> RiskLevel {
     let Some(a) = annotations else {
-        return (
-            RiskLevel::Medium,
-            "no tool annotations seen (unknown behaviour)",
-        );
+        return RiskLevel::Medium;
     };
-    // MCP defaults: readOnlyHint false; destructiveHint true unless read-only; openWorldHint true.
     if a.read_only_hint == Some(true) {
-        return (RiskLevel::Low, "annotated read-only");
+        RiskLevel::Low
+    } else if a.destructive_hint.unwrap_or(true) {
+        RiskLevel::High
+    } else {
+        RiskLevel::Medium
     }
-    if a.destructive_hint.unwrap_or(true) {
-        return (RiskLevel::High, "may be destructive (destructiveHint)");
-    }
-    if a.open_world_hint.unwrap_or(true) {
-        return (
-            RiskLevel::Medium,
-            "writes, reaches an open world (openWorldHint)",
-        );
-    }
-    (RiskLevel::Medium, "writes, not destructive")
 }
 
 #[cfg(test)]
@@ -57,11 +49,7 @@ mod tests {
             ),
         ];
         for (annotations, expected) in table {
-            assert_eq!(
-                tool_risk(annotations.as_ref()).0,
-                expected,
-                "{annotations:?}"
-            );
+            assert_eq!(tool_risk(annotations.as_ref()), expected, "{annotations:?}");
         }
     }
 }

@@ -142,8 +142,10 @@ impl Refusal {
         error_response(self.id.as_ref(), self.code, &self.message, self.data())
     }
 
-    fn value(&self) -> Value {
-        serde_json::from_slice(&self.line()).unwrap_or(Value::Null)
+    /// The error response as a batch element (without the line ending).
+    fn element(&self) -> String {
+        let line = self.line();
+        String::from_utf8_lossy(trim_line_end(&line)).into_owned()
     }
 
     fn data(&self) -> Option<Value> {
@@ -465,7 +467,7 @@ impl Pipeline {
                     },
                     Ok(_) => return None,
                 };
-                Some(Cow::Owned(refusal.value().to_string()))
+                Some(Cow::Owned(refusal.element()))
             })
             .collect();
         (!replies.is_empty()).then(|| batch_line(replies))
@@ -557,7 +559,7 @@ impl Pipeline {
             } else {
                 None
             };
-            let (risk, _) = policy::tool_risk(st.annotations.get(&*p.name));
+            let risk = policy::tool_risk(st.annotations.get(&*p.name));
             let tool_version = st.server.as_ref().map(Implementation::agent);
             (version, era, agent, tool_version, risk, retry_of)
         };
@@ -786,8 +788,8 @@ impl Pipeline {
                     match unrecorded {
                         Some(id) => {
                             any_unrecorded = true;
-                            let value = audit_refusal(&id, END_UNRECORDED).value();
-                            if_unrecorded.push(Cow::Owned(value.to_string()));
+                            if_unrecorded
+                                .push(Cow::Owned(audit_refusal(&id, END_UNRECORDED).element()));
                         }
                         None => if_unrecorded.push(raw.clone()),
                     }
@@ -796,7 +798,7 @@ impl Pipeline {
                 Delivery::Drop => changed = true,
                 Delivery::Replace(r) => {
                     changed = true;
-                    let value: Cow<'_, str> = Cow::Owned(r.value().to_string());
+                    let value: Cow<'_, str> = Cow::Owned(r.element());
                     if_unrecorded.push(value.clone());
                     kept.push(value);
                 }
