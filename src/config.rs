@@ -57,6 +57,8 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    risk: crate::policy::settings::RawRisk,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +100,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[risk]`: the compiled policy.
+    pub policy: std::sync::Arc<crate::policy::Policy>,
 }
 
 /// `[upstream]`: the MCP server behind the proxy.
@@ -149,8 +153,10 @@ impl Config {
 
     /// Validates config text as if read from `path` (relative paths resolve against its folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let at = Source { path, text };
+        let at = Source::new(path, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
+        let policy = crate::policy::settings::compile(&at, raw.risk, table.get("risk"))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
         let user_id = match raw.user_id {
@@ -238,16 +244,30 @@ impl Config {
                 call_timeout: (call_timeout_ms > 0).then(|| Duration::from_millis(call_timeout_ms)),
                 shutdown_grace: Duration::from_millis(shutdown_grace_ms),
             },
+            policy: std::sync::Arc::new(policy),
         })
     }
 }
 
-struct Source<'a> {
+/// The config text being validated, for errors that name the line.
+pub(crate) struct Source<'a> {
     path: &'a Path,
     text: &'a str,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
+        Source { path, text }
+    }
+
+    /// The folder relative paths resolve against.
+    pub(crate) fn base(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
         self.text.as_bytes()[..end]
@@ -257,7 +277,7 @@ impl Source<'_> {
             + 1
     }
 
-    fn invalid(&self, span: Range<usize>, message: &str, hint: &str) -> ConfigError {
+    pub(crate) fn invalid(&self, span: Range<usize>, message: &str, hint: &str) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
             line: Some(self.line_of(span.start)),

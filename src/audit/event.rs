@@ -138,6 +138,8 @@ pub enum Outcome {
     Shutdown,
     /// Failure: the proxy refused the call (undecodable, oversized, audit unavailable).
     Refused,
+    /// Access and failure: the policy blocked the call; it was never forwarded.
+    Blocked,
 }
 
 impl Outcome {
@@ -155,6 +157,7 @@ impl Outcome {
             Outcome::ServerExit => "server_exit",
             Outcome::Shutdown => "shutdown",
             Outcome::Refused => "refused",
+            Outcome::Blocked => "blocked",
         }
     }
 }
@@ -235,6 +238,27 @@ pub struct Metadata {
     /// Why the step ended this way, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The policy's risk score, 0-100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_score: Option<u8>,
+    /// What produced the score and the decision, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risk_reasons: Vec<String>,
+    /// What the policy decided: `allow`, `alert`, `block`, or `would_block` in shadow mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// The hash of the `[risk]` policy in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// Classes of sensitive data replaced in what this event stores (never kept readable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
+    /// Classes masked in the result before the client saw it (`redact_results`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted_for_client: Vec<String>,
+    /// What changed, for `configuration_change` and `permission_change` events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
 }
 
 /// One audit record; see the README's "Event JSON" for the contract.

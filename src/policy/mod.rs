@@ -1,25 +1,829 @@
-//! Risk assessment of tool calls: pure functions, table-tested.
+//! Risk assessment of tool calls: a score, a level, the reasons, and what to do about it.
 //!
-//! Today the level comes from the tool's MCP annotations as seen in `tools/list`; operator
-//! rules, argument classifiers and blocking build on this (see the risk engine issue).
+//! A [`Policy`] is compiled once from `[risk]` (see `settings.rs`) and shared by every session;
+//! [`Policy::assess`] is a pure function of the call, the caller, the session's history and the
+//! clock, except for the rate-limit buckets it draws from. The same classifiers scan results
+//! ([`Policy::scan_result`]) and keep the trail itself free of readable secrets
+//! ([`Policy::protect`]).
+
+pub mod classify;
+pub mod rules;
+pub(crate) mod settings;
+pub mod strict;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime};
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use sha2::Sha256;
 
 use crate::audit::event::RiskLevel;
 use crate::mcp::ToolAnnotations;
+use classify::{Class, Classifiers, Finding};
+use rules::{GlobPattern, Matcher, Pointer};
 
-/// The risk of calling a tool, from its annotations: unknown behaviour (none seen) is medium,
-/// read-only is low, destructive (the MCP default for a tool that is not read-only) is high,
-/// other writes are medium.
-pub fn tool_risk(annotations: Option<&ToolAnnotations>) -> RiskLevel {
-    let Some(a) = annotations else {
-        return RiskLevel::Medium;
-    };
-    if a.read_only_hint == Some(true) {
-        RiskLevel::Low
-    } else if a.destructive_hint.unwrap_or(true) {
-        RiskLevel::High
-    } else {
-        RiskLevel::Medium
+/// Number of built-in classes, for per-class tables.
+pub const CLASS_COUNT: usize = Class::ALL.len();
+
+/// What the proxy does with a call at a given level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Forward it.
+    Allow,
+    /// Forward it, and raise an alert in the log and the event.
+    Alert,
+    /// Answer with an error; the server never sees it.
+    Block,
+}
+
+impl Action {
+    /// The config and event spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Alert => "alert",
+            Action::Block => "block",
+        }
     }
+}
+
+/// How a class of sensitive data found in arguments or results is kept in the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Replaced by `[REDACTED:class]`.
+    Mask,
+    /// Replaced by `[HMAC:class:hex]`, a keyed hash analytics can still group by.
+    Hash,
+    /// Kept as sent (not allowed for secrets and card numbers).
+    Clear,
+}
+
+/// Risk of a class found in the arguments, added once per class.
+pub fn class_score(class: Class) -> u8 {
+    match class {
+        Class::Secret => 45,
+        Class::PaymentCard => 40,
+        Class::NationalId => 30,
+        Class::Health | Class::Iban => 25,
+        Class::Email | Class::Phone => 10,
+    }
+}
+
+/// `[[risk.tool]]`: what the operator says about tools matching a glob.
+#[derive(Debug)]
+pub(crate) struct ToolPolicy {
+    pattern: String,
+    matcher: GlobPattern,
+    score: Option<u8>,
+    allow_users: Option<Vec<String>>,
+    deny_users: Vec<String>,
+    allow_roles: Option<Vec<String>>,
+    deny_roles: Vec<String>,
+    rate: Option<u32>,
+    window: Option<Window>,
+}
+
+/// When a tool may be called: minutes of the day on some weekdays, at a fixed UTC offset.
+#[derive(Debug)]
+pub(crate) struct Window {
+    start: u16,
+    end: u16,
+    days: [bool; 7],
+    offset_minutes: i32,
+    text: String,
+}
+
+impl Window {
+    fn contains(&self, now: SystemTime) -> bool {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+            + i64::from(self.offset_minutes) * 60;
+        let days = secs.div_euclid(86_400);
+        // 1970-01-01 was a Thursday (index 4, Sunday = 0).
+        let weekday = (days + 4).rem_euclid(7) as usize;
+        let minute = (secs.rem_euclid(86_400) / 60) as u16;
+        if self.start <= self.end {
+            self.days[weekday] && minute >= self.start && minute < self.end
+        } else if minute >= self.start {
+            // Spans midnight: the evening belongs to today's window…
+            self.days[weekday]
+        } else {
+            // …the small hours to yesterday's.
+            self.days[(weekday + 6) % 7] && minute < self.end
+        }
+    }
+}
+
+/// `[[risk.rule]]`: a test on the arguments and what a match adds.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    name: String,
+    tools: Vec<GlobPattern>,
+    /// Index into [`Policy::pointers`]; `None`: every string and number.
+    pointer: Option<usize>,
+    matcher: Matcher,
+    score: u8,
+    level: Option<RiskLevel>,
+}
+
+/// Which tools a sequence rule watches after sensitive data was seen.
+#[derive(Debug)]
+pub(crate) enum ThenTools {
+    /// Tools whose annotations do not say `openWorldHint: false` (the MCP default is open).
+    OpenWorld,
+    /// Tools matching these globs.
+    Globs(Vec<GlobPattern>),
+}
+
+/// `[[risk.sequence]]`: sensitive data seen earlier in the session, then a tool that sends out.
+#[derive(Debug)]
+pub(crate) struct Sequence {
+    name: String,
+    after: Vec<&'static str>,
+    then: ThenTools,
+    score: u8,
+    level: Option<RiskLevel>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The compiled `[risk]` section.
+#[derive(Debug)]
+pub struct Policy {
+    /// `enabled`: assess calls at all (off: only the annotation level is recorded).
+    pub enabled: bool,
+    /// `shadow`: evaluate and record "would block", never block.
+    pub shadow: bool,
+    /// A hash of the `[risk]` table, recorded with every decision.
+    pub version: String,
+    levels: [u8; 3],
+    actions: [Action; 4],
+    classifiers: Classifiers,
+    storage: [StoreMode; CLASS_COUNT],
+    hmac_key: Option<Vec<u8>>,
+    /// Why the configured HMAC key cannot be used here, if so.
+    key_problem: Option<String>,
+    /// `redact_results`: mask sensitive data in results before the client sees them.
+    pub redact_results: bool,
+    role_of: HashMap<String, Vec<String>>,
+    tools: Vec<ToolPolicy>,
+    rules: Vec<Rule>,
+    /// The distinct pointers of the rules, each resolved once per call.
+    pointers: Vec<Pointer>,
+    sequences: Vec<Sequence>,
+    user_rate: Option<u32>,
+    buckets: Mutex<HashMap<(String, usize), Bucket>>,
+    sections: BTreeMap<String, String>,
+}
+
+/// The running policy, swapped whole on reload while sessions keep reading it.
+#[derive(Debug, Clone)]
+pub struct PolicyCell(Arc<RwLock<Arc<Policy>>>);
+
+impl PolicyCell {
+    /// Holds `policy` until the next [`PolicyCell::replace`].
+    pub fn new(policy: Arc<Policy>) -> Self {
+        PolicyCell(Arc::new(RwLock::new(policy)))
+    }
+
+    /// The policy in force now; a call keeps the one it started with.
+    pub fn current(&self) -> Arc<Policy> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `policy` in force for every later call; returns the one it replaces.
+    pub fn replace(&self, policy: Arc<Policy>) -> Arc<Policy> {
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *slot, policy)
+    }
+}
+
+/// What one session has seen so far, for sequence rules.
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    /// Compliance tags of arguments and results so far, with the first tool that had each.
+    pub tags: BTreeSet<(&'static str, String)>,
+}
+
+impl History {
+    /// Notes that `tool` handled data with these tags.
+    pub fn note(&mut self, tool: &str, tags: &[&'static str]) {
+        for tag in tags {
+            if !self.tags.iter().any(|(t, _)| t == tag) {
+                self.tags.insert((tag, tool.to_string()));
+            }
+        }
+    }
+}
+
+/// The call as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallInput<'a> {
+    /// The caller.
+    pub user: &'a str,
+    /// The tool name.
+    pub tool: &'a str,
+    /// The arguments, parsed strictly (no duplicate keys).
+    pub arguments: Option<&'a Value>,
+    /// The tool's annotations from `tools/list`, if seen.
+    pub annotations: Option<&'a ToolAnnotations>,
+    /// The session so far.
+    pub history: &'a History,
+    /// The wall clock, for time windows.
+    pub now: SystemTime,
+    /// Whether rate limits draw tokens (not when replaying stored calls).
+    pub count_rates: bool,
+}
+
+/// The policy's verdict on one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// 0–100.
+    pub score: u8,
+    /// The level the score and rules give.
+    pub level: RiskLevel,
+    /// Every reason that added to the score or decided the action, in order.
+    pub reasons: Vec<String>,
+    /// Compliance tags of the data found, sorted.
+    pub tags: Vec<&'static str>,
+    /// What the policy says to do.
+    pub action: Action,
+    /// Whether the block is only recorded (`shadow = true`).
+    pub shadowed: bool,
+    /// The policy version that decided.
+    pub version: String,
+}
+
+impl Decision {
+    /// What the proxy does: a shadowed block lets the call through.
+    pub fn enforced(&self) -> Action {
+        if self.shadowed {
+            Action::Alert
+        } else {
+            self.action
+        }
+    }
+
+    /// The event spelling: `allow`, `alert`, `block`, or `would_block` in shadow mode.
+    pub fn label(&self) -> &'static str {
+        if self.shadowed {
+            "would_block"
+        } else {
+            self.action.as_str()
+        }
+    }
+}
+
+impl Policy {
+    /// The policy of an empty `[risk]` table.
+    pub fn default_policy() -> Policy {
+        let text = "";
+        let path = std::path::Path::new("proxy.toml");
+        let at = crate::config::Source::new(path, text);
+        settings::compile(&at, settings::RawRisk::default(), None)
+            .unwrap_or_else(|e| unreachable!("the default policy compiles: {e}"))
+    }
+
+    /// What differs from `old`, key by key of `[risk]`, and whether who may call what changed.
+    pub fn changes_from(&self, old: &Policy) -> (Vec<String>, bool) {
+        let keys: BTreeSet<&String> = old.sections.keys().chain(self.sections.keys()).collect();
+        let mut changes = Vec::new();
+        let mut permissions = false;
+        for key in keys {
+            let what = match (old.sections.get(key), self.sections.get(key)) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                (Some(a), Some(b)) if a != b => "changed",
+                _ => continue,
+            };
+            permissions |= matches!(key.as_str(), "tool" | "roles" | "user_rate_per_minute");
+            changes.push(format!("risk.{key} {what}"));
+        }
+        changes.push(format!(
+            "policy version {} -> {}",
+            old.version, self.version
+        ));
+        (changes, permissions)
+    }
+
+    /// Whether the policy can run the proxy here: a configured HMAC key must be available.
+    pub fn ready(&self) -> Result<(), String> {
+        match &self.key_problem {
+            Some(problem) => Err(problem.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The level a score reaches.
+    pub fn level_of(&self, score: u8) -> RiskLevel {
+        match score {
+            s if s >= self.levels[2] => RiskLevel::Critical,
+            s if s >= self.levels[1] => RiskLevel::High,
+            s if s >= self.levels[0] => RiskLevel::Medium,
+            _ => RiskLevel::Low,
+        }
+    }
+
+    fn action_for(&self, level: RiskLevel) -> Action {
+        self.actions[level as usize]
+    }
+
+    fn tool_entries<'p>(&'p self, tool: &'p str) -> impl Iterator<Item = (usize, &'p ToolPolicy)> {
+        self.tools
+            .iter()
+            .enumerate()
+            .filter(move |(_, t)| t.matcher.is_match(tool))
+    }
+
+    /// Whether any tool has allow or deny lists (else `tools/list` is never rewritten).
+    pub fn restricts_tools(&self) -> bool {
+        self.tools.iter().any(|t| {
+            t.allow_users.is_some()
+                || t.allow_roles.is_some()
+                || !t.deny_users.is_empty()
+                || !t.deny_roles.is_empty()
+        })
+    }
+
+    /// Why `user` may never call `tool` (deny and allow lists), if so; `tools/list` hides it.
+    pub fn forbidden(&self, user: &str, tool: &str) -> Option<String> {
+        let roles: &[String] = self.role_of.get(user).map_or(&[], Vec::as_slice);
+        for (_, t) in self.tool_entries(tool) {
+            if t.deny_users.iter().any(|u| u == user) {
+                return Some(format!("user {user:?} is denied tools {:?}", t.pattern));
+            }
+            if let Some(r) = roles.iter().find(|r| t.deny_roles.contains(r)) {
+                return Some(format!("role {r:?} is denied tools {:?}", t.pattern));
+            }
+            let by_user = t.allow_users.as_ref().map(|l| l.iter().any(|u| u == user));
+            let by_role = t
+                .allow_roles
+                .as_ref()
+                .map(|l| roles.iter().any(|r| l.contains(r)));
+            if (by_user.is_some() || by_role.is_some())
+                && !by_user.unwrap_or(false)
+                && !by_role.unwrap_or(false)
+            {
+                return Some(format!(
+                    "user {user:?} is not in the allow list of tools {:?}",
+                    t.pattern
+                ));
+            }
+        }
+        None
+    }
+
+    /// Assesses one call before it is forwarded.
+    pub fn assess(&self, call: &CallInput<'_>) -> Decision {
+        let mut score: u32 = 0;
+        let mut floor = RiskLevel::Low;
+        let mut reasons = Vec::new();
+        let mut forced: Option<String> = None;
+
+        // The tool: the operator's score wins; annotations are hints, used only without one.
+        let configured = self
+            .tool_entries(call.tool)
+            .filter_map(|(_, t)| t.score)
+            .max();
+        match configured {
+            Some(s) => {
+                score += u32::from(s);
+                reasons.push(format!("tool {:?} is configured at {s}", call.tool));
+            }
+            None => {
+                let (s, why) = annotation_score(call.annotations);
+                score += u32::from(s);
+                reasons.push(format!("tool {:?} {why} ({s})", call.tool));
+            }
+        }
+
+        // The caller: allow and deny lists, office hours, rates.
+        if let Some(why) = self.forbidden(call.user, call.tool) {
+            forced = Some(why);
+        }
+        for (i, t) in self.tool_entries(call.tool) {
+            if forced.is_some() {
+                break;
+            }
+            if let Some(w) = &t.window
+                && !w.contains(call.now)
+            {
+                forced = Some(format!(
+                    "tools {:?} may only be called {}",
+                    t.pattern, w.text
+                ));
+            } else if let Some(rate) = t.rate.filter(|_| call.count_rates)
+                && !self.take_token(call.user, i, rate)
+            {
+                forced = Some(format!(
+                    "user {:?} exceeded {rate} calls per minute of tools {:?}",
+                    call.user, t.pattern
+                ));
+            }
+        }
+        if forced.is_none()
+            && let Some(rate) = self.user_rate.filter(|_| call.count_rates)
+            && !self.take_token(call.user, usize::MAX, rate)
+        {
+            forced = Some(format!(
+                "user {:?} exceeded {rate} tool calls per minute",
+                call.user
+            ));
+        }
+
+        // The arguments: rules and classifiers.
+        let mut classes = [false; CLASS_COUNT];
+        if let Some(args) = call.arguments {
+            // Rules share pointers (and rules without one look at every string and number):
+            // each place is resolved once.
+            let mut scalars = Vec::new();
+            if self.rules.iter().any(|r| r.pointer.is_none()) {
+                walk_scalars(args, &mut |v| scalars.push(v));
+            }
+            let reached: Vec<Vec<&Value>> = self
+                .pointers
+                .iter()
+                .map(|p| {
+                    let mut found = Vec::new();
+                    p.each(args, &mut |v| found.push(v));
+                    found
+                })
+                .collect();
+            // Many rules share a detector: each runs once per value.
+            let mut memo = Memo::default();
+            for rule in &self.rules {
+                if !rule.tools.is_empty() && !rule.tools.iter().any(|g| g.is_match(call.tool)) {
+                    continue;
+                }
+                let values = rule.pointer.map_or(&scalars, |i| &reached[i]);
+                if values.iter().any(|v| memo.matches(&rule.matcher, v)) {
+                    score += u32::from(rule.score);
+                    if let Some(l) = rule.level {
+                        floor = floor.max(l);
+                    }
+                    reasons.push(match rule.level {
+                        Some(l) => format!(
+                            "rule {:?} matched (+{}, at least {})",
+                            rule.name,
+                            rule.score,
+                            l.as_str()
+                        ),
+                        None => format!("rule {:?} matched (+{})", rule.name, rule.score),
+                    });
+                }
+            }
+            self.classify_value(args, &mut classes);
+        }
+        let mut tags: Vec<&'static str> = Vec::new();
+        for class in Class::ALL {
+            if classes[class as usize] {
+                let s = class_score(class);
+                score += u32::from(s);
+                reasons.push(format!("arguments contain {} (+{s})", class.as_str()));
+                if !tags.contains(&class.tag()) {
+                    tags.push(class.tag());
+                }
+            }
+        }
+        tags.sort_unstable();
+
+        // The session: sensitive data seen, then a tool that may send it out.
+        for seq in &self.sequences {
+            let Some((tag, from)) = call
+                .history
+                .tags
+                .iter()
+                .find(|(t, _)| seq.after.contains(t))
+            else {
+                continue;
+            };
+            let then = match &seq.then {
+                ThenTools::OpenWorld => call
+                    .annotations
+                    .is_none_or(|a| a.open_world_hint != Some(false)),
+                ThenTools::Globs(g) => g.iter().any(|g| g.is_match(call.tool)),
+            };
+            if then {
+                score += u32::from(seq.score);
+                if let Some(l) = seq.level {
+                    floor = floor.max(l);
+                }
+                reasons.push(format!(
+                    "sequence {:?}: {tag} data seen in {from:?} earlier in this session (+{})",
+                    seq.name, seq.score
+                ));
+            }
+        }
+
+        let score = score.min(100) as u8;
+        let level = self.level_of(score).max(floor);
+        let action = match &forced {
+            Some(why) => {
+                reasons.push(why.clone());
+                Action::Block
+            }
+            None => self.action_for(level),
+        };
+        Decision {
+            score,
+            level,
+            reasons,
+            tags,
+            action,
+            shadowed: self.shadow && action == Action::Block,
+            version: self.version.clone(),
+        }
+    }
+
+    fn take_token(&self, user: &str, entry: usize, per_minute: u32) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let capacity = f64::from(per_minute);
+        let bucket = buckets.entry((user.to_string(), entry)).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * capacity / 60.0;
+        bucket.tokens = (bucket.tokens + refill).min(capacity);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Marks the classes found anywhere in `value`: strings, keys, numbers written as text,
+    /// and arrays of strings joined (a secret split across elements).
+    fn classify_value(&self, value: &Value, classes: &mut [bool; CLASS_COUNT]) {
+        let mut findings = Vec::new();
+        let mut scan = |text: &str, findings: &mut Vec<Finding>| {
+            findings.clear();
+            self.classifiers.scan(text, findings);
+            for f in findings.iter() {
+                classes[f.class as usize] = true;
+            }
+        };
+        walk_strings(value, &mut |text| scan(text, &mut findings));
+    }
+
+    /// The classes found in a result (or any other value), for its tags and risk.
+    pub fn scan_result(&self, value: &Value) -> Vec<Class> {
+        let mut classes = [false; CLASS_COUNT];
+        self.classify_value(value, &mut classes);
+        Class::ALL
+            .into_iter()
+            .filter(|c| classes[*c as usize])
+            .collect()
+    }
+
+    /// `value` with sensitive data replaced as `[risk.store]` says, and the classes replaced;
+    /// `None` when nothing needed replacing.
+    pub fn protect(&self, value: &Value) -> Option<(Value, Vec<Class>)> {
+        self.rewrite(value, &|class| self.storage[class as usize])
+    }
+
+    /// `value` with every finding masked, for results the client sees (`redact_results`).
+    pub fn redact(&self, value: &Value) -> Option<(Value, Vec<Class>)> {
+        self.rewrite(value, &|_| StoreMode::Mask)
+    }
+
+    /// `text` as it may be stored (error messages of results).
+    pub fn protect_text(&self, text: &str) -> String {
+        let mut findings = Vec::new();
+        self.classifiers.scan(text, &mut findings);
+        findings.retain(|f| self.storage[f.class as usize] != StoreMode::Clear);
+        if findings.is_empty() {
+            text.to_string()
+        } else {
+            self.replace(text, &findings, &|class| self.storage[class as usize])
+        }
+    }
+
+    fn rewrite(
+        &self,
+        value: &Value,
+        mode: &dyn Fn(Class) -> StoreMode,
+    ) -> Option<(Value, Vec<Class>)> {
+        let mut classes = [false; CLASS_COUNT];
+        let mut changed = false;
+        let out = self.rewrite_value(value, mode, &mut classes, &mut changed);
+        changed.then(|| {
+            let found = Class::ALL
+                .into_iter()
+                .filter(|c| classes[*c as usize])
+                .collect();
+            (out, found)
+        })
+    }
+
+    fn rewrite_text(
+        &self,
+        text: &str,
+        mode: &dyn Fn(Class) -> StoreMode,
+        classes: &mut [bool; CLASS_COUNT],
+        changed: &mut bool,
+    ) -> Option<String> {
+        let mut findings = Vec::new();
+        self.classifiers.scan(text, &mut findings);
+        findings.retain(|f| mode(f.class) != StoreMode::Clear);
+        if findings.is_empty() {
+            return None;
+        }
+        for f in &findings {
+            classes[f.class as usize] = true;
+        }
+        *changed = true;
+        Some(self.replace(text, &findings, mode))
+    }
+
+    fn rewrite_value(
+        &self,
+        value: &Value,
+        mode: &dyn Fn(Class) -> StoreMode,
+        classes: &mut [bool; CLASS_COUNT],
+        changed: &mut bool,
+    ) -> Value {
+        match value {
+            Value::String(s) => self
+                .rewrite_text(s, mode, classes, changed)
+                .map_or_else(|| value.clone(), Value::String),
+            Value::Number(n) => self
+                .rewrite_text(&n.to_string(), mode, classes, changed)
+                .map_or_else(|| value.clone(), Value::String),
+            Value::Array(items) => {
+                let mut out: Vec<Value> = items
+                    .iter()
+                    .map(|v| self.rewrite_value(v, mode, classes, changed))
+                    .collect();
+                // A secret split across strings is found in their concatenation; the whole
+                // run of strings is then replaced.
+                if let Some(joined) = joined_strings(items)
+                    && let Some(replaced) = self.rewrite_text(&joined, mode, classes, changed)
+                {
+                    out = vec![Value::String(replaced)];
+                }
+                Value::Array(out)
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let key = self
+                            .rewrite_text(k, mode, classes, changed)
+                            .unwrap_or_else(|| k.clone());
+                        (key, self.rewrite_value(v, mode, classes, changed))
+                    })
+                    .collect(),
+            ),
+            Value::Bool(_) | Value::Null => value.clone(),
+        }
+    }
+
+    fn replace(
+        &self,
+        text: &str,
+        findings: &[Finding],
+        mode: &dyn Fn(Class) -> StoreMode,
+    ) -> String {
+        let mut sorted: Vec<Finding> = findings.to_vec();
+        sorted.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for f in sorted {
+            if f.end <= at {
+                continue;
+            }
+            let start = f.start.max(at);
+            out.push_str(&text[at..start]);
+            let found = &text[start..f.end];
+            match (mode(f.class), &self.hmac_key) {
+                (StoreMode::Hash, Some(key)) => {
+                    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+                        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+                    mac.update(f.class.as_str().as_bytes());
+                    mac.update(b"\0");
+                    mac.update(found.as_bytes());
+                    let tag = mac.finalize().into_bytes();
+                    let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
+                    out.push_str(&format!("[HMAC:{}:{hex}]", f.class.as_str()));
+                }
+                _ => out.push_str(&format!("[REDACTED:{}]", f.class.as_str())),
+            }
+            at = f.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}
+
+/// The base score of a tool the operator did not score, from its annotations.
+fn annotation_score(annotations: Option<&ToolAnnotations>) -> (u8, &'static str) {
+    let Some(a) = annotations else {
+        return (30, "has no annotations seen in tools/list");
+    };
+    let open = a.open_world_hint != Some(false);
+    if a.read_only_hint == Some(true) {
+        if open {
+            (15, "is read-only and reaches an open world (annotations)")
+        } else {
+            (5, "is read-only (annotations)")
+        }
+    } else if a.destructive_hint.unwrap_or(true) {
+        (55, "may be destructive (annotations)")
+    } else if open {
+        (35, "writes and reaches an open world (annotations)")
+    } else {
+        (30, "writes (annotations)")
+    }
+}
+
+/// The level of a tool from its annotations alone (before any policy).
+pub fn tool_risk(annotations: Option<&ToolAnnotations>) -> RiskLevel {
+    Policy::default_policy().level_of(annotation_score(annotations).0)
+}
+
+/// Detector results of one assessment, by value address and detector.
+#[derive(Default)]
+struct Memo(HashMap<(usize, rules::Detector), bool, std::hash::BuildHasherDefault<AddressHasher>>);
+
+/// A hasher for addresses: they are already unique, only the bits need spreading.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+impl Memo {
+    fn matches(&mut self, matcher: &Matcher, v: &Value) -> bool {
+        match (matcher, v) {
+            (Matcher::Detect(d), Value::String(s)) => *self
+                .0
+                .entry((std::ptr::from_ref(v) as usize, *d))
+                .or_insert_with(|| d.detects(s)),
+            _ => matcher.matches(v),
+        }
+    }
+}
+
+/// Every string and number at any depth.
+fn walk_scalars<'v>(value: &'v Value, f: &mut impl FnMut(&'v Value)) {
+    match value {
+        Value::String(_) | Value::Number(_) => f(value),
+        Value::Array(items) => items.iter().for_each(|v| walk_scalars(v, f)),
+        Value::Object(map) => map.values().for_each(|v| walk_scalars(v, f)),
+        _ => {}
+    }
+}
+
+/// Every text a classifier should see: strings, keys, numbers, joined string arrays.
+fn walk_strings(value: &Value, f: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(s) => f(s),
+        Value::Number(n) => f(&n.to_string()),
+        Value::Array(items) => {
+            items.iter().for_each(|v| walk_strings(v, f));
+            if let Some(joined) = joined_strings(items) {
+                f(&joined);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                f(k);
+                walk_strings(v, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The concatenation of an array of two or more strings (and nothing else).
+fn joined_strings(items: &[Value]) -> Option<String> {
+    if items.len() < 2 || items.len() > 64 || !items.iter().all(Value::is_string) {
+        return None;
+    }
+    Some(items.iter().filter_map(Value::as_str).collect())
 }
 
 #[cfg(test)]
@@ -51,5 +855,26 @@ mod tests {
         for (annotations, expected) in table {
             assert_eq!(tool_risk(annotations.as_ref()), expected, "{annotations:?}");
         }
+    }
+
+    #[test]
+    fn windows_follow_weekdays_offsets_and_midnight() {
+        // 2026-11-27 is a Friday; 12:00 UTC.
+        let friday_noon = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_780_800);
+        let w = |start, end, days: [bool; 7], offset| Window {
+            start,
+            end,
+            days,
+            offset_minutes: offset,
+            text: String::new(),
+        };
+        let weekdays = [false, true, true, true, true, true, false];
+        assert!(w(9 * 60, 18 * 60, weekdays, 0).contains(friday_noon));
+        assert!(!w(9 * 60, 11 * 60, weekdays, 0).contains(friday_noon));
+        // At +13:00 it is already Saturday 01:00.
+        assert!(!w(9 * 60, 18 * 60, weekdays, 13 * 60).contains(friday_noon));
+        // A night window 22:00-02:00 holds 01:00 Saturday through Friday's evening.
+        let fridays = [false, false, false, false, false, true, false];
+        assert!(w(22 * 60, 2 * 60, fridays, 13 * 60).contains(friday_noon));
     }
 }

@@ -1,0 +1,372 @@
+//! Argument rules: where a rule looks (a JSON pointer, or every string) and what it looks for.
+//!
+//! Everything here is a pure function of the arguments, so the corpus tests can pin it down.
+
+use regex::Regex;
+use serde_json::Value;
+
+/// Where in the arguments a rule looks: segments of an RFC 6901 pointer, `*` for any key or index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer(Vec<String>);
+
+impl Pointer {
+    /// Parses `/a/b/*/c`; `~0` and `~1` unescape to `~` and `/`.
+    pub fn parse(text: &str) -> Result<Pointer, String> {
+        if text.is_empty() {
+            return Ok(Pointer(Vec::new()));
+        }
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!(
+                "pointer {text:?} must start with '/' (RFC 6901), e.g. \"/path\" or \"/files/*/name\""
+            ));
+        };
+        Ok(Pointer(
+            rest.split('/')
+                .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                .collect(),
+        ))
+    }
+
+    /// Calls `f` with every value the pointer reaches.
+    pub fn each<'v>(&self, root: &'v Value, f: &mut impl FnMut(&'v Value)) {
+        fn walk<'v>(segments: &[String], v: &'v Value, f: &mut impl FnMut(&'v Value)) {
+            let Some((first, rest)) = segments.split_first() else {
+                f(v);
+                return;
+            };
+            match v {
+                Value::Object(map) if first == "*" => {
+                    map.values().for_each(|child| walk(rest, child, f))
+                }
+                Value::Array(items) if first == "*" => {
+                    items.iter().for_each(|child| walk(rest, child, f))
+                }
+                Value::Object(map) => {
+                    if let Some(child) = map.get(first) {
+                        walk(rest, child, f)
+                    }
+                }
+                Value::Array(items) => {
+                    if let Some(child) = first.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                        walk(rest, child, f)
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&self.0, root, f)
+    }
+}
+
+/// A glob (`*`, `?`, `[abc]`, `{a,b}`), compiled to a regex so matching never allocates.
+#[derive(Debug, Clone)]
+pub struct GlobPattern(regex::bytes::Regex);
+
+impl GlobPattern {
+    /// Compiles a glob; the error says what is wrong with it.
+    pub fn new(glob: &str) -> Result<GlobPattern, String> {
+        let regex = globset::Glob::new(glob)
+            .map_err(|e| e.to_string())?
+            .regex()
+            .to_string();
+        regex::bytes::Regex::new(&regex)
+            .map(GlobPattern)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the whole of `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text.as_bytes())
+    }
+}
+
+/// Whether `text` has the two bytes `a` `b` next to each other (cheaper than a substring search
+/// for such short needles).
+fn has_pair(text: &str, a: u8, b: u8) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(a, bytes).any(|i| bytes.get(i + 1) == Some(&b))
+}
+
+/// Built-in detectors for patterns a regex states badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Detector {
+    /// `;`, `|`, `&`, `$(`, backticks, redirections, newlines: a string a shell would split.
+    ShellMetacharacters,
+    /// `DROP`, `TRUNCATE`, `ALTER`, or `DELETE`/`UPDATE` without `WHERE`, per statement.
+    SqlDestructive,
+    /// A `..` path segment (also percent-encoded or with backslashes).
+    PathTraversal,
+}
+
+impl Detector {
+    /// Names accepted in `detect = "…"`.
+    pub const NAMES: &'static str =
+        "\"shell_metacharacters\", \"sql_destructive\", \"path_traversal\"";
+
+    /// Reads a config name.
+    pub fn parse(name: &str) -> Option<Detector> {
+        match name {
+            "shell_metacharacters" => Some(Detector::ShellMetacharacters),
+            "sql_destructive" => Some(Detector::SqlDestructive),
+            "path_traversal" => Some(Detector::PathTraversal),
+            _ => None,
+        }
+    }
+
+    /// Whether `text` shows the pattern.
+    pub fn detects(self, text: &str) -> bool {
+        match self {
+            Detector::ShellMetacharacters => text
+                .chars()
+                .any(|c| matches!(c, ';' | '|' | '&' | '`' | '>' | '<' | '\n' | '\r' | '$')),
+            Detector::SqlDestructive => sql_destructive(text),
+            Detector::PathTraversal => {
+                if text.contains('%') {
+                    let lowered = text
+                        .to_ascii_lowercase()
+                        .replace("%2e", ".")
+                        .replace("%2f", "/");
+                    traverses(&lowered)
+                } else {
+                    has_pair(text, b'.', b'.') && traverses(text)
+                }
+            }
+        }
+    }
+}
+
+fn traverses(path: &str) -> bool {
+    path.split(['/', '\\'])
+        .any(|segment| segment.trim() == "..")
+}
+
+/// SQL that destroys or rewrites without bounds: `DROP`, `TRUNCATE`, `ALTER`, `GRANT`, or a
+/// `DELETE`/`UPDATE` statement without `WHERE`. Comments are removed first, so
+/// `DELETE /* x */ FROM t` and `DELETE FROM t -- WHERE id=1` are both seen.
+fn sql_destructive(text: &str) -> bool {
+    static KEYWORDS: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let keywords = KEYWORDS.get_or_init(|| {
+        Regex::new(r"(?i)(drop|truncate|alter|grant|revoke|delete|update)")
+            .unwrap_or_else(|e| unreachable!("a fixed pattern compiles: {e}"))
+    });
+    // Most strings are not SQL at all: one scan decides that.
+    if !keywords.is_match(text) {
+        return false;
+    }
+    let cleaned = strip_sql_comments(text).to_ascii_lowercase();
+    cleaned.split(';').any(|statement| {
+        let words: Vec<&str> = statement
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        let has = |w: &str| words.contains(&w);
+        match words.first().copied() {
+            Some("drop" | "truncate" | "alter" | "grant" | "revoke") => true,
+            Some("delete" | "update") => !has("where"),
+            Some("with") => (has("delete") || has("update")) && !has("where"),
+            _ => false,
+        }
+    })
+}
+
+fn strip_sql_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.find('\n').map_or("", |i| &after[i..]);
+            out.push(' ');
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.find("*/").map_or("", |i| &after[i + 2..]);
+            out.push(' ');
+        } else {
+            let c = rest.chars().next().unwrap_or(' ');
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// The normalised absolute form of a path, resolving `.` and `..` without touching the disk;
+/// `None` for a relative path (its meaning depends on the server's working folder).
+pub fn normalize_path(path: &str) -> Option<String> {
+    let path = path.replace('\\', "/");
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// Whether `path` (normalised) lies under `root` (normalised), by whole components.
+fn under(path: &str, root: &str) -> bool {
+    root == "/"
+        || path == root
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// What a rule looks for in one value.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// A string the regex finds something in.
+    Regex(Regex),
+    /// A string the glob matches whole.
+    Glob(GlobPattern),
+    /// A path that is relative or, once `.` and `..` are resolved, under none of the roots.
+    PathOutside(Vec<String>),
+    /// A string equal to one of these (a deny list).
+    AnyOf(Vec<String>),
+    /// A string equal to none of these (an allow list).
+    NoneOf(Vec<String>),
+    /// A number (or numeric string) in the range; each bound optional, strict or not.
+    Number {
+        /// Lower bound and whether it is inclusive.
+        min: Option<(f64, bool)>,
+        /// Upper bound and whether it is inclusive.
+        max: Option<(f64, bool)>,
+    },
+    /// A string a built-in detector flags.
+    Detect(Detector),
+}
+
+impl Matcher {
+    /// Whether `value` matches; a matcher for strings looks at strings, and at numbers as text.
+    pub fn matches(&self, value: &Value) -> bool {
+        match (self, value) {
+            (Matcher::Number { min, max }, v) => {
+                let n = match v {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                };
+                let Some(n) = n.filter(|n| n.is_finite()) else {
+                    return false;
+                };
+                let above = min.is_none_or(|(b, incl)| if incl { n >= b } else { n > b });
+                let below = max.is_none_or(|(b, incl)| if incl { n <= b } else { n < b });
+                above && below
+            }
+            (m, Value::String(s)) => m.matches_str(s),
+            (m, Value::Number(n)) => m.matches_str(&n.to_string()),
+            _ => false,
+        }
+    }
+
+    /// Whether a string matches (never true for a numeric matcher).
+    pub fn matches_str(&self, s: &str) -> bool {
+        match self {
+            Matcher::Regex(re) => re.is_match(s),
+            Matcher::Glob(g) => g.is_match(s),
+            Matcher::PathOutside(roots) => {
+                // Already normal (no dot segments, backslashes or doubled slashes): no copy.
+                let plain = s.starts_with('/')
+                    && !s.contains('\\')
+                    && !has_pair(s, b'/', b'.')
+                    && !has_pair(s, b'/', b'/');
+                if plain {
+                    !roots.iter().any(|r| under(s.trim_end_matches('/'), r))
+                } else {
+                    match normalize_path(s) {
+                        None => true,
+                        Some(p) => !roots.iter().any(|r| under(&p, r)),
+                    }
+                }
+            }
+            Matcher::AnyOf(list) => list.iter().any(|x| x == s),
+            Matcher::NoneOf(list) => !list.iter().any(|x| x == s),
+            Matcher::Number { .. } => false,
+            Matcher::Detect(d) => d.detects(s),
+        }
+    }
+
+    /// A number matcher also applies to numbers; the others to strings only.
+    pub fn wants_numbers(&self) -> bool {
+        matches!(self, Matcher::Number { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pointers_reach_nested_values_and_wildcards() {
+        let v = json!({"files": [{"path": "/a"}, {"path": "/b"}], "a/b": {"~x": 1}});
+        let mut seen = Vec::new();
+        Pointer::parse("/files/*/path")
+            .unwrap()
+            .each(&v, &mut |x| seen.push(x.clone()));
+        assert_eq!(seen, vec![json!("/a"), json!("/b")]);
+        seen.clear();
+        Pointer::parse("/a~1b/~0x")
+            .unwrap()
+            .each(&v, &mut |x| seen.push(x.clone()));
+        assert_eq!(seen, vec![json!(1)]);
+        seen.clear();
+        Pointer::parse("/files/1/path")
+            .unwrap()
+            .each(&v, &mut |x| seen.push(x.clone()));
+        assert_eq!(seen, vec![json!("/b")]);
+        assert!(Pointer::parse("files").is_err());
+    }
+
+    #[test]
+    fn paths_are_resolved_before_the_roots_are_checked() {
+        let m = Matcher::PathOutside(vec!["/srv/data".into()]);
+        for (path, outside) in [
+            ("/srv/data/report.txt", false),
+            ("/srv/data", false),
+            ("/srv/data/../../etc/passwd", true),
+            ("/srv/database/x", true),
+            ("/srv/./data/./x", false),
+            ("relative/file", true),
+            ("\\srv\\data\\..\\secret", true),
+            ("/etc/passwd", true),
+        ] {
+            assert_eq!(m.matches_str(path), outside, "{path}");
+        }
+    }
+
+    #[test]
+    fn sql_detector_sees_unbounded_writes_through_comments() {
+        for (sql, flagged) in [
+            ("SELECT * FROM users", false),
+            ("DELETE FROM users WHERE id = 1", false),
+            ("DELETE FROM users", true),
+            ("delete /* keep */ from users -- WHERE id=1", true),
+            ("UPDATE accounts SET balance = 0", true),
+            ("UPDATE accounts SET balance = 0 WHERE id = 7", false),
+            ("select 1; DROP TABLE users", true),
+            ("TRUNCATE logs", true),
+            ("SELECT 'drop table' FROM t", false),
+        ] {
+            assert_eq!(Detector::SqlDestructive.detects(sql), flagged, "{sql}");
+        }
+    }
+
+    #[test]
+    fn numbers_compare_with_bounds_and_numeric_strings() {
+        let m = Matcher::Number {
+            min: Some((1000.0, false)),
+            max: None,
+        };
+        assert!(m.matches(&json!(1000.5)));
+        assert!(m.matches(&json!("1e6")));
+        assert!(!m.matches(&json!(1000)));
+        assert!(!m.matches(&json!("lots")));
+        assert!(!m.matches(&json!(null)));
+    }
+}
