@@ -28,6 +28,46 @@ pub enum Command {
     Events(EventsArgs),
     /// Rebuild the query index from the journal (the proxy must be stopped).
     Reindex(ConfigArg),
+    /// Try the `[risk]` policy before deploying it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Evaluate the policy against one call, or against the calls already in the store.
+    Test(PolicyTestArgs),
+}
+
+/// `policy test` arguments.
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The call as JSON: `{"name": …, "arguments": {…}}` or a whole JSON-RPC `tools/call`
+    /// request; `-` or nothing reads it from stdin.
+    #[arg(value_name = "CALL_JSON")]
+    pub call: Option<String>,
+    /// The caller (default: user_id in the config, else the OS user).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The tool's annotations as `tools/list` would give them, e.g. '{"destructiveHint":true}'.
+    #[arg(long, value_name = "JSON")]
+    pub annotations: Option<String>,
+    /// Replay the newest access events of the store instead: what would this policy decide?
+    #[arg(long, conflicts_with = "call")]
+    pub from_store: bool,
+    /// With --from-store: how many access events, newest first.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// With --from-store: only events younger than this (e.g. 7d, 12h).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<humantime::Duration>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The config file, shared by every subcommand so they all find the same store.

@@ -3,12 +3,15 @@
 use std::io::Write;
 use std::time::Duration;
 
+use crate::audit::Outcome;
 use crate::audit::writer;
 use crate::audit::{AuditEvent, EventType};
-use crate::cli::{EventsArgs, StdioArgs};
+use crate::cli::{EventsArgs, PolicyTestArgs, StdioArgs};
 use crate::config::Config;
+use crate::policy::{self, Action, CallInput, Decision};
 use crate::proxy::stdio;
 use crate::store::{self, Filter, OpenReport, Store, StoreError};
+use serde_json::Value;
 
 /// Errors of a mode, each already saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,17 @@ pub enum ModeError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The policy cannot run here (its HMAC key is unavailable).
+    #[error("{0}")]
+    PolicyNotReady(String),
+    /// A command-line input cannot be used.
+    #[error("{what}\n  hint: {hint}")]
+    BadInput {
+        /// What is wrong.
+        what: String,
+        /// What to do.
+        hint: &'static str,
+    },
 }
 
 /// Logs what opening the store found (a torn tail or a rebuilt index is worth a warning).
@@ -62,6 +76,11 @@ pub fn stdio_user(args: &StdioArgs, config: &Config) -> String {
     if let Some(u) = args.user.clone().or_else(|| config.user_id.clone()) {
         return u;
     }
+    os_user()
+}
+
+/// The OS user running the proxy, by name where it has one.
+pub fn os_user() -> String {
     let uid = nix::unistd::getuid();
     match nix::unistd::User::from_uid(uid) {
         Ok(Some(user)) => user.name,
@@ -82,6 +101,7 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
         }
         .into());
     }
+    config.policy.ready().map_err(ModeError::PolicyNotReady)?;
     let user = stdio_user(args, config);
     let (store, report) = Store::open(&config.audit.store_dir, config.audit.segment_bytes)?;
     log_open(&report);
@@ -125,25 +145,7 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
         user: args.user.clone(),
         event_type: args.event_type.map(EventType::from),
     };
-    let root = &config.audit.store_dir;
-    if !root.join("journal").is_dir() {
-        return Err(ModeError::NoStore { path: root.clone() });
-    }
-    let events = match store::open_for_query(root)? {
-        // Nobody writes: query the index (caught up with the journal, which is left as it is).
-        Some((index, _lock, report)) => {
-            log_open(&report);
-            index.newest(args.limit, &filter)?
-        }
-        None => {
-            tracing::info!("a proxy is writing this store; reading the journal directly");
-            let (events, damaged) = store::newest_from_journal(root, args.limit, &filter)?;
-            for d in damaged {
-                tracing::error!(damage = %d, "audit journal segment damaged");
-            }
-            events
-        }
-    };
+    let events = newest(config, args.limit, &filter)?;
     if args.json {
         for e in &events {
             serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)?;
@@ -151,6 +153,227 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
         }
     } else {
         write_table(&events, out)?;
+    }
+    Ok(())
+}
+
+/// The newest events matching `filter`, from the index, or from the journal while a proxy runs.
+fn newest(config: &Config, limit: usize, filter: &Filter) -> Result<Vec<AuditEvent>, ModeError> {
+    let root = &config.audit.store_dir;
+    if !root.join("journal").is_dir() {
+        return Err(ModeError::NoStore { path: root.clone() });
+    }
+    Ok(match store::open_for_query(root)? {
+        // Nobody writes: query the index (caught up with the journal, which is left as it is).
+        Some((index, _lock, report)) => {
+            log_open(&report);
+            index.newest(limit, filter)?
+        }
+        None => {
+            tracing::info!("a proxy is writing this store; reading the journal directly");
+            let (events, damaged) = store::newest_from_journal(root, limit, filter)?;
+            for d in damaged {
+                tracing::error!(damage = %d, "audit journal segment damaged");
+            }
+            events
+        }
+    })
+}
+
+/// `policy test`: the configured policy's decision on one call, or on the calls in the store.
+pub fn policy_test(
+    args: &PolicyTestArgs,
+    config: &Config,
+    input: &mut impl std::io::Read,
+    out: &mut impl Write,
+) -> Result<(), ModeError> {
+    let policy = &config.policy;
+    let default_user = || config.user_id.clone().unwrap_or_else(os_user);
+    if args.from_store {
+        return policy_replay(args, config, out);
+    }
+    let text = match args.call.as_deref() {
+        Some(t) if t != "-" => t.to_string(),
+        _ => {
+            let mut t = String::new();
+            input.read_to_string(&mut t)?;
+            t
+        }
+    };
+    let bad = |what: String| ModeError::BadInput {
+        what,
+        hint: "give the call as '{\"name\": \"TOOL\", \"arguments\": {...}}' or a whole JSON-RPC tools/call request",
+    };
+    let value: Value = policy::strict::parse(text.trim())
+        .map_err(|e| bad(format!("the call is not usable JSON: {e}")))?;
+    let params = match value.get("method") {
+        Some(m) if m == "tools/call" => value.get("params").cloned().unwrap_or(Value::Null),
+        Some(m) => return Err(bad(format!("the request is {m}, not tools/call"))),
+        None => value,
+    };
+    let Some(tool) = params.get("name").and_then(Value::as_str) else {
+        return Err(bad("the call has no tool name (\"name\")".into()));
+    };
+    let annotations = match &args.annotations {
+        Some(a) => Some(serde_json::from_str(a).map_err(|e| ModeError::BadInput {
+            what: format!("--annotations is not a tool annotations object: {e}"),
+            hint: "e.g. --annotations '{\"readOnlyHint\": false, \"destructiveHint\": true}'",
+        })?),
+        None => None,
+    };
+    let user = args.user.clone().unwrap_or_else(default_user);
+    let history = policy::History::default();
+    let decision = policy.assess(&CallInput {
+        user: &user,
+        tool,
+        arguments: params.get("arguments"),
+        annotations: annotations.as_ref(),
+        history: &history,
+        now: std::time::SystemTime::now(),
+        count_rates: true,
+    });
+    if args.json {
+        serde_json::to_writer(&mut *out, &decision_json(tool, &user, &decision))
+            .map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write_decision(out, tool, &user, &decision)?;
+        if !policy.enabled {
+            writeln!(
+                out,
+                "note: risk.enabled = false: the proxy does not apply this policy"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn decision_json(tool: &str, user: &str, d: &Decision) -> Value {
+    serde_json::json!({
+        "tool": tool,
+        "user": user,
+        "decision": d.label(),
+        "risk_level": d.level.as_str(),
+        "risk_score": d.score,
+        "compliance_tags": d.tags,
+        "reasons": d.reasons,
+        "policy_version": d.version,
+    })
+}
+
+fn write_decision(
+    out: &mut impl Write,
+    tool: &str,
+    user: &str,
+    d: &Decision,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: tool {tool:?} called by {user:?} (risk {}, score {}, policy {})",
+        d.label(),
+        d.level.as_str(),
+        d.score,
+        d.version
+    )?;
+    if !d.tags.is_empty() {
+        writeln!(out, "compliance tags: {}", d.tags.join(", "))?;
+    }
+    for r in &d.reasons {
+        writeln!(out, "  - {r}")?;
+    }
+    Ok(())
+}
+
+/// `policy test --from-store`: replays stored access events through the configured policy.
+fn policy_replay(
+    args: &PolicyTestArgs,
+    config: &Config,
+    out: &mut impl Write,
+) -> Result<(), ModeError> {
+    let filter = Filter {
+        event_type: Some(EventType::ToolAccess),
+        ..Filter::default()
+    };
+    let mut events = newest(config, args.limit, &filter)?;
+    if let Some(since) = args.since {
+        let cutoff = std::time::SystemTime::now() - *since;
+        events.retain(|e| e.timestamp >= cutoff);
+    }
+    events.reverse(); // oldest first, so session history builds up as it did
+    let mut histories: std::collections::HashMap<String, policy::History> = Default::default();
+    let (mut counts, mut changed, mut redacted) = ([0usize; 4], 0usize, 0usize);
+    for e in &events {
+        let Some(tool) = e.tool_name.as_deref() else {
+            continue;
+        };
+        let arguments = e
+            .metadata
+            .arguments
+            .as_ref()
+            .and_then(|a| serde_json::from_str::<Value>(a.get()).ok());
+        if !e.metadata.redacted.is_empty() {
+            redacted += 1;
+        }
+        let history = histories.entry(e.session_id.clone()).or_default();
+        let d = config.policy.assess(&CallInput {
+            user: &e.user_id,
+            tool,
+            arguments: arguments.as_ref(),
+            annotations: None,
+            history,
+            now: e.timestamp,
+            count_rates: false,
+        });
+        history.note(tool, &d.tags);
+        let slot = match (d.label(), d.action) {
+            ("would_block", _) => 3,
+            (_, Action::Block) => 2,
+            (_, Action::Alert) => 1,
+            _ => 0,
+        };
+        counts[slot] += 1;
+        let was_blocked = e.result == Outcome::Blocked;
+        let now_blocked = d.enforced() == Action::Block;
+        if was_blocked != now_blocked {
+            changed += 1;
+        }
+        if args.json {
+            let mut j = decision_json(tool, &e.user_id, &d);
+            j["event_id"] = Value::String(e.event_id.to_string());
+            j["recorded_result"] = Value::String(e.result.as_str().into());
+            serde_json::to_writer(&mut *out, &j).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        } else if d.action == Action::Block {
+            writeln!(
+                out,
+                "{} {} {:<12} {:<20} {:<8} {:>3}  {}  {}",
+                humantime::format_rfc3339_seconds(e.timestamp),
+                d.label(),
+                e.user_id,
+                tool,
+                d.level.as_str(),
+                d.score,
+                e.event_id,
+                d.reasons.last().map_or("", String::as_str)
+            )?;
+        }
+    }
+    if !args.json {
+        writeln!(
+            out,
+            "policy {} over {} stored calls: {} allow, {} alert, {} block, {} would block (shadow); {} decided differently from the record",
+            config.policy.version,
+            events.len(),
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3],
+            changed
+        )?;
+        writeln!(
+            out,
+            "not replayed: tool annotations (not stored) and rate limits; {redacted} calls had sensitive data redacted in the store, so classifiers see the placeholders"
+        )?;
     }
     Ok(())
 }

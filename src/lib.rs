@@ -4,16 +4,19 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs, cli.rs     thin entry; clap subcommands (stdio, events, reindex)
+//! main.rs, cli.rs     thin entry; clap subcommands (stdio, events, reindex, policy test)
 //! commands.rs         the modes behind the subcommands
 //! config.rs           RawConfig (serde, unknown keys refused) -> Config (validated)
 //! error.rs            which side failed: client, upstream, internal
 //! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline.rs   classify -> assess -> record -> forward or refuse -> correlate -> record
-//! proxy/stdio.rs      the stdio front door: spawn the server, move lines, shut down in order
+//! proxy/stdio.rs      the stdio front door: spawn the server, move lines, reload the policy
+//!                     on SIGHUP, shut down in order
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
-//! policy/             risk assessment (pure functions)
+//! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
+//!                     matchers, detectors), classify.rs (sensitive data), strict.rs
+//!                     (arguments without duplicate keys); assess, protect, redact
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //! store/              journal (durable record, CRC'd segments) + sled index (references
 //!                     into the journal, by id, session, tool, user; links)
@@ -22,12 +25,17 @@
 //! # Data flow of one `tools/call`
 //!
 //! Bytes in -> frame (size limit, UTF-8) -> classify by `method` -> decode `params` into a
-//! borrowed view -> context (session, era, client, server) -> assess risk -> record the access
-//! event (durable before forwarding in `sync` mode) -> forward the **original bytes** -> the
-//! response is framed and classified -> correlated by id to the waiting context -> the
-//! execution or failure event is recorded (durable before the client sees it in `sync` mode)
-//! -> the original response bytes go to the client. Everything that is not a `tools/call` is
-//! forwarded untouched after classification.
+//! borrowed view -> arguments parsed strictly (a repeated key is refused) -> context (session,
+//! era, client, server) -> assess risk with the policy in force (score, level, reasons, tags)
+//! -> a blocked call is recorded (access + failure, `blocked`) and answered with `-32010`,
+//! never forwarded -> otherwise the access event, with sensitive data protected, is recorded
+//! (durable before forwarding in `sync` mode) -> forward the **original bytes** -> the
+//! response is framed and classified -> correlated by id to the waiting context -> the result
+//! is scanned (tags, raised risk) -> the execution or failure event is recorded (durable
+//! before the client sees it in `sync` mode) -> the original response bytes go to the client
+//! (masked only when `redact_results` asks). Everything that is not a `tools/call` is
+//! forwarded untouched after classification, except `tools/list` results, from which tools
+//! the caller may never call are removed.
 
 pub mod audit;
 pub mod cli;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mcp_audit_proxy::cli::{Cli, Command};
+use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand};
 use mcp_audit_proxy::commands;
 use mcp_audit_proxy::config::Config;
 
@@ -38,6 +38,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = Config::load(&args.config)?;
             let mut out = std::io::stdout().lock();
             commands::reindex(&config, &mut out).context("reindex")?;
+            Ok(0)
+        }
+        Command::Policy(PolicyCommand::Test(args)) => {
+            let config = Config::load(&args.config.config)?;
+            let mut out = std::io::stdout().lock();
+            commands::policy_test(&args, &config, &mut std::io::stdin().lock(), &mut out)
+                .context("policy test")?;
             Ok(0)
         }
     }

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,10 +32,12 @@ use crate::mcp::{
     AnyParams, CallToolParams, CallToolResultView, CancelledParams, Era, ErrorView, Implementation,
     InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
 };
-use crate::policy;
+use crate::policy::{self, CallInput, Decision, History, Policy, PolicyCell};
 
 /// The `tools/call` method, the one the proxy audits.
 pub const TOOLS_CALL: &str = "tools/call";
+/// The JSON-RPC error code of a call the policy blocked (stable: clients may match on it).
+pub const POLICY_BLOCKED: i64 = -32010;
 /// MRTR states remembered per session for linking retries (oldest forgotten first).
 const MAX_OPEN_ROUNDS: usize = 1024;
 /// Calls that ended before the server answered, remembered for their late answers.
@@ -74,6 +76,7 @@ impl std::fmt::Debug for Unrecorded {
 /// The answer to a call the audit trail cannot record, naming why.
 fn audit_refusal(id: &RequestId, why: &str) -> Refusal {
     Refusal {
+        extra: None,
         id: Some(id.clone()),
         code: INTERNAL_ERROR,
         message: format!(
@@ -135,9 +138,23 @@ struct Refusal {
     code: i64,
     message: String,
     event: Option<EventId>,
+    /// More fields for the error's `data` (the policy's decision).
+    extra: Option<Box<Value>>,
 }
 
 impl Refusal {
+    fn with_decision(mut self, decision: Option<&Decision>) -> Self {
+        self.extra = decision.map(|d| {
+            Box::new(json!({
+                "risk_level": d.level.as_str(),
+                "risk_score": d.score,
+                "reasons": d.reasons,
+                "policy_version": d.version,
+            }))
+        });
+        self
+    }
+
     fn line(&self) -> Bytes {
         error_response(self.id.as_ref(), self.code, &self.message, self.data())
     }
@@ -149,7 +166,11 @@ impl Refusal {
     }
 
     fn data(&self) -> Option<Value> {
-        self.event.map(|e| json!({ "event_id": e.to_string() }))
+        let mut data = self.extra.as_deref().cloned().unwrap_or_else(|| json!({}));
+        if let (Some(e), Some(map)) = (self.event, data.as_object_mut()) {
+            map.insert("event_id".into(), Value::String(e.to_string()));
+        }
+        (data.as_object().is_some_and(|m| !m.is_empty())).then_some(data)
     }
 }
 
@@ -179,6 +200,9 @@ struct Call {
     user_agent: Option<String>,
     tool_version: Option<String>,
     risk: RiskLevel,
+    score: Option<u8>,
+    tags: Vec<&'static str>,
+    policy: Option<Arc<Policy>>,
 }
 
 /// Why a call ended before the server answered it.
@@ -210,6 +234,7 @@ struct State {
     open_rounds: VecDeque<(String, EventId)>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
+    history: History,
 }
 
 impl State {
@@ -280,11 +305,13 @@ type Admission = Result<(Ack, Option<RequestId>), Refusal>;
 
 /// What the server side decided for one message.
 enum Delivery {
-    /// Pass it on once `ack` resolves; if the end event of call `unrecorded` fails to become
-    /// durable, that call is answered with an error instead.
+    /// Pass it on (or `rewritten` in its place, when the policy changed it) once `ack`
+    /// resolves; if the end event of call `unrecorded` fails to become durable, that call is
+    /// answered with an error instead.
     Forward {
         ack: Ack,
         unrecorded: Option<RequestId>,
+        rewritten: Option<String>,
     },
     /// Do not pass it on.
     Drop,
@@ -299,17 +326,19 @@ pub struct Pipeline {
     audit: AuditSink,
     ids: EventIds,
     call_timeout: Option<Duration>,
+    policy: PolicyCell,
     state: Mutex<State>,
 }
 
 impl Pipeline {
-    /// A pipeline for one client connection.
-    pub fn new(info: SessionInfo, audit: AuditSink, limits: &Limits) -> Self {
+    /// A pipeline for one client connection, judging calls by whatever `policy` holds.
+    pub fn new(info: SessionInfo, audit: AuditSink, limits: &Limits, policy: PolicyCell) -> Self {
         Pipeline {
             info,
             audit,
             ids: EventIds::default(),
             call_timeout: limits.call_timeout,
+            policy,
             state: Mutex::new(State::default()),
         }
     }
@@ -450,6 +479,7 @@ impl Pipeline {
             .filter_map(|item| {
                 let refusal = match &item.message {
                     Ok(Message::Request { id, method, params }) => Refusal {
+                        extra: None,
                         id: Some(id.clone()),
                         code,
                         message: message.to_string(),
@@ -460,6 +490,7 @@ impl Pipeline {
                         },
                     },
                     Err(invalid) => Refusal {
+                        extra: None,
                         id: invalid.id().cloned(),
                         code: invalid.code(),
                         message: message.to_string(),
@@ -486,6 +517,7 @@ impl Pipeline {
                         })
                         .flatten();
                     return Err(Refusal {
+                        extra: None,
                         id: Some(id.clone()),
                         code: INVALID_REQUEST,
                         message: format!(
@@ -525,7 +557,8 @@ impl Pipeline {
         }
     }
 
-    /// Records the access event of a `tools/call` and opens its context.
+    /// Assesses a `tools/call`, records its access event and opens its context; a blocked
+    /// call is recorded and answered here, never forwarded.
     fn begin_call(&self, id: &RequestId, params: Option<&RawValue>) -> Admission {
         let p = match decode_call(params) {
             Ok(p) => p,
@@ -534,6 +567,7 @@ impl Pipeline {
                 tracing::warn!(request_id = %id, error = %e, "undecodable tools/call refused");
                 let event = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
                 return Err(Refusal {
+                    extra: None,
                     id: Some(id.clone()),
                     code: INVALID_PARAMS,
                     message: format!("mcp-audit-proxy refused the call: {reason}"),
@@ -541,9 +575,30 @@ impl Pipeline {
                 });
             }
         };
+        let policy = self.policy.current();
+        // The policy must see what the server will execute: arguments a server could read
+        // two ways (duplicate keys) are refused, fail closed.
+        let arguments = match (policy.enabled, p.arguments) {
+            (true, Some(raw)) => match policy::strict::parse(raw.get()) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let reason = format!("invalid tools/call arguments: {e}");
+                    tracing::warn!(request_id = %id, error = %e, "ambiguous tools/call refused");
+                    let event = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
+                    return Err(Refusal {
+                        extra: None,
+                        id: Some(id.clone()),
+                        code: INVALID_PARAMS,
+                        message: format!("mcp-audit-proxy refused the call: {reason}"),
+                        event,
+                    });
+                }
+            },
+            _ => None,
+        };
         let started = Instant::now();
         let meta = p.meta.as_ref();
-        let (protocol_version, era, user_agent, tool_version, risk, retry_of) = {
+        let (protocol_version, era, user_agent, tool_version, risk, decision, retry_of) = {
             let mut st = self.state();
             let (version, era) = st.version_for(meta.and_then(|m| m.protocol_version.as_deref()));
             let agent = meta
@@ -559,58 +614,142 @@ impl Pipeline {
             } else {
                 None
             };
-            let risk = policy::tool_risk(st.annotations.get(&*p.name));
+            let annotations = st.annotations.get(&*p.name);
+            let decision = policy.enabled.then(|| {
+                policy.assess(&CallInput {
+                    user: &self.info.user_id,
+                    tool: &p.name,
+                    arguments: arguments.as_ref(),
+                    annotations,
+                    history: &st.history,
+                    now: std::time::SystemTime::now(),
+                    count_rates: true,
+                })
+            });
+            let risk = decision
+                .as_ref()
+                .map_or_else(|| policy::tool_risk(annotations), |d| d.level);
+            if let Some(d) = &decision
+                && d.enforced() != policy::Action::Block
+            {
+                st.history.note(&p.name, &d.tags);
+            }
             let tool_version = st.server.as_ref().map(Implementation::agent);
-            (version, era, agent, tool_version, risk, retry_of)
+            (version, era, agent, tool_version, risk, decision, retry_of)
         };
         let (access_id, timestamp) = self.ids.next();
-        let event = AuditEvent {
-            event_id: access_id,
-            timestamp,
-            event_type: EventType::ToolAccess,
-            user_id: self.info.user_id.clone(),
-            tool_name: Some(p.name.to_string()),
-            action: TOOLS_CALL.into(),
-            result: Outcome::Initiated,
-            metadata: Metadata {
-                request_id: Some(id.clone()),
-                protocol_version: protocol_version.clone(),
-                protocol_era: era,
-                auth_method: Some(self.info.auth_method.into()),
-                user_agent: user_agent.clone(),
-                tool_version: tool_version.clone(),
-                arguments: p.arguments.map(ToOwned::to_owned),
-                retry_of,
-                ..Metadata::default()
+        let blocked = decision
+            .as_ref()
+            .is_some_and(|d| d.enforced() == policy::Action::Block);
+        let (stored_arguments, redacted) = match (&arguments, p.arguments) {
+            (Some(value), Some(raw)) => match policy.protect(value) {
+                Some((protected, classes)) => (
+                    serde_json::value::to_raw_value(&protected).ok(),
+                    classes.iter().map(|c| c.as_str().to_string()).collect(),
+                ),
+                None => (Some(raw.to_owned()), Vec::new()),
             },
-            risk_level: risk,
-            compliance_tags: Vec::new(),
-            session_id: self.info.session_id.clone(),
-            upstream: self.info.upstream.clone(),
-            linked_event_id: None,
+            (_, raw) => (raw.map(ToOwned::to_owned), Vec::new()),
         };
+        let call = Call {
+            access_id,
+            request_id: id.clone(),
+            tool: Some(p.name.to_string()),
+            started,
+            deadline: self.call_timeout.map(|t| started + t),
+            protocol_version,
+            era,
+            user_agent,
+            tool_version,
+            risk,
+            score: decision.as_ref().map(|d| d.score),
+            tags: decision
+                .as_ref()
+                .map(|d| d.tags.clone())
+                .unwrap_or_default(),
+            policy: Some(policy.clone()),
+        };
+        let mut event = self.call_event(
+            &call,
+            EventType::ToolAccess,
+            if blocked {
+                Outcome::Blocked
+            } else {
+                Outcome::Initiated
+            },
+            Some(Metadata {
+                arguments: stored_arguments,
+                retry_of,
+                redacted,
+                ..Metadata::default()
+            }),
+        );
+        event.event_id = access_id;
+        event.timestamp = timestamp;
+        if let Some(d) = &decision {
+            apply_decision(&mut event.metadata, d);
+        }
+        if blocked {
+            return Err(self.block(&call, event, decision.as_ref()));
+        }
         let ack = self
             .audit
             .admit(&event)
             .map_err(|e| refused_by_audit(id, &e))?;
+        if let Some(d) = decision
+            .as_ref()
+            .filter(|d| d.enforced() == policy::Action::Alert)
+        {
+            tracing::warn!(
+                request_id = %id, tool = %p.name, event_id = %access_id, level = d.level.as_str(),
+                score = d.score, decision = d.label(), reasons = %d.reasons.join("; "),
+                "policy alert"
+            );
+        }
         tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, "tool call recorded");
         // Inserted after recording: no end can be recorded before its access event is queued.
-        self.state().calls.insert(
-            id.clone(),
-            Call {
-                access_id,
-                request_id: id.clone(),
-                tool: Some(p.name.into_owned()),
-                started,
-                deadline: self.call_timeout.map(|t| started + t),
-                protocol_version,
-                era,
-                user_agent,
-                tool_version,
-                risk,
-            },
-        );
+        self.state().calls.insert(id.clone(), call);
         Ok((ack, Some(id.clone())))
+    }
+
+    /// Records a blocked call (access and failure, both `blocked`) and builds the error the
+    /// client gets: a stable code, the reasons, and the event id to quote.
+    fn block(&self, call: &Call, access: AuditEvent, decision: Option<&Decision>) -> Refusal {
+        let reasons = decision.map(|d| d.reasons.join("; ")).unwrap_or_default();
+        let tool = call.tool.clone().unwrap_or_default();
+        let mut failure = self.failure_event(
+            call,
+            Outcome::Blocked,
+            Side::Client,
+            Some(POLICY_BLOCKED),
+            &format!("blocked by policy: {reasons}"),
+        );
+        if let Some(d) = decision {
+            apply_decision(&mut failure.metadata, d);
+        }
+        let recorded = self
+            .audit
+            .record(&access)
+            .and_then(|_| self.audit.record(&failure));
+        if let Err(e) = &recorded {
+            tracing::error!(error = %e, "blocked tool call could not be recorded");
+        }
+        tracing::warn!(
+            request_id = %call.request_id, tool = %tool, event_id = %failure.event_id,
+            reasons = %reasons, "tool call blocked by policy"
+        );
+        let (level, score) = decision.map_or(("unknown", 0), |d| (d.level.as_str(), d.score));
+        Refusal {
+            extra: None,
+            id: Some(call.request_id.clone()),
+            code: POLICY_BLOCKED,
+            message: format!(
+                "mcp-audit-proxy blocked this call to tool {tool:?} (risk {level}, score {score}): {reasons}. Quote event {} to your security team if it should be allowed",
+                failure.event_id
+            ),
+            event: recorded.is_ok().then_some(failure.event_id),
+        }
+        .with_decision(decision)
     }
 
     /// Records a refused call (access + failure, both `refused`); returns the failure's id.
@@ -654,6 +793,9 @@ impl Pipeline {
             user_agent: agent,
             tool_version,
             risk: RiskLevel::Medium,
+            score: None,
+            tags: Vec::new(),
+            policy: None,
         };
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
@@ -729,6 +871,7 @@ impl Pipeline {
             _ => None,
         };
         let refusal = Refusal {
+            extra: None,
             id,
             code,
             message: format!("mcp-audit-proxy refused the message: {e}"),
@@ -748,8 +891,12 @@ impl Pipeline {
                 Route::Drop
             }
             Ok(Parsed::Single(msg)) => match self.server_message(&msg, size) {
-                Delivery::Forward { ack, unrecorded } => Route::ToClient(Outbound {
-                    bytes: line.clone(),
+                Delivery::Forward {
+                    ack,
+                    unrecorded,
+                    rewritten,
+                } => Route::ToClient(Outbound {
+                    bytes: rewritten.map_or_else(|| line.clone(), |r| Bytes::from(r + "\n")),
                     ack,
                     if_unrecorded: unrecorded.map(|id| Unrecorded {
                         reply: Box::new(move || audit_refusal(&id, END_UNRECORDED).line()),
@@ -781,10 +928,21 @@ impl Pipeline {
                 }
             };
             match delivery {
-                Delivery::Forward { ack, unrecorded } => {
+                Delivery::Forward {
+                    ack,
+                    unrecorded,
+                    rewritten,
+                } => {
                     if ack.is_pending() {
                         last = ack;
                     }
+                    let raw = match rewritten {
+                        Some(r) => {
+                            changed = true;
+                            Cow::Owned(r)
+                        }
+                        None => raw,
+                    };
                     match unrecorded {
                         Some(id) => {
                             any_unrecorded = true;
@@ -825,6 +983,7 @@ impl Pipeline {
             return Delivery::Forward {
                 ack: Ack::done(),
                 unrecorded: None,
+                rewritten: None,
             };
         };
         let mut st = self.state();
@@ -836,10 +995,15 @@ impl Pipeline {
             drop(st);
             return self.late_answer(&call, why, size, *body);
         }
+        let mut rewritten = None;
         match st.pending.remove(id) {
             Some(pending) => {
                 if let ResponseBody::Result(result) = body {
                     learn(&mut st, pending, result);
+                    if let Pending::ToolsList = pending {
+                        drop(st);
+                        rewritten = self.filter_tools(id, result);
+                    }
                 }
             }
             None => {
@@ -849,7 +1013,31 @@ impl Pipeline {
         Delivery::Forward {
             ack: Ack::done(),
             unrecorded: None,
+            rewritten,
         }
+    }
+
+    /// A `tools/list` response without the tools this caller may never call, so agents do not
+    /// try them; `None` when nothing is hidden.
+    fn filter_tools(&self, id: &RequestId, result: &RawValue) -> Option<String> {
+        let policy = self.policy.current();
+        if !policy.enabled || !policy.restricts_tools() {
+            return None;
+        }
+        let mut value: Value = serde_json::from_str(result.get()).ok()?;
+        let tools = value.get_mut("tools")?.as_array_mut()?;
+        let before = tools.len();
+        let user = &self.info.user_id;
+        tools.retain(|t| {
+            t.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|name| policy.forbidden(user, name).is_none())
+        });
+        if tools.len() == before {
+            return None;
+        }
+        tracing::info!(hidden = before - tools.len(), user = %user, "tools hidden from tools/list by policy");
+        serde_json::to_string(&json!({ "jsonrpc": "2.0", "id": id, "result": value })).ok()
     }
 
     /// What a response says about its call: the end event's type, outcome and measurements,
@@ -923,9 +1111,74 @@ impl Pipeline {
         }
     }
 
+    /// Scans a call's end with the policy it started under: result classes raise the
+    /// event's risk and tags, error texts are stored protected, and with `redact_results`
+    /// the response the client gets is returned rewritten.
+    fn assess_end(
+        &self,
+        call: &Call,
+        body: ResponseBody<'_>,
+        event: &mut AuditEvent,
+    ) -> Option<String> {
+        let policy = call.policy.as_ref().filter(|p| p.enabled)?;
+        for m in &mut event.metadata.error_messages {
+            *m = policy.protect_text(m);
+        }
+        let ResponseBody::Result(raw) = body else {
+            return None;
+        };
+        let value: Value = serde_json::from_str(raw.get()).ok()?;
+        let classes = policy.scan_result(&value);
+        if !classes.is_empty() {
+            let mut score = u32::from(call.score.unwrap_or(0));
+            let mut tags: Vec<&'static str> = call.tags.clone();
+            for class in &classes {
+                // Data the arguments already carried (an echo) does not count twice.
+                if call.tags.contains(&class.tag()) {
+                    event.metadata.risk_reasons.push(format!(
+                        "result contains {} (as the arguments did)",
+                        class.as_str()
+                    ));
+                    continue;
+                }
+                let add = policy::class_score(*class);
+                score += u32::from(add);
+                event
+                    .metadata
+                    .risk_reasons
+                    .push(format!("result contains {} (+{add})", class.as_str()));
+                if !tags.contains(&class.tag()) {
+                    tags.push(class.tag());
+                }
+            }
+            tags.sort_unstable();
+            let score = score.min(100) as u8;
+            event.metadata.risk_score = Some(score);
+            event.metadata.policy_version = Some(policy.version.clone());
+            event.risk_level = event.risk_level.max(policy.level_of(score));
+            event.compliance_tags = tags.iter().map(|t| t.to_string()).collect();
+            self.state()
+                .history
+                .note(call.tool.as_deref().unwrap_or_default(), &tags);
+        }
+        if !policy.redact_results {
+            return None;
+        }
+        let (redacted, classes) = policy.redact(&value)?;
+        event.metadata.redacted_for_client =
+            classes.iter().map(|c| c.as_str().to_string()).collect();
+        serde_json::to_string(&json!({
+            "jsonrpc": "2.0",
+            "id": call.request_id,
+            "result": redacted,
+        }))
+        .ok()
+    }
+
     fn end_call(&self, call: &Call, size: usize, body: ResponseBody<'_>) -> Delivery {
         let (event_type, outcome, meta, round) = self.describe(call, size, body);
-        let event = self.call_event(call, event_type, outcome, Some(meta));
+        let mut event = self.call_event(call, event_type, outcome, Some(meta));
+        let rewritten = self.assess_end(call, body, &mut event);
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
             self.state().remember_round(key, event.event_id);
@@ -934,6 +1187,7 @@ impl Pipeline {
             Ok(ack) => Delivery::Forward {
                 ack,
                 unrecorded: Some(call.request_id.clone()),
+                rewritten,
             },
             Err(e) => Delivery::Replace(refused_by_audit(&call.request_id, &e)),
         }
@@ -960,13 +1214,15 @@ impl Pipeline {
             .into(),
         );
         tracing::info!(request_id = %call.request_id, "late answer recorded");
-        let event = self.call_event(call, event_type, outcome, Some(meta));
+        let mut event = self.call_event(call, event_type, outcome, Some(meta));
+        let rewritten = self.assess_end(call, body, &mut event);
         let recorded = self.audit.record(&event);
         match (why, recorded) {
             (EndedEarly::TimedOut, _) => Delivery::Drop,
             (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
                 ack,
                 unrecorded: None,
+                rewritten,
             },
             (EndedEarly::Cancelled, Err(e)) => {
                 tracing::error!(error = %e, "late answer could not be recorded");
@@ -1003,6 +1259,7 @@ impl Pipeline {
     ) -> Outbound {
         let event = self.failure_event(call, outcome, Side::Upstream, Some(code), &reason);
         let refusal = Refusal {
+            extra: None,
             id: Some(call.request_id.clone()),
             code,
             message: format!("mcp-audit-proxy: {reason}"),
@@ -1015,6 +1272,83 @@ impl Pipeline {
                 if_unrecorded: None,
             },
             Err(err) => Outbound::now(refused_by_audit(&call.request_id, &err).line()),
+        }
+    }
+
+    // ---------------------------------------------------------------- policy
+
+    /// Puts a reloaded policy in force and records what changed (`permission_change` when who
+    /// may call what changed, else `configuration_change`); an unchanged policy is left alone.
+    pub fn reload_policy(&self, new: Arc<Policy>) -> Option<AuditEvent> {
+        let old = self.policy.current();
+        if old.version == new.version {
+            tracing::info!(version = %new.version, "policy reloaded; unchanged");
+            return None;
+        }
+        let (changes, permissions) = new.changes_from(&old);
+        let version = new.version.clone();
+        self.policy.replace(new);
+        tracing::warn!(from = %old.version, to = %version, changes = %changes.join("; "), "policy reloaded");
+        let event_type = if permissions {
+            EventType::PermissionChange
+        } else {
+            EventType::ConfigurationChange
+        };
+        let event = self.policy_event(event_type, Outcome::Success, changes, Some(version), None);
+        self.record_policy_event(&event);
+        Some(event)
+    }
+
+    /// Records a reload that was refused: the running policy stays.
+    pub fn reload_rejected(&self, error: &str) -> AuditEvent {
+        tracing::error!(error = %error, "policy reload rejected; the running policy stays");
+        let running = self.policy.current().version.clone();
+        let event = self.policy_event(
+            EventType::ConfigurationChange,
+            Outcome::Refused,
+            vec![format!("rejected; policy {running} stays in force")],
+            Some(running),
+            Some(error.to_string()),
+        );
+        self.record_policy_event(&event);
+        event
+    }
+
+    fn record_policy_event(&self, event: &AuditEvent) {
+        if let Err(e) = self.audit.record(event) {
+            tracing::error!(error = %e, "policy change could not be recorded");
+        }
+    }
+
+    fn policy_event(
+        &self,
+        event_type: EventType,
+        result: Outcome,
+        changes: Vec<String>,
+        version: Option<String>,
+        reason: Option<String>,
+    ) -> AuditEvent {
+        let (event_id, timestamp) = self.ids.next();
+        AuditEvent {
+            event_id,
+            timestamp,
+            event_type,
+            user_id: self.info.user_id.clone(),
+            tool_name: None,
+            action: "policy/reload".into(),
+            result,
+            metadata: Metadata {
+                auth_method: Some(self.info.auth_method.into()),
+                policy_version: version,
+                changes,
+                reason,
+                ..Metadata::default()
+            },
+            risk_level: RiskLevel::Low,
+            compliance_tags: Vec::new(),
+            session_id: self.info.session_id.clone(),
+            upstream: self.info.upstream.clone(),
+            linked_event_id: None,
         }
     }
 
@@ -1125,12 +1459,20 @@ impl Pipeline {
             result,
             metadata,
             risk_level: call.risk,
-            compliance_tags: Vec::new(),
+            compliance_tags: call.tags.iter().map(|t| t.to_string()).collect(),
             session_id: self.info.session_id.clone(),
             upstream: self.info.upstream.clone(),
             linked_event_id: (event_type != EventType::ToolAccess).then_some(call.access_id),
         }
     }
+}
+
+/// Copies the policy's verdict into an event.
+fn apply_decision(meta: &mut Metadata, d: &Decision) {
+    meta.risk_score = Some(d.score);
+    meta.risk_reasons.clone_from(&d.reasons);
+    meta.decision = Some(d.label().to_string());
+    meta.policy_version = Some(d.version.clone());
 }
 
 fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> {

@@ -180,7 +180,8 @@ pub async fn run_with(
     };
     let span = tracing::info_span!("session", mcp.session.id = %session.session_id);
     tracing::info!(parent: &span, pid = child.id(), command = %command.join(" "), user = %session.user_id, "mcp server started");
-    let pipeline = Arc::new(Pipeline::new(session, audit, &config.limits));
+    let policy = crate::policy::PolicyCell::new(config.policy.clone());
+    let pipeline = Arc::new(Pipeline::new(session, audit, &config.limits, policy));
     let max = config.limits.max_message_bytes;
 
     let (to_server, to_server_rx) = mpsc::channel::<Outbound>(QUEUE);
@@ -241,6 +242,10 @@ pub async fn run_with(
         timer(pipeline.clone(), client_routes, stop.token.clone()).instrument(span.clone()),
     );
     tokio::spawn(stop_on_signal(stop.clone()));
+    tokio::spawn(
+        reload_on_hangup(config.source.clone(), pipeline.clone(), stop.token.clone())
+            .instrument(span.clone()),
+    );
     drop((to_server, to_client));
 
     let status = supervise(&mut child, &stop.token, config.limits.shutdown_grace)
@@ -454,12 +459,43 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken)
     }
 }
 
+/// Reloads the `[risk]` policy from the config file on each SIGHUP; a file that does not
+/// validate is rejected (logged and recorded) and the running policy stays.
+async fn reload_on_hangup(path: PathBuf, pipeline: Arc<Pipeline>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!(
+            "SIGHUP handler unavailable; the policy cannot be reloaded without a restart"
+        );
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        tracing::info!(config = %path.display(), "SIGHUP received; reloading the policy");
+        match Config::load(&path) {
+            Ok(config) => match config.policy.ready() {
+                Ok(()) => {
+                    pipeline.reload_policy(config.policy);
+                }
+                Err(problem) => {
+                    pipeline.reload_rejected(&problem);
+                }
+            },
+            Err(e) => {
+                pipeline.reload_rejected(&e.to_string());
+            }
+        }
+    }
+}
+
 async fn stop_on_signal(stop: Stop) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!(
             "signal handlers unavailable; SIGTERM will end the proxy without a clean shutdown"
@@ -469,7 +505,6 @@ async fn stop_on_signal(stop: Stop) {
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
-        _ = hup.recv() => "SIGHUP",
     };
     tracing::info!(signal = name, "signal received; shutting down");
     stop.stop(StopReason::Signal(name));

@@ -1,0 +1,468 @@
+//! The risk policy end to end, through the real binary and the example server: blocking,
+//! alerts, shadow mode, tagging and protection of the trail, result redaction, tools/list
+//! filtering, hot reload and `policy test`.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{LineClient, TestStore, call_line, example_server, pairs, proxy_bin};
+use serde_json::{Value, json};
+
+const CARD: &str = "4111 1111 1111 1111";
+
+const BLOCK_SHELL_IN_ECHO: &str = r#"
+[[risk.rule]]
+name = "shell in echo"
+tools = ["echo"]
+pointer = "/text"
+detect = "shell_metacharacters"
+level = "critical"
+"#;
+
+/// Every byte under `dir` (journal segments, sled files, torn saves).
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The proxy in front of the example server, with what reaches the server copied to a file.
+fn spawn_recorded(store: &TestStore) -> (LineClient, std::path::PathBuf) {
+    let received = store.dir.path().join("received.ndjson");
+    let script = format!(
+        "tee -a '{}' | '{}'",
+        received.display(),
+        example_server().display()
+    );
+    (
+        LineClient::spawn(store.proxy_command(&["sh", "-c", &script])),
+        received,
+    )
+}
+
+#[tokio::test]
+async fn a_blocked_call_gets_a_stable_error_and_never_reaches_the_server() {
+    let store = TestStore::new(BLOCK_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    // A call in flight that the block must not disturb.
+    c.send(&call_line(json!(1), "slow", json!({"ms": 500, "steps": 1})))
+        .await;
+    c.send(&call_line(
+        json!(2),
+        "echo",
+        json!({"text": "hi; rm -rf ~"}),
+    ))
+    .await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["id"], 2, "{blocked}");
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+    let data = &blocked["error"]["data"];
+    let event_id = data["event_id"].as_str().unwrap().to_string();
+    let message = blocked["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&event_id), "{message}");
+    assert!(message.contains("shell in echo"), "{message}");
+    assert_eq!(data["risk_level"], "critical");
+    assert!(data["policy_version"].as_str().unwrap().len() >= 8);
+
+    // The same in the 2026-07-28 era (per-request _meta, no session needed).
+    let modern = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"text": "`id`"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    c.send(format!("{modern}\n").as_bytes()).await;
+    let blocked_2026 = c.recv_json().await;
+    assert_eq!(blocked_2026["error"]["code"], -32010, "{blocked_2026}");
+
+    let slow = c.recv_json().await;
+    assert_eq!(slow["id"], 1);
+    assert_eq!(slow["result"]["content"][0]["text"], "slept 500ms");
+    c.send(&call_line(json!(4), "echo", json!({"text": "harmless"})))
+        .await;
+    assert_eq!(
+        c.recv_json().await["result"]["content"][0]["text"],
+        "harmless"
+    );
+    assert!(c.finish().await.success());
+
+    let seen = std::fs::read_to_string(&received).unwrap();
+    assert!(
+        !seen.contains("rm -rf"),
+        "the blocked call reached the server"
+    );
+    assert!(
+        !seen.contains("`id`"),
+        "the blocked call reached the server"
+    );
+    assert!(seen.contains("harmless"));
+
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 4);
+    let (access, failure) = &pairs[1];
+    assert_eq!(access["result"], "blocked");
+    assert_eq!(failure["event_type"], "tool_failure");
+    assert_eq!(failure["result"], "blocked");
+    assert_eq!(failure["event_id"], event_id.as_str());
+    assert_eq!(failure["metadata"]["error_code"], -32010);
+    assert_eq!(access["metadata"]["decision"], "block");
+    assert_eq!(access["risk_level"], "critical");
+    assert!(
+        access["metadata"]["risk_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("shell in echo")),
+        "{access}"
+    );
+    assert_eq!(pairs[2].0["metadata"]["protocol_era"], "2026");
+    assert_eq!(pairs[2].1["result"], "blocked");
+    // Allowed calls carry the decision too.
+    assert_eq!(pairs[0].0["metadata"]["decision"], "allow");
+    assert_eq!(pairs[0].1["result"], "success");
+}
+
+#[tokio::test]
+async fn shadow_mode_records_would_block_and_forwards() {
+    let store = TestStore::new(&format!("[risk]\nshadow = true\n{BLOCK_SHELL_IN_ECHO}"));
+    let mut c = common::initialized(&store).await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "a && b"})))
+        .await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["result"]["content"][0]["text"], "a && b", "{reply}");
+    assert!(c.finish().await.success());
+    let (access, end) = pairs(&store.events()).remove(0);
+    assert_eq!(access["metadata"]["decision"], "would_block");
+    assert_eq!(access["result"], "initiated");
+    assert_eq!(access["risk_level"], "critical");
+    assert_eq!(end["result"], "success");
+}
+
+#[tokio::test]
+async fn card_numbers_and_secrets_are_tagged_and_never_stored_readable() {
+    let store = TestStore::new("");
+    let mut c = common::initialized(&store).await;
+    let secret = "AKIAIOSFODNN7EXAMPLE";
+    c.send(&call_line(
+        json!(1),
+        "echo",
+        json!({"text": format!("pay with {CARD}")}),
+    ))
+    .await;
+    // The client sees the result as the server sent it (redact_results is off).
+    let reply = c.recv_json().await;
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        format!("pay with {CARD}")
+    );
+    // Card + secret in one call reaches critical with the default policy: blocked.
+    c.send(&call_line(
+        json!(2),
+        "echo",
+        json!({"text": format!("{CARD} {secret}")}),
+    ))
+    .await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+    c.send(&call_line(
+        json!(3),
+        "echo",
+        json!({"text": "mail jane@example.com"}),
+    ))
+    .await;
+    c.recv_json().await;
+    // Personal data only in the result: the execution event is tagged and its risk raised.
+    c.send(&call_line(json!(4), "personal_data", json!({})))
+        .await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+
+    let events = store.events();
+    let pairs = pairs(&events);
+    let (pd_access, pd_end) = &pairs[3];
+    assert_eq!(pd_access["compliance_tags"], json!([]));
+    assert_eq!(pd_end["compliance_tags"], json!(["gdpr"]));
+    assert!(
+        pd_end["metadata"]["risk_score"].as_u64() > pd_access["metadata"]["risk_score"].as_u64(),
+        "{pd_access} {pd_end}"
+    );
+    let (access, end) = &pairs[0];
+    assert_eq!(access["compliance_tags"], json!(["pci_dss"]));
+    assert_eq!(access["metadata"]["redacted"], json!(["payment_card"]));
+    assert_eq!(
+        access["metadata"]["arguments"]["text"],
+        "pay with [REDACTED:payment_card]"
+    );
+    // The result carried the card too: the execution event says so.
+    assert_eq!(end["compliance_tags"], json!(["pci_dss"]));
+    assert!(
+        end["metadata"]["risk_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r
+                .as_str()
+                .unwrap()
+                .contains("result contains payment_card (as the arguments did)")),
+        "{end}"
+    );
+    let (blocked_access, _) = &pairs[1];
+    assert_eq!(
+        blocked_access["compliance_tags"],
+        json!(["pci_dss", "secrets"])
+    );
+    assert_eq!(pairs[2].0["compliance_tags"], json!(["gdpr"]));
+    assert_eq!(
+        pairs[2].0["metadata"]["arguments"]["text"],
+        "mail [REDACTED:email]"
+    );
+
+    // Nowhere in the store, in any file, in clear.
+    let bytes = all_bytes(&store.store_dir());
+    for needle in [CARD, "4111111111111111", secret, "jane@example.com"] {
+        assert!(!contains(&bytes, needle), "{needle} is stored readable");
+    }
+}
+
+#[tokio::test]
+async fn hashed_personal_data_stays_groupable_and_results_can_be_redacted() {
+    let store = TestStore::new(
+        "[risk]\nredact_results = true\nhmac_key_env = \"TEST_AUDIT_HMAC_KEY\"\n[risk.store]\nemail = \"hash\"\n",
+    );
+    let mut command = store.proxied_example();
+    command.env("TEST_AUDIT_HMAC_KEY", "k".repeat(40));
+    let mut c = LineClient::spawn(command);
+    c.initialize().await;
+    for id in [1, 2] {
+        c.send(&call_line(
+            json!(id),
+            "echo",
+            json!({"text": "write to jane@example.com"}),
+        ))
+        .await;
+        let reply = c.recv_json().await;
+        assert_eq!(
+            reply["result"]["content"][0]["text"], "write to [REDACTED:email]",
+            "{reply}"
+        );
+    }
+    assert!(c.finish().await.success());
+    let pairs = pairs(&store.events());
+    let stored: Vec<&str> = pairs
+        .iter()
+        .map(|(a, _)| a["metadata"]["arguments"]["text"].as_str().unwrap())
+        .collect();
+    assert!(stored[0].starts_with("write to [HMAC:email:"), "{stored:?}");
+    assert_eq!(stored[0], stored[1], "the same address hashes the same");
+    assert_eq!(
+        pairs[0].1["metadata"]["redacted_for_client"],
+        json!(["email"])
+    );
+    assert!(!contains(
+        &all_bytes(&store.store_dir()),
+        "jane@example.com"
+    ));
+}
+
+#[tokio::test]
+async fn tools_the_caller_may_never_call_are_hidden_and_blocked() {
+    let store = TestStore::new("[[risk.tool]]\nmatch = \"cra*\"\ndeny_users = [\"tester\"]\n");
+    let mut c = common::initialized(&store).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n")
+        .await;
+    let list = c.recv_json().await;
+    assert_eq!(list["id"], "l");
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"echo"), "{names:?}");
+    assert!(!names.contains(&"crash"), "{names:?}");
+    c.send(&call_line(json!(1), "crash", json!({}))).await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+    assert!(
+        blocked["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user \"tester\" is denied"),
+        "{blocked}"
+    );
+    assert!(c.finish().await.success());
+}
+
+#[tokio::test]
+async fn duplicate_argument_keys_are_refused_fail_closed() {
+    let store = TestStore::new("");
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"ok\",\"text\":\"sneaky\"}}}\n").await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key \"text\""),
+        "{reply}"
+    );
+    assert!(c.finish().await.success());
+    assert!(
+        !std::fs::read_to_string(received)
+            .unwrap()
+            .contains("sneaky")
+    );
+    let (_, end) = pairs(&store.events()).remove(0);
+    assert_eq!(end["result"], "refused");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
+    let store = TestStore::new("");
+    let mut c = common::initialized(&store).await;
+    let pid = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let original = std::fs::read_to_string(&store.config).unwrap();
+
+    c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+        .await;
+    assert!(c.recv_json().await.get("result").is_some());
+
+    std::fs::write(&store.config, format!("{original}{BLOCK_SHELL_IN_ECHO}")).unwrap();
+    hup();
+    // The reload is asynchronous: poll until the new policy answers.
+    let mut id = 10;
+    let blocked = loop {
+        id += 1;
+        c.send(&call_line(json!(id), "echo", json!({"text": "a; b"})))
+            .await;
+        let reply = c.recv_json().await;
+        if reply.get("error").is_some() || id > 60 {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+
+    // A file that does not validate is rejected; the running policy stays.
+    std::fs::write(
+        &store.config,
+        format!("{original}{BLOCK_SHELL_IN_ECHO}\n[risk.actions]\ncritical = \"maybe\"\n"),
+    )
+    .unwrap();
+    hup();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send(&call_line(json!(100), "echo", json!({"text": "a; b"})))
+        .await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32010);
+    assert!(c.finish().await.success());
+
+    // `events` reads the same file, so it must validate again.
+    std::fs::write(&store.config, &original).unwrap();
+    let events = store.events();
+    let changes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "configuration_change")
+        .collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0]["result"], "success");
+    assert!(
+        changes[0]["metadata"]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "risk.rule added"),
+        "{}",
+        changes[0]
+    );
+    assert_eq!(changes[1]["result"], "refused");
+    let reason = changes[1]["metadata"]["reason"].as_str().unwrap();
+    assert!(reason.contains("unknown action \"maybe\""), "{reason}");
+    assert!(reason.contains("proxy.toml:"), "{reason}");
+}
+
+#[tokio::test]
+async fn policy_test_explains_a_call_and_replays_the_store() {
+    let store = TestStore::new(BLOCK_SHELL_IN_ECHO);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(proxy_bin())
+            .args(["policy", "test", "--config"])
+            .arg(&store.config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (ok, out, _) = run(&[r#"{"name":"echo","arguments":{"text":"x | y"}}"#]);
+    assert!(ok);
+    assert!(out.starts_with("block: tool \"echo\""), "{out}");
+    assert!(out.contains("rule \"shell in echo\" matched"), "{out}");
+    let (ok, out, _) = run(&[
+        "--json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"mail a@b.org"}}}"#,
+    ]);
+    assert!(ok);
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["decision"], "allow");
+    assert_eq!(d["compliance_tags"], json!(["gdpr"]));
+    let (ok, _, err) = run(&["{not json"]);
+    assert!(!ok);
+    assert!(err.contains("the call is not usable JSON"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+
+    // Calls made under an empty policy, replayed under the blocking one.
+    let permissive = TestStore::new("");
+    let mut c = common::initialized(&permissive).await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "ok"})))
+        .await;
+    c.recv_json().await;
+    c.send(&call_line(json!(2), "echo", json!({"text": "a > b"})))
+        .await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+    let replay_config = permissive.dir.path().join("blocking.toml");
+    std::fs::write(
+        &replay_config,
+        format!("[audit]\nstore_dir = \"store\"\n{BLOCK_SHELL_IN_ECHO}"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(proxy_bin())
+        .args(["policy", "test", "--from-store", "--config"])
+        .arg(&replay_config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("over 2 stored calls: 1 allow, 0 alert, 1 block"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 decided differently from the record"),
+        "{text}"
+    );
+}
