@@ -107,6 +107,18 @@ fn main() {
         });
         last = Some(d);
     });
+    let parsed = strict::parse(&raw).unwrap();
+    let assess_only = measure(iterations, || {
+        std::hint::black_box(policy.assess(&CallInput {
+            user: "bob",
+            tool: "tool_3_write",
+            arguments: Some(std::hint::black_box(&parsed)),
+            annotations: None,
+            history: &history,
+            now: SystemTime::now(),
+            count_rates: true,
+        }));
+    });
     let protect = measure(iterations, || {
         let args = strict::parse(std::hint::black_box(&raw)).unwrap();
         std::hint::black_box(policy.protect(&args));
@@ -121,6 +133,7 @@ fn main() {
     );
     for (name, s) in [
         ("parse only (strict)", &parse_only),
+        ("assess (arguments parsed)", &assess_only),
         ("parse + assess", &assess),
         ("parse + protect (stored copy)", &protect),
     ] {

@@ -1,5 +1,6 @@
 //! Direct vs proxied, in one run: the same raw JSON-RPC client and the same rmcp server, with
-//! the proxy in `batched` and in `sync` mode, sequential and 16 calls in flight, `tools/call`
+//! the proxy in `batched` and in `sync` mode with the default policy, and `nopolicy` (batched,
+//! `[risk] enabled = false`), sequential and 16 calls in flight, `tools/call`
 //! echo with 100 B and 64 KiB arguments. Prints p50/p99 latency, calls/s and the ratios
 //! against direct.
 //!
@@ -190,11 +191,17 @@ async fn load(conn: Conn, calls: u64, in_flight: usize, text: &str) -> Figures {
     }
 }
 
-fn proxy_command(me: &Path, store: &Path, durability: &str) -> Command {
-    let config = store.join(format!("{durability}.toml"));
+/// The proxy in `mode`: `sync` or `batched` durability with the default policy, or
+/// `nopolicy` (batched, `[risk] enabled = false`) to show what the policy costs.
+fn proxy_command(me: &Path, store: &Path, mode: &str) -> Command {
+    let config = store.join(format!("{mode}.toml"));
+    let (durability, enabled) = match mode {
+        "nopolicy" => ("batched", false),
+        other => (other, true),
+    };
     std::fs::write(
         &config,
-        format!("[upstream]\nname = \"bench\"\n[audit]\nstore_dir = \"store-{durability}\"\ndurability = \"{durability}\"\nflush_interval_ms = 10\n"),
+        format!("[upstream]\nname = \"bench\"\n[audit]\nstore_dir = \"store-{mode}\"\ndurability = \"{durability}\"\nflush_interval_ms = 10\n[risk]\nenabled = {enabled}\n"),
     )
     .unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_mcp-audit-proxy"));
@@ -247,7 +254,7 @@ async fn main() {
             }
             let text = "x".repeat(size);
             let calls = if size > 1000 { calls / 4 } else { calls };
-            let modes: Vec<&str> = ["direct", "batched", "sync"]
+            let modes: Vec<&str> = ["direct", "nopolicy", "batched", "sync"]
                 .into_iter()
                 .filter(|m| {
                     only.as_ref()

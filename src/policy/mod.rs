@@ -24,6 +24,9 @@ use crate::mcp::ToolAnnotations;
 use classify::{Class, Classifiers, Finding};
 use rules::{GlobPattern, Matcher, Pointer};
 
+/// Ends each text in a combined scan; no classifier pattern spans a line break and a NUL.
+const SEPARATOR: &str = "\n\u{0}\n";
+
 /// Number of built-in classes, for per-class tables.
 pub const CLASS_COUNT: usize = Class::ALL.len();
 
@@ -282,15 +285,6 @@ impl Decision {
 }
 
 impl Policy {
-    /// The policy of an empty `[risk]` table.
-    pub fn default_policy() -> Policy {
-        let text = "";
-        let path = std::path::Path::new("proxy.toml");
-        let at = crate::config::Source::new(path, text);
-        settings::compile(&at, settings::RawRisk::default(), None)
-            .unwrap_or_else(|e| unreachable!("the default policy compiles: {e}"))
-    }
-
     /// What differs from `old`, key by key of `[risk]`, and whether who may call what changed.
     pub fn changes_from(&self, old: &Policy) -> (Vec<String>, bool) {
         let keys: BTreeSet<&String> = old.sections.keys().chain(self.sections.keys()).collect();
@@ -323,12 +317,7 @@ impl Policy {
 
     /// The level a score reaches.
     pub fn level_of(&self, score: u8) -> RiskLevel {
-        match score {
-            s if s >= self.levels[2] => RiskLevel::Critical,
-            s if s >= self.levels[1] => RiskLevel::High,
-            s if s >= self.levels[0] => RiskLevel::Medium,
-            _ => RiskLevel::Low,
-        }
+        level_at(self.levels, score)
     }
 
     fn action_for(&self, level: RiskLevel) -> Action {
@@ -457,7 +446,10 @@ impl Policy {
                 })
                 .collect();
             // Many rules share a detector: each runs once per value.
-            let mut memo = Memo::default();
+            let mut memo = Memo(HashMap::with_capacity_and_hasher(
+                2 * scalars.len().max(16),
+                Default::default(),
+            ));
             for rule in &self.rules {
                 if !rule.tools.is_empty() && !rule.tools.iter().any(|g| g.is_match(call.tool)) {
                     continue;
@@ -564,15 +556,18 @@ impl Policy {
     /// Marks the classes found anywhere in `value`: strings, keys, numbers written as text,
     /// and arrays of strings joined (a secret split across elements).
     fn classify_value(&self, value: &Value, classes: &mut [bool; CLASS_COUNT]) {
+        // One scan over all texts, each ended by a line break and a NUL that no pattern
+        // crosses: the classifiers' fixed cost is paid once per call, not once per string.
+        let mut buffer = String::new();
+        walk_strings(value, &mut |text| {
+            buffer.push_str(text);
+            buffer.push_str(SEPARATOR);
+        });
         let mut findings = Vec::new();
-        let mut scan = |text: &str, findings: &mut Vec<Finding>| {
-            findings.clear();
-            self.classifiers.scan(text, findings);
-            for f in findings.iter() {
-                classes[f.class as usize] = true;
-            }
-        };
-        walk_strings(value, &mut |text| scan(text, &mut findings));
+        self.classifiers.scan(&buffer, &mut findings);
+        for f in &findings {
+            classes[f.class as usize] = true;
+        }
     }
 
     /// The classes found in a result (or any other value), for its tags and risk.
@@ -613,6 +608,15 @@ impl Policy {
         value: &Value,
         mode: &dyn Fn(Class) -> StoreMode,
     ) -> Option<(Value, Vec<Class>)> {
+        // Most values carry nothing: one combined scan says so before any copy is made.
+        let mut classes = [false; CLASS_COUNT];
+        self.classify_value(value, &mut classes);
+        if !Class::ALL
+            .into_iter()
+            .any(|c| classes[c as usize] && mode(c) != StoreMode::Clear)
+        {
+            return None;
+        }
         let mut classes = [false; CLASS_COUNT];
         let mut changed = false;
         let out = self.rewrite_value(value, mode, &mut classes, &mut changed);
@@ -745,9 +749,21 @@ fn annotation_score(annotations: Option<&ToolAnnotations>) -> (u8, &'static str)
     }
 }
 
-/// The level of a tool from its annotations alone (before any policy).
+/// The level of a tool from its annotations alone, at the default levels (policy disabled).
 pub fn tool_risk(annotations: Option<&ToolAnnotations>) -> RiskLevel {
-    Policy::default_policy().level_of(annotation_score(annotations).0)
+    level_at(DEFAULT_LEVELS, annotation_score(annotations).0)
+}
+
+/// The default lowest scores of medium, high and critical.
+pub(crate) const DEFAULT_LEVELS: [u8; 3] = [25, 50, 80];
+
+fn level_at(levels: [u8; 3], score: u8) -> RiskLevel {
+    match score {
+        s if s >= levels[2] => RiskLevel::Critical,
+        s if s >= levels[1] => RiskLevel::High,
+        s if s >= levels[0] => RiskLevel::Medium,
+        _ => RiskLevel::Low,
+    }
 }
 
 /// Detector results of one assessment, by value address and detector.

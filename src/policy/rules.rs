@@ -58,9 +58,14 @@ impl Pointer {
     }
 }
 
-/// A glob (`*`, `?`, `[abc]`, `{a,b}`), compiled to a regex so matching never allocates.
+/// A glob (`*`, `?`, `[abc]`, `{a,b}`), compiled to a regex so matching never allocates; its
+/// literal prefix and suffix are checked first, which settles most non-matches cheaply.
 #[derive(Debug, Clone)]
-pub struct GlobPattern(regex::bytes::Regex);
+pub struct GlobPattern {
+    prefix: String,
+    suffix: String,
+    regex: regex::bytes::Regex,
+}
 
 impl GlobPattern {
     /// Compiles a glob; the error says what is wrong with it.
@@ -69,14 +74,28 @@ impl GlobPattern {
             .map_err(|e| e.to_string())?
             .regex()
             .to_string();
-        regex::bytes::Regex::new(&regex)
-            .map(GlobPattern)
-            .map_err(|e| e.to_string())
+        let regex = regex::bytes::Regex::new(&regex).map_err(|e| e.to_string())?;
+        let special = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\' | ',');
+        let prefix: String = glob.chars().take_while(|c| !special(*c)).collect();
+        let suffix = if prefix.len() == glob.len() {
+            String::new()
+        } else {
+            glob.rfind(special)
+                .map_or("", |i| &glob[i + 1..])
+                .to_string()
+        };
+        Ok(GlobPattern {
+            prefix,
+            suffix,
+            regex,
+        })
     }
 
     /// Whether the whole of `text` matches.
     pub fn is_match(&self, text: &str) -> bool {
-        self.0.is_match(text.as_bytes())
+        text.starts_with(&self.prefix)
+            && text.ends_with(&self.suffix)
+            && self.regex.is_match(text.as_bytes())
     }
 }
 
@@ -259,6 +278,8 @@ impl Matcher {
                 above && below
             }
             (m, Value::String(s)) => m.matches_str(s),
+            // No detector pattern can be written with digits, a sign, a point and an exponent.
+            (Matcher::Detect(_), Value::Number(_)) => false,
             (m, Value::Number(n)) => m.matches_str(&n.to_string()),
             _ => false,
         }
@@ -321,6 +342,27 @@ mod tests {
             .each(&v, &mut |x| seen.push(x.clone()));
         assert_eq!(seen, vec![json!("/b")]);
         assert!(Pointer::parse("files").is_err());
+    }
+
+    #[test]
+    fn globs_match_whole_strings_with_their_literal_ends() {
+        for (glob, text, expected) in [
+            ("/srv/**/*.txt", "/srv/a/b/c.txt", true),
+            ("/srv/**/*.txt", "/srv/a/b/c.txtx", false),
+            ("/srv/**/*.txt", "/tmp/a.txt", false),
+            ("delete_*", "delete_records", true),
+            ("delete_*", "undelete_records", false),
+            ("*_{read,list}", "files_list", true),
+            ("*_{read,list}", "files_write", false),
+            ("[ab]x?", "bxy", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("*", "", true),
+            ("a\\*b", "a*b", true),
+        ] {
+            let g = GlobPattern::new(glob).unwrap();
+            assert_eq!(g.is_match(text), expected, "{glob} {text}");
+        }
     }
 
     #[test]

@@ -135,10 +135,11 @@ pub(crate) fn compile(
         .or(raw.levels.high.as_ref())
         .or(raw.levels.critical.as_ref())
         .map_or(0..0, Spanned::span);
+    let [medium, high, critical] = super::DEFAULT_LEVELS.map(u64::from);
     let levels = [
-        level_threshold(at, "risk.levels.medium", raw.levels.medium, 25)?,
-        level_threshold(at, "risk.levels.high", raw.levels.high, 50)?,
-        level_threshold(at, "risk.levels.critical", raw.levels.critical, 80)?,
+        level_threshold(at, "risk.levels.medium", raw.levels.medium, medium)?,
+        level_threshold(at, "risk.levels.high", raw.levels.high, high)?,
+        level_threshold(at, "risk.levels.critical", raw.levels.critical, critical)?,
     ];
     if !(levels[0] <= levels[1] && levels[1] <= levels[2]) {
         return Err(at.invalid(

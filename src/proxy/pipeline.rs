@@ -641,8 +641,10 @@ impl Pipeline {
         let blocked = decision
             .as_ref()
             .is_some_and(|d| d.enforced() == policy::Action::Block);
+        // The assessment already scanned the arguments: no tags, nothing to protect.
+        let found = decision.as_ref().is_some_and(|d| !d.tags.is_empty());
         let (stored_arguments, redacted) = match (&arguments, p.arguments) {
-            (Some(value), Some(raw)) => match policy.protect(value) {
+            (Some(value), Some(raw)) if found => match policy.protect(value) {
                 Some((protected, classes)) => (
                     serde_json::value::to_raw_value(&protected).ok(),
                     classes.iter().map(|c| c.as_str().to_string()).collect(),
