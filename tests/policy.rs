@@ -466,3 +466,33 @@ async fn policy_test_explains_a_call_and_replays_the_store() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_changed_config_file_reloads_the_policy_without_a_signal() {
+    let store = TestStore::new("");
+    let mut c = common::initialized(&store).await;
+    let original = std::fs::read_to_string(&store.config).unwrap();
+    std::fs::write(&store.config, format!("{original}{BLOCK_SHELL_IN_ECHO}")).unwrap();
+    // Checked every 500 ms and applied once unchanged for one check: within about a second.
+    let mut blocked = None;
+    for id in 0..100 {
+        c.send(&call_line(json!(id), "echo", json!({"text": "a | b"})))
+            .await;
+        let reply = c.recv_json().await;
+        if reply.get("error").is_some() {
+            blocked = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let blocked = blocked.expect("the policy was not reloaded within 5 s");
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let reloads: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "configuration_change")
+        .collect();
+    assert_eq!(reloads.len(), 1, "{reloads:?}");
+    assert_eq!(reloads[0]["result"], "success");
+}

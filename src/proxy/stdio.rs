@@ -459,22 +459,56 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken)
     }
 }
 
-/// Reloads the `[risk]` policy from the config file on each SIGHUP; a file that does not
-/// validate is rejected (logged and recorded) and the running policy stays.
+/// How often the config file is checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Reloads the `[risk]` policy from the config file on each SIGHUP and when the file changes
+/// (checked every [`WATCH_INTERVAL`], applied once it has stayed the same for one check, so a
+/// half-written file is not read); a file that does not validate is rejected (logged and
+/// recorded) and the running policy stays.
 async fn reload_on_hangup(path: PathBuf, pipeline: Arc<Pipeline>, stop: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!(
-            "SIGHUP handler unavailable; the policy cannot be reloaded without a restart"
-        );
-        return;
+    let mut hup = signal(SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP handler unavailable; the policy reloads on file changes only"))
+        .ok();
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
     };
+    let mut applied = stamp(&path);
+    let mut observed = applied;
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
+        let why = tokio::select! {
             _ = stop.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
-        }
-        tracing::info!(config = %path.display(), "SIGHUP received; reloading the policy");
+            got = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if got.is_none() {
+                    hup = None;
+                    continue;
+                }
+                applied = stamp(&path);
+                observed = applied;
+                "SIGHUP received"
+            }
+            _ = tick.tick() => {
+                let now = stamp(&path);
+                let settled = now == observed && now != applied;
+                observed = now;
+                if !settled {
+                    continue;
+                }
+                applied = now;
+                "config file changed"
+            }
+        };
+        tracing::info!(config = %path.display(), why, "reloading the policy");
         match Config::load(&path) {
             Ok(config) => match config.policy.ready() {
                 Ok(()) => {
