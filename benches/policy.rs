@@ -123,6 +123,23 @@ fn main() {
         let args = strict::parse(std::hint::black_box(&raw)).unwrap();
         std::hint::black_box(policy.protect(&args));
     });
+    // The proxy bench's large call: one 64 KiB string (of one repeated letter).
+    let big = json!({"text": "x".repeat(64 * 1024)}).to_string();
+    let big_assess = measure(iterations / 20, || {
+        let args = strict::parse(std::hint::black_box(&big)).unwrap();
+        std::hint::black_box(policy.assess(&CallInput {
+            user: "bob",
+            tool: "tool_3_write",
+            arguments: Some(&args),
+            annotations: None,
+            history: &history,
+            now: SystemTime::now(),
+            count_rates: true,
+        }));
+    });
+    let big_parse = measure(iterations / 20, || {
+        std::hint::black_box(strict::parse(std::hint::black_box(&big)).unwrap());
+    });
     let d = last.expect("at least one decision");
     println!(
         "policy: {} bytes of arguments, 100 rules, all classifiers; decision {} (score {}, tags {:?})",
@@ -136,6 +153,8 @@ fn main() {
         ("assess (arguments parsed)", &assess_only),
         ("parse + assess", &assess),
         ("parse + protect (stored copy)", &protect),
+        ("64 KiB string: parse only", &big_parse),
+        ("64 KiB string: parse + assess", &big_assess),
     ] {
         println!(
             "{name:<32} p50 {:>6.1} µs   p99 {:>6.1} µs   ({} iterations)",

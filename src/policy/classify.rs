@@ -526,7 +526,10 @@ impl Classifiers {
             while pe < b.len() && pe - e < 2 && b[pe] == b'=' {
                 pe += 1;
             }
+            // A long run is decoded whole only if its start decodes to text.
+            let probe = s + (e - s).min(64) / 4 * 4;
             if pe - s >= MIN_BASE64_RUN
+                && (e - s <= 64 || printable_start(&b[s..probe]))
                 && let Some(bytes) = base64_decode(&b[s..e])
                 && let Some(text) = printable(&bytes)
             {
@@ -1453,6 +1456,23 @@ fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&acc.to_be_bytes()[1..chunk.len()]);
     }
     Some(out)
+}
+
+/// Whether a base64 prefix decodes to the start of printable text (a character may be cut at
+/// the end).
+fn printable_start(prefix: &[u8]) -> bool {
+    let Some(bytes) = base64_decode(prefix) else {
+        return false;
+    };
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    text.chars()
+        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
 }
 
 /// The bytes as text if they are UTF-8 without control characters other than tab and newlines.
