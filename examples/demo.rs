@@ -83,11 +83,21 @@ async fn session(modern: bool) -> Result<(), Box<dyn std::error::Error>> {
         ("fail", json!({})),
         ("slow", json!({"ms": 300, "steps": 3})),
         ("confirm", json!({"action": "delete the staging database"})),
+        // The policy: a card number is tagged pci_dss, alerted and stored masked…
+        ("echo", json!({"text": "pay with 4111 1111 1111 1111"})),
+        // …and a shell command hidden in echo's text is blocked (the demo rule in proxy.toml).
+        ("echo", json!({"text": "hello; rm -rf ~"})),
     ];
     for (tool, arguments) in calls {
         let params = CallToolRequestParams::new(tool)
             .with_arguments(arguments.as_object().cloned().unwrap_or_default());
-        let result = client.call_tool(params).await?;
+        let result = match client.call_tool(params).await {
+            Ok(result) => result,
+            Err(e) => {
+                println!("  {tool:<14} -> refused: {e}");
+                continue;
+            }
+        };
         let text: Vec<String> = result
             .content
             .iter()

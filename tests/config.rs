@@ -46,6 +46,24 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "max_message_bytes",
         "call_timeout_ms",
         "shutdown_grace_ms",
+        "enabled",
+        "shadow",
+        "classifiers",
+        "redact_results",
+        "user_rate_per_minute",
+        "hmac_key_env",
+        "hmac_key_file",
+        "medium",
+        "high",
+        "critical",
+        "low",
+        "email",
+        "phone",
+        "national_id",
+        "iban",
+        "payment_card",
+        "health",
+        "secret",
     ];
     for key in keys {
         assert!(
@@ -158,4 +176,134 @@ fn the_os_user_is_the_default_identity_and_the_table_shows_the_pair() {
     let linked = |l: &str| l.split_whitespace().last().unwrap().to_string();
     assert_eq!(linked(lines[1]), id(lines[2]));
     assert_eq!(linked(lines[2]), id(lines[1]));
+}
+
+#[test]
+fn proxy_toml_documents_every_policy_table_key() {
+    let text = std::fs::read_to_string(repo().join("proxy.toml")).unwrap();
+    for key in [
+        "match",
+        "score",
+        "allow_users",
+        "allow_roles",
+        "deny_users",
+        "deny_roles",
+        "rate_per_minute",
+        "hours",
+        "days",
+        "utc_offset",
+        "name",
+        "tools",
+        "pointer",
+        "regex",
+        "glob",
+        "path_outside",
+        "any_of",
+        "none_of",
+        "gt / ge / lt / le",
+        "detect",
+        "level",
+        "after_tags",
+        "then_tools",
+    ] {
+        assert!(text.contains(key), "{key} is not documented in proxy.toml");
+    }
+}
+
+#[test]
+fn every_toml_example_in_the_readme_parses() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(
+        blocks.len() >= 3,
+        "the Policies section has three worked examples"
+    );
+    for block in blocks {
+        if let Err(e) = Config::parse(Path::new("/x/proxy.toml"), block) {
+            panic!("README example does not parse: {e}\n{block}");
+        }
+    }
+}
+
+#[test]
+fn bad_policies_fail_with_the_line_and_a_hint() {
+    let cases = [
+        (
+            "[[risk.rule]]\nname = \"r\"\nregex = \"(\"\nscore = 1\n",
+            ":3: `risk.rule.regex` of rule \"r\" does not compile",
+        ),
+        (
+            "[[risk.rule]]\nname = \"r\"\nregex = \"a\"\nglob = \"b\"\nscore = 1\n",
+            ":2: rule \"r\" needs exactly one test, it has 2",
+        ),
+        (
+            "[[risk.rule]]\nname = \"r\"\nregex = \"a\"\n",
+            ":2: rule \"r\" has no effect",
+        ),
+        (
+            "[[risk.rule]]\nname = \"r\"\ndetect = \"xss\"\nscore = 1\n",
+            ":3: unknown detector \"xss\"",
+        ),
+        (
+            "[[risk.rule]]\nname = \"r\"\npointer = \"path\"\nregex = \"a\"\nscore = 1\n",
+            ":3: `risk.rule.pointer`: pointer \"path\" must start with '/'",
+        ),
+        (
+            "[[risk.rule]]\nname = \"r\"\npath_outside = [\"data\"]\nscore = 1\n",
+            ":3: `risk.rule.path_outside` roots must be absolute",
+        ),
+        (
+            "[[risk.tool]]\nmatch = \"a[\"\n",
+            ":2: `risk.tool.match` is not a valid glob",
+        ),
+        (
+            "[[risk.tool]]\nmatch = \"a\"\nhours = \"9-17\"\n",
+            ":3: `risk.tool.hours` = \"9-17\" is not a time range",
+        ),
+        (
+            "[[risk.tool]]\nmatch = \"a\"\ndays = [\"monday\"]\n",
+            ":3: unknown day \"monday\"",
+        ),
+        (
+            "[[risk.tool]]\nmatch = \"a\"\nscore = 101\n",
+            ":3: `risk.tool.score` = 101 is out of range",
+        ),
+        (
+            "[risk.actions]\nhigh = \"confirm\"\n",
+            ":2: `risk.actions.high` = \"confirm\" is not supported yet",
+        ),
+        (
+            "[risk.levels]\nmedium = 60\nhigh = 50\n",
+            ":2: risk levels must rise",
+        ),
+        (
+            "[risk.store]\npayment_card = \"clear\"\n",
+            ":2: `risk.store.payment_card` = \"clear\" is not allowed",
+        ),
+        (
+            "[risk.store]\nemail = \"hash\"\n",
+            ":2: `risk.store.email` = \"hash\" needs a key",
+        ),
+        (
+            "[risk]\nclassifiers = [\"ssn\"]\n",
+            ":2: unknown classifier \"ssn\"",
+        ),
+        ("[risk]\nshadows = true\n", ":2: unknown field `shadows`"),
+        (
+            "[[risk.sequence]]\nname = \"s\"\nafter_tags = [\"pii\"]\nscore = 5\n",
+            ":3: `risk.sequence.after_tags` needs tags",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = Config::parse(Path::new("/x/proxy.toml"), text)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{text:?} gave {err}");
+        assert!(err.contains("hint: "), "{err}");
+    }
 }
