@@ -31,6 +31,26 @@ pub enum Command {
     /// Try the `[risk]` policy before deploying it.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Review pinned tool definitions.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+}
+
+/// `tools` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Accept the changed definition of a tool (pinning): its calls are allowed again.
+    Accept(ToolsAcceptArgs),
+}
+
+/// `tools accept` arguments.
+#[derive(Debug, Args)]
+pub struct ToolsAcceptArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The tool name, as the server lists it.
+    pub name: String,
 }
 
 /// `policy` subcommands.

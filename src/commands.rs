@@ -39,6 +39,9 @@ pub enum ModeError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// Tool pins could not be read or changed.
+    #[error(transparent)]
+    Pins(#[from] policy::pins::PinError),
     /// The policy cannot run here (its HMAC key is unavailable).
     #[error("{0}")]
     PolicyNotReady(String),
@@ -231,6 +234,7 @@ pub fn policy_test(
         history: &history,
         now: std::time::SystemTime::now(),
         count_rates: true,
+        tool_changed: false,
     });
     if args.json {
         serde_json::to_writer(&mut *out, &decision_json(tool, &user, &decision))
@@ -323,6 +327,7 @@ fn policy_replay(
             history,
             now: e.timestamp,
             count_rates: false,
+            tool_changed: false,
         });
         history.note(tool, &d.tags);
         let slot = match (d.label(), d.action) {
@@ -434,6 +439,22 @@ pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
     }
     for d in &report.damaged {
         writeln!(out, "DAMAGED: {d}")?;
+    }
+    Ok(())
+}
+
+/// `tools accept NAME`: pins the changed definition of a tool; a running proxy sees it at the
+/// tool's next call.
+pub fn tools_accept(config: &Config, name: &str, out: &mut impl Write) -> Result<(), ModeError> {
+    let pins = policy::pins::Pins::new(&config.audit.store_dir, &config.upstream.name);
+    let changes = pins.accept(name)?;
+    writeln!(
+        out,
+        "accepted the new definition of tool {name:?} (upstream {:?}); its calls are no longer held back",
+        config.upstream.name
+    )?;
+    for c in changes {
+        writeln!(out, "  - {c}")?;
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs, cli.rs     thin entry; clap subcommands (stdio, events, reindex, policy test)
+//! main.rs, cli.rs     thin entry; clap subcommands (stdio, events, reindex, policy test,
+//!                     tools accept)
 //! commands.rs         the modes behind the subcommands
 //! config.rs           RawConfig (serde, unknown keys refused) -> Config (validated)
 //! error.rs            which side failed: client, upstream, internal
@@ -16,7 +17,8 @@
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify.rs (sensitive data), strict.rs
-//!                     (arguments without duplicate keys); assess, protect, redact
+//!                     (arguments without duplicate keys), pins.rs (tool definitions
+//!                     pinned in the store folder); assess, protect, redact
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //! store/              journal (durable record, CRC'd segments) + sled index (references
 //!                     into the journal, by id, session, tool, user; links)
@@ -34,8 +36,8 @@
 //! is scanned (tags, raised risk) -> the execution or failure event is recorded (durable
 //! before the client sees it in `sync` mode) -> the original response bytes go to the client
 //! (masked only when `redact_results` asks). Everything that is not a `tools/call` is
-//! forwarded untouched after classification, except `tools/list` results, from which tools
-//! the caller may never call are removed.
+//! forwarded untouched after classification, except `tools/list` results: their tool
+//! definitions are compared with their pins, and tools the caller may never call are removed.
 
 pub mod audit;
 pub mod cli;

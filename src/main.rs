@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand};
+use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand, ToolsCommand};
 use mcp_audit_proxy::commands;
 use mcp_audit_proxy::config::Config;
 
@@ -45,6 +45,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut out = std::io::stdout().lock();
             commands::policy_test(&args, &config, &mut std::io::stdin().lock(), &mut out)
                 .context("policy test")?;
+            Ok(0)
+        }
+        Command::Tools(ToolsCommand::Accept(args)) => {
+            let config = Config::load(&args.config.config)?;
+            let mut out = std::io::stdout().lock();
+            commands::tools_accept(&config, &args.name, &mut out).context("tools accept")?;
             Ok(0)
         }
     }

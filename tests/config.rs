@@ -51,6 +51,7 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "classifiers",
         "redact_results",
         "user_rate_per_minute",
+        "pin_tools",
         "hmac_key_env",
         "hmac_key_file",
         "medium",
@@ -293,6 +294,10 @@ fn bad_policies_fail_with_the_line_and_a_hint() {
             ":2: unknown classifier \"ssn\"",
         ),
         ("[risk]\nshadows = true\n", ":2: unknown field `shadows`"),
+        (
+            "[risk]\npin_tools = \"strict\"\n",
+            ":2: unknown value \"strict\" for `risk.pin_tools`",
+        ),
         (
             "[[risk.sequence]]\nname = \"s\"\nafter_tags = [\"pii\"]\nscore = 5\n",
             ":3: `risk.sequence.after_tags` needs tags",

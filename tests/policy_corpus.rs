@@ -564,6 +564,7 @@ fn the_corpus_gets_the_expected_decisions() {
             history: &history,
             now: c.at,
             count_rates: true,
+            tool_changed: false,
         });
         if d.level != c.level || d.action != c.action || d.tags != c.tags {
             failures.push(format!(
@@ -623,6 +624,7 @@ fn rate_limits_block_past_the_budget_per_user() {
             history: &history,
             now: SystemTime::now(),
             count_rates: true,
+            tool_changed: false,
         })
     };
     let actions: Vec<Action> = (0..5).map(|_| call("dave").action).collect();
@@ -655,6 +657,7 @@ fn shadow_mode_records_would_block_and_lets_the_call_through() {
         history: &history,
         now: friday_noon(),
         count_rates: true,
+        tool_changed: false,
     });
     assert_eq!(d.action, Block);
     assert!(d.shadowed);

@@ -7,6 +7,7 @@
 //! ([`Policy::protect`]).
 
 pub mod classify;
+pub mod pins;
 pub mod rules;
 pub(crate) mod settings;
 pub mod strict;
@@ -26,6 +27,9 @@ use rules::{GlobPattern, Matcher, Pointer};
 
 /// Ends each text in a combined scan; no classifier pattern spans a line break and a NUL.
 const SEPARATOR: &str = "\n\u{0}\n";
+
+/// Risk added to a call of a tool whose definition changed since it was pinned (`alert` mode).
+pub const PIN_CHANGE_SCORE: u8 = 25;
 
 /// Number of built-in classes, for per-class tables.
 pub const CLASS_COUNT: usize = Class::ALL.len();
@@ -175,6 +179,8 @@ pub struct Policy {
     key_problem: Option<String>,
     /// `redact_results`: mask sensitive data in results before the client sees them.
     pub redact_results: bool,
+    /// `pin_tools`: what a changed tool definition does.
+    pub pin_tools: pins::PinMode,
     role_of: HashMap<String, Vec<String>>,
     tools: Vec<ToolPolicy>,
     rules: Vec<Rule>,
@@ -243,6 +249,8 @@ pub struct CallInput<'a> {
     pub now: SystemTime,
     /// Whether rate limits draw tokens (not when replaying stored calls).
     pub count_rates: bool,
+    /// Whether the tool's definition changed since it was pinned and no operator accepted it.
+    pub tool_changed: bool,
 }
 
 /// The policy's verdict on one call.
@@ -393,8 +401,30 @@ impl Policy {
             }
         }
 
+        // A rug pull: the server changed the tool since it was pinned.
+        if call.tool_changed {
+            match self.pin_tools {
+                pins::PinMode::Block => {
+                    forced = Some(format!(
+                        "the definition of tool {:?} changed since it was pinned; an operator must review and accept it (mcp-audit-proxy tools accept {})",
+                        call.tool, call.tool
+                    ));
+                }
+                pins::PinMode::Alert => {
+                    score += u32::from(PIN_CHANGE_SCORE);
+                    reasons.push(format!(
+                        "the definition of tool {:?} changed since it was pinned (+{PIN_CHANGE_SCORE})",
+                        call.tool
+                    ));
+                }
+                pins::PinMode::Off => {}
+            }
+        }
+
         // The caller: allow and deny lists, office hours, rates.
-        if let Some(why) = self.forbidden(call.user, call.tool) {
+        if forced.is_none()
+            && let Some(why) = self.forbidden(call.user, call.tool)
+        {
             forced = Some(why);
         }
         for (i, t) in self.tool_entries(call.tool) {

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::classify::{Class, Classifiers};
+use super::pins::PinMode;
 use super::rules::{Detector, GlobPattern, Matcher, Pointer};
 use super::{
     Action, CLASS_COUNT, Policy, Rule, Sequence, StoreMode, ThenTools, ToolPolicy, Window,
@@ -27,6 +28,7 @@ pub(crate) struct RawRisk {
     hmac_key_env: Option<Spanned<String>>,
     hmac_key_file: Option<Spanned<String>>,
     user_rate_per_minute: Option<Spanned<u64>>,
+    pin_tools: Option<Spanned<String>>,
     #[serde(default)]
     levels: RawLevels,
     #[serde(default)]
@@ -249,6 +251,21 @@ pub(crate) fn compile(
         .into_iter()
         .map(|s| sequence(at, s))
         .collect::<Result<Vec<_>, _>>()?;
+    let pin_tools = match raw.pin_tools {
+        None => PinMode::Alert,
+        Some(v) => match v.get_ref().as_str() {
+            "off" => PinMode::Off,
+            "alert" => PinMode::Alert,
+            "block" => PinMode::Block,
+            other => {
+                return Err(at.invalid(
+                    v.span(),
+                    &format!("unknown value {other:?} for `risk.pin_tools`"),
+                    "use \"off\", \"alert\" (record and log a changed tool definition) or \"block\" (also block the tool until `mcp-audit-proxy tools accept NAME`)",
+                ));
+            }
+        },
+    };
     let user_rate = match raw.user_rate_per_minute {
         Some(r) => Some(ranged(at, "risk.user_rate_per_minute", r, 1..=1_000_000)? as u32),
         None => None,
@@ -265,6 +282,7 @@ pub(crate) fn compile(
         hmac_key,
         key_problem,
         redact_results: raw.redact_results.unwrap_or(false),
+        pin_tools,
         role_of,
         tools,
         rules,

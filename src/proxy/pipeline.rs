@@ -32,6 +32,7 @@ use crate::mcp::{
     AnyParams, CallToolParams, CallToolResultView, CancelledParams, Era, ErrorView, Implementation,
     InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
 };
+use crate::policy::pins::{Fingerprint, PinMode, Pins, Seen};
 use crate::policy::{self, CallInput, Decision, History, Policy, PolicyCell};
 
 /// The `tools/call` method, the one the proxy audits.
@@ -235,6 +236,8 @@ struct State {
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
     history: History,
+    /// Tools whose definition changed since pinned: name -> the new definition's hash.
+    changed_tools: HashMap<String, String>,
 }
 
 impl State {
@@ -327,18 +330,27 @@ pub struct Pipeline {
     ids: EventIds,
     call_timeout: Option<Duration>,
     policy: PolicyCell,
+    pins: Option<Pins>,
     state: Mutex<State>,
 }
 
 impl Pipeline {
-    /// A pipeline for one client connection, judging calls by whatever `policy` holds.
-    pub fn new(info: SessionInfo, audit: AuditSink, limits: &Limits, policy: PolicyCell) -> Self {
+    /// A pipeline for one client connection, judging calls by whatever `policy` holds and
+    /// keeping tool definitions in `pins` (none: tools are not pinned).
+    pub fn new(
+        info: SessionInfo,
+        audit: AuditSink,
+        limits: &Limits,
+        policy: PolicyCell,
+        pins: Option<Pins>,
+    ) -> Self {
         Pipeline {
             info,
             audit,
             ids: EventIds::default(),
             call_timeout: limits.call_timeout,
             policy,
+            pins,
             state: Mutex::new(State::default()),
         }
     }
@@ -598,6 +610,7 @@ impl Pipeline {
         };
         let started = Instant::now();
         let meta = p.meta.as_ref();
+        let tool_changed = policy.enabled && self.tool_changed(&p.name);
         let (protocol_version, era, user_agent, tool_version, risk, decision, retry_of) = {
             let mut st = self.state();
             let (version, era) = st.version_for(meta.and_then(|m| m.protocol_version.as_deref()));
@@ -624,6 +637,7 @@ impl Pipeline {
                     history: &st.history,
                     now: std::time::SystemTime::now(),
                     count_rates: true,
+                    tool_changed,
                 })
             });
             let risk = decision
@@ -1004,6 +1018,7 @@ impl Pipeline {
                     learn(&mut st, pending, result);
                     if let Pending::ToolsList = pending {
                         drop(st);
+                        self.check_pins(result);
                         rewritten = self.filter_tools(id, result);
                     }
                 }
@@ -1016,6 +1031,95 @@ impl Pipeline {
             ack: Ack::done(),
             unrecorded: None,
             rewritten,
+        }
+    }
+
+    /// Whether `tool` changed since it was pinned and no operator has accepted the change yet
+    /// (the pin file is re-read only for tools seen changed).
+    fn tool_changed(&self, tool: &str) -> bool {
+        let Some(hash) = self.state().changed_tools.get(tool).cloned() else {
+            return false;
+        };
+        let Some(pins) = &self.pins else {
+            return false;
+        };
+        match pins.is_pinned(tool, &hash) {
+            Ok(true) => {
+                tracing::info!(tool, "changed tool definition accepted by an operator");
+                self.state().changed_tools.remove(tool);
+                false
+            }
+            Ok(false) => true,
+            Err(e) => {
+                // Fail closed: a change that cannot be checked stays a change.
+                tracing::error!(error = %e, "tool pins unreadable");
+                true
+            }
+        }
+    }
+
+    /// Compares the tools of a `tools/list` result with their pins; records each newly seen
+    /// change as a `configuration_change` event.
+    fn check_pins(&self, result: &RawValue) {
+        let policy = self.policy.current();
+        let (Some(pins), true) = (
+            &self.pins,
+            policy.enabled && policy.pin_tools != PinMode::Off,
+        ) else {
+            return;
+        };
+        let Ok(value) = serde_json::from_str::<Value>(result.get()) else {
+            return;
+        };
+        let Some(tools) = value.get("tools").and_then(Value::as_array) else {
+            return;
+        };
+        let fingerprints: Vec<(String, Fingerprint)> = tools
+            .iter()
+            .filter_map(|t| Some((t.get("name")?.as_str()?.to_string(), Fingerprint::of(t))))
+            .collect();
+        let seen = match pins.observe(&fingerprints) {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::error!(error = %e, "tool definitions could not be compared with their pins");
+                return;
+            }
+        };
+        for (tool, verdict) in seen {
+            match verdict {
+                Seen::New => tracing::debug!(tool = %tool, "tool definition pinned"),
+                Seen::Same => {
+                    self.state().changed_tools.remove(&tool);
+                }
+                Seen::Changed { changes, hash } => {
+                    let known = self
+                        .state()
+                        .changed_tools
+                        .insert(tool.clone(), hash.clone());
+                    if known.as_deref() == Some(hash.as_str()) {
+                        continue;
+                    }
+                    let then = match policy.pin_tools {
+                        PinMode::Block => "its calls are blocked until an operator accepts it",
+                        _ => "its calls carry extra risk until an operator accepts it",
+                    };
+                    let reason = format!(
+                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool})"
+                    );
+                    tracing::warn!(tool = %tool, changes = %changes.join("; "), "tool definition changed since pinned");
+                    let mut event = self.policy_event(
+                        EventType::ConfigurationChange,
+                        Outcome::Success,
+                        changes,
+                        Some(policy.version.clone()),
+                        Some(reason),
+                    );
+                    event.tool_name = Some(tool);
+                    event.action = "tools/list".into();
+                    event.risk_level = RiskLevel::High;
+                    self.record_policy_event(&event);
+                }
+            }
         }
     }
 

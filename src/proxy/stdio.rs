@@ -181,7 +181,14 @@ pub async fn run_with(
     let span = tracing::info_span!("session", mcp.session.id = %session.session_id);
     tracing::info!(parent: &span, pid = child.id(), command = %command.join(" "), user = %session.user_id, "mcp server started");
     let policy = crate::policy::PolicyCell::new(config.policy.clone());
-    let pipeline = Arc::new(Pipeline::new(session, audit, &config.limits, policy));
+    let pins = crate::policy::pins::Pins::new(&config.audit.store_dir, &config.upstream.name);
+    let pipeline = Arc::new(Pipeline::new(
+        session,
+        audit,
+        &config.limits,
+        policy,
+        Some(pins),
+    ));
     let max = config.limits.max_message_bytes;
 
     let (to_server, to_server_rx) = mpsc::channel::<Outbound>(QUEUE);
