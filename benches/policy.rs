@@ -104,6 +104,7 @@ fn main() {
             history: &history,
             now: SystemTime::now(),
             count_rates: true,
+            tool_changed: false,
         });
         last = Some(d);
     });
@@ -117,6 +118,7 @@ fn main() {
             history: &history,
             now: SystemTime::now(),
             count_rates: true,
+            tool_changed: false,
         }));
     });
     let protect = measure(iterations, || {
@@ -135,6 +137,7 @@ fn main() {
             history: &history,
             now: SystemTime::now(),
             count_rates: true,
+            tool_changed: false,
         }));
     });
     let big_parse = measure(iterations / 20, || {
