@@ -582,3 +582,71 @@ async fn a_changed_tool_definition_is_recorded_and_blocked_until_accepted() {
         changes[0]
     );
 }
+
+#[tokio::test]
+async fn a_blocked_call_in_a_batch_refuses_the_batch_and_every_call_is_recorded() {
+    let store = TestStore::new(BLOCK_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "fine"}}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x; reboot"}}},
+        {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 2}}},
+    ]);
+    c.send(format!("{batch}\n").as_bytes()).await;
+    let reply = c.recv_json().await;
+    let replies = reply.as_array().expect("a batch of errors");
+    let codes: Vec<(i64, i64)> = replies
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["error"]["code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(codes, [(1, -32600), (2, -32010), (3, -32600)], "{reply}");
+    assert!(
+        replies[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("element 1"),
+        "{reply}"
+    );
+    c.send(&call_line(
+        json!(4),
+        "echo",
+        json!({"text": "after the batch"}),
+    ))
+    .await;
+    assert_eq!(
+        c.recv_json().await["result"]["content"][0]["text"],
+        "after the batch"
+    );
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(
+        !seen.contains("reboot") && !seen.contains("\"fine\""),
+        "{seen}"
+    );
+    // Every call of the batch has its access and end events.
+    let results: Vec<(String, String)> = pairs(&store.events())
+        .iter()
+        .map(|(a, e)| {
+            (
+                a["metadata"]["request_id"].to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("1".into(), "refused".into()),
+            ("2".into(), "blocked".into()),
+            ("3".into(), "refused".into()),
+            ("4".into(), "success".into()),
+        ]
+    );
+}

@@ -406,7 +406,7 @@ impl Pipeline {
         }
         let mut last = Ack::done();
         let mut opened = Vec::new();
-        for item in items {
+        for (at, item) in items.iter().enumerate() {
             let Ok(msg) = &item.message else { continue };
             match self.client_message(msg) {
                 Ok((ack, call)) => {
@@ -415,24 +415,7 @@ impl Pipeline {
                     }
                     opened.extend(call);
                 }
-                Err(refusal) => {
-                    // Everything else was checked: only the audit trail can refuse here. The
-                    // calls already opened in this batch end with it, never forwarded.
-                    let reason = format!("the batch was refused: {}", refusal.message);
-                    for id in &opened {
-                        self.end_unforwarded(id, &reason);
-                    }
-                    let mut st = self.state();
-                    for item in items {
-                        if let Ok(Message::Request { id, .. }) = &item.message {
-                            st.pending.remove(id);
-                        }
-                    }
-                    drop(st);
-                    let replies =
-                        self.refuse_batch(items, refusal.code, &refusal.message, |_, _| None);
-                    return replies.map_or(Route::Drop, |r| Route::ToClient(Outbound::now(r)));
-                }
+                Err(refusal) => return self.refuse_rest_of_batch(items, at, &opened, &refusal),
             }
         }
         let if_unrecorded = (!opened.is_empty()).then(|| {
@@ -450,6 +433,71 @@ impl Pipeline {
             ack: last,
             if_unrecorded,
         })
+    }
+
+    /// Element `at` of a batch was refused (blocked by the policy, ambiguous arguments, or
+    /// the audit trail failed): the server never sees part of a batch, so all of it is
+    /// refused. Calls already opened end unforwarded, later calls are recorded as refused,
+    /// and each element gets its own error: `at` its refusal, the others why the batch fell.
+    fn refuse_rest_of_batch(
+        &self,
+        items: &[BatchItem<'_>],
+        at: usize,
+        opened: &[RequestId],
+        refusal: &Refusal,
+    ) -> Route {
+        let reason = format!(
+            "the batch was refused because its element {at} was: {}",
+            refusal.message
+        );
+        for id in opened {
+            self.end_unforwarded(id, &reason);
+        }
+        {
+            let mut st = self.state();
+            for item in &items[..at] {
+                if let Ok(Message::Request { id, .. }) = &item.message {
+                    st.pending.remove(id);
+                }
+            }
+        }
+        // An audit failure affects every element alike; a policy refusal only its own.
+        let code = if refusal.code == INTERNAL_ERROR {
+            INTERNAL_ERROR
+        } else {
+            INVALID_REQUEST
+        };
+        let replies: Vec<Cow<'_, str>> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(j, item)| {
+                let Ok(Message::Request { id, method, params }) = &item.message else {
+                    return None;
+                };
+                if j == at {
+                    return Some(Cow::Owned(refusal.element()));
+                }
+                let event = (j > at && method == TOOLS_CALL)
+                    .then(|| self.refuse_call(id, *params, Side::Client, code, &reason))
+                    .flatten();
+                Some(Cow::Owned(
+                    Refusal {
+                        id: Some(id.clone()),
+                        code,
+                        message: format!("mcp-audit-proxy refused the whole batch: {reason}"),
+                        event,
+                        extra: None,
+                    }
+                    .element(),
+                ))
+            })
+            .collect();
+        tracing::warn!(element = at, "batch from client refused");
+        if replies.is_empty() {
+            Route::Drop
+        } else {
+            Route::ToClient(Outbound::now(batch_line(replies)))
+        }
     }
 
     /// Why a batch cannot be forwarded as it is, if it cannot.
