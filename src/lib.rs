@@ -7,7 +7,8 @@
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, events, reindex, policy test,
 //!                     tools accept)
 //! commands.rs         the modes behind the subcommands
-//! config.rs           RawConfig (serde, unknown keys refused) -> Config (validated)
+//! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
+//!                     source.rs: errors that name the file, the line and a hint
 //! error.rs            which side failed: client, upstream, internal
 //! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads

@@ -16,7 +16,7 @@ use super::{
     Action, CLASS_COUNT, Policy, Rule, Sequence, StoreMode, ThenTools, ToolPolicy, Window,
 };
 use crate::audit::event::RiskLevel;
-use crate::config::{ConfigError, Source};
+use crate::config::source::{ConfigError, Source};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

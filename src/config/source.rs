@@ -1,0 +1,135 @@
+//! Where a config error is: the file, the line of the offending key or value, and a hint.
+//! Kept apart so that the `[risk]` compiler (policy/settings.rs) reports errors the same way
+//! without depending on the rest of the config.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+/// A config file that cannot be used; the message says where and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error(
+        "cannot read config file {path}: {source}\n  hint: pass --config PATH, or copy proxy.toml from the mcp-audit-proxy repository"
+    )]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key, or a bad value.
+    #[error("{}{}: {message}\n  hint: {hint}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The config path.
+        path: PathBuf,
+        /// 1-based line of the offending key or value.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+        /// What to do about it.
+        hint: String,
+    },
+}
+
+/// The config text being validated, for errors that name the line.
+pub(crate) struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Source<'a> {
+    pub(crate) fn new(path: &'a Path, text: &'a str) -> Self {
+        Source { path, text }
+    }
+
+    /// The folder relative paths resolve against.
+    pub(crate) fn base(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    pub(crate) fn invalid(&self, span: Range<usize>, message: &str, hint: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: Some(self.line_of(span.start)),
+            message: message.to_string(),
+            hint: hint.to_string(),
+        }
+    }
+
+    pub(crate) fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let message = e.message().trim().to_string();
+        let hint = if message.starts_with("unknown field") {
+            "check the spelling; every key is documented in the proxy.toml of the mcp-audit-proxy repository (unknown keys are refused so a typo cannot silently weaken the audit)"
+        } else if message.starts_with("unknown variant") {
+            "use one of the values listed above"
+        } else if message.starts_with("invalid type") {
+            "check the value's type against the documentation in proxy.toml (numbers unquoted, names in quotes)"
+        } else {
+            "fix the TOML syntax at this line"
+        };
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: e.span().map(|s| self.line_of(s.start)),
+            message,
+            hint: hint.to_string(),
+        }
+    }
+
+    pub(crate) fn non_empty(
+        &self,
+        key: &str,
+        value: Spanned<String>,
+    ) -> Result<String, ConfigError> {
+        let text = value.get_ref();
+        if text.trim().is_empty() || text.chars().any(char::is_control) {
+            return Err(self.invalid(
+                value.span(),
+                &format!("`{key}` must be a non-empty string without control characters"),
+                &format!("set `{key}` to a name, or remove the key to use the default"),
+            ));
+        }
+        Ok(value.into_inner())
+    }
+
+    pub(crate) fn ranged(
+        &self,
+        key: &str,
+        value: Option<Spanned<u64>>,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        if !range.contains(value.get_ref()) {
+            return Err(self.invalid(
+                value.span(),
+                &format!(
+                    "`{key}` = {} is out of range {}..={}",
+                    value.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+                &format!(
+                    "choose a value in range, or remove the key to use the default ({default})"
+                ),
+            ));
+        }
+        Ok(value.into_inner())
+    }
+}
