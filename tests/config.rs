@@ -299,6 +299,10 @@ fn bad_policies_fail_with_the_line_and_a_hint() {
             ":2: unknown value \"strict\" for `risk.pin_tools`",
         ),
         (
+            "[[risk.tool]]\nmatch = \"a\"\nutc_offset = \"\u{2212}01:00\"\n",
+            ":3: `risk.tool.utc_offset` = \"\u{2212}01:00\" is not an offset",
+        ),
+        (
             "[[risk.sequence]]\nname = \"s\"\nafter_tags = [\"pii\"]\nscore = 5\n",
             ":3: `risk.sequence.after_tags` needs tags",
         ),

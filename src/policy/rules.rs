@@ -208,9 +208,14 @@ fn strip_sql_comments(text: &str) -> String {
 }
 
 /// The normalised absolute form of a path, resolving `.` and `..` without touching the disk;
-/// `None` for a relative path (its meaning depends on the server's working folder).
+/// `None` for a relative path (its meaning depends on the server's working folder). A
+/// backslash is read as a separator (as on Windows); see [`normalize_posix_path`].
 pub fn normalize_path(path: &str) -> Option<String> {
-    let path = path.replace('\\', "/");
+    normalize_posix_path(&path.replace('\\', "/"))
+}
+
+/// [`normalize_path`] with a backslash read as an ordinary character, as POSIX systems do.
+pub fn normalize_posix_path(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return None;
     }
@@ -296,13 +301,17 @@ impl Matcher {
                     && !s.contains('\\')
                     && !has_pair(s, b'/', b'.')
                     && !has_pair(s, b'/', b'/');
+                let outside = |normal: Option<String>| match normal {
+                    None => true,
+                    Some(p) => !roots.iter().any(|r| under(&p, r)),
+                };
                 if plain {
                     !roots.iter().any(|r| under(s.trim_end_matches('/'), r))
                 } else {
-                    match normalize_path(s) {
-                        None => true,
-                        Some(p) => !roots.iter().any(|r| under(&p, r)),
-                    }
+                    // A backslash separates on Windows and is a letter on POSIX: a path is
+                    // outside if either reading puts it outside.
+                    outside(normalize_path(s))
+                        || (s.contains('\\') && outside(normalize_posix_path(s)))
                 }
             }
             Matcher::AnyOf(list) => list.iter().any(|x| x == s),
@@ -376,6 +385,10 @@ mod tests {
             ("/srv/./data/./x", false),
             ("relative/file", true),
             ("\\srv\\data\\..\\secret", true),
+            // POSIX reads the backslashes as letters: three `..` climb out of /srv/data.
+            ("/srv/data/a\\b\\c\\d/../../../etc/passwd", true),
+            ("/srv/data/a\\b/../../x", true),
+            ("/srv/data/a\\b.txt", false),
             ("/etc/passwd", true),
         ] {
             assert_eq!(m.matches_str(path), outside, "{path}");

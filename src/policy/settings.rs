@@ -439,13 +439,13 @@ fn tool_policy(at: &Source<'_>, t: RawTool) -> Result<ToolPolicy, ConfigError> {
             None => 0,
             Some(o) => {
                 let text = o.get_ref();
-                let sign = match text.chars().next() {
-                    Some('+') => 1,
-                    Some('-') => -1,
-                    _ => 0,
+                let signed = match (text.strip_prefix('+'), text.strip_prefix('-')) {
+                    (Some(rest), _) => Some((1, rest)),
+                    (_, Some(rest)) => Some((-1, rest)),
+                    _ => None,
                 };
-                match (sign, hhmm(&text[text.len().min(1)..])) {
-                    (s, Some(m)) if s != 0 && m <= 14 * 60 => s * i32::from(m),
+                match signed.and_then(|(s, rest)| Some((s, hhmm(rest)?))) {
+                    Some((s, m)) if m <= 14 * 60 => s * i32::from(m),
                     _ => {
                         return Err(at.invalid(
                             o.span(),

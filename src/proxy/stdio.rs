@@ -516,7 +516,15 @@ async fn reload_on_hangup(path: PathBuf, pipeline: Arc<Pipeline>, stop: Cancella
             }
         };
         tracing::info!(config = %path.display(), why, "reloading the policy");
-        match Config::load(&path) {
+        // A bug in validation must not end reloading for the rest of the session.
+        let loaded = std::panic::catch_unwind(|| Config::load(&path));
+        let Ok(loaded) = loaded else {
+            pipeline.reload_rejected(
+                "internal error while validating the config (a bug in mcp-audit-proxy; please report it with the file)",
+            );
+            continue;
+        };
+        match loaded {
             Ok(config) => match config.policy.ready() {
                 Ok(()) => {
                     pipeline.reload_policy(config.policy);
