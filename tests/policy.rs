@@ -650,3 +650,120 @@ async fn a_blocked_call_in_a_batch_refuses_the_batch_and_every_call_is_recorded(
         ]
     );
 }
+
+#[tokio::test]
+async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
+    // Classifiers narrowed to e-mail: secrets and card numbers are still kept out.
+    let store = TestStore::new(&format!(
+        "[risk]\nredact_results = true\nclassifiers = [\"email\"]\n{BLOCK_SHELL_IN_ECHO}"
+    ));
+    let dir = store.dir.path();
+    // A server too nested to parse (over serde_json's 128 levels), then an error text with a
+    // card number across the 1000-character cut.
+    let deep = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"card {CARD}\"}}],\"x\":{}{}}}}}\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let long_error = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{{\"isError\":true,\"content\":[{{\"type\":\"text\",\"text\":\"{} {CARD}\"}}]}}}}\n",
+        "a".repeat(989)
+    );
+    std::fs::write(dir.join("r2"), deep).unwrap();
+    std::fs::write(dir.join("r3"), long_error).unwrap();
+    let script = format!(
+        "read two; cat '{0}/r2'; read three; cat '{0}/r3'; cat >/dev/null",
+        dir.display()
+    );
+    let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
+    // A batch refused because of its first element: the second is recorded, masked.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "a; b"}}},
+        {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": format!("card {CARD} key AKIAIOSFODNN7EXAMPLE")}}},
+    ]);
+    c.send(format!("{batch}\n").as_bytes()).await;
+    assert!(c.recv_json().await.is_array());
+    // Ambiguous arguments carrying a card number: refused, masked.
+    c.send(format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{CARD}\",\"text\":\"x\"}}}}}}\n").as_bytes()).await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32602);
+    // Arguments that are not an object never reach the server.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":[\"x\"]}}\n").await;
+    let not_object = c.recv_json().await;
+    assert_eq!(not_object["error"]["code"], -32602, "{not_object}");
+    // The deep result cannot be redacted: the client gets an error, not the card.
+    c.send(&call_line(json!(2), "echo", json!({"text": "deep"})))
+        .await;
+    let withheld = c.recv().await.unwrap();
+    let text = String::from_utf8_lossy(&withheld);
+    assert!(!text.contains("4111"), "{text}");
+    assert!(text.contains("withheld the result"), "{text}");
+    c.send(&call_line(json!(3), "echo", json!({"text": "long"})))
+        .await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+
+    let events = store.events();
+    let pairs = pairs(&events);
+    let end_of = |id: i64| {
+        pairs
+            .iter()
+            .find(|(a, _)| a["metadata"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no call {id}"))
+    };
+    assert_eq!(end_of(11).1["result"], "refused");
+    assert_eq!(
+        end_of(11).0["compliance_tags"],
+        json!(["pci_dss", "secrets"])
+    );
+    // The card classifier is off, so no tag; the guard still withheld the result.
+    assert!(
+        end_of(2).1["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("withheld from the client"),
+        "{}",
+        end_of(2).1
+    );
+    let error_text = end_of(3).1["metadata"]["error_messages"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        error_text.ends_with(" [REDACTED:"),
+        "masked, then cut: {error_text}"
+    );
+    for e in &events {
+        assert!(!e.to_string().contains("4111"), "stored readable: {e}");
+    }
+    let bytes = all_bytes(&store.store_dir());
+    for needle in [CARD, "AKIAIOSFODNN7EXAMPLE", "4111 1111 1111 111"] {
+        assert!(!contains(&bytes, needle), "{needle} is stored readable");
+    }
+}
+
+#[tokio::test]
+async fn a_pending_tool_change_holds_the_tool_back_in_a_new_session() {
+    let store = TestStore::new("[risk]\npin_tools = \"block\"\n");
+    let list = b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n";
+    let changed = || {
+        let mut command = store.proxied_example();
+        command.env("EXAMPLE_ECHO_DESCRIPTION", "Echo, and more");
+        LineClient::spawn(command)
+    };
+    let mut c = common::initialized(&store).await;
+    c.send(list).await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+    // The change is seen...
+    let mut c = changed();
+    c.initialize().await;
+    c.send(list).await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+    // ...and a later session that never lists the tools is held back too.
+    let mut c = changed();
+    c.initialize().await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "hi"})))
+        .await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32010);
+    assert!(c.finish().await.success());
+}

@@ -173,6 +173,10 @@ pub struct Policy {
     levels: [u8; 3],
     actions: [Action; 4],
     classifiers: Classifiers,
+    /// What keeps the trail clean: the enabled classes, plus secrets and card numbers always.
+    guard: Classifiers,
+    /// Whether `guard` finds classes the assessment does not look for.
+    pub guard_adds: bool,
     storage: [StoreMode; CLASS_COUNT],
     hmac_key: Option<Vec<u8>>,
     /// Why the configured HMAC key cannot be used here, if so.
@@ -501,7 +505,7 @@ impl Policy {
                     });
                 }
             }
-            self.classify_value(args, &mut classes);
+            classify_value(&self.classifiers, args, &mut classes);
         }
         let mut tags: Vec<&'static str> = Vec::new();
         for class in Class::ALL {
@@ -583,27 +587,10 @@ impl Policy {
         }
     }
 
-    /// Marks the classes found anywhere in `value`: strings, keys, numbers written as text,
-    /// and arrays of strings joined (a secret split across elements).
-    fn classify_value(&self, value: &Value, classes: &mut [bool; CLASS_COUNT]) {
-        // One scan over all texts, each ended by a line break and a NUL that no pattern
-        // crosses: the classifiers' fixed cost is paid once per call, not once per string.
-        let mut buffer = String::new();
-        walk_strings(value, &mut |text| {
-            buffer.push_str(text);
-            buffer.push_str(SEPARATOR);
-        });
-        let mut findings = Vec::new();
-        self.classifiers.scan(&buffer, &mut findings);
-        for f in &findings {
-            classes[f.class as usize] = true;
-        }
-    }
-
     /// The classes found in a result (or any other value), for its tags and risk.
     pub fn scan_result(&self, value: &Value) -> Vec<Class> {
         let mut classes = [false; CLASS_COUNT];
-        self.classify_value(value, &mut classes);
+        classify_value(&self.classifiers, value, &mut classes);
         Class::ALL
             .into_iter()
             .filter(|c| classes[*c as usize])
@@ -621,10 +608,26 @@ impl Policy {
         self.rewrite(value, &|_| StoreMode::Mask)
     }
 
+    /// The classes found in raw text (a result too deep to parse, for its tags).
+    pub fn scan_text(&self, text: &str) -> Vec<Class> {
+        let mut findings = Vec::new();
+        self.classifiers.scan(text, &mut findings);
+        Class::ALL
+            .into_iter()
+            .filter(|c| findings.iter().any(|f| f.class == *c))
+            .collect()
+    }
+
+    /// Whether `text` carries anything the trail must not keep, or the client must not see
+    /// under `redact_results`.
+    pub fn guarded(&self, text: &str) -> bool {
+        self.guard.any(text)
+    }
+
     /// `text` as it may be stored (error messages of results).
     pub fn protect_text(&self, text: &str) -> String {
         let mut findings = Vec::new();
-        self.classifiers.scan(text, &mut findings);
+        self.guard.scan(text, &mut findings);
         findings.retain(|f| self.storage[f.class as usize] != StoreMode::Clear);
         if findings.is_empty() {
             text.to_string()
@@ -640,7 +643,7 @@ impl Policy {
     ) -> Option<(Value, Vec<Class>)> {
         // Most values carry nothing: one combined scan says so before any copy is made.
         let mut classes = [false; CLASS_COUNT];
-        self.classify_value(value, &mut classes);
+        classify_value(&self.guard, value, &mut classes);
         if !Class::ALL
             .into_iter()
             .any(|c| classes[c as usize] && mode(c) != StoreMode::Clear)
@@ -667,7 +670,7 @@ impl Policy {
         changed: &mut bool,
     ) -> Option<String> {
         let mut findings = Vec::new();
-        self.classifiers.scan(text, &mut findings);
+        self.guard.scan(text, &mut findings);
         findings.retain(|f| mode(f.class) != StoreMode::Clear);
         if findings.is_empty() {
             return None;
@@ -840,6 +843,23 @@ fn walk_scalars<'v>(value: &'v Value, f: &mut impl FnMut(&'v Value)) {
         Value::Array(items) => items.iter().for_each(|v| walk_scalars(v, f)),
         Value::Object(map) => map.values().for_each(|v| walk_scalars(v, f)),
         _ => {}
+    }
+}
+
+/// Marks the classes `classifiers` find anywhere in `value`: strings, keys, numbers written as
+/// text, and arrays of strings joined (a secret split across elements). One scan covers all
+/// texts, each ended by a line break and a NUL that no pattern crosses, so the classifiers'
+/// fixed cost is paid once per call, not once per string.
+fn classify_value(classifiers: &Classifiers, value: &Value, classes: &mut [bool; CLASS_COUNT]) {
+    let mut buffer = String::new();
+    walk_strings(value, &mut |text| {
+        buffer.push_str(text);
+        buffer.push_str(SEPARATOR);
+    });
+    let mut findings = Vec::new();
+    classifiers.scan(&buffer, &mut findings);
+    for f in &findings {
+        classes[f.class as usize] = true;
     }
 }
 

@@ -194,7 +194,10 @@ impl Pins {
             path: self.path.clone(),
             source,
         };
-        let tmp = self.path.with_extension("json.tmp");
+        // One temporary file per process: the proxy and `tools accept` never share one.
+        let tmp = self
+            .path
+            .with_extension(format!("json.tmp.{}", std::process::id()));
         let text = serde_json::to_vec_pretty(file).map_err(|e| io(io::Error::other(e)))?;
         std::fs::write(&tmp, text).map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)
@@ -241,6 +244,23 @@ impl Pins {
             self.save(&file)?;
         }
         Ok(seen)
+    }
+
+    /// Tools with a changed definition still waiting for an operator, with its hash: a new
+    /// session holds them back even before its client lists the tools.
+    pub fn pending(&self) -> Result<Vec<(String, String)>, PinError> {
+        Ok(self
+            .load()?
+            .upstreams
+            .get(&self.upstream)
+            .map(|pins| {
+                pins.iter()
+                    .filter_map(|(name, pin)| {
+                        Some((name.clone(), pin.pending.as_ref()?.hash.clone()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Whether the definition `hash` of `tool` is the pinned one (an operator accepted it).
@@ -313,7 +333,12 @@ mod tests {
             json!({"inputSchema": {"type": "object"}, "description": "adds", "name": "t"});
         assert_eq!(Fingerprint::of(&v1_reordered), fp1);
 
+        assert_eq!(
+            pins.pending().unwrap(),
+            [("t".to_string(), fp2.hash.clone())]
+        );
         assert_eq!(pins.accept("t").unwrap().len(), 1);
+        assert!(pins.pending().unwrap().is_empty());
         assert!(pins.is_pinned("t", &fp2.hash).unwrap());
         assert!(matches!(
             pins.accept("t"),

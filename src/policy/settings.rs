@@ -277,6 +277,14 @@ pub(crate) fn compile(
         version,
         levels: levels.map(|l| l as u8),
         actions,
+        guard_adds: !(enabled_classes.contains(&Class::Secret)
+            && enabled_classes.contains(&Class::PaymentCard)),
+        guard: Classifiers::new(
+            &[Class::Secret, Class::PaymentCard]
+                .into_iter()
+                .chain(enabled_classes.iter().copied())
+                .collect::<Vec<_>>(),
+        ),
         classifiers: Classifiers::new(&enabled_classes),
         storage,
         hmac_key,

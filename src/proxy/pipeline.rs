@@ -46,6 +46,9 @@ const MAX_ENDED: usize = 1024;
 /// Error texts kept per event, and characters per text.
 const MAX_ERROR_TEXTS: usize = 5;
 const MAX_ERROR_CHARS: usize = 1000;
+/// Error texts are cut this much longer first, masked, then cut to [`MAX_ERROR_CHARS`]: a
+/// secret straddling the cut is still whole when it is masked.
+const ERROR_MARGIN_CHARS: usize = 256;
 
 /// A message on its way out, released once its audit event is durable.
 #[derive(Debug)]
@@ -344,6 +347,15 @@ impl Pipeline {
         policy: PolicyCell,
         pins: Option<Pins>,
     ) -> Self {
+        // Changes seen by earlier sessions and not yet accepted hold their tools back from the
+        // first call, listed or not.
+        let mut state = State::default();
+        if let Some(p) = &pins {
+            match p.pending() {
+                Ok(pending) => state.changed_tools.extend(pending),
+                Err(e) => tracing::error!(error = %e, "tool pins unreadable"),
+            }
+        }
         Pipeline {
             info,
             audit,
@@ -351,7 +363,7 @@ impl Pipeline {
             call_timeout: limits.call_timeout,
             policy,
             pins,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
         }
     }
 
@@ -639,21 +651,33 @@ impl Pipeline {
         // The policy must see what the server will execute: arguments a server could read
         // two ways (duplicate keys) are refused, fail closed.
         let arguments = match (policy.enabled, p.arguments) {
-            (true, Some(raw)) => match policy::strict::parse(raw.get()) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    let reason = format!("invalid tools/call arguments: {e}");
-                    tracing::warn!(request_id = %id, error = %e, "ambiguous tools/call refused");
-                    let event = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
-                    return Err(Refusal {
-                        extra: None,
-                        id: Some(id.clone()),
-                        code: INVALID_PARAMS,
-                        message: format!("mcp-audit-proxy refused the call: {reason}"),
-                        event,
-                    });
+            (true, Some(raw)) => {
+                let parsed = policy::strict::parse(raw.get()).map_err(|e| e.to_string());
+                // MCP arguments are an object; anything else would reach the tool unassessed.
+                let checked = parsed.and_then(|v| match v {
+                    Value::Object(_) => Ok(Some(v)),
+                    Value::Null => Ok(None),
+                    _ => Err("`arguments` must be an object".to_string()),
+                });
+                match checked {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // The parser's message can quote the input: keep what it quotes out.
+                        let reason =
+                            policy.protect_text(&format!("invalid tools/call arguments: {e}"));
+                        tracing::warn!(request_id = %id, "ambiguous tools/call refused");
+                        let event =
+                            self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
+                        return Err(Refusal {
+                            extra: None,
+                            id: Some(id.clone()),
+                            code: INVALID_PARAMS,
+                            message: format!("mcp-audit-proxy refused the call: {reason}"),
+                            event,
+                        });
+                    }
                 }
-            },
+            }
             _ => None,
         };
         let started = Instant::now();
@@ -703,8 +727,9 @@ impl Pipeline {
         let blocked = decision
             .as_ref()
             .is_some_and(|d| d.enforced() == policy::Action::Block);
-        // The assessment already scanned the arguments: no tags, nothing to protect.
-        let found = decision.as_ref().is_some_and(|d| !d.tags.is_empty());
+        // The assessment already scanned the arguments: no tags, nothing to protect (unless
+        // classifiers were turned off: secrets and card numbers are still kept out).
+        let found = decision.as_ref().is_some_and(|d| !d.tags.is_empty()) || policy.guard_adds;
         let (stored_arguments, redacted) = match (&arguments, p.arguments) {
             (Some(value), Some(raw)) if found => match policy.protect(value) {
                 Some((protected, classes)) => (
@@ -846,6 +871,7 @@ impl Pipeline {
                 st.server.as_ref().map(Implementation::agent),
             )
         };
+        let (stored, redacted, tags, reason) = self.protected_params(params, reason);
         let call = Call {
             access_id: self.ids.next().0,
             request_id: id.clone(),
@@ -858,13 +884,14 @@ impl Pipeline {
             tool_version,
             risk: RiskLevel::Medium,
             score: None,
-            tags: Vec::new(),
+            tags,
             policy: None,
         };
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
-        access.metadata.arguments = params.map(ToOwned::to_owned);
-        let failure = self.failure_event(&call, Outcome::Refused, side, Some(code), reason);
+        access.metadata.arguments = stored;
+        access.metadata.redacted = redacted;
+        let failure = self.failure_event(&call, Outcome::Refused, side, Some(code), &reason);
         for event in [&access, &failure] {
             if let Err(e) = self.audit.record(event) {
                 tracing::error!(error = %e, "refused tool call could not be recorded");
@@ -872,6 +899,63 @@ impl Pipeline {
             }
         }
         Some(failure.event_id)
+    }
+
+    /// The params of a refused call and the reason, as the trail may keep them: sensitive data
+    /// replaced, and params that cannot be read but carry some not kept at all.
+    fn protected_params(
+        &self,
+        params: Option<&RawValue>,
+        reason: &str,
+    ) -> (
+        Option<Box<RawValue>>,
+        Vec<String>,
+        Vec<&'static str>,
+        String,
+    ) {
+        let policy = self.policy.current();
+        let Some(raw) = params.filter(|_| policy.enabled) else {
+            return (
+                params.map(ToOwned::to_owned),
+                Vec::new(),
+                Vec::new(),
+                reason.into(),
+            );
+        };
+        let reason = policy.protect_text(reason);
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => match policy.protect(&value) {
+                Some((protected, classes)) => {
+                    let mut tags: Vec<&'static str> = classes.iter().map(|c| c.tag()).collect();
+                    tags.sort_unstable();
+                    tags.dedup();
+                    (
+                        serde_json::value::to_raw_value(&protected).ok(),
+                        classes.iter().map(|c| c.as_str().to_string()).collect(),
+                        tags,
+                        reason,
+                    )
+                }
+                // Nothing in the parsed value, but a repeated key's other copy (which the
+                // parse dropped) may carry something: mask the text as sent.
+                None if policy.guarded(raw.get()) => {
+                    let masked = RawValue::from_string(policy.protect_text(raw.get())).ok();
+                    let reason = match masked {
+                        Some(_) => reason,
+                        None => format!("{reason} (params not stored: they carry sensitive data)"),
+                    };
+                    (masked, Vec::new(), Vec::new(), reason)
+                }
+                None => (Some(raw.to_owned()), Vec::new(), Vec::new(), reason),
+            },
+            Err(_) if policy.guarded(raw.get()) => (
+                None,
+                Vec::new(),
+                Vec::new(),
+                format!("{reason} (params not stored: unreadable, and they carry sensitive data)"),
+            ),
+            Err(_) => (Some(raw.to_owned()), Vec::new(), Vec::new(), reason),
+        }
     }
 
     /// Ends a call the client cancelled; the notification itself is forwarded.
@@ -1066,8 +1150,11 @@ impl Pipeline {
                     learn(&mut st, pending, result);
                     if let Pending::ToolsList = pending {
                         drop(st);
-                        self.check_pins(result);
-                        rewritten = self.filter_tools(id, result);
+                        rewritten = match self.check_pins(result) {
+                            Ok(()) => None,
+                            Err(why) => self.pins_unchecked(id, &why),
+                        }
+                        .or_else(|| self.filter_tools(id, result));
                     }
                 }
             }
@@ -1108,31 +1195,30 @@ impl Pipeline {
 
     /// Compares the tools of a `tools/list` result with their pins; records each newly seen
     /// change as a `configuration_change` event.
-    fn check_pins(&self, result: &RawValue) {
+    fn check_pins(&self, result: &RawValue) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Listing<'a> {
+            #[serde(borrow, default)]
+            tools: Vec<&'a RawValue>,
+        }
         let policy = self.policy.current();
         let (Some(pins), true) = (
             &self.pins,
             policy.enabled && policy.pin_tools != PinMode::Off,
         ) else {
-            return;
+            return Ok(());
         };
-        let Ok(value) = serde_json::from_str::<Value>(result.get()) else {
-            return;
-        };
-        let Some(tools) = value.get("tools").and_then(Value::as_array) else {
-            return;
-        };
-        let fingerprints: Vec<(String, Fingerprint)> = tools
-            .iter()
-            .filter_map(|t| Some((t.get("name")?.as_str()?.to_string(), Fingerprint::of(t))))
-            .collect();
-        let seen = match pins.observe(&fingerprints) {
-            Ok(seen) => seen,
-            Err(e) => {
-                tracing::error!(error = %e, "tool definitions could not be compared with their pins");
-                return;
+        let listing: Listing<'_> = serde_json::from_str(result.get())
+            .map_err(|e| format!("the tools/list result cannot be read: {e}"))?;
+        let mut fingerprints = Vec::new();
+        for raw in listing.tools {
+            let tool: Value = serde_json::from_str(raw.get())
+                .map_err(|e| format!("a tool definition in tools/list cannot be read: {e}"))?;
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                fingerprints.push((name.to_string(), Fingerprint::of(&tool)));
             }
-        };
+        }
+        let seen = pins.observe(&fingerprints).map_err(|e| e.to_string())?;
         for (tool, verdict) in seen {
             match verdict {
                 Seen::New => tracing::debug!(tool = %tool, "tool definition pinned"),
@@ -1169,6 +1255,38 @@ impl Pipeline {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A `tools/list` result whose tools could not be compared with their pins: recorded, and
+    /// with `pin_tools = "block"` the client gets an error instead (a listing the proxy cannot
+    /// read could hide a changed tool).
+    fn pins_unchecked(&self, id: &RequestId, why: &str) -> Option<String> {
+        let policy = self.policy.current();
+        let why = policy.protect_text(why);
+        tracing::error!(error = %why, "tool definitions could not be compared with their pins");
+        let block = policy.pin_tools == PinMode::Block;
+        let mut event = self.policy_event(
+            EventType::ConfigurationChange,
+            Outcome::Refused,
+            vec!["tool definitions not checked against their pins".into()],
+            Some(policy.version.clone()),
+            Some(why.clone()),
+        );
+        event.action = "tools/list".into();
+        event.risk_level = RiskLevel::High;
+        self.record_policy_event(&event);
+        block.then(|| {
+            error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                &format!(
+                    "mcp-audit-proxy withheld the tool list: {why}; with pin_tools = \"block\" tools that cannot be checked are not offered"
+                ),
+                Some(json!({ "event_id": event.event_id.to_string() })),
+            )
+        })
+        .map(|line| String::from_utf8_lossy(trim_line_end(&line)).into_owned())
     }
 
     /// A `tools/list` response without the tools this caller may never call, so agents do not
@@ -1227,7 +1345,11 @@ impl Pipeline {
                                     .iter()
                                     .filter_map(|c| c.text.as_deref())
                                     .take(MAX_ERROR_TEXTS)
-                                    .map(|t| t.chars().take(MAX_ERROR_CHARS).collect())
+                                    .map(|t| {
+                                        t.chars()
+                                            .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
+                                            .collect()
+                                    })
                                     .collect();
                                 Outcome::Error
                             }
@@ -1255,7 +1377,11 @@ impl Pipeline {
                     meta.error_code = err.code;
                     meta.error_messages = err
                         .message
-                        .map(|m| m.chars().take(MAX_ERROR_CHARS).collect())
+                        .map(|m| {
+                            m.chars()
+                                .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
+                                .collect()
+                        })
                         .into_iter()
                         .collect();
                 }
@@ -1266,55 +1392,51 @@ impl Pipeline {
     }
 
     /// Scans a call's end with the policy it started under: result classes raise the
-    /// event's risk and tags, error texts are stored protected, and with `redact_results`
-    /// the response the client gets is returned rewritten.
+    /// event's risk and tags, texts the event keeps (error messages, reasons) are stored
+    /// protected and cut to length, and with `redact_results` the response the client gets is
+    /// returned rewritten (or withheld, if it carries sensitive data and cannot be rewritten).
     fn assess_end(
         &self,
         call: &Call,
         body: ResponseBody<'_>,
         event: &mut AuditEvent,
     ) -> Option<String> {
-        let policy = call.policy.as_ref().filter(|p| p.enabled)?;
-        for m in &mut event.metadata.error_messages {
-            *m = policy.protect_text(m);
+        let policy = call.policy.as_ref().filter(|p| p.enabled);
+        let meta = &mut event.metadata;
+        for m in meta.error_messages.iter_mut().chain(meta.reason.as_mut()) {
+            if let Some(p) = policy {
+                *m = p.protect_text(m);
+            }
+            if m.chars().count() > MAX_ERROR_CHARS {
+                *m = m.chars().take(MAX_ERROR_CHARS).collect();
+            }
         }
+        let policy = policy?;
         let ResponseBody::Result(raw) = body else {
             return None;
         };
-        let value: Value = serde_json::from_str(raw.get()).ok()?;
-        let classes = policy.scan_result(&value);
-        if !classes.is_empty() {
-            let mut score = u32::from(call.score.unwrap_or(0));
-            let mut tags: Vec<&'static str> = call.tags.clone();
-            for class in &classes {
-                // Data the arguments already carried (an echo) does not count twice.
-                if call.tags.contains(&class.tag()) {
-                    event.metadata.risk_reasons.push(format!(
-                        "result contains {} (as the arguments did)",
-                        class.as_str()
-                    ));
-                    continue;
-                }
-                let add = policy::class_score(*class);
-                score += u32::from(add);
-                event
-                    .metadata
-                    .risk_reasons
-                    .push(format!("result contains {} (+{add})", class.as_str()));
-                if !tags.contains(&class.tag()) {
-                    tags.push(class.tag());
-                }
+        let Ok(value) = serde_json::from_str::<Value>(raw.get()) else {
+            // Too deeply nested to parse: tags from the raw text; a result that must be
+            // redacted but cannot be is withheld, never passed on in clear.
+            self.raise_for_result(call, policy, &policy.scan_text(raw.get()), event);
+            if !(policy.redact_results && policy.guarded(raw.get())) {
+                return None;
             }
-            tags.sort_unstable();
-            let score = score.min(100) as u8;
-            event.metadata.risk_score = Some(score);
-            event.metadata.policy_version = Some(policy.version.clone());
-            event.risk_level = event.risk_level.max(policy.level_of(score));
-            event.compliance_tags = tags.iter().map(|t| t.to_string()).collect();
-            self.state()
-                .history
-                .note(call.tool.as_deref().unwrap_or_default(), &tags);
-        }
+            event.metadata.reason = Some(
+                "the result carried sensitive data and was too deeply nested to redact: withheld from the client".into(),
+            );
+            return serde_json::to_string(&json!({
+                "jsonrpc": "2.0",
+                "id": call.request_id,
+                "error": {
+                    "code": INTERNAL_ERROR,
+                    "message": "mcp-audit-proxy withheld the result: it carries sensitive data and is too deeply nested to redact (redact_results)",
+                    "data": {"event_id": event.event_id.to_string()},
+                },
+            }))
+            .ok();
+        };
+        self.raise_for_result(call, policy, &policy.scan_result(&value), event);
         if !policy.redact_results {
             return None;
         }
@@ -1327,6 +1449,49 @@ impl Pipeline {
             "result": redacted,
         }))
         .ok()
+    }
+
+    /// Raises an end event's risk and tags for the classes its result carries.
+    fn raise_for_result(
+        &self,
+        call: &Call,
+        policy: &Policy,
+        classes: &[policy::classify::Class],
+        event: &mut AuditEvent,
+    ) {
+        if classes.is_empty() {
+            return;
+        }
+        let mut score = u32::from(call.score.unwrap_or(0));
+        let mut tags: Vec<&'static str> = call.tags.clone();
+        for class in classes {
+            // Data the arguments already carried (an echo) does not count twice.
+            if call.tags.contains(&class.tag()) {
+                event.metadata.risk_reasons.push(format!(
+                    "result contains {} (as the arguments did)",
+                    class.as_str()
+                ));
+                continue;
+            }
+            let add = policy::class_score(*class);
+            score += u32::from(add);
+            event
+                .metadata
+                .risk_reasons
+                .push(format!("result contains {} (+{add})", class.as_str()));
+            if !tags.contains(&class.tag()) {
+                tags.push(class.tag());
+            }
+        }
+        tags.sort_unstable();
+        let score = score.min(100) as u8;
+        event.metadata.risk_score = Some(score);
+        event.metadata.policy_version = Some(policy.version.clone());
+        event.risk_level = event.risk_level.max(policy.level_of(score));
+        event.compliance_tags = tags.iter().map(|t| t.to_string()).collect();
+        self.state()
+            .history
+            .note(call.tool.as_deref().unwrap_or_default(), &tags);
     }
 
     fn end_call(&self, call: &Call, size: usize, body: ResponseBody<'_>) -> Delivery {
