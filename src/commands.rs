@@ -332,7 +332,7 @@ fn policy_replay(
         history.note(tool, &d.tags);
         let slot = match (d.label(), d.action) {
             ("would_block", _) => 3,
-            (_, Action::Block) => 2,
+            (_, Action::Block | Action::Confirm) => 2,
             (_, Action::Alert) => 1,
             _ => 0,
         };
@@ -366,7 +366,7 @@ fn policy_replay(
     if !args.json {
         writeln!(
             out,
-            "policy {} over {} stored calls: {} allow, {} alert, {} block, {} would block (shadow); {} decided differently from the record",
+            "policy {} over {} stored calls: {} allow, {} alert, {} block or confirm, {} would block or confirm (shadow); {} decided differently from the record",
             config.policy.version,
             events.len(),
             counts[0],

@@ -124,6 +124,28 @@ pub struct InitializeParams<'a> {
     /// The client implementation.
     #[serde(default)]
     pub client_info: Option<Implementation>,
+    /// What the client can do.
+    #[serde(default)]
+    pub capabilities: Option<ClientCapabilitiesView>,
+}
+
+/// The client capabilities the proxy needs to know about.
+#[derive(Debug, Default, Deserialize)]
+pub struct ClientCapabilitiesView {
+    /// Present when the client can answer `elicitation/create` (a person can be asked).
+    #[serde(default)]
+    pub elicitation: Option<serde::de::IgnoredAny>,
+}
+
+/// The result of `elicitation/create`, as far as a confirmation cares.
+#[derive(Debug, Deserialize)]
+pub struct ElicitResultView {
+    /// `accept`, `decline` or `cancel`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The form the person filled in.
+    #[serde(default)]
+    pub content: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The `_meta` of a result, as far as auditing cares.

@@ -52,6 +52,7 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "redact_results",
         "user_rate_per_minute",
         "pin_tools",
+        "confirm_timeout_ms",
         "hmac_key_env",
         "hmac_key_file",
         "medium",
@@ -274,8 +275,8 @@ fn bad_policies_fail_with_the_line_and_a_hint() {
             ":3: `risk.tool.score` = 101 is out of range",
         ),
         (
-            "[risk.actions]\nhigh = \"confirm\"\n",
-            ":2: `risk.actions.high` = \"confirm\" is not supported yet",
+            "[risk.actions]\nhigh = \"ask\"\n",
+            ":2: unknown action \"ask\" for `risk.actions.high`",
         ),
         (
             "[risk.levels]\nmedium = 60\nhigh = 50\n",

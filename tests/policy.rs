@@ -458,7 +458,7 @@ async fn policy_test_explains_a_call_and_replays_the_store() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("over 2 stored calls: 1 allow, 0 alert, 1 block"),
+        text.contains("over 2 stored calls: 1 allow, 0 alert, 1 block or confirm"),
         "{text}"
     );
     assert!(
@@ -765,5 +765,159 @@ async fn a_pending_tool_change_holds_the_tool_back_in_a_new_session() {
     c.send(&call_line(json!(1), "echo", json!({"text": "hi"})))
         .await;
     assert_eq!(c.recv_json().await["error"]["code"], -32010);
+    assert!(c.finish().await.success());
+}
+
+const CONFIRM_SHELL_IN_ECHO: &str = r#"
+[risk]
+confirm_timeout_ms = 500
+[risk.actions]
+high = "confirm"
+[[risk.rule]]
+name = "shell in echo"
+tools = ["echo"]
+pointer = "/text"
+detect = "shell_metacharacters"
+level = "high"
+"#;
+
+#[tokio::test]
+async fn confirm_asks_the_person_and_runs_the_call_only_on_an_explicit_accept() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await; // INIT declares the elicitation capability
+    let ask_for = |request: &Value| {
+        assert_eq!(request["method"], "elicitation/create", "{request}");
+        let message = request["params"]["message"].as_str().unwrap();
+        assert!(message.contains("Tool: echo"), "{message}");
+        assert!(message.contains("SHA-256"), "{message}");
+        request["id"].clone()
+    };
+
+    // Accepted: the call runs, as sent.
+    c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    assert!(
+        ask.as_str()
+            .unwrap()
+            .starts_with("mcp-audit-proxy.confirm.")
+    );
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    let result = c.recv_json().await;
+    assert_eq!(result["id"], 1);
+    assert_eq!(result["result"]["content"][0]["text"], "a; b");
+
+    // Declined: blocked, never forwarded.
+    c.send(&call_line(json!(2), "echo", json!({"text": "c; d"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    c.send(
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "decline"}})
+        )
+        .as_bytes(),
+    )
+    .await;
+    let declined = c.recv_json().await;
+    assert_eq!(
+        (declined["id"].clone(), declined["error"]["code"].clone()),
+        (json!(2), json!(-32010)),
+        "{declined}"
+    );
+
+    // Accepted without checking the box: blocked.
+    c.send(&call_line(json!(3), "echo", json!({"text": "e; f"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": false}}})).as_bytes()).await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32010);
+
+    // No answer in time: the question is withdrawn and the call blocked; a late answer is
+    // dropped, never passed to the server.
+    c.send(&call_line(json!(4), "echo", json!({"text": "g; h"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    let withdrawn = c.recv_json().await;
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    assert_eq!(withdrawn["params"]["requestId"], ask);
+    let timed_out = c.recv_json().await;
+    assert_eq!(
+        (timed_out["id"].clone(), timed_out["error"]["code"].clone()),
+        (json!(4), json!(-32010))
+    );
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+
+    // Other calls never wait.
+    c.send(&call_line(json!(5), "echo", json!({"text": "plain"})))
+        .await;
+    assert_eq!(c.recv_json().await["result"]["content"][0]["text"], "plain");
+    assert!(c.finish().await.success());
+
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(seen.contains("a; b"));
+    for never in ["c; d", "e; f", "g; h", "mcp-audit-proxy.confirm"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+    let pairs = pairs(&store.events());
+    let outcome: Vec<(String, String, String)> = pairs
+        .iter()
+        .map(|(a, e)| {
+            (
+                a["metadata"]["decision"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
+                e["result"].as_str().unwrap().to_string(),
+                e["metadata"]["confirmation"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcome[0],
+        (
+            "confirm".into(),
+            "success".into(),
+            "accepted by the person at the client".into()
+        )
+    );
+    assert_eq!(outcome[1].1, "blocked");
+    assert!(outcome[1].2.contains("decline"), "{:?}", outcome[1]);
+    assert_eq!(outcome[2].1, "blocked");
+    assert_eq!(
+        outcome[3],
+        (
+            "confirm".into(),
+            "blocked".into(),
+            "not confirmed: no answer in time".into()
+        )
+    );
+    assert_eq!(outcome[4].1, "success");
+}
+
+#[tokio::test]
+async fn confirm_blocks_when_the_client_cannot_be_asked() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"init\",\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"raw\",\"version\":\"1\"}}}\n").await;
+    c.recv_json().await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+        .await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+    assert!(
+        blocked["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not declare the elicitation capability"),
+        "{blocked}"
+    );
     assert!(c.finish().await.success());
 }

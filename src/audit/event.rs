@@ -259,6 +259,9 @@ pub struct Metadata {
     /// What changed, for `configuration_change` and `permission_change` events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
+    /// For a call the policy asked the person at the client to confirm: how they answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<String>,
 }
 
 /// One audit record; see the README's "Event JSON" for the contract.

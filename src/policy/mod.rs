@@ -41,6 +41,9 @@ pub enum Action {
     Allow,
     /// Forward it, and raise an alert in the log and the event.
     Alert,
+    /// Ask the person at the client to approve this exact call first (2025 era: an
+    /// `elicitation/create` request); forward it only on an explicit accept, else block.
+    Confirm,
     /// Answer with an error; the server never sees it.
     Block,
 }
@@ -51,6 +54,7 @@ impl Action {
         match self {
             Action::Allow => "allow",
             Action::Alert => "alert",
+            Action::Confirm => "confirm",
             Action::Block => "block",
         }
     }
@@ -185,6 +189,8 @@ pub struct Policy {
     pub redact_results: bool,
     /// `pin_tools`: what a changed tool definition does.
     pub pin_tools: pins::PinMode,
+    /// `confirm_timeout_ms`: how long a call waits for the person at the client to confirm.
+    pub confirm_timeout: std::time::Duration,
     role_of: HashMap<String, Vec<String>>,
     tools: Vec<ToolPolicy>,
     rules: Vec<Rule>,
@@ -286,12 +292,13 @@ impl Decision {
         }
     }
 
-    /// The event spelling: `allow`, `alert`, `block`, or `would_block` in shadow mode.
+    /// The event spelling: `allow`, `alert`, `confirm`, `block`, or `would_confirm` and
+    /// `would_block` in shadow mode.
     pub fn label(&self) -> &'static str {
-        if self.shadowed {
-            "would_block"
-        } else {
-            self.action.as_str()
+        match (self.shadowed, self.action) {
+            (true, Action::Confirm) => "would_confirm",
+            (true, _) => "would_block",
+            (false, a) => a.as_str(),
         }
     }
 }
@@ -563,7 +570,7 @@ impl Policy {
             reasons,
             tags,
             action,
-            shadowed: self.shadow && action == Action::Block,
+            shadowed: self.shadow && matches!(action, Action::Block | Action::Confirm),
             version: self.version.clone(),
         }
     }

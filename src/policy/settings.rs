@@ -29,6 +29,7 @@ pub(crate) struct RawRisk {
     hmac_key_file: Option<Spanned<String>>,
     user_rate_per_minute: Option<Spanned<u64>>,
     pin_tools: Option<Spanned<String>>,
+    confirm_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     levels: RawLevels,
     #[serde(default)]
@@ -291,6 +292,10 @@ pub(crate) fn compile(
         key_problem,
         redact_results: raw.redact_results.unwrap_or(false),
         pin_tools,
+        confirm_timeout: std::time::Duration::from_millis(match raw.confirm_timeout_ms {
+            Some(t) => ranged(at, "risk.confirm_timeout_ms", t, 100..=3_600_000)?,
+            None => 120_000,
+        }),
         role_of,
         tools,
         rules,
@@ -360,15 +365,11 @@ fn action(
         "allow" => Ok(Action::Allow),
         "alert" => Ok(Action::Alert),
         "block" => Ok(Action::Block),
-        "confirm" => Err(at.invalid(
-            value.span(),
-            &format!("`{key}` = \"confirm\" is not supported yet (asking the person at the client is planned)"),
-            "use \"alert\" to let the call through and flag it, or \"block\" to stop it",
-        )),
+        "confirm" => Ok(Action::Confirm),
         other => Err(at.invalid(
             value.span(),
             &format!("unknown action {other:?} for `{key}`"),
-            "use \"allow\", \"alert\" or \"block\"",
+            "use \"allow\", \"alert\", \"confirm\" or \"block\"",
         )),
     }
 }

@@ -29,8 +29,8 @@ use crate::jsonrpc::message::{
 };
 use crate::jsonrpc::{BatchItem, FrameError, Message, Parsed, RequestId, ResponseBody};
 use crate::mcp::{
-    AnyParams, CallToolParams, CallToolResultView, CancelledParams, Era, ErrorView, Implementation,
-    InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
+    AnyParams, CallToolParams, CallToolResultView, CancelledParams, ElicitResultView, Era,
+    ErrorView, Implementation, InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
 };
 use crate::policy::pins::{Fingerprint, PinMode, Pins, Seen};
 use crate::policy::{self, CallInput, Decision, History, Policy, PolicyCell};
@@ -207,7 +207,21 @@ struct Call {
     score: Option<u8>,
     tags: Vec<&'static str>,
     policy: Option<Arc<Policy>>,
+    /// How the person at the client answered a confirmation, if one was asked.
+    confirmation: Option<String>,
 }
+
+/// A call held until the person at the client confirms it.
+#[derive(Debug)]
+struct Awaiting {
+    call: Call,
+    line: Bytes,
+    ack: Ack,
+    deadline: Instant,
+}
+
+/// Confirmation requests remembered after they ended, so that a late answer is dropped.
+const MAX_ASKED_BEFORE: usize = 1024;
 
 /// Why a call ended before the server answered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,13 +255,34 @@ struct State {
     history: History,
     /// Tools whose definition changed since pinned: name -> the new definition's hash.
     changed_tools: HashMap<String, String>,
+    /// The client declared `elicitation`: a person can be asked to confirm a call.
+    client_elicits: bool,
+    /// A client batch is being admitted (a call in it cannot wait for a confirmation).
+    batching: bool,
+    /// Calls to confirm whose bytes are not held yet, with the question to ask.
+    confirming: HashMap<RequestId, (Call, String)>,
+    /// Confirmation requests sent to the client, by their id.
+    awaiting: HashMap<RequestId, Awaiting>,
+    /// Confirmation requests that ended without their answer.
+    asked_before: VecDeque<RequestId>,
 }
 
 impl State {
     /// MCP forbids reusing a request id in a session; an id still in play would make two
     /// requests answerable by one response.
     fn id_in_use(&self, id: &RequestId) -> bool {
-        self.calls.contains_key(id) || self.pending.contains_key(id) || self.ended.contains_key(id)
+        self.calls.contains_key(id)
+            || self.pending.contains_key(id)
+            || self.ended.contains_key(id)
+            || self.confirming.contains_key(id)
+            || self.awaiting.values().any(|a| a.call.request_id == *id)
+    }
+
+    fn forget_question(&mut self, ask: RequestId) {
+        if self.asked_before.len() >= MAX_ASKED_BEFORE {
+            self.asked_before.pop_front();
+        }
+        self.asked_before.push_back(ask);
     }
 
     fn end_early(&mut self, call: Call, why: EndedEarly) {
@@ -388,8 +423,26 @@ impl Pipeline {
             }
         };
         match parsed {
-            Parsed::Single(msg) => match self.client_message(&msg) {
-                Ok((ack, opened)) => Route::ToServer(Outbound {
+            Parsed::Single(msg) => match self.confirmation_answer(&msg) {
+                Some(route) => route,
+                None => self.client_single(&line, &msg),
+            },
+            Parsed::Batch(items) => self.client_batch(line.clone(), &items),
+        }
+    }
+
+    /// One message (not a batch) from the client.
+    fn client_single(&self, line: &Bytes, msg: &Message<'_>) -> Route {
+        match self.client_message(msg) {
+            Ok((ack, opened)) => {
+                let ack = match &opened {
+                    Some(id) => match self.hold(id, line, ack) {
+                        Ok(ask) => return Route::ToClient(Outbound::now(ask)),
+                        Err(ack) => ack,
+                    },
+                    None => ack,
+                };
+                Route::ToServer(Outbound {
                     bytes: line.clone(),
                     ack,
                     if_unrecorded: opened.map(|id| Unrecorded {
@@ -399,10 +452,9 @@ impl Pipeline {
                         }),
                         calls: vec![id],
                     }),
-                }),
-                Err(refusal) => Route::ToClient(Outbound::now(refusal.line())),
-            },
-            Parsed::Batch(items) => self.client_batch(line.clone(), &items),
+                })
+            }
+            Err(refusal) => Route::ToClient(Outbound::now(refusal.line())),
         }
     }
 
@@ -418,6 +470,7 @@ impl Pipeline {
         }
         let mut last = Ack::done();
         let mut opened = Vec::new();
+        self.state().batching = true;
         for (at, item) in items.iter().enumerate() {
             let Ok(msg) = &item.message else { continue };
             match self.client_message(msg) {
@@ -427,9 +480,13 @@ impl Pipeline {
                     }
                     opened.extend(call);
                 }
-                Err(refusal) => return self.refuse_rest_of_batch(items, at, &opened, &refusal),
+                Err(refusal) => {
+                    self.state().batching = false;
+                    return self.refuse_rest_of_batch(items, at, &opened, &refusal);
+                }
             }
         }
+        self.state().batching = false;
         let if_unrecorded = (!opened.is_empty()).then(|| {
             let message = audit_refusal(&opened[0], START_UNRECORDED).message;
             let reply = self
@@ -534,6 +591,13 @@ impl Pipeline {
                         None
                     }
                 }
+                Ok(Message::Response { id: Some(id), .. })
+                    if st.awaiting.contains_key(id) || st.asked_before.contains(id) =>
+                {
+                    Some(format!(
+                        "element {i} answers a confirmation request of mcp-audit-proxy; send that answer on its own"
+                    ))
+                }
                 Ok(_) => None,
             })
     }
@@ -605,6 +669,10 @@ impl Pipeline {
                             && let Ok(init) = serde_json::from_str::<InitializeParams>(p.get())
                         {
                             let mut st = self.state();
+                            st.client_elicits = init
+                                .capabilities
+                                .as_ref()
+                                .is_some_and(|c| c.elicitation.is_some());
                             st.client = init.client_info.or(st.client.take());
                             st.negotiated = init.protocol_version.map(|v| v.into_owned());
                         }
@@ -723,6 +791,28 @@ impl Pipeline {
             let tool_version = st.server.as_ref().map(Implementation::agent);
             (version, era, agent, tool_version, risk, decision, retry_of)
         };
+        let mut decision = decision;
+        if let Some(d) = decision
+            .as_mut()
+            .filter(|d| d.enforced() == policy::Action::Confirm)
+        {
+            let st = self.state();
+            let cannot = if st.batching {
+                Some("the call came in a batch, which cannot wait for an answer")
+            } else if era == Era::V2026 {
+                Some("confirming a 2026-07-28 call (an input_required round) is not built yet")
+            } else if !st.client_elicits {
+                Some("the client did not declare the elicitation capability")
+            } else {
+                None
+            };
+            if let Some(why) = cannot {
+                d.reasons.push(format!(
+                    "the policy asks to confirm this call, but the person at the client cannot be asked: {why}"
+                ));
+                d.action = policy::Action::Block;
+            }
+        }
         let (access_id, timestamp) = self.ids.next();
         let blocked = decision
             .as_ref()
@@ -757,6 +847,7 @@ impl Pipeline {
                 .map(|d| d.tags.clone())
                 .unwrap_or_default(),
             policy: Some(policy.clone()),
+            confirmation: None,
         };
         let mut event = self.call_event(
             &call,
@@ -796,9 +887,167 @@ impl Pipeline {
             );
         }
         tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, "tool call recorded");
+        if let Some(d) = decision
+            .as_ref()
+            .filter(|d| d.enforced() == policy::Action::Confirm)
+        {
+            // Held: `hold` asks the client once the caller has the request's bytes.
+            let arguments = event.metadata.arguments.as_ref().map_or("{}", |a| a.get());
+            let hash = p
+                .arguments
+                .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
+            let preview: String = arguments.chars().take(300).collect();
+            let question = format!(
+                "The security policy asks you to confirm this tool call before it runs.\n\nTool: {}\nArguments (SHA-256 {hash}): {preview}\nRisk: {} (score {}): {}\n\nAllow this call?",
+                p.name,
+                d.level.as_str(),
+                d.score,
+                d.reasons.join("; ")
+            );
+            self.state().confirming.insert(id.clone(), (call, question));
+            return Ok((ack, Some(id.clone())));
+        }
         // Inserted after recording: no end can be recorded before its access event is queued.
         self.state().calls.insert(id.clone(), call);
         Ok((ack, Some(id.clone())))
+    }
+
+    /// Holds a call the policy wants confirmed and returns the `elicitation/create` request
+    /// for the client; gives the ack back if the call is not one to confirm.
+    fn hold(&self, id: &RequestId, line: &Bytes, ack: Ack) -> Result<Bytes, Ack> {
+        let mut st = self.state();
+        let Some((call, question)) = st.confirming.remove(id) else {
+            return Err(ack);
+        };
+        // A string id of the proxy's own, unlike any a client or server picks.
+        let ask =
+            RequestId::Str(format!("mcp-audit-proxy.confirm.{}", ulid::Ulid::generate()).into());
+        let request = json!({
+            "jsonrpc": "2.0",
+            "id": ask,
+            "method": "elicitation/create",
+            "params": {
+                "message": question,
+                "requestedSchema": {
+                    "type": "object",
+                    "properties": {
+                        "confirm": {
+                            "type": "boolean",
+                            "title": "Allow this call",
+                            "description": "Check to let this exact call run; anything else blocks it.",
+                        },
+                    },
+                    "required": ["confirm"],
+                },
+            },
+        });
+        let mut bytes = serde_json::to_vec(&request).unwrap_or_default();
+        bytes.push(b'\n');
+        let timeout = call
+            .policy
+            .as_ref()
+            .map_or(Duration::from_secs(120), |p| p.confirm_timeout);
+        tracing::info!(request_id = %id, tool = ?call.tool, ask = %ask, "asking the client to confirm a tool call");
+        st.awaiting.insert(
+            ask,
+            Awaiting {
+                call,
+                line: line.clone(),
+                ack,
+                deadline: Instant::now() + timeout,
+            },
+        );
+        Ok(Bytes::from(bytes))
+    }
+
+    /// The client's answer to a confirmation request: the held call goes to the server on an
+    /// explicit accept, and is blocked otherwise. `None`: not an answer to the proxy.
+    fn confirmation_answer(&self, msg: &Message<'_>) -> Option<Route> {
+        let Message::Response {
+            id: Some(ask),
+            body,
+        } = msg
+        else {
+            return None;
+        };
+        let waiting = {
+            let mut st = self.state();
+            match st.awaiting.remove(ask) {
+                Some(w) => {
+                    st.forget_question(ask.clone());
+                    w
+                }
+                // Answered after the call ended (timeout, cancellation): not the server's.
+                None if st.asked_before.contains(ask) => return Some(Route::Drop),
+                None => return None,
+            }
+        };
+        let answer = match body {
+            ResponseBody::Result(raw) => serde_json::from_str::<ElicitResultView>(raw.get()).ok(),
+            ResponseBody::Error(_) => None,
+        };
+        let accepted = answer.as_ref().is_some_and(|a| {
+            a.action.as_deref() == Some("accept")
+                && a.content.as_ref().and_then(|c| c.get("confirm")) == Some(&Value::Bool(true))
+        });
+        let mut call = waiting.call;
+        if !accepted {
+            let how = match answer.as_ref().and_then(|a| a.action.as_deref()) {
+                Some("accept") => "the person did not check \"Allow this call\"".to_string(),
+                Some(action) => format!("the person answered {action:?}"),
+                None => "the client answered with an error or an unreadable result".to_string(),
+            };
+            call.confirmation = Some(format!("not confirmed: {how}"));
+            return Some(Route::ToClient(self.unconfirmed(&call, &how)));
+        }
+        call.confirmation = Some("accepted by the person at the client".into());
+        call.deadline = self.call_timeout.map(|t| Instant::now() + t);
+        let id = call.request_id.clone();
+        tracing::info!(request_id = %id, tool = ?call.tool, "tool call confirmed; forwarded");
+        self.state().calls.insert(id.clone(), call);
+        Some(Route::ToServer(Outbound {
+            bytes: waiting.line,
+            ack: waiting.ack,
+            if_unrecorded: Some(Unrecorded {
+                reply: Box::new({
+                    let id = id.clone();
+                    move || audit_refusal(&id, START_UNRECORDED).line()
+                }),
+                calls: vec![id],
+            }),
+        }))
+    }
+
+    /// Ends a held call that was not confirmed: recorded as `blocked`, answered with -32010.
+    fn unconfirmed(&self, call: &Call, how: &str) -> Outbound {
+        let tool = call.tool.clone().unwrap_or_default();
+        let reason = format!("the call needed confirmation and {how}");
+        let event = self.failure_event(
+            call,
+            Outcome::Blocked,
+            Side::Client,
+            Some(POLICY_BLOCKED),
+            &reason,
+        );
+        tracing::warn!(request_id = %call.request_id, tool = %tool, event_id = %event.event_id, reason = %reason, "tool call blocked: not confirmed");
+        let refusal = Refusal {
+            id: Some(call.request_id.clone()),
+            code: POLICY_BLOCKED,
+            message: format!(
+                "mcp-audit-proxy blocked this call to tool {tool:?}: {reason}. Quote event {} to your security team if it should be allowed",
+                event.event_id
+            ),
+            event: Some(event.event_id),
+            extra: None,
+        };
+        match self.audit.record(&event) {
+            Ok(ack) => Outbound {
+                bytes: refusal.line(),
+                ack,
+                if_unrecorded: None,
+            },
+            Err(e) => Outbound::now(refused_by_audit(&call.request_id, &e).line()),
+        }
     }
 
     /// Records a blocked call (access and failure, both `blocked`) and builds the error the
@@ -886,6 +1135,7 @@ impl Pipeline {
             score: None,
             tags,
             policy: None,
+            confirmation: None,
         };
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
@@ -964,7 +1214,19 @@ impl Pipeline {
             let mut st = self.state();
             // A cancelled request of another kind may never be answered: forget it.
             st.pending.remove(id);
-            st.calls.remove(id)
+            // A call held for confirmation ends here; a late answer to its question is dropped.
+            let held = st
+                .awaiting
+                .iter()
+                .find(|(_, a)| a.call.request_id == *id)
+                .map(|(ask, _)| ask.clone());
+            match held.and_then(|ask| {
+                st.forget_question(ask.clone());
+                st.awaiting.remove(&ask)
+            }) {
+                Some(waiting) => Some(waiting.call),
+                None => st.calls.remove(id),
+            }
         };
         let Some(call) = call else {
             return;
@@ -1673,13 +1935,18 @@ impl Pipeline {
 
     // ---------------------------------------------------------------- time and exit
 
-    /// The earliest call deadline, for the timer.
+    /// The earliest deadline of a call or of a confirmation, for the timer.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.state().calls.values().filter_map(|c| c.deadline).min()
+        let st = self.state();
+        let calls = st.calls.values().filter_map(|c| c.deadline);
+        calls.chain(st.awaiting.values().map(|a| a.deadline)).min()
     }
 
-    /// Fails calls past their deadline: a reply for the client and a cancellation for the server.
-    pub fn expire(&self, now: Instant) -> Vec<(Outbound, Bytes)> {
+    /// Fails calls past their deadline (a reply for the client, a cancellation for the
+    /// server) and blocks held calls whose confirmation did not come in time (a reply for the
+    /// client, and a cancellation of the question); the routes go out in order.
+    pub fn expire(&self, now: Instant) -> Vec<Route> {
+        let mut routes = self.expire_confirmations(now);
         let expired: Vec<Call> = {
             let mut st = self.state();
             let ids: Vec<RequestId> = st
@@ -1704,9 +1971,42 @@ impl Pipeline {
                     json!({ "requestId": call.request_id, "reason": "timed out in mcp-audit-proxy" }),
                 );
                 self.state().end_early(call, EndedEarly::TimedOut);
-                (reply, cancel)
+                [Route::ToServer(Outbound::now(cancel)), Route::ToClient(reply)]
             })
-            .collect()
+            .for_each(|pair| routes.extend(pair));
+        routes
+    }
+
+    fn expire_confirmations(&self, now: Instant) -> Vec<Route> {
+        let late: Vec<(RequestId, Awaiting)> = {
+            let mut st = self.state();
+            let asks: Vec<RequestId> = st
+                .awaiting
+                .iter()
+                .filter(|(_, a)| a.deadline <= now)
+                .map(|(ask, _)| ask.clone())
+                .collect();
+            asks.into_iter()
+                .filter_map(|ask| {
+                    let waiting = st.awaiting.remove(&ask)?;
+                    st.forget_question(ask.clone());
+                    Some((ask, waiting))
+                })
+                .collect()
+        };
+        let mut routes = Vec::new();
+        for (ask, waiting) in late {
+            let mut call = waiting.call;
+            call.confirmation = Some("not confirmed: no answer in time".into());
+            let reply = self.unconfirmed(&call, "no answer came within risk.confirm_timeout_ms");
+            let cancel = notification(
+                "notifications/cancelled",
+                json!({ "requestId": ask, "reason": "timed out in mcp-audit-proxy" }),
+            );
+            routes.push(Route::ToClient(Outbound::now(cancel)));
+            routes.push(Route::ToClient(reply));
+        }
+        routes
     }
 
     /// Fails every call in flight (the session is over); returns the acks to await.
@@ -1714,7 +2014,14 @@ impl Pipeline {
         let calls: Vec<Call> = {
             let mut st = self.state();
             st.pending.clear();
-            st.calls.drain().map(|(_, c)| c).collect()
+            let held: Vec<Call> = st.awaiting.drain().map(|(_, a)| a.call).collect();
+            let confirming: Vec<Call> = st.confirming.drain().map(|(_, (c, _))| c).collect();
+            st.calls
+                .drain()
+                .map(|(_, c)| c)
+                .chain(held)
+                .chain(confirming)
+                .collect()
         };
         calls
             .iter()
@@ -1767,6 +2074,7 @@ impl Pipeline {
         metadata.tool_version.clone_from(&call.tool_version);
         if event_type != EventType::ToolAccess {
             metadata.execution_time_us = Some(call.started.elapsed().as_micros() as u64);
+            metadata.confirmation.clone_from(&call.confirmation);
         }
         AuditEvent {
             event_id,
@@ -1792,6 +2100,15 @@ fn apply_decision(meta: &mut Metadata, d: &Decision) {
     meta.risk_reasons.clone_from(&d.reasons);
     meta.decision = Some(d.label().to_string());
     meta.policy_version = Some(d.version.clone());
+}
+
+/// A short SHA-256 of bytes, hex (what a person is asked to confirm).
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> {

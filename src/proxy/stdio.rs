@@ -459,9 +459,8 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken)
             _ = tokio::time::sleep(tick) => {}
             _ = stop.cancelled() => return,
         }
-        for (reply, cancel) in pipeline.expire(Instant::now()) {
-            routes.send(Route::ToServer(Outbound::now(cancel))).await;
-            routes.send(Route::ToClient(reply)).await;
+        for route in pipeline.expire(Instant::now()) {
+            routes.send(route).await;
         }
     }
 }
