@@ -921,3 +921,119 @@ async fn confirm_blocks_when_the_client_cannot_be_asked() {
     );
     assert!(c.finish().await.success());
 }
+
+#[tokio::test]
+async fn confirm_in_the_2026_era_is_an_input_required_round_of_the_proxy() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |id: i64, text: &str, retry: Option<(&Value, Value)>| {
+        let mut params = json!({"name": "echo", "arguments": {"text": text}, "_meta": meta});
+        if let Some((state, answer)) = retry {
+            params["requestState"] = state.clone();
+            params["inputResponses"] = json!({"mcp-audit-proxy.confirm": answer});
+        }
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        )
+    };
+    let accept = json!({"action": "accept", "content": {"confirm": true}});
+
+    c.send(call(1, "a; b", None).as_bytes()).await;
+    let round = c.recv_json().await;
+    assert_eq!(round["id"], 1);
+    assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+    let ask = &round["result"]["inputRequests"]["mcp-audit-proxy.confirm"];
+    assert_eq!(ask["method"], "elicitation/create");
+    assert!(
+        ask["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Tool: echo")
+    );
+    let state = round["result"]["requestState"].clone();
+
+    // The retry with the person's accept runs the call.
+    c.send(call(2, "a; b", Some((&state, accept.clone()))).as_bytes())
+        .await;
+    let result = c.recv_json().await;
+    assert_eq!(result["id"], 2);
+    assert_eq!(result["result"]["content"][0]["text"], "a; b", "{result}");
+
+    // A retry that swaps the arguments, or replays a used round, is blocked.
+    c.send(call(3, "c; d", None).as_bytes()).await;
+    let state3 = c.recv_json().await["result"]["requestState"].clone();
+    c.send(call(4, "rm -rf /; d", Some((&state3, accept.clone()))).as_bytes())
+        .await;
+    let swapped = c.recv_json().await;
+    assert_eq!(swapped["error"]["code"], -32010, "{swapped}");
+    assert!(
+        swapped["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not the call that was put to the person")
+    );
+    c.send(call(5, "a; b", Some((&state, accept))).as_bytes())
+        .await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32010);
+    assert!(c.finish().await.success());
+
+    // The server saw the confirmed call, without the proxy's round.
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(seen.contains("a; b"));
+    for never in ["mcp-audit-proxy.confirm", "requestState", "rm -rf", "c; d"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs[0].1["result"], "input_required");
+    assert_eq!(
+        pairs[1].0["metadata"]["retry_of"], pairs[0].1["event_id"],
+        "the retry links to the round"
+    );
+    assert_eq!(pairs[1].1["result"], "success");
+    assert_eq!(
+        pairs[1].1["metadata"]["confirmation"],
+        "accepted by the person at the client"
+    );
+    assert_eq!(pairs[1].0["metadata"]["protocol_era"], "2026");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_clients_of_both_eras_answer_the_confirmation() {
+    for era in common::Era::all() {
+        let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+        let client = common::connect(&era, store.proxied_example()).await;
+        let result = client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("echo")
+                    .with_arguments(common::args(json!({"text": "a; b"}))),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{era:?}: {e}"));
+        assert_eq!(
+            serde_json::to_value(&result.content).unwrap()[0]["text"],
+            "a; b",
+            "{era:?}"
+        );
+        assert!(
+            client
+                .service()
+                .elicitations
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 1
+        );
+        client.cancel().await.unwrap();
+        let events = store.events();
+        let ends: Vec<&Value> = events.iter().filter(|e| e["result"] == "success").collect();
+        assert_eq!(ends.len(), 1, "{era:?}: {events:?}");
+        assert_eq!(
+            ends[0]["metadata"]["confirmation"],
+            "accepted by the person at the client"
+        );
+        assert_eq!(ends[0]["metadata"]["protocol_era"], era.recorded());
+    }
+}

@@ -41,8 +41,8 @@ pub enum Action {
     Allow,
     /// Forward it, and raise an alert in the log and the event.
     Alert,
-    /// Ask the person at the client to approve this exact call first (2025 era: an
-    /// `elicitation/create` request); forward it only on an explicit accept, else block.
+    /// Ask the person at the client to approve this exact call first (an `elicitation/create`
+    /// request, or in 2026-07-28 an input_required round); run it only on an explicit accept.
     Confirm,
     /// Answer with an error; the server never sees it.
     Block,

@@ -222,6 +222,34 @@ struct Awaiting {
 
 /// Confirmation requests remembered after they ended, so that a late answer is dropped.
 const MAX_ASKED_BEFORE: usize = 1024;
+/// Ids of the proxy's confirmation requests, and `requestState` of its input_required rounds.
+const CONFIRM_PREFIX: &str = "mcp-audit-proxy.confirm.";
+/// The `inputRequests` key of the proxy's confirmation in a 2026-07-28 input_required round.
+const CONFIRM_KEY: &str = "mcp-audit-proxy.confirm";
+
+/// A 2026-07-28 confirmation round the proxy opened, waiting for the client's retry.
+#[derive(Debug)]
+struct Round {
+    tool: String,
+    hash: String,
+    deadline: Instant,
+    /// The server's own `requestState` and `inputResponses` the call carried, restored when
+    /// the confirmed retry is forwarded.
+    server_state: Option<String>,
+    server_responses: Option<String>,
+}
+
+/// What the caller of `client_message` sends in place of the client's request.
+#[derive(Debug)]
+enum Instead {
+    /// This answer to the client (an input_required round of the proxy's own).
+    Reply(Bytes),
+    /// The request without the proxy's round (a confirmed retry).
+    Rewrite {
+        server_state: Option<String>,
+        server_responses: Option<String>,
+    },
+}
 
 /// Why a call ended before the server answered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +293,11 @@ struct State {
     awaiting: HashMap<RequestId, Awaiting>,
     /// Confirmation requests that ended without their answer.
     asked_before: VecDeque<RequestId>,
+    /// 2026-07-28 confirmation rounds by their `requestState`, oldest first.
+    rounds: HashMap<String, Round>,
+    round_order: VecDeque<String>,
+    /// Requests answered or rewritten by the proxy instead of forwarded as sent.
+    instead: HashMap<RequestId, Instead>,
 }
 
 impl State {
@@ -435,15 +468,35 @@ impl Pipeline {
     fn client_single(&self, line: &Bytes, msg: &Message<'_>) -> Route {
         match self.client_message(msg) {
             Ok((ack, opened)) => {
+                let mut bytes = line.clone();
                 let ack = match &opened {
                     Some(id) => match self.hold(id, line, ack) {
                         Ok(ask) => return Route::ToClient(Outbound::now(ask)),
-                        Err(ack) => ack,
+                        Err(ack) => {
+                            let instead = self.state().instead.remove(id);
+                            match instead {
+                                Some(Instead::Reply(reply)) => {
+                                    return Route::ToClient(Outbound {
+                                        bytes: reply,
+                                        ack,
+                                        if_unrecorded: None,
+                                    });
+                                }
+                                Some(Instead::Rewrite {
+                                    server_state,
+                                    server_responses,
+                                }) => {
+                                    bytes = without_round(line, server_state, server_responses);
+                                }
+                                None => {}
+                            }
+                            ack
+                        }
                     },
                     None => ack,
                 };
                 Route::ToServer(Outbound {
-                    bytes: line.clone(),
+                    bytes,
                     ack,
                     if_unrecorded: opened.map(|id| Unrecorded {
                         reply: Box::new({
@@ -792,23 +845,62 @@ impl Pipeline {
             (version, era, agent, tool_version, risk, decision, retry_of)
         };
         let mut decision = decision;
+        let mut confirmed_round: Option<Round> = None;
         if let Some(d) = decision
             .as_mut()
             .filter(|d| d.enforced() == policy::Action::Confirm)
         {
-            let st = self.state();
+            let mut st = self.state();
             let cannot = if st.batching {
-                Some("the call came in a batch, which cannot wait for an answer")
+                Some("the call came in a batch, which cannot wait for an answer".to_string())
             } else if era == Era::V2026 {
-                Some("confirming a 2026-07-28 call (an input_required round) is not built yet")
+                // A retry answering the proxy's own round: it must be that exact call, accepted.
+                match p
+                    .request_state
+                    .as_deref()
+                    .filter(|s| s.starts_with(CONFIRM_PREFIX))
+                {
+                    None => None,
+                    Some(token) => {
+                        let round = st.rounds.remove(token);
+                        st.round_order.retain(|t| t != token);
+                        let hash = p
+                            .arguments
+                            .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
+                        let answer = p
+                            .input_responses
+                            .as_ref()
+                            .and_then(|r| r.get(CONFIRM_KEY))
+                            .and_then(|a| serde_json::from_str::<ElicitResultView>(a.get()).ok());
+                        match round {
+                            None => Some("its confirmation round is unknown or expired".into()),
+                            Some(r) if r.tool != *p.name || r.hash != hash => Some(
+                                "it is not the call that was put to the person (tool or arguments changed)".into(),
+                            ),
+                            Some(r) if r.deadline < Instant::now() => {
+                                Some("the answer came after risk.confirm_timeout_ms".into())
+                            }
+                            Some(_) if !answer.as_ref().is_some_and(confirmed) => {
+                                Some(match answer.and_then(|a| a.action) {
+                                    Some(action) => format!("the person answered {action:?} without allowing it"),
+                                    None => "the retry carries no answer to the confirmation".into(),
+                                })
+                            }
+                            Some(r) => {
+                                confirmed_round = Some(r);
+                                None
+                            }
+                        }
+                    }
+                }
             } else if !st.client_elicits {
-                Some("the client did not declare the elicitation capability")
+                Some("the client did not declare the elicitation capability".into())
             } else {
                 None
             };
             if let Some(why) = cannot {
                 d.reasons.push(format!(
-                    "the policy asks to confirm this call, but the person at the client cannot be asked: {why}"
+                    "the policy asks to confirm this call, and it cannot run: {why}"
                 ));
                 d.action = policy::Action::Block;
             }
@@ -830,7 +922,7 @@ impl Pipeline {
             },
             (_, raw) => (raw.map(ToOwned::to_owned), Vec::new()),
         };
-        let call = Call {
+        let mut call = Call {
             access_id,
             request_id: id.clone(),
             tool: Some(p.name.to_string()),
@@ -887,6 +979,26 @@ impl Pipeline {
             );
         }
         tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, "tool call recorded");
+        if let Some(round) = confirmed_round {
+            // A confirmed 2026-07-28 retry: forwarded without the proxy's round.
+            call.confirmation = Some("accepted by the person at the client".into());
+            let mut st = self.state();
+            st.instead.insert(
+                id.clone(),
+                Instead::Rewrite {
+                    server_state: round.server_state,
+                    server_responses: round.server_responses,
+                },
+            );
+            st.calls.insert(id.clone(), call);
+            return Ok((ack, Some(id.clone())));
+        }
+        if let Some(d) = decision
+            .as_ref()
+            .filter(|d| d.enforced() == policy::Action::Confirm && era == Era::V2026)
+        {
+            return self.ask_by_round(id, &p, call, d, ack);
+        }
         if let Some(d) = decision
             .as_ref()
             .filter(|d| d.enforced() == policy::Action::Confirm)
@@ -896,19 +1008,90 @@ impl Pipeline {
             let hash = p
                 .arguments
                 .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
-            let preview: String = arguments.chars().take(300).collect();
-            let question = format!(
-                "The security policy asks you to confirm this tool call before it runs.\n\nTool: {}\nArguments (SHA-256 {hash}): {preview}\nRisk: {} (score {}): {}\n\nAllow this call?",
-                p.name,
-                d.level.as_str(),
-                d.score,
-                d.reasons.join("; ")
-            );
+            let question = question(&p.name, &hash, arguments, d);
             self.state().confirming.insert(id.clone(), (call, question));
             return Ok((ack, Some(id.clone())));
         }
         // Inserted after recording: no end can be recorded before its access event is queued.
         self.state().calls.insert(id.clone(), call);
+        Ok((ack, Some(id.clone())))
+    }
+
+    /// Asks a 2026-07-28 client to confirm a call: the call ends with an input_required result
+    /// of the proxy's own (recorded as such), and its retry, carrying the person's answer,
+    /// is checked in `begin_call`.
+    fn ask_by_round(
+        &self,
+        id: &RequestId,
+        p: &CallToolParams<'_>,
+        mut call: Call,
+        d: &Decision,
+        access_ack: Ack,
+    ) -> Admission {
+        let token = format!("{CONFIRM_PREFIX}{}", ulid::Ulid::generate());
+        let hash = p
+            .arguments
+            .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
+        let reply = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "result": {
+                "resultType": "input_required",
+                "inputRequests": {
+                    CONFIRM_KEY: confirmation_request(&question(&p.name, &hash, p.arguments.map_or("{}", |a| a.get()), d)),
+                },
+                "requestState": token,
+            },
+        });
+        let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
+        bytes.push(b'\n');
+        call.confirmation = Some("asked the person at the client (input_required round)".into());
+        let mut end = self.call_event(
+            &call,
+            EventType::ToolExecution,
+            Outcome::InputRequired,
+            Some(Metadata {
+                input_requests: vec![CONFIRM_KEY.into()],
+                reason: Some(
+                    "the proxy asked the person at the client to confirm this call".into(),
+                ),
+                ..Metadata::default()
+            }),
+        );
+        apply_decision(&mut end.metadata, d);
+        let ack = self
+            .audit
+            .record(&end)
+            .map_err(|e| refused_by_audit(id, &e))?;
+        drop(access_ack);
+        let timeout = call
+            .policy
+            .as_ref()
+            .map_or(Duration::from_secs(120), |p| p.confirm_timeout);
+        let mut st = self.state();
+        st.remember_round(format!("state:{token}"), end.event_id);
+        if st.round_order.len() >= MAX_ASKED_BEFORE
+            && let Some(old) = st.round_order.pop_front()
+        {
+            st.rounds.remove(&old);
+        }
+        st.round_order.push_back(token.clone());
+        st.rounds.insert(
+            token,
+            Round {
+                tool: p.name.to_string(),
+                hash,
+                deadline: Instant::now() + timeout,
+                server_state: p.request_state.as_deref().map(str::to_string),
+                server_responses: p
+                    .input_responses
+                    .as_ref()
+                    .and_then(|r| serde_json::to_string(r).ok()),
+            },
+        );
+        st.instead
+            .insert(id.clone(), Instead::Reply(Bytes::from(bytes)));
+        tracing::info!(request_id = %id, tool = %p.name, "asking the client to confirm a tool call (input_required)");
         Ok((ack, Some(id.clone())))
     }
 
@@ -920,27 +1103,10 @@ impl Pipeline {
             return Err(ack);
         };
         // A string id of the proxy's own, unlike any a client or server picks.
-        let ask =
-            RequestId::Str(format!("mcp-audit-proxy.confirm.{}", ulid::Ulid::generate()).into());
-        let request = json!({
-            "jsonrpc": "2.0",
-            "id": ask,
-            "method": "elicitation/create",
-            "params": {
-                "message": question,
-                "requestedSchema": {
-                    "type": "object",
-                    "properties": {
-                        "confirm": {
-                            "type": "boolean",
-                            "title": "Allow this call",
-                            "description": "Check to let this exact call run; anything else blocks it.",
-                        },
-                    },
-                    "required": ["confirm"],
-                },
-            },
-        });
+        let ask = RequestId::Str(format!("{CONFIRM_PREFIX}{}", ulid::Ulid::generate()).into());
+        let mut request = confirmation_request(&question);
+        request["jsonrpc"] = json!("2.0");
+        request["id"] = json!(ask);
         let mut bytes = serde_json::to_vec(&request).unwrap_or_default();
         bytes.push(b'\n');
         let timeout = call
@@ -986,10 +1152,7 @@ impl Pipeline {
             ResponseBody::Result(raw) => serde_json::from_str::<ElicitResultView>(raw.get()).ok(),
             ResponseBody::Error(_) => None,
         };
-        let accepted = answer.as_ref().is_some_and(|a| {
-            a.action.as_deref() == Some("accept")
-                && a.content.as_ref().and_then(|c| c.get("confirm")) == Some(&Value::Bool(true))
-        });
+        let accepted = answer.as_ref().is_some_and(confirmed);
         let mut call = waiting.call;
         if !accepted {
             let how = match answer.as_ref().and_then(|a| a.action.as_deref()) {
@@ -2100,6 +2263,80 @@ fn apply_decision(meta: &mut Metadata, d: &Decision) {
     meta.risk_reasons.clone_from(&d.reasons);
     meta.decision = Some(d.label().to_string());
     meta.policy_version = Some(d.version.clone());
+}
+
+/// A confirmed retry as the server must see it: the proxy's `requestState` and answer taken
+/// out, the server's own round (if the call carried one) put back.
+fn without_round(
+    line: &Bytes,
+    server_state: Option<String>,
+    server_responses: Option<String>,
+) -> Bytes {
+    let Ok(mut message) = serde_json::from_slice::<Value>(trim_line_end(line)) else {
+        return line.clone();
+    };
+    if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
+        params.remove("requestState");
+        let mut responses = match params.remove("inputResponses") {
+            Some(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        responses.remove(CONFIRM_KEY);
+        if let Some(Ok(Value::Object(theirs))) =
+            server_responses.map(|r| serde_json::from_str::<Value>(&r))
+        {
+            responses.extend(theirs);
+        }
+        if !responses.is_empty() {
+            params.insert("inputResponses".into(), Value::Object(responses));
+        }
+        if let Some(state) = server_state {
+            params.insert("requestState".into(), Value::String(state));
+        }
+    }
+    let mut out = serde_json::to_vec(&message).unwrap_or_else(|_| line.to_vec());
+    if out.last() != Some(&b'\n') {
+        out.push(b'\n');
+    }
+    Bytes::from(out)
+}
+
+/// Whether the person accepted a confirmation and checked "Allow this call".
+fn confirmed(answer: &ElicitResultView) -> bool {
+    answer.action.as_deref() == Some("accept")
+        && answer.content.as_ref().and_then(|c| c.get("confirm")) == Some(&Value::Bool(true))
+}
+
+/// What the person at the client is asked: this exact call, and why.
+fn question(tool: &str, hash: &str, arguments: &str, d: &Decision) -> String {
+    let preview: String = arguments.chars().take(300).collect();
+    format!(
+        "The security policy asks you to confirm this tool call before it runs.\n\nTool: {tool}\nArguments (SHA-256 {hash}): {preview}\nRisk: {} (score {}): {}\n\nAllow this call?",
+        d.level.as_str(),
+        d.score,
+        d.reasons.join("; ")
+    )
+}
+
+/// An `elicitation/create` request (method and params) for a confirmation.
+fn confirmation_request(question: &str) -> Value {
+    json!({
+        "method": "elicitation/create",
+        "params": {
+            "message": question,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "confirm": {
+                        "type": "boolean",
+                        "title": "Allow this call",
+                        "description": "Check to let this exact call run; anything else blocks it.",
+                    },
+                },
+                "required": ["confirm"],
+            },
+        },
+    })
 }
 
 /// A short SHA-256 of bytes, hex (what a person is asked to confirm).

@@ -151,8 +151,9 @@ impl ClientHandler for TestClient {
         _ctx: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         self.elicitations.fetch_add(1, Ordering::SeqCst);
+        // Fills the example server's form and mcp-audit-proxy's confirmation alike.
         Ok(ElicitResult::new(ElicitationAction::Accept)
-            .with_content(serde_json::json!({"confirmed": true})))
+            .with_content(serde_json::json!({"confirmed": true, "confirm": true})))
     }
 
     async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
