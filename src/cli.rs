@@ -51,6 +51,10 @@ pub struct ToolsAcceptArgs {
     pub config: ConfigArg,
     /// The tool name, as the server lists it.
     pub name: String,
+    /// Accept only this definition (the hash in the configuration_change event you reviewed),
+    /// so that a definition changed again since is not accepted unseen.
+    #[arg(long)]
+    pub hash: Option<String>,
 }
 
 /// `policy` subcommands.

@@ -445,9 +445,14 @@ pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
 
 /// `tools accept NAME`: pins the changed definition of a tool; a running proxy sees it at the
 /// tool's next call.
-pub fn tools_accept(config: &Config, name: &str, out: &mut impl Write) -> Result<(), ModeError> {
+pub fn tools_accept(
+    config: &Config,
+    name: &str,
+    hash: Option<&str>,
+    out: &mut impl Write,
+) -> Result<(), ModeError> {
     let pins = policy::pins::Pins::new(&config.audit.store_dir, &config.upstream.name);
-    let changes = pins.accept(name)?;
+    let changes = pins.accept(name, hash)?;
     writeln!(
         out,
         "accepted the new definition of tool {name:?} (upstream {:?}); its calls are no longer held back",

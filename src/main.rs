@@ -50,7 +50,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Tools(ToolsCommand::Accept(args)) => {
             let config = Config::load(&args.config.config)?;
             let mut out = std::io::stdout().lock();
-            commands::tools_accept(&config, &args.name, &mut out).context("tools accept")?;
+            commands::tools_accept(&config, &args.name, args.hash.as_deref(), &mut out)
+                .context("tools accept")?;
             Ok(0)
         }
     }

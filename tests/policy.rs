@@ -535,12 +535,30 @@ async fn a_changed_tool_definition_is_recorded_and_blocked_until_accepted() {
         .await;
     assert_eq!(c.recv_json().await["result"]["content"][0]["text"], "2");
 
-    // The operator reviews and accepts the change while the proxy runs.
-    let out = std::process::Command::new(proxy_bin())
-        .args(["tools", "accept", "echo", "--config"])
-        .arg(&store.config)
-        .output()
-        .unwrap();
+    // The operator reviews the change (the event names the new definition's hash) and
+    // accepts that definition while the proxy runs; a hash not reviewed is refused.
+    let accept = |hash: &str| {
+        std::process::Command::new(proxy_bin())
+            .args(["tools", "accept", "echo", "--hash", hash, "--config"])
+            .arg(&store.config)
+            .output()
+            .unwrap()
+    };
+    let wrong = accept("0123456789abcdef01234567");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("changed again since it was reviewed"));
+    let change = store
+        .events()
+        .into_iter()
+        .find(|e| e["event_type"] == "configuration_change")
+        .expect("the change is recorded while the proxy runs");
+    let reason = change["metadata"]["reason"].as_str().unwrap().to_string();
+    let hash = reason
+        .split("--hash ")
+        .nth(1)
+        .and_then(|h| h.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{reason}"));
+    let out = accept(hash);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -145,6 +145,20 @@ pub enum PinError {
         /// The parse error.
         source: serde_json::Error,
     },
+    /// `tools accept --hash` for a definition that is no longer the pending one.
+    #[error(
+        "tool {tool:?} of upstream {upstream:?}: the changed definition waiting is {pending}, not {expected}: it changed again since it was reviewed\n  hint: review the newest configuration_change event of the tool, then accept its hash"
+    )]
+    NotReviewed {
+        /// The upstream.
+        upstream: String,
+        /// The tool.
+        tool: String,
+        /// The hash the operator accepted.
+        expected: String,
+        /// The hash waiting.
+        pending: String,
+    },
     /// `tools accept` for a tool without a pending change.
     #[error(
         "tool {tool:?} of upstream {upstream:?} has no changed definition waiting to be accepted\n  hint: {hint}"
@@ -273,8 +287,9 @@ impl Pins {
             .is_some_and(|pin| pin.pinned.hash == hash))
     }
 
-    /// Pins the pending definition of `tool`; returns what changed from the old pin.
-    pub fn accept(&self, tool: &str) -> Result<Vec<String>, PinError> {
+    /// Pins the pending definition of `tool` (only if its hash is `expected`, when given: the
+    /// one the operator reviewed); returns what changed from the old pin.
+    pub fn accept(&self, tool: &str, expected: Option<&str>) -> Result<Vec<String>, PinError> {
         let mut file = self.load()?;
         let pin = file
             .upstreams
@@ -293,6 +308,14 @@ impl Pins {
         let Some(pending) = pin.pending.take() else {
             return Err(nothing("its current definition is already the pinned one"));
         };
+        if let Some(expected) = expected.filter(|e| *e != pending.hash) {
+            return Err(PinError::NotReviewed {
+                upstream: self.upstream.clone(),
+                tool: tool.to_string(),
+                expected: expected.to_string(),
+                pending: pending.hash,
+            });
+        }
         let changes = pending.changes_from(&pin.pinned);
         pin.pinned = pending;
         self.save(&file)?;
@@ -337,15 +360,19 @@ mod tests {
             pins.pending().unwrap(),
             [("t".to_string(), fp2.hash.clone())]
         );
-        assert_eq!(pins.accept("t").unwrap().len(), 1);
+        assert!(matches!(
+            pins.accept("t", Some("not-the-reviewed-one")),
+            Err(PinError::NotReviewed { .. })
+        ));
+        assert_eq!(pins.accept("t", Some(&fp2.hash)).unwrap().len(), 1);
         assert!(pins.pending().unwrap().is_empty());
         assert!(pins.is_pinned("t", &fp2.hash).unwrap());
         assert!(matches!(
-            pins.accept("t"),
+            pins.accept("t", None),
             Err(PinError::NothingPending { .. })
         ));
         assert!(matches!(
-            pins.accept("nope"),
+            pins.accept("nope", None),
             Err(PinError::NothingPending { .. })
         ));
         // Another upstream has its own pins.

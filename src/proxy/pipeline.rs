@@ -1663,7 +1663,7 @@ impl Pipeline {
                         _ => "its calls carry extra risk until an operator accepts it",
                     };
                     let reason = format!(
-                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool})"
+                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool} --hash {hash})"
                     );
                     tracing::warn!(tool = %tool, changes = %changes.join("; "), "tool definition changed since pinned");
                     let mut event = self.policy_event(
