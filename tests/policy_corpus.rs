@@ -53,6 +53,13 @@ path_outside = ["/srv/data"]
 level = "critical"
 
 [[risk.rule]]
+name = "batch writes outside /srv/data"
+tools = ["fs_write_many"]
+pointer = "/files/*/path"
+path_outside = ["/srv/data"]
+level = "critical"
+
+[[risk.rule]]
 name = "shell metacharacters"
 tools = ["shell_exec"]
 pointer = "/command"
@@ -376,6 +383,24 @@ fn corpus() -> Vec<Case> {
             json!({"path": "/srv/./data/./a/../b.txt"}),
         )
         .expect(High, Alert),
+        case(
+            "a list of writes inside the folder",
+            "fs_write_many",
+            json!({"files": [{"path": "/srv/data/a"}, {"path": "/srv/data/b"}]}),
+        )
+        .expect(Medium, Allow),
+        case(
+            "one write of a list outside the folder",
+            "fs_write_many",
+            json!({"files": [{"path": "/srv/data/a"}, {"path": "/etc/cron.d/x"}]}),
+        )
+        .expect(Critical, Block),
+        case(
+            "the list written as JSON inside a string (servers decode it)",
+            "fs_write_many",
+            json!({"files": "[{\"path\": \"/srv/data/a\"}, {\"path\": \"/etc/cron.d/x\"}]"}),
+        )
+        .expect(Critical, Block),
         case(
             "percent-encoded dot-dot is flagged, not resolved",
             "fs_write",

@@ -471,18 +471,28 @@ impl Policy {
         // The arguments: rules and classifiers.
         let mut classes = [false; CLASS_COUNT];
         if let Some(args) = call.arguments {
+            // Some servers decode JSON written inside a string argument (the Python SDK's
+            // FastMCP does, for parameters that are not strings): rules see that reading too.
+            let decoded = (!self.rules.is_empty())
+                .then(|| decode_embedded_json(args))
+                .flatten();
+            let roots: Vec<&Value> = std::iter::once(args).chain(decoded.as_ref()).collect();
             // Rules share pointers (and rules without one look at every string and number):
             // each place is resolved once.
             let mut scalars = Vec::new();
             if self.rules.iter().any(|r| r.pointer.is_none()) {
-                walk_scalars(args, &mut |v| scalars.push(v));
+                for root in &roots {
+                    walk_scalars(root, &mut |v| scalars.push(v));
+                }
             }
             let reached: Vec<Vec<&Value>> = self
                 .pointers
                 .iter()
                 .map(|p| {
                     let mut found = Vec::new();
-                    p.each(args, &mut |v| found.push(v));
+                    for root in &roots {
+                        p.each(root, &mut |v| found.push(v));
+                    }
                     found
                 })
                 .collect();
@@ -841,6 +851,53 @@ impl Memo {
             _ => matcher.matches(v),
         }
     }
+}
+
+/// `value` with every string that holds a JSON object or array replaced by what it decodes
+/// to (at any depth, including inside decoded strings, up to a few levels); `None` when no
+/// string holds one, which is the common case and costs one walk.
+fn decode_embedded_json(value: &Value) -> Option<Value> {
+    fn decode(v: &Value, depth: u8, changed: &mut bool) -> Value {
+        match v {
+            Value::String(s) if depth > 0 && looks_like_json(s) => {
+                match serde_json::from_str::<Value>(s) {
+                    Ok(inner @ (Value::Object(_) | Value::Array(_))) => {
+                        *changed = true;
+                        decode(&inner, depth - 1, changed)
+                    }
+                    _ => v.clone(),
+                }
+            }
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|i| decode(i, depth, changed)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, i)| (k.clone(), decode(i, depth, changed)))
+                    .collect(),
+            ),
+            _ => v.clone(),
+        }
+    }
+    fn any_json_string(v: &Value) -> bool {
+        match v {
+            Value::String(s) => looks_like_json(s),
+            Value::Array(items) => items.iter().any(any_json_string),
+            Value::Object(map) => map.values().any(any_json_string),
+            _ => false,
+        }
+    }
+    if !any_json_string(value) {
+        return None;
+    }
+    let mut changed = false;
+    let decoded = decode(value, 3, &mut changed);
+    changed.then_some(decoded)
+}
+
+fn looks_like_json(s: &str) -> bool {
+    let t = s.trim_start();
+    t.starts_with('{') || t.starts_with('[')
 }
 
 /// Every string and number at any depth.
