@@ -83,6 +83,9 @@ pub struct RequestMeta<'a> {
     /// Client implementation (2026-07-28 era).
     #[serde(rename = "io.modelcontextprotocol/clientInfo", default)]
     pub client_info: Option<Implementation>,
+    /// Client capabilities (2026-07-28 era).
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", default)]
+    pub client_capabilities: Option<ClientCapabilitiesView>,
 }
 
 /// `params` of `tools/call`.

@@ -1055,3 +1055,96 @@ async fn rmcp_clients_of_both_eras_answer_the_confirmation() {
         assert_eq!(ends[0]["metadata"]["protocol_era"], era.recorded());
     }
 }
+
+#[tokio::test]
+async fn confirmation_rounds_survive_reloads_and_keep_the_approved_bytes() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    let pid = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    let caps = json!({"elicitation": {}});
+    let call = |id: i64, caps: &Value, retry: Option<&Value>| {
+        let mut params = json!({"name": "echo",
+            "arguments": {"text": "a; b", "amount": "__BIG__"},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": caps}});
+        if let Some(state) = retry {
+            params["requestState"] = state.clone();
+            params["inputResponses"] = json!({"mcp-audit-proxy.confirm": {"action": "accept", "content": {"confirm": true}}});
+        }
+        // A number no f64 holds exactly: it must reach the server with its digits.
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        )
+        .replace("\"__BIG__\"", "100000000000000000000001")
+    };
+    // A 2026 client that does not declare elicitation cannot be asked.
+    c.send(call(1, &json!({}), None).as_bytes()).await;
+    let refused = c.recv_json().await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not declare the elicitation capability"),
+        "{refused}"
+    );
+
+    // Asked; then the policy is reloaded so that the call no longer needs confirmation.
+    c.send(call(2, &caps, None).as_bytes()).await;
+    let state = c.recv_json().await["result"]["requestState"].clone();
+    let original = std::fs::read_to_string(&store.config).unwrap();
+    std::fs::write(
+        &store.config,
+        original.replace("high = \"confirm\"", "high = \"alert\""),
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send(call(3, &caps, Some(&state)).as_bytes()).await;
+    let result = c.recv_json().await;
+    assert_eq!(result["result"]["content"][0]["text"], "a; b", "{result}");
+    assert!(c.finish().await.success());
+    std::fs::write(&store.config, original).unwrap();
+
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(
+        !seen.contains("mcp-audit-proxy.confirm"),
+        "the proxy's round reached the server: {seen}"
+    );
+    assert!(
+        seen.contains("100000000000000000000001"),
+        "the arguments were not forwarded as sent: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn an_accept_after_a_policy_reload_does_not_run_the_held_call() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO.replace("500", "5000").as_str());
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    let pid = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = c.recv_json().await["id"].clone();
+    let original = std::fs::read_to_string(&store.config).unwrap();
+    std::fs::write(
+        &store.config,
+        original.replace("high = \"confirm\"", "high = \"block\""),
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["error"]["code"], -32010, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed while it waited"),
+        "{reply}"
+    );
+    assert!(c.finish().await.success());
+    std::fs::write(&store.config, original).unwrap();
+    assert!(!std::fs::read_to_string(received).unwrap().contains("a; b"));
+}

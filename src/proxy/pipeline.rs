@@ -222,6 +222,8 @@ struct Awaiting {
 
 /// Confirmation requests remembered after they ended, so that a late answer is dropped.
 const MAX_ASKED_BEFORE: usize = 1024;
+/// Calls one session may have waiting for confirmation (held calls, or open rounds).
+const MAX_HELD: usize = 32;
 /// Ids of the proxy's confirmation requests, and `requestState` of its input_required rounds.
 const CONFIRM_PREFIX: &str = "mcp-audit-proxy.confirm.";
 /// The `inputRequests` key of the proxy's confirmation in a 2026-07-28 input_required round.
@@ -485,9 +487,23 @@ impl Pipeline {
                                 Some(Instead::Rewrite {
                                     server_state,
                                     server_responses,
-                                }) => {
-                                    bytes = without_round(line, server_state, server_responses);
-                                }
+                                }) => match without_round(line, server_state, server_responses) {
+                                    Ok(rewritten) => bytes = rewritten,
+                                    // Never forwarded with the proxy's round in it.
+                                    Err(why) => {
+                                        self.end_unforwarded(id, &why);
+                                        let refusal = Refusal {
+                                            id: Some(id.clone()),
+                                            code: INVALID_PARAMS,
+                                            message: format!(
+                                                "mcp-audit-proxy refused the call: {why}"
+                                            ),
+                                            event: None,
+                                            extra: None,
+                                        };
+                                        return Route::ToClient(Outbound::now(refusal.line()));
+                                    }
+                                },
                                 None => {}
                             }
                             ack
@@ -845,56 +861,45 @@ impl Pipeline {
             (version, era, agent, tool_version, risk, decision, retry_of)
         };
         let mut decision = decision;
+        // A retry carrying a round of the proxy's own: the round is used up whatever is decided
+        // now, and its token never reaches the server.
+        let mut our_round: Option<Result<Round, String>> = p
+            .request_state
+            .as_deref()
+            .filter(|s| s.starts_with(CONFIRM_PREFIX))
+            .map(|token| self.take_round_of(token, &p));
         let mut confirmed_round: Option<Round> = None;
         if let Some(d) = decision
             .as_mut()
             .filter(|d| d.enforced() == policy::Action::Confirm)
         {
-            let mut st = self.state();
+            let st = self.state();
             let cannot = if st.batching {
                 Some("the call came in a batch, which cannot wait for an answer".to_string())
             } else if era == Era::V2026 {
-                // A retry answering the proxy's own round: it must be that exact call, accepted.
-                match p
-                    .request_state
-                    .as_deref()
-                    .filter(|s| s.starts_with(CONFIRM_PREFIX))
-                {
-                    None => None,
-                    Some(token) => {
-                        let round = st.rounds.remove(token);
-                        st.round_order.retain(|t| t != token);
-                        let hash = p
-                            .arguments
-                            .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
-                        let answer = p
-                            .input_responses
-                            .as_ref()
-                            .and_then(|r| r.get(CONFIRM_KEY))
-                            .and_then(|a| serde_json::from_str::<ElicitResultView>(a.get()).ok());
-                        match round {
-                            None => Some("its confirmation round is unknown or expired".into()),
-                            Some(r) if r.tool != *p.name || r.hash != hash => Some(
-                                "it is not the call that was put to the person (tool or arguments changed)".into(),
-                            ),
-                            Some(r) if r.deadline < Instant::now() => {
-                                Some("the answer came after risk.confirm_timeout_ms".into())
-                            }
-                            Some(_) if !answer.as_ref().is_some_and(confirmed) => {
-                                Some(match answer.and_then(|a| a.action) {
-                                    Some(action) => format!("the person answered {action:?} without allowing it"),
-                                    None => "the retry carries no answer to the confirmation".into(),
-                                })
-                            }
-                            Some(r) => {
-                                confirmed_round = Some(r);
-                                None
-                            }
-                        }
+                match our_round.take() {
+                    Some(Ok(r)) => {
+                        confirmed_round = Some(r);
+                        None
                     }
+                    Some(Err(why)) => Some(why),
+                    None if !meta.is_some_and(|m| {
+                        m.client_capabilities
+                            .as_ref()
+                            .is_some_and(|c| c.elicitation.is_some())
+                    }) =>
+                    {
+                        Some("the client did not declare the elicitation capability".into())
+                    }
+                    None if st.rounds.len() >= MAX_HELD => {
+                        Some("too many calls of this session wait for confirmation".into())
+                    }
+                    None => None,
                 }
             } else if !st.client_elicits {
                 Some("the client did not declare the elicitation capability".into())
+            } else if st.awaiting.len() >= MAX_HELD {
+                Some("too many calls of this session wait for confirmation".into())
             } else {
                 None
             };
@@ -904,6 +909,35 @@ impl Pipeline {
                 ));
                 d.action = policy::Action::Block;
             }
+        }
+        // The decision is no longer to confirm (a reload changed it): the round is still taken
+        // out, or the call refused if its round cannot be used.
+        let mut strip_round: Option<Round> = None;
+        match our_round {
+            Some(Ok(r)) => strip_round = Some(r),
+            Some(Err(why)) => {
+                let why = format!(
+                    "the call carries a confirmation round of mcp-audit-proxy that cannot be used: {why}"
+                );
+                match decision.as_mut() {
+                    Some(d) => {
+                        d.reasons.push(why);
+                        d.action = policy::Action::Block;
+                    }
+                    None => {
+                        let event =
+                            self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &why);
+                        return Err(Refusal {
+                            id: Some(id.clone()),
+                            code: INVALID_PARAMS,
+                            message: format!("mcp-audit-proxy refused the call: {why}"),
+                            event,
+                            extra: None,
+                        });
+                    }
+                }
+            }
+            None => {}
         }
         let (access_id, timestamp) = self.ids.next();
         let blocked = decision
@@ -979,9 +1013,14 @@ impl Pipeline {
             );
         }
         tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, "tool call recorded");
-        if let Some(round) = confirmed_round {
-            // A confirmed 2026-07-28 retry: forwarded without the proxy's round.
-            call.confirmation = Some("accepted by the person at the client".into());
+        if let Some(round) = confirmed_round.or(strip_round) {
+            // A retry answering the proxy's round: forwarded without it.
+            if decision
+                .as_ref()
+                .is_some_and(|d| d.enforced() == policy::Action::Confirm)
+            {
+                call.confirmation = Some("accepted by the person at the client".into());
+            }
             let mut st = self.state();
             st.instead.insert(
                 id.clone(),
@@ -1015,6 +1054,43 @@ impl Pipeline {
         // Inserted after recording: no end can be recorded before its access event is queued.
         self.state().calls.insert(id.clone(), call);
         Ok((ack, Some(id.clone())))
+    }
+
+    /// Takes the proxy's round `token` out of the session and checks the retry against it:
+    /// the same tool and arguments, in time, accepted.
+    fn take_round_of(&self, token: &str, p: &CallToolParams<'_>) -> Result<Round, String> {
+        let round = {
+            let mut st = self.state();
+            st.round_order.retain(|t| t != token);
+            st.rounds.remove(token)
+        };
+        let hash = p
+            .arguments
+            .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
+        let answer = p
+            .input_responses
+            .as_ref()
+            .and_then(|r| r.get(CONFIRM_KEY))
+            .and_then(|a| serde_json::from_str::<ElicitResultView>(a.get()).ok());
+        match round {
+            None => Err("its confirmation round is unknown or expired".into()),
+            Some(r) if r.tool != *p.name || r.hash != hash => Err(
+                "it is not the call that was put to the person (tool or arguments changed)".into(),
+            ),
+            Some(r) if r.deadline < Instant::now() => {
+                Err("the answer came after risk.confirm_timeout_ms".into())
+            }
+            Some(_) if !answer.as_ref().is_some_and(confirmed) => {
+                Err(match answer.and_then(|a| a.action) {
+                    Some(action) => format!(
+                        "the person answered {:?} without allowing it",
+                        action.chars().take(32).collect::<String>()
+                    ),
+                    None => "the retry carries no answer to the confirmation".into(),
+                })
+            }
+            Some(r) => Ok(r),
+        }
     }
 
     /// Asks a 2026-07-28 client to confirm a call: the call ends with an input_required result
@@ -1070,11 +1146,15 @@ impl Pipeline {
             .map_or(Duration::from_secs(120), |p| p.confirm_timeout);
         let mut st = self.state();
         st.remember_round(format!("state:{token}"), end.event_id);
-        if st.round_order.len() >= MAX_ASKED_BEFORE
-            && let Some(old) = st.round_order.pop_front()
-        {
-            st.rounds.remove(&old);
-        }
+        // Rounds the client never answered are dropped when they expire.
+        let now = Instant::now();
+        st.rounds.retain(|_, r| r.deadline >= now);
+        let State {
+            rounds,
+            round_order,
+            ..
+        } = &mut *st;
+        round_order.retain(|t| rounds.contains_key(t));
         st.round_order.push_back(token.clone());
         st.rounds.insert(
             token,
@@ -1154,10 +1234,31 @@ impl Pipeline {
         };
         let accepted = answer.as_ref().is_some_and(confirmed);
         let mut call = waiting.call;
+        // The answer is for the call as it was judged: not after its time, nor once the policy
+        // or the tool's definition changed (the call would be judged anew: send it again).
+        let current = self.policy.current();
+        let late = waiting.deadline < Instant::now();
+        let changed = call
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.version != current.version)
+            || call.tool.as_deref().is_some_and(|t| self.tool_changed(t));
+        if accepted && (late || changed) {
+            let how = if late {
+                "the answer came after risk.confirm_timeout_ms"
+            } else {
+                "the policy or the tool's definition changed while it waited; send the call again"
+            };
+            call.confirmation = Some(format!("not confirmed: {how}"));
+            return Some(Route::ToClient(self.unconfirmed(&call, how)));
+        }
         if !accepted {
             let how = match answer.as_ref().and_then(|a| a.action.as_deref()) {
                 Some("accept") => "the person did not check \"Allow this call\"".to_string(),
-                Some(action) => format!("the person answered {action:?}"),
+                Some(action) => format!(
+                    "the person answered {:?}",
+                    action.chars().take(32).collect::<String>()
+                ),
                 None => "the client answered with an error or an unreadable result".to_string(),
             };
             call.confirmation = Some(format!("not confirmed: {how}"));
@@ -2266,39 +2367,45 @@ fn apply_decision(meta: &mut Metadata, d: &Decision) {
 }
 
 /// A confirmed retry as the server must see it: the proxy's `requestState` and answer taken
-/// out, the server's own round (if the call carried one) put back.
+/// out, the server's own round (if the call carried one) put back. Every other value keeps
+/// its bytes (the arguments are what was hashed and approved); keys may be reordered.
 fn without_round(
     line: &Bytes,
     server_state: Option<String>,
     server_responses: Option<String>,
-) -> Bytes {
-    let Ok(mut message) = serde_json::from_slice::<Value>(trim_line_end(line)) else {
-        return line.clone();
+) -> Result<Bytes, String> {
+    type Raw = std::collections::BTreeMap<String, Box<RawValue>>;
+    let unreadable = |e: serde_json::Error| format!("the retry cannot be rewritten: {e}");
+    let mut message: Raw = serde_json::from_slice(trim_line_end(line)).map_err(unreadable)?;
+    let params = message
+        .get("params")
+        .ok_or_else(|| "the retry has no params".to_string())?;
+    let mut params: Raw = serde_json::from_str(params.get()).map_err(unreadable)?;
+    params.remove("requestState");
+    let mut responses: Raw = match params.remove("inputResponses") {
+        Some(r) => serde_json::from_str(r.get()).map_err(unreadable)?,
+        None => Raw::new(),
     };
-    if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
-        params.remove("requestState");
-        let mut responses = match params.remove("inputResponses") {
-            Some(Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        responses.remove(CONFIRM_KEY);
-        if let Some(Ok(Value::Object(theirs))) =
-            server_responses.map(|r| serde_json::from_str::<Value>(&r))
-        {
-            responses.extend(theirs);
-        }
-        if !responses.is_empty() {
-            params.insert("inputResponses".into(), Value::Object(responses));
-        }
-        if let Some(state) = server_state {
-            params.insert("requestState".into(), Value::String(state));
-        }
+    responses.remove(CONFIRM_KEY);
+    if let Some(theirs) = server_responses {
+        let theirs: Raw = serde_json::from_str(&theirs).map_err(unreadable)?;
+        responses.extend(theirs);
     }
-    let mut out = serde_json::to_vec(&message).unwrap_or_else(|_| line.to_vec());
-    if out.last() != Some(&b'\n') {
-        out.push(b'\n');
+    if !responses.is_empty() {
+        params.insert("inputResponses".into(), raw_json(&responses)?);
     }
-    Bytes::from(out)
+    if let Some(state) = server_state {
+        params.insert("requestState".into(), raw_json(&state)?);
+    }
+    message.insert("params".into(), raw_json(&params)?);
+    let mut out = serde_json::to_vec(&message).map_err(unreadable)?;
+    out.push(b'\n');
+    Ok(Bytes::from(out))
+}
+
+fn raw_json<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, String> {
+    serde_json::value::to_raw_value(value)
+        .map_err(|e| format!("the retry cannot be rewritten: {e}"))
 }
 
 /// Whether the person accepted a confirmation and checked "Allow this call".
@@ -2342,7 +2449,7 @@ fn confirmation_request(question: &str) -> Value {
 /// A short SHA-256 of bytes, hex (what a person is asked to confirm).
 fn digest(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)[..8]
+    sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
