@@ -1148,3 +1148,33 @@ async fn an_accept_after_a_policy_reload_does_not_run_the_held_call() {
     std::fs::write(&store.config, original).unwrap();
     assert!(!std::fs::read_to_string(received).unwrap().contains("a; b"));
 }
+
+#[tokio::test]
+async fn a_reload_says_what_it_could_not_apply() {
+    let store = TestStore::new("");
+    let c = common::initialized(&store).await;
+    let original = std::fs::read_to_string(&store.config).unwrap();
+    std::fs::write(
+        &store.config,
+        format!("{original}[limits]\ncall_timeout_ms = 1000\n"),
+    )
+    .unwrap();
+    let mut found = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        found = store
+            .events()
+            .into_iter()
+            .find(|e| e["event_type"] == "configuration_change");
+        if found.is_some() {
+            break;
+        }
+    }
+    let event = found.expect("no configuration_change within 5 s");
+    assert_eq!(event["result"], "refused", "{event}");
+    assert_eq!(
+        event["metadata"]["changes"][0],
+        "limits changed: not applied (only [risk] reloads; restart the proxy)"
+    );
+    assert!(c.finish().await.success());
+}

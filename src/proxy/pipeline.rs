@@ -2124,13 +2124,30 @@ impl Pipeline {
 
     /// Puts a reloaded policy in force and records what changed (`permission_change` when who
     /// may call what changed, else `configuration_change`); an unchanged policy is left alone.
-    pub fn reload_policy(&self, new: Arc<Policy>) -> Option<AuditEvent> {
+    /// `not_applied` names what else changed in the file (it needs a restart); it is logged
+    /// and recorded with the reload.
+    pub fn reload_policy(&self, new: Arc<Policy>, not_applied: Vec<String>) -> Option<AuditEvent> {
         let old = self.policy.current();
+        for what in &not_applied {
+            tracing::warn!(change = %what, "config change not applied");
+        }
         if old.version == new.version {
             tracing::info!(version = %new.version, "policy reloaded; unchanged");
-            return None;
+            if not_applied.is_empty() {
+                return None;
+            }
+            let event = self.policy_event(
+                EventType::ConfigurationChange,
+                Outcome::Refused,
+                not_applied,
+                Some(old.version.clone()),
+                Some("only the [risk] policy reloads; restart the proxy to apply the rest".into()),
+            );
+            self.record_policy_event(&event);
+            return Some(event);
         }
-        let (changes, permissions) = new.changes_from(&old);
+        let (mut changes, permissions) = new.changes_from(&old);
+        changes.extend(not_applied);
         let version = new.version.clone();
         self.policy.replace(new);
         tracing::warn!(from = %old.version, to = %version, changes = %changes.join("; "), "policy reloaded");

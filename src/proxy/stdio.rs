@@ -484,6 +484,18 @@ async fn reload_on_hangup(path: PathBuf, pipeline: Arc<Pipeline>, stop: Cancella
     };
     let mut applied = stamp(&path);
     let mut observed = applied;
+    // Only [risk] reloads: the rest is what the proxy started with, to say what a reload
+    // could not apply.
+    let outside_risk = |p: &PathBuf| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
+            .map(|mut t| {
+                t.remove("risk");
+                t
+            })
+    };
+    let running = outside_risk(&path).unwrap_or_default();
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -524,14 +536,24 @@ async fn reload_on_hangup(path: PathBuf, pipeline: Arc<Pipeline>, stop: Cancella
             continue;
         };
         match loaded {
-            Ok(config) => match config.policy.ready() {
-                Ok(()) => {
-                    pipeline.reload_policy(config.policy);
+            Ok(config) => {
+                match config.policy.ready() {
+                    Ok(()) => {
+                        let now = outside_risk(&path).unwrap_or_default();
+                        let keys: std::collections::BTreeSet<&String> =
+                            running.keys().chain(now.keys()).collect();
+                        let not_applied: Vec<String> = keys
+                        .into_iter()
+                        .filter(|k| running.get(*k) != now.get(*k))
+                        .map(|k| format!("{k} changed: not applied (only [risk] reloads; restart the proxy)"))
+                        .collect();
+                        pipeline.reload_policy(config.policy, not_applied);
+                    }
+                    Err(problem) => {
+                        pipeline.reload_rejected(&problem);
+                    }
                 }
-                Err(problem) => {
-                    pipeline.reload_rejected(&problem);
-                }
-            },
+            }
             Err(e) => {
                 pipeline.reload_rejected(&e.to_string());
             }
