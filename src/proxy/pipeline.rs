@@ -891,7 +891,13 @@ impl Pipeline {
                     {
                         Some("the client did not declare the elicitation capability".into())
                     }
-                    None if st.rounds.len() >= MAX_HELD => {
+                    None if st
+                        .rounds
+                        .values()
+                        .filter(|r| r.deadline >= Instant::now())
+                        .count()
+                        >= MAX_HELD =>
+                    {
                         Some("too many calls of this session wait for confirmation".into())
                     }
                     None => None,
