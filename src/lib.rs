@@ -31,7 +31,9 @@
 //! borrowed view -> arguments parsed strictly (a repeated key is refused) -> context (session,
 //! era, client, server) -> assess risk with the policy in force (score, level, reasons, tags)
 //! -> a blocked call is recorded (access + failure, `blocked`) and answered with `-32010`,
-//! never forwarded -> otherwise the access event, with sensitive data protected, is recorded
+//! never forwarded; a call to confirm is recorded and held while the person at the client is
+//! asked (elicitation, or an input_required round in 2026-07-28) -> otherwise the access
+//! event, with sensitive data protected, is recorded
 //! (durable before forwarding in `sync` mode) -> forward the **original bytes** -> the
 //! response is framed and classified -> correlated by id to the waiting context -> the result
 //! is scanned (tags, raised risk) -> the execution or failure event is recorded (durable
