@@ -62,6 +62,20 @@ fn arguments() -> String {
     text
 }
 
+/// The benchmark's call: the same caller and tool every time.
+fn call<'a>(arguments: &'a Value, history: &'a History) -> CallInput<'a> {
+    CallInput {
+        user: "bob",
+        tool: "tool_3_write",
+        arguments: Some(arguments),
+        annotations: None,
+        history,
+        now: SystemTime::now(),
+        count_rates: true,
+        tool_changed: false,
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -96,30 +110,12 @@ fn main() {
     let mut last = None;
     let assess = measure(iterations, || {
         let args = strict::parse(std::hint::black_box(&raw)).unwrap();
-        let d = policy.assess(&CallInput {
-            user: "bob",
-            tool: "tool_3_write",
-            arguments: Some(&args),
-            annotations: None,
-            history: &history,
-            now: SystemTime::now(),
-            count_rates: true,
-            tool_changed: false,
-        });
+        let d = policy.assess(&call(&args, &history));
         last = Some(d);
     });
     let parsed = strict::parse(&raw).unwrap();
     let assess_only = measure(iterations, || {
-        std::hint::black_box(policy.assess(&CallInput {
-            user: "bob",
-            tool: "tool_3_write",
-            arguments: Some(std::hint::black_box(&parsed)),
-            annotations: None,
-            history: &history,
-            now: SystemTime::now(),
-            count_rates: true,
-            tool_changed: false,
-        }));
+        std::hint::black_box(policy.assess(&call(std::hint::black_box(&parsed), &history)));
     });
     let protect = measure(iterations, || {
         let args = strict::parse(std::hint::black_box(&raw)).unwrap();
@@ -129,16 +125,7 @@ fn main() {
     let big = json!({"text": "x".repeat(64 * 1024)}).to_string();
     let big_assess = measure(iterations / 20, || {
         let args = strict::parse(std::hint::black_box(&big)).unwrap();
-        std::hint::black_box(policy.assess(&CallInput {
-            user: "bob",
-            tool: "tool_3_write",
-            arguments: Some(&args),
-            annotations: None,
-            history: &history,
-            now: SystemTime::now(),
-            count_rates: true,
-            tool_changed: false,
-        }));
+        std::hint::black_box(policy.assess(&call(&args, &history)));
     });
     let big_parse = measure(iterations / 20, || {
         std::hint::black_box(strict::parse(std::hint::black_box(&big)).unwrap());

@@ -113,23 +113,37 @@ impl<'a> Source<'a> {
         default: u64,
         range: std::ops::RangeInclusive<u64>,
     ) -> Result<u64, ConfigError> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
-        if !range.contains(value.get_ref()) {
-            return Err(self.invalid(
-                value.span(),
-                &format!(
-                    "`{key}` = {} is out of range {}..={}",
-                    value.get_ref(),
-                    range.start(),
-                    range.end()
-                ),
-                &format!(
-                    "choose a value in range, or remove the key to use the default ({default})"
-                ),
-            ));
+        match value {
+            Some(v) => self.in_range(key, v, range, Some(default)),
+            None => Ok(default),
         }
-        Ok(value.into_inner())
+    }
+
+    /// A number that must lie in `range`; the hint names the default, if the key has one.
+    pub(crate) fn in_range(
+        &self,
+        key: &str,
+        value: Spanned<u64>,
+        range: std::ops::RangeInclusive<u64>,
+        default: Option<u64>,
+    ) -> Result<u64, ConfigError> {
+        if range.contains(value.get_ref()) {
+            return Ok(value.into_inner());
+        }
+        Err(self.invalid(
+            value.span(),
+            &format!(
+                "`{key}` = {} is out of range {}..={}",
+                value.get_ref(),
+                range.start(),
+                range.end()
+            ),
+            &match default {
+                Some(d) => {
+                    format!("choose a value in range, or remove the key to use the default ({d})")
+                }
+                None => "choose a value in range".to_string(),
+            },
+        ))
     }
 }

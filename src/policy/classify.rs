@@ -616,6 +616,16 @@ pub fn iban_valid(s: &str) -> bool {
 /// masked once, with the class of the finding that starts first (the longer one on a tie).
 /// Out-of-range ends are clamped and ranges widened to char boundaries, so this never panics.
 pub fn mask(text: &str, findings: &[Finding]) -> String {
+    replace_findings(text, findings, |class, _| format!("[REDACTED:{class}]"))
+}
+
+/// Replaces each finding's bytes in `text` by what `with` makes of its class and the text it
+/// covers, merging overlapping findings as [`mask`] does; the one place findings are cut out.
+pub fn replace_findings(
+    text: &str,
+    findings: &[Finding],
+    mut with: impl FnMut(Class, &str) -> String,
+) -> String {
     let mut spans: Vec<Finding> = findings
         .iter()
         .filter_map(|f| {
@@ -644,9 +654,7 @@ pub fn mask(text: &str, findings: &[Finding]) -> String {
             i += 1;
         }
         out.push_str(&text[pos..start]);
-        out.push_str("[REDACTED:");
-        out.push_str(class.as_str());
-        out.push(']');
+        out.push_str(&with(class, &text[start..end]));
         pos = end;
     }
     out.push_str(&text[pos..]);

@@ -643,14 +643,14 @@ impl Policy {
 
     /// `text` as it may be stored (error messages of results).
     pub fn protect_text(&self, text: &str) -> String {
-        let mut findings = Vec::new();
-        self.guard.scan(text, &mut findings);
-        findings.retain(|f| self.storage[f.class as usize] != StoreMode::Clear);
-        if findings.is_empty() {
-            text.to_string()
-        } else {
-            self.replace(text, &findings, &|class| self.storage[class as usize])
-        }
+        let (mut classes, mut changed) = ([false; CLASS_COUNT], false);
+        self.rewrite_text(
+            text,
+            &|class| self.storage[class as usize],
+            &mut classes,
+            &mut changed,
+        )
+        .unwrap_or_else(|| text.to_string())
     }
 
     fn rewrite(
@@ -747,35 +747,37 @@ impl Policy {
         findings: &[Finding],
         mode: &dyn Fn(Class) -> StoreMode,
     ) -> String {
-        let mut sorted: Vec<Finding> = findings.to_vec();
-        sorted.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for f in sorted {
-            if f.end <= at {
-                continue;
-            }
-            let start = f.start.max(at);
-            out.push_str(&text[at..start]);
-            let found = &text[start..f.end];
-            match (mode(f.class), &self.hmac_key) {
+        classify::replace_findings(text, findings, |class, found| {
+            match (mode(class), &self.hmac_key) {
                 (StoreMode::Hash, Some(key)) => {
                     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
                         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-                    mac.update(f.class.as_str().as_bytes());
+                    mac.update(class.as_str().as_bytes());
                     mac.update(b"\0");
                     mac.update(found.as_bytes());
-                    let tag = mac.finalize().into_bytes();
-                    let hex: String = tag[..8].iter().map(|b| format!("{b:02x}")).collect();
-                    out.push_str(&format!("[HMAC:{}:{hex}]", f.class.as_str()));
+                    format!("[HMAC:{class}:{}]", hex(&mac.finalize().into_bytes()[..8]))
                 }
-                _ => out.push_str(&format!("[REDACTED:{}]", f.class.as_str())),
+                _ => format!("[REDACTED:{class}]"),
             }
-            at = f.end;
-        }
-        out.push_str(&text[at..]);
-        out
+        })
     }
+}
+
+/// Lowercase hex of bytes: the form of every hash the proxy shows or stores.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The first `len` bytes of the SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8], len: usize) -> String {
+    use sha2::Digest;
+    hex(&Sha256::digest(bytes)[..len])
 }
 
 /// The base score of a tool the operator did not score, from its annotations.

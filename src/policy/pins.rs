@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// What `pin_tools` does when a tool's definition changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +42,7 @@ pub struct Fingerprint {
 }
 
 fn digest(text: &str) -> String {
-    Sha256::digest(text.as_bytes())[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    super::sha256_hex(text.as_bytes(), 12)
 }
 
 impl Fingerprint {

@@ -320,11 +320,6 @@ impl Matcher {
             Matcher::Detect(d) => d.detects(s),
         }
     }
-
-    /// A number matcher also applies to numbers; the others to strings only.
-    pub fn wants_numbers(&self) -> bool {
-        matches!(self, Matcher::Number { .. })
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use regex::Regex;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use super::classify::{Class, Classifiers};
@@ -140,9 +139,14 @@ pub(crate) fn compile(
         .map_or(0..0, Spanned::span);
     let [medium, high, critical] = super::DEFAULT_LEVELS.map(u64::from);
     let levels = [
-        level_threshold(at, "risk.levels.medium", raw.levels.medium, medium)?,
-        level_threshold(at, "risk.levels.high", raw.levels.high, high)?,
-        level_threshold(at, "risk.levels.critical", raw.levels.critical, critical)?,
+        at.ranged("risk.levels.medium", raw.levels.medium, medium, 1..=100)?,
+        at.ranged("risk.levels.high", raw.levels.high, high, 1..=100)?,
+        at.ranged(
+            "risk.levels.critical",
+            raw.levels.critical,
+            critical,
+            1..=100,
+        )?,
     ];
     if !(levels[0] <= levels[1] && levels[1] <= levels[2]) {
         return Err(at.invalid(
@@ -317,8 +321,7 @@ pub(crate) fn compile(
 /// A short hash of the `[risk]` table as data (comments and layout do not change it).
 fn version_of(table: Option<&toml::Value>) -> String {
     let canonical = serde_json::to_string(&table).unwrap_or_default();
-    let digest = Sha256::digest(canonical.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    super::sha256_hex(canonical.as_bytes(), 6)
 }
 
 fn ranged(
@@ -327,29 +330,7 @@ fn ranged(
     value: Spanned<u64>,
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<u64, ConfigError> {
-    if range.contains(value.get_ref()) {
-        Ok(value.into_inner())
-    } else {
-        Err(at.invalid(
-            value.span(),
-            &format!(
-                "`{key}` = {} is out of range {}..={}",
-                value.get_ref(),
-                range.start(),
-                range.end()
-            ),
-            "choose a value in range",
-        ))
-    }
-}
-
-fn level_threshold(
-    at: &Source<'_>,
-    key: &str,
-    value: Option<Spanned<u64>>,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    value.map_or(Ok(default), |v| ranged(at, key, v, 1..=100))
+    at.in_range(key, value, range, None)
 }
 
 fn action(

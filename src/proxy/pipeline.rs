@@ -772,16 +772,12 @@ impl Pipeline {
         let p = match decode_call(params) {
             Ok(p) => p,
             Err(e) => {
-                let reason = format!("invalid tools/call params: {e}");
                 tracing::warn!(request_id = %id, error = %e, "undecodable tools/call refused");
-                let event = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
-                return Err(Refusal {
-                    extra: None,
-                    id: Some(id.clone()),
-                    code: INVALID_PARAMS,
-                    message: format!("mcp-audit-proxy refused the call: {reason}"),
-                    event,
-                });
+                return Err(self.refuse_params(
+                    id,
+                    params,
+                    &format!("invalid tools/call params: {e}"),
+                ));
             }
         };
         let policy = self.policy.current();
@@ -803,15 +799,7 @@ impl Pipeline {
                         let reason =
                             policy.protect_text(&format!("invalid tools/call arguments: {e}"));
                         tracing::warn!(request_id = %id, "ambiguous tools/call refused");
-                        let event =
-                            self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &reason);
-                        return Err(Refusal {
-                            extra: None,
-                            id: Some(id.clone()),
-                            code: INVALID_PARAMS,
-                            message: format!("mcp-audit-proxy refused the call: {reason}"),
-                            event,
-                        });
+                        return Err(self.refuse_params(id, params, &reason));
                     }
                 }
             }
@@ -930,17 +918,7 @@ impl Pipeline {
                         d.reasons.push(why);
                         d.action = policy::Action::Block;
                     }
-                    None => {
-                        let event =
-                            self.refuse_call(id, params, Side::Client, INVALID_PARAMS, &why);
-                        return Err(Refusal {
-                            id: Some(id.clone()),
-                            code: INVALID_PARAMS,
-                            message: format!("mcp-audit-proxy refused the call: {why}"),
-                            event,
-                            extra: None,
-                        });
-                    }
+                    None => return Err(self.refuse_params(id, params, &why)),
                 }
             }
             None => {}
@@ -1050,9 +1028,7 @@ impl Pipeline {
         {
             // Held: `hold` asks the client once the caller has the request's bytes.
             let arguments = event.metadata.arguments.as_ref().map_or("{}", |a| a.get());
-            let hash = p
-                .arguments
-                .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
+            let hash = arguments_hash(&p);
             let question = question(&p.name, &hash, arguments, d);
             self.state().confirming.insert(id.clone(), (call, question));
             return Ok((ack, Some(id.clone())));
@@ -1070,9 +1046,7 @@ impl Pipeline {
             st.round_order.retain(|t| t != token);
             st.rounds.remove(token)
         };
-        let hash = p
-            .arguments
-            .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
+        let hash = arguments_hash(p);
         let answer = p
             .input_responses
             .as_ref()
@@ -1111,9 +1085,7 @@ impl Pipeline {
         access_ack: Ack,
     ) -> Admission {
         let token = format!("{CONFIRM_PREFIX}{}", ulid::Ulid::generate());
-        let hash = p
-            .arguments
-            .map_or_else(|| digest(b"{}"), |a| digest(a.get().as_bytes()));
+        let hash = arguments_hash(p);
         let reply = json!({
             "jsonrpc": "2.0",
             "id": id,
@@ -1292,32 +1264,19 @@ impl Pipeline {
     fn unconfirmed(&self, call: &Call, how: &str) -> Outbound {
         let tool = call.tool.clone().unwrap_or_default();
         let reason = format!("the call needed confirmation and {how}");
-        let event = self.failure_event(
+        tracing::warn!(request_id = %call.request_id, tool = %tool, reason = %reason, "tool call blocked: not confirmed");
+        self.end_with_reply(
             call,
             Outcome::Blocked,
             Side::Client,
-            Some(POLICY_BLOCKED),
+            POLICY_BLOCKED,
             &reason,
-        );
-        tracing::warn!(request_id = %call.request_id, tool = %tool, event_id = %event.event_id, reason = %reason, "tool call blocked: not confirmed");
-        let refusal = Refusal {
-            id: Some(call.request_id.clone()),
-            code: POLICY_BLOCKED,
-            message: format!(
-                "mcp-audit-proxy blocked this call to tool {tool:?}: {reason}. Quote event {} to your security team if it should be allowed",
-                event.event_id
-            ),
-            event: Some(event.event_id),
-            extra: None,
-        };
-        match self.audit.record(&event) {
-            Ok(ack) => Outbound {
-                bytes: refusal.line(),
-                ack,
-                if_unrecorded: None,
+            |event| {
+                format!(
+                    "mcp-audit-proxy blocked this call to tool {tool:?}: {reason}. Quote event {event} to your security team if it should be allowed"
+                )
             },
-            Err(e) => Outbound::now(refused_by_audit(&call.request_id, &e).line()),
-        }
+        )
     }
 
     /// Records a blocked call (access and failure, both `blocked`) and builds the error the
@@ -1358,6 +1317,19 @@ impl Pipeline {
             event: recorded.is_ok().then_some(failure.event_id),
         }
         .with_decision(decision)
+    }
+
+    /// Refuses a `tools/call` whose params the proxy will not pass on (-32602), recorded as
+    /// `refused` with `reason`.
+    fn refuse_params(&self, id: &RequestId, params: Option<&RawValue>, reason: &str) -> Refusal {
+        let event = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, reason);
+        Refusal {
+            id: Some(id.clone()),
+            code: INVALID_PARAMS,
+            message: format!("mcp-audit-proxy refused the call: {reason}"),
+            event,
+            extra: None,
+        }
     }
 
     /// Records a refused call (access + failure, both `refused`); returns the failure's id.
@@ -2108,12 +2080,28 @@ impl Pipeline {
         code: i64,
         reason: String,
     ) -> Outbound {
-        let event = self.failure_event(call, outcome, Side::Upstream, Some(code), &reason);
+        self.end_with_reply(call, outcome, Side::Upstream, code, &reason, |_| {
+            format!("mcp-audit-proxy: {reason}")
+        })
+    }
+
+    /// Records a call's failure and returns the error the client gets in its place, with the
+    /// failure event's id in `data` (the message may quote it too).
+    fn end_with_reply(
+        &self,
+        call: &Call,
+        outcome: Outcome,
+        side: Side,
+        code: i64,
+        reason: &str,
+        message: impl FnOnce(EventId) -> String,
+    ) -> Outbound {
+        let event = self.failure_event(call, outcome, side, Some(code), reason);
         let refusal = Refusal {
             extra: None,
             id: Some(call.request_id.clone()),
             code,
-            message: format!("mcp-audit-proxy: {reason}"),
+            message: message(event.event_id),
             event: Some(event.event_id),
         };
         match self.audit.record(&event) {
@@ -2469,13 +2457,11 @@ fn confirmation_request(question: &str) -> Value {
     })
 }
 
-/// A short SHA-256 of bytes, hex (what a person is asked to confirm).
-fn digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The SHA-256 of a call's arguments as sent (absent: `{}`), in hex: what a person is asked
+/// to confirm, and what a confirmed retry must match.
+fn arguments_hash(p: &CallToolParams<'_>) -> String {
+    let bytes = p.arguments.map_or(&b"{}"[..], |a| a.get().as_bytes());
+    policy::sha256_hex(bytes, 32)
 }
 
 fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> {
