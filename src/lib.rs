@@ -10,7 +10,8 @@
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
 //!                     source.rs: errors that name the file, the line and a hint
 //! error.rs            which side failed: client, upstream, internal
-//! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes
+//! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes;
+//!                     salvage.rs: what a lenient peer could read of a refused line
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline.rs   classify -> assess -> record -> forward or refuse -> correlate -> record
 //! proxy/stdio.rs      the stdio front door: spawn the server, move lines, reload the policy
@@ -27,7 +28,9 @@
 //!
 //! # Data flow of one `tools/call`
 //!
-//! Bytes in -> frame (size limit, UTF-8) -> classify by `method` -> decode `params` into a
+//! Bytes in -> frame (size limit, UTF-8) -> classify by `method`, whatever the id (a line
+//! refused as invalid is read as a lenient server would, and every `tools/call` it is or may
+//! be is recorded as refused; one without an id is never forwarded) -> decode `params` into a
 //! borrowed view -> arguments parsed strictly (a repeated key is refused) -> context (session,
 //! era, client, server) -> assess risk with the policy in force (score, level, reasons, tags)
 //! -> a blocked call is recorded (access + failure, `blocked`) and answered with `-32010`,

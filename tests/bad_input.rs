@@ -25,7 +25,8 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
         (b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"arguments\":{}}}\n".to_vec(), -32602, json!(5)),
         (b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":\"echo\"}\n".to_vec(), -32600, json!(6)),
         (big.into_bytes(), -32600, json!(7)),
-        (b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"ping\",\"params\":{\"x\":\"\xff\xfe\"}}\n".to_vec(), -32700, Value::Null),
+        // Invalid UTF-8 is answered with the request's own id, so the client fails it at once.
+        (b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"ping\",\"params\":{\"x\":\"\xff\xfe\"}}\n".to_vec(), -32700, json!(8)),
     ];
     let mut replies = Vec::new();
     for (line, code, id) in &cases {
@@ -64,8 +65,8 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
 
     let events = store.events();
     let pairs = pairs(&events);
-    // slow, the undecodable call (5), the oversized call (7), echo 9. The others were never
-    // readable as tool calls.
+    // slow, the undecodable call (5), the call with params that are not an object (6), the
+    // oversized call (7), echo 9. The others were never readable as tool calls.
     let summary: Vec<(Value, Value, Value, Value)> = pairs
         .iter()
         .map(|(a, e)| {
@@ -88,6 +89,12 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
             ),
             (
                 json!(5),
+                json!("refused"),
+                json!("refused"),
+                json!("client")
+            ),
+            (
+                json!(6),
                 json!("refused"),
                 json!("refused"),
                 json!("client")
@@ -162,9 +169,10 @@ async fn a_batch_with_a_bad_element_is_refused_whole() {
 #[tokio::test]
 async fn bad_messages_from_the_server_are_dropped_and_the_session_carries_on() {
     let store = TestStore::new("");
-    // The server prints garbage first, then behaves like `cat`.
+    // The server prints garbage first (a broken answer to no request among it), then behaves
+    // like `cat`.
     let script =
-        r#"printf 'garbage\n{"jsonrpc":"1.0","id":1,"result":{}}\n\377\376\n[]\n'; exec cat"#;
+        r#"printf 'garbage\n{"jsonrpc":"1.0","id":77,"result":{}}\n\377\376\n[]\n'; exec cat"#;
     let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", script]));
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n")
         .await;
@@ -255,7 +263,15 @@ async fn a_carriage_return_cannot_smuggle_a_second_message_past_the_proxy() {
         .await;
     assert_eq!(c.recv_json().await["method"], "notifications/y");
     assert!(c.finish().await.success());
-    assert!(store.events().is_empty());
+    // The call such a peer would have read is in the trail, refused, with its id and tool.
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1, "{events:#?}");
+    let (access, failure) = &pairs[0];
+    assert_eq!(access["result"], "refused");
+    assert_eq!(access["tool_name"], "echo");
+    assert_eq!(access["metadata"]["request_id"], 99);
+    assert_eq!(failure["result"], "refused");
 }
 
 #[tokio::test]

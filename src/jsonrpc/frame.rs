@@ -29,24 +29,35 @@ pub enum FrameError {
     EmbeddedCarriageReturn {
         /// Offset of the first carriage return within the line.
         offset: usize,
-        /// The message's top-level `id` and `method`, as far as they could be read.
-        prefix: PrefixInfo,
+        /// The line as received (within the size limit), to read what a lenient peer would.
+        line: Bytes,
     },
     /// The line is not valid UTF-8, so it cannot be JSON.
     #[error("message is not valid UTF-8 (first bad byte at offset {offset})")]
     InvalidUtf8 {
         /// Offset of the first invalid byte within the line.
         offset: usize,
+        /// The line as received (within the size limit), to read what a lenient peer would.
+        line: Bytes,
     },
 }
 
 impl FrameError {
-    /// What could be read of the refused message.
-    pub fn prefix(&self) -> Option<&PrefixInfo> {
+    /// The message's top-level `id` and `method`, as far as they can be read.
+    pub fn prefix(&self) -> PrefixInfo {
         match self {
-            FrameError::Oversized { prefix, .. }
-            | FrameError::EmbeddedCarriageReturn { prefix, .. } => Some(prefix),
-            FrameError::InvalidUtf8 { .. } => None,
+            FrameError::Oversized { prefix, .. } => prefix.clone(),
+            FrameError::EmbeddedCarriageReturn { line, .. }
+            | FrameError::InvalidUtf8 { line, .. } => scan_prefix(trim_line_end(line)),
+        }
+    }
+
+    /// The refused line, when it was within the size limit (an oversized one is never kept).
+    pub fn line(&self) -> Option<&Bytes> {
+        match self {
+            FrameError::Oversized { .. } => None,
+            FrameError::EmbeddedCarriageReturn { line, .. }
+            | FrameError::InvalidUtf8 { line, .. } => Some(line),
         }
     }
 }
@@ -121,7 +132,7 @@ impl LineFramer {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            self.check(&line)?;
+            Self::check(self.max, &line)?;
             return Ok(Some(line));
         }
     }
@@ -136,7 +147,7 @@ impl LineFramer {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        self.check(&line)?;
+        Self::check(self.max, &line)?;
         Ok(Some(line))
     }
 
@@ -151,30 +162,27 @@ impl LineFramer {
     }
 
     /// A whole line's checks: size, carriage returns, UTF-8.
-    fn check(&self, line: &[u8]) -> Result<(), FrameError> {
+    fn check(max: usize, line: &Bytes) -> Result<(), FrameError> {
         let body = trim_line_end(line);
-        if body.len() > self.max {
+        if body.len() > max {
             return Err(FrameError::Oversized {
-                limit: self.max,
+                limit: max,
                 prefix: scan_prefix(body),
             });
         }
         if let Some(offset) = memchr::memchr(b'\r', body) {
             return Err(FrameError::EmbeddedCarriageReturn {
                 offset,
-                prefix: scan_prefix(body),
+                line: line.clone(),
             });
         }
-        check_utf8(line)
+        std::str::from_utf8(line)
+            .map(|_| ())
+            .map_err(|e| FrameError::InvalidUtf8 {
+                offset: e.valid_up_to(),
+                line: line.clone(),
+            })
     }
-}
-
-fn check_utf8(line: &[u8]) -> Result<(), FrameError> {
-    std::str::from_utf8(line)
-        .map(|_| ())
-        .map_err(|e| FrameError::InvalidUtf8 {
-            offset: e.valid_up_to(),
-        })
 }
 
 /// The line without its trailing `\n` or `\r\n`.
@@ -251,7 +259,8 @@ mod tests {
         f.extend(b"{\"a\":1}\r\n");
         let got = frames(&mut f);
         match &got[0] {
-            Err(FrameError::EmbeddedCarriageReturn { offset, prefix }) => {
+            Err(e @ FrameError::EmbeddedCarriageReturn { offset, .. }) => {
+                let prefix = e.prefix();
                 assert_eq!(*offset, 44);
                 assert_eq!(
                     prefix.method.as_deref(),
@@ -295,7 +304,10 @@ mod tests {
         let mut f = LineFramer::new(100);
         f.extend(b"{\"a\":\"\xff\"}\n{}\n");
         let got = frames(&mut f);
-        assert_eq!(got[0], Err(FrameError::InvalidUtf8 { offset: 6 }));
+        assert!(matches!(
+            &got[0],
+            Err(FrameError::InvalidUtf8 { offset: 6, line }) if &line[..] == b"{\"a\":\"\xff\"}\n"
+        ));
         assert_eq!(got[1], Ok(Bytes::from_static(b"{}\n")));
     }
 

@@ -11,46 +11,169 @@ use serde::de::{self, Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-/// A JSON-RPC request id: a key for correlation that keeps `1` and `"1"` apart.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A JSON-RPC request id: a key for correlation that keeps `1` and `"1"` apart and never
+/// rounds a number.
+///
+/// JSON-RPC 2.0 §4 allows a string or a number; MCP requires the id to be unique within a
+/// session. Numbers are compared by their exact decimal value (`1`, `1.0` and `1e0` are the
+/// same id, as every SDK reads them; `18446744073709551616` and `18446744073709551617` are
+/// two ids) and echoed and stored as the exact text the client sent: an id is never read
+/// into a float.
+#[derive(Debug, Clone)]
 pub enum RequestId {
-    /// An integer id (an integral float such as `1.0` is read as that integer, like rmcp does).
+    /// An integer written as plain digits that fits in an `i64` (the common case).
     Int(i64),
-    /// A string id.
+    /// A string id, decoded.
     Str(Box<str>),
-    /// Any other number, kept as its JSON text.
-    Num(Box<str>),
+    /// Any other number: a large integer, a fraction, an exponent, `1.0`.
+    Num(Box<NumberId>),
+}
+
+/// A number id other than a plain `i64`: its text as received and the exact value it is
+/// compared by.
+#[derive(Debug, Clone)]
+pub struct NumberId {
+    text: Box<str>,
+    key: NumberKey,
+}
+
+/// The exact value of a JSON number, computed on its decimal digits (no float).
+#[derive(Debug, Clone)]
+enum NumberKey {
+    /// An integral value within `i64` (`1.0`, `2e3`).
+    Int(i64),
+    /// Any other value, canonical: an integer's digits, or `[-]DIGITSeEXP` for a fraction.
+    Exact(Box<str>),
+}
+
+/// What ids are compared, hashed and ordered by.
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum IdKey<'a> {
+    Int(i64),
+    Str(&'a str),
+    Num(&'a str),
+}
+
+/// Integers longer than this many digits are kept in exponent form, so that an id such as
+/// `1e999999` cannot make the proxy write out a million zeros.
+const MAX_INTEGER_DIGITS: usize = 64;
+
+impl RequestId {
+    /// Reads an id from its JSON text (`RawValue::get`); `None` if it is neither a string nor
+    /// a number.
+    pub fn from_json(text: &str) -> Option<RequestId> {
+        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        match text.as_bytes().first()? {
+            b'"' => serde_json::from_str::<Cow<'_, str>>(text)
+                .ok()
+                .map(|s| RequestId::Str(s.into())),
+            b'-' | b'0'..=b'9' => {
+                serde_json::from_str::<IgnoredAny>(text).ok()?;
+                let plain = text.strip_prefix('-').unwrap_or(text);
+                if plain.bytes().all(|b| b.is_ascii_digit())
+                    && let Ok(i) = text.parse::<i64>()
+                    && (plain.len() == 1 || !plain.starts_with('0'))
+                {
+                    return Some(RequestId::Int(i));
+                }
+                Some(RequestId::Num(Box::new(NumberId {
+                    text: text.into(),
+                    key: number_key(text),
+                })))
+            }
+            _ => None,
+        }
+    }
+
+    fn key(&self) -> IdKey<'_> {
+        match self {
+            RequestId::Int(i) => IdKey::Int(*i),
+            RequestId::Str(s) => IdKey::Str(s),
+            RequestId::Num(n) => match &n.key {
+                NumberKey::Int(i) => IdKey::Int(*i),
+                NumberKey::Exact(s) => IdKey::Num(s),
+            },
+        }
+    }
+}
+
+/// The exact value of a valid JSON number's text, on its digits.
+fn number_key(text: &str) -> NumberKey {
+    let exact = || NumberKey::Exact(text.into());
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], &unsigned[at + 1..]),
+        None => (unsigned, "0"),
+    };
+    let Ok(exponent) = exponent
+        .strip_prefix('+')
+        .unwrap_or(exponent)
+        .parse::<i64>()
+    else {
+        return exact();
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = int.chars().chain(frac.chars()).collect();
+    let digits = digits.trim_start_matches('0');
+    let significant = digits.trim_end_matches('0');
+    if significant.is_empty() {
+        return NumberKey::Int(0);
+    }
+    let Some(exp) = i64::try_from(digits.len() - significant.len())
+        .ok()
+        .and_then(|zeros| exponent.checked_add(zeros))
+        .and_then(|e| e.checked_sub(i64::try_from(frac.len()).ok()?))
+    else {
+        return exact();
+    };
+    let sign = if negative { "-" } else { "" };
+    match usize::try_from(exp) {
+        Ok(zeros) if significant.len() + zeros <= MAX_INTEGER_DIGITS => {
+            let integer = format!("{sign}{significant}{}", "0".repeat(zeros));
+            match integer.parse::<i64>() {
+                Ok(i) => NumberKey::Int(i),
+                Err(_) => NumberKey::Exact(integer.into()),
+            }
+        }
+        _ => NumberKey::Exact(format!("{sign}{significant}e{exp}").into()),
+    }
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for RequestId {}
+
+impl std::hash::Hash for RequestId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialOrd for RequestId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RequestId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 impl<'de> Deserialize<'de> for RequestId {
+    /// Reads the id's JSON text, so that a large number keeps every digit (serde_json only).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = RequestId;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string or a number")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RequestId, E> {
-                Ok(RequestId::Int(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RequestId, E> {
-                Ok(i64::try_from(v)
-                    .map(RequestId::Int)
-                    .unwrap_or_else(|_| RequestId::Num(v.to_string().into())))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RequestId, E> {
-                let as_int = v as i64;
-                if v.fract() == 0.0 && (as_int as f64) == v {
-                    Ok(RequestId::Int(as_int))
-                } else {
-                    Ok(RequestId::Num(v.to_string().into()))
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RequestId, E> {
-                Ok(RequestId::Str(v.into()))
-            }
-        }
-        d.deserialize_any(V)
+        let raw = Box::<RawValue>::deserialize(d)?;
+        RequestId::from_json(raw.get())
+            .ok_or_else(|| de::Error::custom("a request id must be a string or a number"))
     }
 }
 
@@ -59,9 +182,10 @@ impl Serialize for RequestId {
         match self {
             RequestId::Int(i) => s.serialize_i64(*i),
             RequestId::Str(v) => s.serialize_str(v),
-            RequestId::Num(text) => match text.parse::<serde_json::Number>() {
-                Ok(n) => n.serialize(s),
-                Err(_) => s.serialize_str(text),
+            // The exact text as received, digit for digit.
+            RequestId::Num(n) => match RawValue::from_string(n.text.to_string()) {
+                Ok(raw) => raw.serialize(s),
+                Err(_) => s.serialize_str(&n.text),
             },
         }
     }
@@ -72,7 +196,7 @@ impl fmt::Display for RequestId {
         match self {
             RequestId::Int(i) => write!(f, "{i}"),
             RequestId::Str(v) => write!(f, "{}", serde_json::Value::from(&**v)),
-            RequestId::Num(text) => f.write_str(text),
+            RequestId::Num(n) => f.write_str(&n.text),
         }
     }
 }
@@ -269,8 +393,8 @@ fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
         None => None,
         Some(raw) if raw.get() == "null" => None,
         Some(raw) => Some(
-            serde_json::from_str::<RequestId>(raw.get())
-                .map_err(|_| fail("`id` must be a string or a number", None))?,
+            RequestId::from_json(raw.get())
+                .ok_or_else(|| fail("`id` must be a string or a number", None))?,
         ),
     };
     if env.jsonrpc.as_deref() != Some("2.0") {
@@ -396,6 +520,36 @@ mod tests {
         assert_eq!(a, RequestId::Str("1".into()));
         assert_eq!(b, RequestId::Int(1));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn number_ids_compare_by_exact_value_and_keep_their_text() {
+        let id = |t: &str| RequestId::from_json(t).unwrap_or_else(|| panic!("{t}"));
+        // Past 2^53 and past u64: floats would merge these.
+        assert_ne!(id("18446744073709551616"), id("18446744073709551617"));
+        assert_ne!(id("9007199254740993"), id("9007199254740992"));
+        // One value, written several ways, is one id.
+        for same in ["1.0", "1e0", "10e-1", "0.1e1", "1E+0"] {
+            assert_eq!(id(same), RequestId::Int(1), "{same}");
+        }
+        assert_eq!(id("-0"), id("0"));
+        assert_eq!(id("1.50"), id("15e-1"));
+        assert_eq!(id("184467440737095516160e-1"), id("18446744073709551616"));
+        assert_ne!(id("1.5"), id("1.05"));
+        assert_ne!(id("\"1\""), id("1"));
+        // An exponent too large to write out is kept short, and still exact.
+        assert_ne!(id("1e999999"), id("1e999998"));
+        assert_eq!(id("1e999999"), id("10e999998"));
+        // Echoed and stored as sent.
+        for text in ["18446744073709551617", "1.0", "-2.5e-3", "1e999999"] {
+            assert_eq!(id(text).to_string(), text);
+            assert_eq!(serde_json::to_string(&id(text)).unwrap(), text);
+            let back: RequestId = serde_json::from_str(text).unwrap();
+            assert_eq!(back.to_string(), text);
+        }
+        assert_eq!(RequestId::from_json("true"), None);
+        assert_eq!(RequestId::from_json("{}"), None);
+        assert_eq!(RequestId::from_json("01"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod frame;
 pub mod message;
+pub mod salvage;
 pub mod scan;
 
 pub use frame::{FrameError, LineFramer};

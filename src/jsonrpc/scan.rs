@@ -15,6 +15,9 @@ pub struct PrefixInfo {
     pub id: Option<RequestId>,
     /// The method.
     pub method: Option<String>,
+    /// A `method` member was there whole but could not be read (not a string, invalid UTF-8,
+    /// or longer than the scanner keeps): it may name any method.
+    pub method_unreadable: bool,
 }
 
 /// Where the scanner stands in the top-level object.
@@ -143,12 +146,15 @@ impl KeyScanner {
     }
 
     fn end_value(&mut self) {
-        if !self.keep {
-            return;
-        }
         match &self.key[..] {
-            b"id" => self.info.id = serde_json::from_slice(&self.value).ok(),
-            b"method" => self.info.method = serde_json::from_slice(&self.value).ok(),
+            b"id" if self.keep => self.info.id = serde_json::from_slice(&self.value).ok(),
+            b"method" => {
+                self.info.method = self
+                    .keep
+                    .then(|| serde_json::from_slice(&self.value).ok())
+                    .flatten();
+                self.info.method_unreadable = self.info.method.is_none();
+            }
             _ => {}
         }
     }

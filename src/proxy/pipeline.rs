@@ -27,6 +27,7 @@ use crate::jsonrpc::message::{
     self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT,
     error_response, notification,
 };
+use crate::jsonrpc::salvage::{Salvaged, salvage, salvage_split};
 use crate::jsonrpc::{BatchItem, FrameError, Message, Parsed, RequestId, ResponseBody};
 use crate::mcp::{
     AnyParams, CallToolParams, CallToolResultView, CancelledParams, ElicitResultView, Era,
@@ -96,6 +97,22 @@ fn refused_by_audit(id: &RequestId, e: &AuditError) -> Refusal {
     audit_refusal(id, &e.to_string())
 }
 
+/// Why a `tools/call` without an id is refused: MCP requests carry a string or integer id
+/// (MCP "Base Protocol: Requests"), and a server that runs what it reads would run it unaudited.
+const NOTIFIED_CALL: &str =
+    "a tools/call without an id is not a valid MCP request; it was not forwarded";
+
+/// A `tools/call` the client sent in a form the proxy classified, to record as refused.
+fn known_call(id: Option<&RequestId>, params: Option<&RawValue>) -> Salvaged {
+    Salvaged {
+        id: id.cloned(),
+        methods: vec![TOOLS_CALL.to_string()],
+        params: params.map(ToOwned::to_owned),
+        partial: false,
+        watched: true,
+    }
+}
+
 /// Why a message is answered with an error when its event could not be made durable.
 const START_UNRECORDED: &str = "its access event could not be made durable";
 const END_UNRECORDED: &str = "the end of the call could not be made durable; the tool did run";
@@ -120,6 +137,8 @@ pub enum Route {
     ToClient(Outbound),
     /// Neither (already logged).
     Drop,
+    /// Each of these, in order (a refused line that answers several requests).
+    Many(Vec<Route>),
 }
 
 /// Who is on the other end, recorded in every event of the connection.
@@ -449,12 +468,17 @@ impl Pipeline {
             Ok(p) => p,
             Err(invalid) => {
                 tracing::warn!(error = %invalid, bytes = line.len(), "invalid message from client refused");
-                return Route::ToClient(Outbound::now(error_response(
-                    invalid.id(),
-                    invalid.code(),
-                    &format!("mcp-audit-proxy refused the message: {invalid}"),
-                    None,
-                )));
+                let reason = format!("the message was refused: {invalid}");
+                let event =
+                    self.record_refused(&salvage_split(&line, TOOLS_CALL), invalid.code(), &reason);
+                let refusal = Refusal {
+                    id: invalid.id().cloned(),
+                    code: invalid.code(),
+                    message: format!("mcp-audit-proxy refused the message: {invalid}"),
+                    event,
+                    extra: None,
+                };
+                return Route::ToClient(Outbound::now(refusal.line()));
             }
         };
         match parsed {
@@ -523,6 +547,8 @@ impl Pipeline {
                     }),
                 })
             }
+            // JSON-RPC 2.0 §4.1: a notification is never answered, not even with an error.
+            Err(_) if matches!(msg, Message::Notification { .. }) => Route::Drop,
             Err(refusal) => Route::ToClient(Outbound::now(refusal.line())),
         }
     }
@@ -532,8 +558,8 @@ impl Pipeline {
         if let Some(problem) = self.batch_problem(items) {
             tracing::warn!(problem = %problem, "batch from client refused");
             let message = format!("mcp-audit-proxy refused the whole batch: {problem}");
-            let replies = self.refuse_batch(items, INVALID_REQUEST, &message, |id, params| {
-                self.refuse_call(id, params, Side::Client, INVALID_REQUEST, &problem)
+            let replies = self.refuse_batch(items, INVALID_REQUEST, &message, |found| {
+                self.record_refused(found, INVALID_REQUEST, &problem)
             });
             return replies.map_or(Route::Drop, |r| Route::ToClient(Outbound::now(r)));
         }
@@ -559,7 +585,7 @@ impl Pipeline {
         let if_unrecorded = (!opened.is_empty()).then(|| {
             let message = audit_refusal(&opened[0], START_UNRECORDED).message;
             let reply = self
-                .refuse_batch(items, INTERNAL_ERROR, &message, |_, _| None)
+                .refuse_batch(items, INTERNAL_ERROR, &message, |_| None)
                 .unwrap_or_default();
             Unrecorded {
                 reply: Box::new(move || reply),
@@ -616,7 +642,7 @@ impl Pipeline {
                     return Some(Cow::Owned(refusal.element()));
                 }
                 let event = (j > at && method == TOOLS_CALL)
-                    .then(|| self.refuse_call(id, *params, Side::Client, code, &reason))
+                    .then(|| self.refuse_call(Some(id), *params, Side::Client, code, &reason))
                     .flatten();
                 Some(Cow::Owned(
                     Refusal {
@@ -660,6 +686,9 @@ impl Pipeline {
                         None
                     }
                 }
+                Ok(Message::Notification { method, .. }) if method == TOOLS_CALL => Some(format!(
+                    "element {i}: {NOTIFIED_CALL}"
+                )),
                 Ok(Message::Response { id: Some(id), .. })
                     if st.awaiting.contains_key(id) || st.asked_before.contains(id) =>
                 {
@@ -671,13 +700,14 @@ impl Pipeline {
             })
     }
 
-    /// One error per element that expects an answer; `record` notes a refused `tools/call`.
+    /// One error per element that expects an answer; `record` notes the `tools/call`s an
+    /// element is, or may be (an id-less or invalid one included), and returns an event id.
     fn refuse_batch(
         &self,
         items: &[BatchItem<'_>],
         code: i64,
         message: &str,
-        record: impl Fn(&RequestId, Option<&RawValue>) -> Option<EventId>,
+        record: impl Fn(&[Salvaged]) -> Option<EventId>,
     ) -> Option<Bytes> {
         let replies: Vec<Cow<'_, str>> = items
             .iter()
@@ -688,20 +718,24 @@ impl Pipeline {
                         id: Some(id.clone()),
                         code,
                         message: message.to_string(),
-                        event: if method == TOOLS_CALL {
-                            record(id, *params)
-                        } else {
-                            None
-                        },
+                        event: (method == TOOLS_CALL)
+                            .then(|| record(&[known_call(Some(id), *params)]))
+                            .flatten(),
                     },
                     Err(invalid) => Refusal {
                         extra: None,
                         id: invalid.id().cloned(),
                         code: invalid.code(),
                         message: message.to_string(),
-                        event: None,
+                        event: record(&salvage(item.raw.get().as_bytes(), TOOLS_CALL)),
                     },
-                    Ok(_) => return None,
+                    Ok(Message::Notification { method, params }) => {
+                        if method == TOOLS_CALL {
+                            record(&[known_call(None, *params)]);
+                        }
+                        return None;
+                    }
+                    Ok(Message::Response { .. }) => return None,
                 };
                 Some(Cow::Owned(refusal.element()))
             })
@@ -718,7 +752,13 @@ impl Pipeline {
                     tracing::warn!(request_id = %id, "request with an id in use refused");
                     let event = (method == TOOLS_CALL)
                         .then(|| {
-                            self.refuse_call(id, *params, Side::Client, INVALID_REQUEST, &reason)
+                            self.refuse_call(
+                                Some(id),
+                                *params,
+                                Side::Client,
+                                INVALID_REQUEST,
+                                &reason,
+                            )
                         })
                         .flatten();
                     return Err(Refusal {
@@ -753,6 +793,19 @@ impl Pipeline {
                 };
                 self.state().pending.insert(id.clone(), pending);
                 Ok((Ack::done(), None))
+            }
+            // Servers that run whatever `tools/call` they read would run this one unassessed.
+            Message::Notification { method, params } if method == TOOLS_CALL => {
+                tracing::warn!("tools/call without an id refused");
+                let event =
+                    self.refuse_call(None, *params, Side::Client, INVALID_REQUEST, NOTIFIED_CALL);
+                Err(Refusal {
+                    id: None,
+                    code: INVALID_REQUEST,
+                    message: format!("mcp-audit-proxy refused the message: {NOTIFIED_CALL}"),
+                    event,
+                    extra: None,
+                })
             }
             Message::Notification { method, params } if method == "notifications/cancelled" => {
                 if let Some(p) = params
@@ -1322,7 +1375,7 @@ impl Pipeline {
     /// Refuses a `tools/call` whose params the proxy will not pass on (-32602), recorded as
     /// `refused` with `reason`.
     fn refuse_params(&self, id: &RequestId, params: Option<&RawValue>, reason: &str) -> Refusal {
-        let event = self.refuse_call(id, params, Side::Client, INVALID_PARAMS, reason);
+        let event = self.refuse_call(Some(id), params, Side::Client, INVALID_PARAMS, reason);
         Refusal {
             id: Some(id.clone()),
             code: INVALID_PARAMS,
@@ -1332,10 +1385,36 @@ impl Pipeline {
         }
     }
 
+    /// Records every `tools/call` a refused client message is, or may be (read by
+    /// [`salvage`]), as refused with `reason`; returns the first failure event's id, for the
+    /// answer to quote.
+    fn record_refused(&self, found: &[Salvaged], code: i64, reason: &str) -> Option<EventId> {
+        let mut first = None;
+        for call in found.iter().filter(|s| s.watched) {
+            let why = if call.methods.iter().any(|m| m == TOOLS_CALL) && !call.partial {
+                Cow::Borrowed(reason)
+            } else {
+                Cow::Owned(format!(
+                    "{reason} (what could be read of it may be a tools/call, so it is recorded as one)"
+                ))
+            };
+            let event = self.refuse_call(
+                call.id.as_ref(),
+                call.params.as_deref(),
+                Side::Client,
+                code,
+                &why,
+            );
+            first = first.or(event);
+        }
+        first
+    }
+
     /// Records a refused call (access + failure, both `refused`); returns the failure's id.
+    /// A call without a usable id is recorded without `request_id`.
     fn refuse_call(
         &self,
-        id: &RequestId,
+        id: Option<&RequestId>,
         params: Option<&RawValue>,
         side: Side,
         code: i64,
@@ -1362,10 +1441,11 @@ impl Pipeline {
                 st.server.as_ref().map(Implementation::agent),
             )
         };
-        let (stored, redacted, tags, reason) = self.protected_params(params, reason);
+        let (stored, redacted, tags, reason) = self.protected_arguments(params, reason);
         let call = Call {
             access_id: self.ids.next().0,
-            request_id: id.clone(),
+            // Never kept: the context ends here, and the events carry `id` as it was.
+            request_id: id.cloned().unwrap_or(RequestId::Int(0)),
             tool,
             started: Instant::now(),
             deadline: None,
@@ -1383,7 +1463,9 @@ impl Pipeline {
         access.event_id = call.access_id;
         access.metadata.arguments = stored;
         access.metadata.redacted = redacted;
-        let failure = self.failure_event(&call, Outcome::Refused, side, Some(code), &reason);
+        let mut failure = self.failure_event(&call, Outcome::Refused, side, Some(code), &reason);
+        access.metadata.request_id = id.cloned();
+        failure.metadata.request_id = id.cloned();
         for event in [&access, &failure] {
             if let Err(e) = self.audit.record(event) {
                 tracing::error!(error = %e, "refused tool call could not be recorded");
@@ -1393,9 +1475,11 @@ impl Pipeline {
         Some(failure.event_id)
     }
 
-    /// The params of a refused call and the reason, as the trail may keep them: sensitive data
-    /// replaced, and params that cannot be read but carry some not kept at all.
-    fn protected_params(
+    /// The arguments of a refused call and the reason, as the trail may keep them: the
+    /// `arguments` member of its params (the last copy of a repeated key, the one most
+    /// servers run), sensitive data replaced, and arguments that cannot be read but carry
+    /// some not kept at all.
+    fn protected_arguments(
         &self,
         params: Option<&RawValue>,
         reason: &str,
@@ -1405,16 +1489,28 @@ impl Pipeline {
         Vec<&'static str>,
         String,
     ) {
+        let (arguments, reason) = match params {
+            None => (None, Cow::Borrowed(reason)),
+            Some(p) => match serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(p.get()) {
+                Ok(members) => (members.get("arguments").copied(), Cow::Borrowed(reason)),
+                Err(_) => (
+                    None,
+                    Cow::Owned(format!(
+                        "{reason} (its params are not a JSON object; no arguments stored)"
+                    )),
+                ),
+            },
+        };
         let policy = self.policy.current();
-        let Some(raw) = params.filter(|_| policy.enabled) else {
+        let Some(raw) = arguments.filter(|_| policy.enabled) else {
             return (
-                params.map(ToOwned::to_owned),
+                arguments.map(ToOwned::to_owned),
                 Vec::new(),
                 Vec::new(),
-                reason.into(),
+                reason.into_owned(),
             );
         };
-        let reason = policy.protect_text(reason);
+        let reason = policy.protect_text(&reason);
         match serde_json::from_str::<Value>(raw.get()) {
             Ok(value) => match policy.protect(&value) {
                 Some((protected, classes)) => {
@@ -1434,7 +1530,9 @@ impl Pipeline {
                     let masked = RawValue::from_string(policy.protect_text(raw.get())).ok();
                     let reason = match masked {
                         Some(_) => reason,
-                        None => format!("{reason} (params not stored: they carry sensitive data)"),
+                        None => {
+                            format!("{reason} (arguments not stored: they carry sensitive data)")
+                        }
                     };
                     (masked, Vec::new(), Vec::new(), reason)
                 }
@@ -1444,7 +1542,9 @@ impl Pipeline {
                 None,
                 Vec::new(),
                 Vec::new(),
-                format!("{reason} (params not stored: unreadable, and they carry sensitive data)"),
+                format!(
+                    "{reason} (arguments not stored: unreadable, and they carry sensitive data)"
+                ),
             ),
             Err(_) => (Some(raw.to_owned()), Vec::new(), Vec::new(), reason),
         }
@@ -1508,23 +1608,27 @@ impl Pipeline {
     pub fn client_frame_error(&self, e: &FrameError) -> Route {
         tracing::warn!(error = %e, "message from client refused");
         let prefix = e.prefix();
-        let id = prefix.and_then(|p| p.id.clone());
-        let method = prefix.and_then(|p| p.method.as_deref());
         let code = match e {
             FrameError::InvalidUtf8 { .. } => PARSE_ERROR,
             FrameError::Oversized { .. } | FrameError::EmbeddedCarriageReturn { .. } => {
                 INVALID_REQUEST
             }
         };
-        let event = match (&id, method) {
-            (Some(id), Some(TOOLS_CALL)) => {
-                self.refuse_call(id, None, Side::Client, code, &e.to_string())
-            }
-            _ => None,
+        // What a lenient server could read of the line: every call in it is recorded.
+        let found = match e.line() {
+            Some(line) => salvage_split(trim_line_end(line), TOOLS_CALL),
+            None => vec![Salvaged {
+                watched: prefix.method.as_deref() == Some(TOOLS_CALL) || prefix.method_unreadable,
+                id: prefix.id.clone(),
+                methods: prefix.method.clone().into_iter().collect(),
+                params: None,
+                partial: true,
+            }],
         };
+        let event = self.record_refused(&found, code, &format!("the message was refused: {e}"));
         let refusal = Refusal {
             extra: None,
-            id,
+            id: prefix.id,
             code,
             message: format!("mcp-audit-proxy refused the message: {e}"),
             event,
@@ -1540,7 +1644,11 @@ impl Pipeline {
         match message::parse(&line) {
             Err(invalid) => {
                 tracing::warn!(error = %invalid, bytes = line.len(), "invalid message from server dropped");
-                Route::Drop
+                let found = salvage(&line, TOOLS_CALL);
+                self.server_refused(
+                    &found,
+                    &format!("the server's response was refused: {invalid}"),
+                )
             }
             Ok(Parsed::Single(msg)) => match self.server_message(&msg, size) {
                 Delivery::Forward {
@@ -1576,7 +1684,22 @@ impl Pipeline {
                 Ok(msg) => self.server_message(msg, item.raw.get().len()),
                 Err(invalid) => {
                     tracing::warn!(error = %invalid, "invalid element of a batch from server dropped");
-                    Delivery::Drop
+                    let reason = format!("the server's response was refused: {invalid}");
+                    let answers: Vec<Outbound> = salvage(item.raw.get().as_bytes(), TOOLS_CALL)
+                        .iter()
+                        .filter(|s| s.is_response())
+                        .filter_map(|s| self.fail_answered(s.id.as_ref()?, &reason))
+                        .collect();
+                    changed = true;
+                    for answer in answers {
+                        if answer.ack.is_pending() {
+                            last = answer.ack;
+                        }
+                        let element = String::from_utf8_lossy(trim_line_end(&answer.bytes));
+                        if_unrecorded.push(Cow::Owned(element.to_string()));
+                        kept.push(Cow::Owned(element.into_owned()));
+                    }
+                    continue;
                 }
             };
             match delivery {
@@ -2057,18 +2180,70 @@ impl Pipeline {
     /// Handles a line from the server that could not be framed.
     pub fn server_frame_error(&self, e: &FrameError) -> Route {
         tracing::warn!(error = %e, "message from server dropped");
-        // A response (an id and no method) to a call in flight: fail that call visibly.
-        let Some(prefix) = e.prefix() else {
-            return Route::Drop;
+        let found = match e.line() {
+            Some(line) => salvage_split(trim_line_end(line), TOOLS_CALL),
+            None => {
+                let prefix = e.prefix();
+                vec![Salvaged {
+                    id: prefix.id,
+                    methods: prefix.method.into_iter().collect(),
+                    ..Salvaged::default()
+                }]
+            }
         };
-        let (Some(id), None) = (&prefix.id, &prefix.method) else {
-            return Route::Drop;
-        };
-        let Some(call) = self.state().calls.remove(id) else {
-            return Route::Drop;
-        };
-        let reason = format!("the server's response was refused: {e}");
-        Route::ToClient(self.fail_with_reply(&call, Outcome::Refused, INTERNAL_ERROR, reason))
+        self.server_refused(&found, &format!("the server's message was refused: {e}"))
+    }
+
+    /// A server line the proxy will not deliver, as far as it can be read: each request of
+    /// the client it answers fails at once (a call with its failure event) instead of waiting
+    /// for `limits.call_timeout_ms`, and each request of the server's own in it is answered
+    /// with an error, so that neither side waits for what will never come.
+    fn server_refused(&self, found: &[Salvaged], reason: &str) -> Route {
+        let mut routes: Vec<Route> = found
+            .iter()
+            .filter_map(|s| {
+                let id = s.id.as_ref()?;
+                if s.is_response() {
+                    self.fail_answered(id, reason).map(Route::ToClient)
+                } else {
+                    let message = format!("mcp-audit-proxy: {reason}");
+                    Some(Route::ToServer(Outbound::now(error_response(
+                        Some(id),
+                        INVALID_REQUEST,
+                        &message,
+                        None,
+                    ))))
+                }
+            })
+            .collect();
+        match routes.len() {
+            0 => Route::Drop,
+            1 => routes.remove(0),
+            _ => Route::Many(routes),
+        }
+    }
+
+    /// Fails the client's request `id` whose response could not be delivered: a call in
+    /// flight ends `refused` (side `upstream`), another request gets an error; `None` if `id`
+    /// answers nothing in flight.
+    fn fail_answered(&self, id: &RequestId, reason: &str) -> Option<Outbound> {
+        let mut st = self.state();
+        if let Some(call) = st.calls.remove(id) {
+            drop(st);
+            return Some(self.fail_with_reply(
+                &call,
+                Outcome::Refused,
+                INTERNAL_ERROR,
+                reason.to_string(),
+            ));
+        }
+        st.pending.remove(id)?;
+        Some(Outbound::now(error_response(
+            Some(id),
+            INTERNAL_ERROR,
+            &format!("mcp-audit-proxy: {reason}"),
+            None,
+        )))
     }
 
     /// Ends a call the proxy itself fails (side `upstream`): records the failure and returns

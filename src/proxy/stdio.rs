@@ -200,7 +200,7 @@ pub async fn run_with(
     // Only the client reader and the timer can write to the server: when both have stopped,
     // the server writer has delivered everything and closes the server's stdin.
     let client_routes = Routes {
-        to_server: Some(to_server.clone()),
+        to_server: ToServer::Open(to_server.clone()),
         to_client: to_client.clone(),
     };
     let client_reader = reader(
@@ -227,7 +227,7 @@ pub async fn run_with(
             .instrument(span.clone()),
     );
     let server_routes = Routes {
-        to_server: None,
+        to_server: ToServer::Weak(to_server.downgrade()),
         to_client: to_client.clone(),
     };
     let server_reader = tokio::spawn(
@@ -291,20 +291,47 @@ pub async fn run_with(
 /// The senders a reader routes into.
 #[derive(Clone)]
 struct Routes {
-    to_server: Option<mpsc::Sender<Outbound>>,
+    to_server: ToServer,
     to_client: mpsc::Sender<Outbound>,
+}
+
+/// How a reader reaches the server.
+#[derive(Clone)]
+enum ToServer {
+    /// The client reader and the timer: while any holds it, the server's stdin stays open.
+    Open(mpsc::Sender<Outbound>),
+    /// The server reader, to answer the server's own broken requests: weak, so that it never
+    /// keeps the server's stdin open (the server may wait for EOF before it exits).
+    Weak(mpsc::WeakSender<Outbound>),
 }
 
 impl Routes {
     /// Queues a routed message; false when the destination is gone.
     async fn send(&self, route: Route) -> bool {
         match route {
+            Route::Many(routes) => {
+                let mut delivered = true;
+                for route in routes {
+                    delivered &= self.send_one(route).await;
+                }
+                delivered
+            }
+            route => self.send_one(route).await,
+        }
+    }
+
+    async fn send_one(&self, route: Route) -> bool {
+        match route {
             Route::ToServer(out) => match &self.to_server {
-                Some(tx) => tx.send(out).await.is_ok(),
-                None => false,
+                ToServer::Open(tx) => tx.send(out).await.is_ok(),
+                ToServer::Weak(tx) => match tx.upgrade() {
+                    Some(tx) => tx.send(out).await.is_ok(),
+                    None => false,
+                },
             },
             Route::ToClient(out) => self.to_client.send(out).await.is_ok(),
-            Route::Drop => true,
+            // The pipeline never nests them.
+            Route::Drop | Route::Many(_) => true,
         }
     }
 }

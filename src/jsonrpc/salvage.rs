@@ -1,0 +1,325 @@
+//! What a peer could still read from a line the proxy refuses.
+//!
+//! The proxy refuses a line it cannot classify strictly (not JSON, not JSON-RPC 2.0, a null or
+//! object `id`, a repeated key, invalid UTF-8, a carriage return inside it), but the peer on
+//! the other side may be lenient: a streaming parser reads two objects from one line, a
+//! decoder replaces invalid bytes with U+FFFD, a hand-written server ignores `jsonrpc` or a
+//! repeated `method`. So the refusal is not the end of the audit: every object in the line is
+//! read here as such a peer would, to record each `tools/call` it may hold and to fail the
+//! call a broken response answers. Only used on the error path.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::message::RequestId;
+use super::scan::scan_prefix;
+
+/// One JSON object found in a refused line, as a lenient peer could read it.
+#[derive(Debug, Default)]
+pub struct Salvaged {
+    /// The first top-level `id` that is a string or a number.
+    pub id: Option<RequestId>,
+    /// Every top-level `method` that is a string, in order: a repeated key counts each copy,
+    /// since parsers differ on which one wins.
+    pub methods: Vec<String>,
+    /// The last top-level `params` (the copy JavaScript, Python and Go keep).
+    pub params: Option<Box<RawValue>>,
+    /// The object was found in a part of the line that is not JSON, by the key scanner or by
+    /// the watched method's name alone: what it holds is uncertain.
+    pub partial: bool,
+    /// It is, or may be, a request for the watched method.
+    pub watched: bool,
+}
+
+impl Salvaged {
+    /// Whether it reads as a response (an id and no method), as far as it could be read.
+    pub fn is_response(&self) -> bool {
+        self.id.is_some() && self.methods.is_empty() && !self.watched
+    }
+}
+
+/// Every object a lenient peer could read from `line`, judged against the `watched` method.
+///
+/// Top-level values are read in sequence (a line of two objects is two messages to a
+/// streaming parser; a carriage return is whitespace between them), batch elements one by one,
+/// and where the JSON breaks off, the key scanner reads the rest and the watched method's name
+/// is looked for in it. Invalid UTF-8 is decoded as `from_utf8_lossy` does (as Node and
+/// Python's `errors="replace"` do); a method then holding U+FFFD may be the watched one.
+/// Objects with nothing readable are left out.
+pub fn salvage(line: &[u8], watched: &str) -> Vec<Salvaged> {
+    let text = String::from_utf8_lossy(line);
+    let lossy = matches!(text, Cow::Owned(_));
+    let mut found = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<&RawValue>();
+    let mut broken = false;
+    for value in stream.by_ref() {
+        let Ok(value) = value else {
+            broken = true;
+            break;
+        };
+        match value.get().as_bytes().first() {
+            Some(b'{') => found.extend(object(value, watched, lossy)),
+            Some(b'[') => {
+                if let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(value.get()) {
+                    found.extend(items.into_iter().filter_map(|v| object(v, watched, lossy)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if broken {
+        let rest = text[stream.byte_offset()..].trim_start();
+        found.extend(tail(rest, watched));
+    }
+    found
+}
+
+/// [`salvage`] for a line holding a carriage return: also each piece between the line
+/// breaks some peers honour, as they read it: a bare `\r` (Python's universal newlines, Node's
+/// readline), and the other breaks of Python's `str.splitlines` (VT, FF, FS, GS, RS, NEL,
+/// U+2028, U+2029). An object of a piece already found in the whole line (same id, same
+/// verdict) is not repeated.
+pub fn salvage_split(line: &[u8], watched: &str) -> Vec<Salvaged> {
+    let mut found = salvage(line, watched);
+    let text = String::from_utf8_lossy(line);
+    let breaks = |c: char| {
+        matches!(
+            c,
+            '\r' | '\u{b}'
+                | '\u{c}'
+                | '\u{1c}'
+                | '\u{1d}'
+                | '\u{1e}'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+    };
+    if !text.contains(breaks) {
+        return found;
+    }
+    for piece in text.split(breaks) {
+        for s in salvage(piece.as_bytes(), watched) {
+            if !found.iter().any(|f| f.id == s.id && f.watched == s.watched) {
+                found.push(s);
+            }
+        }
+    }
+    found
+}
+
+/// One object that parses as JSON; `None` if it holds no id, method or params.
+fn object(raw: &RawValue, watched: &str, lossy: bool) -> Option<Salvaged> {
+    let fields: Fields = serde_json::from_str(raw.get()).ok()?;
+    let watched = fields
+        .methods
+        .iter()
+        .any(|m| m == watched || (lossy && m.contains(char::REPLACEMENT_CHARACTER)));
+    let s = Salvaged {
+        id: fields.id,
+        methods: fields.methods,
+        params: fields.params,
+        partial: false,
+        watched,
+    };
+    (s.id.is_some() || !s.methods.is_empty() || s.params.is_some()).then_some(s)
+}
+
+/// The part of a line where the JSON breaks off.
+fn tail(rest: &str, watched: &str) -> Option<Salvaged> {
+    if rest.is_empty() {
+        return None;
+    }
+    let prefix = scan_prefix(rest.as_bytes());
+    let escaped = watched.replace('/', "\\/");
+    let named = prefix.method.as_deref() == Some(watched)
+        || rest.contains(watched)
+        || rest.contains(&escaped)
+        || prefix.method_unreadable;
+    if !named && prefix.id.is_none() && prefix.method.is_none() {
+        return None;
+    }
+    Some(Salvaged {
+        id: prefix.id,
+        methods: prefix.method.into_iter().collect(),
+        params: None,
+        partial: true,
+        watched: named,
+    })
+}
+
+/// The top-level members a classification needs, every copy of a repeated key seen.
+#[derive(Default)]
+struct Fields {
+    id: Option<RequestId>,
+    methods: Vec<String>,
+    params: Option<Box<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Fields;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = Fields::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match &*key {
+                        "id" => {
+                            let raw: Box<RawValue> = map.next_value()?;
+                            if fields.id.is_none() {
+                                fields.id = RequestId::from_json(raw.get());
+                            }
+                        }
+                        "method" => {
+                            let raw: Box<RawValue> = map.next_value()?;
+                            if let Ok(m) = serde_json::from_str::<String>(raw.get()) {
+                                fields.methods.push(m);
+                            }
+                        }
+                        "params" => fields.params = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALL: &str = "tools/call";
+
+    fn watched(line: &str) -> Vec<(Option<RequestId>, Option<String>)> {
+        salvage(line.as_bytes(), CALL)
+            .into_iter()
+            .filter(|s| s.watched)
+            .map(|s| (s.id, s.params.map(|p| p.get().to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn finds_calls_a_lenient_peer_would_run() {
+        let cases: &[(&str, usize)] = &[
+            // Null, object and boolean ids.
+            (
+                r#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{}}"#,
+                1,
+            ),
+            (r#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call"}"#, 1),
+            (r#"{"jsonrpc":"2.0","id":true,"method":"tools/call"}"#, 1),
+            // No jsonrpc, a wrong one, a repeated method, an escaped slash.
+            (r#"{"id":1,"method":"tools/call"}"#, 1),
+            (r#"{"jsonrpc":"1.0","id":1,"method":"tools\/call"}"#, 1),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}"#,
+                1,
+            ),
+            // Two messages on one line; a carriage return between them.
+            (
+                r#"{"jsonrpc":"2.0","method":"x"} {"jsonrpc":"2.0","id":2,"method":"tools/call"}"#,
+                1,
+            ),
+            (
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}\r{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\"}",
+                2,
+            ),
+            // A batch, and JSON that breaks off.
+            (
+                r#"[{"jsonrpc":"2.0","method":"tools/call"},{"jsonrpc":"2.0","id":3,"method":"ping"}]"#,
+                1,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"#,
+                1,
+            ),
+            (r#"[{"jsonrpc":"2.0","method":"tools/call"}, oops"#, 1),
+            // Not calls.
+            (
+                r#"{"jsonrpc":"2.0","id":5,"method":"ping","params":{"method":"tools/call"}}"#,
+                0,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":5,"result":{"text":"tools/call"}}"#,
+                0,
+            ),
+            ("not json at all", 0),
+        ];
+        for (line, calls) in cases {
+            assert_eq!(watched(line).len(), *calls, "{line}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_id_and_the_last_params() {
+        let found = watched(
+            r#"{"jsonrpc":"2.0","id":18446744073709551617,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}"#,
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].0.as_ref().map(ToString::to_string).as_deref(),
+            Some("18446744073709551617")
+        );
+        assert_eq!(found[0].1.as_deref(), Some(r#"{"name":"b"}"#));
+    }
+
+    #[test]
+    fn invalid_utf8_in_the_method_may_be_a_call() {
+        let mut line = br#"{"jsonrpc":"2.0","id":7,"method":"tools/ca"#.to_vec();
+        line.push(0xff);
+        line.extend_from_slice(br#"ll","params":{"name":"x"}}"#);
+        let found = salvage(&line, CALL);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].watched);
+        assert_eq!(found[0].id, Some(RequestId::Int(7)));
+        // Invalid bytes elsewhere: the method is read as it is.
+        let mut line = br#"{"jsonrpc":"2.0","id":8,"method":"ping","params":{"x":""#.to_vec();
+        line.extend_from_slice(&[0xc3, b'"', b'}', b'}']);
+        let found = salvage(&line, CALL);
+        assert_eq!(found.len(), 1);
+        assert!(!found[0].watched);
+    }
+
+    #[test]
+    fn a_call_smuggled_behind_a_carriage_return_is_found() {
+        let line = "{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":{\"a\":\r{\"id\":9,\"method\":\"tools/call\"}\r}}";
+        assert!(salvage(line.as_bytes(), CALL).iter().all(|s| !s.watched));
+        let found: Vec<_> = salvage_split(line.as_bytes(), CALL)
+            .into_iter()
+            .filter(|s| s.watched)
+            .collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, Some(RequestId::Int(9)));
+        // One call split by a carriage return is still one call, with its params.
+        let line = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\r\"params\":{\"name\":\"x\"}}";
+        let found: Vec<_> = salvage_split(line.as_bytes(), CALL)
+            .into_iter()
+            .filter(|s| s.watched)
+            .collect();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].params.is_some());
+    }
+
+    #[test]
+    fn a_broken_response_still_names_its_id() {
+        let found = salvage(br#"{"jsonrpc":"2.0","id":9,"result":{"content":["#, CALL);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].is_response());
+        assert_eq!(found[0].id, Some(RequestId::Int(9)));
+        let found = salvage(br#"{"id":10,"result":{}}"#, CALL);
+        assert!(found[0].is_response());
+    }
+}

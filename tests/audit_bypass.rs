@@ -1,0 +1,333 @@
+//! Nothing that can make a server act escapes the audit: every form of `tools/call` a lenient
+//! server would run (no id, a null or object id, no `jsonrpc`, a repeated `method`, a batch,
+//! two messages on a line, a carriage return, invalid UTF-8) is never forwarded and is in the
+//! trail as refused; ids keep every digit; a server's broken answer fails its call at once.
+//!
+//! The server here is `tests/peers/lenient_server.py`: it runs every `tools/call` it can read,
+//! with or without an id, and logs what it ran.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{LineClient, TestStore, pairs};
+use serde_json::{Value, json};
+
+const BLOCK_DELETE: &str = r#"
+[[risk.tool]]
+match = "delete_file"
+score = 100
+"#;
+
+fn lenient_server() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/lenient_server.py")
+}
+
+/// The proxy in front of the lenient server; returns the client and the server's log.
+fn spawn(store: &TestStore, mode: &str) -> (LineClient, PathBuf) {
+    let log = store.dir.path().join("ran.ndjson");
+    let server = lenient_server();
+    let cmd = store.proxy_command(&[
+        "python3",
+        server.to_str().unwrap(),
+        log.to_str().unwrap(),
+        mode,
+    ]);
+    (LineClient::spawn(cmd), log)
+}
+
+/// What the lenient server ran, in order.
+fn ran(log: &PathBuf) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Lines from the client until the response to `id` (a string id), in order.
+async fn until(c: &mut LineClient, id: &str) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    loop {
+        let line = c.recv().await.expect("a line, not EOF");
+        let v: Value = serde_json::from_slice(&line).unwrap_or(Value::Null);
+        let done = v["id"] == id;
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+async fn initialize(c: &mut LineClient) {
+    c.send(format!("{}\n", common::INIT).as_bytes()).await;
+    c.recv_response(&json!("init")).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await;
+}
+
+/// `delete_file` of `path`, as the params of a call.
+fn delete(path: &str) -> String {
+    format!(r#"{{"name":"delete_file","arguments":{{"path":"{path}"}}}}"#)
+}
+
+#[tokio::test]
+async fn no_form_of_tools_call_reaches_the_server_unaudited() {
+    let store = TestStore::new(BLOCK_DELETE);
+    let (mut c, log) = spawn(&store, "ok");
+    initialize(&mut c).await;
+
+    // Each line holds one call to delete_file of its own path; `answer` is the id the client
+    // must get an error for (null: an error with a null id; absent: no answer at all).
+    let mut cases: Vec<(&str, Vec<u8>, Option<Value>)> = vec![
+        (
+            "no id",
+            format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{}}}"#, delete("a")).into(),
+            None,
+        ),
+        (
+            "null id",
+            format!(r#"{{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{}}}"#, delete("b")).into(),
+            Some(Value::Null),
+        ),
+        (
+            "object id",
+            format!(r#"{{"jsonrpc":"2.0","id":{{"x":1}},"method":"tools/call","params":{}}}"#, delete("c")).into(),
+            Some(Value::Null),
+        ),
+        (
+            "boolean id",
+            format!(r#"{{"jsonrpc":"2.0","id":true,"method":"tools/call","params":{}}}"#, delete("d")).into(),
+            Some(Value::Null),
+        ),
+        (
+            "no jsonrpc",
+            format!(r#"{{"id":11,"method":"tools/call","params":{}}}"#, delete("e")).into(),
+            Some(json!(11)),
+        ),
+        (
+            "repeated method",
+            format!(r#"{{"jsonrpc":"2.0","id":12,"method":"ping","method":"tools/call","params":{}}}"#, delete("f")).into(),
+            Some(json!(12)),
+        ),
+        (
+            "id-less call in a 2025-03-26 batch",
+            format!(r#"[{{"jsonrpc":"2.0","id":13,"method":"ping"}},{{"jsonrpc":"2.0","method":"tools/call","params":{}}}]"#, delete("g")).into(),
+            Some(json!(13)),
+        ),
+        (
+            "two messages on one line",
+            format!(r#"{{"jsonrpc":"2.0","method":"notifications/x"}} {{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{}}}"#, delete("h")).into(),
+            Some(Value::Null),
+        ),
+        (
+            "trailing garbage",
+            format!(r#"{{"jsonrpc":"2.0","id":15,"method":"tools/call","params":{}}} x"#, delete("i")).into(),
+            Some(Value::Null),
+        ),
+        (
+            "carriage return",
+            format!("{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\",\"params\":{{\"a\":\r{{\"jsonrpc\":\"2.0\",\"id\":16,\"method\":\"tools/call\",\"params\":{}}}\r}}}}", delete("j")).into(),
+            Some(Value::Null),
+        ),
+        (
+            "repeated params",
+            format!(r#"{{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{{"name":"echo"}},"params":{}}}"#, delete("k")).into(),
+            Some(json!(17)),
+        ),
+    ];
+    // Invalid UTF-8 in the method (a decoder that drops bad bytes reads tools/call) and in an
+    // argument (the call is still readable).
+    let mut bad_method = br#"{"jsonrpc":"2.0","id":18,"method":"tools/ca"#.to_vec();
+    bad_method.push(0xff);
+    bad_method.extend_from_slice(format!(r#"ll","params":{}}}"#, delete("l")).as_bytes());
+    cases.push(("invalid UTF-8 in the method", bad_method, Some(json!(18))));
+    let mut bad_arg = br#"{"jsonrpc":"2.0","id":19,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"m","note":""#.to_vec();
+    bad_arg.extend_from_slice(b"\xc3\x28\"}}}");
+    cases.push(("invalid UTF-8 in an argument", bad_arg, Some(json!(19))));
+
+    for (what, line, answer) in &cases {
+        c.send(line).await;
+        c.send(b"\n").await;
+        c.send(
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":\"after {what}\",\"method\":\"ping\"}}\n")
+                .as_bytes(),
+        )
+        .await;
+        let got = until(&mut c, &format!("after {what}")).await;
+        let errors: Vec<Value> = got[..got.len() - 1]
+            .iter()
+            .map(|l| serde_json::from_slice(l).expect("the proxy answers in JSON"))
+            .flat_map(|v: Value| match v {
+                Value::Array(items) => items,
+                v => vec![v],
+            })
+            .collect();
+        match answer {
+            None => assert!(errors.is_empty(), "{what}: a notification got {errors:?}"),
+            Some(id) => {
+                assert!(
+                    errors
+                        .iter()
+                        .any(|e| e["id"] == *id && e["error"]["code"].is_i64()),
+                    "{what}: no error for id {id}: {errors:?}"
+                );
+            }
+        }
+    }
+    // A call the policy allows still runs, and is recorded.
+    c.send(br#"{"jsonrpc":"2.0","id":"ok","method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#).await;
+    c.send(b"\n").await;
+    until(&mut c, "ok").await;
+    assert!(c.finish().await.success());
+
+    let ran = ran(&log);
+    assert_eq!(
+        ran.iter().map(|r| r["name"].clone()).collect::<Vec<_>>(),
+        vec![json!("echo")],
+        "the server ran only the allowed call: {ran:#?}"
+    );
+    let events = store.events();
+    let pairs = pairs(&events);
+    let refused: Vec<&(Value, Value)> = pairs
+        .iter()
+        .filter(|(a, _)| a["result"] == "refused")
+        .collect();
+    // Every path a lenient server could have deleted is in the trail, refused, with the
+    // arguments (not the whole params) and a reason.
+    for (k, (what, _, _)) in cases.iter().enumerate() {
+        let path = ((b'a' + k as u8) as char).to_string();
+        let hit = refused
+            .iter()
+            .find(|(a, _)| a["metadata"]["arguments"]["path"] == path.as_str());
+        let Some((access, failure)) = hit else {
+            panic!("{what}: no refused event for path {path}: {refused:#?}");
+        };
+        assert_eq!(access["tool_name"], "delete_file", "{what}");
+        assert!(
+            access["metadata"]["arguments"].get("name").is_none(),
+            "{what}: params stored"
+        );
+        assert_eq!(failure["result"], "refused", "{what}");
+        assert_eq!(failure["metadata"]["failure_side"], "client", "{what}");
+        assert!(
+            failure["metadata"]["reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{what}"
+        );
+    }
+    let allowed: Vec<_> = pairs
+        .iter()
+        .filter(|(a, _)| a["result"] == "initiated")
+        .collect();
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(allowed[0].1["result"], "success");
+}
+
+/// The `request_id` of every event, as the raw JSON text of the trail (big numbers whole).
+fn raw_request_ids(store: &TestStore) -> Vec<String> {
+    let out = std::process::Command::new(common::proxy_bin())
+        .args(["events", "--json", "--limit", "1000", "--config"])
+        .arg(&store.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let at = l.find("\"request_id\":")? + "\"request_id\":".len();
+            let rest = &l[at..];
+            let end = rest.find([',', '}']).unwrap();
+            Some(rest[..end].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ids_are_compared_echoed_and_stored_by_their_exact_text() {
+    let store = TestStore::new(BLOCK_DELETE);
+    let (mut c, _log) = spawn(&store, "ok");
+    initialize(&mut c).await;
+    // 2^64 and 2^64 + 1 are the same float, and two different ids.
+    for id in ["18446744073709551616", "18446744073709551617"] {
+        c.send(format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"x"}}}}}}"#).as_bytes())
+            .await;
+        c.send(b"\n").await;
+    }
+    let mut replies = [c.recv().await.unwrap(), c.recv().await.unwrap()];
+    replies.sort();
+    for (reply, id) in replies
+        .iter()
+        .zip(["18446744073709551616", "18446744073709551617"])
+    {
+        let text = String::from_utf8_lossy(reply);
+        assert!(
+            text.contains(&format!("\"id\":{id},")) || text.contains(&format!("\"id\": {id},")),
+            "{text}"
+        );
+        assert!(text.contains("ran echo"), "{text}");
+    }
+    // The proxy's own answer echoes the id as sent, digit for digit: a blocked call, and a
+    // reused id (1.0 is the id 1, as every SDK reads it).
+    c.send(format!(r#"{{"jsonrpc":"2.0","id":-98765432109876543210.5e3,"method":"tools/call","params":{}}}"#, delete("z")).as_bytes()).await;
+    c.send(b"\n").await;
+    let blocked = c.recv().await.unwrap();
+    let text = String::from_utf8_lossy(&blocked);
+    assert!(text.contains("\"id\":-98765432109876543210.5e3"), "{text}");
+    assert!(text.contains("-32010"), "{text}");
+    assert!(c.finish().await.success());
+
+    let ids = raw_request_ids(&store);
+    for id in [
+        "18446744073709551616",
+        "18446744073709551617",
+        "-98765432109876543210.5e3",
+    ] {
+        assert_eq!(
+            ids.iter().filter(|i| *i == id).count(),
+            2,
+            "access and end of {id} keep its text: {ids:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broken_answer_from_the_server_fails_its_call_at_once() {
+    for mode in ["bad-utf8", "no-jsonrpc"] {
+        // A timeout far beyond the test's patience: the call must fail on the broken answer.
+        let store = TestStore::new("[limits]\ncall_timeout_ms = 600000\n");
+        let (mut c, _log) = spawn(&store, mode);
+        initialize(&mut c).await;
+        c.send(b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}\n").await;
+        let started = std::time::Instant::now();
+        let reply = c.recv_json().await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{mode}"
+        );
+        assert_eq!(reply["id"], 5, "{mode}: {reply}");
+        assert_eq!(reply["error"]["code"], -32603, "{mode}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains("refused"), "{mode}: {message}");
+        // The session carries on.
+        c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\"}\n")
+            .await;
+        assert_eq!(c.recv_json().await["id"], "p", "{mode}");
+        assert!(c.finish().await.success());
+        let events = store.events();
+        let pairs = pairs(&events);
+        assert_eq!(pairs.len(), 1, "{mode}");
+        let (_, end) = &pairs[0];
+        assert_eq!(end["result"], "refused", "{mode}");
+        assert_eq!(end["metadata"]["failure_side"], "upstream", "{mode}");
+        let reason = end["metadata"]["reason"].as_str().unwrap();
+        let expected = if mode == "bad-utf8" {
+            "UTF-8"
+        } else {
+            "jsonrpc"
+        };
+        assert!(reason.contains(expected), "{mode}: {reason}");
+    }
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""A deliberately lenient MCP server, the kind the proxy must not let a call slip past.
+
+It reads stdin the way careless servers do: invalid UTF-8 replaced with U+FFFD, lines split on
+a bare carriage return too (universal newlines), several JSON values per line, no check of
+`jsonrpc`, the last copy of a repeated key. It runs every `tools/call` it can read, with or
+without an id, and appends what it ran to the log file named by its first argument (one JSON
+object per line: id, whether an id was present, tool name, arguments). Requests with a string
+or integer id get a result that echoes the id exactly (Python keeps big integers whole).
+
+Modes (second argument): "bad-utf8" answers every tools/call with invalid UTF-8 in its result;
+"no-jsonrpc" answers it without the `jsonrpc` member.
+"""
+import json
+import sys
+
+LOG = sys.argv[1]
+MODE = sys.argv[2] if len(sys.argv) > 2 else "ok"
+DECODER = json.JSONDecoder()
+TOOLS = [
+    {"name": "echo", "inputSchema": {"type": "object"}},
+    {"name": "delete_file", "inputSchema": {"type": "object"}},
+]
+
+
+def values(text):
+    at = 0
+    while True:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        if at >= len(text):
+            return
+        try:
+            value, at = DECODER.raw_decode(text, at)
+        except ValueError:
+            return
+        yield value
+
+
+def write(line):
+    sys.stdout.buffer.write(line + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def handle(msg):
+    if not isinstance(msg, dict):
+        return
+    method = msg.get("method")
+    has_id = "id" in msg
+    rid = msg.get("id")
+    answerable = has_id and isinstance(rid, (int, str)) and not isinstance(rid, bool)
+    if method == "tools/call":
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        with open(LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"id": rid, "has_id": has_id, "name": params.get("name"),
+                                  "arguments": params.get("arguments")}) + "\n")
+        if not answerable:
+            return
+        text = "ran " + str(params.get("name"))
+        if MODE == "bad-utf8":
+            write(b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode()
+                  + b',"result":{"content":[{"type":"text","text":"bad \xff\xfe"}]}}')
+            return
+        reply = {"jsonrpc": "2.0", "id": rid,
+                 "result": {"content": [{"type": "text", "text": text}]}}
+        if MODE == "no-jsonrpc":
+            del reply["jsonrpc"]
+        write(json.dumps(reply).encode())
+        return
+    if method is None or not answerable:
+        return
+    if method == "initialize":
+        result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                  "serverInfo": {"name": "lenient", "version": "1"}}
+    elif method == "tools/list":
+        result = {"tools": TOOLS}
+    else:
+        result = {}
+    write(json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}).encode())
+
+
+for raw in sys.stdin.buffer:
+    for piece in raw.decode("utf-8", errors="replace").splitlines():
+        for value in values(piece):
+            for message in value if isinstance(value, list) else [value]:
+                handle(message)
