@@ -14,11 +14,20 @@ const GRACE_MS: u64 = 200;
 
 /// The proxy in front of `sh -c '<background> & echo $! > pidfile; exec example-server'`.
 fn wrapped(store: &TestStore, background: &str) -> (LineClient, std::path::PathBuf) {
+    let server = format!("'{}'", example_server().display());
+    wrapped_server(store, background, &server)
+}
+
+/// The proxy in front of `sh -c '<background> & echo $! > pidfile; exec <server>'`.
+fn wrapped_server(
+    store: &TestStore,
+    background: &str,
+    server: &str,
+) -> (LineClient, std::path::PathBuf) {
     let pidfile = store.dir.path().join("background.pid");
     let script = format!(
-        "{background} & echo $! > '{}'; exec '{}'",
-        pidfile.display(),
-        example_server().display()
+        "{background} & echo $! > '{}'; exec {server}",
+        pidfile.display()
     );
     let mut command = store.proxy_command(&["sh", "-c", &script]);
     command.stderr(std::process::Stdio::piped());
@@ -146,6 +155,31 @@ async fn what_ignores_sigterm_is_killed() {
         .await
         .unwrap();
     let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("ignored SIGTERM; killing its process group"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_already_sent_sigterm_is_not_sent_it_twice() {
+    // The server ignores EOF but obeys SIGTERM; its background process ignores SIGTERM.
+    let store = store();
+    let (mut c, pidfile) = wrapped_server(&store, "(trap '' TERM; exec sleep 600)", "sleep 30");
+    let pid = background_pid(&pidfile).await;
+    let mut stderr = c.child.stderr.take().unwrap();
+    assert_eq!(c.finish().await.code(), Some(128 + 15));
+    assert_gone(pid);
+    let mut err = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut err)
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("server did not exit after its input closed"),
+        "{err}"
+    );
+    assert!(!err.contains("outlive it; sending SIGTERM"), "{err}");
     assert!(
         err.contains("ignored SIGTERM; killing its process group"),
         "{err}"

@@ -266,7 +266,7 @@ pub async fn run_with(
     drop((to_server, to_client));
 
     let grace = config.limits.shutdown_grace;
-    let status = supervise(&mut child, &stop.token, grace)
+    let (status, sent) = supervise(&mut child, &stop.token, grace)
         .await
         .map_err(StdioError::Wait)?;
     let described = describe(status);
@@ -274,7 +274,7 @@ pub async fn run_with(
     // The server is gone, not necessarily what it started (`sh -c 'helper & exec server'`):
     // its group ends now, also when the server exited on its own.
     if let Some(pgid) = group.0 {
-        end_group(pgid, grace).instrument(span.clone()).await;
+        end_group(pgid, grace, sent).instrument(span.clone()).await;
         group.disarm();
     }
 
@@ -597,34 +597,42 @@ async fn stop_on_signal(stop: Stop) {
     stop.stop(StopReason::Signal(name));
 }
 
+/// The last signal [`supervise`] sent to the server's process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Sent {
+    Nothing,
+    Term,
+    Kill,
+}
+
 /// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace,
 /// SIGKILL, the signals going to the server's whole process group.
 async fn supervise(
     child: &mut Child,
     stop: &CancellationToken,
     grace: Duration,
-) -> io::Result<ExitStatus> {
+) -> io::Result<(ExitStatus, Sent)> {
     tokio::select! {
-        status = child.wait() => return status,
+        status = child.wait() => return Ok((status?, Sent::Nothing)),
         _ = stop.cancelled() => {}
     }
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return status;
+        return Ok((status?, Sent::Nothing));
     }
     tracing::warn!(pid = ?group, "server did not exit after its input closed; sending SIGTERM");
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGTERM);
     }
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return status;
+        return Ok((status?, Sent::Term));
     }
     tracing::warn!("server ignored SIGTERM; killing it");
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGKILL);
     }
     child.kill().await?;
-    child.wait().await
+    Ok((child.wait().await?, Sent::Kill))
 }
 
 /// The server's process group, killed with SIGKILL when dropped while armed: on the paths that
@@ -675,25 +683,29 @@ async fn group_gone_within(group: Pid, limit: Duration) -> bool {
 }
 
 /// Ends what is left of the server's process group once the server has exited: the rest gets
-/// `grace` to finish, then SIGTERM, `grace` again, then SIGKILL. Returns at once when nothing
-/// is left (the usual case).
-async fn end_group(group: Pid, grace: Duration) {
-    if group_gone_within(group, grace).await {
+/// `grace` to finish, then SIGTERM, `grace` again, then SIGKILL, skipping the steps
+/// [`supervise`] already took (`sent`). Returns at once when nothing is left (the usual case).
+async fn end_group(group: Pid, grace: Duration, sent: Sent) {
+    if sent < Sent::Kill && group_gone_within(group, grace).await {
         return;
     }
-    tracing::warn!(
-        pgid = group.as_raw(),
-        "processes the mcp server started outlive it; sending SIGTERM to its process group"
-    );
-    let _ = killpg(group, Signal::SIGTERM);
-    if group_gone_within(group, grace).await {
-        return;
+    if sent < Sent::Term {
+        tracing::warn!(
+            pgid = group.as_raw(),
+            "processes the mcp server started outlive it; sending SIGTERM to its process group"
+        );
+        let _ = killpg(group, Signal::SIGTERM);
+        if group_gone_within(group, grace).await {
+            return;
+        }
     }
-    tracing::warn!(
-        pgid = group.as_raw(),
-        "processes the mcp server started ignored SIGTERM; killing its process group"
-    );
-    let _ = killpg(group, Signal::SIGKILL);
+    if sent < Sent::Kill {
+        tracing::warn!(
+            pgid = group.as_raw(),
+            "processes the mcp server started ignored SIGTERM; killing its process group"
+        );
+        let _ = killpg(group, Signal::SIGKILL);
+    }
     // Their new parent (init, or a subreaper) reaps them; a zombie is harmless.
     if !group_gone_within(group, Duration::from_millis(500)).await {
         tracing::warn!(
