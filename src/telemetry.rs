@@ -204,7 +204,12 @@ impl Logging {
                         _ => String::new(),
                     }
                 );
-                queue.push(line.as_bytes());
+                if queue.shared.closing.load(Ordering::Acquire) {
+                    // The writer thread is done (or being waited for): nothing reads the queue.
+                    print_to_stderr(line);
+                } else {
+                    queue.push(line.as_bytes());
+                }
             }));
         }
         Ok(logging)
