@@ -36,6 +36,19 @@ pub enum Command {
     Tools(ToolsCommand),
 }
 
+impl Command {
+    /// The config file this subcommand runs from.
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            Command::Stdio(a) => &a.config.config,
+            Command::Events(a) => &a.config.config,
+            Command::Reindex(a) => &a.config,
+            Command::Policy(PolicyCommand::Test(a)) => &a.config.config,
+            Command::Tools(ToolsCommand::Accept(a)) => &a.config.config,
+        }
+    }
+}
+
 /// `tools` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ToolsCommand {

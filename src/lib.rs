@@ -24,6 +24,8 @@
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //! store/              journal (durable record, CRC'd segments) + sled index (references
 //!                     into the journal, by id, session, tool, user; links)
+//! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
+//!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```
 //!
 //! # Data flow of one `tools/call`
@@ -55,3 +57,4 @@ pub mod mcp;
 pub mod policy;
 pub mod proxy;
 pub mod store;
+pub mod telemetry;

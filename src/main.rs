@@ -1,7 +1,6 @@
 //! The binary's edge: parse the command line, load the config, start logging, run a mode,
 //! map the outcome to an exit code.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,48 +8,68 @@ use clap::Parser;
 use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand, ToolsCommand};
 use mcp_audit_proxy::commands;
 use mcp_audit_proxy::config::Config;
+use mcp_audit_proxy::telemetry::{self, Logging, Output};
 
 fn main() -> ExitCode {
+    // Before anything opens a file: a closed fd 2 would be given to the next file opened.
+    if !telemetry::keep_standard_fds_open() {
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
-    init_tracing();
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("mcp-audit-proxy: error: {}", describe(&e));
+            // Bounded: a last message must not keep the process alive when stderr is not read.
+            telemetry::print_to_stderr(format!("mcp-audit-proxy: error: {}\n", describe(&e)));
             ExitCode::from(2)
         }
     }
 }
 
+/// Loads the config, starts logging (stdout carries nothing but MCP in stdio mode: logs go to
+/// stderr, or to `log.file` there), runs the mode, and writes the queued log lines.
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Stdio(args) => {
-            let config = Config::load(&args.config.config)?;
-            Ok(commands::run_stdio(&args, &config)?)
+    let config = Config::load(cli.command.config())?;
+    let output = match (&cli.command, &config.log.file) {
+        (Command::Stdio(_), Some(path)) => {
+            Output::File(telemetry::open_file(path, &config.source)?)
         }
+        _ => Output::Stderr,
+    };
+    let to_file = matches!(output, Output::File(_));
+    let logging = Logging::start(output)?;
+    let result = dispatch(cli.command, &config);
+    if let Err(e) = &result
+        && to_file
+    {
+        tracing::error!(error = %describe(e), "stopped by an error");
+    }
+    logging.finish();
+    result
+}
+
+fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
+    match command {
+        Command::Stdio(args) => Ok(commands::run_stdio(&args, config)?),
         Command::Events(args) => {
-            let config = Config::load(&args.config.config)?;
             let mut out = std::io::stdout().lock();
-            commands::events(&args, &config, &mut out).context("events")?;
+            commands::events(&args, config, &mut out).context("events")?;
             Ok(0)
         }
-        Command::Reindex(args) => {
-            let config = Config::load(&args.config)?;
+        Command::Reindex(_) => {
             let mut out = std::io::stdout().lock();
-            commands::reindex(&config, &mut out).context("reindex")?;
+            commands::reindex(config, &mut out).context("reindex")?;
             Ok(0)
         }
         Command::Policy(PolicyCommand::Test(args)) => {
-            let config = Config::load(&args.config.config)?;
             let mut out = std::io::stdout().lock();
-            commands::policy_test(&args, &config, &mut std::io::stdin().lock(), &mut out)
+            commands::policy_test(&args, config, &mut std::io::stdin().lock(), &mut out)
                 .context("policy test")?;
             Ok(0)
         }
         Command::Tools(ToolsCommand::Accept(args)) => {
-            let config = Config::load(&args.config.config)?;
             let mut out = std::io::stdout().lock();
-            commands::tools_accept(&config, &args.name, args.hash.as_deref(), &mut out)
+            commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut out)
                 .context("tools accept")?;
             Ok(0)
         }
@@ -68,15 +87,4 @@ fn describe(e: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// Logs go to stderr only: in stdio mode stdout carries nothing but MCP.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

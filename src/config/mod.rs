@@ -35,6 +35,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
     risk: crate::policy::settings::RawRisk,
 }
 
@@ -64,6 +66,12 @@ struct RawLimits {
     shutdown_grace_ms: Option<Spanned<u64>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    file: Option<Spanned<String>>,
+}
+
 /// The validated configuration every mode runs from.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -77,6 +85,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[log]`.
+    pub log: LogConfig,
     /// `[risk]`: the compiled policy.
     pub policy: std::sync::Arc<crate::policy::Policy>,
 }
@@ -116,6 +126,14 @@ pub struct Limits {
     pub call_timeout: Option<Duration>,
     /// `shutdown_grace_ms`: how long the server may take to exit after stdin closes, per step.
     pub shutdown_grace: Duration,
+}
+
+/// `[log]`: where the proxy's own log lines go (not the audit trail: that is the store).
+#[derive(Debug, Clone, Default)]
+pub struct LogConfig {
+    /// `file`: `stdio` mode appends its log lines to this file (relative to the config file)
+    /// instead of stderr; it must open at start, or the proxy does not start.
+    pub file: Option<PathBuf>,
 }
 
 impl Config {
@@ -205,6 +223,11 @@ impl Config {
             0..=600_000,
         )?;
 
+        let log_file = match raw.log.file {
+            Some(f) => Some(base.join(at.non_empty("log.file", f)?)),
+            None => None,
+        };
+
         Ok(Config {
             source: path.to_path_buf(),
             user_id,
@@ -221,6 +244,7 @@ impl Config {
                 call_timeout: (call_timeout_ms > 0).then(|| Duration::from_millis(call_timeout_ms)),
                 shutdown_grace: Duration::from_millis(shutdown_grace_ms),
             },
+            log: LogConfig { file: log_file },
             policy: std::sync::Arc::new(policy),
         })
     }
@@ -292,5 +316,22 @@ mod tests {
         assert_eq!(c.audit.store_dir, Path::new("/etc/mcp/data/audit"));
         let c = parse("[audit]\nstore_dir = \"/var/lib/audit\"\n").unwrap();
         assert_eq!(c.audit.store_dir, Path::new("/var/lib/audit"));
+    }
+
+    #[test]
+    fn the_log_file_resolves_against_the_config_folder_and_must_not_be_empty() {
+        assert_eq!(parse("").unwrap().log.file, None);
+        let c = parse("[log]\nfile = \"logs/proxy.log\"\n").unwrap();
+        assert_eq!(
+            c.log.file.as_deref(),
+            Some(Path::new("/etc/mcp/logs/proxy.log"))
+        );
+        let err = parse("[log]\nfile = \"\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains(":2: `log.file` must be a non-empty string"),
+            "{err}"
+        );
+        let err = parse("[log]\nfiel = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains(":2: unknown field `fiel`"), "{err}");
     }
 }

@@ -12,6 +12,13 @@
 //! server's process group, waits again, then SIGKILL. What the server still says is recorded
 //! and delivered; calls left in flight get their failure events; the proxy exits with the
 //! server's status.
+//!
+//! Whatever ends the server (its own exit included), what is left of its process group (a
+//! wrapper's background helpers) gets the same grace, SIGTERM, grace, SIGKILL; on the paths
+//! that cannot wait (an error, a panic unwinding through [`run_with`]) the group is killed
+//! at once. Not covered: processes that left the group (`setsid`), and the proxy itself being
+//! killed with SIGKILL (that needs `PR_SET_PDEATHSIG` in the child, i.e. `pre_exec`, which is
+//! `unsafe`).
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -171,6 +178,9 @@ pub async fn run_with(
     };
     super::fdio::grow_pipe(&server_in);
     super::fdio::grow_pipe(&server_out);
+    // Whatever way this function is left (an error, a panic unwinding through it), what the
+    // server started goes with it; the normal path ends the group gently first.
+    let mut group = GroupGuard(child.id().map(|pid| Pid::from_raw(pid as i32)));
 
     let session = SessionInfo {
         session_id: ulid::Ulid::generate().to_string(),
@@ -255,11 +265,18 @@ pub async fn run_with(
     );
     drop((to_server, to_client));
 
-    let status = supervise(&mut child, &stop.token, config.limits.shutdown_grace)
+    let grace = config.limits.shutdown_grace;
+    let (status, sent) = supervise(&mut child, &stop.token, grace)
         .await
         .map_err(StdioError::Wait)?;
     let described = describe(status);
     tracing::info!(parent: &span, status = %described, "mcp server exited");
+    // The server is gone, not necessarily what it started (`sh -c 'helper & exec server'`):
+    // its group ends now, also when the server exited on its own.
+    if let Some(pgid) = group.0 {
+        end_group(pgid, grace, sent).instrument(span.clone()).await;
+        group.disarm();
+    }
 
     // Responses the server wrote before exiting still reach the client, with their events.
     if tokio::time::timeout(DRAIN_AFTER_EXIT, server_reader)
@@ -607,34 +624,122 @@ async fn stop_on_signal(stop: Stop) {
     stop.stop(StopReason::Signal(name));
 }
 
+/// The last signal [`supervise`] sent to the server's process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Sent {
+    Nothing,
+    Term,
+    Kill,
+}
+
 /// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace,
 /// SIGKILL, the signals going to the server's whole process group.
 async fn supervise(
     child: &mut Child,
     stop: &CancellationToken,
     grace: Duration,
-) -> io::Result<ExitStatus> {
+) -> io::Result<(ExitStatus, Sent)> {
     tokio::select! {
-        status = child.wait() => return status,
+        status = child.wait() => return Ok((status?, Sent::Nothing)),
         _ = stop.cancelled() => {}
     }
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return status;
+        return Ok((status?, Sent::Nothing));
     }
     tracing::warn!(pid = ?group, "server did not exit after its input closed; sending SIGTERM");
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGTERM);
     }
     if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return status;
+        return Ok((status?, Sent::Term));
     }
     tracing::warn!("server ignored SIGTERM; killing it");
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGKILL);
     }
     child.kill().await?;
-    child.wait().await
+    Ok((child.wait().await?, Sent::Kill))
+}
+
+/// The server's process group, killed with SIGKILL when dropped while armed: on the paths that
+/// skip [`end_group`] (an error, a panic unwinding through [`run_with`]).
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    /// The group is known to be empty: its id may be reused by another group from now on.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0
+            && group_alive(group)
+        {
+            tracing::warn!(
+                pgid = group.as_raw(),
+                "ending the mcp server's process group on an abnormal exit: SIGKILL"
+            );
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Whether any process of `group` is left (a zombie counts until its parent reaps it).
+fn group_alive(group: Pid) -> bool {
+    killpg(group, None).is_ok()
+}
+
+/// How often [`end_group`] looks whether the group is empty.
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// Waits up to `limit` for `group` to be empty; true if it is.
+async fn group_gone_within(group: Pid, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if !group_alive(group) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(GROUP_POLL).await;
+    }
+}
+
+/// Ends what is left of the server's process group once the server has exited: the rest gets
+/// `grace` to finish, then SIGTERM, `grace` again, then SIGKILL, skipping the steps
+/// [`supervise`] already took (`sent`). Returns at once when nothing is left (the usual case).
+async fn end_group(group: Pid, grace: Duration, sent: Sent) {
+    if sent < Sent::Kill && group_gone_within(group, grace).await {
+        return;
+    }
+    if sent < Sent::Term {
+        tracing::warn!(
+            pgid = group.as_raw(),
+            "processes the mcp server started outlive it; sending SIGTERM to its process group"
+        );
+        let _ = killpg(group, Signal::SIGTERM);
+        if group_gone_within(group, grace).await {
+            return;
+        }
+    }
+    if sent < Sent::Kill {
+        tracing::warn!(
+            pgid = group.as_raw(),
+            "processes the mcp server started ignored SIGTERM; killing its process group"
+        );
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    // Their new parent (init, or a subreaper) reaps them; a zombie is harmless.
+    if !group_gone_within(group, Duration::from_millis(500)).await {
+        tracing::warn!(
+            pgid = group.as_raw(),
+            "the mcp server's process group was killed but not yet reaped"
+        );
+    }
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -651,4 +756,60 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+
+    fn running(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+
+    #[test]
+    fn dropping_the_guard_kills_the_whole_group() {
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", "sleep 600 & echo $!; wait"])
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let sleep: i32 = line.trim().parse().unwrap();
+        assert!(running(sleep));
+        drop(GroupGuard(Some(Pid::from_raw(sh.id() as i32))));
+        assert_eq!(sh.wait().unwrap().signal(), Some(9));
+        let started = Instant::now();
+        while running(sleep) {
+            assert!(started.elapsed() < Duration::from_secs(5), "sleep survived");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_disarmed_guard_signals_nothing() {
+        let mut sh = std::process::Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut guard = GroupGuard(Some(Pid::from_raw(sh.id() as i32)));
+        guard.disarm();
+        drop(guard);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(sh.try_wait().unwrap().is_none());
+        sh.kill().unwrap();
+        sh.wait().unwrap();
+    }
 }

@@ -1,0 +1,187 @@
+//! No process the server started outlives the proxy, however the session ends: the server
+//! exits on its own, the client closes stdin, or the proxy gets SIGTERM. Through the real
+//! binary, with a wrapper that starts a background `sleep` and then execs the example server.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{LineClient, TestStore, call_line, example_server};
+use serde_json::json;
+
+const GRACE_MS: u64 = 200;
+
+/// The proxy in front of `sh -c '<background> & echo $! > pidfile; exec example-server'`.
+fn wrapped(store: &TestStore, background: &str) -> (LineClient, std::path::PathBuf) {
+    let server = format!("'{}'", example_server().display());
+    wrapped_server(store, background, &server)
+}
+
+/// The proxy in front of `sh -c '<background> & echo $! > pidfile; exec <server>'`.
+fn wrapped_server(
+    store: &TestStore,
+    background: &str,
+    server: &str,
+) -> (LineClient, std::path::PathBuf) {
+    let pidfile = store.dir.path().join("background.pid");
+    let script = format!(
+        "{background} & echo $! > '{}'; exec {server}",
+        pidfile.display()
+    );
+    let mut command = store.proxy_command(&["sh", "-c", &script]);
+    command.stderr(std::process::Stdio::piped());
+    (LineClient::spawn(command), pidfile)
+}
+
+/// The background process's pid, once the wrapper has written it.
+async fn background_pid(pidfile: &Path) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(pidfile)
+            && let Ok(pid) = text.trim().parse()
+        {
+            assert!(running(pid), "the background process did not start");
+            return pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no pid file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `pid` runs (a zombie waiting for its reaper does not).
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Fails (after killing it) if `pid` still runs when the proxy has exited.
+fn assert_gone(pid: i32) {
+    if running(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        panic!("the proxy exited before the background process {pid} ended");
+    }
+}
+
+/// Waits up to `limit` for `pid` to end; kills it and fails the test if it does not.
+async fn assert_ends_within(pid: i32, limit: Duration, what: &str) {
+    let started = Instant::now();
+    while running(pid) {
+        if started.elapsed() > limit {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{what}: the background process {pid} outlived the proxy");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Grace, SIGTERM, grace, SIGKILL, plus room for a loaded machine.
+fn limit() -> Duration {
+    Duration::from_millis(4 * GRACE_MS) + Duration::from_secs(3)
+}
+
+fn store() -> TestStore {
+    TestStore::new(&format!("[limits]\nshutdown_grace_ms = {GRACE_MS}\n"))
+}
+
+#[tokio::test]
+async fn what_the_server_started_ends_when_the_server_exits_on_its_own() {
+    let store = store();
+    let (mut c, pidfile) = wrapped(&store, "sleep 600");
+    c.initialize().await;
+    let pid = background_pid(&pidfile).await;
+    // The server exits by itself, mid-call; the client keeps its end open.
+    c.send(&call_line(json!(1), "crash", json!({"status": 3})))
+        .await;
+    let status = c.wait_exit().await;
+    assert_eq!(status.code(), Some(3), "the server's status is passed on");
+    assert_ends_within(pid, limit(), "server exited").await;
+}
+
+#[tokio::test]
+async fn what_the_server_started_ends_when_the_client_closes_stdin() {
+    let store = store();
+    let (mut c, pidfile) = wrapped(&store, "sleep 600");
+    c.initialize().await;
+    let pid = background_pid(&pidfile).await;
+    let started = Instant::now();
+    // The server exits at EOF at once; its background `sleep` would not.
+    assert!(c.finish().await.success());
+    assert_gone(pid);
+    assert!(started.elapsed() < limit(), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn what_the_server_started_ends_when_the_proxy_gets_sigterm() {
+    let store = store();
+    let (mut c, pidfile) = wrapped(&store, "sleep 600");
+    c.initialize().await;
+    let pid = background_pid(&pidfile).await;
+    let proxy = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    nix::sys::signal::kill(proxy, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = c.wait_exit().await;
+    assert!(status.code().is_some(), "a clean exit: {status:?}");
+    assert_gone(pid);
+}
+
+#[tokio::test]
+async fn what_ignores_sigterm_is_killed() {
+    let store = store();
+    let (mut c, pidfile) = wrapped(&store, "(trap '' TERM; exec sleep 600)");
+    c.initialize().await;
+    let pid = background_pid(&pidfile).await;
+    let mut stderr = c.child.stderr.take().unwrap();
+    let started = Instant::now();
+    assert!(c.finish().await.success());
+    assert_gone(pid);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2 * GRACE_MS),
+        "SIGKILL comes after two grace periods, not {took:?}"
+    );
+    let mut err = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut err)
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("ignored SIGTERM; killing its process group"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_already_sent_sigterm_is_not_sent_it_twice() {
+    // The server ignores EOF but obeys SIGTERM; its background process ignores SIGTERM.
+    let store = store();
+    let (mut c, pidfile) = wrapped_server(&store, "(trap '' TERM; exec sleep 600)", "sleep 30");
+    let pid = background_pid(&pidfile).await;
+    let mut stderr = c.child.stderr.take().unwrap();
+    assert_eq!(c.finish().await.code(), Some(128 + 15));
+    assert_gone(pid);
+    let mut err = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut err)
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("server did not exit after its input closed"),
+        "{err}"
+    );
+    assert!(!err.contains("outlive it; sending SIGTERM"), "{err}");
+    assert!(
+        err.contains("ignored SIGTERM; killing its process group"),
+        "{err}"
+    );
+}
