@@ -46,6 +46,7 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "max_message_bytes",
         "call_timeout_ms",
         "shutdown_grace_ms",
+        "file",
         "enabled",
         "shadow",
         "classifiers",

@@ -412,9 +412,11 @@ fn accesses(store: &TestStore) -> Vec<Access> {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // `events` lists the newest first.
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
+        .rev()
         .map(|l| serde_json::from_str::<Event>(l).unwrap())
         .filter(|e| e.event_type == "tool_access")
         .map(|e| Access {
