@@ -33,12 +33,14 @@ pub struct Salvaged {
     pub partial: bool,
     /// It is, or may be, a request for the watched method.
     pub watched: bool,
+    /// It has a `method` member that could not be read as a string: a request of some kind.
+    pub unreadable_method: bool,
 }
 
 impl Salvaged {
     /// Whether it reads as a response (an id and no method), as far as it could be read.
     pub fn is_response(&self) -> bool {
-        self.id.is_some() && self.methods.is_empty() && !self.watched
+        self.id.is_some() && self.methods.is_empty() && !self.unreadable_method && !self.watched
     }
 }
 
@@ -125,8 +127,10 @@ fn object(raw: &RawValue, watched: &str, lossy: bool) -> Option<Salvaged> {
         params: fields.params,
         partial: false,
         watched,
+        unreadable_method: fields.unreadable_method,
     };
-    (s.id.is_some() || !s.methods.is_empty() || s.params.is_some()).then_some(s)
+    (s.id.is_some() || !s.methods.is_empty() || s.unreadable_method || s.params.is_some())
+        .then_some(s)
 }
 
 /// The part of a line where the JSON breaks off.
@@ -149,6 +153,7 @@ fn tail(rest: &str, watched: &str) -> Option<Salvaged> {
         params: None,
         partial: true,
         watched: named,
+        unreadable_method: prefix.method_unreadable,
     })
 }
 
@@ -157,6 +162,7 @@ fn tail(rest: &str, watched: &str) -> Option<Salvaged> {
 struct Fields {
     id: Option<RequestId>,
     methods: Vec<String>,
+    unreadable_method: bool,
     params: Option<Box<RawValue>>,
 }
 
@@ -180,8 +186,9 @@ impl<'de> Deserialize<'de> for Fields {
                         }
                         "method" => {
                             let raw: Box<RawValue> = map.next_value()?;
-                            if let Ok(m) = serde_json::from_str::<String>(raw.get()) {
-                                fields.methods.push(m);
+                            match serde_json::from_str::<String>(raw.get()) {
+                                Ok(m) => fields.methods.push(m),
+                                Err(_) => fields.unreadable_method = true,
                             }
                         }
                         "params" => fields.params = Some(map.next_value()?),
@@ -321,5 +328,8 @@ mod tests {
         assert_eq!(found[0].id, Some(RequestId::Int(9)));
         let found = salvage(br#"{"id":10,"result":{}}"#, CALL);
         assert!(found[0].is_response());
+        // A request whose method is not a string is not an answer to anything.
+        let found = salvage(br#"{"jsonrpc":"2.0","id":11,"method":7}"#, CALL);
+        assert!(!found[0].is_response());
     }
 }

@@ -110,6 +110,7 @@ fn known_call(id: Option<&RequestId>, params: Option<&RawValue>) -> Salvaged {
         params: params.map(ToOwned::to_owned),
         partial: false,
         watched: true,
+        unreadable_method: false,
     }
 }
 
@@ -1623,6 +1624,7 @@ impl Pipeline {
                 methods: prefix.method.clone().into_iter().collect(),
                 params: None,
                 partial: true,
+                unreadable_method: prefix.method_unreadable,
             }],
         };
         let event = self.record_refused(&found, code, &format!("the message was refused: {e}"));
@@ -1647,7 +1649,7 @@ impl Pipeline {
                 let found = salvage(&line, TOOLS_CALL);
                 self.server_refused(
                     &found,
-                    &format!("the server's response was refused: {invalid}"),
+                    &format!("the server's message was refused: {invalid}"),
                 )
             }
             Ok(Parsed::Single(msg)) => match self.server_message(&msg, size) {
@@ -1684,7 +1686,7 @@ impl Pipeline {
                 Ok(msg) => self.server_message(msg, item.raw.get().len()),
                 Err(invalid) => {
                     tracing::warn!(error = %invalid, "invalid element of a batch from server dropped");
-                    let reason = format!("the server's response was refused: {invalid}");
+                    let reason = format!("the server's message was refused: {invalid}");
                     let answers: Vec<Outbound> = salvage(item.raw.get().as_bytes(), TOOLS_CALL)
                         .iter()
                         .filter(|s| s.is_response())
@@ -2187,6 +2189,7 @@ impl Pipeline {
                 vec![Salvaged {
                     id: prefix.id,
                     methods: prefix.method.into_iter().collect(),
+                    unreadable_method: prefix.method_unreadable,
                     ..Salvaged::default()
                 }]
             }
