@@ -227,15 +227,9 @@ async fn no_form_of_tools_call_reaches_the_server_unaudited() {
 
 /// The `request_id` of every event, as the raw JSON text of the trail (big numbers whole).
 fn raw_request_ids(store: &TestStore) -> Vec<String> {
-    let out = std::process::Command::new(common::proxy_bin())
-        .args(["events", "--json", "--limit", "1000", "--config"])
-        .arg(&store.config)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    store
+        .event_lines()
+        .iter()
         .filter_map(|l| {
             let at = l.find("\"request_id\":")? + "\"request_id\":".len();
             let rest = &l[at..];

@@ -406,17 +406,9 @@ fn accesses(store: &TestStore) -> Vec<Access> {
         result: String,
         metadata: Meta,
     }
-    let out = Command::new(common::proxy_bin())
-        .args(["events", "--json", "--limit", "1000000", "--config"])
-        .arg(&store.config)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    // `events` lists the newest first.
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .rev()
+    store
+        .event_lines()
+        .iter()
         .map(|l| serde_json::from_str::<Event>(l).unwrap())
         .filter(|e| e.event_type == "tool_access")
         .map(|e| Access {

@@ -180,14 +180,10 @@ async fn log_file_takes_the_log_lines_instead_of_stderr() {
     let mut command = store.proxied_example();
     command.stderr(Stdio::piped()).env("RUST_LOG", "info");
     let mut c = LineClient::spawn(command);
-    let mut stderr = c.child.stderr.take().unwrap();
+    let stderr = c.child.stderr.take().unwrap();
     one_call(&mut c).await;
     assert_eq!(c.finish().await.code(), Some(0));
-    let mut err = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut err)
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&err);
+    let err = common::read_text(stderr).await;
     assert!(
         !err.contains("mcp_audit_proxy::"),
         "log lines on stderr: {err}"

@@ -141,7 +141,7 @@ async fn what_ignores_sigterm_is_killed() {
     let (mut c, pidfile) = wrapped(&store, "(trap '' TERM; exec sleep 600)");
     c.initialize().await;
     let pid = background_pid(&pidfile).await;
-    let mut stderr = c.child.stderr.take().unwrap();
+    let stderr = c.child.stderr.take().unwrap();
     let started = Instant::now();
     assert!(c.finish().await.success());
     assert_gone(pid);
@@ -150,11 +150,7 @@ async fn what_ignores_sigterm_is_killed() {
         took >= Duration::from_millis(2 * GRACE_MS),
         "SIGKILL comes after two grace periods, not {took:?}"
     );
-    let mut err = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut err)
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&err);
+    let err = common::read_text(stderr).await;
     assert!(
         err.contains("ignored SIGTERM; killing its process group"),
         "{err}"
@@ -167,14 +163,10 @@ async fn a_group_already_sent_sigterm_is_not_sent_it_twice() {
     let store = store();
     let (mut c, pidfile) = wrapped_server(&store, "(trap '' TERM; exec sleep 600)", "sleep 30");
     let pid = background_pid(&pidfile).await;
-    let mut stderr = c.child.stderr.take().unwrap();
+    let stderr = c.child.stderr.take().unwrap();
     assert_eq!(c.finish().await.code(), Some(128 + 15));
     assert_gone(pid);
-    let mut err = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut err)
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&err);
+    let err = common::read_text(stderr).await;
     assert!(
         err.contains("server did not exit after its input closed"),
         "{err}"

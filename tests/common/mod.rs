@@ -83,6 +83,15 @@ impl TestStore {
 
     /// Every event in the store, oldest first, read through the real `events` command.
     pub fn events(&self) -> Vec<Value> {
+        self.event_lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("event json"))
+            .collect()
+    }
+
+    /// Every event as the JSON text `events --json` prints (numbers digit for digit), oldest
+    /// first.
+    pub fn event_lines(&self) -> Vec<String> {
         let out = std::process::Command::new(proxy_bin())
             .args(["events", "--json", "--limit", "1000000", "--config"])
             .arg(&self.config)
@@ -93,13 +102,13 @@ impl TestStore {
             "events failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut events: Vec<Value> = String::from_utf8(out.stdout)
+        let mut lines: Vec<String> = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str(l).expect("event json"))
+            .map(str::to_string)
             .collect();
-        events.reverse();
-        events
+        lines.reverse();
+        lines
     }
 }
 
@@ -283,6 +292,15 @@ impl LineClient {
             .expect("process did not exit")
             .expect("wait")
     }
+}
+
+/// Everything a stream (a child's piped stderr) holds until its end, as text.
+pub async fn read_text(mut stream: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut bytes)
+        .await
+        .expect("read to the end");
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A 2025-era `initialize` request (id "init") that offers elicitation.
