@@ -11,7 +11,8 @@
 //!                     source.rs: errors that name the file, the line and a hint
 //! error.rs            which side failed: client, upstream, internal
 //! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes;
-//!                     salvage.rs: what a lenient peer could read of a refused line
+//!                     salvage.rs: what a lenient peer could read of a refused line;
+//!                     names.rs: member names as case-insensitive peers compare them
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline.rs   classify -> assess -> record -> forward or refuse -> correlate -> record
 //! proxy/stdio.rs      the stdio front door: spawn the server, move lines, reload the policy

@@ -89,24 +89,104 @@ pub struct RequestMeta<'a> {
 }
 
 /// `params` of `tools/call`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// A repeated member, or a member spelled like one of these but for case (`"Name"`,
+/// `"ARGUMENTS"`: see [`crate::jsonrpc::names`]), makes the params unreadable: a server that
+/// matches names case-insensitively would run another tool, or other arguments, than the
+/// ones the policy judged.
+#[derive(Debug)]
 pub struct CallToolParams<'a> {
     /// The tool name.
-    #[serde(borrow)]
     pub name: Cow<'a, str>,
     /// The arguments, raw.
-    #[serde(borrow, default)]
     pub arguments: Option<&'a RawValue>,
     /// Request metadata.
-    #[serde(rename = "_meta", borrow, default)]
     pub meta: Option<RequestMeta<'a>>,
     /// MRTR retry: the opaque state echoed from the `input_required` result.
-    #[serde(borrow, default)]
     pub request_state: Option<Cow<'a, str>>,
     /// MRTR retry: answers keyed like the `inputRequests` they answer.
-    #[serde(borrow, default)]
     pub input_responses: Option<std::collections::BTreeMap<Cow<'a, str>, &'a RawValue>>,
+}
+
+/// The members of `tools/call` params the MCP revisions define.
+const CALL_MEMBERS: [&str; 6] = [
+    "name",
+    "arguments",
+    "_meta",
+    "requestState",
+    "inputResponses",
+    "task",
+];
+
+/// A string borrowed from the message when it has no escapes (`Cow`'s own impl always copies).
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CallToolParams<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CallToolParams<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("tools/call params (an object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                fn once<E: Error>(seen: &mut bool, key: &str) -> Result<(), E> {
+                    if std::mem::replace(seen, true) {
+                        return Err(E::custom(format_args!("duplicate field `{key}`")));
+                    }
+                    Ok(())
+                }
+                let mut seen = [false; 5];
+                let mut name = None;
+                let mut p = CallToolParams {
+                    name: Cow::Borrowed(""),
+                    arguments: None,
+                    meta: None,
+                    request_state: None,
+                    input_responses: None,
+                };
+                while let Some(Text(key)) = map.next_key()? {
+                    match &*key {
+                        "name" => {
+                            once(&mut seen[0], &key)?;
+                            name = Some(map.next_value::<Text>()?.0);
+                        }
+                        "arguments" => {
+                            once(&mut seen[1], &key)?;
+                            p.arguments = map.next_value()?;
+                        }
+                        "_meta" => {
+                            once(&mut seen[2], &key)?;
+                            p.meta = map.next_value()?;
+                        }
+                        "requestState" => {
+                            once(&mut seen[3], &key)?;
+                            p.request_state = map.next_value::<Option<Text>>()?.map(|t| t.0);
+                        }
+                        "inputResponses" => {
+                            once(&mut seen[4], &key)?;
+                            p.input_responses = map.next_value()?;
+                        }
+                        other => {
+                            if let Some(member) =
+                                crate::jsonrpc::names::near_miss(other, &CALL_MEMBERS)
+                            {
+                                return Err(A::Error::custom(format_args!(
+                                    "member {other:?} differs from `{member}` only in case; servers that match names case-insensitively would read it as `{member}`"
+                                )));
+                            }
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                p.name = name.ok_or_else(|| A::Error::missing_field("name"))?;
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Any request's `params`, read only for its `_meta`.
@@ -205,6 +285,10 @@ pub struct CallToolResultView<'a> {
     /// Result metadata.
     #[serde(rename = "_meta", default)]
     pub meta: Option<ResultMeta>,
+    /// 2025-11-25 Tasks: the call became a task (`CreateTaskResult`); its outcome comes later,
+    /// from `tasks/result`.
+    #[serde(borrow, default)]
+    pub task: Option<&'a RawValue>,
 }
 
 /// One content block's type (and text).

@@ -62,16 +62,25 @@ pub enum Output {
 /// tools), so that a path that cannot be written stops the proxy at start instead of losing
 /// every line.
 pub fn open_file(path: &Path, config: &Path) -> Result<File, LogError> {
-    File::options()
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let failed = |source: io::Error| LogError::Open {
+        path: path.to_path_buf(),
+        config: config.to_path_buf(),
+        source,
+    };
+    // Opened non-blocking, so that a named pipe with no reader fails at once (ENXIO) instead
+    // of hanging the start; then blocking again, since only the writer thread writes to it.
+    let file = File::options()
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
         .open(path)
-        .map_err(|source| LogError::Open {
-            path: path.to_path_buf(),
-            config: config.to_path_buf(),
-            source,
-        })
+        .map_err(failed)?;
+    let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| failed(e.into()))?;
+    let blocking = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
+    fcntl(&file, FcntlArg::F_SETFL(blocking)).map_err(|e| failed(e.into()))?;
+    Ok(file)
 }
 
 /// Makes sure file descriptors 0, 1 and 2 are open (on `/dev/null` if they were closed), before

@@ -118,17 +118,17 @@ async fn no_form_of_tools_call_reaches_the_server_unaudited() {
         (
             "two messages on one line",
             format!(r#"{{"jsonrpc":"2.0","method":"notifications/x"}} {{"jsonrpc":"2.0","id":14,"method":"tools/call","params":{}}}"#, delete("h")).into(),
-            Some(Value::Null),
+            Some(json!(14)),
         ),
         (
             "trailing garbage",
             format!(r#"{{"jsonrpc":"2.0","id":15,"method":"tools/call","params":{}}} x"#, delete("i")).into(),
-            Some(Value::Null),
+            Some(json!(15)),
         ),
         (
             "carriage return",
             format!("{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\",\"params\":{{\"a\":\r{{\"jsonrpc\":\"2.0\",\"id\":16,\"method\":\"tools/call\",\"params\":{}}}\r}}}}", delete("j")).into(),
-            Some(Value::Null),
+            Some(json!(16)),
         ),
         (
             "repeated params",
@@ -324,4 +324,111 @@ async fn a_broken_answer_from_the_server_fails_its_call_at_once() {
         };
         assert!(reason.contains(expected), "{mode}: {reason}");
     }
+}
+
+#[tokio::test]
+async fn names_a_case_insensitive_server_reads_differently_are_refused() {
+    // CVE-2026-27896: Go's encoding/json matched member names case-insensitively.
+    let store = TestStore::new(&format!(
+        r#"{BLOCK_DELETE}
+[[risk.rule]]
+name = "reads outside the data folder"
+tools = ["read_file"]
+pointer = "/path"
+path_outside = ["/srv/data"]
+level = "critical"
+"#
+    ));
+    let (mut c, log) = spawn(&store, "fold");
+    initialize(&mut c).await;
+    let cases: Vec<(&str, String)> = vec![
+        ("Name beside name", r#"{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"echo","Name":"delete_file","arguments":{"path":"q"}}}"#.into()),
+        ("Method beside method", r#"{"jsonrpc":"2.0","id":22,"method":"ping","Method":"tools/call","params":{"name":"delete_file","arguments":{"path":"r"}}}"#.into()),
+        ("METHOD and ID in a notification", r#"{"jsonrpc":"2.0","method":"notifications/progress","METHOD":"tools/call","ID":23,"params":{"name":"delete_file","arguments":{"path":"s"}}}"#.into()),
+        ("long s in params", r#"{"jsonrpc":"2.0","id":24,"method":"tools/call","params":{"name":"echo","arguments":{}},"param\u017f":{"name":"delete_file","arguments":{"path":"t"}}}"#.into()),
+        ("Path beside path", r#"{"jsonrpc":"2.0","id":25,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/data/a.txt","Path":"/etc/shadow"}}}"#.into()),
+        ("Path alone", r#"{"jsonrpc":"2.0","id":26,"method":"tools/call","params":{"name":"read_file","arguments":{"Path":"/etc/shadow"}}}"#.into()),
+        ("Kelvin sign", r#"{"jsonrpc":"2.0","id":27,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/data/a","pat\u0068":"x","\u212aind":1,"kind":2}}}"#.into()),
+    ];
+    for (what, line) in &cases {
+        c.send(line.as_bytes()).await;
+        c.send(b"\n").await;
+        c.send(
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":\"after {what}\",\"method\":\"ping\"}}\n")
+                .as_bytes(),
+        )
+        .await;
+        let got = until(&mut c, &format!("after {what}")).await;
+        assert!(
+            got.len() >= 2 || what.contains("notification"),
+            "{what}: no refusal: {got:?}"
+        );
+    }
+    // The same calls written plainly are blocked, so the server would have run nothing.
+    assert!(c.finish().await.success());
+    let ran = ran(&log);
+    assert!(ran.is_empty(), "the server ran: {ran:#?}");
+    let events = store.events();
+    let pairs = pairs(&events);
+    for id in [21, 22, 23, 24, 25, 26, 27] {
+        let hit = pairs
+            .iter()
+            .find(|(a, _)| a["metadata"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no event for id {id}: {events:#?}"));
+        assert!(
+            hit.0["result"] == "refused" || hit.0["result"] == "blocked",
+            "{id}: {}",
+            hit.0
+        );
+    }
+    // The lone `Path` is judged as `path`: blocked by the rule, not refused.
+    let lone = pairs
+        .iter()
+        .find(|(a, _)| a["metadata"]["request_id"] == 26)
+        .unwrap();
+    assert_eq!(lone.0["result"], "blocked", "{}", lone.0);
+}
+
+#[tokio::test]
+async fn an_answer_whose_id_a_javascript_server_rounded_still_ends_its_call() {
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 600000\n");
+    let (mut c, _log) = spawn(&store, "float-ids");
+    initialize(&mut c).await;
+    c.send(br#"{"jsonrpc":"2.0","id":9007199254740993,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#).await;
+    c.send(b"\n").await;
+    // The server writes the id back as the double it read it as.
+    let reply = c.recv().await.unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.contains("ran echo"), "{text}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].1["result"], "success", "{}", pairs[0].1);
+    let ids = raw_request_ids(&store);
+    assert!(ids.iter().all(|i| i == "9007199254740993"), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_cancelled_request_keeps_its_id_until_the_server_answers() {
+    let store = TestStore::new("");
+    let (mut c, _log) = spawn(&store, "slow-other");
+    initialize(&mut c).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"resources/read\",\"params\":{\"uri\":\"x\"}}\n").await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7}}\n").await;
+    // The server may still answer 7 (MCP lets it): a call reusing 7 now would take that answer.
+    c.send(&common::call_line(json!(7), "echo", json!({})))
+        .await;
+    let refused = c.recv_json().await;
+    assert_eq!(refused["id"], 7, "{refused}");
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    // The late answer is delivered; then the id is free again.
+    let late = c.recv_json().await;
+    assert_eq!(late["id"], 7, "{late}");
+    assert!(late.get("result").is_some(), "{late}");
+    c.send(&common::call_line(json!(7), "echo", json!({})))
+        .await;
+    let ran = c.recv_json().await;
+    assert_eq!(ran["result"]["content"][0]["text"], "ran echo", "{ran}");
+    assert!(c.finish().await.success());
 }

@@ -44,6 +44,10 @@ const ANSWERS: &[&[u8]] = &[
     br#"{"jsonrpc":"2.0","id":"__ID__","id":"__ID__","result":{}}"#,
     b"{\"jsonrpc\":\"2.0\",\"id\":\"__ID__\",\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"a\rb\"}]}}",
     br#"{"jsonrpc":"2.0","id":"__ID__","result":{"content":[{"type":"text","text":"x"}]},"extra":{"a":[1,2]}}"#,
+    b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":\"__ID__\",\"result\":{}}",
+    br#"{"jsonrpc":"2.0","id":999999,"id":"__ID__","result":{}}"#,
+    br#"{"jsonrpc":"2.0","id":"__ID__","method":"x","result":{}}"#,
+    br#"{"jsonrpc":"2.0","ID":"__ID__","result":{}}"#,
 ];
 
 // ------------------------------------------------------------------ generated client lines

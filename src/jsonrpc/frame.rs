@@ -245,7 +245,7 @@ mod tests {
                     prefix.id.as_ref().map(|id| id.to_string()),
                     Some("7".into())
                 );
-                assert_eq!(prefix.method.as_deref(), Some("tools/call"));
+                assert_eq!(prefix.methods, ["tools/call"]);
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -263,8 +263,8 @@ mod tests {
                 let prefix = e.prefix();
                 assert_eq!(*offset, 44);
                 assert_eq!(
-                    prefix.method.as_deref(),
-                    Some("n"),
+                    prefix.methods,
+                    ["n"],
                     "the outer message, not the smuggled one"
                 );
             }

@@ -70,9 +70,11 @@ impl RequestId {
             b'-' | b'0'..=b'9' => {
                 serde_json::from_str::<IgnoredAny>(text).ok()?;
                 let plain = text.strip_prefix('-').unwrap_or(text);
+                // `-0` keeps its text (it is the id 0 all the same).
                 if plain.bytes().all(|b| b.is_ascii_digit())
                     && let Ok(i) = text.parse::<i64>()
                     && (plain.len() == 1 || !plain.starts_with('0'))
+                    && (i != 0 || plain.len() == text.len())
                 {
                     return Some(RequestId::Int(i));
                 }
@@ -82,6 +84,15 @@ impl RequestId {
                 })))
             }
             _ => None,
+        }
+    }
+
+    /// The id as JavaScript and Python read a JSON number (a double); `None` for a string.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            RequestId::Int(i) => Some(*i as f64),
+            RequestId::Str(_) => None,
+            RequestId::Num(n) => n.text.parse().ok(),
         }
     }
 
@@ -301,25 +312,73 @@ pub const INTERNAL_ERROR: i64 = -32603;
 /// Request timed out (the code the MCP SDKs use for it).
 pub const REQUEST_TIMEOUT: i64 = -32001;
 
-#[derive(Deserialize)]
+/// The members of a JSON-RPC message; every other member is ignored.
+const MEMBERS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+
+/// The top-level members of a message. A member present as `null` is `Some("null")`, so
+/// "present but null" differs from "absent". A repeated member, or one spelled like a member
+/// but for case (`"Method"`, `"paramſ"`: see [`super::names`]), is an error: peers would not
+/// agree on what the message says.
+#[derive(Default)]
 struct Envelope<'a> {
-    #[serde(borrow, default)]
     jsonrpc: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     method: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "present")]
     params: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     error: Option<&'a RawValue>,
 }
 
-/// Keeps an explicit `null` as `Some("null")` so "present but null" differs from "absent".
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// A string borrowed from the line when it has no escapes (`Cow`'s own impl always copies).
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON-RPC message object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Envelope<'de>, A::Error> {
+                fn once<T, E: de::Error>(
+                    slot: &mut Option<T>,
+                    value: T,
+                    key: &str,
+                ) -> Result<(), E> {
+                    if slot.replace(value).is_some() {
+                        return Err(E::custom(format_args!("duplicate field `{key}`")));
+                    }
+                    Ok(())
+                }
+                let mut env = Envelope::default();
+                while let Some(Text(key)) = map.next_key()? {
+                    match &*key {
+                        "jsonrpc" => once(&mut env.jsonrpc, map.next_value::<Text>()?.0, &key)?,
+                        "id" => once(&mut env.id, map.next_value()?, &key)?,
+                        "method" => once(&mut env.method, map.next_value::<Text>()?.0, &key)?,
+                        "params" => once(&mut env.params, map.next_value()?, &key)?,
+                        "result" => once(&mut env.result, map.next_value()?, &key)?,
+                        "error" => once(&mut env.error, map.next_value()?, &key)?,
+                        other => {
+                            if let Some(member) = super::names::near_miss(other, &MEMBERS) {
+                                return Err(de::Error::custom(format_args!(
+                                    "member {other:?} differs from `{member}` only in case; servers that match names case-insensitively would read it as `{member}`"
+                                )));
+                            }
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(env)
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// Classifies one line (its trailing newline may be included).
@@ -541,7 +600,7 @@ mod tests {
         assert_ne!(id("1e999999"), id("1e999998"));
         assert_eq!(id("1e999999"), id("10e999998"));
         // Echoed and stored as sent.
-        for text in ["18446744073709551617", "1.0", "-2.5e-3", "1e999999"] {
+        for text in ["18446744073709551617", "1.0", "-2.5e-3", "1e999999", "-0"] {
             assert_eq!(id(text).to_string(), text);
             assert_eq!(serde_json::to_string(&id(text)).unwrap(), text);
             let back: RequestId = serde_json::from_str(text).unwrap();

@@ -2,6 +2,7 @@
 
 pub mod frame;
 pub mod message;
+pub mod names;
 pub mod salvage;
 pub mod scan;
 

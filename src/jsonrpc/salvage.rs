@@ -16,13 +16,18 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::message::RequestId;
-use super::scan::scan_prefix;
+use super::names;
+use super::scan::{PrefixInfo, scan_prefix};
 
 /// One JSON object found in a refused line, as a lenient peer could read it.
 #[derive(Debug, Default)]
 pub struct Salvaged {
-    /// The first top-level `id` that is a string or a number.
+    /// The last top-level `id` that is a string or a number (the copy most parsers keep).
     pub id: Option<RequestId>,
+    /// Every other top-level `id` that is a string or a number (a repeated key).
+    pub other_ids: Vec<RequestId>,
+    /// It has a top-level `result` or `error`: a response, whatever else it holds.
+    pub answers: bool,
     /// Every top-level `method` that is a string, in order: a repeated key counts each copy,
     /// since parsers differ on which one wins.
     pub methods: Vec<String>,
@@ -38,9 +43,22 @@ pub struct Salvaged {
 }
 
 impl Salvaged {
-    /// Whether it reads as a response (an id and no method), as far as it could be read.
+    /// Whether it reads as a response (an id, and a result or an error or no method), as far
+    /// as it could be read.
     pub fn is_response(&self) -> bool {
-        self.id.is_some() && self.methods.is_empty() && !self.unreadable_method && !self.watched
+        self.id.is_some()
+            && (self.answers
+                || (self.methods.is_empty() && !self.unreadable_method && !self.watched))
+    }
+
+    /// Whether it reads as a request of some kind (a method, and no result or error).
+    pub fn is_request(&self) -> bool {
+        !self.answers && (!self.methods.is_empty() || self.unreadable_method || self.watched)
+    }
+
+    /// Every id it names, the one most parsers keep first.
+    pub fn ids(&self) -> impl Iterator<Item = &RequestId> {
+        self.id.iter().chain(&self.other_ids)
     }
 }
 
@@ -55,8 +73,11 @@ impl Salvaged {
 pub fn salvage(line: &[u8], watched: &str) -> Vec<Salvaged> {
     let text = String::from_utf8_lossy(line);
     let lossy = matches!(text, Cow::Owned(_));
+    // A byte order mark (some Windows and .NET peers start with one) is skipped by lenient
+    // readers.
+    let text = text.trim_start_matches(|c: char| c == '\u{feff}' || c.is_ascii_whitespace());
     let mut found = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<&RawValue>();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
     let mut broken = false;
     for value in stream.by_ref() {
         let Ok(value) = value else {
@@ -121,8 +142,11 @@ fn object(raw: &RawValue, watched: &str, lossy: bool) -> Option<Salvaged> {
         .methods
         .iter()
         .any(|m| m == watched || (lossy && m.contains(char::REPLACEMENT_CHARACTER)));
+    let mut ids = fields.ids;
     let s = Salvaged {
-        id: fields.id,
+        id: ids.pop(),
+        other_ids: ids,
+        answers: fields.answers,
         methods: fields.methods,
         params: fields.params,
         partial: false,
@@ -138,33 +162,67 @@ fn tail(rest: &str, watched: &str) -> Option<Salvaged> {
     if rest.is_empty() {
         return None;
     }
-    let prefix = scan_prefix(rest.as_bytes());
+    let s = from_prefix(scan_prefix(rest.as_bytes()), watched);
     let escaped = watched.replace('/', "\\/");
-    let named = prefix.method.as_deref() == Some(watched)
-        || rest.contains(watched)
-        || rest.contains(&escaped)
-        || prefix.method_unreadable;
-    if !named && prefix.id.is_none() && prefix.method.is_none() {
+    let named = s.watched || rest.contains(watched) || rest.contains(&escaped);
+    if !named && s.id.is_none() && s.methods.is_empty() && !s.unreadable_method {
         return None;
     }
     Some(Salvaged {
-        id: prefix.id,
-        methods: prefix.method.into_iter().collect(),
-        params: None,
-        partial: true,
         watched: named,
-        unreadable_method: prefix.method_unreadable,
+        ..s
     })
+}
+
+/// What the key scanner read of a message (an oversized one, or a part that is not JSON), as
+/// far as it goes: the id and methods only, judged against the `watched` method.
+pub fn from_prefix(prefix: PrefixInfo, watched: &str) -> Salvaged {
+    Salvaged {
+        watched: prefix.method_unreadable || prefix.methods.iter().any(|m| m == watched),
+        id: prefix.id,
+        methods: prefix.methods,
+        partial: true,
+        unreadable_method: prefix.method_unreadable,
+        answers: prefix.answers,
+        ..Salvaged::default()
+    }
+}
+
+/// Every member of a JSON object in order, repeated keys included (a map keeps one copy).
+pub struct Members<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    members.push((key, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// The top-level members a classification needs, every copy of a repeated key seen.
 #[derive(Default)]
 struct Fields {
-    id: Option<RequestId>,
+    ids: Vec<RequestId>,
     methods: Vec<String>,
     unreadable_method: bool,
+    answers: bool,
     params: Option<Box<RawValue>>,
 }
+
+/// The members [`Fields`] reads, under any spelling a case-insensitive reader accepts.
+const READ: [&str; 5] = ["id", "method", "params", "result", "error"];
 
 impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -177,12 +235,18 @@ impl<'de> Deserialize<'de> for Fields {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
                 let mut fields = Fields::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match &*key {
+                    let member = match READ.iter().find(|m| **m == key) {
+                        Some(m) => *m,
+                        None => names::near_miss(&key, &READ).unwrap_or(""),
+                    };
+                    match member {
                         "id" => {
                             let raw: Box<RawValue> = map.next_value()?;
-                            if fields.id.is_none() {
-                                fields.id = RequestId::from_json(raw.get());
-                            }
+                            fields.ids.extend(RequestId::from_json(raw.get()));
+                        }
+                        "result" | "error" => {
+                            fields.answers = true;
+                            map.next_value::<IgnoredAny>()?;
                         }
                         "method" => {
                             let raw: Box<RawValue> = map.next_value()?;

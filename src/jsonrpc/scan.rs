@@ -6,15 +6,22 @@
 //! an oversized response can still fail the call it answers, wherever its `id` stands (the
 //! TypeScript SDK writes it after the result).
 
+use std::borrow::Cow;
+
 use super::message::RequestId;
+use super::names::same_name;
 
 /// The top-level `id` and `method` found in a message, if they were whole in what was seen.
+/// Keys are read as a lenient peer reads them: escapes decoded, case ignored (`"\u0069d"` and
+/// `"ID"` are `id` to some servers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PrefixInfo {
-    /// The request id.
+    /// The request id (the last copy, the one most parsers keep).
     pub id: Option<RequestId>,
-    /// The method.
-    pub method: Option<String>,
+    /// Every `method` read, in order (a repeated key counts each copy).
+    pub methods: Vec<String>,
+    /// A `result` or `error` member was seen: a response, whatever else it holds.
+    pub answers: bool,
     /// A `method` member was there whole but could not be read (not a string, invalid UTF-8,
     /// or longer than the scanner keeps): it may name any method.
     pub method_unreadable: bool,
@@ -33,9 +40,30 @@ enum At {
     NotAnObject,
 }
 
-/// Keys longer than this are not `id` or `method`; values longer than this are not kept.
-const MAX_KEY: usize = 16;
+/// Keys longer than this are not `id` or `method` (escaped, `method` is 36 bytes); values
+/// longer than this are not kept; methods past this many are not kept.
+const MAX_KEY: usize = 64;
 const MAX_VALUE: usize = 512;
+const MAX_METHODS: usize = 8;
+
+/// Which member a key names, as a lenient peer reads it.
+fn member(key: &[u8]) -> Option<&'static str> {
+    if key.len() > MAX_KEY {
+        return None;
+    }
+    let key: Cow<'_, str> = if key.contains(&b'\\') {
+        let mut quoted = Vec::with_capacity(key.len() + 2);
+        quoted.push(b'"');
+        quoted.extend_from_slice(key);
+        quoted.push(b'"');
+        Cow::Owned(serde_json::from_slice::<String>(&quoted).ok()?)
+    } else {
+        Cow::Borrowed(std::str::from_utf8(key).ok()?)
+    };
+    ["id", "method", "result", "error"]
+        .into_iter()
+        .find(|m| same_name(&key, m))
+}
 
 /// Walks a JSON object's top level byte by byte without building it, across any number of
 /// [`KeyScanner::feed`] calls.
@@ -46,6 +74,8 @@ pub struct KeyScanner {
     value: Vec<u8>,
     /// Whether the current value belongs to `id` or `method` and still fits.
     keep: bool,
+    /// The member the current value belongs to, if it is `id` or `method`.
+    member: Option<&'static str>,
     /// Nesting inside the current value.
     depth: usize,
     in_string: bool,
@@ -90,7 +120,9 @@ impl KeyScanner {
                 At::ExpectColon => match b {
                     b':' => {
                         self.value.clear();
-                        self.keep = matches!(&self.key[..], b"id" | b"method");
+                        self.member = member(&self.key);
+                        self.info.answers |= matches!(self.member, Some("result" | "error"));
+                        self.keep = matches!(self.member, Some("id" | "method"));
                         self.depth = 0;
                         self.in_string = false;
                         self.escaped = false;
@@ -146,14 +178,22 @@ impl KeyScanner {
     }
 
     fn end_value(&mut self) {
-        match &self.key[..] {
-            b"id" if self.keep => self.info.id = serde_json::from_slice(&self.value).ok(),
-            b"method" => {
-                self.info.method = self
+        match self.member {
+            Some("id") if self.keep => {
+                if let Ok(id) = serde_json::from_slice(&self.value) {
+                    self.info.id = Some(id);
+                }
+            }
+            Some("method") => {
+                match self
                     .keep
                     .then(|| serde_json::from_slice(&self.value).ok())
-                    .flatten();
-                self.info.method_unreadable = self.info.method.is_none();
+                    .flatten()
+                {
+                    Some(m) if self.info.methods.len() < MAX_METHODS => self.info.methods.push(m),
+                    Some(_) => {}
+                    None => self.info.method_unreadable = true,
+                }
             }
             _ => {}
         }
@@ -179,7 +219,7 @@ mod tests {
     #[test]
     fn finds_id_and_method_in_any_order() {
         let p = scan_prefix(br#"{"jsonrpc":"2.0","method":"tools/call","id":"a\"b","params":{"x""#);
-        assert_eq!(p.method.as_deref(), Some("tools/call"));
+        assert_eq!(p.methods, ["tools/call"]);
         assert_eq!(p.id, Some(RequestId::Str("a\"b".into())));
     }
 
@@ -187,7 +227,7 @@ mod tests {
     fn skips_nested_values_before_the_id() {
         let p = scan_prefix(br#"{"params":{"a":[1,{"id":9}],"s":"}"},"id":42,"#);
         assert_eq!(p.id, Some(RequestId::Int(42)));
-        assert_eq!(p.method, None);
+        assert!(p.methods.is_empty());
     }
 
     #[test]
@@ -212,6 +252,20 @@ mod tests {
     fn whitespace_and_carriage_returns_are_skipped_like_json_does() {
         let p = scan_prefix(b"{ \"id\"\r\n : 5 ,\t\"method\" :\"x\"}");
         assert_eq!(p.id, Some(RequestId::Int(5)));
-        assert_eq!(p.method.as_deref(), Some("x"));
+        assert_eq!(p.methods, ["x"]);
+    }
+
+    #[test]
+    fn keys_are_read_as_lenient_peers_read_them() {
+        let p = scan_prefix(br#"{"\u0069d":5,"METHOD":"tools/call","method":"ping","x":1"#);
+        assert_eq!(p.id, Some(RequestId::Int(5)));
+        assert_eq!(p.methods, ["tools/call", "ping"]);
+        let p = scan_prefix(br#"{"\u006d\u0065\u0074\u0068\u006f\u0064":"tools/call","id":1,"#);
+        assert_eq!(p.methods, ["tools/call"]);
+        // A repeated id: the last copy.
+        assert_eq!(
+            scan_prefix(br#"{"id":1,"id":2,"#).id,
+            Some(RequestId::Int(2))
+        );
     }
 }

@@ -42,7 +42,14 @@ impl Pointer {
                     items.iter().for_each(|child| walk(rest, child, f))
                 }
                 Value::Object(map) => {
-                    if let Some(child) = map.get(first) {
+                    // A server that matches names case-insensitively reads `"Path"` as
+                    // `path`; keys that fold alike were refused before this (policy::strict).
+                    let child = map.get(first).or_else(|| {
+                        map.iter()
+                            .find(|(k, _)| crate::jsonrpc::names::same_name(k, first))
+                            .map(|(_, v)| v)
+                    });
+                    if let Some(child) = child {
                         walk(rest, child, f)
                     }
                 }

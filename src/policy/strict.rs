@@ -2,12 +2,17 @@
 //!
 //! JSON parsers disagree on duplicate keys (first wins, last wins, error): a policy that checks
 //! one copy while the server executes the other is a bypass, so arguments with a duplicate key
-//! anywhere are refused rather than guessed at.
+//! anywhere are refused rather than guessed at. Keys that differ only in case (`"path"` and
+//! `"Path"`) count as duplicates: Go's `encoding/json` reads both into one field
+//! ([`crate::jsonrpc::names`]).
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+use crate::jsonrpc::names::fold;
 
 /// Parses JSON into a [`Value`], refusing a duplicate key at any depth.
 pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
@@ -66,10 +71,18 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
+        let mut folded = HashSet::new();
         while let Some(key) = access.next_key::<String>()? {
             if map.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
                     "duplicate key {key:?} (servers disagree on which copy counts)"
+                )));
+            }
+            if !folded.insert(fold(&key).into_owned()) {
+                let other = map.keys().find(|k| fold(k) == fold(&key)).cloned();
+                return Err(de::Error::custom(format_args!(
+                    "keys {:?} and {key:?} differ only in case (servers that match names case-insensitively read them as one)",
+                    other.unwrap_or_default()
                 )));
             }
             let Strict(v) = access.next_value()?;
@@ -91,6 +104,15 @@ mod tests {
         // The same key in sibling objects is fine; escapes name the same key.
         assert!(parse(r#"{"a":{"k":1},"b":{"k":2}}"#).is_ok());
         assert!(parse(r#"{"k":1,"\u006b":2}"#).is_err());
+        // Keys a case-insensitive server reads as one.
+        for dup in [
+            r#"{"path":"/srv/a","Path":"/etc/shadow"}"#,
+            r#"{"a":[{"kind":1,"\u212aind":2}]}"#,
+            r#"{"pass":1,"paſs":2}"#,
+        ] {
+            assert!(parse(dup).is_err(), "{dup}");
+        }
+        assert!(parse(r#"{"path":1,"paths":2,"Other":3}"#).is_ok());
         assert_eq!(
             parse(r#"{"n":[1,-2,3.5,true,null,"s"]}"#).unwrap(),
             serde_json::json!({"n":[1,-2,3.5,true,null,"s"]})

@@ -27,7 +27,8 @@ use crate::jsonrpc::message::{
     self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT,
     error_response, notification,
 };
-use crate::jsonrpc::salvage::{Salvaged, salvage, salvage_split};
+use crate::jsonrpc::names::same_name;
+use crate::jsonrpc::salvage::{Salvaged, from_prefix, salvage, salvage_split};
 use crate::jsonrpc::{BatchItem, FrameError, Message, Parsed, RequestId, ResponseBody};
 use crate::mcp::{
     AnyParams, CallToolParams, CallToolResultView, CancelledParams, ElicitResultView, Era,
@@ -108,9 +109,8 @@ fn known_call(id: Option<&RequestId>, params: Option<&RawValue>) -> Salvaged {
         id: id.cloned(),
         methods: vec![TOOLS_CALL.to_string()],
         params: params.map(ToOwned::to_owned),
-        partial: false,
         watched: true,
-        unreadable_method: false,
+        ..Salvaged::default()
     }
 }
 
@@ -140,6 +140,17 @@ pub enum Route {
     Drop,
     /// Each of these, in order (a refused line that answers several requests).
     Many(Vec<Route>),
+}
+
+impl Route {
+    /// One route for all of `routes`.
+    fn of(mut routes: Vec<Route>) -> Route {
+        match routes.len() {
+            0 => Route::Drop,
+            1 => routes.remove(0),
+            _ => Route::Many(routes),
+        }
+    }
 }
 
 /// Who is on the other end, recorded in every event of the connection.
@@ -320,6 +331,47 @@ struct State {
     round_order: VecDeque<String>,
     /// Requests answered or rewritten by the proxy instead of forwarded as sent.
     instead: HashMap<RequestId, Instead>,
+    /// Requests other than calls that the client cancelled: their ids stay in use until the
+    /// server answers (MCP lets it), the oldest forgotten past [`MAX_ENDED`].
+    cancelled: Cancelled,
+}
+
+/// Ids of cancelled requests still awaited, oldest first.
+#[derive(Debug, Default)]
+struct Cancelled {
+    ids: HashSet<RequestId>,
+    order: VecDeque<RequestId>,
+}
+
+impl Cancelled {
+    fn insert(&mut self, id: RequestId) {
+        if self.order.len() >= MAX_ENDED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+    }
+
+    fn remove(&mut self, id: &RequestId) -> bool {
+        let found = self.ids.remove(id);
+        if found {
+            self.order.retain(|o| o != id);
+        }
+        found
+    }
+}
+
+/// The one key of `map` that is the same number as `id` read as a double, as JavaScript and
+/// Python read JSON numbers (a server may write `9007199254740993` back as
+/// `9007199254740992`); `None` if there is none, or more than one.
+fn twin<V>(map: &HashMap<RequestId, V>, id: &RequestId) -> Option<RequestId> {
+    let x = id.as_f64()?;
+    let mut same = map.keys().filter(|k| k.as_f64() == Some(x));
+    let one = same.next()?;
+    same.next().is_none().then(|| one.clone())
 }
 
 impl State {
@@ -328,6 +380,7 @@ impl State {
     fn id_in_use(&self, id: &RequestId) -> bool {
         self.calls.contains_key(id)
             || self.pending.contains_key(id)
+            || self.cancelled.ids.contains(id)
             || self.ended.contains_key(id)
             || self.confirming.contains_key(id)
             || self.awaiting.values().any(|a| a.call.request_id == *id)
@@ -351,9 +404,25 @@ impl State {
     }
 
     fn take_ended(&mut self, id: &RequestId) -> Option<(Call, EndedEarly)> {
-        let ended = self.ended.remove(id)?;
-        self.ended_order.retain(|e| e != id);
+        let id = match self.ended.contains_key(id) {
+            true => id.clone(),
+            false => twin(&self.ended, id)?,
+        };
+        let ended = self.ended.remove(&id)?;
+        self.ended_order.retain(|e| *e != id);
         Some(ended)
+    }
+
+    /// The call in flight that a response with `id` answers: by its exact id, else by
+    /// [`twin`].
+    fn take_call(&mut self, id: &RequestId) -> Option<Call> {
+        match self.calls.remove(id) {
+            Some(call) => Some(call),
+            None => {
+                let twin = twin(&self.calls, id)?;
+                self.calls.remove(&twin)
+            }
+        }
     }
 
     fn version_for(&self, meta_version: Option<&str>) -> (Option<String>, Era) {
@@ -469,17 +538,12 @@ impl Pipeline {
             Ok(p) => p,
             Err(invalid) => {
                 tracing::warn!(error = %invalid, bytes = line.len(), "invalid message from client refused");
-                let reason = format!("the message was refused: {invalid}");
-                let event =
-                    self.record_refused(&salvage_split(&line, TOOLS_CALL), invalid.code(), &reason);
-                let refusal = Refusal {
-                    id: invalid.id().cloned(),
-                    code: invalid.code(),
-                    message: format!("mcp-audit-proxy refused the message: {invalid}"),
-                    event,
-                    extra: None,
-                };
-                return Route::ToClient(Outbound::now(refusal.line()));
+                return self.refuse_line(
+                    &salvage_split(&line, TOOLS_CALL),
+                    invalid.id().cloned(),
+                    invalid.code(),
+                    &invalid.to_string(),
+                );
             }
         };
         match parsed {
@@ -560,7 +624,8 @@ impl Pipeline {
             tracing::warn!(problem = %problem, "batch from client refused");
             let message = format!("mcp-audit-proxy refused the whole batch: {problem}");
             let replies = self.refuse_batch(items, INVALID_REQUEST, &message, |found| {
-                self.record_refused(found, INVALID_REQUEST, &problem)
+                let events = self.record_refused(found, INVALID_REQUEST, &problem);
+                events.into_iter().flatten().next()
             });
             return replies.map_or(Route::Drop, |r| Route::ToClient(Outbound::now(r)));
         }
@@ -826,7 +891,7 @@ impl Pipeline {
         let p = match decode_call(params) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(request_id = %id, error = %e, "undecodable tools/call refused");
+                tracing::warn!(request_id = %id, "undecodable tools/call refused");
                 return Err(self.refuse_params(
                     id,
                     params,
@@ -1387,28 +1452,31 @@ impl Pipeline {
     }
 
     /// Records every `tools/call` a refused client message is, or may be (read by
-    /// [`salvage`]), as refused with `reason`; returns the first failure event's id, for the
-    /// answer to quote.
-    fn record_refused(&self, found: &[Salvaged], code: i64, reason: &str) -> Option<EventId> {
-        let mut first = None;
-        for call in found.iter().filter(|s| s.watched) {
-            let why = if call.methods.iter().any(|m| m == TOOLS_CALL) && !call.partial {
-                Cow::Borrowed(reason)
-            } else {
-                Cow::Owned(format!(
-                    "{reason} (what could be read of it may be a tools/call, so it is recorded as one)"
-                ))
-            };
-            let event = self.refuse_call(
-                call.id.as_ref(),
-                call.params.as_deref(),
-                Side::Client,
-                code,
-                &why,
-            );
-            first = first.or(event);
-        }
-        first
+    /// [`salvage`]), as refused with `reason`; returns each one's failure event id, for the
+    /// answers to quote.
+    fn record_refused(&self, found: &[Salvaged], code: i64, reason: &str) -> Vec<Option<EventId>> {
+        found
+            .iter()
+            .map(|call| {
+                if !call.watched {
+                    return None;
+                }
+                let why = if call.methods.iter().any(|m| m == TOOLS_CALL) && !call.partial {
+                    Cow::Borrowed(reason)
+                } else {
+                    Cow::Owned(format!(
+                        "{reason} (what could be read of it may be a tools/call, so it is recorded as one)"
+                    ))
+                };
+                self.refuse_call(
+                    call.id.as_ref(),
+                    call.params.as_deref(),
+                    Side::Client,
+                    code,
+                    &why,
+                )
+            })
+            .collect()
     }
 
     /// Records a refused call (access + failure, both `refused`); returns the failure's id.
@@ -1421,11 +1489,16 @@ impl Pipeline {
         code: i64,
         reason: &str,
     ) -> Option<EventId> {
-        #[derive(Deserialize)]
-        struct NameOnly {
-            name: Option<String>,
-        }
-        let tool = params.and_then(|p| serde_json::from_str::<NameOnly>(p.get()).ok()?.name);
+        let policy = self.policy.current();
+        // The tool as a lenient server reads it; a name can carry anything, so it is stored
+        // protected like the arguments.
+        let tool = params
+            .and_then(|p| member_of(p, "name"))
+            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+            .map(|n| match policy.enabled {
+                true => policy.protect_text(&n),
+                false => n,
+            });
         let (version, era, agent, tool_version) = {
             let st = self.state();
             let meta_version = params
@@ -1492,26 +1565,30 @@ impl Pipeline {
     ) {
         let (arguments, reason) = match params {
             None => (None, Cow::Borrowed(reason)),
-            Some(p) => match serde_json::from_str::<HashMap<Cow<'_, str>, &RawValue>>(p.get()) {
-                Ok(members) => (members.get("arguments").copied(), Cow::Borrowed(reason)),
-                Err(_) => (
-                    None,
-                    Cow::Owned(format!(
-                        "{reason} (its params are not a JSON object; no arguments stored)"
-                    )),
-                ),
-            },
+            Some(p) if p.get().starts_with('{') => {
+                (member_of(p, "arguments"), Cow::Borrowed(reason))
+            }
+            Some(_) => (
+                None,
+                Cow::Owned(format!(
+                    "{reason} (its params are not a JSON object; no arguments stored)"
+                )),
+            ),
         };
         let policy = self.policy.current();
-        let Some(raw) = arguments.filter(|_| policy.enabled) else {
+        if !policy.enabled {
             return (
                 arguments.map(ToOwned::to_owned),
                 Vec::new(),
                 Vec::new(),
                 reason.into_owned(),
             );
-        };
+        }
+        // A parser's message can quote what it could not read, whatever the arguments hold.
         let reason = policy.protect_text(&reason);
+        let Some(raw) = arguments else {
+            return (None, Vec::new(), Vec::new(), reason);
+        };
         match serde_json::from_str::<Value>(raw.get()) {
             Ok(value) => match policy.protect(&value) {
                 Some((protected, classes)) => {
@@ -1555,8 +1632,10 @@ impl Pipeline {
     fn cancel(&self, id: &RequestId, reason: Option<&str>) {
         let call = {
             let mut st = self.state();
-            // A cancelled request of another kind may never be answered: forget it.
-            st.pending.remove(id);
+            // A cancelled request of another kind may still be answered: its id stays in use.
+            if st.pending.remove(id).is_some() {
+                st.cancelled.insert(id.clone());
+            }
             // A call held for confirmation ends here; a late answer to its question is dropped.
             let held = st
                 .awaiting
@@ -1618,24 +1697,43 @@ impl Pipeline {
         // What a lenient server could read of the line: every call in it is recorded.
         let found = match e.line() {
             Some(line) => salvage_split(trim_line_end(line), TOOLS_CALL),
-            None => vec![Salvaged {
-                watched: prefix.method.as_deref() == Some(TOOLS_CALL) || prefix.method_unreadable,
-                id: prefix.id.clone(),
-                methods: prefix.method.clone().into_iter().collect(),
-                params: None,
-                partial: true,
-                unreadable_method: prefix.method_unreadable,
-            }],
+            None => vec![from_prefix(prefix.clone(), TOOLS_CALL)],
         };
-        let event = self.record_refused(&found, code, &format!("the message was refused: {e}"));
-        let refusal = Refusal {
+        self.refuse_line(&found, prefix.id, code, &e.to_string())
+    }
+
+    /// Refuses a client line the proxy will not forward, `why` it was refused: every
+    /// `tools/call` a lenient server could read in it is recorded as refused, and every request
+    /// in it with a readable id gets its own error (a client waits for exactly those); with
+    /// none, one error with `fallback` as its id (JSON-RPC's `null` when unreadable).
+    fn refuse_line(
+        &self,
+        found: &[Salvaged],
+        fallback: Option<RequestId>,
+        code: i64,
+        why: &str,
+    ) -> Route {
+        let events = self.record_refused(found, code, &format!("the message was refused: {why}"));
+        let refusal = |id: Option<RequestId>, event: Option<EventId>| Refusal {
             extra: None,
-            id: prefix.id,
+            id,
             code,
-            message: format!("mcp-audit-proxy refused the message: {e}"),
+            message: format!("mcp-audit-proxy refused the message: {why}"),
             event,
         };
-        Route::ToClient(Outbound::now(refusal.line()))
+        let mut answers: Vec<Route> = found
+            .iter()
+            .zip(&events)
+            .filter(|(s, _)| s.is_request() && s.id.is_some())
+            .map(|(s, event)| Route::ToClient(Outbound::now(refusal(s.id.clone(), *event).line())))
+            .collect();
+        if answers.is_empty() {
+            let first = events.iter().flatten().next().copied();
+            answers.push(Route::ToClient(Outbound::now(
+                refusal(fallback, first).line(),
+            )));
+        }
+        Route::of(answers)
     }
 
     // ---------------------------------------------------------------- server → client
@@ -1690,7 +1788,8 @@ impl Pipeline {
                     let answers: Vec<Outbound> = salvage(item.raw.get().as_bytes(), TOOLS_CALL)
                         .iter()
                         .filter(|s| s.is_response())
-                        .filter_map(|s| self.fail_answered(s.id.as_ref()?, &reason))
+                        .flat_map(|s| s.ids().cloned().collect::<Vec<_>>())
+                        .filter_map(|id| self.fail_answered(&id, &reason))
                         .collect();
                     changed = true;
                     for answer in answers {
@@ -1764,7 +1863,7 @@ impl Pipeline {
             };
         };
         let mut st = self.state();
-        if let Some(call) = st.calls.remove(id) {
+        if let Some(call) = st.take_call(id) {
             drop(st);
             return self.end_call(&call, size, *body);
         }
@@ -1773,7 +1872,11 @@ impl Pipeline {
             return self.late_answer(&call, why, size, *body);
         }
         let mut rewritten = None;
-        match st.pending.remove(id) {
+        let pending = match st.pending.remove(id) {
+            Some(p) => Some(p),
+            None => twin(&st.pending, id).and_then(|twin| st.pending.remove(&twin)),
+        };
+        match pending {
             Some(pending) => {
                 if let ResponseBody::Result(result) = body {
                     learn(&mut st, pending, result);
@@ -1787,8 +1890,13 @@ impl Pipeline {
                     }
                 }
             }
+            None if st.cancelled.remove(id) => {
+                tracing::debug!(request_id = %id, "late answer to a cancelled request; forwarded");
+            }
             None => {
+                drop(st);
                 tracing::warn!(request_id = %id, "response from the server to no request of the client; forwarded");
+                rewritten = self.redact_unmatched(id, *body);
             }
         }
         Delivery::Forward {
@@ -1796,6 +1904,26 @@ impl Pipeline {
             unrecorded: None,
             rewritten,
         }
+    }
+
+    /// A result that answers no request still reaches the client: with `redact_results`, it
+    /// is masked like a call's result first (a server must not get data past the redaction by
+    /// answering with an id the proxy does not know).
+    fn redact_unmatched(&self, id: &RequestId, body: ResponseBody<'_>) -> Option<String> {
+        let policy = self.policy.current();
+        let ResponseBody::Result(raw) = body else {
+            return None;
+        };
+        if !(policy.enabled && policy.redact_results && policy.guarded(raw.get())) {
+            return None;
+        }
+        let redacted = serde_json::from_str::<Value>(raw.get())
+            .ok()
+            .and_then(|v| policy.redact(&v))
+            .map(|(r, _)| r);
+        // Unreadable but guarded: withheld rather than passed on in clear.
+        let result = redacted.unwrap_or_else(|| json!({"content": [], "isError": true}));
+        serde_json::to_string(&json!({"jsonrpc": "2.0", "id": id, "result": result})).ok()
     }
 
     /// Whether `tool` changed since it was pinned and no operator has accepted the change yet
@@ -1968,6 +2096,7 @@ impl Pipeline {
                         let outcome = match view.result_type.as_deref() {
                             Some("input_required") => Outcome::InputRequired,
                             Some("task") => Outcome::Task,
+                            _ if view.task.is_some() => Outcome::Task,
                             _ if view.is_error == Some(true) => {
                                 meta.error_messages = view
                                     .content
@@ -2184,15 +2313,7 @@ impl Pipeline {
         tracing::warn!(error = %e, "message from server dropped");
         let found = match e.line() {
             Some(line) => salvage_split(trim_line_end(line), TOOLS_CALL),
-            None => {
-                let prefix = e.prefix();
-                vec![Salvaged {
-                    id: prefix.id,
-                    methods: prefix.method.into_iter().collect(),
-                    unreadable_method: prefix.method_unreadable,
-                    ..Salvaged::default()
-                }]
-            }
+            None => vec![from_prefix(e.prefix(), TOOLS_CALL)],
         };
         self.server_refused(&found, &format!("the server's message was refused: {e}"))
     }
@@ -2202,28 +2323,23 @@ impl Pipeline {
     /// for `limits.call_timeout_ms`, and each request of the server's own in it is answered
     /// with an error, so that neither side waits for what will never come.
     fn server_refused(&self, found: &[Salvaged], reason: &str) -> Route {
-        let mut routes: Vec<Route> = found
-            .iter()
-            .filter_map(|s| {
-                let id = s.id.as_ref()?;
-                if s.is_response() {
-                    self.fail_answered(id, reason).map(Route::ToClient)
-                } else {
-                    let message = format!("mcp-audit-proxy: {reason}");
-                    Some(Route::ToServer(Outbound::now(error_response(
-                        Some(id),
-                        INVALID_REQUEST,
-                        &message,
-                        None,
-                    ))))
-                }
-            })
-            .collect();
-        match routes.len() {
-            0 => Route::Drop,
-            1 => routes.remove(0),
-            _ => Route::Many(routes),
+        let mut routes = Vec::new();
+        for s in found {
+            if s.is_response() {
+                // Every id it names: parsers differ on which copy of a repeated one counts.
+                let failed = s.ids().filter_map(|id| self.fail_answered(id, reason));
+                routes.extend(failed.map(Route::ToClient));
+            } else if let (true, Some(id)) = (s.is_request(), &s.id) {
+                let message = format!("mcp-audit-proxy: {reason}");
+                routes.push(Route::ToServer(Outbound::now(error_response(
+                    Some(id),
+                    INVALID_REQUEST,
+                    &message,
+                    None,
+                ))));
+            }
         }
+        Route::of(routes)
     }
 
     /// Fails the client's request `id` whose response could not be delivered: a call in
@@ -2231,7 +2347,7 @@ impl Pipeline {
     /// answers nothing in flight.
     fn fail_answered(&self, id: &RequestId, reason: &str) -> Option<Outbound> {
         let mut st = self.state();
-        if let Some(call) = st.calls.remove(id) {
+        if let Some(call) = st.take_call(id) {
             drop(st);
             return Some(self.fail_with_reply(
                 &call,
@@ -2640,6 +2756,20 @@ fn confirmation_request(question: &str) -> Value {
 fn arguments_hash(p: &CallToolParams<'_>) -> String {
     let bytes = p.arguments.map_or(&b"{}"[..], |a| a.get().as_bytes());
     policy::sha256_hex(bytes, 32)
+}
+
+/// The member `name` of a JSON object as a lenient server reads it: the last copy of a
+/// repeated key, or failing an exact one, a name that differs only in case; `None` if the
+/// text is not an object or has no such member.
+fn member_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
+    let members: Vec<(Cow<'_, str>, &'a RawValue)> =
+        serde_json::from_str::<crate::jsonrpc::salvage::Members<'a>>(object.get())
+            .ok()?
+            .0;
+    let exact = members.iter().rev().find(|(k, _)| k == name);
+    exact
+        .or_else(|| members.iter().rev().find(|(k, _)| same_name(k, name)))
+        .map(|(_, v)| *v)
 }
 
 fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> {

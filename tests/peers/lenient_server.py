@@ -9,10 +9,15 @@ object per line: id, whether an id was present, tool name, arguments). Requests 
 or integer id get a result that echoes the id exactly (Python keeps big integers whole).
 
 Modes (second argument): "bad-utf8" answers every tools/call with invalid UTF-8 in its result;
-"no-jsonrpc" answers it without the `jsonrpc` member.
+"no-jsonrpc" answers it without the `jsonrpc` member; "fold" reads member names the way Go's
+encoding/json fills struct fields: case-insensitively with Unicode folding (`Method`,
+`paramſ`, `Path`), the last match winning, at the top level, in params and in arguments;
+"float-ids" writes integer ids beyond 2^53 back as JavaScript would (as the nearest double);
+"slow-other" answers requests other than initialize, tools/list and tools/call after 1 s.
 """
 import json
 import sys
+import time
 
 LOG = sys.argv[1]
 MODE = sys.argv[2] if len(sys.argv) > 2 else "ok"
@@ -37,6 +42,24 @@ def values(text):
         yield value
 
 
+KNOWN = {"jsonrpc", "id", "method", "params", "name", "arguments"}
+
+
+def fold(value, known=None):
+    """Go-like: member names matched case-insensitively to the fields a struct has."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        folded = key.casefold()
+        if known is None:
+            out[folded] = item
+        else:
+            match = next((k for k in known if k.casefold() == folded), key)
+            out[match] = item
+    return out
+
+
 def write(line):
     sys.stdout.buffer.write(line + b"\n")
     sys.stdout.buffer.flush()
@@ -45,10 +68,17 @@ def write(line):
 def handle(msg):
     if not isinstance(msg, dict):
         return
+    if MODE == "fold":
+        msg = fold(msg, KNOWN)
+        if isinstance(msg.get("params"), dict):
+            msg["params"] = fold(msg["params"], KNOWN)
+            msg["params"]["arguments"] = fold(msg["params"].get("arguments"))
     method = msg.get("method")
     has_id = "id" in msg
     rid = msg.get("id")
     answerable = has_id and isinstance(rid, (int, str)) and not isinstance(rid, bool)
+    if MODE == "float-ids" and isinstance(rid, int) and abs(rid) > 2**53:
+        rid = float(rid)
     if method == "tools/call":
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         with open(LOG, "a", encoding="utf-8") as log:
@@ -69,6 +99,8 @@ def handle(msg):
         return
     if method is None or not answerable:
         return
+    if MODE == "slow-other" and method not in ("initialize", "tools/list"):
+        time.sleep(1)
     if method == "initialize":
         result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
                   "serverInfo": {"name": "lenient", "version": "1"}}
