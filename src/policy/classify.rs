@@ -724,7 +724,20 @@ fn emails(re: &Regex, t: &str, out: &mut Vec<Finding>) {
         let tld = &t[s + memrchr(b'.', local).map_or(0, |d| d + 1)..e];
         // `git@github.com:org/repo` is an SSH remote, not a mailbox.
         let ssh = b.get(e) == Some(&b':') && b.get(e + 1).is_some_and(|c| !c.is_ascii_whitespace());
-        if lead == at || ssh || FILE_EXTENSIONS.iter().any(|x| tld.eq_ignore_ascii_case(x)) {
+        // `scheme://user:password@host` is a password (a secret) before a host, not a mailbox.
+        let userinfo = s > 0 && b[s - 1] == b':' && {
+            let from = s.saturating_sub(64);
+            let run = b[from..s]
+                .iter()
+                .rposition(u8::is_ascii_whitespace)
+                .map_or(from, |p| from + p);
+            memchr::memmem::find(&b[run..s], b"://").is_some()
+        };
+        if lead == at
+            || ssh
+            || userinfo
+            || FILE_EXTENSIONS.iter().any(|x| tld.eq_ignore_ascii_case(x))
+        {
             // Every address through this `@` has the same domain: go on after it (linear work).
             pos = s + at + 1;
             continue;

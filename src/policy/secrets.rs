@@ -25,8 +25,8 @@
 //!
 //! Speed: [`RE_TOKENS`] starts every alternative with a literal, so its prefilter skips most
 //! text; the infix shapes run only where `memmem` finds their infix; the name pass runs on the
-//! lowercased copy with a small literal set (`pass`, `pwd`, `secret`, `token`, `key`, `auth`,
-//! `cred`) and does its work only at those words.
+//! lowercased copy with a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`,
+//! `auth`, `cred`) and does its work only at those words.
 
 use memchr::memmem;
 use regex::Regex;
@@ -97,7 +97,7 @@ const RE_INFIX_TOKENS: &str = concat!(
 const INFIXES: [&[u8]; 3] = [b":AA", b".atlasv1.", b"Q~"];
 
 /// `scheme://user:password@`: the password.
-const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]+:(?P<pw>[^\s/?#@]+)@";
+const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/?#@]+)@";
 const URL_PASSWORD: usize = 1;
 
 /// Runs on the ASCII-lowercased text.
@@ -120,7 +120,7 @@ const LBL_BASIC: usize = 5;
 
 /// Words that may name a credential, run on the ASCII-lowercased text; the identifier around
 /// each hit decides (see [`name_kind`]).
-const RE_NAMES: &str = "pass|pwd|secret|token|key|auth|cred";
+const RE_NAMES: &str = "pass|pwd|pw|secret|token|key|auth|cred";
 
 /// The compiled secret patterns (one set per [`super::classify::Classifiers`] with secrets on).
 #[derive(Clone)]
@@ -229,6 +229,10 @@ impl Secrets {
                 r += 1;
             }
             pos = r.max(m.end());
+            // A segment of a path or an ARN (`arn:aws:…:secret:prod/db`, `/v1/tokens/…`).
+            if l > 0 && matches!(b[l - 1], b':' | b'/') && matches!(b.get(r), Some(b':' | b'/')) {
+                continue;
+            }
             while r > l && matches!(b[r - 1], b'.' | b'-') {
                 r -= 1;
             }
@@ -242,6 +246,9 @@ impl Secrets {
             let Some((kind, bare)) = name_kind(&b[l..r], prev_word(b, l)) else {
                 continue;
             };
+            if about_the_credential(lower.as_bytes(), l) {
+                continue;
+            }
             if let Some((s, e)) = value_after(b, l, r, kind, bare, flag) {
                 push(out, s, e);
                 pos = pos.max(e);
@@ -450,6 +457,31 @@ const KEY_PREFIXES: &[&str] = &[
     "management",
     "mgmt",
     "write",
+    // Providers: `the Datadog key is …`, `STRIPE_KEY=…`.
+    "aws",
+    "azure",
+    "gcp",
+    "google",
+    "github",
+    "gitlab",
+    "stripe",
+    "openai",
+    "anthropic",
+    "datadog",
+    "sendgrid",
+    "mailgun",
+    "twilio",
+    "heroku",
+    "cloudflare",
+    "slack",
+    "shopify",
+    "algolia",
+    "mapbox",
+    "sentry",
+    "pagerduty",
+    "firebase",
+    "supabase",
+    "pinecone",
 ];
 
 /// Compound names written as one word (`APIKEY`, `clientsecret`, `PGPASSWORD`).
@@ -517,7 +549,16 @@ fn prev_word(b: &[u8], at: usize) -> Option<String> {
 /// What the identifier `ident` names, and whether it is a bare short name (`pass`, `pwd`, `auth`,
 /// `creds`) that only counts before `=` or `:`. `prev` is the word before it in prose.
 fn name_kind(ident: &[u8], prev: Option<String>) -> Option<(Kind, bool)> {
-    let parts = parts(ident);
+    let mut parts = parts(ident);
+    // `SECRET_KEY_BASE`, `token_value`, `password_b64`: the name before a form word.
+    while parts.len() >= 2
+        && matches!(
+            parts.last().map(String::as_str),
+            Some("value" | "base" | "str" | "string" | "plain" | "raw" | "b64" | "base64")
+        )
+    {
+        parts.pop();
+    }
     let last = parts.last()?.as_str();
     let before = if parts.len() >= 2 {
         Some(parts[parts.len() - 2].clone())
@@ -552,12 +593,76 @@ fn name_kind(ident: &[u8], prev: Option<String>) -> Option<(Kind, bool)> {
     }
 }
 
-/// Words allowed between a name and its value in prose.
+/// Words allowed between a name and its value in prose (besides connectors, see
+/// [`is_connector`]).
 const FILLERS: &[&str] = &[
-    "is", "was", "are", "=", ":", "of", "for", "to", "as", "be", "set", "now", "here", "the", "my",
-    "our", "your", "new", "this", "its", "it's", "is:", "was:", "-", "->", "=>", "\u{2192}",
-    "\u{2014}", "reads", "remains", "will", "should", "=:",
+    "of", "for", "to", "as", "be", "set", "now", "here", "the", "my", "our", "your", "new", "this",
+    "its", "it's", "will", "should", "on", "at", "in", "with", "a", "an",
 ];
+
+/// Words after a credential name that make the text about the credential rather than the
+/// credential itself.
+const QUALIFIERS_NOT_VALUE: &[&str] = &[
+    "fingerprint",
+    "hash",
+    "hashes",
+    "hashed",
+    "digest",
+    "checksum",
+    "id",
+    "ids",
+    "prefix",
+    "suffix",
+    "length",
+    "count",
+    "type",
+    "expiry",
+    "expires",
+    "ttl",
+    "lifetime",
+    "name",
+    "file",
+    "path",
+    "url",
+    "hint",
+    "sha",
+    "sha1",
+    "sha256",
+    "md5",
+    "policy",
+    "format",
+    "header",
+    "field",
+    "version",
+    "scope",
+    "scopes",
+    "endpoint",
+    "rotation",
+    "reset",
+    "strength",
+    "manager",
+    "store",
+    "vault",
+    "size",
+    "entropy",
+    "owner",
+];
+
+/// `sha256 digest of the API key: …`, `the length of the password is …`: the words before the
+/// name say the value is something about the credential. `lower` is the lowercased text.
+fn about_the_credential(lower: &[u8], name_start: usize) -> bool {
+    let before = &lower[name_start.saturating_sub(32)..name_start];
+    let Some(of) = memmem::rfind(before, b" of ") else {
+        return false;
+    };
+    let head = &before[..of];
+    let word_start = head
+        .iter()
+        .rposition(|c| !c.is_ascii_alphanumeric())
+        .map_or(0, |p| p + 1);
+    let word = std::str::from_utf8(&head[word_start..]).unwrap_or("");
+    QUALIFIERS_NOT_VALUE.contains(&word)
+}
 
 /// Authorization schemes skipped before the credential (`Authorization: token …`).
 const SCHEMES: &[&str] = &[
@@ -613,32 +718,73 @@ fn value_after(
     };
     if link == Link::Assigned {
         let (s, e, quoted) = read_value(b, i, true)?;
-        return accept(kind, link, quoted, &b[s..e]).then_some((s, e));
+        let label = String::from_utf8_lossy(&b[l..r]);
+        let value = String::from_utf8_lossy(&b[s..e]);
+        return (accept(kind, link, quoted, &b[s..e]) && !call_or_self(b, &label, &value, e))
+            .then_some((s, e));
     }
-    // Prose: a few filler words, or one qualifier followed by `is`/`was`/`:`, then the value.
-    let mut free = 2;
-    for _ in 0..6 {
+    // Prose: filler words, and up to three qualifiers (`for admin on staging`) that a connector
+    // (`is`, `was`, a word ending in `:`) must close before the value may come.
+    let mut free = 3;
+    let mut pending = false;
+    for _ in 0..8 {
         let (s, e, quoted) = read_value(b, i, false)?;
-        if accept(kind, link, quoted, &b[s..e]) {
-            return Some((s, e));
-        }
-        let word_end = e + usize::from(quoted);
-        let word = String::from_utf8_lossy(&b[i..word_end]).to_ascii_lowercase();
-        let mut next = word_end;
-        if !skip_blanks(b, &mut next) {
+        let word = raw_word(b, i);
+        let mut next = i + word.len();
+        let more = skip_blanks(b, &mut next);
+        if QUALIFIERS_NOT_VALUE.contains(&word.trim_end_matches([':', ',', '.'])) {
+            // `token fingerprint: …`, `password hash: …`, `api key id …`: about the credential,
+            // not the credential.
             return None;
         }
-        if !FILLERS.contains(&word.as_str()) && !word.ends_with(':') {
-            let (ns, ne, _) = read_value(b, next, false)?;
-            let following = String::from_utf8_lossy(&b[ns..ne]).to_ascii_lowercase();
-            if free == 0 || !matches!(following.as_str(), "is" | "was" | ":" | "=" | "is:") {
+        let connector = is_connector(&word);
+        // A qualifier closed by a connector (`password for db1-prod is …`) is not the value.
+        let qualifier = more && is_connector(&raw_word(b, next));
+        if !pending && !connector && !qualifier && accept(kind, link, quoted, &b[s..e]) {
+            return Some((s, e));
+        }
+        if connector {
+            pending = false;
+        } else if !FILLERS.contains(&word.as_str()) {
+            if free == 0 || word.ends_with(['.', ',', ';', '!', '?']) {
                 return None;
             }
             free -= 1;
+            pending = true;
+        }
+        if !more {
+            return None;
         }
         i = next;
     }
     None
+}
+
+/// The lowercased word at `i`, up to the next whitespace.
+fn raw_word(b: &[u8], i: usize) -> String {
+    let len = b[i..]
+        .iter()
+        .take_while(|c| !c.is_ascii_whitespace())
+        .count();
+    String::from_utf8_lossy(&b[i..i + len]).to_ascii_lowercase()
+}
+
+/// Words that tie a name (and its qualifiers) to the value that follows.
+fn is_connector(word: &str) -> bool {
+    word.ends_with(':')
+        || matches!(
+            word,
+            "is" | "was"
+                | "are"
+                | "="
+                | "->"
+                | "=>"
+                | "\u{2192}"
+                | "\u{2014}"
+                | "-"
+                | "reads"
+                | "remains"
+        )
 }
 
 /// Skips spaces and tabs; whether any were skipped.
@@ -846,6 +992,12 @@ fn code_reference(v: &[u8]) -> bool {
     count >= 2
 }
 
+/// Code rather than a value: a function call (`password = get_password()`) or the name itself
+/// (`api_key=api_key`). `e` is where the value ends in `b`.
+fn call_or_self(b: &[u8], label: &str, value: &str, e: usize) -> bool {
+    b.get(e) == Some(&b'(') || value.eq_ignore_ascii_case(label)
+}
+
 /// Versions, dates and times: `v1.2.3`, `2.0.0-rc.1`, `2026-11-27`, `10:15:30`.
 fn versionish(v: &[u8], st: &Stats) -> bool {
     let body = v.strip_prefix(b"v").unwrap_or(v);
@@ -911,6 +1063,8 @@ fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
             if value.chars().count() < 6
                 || placeholder(value)
                 || code_reference(value.as_bytes())
+                || (ls > 0 && matches!(b[ls - 1], b':' | b'/') && b.get(le) == Some(&b':'))
+                || call_or_self(b, &lower[ls..le], value, e)
                 || (&lower[ls..le] == "pwd" && value.starts_with(['/', '~', '.']))
                 || (colon && plain_word && !quoted && c.get(LBL_QUOTE).is_none())
             {
@@ -953,7 +1107,11 @@ pub(super) fn placeholder(v: &str) -> bool {
     let Some(first) = chars.next() else {
         return true;
     };
-    if (v.len() > 1 && chars.all(|c| c == first)) || matches!(first, '<' | '*' | '•') {
+    // `<token>`, `••••`, `**redacted**`; a password may start with a single `*`.
+    if (v.len() > 1 && chars.all(|c| c == first))
+        || matches!(first, '<' | '•')
+        || (first == '*' && (v.len() < 4 || v.as_bytes()[1] == b'*'))
+    {
         return true;
     }
     if let Some(var) = v.strip_prefix('$')
