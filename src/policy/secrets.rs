@@ -28,21 +28,26 @@
 //! lowercased copy with a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`,
 //! `auth`, `cred`) and does its work only at those words.
 
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 use memchr::memmem;
 use regex::Regex;
 
 use super::classify::{Class, Finding, base64_decode, is_b64, is_word, printable, sweep_caps};
+
+/// Shortest text that can hold a finding (`pw=abc123`): shorter strings, most JSON keys and
+/// enum values, skip every pass.
+const MIN_TEXT: usize = 9;
 
 /// How far from a key id its secret may be written (bytes, either side).
 pub(super) const PAIR_WINDOW: usize = 160;
 
 /// Provider shapes, run on the original text. Every alternative starts with a literal.
 pub(super) const RE_TOKENS: &str = concat!(
-    // Key ids: AWS (also the anchor of the secret next to it), Alibaba Cloud; Twilio account
-    // SIDs are only anchors (see `secret_tokens`).
+    // Key ids: AWS (also the anchor of the secret next to it), Alibaba Cloud. Twilio SIDs
+    // (`AC`/`SK` + 32 hex) are checked by hand in `twilio`: a 2-byte prefix would slow the
+    // prefix search.
     r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
     r"|(?-u:\b)LTAI[A-Za-z0-9]{12,20}(?-u:\b)",
-    r"|(?-u:\b)AC[0-9a-f]{32}(?-u:\b)",
     // PEM / OpenSSH / PGP private key header (extended to the END line in code).
     r"|-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
     r"|(?-u:\b)AGE-SECRET-KEY-1[0-9A-Z]{58}",
@@ -51,16 +56,15 @@ pub(super) const RE_TOKENS: &str = concat!(
     // GitHub, GitLab.
     r"|(?-u:\b)gh[pousr]_[A-Za-z0-9]{30,}(?-u:\b)",
     r"|(?-u:\b)github_pat_[A-Za-z0-9_]{22,}(?-u:\b)",
-    r"|(?-u:\b)gl(?:pat|dt|ptt|rt|soat|cbt|ft|imt|agent)-[A-Za-z0-9_\-]{20,}",
+    r"|(?-u:\b)gl(?:pat|dt|ptt|rt)-[A-Za-z0-9_\-]{20,}",
     // Slack tokens and webhooks, Discord webhooks.
     r"|(?-u:\b)xox[abposre]-[A-Za-z0-9\-]{10,}",
     r"|(?-u:\b)xapp-[0-9]-[A-Za-z0-9\-]{10,}",
     r"|https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}",
     r"|https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]{6,}/[A-Za-z0-9_\-]{30,}",
-    // Stripe, Twilio API keys, SendGrid, Mailgun, Square, Meta/Square access tokens.
+    // Stripe, SendGrid, Mailgun, Square, Meta/Square access tokens.
     r"|(?-u:\b)[rs]k_(?:live|test)_[A-Za-z0-9]{16,}(?-u:\b)",
     r"|(?-u:\b)whsec_[A-Za-z0-9]{24,}(?-u:\b)",
-    r"|(?-u:\b)SK[0-9a-f]{32}(?-u:\b)",
     r"|(?-u:\b)SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}",
     r"|(?-u:\b)key-[0-9a-f]{32}(?-u:\b)",
     r"|(?-u:\b)sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,}",
@@ -81,20 +85,81 @@ pub(super) const RE_TOKENS: &str = concat!(
     r"|(?-u:\b)glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}(?-u:\b)",
     r"|(?-u:\b)ATATT3[A-Za-z0-9_\-=]{50,}",
     r"|(?-u:\b)dp\.(?:st|ct|sa|scim|audit|pt)\.[A-Za-z0-9_\-.]{40,}",
-    r"|(?-u:\b)hv[sbr]\.[A-Za-z0-9_\-]{24,}",
+    r"|(?-u:\b)hv[sb]\.[A-Za-z0-9_\-]{24,}",
     r"|(?-u:\b)dapi[0-9a-f]{32}(?:-[0-9])?(?-u:\b)",
     r"|(?-u:\b)secret_[A-Za-z0-9]{43}(?-u:\b)",
     r"|(?-u:\b)HRKU-[A-Za-z0-9_\-]{30,}",
 );
 
-/// Shapes known by an infix, run only where [`INFIXES`] occur: Telegram bot tokens, Terraform
+/// The literal each alternative of [`RE_TOKENS`] starts with (a test checks they agree). Kept
+/// under 64 patterns of 3 bytes or more, so the search stays a packed SIMD one: more patterns,
+/// or 2-byte ones, make it several times slower on ordinary text.
+const TOKEN_PREFIXES: &[&str] = &[
+    "AKIA",
+    "ASIA",
+    "LTAI",
+    "-----BEGIN",
+    "AGE-SECRET-KEY-",
+    "eyJ",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "gldt-",
+    "glptt-",
+    "glrt-",
+    "glsa_",
+    "xox",
+    "xapp-",
+    "https://",
+    "rk_live_",
+    "rk_test_",
+    "sk_live_",
+    "sk_test_",
+    "whsec_",
+    "SG.",
+    "key-",
+    "sq0",
+    "EAAA",
+    "AIza",
+    "GOCSPX-",
+    "ya29.",
+    "1//0",
+    "sk-",
+    "pypi-",
+    "npm_",
+    "hf_",
+    "shp",
+    "lin_",
+    "ntn_",
+    "sbp_",
+    "api_org_",
+    "dop_",
+    "doo_",
+    "dor_",
+    "dckr_",
+    "ATATT3",
+    "dp.",
+    "hvs.",
+    "hvb.",
+    "dapi",
+    "secret_",
+    "HRKU-",
+];
+
+/// Shapes known by an infix, run only where [`ANCHORS`] find one: Telegram bot tokens, Terraform
 /// Cloud tokens, Azure AD client secrets.
 const RE_INFIX_TOKENS: &str = concat!(
     r"(?-u:\b)[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}(?-u:\b)",
     r"|(?-u:\b)[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-]{60,}",
     r"|(?-u:\b)[A-Za-z0-9_.\-]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}",
 );
-const INFIXES: [&[u8]; 3] = [b":AA", b".atlasv1.", b"Q~"];
+/// What [`Secrets::anchored_shapes`] searches for: the infixes of [`RE_INFIX_TOKENS`] and the
+/// Twilio SID prefixes.
+const ANCHORS: [&str; 5] = [":AA", ".atlasv1.", "Q~", "SK", "AC"];
 
 /// `scheme://user:password@`: the password.
 const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/?#@]+)@";
@@ -125,7 +190,13 @@ const RE_NAMES: &str = "pass|pwd|pw|secret|token|key|auth|cred";
 /// The compiled secret patterns (one set per [`super::classify::Classifiers`] with secrets on).
 #[derive(Clone)]
 pub(super) struct Secrets {
+    /// The literal starts of [`RE_TOKENS`]' alternatives ([`TOKEN_PREFIXES`]).
+    prefixes: AhoCorasick,
+    /// [`RE_TOKENS`] anchored: run only where a prefix is.
     tokens: Regex,
+    /// [`ANCHORS`]: infixes and Twilio SID prefixes.
+    anchors: AhoCorasick,
+    /// [`RE_INFIX_TOKENS`] anchored: run only where an infix is.
     infix_tokens: Regex,
     url: Regex,
     labelled: Regex,
@@ -137,8 +208,16 @@ impl Secrets {
     pub(super) fn new() -> Secrets {
         let re = |p: &str| Regex::new(p).expect("built-in pattern compiles");
         Secrets {
-            tokens: re(RE_TOKENS),
-            infix_tokens: re(RE_INFIX_TOKENS),
+            prefixes: AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(TOKEN_PREFIXES)
+                .expect("built-in prefixes compile"),
+            tokens: re(&format!("^(?:{RE_TOKENS})")),
+            anchors: AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(ANCHORS)
+                .expect("built-in anchors compile"),
+            infix_tokens: re(&format!("^(?:{RE_INFIX_TOKENS})")),
             url: re(RE_URL),
             labelled: re(RE_LABELLED),
             names: re(RE_NAMES),
@@ -147,18 +226,19 @@ impl Secrets {
 
     /// Shapes, key-id pairs and URL passwords in `t` (original case).
     pub(super) fn scan(&self, t: &str, out: &mut Vec<Finding>) {
-        self.secret_tokens(t, out);
-        let b = t.as_bytes();
-        if INFIXES.iter().any(|x| memmem::find(b, x).is_some()) {
-            for m in self.infix_tokens.find_iter(t) {
-                push(out, m.start(), m.end());
-            }
+        if t.len() < MIN_TEXT {
+            return;
         }
+        self.secret_tokens(t, out);
+        self.anchored_shapes(t, out);
         url_passwords(&self.url, t, out);
     }
 
     /// Labelled and named values; `lower` is `t` ASCII-lowercased (same offsets).
     pub(super) fn scan_lowered(&self, t: &str, lower: &str, out: &mut Vec<Finding>) {
+        if t.len() < MIN_TEXT {
+            return;
+        }
         labelled_secrets(&self.labelled, t, lower, out);
         self.named_values(t, lower, out);
     }
@@ -178,16 +258,29 @@ impl Secrets {
         accept(kind.0, Link::Field, true, v)
     }
 
+    /// Provider shapes: a multi-pattern search for the literal starts, then the anchored
+    /// pattern at each (one pass over the text whatever the number of providers; a regex with
+    /// this many alternatives would shrink its own prefilter to single letters).
     fn secret_tokens(&self, t: &str, out: &mut Vec<Finding>) {
         let b = t.as_bytes();
         let mut pos = 0;
         // Where the next `-----END` is: searched once, not once per PEM header.
         let mut end_marker: Option<Option<usize>> = None;
         while pos < t.len() {
-            let Some(m) = self.tokens.find_at(t, pos) else {
+            let Some(hit) = self.prefixes.find(Input::new(b).range(pos..)) else {
                 break;
             };
-            let (s, mut end) = (m.start(), m.end());
+            let s = hit.start();
+            let glued = s > 0 && is_word(b[s]) && is_word(b[s - 1]);
+            let Some(m) = (!glued)
+                .then(|| self.tokens.find(&t[s..]))
+                .flatten()
+                .filter(|m| !m.is_empty())
+            else {
+                pos = s + 1;
+                continue;
+            };
+            let mut end = s + m.end();
             if b[s] == b'-' {
                 let marker = match end_marker {
                     Some(Some(p)) if p >= end => Some(p),
@@ -200,13 +293,9 @@ impl Secrets {
             let pair = match &b[s..s + 2] {
                 b"AK" | b"AS" => Some(Pair::Aws),
                 b"LT" => Some(Pair::Alibaba),
-                b"AC" if end - s == 34 => Some(Pair::Twilio),
                 _ => None,
             };
-            // A Twilio account SID is an identifier, not a credential: only its secret is.
-            if pair != Some(Pair::Twilio) {
-                push(out, s, end);
-            }
+            push(out, s, end);
             if let Some(pair) = pair
                 && let Some((ps, pe)) = paired_secret(b, s, end, pair)
             {
@@ -216,11 +305,57 @@ impl Secrets {
         }
     }
 
+    /// Shapes found from a short anchor rather than a prefix, in one multi-pattern pass:
+    /// Telegram, Terraform Cloud and Azure AD tokens from their infix (each occurrence gives the
+    /// one place the token can start, where the anchored pattern is tried), Twilio SIDs.
+    fn anchored_shapes(&self, t: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        let mut after = 0;
+        for hit in self.anchors.find_iter(b) {
+            let at = hit.start();
+            let start = match ANCHORS[hit.pattern().as_usize()] {
+                "SK" | "AC" => {
+                    twilio(b, at, out);
+                    continue;
+                }
+                // Telegram: 8 to 10 digits before `:AA`.
+                ":AA" => {
+                    at - b[at.saturating_sub(10)..at]
+                        .iter()
+                        .rev()
+                        .take_while(|c| c.is_ascii_digit())
+                        .count()
+                }
+                // Terraform Cloud: 14 alphanumerics before `.atlasv1.`.
+                ".atlasv1." => at.saturating_sub(14),
+                // Azure AD client secret: 3 characters and a digit before `Q~`.
+                _ => at.saturating_sub(4),
+            };
+            if start < after
+                || !t.is_char_boundary(start)
+                || (start > 0 && is_word(b[start - 1]) && is_word(b[start]))
+            {
+                continue;
+            }
+            if let Some(m) = self.infix_tokens.find(&t[start..])
+                && start + m.end() > at
+            {
+                push(out, start, start + m.end());
+                after = start + m.end();
+            }
+        }
+    }
+
     /// Values introduced by a credential name: see the module documentation.
     fn named_values(&self, t: &str, lower: &str, out: &mut Vec<Finding>) {
         let b = t.as_bytes();
         let mut pos = 0;
-        while let Some(m) = self.names.find_at(lower, pos) {
+        // One iterator (not a search per hit): hits inside a name or value already handled
+        // are skipped.
+        for m in self.names.find_iter(lower) {
+            if m.start() < pos {
+                continue;
+            }
             let (mut l, mut r) = (m.start(), m.end());
             while l > 0 && is_ident(b[l - 1]) {
                 l -= 1;
@@ -271,6 +406,25 @@ fn mentions_name(name: &[u8]) -> bool {
                     .is_some_and(|x| x.eq_ignore_ascii_case(word))
         })
     })
+}
+
+/// Twilio: an API key SID (`SK` + 32 hex) is reported; an account SID (`AC` + 32 hex) is an
+/// identifier, only the auth token written next to it is.
+fn twilio(b: &[u8], at: usize, out: &mut Vec<Finding>) {
+    let end = at + 34;
+    let hex = |c: &u8| c.is_ascii_digit() || (b'a'..=b'f').contains(c);
+    if (at > 0 && is_word(b[at - 1]))
+        || end > b.len()
+        || !b[at + 2..end].iter().all(hex)
+        || b.get(end).is_some_and(|&c| is_word(c))
+    {
+        return;
+    }
+    if b[at] == b'S' {
+        push(out, at, end);
+    } else if let Some((s, e)) = paired_secret(b, at, end, Pair::Twilio) {
+        push(out, s, e);
+    }
 }
 
 fn push(out: &mut Vec<Finding>, start: usize, end: usize) {
@@ -500,38 +654,57 @@ const COMPOUND_SUFFIXES: &[(&str, Kind)] = &[
     ("token", Kind::Key),
 ];
 
-/// The parts of an identifier, lowercased: split at `_ - .` and at camelCase humps
-/// (`XApiKey` -> x, api, key). Keeps the last eight.
-fn parts(ident: &[u8]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    for (i, &c) in ident.iter().enumerate() {
-        if matches!(c, b'_' | b'-' | b'.' | b' ') {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            continue;
-        }
-        let hump = c.is_ascii_uppercase()
-            && i > 0
-            && (ident[i - 1].is_ascii_lowercase()
-                || (ident[i - 1].is_ascii_uppercase()
-                    && ident.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
-        if hump && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        cur.push(char::from(c.to_ascii_lowercase()));
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    let skip = out.len().saturating_sub(8);
-    out.drain(..skip);
-    out
+/// The last parts of an identifier, lowercased, split at `_ - .` and at camelCase humps
+/// (`XApiKey` -> x, api, key), without allocating: this runs at every name-like word.
+struct Parts {
+    buf: [u8; 64],
+    ranges: [(u8, u8); 32],
+    n: usize,
 }
 
-/// The word before `at`, across one or two spaces (`api key`, `page token`), lowercased.
-fn prev_word(b: &[u8], at: usize) -> Option<String> {
+impl Parts {
+    /// Splits the last 64 bytes of `ident`.
+    fn split(ident: &[u8]) -> Parts {
+        let ident = &ident[ident.len().saturating_sub(64)..];
+        let mut p = Parts {
+            buf: [0; 64],
+            ranges: [(0, 0); 32],
+            n: 0,
+        };
+        let mut start = 0;
+        for (i, &c) in ident.iter().enumerate() {
+            p.buf[i] = c.to_ascii_lowercase();
+            let sep = matches!(c, b'_' | b'-' | b'.' | b' ');
+            let hump = c.is_ascii_uppercase()
+                && i > 0
+                && (ident[i - 1].is_ascii_lowercase()
+                    || (ident[i - 1].is_ascii_uppercase()
+                        && ident.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+            if sep || hump {
+                p.push(start, i);
+                start = if sep { i + 1 } else { i };
+            }
+        }
+        p.push(start, ident.len());
+        p
+    }
+
+    fn push(&mut self, s: usize, e: usize) {
+        if s < e && self.n < self.ranges.len() {
+            self.ranges[self.n] = (s as u8, e as u8);
+            self.n += 1;
+        }
+    }
+
+    /// Part `i` counted from the end (0 is the last).
+    fn back(&self, i: usize) -> Option<&[u8]> {
+        let (s, e) = self.ranges[..self.n].iter().rev().nth(i)?;
+        Some(&self.buf[usize::from(*s)..usize::from(*e)])
+    }
+}
+
+/// The word before `at`, across one or two spaces (`api key`, `page token`).
+fn prev_word(b: &[u8], at: usize) -> Option<&[u8]> {
     let mut e = at;
     while e > 0 && at - e < 2 && b[e - 1] == b' ' {
         e -= 1;
@@ -543,48 +716,54 @@ fn prev_word(b: &[u8], at: usize) -> Option<String> {
     while s > 0 && b[s - 1].is_ascii_alphanumeric() {
         s -= 1;
     }
-    (s < e).then(|| String::from_utf8_lossy(&b[s..e]).to_ascii_lowercase())
+    (s < e).then_some(&b[s..e])
+}
+
+/// Whether `word` is one of `list` (ASCII case-insensitive).
+fn one_of(word: &[u8], list: &[&str]) -> bool {
+    list.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(word))
 }
 
 /// What the identifier `ident` names, and whether it is a bare short name (`pass`, `pwd`, `auth`,
 /// `creds`) that only counts before `=` or `:`. `prev` is the word before it in prose.
-fn name_kind(ident: &[u8], prev: Option<String>) -> Option<(Kind, bool)> {
-    let mut parts = parts(ident);
+fn name_kind(ident: &[u8], prev: Option<&[u8]>) -> Option<(Kind, bool)> {
+    let parts = Parts::split(ident);
     // `SECRET_KEY_BASE`, `token_value`, `password_b64`: the name before a form word.
-    while parts.len() >= 2
-        && matches!(
-            parts.last().map(String::as_str),
-            Some("value" | "base" | "str" | "string" | "plain" | "raw" | "b64" | "base64")
-        )
+    let mut skip = 0;
+    while parts.n - skip >= 2
+        && parts.back(skip).is_some_and(|p| {
+            one_of(
+                p,
+                &[
+                    "value", "base", "str", "string", "plain", "raw", "b64", "base64",
+                ],
+            )
+        })
     {
-        parts.pop();
+        skip += 1;
     }
-    let last = parts.last()?.as_str();
-    let before = if parts.len() >= 2 {
-        Some(parts[parts.len() - 2].clone())
-    } else {
-        prev
-    };
-    let before = before.as_deref();
-    let single = parts.len() == 1;
-    match last {
+    let last = parts.back(skip)?;
+    let single = parts.n - skip == 1;
+    let before = if single { prev } else { parts.back(skip + 1) };
+    let last_str = std::str::from_utf8(last).ok()?;
+    match last_str {
         "password" | "passwd" | "passphrase" | "passwort" => Some((Kind::Password, false)),
         "pwd" | "pass" | "pw" => Some((Kind::Password, single)),
         "secret" => Some((Kind::Key, false)),
         // `OAuth` is a protocol, not a credential name.
-        "auth" if before == Some("o") => None,
+        "auth" if before.is_some_and(|p| p.eq_ignore_ascii_case(b"o")) => None,
         "credential" | "credentials" | "creds" | "auth" | "authorization" => {
             Some((Kind::Key, single))
         }
-        "token" => (!before.is_some_and(|p| NOT_TOKEN.contains(&p))).then_some((Kind::Key, false)),
+        "token" => (!before.is_some_and(|p| one_of(p, NOT_TOKEN))).then_some((Kind::Key, false)),
         "key" => before
-            .is_some_and(|p| KEY_PREFIXES.contains(&p))
+            .is_some_and(|p| one_of(p, KEY_PREFIXES))
             .then_some((Kind::Key, false)),
         _ => {
             let (suffix, kind) = COMPOUND_SUFFIXES
                 .iter()
-                .find(|(s, _)| last.len() > s.len() && last.ends_with(s))?;
-            let head = &last[..last.len() - suffix.len()];
+                .find(|(s, _)| last_str.len() > s.len() && last_str.ends_with(s))?;
+            let head = &last_str[..last_str.len() - suffix.len()];
             if *suffix == "token" && NOT_TOKEN.iter().any(|n| head.ends_with(n)) {
                 return None;
             }
@@ -1230,6 +1409,84 @@ mod tests {
         let sid = ["AC", "0123456789abcdef0123456789abcdef"].concat();
         let token = "fedcba9876543210fedcba9876543210";
         assert_eq!(secrets(&format!("sid {sid} token {token}")), [token]);
+        let key_sid = ["SK", "0123456789abcdef0123456789abcdef"].concat();
+        assert_eq!(secrets(&format!("key {key_sid}.")), [key_sid.as_str()]);
+        assert!(secrets(&format!("x{key_sid} {sid}0")).is_empty());
+    }
+
+    #[test]
+    fn the_prefix_search_finds_what_the_whole_pattern_finds() {
+        // One sample per alternative of RE_TOKENS, assembled at run time.
+        let body = "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6Gh7Ij8Kl9Mn0Op1Qr2St3Uv4Wx5";
+        let hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let samples = [
+            ["AKIA", "ABCDEFGHIJ234567"].concat(),
+            ["LTAI", &body[..16]].concat(),
+            ["-----BEGIN ", "PRIVATE KEY-----"].concat(),
+            ["AGE-SECRET-KEY-1", &"QZ".repeat(29)].concat(),
+            ["eyJ", &body[..12], ".eyJ", &body[..12], ".", &body[..8]].concat(),
+            ["gh", "p_", &body[..36]].concat(),
+            ["github", "_pat_", &body[..30]].concat(),
+            ["gl", "pat-", &body[..20]].concat(),
+            ["xo", "xb-", &body[..20]].concat(),
+            ["xa", "pp-1-", &body[..20]].concat(),
+            ["https://hooks.slack.com/", "services/", &body[..30]].concat(),
+            [
+                "https://discord.com/api/",
+                "webhooks/123456789/",
+                &body[..40],
+            ]
+            .concat(),
+            ["sk", "_live_", &body[..24]].concat(),
+            ["wh", "sec_", &body[..30]].concat(),
+            ["SG.", &body[..22], ".", &body[..43]].concat(),
+            ["key", "-", &hex[..32]].concat(),
+            ["sq0", "atp-", &body[..22]].concat(),
+            ["EAAA", &body[..64]].concat(),
+            ["AI", "za", &body[..35]].concat(),
+            ["GOCSPX", "-", &body[..28]].concat(),
+            ["ya29", ".", &body[..30]].concat(),
+            ["1//0", &body[..45]].concat(),
+            ["sk", "-proj-", &body[..30]].concat(),
+            ["sk", "-", &body[..48]].concat(),
+            ["pypi", "-AgE", &body[..60]].concat(),
+            ["np", "m_", &body[..36]].concat(),
+            ["do", "p_v1_", hex].concat(),
+            ["dckr", "_pat_", &body[..27]].concat(),
+            ["glsa", "_", &body[..32], "_", &hex[..8]].concat(),
+            ["ATATT3", &body[..60]].concat(),
+            ["dp.st.", &body[..44]].concat(),
+            ["hv", "s.", &body[..30]].concat(),
+            ["dapi", &hex[..32]].concat(),
+            ["secret", "_", &body[..43]].concat(),
+            ["HRKU", "-", &body[..40]].concat(),
+        ];
+        let whole = Regex::new(RE_TOKENS).unwrap();
+        let secrets = Secrets::new();
+        for sample in &samples {
+            let text = format!("x = {sample} ;");
+            let want: Vec<_> = whole.find_iter(&text).map(|m| m.range()).collect();
+            assert_eq!(want.len(), 1, "the sample matches RE_TOKENS: {sample}");
+            let mut out = Vec::new();
+            secrets.secret_tokens(&text, &mut out);
+            let got: Vec<_> = out.iter().map(Finding::range).collect();
+            assert_eq!(got, want, "{sample}");
+        }
+    }
+
+    #[test]
+    fn infix_shapes_are_found_from_their_infix() {
+        let digits = "1234567890";
+        let tail = "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6Gh7Ij8Kl9Mn0Op1Qr2St3";
+        let telegram = [digits, ":AA", &tail[..33]].concat();
+        let terraform = [&tail[..14], ".atlas", "v1.", &tail[..64]].concat();
+        let azure = ["abc", "8Q~", &tail[..34]].concat();
+        for token in [&telegram, &terraform, &azure] {
+            assert_eq!(secrets(&format!("token {token} end")), [token.as_str()]);
+            assert_eq!(secrets(&format!("({token})")), [token.as_str()]);
+        }
+        assert!(secrets(&format!("x{telegram}")).is_empty());
+        assert!(secrets("ratio 12345678:AA and Q~ alone").is_empty());
     }
 
     #[test]
