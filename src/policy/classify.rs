@@ -551,7 +551,7 @@ pub fn iban_valid(s: &str) -> bool {
     rem == 1
 }
 
-/// Replace each finding's bytes in `text` by a mask like "[REDACTED:payment_card]" (keep text
+/// Replace each finding's bytes in `text` by a mask like `[REDACTED:payment_card]` (keep text
 /// outside findings). Findings may come in any order and overlap: overlapping ones are merged and
 /// masked once, with the class of the finding that starts first (the longer one on a tie).
 /// Out-of-range ends are clamped and ranges widened to char boundaries, so this never panics.

@@ -39,10 +39,10 @@ use super::classify::{Class, Finding, base64_decode, is_b64, is_word, printable,
 const MIN_TEXT: usize = 9;
 
 /// How far from a key id its secret may be written (bytes, either side).
-pub(super) const PAIR_WINDOW: usize = 160;
+const PAIR_WINDOW: usize = 160;
 
 /// Provider shapes, run on the original text. Every alternative starts with a literal.
-pub(super) const RE_TOKENS: &str = concat!(
+const RE_TOKENS: &str = concat!(
     // Key ids: AWS (also the anchor of the secret next to it), Alibaba Cloud. Twilio SIDs
     // (`AC`/`SK` + 32 hex) are checked by hand in `twilio`: a 2-byte prefix would slow the
     // prefix search.
@@ -166,7 +166,7 @@ const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<p
 const URL_PASSWORD: usize = 1;
 
 /// Runs on the ASCII-lowercased text.
-pub(super) const RE_LABELLED: &str = concat!(
+const RE_LABELLED: &str = concat!(
     // `label=value`, `label: value`, `"label": "value"`, also with JSON-escaped quotes.
     r"(?P<label>aws_?secret_?access_?key|pass(?:word|wd|phrase)|pwd|secret(?:[_\-]?key)?",
     r"|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret",
@@ -1281,7 +1281,7 @@ fn looks_random(s: &str) -> bool {
 
 /// Values that stand in for a secret rather than being one: `${DB_PASS}`, `<token>`, `{{ x }}`,
 /// `%(pw)s`, `******`, `xxxxxx`, our own `[REDACTED:…]` masks, `undefined` and the like.
-pub(super) fn placeholder(v: &str) -> bool {
+fn placeholder(v: &str) -> bool {
     let mut chars = v.chars();
     let Some(first) = chars.next() else {
         return true;
@@ -1487,6 +1487,76 @@ mod tests {
         }
         assert!(secrets(&format!("x{telegram}")).is_empty());
         assert!(secrets("ratio 12345678:AA and Q~ alone").is_empty());
+    }
+
+    #[test]
+    fn random_fragments_keep_the_findings_contract() {
+        // Names, separators, quotes, values and multibyte text glued at random: no panic, and
+        // every finding is a non-empty range on char boundaries.
+        let fragments = [
+            "password",
+            "pw",
+            "DB_PASS",
+            "apiKey",
+            "X-Api-Key",
+            "token",
+            "api key",
+            "--password",
+            "<password>",
+            "</password>",
+            "secret",
+            "auth",
+            "Authorization",
+            " is ",
+            ": ",
+            "=",
+            "\\\"",
+            "\"",
+            "'",
+            "`",
+            " ",
+            "\n",
+            "é",
+            "😀",
+            "ｐａｓｓ",
+            "8f3a9c0d4e5b6a7f",
+            "Zx81kq!9",
+            "AKIA",
+            "ABCDEFGHIJ234567",
+            "AC",
+            "SK",
+            "0123456789abcdef",
+            ":AA",
+            "Q~",
+            ".atlasv1.",
+            "https://",
+            "u:p@",
+            "for staging",
+            "of the",
+            "hash",
+            "${X}",
+            "sk-",
+            "eyJ",
+            ".",
+            "(",
+        ];
+        let c = Classifiers::new(&[Class::Secret]);
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..12 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(fragments[(state % fragments.len() as u64) as usize]);
+            }
+            let mut out = Vec::new();
+            c.scan(&text, &mut out);
+            for f in &out {
+                assert!(f.start < f.end && f.end <= text.len(), "{f:?} in {text:?}");
+                assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+            }
+        }
     }
 
     #[test]
