@@ -721,6 +721,13 @@ fn secret_items() -> Vec<Item> {
         ("shell", "mycli --api-key={A} query", "{A}"),
         ("cookie", "Cookie: sessionid={H}; csrftoken={A}", "{H}"),
         ("prose", "my gmail app password is {G}", "{G}"),
+        (
+            "json",
+            r#"{"password": "{P}", "password_confirmation": "{P}"}"#,
+            "{P}",
+        ),
+        ("sql", "CREATE USER app WITH PASSWORD '{P}';", "{P}"),
+        ("prose", "Your API key is {A} (shown once)", "{A}"),
     ];
     for round in 0..4 {
         for (form, template, secret) in hand {
@@ -798,8 +805,8 @@ fn benign_items() -> Vec<String> {
         "config/credentials.yml.enc",
         "./keys/public_key.pem",
     ];
-    for i in 0..2664 {
-        let text = match i % 37 {
+    for i in 0..2736 {
+        let text = match i % 38 {
             0 => format!("sha256sum: {}  release-{}.tar.gz", r.hex(64), r.below(100)),
             1 => format!(
                 r#"{{"checksum": "{}", "size": {}}}"#,
@@ -967,6 +974,28 @@ fn benign_items() -> Vec<String> {
                         r.hex(6)
                     ),
                     format!("password reset code sent ({} attempts left)", r.below(5)),
+                ];
+                let k = r.below(options.len());
+                options.swap_remove(k)
+            }
+            36 => {
+                let mut options = vec![
+                    "def get_token(self, key: str) -> str:".to_string(),
+                    "interface Config { apiKey: string; password?: string }".to_string(),
+                    "const schema = z.object({ password: z.string().min(12) })".to_string(),
+                    "Token string `json:\"token\"`".to_string(),
+                    "password = var.db_password\ntoken    = data.vault_generic_secret.app.data[\"token\"]".to_string(),
+                    "read -s PASSWORD && docker login --password-stdin".to_string(),
+                    "POSTGRES_PASSWORD_FILE: /run/secrets/db_password".to_string(),
+                    "token: ${{ secrets.GITHUB_TOKEN }}".to_string(),
+                    format!("auth=ok user=alice latency={}ms token_refresh=success", r.below(900)),
+                    format!("--token-color-primary: #{}; --token-space-{}: 4px;", r.hex(6), r.below(9)),
+                    r#"{"password_reset_subject": "Reset your password", "tokenizer": "cl100k_base"}"#.to_string(),
+                    r#"{"webhook_secret_set": true, "auth": {"type": "oauth2"}, "key": "user:42"}"#.to_string(),
+                    "Set `OPENAI_API_KEY` to your key, then run the script.".to_string(),
+                    format!("API keys are 32 hex characters, such as {}.", r.hex(32)),
+                    format!("Authorization: Bearer <token> ({} requests left)", r.below(100)),
+                    format!("the tokenizer maps {} to token id {}", r.chars(LOWER, 7), r.below(50000)),
                 ];
                 let k = r.below(options.len());
                 options.swap_remove(k)

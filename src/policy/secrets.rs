@@ -23,10 +23,11 @@
 //! Hex digests, UUIDs, commit ids and base64 data are only reported when a credential name or key
 //! id introduces them: shape alone never makes them secrets.
 //!
-//! Speed: [`RE_TOKENS`] starts every alternative with a literal, so its prefilter skips most
-//! text; the infix shapes run only where `memmem` finds their infix; the name pass runs on the
-//! lowercased copy with a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`,
-//! `auth`, `cred`) and does its work only at those words.
+//! Speed: one aho-corasick pass finds the literal starts of the provider shapes
+//! ([`TOKEN_PREFIXES`]) and the anchored pattern runs only there; a second small pass finds the
+//! infixes and Twilio SID prefixes ([`ANCHORS`]); the name pass runs on the lowercased copy with
+//! a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`, `auth`, `cred`) and does
+//! its work only at those words. Texts shorter than [`MIN_TEXT`] skip everything.
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use memchr::memmem;
@@ -724,22 +725,27 @@ fn one_of(word: &[u8], list: &[&str]) -> bool {
     list.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(word))
 }
 
+/// Last parts that say how a credential is written or which copy it is, not what it is.
+const FORM_WORDS: &[&str] = &[
+    "value",
+    "base",
+    "str",
+    "string",
+    "plain",
+    "raw",
+    "b64",
+    "base64",
+    "confirm",
+    "confirmation",
+];
+
 /// What the identifier `ident` names, and whether it is a bare short name (`pass`, `pwd`, `auth`,
 /// `creds`) that only counts before `=` or `:`. `prev` is the word before it in prose.
 fn name_kind(ident: &[u8], prev: Option<&[u8]>) -> Option<(Kind, bool)> {
     let parts = Parts::split(ident);
-    // `SECRET_KEY_BASE`, `token_value`, `password_b64`: the name before a form word.
+    // `SECRET_KEY_BASE`, `token_value`, `password_confirmation`: the name before a form word.
     let mut skip = 0;
-    while parts.n - skip >= 2
-        && parts.back(skip).is_some_and(|p| {
-            one_of(
-                p,
-                &[
-                    "value", "base", "str", "string", "plain", "raw", "b64", "base64",
-                ],
-            )
-        })
-    {
+    while parts.n - skip >= 2 && parts.back(skip).is_some_and(|p| one_of(p, FORM_WORDS)) {
         skip += 1;
     }
     let last = parts.back(skip)?;
@@ -1061,7 +1067,12 @@ fn accept(kind: Kind, link: Link, quoted: bool, v: &[u8]) -> bool {
     }
     let lower = text.to_ascii_lowercase();
     if lower.contains("://")
-        || text.starts_with(['/', '~', '-', '.', '#', '@'])
+        || text.starts_with(['/', '~', '-', '.', '@'])
+        // A colour or an anchor, not a password that starts with `#`.
+        || (v[0] == b'#'
+            && v[1..]
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || c.is_ascii_lowercase() || *c == b'-'))
         || FILE_SUFFIXES.iter().any(|x| lower.ends_with(x))
         || matches!(lower.as_str(), "true" | "false" | "null" | "none" | "nil")
     {
