@@ -260,6 +260,31 @@ fn corpus() -> Vec<Case> {
         .expect(High, Alert)
         .tags(&["secrets"]),
         case(
+            "credential named only by its key",
+            "lookup",
+            json!({"service": {"client_secret": "q7Rm2xVb9LkP4sTn8WcZ"}}),
+        )
+        .expect(High, Alert)
+        .tags(&["secrets"]),
+        case(
+            "password named in prose",
+            "lookup",
+            json!({"note": "the password for staging is Gl4c1er!Bay"}),
+        )
+        .expect(High, Alert)
+        .tags(&["secrets"]),
+        case(
+            "digests and ids under credential-like names",
+            "lookup",
+            json!({
+                "checksum": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "request_id": "5f0c6f3e-8a2b-4c1d-9e7f-0a1b2c3d4e5f",
+                "next_page_token": "CiAKGjBpNDd2Nmp2Zml2cXRsbmV3ZmRuZ3F3bBAB",
+                "note": "tokenizer commit 3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7a8b9c0d1"
+            }),
+        )
+        .expect(Low, Allow),
+        case(
             "card and secret together",
             "lookup",
             json!({"card": card, "key": aws}),

@@ -6,7 +6,9 @@
 //! candidate a pattern finds is validated (Luhn and issuer prefix for cards, mod-97 and country
 //! length for IBANs, SSN number ranges, boundary and separator rules for phone numbers, placeholder
 //! rules for labelled passwords), so version numbers, dates, UUIDs, timestamps and order ids stay
-//! quiet.
+//! quiet. Secrets have their own module (`secrets.rs`: shapes, key-id pairs, credential names);
+//! [`Classifiers::field_secret`] adds the one context a string scan cannot see, the JSON key a
+//! value is stored under.
 //!
 //! Disguised data is looked for too. Text with Unicode look-alikes (fullwidth or other decimal
 //! digits, fullwidth letters, zero-width and bidi characters, exotic spaces and dashes) is scanned
@@ -24,9 +26,11 @@ use std::cmp::Reverse;
 use std::fmt;
 use std::ops::Range;
 
-use memchr::{memchr, memchr_iter, memmem, memrchr};
+use memchr::{memchr, memchr_iter, memrchr};
 use regex::{CaptureLocations, Regex};
 use serde::{Deserialize, Serialize};
+
+use super::secrets::Secrets;
 
 /// Kinds of sensitive data the built-in classifiers find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -187,43 +191,6 @@ const RE_HEALTH: &str = concat!(
 );
 const HEALTH_CODE: usize = 1;
 const HEALTH_ID: usize = 2;
-const RE_SECRET_TOKENS: &str = concat!(
-    // AWS access key id.
-    r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
-    // PEM / OpenSSH / PGP private key header (extended to the END line in code).
-    r"|-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
-    // JWT: base64url JSON header and payload, optional signature.
-    r"|(?-u:\b)eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*",
-    // GitHub, Slack, Stripe live, Google API, OpenAI / Anthropic keys.
-    r"|(?-u:\b)gh[pousr]_[A-Za-z0-9]{30,}(?-u:\b)",
-    r"|(?-u:\b)github_pat_[A-Za-z0-9_]{22,}(?-u:\b)",
-    r"|(?-u:\b)xox[abprs]-[A-Za-z0-9\-]{10,}",
-    r"|(?-u:\b)[rs]k_live_[A-Za-z0-9]{16,}(?-u:\b)",
-    r"|(?-u:\b)AIza[A-Za-z0-9_\-]{35}",
-    r"|(?-u:\b)sk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_\-]{20,}",
-);
-/// `scheme://user:password@`: the password.
-const RE_SECRET_URL: &str =
-    r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]+:(?P<pw>[^\s/?#@]+)@";
-const URL_PASSWORD: usize = 1;
-/// Runs on the ASCII-lowercased text.
-const RE_SECRET_LABELLED: &str = concat!(
-    // `label=value`, `label: value`, `"label": "value"`, also with JSON-escaped quotes.
-    r"(?P<label>aws_?secret_?access_?key|pass(?:word|wd|phrase)|pwd|secret(?:[_\-]?key)?",
-    r"|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret",
-    r"|(?:access|auth|refresh|api|session)[_\-]?token)",
-    r#"(?P<q>\\?["'])?[ \t]*[:=][ \t]*"#,
-    r#"(?P<v>\\?"[^"\r\n]+"|\\?'[^'\r\n]+'|[^\s"',;&<>(){}\[\]\\]+)"#,
-    // HTTP authorization credentials.
-    r"|(?-u:\b)bearer[ \t]+(?P<bearer>[a-z0-9._~+/=\-]{16,})",
-    r"|(?-u:\b)basic[ \t]+(?P<basic>[a-z0-9+/]{8,}={0,2})",
-);
-const LBL_LABEL: usize = 1;
-const LBL_QUOTE: usize = 2;
-const LBL_VALUE: usize = 3;
-const LBL_BEARER: usize = 4;
-const LBL_BASIC: usize = 5;
-
 /// Compiled classifiers (compile once at config load, then share via Arc; Send + Sync).
 #[derive(Clone)]
 pub struct Classifiers {
@@ -238,9 +205,7 @@ pub struct Classifiers {
     iban: Option<Regex>,
     card: Option<Regex>,
     health: Option<Regex>,
-    secret_tokens: Option<Regex>,
-    secret_url: Option<Regex>,
-    secret_labelled: Option<Regex>,
+    secrets: Option<Secrets>,
 }
 
 impl fmt::Debug for Classifiers {
@@ -272,9 +237,7 @@ impl Classifiers {
             iban: compile(DIGIT_CLASSES, RE_IBAN),
             card: compile(CARD, RE_CARD),
             health: compile(HEALTH, RE_HEALTH),
-            secret_tokens: compile(SECRET, RE_SECRET_TOKENS),
-            secret_url: compile(SECRET, RE_SECRET_URL),
-            secret_labelled: compile(SECRET, RE_SECRET_LABELLED),
+            secrets: (mask & SECRET != 0).then(Secrets::new),
         }
     }
 
@@ -282,6 +245,13 @@ impl Classifiers {
     /// being looked for.
     pub fn enabled(&self) -> &[Class] {
         &self.enabled
+    }
+
+    /// Whether `value`, stored under the field `name` (a JSON object key), is a credential by
+    /// that name (`{"client_secret": "…"}`, `{"X-Api-Key": "…"}`): the name's context that a
+    /// scan of the value alone cannot see. False when secrets are not enabled.
+    pub fn field_secret(&self, name: &str, value: &str) -> bool {
+        self.secrets.as_ref().is_some_and(|s| s.field(name, value))
     }
 
     /// Append every finding in `text` to `out`, ordered by start, non-overlapping per class
@@ -325,11 +295,10 @@ impl Classifiers {
         let base = out.len();
         let stop = |len: usize| early && len > base;
         let b = t.as_bytes();
-        if mask & SECRET != 0 {
-            self.secret_tokens(t, out);
-            if let Some(re) = &self.secret_url {
-                url_passwords(re, t, out);
-            }
+        if mask & SECRET != 0
+            && let Some(secrets) = &self.secrets
+        {
+            secrets.scan(t, out);
         }
         if mask & EMAIL != 0
             && memchr(b'@', b).is_some()
@@ -351,9 +320,9 @@ impl Classifiers {
                 health(re, &lower, out);
             }
             if mask & SECRET != 0
-                && let Some(re) = &self.secret_labelled
+                && let Some(secrets) = &self.secrets
             {
-                labelled_secrets(re, t, &lower, out);
+                secrets.scan_lowered(t, &lower, out);
             }
         }
         if depth == 0 || stop(out.len()) {
@@ -368,35 +337,6 @@ impl Classifiers {
         }
         if mask & BASE64_CLASSES != 0 && !stop(out.len()) {
             self.base64_runs(t, mask & BASE64_CLASSES, depth - 1, early, out);
-        }
-    }
-
-    fn secret_tokens(&self, t: &str, out: &mut Vec<Finding>) {
-        let Some(re) = &self.secret_tokens else {
-            return;
-        };
-        let b = t.as_bytes();
-        let mut pos = 0;
-        // Where the next `-----END` is: searched once, not once per PEM header.
-        let mut end_marker: Option<Option<usize>> = None;
-        while pos < t.len() {
-            let Some(m) = re.find_at(t, pos) else { break };
-            let mut end = m.end();
-            if b[m.start()] == b'-' {
-                let marker = match end_marker {
-                    Some(Some(p)) if p >= end => Some(p),
-                    Some(None) => None,
-                    _ => memmem::find(&b[end..], b"-----END").map(|p| p + end),
-                };
-                end_marker = Some(marker);
-                end = pem_end(b, end, marker);
-            }
-            out.push(Finding {
-                class: Class::Secret,
-                start: m.start(),
-                end,
-            });
-            pos = end;
         }
     }
 
@@ -611,7 +551,7 @@ pub fn iban_valid(s: &str) -> bool {
     rem == 1
 }
 
-/// Replace each finding's bytes in `text` by a mask like "[REDACTED:payment_card]" (keep text
+/// Replace each finding's bytes in `text` by a mask like `[REDACTED:payment_card]` (keep text
 /// outside findings). Findings may come in any order and overlap: overlapping ones are merged and
 /// masked once, with the class of the finding that starts first (the longer one on a tie).
 /// Out-of-range ends are clamped and ranges widened to char boundaries, so this never panics.
@@ -706,7 +646,7 @@ fn next_boundary(t: &str, i: usize) -> usize {
     ceil_boundary(t, i + 1)
 }
 
-fn is_word(b: u8) -> bool {
+pub(super) fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
@@ -744,7 +684,7 @@ fn sweep(
 /// [`sweep`] with capture groups, for patterns run over the whole text: a rejected match resumes at
 /// its end, which keeps the work linear however long the matches (labelled values, URL user parts)
 /// are.
-fn sweep_caps(
+pub(super) fn sweep_caps(
     re: &Regex,
     hay: &str,
     mut pos: usize,
@@ -786,7 +726,20 @@ fn emails(re: &Regex, t: &str, out: &mut Vec<Finding>) {
         let tld = &t[s + memrchr(b'.', local).map_or(0, |d| d + 1)..e];
         // `git@github.com:org/repo` is an SSH remote, not a mailbox.
         let ssh = b.get(e) == Some(&b':') && b.get(e + 1).is_some_and(|c| !c.is_ascii_whitespace());
-        if lead == at || ssh || FILE_EXTENSIONS.iter().any(|x| tld.eq_ignore_ascii_case(x)) {
+        // `scheme://user:password@host` is a password (a secret) before a host, not a mailbox.
+        let userinfo = s > 0 && b[s - 1] == b':' && {
+            let from = s.saturating_sub(64);
+            let run = b[from..s]
+                .iter()
+                .rposition(u8::is_ascii_whitespace)
+                .map_or(from, |p| from + p);
+            memchr::memmem::find(&b[run..s], b"://").is_some()
+        };
+        if lead == at
+            || ssh
+            || userinfo
+            || FILE_EXTENSIONS.iter().any(|x| tld.eq_ignore_ascii_case(x))
+        {
             // Every address through this `@` has the same domain: go on after it (linear work).
             pos = s + at + 1;
             continue;
@@ -1129,133 +1082,6 @@ fn health(re: &Regex, lower: &str, out: &mut Vec<Finding>) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Secrets.
-
-/// Extends a PEM private-key header through its END line (`end_marker` is where the next `-----END`
-/// starts), or over the key body if there is none.
-fn pem_end(b: &[u8], header_end: usize, end_marker: Option<usize>) -> usize {
-    if let Some(p) = end_marker {
-        let after = p + 8;
-        if let Some(q) = memmem::find(&b[after..], b"-----") {
-            return after + q + 5;
-        }
-    }
-    let mut e = header_end;
-    while e < b.len()
-        && (is_b64(b[e]) || b[e] == b'=' || b[e].is_ascii_whitespace() || b[e] == b'\\')
-    {
-        e += 1;
-    }
-    while e > header_end && b[e - 1].is_ascii_whitespace() {
-        e -= 1;
-    }
-    e
-}
-
-fn url_passwords(re: &Regex, t: &str, out: &mut Vec<Finding>) {
-    sweep_caps(re, t, 0, |c| {
-        let (s, e) = c.get(URL_PASSWORD)?;
-        if placeholder(&t[s..e]) {
-            return None;
-        }
-        out.push(Finding {
-            class: Class::Secret,
-            start: s,
-            end: e,
-        });
-        Some(c.get(0)?.1)
-    });
-}
-
-fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
-    let b = t.as_bytes();
-    sweep_caps(re, lower, 0, |c| {
-        let end = c.get(0)?.1;
-        let (s, e) = if let Some((vs, ve)) = c.get(LBL_VALUE) {
-            let (ls, le) = c.get(LBL_LABEL)?;
-            let quoted = matches!(b[vs], b'"' | b'\'' | b'\\');
-            let (mut s, mut e) = (vs, ve);
-            if quoted {
-                s += 1 + usize::from(b[vs] == b'\\');
-                e -= 1;
-                if b[e - 1] == b'\\' {
-                    e -= 1;
-                }
-            }
-            let value = &t[s..e];
-            let colon = memchr(b':', &b[le..vs]).is_some();
-            let plain_word = value.bytes().all(|x| x.is_ascii_alphabetic());
-            if value.chars().count() < 6
-                || placeholder(value)
-                || (&lower[ls..le] == "pwd" && value.starts_with(['/', '~', '.']))
-                || (colon && plain_word && !quoted && c.get(LBL_QUOTE).is_none())
-            {
-                return None;
-            }
-            (s, e)
-        } else if let Some((s, e)) = c.get(LBL_BEARER) {
-            let token = &t[s..e];
-            if !looks_random(token) || placeholder(token) {
-                return None;
-            }
-            (s, e)
-        } else {
-            let (s, e) = c.get(LBL_BASIC)?;
-            let raw = t[s..e].trim_end_matches('=').as_bytes();
-            let decoded = base64_decode(raw)?;
-            let creds = printable(&decoded)?;
-            if !creds.contains(':') || creds.len() < 3 {
-                return None;
-            }
-            (s, e)
-        };
-        out.push(Finding {
-            class: Class::Secret,
-            start: s,
-            end: e,
-        });
-        Some(end)
-    });
-}
-
-/// Opaque tokens have a digit or mix letter cases; prose after "bearer" (`token-based-auth`) and
-/// placeholders (`YOUR_ACCESS_TOKEN`) do not.
-fn looks_random(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.iter().any(u8::is_ascii_digit)
-        || (b.iter().any(u8::is_ascii_uppercase) && b.iter().any(u8::is_ascii_lowercase))
-}
-
-/// Values that stand in for a secret rather than being one: `${DB_PASS}`, `<token>`, `{{ x }}`,
-/// `%(pw)s`, `******`, `xxxxxx`, our own `[REDACTED:…]` masks, `undefined` and the like.
-fn placeholder(v: &str) -> bool {
-    let mut chars = v.chars();
-    let Some(first) = chars.next() else {
-        return true;
-    };
-    if (v.len() > 1 && chars.all(|c| c == first)) || matches!(first, '<' | '*' | '•') {
-        return true;
-    }
-    if let Some(var) = v.strip_prefix('$')
-        && (var.starts_with('{')
-            || var
-                .bytes()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_'))
-    {
-        return true;
-    }
-    let lower = v.to_ascii_lowercase();
-    v.starts_with("{{")
-        || v.starts_with("%(")
-        || v.starts_with("%s")
-        || lower.starts_with("[redacted")
-        || matches!(
-            lower.as_str(),
-            "undefined" | "redacted" | "required" | "optional" | "hidden" | "masked" | "example"
-        )
-}
-
-// ---------------------------------------------------------------------------------------------
 // Derived text: folding and percent-decoding, with a map back to the original offsets.
 
 /// Text derived from an original, with each byte's source range in the original.
@@ -1434,12 +1260,12 @@ fn percent_decode(t: &str) -> Option<Derived> {
 // Base64.
 
 /// Standard and URL-safe alphabets (not `=`).
-fn is_b64(c: u8) -> bool {
+pub(super) fn is_b64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
 
 /// Decodes unpadded base64 in either alphabet (not both mixed).
-fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
     let standard = s.iter().any(|c| matches!(c, b'+' | b'/'));
     let url_safe = s.iter().any(|c| matches!(c, b'-' | b'_'));
     if (standard && url_safe) || s.len() % 4 == 1 {
@@ -1484,7 +1310,7 @@ fn printable_start(prefix: &[u8]) -> bool {
 }
 
 /// The bytes as text if they are UTF-8 without control characters other than tab and newlines.
-fn printable(bytes: &[u8]) -> Option<&str> {
+pub(super) fn printable(bytes: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(bytes).ok()?;
     s.chars()
         .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
@@ -1686,17 +1512,11 @@ mod tests {
 
     #[test]
     fn capture_group_indices_match_names() {
-        let table: [(&str, usize, &str); 10] = [
+        let table: [(&str, usize, &str); 4] = [
             (RE_SSN, SSN_LABEL, "label"),
             (RE_SSN, SSN_NUMBER, "n"),
             (RE_HEALTH, HEALTH_CODE, "code"),
             (RE_HEALTH, HEALTH_ID, "id"),
-            (RE_SECRET_URL, URL_PASSWORD, "pw"),
-            (RE_SECRET_LABELLED, LBL_LABEL, "label"),
-            (RE_SECRET_LABELLED, LBL_QUOTE, "q"),
-            (RE_SECRET_LABELLED, LBL_VALUE, "v"),
-            (RE_SECRET_LABELLED, LBL_BEARER, "bearer"),
-            (RE_SECRET_LABELLED, LBL_BASIC, "basic"),
         ];
         for (pattern, index, name) in table {
             let re = Regex::new(pattern).unwrap();

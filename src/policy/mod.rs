@@ -9,6 +9,7 @@
 pub mod classify;
 pub mod pins;
 pub mod rules;
+mod secrets;
 pub(crate) mod settings;
 pub mod strict;
 
@@ -733,6 +734,19 @@ impl Policy {
                         let key = self
                             .rewrite_text(k, mode, classes, changed)
                             .unwrap_or_else(|| k.clone());
+                        if let Value::String(s) = v
+                            && self.guard.field_secret(k, s)
+                        {
+                            // The key says the whole value is a credential.
+                            let whole = Finding {
+                                class: Class::Secret,
+                                start: 0,
+                                end: s.len(),
+                            };
+                            classes[Class::Secret as usize] = true;
+                            *changed = true;
+                            return (key, Value::String(self.replace(s, &[whole], mode)));
+                        }
                         (key, self.rewrite_value(v, mode, classes, changed))
                     })
                     .collect(),
@@ -926,6 +940,23 @@ fn classify_value(classifiers: &Classifiers, value: &Value, classes: &mut [bool;
     classifiers.scan(&buffer, &mut findings);
     for f in &findings {
         classes[f.class as usize] = true;
+    }
+    let secret = Class::Secret as usize;
+    if !classes[secret] {
+        classes[secret] = named_secret(classifiers, value);
+    }
+}
+
+/// Whether a string at any depth is a credential by the key it is stored under
+/// (`{"client_secret": "…"}`), which a scan of the string alone cannot know.
+fn named_secret(classifiers: &Classifiers, value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(k, v)| match v {
+            Value::String(s) => classifiers.field_secret(k, s),
+            _ => named_secret(classifiers, v),
+        }),
+        Value::Array(items) => items.iter().any(|v| named_secret(classifiers, v)),
+        _ => false,
     }
 }
 

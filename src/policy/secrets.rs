@@ -1,0 +1,1586 @@
+//! Secret detection for [`Class::Secret`]: credentials found by their shape, by the key id next
+//! to them, or by the name that introduces them.
+//!
+//! Three kinds of evidence, from strongest to weakest:
+//!
+//! - **Shape.** Provider formats with a fixed prefix or infix (AWS `AKIA`, GitHub `ghp_`, GitLab
+//!   `glpat-`, Slack `xoxb-`, Stripe `sk_live_`, SendGrid `SG.x.y`, Vault `hvs.`, PEM private-key
+//!   blocks, JWTs, Telegram `123:AA…`, Terraform `….atlasv1.…`, Azure client secrets `…8Q~…`,
+//!   and more, listed in [`RE_TOKENS`]), and passwords in `scheme://user:password@host`.
+//! - **Key id adjacency.** An AWS access key id (`AKIA…`/`ASIA…`), an Alibaba Cloud id (`LTAI…`)
+//!   or a Twilio account SID (`AC` + 32 hex) makes the 40-, 30- or 32-character secret written
+//!   next to it (within [`PAIR_WINDOW`] bytes) a finding, without any label.
+//! - **Name.** A value introduced by a credential name: `password=…` and the other labels of
+//!   [`RE_LABELLED`], and beyond them any identifier whose last part says credential
+//!   (`DB_PASS`, `clientSecret`, `X-Api-Key`, `export FOO_TOKEN=`, `--password x`,
+//!   `<password>x</password>`) and prose (`the password is …`, `api key 8f3a…`, `use token …`).
+//!   The value must then look like a credential, more strictly the weaker the link: an
+//!   assignment (`=`, `:`, a flag, a JSON key) accepts a short mixed value, prose accepts only
+//!   long random-looking values (or, for passwords, a word with digits or symbols). Names that
+//!   say something else (`page_token`, `max_tokens`, `public_key`, `cache_key`, `password_policy`)
+//!   and values that are code, paths, URLs, versions or placeholders are left alone.
+//!
+//! Hex digests, UUIDs, commit ids and base64 data are only reported when a credential name or key
+//! id introduces them: shape alone never makes them secrets.
+//!
+//! Speed: one aho-corasick pass finds the literal starts of the provider shapes
+//! ([`TOKEN_PREFIXES`]) and the anchored pattern runs only there; a second small pass finds the
+//! infixes and Twilio SID prefixes ([`ANCHORS`]); the name pass runs on the lowercased copy with
+//! a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`, `auth`, `cred`) and does
+//! its work only at those words. Texts shorter than [`MIN_TEXT`] skip everything.
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
+use memchr::memmem;
+use regex::Regex;
+
+use super::classify::{Class, Finding, base64_decode, is_b64, is_word, printable, sweep_caps};
+
+/// Shortest text that can hold a finding (`pw=abc123`): shorter strings, most JSON keys and
+/// enum values, skip every pass.
+const MIN_TEXT: usize = 9;
+
+/// How far from a key id its secret may be written (bytes, either side).
+const PAIR_WINDOW: usize = 160;
+
+/// Provider shapes, run on the original text. Every alternative starts with a literal.
+const RE_TOKENS: &str = concat!(
+    // Key ids: AWS (also the anchor of the secret next to it), Alibaba Cloud. Twilio SIDs
+    // (`AC`/`SK` + 32 hex) are checked by hand in `twilio`: a 2-byte prefix would slow the
+    // prefix search.
+    r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
+    r"|(?-u:\b)LTAI[A-Za-z0-9]{12,20}(?-u:\b)",
+    // PEM / OpenSSH / PGP private key header (extended to the END line in code).
+    r"|-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+    r"|(?-u:\b)AGE-SECRET-KEY-1[0-9A-Z]{58}",
+    // JWT: base64url JSON header and payload, optional signature.
+    r"|(?-u:\b)eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*",
+    // GitHub, GitLab.
+    r"|(?-u:\b)gh[pousr]_[A-Za-z0-9]{30,}(?-u:\b)",
+    r"|(?-u:\b)github_pat_[A-Za-z0-9_]{22,}(?-u:\b)",
+    r"|(?-u:\b)gl(?:pat|dt|ptt|rt)-[A-Za-z0-9_\-]{20,}",
+    // Slack tokens and webhooks, Discord webhooks.
+    r"|(?-u:\b)xox[abposre]-[A-Za-z0-9\-]{10,}",
+    r"|(?-u:\b)xapp-[0-9]-[A-Za-z0-9\-]{10,}",
+    r"|https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{20,}",
+    r"|https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/[0-9]{6,}/[A-Za-z0-9_\-]{30,}",
+    // Stripe, SendGrid, Mailgun, Square, Meta/Square access tokens.
+    r"|(?-u:\b)[rs]k_(?:live|test)_[A-Za-z0-9]{16,}(?-u:\b)",
+    r"|(?-u:\b)whsec_[A-Za-z0-9]{24,}(?-u:\b)",
+    r"|(?-u:\b)SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}",
+    r"|(?-u:\b)key-[0-9a-f]{32}(?-u:\b)",
+    r"|(?-u:\b)sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,}",
+    r"|(?-u:\b)EAAA[A-Za-z0-9_\-]{60,}",
+    // Google: API keys, OAuth client secrets, access and refresh tokens.
+    r"|(?-u:\b)AIza[A-Za-z0-9_\-]{35}",
+    r"|(?-u:\b)GOCSPX-[A-Za-z0-9_\-]{20,}",
+    r"|(?-u:\b)ya29\.[A-Za-z0-9_\-]{20,}",
+    r"|(?-u:\b)1//0[A-Za-z0-9_\-]{40,}",
+    // OpenAI, Anthropic and other `sk-` keys.
+    r"|(?-u:\b)sk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_\-]{20,}",
+    r"|(?-u:\b)sk-[A-Za-z0-9]{32,}(?-u:\b)",
+    // Package registries and developer platforms.
+    r"|(?-u:\b)pypi-AgE[A-Za-z0-9_\-]{50,}",
+    r"|(?-u:\b)(?:npm|hf|shpat|shpss|shpca|shppa|lin_api|lin_oauth|ntn|sbp|api_org)_[A-Za-z0-9]{30,}(?-u:\b)",
+    r"|(?-u:\b)do[opr]_v1_[a-f0-9]{64}(?-u:\b)",
+    r"|(?-u:\b)dckr_pat_[A-Za-z0-9_\-]{24,}",
+    r"|(?-u:\b)glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}(?-u:\b)",
+    r"|(?-u:\b)ATATT3[A-Za-z0-9_\-=]{50,}",
+    r"|(?-u:\b)dp\.(?:st|ct|sa|scim|audit|pt)\.[A-Za-z0-9_\-.]{40,}",
+    r"|(?-u:\b)hv[sb]\.[A-Za-z0-9_\-]{24,}",
+    r"|(?-u:\b)dapi[0-9a-f]{32}(?:-[0-9])?(?-u:\b)",
+    r"|(?-u:\b)secret_[A-Za-z0-9]{43}(?-u:\b)",
+    r"|(?-u:\b)HRKU-[A-Za-z0-9_\-]{30,}",
+);
+
+/// The literal each alternative of [`RE_TOKENS`] starts with (a test checks they agree). Kept
+/// under 64 patterns of 3 bytes or more, so the search stays a packed SIMD one: more patterns,
+/// or 2-byte ones, make it several times slower on ordinary text.
+const TOKEN_PREFIXES: &[&str] = &[
+    "AKIA",
+    "ASIA",
+    "LTAI",
+    "-----BEGIN",
+    "AGE-SECRET-KEY-",
+    "eyJ",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "gldt-",
+    "glptt-",
+    "glrt-",
+    "glsa_",
+    "xox",
+    "xapp-",
+    "https://",
+    "rk_live_",
+    "rk_test_",
+    "sk_live_",
+    "sk_test_",
+    "whsec_",
+    "SG.",
+    "key-",
+    "sq0",
+    "EAAA",
+    "AIza",
+    "GOCSPX-",
+    "ya29.",
+    "1//0",
+    "sk-",
+    "pypi-",
+    "npm_",
+    "hf_",
+    "shp",
+    "lin_",
+    "ntn_",
+    "sbp_",
+    "api_org_",
+    "dop_",
+    "doo_",
+    "dor_",
+    "dckr_",
+    "ATATT3",
+    "dp.",
+    "hvs.",
+    "hvb.",
+    "dapi",
+    "secret_",
+    "HRKU-",
+];
+
+/// Shapes known by an infix, run only where [`ANCHORS`] find one: Telegram bot tokens, Terraform
+/// Cloud tokens, Azure AD client secrets.
+const RE_INFIX_TOKENS: &str = concat!(
+    r"(?-u:\b)[0-9]{8,10}:AA[A-Za-z0-9_\-]{33}(?-u:\b)",
+    r"|(?-u:\b)[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_\-]{60,}",
+    r"|(?-u:\b)[A-Za-z0-9_.\-]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}",
+);
+/// What [`Secrets::anchored_shapes`] searches for: the infixes of [`RE_INFIX_TOKENS`] and the
+/// Twilio SID prefixes.
+const ANCHORS: [&str; 5] = [":AA", ".atlasv1.", "Q~", "SK", "AC"];
+
+/// `scheme://user:password@`: the password.
+const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/?#@]+)@";
+const URL_PASSWORD: usize = 1;
+
+/// Runs on the ASCII-lowercased text.
+const RE_LABELLED: &str = concat!(
+    // `label=value`, `label: value`, `"label": "value"`, also with JSON-escaped quotes.
+    r"(?P<label>aws_?secret_?access_?key|pass(?:word|wd|phrase)|pwd|secret(?:[_\-]?key)?",
+    r"|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret",
+    r"|(?:access|auth|refresh|api|session)[_\-]?token)",
+    r#"(?P<q>\\?["'])?[ \t]*[:=][ \t]*"#,
+    r#"(?P<v>\\?"[^"\r\n]+"|\\?'[^'\r\n]+'|[^\s"',;&<>(){}\[\]\\]+)"#,
+    // HTTP authorization credentials.
+    r"|(?-u:\b)bearer[ \t]+(?P<bearer>[a-z0-9._~+/=\-]{16,})",
+    r"|(?-u:\b)basic[ \t]+(?P<basic>[a-z0-9+/]{8,}={0,2})",
+);
+const LBL_LABEL: usize = 1;
+const LBL_QUOTE: usize = 2;
+const LBL_VALUE: usize = 3;
+const LBL_BEARER: usize = 4;
+const LBL_BASIC: usize = 5;
+
+/// Words that may name a credential, run on the ASCII-lowercased text; the identifier around
+/// each hit decides (see [`name_kind`]).
+const RE_NAMES: &str = "pass|pwd|pw|secret|token|key|auth|cred";
+
+/// The compiled secret patterns (one set per [`super::classify::Classifiers`] with secrets on).
+#[derive(Clone)]
+pub(super) struct Secrets {
+    /// The literal starts of [`RE_TOKENS`]' alternatives ([`TOKEN_PREFIXES`]).
+    prefixes: AhoCorasick,
+    /// [`RE_TOKENS`] anchored: run only where a prefix is.
+    tokens: Regex,
+    /// [`ANCHORS`]: infixes and Twilio SID prefixes.
+    anchors: AhoCorasick,
+    /// [`RE_INFIX_TOKENS`] anchored: run only where an infix is.
+    infix_tokens: Regex,
+    url: Regex,
+    labelled: Regex,
+    names: Regex,
+}
+
+impl Secrets {
+    /// Compiles the built-in patterns; infallible because they are ours.
+    pub(super) fn new() -> Secrets {
+        let re = |p: &str| Regex::new(p).expect("built-in pattern compiles");
+        Secrets {
+            prefixes: AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(TOKEN_PREFIXES)
+                .expect("built-in prefixes compile"),
+            tokens: re(&format!("^(?:{RE_TOKENS})")),
+            anchors: AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(ANCHORS)
+                .expect("built-in anchors compile"),
+            infix_tokens: re(&format!("^(?:{RE_INFIX_TOKENS})")),
+            url: re(RE_URL),
+            labelled: re(RE_LABELLED),
+            names: re(RE_NAMES),
+        }
+    }
+
+    /// Shapes, key-id pairs and URL passwords in `t` (original case).
+    pub(super) fn scan(&self, t: &str, out: &mut Vec<Finding>) {
+        if t.len() < MIN_TEXT {
+            return;
+        }
+        self.secret_tokens(t, out);
+        self.anchored_shapes(t, out);
+        url_passwords(&self.url, t, out);
+    }
+
+    /// Labelled and named values; `lower` is `t` ASCII-lowercased (same offsets).
+    pub(super) fn scan_lowered(&self, t: &str, lower: &str, out: &mut Vec<Finding>) {
+        if t.len() < MIN_TEXT {
+            return;
+        }
+        labelled_secrets(&self.labelled, t, lower, out);
+        self.named_values(t, lower, out);
+    }
+
+    /// Whether `value`, stored under the field `name` (a JSON object key, a header name), is a
+    /// credential by that name: `{"client_secret": "…"}`, `{"X-Api-Key": "…"}`,
+    /// `{"auth": "Bearer …"}`. Placeholders, code references, paths and plain words are not.
+    pub(super) fn field(&self, name: &str, value: &str) -> bool {
+        if !mentions_name(name.as_bytes()) {
+            return false;
+        }
+        let Some(kind) = name_kind(name.as_bytes(), None) else {
+            return false;
+        };
+        let v = value.trim();
+        let v = strip_scheme(v.as_bytes());
+        accept(kind.0, Link::Field, true, v)
+    }
+
+    /// Provider shapes: a multi-pattern search for the literal starts, then the anchored
+    /// pattern at each (one pass over the text whatever the number of providers; a regex with
+    /// this many alternatives would shrink its own prefilter to single letters).
+    fn secret_tokens(&self, t: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        let mut pos = 0;
+        // Where the next `-----END` is: searched once, not once per PEM header.
+        let mut end_marker: Option<Option<usize>> = None;
+        while pos < t.len() {
+            let Some(hit) = self.prefixes.find(Input::new(b).range(pos..)) else {
+                break;
+            };
+            let s = hit.start();
+            let glued = s > 0 && is_word(b[s]) && is_word(b[s - 1]);
+            let Some(m) = (!glued)
+                .then(|| self.tokens.find(&t[s..]))
+                .flatten()
+                .filter(|m| !m.is_empty())
+            else {
+                pos = s + 1;
+                continue;
+            };
+            let mut end = s + m.end();
+            if b[s] == b'-' {
+                let marker = match end_marker {
+                    Some(Some(p)) if p >= end => Some(p),
+                    Some(None) => None,
+                    _ => memmem::find(&b[end..], b"-----END").map(|p| p + end),
+                };
+                end_marker = Some(marker);
+                end = pem_end(b, end, marker);
+            }
+            let pair = match &b[s..s + 2] {
+                b"AK" | b"AS" => Some(Pair::Aws),
+                b"LT" => Some(Pair::Alibaba),
+                _ => None,
+            };
+            push(out, s, end);
+            if let Some(pair) = pair
+                && let Some((ps, pe)) = paired_secret(b, s, end, pair)
+            {
+                push(out, ps, pe);
+            }
+            pos = end;
+        }
+    }
+
+    /// Shapes found from a short anchor rather than a prefix, in one multi-pattern pass:
+    /// Telegram, Terraform Cloud and Azure AD tokens from their infix (each occurrence gives the
+    /// one place the token can start, where the anchored pattern is tried), Twilio SIDs.
+    fn anchored_shapes(&self, t: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        let mut after = 0;
+        for hit in self.anchors.find_iter(b) {
+            let at = hit.start();
+            let start = match ANCHORS[hit.pattern().as_usize()] {
+                "SK" | "AC" => {
+                    twilio(b, at, out);
+                    continue;
+                }
+                // Telegram: 8 to 10 digits before `:AA`.
+                ":AA" => {
+                    at - b[at.saturating_sub(10)..at]
+                        .iter()
+                        .rev()
+                        .take_while(|c| c.is_ascii_digit())
+                        .count()
+                }
+                // Terraform Cloud: 14 alphanumerics before `.atlasv1.`.
+                ".atlasv1." => at.saturating_sub(14),
+                // Azure AD client secret: 3 characters and a digit before `Q~`.
+                _ => at.saturating_sub(4),
+            };
+            if start < after
+                || !t.is_char_boundary(start)
+                || (start > 0 && is_word(b[start - 1]) && is_word(b[start]))
+            {
+                continue;
+            }
+            if let Some(m) = self.infix_tokens.find(&t[start..])
+                && start + m.end() > at
+            {
+                push(out, start, start + m.end());
+                after = start + m.end();
+            }
+        }
+    }
+
+    /// Values introduced by a credential name: see the module documentation.
+    fn named_values(&self, t: &str, lower: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        let mut pos = 0;
+        // One iterator (not a search per hit): hits inside a name or value already handled
+        // are skipped.
+        for m in self.names.find_iter(lower) {
+            if m.start() < pos {
+                continue;
+            }
+            let (mut l, mut r) = (m.start(), m.end());
+            while l > 0 && is_ident(b[l - 1]) {
+                l -= 1;
+            }
+            while r < b.len() && is_ident(b[r]) {
+                r += 1;
+            }
+            pos = r.max(m.end());
+            // A segment of a path or an ARN (`arn:aws:…:secret:prod/db`, `/v1/tokens/…`).
+            if l > 0 && matches!(b[l - 1], b':' | b'/') && matches!(b.get(r), Some(b':' | b'/')) {
+                continue;
+            }
+            while r > l && matches!(b[r - 1], b'.' | b'-') {
+                r -= 1;
+            }
+            let flag = b[l] == b'-';
+            while l < r && matches!(b[l], b'-' | b'.' | b'_') {
+                l += 1;
+            }
+            if l >= r {
+                continue;
+            }
+            let Some((kind, bare)) = name_kind(&b[l..r], prev_word(b, l)) else {
+                continue;
+            };
+            if about_the_credential(lower.as_bytes(), l) {
+                continue;
+            }
+            if let Some((s, e)) = value_after(b, l, r, kind, bare, flag) {
+                push(out, s, e);
+                pos = pos.max(e);
+            }
+        }
+    }
+}
+
+/// Whether `name` contains one of the [`RE_NAMES`] words (ASCII case-insensitive): the cheap
+/// test before [`name_kind`] splits it.
+fn mentions_name(name: &[u8]) -> bool {
+    const WORDS: [&[u8]; 7] = [
+        b"pass", b"pwd", b"secret", b"token", b"key", b"auth", b"cred",
+    ];
+    name.windows(3).enumerate().any(|(i, w)| {
+        WORDS.iter().any(|word| {
+            w.eq_ignore_ascii_case(&word[..3])
+                && name
+                    .get(i..i + word.len())
+                    .is_some_and(|x| x.eq_ignore_ascii_case(word))
+        })
+    })
+}
+
+/// Twilio: an API key SID (`SK` + 32 hex) is reported; an account SID (`AC` + 32 hex) is an
+/// identifier, only the auth token written next to it is.
+fn twilio(b: &[u8], at: usize, out: &mut Vec<Finding>) {
+    let end = at + 34;
+    let hex = |c: &u8| c.is_ascii_digit() || (b'a'..=b'f').contains(c);
+    if (at > 0 && is_word(b[at - 1]))
+        || end > b.len()
+        || !b[at + 2..end].iter().all(hex)
+        || b.get(end).is_some_and(|&c| is_word(c))
+    {
+        return;
+    }
+    if b[at] == b'S' {
+        push(out, at, end);
+    } else if let Some((s, e)) = paired_secret(b, at, end, Pair::Twilio) {
+        push(out, s, e);
+    }
+}
+
+fn push(out: &mut Vec<Finding>, start: usize, end: usize) {
+    out.push(Finding {
+        class: Class::Secret,
+        start,
+        end,
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key id + secret pairs.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pair {
+    /// 40 characters of base64 (`A-Za-z0-9/+`).
+    Aws,
+    /// 30 alphanumerics.
+    Alibaba,
+    /// 32 lowercase hex digits.
+    Twilio,
+}
+
+/// The first run of the pair's secret shape within [`PAIR_WINDOW`] bytes after the key id, else
+/// before it.
+fn paired_secret(b: &[u8], id_start: usize, id_end: usize, pair: Pair) -> Option<(usize, usize)> {
+    let in_run = |c: u8| match pair {
+        Pair::Aws => c.is_ascii_alphanumeric() || c == b'/' || c == b'+',
+        Pair::Alibaba => c.is_ascii_alphanumeric(),
+        Pair::Twilio => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+    };
+    let len = match pair {
+        Pair::Aws => 40,
+        Pair::Alibaba => 30,
+        Pair::Twilio => 32,
+    };
+    let ok = |run: &[u8]| {
+        let digit = run.iter().any(u8::is_ascii_digit);
+        match pair {
+            Pair::Twilio => digit && run.iter().any(u8::is_ascii_alphabetic),
+            _ => {
+                digit
+                    && run.iter().any(u8::is_ascii_uppercase)
+                    && run.iter().any(u8::is_ascii_lowercase)
+            }
+        }
+    };
+    let lo = id_start.saturating_sub(PAIR_WINDOW);
+    let hi = (id_end + PAIR_WINDOW).min(b.len());
+    let mut found = None;
+    let mut i = lo;
+    while i < hi {
+        if !in_run(b[i]) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        while i < b.len() && in_run(b[i]) {
+            i += 1;
+        }
+        // Base64 padding is not part of an AWS secret; a word glued on either side is.
+        let glued = (s > 0 && is_word(b[s - 1])) || b.get(i).is_some_and(|&c| is_word(c));
+        if i - s == len && !glued && (s >= id_end || i <= id_start) && ok(&b[s..i]) {
+            if s >= id_end {
+                return Some((s, i));
+            }
+            found.get_or_insert((s, i));
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and their values.
+
+/// What a name says its value is; passwords accept weaker values than keys and tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Password,
+    /// Secrets, keys, tokens, credentials and authorization values.
+    Key,
+}
+
+/// How the value is tied to its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// The name is the value's JSON key or header name.
+    Field,
+    /// `=`, `:`, `=>`, a command-line flag, an XML element.
+    Assigned,
+    /// Words in between, or none (`the password is …`, `api key …`).
+    Prose,
+}
+
+/// Identifier bytes: names like `spring.datasource.password`, `X-Api-Key`, `DB_PASS`.
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')
+}
+
+/// Last parts of a token name that say it is not a credential (`page_token`, `max_tokens`,
+/// `eos_token`, design tokens).
+const NOT_TOKEN: &[&str] = &[
+    "page",
+    "next",
+    "continuation",
+    "pagination",
+    "cursor",
+    "sync",
+    "resume",
+    "cancel",
+    "cancellation",
+    "max",
+    "min",
+    "num",
+    "total",
+    "input",
+    "output",
+    "prompt",
+    "completion",
+    "eos",
+    "bos",
+    "pad",
+    "unk",
+    "sep",
+    "cls",
+    "mask",
+    "start",
+    "end",
+    "stop",
+    "special",
+    "first",
+    "last",
+    "design",
+    "theme",
+    "style",
+    "word",
+    "text",
+    "reasoning",
+    "cached",
+    "per",
+    "each",
+    "every",
+    "lexer",
+    "parser",
+    "cancellationtoken",
+];
+
+/// Parts before `key` that make it a credential (`api key`, `AccountKey`, `x-api-key`); other
+/// keys (`primary key`, `cache_key`, `public_key`, `idempotency-key`) are not.
+const KEY_PREFIXES: &[&str] = &[
+    "api",
+    "access",
+    "secret",
+    "private",
+    "signing",
+    "encryption",
+    "master",
+    "account",
+    "app",
+    "application",
+    "client",
+    "license",
+    "licence",
+    "service",
+    "admin",
+    "auth",
+    "subscription",
+    "shared",
+    "storage",
+    "webhook",
+    "deploy",
+    "consumer",
+    "developer",
+    "rest",
+    "server",
+    "session",
+    "live",
+    "hmac",
+    "jwt",
+    "root",
+    "personal",
+    "sdk",
+    "ingest",
+    "management",
+    "mgmt",
+    "write",
+    // Providers: `the Datadog key is …`, `STRIPE_KEY=…`.
+    "aws",
+    "azure",
+    "gcp",
+    "google",
+    "github",
+    "gitlab",
+    "stripe",
+    "openai",
+    "anthropic",
+    "datadog",
+    "sendgrid",
+    "mailgun",
+    "twilio",
+    "heroku",
+    "cloudflare",
+    "slack",
+    "shopify",
+    "algolia",
+    "mapbox",
+    "sentry",
+    "pagerduty",
+    "firebase",
+    "supabase",
+    "pinecone",
+];
+
+/// Compound names written as one word (`APIKEY`, `clientsecret`, `PGPASSWORD`).
+const COMPOUND_SUFFIXES: &[(&str, Kind)] = &[
+    ("password", Kind::Password),
+    ("passwd", Kind::Password),
+    ("passphrase", Kind::Password),
+    ("apikey", Kind::Key),
+    ("accesskey", Kind::Key),
+    ("secretkey", Kind::Key),
+    ("accountkey", Kind::Key),
+    ("privatekey", Kind::Key),
+    ("signingkey", Kind::Key),
+    ("masterkey", Kind::Key),
+    ("secret", Kind::Key),
+    ("token", Kind::Key),
+];
+
+/// The last parts of an identifier, lowercased, split at `_ - .` and at camelCase humps
+/// (`XApiKey` -> x, api, key), without allocating: this runs at every name-like word.
+struct Parts {
+    buf: [u8; 64],
+    ranges: [(u8, u8); 32],
+    n: usize,
+}
+
+impl Parts {
+    /// Splits the last 64 bytes of `ident`.
+    fn split(ident: &[u8]) -> Parts {
+        let ident = &ident[ident.len().saturating_sub(64)..];
+        let mut p = Parts {
+            buf: [0; 64],
+            ranges: [(0, 0); 32],
+            n: 0,
+        };
+        let mut start = 0;
+        for (i, &c) in ident.iter().enumerate() {
+            p.buf[i] = c.to_ascii_lowercase();
+            let sep = matches!(c, b'_' | b'-' | b'.' | b' ');
+            let hump = c.is_ascii_uppercase()
+                && i > 0
+                && (ident[i - 1].is_ascii_lowercase()
+                    || (ident[i - 1].is_ascii_uppercase()
+                        && ident.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+            if sep || hump {
+                p.push(start, i);
+                start = if sep { i + 1 } else { i };
+            }
+        }
+        p.push(start, ident.len());
+        p
+    }
+
+    fn push(&mut self, s: usize, e: usize) {
+        if s < e && self.n < self.ranges.len() {
+            self.ranges[self.n] = (s as u8, e as u8);
+            self.n += 1;
+        }
+    }
+
+    /// Part `i` counted from the end (0 is the last).
+    fn back(&self, i: usize) -> Option<&[u8]> {
+        let (s, e) = self.ranges[..self.n].iter().rev().nth(i)?;
+        Some(&self.buf[usize::from(*s)..usize::from(*e)])
+    }
+}
+
+/// The word before `at`, across one or two spaces (`api key`, `page token`).
+fn prev_word(b: &[u8], at: usize) -> Option<&[u8]> {
+    let mut e = at;
+    while e > 0 && at - e < 2 && b[e - 1] == b' ' {
+        e -= 1;
+    }
+    if e == at {
+        return None;
+    }
+    let mut s = e;
+    while s > 0 && b[s - 1].is_ascii_alphanumeric() {
+        s -= 1;
+    }
+    (s < e).then_some(&b[s..e])
+}
+
+/// Whether `word` is one of `list` (ASCII case-insensitive).
+fn one_of(word: &[u8], list: &[&str]) -> bool {
+    list.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(word))
+}
+
+/// Last parts that say how a credential is written or which copy it is, not what it is.
+const FORM_WORDS: &[&str] = &[
+    "value",
+    "base",
+    "str",
+    "string",
+    "plain",
+    "raw",
+    "b64",
+    "base64",
+    "confirm",
+    "confirmation",
+];
+
+/// What the identifier `ident` names, and whether it is a bare short name (`pass`, `pwd`, `auth`,
+/// `creds`) that only counts before `=` or `:`. `prev` is the word before it in prose.
+fn name_kind(ident: &[u8], prev: Option<&[u8]>) -> Option<(Kind, bool)> {
+    let parts = Parts::split(ident);
+    // `SECRET_KEY_BASE`, `token_value`, `password_confirmation`: the name before a form word.
+    let mut skip = 0;
+    while parts.n - skip >= 2 && parts.back(skip).is_some_and(|p| one_of(p, FORM_WORDS)) {
+        skip += 1;
+    }
+    let last = parts.back(skip)?;
+    let single = parts.n - skip == 1;
+    let before = if single { prev } else { parts.back(skip + 1) };
+    let last_str = std::str::from_utf8(last).ok()?;
+    match last_str {
+        "password" | "passwd" | "passphrase" | "passwort" => Some((Kind::Password, false)),
+        "pwd" | "pass" | "pw" => Some((Kind::Password, single)),
+        "secret" => Some((Kind::Key, false)),
+        // `OAuth` is a protocol, not a credential name.
+        "auth" if before.is_some_and(|p| p.eq_ignore_ascii_case(b"o")) => None,
+        "credential" | "credentials" | "creds" | "auth" | "authorization" => {
+            Some((Kind::Key, single))
+        }
+        "token" => (!before.is_some_and(|p| one_of(p, NOT_TOKEN))).then_some((Kind::Key, false)),
+        "key" => before
+            .is_some_and(|p| one_of(p, KEY_PREFIXES))
+            .then_some((Kind::Key, false)),
+        _ => {
+            let (suffix, kind) = COMPOUND_SUFFIXES
+                .iter()
+                .find(|(s, _)| last_str.len() > s.len() && last_str.ends_with(s))?;
+            let head = &last_str[..last_str.len() - suffix.len()];
+            if *suffix == "token" && NOT_TOKEN.iter().any(|n| head.ends_with(n)) {
+                return None;
+            }
+            Some((*kind, false))
+        }
+    }
+}
+
+/// Words allowed between a name and its value in prose (besides connectors, see
+/// [`is_connector`]).
+const FILLERS: &[&str] = &[
+    "of", "for", "to", "as", "be", "set", "now", "here", "the", "my", "our", "your", "new", "this",
+    "its", "it's", "will", "should", "on", "at", "in", "with", "a", "an",
+];
+
+/// Words after a credential name that make the text about the credential rather than the
+/// credential itself.
+const QUALIFIERS_NOT_VALUE: &[&str] = &[
+    "fingerprint",
+    "hash",
+    "hashes",
+    "hashed",
+    "digest",
+    "checksum",
+    "id",
+    "ids",
+    "prefix",
+    "suffix",
+    "length",
+    "count",
+    "type",
+    "expiry",
+    "expires",
+    "ttl",
+    "lifetime",
+    "name",
+    "file",
+    "path",
+    "url",
+    "hint",
+    "sha",
+    "sha1",
+    "sha256",
+    "md5",
+    "policy",
+    "format",
+    "header",
+    "field",
+    "version",
+    "scope",
+    "scopes",
+    "endpoint",
+    "rotation",
+    "reset",
+    "strength",
+    "manager",
+    "store",
+    "vault",
+    "size",
+    "entropy",
+    "owner",
+];
+
+/// `sha256 digest of the API key: …`, `the length of the password is …`: the words before the
+/// name say the value is something about the credential. `lower` is the lowercased text.
+fn about_the_credential(lower: &[u8], name_start: usize) -> bool {
+    let before = &lower[name_start.saturating_sub(32)..name_start];
+    let Some(of) = memmem::rfind(before, b" of ") else {
+        return false;
+    };
+    let head = &before[..of];
+    let word_start = head
+        .iter()
+        .rposition(|c| !c.is_ascii_alphanumeric())
+        .map_or(0, |p| p + 1);
+    let word = std::str::from_utf8(&head[word_start..]).unwrap_or("");
+    QUALIFIERS_NOT_VALUE.contains(&word)
+}
+
+/// Authorization schemes skipped before the credential (`Authorization: token …`).
+const SCHEMES: &[&str] = &[
+    "bearer", "token", "basic", "bot", "digest", "apikey", "sso-key", "key", "otoken",
+];
+
+fn strip_scheme(v: &[u8]) -> &[u8] {
+    if let Some(sp) = v.iter().position(|&c| c == b' ') {
+        let word = String::from_utf8_lossy(&v[..sp]).to_ascii_lowercase();
+        if SCHEMES.contains(&word.as_str()) {
+            let rest = &v[sp..];
+            let skip = rest.iter().take_while(|&&c| c == b' ').count();
+            return &rest[skip..];
+        }
+    }
+    v
+}
+
+/// The value after the name `b[l..r]`: its range, if it passes [`accept`].
+fn value_after(
+    b: &[u8],
+    l: usize,
+    r: usize,
+    kind: Kind,
+    bare: bool,
+    flag: bool,
+) -> Option<(usize, usize)> {
+    let mut i = r;
+    // The closing quote of a quoted key (`"password": …`, `\"token\": …`).
+    if b.get(i) == Some(&b'\\') && b.get(i + 1) == Some(&b'"') {
+        i += 2;
+    } else if matches!(b.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    let xml = l > 0 && b[l - 1] == b'<' && b.get(i) == Some(&b'>');
+    let spaced = skip_blanks(b, &mut i);
+    let link = if xml {
+        i += 1;
+        Link::Assigned
+    } else if matches!(b.get(i), Some(b'=' | b':')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'=' | b'>')) {
+            i += 1;
+        }
+        skip_blanks(b, &mut i);
+        Link::Assigned
+    } else if flag && spaced {
+        Link::Assigned
+    } else if bare || !spaced {
+        return None;
+    } else {
+        Link::Prose
+    };
+    if link == Link::Assigned {
+        let (s, e, quoted) = read_value(b, i, true)?;
+        let label = String::from_utf8_lossy(&b[l..r]);
+        let value = String::from_utf8_lossy(&b[s..e]);
+        return (accept(kind, link, quoted, &b[s..e]) && !call_or_self(b, &label, &value, e))
+            .then_some((s, e));
+    }
+    // Prose: filler words, and up to three qualifiers (`for admin on staging`) that a connector
+    // (`is`, `was`, a word ending in `:`) must close before the value may come.
+    let mut free = 3;
+    let mut pending = false;
+    for _ in 0..8 {
+        let (s, e, quoted) = read_value(b, i, false)?;
+        let word = raw_word(b, i);
+        let mut next = i + word.len();
+        let more = skip_blanks(b, &mut next);
+        if QUALIFIERS_NOT_VALUE.contains(&word.trim_end_matches([':', ',', '.'])) {
+            // `token fingerprint: …`, `password hash: …`, `api key id …`: about the credential,
+            // not the credential.
+            return None;
+        }
+        let connector = is_connector(&word);
+        // A qualifier closed by a connector (`password for db1-prod is …`) is not the value.
+        let qualifier = more && is_connector(&raw_word(b, next));
+        if !pending && !connector && !qualifier && accept(kind, link, quoted, &b[s..e]) {
+            return Some((s, e));
+        }
+        if connector {
+            pending = false;
+        } else if !FILLERS.contains(&word.as_str()) {
+            if free == 0 || word.ends_with(['.', ',', ';', '!', '?']) {
+                return None;
+            }
+            free -= 1;
+            pending = true;
+        }
+        if !more {
+            return None;
+        }
+        i = next;
+    }
+    None
+}
+
+/// The lowercased word at `i`, up to the next whitespace.
+fn raw_word(b: &[u8], i: usize) -> String {
+    let len = b[i..]
+        .iter()
+        .take_while(|c| !c.is_ascii_whitespace())
+        .count();
+    String::from_utf8_lossy(&b[i..i + len]).to_ascii_lowercase()
+}
+
+/// Words that tie a name (and its qualifiers) to the value that follows.
+fn is_connector(word: &str) -> bool {
+    word.ends_with(':')
+        || matches!(
+            word,
+            "is" | "was"
+                | "are"
+                | "="
+                | "->"
+                | "=>"
+                | "\u{2192}"
+                | "\u{2014}"
+                | "-"
+                | "reads"
+                | "remains"
+        )
+}
+
+/// Skips spaces and tabs; whether any were skipped.
+fn skip_blanks(b: &[u8], i: &mut usize) -> bool {
+    let start = *i;
+    while b.get(*i).is_some_and(|&c| c == b' ' || c == b'\t') {
+        *i += 1;
+    }
+    *i > start
+}
+
+/// The value starting at `i`: quoted (`"…"`, `'…'`, `` `…` ``, `\"…\"`, on one line) or up to a
+/// blank or a delimiter; an authorization scheme word before it is skipped when `schemes`.
+fn read_value(b: &[u8], mut i: usize, schemes: bool) -> Option<(usize, usize, bool)> {
+    if schemes {
+        let mut e = i;
+        while b
+            .get(e)
+            .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            e += 1;
+        }
+        if e > i && b.get(e) == Some(&b' ') {
+            let word = String::from_utf8_lossy(&b[i..e]).to_ascii_lowercase();
+            if SCHEMES.contains(&word.as_str()) {
+                i = e;
+                skip_blanks(b, &mut i);
+            }
+        }
+    }
+    let c = *b.get(i)?;
+    let (quote, open) = match c {
+        b'"' | b'\'' | b'`' => (Some(&b[i..=i]), 1),
+        b'\\' if b.get(i + 1) == Some(&b'"') => (Some(&b[i..i + 2]), 2),
+        _ => (None, 0),
+    };
+    if let Some(q) = quote {
+        let s = i + open;
+        let limit = (s + 512).min(b.len());
+        let close = memmem::find(&b[s..limit], q)? + s;
+        if b[s..close].contains(&b'\n') || close == s {
+            return None;
+        }
+        return Some((s, close, true));
+    }
+    let s = i;
+    let mut e = s;
+    while e < b.len()
+        && !b[e].is_ascii_whitespace()
+        && !matches!(
+            b[e],
+            b'"' | b'\''
+                | b'`'
+                | b','
+                | b';'
+                | b'&'
+                | b'<'
+                | b'>'
+                | b'('
+                | b')'
+                | b'{'
+                | b'}'
+                | b'['
+                | b']'
+                | b'\\'
+                | b'|'
+        )
+    {
+        e += 1;
+    }
+    // Sentence punctuation is not part of the value (`!` may end a password: it stays).
+    while e > s && matches!(b[e - 1], b'.' | b':' | b'?') {
+        e -= 1;
+    }
+    (e > s).then_some((s, e, false))
+}
+
+/// File extensions that make a value a file name rather than a credential.
+const FILE_SUFFIXES: &[&str] = &[
+    ".json", ".yaml", ".yml", ".txt", ".env", ".pem", ".key", ".toml", ".ini", ".cfg", ".conf",
+    ".crt", ".p12", ".pfx", ".gpg", ".enc", ".js", ".ts", ".py", ".rs", ".go",
+];
+
+/// Whether `v`, tied to a name of `kind` by `link`, looks like a credential.
+fn accept(kind: Kind, link: Link, quoted: bool, v: &[u8]) -> bool {
+    let n = v.len();
+    if !(6..=1024).contains(&n) {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(v) else {
+        return false;
+    };
+    if placeholder(text) || (text.starts_with('%') && text.ends_with('%')) {
+        return false;
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("://")
+        || text.starts_with(['/', '~', '-', '.', '@'])
+        // A colour or an anchor, not a password that starts with `#`.
+        || (v[0] == b'#'
+            && v[1..]
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || c.is_ascii_lowercase() || *c == b'-'))
+        || FILE_SUFFIXES.iter().any(|x| lower.ends_with(x))
+        || matches!(lower.as_str(), "true" | "false" | "null" | "none" | "nil")
+    {
+        return false;
+    }
+    let mut st = Stats::default();
+    for (i, &c) in v.iter().enumerate() {
+        st.add(c, i.checked_sub(1).map(|p| v[p]));
+    }
+    let letters = st.lower + st.upper;
+    if st.space > 0 && !(kind == Kind::Password && link == Link::Field) {
+        return false;
+    }
+    if letters == 0 || code_reference(v) || versionish(v, &st) {
+        return false;
+    }
+    match (kind, link) {
+        (Kind::Password, Link::Field) => true,
+        (Kind::Password, Link::Assigned) => quoted || st.digit + st.special > 0 || mixed(&st),
+        (Kind::Password, Link::Prose) => {
+            (n >= 8 || quoted)
+                && (st.digit > 0 || st.strong_special > 0)
+                && !text.find('@').is_some_and(|at| text[at..].contains('.'))
+                && classes(&st) >= 2
+        }
+        (Kind::Key, Link::Field | Link::Assigned) => {
+            n >= 8
+                && (n >= 12 || quoted)
+                && ((classes(&st) >= 2 && st.digit > 0)
+                    || (n >= 24 && st.upper >= 4 && st.lower >= 4))
+        }
+        (Kind::Key, Link::Prose) => {
+            (n >= 16 || (quoted && n >= 12))
+                && st.digit > 0
+                && (st.hex_only || st.transitions >= 3 || (st.upper > 0 && st.lower > 0))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    lower: usize,
+    upper: usize,
+    digit: usize,
+    special: usize,
+    /// Symbols other than the separators of words and versions (`-`, `_`, `.`).
+    strong_special: usize,
+    space: usize,
+    /// Letter/digit alternations: random strings have many, words and versions few.
+    transitions: usize,
+    hex_only: bool,
+}
+
+impl Stats {
+    fn add(&mut self, c: u8, prev: Option<u8>) {
+        if prev.is_none() {
+            self.hex_only = true;
+        }
+        match c {
+            b'a'..=b'z' => self.lower += 1,
+            b'A'..=b'Z' => self.upper += 1,
+            b'0'..=b'9' => self.digit += 1,
+            b' ' | b'\t' => self.space += 1,
+            _ => {
+                self.special += 1;
+                if !matches!(c, b'-' | b'_' | b'.') {
+                    self.strong_special += 1;
+                }
+            }
+        }
+        self.hex_only &= c.is_ascii_hexdigit();
+        if let Some(p) = prev
+            && p.is_ascii_digit() != c.is_ascii_digit()
+            && p.is_ascii_alphanumeric()
+            && c.is_ascii_alphanumeric()
+        {
+            self.transitions += 1;
+        }
+    }
+}
+
+fn classes(st: &Stats) -> usize {
+    usize::from(st.lower > 0)
+        + usize::from(st.upper > 0)
+        + usize::from(st.digit > 0)
+        + usize::from(st.special > 0)
+}
+
+fn mixed(st: &Stats) -> bool {
+    st.lower > 0 && st.upper > 0
+}
+
+/// `process.env.API_KEY`, `settings.SECRET_KEY`, `os.environ`: code, not a value.
+fn code_reference(v: &[u8]) -> bool {
+    let segments = v.split(|&c| c == b'.');
+    let mut count = 0;
+    for seg in segments {
+        count += 1;
+        if seg.is_empty()
+            || seg.len() > 20
+            || !seg[0].is_ascii_alphabetic()
+            || !seg.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+        {
+            return false;
+        }
+    }
+    count >= 2
+}
+
+/// Code rather than a value: a function call (`password = get_password()`) or the name itself
+/// (`api_key=api_key`). `e` is where the value ends in `b`.
+fn call_or_self(b: &[u8], label: &str, value: &str, e: usize) -> bool {
+    b.get(e) == Some(&b'(') || value.eq_ignore_ascii_case(label)
+}
+
+/// Versions, dates and times: `v1.2.3`, `2.0.0-rc.1`, `2026-11-27`, `10:15:30`.
+fn versionish(v: &[u8], st: &Stats) -> bool {
+    let body = v.strip_prefix(b"v").unwrap_or(v);
+    body.first().is_some_and(u8::is_ascii_digit)
+        && st.strong_special == 0
+        && st.lower + st.upper <= 4
+        && st.special > 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// PEM blocks, URL passwords, labelled values.
+
+/// Extends a PEM private-key header through its END line (`end_marker` is where the next `-----END`
+/// starts), or over the key body if there is none.
+fn pem_end(b: &[u8], header_end: usize, end_marker: Option<usize>) -> usize {
+    if let Some(p) = end_marker {
+        let after = p + 8;
+        if let Some(q) = memmem::find(&b[after..], b"-----") {
+            return after + q + 5;
+        }
+    }
+    let mut e = header_end;
+    while e < b.len()
+        && (is_b64(b[e]) || b[e] == b'=' || b[e].is_ascii_whitespace() || b[e] == b'\\')
+    {
+        e += 1;
+    }
+    while e > header_end && b[e - 1].is_ascii_whitespace() {
+        e -= 1;
+    }
+    e
+}
+
+fn url_passwords(re: &Regex, t: &str, out: &mut Vec<Finding>) {
+    sweep_caps(re, t, 0, |c| {
+        let (s, e) = c.get(URL_PASSWORD)?;
+        if placeholder(&t[s..e]) {
+            return None;
+        }
+        push(out, s, e);
+        Some(c.get(0)?.1)
+    });
+}
+
+fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
+    let b = t.as_bytes();
+    sweep_caps(re, lower, 0, |c| {
+        let end = c.get(0)?.1;
+        let (s, e) = if let Some((vs, ve)) = c.get(LBL_VALUE) {
+            let (ls, le) = c.get(LBL_LABEL)?;
+            let quoted = matches!(b[vs], b'"' | b'\'' | b'\\');
+            let (mut s, mut e) = (vs, ve);
+            if quoted {
+                s += 1 + usize::from(b[vs] == b'\\');
+                e -= 1;
+                if b[e - 1] == b'\\' {
+                    e -= 1;
+                }
+            }
+            let value = &t[s..e];
+            let colon = memchr::memchr(b':', &b[le..vs]).is_some();
+            let plain_word = value.bytes().all(|x| x.is_ascii_alphabetic());
+            if value.chars().count() < 6
+                || placeholder(value)
+                || code_reference(value.as_bytes())
+                || (ls > 0 && matches!(b[ls - 1], b':' | b'/') && b.get(le) == Some(&b':'))
+                || call_or_self(b, &lower[ls..le], value, e)
+                || (&lower[ls..le] == "pwd" && value.starts_with(['/', '~', '.']))
+                || (colon && plain_word && !quoted && c.get(LBL_QUOTE).is_none())
+            {
+                return None;
+            }
+            (s, e)
+        } else if let Some((s, e)) = c.get(LBL_BEARER) {
+            let token = &t[s..e];
+            if !looks_random(token) || placeholder(token) {
+                return None;
+            }
+            (s, e)
+        } else {
+            let (s, e) = c.get(LBL_BASIC)?;
+            let raw = t[s..e].trim_end_matches('=').as_bytes();
+            let decoded = base64_decode(raw)?;
+            let creds = printable(&decoded)?;
+            if !creds.contains(':') || creds.len() < 3 {
+                return None;
+            }
+            (s, e)
+        };
+        push(out, s, e);
+        Some(end)
+    });
+}
+
+/// Opaque tokens have a digit or mix letter cases; prose after "bearer" (`token-based-auth`) and
+/// placeholders (`YOUR_ACCESS_TOKEN`) do not.
+fn looks_random(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().any(u8::is_ascii_digit)
+        || (b.iter().any(u8::is_ascii_uppercase) && b.iter().any(u8::is_ascii_lowercase))
+}
+
+/// Values that stand in for a secret rather than being one: `${DB_PASS}`, `<token>`, `{{ x }}`,
+/// `%(pw)s`, `******`, `xxxxxx`, our own `[REDACTED:…]` masks, `undefined` and the like.
+fn placeholder(v: &str) -> bool {
+    let mut chars = v.chars();
+    let Some(first) = chars.next() else {
+        return true;
+    };
+    // `<token>`, `••••`, `**redacted**`; a password may start with a single `*`.
+    if (v.len() > 1 && chars.all(|c| c == first))
+        || matches!(first, '<' | '•')
+        || (first == '*' && (v.len() < 4 || v.as_bytes()[1] == b'*'))
+    {
+        return true;
+    }
+    if let Some(var) = v.strip_prefix('$')
+        && (var.starts_with('{')
+            || var
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_'))
+    {
+        return true;
+    }
+    let lower = v.to_ascii_lowercase();
+    v.starts_with("{{")
+        || v.starts_with("%(")
+        || v.starts_with("%s")
+        || lower.starts_with("[redacted")
+        || lower.starts_with("[hmac:")
+        || matches!(
+            lower.as_str(),
+            "undefined" | "redacted" | "required" | "optional" | "hidden" | "masked" | "example"
+        )
+        || lower.starts_with("your_")
+        || lower.starts_with("your-")
+        || lower.starts_with("xxxx")
+        || lower.contains("placeholder")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::classify::Classifiers;
+
+    #[test]
+    fn capture_group_indices_match_names() {
+        let table = [
+            (RE_URL, URL_PASSWORD, "pw"),
+            (RE_LABELLED, LBL_LABEL, "label"),
+            (RE_LABELLED, LBL_QUOTE, "q"),
+            (RE_LABELLED, LBL_VALUE, "v"),
+            (RE_LABELLED, LBL_BEARER, "bearer"),
+            (RE_LABELLED, LBL_BASIC, "basic"),
+        ];
+        for (pattern, index, name) in table {
+            let re = Regex::new(pattern).unwrap();
+            assert_eq!(re.capture_names().nth(index), Some(Some(name)), "{pattern}");
+        }
+    }
+
+    /// The secret texts `Classifiers` finds in `text`.
+    fn secrets(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        Classifiers::new(&[Class::Secret]).scan(text, &mut out);
+        out.iter().map(|f| &text[f.range()]).collect()
+    }
+
+    #[test]
+    fn names_introduce_values() {
+        let table = [
+            ("the password is hunter2Xq!9zLm ok", "hunter2Xq!9zLm"),
+            (
+                "api key 8f3a9c0d4e5b6a7f8091a2b3c4d5e6f7",
+                "8f3a9c0d4e5b6a7f8091a2b3c4d5e6f7",
+            ),
+            ("use token Zx81kqP0aL9mW2vB7nC4 now", "Zx81kqP0aL9mW2vB7nC4"),
+            ("secret 'a8Kd02LmQz7Wp1'", "a8Kd02LmQz7Wp1"),
+            ("DB_PASS=Tr0ub4dor&3", "Tr0ub4dor"),
+            ("export FOO_TOKEN=aB3dE5gH7jK9mN1p", "aB3dE5gH7jK9mN1p"),
+            ("mysqldump --password s3cr3tPw! db", "s3cr3tPw!"),
+            ("apiKey: 'q9Z8x7C6v5B4n3M2'", "q9Z8x7C6v5B4n3M2"),
+            (
+                r#"{"X-Api-Key": "d41d8cd98f00b204e9800998ecf8427e"}"#,
+                "d41d8cd98f00b204e9800998ecf8427e",
+            ),
+            ("<password>Pa55w0rd-42</password>", "Pa55w0rd-42"),
+            ("the password for staging is Gl4c1er!Bay", "Gl4c1er!Bay"),
+            (
+                "Authorization: token 9c1e2f3a4b5c6d7e8f9a0b1c",
+                "9c1e2f3a4b5c6d7e8f9a0b1c",
+            ),
+        ];
+        for (text, want) in table {
+            assert_eq!(secrets(text), [want], "{text}");
+        }
+    }
+
+    #[test]
+    fn names_that_say_something_else_stay_quiet() {
+        for text in [
+            "reset your password to continue",
+            "the password field is required",
+            "the token count was 4096",
+            "tokenizer commit 3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7a8b9c0d1",
+            r#"{"next_page_token": "CiAKGjBpNDd2Nmp2Zml2cXRsbmV3ZmRuZ3F3bBAB"}"#,
+            r#"{"max_tokens": 4096, "cache_key": "a1b2c3d4e5f6a7b8c9d0"}"#,
+            "apiKey: process.env.API_KEY",
+            "password_policy: min 12 characters",
+            "the api key is stored in Vault at secret/data/app",
+            "OAuth 2.0 token exchange",
+            "see the secret manager docs v2.3.14",
+            "password: letmein",
+            "pass --max-tokens 4096",
+        ] {
+            assert!(secrets(text).is_empty(), "{text}: {:?}", secrets(text));
+        }
+    }
+
+    #[test]
+    fn key_ids_make_the_secret_next_to_them_a_finding() {
+        let id = ["AKIA", "Z3X7QW2ER5TY8UIO"].concat();
+        let secret = ["Xk9/pL2mQ+7vN4bR8tY1", "wE6uI3oA5sD0fG2hJ4kL"].concat();
+        let text = format!("{id} {secret}");
+        assert_eq!(secrets(&text), [id.as_str(), secret.as_str()]);
+        let text = format!("secret {secret}\nid {id}");
+        assert!(secrets(&text).contains(&secret.as_str()), "{text}");
+        // The same 40 characters without a key id nearby are not a secret by shape.
+        assert!(secrets(&format!("blob {secret} end")).is_empty());
+        let sid = ["AC", "0123456789abcdef0123456789abcdef"].concat();
+        let token = "fedcba9876543210fedcba9876543210";
+        assert_eq!(secrets(&format!("sid {sid} token {token}")), [token]);
+        let key_sid = ["SK", "0123456789abcdef0123456789abcdef"].concat();
+        assert_eq!(secrets(&format!("key {key_sid}.")), [key_sid.as_str()]);
+        assert!(secrets(&format!("x{key_sid} {sid}0")).is_empty());
+    }
+
+    #[test]
+    fn the_prefix_search_finds_what_the_whole_pattern_finds() {
+        // One sample per alternative of RE_TOKENS, assembled at run time.
+        let body = "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6Gh7Ij8Kl9Mn0Op1Qr2St3Uv4Wx5";
+        let hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let samples = [
+            ["AKIA", "ABCDEFGHIJ234567"].concat(),
+            ["LTAI", &body[..16]].concat(),
+            ["-----BEGIN ", "PRIVATE KEY-----"].concat(),
+            ["AGE-SECRET-KEY-1", &"QZ".repeat(29)].concat(),
+            ["eyJ", &body[..12], ".eyJ", &body[..12], ".", &body[..8]].concat(),
+            ["gh", "p_", &body[..36]].concat(),
+            ["github", "_pat_", &body[..30]].concat(),
+            ["gl", "pat-", &body[..20]].concat(),
+            ["xo", "xb-", &body[..20]].concat(),
+            ["xa", "pp-1-", &body[..20]].concat(),
+            ["https://hooks.slack.com/", "services/", &body[..30]].concat(),
+            [
+                "https://discord.com/api/",
+                "webhooks/123456789/",
+                &body[..40],
+            ]
+            .concat(),
+            ["sk", "_live_", &body[..24]].concat(),
+            ["wh", "sec_", &body[..30]].concat(),
+            ["SG.", &body[..22], ".", &body[..43]].concat(),
+            ["key", "-", &hex[..32]].concat(),
+            ["sq0", "atp-", &body[..22]].concat(),
+            ["EAAA", &body[..64]].concat(),
+            ["AI", "za", &body[..35]].concat(),
+            ["GOCSPX", "-", &body[..28]].concat(),
+            ["ya29", ".", &body[..30]].concat(),
+            ["1//0", &body[..45]].concat(),
+            ["sk", "-proj-", &body[..30]].concat(),
+            ["sk", "-", &body[..48]].concat(),
+            ["pypi", "-AgE", &body[..60]].concat(),
+            ["np", "m_", &body[..36]].concat(),
+            ["do", "p_v1_", hex].concat(),
+            ["dckr", "_pat_", &body[..27]].concat(),
+            ["glsa", "_", &body[..32], "_", &hex[..8]].concat(),
+            ["ATATT3", &body[..60]].concat(),
+            ["dp.st.", &body[..44]].concat(),
+            ["hv", "s.", &body[..30]].concat(),
+            ["dapi", &hex[..32]].concat(),
+            ["secret", "_", &body[..43]].concat(),
+            ["HRKU", "-", &body[..40]].concat(),
+        ];
+        let whole = Regex::new(RE_TOKENS).unwrap();
+        let secrets = Secrets::new();
+        for sample in &samples {
+            let text = format!("x = {sample} ;");
+            let want: Vec<_> = whole.find_iter(&text).map(|m| m.range()).collect();
+            assert_eq!(want.len(), 1, "the sample matches RE_TOKENS: {sample}");
+            let mut out = Vec::new();
+            secrets.secret_tokens(&text, &mut out);
+            let got: Vec<_> = out.iter().map(Finding::range).collect();
+            assert_eq!(got, want, "{sample}");
+        }
+    }
+
+    #[test]
+    fn infix_shapes_are_found_from_their_infix() {
+        let digits = "1234567890";
+        let tail = "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6Gh7Ij8Kl9Mn0Op1Qr2St3";
+        let telegram = [digits, ":AA", &tail[..33]].concat();
+        let terraform = [&tail[..14], ".atlas", "v1.", &tail[..64]].concat();
+        let azure = ["abc", "8Q~", &tail[..34]].concat();
+        for token in [&telegram, &terraform, &azure] {
+            assert_eq!(secrets(&format!("token {token} end")), [token.as_str()]);
+            assert_eq!(secrets(&format!("({token})")), [token.as_str()]);
+        }
+        assert!(secrets(&format!("x{telegram}")).is_empty());
+        assert!(secrets("ratio 12345678:AA and Q~ alone").is_empty());
+    }
+
+    #[test]
+    fn random_fragments_keep_the_findings_contract() {
+        // Names, separators, quotes, values and multibyte text glued at random: no panic, and
+        // every finding is a non-empty range on char boundaries.
+        let fragments = [
+            "password",
+            "pw",
+            "DB_PASS",
+            "apiKey",
+            "X-Api-Key",
+            "token",
+            "api key",
+            "--password",
+            "<password>",
+            "</password>",
+            "secret",
+            "auth",
+            "Authorization",
+            " is ",
+            ": ",
+            "=",
+            "\\\"",
+            "\"",
+            "'",
+            "`",
+            " ",
+            "\n",
+            "é",
+            "😀",
+            "ｐａｓｓ",
+            "8f3a9c0d4e5b6a7f",
+            "Zx81kq!9",
+            "AKIA",
+            "ABCDEFGHIJ234567",
+            "AC",
+            "SK",
+            "0123456789abcdef",
+            ":AA",
+            "Q~",
+            ".atlasv1.",
+            "https://",
+            "u:p@",
+            "for staging",
+            "of the",
+            "hash",
+            "${X}",
+            "sk-",
+            "eyJ",
+            ".",
+            "(",
+        ];
+        let c = Classifiers::new(&[Class::Secret]);
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..12 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(fragments[(state % fragments.len() as u64) as usize]);
+            }
+            let mut out = Vec::new();
+            c.scan(&text, &mut out);
+            for f in &out {
+                assert!(f.start < f.end && f.end <= text.len(), "{f:?} in {text:?}");
+                assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
+            }
+        }
+    }
+
+    #[test]
+    fn fields_named_as_credentials() {
+        let s = Secrets::new();
+        assert!(s.field("auth", "x8Kq2mZp9LwT4vRb"));
+        assert!(s.field("client_secret", "Qm9vLnNlY3JldDEyMzQ1"));
+        assert!(s.field("password", "letmein"));
+        assert!(s.field("Authorization", "Bearer 0a1b2c3d4e5f6a7b8c9d"));
+        assert!(!s.field("password", "${DB_PASSWORD}"));
+        assert!(!s.field("auth", "oauth2"));
+        assert!(!s.field("token_type", "Bearer"));
+        assert!(!s.field("public_key", "AAAAC3NzaC1lZDI1NTE5AAAAIJ3k9"));
+        assert!(!s.field("request_id", "5f0c6f3e-8a2b-4c1d-9e7f-0a1b2c3d4e5f"));
+    }
+}
