@@ -14,7 +14,10 @@
 //!                     salvage.rs: what a lenient peer could read of a refused line;
 //!                     names.rs: member names as case-insensitive peers compare them
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
-//! proxy/pipeline.rs   classify -> assess -> record -> forward or refuse -> correlate -> record
+//! proxy/pipeline/     classify -> assess -> record -> forward or refuse -> correlate -> record;
+//!                     refuse.rs (answers and events in place of forwarding), confirm.rs
+//!                     (held calls), ends.rs (a call's end and its events), tools.rs
+//!                     (tools/list pins and filtering)
 //! proxy/stdio.rs      the stdio front door: spawn the server, move lines, reload the policy
 //!                     on SIGHUP, shut down in order
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)

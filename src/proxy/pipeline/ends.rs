@@ -1,0 +1,354 @@
+//! The end of a call: the response described (outcome, content types, errors), its result
+//! scanned with the policy the call started under, and the call's events built and recorded.
+
+use super::*;
+
+impl Pipeline {
+    /// What a response says about its call: the end event's type, outcome and measurements,
+    /// and the MRTR round key when the server asks for input.
+    pub(super) fn describe(
+        &self,
+        call: &Call,
+        size: usize,
+        body: ResponseBody<'_>,
+    ) -> (EventType, Outcome, Metadata, Option<String>) {
+        let mut meta = Metadata {
+            output_size_bytes: Some(size as u64),
+            ..Metadata::default()
+        };
+        match body {
+            ResponseBody::Result(raw) => {
+                match serde_json::from_str::<CallToolResultView>(raw.get()) {
+                    Ok(view) => {
+                        for c in &view.content {
+                            if !meta.content_types.iter().any(|t| *t == c.kind) {
+                                meta.content_types.push(c.kind.to_string());
+                            }
+                        }
+                        if let Some(requests) = &view.input_requests {
+                            meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
+                        }
+                        let outcome = match view.result_type.as_deref() {
+                            Some("input_required") => Outcome::InputRequired,
+                            Some("task") => Outcome::Task,
+                            _ if view.task.is_some() => Outcome::Task,
+                            _ if view.is_error == Some(true) => {
+                                meta.error_messages = view
+                                    .content
+                                    .iter()
+                                    .filter_map(|c| c.text.as_deref())
+                                    .take(MAX_ERROR_TEXTS)
+                                    .map(|t| {
+                                        t.chars()
+                                            .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
+                                            .collect()
+                                    })
+                                    .collect();
+                                Outcome::Error
+                            }
+                            _ => Outcome::Success,
+                        };
+                        let round = (outcome == Outcome::InputRequired).then(|| {
+                            meta.reason =
+                                Some("the server asked the client for input (MRTR)".into());
+                            round_key(
+                                call.tool.as_deref().unwrap_or_default(),
+                                view.request_state.as_deref(),
+                                meta.input_requests.iter().cloned(),
+                            )
+                        });
+                        (EventType::ToolExecution, outcome, meta, round)
+                    }
+                    Err(e) => {
+                        meta.reason = Some(format!("result is not a readable CallToolResult: {e}"));
+                        (EventType::ToolExecution, Outcome::Success, meta, None)
+                    }
+                }
+            }
+            ResponseBody::Error(raw) => {
+                if let Ok(err) = serde_json::from_str::<ErrorView>(raw.get()) {
+                    meta.error_code = err.code;
+                    meta.error_messages = err
+                        .message
+                        .map(|m| {
+                            m.chars()
+                                .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
+                                .collect()
+                        })
+                        .into_iter()
+                        .collect();
+                }
+                meta.failure_side = Some(Side::Upstream);
+                (EventType::ToolFailure, Outcome::JsonrpcError, meta, None)
+            }
+        }
+    }
+
+    /// Scans a call's end with the policy it started under: result classes raise the
+    /// event's risk and tags, texts the event keeps (error messages, reasons) are stored
+    /// protected and cut to length, and with `redact_results` the response the client gets is
+    /// returned rewritten (or withheld, if it carries sensitive data and cannot be rewritten).
+    pub(super) fn assess_end(
+        &self,
+        call: &Call,
+        body: ResponseBody<'_>,
+        event: &mut AuditEvent,
+    ) -> Option<String> {
+        let policy = call.policy.as_ref().filter(|p| p.enabled);
+        let meta = &mut event.metadata;
+        for m in meta.error_messages.iter_mut().chain(meta.reason.as_mut()) {
+            if let Some(p) = policy {
+                *m = p.protect_text(m);
+            }
+            if m.chars().count() > MAX_ERROR_CHARS {
+                *m = m.chars().take(MAX_ERROR_CHARS).collect();
+            }
+        }
+        let policy = policy?;
+        let ResponseBody::Result(raw) = body else {
+            return None;
+        };
+        let Ok(value) = serde_json::from_str::<Value>(raw.get()) else {
+            // Too deeply nested to parse: tags from the raw text; a result that must be
+            // redacted but cannot be is withheld, never passed on in clear.
+            self.raise_for_result(call, policy, &policy.scan_text(raw.get()), event);
+            if !(policy.redact_results && policy.guarded(raw.get())) {
+                return None;
+            }
+            event.metadata.reason = Some(
+                "the result carried sensitive data and was too deeply nested to redact: withheld from the client".into(),
+            );
+            return serde_json::to_string(&json!({
+                "jsonrpc": "2.0",
+                "id": call.request_id,
+                "error": {
+                    "code": INTERNAL_ERROR,
+                    "message": "mcp-audit-proxy withheld the result: it carries sensitive data and is too deeply nested to redact (redact_results)",
+                    "data": {"event_id": event.event_id.to_string()},
+                },
+            }))
+            .ok();
+        };
+        self.raise_for_result(call, policy, &policy.scan_result(&value), event);
+        if !policy.redact_results {
+            return None;
+        }
+        let (redacted, classes) = policy.redact(&value)?;
+        event.metadata.redacted_for_client =
+            classes.iter().map(|c| c.as_str().to_string()).collect();
+        serde_json::to_string(&json!({
+            "jsonrpc": "2.0",
+            "id": call.request_id,
+            "result": redacted,
+        }))
+        .ok()
+    }
+
+    /// Raises an end event's risk and tags for the classes its result carries.
+    pub(super) fn raise_for_result(
+        &self,
+        call: &Call,
+        policy: &Policy,
+        classes: &[policy::classify::Class],
+        event: &mut AuditEvent,
+    ) {
+        if classes.is_empty() {
+            return;
+        }
+        let mut score = u32::from(call.score.unwrap_or(0));
+        let mut tags: Vec<&'static str> = call.tags.clone();
+        for class in classes {
+            // Data the arguments already carried (an echo) does not count twice.
+            if call.tags.contains(&class.tag()) {
+                event.metadata.risk_reasons.push(format!(
+                    "result contains {} (as the arguments did)",
+                    class.as_str()
+                ));
+                continue;
+            }
+            let add = policy::class_score(*class);
+            score += u32::from(add);
+            event
+                .metadata
+                .risk_reasons
+                .push(format!("result contains {} (+{add})", class.as_str()));
+            if !tags.contains(&class.tag()) {
+                tags.push(class.tag());
+            }
+        }
+        tags.sort_unstable();
+        let score = score.min(100) as u8;
+        event.metadata.risk_score = Some(score);
+        event.metadata.policy_version = Some(policy.version.clone());
+        event.risk_level = event.risk_level.max(policy.level_of(score));
+        event.compliance_tags = tags.iter().map(|t| t.to_string()).collect();
+        self.state()
+            .history
+            .note(call.tool.as_deref().unwrap_or_default(), &tags);
+    }
+
+    pub(super) fn end_call(&self, call: &Call, size: usize, body: ResponseBody<'_>) -> Delivery {
+        let (event_type, outcome, meta, round) = self.describe(call, size, body);
+        let mut event = self.call_event(call, event_type, outcome, Some(meta));
+        let rewritten = self.assess_end(call, body, &mut event);
+        if let Some(key) = round {
+            // Linked to its retry when the retry arrives (by requestState, else by keys).
+            self.state().remember_round(key, event.event_id);
+        }
+        match self.audit.record(&event) {
+            Ok(ack) => Delivery::Forward {
+                ack,
+                unrecorded: Some(call.request_id.clone()),
+                rewritten,
+            },
+            Err(e) => Delivery::Replace(refused_by_audit(&call.request_id, &e)),
+        }
+    }
+
+    /// The server answered a call that had already ended: the tool ran, so it is recorded.
+    pub(super) fn late_answer(
+        &self,
+        call: &Call,
+        why: EndedEarly,
+        size: usize,
+        body: ResponseBody<'_>,
+    ) -> Delivery {
+        let (event_type, outcome, mut meta, _) = self.describe(call, size, body);
+        meta.reason = Some(
+            match why {
+                EndedEarly::Cancelled => {
+                    "the server answered after the client cancelled the call; the answer was forwarded"
+                }
+                EndedEarly::TimedOut => {
+                    "the server answered after the call timed out in the proxy; the answer was not forwarded (the client had the timeout error)"
+                }
+            }
+            .into(),
+        );
+        tracing::info!(request_id = %call.request_id, "late answer recorded");
+        let mut event = self.call_event(call, event_type, outcome, Some(meta));
+        let rewritten = self.assess_end(call, body, &mut event);
+        let recorded = self.audit.record(&event);
+        match (why, recorded) {
+            (EndedEarly::TimedOut, _) => Delivery::Drop,
+            (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
+                ack,
+                unrecorded: None,
+                rewritten,
+            },
+            (EndedEarly::Cancelled, Err(e)) => {
+                tracing::error!(error = %e, "late answer could not be recorded");
+                Delivery::Drop
+            }
+        }
+    }
+
+    /// Ends a call the proxy itself fails (side `upstream`): records the failure and returns
+    /// the error the client gets instead of a response, quoting the event id.
+    pub(super) fn fail_with_reply(
+        &self,
+        call: &Call,
+        outcome: Outcome,
+        code: i64,
+        reason: String,
+    ) -> Outbound {
+        self.end_with_reply(call, outcome, Side::Upstream, code, &reason, |_| {
+            format!("mcp-audit-proxy: {reason}")
+        })
+    }
+
+    /// Records a call's failure and returns the error the client gets in its place, with the
+    /// failure event's id in `data` (the message may quote it too).
+    pub(super) fn end_with_reply(
+        &self,
+        call: &Call,
+        outcome: Outcome,
+        side: Side,
+        code: i64,
+        reason: &str,
+        message: impl FnOnce(EventId) -> String,
+    ) -> Outbound {
+        let event = self.failure_event(call, outcome, side, Some(code), reason);
+        let refusal = Refusal {
+            extra: None,
+            id: Some(call.request_id.clone()),
+            code,
+            message: message(event.event_id),
+            event: Some(event.event_id),
+        };
+        match self.audit.record(&event) {
+            Ok(ack) => Outbound {
+                bytes: refusal.line(),
+                ack,
+                if_unrecorded: None,
+            },
+            Err(err) => Outbound::now(refused_by_audit(&call.request_id, &err).line()),
+        }
+    }
+
+    pub(super) fn failure_event(
+        &self,
+        call: &Call,
+        outcome: Outcome,
+        side: Side,
+        code: Option<i64>,
+        reason: &str,
+    ) -> AuditEvent {
+        self.call_event(
+            call,
+            EventType::ToolFailure,
+            outcome,
+            Some(Metadata {
+                failure_side: Some(side),
+                error_code: code,
+                reason: Some(reason.to_string()),
+                ..Metadata::default()
+            }),
+        )
+    }
+
+    /// An event of `call`, linked to its access event; `extra` adds the end's measurements.
+    pub(super) fn call_event(
+        &self,
+        call: &Call,
+        event_type: EventType,
+        result: Outcome,
+        extra: Option<Metadata>,
+    ) -> AuditEvent {
+        let (event_id, timestamp) = self.ids.next();
+        let mut metadata = extra.unwrap_or_default();
+        metadata.request_id = Some(call.request_id.clone());
+        metadata.protocol_version.clone_from(&call.protocol_version);
+        metadata.protocol_era = call.era;
+        metadata.auth_method = Some(self.info.auth_method.into());
+        metadata.user_agent.clone_from(&call.user_agent);
+        metadata.tool_version.clone_from(&call.tool_version);
+        if event_type != EventType::ToolAccess {
+            metadata.execution_time_us = Some(call.started.elapsed().as_micros() as u64);
+            metadata.confirmation.clone_from(&call.confirmation);
+        }
+        AuditEvent {
+            event_id,
+            timestamp,
+            event_type,
+            user_id: self.info.user_id.clone(),
+            tool_name: call.tool.clone(),
+            action: TOOLS_CALL.into(),
+            result,
+            metadata,
+            risk_level: call.risk,
+            compliance_tags: call.tags.iter().map(|t| t.to_string()).collect(),
+            session_id: self.info.session_id.clone(),
+            upstream: self.info.upstream.clone(),
+            linked_event_id: (event_type != EventType::ToolAccess).then_some(call.access_id),
+        }
+    }
+}
+
+/// Copies the policy's verdict into an event.
+pub(super) fn apply_decision(meta: &mut Metadata, d: &Decision) {
+    meta.risk_score = Some(d.score);
+    meta.risk_reasons.clone_from(&d.reasons);
+    meta.decision = Some(d.label().to_string());
+    meta.policy_version = Some(d.version.clone());
+}

@@ -1,0 +1,509 @@
+//! Refusals: what the proxy answers and records in place of forwarding a message it will
+//! not pass on (a broken line, a call without a usable id, a batch with a bad element, params
+//! it cannot read, a server answer it cannot deliver), and the events of refused calls.
+
+use super::*;
+
+impl Pipeline {
+    /// Element `at` of a batch was refused (blocked by the policy, ambiguous arguments, or
+    /// the audit trail failed): the server never sees part of a batch, so all of it is
+    /// refused. Calls already opened end unforwarded, later calls are recorded as refused,
+    /// and each element gets its own error: `at` its refusal, the others why the batch fell.
+    pub(super) fn refuse_rest_of_batch(
+        &self,
+        items: &[BatchItem<'_>],
+        at: usize,
+        opened: &[RequestId],
+        refusal: &Refusal,
+    ) -> Route {
+        let reason = format!(
+            "the batch was refused because its element {at} was: {}",
+            refusal.message
+        );
+        for id in opened {
+            self.end_unforwarded(id, &reason);
+        }
+        {
+            let mut st = self.state();
+            for item in &items[..at] {
+                if let Ok(Message::Request { id, .. }) = &item.message {
+                    st.pending.remove(id);
+                }
+            }
+        }
+        // An audit failure affects every element alike; a policy refusal only its own.
+        let code = if refusal.code == INTERNAL_ERROR {
+            INTERNAL_ERROR
+        } else {
+            INVALID_REQUEST
+        };
+        let replies: Vec<Cow<'_, str>> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(j, item)| {
+                let Ok(Message::Request { id, method, params }) = &item.message else {
+                    return None;
+                };
+                if j == at {
+                    return Some(Cow::Owned(refusal.element()));
+                }
+                let event = (j > at && method == TOOLS_CALL)
+                    .then(|| self.refuse_call(Some(id), *params, Side::Client, code, &reason))
+                    .flatten();
+                Some(Cow::Owned(
+                    Refusal {
+                        id: Some(id.clone()),
+                        code,
+                        message: format!("mcp-audit-proxy refused the whole batch: {reason}"),
+                        event,
+                        extra: None,
+                    }
+                    .element(),
+                ))
+            })
+            .collect();
+        tracing::warn!(element = at, "batch from client refused");
+        if replies.is_empty() {
+            Route::Drop
+        } else {
+            Route::ToClient(Outbound::now(batch_line(replies)))
+        }
+    }
+
+    /// Why a batch cannot be forwarded as it is, if it cannot.
+    pub(super) fn batch_problem(&self, items: &[BatchItem<'_>]) -> Option<String> {
+        let mut seen = HashSet::new();
+        let st = self.state();
+        items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| match &item.message {
+                Err(invalid) => Some(format!("element {i}: {invalid}")),
+                Ok(Message::Request { id, method, params }) => {
+                    if !seen.insert(id.clone()) || st.id_in_use(id) {
+                        Some(format!(
+                            "element {i}: request id {id} is already in use in this session"
+                        ))
+                    } else if method == TOOLS_CALL {
+                        decode_call(*params)
+                            .err()
+                            .map(|e| format!("element {i}: invalid tools/call params: {e}"))
+                    } else {
+                        None
+                    }
+                }
+                Ok(Message::Notification { method, .. }) if method == TOOLS_CALL => Some(format!(
+                    "element {i}: {NOTIFIED_CALL}"
+                )),
+                Ok(Message::Response { id: Some(id), .. })
+                    if st.awaiting.contains_key(id) || st.asked_before.contains(id) =>
+                {
+                    Some(format!(
+                        "element {i} answers a confirmation request of mcp-audit-proxy; send that answer on its own"
+                    ))
+                }
+                Ok(_) => None,
+            })
+    }
+
+    /// One error per element that expects an answer; `record` notes the `tools/call`s an
+    /// element is, or may be (an id-less or invalid one included), and returns an event id.
+    pub(super) fn refuse_batch(
+        &self,
+        items: &[BatchItem<'_>],
+        code: i64,
+        message: &str,
+        record: impl Fn(&[Salvaged]) -> Option<EventId>,
+    ) -> Option<Bytes> {
+        let replies: Vec<Cow<'_, str>> = items
+            .iter()
+            .filter_map(|item| {
+                let refusal = match &item.message {
+                    Ok(Message::Request { id, method, params }) => Refusal {
+                        extra: None,
+                        id: Some(id.clone()),
+                        code,
+                        message: message.to_string(),
+                        event: (method == TOOLS_CALL)
+                            .then(|| record(&[known_call(Some(id), *params)]))
+                            .flatten(),
+                    },
+                    Err(invalid) => Refusal {
+                        extra: None,
+                        id: invalid.id().cloned(),
+                        code: invalid.code(),
+                        message: message.to_string(),
+                        event: record(&salvage(item.raw.get().as_bytes(), TOOLS_CALL)),
+                    },
+                    Ok(Message::Notification { method, params }) => {
+                        if method == TOOLS_CALL {
+                            record(&[known_call(None, *params)]);
+                        }
+                        return None;
+                    }
+                    Ok(Message::Response { .. }) => return None,
+                };
+                Some(Cow::Owned(refusal.element()))
+            })
+            .collect();
+        (!replies.is_empty()).then(|| batch_line(replies))
+    }
+
+    /// Refuses a `tools/call` whose params the proxy will not pass on (-32602), recorded as
+    /// `refused` with `reason`.
+    pub(super) fn refuse_params(
+        &self,
+        id: &RequestId,
+        params: Option<&RawValue>,
+        reason: &str,
+    ) -> Refusal {
+        let event = self.refuse_call(Some(id), params, Side::Client, INVALID_PARAMS, reason);
+        Refusal {
+            id: Some(id.clone()),
+            code: INVALID_PARAMS,
+            message: format!("mcp-audit-proxy refused the call: {reason}"),
+            event,
+            extra: None,
+        }
+    }
+
+    /// Records every `tools/call` a refused client message is, or may be (read by
+    /// [`salvage`]), as refused with `reason`; returns each one's failure event id, for the
+    /// answers to quote.
+    pub(super) fn record_refused(
+        &self,
+        found: &[Salvaged],
+        code: i64,
+        reason: &str,
+    ) -> Vec<Option<EventId>> {
+        found
+            .iter()
+            .map(|call| {
+                if !call.watched {
+                    return None;
+                }
+                let why = if call.methods.iter().any(|m| m == TOOLS_CALL) && !call.partial {
+                    Cow::Borrowed(reason)
+                } else {
+                    Cow::Owned(format!(
+                        "{reason} (what could be read of it may be a tools/call, so it is recorded as one)"
+                    ))
+                };
+                self.refuse_call(
+                    call.id.as_ref(),
+                    call.params.as_deref(),
+                    Side::Client,
+                    code,
+                    &why,
+                )
+            })
+            .collect()
+    }
+
+    /// Records a refused call (access + failure, both `refused`); returns the failure's id.
+    /// A call without a usable id is recorded without `request_id`.
+    pub(super) fn refuse_call(
+        &self,
+        id: Option<&RequestId>,
+        params: Option<&RawValue>,
+        side: Side,
+        code: i64,
+        reason: &str,
+    ) -> Option<EventId> {
+        let policy = self.policy.current();
+        // The tool as a lenient server reads it; a name can carry anything, so it is stored
+        // protected like the arguments.
+        let tool = params
+            .and_then(|p| member_of(p, "name"))
+            .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+            .map(|n| match policy.enabled {
+                true => policy.protect_text(&n),
+                false => n,
+            });
+        let (version, era, agent, tool_version) = {
+            let st = self.state();
+            let meta_version = params
+                .and_then(|p| serde_json::from_str::<AnyParams>(p.get()).ok())
+                .and_then(|a| {
+                    a.meta
+                        .and_then(|m| m.protocol_version.map(|v| v.into_owned()))
+                });
+            let (v, era) = st.version_for(meta_version.as_deref());
+            (
+                v,
+                era,
+                st.client.as_ref().map(Implementation::agent),
+                st.server.as_ref().map(Implementation::agent),
+            )
+        };
+        let (stored, redacted, tags, reason) = self.protected_arguments(params, reason);
+        let call = Call {
+            access_id: self.ids.next().0,
+            // Never kept: the context ends here, and the events carry `id` as it was.
+            request_id: id.cloned().unwrap_or(RequestId::Int(0)),
+            tool,
+            started: Instant::now(),
+            deadline: None,
+            protocol_version: version,
+            era,
+            user_agent: agent,
+            tool_version,
+            risk: RiskLevel::Medium,
+            score: None,
+            tags,
+            policy: None,
+            confirmation: None,
+        };
+        let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
+        access.event_id = call.access_id;
+        access.metadata.arguments = stored;
+        access.metadata.redacted = redacted;
+        let mut failure = self.failure_event(&call, Outcome::Refused, side, Some(code), &reason);
+        access.metadata.request_id = id.cloned();
+        failure.metadata.request_id = id.cloned();
+        for event in [&access, &failure] {
+            if let Err(e) = self.audit.record(event) {
+                tracing::error!(error = %e, "refused tool call could not be recorded");
+                return None;
+            }
+        }
+        Some(failure.event_id)
+    }
+
+    /// The arguments of a refused call and the reason, as the trail may keep them: the
+    /// `arguments` member of its params (the last copy of a repeated key, the one most
+    /// servers run), sensitive data replaced, and arguments that cannot be read but carry
+    /// some not kept at all.
+    pub(super) fn protected_arguments(
+        &self,
+        params: Option<&RawValue>,
+        reason: &str,
+    ) -> (
+        Option<Box<RawValue>>,
+        Vec<String>,
+        Vec<&'static str>,
+        String,
+    ) {
+        let (arguments, reason) = match params {
+            None => (None, Cow::Borrowed(reason)),
+            Some(p) if p.get().starts_with('{') => {
+                (member_of(p, "arguments"), Cow::Borrowed(reason))
+            }
+            Some(_) => (
+                None,
+                Cow::Owned(format!(
+                    "{reason} (its params are not a JSON object; no arguments stored)"
+                )),
+            ),
+        };
+        let policy = self.policy.current();
+        if !policy.enabled {
+            return (
+                arguments.map(ToOwned::to_owned),
+                Vec::new(),
+                Vec::new(),
+                reason.into_owned(),
+            );
+        }
+        // A parser's message can quote what it could not read, whatever the arguments hold.
+        let reason = policy.protect_text(&reason);
+        let Some(raw) = arguments else {
+            return (None, Vec::new(), Vec::new(), reason);
+        };
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => match policy.protect(&value) {
+                Some((protected, classes)) => {
+                    let mut tags: Vec<&'static str> = classes.iter().map(|c| c.tag()).collect();
+                    tags.sort_unstable();
+                    tags.dedup();
+                    (
+                        serde_json::value::to_raw_value(&protected).ok(),
+                        classes.iter().map(|c| c.as_str().to_string()).collect(),
+                        tags,
+                        reason,
+                    )
+                }
+                // Nothing in the parsed value, but a repeated key's other copy (which the
+                // parse dropped) may carry something: mask the text as sent.
+                None if policy.guarded(raw.get()) => {
+                    let masked = RawValue::from_string(policy.protect_text(raw.get())).ok();
+                    let reason = match masked {
+                        Some(_) => reason,
+                        None => {
+                            format!("{reason} (arguments not stored: they carry sensitive data)")
+                        }
+                    };
+                    (masked, Vec::new(), Vec::new(), reason)
+                }
+                None => (Some(raw.to_owned()), Vec::new(), Vec::new(), reason),
+            },
+            Err(_) if policy.guarded(raw.get()) => (
+                None,
+                Vec::new(),
+                Vec::new(),
+                format!(
+                    "{reason} (arguments not stored: unreadable, and they carry sensitive data)"
+                ),
+            ),
+            Err(_) => (Some(raw.to_owned()), Vec::new(), Vec::new(), reason),
+        }
+    }
+
+    /// Handles a line from the client that could not be framed.
+    pub fn client_frame_error(&self, e: &FrameError) -> Route {
+        tracing::warn!(error = %e, "message from client refused");
+        let prefix = e.prefix();
+        let code = match e {
+            FrameError::InvalidUtf8 { .. } => PARSE_ERROR,
+            FrameError::Oversized { .. } | FrameError::EmbeddedCarriageReturn { .. } => {
+                INVALID_REQUEST
+            }
+        };
+        // What a lenient server could read of the line: every call in it is recorded.
+        let found = match e.line() {
+            Some(line) => salvage_split(trim_line_end(line), TOOLS_CALL),
+            None => vec![from_prefix(prefix.clone(), TOOLS_CALL)],
+        };
+        self.refuse_line(&found, prefix.id, code, &e.to_string())
+    }
+
+    /// Refuses a client line the proxy will not forward, `why` it was refused: every
+    /// `tools/call` a lenient server could read in it is recorded as refused, and every request
+    /// in it with a readable id gets its own error (a client waits for exactly those); with
+    /// none, one error with `fallback` as its id (JSON-RPC's `null` when unreadable).
+    pub(super) fn refuse_line(
+        &self,
+        found: &[Salvaged],
+        fallback: Option<RequestId>,
+        code: i64,
+        why: &str,
+    ) -> Route {
+        let events = self.record_refused(found, code, &format!("the message was refused: {why}"));
+        let refusal = |id: Option<RequestId>, event: Option<EventId>| Refusal {
+            extra: None,
+            id,
+            code,
+            message: format!("mcp-audit-proxy refused the message: {why}"),
+            event,
+        };
+        let mut answers: Vec<Route> = found
+            .iter()
+            .zip(&events)
+            .filter(|(s, _)| s.is_request() && s.id.is_some())
+            .map(|(s, event)| Route::ToClient(Outbound::now(refusal(s.id.clone(), *event).line())))
+            .collect();
+        if answers.is_empty() {
+            let first = events.iter().flatten().next().copied();
+            answers.push(Route::ToClient(Outbound::now(
+                refusal(fallback, first).line(),
+            )));
+        }
+        Route::of(answers)
+    }
+
+    /// A result that answers no request still reaches the client: with `redact_results`, it
+    /// is masked like a call's result first (a server must not get data past the redaction by
+    /// answering with an id the proxy does not know).
+    pub(super) fn redact_unmatched(
+        &self,
+        id: &RequestId,
+        body: ResponseBody<'_>,
+    ) -> Option<String> {
+        let policy = self.policy.current();
+        let ResponseBody::Result(raw) = body else {
+            return None;
+        };
+        if !(policy.enabled && policy.redact_results && policy.guarded(raw.get())) {
+            return None;
+        }
+        let redacted = serde_json::from_str::<Value>(raw.get())
+            .ok()
+            .and_then(|v| policy.redact(&v))
+            .map(|(r, _)| r);
+        // Unreadable but guarded: withheld rather than passed on in clear.
+        let result = redacted.unwrap_or_else(|| json!({"content": [], "isError": true}));
+        serde_json::to_string(&json!({"jsonrpc": "2.0", "id": id, "result": result})).ok()
+    }
+
+    /// Handles a line from the server that could not be framed.
+    pub fn server_frame_error(&self, e: &FrameError) -> Route {
+        tracing::warn!(error = %e, "message from server dropped");
+        let found = match e.line() {
+            Some(line) => salvage_split(trim_line_end(line), TOOLS_CALL),
+            None => vec![from_prefix(e.prefix(), TOOLS_CALL)],
+        };
+        self.server_refused(&found, &format!("the server's message was refused: {e}"))
+    }
+
+    /// A server line the proxy will not deliver, as far as it can be read: each request of
+    /// the client it answers fails at once (a call with its failure event) instead of waiting
+    /// for `limits.call_timeout_ms`, and each request of the server's own in it is answered
+    /// with an error, so that neither side waits for what will never come.
+    pub(super) fn server_refused(&self, found: &[Salvaged], reason: &str) -> Route {
+        let mut routes = Vec::new();
+        for s in found {
+            if s.is_response() {
+                // Every id it names: parsers differ on which copy of a repeated one counts.
+                let failed = s.ids().filter_map(|id| self.fail_answered(id, reason));
+                routes.extend(failed.map(Route::ToClient));
+            } else if let (true, Some(id)) = (s.is_request(), &s.id) {
+                let message = format!("mcp-audit-proxy: {reason}");
+                routes.push(Route::ToServer(Outbound::now(error_response(
+                    Some(id),
+                    INVALID_REQUEST,
+                    &message,
+                    None,
+                ))));
+            }
+        }
+        Route::of(routes)
+    }
+
+    /// Fails the client's request `id` whose response could not be delivered: a call in
+    /// flight ends `refused` (side `upstream`), another request gets an error; `None` if `id`
+    /// answers nothing in flight.
+    pub(super) fn fail_answered(&self, id: &RequestId, reason: &str) -> Option<Outbound> {
+        let mut st = self.state();
+        if let Some(call) = st.take_call(id) {
+            drop(st);
+            return Some(self.fail_with_reply(
+                &call,
+                Outcome::Refused,
+                INTERNAL_ERROR,
+                reason.to_string(),
+            ));
+        }
+        st.pending.remove(id)?;
+        Some(Outbound::now(error_response(
+            Some(id),
+            INTERNAL_ERROR,
+            &format!("mcp-audit-proxy: {reason}"),
+            None,
+        )))
+    }
+}
+
+/// A `tools/call` the client sent in a form the proxy classified, to record as refused.
+pub(super) fn known_call(id: Option<&RequestId>, params: Option<&RawValue>) -> Salvaged {
+    Salvaged {
+        id: id.cloned(),
+        methods: vec![TOOLS_CALL.to_string()],
+        params: params.map(ToOwned::to_owned),
+        watched: true,
+        ..Salvaged::default()
+    }
+}
+
+/// The member `name` of a JSON object as a lenient server reads it: the last copy of a
+/// repeated key, or failing an exact one, a name that differs only in case; `None` if the
+/// text is not an object or has no such member.
+pub(super) fn member_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
+    let members: Vec<(Cow<'_, str>, &'a RawValue)> =
+        serde_json::from_str::<crate::jsonrpc::salvage::Members<'a>>(object.get())
+            .ok()?
+            .0;
+    let exact = members.iter().rev().find(|(k, _)| k == name);
+    exact
+        .or_else(|| members.iter().rev().find(|(k, _)| same_name(k, name)))
+        .map(|(_, v)| *v)
+}

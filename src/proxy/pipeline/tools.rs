@@ -1,0 +1,149 @@
+//! `tools/list` results: tool definitions compared with their pins (rug-pull defence), and
+//! tools the caller may never call taken out of the list.
+
+use super::*;
+
+impl Pipeline {
+    /// Whether `tool` changed since it was pinned and no operator has accepted the change yet
+    /// (the pin file is re-read only for tools seen changed).
+    pub(super) fn tool_changed(&self, tool: &str) -> bool {
+        let Some(hash) = self.state().changed_tools.get(tool).cloned() else {
+            return false;
+        };
+        let Some(pins) = &self.pins else {
+            return false;
+        };
+        match pins.is_pinned(tool, &hash) {
+            Ok(true) => {
+                tracing::info!(tool, "changed tool definition accepted by an operator");
+                self.state().changed_tools.remove(tool);
+                false
+            }
+            Ok(false) => true,
+            Err(e) => {
+                // Fail closed: a change that cannot be checked stays a change.
+                tracing::error!(error = %e, "tool pins unreadable");
+                true
+            }
+        }
+    }
+
+    /// Compares the tools of a `tools/list` result with their pins; records each newly seen
+    /// change as a `configuration_change` event.
+    pub(super) fn check_pins(&self, result: &RawValue) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Listing<'a> {
+            #[serde(borrow, default)]
+            tools: Vec<&'a RawValue>,
+        }
+        let policy = self.policy.current();
+        let (Some(pins), true) = (
+            &self.pins,
+            policy.enabled && policy.pin_tools != PinMode::Off,
+        ) else {
+            return Ok(());
+        };
+        let listing: Listing<'_> = serde_json::from_str(result.get())
+            .map_err(|e| format!("the tools/list result cannot be read: {e}"))?;
+        let mut fingerprints = Vec::new();
+        for raw in listing.tools {
+            let tool: Value = serde_json::from_str(raw.get())
+                .map_err(|e| format!("a tool definition in tools/list cannot be read: {e}"))?;
+            if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                fingerprints.push((name.to_string(), Fingerprint::of(&tool)));
+            }
+        }
+        let seen = pins.observe(&fingerprints).map_err(|e| e.to_string())?;
+        for (tool, verdict) in seen {
+            match verdict {
+                Seen::New => tracing::debug!(tool = %tool, "tool definition pinned"),
+                Seen::Same => {
+                    self.state().changed_tools.remove(&tool);
+                }
+                Seen::Changed { changes, hash } => {
+                    let known = self
+                        .state()
+                        .changed_tools
+                        .insert(tool.clone(), hash.clone());
+                    if known.as_deref() == Some(hash.as_str()) {
+                        continue;
+                    }
+                    let then = match policy.pin_tools {
+                        PinMode::Block => "its calls are blocked until an operator accepts it",
+                        _ => "its calls carry extra risk until an operator accepts it",
+                    };
+                    let reason = format!(
+                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool} --hash {hash})"
+                    );
+                    tracing::warn!(tool = %tool, changes = %changes.join("; "), "tool definition changed since pinned");
+                    let mut event = self.policy_event(
+                        EventType::ConfigurationChange,
+                        Outcome::Success,
+                        changes,
+                        Some(policy.version.clone()),
+                        Some(reason),
+                    );
+                    event.tool_name = Some(tool);
+                    event.action = "tools/list".into();
+                    event.risk_level = RiskLevel::High;
+                    self.record_policy_event(&event);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A `tools/list` result whose tools could not be compared with their pins: recorded, and
+    /// with `pin_tools = "block"` the client gets an error instead (a listing the proxy cannot
+    /// read could hide a changed tool).
+    pub(super) fn pins_unchecked(&self, id: &RequestId, why: &str) -> Option<String> {
+        let policy = self.policy.current();
+        let why = policy.protect_text(why);
+        tracing::error!(error = %why, "tool definitions could not be compared with their pins");
+        let block = policy.pin_tools == PinMode::Block;
+        let mut event = self.policy_event(
+            EventType::ConfigurationChange,
+            Outcome::Refused,
+            vec!["tool definitions not checked against their pins".into()],
+            Some(policy.version.clone()),
+            Some(why.clone()),
+        );
+        event.action = "tools/list".into();
+        event.risk_level = RiskLevel::High;
+        self.record_policy_event(&event);
+        block.then(|| {
+            error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                &format!(
+                    "mcp-audit-proxy withheld the tool list: {why}; with pin_tools = \"block\" tools that cannot be checked are not offered"
+                ),
+                Some(json!({ "event_id": event.event_id.to_string() })),
+            )
+        })
+        .map(|line| String::from_utf8_lossy(trim_line_end(&line)).into_owned())
+    }
+
+    /// A `tools/list` response without the tools this caller may never call, so agents do not
+    /// try them; `None` when nothing is hidden.
+    pub(super) fn filter_tools(&self, id: &RequestId, result: &RawValue) -> Option<String> {
+        let policy = self.policy.current();
+        if !policy.enabled || !policy.restricts_tools() {
+            return None;
+        }
+        let mut value: Value = serde_json::from_str(result.get()).ok()?;
+        let tools = value.get_mut("tools")?.as_array_mut()?;
+        let before = tools.len();
+        let user = &self.info.user_id;
+        tools.retain(|t| {
+            t.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|name| policy.forbidden(user, name).is_none())
+        });
+        if tools.len() == before {
+            return None;
+        }
+        tracing::info!(hidden = before - tools.len(), user = %user, "tools hidden from tools/list by policy");
+        serde_json::to_string(&json!({ "jsonrpc": "2.0", "id": id, "result": value })).ok()
+    }
+}
