@@ -471,6 +471,88 @@ fn positives() -> Vec<Pos> {
         p!("url_token", s, "GET /hooks/ingest?api_key={S} HTTP/1.1");
         let s = format!("{}-{}", g.hex(24), g.hex(8));
         p!("url_token", s, "https://outlook.office.com/webhook/{S}/IncomingWebhook/abc/def");
+
+        // Harder forms: other shells, languages, encodings and tools.
+        let pw = g.password();
+        p!("password_cli", pw, "kubectl create secret generic db --from-literal=username=app --from-literal=password='{S}'");
+        let pw = g.password();
+        p!("password_cli", pw, "helm upgrade --install pg bitnami/postgresql --set auth.postgresPassword={S}");
+        let pw = g.password();
+        p!("password_cli", pw, "docker login -u acme -p {S} registry.acme.io");
+        let pw = g.password();
+        p!("password_cli", pw, "mongosh \"mongodb://db:27017\" --username admin --password {S}");
+        let pw = g.password();
+        p!("password_cli", pw, "redis-cli -h cache -a {S} ping");
+        let pw = g.password();
+        p!("password_cli", pw, "./manage.py createsuperuser --noinput  # DJANGO_SUPERUSER_PASSWORD={S}");
+        let s = g.an(32);
+        p!("shell_windows", s, "$env:OPENAI_API_KEY = \"{S}\"");
+        let s = g.an(32);
+        p!("shell_windows", s, "set API_TOKEN={S}");
+        let pw = g.password();
+        p!("password_config", pw, "db_password = \"{S}\"");
+        let pw = g.password();
+        p!("password_config", pw, "<dataSource>\n  <username>sa</username>\n  <password>{S}</password>\n</dataSource>");
+        let pw = g.password();
+        p!("password_config", pw, "db := sql.Open(\"mysql\", \"root:{S}@tcp(127.0.0.1:3306)/shop\")");
+        let pw = g.password();
+        p!("password_config", pw, "cfg := Config{User: \"svc\", Password: \"{S}\"}");
+        let pw = g.password();
+        p!("password_config", pw, "PASSWORD=\"{S}\"");
+        let pw = g.password();
+        p!("password_config", pw, "smtp:\n  host: smtp.mailgun.org\n  user: postmaster\n  pass: {S}");
+        let pw = g.password();
+        p!("password_config", pw, "{'user': 'etl', 'passwd': '{S}', 'host': 'warehouse'}");
+        let pw = g.password();
+        let enc = pw.replace('!', "%21").replace('@', "%40").replace('#', "%23").replace('$', "%24").replace('&', "%26").replace('?', "%3F");
+        p!("form_body", enc, "POST /login HTTP/1.1\nContent-Type: application/x-www-form-urlencoded\n\nusername=jdoe&password={S}&remember=1");
+        let s = g.an(40);
+        p!("form_body", s, "grant_type=client_credentials&client_id=svc-ingest&client_secret={S}");
+        let s = g.hex(40);
+        p!("auth_scheme_other", s, "Authorization: Token {S}");
+        let s = g.b64u(40);
+        p!("auth_scheme_other", s, "\"headers\": [{\"name\": \"Authorization\", \"value\": \"Bearer {S}\"}]");
+        let s = g.an(32);
+        p!("auth_scheme_other", s, "{'Authorization': 'Bearer {S}', 'Content-Type': 'application/json'}");
+        let s = g.lan(32);
+        p!("session_cookie", s, "Cookie: csrftoken=abc; sessionid={S}");
+        let s = g.b64u(60);
+        p!("session_cookie", s, "Set-Cookie: __Secure-next-auth.session-token={S}; Path=/; HttpOnly; Secure");
+        let pw = g.password();
+        p!("git_credentials", pw, "https://jdoe:{S}@bitbucket.org");
+        let s = format!("ghp_{}", g.an(36));
+        p!("git_credentials", s, "[credential]\n\thelper = store\n# ~/.git-credentials: https://jdoe:{S}@github.com");
+        let s = g.b64u(43);
+        p!("azure_sas", format!("{s}%3D"), "https://acme.blob.core.windows.net/backups/db.bak?sv=2022-11-02&ss=b&srt=o&sp=r&se=2025-01-01T00:00:00Z&sig={S}");
+        let body = pem_body(&mut g, 5);
+        p!("private_key_pem", body, "-----BEGIN ENCRYPTED PRIVATE KEY-----\n{S}\n-----END ENCRYPTED PRIVATE KEY-----");
+        let body = pem_body(&mut g, 4);
+        p!("private_key_pem", body, "PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nComment: deploy\nPrivate-Lines: 4\n{S}\nPrivate-MAC: 0a1b");
+        let body = pem_body(&mut g, 3);
+        p!("private_key_pem", body, "\"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0A1B\n\n{S}\n-----END RSA PRIVATE KEY-----\"");
+        let s = g.an(32);
+        p!("chat_multiline", s, "ok here it is\n{S}\nplease delete after use");
+        let s = g.b64u(40);
+        p!("chat_multiline", s, "the prod api key is `{S}`");
+        let s = g.an(24);
+        p!("chat_multiline", s, "pw for the staging admin: {S}");
+        let s = format!("ghp_{}", g.an(36));
+        p!("github_classic_pat", s, "{\"message\":\"Bad credentials\",\"token\":\"{S}\"}");
+        let s = format!("AKIA{}", g.uan(16));
+        let k = g.b64(40);
+        p!("aws_secret_key", k, format!("AKIA-style id {s} and its secret\n{{S}}").as_str());
+        let s = g.an(40);
+        p!("yaml_secret", s, "secrets:\n  apiKey: {S}\n  region: eu");
+        let s = g.an(40);
+        p!("yaml_secret", s, "stringData:\n  token: \"{S}\"");
+        let s = g.hex(64);
+        p!("yaml_secret", s, "encryption_key: {S}");
+        let s = g.b64_bytes(32);
+        p!("yaml_secret", s, "  signing_secret: {S}");
+        let pw = g.password();
+        p!("escaped_json", pw, "\"{\\\"db\\\":{\\\"password\\\":\\\"{S}\\\"}}\"");
+        let s = g.an(36);
+        p!("escaped_json", s, "{\"env\": \"API_KEY={S}\\nDEBUG=1\"}");
     }
     v
 }
@@ -634,6 +716,38 @@ fn benign() -> Vec<Ben> {
         b!("log_line", format!("test result: ok. {} passed; 0 failed; 0 ignored; finished in 3.{}s", g.dig(3), g.dig(2)));
         b!("log_line", format!("session_id={} user_id={} action=login result=success", g.hex(16), g.dig(6)));
         b!("log_line", format!("csrftoken={}", g.pick(&["", "deleted", "null"])));
+
+        // Harder benign: secret-ish names with non-secret values, random values in non-secret slots.
+        b!("keyword_nonsecret", format!("password_min_length = {}", 8 + g.below(8)));
+        b!("keyword_nonsecret", format!("SECRET_KEY_FILE=/run/secrets/{}", g.pick(&["django_key", "app_key", "jwt"])));
+        b!("keyword_nonsecret", format!("token_count: {}", g.dig(5)));
+        b!("keyword_nonsecret", format!("max_tokens={} temperature=0.{}", g.dig(4), g.dig(1)));
+        b!("keyword_nonsecret", format!("\"password_changed_at\": \"2024-0{}-1{}T08:00:00Z\"", 1 + g.below(9), g.below(10)));
+        b!("keyword_nonsecret", format!("api_key_id: {}", g.uuid()));
+        b!("keyword_nonsecret", format!("\"token_type\": \"Bearer\", \"expires_in\": {}", g.dig(4)));
+        b!("keyword_nonsecret", format!("Idempotency-Key: {}", g.uuid()));
+        b!("keyword_nonsecret", format!("cache-key: v1-deps-{}", g.hex(64)));
+        b!("keyword_nonsecret", format!("key: ${{{{ runner.os }}}}-cargo-{}", g.hex(64)));
+        b!("keyword_nonsecret", format!("X-Hub-Signature-256: sha256={}", g.hex(64)));
+        b!("keyword_nonsecret", format!("\"next_cursor\": \"{}\"", g.b64u(40)));
+        b!("keyword_nonsecret", format!("\"publicKey\": \"{}\"", g.b64(44)));
+        b!("keyword_nonsecret", format!("GITHUB_CLIENT_ID=Iv1.{}", g.hex(16)));
+        b!("keyword_nonsecret", format!("redis key user:{}:session_count", g.dig(6)));
+        b!("keyword_nonsecret", format!("password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  {}", g.hex(64)));
+        b!("keyword_nonsecret", format!("Access key last used: 2024-0{}-0{} (age {} days)", 1 + g.below(9), 1 + g.below(9), g.dig(2)));
+        b!("keyword_nonsecret", format!("--password-file /etc/restic/pw-{}.txt", g.lan(4)));
+        b!("keyword_nonsecret", format!("tokenizer = AutoTokenizer.from_pretrained(\"bert-base-uncased\")  # {}", g.dig(2)));
+        b!("keyword_nonsecret", format!("\"password\": {{\"type\": \"string\", \"minLength\": {}, \"format\": \"password\"}}", 8 + g.below(8)));
+        b!("random_nonsecret", format!("\"etag\": \"W/\\\"{}\\\"\"", g.hex(40)));
+        b!("random_nonsecret", format!("\"hash\": \"{}\"", g.hex(64)));
+        b!("random_nonsecret", format!("\"object_key\": \"{}/{}\"", g.lan(20), g.b64u(32)));
+        b!("random_nonsecret", format!("Nonce: {}", g.b64(24)));
+        b!("random_nonsecret", format!("id: \"{}\"", g.an(20)));
+        b!("random_nonsecret", format!("version: \"{}.{}.{}-rc.{}+{}\"", g.below(9), g.below(20), g.below(20), g.below(9), g.hex(7)));
+        b!("random_nonsecret", format!("\"request_id\": \"req_{}\"", g.an(24)));
+        b!("random_nonsecret", format!("uploaded file {}.pdf ({} bytes)", g.an(22), g.dig(6)));
+        b!("random_nonsecret", format!("\"msg_id\": \"{}\"", g.b64u(22)));
+        b!("random_nonsecret", format!("Location: https://acme.io/share/{}", g.b64u(22)));
     }
     v
 }
