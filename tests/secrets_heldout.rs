@@ -553,6 +553,53 @@ fn positives() -> Vec<Pos> {
         p!("escaped_json", pw, "\"{\\\"db\\\":{\\\"password\\\":\\\"{S}\\\"}}\"");
         let s = g.an(36);
         p!("escaped_json", s, "{\"env\": \"API_KEY={S}\\nDEBUG=1\"}");
+
+        // More vendors (prefix + body shapes as issued).
+        let s = format!("xapp-1-A{}-{}-{}", g.uan(10), g.dig(13), g.hex(64));
+        p!("slack_token", s, "SLACK_APP_TOKEN={S}");
+        let s = format!("sk.eyJ1Ijoi{}.{}", g.b64u(60), g.b64u(22));
+        p!("mapbox", s, "MAPBOX_SECRET_TOKEN={S}");
+        let s = format!("PMAK-{}-{}", g.hex(24), g.hex(34));
+        p!("postman", s, "postman_api_key: {S}");
+        let s = format!("dapi{}", g.hex(32));
+        p!("databricks", s, "databricks configure --token  # token: {S}");
+        let s = format!("sntrys_{}", g.b64u(120));
+        p!("sentry_auth", s, "SENTRY_AUTH_TOKEN={S}");
+        let s = format!("figd_{}", g.b64u(40));
+        p!("figma", s, "X-Figma-Token: {S}");
+        let s = format!("ATBB{}", g.an(32));
+        p!("bitbucket", s, "git clone https://jdoe:{S}@bitbucket.org/acme/app.git");
+        let s = format!("glrt-{}", g.b64u(20));
+        p!("gitlab_pat", s, "gitlab-runner register --url https://gitlab.com --token {S}");
+        let s = format!("pscale_pw_{}", g.b64u(43));
+        p!("planetscale", s, "DATABASE_PASSWORD={S}");
+        let s = format!("sbp_{}", g.hex(40));
+        p!("supabase", s, "supabase login --token {S}");
+        let s = format!("nfp_{}", g.an(36));
+        p!("netlify", s, "NETLIFY_AUTH_TOKEN={S}");
+        let s = format!("{}-us{}", g.hex(32), 1 + g.below(20));
+        p!("mailchimp", s, "MAILCHIMP_API_KEY={S}");
+        let s = format!("pat{}.{}", g.an(14), g.hex(64));
+        p!("airtable", s, "base = Airtable('appXYZ', api_key='{S}')");
+        let s = format!("AKCp8{}", g.an(68));
+        p!("artifactory", s, "curl -H \"X-JFrog-Art-Api: {S}\" https://acme.jfrog.io/artifactory/api/repositories");
+        let s = format!("00{}", g.b64u(40));
+        p!("okta", s, "Authorization: SSWS {S}");
+        let s = format!("dp.st.prd.{}", g.an(43));
+        p!("doppler", s, "DOPPLER_TOKEN={S}");
+        let s = g.b64u(40);
+        p!("cloudflare", s, "CLOUDFLARE_API_TOKEN={S}");
+        let s = format!("AAAA{}:APA91b{}", g.b64u(7), g.b64u(134));
+        p!("firebase_fcm", s, "headers = {'Authorization': 'key={S}'}");
+        // Crypto wallets
+        let s = format!("0x{}", g.hex(64));
+        p!("wallet_key", s, "PRIVATE_KEY={S}");
+        let s = g.hex(64);
+        p!("wallet_key", s, "const wallet = new ethers.Wallet(\"{S}\");");
+        let words = ["abandon", "ladder", "orbit", "velvet", "canyon", "frost", "pulse", "empty", "silver", "marble", "tunnel", "bridge", "copper", "garden", "hazard", "ivory"];
+        let m: Vec<&str> = (0..12).map(|_| g.pick(&words)).collect();
+        let s = m.join(" ");
+        p!("wallet_mnemonic", s, "MNEMONIC=\"{S}\"");
     }
     v
 }
@@ -748,6 +795,17 @@ fn benign() -> Vec<Ben> {
         b!("random_nonsecret", format!("uploaded file {}.pdf ({} bytes)", g.an(22), g.dig(6)));
         b!("random_nonsecret", format!("\"msg_id\": \"{}\"", g.b64u(22)));
         b!("random_nonsecret", format!("Location: https://acme.io/share/{}", g.b64u(22)));
+
+        b!("crypto_public", format!("Transfer to 0x{} confirmed", g.hex(40)));
+        b!("crypto_public", format!("https://etherscan.io/tx/0x{}", g.hex(64)));
+        b!("crypto_public", format!("\"blockHash\": \"0x{}\", \"blockNumber\": \"0x{}\"", g.hex(64), g.hex(7)));
+        b!("crypto_public", format!("bc1q{}", g.of("qpzry9x8gf2tvdw0s3jn54khce6mua7l", 38)));
+        b!("public_key", format!("256 SHA256:{} deploy@ci (ED25519)", g.b64(43)));
+        b!("public_key", format!("Thumbprint: {}", g.of("0123456789ABCDEF", 40)));
+        b!("misc_ids", format!("\"installation_id\": {}, \"app_id\": {}", g.dig(8), g.dig(6)));
+        b!("misc_ids", format!("Successfully built {}\nSuccessfully tagged api:latest", g.hex(12)));
+        b!("misc_ids", format!("Run ID {} - https://github.com/acme/api/actions/runs/{}", g.dig(10), g.dig(10)));
+        b!("misc_ids", format!("/api/v2/files/{}?download=1", g.an(26)));
     }
     v
 }
