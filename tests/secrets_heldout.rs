@@ -190,8 +190,8 @@ struct Ben {
     text: String,
 }
 
-fn positives() -> Vec<Pos> {
-    let mut g = Gen(0x5EC2_E7_0001);
+fn positives(seed: u64) -> Vec<Pos> {
+    let mut g = Gen(seed);
     let mut v: Vec<Pos> = Vec::new();
     macro_rules! p {
         ($cat:expr, $secret:expr, $fmt:expr) => {{
@@ -254,7 +254,8 @@ fn positives() -> Vec<Pos> {
         // Discord / Telegram
         let s = format!("https://discord.com/api/webhooks/{}/{}", g.dig(18), g.b64u(68));
         p!("discord_webhook", s, "WEBHOOK_URL = \"{S}\"");
-        let s = format!("{}.{}.{}", g.b64u(24), g.b64u(6), g.b64u(38));
+        // Discord bot tokens: base64 of the bot's snowflake id (starts M/N/O), a timestamp, an HMAC.
+        let s = format!("{}{}.{}.{}", g.pick(&["M", "N", "O"]), g.b64u(23), g.b64u(6), g.b64u(38));
         p!("discord_bot_token", s, "client.run('{S}')");
         let s = format!("{}:AA{}", g.dig(10), g.b64u(33));
         p!("telegram_bot", s, "bot = telebot.TeleBot(\"{S}\")");
@@ -310,7 +311,9 @@ fn positives() -> Vec<Pos> {
         let body2 = g.b64(40);
         let s = format!("{body}\\n{body2}");
         p!("private_key_json", s, "{\"type\": \"service_account\", \"private_key_id\": \"abc\", \"private_key\": \"-----BEGIN PRIVATE KEY-----\\n{S}\\n-----END PRIVATE KEY-----\\n\"}");
-        let s = g.b64_bytes(120);
+        // kubeconfig `client-key-data` is base64 of a whole PEM private key.
+        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n", pem_body(&mut g, 4));
+        let s = b64_encode(pem.as_bytes());
         p!("private_key_b64_k8s", s, "users:\n- name: admin\n  user:\n    client-key-data: {S}");
 
         // JWT
@@ -469,8 +472,10 @@ fn positives() -> Vec<Pos> {
         p!("url_token", s, "https://api.acme.io/v1/export?access_token={S}&format=csv");
         let s = g.hex(40);
         p!("url_token", s, "GET /hooks/ingest?api_key={S} HTTP/1.1");
-        let s = format!("{}-{}", g.hex(24), g.hex(8));
-        p!("url_token", s, "https://outlook.office.com/webhook/{S}/IncomingWebhook/abc/def");
+        // Teams / Office 365 incoming webhook: the 32-hex segment after IncomingWebhook is the secret.
+        let s = g.hex(32);
+        let (t1, t2, t3) = (g.uuid(), g.uuid(), g.uuid());
+        p!("url_token", s, format!("https://acme.webhook.office.com/webhookb2/{t1}@{t2}/IncomingWebhook/{{S}}/{t3}").as_str());
 
         // Harder forms: other shells, languages, encodings and tools.
         let pw = g.password();
@@ -604,8 +609,8 @@ fn positives() -> Vec<Pos> {
     v
 }
 
-fn benign() -> Vec<Ben> {
-    let mut g = Gen(0xBE_1167_0002);
+fn benign(seed: u64) -> Vec<Ben> {
+    let mut g = Gen(seed);
     let mut v: Vec<Ben> = Vec::new();
     macro_rules! b {
         ($cat:expr, $text:expr) => {{
@@ -810,6 +815,37 @@ fn benign() -> Vec<Ben> {
     v
 }
 
+const POS_SEED: u64 = 0x5EC2_E7_0001;
+const BEN_SEED: u64 = 0xBE_1167_0002;
+
+/// Recall and false-positive rate of the same templates under other seeds: how much the figures
+/// owe to the particular bodies drawn (passwords above all).
+fn sweep(policy: &Policy) {
+    println!("\n-- other seeds (same templates) --");
+    for k in 1..=5u64 {
+        let pos = positives(POS_SEED + 1000 * k);
+        let found = pos
+            .iter()
+            .filter(|p| !leaks(&policy.protect_text(&p.text), &p.secret))
+            .count();
+        let ben = benign(BEN_SEED + 1000 * k);
+        let fps = ben
+            .iter()
+            .filter(|b| {
+                policy.protect_text(&b.text) != b.text
+                    || policy.scan_text(&b.text).contains(&Class::Secret)
+            })
+            .count();
+        println!(
+            "  seed +{k}: recall {found}/{} = {:.1}%, false positives {fps}/{} = {:.2}%",
+            pos.len(),
+            100.0 * found as f64 / pos.len() as f64,
+            ben.len(),
+            100.0 * fps as f64 / ben.len() as f64
+        );
+    }
+}
+
 fn policy() -> std::sync::Arc<Policy> {
     Config::parse(Path::new("/etc/mcp/proxy.toml"), "").unwrap().policy
 }
@@ -837,8 +873,8 @@ fn short(s: &str) -> String {
 #[test]
 fn held_out_secret_corpus() {
     let policy = policy();
-    let pos = positives();
-    let ben = benign();
+    let pos = positives(POS_SEED);
+    let ben = benign(BEN_SEED);
 
     let mut per_cat: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut misses = Vec::new();
@@ -922,6 +958,8 @@ fn held_out_secret_corpus() {
     for f in fps.iter().take(40) {
         println!("  {f}");
     }
+
+    sweep(&policy);
 
     assert!(pos.len() >= 200, "{} positives", pos.len());
     assert!(ben.len() >= 400, "{} benign", ben.len());
