@@ -9,7 +9,7 @@
 //!
 //! `cargo bench --bench proxy` (add `-- --quick` for a short run; `-- --server rmcp` or
 //! `-- --server everything` for one server; `-- --only MODE:IN_FLIGHT:BYTES` for one row and its
-//! direct baseline, `-- --hold SECONDS` to repeat that row for profiling, `-- --verbose` to keep stderr). The bench binary
+//! direct baseline, `-- --hold SECONDS` to repeat that row for profiling, `-- --verbose` to keep stderr; `BENCH_PROXY_BIN=PATH` runs another build of the proxy). The bench binary
 //! re-runs itself with `--serve` as the rmcp server; server-everything comes from
 //! `bash tests/interop/setup.sh` and is skipped, with a message, when it is not installed.
 
@@ -326,7 +326,10 @@ fn connect(server: &Server, store: &Path, mode: &str) -> Command {
         format!("[upstream]\nname = \"bench\"\n[audit]\nstore_dir = \"store-{}-{mode}\"\ndurability = \"{durability}\"\nflush_interval_ms = 10\n[risk]\nenabled = {enabled}\n", server.name),
     )
     .unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mcp-audit-proxy"));
+    // `BENCH_PROXY_BIN`: another build of the proxy (e.g. the one before a change).
+    let proxy = std::env::var_os("BENCH_PROXY_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mcp-audit-proxy").into());
+    let mut c = Command::new(proxy);
     c.arg("stdio")
         .arg("--config")
         .arg(config)
@@ -386,7 +389,9 @@ async fn main() {
     }
 
     let rounds = if plan.quick { 2 } else { 5 };
-    println!("mcp-audit-proxy bench: same client and server, direct vs relayed vs proxied, in one run");
+    println!(
+        "mcp-audit-proxy bench: same client and server, direct vs relayed vs proxied, in one run"
+    );
     println!("each figure is the median of {rounds} rounds; the modes take turns within a round");
     for server in &servers {
         bench_server(server, &plan, rounds, dir.path()).await;
@@ -398,7 +403,16 @@ async fn bench_server(server: &Server, plan: &Plan, rounds: usize, store: &Path)
     println!("server: {} ({})", server.name, server.command.join(" "));
     println!(
         "{:<8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>10} | {:>9} {:>9} {:>6}",
-        "mode", "in flight", "args", "mean µs", "p50 µs", "p99 µs", "calls/s", "+p50 µs", "+p99 µs", "thrpt"
+        "mode",
+        "in flight",
+        "args",
+        "mean µs",
+        "p50 µs",
+        "p99 µs",
+        "calls/s",
+        "+p50 µs",
+        "+p99 µs",
+        "thrpt"
     );
     let mut targets = Vec::new();
     for (in_flight, calls) in [
