@@ -1,11 +1,17 @@
-//! Direct vs proxied, in one run: the same raw JSON-RPC client and the same rmcp server, with
-//! the proxy in `batched` and in `sync` mode with the default policy, and `nopolicy` (batched,
-//! `[risk] enabled = false`), sequential and 16 calls in flight, `tools/call`
-//! echo with 100 B and 64 KiB arguments. Prints p50/p99 latency, calls/s and the ratios
-//! against direct.
+//! Direct vs relayed vs proxied, in one run: the same raw JSON-RPC client against one MCP
+//! server (the bench's own rmcp echo server, or `@modelcontextprotocol/server-everything` under
+//! Node), reached directly, through a plain relay (`sh -c 'cat | SERVER | cat'`: two extra
+//! processes and pipes, no parsing), and through `mcp-audit-proxy stdio` in `batched` mode with
+//! the default policy, `nopolicy` (batched, `[risk] enabled = false`) and `sync`; sequential and
+//! 16 calls in flight, `tools/call` echo with 100 B and 64 KiB arguments. Prints p50/p99 latency,
+//! calls/s, the latency added to direct, throughput against direct, and the targets' ratios:
+//! added p50 of the proxy over that of the relay, and p50 with the policy over p50 without.
 //!
-//! `cargo bench --bench proxy` (add `-- --quick` for a short run). The bench binary re-runs
-//! itself with `--serve` as the MCP server, so nothing else needs building.
+//! `cargo bench --bench proxy` (add `-- --quick` for a short run; `-- --server rmcp` or
+//! `-- --server everything` for one server; `-- --only MODE:IN_FLIGHT:BYTES` for one row and its
+//! direct baseline, `-- --hold SECONDS` to repeat that row for profiling, `-- --verbose` to keep stderr; `BENCH_PROXY_BIN=PATH` runs another build of the proxy). The bench binary
+//! re-runs itself with `--serve` as the rmcp server; server-everything comes from
+//! `bash tests/interop/setup.sh` and is skipped, with a message, when it is not installed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -58,6 +64,73 @@ async fn serve() {
     let _ = running.waiting().await;
 }
 
+/// The MCP server under test: how to start it and what its echo tool is called with.
+#[derive(Clone)]
+struct Server {
+    name: &'static str,
+    command: Vec<String>,
+    /// The echo tool's argument.
+    arg: &'static str,
+}
+
+impl Server {
+    fn rmcp(me: &Path) -> Server {
+        Server {
+            name: "rmcp",
+            command: vec![me.to_string_lossy().into_owned(), "--serve".into()],
+            arg: "text",
+        }
+    }
+
+    /// server-everything as `tests/interop/setup.sh` installs it, or why it cannot run.
+    fn everything() -> Result<Server, String> {
+        let dir = std::env::var_os("MCP_AUDIT_INTEROP_DIR").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop"),
+            PathBuf::from,
+        );
+        let package = dir.join("node/node_modules/@modelcontextprotocol/server-everything");
+        let manifest = std::fs::read_to_string(package.join("package.json")).map_err(|_| {
+            format!(
+                "not installed in {} (run `bash tests/interop/setup.sh`)",
+                dir.display()
+            )
+        })?;
+        let manifest: serde_json::Value =
+            serde_json::from_str(&manifest).map_err(|e| format!("package.json: {e}"))?;
+        // `bin` is a path or a map of names to paths.
+        let bin = match &manifest["bin"] {
+            serde_json::Value::String(b) => Some(b.clone()),
+            serde_json::Value::Object(m) => m.values().find_map(|v| v.as_str()).map(String::from),
+            _ => None,
+        }
+        .ok_or("package.json names no bin")?;
+        let node = std::env::var("NODE").unwrap_or_else(|_| "node".into());
+        let found = std::process::Command::new(&node)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Err(format!("`{node}` not found (set NODE or install nodejs)"));
+        }
+        Ok(Server {
+            name: "everything",
+            command: vec![
+                node,
+                package.join(bin).to_string_lossy().into_owned(),
+                "stdio".into(),
+            ],
+            arg: "message",
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.command[0]);
+        c.args(&self.command[1..]);
+        c
+    }
+}
+
 /// One client connection over a child's stdio.
 struct Conn {
     child: Child,
@@ -66,11 +139,15 @@ struct Conn {
 }
 
 impl Conn {
-    async fn start(mut command: Command) -> Conn {
+    async fn start(mut command: Command, quiet: bool) -> Conn {
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
+        if quiet {
+            // server-everything's banner and Node's warnings would bury the table.
+            command.stderr(Stdio::null());
+        }
         let mut child = command.spawn().expect("spawn");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::with_capacity(1 << 20, child.stdout.take().unwrap());
@@ -91,17 +168,30 @@ impl Conn {
         self.stdin.write_all(b"\n").await.unwrap();
     }
 
+    /// The next response (server notifications and requests are skipped).
     async fn read(&mut self) -> Vec<u8> {
         let mut line = Vec::new();
-        self.stdout.read_until(b'\n', &mut line).await.unwrap();
-        assert!(!line.is_empty(), "server closed");
-        line
+        loop {
+            line.clear();
+            self.stdout.read_until(b'\n', &mut line).await.unwrap();
+            assert!(!line.is_empty(), "server closed");
+            if is_response(&line) {
+                return line;
+            }
+        }
     }
 
     async fn finish(mut self) {
         drop(self.stdin);
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        let _ = self.child.kill().await;
     }
+}
+
+/// Whether a line is a response, not a notification or request of the server (server-everything
+/// sends log notifications): those name their method before any long value.
+fn is_response(line: &[u8]) -> bool {
+    memchr::memmem::find(&line[..line.len().min(256)], b"\"method\":").is_none()
 }
 
 /// A request line built from a pre-serialized tail, so the client is never the bottleneck.
@@ -113,14 +203,15 @@ fn request(id: u64, tail: &[u8]) -> Vec<u8> {
     line
 }
 
-fn request_tail(text: &str) -> Vec<u8> {
-    let params = serde_json::to_string(&json!({"name":"echo","arguments":{"text":text}})).unwrap();
+fn request_tail(arg: &str, text: &str) -> Vec<u8> {
+    let params = serde_json::to_string(&json!({"name":"echo","arguments":{arg:text}})).unwrap();
     format!(",\"method\":\"tools/call\",\"params\":{params}}}").into_bytes()
 }
 
-/// The id of a response line, read without parsing the (possibly 64 KiB) result.
+/// The id of a response line, read without parsing the (possibly 64 KiB) result; the id is at
+/// the start (rmcp) or at the end (the TypeScript SDK), and the echoed text is all `x`.
 fn response_id(line: &[u8]) -> u64 {
-    let at = memchr::memmem::find(line, b"\"id\":").expect("id") + 5;
+    let at = memchr::memmem::rfind(line, b"\"id\":").expect("id") + 5;
     line[at..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
@@ -134,14 +225,16 @@ struct Figures {
     calls_per_s: f64,
 }
 
-/// `calls` echo calls with at most `in_flight` outstanding; latency per call.
-async fn load(conn: Conn, calls: u64, in_flight: usize, text: &str) -> Figures {
-    let tail = request_tail(text);
+/// `warmup` then `calls` echo calls on one connection (a JIT, the allocator, the page cache
+/// and the journal file all warm up in the process measured), with at most `in_flight`
+/// outstanding; latency per measured call.
+async fn load(conn: Conn, warmup: u64, calls: u64, in_flight: usize, tail: &[u8]) -> Figures {
     let Conn {
         child,
         mut stdin,
         mut stdout,
     } = conn;
+    let total = warmup + calls;
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(in_flight));
     let reader = {
@@ -150,22 +243,36 @@ async fn load(conn: Conn, calls: u64, in_flight: usize, text: &str) -> Figures {
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(calls as usize);
             let mut line = Vec::new();
-            while (latencies.len() as u64) < calls {
+            let mut answered = 0;
+            while answered < total {
                 line.clear();
                 stdout.read_until(b'\n', &mut line).await.unwrap();
                 assert!(!line.is_empty(), "closed");
+                if !is_response(&line) {
+                    continue;
+                }
                 let id = response_id(&line);
                 let t = sent.lock().await.remove(&id).expect("unknown id");
-                latencies.push(t.elapsed());
+                if id >= warmup {
+                    latencies.push(t.elapsed());
+                }
+                answered += 1;
                 permits.add_permits(1);
             }
             (latencies, stdout)
         })
     };
-    let started = Instant::now();
-    for id in 0..calls {
+    let mut started = Instant::now();
+    for id in 0..total {
         permits.acquire().await.unwrap().forget();
-        let line = request(id, &tail);
+        if id == warmup {
+            // Measured calls start from an idle connection.
+            while permits.available_permits() < in_flight - 1 {
+                tokio::task::yield_now().await;
+            }
+            started = Instant::now();
+        }
+        let line = request(id, tail);
         sent.lock().await.insert(id, Instant::now());
         stdin.write_all(&line).await.unwrap();
         stdin.write_all(b"\n").await.unwrap();
@@ -191,28 +298,56 @@ async fn load(conn: Conn, calls: u64, in_flight: usize, text: &str) -> Figures {
     }
 }
 
-/// The proxy in `mode`: `sync` or `batched` durability with the default policy, or
-/// `nopolicy` (batched, `[risk] enabled = false`) to show what the policy costs.
-fn proxy_command(me: &Path, store: &Path, mode: &str) -> Command {
-    let config = store.join(format!("{mode}.toml"));
+/// How the client reaches the server.
+const MODES: [&str; 5] = ["direct", "relay", "nopolicy", "batched", "sync"];
+
+/// The connection of `mode`: the server itself; a plain relay; the proxy in `sync` or
+/// `batched` durability with the default policy, or `nopolicy` (batched, `[risk] enabled =
+/// false`) to show what the policy costs.
+fn connect(server: &Server, store: &Path, mode: &str) -> Command {
+    match mode {
+        "direct" => return server.command(),
+        "relay" => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(r#"cat | "$0" "$@" | cat"#)
+                .args(&server.command);
+            return c;
+        }
+        _ => {}
+    }
+    let config = store.join(format!("{}-{mode}.toml", server.name));
     let (durability, enabled) = match mode {
         "nopolicy" => ("batched", false),
         other => (other, true),
     };
     std::fs::write(
         &config,
-        format!("[upstream]\nname = \"bench\"\n[audit]\nstore_dir = \"store-{mode}\"\ndurability = \"{durability}\"\nflush_interval_ms = 10\n[risk]\nenabled = {enabled}\n"),
+        format!("[upstream]\nname = \"bench\"\n[audit]\nstore_dir = \"store-{}-{mode}\"\ndurability = \"{durability}\"\nflush_interval_ms = 10\n[risk]\nenabled = {enabled}\n", server.name),
     )
     .unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mcp-audit-proxy"));
+    // `BENCH_PROXY_BIN`: another build of the proxy (e.g. the one before a change).
+    let proxy = std::env::var_os("BENCH_PROXY_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mcp-audit-proxy").into());
+    let mut c = Command::new(proxy);
     c.arg("stdio")
         .arg("--config")
         .arg(config)
         .arg("--")
-        .arg(me)
-        .arg("--serve");
+        .args(&server.command);
     c.env("RUST_LOG", "error");
     c
+}
+
+/// What to run.
+struct Plan {
+    quick: bool,
+    /// `--only MODE:IN_FLIGHT:BYTES`: one row and its direct baseline.
+    only: Option<(String, usize, usize)>,
+    /// `--hold SECONDS`: repeat the `--only` row this long (for a profiler), then print it.
+    hold: Option<Duration>,
+    /// `--verbose`: keep the servers' and the proxy's stderr.
+    verbose: bool,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -221,80 +356,141 @@ async fn main() {
     if args.iter().any(|a| a == "--serve") {
         return serve().await;
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    // `--only MODE:IN_FLIGHT:BYTES` runs one row (and its direct baseline), e.g. for profiling.
-    let only: Option<(String, usize, usize)> = args.iter().position(|a| a == "--only").map(|i| {
-        let spec: Vec<&str> = args[i + 1].split(':').collect();
-        (
-            spec[0].to_string(),
-            spec[1].parse().unwrap(),
-            spec[2].parse().unwrap(),
-        )
-    });
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let plan = Plan {
+        quick: args.iter().any(|a| a == "--quick"),
+        only: value("--only").map(|spec| {
+            let spec: Vec<&str> = spec.split(':').collect();
+            (
+                spec[0].to_string(),
+                spec[1].parse().unwrap(),
+                spec[2].parse().unwrap(),
+            )
+        }),
+        hold: value("--hold").map(|s| Duration::from_secs(s.parse().unwrap())),
+        verbose: args.iter().any(|a| a == "--verbose"),
+    };
     let me = PathBuf::from(&args[0]);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let wanted = value("--server").map(String::as_str);
+    let mut servers = Vec::new();
+    if wanted.is_none_or(|w| w == "rmcp") {
+        servers.push(Server::rmcp(&me));
+    }
+    if wanted.is_none_or(|w| w == "everything") {
+        match Server::everything() {
+            Ok(s) => servers.push(s),
+            Err(why) => println!("server-everything skipped: {why}"),
+        }
+    }
 
-    let rounds = if quick { 2 } else { 5 };
-    println!("mcp-audit-proxy bench: same client and server, direct vs proxied, in one run");
-    println!("each figure is the median of {rounds} rounds; the modes take turns within a round");
+    let rounds = if plan.quick { 2 } else { 5 };
     println!(
-        "{:<8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>10} | {:>10} {:>9}",
-        "mode", "in flight", "args", "mean µs", "p50 µs", "p99 µs", "calls/s", "+p50 µs", "thrpt"
+        "mcp-audit-proxy bench: same client and server, direct vs relayed vs proxied, in one run"
     );
+    println!("each figure is the median of {rounds} rounds; the modes take turns within a round");
+    for server in &servers {
+        bench_server(server, &plan, rounds, dir.path()).await;
+    }
+}
+
+async fn bench_server(server: &Server, plan: &Plan, rounds: usize, store: &Path) {
+    println!();
+    println!("server: {} ({})", server.name, server.command.join(" "));
+    println!(
+        "{:<8} {:>9} {:>8} | {:>9} {:>9} {:>9} {:>10} | {:>9} {:>9} {:>6}",
+        "mode",
+        "in flight",
+        "args",
+        "mean µs",
+        "p50 µs",
+        "p99 µs",
+        "calls/s",
+        "+p50 µs",
+        "+p99 µs",
+        "thrpt"
+    );
+    let mut targets = Vec::new();
     for (in_flight, calls) in [
-        (1usize, if quick { 300 } else { 1500 }),
-        (16, if quick { 1000 } else { 6000 }),
+        (1usize, if plan.quick { 300 } else { 1500 }),
+        (16, if plan.quick { 1000 } else { 6000 }),
     ] {
         for (label, size) in [("100 B", 100usize), ("64 KiB", 64 * 1024)] {
-            if only
+            if plan
+                .only
                 .as_ref()
                 .is_some_and(|(_, n, b)| *n != in_flight || *b != size)
             {
                 continue;
             }
-            let text = "x".repeat(size);
-            let calls = if size > 1000 { calls / 4 } else { calls };
-            let modes: Vec<&str> = ["direct", "nopolicy", "batched", "sync"]
+            let tail = request_tail(server.arg, &"x".repeat(size));
+            let calls = if size > 1000 { calls / 4 } else { calls } as u64;
+            let modes: Vec<&str> = MODES
                 .into_iter()
                 .filter(|m| {
-                    only.as_ref()
+                    plan.only
+                        .as_ref()
                         .is_none_or(|(o, _, _)| *m == "direct" || m == o)
                 })
                 .collect();
             let mut results: Vec<Vec<Figures>> = modes.iter().map(|_| Vec::new()).collect();
-            for _ in 0..rounds {
+            let until = plan.hold.map(|h| Instant::now() + h);
+            let mut round = 0;
+            while round < rounds || until.is_some_and(|u| Instant::now() < u) {
+                round += 1;
                 for (i, mode) in modes.iter().enumerate() {
-                    let command = || match *mode {
-                        "direct" => {
-                            let mut c = Command::new(&me);
-                            c.arg("--serve");
-                            c
-                        }
-                        durability => proxy_command(&me, dir.path(), durability),
-                    };
-                    // Warm up on a separate connection (page cache, allocator, journal file).
-                    load(Conn::start(command()).await, calls / 10, in_flight, &text).await;
-                    results[i]
-                        .push(load(Conn::start(command()).await, calls, in_flight, &text).await);
+                    if until.is_some() && i == 0 && round > 1 {
+                        continue;
+                    }
+                    let conn = Conn::start(connect(server, store, mode), !plan.verbose).await;
+                    results[i].push(load(conn, calls / 10, calls, in_flight, &tail).await);
                 }
             }
             let medians: Vec<Figures> = results.into_iter().map(median).collect();
+            let d = &medians[0];
+            let of = |m: &str| modes.iter().position(|x| *x == m).map(|i| &medians[i]);
             for (mode, f) in modes.iter().zip(&medians) {
-                let d = &medians[0];
-                let (added, ratio) = if *mode == "direct" {
-                    (String::from("-"), String::from("-"))
+                let (added, added99, ratio) = if *mode == "direct" {
+                    ("-".to_string(), "-".to_string(), "-".to_string())
                 } else {
                     (
                         format!("{:+.1}", f.p50_us - d.p50_us),
+                        format!("{:+.1}", f.p99_us - d.p99_us),
                         format!("{:.0}%", 100.0 * f.calls_per_s / d.calls_per_s),
                     )
                 };
                 println!(
-                    "{mode:<8} {in_flight:>9} {label:>8} | {:>9.1} {:>9.1} {:>9.1} {:>10.0} | {added:>10} {ratio:>9}",
+                    "{mode:<8} {in_flight:>9} {label:>8} | {:>9.1} {:>9.1} {:>9.1} {:>10.0} | {added:>9} {added99:>9} {ratio:>6}",
                     f.mean_us, f.p50_us, f.p99_us, f.calls_per_s
                 );
             }
+            if let (Some(relay), Some(on), Some(off)) = (of("relay"), of("batched"), of("nopolicy"))
+            {
+                let relay_added = relay.p50_us - d.p50_us;
+                // A relay that adds nothing measurable makes the ratio noise.
+                let ratio = if relay_added >= 1.0 {
+                    format!("{:>5.2}", (on.p50_us - d.p50_us) / relay_added)
+                } else {
+                    "  n/a".to_string()
+                };
+                targets.push(format!(
+                    "{in_flight:>2} in flight {label:>6}: +p50 batched / +p50 relay = {ratio} (target <= 2; {:+.0} / {:+.0} µs)   p50 policy on / off = {:.2} (target <= 1.3; added {:+.0} / {:+.0} µs)   thrpt batched {:.0}% (target >= 85%)",
+                    on.p50_us - d.p50_us,
+                    relay_added,
+                    on.p50_us / off.p50_us,
+                    on.p50_us - d.p50_us,
+                    off.p50_us - d.p50_us,
+                    100.0 * on.calls_per_s / d.calls_per_s,
+                ));
+            }
         }
+    }
+    for t in targets {
+        println!("{t}");
     }
 }
 

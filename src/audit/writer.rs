@@ -144,7 +144,10 @@ impl AuditSink {
                 reason: reason.clone(),
             });
         }
-        let payload = serde_json::to_vec(event).map_err(|e| AuditError::Unavailable {
+        // Sized up front: `to_vec` starts at 128 bytes and doubles, which for an event with
+        // large arguments is a dozen reallocations (and copies) on the message's path.
+        let mut payload = Vec::with_capacity(encoded_size_hint(event));
+        serde_json::to_writer(&mut payload, event).map_err(|e| AuditError::Unavailable {
             reason: format!("event could not be encoded: {e}"),
         })?;
         let (ack_tx, ack) = if self.shared.sync {
@@ -173,6 +176,20 @@ impl AuditSink {
             let _ = rx.await;
         }
     }
+}
+
+/// Bytes an event's JSON is likely to take: the fixed fields (a few hundred bytes), reasons
+/// and texts, and the stored arguments.
+fn encoded_size_hint(event: &AuditEvent) -> usize {
+    let m = &event.metadata;
+    let texts: usize = m
+        .risk_reasons
+        .iter()
+        .chain(&m.error_messages)
+        .chain(&m.reason)
+        .map(|t| t.len() + 4)
+        .sum();
+    1024 + texts + m.arguments.as_ref().map_or(0, |a| a.get().len())
 }
 
 /// The writer and indexer threads; join them after [`AuditSink::close`].

@@ -62,6 +62,9 @@ impl FrameError {
     }
 }
 
+/// Room a read gets at least: more than a 64 KiB message with its envelope.
+const READ_ROOM: usize = 128 * 1024;
+
 /// Splits a byte stream into lines; `Ok(None)` means "need more bytes".
 #[derive(Debug)]
 pub struct LineFramer {
@@ -77,7 +80,7 @@ impl LineFramer {
     /// A framer refusing lines longer than `max_message_bytes` (line ending excluded).
     pub fn new(max_message_bytes: usize) -> Self {
         Self {
-            buf: BytesMut::with_capacity(64 * 1024),
+            buf: BytesMut::with_capacity(2 * READ_ROOM),
             max: max_message_bytes,
             scanned: 0,
             discarding: None,
@@ -85,9 +88,14 @@ impl LineFramer {
     }
 
     /// The buffer to read into; reserve before reading so a read never reallocates mid-line.
+    ///
+    /// Each read gets room for [`READ_ROOM`] bytes, or as much again as the line pending so
+    /// far: a 64 KiB message arrives in one read (with 8 KiB of room it took two, and a new
+    /// buffer, for each), and a longer one in a number of reads that grows as its logarithm.
     pub fn read_buf(&mut self) -> &mut BytesMut {
-        if self.buf.capacity() - self.buf.len() < 8 * 1024 {
-            self.buf.reserve(64 * 1024);
+        let room = READ_ROOM.max(self.buf.len());
+        if self.buf.capacity() - self.buf.len() < room {
+            self.buf.reserve(room);
         }
         &mut self.buf
     }

@@ -29,6 +29,9 @@ use rules::{GlobPattern, Matcher, Pointer};
 /// Ends each text in a combined scan; no classifier pattern spans a line break and a NUL.
 const SEPARATOR: &str = "\n\u{0}\n";
 
+/// Texts at least this long are scanned in place rather than copied into the combined scan.
+const SCAN_IN_PLACE: usize = 4096;
+
 /// Risk added to a call of a tool whose definition changed since it was pinned (`alert` mode).
 pub const PIN_CHANGE_SCORE: u8 = 25;
 
@@ -930,13 +933,20 @@ fn walk_scalars<'v>(value: &'v Value, f: &mut impl FnMut(&'v Value)) {
 /// text, and arrays of strings joined (a secret split across elements). One scan covers all
 /// texts, each ended by a line break and a NUL that no pattern crosses, so the classifiers'
 /// fixed cost is paid once per call, not once per string.
+///
+/// A text of [`SCAN_IN_PLACE`] bytes or more is scanned where it is, on its own: copying it
+/// would cost more than a scan's fixed cost, and the separator makes the result the same.
 fn classify_value(classifiers: &Classifiers, value: &Value, classes: &mut [bool; CLASS_COUNT]) {
     let mut buffer = String::new();
-    walk_strings(value, &mut |text| {
-        buffer.push_str(text);
-        buffer.push_str(SEPARATOR);
-    });
     let mut findings = Vec::new();
+    walk_strings(value, &mut |text| {
+        if text.len() >= SCAN_IN_PLACE {
+            classifiers.scan(text, &mut findings);
+        } else {
+            buffer.push_str(text);
+            buffer.push_str(SEPARATOR);
+        }
+    });
     classifiers.scan(&buffer, &mut findings);
     for f in &findings {
         classes[f.class as usize] = true;
@@ -1017,6 +1027,28 @@ mod tests {
         ];
         for (annotations, expected) in table {
             assert_eq!(tool_risk(annotations.as_ref()), expected, "{annotations:?}");
+        }
+    }
+
+    #[test]
+    fn long_texts_scanned_in_place_find_what_the_combined_scan_finds() {
+        let all = Classifiers::new(&Class::ALL);
+        let samples = [
+            "write to jane.doe@example.com please",
+            "card 4111 1111 1111 1111 on file",
+            "key AKIAIOSFODNN7EXAMPLE here",
+            "password=hunter2hunter2",
+            "diagnosed with diabetes",
+            "nothing at all",
+        ];
+        for sample in samples {
+            let short = serde_json::json!({"text": sample, "n": 1});
+            let padding = "x".repeat(SCAN_IN_PLACE);
+            let long = serde_json::json!({"text": format!("{padding} {sample}"), "n": 1});
+            let (mut a, mut b) = ([false; CLASS_COUNT], [false; CLASS_COUNT]);
+            classify_value(&all, &short, &mut a);
+            classify_value(&all, &long, &mut b);
+            assert_eq!(a, b, "{sample}");
         }
     }
 
