@@ -458,10 +458,10 @@ impl Classifiers {
             while s > 0 && is_b64(b[s - 1]) {
                 s -= 1;
             }
-            let mut e = i + 1;
-            while e < b.len() && is_b64(b[e]) {
-                e += 1;
-            }
+            let e = b[i + 1..]
+                .iter()
+                .position(|c| !is_b64(*c))
+                .map_or(b.len(), |n| i + 1 + n);
             let mut pe = e;
             while pe < b.len() && pe - e < 2 && b[pe] == b'=' {
                 pe += 1;
@@ -1261,8 +1261,21 @@ fn percent_decode(t: &str) -> Option<Derived> {
 
 /// Standard and URL-safe alphabets (not `=`).
 pub(super) fn is_b64(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
+    B64[usize::from(c)]
 }
+
+/// Which bytes belong to a base64 run (either alphabet), by table: the run scan touches every
+/// byte of long texts.
+static B64: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        c += 1;
+    }
+    table
+};
 
 /// Decodes unpadded base64 in either alphabet (not both mixed).
 pub(super) fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {

@@ -27,7 +27,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -426,10 +426,19 @@ async fn server_writer(
     pipeline: Arc<Pipeline>,
 ) {
     let mut open = true;
-    while let Some(out) = rx.recv().await {
+    let mut carry = None;
+    loop {
+        let out = match carry.take() {
+            Some(out) => out,
+            None => match rx.recv().await {
+                Some(out) => out,
+                None => break,
+            },
+        };
         match out.ack.wait().await {
             Ok(()) => {
-                if open && let Err(e) = server_in.write_all(&out.bytes).await {
+                let bytes = gather(out.bytes, &mut rx, &mut carry);
+                if open && let Err(e) = server_in.write_all(&bytes).await {
                     // The server is gone; its exit ends the session and fails the calls in flight.
                     tracing::warn!(error = %e, "writing to the server failed");
                     open = false;
@@ -448,6 +457,34 @@ async fn server_writer(
     let _ = server_in.shutdown().await;
 }
 
+/// At most this many bytes go out in one write of queued messages.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// `first`, followed by the messages already queued behind it that wait on no audit event, up
+/// to [`BATCH_BYTES`]: one write, so the peer is woken once, not once per message. Order is
+/// kept: a message that must wait for its event ends the batch and is left in `carry`.
+fn gather(first: Bytes, rx: &mut mpsc::Receiver<Outbound>, carry: &mut Option<Outbound>) -> Bytes {
+    let mut joined: Option<BytesMut> = None;
+    while joined.as_ref().map_or(first.len(), BytesMut::len) < BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(next) if !next.ack.is_pending() => {
+                let j = joined.get_or_insert_with(|| {
+                    let mut j = BytesMut::with_capacity(first.len() + next.bytes.len());
+                    j.extend_from_slice(&first);
+                    j
+                });
+                j.extend_from_slice(&next.bytes);
+            }
+            Ok(next) => {
+                *carry = Some(next);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    joined.map_or(first, BytesMut::freeze)
+}
+
 /// Writes to the client in order, each message once its audit event is durable.
 async fn client_writer(
     mut client_out: impl AsyncWrite + Unpin,
@@ -455,20 +492,24 @@ async fn client_writer(
     done: CancellationToken,
     stop: Stop,
 ) {
+    let mut carry = None;
     loop {
-        let out = tokio::select! {
-            biased;
-            m = rx.recv() => match m {
-                Some(m) => m,
-                None => break,
-            },
-            _ = done.cancelled() => match rx.try_recv() {
-                Ok(m) => m,
-                Err(_) => break,
+        let out = match carry.take() {
+            Some(out) => out,
+            None => tokio::select! {
+                biased;
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => break,
+                },
+                _ = done.cancelled() => match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
             },
         };
         let bytes = match out.ack.wait().await {
-            Ok(()) => out.bytes,
+            Ok(()) => gather(out.bytes, &mut rx, &mut carry),
             Err(e) => {
                 tracing::error!(error = %e, "server message withheld: its audit event is not durable");
                 match out.if_unrecorded {
