@@ -237,7 +237,14 @@ async fn a_carriage_return_cannot_smuggle_a_call_to_the_official_python_server()
     .await;
     loop {
         let msg = c.recv_json().await;
-        assert_ne!(msg["id"], 99, "the smuggled call ran: {msg}");
+        if msg["id"] == 99 {
+            // Only the proxy's refusal of it may answer 99: the server never saw it.
+            let refusal = msg["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                refusal.starts_with("mcp-audit-proxy refused"),
+                "the smuggled call ran: {msg}"
+            );
+        }
         if msg["id"] == 2 {
             assert_eq!(msg["result"]["content"][0]["text"], "Echo: fair");
             break;
@@ -245,5 +252,9 @@ async fn a_carriage_return_cannot_smuggle_a_call_to_the_official_python_server()
     }
     assert!(c.finish().await.success());
     let events = store.events();
-    assert_eq!(pairs(&events).len(), 1, "only the fair call");
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 2, "the refused smuggled call and the fair one");
+    assert_eq!(pairs[0].0["metadata"]["request_id"], 99);
+    assert_eq!(pairs[0].1["result"], "refused");
+    assert_eq!(pairs[1].1["result"], "success");
 }
