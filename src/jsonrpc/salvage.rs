@@ -72,7 +72,11 @@ impl Salvaged {
 /// Objects with nothing readable are left out.
 pub fn salvage(line: &[u8], watched: &str) -> Vec<Salvaged> {
     let text = String::from_utf8_lossy(line);
-    let lossy = matches!(text, Cow::Owned(_));
+    salvage_text(&text, watched, matches!(text, Cow::Owned(_)))
+}
+
+/// [`salvage`] of text already decoded; `lossy`: invalid bytes were replaced in it.
+fn salvage_text(text: &str, watched: &str, lossy: bool) -> Vec<Salvaged> {
     // A byte order mark (some Windows and .NET peers start with one) is skipped by lenient
     // readers.
     let text = text.trim_start_matches(|c: char| c == '\u{feff}' || c.is_ascii_whitespace());
@@ -101,14 +105,14 @@ pub fn salvage(line: &[u8], watched: &str) -> Vec<Salvaged> {
     found
 }
 
-/// [`salvage`] for a line holding a carriage return: also each piece between the line
-/// breaks some peers honour, as they read it: a bare `\r` (Python's universal newlines, Node's
-/// readline), and the other breaks of Python's `str.splitlines` (VT, FF, FS, GS, RS, NEL,
-/// U+2028, U+2029). An object of a piece already found in the whole line (same id, same
-/// verdict) is not repeated.
+/// [`salvage`], and also each piece between the line breaks some peers honour inside a line,
+/// as they read it: a bare `\r` (Python's universal newlines, Node's readline), and the other
+/// breaks of Python's `str.splitlines` (VT, FF, FS, GS, RS, NEL, U+2028, U+2029). An object
+/// of a piece already found in the whole line (same id, same verdict) is not repeated.
 pub fn salvage_split(line: &[u8], watched: &str) -> Vec<Salvaged> {
-    let mut found = salvage(line, watched);
     let text = String::from_utf8_lossy(line);
+    let lossy = matches!(text, Cow::Owned(_));
+    let mut found = salvage_text(&text, watched, lossy);
     let breaks = |c: char| {
         matches!(
             c,
@@ -126,7 +130,7 @@ pub fn salvage_split(line: &[u8], watched: &str) -> Vec<Salvaged> {
         return found;
     }
     for piece in text.split(breaks) {
-        for s in salvage(piece.as_bytes(), watched) {
+        for s in salvage_text(piece, watched, lossy) {
             if !found.iter().any(|f| f.id == s.id && f.watched == s.watched) {
                 found.push(s);
             }

@@ -232,7 +232,7 @@ impl Pipeline {
     }
 
     /// Ends a held call that was not confirmed: recorded as `blocked`, answered with -32010.
-    pub(super) fn unconfirmed(&self, call: &Call, how: &str) -> Outbound {
+    fn unconfirmed(&self, call: &Call, how: &str) -> Outbound {
         let tool = call.tool.clone().unwrap_or_default();
         let reason = format!("the call needed confirmation and {how}");
         tracing::warn!(request_id = %call.request_id, tool = %tool, reason = %reason, "tool call blocked: not confirmed");
@@ -320,13 +320,13 @@ pub(super) fn without_round(
     Ok(Bytes::from(out))
 }
 
-pub(super) fn raw_json<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, String> {
+fn raw_json<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, String> {
     serde_json::value::to_raw_value(value)
         .map_err(|e| format!("the retry cannot be rewritten: {e}"))
 }
 
 /// Whether the person accepted a confirmation and checked "Allow this call".
-pub(super) fn confirmed(answer: &ElicitResultView) -> bool {
+fn confirmed(answer: &ElicitResultView) -> bool {
     answer.action.as_deref() == Some("accept")
         && answer.content.as_ref().and_then(|c| c.get("confirm")) == Some(&Value::Bool(true))
 }
@@ -343,7 +343,7 @@ pub(super) fn question(tool: &str, hash: &str, arguments: &str, d: &Decision) ->
 }
 
 /// An `elicitation/create` request (method and params) for a confirmation.
-pub(super) fn confirmation_request(question: &str) -> Value {
+fn confirmation_request(question: &str) -> Value {
     json!({
         "method": "elicitation/create",
         "params": {

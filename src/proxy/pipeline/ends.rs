@@ -6,7 +6,7 @@ use super::*;
 impl Pipeline {
     /// What a response says about its call: the end event's type, outcome and measurements,
     /// and the MRTR round key when the server asks for input.
-    pub(super) fn describe(
+    fn describe(
         &self,
         call: &Call,
         size: usize,
@@ -88,7 +88,7 @@ impl Pipeline {
     /// event's risk and tags, texts the event keeps (error messages, reasons) are stored
     /// protected and cut to length, and with `redact_results` the response the client gets is
     /// returned rewritten (or withheld, if it carries sensitive data and cannot be rewritten).
-    pub(super) fn assess_end(
+    fn assess_end(
         &self,
         call: &Call,
         body: ResponseBody<'_>,
@@ -145,7 +145,7 @@ impl Pipeline {
     }
 
     /// Raises an end event's risk and tags for the classes its result carries.
-    pub(super) fn raise_for_result(
+    fn raise_for_result(
         &self,
         call: &Call,
         policy: &Policy,

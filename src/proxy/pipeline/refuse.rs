@@ -274,7 +274,7 @@ impl Pipeline {
     /// `arguments` member of its params (the last copy of a repeated key, the one most
     /// servers run), sensitive data replaced, and arguments that cannot be read but carry
     /// some not kept at all.
-    pub(super) fn protected_arguments(
+    fn protected_arguments(
         &self,
         params: Option<&RawValue>,
         reason: &str,
@@ -484,7 +484,7 @@ impl Pipeline {
 }
 
 /// A `tools/call` the client sent in a form the proxy classified, to record as refused.
-pub(super) fn known_call(id: Option<&RequestId>, params: Option<&RawValue>) -> Salvaged {
+fn known_call(id: Option<&RequestId>, params: Option<&RawValue>) -> Salvaged {
     Salvaged {
         id: id.cloned(),
         methods: vec![TOOLS_CALL.to_string()],
@@ -497,7 +497,7 @@ pub(super) fn known_call(id: Option<&RequestId>, params: Option<&RawValue>) -> S
 /// The member `name` of a JSON object as a lenient server reads it: the last copy of a
 /// repeated key, or failing an exact one, a name that differs only in case; `None` if the
 /// text is not an object or has no such member.
-pub(super) fn member_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
+fn member_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
     let members: Vec<(Cow<'_, str>, &'a RawValue)> =
         serde_json::from_str::<crate::jsonrpc::salvage::Members<'a>>(object.get())
             .ok()?
