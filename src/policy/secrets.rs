@@ -173,7 +173,7 @@ const RE_LABELLED: &str = concat!(
     r"|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret",
     r"|(?:access|auth|refresh|api|session)[_\-]?token)",
     r#"(?P<q>\\?["'])?[ \t]*[:=][ \t]*"#,
-    r#"(?P<v>\\?"[^"\r\n]+"|\\?'[^'\r\n]+'|[^\s"',;&<>(){}\[\]\\]+)"#,
+    r#"(?P<v>\\?"[^"\r\n]+"|\\?'[^'\r\n]+'|[^\s"',;<>(){}\[\]\\]+)"#,
     // HTTP authorization credentials.
     r"|(?-u:\b)bearer[ \t]+(?P<bearer>[a-z0-9._~+/=\-]{16,})",
     r"|(?-u:\b)basic[ \t]+(?P<basic>[a-z0-9+/]{8,}={0,2})",
@@ -282,6 +282,10 @@ impl Secrets {
                 continue;
             };
             let mut end = s + m.end();
+            if b[s] != b'-' && !b[s..].starts_with(b"https://") && fake_token(&t[s..end]) {
+                pos = end;
+                continue;
+            }
             if b[s] == b'-' {
                 let marker = match end_marker {
                     Some(Some(p)) if p >= end => Some(p),
@@ -332,9 +336,11 @@ impl Secrets {
                 // Azure AD client secret: 3 characters and a digit before `Q~`.
                 _ => at.saturating_sub(4),
             };
+            // `api.telegram.org/bot123…:AA…`: the `bot` glued to the digits.
+            let bot_path = start >= 4 && &b[start - 4..start] == b"/bot";
             if start < after
                 || !t.is_char_boundary(start)
-                || (start > 0 && is_word(b[start - 1]) && is_word(b[start]))
+                || (start > 0 && is_word(b[start - 1]) && is_word(b[start]) && !bot_path)
             {
                 continue;
             }
@@ -851,7 +857,7 @@ fn about_the_credential(lower: &[u8], name_start: usize) -> bool {
 
 /// Authorization schemes skipped before the credential (`Authorization: token …`).
 const SCHEMES: &[&str] = &[
-    "bearer", "token", "basic", "bot", "digest", "apikey", "sso-key", "key", "otoken",
+    "bearer", "token", "basic", "bot", "digest", "apikey", "sso-key", "key", "otoken", "ssws",
 ];
 
 fn strip_scheme(v: &[u8]) -> &[u8] {
@@ -1025,7 +1031,6 @@ fn read_value(b: &[u8], mut i: usize, schemes: bool) -> Option<(usize, usize, bo
                 | b'`'
                 | b','
                 | b';'
-                | b'&'
                 | b'<'
                 | b'>'
                 | b'('
@@ -1040,11 +1045,36 @@ fn read_value(b: &[u8], mut i: usize, schemes: bool) -> Option<(usize, usize, bo
     {
         e += 1;
     }
+    let mut e = cut_at_param(b, s, e);
     // Sentence punctuation is not part of the value (`!` may end a password: it stays).
     while e > s && matches!(b[e - 1], b'.' | b':' | b'?') {
         e -= 1;
     }
     (e > s).then_some((s, e, false))
+}
+
+/// Where an unquoted value in `b[s..e]` ends: at the first `&` that starts another `name=`
+/// (`password=l88oE&sOWA9yF1I` is one value, `password=x&user=y` two); trailing `&`s dropped.
+fn cut_at_param(b: &[u8], s: usize, mut e: usize) -> usize {
+    let mut i = s;
+    while let Some(p) = memchr::memchr(b'&', &b[i..e]) {
+        let amp = i + p;
+        let mut j = amp + 1;
+        while j < e
+            && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'-' | b'.' | b'[' | b']'))
+        {
+            j += 1;
+        }
+        if j > amp + 1 && b.get(j) == Some(&b'=') {
+            e = amp;
+            break;
+        }
+        i = amp + 1;
+    }
+    while e > s && b[e - 1] == b'&' {
+        e -= 1;
+    }
+    e
 }
 
 /// File extensions that make a value a file name rather than a credential.
@@ -1175,6 +1205,9 @@ fn code_reference(v: &[u8]) -> bool {
             || seg.len() > 20
             || !seg[0].is_ascii_alphabetic()
             || !seg.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+            // `Falcon.dragon32`, `b5XGM.eYKFDfKHb`: a digit in a segment that is not an
+            // UPPER_SNAKE name (`S3_KEY`) makes a password, not a path in code.
+            || (seg.iter().any(u8::is_ascii_digit) && seg.iter().any(u8::is_ascii_lowercase))
         {
             return false;
         }
@@ -1240,6 +1273,9 @@ fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
             let (ls, le) = c.get(LBL_LABEL)?;
             let quoted = matches!(b[vs], b'"' | b'\'' | b'\\');
             let (mut s, mut e) = (vs, ve);
+            if !quoted {
+                e = cut_at_param(b, s, e);
+            }
             if quoted {
                 s += 1 + usize::from(b[vs] == b'\\');
                 e -= 1;
@@ -1282,6 +1318,25 @@ fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
     });
 }
 
+/// A provider prefix with a placeholder body: `ghp_XXXX…`, `xoxb-your-token-here`,
+/// `sk_live_XXXXXXXXXXXXXXXX`. Real bodies are random: never one repeated character, and never
+/// English placeholder words without a digit. (AWS's documentation key `AKIA…EXAMPLE` stays a
+/// finding: the project's end-to-end tests use it as their canonical secret.)
+fn fake_token(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    // The body: after the first separator, or after a 4-letter prefix (`AKIA…`).
+    let body = match b.iter().position(|&c| matches!(c, b'_' | b'-' | b'.')) {
+        Some(p) if p + 1 < b.len() => &b[p + 1..],
+        _ => &b[b.len().min(4)..],
+    };
+    let body: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|c| !matches!(c, b'_' | b'-' | b'.'))
+        .collect();
+    body.windows(2).all(|w| w[0] == w[1]) || placeholder(tok)
+}
+
 /// Opaque tokens have a digit or mix letter cases; prose after "bearer" (`token-based-auth`) and
 /// placeholders (`YOUR_ACCESS_TOKEN`) do not.
 fn looks_random(s: &str) -> bool {
@@ -1289,6 +1344,23 @@ fn looks_random(s: &str) -> bool {
     b.iter().any(u8::is_ascii_digit)
         || (b.iter().any(u8::is_ascii_uppercase) && b.iter().any(u8::is_ascii_lowercase))
 }
+
+/// Words that, in a value without digits, say it stands in for one (`REPLACE_ME`, `changeme`,
+/// `xoxb-your-token-here`).
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "replace",
+    "changeme",
+    "change_me",
+    "change-me",
+    "your",
+    "placeholder",
+    "example",
+    "dummy",
+    "fixme",
+    "insert",
+    "-here",
+    "_here",
+];
 
 /// Values that stand in for a secret rather than being one: `${DB_PASS}`, `<token>`, `{{ x }}`,
 /// `%(pw)s`, `******`, `xxxxxx`, our own `[REDACTED:…]` masks, `undefined` and the like.
@@ -1312,7 +1384,22 @@ fn placeholder(v: &str) -> bool {
     {
         return true;
     }
+    // YAML tags: Ansible Vault `!vault |`, Home Assistant `!secret db_password`, `!Ref`.
+    if let Some(tag) = v.strip_prefix('!') {
+        let name = tag.split(' ').next().unwrap_or("");
+        if !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphabetic() || c == b'_') {
+            return true;
+        }
+    }
     let lower = v.to_ascii_lowercase();
+    let digits = v.bytes().any(|c| c.is_ascii_digit());
+    // `sk_test_...`: a prefix and an ellipsis.
+    if !digits && (v.ends_with("...") || v.ends_with('\u{2026}')) {
+        return true;
+    }
+    if !digits && PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+        return true;
+    }
     v.starts_with("{{")
         || v.starts_with("%(")
         || v.starts_with("%s")

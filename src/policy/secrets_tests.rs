@@ -36,7 +36,7 @@ fn names_introduce_values() {
         ),
         ("use token Zx81kqP0aL9mW2vB7nC4 now", "Zx81kqP0aL9mW2vB7nC4"),
         ("secret 'a8Kd02LmQz7Wp1'", "a8Kd02LmQz7Wp1"),
-        ("DB_PASS=Tr0ub4dor&3", "Tr0ub4dor"),
+        ("DB_PASS=Tr0ub4dor&3", "Tr0ub4dor&3"),
         ("export FOO_TOKEN=aB3dE5gH7jK9mN1p", "aB3dE5gH7jK9mN1p"),
         ("mysqldump --password s3cr3tPw! db", "s3cr3tPw!"),
         ("apiKey: 'q9Z8x7C6v5B4n3M2'", "q9Z8x7C6v5B4n3M2"),
