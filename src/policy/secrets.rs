@@ -90,6 +90,11 @@ const RE_TOKENS: &str = concat!(
     r"|(?-u:\b)dapi[0-9a-f]{32}(?:-[0-9])?(?-u:\b)",
     r"|(?-u:\b)secret_[A-Za-z0-9]{43}(?-u:\b)",
     r"|(?-u:\b)HRKU-[A-Za-z0-9_\-]{30,}",
+    // JFrog Artifactory API keys, Microsoft Teams incoming webhooks, PuTTY key files (extended
+    // over the private lines in code).
+    r"|(?-u:\b)AKCp[A-Za-z0-9]{60,80}(?-u:\b)",
+    r"|IncomingWebhook/[0-9a-f]{32}(?:/[0-9a-f\-]{36}(?:/[A-Za-z0-9_\-]{20,})?)?",
+    r"|PuTTY-User-Key-File-[0-9]+:",
 );
 
 /// The literal each alternative of [`RE_TOKENS`] starts with (a test checks they agree). Kept
@@ -149,6 +154,9 @@ const TOKEN_PREFIXES: &[&str] = &[
     "dapi",
     "secret_",
     "HRKU-",
+    "AKCp",
+    "IncomingWebhook/",
+    "PuTTY-User-Key-File-",
 ];
 
 /// Shapes known by an infix, run only where [`ANCHORS`] find one: Telegram bot tokens, Terraform
@@ -160,7 +168,7 @@ const RE_INFIX_TOKENS: &str = concat!(
 );
 /// What [`Secrets::anchored_shapes`] searches for: the infixes of [`RE_INFIX_TOKENS`] and the
 /// Twilio SID prefixes.
-const ANCHORS: [&str; 5] = [":AA", ".atlasv1.", "Q~", "SK", "AC"];
+const ANCHORS: [&str; 7] = [":AA", ".atlasv1.", "Q~", "SK", "AC", "@tcp(", "@unix("];
 
 /// `scheme://user:password@`: the password.
 const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/?#@]+)@";
@@ -286,6 +294,9 @@ impl Secrets {
                 pos = end;
                 continue;
             }
+            if b[s] == b'P' {
+                end = putty_end(b, end);
+            }
             if b[s] == b'-' {
                 let marker = match end_marker {
                     Some(Some(p)) if p >= end => Some(p),
@@ -321,6 +332,10 @@ impl Secrets {
             let start = match ANCHORS[hit.pattern().as_usize()] {
                 "SK" | "AC" => {
                     twilio(b, at, out);
+                    continue;
+                }
+                "@tcp(" | "@unix(" => {
+                    go_dsn_password(b, at, out);
                     continue;
                 }
                 // Telegram: 8 to 10 digits before `:AA`.
@@ -431,6 +446,29 @@ fn twilio(b: &[u8], at: usize, out: &mut Vec<Finding>) {
         push(out, at, end);
     } else if let Some((s, e)) = paired_secret(b, at, end, Pair::Twilio) {
         push(out, s, e);
+    }
+}
+
+/// Go MySQL DSN `user:password@tcp(host:port)/db` (or `@unix(`): the password runs from the
+/// first `:` of the DSN to the `@` at `at` (the driver splits the same way, so it may hold `@`).
+fn go_dsn_password(b: &[u8], at: usize, out: &mut Vec<Finding>) {
+    let mut s = at;
+    while s > 0
+        && at - s < 256
+        && !b[s - 1].is_ascii_whitespace()
+        && !matches!(b[s - 1], b'"' | b'\'' | b'`' | b'(' | b',' | b'=')
+    {
+        s -= 1;
+    }
+    let Some(colon) = memchr::memchr(b':', &b[s..at]).map(|p| s + p) else {
+        return;
+    };
+    if colon == s || colon + 1 >= at {
+        return;
+    }
+    let pw = &b[colon + 1..at];
+    if std::str::from_utf8(pw).is_ok_and(|p| !placeholder(p)) {
+        push(out, colon + 1, at);
     }
 }
 
@@ -1243,6 +1281,29 @@ fn pem_end(b: &[u8], header_end: usize, end_marker: Option<usize>) -> usize {
         }
     }
     let mut e = header_end;
+    while e < b.len()
+        && (is_b64(b[e]) || b[e] == b'=' || b[e].is_ascii_whitespace() || b[e] == b'\\')
+    {
+        e += 1;
+    }
+    while e > header_end && b[e - 1].is_ascii_whitespace() {
+        e -= 1;
+    }
+    e
+}
+
+/// Extends a PuTTY key file header over its private part: through the `Private-MAC:` line, or
+/// the base64 lines after `Private-Lines:` when the MAC is cut off.
+fn putty_end(b: &[u8], header_end: usize) -> usize {
+    let window = &b[header_end..(header_end + 16 * 1024).min(b.len())];
+    let Some(lines) = memmem::find(window, b"Private-Lines:") else {
+        return header_end;
+    };
+    let line_end = |from: usize| memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |p| from + p);
+    if let Some(mac) = memmem::find(&window[lines..], b"Private-MAC:") {
+        return line_end(header_end + lines + mac);
+    }
+    let mut e = line_end(header_end + lines);
     while e < b.len()
         && (is_b64(b[e]) || b[e] == b'=' || b[e].is_ascii_whitespace() || b[e] == b'\\')
     {
