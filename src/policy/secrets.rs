@@ -192,6 +192,30 @@ const LBL_VALUE: usize = 3;
 const LBL_BEARER: usize = 4;
 const LBL_BASIC: usize = 5;
 
+/// Contexts that give the value after them away (matched on the lowercased text): command lines
+/// whose short flags take a password, cookie headers, Azure SAS signatures, seed phrases, Discord
+/// bot logins and wallet constructors. Each is checked by hand in [`Secrets::contexts`].
+const CONTEXTS: &[&str] = &[
+    "curl ",
+    "mysql",
+    "mariadb",
+    "sshpass",
+    "docker login",
+    "redis-cli",
+    "cookie:",
+    "sig=",
+    "mnemonic",
+    "seed_phrase",
+    "seed phrase",
+    "seedphrase",
+    "client.run(",
+    "client.login(",
+    "wallet(",
+];
+
+/// Session cookie names whose value is a credential inside `Cookie:` / `Set-Cookie:`.
+const SESSION_COOKIES: &[&str] = &["sessionid", "phpsessid", "jsessionid", "connect.sid"];
+
 /// Words that may name a credential, run on the ASCII-lowercased text; the identifier around
 /// each hit decides (see [`name_kind`]).
 const RE_NAMES: &str = "pass|pwd|pw|secret|token|key|auth|cred";
@@ -210,6 +234,8 @@ pub(super) struct Secrets {
     url: Regex,
     labelled: Regex,
     names: Regex,
+    /// [`CONTEXTS`], on the lowercased text.
+    contexts: AhoCorasick,
 }
 
 impl Secrets {
@@ -230,6 +256,10 @@ impl Secrets {
             url: re(RE_URL),
             labelled: re(RE_LABELLED),
             names: re(RE_NAMES),
+            contexts: AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(CONTEXTS)
+                .expect("built-in contexts compile"),
         }
     }
 
@@ -250,6 +280,27 @@ impl Secrets {
         }
         labelled_secrets(&self.labelled, t, lower, out);
         self.named_values(t, lower, out);
+        self.contexts(t, lower, out);
+    }
+
+    /// Values given away by what comes before them (see [`CONTEXTS`]).
+    fn contexts(&self, t: &str, lower: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        for hit in self.contexts.find_iter(lower) {
+            let (at, end) = (hit.start(), hit.end());
+            match CONTEXTS[hit.pattern().as_usize()] {
+                "curl " => command_flags(b, end, &[("-u", true), ("--user", true)], out),
+                "mysql" | "mariadb" => command_flags(b, end, &[("-p", false)], out),
+                "sshpass" => command_flags(b, end, &[("-p", false), ("-p", true)], out),
+                "docker login" => command_flags(b, end, &[("-p", true), ("--password", true)], out),
+                "redis-cli" => command_flags(b, end, &[("-a", true)], out),
+                "cookie:" => session_cookies(b, lower.as_bytes(), end, out),
+                "sig=" => sas_signature(b, lower.as_bytes(), at, end, out),
+                "client.run(" | "client.login(" => discord_login(b, end, out),
+                "wallet(" => wallet_key(b, end, out),
+                _ => seed_phrase(b, end, out),
+            }
+        }
     }
 
     /// Whether `value`, stored under the field `name` (a JSON object key, a header name), is a
@@ -445,6 +496,204 @@ fn twilio(b: &[u8], at: usize, out: &mut Vec<Finding>) {
     if b[at] == b'S' {
         push(out, at, end);
     } else if let Some((s, e)) = paired_secret(b, at, end, Pair::Twilio) {
+        push(out, s, e);
+    }
+}
+
+/// The end of the shell command that starts before `from`: a newline, `|`, `;` or `&&`.
+fn command_end(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            b'\n' | b'|' | b';' => return i,
+            b'&' if b.get(i + 1) == Some(&b'&') => return i,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// The credential passed with one of `flags` in the command after `from`. Each flag is
+/// `(flag, spaced)`: `spaced` flags take the next word (`-u user:pw`, `--user=user:pw` too),
+/// the others a value glued to them (`mysql -pSecret`). A `-u`/`--user` value is a credential
+/// only after its `:` and when that part has letters (`-u 1000:1000` is a uid:gid).
+fn command_flags(b: &[u8], from: usize, flags: &[(&str, bool)], out: &mut Vec<Finding>) {
+    let stop = command_end(b, from);
+    let mut i = from;
+    while i < stop {
+        while i < stop && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let w = i;
+        while i < stop && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if w == i || b[w] != b'-' {
+            continue;
+        }
+        let word = &b[w..i];
+        for &(flag, spaced) in flags {
+            let f = flag.as_bytes();
+            let at = if spaced && word == f {
+                let mut v = i;
+                skip_blanks(b, &mut v);
+                v
+            } else if spaced
+                && f.len() > 2
+                && word.len() > f.len() + 1
+                && word.starts_with(f)
+                && word[f.len()] == b'='
+            {
+                w + f.len() + 1
+            } else if !spaced && word.len() > f.len() && word.starts_with(f) && f.len() == 2 {
+                w + 2
+            } else {
+                continue;
+            };
+            let Some((s, e, quoted)) = read_value(b, at, false) else {
+                continue;
+            };
+            let e = e.min(stop.max(s));
+            if e <= s {
+                continue;
+            }
+            let (s, e) = if flag == "-u" || flag == "--user" {
+                match memchr::memchr(b':', &b[s..e]) {
+                    Some(c) if b[s + c + 1..e].iter().any(u8::is_ascii_alphabetic) => {
+                        (s + c + 1, e)
+                    }
+                    _ => continue,
+                }
+            } else {
+                (s, e)
+            };
+            let v = &b[s..e];
+            let ok = std::str::from_utf8(v).is_ok_and(|x| !placeholder(x) && !x.starts_with('$'));
+            if ok
+                && (flag.starts_with("-u")
+                    || flag == "--user"
+                    || accept(Kind::Password, Link::Assigned, quoted, v))
+            {
+                push(out, s, e);
+            }
+            i = i.max(e);
+        }
+    }
+}
+
+/// `Cookie:` / `Set-Cookie:` headers: the values of [`SESSION_COOKIES`] (one line).
+fn session_cookies(b: &[u8], lower: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let stop = memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |p| from + p);
+    for pair in lower[from..stop].split(|&c| c == b';') {
+        let off = pair.as_ptr() as usize - lower.as_ptr() as usize;
+        let Some(eq) = memchr::memchr(b'=', pair) else {
+            continue;
+        };
+        let name = pair[..eq].trim_ascii();
+        if !one_of(name, SESSION_COOKIES) {
+            continue;
+        }
+        let s = off + eq + 1;
+        let mut e = s;
+        while e < stop && !b[e].is_ascii_whitespace() && !matches!(b[e], b';' | b',' | b'"' | b'\'')
+        {
+            e += 1;
+        }
+        if e - s >= 16 && std::str::from_utf8(&b[s..e]).is_ok_and(|v| !placeholder(v)) {
+            push(out, s, e);
+        }
+    }
+}
+
+/// Azure SAS: the `sig=` of a URL whose query also carries `sv=` (the signed version).
+fn sas_signature(b: &[u8], lower: &[u8], at: usize, end: usize, out: &mut Vec<Finding>) {
+    if at == 0 || !matches!(b[at - 1], b'?' | b'&') {
+        return;
+    }
+    let mut q = at;
+    while q > 0 && !b[q - 1].is_ascii_whitespace() && !matches!(b[q - 1], b'"' | b'\'') {
+        q -= 1;
+    }
+    let mut e = end;
+    while e < b.len() && !b[e].is_ascii_whitespace() && !matches!(b[e], b'&' | b'"' | b'\'' | b'#')
+    {
+        e += 1;
+    }
+    let url = &lower[q..e];
+    let signed = memmem::find(url, b"?sv=").is_some() || memmem::find(url, b"&sv=").is_some();
+    if signed && e - end >= 20 {
+        push(out, end, e);
+    }
+}
+
+/// Discord bot token in `client.run('…')` / `client.login('…')`: `[MNO]` + 23-25, `.`, 6, `.`,
+/// 27-38 base64url characters.
+fn discord_login(b: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let Some((s, e, true)) = read_value(b, from, false) else {
+        return;
+    };
+    let v = &b[s..e];
+    let mut parts = v.split(|&c| c == b'.');
+    let (Some(id), Some(ts), Some(mac), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    let b64u = |p: &[u8]| {
+        p.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    };
+    if matches!(id.first(), Some(b'M' | b'N' | b'O'))
+        && (24..=26).contains(&id.len())
+        && ts.len() == 6
+        && (27..=38).contains(&mac.len())
+        && b64u(id)
+        && b64u(ts)
+        && b64u(mac)
+    {
+        push(out, s, e);
+    }
+}
+
+/// `new ethers.Wallet("<64 hex>")`, `Wallet('0x…')`: a private key written into the constructor.
+fn wallet_key(b: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let Some((s, e, true)) = read_value(b, from, false) else {
+        return;
+    };
+    let hex = b[s..e].strip_prefix(b"0x").unwrap_or(&b[s..e]);
+    if hex.len() == 64 && hex.iter().all(u8::is_ascii_hexdigit) {
+        push(out, s, e);
+    }
+}
+
+/// `MNEMONIC="word word …"`, `seed_phrase: '…'`: a quoted run of 12 to 24 lowercase words.
+fn seed_phrase(b: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let mut i = from;
+    while i < b.len() && is_ident(b[i]) {
+        i += 1;
+    }
+    if matches!(b.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    skip_blanks(b, &mut i);
+    if !matches!(b.get(i), Some(b'=' | b':')) {
+        return;
+    }
+    i += 1;
+    skip_blanks(b, &mut i);
+    let Some((s, e, true)) = read_value(b, i, false) else {
+        return;
+    };
+    let v = &b[s..e];
+    let words = v.split(|&c| c == b' ');
+    let mut n = 0;
+    for w in words {
+        if w.len() < 3 || !w.iter().all(u8::is_ascii_lowercase) {
+            return;
+        }
+        n += 1;
+    }
+    if (12..=24).contains(&n) {
         push(out, s, e);
     }
 }
@@ -1468,7 +1717,16 @@ fn placeholder(v: &str) -> bool {
         || lower.starts_with("[hmac:")
         || matches!(
             lower.as_str(),
-            "undefined" | "redacted" | "required" | "optional" | "hidden" | "masked" | "example"
+            "undefined"
+                | "redacted"
+                | "required"
+                | "optional"
+                | "hidden"
+                | "masked"
+                | "example"
+                | "password"
+                | "passwd"
+                | "secret"
         )
         || lower.starts_with("your_")
         || lower.starts_with("your-")
