@@ -171,7 +171,11 @@ const RE_INFIX_TOKENS: &str = concat!(
 const ANCHORS: [&str; 7] = [":AA", ".atlasv1.", "Q~", "SK", "AC", "@tcp(", "@unix("];
 
 /// `scheme://user:password@`: the password.
-const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/?#@]+)@";
+///
+/// The password may hold `?`, `#` and `@` (`amqp://guest:Rocket#sun22@host`): the match runs to
+/// the last `@` before a `/` or blank, and [`url_passwords`] falls back to the first `@` when the
+/// wide reading looks like a port and a query (`https://host:443?next=a@b`).
+const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/]+)@";
 const URL_PASSWORD: usize = 1;
 
 /// Runs on the ASCII-lowercased text.
@@ -1189,11 +1193,13 @@ fn value_after(
         Link::Assigned
     } else if flag && spaced {
         Link::Assigned
-    } else if bare || !spaced {
+    } else if !spaced || (bare && !(l + 2 == r && b[l..r].eq_ignore_ascii_case(b"pw"))) {
         return None;
     } else {
         Link::Prose
     };
+    // A bare `pw` in prose counts only once a `:` closes its phrase (`pw for the admin: …`).
+    let mut closed = !bare;
     if link == Link::Assigned {
         let (s, e, quoted) = read_value(b, i, true)?;
         let label = String::from_utf8_lossy(&b[l..r]);
@@ -1218,11 +1224,12 @@ fn value_after(
         let connector = is_connector(&word);
         // A qualifier closed by a connector (`password for db1-prod is …`) is not the value.
         let qualifier = more && is_connector(&raw_word(b, next));
-        if !pending && !connector && !qualifier && accept(kind, link, quoted, &b[s..e]) {
+        if !pending && closed && !connector && !qualifier && accept(kind, link, quoted, &b[s..e]) {
             return Some((s, e));
         }
         if connector {
             pending = false;
+            closed |= word.ends_with(':');
         } else if !FILLERS.contains(&word.as_str()) {
             if free == 0 || word.ends_with(['.', ',', ';', '!', '?']) {
                 return None;
@@ -1566,9 +1573,27 @@ fn putty_end(b: &[u8], header_end: usize) -> usize {
 
 fn url_passwords(re: &Regex, t: &str, out: &mut Vec<Finding>) {
     sweep_caps(re, t, 0, |c| {
-        let (s, e) = c.get(URL_PASSWORD)?;
-        if placeholder(&t[s..e]) {
-            return None;
+        let (s, mut e) = c.get(URL_PASSWORD)?;
+        let b = t.as_bytes();
+        let cut = b[s..e]
+            .iter()
+            .position(|&c| matches!(c, b'?' | b'#' | b'@'));
+        if let Some(cut) = cut {
+            // The wide reading: letters, no query parameter, no port before the symbol.
+            let pw = &b[s..e];
+            let wide = !pw.contains(&b'=')
+                && pw.iter().any(u8::is_ascii_alphabetic)
+                && !(cut > 0 && pw[..cut].iter().all(u8::is_ascii_digit));
+            if !wide {
+                // The narrow reading: up to the first `@`, with no `?` or `#` before it.
+                if pw[cut] != b'@' {
+                    return Some(c.get(0)?.1);
+                }
+                e = s + cut;
+            }
+        }
+        if e == s || placeholder(&t[s..e]) {
+            return Some(c.get(0)?.1);
         }
         push(out, s, e);
         Some(c.get(0)?.1)
