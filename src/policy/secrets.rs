@@ -1499,14 +1499,19 @@ fn code_reference(v: &[u8]) -> bool {
             || seg.len() > 20
             || !seg[0].is_ascii_alphabetic()
             || !seg.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
-            // `Falcon.dragon32`, `b5XGM.eYKFDfKHb`: a digit in a segment that is not an
-            // UPPER_SNAKE name (`S3_KEY`) makes a password, not a path in code.
-            || (seg.iter().any(u8::is_ascii_digit) && seg.iter().any(u8::is_ascii_lowercase))
+            // `b5XGM.eYKFDfKHb`, `QKVMwb.wC7J9x`: digits inside mixed case are random, not an
+            // identifier (`S3_KEY`, `db1`, `s3client` stay code).
+            || (seg.iter().any(u8::is_ascii_digit)
+                && seg.iter().any(u8::is_ascii_lowercase)
+                && seg.iter().any(u8::is_ascii_uppercase))
         {
             return false;
         }
     }
-    count >= 2
+    // `Falcon.dragon32`: a last part ending in two digits is a password's tail, where code ends
+    // in an attribute name (`config.db1.password`, `form.password2`).
+    let tail = v.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    count >= 2 && !(tail >= 2 && v.len() > tail && v[v.len() - tail - 1].is_ascii_lowercase())
 }
 
 /// Code rather than a value: a function call (`password = get_password()`) or the name itself
