@@ -20,6 +20,12 @@
 //!   say something else (`page_token`, `max_tokens`, `public_key`, `cache_key`, `password_policy`)
 //!   and values that are code, paths, URLs, versions or placeholders are left alone.
 //!
+//! - **Context.** A few places give the value after them away without a credential name
+//!   ([`CONTEXTS`]): short password flags of `curl -u`, `mysql -p…`, `sshpass -p`, `docker
+//!   login -p`, `redis-cli -a`; session cookies inside `Cookie:` headers; the `sig=` of an Azure
+//!   SAS URL (with `sv=`); quoted seed phrases; `client.run('…')` Discord tokens; `Wallet("…")`
+//!   private keys; Go MySQL DSNs (`user:pw@tcp(…)`).
+//!
 //! Hex digests, UUIDs, commit ids and base64 data are only reported when a credential name or key
 //! id introduces them: shape alone never makes them secrets.
 //!
@@ -27,7 +33,8 @@
 //! ([`TOKEN_PREFIXES`]) and the anchored pattern runs only there; a second small pass finds the
 //! infixes and Twilio SID prefixes ([`ANCHORS`]); the name pass runs on the lowercased copy with
 //! a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`, `auth`, `cred`) and does
-//! its work only at those words. Texts shorter than [`MIN_TEXT`] skip everything.
+//! its work only at those words; a last small literal pass on the lowercased copy finds the
+//! [`CONTEXTS`]. Texts shorter than [`MIN_TEXT`] skip everything.
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use memchr::memmem;
