@@ -728,6 +728,50 @@ fn secret_items() -> Vec<Item> {
         ),
         ("sql", "CREATE USER app WITH PASSWORD '{P}';", "{P}"),
         ("prose", "Your API key is {A} (shown once)", "{A}"),
+        // Command-line flags, cookies, SAS signatures, DSNs, seed phrases (held-out review).
+        (
+            "shell",
+            "curl -u admin:{P} https://jenkins.example.com/api/json",
+            "{P}",
+        ),
+        ("shell", "mysql -u root -p{P} -h 127.0.0.1", "{P}"),
+        (
+            "shell",
+            "docker login -u acme -p {P} registry.example.com",
+            "{P}",
+        ),
+        ("shell", "redis-cli -h cache -a {P} ping", "{P}"),
+        (
+            "cookie",
+            "Set-Cookie: JSESSIONID={H}; Path=/; HttpOnly",
+            "{H}",
+        ),
+        (
+            "url",
+            "https://acct.blob.core.windows.net/c/f.bak?sv=2022-11-02&sp=r&sig={A}",
+            "{A}",
+        ),
+        (
+            "go",
+            "db, _ := sql.Open(\"mysql\", \"app:{P}@tcp(db:3306)/shop\")",
+            "{P}",
+        ),
+        ("url", "amqp://guest:{P}@rabbitmq:5672/", "{P}"),
+        ("ini", "[client]\nuser=root\npassword={A}&{U}", "{A}&{U}"),
+        ("header", "Authorization: SSWS 00{A}", "00{A}"),
+        ("prose", "pw for the staging admin: {A}", "{A}"),
+        ("properties", "spring.datasource.password={W}", "{W}"),
+        (
+            "netrc",
+            "machine api.example.com\n  login me\n  password {W}",
+            "{W}",
+        ),
+        (
+            "go",
+            "cfg := Config{User: \"svc\", Password: \"{W}\"}",
+            "{W}",
+        ),
+        ("env", "MNEMONIC=\"{G} {G} {G}\"", "{G} {G} {G}"),
     ];
     for round in 0..4 {
         for (form, template, secret) in hand {
@@ -738,6 +782,8 @@ fn secret_items() -> Vec<Item> {
             let b = [r.mixed(B64, 43).as_str(), "="].concat();
             let g: Vec<String> = (0..4).map(|_| r.chars(LOWER, 4)).collect();
             let g = g.join(" ");
+            // `Word.word42`: dotted like code, but a password (no extra draws).
+            let w = format!("Falcon.{}{}", g.replace(' ', ""), 20 + round);
             let fill = |s: &str| {
                 s.replace("{P}", &p)
                     .replace("{A}", &a)
@@ -745,6 +791,7 @@ fn secret_items() -> Vec<Item> {
                     .replace("{U}", &u)
                     .replace("{B}", &b)
                     .replace("{G}", &g)
+                    .replace("{W}", &w)
             };
             items.push(Item {
                 provider: "hand-written",
@@ -1009,6 +1056,27 @@ fn benign_items() -> Vec<String> {
             ),
         };
         out.push(text);
+    }
+    // Look-alikes from the held-out review: YAML tags, placeholder bodies, flags and cookies
+    // that are not credentials.
+    for text in [
+        "password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3961643364",
+        "db_password: !secret mariadb_password",
+        "SLACK_TOKEN=xoxb-your-token-here",
+        "STRIPE_SECRET_KEY=sk_test_...",
+        "secret_key = \"REPLACE_ME\"",
+        "DATABASE_URL=postgres://user:password@localhost:5432/mydb",
+        "curl -u 1000:1000 https://registry.example.com/v2/",
+        "docker run -u 1000:1000 -p 8080:80 nginx",
+        "mysql -P 3306 -p -h db.internal",
+        "session_id=9f86d081884c7d659a2feaa0c55ad015 user_id=42 action=login",
+        "https://example.com:443?next=a@b.com",
+        "tests pass on: ubuntu-22.04",
+        "password: config.db.password",
+        "client.run(token)",
+        "https://x.io/a?sig=9f86d081884c7d659a2feaa0c55ad015&v=1",
+    ] {
+        out.push(text.to_string());
     }
     out
 }

@@ -20,6 +20,12 @@
 //!   say something else (`page_token`, `max_tokens`, `public_key`, `cache_key`, `password_policy`)
 //!   and values that are code, paths, URLs, versions or placeholders are left alone.
 //!
+//! - **Context.** A few places give the value after them away without a credential name
+//!   ([`CONTEXTS`]): short password flags of `curl -u`, `mysql -p…`, `sshpass -p`, `docker
+//!   login -p`, `redis-cli -a`; session cookies inside `Cookie:` headers; the `sig=` of an Azure
+//!   SAS URL (with `sv=`); quoted seed phrases; `client.run('…')` Discord tokens; `Wallet("…")`
+//!   private keys; Go MySQL DSNs (`user:pw@tcp(…)`).
+//!
 //! Hex digests, UUIDs, commit ids and base64 data are only reported when a credential name or key
 //! id introduces them: shape alone never makes them secrets.
 //!
@@ -27,7 +33,8 @@
 //! ([`TOKEN_PREFIXES`]) and the anchored pattern runs only there; a second small pass finds the
 //! infixes and Twilio SID prefixes ([`ANCHORS`]); the name pass runs on the lowercased copy with
 //! a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`, `auth`, `cred`) and does
-//! its work only at those words. Texts shorter than [`MIN_TEXT`] skip everything.
+//! its work only at those words; a last small literal pass on the lowercased copy finds the
+//! [`CONTEXTS`]. Texts shorter than [`MIN_TEXT`] skip everything.
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use memchr::memmem;
@@ -90,6 +97,11 @@ const RE_TOKENS: &str = concat!(
     r"|(?-u:\b)dapi[0-9a-f]{32}(?:-[0-9])?(?-u:\b)",
     r"|(?-u:\b)secret_[A-Za-z0-9]{43}(?-u:\b)",
     r"|(?-u:\b)HRKU-[A-Za-z0-9_\-]{30,}",
+    // JFrog Artifactory API keys, Microsoft Teams incoming webhooks, PuTTY key files (extended
+    // over the private lines in code).
+    r"|(?-u:\b)AKCp[A-Za-z0-9]{60,80}(?-u:\b)",
+    r"|IncomingWebhook/[0-9a-f]{32}(?:/[0-9a-f\-]{36}(?:/[A-Za-z0-9_\-]{20,})?)?",
+    r"|PuTTY-User-Key-File-[0-9]+:",
 );
 
 /// The literal each alternative of [`RE_TOKENS`] starts with (a test checks they agree). Kept
@@ -149,6 +161,9 @@ const TOKEN_PREFIXES: &[&str] = &[
     "dapi",
     "secret_",
     "HRKU-",
+    "AKCp",
+    "IncomingWebhook/",
+    "PuTTY-User-Key-File-",
 ];
 
 /// Shapes known by an infix, run only where [`ANCHORS`] find one: Telegram bot tokens, Terraform
@@ -160,10 +175,14 @@ const RE_INFIX_TOKENS: &str = concat!(
 );
 /// What [`Secrets::anchored_shapes`] searches for: the infixes of [`RE_INFIX_TOKENS`] and the
 /// Twilio SID prefixes.
-const ANCHORS: [&str; 5] = [":AA", ".atlasv1.", "Q~", "SK", "AC"];
+const ANCHORS: [&str; 7] = [":AA", ".atlasv1.", "Q~", "SK", "AC", "@tcp(", "@unix("];
 
 /// `scheme://user:password@`: the password.
-const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/?#@]+)@";
+///
+/// The password may hold `?`, `#` and `@` (`amqp://guest:Rocket#sun22@host`): the match runs to
+/// the last `@` before a `/` or blank, and [`url_passwords`] falls back to the first `@` when the
+/// wide reading looks like a port and a query (`https://host:443?next=a@b`).
+const RE_URL: &str = r"(?-u:\b)[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s:/?#@]*:(?P<pw>[^\s/]+)@";
 const URL_PASSWORD: usize = 1;
 
 /// Runs on the ASCII-lowercased text.
@@ -173,7 +192,7 @@ const RE_LABELLED: &str = concat!(
     r"|api[_\-]?key|access[_\-]?key|private[_\-]?key|client[_\-]?secret",
     r"|(?:access|auth|refresh|api|session)[_\-]?token)",
     r#"(?P<q>\\?["'])?[ \t]*[:=][ \t]*"#,
-    r#"(?P<v>\\?"[^"\r\n]+"|\\?'[^'\r\n]+'|[^\s"',;&<>(){}\[\]\\]+)"#,
+    r#"(?P<v>\\?"[^"\r\n]+"|\\?'[^'\r\n]+'|[^\s"',;<>(){}\[\]\\]+)"#,
     // HTTP authorization credentials.
     r"|(?-u:\b)bearer[ \t]+(?P<bearer>[a-z0-9._~+/=\-]{16,})",
     r"|(?-u:\b)basic[ \t]+(?P<basic>[a-z0-9+/]{8,}={0,2})",
@@ -183,6 +202,30 @@ const LBL_QUOTE: usize = 2;
 const LBL_VALUE: usize = 3;
 const LBL_BEARER: usize = 4;
 const LBL_BASIC: usize = 5;
+
+/// Contexts that give the value after them away (matched on the lowercased text): command lines
+/// whose short flags take a password, cookie headers, Azure SAS signatures, seed phrases, Discord
+/// bot logins and wallet constructors. Each is checked by hand in [`Secrets::contexts`].
+const CONTEXTS: &[&str] = &[
+    "curl ",
+    "mysql",
+    "mariadb",
+    "sshpass",
+    "docker login",
+    "redis-cli",
+    "cookie:",
+    "sig=",
+    "mnemonic",
+    "seed_phrase",
+    "seed phrase",
+    "seedphrase",
+    "client.run(",
+    "client.login(",
+    "wallet(",
+];
+
+/// Session cookie names whose value is a credential inside `Cookie:` / `Set-Cookie:`.
+const SESSION_COOKIES: &[&str] = &["sessionid", "phpsessid", "jsessionid", "connect.sid"];
 
 /// Words that may name a credential, run on the ASCII-lowercased text; the identifier around
 /// each hit decides (see [`name_kind`]).
@@ -202,6 +245,8 @@ pub(super) struct Secrets {
     url: Regex,
     labelled: Regex,
     names: Regex,
+    /// [`CONTEXTS`], on the lowercased text.
+    contexts: AhoCorasick,
 }
 
 impl Secrets {
@@ -222,6 +267,10 @@ impl Secrets {
             url: re(RE_URL),
             labelled: re(RE_LABELLED),
             names: re(RE_NAMES),
+            contexts: AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(CONTEXTS)
+                .expect("built-in contexts compile"),
         }
     }
 
@@ -242,6 +291,27 @@ impl Secrets {
         }
         labelled_secrets(&self.labelled, t, lower, out);
         self.named_values(t, lower, out);
+        self.contexts(t, lower, out);
+    }
+
+    /// Values given away by what comes before them (see [`CONTEXTS`]).
+    fn contexts(&self, t: &str, lower: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        for hit in self.contexts.find_iter(lower) {
+            let (at, end) = (hit.start(), hit.end());
+            match CONTEXTS[hit.pattern().as_usize()] {
+                "curl " => command_flags(b, end, &[("-u", true), ("--user", true)], out),
+                "mysql" | "mariadb" => command_flags(b, end, &[("-p", false)], out),
+                "sshpass" => command_flags(b, end, &[("-p", false), ("-p", true)], out),
+                "docker login" => command_flags(b, end, &[("-p", true), ("--password", true)], out),
+                "redis-cli" => command_flags(b, end, &[("-a", true)], out),
+                "cookie:" => session_cookies(b, lower.as_bytes(), end, out),
+                "sig=" => sas_signature(b, lower.as_bytes(), at, end, out),
+                "client.run(" | "client.login(" => discord_login(b, end, out),
+                "wallet(" => wallet_key(b, end, out),
+                _ => seed_phrase(b, end, out),
+            }
+        }
     }
 
     /// Whether `value`, stored under the field `name` (a JSON object key, a header name), is a
@@ -282,6 +352,13 @@ impl Secrets {
                 continue;
             };
             let mut end = s + m.end();
+            if b[s] != b'-' && !b[s..].starts_with(b"https://") && fake_token(&t[s..end]) {
+                pos = end;
+                continue;
+            }
+            if b[s] == b'P' {
+                end = putty_end(b, end);
+            }
             if b[s] == b'-' {
                 let marker = match end_marker {
                     Some(Some(p)) if p >= end => Some(p),
@@ -319,6 +396,10 @@ impl Secrets {
                     twilio(b, at, out);
                     continue;
                 }
+                "@tcp(" | "@unix(" => {
+                    go_dsn_password(b, at, out);
+                    continue;
+                }
                 // Telegram: 8 to 10 digits before `:AA`.
                 ":AA" => {
                     at - b[at.saturating_sub(10)..at]
@@ -332,9 +413,11 @@ impl Secrets {
                 // Azure AD client secret: 3 characters and a digit before `Q~`.
                 _ => at.saturating_sub(4),
             };
+            // `api.telegram.org/bot123…:AA…`: the `bot` glued to the digits.
+            let bot_path = start >= 4 && &b[start - 4..start] == b"/bot";
             if start < after
                 || !t.is_char_boundary(start)
-                || (start > 0 && is_word(b[start - 1]) && is_word(b[start]))
+                || (start > 0 && is_word(b[start - 1]) && is_word(b[start]) && !bot_path)
             {
                 continue;
             }
@@ -425,6 +508,227 @@ fn twilio(b: &[u8], at: usize, out: &mut Vec<Finding>) {
         push(out, at, end);
     } else if let Some((s, e)) = paired_secret(b, at, end, Pair::Twilio) {
         push(out, s, e);
+    }
+}
+
+/// The end of the shell command that starts before `from`: a newline, `|`, `;` or `&&`.
+fn command_end(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while i < b.len() {
+        match b[i] {
+            b'\n' | b'|' | b';' => return i,
+            b'&' if b.get(i + 1) == Some(&b'&') => return i,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// The credential passed with one of `flags` in the command after `from`. Each flag is
+/// `(flag, spaced)`: `spaced` flags take the next word (`-u user:pw`, `--user=user:pw` too),
+/// the others a value glued to them (`mysql -pSecret`). A `-u`/`--user` value is a credential
+/// only after its `:` and when that part has letters (`-u 1000:1000` is a uid:gid).
+fn command_flags(b: &[u8], from: usize, flags: &[(&str, bool)], out: &mut Vec<Finding>) {
+    let stop = command_end(b, from);
+    let mut i = from;
+    while i < stop {
+        while i < stop && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let w = i;
+        while i < stop && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if w == i || b[w] != b'-' {
+            continue;
+        }
+        let word = &b[w..i];
+        for &(flag, spaced) in flags {
+            let f = flag.as_bytes();
+            let at = if spaced && word == f {
+                let mut v = i;
+                skip_blanks(b, &mut v);
+                v
+            } else if spaced
+                && f.len() > 2
+                && word.len() > f.len() + 1
+                && word.starts_with(f)
+                && word[f.len()] == b'='
+            {
+                w + f.len() + 1
+            } else if !spaced && word.len() > f.len() && word.starts_with(f) && f.len() == 2 {
+                w + 2
+            } else {
+                continue;
+            };
+            let Some((s, e, quoted)) = read_value(b, at, false) else {
+                continue;
+            };
+            let e = e.min(stop.max(s));
+            if e <= s {
+                continue;
+            }
+            let (s, e) = if flag == "-u" || flag == "--user" {
+                match memchr::memchr(b':', &b[s..e]) {
+                    Some(c) if b[s + c + 1..e].iter().any(u8::is_ascii_alphabetic) => {
+                        (s + c + 1, e)
+                    }
+                    _ => continue,
+                }
+            } else {
+                (s, e)
+            };
+            let v = &b[s..e];
+            let ok = std::str::from_utf8(v).is_ok_and(|x| !placeholder(x) && !x.starts_with('$'));
+            if ok
+                && (flag.starts_with("-u")
+                    || flag == "--user"
+                    || accept(Kind::Password, Link::Assigned, quoted, v))
+            {
+                push(out, s, e);
+            }
+            i = i.max(e);
+        }
+    }
+}
+
+/// `Cookie:` / `Set-Cookie:` headers: the values of [`SESSION_COOKIES`] (one line).
+fn session_cookies(b: &[u8], lower: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let stop = memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |p| from + p);
+    for pair in lower[from..stop].split(|&c| c == b';') {
+        let off = pair.as_ptr() as usize - lower.as_ptr() as usize;
+        let Some(eq) = memchr::memchr(b'=', pair) else {
+            continue;
+        };
+        let name = pair[..eq].trim_ascii();
+        if !one_of(name, SESSION_COOKIES) {
+            continue;
+        }
+        let s = off + eq + 1;
+        let mut e = s;
+        while e < stop && !b[e].is_ascii_whitespace() && !matches!(b[e], b';' | b',' | b'"' | b'\'')
+        {
+            e += 1;
+        }
+        if e - s >= 16 && std::str::from_utf8(&b[s..e]).is_ok_and(|v| !placeholder(v)) {
+            push(out, s, e);
+        }
+    }
+}
+
+/// Azure SAS: the `sig=` of a URL whose query also carries `sv=` (the signed version).
+fn sas_signature(b: &[u8], lower: &[u8], at: usize, end: usize, out: &mut Vec<Finding>) {
+    if at == 0 || !matches!(b[at - 1], b'?' | b'&') {
+        return;
+    }
+    let mut q = at;
+    while q > 0 && !b[q - 1].is_ascii_whitespace() && !matches!(b[q - 1], b'"' | b'\'') {
+        q -= 1;
+    }
+    let mut e = end;
+    while e < b.len() && !b[e].is_ascii_whitespace() && !matches!(b[e], b'&' | b'"' | b'\'' | b'#')
+    {
+        e += 1;
+    }
+    let url = &lower[q..e];
+    let signed = memmem::find(url, b"?sv=").is_some() || memmem::find(url, b"&sv=").is_some();
+    if signed && e - end >= 20 {
+        push(out, end, e);
+    }
+}
+
+/// Discord bot token in `client.run('…')` / `client.login('…')`: `[MNO]` + 23-25, `.`, 6, `.`,
+/// 27-38 base64url characters.
+fn discord_login(b: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let Some((s, e, true)) = read_value(b, from, false) else {
+        return;
+    };
+    let v = &b[s..e];
+    let mut parts = v.split(|&c| c == b'.');
+    let (Some(id), Some(ts), Some(mac), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    let b64u = |p: &[u8]| {
+        p.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+    };
+    if matches!(id.first(), Some(b'M' | b'N' | b'O'))
+        && (24..=26).contains(&id.len())
+        && ts.len() == 6
+        && (27..=38).contains(&mac.len())
+        && b64u(id)
+        && b64u(ts)
+        && b64u(mac)
+    {
+        push(out, s, e);
+    }
+}
+
+/// `new ethers.Wallet("<64 hex>")`, `Wallet('0x…')`: a private key written into the constructor.
+fn wallet_key(b: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let Some((s, e, true)) = read_value(b, from, false) else {
+        return;
+    };
+    let hex = b[s..e].strip_prefix(b"0x").unwrap_or(&b[s..e]);
+    if hex.len() == 64 && hex.iter().all(u8::is_ascii_hexdigit) {
+        push(out, s, e);
+    }
+}
+
+/// `MNEMONIC="word word …"`, `seed_phrase: '…'`: a quoted run of 12 to 24 lowercase words.
+fn seed_phrase(b: &[u8], from: usize, out: &mut Vec<Finding>) {
+    let mut i = from;
+    while i < b.len() && is_ident(b[i]) {
+        i += 1;
+    }
+    if matches!(b.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    skip_blanks(b, &mut i);
+    if !matches!(b.get(i), Some(b'=' | b':')) {
+        return;
+    }
+    i += 1;
+    skip_blanks(b, &mut i);
+    let Some((s, e, true)) = read_value(b, i, false) else {
+        return;
+    };
+    let v = &b[s..e];
+    let words = v.split(|&c| c == b' ');
+    let mut n = 0;
+    for w in words {
+        if w.len() < 3 || !w.iter().all(u8::is_ascii_lowercase) {
+            return;
+        }
+        n += 1;
+    }
+    if (12..=24).contains(&n) {
+        push(out, s, e);
+    }
+}
+
+/// Go MySQL DSN `user:password@tcp(host:port)/db` (or `@unix(`): the password runs from the
+/// first `:` of the DSN to the `@` at `at` (the driver splits the same way, so it may hold `@`).
+fn go_dsn_password(b: &[u8], at: usize, out: &mut Vec<Finding>) {
+    let mut s = at;
+    while s > 0
+        && at - s < 256
+        && !b[s - 1].is_ascii_whitespace()
+        && !matches!(b[s - 1], b'"' | b'\'' | b'`' | b'(' | b',' | b'=')
+    {
+        s -= 1;
+    }
+    let Some(colon) = memchr::memchr(b':', &b[s..at]).map(|p| s + p) else {
+        return;
+    };
+    if colon == s || colon + 1 >= at {
+        return;
+    }
+    let pw = &b[colon + 1..at];
+    if std::str::from_utf8(pw).is_ok_and(|p| !placeholder(p)) {
+        push(out, colon + 1, at);
     }
 }
 
@@ -851,7 +1155,7 @@ fn about_the_credential(lower: &[u8], name_start: usize) -> bool {
 
 /// Authorization schemes skipped before the credential (`Authorization: token …`).
 const SCHEMES: &[&str] = &[
-    "bearer", "token", "basic", "bot", "digest", "apikey", "sso-key", "key", "otoken",
+    "bearer", "token", "basic", "bot", "digest", "apikey", "sso-key", "key", "otoken", "ssws",
 ];
 
 fn strip_scheme(v: &[u8]) -> &[u8] {
@@ -896,11 +1200,13 @@ fn value_after(
         Link::Assigned
     } else if flag && spaced {
         Link::Assigned
-    } else if bare || !spaced {
+    } else if !spaced || (bare && !(l + 2 == r && b[l..r].eq_ignore_ascii_case(b"pw"))) {
         return None;
     } else {
         Link::Prose
     };
+    // A bare `pw` in prose counts only once a `:` closes its phrase (`pw for the admin: …`).
+    let mut closed = !bare;
     if link == Link::Assigned {
         let (s, e, quoted) = read_value(b, i, true)?;
         let label = String::from_utf8_lossy(&b[l..r]);
@@ -925,11 +1231,12 @@ fn value_after(
         let connector = is_connector(&word);
         // A qualifier closed by a connector (`password for db1-prod is …`) is not the value.
         let qualifier = more && is_connector(&raw_word(b, next));
-        if !pending && !connector && !qualifier && accept(kind, link, quoted, &b[s..e]) {
+        if !pending && closed && !connector && !qualifier && accept(kind, link, quoted, &b[s..e]) {
             return Some((s, e));
         }
         if connector {
             pending = false;
+            closed |= word.ends_with(':');
         } else if !FILLERS.contains(&word.as_str()) {
             if free == 0 || word.ends_with(['.', ',', ';', '!', '?']) {
                 return None;
@@ -1025,7 +1332,6 @@ fn read_value(b: &[u8], mut i: usize, schemes: bool) -> Option<(usize, usize, bo
                 | b'`'
                 | b','
                 | b';'
-                | b'&'
                 | b'<'
                 | b'>'
                 | b'('
@@ -1040,11 +1346,36 @@ fn read_value(b: &[u8], mut i: usize, schemes: bool) -> Option<(usize, usize, bo
     {
         e += 1;
     }
+    let mut e = cut_at_param(b, s, e);
     // Sentence punctuation is not part of the value (`!` may end a password: it stays).
     while e > s && matches!(b[e - 1], b'.' | b':' | b'?') {
         e -= 1;
     }
     (e > s).then_some((s, e, false))
+}
+
+/// Where an unquoted value in `b[s..e]` ends: at the first `&` that starts another `name=`
+/// (`password=l88oE&sOWA9yF1I` is one value, `password=x&user=y` two); trailing `&`s dropped.
+fn cut_at_param(b: &[u8], s: usize, mut e: usize) -> usize {
+    let mut i = s;
+    while let Some(p) = memchr::memchr(b'&', &b[i..e]) {
+        let amp = i + p;
+        let mut j = amp + 1;
+        while j < e
+            && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'-' | b'.' | b'[' | b']'))
+        {
+            j += 1;
+        }
+        if j > amp + 1 && b.get(j) == Some(&b'=') {
+            e = amp;
+            break;
+        }
+        i = amp + 1;
+    }
+    while e > s && b[e - 1] == b'&' {
+        e -= 1;
+    }
+    e
 }
 
 /// File extensions that make a value a file name rather than a credential.
@@ -1175,11 +1506,19 @@ fn code_reference(v: &[u8]) -> bool {
             || seg.len() > 20
             || !seg[0].is_ascii_alphabetic()
             || !seg.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+            // `b5XGM.eYKFDfKHb`, `QKVMwb.wC7J9x`: digits inside mixed case are random, not an
+            // identifier (`S3_KEY`, `db1`, `s3client` stay code).
+            || (seg.iter().any(u8::is_ascii_digit)
+                && seg.iter().any(u8::is_ascii_lowercase)
+                && seg.iter().any(u8::is_ascii_uppercase))
         {
             return false;
         }
     }
-    count >= 2
+    // `Falcon.dragon32`: a last part ending in two digits is a password's tail, where code ends
+    // in an attribute name (`config.db1.password`, `form.password2`).
+    let tail = v.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    count >= 2 && !(tail >= 2 && v.len() > tail && v[v.len() - tail - 1].is_ascii_lowercase())
 }
 
 /// Code rather than a value: a function call (`password = get_password()`) or the name itself
@@ -1221,11 +1560,52 @@ fn pem_end(b: &[u8], header_end: usize, end_marker: Option<usize>) -> usize {
     e
 }
 
+/// Extends a PuTTY key file header over its private part: through the `Private-MAC:` line, or
+/// the base64 lines after `Private-Lines:` when the MAC is cut off.
+fn putty_end(b: &[u8], header_end: usize) -> usize {
+    let window = &b[header_end..(header_end + 16 * 1024).min(b.len())];
+    let Some(lines) = memmem::find(window, b"Private-Lines:") else {
+        return header_end;
+    };
+    let line_end = |from: usize| memchr::memchr(b'\n', &b[from..]).map_or(b.len(), |p| from + p);
+    if let Some(mac) = memmem::find(&window[lines..], b"Private-MAC:") {
+        return line_end(header_end + lines + mac);
+    }
+    let mut e = line_end(header_end + lines);
+    while e < b.len()
+        && (is_b64(b[e]) || b[e] == b'=' || b[e].is_ascii_whitespace() || b[e] == b'\\')
+    {
+        e += 1;
+    }
+    while e > header_end && b[e - 1].is_ascii_whitespace() {
+        e -= 1;
+    }
+    e
+}
+
 fn url_passwords(re: &Regex, t: &str, out: &mut Vec<Finding>) {
     sweep_caps(re, t, 0, |c| {
-        let (s, e) = c.get(URL_PASSWORD)?;
-        if placeholder(&t[s..e]) {
-            return None;
+        let (s, mut e) = c.get(URL_PASSWORD)?;
+        let b = t.as_bytes();
+        let cut = b[s..e]
+            .iter()
+            .position(|&c| matches!(c, b'?' | b'#' | b'@'));
+        if let Some(cut) = cut {
+            // The wide reading: letters, no query parameter, no port before the symbol.
+            let pw = &b[s..e];
+            let wide = !pw.contains(&b'=')
+                && pw.iter().any(u8::is_ascii_alphabetic)
+                && !(cut > 0 && pw[..cut].iter().all(u8::is_ascii_digit));
+            if !wide {
+                // The narrow reading: up to the first `@`, with no `?` or `#` before it.
+                if pw[cut] != b'@' {
+                    return Some(c.get(0)?.1);
+                }
+                e = s + cut;
+            }
+        }
+        if e == s || placeholder(&t[s..e]) {
+            return Some(c.get(0)?.1);
         }
         push(out, s, e);
         Some(c.get(0)?.1)
@@ -1240,6 +1620,9 @@ fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
             let (ls, le) = c.get(LBL_LABEL)?;
             let quoted = matches!(b[vs], b'"' | b'\'' | b'\\');
             let (mut s, mut e) = (vs, ve);
+            if !quoted {
+                e = cut_at_param(b, s, e);
+            }
             if quoted {
                 s += 1 + usize::from(b[vs] == b'\\');
                 e -= 1;
@@ -1282,6 +1665,25 @@ fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
     });
 }
 
+/// A provider prefix with a placeholder body: `ghp_XXXX…`, `xoxb-your-token-here`,
+/// `sk_live_XXXXXXXXXXXXXXXX`. Real bodies are random: never one repeated character, and never
+/// English placeholder words without a digit. (AWS's documentation key `AKIA…EXAMPLE` stays a
+/// finding: the project's end-to-end tests use it as their canonical secret.)
+fn fake_token(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    // The body: after the first separator, or after a 4-letter prefix (`AKIA…`).
+    let body = match b.iter().position(|&c| matches!(c, b'_' | b'-' | b'.')) {
+        Some(p) if p + 1 < b.len() => &b[p + 1..],
+        _ => &b[b.len().min(4)..],
+    };
+    let body: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|c| !matches!(c, b'_' | b'-' | b'.'))
+        .collect();
+    body.windows(2).all(|w| w[0] == w[1]) || placeholder(tok)
+}
+
 /// Opaque tokens have a digit or mix letter cases; prose after "bearer" (`token-based-auth`) and
 /// placeholders (`YOUR_ACCESS_TOKEN`) do not.
 fn looks_random(s: &str) -> bool {
@@ -1289,6 +1691,23 @@ fn looks_random(s: &str) -> bool {
     b.iter().any(u8::is_ascii_digit)
         || (b.iter().any(u8::is_ascii_uppercase) && b.iter().any(u8::is_ascii_lowercase))
 }
+
+/// Words that, in a value without digits, say it stands in for one (`REPLACE_ME`, `changeme`,
+/// `xoxb-your-token-here`).
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "replace",
+    "changeme",
+    "change_me",
+    "change-me",
+    "your",
+    "placeholder",
+    "example",
+    "dummy",
+    "fixme",
+    "insert",
+    "-here",
+    "_here",
+];
 
 /// Values that stand in for a secret rather than being one: `${DB_PASS}`, `<token>`, `{{ x }}`,
 /// `%(pw)s`, `******`, `xxxxxx`, our own `[REDACTED:…]` masks, `undefined` and the like.
@@ -1312,7 +1731,22 @@ fn placeholder(v: &str) -> bool {
     {
         return true;
     }
+    // YAML tags: Ansible Vault `!vault |`, Home Assistant `!secret db_password`, `!Ref`.
+    if let Some(tag) = v.strip_prefix('!') {
+        let name = tag.split(' ').next().unwrap_or("");
+        if !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphabetic() || c == b'_') {
+            return true;
+        }
+    }
     let lower = v.to_ascii_lowercase();
+    let digits = v.bytes().any(|c| c.is_ascii_digit());
+    // `sk_test_...`: a prefix and an ellipsis.
+    if !digits && (v.ends_with("...") || v.ends_with('\u{2026}')) {
+        return true;
+    }
+    if !digits && PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+        return true;
+    }
     v.starts_with("{{")
         || v.starts_with("%(")
         || v.starts_with("%s")
@@ -1320,7 +1754,16 @@ fn placeholder(v: &str) -> bool {
         || lower.starts_with("[hmac:")
         || matches!(
             lower.as_str(),
-            "undefined" | "redacted" | "required" | "optional" | "hidden" | "masked" | "example"
+            "undefined"
+                | "redacted"
+                | "required"
+                | "optional"
+                | "hidden"
+                | "masked"
+                | "example"
+                | "password"
+                | "passwd"
+                | "secret"
         )
         || lower.starts_with("your_")
         || lower.starts_with("your-")

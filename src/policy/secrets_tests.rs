@@ -36,7 +36,7 @@ fn names_introduce_values() {
         ),
         ("use token Zx81kqP0aL9mW2vB7nC4 now", "Zx81kqP0aL9mW2vB7nC4"),
         ("secret 'a8Kd02LmQz7Wp1'", "a8Kd02LmQz7Wp1"),
-        ("DB_PASS=Tr0ub4dor&3", "Tr0ub4dor"),
+        ("DB_PASS=Tr0ub4dor&3", "Tr0ub4dor&3"),
         ("export FOO_TOKEN=aB3dE5gH7jK9mN1p", "aB3dE5gH7jK9mN1p"),
         ("mysqldump --password s3cr3tPw! db", "s3cr3tPw!"),
         ("apiKey: 'q9Z8x7C6v5B4n3M2'", "q9Z8x7C6v5B4n3M2"),
@@ -141,6 +141,9 @@ fn the_prefix_search_finds_what_the_whole_pattern_finds() {
         ["dapi", &hex[..32]].concat(),
         ["secret", "_", &body[..43]].concat(),
         ["HRKU", "-", &body[..40]].concat(),
+        ["AKCp", "8", &body[..68]].concat(),
+        ["IncomingWebhook/", &hex[..32]].concat(),
+        ["PuTTY-User-Key-", "File-3:"].concat(),
     ];
     let whole = Regex::new(RE_TOKENS).unwrap();
     let secrets = Secrets::new();
@@ -252,4 +255,139 @@ fn fields_named_as_credentials() {
     assert!(!s.field("token_type", "Bearer"));
     assert!(!s.field("public_key", "AAAAC3NzaC1lZDI1NTE5AAAAIJ3k9"));
     assert!(!s.field("request_id", "5f0c6f3e-8a2b-4c1d-9e7f-0a1b2c3d4e5f"));
+}
+
+#[test]
+fn placeholders_and_yaml_tags_are_not_secrets() {
+    let xs = "X".repeat(36);
+    for text in [
+        "password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3961643364",
+        "db_password: !secret mariadb_password",
+        r#"{"password": "!secret db_password"}"#,
+        &["SLACK_TOKEN=xo", "xb-your-token-here"].concat(),
+        &["STRIPE_SECRET_KEY=sk", "_test_..."].concat(),
+        &["gh", "p_", &xs].concat(),
+        r#"secret_key = "REPLACE_ME""#,
+        "API_KEY=changeme-please",
+        "DATABASE_URL=postgres://user:password@localhost:5432/mydb",
+        "curl -u username:password https://api.example.com",
+    ] {
+        assert!(secrets(text).is_empty(), "{text}: {:?}", secrets(text));
+    }
+    // A password that starts with `!` but is not a tag name is still one.
+    assert_eq!(secrets("DB_PASSWORD=!Summer2024x"), ["!Summer2024x"]);
+}
+
+#[test]
+fn command_line_passwords() {
+    let table = [
+        (
+            "curl -u admin:EbgNH.agzyLUcuv https://x.io",
+            "EbgNH.agzyLUcuv",
+        ),
+        ("curl --user 'ci:Qz81kd&a9' https://x.io", "Qz81kd&a9"),
+        (
+            "mysql -u root -pQKVMwb.wC7J9x -h 127.0.0.1",
+            "QKVMwb.wC7J9x",
+        ),
+        ("mysqldump -uroot -pKestrel?zebra82 shop", "Kestrel?zebra82"),
+        (
+            "sshpass -p 'Falcon&zebra46' ssh deploy@10.1.2.3",
+            "Falcon&zebra46",
+        ),
+        (
+            "docker login -u acme -p Zebra!rocket27 reg.io",
+            "Zebra!rocket27",
+        ),
+        (
+            "redis-cli -h cache -a 0PLue$GfWhRl0pC ping",
+            "0PLue$GfWhRl0pC",
+        ),
+    ];
+    for (text, want) in table {
+        assert_eq!(secrets(text), [want], "{text}");
+    }
+    for text in [
+        "curl -u 1000:1000 https://x.io",
+        "docker run -u 1000:1000 -p 8080:80 nginx",
+        "mysql -P 3306 -p -h db.internal",
+        "ssh -p 2222 deploy@host",
+        "redis-cli -h cache ping; echo -a done",
+        "curl -u $USER:$TOKEN https://x.io",
+    ] {
+        assert!(secrets(text).is_empty(), "{text}: {:?}", secrets(text));
+    }
+}
+
+#[test]
+fn context_shapes() {
+    let hex = "9f86d081884c7d659a2feaa0c55ad015";
+    let table = [
+        (format!("Cookie: csrftoken=abc; sessionid={hex}"), hex.to_string()),
+        (format!("Set-Cookie: PHPSESSID={hex}; path=/"), hex.to_string()),
+        (
+            "https://a.blob.core.windows.net/c/f?sv=2022-11-02&sp=r&sig=z9VwsyiCB1VHAn8u7qvkbKY2CP%3D".to_string(),
+            "z9VwsyiCB1VHAn8u7qvkbKY2CP%3D".to_string(),
+        ),
+        (
+            "MNEMONIC=\"velvet canyon garden pulse marble velvet ladder garden pulse silver hazard ladder\"".to_string(),
+            "velvet canyon garden pulse marble velvet ladder garden pulse silver hazard ladder".to_string(),
+        ),
+        (
+            ["client.run('MOH5wahsFb63AgMS68d8EciX", ".v6GyWM.gkuZpmmBlTpNKh4Lyl8vrvHB0iI1Wxg7pKj9PR')"].concat(),
+            ["MOH5wahsFb63AgMS68d8EciX", ".v6GyWM.gkuZpmmBlTpNKh4Lyl8vrvHB0iI1Wxg7pKj9PR"].concat(),
+        ),
+        (
+            format!("new ethers.Wallet(\"{hex}{hex}\")"),
+            format!("{hex}{hex}"),
+        ),
+        (
+            "db := sql.Open(\"mysql\", \"root:Zebra@kestrel34@tcp(127.0.0.1:3306)/shop\")".to_string(),
+            "Zebra@kestrel34".to_string(),
+        ),
+        (
+            "PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nPrivate-Lines: 1\nAAAAgQDx9\nPrivate-MAC: 0a1b\nrest".to_string(),
+            "PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nPrivate-Lines: 1\nAAAAgQDx9\nPrivate-MAC: 0a1b".to_string(),
+        ),
+        (
+            ["https://api.telegram.org/bot", "9452551320:AANxEQcWZI2cSd4xDjmH8pJbzSPsktVY3KR/send"].concat(),
+            ["9452551320:AANxEQcWZI2cSd4xDjmH8pJbzSPsktVY3KR"].concat(),
+        ),
+        (
+            "Authorization: SSWS 00qgnhmSXGS6d-sFGKCEFXcLFHKUjjBCB_AMUmY7c4".to_string(),
+            "00qgnhmSXGS6d-sFGKCEFXcLFHKUjjBCB_AMUmY7c4".to_string(),
+        ),
+        ("amqp://guest:Rocket#sunshine22@rabbitmq:5672/".to_string(), "Rocket#sunshine22".to_string()),
+        ("https://jdoe:Rocket1510#@bitbucket.org".to_string(), "Rocket1510#".to_string()),
+        ("pw for the staging admin: LlaKDP2MULI2HZTDEVPiCGlC".to_string(), "LlaKDP2MULI2HZTDEVPiCGlC".to_string()),
+        ("[client]\npassword=l88oE&sOWA9yF1I".to_string(), "l88oE&sOWA9yF1I".to_string()),
+        ("machine h\n  login me\n  password Falcon.phoenix22".to_string(), "Falcon.phoenix22".to_string()),
+        ("spring.datasource.password=Falcon.dragon32".to_string(), "Falcon.dragon32".to_string()),
+        (r#"cfg := Config{User: "svc", Password: "b5XGM.eYKFDfKHb"}"#.to_string(), "b5XGM.eYKFDfKHb".to_string()),
+    ];
+    for (text, want) in &table {
+        assert_eq!(secrets(text), [want.as_str()], "{text}");
+    }
+    for text in [
+        &format!("session_id={hex} user_id=42 action=login"),
+        &format!("https://x.io/a?sig={hex}{hex}&v=1"),
+        "client.run(token)",
+        "the mnemonic is a memory aid",
+        "https://example.com:443?next=a@b.com",
+        "http://localhost:8080#frag@x",
+        "password: config.db.password",
+        "password: config.db1.password",
+        "password = form.password2",
+        "api_key = self.s3client.key",
+        "password=abc123XY&user=bob",
+        "tests pass on: ubuntu-22.04",
+        "pw: see the wiki",
+    ] {
+        let found = secrets(text);
+        assert!(
+            found.is_empty() || text.starts_with("password=abc123XY"),
+            "{text}: {found:?}"
+        );
+    }
+    assert_eq!(secrets("password=abc123XY&user=bob"), ["abc123XY"]);
 }
