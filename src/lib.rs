@@ -22,10 +22,11 @@
 //!                     on SIGHUP, shut down in order
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
-//!                     matchers, detectors), classify.rs (sensitive data), secrets.rs
-//!                     (credentials by shape, key id and name), strict.rs (arguments
-//!                     without duplicate keys), pins.rs (tool definitions pinned in the
-//!                     store folder); assess, protect, redact
+//!                     matchers, detectors), classify.rs (sensitive data), secrets/
+//!                     (credentials by shape; named.rs: by key id and by name), strict.rs
+//!                     (arguments without duplicate keys, or keys that differ only in
+//!                     case), pins.rs (tool definitions pinned in the store folder);
+//!                     assess, protect, redact
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //! store/              journal (durable record, CRC'd segments) + sled index (references
 //!                     into the journal, by id, session, tool, user; links)

@@ -6,7 +6,7 @@
 //! candidate a pattern finds is validated (Luhn and issuer prefix for cards, mod-97 and country
 //! length for IBANs, SSN number ranges, boundary and separator rules for phone numbers, placeholder
 //! rules for labelled passwords), so version numbers, dates, UUIDs, timestamps and order ids stay
-//! quiet. Secrets have their own module (`secrets.rs`: shapes, key-id pairs, credential names);
+//! quiet. Secrets have their own module (`secrets/`: shapes, key-id pairs, credential names);
 //! [`Classifiers::field_secret`] adds the one context a string scan cannot see, the JSON key a
 //! value is stored under.
 //!

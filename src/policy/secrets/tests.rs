@@ -1,4 +1,4 @@
-//! Unit tests of secret detection by context (`policy/secrets.rs`).
+//! Unit tests of secret detection (`policy/secrets/`).
 
 use super::*;
 use crate::policy::classify::Classifiers;
