@@ -59,6 +59,16 @@ async fn until(c: &mut LineClient, id: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// Sends `line`, then a ping named after `what`; returns what came back up to and including
+/// the ping's answer (everything the proxy said about `line`, in order).
+async fn step(c: &mut LineClient, line: &[u8], what: &str) -> Vec<Vec<u8>> {
+    c.send(line).await;
+    c.send(b"\n").await;
+    let ping = format!("{{\"jsonrpc\":\"2.0\",\"id\":\"after {what}\",\"method\":\"ping\"}}\n");
+    c.send(ping.as_bytes()).await;
+    until(c, &format!("after {what}")).await
+}
+
 async fn initialize(c: &mut LineClient) {
     c.send(format!("{}\n", common::INIT).as_bytes()).await;
     c.recv_response(&json!("init")).await;
@@ -147,14 +157,7 @@ async fn no_form_of_tools_call_reaches_the_server_unaudited() {
     cases.push(("invalid UTF-8 in an argument", bad_arg, Some(json!(19))));
 
     for (what, line, answer) in &cases {
-        c.send(line).await;
-        c.send(b"\n").await;
-        c.send(
-            format!("{{\"jsonrpc\":\"2.0\",\"id\":\"after {what}\",\"method\":\"ping\"}}\n")
-                .as_bytes(),
-        )
-        .await;
-        let got = until(&mut c, &format!("after {what}")).await;
+        let got = step(&mut c, line, what).await;
         let errors: Vec<Value> = got[..got.len() - 1]
             .iter()
             .map(|l| serde_json::from_slice(l).expect("the proxy answers in JSON"))
@@ -351,14 +354,7 @@ level = "critical"
         ("Kelvin sign", r#"{"jsonrpc":"2.0","id":27,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/data/a","pat\u0068":"x","\u212aind":1,"kind":2}}}"#.into()),
     ];
     for (what, line) in &cases {
-        c.send(line.as_bytes()).await;
-        c.send(b"\n").await;
-        c.send(
-            format!("{{\"jsonrpc\":\"2.0\",\"id\":\"after {what}\",\"method\":\"ping\"}}\n")
-                .as_bytes(),
-        )
-        .await;
-        let got = until(&mut c, &format!("after {what}")).await;
+        let got = step(&mut c, line.as_bytes(), what).await;
         assert!(
             got.len() >= 2 || what.contains("notification"),
             "{what}: no refusal: {got:?}"
