@@ -428,3 +428,34 @@ async fn a_cancelled_request_keeps_its_id_until_the_server_answers() {
     assert_eq!(ran["result"]["content"][0]["text"], "ran echo", "{ran}");
     assert!(c.finish().await.success());
 }
+
+#[tokio::test]
+async fn a_refused_call_with_arguments_no_decoder_reads_leaves_the_trail_readable() {
+    // A lone surrogate escape is JSON syntax, but strict decoders (serde_json, Go) refuse it:
+    // the event must not carry it as JSON. Found by the differential test.
+    let store = TestStore::new(BLOCK_DELETE);
+    let (mut c, _log) = spawn(&store, "ok");
+    initialize(&mut c).await;
+    let mut line = br#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"echo","arguments":{"t":"\ud83d"#.to_vec();
+    line.push(0xff);
+    line.extend_from_slice(br#"\ude00"}}}"#);
+    let got = step(&mut c, &line, "lone surrogate, invalid UTF-8").await;
+    assert!(got.len() >= 2, "{got:?}");
+    let plain = br#"{"jsonrpc":"2.0","id":32,"method":"tools/call","params":{"name":"echo","arguments":{"t":"\ud83d x"}}}"#;
+    let got = step(&mut c, plain, "lone surrogate").await;
+    assert!(got.len() >= 2, "{got:?}");
+    assert!(c.finish().await.success());
+    // Every event decodes (store.events() parses each with serde_json).
+    let events = store.events();
+    let pairs = pairs(&events);
+    for id in [31, 32] {
+        let (access, failure) = pairs
+            .iter()
+            .find(|(a, _)| a["metadata"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no event for {id}"));
+        assert_eq!(access["result"], "refused");
+        assert!(access["metadata"].get("arguments").is_none(), "{access}");
+        let reason = failure["metadata"]["reason"].as_str().unwrap();
+        assert!(reason.contains("as sent"), "{reason}");
+    }
+}

@@ -298,12 +298,15 @@ impl Pipeline {
         };
         let policy = self.policy.current();
         if !policy.enabled {
-            return (
-                arguments.map(ToOwned::to_owned),
-                Vec::new(),
-                Vec::new(),
-                reason.into_owned(),
-            );
+            return match arguments.map(|a| (a, serde_json::from_str::<Value>(a.get()))) {
+                Some((raw, Err(e))) => (None, Vec::new(), Vec::new(), as_text(&reason, raw, &e)),
+                _ => (
+                    arguments.map(ToOwned::to_owned),
+                    Vec::new(),
+                    Vec::new(),
+                    reason.into_owned(),
+                ),
+            };
         }
         // A parser's message can quote what it could not read, whatever the arguments hold.
         let reason = policy.protect_text(&reason);
@@ -345,7 +348,7 @@ impl Pipeline {
                     "{reason} (arguments not stored: unreadable, and they carry sensitive data)"
                 ),
             ),
-            Err(_) => (Some(raw.to_owned()), Vec::new(), Vec::new(), reason),
+            Err(e) => (None, Vec::new(), Vec::new(), as_text(&reason, raw, &e)),
         }
     }
 
@@ -481,6 +484,16 @@ impl Pipeline {
             None,
         )))
     }
+}
+
+/// Arguments no JSON reader could decode (a lone surrogate escape, say: valid JSON syntax,
+/// refused by strict decoders) are kept in the reason as text, not as JSON, so that every
+/// event stays readable by every consumer of the trail; cut to [`MAX_ERROR_CHARS`].
+fn as_text(reason: &str, raw: &RawValue, e: &serde_json::Error) -> String {
+    let text: String = raw.get().chars().take(MAX_ERROR_CHARS).collect();
+    format!(
+        "{reason} (arguments not stored as JSON, no decoder can read them: {e}; as sent: {text})"
+    )
 }
 
 /// A `tools/call` the client sent in a form the proxy classified, to record as refused.
