@@ -488,14 +488,19 @@ fn session(lines: &[Line], answers: &[usize]) -> Result<(), TestCaseError> {
     }
 
     let events = store.events();
-    pairs(&events);
     let recorded = accesses(&store);
+    // Calls the proxy never forwarded: refused or blocked at access, or accepted and then
+    // ended unforwarded (another element of their batch was refused). An end refused on the
+    // server's side (a broken answer) is a call that did run.
     let mut refused: HashMap<Option<String>, usize> = HashMap::new();
-    for a in recorded
-        .iter()
-        .filter(|a| a.result == "refused" || a.result == "blocked")
-    {
-        *refused.entry(a.tool.clone()).or_default() += 1;
+    for (access, end) in pairs(&events) {
+        let at_access = access["result"] == "refused" || access["result"] == "blocked";
+        let unforwarded = (end["result"] == "refused" || end["result"] == "blocked")
+            && end["metadata"]["failure_side"] != "upstream";
+        if at_access || unforwarded {
+            let tool = access["tool_name"].as_str().map(str::to_string);
+            *refused.entry(tool).or_default() += 1;
+        }
     }
     let mut expected_refused: HashMap<Option<String>, usize> = HashMap::new();
     let mut used = vec![false; recorded.len()];
