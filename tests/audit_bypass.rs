@@ -459,3 +459,34 @@ async fn a_refused_call_with_arguments_no_decoder_reads_leaves_the_trail_readabl
         assert!(reason.contains("as sent"), "{reason}");
     }
 }
+
+#[tokio::test]
+async fn an_exact_id_wins_over_a_twin_that_is_the_same_double() {
+    // Found by the differential test: 2^64 and 2^64 + 1 are one double. The answer to a
+    // pending request 2^64 must not end the call 2^64 + 1.
+    let store = TestStore::new("");
+    let (mut c, _log) = spawn(&store, "ok");
+    initialize(&mut c).await;
+    let batch = br#"[{"jsonrpc":"2.0","id":18446744073709551616,"method":"resources/read","params":{"uri":"x"}},{"jsonrpc":"2.0","id":18446744073709551617,"method":"tools/call","params":{"name":"echo","arguments":{}}}]"#;
+    let got = step(&mut c, batch, "twins").await;
+    let text: Vec<String> = got
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("18446744073709551617") && t.contains("ran echo")),
+        "{text:?}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].1["result"], "success");
+    assert_eq!(
+        pairs[0].1["metadata"]["content_types"],
+        json!(["text"]),
+        "{}",
+        pairs[0].1
+    );
+}

@@ -366,14 +366,26 @@ impl Cancelled {
     }
 }
 
-/// The one key of `map` that is the same number as `id` read as a double, as JavaScript and
-/// Python read JSON numbers (a server may write `9007199254740993` back as
+/// The one id among `waiting` that is the same number as `id` read as a double, as JavaScript
+/// and Python read JSON numbers (a server may write `9007199254740993` back as
 /// `9007199254740992`); `None` if there is none, or more than one.
-fn twin<V>(map: &HashMap<RequestId, V>, id: &RequestId) -> Option<RequestId> {
+fn twin<'a>(waiting: impl Iterator<Item = &'a RequestId>, id: &RequestId) -> Option<RequestId> {
     let x = id.as_f64()?;
-    let mut same = map.keys().filter(|k| k.as_f64() == Some(x));
+    let mut same = waiting.filter(|k| k.as_f64() == Some(x));
     let one = same.next()?;
     same.next().is_none().then(|| one.clone())
+}
+
+/// What a server response answers.
+enum Answered {
+    /// A call in flight.
+    Call(Call),
+    /// A call that ended before the server answered (a late answer).
+    Ended(Call, EndedEarly),
+    /// Another request of the client.
+    Pending(Pending),
+    /// A request the client cancelled.
+    Cancelled,
 }
 
 impl State {
@@ -405,26 +417,34 @@ impl State {
         self.ended.insert(call.request_id.clone(), (call, why));
     }
 
-    fn take_ended(&mut self, id: &RequestId) -> Option<(Call, EndedEarly)> {
-        let id = match self.ended.contains_key(id) {
-            true => id.clone(),
-            false => twin(&self.ended, id)?,
-        };
-        let ended = self.ended.remove(&id)?;
-        self.ended_order.retain(|e| *e != id);
-        Some(ended)
+    /// What a response with `id` answers, taken out of where it waited: first by the exact id,
+    /// wherever a request waits; only if none has it, by [`twin`] over all of them.
+    fn answered(&mut self, id: &RequestId) -> Option<Answered> {
+        if let Some(found) = self.answered_exactly(id) {
+            return Some(found);
+        }
+        let waiting = self
+            .calls
+            .keys()
+            .chain(self.ended.keys())
+            .chain(self.pending.keys())
+            .chain(&self.cancelled.ids);
+        let twin = twin(waiting, id)?;
+        self.answered_exactly(&twin)
     }
 
-    /// The call in flight that a response with `id` answers: by its exact id, else by
-    /// [`twin`].
-    fn take_call(&mut self, id: &RequestId) -> Option<Call> {
-        match self.calls.remove(id) {
-            Some(call) => Some(call),
-            None => {
-                let twin = twin(&self.calls, id)?;
-                self.calls.remove(&twin)
-            }
+    fn answered_exactly(&mut self, id: &RequestId) -> Option<Answered> {
+        if let Some(call) = self.calls.remove(id) {
+            return Some(Answered::Call(call));
         }
+        if let Some((call, why)) = self.ended.remove(id) {
+            self.ended_order.retain(|e| e != id);
+            return Some(Answered::Ended(call, why));
+        }
+        if let Some(pending) = self.pending.remove(id) {
+            return Some(Answered::Pending(pending));
+        }
+        self.cancelled.remove(id).then_some(Answered::Cancelled)
     }
 
     fn version_for(&self, meta_version: Option<&str>) -> (Option<String>, Era) {
@@ -1238,21 +1258,17 @@ impl Pipeline {
             };
         };
         let mut st = self.state();
-        if let Some(call) = st.take_call(id) {
-            drop(st);
-            return self.end_call(&call, size, *body);
-        }
-        if let Some((call, why)) = st.take_ended(id) {
-            drop(st);
-            return self.late_answer(&call, why, size, *body);
-        }
         let mut rewritten = None;
-        let pending = match st.pending.remove(id) {
-            Some(p) => Some(p),
-            None => twin(&st.pending, id).and_then(|twin| st.pending.remove(&twin)),
-        };
-        match pending {
-            Some(pending) => {
+        match st.answered(id) {
+            Some(Answered::Call(call)) => {
+                drop(st);
+                return self.end_call(&call, size, *body);
+            }
+            Some(Answered::Ended(call, why)) => {
+                drop(st);
+                return self.late_answer(&call, why, size, *body);
+            }
+            Some(Answered::Pending(pending)) => {
                 if let ResponseBody::Result(result) = body {
                     learn(&mut st, pending, result);
                     if let Pending::ToolsList = pending {
@@ -1265,7 +1281,7 @@ impl Pipeline {
                     }
                 }
             }
-            None if st.cancelled.remove(id) => {
+            Some(Answered::Cancelled) => {
                 tracing::debug!(request_id = %id, "late answer to a cancelled request; forwarded");
             }
             None => {

@@ -466,23 +466,23 @@ impl Pipeline {
     /// flight ends `refused` (side `upstream`), another request gets an error; `None` if `id`
     /// answers nothing in flight.
     pub(super) fn fail_answered(&self, id: &RequestId, reason: &str) -> Option<Outbound> {
-        let mut st = self.state();
-        if let Some(call) = st.take_call(id) {
-            drop(st);
-            return Some(self.fail_with_reply(
+        let answered = self.state().answered(id)?;
+        match answered {
+            Answered::Call(call) => Some(self.fail_with_reply(
                 &call,
                 Outcome::Refused,
                 INTERNAL_ERROR,
                 reason.to_string(),
-            ));
+            )),
+            Answered::Pending(_) => Some(Outbound::now(error_response(
+                Some(id),
+                INTERNAL_ERROR,
+                &format!("mcp-audit-proxy: {reason}"),
+                None,
+            ))),
+            // Already answered to the client (cancelled, timed out): nothing to fail.
+            Answered::Ended(..) | Answered::Cancelled => None,
         }
-        st.pending.remove(id)?;
-        Some(Outbound::now(error_response(
-            Some(id),
-            INTERNAL_ERROR,
-            &format!("mcp-audit-proxy: {reason}"),
-            None,
-        )))
     }
 }
 
