@@ -17,7 +17,7 @@
 //! proxy/pipeline/     classify -> assess -> record -> forward or refuse -> correlate -> record;
 //!                     refuse.rs (answers and events in place of forwarding), confirm.rs
 //!                     (held calls), ends.rs (a call's end and its events), tools.rs
-//!                     (tools/list pins and filtering)
+//!                     (tools/list pins and filtering), reload.rs (policy reloads)
 //! proxy/stdio.rs      the stdio front door: spawn the server, move lines, reload the policy
 //!                     on SIGHUP, shut down in order
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)

@@ -8,10 +8,10 @@
 //! before the server answered is remembered for a while, so that a late answer is recorded too
 //! (the tool did run) instead of passing unaudited.
 //!
-//! Here: the session's state, the client and server sides, policy reloads, timeouts and the
-//! end of the session. Beside it: `refuse.rs` (what is answered and recorded instead of
-//! forwarding), `confirm.rs` (calls held for a person's approval), `ends.rs` (a call's end
-//! and its events), `tools.rs` (`tools/list` results: pins and filtering).
+//! Here: the session's state, the client and server sides, timeouts and the end of the
+//! session. Beside it: `refuse.rs` (what is answered and recorded instead of forwarding),
+//! `confirm.rs` (calls held for a person's approval), `ends.rs` (a call's end and its events),
+//! `tools.rs` (`tools/list` results: pins and filtering), `reload.rs` (policy reloads).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -45,6 +45,7 @@ use crate::policy::{self, CallInput, Decision, History, Policy, PolicyCell};
 mod confirm;
 mod ends;
 mod refuse;
+mod reload;
 mod tools;
 
 use confirm::*;
@@ -1294,100 +1295,6 @@ impl Pipeline {
             ack: Ack::done(),
             unrecorded: None,
             rewritten,
-        }
-    }
-
-    // ---------------------------------------------------------------- policy
-
-    /// Puts a reloaded policy in force and records what changed (`permission_change` when who
-    /// may call what changed, else `configuration_change`); an unchanged policy is left alone.
-    /// `not_applied` names what else changed in the file (it needs a restart); it is logged
-    /// and recorded with the reload.
-    pub fn reload_policy(&self, new: Arc<Policy>, not_applied: Vec<String>) -> Option<AuditEvent> {
-        let old = self.policy.current();
-        for what in &not_applied {
-            tracing::warn!(change = %what, "config change not applied");
-        }
-        if old.version == new.version {
-            tracing::info!(version = %new.version, "policy reloaded; unchanged");
-            if not_applied.is_empty() {
-                return None;
-            }
-            let event = self.policy_event(
-                EventType::ConfigurationChange,
-                Outcome::Refused,
-                not_applied,
-                Some(old.version.clone()),
-                Some("only the [risk] policy reloads; restart the proxy to apply the rest".into()),
-            );
-            self.record_policy_event(&event);
-            return Some(event);
-        }
-        let (mut changes, permissions) = new.changes_from(&old);
-        changes.extend(not_applied);
-        let version = new.version.clone();
-        self.policy.replace(new);
-        tracing::warn!(from = %old.version, to = %version, changes = %changes.join("; "), "policy reloaded");
-        let event_type = if permissions {
-            EventType::PermissionChange
-        } else {
-            EventType::ConfigurationChange
-        };
-        let event = self.policy_event(event_type, Outcome::Success, changes, Some(version), None);
-        self.record_policy_event(&event);
-        Some(event)
-    }
-
-    /// Records a reload that was refused: the running policy stays.
-    pub fn reload_rejected(&self, error: &str) -> AuditEvent {
-        tracing::error!(error = %error, "policy reload rejected; the running policy stays");
-        let running = self.policy.current().version.clone();
-        let event = self.policy_event(
-            EventType::ConfigurationChange,
-            Outcome::Refused,
-            vec![format!("rejected; policy {running} stays in force")],
-            Some(running),
-            Some(error.to_string()),
-        );
-        self.record_policy_event(&event);
-        event
-    }
-
-    fn record_policy_event(&self, event: &AuditEvent) {
-        if let Err(e) = self.audit.record(event) {
-            tracing::error!(error = %e, "policy change could not be recorded");
-        }
-    }
-
-    fn policy_event(
-        &self,
-        event_type: EventType,
-        result: Outcome,
-        changes: Vec<String>,
-        version: Option<String>,
-        reason: Option<String>,
-    ) -> AuditEvent {
-        let (event_id, timestamp) = self.ids.next();
-        AuditEvent {
-            event_id,
-            timestamp,
-            event_type,
-            user_id: self.info.user_id.clone(),
-            tool_name: None,
-            action: "policy/reload".into(),
-            result,
-            metadata: Metadata {
-                auth_method: Some(self.info.auth_method.into()),
-                policy_version: version,
-                changes,
-                reason,
-                ..Metadata::default()
-            },
-            risk_level: RiskLevel::Low,
-            compliance_tags: Vec::new(),
-            session_id: self.info.session_id.clone(),
-            upstream: self.info.upstream.clone(),
-            linked_event_id: None,
         }
     }
 
