@@ -22,7 +22,7 @@
 //!                     on SIGHUP, shut down in order
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
-//!                     matchers, detectors), classify.rs (sensitive data), secrets/
+//!                     matchers, detectors), classify/ (sensitive data), secrets/
 //!                     (credentials by shape; named.rs: by key id and by name), strict.rs
 //!                     (arguments without duplicate keys, or keys that differ only in
 //!                     case), pins.rs (tool definitions pinned in the store folder);
