@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::jsonrpc::RequestId;
+use crate::jsonrpc::message::Text;
 
 /// `_meta` key carrying the protocol revision of a 2026-07-28 request.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -117,10 +118,6 @@ const CALL_MEMBERS: [&str; 6] = [
     "inputResponses",
     "task",
 ];
-
-/// A string borrowed from the message when it has no escapes (`Cow`'s own impl always copies).
-#[derive(Deserialize)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for CallToolParams<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -329,9 +329,10 @@ struct Envelope<'a> {
     error: Option<&'a RawValue>,
 }
 
-/// A string borrowed from the line when it has no escapes (`Cow`'s own impl always copies).
+/// A string borrowed from the message when it has no escapes (`Cow`'s own impl always
+/// copies); for hand-written visitors that read member names and string values.
 #[derive(Deserialize)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+pub(crate) struct Text<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Envelope<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -8,11 +8,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::jsonrpc::names::fold;
+use crate::jsonrpc::names::{fold, same_name};
 
 /// Parses JSON into a [`Value`], refusing a duplicate key at any depth.
 pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
@@ -71,6 +72,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
+        // Hashes of the folded keys: no copy of each key on the common path; a hash seen twice
+        // is checked against the keys themselves.
+        let hasher = RandomState::new();
         let mut folded = HashSet::new();
         while let Some(key) = access.next_key::<String>()? {
             if map.contains_key(&key) {
@@ -78,11 +82,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
                     "duplicate key {key:?} (servers disagree on which copy counts)"
                 )));
             }
-            if !folded.insert(fold(&key).into_owned()) {
-                let other = map.keys().find(|k| fold(k) == fold(&key)).cloned();
+            if !folded.insert(folded_hash(&key, &hasher))
+                && let Some(other) = map.keys().find(|k| same_name(k, &key))
+            {
                 return Err(de::Error::custom(format_args!(
-                    "keys {:?} and {key:?} differ only in case (servers that match names case-insensitively read them as one)",
-                    other.unwrap_or_default()
+                    "keys {other:?} and {key:?} differ only in case (servers that match names case-insensitively read them as one)"
                 )));
             }
             let Strict(v) = access.next_value()?;
@@ -90,6 +94,21 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Object(map))
     }
+}
+
+/// The hash of `key` folded as [`fold`] does, without building the folded copy for ASCII.
+fn folded_hash(key: &str, hasher: &RandomState) -> u64 {
+    let mut h = hasher.build_hasher();
+    if key.is_ascii() {
+        for b in key.bytes() {
+            h.write_u32(u32::from(b.to_ascii_lowercase()));
+        }
+    } else {
+        for c in fold(key).chars() {
+            h.write_u32(u32::from(c));
+        }
+    }
+    h.finish()
 }
 
 #[cfg(test)]
