@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run an MCP server behind the proxy over stdio (use it in place of the server's command).
     Stdio(StdioArgs),
+    /// Serve the configured upstreams over MCP Streamable HTTP at /mcp/<name> (plain or TLS).
+    Gateway(ConfigArg),
     /// Show the newest audit events.
     Events(EventsArgs),
     /// Rebuild the query index from the journal (the proxy must be stopped).
@@ -41,6 +43,7 @@ impl Command {
     pub fn config(&self) -> &std::path::Path {
         match self {
             Command::Stdio(a) => &a.config.config,
+            Command::Gateway(a) => &a.config,
             Command::Events(a) => &a.config.config,
             Command::Reindex(a) => &a.config,
             Command::Policy(PolicyCommand::Test(a)) => &a.config.config,
@@ -124,6 +127,9 @@ pub struct StdioArgs {
     /// The identity recorded as user_id (default: user_id in the config, else the OS user).
     #[arg(long)]
     pub user: Option<String>,
+    /// Which [[upstream]] to run (default: the first in the config).
+    #[arg(long, value_name = "NAME")]
+    pub upstream: Option<String>,
     /// The MCP server command and its arguments (default: upstream.command in the config).
     #[arg(last = true, value_name = "SERVER_COMMAND")]
     pub command: Vec<String>,

@@ -22,6 +22,9 @@ pub enum ModeError {
     /// The stdio proxy failed.
     #[error(transparent)]
     Stdio(#[from] stdio::StdioError),
+    /// The gateway failed.
+    #[error(transparent)]
+    Gateway(#[from] crate::proxy::http::GatewayError),
     /// A thread or runtime could not be started.
     #[error("cannot start {what}: {source}")]
     Start {
@@ -82,6 +85,43 @@ pub fn stdio_user(args: &StdioArgs, config: &Config) -> String {
     os_user()
 }
 
+/// `gateway`: opens the store, serves HTTP until SIGTERM/SIGINT, drains the audit writer.
+pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
+    config.policy.ready().map_err(ModeError::PolicyNotReady)?;
+    let (store, report) = Store::open(&config.audit.store_dir, config.audit.segment_bytes)?;
+    log_open(&report);
+    let (journal, index, lock) = store.into_parts();
+    let (sink, threads) = writer::start(
+        journal,
+        index,
+        config.audit.durability,
+        config.audit.flush_interval,
+        config.audit.queue_capacity,
+    )
+    .map_err(|source| ModeError::Start {
+        what: "the audit writer",
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("gateway-rt")
+        .enable_all()
+        .build()
+        .map_err(|source| ModeError::Start {
+            what: "the async runtime",
+            source,
+        })?;
+    let config = std::sync::Arc::new(config.clone());
+    let result = runtime.block_on(async {
+        let code = crate::proxy::http::run(config, sink.clone()).await;
+        sink.close().await;
+        code
+    });
+    threads.join();
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    drop(lock);
+    Ok(result?)
+}
+
 /// The OS user running the proxy, by name where it has one.
 pub fn os_user() -> String {
     let uid = nix::unistd::getuid();
@@ -93,6 +133,22 @@ pub fn os_user() -> String {
 
 /// `stdio`: opens the store, runs the proxy, drains the audit writer; returns the exit code.
 pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
+    let selected;
+    let config = match &args.upstream {
+        None => config,
+        Some(name) => {
+            let Some(u) = config.upstreams.iter().find(|u| &u.name == name) else {
+                return Err(ModeError::BadInput {
+                    what: format!("no upstream named {name:?} in {}", config.source.display()),
+                    hint: "give the name of one of the [[upstream]] tables",
+                });
+            };
+            let mut c = config.clone();
+            c.upstream = u.clone();
+            selected = c;
+            &selected
+        }
+    };
     let command = if args.command.is_empty() {
         config.upstream.command.clone()
     } else {

@@ -51,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
     match command {
         Command::Stdio(args) => Ok(commands::run_stdio(&args, config)?),
+        Command::Gateway(_) => Ok(commands::run_gateway(config)?),
         Command::Events(args) => {
             let mut out = std::io::stdout().lock();
             commands::events(&args, config, &mut out).context("events")?;

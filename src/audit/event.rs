@@ -262,6 +262,33 @@ pub struct Metadata {
     /// For a call the policy asked the person at the client to confirm: how they answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmation: Option<String>,
+    /// For calls through the HTTP gateway: where the request came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<Box<HttpContext>>,
+}
+
+/// Where a request through the HTTP gateway came from. The field names follow
+/// OpenTelemetry's semantic conventions where they have one (given in each doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpContext {
+    /// `client.address`: the TCP peer's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<String>,
+    /// `user_agent.original`: the `User-Agent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// `tls.protocol.version`: `1.2` or `1.3`; absent for plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// `trace_id`: the W3C Trace Context trace id of the request's `traceparent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// `http.response.status_code`, for requests the gateway refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    /// The principal's roles, from its credential's configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// One audit record; see the README's "Event JSON" for the contract.

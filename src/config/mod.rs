@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod gateway;
 pub(crate) mod source;
 
+pub use gateway::{ApiKey, GatewayConfig, TlsFiles};
 pub use source::ConfigError;
 pub(crate) use source::Source;
 
@@ -29,7 +31,9 @@ pub enum Durability {
 struct RawConfig {
     user_id: Option<Spanned<String>>,
     #[serde(default)]
-    upstream: RawUpstream,
+    upstream: RawUpstreams,
+    #[serde(default)]
+    gateway: gateway::RawGateway,
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
@@ -46,6 +50,52 @@ struct RawUpstream {
     name: Option<Spanned<String>>,
     command: Option<Spanned<Vec<String>>>,
     cwd: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+}
+
+/// `[upstream]` (one table, the stdio wrapper's form) or `[[upstream]]` (an array of tables,
+/// one per server the gateway serves).
+#[derive(Debug, Default)]
+struct RawUpstreams {
+    tables: Vec<RawUpstream>,
+    array: bool,
+}
+
+impl<'de> Deserialize<'de> for RawUpstreams {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawUpstreams;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an [upstream] table or [[upstream]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let one =
+                    RawUpstream::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawUpstreams {
+                    tables: vec![one],
+                    array: false,
+                })
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut tables = Vec::new();
+                while let Some(t) = seq.next_element::<RawUpstream>()? {
+                    tables.push(t);
+                }
+                Ok(RawUpstreams {
+                    tables,
+                    array: true,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,8 +129,13 @@ pub struct Config {
     pub source: PathBuf,
     /// `user_id`: identity recorded in stdio mode when `--user` is not given.
     pub user_id: Option<String>,
-    /// `[upstream]`.
+    /// `[upstream]`, or the first of the `[[upstream]]` tables: the server the stdio wrapper
+    /// starts (`stdio --upstream NAME` picks another).
     pub upstream: UpstreamConfig,
+    /// Every `[[upstream]]` table (or the one `[upstream]`), in file order; names are unique.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// `[gateway]`.
+    pub gateway: GatewayConfig,
     /// `[audit]`.
     pub audit: AuditConfig,
     /// `[limits]`.
@@ -159,25 +214,34 @@ impl Config {
             None => None,
         };
 
-        let name = match raw.upstream.name {
-            Some(n) => at.non_empty("upstream.name", n)?,
-            None => "upstream".to_string(),
+        let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+        let array = raw.upstream.array;
+        let tables = if raw.upstream.tables.is_empty() && !array {
+            vec![RawUpstream::default()]
+        } else {
+            raw.upstream.tables
         };
-        let command = match raw.upstream.command {
-            Some(c) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
-                return Err(at.invalid(
-                    c.span(),
-                    "`upstream.command` is empty",
-                    "give the program and its arguments, e.g. command = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"], or remove the key and pass the command after `--`",
-                ));
+        if tables.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: None,
+                message: "`upstream` is an empty array".into(),
+                hint: "add an [[upstream]] table with a name and a command".into(),
+            });
+        }
+        for u in tables {
+            let up = upstream(&at, &base, u, array)?;
+            if upstreams.iter().any(|o| o.name == up.name) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: None,
+                    message: format!("two [[upstream]] tables are named {:?}", up.name),
+                    hint: "give each upstream a unique name: it is the path /mcp/<name> and the `upstream` of its events".into(),
+                });
             }
-            Some(c) => c.into_inner(),
-            None => Vec::new(),
-        };
-        let cwd = match raw.upstream.cwd {
-            Some(d) => Some(base.join(at.non_empty("upstream.cwd", d)?)),
-            None => None,
-        };
+            upstreams.push(up);
+        }
+        let gateway = gateway::compile(&at, raw.gateway)?;
 
         let a = raw.audit;
         let store_dir = match a.store_dir {
@@ -231,7 +295,9 @@ impl Config {
         Ok(Config {
             source: path.to_path_buf(),
             user_id,
-            upstream: UpstreamConfig { name, command, cwd },
+            upstream: upstreams[0].clone(),
+            upstreams,
+            gateway,
             audit: AuditConfig {
                 store_dir,
                 durability: a.durability.unwrap_or(Durability::Sync),
@@ -248,6 +314,65 @@ impl Config {
             policy: std::sync::Arc::new(policy),
         })
     }
+}
+
+/// One `[upstream]`/`[[upstream]]` table, validated. Names of the array form are URL path
+/// segments (`/mcp/<name>`), so they are limited to letters, digits, `.`, `_` and `-`.
+fn upstream(
+    at: &Source<'_>,
+    base: &Path,
+    raw: RawUpstream,
+    named: bool,
+) -> Result<UpstreamConfig, ConfigError> {
+    if let Some(url) = raw.url {
+        return Err(at.invalid(
+            url.span(),
+            "`url` upstreams (remote Streamable HTTP servers) are not supported yet",
+            "run the server as a command = [...] upstream, or put it behind its own stdio bridge",
+        ));
+    }
+    let name = match raw.name {
+        Some(n) => {
+            let span = n.span();
+            let name = at.non_empty("upstream.name", n)?;
+            let path_safe = name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if named && !path_safe {
+                return Err(at.invalid(
+                    span,
+                    &format!("upstream name {name:?} cannot be a URL path segment"),
+                    "use letters, digits, `.`, `_` and `-` only: the gateway serves it at /mcp/<name>",
+                ));
+            }
+            name
+        }
+        None if named => {
+            return Err(ConfigError::Invalid {
+                path: at.path().to_path_buf(),
+                line: None,
+                message: "an [[upstream]] table has no `name`".into(),
+                hint: "name each upstream: the gateway serves it at /mcp/<name>".into(),
+            });
+        }
+        None => "upstream".to_string(),
+    };
+    let command = match raw.command {
+        Some(c) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
+            return Err(at.invalid(
+                c.span(),
+                "`upstream.command` is empty",
+                "give the program and its arguments, e.g. command = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"], or remove the key and pass the command after `--`",
+            ));
+        }
+        Some(c) => c.into_inner(),
+        None => Vec::new(),
+    };
+    let cwd = match raw.cwd {
+        Some(d) => Some(base.join(at.non_empty("upstream.cwd", d)?)),
+        None => None,
+    };
+    Ok(UpstreamConfig { name, command, cwd })
 }
 
 #[cfg(test)]

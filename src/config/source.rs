@@ -45,6 +45,11 @@ impl<'a> Source<'a> {
         Source { path, text }
     }
 
+    /// The config file.
+    pub(crate) fn path(&self) -> &Path {
+        self.path
+    }
+
     /// The folder relative paths resolve against.
     pub(crate) fn base(&self) -> PathBuf {
         self.path

@@ -1,6 +1,8 @@
-//! The proxy: one pipeline per client connection, fed by a front door (stdio today).
+//! The proxy: one pipeline per client connection, fed by a front door: the stdio
+//! wrapper (`stdio.rs`) or the HTTP gateway (`http/`).
 
 pub mod fdio;
+pub mod http;
 pub mod pipeline;
 pub mod stdio;
 

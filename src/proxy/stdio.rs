@@ -76,21 +76,23 @@ pub enum StdioError {
 
 /// Why the session is being shut down (first reason wins).
 #[derive(Debug, Clone, Copy)]
-enum StopReason {
+pub(crate) enum StopReason {
     ClientClosed,
     ClientGone,
+    /// The front door ended the session (HTTP DELETE, idle timeout, gateway shutdown).
+    Ended(&'static str),
     Signal(&'static str),
 }
 
 /// The shutdown trigger, with its reason.
 #[derive(Debug, Clone, Default)]
-struct Stop {
-    token: CancellationToken,
+pub(crate) struct Stop {
+    pub(crate) token: CancellationToken,
     why: Arc<OnceLock<StopReason>>,
 }
 
 impl Stop {
-    fn stop(&self, why: StopReason) {
+    pub(crate) fn stop(&self, why: StopReason) {
         let _ = self.why.set(why);
         self.token.cancel();
     }
@@ -112,6 +114,11 @@ impl Stop {
                 Outcome::Shutdown,
                 Side::Client,
                 format!("the client stopped reading before the answer; the server {server}"),
+            ),
+            Some(StopReason::Ended(why)) => (
+                Outcome::Shutdown,
+                Side::Internal,
+                format!("{why} before the answer; the server {server}"),
             ),
             Some(StopReason::Signal(name)) => (
                 Outcome::Shutdown,
@@ -151,11 +158,102 @@ pub async fn run_with(
     client_in: impl AsyncRead + Unpin + Send + 'static,
     client_out: impl AsyncWrite + Unpin + Send + 'static,
 ) -> Result<i32, StdioError> {
+    let session = SessionInfo {
+        session_id: ulid::Ulid::generate().to_string(),
+        user_id,
+        upstream: config.upstream.name.clone(),
+        auth_method: "stdio",
+        http: None,
+    };
+    let policy = crate::policy::PolicyCell::new(config.policy.clone());
+    let setup = SessionSetup {
+        config,
+        command,
+        cwd: config.upstream.cwd.as_deref(),
+        session,
+        audit,
+        policy,
+        own_signals: true,
+    };
+    run_session(setup, move |door: ClientDoor| {
+        let client_reader = reader(
+            client_in,
+            door.pipeline.clone(),
+            Peer::Client,
+            door.routes.clone(),
+            door.max,
+            Some(door.stop.token.clone()),
+        );
+        let client_stop = door.stop.clone();
+        tokio::spawn(
+            async move {
+                if client_reader.await {
+                    client_stop.stop(StopReason::ClientClosed);
+                } else {
+                    client_stop.stop(StopReason::ClientGone);
+                }
+            }
+            .instrument(door.span.clone()),
+        );
+        tokio::spawn(
+            client_writer(client_out, door.to_client, door.done, door.stop).instrument(door.span),
+        )
+    })
+    .await
+}
+
+/// What one session runs with, whichever front door feeds it.
+pub(crate) struct SessionSetup<'a> {
+    pub(crate) config: &'a Config,
+    /// The server's command line.
+    pub(crate) command: &'a [String],
+    /// The server's working folder; `None`: the proxy's own.
+    pub(crate) cwd: Option<&'a std::path::Path>,
+    pub(crate) session: SessionInfo,
+    pub(crate) audit: AuditSink,
+    /// The policy in force; the gateway shares one cell across its sessions.
+    pub(crate) policy: crate::policy::PolicyCell,
+    /// Whether this session handles the process's signals (stop, reload) itself: the stdio
+    /// wrapper does; the gateway handles them once for all sessions.
+    pub(crate) own_signals: bool,
+}
+
+/// The client side of a session, handed to the front door once the server is running.
+pub(crate) struct ClientDoor {
+    pub(crate) pipeline: Arc<Pipeline>,
+    /// Where the client's messages go: `ToServer` keeps the server's stdin open while any
+    /// clone of it lives (with the timer's), so the door drops it when the client is done.
+    pub(crate) routes: Routes,
+    /// Messages for the client, in order; each waits for its audit ack before delivery.
+    pub(crate) to_client: mpsc::Receiver<Outbound>,
+    /// Stops the session (the client closed or went away).
+    pub(crate) stop: Stop,
+    /// Cancelled when the session is over and every queued message for the client is queued.
+    pub(crate) done: CancellationToken,
+    pub(crate) max: usize,
+    pub(crate) span: tracing::Span,
+}
+
+/// Spawns the server, hands the client side to `door`, and runs the session until the server
+/// exits; returns the exit code to leave with.
+pub(crate) async fn run_session(
+    setup: SessionSetup<'_>,
+    door: impl FnOnce(ClientDoor) -> tokio::task::JoinHandle<()>,
+) -> Result<i32, StdioError> {
+    let SessionSetup {
+        config,
+        command,
+        cwd,
+        session,
+        audit,
+        policy,
+        own_signals,
+    } = setup;
     let (program, args) = command.split_first().ok_or_else(|| StdioError::NoCommand {
         config: config.source.clone(),
     })?;
     let mut builder = Command::new(program);
-    if let Some(cwd) = &config.upstream.cwd {
+    if let Some(cwd) = cwd {
         builder.current_dir(cwd);
     }
     // Its own process group: wrappers (npx, uvx, sh -c) start the real server as a child, and
@@ -182,16 +280,9 @@ pub async fn run_with(
     // server started goes with it; the normal path ends the group gently first.
     let mut group = GroupGuard(child.id().map(|pid| Pid::from_raw(pid as i32)));
 
-    let session = SessionInfo {
-        session_id: ulid::Ulid::generate().to_string(),
-        user_id,
-        upstream: config.upstream.name.clone(),
-        auth_method: "stdio",
-    };
     let span = tracing::info_span!("session", mcp.session.id = %session.session_id);
     tracing::info!(parent: &span, pid = child.id(), command = %command.join(" "), user = %session.user_id, "mcp server started");
-    let policy = crate::policy::PolicyCell::new(config.policy.clone());
-    let pins = crate::policy::pins::Pins::new(&config.audit.store_dir, &config.upstream.name);
+    let pins = crate::policy::pins::Pins::new(&config.audit.store_dir, &session.upstream);
     let pipeline = Arc::new(Pipeline::new(
         session,
         audit,
@@ -207,31 +298,12 @@ pub async fn run_with(
     // `done`: the session is over; the client writer flushes what is queued and ends.
     let done = CancellationToken::new();
 
-    // Only the client reader and the timer can write to the server: when both have stopped,
+    // Only the client side and the timer can write to the server: when both have stopped,
     // the server writer has delivered everything and closes the server's stdin.
     let client_routes = Routes {
         to_server: ToServer::Open(to_server.clone()),
         to_client: to_client.clone(),
     };
-    let client_reader = reader(
-        client_in,
-        pipeline.clone(),
-        Peer::Client,
-        client_routes.clone(),
-        max,
-        Some(stop.token.clone()),
-    );
-    let client_stop = stop.clone();
-    tokio::spawn(
-        async move {
-            if client_reader.await {
-                client_stop.stop(StopReason::ClientClosed);
-            } else {
-                client_stop.stop(StopReason::ClientGone);
-            }
-        }
-        .instrument(span.clone()),
-    );
     tokio::spawn(
         server_writer(server_in, to_server_rx, to_client.clone(), pipeline.clone())
             .instrument(span.clone()),
@@ -251,18 +323,25 @@ pub async fn run_with(
         )
         .instrument(span.clone()),
     );
-    let client_writer = tokio::spawn(
-        client_writer(client_out, to_client_rx, done.clone(), stop.clone())
-            .instrument(span.clone()),
-    );
+    let client_writer = door(ClientDoor {
+        pipeline: pipeline.clone(),
+        routes: client_routes.clone(),
+        to_client: to_client_rx,
+        stop: stop.clone(),
+        done: done.clone(),
+        max,
+        span: span.clone(),
+    });
     tokio::spawn(
         timer(pipeline.clone(), client_routes, stop.token.clone()).instrument(span.clone()),
     );
-    tokio::spawn(stop_on_signal(stop.clone()));
-    tokio::spawn(
-        reload_on_hangup(config.source.clone(), pipeline.clone(), stop.token.clone())
-            .instrument(span.clone()),
-    );
+    if own_signals {
+        tokio::spawn(stop_on_signal(stop.clone()));
+        tokio::spawn(
+            reload_on_hangup(config.source.clone(), pipeline.clone(), stop.token.clone())
+                .instrument(span.clone()),
+        );
+    }
     drop((to_server, to_client));
 
     let grace = config.limits.shutdown_grace;
@@ -306,14 +385,14 @@ pub async fn run_with(
 }
 
 /// The senders a reader routes into.
-#[derive(Clone)]
-struct Routes {
+#[derive(Clone, Debug)]
+pub(crate) struct Routes {
     to_server: ToServer,
     to_client: mpsc::Sender<Outbound>,
 }
 
 /// How a reader reaches the server.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum ToServer {
     /// The client reader and the timer: while any holds it, the server's stdin stays open.
     Open(mpsc::Sender<Outbound>),
@@ -324,7 +403,7 @@ enum ToServer {
 
 impl Routes {
     /// Queues a routed message; false when the destination is gone.
-    async fn send(&self, route: Route) -> bool {
+    pub(crate) async fn send(&self, route: Route) -> bool {
         match route {
             Route::Many(routes) => {
                 let mut delivered = true;
@@ -557,7 +636,11 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// (checked every [`WATCH_INTERVAL`], applied once it has stayed the same for one check, so a
 /// half-written file is not read); a file that does not validate is rejected (logged and
 /// recorded) and the running policy stays.
-async fn reload_on_hangup(path: PathBuf, pipeline: Arc<Pipeline>, stop: CancellationToken) {
+pub(crate) async fn reload_on_hangup(
+    path: PathBuf,
+    pipeline: Arc<Pipeline>,
+    stop: CancellationToken,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())
         .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP handler unavailable; the policy reloads on file changes only"))

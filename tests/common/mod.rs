@@ -171,6 +171,18 @@ impl ClientHandler for TestClient {
     }
 }
 
+impl TestClient {
+    /// A handler announcing `config`.
+    pub fn new(config: ClientConfig) -> TestClient {
+        TestClient {
+            config,
+            progress: ProgressDispatcher::new(),
+            progress_seen: Arc::new(AtomicUsize::new(0)),
+            elicitations: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
 /// A connected rmcp client.
 pub type Client = RunningService<RoleClient, TestClient>;
 

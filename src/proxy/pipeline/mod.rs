@@ -165,8 +165,10 @@ pub struct SessionInfo {
     pub user_id: String,
     /// The configured server name.
     pub upstream: String,
-    /// How the caller was identified (`stdio`).
+    /// How the caller was identified (`stdio`, `api_key`, `anonymous`).
     pub auth_method: &'static str,
+    /// For a gateway session: where its client connected from.
+    pub http: Option<Box<crate::audit::event::HttpContext>>,
 }
 
 /// An error the proxy answers in place of forwarding or delivering a message.

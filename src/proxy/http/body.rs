@@ -1,0 +1,97 @@
+//! Response bodies: a whole JSON document, or a Server-Sent Events stream fed by a channel
+//! (WHATWG HTML "Server-sent events"; MCP "Streamable HTTP" sends one JSON-RPC message per
+//! event).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use tokio::sync::mpsc;
+
+/// The body type of every gateway response.
+pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A complete body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// Runs when the stream ends or the client goes away (the body is dropped).
+pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl OnDrop {
+    pub(crate) fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        OnDrop(Some(Box::new(f)))
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// An SSE stream: each line received becomes one `message` event with an id, until the
+/// channel closes.
+pub(crate) struct EventStream {
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    ids: Arc<AtomicU64>,
+    prefix: Arc<str>,
+    _guard: OnDrop,
+}
+
+impl EventStream {
+    /// A stream of the lines `rx` gives; event ids are `<prefix>-<n>`, `n` from `ids`.
+    pub(crate) fn body(
+        rx: mpsc::UnboundedReceiver<Bytes>,
+        ids: Arc<AtomicU64>,
+        prefix: Arc<str>,
+        guard: OnDrop,
+    ) -> ResponseBody {
+        EventStream {
+            rx,
+            ids,
+            prefix,
+            _guard: guard,
+        }
+        .boxed_unsync()
+    }
+}
+
+impl Body for EventStream {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(line)) => {
+                let n = self.ids.fetch_add(1, Ordering::Relaxed);
+                let mut event = BytesMut::with_capacity(line.len() + 64);
+                event.put_slice(b"id: ");
+                event.put_slice(self.prefix.as_bytes());
+                event.put_slice(format!("-{n}\nevent: message\ndata: ").as_bytes());
+                event.put_slice(&line);
+                event.put_slice(b"\n\n");
+                Poll::Ready(Some(Ok(Frame::data(event.freeze()))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}

@@ -1,0 +1,1333 @@
+//! The HTTP front door: MCP Streamable HTTP (spec revisions 2025-03-26 to 2025-11-25, and
+//! sessionless 2026-07-28 requests) on hyper, plain or TLS (rustls), in front of the
+//! `[[upstream]]` servers, each served at `/mcp/<name>`.
+//!
+//! Per request: `Host` and `Origin` checked (403) → credential verified (401, with
+//! `WWW-Authenticate` naming the RFC 9728 metadata) → session found (`Mcp-Session-Id`, bound
+//! to the principal: unknown or another principal's → 404), or created by `initialize` (one
+//! server process per session), or, without a session, a 2026-07-28 request gets a server of
+//! its own for that request → the body (size-limited: 413) goes through the session's
+//! [`Pipeline`] exactly as a stdio line does → responses come back on this POST as JSON or as
+//! an SSE stream. Every refusal on the way is an audit event with the HTTP status and reason.
+//!
+//! Operations: `/healthz`; SIGTERM/SIGINT stop accepting, let requests in flight finish,
+//! then end every session (their events written) and exit 0; SIGHUP and file changes reload
+//! the `[risk]` policy for every session at once.
+
+mod auth;
+mod body;
+mod session;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use self::auth::Principal;
+use self::body::{EventStream, OnDrop, ResponseBody, full};
+use self::session::Session;
+use super::pipeline::{Pipeline, Route, SessionInfo};
+use super::stdio::{ClientDoor, SessionSetup, run_session};
+use crate::audit::event::{
+    AuditEvent, EventIds, EventType, HttpContext, Metadata, Outcome, RiskLevel,
+};
+use crate::audit::writer::AuditSink;
+use crate::config::{Config, UpstreamConfig};
+use crate::error::Side;
+use crate::jsonrpc::message::{self, INVALID_REQUEST, error_response};
+use crate::jsonrpc::{Message, Parsed, RequestId};
+use crate::policy::PolicyCell;
+
+/// The session header (MCP "Streamable HTTP: Session Management").
+const SESSION_HEADER: &str = "mcp-session-id";
+/// The protocol version header (MCP 2025-06-18 "Streamable HTTP: Protocol Version Header").
+const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Protocol revisions the gateway accepts in `MCP-Protocol-Version`.
+const SUPPORTED_VERSIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+/// The first revision without sessions: a request without `Mcp-Session-Id` is served alone.
+const SESSIONLESS_FROM: &str = "2026-07-28";
+/// How long requests in flight may take to finish once shutdown starts.
+const DRAIN_AT_SHUTDOWN: Duration = Duration::from_secs(30);
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}\n  hint: check gateway.listen in {}; is another process using the port?", config.display())]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The config file.
+        config: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be used.
+    #[error("cannot use the TLS {what} {}: {reason}\n  hint: give PEM files in [gateway.tls] of {} (cert: the chain, leaf first; key: PKCS#8, PKCS#1 or SEC1)", path.display(), config.display())]
+    Tls {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The config file.
+        config: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The configuration cannot serve safely.
+    #[error("{what}\n  hint: {hint}")]
+    Unsafe {
+        /// What is missing.
+        what: String,
+        /// What to do.
+        hint: String,
+    },
+}
+
+/// The gateway's shared state.
+struct Gateway {
+    config: Arc<Config>,
+    audit: AuditSink,
+    policy: PolicyCell,
+    ids: EventIds,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// POST requests being served (their response streams included), for the drain at
+    /// shutdown.
+    in_flight: Arc<AtomicUsize>,
+    /// SSE event ids, unique across the gateway's streams.
+    event_ids: Arc<AtomicU64>,
+    stopping: CancellationToken,
+    /// Sessions' tasks: each ends when its server has exited and its events are written.
+    session_tasks: Mutex<Vec<CancellationToken>>,
+}
+
+/// What is known of the connection a request came on.
+#[derive(Debug, Clone)]
+struct Connection {
+    peer: SocketAddr,
+    tls_version: Option<&'static str>,
+}
+
+/// Runs the gateway until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
+pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayError> {
+    let g = &config.gateway;
+    if g.api_keys.is_empty() && !g.allow_anonymous {
+        return Err(GatewayError::Unsafe {
+            what: format!(
+                "the gateway has no credentials configured in {}",
+                config.source.display()
+            ),
+            hint: "add a [[gateway.api_key]] table (user_id and the key's sha256), or set gateway.allow_anonymous = true to serve without authentication".into(),
+        });
+    }
+    if let Some(u) = config.upstreams.iter().find(|u| u.command.is_empty()) {
+        return Err(GatewayError::Unsafe {
+            what: format!("upstream {:?} has no command", u.name),
+            hint: "give each [[upstream]] a command = [\"program\", \"args\"...]".into(),
+        });
+    }
+    let tls = match &g.tls {
+        Some(files) => Some(tls_acceptor(&config, files)?),
+        None => None,
+    };
+    let listener = TcpListener::bind(g.listen)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: g.listen,
+            config: config.source.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().unwrap_or(g.listen);
+    if !g.listen.ip().is_loopback() && g.allowed_hosts.is_empty() {
+        tracing::warn!(listen = %local, "listening beyond loopback without gateway.allowed_hosts: any Host header is accepted");
+    }
+    let gateway = Arc::new(Gateway {
+        policy: PolicyCell::new(config.policy.clone()),
+        config: config.clone(),
+        audit,
+        ids: EventIds::default(),
+        sessions: Mutex::new(HashMap::new()),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        event_ids: Arc::new(AtomicU64::new(1)),
+        stopping: CancellationToken::new(),
+        session_tasks: Mutex::new(Vec::new()),
+    });
+    // Policy reloads, once for all sessions; recorded as the gateway's own session.
+    let control = Arc::new(Pipeline::new(
+        SessionInfo {
+            session_id: format!("gateway-{}", ulid::Ulid::generate()),
+            user_id: crate::commands::os_user(),
+            upstream: "gateway".into(),
+            auth_method: "process",
+            http: None,
+        },
+        gateway.audit.clone(),
+        &config.limits,
+        gateway.policy.clone(),
+        None,
+    ));
+    tokio::spawn(super::stdio::reload_on_hangup(
+        config.source.clone(),
+        control,
+        gateway.stopping.clone(),
+    ));
+    tokio::spawn(reap_idle(gateway.clone()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        listen = %local,
+        upstreams = %config.upstreams.iter().map(|u| format!("{scheme}://{local}/mcp/{}", u.name)).collect::<Vec<_>>().join(" "),
+        "gateway listening"
+    );
+    // A line on stdout for scripts and tests: where to connect.
+    println!("listening on {scheme}://{local}");
+
+    let connections = Arc::new(Semaphore::new(g.max_connections));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => p.expect("never closed"),
+            name = &mut signal => {
+                tracing::info!(signal = name, "signal received; draining");
+                break;
+            }
+        };
+        let (tcp, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            name = &mut signal => {
+                tracing::info!(signal = name, "signal received; draining");
+                break;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let gateway = gateway.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let header_timeout = gateway.config.gateway.header_read_timeout;
+            match tls {
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::info!(peer = %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let version = match stream.get_ref().1.protocol_version() {
+                        Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_3) => Some("1.3"),
+                        Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
+                        _ => None,
+                    };
+                    serve(
+                        gateway,
+                        TokioIo::new(stream),
+                        Connection {
+                            peer,
+                            tls_version: version,
+                        },
+                    )
+                    .await;
+                }
+                None => {
+                    serve(
+                        gateway,
+                        TokioIo::new(tcp),
+                        Connection {
+                            peer,
+                            tls_version: None,
+                        },
+                    )
+                    .await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    drain(&gateway).await;
+    Ok(0)
+}
+
+/// Serves one connection (HTTP/1.1, keep-alive) until the client closes it.
+async fn serve<I>(gateway: Arc<Gateway>, io: I, conn: Connection)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let header_timeout = gateway.config.gateway.header_read_timeout;
+    let conn = Arc::new(conn);
+    let service = hyper::service::service_fn(move |req| {
+        let gateway = gateway.clone();
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(handle(gateway, conn, req).await) }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true)
+        .serve_connection(io, service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// After the accept loop: requests in flight finish (up to [`DRAIN_AT_SHUTDOWN`]), then
+/// every session ends and its events are written.
+async fn drain(gateway: &Arc<Gateway>) {
+    gateway.stopping.cancel();
+    let until = Instant::now() + DRAIN_AT_SHUTDOWN;
+    while gateway.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = gateway.in_flight.load(Ordering::Acquire);
+    if left > 0 {
+        tracing::warn!(
+            requests = left,
+            "requests still in flight at shutdown; their calls end as shutdown"
+        );
+    }
+    let sessions: Vec<Arc<Session>> = gateway.sessions().drain().map(|(_, s)| s).collect();
+    for s in &sessions {
+        s.end("the gateway shut down");
+    }
+    let tasks: Vec<CancellationToken> = gateway
+        .session_tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let limit = gateway.config.limits.shutdown_grace * 3 + Duration::from_secs(5);
+    for t in tasks {
+        if tokio::time::timeout(limit, t.cancelled()).await.is_err() {
+            tracing::warn!("a session did not end in time at shutdown");
+        }
+    }
+    tracing::info!(sessions = sessions.len(), "gateway stopped");
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("signal handlers unavailable; SIGTERM will end the gateway without a drain");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Ends sessions idle for `gateway.session_idle_timeout_ms`.
+async fn reap_idle(gateway: Arc<Gateway>) {
+    let idle = gateway.config.gateway.session_idle_timeout;
+    let tick = (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = gateway.stopping.cancelled() => return,
+        }
+        let Some(before) = Instant::now().checked_sub(idle) else {
+            continue;
+        };
+        let idle: Vec<Arc<Session>> = {
+            let mut sessions = gateway.sessions();
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| s.idle_since(before))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        for s in idle {
+            tracing::info!(session = %s.id, "session idle; ending it");
+            s.end("the session was idle past gateway.session_idle_timeout_ms");
+        }
+    }
+}
+
+fn tls_acceptor(
+    config: &Config,
+    files: &crate::config::TlsFiles,
+) -> Result<tokio_rustls::TlsAcceptor, GatewayError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let bad = |what, path: &std::path::Path, reason: String| GatewayError::Tls {
+        what,
+        path: path.to_path_buf(),
+        config: config.source.clone(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| bad("certificate", &files.cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("certificate", &files.cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(
+            "certificate",
+            &files.cert,
+            "no CERTIFICATE block in the file".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| bad("key", &files.key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| bad("certificate", &files.cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            bad(
+                "key",
+                &files.key,
+                format!("does not match the certificate or cannot be used: {e}"),
+            )
+        })?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+impl Gateway {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.config.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// Records a request refused before any session saw it.
+    async fn record_refusal(&self, r: &Refusal<'_>) {
+        let (event_id, timestamp) = self.ids.next();
+        let mut http = r.http.clone();
+        http.status_code = Some(r.status.as_u16());
+        let event = AuditEvent {
+            event_id,
+            timestamp,
+            event_type: EventType::ToolFailure,
+            user_id: r.user.unwrap_or("unauthenticated").to_string(),
+            tool_name: None,
+            action: r.method.clone().unwrap_or_else(|| "http".into()),
+            result: Outcome::Refused,
+            metadata: Metadata {
+                request_id: r.request_id.clone(),
+                auth_method: r.auth_method.map(str::to_string),
+                failure_side: Some(Side::Client),
+                reason: Some(r.reason.clone()),
+                http: Some(Box::new(http)),
+                ..Metadata::default()
+            },
+            risk_level: RiskLevel::Medium,
+            compliance_tags: Vec::new(),
+            session_id: r.session.unwrap_or("").to_string(),
+            upstream: r.upstream.to_string(),
+            linked_event_id: None,
+        };
+        match self.audit.record(&event) {
+            Ok(ack) => {
+                if let Err(e) = ack.wait().await {
+                    tracing::error!(error = %e, "refusal event not durable");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "refusal event could not be recorded"),
+        }
+    }
+}
+
+/// Counts a POST as in flight until dropped (with its response stream, if any).
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A refusal to record and answer.
+struct Refusal<'a> {
+    status: StatusCode,
+    reason: String,
+    upstream: &'a str,
+    user: Option<&'a str>,
+    auth_method: Option<&'static str>,
+    session: Option<&'a str>,
+    method: Option<String>,
+    request_id: Option<RequestId>,
+    http: HttpContext,
+}
+
+/// The HTTP context of a request, for its events.
+fn http_context(conn: &Connection, headers: &HeaderMap) -> HttpContext {
+    let text = |v: &HeaderValue| {
+        let s = String::from_utf8_lossy(v.as_bytes());
+        s.chars().take(256).collect::<String>()
+    };
+    HttpContext {
+        client_address: Some(conn.peer.ip().to_string()),
+        user_agent: headers.get(USER_AGENT).map(text),
+        tls_version: conn.tls_version.map(str::to_string),
+        trace_id: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(trace_id),
+        status_code: None,
+        roles: Vec::new(),
+    }
+}
+
+/// The trace id of a W3C Trace Context `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn trace_id(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    let valid = trace.len() == 32
+        && trace.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_ascii_lowercase())
+}
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response<ResponseBody> {
+    let mut r = Response::new(full(text.into() + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json(status: StatusCode, bytes: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut r = Response::new(full(bytes));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A JSON-RPC error as the HTTP body of a refusal (MCP: "the HTTP response body MAY comprise
+/// a JSON-RPC error response that has no id").
+fn rpc_refusal(
+    status: StatusCode,
+    id: Option<&RequestId>,
+    code: i64,
+    text: &str,
+) -> Response<ResponseBody> {
+    json(status, error_response(id, code, text, None))
+}
+
+/// Whether `accept` admits `kind` (`type/subtype`), wildcards included.
+fn accepts(headers: &HeaderMap, kind: &str) -> bool {
+    let (major, _) = kind.split_once('/').unwrap_or((kind, ""));
+    headers.get_all(ACCEPT).iter().any(|v| {
+        v.to_str().unwrap_or("").split(',').any(|item| {
+            let t = item
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            t == kind || t == "*/*" || t == format!("{major}/*")
+        })
+    })
+}
+
+async fn handle(
+    gateway: Arc<Gateway>,
+    conn: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let path = req.uri().path().to_string();
+    if path == "/healthz" {
+        return plain(StatusCode::OK, "ok");
+    }
+    if let Some(name) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
+        return match gateway.upstream(name) {
+            Some(u) => json(
+                StatusCode::OK,
+                auth::resource_metadata(&gateway.config.gateway, req.headers(), &u.name)
+                    .to_string(),
+            ),
+            None => plain(StatusCode::NOT_FOUND, format!("no upstream named {name:?}")),
+        };
+    }
+    let Some(name) = path.strip_prefix("/mcp/") else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: MCP endpoints are /mcp/<upstream>",
+        );
+    };
+    let ctx = http_context(&conn, req.headers());
+    let Some(upstream) = gateway.upstream(name).cloned() else {
+        let refusal = Refusal {
+            status: StatusCode::NOT_FOUND,
+            reason: format!("no upstream named {name:?} in the gateway's configuration"),
+            upstream: name,
+            user: None,
+            auth_method: None,
+            session: None,
+            method: None,
+            request_id: None,
+            http: ctx,
+        };
+        gateway.record_refusal(&refusal).await;
+        return plain(refusal.status, refusal.reason);
+    };
+    let headers = req.headers().clone();
+    let refuse = |status: StatusCode, reason: String| Refusal {
+        status,
+        reason,
+        upstream: "",
+        user: None,
+        auth_method: None,
+        session: None,
+        method: None,
+        request_id: None,
+        http: ctx.clone(),
+    };
+    if let Err(r) = auth::check_origin(&gateway.config.gateway, &headers) {
+        let refusal = Refusal {
+            upstream: &upstream.name,
+            ..refuse(StatusCode::FORBIDDEN, r.reason())
+        };
+        gateway.record_refusal(&refusal).await;
+        return plain(refusal.status, refusal.reason);
+    }
+    let principal = match auth::authenticate(&gateway.config.gateway, &headers) {
+        Ok(p) => p,
+        Err(r) => {
+            let refusal = Refusal {
+                upstream: &upstream.name,
+                ..refuse(
+                    StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+                    r.reason(),
+                )
+            };
+            gateway.record_refusal(&refusal).await;
+            let mut resp = plain(refusal.status, refusal.reason);
+            if r.status() == 401 {
+                let challenge =
+                    auth::challenge(&gateway.config.gateway, &headers, &upstream.name, &r);
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                }
+            }
+            return resp;
+        }
+    };
+    let mut ctx = ctx;
+    ctx.roles = principal.roles.clone();
+    let request = McpRequest {
+        gateway: &gateway,
+        upstream: &upstream,
+        principal: &principal,
+        http: ctx,
+        headers: &headers,
+    };
+    match *req.method() {
+        Method::POST => {
+            let counted = InFlight::new(&gateway.in_flight);
+            request.post(req.into_body(), counted).await
+        }
+        Method::GET => request.get().await,
+        Method::DELETE => request.delete().await,
+        _ => {
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE");
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                HeaderValue::from_static("POST, GET, DELETE"),
+            );
+            r
+        }
+    }
+}
+
+/// One authenticated request to `/mcp/<upstream>`.
+struct McpRequest<'a> {
+    gateway: &'a Arc<Gateway>,
+    upstream: &'a UpstreamConfig,
+    principal: &'a Principal,
+    http: HttpContext,
+    headers: &'a HeaderMap,
+}
+
+/// What the gateway reads of a POST body before the pipeline does.
+struct Inspected {
+    initialize: bool,
+    /// Ids of the requests in the body, in order.
+    ids: Vec<RequestId>,
+    /// The first method named, for refusal events.
+    method: Option<String>,
+}
+
+fn inspect(parsed: &Parsed<'_>) -> Inspected {
+    let mut out = Inspected {
+        initialize: false,
+        ids: Vec::new(),
+        method: None,
+    };
+    let mut see = |m: &Message<'_>| match m {
+        Message::Request { id, method, .. } => {
+            out.initialize |= method == "initialize";
+            out.ids.push(id.clone());
+            out.method.get_or_insert_with(|| method.to_string());
+        }
+        Message::Notification { method, .. } => {
+            out.method.get_or_insert_with(|| method.to_string());
+        }
+        Message::Response { .. } => {}
+    };
+    match parsed {
+        Parsed::Single(m) => see(m),
+        Parsed::Batch(items) => items
+            .iter()
+            .filter_map(|i| i.message.as_ref().ok())
+            .for_each(&mut see),
+    }
+    out
+}
+
+/// Counts the messages a route sends to the server.
+fn forwarded(route: &Route) -> usize {
+    match route {
+        Route::ToServer(_) => 1,
+        Route::Many(r) => r.iter().map(forwarded).sum(),
+        _ => 0,
+    }
+}
+
+/// Takes the client-bound messages out of a route, leaving the rest.
+fn take_answers(route: Route, answers: &mut Vec<crate::proxy::Outbound>) -> Option<Route> {
+    match route {
+        Route::ToClient(out) => {
+            answers.push(out);
+            None
+        }
+        Route::Many(routes) => {
+            let rest: Vec<Route> = routes
+                .into_iter()
+                .filter_map(|r| take_answers(r, answers))
+                .collect();
+            Some(Route::Many(rest))
+        }
+        other => Some(other),
+    }
+}
+
+impl McpRequest<'_> {
+    async fn refuse(
+        &self,
+        status: StatusCode,
+        reason: String,
+        session: Option<&str>,
+        method: Option<String>,
+        id: Option<RequestId>,
+    ) {
+        self.gateway
+            .record_refusal(&Refusal {
+                status,
+                reason,
+                upstream: &self.upstream.name,
+                user: Some(&self.principal.user_id),
+                auth_method: Some(self.principal.method),
+                session,
+                method,
+                request_id: id,
+                http: self.http.clone(),
+            })
+            .await;
+    }
+
+    /// The session named by `Mcp-Session-Id`, if it exists and belongs to this principal.
+    fn session(&self) -> Result<Option<Arc<Session>>, String> {
+        let Some(v) = self.headers.get(SESSION_HEADER) else {
+            return Ok(None);
+        };
+        let id = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        let found = self.gateway.sessions().get(&id).cloned();
+        match found {
+            Some(s) if s.user_id == self.principal.user_id && s.upstream == self.upstream.name => {
+                Ok(Some(s))
+            }
+            // Another principal's session is "not found" to this one: no oracle for ids.
+            _ => Err(id),
+        }
+    }
+
+    async fn post(&self, body: Incoming, counted: InFlight) -> Response<ResponseBody> {
+        let sse = accepts(self.headers, "text/event-stream");
+        let json_ok =
+            accepts(self.headers, "application/json") || self.headers.get(ACCEPT).is_none();
+        if !sse && !json_ok {
+            let reason = "Accept admits neither application/json nor text/event-stream".to_string();
+            self.refuse(StatusCode::NOT_ACCEPTABLE, reason.clone(), None, None, None)
+                .await;
+            return plain(StatusCode::NOT_ACCEPTABLE, reason);
+        }
+        let content_json = self
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !content_json {
+            let reason = "Content-Type must be application/json".to_string();
+            self.refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+        }
+        let version = self
+            .headers
+            .get(VERSION_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if let Some(v) = &version
+            && !SUPPORTED_VERSIONS.contains(&v.as_str())
+        {
+            let reason = format!(
+                "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            );
+            self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
+                .await;
+            return rpc_refusal(StatusCode::BAD_REQUEST, None, INVALID_REQUEST, &reason);
+        }
+        let max = self.gateway.config.limits.max_message_bytes;
+        let bytes = match http_body_util::Limited::new(body, max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let (status, reason) = if e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the request body is larger than limits.max_message_bytes ({max} bytes)"
+                        ),
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("the request body could not be read: {e}"),
+                    )
+                };
+                self.refuse(status, reason.clone(), None, None, None).await;
+                return rpc_refusal(status, None, INVALID_REQUEST, &reason);
+            }
+        };
+        // One message per line on the server's stdin: raw line breaks in JSON text are
+        // whitespace (inside strings they must be escaped), so they become spaces.
+        let mut line = bytes.to_vec();
+        for b in &mut line {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        let parsed = message::parse(&line);
+        let seen = match &parsed {
+            Ok(p) => inspect(p),
+            Err(_) => Inspected {
+                initialize: false,
+                ids: Vec::new(),
+                method: None,
+            },
+        };
+        drop(parsed);
+
+        let (session, ephemeral) = match self.session() {
+            Ok(Some(s)) => (s, false),
+            Err(id) => {
+                let reason = format!(
+                    "no session {id:?} for this principal and upstream (ended, expired or never created); start a new one with initialize"
+                );
+                self.refuse(
+                    StatusCode::NOT_FOUND,
+                    reason.clone(),
+                    None,
+                    seen.method.clone(),
+                    seen.ids.first().cloned(),
+                )
+                .await;
+                return rpc_refusal(
+                    StatusCode::NOT_FOUND,
+                    seen.ids.first(),
+                    INVALID_REQUEST,
+                    &reason,
+                );
+            }
+            Ok(None) => {
+                let sessionless = version.as_deref().is_some_and(|v| v >= SESSIONLESS_FROM);
+                if !seen.initialize && !sessionless {
+                    let reason = "Mcp-Session-Id is required after initialize (or send MCP-Protocol-Version: 2026-07-28 for a sessionless request)".to_string();
+                    self.refuse(
+                        StatusCode::BAD_REQUEST,
+                        reason.clone(),
+                        None,
+                        seen.method.clone(),
+                        seen.ids.first().cloned(),
+                    )
+                    .await;
+                    return rpc_refusal(
+                        StatusCode::BAD_REQUEST,
+                        seen.ids.first(),
+                        INVALID_REQUEST,
+                        &reason,
+                    );
+                }
+                match self.open_session(seen.initialize && !sessionless).await {
+                    Ok(s) => (s, !seen.initialize || sessionless),
+                    Err(resp) => return resp,
+                }
+            }
+        };
+        session.busy(1);
+        let done = {
+            let session = session.clone();
+            OnDrop::new(move || {
+                drop(counted);
+                session.busy(-1);
+                if ephemeral {
+                    session.end("the sessionless request was answered");
+                }
+            })
+        };
+        let Some(routes) = session.routes() else {
+            let reason = "the session has ended".to_string();
+            self.refuse(
+                StatusCode::NOT_FOUND,
+                reason.clone(),
+                Some(&session.id),
+                seen.method.clone(),
+                None,
+            )
+            .await;
+            return rpc_refusal(
+                StatusCode::NOT_FOUND,
+                seen.ids.first(),
+                INVALID_REQUEST,
+                &reason,
+            );
+        };
+        let mut resp = self.exchange(&session, routes, line, seen, sse, done).await;
+        if !ephemeral && let Ok(v) = HeaderValue::from_str(&session.id) {
+            resp.headers_mut().insert(SESSION_HEADER, v);
+        }
+        resp
+    }
+
+    /// Feeds the body to the session's pipeline and answers with what comes back for it.
+    async fn exchange(
+        &self,
+        session: &Arc<Session>,
+        routes: super::stdio::Routes,
+        line: Bytes,
+        seen: Inspected,
+        sse: bool,
+        done: OnDrop,
+    ) -> Response<ResponseBody> {
+        let waits = if seen.ids.is_empty() {
+            None
+        } else {
+            session.wait_for(&seen.ids, sse).ok()
+        };
+        let route = session.pipeline.from_client(line);
+        let sent = forwarded(&route);
+        let Some(rx) = waits else {
+            // Nothing to wait for by id (notifications, responses, a body the pipeline
+            // refused, or an id already waited on): the pipeline's own answers are this
+            // POST's answer.
+            let mut answers = Vec::new();
+            let rest = take_answers(route, &mut answers);
+            if let Some(rest) = rest {
+                routes.send(rest).await;
+            }
+            let mut lines = Vec::new();
+            for a in answers {
+                let bytes = match a.ack.wait().await {
+                    Ok(()) => a.bytes,
+                    Err(_) => match a.if_unrecorded {
+                        Some(u) => (u.reply)(),
+                        None => a.bytes,
+                    },
+                };
+                lines.push(bytes);
+            }
+            drop(done);
+            if lines.is_empty() {
+                if sent > 0 {
+                    return plain(StatusCode::ACCEPTED, "");
+                }
+                return rpc_refusal(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    INVALID_REQUEST,
+                    "mcp-audit-proxy refused the message (it is in the audit trail with the reason); it was not forwarded",
+                );
+            }
+            return json(StatusCode::BAD_REQUEST, join(lines));
+        };
+        if !routes.send(route).await {
+            session.unwait(&seen.ids);
+        }
+        drop(routes);
+        if sse {
+            let mut r = Response::new(EventStream::body(
+                rx,
+                self.gateway.event_ids.clone(),
+                Arc::from(session.id.as_str()),
+                done,
+            ));
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            return r;
+        }
+        let mut rx = rx;
+        let mut lines = Vec::new();
+        while let Some(line) = rx.recv().await {
+            lines.push(line);
+        }
+        drop(done);
+        json(StatusCode::OK, join(lines))
+    }
+
+    /// Starts a server for a new session of this principal.
+    async fn open_session(&self, keep: bool) -> Result<Arc<Session>, Response<ResponseBody>> {
+        let g = &self.gateway.config.gateway;
+        let full = {
+            let sessions = self.gateway.sessions();
+            let mine = sessions
+                .values()
+                .filter(|s| s.user_id == self.principal.user_id)
+                .count();
+            if sessions.len() >= g.max_sessions {
+                Some(format!(
+                    "the gateway holds gateway.max_sessions = {} sessions",
+                    g.max_sessions
+                ))
+            } else if mine >= g.max_sessions_per_principal {
+                Some(format!(
+                    "{} holds gateway.max_sessions_per_principal = {} sessions; end one with DELETE",
+                    self.principal.user_id, g.max_sessions_per_principal
+                ))
+            } else {
+                None
+            }
+        };
+        if let Some(reason) = full {
+            self.refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            return Err(rpc_refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                INVALID_REQUEST,
+                &reason,
+            ));
+        }
+        if self.gateway.stopping.is_cancelled() {
+            return Err(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway is shutting down",
+            ));
+        }
+        // 160 random bits (two ULIDs' worth, the ids' random parts from a CSPRNG), visible
+        // ASCII as the spec asks of session ids.
+        let id = format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate());
+        let info = SessionInfo {
+            session_id: id.clone(),
+            user_id: self.principal.user_id.clone(),
+            upstream: self.upstream.name.clone(),
+            auth_method: self.principal.method,
+            http: Some(Box::new(self.http.clone())),
+        };
+        let (give, take) = oneshot::channel::<Arc<Session>>();
+        let ended = CancellationToken::new();
+        let config = self.gateway.config.clone();
+        let upstream = self.upstream.clone();
+        let audit = self.gateway.audit.clone();
+        let policy = self.gateway.policy.clone();
+        let gateway = Arc::downgrade(self.gateway);
+        let user = self.principal.user_id.clone();
+        self.gateway
+            .session_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ended.clone());
+        let session_id = id.clone();
+        let (spawn_error_tx, spawn_error_rx) = oneshot::channel::<String>();
+        tokio::spawn(async move {
+            let setup = SessionSetup {
+                config: &config,
+                command: &upstream.command,
+                cwd: upstream.cwd.as_deref(),
+                session: info,
+                audit,
+                policy,
+                own_signals: false,
+            };
+            let name = upstream.name.clone();
+            let result = run_session(setup, move |door: ClientDoor| {
+                let (session, dispatcher) = Session::start(session_id.clone(), user, name, door);
+                let _ = give.send(session);
+                dispatcher
+            })
+            .await;
+            match result {
+                Ok(code) => tracing::info!(session = %id, code, "session's server exited"),
+                Err(e) => {
+                    tracing::error!(session = %id, error = %e, "session's server could not run");
+                    let _ = spawn_error_tx.send(e.to_string());
+                }
+            }
+            ended.cancel();
+            if let Some(g) = gateway.upgrade() {
+                g.sessions().remove(&id);
+                g.session_tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|t| !t.is_cancelled());
+            }
+        });
+        match take.await {
+            Ok(session) => {
+                if keep {
+                    self.gateway
+                        .sessions()
+                        .insert(session.id.clone(), session.clone());
+                }
+                Ok(session)
+            }
+            Err(_) => {
+                let why = spawn_error_rx
+                    .await
+                    .unwrap_or_else(|_| "unknown error".into());
+                let reason = format!(
+                    "upstream {:?} could not be started: {why}",
+                    self.upstream.name
+                );
+                self.refuse(StatusCode::BAD_GATEWAY, reason.clone(), None, None, None)
+                    .await;
+                Err(rpc_refusal(
+                    StatusCode::BAD_GATEWAY,
+                    None,
+                    message::INTERNAL_ERROR,
+                    &reason,
+                ))
+            }
+        }
+    }
+
+    /// GET: the session's stream of server requests and notifications.
+    async fn get(&self) -> Response<ResponseBody> {
+        if !accepts(self.headers, "text/event-stream") {
+            let reason = "GET opens an SSE stream: Accept must admit text/event-stream".to_string();
+            self.refuse(
+                StatusCode::NOT_ACCEPTABLE,
+                reason.clone(),
+                None,
+                Some("GET".into()),
+                None,
+            )
+            .await;
+            return plain(StatusCode::NOT_ACCEPTABLE, reason);
+        }
+        let session = match self.session() {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let mut r = plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)",
+                );
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("POST, GET, DELETE"),
+                );
+                return r;
+            }
+            Err(id) => {
+                let reason = format!("no session {id:?} for this principal and upstream");
+                self.refuse(
+                    StatusCode::NOT_FOUND,
+                    reason.clone(),
+                    None,
+                    Some("GET".into()),
+                    None,
+                )
+                .await;
+                return plain(StatusCode::NOT_FOUND, reason);
+            }
+        };
+        let rx = session.listen();
+        session.busy(1);
+        let guard = {
+            let s = session.clone();
+            OnDrop::new(move || s.busy(-1))
+        };
+        let mut r = Response::new(EventStream::body(
+            rx,
+            self.gateway.event_ids.clone(),
+            Arc::from(session.id.as_str()),
+            guard,
+        ));
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&session.id) {
+            h.insert(SESSION_HEADER, v);
+        }
+        r
+    }
+
+    /// DELETE: ends the session (MCP "Streamable HTTP: Session Management").
+    async fn delete(&self) -> Response<ResponseBody> {
+        match self.session() {
+            Ok(Some(s)) => {
+                self.gateway.sessions().remove(&s.id);
+                s.end("the client ended the session (HTTP DELETE)");
+                plain(StatusCode::OK, "session ended")
+            }
+            Ok(None) => plain(StatusCode::BAD_REQUEST, "DELETE needs an Mcp-Session-Id"),
+            Err(id) => {
+                let reason = format!("no session {id:?} for this principal and upstream");
+                self.refuse(
+                    StatusCode::NOT_FOUND,
+                    reason.clone(),
+                    None,
+                    Some("DELETE".into()),
+                    None,
+                )
+                .await;
+                plain(StatusCode::NOT_FOUND, reason)
+            }
+        }
+    }
+}
+
+/// One message, or several as a JSON array (a 2025-03-26 batch answer).
+fn join(lines: Vec<Bytes>) -> Bytes {
+    let trimmed: Vec<&[u8]> = lines
+        .iter()
+        .map(|l| crate::jsonrpc::frame::trim_line_end(l))
+        .collect();
+    if trimmed.len() == 1 {
+        return Bytes::copy_from_slice(trimmed[0]);
+    }
+    let mut out = Vec::with_capacity(trimmed.iter().map(|l| l.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, l) in trimmed.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(l);
+    }
+    out.push(b']');
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        assert_eq!(
+            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id("00-xyz-00f067aa0ba902b7-01"), None);
+    }
+
+    #[test]
+    fn accept_headers_admit_by_type_and_wildcard() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream;q=0.9"),
+        );
+        assert!(accepts(&h, "text/event-stream"));
+        assert!(accepts(&h, "application/json"));
+        h.insert(ACCEPT, HeaderValue::from_static("text/*"));
+        assert!(accepts(&h, "text/event-stream"));
+        assert!(!accepts(&h, "application/json"));
+    }
+
+    #[test]
+    fn joined_answers_are_one_message_or_an_array() {
+        assert_eq!(
+            join(vec![Bytes::from_static(b"{\"a\":1}\n")]),
+            Bytes::from_static(b"{\"a\":1}")
+        );
+        assert_eq!(
+            join(vec![
+                Bytes::from_static(b"{\"a\":1}\n"),
+                Bytes::from_static(b"{\"b\":2}")
+            ]),
+            Bytes::from_static(b"[{\"a\":1},{\"b\":2}]")
+        );
+    }
+}

@@ -1,0 +1,613 @@
+//! The HTTP gateway end to end, through the real binary: rmcp Streamable HTTP clients in front
+//! of the example server (stdio child per session), API keys, refusals recorded with their
+//! HTTP status, sessions bound to their principal, TLS, and a graceful shutdown under load.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestClient, args, example_server, proxy_bin};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const ALICE_KEY: &str = "alice-key-0123456789abcdef";
+const BOB_KEY: &str = "bob-key-fedcba9876543210";
+
+fn sha(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A gateway process in front of the example server, with its store.
+struct Gateway {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+}
+
+impl Gateway {
+    fn start(extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("proxy.toml");
+        let text = format!(
+            r#"
+[[upstream]]
+name = "example"
+command = ["{server}"]
+
+[audit]
+store_dir = "store"
+
+[limits]
+max_message_bytes = 65536
+shutdown_grace_ms = 2000
+
+[gateway]
+listen = "127.0.0.1:0"
+allowed_origins = ["https://app.example.com"]
+
+[[gateway.api_key]]
+user_id = "alice"
+roles = ["ops"]
+sha256 = "{alice}"
+
+[[gateway.api_key]]
+user_id = "bob"
+sha256 = "{bob}"
+{extra}
+"#,
+            server = example_server().display(),
+            alice = sha(ALICE_KEY),
+            bob = sha(BOB_KEY),
+        );
+        std::fs::write(&config, text).unwrap();
+        Gateway::spawn(dir, config)
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: std::path::PathBuf) -> Gateway {
+        let mut child = std::process::Command::new(proxy_bin())
+            .arg("gateway")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the gateway");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        Gateway {
+            child,
+            url,
+            _dir: dir,
+            config,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("{}/mcp/example", self.url)
+    }
+
+    /// Every event in the store, oldest first.
+    fn events(&self) -> Vec<Value> {
+        let out = std::process::Command::new(proxy_bin())
+            .args(["events", "--json", "--limit", "100000", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: Vec<Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> (std::process::ExitStatus, Gateway) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = wait_timeout(&mut self.child, Duration::from_secs(30));
+        (status, self)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the gateway did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn handler() -> TestClient {
+    let caps = ClientCapabilities::builder().enable_elicitation().build();
+    TestClient::new(ClientConfig::new(
+        caps,
+        Implementation::new("gateway-test-client", "1.0.0"),
+    ))
+}
+
+async fn connect(url: &str, key: &str) -> common::Client {
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(key.to_string()),
+    );
+    tokio::time::timeout(Duration::from_secs(30), handler().serve(transport))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+fn call(name: &str, arguments: Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name.to_string()).with_arguments(args(arguments))
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+/// POSTs `body` with the usual MCP headers plus `extra`; returns status, headers, body text.
+async fn post(
+    url: &str,
+    key: Option<&str>,
+    session: Option<&str>,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut req = http()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if let Some(s) = session {
+        req = req
+            .header("mcp-session-id", s)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+/// The JSON-RPC messages of an SSE or JSON response body.
+fn messages(body: &str) -> Vec<Value> {
+    if body.trim_start().starts_with('{') || body.trim_start().starts_with('[') {
+        return vec![serde_json::from_str(body).unwrap()];
+    }
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// A raw 2025 session: initialize + initialized; returns the session id.
+async fn raw_session(url: &str, key: &str) -> String {
+    let (status, headers, body) = post(url, Some(key), None, INIT, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    assert!(
+        messages(&body)[0]["result"]["serverInfo"].is_object(),
+        "{body}"
+    );
+    let (status, _, body) = post(
+        url,
+        Some(key),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rmcp_http_client_calls_tools_through_the_gateway_and_every_call_is_paired() {
+    let gw = Gateway::start("");
+    let client = connect(&gw.endpoint(), ALICE_KEY).await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "echo"), "{tools:?}");
+    let result = client
+        .call_tool(call("echo", json!({"text": "through the gateway"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&result).unwrap()["content"][0]["text"],
+        "through the gateway"
+    );
+    let sum = client
+        .call_tool(call("add", json!({"a": 2, "b": 40})))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&sum).unwrap()["content"][0]["text"],
+        "42"
+    );
+    client.cancel().await.unwrap();
+
+    let events = gw.events();
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "tools/call")
+        .collect();
+    assert_eq!(calls.len(), 4, "{events:#?}");
+    for e in &calls {
+        assert_eq!(e["user_id"], "alice");
+        assert_eq!(e["upstream"], "example");
+        assert_eq!(e["metadata"]["auth_method"], "api_key");
+        assert_eq!(e["metadata"]["http"]["client_address"], "127.0.0.1");
+        assert_eq!(e["metadata"]["http"]["roles"], json!(["ops"]));
+        assert_eq!(e["session_id"], calls[0]["session_id"]);
+    }
+    assert_eq!(calls[0]["event_type"], "tool_access");
+    assert_eq!(calls[1]["event_type"], "tool_execution");
+    assert_eq!(calls[1]["linked_event_id"], calls[0]["event_id"]);
+    assert_eq!(calls[1]["result"], "success");
+    assert_eq!(
+        calls[0]["metadata"]["arguments"]["text"],
+        "through the gateway"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_blocks_through_the_gateway_as_through_stdio() {
+    let gw = Gateway::start(
+        r#"
+[[risk.rule]]
+name = "shell in echo"
+tools = ["echo"]
+pointer = "/text"
+detect = "shell_metacharacters"
+level = "critical"
+"#,
+    );
+    let client = connect(&gw.endpoint(), BOB_KEY).await;
+    let err = client
+        .call_tool(call("echo", json!({"text": "x; rm -rf /"})))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("-32010"), "{err:?}");
+    client.cancel().await.unwrap();
+    let events = gw.events();
+    let blocked: Vec<&Value> = events.iter().filter(|e| e["result"] == "blocked").collect();
+    assert_eq!(blocked.len(), 2, "{events:#?}");
+    assert_eq!(blocked[0]["user_id"], "bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_answered_with_its_status_and_recorded() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    // No credential: 401 naming the protected resource metadata (RFC 9728).
+    let (status, headers, _) = post(&url, None, None, INIT, &[]).await;
+    assert_eq!(status, 401);
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("resource_metadata=\"http://127.0.0.1:")
+            && challenge.contains("/.well-known/oauth-protected-resource/mcp/example\""),
+        "{challenge}"
+    );
+    let metadata: Value = http()
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp/example",
+            gw.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resource"], url);
+    // A wrong key, and an identity claimed by header only.
+    let (status, headers, _) = post(&url, Some("not-a-key"), None, INIT, &[]).await;
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let (status, _, _) = post(&url, None, None, INIT, &[("x-user", "alice")]).await;
+    assert_eq!(status, 401);
+    // Origin and Host (DNS rebinding).
+    let (status, _, _) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        INIT,
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        INIT,
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        INIT,
+        &[("host", "evil.example:80")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Sessions: required after initialize, bound to their principal.
+    let alice = raw_session(&url, ALICE_KEY).await;
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let (status, _, _) = post(&url, Some(ALICE_KEY), None, list, &[]).await;
+    assert_eq!(status, 400);
+    let (status, _, body) = post(&url, Some(BOB_KEY), Some(&alice), list, &[]).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&alice), list, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(messages(&body)[0]["result"]["tools"].is_array(), "{body}");
+    // An unsupported protocol version, an oversized body.
+    let (status, _, _) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        INIT,
+        &[("mcp-protocol-version", "1999-01-01")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{}"}}}}}}"#,
+        "x".repeat(70_000)
+    );
+    let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&alice), &big, &[]).await;
+    assert_eq!(status, 413);
+    // An id-less tools/call: never forwarded, recorded, answered 400 (no id to answer).
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&alice),
+        r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{"text":"sneaky"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // DELETE ends the session; it is gone afterwards.
+    let resp = http()
+        .delete(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&alice), list, &[]).await;
+    assert_eq!(status, 404);
+
+    let events = gw.events();
+    let refused: Vec<(u64, &str)> = events
+        .iter()
+        .filter(|e| e["result"] == "refused")
+        .filter_map(|e| {
+            Some((
+                e["metadata"]["http"]["status_code"].as_u64()?,
+                e["user_id"].as_str()?,
+            ))
+        })
+        .collect();
+    for expected in [
+        (401, "unauthenticated"),
+        (403, "unauthenticated"),
+        (400, "alice"),
+        (404, "bob"),
+        (413, "alice"),
+        (404, "alice"),
+    ] {
+        assert!(
+            refused.contains(&expected),
+            "{expected:?} missing from {refused:?}"
+        );
+    }
+    assert_eq!(
+        refused.iter().filter(|r| r.0 == 401).count(),
+        3,
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.iter().filter(|r| r.0 == 403).count(),
+        2,
+        "{refused:?}"
+    );
+    // The id-less call is in the trail as refused, naming its tool, and never ran.
+    let sneaky: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "echo" && e["result"] == "refused")
+        .collect();
+    assert!(!sneaky.is_empty(), "{events:#?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["result"] == "success" && e["tool_name"] == "echo"),
+        "the id-less call ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_call_in_flight_finishes_when_the_gateway_is_stopped() {
+    let gw = Gateway::start("");
+    let client = connect(&gw.endpoint(), ALICE_KEY).await;
+    let slow = tokio::spawn(async move {
+        let r = client
+            .call_tool(call("slow", json!({"ms": 1500, "steps": 3})))
+            .await;
+        (r, client)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, gw) = tokio::task::spawn_blocking(move || gw.stop())
+        .await
+        .unwrap();
+    let (result, _client) = slow.await.unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let events = gw.events();
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "slow" && e["event_type"] == "tool_execution")
+        .collect();
+    assert_eq!(ends.len(), 1, "{events:#?}");
+    assert_eq!(ends[0]["result"], "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_tls_with_a_certificate_from_the_config() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let gw = Gateway::start(&format!(
+        "[gateway.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.path().join("cert.pem").display(),
+        dir.path().join("key.pem").display()
+    ));
+    assert!(gw.url.starts_with("https://"), "{}", gw.url);
+    let port = gw.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    let request = format!(
+        "POST /mcp/example HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{INIT}",
+        INIT.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .unwrap_or_default();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"serverInfo\""), "{response}");
+    // Plain HTTP on the TLS port gets nothing.
+    let plain = http()
+        .post(format!("http://127.0.0.1:{port}/mcp/example"))
+        .body(INIT)
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[test]
+fn the_gateway_refuses_to_start_without_credentials_or_with_a_bad_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        "[[upstream]]\nname = \"a\"\ncommand = [\"true\"]\n[gateway]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(proxy_bin())
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no credentials configured") && err.contains("hint:"),
+        "{err}"
+    );
+
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    std::fs::write(
+        &config,
+        "[[upstream]]\nname = \"a\"\ncommand = [\"true\"]\n[gateway]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n[gateway.tls]\ncert = \"cert.pem\"\nkey = \"cert.pem\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(proxy_bin())
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cert.pem") && err.contains("hint:"), "{err}");
+
+    std::fs::write(
+        &config,
+        "[[upstream]]\nname = \"a b\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(proxy_bin())
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":2:") && err.contains("URL path segment"),
+        "{err}"
+    );
+}
