@@ -27,6 +27,21 @@ pub(super) struct RawGateway {
     tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     api_key: Vec<Spanned<RawApiKey>>,
+    jwt: Option<Spanned<RawJwt>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: Option<Spanned<String>>,
+    audience: Option<Spanned<String>>,
+    algorithms: Option<Spanned<Vec<String>>>,
+    key_file: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+    jwks_file: Option<Spanned<String>>,
+    leeway_s: Option<Spanned<u64>>,
+    user_claim: Option<Spanned<String>>,
+    roles_claim: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +95,38 @@ pub struct GatewayConfig {
     pub tls: Option<TlsFiles>,
     /// `[[gateway.api_key]]`: API keys, stored as SHA-256 hashes.
     pub api_keys: Vec<ApiKey>,
+    /// `[gateway.jwt]`: bearer JWTs from an identity provider.
+    pub jwt: Option<std::sync::Arc<JwtSettings>>,
+}
+
+/// `[gateway.jwt]`, with its keys loaded: how bearer JWTs are verified (RFC 7519 section 7.2;
+/// `iss` and `aud` compared exactly, `exp` and `nbf` checked with `leeway_s` of clock skew).
+pub struct JwtSettings {
+    /// `issuer`: the `iss` every token must carry.
+    pub issuer: String,
+    /// `audience`: the `aud` every token must carry (this gateway's resource URL, say).
+    pub audience: String,
+    /// `algorithms`: accepted `alg` values; a token signed otherwise is refused.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// The verification keys, with their `kid` where a JWKS gives one.
+    pub keys: Vec<(Option<String>, jsonwebtoken::DecodingKey)>,
+    /// `leeway_s`: clock skew allowed on `exp` and `nbf`, in seconds.
+    pub leeway_s: u64,
+    /// `user_claim`: the claim recorded as `user_id` (default `sub`).
+    pub user_claim: String,
+    /// `roles_claim`: a claim holding the roles (a string or an array of strings).
+    pub roles_claim: Option<String>,
+}
+
+impl std::fmt::Debug for JwtSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSettings")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("algorithms", &self.algorithms)
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// PEM files of the gateway's certificate chain and private key.
@@ -118,6 +165,7 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             tls: None,
             api_keys: Vec::new(),
+            jwt: None,
         }
     }
 }
@@ -265,7 +313,12 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
             roles: k.roles,
         });
     }
+    let jwt = match raw.jwt {
+        Some(j) => Some(std::sync::Arc::new(jwt(at, j)?)),
+        None => None,
+    };
     Ok(GatewayConfig {
+        jwt,
         listen,
         public_url,
         allowed_origins,
@@ -279,6 +332,158 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         max_connections,
         tls,
         api_keys,
+    })
+}
+
+/// `[gateway.jwt]` validated, its key file read and parsed now: a key that does not parse
+/// stops the gateway at start, naming the line.
+fn jwt(at: &Source<'_>, raw: Spanned<RawJwt>) -> Result<JwtSettings, ConfigError> {
+    use jsonwebtoken::{Algorithm, DecodingKey};
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let need = |v: Option<Spanned<String>>, key: &str, hint: &str| match v {
+        Some(v) => at.non_empty(key, v),
+        None => Err(at.invalid(span.clone(), &format!("`{key}` is required"), hint)),
+    };
+    let issuer = need(
+        raw.issuer,
+        "gateway.jwt.issuer",
+        "set issuer to the `iss` your identity provider writes, e.g. \"https://idp.example.com\"",
+    )?;
+    let audience = need(
+        raw.audience,
+        "gateway.jwt.audience",
+        "set audience to the `aud` tokens for this gateway carry (usually its public URL)",
+    )?;
+    let Some(algs) = raw.algorithms else {
+        return Err(at.invalid(span, "`gateway.jwt.algorithms` is required", "list the accepted algorithms, e.g. algorithms = [\"RS256\"] (HS256, RS256, ES256, EdDSA)"));
+    };
+    let algs_span = algs.span();
+    let mut algorithms = Vec::new();
+    for a in algs.into_inner() {
+        let alg = match a.as_str() {
+            "HS256" => Algorithm::HS256,
+            "RS256" => Algorithm::RS256,
+            "ES256" => Algorithm::ES256,
+            "EdDSA" => Algorithm::EdDSA,
+            other => {
+                return Err(at.invalid(
+                    algs_span,
+                    &format!("algorithm {other:?} is not supported"),
+                    "use HS256, RS256, ES256 or EdDSA",
+                ));
+            }
+        };
+        algorithms.push(alg);
+    }
+    if algorithms.is_empty() {
+        return Err(at.invalid(
+            algs_span,
+            "`gateway.jwt.algorithms` is empty",
+            "list at least one algorithm",
+        ));
+    }
+    let sources = [
+        raw.key_file.is_some(),
+        raw.secret_file.is_some(),
+        raw.jwks_file.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err(at.invalid(span, "`[gateway.jwt]` needs exactly one of key_file, secret_file, jwks_file", "key_file: a PEM public key (RS256, ES256, EdDSA); secret_file: the HS256 shared secret; jwks_file: a JWK Set (RFC 7517) saved from your identity provider"));
+    }
+    let base = at.base();
+    let read = |v: Spanned<String>,
+                key: &str|
+     -> Result<(Vec<u8>, std::ops::Range<usize>, PathBuf), ConfigError> {
+        let span = v.span();
+        let path = base.join(at.non_empty(key, v)?);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            at.invalid(
+                span.clone(),
+                &format!("cannot read {}: {e}", path.display()),
+                "check the path (relative to this file) and its permissions",
+            )
+        })?;
+        Ok((bytes, span, path))
+    };
+    let mut keys = Vec::new();
+    if let Some(f) = raw.secret_file {
+        let (bytes, span, path) = read(f, "gateway.jwt.secret_file")?;
+        let secret = bytes.trim_ascii();
+        if secret.len() < 32 || algorithms != [Algorithm::HS256] {
+            return Err(at.invalid(span, &format!("{}: an HS256 secret must be at least 32 bytes, and algorithms must be [\"HS256\"] alone", path.display()), "generate one with `openssl rand -base64 48 > secret`; never mix a shared secret with public-key algorithms"));
+        }
+        keys.push((None, DecodingKey::from_secret(secret)));
+    }
+    if let Some(f) = raw.key_file {
+        let (bytes, span, path) = read(f, "gateway.jwt.key_file")?;
+        for alg in &algorithms {
+            let key = match alg {
+                Algorithm::RS256 => DecodingKey::from_rsa_pem(&bytes),
+                Algorithm::ES256 => DecodingKey::from_ec_pem(&bytes),
+                Algorithm::EdDSA => DecodingKey::from_ed_pem(&bytes),
+                _ => {
+                    return Err(at.invalid(
+                        span,
+                        "HS256 takes secret_file, not key_file",
+                        "put the shared secret in a file and name it as secret_file",
+                    ));
+                }
+            };
+            let key = key.map_err(|e| {
+                at.invalid(
+                    span.clone(),
+                    &format!("{} is not a {alg:?} public key in PEM: {e}", path.display()),
+                    "give the identity provider's public key as PEM (-----BEGIN PUBLIC KEY-----)",
+                )
+            })?;
+            keys.push((None, key));
+        }
+    }
+    if let Some(f) = raw.jwks_file {
+        let (bytes, span, path) = read(f, "gateway.jwt.jwks_file")?;
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&bytes).map_err(|e| {
+            at.invalid(
+                span.clone(),
+                &format!("{} is not a JWK Set: {e}", path.display()),
+                "save the identity provider's JWKS document (its jwks_uri) as JSON",
+            )
+        })?;
+        for jwk in &set.keys {
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| {
+                at.invalid(
+                    span.clone(),
+                    &format!("{}: a key cannot be used: {e}", path.display()),
+                    "remove keys of other types from the file",
+                )
+            })?;
+            keys.push((jwk.common.key_id.clone(), key));
+        }
+        if keys.is_empty() {
+            return Err(at.invalid(
+                span,
+                &format!("{} holds no keys", path.display()),
+                "save the identity provider's current JWKS",
+            ));
+        }
+    }
+    let leeway_s = at.ranged("gateway.jwt.leeway_s", raw.leeway_s, 60, 0..=3600)?;
+    let user_claim = match raw.user_claim {
+        Some(c) => at.non_empty("gateway.jwt.user_claim", c)?,
+        None => "sub".to_string(),
+    };
+    let roles_claim = match raw.roles_claim {
+        Some(c) => Some(at.non_empty("gateway.jwt.roles_claim", c)?),
+        None => None,
+    };
+    Ok(JwtSettings {
+        issuer,
+        audience,
+        algorithms,
+        keys,
+        leeway_s,
+        user_claim,
+        roles_claim,
     })
 }
 

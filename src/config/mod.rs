@@ -12,7 +12,7 @@ use toml::Spanned;
 mod gateway;
 pub(crate) mod source;
 
-pub use gateway::{ApiKey, GatewayConfig, TlsFiles};
+pub use gateway::{ApiKey, GatewayConfig, JwtSettings, TlsFiles};
 pub use source::ConfigError;
 pub(crate) use source::Source;
 

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, HOST, ORIGIN};
 use sha2::{Digest, Sha256};
 
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, JwtSettings};
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub(crate) enum Refused {
     NoCredential,
     /// 401: a credential that matches no configured key.
     BadCredential,
+    /// 401: a JWT that does not verify (signature, `iss`, `aud`, `exp`, `nbf`, claims).
+    BadToken(String),
     /// 403: an `Origin` not in `gateway.allowed_origins`.
     Origin(String),
     /// 403: a `Host` not in `gateway.allowed_hosts`.
@@ -38,7 +40,7 @@ pub(crate) enum Refused {
 impl Refused {
     pub(crate) fn status(&self) -> u16 {
         match self {
-            Refused::NoCredential | Refused::BadCredential => 401,
+            Refused::NoCredential | Refused::BadCredential | Refused::BadToken(_) => 401,
             Refused::Origin(_) | Refused::Host(_) => 403,
         }
     }
@@ -49,6 +51,7 @@ impl Refused {
                 "no credential: send `Authorization: Bearer <API key>` or `X-API-Key`".into()
             }
             Refused::BadCredential => "the credential matches no configured API key".into(),
+            Refused::BadToken(why) => format!("the bearer JWT was refused: {why}"),
             Refused::Origin(o) => {
                 format!("Origin {o:?} is not in gateway.allowed_origins (DNS rebinding protection)")
             }
@@ -86,6 +89,11 @@ pub(crate) fn authenticate(
         }
         return Err(Refused::NoCredential);
     };
+    if let Some(jwt) = &config.jwt
+        && key.iter().filter(|&&b| b == b'.').count() == 2
+    {
+        return verify_jwt(jwt, key);
+    }
     let digest: [u8; 32] = Sha256::digest(key).into();
     // Every configured hash is compared in full, whichever matches.
     let mut found = None;
@@ -107,6 +115,86 @@ pub(crate) fn authenticate(
         }),
         None => Err(Refused::BadCredential),
     }
+}
+
+/// Verifies a bearer JWT (RFC 7519 section 7.2, RFC 8725): an accepted algorithm, a key
+/// that verifies it (by `kid` when the token names one), `iss` and `aud` exactly as
+/// configured, `exp` required and `nbf` checked with the configured leeway.
+fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
+    use jsonwebtoken::{Validation, decode, decode_header};
+    let bad = |why: String| Refused::BadToken(why);
+    let token = std::str::from_utf8(token).map_err(|_| bad("not UTF-8".into()))?;
+    let header = decode_header(token).map_err(|e| bad(format!("unreadable header: {e}")))?;
+    if !jwt.algorithms.contains(&header.alg) {
+        return Err(bad(format!(
+            "algorithm {:?} is not in gateway.jwt.algorithms",
+            header.alg
+        )));
+    }
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&[&jwt.issuer]);
+    validation.set_audience(&[&jwt.audience]);
+    validation.leeway = jwt.leeway_s;
+    validation.validate_nbf = true;
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let candidates = jwt
+        .keys
+        .iter()
+        .filter(|(kid, _)| header.kid.is_none() || kid.is_none() || *kid == header.kid);
+    let mut last = "no key matches the token's kid".to_string();
+    for (_, key) in candidates {
+        match decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation) {
+            Ok(data) => {
+                let claims = data.claims;
+                let user = claims
+                    .get(&jwt.user_claim)
+                    .and_then(|v| v.as_str())
+                    .filter(|u| !u.is_empty() && !u.chars().any(char::is_control))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "claim {:?} (gateway.jwt.user_claim) is missing or not a string",
+                            jwt.user_claim
+                        ))
+                    })?;
+                let roles = match jwt.roles_claim.as_ref().and_then(|c| claims.get(c)) {
+                    Some(serde_json::Value::String(r)) => {
+                        r.split_whitespace().map(str::to_string).collect()
+                    }
+                    Some(serde_json::Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|r| r.as_str().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                return Ok(Principal {
+                    user_id: user.to_string(),
+                    roles,
+                    method: "jwt",
+                });
+            }
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind;
+                last = match e.kind() {
+                    ErrorKind::InvalidSignature => "signature does not verify".into(),
+                    ErrorKind::ExpiredSignature => "expired (exp)".into(),
+                    ErrorKind::ImmatureSignature => "not valid yet (nbf)".into(),
+                    ErrorKind::InvalidIssuer => "wrong issuer (iss)".into(),
+                    ErrorKind::InvalidAudience => "wrong audience (aud)".into(),
+                    ErrorKind::MissingRequiredClaim(c) => format!("claim {c:?} missing"),
+                    other => format!("{other:?}"),
+                };
+                if !matches!(
+                    e.kind(),
+                    ErrorKind::InvalidSignature
+                        | ErrorKind::InvalidKeyFormat
+                        | ErrorKind::InvalidAlgorithm
+                ) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(bad(last))
 }
 
 /// Checks `Host` and `Origin` against the configuration (MCP "Streamable HTTP: Security
@@ -174,7 +262,7 @@ pub(crate) fn challenge(
         base_url(config, headers)
     );
     match refused {
-        Refused::BadCredential => {
+        Refused::BadCredential | Refused::BadToken(_) => {
             format!("Bearer error=\"invalid_token\", resource_metadata=\"{metadata}\"")
         }
         _ => format!("Bearer resource_metadata=\"{metadata}\""),
@@ -239,6 +327,177 @@ mod tests {
             authenticate(&c, &headers(&[("x-user", "alice")])),
             Err(Refused::NoCredential)
         );
+    }
+
+    #[test]
+    fn jwts_verify_by_signature_issuer_audience_and_time() {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "a-shared-secret-of-at-least-thirty-two-bytes";
+        std::fs::write(dir.path().join("s"), secret).unwrap();
+        let c = crate::config::Config::parse(
+            &dir.path().join("proxy.toml"),
+            "[gateway.jwt]\nissuer = \"https://idp\"\naudience = \"https://gw\"\nalgorithms = [\"HS256\"]\nsecret_file = \"s\"\nroles_claim = \"roles\"\nleeway_s = 0\n",
+        )
+        .unwrap()
+        .gateway;
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = |claims: serde_json::Value, key: &str| {
+            encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(key.as_bytes()),
+            )
+            .unwrap()
+        };
+        let auth =
+            |t: String| authenticate(&c, &headers(&[("authorization", &format!("Bearer {t}"))]));
+        let good = serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["admin", "ops"]});
+        let p = auth(token(good.clone(), secret)).unwrap();
+        assert_eq!((p.user_id.as_str(), p.method), ("carol", "jwt"));
+        assert_eq!(p.roles, vec!["admin".to_string(), "ops".to_string()]);
+        let cases = [
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
+                "another-secret-of-at-least-thirty-two-bytes",
+                "signature",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://other", "aud": "https://gw", "exp": now + 60}),
+                secret,
+                "issuer",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw/x", "exp": now + 60}),
+                secret,
+                "audience",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now - 10}),
+                secret,
+                "expired",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "nbf": now + 30}),
+                secret,
+                "nbf",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw"}),
+                secret,
+                "exp",
+            ),
+            (
+                serde_json::json!({"iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
+                secret,
+                "user_claim",
+            ),
+        ];
+        for (claims, key, why) in cases {
+            match auth(token(claims.clone(), key)) {
+                Err(Refused::BadToken(text)) => assert!(text.contains(why), "{claims}: {text}"),
+                other => panic!("{claims} gave {other:?}"),
+            }
+        }
+        // alg "none" and an algorithm not configured are refused.
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none","typ":"JWT"}"#),
+            b64(&good.to_string())
+        );
+        assert!(matches!(auth(none), Err(Refused::BadToken(_))));
+    }
+
+    #[test]
+    fn public_key_jwts_verify_from_pem_files_and_from_a_jwks() {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+        let dir = tempfile::tempdir().unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"sub": "dave", "iss": "i", "aud": "a", "exp": now + 60});
+        for (alg, name, sig) in [
+            (Algorithm::ES256, "ES256", &rcgen::PKCS_ECDSA_P256_SHA256),
+            (Algorithm::EdDSA, "EdDSA", &rcgen::PKCS_ED25519),
+        ] {
+            let pair = rcgen::KeyPair::generate_for(sig).unwrap();
+            std::fs::write(dir.path().join("pub.pem"), pair.public_key_pem()).unwrap();
+            let text = format!(
+                "[gateway.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"{name}\"]\nkey_file = \"pub.pem\"\n"
+            );
+            let c = crate::config::Config::parse(&dir.path().join("proxy.toml"), &text)
+                .unwrap()
+                .gateway;
+            let private = pair.serialize_pem();
+            let key = match alg {
+                Algorithm::ES256 => EncodingKey::from_ec_pem(private.as_bytes()).unwrap(),
+                _ => EncodingKey::from_ed_pem(private.as_bytes()).unwrap(),
+            };
+            let t = encode(&Header::new(alg), &claims, &key).unwrap();
+            let p =
+                authenticate(&c, &headers(&[("authorization", &format!("Bearer {t}"))])).unwrap();
+            assert_eq!(p.user_id, "dave", "{name}");
+            // Another key pair's token does not verify.
+            let other = rcgen::KeyPair::generate_for(sig).unwrap().serialize_pem();
+            let key = match alg {
+                Algorithm::ES256 => EncodingKey::from_ec_pem(other.as_bytes()).unwrap(),
+                _ => EncodingKey::from_ed_pem(other.as_bytes()).unwrap(),
+            };
+            let t = encode(&Header::new(alg), &claims, &key).unwrap();
+            assert!(
+                matches!(
+                    authenticate(&c, &headers(&[("authorization", &format!("Bearer {t}"))])),
+                    Err(Refused::BadToken(_))
+                ),
+                "{name}"
+            );
+            if alg == Algorithm::ES256 {
+                // The same key as a JWK Set entry, chosen by kid.
+                let raw = pair.public_key_raw();
+                let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "x": b64_bytes(&raw[1..33]), "y": b64_bytes(&raw[33..65])}]});
+                std::fs::write(dir.path().join("jwks.json"), jwks.to_string()).unwrap();
+                let text = "[gateway.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"ES256\"]\njwks_file = \"jwks.json\"\n";
+                let c = crate::config::Config::parse(&dir.path().join("proxy.toml"), text)
+                    .unwrap()
+                    .gateway;
+                let mut header = Header::new(alg);
+                header.kid = Some("k1".into());
+                let key = EncodingKey::from_ec_pem(private.as_bytes()).unwrap();
+                let t = encode(&header, &claims, &key).unwrap();
+                assert_eq!(
+                    authenticate(&c, &headers(&[("authorization", &format!("Bearer {t}"))]))
+                        .unwrap()
+                        .user_id,
+                    "dave"
+                );
+            }
+        }
+        // A key file that does not parse stops the start, naming the line.
+        std::fs::write(
+            dir.path().join("bad.pem"),
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        let err = crate::config::Config::parse(&dir.path().join("proxy.toml"), "[gateway.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"RS256\"]\nkey_file = \"bad.pem\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("proxy.toml:5:") && err.contains("bad.pem") && err.contains("hint:"),
+            "{err}"
+        );
+    }
+
+    fn b64(text: &str) -> String {
+        b64_bytes(text.as_bytes())
+    }
+
+    fn b64_bytes(b: &[u8]) -> String {
+        const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |acc, &x| (acc << 8) | x as u32) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
     }
 
     #[test]
