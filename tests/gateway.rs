@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestClient, args, example_server, proxy_bin};
-use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientServiceExt, ServiceExt};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -37,6 +37,11 @@ struct Gateway {
 
 impl Gateway {
     fn start(extra: &str) -> Gateway {
+        Gateway::start_with("", extra)
+    }
+
+    /// `gateway` goes into the `[gateway]` table, `extra` at the end of the file.
+    fn start_with(gateway: &str, extra: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("proxy.toml");
         let text = format!(
@@ -55,6 +60,7 @@ shutdown_grace_ms = 2000
 [gateway]
 listen = "127.0.0.1:0"
 allowed_origins = ["https://app.example.com"]
+{gateway}
 
 [[gateway.api_key]]
 user_id = "alice"
@@ -610,4 +616,125 @@ fn the_gateway_refuses_to_start_without_credentials_or_with_a_bad_certificate() 
         err.contains(":2:") && err.contains("URL path segment"),
         "{err}"
     );
+}
+
+async fn connect_2026(url: &str, key: &str) -> common::Client {
+    use rmcp::model::ProtocolVersion;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(key.to_string()),
+    );
+    let connecting = handler().serve_with_lifecycle(
+        transport,
+        rmcp::ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(30), connecting)
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_requests_reach_the_client_on_the_post_stream_and_2026_clients_need_no_session() {
+    let gw = Gateway::start("");
+    // 2025: the server's elicitation/create arrives on the POST's SSE stream and its answer
+    // goes back as a POST of its own.
+    let client = connect(&gw.endpoint(), ALICE_KEY).await;
+    let confirmed = client
+        .call_tool(call("confirm", json!({"action": "deploy"})))
+        .await
+        .unwrap();
+    let text = serde_json::to_value(&confirmed).unwrap()["content"][0]["text"].clone();
+    assert!(text.as_str().unwrap().contains("confirmed"), "{text}");
+    client.cancel().await.unwrap();
+    // 2026-07-28: server/discover and calls without a session, each request on its own.
+    let client = connect_2026(&gw.endpoint(), BOB_KEY).await;
+    let echoed = client
+        .call_tool(call("echo", json!({"text": "sessionless"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&echoed).unwrap()["content"][0]["text"],
+        "sessionless"
+    );
+    client.cancel().await.unwrap();
+
+    let events = gw.events();
+    let bob: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["user_id"] == "bob" && e["tool_name"] == "echo")
+        .collect();
+    assert_eq!(bob.len(), 2, "{events:#?}");
+    assert_eq!(bob[0]["metadata"]["protocol_era"], "2026");
+    assert_eq!(bob[1]["result"], "success");
+    let alice: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["user_id"] == "alice" && e["tool_name"] == "confirm")
+        .collect();
+    assert_eq!(alice.len(), 2, "{events:#?}");
+    assert_eq!(alice[1]["result"], "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_dies_mid_call_fails_the_call_and_the_next_session_gets_a_new_one() {
+    let gw = Gateway::start("");
+    let client = connect(&gw.endpoint(), ALICE_KEY).await;
+    let err = client
+        .call_tool(call("crash", json!({"after_ms": 100, "status": 3})))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("-32603"), "{err:?}");
+    drop(client);
+    let client = connect(&gw.endpoint(), ALICE_KEY).await;
+    let ok = client
+        .call_tool(call("echo", json!({"text": "again"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&ok).unwrap()["content"][0]["text"],
+        "again"
+    );
+    client.cancel().await.unwrap();
+    let events = gw.events();
+    let crash: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "crash")
+        .collect();
+    assert_eq!(crash.len(), 2, "{events:#?}");
+    assert_eq!(crash[1]["result"], "server_exit", "{:#?}", crash[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_sessions_each_get_their_own_answers() {
+    let gw = Gateway::start_with("max_sessions_per_principal = 200", "");
+    let url = gw.endpoint();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = if i % 2 == 0 { ALICE_KEY } else { BOB_KEY };
+            let session = raw_session(&url, key).await;
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"session {i}"}}}}}}"#
+            );
+            let (status, _, text) = post(&url, Some(key), Some(&session), &body, &[]).await;
+            assert_eq!(status, 200, "{text}");
+            let reply = messages(&text).pop().unwrap();
+            assert_eq!(reply["id"], 7);
+            assert_eq!(reply["result"]["content"][0]["text"], format!("session {i}"));
+            session
+        }));
+    }
+    let mut sessions = std::collections::HashSet::new();
+    for t in tasks {
+        sessions.insert(t.await.unwrap());
+    }
+    assert_eq!(sessions.len(), 200);
+    let events = gw.events();
+    let ends = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_execution" && e["result"] == "success")
+        .count();
+    assert_eq!(ends, 200);
 }
