@@ -738,3 +738,56 @@ async fn two_hundred_concurrent_sessions_each_get_their_own_answers() {
         .count();
     assert_eq!(ends, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_recorded() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let body = r#"{"jsonrpc":"2.0","id":"smuggle","method":"tools/call","params":{"name":"crash","arguments":{"after_ms":0,"status":9}}}"#;
+    let v = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+    ];
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        body,
+        &[v[0], v[1], ("mcp-name", "echo")],
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["error"]["code"], -32020, "{reply}");
+    assert_eq!(reply["id"], "smuggle");
+    let (status, _, _) = post(&url, Some(ALICE_KEY), None, body, &v).await;
+    assert_eq!(status, 400, "a missing Mcp-Name is refused too");
+    // The same request with matching headers runs (and crashes its own server, alone).
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        list,
+        &[v[0], ("mcp-method", "tools/list")],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let events = gw.events();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["http"]["status_code"] == 400)
+        .collect();
+    assert_eq!(refused.len(), 2, "{events:#?}");
+    assert!(
+        refused[0]["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("smuggling")
+    );
+    assert_eq!(refused[0]["metadata"]["request_id"], "smuggle");
+    assert!(
+        !events.iter().any(|e| e["tool_name"] == "crash"),
+        "the smuggled call reached a server"
+    );
+}

@@ -16,6 +16,7 @@
 
 mod auth;
 mod body;
+mod headers;
 mod session;
 
 use std::collections::HashMap;
@@ -882,6 +883,29 @@ impl McpRequest<'_> {
             },
         };
         drop(parsed);
+        if let Some(v) = version.as_deref().filter(|v| *v >= SESSIONLESS_FROM)
+            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&line)
+            && body.is_object()
+            && let Err(why) = headers::check(self.headers, v, &body)
+        {
+            let reason = format!(
+                "routing headers do not match the body ({why}); refused as an attempted smuggling, not forwarded"
+            );
+            self.refuse(
+                StatusCode::BAD_REQUEST,
+                reason.clone(),
+                None,
+                seen.method.clone(),
+                seen.ids.first().cloned(),
+            )
+            .await;
+            return rpc_refusal(
+                StatusCode::BAD_REQUEST,
+                seen.ids.first(),
+                headers::HEADER_MISMATCH,
+                &reason,
+            );
+        }
 
         let (session, ephemeral) = match self.session() {
             Ok(Some(s)) => (s, false),
