@@ -169,6 +169,15 @@ impl AuditSink {
         Ok(ack)
     }
 
+    /// Events waiting for the writer, events written and syncs made since start (metrics).
+    pub fn figures(&self) -> (usize, u64, u64) {
+        (
+            self.shared.queued.load(Ordering::Relaxed),
+            self.shared.stats.written.load(Ordering::Relaxed),
+            self.shared.stats.syncs.load(Ordering::Relaxed),
+        )
+    }
+
     /// Writes and syncs everything queued so far, then stops the writer and the indexer.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();

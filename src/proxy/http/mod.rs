@@ -17,6 +17,7 @@
 mod auth;
 mod body;
 mod headers;
+mod metrics;
 mod session;
 
 use std::collections::HashMap;
@@ -118,6 +119,7 @@ struct Gateway {
     stopping: CancellationToken,
     /// Sessions' tasks: each ends when its server has exited and its events are written.
     session_tasks: Mutex<Vec<CancellationToken>>,
+    metrics: metrics::Metrics,
 }
 
 /// What is known of the connection a request came on.
@@ -170,6 +172,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         event_ids: Arc::new(AtomicU64::new(1)),
         stopping: CancellationToken::new(),
         session_tasks: Mutex::new(Vec::new()),
+        metrics: metrics::Metrics::new(),
     });
     // Policy reloads, once for all sessions; recorded as the gateway's own session.
     let control = Arc::new(Pipeline::new(
@@ -289,7 +292,15 @@ where
     let service = hyper::service::service_fn(move |req| {
         let gateway = gateway.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(handle(gateway, conn, req).await) }
+        async move {
+            let started = Instant::now();
+            let method = req.method().to_string();
+            let resp = handle(gateway.clone(), conn, req).await;
+            gateway
+                .metrics
+                .answered(&method, resp.status().as_u16(), started.elapsed());
+            Ok::<_, Infallible>(resp)
+        }
     });
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -426,12 +437,24 @@ impl Gateway {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sessions whose server is running (sessionless requests' included).
+    fn live_sessions(&self) -> usize {
+        self.session_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|t| !t.is_cancelled())
+            .count()
+    }
+
     fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.config.upstreams.iter().find(|u| u.name == name)
     }
 
     /// Records a request refused before any session saw it.
     async fn record_refusal(&self, r: &Refusal<'_>) {
+        self.metrics
+            .refused(r.method.as_deref().unwrap_or("http"), r.status.as_u16());
         let (event_id, timestamp) = self.ids.next();
         let mut http = r.http.clone();
         http.status_code = Some(r.status.as_u16());
@@ -580,6 +603,19 @@ async fn handle(
     if path == "/healthz" {
         return plain(StatusCode::OK, "ok");
     }
+    if path == "/metrics" {
+        let mut r = plain(
+            StatusCode::OK,
+            gateway
+                .metrics
+                .render(&gateway.audit, gateway.live_sessions()),
+        );
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return r;
+    }
     if let Some(name) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
         return match gateway.upstream(name) {
             Some(u) => json(
@@ -693,6 +729,8 @@ struct McpRequest<'a> {
 /// What the gateway reads of a POST body before the pipeline does.
 struct Inspected {
     initialize: bool,
+    /// How many `tools/call` requests.
+    calls: usize,
     /// Ids of the requests in the body, in order.
     ids: Vec<RequestId>,
     /// The first method named, for refusal events.
@@ -702,12 +740,14 @@ struct Inspected {
 fn inspect(parsed: &Parsed<'_>) -> Inspected {
     let mut out = Inspected {
         initialize: false,
+        calls: 0,
         ids: Vec::new(),
         method: None,
     };
     let mut see = |m: &Message<'_>| match m {
         Message::Request { id, method, .. } => {
             out.initialize |= method == "initialize";
+            out.calls += usize::from(method == "tools/call");
             out.ids.push(id.clone());
             out.method.get_or_insert_with(|| method.to_string());
         }
@@ -878,11 +918,15 @@ impl McpRequest<'_> {
             Ok(p) => inspect(p),
             Err(_) => Inspected {
                 initialize: false,
+                calls: 0,
                 ids: Vec::new(),
                 method: None,
             },
         };
         drop(parsed);
+        self.gateway
+            .metrics
+            .tool_calls(&self.upstream.name, seen.calls);
         if let Some(v) = version.as_deref().filter(|v| *v >= SESSIONLESS_FROM)
             && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&line)
             && body.is_object()

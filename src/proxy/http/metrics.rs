@@ -1,0 +1,144 @@
+//! `/metrics`: the gateway's own counters in the Prometheus text exposition format, by the
+//! `prometheus-client` crate. Labels never carry users, tools or arguments (those are in the
+//! audit trail), so the endpoint reveals volumes, not who did what.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::audit::writer::AuditSink;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Request {
+    /// HTTP method.
+    method: String,
+    /// `http.response.status_code`.
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Upstream {
+    upstream: String,
+}
+
+/// The gateway's metrics.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<Request, Counter>,
+    refusals: Family<Request, Counter>,
+    duration: Histogram,
+    tool_calls: Family<Upstream, Counter>,
+    sessions: Gauge,
+    queue_depth: Gauge,
+    events_written: Gauge,
+    syncs: Gauge,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mcp_gateway");
+        let requests = Family::<Request, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method and status",
+            requests.clone(),
+        );
+        let refusals = Family::<Request, Counter>::default();
+        registry.register("refusals", "Requests refused before reaching a server (each is an audit event), by method and status", refusals.clone());
+        let duration = Histogram::new(exponential_buckets(0.0001, 2.0, 20));
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response's headers (for SSE answers, to the stream's start)",
+            duration.clone(),
+        );
+        let tool_calls = Family::<Upstream, Counter>::default();
+        registry.register(
+            "tool_calls",
+            "tools/call requests received, by upstream",
+            tool_calls.clone(),
+        );
+        let sessions = Gauge::default();
+        registry.register(
+            "sessions",
+            "Sessions open (one server process each)",
+            sessions.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "audit_queue_depth",
+            "Audit events waiting for the journal writer",
+            queue_depth.clone(),
+        );
+        let events_written = Gauge::default();
+        registry.register(
+            "audit_events_written",
+            "Audit events appended to the journal since start",
+            events_written.clone(),
+        );
+        let syncs = Gauge::default();
+        registry.register(
+            "audit_syncs",
+            "Journal fdatasync calls since start",
+            syncs.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            refusals,
+            duration,
+            tool_calls,
+            sessions,
+            queue_depth,
+            events_written,
+            syncs,
+        }
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn answered(&self, method: &str, status: u16, took: Duration) {
+        let labels = Request {
+            method: method.to_string(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts one refusal.
+    pub(crate) fn refused(&self, method: &str, status: u16) {
+        self.refusals
+            .get_or_create(&Request {
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts `n` `tools/call` requests for `upstream`.
+    pub(crate) fn tool_calls(&self, upstream: &str, n: usize) {
+        self.tool_calls
+            .get_or_create(&Upstream {
+                upstream: upstream.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
+    /// The text exposition, with the audit writer's figures read now.
+    pub(crate) fn render(&self, audit: &AuditSink, sessions: usize) -> String {
+        self.sessions.set(sessions as i64);
+        let (queued, written, syncs) = audit.figures();
+        self.queue_depth.set(queued as i64);
+        self.events_written.set(written as i64);
+        self.syncs.set(syncs as i64);
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
