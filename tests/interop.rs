@@ -10,118 +10,27 @@
 //! installs them (tests/interop/setup.sh) and runs everything.
 
 mod common;
+#[path = "interop/peers.rs"]
+mod peers;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use common::{TestStore, example_server, pairs};
-use serde_json::Value;
-
-fn interop_dir() -> PathBuf {
-    let dir = std::env::var_os("MCP_AUDIT_INTEROP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/interop"));
-    assert!(
-        dir.join(".installed").exists(),
-        "interop peers are not installed in {}: run `bash tests/interop/setup.sh` (or `bash tests/run.sh`)",
-        dir.display()
-    );
-    dir
-}
-
-fn scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-/// A server the clients talk to.
-fn server(name: &str) -> Vec<String> {
-    let dir = interop_dir();
-    let s = |p: PathBuf| p.to_string_lossy().into_owned();
-    match name {
-        "everything" => vec![
-            s(dir.join("node/node_modules/.bin/mcp-server-everything")),
-            "stdio".into(),
-        ],
-        "python" => vec![
-            s(dir.join("venv/bin/python")),
-            s(scripts().join("peer_server.py")),
-        ],
-        "rmcp" => vec![s(example_server())],
-        other => panic!("unknown server {other}"),
-    }
-}
-
-/// Runs a client against `server`, directly or through a proxy on `store`; returns its report.
-fn run_client(client: &[String], server: &[String], store: Option<&TestStore>) -> Value {
-    let dir = interop_dir();
-    let mut target: Vec<String> = Vec::new();
-    if let Some(store) = store {
-        target.extend([
-            common::proxy_bin().to_string_lossy().into_owned(),
-            "stdio".into(),
-            "--config".into(),
-            store.config.to_string_lossy().into_owned(),
-            "--".into(),
-        ]);
-    }
-    target.extend(server.iter().cloned());
-    let out = Command::new(&client[0])
-        .args(&client[1..])
-        .arg("--")
-        .args(&target)
-        .current_dir(dir.join("node"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the interop client");
-    assert!(
-        out.status.success(),
-        "{client:?} against {target:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("client output is not JSON: {e}"))
-}
-
-fn python(args: &[&str]) -> Vec<String> {
-    let dir = interop_dir();
-    let mut v = vec![
-        dir.join("venv/bin/python").to_string_lossy().into_owned(),
-        scripts().join("compare.py").to_string_lossy().into_owned(),
-    ];
-    v.extend(args.iter().map(|s| s.to_string()));
-    v
-}
-
-fn typescript(mode: &str) -> Vec<String> {
-    vec!["node".into(), "ts_client.mjs".into(), mode.into()]
-}
+use common::{TestStore, pairs};
+use peers::{python, run_client, server, typescript};
 
 /// Direct vs proxied; then the proxy's events must cover the calls with the expected era.
 fn check(label: &str, client: Vec<String>, server_name: &str, era: &str) {
     let srv = server(server_name);
     let direct = run_client(&client, &srv, None);
     let store = TestStore::new("");
-    let proxied = run_client(&client, &srv, Some(&store));
-    if direct != proxied {
-        let d = serde_json::to_string_pretty(&direct).unwrap();
-        let p = serde_json::to_string_pretty(&proxied).unwrap();
-        let first = d
-            .lines()
-            .zip(p.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(0);
-        let show = |s: &str| {
-            s.lines()
-                .skip(first.saturating_sub(3))
-                .take(12)
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        panic!(
-            "{label}: the client sees a difference through the proxy\n--- direct\n{}\n--- proxied\n{}",
-            show(&d),
-            show(&p)
-        );
-    }
+    let mut proxied_cmd = vec![
+        common::proxy_bin().to_string_lossy().into_owned(),
+        "stdio".into(),
+        "--config".into(),
+        store.config.to_string_lossy().into_owned(),
+        "--".into(),
+    ];
+    proxied_cmd.extend(srv.iter().cloned());
+    let proxied = run_client(&client, &proxied_cmd, None);
+    peers::assert_same(label, &direct, &proxied, "through the proxy");
     let events = store.events();
     let pairs = pairs(&events);
     assert!(

@@ -7,6 +7,12 @@ and print a canonical JSON document of what it saw, so two runs can be diffed:
     compare.py --era 2025 -- mcp-audit-proxy stdio --config X -- npx ... stdio     > proxied.json
     diff -u direct.json proxied.json
 
+A single target that is a URL (http:// or https://) is reached with the SDK's Streamable HTTP
+client (mcp.client.streamable_http) instead, sending `Authorization: Bearer $MCP_INTEROP_BEARER`
+when that variable is set (the gateway's API key; kept off the command line):
+
+    MCP_INTEROP_BEARER=key compare.py --era 2025 -- http://127.0.0.1:8080/mcp/everything
+
 --era 2025  initialize handshake (Client mode="legacy"); --protocol-version picks the offered
             handshake version (default 2025-11-25; also 2025-06-18, 2025-03-26, 2024-11-05).
 --era 2026  no handshake; per-request _meta envelope at 2026-07-28 (Client mode="2026-07-28").
@@ -38,6 +44,8 @@ from pydantic import BaseModel
 import mcp.client.session as _session_mod
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
@@ -158,10 +166,15 @@ async def run(ns: argparse.Namespace, cmd: list[str]) -> dict[str, Any]:
     else:
         mode = "auto"
 
-    params = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
+    if len(cmd) == 1 and cmd[0].startswith(("http://", "https://")):
+        bearer = os.environ.get("MCP_INTEROP_BEARER")
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
+        server: Any = streamable_http_client(cmd[0], http_client=create_mcp_http_client(headers=headers))
+    else:
+        server = StdioServerParameters(command=cmd[0], args=cmd[1:], env=dict(os.environ))
     doc: dict[str, Any] = {"era": ns.era, "mode": mode}
     async with Client(
-        params,
+        server,
         mode=mode,
         sampling_callback=sampling_cb,
         elicitation_callback=elicitation_cb,
@@ -221,7 +234,7 @@ async def run(ns: argparse.Namespace, cmd: list[str]) -> dict[str, Any]:
 def main() -> int:
     argv = sys.argv[1:]
     if "--" not in argv:
-        print("usage: compare.py [--era 2025|2026|auto] [--protocol-version V] -- server-cmd args...", file=sys.stderr)
+        print("usage: compare.py [--era 2025|2026|auto] [--protocol-version V] -- server-cmd args... | URL", file=sys.stderr)
         return 64
     i = argv.index("--")
     ap = argparse.ArgumentParser()

@@ -1,7 +1,9 @@
 // Interop probe with the official TypeScript SDK v2 (@modelcontextprotocol/client), used by
 // tests/interop.rs: node ts_client.mjs <legacy|auto|2026-07-28> -- server-cmd args...
 // Prints a canonical JSON document of what the client saw, so direct and proxied runs diff.
-import { Client } from "@modelcontextprotocol/client";
+// A single target that is a URL is reached with the SDK's StreamableHTTPClientTransport
+// instead, with `Authorization: Bearer $MCP_INTEROP_BEARER` when that variable is set.
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 
 const argv = process.argv.slice(2);
@@ -19,7 +21,13 @@ client.setRequestHandler("elicitation/create", async (request) => {
   asked.push(request.params.message);
   return { action: "accept", content: { confirmed: true, name: "Interop Tester" } };
 });
-await client.connect(new StdioClientTransport({ command: cmd, args, stderr: "inherit", env: process.env }));
+const bearer = process.env.MCP_INTEROP_BEARER;
+const transport = args.length === 0 && /^https?:\/\//.test(cmd)
+  ? new StreamableHTTPClientTransport(new URL(cmd), {
+      requestInit: bearer ? { headers: { Authorization: `Bearer ${bearer}` } } : undefined,
+    })
+  : new StdioClientTransport({ command: cmd, args, stderr: "inherit", env: process.env });
+await client.connect(transport);
 
 const sorted = (v) =>
   Array.isArray(v) ? v.map(sorted)
