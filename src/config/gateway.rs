@@ -18,6 +18,7 @@ pub(super) struct RawGateway {
     allowed_origins: Option<Vec<Spanned<String>>>,
     allowed_hosts: Option<Vec<Spanned<String>>>,
     allow_anonymous: Option<bool>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
     authorization_servers: Option<Vec<Spanned<String>>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
     session_idle_timeout_ms: Option<Spanned<u64>>,
@@ -78,6 +79,9 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     /// `allow_anonymous`: serve requests without a credential (recorded as user `anonymous`).
     pub allow_anonymous: bool,
+    /// `trusted_proxies`: addresses or networks (`10.0.0.0/8`) of reverse proxies whose
+    /// `X-Forwarded-For` is believed; from anyone else it is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `authorization_servers`: issuers listed in the Protected Resource Metadata.
     pub authorization_servers: Vec<String>,
     /// `header_read_timeout_ms`: a client that takes longer to send its headers is dropped
@@ -157,6 +161,7 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             allow_anonymous: false,
+            trusted_proxies: Vec::new(),
             authorization_servers: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             session_idle_timeout: Duration::from_secs(1800),
@@ -224,6 +229,24 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
             ));
         }
         allowed_origins.push(text.to_ascii_lowercase());
+    }
+    let mut trusted_proxies = Vec::new();
+    for p in raw.trusted_proxies.unwrap_or_default() {
+        let span = p.span();
+        let text = at.non_empty("gateway.trusted_proxies", p)?;
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map_err(|_| {
+                at.invalid(
+                    span,
+                    &format!(
+                        "`gateway.trusted_proxies` entry {text:?} is not an address or network"
+                    ),
+                    "write an address (\"10.0.0.7\") or a network (\"10.0.0.0/8\", \"fd00::/8\")",
+                )
+            })?;
+        trusted_proxies.push(net);
     }
     let allowed_hosts = strings(at, "gateway.allowed_hosts", raw.allowed_hosts)?
         .into_iter()
@@ -324,6 +347,7 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         allowed_origins,
         allowed_hosts,
         allow_anonymous: raw.allow_anonymous.unwrap_or(false),
+        trusted_proxies,
         authorization_servers,
         header_read_timeout,
         session_idle_timeout,

@@ -520,14 +520,44 @@ struct Refusal<'a> {
     http: HttpContext,
 }
 
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
+/// address in `X-Forwarded-For` that is not one (the rightmost untrusted hop: what the
+/// trusted chain vouches for; anything left of it could be forged by the client).
+fn client_address(
+    config: &crate::config::GatewayConfig,
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
+    let trusted = |ip: &std::net::IpAddr| config.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().parse::<std::net::IpAddr>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted(ip))
+        .unwrap_or(peer)
+}
+
 /// The HTTP context of a request, for its events.
-fn http_context(conn: &Connection, headers: &HeaderMap) -> HttpContext {
+fn http_context(
+    config: &crate::config::GatewayConfig,
+    conn: &Connection,
+    headers: &HeaderMap,
+) -> HttpContext {
     let text = |v: &HeaderValue| {
         let s = String::from_utf8_lossy(v.as_bytes());
         s.chars().take(256).collect::<String>()
     };
     HttpContext {
-        client_address: Some(conn.peer.ip().to_string()),
+        client_address: Some(client_address(config, conn.peer.ip(), headers).to_string()),
         user_agent: headers.get(USER_AGENT).map(text),
         tls_version: conn.tls_version.map(str::to_string),
         trace_id: headers
@@ -632,7 +662,7 @@ async fn handle(
             "not found: MCP endpoints are /mcp/<upstream>",
         );
     };
-    let ctx = http_context(&conn, req.headers());
+    let ctx = http_context(&gateway.config.gateway, &conn, req.headers());
     let Some(upstream) = gateway.upstream(name).cloned() else {
         let refusal = Refusal {
             status: StatusCode::NOT_FOUND,
@@ -1368,6 +1398,46 @@ mod tests {
             None
         );
         assert_eq!(trace_id("00-xyz-00f067aa0ba902b7-01"), None);
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
+        let config = crate::config::Config::parse(
+            std::path::Path::new("/p.toml"),
+            "[gateway]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\"]\n",
+        )
+        .unwrap()
+        .gateway;
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.1.2.3"),
+        );
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(
+            client_address(&config, ip("10.0.0.1"), &h),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(&config, ip("192.168.1.1"), &h),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(&config, ip("198.51.100.1"), &h),
+            ip("198.51.100.1")
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("not-an-ip, 203.0.113.9"),
+        );
+        assert_eq!(client_address(&config, ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        assert!(
+            crate::config::Config::parse(
+                std::path::Path::new("/p.toml"),
+                "[gateway]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]
