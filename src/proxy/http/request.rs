@@ -1,0 +1,641 @@
+//! One authenticated request to `/mcp/<upstream>`: POST (the body through the session's
+//! pipeline, answered as JSON or SSE), GET (the session's server stream), DELETE (the end of
+//! the session), and the sessions they open.
+
+use super::*;
+
+/// One authenticated request to `/mcp/<upstream>`.
+pub(super) struct McpRequest<'a> {
+    pub(super) gateway: &'a Arc<Gateway>,
+    pub(super) upstream: &'a UpstreamConfig,
+    pub(super) principal: &'a Principal,
+    pub(super) http: HttpContext,
+    pub(super) headers: &'a HeaderMap,
+}
+
+/// What the gateway reads of a POST body before the pipeline does.
+struct Inspected {
+    initialize: bool,
+    /// How many `tools/call` requests.
+    calls: usize,
+    /// Ids of the requests in the body, in order.
+    ids: Vec<RequestId>,
+    /// The first method named, for refusal events.
+    method: Option<String>,
+}
+
+fn inspect(parsed: &Parsed<'_>) -> Inspected {
+    let mut out = Inspected {
+        initialize: false,
+        calls: 0,
+        ids: Vec::new(),
+        method: None,
+    };
+    let mut see = |m: &Message<'_>| match m {
+        Message::Request { id, method, .. } => {
+            out.initialize |= method == "initialize";
+            out.calls += usize::from(method == "tools/call");
+            out.ids.push(id.clone());
+            out.method.get_or_insert_with(|| method.to_string());
+        }
+        Message::Notification { method, .. } => {
+            out.method.get_or_insert_with(|| method.to_string());
+        }
+        Message::Response { .. } => {}
+    };
+    match parsed {
+        Parsed::Single(m) => see(m),
+        Parsed::Batch(items) => items
+            .iter()
+            .filter_map(|i| i.message.as_ref().ok())
+            .for_each(&mut see),
+    }
+    out
+}
+
+/// Counts the messages a route sends to the server.
+fn forwarded(route: &Route) -> usize {
+    match route {
+        Route::ToServer(_) => 1,
+        Route::Many(r) => r.iter().map(forwarded).sum(),
+        _ => 0,
+    }
+}
+
+/// Takes the client-bound messages out of a route, leaving the rest.
+fn take_answers(route: Route, answers: &mut Vec<crate::proxy::Outbound>) -> Option<Route> {
+    match route {
+        Route::ToClient(out) => {
+            answers.push(out);
+            None
+        }
+        Route::Many(routes) => {
+            let rest: Vec<Route> = routes
+                .into_iter()
+                .filter_map(|r| take_answers(r, answers))
+                .collect();
+            Some(Route::Many(rest))
+        }
+        other => Some(other),
+    }
+}
+
+impl McpRequest<'_> {
+    async fn refuse(
+        &self,
+        status: StatusCode,
+        reason: String,
+        session: Option<&str>,
+        method: Option<String>,
+        id: Option<RequestId>,
+    ) {
+        self.gateway
+            .record_refusal(&Refusal {
+                status,
+                reason,
+                upstream: &self.upstream.name,
+                user: Some(&self.principal.user_id),
+                auth_method: Some(self.principal.method),
+                session,
+                method,
+                request_id: id,
+                http: self.http.clone(),
+            })
+            .await;
+    }
+
+    /// The session named by `Mcp-Session-Id`, if it exists and belongs to this principal.
+    fn session(&self) -> Result<Option<Arc<Session>>, String> {
+        let Some(v) = self.headers.get(SESSION_HEADER) else {
+            return Ok(None);
+        };
+        let id = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        let found = self.gateway.sessions().get(&id).cloned();
+        match found {
+            Some(s) if s.user_id == self.principal.user_id && s.upstream == self.upstream.name => {
+                Ok(Some(s))
+            }
+            // Another principal's session is "not found" to this one: no oracle for ids.
+            _ => Err(id),
+        }
+    }
+
+    pub(super) async fn post(&self, body: Incoming, counted: InFlight) -> Response<ResponseBody> {
+        let sse = accepts(self.headers, "text/event-stream");
+        let json_ok =
+            accepts(self.headers, "application/json") || self.headers.get(ACCEPT).is_none();
+        if !sse && !json_ok {
+            let reason = "Accept admits neither application/json nor text/event-stream".to_string();
+            self.refuse(StatusCode::NOT_ACCEPTABLE, reason.clone(), None, None, None)
+                .await;
+            return plain(StatusCode::NOT_ACCEPTABLE, reason);
+        }
+        let content_json = self
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !content_json {
+            let reason = "Content-Type must be application/json".to_string();
+            self.refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+        }
+        let version = self
+            .headers
+            .get(VERSION_HEADER)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if let Some(v) = &version
+            && !SUPPORTED_VERSIONS.contains(&v.as_str())
+        {
+            let reason = format!(
+                "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            );
+            self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
+                .await;
+            return rpc_refusal(StatusCode::BAD_REQUEST, None, INVALID_REQUEST, &reason);
+        }
+        let max = self.gateway.config.limits.max_message_bytes;
+        let bytes = match http_body_util::Limited::new(body, max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let (status, reason) = if e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the request body is larger than limits.max_message_bytes ({max} bytes)"
+                        ),
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("the request body could not be read: {e}"),
+                    )
+                };
+                self.refuse(status, reason.clone(), None, None, None).await;
+                return rpc_refusal(status, None, INVALID_REQUEST, &reason);
+            }
+        };
+        // One message per line on the server's stdin: raw line breaks in JSON text are
+        // whitespace (inside strings they must be escaped), so they become spaces.
+        let mut line = bytes.to_vec();
+        for b in &mut line {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        let parsed = message::parse(&line);
+        let seen = match &parsed {
+            Ok(p) => inspect(p),
+            Err(_) => Inspected {
+                initialize: false,
+                calls: 0,
+                ids: Vec::new(),
+                method: None,
+            },
+        };
+        drop(parsed);
+        self.gateway
+            .metrics
+            .tool_calls(&self.upstream.name, seen.calls);
+        if let Some(v) = version.as_deref().filter(|v| *v >= SESSIONLESS_FROM)
+            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&line)
+            && body.is_object()
+            && let Err(why) = headers::check(self.headers, v, &body)
+        {
+            let reason = format!(
+                "routing headers do not match the body ({why}); refused as an attempted smuggling, not forwarded"
+            );
+            self.refuse(
+                StatusCode::BAD_REQUEST,
+                reason.clone(),
+                None,
+                seen.method.clone(),
+                seen.ids.first().cloned(),
+            )
+            .await;
+            return rpc_refusal(
+                StatusCode::BAD_REQUEST,
+                seen.ids.first(),
+                headers::HEADER_MISMATCH,
+                &reason,
+            );
+        }
+
+        let (session, ephemeral) = match self.session() {
+            Ok(Some(s)) => (s, false),
+            Err(id) => {
+                let reason = format!(
+                    "no session {id:?} for this principal and upstream (ended, expired or never created); start a new one with initialize"
+                );
+                self.refuse(
+                    StatusCode::NOT_FOUND,
+                    reason.clone(),
+                    None,
+                    seen.method.clone(),
+                    seen.ids.first().cloned(),
+                )
+                .await;
+                return rpc_refusal(
+                    StatusCode::NOT_FOUND,
+                    seen.ids.first(),
+                    INVALID_REQUEST,
+                    &reason,
+                );
+            }
+            Ok(None) => {
+                let sessionless = version.as_deref().is_some_and(|v| v >= SESSIONLESS_FROM);
+                if !seen.initialize && !sessionless {
+                    let reason = "Mcp-Session-Id is required after initialize (or send MCP-Protocol-Version: 2026-07-28 for a sessionless request)".to_string();
+                    self.refuse(
+                        StatusCode::BAD_REQUEST,
+                        reason.clone(),
+                        None,
+                        seen.method.clone(),
+                        seen.ids.first().cloned(),
+                    )
+                    .await;
+                    return rpc_refusal(
+                        StatusCode::BAD_REQUEST,
+                        seen.ids.first(),
+                        INVALID_REQUEST,
+                        &reason,
+                    );
+                }
+                match self.open_session(seen.initialize && !sessionless).await {
+                    Ok(s) => (s, !seen.initialize || sessionless),
+                    Err(resp) => return resp,
+                }
+            }
+        };
+        session.busy(1);
+        let done = {
+            let session = session.clone();
+            OnDrop::new(move || {
+                drop(counted);
+                session.busy(-1);
+                if ephemeral {
+                    session.end("the sessionless request was answered");
+                }
+            })
+        };
+        let Some(routes) = session.routes() else {
+            let reason = "the session has ended".to_string();
+            self.refuse(
+                StatusCode::NOT_FOUND,
+                reason.clone(),
+                Some(&session.id),
+                seen.method.clone(),
+                None,
+            )
+            .await;
+            return rpc_refusal(
+                StatusCode::NOT_FOUND,
+                seen.ids.first(),
+                INVALID_REQUEST,
+                &reason,
+            );
+        };
+        let mut resp = self.exchange(&session, routes, line, seen, sse, done).await;
+        if !ephemeral && let Ok(v) = HeaderValue::from_str(&session.id) {
+            resp.headers_mut().insert(SESSION_HEADER, v);
+        }
+        resp
+    }
+
+    /// Feeds the body to the session's pipeline and answers with what comes back for it.
+    async fn exchange(
+        &self,
+        session: &Arc<Session>,
+        routes: crate::proxy::stdio::Routes,
+        line: Bytes,
+        seen: Inspected,
+        sse: bool,
+        done: OnDrop,
+    ) -> Response<ResponseBody> {
+        let waits = if seen.ids.is_empty() {
+            None
+        } else {
+            session.wait_for(&seen.ids, sse).ok()
+        };
+        let route = session.pipeline.from_client(line);
+        let sent = forwarded(&route);
+        let Some(rx) = waits else {
+            // Nothing to wait for by id (notifications, responses, a body the pipeline
+            // refused, or an id already waited on): the pipeline's own answers are this
+            // POST's answer.
+            let mut answers = Vec::new();
+            let rest = take_answers(route, &mut answers);
+            if let Some(rest) = rest {
+                routes.send(rest).await;
+            }
+            let mut lines = Vec::new();
+            for a in answers {
+                let bytes = match a.ack.wait().await {
+                    Ok(()) => a.bytes,
+                    Err(_) => match a.if_unrecorded {
+                        Some(u) => (u.reply)(),
+                        None => a.bytes,
+                    },
+                };
+                lines.push(bytes);
+            }
+            drop(done);
+            if lines.is_empty() {
+                if sent > 0 {
+                    return plain(StatusCode::ACCEPTED, "");
+                }
+                return rpc_refusal(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    INVALID_REQUEST,
+                    "mcp-audit-proxy refused the message (it is in the audit trail with the reason); it was not forwarded",
+                );
+            }
+            return json(StatusCode::BAD_REQUEST, join(lines));
+        };
+        if !routes.send(route).await {
+            session.unwait(&seen.ids);
+        }
+        drop(routes);
+        if sse {
+            let mut r = Response::new(EventStream::body(
+                rx,
+                self.gateway.event_ids.clone(),
+                Arc::from(session.id.as_str()),
+                done,
+            ));
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            return r;
+        }
+        let mut rx = rx;
+        let mut lines = Vec::new();
+        while let Some(line) = rx.recv().await {
+            lines.push(line);
+        }
+        drop(done);
+        json(StatusCode::OK, join(lines))
+    }
+
+    /// Starts a server for a new session of this principal.
+    async fn open_session(&self, keep: bool) -> Result<Arc<Session>, Response<ResponseBody>> {
+        let g = &self.gateway.config.gateway;
+        let full = {
+            let sessions = self.gateway.sessions();
+            let mine = sessions
+                .values()
+                .filter(|s| s.user_id == self.principal.user_id)
+                .count();
+            if sessions.len() >= g.max_sessions {
+                Some(format!(
+                    "the gateway holds gateway.max_sessions = {} sessions",
+                    g.max_sessions
+                ))
+            } else if mine >= g.max_sessions_per_principal {
+                Some(format!(
+                    "{} holds gateway.max_sessions_per_principal = {} sessions; end one with DELETE",
+                    self.principal.user_id, g.max_sessions_per_principal
+                ))
+            } else {
+                None
+            }
+        };
+        if let Some(reason) = full {
+            self.refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            return Err(rpc_refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                INVALID_REQUEST,
+                &reason,
+            ));
+        }
+        if self.gateway.stopping.is_cancelled() {
+            return Err(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway is shutting down",
+            ));
+        }
+        // 160 random bits (two ULIDs' worth, the ids' random parts from a CSPRNG), visible
+        // ASCII as the spec asks of session ids.
+        let id = format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate());
+        let info = SessionInfo {
+            session_id: id.clone(),
+            user_id: self.principal.user_id.clone(),
+            upstream: self.upstream.name.clone(),
+            auth_method: self.principal.method,
+            http: Some(Box::new(self.http.clone())),
+        };
+        let (give, take) = oneshot::channel::<Arc<Session>>();
+        let ended = CancellationToken::new();
+        let config = self.gateway.config.clone();
+        let upstream = self.upstream.clone();
+        let audit = self.gateway.audit.clone();
+        let policy = self.gateway.policy.clone();
+        let gateway = Arc::downgrade(self.gateway);
+        let user = self.principal.user_id.clone();
+        self.gateway
+            .session_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ended.clone());
+        let session_id = id.clone();
+        let (spawn_error_tx, spawn_error_rx) = oneshot::channel::<String>();
+        tokio::spawn(async move {
+            let setup = SessionSetup {
+                config: &config,
+                command: &upstream.command,
+                cwd: upstream.cwd.as_deref(),
+                session: info,
+                audit,
+                policy,
+                own_signals: false,
+            };
+            let name = upstream.name.clone();
+            let result = run_session(setup, move |door: ClientDoor| {
+                let (session, dispatcher) = Session::start(session_id.clone(), user, name, door);
+                let _ = give.send(session);
+                dispatcher
+            })
+            .await;
+            match result {
+                Ok(code) => tracing::info!(session = %id, code, "session's server exited"),
+                Err(e) => {
+                    tracing::error!(session = %id, error = %e, "session's server could not run");
+                    let _ = spawn_error_tx.send(e.to_string());
+                }
+            }
+            ended.cancel();
+            if let Some(g) = gateway.upgrade() {
+                g.sessions().remove(&id);
+                g.session_tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|t| !t.is_cancelled());
+            }
+        });
+        match take.await {
+            Ok(session) => {
+                if keep {
+                    self.gateway
+                        .sessions()
+                        .insert(session.id.clone(), session.clone());
+                }
+                Ok(session)
+            }
+            Err(_) => {
+                let why = spawn_error_rx
+                    .await
+                    .unwrap_or_else(|_| "unknown error".into());
+                let reason = format!(
+                    "upstream {:?} could not be started: {why}",
+                    self.upstream.name
+                );
+                self.refuse(StatusCode::BAD_GATEWAY, reason.clone(), None, None, None)
+                    .await;
+                Err(rpc_refusal(
+                    StatusCode::BAD_GATEWAY,
+                    None,
+                    message::INTERNAL_ERROR,
+                    &reason,
+                ))
+            }
+        }
+    }
+
+    /// GET: the session's stream of server requests and notifications.
+    pub(super) async fn get(&self) -> Response<ResponseBody> {
+        if !accepts(self.headers, "text/event-stream") {
+            let reason = "GET opens an SSE stream: Accept must admit text/event-stream".to_string();
+            self.refuse(
+                StatusCode::NOT_ACCEPTABLE,
+                reason.clone(),
+                None,
+                Some("GET".into()),
+                None,
+            )
+            .await;
+            return plain(StatusCode::NOT_ACCEPTABLE, reason);
+        }
+        let session = match self.session() {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let mut r = plain(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "GET needs an Mcp-Session-Id (2026-07-28 clients use subscriptions/listen)",
+                );
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    HeaderValue::from_static("POST, GET, DELETE"),
+                );
+                return r;
+            }
+            Err(id) => {
+                let reason = format!("no session {id:?} for this principal and upstream");
+                self.refuse(
+                    StatusCode::NOT_FOUND,
+                    reason.clone(),
+                    None,
+                    Some("GET".into()),
+                    None,
+                )
+                .await;
+                return plain(StatusCode::NOT_FOUND, reason);
+            }
+        };
+        let rx = session.listen();
+        session.busy(1);
+        let guard = {
+            let s = session.clone();
+            OnDrop::new(move || s.busy(-1))
+        };
+        let mut r = Response::new(EventStream::body(
+            rx,
+            self.gateway.event_ids.clone(),
+            Arc::from(session.id.as_str()),
+            guard,
+        ));
+        let h = r.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&session.id) {
+            h.insert(SESSION_HEADER, v);
+        }
+        r
+    }
+
+    /// DELETE: ends the session (MCP "Streamable HTTP: Session Management").
+    pub(super) async fn delete(&self) -> Response<ResponseBody> {
+        match self.session() {
+            Ok(Some(s)) => {
+                self.gateway.sessions().remove(&s.id);
+                s.end("the client ended the session (HTTP DELETE)");
+                plain(StatusCode::OK, "session ended")
+            }
+            Ok(None) => plain(StatusCode::BAD_REQUEST, "DELETE needs an Mcp-Session-Id"),
+            Err(id) => {
+                let reason = format!("no session {id:?} for this principal and upstream");
+                self.refuse(
+                    StatusCode::NOT_FOUND,
+                    reason.clone(),
+                    None,
+                    Some("DELETE".into()),
+                    None,
+                )
+                .await;
+                plain(StatusCode::NOT_FOUND, reason)
+            }
+        }
+    }
+}
+
+/// One message, or several as a JSON array (a 2025-03-26 batch answer).
+pub(super) fn join(lines: Vec<Bytes>) -> Bytes {
+    let trimmed: Vec<&[u8]> = lines
+        .iter()
+        .map(|l| crate::jsonrpc::frame::trim_line_end(l))
+        .collect();
+    if trimmed.len() == 1 {
+        return Bytes::copy_from_slice(trimmed[0]);
+    }
+    let mut out = Vec::with_capacity(trimmed.iter().map(|l| l.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, l) in trimmed.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(l);
+    }
+    out.push(b']');
+    Bytes::from(out)
+}
