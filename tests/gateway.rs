@@ -791,3 +791,48 @@ async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_reco
         "the smuggled call reached a server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_records_its_own_request_context() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    for (i, trace) in [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "0af7651916cd43dd8448eb211c80319c",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"t{i}"}}}}}}"#
+        );
+        let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+        let agent = format!("agent/{i}");
+        let (status, _, text) = post(
+            &url,
+            Some(ALICE_KEY),
+            Some(&session),
+            &body,
+            &[("traceparent", &traceparent), ("user-agent", &agent)],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let events = gw.events();
+    let access: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .collect();
+    assert_eq!(access.len(), 2, "{events:#?}");
+    assert_eq!(
+        access[0]["metadata"]["http"]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(
+        access[1]["metadata"]["http"]["trace_id"],
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    assert_eq!(access[1]["metadata"]["http"]["user_agent"], "agent/1");
+    assert_eq!(access[0]["session_id"], session);
+}

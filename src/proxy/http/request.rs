@@ -334,7 +334,9 @@ impl McpRequest<'_> {
         } else {
             session.wait_for(&seen.ids, sse).ok()
         };
-        let route = session.pipeline.from_client(line);
+        let route = session
+            .pipeline
+            .from_client_at(line, Box::new(self.http.clone()));
         let sent = forwarded(&route);
         let Some(rx) = waits else {
             // Nothing to wait for by id (notifications, responses, a body the pipeline

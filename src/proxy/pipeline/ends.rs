@@ -321,7 +321,7 @@ impl Pipeline {
         metadata.protocol_version.clone_from(&call.protocol_version);
         metadata.protocol_era = call.era;
         metadata.auth_method = Some(self.info.auth_method.into());
-        metadata.http.clone_from(&self.info.http);
+        metadata.http.clone_from(&call.http);
         metadata.user_agent.clone_from(&call.user_agent);
         metadata.tool_version.clone_from(&call.tool_version);
         if event_type != EventType::ToolAccess {

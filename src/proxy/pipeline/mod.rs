@@ -245,6 +245,8 @@ struct Call {
     policy: Option<Arc<Policy>>,
     /// How the person at the client answered a confirmation, if one was asked.
     confirmation: Option<String>,
+    /// Where the request came from, for a call through the HTTP gateway.
+    http: Option<Box<crate::audit::event::HttpContext>>,
 }
 
 /// A call held until the person at the client confirms it.
@@ -519,6 +521,10 @@ pub struct Pipeline {
     policy: PolicyCell,
     pins: Option<Pins>,
     state: Mutex<State>,
+    /// The HTTP context of the request being fed ([`Pipeline::from_client_at`]).
+    request_http: Mutex<Option<Box<crate::audit::event::HttpContext>>>,
+    /// Serializes [`Pipeline::from_client_at`], so a context belongs to its own request.
+    feeding: Mutex<()>,
 }
 
 impl Pipeline {
@@ -548,7 +554,33 @@ impl Pipeline {
             policy,
             pins,
             state: Mutex::new(state),
+            request_http: Mutex::new(None),
+            feeding: Mutex::new(()),
         }
+    }
+
+    /// [`Pipeline::from_client`] for a request that came with its own HTTP context (client
+    /// address, user agent, trace id): the events of the calls it starts record it instead of
+    /// the session's.
+    pub fn from_client_at(
+        &self,
+        line: Bytes,
+        http: Box<crate::audit::event::HttpContext>,
+    ) -> Route {
+        let _one_at_a_time = self.feeding.lock().unwrap_or_else(|p| p.into_inner());
+        *self.request_http.lock().unwrap_or_else(|p| p.into_inner()) = Some(http);
+        let route = self.from_client(line);
+        *self.request_http.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        route
+    }
+
+    /// The HTTP context of the request being fed, else the session's.
+    fn request_http(&self) -> Option<Box<crate::audit::event::HttpContext>> {
+        self.request_http
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .or_else(|| self.info.http.clone())
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -958,6 +990,7 @@ impl Pipeline {
                 .unwrap_or_default(),
             policy: Some(policy.clone()),
             confirmation: None,
+            http: self.request_http(),
         };
         let mut event = self.call_event(
             &call,

@@ -253,6 +253,7 @@ impl Pipeline {
             tags,
             policy: None,
             confirmation: None,
+            http: self.request_http(),
         };
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
