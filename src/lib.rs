@@ -4,11 +4,12 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs, cli.rs     thin entry; clap subcommands (stdio, events, reindex, policy test,
-//!                     tools accept)
+//! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
+//!                     test, tools accept)
 //! commands.rs         the modes behind the subcommands
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
-//!                     source.rs: errors that name the file, the line and a hint
+//!                     source.rs: errors that name the file, the line and a hint;
+//!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded)
 //! error.rs            which side failed: client, upstream, internal
 //! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes;
 //!                     salvage.rs: what a lenient peer could read of a refused line;
@@ -18,8 +19,16 @@
 //!                     refuse.rs (answers and events in place of forwarding), confirm.rs
 //!                     (held calls), ends.rs (a call's end and its events), tools.rs
 //!                     (tools/list pins and filtering), reload.rs (policy reloads)
-//! proxy/stdio.rs      the stdio front door: spawn the server, move lines, reload the policy
-//!                     on SIGHUP, shut down in order
+//! proxy/stdio.rs      the server side of a session (spawn, write, read, time out, supervise,
+//!                     end the process group: run_session), shared by both front doors; the
+//!                     stdio front door on top of it (client fds, signals, reload on SIGHUP)
+//! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
+//!                     mod.rs (listener, TLS, routing, refusals recorded, drain), request.rs
+//!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline
+//!                     per session; answers dispatched to the POST or stream awaiting them),
+//!                     auth.rs (API keys, JWTs, Host/Origin, RFC 9728 metadata), headers.rs
+//!                     (2026-07-28 Mcp-Method/Mcp-Name vs body), body.rs (JSON and SSE bodies),
+//!                     metrics.rs (/metrics)
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify/ (sensitive data), secrets/
@@ -52,6 +61,16 @@
 //! (masked only when `redact_results` asks). Everything that is not a `tools/call` is
 //! forwarded untouched after classification, except `tools/list` results: their tool
 //! definitions are compared with their pins, and tools the caller may never call are removed.
+//!
+//! Through the gateway, the same line flow runs per session, after the HTTP checks: Host and
+//! Origin -> credential (API key or JWT; identity never from headers or `_meta`) -> session
+//! (`Mcp-Session-Id`, bound to the principal; a new one, with its own server process, for
+//! `initialize`; one per request for sessionless 2026-07-28) -> 2026 routing headers against
+//! the body -> the body as one line into the session's pipeline, with the request's HTTP
+//! context for its events -> answers released by the pipeline go, by request id, to the POST
+//! that carried the request (JSON or SSE); server requests and notifications to an open POST
+//! stream or the GET stream. A request refused before the pipeline is recorded by the gateway
+//! itself (`tool_failure`, `refused`, `metadata.http.status_code`).
 
 pub mod audit;
 pub mod cli;

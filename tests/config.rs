@@ -67,6 +67,27 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "payment_card",
         "health",
         "secret",
+        // [gateway]
+        "listen",
+        "public_url",
+        "allowed_origins",
+        "allowed_hosts",
+        "allow_anonymous",
+        "trusted_proxies",
+        "authorization_servers",
+        "header_read_timeout_ms",
+        "session_idle_timeout_ms",
+        "max_sessions",
+        "max_sessions_per_principal",
+        "max_connections",
+        "cert",
+        "issuer",
+        "audience",
+        "algorithms",
+        "key_file",
+        "leeway_s",
+        "user_claim",
+        "roles_claim",
     ];
     for key in keys {
         assert!(

@@ -836,3 +836,44 @@ async fn each_call_records_its_own_request_context() {
     assert_eq!(access[1]["metadata"]["http"]["user_agent"], "agent/1");
     assert_eq!(access[0]["session_id"], session);
 }
+
+#[test]
+fn the_readme_gateway_example_loads_with_its_files_in_place() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```toml gateway\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the README's gateway example");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tls")).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["mcp.example.com".to_string()]).unwrap();
+    std::fs::write(dir.path().join("tls/cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("tls/key.pem"),
+        cert.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = pair.public_key_raw();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "x": b64(&raw[1..33]), "y": b64(&raw[33..65])}]});
+    std::fs::write(dir.path().join("idp-jwks.json"), jwks.to_string()).unwrap();
+    let config = mcp_audit_proxy::config::Config::parse(&dir.path().join("proxy.toml"), block)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.upstreams.len(), 2);
+    assert!(config.gateway.jwt.is_some() && config.gateway.tls.is_some());
+    // Without the key file in place, the same text is refused, naming the line.
+    std::fs::remove_file(dir.path().join("idp-jwks.json")).unwrap();
+    let err = mcp_audit_proxy::config::Config::parse(&dir.path().join("proxy.toml"), block)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("idp-jwks.json") && err.contains("hint:"),
+        "{err}"
+    );
+}
