@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run an MCP server behind the proxy over stdio (use it in place of the server's command).
     Stdio(StdioArgs),
-    /// Serve the configured upstreams over MCP Streamable HTTP at /mcp/<name> (plain or TLS).
+    /// Serve the configured upstreams over MCP Streamable HTTP at `/mcp/NAME` (plain or TLS).
     Gateway(ConfigArg),
     /// Show the newest audit events.
     Events(EventsArgs),
@@ -127,7 +127,7 @@ pub struct StdioArgs {
     /// The identity recorded as user_id (default: user_id in the config, else the OS user).
     #[arg(long)]
     pub user: Option<String>,
-    /// Which [[upstream]] to run (default: the first in the config).
+    /// Which `[[upstream]]` table to run (default: the first in the config).
     #[arg(long, value_name = "NAME")]
     pub upstream: Option<String>,
     /// The MCP server command and its arguments (default: upstream.command in the config).
