@@ -210,9 +210,10 @@ async fn post(
         req = req.header("authorization", format!("Bearer {k}"));
     }
     if let Some(s) = session {
-        req = req
-            .header("mcp-session-id", s)
-            .header("mcp-protocol-version", "2025-06-18");
+        req = req.header("mcp-session-id", s);
+        if !extra.iter().any(|(k, _)| *k == "mcp-protocol-version") {
+            req = req.header("mcp-protocol-version", "2025-06-18");
+        }
     }
     for (k, v) in extra {
         req = req.header(*k, *v);
@@ -763,7 +764,7 @@ async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_reco
     let (status, _, _) = post(&url, Some(ALICE_KEY), None, body, &v).await;
     assert_eq!(status, 400, "a missing Mcp-Name is refused too");
     // The same request with matching headers runs (and crashes its own server, alone).
-    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
     let (status, _, text) = post(
         &url,
         Some(ALICE_KEY),
@@ -773,12 +774,47 @@ async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_reco
     )
     .await;
     assert_eq!(status, 200, "{text}");
+    // SEP-2575: an unknown method is a 404, an unknown version a 400 naming the versions.
+    let unknown = r#"{"jsonrpc":"2.0","id":601,"method":"unknown/method","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        unknown,
+        &[v[0], ("mcp-method", "unknown/method")],
+    )
+    .await;
+    assert_eq!(status, 404, "{text}");
+    let reply = messages(&text).pop().unwrap();
+    assert_eq!(
+        (reply["id"].clone(), reply["error"]["code"].clone()),
+        (json!(601), json!(-32601))
+    );
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        None,
+        unknown,
+        &[("mcp-protocol-version", "v999.0.0")],
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["id"], 601);
+    assert_eq!(reply["error"]["code"], -32022);
+    assert_eq!(reply["error"]["data"]["requested"], "v999.0.0");
+    assert!(
+        reply["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2026-07-28"))
+    );
     let events = gw.events();
     let refused: Vec<&Value> = events
         .iter()
         .filter(|e| e["metadata"]["http"]["status_code"] == 400)
         .collect();
-    assert_eq!(refused.len(), 2, "{events:#?}");
+    assert_eq!(refused.len(), 3, "{events:#?}");
     assert!(
         refused[0]["metadata"]["reason"]
             .as_str()
@@ -876,4 +912,85 @@ fn the_readme_gateway_example_loads_with_its_files_in_place() {
         err.contains("idp-jwks.json") && err.contains("hint:"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_2026_stream_cancels_its_call_and_the_trail_says_so() {
+    let gw = Gateway::start("");
+    let body = r#"{"jsonrpc":"2.0","id":"long","method":"tools/call","params":{"name":"slow","arguments":{"ms":5000,"steps":5},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let sent = reqwest::Client::builder()
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap()
+        .post(gw.endpoint())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "slow")
+        .body(body)
+        .send()
+        .await;
+    // The SSE stream starts at once; the read of its body is what the timeout cuts.
+    if let Ok(resp) = sent {
+        let text = resp.text().await;
+        assert!(
+            text.is_err(),
+            "the call finished inside the timeout: {text:?}"
+        );
+    }
+    let mut ends = Vec::new();
+    for _ in 0..100 {
+        ends = gw
+            .events()
+            .into_iter()
+            .filter(|e| e["tool_name"] == "slow" && e["event_type"] != "tool_access")
+            .collect();
+        if !ends.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+    assert_eq!(ends[0]["result"], "cancelled", "{:#?}", ends[0]);
+    assert_eq!(ends[0]["metadata"]["failure_side"], "client");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_answered_in_2025_03_26_and_refused_in_later_revisions() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let batch = r#"[{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"echo","arguments":{"text":"one"}}},{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}]"#;
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        batch,
+        &[
+            ("mcp-protocol-version", "2025-03-26"),
+            ("accept", "application/json"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let replies: Vec<Value> = messages(&text)
+        .into_iter()
+        .flat_map(|m| match m {
+            Value::Array(a) => a,
+            one => vec![one],
+        })
+        .collect();
+    let mut ids: Vec<&str> = replies.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"], "{text}");
+    let (status, _, text) = post(&url, Some(ALICE_KEY), Some(&session), batch, &[]).await;
+    assert_eq!(status, 400, "{text}");
+    let calls = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["event_type"] == "tool_execution")
+        .count();
+    assert_eq!(calls, 2, "the refused batch ran");
 }

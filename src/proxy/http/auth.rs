@@ -217,7 +217,17 @@ pub(crate) fn check_origin(config: &GatewayConfig, headers: &HeaderMap) -> Resul
     }
     if let Some(origin) = headers.get(ORIGIN) {
         let text = String::from_utf8_lossy(origin.as_bytes()).to_ascii_lowercase();
-        if !config.allowed_origins.contains(&text) {
+        // The gateway's own origin (a page it served, or a tool that sends Origin) is the Host
+        // just checked: under DNS rebinding the Host is the attacker's name, refused above.
+        let host = headers
+            .get(HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).to_ascii_lowercase());
+        let same_origin = host.is_some_and(|h| {
+            text.split_once("://").is_some_and(|(scheme, authority)| {
+                matches!(scheme, "http" | "https") && authority == h
+            })
+        });
+        if !same_origin && !config.allowed_origins.contains(&text) {
             return Err(Refused::Origin(text));
         }
     }
@@ -523,6 +533,27 @@ mod tests {
                 &headers(&[("host", "localhost"), ("origin", "http://localhost:3000")])
             ),
             Err(Refused::Origin(_))
+        ));
+        // Its own origin passes; a rebinding name fails on Host first.
+        assert!(
+            check_origin(
+                &c,
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://127.0.0.1:8080")
+                ])
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            check_origin(
+                &c,
+                &headers(&[
+                    ("host", "evil.example:8080"),
+                    ("origin", "http://evil.example:8080")
+                ])
+            ),
+            Err(Refused::Host(_))
         ));
     }
 }

@@ -43,6 +43,7 @@ impl Drop for OnDrop {
 /// An SSE stream: each line received becomes one `message` event with an id, until the
 /// channel closes.
 pub(crate) struct EventStream {
+    first: Option<Bytes>,
     rx: mpsc::UnboundedReceiver<Bytes>,
     ids: Arc<AtomicU64>,
     prefix: Arc<str>,
@@ -50,14 +51,17 @@ pub(crate) struct EventStream {
 }
 
 impl EventStream {
-    /// A stream of the lines `rx` gives; event ids are `<prefix>-<n>`, `n` from `ids`.
+    /// A stream of `first` (if any), then the lines `rx` gives; event ids are
+    /// `<prefix>-<n>`, `n` from `ids`.
     pub(crate) fn body(
+        first: Option<Bytes>,
         rx: mpsc::UnboundedReceiver<Bytes>,
         ids: Arc<AtomicU64>,
         prefix: Arc<str>,
         guard: OnDrop,
     ) -> ResponseBody {
         EventStream {
+            first,
             rx,
             ids,
             prefix,
@@ -75,7 +79,11 @@ impl Body for EventStream {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.rx.poll_recv(cx) {
+        let next = match self.first.take() {
+            Some(line) => Poll::Ready(Some(line)),
+            None => self.rx.poll_recv(cx),
+        };
+        match next {
             Poll::Ready(Some(line)) => {
                 let n = self.ids.fetch_add(1, Ordering::Relaxed);
                 let mut event = BytesMut::with_capacity(line.len() + 64);

@@ -73,7 +73,11 @@ pub(crate) fn check(headers: &HeaderMap, version: &str, body: &Value) -> Result<
     if let Some(member) = name_member(method) {
         let expected = params.and_then(|p| p.get(member)).and_then(Value::as_str);
         match (single(headers, "mcp-name")?, expected) {
-            (None, _) => return Err(format!("the Mcp-Name header is missing for {method}")),
+            (None, Some(_)) => {
+                return Err(format!("the Mcp-Name header is missing for {method}"));
+            }
+            // Nothing to mirror: the server answers the request as it is.
+            (None, None) => {}
             (Some(h), Some(expected)) => {
                 let h = decoded(h, "Mcp-Name")?;
                 if h != expected {

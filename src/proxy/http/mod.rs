@@ -65,6 +65,8 @@ const SUPPORTED_VERSIONS: [&str; 5] = [
     "2025-11-25",
     "2026-07-28",
 ];
+/// JSON-RPC code of MCP 2026-07-28's UnsupportedProtocolVersionError.
+const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 /// The first revision without sessions: a request without `Mcp-Session-Id` is served alone.
 const SESSIONLESS_FROM: &str = "2026-07-28";
 /// How long requests in flight may take to finish once shutdown starts.

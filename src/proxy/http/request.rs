@@ -53,6 +53,63 @@ fn inspect(parsed: &Parsed<'_>) -> Inspected {
     out
 }
 
+/// Feeds a POST body to the pipeline. A 2025-03-26 batch is fed element by element: over
+/// HTTP a batch is a way to send several messages at once (the SDKs' HTTP servers take it
+/// apart the same way), and a stdio server need not read batches; each element is judged,
+/// recorded and answered on its own, and the answers go back together.
+fn feed(pipeline: &Pipeline, line: Bytes, http: &HttpContext) -> Route {
+    let elements: Option<Vec<Bytes>> = match message::parse(&line) {
+        Ok(Parsed::Batch(items)) if !items.is_empty() => Some(
+            items
+                .iter()
+                .map(|i| {
+                    let mut one = Vec::with_capacity(i.raw.get().len() + 1);
+                    one.extend_from_slice(i.raw.get().as_bytes());
+                    one.push(b'\n');
+                    Bytes::from(one)
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
+    match elements {
+        Some(lines) => {
+            // Flat: a route's `Many` holds single routes only.
+            let mut flat = Vec::new();
+            for l in lines {
+                match pipeline.from_client_at(l, Box::new(http.clone())) {
+                    Route::Many(routes) => flat.extend(routes),
+                    one => flat.push(one),
+                }
+            }
+            Route::Many(flat)
+        }
+        None => pipeline.from_client_at(line, Box::new(http.clone())),
+    }
+}
+
+/// Whether a client-bound line is a response (it has an id and a result or an error).
+fn is_response(line: &[u8]) -> bool {
+    matches!(
+        message::parse(line),
+        Ok(Parsed::Single(Message::Response { .. }))
+    )
+}
+
+/// The HTTP status of a 2026-07-28 answer sent as JSON (SEP-2575): 404 for "method not
+/// found", 400 for the request's own faults, 200 otherwise (a tool's failure, a policy
+/// block, a timeout are answers, not HTTP faults).
+fn status_of_answer(line: &[u8]) -> StatusCode {
+    let code = serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("error")?.get("code")?.as_i64());
+    match code {
+        Some(-32601) => StatusCode::NOT_FOUND,
+        Some(-32700 | -32600 | -32602 | -32020 | -32021 | -32022) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
 /// Counts the messages a route sends to the server.
 fn forwarded(route: &Route) -> usize {
     match route {
@@ -155,17 +212,6 @@ impl McpRequest<'_> {
             .headers
             .get(VERSION_HEADER)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        if let Some(v) = &version
-            && !SUPPORTED_VERSIONS.contains(&v.as_str())
-        {
-            let reason = format!(
-                "unsupported MCP-Protocol-Version {v:?}; supported: {}",
-                SUPPORTED_VERSIONS.join(", ")
-            );
-            self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
-                .await;
-            return rpc_refusal(StatusCode::BAD_REQUEST, None, INVALID_REQUEST, &reason);
-        }
         let max = self.gateway.config.limits.max_message_bytes;
         let bytes = match http_body_util::Limited::new(body, max).collect().await {
             Ok(b) => b.to_bytes(),
@@ -201,6 +247,53 @@ impl McpRequest<'_> {
         line.push(b'\n');
         let line = Bytes::from(line);
         let parsed = message::parse(&line);
+        // JSON-RPC batches exist in MCP 2025-03-26 only (2024-11-05 had them too): a later
+        // revision's client sending one is refused, as its server would refuse it.
+        if matches!(parsed, Ok(Parsed::Batch(_)))
+            && version.as_deref().is_some_and(|v| v > "2025-03-26")
+        {
+            let v = version.clone().unwrap_or_default();
+            drop(parsed);
+            let reason = format!(
+                "a JSON-RPC batch is not allowed in MCP {v} (only 2025-03-26 and earlier have batches); not forwarded"
+            );
+            self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
+                .await;
+            return rpc_refusal(StatusCode::BAD_REQUEST, None, INVALID_REQUEST, &reason);
+        }
+        let first_id = match &parsed {
+            Ok(p) => inspect(p).ids.first().cloned(),
+            Err(e) => e.id().cloned(),
+        };
+        if let Some(v) = &version
+            && !SUPPORTED_VERSIONS.contains(&v.as_str())
+        {
+            drop(parsed);
+            let reason = format!(
+                "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            );
+            self.refuse(
+                StatusCode::BAD_REQUEST,
+                reason.clone(),
+                None,
+                None,
+                first_id.clone(),
+            )
+            .await;
+            // MCP 2026-07-28 UnsupportedProtocolVersionError: the versions served and the one
+            // asked for, so the client can pick again.
+            let data = serde_json::json!({"supported": SUPPORTED_VERSIONS, "requested": v});
+            return json(
+                StatusCode::BAD_REQUEST,
+                error_response(
+                    first_id.as_ref(),
+                    UNSUPPORTED_PROTOCOL_VERSION,
+                    &reason,
+                    Some(data),
+                ),
+            );
+        }
         let seen = match &parsed {
             Ok(p) => inspect(p),
             Err(_) => Inspected {
@@ -285,14 +378,49 @@ impl McpRequest<'_> {
             }
         };
         session.busy(1);
+        // 2026-07-28: closing a request's stream before its answer cancels the request
+        // (recorded as `cancelled`, and the server told); in the 2025 revisions a closed
+        // stream is not a cancellation (the answer is recorded when it comes).
+        let cancels = version.as_deref().is_some_and(|v| v >= SESSIONLESS_FROM);
         let done = {
             let session = session.clone();
+            let ids = seen.ids.clone();
             OnDrop::new(move || {
                 drop(counted);
                 session.busy(-1);
-                if ephemeral {
-                    session.end("the sessionless request was answered");
+                let open = if cancels {
+                    session.unanswered(&ids)
+                } else {
+                    Vec::new()
+                };
+                if open.is_empty() && !ephemeral {
+                    return;
                 }
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    session.end("the gateway stopped");
+                    return;
+                };
+                runtime.spawn(async move {
+                    if let Some(routes) = session.routes() {
+                        for id in &open {
+                            let line = serde_json::json!({
+                                "jsonrpc": "2.0",
+                                "method": "notifications/cancelled",
+                                "params": {"requestId": id, "reason": "the client closed the request's stream"},
+                            });
+                            let mut line = serde_json::to_vec(&line).unwrap_or_default();
+                            line.push(b'\n');
+                            routes.send(session.pipeline.from_client(Bytes::from(line))).await;
+                        }
+                    }
+                    if ephemeral {
+                        session.end(if open.is_empty() {
+                            "the sessionless request was answered"
+                        } else {
+                            "the client closed the request's stream"
+                        });
+                    }
+                });
             })
         };
         let Some(routes) = session.routes() else {
@@ -312,7 +440,9 @@ impl McpRequest<'_> {
                 &reason,
             );
         };
-        let mut resp = self.exchange(&session, routes, line, seen, sse, done).await;
+        let mut resp = self
+            .exchange(&session, routes, line, seen, sse, cancels, done)
+            .await;
         if !ephemeral && let Ok(v) = HeaderValue::from_str(&session.id) {
             resp.headers_mut().insert(SESSION_HEADER, v);
         }
@@ -327,6 +457,7 @@ impl McpRequest<'_> {
         line: Bytes,
         seen: Inspected,
         sse: bool,
+        modern: bool,
         done: OnDrop,
     ) -> Response<ResponseBody> {
         let waits = if seen.ids.is_empty() {
@@ -334,9 +465,7 @@ impl McpRequest<'_> {
         } else {
             session.wait_for(&seen.ids, sse).ok()
         };
-        let route = session
-            .pipeline
-            .from_client_at(line, Box::new(self.http.clone()));
+        let route = feed(&session.pipeline, line, &self.http);
         let sent = forwarded(&route);
         let Some(rx) = waits else {
             // Nothing to wait for by id (notifications, responses, a body the pipeline
@@ -361,7 +490,10 @@ impl McpRequest<'_> {
             drop(done);
             if lines.is_empty() {
                 if sent > 0 {
-                    return plain(StatusCode::ACCEPTED, "");
+                    // MCP "Sending Messages to the Server": 202 Accepted with no body.
+                    let mut r = Response::new(full(Bytes::new()));
+                    *r.status_mut() = StatusCode::ACCEPTED;
+                    return r;
                 }
                 return rpc_refusal(
                     StatusCode::BAD_REQUEST,
@@ -377,7 +509,24 @@ impl McpRequest<'_> {
         }
         drop(routes);
         if sse {
+            let mut rx = rx;
+            // 2026-07-28 (SEP-2575): an error answers with its own HTTP status (404 for an
+            // unknown method, 400 for bad params...), which an SSE stream, its 200 already
+            // sent, cannot carry. So a single request's stream starts only once its first
+            // message is not the answer; an answer that comes first goes out as JSON.
+            let mut first = None;
+            if modern && seen.ids.len() == 1 {
+                match rx.recv().await {
+                    Some(line) if is_response(&line) => {
+                        let status = status_of_answer(&line);
+                        drop(done);
+                        return json(status, line);
+                    }
+                    other => first = other,
+                }
+            }
             let mut r = Response::new(EventStream::body(
+                first,
                 rx,
                 self.gateway.event_ids.clone(),
                 Arc::from(session.id.as_str()),
@@ -397,7 +546,11 @@ impl McpRequest<'_> {
             lines.push(line);
         }
         drop(done);
-        json(StatusCode::OK, join(lines))
+        let status = match lines.as_slice() {
+            [one] if modern => status_of_answer(crate::jsonrpc::frame::trim_line_end(one)),
+            _ => StatusCode::OK,
+        };
+        json(status, join(lines))
     }
 
     /// Starts a server for a new session of this principal.
@@ -579,6 +732,7 @@ impl McpRequest<'_> {
             OnDrop::new(move || s.busy(-1))
         };
         let mut r = Response::new(EventStream::body(
+            None,
             rx,
             self.gateway.event_ids.clone(),
             Arc::from(session.id.as_str()),

@@ -128,6 +128,15 @@ impl Session {
         Ok(rx)
     }
 
+    /// Of `ids`, those still unanswered; they stop being waited for.
+    pub(crate) fn unanswered(&self, ids: &[RequestId]) -> Vec<RequestId> {
+        let mut sh = self.shared();
+        ids.iter()
+            .filter(|id| sh.waiting.remove(*id).is_some())
+            .cloned()
+            .collect()
+    }
+
     /// Forgets the waits of a POST whose requests were never forwarded.
     pub(crate) fn unwait(&self, ids: &[RequestId]) {
         let mut sh = self.shared();
