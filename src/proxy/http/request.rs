@@ -456,8 +456,7 @@ impl McpRequest<'_> {
         routes: crate::proxy::stdio::Routes,
         line: Bytes,
         seen: Inspected,
-        sse: bool,
-        modern: bool,
+        (sse, modern): (bool, bool),
         done: OnDrop,
     ) -> Response<ResponseBody> {
         let waits = if seen.ids.is_empty() {
