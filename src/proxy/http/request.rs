@@ -441,7 +441,7 @@ impl McpRequest<'_> {
             );
         };
         let mut resp = self
-            .exchange(&session, routes, line, seen, sse, cancels, done)
+            .exchange(&session, routes, line, seen, (sse, cancels), done)
             .await;
         if !ephemeral && let Ok(v) = HeaderValue::from_str(&session.id) {
             resp.headers_mut().insert(SESSION_HEADER, v);
