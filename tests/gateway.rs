@@ -994,3 +994,84 @@ async fn batches_are_answered_in_2025_03_26_and_refused_in_later_revisions() {
         .count();
     assert_eq!(calls, 2, "the refused batch ran");
 }
+
+/// Reads SSE events from `resp` until `until` says stop; returns (event id, data) pairs.
+async fn read_events(
+    resp: &mut reqwest::Response,
+    until: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    while !until(&events) {
+        let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await
+        else {
+            break;
+        };
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let id = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or("")
+                .to_string();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                events.push((id, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_resumes_with_last_event_id_and_nothing_is_recorded_twice() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let body = r#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1200,"steps":4},"_meta":{"progressToken":"p41"}}}"#;
+    let mut resp = http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let first = read_events(&mut resp, |e| !e.is_empty()).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1["method"], "notifications/progress", "{first:?}");
+    drop(resp);
+    let mut resumed = http()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", &first[0].0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 200);
+    let rest = read_events(&mut resumed, |e| e.iter().any(|(_, m)| m["id"] == 41)).await;
+    let answer = rest
+        .iter()
+        .find(|(_, m)| m["id"] == 41)
+        .expect("the answer after resuming");
+    assert!(answer.1["result"].is_object(), "{answer:?}");
+    // Same stream, later events, none repeated.
+    let stream = first[0].0.split('-').next().unwrap();
+    assert!(
+        rest.iter()
+            .all(|(id, _)| id.starts_with(&format!("{stream}-")) && *id != first[0].0),
+        "{rest:?}"
+    );
+    let events = gw.events();
+    let ends = events
+        .iter()
+        .filter(|e| e["tool_name"] == "slow" && e["event_type"] == "tool_execution")
+        .count();
+    assert_eq!(ends, 1, "{events:#?}");
+}

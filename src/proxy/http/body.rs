@@ -4,8 +4,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -43,28 +41,25 @@ impl Drop for OnDrop {
 /// An SSE stream: each line received becomes one `message` event with an id, until the
 /// channel closes.
 pub(crate) struct EventStream {
-    first: Option<Bytes>,
-    rx: mpsc::UnboundedReceiver<Bytes>,
-    ids: Arc<AtomicU64>,
-    prefix: Arc<str>,
+    first: Option<(u64, Bytes)>,
+    rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
+    stream: u64,
     _guard: OnDrop,
 }
 
 impl EventStream {
-    /// A stream of `first` (if any), then the lines `rx` gives; event ids are
-    /// `<prefix>-<n>`, `n` from `ids`.
+    /// A stream of `first` (if any), then the lines `rx` gives, each `(sequence, line)`;
+    /// event ids are `<stream>-<sequence>`, which `Last-Event-ID` resumes from.
     pub(crate) fn body(
-        first: Option<Bytes>,
-        rx: mpsc::UnboundedReceiver<Bytes>,
-        ids: Arc<AtomicU64>,
-        prefix: Arc<str>,
+        first: Option<(u64, Bytes)>,
+        rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
+        stream: u64,
         guard: OnDrop,
     ) -> ResponseBody {
         EventStream {
             first,
             rx,
-            ids,
-            prefix,
+            stream,
             _guard: guard,
         }
         .boxed_unsync()
@@ -84,12 +79,11 @@ impl Body for EventStream {
             None => self.rx.poll_recv(cx),
         };
         match next {
-            Poll::Ready(Some(line)) => {
-                let n = self.ids.fetch_add(1, Ordering::Relaxed);
+            Poll::Ready(Some((seq, line))) => {
                 let mut event = BytesMut::with_capacity(line.len() + 64);
-                event.put_slice(b"id: ");
-                event.put_slice(self.prefix.as_bytes());
-                event.put_slice(format!("-{n}\nevent: message\ndata: ").as_bytes());
+                event.put_slice(
+                    format!("id: {}-{seq}\nevent: message\ndata: ", self.stream).as_bytes(),
+                );
                 event.put_slice(&line);
                 event.put_slice(b"\n\n");
                 Poll::Ready(Some(Ok(Frame::data(event.freeze()))))

@@ -24,7 +24,7 @@ mod session;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,8 +117,6 @@ struct Gateway {
     /// POST requests being served (their response streams included), for the drain at
     /// shutdown.
     in_flight: Arc<AtomicUsize>,
-    /// SSE event ids, unique across the gateway's streams.
-    event_ids: Arc<AtomicU64>,
     stopping: CancellationToken,
     /// Sessions' tasks: each ends when its server has exited and its events are written.
     session_tasks: Mutex<Vec<CancellationToken>>,
@@ -172,7 +170,6 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
         in_flight: Arc::new(AtomicUsize::new(0)),
-        event_ids: Arc::new(AtomicU64::new(1)),
         stopping: CancellationToken::new(),
         session_tasks: Mutex::new(Vec::new()),
         metrics: metrics::Metrics::new(),

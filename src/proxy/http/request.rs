@@ -466,7 +466,7 @@ impl McpRequest<'_> {
         };
         let route = feed(&session.pipeline, line, &self.http);
         let sent = forwarded(&route);
-        let Some(rx) = waits else {
+        let Some((stream, rx)) = waits else {
             // Nothing to wait for by id (notifications, responses, a body the pipeline
             // refused, or an id already waited on): the pipeline's own answers are this
             // POST's answer.
@@ -516,7 +516,7 @@ impl McpRequest<'_> {
             let mut first = None;
             if modern && seen.ids.len() == 1 {
                 match rx.recv().await {
-                    Some(line) if is_response(&line) => {
+                    Some((_, line)) if is_response(&line) => {
                         let status = status_of_answer(&line);
                         drop(done);
                         return json(status, line);
@@ -524,13 +524,7 @@ impl McpRequest<'_> {
                     other => first = other,
                 }
             }
-            let mut r = Response::new(EventStream::body(
-                first,
-                rx,
-                self.gateway.event_ids.clone(),
-                Arc::from(session.id.as_str()),
-                done,
-            ));
+            let mut r = Response::new(EventStream::body(first, rx, stream, done));
             let h = r.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(
@@ -541,7 +535,7 @@ impl McpRequest<'_> {
         }
         let mut rx = rx;
         let mut lines = Vec::new();
-        while let Some(line) = rx.recv().await {
+        while let Some((_, line)) = rx.recv().await {
             lines.push(line);
         }
         drop(done);
@@ -724,19 +718,25 @@ impl McpRequest<'_> {
                 return plain(StatusCode::NOT_FOUND, reason);
             }
         };
-        let rx = session.listen();
+        // Last-Event-ID `<stream>-<seq>`: that stream, from after that event (MCP 2025-11-25
+        // "Resumability and Redelivery"); anything else opens the session's GET stream.
+        let resumed = self
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().split_once('-'))
+            .and_then(|(s, n)| Some((s.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
+            .and_then(|(stream, after)| Some((stream, session.resume(stream, after)?)));
+        let (stream, rx) = match resumed {
+            Some(r) => r,
+            None => session.listen(),
+        };
         session.busy(1);
         let guard = {
             let s = session.clone();
             OnDrop::new(move || s.busy(-1))
         };
-        let mut r = Response::new(EventStream::body(
-            None,
-            rx,
-            self.gateway.event_ids.clone(),
-            Arc::from(session.id.as_str()),
-            guard,
-        ));
+        let mut r = Response::new(EventStream::body(None, rx, stream, guard));
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(

@@ -24,30 +24,125 @@ use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
 
 /// Server messages kept for a GET stream that is not open yet; older ones are dropped first.
 const BACKLOG: usize = 256;
+/// Messages kept per stream for a client that resumes it (`Last-Event-ID`).
+const REPLAY: usize = 256;
+/// Streams cut by their client before their answers, kept for resumption; oldest go first.
+const DETACHED: usize = 32;
 
-/// One message for a client stream: the JSON text of one JSON-RPC message (or batch).
-pub(crate) type Line = Bytes;
+/// One message for a client stream: the JSON text of one JSON-RPC message (or batch), with
+/// its sequence number on its stream (the SSE event id is `<stream>-<seq>`).
+pub(crate) type Line = (u64, Bytes);
 
-/// Where the answers to one POST go.
+/// Gateway-wide stream numbers: event ids are unique across every session's streams.
+static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One response stream (a POST's answers, or the GET stream), kept so that a client that
+/// loses it can resume it with `Last-Event-ID` (MCP 2025-11-25 "Resumability and
+/// Redelivery"): what was sent on it is kept, and only it is replayed.
 #[derive(Debug)]
-pub(crate) struct Waiter {
-    tx: mpsc::UnboundedSender<Line>,
-    /// Whether server requests and notifications may be sent on it (an SSE response).
-    pub(crate) stream: bool,
+struct Stream {
+    /// The live receiver's sender; `None` while the client is away (or once complete).
+    tx: Option<mpsc::UnboundedSender<Line>>,
+    next: u64,
+    sent: VecDeque<Line>,
+    /// Responses still owed on it (a POST's); 0 for the GET stream.
+    owed: usize,
+    /// A POST's stream (ends when its answers are all sent) or the GET stream.
+    post: bool,
+    /// Whether server requests and notifications may go on it (an SSE answer).
+    events: bool,
+}
+
+impl Stream {
+    /// Sends `line` as the next event; kept for replay. False when no client listens.
+    fn send(&mut self, line: Bytes) -> bool {
+        let seq = self.next;
+        self.next += 1;
+        if self.sent.len() == REPLAY {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((seq, line.clone()));
+        match &self.tx {
+            Some(tx) if tx.send((seq, line)).is_ok() => true,
+            _ => {
+                self.tx = None;
+                false
+            }
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| !t.is_closed())
+    }
 }
 
 #[derive(Debug, Default)]
 struct Shared {
-    /// Request id → the POST waiting for its response.
-    waiting: HashMap<RequestId, Arc<Waiter>>,
-    /// The session's GET stream, if open.
-    listener: Option<mpsc::UnboundedSender<Line>>,
+    /// Request id → the stream its response goes on.
+    waiting: HashMap<RequestId, u64>,
+    streams: HashMap<u64, Stream>,
+    /// The session's GET stream, if one was opened.
+    listener: Option<u64>,
+    /// Streams whose client went away before all their answers, oldest first.
+    detached: VecDeque<u64>,
     /// Server messages waiting for a stream.
-    backlog: VecDeque<Line>,
+    backlog: VecDeque<Bytes>,
     dropped: u64,
     last_active: Option<Instant>,
     /// Open POST streams, GET streams and JSON requests, for the idle reaper.
     busy: usize,
+}
+
+impl Shared {
+    /// A new stream; its receiver and number.
+    fn open(
+        &mut self,
+        owed: usize,
+        post: bool,
+        events: bool,
+    ) -> (u64, mpsc::UnboundedReceiver<Line>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.streams.insert(
+            id,
+            Stream {
+                tx: Some(tx),
+                next: 1,
+                sent: VecDeque::new(),
+                owed,
+                post,
+                events,
+            },
+        );
+        (id, rx)
+    }
+
+    /// Sends on stream `id`; a POST stream that owes nothing more ends (and is forgotten,
+    /// unless its client is away and may come back for it).
+    fn send_on(&mut self, id: u64, line: Bytes, answer: bool) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let delivered = stream.send(line);
+        if answer {
+            stream.owed = stream.owed.saturating_sub(1);
+        }
+        if stream.post && stream.owed == 0 {
+            stream.tx = None;
+            if delivered {
+                self.streams.remove(&id);
+                return;
+            }
+        }
+        if !delivered && stream.post && !self.detached.contains(&id) {
+            self.detached.push_back(id);
+            if self.detached.len() > DETACHED
+                && let Some(old) = self.detached.pop_front()
+            {
+                self.streams.remove(&old);
+            }
+        }
+    }
 }
 
 /// A live session: its pipeline, the way to its server, and the streams waiting on it.
@@ -108,24 +203,24 @@ impl Session {
         self.stop.stop(StopReason::Ended(why));
     }
 
-    /// Registers a POST waiting for the responses to `ids`; the receiver ends when all have
-    /// been delivered (or the session ended and they were failed).
+    /// Registers a POST waiting for the responses to `ids` on a stream of its own; the
+    /// receiver ends when all have been sent (or the session ended and they were failed).
+    /// `events`: server requests and notifications may go on it too (an SSE answer).
     pub(crate) fn wait_for(
         &self,
         ids: &[RequestId],
-        stream: bool,
-    ) -> Result<mpsc::UnboundedReceiver<Line>, RequestId> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let waiter = Arc::new(Waiter { tx, stream });
+        events: bool,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<Line>), RequestId> {
         let mut sh = self.shared();
         if let Some(busy) = ids.iter().find(|id| sh.waiting.contains_key(*id)) {
             return Err(busy.clone());
         }
+        let (stream, rx) = sh.open(ids.len(), true, events);
         for id in ids {
-            sh.waiting.insert(id.clone(), waiter.clone());
+            sh.waiting.insert(id.clone(), stream);
         }
         sh.last_active = Some(Instant::now());
-        Ok(rx)
+        Ok((stream, rx))
     }
 
     /// Of `ids`, those still unanswered; they stop being waited for.
@@ -141,20 +236,48 @@ impl Session {
     pub(crate) fn unwait(&self, ids: &[RequestId]) {
         let mut sh = self.shared();
         for id in ids {
-            sh.waiting.remove(id);
+            if let Some(stream) = sh.waiting.remove(id) {
+                sh.streams.remove(&stream);
+            }
         }
     }
 
-    /// Opens the session's GET stream (replacing an earlier one) and hands it the backlog.
-    pub(crate) fn listen(&self) -> mpsc::UnboundedReceiver<Line> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Resumes stream `stream` after event `after` (`Last-Event-ID`): what was sent on it
+    /// since is sent again, then whatever it still owes. `None` if this session has no
+    /// such stream (then the client gets a fresh GET stream).
+    pub(crate) fn resume(&self, stream: u64, after: u64) -> Option<mpsc::UnboundedReceiver<Line>> {
         let mut sh = self.shared();
-        for line in sh.backlog.drain(..) {
-            let _ = tx.send(line);
+        let st = sh.streams.get_mut(&stream)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        for (seq, line) in st.sent.iter().filter(|(seq, _)| *seq > after) {
+            let _ = tx.send((*seq, line.clone()));
         }
-        sh.listener = Some(tx);
+        let complete = st.post && st.owed == 0;
+        if !complete {
+            st.tx = Some(tx);
+        }
+        if complete {
+            sh.streams.remove(&stream);
+        }
+        sh.detached.retain(|d| *d != stream);
         sh.last_active = Some(Instant::now());
-        rx
+        Some(rx)
+    }
+
+    /// Opens the session's GET stream (replacing an earlier one) and hands it the backlog.
+    pub(crate) fn listen(&self) -> (u64, mpsc::UnboundedReceiver<Line>) {
+        let mut sh = self.shared();
+        if let Some(old) = sh.listener.take() {
+            sh.streams.remove(&old);
+        }
+        let (id, rx) = sh.open(0, false, true);
+        sh.listener = Some(id);
+        let backlog: Vec<Bytes> = sh.backlog.drain(..).collect();
+        for line in backlog {
+            sh.send_on(id, line, false);
+        }
+        sh.last_active = Some(Instant::now());
+        (id, rx)
     }
 
     /// Marks a request or stream as started (`+1`) or finished (`-1`), for the idle reaper.
@@ -167,23 +290,24 @@ impl Session {
     /// Whether the session has been idle (no request, no open stream) since `before`.
     pub(crate) fn idle_since(&self, before: Instant) -> bool {
         let sh = self.shared();
-        let listening = sh.listener.as_ref().is_some_and(|l| !l.is_closed());
+        let listening = sh
+            .listener
+            .and_then(|l| sh.streams.get(&l))
+            .is_some_and(Stream::live);
         sh.busy == 0 && !listening && sh.last_active.is_none_or(|t| t < before)
     }
 
     /// Delivers one client-bound line to the stream that must carry it.
-    fn deliver(&self, line: Line) {
+    fn deliver(&self, line: Bytes) {
         let Ok(parsed) = message::parse(&line) else {
             self.push(line);
             return;
         };
         match parsed {
             Parsed::Single(Message::Response { id: Some(id), .. }) => {
-                let waiter = self.shared().waiting.remove(&id);
-                match waiter {
-                    Some(w) => {
-                        let _ = w.tx.send(line);
-                    }
+                let mut sh = self.shared();
+                match sh.waiting.remove(&id) {
+                    Some(stream) => sh.send_on(stream, line, true),
                     None => {
                         tracing::info!(request_id = %id, "response for a request whose HTTP client is gone; recorded, not delivered")
                     }
@@ -191,42 +315,21 @@ impl Session {
             }
             Parsed::Single(_) => self.push(line),
             Parsed::Batch(items) => {
-                // A batch answer (2025-03-26) goes whole to the POST that sent the batch when
-                // one POST waits for all of it; otherwise element by element.
-                let mut sh = self.shared();
-                let ids: Vec<Option<RequestId>> = items
-                    .iter()
-                    .map(|i| match &i.message {
-                        Ok(Message::Response { id, .. }) => id.clone(),
-                        _ => None,
-                    })
-                    .collect();
-                let first = ids
-                    .first()
-                    .and_then(|id| id.as_ref())
-                    .and_then(|id| sh.waiting.get(id).cloned());
-                let one = first.as_ref().is_some_and(|w| {
-                    ids.iter().all(|id| {
-                        id.as_ref()
-                            .and_then(|id| sh.waiting.get(id))
-                            .is_some_and(|o| Arc::ptr_eq(o, w))
-                    })
-                });
-                if one && let Some(w) = first {
-                    for id in ids.iter().flatten() {
-                        sh.waiting.remove(id);
-                    }
-                    let _ = w.tx.send(line);
-                    return;
-                }
-                drop(sh);
-                for (item, id) in items.iter().zip(ids) {
+                // A server's batch answer (2025-03-26): element by element, each to the
+                // stream of its request.
+                for item in &items {
                     let element = Bytes::copy_from_slice(item.raw.get().as_bytes());
-                    match id.and_then(|id| self.shared().waiting.remove(&id)) {
-                        Some(w) => {
-                            let _ = w.tx.send(element);
+                    let id = match &item.message {
+                        Ok(Message::Response { id: Some(id), .. }) => Some(id.clone()),
+                        _ => None,
+                    };
+                    let mut sh = self.shared();
+                    match id.and_then(|id| sh.waiting.remove(&id)) {
+                        Some(stream) => sh.send_on(stream, element, true),
+                        None => {
+                            drop(sh);
+                            self.push(element);
                         }
-                        None => self.push(element),
                     }
                 }
             }
@@ -235,24 +338,17 @@ impl Session {
 
     /// A server request or notification: an open POST stream, else the GET stream, else the
     /// backlog.
-    fn push(&self, line: Line) {
+    fn push(&self, line: Bytes) {
         let mut sh = self.shared();
         let open_post = sh
-            .waiting
-            .values()
-            .find(|w| w.stream && !w.tx.is_closed())
-            .cloned();
-        if let Some(w) = open_post
-            && w.tx.send(line.clone()).is_ok()
-        {
+            .streams
+            .iter()
+            .find(|(_, s)| s.post && s.events && s.live())
+            .map(|(id, _)| *id);
+        if let Some(id) = open_post.or(sh.listener) {
+            sh.send_on(id, line, false);
             return;
         }
-        if let Some(l) = &sh.listener
-            && l.send(line.clone()).is_ok()
-        {
-            return;
-        }
-        sh.listener = None;
         if sh.backlog.len() == BACKLOG {
             sh.backlog.pop_front();
             sh.dropped += 1;
@@ -265,15 +361,17 @@ impl Session {
     /// requests (their failure events are already recorded), and every stream closes.
     fn fail_waiting(&self, why: &str) {
         let mut sh = self.shared();
-        for (id, w) in sh.waiting.drain() {
+        let waiting: Vec<(RequestId, u64)> = sh.waiting.drain().collect();
+        for (id, stream) in waiting {
             let line = error_response(
                 Some(&id),
                 INTERNAL_ERROR,
                 &format!("mcp-audit-proxy: {why}; the call's end is in the audit trail"),
                 None,
             );
-            let _ = w.tx.send(Bytes::copy_from_slice(trim_line_end(&line)));
+            sh.send_on(stream, Bytes::copy_from_slice(trim_line_end(&line)), true);
         }
+        sh.streams.clear();
         sh.listener = None;
     }
 }
