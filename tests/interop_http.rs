@@ -179,13 +179,7 @@ fn typescript_sdk_http_client_through_the_gateway_in_both_eras() {
 /// Checks that pass against server-everything directly and may fail through the gateway,
 /// each with the reason. Every entry is a finding reported on issue 8; remove it when the
 /// gateway is fixed (the test fails while a listed check passes, so the list stays true).
-const KNOWN_GATEWAY_DIFFERENCES: &[(&str, &str, &str)] = &[(
-    "dns-rebinding-protection",
-    "localhost-host-valid-accepted",
-    "with no `allowed_origins` the gateway answers 403 to `Origin: http://127.0.0.1:<its own \
-     port>` (the suite expects 2xx for a localhost Host/Origin); whether the gateway's own \
-     origin is allowed by default is open on issue 8",
-)];
+const KNOWN_GATEWAY_DIFFERENCES: &[(&str, &str, &str)] = &[];
 
 /// (scenario, check id) -> status, from the suite's `-o` folder
 /// (`server-<scenario>-<timestamp>/checks.json`).
@@ -431,19 +425,8 @@ fn conformance_server_scenarios_pass_through_the_gateway_wherever_they_pass_dire
 
 // ------------------------------------------------------------------ gateway bugs found by peers
 //
-// Each test below states what a spec-following peer needs and fails on the gateway as it is.
-// They are ignored, and also skipped under `--include-ignored` (which CI uses) unless
-// MCP_AUDIT_GATEWAY_BUGS=1, so the tree stays green until the gateway is fixed: then remove
-// the ignore and the guard.
-
-fn gateway_bugs_wanted(name: &str) -> bool {
-    let wanted = std::env::var_os("MCP_AUDIT_GATEWAY_BUGS").is_some();
-    if !wanted {
-        eprintln!("{name}: a known gateway bug; set MCP_AUDIT_GATEWAY_BUGS=1 to run it");
-    }
-    wanted
-}
-
+// Each test below states what a spec-following peer needs; each failed on the gateway when
+// the SDK and conformance runs found it, and is kept as a regression test.
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
 /// The 2026-07-28 per-request `_meta`, for raw bodies.
@@ -528,11 +511,8 @@ fn has_id(id: i64) -> impl Fn(&Value) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: a JSON-RPC batch body is answered 200 text/event-stream and then nothing, forever"]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
 async fn gateway_bug_a_batch_is_answered() {
-    if !gateway_bugs_wanted("a batch is answered") {
-        return;
-    }
     // MCP 2025-03-26, Transports, Streamable HTTP, "Sending Messages to the Server" 2-5: a POST
     // may carry a batch; the server answers every request in it (server-everything's own HTTP
     // mode sends both responses on the SSE stream). 2025-06-18 removed batches: a batch then
@@ -576,11 +556,8 @@ async fn gateway_bug_a_batch_is_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: after a GET with Last-Event-ID resumes a cut POST stream, the call's response never arrives (the trail says success)"]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
 async fn gateway_bug_a_resumed_stream_delivers_the_response() {
-    if !gateway_bugs_wanted("a resumed stream delivers the response") {
-        return;
-    }
     // MCP 2025-11-25, Transports, "Resumability and Redelivery": the client resumes with GET
     // and Last-Event-ID; the server replays what would have followed on the cut stream. The
     // official SDKs resume this way when a POST stream drops, so their call hangs otherwise.
@@ -626,11 +603,8 @@ async fn gateway_bug_a_resumed_stream_delivers_the_response() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: a notification POST gets 202 with a 1-byte body (\"\\n\")"]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
 async fn gateway_bug_202_has_no_body() {
-    if !gateway_bugs_wanted("202 has no body") {
-        return;
-    }
     // MCP 2025-06-18 and 2025-11-25, Transports, "Sending Messages to the Server" 4: for a
     // notification or response the server MUST return 202 Accepted with no body.
     let srv = server("rmcp");
@@ -652,11 +626,8 @@ async fn gateway_bug_202_has_no_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: closing a 2026-07-28 request's stream does not cancel the call; it runs on and is recorded as success"]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
 async fn gateway_bug_closing_a_2026_stream_cancels_the_call() {
-    if !gateway_bugs_wanted("closing a 2026 stream cancels the call") {
-        return;
-    }
     // Issue 8, item 2 (2026-07-28): closing the request-scoped SSE stream cancels the call, and
     // the trail records it so.
     let srv = server("rmcp");
@@ -692,11 +663,8 @@ async fn gateway_bug_closing_a_2026_stream_cancels_the_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: 2026-07-28 unsupported version answered with id null, -32600 and no data.supported/requested"]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
 async fn gateway_bug_2026_unsupported_version_error_has_its_shape() {
-    if !gateway_bugs_wanted("2026 unsupported version error") {
-        return;
-    }
     // MCP 2026-07-28 (SEP-2575; conformance server-stateless, checks
     // sep-2575-server-unsupported-version-error and sep-2575-http-server-error-jsonrpc-id):
     // 400 with an UnsupportedProtocolVersionError whose data lists `supported` and echoes
@@ -723,11 +691,8 @@ async fn gateway_bug_2026_unsupported_version_error_has_its_shape() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "gateway bug: 2026-07-28 errors that have an HTTP status (-32601 -> 404, invalid _meta -32602 -> 400) are sent as 200"]
+#[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
 async fn gateway_bug_2026_errors_carry_their_http_status() {
-    if !gateway_bugs_wanted("2026 errors carry their HTTP status") {
-        return;
-    }
     // MCP 2026-07-28 (SEP-2575; conformance server-stateless, checks
     // sep-2575-http-server-method-not-found-404 and sep-2575-http-server-meta-invalid-400).
     // The stdio server can only answer in JSON-RPC; the status is the gateway's to set.

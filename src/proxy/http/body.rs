@@ -41,6 +41,10 @@ impl Drop for OnDrop {
 /// An SSE stream: each line received becomes one `message` event with an id, until the
 /// channel closes.
 pub(crate) struct EventStream {
+    /// Ticks for the keep-alive comment: HTTP/1 only sees a client gone when it writes, so
+    /// a quiet stream writes a comment now and then (a 2026-07-28 call is cancelled when
+    /// its stream closes, and must learn of it while it runs).
+    keepalive: tokio::time::Interval,
     first: Option<(u64, Bytes)>,
     rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
     stream: u64,
@@ -54,9 +58,14 @@ impl EventStream {
         first: Option<(u64, Bytes)>,
         rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
         stream: u64,
+        keepalive: std::time::Duration,
         guard: OnDrop,
     ) -> ResponseBody {
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         EventStream {
+            keepalive,
             first,
             rx,
             stream,
@@ -89,7 +98,10 @@ impl Body for EventStream {
                 Poll::Ready(Some(Ok(Frame::data(event.freeze()))))
             }
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match self.keepalive.poll_tick(cx) {
+                Poll::Ready(_) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b":\n\n"))))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

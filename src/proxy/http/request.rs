@@ -4,6 +4,14 @@
 
 use super::*;
 
+/// How long a 2026-07-28 request waits for an answer that could go out as JSON with its own
+/// HTTP status, before its SSE stream starts.
+const ANSWER_PEEK: Duration = Duration::from_millis(250);
+/// How often a quiet POST answer stream says it is alive (and learns whether its client is).
+const POST_KEEPALIVE: Duration = Duration::from_secs(1);
+/// The same for the session's GET stream, which may stay quiet for long.
+const GET_KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// One authenticated request to `/mcp/<upstream>`.
 pub(super) struct McpRequest<'a> {
     pub(super) gateway: &'a Arc<Gateway>,
@@ -515,16 +523,19 @@ impl McpRequest<'_> {
             // message is not the answer; an answer that comes first goes out as JSON.
             let mut first = None;
             if modern && seen.ids.len() == 1 {
-                match rx.recv().await {
-                    Some((_, line)) if is_response(&line) => {
+                // Errors of the request itself come at once; a call that runs longer gets
+                // its stream (and a closed stream cancels it) after a short wait.
+                match tokio::time::timeout(ANSWER_PEEK, rx.recv()).await {
+                    Ok(Some((_, line))) if is_response(&line) => {
                         let status = status_of_answer(&line);
                         drop(done);
                         return json(status, line);
                     }
-                    other => first = other,
+                    Ok(other) => first = other,
+                    Err(_) => {}
                 }
             }
-            let mut r = Response::new(EventStream::body(first, rx, stream, done));
+            let mut r = Response::new(EventStream::body(first, rx, stream, POST_KEEPALIVE, done));
             let h = r.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(
@@ -736,7 +747,7 @@ impl McpRequest<'_> {
             let s = session.clone();
             OnDrop::new(move || s.busy(-1))
         };
-        let mut r = Response::new(EventStream::body(None, rx, stream, guard));
+        let mut r = Response::new(EventStream::body(None, rx, stream, GET_KEEPALIVE, guard));
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(
