@@ -88,20 +88,7 @@ pub fn stdio_user(args: &StdioArgs, config: &Config) -> String {
 /// `gateway`: opens the store, serves HTTP until SIGTERM/SIGINT, drains the audit writer.
 pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     config.policy.ready().map_err(ModeError::PolicyNotReady)?;
-    let (store, report) = Store::open(&config.audit.store_dir, config.audit.segment_bytes)?;
-    log_open(&report);
-    let (journal, index, lock) = store.into_parts();
-    let (sink, threads) = writer::start(
-        journal,
-        index,
-        config.audit.durability,
-        config.audit.flush_interval,
-        config.audit.queue_capacity,
-    )
-    .map_err(|source| ModeError::Start {
-        what: "the audit writer",
-        source,
-    })?;
+    let (sink, threads, lock) = start_audit(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("gateway-rt")
         .enable_all()
@@ -129,6 +116,28 @@ pub fn os_user() -> String {
         Ok(Some(user)) => user.name,
         _ => format!("uid:{uid}"),
     }
+}
+
+/// Opens the store (recovering it) and starts the audit writer and indexer threads; the lock
+/// keeps other proxies off the store until dropped.
+fn start_audit(
+    config: &Config,
+) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
+    let (store, report) = Store::open(&config.audit.store_dir, config.audit.segment_bytes)?;
+    log_open(&report);
+    let (journal, index, lock) = store.into_parts();
+    let (sink, threads) = writer::start(
+        journal,
+        index,
+        config.audit.durability,
+        config.audit.flush_interval,
+        config.audit.queue_capacity,
+    )
+    .map_err(|source| ModeError::Start {
+        what: "the audit writer",
+        source,
+    })?;
+    Ok((sink, threads, lock))
 }
 
 /// `stdio`: opens the store, runs the proxy, drains the audit writer; returns the exit code.
@@ -162,20 +171,7 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     }
     config.policy.ready().map_err(ModeError::PolicyNotReady)?;
     let user = stdio_user(args, config);
-    let (store, report) = Store::open(&config.audit.store_dir, config.audit.segment_bytes)?;
-    log_open(&report);
-    let (journal, index, lock) = store.into_parts();
-    let (sink, threads) = writer::start(
-        journal,
-        index,
-        config.audit.durability,
-        config.audit.flush_interval,
-        config.audit.queue_capacity,
-    )
-    .map_err(|source| ModeError::Start {
-        what: "the audit writer",
-        source,
-    })?;
+    let (sink, threads, lock) = start_audit(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("proxy-rt")
         .enable_all()

@@ -169,6 +169,20 @@ impl McpRequest<'_> {
             .await;
     }
 
+    /// Records a refusal and answers it with a JSON-RPC error carrying the request's id.
+    async fn refuse_rpc(
+        &self,
+        status: StatusCode,
+        code: i64,
+        reason: String,
+        method: Option<String>,
+        id: Option<RequestId>,
+    ) -> Response<ResponseBody> {
+        self.refuse(status, reason.clone(), None, method, id.clone())
+            .await;
+        rpc_refusal(status, id.as_ref(), code, &reason)
+    }
+
     /// The session named by `Mcp-Session-Id`, if it exists and belongs to this principal.
     fn session(&self) -> Result<Option<Arc<Session>>, String> {
         let Some(v) = self.headers.get(SESSION_HEADER) else {
@@ -265,9 +279,9 @@ impl McpRequest<'_> {
             let reason = format!(
                 "a JSON-RPC batch is not allowed in MCP {v} (only 2025-03-26 and earlier have batches); not forwarded"
             );
-            self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
+            return self
+                .refuse_rpc(StatusCode::BAD_REQUEST, INVALID_REQUEST, reason, None, None)
                 .await;
-            return rpc_refusal(StatusCode::BAD_REQUEST, None, INVALID_REQUEST, &reason);
         }
         let first_id = match &parsed {
             Ok(p) => inspect(p).ids.first().cloned(),
@@ -323,20 +337,15 @@ impl McpRequest<'_> {
             let reason = format!(
                 "routing headers do not match the body ({why}); refused as an attempted smuggling, not forwarded"
             );
-            self.refuse(
-                StatusCode::BAD_REQUEST,
-                reason.clone(),
-                None,
-                seen.method.clone(),
-                seen.ids.first().cloned(),
-            )
-            .await;
-            return rpc_refusal(
-                StatusCode::BAD_REQUEST,
-                seen.ids.first(),
-                headers::HEADER_MISMATCH,
-                &reason,
-            );
+            return self
+                .refuse_rpc(
+                    StatusCode::BAD_REQUEST,
+                    headers::HEADER_MISMATCH,
+                    reason,
+                    seen.method.clone(),
+                    seen.ids.first().cloned(),
+                )
+                .await;
         }
 
         let (session, ephemeral) = match self.session() {
@@ -345,39 +354,29 @@ impl McpRequest<'_> {
                 let reason = format!(
                     "no session {id:?} for this principal and upstream (ended, expired or never created); start a new one with initialize"
                 );
-                self.refuse(
-                    StatusCode::NOT_FOUND,
-                    reason.clone(),
-                    None,
-                    seen.method.clone(),
-                    seen.ids.first().cloned(),
-                )
-                .await;
-                return rpc_refusal(
-                    StatusCode::NOT_FOUND,
-                    seen.ids.first(),
-                    INVALID_REQUEST,
-                    &reason,
-                );
+                return self
+                    .refuse_rpc(
+                        StatusCode::NOT_FOUND,
+                        INVALID_REQUEST,
+                        reason,
+                        seen.method.clone(),
+                        seen.ids.first().cloned(),
+                    )
+                    .await;
             }
             Ok(None) => {
                 let sessionless = version.as_deref().is_some_and(|v| v >= SESSIONLESS_FROM);
                 if !seen.initialize && !sessionless {
                     let reason = "Mcp-Session-Id is required after initialize (or send MCP-Protocol-Version: 2026-07-28 for a sessionless request)".to_string();
-                    self.refuse(
-                        StatusCode::BAD_REQUEST,
-                        reason.clone(),
-                        None,
-                        seen.method.clone(),
-                        seen.ids.first().cloned(),
-                    )
-                    .await;
-                    return rpc_refusal(
-                        StatusCode::BAD_REQUEST,
-                        seen.ids.first(),
-                        INVALID_REQUEST,
-                        &reason,
-                    );
+                    return self
+                        .refuse_rpc(
+                            StatusCode::BAD_REQUEST,
+                            INVALID_REQUEST,
+                            reason,
+                            seen.method.clone(),
+                            seen.ids.first().cloned(),
+                        )
+                        .await;
                 }
                 match self.open_session(seen.initialize && !sessionless).await {
                     Ok(s) => (s, !seen.initialize || sessionless),
