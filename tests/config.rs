@@ -81,6 +81,7 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "max_sessions_per_principal",
         "max_connections",
         "cert",
+        "client_ca",
         "issuer",
         "audience",
         "algorithms",

@@ -28,6 +28,8 @@ pub(super) struct RawGateway {
     tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     api_key: Vec<Spanned<RawApiKey>>,
+    #[serde(default)]
+    client_cert: Vec<Spanned<RawApiKey>>,
     jwt: Option<Spanned<RawJwt>>,
 }
 
@@ -50,6 +52,7 @@ struct RawJwt {
 struct RawTls {
     cert: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
+    client_ca: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +102,9 @@ pub struct GatewayConfig {
     pub tls: Option<TlsFiles>,
     /// `[[gateway.api_key]]`: API keys, stored as SHA-256 hashes.
     pub api_keys: Vec<ApiKey>,
+    /// `[[gateway.client_cert]]`: client certificates (verified against `tls.client_ca`)
+    /// that identify a principal, by the SHA-256 of the certificate (DER).
+    pub client_certs: Vec<ApiKey>,
     /// `[gateway.jwt]`: bearer JWTs from an identity provider.
     pub jwt: Option<std::sync::Arc<JwtSettings>>,
 }
@@ -140,6 +146,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// `key`: the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+    /// `client_ca`: CA certificates (PEM) that client certificates are verified against;
+    /// a client may then present one (optional: other credentials still work).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One configured API key.
@@ -170,6 +179,7 @@ impl Default for GatewayConfig {
             max_connections: 1024,
             tls: None,
             api_keys: Vec::new(),
+            client_certs: Vec::new(),
             jwt: None,
         }
     }
@@ -303,37 +313,38 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
                 ));
             };
             let base = at.base();
+            let client_ca = match t.client_ca {
+                Some(c) => Some(base.join(at.non_empty("gateway.tls.client_ca", c)?)),
+                None => None,
+            };
             Some(TlsFiles {
                 cert: base.join(at.non_empty("gateway.tls.cert", cert)?),
                 key: base.join(at.non_empty("gateway.tls.key", key)?),
+                client_ca,
             })
         }
         None => None,
     };
-    let mut api_keys = Vec::new();
-    for k in raw.api_key {
-        let k = k.into_inner();
-        let user_id = at.non_empty("gateway.api_key.user_id", k.user_id)?;
-        let span = k.sha256.span();
-        let hex = k.sha256.into_inner();
-        let Some(sha256) = parse_sha256(&hex) else {
-            return Err(at.invalid(
-                span,
-                "`gateway.api_key.sha256` is not 64 hex digits",
-                "store the key's SHA-256, never the key: `printf %s \"$KEY\" | sha256sum`",
-            ));
-        };
-        if api_keys.iter().any(|a: &ApiKey| a.sha256 == sha256) {
-            return Err(at.invalid(
-                span,
-                "the same API key hash is configured twice",
-                "give each principal its own key",
-            ));
-        }
-        api_keys.push(ApiKey {
-            user_id,
-            sha256,
-            roles: k.roles,
+    let api_keys = hashed_principals(
+        at,
+        "gateway.api_key",
+        raw.api_key,
+        "store the key's SHA-256, never the key: `printf %s \"$KEY\" | sha256sum`",
+    )?;
+    let client_certs = hashed_principals(
+        at,
+        "gateway.client_cert",
+        raw.client_cert,
+        "give the SHA-256 of the client certificate in DER: `openssl x509 -in client.pem -outform der | sha256sum`",
+    )?;
+    if !client_certs.is_empty() && tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+        return Err(ConfigError::Invalid {
+            path: at.path().to_path_buf(),
+            line: None,
+            message: "[[gateway.client_cert]] is configured but [gateway.tls] has no client_ca"
+                .into(),
+            hint: "set client_ca in [gateway.tls] to the CA that issues the client certificates"
+                .into(),
         });
     }
     let jwt = match raw.jwt {
@@ -356,7 +367,44 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         max_connections,
         tls,
         api_keys,
+        client_certs,
     })
+}
+
+/// `[[gateway.api_key]]` or `[[gateway.client_cert]]` tables: a principal per SHA-256.
+fn hashed_principals(
+    at: &Source<'_>,
+    table: &str,
+    raw: Vec<Spanned<RawApiKey>>,
+    hint: &str,
+) -> Result<Vec<ApiKey>, ConfigError> {
+    let mut out: Vec<ApiKey> = Vec::new();
+    for k in raw {
+        let k = k.into_inner();
+        let user_id = at.non_empty(&format!("{table}.user_id"), k.user_id)?;
+        let span = k.sha256.span();
+        let hex = k.sha256.into_inner();
+        let Some(sha256) = parse_sha256(&hex) else {
+            return Err(at.invalid(
+                span,
+                &format!("`{table}.sha256` is not 64 hex digits"),
+                hint,
+            ));
+        };
+        if out.iter().any(|a| a.sha256 == sha256) {
+            return Err(at.invalid(
+                span,
+                &format!("the same hash is in two [[{table}]] tables"),
+                "give each principal its own credential",
+            ));
+        }
+        out.push(ApiKey {
+            user_id,
+            sha256,
+            roles: k.roles,
+        });
+    }
+    Ok(out)
 }
 
 /// `[gateway.jwt]` validated, its key file read and parsed now: a key that does not parse

@@ -74,6 +74,28 @@ fn presented(headers: &HeaderMap) -> Option<&[u8]> {
     headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii())
 }
 
+/// Authenticates a request: a verified client certificate listed in
+/// `[[gateway.client_cert]]` first, else the request's own credential.
+pub(crate) fn authenticate_connection(
+    config: &GatewayConfig,
+    client_cert: Option<&[u8; 32]>,
+    headers: &HeaderMap,
+) -> Result<Principal, Refused> {
+    if let Some(fingerprint) = client_cert
+        && let Some(c) = config
+            .client_certs
+            .iter()
+            .find(|c| c.sha256 == *fingerprint)
+    {
+        return Ok(Principal {
+            user_id: c.user_id.clone(),
+            roles: c.roles.clone(),
+            method: "client_cert",
+        });
+    }
+    authenticate(config, headers)
+}
+
 /// Authenticates a request by its credential.
 pub(crate) fn authenticate(
     config: &GatewayConfig,

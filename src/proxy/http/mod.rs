@@ -128,18 +128,20 @@ struct Gateway {
 struct Connection {
     peer: SocketAddr,
     tls_version: Option<&'static str>,
+    /// SHA-256 of the client certificate the TLS handshake verified, if any.
+    client_cert: Option<[u8; 32]>,
 }
 
 /// Runs the gateway until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
 pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayError> {
     let g = &config.gateway;
-    if g.api_keys.is_empty() && !g.allow_anonymous {
+    if g.api_keys.is_empty() && g.jwt.is_none() && g.client_certs.is_empty() && !g.allow_anonymous {
         return Err(GatewayError::Unsafe {
             what: format!(
                 "the gateway has no credentials configured in {}",
                 config.source.display()
             ),
-            hint: "add a [[gateway.api_key]] table (user_id and the key's sha256), or set gateway.allow_anonymous = true to serve without authentication".into(),
+            hint: "add a [[gateway.api_key]] table (user_id and the key's sha256), a [gateway.jwt] table or [[gateway.client_cert]] tables, or set gateway.allow_anonymous = true to serve without authentication".into(),
         });
     }
     if let Some(u) = config.upstreams.iter().find(|u| u.command.is_empty()) {
@@ -253,12 +255,21 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
                         Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2) => Some("1.2"),
                         _ => None,
                     };
+                    let client_cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| {
+                            <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(c.as_ref()))
+                        });
                     serve(
                         gateway,
                         TokioIo::new(stream),
                         Connection {
                             peer,
                             tls_version: version,
+                            client_cert,
                         },
                     )
                     .await;
@@ -270,6 +281,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
                         Connection {
                             peer,
                             tls_version: None,
+                            client_cert: None,
                         },
                     )
                     .await;
@@ -416,18 +428,39 @@ fn tls_acceptor(
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| bad("key", &files.key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+    let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| bad("certificate", &files.cert, e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| {
-            bad(
-                "key",
-                &files.key,
-                format!("does not match the certificate or cannot be used: {e}"),
+        .map_err(|e| bad("certificate", &files.cert, e.to_string()))?;
+    let server = match &files.client_ca {
+        None => server.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| bad("client CA", ca, e.to_string()))?
+            {
+                let c = c.map_err(|e| bad("client CA", ca, e.to_string()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| bad("client CA", ca, e.to_string()))?;
+            }
+            // Optional: a client without a certificate may still use another credential.
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::ring::default_provider()),
             )
-        })?;
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| bad("client CA", ca, e.to_string()))?;
+            server.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut server = server.with_single_cert(chain, key).map_err(|e| {
+        bad(
+            "key",
+            &files.key,
+            format!("does not match the certificate or cannot be used: {e}"),
+        )
+    })?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
@@ -698,7 +731,11 @@ async fn handle(
         gateway.record_refusal(&refusal).await;
         return plain(refusal.status, refusal.reason);
     }
-    let principal = match auth::authenticate(&gateway.config.gateway, &headers) {
+    let principal = match auth::authenticate_connection(
+        &gateway.config.gateway,
+        conn.client_cert.as_ref(),
+        &headers,
+    ) {
         Ok(p) => p,
         Err(r) => {
             let refusal = Refusal {
