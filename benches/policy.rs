@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use mcp_audit_proxy::config::Config;
+use mcp_audit_proxy::policy::classify::{Class, Classifiers};
 use mcp_audit_proxy::policy::{CallInput, History, strict};
 use serde_json::{Value, json};
 
@@ -60,6 +61,21 @@ fn arguments() -> String {
         text.len()
     );
     text
+}
+
+/// 64 KiB texts for `Classifiers::scan` alone: the proxy bench's string of `x` (one base64
+/// run), words of `x` (no run), and English prose (many short words, few anchors).
+fn scan_texts() -> Vec<(&'static str, String)> {
+    const PROSE: &str = "The committee met on Tuesday to review the quarterly plan. Most of the \
+        discussion was about the schedule for the new building, which is running late because \
+        the supplier changed the delivery dates twice. Everyone agreed to send a short note to \
+        the team and to meet again next month, after the first inspection of the site. ";
+    let fill = |unit: &str| unit.repeat(64 * 1024 / unit.len() + 1)[..64 * 1024].to_string();
+    vec![
+        ("scan 64 KiB of x", "x".repeat(64 * 1024)),
+        ("scan 64 KiB of `xxxxxxx `", fill("xxxxxxx ")),
+        ("scan 64 KiB of prose", fill(PROSE)),
+    ]
 }
 
 /// The benchmark's call: the same caller and tool every time.
@@ -130,6 +146,20 @@ fn main() {
     let big_parse = measure(iterations / 20, || {
         std::hint::black_box(strict::parse(std::hint::black_box(&big)).unwrap());
     });
+    // The classifiers alone on 64 KiB: one base64 run, no run, English prose.
+    let classifiers = Classifiers::new(&Class::ALL);
+    let scans: Vec<(&str, Vec<Duration>)> = scan_texts()
+        .into_iter()
+        .map(|(name, text)| {
+            let mut found = Vec::new();
+            let s = measure(iterations / 10, || {
+                found.clear();
+                classifiers.scan(std::hint::black_box(&text), &mut found);
+                std::hint::black_box(&found);
+            });
+            (name, s)
+        })
+        .collect();
     let d = last.expect("at least one decision");
     println!(
         "policy: {} bytes of arguments, 100 rules, all classifiers; decision {} (score {}, tags {:?})",
@@ -145,7 +175,10 @@ fn main() {
         ("parse + protect (stored copy)", &protect),
         ("64 KiB string: parse only", &big_parse),
         ("64 KiB string: parse + assess", &big_assess),
-    ] {
+    ]
+    .into_iter()
+    .chain(scans.iter().map(|(n, s)| (*n, s)))
+    {
         println!(
             "{name:<32} p50 {:>6.1} µs   p99 {:>6.1} µs   ({} iterations)",
             percentile(s, 0.5).as_secs_f64() * 1e6,

@@ -34,8 +34,9 @@
 //!                     matchers, detectors), classify/ (sensitive data), secrets/
 //!                     (credentials by shape; named.rs: by key id and by name), strict.rs
 //!                     (arguments without duplicate keys, or keys that differ only in
-//!                     case), pins.rs (tool definitions pinned in the store folder);
-//!                     assess, protect, redact
+//!                     case), pins.rs (tool definitions pinned in the store folder),
+//!                     tree.rs (a result read once, strings borrowed, for its shape and
+//!                     its scan); assess, protect, redact
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //! store/              journal (durable record, CRC'd segments) + sled index (references
 //!                     into the journal, by id, session, tool, user; links)
@@ -56,7 +57,7 @@
 //! event, with sensitive data protected, is recorded
 //! (durable before forwarding in `sync` mode) -> forward the **original bytes** -> the
 //! response is framed and classified -> correlated by id to the waiting context -> the result
-//! is scanned (tags, raised risk) -> the execution or failure event is recorded (durable
+//! is read once and scanned (tags, raised risk) -> the execution or failure event is recorded (durable
 //! before the client sees it in `sync` mode) -> the original response bytes go to the client
 //! (masked only when `redact_results` asks). Everything that is not a `tools/call` is
 //! forwarded untouched after classification, except `tools/list` results: their tool

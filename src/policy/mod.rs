@@ -12,6 +12,7 @@ pub mod rules;
 mod secrets;
 pub(crate) mod settings;
 pub mod strict;
+pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -618,6 +619,17 @@ impl Policy {
             .collect()
     }
 
+    /// [`Policy::scan_result`] for a result read as a [`tree::Node`] (its strings borrowed, no
+    /// `Value` built): the same texts in the same order, so the same classes.
+    pub fn scan_tree(&self, node: &tree::Node<'_>) -> Vec<Class> {
+        let mut classes = [false; CLASS_COUNT];
+        classify_node(&self.classifiers, node, &mut classes);
+        Class::ALL
+            .into_iter()
+            .filter(|c| classes[*c as usize])
+            .collect()
+    }
+
     /// `value` with sensitive data replaced as `[risk.store]` says, and the classes replaced;
     /// `None` when nothing needed replacing.
     pub fn protect(&self, value: &Value) -> Option<(Value, Vec<Class>)> {
@@ -940,12 +952,7 @@ fn classify_value(classifiers: &Classifiers, value: &Value, classes: &mut [bool;
     let mut buffer = String::new();
     let mut findings = Vec::new();
     walk_strings(value, &mut |text| {
-        if text.len() >= SCAN_IN_PLACE {
-            classifiers.scan(text, &mut findings);
-        } else {
-            buffer.push_str(text);
-            buffer.push_str(SEPARATOR);
-        }
+        scan_one(classifiers, text, &mut buffer, &mut findings);
     });
     classifiers.scan(&buffer, &mut findings);
     for f in &findings {
@@ -954,6 +961,87 @@ fn classify_value(classifiers: &Classifiers, value: &Value, classes: &mut [bool;
     let secret = Class::Secret as usize;
     if !classes[secret] {
         classes[secret] = named_secret(classifiers, value);
+    }
+}
+
+/// [`classify_value`] over a [`tree::Node`].
+fn classify_node(
+    classifiers: &Classifiers,
+    node: &tree::Node<'_>,
+    classes: &mut [bool; CLASS_COUNT],
+) {
+    let mut buffer = String::new();
+    let mut findings = Vec::new();
+    walk_node_strings(node, &mut |text| {
+        scan_one(classifiers, text, &mut buffer, &mut findings);
+    });
+    classifiers.scan(&buffer, &mut findings);
+    for f in &findings {
+        classes[f.class as usize] = true;
+    }
+    let secret = Class::Secret as usize;
+    if !classes[secret] {
+        classes[secret] = named_secret_node(classifiers, node);
+    }
+}
+
+/// One text of a value: scanned in place if long, else added to the combined scan's buffer.
+fn scan_one(
+    classifiers: &Classifiers,
+    text: &str,
+    buffer: &mut String,
+    findings: &mut Vec<Finding>,
+) {
+    if text.len() >= SCAN_IN_PLACE {
+        classifiers.scan(text, findings);
+    } else {
+        buffer.push_str(text);
+        buffer.push_str(SEPARATOR);
+    }
+}
+
+/// [`named_secret`] over a [`tree::Node`].
+fn named_secret_node(classifiers: &Classifiers, node: &tree::Node<'_>) -> bool {
+    use tree::Node;
+    match node {
+        Node::Object(map) => map.iter().any(|(k, v)| match v {
+            Node::Str(s) => classifiers.field_secret(k, s),
+            _ => named_secret_node(classifiers, v),
+        }),
+        Node::Array(items) => items.iter().any(|v| named_secret_node(classifiers, v)),
+        _ => false,
+    }
+}
+
+/// [`walk_strings`] over a [`tree::Node`]: the same texts in the same order.
+fn walk_node_strings(node: &tree::Node<'_>, f: &mut impl FnMut(&str)) {
+    use tree::Node;
+    match node {
+        Node::Str(s) => f(s),
+        Node::Number(n) => f(&n.to_string()),
+        Node::Array(items) => {
+            items.iter().for_each(|v| walk_node_strings(v, f));
+            if items.len() >= 2
+                && items.len() <= 64
+                && items.iter().all(|v| matches!(v, Node::Str(_)))
+            {
+                let joined: String = items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Node::Str(s) => Some(&**s),
+                        _ => None,
+                    })
+                    .collect();
+                f(&joined);
+            }
+        }
+        Node::Object(map) => {
+            for (k, v) in map {
+                f(k);
+                walk_node_strings(v, f);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1049,6 +1137,31 @@ mod tests {
             classify_value(&all, &short, &mut a);
             classify_value(&all, &long, &mut b);
             assert_eq!(a, b, "{sample}");
+        }
+    }
+
+    #[test]
+    fn trees_and_values_of_one_text_find_the_same_classes() {
+        let all = Classifiers::new(&Class::ALL);
+        let long = "x".repeat(SCAN_IN_PLACE);
+        let texts = [
+            r#"{"content":[{"type":"text","text":"write to jane.doe@example.com"}]}"#.to_string(),
+            r#"{"b":"123-45-6789","a":"ssn"}"#.to_string(),
+            r#"{"a":"123-45-6789","b":"ssn"}"#.to_string(),
+            r#"{"k":"AKIAIOSFODNN7EXAMPLE","k":"nothing"}"#.to_string(),
+            r#"{"parts":["AKIAIOSFOD","NN7EXAMPLE"],"n":4111111111111111}"#.to_string(),
+            r#"{"client_secret":"s3cr3t-V4lue-9","list":[1.5,"a",{"x":null}]}"#.to_string(),
+            r#"{"t":"card 4111 1111 1111 1111","esc":"password=hunter2hunter2"}"#.to_string(),
+            format!(r#"{{"z":"{long} diagnosed with diabetes","a":"mrn: 12345678"}}"#),
+            r#"[["s","e","c"],"plain",true,-7]"#.to_string(),
+        ];
+        for text in &texts {
+            let tree = tree::Tree::parse(text).unwrap();
+            let value: Value = serde_json::from_str(text).unwrap();
+            let (mut a, mut b) = ([false; CLASS_COUNT], [false; CLASS_COUNT]);
+            classify_value(&all, &value, &mut a);
+            classify_node(&all, &tree.root, &mut b);
+            assert_eq!(a, b, "{text}");
         }
     }
 

@@ -62,6 +62,26 @@ struct Keys<'a> {
     linked_event_id: Option<EventId>,
 }
 
+/// Index entries staged from journal records ([`Index::stage`]) and not yet written
+/// ([`Index::write`]).
+#[derive(Default)]
+pub struct Pending {
+    events: sled::Batch,
+    by_session: sled::Batch,
+    by_tool: sled::Batch,
+    by_user: sled::Batch,
+    /// Access event key -> its first end's key.
+    links: std::collections::HashMap<[u8; 16], [u8; 16]>,
+    staged: usize,
+}
+
+impl Pending {
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.staged == 0
+    }
+}
+
 /// The sled database holding events (by id) and secondary indexes.
 pub struct Index {
     path: PathBuf,
@@ -149,41 +169,70 @@ impl Index {
             .and_then(|v| JournalPos::from_bytes(&v)))
     }
 
-    /// Indexes one journal record (event JSON) that ends at `end`.
-    pub fn apply(&self, end: JournalPos, payload: &[u8]) -> Result<(), StoreError> {
+    /// Stages the index entries of one journal record (event JSON) that ends at `end`;
+    /// [`Index::write`] writes them.
+    pub fn stage(
+        &self,
+        pending: &mut Pending,
+        end: JournalPos,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
         let keys: Keys = serde_json::from_slice(payload)
             .map_err(|source| StoreError::Decode { at: end, source })?;
         let id = keys.event_id;
         let record = RecordRef::ending_at(end, payload.len());
         let empty: &[u8] = &[];
-        self.events
-            .insert(id.to_key(), &record.to_bytes())
-            .map_err(|e| self.err(e))?;
-        self.by_session
-            .insert(secondary_key(&keys.session_id, id), empty)
-            .map_err(|e| self.err(e))?;
-        self.by_user
-            .insert(secondary_key(&keys.user_id, id), empty)
-            .map_err(|e| self.err(e))?;
+        pending.events.insert(&id.to_key(), &record.to_bytes());
+        pending
+            .by_session
+            .insert(secondary_key(&keys.session_id, id), empty);
+        pending
+            .by_user
+            .insert(secondary_key(&keys.user_id, id), empty);
         if let Some(tool) = &keys.tool_name {
-            self.by_tool
-                .insert(secondary_key(tool, id), empty)
-                .map_err(|e| self.err(e))?;
+            pending.by_tool.insert(secondary_key(tool, id), empty);
         }
         // The journal is append-only, so an access event is written before its end exists;
         // the index keeps the link from the access side too and applies it when reading.
         // The first end is the pair's end; a later one (a late answer) links back on its own.
+        // (The indexer is the index's only writer, so "absent from the tree and from this
+        // batch" is what a compare-and-swap from nothing checked record by record.)
         if keys.event_type != EventType::ToolAccess
             && let Some(access_id) = keys.linked_event_id
         {
-            self.links
-                .compare_and_swap(
-                    access_id.to_key(),
-                    None as Option<&[u8]>,
-                    Some(&id.to_key()),
-                )
-                .map_err(|e| self.err(e))?
-                .ok();
+            let access = access_id.to_key();
+            if !pending.links.contains_key(&access)
+                && self.links.get(access).map_err(|e| self.err(e))?.is_none()
+            {
+                pending.links.insert(access, id.to_key());
+            }
+        }
+        pending.staged += 1;
+        Ok(())
+    }
+
+    /// Writes the staged entries: one batch per tree, instead of one insert per entry.
+    pub fn write(&self, pending: Pending) -> Result<(), StoreError> {
+        let Pending {
+            events,
+            by_session,
+            by_tool,
+            by_user,
+            links,
+            staged: _,
+        } = pending;
+        let mut link_batch = sled::Batch::default();
+        for (access, end) in links {
+            link_batch.insert(&access, &end);
+        }
+        for (tree, batch) in [
+            (&self.events, events),
+            (&self.by_session, by_session),
+            (&self.by_tool, by_tool),
+            (&self.by_user, by_user),
+            (&self.links, link_batch),
+        ] {
+            tree.apply_batch(batch).map_err(|e| self.err(e))?;
         }
         Ok(())
     }

@@ -329,19 +329,30 @@ pub fn catch_up(
         end: from,
         damaged: Vec::new(),
     };
+    // Entries are written one batch per tree per chunk: one insert per entry made sled's
+    // per-operation work most of the indexer's CPU, which the server and client share.
+    let mut pending = index::Pending::default();
     let end = journal::read_from(
         journal_dir,
         from,
         |pos, payload| {
-            index.apply(pos, payload)?;
+            if let Err(e) = index.stage(&mut pending, pos, payload) {
+                // The records before an unreadable one are indexed, as they were one by one.
+                index.write(std::mem::take(&mut pending))?;
+                return Err(e);
+            }
             out.applied += 1;
             if out.applied.is_multiple_of(1024) {
+                index.write(std::mem::take(&mut pending))?;
                 index.set_applied(pos)?;
             }
             Ok(())
         },
         |d| out.damaged.push(d),
     )?;
+    if !pending.is_empty() {
+        index.write(pending)?;
+    }
     index.set_applied(end)?;
     out.end = end;
     Ok(out)

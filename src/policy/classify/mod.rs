@@ -458,10 +458,7 @@ impl Classifiers {
             while s > 0 && is_b64(b[s - 1]) {
                 s -= 1;
             }
-            let e = b[i + 1..]
-                .iter()
-                .position(|c| !is_b64(*c))
-                .map_or(b.len(), |n| i + 1 + n);
+            let e = b64_run_end(b, i + 1);
             let mut pe = e;
             while pe < b.len() && pe - e < 2 && b[pe] == b'=' {
                 pe += 1;
@@ -702,6 +699,52 @@ pub(super) fn sweep_caps(
     }
 }
 
+/// Capture locations of an anchored pattern tried at `base`, in offsets of the whole text.
+pub(super) struct Caps<'a> {
+    locs: &'a CaptureLocations,
+    base: usize,
+}
+
+impl Caps<'_> {
+    /// Group `i`'s range, if it took part in the match.
+    pub(super) fn get(&self, i: usize) -> Option<(usize, usize)> {
+        self.locs
+            .get(i)
+            .map(|(s, e)| (s + self.base, e + self.base))
+    }
+}
+
+/// [`sweep_caps`] for a pattern whose matches can only start at `starts` (ascending, on char
+/// boundaries): `re` is the pattern anchored with `^`, tried at each start not inside an
+/// earlier match, so the matches and their order are the ones the unanchored search over the
+/// whole text would give, without running the pattern over the text between the starts.
+/// Look-behind at a start (a leading `\b`) is the caller's to check.
+pub(super) fn sweep_at(
+    re: &Regex,
+    hay: &str,
+    starts: impl Iterator<Item = usize>,
+    mut check: impl FnMut(&Caps<'_>) -> Option<usize>,
+) {
+    let mut locs = re.capture_locations();
+    let mut pos = 0;
+    for at in starts {
+        if at < pos {
+            continue;
+        }
+        let Some(m) = re.captures_read(&mut locs, &hay[at..]) else {
+            continue;
+        };
+        let end = at + m.end();
+        pos = match check(&Caps {
+            locs: &locs,
+            base: at,
+        }) {
+            Some(e) => e.max(end),
+            None => end,
+        };
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Email.
 
@@ -756,8 +799,16 @@ fn emails(re: &Regex, t: &str, out: &mut Vec<Finding>) {
 // ---------------------------------------------------------------------------------------------
 // Digit clusters: phones, SSNs, UK NI numbers, IBANs, cards.
 
-/// Offset of the next ASCII digit at or after `from`, eight bytes at a time.
+/// Offset of the next ASCII digit at or after `from`: blocks of 32 bytes tested without a branch
+/// per byte (vector compares), then eight bytes at a time.
 fn next_digit(b: &[u8], from: usize) -> Option<usize> {
+    let mut from = from;
+    while let Some(block) = b.get(from..from + 32) {
+        if block.iter().fold(false, |any, &c| any | c.is_ascii_digit()) {
+            break;
+        }
+        from += 32;
+    }
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = from;
@@ -1276,6 +1327,34 @@ static B64: [bool; 256] = {
     }
     table
 };
+
+/// The end of the base64 run that goes on at `from`: after the first 32 bytes, whole blocks are
+/// tested without a branch per byte (the compiler turns the test into vector compares), so a
+/// long run (a 64 KiB string of one letter is one) costs a fraction of a byte-by-byte walk.
+fn b64_run_end(b: &[u8], from: usize) -> usize {
+    const RUN_BLOCK: usize = 32;
+    // Most runs are short (words, identifiers): those end within the first block.
+    let head = &b[from..(from + RUN_BLOCK).min(b.len())];
+    if let Some(n) = head.iter().position(|&c| !is_b64(c)) {
+        return from + n;
+    }
+    let mut i = from + head.len();
+    while let Some(block) = b.get(i..i + RUN_BLOCK) {
+        let all = block.iter().fold(true, |all, &c| {
+            let letter = (c | 0x20).wrapping_sub(b'a') < 26;
+            let digit = c.wrapping_sub(b'0') < 10;
+            all & (letter | digit | (c == b'+') | (c == b'/') | (c == b'-') | (c == b'_'))
+        });
+        if !all {
+            break;
+        }
+        i += RUN_BLOCK;
+    }
+    b[i..]
+        .iter()
+        .position(|&c| !is_b64(c))
+        .map_or(b.len(), |n| i + n)
+}
 
 /// Decodes unpadded base64 in either alphabet (not both mixed).
 pub(super) fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {

@@ -942,3 +942,21 @@ fn scan_timing() {
         );
     }
 }
+
+proptest::proptest! {
+    /// The block-wise walks find what a walk byte by byte finds, on runs shorter and longer
+    /// than a block.
+    #[test]
+    fn block_walks_match_byte_walks(
+        runs in proptest::collection::vec(
+            (proptest::sample::select(b"xX09+/-_=@. \n\x80".to_vec()), 1usize..80), 0..12),
+        from in 0usize..1000,
+    ) {
+        let text: Vec<u8> = runs.iter().flat_map(|&(c, n)| std::iter::repeat_n(c, n)).collect();
+        let from = from.min(text.len());
+        let run_end = text[from..].iter().position(|&c| !is_b64(c)).map_or(text.len(), |n| from + n);
+        proptest::prop_assert_eq!(b64_run_end(&text, from), run_end);
+        let digit = text[from..].iter().position(u8::is_ascii_digit).map(|n| from + n);
+        proptest::prop_assert_eq!(next_digit(&text, from), digit);
+    }
+}

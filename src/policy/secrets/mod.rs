@@ -31,20 +31,26 @@
 //!
 //! Speed: one aho-corasick pass finds the literal starts of the provider shapes
 //! ([`TOKEN_PREFIXES`]) and the anchored pattern runs only there; a second small pass finds the
-//! infixes and Twilio SID prefixes ([`ANCHORS`]); the name pass runs on the lowercased copy with
-//! a small literal set (`pass`, `pwd`, `pw`, `secret`, `token`, `key`, `auth`, `cred`) and does
-//! its work only at those words; a last small literal pass on the lowercased copy finds the
-//! [`CONTEXTS`]. Texts shorter than [`MIN_TEXT`] skip everything.
+//! infixes and Twilio SID prefixes ([`ANCHORS`]); one pass over the lowercased copy finds where the labels of
+//! [`RE_LABELLED`] and the [`NAME_WORDS`] start (`words.rs`), and the labelled pattern and the
+//! name rules do their work only there; a last small literal pass on the lowercased copy finds
+//! the [`CONTEXTS`]. Texts shorter than [`MIN_TEXT`] skip everything.
+
+use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use memchr::memmem;
 use regex::Regex;
 
-use super::classify::{Class, Finding, base64_decode, is_b64, is_word, printable, sweep_caps};
+use super::classify::{
+    Class, Finding, base64_decode, is_b64, is_word, printable, sweep_at, sweep_caps,
+};
 
 mod named;
+mod words;
 
 use named::*;
+use words::{Hit, Words};
 
 /// Shortest text that can hold a finding (`pw=abc123`): shorter strings, most JSON keys and
 /// enum values, skip every pass.
@@ -206,6 +212,11 @@ const LBL_QUOTE: usize = 2;
 const LBL_VALUE: usize = 3;
 const LBL_BEARER: usize = 4;
 const LBL_BASIC: usize = 5;
+/// The words every alternative of [`RE_LABELLED`] starts with (a test checks they cover it).
+const LABEL_WORDS: &[&str] = &[
+    "aws", "pass", "pwd", "secret", "api", "access", "private", "client", "auth", "refresh",
+    "session", "bearer", "basic",
+];
 
 /// Contexts that give the value after them away (matched on the lowercased text): command lines
 /// whose short flags take a password, cookie headers, Azure SAS signatures, seed phrases, Discord
@@ -231,9 +242,12 @@ const CONTEXTS: &[&str] = &[
 /// Session cookie names whose value is a credential inside `Cookie:` / `Set-Cookie:`.
 const SESSION_COOKIES: &[&str] = &["sessionid", "phpsessid", "jsessionid", "connect.sid"];
 
-/// Words that may name a credential, run on the ASCII-lowercased text; the identifier around
-/// each hit decides (see [`name_kind`]).
-const RE_NAMES: &str = "pass|pwd|pw|secret|token|key|auth|cred";
+/// Words that may name a credential, found in the ASCII-lowercased text (the first listed where
+/// several start at one place, none inside the one before, as a leftmost-first search finds
+/// them); the identifier around each decides (see [`name_kind`]).
+const NAME_WORDS: &[&str] = &[
+    "pass", "pwd", "pw", "secret", "token", "key", "auth", "cred",
+];
 
 /// The compiled secret patterns (one set per [`super::classify::Classifiers`] with secrets on).
 #[derive(Clone)]
@@ -247,8 +261,10 @@ pub(super) struct Secrets {
     /// [`RE_INFIX_TOKENS`] anchored: run only where an infix is.
     infix_tokens: Regex,
     url: Regex,
+    /// [`RE_LABELLED`] anchored: tried only where a [`LABEL_WORDS`] word starts.
     labelled: Regex,
-    names: Regex,
+    /// Where [`LABEL_WORDS`] and [`NAME_WORDS`] start (one pass for both).
+    words: Words,
     /// [`CONTEXTS`], on the lowercased text.
     contexts: AhoCorasick,
 }
@@ -269,8 +285,9 @@ impl Secrets {
                 .expect("built-in anchors compile"),
             infix_tokens: re(&format!("^(?:{RE_INFIX_TOKENS})")),
             url: re(RE_URL),
-            labelled: re(RE_LABELLED),
-            names: re(RE_NAMES),
+            labelled: re(&format!("^(?:{RE_LABELLED})")),
+            words: Words::new(&[(words::LABEL, LABEL_WORDS), (words::NAME, NAME_WORDS)])
+                .expect("built-in words"),
             contexts: AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostFirst)
                 .build(CONTEXTS)
@@ -293,8 +310,10 @@ impl Secrets {
         if t.len() < MIN_TEXT {
             return;
         }
-        labelled_secrets(&self.labelled, t, lower, out);
-        self.named_values(t, lower, out);
+        let mut hits = Vec::new();
+        self.words.find(lower.as_bytes(), &mut hits);
+        labelled_secrets(&self.labelled, t, lower, &hits, out);
+        self.named_values(t, lower, &hits, out);
         self.contexts(t, lower, out);
     }
 
@@ -435,23 +454,22 @@ impl Secrets {
     }
 
     /// Values introduced by a credential name: see the module documentation.
-    fn named_values(&self, t: &str, lower: &str, out: &mut Vec<Finding>) {
+    fn named_values(&self, t: &str, lower: &str, hits: &[Hit], out: &mut Vec<Finding>) {
         let b = t.as_bytes();
         let mut pos = 0;
-        // One iterator (not a search per hit): hits inside a name or value already handled
-        // are skipped.
-        for m in self.names.find_iter(lower) {
-            if m.start() < pos {
+        // Words inside a name or value already handled are skipped.
+        for m in name_words(lower.as_bytes(), hits) {
+            if m.start < pos {
                 continue;
             }
-            let (mut l, mut r) = (m.start(), m.end());
+            let (mut l, mut r) = (m.start, m.end);
             while l > 0 && is_ident(b[l - 1]) {
                 l -= 1;
             }
             while r < b.len() && is_ident(b[r]) {
                 r += 1;
             }
-            pos = r.max(m.end());
+            pos = r.max(m.end);
             // A segment of a path or an ARN (`arn:aws:…:secret:prod/db`, `/v1/tokens/…`).
             if l > 0 && matches!(b[l - 1], b':' | b'/') && matches!(b.get(r), Some(b':' | b'/')) {
                 continue;
@@ -480,7 +498,25 @@ impl Secrets {
     }
 }
 
-/// Whether `name` contains one of the [`RE_NAMES`] words (ASCII case-insensitive): the cheap
+/// The [`NAME_WORDS`] in `lower` as a leftmost-first search for them finds them (the first listed
+/// where several start at one place, none inside the one before), from the word `hits`.
+fn name_words<'a>(lower: &'a [u8], hits: &'a [Hit]) -> impl Iterator<Item = Range<usize>> + 'a {
+    let mut next = 0;
+    hits.iter()
+        .filter(|h| h.kinds & words::NAME != 0)
+        .filter_map(move |h| {
+            if h.at < next {
+                return None;
+            }
+            let word = NAME_WORDS
+                .iter()
+                .find(|w| lower[h.at..].starts_with(w.as_bytes()))?;
+            next = h.at + word.len();
+            Some(h.at..next)
+        })
+}
+
+/// Whether `name` contains one of the [`NAME_WORDS`] (ASCII case-insensitive): the cheap
 /// test before [`name_kind`] splits it.
 fn mentions_name(name: &[u8]) -> bool {
     const WORDS: [&[u8]; 7] = [
@@ -820,9 +856,20 @@ fn url_passwords(re: &Regex, t: &str, out: &mut Vec<Finding>) {
     });
 }
 
-fn labelled_secrets(re: &Regex, t: &str, lower: &str, out: &mut Vec<Finding>) {
+/// Where a [`RE_LABELLED`] match can start in `lower`, ascending: see [`labelled_secrets`].
+fn label_starts<'a>(lower: &'a [u8], hits: &'a [Hit]) -> impl Iterator<Item = usize> + 'a {
+    hits.iter()
+        .filter(|h| h.kinds & words::LABEL != 0)
+        .map(|h| h.at)
+        .filter(|&at| at == 0 || !is_word(lower[at - 1]) || lower[at] != b'b')
+}
+
+/// Labelled values; `re` is [`RE_LABELLED`] anchored, tried where a [`LABEL_WORDS`] word starts
+/// (`bearer` and `basic` only after a word boundary, the pattern's `\b`; no other alternative
+/// starts with `b`).
+fn labelled_secrets(re: &Regex, t: &str, lower: &str, hits: &[Hit], out: &mut Vec<Finding>) {
     let b = t.as_bytes();
-    sweep_caps(re, lower, 0, |c| {
+    sweep_at(re, lower, label_starts(lower.as_bytes(), hits), |c| {
         let end = c.get(0)?.1;
         let (s, e) = if let Some((vs, ve)) = c.get(LBL_VALUE) {
             let (ls, le) = c.get(LBL_LABEL)?;

@@ -19,6 +19,127 @@ fn capture_group_indices_match_names() {
     }
 }
 
+/// Texts made of the pieces the word anchors, the patterns and their boundaries care
+/// about: words glued to words or not, any case, separators, quotes, values, URLs, non-ASCII.
+fn anchor_texts() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    const PIECES: &[&str] = &[
+        "password",
+        "PassWord",
+        "pass",
+        "passphrase",
+        "pwd",
+        "PWD",
+        "pw",
+        "Pw",
+        "secret",
+        "secret_key",
+        "client_secret",
+        "aws_secret_access_key",
+        "AWS_SECRET_ACCESS_KEY",
+        "api_key",
+        "apikey",
+        "API-KEY",
+        "access_token",
+        "accessKey",
+        "private_key",
+        "auth",
+        "AuthToken",
+        "refresh-token",
+        "session_token",
+        "token",
+        "key",
+        "monkey",
+        "keyboard",
+        "cred",
+        "Bearer ",
+        "bearer\t",
+        "xbearer ",
+        "basic ",
+        "Basic ",
+        "_basic ",
+        "abasic",
+        ":",
+        "=",
+        " = ",
+        ": ",
+        "\"",
+        "'",
+        "\\\"",
+        " ",
+        "\t",
+        "\n",
+        ",",
+        ";",
+        "(",
+        ")",
+        "abc123XYZ",
+        "s3cr3t-V4lue",
+        "dXNlcjpwYXNz",
+        "x",
+        "xx",
+        "0",
+        "12345678",
+        "é",
+        "ü",
+        "https://",
+        "http://",
+        "redis+ssl://",
+        "svn+ssh://",
+        "1http://",
+        "_ftp://",
+        "://",
+        "a.b-c",
+        "user",
+        "u:p@",
+        "@",
+        "host",
+        "/",
+        "?",
+        "#",
+        "abcdefghijklmnopq://",
+    ];
+    proptest::collection::vec(proptest::sample::select(PIECES), 0..24).prop_map(|v| v.concat())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The labelled pattern tried anchored at the word starts finds exactly the matches the
+    /// unanchored pattern finds over the whole text (the labelled sweep resumes at each
+    /// match's end, as the non-overlapping search does), and the name words are the matches of
+    /// the alternation they replaced.
+    #[test]
+    fn anchored_searches_match_the_whole_text_searches(text in anchor_texts()) {
+        static COMPILED: std::sync::LazyLock<(Secrets, [Regex; 2])> = std::sync::LazyLock::new(|| {
+            let whole = [RE_LABELLED, &NAME_WORDS.join("|")].map(|p| Regex::new(p).unwrap());
+            (Secrets::new(), whole)
+        });
+        let (s, [labelled, name_words_re]) = &*COMPILED;
+        let lower = text.to_ascii_lowercase();
+        let mut hits = Vec::new();
+        s.words.find(lower.as_bytes(), &mut hits);
+        let collect = |re: &Regex, hay: &str, starts: &mut dyn Iterator<Item = usize>| {
+            let mut found = Vec::new();
+            sweep_at(re, hay, starts, |c| {
+                found.push(c.get(0)?);
+                None
+            });
+            found
+        };
+        let whole = |re: &Regex, hay: &str| -> Vec<(usize, usize)> {
+            re.find_iter(hay).map(|m| (m.start(), m.end())).collect()
+        };
+        proptest::prop_assert_eq!(
+            collect(&s.labelled, &lower, &mut label_starts(lower.as_bytes(), &hits)),
+            whole(labelled, &lower)
+        );
+        let names: Vec<(usize, usize)> =
+            name_words(lower.as_bytes(), &hits).map(|r| (r.start, r.end)).collect();
+        proptest::prop_assert_eq!(names, whole(name_words_re, &lower));
+    }
+}
+
 /// The secret texts `Classifiers` finds in `text`.
 fn secrets(text: &str) -> Vec<&str> {
     let mut out = Vec::new();

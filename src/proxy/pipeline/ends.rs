@@ -2,6 +2,8 @@
 //! scanned with the policy the call started under, and the call's events built and recorded.
 
 use super::*;
+use crate::mcp::ContentView;
+use crate::policy::tree::{Node, Tree};
 
 impl Pipeline {
     /// What a response says about its call: the end event's type, outcome and measurements,
@@ -19,46 +21,7 @@ impl Pipeline {
         match body {
             ResponseBody::Result(raw) => {
                 match serde_json::from_str::<CallToolResultView>(raw.get()) {
-                    Ok(view) => {
-                        for c in &view.content {
-                            if !meta.content_types.iter().any(|t| *t == c.kind) {
-                                meta.content_types.push(c.kind.to_string());
-                            }
-                        }
-                        if let Some(requests) = &view.input_requests {
-                            meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
-                        }
-                        let outcome = match view.result_type.as_deref() {
-                            Some("input_required") => Outcome::InputRequired,
-                            Some("task") => Outcome::Task,
-                            _ if view.task.is_some() => Outcome::Task,
-                            _ if view.is_error == Some(true) => {
-                                meta.error_messages = view
-                                    .content
-                                    .iter()
-                                    .filter_map(|c| c.text.as_deref())
-                                    .take(MAX_ERROR_TEXTS)
-                                    .map(|t| {
-                                        t.chars()
-                                            .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
-                                            .collect()
-                                    })
-                                    .collect();
-                                Outcome::Error
-                            }
-                            _ => Outcome::Success,
-                        };
-                        let round = (outcome == Outcome::InputRequired).then(|| {
-                            meta.reason =
-                                Some("the server asked the client for input (MRTR)".into());
-                            round_key(
-                                call.tool.as_deref().unwrap_or_default(),
-                                view.request_state.as_deref(),
-                                meta.input_requests.iter().cloned(),
-                            )
-                        });
-                        (EventType::ToolExecution, outcome, meta, round)
-                    }
+                    Ok(view) => self.describe_view(call, meta, &view),
                     Err(e) => {
                         meta.reason = Some(format!("result is not a readable CallToolResult: {e}"));
                         (EventType::ToolExecution, Outcome::Success, meta, None)
@@ -84,14 +47,64 @@ impl Pipeline {
         }
     }
 
+    /// [`Pipeline::describe`] of a result read as a [`CallToolResultView`].
+    fn describe_view(
+        &self,
+        call: &Call,
+        mut meta: Metadata,
+        view: &CallToolResultView<'_>,
+    ) -> (EventType, Outcome, Metadata, Option<String>) {
+        for c in &view.content {
+            if !meta.content_types.iter().any(|t| *t == c.kind) {
+                meta.content_types.push(c.kind.to_string());
+            }
+        }
+        if let Some(requests) = &view.input_requests {
+            meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
+        }
+        let outcome = match view.result_type.as_deref() {
+            Some("input_required") => Outcome::InputRequired,
+            Some("task") => Outcome::Task,
+            _ if view.task.is_some() => Outcome::Task,
+            _ if view.is_error == Some(true) => {
+                meta.error_messages = view
+                    .content
+                    .iter()
+                    .filter_map(|c| c.text.as_deref())
+                    .take(MAX_ERROR_TEXTS)
+                    .map(|t| {
+                        t.chars()
+                            .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
+                            .collect()
+                    })
+                    .collect();
+                Outcome::Error
+            }
+            _ => Outcome::Success,
+        };
+        let round = (outcome == Outcome::InputRequired).then(|| {
+            meta.reason = Some("the server asked the client for input (MRTR)".into());
+            round_key(
+                call.tool.as_deref().unwrap_or_default(),
+                view.request_state.as_deref(),
+                meta.input_requests.iter().cloned(),
+            )
+        });
+        (EventType::ToolExecution, outcome, meta, round)
+    }
+
     /// Scans a call's end with the policy it started under: result classes raise the
     /// event's risk and tags, texts the event keeps (error messages, reasons) are stored
     /// protected and cut to length, and with `redact_results` the response the client gets is
     /// returned rewritten (or withheld, if it carries sensitive data and cannot be rewritten).
+    ///
+    /// `tree` is the result already read by [`result_tree`], when it was: it is scanned as it
+    /// is instead of being parsed again into a `Value`.
     fn assess_end(
         &self,
         call: &Call,
         body: ResponseBody<'_>,
+        tree: Option<&Tree<'_>>,
         event: &mut AuditEvent,
     ) -> Option<String> {
         let policy = call.policy.as_ref().filter(|p| p.enabled);
@@ -108,6 +121,10 @@ impl Pipeline {
         let ResponseBody::Result(raw) = body else {
             return None;
         };
+        if let Some(tree) = tree.filter(|_| !policy.redact_results) {
+            self.raise_for_result(call, policy, &policy.scan_tree(&tree.root), event);
+            return None;
+        }
         let Ok(value) = serde_json::from_str::<Value>(raw.get()) else {
             // Too deeply nested to parse: tags from the raw text; a result that must be
             // redacted but cannot be is withheld, never passed on in clear.
@@ -188,9 +205,20 @@ impl Pipeline {
     }
 
     pub(super) fn end_call(&self, call: &Call, size: usize, body: ResponseBody<'_>) -> Delivery {
-        let (event_type, outcome, meta, round) = self.describe(call, size, body);
+        let tree = result_tree(call, body);
+        let view = tree.as_ref().and_then(|t| result_view(&t.root));
+        let (event_type, outcome, meta, round) = match &view {
+            Some(view) => {
+                let meta = Metadata {
+                    output_size_bytes: Some(size as u64),
+                    ..Metadata::default()
+                };
+                self.describe_view(call, meta, view)
+            }
+            None => self.describe(call, size, body),
+        };
         let mut event = self.call_event(call, event_type, outcome, Some(meta));
-        let rewritten = self.assess_end(call, body, &mut event);
+        let rewritten = self.assess_end(call, body, tree.as_ref(), &mut event);
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
             self.state().remember_round(key, event.event_id);
@@ -227,7 +255,7 @@ impl Pipeline {
         );
         tracing::info!(request_id = %call.request_id, "late answer recorded");
         let mut event = self.call_event(call, event_type, outcome, Some(meta));
-        let rewritten = self.assess_end(call, body, &mut event);
+        let rewritten = self.assess_end(call, body, None, &mut event);
         let recorded = self.audit.record(&event);
         match (why, recorded) {
             (EndedEarly::TimedOut, _) => Delivery::Drop,
@@ -352,4 +380,126 @@ pub(super) fn apply_decision(meta: &mut Metadata, d: &Decision) {
     meta.risk_reasons.clone_from(&d.reasons);
     meta.decision = Some(d.label().to_string());
     meta.policy_version = Some(d.version.clone());
+}
+
+/// The result of a call read once, for both its shape ([`result_view`]) and the policy's scan,
+/// when the policy scans it and leaves it as it is (no `redact_results`): one pass instead of
+/// a typed view and a `Value`, and no copy of its strings. `None` (the two usual passes then)
+/// when there is nothing to scan, or when an object repeats a key: the typed view refuses
+/// some repeated members, and the trail keeps saying so.
+fn result_tree<'a>(call: &Call, body: ResponseBody<'a>) -> Option<Tree<'a>> {
+    let ResponseBody::Result(raw) = body else {
+        return None;
+    };
+    call.policy
+        .as_ref()
+        .filter(|p| p.enabled && !p.redact_results)?;
+    Tree::parse(raw.get()).ok().filter(|t| !t.repeated_keys)
+}
+
+/// The [`CallToolResultView`] of a result read as a tree, exactly as it would deserialize from
+/// the same text; `None` wherever that reading could differ or needs the raw text (not an
+/// object; a member of another type than the view's; `inputRequests`, `task` or `_meta`
+/// present), so the caller reads the text as before.
+fn result_view<'t>(root: &'t Node<'_>) -> Option<CallToolResultView<'t>> {
+    let Node::Object(members) = root else {
+        return None;
+    };
+    if ["inputRequests", "task", "_meta"]
+        .iter()
+        .any(|k| members.contains_key(*k))
+    {
+        return None;
+    }
+    // An optional string member: absent or null is none.
+    let text = |n: Option<&'t Node<'_>>| -> Result<Option<Cow<'t, str>>, ()> {
+        match n {
+            None | Some(Node::Null) => Ok(None),
+            Some(Node::Str(s)) => Ok(Some(Cow::Borrowed(&**s))),
+            Some(_) => Err(()),
+        }
+    };
+    let is_error = match members.get("isError") {
+        None | Some(Node::Null) => None,
+        Some(Node::Bool(b)) => Some(*b),
+        Some(_) => return None,
+    };
+    let content = match members.get("content") {
+        None => Vec::new(),
+        Some(Node::Array(items)) => items
+            .iter()
+            .map(|item| {
+                let Node::Object(block) = item else {
+                    return Err(());
+                };
+                let kind = match block.get("type") {
+                    None => Cow::default(),
+                    Some(Node::Str(s)) => Cow::Borrowed(&**s),
+                    Some(_) => return Err(()),
+                };
+                Ok(ContentView {
+                    kind,
+                    text: text(block.get("text"))?,
+                })
+            })
+            .collect::<Result<_, ()>>()
+            .ok()?,
+        Some(_) => return None,
+    };
+    Some(CallToolResultView {
+        result_type: text(members.get("resultType")).ok()?,
+        is_error,
+        content,
+        input_requests: None,
+        request_state: text(members.get("requestState")).ok()?,
+        meta: None,
+        task: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_view_from_the_tree_is_the_view_from_the_text() {
+        let texts = [
+            r#"{"content":[{"type":"text","text":"hello"}],"isError":false}"#,
+            r#"{"content":[{"type":"text","text":"bad \"input\""},{"type":"image","data":"x"}],"isError":true}"#,
+            r#"{"content":[{"text":null}],"resultType":"complete","requestState":"s1","extra":[1]}"#,
+            r#"{"resultType":"input_required","requestState":"abc"}"#,
+            r#"{}"#,
+            // Read by the text's view only (or refused by it): the tree gives no view.
+            r#"{"content":null}"#,
+            r#"{"content":[["text","positional"]]}"#,
+            r#"{"content":[{"type":null}]}"#,
+            r#"{"isError":"yes"}"#,
+            r#"{"resultType":7}"#,
+            r#"{"task":{"taskId":"t"}}"#,
+            r#"{"inputRequests":{"a":{}},"resultType":"input_required"}"#,
+            r#"{"_meta":{}}"#,
+            r#"["content"]"#,
+        ];
+        for text in texts {
+            let tree = Tree::parse(text).unwrap();
+            let from_text = serde_json::from_str::<CallToolResultView>(text);
+            match result_view(&tree.root) {
+                Some(view) => assert_eq!(
+                    format!("{view:?}"),
+                    format!("{:?}", from_text.expect("the text's view reads it too")),
+                    "{text}"
+                ),
+                None => assert!(
+                    text.contains("task")
+                        || text.contains("inputRequests")
+                        || text.contains("_meta")
+                        || from_text.is_err()
+                        || !text.starts_with('{')
+                        || text.contains("[[")
+                        || text.contains(r#""type":null"#),
+                    "a readable result without a view from the tree: {text}"
+                ),
+            }
+        }
+    }
 }
