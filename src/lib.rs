@@ -32,7 +32,9 @@
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify/ (sensitive data), secrets/
-//!                     (credentials by shape; named.rs: by key id and by name), strict.rs
+//!                     (credentials by shape; named.rs: by key id and by name; words.rs: the
+//!                     label and credential-name words found in one pass), tree.rs (a
+//!                     result read once, strings borrowed, for its scan), strict.rs
 //!                     (arguments without duplicate keys, or keys that differ only in
 //!                     case), pins.rs (tool definitions pinned in the store folder),
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
