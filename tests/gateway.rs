@@ -1174,3 +1174,25 @@ async fn a_client_certificate_from_the_configured_ca_is_an_identity() {
         "{events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_expires_and_its_id_is_then_unknown() {
+    let gw = Gateway::start_with("session_idle_timeout_ms = 1000", "");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&session), list, &[]).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _, text) = post(&url, Some(ALICE_KEY), Some(&session), list, &[]).await;
+    assert_eq!(status, 404, "{text}");
+    let metrics = http()
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("mcp_gateway_sessions 0"), "{metrics}");
+}
