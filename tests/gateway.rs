@@ -1196,3 +1196,24 @@ async fn an_idle_session_expires_and_its_id_is_then_unknown() {
         .unwrap();
     assert!(metrics.contains("mcp_gateway_sessions 0"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessionless_requests_count_against_the_session_cap() {
+    let gw = Gateway::start_with("max_sessions = 1", "");
+    let url = gw.endpoint();
+    let slow = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1500,"steps":3},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "slow"),
+    ];
+    let first = {
+        let url = url.clone();
+        tokio::spawn(async move { post(&url, Some(ALICE_KEY), None, slow, &headers).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _, text) = post(&url, Some(BOB_KEY), None, slow, &headers).await;
+    assert_eq!(status, 429, "{text}");
+    let (status, _, text) = first.await.unwrap();
+    assert_eq!(status, 200, "{text}");
+}

@@ -565,7 +565,9 @@ impl McpRequest<'_> {
                 .values()
                 .filter(|s| s.user_id == self.principal.user_id)
                 .count();
-            if sessions.len() >= g.max_sessions {
+            // Every running server counts, a sessionless request's included: the cap bounds
+            // the processes, not only the table.
+            if sessions.len().max(self.gateway.live_sessions()) >= g.max_sessions {
                 Some(format!(
                     "the gateway holds gateway.max_sessions = {} sessions",
                     g.max_sessions
