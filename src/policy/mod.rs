@@ -949,18 +949,32 @@ fn walk_scalars<'v>(value: &'v Value, f: &mut impl FnMut(&'v Value)) {
 /// A text of [`SCAN_IN_PLACE`] bytes or more is scanned where it is, on its own: copying it
 /// would cost more than a scan's fixed cost, and the separator makes the result the same.
 fn classify_value(classifiers: &Classifiers, value: &Value, classes: &mut [bool; CLASS_COUNT]) {
+    classify_strings(
+        classifiers,
+        |f| walk_strings(value, &mut { f }),
+        || named_secret(classifiers, value),
+        classes,
+    );
+}
+
+/// The classes found in the strings `walk` hands out; `named` looks for secrets by their
+/// key names when no secret was found by shape.
+fn classify_strings(
+    classifiers: &Classifiers,
+    walk: impl FnOnce(&mut dyn FnMut(&str)),
+    named: impl FnOnce() -> bool,
+    classes: &mut [bool; CLASS_COUNT],
+) {
     let mut buffer = String::new();
     let mut findings = Vec::new();
-    walk_strings(value, &mut |text| {
-        scan_one(classifiers, text, &mut buffer, &mut findings);
-    });
+    walk(&mut |text| scan_one(classifiers, text, &mut buffer, &mut findings));
     classifiers.scan(&buffer, &mut findings);
     for f in &findings {
         classes[f.class as usize] = true;
     }
     let secret = Class::Secret as usize;
     if !classes[secret] {
-        classes[secret] = named_secret(classifiers, value);
+        classes[secret] = named();
     }
 }
 
@@ -970,19 +984,12 @@ fn classify_node(
     node: &tree::Node<'_>,
     classes: &mut [bool; CLASS_COUNT],
 ) {
-    let mut buffer = String::new();
-    let mut findings = Vec::new();
-    walk_node_strings(node, &mut |text| {
-        scan_one(classifiers, text, &mut buffer, &mut findings);
-    });
-    classifiers.scan(&buffer, &mut findings);
-    for f in &findings {
-        classes[f.class as usize] = true;
-    }
-    let secret = Class::Secret as usize;
-    if !classes[secret] {
-        classes[secret] = named_secret_node(classifiers, node);
-    }
+    classify_strings(
+        classifiers,
+        |f| walk_node_strings(node, &mut { f }),
+        || named_secret_node(classifiers, node),
+        classes,
+    );
 }
 
 /// One text of a value: scanned in place if long, else added to the combined scan's buffer.

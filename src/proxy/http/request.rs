@@ -183,6 +183,20 @@ impl McpRequest<'_> {
         rpc_refusal(status, id.as_ref(), code, &reason)
     }
 
+    /// Records and answers a GET or DELETE naming a session this principal does not have.
+    async fn unknown_session(&self, id: String, method: &str) -> Response<ResponseBody> {
+        let reason = format!("no session {id:?} for this principal and upstream");
+        self.refuse(
+            StatusCode::NOT_FOUND,
+            reason.clone(),
+            None,
+            Some(method.into()),
+            None,
+        )
+        .await;
+        plain(StatusCode::NOT_FOUND, reason)
+    }
+
     /// The session named by `Mcp-Session-Id`, if it exists and belongs to this principal.
     fn session(&self) -> Result<Option<Arc<Session>>, String> {
         let Some(v) = self.headers.get(SESSION_HEADER) else {
@@ -718,16 +732,7 @@ impl McpRequest<'_> {
                 return r;
             }
             Err(id) => {
-                let reason = format!("no session {id:?} for this principal and upstream");
-                self.refuse(
-                    StatusCode::NOT_FOUND,
-                    reason.clone(),
-                    None,
-                    Some("GET".into()),
-                    None,
-                )
-                .await;
-                return plain(StatusCode::NOT_FOUND, reason);
+                return self.unknown_session(id, "GET").await;
             }
         };
         // Last-Event-ID `<stream>-<seq>`: that stream, from after that event (MCP 2025-11-25
@@ -770,18 +775,7 @@ impl McpRequest<'_> {
                 plain(StatusCode::OK, "session ended")
             }
             Ok(None) => plain(StatusCode::BAD_REQUEST, "DELETE needs an Mcp-Session-Id"),
-            Err(id) => {
-                let reason = format!("no session {id:?} for this principal and upstream");
-                self.refuse(
-                    StatusCode::NOT_FOUND,
-                    reason.clone(),
-                    None,
-                    Some("DELETE".into()),
-                    None,
-                )
-                .await;
-                plain(StatusCode::NOT_FOUND, reason)
-            }
+            Err(id) => self.unknown_session(id, "DELETE").await,
         }
     }
 }
