@@ -8,6 +8,7 @@
 //! `big` (a result of N bytes) and `crash` (exits the process mid-call).
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use rmcp::{
     ErrorData, Peer, RoleServer, ServerHandler, ServiceExt,
     handler::server::{
@@ -264,9 +265,57 @@ impl ServerHandler for Demo {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, addr] = args.as_slice()
+        && flag == "--http"
+    {
+        return serve_http(addr).await;
+    }
     // Works for both eras: the server picks the lifecycle from the first message
     // (initialize => 2025 session; server/discover or a request with inline _meta => 2026).
     let service = Demo::new().serve(stdio()).await?;
     service.waiting().await?;
     Ok(())
+}
+
+/// `--http ADDR`: the same tools over rmcp's Streamable HTTP server at `http://ADDR/mcp`
+/// (a remote upstream for the gateway's tests); prints `listening on http://HOST:PORT/mcp`
+/// once bound (`ADDR` may use port 0).
+async fn serve_http(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use rmcp::transport::streamable_http_server::{
+        StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+    };
+    let service = StreamableHttpService::new(
+        || Ok(Demo::new()),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("listening on http://{}/mcp", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let service = service.clone();
+        tokio::spawn(async move {
+            let handler =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let service = service.clone();
+                    async move {
+                        if req.uri().path() != "/mcp" {
+                            let mut r = hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"not found"))
+                                    .map_err(|never| match never {})
+                                    .boxed(),
+                            );
+                            *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                            return Ok::<_, std::convert::Infallible>(r);
+                        }
+                        Ok(service.handle(req).await)
+                    }
+                });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, handler)
+                .await;
+        });
+    }
 }

@@ -163,7 +163,7 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     } else {
         args.command.clone()
     };
-    if command.is_empty() {
+    if command.is_empty() && config.upstream.remote.is_none() {
         return Err(stdio::StdioError::NoCommand {
             config: config.source.clone(),
         }

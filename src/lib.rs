@@ -9,7 +9,8 @@
 //! commands.rs         the modes behind the subcommands
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
 //!                     source.rs: errors that name the file, the line and a hint;
-//!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded)
+//!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
+//!                     upstream.rs: [[upstream]] (a command, or a url with its credentials)
 //! error.rs            which side failed: client, upstream, internal
 //! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes;
 //!                     salvage.rs: what a lenient peer could read of a refused line;
@@ -22,6 +23,10 @@
 //! proxy/stdio.rs      the server side of a session (spawn, write, read, time out, supervise,
 //!                     end the process group: run_session), shared by both front doors; the
 //!                     stdio front door on top of it (client fds, signals, reload on SIGHUP)
+//! proxy/remote/       a `url` upstream standing where the child would: the lines the core
+//!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
+//!                     (JSON, SSE, the GET stream) turned back into lines; failures answered
+//!                     with -32011 naming the upstream; sse.rs: a bounded SSE parser
 //! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
 //!                     mod.rs (listener, TLS, routing, refusals recorded, drain), request.rs
 //!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline
@@ -33,8 +38,7 @@
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify/ (sensitive data), secrets/
 //!                     (credentials by shape; named.rs: by key id and by name; words.rs: the
-//!                     label and credential-name words found in one pass), tree.rs (a
-//!                     result read once, strings borrowed, for its scan), strict.rs
+//!                     label and credential-name words found in one pass), strict.rs
 //!                     (arguments without duplicate keys, or keys that differ only in
 //!                     case), pins.rs (tool definitions pinned in the store folder),
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
@@ -74,6 +78,12 @@
 //! that carried the request (JSON or SSE); server requests and notifications to an open POST
 //! stream or the GET stream. A request refused before the pipeline is recorded by the gateway
 //! itself (`tool_failure`, `refused`, `metadata.http.status_code`).
+//!
+//! To a `url` upstream, either door's session core writes its forwarded lines to a
+//! `RemoteServer` instead of a child's stdin: each line becomes a POST (`initialize` alone;
+//! its `Mcp-Session-Id` and version on every later request; 2026-07-28 routing headers from
+//! the body; the upstream's own credentials), and what comes back becomes server lines for
+//! the same correlation and end events as a child's output.
 
 pub mod audit;
 pub mod cli;

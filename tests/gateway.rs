@@ -4,257 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestClient, args, example_server, proxy_bin};
-use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{ClientServiceExt, ServiceExt};
+use common::gateway::*;
+use common::proxy_bin;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-const ALICE_KEY: &str = "alice-key-0123456789abcdef";
-const BOB_KEY: &str = "bob-key-fedcba9876543210";
-
-fn sha(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A gateway process in front of the example server, with its store.
-struct Gateway {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-    config: std::path::PathBuf,
-}
-
-impl Gateway {
-    fn start(extra: &str) -> Gateway {
-        Gateway::start_with("", extra)
-    }
-
-    /// `gateway` goes into the `[gateway]` table, `extra` at the end of the file.
-    fn start_with(gateway: &str, extra: &str) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("proxy.toml");
-        let text = format!(
-            r#"
-[[upstream]]
-name = "example"
-command = ["{server}"]
-
-[audit]
-store_dir = "store"
-
-[limits]
-max_message_bytes = 65536
-shutdown_grace_ms = 2000
-
-[gateway]
-listen = "127.0.0.1:0"
-allowed_origins = ["https://app.example.com"]
-{gateway}
-
-[[gateway.api_key]]
-user_id = "alice"
-roles = ["ops"]
-sha256 = "{alice}"
-
-[[gateway.api_key]]
-user_id = "bob"
-sha256 = "{bob}"
-{extra}
-"#,
-            server = example_server().display(),
-            alice = sha(ALICE_KEY),
-            bob = sha(BOB_KEY),
-        );
-        std::fs::write(&config, text).unwrap();
-        Gateway::spawn(dir, config)
-    }
-
-    fn spawn(dir: tempfile::TempDir, config: std::path::PathBuf) -> Gateway {
-        let mut child = std::process::Command::new(proxy_bin())
-            .arg("gateway")
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the gateway");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
-        Gateway {
-            child,
-            url,
-            _dir: dir,
-            config,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("{}/mcp/example", self.url)
-    }
-
-    /// Every event in the store, oldest first.
-    fn events(&self) -> Vec<Value> {
-        let out = std::process::Command::new(proxy_bin())
-            .args(["events", "--json", "--limit", "100000", "--config"])
-            .arg(&self.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut v: Vec<Value> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        v.reverse();
-        v
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> (std::process::ExitStatus, Gateway) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = wait_timeout(&mut self.child, Duration::from_secs(30));
-        (status, self)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let until = std::time::Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "the gateway did not exit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn handler() -> TestClient {
-    let caps = ClientCapabilities::builder().enable_elicitation().build();
-    TestClient::new(ClientConfig::new(
-        caps,
-        Implementation::new("gateway-test-client", "1.0.0"),
-    ))
-}
-
-async fn connect(url: &str, key: &str) -> common::Client {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(key.to_string()),
-    );
-    tokio::time::timeout(Duration::from_secs(30), handler().serve(transport))
-        .await
-        .expect("connect timed out")
-        .expect("connect")
-}
-
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_string()).with_arguments(args(arguments))
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().build().unwrap()
-}
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-
-/// POSTs `body` with the usual MCP headers plus `extra`; returns status, headers, body text.
-async fn post(
-    url: &str,
-    key: Option<&str>,
-    session: Option<&str>,
-    body: &str,
-    extra: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut req = http()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(body.to_string());
-    if let Some(k) = key {
-        req = req.header("authorization", format!("Bearer {k}"));
-    }
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
-        if !extra.iter().any(|(k, _)| *k == "mcp-protocol-version") {
-            req = req.header("mcp-protocol-version", "2025-06-18");
-        }
-    }
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    (status, headers, resp.text().await.unwrap())
-}
-
-/// The JSON-RPC messages of an SSE or JSON response body.
-fn messages(body: &str) -> Vec<Value> {
-    if body.trim_start().starts_with('{') || body.trim_start().starts_with('[') {
-        return vec![serde_json::from_str(body).unwrap()];
-    }
-    body.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
-/// A raw 2025 session: initialize + initialized; returns the session id.
-async fn raw_session(url: &str, key: &str) -> String {
-    let (status, headers, body) = post(url, Some(key), None, INIT, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
-    assert!(
-        messages(&body)[0]["result"]["serverInfo"].is_object(),
-        "{body}"
-    );
-    let (status, _, body) = post(
-        url,
-        Some(key),
-        Some(&session),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(status, 202, "{body}");
-    session
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rmcp_http_client_calls_tools_through_the_gateway_and_every_call_is_paired() {
@@ -619,23 +375,6 @@ fn the_gateway_refuses_to_start_without_credentials_or_with_a_bad_certificate() 
     );
 }
 
-async fn connect_2026(url: &str, key: &str) -> common::Client {
-    use rmcp::model::ProtocolVersion;
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(key.to_string()),
-    );
-    let connecting = handler().serve_with_lifecycle(
-        transport,
-        rmcp::ClientLifecycleMode::Discover {
-            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
-        },
-    );
-    tokio::time::timeout(Duration::from_secs(30), connecting)
-        .await
-        .expect("connect timed out")
-        .expect("connect")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_requests_reach_the_client_on_the_post_stream_and_2026_clients_need_no_session() {
     let gw = Gateway::start("");
@@ -901,7 +640,8 @@ fn the_readme_gateway_example_loads_with_its_files_in_place() {
     std::fs::write(dir.path().join("idp-jwks.json"), jwks.to_string()).unwrap();
     let config = mcp_audit_proxy::config::Config::parse(&dir.path().join("proxy.toml"), block)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.upstreams.len(), 2);
+    assert_eq!(config.upstreams.len(), 3);
+    assert!(config.upstreams[2].remote.is_some());
     assert!(config.gateway.jwt.is_some() && config.gateway.tls.is_some());
     // Without the key file in place, the same text is refused, naming the line.
     std::fs::remove_file(dir.path().join("idp-jwks.json")).unwrap();

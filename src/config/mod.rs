@@ -11,10 +11,13 @@ use toml::Spanned;
 
 mod gateway;
 pub(crate) mod source;
+mod upstream;
 
 pub use gateway::{ApiKey, GatewayConfig, JwtSettings, TlsFiles};
 pub use source::ConfigError;
 pub(crate) use source::Source;
+pub use upstream::{HeaderSource, MissingHeader, RemoteConfig, UpstreamConfig};
+use upstream::{RawUpstream, RawUpstreams, upstream};
 
 /// When the journal is made durable: the trade between safety and latency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -42,60 +45,6 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     risk: crate::policy::settings::RawRisk,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUpstream {
-    name: Option<Spanned<String>>,
-    command: Option<Spanned<Vec<String>>>,
-    cwd: Option<Spanned<String>>,
-    url: Option<Spanned<String>>,
-}
-
-/// `[upstream]` (one table, the stdio wrapper's form) or `[[upstream]]` (an array of tables,
-/// one per server the gateway serves).
-#[derive(Debug, Default)]
-struct RawUpstreams {
-    tables: Vec<RawUpstream>,
-    array: bool,
-}
-
-impl<'de> Deserialize<'de> for RawUpstreams {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawUpstreams;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an [upstream] table or [[upstream]] tables")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let one =
-                    RawUpstream::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawUpstreams {
-                    tables: vec![one],
-                    array: false,
-                })
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut tables = Vec::new();
-                while let Some(t) = seq.next_element::<RawUpstream>()? {
-                    tables.push(t);
-                }
-                Ok(RawUpstreams {
-                    tables,
-                    array: true,
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,17 +93,6 @@ pub struct Config {
     pub log: LogConfig,
     /// `[risk]`: the compiled policy.
     pub policy: std::sync::Arc<crate::policy::Policy>,
-}
-
-/// `[upstream]`: the MCP server behind the proxy.
-#[derive(Debug, Clone)]
-pub struct UpstreamConfig {
-    /// `name`: recorded as `upstream` in every event.
-    pub name: String,
-    /// `command`: the server started when none is given after `--`.
-    pub command: Vec<String>,
-    /// `cwd`: the server's working folder, relative to the config file; unset: the proxy's own.
-    pub cwd: Option<PathBuf>,
 }
 
 /// `[audit]`: where and how events are stored.
@@ -314,65 +252,6 @@ impl Config {
             policy: std::sync::Arc::new(policy),
         })
     }
-}
-
-/// One `[upstream]`/`[[upstream]]` table, validated. Names of the array form are URL path
-/// segments (`/mcp/<name>`), so they are limited to letters, digits, `.`, `_` and `-`.
-fn upstream(
-    at: &Source<'_>,
-    base: &Path,
-    raw: RawUpstream,
-    named: bool,
-) -> Result<UpstreamConfig, ConfigError> {
-    if let Some(url) = raw.url {
-        return Err(at.invalid(
-            url.span(),
-            "`url` upstreams (remote Streamable HTTP servers) are not supported yet",
-            "run the server as a command = [...] upstream, or put it behind its own stdio bridge",
-        ));
-    }
-    let name = match raw.name {
-        Some(n) => {
-            let span = n.span();
-            let name = at.non_empty("upstream.name", n)?;
-            let path_safe = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if named && !path_safe {
-                return Err(at.invalid(
-                    span,
-                    &format!("upstream name {name:?} cannot be a URL path segment"),
-                    "use letters, digits, `.`, `_` and `-` only: the gateway serves it at /mcp/<name>",
-                ));
-            }
-            name
-        }
-        None if named => {
-            return Err(ConfigError::Invalid {
-                path: at.path().to_path_buf(),
-                line: None,
-                message: "an [[upstream]] table has no `name`".into(),
-                hint: "name each upstream: the gateway serves it at /mcp/<name>".into(),
-            });
-        }
-        None => "upstream".to_string(),
-    };
-    let command = match raw.command {
-        Some(c) if c.get_ref().is_empty() || c.get_ref()[0].is_empty() => {
-            return Err(at.invalid(
-                c.span(),
-                "`upstream.command` is empty",
-                "give the program and its arguments, e.g. command = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"], or remove the key and pass the command after `--`",
-            ));
-        }
-        Some(c) => c.into_inner(),
-        None => Vec::new(),
-    };
-    let cwd = match raw.cwd {
-        Some(d) => Some(base.join(at.non_empty("upstream.cwd", d)?)),
-        None => None,
-    };
-    Ok(UpstreamConfig { name, command, cwd })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod fdio;
 pub mod http;
 pub mod pipeline;
+pub mod remote;
 pub mod stdio;
 
 pub use pipeline::{Outbound, Pipeline, Route, SessionInfo};

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::pipeline::{Outbound, Pipeline, Route, SessionInfo};
+use super::remote::{Remote, RemoteServer};
 use crate::audit::event::Outcome;
 use crate::audit::writer::AuditSink;
 use crate::config::Config;
@@ -72,6 +73,9 @@ pub enum StdioError {
     /// Waiting for the server failed.
     #[error("lost track of the MCP server process: {0}")]
     Wait(io::Error),
+    /// A remote upstream cannot be used.
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 /// Why the session is being shut down (first reason wins).
@@ -166,10 +170,19 @@ pub async fn run_with(
         http: None,
     };
     let policy = crate::policy::PolicyCell::new(config.policy.clone());
+    // A command after `--` wins; else the upstream's own command or url.
+    let server = match &config.upstream.remote {
+        Some(remote) if command.is_empty() => {
+            Server::Remote(Remote::new(&config.upstream.name, remote, &config.limits)?)
+        }
+        _ => Server::Command {
+            command,
+            cwd: config.upstream.cwd.as_deref(),
+        },
+    };
     let setup = SessionSetup {
         config,
-        command,
-        cwd: config.upstream.cwd.as_deref(),
+        server,
         session,
         audit,
         policy,
@@ -205,10 +218,8 @@ pub async fn run_with(
 /// What one session runs with, whichever front door feeds it.
 pub(crate) struct SessionSetup<'a> {
     pub(crate) config: &'a Config,
-    /// The server's command line.
-    pub(crate) command: &'a [String],
-    /// The server's working folder; `None`: the proxy's own.
-    pub(crate) cwd: Option<&'a std::path::Path>,
+    /// The server: a program to start, or a remote one.
+    pub(crate) server: Server<'a>,
     pub(crate) session: SessionInfo,
     pub(crate) audit: AuditSink,
     /// The policy in force; the gateway shares one cell across its sessions.
@@ -216,6 +227,19 @@ pub(crate) struct SessionSetup<'a> {
     /// Whether this session handles the process's signals (stop, reload) itself: the stdio
     /// wrapper does; the gateway handles them once for all sessions.
     pub(crate) own_signals: bool,
+}
+
+/// The server of a session.
+pub(crate) enum Server<'a> {
+    /// A program spoken to over its stdin and stdout.
+    Command {
+        /// The command line.
+        command: &'a [String],
+        /// Its working folder; `None`: the proxy's own.
+        cwd: Option<&'a std::path::Path>,
+    },
+    /// A remote Streamable HTTP server (`[[upstream]] url`).
+    Remote(Arc<Remote>),
 }
 
 /// The client side of a session, handed to the front door once the server is running.
@@ -242,46 +266,38 @@ pub(crate) async fn run_session(
 ) -> Result<i32, StdioError> {
     let SessionSetup {
         config,
-        command,
-        cwd,
+        server,
         session,
         audit,
         policy,
         own_signals,
     } = setup;
-    let (program, args) = command.split_first().ok_or_else(|| StdioError::NoCommand {
-        config: config.source.clone(),
-    })?;
-    let mut builder = Command::new(program);
-    if let Some(cwd) = cwd {
-        builder.current_dir(cwd);
-    }
-    // Its own process group: wrappers (npx, uvx, sh -c) start the real server as a child, and
-    // the shutdown signals must reach it too.
-    let mut child = builder
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| StdioError::Spawn {
-            command: command.join(" "),
-            config: config.source.clone(),
-            source,
-        })?;
-    let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(StdioError::Wait(io::Error::other("child pipes missing")));
-    };
-    super::fdio::grow_pipe(&server_in);
-    super::fdio::grow_pipe(&server_out);
-    // Whatever way this function is left (an error, a panic unwinding through it), what the
-    // server started goes with it; the normal path ends the group gently first.
-    let mut group = GroupGuard(child.id().map(|pid| Pid::from_raw(pid as i32)));
-
     let span = tracing::info_span!("session", mcp.session.id = %session.session_id);
-    tracing::info!(parent: &span, pid = child.id(), command = %command.join(" "), user = %session.user_id, "mcp server started");
+    type In = Box<dyn AsyncWrite + Send + Unpin>;
+    type Out = Box<dyn AsyncRead + Send + Unpin>;
+    let (server_in, server_out, running): (In, Out, Running) = match server {
+        Server::Command { command, cwd } => {
+            let (child, server_in, server_out) = spawn(config, command, cwd)?;
+            tracing::info!(parent: &span, pid = child.id(), command = %command.join(" "), user = %session.user_id, "mcp server started");
+            // Whatever way this function is left (an error, a panic unwinding through it),
+            // what the server started goes with it; the normal path ends the group gently first.
+            let group = GroupGuard(child.id().map(|pid| Pid::from_raw(pid as i32)));
+            (
+                Box::new(server_in),
+                Box::new(server_out),
+                Running::Child { child, group },
+            )
+        }
+        Server::Remote(remote) => {
+            tracing::info!(parent: &span, upstream = ?remote, user = %session.user_id, "remote mcp server session opened");
+            let (link, server_in, server_out) = RemoteServer::start(remote);
+            (
+                Box::new(server_in),
+                Box::new(server_out),
+                Running::Remote(link),
+            )
+        }
+    };
     let pins = crate::policy::pins::Pins::new(&config.audit.store_dir, &session.upstream);
     let pipeline = Arc::new(Pipeline::new(
         session,
@@ -345,17 +361,30 @@ pub(crate) async fn run_session(
     drop((to_server, to_client));
 
     let grace = config.limits.shutdown_grace;
-    let (status, sent) = supervise(&mut child, &stop.token, grace)
-        .await
-        .map_err(StdioError::Wait)?;
-    let described = describe(status);
-    tracing::info!(parent: &span, status = %described, "mcp server exited");
-    // The server is gone, not necessarily what it started (`sh -c 'helper & exec server'`):
-    // its group ends now, also when the server exited on its own.
-    if let Some(pgid) = group.0 {
-        end_group(pgid, grace, sent).instrument(span.clone()).await;
-        group.disarm();
-    }
+    let (code, described) = match running {
+        Running::Child {
+            mut child,
+            mut group,
+        } => {
+            let (status, sent) = supervise(&mut child, &stop.token, grace)
+                .await
+                .map_err(StdioError::Wait)?;
+            let described = describe(status);
+            tracing::info!(parent: &span, status = %described, "mcp server exited");
+            // The server is gone, not necessarily what it started (`sh -c 'helper & exec
+            // server'`): its group ends now, also when the server exited on its own.
+            if let Some(pgid) = group.0 {
+                end_group(pgid, grace, sent).instrument(span.clone()).await;
+                group.disarm();
+            }
+            (exit_code(status), described)
+        }
+        Running::Remote(link) => {
+            let (code, described) = link.finish(&stop.token, grace).await;
+            tracing::info!(parent: &span, status = %described, "remote mcp server session over");
+            (code, described)
+        }
+    };
 
     // Responses the server wrote before exiting still reach the client, with their events.
     if tokio::time::timeout(DRAIN_AFTER_EXIT, server_reader)
@@ -381,7 +410,56 @@ pub(crate) async fn run_session(
     {
         tracing::warn!(parent: &span, "client is not reading; queued replies dropped at exit");
     }
-    Ok(exit_code(status))
+    Ok(code)
+}
+
+/// The server as it runs.
+enum Running {
+    Child { child: Child, group: GroupGuard },
+    Remote(RemoteServer),
+}
+
+/// Starts the server program in its own process group, its stdin and stdout piped.
+fn spawn(
+    config: &Config,
+    command: &[String],
+    cwd: Option<&std::path::Path>,
+) -> Result<
+    (
+        Child,
+        tokio::process::ChildStdin,
+        tokio::process::ChildStdout,
+    ),
+    StdioError,
+> {
+    let (program, args) = command.split_first().ok_or_else(|| StdioError::NoCommand {
+        config: config.source.clone(),
+    })?;
+    let mut builder = Command::new(program);
+    if let Some(cwd) = cwd {
+        builder.current_dir(cwd);
+    }
+    // Its own process group: wrappers (npx, uvx, sh -c) start the real server as a child, and
+    // the shutdown signals must reach it too.
+    let mut child = builder
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| StdioError::Spawn {
+            command: command.join(" "),
+            config: config.source.clone(),
+            source,
+        })?;
+    let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(StdioError::Wait(io::Error::other("child pipes missing")));
+    };
+    super::fdio::grow_pipe(&server_in);
+    super::fdio::grow_pipe(&server_out);
+    Ok((child, server_in, server_out))
 }
 
 /// The senders a reader routes into.

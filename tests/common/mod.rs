@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub mod gateway;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;

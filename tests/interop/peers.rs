@@ -184,10 +184,22 @@ impl Gateway {
     /// Serves each `(name, command)` at `/mcp/<name>`; `gateway` is added to `[gateway]`
     /// (credentials: the interop API key unless it says `allow_anonymous`).
     pub fn start(upstreams: &[(&str, &[String])], gateway: &str) -> Gateway {
+        Gateway::start_mixed(upstreams, &[], gateway)
+    }
+
+    /// [`Gateway::start`] with remote upstreams too: each `(name, url)` at `/mcp/<name>`.
+    pub fn start_mixed(
+        upstreams: &[(&str, &[String])],
+        remotes: &[(&str, &str)],
+        gateway: &str,
+    ) -> Gateway {
         use sha2::{Digest, Sha256};
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("proxy.toml");
         let mut text = String::new();
+        for (name, url) in remotes {
+            text += &format!("[[upstream]]\nname = \"{name}\"\nurl = \"{url}\"\n\n");
+        }
         for (name, command) in upstreams {
             let command: Vec<String> = command
                 .iter()

@@ -17,6 +17,7 @@
 mod auth;
 mod body;
 mod headers;
+pub(crate) use headers::name_member;
 mod metrics;
 mod request;
 mod session;
@@ -42,7 +43,8 @@ use self::auth::Principal;
 use self::body::{EventStream, OnDrop, ResponseBody, full};
 use self::session::Session;
 use super::pipeline::{Pipeline, Route, SessionInfo};
-use super::stdio::{ClientDoor, SessionSetup, run_session};
+use super::remote::Remote;
+use super::stdio::{ClientDoor, Server, SessionSetup, run_session};
 use crate::audit::event::{
     AuditEvent, EventIds, EventType, HttpContext, Metadata, Outcome, RiskLevel,
 };
@@ -105,6 +107,9 @@ pub enum GatewayError {
         /// What to do.
         hint: String,
     },
+    /// A remote upstream cannot be used.
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 /// The gateway's shared state.
@@ -114,6 +119,8 @@ struct Gateway {
     policy: PolicyCell,
     ids: EventIds,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// The `url` upstreams' clients, by upstream name.
+    remotes: HashMap<String, Arc<Remote>>,
     /// POST requests being served (their response streams included), for the drain at
     /// shutdown.
     in_flight: Arc<AtomicUsize>,
@@ -144,11 +151,23 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
             hint: "add a [[gateway.api_key]] table (user_id and the key's sha256), a [gateway.jwt] table or [[gateway.client_cert]] tables, or set gateway.allow_anonymous = true to serve without authentication".into(),
         });
     }
-    if let Some(u) = config.upstreams.iter().find(|u| u.command.is_empty()) {
+    if let Some(u) = config
+        .upstreams
+        .iter()
+        .find(|u| u.command.is_empty() && u.remote.is_none())
+    {
         return Err(GatewayError::Unsafe {
-            what: format!("upstream {:?} has no command", u.name),
-            hint: "give each [[upstream]] a command = [\"program\", \"args\"...]".into(),
+            what: format!("upstream {:?} has neither a command nor a url", u.name),
+            hint: "give each [[upstream]] a command = [\"program\", \"args\"...] or the url of a remote MCP server".into(),
         });
+    }
+    // Remote upstreams' credentials and certificates are read now: a missing one stops the
+    // start, not a client's first request.
+    let mut remotes = HashMap::new();
+    for u in &config.upstreams {
+        if let Some(r) = &u.remote {
+            remotes.insert(u.name.clone(), Remote::new(&u.name, r, &config.limits)?);
+        }
     }
     let tls = match &g.tls {
         Some(files) => Some(tls_acceptor(&config, files)?),
@@ -171,6 +190,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         audit,
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
+        remotes,
         in_flight: Arc::new(AtomicUsize::new(0)),
         stopping: CancellationToken::new(),
         session_tasks: Mutex::new(Vec::new()),

@@ -104,16 +104,24 @@ fn is_response(line: &[u8]) -> bool {
     )
 }
 
-/// The HTTP status of a 2026-07-28 answer sent as JSON (SEP-2575): 404 for "method not
-/// found", 400 for the request's own faults, 200 otherwise (a tool's failure, a policy
-/// block, a timeout are answers, not HTTP faults).
-fn status_of_answer(line: &[u8]) -> StatusCode {
+/// The HTTP status of an answer sent alone as JSON: 502 when a remote upstream could not
+/// take or answer the request (either era); for a 2026-07-28 client (`modern`, SEP-2575) 404
+/// for "method not found" and 400 for the request's own faults; 200 otherwise (a tool's
+/// failure, a policy block, a timeout are answers, not HTTP faults).
+fn status_of_answer(line: &[u8], modern: bool) -> StatusCode {
+    // A 2025 answer is 200 unless it is the remote's failure: no parse for the common case.
+    if !modern && memchr::memmem::find(line, b"-32011").is_none() {
+        return StatusCode::OK;
+    }
     let code = serde_json::from_slice::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("error")?.get("code")?.as_i64());
     match code {
-        Some(-32601) => StatusCode::NOT_FOUND,
-        Some(-32700 | -32600 | -32602 | -32020 | -32021 | -32022) => StatusCode::BAD_REQUEST,
+        Some(crate::proxy::remote::UPSTREAM_UNAVAILABLE) => StatusCode::BAD_GATEWAY,
+        Some(-32601) if modern => StatusCode::NOT_FOUND,
+        Some(-32700 | -32600 | -32602 | -32020 | -32021 | -32022) if modern => {
+            StatusCode::BAD_REQUEST
+        }
         _ => StatusCode::OK,
     }
 }
@@ -534,15 +542,21 @@ impl McpRequest<'_> {
             // unknown method, 400 for bad params...), which an SSE stream, its 200 already
             // sent, cannot carry. So a single request's stream starts only once its first
             // message is not the answer; an answer that comes first goes out as JSON.
+            // A remote upstream that cannot be reached fails the request at once, in either
+            // era: that answer goes out as JSON with 502, like any gateway's.
             let mut first = None;
-            if modern && seen.ids.len() == 1 {
+            let remote = self.gateway.remotes.contains_key(&self.upstream.name);
+            if (modern || remote) && seen.ids.len() == 1 {
                 // Errors of the request itself come at once; a call that runs longer gets
                 // its stream (and a closed stream cancels it) after a short wait.
                 match tokio::time::timeout(ANSWER_PEEK, rx.recv()).await {
-                    Ok(Some((_, line))) if is_response(&line) => {
-                        let status = status_of_answer(&line);
-                        drop(done);
-                        return json(status, line);
+                    Ok(Some((seq, line))) if is_response(&line) => {
+                        let status = status_of_answer(&line, modern);
+                        if modern || status != StatusCode::OK {
+                            drop(done);
+                            return json(status, line);
+                        }
+                        first = Some((seq, line));
                     }
                     Ok(other) => first = other,
                     Err(_) => {}
@@ -564,7 +578,7 @@ impl McpRequest<'_> {
         }
         drop(done);
         let status = match lines.as_slice() {
-            [one] if modern => status_of_answer(crate::jsonrpc::frame::trim_line_end(one)),
+            [one] => status_of_answer(crate::jsonrpc::frame::trim_line_end(one), modern),
             _ => StatusCode::OK,
         };
         json(status, join(lines))
@@ -631,6 +645,7 @@ impl McpRequest<'_> {
         let ended = CancellationToken::new();
         let config = self.gateway.config.clone();
         let upstream = self.upstream.clone();
+        let remote = self.gateway.remotes.get(&upstream.name).cloned();
         let audit = self.gateway.audit.clone();
         let policy = self.gateway.policy.clone();
         let gateway = Arc::downgrade(self.gateway);
@@ -645,8 +660,13 @@ impl McpRequest<'_> {
         tokio::spawn(async move {
             let setup = SessionSetup {
                 config: &config,
-                command: &upstream.command,
-                cwd: upstream.cwd.as_deref(),
+                server: match &remote {
+                    Some(remote) => Server::Remote(remote.clone()),
+                    None => Server::Command {
+                        command: &upstream.command,
+                        cwd: upstream.cwd.as_deref(),
+                    },
+                },
                 session: info,
                 audit,
                 policy,

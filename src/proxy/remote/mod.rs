@@ -1,0 +1,977 @@
+//! A remote upstream: an MCP server reached over Streamable HTTP (MCP 2025-03-26 and later,
+//! "Transports"), behind either front door.
+//!
+//! The session core speaks newline-delimited JSON-RPC to its server, as to a child's stdio.
+//! A [`RemoteServer`] stands where the child would: it reads the lines the core forwards,
+//! POSTs each one to the upstream's URL, and turns what comes back (a JSON body, an SSE stream,
+//! the session's GET stream) into lines for the core again. So the pipeline (classification,
+//! policy, events, correlation) is the same for local and remote servers, and what reaches
+//! the remote is exactly what would have reached a child.
+//!
+//! The HTTP client side of the transport, per upstream session:
+//! - `initialize` is sent alone: its answer's `Mcp-Session-Id` goes on every later request;
+//!   its `protocolVersion` becomes the `MCP-Protocol-Version` header (2025-06-18 and later).
+//!   After `notifications/initialized` is accepted, a GET stream carries the server's own
+//!   requests and notifications (reconnected with `Last-Event-ID`; a 405 means the server
+//!   offers none).
+//! - 2026-07-28 requests carry their version in `_meta`: it goes in `MCP-Protocol-Version`,
+//!   and `Mcp-Method`/`Mcp-Name` mirror the body (SEP-2243), as the remote may route on them.
+//! - Other messages are POSTed concurrently (a slow call holds up nothing else); an answer
+//!   streamed as SSE is resumed with `Last-Event-ID` if the stream drops before the answer.
+//! - When the core closes its side (the client's session is over), calls still running may
+//!   finish, then the session is ended with DELETE.
+//!
+//! Failures become answers, never silence: a request that cannot be delivered or answered
+//! (unreachable host, TLS failure, HTTP error without a JSON-RPC body, a stream that ends
+//! before the answer, an answer past `limits.max_message_bytes`) is answered with error
+//! [`UPSTREAM_UNAVAILABLE`] naming the upstream, so the call is recorded as a `tool_failure`
+//! with the reason; a 404 for the session ends the link (the client sees its session end and
+//! may start a new one).
+//!
+//! Credentials are the upstream's own (config or environment); nothing of the client's
+//! request but the JSON-RPC message itself is sent on.
+
+pub(crate) mod sse;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::rustls;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{MissingHeader, RemoteConfig};
+use crate::jsonrpc::LineFramer;
+use crate::jsonrpc::frame::trim_line_end;
+use crate::jsonrpc::message::{self, Message, Parsed, RequestId};
+
+/// The JSON-RPC error code of a request the remote upstream could not take or answer (the
+/// gateway answers it with HTTP 502).
+pub const UPSTREAM_UNAVAILABLE: i64 = -32011;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a notification or a response POST may wait for its `202 Accepted`.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the session's DELETE may take at the end.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts to resume a POST's SSE stream that ended before its answer.
+const RESUMES: usize = 3;
+/// Consecutive failures after which the GET stream is given up.
+const LISTEN_FAILURES: u32 = 5;
+/// Bytes of an unexpected HTTP body quoted in an error.
+const SNIPPET: usize = 200;
+/// Bytes buffered between the session core and the link, each way.
+const PIPE: usize = 256 * 1024;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Why a remote upstream cannot be used; said at start.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// A header's value is missing from the environment.
+    #[error("upstream {name:?}: {source}")]
+    Header {
+        /// The upstream.
+        name: String,
+        /// Which header and variable.
+        source: MissingHeader,
+    },
+    /// `ca_file` cannot be read or holds no certificate.
+    #[error("upstream {name:?}: ca_file {}: {why}\n  hint: give a PEM file with the certificate(s) of the CA that signed the server's certificate", path.display())]
+    CaFile {
+        /// The upstream.
+        name: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// No system root certificates to verify an `https://` upstream.
+    #[error(
+        "upstream {name:?}: no trusted root certificates on this system: {why}\n  hint: install the system's CA bundle (Debian: apt-get install ca-certificates) or set ca_file"
+    )]
+    NoRoots {
+        /// The upstream.
+        name: String,
+        /// What the loader said.
+        why: String,
+    },
+}
+
+/// A remote upstream, ready to open sessions: its URL, headers and pooled HTTP client.
+pub(crate) struct Remote {
+    name: String,
+    url: Uri,
+    headers: HeaderMap,
+    client: HttpClient,
+    max: usize,
+    /// How long a request's answer may take to start (its response headers); `None`: forever.
+    answer_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Remote {
+    /// Reads the upstream's credentials and certificates and builds its client.
+    pub(crate) fn new(
+        name: &str,
+        config: &RemoteConfig,
+        limits: &crate::config::Limits,
+    ) -> Result<Arc<Remote>, RemoteError> {
+        let headers = config
+            .resolve_headers()
+            .map_err(|source| RemoteError::Header {
+                name: name.to_string(),
+                source,
+            })?;
+        let tls = tls_config(name, config)?;
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(Arc::new(Remote {
+            name: name.to_string(),
+            url: config.url.clone(),
+            headers,
+            client,
+            max: limits.max_message_bytes,
+            answer_timeout: limits.call_timeout,
+        }))
+    }
+
+    /// `upstream "name" (url)`, for error texts.
+    fn label(&self) -> String {
+        format!("upstream {:?} ({})", self.name, self.url)
+    }
+}
+
+/// rustls with the ring provider (the one the gateway's server side uses), TLS 1.2 and 1.3,
+/// trusting `ca_file` if set, else the system's roots (an `http://` upstream needs none).
+fn tls_config(name: &str, config: &RemoteConfig) -> Result<rustls::ClientConfig, RemoteError> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions");
+    let with_roots =
+        match &config.ca_file {
+            Some(path) => {
+                let bad = |why: String| RemoteError::CaFile {
+                    name: name.to_string(),
+                    path: path.clone(),
+                    why,
+                };
+                let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+                let mut roots = rustls::RootCertStore::empty();
+                use rustls_pki_types::pem::PemObject;
+                for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| bad(format!("not PEM: {e}")))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| bad(format!("not a usable certificate: {e}")))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad("holds no CERTIFICATE block".into()));
+                }
+                builder.with_root_certificates(roots)
+            }
+            None if config.url.scheme_str() == Some("https") => builder
+                .with_native_roots()
+                .map_err(|e| RemoteError::NoRoots {
+                    name: name.to_string(),
+                    why: e.to_string(),
+                })?,
+            None => builder.with_root_certificates(rustls::RootCertStore::empty()),
+        };
+    Ok(with_roots.with_no_client_auth())
+}
+
+/// The remote server of one session, standing where a child process would.
+pub(crate) struct RemoteServer {
+    task: JoinHandle<()>,
+    link: Arc<Link>,
+}
+
+impl RemoteServer {
+    /// Opens a session's link; returns it with the pipe the core writes the server's input
+    /// to and the pipe it reads the server's output from.
+    pub(crate) fn start(remote: Arc<Remote>) -> (RemoteServer, DuplexStream, DuplexStream) {
+        let (server_in, pump_in) = tokio::io::duplex(PIPE);
+        let (mut pump_out, server_out) = tokio::io::duplex(PIPE);
+        let (out, mut rx) = mpsc::channel::<Bytes>(256);
+        tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                if pump_out.write_all(&line).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping the pipe is the server's EOF for the core.
+        });
+        let link = Arc::new(Link {
+            remote,
+            state: Mutex::new(LinkState::default()),
+            end: CancellationToken::new(),
+            why: OnceLock::new(),
+            listener: Mutex::new(None),
+        });
+        let task = tokio::spawn(pump(link.clone(), pump_in, out));
+        (RemoteServer { task, link }, server_in, server_out)
+    }
+
+    /// Waits until the link ends by itself, or, once `stop` is cancelled, up to `grace` for
+    /// the calls in flight (the core has closed the link's input by then), then cuts it.
+    /// Returns the exit code to leave with and what happened, worded after "the server".
+    pub(crate) async fn finish(
+        mut self,
+        stop: &CancellationToken,
+        grace: Duration,
+    ) -> (i32, String) {
+        tokio::select! {
+            _ = &mut self.task => {}
+            _ = stop.cancelled() => {
+                if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+                    tracing::warn!(upstream = %self.link.remote.name, "remote calls still running after the grace period; cutting them");
+                    self.link.end.cancel();
+                    if tokio::time::timeout(DELETE_TIMEOUT, &mut self.task).await.is_err() {
+                        self.task.abort();
+                    }
+                }
+            }
+        }
+        match self.link.why.get() {
+            Some(why) => (
+                1,
+                format!("({}) ended the session: {why}", self.link.remote.label()),
+            ),
+            None => (
+                0,
+                format!("({}) closed the session", self.link.remote.label()),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    /// `Mcp-Session-Id` the upstream gave at `initialize`.
+    session: Option<HeaderValue>,
+    /// The protocol version `initialize` settled on.
+    version: Option<String>,
+}
+
+/// One session's connection state, shared by the tasks of its requests.
+struct Link {
+    remote: Arc<Remote>,
+    state: Mutex<LinkState>,
+    /// Cancelled when the link must stop at once (the upstream ended the session, or the
+    /// grace period is over).
+    end: CancellationToken,
+    /// Why the upstream ended the session, if it did.
+    why: OnceLock<String>,
+    /// The GET stream's task.
+    listener: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the link needs to know of a message it sends.
+struct Head {
+    method: Option<String>,
+    /// Set for a request: the answer must come back, or an error in its place.
+    id: Option<RequestId>,
+    /// `Mcp-Name`'s value (2026-07-28).
+    name: Option<String>,
+    /// The version in `_meta` (2026-07-28 requests carry it on each).
+    meta_version: Option<String>,
+}
+
+impl Head {
+    fn of(line: &[u8]) -> Head {
+        let mut head = Head {
+            method: None,
+            id: None,
+            name: None,
+            meta_version: None,
+        };
+        let (method, params) = match message::parse(line) {
+            Ok(Parsed::Single(Message::Request { id, method, params })) => {
+                head.id = Some(id);
+                (method, params)
+            }
+            Ok(Parsed::Single(Message::Notification { method, params })) => (method, params),
+            _ => return head,
+        };
+        #[derive(serde::Deserialize)]
+        struct Params {
+            #[serde(rename = "_meta")]
+            meta: Option<serde_json::Map<String, serde_json::Value>>,
+            name: Option<serde_json::Value>,
+            uri: Option<serde_json::Value>,
+            #[serde(rename = "taskId")]
+            task_id: Option<serde_json::Value>,
+        }
+        if let Some(p) = params.and_then(|p| serde_json::from_str::<Params>(p.get()).ok()) {
+            head.meta_version = p
+                .meta
+                .as_ref()
+                .and_then(|m| m.get(crate::mcp::META_PROTOCOL_VERSION))
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let member = match crate::proxy::http::name_member(&method) {
+                Some("name") => p.name,
+                Some("uri") => p.uri,
+                Some("taskId") => p.task_id,
+                _ => None,
+            };
+            head.name = member.and_then(|v| v.as_str().map(str::to_string));
+        }
+        head.method = Some(method.into_owned());
+        head
+    }
+
+    fn is(&self, method: &str) -> bool {
+        self.method.as_deref() == Some(method)
+    }
+}
+
+/// Reads the core's lines and sends each; at the core's EOF lets the calls finish, then
+/// ends the session.
+async fn pump(link: Arc<Link>, mut input: DuplexStream, out: mpsc::Sender<Bytes>) {
+    let mut framer = LineFramer::new(link.remote.max.saturating_add(2));
+    let mut calls = JoinSet::new();
+    'read: loop {
+        loop {
+            match framer.next_frame() {
+                Ok(Some(line)) => link.send(line, &out, &mut calls).await,
+                Ok(None) => break,
+                // The core forwards only lines it framed under the same cap.
+                Err(e) => tracing::warn!(error = %e, "a line for the remote upstream was dropped"),
+            }
+        }
+        while calls.try_join_next().is_some() {}
+        tokio::select! {
+            read = input.read_buf(framer.read_buf()) => match read {
+                Ok(0) | Err(_) => {
+                    if let Ok(Some(line)) = framer.finish() {
+                        link.send(line, &out, &mut calls).await;
+                    }
+                    break 'read;
+                }
+                Ok(_) => {}
+            },
+            _ = link.end.cancelled() => break 'read,
+        }
+    }
+    tokio::select! {
+        _ = async { while calls.join_next().await.is_some() {} } => {}
+        _ = link.end.cancelled() => calls.abort_all(),
+    }
+    if let Some(listener) = link
+        .listener
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        listener.abort();
+    }
+    if link.why.get().is_none() {
+        link.delete().await;
+    }
+}
+
+impl Link {
+    /// Sends one line: `initialize` alone (its answer sets the session), the rest concurrently.
+    async fn send(
+        self: &Arc<Self>,
+        line: Bytes,
+        out: &mpsc::Sender<Bytes>,
+        calls: &mut JoinSet<()>,
+    ) {
+        let head = Head::of(&line);
+        if head.is("initialize") && head.id.is_some() {
+            self.exchange(line, head, out.clone()).await;
+        } else {
+            let link = self.clone();
+            let out = out.clone();
+            calls.spawn(async move { link.exchange(line, head, out).await });
+        }
+    }
+
+    /// The headers every request of this session carries.
+    fn request(&self, method: Method, version: Option<&str>) -> http::request::Builder {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(self.remote.url.clone());
+        let headers = req.headers_mut().expect("a fresh builder has headers");
+        headers.extend(self.remote.headers.clone());
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(session) = &state.session {
+            headers.insert("mcp-session-id", session.clone());
+        }
+        if let Some(v) = version
+            .or(state.version.as_deref())
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert("mcp-protocol-version", v);
+        }
+        req
+    }
+
+    /// POSTs one message and routes what comes back.
+    async fn exchange(self: &Arc<Self>, line: Bytes, head: Head, out: mpsc::Sender<Bytes>) {
+        let body = line.slice(..trim_line_end(&line).len());
+        let mut req = self
+            .request(Method::POST, head.meta_version.as_deref())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream");
+        if head.meta_version.is_some()
+            && let Some(method) = &head.method
+        {
+            req = req.header("mcp-method", header_text(method));
+            if let Some(name) = &head.name {
+                req = req.header("mcp-name", header_text(name));
+            }
+        }
+        let had_session = self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .session
+            .is_some();
+        let req = match req.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .fail(&head, &format!("cannot build the request: {e}"), &out)
+                    .await;
+            }
+        };
+        let wait = if head.id.is_some() {
+            self.remote.answer_timeout
+        } else {
+            Some(ACCEPT_TIMEOUT)
+        };
+        let resp = match self.call(req, wait).await {
+            Ok(r) => r,
+            Err(why) => return self.fail(&head, &why, &out).await,
+        };
+        if let Some(session) = resp.headers().get("mcp-session-id") {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.session.is_none() {
+                state.session = Some(session.clone());
+            }
+        }
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND && had_session {
+            self.ended("it answered 404 for the session (expired or ended)");
+            return self
+                .fail(&head, "the upstream ended the session (HTTP 404)", &out)
+                .await;
+        }
+        let kind = content_type(resp.headers());
+        if status.is_success() && kind.as_deref() == Some("text/event-stream") {
+            let answered = self.stream(resp.into_body(), &head, &out).await;
+            return match answered {
+                Streamed::Answered | Streamed::NoAnswerDue => {}
+                Streamed::Ended(last_id) => self.resume(&head, last_id, &out).await,
+                Streamed::Failed(why) => self.fail(&head, &why, &out).await,
+            };
+        }
+        if status == StatusCode::ACCEPTED || (status.is_success() && kind.is_none()) {
+            if head.id.is_some() {
+                return self
+                    .fail(
+                        &head,
+                        &format!("it answered a request with HTTP {status} and no answer"),
+                        &out,
+                    )
+                    .await;
+            }
+            if head.is("notifications/initialized") {
+                self.listen(out);
+            }
+            return;
+        }
+        let body = match Limited::new(resp.into_body(), self.remote.max)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return self
+                    .fail(&head, &format!("its answer could not be read: {e}"), &out)
+                    .await;
+            }
+        };
+        if kind.as_deref() == Some("application/json") && looks_like_jsonrpc(&body) {
+            // Success, or an error the remote answers with its own status (SEP-2575): the
+            // JSON-RPC body says it for the client either way.
+            let line = one_line(&body);
+            if head.is("initialize") {
+                self.settle_version(&line, &head);
+            }
+            let _ = out.send(line).await;
+            return;
+        }
+        let snippet = String::from_utf8_lossy(&body[..body.len().min(SNIPPET)]).into_owned();
+        let why = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
+                "it refused the proxy's credentials (HTTP {status}); check the upstream's headers_from_env or bearer_token_env"
+            ),
+            _ => format!(
+                "it answered HTTP {status} ({}) without a JSON-RPC message: {snippet:?}",
+                kind.as_deref().unwrap_or("no content type")
+            ),
+        };
+        self.fail(&head, &why, &out).await;
+    }
+
+    /// Sends a request, waiting at most `wait` for the response to start.
+    async fn call(
+        &self,
+        req: Request<Full<Bytes>>,
+        wait: Option<Duration>,
+    ) -> Result<Response<Incoming>, String> {
+        let sent = self.remote.client.request(req);
+        let result = tokio::select! {
+            r = async {
+                match wait {
+                    Some(w) => tokio::time::timeout(w, sent).await.map_err(|_| format!("no answer within {} ms", w.as_millis())),
+                    None => Ok(sent.await),
+                }
+            } => r,
+            _ = self.end.cancelled() => Err("the session was ended".to_string()),
+        };
+        match result? {
+            Ok(r) => Ok(r),
+            Err(e) => Err(format!("unreachable: {}", error_chain(&e))),
+        }
+    }
+
+    /// Forwards a stream's messages until it ends; says whether the answer to `head` came.
+    async fn stream(&self, mut body: Incoming, head: &Head, out: &mpsc::Sender<Bytes>) -> Streamed {
+        let mut parser = sse::Parser::new(self.remote.max);
+        let mut events = Vec::new();
+        let mut answered = head.id.is_none();
+        loop {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                _ = self.end.cancelled() => return Streamed::Failed("the session was ended".into()),
+            };
+            let data = match frame {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::info!(upstream = %self.remote.name, error = %error_chain(&e), "SSE stream of the upstream broke");
+                    break;
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+            };
+            if let Err(e) = parser.push(&data, &mut events) {
+                return Streamed::Failed(e.to_string());
+            }
+            for event in events.drain(..) {
+                if event.kind != "message" || event.data.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let line = one_line(&event.data);
+                if let Some(id) = &head.id
+                    && answers(&line, id)
+                {
+                    answered = true;
+                    if head.is("initialize") {
+                        self.settle_version(&line, head);
+                    }
+                }
+                if out.send(line).await.is_err() {
+                    return Streamed::Answered;
+                }
+            }
+            if answered && head.id.is_some() {
+                // The answer ends a request's stream (the spec lets the server close it then);
+                // reading on would only hold the connection.
+                return Streamed::Answered;
+            }
+        }
+        match (answered, head.id.is_some()) {
+            (true, true) => Streamed::Answered,
+            (_, false) => Streamed::NoAnswerDue,
+            (false, true) => Streamed::Ended(parser.last_id),
+        }
+    }
+
+    /// A request's stream ended before its answer: reconnects with `Last-Event-ID` (MCP
+    /// 2025-06-18, "Resumability and Redelivery"), or fails the request.
+    async fn resume(&self, head: &Head, mut last_id: Option<String>, out: &mpsc::Sender<Bytes>) {
+        for _ in 0..RESUMES {
+            let Some(id) = last_id.clone() else { break };
+            let Ok(value) = HeaderValue::from_str(&id) else {
+                break;
+            };
+            let req = self
+                .request(Method::GET, head.meta_version.as_deref())
+                .header(ACCEPT, "text/event-stream")
+                .header("last-event-id", value)
+                .body(Full::new(Bytes::new()));
+            let Ok(req) = req else { break };
+            let resp = match self.call(req, self.remote.answer_timeout).await {
+                Ok(r) => r,
+                Err(why) => return self.fail(head, &why, out).await,
+            };
+            if !resp.status().is_success()
+                || content_type(resp.headers()).as_deref() != Some("text/event-stream")
+            {
+                break;
+            }
+            match self.stream(resp.into_body(), head, out).await {
+                Streamed::Answered | Streamed::NoAnswerDue => return,
+                Streamed::Failed(why) => return self.fail(head, &why, out).await,
+                Streamed::Ended(next) => last_id = next.or(last_id),
+            }
+        }
+        self.fail(head, "its SSE stream ended before the answer", out)
+            .await;
+    }
+
+    /// Opens the session's GET stream for the server's own requests and notifications.
+    fn listen(self: &Arc<Self>, out: mpsc::Sender<Bytes>) {
+        let link = self.clone();
+        let mut slot = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        *slot = Some(tokio::spawn(async move {
+            let mut last_id: Option<String> = None;
+            let mut failures = 0u32;
+            let mut parser_retry = None;
+            while !link.end.is_cancelled() && failures < LISTEN_FAILURES {
+                let mut req = link
+                    .request(Method::GET, None)
+                    .header(ACCEPT, "text/event-stream");
+                if let Some(id) = last_id
+                    .as_deref()
+                    .and_then(|i| HeaderValue::from_str(i).ok())
+                {
+                    req = req.header("last-event-id", id);
+                }
+                let Ok(req) = req.body(Full::new(Bytes::new())) else {
+                    return;
+                };
+                match link.call(req, Some(ACCEPT_TIMEOUT)).await {
+                    Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+                    Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
+                        link.ended("it answered 404 for the session's stream (expired or ended)");
+                        return;
+                    }
+                    Ok(resp)
+                        if resp.status().is_success()
+                            && content_type(resp.headers()).as_deref()
+                                == Some("text/event-stream") =>
+                    {
+                        let mut parser = sse::Parser::new(link.remote.max);
+                        parser.last_id = last_id.clone();
+                        let (got, retry) = link.relay(resp.into_body(), &mut parser, &out).await;
+                        last_id = parser.last_id;
+                        parser_retry = retry.or(parser_retry);
+                        failures = if got { 0 } else { failures + 1 };
+                    }
+                    Ok(resp) => {
+                        tracing::warn!(upstream = %link.remote.name, status = %resp.status(), "the upstream's GET stream was refused");
+                        failures += 1;
+                    }
+                    Err(why) => {
+                        tracing::warn!(upstream = %link.remote.name, error = %why, "the upstream's GET stream failed");
+                        failures += 1;
+                    }
+                }
+                let pause = parser_retry.unwrap_or(1000).max(100) * u64::from(failures.max(1));
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+                    _ = link.end.cancelled() => return,
+                }
+            }
+            if failures >= LISTEN_FAILURES {
+                tracing::warn!(upstream = %link.remote.name, "gave up the upstream's GET stream; server requests now come only on POST streams");
+            }
+        }));
+    }
+
+    /// Relays a GET stream until it ends; returns whether any message came, and `retry:`.
+    async fn relay(
+        &self,
+        mut body: Incoming,
+        parser: &mut sse::Parser,
+        out: &mpsc::Sender<Bytes>,
+    ) -> (bool, Option<u64>) {
+        let mut events = Vec::new();
+        let mut got = false;
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if let Err(e) = parser.push(&data, &mut events) {
+                tracing::warn!(upstream = %self.remote.name, error = %e, "the upstream's GET stream sent an oversized event; reconnecting");
+                break;
+            }
+            for event in events.drain(..) {
+                got = true;
+                if event.kind == "message" && !event.data.iter().all(u8::is_ascii_whitespace) {
+                    let _ = out.send(one_line(&event.data)).await;
+                }
+            }
+        }
+        (got, parser.retry_ms)
+    }
+
+    /// Records the version `initialize` settled on.
+    fn settle_version(&self, line: &[u8], head: &Head) {
+        if head.id.is_none() {
+            return;
+        }
+        let version = serde_json::from_slice::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v.get("result")?
+                    .get("protocolVersion")?
+                    .as_str()
+                    .map(str::to_string)
+            });
+        if let Some(v) = version {
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).version = Some(v);
+        }
+    }
+
+    /// The upstream ended the session: everything stops, and calls in flight fail.
+    fn ended(&self, why: &str) {
+        let _ = self.why.set(why.to_string());
+        tracing::warn!(upstream = %self.remote.name, reason = why, "the remote upstream ended the session");
+        self.end.cancel();
+    }
+
+    /// Answers a request that got no answer with [`UPSTREAM_UNAVAILABLE`]; a lost
+    /// notification or response is logged (it has nobody to answer).
+    async fn fail(&self, head: &Head, why: &str, out: &mpsc::Sender<Bytes>) {
+        let what = format!("{}: {why}", self.remote.label());
+        match &head.id {
+            Some(id) => {
+                let data = serde_json::json!({ "upstream": self.remote.name });
+                let _ = out
+                    .send(message::error_response(
+                        Some(id),
+                        UPSTREAM_UNAVAILABLE,
+                        &what,
+                        Some(data),
+                    ))
+                    .await;
+            }
+            None => tracing::warn!(
+                method = head.method.as_deref().unwrap_or("(a response)"),
+                reason = %what,
+                "a message for the remote upstream was not delivered"
+            ),
+        }
+    }
+
+    /// Ends the upstream session (MCP: "Session Management"); a 405 means the server keeps it.
+    async fn delete(&self) {
+        if self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .session
+            .is_none()
+        {
+            return;
+        }
+        let Ok(req) = self
+            .request(Method::DELETE, None)
+            .body(Full::new(Bytes::new()))
+        else {
+            return;
+        };
+        match self.call(req, Some(DELETE_TIMEOUT)).await {
+            Ok(resp) => {
+                tracing::debug!(upstream = %self.remote.name, status = %resp.status(), "upstream session deleted")
+            }
+            Err(why) => {
+                tracing::info!(upstream = %self.remote.name, error = %why, "the upstream session could not be deleted")
+            }
+        }
+    }
+}
+
+/// How a request's SSE stream ended.
+enum Streamed {
+    Answered,
+    /// A notification's or response's stream (it owes no answer).
+    NoAnswerDue,
+    /// Ended before the answer; the last event id to resume from.
+    Ended(Option<String>),
+    Failed(String),
+}
+
+/// The essence of a `Content-Type`, lowercased (`application/json; charset=utf-8` ->
+/// `application/json`).
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    (!essence.is_empty()).then_some(essence)
+}
+
+/// Whether a body is a JSON-RPC message or batch (so that it is the client's to read).
+fn looks_like_jsonrpc(body: &[u8]) -> bool {
+    message::parse(trim(body)).is_ok()
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+/// A message as one line for the core: HTTP bodies and SSE data may hold line breaks, which
+/// valid JSON has only as whitespace between tokens (never inside a string), so they become
+/// spaces; the message means the same.
+fn one_line(body: &[u8]) -> Bytes {
+    let body = trim(body);
+    let mut line = Vec::with_capacity(body.len() + 1);
+    line.extend(
+        body.iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Whether `line` is the response to request `id`.
+fn answers(line: &[u8], id: &RequestId) -> bool {
+    matches!(
+        message::parse(line),
+        Ok(Parsed::Single(Message::Response { id: Some(got), .. })) if &got == id
+    )
+}
+
+/// A header value for `Mcp-Method`/`Mcp-Name`: as is when it is visible ASCII without edge
+/// spaces, else `=?base64?…?=` (SEP-2243).
+fn header_text(value: &str) -> HeaderValue {
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+        && !value.starts_with("=?");
+    if plain && let Ok(v) = HeaderValue::from_str(value) {
+        return v;
+    }
+    use base64::Engine;
+    let encoded = base64::prelude::BASE64_STANDARD.encode(value);
+    HeaderValue::from_str(&format!("=?base64?{encoded}?=")).expect("base64 is a valid header value")
+}
+
+/// An error with its causes ("connection refused" is three levels down in hyper's errors).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_headers_mirror_the_body_and_wrap_what_a_header_cannot_hold() {
+        assert_eq!(header_text("tools/call"), "tools/call");
+        assert_eq!(header_text("read_file"), "read_file");
+        // Non-ASCII, edge spaces and text that looks encoded go base64 (SEP-2243).
+        for raw in ["café", " padded", "=?base64?x?=", "tab\there"] {
+            let v = header_text(raw);
+            let text = v.to_str().unwrap();
+            let inner = text
+                .strip_prefix("=?base64?")
+                .and_then(|t| t.strip_suffix("?="))
+                .unwrap_or_else(|| panic!("{raw:?} -> {text:?}"));
+            use base64::Engine;
+            let decoded = base64::prelude::BASE64_STANDARD.decode(inner).unwrap();
+            assert_eq!(decoded, raw.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_head_knows_the_request_its_name_and_its_era() {
+        let line = br#"{"jsonrpc":"2.0","id":"a","method":"resources/read","params":{"uri":"file:///x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let head = Head::of(line);
+        assert!(head.is("resources/read"));
+        assert_eq!(head.id, RequestId::from_json("\"a\""));
+        assert_eq!(head.name.as_deref(), Some("file:///x"));
+        assert_eq!(head.meta_version.as_deref(), Some("2026-07-28"));
+        let note = Head::of(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        assert!(note.id.is_none() && note.is("notifications/initialized"));
+        let response = Head::of(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert!(response.id.is_none() && response.method.is_none());
+    }
+
+    #[test]
+    fn bodies_become_one_line_that_means_the_same() {
+        let body = b"\r\n{\n  \"jsonrpc\": \"2.0\",\r\n  \"id\": 1,\n  \"result\": {\"text\": \"a\\nb\"}\n}\n";
+        let line = one_line(body);
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(line.ends_with(b"\n"));
+        let a: serde_json::Value = serde_json::from_slice(trim(body)).unwrap();
+        let b: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(a, b);
+        assert!(answers(&line, &RequestId::from_json("1").unwrap()));
+        assert!(!answers(&line, &RequestId::from_json("2").unwrap()));
+    }
+
+    #[test]
+    fn content_types_compare_by_essence() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("Application/JSON; charset=utf-8"),
+        );
+        assert_eq!(content_type(&h).as_deref(), Some("application/json"));
+        assert_eq!(content_type(&HeaderMap::new()), None);
+    }
+}

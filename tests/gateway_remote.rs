@@ -1,0 +1,489 @@
+//! Remote upstreams (`[[upstream]] url`): the gateway and the stdio wrapper in front of MCP
+//! servers reached over Streamable HTTP, through the real binary. The remotes are the
+//! example server under rmcp's own Streamable HTTP server (`example-server --http`) and
+//! another gateway (so that the remote checks credentials, TLS and session expiry).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::gateway::*;
+use common::{Era, example_server, proxy_bin};
+use serde_json::{Value, json};
+
+/// The example server serving Streamable HTTP on a free port.
+struct HttpServer {
+    child: Child,
+    url: String,
+}
+
+impl HttpServer {
+    fn start() -> HttpServer {
+        HttpServer::start_at("127.0.0.1:0")
+    }
+
+    fn start_at(addr: &str) -> HttpServer {
+        let mut child = std::process::Command::new(example_server())
+            .args(["--http", addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the example server over HTTP");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        HttpServer { child, url }
+    }
+}
+
+impl HttpServer {
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A gateway whose only upstream is `remote` (the `[[upstream]]` body after `name`), with
+/// Alice's and Bob's API keys; `env` for its process.
+fn gateway_to(remote: &str, gateway: &str, env: &[(&str, &str)]) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, remote_config(remote, gateway)).unwrap();
+    let mut cmd = std::process::Command::new(proxy_bin());
+    cmd.arg("gateway")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Gateway::spawn_command(dir, config, cmd)
+}
+
+fn remote_config(remote: &str, gateway: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "example"
+{remote}
+
+[audit]
+store_dir = "store"
+
+[limits]
+max_message_bytes = 65536
+shutdown_grace_ms = 2000
+
+[gateway]
+listen = "127.0.0.1:0"
+{gateway}
+
+[[gateway.api_key]]
+user_id = "alice"
+sha256 = "{alice}"
+
+[[gateway.api_key]]
+user_id = "bob"
+sha256 = "{bob}"
+"#,
+        alice = sha(ALICE_KEY),
+        bob = sha(BOB_KEY),
+    )
+}
+
+async fn tool_names(client: &common::Client) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn text_of(result: &impl serde::Serialize) -> Value {
+    serde_json::to_value(result).unwrap()["content"][0]["text"].clone()
+}
+
+/// Every `tools/call` of `user` as (tool, access result, end result), oldest first; a call
+/// without an end event ends in "(none)". Refusals before any call (an unknown session)
+/// are not calls.
+fn calls_of(events: &[Value], user: &str) -> Vec<(String, String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    events
+        .iter()
+        .filter(|a| a["event_type"] == "tool_access" && a["user_id"] == user)
+        .map(|a| {
+            let ends: Vec<&Value> = events
+                .iter()
+                .filter(|e| {
+                    e["event_type"] != "tool_access" && e["linked_event_id"] == a["event_id"]
+                })
+                .collect();
+            assert!(ends.len() <= 1, "one end per call: {ends:#?}");
+            let end = ends
+                .first()
+                .map_or("(none)".to_string(), |e| text(&e["result"]));
+            (text(&a["tool_name"]), text(&a["result"]), end)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_clients_of_both_eras_reach_a_remote_rmcp_server_and_see_what_a_direct_client_sees() {
+    let server = HttpServer::start();
+    let gw = gateway_to(&format!("url = \"{}\"", server.url), "", &[]);
+
+    // The same calls, directly and through the gateway: the same results.
+    let direct = connect(&server.url, "unused").await;
+    let proxied = connect(&gw.endpoint(), ALICE_KEY).await;
+    assert_eq!(tool_names(&direct).await, tool_names(&proxied).await);
+    for (tool, arguments) in [
+        ("echo", json!({"text": "through the remote"})),
+        ("add", json!({"a": 2, "b": 40})),
+        ("fail", json!({})),
+        // Elicitation: a server request on the POST's stream, answered by a POST of ours.
+        ("confirm", json!({"action": "deploy"})),
+    ] {
+        let d = direct
+            .call_tool(call(tool, arguments.clone()))
+            .await
+            .unwrap();
+        let p = proxied.call_tool(call(tool, arguments)).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            serde_json::to_value(&p).unwrap(),
+            "{tool}"
+        );
+    }
+    direct.cancel().await.unwrap();
+    proxied.cancel().await.unwrap();
+
+    // 2026-07-28: discovery and a sessionless call, with the routing headers the remote checks.
+    let modern = connect_2026(&gw.endpoint(), BOB_KEY).await;
+    let echoed = modern
+        .call_tool(call("echo", json!({"text": "sessionless"})))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&echoed), "sessionless");
+    modern.cancel().await.unwrap();
+
+    let events = gw.events();
+    assert_eq!(
+        calls_of(&events, "alice"),
+        vec![
+            ("echo".into(), "initiated".into(), "success".into()),
+            ("add".into(), "initiated".into(), "success".into()),
+            ("fail".into(), "initiated".into(), "error".into()),
+            ("confirm".into(), "initiated".into(), "success".into()),
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(
+        calls_of(&events, "bob"),
+        vec![("echo".into(), "initiated".into(), "success".into())],
+        "{events:#?}"
+    );
+    assert!(events.iter().all(|e| e["upstream"] == "example"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdio_wrapper_fronts_a_remote_server_in_both_eras() {
+    let server = HttpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "user_id = \"tester\"\n[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    for era in Era::all() {
+        let mut command = tokio::process::Command::new(proxy_bin());
+        command
+            .args(["stdio", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn");
+        let client = common::connect(&era, command).await;
+        let echoed = client
+            .call_tool(call("echo", json!({"text": era.recorded()})))
+            .await
+            .unwrap();
+        assert_eq!(text_of(&echoed), era.recorded());
+        client.cancel().await.unwrap();
+    }
+    let out = std::process::Command::new(proxy_bin())
+        .args(["events", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pairs = common::pairs(&events);
+    assert_eq!(pairs.len(), Era::all().len(), "{events:#?}");
+    for (access, end) in pairs {
+        assert_eq!(access["upstream"], "remote");
+        assert_eq!(end["result"], "success", "{end:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_the_configured_credential_never_the_clients() {
+    // The remote is another gateway that knows Bob's key only as "the proxy's" credential.
+    let inner = Gateway::start("");
+    let remote = format!(
+        "url = \"{}\"\nbearer_token_env = \"INNER_TOKEN\"",
+        inner.endpoint()
+    );
+    let outer = gateway_to(&remote, "", &[("INNER_TOKEN", BOB_KEY)]);
+    let client = connect(&outer.endpoint(), ALICE_KEY).await;
+    let echoed = client
+        .call_tool(call("echo", json!({"text": "whose key?"})))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&echoed), "whose key?");
+    client.cancel().await.unwrap();
+    // The outer trail names the client; the inner one the proxy's credential; no refusal
+    // anywhere (Alice's key never reached the inner gateway).
+    assert_eq!(
+        calls_of(&outer.events(), "alice"),
+        vec![("echo".into(), "initiated".into(), "success".into())]
+    );
+    let inner_events = inner.events();
+    assert_eq!(
+        calls_of(&inner_events, "bob"),
+        vec![("echo".into(), "initiated".into(), "success".into())],
+        "{inner_events:#?}"
+    );
+    assert!(
+        inner_events.iter().all(|e| e["user_id"] == "bob"),
+        "{inner_events:#?}"
+    );
+
+    // Without the variable the gateway does not start, and says which one.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, remote_config(&remote, "")).unwrap();
+    let out = std::process::Command::new(proxy_bin())
+        .args(["gateway", "--config"])
+        .arg(&config)
+        .env_remove("INNER_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("INNER_TOKEN") && err.to_lowercase().contains("authorization"),
+        "{err}"
+    );
+    assert!(!err.contains(BOB_KEY));
+
+    // A wrong credential: the call fails naming the upstream, the outer trail says why.
+    let wrong = gateway_to(&remote, "", &[("INNER_TOKEN", "not-a-key")]);
+    let (status, _, body) = post(&wrong.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let answer = &messages(&body)[0];
+    assert_eq!(answer["error"]["code"], -32011, "{body}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("\"example\"") && text.contains("401"),
+        "{text}"
+    );
+    assert!(!text.contains("not-a-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502_naming_it_and_the_call_is_a_recorded_failure() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw = gateway_to(&format!("url = \"http://127.0.0.1:{port}/mcp\""), "", &[]);
+    // 2025: the first request of a session.
+    let (status, _, body) = post(&gw.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let text = messages(&body)[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("upstream \"example\"") && text.contains("unreachable"),
+        "{text}"
+    );
+    // 2026: a sessionless call.
+    let call = r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"echo","arguments":{"text":"x"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let (status, _, body) = post(
+        &gw.endpoint(),
+        Some(ALICE_KEY),
+        None,
+        call,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(messages(&body)[0]["id"], "c1");
+    let events = gw.events();
+    let pairs = common::pairs(&events);
+    assert_eq!(pairs.len(), 1, "{events:#?}");
+    let (access, end) = &pairs[0];
+    assert_eq!(access["tool_name"], "echo");
+    assert_eq!(end["event_type"], "tool_failure", "{end:#}");
+    assert_eq!(end["metadata"]["error_code"], -32011, "{end:#}");
+    assert!(
+        end.to_string().contains("unreachable"),
+        "the reason is in the trail: {end:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_over_tls_is_verified_against_ca_file() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let inner = Gateway::start(&format!(
+        "[gateway.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert_pem.display(),
+        key_pem.display()
+    ));
+    let port = inner.url.rsplit(':').next().unwrap();
+    let url = format!("https://localhost:{port}/mcp/example");
+    let trusted = gateway_to(
+        &format!(
+            "url = \"{url}\"\nca_file = \"{}\"\nbearer_token_env = \"INNER_TOKEN\"",
+            cert_pem.display()
+        ),
+        "",
+        &[("INNER_TOKEN", BOB_KEY)],
+    );
+    let client = connect(&trusted.endpoint(), ALICE_KEY).await;
+    let echoed = client
+        .call_tool(call("echo", json!({"text": "over tls"})))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&echoed), "over tls");
+    client.cancel().await.unwrap();
+
+    // The system's roots do not know this certificate: refused, and said why.
+    let untrusted = gateway_to(
+        &format!("url = \"{url}\"\nbearer_token_env = \"INNER_TOKEN\""),
+        "",
+        &[("INNER_TOKEN", BOB_KEY)],
+    );
+    let (status, _, body) = post(&untrusted.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let text = messages(&body)[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    // Nothing reached the inner gateway from the untrusted side.
+    assert!(
+        inner.events().iter().all(|e| e["user_id"] == "bob"),
+        "{:#?}",
+        inner.events()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_remote_ends_the_session_the_clients_session_ends_too() {
+    let mut first = HttpServer::start();
+    let outer = gateway_to(&format!("url = \"{}\"", first.url), "", &[]);
+    let session = raw_session(&outer.endpoint(), ALICE_KEY).await;
+    let echo = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"late"}}}"#;
+    let (status, _, body) = post(
+        &outer.endpoint(),
+        Some(ALICE_KEY),
+        Some(&session),
+        echo,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "late");
+    // The remote restarts on the same address and knows no session: it answers 404.
+    let addr = first
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
+    first.stop();
+    let server = HttpServer::start_at(&addr);
+    // This call fails (recorded), and the client's session ends with the remote's.
+    let (status, _, body) = post(
+        &outer.endpoint(),
+        Some(ALICE_KEY),
+        Some(&session),
+        echo,
+        &[],
+    )
+    .await;
+    assert!(status == 502 || status == 404, "{status} {body}");
+    let mut gone = status == 404;
+    for _ in 0..50 {
+        if gone {
+            break;
+        }
+        let (status, _, _) = post(
+            &outer.endpoint(),
+            Some(ALICE_KEY),
+            Some(&session),
+            echo,
+            &[],
+        )
+        .await;
+        gone = status == 404;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the client's session should end with the remote's");
+    // A new session works against the new remote.
+    let again = raw_session(&outer.endpoint(), ALICE_KEY).await;
+    let (status, _, body) = post(&outer.endpoint(), Some(ALICE_KEY), Some(&again), echo, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    drop(server);
+    let ends: Vec<String> = calls_of(&outer.events(), "alice")
+        .into_iter()
+        .map(|(_, _, end)| end)
+        .collect();
+    assert_eq!(
+        ends.first().map(String::as_str),
+        Some("success"),
+        "{ends:?}"
+    );
+    assert_eq!(ends.last().map(String::as_str), Some("success"), "{ends:?}");
+    assert!(
+        ends.len() >= 3 && ends[1..ends.len() - 1].iter().all(|e| e != "success"),
+        "the calls in between failed and are recorded: {ends:?}"
+    );
+}
