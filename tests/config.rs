@@ -84,6 +84,7 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "session_idle_timeout_ms",
         "max_sessions",
         "max_sessions_per_principal",
+        "max_streams_per_principal",
         "max_connections",
         "cert",
         "client_ca",

@@ -957,3 +957,47 @@ async fn sessionless_requests_count_against_the_session_cap() {
     let (status, _, text) = first.await.unwrap();
     assert_eq!(status, 200, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_cannot_hold_more_open_requests_than_its_cap() {
+    let gw = Gateway::start_with("max_streams_per_principal = 2", "");
+    let slow = |id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{"ms":1500,"steps":1}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+        )
+    };
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "slow"),
+    ];
+    let url = gw.endpoint();
+    let running: Vec<_> = (1..=2)
+        .map(|id| {
+            let (url, body) = (url.clone(), slow(id));
+            tokio::spawn(async move { post(&url, Some(ALICE_KEY), None, &body, &headers).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A third one of Alice's is refused while two run; Bob is not affected.
+    let (status, _, body) = post(&url, Some(ALICE_KEY), None, &slow(3), &headers).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("max_streams_per_principal"), "{body}");
+    let (status, _, body) = post(&url, Some(BOB_KEY), None, &slow(4), &headers).await;
+    assert_eq!(status, 200, "{body}");
+    for r in running {
+        let (status, _, body) = r.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    // Their slots are given back with their answers.
+    let (status, _, body) = post(&url, Some(ALICE_KEY), None, &slow(5), &headers).await;
+    assert_eq!(status, 200, "{body}");
+    let events = gw.events();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["http"]["status_code"] == 429)
+        .collect();
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["user_id"], "alice");
+    assert_eq!(refused[0]["result"], "refused");
+}

@@ -24,6 +24,7 @@ pub(super) struct RawGateway {
     session_idle_timeout_ms: Option<Spanned<u64>>,
     max_sessions: Option<Spanned<u64>>,
     max_sessions_per_principal: Option<Spanned<u64>>,
+    max_streams_per_principal: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
     tls: Option<Spanned<RawTls>>,
     #[serde(default)]
@@ -96,6 +97,9 @@ pub struct GatewayConfig {
     pub max_sessions: usize,
     /// `max_sessions_per_principal`: sessions one principal may hold open.
     pub max_sessions_per_principal: usize,
+    /// `max_streams_per_principal`: HTTP requests one principal may have open at once (POSTs
+    /// awaiting their answer, SSE streams, GET streams), over all its sessions and connections.
+    pub max_streams_per_principal: usize,
     /// `max_connections`: TCP connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
     /// `[gateway.tls]`: serve HTTPS with this PEM certificate chain and key; unset: plain HTTP.
@@ -176,6 +180,7 @@ impl Default for GatewayConfig {
             session_idle_timeout: Duration::from_secs(1800),
             max_sessions: 256,
             max_sessions_per_principal: 32,
+            max_streams_per_principal: 128,
             max_connections: 1024,
             tls: None,
             api_keys: Vec::new(),
@@ -295,6 +300,12 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         d.max_sessions_per_principal as u64,
         1..=100_000,
     )? as usize;
+    let max_streams_per_principal = at.ranged(
+        "gateway.max_streams_per_principal",
+        raw.max_streams_per_principal,
+        d.max_streams_per_principal as u64,
+        1..=1_000_000,
+    )? as usize;
     let max_connections = at.ranged(
         "gateway.max_connections",
         raw.max_connections,
@@ -364,6 +375,7 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         session_idle_timeout,
         max_sessions,
         max_sessions_per_principal,
+        max_streams_per_principal,
         max_connections,
         tls,
         api_keys,

@@ -119,6 +119,8 @@ struct Gateway {
     policy: PolicyCell,
     ids: EventIds,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Open requests and streams per principal.
+    streams: StreamCounts,
     /// The `url` upstreams' clients, by upstream name.
     remotes: HashMap<String, Arc<Remote>>,
     /// POST requests being served (their response streams included), for the drain at
@@ -190,6 +192,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         audit,
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
+        streams: StreamCounts::default(),
         remotes,
         in_flight: Arc::new(AtomicUsize::new(0)),
         stopping: CancellationToken::new(),
@@ -545,18 +548,59 @@ impl Gateway {
 }
 
 /// Counts a POST as in flight until dropped (with its response stream, if any).
-struct InFlight(Arc<AtomicUsize>);
+struct InFlight(
+    Arc<AtomicUsize>,
+    #[allow(dead_code, reason = "held for its Drop")] StreamSlot,
+);
 
 impl InFlight {
-    fn new(counter: &Arc<AtomicUsize>) -> Self {
+    fn new(counter: &Arc<AtomicUsize>, slot: StreamSlot) -> Self {
         counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(counter.clone())
+        InFlight(counter.clone(), slot)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Open requests and streams per principal (`gateway.max_streams_per_principal`).
+type StreamCounts = Arc<Mutex<HashMap<String, usize>>>;
+
+/// One of a principal's open requests or streams; given back when dropped (the response,
+/// its stream included, is over).
+struct StreamSlot {
+    counts: StreamCounts,
+    user: String,
+}
+
+impl StreamSlot {
+    /// A slot for `user`, or `None` when it already holds `max`.
+    fn take(counts: &StreamCounts, user: &str, max: usize) -> Option<StreamSlot> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let open = map.entry(user.to_string()).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(StreamSlot {
+            counts: counts.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = map.get_mut(&self.user) {
+            *open -= 1;
+            if *open == 0 {
+                map.remove(&self.user);
+            }
+        }
     }
 }
 
@@ -786,13 +830,31 @@ async fn handle(
         http: ctx,
         headers: &headers,
     };
-    match *req.method() {
-        Method::POST => {
-            let counted = InFlight::new(&gateway.in_flight);
+    let slot = match *req.method() {
+        Method::POST | Method::GET => {
+            let max = gateway.config.gateway.max_streams_per_principal;
+            match StreamSlot::take(&gateway.streams, &principal.user_id, max) {
+                Some(slot) => Some(slot),
+                None => {
+                    let reason = format!(
+                        "{} has {max} requests and streams open at this gateway (gateway.max_streams_per_principal); close some or wait for their answers",
+                        principal.user_id
+                    );
+                    return request
+                        .refuse_plain(StatusCode::TOO_MANY_REQUESTS, reason)
+                        .await;
+                }
+            }
+        }
+        _ => None,
+    };
+    match (req.method().clone(), slot) {
+        (Method::POST, Some(slot)) => {
+            let counted = InFlight::new(&gateway.in_flight, slot);
             request.post(req.into_body(), counted).await
         }
-        Method::GET => request.get().await,
-        Method::DELETE => request.delete().await,
+        (Method::GET, Some(slot)) => request.get(slot).await,
+        (Method::DELETE, _) => request.delete().await,
         _ => {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE");
             r.headers_mut().insert(

@@ -177,6 +177,21 @@ impl McpRequest<'_> {
             .await;
     }
 
+    /// Records a refusal and answers it in plain text (the request was not read).
+    pub(super) async fn refuse_plain(
+        &self,
+        status: StatusCode,
+        reason: String,
+    ) -> Response<ResponseBody> {
+        let session = self
+            .headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok());
+        self.refuse(status, reason.clone(), session, None, None)
+            .await;
+        plain(status, reason)
+    }
+
     /// Records a refusal and answers it with a JSON-RPC error carrying the request's id.
     async fn refuse_rpc(
         &self,
@@ -725,7 +740,7 @@ impl McpRequest<'_> {
     }
 
     /// GET: the session's stream of server requests and notifications.
-    pub(super) async fn get(&self) -> Response<ResponseBody> {
+    pub(super) async fn get(&self, slot: super::StreamSlot) -> Response<ResponseBody> {
         if !accepts(self.headers, "text/event-stream") {
             let reason = "GET opens an SSE stream: Accept must admit text/event-stream".to_string();
             self.refuse(
@@ -771,7 +786,10 @@ impl McpRequest<'_> {
         session.busy(1);
         let guard = {
             let s = session.clone();
-            OnDrop::new(move || s.busy(-1))
+            OnDrop::new(move || {
+                drop(slot);
+                s.busy(-1)
+            })
         };
         let mut r = Response::new(EventStream::body(None, rx, stream, GET_KEEPALIVE, guard));
         let h = r.headers_mut();
