@@ -26,7 +26,8 @@
 //! proxy/remote/       a `url` upstream standing where the child would: the lines the core
 //!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
 //!                     (JSON, SSE, the GET stream) turned back into lines; failures answered
-//!                     with -32011 naming the upstream; sse.rs: a bounded SSE parser
+//!                     with -32011 naming the upstream; sse.rs: a bounded SSE parser;
+//!                     params.rs: Mcp-Param-* headers from the tools' x-mcp-header
 //! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
 //!                     mod.rs (listener, TLS, routing, refusals recorded, drain), request.rs
 //!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline

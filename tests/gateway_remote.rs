@@ -487,3 +487,163 @@ async fn when_the_remote_ends_the_session_the_clients_session_ends_too() {
         "the calls in between failed and are recorded: {ends:?}"
     );
 }
+
+/// A remote that records every request's headers and answers `tools/list` with a tool whose
+/// `region` argument is marked `x-mcp-header`, and `tools/call` by echoing; JSON bodies only.
+struct RecordingRemote {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>,
+}
+
+impl RecordingRemote {
+    fn start() -> RecordingRemote {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut start = String::new();
+                        if reader.read_line(&mut start).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut headers = Vec::new();
+                        let mut length = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            reader.read_line(&mut line).unwrap();
+                            let line = line.trim_end();
+                            if line.is_empty() {
+                                break;
+                            }
+                            let (k, v) = line.split_once(':').unwrap();
+                            let (k, v) = (k.to_ascii_lowercase(), v.trim().to_string());
+                            if k == "content-length" {
+                                length = v.parse().unwrap();
+                            }
+                            headers.push((k, v));
+                        }
+                        let mut body = vec![0; length];
+                        reader.read_exact(&mut body).unwrap();
+                        let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        log.lock()
+                            .unwrap()
+                            .push((start.trim().to_string(), headers));
+                        let answer = match msg["method"].as_str() {
+                            Some("tools/list") => {
+                                json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"tools": [{
+                                "name": "route", "inputSchema": {"type": "object", "properties": {
+                                    "region": {"type": "string", "x-mcp-header": "Region"},
+                                    "text": {"type": "string"}}}}]}})
+                            }
+                            Some("tools/call") => {
+                                json!({"jsonrpc": "2.0", "id": msg["id"], "result": {
+                                "content": [{"type": "text", "text": msg["params"]["arguments"]["text"]}]}})
+                            }
+                            _ => json!({"jsonrpc": "2.0", "id": msg["id"], "result": {}}),
+                        };
+                        let text = answer.to_string();
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            text.len()
+                        );
+                        if stream.write_all(head.as_bytes()).is_err()
+                            || stream.write_all(text.as_bytes()).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RecordingRemote { url, seen }
+    }
+
+    /// The headers of the requests whose `Mcp-Method` is `method`.
+    fn headers_of(&self, method: &str) -> Vec<Vec<(String, String)>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, h)| h.iter().any(|(k, v)| k == "mcp-method" && v == method))
+            .map(|(_, h)| h.clone())
+            .collect()
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remote_sees_the_routing_and_parameter_headers_and_only_the_proxys_credential() {
+    let remote = RecordingRemote::start();
+    let gw = gateway_to(
+        &format!(
+            "url = \"{}\"\nbearer_token_env = \"REMOTE_TOKEN\"\nheaders = {{ \"X-Team\" = \"sec\" }}",
+            remote.url
+        ),
+        "",
+        &[("REMOTE_TOKEN", "proxy-credential")],
+    );
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
+    let (status, _, body) = post(
+        &gw.endpoint(),
+        Some(ALICE_KEY),
+        None,
+        &list,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"route","arguments":{{"region":"eu-west-1","text":"hi"}},{meta}}}}}"#
+    );
+    let (status, _, body) = post(
+        &gw.endpoint(),
+        Some(ALICE_KEY),
+        None,
+        &call,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "route"),
+            ("mcp-param-region", "eu-west-1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "hi");
+
+    let calls = remote.headers_of("tools/call");
+    assert_eq!(calls.len(), 1, "{:#?}", remote.seen.lock().unwrap());
+    let h = &calls[0];
+    assert_eq!(header(h, "mcp-name"), Some("route"));
+    assert_eq!(header(h, "mcp-protocol-version"), Some("2026-07-28"));
+    assert_eq!(header(h, "mcp-param-region"), Some("eu-west-1"));
+    assert_eq!(header(h, "x-team"), Some("sec"));
+    // The proxy's credential, never the client's.
+    assert_eq!(header(h, "authorization"), Some("Bearer proxy-credential"));
+    for (_, headers) in remote.seen.lock().unwrap().iter() {
+        assert!(
+            headers.iter().all(|(_, v)| !v.contains(ALICE_KEY)),
+            "the client's key reached the remote: {headers:?}"
+        );
+    }
+    let lists = remote.headers_of("tools/list");
+    assert_eq!(lists.len(), 1);
+    assert_eq!(header(&lists[0], "mcp-name"), None);
+}

@@ -31,6 +31,7 @@
 //! Credentials are the upstream's own (config or environment); nothing of the client's
 //! request but the JSON-RPC message itself is sent on.
 
+mod params;
 pub(crate) mod sse;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -119,6 +120,8 @@ pub(crate) struct Remote {
     max: usize,
     /// How long a request's answer may take to start (its response headers); `None`: forever.
     answer_timeout: Option<Duration>,
+    /// `Mcp-Param-*` bindings of its tools, learnt from `tools/list` answers.
+    params: params::ParamHeaders,
 }
 
 impl std::fmt::Debug for Remote {
@@ -163,6 +166,7 @@ impl Remote {
             client,
             max: limits.max_message_bytes,
             answer_timeout: limits.call_timeout,
+            params: params::ParamHeaders::default(),
         }))
     }
 
@@ -455,6 +459,11 @@ impl Link {
             req = req.header("mcp-method", header_text(method));
             if let Some(name) = &head.name {
                 req = req.header("mcp-name", header_text(name));
+                if head.is("tools/call") && self.remote.params.knows(name) {
+                    for (header, value) in self.remote.params.headers_for(name, &arguments(&body)) {
+                        req = req.header(header, value);
+                    }
+                }
             }
         }
         let had_session = self
@@ -532,9 +541,7 @@ impl Link {
             // Success, or an error the remote answers with its own status (SEP-2575): the
             // JSON-RPC body says it for the client either way.
             let line = one_line(&body);
-            if head.is("initialize") {
-                self.settle_version(&line, &head);
-            }
+            self.answered(&line, &head);
             let _ = out.send(line).await;
             return;
         }
@@ -606,9 +613,7 @@ impl Link {
                     && answers(&line, id)
                 {
                     answered = true;
-                    if head.is("initialize") {
-                        self.settle_version(&line, head);
-                    }
+                    self.answered(&line, head);
                 }
                 if out.send(line).await.is_err() {
                     return Streamed::Answered;
@@ -750,9 +755,13 @@ impl Link {
         (got, parser.retry_ms)
     }
 
-    /// Records the version `initialize` settled on.
-    fn settle_version(&self, line: &[u8], head: &Head) {
-        if head.id.is_none() {
+    /// What the link learns from an answer: the version `initialize` settled on, the
+    /// `Mcp-Param-*` bindings of listed tools.
+    fn answered(&self, line: &[u8], head: &Head) {
+        if head.is("tools/list") {
+            self.remote.params.learn(line);
+        }
+        if !head.is("initialize") || head.id.is_none() {
             return;
         }
         let version = serde_json::from_slice::<serde_json::Value>(line)
@@ -876,6 +885,22 @@ fn one_line(body: &[u8]) -> Bytes {
     Bytes::from(line)
 }
 
+/// The `arguments` of a `tools/call` body (`null` if it has none).
+fn arguments(body: &[u8]) -> serde_json::Value {
+    #[derive(serde::Deserialize)]
+    struct Call {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        arguments: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Call>(body)
+        .ok()
+        .and_then(|c| c.params?.arguments)
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// Whether `line` is the response to request `id`.
 fn answers(line: &[u8], id: &RequestId) -> bool {
     matches!(
@@ -886,7 +911,7 @@ fn answers(line: &[u8], id: &RequestId) -> bool {
 
 /// A header value for `Mcp-Method`/`Mcp-Name`: as is when it is visible ASCII without edge
 /// spaces, else `=?base64?…?=` (SEP-2243).
-fn header_text(value: &str) -> HeaderValue {
+pub(crate) fn header_text(value: &str) -> HeaderValue {
     let plain = !value.is_empty()
         && value.bytes().all(|b| (0x20..0x7f).contains(&b))
         && !value.starts_with(' ')
