@@ -492,8 +492,11 @@ async fn when_the_remote_ends_the_session_the_clients_session_ends_too() {
 /// `region` argument is marked `x-mcp-header`, and `tools/call` by echoing; JSON bodies only.
 struct RecordingRemote {
     url: String,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
 }
+
+/// A request line and its headers (names lowercased).
+type Seen = (String, Vec<(String, String)>);
 
 impl RecordingRemote {
     fn start() -> RecordingRemote {
