@@ -538,7 +538,31 @@ impl RecordingRemote {
                         log.lock()
                             .unwrap()
                             .push((start.trim().to_string(), headers));
+                        let tool = msg["params"]["name"].as_str().unwrap_or_default();
+                        if tool == "error_page" {
+                            // An error page that echoes the request's headers (debug pages, WAFs).
+                            let echoed: String = log
+                                .lock()
+                                .unwrap()
+                                .last()
+                                .unwrap()
+                                .1
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}\n"))
+                                .collect();
+                            let head = format!(
+                                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n",
+                                echoed.len()
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(echoed.as_bytes());
+                            continue;
+                        }
                         let answer = match msg["method"].as_str() {
+                            // An answer that is not the request's.
+                            Some("tools/call") if tool == "wrong_id" => {
+                                json!({"jsonrpc": "2.0", "id": "someone-else", "result": {}})
+                            }
                             Some("tools/list") => {
                                 json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"tools": [{
                                 "name": "route", "inputSchema": {"type": "object", "properties": {
@@ -649,4 +673,113 @@ async fn the_remote_sees_the_routing_and_parameter_headers_and_only_the_proxys_c
     let lists = remote.headers_of("tools/list");
     assert_eq!(lists.len(), 1);
     assert_eq!(header(&lists[0], "mcp-name"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misbehaving_remote_fails_the_call_at_once_and_nothing_secret_reaches_the_client() {
+    let remote = RecordingRemote::start();
+    // A per-user token in the URL's query: never shown to clients, logs or the trail.
+    let gw = gateway_to(
+        &format!(
+            "url = \"{}?key=sk-live-4f9a8b7c6d5e\"\nbearer_token_env = \"REMOTE_TOKEN\"",
+            remote.url
+        ),
+        "",
+        &[("REMOTE_TOKEN", "proxy-credential-0123")],
+    );
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let mut texts = Vec::new();
+    for tool in ["wrong_id", "error_page"] {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":"{tool}","method":"tools/call","params":{{"name":"{tool}","arguments":{{}},{meta}}}}}"#
+        );
+        let started = std::time::Instant::now();
+        let (status, _, body) = post(
+            &gw.endpoint(),
+            Some(ALICE_KEY),
+            None,
+            &call,
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", tool),
+            ],
+        )
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{tool} waited");
+        let answers = messages(&body);
+        let mine: Vec<&Value> = answers.iter().filter(|a| a["id"] == tool).collect();
+        assert_eq!(mine.len(), 1, "{tool}: {body}");
+        assert_eq!(mine[0]["error"]["code"], -32011, "{tool}: {body}");
+        assert_eq!(status, 502, "{tool}: {body}");
+        texts.push(body);
+    }
+    assert!(texts[0].contains("without an answer"), "{}", texts[0]);
+    assert!(texts[1].contains("HTTP 500"), "{}", texts[1]);
+    let trail = serde_json::to_string(&gw.events()).unwrap();
+    for text in texts.iter().chain([&trail]) {
+        assert!(!text.contains("sk-live-4f9a8b7c6d5e"), "{text}");
+        assert!(!text.contains("proxy-credential-0123"), "{text}");
+    }
+    // The remote did get the credential (the error page echoed it back).
+    let calls = remote.headers_of("tools/call");
+    assert!(
+        calls
+            .iter()
+            .all(|h| header(h, "authorization") == Some("Bearer proxy-credential-0123"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_of_a_batch_to_an_unreachable_remote_gets_its_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!("[upstream]\nurl = \"http://127.0.0.1:{port}/mcp\"\n[audit]\nstore_dir = \"store\"\n[limits]\ncall_timeout_ms = 60000\n"),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(proxy_bin());
+    command
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    let mut client = common::LineClient::spawn(command);
+    client
+        .send(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
+        .await;
+    client.send(b"\n").await;
+    let init = client.recv_json().await;
+    assert_eq!(init["error"]["code"], -32011, "{init}");
+    let started = std::time::Instant::now();
+    client
+        .send(b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"a\"}}},{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}]\n")
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let answer = client.recv_json().await;
+        let answers = match answer {
+            Value::Array(items) => items,
+            one => vec![one],
+        };
+        for a in answers {
+            assert_eq!(a["error"]["code"], -32011, "{a}");
+            ids.push(a["id"].clone());
+        }
+        if ids.len() == 2 {
+            break;
+        }
+    }
+    ids.sort_by_key(|v| v.to_string());
+    assert_eq!(ids, vec![json!(1), json!(2)]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the batch waited for a timeout"
+    );
+    client.finish().await;
 }

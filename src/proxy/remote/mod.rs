@@ -48,7 +48,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
@@ -128,7 +128,7 @@ impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Remote")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("origin", &origin_of(&self.url.to_string()))
             .finish_non_exhaustive()
     }
 }
@@ -170,9 +170,14 @@ impl Remote {
         }))
     }
 
-    /// `upstream "name" (url)`, for error texts.
+    /// `upstream "name" (scheme://host:port)`, for error texts and logs: never the path or
+    /// the query, which may hold a per-user token.
     fn label(&self) -> String {
-        format!("upstream {:?} ({})", self.name, self.url)
+        format!(
+            "upstream {:?} ({})",
+            self.name,
+            origin_of(&self.url.to_string())
+        )
     }
 }
 
@@ -308,6 +313,12 @@ struct Head {
     method: Option<String>,
     /// Set for a request: the answer must come back, or an error in its place.
     id: Option<RequestId>,
+    /// Every request the message carries (the one, or those of a batch): each is answered.
+    ids: Vec<RequestId>,
+    /// The message is a batch (2025-03-26).
+    batch: bool,
+    /// For `notifications/cancelled`: the request it cancels.
+    cancels: Option<RequestId>,
     /// `Mcp-Name`'s value (2026-07-28).
     name: Option<String>,
     /// The version in `_meta` (2026-07-28 requests carry it on each).
@@ -319,15 +330,30 @@ impl Head {
         let mut head = Head {
             method: None,
             id: None,
+            ids: Vec::new(),
+            batch: false,
+            cancels: None,
             name: None,
             meta_version: None,
         };
         let (method, params) = match message::parse(line) {
             Ok(Parsed::Single(Message::Request { id, method, params })) => {
-                head.id = Some(id);
+                head.id = Some(id.clone());
+                head.ids.push(id);
                 (method, params)
             }
             Ok(Parsed::Single(Message::Notification { method, params })) => (method, params),
+            Ok(Parsed::Batch(items)) => {
+                head.batch = true;
+                head.ids = items
+                    .into_iter()
+                    .filter_map(|i| match i.message {
+                        Ok(Message::Request { id, .. }) => Some(id),
+                        _ => None,
+                    })
+                    .collect();
+                return head;
+            }
             _ => return head,
         };
         #[derive(serde::Deserialize)]
@@ -338,6 +364,8 @@ impl Head {
             uri: Option<serde_json::Value>,
             #[serde(rename = "taskId")]
             task_id: Option<serde_json::Value>,
+            #[serde(rename = "requestId")]
+            request_id: Option<Box<serde_json::value::RawValue>>,
         }
         if let Some(p) = params.and_then(|p| serde_json::from_str::<Params>(p.get()).ok()) {
             head.meta_version = p
@@ -353,6 +381,9 @@ impl Head {
                 _ => None,
             };
             head.name = member.and_then(|v| v.as_str().map(str::to_string));
+            if method == "notifications/cancelled" {
+                head.cancels = p.request_id.and_then(|r| RequestId::from_json(r.get()));
+            }
         }
         head.method = Some(method.into_owned());
         head
@@ -368,10 +399,11 @@ impl Head {
 async fn pump(link: Arc<Link>, mut input: DuplexStream, out: mpsc::Sender<Bytes>) {
     let mut framer = LineFramer::new(link.remote.max.saturating_add(2));
     let mut calls = JoinSet::new();
+    let mut running = Vec::new();
     'read: loop {
         loop {
             match framer.next_frame() {
-                Ok(Some(line)) => link.send(line, &out, &mut calls).await,
+                Ok(Some(line)) => link.send(line, &out, &mut calls, &mut running).await,
                 Ok(None) => break,
                 // The core forwards only lines it framed under the same cap.
                 Err(e) => tracing::warn!(error = %e, "a line for the remote upstream was dropped"),
@@ -382,7 +414,7 @@ async fn pump(link: Arc<Link>, mut input: DuplexStream, out: mpsc::Sender<Bytes>
             read = input.read_buf(framer.read_buf()) => match read {
                 Ok(0) | Err(_) => {
                     if let Ok(Some(line)) = framer.finish() {
-                        link.send(line, &out, &mut calls).await;
+                        link.send(line, &out, &mut calls, &mut running).await;
                     }
                     break 'read;
                 }
@@ -409,20 +441,34 @@ async fn pump(link: Arc<Link>, mut input: DuplexStream, out: mpsc::Sender<Bytes>
 }
 
 impl Link {
-    /// Sends one line: `initialize` alone (its answer sets the session), the rest concurrently.
+    /// Sends one line: `initialize` alone (its answer sets the session), the rest
+    /// concurrently. A `notifications/cancelled` also drops the HTTP request of the call it
+    /// cancels (the core sends one when a call times out or the client cancels it), so no
+    /// connection stays held and no error is made up for an answer nobody waits for.
     async fn send(
         self: &Arc<Self>,
         line: Bytes,
         out: &mpsc::Sender<Bytes>,
         calls: &mut JoinSet<()>,
+        running: &mut Vec<(RequestId, AbortHandle)>,
     ) {
         let head = Head::of(&line);
+        running.retain(|(_, h)| !h.is_finished());
+        if let Some(cancelled) = &head.cancels {
+            for (_, h) in running.iter().filter(|(id, _)| id == cancelled) {
+                h.abort();
+            }
+        }
         if head.is("initialize") && head.id.is_some() {
             self.exchange(line, head, out.clone()).await;
         } else {
             let link = self.clone();
             let out = out.clone();
-            calls.spawn(async move { link.exchange(line, head, out).await });
+            let id = head.id.clone();
+            let handle = calls.spawn(async move { link.exchange(line, head, out).await });
+            if let Some(id) = id {
+                running.push((id, handle));
+            }
         }
     }
 
@@ -446,8 +492,39 @@ impl Link {
         req
     }
 
-    /// POSTs one message and routes what comes back.
+    /// POSTs one message and routes what comes back. Every request in it (one, or those of a
+    /// 2025-03-26 batch) gets its answer or an [`UPSTREAM_UNAVAILABLE`] error in its place,
+    /// within `limits.call_timeout_ms` from the moment it is sent.
     async fn exchange(self: &Arc<Self>, line: Bytes, head: Head, out: mpsc::Sender<Bytes>) {
+        let mut pending = head.ids.clone();
+        let work = self.post(line, &head, &mut pending, &out);
+        let result = match self.remote.answer_timeout.filter(|_| !head.ids.is_empty()) {
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "no complete answer within {} ms (limits.call_timeout_ms)",
+                    limit.as_millis()
+                )),
+            },
+            None => work.await,
+        };
+        let why = match result {
+            Err(why) => why,
+            Ok(()) if pending.is_empty() => return,
+            Ok(()) => {
+                "it answered without an answer to the request (no message with its id)".to_string()
+            }
+        };
+        self.fail(&head, &pending, &why, &out).await;
+    }
+
+    async fn post(
+        self: &Arc<Self>,
+        line: Bytes,
+        head: &Head,
+        pending: &mut Vec<RequestId>,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Result<(), String> {
         let body = line.slice(..trim_line_end(&line).len());
         let mut req = self
             .request(Method::POST, head.meta_version.as_deref())
@@ -472,23 +549,15 @@ impl Link {
             .unwrap_or_else(|p| p.into_inner())
             .session
             .is_some();
-        let req = match req.body(Full::new(body)) {
-            Ok(r) => r,
-            Err(e) => {
-                return self
-                    .fail(&head, &format!("cannot build the request: {e}"), &out)
-                    .await;
-            }
-        };
-        let wait = if head.id.is_some() {
-            self.remote.answer_timeout
-        } else {
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let wait = if head.ids.is_empty() {
             Some(ACCEPT_TIMEOUT)
+        } else {
+            None
         };
-        let resp = match self.call(req, wait).await {
-            Ok(r) => r,
-            Err(why) => return self.fail(&head, &why, &out).await,
-        };
+        let resp = self.call(req, wait).await?;
         if let Some(session) = resp.headers().get("mcp-session-id") {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if state.session.is_none() {
@@ -498,64 +567,106 @@ impl Link {
         let status = resp.status();
         if status == StatusCode::NOT_FOUND && had_session {
             self.ended("it answered 404 for the session (expired or ended)");
-            return self
-                .fail(&head, "the upstream ended the session (HTTP 404)", &out)
-                .await;
+            return Err("the upstream ended the session (HTTP 404)".into());
         }
         let kind = content_type(resp.headers());
         if status.is_success() && kind.as_deref() == Some("text/event-stream") {
-            let answered = self.stream(resp.into_body(), &head, &out).await;
-            return match answered {
-                Streamed::Answered | Streamed::NoAnswerDue => {}
-                Streamed::Ended(last_id) => self.resume(&head, last_id, &out).await,
-                Streamed::Failed(why) => self.fail(&head, &why, &out).await,
+            return match self.stream(resp.into_body(), head, pending, out).await {
+                Streamed::Done => Ok(()),
+                Streamed::Ended(last_id) => self.resume(head, last_id, pending, out).await,
+                Streamed::Failed(why) => Err(why),
             };
         }
         if status == StatusCode::ACCEPTED || (status.is_success() && kind.is_none()) {
-            if head.id.is_some() {
-                return self
-                    .fail(
-                        &head,
-                        &format!("it answered a request with HTTP {status} and no answer"),
-                        &out,
-                    )
-                    .await;
+            if !head.ids.is_empty() {
+                return Err(format!(
+                    "it answered a request with HTTP {status} and no answer"
+                ));
             }
             if head.is("notifications/initialized") {
-                self.listen(out);
+                self.listen(out.clone());
             }
-            return;
+            return Ok(());
         }
-        let body = match Limited::new(resp.into_body(), self.remote.max)
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(origin_of)
+                .unwrap_or_default();
+            return Err(format!(
+                "it redirected (HTTP {status}) to {to:?}; redirects are not followed: set the upstream's url to the final address"
+            ));
+        }
+        let body = Limited::new(resp.into_body(), self.remote.max)
             .collect()
             .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                return self
-                    .fail(&head, &format!("its answer could not be read: {e}"), &out)
-                    .await;
-            }
-        };
+            .map_err(|e| format!("its answer could not be read: {e}"))?
+            .to_bytes();
         if kind.as_deref() == Some("application/json") && looks_like_jsonrpc(&body) {
             // Success, or an error the remote answers with its own status (SEP-2575): the
-            // JSON-RPC body says it for the client either way.
-            let line = one_line(&body);
-            self.answered(&line, &head);
-            let _ = out.send(line).await;
-            return;
+            // JSON-RPC body says it for the client either way. An array answering a single
+            // request is passed on element by element (a 2025-06-18 client reads no batch).
+            for line in messages_of(&body, head.batch) {
+                self.deliver(line, head, pending, out).await;
+            }
+            return Ok(());
         }
-        let snippet = String::from_utf8_lossy(&body[..body.len().min(SNIPPET)]).into_owned();
-        let why = match status {
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if self.remote.headers.is_empty() => {
+                format!(
+                    "it asks for credentials (HTTP {status}); give the upstream bearer_token_env, headers_from_env or headers"
+                )
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => format!(
-                "it refused the proxy's credentials (HTTP {status}); check the upstream's headers_from_env or bearer_token_env"
+                "it refused the proxy's credentials (HTTP {status}); check the upstream's headers_from_env, bearer_token_env or headers"
             ),
             _ => format!(
-                "it answered HTTP {status} ({}) without a JSON-RPC message: {snippet:?}",
-                kind.as_deref().unwrap_or("no content type")
+                "it answered HTTP {status} ({}) without a JSON-RPC message: {:?}",
+                kind.as_deref().unwrap_or("no content type"),
+                self.snippet(&body)
             ),
-        };
-        self.fail(&head, &why, &out).await;
+        })
+    }
+
+    /// Sends a line the upstream wrote on to the core; notes which pending request it answers.
+    async fn deliver(
+        &self,
+        line: Bytes,
+        head: &Head,
+        pending: &mut Vec<RequestId>,
+        out: &mpsc::Sender<Bytes>,
+    ) {
+        if let Some(id) = answered_id(&line)
+            && let Some(at) = pending.iter().position(|p| *p == id)
+        {
+            pending.swap_remove(at);
+            if head.id.as_ref() == Some(&id) {
+                self.answered(&line, head);
+            }
+        }
+        let _ = out.send(line).await;
+    }
+
+    /// The start of an unexpected body, for an error text: printable characters only, and the
+    /// upstream's credentials blanked (an error page may echo the request's headers).
+    fn snippet(&self, body: &[u8]) -> String {
+        let text = String::from_utf8_lossy(&body[..body.len().min(SNIPPET)]);
+        let mut text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        for value in self.remote.headers.values() {
+            let Ok(v) = value.to_str() else { continue };
+            let secret = v.split_once(' ').map_or(v, |(_, token)| token);
+            for needle in [v, secret] {
+                if needle.len() >= 4 {
+                    text = text.replace(needle, "<redacted>");
+                }
+            }
+        }
+        text
     }
 
     /// Sends a request, waiting at most `wait` for the response to start.
@@ -580,11 +691,16 @@ impl Link {
         }
     }
 
-    /// Forwards a stream's messages until it ends; says whether the answer to `head` came.
-    async fn stream(&self, mut body: Incoming, head: &Head, out: &mpsc::Sender<Bytes>) -> Streamed {
+    /// Forwards a stream's messages until it ends or answers every pending request.
+    async fn stream(
+        &self,
+        mut body: Incoming,
+        head: &Head,
+        pending: &mut Vec<RequestId>,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Streamed {
         let mut parser = sse::Parser::new(self.remote.max);
         let mut events = Vec::new();
-        let mut answered = head.id.is_none();
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
@@ -608,33 +724,31 @@ impl Link {
                 if event.kind != "message" || event.data.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let line = one_line(&event.data);
-                if let Some(id) = &head.id
-                    && answers(&line, id)
-                {
-                    answered = true;
-                    self.answered(&line, head);
-                }
-                if out.send(line).await.is_err() {
-                    return Streamed::Answered;
-                }
+                self.deliver(one_line(&event.data), head, pending, out)
+                    .await;
             }
-            if answered && head.id.is_some() {
+            if !head.ids.is_empty() && pending.is_empty() {
                 // The answer ends a request's stream (the spec lets the server close it then);
                 // reading on would only hold the connection.
-                return Streamed::Answered;
+                return Streamed::Done;
             }
         }
-        match (answered, head.id.is_some()) {
-            (true, true) => Streamed::Answered,
-            (_, false) => Streamed::NoAnswerDue,
-            (false, true) => Streamed::Ended(parser.last_id),
+        if pending.is_empty() {
+            Streamed::Done
+        } else {
+            Streamed::Ended(parser.last_id)
         }
     }
 
     /// A request's stream ended before its answer: reconnects with `Last-Event-ID` (MCP
-    /// 2025-06-18, "Resumability and Redelivery"), or fails the request.
-    async fn resume(&self, head: &Head, mut last_id: Option<String>, out: &mpsc::Sender<Bytes>) {
+    /// 2025-06-18, "Resumability and Redelivery"); `Err` if the answer does not come.
+    async fn resume(
+        &self,
+        head: &Head,
+        mut last_id: Option<String>,
+        pending: &mut Vec<RequestId>,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Result<(), String> {
         for _ in 0..RESUMES {
             let Some(id) = last_id.clone() else { break };
             let Ok(value) = HeaderValue::from_str(&id) else {
@@ -646,23 +760,19 @@ impl Link {
                 .header("last-event-id", value)
                 .body(Full::new(Bytes::new()));
             let Ok(req) = req else { break };
-            let resp = match self.call(req, self.remote.answer_timeout).await {
-                Ok(r) => r,
-                Err(why) => return self.fail(head, &why, out).await,
-            };
+            let resp = self.call(req, None).await?;
             if !resp.status().is_success()
                 || content_type(resp.headers()).as_deref() != Some("text/event-stream")
             {
                 break;
             }
-            match self.stream(resp.into_body(), head, out).await {
-                Streamed::Answered | Streamed::NoAnswerDue => return,
-                Streamed::Failed(why) => return self.fail(head, &why, out).await,
+            match self.stream(resp.into_body(), head, pending, out).await {
+                Streamed::Done => return Ok(()),
+                Streamed::Failed(why) => return Err(why),
                 Streamed::Ended(next) => last_id = next.or(last_id),
             }
         }
-        self.fail(head, "its SSE stream ended before the answer", out)
-            .await;
+        Err("its SSE stream ended before the answer".into())
     }
 
     /// Opens the session's GET stream for the server's own requests and notifications.
@@ -784,27 +894,27 @@ impl Link {
         self.end.cancel();
     }
 
-    /// Answers a request that got no answer with [`UPSTREAM_UNAVAILABLE`]; a lost
-    /// notification or response is logged (it has nobody to answer).
-    async fn fail(&self, head: &Head, why: &str, out: &mpsc::Sender<Bytes>) {
+    /// Answers each of `ids` (requests that got no answer) with [`UPSTREAM_UNAVAILABLE`]; a
+    /// lost notification or response is logged (it has nobody to answer).
+    async fn fail(&self, head: &Head, ids: &[RequestId], why: &str, out: &mpsc::Sender<Bytes>) {
         let what = format!("{}: {why}", self.remote.label());
-        match &head.id {
-            Some(id) => {
-                let data = serde_json::json!({ "upstream": self.remote.name });
-                let _ = out
-                    .send(message::error_response(
-                        Some(id),
-                        UPSTREAM_UNAVAILABLE,
-                        &what,
-                        Some(data),
-                    ))
-                    .await;
-            }
-            None => tracing::warn!(
+        if ids.is_empty() {
+            tracing::warn!(
                 method = head.method.as_deref().unwrap_or("(a response)"),
                 reason = %what,
                 "a message for the remote upstream was not delivered"
-            ),
+            );
+        }
+        for id in ids {
+            let data = serde_json::json!({ "upstream": self.remote.name });
+            let _ = out
+                .send(message::error_response(
+                    Some(id),
+                    UPSTREAM_UNAVAILABLE,
+                    &what,
+                    Some(data),
+                ))
+                .await;
         }
     }
 
@@ -825,7 +935,12 @@ impl Link {
         else {
             return;
         };
-        match self.call(req, Some(DELETE_TIMEOUT)).await {
+        // Also after the grace period cut the link: the session must not stay open upstream.
+        let sent = tokio::time::timeout(DELETE_TIMEOUT, self.remote.client.request(req)).await;
+        match sent
+            .map_err(|_| "no answer".to_string())
+            .and_then(|r| r.map_err(|e| error_chain(&e)))
+        {
             Ok(resp) => {
                 tracing::debug!(upstream = %self.remote.name, status = %resp.status(), "upstream session deleted")
             }
@@ -838,10 +953,9 @@ impl Link {
 
 /// How a request's SSE stream ended.
 enum Streamed {
-    Answered,
-    /// A notification's or response's stream (it owes no answer).
-    NoAnswerDue,
-    /// Ended before the answer; the last event id to resume from.
+    /// Every request it carried is answered (or it carried none and has ended).
+    Done,
+    /// Ended before an answer; the last event id to resume from.
     Ended(Option<String>),
     Failed(String),
 }
@@ -901,12 +1015,53 @@ fn arguments(body: &[u8]) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// The id a response line answers. Read leniently too (invalid UTF-8 replaced), as the core
+/// does before it refuses a broken answer and fails the call itself: the link then does not
+/// add an error of its own for the same id.
+fn answered_id(line: &[u8]) -> Option<RequestId> {
+    if let Ok(Parsed::Single(Message::Response { id, .. })) = message::parse(line) {
+        return id;
+    }
+    let text = String::from_utf8_lossy(line);
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    if v.get("method").is_some() || (v.get("result").is_none() && v.get("error").is_none()) {
+        return None;
+    }
+    RequestId::from_json(&v.get("id")?.to_string())
+}
+
 /// Whether `line` is the response to request `id`.
+#[cfg(test)]
 fn answers(line: &[u8], id: &RequestId) -> bool {
-    matches!(
-        message::parse(line),
-        Ok(Parsed::Single(Message::Response { id: Some(got), .. })) if &got == id
-    )
+    answered_id(line).as_ref() == Some(id)
+}
+
+/// The messages of a JSON body as lines: the body itself, or, for an array answering a
+/// message that was not a batch, each element (a client of 2025-06-18 or later reads no
+/// batch).
+fn messages_of(body: &[u8], batch: bool) -> Vec<Bytes> {
+    let body = trim(body);
+    if !batch
+        && body.first() == Some(&b'[')
+        && let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
+    {
+        return items.iter().map(|i| one_line(i.get().as_bytes())).collect();
+    }
+    vec![one_line(body)]
+}
+
+/// `scheme://host[:port]` of a URL: what error texts and logs may show of it.
+fn origin_of(url: &str) -> String {
+    match url.parse::<Uri>() {
+        Ok(u) => match (u.scheme_str(), u.authority()) {
+            (Some(scheme), Some(authority)) => {
+                let host = authority.as_str().rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://{host}")
+            }
+            _ => "(a relative URL)".to_string(),
+        },
+        Err(_) => "(not a URL)".to_string(),
+    }
 }
 
 /// A header value for `Mcp-Method`/`Mcp-Name`: as is when it is visible ASCII without edge
