@@ -5,7 +5,8 @@
 //! Tools: `echo`, `add`, `slow` (sends progress, honours cancellation), `fail` (`isError`),
 //! `personal_data` (personal-looking data), `confirm` (needs input from the client: an
 //! `elicitation/create` request in the 2025 era, an MRTR `input_required` round in 2026),
-//! `big` (a result of N bytes) and `crash` (exits the process mid-call).
+//! `big` (a result of N bytes), `crash` (exits the process mid-call) and `route` (an argument
+//! marked `x-mcp-header`, SEP-2243).
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -31,6 +32,14 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Deserialize, JsonSchema)]
 struct EchoArgs {
+    /// text to echo back
+    text: String,
+}
+#[derive(Deserialize, JsonSchema)]
+struct RouteArgs {
+    /// where the call goes; mirrored into the `Mcp-Param-Region` header (2026-07-28, SEP-2243)
+    #[schemars(extend("x-mcp-header" = "Region"))]
+    region: String,
     /// text to echo back
     text: String,
 }
@@ -98,6 +107,14 @@ impl Demo {
     )]
     async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
         text
+    }
+
+    #[tool(
+        description = "Echo the text for a region (its region argument travels in an HTTP header too)",
+        annotations(read_only_hint = true)
+    )]
+    async fn route(&self, Parameters(RouteArgs { region, text }): Parameters<RouteArgs>) -> String {
+        format!("{region}: {text}")
     }
 
     #[tool(

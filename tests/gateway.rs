@@ -1001,3 +1001,71 @@ async fn one_principal_cannot_hold_more_open_requests_than_its_cap() {
     assert_eq!(refused[0]["user_id"], "alice");
     assert_eq!(refused[0]["result"], "refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_call_whose_param_headers_disagree_with_its_arguments_is_refused_and_recorded() {
+    let gw = Gateway::start("");
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
+    let (status, _, body) = post(
+        &gw.endpoint(),
+        Some(ALICE_KEY),
+        None,
+        &list,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("x-mcp-header"), "{body}");
+    let call = |id: u32, region: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"route","arguments":{{"region":"{region}","text":"hi"}},{meta}}}}}"#
+        )
+    };
+    let send = |id: u32, region: &'static str, header: Option<&'static str>| {
+        let url = gw.endpoint();
+        let body = call(id, region);
+        async move {
+            let mut extra = vec![
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "route"),
+            ];
+            if let Some(h) = header {
+                extra.push(("mcp-param-region", h));
+            }
+            post(&url, Some(ALICE_KEY), None, &body, &extra).await
+        }
+    };
+    let (status, _, body) = send(2, "eu-west-1", Some("eu-west-1")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        messages(&body)[0]["result"]["content"][0]["text"],
+        "eu-west-1: hi"
+    );
+    // Headers routing one way and arguments another: refused, never forwarded.
+    for (id, header) in [(3, Some("us-east-1")), (4, None)] {
+        let (status, _, body) = send(id, "eu-west-1", header).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(messages(&body)[0]["error"]["code"], -32020, "{body}");
+    }
+    let events = gw.events();
+    let ran: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "route" && e["event_type"] == "tool_execution")
+        .collect();
+    assert_eq!(ran.len(), 1, "only the matching call ran: {events:#?}");
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["http"]["status_code"] == 400)
+        .collect();
+    assert_eq!(refused.len(), 2, "{events:#?}");
+    for r in refused {
+        let reason = r["metadata"]["reason"].as_str().unwrap();
+        assert!(reason.contains("mcp-param-region"), "{reason}");
+        assert_eq!(r["result"], "refused");
+    }
+}

@@ -783,3 +783,61 @@ async fn every_request_of_a_batch_to_an_unreachable_remote_gets_its_error() {
     );
     client.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn param_headers_survive_a_chain_of_gateways_that_both_check_them() {
+    // The inner gateway checks Mcp-Param-Region against the arguments; the outer one, its
+    // client, must mirror it as any 2026-07-28 client does.
+    let inner = Gateway::start("");
+    let outer = gateway_to(
+        &format!(
+            "url = \"{}\"\nbearer_token_env = \"INNER_TOKEN\"",
+            inner.endpoint()
+        ),
+        "",
+        &[("INNER_TOKEN", BOB_KEY)],
+    );
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
+    let (status, _, body) = post(
+        &outer.endpoint(),
+        Some(ALICE_KEY),
+        None,
+        &list,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"route","arguments":{{"region":"ap-south-1","text":"chained"}},{meta}}}}}"#
+    );
+    let (status, _, body) = post(
+        &outer.endpoint(),
+        Some(ALICE_KEY),
+        None,
+        &call,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "route"),
+            ("mcp-param-region", "ap-south-1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        messages(&body)[0]["result"]["content"][0]["text"],
+        "ap-south-1: chained"
+    );
+    assert!(
+        inner
+            .events()
+            .iter()
+            .all(|e| e["metadata"]["http"]["status_code"].is_null()),
+        "the inner gateway refused something: {:#?}",
+        inner.events()
+    );
+}

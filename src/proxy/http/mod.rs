@@ -44,6 +44,7 @@ use self::body::{EventStream, OnDrop, ResponseBody, full};
 use self::session::Session;
 use super::pipeline::{Pipeline, Route, SessionInfo};
 use super::remote::Remote;
+use super::remote::params::ParamHeaders;
 use super::stdio::{ClientDoor, Server, SessionSetup, run_session};
 use crate::audit::event::{
     AuditEvent, EventIds, EventType, HttpContext, Metadata, Outcome, RiskLevel,
@@ -123,6 +124,9 @@ struct Gateway {
     streams: StreamCounts,
     /// The `url` upstreams' clients, by upstream name.
     remotes: HashMap<String, Arc<Remote>>,
+    /// Each upstream's `Mcp-Param-*` bindings, learnt from the `tools/list` answers clients
+    /// get, to check clients' headers against (SEP-2243).
+    params: HashMap<String, Arc<ParamHeaders>>,
     /// POST requests being served (their response streams included), for the drain at
     /// shutdown.
     in_flight: Arc<AtomicUsize>,
@@ -193,6 +197,11 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
         streams: StreamCounts::default(),
+        params: config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), Arc::default()))
+            .collect(),
         remotes,
         in_flight: Arc::new(AtomicUsize::new(0)),
         stopping: CancellationToken::new(),

@@ -96,6 +96,25 @@ fn feed(pipeline: &Pipeline, line: Bytes, http: &HttpContext) -> Route {
     }
 }
 
+/// Passes a POST's answers on, learning `Mcp-Param-*` bindings from the responses.
+fn learn_params(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(u64, Bytes)>,
+    params: Arc<ParamHeaders>,
+) -> tokio::sync::mpsc::UnboundedReceiver<(u64, Bytes)> {
+    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some((seq, line)) = rx.recv().await {
+            if is_response(&line) {
+                params.learn(&line);
+            }
+            if tx.send((seq, line)).is_err() {
+                return;
+            }
+        }
+    });
+    out
+}
+
 /// Whether a client-bound line is a response (it has an id and a result or an error).
 fn is_response(line: &[u8]) -> bool {
     matches!(
@@ -175,6 +194,24 @@ impl McpRequest<'_> {
                 http: self.http.clone(),
             })
             .await;
+    }
+
+    /// A 2026-07-28 `tools/call`'s `Mcp-Param-*` headers against its arguments.
+    fn param_headers(&self, body: &serde_json::Value) -> Result<(), String> {
+        if body.get("method").and_then(|m| m.as_str()) != Some("tools/call") {
+            return Ok(());
+        }
+        let params = body.get("params");
+        let Some(tool) = params.and_then(|p| p.get("name")).and_then(|n| n.as_str()) else {
+            return Ok(());
+        };
+        let arguments = params
+            .and_then(|p| p.get("arguments"))
+            .unwrap_or(&serde_json::Value::Null);
+        match self.gateway.params.get(&self.upstream.name) {
+            Some(p) => p.check(tool, arguments, self.headers),
+            None => Ok(()),
+        }
     }
 
     /// Records a refusal and answers it in plain text (the request was not read).
@@ -369,7 +406,8 @@ impl McpRequest<'_> {
         if let Some(v) = version.as_deref().filter(|v| *v >= SESSIONLESS_FROM)
             && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&line)
             && body.is_object()
-            && let Err(why) = headers::check(self.headers, v, &body)
+            && let Err(why) =
+                headers::check(self.headers, v, &body).and_then(|()| self.param_headers(&body))
         {
             let reason = format!(
                 "routing headers do not match the body ({why}); refused as an attempted smuggling, not forwarded"
@@ -503,11 +541,18 @@ impl McpRequest<'_> {
         (sse, modern): (bool, bool),
         done: OnDrop,
     ) -> Response<ResponseBody> {
-        let waits = if seen.ids.is_empty() {
+        let mut waits = if seen.ids.is_empty() {
             None
         } else {
             session.wait_for(&seen.ids, sse).ok()
         };
+        // A tools/list answer teaches the tools' Mcp-Param-* bindings on its way out.
+        if seen.method.as_deref() == Some("tools/list")
+            && let Some(params) = self.gateway.params.get(&self.upstream.name)
+            && let Some((stream, rx)) = waits.take()
+        {
+            waits = Some((stream, learn_params(rx, params.clone())));
+        }
         let route = feed(&session.pipeline, line, &self.http);
         let sent = forwarded(&route);
         let Some((stream, rx)) = waits else {

@@ -31,7 +31,7 @@
 //! Credentials are the upstream's own (config or environment); nothing of the client's
 //! request but the JSON-RPC message itself is sent on.
 
-mod params;
+pub(crate) mod params;
 pub(crate) mod sse;
 
 use std::sync::{Arc, Mutex, OnceLock};

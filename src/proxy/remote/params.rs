@@ -87,6 +87,74 @@ impl ParamHeaders {
             .collect()
     }
 
+    /// Checks a client's `Mcp-Param-*` headers against a call's arguments (a server "MUST
+    /// reject" a mismatch, SEP-2243): a bound argument present must have its header with the
+    /// same value, an absent one none; `Err` says what differs. A tool not seen listed, and
+    /// headers no binding names, pass.
+    pub(crate) fn check(
+        &self,
+        tool: &str,
+        arguments: &Value,
+        headers: &http::HeaderMap,
+    ) -> Result<(), String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bindings) = map.get(tool) else {
+            return Ok(());
+        };
+        for b in bindings {
+            let mut value = Some(arguments);
+            for key in &b.path {
+                value = value.and_then(|v| v.get(key));
+            }
+            let value = value.filter(|v| !v.is_null());
+            let mut sent = headers.get_all(&b.header).iter();
+            let first = sent.next();
+            if sent.next().is_some() {
+                return Err(format!("{} is repeated", b.header));
+            }
+            let got = match first {
+                None => None,
+                Some(h) => Some(
+                    decode(h).ok_or_else(|| format!("{} is not valid text or base64", b.header))?,
+                ),
+            };
+            let argument = b.path.join(".");
+            match (value, got) {
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(format!(
+                        "the {} header is missing for argument {argument:?}",
+                        b.header
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "{} is sent but argument {argument:?} is absent",
+                        b.header
+                    ));
+                }
+                (Some(v), Some(h)) => {
+                    let same = match v {
+                        Value::String(s) => *s == h,
+                        Value::Bool(b) => h == b.to_string(),
+                        Value::Number(n) => match (n.as_f64(), h.trim().parse::<f64>()) {
+                            (Some(a), Ok(b)) => a == b,
+                            _ => false,
+                        },
+                        _ => false,
+                    };
+                    if !same {
+                        return Err(format!(
+                            "{} {h:?} does not match argument {argument:?}",
+                            b.header
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether any tool of this upstream has bindings (so a call's arguments need reading).
     pub(crate) fn knows(&self, tool: &str) -> bool {
         self.0
@@ -151,6 +219,22 @@ fn walk(
     Ok(())
 }
 
+/// A header value as text, `=?base64?…?=` decoded.
+fn decode(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?;
+    match text
+        .strip_prefix("=?base64?")
+        .and_then(|t| t.strip_suffix("?="))
+    {
+        Some(inner) => {
+            use base64::Engine;
+            let bytes = base64::prelude::BASE64_STANDARD.decode(inner).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(text.to_string()),
+    }
+}
+
 /// RFC 9110 5.6.2 `tchar`.
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -207,6 +291,79 @@ mod tests {
             json!([{"name": "query", "inputSchema": {"type": "object"}}]),
         ));
         assert!(!p.knows("query"));
+    }
+
+    #[test]
+    fn a_clients_headers_must_say_what_the_arguments_say() {
+        let p = ParamHeaders::default();
+        p.learn(&listed(
+            json!([{"name": "query", "inputSchema": {"type": "object", "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "limit": {"type": "integer", "x-mcp-header": "Limit"}
+            }}}]),
+        ));
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        let args = json!({"region": "eu", "limit": 5});
+        assert!(
+            p.check(
+                "query",
+                &args,
+                &h(&[("mcp-param-region", "eu"), ("mcp-param-limit", "5")])
+            )
+            .is_ok()
+        );
+        assert!(
+            p.check(
+                "query",
+                &args,
+                &h(&[
+                    ("mcp-param-region", "=?base64?ZXU=?="),
+                    ("mcp-param-limit", "5.0")
+                ])
+            )
+            .is_ok()
+        );
+        // A filter reading headers would route to "us".
+        assert!(
+            p.check(
+                "query",
+                &args,
+                &h(&[("mcp-param-region", "us"), ("mcp-param-limit", "5")])
+            )
+            .is_err()
+        );
+        assert!(
+            p.check("query", &args, &h(&[("mcp-param-limit", "5")]))
+                .is_err()
+        );
+        assert!(
+            p.check(
+                "query",
+                &json!({"limit": 5}),
+                &h(&[("mcp-param-region", "eu"), ("mcp-param-limit", "5")])
+            )
+            .is_err()
+        );
+        assert!(
+            p.check(
+                "query",
+                &args,
+                &h(&[
+                    ("mcp-param-region", "eu"),
+                    ("mcp-param-region", "eu"),
+                    ("mcp-param-limit", "5")
+                ])
+            )
+            .is_err()
+        );
+        // Unknown tools and unknown headers pass.
+        assert!(p.check("other", &args, &h(&[("mcp-param-x", "1")])).is_ok());
     }
 
     #[test]
