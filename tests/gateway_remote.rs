@@ -841,3 +841,48 @@ async fn param_headers_survive_a_chain_of_gateways_that_both_check_them() {
         inner.events()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdio_wrapper_opens_a_new_upstream_session_when_the_remote_forgets_its_own() {
+    let mut first = HttpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n",
+            first.url
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(proxy_bin());
+    command
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    let mut client = common::LineClient::spawn(command);
+    client.initialize().await;
+    let echo =
+        |id: u32| common::call_line(json!(id), "echo", json!({"text": format!("call {id}")}));
+    client.send(&echo(1)).await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(1)).await).unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "call 1", "{answer}");
+    // The remote restarts on the same address and knows no session: the wrapper opens a new
+    // one with the client's initialize, and the call goes through.
+    let addr = first
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
+    first.stop();
+    let _second = HttpServer::start_at(&addr);
+    client.send(&echo(2)).await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(2)).await).unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "call 2", "{answer}");
+    assert!(
+        client.child.try_wait().unwrap().is_none(),
+        "the wrapper exited"
+    );
+    let status = client.finish().await;
+    assert!(status.success(), "{status:?}");
+}

@@ -172,9 +172,10 @@ pub async fn run_with(
     let policy = crate::policy::PolicyCell::new(config.policy.clone());
     // A command after `--` wins; else the upstream's own command or url.
     let server = match &config.upstream.remote {
-        Some(remote) if command.is_empty() => {
-            Server::Remote(Remote::new(&config.upstream.name, remote, &config.limits)?)
-        }
+        Some(remote) if command.is_empty() => Server::Remote {
+            remote: Remote::new(&config.upstream.name, remote, &config.limits)?,
+            reopen: true,
+        },
         _ => Server::Command {
             command,
             cwd: config.upstream.cwd.as_deref(),
@@ -239,7 +240,12 @@ pub(crate) enum Server<'a> {
         cwd: Option<&'a std::path::Path>,
     },
     /// A remote Streamable HTTP server (`[[upstream]] url`).
-    Remote(Arc<Remote>),
+    Remote {
+        remote: Arc<Remote>,
+        /// Open a new upstream session when the upstream ends one (the stdio wrapper: its
+        /// client cannot); else the session ends (the gateway: its client starts a new one).
+        reopen: bool,
+    },
 }
 
 /// The client side of a session, handed to the front door once the server is running.
@@ -288,9 +294,9 @@ pub(crate) async fn run_session(
                 Running::Child { child, group },
             )
         }
-        Server::Remote(remote) => {
+        Server::Remote { remote, reopen } => {
             tracing::info!(parent: &span, upstream = ?remote, user = %session.user_id, "remote mcp server session opened");
-            let (link, server_in, server_out) = RemoteServer::start(remote);
+            let (link, server_in, server_out) = RemoteServer::start(remote, reopen);
             (
                 Box::new(server_in),
                 Box::new(server_out),

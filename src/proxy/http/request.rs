@@ -721,7 +721,10 @@ impl McpRequest<'_> {
             let setup = SessionSetup {
                 config: &config,
                 server: match &remote {
-                    Some(remote) => Server::Remote(remote.clone()),
+                    Some(remote) => Server::Remote {
+                        remote: remote.clone(),
+                        reopen: false,
+                    },
                     None => Server::Command {
                         command: &upstream.command,
                         cwd: upstream.cwd.as_deref(),

@@ -231,7 +231,14 @@ pub(crate) struct RemoteServer {
 impl RemoteServer {
     /// Opens a session's link; returns it with the pipe the core writes the server's input
     /// to and the pipe it reads the server's output from.
-    pub(crate) fn start(remote: Arc<Remote>) -> (RemoteServer, DuplexStream, DuplexStream) {
+    ///
+    /// `reopen`: when the upstream ends the session (404), open a new one by sending the
+    /// client's `initialize` again and go on (the stdio wrapper, whose client cannot start a
+    /// new session); otherwise the link ends and the client's session with it (the gateway).
+    pub(crate) fn start(
+        remote: Arc<Remote>,
+        reopen: bool,
+    ) -> (RemoteServer, DuplexStream, DuplexStream) {
         let (server_in, pump_in) = tokio::io::duplex(PIPE);
         let (mut pump_out, server_out) = tokio::io::duplex(PIPE);
         let (out, mut rx) = mpsc::channel::<Bytes>(256);
@@ -249,6 +256,9 @@ impl RemoteServer {
             end: CancellationToken::new(),
             why: OnceLock::new(),
             listener: Mutex::new(None),
+            reopen,
+            handshake: Mutex::new(None),
+            reopening: tokio::sync::Mutex::new(()),
         });
         let task = tokio::spawn(pump(link.clone(), pump_in, out));
         (RemoteServer { task, link }, server_in, server_out)
@@ -306,6 +316,12 @@ struct Link {
     why: OnceLock<String>,
     /// The GET stream's task.
     listener: Mutex<Option<JoinHandle<()>>>,
+    /// Open a new upstream session when the upstream ends this one.
+    reopen: bool,
+    /// The client's `initialize`, to open a new session with.
+    handshake: Mutex<Option<Bytes>>,
+    /// Held while a new session is being opened.
+    reopening: tokio::sync::Mutex<()>,
 }
 
 /// What the link needs to know of a message it sends.
@@ -460,6 +476,7 @@ impl Link {
             }
         }
         if head.is("initialize") && head.id.is_some() {
+            *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) = Some(line.clone());
             self.exchange(line, head, out.clone()).await;
         } else {
             let link = self.clone();
@@ -497,7 +514,7 @@ impl Link {
     /// within `limits.call_timeout_ms` from the moment it is sent.
     async fn exchange(self: &Arc<Self>, line: Bytes, head: Head, out: mpsc::Sender<Bytes>) {
         let mut pending = head.ids.clone();
-        let work = self.post(line, &head, &mut pending, &out);
+        let work = self.post(line, &head, &mut pending, &out, true);
         let result = match self.remote.answer_timeout.filter(|_| !head.ids.is_empty()) {
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(r) => r,
@@ -524,6 +541,7 @@ impl Link {
         head: &Head,
         pending: &mut Vec<RequestId>,
         out: &mpsc::Sender<Bytes>,
+        may_reopen: bool,
     ) -> Result<(), String> {
         let body = line.slice(..trim_line_end(&line).len());
         let mut req = self
@@ -543,12 +561,12 @@ impl Link {
                 }
             }
         }
-        let had_session = self
+        let sent_session = self
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .session
-            .is_some();
+            .clone();
         let req = req
             .body(Full::new(body))
             .map_err(|e| format!("cannot build the request: {e}"))?;
@@ -565,7 +583,23 @@ impl Link {
             }
         }
         let status = resp.status();
-        if status == StatusCode::NOT_FOUND && had_session {
+        if status == StatusCode::NOT_FOUND
+            && let Some(stale) = sent_session
+        {
+            // The upstream did not take the request: sending it again in a new session is safe.
+            if self.reopen && may_reopen && !head.is("initialize") {
+                match self.reopen_session(&stale).await {
+                    Ok(()) => {
+                        return Box::pin(self.post(line, head, pending, out, false)).await;
+                    }
+                    Err(why) => {
+                        self.ended(&format!(
+                            "it ended the session (404) and a new one could not be opened: {why}"
+                        ));
+                        return Err("the upstream ended the session (HTTP 404)".into());
+                    }
+                }
+            }
             self.ended("it answered 404 for the session (expired or ended)");
             return Err("the upstream ended the session (HTTP 404)".into());
         }
@@ -583,7 +617,8 @@ impl Link {
                     "it answered a request with HTTP {status} and no answer"
                 ));
             }
-            if head.is("notifications/initialized") {
+            // Not for the handshake of a reopened session: its stream is the running one's.
+            if head.is("notifications/initialized") && may_reopen {
                 self.listen(out.clone());
             }
             return Ok(());
@@ -628,6 +663,42 @@ impl Link {
                 self.snippet(&body)
             ),
         })
+    }
+
+    /// Opens a new upstream session in place of `stale` by sending the client's `initialize`
+    /// again (its answer is not passed on: the client has had one) and
+    /// `notifications/initialized`. Concurrent callers wait for one another; a caller whose
+    /// session was already replaced returns at once.
+    async fn reopen_session(self: &Arc<Self>, stale: &HeaderValue) -> Result<(), String> {
+        let _one_at_a_time = self.reopening.lock().await;
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if state.session.as_ref() != Some(stale) {
+                return Ok(());
+            }
+            state.session = None;
+        }
+        let Some(init) = self
+            .handshake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return Err("the client sent no initialize to open it with".into());
+        };
+        tracing::warn!(upstream = %self.remote.name, "the remote upstream ended the session; opening a new one with the client's initialize (state the server kept, such as subscriptions, is gone)");
+        let (swallow, mut discard) = mpsc::channel::<Bytes>(16);
+        tokio::spawn(async move { while discard.recv().await.is_some() {} });
+        let head = Head::of(&init);
+        let mut pending = head.ids.clone();
+        Box::pin(self.post(init, &head, &mut pending, &swallow, false)).await?;
+        if !pending.is_empty() {
+            return Err("it did not answer the new initialize".into());
+        }
+        let note =
+            Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
+        let head = Head::of(&note);
+        Box::pin(self.post(note, &head, &mut Vec::new(), &swallow, false)).await
     }
 
     /// Sends a line the upstream wrote on to the core; notes which pending request it answers.
@@ -787,6 +858,12 @@ impl Link {
             let mut failures = 0u32;
             let mut parser_retry = None;
             while !link.end.is_cancelled() && failures < LISTEN_FAILURES {
+                let sent_session = link
+                    .state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .session
+                    .clone();
                 let mut req = link
                     .request(Method::GET, None)
                     .header(ACCEPT, "text/event-stream");
@@ -802,8 +879,19 @@ impl Link {
                 match link.call(req, Some(ACCEPT_TIMEOUT)).await {
                     Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
                     Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
-                        link.ended("it answered 404 for the session's stream (expired or ended)");
-                        return;
+                        let reopened = match (&sent_session, link.reopen) {
+                            (Some(stale), true) => link.reopen_session(stale).await.is_ok(),
+                            _ => false,
+                        };
+                        if !reopened {
+                            link.ended(
+                                "it answered 404 for the session's stream (expired or ended)",
+                            );
+                            return;
+                        }
+                        // The new session's stream: from its start.
+                        last_id = None;
+                        continue;
                     }
                     Ok(resp)
                         if resp.status().is_success()
