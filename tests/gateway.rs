@@ -1069,3 +1069,48 @@ async fn a_2026_call_whose_param_headers_disagree_with_its_arguments_is_refused_
         assert_eq!(r["result"], "refused");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_credentials_cannot_write_the_trail_faster_than_its_quota() {
+    let gw = Gateway::start("");
+    for _ in 0..30 {
+        let (status, _, _) = post(&gw.endpoint(), Some("not-a-key"), None, INIT, &[]).await;
+        assert_eq!(status, 401);
+    }
+    // A known principal's refusals are always recorded one by one.
+    for _ in 0..25 {
+        let (status, _, _) = post(
+            &gw.endpoint(),
+            Some(ALICE_KEY),
+            Some("no-such-session"),
+            INIT,
+            &[],
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+    let (status, gw) = gw.stop();
+    assert!(status.success(), "{status:?}");
+    let events = gw.events();
+    let unauthenticated: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["user_id"] == "unauthenticated")
+        .collect();
+    // 20 one by one, and one event that counts the other 10.
+    assert_eq!(unauthenticated.len(), 21, "{unauthenticated:#?}");
+    let summary = unauthenticated
+        .iter()
+        .find(|e| {
+            e["metadata"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("10 more refusals"))
+        })
+        .unwrap_or_else(|| panic!("no summary: {unauthenticated:#?}"));
+    assert_eq!(summary["metadata"]["http"]["status_code"], 401);
+    assert_eq!(summary["metadata"]["http"]["client_address"], "127.0.0.1");
+    assert_eq!(
+        events.iter().filter(|e| e["user_id"] == "alice").count(),
+        25,
+        "{events:#?}"
+    );
+}

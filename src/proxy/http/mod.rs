@@ -17,6 +17,7 @@
 mod auth;
 mod body;
 mod headers;
+mod limit;
 pub(crate) use headers::name_member;
 mod metrics;
 mod request;
@@ -122,6 +123,8 @@ struct Gateway {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Open requests and streams per principal.
     streams: StreamCounts,
+    /// Refusal events of unauthenticated requests, per source address.
+    unauthenticated: limit::RefusalLimiter,
     /// The `url` upstreams' clients, by upstream name.
     remotes: HashMap<String, Arc<Remote>>,
     /// Each upstream's `Mcp-Param-*` bindings, learnt from the `tools/list` answers clients
@@ -197,6 +200,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
         streams: StreamCounts::default(),
+        unauthenticated: limit::RefusalLimiter::default(),
         params: config
             .upstreams
             .iter()
@@ -387,6 +391,7 @@ async fn drain(gateway: &Arc<Gateway>) {
             tracing::warn!("a session did not end in time at shutdown");
         }
     }
+    gateway.close_refusal_windows(true).await;
     tracing::info!(sessions = sessions.len(), "gateway stopped");
 }
 
@@ -414,6 +419,7 @@ async fn reap_idle(gateway: Arc<Gateway>) {
             _ = tokio::time::sleep(tick) => {}
             _ = gateway.stopping.cancelled() => return,
         }
+        gateway.close_refusal_windows(false).await;
         let Some(before) = Instant::now().checked_sub(idle) else {
             continue;
         };
@@ -520,6 +526,62 @@ impl Gateway {
     async fn record_refusal(&self, r: &Refusal<'_>) {
         self.metrics
             .refused(r.method.as_deref().unwrap_or("http"), r.status.as_u16());
+        if r.user.is_none() {
+            let source = r.http.client_address.clone().unwrap_or_default();
+            let (recorded, closed) =
+                self.unauthenticated
+                    .admit(&source, (&r.reason, r.status.as_u16()), Instant::now());
+            if let Some(s) = closed {
+                self.record_suppressed(s).await;
+            }
+            if !recorded {
+                return;
+            }
+        }
+        self.write_refusal(r).await;
+    }
+
+    /// One event for the unauthenticated refusals of a source left out of the trail one by
+    /// one (see `limit.rs`).
+    async fn record_suppressed(&self, s: limit::Suppressed) {
+        let http = HttpContext {
+            client_address: (s.source != "*").then(|| s.source.clone()),
+            ..HttpContext::default()
+        };
+        let reason = format!(
+            "{} more refusals of unauthenticated requests from {} in {} s were not recorded one by one (at most {} per address and window); the last said: {}",
+            s.count,
+            if s.source == "*" {
+                "other addresses"
+            } else {
+                &s.source
+            },
+            limit::WINDOW.as_secs(),
+            limit::PER_WINDOW,
+            s.reason
+        );
+        self.write_refusal(&Refusal {
+            status: StatusCode::from_u16(s.status).unwrap_or(StatusCode::UNAUTHORIZED),
+            reason,
+            upstream: "",
+            user: None,
+            auth_method: None,
+            session: None,
+            method: None,
+            request_id: None,
+            http,
+        })
+        .await;
+    }
+
+    /// Summary events for the windows that have closed (`all`: every window, at shutdown).
+    async fn close_refusal_windows(&self, all: bool) {
+        for s in self.unauthenticated.close(Instant::now(), all) {
+            self.record_suppressed(s).await;
+        }
+    }
+
+    async fn write_refusal(&self, r: &Refusal<'_>) {
         let (event_id, timestamp) = self.ids.next();
         let mut http = r.http.clone();
         http.status_code = Some(r.status.as_u16());
