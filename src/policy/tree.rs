@@ -62,161 +62,20 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// Nesting past this is left to [`Tree::parse`], so that its limit (serde_json's) decides.
-const MAX_FAST_DEPTH: usize = 64;
-
 impl<'a> Tree<'a> {
     /// [`Tree::parse`] of a text already validated as one JSON value (a `result` that
     /// `message::parse` delimited), with the same outcome: its strings are found with `memchr`
-    /// instead of being checked byte by byte again, which for a long text is most of the
-    /// work. Anything unusual (deep nesting, a number serde_json must judge) is read by
-    /// [`Tree::parse`] instead.
+    /// instead of being checked byte by byte again, which for a long text is most of the work
+    /// ([`crate::jsonrpc::members::from_validated`]). Anything unusual (deep nesting, an
+    /// error) is read by [`Tree::parse`] instead.
     pub fn parse_validated(text: &'a str) -> Result<Tree<'a>, serde_json::Error> {
         let repeated = Cell::new(false);
-        let mut at = 0;
-        let fast = Fast {
-            text,
-            repeated: &repeated,
-        }
-        .value(&mut at, 0)
-        .filter(|_| skip_ws(text.as_bytes(), at) == text.len());
-        match fast {
-            Some(root) => Ok(Tree {
+        match crate::jsonrpc::members::from_validated_seed(text, NodeSeed(&repeated)) {
+            Ok(root) => Ok(Tree {
                 root,
                 repeated_keys: repeated.get(),
             }),
-            None => Tree::parse(text),
-        }
-    }
-}
-
-/// The reader of [`Tree::parse_validated`]; `None` hands the text to [`Tree::parse`].
-struct Fast<'a, 'c> {
-    text: &'a str,
-    repeated: &'c Cell<bool>,
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-        i += 1;
-    }
-    i
-}
-
-impl<'a> Fast<'a, '_> {
-    fn value(&self, at: &mut usize, depth: usize) -> Option<Node<'a>> {
-        let b = self.text.as_bytes();
-        *at = skip_ws(b, *at);
-        match *b.get(*at)? {
-            b'"' => self.string(at).map(Node::Str),
-            b'{' if depth < MAX_FAST_DEPTH => {
-                *at += 1;
-                let mut members = BTreeMap::new();
-                *at = skip_ws(b, *at);
-                if b.get(*at) == Some(&b'}') {
-                    *at += 1;
-                    return Some(Node::Object(members));
-                }
-                loop {
-                    *at = skip_ws(b, *at);
-                    if b.get(*at) != Some(&b'"') {
-                        return None;
-                    }
-                    let key = self.string(at)?;
-                    *at = skip_ws(b, *at);
-                    if b.get(*at) != Some(&b':') {
-                        return None;
-                    }
-                    *at += 1;
-                    if key == RAW_VALUE_TOKEN {
-                        self.repeated.set(true);
-                    }
-                    let value = self.value(at, depth + 1)?;
-                    if members.insert(key, value).is_some() {
-                        self.repeated.set(true);
-                    }
-                    *at = skip_ws(b, *at);
-                    match b.get(*at)? {
-                        b',' => *at += 1,
-                        b'}' => {
-                            *at += 1;
-                            return Some(Node::Object(members));
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'[' if depth < MAX_FAST_DEPTH => {
-                *at += 1;
-                let mut items = Vec::new();
-                *at = skip_ws(b, *at);
-                if b.get(*at) == Some(&b']') {
-                    *at += 1;
-                    return Some(Node::Array(items));
-                }
-                loop {
-                    items.push(self.value(at, depth + 1)?);
-                    *at = skip_ws(b, *at);
-                    match b.get(*at)? {
-                        b',' => *at += 1,
-                        b']' => {
-                            *at += 1;
-                            return Some(Node::Array(items));
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b't' => self.literal(at, "true", Node::Bool(true)),
-            b'f' => self.literal(at, "false", Node::Bool(false)),
-            b'n' => self.literal(at, "null", Node::Null),
-            b'-' | b'0'..=b'9' => {
-                let start = *at;
-                while matches!(
-                    b.get(*at),
-                    Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
-                ) {
-                    *at += 1;
-                }
-                // Read as `Tree::parse` reads a number (its float rules, its range errors).
-                let mut de = serde_json::Deserializer::from_str(self.text.get(start..*at)?);
-                let node = NodeSeed(self.repeated).deserialize(&mut de).ok()?;
-                de.end().ok()?;
-                Some(node)
-            }
-            _ => None,
-        }
-    }
-
-    fn literal(&self, at: &mut usize, word: &str, node: Node<'a>) -> Option<Node<'a>> {
-        let end = *at + word.len();
-        (self.text.get(*at..end)? == word).then(|| {
-            *at = end;
-            node
-        })
-    }
-
-    /// The string starting at `at` (a `"`): borrowed if it has no escape, else decoded.
-    fn string(&self, at: &mut usize) -> Option<Cow<'a, str>> {
-        let b = self.text.as_bytes();
-        let start = *at;
-        let mut i = start + 1;
-        let mut escaped = false;
-        loop {
-            let found = i + memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
-            if b[found] == b'"' {
-                *at = found + 1;
-                break;
-            }
-            escaped = true;
-            i = found + 2;
-        }
-        if escaped {
-            serde_json::from_str::<String>(self.text.get(start..*at)?)
-                .ok()
-                .map(Cow::Owned)
-        } else {
-            self.text.get(start + 1..*at - 1).map(Cow::Borrowed)
+            Err(_) => Tree::parse(text),
         }
     }
 }

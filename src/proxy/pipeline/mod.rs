@@ -817,7 +817,7 @@ impl Pipeline {
         // two ways (duplicate keys) are refused, fail closed.
         let arguments = match (policy.enabled, p.arguments) {
             (true, Some(raw)) => {
-                let parsed = policy::strict::parse(raw.get()).map_err(|e| e.to_string());
+                let parsed = policy::strict::parse_validated(raw.get()).map_err(|e| e.to_string());
                 // MCP arguments are an object; anything else would reach the tool unassessed.
                 let checked = parsed.and_then(|v| match v {
                     Value::Object(_) => Ok(Some(v)),
