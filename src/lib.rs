@@ -14,7 +14,9 @@
 //! error.rs            which side failed: client, upstream, internal
 //! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes;
 //!                     salvage.rs: what a lenient peer could read of a refused line;
-//!                     names.rs: member names as case-insensitive peers compare them
+//!                     names.rs: member names as case-insensitive peers compare them;
+//!                     members.rs: reading parts of a validated line again without
+//!                     re-checking their strings (call params, arguments, results)
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline/     classify -> assess -> record -> forward or refuse -> correlate -> record;
 //!                     refuse.rs (answers and events in place of forwarding), confirm.rs

@@ -1,6 +1,7 @@
 //! JSON-RPC over newline-delimited streams: framing and classification of raw bytes.
 
 pub mod frame;
+pub mod members;
 pub mod message;
 pub mod names;
 pub mod salvage;

@@ -20,6 +20,16 @@ pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
     serde_json::from_str::<Strict>(text).map(|s| s.0)
 }
 
+/// [`parse`] of a text already validated as JSON (`arguments` that `message::parse`
+/// delimited), with the same outcome: its strings are found with `memchr` instead of being
+/// checked again ([`crate::jsonrpc::members::from_validated`]); on any error the text is read
+/// by [`parse`], for its message.
+pub fn parse_validated(text: &str) -> Result<Value, serde_json::Error> {
+    crate::jsonrpc::members::from_validated::<Strict>(text)
+        .map(|s| s.0)
+        .or_else(|_| parse(text))
+}
+
 struct Strict(Value);
 
 impl<'de> Deserialize<'de> for Strict {
@@ -132,6 +142,22 @@ mod tests {
             assert!(parse(dup).is_err(), "{dup}");
         }
         assert!(parse(r#"{"path":1,"paths":2,"Other":3}"#).is_ok());
+        // The fast reading of validated text refuses the same texts, with the same message.
+        for text in [
+            r#"{"path":"/ok","path":"/etc/passwd"}"#,
+            r#"{"a":[{"b":1,"c":{"d":1,"d":2}}]}"#,
+            r#"{"k":1,"\u006b":2}"#,
+            r#"{"path":"/srv/a","Path":"/etc/shadow"}"#,
+            r#"{"a":[{"kind":1,"\u212aind":2}]}"#,
+            r#"{"path":1,"paths":2,"Other":3}"#,
+            r#"{"n":[1,-2,3.5,true,null,"s\n"]}"#,
+        ] {
+            assert_eq!(
+                format!("{:?}", parse_validated(text)),
+                format!("{:?}", parse(text)),
+                "{text}"
+            );
+        }
         assert_eq!(
             parse(r#"{"n":[1,-2,3.5,true,null,"s"]}"#).unwrap(),
             serde_json::json!({"n":[1,-2,3.5,true,null,"s"]})

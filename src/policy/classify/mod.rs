@@ -313,7 +313,15 @@ impl Classifiers {
             self.numeric(t, mask, out);
         }
         if mask & (HEALTH | SECRET) != 0 && !stop(out.len()) {
-            let lower = t.to_ascii_lowercase();
+            // A text without capitals is its own lowercase: no 64 KiB copy for a long one.
+            let capitals = b
+                .chunks(32)
+                .any(|k| k.iter().fold(false, |a, c| a | c.is_ascii_uppercase()));
+            let lower = if capitals {
+                std::borrow::Cow::Owned(t.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(t)
+            };
             if mask & HEALTH != 0
                 && let Some(re) = &self.health
             {

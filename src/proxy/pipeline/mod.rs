@@ -817,7 +817,7 @@ impl Pipeline {
         // two ways (duplicate keys) are refused, fail closed.
         let arguments = match (policy.enabled, p.arguments) {
             (true, Some(raw)) => {
-                let parsed = policy::strict::parse(raw.get()).map_err(|e| e.to_string());
+                let parsed = policy::strict::parse_validated(raw.get()).map_err(|e| e.to_string());
                 // MCP arguments are an object; anything else would reach the tool unassessed.
                 let checked = parsed.and_then(|v| match v {
                     Value::Object(_) => Ok(Some(v)),
@@ -1411,8 +1411,13 @@ fn arguments_hash(p: &CallToolParams<'_>) -> String {
     policy::sha256_hex(bytes, 32)
 }
 
+/// A call's params; `message::parse` validated them, so the arguments are not read again
+/// ([`crate::jsonrpc::members`]) unless something unusual needs serde_json's own reading.
 fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> {
     let params = params.ok_or_else(|| "missing params".to_string())?;
+    if let Some(p) = crate::jsonrpc::members::from_validated_object(params.get()) {
+        return Ok(p);
+    }
     serde_json::from_str(params.get()).map_err(|e| e.to_string())
 }
 
