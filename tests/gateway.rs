@@ -1114,3 +1114,89 @@ async fn a_flood_of_bad_credentials_cannot_write_the_trail_faster_than_its_quota
         "{events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served_and_checked_like_http1_ones() {
+    let gw = Gateway::start("");
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2
+        .post(gw.endpoint())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    let session = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = resp.text().await.unwrap();
+    assert!(
+        messages(&body)[0]["result"]["serverInfo"].is_object(),
+        "{body}"
+    );
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"over h2"}}}"#;
+    let resp = h2
+        .post(gw.endpoint())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(call)
+        .send()
+        .await
+        .unwrap();
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        messages(&body)[0]["result"]["content"][0]["text"],
+        "over h2"
+    );
+
+    // DNS rebinding over HTTP/2: the host is in :authority, and it is checked there too.
+    let port: u16 = gw.url.rsplit(':').next().unwrap().parse().unwrap();
+    let rebound = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve(
+            "evil.example",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .build()
+        .unwrap();
+    let resp = rebound
+        .post(format!("http://evil.example:{port}/mcp/example"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 403, "{}", resp.text().await.unwrap());
+    let events = gw.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["metadata"]["http"]["status_code"] == 403),
+        "{events:#?}"
+    );
+    assert_eq!(
+        common::pairs(
+            &events
+                .iter()
+                .filter(|e| e["metadata"]["http"]["status_code"].is_null())
+                .cloned()
+                .collect::<Vec<_>>()
+        )
+        .len(),
+        1
+    );
+}

@@ -35,7 +35,7 @@ use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -73,6 +73,11 @@ const SUPPORTED_VERSIONS: [&str; 5] = [
 const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 /// The first revision without sessions: a request without `Mcp-Session-Id` is served alone.
 const SESSIONLESS_FROM: &str = "2026-07-28";
+/// Streams one HTTP/2 connection may have open at once.
+const H2_STREAMS: u32 = 256;
+/// HTTP/2 pings a quiet connection at this interval and drops it if the ping goes unanswered
+/// as long (a client gone without closing).
+const H2_PING: Duration = Duration::from_secs(20);
 /// How long requests in flight may take to finish once shutdown starts.
 const DRAIN_AT_SHUTDOWN: Duration = Duration::from_secs(30);
 
@@ -350,12 +355,21 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
-    let result = hyper::server::conn::http1::Builder::new()
+    // HTTP/1.1, and HTTP/2 (by ALPN over TLS, by its preface in plain text): each request
+    // of a connection is one stream, served alike.
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .keep_alive(true)
-        .serve_connection(io, service)
-        .await;
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS)
+        .keep_alive_interval(Some(H2_PING))
+        .keep_alive_timeout(H2_PING);
+    let result = builder.serve_connection(io, service).await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
@@ -499,7 +513,7 @@ fn tls_acceptor(
             format!("does not match the certificate or cannot be used: {e}"),
         )
     })?;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
 }
 
@@ -795,8 +809,16 @@ fn accepts(headers: &HeaderMap, kind: &str) -> bool {
 async fn handle(
     gateway: Arc<Gateway>,
     conn: Arc<Connection>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
+    // HTTP/2 carries the host in `:authority`, not `Host`: the Host checks (DNS rebinding)
+    // read it from there, so that no version of HTTP skips them.
+    if !req.headers().contains_key(http::header::HOST)
+        && let Some(authority) = req.uri().authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
     let path = req.uri().path().to_string();
     if path == "/healthz" {
         return plain(StatusCode::OK, "ok");
