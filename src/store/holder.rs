@@ -16,7 +16,7 @@ const PERSIST_EVERY: Duration = Duration::from_secs(1);
 
 /// What the holder knows of one journal.
 #[derive(Debug, Clone, Copy)]
-struct Tracked {
+pub(super) struct Tracked {
     /// Every record before this is applied to the index (maybe not flushed yet).
     at: JournalPos,
     /// The position last saved in the index (after a flush of the entries before it).
@@ -29,15 +29,15 @@ struct Tracked {
 /// the index, and this one keeps it caught up with every journal ([`IndexHolder::catch_up`]).
 pub struct IndexHolder {
     /// Declared before the lock: sled is closed before another process may open it.
-    index: Index,
+    pub(super) index: Index,
     paths: StorePaths,
     /// This process's own journal, if it writes: never "dead", never recovered by itself.
     own: Option<JournalId>,
     /// Whether dead writers' torn tails are cut here (writers and `reindex`; not queries,
     /// which change no journal).
     recover: bool,
-    tracked: HashMap<JournalId, Tracked>,
-    last_persist: Instant,
+    pub(super) tracked: HashMap<JournalId, Tracked>,
+    pub(super) last_persist: Instant,
     _lock: File,
 }
 
@@ -343,7 +343,7 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 pub struct IndexKeeper {
     paths: StorePaths,
     own: JournalId,
-    holder: Option<IndexHolder>,
+    pub(super) holder: Option<IndexHolder>,
     /// Whether the last round failed (its error was logged; the next one is not).
     failing: bool,
     retry_at: Option<Instant>,

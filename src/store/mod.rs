@@ -59,6 +59,8 @@ pub mod holder;
 pub mod index;
 pub mod journal;
 pub mod journals;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
