@@ -126,8 +126,7 @@ pub fn os_user() -> String {
 fn start_audit(
     config: &Config,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
-    let (store, report) = Store::open(&config.audit.store_dir, config.audit.segment_bytes)?;
-    log_open(&report);
+    let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
     let (journal, keeper, lock) = store.into_parts(&config.audit.store_dir);
     let (sink, threads) = writer::start(
         journal,

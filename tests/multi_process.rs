@@ -150,11 +150,18 @@ async fn three_wrappers_and_a_gateway_share_one_store_while_the_index_holder_is_
         LineClient::spawn(c)
     };
 
-    // The first wrapper opens the store first: it holds the index.
+    // The first wrapper opens the store alone: it takes the index (in the background).
     let mut victim = wrapper();
     victim.initialize().await;
     let victim_pid = victim.child.id().unwrap();
-    assert_eq!(lock_holder(&store.join("index.lock")), Some(victim_pid));
+    let until = Instant::now() + Duration::from_secs(20);
+    while lock_holder(&store.join("index.lock")) != Some(victim_pid) {
+        assert!(
+            Instant::now() < until,
+            "the only writer did not take the index"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Two more wrappers and a gateway on the same store: none is refused.
     let stop = Arc::new(AtomicBool::new(false));

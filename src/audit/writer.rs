@@ -407,6 +407,8 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
         tracing::debug!(error = %e, "could not lower the indexer's priority");
     }
+    // Take the index at once if it is free (the proxy serves meanwhile).
+    keeper.tick();
     let mut last_round_at = Instant::now();
     loop {
         let last_round = match rx.recv_timeout(INDEX_POLL) {

@@ -212,7 +212,11 @@ fn ahead(index: &Index, journal_root: &std::path::Path) -> Result<Option<String>
     for (id, pos) in index.positions()? {
         let dir = id.dir(journal_root);
         let Some(&last) = list_segments(&dir)?.last() else {
-            return Ok(Some(format!("a journal it refers to ({id}) is gone")));
+            if pos > JournalPos::START {
+                return Ok(Some(format!("a journal it refers to ({id}) is gone")));
+            }
+            // A writer that died before its first segment: nothing was indexed from it.
+            continue;
         };
         let ahead = match pos.segment.cmp(&last) {
             std::cmp::Ordering::Greater => true,
@@ -242,7 +246,19 @@ fn open_index(
     let index_path = paths.index();
     let journal_root = paths.journal();
     let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
-    let mut index = match Index::open(&index_path, &journal_root) {
+    // sled's own lock can outlive our index lock by a moment when the previous holder was in
+    // this process (sled lets go of it from its threads): wait a little for it.
+    let mut attempts = 0;
+    let opened = loop {
+        match Index::open(&index_path, &journal_root) {
+            Err(e) if sled_busy(&e) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    let mut index = match opened {
         Ok(index) => Some(index),
         Err(e) if sled_busy(&e) => return Ok(None),
         Err(e) => {

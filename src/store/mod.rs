@@ -24,8 +24,9 @@
 //!   hidden name, locked, then renamed into view. Its durability (`fdatasync` per batch, before
 //!   the ack in `sync` mode) involves no other process and no other lock: a stopped, stalled or
 //!   killed process cannot hold up another's writes. Nobody appends to another's journal.
-//! * The index lock is taken by whichever process asks first: a writer at start, a writer's
-//!   indexer thread (it retries every second while it does not hold it), or a query command.
+//! * The index lock is taken by whichever process asks first: a writer's indexer thread (at
+//!   start, in the background so that the proxy serves at once; then every second while it
+//!   does not hold it), or a query command.
 //!   The holder catches the index up with *all* journals ([`IndexHolder::catch_up`]); when it
 //!   exits or is killed the lock is free, and the next taker opens sled (which recovers) and
 //!   catches up from the positions saved in it.
@@ -270,11 +271,37 @@ impl Store {
     /// other process holds it (then caught up with every journal, stopped writers' torn tails
     /// cut). A failure of the index is logged, not fatal: the journal is what must work.
     pub fn open(root: &Path, segment_bytes: u64) -> Result<(Store, OpenReport), StoreError> {
+        Store::open_with_index(root, segment_bytes, true)
+    }
+
+    /// Opens the store for writing without touching the index: what a proxy does, so that it
+    /// serves at once however far behind the index is (its indexer thread takes the index in
+    /// the background, see [`IndexKeeper`]).
+    pub fn open_journal(root: &Path, segment_bytes: u64) -> Result<Store, StoreError> {
+        Ok(Store::open_with_index(root, segment_bytes, false)?.0)
+    }
+
+    fn open_with_index(
+        root: &Path,
+        segment_bytes: u64,
+        take_index: bool,
+    ) -> Result<(Store, OpenReport), StoreError> {
         let paths = &StorePaths::new(root);
         let lock = store_lock(paths)?.ok_or_else(|| StoreError::Locked {
             path: root.to_path_buf(),
         })?;
         let (id, journal) = journals::create(&paths.journal(), segment_bytes)?;
+        if !take_index {
+            return Ok((
+                Store {
+                    journal,
+                    id,
+                    index: None,
+                    lock,
+                },
+                OpenReport::default(),
+            ));
+        }
         let (index, report) = match IndexHolder::take(paths, Some(id), true, false) {
             Ok(Some((holder, report))) => (Some(holder), report),
             Ok(None) => (None, OpenReport::default()),
