@@ -26,10 +26,9 @@
 //!   killed process cannot hold up another's writes. Nobody appends to another's journal.
 //! * The index lock is taken by whichever process asks first: a writer's indexer thread (at
 //!   start, in the background so that the proxy serves at once; then every second while it
-//!   does not hold it), or a query command.
-//!   The holder catches the index up with *all* journals ([`IndexHolder::catch_up`]); when it
-//!   exits or is killed the lock is free, and the next taker opens sled (which recovers) and
-//!   catches up from the positions saved in it.
+//!   does not hold it), or a query command. The holder catches the index up with *all*
+//!   journals ([`IndexHolder::catch_up`]); when it exits or is killed the lock is free, and the
+//!   next taker opens sled (which recovers) and catches up from the positions saved in it.
 //! * A visible journal whose `LOCK` is free belongs to a process that has stopped: it can never
 //!   grow again. A writer or `reindex` holding the index cuts its torn tail (saved aside, as a
 //!   writer's own restart did before) and reads it to its end once. Queries change no journal:
@@ -55,6 +54,16 @@
 //! newest by event id across journals): the same events, without waiting for the holder, and
 //! never refused because writers run. An event being written while the query reads is seen or
 //! not, never half. Event ids (ULIDs) order events by time across processes.
+//!
+//! # Room for what comes next
+//!
+//! One writer per journal makes a journal a linear history no other process touches: a hash
+//! chain with sequence numbers (and signed checkpoints) can run per journal without any
+//! coordination, and verification walks each journal on its own. `events --follow` can tail
+//! every journal from its end (as the holder does), from any process. Retention can remove
+//! whole segments, or whole journals of stopped writers, once the index has forgotten them
+//! (a saved position of a journal that is gone makes the index look damaged and be rebuilt).
+//! A writer killed while making its journal leaves a hidden `journal/.new-<ULID>/`, ignored.
 
 pub mod holder;
 pub mod index;

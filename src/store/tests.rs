@@ -284,3 +284,38 @@ fn the_legacy_journal_is_read_as_one_more_journal() {
     check_index(holder, &[("old", 5), ("new", 3)]);
     assert_eq!(list_segments(&legacy).unwrap(), vec![1], "not appended to");
 }
+
+#[test]
+fn an_older_one_process_version_and_this_one_never_share_a_store() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut w, _) = Store::open(root.path(), 1 << 20).unwrap();
+    write_calls(&mut w, "s", 2);
+    // An older version takes LOCK exclusively: refused while this one runs...
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(root.path().join("LOCK"))
+        .unwrap();
+    assert!(lock.try_lock().is_err());
+    drop(w);
+    // ...and while it runs, this one does not write, and queries read the journals.
+    lock.try_lock().unwrap();
+    let err = Store::open(root.path(), 1 << 20).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("older mcp-audit-proxy"), "{err}");
+    assert!(open_for_query(root.path()).unwrap().is_none());
+    let (events, _) = newest_from_journals(root.path(), 10, &Filter::default()).unwrap();
+    assert_eq!(events.len(), 4);
+}
+
+#[test]
+fn reindex_is_refused_while_another_process_holds_the_index() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut w, _) = Store::open(root.path(), 1 << 20).unwrap();
+    write_calls(&mut w, "s", 3);
+    let err = reindex(root.path()).unwrap_err();
+    assert!(matches!(err, StoreError::IndexBusy { .. }), "{err}");
+    drop(w);
+    let (index, _lock, report) = reindex(root.path()).unwrap();
+    assert_eq!(report.rebuilt.as_deref(), Some("requested (reindex)"));
+    assert_eq!(check_index(&index, &[("s", 3)]), 6);
+}
