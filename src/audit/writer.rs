@@ -420,6 +420,9 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
             // the index at the poll's pace.
             Ok(()) if last_round_at.elapsed() < INDEX_POLL => continue,
             Ok(()) | Err(RecvTimeoutError::Timeout) => false,
+            // Shutting down: a last round only if holding (taking the index now would only
+            // delay the exit; the next holder catches up).
+            Err(RecvTimeoutError::Disconnected) if !keeper.holds() => break,
             Err(RecvTimeoutError::Disconnected) => true,
         };
         keeper.tick();
