@@ -28,7 +28,7 @@ pub enum Command {
     Gateway(ConfigArg),
     /// Show the newest audit events.
     Events(EventsArgs),
-    /// Rebuild the query index from the journal (the proxy must be stopped).
+    /// Rebuild the query index from the journals (no proxy may be running on the store).
     Reindex(ConfigArg),
     /// Try the `[risk]` policy before deploying it.
     #[command(subcommand)]

@@ -60,8 +60,11 @@ pub enum ModeError {
 
 /// Logs what opening the store found (a torn tail or a rebuilt index is worth a warning).
 fn log_open(report: &OpenReport) {
-    if let Some(torn) = &report.torn {
+    for torn in &report.torn {
         tracing::warn!(torn = %torn, "audit journal recovered");
+    }
+    for e in &report.errors {
+        tracing::error!(error = %e, "audit journal could not be indexed");
     }
     if let Some(reason) = &report.rebuilt {
         tracing::warn!(reason = %reason, events = report.indexed, "audit index rebuilt from the journal");
@@ -118,17 +121,16 @@ pub fn os_user() -> String {
     }
 }
 
-/// Opens the store (recovering it) and starts the audit writer and indexer threads; the lock
-/// keeps other proxies off the store until dropped.
+/// Opens the store (a journal of this process's own; the index if free) and starts the audit
+/// writer and indexer threads; keep the lock until they have finished.
 fn start_audit(
     config: &Config,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
-    let (store, report) = Store::open(&config.audit.store_dir, config.audit.segment_bytes)?;
-    log_open(&report);
-    let (journal, index, lock) = store.into_parts();
+    let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
+    let (journal, keeper, lock) = store.into_parts(&config.audit.store_dir);
     let (sink, threads) = writer::start(
         journal,
-        index,
+        keeper,
         config.audit.durability,
         config.audit.flush_interval,
         config.audit.queue_capacity,
@@ -192,7 +194,8 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     Ok(result?)
 }
 
-/// `events`: prints the newest events from the index, or from the journal while a proxy runs.
+/// `events`: prints the newest events from the index, or from the journals while another
+/// process holds the index.
 pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
     let filter = Filter {
         session: args.session.clone(),
@@ -212,21 +215,24 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
     Ok(())
 }
 
-/// The newest events matching `filter`, from the index, or from the journal while a proxy runs.
+/// The newest events matching `filter`, from the index when no other process holds it (caught
+/// up with every journal first), else straight from the journals: never refused because
+/// proxies are writing.
 fn newest(config: &Config, limit: usize, filter: &Filter) -> Result<Vec<AuditEvent>, ModeError> {
     let root = &config.audit.store_dir;
     if !root.join("journal").is_dir() {
         return Err(ModeError::NoStore { path: root.clone() });
     }
     Ok(match store::open_for_query(root)? {
-        // Nobody writes: query the index (caught up with the journal, which is left as it is).
         Some((index, _lock, report)) => {
             log_open(&report);
-            index.newest(limit, filter)?
+            let events = index.newest(limit, filter)?;
+            index.close()?;
+            events
         }
         None => {
-            tracing::info!("a proxy is writing this store; reading the journal directly");
-            let (events, damaged) = store::newest_from_journal(root, limit, filter)?;
+            tracing::info!("another process holds the audit index; reading the journals directly");
+            let (events, damaged) = store::newest_from_journals(root, limit, filter)?;
             for d in damaged {
                 tracing::error!(damage = %d, "audit journal segment damaged");
             }
@@ -478,19 +484,22 @@ fn clip(s: &str, n: usize) -> String {
 
 /// `reindex`: rebuilds the index from the journal and says what it found.
 pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
-    let (store, report) = Store::reindex(&config.audit.store_dir, config.audit.segment_bytes)?;
-    store.index.flush()?;
+    let (index, _lock, report) = store::reindex(&config.audit.store_dir)?;
+    index.close()?;
     writeln!(
         out,
-        "rebuilt the index of {} from the journal: {} events",
+        "rebuilt the index of {} from the journals: {} events",
         config.audit.store_dir.display(),
         report.indexed
     )?;
-    if let Some(torn) = &report.torn {
+    for torn in &report.torn {
         writeln!(out, "recovered: {torn}")?;
     }
     for d in &report.damaged {
         writeln!(out, "DAMAGED: {d}")?;
+    }
+    for e in &report.errors {
+        writeln!(out, "NOT INDEXED: {e}")?;
     }
     Ok(())
 }

@@ -48,8 +48,10 @@
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
 //!                     its scan); assess, protect, redact
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
-//! store/              journal (durable record, CRC'd segments) + sled index (references
-//!                     into the journal, by id, session, tool, user; links)
+//! store/              journal.rs (durable record, CRC'd segments), journals.rs (one
+//!                     journal per writing process), index.rs (sled: references into the
+//!                     journals, by id, session, tool, user; links), holder.rs (the one
+//!                     process feeding the index from every journal; takeover)
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```

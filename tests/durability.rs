@@ -14,7 +14,7 @@ use mcp_audit_proxy::audit::event::{
 use mcp_audit_proxy::jsonrpc::RequestId;
 use mcp_audit_proxy::mcp::Era;
 use mcp_audit_proxy::store::journal::{self, Journal, JournalPos, list_segments, segment_path};
-use mcp_audit_proxy::store::{Filter, Store, newest_from_journal};
+use mcp_audit_proxy::store::{Filter, Store, journals, newest_from_journals};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,12 +248,16 @@ fn the_store_recovers_a_torn_tail_and_indexes_what_remains() {
         let (store, report) = Store::open(root.path(), 1 << 20).unwrap();
         let whole = ends.iter().filter(|&&e| e as usize <= cut).count();
         assert_eq!(
-            report.torn.is_some(),
+            !report.torn.is_empty(),
             !ends.contains(&(cut as u64)),
             "cut {cut}"
         );
-        assert_eq!(store.index.len(), whole, "cut {cut}");
-        let newest = store.index.newest(1, &Filter::default()).unwrap();
+        let index = store
+            .index
+            .as_ref()
+            .expect("the only process holds the index");
+        assert_eq!(index.len(), whole, "cut {cut}");
+        let newest = index.newest(1, &Filter::default()).unwrap();
         let expected: AuditEvent = serde_json::from_slice(&payloads[whole - 1]).unwrap();
         assert_eq!(newest[0].event_id, expected.event_id);
     }
@@ -300,13 +304,20 @@ fn damage_between_whole_records_is_stepped_over_not_cut_off() {
         "a query changes nothing"
     );
 
-    // The writer keeps every whole record, appends after them and reports the same damage.
+    // A writer (taking the index, where the query left the legacy journal applied past the
+    // damage) keeps every whole record and appends to a journal of its own.
     let (mut store, report) = Store::open(root.path(), 1 << 20).unwrap();
-    assert!(report.torn.is_none());
-    assert_eq!(report.damaged.len(), 1);
-    assert_eq!(store.journal.end().offset, *ends.last().unwrap());
+    assert!(report.torn.is_empty());
+    assert_eq!(
+        (report.caught_up, report.damaged.len()),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(store.index.as_ref().unwrap().len(), 5);
     store.journal.append(&[&payloads[0]]).unwrap();
+    let own = store.journal.dir().to_path_buf();
     drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nobody appends to it");
     let mut got = Vec::new();
     let mut damage = Vec::new();
     journal::read_from(
@@ -319,9 +330,9 @@ fn damage_between_whole_records_is_stepped_over_not_cut_off() {
         |d| damage.push(d),
     )
     .unwrap();
-    assert_eq!(got.len(), 6, "5 survivors and the appended record");
-    assert_eq!(got[..5], payloads[1..]);
+    assert_eq!(got, payloads[1..], "the 5 survivors");
     assert_eq!(damage.len(), 1);
+    assert_eq!(read_all(&own), [payloads[0].clone()], "the appended record");
 }
 
 #[tokio::test]
@@ -340,11 +351,11 @@ async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
         c.recv_response(&json!(i)).await;
     }
     assert!(c.finish().await.success());
+    let journal_root = store.store_dir().join("journal");
+    let ids = journals::list(&journal_root).unwrap();
+    assert_eq!(ids.len(), 1, "one journal: the proxy's");
     assert!(
-        list_segments(&store.store_dir().join("journal"))
-            .unwrap()
-            .len()
-            > 3,
+        list_segments(&ids[0].dir(&journal_root)).unwrap().len() > 3,
         "several segments"
     );
     let before = store.events();
@@ -358,7 +369,8 @@ async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
             .map(|e| serde_json::to_value(e).unwrap())
             .collect()
     };
-    let (newest, damaged) = newest_from_journal(&store.store_dir(), 7, &Filter::default()).unwrap();
+    let (newest, damaged) =
+        newest_from_journals(&store.store_dir(), 7, &Filter::default()).unwrap();
     assert!(damaged.is_empty());
     let expected: Vec<Value> = before.iter().rev().take(7).cloned().collect();
     assert_eq!(as_json(newest), expected);
@@ -366,7 +378,7 @@ async fn a_deleted_or_damaged_index_is_rebuilt_from_the_journal() {
         event_type: Some(EventType::ToolAccess),
         ..Filter::default()
     };
-    let (newest, _) = newest_from_journal(&store.store_dir(), 25, &accesses).unwrap();
+    let (newest, _) = newest_from_journals(&store.store_dir(), 25, &accesses).unwrap();
     let expected: Vec<Value> = before
         .iter()
         .rev()
@@ -436,26 +448,27 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test]
-async fn a_running_proxy_holds_the_store_and_queries_read_the_journal() {
+async fn a_second_proxy_runs_beside_the_first_and_queries_read_the_journals() {
     let store = TestStore::new("");
-    let mut c = LineClient::spawn(store.proxied_example());
-    c.initialize().await;
-    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}\n").await;
-    c.recv_response(&json!(1)).await;
-    // While it runs: a second proxy on the same store is refused with a hint...
-    let out = store
-        .proxy_command(&["cat"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("is in use by another mcp-audit-proxy process")
-    );
-    // ...and `events` reads the journal, with the pair linked.
+    let mut first = LineClient::spawn(store.proxied_example());
+    first.initialize().await;
+    first
+        .send(&call_line(json!(1), "echo", json!({"text": "x"})))
+        .await;
+    first.recv_response(&json!(1)).await;
+    // While it runs (holding the index): a second proxy on the same store works...
+    let mut second = LineClient::spawn(store.proxied_example());
+    second.initialize().await;
+    second
+        .send(&call_line(json!(2), "echo", json!({"text": "y"})))
+        .await;
+    second.recv_response(&json!(2)).await;
+    // ...and `events` reads both journals, each pair linked.
     let events = store.events();
-    assert_eq!(pairs(&events).len(), 1);
-    assert!(c.finish().await.success());
+    assert_eq!(pairs(&events).len(), 2);
+    assert!(first.finish().await.success());
+    assert!(second.finish().await.success());
+    let ids = journals::list(&store.store_dir().join("journal")).unwrap();
+    assert_eq!(ids.len(), 2, "a journal per process");
+    assert_eq!(store.events(), events, "the index gives the same events");
 }

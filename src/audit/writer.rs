@@ -1,5 +1,7 @@
-//! The audit writer: one thread owns the journal and appends events in batches with one
-//! `fdatasync` per batch (group commit); a second thread feeds the sled index behind it.
+//! The audit writer: one thread owns this process's journal and appends events in batches with
+//! one `fdatasync` per batch (group commit); a second thread feeds the sled index behind it
+//! from every journal of the store while this process holds the index, and takes the index
+//! over when its holder (another process) stops.
 //!
 //! The pipeline never touches the disk: it hands a serialized event to [`AuditSink::record`]
 //! and, in `sync` mode, awaits the returned [`Ack`] before letting the message move on.
@@ -16,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::event::AuditEvent;
 use crate::config::Durability;
-use crate::store::{Index, Journal, JournalPos};
+use crate::store::{IndexKeeper, Journal};
 
 /// Events per batch at most; more wait for the next batch.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -28,7 +30,9 @@ const BATCHED_GATHER: Duration = Duration::from_millis(1);
 /// How long the indexer lets records gather after being told of new ones: queries may lag
 /// this much, and sled gets fewer, larger batches.
 const INDEX_GATHER: Duration = Duration::from_millis(20);
-/// The indexer also looks at the journal this often without being told.
+/// The indexer also looks at the journals this often without being told (other processes'
+/// journals are caught up at this pace), and tries this often to take the index when another
+/// process holds it.
 const INDEX_POLL: Duration = Duration::from_secs(1);
 
 /// Why an event could not be recorded; the call it belongs to is refused.
@@ -216,10 +220,10 @@ impl WriterThreads {
     }
 }
 
-/// Starts the writer (owning the journal) and the indexer (owning the index).
+/// Starts the writer (owning the journal) and the indexer (holding the index when it can).
 pub fn start(
     journal: Journal,
-    index: Index,
+    keeper: IndexKeeper,
     durability: Durability,
     flush_interval: Duration,
     capacity: usize,
@@ -229,7 +233,6 @@ pub fn start(
     // A doorbell, not a queue: the indexer reads what is new from the journal itself, so it
     // can never hold the writer back, and a missed ring only delays the index.
     let (index_tx, index_rx) = mpsc::sync_channel::<()>(1);
-    let journal_dir = journal.dir().to_path_buf();
     let shared = Arc::new(Shared {
         failed: OnceLock::new(),
         stats: WriterStats::default(),
@@ -239,7 +242,7 @@ pub fn start(
     });
     let indexer = std::thread::Builder::new()
         .name("audit-indexer".into())
-        .spawn(move || run_indexer(index, &journal_dir, index_rx))?;
+        .spawn(move || run_indexer(keeper, index_rx))?;
     let writer_shared = shared.clone();
     let writer = std::thread::Builder::new()
         .name("audit-writer".into())
@@ -396,42 +399,37 @@ impl Writer {
     }
 }
 
-/// Keeps the index up with the journal, reading new records from the files; lags by design.
-fn run_indexer(index: Index, journal_dir: &std::path::Path, rx: mpsc::Receiver<()>) {
+/// Keeps the index up with the journals while this process holds it, and takes it when it is
+/// free; lags by design.
+fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
     // The index is a convenience that can always catch up later; the calls cannot wait. On
     // Linux this lowers only this thread, so the proxy and the server get the CPU first.
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
         tracing::debug!(error = %e, "could not lower the indexer's priority");
     }
-    let mut at = index.applied().ok().flatten().unwrap_or(JournalPos::START);
-    let mut healthy = true;
+    // Take the index at once if it is free (the proxy serves meanwhile).
+    keeper.tick();
+    let mut last_round_at = Instant::now();
     loop {
         let last_round = match rx.recv_timeout(INDEX_POLL) {
-            Ok(()) => {
+            Ok(()) if keeper.holds() => {
                 std::thread::sleep(INDEX_GATHER);
                 false
             }
-            Err(RecvTimeoutError::Timeout) => false,
+            // Not holding: new records of ours are indexed by the holder; just retry to take
+            // the index at the poll's pace.
+            Ok(()) if last_round_at.elapsed() < INDEX_POLL => continue,
+            Ok(()) | Err(RecvTimeoutError::Timeout) => false,
+            // Shutting down: a last round only if holding (taking the index now would only
+            // delay the exit; the next holder catches up).
+            Err(RecvTimeoutError::Disconnected) if !keeper.holds() => break,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        match crate::store::catch_up(journal_dir, &index, at) {
-            Ok(done) => {
-                at = done.end;
-                for d in done.damaged {
-                    tracing::error!(damage = %d, "audit journal segment damaged");
-                }
-            }
-            Err(e) => {
-                if std::mem::replace(&mut healthy, false) {
-                    tracing::error!(error = %e, "audit index update failed; the journal is intact, run `mcp-audit-proxy reindex` after stopping the proxy");
-                }
-            }
-        }
+        keeper.tick();
+        last_round_at = Instant::now();
         if last_round {
             break;
         }
     }
-    if let Err(e) = index.flush() {
-        tracing::error!(error = %e, "audit index flush failed; it will be caught up from the journal on next start");
-    }
+    keeper.close();
 }

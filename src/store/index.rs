@@ -1,11 +1,13 @@
-//! The query side of the store: sled maps every event id to its record in the journal, and
-//! keeps the indexes (by session, tool, user) and the access→end links, fed from the journal.
+//! The query side of the store: sled maps every event id to its record in a journal, and
+//! keeps the indexes (by session, tool, user), the access→end links and, per journal, the
+//! position up to which that journal is applied; fed from the journals by the index holder.
 //!
 //! sled holds references, not second copies: the journal stays the one place an event's
 //! content lives (one copy to retain, protect and, later, erase), and sled's copy-on-write
 //! nodes stay small, which keeps indexing cheap next to the calls. Everything here can be
-//! rebuilt from the journal; applying a record twice is harmless (keys are event ids), which
-//! makes catch-up after a crash simple: replay from the last position sled remembers.
+//! rebuilt from the journals; applying a record twice is harmless (keys are event ids), which
+//! makes catch-up after a crash simple: replay each journal from the last position sled
+//! remembers for it.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -14,12 +16,37 @@ use serde::Deserialize;
 
 use super::StoreError;
 use super::journal::{self, JournalPos, RecordRef};
+use super::journals::JournalId;
 use crate::audit::event::{AuditEvent, EventId, EventType};
 
 /// Bumped when the index layout changes; a mismatch triggers a rebuild from the journal.
-const FORMAT_VERSION: u32 = 3;
-const KEY_APPLIED: &[u8] = b"applied";
+/// 4: records are referred to with their journal (one journal per writing process).
+const FORMAT_VERSION: u32 = 4;
+/// Followed by a journal id: the position up to which that journal is applied.
+const APPLIED_PREFIX: &[u8] = b"applied/";
 const KEY_FORMAT: &[u8] = b"format";
+
+/// Where an event's record is: its journal and its place there (36 bytes in the index).
+fn record_bytes(journal: JournalId, record: RecordRef) -> [u8; 36] {
+    let mut out = [0u8; 36];
+    out[..16].copy_from_slice(&journal.to_bytes());
+    out[16..].copy_from_slice(&record.to_bytes());
+    out
+}
+
+fn record_from_bytes(bytes: &[u8]) -> Option<(JournalId, RecordRef)> {
+    if bytes.len() != 36 {
+        return None;
+    }
+    Some((
+        JournalId::from_bytes(&bytes[..16])?,
+        RecordRef::from_bytes(&bytes[16..])?,
+    ))
+}
+
+fn applied_key(journal: JournalId) -> Vec<u8> {
+    [APPLIED_PREFIX, &journal.to_bytes()[..]].concat()
+}
 
 /// Which events a query wants; empty fields match everything.
 #[derive(Debug, Clone, Default)]
@@ -85,7 +112,7 @@ impl Pending {
 /// The sled database holding events (by id) and secondary indexes.
 pub struct Index {
     path: PathBuf,
-    journal_dir: PathBuf,
+    journal_root: PathBuf,
     db: sled::Db,
     events: sled::Tree,
     by_session: sled::Tree,
@@ -117,8 +144,9 @@ fn secondary_prefix(value: &str) -> Vec<u8> {
 }
 
 impl Index {
-    /// Opens (or creates) the index at `path`, for the journal in `journal_dir`.
-    pub fn open(path: &Path, journal_dir: &Path) -> Result<Index, StoreError> {
+    /// Opens (or creates) the index at `path`, for the journals under `journal_root`. Only the
+    /// process holding the store's index lock may (sled allows one process).
+    pub fn open(path: &Path, journal_root: &Path) -> Result<Index, StoreError> {
         let err = |source| StoreError::Index {
             path: path.to_path_buf(),
             source,
@@ -141,7 +169,7 @@ impl Index {
             meta: tree("meta")?,
             db,
             path: path.to_path_buf(),
-            journal_dir: journal_dir.to_path_buf(),
+            journal_root: journal_root.to_path_buf(),
         })
     }
 
@@ -160,20 +188,36 @@ impl Index {
         }
     }
 
-    /// The journal position up to which records have been applied.
-    pub fn applied(&self) -> Result<Option<JournalPos>, StoreError> {
+    /// The position up to which `journal`'s records are applied, as last saved.
+    pub fn applied(&self, journal: JournalId) -> Result<Option<JournalPos>, StoreError> {
         Ok(self
             .meta
-            .get(KEY_APPLIED)
+            .get(applied_key(journal))
             .map_err(|e| self.err(e))?
             .and_then(|v| JournalPos::from_bytes(&v)))
     }
 
-    /// Stages the index entries of one journal record (event JSON) that ends at `end`;
+    /// Every journal the index has applied records of, with its saved position.
+    pub fn positions(&self) -> Result<Vec<(JournalId, JournalPos)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.meta.scan_prefix(APPLIED_PREFIX) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            if let (Some(id), Some(pos)) = (
+                JournalId::from_bytes(&k[APPLIED_PREFIX.len()..]),
+                JournalPos::from_bytes(&v),
+            ) {
+                out.push((id, pos));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stages the index entries of one record (event JSON) of `journal` that ends at `end`;
     /// [`Index::write`] writes them.
     pub fn stage(
         &self,
         pending: &mut Pending,
+        journal: JournalId,
         end: JournalPos,
         payload: &[u8],
     ) -> Result<(), StoreError> {
@@ -182,7 +226,9 @@ impl Index {
         let id = keys.event_id;
         let record = RecordRef::ending_at(end, payload.len());
         let empty: &[u8] = &[];
-        pending.events.insert(&id.to_key(), &record.to_bytes());
+        pending
+            .events
+            .insert(&id.to_key(), &record_bytes(journal, record)[..]);
         pending
             .by_session
             .insert(secondary_key(&keys.session_id, id), empty);
@@ -237,11 +283,18 @@ impl Index {
         Ok(())
     }
 
-    /// Remembers that every record before `end` is applied.
-    pub fn set_applied(&self, end: JournalPos) -> Result<(), StoreError> {
+    /// Remembers that every record of `journal` before `end` is applied. Only call it once
+    /// those entries are flushed ([`Index::flush`]): a saved position must never be ahead of
+    /// the entries that survive a crash.
+    pub fn set_applied(&self, journal: JournalId, end: JournalPos) -> Result<(), StoreError> {
         self.meta
-            .insert(KEY_APPLIED, &end.to_bytes())
+            .insert(applied_key(journal), &end.to_bytes())
             .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks the index as of this layout version (before anything is written to it).
+    pub fn set_format(&self) -> Result<(), StoreError> {
         self.meta
             .insert(KEY_FORMAT, &FORMAT_VERSION.to_be_bytes())
             .map_err(|e| self.err(e))?;
@@ -295,8 +348,8 @@ impl Index {
         let Some(at) = self.events.get(id.to_key()).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        let record = RecordRef::from_bytes(&at).ok_or(StoreError::BadIndexEntry { id })?;
-        let payload = journal::read_record(&self.journal_dir, record)?;
+        let (journal, record) = record_from_bytes(&at).ok_or(StoreError::BadIndexEntry { id })?;
+        let payload = journal::read_record(&journal.dir(&self.journal_root), record)?;
         let mut event: AuditEvent =
             serde_json::from_slice(&payload).map_err(|source| StoreError::Decode {
                 at: record.end(),

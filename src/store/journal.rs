@@ -204,6 +204,8 @@ pub struct Journal {
     segment: u64,
     offset: u64,
     segment_bytes: u64,
+    /// The journal's `LOCK`, held while this process may append (a writer's own journal).
+    lock: Option<File>,
 }
 
 /// What opening the journal for writing found in its newest segment.
@@ -387,81 +389,98 @@ fn checksum(len: &[u8], payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io("sync directory", dir, e))
 }
 
+/// Cuts the torn tail of a journal's newest segment (saved aside) and reports damage there;
+/// only for a journal nobody appends to (its owner's [`Journal`] is gone, or this is it).
+pub fn recover(dir: &Path) -> Result<Recovery, StoreError> {
+    Ok(recover_newest(dir)?.map(|r| r.3).unwrap_or_default())
+}
+
+/// Recovers the newest segment of `dir`, if there is one: its number, the file (open for
+/// writing), where its whole records end and what recovery found.
+fn recover_newest(dir: &Path) -> Result<Option<(u64, File, u64, Recovery)>, StoreError> {
+    let segments = list_segments(dir)?;
+    let Some(&last) = segments.last() else {
+        return Ok(None);
+    };
+    let path = segment_path(dir, last);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::io("open", &path, e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io("read", &path, e))?;
+    if bytes.len() as u64 >= HEADER_LEN && &bytes[..8] != MAGIC {
+        return Err(StoreError::NotASegment { path });
+    }
+    let mut recovery = Recovery::default();
+    // Damage between whole records stays in place (readers step over it); only the bytes
+    // after the last whole record are a torn tail.
+    let scan = scan_segment(
+        &bytes,
+        last,
+        |_, _| Ok(()),
+        |offset, next, reason| {
+            recovery.damaged.push(Damage {
+                segment: path.clone(),
+                offset,
+                resumes_at: Some(next),
+                reason,
+            });
+        },
+    )?;
+    let mut valid_end = scan.valid_end;
+    if let Some(reason) = scan.stopped {
+        let saved_to = unused_path(dir, &format!("{last:020}.journal.torn-{valid_end}"));
+        let cut = &bytes[valid_end as usize..];
+        fs::write(&saved_to, cut)
+            .and_then(|()| File::open(&saved_to)?.sync_all())
+            .map_err(|e| StoreError::io("save torn tail to", &saved_to, e))?;
+        if valid_end < HEADER_LEN {
+            // The header itself is torn: the segment held no records. Start it afresh.
+            file.set_len(0)
+                .map_err(|e| StoreError::io("truncate", &path, e))?;
+            file.seek(SeekFrom::Start(0))
+                .and_then(|_| file.write_all(&header(last)))
+                .map_err(|e| StoreError::io("write header of", &path, e))?;
+            valid_end = HEADER_LEN;
+        } else {
+            file.set_len(valid_end)
+                .map_err(|e| StoreError::io("truncate", &path, e))?;
+        }
+        file.sync_all()
+            .map_err(|e| StoreError::io("sync", &path, e))?;
+        sync_dir(dir)?;
+        recovery.torn = Some(TornTail {
+            segment: path.clone(),
+            offset: scan.valid_end,
+            bytes: cut.len() as u64,
+            reason,
+            saved_to,
+        });
+    }
+    Ok(Some((last, file, valid_end, recovery)))
+}
+
 impl Journal {
-    /// Opens the journal for appending, recovering the newest segment's torn tail if any.
+    /// Opens the journal in `dir` for appending, recovering the newest segment's torn tail if
+    /// any. The caller makes sure nobody else appends there (see [`super::journals`]).
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Journal, Recovery), StoreError> {
         fs::create_dir_all(dir).map_err(|e| StoreError::io("create", dir, e))?;
-        let segments = list_segments(dir)?;
-        let Some(&last) = segments.last() else {
+        let Some((last, mut file, valid_end, recovery)) = recover_newest(dir)? else {
             return Ok((
                 Journal::create_segment(dir, 1, segment_bytes)?,
                 Recovery::default(),
             ));
         };
         let path = segment_path(dir, last);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::io("open", &path, e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io("read", &path, e))?;
-        if bytes.len() as u64 >= HEADER_LEN && &bytes[..8] != MAGIC {
-            return Err(StoreError::NotASegment { path });
-        }
-        let mut recovery = Recovery::default();
-        // Damage between whole records stays in place (readers step over it); only the bytes
-        // after the last whole record are a torn tail.
-        let scan = scan_segment(
-            &bytes,
-            last,
-            |_, _| Ok(()),
-            |offset, next, reason| {
-                recovery.damaged.push(Damage {
-                    segment: path.clone(),
-                    offset,
-                    resumes_at: Some(next),
-                    reason,
-                });
-            },
-        )?;
-        let mut valid_end = scan.valid_end;
-        if let Some(reason) = scan.stopped {
-            let saved_to = unused_path(dir, &format!("{last:020}.journal.torn-{valid_end}"));
-            let cut = &bytes[valid_end as usize..];
-            fs::write(&saved_to, cut)
-                .and_then(|()| File::open(&saved_to)?.sync_all())
-                .map_err(|e| StoreError::io("save torn tail to", &saved_to, e))?;
-            if valid_end < HEADER_LEN {
-                // The header itself is torn: the segment held no records. Start it afresh.
-                file.set_len(0)
-                    .map_err(|e| StoreError::io("truncate", &path, e))?;
-                file.seek(SeekFrom::Start(0))
-                    .and_then(|_| file.write_all(&header(last)))
-                    .map_err(|e| StoreError::io("write header of", &path, e))?;
-                valid_end = HEADER_LEN;
-            } else {
-                file.set_len(valid_end)
-                    .map_err(|e| StoreError::io("truncate", &path, e))?;
-            }
-            file.sync_all()
-                .map_err(|e| StoreError::io("sync", &path, e))?;
-            sync_dir(dir)?;
-            recovery.torn = Some(TornTail {
-                segment: path.clone(),
-                offset: scan.valid_end,
-                bytes: cut.len() as u64,
-                reason,
-                saved_to,
-            });
-        }
         file.seek(SeekFrom::Start(valid_end))
             .map_err(|e| StoreError::io("seek", &path, e))?;
         Ok((
@@ -471,9 +490,22 @@ impl Journal {
                 segment: last,
                 offset: valid_end,
                 segment_bytes,
+                lock: None,
             },
             recovery,
         ))
+    }
+
+    /// Starts a journal in the empty folder `dir`, whose `LOCK` (held as `lock`) says that
+    /// this process appends there; the lock is released when the journal is dropped.
+    pub(crate) fn create_locked(
+        dir: &Path,
+        segment_bytes: u64,
+        lock: File,
+    ) -> Result<Journal, StoreError> {
+        let mut journal = Journal::create_segment(dir, 1, segment_bytes)?;
+        journal.lock = Some(lock);
+        Ok(journal)
     }
 
     fn create_segment(dir: &Path, n: u64, segment_bytes: u64) -> Result<Journal, StoreError> {
@@ -494,6 +526,7 @@ impl Journal {
             segment: n,
             offset: HEADER_LEN,
             segment_bytes,
+            lock: None,
         })
     }
 
@@ -548,7 +581,10 @@ impl Journal {
 
     fn rotate(&mut self) -> Result<(), StoreError> {
         self.sync()?;
-        *self = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
+        let next = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
+        let lock = self.lock.take();
+        *self = next;
+        self.lock = lock;
         Ok(())
     }
 

@@ -1,17 +1,84 @@
-//! The embedded store: the journal is the durable record, sled the index for queries.
+//! The embedded store: journals are the durable record, sled the index for queries. Several
+//! processes (wrappers started by one MCP client, a gateway beside them, queries) use one store
+//! at once; none waits on another to make its events durable.
 //!
-//! Layout of `audit.store_dir`: `LOCK` (held by the one process that writes), `journal/`
-//! (segment files) and `index/` (sled). Opening for writing recovers the journal's torn tail
-//! and brings the index up to the journal, rebuilding it when it is damaged or ahead.
+//! # Layout of `audit.store_dir`
+//!
+//! ```text
+//! LOCK                       held shared by every process of this version (an older version
+//!                            holds it exclusively: the two never run on one store together)
+//! journal/<ULID>/            one journal per writing process (the ULID is made at its start):
+//!   LOCK                     held by that process while it may append, and by nobody after
+//!   NNN…N.journal            segments (see [`journal`]); NNN.journal.torn-OFFSET: cut tails
+//! journal/NNN…N.journal      the legacy journal (stores written by one process at a time):
+//!                            read like any other, never appended to again
+//! index/                     sled: event id → (journal, segment, offset, length), the
+//!                            indexes by session, tool and user, the access→end links, and per
+//!                            journal the position up to which it is applied
+//! index.lock                 held by the index holder, the one process that has sled open
+//! ```
+//!
+//! # Who holds what
+//!
+//! * Every writer (`stdio`, `gateway`) appends only to its own journal, made at start under a
+//!   hidden name, locked, then renamed into view. Its durability (`fdatasync` per batch, before
+//!   the ack in `sync` mode) involves no other process and no other lock: a stopped, stalled or
+//!   killed process cannot hold up another's writes. Nobody appends to another's journal.
+//! * The index lock is taken by whichever process asks first: a writer's indexer thread (at
+//!   start, in the background so that the proxy serves at once; then every second while it
+//!   does not hold it), or a query command. The holder catches the index up with *all*
+//!   journals ([`IndexHolder::catch_up`]); when it exits or is killed the lock is free, and the
+//!   next taker opens sled (which recovers) and catches up from the positions saved in it.
+//! * A visible journal whose `LOCK` is free belongs to a process that has stopped: it can never
+//!   grow again. A writer or `reindex` holding the index cuts its torn tail (saved aside, as a
+//!   writer's own restart did before) and reads it to its end once. Queries change no journal:
+//!   they stop before a torn tail, as they stop before a record being written.
+//!
+//! # Exactly once
+//!
+//! A record is in one journal, once: each event is appended by one writer, once. The index
+//! keys every entry by event id, so applying a record again writes the same keys and values
+//! (the access→end link keeps the first end, which is the same one again); re-applying is
+//! harmless. What must not happen is skipping: the holder saves a journal's position only
+//! after flushing the entries before it ([`IndexHolder::persist`]), so after any crash (of the
+//! holder, between a journal append and the index update, or mid-flush) the saved position is
+//! at or behind what the index holds, and the next holder re-applies from there. Only whole
+//! records (length, CRC) are applied, and the index is never ahead of a journal (checked on
+//! opening; it is rebuilt if it is).
+//!
+//! # What a query sees
+//!
+//! `events` takes the index when it is free, catches it up with every journal and reads it:
+//! every whole record written before it started. When another process holds the index, it
+//! reads the journals directly (newest segments first, up to the limit per journal, then the
+//! newest by event id across journals): the same events, without waiting for the holder, and
+//! never refused because writers run. An event being written while the query reads is seen or
+//! not, never half. Event ids (ULIDs) order events by time across processes.
+//!
+//! # Room for what comes next
+//!
+//! One writer per journal makes a journal a linear history no other process touches: a hash
+//! chain with sequence numbers (and signed checkpoints) can run per journal without any
+//! coordination, and verification walks each journal on its own. `events --follow` can tail
+//! every journal from its end (as the holder does), from any process. Retention can remove
+//! whole segments, or whole journals of stopped writers, once the index has forgotten them
+//! (a saved position of a journal that is gone makes the index look damaged and be rebuilt).
+//! A writer killed while making its journal leaves a hidden `journal/.new-<ULID>/`, ignored.
 
+pub mod holder;
 pub mod index;
 pub mod journal;
+pub mod journals;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+pub use holder::{CatchUpAll, IndexHolder, IndexKeeper};
 pub use index::{Filter, Index};
 pub use journal::{Damage, Journal, JournalPos, Recovery, TornTail};
+pub use journals::JournalId;
 
 use crate::audit::event::AuditEvent;
 
@@ -28,9 +95,15 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Another process holds the store.
-    #[error("the audit store {} is in use by another mcp-audit-proxy process\n  hint: give each proxy its own audit.store_dir, or stop the other process first", path.display())]
+    /// A process of an older version (one process per store) holds the store.
+    #[error("the audit store {} is in use by an older mcp-audit-proxy that allows only one process per store\n  hint: stop that process (or upgrade it), or give this one its own audit.store_dir", path.display())]
     Locked {
+        /// The store folder.
+        path: PathBuf,
+    },
+    /// Another process holds the index, so it cannot be rebuilt now.
+    #[error("the audit index of {} is held by another mcp-audit-proxy process, which keeps it caught up with the journals\n  hint: `reindex` rebuilds it only while no proxy or query holds it; stop the proxies writing to this store, then run it again", path.display())]
+    IndexBusy {
         /// The store folder.
         path: PathBuf,
     },
@@ -41,7 +114,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// sled failed.
-    #[error("audit index {}: {source}\n  hint: run `mcp-audit-proxy reindex` to rebuild it from the journal", path.display())]
+    #[error("audit index {}: {source}\n  hint: run `mcp-audit-proxy reindex` to rebuild it from the journals", path.display())]
     Index {
         /// The index folder.
         path: PathBuf,
@@ -105,37 +178,42 @@ impl StoreError {
 /// What opening the store found and did, for the log and for `reindex`.
 #[derive(Debug, Default)]
 pub struct OpenReport {
-    /// The journal's torn tail that recovery cut off, if any.
-    pub torn: Option<TornTail>,
+    /// Torn tails of stopped writers' journals that recovery cut off.
+    pub torn: Vec<TornTail>,
     /// Why the index was rebuilt from scratch, if it was.
     pub rebuilt: Option<String>,
     /// Records applied to the index while catching up.
     pub caught_up: usize,
     /// Damaged journal segments (records there could not be indexed).
     pub damaged: Vec<Damage>,
-    /// Events in the index after opening.
+    /// Events in the index after opening (0 when another process holds it).
     pub indexed: usize,
+    /// Journals that could not be indexed (the others were).
+    pub errors: Vec<StoreError>,
 }
 
-/// An open store, owned by one process (the `LOCK` file is held while it lives).
+/// A writer's view of the store: its own journal, and the index if it could take it.
 #[derive(Debug)]
 pub struct Store {
-    /// The journal, positioned for appending.
+    /// This process's own journal, positioned for appending (its lock released on drop).
     pub journal: Journal,
-    /// The index, caught up with the journal.
-    pub index: Index,
-    /// The lock; released on drop.
+    /// Its id.
+    pub id: JournalId,
+    /// The index, caught up with every journal, if no other process held it.
+    pub index: Option<IndexHolder>,
+    /// The store lock (shared); released on drop.
     lock: StoreLock,
 }
 
-/// Holds the store's `LOCK` file; the store is free again when this is dropped.
+/// Holds the store's `LOCK` (shared among processes of this version); dropped last.
 #[derive(Debug)]
 pub struct StoreLock(#[allow(dead_code)] File);
 
 impl Store {
     /// Splits the store for the writer threads; keep the lock until they have finished.
-    pub fn into_parts(self) -> (Journal, Index, StoreLock) {
-        (self.journal, self.index, self.lock)
+    pub fn into_parts(self, root: &Path) -> (Journal, IndexKeeper, StoreLock) {
+        let keeper = IndexKeeper::new(root, self.id, self.index);
+        (self.journal, keeper, self.lock)
     }
 }
 
@@ -153,7 +231,7 @@ impl StorePaths {
             root: root.to_path_buf(),
         }
     }
-    /// The journal folder.
+    /// The folder of the journals (and of the legacy journal's segments).
     pub fn journal(&self) -> PathBuf {
         self.root.join("journal")
     }
@@ -161,136 +239,123 @@ impl StorePaths {
     pub fn index(&self) -> PathBuf {
         self.root.join("index")
     }
+    /// The lock of the index holder.
+    pub fn index_lock(&self) -> PathBuf {
+        self.root.join("index.lock")
+    }
     fn lock(&self) -> PathBuf {
         self.root.join("LOCK")
     }
 }
 
-/// Takes the store's lock without waiting; `Ok(None)` if another process holds it.
-fn try_lock(paths: &StorePaths) -> Result<Option<File>, StoreError> {
-    fs::create_dir_all(&paths.root).map_err(|e| StoreError::io("create", &paths.root, e))?;
-    let path = paths.lock();
+/// Takes the lock file at `path` (made if missing) without waiting, shared or exclusive;
+/// `Ok(None)` if another process holds it in a conflicting way.
+pub(crate) fn try_lock_file(path: &Path, shared: bool) -> Result<Option<File>, StoreError> {
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::io("open", &path, e))?;
-    match file.try_lock() {
+        .open(path)
+        .map_err(|e| StoreError::io("open", path, e))?;
+    let locked = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match locked {
         Ok(()) => Ok(Some(file)),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(e)) => Err(StoreError::io("lock", &path, e)),
+        Err(fs::TryLockError::Error(e)) => Err(StoreError::io("lock", path, e)),
     }
 }
 
+/// Takes the store's `LOCK` shared: refused only while an older, one-process version runs.
+fn store_lock(paths: &StorePaths) -> Result<Option<StoreLock>, StoreError> {
+    fs::create_dir_all(&paths.root).map_err(|e| StoreError::io("create", &paths.root, e))?;
+    Ok(try_lock_file(&paths.lock(), true)?.map(StoreLock))
+}
+
 impl Store {
-    /// Opens the store for writing: lock, recover the journal, bring the index up to date.
+    /// Opens the store for writing: a new journal of this process's own, and the index if no
+    /// other process holds it (then caught up with every journal, stopped writers' torn tails
+    /// cut). A failure of the index is logged, not fatal: the journal is what must work.
     pub fn open(root: &Path, segment_bytes: u64) -> Result<(Store, OpenReport), StoreError> {
-        Store::open_locked(root, segment_bytes, false)
+        Store::open_with_index(root, segment_bytes, true)
     }
 
-    /// Deletes the index and rebuilds it from the journal (the `reindex` command).
-    pub fn reindex(root: &Path, segment_bytes: u64) -> Result<(Store, OpenReport), StoreError> {
-        Store::open_locked(root, segment_bytes, true)
+    /// Opens the store for writing without touching the index: what a proxy does, so that it
+    /// serves at once however far behind the index is (its indexer thread takes the index in
+    /// the background, see [`IndexKeeper`]).
+    pub fn open_journal(root: &Path, segment_bytes: u64) -> Result<Store, StoreError> {
+        Ok(Store::open_with_index(root, segment_bytes, false)?.0)
     }
 
-    fn open_locked(
+    fn open_with_index(
         root: &Path,
         segment_bytes: u64,
-        force_rebuild: bool,
+        take_index: bool,
     ) -> Result<(Store, OpenReport), StoreError> {
         let paths = &StorePaths::new(root);
-        let lock = try_lock(paths)?.ok_or_else(|| StoreError::Locked {
+        let lock = store_lock(paths)?.ok_or_else(|| StoreError::Locked {
             path: root.to_path_buf(),
         })?;
-        let mut report = OpenReport::default();
-        let (journal, recovery) = Journal::open(&paths.journal(), segment_bytes)?;
-        report.torn = recovery.torn;
-        report.damaged = recovery.damaged;
-        let index = open_index(paths, journal.end(), force_rebuild, &mut report)?;
+        let (id, journal) = journals::create(&paths.journal(), segment_bytes)?;
+        if !take_index {
+            return Ok((
+                Store {
+                    journal,
+                    id,
+                    index: None,
+                    lock,
+                },
+                OpenReport::default(),
+            ));
+        }
+        let (index, report) = match IndexHolder::take(paths, Some(id), true, false) {
+            Ok(Some((holder, report))) => (Some(holder), report),
+            Ok(None) => (None, OpenReport::default()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the audit index; events are journaled and will be indexed once it opens");
+                (None, OpenReport::default())
+            }
+        };
         Ok((
             Store {
                 journal,
+                id,
                 index,
-                lock: StoreLock(lock),
+                lock,
             },
             report,
         ))
     }
 }
 
-/// Opens the index for queries without writing to the journal (no recovery: that is the
-/// writer's job); `Ok(None)` when a proxy holds the store.
-pub fn open_for_query(root: &Path) -> Result<Option<(Index, StoreLock, OpenReport)>, StoreError> {
+/// Deletes the index and rebuilds it from every journal (the `reindex` command), cutting
+/// stopped writers' torn tails; refused while another process holds the index.
+pub fn reindex(root: &Path) -> Result<(IndexHolder, StoreLock, OpenReport), StoreError> {
     let paths = &StorePaths::new(root);
-    let Some(lock) = try_lock(paths)? else {
-        return Ok(None);
-    };
-    let mut report = OpenReport::default();
-    let end = journal::end_of(&paths.journal())?;
-    let index = open_index(paths, end, false, &mut report)?;
-    Ok(Some((index, StoreLock(lock), report)))
+    let lock = store_lock(paths)?.ok_or_else(|| StoreError::Locked {
+        path: root.to_path_buf(),
+    })?;
+    let (holder, report) =
+        IndexHolder::take(paths, None, true, true)?.ok_or_else(|| StoreError::IndexBusy {
+            path: root.to_path_buf(),
+        })?;
+    Ok((holder, lock, report))
 }
 
-/// Opens the index, rebuilding it when damaged, of another format or ahead of the journal
-/// (which ends at `end`), and catches it up with the journal.
-fn open_index(
-    paths: &StorePaths,
-    end: JournalPos,
-    force_rebuild: bool,
-    report: &mut OpenReport,
-) -> Result<Index, StoreError> {
-    let index_path = paths.index();
-    let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
-    let mut index = match Index::open(&index_path, &paths.journal()) {
-        Ok(index) => Some(index),
-        Err(e) => {
-            rebuild = Some(format!("the index could not be opened: {e}"));
-            None
-        }
+/// Takes the index for a query if it is free, caught up with every journal (which are left as
+/// they are); `Ok(None)` when another process holds it: read the journals directly then
+/// ([`newest_from_journals`]).
+pub fn open_for_query(
+    root: &Path,
+) -> Result<Option<(IndexHolder, StoreLock, OpenReport)>, StoreError> {
+    let paths = &StorePaths::new(root);
+    let Some(lock) = store_lock(paths)? else {
+        return Ok(None);
     };
-    if rebuild.is_none()
-        && let Some(ix) = &index
-    {
-        if !ix.format_ok()? {
-            rebuild = Some("the index was written by another version".into());
-        } else if ix.applied()?.is_some_and(|applied| applied > end) {
-            rebuild = Some("the index is ahead of the journal".into());
-        }
-    }
-    if let Some(reason) = &rebuild {
-        drop(index.take());
-        if index_path.exists() {
-            if force_rebuild {
-                fs::remove_dir_all(&index_path)
-                    .map_err(|e| StoreError::io("remove", &index_path, e))?;
-            } else {
-                // Keep a damaged index for inspection instead of deleting evidence.
-                let aside = unused_path(&paths.root, "index.replaced");
-                fs::rename(&index_path, &aside)
-                    .map_err(|e| StoreError::io("move aside", &index_path, e))?;
-            }
-        }
-        tracing::warn!(reason = %reason, path = %index_path.display(), "rebuilding audit index from the journal");
-    }
-    let index = match index {
-        Some(ix) => ix,
-        None => Index::open(&index_path, &paths.journal())?,
-    };
-    report.rebuilt = rebuild;
-    let from = index.applied()?.unwrap_or(JournalPos::START);
-    if from < end {
-        let done = catch_up(&paths.journal(), &index, from)?;
-        for d in &done.damaged {
-            if !report.damaged.contains(d) {
-                report.damaged.push(d.clone());
-            }
-        }
-        report.caught_up = done.applied;
-        index.flush()?;
-    }
-    report.indexed = index.len();
-    Ok(index)
+    Ok(IndexHolder::take(paths, None, false, false)?.map(|(h, r)| (h, lock, r)))
 }
 
 /// `dir/name`, or `dir/name.N` for the first N that does not exist yet: evidence is never
@@ -306,102 +371,12 @@ pub(crate) fn unused_path(dir: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
-/// What one catch-up of the index with the journal did.
-#[derive(Debug)]
-pub struct CatchUp {
-    /// Records applied.
-    pub applied: usize,
-    /// The journal position the index is now at.
-    pub end: JournalPos,
-    /// Damaged segments met on the way (their unreadable records are skipped).
-    pub damaged: Vec<Damage>,
-}
-
-/// Applies the journal records after `from` to the index, in chunks; the one way the index is
-/// fed, whether at start, by `reindex` or behind a running proxy.
-pub fn catch_up(
-    journal_dir: &Path,
-    index: &Index,
-    from: JournalPos,
-) -> Result<CatchUp, StoreError> {
-    let mut out = CatchUp {
-        applied: 0,
-        end: from,
-        damaged: Vec::new(),
-    };
-    // Entries are written one batch per tree per chunk: one insert per entry made sled's
-    // per-operation work most of the indexer's CPU, which the server and client share.
-    let mut pending = index::Pending::default();
-    let end = journal::read_from(
-        journal_dir,
-        from,
-        |pos, payload| {
-            if let Err(e) = index.stage(&mut pending, pos, payload) {
-                // The records before an unreadable one are indexed, as they were one by one.
-                index.write(std::mem::take(&mut pending))?;
-                return Err(e);
-            }
-            out.applied += 1;
-            if out.applied.is_multiple_of(1024) {
-                index.write(std::mem::take(&mut pending))?;
-                index.set_applied(pos)?;
-            }
-            Ok(())
-        },
-        |d| out.damaged.push(d),
-    )?;
-    if !pending.is_empty() {
-        index.write(pending)?;
-    }
-    index.set_applied(end)?;
-    out.end = end;
-    Ok(out)
-}
-
-/// Reads the newest events straight from the journal (for queries while a proxy holds the
-/// index), newest segment first, stopping once `limit` events match.
-pub fn newest_from_journal(
+/// Reads the newest events straight from every journal of the store at `root` (for queries
+/// while another process holds the index), newest first, at most `limit`.
+pub fn newest_from_journals(
     root: &Path,
     limit: usize,
     filter: &Filter,
 ) -> Result<(Vec<AuditEvent>, Vec<Damage>), StoreError> {
-    let dir = StorePaths::new(root).journal();
-    let segments = journal::list_segments(&dir)?;
-    let mut out = Vec::new();
-    // Newest first, an end event is met before its access event: its link is known in time.
-    let mut links = std::collections::HashMap::new();
-    let mut damaged = Vec::new();
-    for (i, &n) in segments.iter().enumerate().rev() {
-        if out.len() >= limit {
-            break;
-        }
-        let mut events = Vec::new();
-        journal::read_segment(
-            &dir,
-            n,
-            journal::HEADER_LEN,
-            i + 1 == segments.len(),
-            |at, payload| {
-                let event: AuditEvent = serde_json::from_slice(payload)
-                    .map_err(|source| StoreError::Decode { at, source })?;
-                events.push(event);
-                Ok(())
-            },
-            |d| damaged.push(d),
-        )?;
-        for mut event in events.into_iter().rev() {
-            if event.event_type != crate::audit::event::EventType::ToolAccess
-                && let Some(access) = event.linked_event_id
-            {
-                links.insert(access, event.event_id);
-            }
-            if out.len() < limit && filter.matches(&event) {
-                if event.linked_event_id.is_none() {
-                    event.linked_event_id = links.get(&event.event_id).copied();
-                }
-                out.push(event);
-            }
-        }
-    }
-    Ok((out, damaged))
+    journals::newest(&StorePaths::new(root).journal(), limit, filter)
 }

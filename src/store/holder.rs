@@ -1,0 +1,446 @@
+//! The index holder: the one process at a time that has the sled index open, and feeds it
+//! from every journal of the store (see the module docs of [`super`] for the whole design).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::time::{Duration, Instant};
+
+use super::index::{self, Index};
+use super::journal::{self, Damage, JournalPos, TornTail, list_segments, segment_path};
+use super::journals::{self, JournalId};
+use super::{OpenReport, StoreError, StorePaths, try_lock_file, unused_path};
+
+/// How often the holder makes the index durable and saves the journals' positions: a crash
+/// costs at most this much re-applying (harmless: entries are keyed by event id).
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// What the holder knows of one journal.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tracked {
+    /// Every record before this is applied to the index (maybe not flushed yet).
+    at: JournalPos,
+    /// The position last saved in the index (after a flush of the entries before it).
+    saved: Option<JournalPos>,
+    /// Its writer has stopped and it is applied to its end: it will never change again.
+    finished: bool,
+}
+
+/// The sled index, held with the store's index lock: while this lives no other process opens
+/// the index, and this one keeps it caught up with every journal ([`IndexHolder::catch_up`]).
+pub struct IndexHolder {
+    /// Declared before the lock: sled is closed before another process may open it.
+    pub(super) index: Index,
+    paths: StorePaths,
+    /// This process's own journal, if it writes: never "dead", never recovered by itself.
+    own: Option<JournalId>,
+    /// Whether dead writers' torn tails are cut here (writers and `reindex`; not queries,
+    /// which change no journal).
+    recover: bool,
+    pub(super) tracked: HashMap<JournalId, Tracked>,
+    pub(super) last_persist: Instant,
+    _lock: File,
+}
+
+impl std::fmt::Debug for IndexHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexHolder")
+            .field("index", &self.index)
+            .field("own", &self.own)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for IndexHolder {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        &self.index
+    }
+}
+
+/// What one catch-up with every journal did.
+#[derive(Debug, Default)]
+pub struct CatchUpAll {
+    /// Records applied.
+    pub applied: usize,
+    /// Torn tails of stopped writers' journals cut off (and saved aside).
+    pub torn: Vec<TornTail>,
+    /// Damaged segments met (their unreadable records are skipped).
+    pub damaged: Vec<Damage>,
+    /// Journals that could not be read (each tried again next time; the others went on).
+    pub errors: Vec<StoreError>,
+}
+
+impl IndexHolder {
+    /// Takes the index if no other process holds it (`Ok(None)` if one does), opens it
+    /// (rebuilding it when damaged, of another format or ahead of a journal) and catches it up
+    /// with every journal.
+    pub(crate) fn take(
+        paths: &StorePaths,
+        own: Option<JournalId>,
+        recover: bool,
+        force_rebuild: bool,
+    ) -> Result<Option<(IndexHolder, OpenReport)>, StoreError> {
+        let Some(lock) = try_lock_file(&paths.index_lock(), false)? else {
+            return Ok(None);
+        };
+        let mut report = OpenReport::default();
+        let Some(index) = open_index(paths, force_rebuild, &mut report)? else {
+            return Ok(None);
+        };
+        let mut holder = IndexHolder {
+            index,
+            paths: paths.clone(),
+            own,
+            recover,
+            tracked: HashMap::new(),
+            last_persist: Instant::now(),
+            _lock: lock,
+        };
+        let done = holder.catch_up()?;
+        holder.persist()?;
+        report.torn = done.torn;
+        report.damaged = done.damaged;
+        report.errors = done.errors;
+        report.caught_up = done.applied;
+        report.indexed = holder.index.len();
+        Ok(Some((holder, report)))
+    }
+
+    /// Applies every journal's new whole records to the index. A journal whose writer has
+    /// stopped (its lock is free) is read to its end once, after its torn tail is cut off
+    /// when this holder recovers, and then left alone.
+    pub fn catch_up(&mut self) -> Result<CatchUpAll, StoreError> {
+        let root = self.paths.journal();
+        let mut out = CatchUpAll::default();
+        for id in journals::list(&root)? {
+            let tracked = match self.tracked.get(&id) {
+                Some(t) => *t,
+                None => {
+                    let saved = self.index.applied(id)?;
+                    Tracked {
+                        at: saved.unwrap_or(JournalPos::START),
+                        saved,
+                        finished: false,
+                    }
+                }
+            };
+            if tracked.finished {
+                continue;
+            }
+            // The lock is checked before reading: a journal found stopped cannot grow after.
+            let stopped = if !self.recover || Some(id) == self.own {
+                None
+            } else {
+                match journals::try_lock(&root, id) {
+                    Ok(lock) => lock,
+                    Err(e) => {
+                        out.errors.push(e);
+                        continue;
+                    }
+                }
+            };
+            if stopped.is_some() {
+                // Damage found here is reported when the records are read below.
+                match journal::recover(&id.dir(&root)) {
+                    Ok(r) => out.torn.extend(r.torn),
+                    Err(e) => {
+                        out.errors.push(e);
+                        continue;
+                    }
+                }
+            }
+            let done = match catch_up_journal(&root, &self.index, id, tracked.at) {
+                Ok(done) => done,
+                Err(e) => {
+                    // The other journals go on; this one is tried again next time.
+                    out.errors.push(e);
+                    continue;
+                }
+            };
+            out.applied += done.applied;
+            out.damaged.extend(done.damaged);
+            self.tracked.insert(
+                id,
+                Tracked {
+                    at: done.end,
+                    finished: stopped.is_some(),
+                    ..tracked
+                },
+            );
+        }
+        if self.last_persist.elapsed() >= PERSIST_EVERY {
+            self.persist()?;
+        }
+        Ok(out)
+    }
+
+    /// Makes the applied entries durable, then saves each journal's position: a saved position
+    /// is never ahead of the entries that survive a crash (they may be behind: re-applying is
+    /// harmless).
+    pub fn persist(&mut self) -> Result<(), StoreError> {
+        self.last_persist = Instant::now();
+        if self.tracked.values().all(|t| t.saved == Some(t.at)) {
+            return Ok(());
+        }
+        self.index.flush()?;
+        for (id, t) in &mut self.tracked {
+            if t.saved != Some(t.at) {
+                self.index.set_applied(*id, t.at)?;
+                t.saved = Some(t.at);
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves everything and lets the index go (another process may take it at once).
+    pub fn close(mut self) -> Result<(), StoreError> {
+        self.persist()?;
+        self.index.flush()
+    }
+}
+
+/// Whether sled refused to open because its own lock is taken (a holder that is letting go
+/// in this process): wait and retry, the index is not damaged.
+fn sled_busy(e: &StoreError) -> bool {
+    matches!(e, StoreError::Index { source: sled::Error::Io(io), .. }
+        if io.to_string().contains("could not acquire lock"))
+}
+
+/// Why the index cannot be trusted against the journals, if it cannot: a saved position past
+/// the end of its journal (cheap check: segment numbers and file lengths), or a journal gone.
+fn ahead(index: &Index, journal_root: &std::path::Path) -> Result<Option<String>, StoreError> {
+    for (id, pos) in index.positions()? {
+        let dir = id.dir(journal_root);
+        let Some(&last) = list_segments(&dir)?.last() else {
+            if pos > JournalPos::START {
+                return Ok(Some(format!("a journal it refers to ({id}) is gone")));
+            }
+            // A writer that died before its first segment: nothing was indexed from it.
+            continue;
+        };
+        let ahead = match pos.segment.cmp(&last) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => {
+                let path = segment_path(&dir, last);
+                let len = fs::metadata(&path)
+                    .map_err(|e| StoreError::io("read the length of", &path, e))?
+                    .len();
+                pos.offset > len
+            }
+            std::cmp::Ordering::Less => false,
+        };
+        if ahead {
+            return Ok(Some(format!("the index is ahead of journal {id}")));
+        }
+    }
+    Ok(None)
+}
+
+/// Opens the index (the caller holds the index lock), rebuilding it when damaged, of another
+/// format or ahead of a journal; `Ok(None)` when sled's own lock is still taken.
+fn open_index(
+    paths: &StorePaths,
+    force_rebuild: bool,
+    report: &mut OpenReport,
+) -> Result<Option<Index>, StoreError> {
+    let index_path = paths.index();
+    let journal_root = paths.journal();
+    let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
+    // sled's own lock can outlive our index lock by a moment when the previous holder was in
+    // this process (sled lets go of it from its threads): wait a little for it.
+    let mut attempts = 0;
+    let opened = loop {
+        match Index::open(&index_path, &journal_root) {
+            Err(e) if sled_busy(&e) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
+    let mut index = match opened {
+        Ok(index) => Some(index),
+        Err(e) if sled_busy(&e) => return Ok(None),
+        Err(e) => {
+            rebuild = Some(format!("the index could not be opened: {e}"));
+            None
+        }
+    };
+    if rebuild.is_none()
+        && let Some(ix) = &index
+    {
+        if !ix.format_ok()? {
+            rebuild = Some("the index was written by another version".into());
+        } else if let Some(reason) = ahead(ix, &journal_root)? {
+            rebuild = Some(reason);
+        }
+    }
+    if let Some(reason) = &rebuild {
+        drop(index.take());
+        if index_path.exists() {
+            if force_rebuild {
+                fs::remove_dir_all(&index_path)
+                    .map_err(|e| StoreError::io("remove", &index_path, e))?;
+            } else {
+                // Keep a damaged index for inspection instead of deleting evidence.
+                let aside = unused_path(&paths.root, "index.replaced");
+                fs::rename(&index_path, &aside)
+                    .map_err(|e| StoreError::io("move aside", &index_path, e))?;
+            }
+        }
+        tracing::warn!(reason = %reason, path = %index_path.display(), "rebuilding audit index from the journals");
+    }
+    let index = match index {
+        Some(ix) => ix,
+        None => Index::open(&index_path, &journal_root)?,
+    };
+    index.set_format()?;
+    report.rebuilt = rebuild;
+    Ok(Some(index))
+}
+
+/// What one catch-up of the index with one journal did.
+#[derive(Debug)]
+pub struct CatchUp {
+    /// Records applied.
+    pub applied: usize,
+    /// The journal position the index is now at (not yet saved: see [`IndexHolder::persist`]).
+    pub end: JournalPos,
+    /// Damaged segments met on the way (their unreadable records are skipped).
+    pub damaged: Vec<Damage>,
+}
+
+/// Applies the records of journal `id` after `from` to the index, in chunks; the one way the
+/// index is fed, whether on taking it, by `reindex` or behind running writers.
+pub fn catch_up_journal(
+    journal_root: &std::path::Path,
+    index: &Index,
+    id: JournalId,
+    from: JournalPos,
+) -> Result<CatchUp, StoreError> {
+    let mut out = CatchUp {
+        applied: 0,
+        end: from,
+        damaged: Vec::new(),
+    };
+    // Entries are written one batch per tree per chunk: one insert per entry made sled's
+    // per-operation work most of the indexer's CPU, which the server and client share.
+    let mut pending = index::Pending::default();
+    let end = journal::read_from(
+        &id.dir(journal_root),
+        from,
+        |pos, payload| {
+            if let Err(e) = index.stage(&mut pending, id, pos, payload) {
+                // The records before an unreadable one are indexed, as they were one by one.
+                index.write(std::mem::take(&mut pending))?;
+                return Err(e);
+            }
+            out.applied += 1;
+            if out.applied.is_multiple_of(1024) {
+                index.write(std::mem::take(&mut pending))?;
+            }
+            Ok(())
+        },
+        |d| out.damaged.push(d),
+    )?;
+    if !pending.is_empty() {
+        index.write(pending)?;
+    }
+    out.end = end;
+    Ok(out)
+}
+
+/// How long a writer waits before trying to take the index again after failing to open it.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// A writing process's part in indexing, run by its indexer thread: take the index whenever
+/// no other process holds it, and keep it caught up with every journal while holding it.
+#[derive(Debug)]
+pub struct IndexKeeper {
+    paths: StorePaths,
+    own: JournalId,
+    pub(super) holder: Option<IndexHolder>,
+    /// Whether the last round failed (its error was logged; the next one is not).
+    failing: bool,
+    retry_at: Option<Instant>,
+}
+
+impl IndexKeeper {
+    /// The keeper of the writer of journal `own` in the store at `root`, holding the index if
+    /// it was taken when the store was opened.
+    pub fn new(root: &std::path::Path, own: JournalId, holder: Option<IndexHolder>) -> Self {
+        IndexKeeper {
+            paths: StorePaths::new(root),
+            own,
+            holder,
+            failing: false,
+            retry_at: None,
+        }
+    }
+
+    /// Whether this process holds the index now.
+    pub fn holds(&self) -> bool {
+        self.holder.is_some()
+    }
+
+    /// One round: catch the index up if held, else try to take it (when its holder has
+    /// stopped, the first writer to ask takes over). Problems are logged, once in a row.
+    pub fn tick(&mut self) {
+        let result = match &mut self.holder {
+            Some(holder) => holder.catch_up().map(|done| {
+                log_round(&done.torn, &done.damaged, &done.errors);
+                done.errors.is_empty()
+            }),
+            None if self.retry_at.is_some_and(|at| Instant::now() < at) => return,
+            None => match IndexHolder::take(&self.paths, Some(self.own), true, false) {
+                Ok(Some((holder, report))) => {
+                    tracing::info!(
+                        records = report.caught_up,
+                        events = report.indexed,
+                        "holding the audit index (caught up with every journal)"
+                    );
+                    if let Some(reason) = &report.rebuilt {
+                        tracing::warn!(reason = %reason, "audit index rebuilt from the journals");
+                    }
+                    log_round(&report.torn, &report.damaged, &report.errors);
+                    self.holder = Some(holder);
+                    Ok(report.errors.is_empty())
+                }
+                Ok(None) => Ok(true),
+                Err(e) => {
+                    self.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                    Err(e)
+                }
+            },
+        };
+        match result {
+            Ok(healthy) => self.failing = !healthy,
+            Err(e) => {
+                if !std::mem::replace(&mut self.failing, true) {
+                    tracing::error!(error = %e, "audit index update failed; the journals are intact and the index is caught up from them later");
+                }
+            }
+        }
+    }
+
+    /// Saves the index and lets it go, for another process to take.
+    pub fn close(self) {
+        if let Some(holder) = self.holder
+            && let Err(e) = holder.close()
+        {
+            tracing::error!(error = %e, "audit index flush failed; it is caught up from the journals by its next holder");
+        }
+    }
+}
+
+fn log_round(torn: &[TornTail], damaged: &[Damage], errors: &[StoreError]) {
+    for t in torn {
+        tracing::warn!(torn = %t, "audit journal of a stopped writer recovered");
+    }
+    for d in damaged {
+        tracing::error!(damage = %d, "audit journal segment damaged");
+    }
+    for e in errors {
+        tracing::error!(error = %e, "audit journal could not be indexed");
+    }
+}

@@ -1,0 +1,179 @@
+//! The journals of one store: one per writing process, each in its own folder with its own
+//! `LOCK`, plus the single journal of stores written before there were several.
+//!
+//! A writer's journal is made under a hidden name, locked, and only then renamed into view,
+//! so a journal that can be seen and whose `LOCK` is free belongs to a process that has
+//! stopped (cleanly or not): nobody will ever append to it again.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use ulid::Ulid;
+
+use super::journal::{self, Damage, Journal, list_segments};
+use super::{Filter, StoreError, try_lock_file};
+use crate::audit::event::{AuditEvent, EventType};
+
+/// Which journal of the store: a writer process's (a ULID made when it started), or the
+/// legacy one (segments straight in `journal/`, from before journals per process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JournalId(pub u128);
+
+impl JournalId {
+    /// The journal of stores written by one process at a time (`journal/NNN.journal`).
+    pub const LEGACY: JournalId = JournalId(0);
+
+    /// A new, unique id for this process's journal (a ULID is never zero).
+    pub fn generate() -> JournalId {
+        JournalId(Ulid::from_datetime(std::time::SystemTime::now()).0)
+    }
+
+    /// Big-endian bytes, for keys and records in the index.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
+    /// Reads [`Self::to_bytes`] back.
+    pub fn from_bytes(bytes: &[u8]) -> Option<JournalId> {
+        Some(JournalId(u128::from_be_bytes(bytes.try_into().ok()?)))
+    }
+
+    /// The journal's folder under the store's `journal/` folder.
+    pub fn dir(self, journal_root: &Path) -> PathBuf {
+        if self == JournalId::LEGACY {
+            journal_root.to_path_buf()
+        } else {
+            journal_root.join(Ulid(self.0).to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for JournalId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == JournalId::LEGACY {
+            f.write_str("legacy")
+        } else {
+            write!(f, "{}", Ulid(self.0))
+        }
+    }
+}
+
+/// The journals in `journal_root` (the legacy one first, when it has segments), in id order.
+pub fn list(journal_root: &Path) -> Result<Vec<JournalId>, StoreError> {
+    let entries = match fs::read_dir(journal_root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", journal_root, e)),
+    };
+    let mut out = Vec::new();
+    let mut legacy = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io("list", journal_root, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".journal") {
+            legacy = true;
+        } else if name.len() == ulid::ULID_LEN
+            && let Ok(id) = Ulid::from_string(name)
+            && id.0 != 0
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            out.push(JournalId(id.0));
+        }
+    }
+    if legacy && !list_segments(journal_root)?.is_empty() {
+        out.push(JournalId::LEGACY);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Takes a journal's `LOCK` without waiting: `Ok(Some)` means nobody appends to it now, nor
+/// ever will (its writer has stopped); `Ok(None)` that its writer is running.
+pub fn try_lock(journal_root: &Path, id: JournalId) -> Result<Option<File>, StoreError> {
+    try_lock_file(&id.dir(journal_root).join("LOCK"), false)
+}
+
+/// Starts this process's own journal: a new folder, locked before anyone can see it.
+pub fn create(journal_root: &Path, segment_bytes: u64) -> Result<(JournalId, Journal), StoreError> {
+    fs::create_dir_all(journal_root).map_err(|e| StoreError::io("create", journal_root, e))?;
+    let id = JournalId::generate();
+    let hidden = journal_root.join(format!(".new-{id}"));
+    fs::create_dir(&hidden).map_err(|e| StoreError::io("create", &hidden, e))?;
+    let lock = try_lock_file(&hidden.join("LOCK"), false)?.ok_or_else(|| StoreError::Io {
+        op: "lock",
+        path: hidden.join("LOCK"),
+        source: std::io::Error::other("a new journal's lock is held by another process"),
+    })?;
+    let dir = id.dir(journal_root);
+    fs::rename(&hidden, &dir).map_err(|e| StoreError::io("rename into place", &hidden, e))?;
+    journal::sync_dir(journal_root)?;
+    Ok((id, Journal::create_locked(&dir, segment_bytes, lock)?))
+}
+
+/// Reads the newest events straight from every journal (for queries while another process
+/// holds the index), newest segment first, until `limit` events of each journal match; then
+/// the newest `limit` of them all by event id (ids order events by time across processes).
+pub fn newest(
+    journal_root: &Path,
+    limit: usize,
+    filter: &Filter,
+) -> Result<(Vec<AuditEvent>, Vec<Damage>), StoreError> {
+    let mut out = Vec::new();
+    let mut damaged = Vec::new();
+    for id in list(journal_root)? {
+        newest_of(&id.dir(journal_root), limit, filter, &mut out, &mut damaged)?;
+    }
+    out.sort_unstable_by_key(|e| std::cmp::Reverse(e.event_id));
+    out.truncate(limit);
+    Ok((out, damaged))
+}
+
+/// Adds the newest `limit` matching events of the journal in `dir` to `out`.
+fn newest_of(
+    dir: &Path,
+    limit: usize,
+    filter: &Filter,
+    out: &mut Vec<AuditEvent>,
+    damaged: &mut Vec<Damage>,
+) -> Result<(), StoreError> {
+    let segments = list_segments(dir)?;
+    let mut found = 0;
+    // Newest first, an end event is met before its access event (both are written by the
+    // process that ran the call, into its journal): its link is known in time.
+    let mut links = std::collections::HashMap::new();
+    for (i, &n) in segments.iter().enumerate().rev() {
+        if found >= limit {
+            break;
+        }
+        let mut events = Vec::new();
+        journal::read_segment(
+            dir,
+            n,
+            journal::HEADER_LEN,
+            i + 1 == segments.len(),
+            |at, payload| {
+                let event: AuditEvent = serde_json::from_slice(payload)
+                    .map_err(|source| StoreError::Decode { at, source })?;
+                events.push(event);
+                Ok(())
+            },
+            |d| damaged.push(d),
+        )?;
+        for mut event in events.into_iter().rev() {
+            if event.event_type != EventType::ToolAccess
+                && let Some(access) = event.linked_event_id
+            {
+                links.insert(access, event.event_id);
+            }
+            if found < limit && filter.matches(&event) {
+                if event.linked_event_id.is_none() {
+                    event.linked_event_id = links.get(&event.event_id).copied();
+                }
+                out.push(event);
+                found += 1;
+            }
+        }
+    }
+    Ok(())
+}
