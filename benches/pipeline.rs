@@ -84,11 +84,12 @@ fn main() {
         &format!("[upstream]\nname = \"bench\"\n[risk]\nenabled = {enabled}\n"),
     )
     .unwrap_or_else(|e| panic!("bench config: {e}"));
-    let (store, _) = Store::open(&dir.path().join("store"), config.audit.segment_bytes).unwrap();
-    let (journal, index, _lock) = store.into_parts();
+    let root = dir.path().join("store");
+    let store = Store::open_journal(&root, config.audit.segment_bytes).unwrap();
+    let (journal, keeper, _lock) = store.into_parts(&root);
     let (audit, threads) = mcp_audit_proxy::audit::writer::start(
         journal,
-        index,
+        keeper,
         config.audit.durability,
         config.audit.flush_interval,
         1 << 20,
