@@ -333,6 +333,33 @@ async fn duplicate_argument_keys_are_refused_fail_closed() {
 }
 
 #[tokio::test]
+async fn serde_json_tokens_in_arguments_are_refused_fail_closed() {
+    // A server built with serde_json's raw_value feature reads this `path` as "/etc/shadow";
+    // the policy would see an object holding escaped text.
+    let store = TestStore::new("");
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":{\"$serde_json::private::RawValue\":\"\\\"\\\\u002fetc\\\\u002fshadow\\\"\"}}}}\n").await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("serde_json's own token"),
+        "{reply}"
+    );
+    assert!(c.finish().await.success());
+    assert!(
+        !std::fs::read_to_string(received)
+            .unwrap()
+            .contains("RawValue")
+    );
+    let (_, end) = pairs(&store.events()).remove(0);
+    assert_eq!(end["result"], "refused");
+}
+
+#[tokio::test]
 async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
     let store = TestStore::new("");
     let mut c = common::initialized(&store).await;

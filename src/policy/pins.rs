@@ -5,7 +5,9 @@
 //!
 //! The file is small and rewritten whole (write to a temporary file, then rename), so a
 //! reader never sees half of it; the proxy re-reads it when it needs to know whether a change
-//! was accepted.
+//! was accepted. Every read-change-write holds an exclusive lock on `pins.json.lock`: several
+//! proxies share a store (and a gateway's sessions run at once), and without it one's write
+//! could drop a pin or a pending change another wrote, or undo an operator's `tools accept`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -199,6 +201,26 @@ impl Pins {
         }
     }
 
+    /// Waits for and holds the pin file's lock (released when the returned file is dropped).
+    fn lock(&self) -> Result<std::fs::File, PinError> {
+        let path = self.path.with_extension("json.lock");
+        let io = |source| PinError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        Ok(file)
+    }
+
     fn save(&self, file: &PinFile) -> Result<(), PinError> {
         let io = |source| PinError::Io {
             path: self.path.clone(),
@@ -219,6 +241,7 @@ impl Pins {
         &self,
         tools: &[(String, Fingerprint)],
     ) -> Result<Vec<(String, Seen)>, PinError> {
+        let _lock = self.lock()?;
         let mut file = self.load()?;
         let pins = file.upstreams.entry(self.upstream.clone()).or_default();
         let mut dirty = false;
@@ -286,6 +309,7 @@ impl Pins {
     /// Pins the pending definition of `tool` (only if its hash is `expected`, when given: the
     /// one the operator reviewed); returns what changed from the old pin.
     pub fn accept(&self, tool: &str, expected: Option<&str>) -> Result<Vec<String>, PinError> {
+        let _lock = self.lock()?;
         let mut file = self.load()?;
         let pin = file
             .upstreams
@@ -323,6 +347,41 @@ impl Pins {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn proxies_pinning_at_once_lose_no_pin() {
+        // Several proxies (threads here, each with its own Pins, as processes would have)
+        // pin different tools of one upstream at the same moment.
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let root = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let pins = Pins::new(&root, "srv");
+                    for round in 0..10 {
+                        let tool = json!({"name": format!("t{i}-{round}"), "inputSchema": {"type": "object"}});
+                        pins.observe(&[(format!("t{i}-{round}"), Fingerprint::of(&tool))])
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let pins = Pins::new(dir.path(), "srv");
+        for i in 0..8 {
+            for round in 0..10 {
+                let tool =
+                    json!({"name": format!("t{i}-{round}"), "inputSchema": {"type": "object"}});
+                let name = format!("t{i}-{round}");
+                assert!(
+                    pins.is_pinned(&name, &Fingerprint::of(&tool).hash).unwrap(),
+                    "{name} was lost"
+                );
+            }
+        }
+    }
 
     #[test]
     fn new_tools_are_pinned_changes_wait_for_acceptance() {

@@ -5,6 +5,12 @@
 //! anywhere are refused rather than guessed at. Keys that differ only in case (`"path"` and
 //! `"Path"`) count as duplicates: Go's `encoding/json` reads both into one field
 //! ([`crate::jsonrpc::names`]).
+//!
+//! Keys serde_json itself reserves are refused too: with its `raw_value` feature on (any crate
+//! of a server's build can turn it on), a `Value` reads `{"$serde_json::private::RawValue":
+//! "\"/etc/shadow\""}` as the string `/etc/shadow`, and with `arbitrary_precision` a
+//! `$serde_json::private::Number` member as a number: the policy would check one thing and
+//! the server run another.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -87,6 +93,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let hasher = RandomState::new();
         let mut folded = HashSet::new();
         while let Some(key) = access.next_key::<String>()? {
+            if RESERVED_KEYS.contains(&key.as_str()) {
+                return Err(de::Error::custom(format_args!(
+                    "key {key:?} is serde_json's own token (a server built with its raw_value or arbitrary_precision feature reads the object as another value)"
+                )));
+            }
             if map.contains_key(&key) {
                 return Err(de::Error::custom(format_args!(
                     "duplicate key {key:?} (servers disagree on which copy counts)"
@@ -105,6 +116,13 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Object(map))
     }
 }
+
+/// Map keys serde_json gives a meaning of its own (features `raw_value`,
+/// `arbitrary_precision`).
+const RESERVED_KEYS: [&str; 2] = [
+    "$serde_json::private::RawValue",
+    "$serde_json::private::Number",
+];
 
 /// The hash of `key` folded as [`fold`] does, without building the folded copy for ASCII.
 fn folded_hash(key: &str, hasher: &RandomState) -> u64 {
@@ -142,6 +160,17 @@ mod tests {
             assert!(parse(dup).is_err(), "{dup}");
         }
         assert!(parse(r#"{"path":1,"paths":2,"Other":3}"#).is_ok());
+        // serde_json's own tokens, at any depth: another value to some servers.
+        for token in [
+            r#"{"path":{"$serde_json::private::RawValue":""\u002fetc\u002fshadow""}}"#,
+            r#"{"$serde_json::private::RawValue":"{"text":"a;b"}"}"#,
+            r#"{"n":[{"$serde_json::private::Number":"1e400"}]}"#,
+            r#"{"a":{"$serde_json::private::RawValue":"1"}}"#,
+        ] {
+            let err = parse(token).unwrap_err().to_string();
+            assert!(err.contains("serde_json's own token"), "{token}: {err}");
+            assert!(parse_validated(token).is_err(), "{token}");
+        }
         // The fast reading of validated text refuses the same texts, with the same message.
         for text in [
             r#"{"path":"/ok","path":"/etc/passwd"}"#,
