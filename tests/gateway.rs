@@ -961,36 +961,27 @@ async fn sessionless_requests_count_against_the_session_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_principal_cannot_hold_more_open_requests_than_its_cap() {
     let gw = Gateway::start_with("max_streams_per_principal = 2", "");
-    let slow = |id: u32| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{"ms":1500,"steps":1}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
-        )
-    };
-    let headers = [
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "tools/call"),
-        ("mcp-name", "slow"),
-    ];
+    let slow = |id: u32| call_2026(&id.to_string(), "slow", r#"{"ms":1500,"steps":1}"#);
     let url = gw.endpoint();
     let running: Vec<_> = (1..=2)
         .map(|id| {
             let (url, body) = (url.clone(), slow(id));
-            tokio::spawn(async move { post(&url, Some(ALICE_KEY), None, &body, &headers).await })
+            tokio::spawn(async move { post_2026(&url, ALICE_KEY, &body, Some("slow"), &[]).await })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A third one of Alice's is refused while two run; Bob is not affected.
-    let (status, _, body) = post(&url, Some(ALICE_KEY), None, &slow(3), &headers).await;
+    let (status, _, body) = post_2026(&url, ALICE_KEY, &slow(3), Some("slow"), &[]).await;
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("max_streams_per_principal"), "{body}");
-    let (status, _, body) = post(&url, Some(BOB_KEY), None, &slow(4), &headers).await;
+    let (status, _, body) = post_2026(&url, BOB_KEY, &slow(4), Some("slow"), &[]).await;
     assert_eq!(status, 200, "{body}");
     for r in running {
         let (status, _, body) = r.await.unwrap();
         assert_eq!(status, 200, "{body}");
     }
     // Their slots are given back with their answers.
-    let (status, _, body) = post(&url, Some(ALICE_KEY), None, &slow(5), &headers).await;
+    let (status, _, body) = post_2026(&url, ALICE_KEY, &slow(5), Some("slow"), &[]).await;
     assert_eq!(status, 200, "{body}");
     let events = gw.events();
     let refused: Vec<&Value> = events
@@ -1005,39 +996,22 @@ async fn one_principal_cannot_hold_more_open_requests_than_its_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2026_call_whose_param_headers_disagree_with_its_arguments_is_refused_and_recorded() {
     let gw = Gateway::start("");
-    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
-    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
-    let (status, _, body) = post(
-        &gw.endpoint(),
-        Some(ALICE_KEY),
-        None,
-        &list,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/list"),
-        ],
-    )
-    .await;
+    let (status, _, body) = post_2026(&gw.endpoint(), ALICE_KEY, &list_2026(1), None, &[]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("x-mcp-header"), "{body}");
-    let call = |id: u32, region: &str| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"route","arguments":{{"region":"{region}","text":"hi"}},{meta}}}}}"#
-        )
-    };
     let send = |id: u32, region: &'static str, header: Option<&'static str>| {
         let url = gw.endpoint();
-        let body = call(id, region);
+        let body = call_2026(
+            &id.to_string(),
+            "route",
+            &format!(r#"{{"region":"{region}","text":"hi"}}"#),
+        );
         async move {
-            let mut extra = vec![
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", "route"),
-            ];
-            if let Some(h) = header {
-                extra.push(("mcp-param-region", h));
-            }
-            post(&url, Some(ALICE_KEY), None, &body, &extra).await
+            let extra: Vec<(&str, &str)> = header
+                .map(|h| ("mcp-param-region", h))
+                .into_iter()
+                .collect();
+            post_2026(&url, ALICE_KEY, &body, Some("route"), &extra).await
         }
     };
     let (status, _, body) = send(2, "eu-west-1", Some("eu-west-1")).await;

@@ -622,34 +622,15 @@ async fn the_remote_sees_the_routing_and_parameter_headers_and_only_the_proxys_c
         "",
         &[("REMOTE_TOKEN", "proxy-credential")],
     );
-    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
-    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
-    let (status, _, body) = post(
-        &gw.endpoint(),
-        Some(ALICE_KEY),
-        None,
-        &list,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/list"),
-        ],
-    )
-    .await;
+    let (status, _, body) = post_2026(&gw.endpoint(), ALICE_KEY, &list_2026(1), None, &[]).await;
     assert_eq!(status, 200, "{body}");
-    let call = format!(
-        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"route","arguments":{{"region":"eu-west-1","text":"hi"}},{meta}}}}}"#
-    );
-    let (status, _, body) = post(
+    let call = call_2026("2", "route", r#"{"region":"eu-west-1","text":"hi"}"#);
+    let (status, _, body) = post_2026(
         &gw.endpoint(),
-        Some(ALICE_KEY),
-        None,
+        ALICE_KEY,
         &call,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "route"),
-            ("mcp-param-region", "eu-west-1"),
-        ],
+        Some("route"),
+        &[("mcp-param-region", "eu-west-1")],
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -687,25 +668,11 @@ async fn a_misbehaving_remote_fails_the_call_at_once_and_nothing_secret_reaches_
         "",
         &[("REMOTE_TOKEN", "proxy-credential-0123")],
     );
-    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
     let mut texts = Vec::new();
     for tool in ["wrong_id", "error_page"] {
-        let call = format!(
-            r#"{{"jsonrpc":"2.0","id":"{tool}","method":"tools/call","params":{{"name":"{tool}","arguments":{{}},{meta}}}}}"#
-        );
+        let call = call_2026(&format!("\"{tool}\""), tool, "{}");
         let started = std::time::Instant::now();
-        let (status, _, body) = post(
-            &gw.endpoint(),
-            Some(ALICE_KEY),
-            None,
-            &call,
-            &[
-                ("mcp-protocol-version", "2026-07-28"),
-                ("mcp-method", "tools/call"),
-                ("mcp-name", tool),
-            ],
-        )
-        .await;
+        let (status, _, body) = post_2026(&gw.endpoint(), ALICE_KEY, &call, Some(tool), &[]).await;
         assert!(started.elapsed() < Duration::from_secs(5), "{tool} waited");
         let answers = messages(&body);
         let mine: Vec<&Value> = answers.iter().filter(|a| a["id"] == tool).collect();
@@ -797,34 +764,15 @@ async fn param_headers_survive_a_chain_of_gateways_that_both_check_them() {
         "",
         &[("INNER_TOKEN", BOB_KEY)],
     );
-    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
-    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
-    let (status, _, body) = post(
-        &outer.endpoint(),
-        Some(ALICE_KEY),
-        None,
-        &list,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/list"),
-        ],
-    )
-    .await;
+    let (status, _, body) = post_2026(&outer.endpoint(), ALICE_KEY, &list_2026(1), None, &[]).await;
     assert_eq!(status, 200, "{body}");
-    let call = format!(
-        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"route","arguments":{{"region":"ap-south-1","text":"chained"}},{meta}}}}}"#
-    );
-    let (status, _, body) = post(
+    let call = call_2026("2", "route", r#"{"region":"ap-south-1","text":"chained"}"#);
+    let (status, _, body) = post_2026(
         &outer.endpoint(),
-        Some(ALICE_KEY),
-        None,
+        ALICE_KEY,
         &call,
-        &[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "route"),
-            ("mcp-param-region", "ap-south-1"),
-        ],
+        Some("route"),
+        &[("mcp-param-region", "ap-south-1")],
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -278,3 +278,43 @@ pub async fn connect_2026(url: &str, key: &str) -> super::Client {
         .expect("connect timed out")
         .expect("connect")
 }
+
+/// The `_meta` member of a 2026-07-28 request's params.
+pub const META_2026: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+
+/// A 2026-07-28 `tools/list` request.
+pub fn list_2026(id: u32) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list","params":{{{META_2026}}}}}"#)
+}
+
+/// A 2026-07-28 `tools/call` request; `id` and `arguments` as JSON text.
+pub fn call_2026(id: &str, tool: &str, arguments: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments},{META_2026}}}}}"#
+    )
+}
+
+/// POSTs a sessionless 2026-07-28 request with the routing headers a client sends for it
+/// (`Mcp-Method`, and `Mcp-Name` = `tool` for a call), plus `extra`.
+pub async fn post_2026(
+    url: &str,
+    key: &str,
+    body: &str,
+    tool: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let method = if tool.is_some() {
+        "tools/call"
+    } else {
+        "tools/list"
+    };
+    let mut headers = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+    ];
+    if let Some(t) = tool {
+        headers.push(("mcp-name", t));
+    }
+    headers.extend_from_slice(extra);
+    post(url, Some(key), None, body, &headers).await
+}
