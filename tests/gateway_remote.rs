@@ -604,6 +604,28 @@ impl RecordingRemote {
     }
 }
 
+/// Lists the tools (so that `route`'s `x-mcp-header` is learnt), then calls `route` with
+/// its `Mcp-Param-Region` header; the call's answer.
+async fn list_then_route(url: &str, region: &str, text: &str) -> Value {
+    let (status, _, body) = post_2026(url, ALICE_KEY, &list_2026(1), None, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let call = call_2026(
+        "2",
+        "route",
+        &format!(r#"{{"region":"{region}","text":"{text}"}}"#),
+    );
+    let (status, _, body) = post_2026(
+        url,
+        ALICE_KEY,
+        &call,
+        Some("route"),
+        &[("mcp-param-region", region)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    messages(&body).remove(0)
+}
+
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -622,19 +644,8 @@ async fn the_remote_sees_the_routing_and_parameter_headers_and_only_the_proxys_c
         "",
         &[("REMOTE_TOKEN", "proxy-credential")],
     );
-    let (status, _, body) = post_2026(&gw.endpoint(), ALICE_KEY, &list_2026(1), None, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let call = call_2026("2", "route", r#"{"region":"eu-west-1","text":"hi"}"#);
-    let (status, _, body) = post_2026(
-        &gw.endpoint(),
-        ALICE_KEY,
-        &call,
-        Some("route"),
-        &[("mcp-param-region", "eu-west-1")],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "hi");
+    let answer = list_then_route(&gw.endpoint(), "eu-west-1", "hi").await;
+    assert_eq!(answer["result"]["content"][0]["text"], "hi");
 
     let calls = remote.headers_of("tools/call");
     assert_eq!(calls.len(), 1, "{:#?}", remote.seen.lock().unwrap());
@@ -764,20 +775,9 @@ async fn param_headers_survive_a_chain_of_gateways_that_both_check_them() {
         "",
         &[("INNER_TOKEN", BOB_KEY)],
     );
-    let (status, _, body) = post_2026(&outer.endpoint(), ALICE_KEY, &list_2026(1), None, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let call = call_2026("2", "route", r#"{"region":"ap-south-1","text":"chained"}"#);
-    let (status, _, body) = post_2026(
-        &outer.endpoint(),
-        ALICE_KEY,
-        &call,
-        Some("route"),
-        &[("mcp-param-region", "ap-south-1")],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    let answer = list_then_route(&outer.endpoint(), "ap-south-1", "chained").await;
     assert_eq!(
-        messages(&body)[0]["result"]["content"][0]["text"],
+        answer["result"]["content"][0]["text"],
         "ap-south-1: chained"
     );
     assert!(
