@@ -574,18 +574,9 @@ impl Gateway {
             limit::PER_WINDOW,
             s.reason
         );
-        self.write_refusal(&Refusal {
-            status: StatusCode::from_u16(s.status).unwrap_or(StatusCode::UNAUTHORIZED),
-            reason,
-            upstream: "",
-            user: None,
-            auth_method: None,
-            session: None,
-            method: None,
-            request_id: None,
-            http,
-        })
-        .await;
+        let status = StatusCode::from_u16(s.status).unwrap_or(StatusCode::UNAUTHORIZED);
+        self.write_refusal(&Refusal::anonymous(status, reason, http))
+            .await;
     }
 
     /// Summary events for the windows that have closed (`all`: every window, at shutdown).
@@ -685,6 +676,23 @@ impl Drop for StreamSlot {
             if *open == 0 {
                 map.remove(&self.user);
             }
+        }
+    }
+}
+
+impl Refusal<'_> {
+    /// A refusal before the request's principal, session and message are known.
+    fn anonymous(status: StatusCode, reason: String, http: HttpContext) -> Refusal<'static> {
+        Refusal {
+            status,
+            reason,
+            upstream: "",
+            user: None,
+            auth_method: None,
+            session: None,
+            method: None,
+            request_id: None,
+            http,
         }
     }
 }
@@ -855,31 +863,19 @@ async fn handle(
     let ctx = http_context(&gateway.config.gateway, &conn, req.headers());
     let Some(upstream) = gateway.upstream(name).cloned() else {
         let refusal = Refusal {
-            status: StatusCode::NOT_FOUND,
-            reason: format!("no upstream named {name:?} in the gateway's configuration"),
             upstream: name,
-            user: None,
-            auth_method: None,
-            session: None,
-            method: None,
-            request_id: None,
-            http: ctx,
+            ..Refusal::anonymous(
+                StatusCode::NOT_FOUND,
+                format!("no upstream named {name:?} in the gateway's configuration"),
+                ctx,
+            )
         };
         gateway.record_refusal(&refusal).await;
         return plain(refusal.status, refusal.reason);
     };
     let headers = req.headers().clone();
-    let refuse = |status: StatusCode, reason: String| Refusal {
-        status,
-        reason,
-        upstream: "",
-        user: None,
-        auth_method: None,
-        session: None,
-        method: None,
-        request_id: None,
-        http: ctx.clone(),
-    };
+    let refuse =
+        |status: StatusCode, reason: String| Refusal::anonymous(status, reason, ctx.clone());
     if let Err(r) = auth::check_origin(&gateway.config.gateway, &headers) {
         let refusal = Refusal {
             upstream: &upstream.name,
