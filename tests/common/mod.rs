@@ -381,14 +381,18 @@ pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {
         );
         out.push((access.clone(), (*end).clone()));
     }
-    let ends = events
+    let paired: std::collections::HashSet<&str> = out
+        .iter()
+        .filter_map(|(_, end)| end["event_id"].as_str())
+        .collect();
+    let lone: Vec<&Value> = events
         .iter()
         .filter(|e| e["event_type"] != "tool_access")
-        .count();
-    assert_eq!(
-        ends,
-        out.len(),
-        "every end event belongs to exactly one access event"
+        .filter(|e| !paired.contains(e["event_id"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(
+        lone.is_empty(),
+        "every end event belongs to exactly one access event; these do not: {lone:#?}"
     );
     out
 }

@@ -716,6 +716,11 @@ impl Link {
             if head.id.as_ref() == Some(&id) {
                 self.answered(&line, head);
             }
+        } else if !head.batch && pending.len() == 1 && is_error_without_id(&line) {
+            // An error with `"id": null` on a single request's POST is the server refusing that
+            // request without reading its id (JSON-RPC 2.0, 5.1): it goes to the client as
+            // sent, and no error of the proxy's follows it (the client would get two).
+            pending.clear();
         }
         let _ = out.send(line).await;
     }
@@ -1118,6 +1123,17 @@ fn answered_id(line: &[u8]) -> Option<RequestId> {
     RequestId::from_json(&v.get("id")?.to_string())
 }
 
+/// Whether `line` is an error response whose id is null.
+fn is_error_without_id(line: &[u8]) -> bool {
+    matches!(
+        message::parse(line),
+        Ok(Parsed::Single(Message::Response {
+            id: None,
+            body: message::ResponseBody::Error(_),
+        }))
+    )
+}
+
 /// Whether `line` is the response to request `id`.
 #[cfg(test)]
 fn answers(line: &[u8], id: &RequestId) -> bool {
@@ -1230,6 +1246,10 @@ mod tests {
         assert_eq!(a, b);
         assert!(answers(&line, &RequestId::from_json("1").unwrap()));
         assert!(!answers(&line, &RequestId::from_json("2").unwrap()));
+        assert!(is_error_without_id(
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"no"}}"#
+        ));
+        assert!(!is_error_without_id(&line));
     }
 
     #[test]
