@@ -122,33 +122,14 @@ async fn every_refusal_is_answered_with_its_status_and_recorded() {
     let (status, _, _) = post(&url, None, None, INIT, &[("x-user", "alice")]).await;
     assert_eq!(status, 401);
     // Origin and Host (DNS rebinding).
-    let (status, _, _) = post(
-        &url,
-        Some(ALICE_KEY),
-        None,
-        INIT,
-        &[("origin", "https://evil.example")],
-    )
-    .await;
-    assert_eq!(status, 403);
-    let (status, _, _) = post(
-        &url,
-        Some(ALICE_KEY),
-        None,
-        INIT,
-        &[("origin", "https://app.example.com")],
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _, _) = post(
-        &url,
-        Some(ALICE_KEY),
-        None,
-        INIT,
-        &[("host", "evil.example:80")],
-    )
-    .await;
-    assert_eq!(status, 403);
+    for (header, expected) in [
+        (("origin", "https://evil.example"), 403),
+        (("origin", "https://app.example.com"), 200),
+        (("host", "evil.example:80"), 403),
+    ] {
+        let (status, _, _) = post(&url, Some(ALICE_KEY), None, INIT, &[header]).await;
+        assert_eq!(status, expected, "{header:?}");
+    }
     // Sessions: required after initialize, bound to their principal.
     let alice = raw_session(&url, ALICE_KEY).await;
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
