@@ -22,18 +22,12 @@ async fn an_rmcp_http_client_calls_tools_through_the_gateway_and_every_call_is_p
         .call_tool(call("echo", json!({"text": "through the gateway"})))
         .await
         .unwrap();
-    assert_eq!(
-        serde_json::to_value(&result).unwrap()["content"][0]["text"],
-        "through the gateway"
-    );
+    assert_eq!(text_of(&result), "through the gateway");
     let sum = client
         .call_tool(call("add", json!({"a": 2, "b": 40})))
         .await
         .unwrap();
-    assert_eq!(
-        serde_json::to_value(&sum).unwrap()["content"][0]["text"],
-        "42"
-    );
+    assert_eq!(text_of(&sum), "42");
     client.cancel().await.unwrap();
 
     let events = gw.events();
@@ -366,7 +360,7 @@ async fn server_requests_reach_the_client_on_the_post_stream_and_2026_clients_ne
         .call_tool(call("confirm", json!({"action": "deploy"})))
         .await
         .unwrap();
-    let text = serde_json::to_value(&confirmed).unwrap()["content"][0]["text"].clone();
+    let text = text_of(&confirmed);
     assert!(text.as_str().unwrap().contains("confirmed"), "{text}");
     client.cancel().await.unwrap();
     // 2026-07-28: server/discover and calls without a session, each request on its own.
@@ -375,10 +369,7 @@ async fn server_requests_reach_the_client_on_the_post_stream_and_2026_clients_ne
         .call_tool(call("echo", json!({"text": "sessionless"})))
         .await
         .unwrap();
-    assert_eq!(
-        serde_json::to_value(&echoed).unwrap()["content"][0]["text"],
-        "sessionless"
-    );
+    assert_eq!(text_of(&echoed), "sessionless");
     client.cancel().await.unwrap();
 
     let events = gw.events();
@@ -412,10 +403,7 @@ async fn a_server_that_dies_mid_call_fails_the_call_and_the_next_session_gets_a_
         .call_tool(call("echo", json!({"text": "again"})))
         .await
         .unwrap();
-    assert_eq!(
-        serde_json::to_value(&ok).unwrap()["content"][0]["text"],
-        "again"
-    );
+    assert_eq!(text_of(&ok), "again");
     client.cancel().await.unwrap();
     let events = gw.events();
     let crash: Vec<&Value> = events

@@ -119,10 +119,6 @@ async fn tool_names(client: &common::Client) -> Vec<String> {
     names
 }
 
-fn text_of(result: &impl serde::Serialize) -> Value {
-    serde_json::to_value(result).unwrap()["content"][0]["text"].clone()
-}
-
 /// Every `tools/call` of `user` as (tool, access result, end result), oldest first; a call
 /// without an end event ends in "(none)". Refusals before any call (an unknown session)
 /// are not calls.

@@ -318,3 +318,8 @@ pub async fn post_2026(
     headers.extend_from_slice(extra);
     post(url, Some(key), None, body, &headers).await
 }
+
+/// The first text content of a `tools/call` result.
+pub fn text_of(result: &impl serde::Serialize) -> Value {
+    serde_json::to_value(result).unwrap()["content"][0]["text"].clone()
+}
