@@ -52,6 +52,42 @@ async fn an_rmcp_http_client_calls_tools_through_the_gateway_and_every_call_is_p
         calls[0]["metadata"]["arguments"]["text"],
         "through the gateway"
     );
+
+    // In sync mode each access event waited for an fdatasync: /metrics times them.
+    let metrics = http()
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        metrics.contains("# TYPE mcp_gateway_journal_sync_seconds histogram"),
+        "{metrics}"
+    );
+    let syncs = value("mcp_gateway_journal_sync_seconds_count");
+    assert!(syncs >= 2.0, "{metrics}");
+    assert_eq!(
+        value("mcp_gateway_journal_sync_seconds_bucket{le=\"+Inf\"}"),
+        syncs
+    );
+    assert!(
+        value("mcp_gateway_journal_sync_seconds_sum") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("mcp_gateway_tool_calls_total{upstream=\"example\"}"),
+        2.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

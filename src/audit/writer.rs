@@ -68,6 +68,79 @@ pub struct WriterStats {
     pub queue_full: AtomicU64,
     /// Events refused because the journal had failed.
     pub refused: AtomicU64,
+    /// How long each `fdatasync` took.
+    pub sync_times: SyncTimes,
+}
+
+/// Upper bounds of the [`SyncTimes`] buckets, in microseconds: 50 µs doubling to about 1.6 s
+/// (an SSD's `fdatasync` is tens of µs to a few ms; a loaded or networked disk, far more).
+const SYNC_BUCKETS_US: [u64; 16] = {
+    let mut b = [0u64; 16];
+    let mut i = 0;
+    while i < 16 {
+        b[i] = 50 << i;
+        i += 1;
+    }
+    b
+};
+
+/// The durations of the journal's `fdatasync` calls as a histogram (fixed buckets, lock-free),
+/// because in `sync` mode every audited call waits for one: a slow disk shows here first. Read
+/// by the gateway's `/metrics` (`mcp_gateway_journal_sync_seconds`).
+#[derive(Debug, Default)]
+pub struct SyncTimes {
+    /// Counts per bucket of [`SYNC_BUCKETS_US`] (not cumulative), then the overflow bucket.
+    counts: [AtomicU64; 17],
+    /// Sum of all durations, in nanoseconds.
+    sum_ns: AtomicU64,
+}
+
+/// A [`SyncTimes`] read at one moment, in the shape `prometheus-client` encodes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SyncHistogram {
+    /// Sum of the durations, in seconds.
+    pub sum_seconds: f64,
+    /// Number of syncs.
+    pub count: u64,
+    /// `(upper bound in seconds, syncs in this bucket)`: counts per bucket, not cumulative (the
+    /// encoder sums them into Prometheus's cumulative `le` buckets); the last bound is
+    /// `f64::MAX`, which the encoder writes as `+Inf`.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl SyncTimes {
+    /// Counts one sync that took `took`.
+    pub fn observe(&self, took: Duration) {
+        let us = took.as_micros();
+        let i = SYNC_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b as u128)
+            .unwrap_or(SYNC_BUCKETS_US.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            took.as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The histogram as it stands.
+    pub fn snapshot(&self) -> SyncHistogram {
+        let mut total = 0;
+        let mut buckets = Vec::with_capacity(self.counts.len());
+        for (i, c) in self.counts.iter().enumerate() {
+            let n = c.load(Ordering::Relaxed);
+            total += n;
+            let bound = SYNC_BUCKETS_US
+                .get(i)
+                .map_or(f64::MAX, |&us| us as f64 / 1e6);
+            buckets.push((bound, n));
+        }
+        SyncHistogram {
+            sum_seconds: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            count: total,
+            buckets,
+        }
+    }
 }
 
 struct Shared {
@@ -180,6 +253,11 @@ impl AuditSink {
             self.shared.stats.written.load(Ordering::Relaxed),
             self.shared.stats.syncs.load(Ordering::Relaxed),
         )
+    }
+
+    /// The journal's `fdatasync` durations so far (metrics).
+    pub fn sync_times(&self) -> SyncHistogram {
+        self.shared.stats.sync_times.snapshot()
     }
 
     /// Writes and syncs everything queued so far, then stops the writer and the indexer.
@@ -387,7 +465,9 @@ impl Writer {
     }
 
     fn sync(&mut self) -> Result<(), AuditError> {
+        let started = Instant::now();
         self.journal.sync().map_err(|e| self.fail(e.to_string()))?;
+        self.shared.stats.sync_times.observe(started.elapsed());
         self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -432,4 +512,31 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
         }
     }
     keeper.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_times_count_each_sync_in_its_bucket_and_the_sum() {
+        let t = SyncTimes::default();
+        for us in [10, 50, 51, 3_000, 5_000_000] {
+            t.observe(Duration::from_micros(us));
+        }
+        let h = t.snapshot();
+        assert_eq!(h.count, 5);
+        assert!((h.sum_seconds - 5.003111).abs() < 1e-9, "{}", h.sum_seconds);
+        let at = |bound: f64| h.buckets.iter().find(|b| b.0 == bound).unwrap().1;
+        assert_eq!(at(50e-6), 2, "10 and 50 µs are at or below 50 µs");
+        assert_eq!(at(100e-6), 1);
+        assert_eq!(at(3_200e-6), 1);
+        assert_eq!(
+            at((50u64 << 15) as f64 / 1e6),
+            0,
+            "5 s is past the last bound"
+        );
+        assert_eq!(h.buckets.last(), Some(&(f64::MAX, 1)));
+        assert_eq!(h.buckets.iter().map(|b| b.1).sum::<u64>(), h.count);
+    }
 }

@@ -515,6 +515,63 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rs256_jwts_verify_from_a_real_rsa_key_by_pem_and_by_jwks() {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+        // rcgen (ring) cannot make RSA keys: these were made by openssl (tests/data/README.md).
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let read = |name: &str| std::fs::read(data.join(name)).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = serde_json::json!({"sub": "erin", "iss": "i", "aud": "a", "exp": now + 60, "roles": ["ops"]});
+        let signed = |key: &str, kid: Option<&str>| {
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = kid.map(str::to_string);
+            let key = EncodingKey::from_rsa_pem(&read(key)).unwrap();
+            format!("Bearer {}", encode(&header, &claims, &key).unwrap())
+        };
+        for source in [
+            format!("key_file = \"{}\"", data.join("rs256.pub.pem").display()),
+            format!("jwks_file = \"{}\"", data.join("rs256.jwks.json").display()),
+        ] {
+            let text = format!(
+                "[gateway.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"RS256\"]\nroles_claim = \"roles\"\n{source}\n"
+            );
+            let c = config(&text);
+            let p = authenticate(
+                &c,
+                &headers(&[("authorization", &signed("rs256.key.pem", Some("r1")))]),
+            )
+            .unwrap_or_else(|e| panic!("{source}: {e:?}"));
+            assert_eq!(
+                (p.user_id.as_str(), p.roles.clone()),
+                ("erin", vec!["ops".to_string()]),
+                "{source}"
+            );
+            // Signed by another RSA key: refused.
+            let forged = signed("rs256-other.key.pem", Some("r1"));
+            assert!(
+                matches!(
+                    authenticate(&c, &headers(&[("authorization", &forged)])),
+                    Err(Refused::BadToken(_))
+                ),
+                "{source}"
+            );
+            // The right key, but the token claims ES256 in its header: refused (algorithms list).
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("r1".into());
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+            let other_alg = format!("Bearer {}", encode(&header, &claims, &key).unwrap());
+            assert!(
+                matches!(
+                    authenticate(&c, &headers(&[("authorization", &other_alg)])),
+                    Err(Refused::BadToken(_))
+                ),
+                "{source}"
+            );
+        }
+    }
+
     fn b64(text: &str) -> String {
         b64_bytes(text.as_bytes())
     }

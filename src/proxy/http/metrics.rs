@@ -2,7 +2,12 @@
 //! `prometheus-client` crate. Labels never carry users, tools or arguments (those are in the
 //! audit trail), so the endpoint reveals volumes, not who did what.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,7 +16,25 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::audit::writer::AuditSink;
+use crate::audit::writer::{AuditSink, SyncHistogram};
+
+/// `journal_sync_seconds`: the audit writer keeps its own lock-free buckets (the writer thread
+/// must not depend on the metrics crate); this collector encodes the copy taken at each scrape.
+#[derive(Debug, Default, Clone)]
+struct SyncSeconds(Arc<Mutex<SyncHistogram>>);
+
+impl Collector for SyncSeconds {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let h = self.0.lock().map(|h| h.clone()).unwrap_or_default();
+        let mut metric = encoder.encode_descriptor(
+            "journal_sync_seconds",
+            "Duration of the journal's fdatasync calls (in sync mode, every audited call waits for one)",
+            None,
+            MetricType::Histogram,
+        )?;
+        metric.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
@@ -37,6 +60,7 @@ pub(crate) struct Metrics {
     queue_depth: Gauge,
     events_written: Gauge,
     syncs: Gauge,
+    sync_seconds: SyncSeconds,
 }
 
 impl Metrics {
@@ -86,6 +110,8 @@ impl Metrics {
             "Journal fdatasync calls since start",
             syncs.clone(),
         );
+        let sync_seconds = SyncSeconds::default();
+        registry.register_collector(Box::new(sync_seconds.clone()));
         Metrics {
             registry,
             requests,
@@ -96,6 +122,7 @@ impl Metrics {
             queue_depth,
             events_written,
             syncs,
+            sync_seconds,
         }
     }
 
@@ -135,6 +162,9 @@ impl Metrics {
         self.queue_depth.set(queued as i64);
         self.events_written.set(written as i64);
         self.syncs.set(syncs as i64);
+        if let Ok(mut h) = self.sync_seconds.0.lock() {
+            *h = audit.sync_times();
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
