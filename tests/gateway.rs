@@ -1179,3 +1179,64 @@ async fn http2_clients_are_served_and_checked_like_http1_ones() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_principal_cannot_hold_more_connections_than_its_cap() {
+    let gw = Gateway::start_with("max_connections_per_principal = 2", "");
+    let url = gw.endpoint();
+    // Each reqwest client keeps its own keep-alive connection.
+    let list = |client: &reqwest::Client, key: &str| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {key}"))
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/list")
+            .body(list_2026(1))
+            .send()
+    };
+    let (a1, a2, a3) = (http(), http(), http());
+    for c in [&a1, &a2] {
+        let r = list(c, ALICE_KEY).await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    // A second request on a counted connection is not a new connection.
+    assert_eq!(list(&a1, ALICE_KEY).await.unwrap().status(), 200);
+    let r = list(&a3, ALICE_KEY).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["connection"], "close");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("max_connections_per_principal"),
+        "the refusal names the setting"
+    );
+    // Another principal is not affected.
+    assert_eq!(list(&http(), BOB_KEY).await.unwrap().status(), 200);
+    // A closed connection is given back.
+    drop(a1);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = list(&http(), ALICE_KEY).await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "alice's closed connection was not given back");
+    drop(a2);
+    let events = gw.events();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["http"]["status_code"] == 429)
+        .collect();
+    assert!(!refused.is_empty(), "{events:#?}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e["user_id"] == "alice" && e["result"] == "refused")
+    );
+}

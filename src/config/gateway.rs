@@ -26,6 +26,7 @@ pub(super) struct RawGateway {
     max_sessions_per_principal: Option<Spanned<u64>>,
     max_streams_per_principal: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
+    max_connections_per_principal: Option<Spanned<u64>>,
     tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     api_key: Vec<Spanned<RawApiKey>>,
@@ -102,6 +103,11 @@ pub struct GatewayConfig {
     pub max_streams_per_principal: usize,
     /// `max_connections`: TCP connections served at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// `max_connections_per_principal`: connections one principal may have requests on at
+    /// once. A connection counts for a principal from its first authenticated request until it
+    /// closes; a request that would pass the cap is a 429 and its connection is closed, so one
+    /// credential cannot take the connections every other client needs.
+    pub max_connections_per_principal: usize,
     /// `[gateway.tls]`: serve HTTPS with this PEM certificate chain and key; unset: plain HTTP.
     pub tls: Option<TlsFiles>,
     /// `[[gateway.api_key]]`: API keys, stored as SHA-256 hashes.
@@ -182,6 +188,7 @@ impl Default for GatewayConfig {
             max_sessions_per_principal: 32,
             max_streams_per_principal: 128,
             max_connections: 1024,
+            max_connections_per_principal: 256,
             tls: None,
             api_keys: Vec::new(),
             client_certs: Vec::new(),
@@ -312,6 +319,12 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         d.max_connections as u64,
         1..=1_000_000,
     )? as usize;
+    let max_connections_per_principal = at.ranged(
+        "gateway.max_connections_per_principal",
+        raw.max_connections_per_principal,
+        d.max_connections_per_principal as u64,
+        1..=1_000_000,
+    )? as usize;
     let tls = match raw.tls {
         Some(t) => {
             let span = t.span();
@@ -377,6 +390,7 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         max_sessions_per_principal,
         max_streams_per_principal,
         max_connections,
+        max_connections_per_principal,
         tls,
         api_keys,
         client_certs,

@@ -127,7 +127,9 @@ struct Gateway {
     ids: EventIds,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Open requests and streams per principal.
-    streams: StreamCounts,
+    streams: PrincipalCounts,
+    /// Connections per principal.
+    connections: PrincipalCounts,
     /// Refusal events of unauthenticated requests, per source address.
     unauthenticated: limit::RefusalLimiter,
     /// The `url` upstreams' clients, by upstream name.
@@ -145,12 +147,46 @@ struct Gateway {
 }
 
 /// What is known of the connection a request came on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Connection {
     peer: SocketAddr,
     tls_version: Option<&'static str>,
     /// SHA-256 of the client certificate the TLS handshake verified, if any.
     client_cert: Option<[u8; 32]>,
+    /// The principals that have made requests on this connection, each holding one of its
+    /// `gateway.max_connections_per_principal` until the connection closes.
+    principals: Mutex<Vec<PrincipalSlot>>,
+}
+
+impl Connection {
+    fn new(
+        peer: SocketAddr,
+        tls_version: Option<&'static str>,
+        client_cert: Option<[u8; 32]>,
+    ) -> Connection {
+        Connection {
+            peer,
+            tls_version,
+            client_cert,
+            principals: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts this connection for `user` (once); `false` when `user` already has `max`
+    /// connections.
+    fn admit(&self, counts: &PrincipalCounts, user: &str, max: usize) -> bool {
+        let mut held = self.principals.lock().unwrap_or_else(|p| p.into_inner());
+        if held.iter().any(|slot| slot.user == user) {
+            return true;
+        }
+        match PrincipalSlot::take(counts, user, max) {
+            Some(slot) => {
+                held.push(slot);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
@@ -204,7 +240,8 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         audit,
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
-        streams: StreamCounts::default(),
+        streams: PrincipalCounts::default(),
+        connections: PrincipalCounts::default(),
         unauthenticated: limit::RefusalLimiter::default(),
         params: config
             .upstreams
@@ -307,11 +344,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
                     serve(
                         gateway,
                         TokioIo::new(stream),
-                        Connection {
-                            peer,
-                            tls_version: version,
-                            client_cert,
-                        },
+                        Connection::new(peer, version, client_cert),
                     )
                     .await;
                 }
@@ -319,11 +352,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
                     serve(
                         gateway,
                         TokioIo::new(tcp),
-                        Connection {
-                            peer,
-                            tls_version: None,
-                            client_cert: None,
-                        },
+                        Connection::new(peer, None, None),
                     )
                     .await;
                 }
@@ -626,11 +655,11 @@ impl Gateway {
 /// Counts a POST as in flight until dropped (with its response stream, if any).
 struct InFlight(
     Arc<AtomicUsize>,
-    #[allow(dead_code, reason = "held for its Drop")] StreamSlot,
+    #[allow(dead_code, reason = "held for its Drop")] PrincipalSlot,
 );
 
 impl InFlight {
-    fn new(counter: &Arc<AtomicUsize>, slot: StreamSlot) -> Self {
+    fn new(counter: &Arc<AtomicUsize>, slot: PrincipalSlot) -> Self {
         counter.fetch_add(1, Ordering::AcqRel);
         InFlight(counter.clone(), slot)
     }
@@ -642,33 +671,36 @@ impl Drop for InFlight {
     }
 }
 
-/// Open requests and streams per principal (`gateway.max_streams_per_principal`).
-type StreamCounts = Arc<Mutex<HashMap<String, usize>>>;
+/// What each principal holds of a capped kind: open requests and streams
+/// (`gateway.max_streams_per_principal`), or connections
+/// (`gateway.max_connections_per_principal`).
+type PrincipalCounts = Arc<Mutex<HashMap<String, usize>>>;
 
-/// One of a principal's open requests or streams; given back when dropped (the response,
-/// its stream included, is over).
-struct StreamSlot {
-    counts: StreamCounts,
+/// One of a principal's open requests or streams (given back when the response, its stream
+/// included, is over), or one of its connections (given back when the connection closes).
+#[derive(Debug)]
+struct PrincipalSlot {
+    counts: PrincipalCounts,
     user: String,
 }
 
-impl StreamSlot {
+impl PrincipalSlot {
     /// A slot for `user`, or `None` when it already holds `max`.
-    fn take(counts: &StreamCounts, user: &str, max: usize) -> Option<StreamSlot> {
+    fn take(counts: &PrincipalCounts, user: &str, max: usize) -> Option<PrincipalSlot> {
         let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
         let open = map.entry(user.to_string()).or_insert(0);
         if *open >= max {
             return None;
         }
         *open += 1;
-        Some(StreamSlot {
+        Some(PrincipalSlot {
             counts: counts.clone(),
             user: user.to_string(),
         })
     }
 }
 
-impl Drop for StreamSlot {
+impl Drop for PrincipalSlot {
     fn drop(&mut self) {
         let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(open) = map.get_mut(&self.user) {
@@ -919,10 +951,25 @@ async fn handle(
         http: ctx,
         headers: &headers,
     };
+    let max = gateway.config.gateway.max_connections_per_principal;
+    if !conn.admit(&gateway.connections, &principal.user_id, max) {
+        let reason = format!(
+            "{} has {max} connections open to this gateway (gateway.max_connections_per_principal); reuse connections or close some",
+            principal.user_id
+        );
+        let mut resp = request
+            .refuse_plain(StatusCode::TOO_MANY_REQUESTS, reason)
+            .await;
+        // HTTP/1.1: this connection ends after the answer (hyper drops the header on HTTP/2,
+        // where the connection stays but every request on it is refused alike).
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
+    }
     let slot = match *req.method() {
         Method::POST | Method::GET => {
             let max = gateway.config.gateway.max_streams_per_principal;
-            match StreamSlot::take(&gateway.streams, &principal.user_id, max) {
+            match PrincipalSlot::take(&gateway.streams, &principal.user_id, max) {
                 Some(slot) => Some(slot),
                 None => {
                     let reason = format!(

@@ -788,7 +788,7 @@ impl McpRequest<'_> {
     }
 
     /// GET: the session's stream of server requests and notifications.
-    pub(super) async fn get(&self, slot: super::StreamSlot) -> Response<ResponseBody> {
+    pub(super) async fn get(&self, slot: super::PrincipalSlot) -> Response<ResponseBody> {
         if !accepts(self.headers, "text/event-stream") {
             let reason = "GET opens an SSE stream: Accept must admit text/event-stream".to_string();
             self.refuse(
