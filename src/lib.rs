@@ -37,7 +37,8 @@
 //!                     auth.rs (API keys, JWTs, Host/Origin, RFC 9728 metadata), headers.rs
 //!                     (2026-07-28 Mcp-Method/Mcp-Name vs body), body.rs (JSON and SSE bodies),
 //!                     metrics.rs (/metrics), limit.rs (a quota on refusal events of
-//!                     unauthenticated requests)
+//!                     unauthenticated requests), cors.rs (CORS for allowed origins, when
+//!                     configured)
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify/ (sensitive data), secrets/

@@ -86,6 +86,8 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "max_sessions_per_principal",
         "max_streams_per_principal",
         "max_connections",
+        "max_connections_per_principal",
+        "cors",
         "cert",
         "client_ca",
         "issuer",

@@ -1240,3 +1240,83 @@ async fn one_principal_cannot_hold_more_connections_than_its_cap() {
             .all(|e| e["user_id"] == "alice" && e["result"] == "refused")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_is_answered_only_when_configured_and_only_for_allowed_origins() {
+    const PAGE: &str = "https://app.example.com";
+    let preflight = |url: String, origin: &'static str, headers: &'static str| async move {
+        http()
+            .request(reqwest::Method::OPTIONS, url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", headers)
+            .send()
+            .await
+            .unwrap()
+    };
+    let asked = "authorization, content-type, mcp-protocol-version, mcp-method, mcp-param-region";
+
+    // Off by default: the allowed origin may call, but no CORS header is ever sent.
+    let gw = Gateway::start("");
+    let r = preflight(gw.endpoint(), PAGE, asked).await;
+    assert_ne!(r.status(), 204);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let (status, headers, _) = post(
+        &gw.endpoint(),
+        Some(ALICE_KEY),
+        None,
+        INIT,
+        &[("origin", PAGE)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers.get("access-control-allow-origin").is_none(),
+        "{headers:?}"
+    );
+    drop(gw);
+
+    let gw = Gateway::start_with("cors = true", "");
+    let url = gw.endpoint();
+    let r = preflight(url.clone(), PAGE, asked).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], PAGE);
+    assert_eq!(
+        r.headers()["access-control-allow-methods"],
+        "GET, POST, DELETE"
+    );
+    assert_eq!(r.headers()["access-control-allow-headers"], asked);
+    // A header no MCP client sends is not allowed; neither is another origin.
+    let r = preflight(url.clone(), PAGE, "content-type, x-user").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = preflight(url.clone(), "https://evil.example", "content-type").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    // The real request still needs its credential; its answers, refusals included, are
+    // readable by the page, with the session id exposed.
+    let (status, headers, _) = post(&url, None, None, INIT, &[("origin", PAGE)]).await;
+    assert_eq!(status, 401);
+    assert_eq!(headers["access-control-allow-origin"], PAGE);
+    let (status, headers, _) = post(&url, Some(ALICE_KEY), None, INIT, &[("origin", PAGE)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["access-control-allow-origin"], PAGE);
+    assert!(
+        headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("mcp-session-id")
+    );
+    assert!(headers.contains_key("mcp-session-id"));
+    // The other origin's refusal is in the trail.
+    let events = gw.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["metadata"]["http"]["status_code"] == 403
+                && e["metadata"]["reason"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("evil.example"))),
+        "{events:#?}"
+    );
+}

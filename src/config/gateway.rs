@@ -16,6 +16,7 @@ pub(super) struct RawGateway {
     listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     allowed_origins: Option<Vec<Spanned<String>>>,
+    cors: Option<Spanned<bool>>,
     allowed_hosts: Option<Vec<Spanned<String>>>,
     allow_anonymous: Option<bool>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
@@ -79,6 +80,10 @@ pub struct GatewayConfig {
     /// a request with any other `Origin` is refused with 403 (DNS rebinding, MCP "Streamable
     /// HTTP: Security Warning"). Requests without `Origin` (non-browser clients) pass.
     pub allowed_origins: Vec<String>,
+    /// `cors`: answer CORS preflights and expose the MCP headers to pages of the
+    /// `allowed_origins` (each named, never `*`), so that a browser client on another origin
+    /// can call the gateway. Off by default: no CORS header is ever sent.
+    pub cors: bool,
     /// `allowed_hosts`: `Host` values (without port) accepted; empty: the loopback names when
     /// listening on loopback, any host otherwise (set it when listening on other addresses).
     pub allowed_hosts: Vec<String>,
@@ -178,6 +183,7 @@ impl Default for GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             allowed_origins: Vec::new(),
+            cors: false,
             allowed_hosts: Vec::new(),
             allow_anonymous: false,
             trusted_proxies: Vec::new(),
@@ -252,6 +258,17 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         }
         allowed_origins.push(text.to_ascii_lowercase());
     }
+    let cors = match raw.cors {
+        Some(c) if *c.get_ref() && allowed_origins.is_empty() => {
+            return Err(at.invalid(
+                c.span(),
+                "`gateway.cors = true` needs `gateway.allowed_origins`",
+                "list the origins of the pages that may call the gateway, e.g. allowed_origins = [\"https://app.example.com\"]; the gateway never answers CORS for any origin (*)",
+            ));
+        }
+        Some(c) => c.into_inner(),
+        None => false,
+    };
     let mut trusted_proxies = Vec::new();
     for p in raw.trusted_proxies.unwrap_or_default() {
         let span = p.span();
@@ -380,6 +397,7 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         listen,
         public_url,
         allowed_origins,
+        cors,
         allowed_hosts,
         allow_anonymous: raw.allow_anonymous.unwrap_or(false),
         trusted_proxies,

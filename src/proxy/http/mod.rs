@@ -16,6 +16,7 @@
 
 mod auth;
 mod body;
+mod cors;
 mod headers;
 mod limit;
 pub(crate) use headers::name_member;
@@ -859,6 +860,27 @@ async fn handle(
     {
         req.headers_mut().insert(http::header::HOST, v);
     }
+    let Some(origin) = cors::allowed(&gateway.config.gateway, req.headers()) else {
+        return route(gateway, conn, req).await;
+    };
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight && auth::check_origin(&gateway.config.gateway, req.headers()).is_ok() {
+        return cors::preflight(origin, req.headers());
+    }
+    let mut resp = route(gateway, conn, req).await;
+    cors::expose(&mut resp, origin);
+    resp
+}
+
+/// Answers a request by its path: health, metrics, the resource metadata, an MCP endpoint.
+async fn route(
+    gateway: Arc<Gateway>,
+    conn: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
     let path = req.uri().path().to_string();
     if path == "/healthz" {
         return plain(StatusCode::OK, "ok");
