@@ -1320,3 +1320,65 @@ async fn cors_is_answered_only_when_configured_and_only_for_allowed_origins() {
         "{events:#?}"
     );
 }
+
+/// Pids of the processes whose parent is `parent` (from /proc).
+fn children_of(parent: u32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_and_sigusr1_drain_the_gateway_and_leave_no_server_running() {
+    for signal in [
+        nix::sys::signal::Signal::SIGQUIT,
+        nix::sys::signal::Signal::SIGUSR1,
+    ] {
+        let gw = Gateway::start("");
+        let client = connect(&gw.endpoint(), ALICE_KEY).await;
+        let ok = client
+            .call_tool(call("echo", json!({"text": "before"})))
+            .await
+            .unwrap();
+        assert_eq!(text_of(&ok), "before");
+        let servers = children_of(gw.pid());
+        assert!(
+            !servers.is_empty(),
+            "the session's server runs under the gateway"
+        );
+        let (status, gw) = gw.stop_with(signal);
+        assert_eq!(status.code(), Some(0), "{signal}: a clean drain exits 0");
+        for pid in servers {
+            let gone = (0..50).any(|_| {
+                let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+                    && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                        s.rsplit_once(')')
+                            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                    });
+                if alive {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                !alive
+            });
+            assert!(gone, "{signal}: server {pid} outlived the gateway");
+        }
+        // The trail was synced before the exit: the call's pair is there.
+        let events = gw.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event_type"] == "tool_execution" && e["tool_name"] == "echo"),
+            "{signal}: {events:#?}"
+        );
+        drop(client);
+    }
+}

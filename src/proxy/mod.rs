@@ -8,3 +8,33 @@ pub mod remote;
 pub mod stdio;
 
 pub use pipeline::{Outbound, Pipeline, Route, SessionInfo};
+
+/// Waits for a signal whose default action would end the process (SIGTERM, SIGINT, SIGQUIT,
+/// SIGUSR1, SIGUSR2, SIGALRM; SIGKILL cannot be caught, SIGHUP reloads the policy) and names
+/// it, so that both front doors end in order instead: calls in flight get their events, the
+/// journal is synced, and no server process outlives the proxy. Never resolves when the
+/// handlers cannot be installed (logged).
+pub(crate) async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1), Ok(mut usr2), Ok(mut alarm)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+        signal(SignalKind::alarm()),
+    ) else {
+        tracing::warn!(
+            "signal handlers unavailable; SIGTERM will end the proxy without a clean shutdown"
+        );
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = quit.recv() => "SIGQUIT",
+        _ = usr1.recv() => "SIGUSR1",
+        _ = usr2.recv() => "SIGUSR2",
+        _ = alarm.recv() => "SIGALRM",
+    }
+}

@@ -814,31 +814,7 @@ pub(crate) async fn reload_on_hangup(
 }
 
 async fn stop_on_signal(stop: Stop) {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Every signal whose default action ends the process (SIGKILL aside, and SIGHUP, which
-    // reloads the policy) ends the session in order instead: calls in flight get their
-    // events, and the server's process group does not outlive the proxy.
-    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut usr1), Ok(mut usr2), Ok(mut alarm)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::user_defined2()),
-        signal(SignalKind::alarm()),
-    ) else {
-        tracing::warn!(
-            "signal handlers unavailable; SIGTERM will end the proxy without a clean shutdown"
-        );
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = quit.recv() => "SIGQUIT",
-        _ = usr1.recv() => "SIGUSR1",
-        _ = usr2.recv() => "SIGUSR2",
-        _ = alarm.recv() => "SIGALRM",
-    };
+    let name = super::termination_signal().await;
     tracing::info!(signal = name, "signal received; shutting down");
     stop.stop(StopReason::Signal(name));
 }

@@ -112,6 +112,11 @@ sha256 = "{bob}"
         }
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("{}/mcp/example", self.url)
     }
@@ -138,12 +143,16 @@ sha256 = "{bob}"
     }
 
     /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> (std::process::ExitStatus, Gateway) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+    pub fn stop(self) -> (std::process::ExitStatus, Gateway) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends `signal` and waits (up to 30 s) for the gateway to exit.
+    pub fn stop_with(
+        mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> (std::process::ExitStatus, Gateway) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
         let status = wait_timeout(&mut self.child, Duration::from_secs(30));
         (status, self)
     }

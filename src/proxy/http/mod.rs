@@ -285,7 +285,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
     println!("listening on {scheme}://{local}");
 
     let connections = Arc::new(Semaphore::new(g.max_connections));
-    let signal = shutdown_signal();
+    let signal = super::termination_signal();
     tokio::pin!(signal);
     loop {
         let permit = tokio::select! {
@@ -437,21 +437,6 @@ async fn drain(gateway: &Arc<Gateway>) {
     }
     gateway.close_refusal_windows(true).await;
     tracing::info!(sessions = sessions.len(), "gateway stopped");
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("signal handlers unavailable; SIGTERM will end the gateway without a drain");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
 }
 
 /// Ends sessions idle for `gateway.session_idle_timeout_ms`.
