@@ -139,6 +139,7 @@ fn start_audit(
         what: "the audit writer",
         source,
     })?;
+    let sink = sink.with_max_stored(config.audit.max_stored_argument_bytes);
     Ok((sink, threads, lock))
 }
 

@@ -48,7 +48,8 @@
 //!                     case), pins.rs (tool definitions pinned in the store folder),
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
 //!                     its scan); assess, protect, redact
-//! audit/              AuditEvent (the stable JSON), the writer thread with group commit
+//! audit/              AuditEvent (the stable JSON), the writer thread with group commit,
+//!                     bound.rs (stored arguments and error texts capped, cuts hashed)
 //! store/              journal.rs (durable record, CRC'd segments), journals.rs (one
 //!                     journal per writing process), index.rs (sled: references into the
 //!                     journals, by id, session, tool, user; links), holder.rs (the one

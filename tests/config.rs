@@ -48,6 +48,7 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "flush_interval_ms",
         "segment_bytes",
         "queue_capacity",
+        "max_stored_argument_bytes",
         "max_message_bytes",
         "call_timeout_ms",
         "shutdown_grace_ms",

@@ -342,3 +342,56 @@ async fn every_kind_of_message_passes_unchanged_both_ways() {
         "the client closed the connection before the answer; the server exited with status 0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_argument_reaches_the_server_whole_and_is_stored_cut_with_its_hash() {
+    use sha2::{Digest, Sha256};
+    let store = TestStore::new("max_stored_argument_bytes = 1024");
+    let mut c = common::initialized(&store).await;
+    let big: String = "lorem ipsum ".repeat(50_000); // 600 kB
+    c.send(&common::call_line(json!(7), "echo", json!({"text": big})))
+        .await;
+    let reply = c.recv_json().await;
+    // The client and the server saw it whole: the echo is the whole text.
+    assert_eq!(reply["result"]["content"][0]["text"], big.as_str());
+    c.finish().await;
+
+    let events = store.events();
+    let access = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access")
+        .expect("access event");
+    let stored = serde_json::to_string(&access["metadata"]["arguments"]).unwrap();
+    assert!(stored.len() <= 1024, "{} bytes stored", stored.len());
+    let kept = access["metadata"]["arguments"]["text"].as_str().unwrap();
+    assert!(big.starts_with(kept) && kept.len() > 100, "{kept:?}");
+    let cut = &access["metadata"]["truncated"][0];
+    assert_eq!(cut["pointer"], "/metadata/arguments/text");
+    assert_eq!(cut["bytes"], big.len());
+    let digest: String = Sha256::digest(big.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(cut["sha256"], digest.as_str());
+    // The whole journal stays small.
+    let on_disk: u64 = walk_size(&store.store_dir().join("journal"));
+    assert!(on_disk < 64 * 1024, "{on_disk} bytes of journal");
+}
+
+fn walk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk_size(&p)
+                    } else {
+                        e.metadata().map_or(0, |m| m.len())
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

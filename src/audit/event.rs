@@ -265,6 +265,23 @@ pub struct Metadata {
     /// For calls through the HTTP gateway: where the request came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Box<HttpContext>>,
+    /// Values cut to `audit.max_stored_argument_bytes` before storing (see [`super::bound`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<Truncation>,
+}
+
+/// A value of this event stored shortened (or, for arguments whose shape is over the cap,
+/// not at all): where it was, how long it was, and its hash, so that the whole value can
+/// still be matched against the trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncation {
+    /// RFC 6901 JSON pointer into the event (`/metadata/arguments/content`).
+    pub pointer: String,
+    /// The value's length before the cut, in bytes (UTF-8 for a string, JSON text for whole
+    /// arguments).
+    pub bytes: u64,
+    /// SHA-256 of those bytes, lowercase hex.
+    pub sha256: String,
 }
 
 /// Where a request through the HTTP gateway came from. The field names follow
@@ -321,6 +338,29 @@ pub struct AuditEvent {
     pub upstream: String,
     /// The other half of the access/end pair.
     pub linked_event_id: Option<EventId>,
+}
+
+#[cfg(test)]
+impl AuditEvent {
+    /// A bare event of `event_type` ending in `result`, for unit tests.
+    pub(crate) fn test_event(event_type: EventType, result: Outcome) -> AuditEvent {
+        let (event_id, timestamp) = EventIds::default().next();
+        AuditEvent {
+            event_id,
+            timestamp,
+            event_type,
+            user_id: "alice".into(),
+            tool_name: Some("echo".into()),
+            action: "tools/call".into(),
+            result,
+            metadata: Metadata::default(),
+            risk_level: RiskLevel::Low,
+            compliance_tags: Vec::new(),
+            session_id: "s".into(),
+            upstream: "example".into(),
+            linked_event_id: None,
+        }
+    }
 }
 
 mod rfc3339 {

@@ -1,5 +1,6 @@
 //! Audit events and the writer that makes them durable.
 
+pub mod bound;
 pub mod event;
 pub mod writer;
 

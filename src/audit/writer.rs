@@ -191,6 +191,9 @@ impl Ack {
 pub struct AuditSink {
     tx: Sender<Msg>,
     shared: Arc<Shared>,
+    /// `audit.max_stored_argument_bytes`: what an event may store of arguments and of each
+    /// error text (see [`super::bound`]).
+    max_stored: usize,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -221,6 +224,8 @@ impl AuditSink {
                 reason: reason.clone(),
             });
         }
+        let bounded = super::bound::bound(event, self.max_stored);
+        let event = bounded.as_ref().unwrap_or(event);
         // Sized up front: `to_vec` starts at 128 bytes and doubles, which for an event with
         // large arguments is a dozen reallocations (and copies) on the message's path.
         let mut payload = Vec::with_capacity(encoded_size_hint(event));
@@ -253,6 +258,13 @@ impl AuditSink {
             self.shared.stats.written.load(Ordering::Relaxed),
             self.shared.stats.syncs.load(Ordering::Relaxed),
         )
+    }
+
+    /// Caps what each event stores of arguments and error texts at `bytes`
+    /// (`audit.max_stored_argument_bytes`; unset: no cap).
+    pub fn with_max_stored(mut self, bytes: usize) -> AuditSink {
+        self.max_stored = bytes;
+        self
     }
 
     /// The journal's `fdatasync` durations so far (metrics).
@@ -334,7 +346,12 @@ pub fn start(
             }
             .run(rx)
         })?;
-    Ok((AuditSink { tx, shared }, WriterThreads { writer, indexer }))
+    let sink = AuditSink {
+        tx,
+        shared,
+        max_stored: usize::MAX,
+    };
+    Ok((sink, WriterThreads { writer, indexer }))
 }
 
 struct Writer {

@@ -55,6 +55,7 @@ struct RawAudit {
     flush_interval_ms: Option<Spanned<u64>>,
     segment_bytes: Option<Spanned<u64>>,
     queue_capacity: Option<Spanned<u64>>,
+    max_stored_argument_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +109,10 @@ pub struct AuditConfig {
     pub segment_bytes: u64,
     /// `queue_capacity`: access events waiting for the writer; past this, new calls are refused.
     pub queue_capacity: usize,
+    /// `max_stored_argument_bytes`: what one event stores of a call's arguments (their JSON
+    /// text) and of each error text, in bytes; longer values are cut and listed in
+    /// `metadata.truncated` with their length and SHA-256 (see `audit::bound`).
+    pub max_stored_argument_bytes: usize,
 }
 
 /// `[limits]`: protection against misbehaving peers.
@@ -204,6 +209,12 @@ impl Config {
             16_384,
             1..=(1 << 24),
         )?;
+        let max_stored_argument_bytes = at.ranged(
+            "audit.max_stored_argument_bytes",
+            a.max_stored_argument_bytes,
+            64 << 10,
+            256..=(1 << 30),
+        )?;
 
         let l = raw.limits;
         let max_message_bytes = at.ranged(
@@ -242,6 +253,7 @@ impl Config {
                 flush_interval: Duration::from_millis(flush_ms),
                 segment_bytes,
                 queue_capacity: queue_capacity as usize,
+                max_stored_argument_bytes: max_stored_argument_bytes as usize,
             },
             limits: Limits {
                 max_message_bytes: max_message_bytes as usize,
