@@ -727,17 +727,16 @@ fn inject(g: &mut Gen, rng: &mut SmallRng, labels: &mut Vec<Label>) {
         .collect();
     let severities = ["obvious", "moderate", "subtle"];
     // A working moment of `p` on a weekday between day 5 and the end: local 10:00-16:00.
+    // Weekdays after the first week (a baseline before them), before month-end; `main`
+    // asks for 14 days at least, so there are some.
+    let weekdays: Vec<u64> = (7..g.days as u64)
+        .filter(|d| d % 7 < 5 && d + 2 < g.days as u64)
+        .collect();
     let work_time = |g: &Gen, rng: &mut SmallRng, p: usize| -> u64 {
-        loop {
-            let day = rng.random_range(5..g.days.max(6)) as u64;
-            if day % 7 >= 5 || day + 2 >= g.days as u64 {
-                continue;
-            }
-            let local = rng.random_range(10 * 60..16 * 60) as i64;
-            return (g.start as i64
-                + day as i64 * DAY as i64
-                + (local - g.people[p].tz_min) * MINUTE as i64) as u64;
-        }
+        let day = weekdays[rng.random_range(0..weekdays.len())];
+        let local = rng.random_range(10 * 60..16 * 60) as i64;
+        (g.start as i64 + day as i64 * DAY as i64 + (local - g.people[p].tz_min) * MINUTE as i64)
+            as u64
     };
     let mut used = std::collections::HashSet::new();
     let mut someone = |rng: &mut SmallRng| loop {
@@ -976,8 +975,9 @@ fn inject(g: &mut Gen, rng: &mut SmallRng, labels: &mut Vec<Label>) {
         // --- temporal ---
         // Work in the middle of the person's night.
         let p = someone(rng);
+        // A Monday to Thursday night (the next morning is a working day).
         let day = loop {
-            let d = rng.random_range(5..g.days.max(6)) as u64;
+            let d = weekdays[rng.random_range(0..weekdays.len())];
             if d % 7 < 4 {
                 break d;
             }
@@ -1245,6 +1245,13 @@ fn events(g: &Gen, c: &Call, seed: u64) -> [AuditEvent; 2] {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.days < 14 || args.people < 20 {
+        return Err(format!(
+            "--days {} --people {}: the injections need a baseline week and a second working week, and 20 people at least (--days 14 --people 20 or more)",
+            args.days, args.people
+        )
+        .into());
+    }
     let start = humantime::parse_rfc3339(&args.start)?
         .duration_since(UNIX_EPOCH)?
         .as_millis() as u64;
