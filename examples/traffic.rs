@@ -480,19 +480,18 @@ impl Gen {
         }
     }
 
-    fn ip(&self, p: usize, t: u64, rng: &mut SmallRng) -> Ipv4Addr {
+    /// The address of `p` at `t` in `session`: on the VPN, one address of the pool per session
+    /// (the tunnel's); in an office, the host's, which DHCP moves about once a week.
+    fn ip(&self, p: usize, t: u64, session: &str) -> Ipv4Addr {
         let person = &self.people[p];
         if person.net == 3 {
             let day = ((t - self.start) / DAY) as u32;
             let pool = if day >= 20 { VPN_AFTER } else { NETS[3].prefix };
-            return Ipv4Addr::new(
-                pool[0],
-                pool[1],
-                rng.random_range(0..64),
-                rng.random_range(1..255),
-            );
+            let h = session.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            });
+            return Ipv4Addr::new(pool[0], pool[1], (h >> 8) as u8 % 64, 1 + (h as u8 % 254));
         }
-        // DHCP: the host part moves once a week or so.
         let week = (t - self.start) / (7 * DAY);
         let [a, b] = NETS[person.net].prefix;
         Ipv4Addr::new(
@@ -527,7 +526,7 @@ impl Gen {
     ) -> usize {
         let ti = tool(tool_name);
         let spec = &TOOLS[ti];
-        let ip = self.ip(p, t, rng);
+        let ip = self.ip(p, t, session);
         let client = self.client(p, t);
         let arguments = arguments(rng, tool_name, &self.people[p].id);
         let call = Call {

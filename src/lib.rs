@@ -54,6 +54,9 @@
 //!                     journal per writing process), index.rs (sled: references into the
 //!                     journals, by id, session, tool, user; links), holder.rs (the one
 //!                     process feeding the index from every journal; takeover)
+//! analytics/          after the fact, never on the message path: calls (access + end
+//!                     joined), anomalies.rs (four families, population context),
+//!                     quality.rs (precision/recall against labelled traffic)
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```
@@ -93,6 +96,7 @@
 //! the body; the upstream's own credentials), and what comes back becomes server lines for
 //! the same correlation and end events as a child's output.
 
+pub mod analytics;
 pub mod audit;
 pub mod cli;
 pub mod commands;

@@ -1,0 +1,1009 @@
+//! Anomaly detection over calls, four families (the design notes' statistical, behavioural,
+//! temporal and network anomalies). Each finding names its family and kind, a subject (a
+//! user, an address or a tool), a time window, the evidence (access event ids) and a
+//! one-line explanation.
+//!
+//! Every detector compares a subject with its own robust baseline (medians and median
+//! absolute deviations, which a few anomalous points do not move) and then asks the
+//! population before it speaks: a change most peers made at the same time (a rollout, a
+//! renumbering, month-end) is not one user's anomaly. What each detector does, and the benign
+//! pattern it guards against, is in its doc comment. Detectors need history: a subject with
+//! less than [`WARM_UP_DAYS`] of it is not judged on novelty (new hires, new accounts).
+//!
+//! Batch form: [`detect`] reads a time-ordered slice of calls. Memory is proportional to the
+//! calls given.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Call, Context};
+use crate::audit::EventId;
+
+const MINUTE: u64 = 60_000;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+/// History a subject needs before novelty (first tool, first client, first network) counts.
+pub const WARM_UP_DAYS: u64 = 5;
+
+/// One anomaly found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `statistical`, `behavioural`, `temporal` or `network`.
+    pub family: &'static str,
+    /// What was seen: `call_rate`, `output_size`, `error_rate`, `execution_time`,
+    /// `first_use`, `new_client`, `unusual_arguments`, `read_then_send`, `off_hours`,
+    /// `burst`, `new_network`, `many_addresses`, `shared_address`, `impossible_travel`.
+    pub kind: &'static str,
+    /// `low`, `medium` or `high`.
+    pub severity: &'static str,
+    /// Who or what: `{"user": …}`, `{"ip": …, "users": […]}` or `{"tool": …}`.
+    pub subject: Value,
+    /// Start of the window, milliseconds since the Unix epoch.
+    pub from_ms: u64,
+    /// End of the window (inclusive), same unit.
+    pub to_ms: u64,
+    /// Access event ids of the calls that make it up.
+    pub evidence: Vec<EventId>,
+    /// One line for a person.
+    pub explanation: String,
+}
+
+impl Finding {
+    fn new(
+        family: &'static str,
+        kind: &'static str,
+        severity: &'static str,
+        subject: Value,
+        calls: &[&Call],
+        explanation: String,
+    ) -> Finding {
+        Finding {
+            family,
+            kind,
+            severity,
+            subject,
+            from_ms: calls.iter().map(|c| c.at_ms).min().unwrap_or(0),
+            to_ms: calls.iter().map(|c| c.at_ms).max().unwrap_or(0),
+            evidence: calls.iter().map(|c| c.id).collect(),
+            explanation,
+        }
+    }
+}
+
+/// Runs every detector over `calls` (time-ordered, see [`super::calls`]).
+pub fn detect(calls: &[Call], context: &Context) -> Vec<Finding> {
+    let people = People::new(calls, context);
+    let mut out = Vec::new();
+    call_rate(calls, &people, &mut out);
+    output_size(calls, &people, &mut out);
+    error_rate(calls, &mut out);
+    execution_time(calls, &mut out);
+    first_use(calls, &people, &mut out);
+    new_client(calls, &people, &mut out);
+    unusual_arguments(calls, &people, &mut out);
+    read_then_send(calls, &people, &mut out);
+    off_hours(calls, &people, &mut out);
+    burst(calls, &people, &mut out);
+    networks(calls, &people, context, &mut out);
+    out.sort_by_key(|f| (f.from_ms, f.family, f.kind));
+    out
+}
+
+/// Who is who: each user's first call, role and whether it is a service account.
+struct People {
+    first_ms: HashMap<String, u64>,
+    role: HashMap<String, String>,
+    service: HashSet<String>,
+}
+
+impl People {
+    fn new(calls: &[Call], context: &Context) -> People {
+        let mut first_ms = HashMap::new();
+        let mut role = HashMap::new();
+        for c in calls {
+            first_ms.entry(c.user.clone()).or_insert(c.at_ms);
+            if let Some(r) = c.roles.first() {
+                role.entry(c.user.clone()).or_insert_with(|| r.clone());
+            }
+        }
+        People {
+            first_ms,
+            role,
+            service: context.service_accounts.iter().cloned().collect(),
+        }
+    }
+
+    /// Whether `user` had [`WARM_UP_DAYS`] of history at `at`.
+    fn warm(&self, user: &str, at: u64) -> bool {
+        self.first_ms
+            .get(user)
+            .is_some_and(|&f| at >= f + WARM_UP_DAYS * DAY)
+    }
+
+    fn role(&self, user: &str) -> &str {
+        self.role.get(user).map_or("", String::as_str)
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Median and MAD scaled to a standard deviation (×1.4826), with a floor on the spread.
+fn robust(mut v: Vec<f64>, floor: f64) -> (f64, f64) {
+    let m = median(&mut v);
+    let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+    (m, (median(&mut dev) * 1.4826).max(floor))
+}
+
+fn severity(score: f64, moderate: f64, high: f64) -> &'static str {
+    if score >= high {
+        "high"
+    } else if score >= moderate {
+        "medium"
+    } else {
+        "low"
+    }
+}
+
+/// Groups `calls` of one subject into runs whose gaps are at most `gap` ms.
+fn runs(mut calls: Vec<&Call>, gap: u64) -> Vec<Vec<&Call>> {
+    calls.sort_by_key(|c| c.at_ms);
+    let mut out: Vec<Vec<&Call>> = Vec::new();
+    for c in calls {
+        match out.last_mut() {
+            Some(run) if c.at_ms - run[run.len() - 1].at_ms <= gap => run.push(c),
+            _ => out.push(vec![c]),
+        }
+    }
+    out
+}
+
+/// Statistical: a user's calls in a sliding hour far above their pace (the upper quartile of
+/// their calls per clock hour with any): at least 12, 2.5 times the pace, and a z of 5 or more
+/// both as a count (Poisson) and against the spread of their hours (median absolute
+/// deviation). Suppressed when a third or more of the user's role peers active that
+/// day made 1.8 times their usual daily calls (month-end, an incident, a launch).
+fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
+    let mut by_user: HashMap<&str, Vec<&Call>> = HashMap::new();
+    for c in calls {
+        by_user.entry(&c.user).or_default().push(c);
+    }
+    // Per user: calls per active clock hour and per active day.
+    let mut hourly: HashMap<&str, (f64, f64)> = HashMap::new();
+    let mut daily: HashMap<&str, BTreeMap<u64, usize>> = HashMap::new();
+    for (u, v) in &by_user {
+        let mut hours: HashMap<u64, usize> = HashMap::new();
+        for c in v {
+            *hours.entry(c.at_ms / HOUR).or_default() += 1;
+            *daily
+                .entry(u)
+                .or_default()
+                .entry(c.at_ms / DAY)
+                .or_default() += 1;
+        }
+        let mut counts: Vec<f64> = hours.into_values().map(|n| n as f64).collect();
+        counts.sort_by(|a, b| a.total_cmp(b));
+        // The pace of a full working hour: the upper quartile (many active hours are partly
+        // spent in meetings or between sessions).
+        let pace = counts[counts.len() * 3 / 4].max(1.0);
+        hourly.insert(u, (pace, robust(counts, 1.5).1));
+    }
+    let usual_day: HashMap<&str, f64> = daily
+        .iter()
+        .map(|(u, d)| {
+            (
+                *u,
+                median(&mut d.values().map(|&n| n as f64).collect::<Vec<_>>()),
+            )
+        })
+        .collect();
+    let mut busy_day: HashMap<(&str, u64), (usize, usize)> = HashMap::new();
+    for (u, d) in &daily {
+        for (day, n) in d {
+            let e = busy_day.entry((people.role(u), *day)).or_default();
+            e.0 += 1;
+            if *n as f64 >= 1.8 * usual_day[u] {
+                e.1 += 1;
+            }
+        }
+    }
+    for (u, v) in &by_user {
+        if people.service.contains(*u) || daily[u].len() < 5 {
+            continue;
+        }
+        let (m, s) = hourly[u];
+        let mut start = 0;
+        let mut run: Vec<&Call> = Vec::new();
+        let mut peak = 0usize;
+        let mut flush = |run: &mut Vec<&Call>, peak: &mut usize| {
+            if !run.is_empty() {
+                out.push(Finding::new(
+                    "statistical",
+                    "call_rate",
+                    severity(*peak as f64 / m.max(1.0), 4.0, 8.0),
+                    serde_json::json!({"user": u}),
+                    run,
+                    format!(
+                        "{u} made {peak} calls within an hour; their usual working hour has {m:.0}"
+                    ),
+                ));
+                run.clear();
+                *peak = 0;
+            }
+        };
+        for i in 0..v.len() {
+            while v[start].at_ms + HOUR <= v[i].at_ms {
+                start += 1;
+            }
+            if !run.is_empty() && v[start].at_ms > run[run.len() - 1].at_ms {
+                flush(&mut run, &mut peak);
+            }
+            let n = (i + 1 - start) as f64;
+            // Far above the pace both as a count (Poisson z) and against the spread of the
+            // user's own hours (robust z).
+            if n < 12.0 || n < 2.5 * m || (n - m) / m.sqrt() < 5.0 || (n - m) / s < 5.0 {
+                continue;
+            }
+            // The peers' day, in UTC: today or yesterday (a user's working day can straddle
+            // midnight UTC).
+            let day = v[i].at_ms / DAY;
+            let busy = [day, day.saturating_sub(1)].iter().any(|d| {
+                let (peers, up) = busy_day
+                    .get(&(people.role(u), *d))
+                    .copied()
+                    .unwrap_or((1, 0));
+                peers >= 3 && up as f64 >= peers as f64 / 3.0
+            });
+            if busy {
+                continue;
+            }
+            let from = match run.last() {
+                Some(l) => v[start..=i]
+                    .iter()
+                    .position(|c| c.id == l.id)
+                    .map_or(start, |p| start + p + 1),
+                None => start,
+            };
+            run.extend(&v[from..=i]);
+            peak = peak.max(n as usize);
+        }
+        flush(&mut run, &mut peak);
+    }
+}
+
+/// Statistical: results of a user's calls to a tool far larger than that tool's usual ones
+/// (log-size robust z ≥ 4 against the tool's population, at least 8 times the median), two
+/// or more within an hour (one large answer is ordinary).
+fn output_size(calls: &[Call], _people: &People, out: &mut Vec<Finding>) {
+    let mut by_tool: HashMap<&str, Vec<f64>> = HashMap::new();
+    for c in calls {
+        if let Some(b) = c.end.and_then(|e| e.output_bytes) {
+            by_tool
+                .entry(&c.tool)
+                .or_default()
+                .push((b.max(1) as f64).ln());
+        }
+    }
+    let base: HashMap<&str, (f64, f64)> = by_tool
+        .into_iter()
+        .filter(|(_, v)| v.len() >= 50)
+        .map(|(t, v)| (t, robust(v, 0.25)))
+        .collect();
+    let mut big: HashMap<(&str, &str), Vec<&Call>> = HashMap::new();
+    for c in calls {
+        let (Some(b), Some(&(m, s))) = (
+            c.end.and_then(|e| e.output_bytes),
+            base.get(c.tool.as_str()),
+        ) else {
+            continue;
+        };
+        let l = (b.max(1) as f64).ln();
+        if (l - m) / s >= 4.0 && l - m >= 8f64.ln() {
+            big.entry((&c.user, &c.tool)).or_default().push(c);
+        }
+    }
+    for ((u, t), v) in big {
+        for run in runs(v, HOUR) {
+            if run.len() < 2 {
+                continue;
+            }
+            let (m, _) = base[t];
+            let ratio = run
+                .iter()
+                .filter_map(|c| c.end.and_then(|e| e.output_bytes))
+                .map(|b| b as f64 / m.exp())
+                .fold(0.0, f64::max);
+            out.push(Finding::new(
+                "statistical",
+                "output_size",
+                severity(ratio, 30.0, 200.0),
+                serde_json::json!({"user": u, "tool": t}),
+                &run,
+                format!(
+                    "{u} got {} {t} results up to {ratio:.0}x the usual size",
+                    run.len()
+                ),
+            ));
+        }
+    }
+}
+
+/// P(X ≥ k) for X ~ Binomial(n, p), by the normal approximation with continuity correction
+/// (accurate enough to rank hours; only tiny tails matter here).
+fn binomial_z(k: usize, n: usize, p: f64) -> f64 {
+    let mean = n as f64 * p;
+    let sd = (n as f64 * p * (1.0 - p)).sqrt().max(0.5);
+    (k as f64 - 0.5 - mean) / sd
+}
+
+/// Statistical: a tool failing far more often than it does, hour by hour over all users
+/// (its failures in an hour ≥ 5, at least three times its usual rate, and z ≥ 5 under its
+/// usual rate). Consecutive hours make one finding.
+fn error_rate(calls: &[Call], out: &mut Vec<Finding>) {
+    let mut by_tool: HashMap<&str, BTreeMap<u64, Vec<&Call>>> = HashMap::new();
+    for c in calls.iter().filter(|c| c.end.is_some()) {
+        by_tool
+            .entry(&c.tool)
+            .or_default()
+            .entry(c.at_ms / HOUR)
+            .or_default()
+            .push(c);
+    }
+    for (t, hours) in by_tool {
+        let total: usize = hours.values().map(Vec::len).sum();
+        let failed: usize = hours
+            .values()
+            .flatten()
+            .filter(|c| c.end.is_some_and(|e| e.failed))
+            .count();
+        // The usual rate: over the whole input (a surge of a few hours moves it little), or
+        // the hours' median rate if that is higher.
+        let mut rates: Vec<f64> = hours
+            .values()
+            .filter(|v| v.len() >= 5)
+            .map(|v| {
+                v.iter().filter(|c| c.end.is_some_and(|e| e.failed)).count() as f64 / v.len() as f64
+            })
+            .collect();
+        let p = median(&mut rates)
+            .max(failed as f64 / total.max(1) as f64)
+            .max(0.002);
+        let mut bad: Vec<(u64, Vec<&Call>)> = Vec::new();
+        for (hour, v) in &hours {
+            let f: Vec<&Call> = v
+                .iter()
+                .copied()
+                .filter(|c| c.end.is_some_and(|e| e.failed))
+                .collect();
+            if f.len() >= 5
+                && f.len() as f64 >= 3.0 * p * v.len() as f64
+                && binomial_z(f.len(), v.len(), p) >= 5.0
+            {
+                bad.push((*hour, f));
+            }
+        }
+        let mut i = 0;
+        while i < bad.len() {
+            let mut j = i;
+            let mut evidence: Vec<&Call> = bad[i].1.clone();
+            while j + 1 < bad.len() && bad[j + 1].0 <= bad[j].0 + 1 {
+                j += 1;
+                evidence.extend(bad[j].1.iter().copied());
+            }
+            let n: usize = (bad[i].0..=bad[j].0)
+                .filter_map(|h| hours.get(&h))
+                .map(Vec::len)
+                .sum();
+            let share = evidence.len() as f64 / n.max(1) as f64;
+            out.push(Finding::new(
+                "statistical",
+                "error_rate",
+                severity(share / p, 5.0, 15.0),
+                serde_json::json!({"tool": t}),
+                &evidence,
+                format!(
+                    "{t} failed {:.0}% of {n} calls; it usually fails {:.1}%",
+                    share * 100.0,
+                    p * 100.0
+                ),
+            ));
+            i = j + 1;
+        }
+    }
+}
+
+/// Statistical: a tool's median execution time in an hour far above its usual (≥ 5 calls,
+/// at least 5 times its median, log robust z ≥ 5).
+fn execution_time(calls: &[Call], out: &mut Vec<Finding>) {
+    let mut by_tool: HashMap<&str, BTreeMap<u64, Vec<&Call>>> = HashMap::new();
+    for c in calls
+        .iter()
+        .filter(|c| c.end.and_then(|e| e.execution_us).is_some())
+    {
+        by_tool
+            .entry(&c.tool)
+            .or_default()
+            .entry(c.at_ms / HOUR)
+            .or_default()
+            .push(c);
+    }
+    for (t, hours) in by_tool {
+        let log = |c: &&Call| (c.end.and_then(|e| e.execution_us).unwrap_or(1).max(1) as f64).ln();
+        let all: Vec<f64> = hours.values().flatten().map(log).collect();
+        if all.len() < 100 {
+            continue;
+        }
+        let (m, s) = robust(all, 0.1);
+        for v in hours.values() {
+            if v.len() < 5 {
+                continue;
+            }
+            let hm = median(&mut v.iter().map(log).collect::<Vec<f64>>());
+            // The hour's median has the spread of one call over sqrt(n).
+            let z = (hm - m) / (s / (v.len() as f64).sqrt());
+            if hm - m >= 5f64.ln() && z >= 5.0 {
+                out.push(Finding::new(
+                    "statistical",
+                    "execution_time",
+                    severity((hm - m).exp(), 10.0, 30.0),
+                    serde_json::json!({"tool": t}),
+                    v,
+                    format!("{t} took {:.0}x its usual time for an hour", (hm - m).exp()),
+                ));
+            }
+        }
+    }
+}
+
+/// Behavioural: a warm user's first call to a tool that few of their role peers use (under a
+/// fifth of them, this month) and that is not being adopted by many at once (under a quarter
+/// of all users started it in the week before).
+fn first_use(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
+    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut users_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (i, c) in calls.iter().enumerate() {
+        first.entry((&c.user, &c.tool)).or_insert(i);
+        users_of.entry(&c.tool).or_default().insert(&c.user);
+    }
+    let mut by_role: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for c in calls {
+        by_role
+            .entry(people.role(&c.user))
+            .or_default()
+            .insert(&c.user);
+    }
+    let population = people.first_ms.len().max(1);
+    let mut started: HashMap<&str, Vec<u64>> = HashMap::new();
+    for (&(_, t), &i) in &first {
+        started.entry(t).or_default().push(calls[i].at_ms);
+    }
+    let mut grouped: HashMap<(&str, &str), Vec<&Call>> = HashMap::new();
+    for (&(u, t), &i) in &first {
+        let c = &calls[i];
+        if !people.warm(u, c.at_ms) || people.service.contains(u) {
+            continue;
+        }
+        // The user's role peers (the user aside) who use the tool.
+        let peers = by_role[people.role(u)].len() - 1;
+        let peer_users = by_role[people.role(u)]
+            .iter()
+            .filter(|p| **p != u && users_of[t].contains(*p))
+            .count();
+        if peers > 0 && peer_users as f64 >= peers as f64 / 5.0 {
+            continue;
+        }
+        let recent = started[t]
+            .iter()
+            .filter(|&&s| s + 7 * DAY >= c.at_ms && s <= c.at_ms)
+            .count();
+        if recent as f64 >= population as f64 / 4.0 {
+            continue;
+        }
+        // The first call and the user's next calls to it within the hour.
+        let v: Vec<&Call> = calls[i..]
+            .iter()
+            .take_while(|d| d.at_ms <= c.at_ms + HOUR)
+            .filter(|d| d.user == u && d.tool == t)
+            .collect();
+        grouped.insert((u, t), v);
+    }
+    for ((u, t), v) in grouped {
+        let role = people.role(u);
+        out.push(Finding::new(
+            "behavioural",
+            "first_use",
+            severity(v.len() as f64, 2.0, 4.0),
+            serde_json::json!({"user": u, "tool": t}),
+            &v,
+            format!("{u} ({role}) called {t} for the first time; few {role} peers ever do"),
+        ));
+    }
+}
+
+/// The product of a `name/version` client.
+fn product(client: &str) -> &str {
+    client.split('/').next().unwrap_or(client).trim()
+}
+
+/// Behavioural: a warm user calling from a client product they never used (a version change
+/// is an update, not a new client).
+fn new_client(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
+    let mut seen: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut new: HashMap<(&str, &str), Vec<&Call>> = HashMap::new();
+    for c in calls {
+        let Some(client) = c.client.as_deref() else {
+            continue;
+        };
+        let p = product(client);
+        let known = seen.entry(&c.user).or_default();
+        if known.insert(p) && people.warm(&c.user, c.at_ms) && !people.service.contains(&c.user) {
+            new.insert((&c.user, p), vec![c]);
+        } else if let Some(v) = new.get_mut(&(c.user.as_str(), p))
+            && c.at_ms <= v[0].at_ms + HOUR
+        {
+            v.push(c);
+        }
+    }
+    for ((u, p), v) in new {
+        out.push(Finding::new(
+            "behavioural",
+            "new_client",
+            if p.contains("curl") || p.contains("python") || p.contains("http") {
+                "high"
+            } else {
+                "medium"
+            },
+            serde_json::json!({"user": u}),
+            &v,
+            format!("{u} called tools from {p}, a client they never used"),
+        ));
+    }
+}
+
+/// The shape of an argument value: digits folded to `#`, long hex and base64 runs to `*`.
+fn shape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut last = ' ';
+    for ch in v.chars() {
+        let c = if ch.is_ascii_digit() { '#' } else { ch };
+        if !(c == '#' && last == '#') {
+            out.push(c);
+        }
+        last = c;
+    }
+    out
+}
+
+/// Behavioural: a warm user sending a tool an argument whose shape (digits folded) the tool
+/// rarely sees from anyone (under 0.5% of its calls) and this user never sent, while the user
+/// has called the tool 20 times or more. Paths that climb (`..`) or reach into hidden
+/// folders are flagged whatever their frequency.
+fn unusual_arguments(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
+    let mut counts: HashMap<(&str, String, String), usize> = HashMap::new();
+    let mut per_tool: HashMap<&str, usize> = HashMap::new();
+    let mut per_user_tool: HashMap<(&str, &str), usize> = HashMap::new();
+    let values = |c: &Call| -> Vec<(String, String)> {
+        match &c.arguments {
+            Some(Value::Object(m)) => m
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), shape(s))))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    for c in calls {
+        *per_tool.entry(&c.tool).or_default() += 1;
+        for (k, s) in values(c) {
+            *counts.entry((&c.tool, k, s)).or_default() += 1;
+        }
+    }
+    let mut mine: HashSet<(&str, &str, String, String)> = HashSet::new();
+    for c in calls {
+        let n = per_user_tool.entry((&c.user, &c.tool)).or_default();
+        *n += 1;
+        let history = *n;
+        for (k, s) in values(c) {
+            let new_for_user = mine.insert((&c.user, &c.tool, k.clone(), s.clone()));
+            let climbing = s.contains("../") || s.contains("/.") && !s.contains("/./");
+            let rare = counts[&(c.tool.as_str(), k.clone(), s.clone())] as f64
+                <= per_tool[c.tool.as_str()] as f64 * 0.005;
+            if !people.service.contains(&c.user)
+                && new_for_user
+                && (climbing || (rare && history > 20 && people.warm(&c.user, c.at_ms)))
+            {
+                out.push(Finding::new(
+                    "behavioural",
+                    "unusual_arguments",
+                    if climbing { "high" } else { "medium" },
+                    serde_json::json!({"user": c.user, "tool": c.tool}),
+                    &[c],
+                    format!(
+                        "{} sent {} a {k} unlike any it usually gets: {s:?}",
+                        c.user, c.tool
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Words in a tool name that mean data leaves (an egress tool).
+const EGRESS: [&str; 7] = [
+    "post", "send", "upload", "email", "mail", "webhook", "publish",
+];
+
+/// Where an egress call sends data: the host of a `url`-like argument or the domain of an
+/// address.
+fn destination(c: &Call) -> Option<String> {
+    let Some(Value::Object(m)) = &c.arguments else {
+        return None;
+    };
+    m.values().filter_map(Value::as_str).find_map(|s| {
+        if let Some(rest) = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+        {
+            return Some(
+                rest.split(['/', ':', '?'])
+                    .next()
+                    .unwrap_or(rest)
+                    .to_ascii_lowercase(),
+            );
+        }
+        s.split_once('@').map(|(_, d)| d.to_ascii_lowercase())
+    })
+}
+
+/// Behavioural: reads of sensitive data (calls tagged `gdpr`, `hipaa`, `pci_dss`) followed
+/// within 15 minutes by an egress call to a destination the population has not sent to
+/// before (support agents mail customers all day: that is not the pattern).
+fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut reads: HashMap<&str, Vec<&Call>> = HashMap::new();
+    for c in calls {
+        let egress = EGRESS
+            .iter()
+            .any(|w| c.tool.to_ascii_lowercase().contains(w));
+        if egress && let Some(dest) = destination(c) {
+            let new = seen.insert(dest.clone());
+            let recent: Vec<&Call> = reads
+                .get(c.user.as_str())
+                .map(|v| {
+                    v.iter()
+                        .copied()
+                        .filter(|r| r.at_ms + 15 * MINUTE >= c.at_ms)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if new
+                && !recent.is_empty()
+                && !people.service.contains(&c.user)
+                && people.warm(&c.user, c.at_ms)
+            {
+                let mut evidence = recent.clone();
+                evidence.push(c);
+                out.push(Finding::new(
+                    "behavioural",
+                    "read_then_send",
+                    severity(recent.len() as f64, 4.0, 15.0),
+                    serde_json::json!({"user": c.user}),
+                    &evidence,
+                    format!("{} read sensitive data {} times, then sent data to {dest} (never a destination before) with {}", c.user, recent.len(), c.tool),
+                ));
+            }
+        }
+        if c.tags
+            .iter()
+            .any(|t| matches!(t.as_str(), "gdpr" | "hipaa" | "pci_dss"))
+        {
+            let v = reads.entry(&c.user).or_default();
+            v.retain(|r| r.at_ms + 15 * MINUTE >= c.at_ms);
+            v.push(c);
+        }
+    }
+}
+
+/// Temporal: a warm user active in an hour of the day (UTC, so whatever their time zone) in
+/// which, give or take an hour, they worked on at most one other day (days around this one
+/// aside), three calls or more within two hours; users with fewer than 10 active days are not
+/// judged. Not judged: service
+/// accounts, and nights that belong to a rotation (the user was also active off hours on
+/// another night within four days: on call).
+fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
+    let mut by_user: HashMap<&str, Vec<&Call>> = HashMap::new();
+    for c in calls {
+        by_user.entry(&c.user).or_default().push(c);
+    }
+    for (u, v) in by_user {
+        if people.service.contains(u) || v.len() < 200 {
+            continue;
+        }
+        // Per hour of the day (UTC), the days the user worked in it. Days, not calls: a
+        // night of many calls must not make its own hour look usual.
+        let mut days: [HashSet<u64>; 24] = std::array::from_fn(|_| HashSet::new());
+        for c in &v {
+            days[((c.at_ms / HOUR) % 24) as usize].insert(c.at_ms / DAY);
+        }
+        let active: HashSet<u64> = v.iter().map(|c| c.at_ms / DAY).collect();
+        if active.len() < 10 {
+            continue;
+        }
+        // Another day in this hour or the next or previous one is rare enough: at most one.
+        let rare = |c: &Call| -> bool {
+            let (h, d) = (((c.at_ms / HOUR) % 24) as usize, c.at_ms / DAY);
+            let mut others: HashSet<u64> = HashSet::new();
+            for k in [(h + 23) % 24, h, (h + 1) % 24] {
+                others.extend(
+                    days[k]
+                        .iter()
+                        .filter(|&&x| x != d && x + 1 != d && x != d + 1),
+                );
+            }
+            others.len() <= 1
+        };
+        let odd: Vec<&Call> = v
+            .iter()
+            .copied()
+            .filter(|c| people.warm(u, c.at_ms) && rare(c))
+            .collect();
+        let groups: Vec<Vec<&Call>> = runs(odd, 2 * HOUR)
+            .into_iter()
+            .filter(|r| r.len() >= 3)
+            .collect();
+        let nights: Vec<u64> = groups.iter().map(|g| g[0].at_ms).collect();
+        for g in &groups {
+            let t = g[0].at_ms;
+            let others = nights
+                .iter()
+                .filter(|&&n| n != t && n + 4 * DAY >= t && n <= t + 4 * DAY)
+                .count();
+            if others >= 1 {
+                continue;
+            }
+            out.push(Finding::new(
+                "temporal",
+                "off_hours",
+                severity(g.len() as f64, 6.0, 20.0),
+                serde_json::json!({"user": u}),
+                g,
+                format!(
+                    "{u} made {} calls at an hour they almost never work",
+                    g.len()
+                ),
+            ));
+        }
+    }
+}
+
+/// Temporal: a burst, 12 calls or more by one user within a minute and four times their
+/// usual busiest minute (the 99th percentile of their calls per clock minute).
+fn burst(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
+    let mut by_user: HashMap<&str, Vec<&Call>> = HashMap::new();
+    for c in calls {
+        by_user.entry(&c.user).or_default().push(c);
+    }
+    let flush = |u: &str, run: &mut Vec<&Call>, out: &mut Vec<Finding>| {
+        if !run.is_empty() {
+            out.push(Finding::new(
+                "temporal",
+                "burst",
+                severity(run.len() as f64, 25.0, 60.0),
+                serde_json::json!({"user": u}),
+                run,
+                format!("{u} made {} calls within about a minute", run.len()),
+            ));
+            run.clear();
+        }
+    };
+    for (u, v) in by_user {
+        if people.service.contains(u) {
+            continue;
+        }
+        // The most calls the user makes in a clock minute, their 99th percentile (a burst
+        // fills a minute or two: it does not move it).
+        let mut per_minute: HashMap<u64, usize> = HashMap::new();
+        for c in &v {
+            *per_minute.entry(c.at_ms / MINUTE).or_default() += 1;
+        }
+        let mut counts: Vec<usize> = per_minute.into_values().collect();
+        counts.sort_unstable();
+        let usual = counts[(counts.len() * 99 / 100).min(counts.len() - 1)].max(1);
+        // Sliding 60 s windows; busy windows that touch make one finding.
+        let (mut start, mut last) = (0, 0);
+        let mut run: Vec<&Call> = Vec::new();
+        for i in 0..v.len() {
+            while v[start].at_ms + MINUTE <= v[i].at_ms {
+                start += 1;
+            }
+            let n = i + 1 - start;
+            if !run.is_empty() && v[i].at_ms > v[last].at_ms + MINUTE {
+                flush(u, &mut run, out);
+            }
+            if n >= 12 && n >= 4 * usual {
+                let from = if run.is_empty() {
+                    start
+                } else {
+                    start.max(last + 1)
+                };
+                run.extend(&v[from..=i]);
+                last = i;
+            }
+        }
+        flush(u, &mut run, out);
+    }
+}
+
+/// The network an address counts as: its known network's name, else its prefix (below).
+fn net_of(ip: IpAddr, context: &Context) -> (String, bool) {
+    if let Some(n) = context.network(ip) {
+        return (n.name.clone(), true);
+    }
+    // Private space (RFC 1918, shared CGNAT space, unique local IPv6) is the organisation's
+    // own, behind its NAT: a /16 of it is one network (a VPN pool hands out addresses across
+    // many /24s). Public addresses are judged by their /24 (/48 for IPv6).
+    let prefix = match ip {
+        IpAddr::V4(v4)
+            if v4.is_private() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64) =>
+        {
+            16
+        }
+        IpAddr::V4(_) => 24,
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00 => 32,
+        IpAddr::V6(_) => 48,
+    };
+    let net = ipnet::IpNet::new(ip, prefix)
+        .map(|n| n.trunc().to_string())
+        .unwrap_or_else(|_| ip.to_string());
+    (net, false)
+}
+
+/// Great-circle distance in km.
+fn km(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, lo1, la2, lo2) = (
+        a.0.to_radians(),
+        a.1.to_radians(),
+        b.0.to_radians(),
+        b.1.to_radians(),
+    );
+    let h = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().asin()
+}
+
+/// Network, four detectors:
+/// * `new_network`: a warm user from a network outside the known ones that they never used,
+///   unless three or more users moved to it within a day (a renumbering nobody configured);
+/// * `many_addresses`: one user from three networks or more within 15 minutes (each known
+///   network counts once: a VPN pool hands out many addresses);
+/// * `shared_address`: one address outside the known networks acting for three users or
+///   more within an hour;
+/// * `impossible_travel`: two calls of a user from known places farther apart than 900 km/h
+///   allows.
+fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Finding>) {
+    let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
+    let mut first_users: HashMap<String, Vec<(u64, &str)>> = HashMap::new();
+    let mut fresh: Vec<(&Call, String)> = Vec::new();
+    let mut recent: HashMap<&str, Vec<(&Call, String)>> = HashMap::new();
+    let mut by_ip: HashMap<IpAddr, Vec<&Call>> = HashMap::new();
+    let mut last_place: HashMap<&str, (&Call, &super::Network)> = HashMap::new();
+    let mut many: HashMap<&str, Vec<&Call>> = HashMap::new();
+    for c in calls {
+        let Some(ip) = c.ip else { continue };
+        let (net, known) = net_of(ip, context);
+        if !known {
+            by_ip.entry(ip).or_default().push(c);
+        }
+        let mine = seen.entry(&c.user).or_default();
+        if mine.insert(net.clone()) {
+            first_users
+                .entry(net.clone())
+                .or_default()
+                .push((c.at_ms, &c.user));
+            if !known && people.warm(&c.user, c.at_ms) && !people.service.contains(&c.user) {
+                fresh.push((c, net.clone()));
+            }
+        }
+        // Several networks at once.
+        let r = recent.entry(&c.user).or_default();
+        r.retain(|(d, _)| d.at_ms + 15 * MINUTE >= c.at_ms);
+        r.push((c, net.clone()));
+        let distinct: BTreeSet<&str> = r.iter().map(|(_, n)| n.as_str()).collect();
+        if distinct.len() >= 3 {
+            let v = many.entry(&c.user).or_default();
+            for (d, _) in r.iter() {
+                if !v.iter().any(|x| x.id == d.id) {
+                    v.push(d);
+                }
+            }
+        }
+        // Impossible travel between known places.
+        if let Some(n) = context.network(ip)
+            && let (Some(lat), Some(lon)) = (n.lat, n.lon)
+        {
+            if let Some((prev, pn)) = last_place.get(c.user.as_str())
+                && let (Some(plat), Some(plon)) = (pn.lat, pn.lon)
+                && pn.name != n.name
+            {
+                let d = km((plat, plon), (lat, lon));
+                let hours = (c.at_ms - prev.at_ms) as f64 / HOUR as f64;
+                if d > 500.0 && d / hours.max(1.0 / 60.0) > 900.0 {
+                    out.push(Finding::new(
+                        "network",
+                        "impossible_travel",
+                        severity(d / hours.max(0.01), 2000.0, 5000.0),
+                        serde_json::json!({"user": c.user}),
+                        &[*prev, c],
+                        format!(
+                            "{} was at {} then {:.1} h later at {} ({d:.0} km)",
+                            c.user,
+                            pn.place.as_deref().unwrap_or(&pn.name),
+                            hours,
+                            n.place.as_deref().unwrap_or(&n.name)
+                        ),
+                    ));
+                }
+            }
+            last_place.insert(&c.user, (c, n));
+        }
+    }
+    for (c, net) in fresh {
+        let movers = first_users[&net]
+            .iter()
+            .filter(|(t, _)| t + DAY >= c.at_ms && *t <= c.at_ms + DAY)
+            .count();
+        if movers >= 3 {
+            continue;
+        }
+        out.push(Finding::new(
+            "network",
+            "new_network",
+            "medium",
+            serde_json::json!({"user": c.user}),
+            &[c],
+            format!(
+                "{} called from {net}, outside the known networks and new for them",
+                c.user
+            ),
+        ));
+    }
+    for (u, v) in many {
+        for run in runs(v, 15 * MINUTE) {
+            out.push(Finding::new(
+                "network",
+                "many_addresses",
+                severity(run.len() as f64, 6.0, 12.0),
+                serde_json::json!({"user": u}),
+                &run,
+                format!("{u} called from three networks or more within 15 minutes"),
+            ));
+        }
+    }
+    for (ip, v) in by_ip {
+        for run in runs(v, HOUR) {
+            let users: BTreeSet<&str> = run.iter().map(|c| c.user.as_str()).collect();
+            if users.len() >= 3 {
+                out.push(Finding::new(
+                    "network",
+                    "shared_address",
+                    severity(users.len() as f64, 5.0, 8.0),
+                    serde_json::json!({"ip": ip.to_string(), "users": users}),
+                    &run,
+                    format!("{ip} acted for {} users within an hour", users.len()),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Analytics over the trail: anomaly detection (and, later, behaviour analysis, compliance
+//! checks and reports). Never on the message path: these read stored events after the fact,
+//! from the store or from an exported or generated JSON-lines file.
+//!
+//! The unit of analysis is a *call*: a `tool_access` event joined with its end event (the
+//! access carries who, what, from where and with which arguments; the end carries the outcome,
+//! the execution time and the output size). [`calls`] makes them from events in any order.
+//!
+//! Detectors judge each identity against its own history, and each change against the
+//! population: real traffic is full of benign change that a per-user detector alone would
+//! flag (a team-wide rollout, client auto-updates, a VPN renumbering, on-call nights,
+//! month-end load). What the operator knows goes in [`Context`]: service accounts (24/7 by
+//! design) and the networks they own, with their places for impossible-travel checks.
+
+pub mod anomalies;
+pub mod quality;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit::{AuditEvent, EventId, EventType, Outcome};
+
+/// One tool call: its access event joined with its end.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The access event's id (evidence points at it).
+    pub id: EventId,
+    /// When the call was requested, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// `user_id`.
+    pub user: String,
+    /// `tool_name` (`?` when the request was too broken to tell).
+    pub tool: String,
+    /// `session_id`.
+    pub session: String,
+    /// `metadata.http.client_address`, for calls through the gateway.
+    pub ip: Option<IpAddr>,
+    /// The client as `name/version` (`metadata.user_agent`, else the HTTP `User-Agent`).
+    pub client: Option<String>,
+    /// The stored arguments.
+    pub arguments: Option<Value>,
+    /// `compliance_tags` of the access event.
+    pub tags: Vec<String>,
+    /// The principal's roles (`metadata.http.roles`).
+    pub roles: Vec<String>,
+    /// The end event, when it is in the input.
+    pub end: Option<End>,
+}
+
+/// What a call's end event says.
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    /// The end event's id.
+    pub id: EventId,
+    /// The tool returned an error result, or the call failed.
+    pub failed: bool,
+    /// `metadata.execution_time_us`.
+    pub execution_us: Option<u64>,
+    /// `metadata.output_size_bytes`.
+    pub output_bytes: Option<u64>,
+}
+
+/// What the operator knows about accounts and networks (`[analytics]` in `proxy.toml`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Context {
+    /// Accounts that run around the clock by design: never judged on their hours.
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+    /// Networks the organisation owns or uses (offices, VPN pools).
+    #[serde(default)]
+    pub networks: Vec<Network>,
+}
+
+/// A known network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Network {
+    /// `10.1.0.0/16`.
+    pub cidr: ipnet::IpNet,
+    /// A name for reports (`office-berlin`, `vpn`).
+    pub name: String,
+    /// Where it is, if it is one place (a VPN pool is not).
+    #[serde(default)]
+    pub place: Option<String>,
+    /// Latitude and longitude of that place, in degrees, for impossible travel.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// See `lat`.
+    #[serde(default)]
+    pub lon: Option<f64>,
+}
+
+impl Context {
+    /// The known network `ip` belongs to (the most specific).
+    pub fn network(&self, ip: IpAddr) -> Option<&Network> {
+        self.networks
+            .iter()
+            .filter(|n| n.cidr.contains(&ip))
+            .max_by_key(|n| n.cidr.prefix_len())
+    }
+}
+
+/// Joins access events with their end events into calls, ordered by time. Ends whose access
+/// is not in the input are skipped; accesses without an end have `end: None`.
+pub fn calls(events: impl IntoIterator<Item = AuditEvent>) -> Vec<Call> {
+    let mut calls: Vec<Call> = Vec::new();
+    let mut by_id: HashMap<EventId, usize> = HashMap::new();
+    let mut ends: Vec<(EventId, End)> = Vec::new();
+    for e in events {
+        let failed = matches!(
+            e.result,
+            Outcome::Error
+                | Outcome::JsonrpcError
+                | Outcome::Timeout
+                | Outcome::ServerExit
+                | Outcome::Refused
+                | Outcome::Blocked
+        );
+        match e.event_type {
+            EventType::ToolAccess => {
+                let m = &e.metadata;
+                let http = m.http.as_deref();
+                by_id.insert(e.event_id, calls.len());
+                calls.push(Call {
+                    id: e.event_id,
+                    at_ms: e
+                        .timestamp
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64),
+                    user: e.user_id,
+                    tool: e.tool_name.unwrap_or_else(|| "?".into()),
+                    session: e.session_id,
+                    ip: http
+                        .and_then(|h| h.client_address.as_deref())
+                        .and_then(|a| a.parse().ok()),
+                    client: m
+                        .user_agent
+                        .clone()
+                        .or_else(|| http.and_then(|h| h.user_agent.clone())),
+                    arguments: m
+                        .arguments
+                        .as_ref()
+                        .and_then(|a| serde_json::from_str(a.get()).ok()),
+                    tags: e.compliance_tags,
+                    roles: http.map(|h| h.roles.clone()).unwrap_or_default(),
+                    end: None,
+                });
+            }
+            EventType::ToolExecution | EventType::ToolFailure => {
+                if let Some(access) = e.linked_event_id {
+                    ends.push((
+                        access,
+                        End {
+                            id: e.event_id,
+                            failed,
+                            execution_us: e.metadata.execution_time_us,
+                            output_bytes: e.metadata.output_size_bytes,
+                        },
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (access, end) in ends {
+        if let Some(&i) = by_id.get(&access)
+            && calls[i].end.is_none()
+        {
+            calls[i].end = Some(end);
+        }
+    }
+    calls.sort_by_key(|c| (c.at_ms, c.id));
+    calls
+}
