@@ -232,9 +232,30 @@ async fn an_idle_shared_child_ends_and_the_next_request_starts_one() {
     assert_eq!(metric(&gw, "mcp_gateway_shared_children_started").await, 2);
 }
 
+/// A gateway like [`Gateway::start_with`]'s whose log (its children's stderr included) goes
+/// to a file, at level info.
+fn logged_gateway(gateway: &str) -> (Gateway, std::path::PathBuf) {
+    let text = {
+        let first = Gateway::start_with(gateway, "");
+        std::fs::read_to_string(&first.config).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("gateway.log");
+    let mut cmd = std::process::Command::new(common::proxy_bin());
+    cmd.arg("gateway")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    (Gateway::spawn_command(dir, config, cmd), log)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_one_streams_cancels_only_its_call_on_the_shared_child() {
-    let gw = Gateway::start_with("pool_max_children = 1", "");
+    let (gw, log) = logged_gateway("pool_max_children = 1");
     let url = gw.endpoint();
     // Both calls have the id "long" and run on the one child.
     let kept = {
@@ -282,6 +303,20 @@ async fn closing_one_streams_cancels_only_its_call_on_the_shared_child() {
     results.sort();
     assert_eq!(results, ["\"cancelled\"", "\"success\""], "{found:#?}");
     assert_eq!(metric(&gw, "mcp_gateway_shared_children_started").await, 1);
+    // The cancellation reached the shared child with the child's id of the cut call (the
+    // second request it took), and the child stopped that call, and only that one.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let forwarded: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cancellation forwarded to the shared mcp server"))
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{text}");
+    assert!(forwarded[0].contains("child_id=2"), "{text}");
+    assert_eq!(
+        text.matches("example-server: slow cancelled").count(),
+        1,
+        "{text}"
+    );
 }
 
 /// Not a check: the median time of a sessionless `tools/call`, with shared children and with

@@ -363,6 +363,7 @@ impl Shared {
                     return None;
                 };
                 p.cancelled = true;
+                tracing::info!(pid = self.pid, request_id = %client, child_id = *n, "cancellation forwarded to the shared mcp server");
                 let mine = n.to_string();
                 Some(splice(line, vec![(range, mine.as_str())]))
             }
