@@ -349,3 +349,48 @@ async fn latency_of_a_sessionless_call() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_required_rounds_on_shared_children_reach_the_client_that_asked() {
+    let gw = Gateway::start_with("pool_max_children = 2", "");
+    let url = gw.endpoint();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let action = format!("deploy-{i}");
+            let call = |retry: &str| {
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"confirm","arguments":{{"action":"{action}"}}{retry},{META_2026}}}}}"#
+                )
+            };
+            // Round 1: the server asks (MRTR, an input_required result), by the same id 1.
+            let (status, _, text) =
+                post_2026(&url, ALICE_KEY, &call(""), Some("confirm"), &[]).await;
+            assert_eq!(status, 200, "{text}");
+            let round = messages(&text).pop().unwrap();
+            assert_eq!(round["id"], 1, "{text}");
+            assert_eq!(round["result"]["resultType"], "input_required", "{text}");
+            let asked = &round["result"]["inputRequests"]["confirm"]["params"]["message"];
+            assert_eq!(asked, &Value::from(format!("Really {action}?")), "{text}");
+            let state = round["result"]["requestState"].to_string();
+            // Round 2, maybe on the other child: the state travels with the request.
+            let retry = format!(
+                r#","requestState":{state},"inputResponses":{{"confirm":{{"action":"accept","content":{{"confirmed":true}}}}}}"#
+            );
+            let (status, _, text) =
+                post_2026(&url, ALICE_KEY, &call(&retry), Some("confirm"), &[]).await;
+            assert_eq!(status, 200, "{text}");
+            let done = messages(&text).pop().unwrap();
+            assert_eq!(
+                done["result"]["content"][0]["text"],
+                format!("confirmed: {action}"),
+                "{text}"
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(metric(&gw, "mcp_gateway_shared_children_started").await <= 2);
+}

@@ -5,8 +5,9 @@
 //! Per request: `Host` and `Origin` checked (403) → credential verified (401, with
 //! `WWW-Authenticate` naming the RFC 9728 metadata) → session found (`Mcp-Session-Id`, bound
 //! to the principal: unknown or another principal's → 404), or created by `initialize` (one
-//! server process per session), or, without a session, a 2026-07-28 request gets a server of
-//! its own for that request → the body (size-limited: 413) goes through the session's
+//! server process per session), or, without a session, a 2026-07-28 request gets a session
+//! core of its own on a server process shared with its principal's other sessionless requests
+//! (`proxy/pool`; a process of its own with `share_children = false`) → the body (size-limited: 413) goes through the session's
 //! [`Pipeline`] exactly as a stdio line does → responses come back on this POST as JSON or as
 //! an SSE stream. Every refusal on the way is an audit event with the HTTP status and reason.
 //!
