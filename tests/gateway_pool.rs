@@ -394,3 +394,32 @@ async fn input_required_rounds_on_shared_children_reach_the_client_that_asked() 
     }
     assert!(metric(&gw, "mcp_gateway_shared_children_started").await <= 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_refuses_with_429_naming_its_settings_and_records_it() {
+    let gw = Gateway::start_with("pool_max_children = 1\npool_max_in_flight = 1", "");
+    let url = gw.endpoint();
+    let first = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            post_2026(&url, ALICE_KEY, &slow("1", 1500, 3, "1"), Some("slow"), &[]).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let echo = call_2026("2", "echo", r#"{"text":"no room"}"#);
+    let (status, _, text) = post_2026(&url, ALICE_KEY, &echo, Some("echo"), &[]).await;
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("gateway.pool_max_in_flight = 1"), "{text}");
+    // Another principal has a pool of its own.
+    let (status, _, text) = post_2026(&url, BOB_KEY, &echo, Some("echo"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _, text) = first.await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let refused: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["result"] == "refused" && e["user_id"] == "alice")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["metadata"]["http"]["status_code"], 429);
+}

@@ -716,23 +716,23 @@ impl McpRequest<'_> {
             {
                 Ok(lease) => Some(lease),
                 Err(e) => {
-                    let status = match e {
-                        crate::proxy::pool::PoolError::Spawn(_) => StatusCode::BAD_GATEWAY,
-                        _ => StatusCode::TOO_MANY_REQUESTS,
-                    };
-                    let reason = match e {
-                        crate::proxy::pool::PoolError::Spawn(e) => format!(
-                            "upstream {:?} could not be started: {e}",
-                            self.upstream.name
+                    use crate::proxy::pool::PoolError;
+                    let (status, code, reason) = match e {
+                        PoolError::Spawn(e) => (
+                            StatusCode::BAD_GATEWAY,
+                            message::INTERNAL_ERROR,
+                            format!(
+                                "upstream {:?} could not be started: {e}",
+                                self.upstream.name
+                            ),
                         ),
-                        other => other.to_string(),
+                        full => (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            INVALID_REQUEST,
+                            full.to_string(),
+                        ),
                     };
                     self.refuse(status, reason.clone(), None, None, None).await;
-                    let code = if status == StatusCode::BAD_GATEWAY {
-                        message::INTERNAL_ERROR
-                    } else {
-                        INVALID_REQUEST
-                    };
                     return Err(rpc_refusal(status, None, code, &reason));
                 }
             }
