@@ -179,8 +179,7 @@ impl Pool {
             no
         };
         Ok(Lease {
-            shared: child,
-            no,
+            place: Place { shared: child, no },
             rx,
             max: self.config.limits.max_message_bytes,
         })
@@ -572,10 +571,26 @@ async fn read_child(mut out: impl AsyncRead + Unpin, shared: Arc<Shared>, max: u
     }
 }
 
-/// One request's place on a shared child, before its session core runs.
-pub(crate) struct Lease {
+/// A lease's place on its child, given back (with its requests still in flight) when
+/// dropped, whatever ends the lease.
+struct Place {
     shared: Arc<Shared>,
     no: u64,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut t = self.shared.table();
+        t.leases.remove(&self.no);
+        let no = self.no;
+        t.pending.retain(|_, p| p.lease != no);
+        t.last_active = Instant::now();
+    }
+}
+
+/// One request's place on a shared child, before its session core runs.
+pub(crate) struct Lease {
+    place: Place,
     rx: mpsc::UnboundedReceiver<Bytes>,
     max: usize,
 }
@@ -583,8 +598,8 @@ pub(crate) struct Lease {
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease")
-            .field("pid", &self.shared.pid)
-            .field("no", &self.no)
+            .field("pid", &self.place.shared.pid)
+            .field("no", &self.place.no)
             .finish_non_exhaustive()
     }
 }
@@ -592,15 +607,15 @@ impl std::fmt::Debug for Lease {
 impl Lease {
     /// The shared child's process id.
     pub(crate) fn pid(&self) -> Option<u32> {
-        self.shared.pid
+        self.place.shared.pid
     }
 
     /// Wires the lease to a session core: returns it with the pipe the core writes the
     /// server's input to and the pipe it reads the server's output from.
     pub(crate) fn start(self) -> (LeaseLink, DuplexStream, DuplexStream) {
+        let Lease { place, mut rx, max } = self;
         let (server_in, core_in) = tokio::io::duplex(PIPE);
         let (mut core_out, server_out) = tokio::io::duplex(PIPE);
-        let mut rx = self.rx;
         tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
                 if core_out.write_all(&line).await.is_err() {
@@ -610,20 +625,12 @@ impl Lease {
             // Dropping the pipe is the server's EOF for the core.
         });
         let input = tokio::spawn(lease_input(
-            self.shared.clone(),
-            self.no,
+            place.shared.clone(),
+            place.no,
             core_in,
-            self.max.saturating_add(2),
+            max.saturating_add(2),
         ));
-        (
-            LeaseLink {
-                shared: self.shared,
-                no: self.no,
-                input,
-            },
-            server_in,
-            server_out,
-        )
+        (LeaseLink { place, input }, server_in, server_out)
     }
 }
 
@@ -660,8 +667,7 @@ async fn forward(shared: &Shared, no: u64, frame: Result<Bytes, FrameError>) {
 
 /// A lease in use by a session core: where its server would be supervised.
 pub(crate) struct LeaseLink {
-    shared: Arc<Shared>,
-    no: u64,
+    place: Place,
     input: JoinHandle<()>,
 }
 
@@ -675,32 +681,30 @@ impl LeaseLink {
         stop: &CancellationToken,
         grace: Duration,
     ) -> (i32, String) {
+        let shared = self.place.shared.clone();
         tokio::select! {
-            _ = self.shared.exited.cancelled() => {}
+            _ = shared.exited.cancelled() => {}
             _ = stop.cancelled() => {
                 let deadline = tokio::time::Instant::now() + grace;
                 let _ = tokio::time::timeout_at(deadline, &mut self.input).await;
                 while self.waits() && tokio::time::Instant::now() < deadline {
                     tokio::select! {
                         _ = tokio::time::sleep(POLL) => {}
-                        _ = self.shared.exited.cancelled() => break,
+                        _ = shared.exited.cancelled() => break,
                     }
                 }
             }
         }
         self.input.abort();
-        let mut t = self.shared.table();
-        t.leases.remove(&self.no);
-        let no = self.no;
-        t.pending.retain(|_, p| p.lease != no);
-        t.last_active = Instant::now();
-        match &t.gone {
-            Some((code, described)) => (*code, described.clone()),
+        let gone = shared.table().gone.clone();
+        // The place is given back here (dropped with `self`).
+        match gone {
+            Some(ended) => ended,
             None => (
                 0,
                 format!(
                     "(a shared process, pid {}) was left running for other requests",
-                    self.shared.pid.unwrap_or(0)
+                    shared.pid.unwrap_or(0)
                 ),
             ),
         }
@@ -708,11 +712,13 @@ impl LeaseLink {
 
     /// Whether calls of this lease that were not cancelled still wait for their answers.
     fn waits(&self) -> bool {
-        self.shared
+        let no = self.place.no;
+        self.place
+            .shared
             .table()
             .pending
             .values()
-            .any(|p| p.lease == self.no && !p.cancelled)
+            .any(|p| p.lease == no && !p.cancelled)
     }
 }
 
@@ -809,6 +815,22 @@ mod tests {
             s.inbound(1, br#"{"jsonrpc":"2.0","id":5,"result":{}}"#)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_lease_dropped_anywhere_gives_its_place_and_its_requests_back() {
+        let (s, _) = shared();
+        let s = Arc::new(s);
+        let (_one, _two) = (lease(&s, 1), lease(&s, 2));
+        s.inbound(1, call("1").as_bytes()).unwrap();
+        s.inbound(2, call("1").as_bytes()).unwrap();
+        drop(Place {
+            shared: s.clone(),
+            no: 1,
+        });
+        let t = s.table();
+        assert_eq!(t.leases.keys().collect::<Vec<_>>(), [&2]);
+        assert!(t.pending.values().all(|p| p.lease == 2) && t.pending.len() == 1);
     }
 
     #[tokio::test]
