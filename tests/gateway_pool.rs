@@ -110,7 +110,11 @@ async fn colliding_ids_on_shared_children_each_get_their_own_answer_and_the_pool
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        // A misrouted answer would leave its request waiting for limits.call_timeout_ms.
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("a request got no answer")
+            .unwrap();
     }
     assert_eq!(metric(&gw, "mcp_gateway_shared_children_started").await, 2);
     assert_eq!(metric(&gw, "mcp_gateway_shared_children").await, 2);
@@ -390,7 +394,11 @@ async fn input_required_rounds_on_shared_children_reach_the_client_that_asked() 
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        // A misrouted answer would leave its request waiting for limits.call_timeout_ms.
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("a request got no answer")
+            .unwrap();
     }
     assert!(metric(&gw, "mcp_gateway_shared_children_started").await <= 2);
 }
