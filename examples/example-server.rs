@@ -143,6 +143,8 @@ impl Demo {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(ms / steps as u64)) => {}
                 _ = ct.cancelled() => {
+                    // On stderr, for the tests: the cancellation reached this process.
+                    eprintln!("example-server: slow cancelled at step {i}/{steps}");
                     return Err(ErrorData::internal_error("cancelled", None));
                 }
             }

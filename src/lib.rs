@@ -22,6 +22,9 @@
 //!                     refuse.rs (answers and events in place of forwarding), confirm.rs
 //!                     (held calls), ends.rs (a call's end and its events), tools.rs
 //!                     (tools/list pins and filtering), reload.rs (policy reloads)
+//! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
+//!                     principal: a lease stands where a child's pipes would, ids remapped to
+//!                     the child's and restored for the client (remap.rs: the byte edits)
 //! proxy/stdio.rs      the server side of a session (spawn, write, read, time out, supervise,
 //!                     end the process group: run_session), shared by both front doors; the
 //!                     stdio front door on top of it (client fds, signals, reload on SIGHUP)
@@ -83,7 +86,9 @@
 //! Through the gateway, the same line flow runs per session, after the HTTP checks: Host and
 //! Origin -> credential (API key or JWT; identity never from headers or `_meta`) -> session
 //! (`Mcp-Session-Id`, bound to the principal; a new one, with its own server process, for
-//! `initialize`; one per request for sessionless 2026-07-28) -> 2026 routing headers against
+//! `initialize`; a session core per request for sessionless 2026-07-28, on a child shared
+//! with the principal's other sessionless requests, ids remapped below the core so that it
+//! sees the client's) -> 2026 routing headers against
 //! the body -> the body as one line into the session's pipeline, with the request's HTTP
 //! context for its events -> answers released by the pipeline go, by request id, to the POST
 //! that carried the request (JSON or SSE); server requests and notifications to an open POST

@@ -28,6 +28,9 @@ pub(super) struct RawGateway {
     max_streams_per_principal: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
     max_connections_per_principal: Option<Spanned<u64>>,
+    pool_max_children: Option<Spanned<u64>>,
+    pool_max_in_flight: Option<Spanned<u64>>,
+    pool_idle_timeout_ms: Option<Spanned<u64>>,
     tls: Option<Spanned<RawTls>>,
     #[serde(default)]
     api_key: Vec<Spanned<RawApiKey>>,
@@ -113,6 +116,14 @@ pub struct GatewayConfig {
     /// closes; a request that would pass the cap is a 429 and its connection is closed, so one
     /// credential cannot take the connections every other client needs.
     pub max_connections_per_principal: usize,
+    /// `pool_max_children`: server processes one principal's sessionless (2026-07-28)
+    /// requests may share, per `command` upstream (each counts toward `max_sessions`).
+    pub pool_max_children: usize,
+    /// `pool_max_in_flight`: requests one shared server process serves at once; past it on
+    /// every process of a full pool, a request is refused with 429.
+    pub pool_max_in_flight: usize,
+    /// `pool_idle_timeout_ms`: a shared server process that served no request this long ends.
+    pub pool_idle_timeout: Duration,
     /// `[gateway.tls]`: serve HTTPS with this PEM certificate chain and key; unset: plain HTTP.
     pub tls: Option<TlsFiles>,
     /// `[[gateway.api_key]]`: API keys, stored as SHA-256 hashes.
@@ -195,6 +206,9 @@ impl Default for GatewayConfig {
             max_streams_per_principal: 128,
             max_connections: 1024,
             max_connections_per_principal: 256,
+            pool_max_children: 4,
+            pool_max_in_flight: 16,
+            pool_idle_timeout: Duration::from_secs(300),
             tls: None,
             api_keys: Vec::new(),
             client_certs: Vec::new(),
@@ -342,6 +356,24 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         d.max_connections_per_principal as u64,
         1..=1_000_000,
     )? as usize;
+    let pool_max_children = at.ranged(
+        "gateway.pool_max_children",
+        raw.pool_max_children,
+        d.pool_max_children as u64,
+        1..=1_000,
+    )? as usize;
+    let pool_max_in_flight = at.ranged(
+        "gateway.pool_max_in_flight",
+        raw.pool_max_in_flight,
+        d.pool_max_in_flight as u64,
+        1..=100_000,
+    )? as usize;
+    let pool_idle_timeout = ms(
+        "gateway.pool_idle_timeout_ms",
+        raw.pool_idle_timeout_ms,
+        d.pool_idle_timeout,
+        1_000..=(7 * 86_400_000),
+    )?;
     let tls = match raw.tls {
         Some(t) => {
             let span = t.span();
@@ -409,6 +441,9 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         max_streams_per_principal,
         max_connections,
         max_connections_per_principal,
+        pool_max_children,
+        pool_max_in_flight,
+        pool_idle_timeout,
         tls,
         api_keys,
         client_certs,

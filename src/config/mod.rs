@@ -282,6 +282,12 @@ mod tests {
         assert_eq!(c.limits.max_message_bytes, 16 << 20);
         assert_eq!(c.limits.call_timeout, Some(Duration::from_secs(600)));
         assert!(c.upstream.command.is_empty());
+        assert!(c.upstream.share_children);
+        assert_eq!(
+            (c.gateway.pool_max_children, c.gateway.pool_max_in_flight),
+            (4, 16)
+        );
+        assert_eq!(c.gateway.pool_idle_timeout, Duration::from_secs(300));
     }
 
     #[test]
@@ -318,6 +324,22 @@ mod tests {
                 ":2: `upstream.command` is empty",
             ),
             ("[audit\n", ":1:"),
+            (
+                "[gateway]\npool_max_children = 0\n",
+                ":2: `gateway.pool_max_children` = 0 is out of range",
+            ),
+            (
+                "[gateway]\npool_max_in_flight = 0\n",
+                ":2: `gateway.pool_max_in_flight` = 0 is out of range",
+            ),
+            (
+                "[gateway]\npool_idle_timeout_ms = 10\n",
+                ":2: `gateway.pool_idle_timeout_ms` = 10 is out of range",
+            ),
+            (
+                "[upstream]\nurl = \"https://x.example/mcp\"\nshare_children = false\n",
+                ":3: upstream \"upstream\": `share_children` applies to a `command`",
+            ),
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err().to_string();

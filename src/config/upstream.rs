@@ -25,6 +25,7 @@ pub(super) struct RawUpstream {
     headers_from_env: Option<Spanned<toml::Table>>,
     bearer_token_env: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
+    share_children: Option<Spanned<bool>>,
 }
 
 /// `[upstream]` (one table, the stdio wrapper's form) or `[[upstream]]` (an array of tables,
@@ -83,6 +84,10 @@ pub struct UpstreamConfig {
     pub cwd: Option<PathBuf>,
     /// `url` and its keys: a remote Streamable HTTP server instead of a command.
     pub remote: Option<RemoteConfig>,
+    /// `share_children` (default true): the gateway serves sessionless 2026-07-28 requests
+    /// with warm processes shared by one principal's requests; false: a process per request
+    /// (a server that keeps state between requests of one process that must not be shared).
+    pub share_children: bool,
 }
 
 /// A remote MCP server reached over Streamable HTTP (MCP 2025-03-26 and later, "Transports").
@@ -256,6 +261,15 @@ pub(super) fn upstream(
                     "remove `cwd`",
                 ));
             }
+            if let Some(d) = &raw.share_children {
+                return Err(at.invalid(
+                    d.span(),
+                    &format!(
+                        "upstream {name:?}: `share_children` applies to a `command`, not to a `url`"
+                    ),
+                    "remove `share_children` (a remote server's processes are its own business)",
+                ));
+            }
             Some(remote(
                 at,
                 base,
@@ -298,6 +312,7 @@ pub(super) fn upstream(
         command,
         cwd,
         remote,
+        share_children: raw.share_children.is_none_or(Spanned::into_inner),
     })
 }
 

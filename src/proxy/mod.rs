@@ -4,6 +4,7 @@
 pub mod fdio;
 pub mod http;
 pub mod pipeline;
+pub(crate) mod pool;
 pub mod remote;
 pub mod stdio;
 

@@ -239,6 +239,8 @@ pub(crate) enum Server<'a> {
         /// Its working folder; `None`: the proxy's own.
         cwd: Option<&'a std::path::Path>,
     },
+    /// A place on a child shared by sessionless requests (the gateway's pool).
+    Pooled(super::pool::Lease),
     /// A remote Streamable HTTP server (`[[upstream]] url`).
     Remote {
         remote: Arc<Remote>,
@@ -292,6 +294,15 @@ pub(crate) async fn run_session(
                 Box::new(server_in),
                 Box::new(server_out),
                 Running::Child { child, group },
+            )
+        }
+        Server::Pooled(lease) => {
+            tracing::debug!(parent: &span, pid = lease.pid(), user = %session.user_id, "shared mcp server leased");
+            let (link, server_in, server_out) = lease.start();
+            (
+                Box::new(server_in),
+                Box::new(server_out),
+                Running::Pooled(link),
             )
         }
         Server::Remote { remote, reopen } => {
@@ -390,6 +401,7 @@ pub(crate) async fn run_session(
             tracing::info!(parent: &span, status = %described, "remote mcp server session over");
             (code, described)
         }
+        Running::Pooled(link) => link.finish(&stop.token, grace).await,
     };
 
     // Responses the server wrote before exiting still reach the client, with their events.
@@ -423,10 +435,11 @@ pub(crate) async fn run_session(
 enum Running {
     Child { child: Child, group: GroupGuard },
     Remote(RemoteServer),
+    Pooled(super::pool::LeaseLink),
 }
 
 /// Starts the server program in its own process group, its stdin and stdout piped.
-fn spawn(
+pub(crate) fn spawn(
     config: &Config,
     command: &[String],
     cwd: Option<&std::path::Path>,
@@ -821,7 +834,7 @@ async fn stop_on_signal(stop: Stop) {
 
 /// The last signal [`supervise`] sent to the server's process group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Sent {
+pub(crate) enum Sent {
     Nothing,
     Term,
     Kill,
@@ -829,7 +842,7 @@ enum Sent {
 
 /// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace,
 /// SIGKILL, the signals going to the server's whole process group.
-async fn supervise(
+pub(crate) async fn supervise(
     child: &mut Child,
     stop: &CancellationToken,
     grace: Duration,
@@ -859,11 +872,11 @@ async fn supervise(
 
 /// The server's process group, killed with SIGKILL when dropped while armed: on the paths that
 /// skip [`end_group`] (an error, a panic unwinding through [`run_with`]).
-struct GroupGuard(Option<Pid>);
+pub(crate) struct GroupGuard(pub(crate) Option<Pid>);
 
 impl GroupGuard {
     /// The group is known to be empty: its id may be reused by another group from now on.
-    fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.0 = None;
     }
 }
@@ -907,7 +920,7 @@ async fn group_gone_within(group: Pid, limit: Duration) -> bool {
 /// Ends what is left of the server's process group once the server has exited: the rest gets
 /// `grace` to finish, then SIGTERM, `grace` again, then SIGKILL, skipping the steps
 /// [`supervise`] already took (`sent`). Returns at once when nothing is left (the usual case).
-async fn end_group(group: Pid, grace: Duration, sent: Sent) {
+pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
     if sent < Sent::Kill && group_gone_within(group, grace).await {
         return;
     }
@@ -937,7 +950,7 @@ async fn end_group(group: Pid, grace: Duration, sent: Sent) {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!("was killed by signal {sig}"),

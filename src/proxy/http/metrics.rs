@@ -57,6 +57,8 @@ pub(crate) struct Metrics {
     duration: Histogram,
     tool_calls: Family<Upstream, Counter>,
     sessions: Gauge,
+    shared_children: Gauge,
+    shared_started: Gauge,
     queue_depth: Gauge,
     events_written: Gauge,
     syncs: Gauge,
@@ -89,8 +91,20 @@ impl Metrics {
         let sessions = Gauge::default();
         registry.register(
             "sessions",
-            "Sessions open (one server process each)",
+            "Server processes running (sessions' and shared ones)",
             sessions.clone(),
+        );
+        let shared_children = Gauge::default();
+        registry.register(
+            "shared_children",
+            "Server processes shared by sessionless requests, running",
+            shared_children.clone(),
+        );
+        let shared_started = Gauge::default();
+        registry.register(
+            "shared_children_started",
+            "Server processes shared by sessionless requests started since start",
+            shared_started.clone(),
         );
         let queue_depth = Gauge::default();
         registry.register(
@@ -119,6 +133,8 @@ impl Metrics {
             duration,
             tool_calls,
             sessions,
+            shared_children,
+            shared_started,
             queue_depth,
             events_written,
             syncs,
@@ -156,8 +172,15 @@ impl Metrics {
     }
 
     /// The text exposition, with the audit writer's figures read now.
-    pub(crate) fn render(&self, audit: &AuditSink, sessions: usize) -> String {
+    pub(crate) fn render(
+        &self,
+        audit: &AuditSink,
+        sessions: usize,
+        pool: &crate::proxy::pool::Pool,
+    ) -> String {
         self.sessions.set(sessions as i64);
+        self.shared_children.set(pool.children() as i64);
+        self.shared_started.set(pool.started() as i64);
         let (queued, written, syncs) = audit.figures();
         self.queue_depth.set(queued as i64);
         self.events_written.set(written as i64);

@@ -5,8 +5,9 @@
 //! Per request: `Host` and `Origin` checked (403) → credential verified (401, with
 //! `WWW-Authenticate` naming the RFC 9728 metadata) → session found (`Mcp-Session-Id`, bound
 //! to the principal: unknown or another principal's → 404), or created by `initialize` (one
-//! server process per session), or, without a session, a 2026-07-28 request gets a server of
-//! its own for that request → the body (size-limited: 413) goes through the session's
+//! server process per session), or, without a session, a 2026-07-28 request gets a session
+//! core of its own on a server process shared with its principal's other sessionless requests
+//! (`proxy/pool`; a process of its own with `share_children = false`) → the body (size-limited: 413) goes through the session's
 //! [`Pipeline`] exactly as a stdio line does → responses come back on this POST as JSON or as
 //! an SSE stream. Every refusal on the way is an audit event with the HTTP status and reason.
 //!
@@ -142,8 +143,12 @@ struct Gateway {
     /// shutdown.
     in_flight: Arc<AtomicUsize>,
     stopping: CancellationToken,
-    /// Sessions' tasks: each ends when its server has exited and its events are written.
-    session_tasks: Mutex<Vec<CancellationToken>>,
+    /// Sessions' tasks: each ends when its server has exited and its events are written;
+    /// with whether it runs a server of its own (a sessionless request on a shared child
+    /// does not).
+    session_tasks: Mutex<Vec<(CancellationToken, bool)>>,
+    /// Warm children shared by sessionless 2026-07-28 requests.
+    pool: super::pool::Pool,
     metrics: metrics::Metrics,
 }
 
@@ -253,6 +258,7 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         in_flight: Arc::new(AtomicUsize::new(0)),
         stopping: CancellationToken::new(),
         session_tasks: Mutex::new(Vec::new()),
+        pool: super::pool::Pool::new(config.clone()),
         metrics: metrics::Metrics::new(),
     });
     // Policy reloads, once for all sessions; recorded as the gateway's own session.
@@ -428,27 +434,34 @@ async fn drain(gateway: &Arc<Gateway>) {
         .session_tasks
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .clone();
+        .iter()
+        .map(|(t, _)| t.clone())
+        .collect();
     let limit = gateway.config.limits.shutdown_grace * 3 + Duration::from_secs(5);
     for t in tasks {
         if tokio::time::timeout(limit, t.cancelled()).await.is_err() {
             tracing::warn!("a session did not end in time at shutdown");
         }
     }
+    // The shared children last: no request is on them any more.
+    gateway.pool.shutdown(limit).await;
     gateway.close_refusal_windows(true).await;
     tracing::info!(sessions = sessions.len(), "gateway stopped");
 }
 
-/// Ends sessions idle for `gateway.session_idle_timeout_ms`.
+/// Ends sessions idle for `gateway.session_idle_timeout_ms`, and shared children idle for
+/// `gateway.pool_idle_timeout_ms`.
 async fn reap_idle(gateway: Arc<Gateway>) {
     let idle = gateway.config.gateway.session_idle_timeout;
-    let tick = (idle / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    let shortest = idle.min(gateway.config.gateway.pool_idle_timeout);
+    let tick = (shortest / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = gateway.stopping.cancelled() => return,
         }
         gateway.close_refusal_windows(false).await;
+        gateway.pool.reap(Instant::now());
         let Some(before) = Instant::now().checked_sub(idle) else {
             continue;
         };
@@ -537,14 +550,17 @@ impl Gateway {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sessions whose server is running (sessionless requests' included).
+    /// Server processes running: sessions' (a sessionless request's own included) and the
+    /// shared children.
     fn live_sessions(&self) -> usize {
-        self.session_tasks
+        let own = self
+            .session_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|t| !t.is_cancelled())
-            .count()
+            .filter(|(t, server)| *server && !t.is_cancelled())
+            .count();
+        own + self.pool.children()
     }
 
     fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
@@ -875,7 +891,7 @@ async fn route(
             StatusCode::OK,
             gateway
                 .metrics
-                .render(&gateway.audit, gateway.live_sessions()),
+                .render(&gateway.audit, gateway.live_sessions(), &gateway.pool),
         );
         r.headers_mut().insert(
             CONTENT_TYPE,

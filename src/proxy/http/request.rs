@@ -453,7 +453,16 @@ impl McpRequest<'_> {
                         )
                         .await;
                 }
-                match self.open_session(seen.initialize && !sessionless).await {
+                // A sessionless request goes to a shared child of its principal's pool (not
+                // an `initialize`: it would change that child's lifecycle for the others).
+                let pooled = sessionless
+                    && !seen.initialize
+                    && self.upstream.share_children
+                    && !self.gateway.remotes.contains_key(&self.upstream.name);
+                match self
+                    .open_session(seen.initialize && !sessionless, pooled)
+                    .await
+                {
                     Ok(s) => (s, !seen.initialize || sessionless),
                     Err(resp) => return resp,
                 }
@@ -644,10 +653,17 @@ impl McpRequest<'_> {
         json(status, join(lines))
     }
 
-    /// Starts a server for a new session of this principal.
-    async fn open_session(&self, keep: bool) -> Result<Arc<Session>, Response<ResponseBody>> {
+    /// Starts a server for a new session of this principal (`keep`: a 2025 session, kept in
+    /// the table), or, `pooled`, a session core on a shared child of its pool.
+    async fn open_session(
+        &self,
+        keep: bool,
+        pooled: bool,
+    ) -> Result<Arc<Session>, Response<ResponseBody>> {
         let g = &self.gateway.config.gateway;
-        let full = {
+        let full = if pooled {
+            None
+        } else {
             let sessions = self.gateway.sessions();
             let mine = sessions
                 .values()
@@ -691,6 +707,38 @@ impl McpRequest<'_> {
                 "the gateway is shutting down",
             ));
         }
+        let lease = if pooled {
+            let room = self.gateway.live_sessions() < g.max_sessions;
+            match self
+                .gateway
+                .pool
+                .lease(self.upstream, &self.principal.user_id, room)
+            {
+                Ok(lease) => Some(lease),
+                Err(e) => {
+                    use crate::proxy::pool::PoolError;
+                    let (status, code, reason) = match e {
+                        PoolError::Spawn(e) => (
+                            StatusCode::BAD_GATEWAY,
+                            message::INTERNAL_ERROR,
+                            format!(
+                                "upstream {:?} could not be started: {e}",
+                                self.upstream.name
+                            ),
+                        ),
+                        full => (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            INVALID_REQUEST,
+                            full.to_string(),
+                        ),
+                    };
+                    self.refuse(status, reason.clone(), None, None, None).await;
+                    return Err(rpc_refusal(status, None, code, &reason));
+                }
+            }
+        } else {
+            None
+        };
         // 160 random bits (two ULIDs' worth, the ids' random parts from a CSPRNG), visible
         // ASCII as the spec asks of session ids.
         let id = format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate());
@@ -714,18 +762,19 @@ impl McpRequest<'_> {
             .session_tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(ended.clone());
+            .push((ended.clone(), lease.is_none()));
         let session_id = id.clone();
         let (spawn_error_tx, spawn_error_rx) = oneshot::channel::<String>();
         tokio::spawn(async move {
             let setup = SessionSetup {
                 config: &config,
-                server: match &remote {
-                    Some(remote) => Server::Remote {
+                server: match (lease, &remote) {
+                    (Some(lease), _) => Server::Pooled(lease),
+                    (None, Some(remote)) => Server::Remote {
                         remote: remote.clone(),
                         reopen: false,
                     },
-                    None => Server::Command {
+                    (None, None) => Server::Command {
                         command: &upstream.command,
                         cwd: upstream.cwd.as_deref(),
                     },
@@ -755,7 +804,7 @@ impl McpRequest<'_> {
                 g.session_tasks
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .retain(|t| !t.is_cancelled());
+                    .retain(|(t, _)| !t.is_cancelled());
             }
         });
         match take.await {

@@ -1,5 +1,6 @@
 //! Gateway sessions: one server process and one [`Pipeline`] per MCP session (2025 revisions,
-//! `Mcp-Session-Id`), or per request (2026-07-28, sessionless), and the dispatcher that hands
+//! `Mcp-Session-Id`), or a [`Pipeline`] per request (2026-07-28, sessionless) on a shared
+//! server process (`proxy/pool`), and the dispatcher that hands
 //! what the pipeline releases for the client to the HTTP response waiting for it.
 //!
 //! Routing of client-bound messages (MCP "Streamable HTTP: Sending Messages to the Server" and

@@ -1,0 +1,853 @@
+//! Warm server processes shared by sessionless requests (MCP 2026-07-28), one pool per
+//! `command` upstream and principal.
+//!
+//! Why sharing is allowed: MCP 2026-07-28 is stateless (its changelog, SEP-2575: no
+//! `initialize` handshake, "every request now carries its protocol version and client
+//! capabilities in `_meta`"; "Basic: Versioning": there is no negotiation handshake), so any
+//! process of a server may serve any request. Why it is not shared wider than one principal:
+//! a stdio server still keeps state per process (caches, whatever its tools hold, and, in
+//! servers that also speak 2025, a log level or subscriptions), and nothing of one
+//! principal's requests may reach another's; per (upstream, principal), what is shared is
+//! what one client's own session would share anyway. An upstream whose processes must serve
+//! one request each says `share_children = false`. An `initialize` sent without a session is
+//! never put on a shared child (it would change that child's lifecycle for the others).
+//!
+//! The session core does not change: each request still gets its own [`Pipeline`] (its own
+//! audit session, classification, policy, correlation) and sees its client's ids only. A
+//! [`Lease`] stands where a child's stdin and stdout would (as a remote upstream does), and
+//! in between the ids are remapped: every request gets a proxy-made id unique on its child
+//! (its `_meta.progressToken` too), and what the child says is given back to the lease that
+//! asked with the client's exact id text (and token) restored; `notifications/cancelled`
+//! carries the child's id on the way in. Several requests, of one or several HTTP requests,
+//! may so be in flight on one child at once.
+//!
+//! What the child says that names no request (a log notification, a request of its own) goes
+//! to the lease with calls in flight when there is exactly one; otherwise a notification is
+//! dropped and a request is answered with an error (no client could answer it: a sessionless
+//! client's next message is a new request, maybe on another child). A client's response to
+//! a server request is never forwarded to a shared child for the same reason.
+//!
+//! Lifetimes: a child starts when a request finds no idle child and the pool may grow
+//! (`gateway.pool_max_children`, and every running server counts toward
+//! `gateway.max_sessions`); a busy child takes at most `gateway.pool_max_in_flight` requests;
+//! an idle child ends after `gateway.pool_idle_timeout_ms` (stdin closed, then the same
+//! grace, SIGTERM, grace, SIGKILL as a session's server). A child that exits fails the calls
+//! in flight on it through each lease's session core (`server_exit` events, as a child of
+//! its own would), and leaves the pool: the next request starts a fresh one.
+
+mod remap;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use self::remap::{Kind, splice, spots, text};
+use super::stdio::{self, GroupGuard, StdioError};
+use crate::config::{Config, UpstreamConfig};
+use crate::jsonrpc::frame::trim_line_end;
+use crate::jsonrpc::message::{INTERNAL_ERROR, error_response};
+use crate::jsonrpc::{FrameError, LineFramer, RequestId};
+
+/// Buffer of the in-memory pipes between a lease and its session core.
+const PIPE: usize = 64 * 1024;
+/// Lines queued for one child's stdin before the leases writing them wait.
+const QUEUE: usize = 1024;
+/// How long a child's output may stay open after it exited (grandchildren may hold it).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// How often a lease that is ending looks whether its calls are answered.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Why a sessionless request got no shared server.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PoolError {
+    /// Every child the pool may run is serving as many requests as it may.
+    #[error(
+        "{user} has {children} shared server processes for upstream {upstream:?}, each serving gateway.pool_max_in_flight = {per_child} requests; wait for answers, or raise gateway.pool_max_children or gateway.pool_max_in_flight"
+    )]
+    Busy {
+        user: String,
+        upstream: String,
+        children: usize,
+        per_child: usize,
+    },
+    /// The gateway runs as many server processes as it may.
+    #[error(
+        "the gateway runs gateway.max_sessions = {0} server processes (sessions and shared ones)"
+    )]
+    Full(usize),
+    /// The server could not be started.
+    #[error(transparent)]
+    Spawn(#[from] StdioError),
+}
+
+/// The children of each pool, by (upstream, principal).
+type Pools = HashMap<(String, String), Vec<Arc<Shared>>>;
+
+/// Every pool of the gateway.
+pub(crate) struct Pool {
+    config: Arc<Config>,
+    children: Mutex<Pools>,
+    started: AtomicU64,
+}
+
+impl Pool {
+    pub(crate) fn new(config: Arc<Config>) -> Pool {
+        Pool {
+            config,
+            children: Mutex::new(HashMap::new()),
+            started: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pools> {
+        self.children.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Children running (or ending), all pools.
+    pub(crate) fn children(&self) -> usize {
+        self.lock()
+            .values()
+            .flatten()
+            .filter(|c| !c.exited.is_cancelled())
+            .count()
+    }
+
+    /// Children started since the gateway started.
+    pub(crate) fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// A place on a child of `user`'s pool for `upstream`: an idle child, else a new one if
+    /// the pool may grow and `room` says the gateway may run one more server, else the least
+    /// busy child below `gateway.pool_max_in_flight`.
+    pub(crate) fn lease(
+        &self,
+        upstream: &UpstreamConfig,
+        user: &str,
+        room: bool,
+    ) -> Result<Lease, PoolError> {
+        let g = &self.config.gateway;
+        let mut map = self.lock();
+        let list = map
+            .entry((upstream.name.clone(), user.to_string()))
+            .or_default();
+        list.retain(|c| !c.exited.is_cancelled() && !c.stop.is_cancelled());
+        let load = |c: &Arc<Shared>| c.table().leases.len();
+        let idle = list.iter().find(|c| load(c) == 0).cloned();
+        let child = match idle {
+            Some(c) => c,
+            None if list.len() < g.pool_max_children && room => {
+                let c = self.start_child(upstream, user)?;
+                list.push(c.clone());
+                c
+            }
+            None => match list
+                .iter()
+                .map(|c| (load(c), c))
+                .filter(|(n, _)| *n < g.pool_max_in_flight)
+                .min_by_key(|(n, _)| *n)
+            {
+                Some((_, c)) => c.clone(),
+                None if list.len() < g.pool_max_children => {
+                    return Err(PoolError::Full(g.max_sessions));
+                }
+                None => {
+                    return Err(PoolError::Busy {
+                        user: user.to_string(),
+                        upstream: upstream.name.clone(),
+                        children: list.len(),
+                        per_child: g.pool_max_in_flight,
+                    });
+                }
+            },
+        };
+        let (out, rx) = mpsc::unbounded_channel();
+        let no = {
+            let mut t = child.table();
+            t.next_lease += 1;
+            let no = t.next_lease;
+            t.leases.insert(no, out);
+            t.last_active = Instant::now();
+            no
+        };
+        Ok(Lease {
+            place: Place { shared: child, no },
+            rx,
+            max: self.config.limits.max_message_bytes,
+        })
+    }
+
+    fn start_child(
+        &self,
+        upstream: &UpstreamConfig,
+        user: &str,
+    ) -> Result<Arc<Shared>, StdioError> {
+        let (child, stdin, stdout) =
+            stdio::spawn(&self.config, &upstream.command, upstream.cwd.as_deref())?;
+        let pid = child.id();
+        self.started.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(pid, upstream = %upstream.name, user, command = %upstream.command.join(" "), "shared mcp server started");
+        let (to_child, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(Shared {
+            pid,
+            to_child,
+            table: Mutex::new(Table {
+                next_id: 0,
+                next_lease: 0,
+                pending: HashMap::new(),
+                leases: HashMap::new(),
+                last_active: Instant::now(),
+                gone: None,
+            }),
+            stop: CancellationToken::new(),
+            exited: CancellationToken::new(),
+        });
+        let group = GroupGuard(pid.map(|p| Pid::from_raw(p as i32)));
+        tokio::spawn(run_child(
+            shared.clone(),
+            child,
+            group,
+            (stdin, stdout, rx),
+            self.config.limits.shutdown_grace,
+            self.config.limits.max_message_bytes,
+        ));
+        Ok(shared)
+    }
+
+    /// Ends the children that have served no request for `gateway.pool_idle_timeout_ms`.
+    pub(crate) fn reap(&self, now: Instant) {
+        let Some(before) = now.checked_sub(self.config.gateway.pool_idle_timeout) else {
+            return;
+        };
+        let mut map = self.lock();
+        for list in map.values_mut() {
+            list.retain(|c| {
+                let t = c.table();
+                let idle = t.leases.is_empty() && t.last_active < before;
+                if idle {
+                    tracing::info!(pid = c.pid, "shared mcp server idle; ending it");
+                    c.stop.cancel();
+                }
+                !idle && !c.exited.is_cancelled()
+            });
+        }
+        map.retain(|_, list| !list.is_empty());
+    }
+
+    /// At shutdown: every child ends (after the leases have, so nothing is in flight), waited
+    /// for up to `limit`.
+    pub(crate) async fn shutdown(&self, limit: Duration) {
+        let all: Vec<Arc<Shared>> = self.lock().drain().flat_map(|(_, l)| l).collect();
+        for c in &all {
+            c.stop.cancel();
+        }
+        for c in all {
+            if tokio::time::timeout(limit, c.exited.cancelled())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    pid = c.pid,
+                    "a shared mcp server did not end in time at shutdown"
+                );
+            }
+        }
+    }
+}
+
+/// A request of a client in flight on a child.
+struct Pending {
+    lease: u64,
+    /// The client's id, to find it by (a cancellation names it).
+    client: RequestId,
+    /// The client's id as it wrote it, restored byte for byte on the answer.
+    id: Box<str>,
+    /// The client's `_meta.progressToken`, as it wrote it.
+    token: Option<Box<str>>,
+    /// The client cancelled it: the server need not answer.
+    cancelled: bool,
+}
+
+/// What a child's reader and its leases share.
+struct Table {
+    next_id: u64,
+    next_lease: u64,
+    /// The child's id of each request in flight → whose it is.
+    pending: HashMap<u64, Pending>,
+    /// Each lease's way back to its session core.
+    leases: HashMap<u64, mpsc::UnboundedSender<Bytes>>,
+    last_active: Instant,
+    /// Once the child has exited: its exit code and how it ended, after "the server".
+    gone: Option<(i32, String)>,
+}
+
+/// One shared child.
+struct Shared {
+    pid: Option<u32>,
+    to_child: mpsc::Sender<Bytes>,
+    table: Mutex<Table>,
+    /// Cancelled to end the child: its stdin closes, then grace, SIGTERM, grace, SIGKILL.
+    stop: CancellationToken,
+    /// Cancelled once the child has exited and its leases are told.
+    exited: CancellationToken,
+}
+
+/// The child's id in `line` at `range`, if it is one the pool made (a positive integer).
+fn pooled(line: &[u8], range: &std::ops::Range<usize>) -> Option<u64> {
+    match RequestId::from_json(&text(line, range))? {
+        RequestId::Int(n) if n > 0 => u64::try_from(n).ok(),
+        _ => None,
+    }
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A line of lease `lease`'s session core, as the child must see it; `None`: not for the
+    /// child (logged).
+    fn inbound(&self, lease: u64, line: &[u8]) -> Option<Bytes> {
+        let Some(s) = spots(line) else {
+            tracing::warn!(
+                "a message for a shared mcp server could not be read unambiguously; not forwarded"
+            );
+            return None;
+        };
+        let mut t = self.table();
+        t.last_active = Instant::now();
+        match s.kind {
+            Kind::Request => {
+                let range = s.id?;
+                let id = text(line, &range);
+                let client = RequestId::from_json(&id)?;
+                t.next_id += 1;
+                let n = t.next_id;
+                let mine = n.to_string();
+                let mut edits = vec![(range, mine.as_str())];
+                let token = s.meta_token.map(|r| {
+                    let was = text(line, &r);
+                    edits.push((r, mine.as_str()));
+                    was
+                });
+                t.pending.insert(
+                    n,
+                    Pending {
+                        lease,
+                        client,
+                        id,
+                        token,
+                        cancelled: false,
+                    },
+                );
+                Some(splice(line, edits))
+            }
+            Kind::Notification if s.method.as_deref() == Some("notifications/cancelled") => {
+                let range = s.request_id?;
+                let client = RequestId::from_json(&text(line, &range))?;
+                let Some((n, p)) = t
+                    .pending
+                    .iter_mut()
+                    .find(|(_, p)| p.lease == lease && p.client == client)
+                else {
+                    tracing::debug!(request_id = %client, "cancellation of no request in flight on the shared server; not forwarded");
+                    return None;
+                };
+                p.cancelled = true;
+                tracing::info!(pid = self.pid, request_id = %client, child_id = *n, "cancellation forwarded to the shared mcp server");
+                let mine = n.to_string();
+                Some(splice(line, vec![(range, mine.as_str())]))
+            }
+            Kind::Notification => Some(splice(line, Vec::new())),
+            Kind::Response => {
+                tracing::info!(
+                    "a client's answer to a shared mcp server's request is not forwarded: the server's requests cannot be answered by sessionless clients"
+                );
+                None
+            }
+        }
+    }
+
+    /// Routes one line of the child's output to the lease it is for.
+    fn outbound(&self, frame: Result<Bytes, FrameError>) {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(pid = self.pid, error = %e, "message from a shared mcp server dropped");
+                return;
+            }
+        };
+        let line = trim_line_end(&frame);
+        let mut t = self.table();
+        t.last_active = Instant::now();
+        let Some(s) = spots(line) else {
+            if !t.to_sole(line) {
+                tracing::warn!(
+                    pid = self.pid,
+                    "a message from a shared mcp server could not be read unambiguously; dropped"
+                );
+            }
+            return;
+        };
+        match s.kind {
+            Kind::Response => {
+                let range = s.id.clone();
+                let found = range
+                    .as_ref()
+                    .and_then(|r| pooled(line, r))
+                    .and_then(|n| t.pending.remove(&n));
+                match (found, range) {
+                    (Some(p), Some(r)) => {
+                        let out = splice(line, vec![(r, &p.id)]);
+                        t.send(p.lease, out);
+                    }
+                    // An error for a request the server could not read names no id.
+                    (None, None) if t.to_sole(line) => {}
+                    _ => tracing::debug!(
+                        pid = self.pid,
+                        "answer of a shared mcp server for no request in flight; dropped"
+                    ),
+                }
+            }
+            Kind::Notification if s.method.as_deref() == Some("notifications/progress") => {
+                // Progress names its request by the token the pool gave it; any other is
+                // not for these clients (a request already ended, say).
+                let found = s.token.and_then(|r| {
+                    let p = t.pending.get(&pooled(line, &r)?)?;
+                    Some((p.lease, splice(line, vec![(r, p.token.as_deref()?)])))
+                });
+                match found {
+                    Some((lease, out)) => t.send(lease, out),
+                    None => tracing::debug!(
+                        pid = self.pid,
+                        "progress of a shared mcp server for no request in flight; dropped"
+                    ),
+                }
+            }
+            Kind::Notification => {
+                if !t.to_sole(line) {
+                    tracing::debug!(pid = self.pid, method = ?s.method, "notification of a shared mcp server for no single request; dropped");
+                }
+            }
+            Kind::Request => {
+                if !t.to_sole(line) {
+                    drop(t);
+                    let id = s.id.and_then(|r| RequestId::from_json(&text(line, &r)));
+                    let answer = error_response(
+                        id.as_ref(),
+                        INTERNAL_ERROR,
+                        "mcp-audit-proxy: this server process is shared by sessionless requests; a request of its own cannot reach one client",
+                        None,
+                    );
+                    let _ = self.to_child.try_send(answer);
+                }
+            }
+        }
+    }
+
+    /// The child has exited: every lease learns it (its core fails the calls in flight).
+    fn gone(&self, code: i32, described: String) {
+        let mut t = self.table();
+        t.gone = Some((code, described));
+        t.leases.clear();
+        t.pending.clear();
+        drop(t);
+        self.exited.cancel();
+    }
+}
+
+impl Table {
+    fn send(&self, lease: u64, line: Bytes) {
+        if let Some(out) = self.leases.get(&lease) {
+            let _ = out.send(line);
+        }
+    }
+
+    /// Sends `line`, unchanged, to the one lease with requests in flight; false if there is
+    /// not exactly one.
+    fn to_sole(&self, line: &[u8]) -> bool {
+        let mut owners = self.pending.values().map(|p| p.lease);
+        let Some(first) = owners.next() else {
+            return false;
+        };
+        if owners.any(|o| o != first) {
+            return false;
+        }
+        self.send(first, splice(line, Vec::new()));
+        true
+    }
+}
+
+/// Runs one child until it exits: its stdin fed from the leases, its stdout routed to them.
+async fn run_child(
+    shared: Arc<Shared>,
+    mut child: tokio::process::Child,
+    mut group: GroupGuard,
+    (stdin, stdout, rx): (
+        tokio::process::ChildStdin,
+        tokio::process::ChildStdout,
+        mpsc::Receiver<Bytes>,
+    ),
+    grace: Duration,
+    max: usize,
+) {
+    let writer = tokio::spawn(write_child(stdin, rx, shared.stop.clone()));
+    let reader = tokio::spawn(read_child(stdout, shared.clone(), max));
+    let (code, described) = match stdio::supervise(&mut child, &shared.stop, grace).await {
+        Ok((status, sent)) => {
+            if let Some(pgid) = group.0 {
+                stdio::end_group(pgid, grace, sent).await;
+                group.disarm();
+            }
+            (stdio::exit_code(status), stdio::describe(status))
+        }
+        Err(e) => (1, format!("could not be watched ({e})")),
+    };
+    tracing::info!(pid = shared.pid, status = %described, "shared mcp server exited");
+    // What it said before exiting still reaches its leases.
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, reader)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            pid = shared.pid,
+            "shared server output still open after exit; not waiting longer"
+        );
+    }
+    writer.abort();
+    shared.gone(code, described);
+}
+
+/// Writes the leases' lines to the child; closes its stdin when the child is to end.
+async fn write_child(
+    mut stdin: impl AsyncWrite + Unpin,
+    mut rx: mpsc::Receiver<Bytes>,
+    stop: CancellationToken,
+) {
+    loop {
+        let bytes = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            m = rx.recv() => match m {
+                Some(b) => b,
+                None => break,
+            },
+        };
+        if let Err(e) = stdin.write_all(&bytes).await {
+            tracing::warn!(error = %e, "writing to a shared mcp server failed");
+            break;
+        }
+    }
+    let _ = stdin.shutdown().await;
+}
+
+async fn read_child(mut out: impl AsyncRead + Unpin, shared: Arc<Shared>, max: usize) {
+    let mut framer = LineFramer::new(max);
+    loop {
+        while let Some(frame) = framer.next_frame().transpose() {
+            shared.outbound(frame);
+        }
+        match out.read_buf(framer.read_buf()).await {
+            Ok(0) => {
+                if let Some(frame) = framer.finish().transpose() {
+                    shared.outbound(frame);
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a shared mcp server failed");
+                return;
+            }
+        }
+    }
+}
+
+/// A lease's place on its child, given back (with its requests still in flight) when
+/// dropped, whatever ends the lease.
+struct Place {
+    shared: Arc<Shared>,
+    no: u64,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut t = self.shared.table();
+        t.leases.remove(&self.no);
+        let no = self.no;
+        t.pending.retain(|_, p| p.lease != no);
+        t.last_active = Instant::now();
+    }
+}
+
+/// One request's place on a shared child, before its session core runs.
+pub(crate) struct Lease {
+    place: Place,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    max: usize,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("pid", &self.place.shared.pid)
+            .field("no", &self.place.no)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// The shared child's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.place.shared.pid
+    }
+
+    /// Wires the lease to a session core: returns it with the pipe the core writes the
+    /// server's input to and the pipe it reads the server's output from.
+    pub(crate) fn start(self) -> (LeaseLink, DuplexStream, DuplexStream) {
+        let Lease { place, mut rx, max } = self;
+        let (server_in, core_in) = tokio::io::duplex(PIPE);
+        let (mut core_out, server_out) = tokio::io::duplex(PIPE);
+        tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                if core_out.write_all(&line).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping the pipe is the server's EOF for the core.
+        });
+        let input = tokio::spawn(lease_input(
+            place.shared.clone(),
+            place.no,
+            core_in,
+            max.saturating_add(2),
+        ));
+        (LeaseLink { place, input }, server_in, server_out)
+    }
+}
+
+/// Forwards what the core writes, remapped, until the core closes its side.
+async fn lease_input(shared: Arc<Shared>, no: u64, mut input: DuplexStream, max: usize) {
+    let mut framer = LineFramer::new(max);
+    loop {
+        while let Some(frame) = framer.next_frame().transpose() {
+            forward(&shared, no, frame).await;
+        }
+        match input.read_buf(framer.read_buf()).await {
+            Ok(0) => {
+                if let Some(frame) = framer.finish().transpose() {
+                    forward(&shared, no, frame).await;
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+async fn forward(shared: &Shared, no: u64, frame: Result<Bytes, FrameError>) {
+    let Ok(line) = frame else {
+        return;
+    };
+    if let Some(out) = shared.inbound(no, trim_line_end(&line))
+        && shared.to_child.send(out).await.is_err()
+    {
+        tracing::debug!("a shared mcp server's input is closed");
+    }
+}
+
+/// A lease in use by a session core: where its server would be supervised.
+pub(crate) struct LeaseLink {
+    place: Place,
+    input: JoinHandle<()>,
+}
+
+impl LeaseLink {
+    /// Waits until the child exits, or, once `stop` is cancelled, until what the core queued
+    /// is forwarded and its calls are answered (up to `grace`, as a child of its own would
+    /// get), then gives the place back. Returns the exit code and what happened, worded after
+    /// "the server".
+    pub(crate) async fn finish(
+        mut self,
+        stop: &CancellationToken,
+        grace: Duration,
+    ) -> (i32, String) {
+        let shared = self.place.shared.clone();
+        tokio::select! {
+            _ = shared.exited.cancelled() => {}
+            _ = stop.cancelled() => {
+                let deadline = tokio::time::Instant::now() + grace;
+                let _ = tokio::time::timeout_at(deadline, &mut self.input).await;
+                while self.waits() && tokio::time::Instant::now() < deadline {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = shared.exited.cancelled() => break,
+                    }
+                }
+            }
+        }
+        self.input.abort();
+        let gone = shared.table().gone.clone();
+        // The place is given back here (dropped with `self`).
+        match gone {
+            Some(ended) => ended,
+            None => (
+                0,
+                format!(
+                    "(a shared process, pid {}) was left running for other requests",
+                    shared.pid.unwrap_or(0)
+                ),
+            ),
+        }
+    }
+
+    /// Whether calls of this lease that were not cancelled still wait for their answers.
+    fn waits(&self) -> bool {
+        let no = self.place.no;
+        self.place
+            .shared
+            .table()
+            .pending
+            .values()
+            .any(|p| p.lease == no && !p.cancelled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> (Shared, mpsc::Receiver<Bytes>) {
+        let (to_child, rx) = mpsc::channel(16);
+        let shared = Shared {
+            pid: None,
+            to_child,
+            table: Mutex::new(Table {
+                next_id: 0,
+                next_lease: 0,
+                pending: HashMap::new(),
+                leases: HashMap::new(),
+                last_active: Instant::now(),
+                gone: None,
+            }),
+            stop: CancellationToken::new(),
+            exited: CancellationToken::new(),
+        };
+        (shared, rx)
+    }
+
+    fn lease(s: &Shared, no: u64) -> mpsc::UnboundedReceiver<Bytes> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        s.table().leases.insert(no, tx);
+        rx
+    }
+
+    fn call(id: &str) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","_meta":{{"progressToken":"tok"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn colliding_ids_are_remapped_on_the_way_in_and_restored_on_the_way_out() {
+        let (s, _) = shared();
+        let (mut one, mut two) = (lease(&s, 1), lease(&s, 2));
+        let a = s.inbound(1, call("1").as_bytes()).unwrap();
+        let b = s.inbound(2, call("1.0").as_bytes()).unwrap();
+        assert!(a.starts_with(br#"{"jsonrpc":"2.0","id":1,"#), "{a:?}");
+        assert!(b.starts_with(br#"{"jsonrpc":"2.0","id":2,"#), "{b:?}");
+        assert!(memchr::memmem::find(&b, br#""progressToken":2"#).is_some());
+        // Progress of the second, then both answers, in the other order.
+        let ok = |id: u64| {
+            Ok(Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#
+            )))
+        };
+        s.outbound(Ok(Bytes::from_static(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}"#,
+        )));
+        s.outbound(ok(2));
+        s.outbound(ok(1));
+        assert_eq!(
+            &two.try_recv().unwrap()[..],
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":1}}
+"#
+        );
+        assert_eq!(
+            &two.try_recv().unwrap()[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":1.0,\"result\":{}}\n"
+        );
+        assert_eq!(
+            &one.try_recv().unwrap()[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n"
+        );
+        assert!(one.try_recv().is_err() && two.try_recv().is_err());
+        // An answer the pool did not ask for goes nowhere.
+        s.outbound(ok(1));
+        assert!(one.try_recv().is_err() && two.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_cancellation_names_the_childs_id_of_the_leases_own_request_only() {
+        let (s, _) = shared();
+        let (_one, _two) = (lease(&s, 1), lease(&s, 2));
+        s.inbound(1, call(r#""x""#).as_bytes()).unwrap();
+        s.inbound(2, call(r#""x""#).as_bytes()).unwrap();
+        let cancel = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"x","reason":"gone"}}"#;
+        let out = s.inbound(2, cancel).unwrap();
+        assert_eq!(
+            &out[..],
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":2,\"reason\":\"gone\"}}\n"
+        );
+        // Lease 3 has no request "x": its cancellation never reaches the child.
+        assert!(s.inbound(3, cancel).is_none());
+        // A client's answer to a server request is not forwarded to a shared child.
+        assert!(
+            s.inbound(1, br#"{"jsonrpc":"2.0","id":5,"result":{}}"#)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_lease_dropped_anywhere_gives_its_place_and_its_requests_back() {
+        let (s, _) = shared();
+        let s = Arc::new(s);
+        let (_one, _two) = (lease(&s, 1), lease(&s, 2));
+        s.inbound(1, call("1").as_bytes()).unwrap();
+        s.inbound(2, call("1").as_bytes()).unwrap();
+        drop(Place {
+            shared: s.clone(),
+            no: 1,
+        });
+        let t = s.table();
+        assert_eq!(t.leases.keys().collect::<Vec<_>>(), [&2]);
+        assert!(t.pending.values().all(|p| p.lease == 2) && t.pending.len() == 1);
+    }
+
+    #[tokio::test]
+    async fn a_server_request_goes_to_the_only_lease_in_flight_or_is_answered_by_the_pool() {
+        let (s, mut child) = shared();
+        let (mut one, mut two) = (lease(&s, 1), lease(&s, 2));
+        s.inbound(1, call("1").as_bytes()).unwrap();
+        let ask = br#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#;
+        s.outbound(Ok(Bytes::from_static(ask)));
+        assert_eq!(&one.try_recv().unwrap()[..trim_line_end(ask).len()], ask);
+        s.inbound(2, call("1").as_bytes()).unwrap();
+        s.outbound(Ok(Bytes::from_static(ask)));
+        assert!(one.try_recv().is_err() && two.try_recv().is_err());
+        let answer = child.try_recv().unwrap();
+        assert!(
+            memchr::memmem::find(&answer, b"-32603").is_some(),
+            "{answer:?}"
+        );
+    }
+}

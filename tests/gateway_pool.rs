@@ -1,0 +1,433 @@
+//! Sessionless 2026-07-28 requests on shared server processes, through the real binary:
+//! colliding client ids each get their own answer with their own id text, the trail records
+//! the clients' ids, the pool stays at its size, a child that dies fails exactly the calls on
+//! it, idle children end, and closing one request's stream cancels only that call.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::gateway::*;
+use serde_json::Value;
+
+/// The `_meta` of a 2026-07-28 request with a progress token.
+fn meta(token: &str) -> String {
+    format!(
+        r#""_meta":{{"progressToken":{token},"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}"#
+    )
+}
+
+fn slow(id: &str, ms: u64, steps: u32, token: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{"ms":{ms},"steps":{steps}}},{}}}}}"#,
+        meta(token)
+    )
+}
+
+/// A gauge or counter of `/metrics`.
+async fn metric(gw: &Gateway, name: &str) -> i64 {
+    let text = http()
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The answer line (raw JSON text) among an SSE or JSON body's messages, and how many
+/// progress notifications came before it.
+fn answer_of(body: &str) -> (String, usize) {
+    let lines: Vec<&str> = if body.trim_start().starts_with('{') {
+        vec![body.trim()]
+    } else {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect()
+    };
+    let progress = lines
+        .iter()
+        .filter(|l| l.contains("notifications/progress"))
+        .count();
+    let answer = lines
+        .iter()
+        .find(|l| l.contains("\"result\"") || l.contains("\"error\""))
+        .unwrap_or_else(|| panic!("no answer in {body}"));
+    (answer.to_string(), progress)
+}
+
+/// The end events (not `tool_access`) of the trail, waiting up to 5 s for `n` of them.
+async fn ends(gw: &Gateway, tool: &str, n: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = gw
+            .events()
+            .into_iter()
+            .filter(|e| e["tool_name"] == tool && e["event_type"] != "tool_access")
+            .collect();
+        if found.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colliding_ids_on_shared_children_each_get_their_own_answer_and_the_pool_keeps_its_size() {
+    let gw = Gateway::start_with("pool_max_children = 2\npool_max_in_flight = 64", "");
+    let url = gw.endpoint();
+    // 1000, "1000" and 1000.0 are three ids to the clients (and equal ones, 1000 and 1000.0,
+    // to a lax reader): every request has one of them, and the same progress token.
+    let ids = ["1000", "\"1000\"", "1000.0", "\"abc\""];
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = url.clone();
+        let id = ids[i % ids.len()];
+        tasks.push(tokio::spawn(async move {
+            let body = slow(id, 600, 3, "\"tok\"");
+            let (status, _, text) = post_2026(&url, ALICE_KEY, &body, Some("slow"), &[]).await;
+            assert_eq!(status, 200, "{text}");
+            let (answer, progress) = answer_of(&text);
+            assert!(
+                answer.starts_with(&format!(r#"{{"jsonrpc":"2.0","id":{id},"result""#)),
+                "request {i} with id {id}: {answer}"
+            );
+            assert!(answer.contains("slept 600ms"), "{answer}");
+            // Its own three progress notifications, with its own token, and no one else's.
+            assert_eq!(progress, 3, "request {i}: {text}");
+            assert!(
+                !text.contains("\"progressToken\":") || text.contains("\"progressToken\":\"tok\""),
+                "{text}"
+            );
+        }));
+    }
+    for t in tasks {
+        // A misrouted answer would leave its request waiting for limits.call_timeout_ms.
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("a request got no answer")
+            .unwrap();
+    }
+    assert_eq!(metric(&gw, "mcp_gateway_shared_children_started").await, 2);
+    assert_eq!(metric(&gw, "mcp_gateway_shared_children").await, 2);
+
+    let events = gw.events();
+    let access: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "slow" && e["event_type"] == "tool_access")
+        .collect();
+    let ended: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "slow" && e["event_type"] == "tool_execution")
+        .collect();
+    assert_eq!((access.len(), ended.len()), (24, 24), "{events:#?}");
+    for id in ids {
+        let recorded = |list: &[&Value]| {
+            list.iter()
+                .filter(|e| {
+                    // The id's JSON text: 1000, "1000" and 1000.0 apart.
+                    let text = e["metadata"]["request_id"].to_string();
+                    text == id
+                })
+                .count()
+        };
+        assert_eq!(recorded(&access), 6, "access events with id {id}");
+        assert_eq!(recorded(&ended), 6, "end events with id {id}");
+    }
+    assert!(ended.iter().all(|e| e["result"] == "success"), "{ended:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_child_that_dies_fails_exactly_its_calls_and_the_next_request_gets_a_new_one() {
+    let gw = Gateway::start_with("pool_max_children = 1\npool_max_in_flight = 8", "");
+    let url = gw.endpoint();
+    let post = |key: &'static str, body: String, tool: &'static str| {
+        let url = url.clone();
+        tokio::spawn(async move { post_2026(&url, key, &body, Some(tool), &[]).await })
+    };
+    // Three of alice's calls on her one child, and one of bob's on his.
+    let mut alice: Vec<_> = ["\"a\"", "\"b\"", "7"]
+        .iter()
+        .map(|id| post(ALICE_KEY, slow(id, 4000, 4, id), "slow"))
+        .collect();
+    let bob = post(BOB_KEY, slow("7", 1500, 3, "7"), "slow");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.push(post(
+        ALICE_KEY,
+        call_2026("\"boom\"", "crash", r#"{"after_ms":300,"status":3}"#),
+        "crash",
+    ));
+    for t in alice {
+        let (status, _, text) = t.await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        let (answer, _) = answer_of(&text);
+        assert!(answer.contains("-32603"), "{answer}");
+    }
+    let (status, _, text) = bob.await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(answer_of(&text).0.contains("slept 1500ms"), "{text}");
+
+    // The next request of alice gets a new child.
+    let (status, _, text) = post_2026(
+        &url,
+        ALICE_KEY,
+        &call_2026("1", "echo", r#"{"text":"again"}"#),
+        Some("echo"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("again"), "{text}");
+    assert_eq!(metric(&gw, "mcp_gateway_shared_children_started").await, 3);
+
+    let slow_ends = ends(&gw, "slow", 4).await;
+    let crash_ends = ends(&gw, "crash", 1).await;
+    let of = |list: &[Value], user: &str| -> Vec<String> {
+        list.iter()
+            .filter(|e| e["user_id"] == user)
+            .map(|e| format!("{} {}", e["event_type"], e["result"]))
+            .collect()
+    };
+    assert_eq!(
+        of(&slow_ends, "alice"),
+        vec!["\"tool_failure\" \"server_exit\""; 3],
+        "{slow_ends:#?}"
+    );
+    assert_eq!(
+        of(&crash_ends, "alice"),
+        vec!["\"tool_failure\" \"server_exit\""],
+        "{crash_ends:#?}"
+    );
+    assert_eq!(
+        of(&slow_ends, "bob"),
+        vec!["\"tool_execution\" \"success\""],
+        "{slow_ends:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_shared_child_ends_and_the_next_request_starts_one() {
+    let gw = Gateway::start_with("pool_idle_timeout_ms = 1000", "");
+    let url = gw.endpoint();
+    let echo = call_2026("1", "echo", r#"{"text":"warm"}"#);
+    let (status, _, text) = post_2026(&url, ALICE_KEY, &echo, Some("echo"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(metric(&gw, "mcp_gateway_shared_children").await, 1);
+    let started = Instant::now();
+    while metric(&gw, "mcp_gateway_shared_children").await != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the idle child was not reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(metric(&gw, "mcp_gateway_sessions").await, 0);
+    let (status, _, text) = post_2026(&url, ALICE_KEY, &echo, Some("echo"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(metric(&gw, "mcp_gateway_shared_children_started").await, 2);
+}
+
+/// A gateway like [`Gateway::start_with`]'s whose log (its children's stderr included) goes
+/// to a file, at level info.
+fn logged_gateway(gateway: &str) -> (Gateway, std::path::PathBuf) {
+    let text = {
+        let first = Gateway::start_with(gateway, "");
+        std::fs::read_to_string(&first.config).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("gateway.log");
+    let mut cmd = std::process::Command::new(common::proxy_bin());
+    cmd.arg("gateway")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    (Gateway::spawn_command(dir, config, cmd), log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_one_streams_cancels_only_its_call_on_the_shared_child() {
+    let (gw, log) = logged_gateway("pool_max_children = 1");
+    let url = gw.endpoint();
+    // Both calls have the id "long" and run on the one child.
+    let kept = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            post_2026(
+                &url,
+                ALICE_KEY,
+                &slow("\"long\"", 1500, 3, "1"),
+                Some("slow"),
+                &[],
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = reqwest::Client::builder()
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "slow")
+        .body(slow("\"long\"", 5000, 5, "1"))
+        .send()
+        .await;
+    if let Ok(resp) = sent {
+        assert!(resp.text().await.is_err(), "the cut call finished");
+    }
+    let (status, _, text) = kept.await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let (answer, progress) = answer_of(&text);
+    assert!(
+        answer.starts_with(r#"{"jsonrpc":"2.0","id":"long","result""#),
+        "{answer}"
+    );
+    assert!(answer.contains("slept 1500ms"), "{answer}");
+    assert_eq!(progress, 3, "{text}");
+    let found = ends(&gw, "slow", 2).await;
+    let mut results: Vec<String> = found.iter().map(|e| e["result"].to_string()).collect();
+    results.sort();
+    assert_eq!(results, ["\"cancelled\"", "\"success\""], "{found:#?}");
+    assert_eq!(metric(&gw, "mcp_gateway_shared_children_started").await, 1);
+    // The cancellation reached the shared child with the child's id of the cut call (the
+    // second request it took), and the child stopped that call, and only that one.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let forwarded: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("cancellation forwarded to the shared mcp server"))
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{text}");
+    assert!(forwarded[0].contains("child_id=2"), "{text}");
+    assert_eq!(
+        text.matches("example-server: slow cancelled").count(),
+        1,
+        "{text}"
+    );
+}
+
+/// Not a check: the median time of a sessionless `tools/call`, with shared children and with
+/// a process per request (`share_children = false`). Run with
+/// `cargo test --test gateway_pool -- --ignored --nocapture latency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn latency_of_a_sessionless_call() {
+    for share in [false, true] {
+        let gw = Gateway::start_with(
+            "",
+            &format!(
+                "[[upstream]]\nname = \"measured\"\ncommand = [\"{}\"]\nshare_children = {share}\n",
+                common::example_server().display()
+            ),
+        );
+        let url = format!("{}/mcp/measured", gw.url);
+        let echo = call_2026("1", "echo", r#"{"text":"t"}"#);
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let started = Instant::now();
+            let (status, _, text) = post_2026(&url, ALICE_KEY, &echo, Some("echo"), &[]).await;
+            times.push(started.elapsed());
+            assert_eq!(status, 200, "{text}");
+        }
+        times.sort();
+        println!(
+            "share_children = {share}: 200 sequential sessionless echo calls: median {:?}, p90 {:?}",
+            times[100], times[180]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_required_rounds_on_shared_children_reach_the_client_that_asked() {
+    let gw = Gateway::start_with("pool_max_children = 2", "");
+    let url = gw.endpoint();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let action = format!("deploy-{i}");
+            let call = |retry: &str| {
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"confirm","arguments":{{"action":"{action}"}}{retry},{META_2026}}}}}"#
+                )
+            };
+            // Round 1: the server asks (MRTR, an input_required result), by the same id 1.
+            let (status, _, text) =
+                post_2026(&url, ALICE_KEY, &call(""), Some("confirm"), &[]).await;
+            assert_eq!(status, 200, "{text}");
+            let round = messages(&text).pop().unwrap();
+            assert_eq!(round["id"], 1, "{text}");
+            assert_eq!(round["result"]["resultType"], "input_required", "{text}");
+            let asked = &round["result"]["inputRequests"]["confirm"]["params"]["message"];
+            assert_eq!(asked, &Value::from(format!("Really {action}?")), "{text}");
+            let state = round["result"]["requestState"].to_string();
+            // Round 2, maybe on the other child: the state travels with the request.
+            let retry = format!(
+                r#","requestState":{state},"inputResponses":{{"confirm":{{"action":"accept","content":{{"confirmed":true}}}}}}"#
+            );
+            let (status, _, text) =
+                post_2026(&url, ALICE_KEY, &call(&retry), Some("confirm"), &[]).await;
+            assert_eq!(status, 200, "{text}");
+            let done = messages(&text).pop().unwrap();
+            assert_eq!(
+                done["result"]["content"][0]["text"],
+                format!("confirmed: {action}"),
+                "{text}"
+            );
+        }));
+    }
+    for t in tasks {
+        // A misrouted answer would leave its request waiting for limits.call_timeout_ms.
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("a request got no answer")
+            .unwrap();
+    }
+    assert!(metric(&gw, "mcp_gateway_shared_children_started").await <= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_refuses_with_429_naming_its_settings_and_records_it() {
+    let gw = Gateway::start_with("pool_max_children = 1\npool_max_in_flight = 1", "");
+    let url = gw.endpoint();
+    let first = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            post_2026(&url, ALICE_KEY, &slow("1", 1500, 3, "1"), Some("slow"), &[]).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let echo = call_2026("2", "echo", r#"{"text":"no room"}"#);
+    let (status, _, text) = post_2026(&url, ALICE_KEY, &echo, Some("echo"), &[]).await;
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("gateway.pool_max_in_flight = 1"), "{text}");
+    // Another principal has a pool of its own.
+    let (status, _, text) = post_2026(&url, BOB_KEY, &echo, Some("echo"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _, text) = first.await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let refused: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["result"] == "refused" && e["user_id"] == "alice")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["metadata"]["http"]["status_code"], 429);
+}
