@@ -50,8 +50,10 @@
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //! store/              journal.rs (durable record, CRC'd segments), journals.rs (one
 //!                     journal per writing process), index.rs (sled: references into the
-//!                     journals, by id, session, tool, user; links), holder.rs (the one
-//!                     process feeding the index from every journal; takeover)
+//!                     journals by id, posting lists by eight fields, links), query.rs
+//!                     (filters; the most selective posting lists, newest first, to the
+//!                     limit), holder.rs (the one process feeding the index from every
+//!                     journal; takeover), follow.rs (tailing every journal for --follow)
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```
