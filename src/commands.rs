@@ -431,6 +431,7 @@ fn newest(config: &Config, limit: usize, filter: &Filter) -> Result<Vec<AuditEve
     Ok(match store::open_for_query(root)? {
         Some((index, _lock, report)) => {
             log_open(&report);
+            tracing::debug!("reading the audit index");
             let events = index.newest(limit, filter)?;
             index.close()?;
             events
