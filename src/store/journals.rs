@@ -129,6 +129,12 @@ pub fn newest(
     Ok((out, damaged))
 }
 
+/// An event's id, read without decoding the rest of it.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    event_id: EventId,
+}
+
 /// Adds the newest `limit` matching events of the journal in `dir` to `out`.
 fn newest_of(
     dir: &Path,
@@ -145,17 +151,43 @@ fn newest_of(
     // Newest first, an end event is met before its access event (both are written by the
     // process that ran the call, into its journal): its link is known in time.
     let mut links = std::collections::HashMap::new();
+    // Only records holding each wanted user, tool, session and upstream as a JSON string are
+    // decoded (an event's JSON holds them as serde_json writes them). An end event carries
+    // its access event's user, tool, session and upstream, so a skipped end is never the
+    // link of an access event that is kept.
+    let needles: Vec<Vec<u8>> = [
+        &filter.user,
+        &filter.tool,
+        &filter.session,
+        &filter.upstream,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|v| serde_json::to_vec(v).ok())
+    .collect();
     for (i, &n) in segments.iter().enumerate().rev() {
         if found >= limit {
             break;
         }
         let mut events = Vec::new();
+        let mut first_id = None;
         journal::read_segment(
             dir,
             n,
             journal::HEADER_LEN,
             i + 1 == segments.len(),
             |at, payload| {
+                if first_id.is_none() {
+                    let first: IdOnly = serde_json::from_slice(payload)
+                        .map_err(|source| StoreError::Decode { at, source })?;
+                    first_id = Some(first.event_id);
+                }
+                if !needles
+                    .iter()
+                    .all(|n| memchr::memmem::find(payload, n).is_some())
+                {
+                    return Ok(());
+                }
                 let event: AuditEvent = serde_json::from_slice(payload)
                     .map_err(|source| StoreError::Decode { at, source })?;
                 events.push(event);
@@ -163,9 +195,7 @@ fn newest_of(
             },
             |d| damaged.push(d),
         )?;
-        let reached_lowest = events
-            .first()
-            .is_some_and(|e| u128::from(e.event_id.0) < lowest);
+        let reached_lowest = first_id.is_some_and(|id| u128::from(id.0) < lowest);
         for mut event in events.into_iter().rev() {
             if event.event_type != EventType::ToolAccess
                 && let Some(access) = event.linked_event_id
