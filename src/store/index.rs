@@ -6,7 +6,9 @@
 //! # Trees
 //!
 //! ```text
-//! events    ULID (16, big-endian)  -> journal (16) ‖ record (20) ‖ attributes (23, below)
+//! events    newest ULID (16) ‖ oldest ULID (16)
+//!                                  -> per event, ascending: ULID (16) ‖ journal (16) ‖
+//!                                     record (20) ‖ attributes (23, below)
 //! postings  field (1) ‖ len (2) ‖ value ‖ last ULID (16) ‖ first ULID (16)
 //!                                  -> the ULIDs (16 each, ascending) of that value's events
 //! counts    field (1) ‖ len (2) ‖ value -> events staged with it (u64, big-endian; an
@@ -21,16 +23,20 @@
 //! # Why posting lists and not one key per event and field
 //!
 //! Indexing runs beside the calls on the same cores; sled's cost is per insert (copy-on-write
-//! nodes). One key per event and field would be eight to ten inserts per event. Instead the
-//! holder gathers, in memory, the ids of each field value over up to a second of records
-//! ([`Pending`]) and writes one posting per value: per event one insert in `events`, and
-//! the postings' inserts shared by every event of that second. Nobody reads the index between
-//! (it is held by one process, and written before each query, flush and save of positions).
+//! nodes), and opening sled costs per node (its page table is rebuilt at every open, and a
+//! leaf holds at most 16 entries). One key per event and field would be eight to ten inserts
+//! per event and a node per two events. Instead the holder gathers, in memory, up to a second
+//! of records ([`Pending`]) and writes one chunk of event entries and one posting per field
+//! value: the inserts are shared by every event of that second. Nobody reads the index
+//! between (it is held by one process, and written before each query, flush and save of
+//! positions).
 //!
-//! A posting spans at most [`MAX_SPAN_MS`] of event time and [`MAX_POSTING_IDS`] ids: keyed by
-//! its newest id, a newest-first walk of one value merges postings in key order and knows no
-//! unread posting holds an id newer than the next key; a time range starts its walk at
-//! `until + MAX_SPAN_MS` ([`super::query`]).
+//! A chunk or posting spans at most [`MAX_SPAN_MS`] of event time and a bounded number of
+//! entries ([`MAX_CHUNK_EVENTS`], [`MAX_POSTING_IDS`], so that a sled node stays below the
+//! size sled moves to a file of its own): keyed by its newest id, a newest-first walk merges
+//! them in key order and knows no unread one holds an id newer than the next key; a time
+//! range starts its walk at `until + MAX_SPAN_MS`, and an id is looked up among the chunks
+//! whose newest id is within `MAX_SPAN_MS` after it ([`super::query`]).
 //!
 //! The attributes in `events` let a query check every other filter of a candidate from the
 //! index alone: type, result and risk codes (positions in `EventType::ALL`, `Outcome::ALL`,
@@ -41,7 +47,7 @@
 //! sled holds references, not second copies: the journal stays the one place an event's
 //! content lives (one copy to retain, protect and, later, erase), and sled's nodes stay small.
 //! Everything here can be rebuilt from the journals. Applying a record twice is harmless:
-//! `events` and `links` are keyed by event id, and a posting applied twice holds an id twice,
+//! `links` is keyed by event id, and a chunk or posting applied twice holds an id twice,
 //! which a query's merge returns once.
 
 use std::borrow::Cow;
@@ -57,7 +63,7 @@ use crate::audit::event::{AuditEvent, EventId, EventType, Outcome, RiskLevel};
 
 /// Bumped when the index layout changes; a mismatch triggers a rebuild from the journal.
 /// 4: records are referred to with their journal (one journal per writing process).
-/// 5: posting lists by eight fields, attributes beside each record reference, counts.
+/// 5: chunks of event entries with attributes, posting lists by eight fields, counts.
 const FORMAT_VERSION: u32 = 5;
 /// Followed by a journal id: the position up to which that journal is applied.
 const APPLIED_PREFIX: &[u8] = b"applied/";
@@ -65,8 +71,12 @@ const KEY_FORMAT: &[u8] = b"format";
 
 /// The longest stretch of event time one posting covers, in milliseconds.
 pub const MAX_SPAN_MS: u64 = 10 * 60 * 1000;
-/// The most ids one posting holds (64 KiB of ids).
-pub const MAX_POSTING_IDS: usize = 4096;
+/// The most ids one posting holds (4 KiB of ids).
+pub const MAX_POSTING_IDS: usize = 256;
+/// The most event entries one chunk holds (75 bytes each).
+pub const MAX_CHUNK_EVENTS: usize = 64;
+/// Bytes of one entry in an `events` chunk: id and value.
+pub(crate) const CHUNK_ENTRY_LEN: usize = 16 + EVENT_VALUE_LEN;
 /// Staged records after which the holder writes them without waiting for its next save.
 pub const WRITE_EVERY: usize = 8192;
 
@@ -216,7 +226,8 @@ struct Keys<'a> {
 /// ([`Index::write`]); the holder keeps one across catch-ups (see the module docs).
 #[derive(Default)]
 pub struct Pending {
-    events: sled::Batch,
+    /// Event id -> where its record is and its attributes.
+    events: Vec<(u128, [u8; EVENT_VALUE_LEN])>,
     /// Value prefix (`field ‖ len ‖ value`) -> the ids staged with it (big-endian ULIDs).
     postings: HashMap<Box<[u8]>, Vec<u128>>,
     /// Access event key -> its first end's key.
@@ -272,16 +283,26 @@ pub(crate) fn id_ms(id: u128) -> u64 {
     (id >> 80) as u64
 }
 
-/// Splits sorted, deduplicated `ids` into postings: runs of at most [`MAX_SPAN_MS`] and
-/// [`MAX_POSTING_IDS`].
-fn runs(ids: &[u128]) -> impl Iterator<Item = &[u128]> {
-    let mut rest = ids;
+/// The largest id of the millisecond [`MAX_SPAN_MS`] after `id`'s (the newest id a chunk or
+/// posting holding `id` can have).
+pub(crate) fn span_after(id: u128) -> u128 {
+    if id == u128::MAX {
+        return u128::MAX;
+    }
+    let ms = id_ms(id).saturating_add(MAX_SPAN_MS).min((1 << 48) - 1);
+    (u128::from(ms) << 80) | ((1u128 << 80) - 1)
+}
+
+/// Splits `items`, sorted by id without repeats, into chunks or postings: runs of at most
+/// [`MAX_SPAN_MS`] and `max` items.
+fn runs<T>(items: &[T], id: impl Fn(&T) -> u128, max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
     std::iter::from_fn(move || {
-        let first = *rest.first()?;
+        let first = id(rest.first()?);
         let n = rest
             .iter()
-            .take(MAX_POSTING_IDS)
-            .take_while(|&&id| id_ms(id) - id_ms(first) <= MAX_SPAN_MS)
+            .take(max)
+            .take_while(|&x| id_ms(id(x)) - id_ms(first) <= MAX_SPAN_MS)
             .count();
         let (run, after) = rest.split_at(n);
         rest = after;
@@ -384,7 +405,7 @@ impl Index {
         };
         pending
             .events
-            .insert(&key, &event_value(journal, record, &attrs)[..]);
+            .push((n, event_value(journal, record, &attrs)));
         pending.post(Field::User, &keys.user_id, n);
         if let Some(tool) = &keys.tool_name {
             pending.post(Field::Tool, tool, n);
@@ -416,23 +437,38 @@ impl Index {
         Ok(())
     }
 
-    /// Writes the staged entries: one batch per tree; per field value, one posting per run of
-    /// [`MAX_SPAN_MS`] and one count update.
+    /// Writes the staged entries: one batch per tree; event entries in chunks, and per field
+    /// value one posting per run of [`MAX_SPAN_MS`] and one count update.
     pub fn write(&self, pending: Pending) -> Result<(), StoreError> {
         let Pending {
-            events,
+            mut events,
             postings,
             links,
             ..
         } = pending;
+        events.sort_unstable_by_key(|e| e.0);
+        events.dedup_by_key(|e| e.0);
+        let mut event_batch = sled::Batch::default();
+        let mut value = Vec::new();
+        for run in runs(&events, |e| e.0, MAX_CHUNK_EVENTS) {
+            let (first, last) = (run[0].0, run[run.len() - 1].0);
+            value.clear();
+            for (id, entry) in run {
+                value.extend_from_slice(&id.to_be_bytes());
+                value.extend_from_slice(entry);
+            }
+            event_batch.insert(
+                &[last.to_be_bytes(), first.to_be_bytes()].concat()[..],
+                value.as_slice(),
+            );
+        }
         let mut posting_batch = sled::Batch::default();
         let mut count_batch = sled::Batch::default();
         let mut key = Vec::new();
-        let mut value = Vec::new();
         for (prefix, mut ids) in postings {
             ids.sort_unstable();
             ids.dedup();
-            for run in runs(&ids) {
+            for run in runs(&ids, |id| *id, MAX_POSTING_IDS) {
                 let (first, last) = (run[0], run[run.len() - 1]);
                 key.clear();
                 key.extend_from_slice(&prefix);
@@ -457,7 +493,7 @@ impl Index {
             link_batch.insert(&access, &end);
         }
         for (tree, batch) in [
-            (&self.events, events),
+            (&self.events, event_batch),
             (&self.postings, posting_batch),
             (&self.counts, count_batch),
             (&self.links, link_batch),
@@ -487,10 +523,49 @@ impl Index {
 
     /// One event by id.
     pub fn get(&self, id: EventId) -> Result<Option<AuditEvent>, StoreError> {
-        let Some(at) = self.events.get(id.to_key()).map_err(|e| self.err(e))? else {
+        let Some(at) = self.entry(u128::from(id.0))? else {
             return Ok(None);
         };
         self.read(id, &at).map(Some)
+    }
+
+    /// The `events` value of event `id` (where its record is, its attributes): looked up in
+    /// the chunks whose newest id is at most [`MAX_SPAN_MS`] after it.
+    pub(crate) fn entry(&self, id: u128) -> Result<Option<[u8; EVENT_VALUE_LEN]>, StoreError> {
+        let start = [id.to_be_bytes(), [0; 16]].concat();
+        let end = [span_after(id).to_be_bytes(), [0xff; 16]].concat();
+        for kv in self.events.range(start..=end) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let first = k
+                .get(16..32)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map_or(u128::MAX, u128::from_be_bytes);
+            if first > id {
+                continue;
+            }
+            let n = v.len() / CHUNK_ENTRY_LEN;
+            let id_at = |i: usize| {
+                let at = i * CHUNK_ENTRY_LEN;
+                u128::from_be_bytes(v[at..at + 16].try_into().unwrap_or_default())
+            };
+            // Entries are sorted by id: binary search.
+            let (mut lo, mut hi) = (0, n);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if id_at(mid) < id {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo < n && id_at(lo) == id {
+                let at = lo * CHUNK_ENTRY_LEN + 16;
+                let mut out = [0u8; EVENT_VALUE_LEN];
+                out.copy_from_slice(&v[at..at + EVENT_VALUE_LEN]);
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
     }
 
     /// The event `id` whose `events` value is `at`, read from its journal, with its link.
@@ -513,9 +588,14 @@ impl Index {
         Ok(event)
     }
 
-    /// Number of events indexed (sled counts them one by one: for reports, not for queries).
+    /// Number of events indexed (every entry is read: for reports, not for queries).
     pub fn len(&self) -> usize {
-        self.events.len()
+        let mut all = super::query::Merge::events(self, 0, u128::MAX);
+        let mut n = 0;
+        while let Ok(Some(_)) = all.next(self) {
+            n += 1;
+        }
+        n
     }
 
     /// Whether no event is indexed.

@@ -7,9 +7,9 @@
 //! 2. Among the filters with posting lists (user, tool, session, upstream, tag, type, result,
 //!    risk: the levels at or above the one asked for), the one with the fewest events
 //!    (`counts`) drives; with none, the `events` tree itself, in the time range.
-//! 3. The driver yields ids newest first ([`Postings`]: postings merged by their newest id),
+//! 3. The driver yields ids newest first ([`Merge`]: postings merged by their newest id),
 //!    each once, only inside the time range.
-//! 4. Each candidate's `events` entry is checked against every other filter by its attributes
+//! 4. Each candidate's `events` entry (found in the chunks near its id) is checked against every other filter by its attributes
 //!    (codes, tag mask, value hashes), without reading its journal.
 //! 5. Only a candidate that passes is read from its journal and checked exactly
 //!    ([`Filter::matches`], which also confirms hashes); the walk stops at the limit.
@@ -21,7 +21,10 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, SystemTime};
 
 use super::StoreError;
-use super::index::{Attrs, Field, Index, MAX_SPAN_MS, code, fnv, id_ms, tag_bit, value_prefix};
+use super::index::{
+    Attrs, CHUNK_ENTRY_LEN, EVENT_VALUE_LEN, Field, Index, code, fnv, span_after, tag_bit,
+    value_prefix,
+};
 use crate::audit::event::{AuditEvent, EventId, EventType, Outcome, RiskLevel};
 
 /// Which events a query wants; unset fields match everything. Values are compared as the event
@@ -132,42 +135,61 @@ fn ms_of(t: SystemTime) -> u64 {
         .as_millis() as u64
 }
 
-/// The ids of one or more field values, newest first, each once, within `[lo, hi]`: the
-/// postings of each value are read in descending order of their newest id, and an id is
-/// returned once no unread posting can hold a newer one.
-pub(crate) struct Postings {
+/// Entries (id and, for event chunks, the event's value) newest first, each id once, within
+/// `[lo, hi]`, from chunks or postings keyed by `prefix ‖ newest id ‖ oldest id`: they are
+/// read in descending order of their newest id, and an id is returned once no unread one can
+/// hold a newer one.
+pub(crate) struct Merge {
     scans: Vec<std::iter::Peekable<std::iter::Rev<sled::Iter>>>,
     /// Each scan's prefix length (the newest id follows it in the key).
     prefix_lens: Vec<usize>,
-    loaded: BinaryHeap<u128>,
+    /// Bytes per entry in a value: 16 (postings: ids) or [`CHUNK_ENTRY_LEN`] (event chunks).
+    width: usize,
+    loaded: BinaryHeap<(u128, [u8; EVENT_VALUE_LEN])>,
     /// The last id returned: ids are returned in strictly descending order.
     below: Option<u128>,
     lo: u128,
     hi: u128,
 }
 
-impl Postings {
-    pub(crate) fn new(index: &Index, field: Field, values: &[&str], lo: u128, hi: u128) -> Self {
+impl Merge {
+    /// The ids of any of `values` of `field`.
+    pub(crate) fn postings(
+        index: &Index,
+        field: Field,
+        values: &[&str],
+        lo: u128,
+        hi: u128,
+    ) -> Self {
+        let mut prefix = Vec::new();
+        let prefixes = values.iter().map(|v| {
+            value_prefix(&mut prefix, field, v);
+            prefix.clone()
+        });
+        let prefixes: Vec<Vec<u8>> = prefixes.collect();
+        Merge::new(&index.postings, &prefixes, 16, lo, hi)
+    }
+
+    /// Every event's id and value.
+    pub(crate) fn events(index: &Index, lo: u128, hi: u128) -> Self {
+        Merge::new(&index.events, &[Vec::new()], CHUNK_ENTRY_LEN, lo, hi)
+    }
+
+    fn new(tree: &sled::Tree, prefixes: &[Vec<u8>], width: usize, lo: u128, hi: u128) -> Self {
+        // One whose newest id is past hi + MAX_SPAN_MS starts after hi: skip those.
+        let top = span_after(hi);
         let mut scans = Vec::new();
         let mut prefix_lens = Vec::new();
-        // A posting whose newest id is past hi + MAX_SPAN_MS starts after hi: skip those.
-        let ms_hi = id_ms(hi).saturating_add(MAX_SPAN_MS).min((1 << 48) - 1);
-        let top = if hi == u128::MAX {
-            u128::MAX
-        } else {
-            (u128::from(ms_hi) << 80) | ((1u128 << 80) - 1)
-        };
-        let mut prefix = Vec::new();
-        for v in values {
-            value_prefix(&mut prefix, field, v);
+        for prefix in prefixes {
             let start = [&prefix[..], &lo.to_be_bytes()].concat();
             let end = [&prefix[..], &top.to_be_bytes(), &[0xff; 16]].concat();
-            scans.push(index.postings.range(start..=end).rev().peekable());
+            scans.push(tree.range(start..=end).rev().peekable());
             prefix_lens.push(prefix.len());
         }
-        Postings {
+        Merge {
             scans,
             prefix_lens,
+            width,
             loaded: BinaryHeap::new(),
             below: None,
             lo,
@@ -175,7 +197,7 @@ impl Postings {
         }
     }
 
-    /// The newest id of the next unread posting of scan `i`.
+    /// The newest id of the next unread chunk or posting of scan `i`.
     fn head(&mut self, i: usize) -> Option<u128> {
         let (key, _) = self.scans[i].peek()?.as_ref().ok()?;
         let at = self.prefix_lens[i];
@@ -183,9 +205,12 @@ impl Postings {
         Some(u128::from_be_bytes(bytes))
     }
 
-    pub(crate) fn next(&mut self, index: &Index) -> Result<Option<u128>, StoreError> {
+    pub(crate) fn next(
+        &mut self,
+        index: &Index,
+    ) -> Result<Option<(u128, [u8; EVENT_VALUE_LEN])>, StoreError> {
         loop {
-            // The scan whose next posting may hold the newest unread id.
+            // The scan whose next chunk may hold the newest unread id.
             let mut frontier: Option<(usize, u128)> = None;
             for i in 0..self.scans.len() {
                 if let Some(Err(_)) = self.scans[i].peek()
@@ -199,23 +224,29 @@ impl Postings {
                     frontier = Some((i, h));
                 }
             }
-            match (self.loaded.peek().copied(), frontier) {
+            match (self.loaded.peek().map(|e| e.0), frontier) {
                 (Some(top), f) if f.is_none_or(|(_, f)| top >= f) => {
-                    self.loaded.pop();
-                    if self.below.is_some_and(|b| top >= b) {
-                        continue; // the same id in a posting applied twice
-                    }
-                    self.below = Some(top);
-                    return Ok(Some(top));
-                }
-                (_, Some((i, _))) => {
-                    let Some(Ok((_, ids))) = self.scans[i].next() else {
+                    let Some(entry) = self.loaded.pop() else {
                         continue;
                     };
-                    for chunk in ids.chunks_exact(16) {
-                        let id = u128::from_be_bytes(chunk.try_into().unwrap_or_default());
+                    if self.below.is_some_and(|b| top >= b) {
+                        continue; // the same id in a chunk or posting applied twice
+                    }
+                    self.below = Some(top);
+                    return Ok(Some(entry));
+                }
+                (_, Some((i, _))) => {
+                    let Some(Ok((_, entries))) = self.scans[i].next() else {
+                        continue;
+                    };
+                    for chunk in entries.chunks_exact(self.width) {
+                        let id = u128::from_be_bytes(chunk[..16].try_into().unwrap_or_default());
                         if id >= self.lo && id <= self.hi && self.below.is_none_or(|b| id < b) {
-                            self.loaded.push(id);
+                            let mut value = [0u8; EVENT_VALUE_LEN];
+                            if chunk.len() == CHUNK_ENTRY_LEN {
+                                value.copy_from_slice(&chunk[16..]);
+                            }
+                            self.loaded.push((id, value));
                         }
                     }
                 }
@@ -265,25 +296,20 @@ impl Index {
         }
         match driver {
             None => {
-                let range = self.events.range(lo.to_be_bytes()..=hi.to_be_bytes());
-                for kv in range.rev() {
-                    let (k, v) = kv.map_err(|e| self.err(e))?;
-                    let Ok(key) = <[u8; 16]>::try_from(k.as_ref()) else {
-                        continue;
-                    };
-                    if !take(u128::from_be_bytes(key), &v)? {
+                let mut all = Merge::events(self, lo, hi);
+                while let Some((id, value)) = all.next(self)? {
+                    if !take(id, &value)? {
                         break;
                     }
                 }
             }
             Some((field, values, _)) => {
-                let mut ids = Postings::new(self, field, &values, lo, hi);
-                while let Some(id) = ids.next(self)? {
-                    let Some(v) = self.events.get(id.to_be_bytes()).map_err(|e| self.err(e))?
-                    else {
+                let mut ids = Merge::postings(self, field, &values, lo, hi);
+                while let Some((id, _)) = ids.next(self)? {
+                    let Some(value) = self.entry(id)? else {
                         continue;
                     };
-                    if !take(id, &v)? {
+                    if !take(id, &value)? {
                         break;
                     }
                 }

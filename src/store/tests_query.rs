@@ -260,14 +260,29 @@ fn every_filter_and_combination_returns_what_a_scan_of_the_events_does() {
     let holder = a.index.as_mut().unwrap();
     holder.catch_up().unwrap();
     check_all(holder, root.path(), &all);
-    // Spans are bounded: a posting never covers more than MAX_SPAN_MS.
-    for kv in holder.postings.iter() {
-        let (k, v) = kv.unwrap();
-        let n = k.len();
-        let last = u128::from_be_bytes(k[n - 32..n - 16].try_into().unwrap());
-        let first = u128::from_be_bytes(k[n - 16..].try_into().unwrap());
-        assert!((last >> 80) - (first >> 80) <= u128::from(index::MAX_SPAN_MS));
-        assert!(v.len() / 16 <= index::MAX_POSTING_IDS && v.len() % 16 == 0);
+    // Spans are bounded: a chunk or posting never covers more than MAX_SPAN_MS, nor more
+    // entries than its maximum.
+    for (tree, width, max) in [
+        (&holder.postings, 16, index::MAX_POSTING_IDS),
+        (
+            &holder.events,
+            index::CHUNK_ENTRY_LEN,
+            index::MAX_CHUNK_EVENTS,
+        ),
+    ] {
+        assert!(tree.len() > 10);
+        for kv in tree.iter() {
+            let (k, v) = kv.unwrap();
+            let n = k.len();
+            let last = u128::from_be_bytes(k[n - 32..n - 16].try_into().unwrap());
+            let first = u128::from_be_bytes(k[n - 16..].try_into().unwrap());
+            assert!((last >> 80) - (first >> 80) <= u128::from(index::MAX_SPAN_MS));
+            assert!(v.len() % width == 0 && v.len() / width <= max);
+        }
+    }
+    // Every event is found by its id.
+    for e in &all {
+        assert!(holder.get(e.event_id).unwrap().is_some(), "{}", e.event_id);
     }
     // Linked pairs come back linked from both sides.
     let access = holder.get(all[10].event_id).unwrap().unwrap();
