@@ -13,9 +13,10 @@
 //! journal/NNN…N.journal      the legacy journal (stores written by one process at a time):
 //!                            read like any other, never appended to again
 //! index/                     sled: event id → (journal, segment, offset, length) and a few
-//!                            bytes of its fields; posting lists by user, tool, session, type,
-//!                            risk level, compliance tag, result and upstream (see [`index`]);
-//!                            the access→end links; per journal the position applied up to
+//!                            bytes of its fields, in chunks of up to a second of events;
+//!                            posting lists by user, tool, session, type, risk level,
+//!                            compliance tag, result and upstream (see [`index`]); the
+//!                            access→end links; per journal the position applied up to
 //! index.lock                 held by the index holder, the one process that has sled open
 //! ```
 //!
