@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::SystemTime;
 
-use crate::audit::EventType;
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit::event::{EventId, EventType, Outcome, RiskLevel};
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -26,7 +28,8 @@ pub enum Command {
     Stdio(StdioArgs),
     /// Serve the configured upstreams over MCP Streamable HTTP at `/mcp/NAME` (plain or TLS).
     Gateway(ConfigArg),
-    /// Show the newest audit events.
+    /// Show the newest audit events (filtered, followed as they are written), or one with its
+    /// pair (`events show ID`).
     Events(EventsArgs),
     /// Rebuild the query index from the journals (no proxy may be running on the store).
     Reindex(ConfigArg),
@@ -114,7 +117,7 @@ pub struct PolicyTestArgs {
 #[derive(Debug, Args)]
 pub struct ConfigArg {
     /// The config file.
-    #[arg(long, value_name = "PATH", default_value = "proxy.toml")]
+    #[arg(long, value_name = "PATH", default_value = "proxy.toml", global = true)]
     pub config: PathBuf,
 }
 
@@ -137,49 +140,128 @@ pub struct StdioArgs {
 
 /// `events` arguments.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EventsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigArg,
-    /// How many events, newest first.
+    /// `events show ID` instead of a list.
+    #[command(subcommand)]
+    pub show: Option<EventsCommand>,
+    /// How many events, newest first (with --follow: how many recent ones before following).
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// One JSON object per line instead of a table.
-    #[arg(long)]
+    /// One JSON object per line (the stored event JSON) instead of a table.
+    #[arg(long, conflicts_with = "csv")]
     pub json: bool,
-    /// Only this session.
+    /// CSV with a header line instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+    /// Keep printing new matching events as any process writes them, until interrupted.
+    #[arg(long, short = 'f', conflicts_with = "until")]
+    pub follow: bool,
+    /// Only events at or after TIME: RFC 3339 (2026-12-01T09:00:00Z, 2026-12-01T10:00:00+01:00)
+    /// or a duration ago (30m, 2h, 7d).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
+    /// Only events at or before TIME (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
+    /// Only this session (session_id).
     #[arg(long)]
     pub session: Option<String>,
-    /// Only this tool.
+    /// Only this tool (tool_name).
     #[arg(long)]
     pub tool: Option<String>,
-    /// Only this user.
+    /// Only this user (user_id).
     #[arg(long)]
     pub user: Option<String>,
-    /// Only this event type.
-    #[arg(long = "type", value_enum)]
-    pub event_type: Option<TypeArg>,
+    /// Only this event type: tool_access, tool_execution, tool_failure, permission_change,
+    /// configuration_change (dashes work too: tool-failure).
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
+    pub event_type: Option<EventType>,
+    /// Only events at this risk level or above: low, medium, high, critical.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_risk)]
+    pub risk: Option<RiskLevel>,
+    /// Only events with this compliance tag (gdpr, hipaa, pci_dss, secrets, ...).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Only this result: initiated, success, error, input_required, task, jsonrpc_error,
+    /// cancelled, timeout, server_exit, shutdown, refused, blocked (dashes work too).
+    #[arg(long, value_name = "RESULT", value_parser = parse_result)]
+    pub result: Option<Outcome>,
+    /// Only this upstream (its configured name).
+    #[arg(long)]
+    pub upstream: Option<String>,
 }
 
-/// Event types as command-line values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-#[allow(missing_docs)]
-pub enum TypeArg {
-    ToolAccess,
-    ToolExecution,
-    ToolFailure,
-    PermissionChange,
-    ConfigurationChange,
+/// `events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print one event and the other half of its pair (access <-> its end).
+    Show(ShowArgs),
 }
 
-impl From<TypeArg> for EventType {
-    fn from(t: TypeArg) -> EventType {
-        match t {
-            TypeArg::ToolAccess => EventType::ToolAccess,
-            TypeArg::ToolExecution => EventType::ToolExecution,
-            TypeArg::ToolFailure => EventType::ToolFailure,
-            TypeArg::PermissionChange => EventType::PermissionChange,
-            TypeArg::ConfigurationChange => EventType::ConfigurationChange,
-        }
+/// `events show` arguments.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The event id (a ULID, as in `event_id`).
+    #[arg(value_parser = parse_event_id)]
+    pub id: EventId,
+    /// The two events as JSON lines (the event first) instead of indented JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--since`/`--until`: an RFC 3339 time, or a duration before now (humantime: `2h`, `7d`).
+pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("{text} ago is before the epoch"));
     }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(SystemTime::from)
+        .map_err(|e| {
+            format!(
+                "{text:?} is neither an RFC 3339 time ({e}; e.g. 2026-12-01T09:00:00Z) nor a duration ago (e.g. 30m, 2h, 7d)"
+            )
+        })
+}
+
+fn spellings<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str) -> String {
+    all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", ")
+}
+
+fn parse_event_type(text: &str) -> Result<EventType, String> {
+    EventType::from_spelling(text).ok_or_else(|| {
+        format!(
+            "unknown event type; one of {}",
+            spellings(&EventType::ALL, EventType::as_str)
+        )
+    })
+}
+
+fn parse_risk(text: &str) -> Result<RiskLevel, String> {
+    RiskLevel::from_spelling(text).ok_or_else(|| {
+        format!(
+            "unknown risk level; one of {}",
+            spellings(&RiskLevel::ALL, RiskLevel::as_str)
+        )
+    })
+}
+
+fn parse_result(text: &str) -> Result<Outcome, String> {
+    Outcome::from_spelling(text).ok_or_else(|| {
+        format!(
+            "unknown result; one of {}",
+            spellings(&Outcome::ALL, Outcome::as_str)
+        )
+    })
+}
+
+fn parse_event_id(text: &str) -> Result<EventId, String> {
+    text.trim()
+        .parse()
+        .map_err(|e| format!("not an event id ({e}); give the 26-character event_id of an event"))
 }

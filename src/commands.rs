@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::audit::Outcome;
 use crate::audit::writer;
 use crate::audit::{AuditEvent, EventType};
-use crate::cli::{EventsArgs, PolicyTestArgs, StdioArgs};
+use crate::cli::{EventsArgs, EventsCommand, PolicyTestArgs, ShowArgs, StdioArgs};
 use crate::config::Config;
 use crate::policy::{self, Action, CallInput, Decision};
 use crate::proxy::stdio;
@@ -195,25 +195,230 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     Ok(result?)
 }
 
-/// `events`: prints the newest events from the index, or from the journals while another
-/// process holds the index.
+/// `events`: prints the newest events matching the filters (from the index, or from the
+/// journals while another process holds the index), then with `--follow` every new match as
+/// it is written; or, for `events show ID`, one event and its pair.
 pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
+    if let Some(EventsCommand::Show(show)) = &args.show {
+        return show_event(show, config, out);
+    }
     let filter = Filter {
         session: args.session.clone(),
         tool: args.tool.clone(),
         user: args.user.clone(),
-        event_type: args.event_type.map(EventType::from),
+        event_type: args.event_type,
+        result: args.result,
+        min_risk: args.risk,
+        tag: args.tag.clone(),
+        upstream: args.upstream.clone(),
+        since: args.since,
+        until: args.until,
     };
-    let events = newest(config, args.limit, &filter)?;
-    if args.json {
-        for e in &events {
-            serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)?;
-            writeln!(out)?;
-        }
+    let format = if args.json {
+        Format::Json
+    } else if args.csv {
+        Format::Csv
     } else {
-        write_table(&events, out)?;
+        Format::Table
+    };
+    let mut printer = Printer::new(format, out);
+    if !args.follow {
+        let events = newest(config, args.limit, &filter)?;
+        printer.print(&events)?;
+        return Ok(printer.finish()?);
+    }
+    // Following: start tailing before the query, so that nothing written meanwhile is missed;
+    // what both see is printed once.
+    let root = &config.audit.store_dir;
+    let mut follower = store::Follower::new(root)?;
+    let mut recent = newest(config, args.limit, &filter)?;
+    recent.reverse(); // oldest first, as the new ones will follow
+    let mut printed: std::collections::HashSet<_> = recent.iter().map(|e| e.event_id).collect();
+    printer.print(&recent)?;
+    printer.flush()?;
+    loop {
+        let (mut events, damaged) = follower.poll(&filter)?;
+        for d in damaged {
+            tracing::error!(damage = %d, "audit journal segment damaged");
+        }
+        if !printed.is_empty() {
+            events.retain(|e| !printed.contains(&e.event_id));
+            // Once the journals have moved past the first page, it cannot be met again.
+            if !events.is_empty() {
+                printed.clear();
+            }
+        }
+        if !events.is_empty() {
+            printer.print(&events)?;
+            printer.flush()?;
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+/// How often `events --follow` looks for new records.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// `events show ID`: the event and the other half of its pair, from the index or, while
+/// another process holds it, from the journals.
+fn show_event(args: &ShowArgs, config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
+    let root = &config.audit.store_dir;
+    if !root.join("journal").is_dir() {
+        return Err(ModeError::NoStore { path: root.clone() });
+    }
+    let (event, pair) = match store::open_for_query(root)? {
+        Some((index, _lock, report)) => {
+            log_open(&report);
+            let event = index.get(args.id)?;
+            let pair = match event.as_ref().and_then(|e| e.linked_event_id) {
+                Some(other) => index.get(other)?,
+                None => None,
+            };
+            index.close()?;
+            (event, pair)
+        }
+        None => store::find_in_journals(root, args.id)?,
+    };
+    let Some(event) = event else {
+        return Err(ModeError::BadInput {
+            what: format!("no event {} in the audit store {}", args.id, root.display()),
+            hint: "copy the id from the EVENT ID column of `events`, or check --config",
+        });
+    };
+    let mut show = |title: String, e: &AuditEvent| -> std::io::Result<()> {
+        if args.json {
+            serde_json::to_writer(&mut *out, e)?;
+        } else {
+            writeln!(out, "{title}")?;
+            serde_json::to_writer_pretty(&mut *out, e)?;
+        }
+        writeln!(out)
+    };
+    show(
+        format!("event {} ({})", event.event_id, event.event_type.as_str()),
+        &event,
+    )?;
+    match &pair {
+        Some(p) => {
+            let role = if p.event_type == EventType::ToolAccess {
+                "its access event"
+            } else {
+                "its end"
+            };
+            show(
+                format!("\n{role}: {} ({})", p.event_id, p.event_type.as_str()),
+                p,
+            )?;
+        }
+        None if !args.json => {
+            let why = if event.event_type == EventType::ToolAccess {
+                "no end recorded yet"
+            } else {
+                "not linked to an access event"
+            };
+            writeln!(out, "\nno pair: {why}")?;
+        }
+        None => {}
     }
     Ok(())
+}
+
+/// How `events` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Prints events in one format, the table's or CSV's header once, however many batches.
+struct Printer<'a, W: Write> {
+    format: Format,
+    out: &'a mut W,
+    header_done: bool,
+}
+
+/// The CSV columns: the event's scalar fields as in its JSON, tags joined with `;`.
+const CSV_HEADER: [&str; 13] = [
+    "event_id",
+    "timestamp",
+    "event_type",
+    "result",
+    "user_id",
+    "tool_name",
+    "risk_level",
+    "risk_score",
+    "compliance_tags",
+    "session_id",
+    "upstream",
+    "linked_event_id",
+    "execution_time_us",
+];
+
+impl<'a, W: Write> Printer<'a, W> {
+    fn new(format: Format, out: &'a mut W) -> Self {
+        Printer {
+            format,
+            out,
+            header_done: false,
+        }
+    }
+
+    fn print(&mut self, events: &[AuditEvent]) -> std::io::Result<()> {
+        match self.format {
+            Format::Json => {
+                for e in events {
+                    serde_json::to_writer(&mut *self.out, e)?;
+                    writeln!(self.out)?;
+                }
+            }
+            Format::Table => {
+                if !self.header_done {
+                    write_table_header(self.out)?;
+                }
+                write_table_rows(events, self.out)?;
+            }
+            Format::Csv => {
+                let mut csv = csv::Writer::from_writer(Vec::new());
+                if !self.header_done {
+                    csv.write_record(CSV_HEADER)?;
+                }
+                for e in events {
+                    let opt = |v: Option<String>| v.unwrap_or_default();
+                    csv.write_record([
+                        e.event_id.to_string(),
+                        humantime::format_rfc3339_micros(e.timestamp).to_string(),
+                        e.event_type.as_str().into(),
+                        e.result.as_str().into(),
+                        e.user_id.clone(),
+                        opt(e.tool_name.clone()),
+                        e.risk_level.as_str().into(),
+                        opt(e.metadata.risk_score.map(|s| s.to_string())),
+                        e.compliance_tags.join(";"),
+                        e.session_id.clone(),
+                        e.upstream.clone(),
+                        opt(e.linked_event_id.map(|l| l.to_string())),
+                        opt(e.metadata.execution_time_us.map(|t| t.to_string())),
+                    ])?;
+                }
+                let bytes = csv.into_inner().map_err(|e| e.into_error())?;
+                self.out.write_all(&bytes)?;
+            }
+        }
+        self.header_done = true;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        if !self.header_done {
+            self.print(&[])?;
+        }
+        self.flush()
+    }
 }
 
 /// The newest events matching `filter`, from the index when no other process holds it (caught
@@ -227,6 +432,7 @@ fn newest(config: &Config, limit: usize, filter: &Filter) -> Result<Vec<AuditEve
     Ok(match store::open_for_query(root)? {
         Some((index, _lock, report)) => {
             log_open(&report);
+            tracing::debug!("reading the audit index");
             let events = index.newest(limit, filter)?;
             index.close()?;
             events
@@ -355,13 +561,12 @@ fn policy_replay(
 ) -> Result<(), ModeError> {
     let filter = Filter {
         event_type: Some(EventType::ToolAccess),
+        since: args
+            .since
+            .and_then(|ago| std::time::SystemTime::now().checked_sub(*ago)),
         ..Filter::default()
     };
     let mut events = newest(config, args.limit, &filter)?;
-    if let Some(since) = args.since {
-        let cutoff = std::time::SystemTime::now() - *since;
-        events.retain(|e| e.timestamp >= cutoff);
-    }
     events.reverse(); // oldest first, so session history builds up as it did
     let mut histories: std::collections::HashMap<String, policy::History> = Default::default();
     let (mut counts, mut changed, mut redacted) = ([0usize; 4], 0usize, 0usize);
@@ -444,11 +649,19 @@ fn policy_replay(
 
 /// The human-readable table of `events`.
 pub fn write_table(events: &[AuditEvent], out: &mut impl Write) -> std::io::Result<()> {
+    write_table_header(out)?;
+    write_table_rows(events, out)
+}
+
+fn write_table_header(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:<27} {:<15} {:<14} {:<12} {:<20} {:<8} {:>10}  {:<26} {:<26}",
         "TIME (UTC)", "TYPE", "RESULT", "USER", "TOOL", "RISK", "TIME µs", "EVENT ID", "LINKED"
-    )?;
+    )
+}
+
+fn write_table_rows(events: &[AuditEvent], out: &mut impl Write) -> std::io::Result<()> {
     for e in events {
         let time = humantime::format_rfc3339_micros(e.timestamp).to_string();
         writeln!(

@@ -55,8 +55,10 @@
 //!                     bound.rs (stored arguments and error texts capped, cuts hashed)
 //! store/              journal.rs (durable record, CRC'd segments), journals.rs (one
 //!                     journal per writing process), index.rs (sled: references into the
-//!                     journals, by id, session, tool, user; links), holder.rs (the one
-//!                     process feeding the index from every journal; takeover)
+//!                     journals by id, posting lists by eight fields, links), query.rs
+//!                     (filters; the most selective posting lists, newest first, to the
+//!                     limit), holder.rs (the one process feeding the index from every
+//!                     journal; takeover), follow.rs (tailing every journal for --follow)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined), anomalies.rs (four families, population context),
 //!                     quality.rs (precision/recall against labelled traffic)

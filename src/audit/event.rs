@@ -112,6 +112,29 @@ impl EventType {
     }
 }
 
+/// Reads a value as the event JSON spells it (`tool_failure`) or with dashes (`tool-failure`),
+/// in any case; `None` if it is none of `all` (whose spellings `name` gives).
+fn from_spelling<T: Copy>(text: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Option<T> {
+    let wanted = text.trim().replace('-', "_").to_ascii_lowercase();
+    all.iter().copied().find(|v| name(*v) == wanted)
+}
+
+impl EventType {
+    /// Every type, in the order of their one-byte codes in the index.
+    pub const ALL: [EventType; 5] = [
+        EventType::ToolAccess,
+        EventType::ToolExecution,
+        EventType::ToolFailure,
+        EventType::PermissionChange,
+        EventType::ConfigurationChange,
+    ];
+
+    /// The type spelled `text` as in the JSON or with dashes (`tool-failure`), any case.
+    pub fn from_spelling(text: &str) -> Option<EventType> {
+        from_spelling(text, &Self::ALL, Self::as_str)
+    }
+}
+
 /// How an event's step ended; the vocabulary of the `result` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -162,6 +185,29 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// Every outcome, in the order of their one-byte codes in the index.
+    pub const ALL: [Outcome; 12] = [
+        Outcome::Initiated,
+        Outcome::Success,
+        Outcome::Error,
+        Outcome::InputRequired,
+        Outcome::Task,
+        Outcome::JsonrpcError,
+        Outcome::Cancelled,
+        Outcome::Timeout,
+        Outcome::ServerExit,
+        Outcome::Shutdown,
+        Outcome::Refused,
+        Outcome::Blocked,
+    ];
+
+    /// The outcome spelled `text` as in the JSON or with dashes (`server-exit`), any case.
+    pub fn from_spelling(text: &str) -> Option<Outcome> {
+        from_spelling(text, &Self::ALL, Self::as_str)
+    }
+}
+
 /// Risk levels of the design notes, ordered from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -185,6 +231,21 @@ impl RiskLevel {
             RiskLevel::High => "high",
             RiskLevel::Critical => "critical",
         }
+    }
+}
+
+impl RiskLevel {
+    /// Every level, least severe first (their one-byte codes in the index).
+    pub const ALL: [RiskLevel; 4] = [
+        RiskLevel::Low,
+        RiskLevel::Medium,
+        RiskLevel::High,
+        RiskLevel::Critical,
+    ];
+
+    /// The level spelled `text` as in the JSON, any case.
+    pub fn from_spelling(text: &str) -> Option<RiskLevel> {
+        from_spelling(text, &Self::ALL, Self::as_str)
     }
 }
 
@@ -394,6 +455,28 @@ mod tests {
             assert_eq!(EventId::from_key(&next.to_key()), Some(next));
             prev = next;
         }
+    }
+
+    #[test]
+    fn values_are_read_in_their_json_spelling_or_with_dashes() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::from_spelling(t.as_str()), Some(t));
+            let dashed = t.as_str().replace('_', "-").to_uppercase();
+            assert_eq!(EventType::from_spelling(&dashed), Some(t));
+        }
+        for o in Outcome::ALL {
+            assert_eq!(
+                Outcome::from_spelling(&o.as_str().replace('_', "-")),
+                Some(o)
+            );
+        }
+        for r in RiskLevel::ALL {
+            assert_eq!(RiskLevel::from_spelling(r.as_str()), Some(r));
+        }
+        assert_eq!(EventType::from_spelling("tool_fail"), None);
+        assert_eq!(RiskLevel::from_spelling("severe"), None);
+        // The codes are positions in ALL, so ALL must list each value once, in order.
+        assert!(RiskLevel::ALL.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

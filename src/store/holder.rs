@@ -38,6 +38,10 @@ pub struct IndexHolder {
     recover: bool,
     pub(super) tracked: HashMap<JournalId, Tracked>,
     pub(super) last_persist: Instant,
+    /// Entries staged since the last write: written at the next [`IndexHolder::persist`] (or
+    /// once [`index::WRITE_EVERY`] records are staged), so that a field value's ids of a
+    /// whole second go into one posting. Nobody reads the index in between.
+    pending: index::Pending,
     _lock: File,
 }
 
@@ -94,6 +98,7 @@ impl IndexHolder {
             recover,
             tracked: HashMap::new(),
             last_persist: Instant::now(),
+            pending: index::Pending::default(),
             _lock: lock,
         };
         let done = holder.catch_up()?;
@@ -102,7 +107,10 @@ impl IndexHolder {
         report.damaged = done.damaged;
         report.errors = done.errors;
         report.caught_up = done.applied;
-        report.indexed = holder.index.len();
+        // sled counts entries one by one: only worth it for a rebuild's report.
+        if report.rebuilt.is_some() {
+            report.indexed = holder.index.len();
+        }
         Ok(Some((holder, report)))
     }
 
@@ -149,7 +157,8 @@ impl IndexHolder {
                     }
                 }
             }
-            let done = match catch_up_journal(&root, &self.index, id, tracked.at) {
+            let done = match catch_up_journal(&root, &self.index, &mut self.pending, id, tracked.at)
+            {
                 Ok(done) => done,
                 Err(e) => {
                     // The other journals go on; this one is tried again next time.
@@ -179,6 +188,7 @@ impl IndexHolder {
     /// harmless).
     pub fn persist(&mut self) -> Result<(), StoreError> {
         self.last_persist = Instant::now();
+        self.write_pending()?;
         if self.tracked.values().all(|t| t.saved == Some(t.at)) {
             return Ok(());
         }
@@ -190,6 +200,15 @@ impl IndexHolder {
             }
         }
         Ok(())
+    }
+
+    /// Writes the entries staged so far to the index (not yet flushed, no position saved): for
+    /// reading the index in the process that holds it.
+    pub fn write_pending(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.index.write(std::mem::take(&mut self.pending))
     }
 
     /// Saves everything and lets the index go (another process may take it at once).
@@ -310,11 +329,14 @@ pub struct CatchUp {
     pub damaged: Vec<Damage>,
 }
 
-/// Applies the records of journal `id` after `from` to the index, in chunks; the one way the
-/// index is fed, whether on taking it, by `reindex` or behind running writers.
+/// Stages the records of journal `id` after `from` into `pending`, writing them to the index
+/// whenever [`index::WRITE_EVERY`] are staged; the one way the index is fed, whether on
+/// taking it, by `reindex` or behind running writers. The caller writes what is left staged
+/// before it flushes the index or saves positions ([`IndexHolder::persist`]).
 pub fn catch_up_journal(
     journal_root: &std::path::Path,
     index: &Index,
+    pending: &mut index::Pending,
     id: JournalId,
     from: JournalPos,
 ) -> Result<CatchUp, StoreError> {
@@ -323,29 +345,23 @@ pub fn catch_up_journal(
         end: from,
         damaged: Vec::new(),
     };
-    // Entries are written one batch per tree per chunk: one insert per entry made sled's
-    // per-operation work most of the indexer's CPU, which the server and client share.
-    let mut pending = index::Pending::default();
+    // Entries are written in large batches, one posting per field value: sled's cost is per
+    // insert, and the indexer shares the CPU with the server and the client.
     let end = journal::read_from(
         &id.dir(journal_root),
         from,
         |pos, payload| {
-            if let Err(e) = index.stage(&mut pending, id, pos, payload) {
-                // The records before an unreadable one are indexed, as they were one by one.
-                index.write(std::mem::take(&mut pending))?;
-                return Err(e);
-            }
+            // The records before an unreadable one stay staged and are written, as they were
+            // one by one.
+            index.stage(pending, id, pos, payload)?;
             out.applied += 1;
-            if out.applied.is_multiple_of(1024) {
-                index.write(std::mem::take(&mut pending))?;
+            if pending.len() >= index::WRITE_EVERY {
+                index.write(std::mem::take(pending))?;
             }
             Ok(())
         },
         |d| out.damaged.push(d),
     )?;
-    if !pending.is_empty() {
-        index.write(pending)?;
-    }
     out.end = end;
     Ok(out)
 }

@@ -1,15 +1,57 @@
-//! The query side of the store: sled maps every event id to its record in a journal, and
-//! keeps the indexes (by session, tool, user), the access→end links and, per journal, the
-//! position up to which that journal is applied; fed from the journals by the index holder.
+//! The query side of the store: sled maps every event id to its record in a journal (with a
+//! few bytes of the event's fields), keeps posting lists by field value, the access→end links
+//! and, per journal, the position up to which that journal is applied; fed from the journals
+//! by the index holder.
+//!
+//! # Trees
+//!
+//! ```text
+//! events    newest ULID (16) ‖ oldest ULID (16)
+//!                                  -> per event, ascending: ULID (16) ‖ journal (16) ‖
+//!                                     record (20) ‖ attributes (23, below)
+//! postings  field (1) ‖ len (2) ‖ value ‖ last ULID (16) ‖ first ULID (16)
+//!                                  -> the ULIDs (16 each, ascending) of that value's events
+//! counts    field (1) ‖ len (2) ‖ value -> events staged with it (u64, big-endian; an
+//!                                  estimate: re-applied records count again)
+//! links     access ULID -> its first end's ULID
+//! meta      "format" -> FORMAT_VERSION; "applied/" ‖ journal -> position applied up to
+//! ```
+//!
+//! Fields indexed (one byte each): user, tool, session, event type, risk level, compliance
+//! tag (one entry per tag), result, upstream; values as the event JSON spells them.
+//!
+//! # Why posting lists and not one key per event and field
+//!
+//! Indexing runs beside the calls on the same cores; sled's cost is per insert (copy-on-write
+//! nodes), and opening sled costs per node (its page table is rebuilt at every open, and a
+//! leaf holds at most 16 entries). One key per event and field would be eight to ten inserts
+//! per event and a node per two events. Instead the holder gathers, in memory, up to a second
+//! of records ([`Pending`]) and writes one chunk of event entries and one posting per field
+//! value: the inserts are shared by every event of that second. Nobody reads the index
+//! between (it is held by one process, and written before each query, flush and save of
+//! positions).
+//!
+//! A chunk or posting spans at most [`MAX_SPAN_MS`] of event time and a bounded number of
+//! entries ([`MAX_CHUNK_EVENTS`], [`MAX_POSTING_IDS`], so that a sled node stays below the
+//! size sled moves to a file of its own): keyed by its newest id, a newest-first walk merges
+//! them in key order and knows no unread one holds an id newer than the next key; a time
+//! range starts its walk at `until + MAX_SPAN_MS`, and an id is looked up among the chunks
+//! whose newest id is within `MAX_SPAN_MS` after it ([`super::query`]).
+//!
+//! The attributes in `events` let a query check every other filter of a candidate from the
+//! index alone: type, result and risk codes (positions in `EventType::ALL`, `Outcome::ALL`,
+//! `RiskLevel::ALL`), a 32-bit mask of the compliance tags and 32-bit FNV-1a hashes of user,
+//! tool, session and upstream. A hash or mask match is confirmed on the decoded event, so a
+//! collision costs one journal read, never a wrong answer.
 //!
 //! sled holds references, not second copies: the journal stays the one place an event's
-//! content lives (one copy to retain, protect and, later, erase), and sled's copy-on-write
-//! nodes stay small, which keeps indexing cheap next to the calls. Everything here can be
-//! rebuilt from the journals; applying a record twice is harmless (keys are event ids), which
-//! makes catch-up after a crash simple: replay each journal from the last position sled
-//! remembers for it.
+//! content lives (one copy to retain, protect and, later, erase), and sled's nodes stay small.
+//! Everything here can be rebuilt from the journals. Applying a record twice is harmless:
+//! `links` is keyed by event id, and a chunk or posting applied twice holds an id twice,
+//! which a query's merge returns once.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -17,61 +59,146 @@ use serde::Deserialize;
 use super::StoreError;
 use super::journal::{self, JournalPos, RecordRef};
 use super::journals::JournalId;
-use crate::audit::event::{AuditEvent, EventId, EventType};
+use crate::audit::event::{AuditEvent, EventId, EventType, Outcome, RiskLevel};
 
 /// Bumped when the index layout changes; a mismatch triggers a rebuild from the journal.
 /// 4: records are referred to with their journal (one journal per writing process).
-const FORMAT_VERSION: u32 = 4;
+/// 5: chunks of event entries with attributes, posting lists by eight fields, counts.
+const FORMAT_VERSION: u32 = 5;
 /// Followed by a journal id: the position up to which that journal is applied.
 const APPLIED_PREFIX: &[u8] = b"applied/";
 const KEY_FORMAT: &[u8] = b"format";
 
-/// Where an event's record is: its journal and its place there (36 bytes in the index).
-fn record_bytes(journal: JournalId, record: RecordRef) -> [u8; 36] {
-    let mut out = [0u8; 36];
+/// The longest stretch of event time one posting covers, in milliseconds.
+pub const MAX_SPAN_MS: u64 = 10 * 60 * 1000;
+/// The most ids one posting holds (4 KiB of ids).
+pub const MAX_POSTING_IDS: usize = 256;
+/// The most event entries one chunk holds (75 bytes each).
+pub const MAX_CHUNK_EVENTS: usize = 64;
+/// Bytes of one entry in an `events` chunk: id and value.
+pub(crate) const CHUNK_ENTRY_LEN: usize = 16 + EVENT_VALUE_LEN;
+/// Staged records after which the holder writes them without waiting for its next save.
+pub const WRITE_EVERY: usize = 8192;
+
+/// The fields with posting lists; the byte starts their keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Field {
+    /// `user_id`.
+    User = 1,
+    /// `tool_name` (events without one have no entry).
+    Tool = 2,
+    /// `session_id`.
+    Session = 3,
+    /// `event_type`.
+    Type = 4,
+    /// `risk_level`.
+    Risk = 5,
+    /// Each of `compliance_tags`.
+    Tag = 6,
+    /// `result`.
+    Result = 7,
+    /// `upstream`.
+    Upstream = 8,
+}
+
+/// Writes `field ‖ len ‖ value` into `out` (cleared first): a posting key's prefix.
+pub(crate) fn value_prefix(out: &mut Vec<u8>, field: Field, value: &str) {
+    out.clear();
+    out.push(field as u8);
+    // Values longer than 64 KiB are cut: they still sort and match by their first 64 KiB, and
+    // the decoded event is checked against the filter anyway.
+    let bytes = &value.as_bytes()[..value.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// A stable 32-bit hash (FNV-1a) of a field value, kept in the index: it must not change
+/// between builds, which rules out std's hasher.
+pub(crate) fn fnv(value: &str) -> u32 {
+    value.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The bit of a compliance tag in an event's 32-bit tag mask.
+pub(crate) fn tag_bit(tag: &str) -> u32 {
+    1 << (fnv(tag) % 32)
+}
+
+/// The code of `v`: its position in `all`.
+pub(crate) fn code<T: PartialEq>(all: &[T], v: &T) -> u8 {
+    all.iter().position(|x| x == v).unwrap_or(u8::MAX as usize) as u8
+}
+
+/// Bytes of a record reference in `events`: journal (16) and record (20).
+const REF_LEN: usize = 36;
+/// Bytes of an `events` value: reference and attributes.
+pub(crate) const EVENT_VALUE_LEN: usize = REF_LEN + 3 + 4 * 5;
+
+/// What `events` keeps of an event besides where it is: enough to check a filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Attrs {
+    pub(crate) event_type: u8,
+    pub(crate) result: u8,
+    pub(crate) risk: u8,
+    pub(crate) tags: u32,
+    pub(crate) user: u32,
+    /// 0 for an event without a tool name.
+    pub(crate) tool: u32,
+    pub(crate) session: u32,
+    pub(crate) upstream: u32,
+}
+
+impl Attrs {
+    pub(crate) fn from_value(v: &[u8]) -> Option<Attrs> {
+        if v.len() != EVENT_VALUE_LEN {
+            return None;
+        }
+        let a = &v[REF_LEN..];
+        let word = |i: usize| u32::from_be_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+        Some(Attrs {
+            event_type: a[0],
+            result: a[1],
+            risk: a[2],
+            tags: word(3),
+            user: word(7),
+            tool: word(11),
+            session: word(15),
+            upstream: word(19),
+        })
+    }
+}
+
+fn event_value(journal: JournalId, record: RecordRef, a: &Attrs) -> [u8; EVENT_VALUE_LEN] {
+    let mut out = [0u8; EVENT_VALUE_LEN];
     out[..16].copy_from_slice(&journal.to_bytes());
-    out[16..].copy_from_slice(&record.to_bytes());
+    out[16..REF_LEN].copy_from_slice(&record.to_bytes());
+    let rest = &mut out[REF_LEN..];
+    rest[0] = a.event_type;
+    rest[1] = a.result;
+    rest[2] = a.risk;
+    for (i, w) in [a.tags, a.user, a.tool, a.session, a.upstream]
+        .into_iter()
+        .enumerate()
+    {
+        rest[3 + 4 * i..7 + 4 * i].copy_from_slice(&w.to_be_bytes());
+    }
     out
 }
 
-fn record_from_bytes(bytes: &[u8]) -> Option<(JournalId, RecordRef)> {
-    if bytes.len() != 36 {
+fn record_from_value(bytes: &[u8]) -> Option<(JournalId, RecordRef)> {
+    if bytes.len() != EVENT_VALUE_LEN {
         return None;
     }
     Some((
         JournalId::from_bytes(&bytes[..16])?,
-        RecordRef::from_bytes(&bytes[16..])?,
+        RecordRef::from_bytes(&bytes[16..REF_LEN])?,
     ))
 }
 
 fn applied_key(journal: JournalId) -> Vec<u8> {
     [APPLIED_PREFIX, &journal.to_bytes()[..]].concat()
-}
-
-/// Which events a query wants; empty fields match everything.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only this session.
-    pub session: Option<String>,
-    /// Only this tool.
-    pub tool: Option<String>,
-    /// Only this user.
-    pub user: Option<String>,
-    /// Only this event type.
-    pub event_type: Option<EventType>,
-}
-
-impl Filter {
-    /// Whether an event passes every set field.
-    pub fn matches(&self, e: &AuditEvent) -> bool {
-        self.session.as_ref().is_none_or(|s| *s == e.session_id)
-            && self
-                .tool
-                .as_ref()
-                .is_none_or(|t| Some(t) == e.tool_name.as_ref())
-            && self.user.as_ref().is_none_or(|u| *u == e.user_id)
-            && self.event_type.is_none_or(|t| t == e.event_type)
-    }
 }
 
 /// The fields an index entry needs, read without decoding the whole event.
@@ -87,19 +214,27 @@ struct Keys<'a> {
     session_id: Cow<'a, str>,
     #[serde(default)]
     linked_event_id: Option<EventId>,
+    result: Outcome,
+    risk_level: RiskLevel,
+    #[serde(borrow, default)]
+    compliance_tags: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    upstream: Cow<'a, str>,
 }
 
 /// Index entries staged from journal records ([`Index::stage`]) and not yet written
-/// ([`Index::write`]).
+/// ([`Index::write`]); the holder keeps one across catch-ups (see the module docs).
 #[derive(Default)]
 pub struct Pending {
-    events: sled::Batch,
-    by_session: sled::Batch,
-    by_tool: sled::Batch,
-    by_user: sled::Batch,
+    /// Event id -> where its record is and its attributes.
+    events: Vec<(u128, [u8; EVENT_VALUE_LEN])>,
+    /// Value prefix (`field ‖ len ‖ value`) -> the ids staged with it (big-endian ULIDs).
+    postings: HashMap<Box<[u8]>, Vec<u128>>,
     /// Access event key -> its first end's key.
-    links: std::collections::HashMap<[u8; 16], [u8; 16]>,
+    links: HashMap<[u8; 16], [u8; 16]>,
     staged: usize,
+    /// Reused for each posting prefix, so staging allocates only for a value new in this batch.
+    scratch: Vec<u8>,
 }
 
 impl Pending {
@@ -107,19 +242,34 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.staged == 0
     }
+
+    /// How many records are staged.
+    pub fn len(&self) -> usize {
+        self.staged
+    }
+
+    fn post(&mut self, field: Field, value: &str, id: u128) {
+        value_prefix(&mut self.scratch, field, value);
+        match self.postings.get_mut(self.scratch.as_slice()) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.postings
+                    .insert(self.scratch.as_slice().into(), vec![id]);
+            }
+        }
+    }
 }
 
-/// The sled database holding events (by id) and secondary indexes.
+/// The sled database holding event references, postings and links.
 pub struct Index {
     path: PathBuf,
     journal_root: PathBuf,
-    db: sled::Db,
-    events: sled::Tree,
-    by_session: sled::Tree,
-    by_tool: sled::Tree,
-    by_user: sled::Tree,
+    pub(crate) db: sled::Db,
+    pub(crate) events: sled::Tree,
+    pub(crate) postings: sled::Tree,
+    pub(crate) counts: sled::Tree,
     links: sled::Tree,
-    meta: sled::Tree,
+    pub(crate) meta: sled::Tree,
 }
 
 impl std::fmt::Debug for Index {
@@ -128,19 +278,36 @@ impl std::fmt::Debug for Index {
     }
 }
 
-fn secondary_key(value: &str, id: EventId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + value.len() + 16);
-    key.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    key.extend_from_slice(value.as_bytes());
-    key.extend_from_slice(&id.to_key());
-    key
+/// The ULID's time in milliseconds since the epoch.
+pub(crate) fn id_ms(id: u128) -> u64 {
+    (id >> 80) as u64
 }
 
-fn secondary_prefix(value: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + value.len());
-    key.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    key.extend_from_slice(value.as_bytes());
-    key
+/// The largest id of the millisecond [`MAX_SPAN_MS`] after `id`'s (the newest id a chunk or
+/// posting holding `id` can have).
+pub(crate) fn span_after(id: u128) -> u128 {
+    if id == u128::MAX {
+        return u128::MAX;
+    }
+    let ms = id_ms(id).saturating_add(MAX_SPAN_MS).min((1 << 48) - 1);
+    (u128::from(ms) << 80) | ((1u128 << 80) - 1)
+}
+
+/// Splits `items`, sorted by id without repeats, into chunks or postings: runs of at most
+/// [`MAX_SPAN_MS`] and `max` items.
+fn runs<T>(items: &[T], id: impl Fn(&T) -> u128, max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let first = id(rest.first()?);
+        let n = rest
+            .iter()
+            .take(max)
+            .take_while(|&x| id_ms(id(x)) - id_ms(first) <= MAX_SPAN_MS)
+            .count();
+        let (run, after) = rest.split_at(n);
+        rest = after;
+        Some(run)
+    })
 }
 
 impl Index {
@@ -162,9 +329,8 @@ impl Index {
         let tree = |name: &str| db.open_tree(name).map_err(err);
         Ok(Index {
             events: tree("events")?,
-            by_session: tree("by_session")?,
-            by_tool: tree("by_tool")?,
-            by_user: tree("by_user")?,
+            postings: tree("postings")?,
+            counts: tree("counts")?,
             links: tree("links")?,
             meta: tree("meta")?,
             db,
@@ -173,7 +339,7 @@ impl Index {
         })
     }
 
-    fn err(&self, source: sled::Error) -> StoreError {
+    pub(crate) fn err(&self, source: sled::Error) -> StoreError {
         StoreError::Index {
             path: self.path.clone(),
             source,
@@ -224,20 +390,34 @@ impl Index {
         let keys: Keys = serde_json::from_slice(payload)
             .map_err(|source| StoreError::Decode { at: end, source })?;
         let id = keys.event_id;
+        let key = id.to_key();
+        let n = u128::from_be_bytes(key);
         let record = RecordRef::ending_at(end, payload.len());
-        let empty: &[u8] = &[];
+        let attrs = Attrs {
+            event_type: code(&EventType::ALL, &keys.event_type),
+            result: code(&Outcome::ALL, &keys.result),
+            risk: code(&RiskLevel::ALL, &keys.risk_level),
+            tags: keys.compliance_tags.iter().fold(0, |m, t| m | tag_bit(t)),
+            user: fnv(&keys.user_id),
+            tool: keys.tool_name.as_deref().map_or(0, fnv),
+            session: fnv(&keys.session_id),
+            upstream: fnv(&keys.upstream),
+        };
         pending
             .events
-            .insert(&id.to_key(), &record_bytes(journal, record)[..]);
-        pending
-            .by_session
-            .insert(secondary_key(&keys.session_id, id), empty);
-        pending
-            .by_user
-            .insert(secondary_key(&keys.user_id, id), empty);
+            .push((n, event_value(journal, record, &attrs)));
+        pending.post(Field::User, &keys.user_id, n);
         if let Some(tool) = &keys.tool_name {
-            pending.by_tool.insert(secondary_key(tool, id), empty);
+            pending.post(Field::Tool, tool, n);
         }
+        pending.post(Field::Session, &keys.session_id, n);
+        pending.post(Field::Type, keys.event_type.as_str(), n);
+        pending.post(Field::Risk, keys.risk_level.as_str(), n);
+        for tag in &keys.compliance_tags {
+            pending.post(Field::Tag, tag, n);
+        }
+        pending.post(Field::Result, keys.result.as_str(), n);
+        pending.post(Field::Upstream, &keys.upstream, n);
         // The journal is append-only, so an access event is written before its end exists;
         // the index keeps the link from the access side too and applies it when reading.
         // The first end is the pair's end; a later one (a late answer) links back on its own.
@@ -250,32 +430,72 @@ impl Index {
             if !pending.links.contains_key(&access)
                 && self.links.get(access).map_err(|e| self.err(e))?.is_none()
             {
-                pending.links.insert(access, id.to_key());
+                pending.links.insert(access, key);
             }
         }
         pending.staged += 1;
         Ok(())
     }
 
-    /// Writes the staged entries: one batch per tree, instead of one insert per entry.
+    /// Writes the staged entries: one batch per tree; event entries in chunks, and per field
+    /// value one posting per run of [`MAX_SPAN_MS`] and one count update.
     pub fn write(&self, pending: Pending) -> Result<(), StoreError> {
         let Pending {
-            events,
-            by_session,
-            by_tool,
-            by_user,
+            mut events,
+            postings,
             links,
-            staged: _,
+            ..
         } = pending;
+        events.sort_unstable_by_key(|e| e.0);
+        events.dedup_by_key(|e| e.0);
+        let mut event_batch = sled::Batch::default();
+        let mut value = Vec::new();
+        for run in runs(&events, |e| e.0, MAX_CHUNK_EVENTS) {
+            let (first, last) = (run[0].0, run[run.len() - 1].0);
+            value.clear();
+            for (id, entry) in run {
+                value.extend_from_slice(&id.to_be_bytes());
+                value.extend_from_slice(entry);
+            }
+            event_batch.insert(
+                &[last.to_be_bytes(), first.to_be_bytes()].concat()[..],
+                value.as_slice(),
+            );
+        }
+        let mut posting_batch = sled::Batch::default();
+        let mut count_batch = sled::Batch::default();
+        let mut key = Vec::new();
+        for (prefix, mut ids) in postings {
+            ids.sort_unstable();
+            ids.dedup();
+            for run in runs(&ids, |id| *id, MAX_POSTING_IDS) {
+                let (first, last) = (run[0], run[run.len() - 1]);
+                key.clear();
+                key.extend_from_slice(&prefix);
+                key.extend_from_slice(&last.to_be_bytes());
+                key.extend_from_slice(&first.to_be_bytes());
+                value.clear();
+                for id in run {
+                    value.extend_from_slice(&id.to_be_bytes());
+                }
+                posting_batch.insert(key.as_slice(), value.as_slice());
+            }
+            let before = self
+                .counts
+                .get(&prefix)
+                .map_err(|e| self.err(e))?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map_or(0, u64::from_be_bytes);
+            count_batch.insert(&*prefix, &(before + ids.len() as u64).to_be_bytes());
+        }
         let mut link_batch = sled::Batch::default();
         for (access, end) in links {
             link_batch.insert(&access, &end);
         }
         for (tree, batch) in [
-            (&self.events, events),
-            (&self.by_session, by_session),
-            (&self.by_tool, by_tool),
-            (&self.by_user, by_user),
+            (&self.events, event_batch),
+            (&self.postings, posting_batch),
+            (&self.counts, count_batch),
             (&self.links, link_batch),
         ] {
             tree.apply_batch(batch).map_err(|e| self.err(e))?;
@@ -301,54 +521,56 @@ impl Index {
         Ok(())
     }
 
-    /// The newest events matching `filter`, newest first.
-    pub fn newest(&self, limit: usize, filter: &Filter) -> Result<Vec<AuditEvent>, StoreError> {
-        let ids: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> =
-            if let Some(s) = &filter.session {
-                Box::new(self.ids_by(&self.by_session, s))
-            } else if let Some(t) = &filter.tool {
-                Box::new(self.ids_by(&self.by_tool, t))
-            } else if let Some(u) = &filter.user {
-                Box::new(self.ids_by(&self.by_user, u))
-            } else {
-                Box::new(self.events.iter().keys().rev())
-            };
-        let mut out = Vec::new();
-        for key in ids {
-            if out.len() >= limit {
-                break;
-            }
-            let key = key.map_err(|e| self.err(e))?;
-            let Some(id) = EventId::from_key(&key) else {
-                continue;
-            };
-            if let Some(event) = self.get(id)?
-                && filter.matches(&event)
-            {
-                out.push(event);
-            }
-        }
-        Ok(out)
-    }
-
-    fn ids_by(
-        &self,
-        tree: &sled::Tree,
-        value: &str,
-    ) -> impl Iterator<Item = sled::Result<sled::IVec>> + use<> {
-        let prefix_len = 4 + value.len();
-        tree.scan_prefix(secondary_prefix(value))
-            .keys()
-            .rev()
-            .map(move |k| k.map(|k| sled::IVec::from(&k[prefix_len..])))
-    }
-
     /// One event by id.
     pub fn get(&self, id: EventId) -> Result<Option<AuditEvent>, StoreError> {
-        let Some(at) = self.events.get(id.to_key()).map_err(|e| self.err(e))? else {
+        let Some(at) = self.entry(u128::from(id.0))? else {
             return Ok(None);
         };
-        let (journal, record) = record_from_bytes(&at).ok_or(StoreError::BadIndexEntry { id })?;
+        self.read(id, &at).map(Some)
+    }
+
+    /// The `events` value of event `id` (where its record is, its attributes): looked up in
+    /// the chunks whose newest id is at most [`MAX_SPAN_MS`] after it.
+    pub(crate) fn entry(&self, id: u128) -> Result<Option<[u8; EVENT_VALUE_LEN]>, StoreError> {
+        let start = [id.to_be_bytes(), [0; 16]].concat();
+        let end = [span_after(id).to_be_bytes(), [0xff; 16]].concat();
+        for kv in self.events.range(start..=end) {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            let first = k
+                .get(16..32)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map_or(u128::MAX, u128::from_be_bytes);
+            if first > id {
+                continue;
+            }
+            let n = v.len() / CHUNK_ENTRY_LEN;
+            let id_at = |i: usize| {
+                let at = i * CHUNK_ENTRY_LEN;
+                u128::from_be_bytes(v[at..at + 16].try_into().unwrap_or_default())
+            };
+            // Entries are sorted by id: binary search.
+            let (mut lo, mut hi) = (0, n);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if id_at(mid) < id {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo < n && id_at(lo) == id {
+                let at = lo * CHUNK_ENTRY_LEN + 16;
+                let mut out = [0u8; EVENT_VALUE_LEN];
+                out.copy_from_slice(&v[at..at + EVENT_VALUE_LEN]);
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The event `id` whose `events` value is `at`, read from its journal, with its link.
+    pub(crate) fn read(&self, id: EventId, at: &[u8]) -> Result<AuditEvent, StoreError> {
+        let (journal, record) = record_from_value(at).ok_or(StoreError::BadIndexEntry { id })?;
         let payload = journal::read_record(&journal.dir(&self.journal_root), record)?;
         let mut event: AuditEvent =
             serde_json::from_slice(&payload).map_err(|source| StoreError::Decode {
@@ -363,12 +585,17 @@ impl Index {
         {
             event.linked_event_id = EventId::from_key(&end);
         }
-        Ok(Some(event))
+        Ok(event)
     }
 
-    /// Number of events indexed.
+    /// Number of events indexed (every entry is read: for reports, not for queries).
     pub fn len(&self) -> usize {
-        self.events.len()
+        let mut all = super::query::Merge::events(self, 0, u128::MAX);
+        let mut n = 0;
+        while let Ok(Some(_)) = all.next(self) {
+            n += 1;
+        }
+        n
     }
 
     /// Whether no event is indexed.

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use ulid::Ulid;
 
-use super::journal::{self, Damage, Journal, list_segments};
+use super::journal::{self, Damage, Journal, JournalPos, list_segments};
 use super::{Filter, StoreError, try_lock_file};
-use crate::audit::event::{AuditEvent, EventType};
+use crate::audit::event::{AuditEvent, EventId, EventType};
 
 /// Which journal of the store: a writer process's (a ULID made when it started), or the
 /// legacy one (segments straight in `journal/`, from before journals per process).
@@ -129,6 +129,12 @@ pub fn newest(
     Ok((out, damaged))
 }
 
+/// An event's id, read without decoding the rest of it.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    event_id: EventId,
+}
+
 /// Adds the newest `limit` matching events of the journal in `dir` to `out`.
 fn newest_of(
     dir: &Path,
@@ -139,20 +145,49 @@ fn newest_of(
 ) -> Result<(), StoreError> {
     let segments = list_segments(dir)?;
     let mut found = 0;
+    // One process's ids only grow (its ULID generator is monotonic), so once a segment reaches
+    // before `since`, older segments hold nothing the filter wants.
+    let lowest = filter.lowest_id();
     // Newest first, an end event is met before its access event (both are written by the
     // process that ran the call, into its journal): its link is known in time.
     let mut links = std::collections::HashMap::new();
+    // Only records holding each wanted user, tool, session and upstream as a JSON string are
+    // decoded (an event's JSON holds them as serde_json writes them). An end event carries
+    // its access event's user, tool, session and upstream, so a skipped end is never the
+    // link of an access event that is kept.
+    let needles: Vec<Vec<u8>> = [
+        &filter.user,
+        &filter.tool,
+        &filter.session,
+        &filter.upstream,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|v| serde_json::to_vec(v).ok())
+    .collect();
     for (i, &n) in segments.iter().enumerate().rev() {
         if found >= limit {
             break;
         }
         let mut events = Vec::new();
+        let mut first_id = None;
         journal::read_segment(
             dir,
             n,
             journal::HEADER_LEN,
             i + 1 == segments.len(),
             |at, payload| {
+                if first_id.is_none() {
+                    let first: IdOnly = serde_json::from_slice(payload)
+                        .map_err(|source| StoreError::Decode { at, source })?;
+                    first_id = Some(first.event_id);
+                }
+                if !needles
+                    .iter()
+                    .all(|n| memchr::memmem::find(payload, n).is_some())
+                {
+                    return Ok(());
+                }
                 let event: AuditEvent = serde_json::from_slice(payload)
                     .map_err(|source| StoreError::Decode { at, source })?;
                 events.push(event);
@@ -160,6 +195,7 @@ fn newest_of(
             },
             |d| damaged.push(d),
         )?;
+        let reached_lowest = first_id.is_some_and(|id| u128::from(id.0) < lowest);
         for mut event in events.into_iter().rev() {
             if event.event_type != EventType::ToolAccess
                 && let Some(access) = event.linked_event_id
@@ -174,6 +210,90 @@ fn newest_of(
                 found += 1;
             }
         }
+        if reached_lowest {
+            break;
+        }
     }
     Ok(())
+}
+
+/// Finds event `id` by reading every journal, with the other half of its pair (the access
+/// event it links to, or the first end linking to it): for `events show` while another
+/// process holds the index.
+pub fn find_pair(
+    journal_root: &Path,
+    id: EventId,
+) -> Result<(Option<AuditEvent>, Option<AuditEvent>), StoreError> {
+    let text = id.to_string();
+    let mut found: Option<AuditEvent> = None;
+    let mut ends = Vec::new();
+    for journal in list(journal_root)? {
+        journal::read_from(
+            &journal.dir(journal_root),
+            JournalPos::START,
+            |at, payload| {
+                // Only records naming the id are decoded.
+                if memchr::memmem::find(payload, text.as_bytes()).is_none() {
+                    return Ok(());
+                }
+                let event: AuditEvent = serde_json::from_slice(payload)
+                    .map_err(|source| StoreError::Decode { at, source })?;
+                if event.event_id == id {
+                    found = Some(event);
+                } else if event.linked_event_id == Some(id)
+                    && event.event_type != EventType::ToolAccess
+                {
+                    ends.push(event);
+                }
+                Ok(())
+            },
+            |_| {},
+        )?;
+    }
+    let Some(mut event) = found else {
+        return Ok((None, None));
+    };
+    let pair = if event.event_type == EventType::ToolAccess {
+        // The first end (by id) is the pair's end, as in the index.
+        ends.sort_unstable_by_key(|e| e.event_id);
+        let end = ends.into_iter().next();
+        if event.linked_event_id.is_none() {
+            event.linked_event_id = end.as_ref().map(|e| e.event_id);
+        }
+        end
+    } else {
+        match event.linked_event_id {
+            Some(access) => find_one(journal_root, access)?,
+            None => None,
+        }
+    };
+    Ok((Some(event), pair))
+}
+
+/// Event `id`, read from whichever journal holds it.
+fn find_one(journal_root: &Path, id: EventId) -> Result<Option<AuditEvent>, StoreError> {
+    let text = id.to_string();
+    let needle = format!("\"event_id\":\"{text}\"");
+    let mut found = None;
+    for journal in list(journal_root)? {
+        journal::read_from(
+            &journal.dir(journal_root),
+            JournalPos::START,
+            |at, payload| {
+                if found.is_none() && memchr::memmem::find(payload, needle.as_bytes()).is_some() {
+                    let event: AuditEvent = serde_json::from_slice(payload)
+                        .map_err(|source| StoreError::Decode { at, source })?;
+                    if event.event_id == id {
+                        found = Some(event);
+                    }
+                }
+                Ok(())
+            },
+            |_| {},
+        )?;
+        if found.is_some() {
+            break;
+        }
+    }
+    Ok(found)
 }

@@ -12,9 +12,11 @@
 //!   NNN…N.journal            segments (see [`journal`]); NNN.journal.torn-OFFSET: cut tails
 //! journal/NNN…N.journal      the legacy journal (stores written by one process at a time):
 //!                            read like any other, never appended to again
-//! index/                     sled: event id → (journal, segment, offset, length), the
-//!                            indexes by session, tool and user, the access→end links, and per
-//!                            journal the position up to which it is applied
+//! index/                     sled: event id → (journal, segment, offset, length) and a few
+//!                            bytes of its fields, in chunks of up to a second of events;
+//!                            posting lists by user, tool, session, type, risk level,
+//!                            compliance tag, result and upstream (see [`index`]); the
+//!                            access→end links; per journal the position applied up to
 //! index.lock                 held by the index holder, the one process that has sled open
 //! ```
 //!
@@ -37,10 +39,12 @@
 //! # Exactly once
 //!
 //! A record is in one journal, once: each event is appended by one writer, once. The index
-//! keys every entry by event id, so applying a record again writes the same keys and values
-//! (the access→end link keeps the first end, which is the same one again); re-applying is
-//! harmless. What must not happen is skipping: the holder saves a journal's position only
-//! after flushing the entries before it ([`IndexHolder::persist`]), so after any crash (of the
+//! keys its event entries by event id, so applying a record again writes the same keys and
+//! values (the access→end link keeps the first end, which is the same one again); a posting
+//! list may then hold an id twice, and a query's merge returns it once: re-applying is
+//! harmless. The holder stages entries in memory for up to a second and writes them before
+//! each save. What must not happen is skipping: the holder saves a journal's position only
+//! after writing and flushing the entries before it ([`IndexHolder::persist`]), so after any crash (of the
 //! holder, between a journal append and the index update, or mid-flush) the saved position is
 //! at or behind what the index holds, and the next holder re-applies from there. Only whole
 //! records (length, CRC) are applied, and the index is never ahead of a journal (checked on
@@ -49,36 +53,48 @@
 //! # What a query sees
 //!
 //! `events` takes the index when it is free, catches it up with every journal and reads it:
-//! every whole record written before it started. When another process holds the index, it
-//! reads the journals directly (newest segments first, up to the limit per journal, then the
-//! newest by event id across journals): the same events, without waiting for the holder, and
-//! never refused because writers run. An event being written while the query reads is seen or
-//! not, never half. Event ids (ULIDs) order events by time across processes.
+//! every whole record written before it started. A filtered query reads only what it returns
+//! ([`query`]): the most selective filter's posting lists, newest first, within the time range
+//! as ULID bounds, every other filter checked on the index entry, the journal read only for
+//! events returned, stopping at the limit. When another process holds the index, it reads the
+//! journals directly (newest segments first, every filter applied to each event, up to the
+//! limit per journal and no further back than `--since`, then the newest by event id across
+//! journals): the same events, slower, without waiting for the holder, and never refused
+//! because writers run. An event being written while the query reads is seen or not, never
+//! half. Event ids (ULIDs) order events by time across processes.
+//!
+//! `events --follow` ([`follow`]) tails every journal from its end, and journals that appear
+//! later from their start, without any lock: any writer's new events, as they land.
 //!
 //! # Room for what comes next
 //!
 //! One writer per journal makes a journal a linear history no other process touches: a hash
 //! chain with sequence numbers (and signed checkpoints) can run per journal without any
-//! coordination, and verification walks each journal on its own. `events --follow` can tail
-//! every journal from its end (as the holder does), from any process. Retention can remove
+//! coordination, and verification walks each journal on its own. Retention can remove
 //! whole segments, or whole journals of stopped writers, once the index has forgotten them
 //! (a saved position of a journal that is gone makes the index look damaged and be rebuilt).
 //! A writer killed while making its journal leaves a hidden `journal/.new-<ULID>/`, ignored.
 
+pub mod follow;
 pub mod holder;
 pub mod index;
 pub mod journal;
 pub mod journals;
+pub mod query;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_query;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+pub use follow::Follower;
 pub use holder::{CatchUpAll, IndexHolder, IndexKeeper};
-pub use index::{Filter, Index};
+pub use index::Index;
 pub use journal::{Damage, Journal, JournalPos, Recovery, TornTail};
 pub use journals::JournalId;
+pub use query::Filter;
 
 use crate::audit::event::AuditEvent;
 
@@ -379,4 +395,13 @@ pub fn newest_from_journals(
     filter: &Filter,
 ) -> Result<(Vec<AuditEvent>, Vec<Damage>), StoreError> {
     journals::newest(&StorePaths::new(root).journal(), limit, filter)
+}
+
+/// Finds event `id` and the other half of its pair by reading every journal of the store at
+/// `root` (for `events show` while another process holds the index): `(event, pair)`.
+pub fn find_in_journals(
+    root: &Path,
+    id: crate::audit::event::EventId,
+) -> Result<(Option<AuditEvent>, Option<AuditEvent>), StoreError> {
+    journals::find_pair(&StorePaths::new(root).journal(), id)
 }

@@ -62,7 +62,8 @@ fn write_calls(store: &mut Store, session: &str, n: i64) {
 
 /// Checks that the index holds each of `sessions`' calls exactly once, linked both ways, and
 /// returns the number of events.
-fn check_index(index: &Index, sessions: &[(&str, i64)]) -> usize {
+fn check_index(index: &mut IndexHolder, sessions: &[(&str, i64)]) -> usize {
+    index.write_pending().unwrap();
     let all = index.newest(usize::MAX, &Filter::default()).unwrap();
     let ids: HashSet<_> = all.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), all.len(), "each event once");
@@ -164,7 +165,7 @@ fn index_catch_up_across_journals_and_takeover_when_the_holder_stops() {
     let mut keeper = IndexKeeper::new(root.path(), writers[0].id, None);
     keeper.tick();
     assert!(keeper.holds());
-    let holder = keeper.holder.as_ref().unwrap();
+    let holder = keeper.holder.as_mut().unwrap();
     check_index(holder, &[("s0", 20), ("s1", 21), ("s2", 22)]);
     // Positions are saved per journal, at each journal's end.
     let mut saved = holder.positions().unwrap();
@@ -181,7 +182,7 @@ fn index_catch_up_across_journals_and_takeover_when_the_holder_stops() {
     // More from a running writer is caught up on the next round.
     write_calls(&mut writers[1], "s2-more", 5);
     keeper.tick();
-    let holder = keeper.holder.as_ref().unwrap();
+    let holder = keeper.holder.as_mut().unwrap();
     check_index(
         holder,
         &[("s0", 20), ("s1", 21), ("s2", 22), ("s2-more", 5)],
@@ -315,7 +316,7 @@ fn reindex_is_refused_while_another_process_holds_the_index() {
     let err = reindex(root.path()).unwrap_err();
     assert!(matches!(err, StoreError::IndexBusy { .. }), "{err}");
     drop(w);
-    let (index, _lock, report) = reindex(root.path()).unwrap();
+    let (mut index, _lock, report) = reindex(root.path()).unwrap();
     assert_eq!(report.rebuilt.as_deref(), Some("requested (reindex)"));
-    assert_eq!(check_index(&index, &[("s", 3)]), 6);
+    assert_eq!(check_index(&mut index, &[("s", 3)]), 6);
 }
