@@ -16,8 +16,9 @@
 
 use std::borrow::Cow;
 
-/// Nesting deeper than this is refused (stack safety; events are shallow).
-const MAX_DEPTH: usize = 128;
+/// Nesting deeper than this is refused (stack safety). serde_json, which parsed everything a
+/// record holds before, stops at 128 levels, so no event comes near it.
+const MAX_DEPTH: usize = 512;
 
 /// Why bytes have no canonical form.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +31,18 @@ pub enum CanonError {
         /// What is wrong.
         what: &'static str,
     },
-    /// An object has two members of one name (RFC 8785 requires I-JSON).
-    #[error("an object has the member {0:?} twice")]
+    /// A member to add is there already.
+    #[error("the object has the member {0:?} already")]
     Duplicate(String),
 }
 
 /// The canonical form of `json` (one JSON value), with the members `extra` (name, canonical
 /// JSON of the value) added to its top-level object; `Err(Duplicate)` if `json` has one of
 /// them already.
+///
+/// Members of one name (RFC 8785 wants I-JSON, which has none; a client's arguments with a
+/// repeated key are stored, masked, as evidence of the attempt) keep their order: the sort is
+/// stable, so the form is still a function of the text.
 pub fn canonicalize_with(json: &[u8], extra: &[(&str, &[u8])]) -> Result<Vec<u8>, CanonError> {
     let mut p = Parser { b: json, i: 0 };
     let mut out = Vec::with_capacity(json.len() + 96);
@@ -108,8 +113,13 @@ impl<'a> Parser<'a> {
             Some(b'{') => self.object(out, depth, &[]),
             Some(b'[') => self.array(out, depth),
             Some(b'"') => {
+                let start = self.i;
                 let s = self.string()?;
-                write_str(out, &s);
+                match s {
+                    // Nothing to escape or unescape: the token is already canonical.
+                    Cow::Borrowed(_) => out.extend_from_slice(&self.b[start..self.i]),
+                    Cow::Owned(s) => write_str(out, &s),
+                }
                 Ok(())
             }
             Some(b't') => self.literal(out, b"true"),
@@ -232,7 +242,7 @@ impl<'a> Parser<'a> {
         self.i += 1;
         // Values rendered into one scratch buffer; members sorted by name, then copied out.
         let mut scratch = Vec::new();
-        let mut members: Vec<(String, usize, usize)> = Vec::new();
+        let mut members: Vec<(Cow<'a, str>, usize, usize)> = Vec::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
@@ -242,7 +252,7 @@ impl<'a> Parser<'a> {
                 if self.peek() != Some(b'"') {
                     return Err(self.err("expected a member name"));
                 }
-                let name = self.string()?.into_owned();
+                let name = self.string()?;
                 self.expect(b':', "expected :")?;
                 let from = scratch.len();
                 self.value(&mut scratch, depth + 1)?;
@@ -259,14 +269,14 @@ impl<'a> Parser<'a> {
             }
         }
         for (name, value) in extra {
+            if members.iter().any(|m| m.0 == *name) {
+                return Err(CanonError::Duplicate(name.to_string()));
+            }
             let from = scratch.len();
             scratch.extend_from_slice(value);
-            members.push((name.to_string(), from, scratch.len()));
+            members.push((Cow::Owned(name.to_string()), from, scratch.len()));
         }
-        members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-        if let Some(w) = members.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(CanonError::Duplicate(w[0].0.clone()));
-        }
+        members.sort_by(|a, b| utf16_order(&a.0, &b.0));
         out.push(b'{');
         for (k, (name, from, to)) in members.iter().enumerate() {
             if k > 0 {
@@ -278,6 +288,18 @@ impl<'a> Parser<'a> {
         }
         out.push(b'}');
         Ok(())
+    }
+}
+
+/// RFC 8785's order of member names: by UTF-16 code units. UTF-8 byte order is the same
+/// unless a character above U+FFFF meets one in U+E000..U+FFFF, which needs a byte of 0xEE
+/// or more: only then are the code units compared.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let high = |s: &str| s.bytes().any(|c| c >= 0xEE);
+    if high(a) || high(b) {
+        a.encode_utf16().cmp(b.encode_utf16())
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
     }
 }
 
@@ -320,9 +342,13 @@ mod tests {
             .unwrap(),
             br#"{"id":18446744073709551617,"x":-98765432109876543210.5e3,"y":1.50}"#
         );
+        // A repeated name keeps its order (the sort is stable).
+        assert_eq!(
+            canonicalize(br#"{"b":1,"a":2,"\u0061":1}"#).unwrap(),
+            br#"{"a":2,"a":1,"b":1}"#
+        );
         for bad in [
-            &b"{\"a\":1,\"a\":2}"[..],
-            b"{\"a\":01}",
+            &b"{\"a\":01}"[..],
             b"{\"a\":1.}",
             b"{\"a\":-}",
             b"[1,]",
@@ -337,6 +363,9 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+        // Deeper than serde_json parses (128) is fine; only far deeper is refused.
+        let nested = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(canonicalize(nested.as_bytes()).unwrap(), nested.as_bytes());
         let deep = "[".repeat(MAX_DEPTH + 2) + &"]".repeat(MAX_DEPTH + 2);
         assert!(canonicalize(deep.as_bytes()).is_err());
     }

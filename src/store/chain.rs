@@ -140,30 +140,31 @@ pub fn parse_hex(text: &str) -> Option<Hash> {
     Some(out)
 }
 
-/// The chain members of a stored record, read without decoding the rest of the event.
+/// The chain members of a stored record, read without decoding the rest of the event (the
+/// strings borrowed from the record: canonical digests, ids and times have no escapes).
 #[derive(Debug, Deserialize)]
-pub struct Link {
+pub struct Link<'a> {
     /// `seq`, absent in an unchained (legacy) record.
     #[serde(default)]
     pub seq: Option<u64>,
     /// `previous_hash`: absent (`None`), `null` (`Some(None)`) or a digest.
-    #[serde(default, deserialize_with = "present")]
-    pub previous_hash: Option<Option<String>>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    pub previous_hash: Option<Option<&'a str>>,
     /// The event's id, for the index check.
-    #[serde(default)]
-    pub event_id: Option<crate::audit::event::EventId>,
+    #[serde(default, borrow)]
+    pub event_id: Option<&'a str>,
     /// The event's time, for exports by time range.
-    #[serde(default)]
-    pub timestamp: Option<String>,
+    #[serde(default, borrow)]
+    pub timestamp: Option<&'a str>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<&'de str>>, D::Error> {
+    Option::<&'de str>::deserialize(d).map(Some)
 }
 
-impl Link {
+impl<'a> Link<'a> {
     /// Reads the chain members of a record; `None` if it is not a JSON object of that shape.
-    pub fn of(payload: &[u8]) -> Option<Link> {
+    pub fn of(payload: &'a [u8]) -> Option<Link<'a>> {
         serde_json::from_slice(payload).ok()
     }
 

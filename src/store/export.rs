@@ -199,7 +199,7 @@ pub fn export(
                     let Some(seq) = link.as_ref().and_then(|l| l.seq) else {
                         return Ok(());
                     };
-                    if in_range(link.as_ref().and_then(|l| l.timestamp.as_deref())) {
+                    if in_range(link.as_ref().and_then(|l| l.timestamp)) {
                         first.get_or_insert(records.len());
                         last = Some(records.len());
                     }
@@ -222,7 +222,10 @@ pub fn export(
         };
         let run = &records[first..=last];
         let (first_seq, last_seq) = (run[0].0, run[run.len() - 1].0);
-        let anchor = Link::of(&run[0].1).and_then(|l| l.previous_hash).flatten();
+        let anchor = Link::of(&run[0].1)
+            .and_then(|l| l.previous_hash)
+            .flatten()
+            .map(str::to_string);
         body.extend(line(&JournalLine {
             first_seq,
             journal: id.to_string(),

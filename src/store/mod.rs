@@ -106,6 +106,8 @@ pub mod journal;
 pub mod journals;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trail_tests;
 pub mod verify;
 
 use std::fs::{self, File};

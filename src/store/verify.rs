@@ -162,8 +162,10 @@ pub(crate) struct Walker {
     seen_after: HashSet<u64>,
     /// Checkpoint seqs → (hash, description), to compare with the records.
     expect_hash: HashMap<u64, (Option<Hash>, String)>,
-    /// Where records of interest (checkpoint seq + 1) are.
-    after_final: Option<u64>,
+    /// The `seq` of a final checkpoint (`Some(None)`: final before any record).
+    after_final: Option<Option<u64>>,
+    /// Whether any checkpoint was read, and whether a final one.
+    pub(crate) saw_checkpoint: bool,
     /// Event ids of every whole record, for the index check.
     pub(crate) ids: Vec<Located>,
     pub(crate) report: ChainReport,
@@ -185,6 +187,7 @@ impl Walker {
             seen_after: HashSet::new(),
             expect_hash: HashMap::new(),
             after_final: None,
+            saw_checkpoint: false,
             ids: Vec::new(),
             report: ChainReport::default(),
             last_place: None,
@@ -281,13 +284,14 @@ impl Walker {
                     continue;
                 }
             }
+            self.saw_checkpoint = true;
+            if s.is_final {
+                self.after_final = Some(self.after_final.flatten().max(s.seq));
+            }
             let Some(seq) = s.seq else { continue };
             let hash = s.head_hash.as_deref().and_then(parse_hex);
             self.expect_hash.insert(seq, (hash, desc));
             self.report.covered = Some(self.report.covered.map_or(seq, |c| c.max(seq)));
-            if s.is_final {
-                self.after_final = Some(self.after_final.map_or(seq, |f| f.max(seq)));
-            }
         }
     }
 
@@ -296,7 +300,7 @@ impl Walker {
         let link = Link::of(payload);
         if self.collect_ids
             && let Some(l) = &link
-            && let (Some(id), Some(seq)) = (l.event_id, l.seq)
+            && let (Some(id), Some(seq)) = (l.event_id.and_then(|i| i.parse().ok()), l.seq)
         {
             self.ids.push((id, seq, place));
         }
@@ -364,13 +368,14 @@ impl Walker {
             return self.brk(Kind::Edited, place, Some(seq), detail);
         }
         if let Some(f) = self.after_final
-            && seq > f
+            && f.is_none_or(|f| seq > f)
         {
+            let last = f.map_or("before any record".to_string(), |f| format!("at seq {f}"));
             return self.brk(
                 Kind::Inserted,
                 place,
                 Some(seq),
-                format!("record seq {seq} follows the writer's final checkpoint (seq {f}): nothing was written after it"),
+                format!("record seq {seq} follows the writer's final checkpoint ({last}): nothing was written after it"),
             );
         }
         self.report.chained += 1;
@@ -648,6 +653,23 @@ fn verify_journal(
     }
     let mut walker = walker.into_inner();
     walker.report.legacy = legacy;
+    if seen_chained && walker.after_final.is_none() {
+        let running = journals::try_lock(dir.parent().unwrap_or(dir), id)
+            .ok()
+            .flatten()
+            .is_none();
+        let covered = match walker.report.covered {
+            Some(seq) => format!("records after seq {seq} (its last checkpoint) are"),
+            None => "its records are".to_string(),
+        };
+        walker.report.notes.push(if running {
+            format!("its writer is running: {covered} not covered by a checkpoint yet")
+        } else if walker.saw_checkpoint {
+            format!("no final checkpoint (the writer did not stop cleanly, or the final one was removed): {covered} not covered, a cut there would not show")
+        } else {
+            format!("no checkpoints (the writer crashed before its first one, or the file was removed): {covered} not covered, a cut would not show")
+        });
+    }
     if legacy > 0 {
         walker.report.notes.push(format!(
             "{legacy} record(s) in legacy (format 1) segments, written before chains: unchained, not verifiable"
