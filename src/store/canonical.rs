@@ -276,7 +276,11 @@ impl<'a> Parser<'a> {
             scratch.extend_from_slice(value);
             members.push((Cow::Owned(name.to_string()), from, scratch.len()));
         }
-        members.sort_by(|a, b| utf16_order(&a.0, &b.0));
+        if members.iter().any(|m| needs_utf16(&m.0)) {
+            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        } else {
+            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        }
         out.push(b'{');
         for (k, (name, from, to)) in members.iter().enumerate() {
             if k > 0 {
@@ -291,16 +295,11 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// RFC 8785's order of member names: by UTF-16 code units. UTF-8 byte order is the same
-/// unless a character above U+FFFF meets one in U+E000..U+FFFF, which needs a byte of 0xEE
-/// or more: only then are the code units compared.
-fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let high = |s: &str| s.bytes().any(|c| c >= 0xEE);
-    if high(a) || high(b) {
-        a.encode_utf16().cmp(b.encode_utf16())
-    } else {
-        a.as_bytes().cmp(b.as_bytes())
-    }
+/// RFC 8785 orders member names by UTF-16 code units. UTF-8 byte order is the same unless a
+/// character above U+FFFF meets one in U+E000..U+FFFF, which needs a byte of 0xEE or more:
+/// only an object with such a name is sorted by code units.
+fn needs_utf16(name: &str) -> bool {
+    name.bytes().any(|c| c >= 0xEE)
 }
 
 /// A string with RFC 8785's escapes (serde_json's are the same: `"` `\` and controls only,
