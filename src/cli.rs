@@ -39,6 +39,13 @@ pub enum Command {
     /// Review pinned tool definitions.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Make the Ed25519 key pair that signs journal checkpoints (audit.signing_key_file).
+    Keygen(KeygenArgs),
+    /// Check the audit trail for tampering: every journal of the store (and its index), or an
+    /// export; exit status 0 when intact, 1 when something was changed, removed or added.
+    Verify(VerifyArgs),
+    /// Write a time range of the trail to one file that `verify --export` checks anywhere.
+    Export(ExportArgs),
 }
 
 impl Command {
@@ -51,6 +58,9 @@ impl Command {
             Command::Reindex(a) => &a.config,
             Command::Policy(PolicyCommand::Test(a)) => &a.config.config,
             Command::Tools(ToolsCommand::Accept(a)) => &a.config.config,
+            Command::Verify(a) => &a.config.config,
+            Command::Export(a) => &a.config.config,
+            Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
 }
@@ -264,4 +274,54 @@ fn parse_event_id(text: &str) -> Result<EventId, String> {
     text.trim()
         .parse()
         .map_err(|e| format!("not an event id ({e}); give the 26-character event_id of an event"))
+}
+
+/// `keygen` arguments.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The private key file to write (PKCS#8 PEM, mode 0600); the public key goes to PATH.pub.
+    /// Never overwritten.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+}
+
+/// `verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// Verify this store folder instead of the config's audit.store_dir (no config is read).
+    #[arg(long, value_name = "DIR", conflicts_with = "export")]
+    pub store: Option<PathBuf>,
+    /// Verify an export file (made by `export`; no config or store needed).
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+    /// The public key that checkpoints must be signed with (`keygen`'s PATH.pub); default:
+    /// the public half of the configured audit.signing_key_file.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Do not check the index against the journals (faster on large stores).
+    #[arg(long)]
+    pub no_index: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `export` arguments.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// Events from this time on (RFC 3339, e.g. 2026-12-01T00:00:00Z); default: the first.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<humantime::Timestamp>,
+    /// Events before this time (RFC 3339); default: the last.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<humantime::Timestamp>,
+    /// The file to write (never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }

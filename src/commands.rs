@@ -1,5 +1,7 @@
 //! The modes behind the subcommands, so that `main` stays a thin edge and tests can call them.
 
+pub mod trail;
+
 use std::io::Write;
 use std::time::Duration;
 
@@ -128,12 +130,19 @@ fn start_audit(
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
     let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
     let (journal, keeper, lock) = store.into_parts(&config.audit.store_dir);
-    let (sink, threads) = writer::start(
+    let plan = writer::CheckpointPlan::new(
+        &journal,
+        config.audit.signer.clone(),
+        config.audit.checkpoint_every_events,
+        config.audit.checkpoint_interval,
+    );
+    let (sink, threads) = writer::start_with(
         journal,
         keeper,
         config.audit.durability,
         config.audit.flush_interval,
         config.audit.queue_capacity,
+        plan,
     )
     .map_err(|source| ModeError::Start {
         what: "the audit writer",

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
-//!                     test, tools accept)
-//! commands.rs         the modes behind the subcommands
+//!                     test, tools accept, keygen, verify, export)
+//! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
+//!                     export (run without a config where they can)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
 //!                     source.rs: errors that name the file, the line and a hint;
 //!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
@@ -58,7 +59,10 @@
 //!                     journals by id, posting lists by eight fields, links), query.rs
 //!                     (filters; the most selective posting lists, newest first, to the
 //!                     limit), holder.rs (the one process feeding the index from every
-//!                     journal; takeover), follow.rs (tailing every journal for --follow)
+//!                     journal; takeover), follow.rs (tailing every journal for --follow),
+//!                     chain.rs (canonical records hash-chained per journal), checkpoint.rs
+//!                     (signed heads, keys), verify.rs (tamper check of journals,
+//!                     checkpoints, index), export.rs (a verifiable time range in one file)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined), anomalies.rs (four families, population context),
 //!                     quality.rs (precision/recall against labelled traffic)
@@ -76,9 +80,9 @@
 //! -> a blocked call is recorded (access + failure, `blocked`) and answered with `-32010`,
 //! never forwarded; a call to confirm is recorded and held while the person at the client is
 //! asked (elicitation, or an input_required round in 2026-07-28) -> otherwise the access
-//! event, with sensitive data protected, is recorded
-//! (durable before forwarding in `sync` mode) -> forward the **original bytes** -> the
-//! response is framed and classified -> correlated by id to the waiting context -> the result
+//! event, with sensitive data protected, is recorded (the writer thread seals it into its
+//! journal's hash chain; durable before forwarding in `sync` mode) -> forward the
+//! **original bytes** -> the response is framed and classified -> correlated by id to the waiting context -> the result
 //! is read once and scanned (tags, raised risk) -> the execution or failure event is recorded (durable
 //! before the client sees it in `sync` mode) -> the original response bytes go to the client
 //! (masked only when `redact_results` asks). Everything that is not a `tools/call` is

@@ -29,6 +29,14 @@ fn main() -> ExitCode {
 /// Loads the config, starts logging (stdout carries nothing but MCP in stdio mode: logs go to
 /// stderr, or to `log.file` there), runs the mode, and writes the queued log lines.
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    // These run without a config: a key is made before any config names it, and an export or
+    // a store is verified on a machine that has only the files and the public key.
+    if let Some(result) = commands::trail::without_config(&cli.command) {
+        let logging = Logging::start(Output::Stderr)?;
+        let result = result();
+        logging.finish();
+        return result;
+    }
     let config = Config::load(cli.command.config())?;
     let output = match (&cli.command, &config.log.file) {
         (Command::Stdio(_), Some(path)) => {
@@ -68,6 +76,20 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
                 .context("policy test")?;
             Ok(0)
         }
+        Command::Verify(args) => Ok(commands::trail::verify(
+            &args,
+            Some(config),
+            &mut std::io::stdout().lock(),
+        )?),
+        Command::Export(args) => Ok(commands::trail::export(
+            &args,
+            config,
+            &mut std::io::stdout().lock(),
+        )?),
+        Command::Keygen(args) => Ok(commands::trail::keygen(
+            &args,
+            &mut std::io::stdout().lock(),
+        )?),
         Command::Tools(ToolsCommand::Accept(args)) => {
             let mut out = std::io::stdout().lock();
             commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut out)

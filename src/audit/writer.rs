@@ -3,6 +3,13 @@
 //! from every journal of the store while this process holds the index, and takes the index
 //! over when its holder (another process) stops.
 //!
+//! The writer also keeps the journal's hash chain and checkpoints: [`Journal::append`] seals
+//! each event into the next chained record (canonical JSON, `seq`, `previous_hash`: one parse,
+//! one canonical serialization and one SHA-256 per event, here, off the message's path), and
+//! after a sync the writer signs a checkpoint of the durable head every
+//! `audit.checkpoint_every_events` events or `audit.checkpoint_interval_ms`, after answering
+//! that batch's waiters, and a final one when it stops ([`crate::store::checkpoint`]).
+//!
 //! The pipeline never touches the disk: it hands a serialized event to [`AuditSink::record`]
 //! and, in `sync` mode, awaits the returned [`Ack`] before letting the message move on.
 //! Nothing is dropped silently: a full queue or a failed write is an error the caller sees,
@@ -18,7 +25,9 @@ use tokio::sync::oneshot;
 
 use super::event::AuditEvent;
 use crate::config::Durability;
-use crate::store::{IndexKeeper, Journal};
+use crate::store::chain::Head;
+use crate::store::checkpoint::{CheckpointWriter, Signer};
+use crate::store::{IndexKeeper, Journal, journals};
 
 /// Events per batch at most; more wait for the next batch.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -310,13 +319,54 @@ impl WriterThreads {
     }
 }
 
-/// Starts the writer (owning the journal) and the indexer (holding the index when it can).
+/// When the writer signs checkpoints of its journal, and with what.
+#[derive(Debug)]
+pub struct CheckpointPlan {
+    /// Writes the journal's `checkpoints` file.
+    pub writer: CheckpointWriter,
+    /// A checkpoint once this many durable events are not covered…
+    pub every_events: u64,
+    /// …or once the oldest of them has waited this long.
+    pub interval: Duration,
+}
+
+impl CheckpointPlan {
+    /// The plan of `[audit]` for `journal` (signed with `signer` when configured).
+    pub fn new(
+        journal: &Journal,
+        signer: Option<Arc<Signer>>,
+        every_events: u64,
+        interval: Duration,
+    ) -> CheckpointPlan {
+        CheckpointPlan {
+            writer: CheckpointWriter::new(journal.dir(), journals::id_of(journal.dir()), signer),
+            every_events,
+            interval,
+        }
+    }
+}
+
+/// Starts the writer (owning the journal) and the indexer (holding the index when it can),
+/// with unsigned checkpoints at the default pace (see [`start_with`]).
 pub fn start(
     journal: Journal,
     keeper: IndexKeeper,
     durability: Durability,
     flush_interval: Duration,
     capacity: usize,
+) -> std::io::Result<(AuditSink, WriterThreads)> {
+    let plan = CheckpointPlan::new(&journal, None, 1000, Duration::from_secs(10));
+    start_with(journal, keeper, durability, flush_interval, capacity, plan)
+}
+
+/// Starts the writer and the indexer, the writer checkpointing its journal as `plan` says.
+pub fn start_with(
+    journal: Journal,
+    keeper: IndexKeeper,
+    durability: Durability,
+    flush_interval: Duration,
+    capacity: usize,
+    plan: CheckpointPlan,
 ) -> std::io::Result<(AuditSink, WriterThreads)> {
     // Unbounded: the capacity is enforced on access events only (see `admit`).
     let (tx, rx) = mpsc::channel();
@@ -343,6 +393,10 @@ pub fn start(
                 durability,
                 flush_interval,
                 index_tx,
+                plan,
+                durable: None,
+                checkpointed: None,
+                uncovered_since: None,
             }
             .run(rx)
         })?;
@@ -360,6 +414,13 @@ struct Writer {
     durability: Durability,
     flush_interval: Duration,
     index_tx: SyncSender<()>,
+    plan: CheckpointPlan,
+    /// The journal's head as of the last sync.
+    durable: Option<Head>,
+    /// The `seq` the last checkpoint covers.
+    checkpointed: Option<u64>,
+    /// Since when durable events have waited for a checkpoint.
+    uncovered_since: Option<Instant>,
 }
 
 impl Writer {
@@ -375,6 +436,15 @@ impl Writer {
                 match rx.recv_timeout(wait) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else if let Some(due) = self.checkpoint_due_in() {
+                match rx.recv_timeout(due) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.maybe_checkpoint();
+                        continue;
+                    }
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
@@ -412,6 +482,7 @@ impl Writer {
                 for ack in acks.drain(..) {
                     let _ = ack.send(answer.clone());
                 }
+                self.maybe_checkpoint();
             }
             if unsynced && (last_sync.elapsed() >= self.flush_interval || shutdown.is_some()) {
                 if let Err(e) = self.sync() {
@@ -419,6 +490,7 @@ impl Writer {
                 }
                 unsynced = false;
                 last_sync = Instant::now();
+                self.maybe_checkpoint();
             }
             if shutdown.is_some() {
                 break;
@@ -429,6 +501,10 @@ impl Writer {
         }
         if unsynced && let Err(e) = self.sync() {
             tracing::error!(error = %e, "audit journal sync failed");
+        }
+        // The final checkpoint: the writer stops here, nothing follows its head.
+        if let Err(e) = self.plan.writer.write(self.durable, true) {
+            tracing::error!(error = %e, "audit journal final checkpoint failed");
         }
         let stats = &self.shared.stats;
         let (queue_full, refused) = (
@@ -486,7 +562,46 @@ impl Writer {
         self.journal.sync().map_err(|e| self.fail(e.to_string()))?;
         self.shared.stats.sync_times.observe(started.elapsed());
         self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        self.durable = self.journal.head();
+        if self.uncovered_since.is_none() && self.uncovered() > 0 {
+            self.uncovered_since = Some(Instant::now());
+        }
         Ok(())
+    }
+
+    /// Durable events no checkpoint covers yet.
+    fn uncovered(&self) -> u64 {
+        let durable = self.durable.map_or(0, |h| h.seq + 1);
+        durable.saturating_sub(self.checkpointed.map_or(0, |s| s + 1))
+    }
+
+    /// How long until the uncovered durable events are due a checkpoint, if there are any.
+    fn checkpoint_due_in(&self) -> Option<Duration> {
+        let since = self.uncovered_since?;
+        Some(self.plan.interval.saturating_sub(since.elapsed()))
+    }
+
+    /// Writes a checkpoint of the durable head when enough events or time call for one. A
+    /// failure is logged, not fatal: the records stay chained, only the signature is missing.
+    fn maybe_checkpoint(&mut self) {
+        let uncovered = self.uncovered();
+        let due = self
+            .uncovered_since
+            .is_some_and(|t| t.elapsed() >= self.plan.interval);
+        if uncovered == 0 || (uncovered < self.plan.every_events && !due) {
+            return;
+        }
+        match self.plan.writer.write(self.durable, false) {
+            Ok(_) => {
+                self.checkpointed = self.durable.map(|h| h.seq);
+                self.uncovered_since = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit journal checkpoint failed");
+                // Try again at the next interval, not at every batch.
+                self.uncovered_since = Some(Instant::now());
+            }
+        }
     }
 
     fn fail(&self, reason: String) -> AuditError {

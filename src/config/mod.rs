@@ -56,6 +56,9 @@ struct RawAudit {
     segment_bytes: Option<Spanned<u64>>,
     queue_capacity: Option<Spanned<u64>>,
     max_stored_argument_bytes: Option<Spanned<u64>>,
+    signing_key_file: Option<Spanned<String>>,
+    checkpoint_every_events: Option<Spanned<u64>>,
+    checkpoint_interval_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,6 +116,15 @@ pub struct AuditConfig {
     /// text) and of each error text, in bytes; longer values are cut and listed in
     /// `metadata.truncated` with their length and SHA-256 (see `audit::bound`).
     pub max_stored_argument_bytes: usize,
+    /// `signing_key_file`: the Ed25519 private key (PKCS#8 PEM, from `mcp-audit-proxy keygen`)
+    /// that signs the journal checkpoints, read at start (a configured key that cannot be read
+    /// stops the proxy); without it checkpoints are written unsigned.
+    pub signer: Option<std::sync::Arc<crate::store::checkpoint::Signer>>,
+    /// `checkpoint_every_events`: a checkpoint after at most this many events…
+    pub checkpoint_every_events: u64,
+    /// `checkpoint_interval_ms`: …or this long after the first event it does not cover yet;
+    /// and one at shutdown.
+    pub checkpoint_interval: Duration,
 }
 
 /// `[limits]`: protection against misbehaving peers.
@@ -216,6 +228,36 @@ impl Config {
             256..=(1 << 30),
         )?;
 
+        let checkpoint_every_events = at.ranged(
+            "audit.checkpoint_every_events",
+            a.checkpoint_every_events,
+            1000,
+            1..=10_000_000,
+        )?;
+        let checkpoint_interval_ms = at.ranged(
+            "audit.checkpoint_interval_ms",
+            a.checkpoint_interval_ms,
+            10_000,
+            10..=86_400_000,
+        )?;
+        let signer = match a.signing_key_file {
+            Some(f) => {
+                let span = f.span();
+                let file = base.join(at.non_empty("audit.signing_key_file", f)?);
+                let signer = crate::store::checkpoint::Signer::load(&file).map_err(|e| {
+                    let text = e.to_string();
+                    let (what, hint) = text.split_once("\n  hint: ").unwrap_or((&text, ""));
+                    at.invalid(
+                        span,
+                        &format!("audit.signing_key_file: {what}"),
+                        &format!("{hint}; the proxy does not start without the key it is told to sign checkpoints with"),
+                    )
+                })?;
+                Some(std::sync::Arc::new(signer))
+            }
+            None => None,
+        };
+
         let l = raw.limits;
         let max_message_bytes = at.ranged(
             "limits.max_message_bytes",
@@ -254,6 +296,9 @@ impl Config {
                 segment_bytes,
                 queue_capacity: queue_capacity as usize,
                 max_stored_argument_bytes: max_stored_argument_bytes as usize,
+                signer,
+                checkpoint_every_events,
+                checkpoint_interval: Duration::from_millis(checkpoint_interval_ms),
             },
             limits: Limits {
                 max_message_bytes: max_message_bytes as usize,

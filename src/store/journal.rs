@@ -1,18 +1,41 @@
 //! The journal: the durable record. Append-only segment files of length-prefixed, checksummed
 //! records, made durable with `fdatasync`.
 //!
-//! Segment file `NNNNNNNNNNNNNNNNNNNN.journal`: a 16-byte header (`MCPAJNL1` and the segment
-//! number, little-endian u64), then records: `len: u32 LE`, `crc32(len bytes ++ payload): u32
-//! LE`, `payload` (one event as JSON). A crash can only tear the end of the newest segment;
-//! recovery keeps every whole record, moves the torn bytes aside and reports them.
+//! Segment file `NNNNNNNNNNNNNNNNNNNN.journal`: a 16-byte header (`MCPAJNL` and the format
+//! digit, then the segment number, little-endian u64), then records: `len: u32 LE`,
+//! `crc32(len bytes ++ payload): u32 LE`, `payload` (one event as JSON). A crash can only tear
+//! the end of the newest segment; recovery keeps every whole record, moves the torn bytes aside
+//! (`NNN.journal.torn-OFFSET`) and reports them.
+//!
+//! # Formats
+//!
+//! * `MCPAJNL2` (written now): every payload is a chained record, RFC 8785 canonical JSON with
+//!   `seq` and `previous_hash` (the contract is in [`super::chain`]). The chain runs on across
+//!   the segments of a journal; [`Journal::append`] seals every payload, so nothing unchained
+//!   can be written to a format-2 segment.
+//! * `MCPAJNL1` (legacy, read only): payloads are the event JSON as serialized, unchained.
+//!   Reopening such a journal for appending ([`Journal::open`]) starts a format-2 segment,
+//!   whose first record is the chain's `seq` 0.
+//! * A higher digit is a newer format: opening it for appending is refused with
+//!   [`StoreError::NewerFormat`]; readers report its segments as unreadable, never guess.
+//!
+//! The CRC finds torn writes and disk faults; anybody can recompute it. The chain (SHA-256,
+//! sequence numbers, signed checkpoints beside the segments: [`super::checkpoint`]) is what
+//! shows deliberate changes: `verify` ([`super::verify`]) walks both.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::chain::{self, Chain, Head};
 use super::{StoreError, unused_path};
 
-const MAGIC: &[u8; 8] = b"MCPAJNL1";
+/// The first 7 bytes of every segment; the 8th is the format digit.
+const MAGIC_PREFIX: &[u8; 7] = b"MCPAJNL";
+/// The format this version writes (chained records).
+pub const FORMAT: u8 = 2;
+/// The oldest format it reads (unchained records).
+pub const FORMAT_LEGACY: u8 = 1;
 /// Bytes before the first record of a segment.
 pub const HEADER_LEN: u64 = 16;
 /// Bytes before each record's payload.
@@ -206,6 +229,10 @@ pub struct Journal {
     segment_bytes: u64,
     /// The journal's `LOCK`, held while this process may append (a writer's own journal).
     lock: Option<File>,
+    /// What the next record links to.
+    chain: Chain,
+    /// The newest segment is of the legacy format: start a new one before appending.
+    legacy_tail: bool,
 }
 
 /// What opening the journal for writing found in its newest segment.
@@ -255,7 +282,13 @@ pub(crate) struct Scan {
     pub stopped: Option<String>,
 }
 
-/// Why a segment's header is not ours, if it is not.
+/// The format digit of a segment header (`MCPAJNL<digit>`), if it is one of ours at all.
+pub fn segment_format(header: &[u8]) -> Option<u8> {
+    let (prefix, digit) = (header.get(..7)?, *header.get(7)?);
+    (prefix == MAGIC_PREFIX && digit.is_ascii_digit()).then(|| digit - b'0')
+}
+
+/// Why a segment's header is not one this version reads, if it is not.
 fn header_problem(bytes: &[u8], segment: u64) -> Option<String> {
     if (bytes.len() as u64) < HEADER_LEN {
         return Some(format!(
@@ -263,9 +296,16 @@ fn header_problem(bytes: &[u8], segment: u64) -> Option<String> {
             bytes.len()
         ));
     }
-    if &bytes[..8] != MAGIC
-        || u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) != segment
-    {
+    match segment_format(&bytes[..8]) {
+        Some(FORMAT_LEGACY | FORMAT) => {}
+        Some(newer) if newer > FORMAT => {
+            return Some(format!(
+                "segment of format {newer}, newer than this mcp-audit-proxy reads (upgrade it)"
+            ));
+        }
+        _ => return Some("bad segment header".into()),
+    }
+    if u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) != segment {
         return Some("bad segment header".into());
     }
     None
@@ -417,8 +457,14 @@ fn recover_newest(dir: &Path) -> Result<Option<(u64, File, u64, Recovery)>, Stor
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
         .map_err(|e| StoreError::io("read", &path, e))?;
-    if bytes.len() as u64 >= HEADER_LEN && &bytes[..8] != MAGIC {
-        return Err(StoreError::NotASegment { path });
+    if bytes.len() as u64 >= HEADER_LEN {
+        match segment_format(&bytes[..8]) {
+            None => return Err(StoreError::NotASegment { path }),
+            Some(found) if found > FORMAT => {
+                return Err(StoreError::NewerFormat { path, found });
+            }
+            Some(_) => {}
+        }
     }
     let mut recovery = Recovery::default();
     // Damage between whole records stays in place (readers step over it); only the bytes
@@ -483,6 +529,7 @@ impl Journal {
         let path = segment_path(dir, last);
         file.seek(SeekFrom::Start(valid_end))
             .map_err(|e| StoreError::io("seek", &path, e))?;
+        let (head, legacy_tail) = chain_head(dir)?;
         Ok((
             Journal {
                 dir: dir.to_path_buf(),
@@ -491,6 +538,8 @@ impl Journal {
                 offset: valid_end,
                 segment_bytes,
                 lock: None,
+                chain: Chain { head },
+                legacy_tail,
             },
             recovery,
         ))
@@ -527,7 +576,15 @@ impl Journal {
             offset: HEADER_LEN,
             segment_bytes,
             lock: None,
+            chain: Chain::default(),
+            legacy_tail: false,
         })
+    }
+
+    /// The last record appended (not necessarily durable yet: see [`Self::sync`]), for
+    /// checkpoints; `None` before the first.
+    pub fn head(&self) -> Option<Head> {
+        self.chain.head
     }
 
     /// The journal folder.
@@ -543,18 +600,30 @@ impl Journal {
         }
     }
 
-    /// Appends records in one write (not yet durable: see [`Self::sync`]); returns the new end.
+    /// Seals each payload (an event's JSON object) into the next chained record ([`Chain::seal`])
+    /// and appends them in one write (not yet durable: see [`Self::sync`]); returns the new
+    /// end. On an error nothing is appended and the chain is where it was.
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<JournalPos, StoreError> {
-        let total: u64 = payloads
+        let mut chain = self.chain;
+        let sealed = payloads
             .iter()
-            .map(|p| RECORD_HEADER_LEN + p.as_ref().len() as u64)
+            .map(|p| chain.seal(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StoreError::Seal {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let total: u64 = sealed
+            .iter()
+            .map(|p| RECORD_HEADER_LEN + p.len() as u64)
             .sum();
-        if self.offset > HEADER_LEN && self.offset + total > self.segment_bytes {
+        if self.legacy_tail
+            || (self.offset > HEADER_LEN && self.offset + total > self.segment_bytes)
+        {
             self.rotate()?;
         }
         let mut buf = Vec::with_capacity(total as usize);
-        for p in payloads {
-            let p = p.as_ref();
+        for p in &sealed {
             let len = u32::try_from(p.len())
                 .ok()
                 .filter(|&l| l > 0 && l <= MAX_RECORD_LEN)
@@ -569,6 +638,7 @@ impl Journal {
             .write_all(&buf)
             .map_err(|e| StoreError::io("append to", &path, e))?;
         self.offset += total;
+        self.chain = chain;
         Ok(self.end())
     }
 
@@ -581,10 +651,10 @@ impl Journal {
 
     fn rotate(&mut self) -> Result<(), StoreError> {
         self.sync()?;
-        let next = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
-        let lock = self.lock.take();
+        let mut next = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
+        next.lock = self.lock.take();
+        next.chain = self.chain;
         *self = next;
-        self.lock = lock;
         Ok(())
     }
 
@@ -595,9 +665,62 @@ impl Journal {
 
 fn header(n: u64) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
-    h[..8].copy_from_slice(MAGIC);
+    h[..7].copy_from_slice(MAGIC_PREFIX);
+    h[7] = b'0' + FORMAT;
     h[8..].copy_from_slice(&n.to_le_bytes());
     h
+}
+
+/// The format digit of segment `n` of `dir` (`None` if its header is not ours or is cut).
+pub fn format_of(dir: &Path, n: u64) -> Result<Option<u8>, StoreError> {
+    let path = segment_path(dir, n);
+    let mut head = [0u8; 8];
+    let read = File::open(&path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| StoreError::io("read the header of", &path, e))?;
+    Ok(if read == 8 {
+        segment_format(&head)
+    } else {
+        None
+    })
+}
+
+/// Where the chain of the journal in `dir` stands (its last whole record), and whether its
+/// newest segment with records is of the legacy format (then appending starts a new segment
+/// and a new chain).
+fn chain_head(dir: &Path) -> Result<(Option<Head>, bool), StoreError> {
+    let segments = list_segments(dir)?;
+    for (i, &n) in segments.iter().enumerate().rev() {
+        let mut last: Option<Vec<u8>> = None;
+        read_segment(
+            dir,
+            n,
+            HEADER_LEN,
+            i + 1 == segments.len(),
+            |_, p| {
+                last = Some(p.to_vec());
+                Ok(())
+            },
+            |_| {},
+        )?;
+        let Some(last) = last else { continue };
+        if format_of(dir, n)? != Some(FORMAT) {
+            return Ok((None, true));
+        }
+        return Ok((
+            chain::Link::of(&last).and_then(|l| l.seq).map(|seq| Head {
+                seq,
+                hash: chain::digest(&last),
+            }),
+            false,
+        ));
+    }
+    // No records: a new segment only if the newest one is legacy.
+    let legacy = match segments.last() {
+        Some(&n) => format_of(dir, n)? != Some(FORMAT),
+        None => false,
+    };
+    Ok((None, legacy))
 }
 
 /// Reads whole records in journal order from a position, for catch-up, reindex and queries.
@@ -716,8 +839,61 @@ mod tests {
             |d| panic!("{d}"),
         )
         .unwrap();
-        assert_eq!(got, payloads);
+        assert_eq!(got.len(), payloads.len());
+        let mut chain = Chain::default();
+        for (stored, payload) in got.iter().zip(&payloads) {
+            // Each record is the payload sealed into the chain, which runs across segments.
+            assert_eq!(stored, &chain.seal(payload).unwrap());
+        }
+        assert_eq!(j.head(), chain.head);
         assert_eq!(end, j.end());
+    }
+
+    #[test]
+    fn reopening_continues_the_chain_and_a_legacy_journal_gets_a_chained_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(&[b"{\"a\":1}", b"{\"a\":2}"]).unwrap();
+        let head = j.head().unwrap();
+        assert_eq!(head.seq, 1);
+        drop(j);
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(j.head(), Some(head));
+        j.append(&[b"{\"a\":3}"]).unwrap();
+        assert_eq!(j.head().unwrap().seq, 2);
+
+        // A legacy (format 1) segment is left as it is; appending starts segment 2 at seq 0.
+        let legacy = tempfile::tempdir().unwrap();
+        let mut bytes = header(1).to_vec();
+        bytes[7] = b'1';
+        let payload = b"{\"old\":true}";
+        let len = (payload.len() as u32).to_le_bytes();
+        bytes.extend_from_slice(&len);
+        bytes.extend_from_slice(&checksum(&len, payload).to_le_bytes());
+        bytes.extend_from_slice(payload);
+        fs::write(segment_path(legacy.path(), 1), &bytes).unwrap();
+        let (mut j, _) = Journal::open(legacy.path(), 1 << 20).unwrap();
+        assert_eq!(j.head(), None);
+        j.append(&[b"{\"new\":true}"]).unwrap();
+        assert_eq!(list_segments(legacy.path()).unwrap(), vec![1, 2]);
+        assert_eq!(fs::read(segment_path(legacy.path(), 1)).unwrap(), bytes);
+        assert_eq!(format_of(legacy.path(), 1).unwrap(), Some(FORMAT_LEGACY));
+        assert_eq!(format_of(legacy.path(), 2).unwrap(), Some(FORMAT));
+        assert_eq!(j.head().unwrap().seq, 0);
+    }
+
+    #[test]
+    fn a_segment_of_a_newer_format_is_refused_with_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = header(1).to_vec();
+        bytes[7] = b'3';
+        fs::write(segment_path(dir.path(), 1), &bytes).unwrap();
+        let err = Journal::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerFormat { found: 3, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,14 @@ impl std::fmt::Display for JournalId {
     }
 }
 
+/// The id of the journal in folder `dir` (the legacy one when its name is not a ULID).
+pub fn id_of(dir: &Path) -> JournalId {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| Ulid::from_string(n).ok())
+        .map_or(JournalId::LEGACY, |u| JournalId(u.0))
+}
+
 /// The journals in `journal_root` (the legacy one first, when it has segments), in id order.
 pub fn list(journal_root: &Path) -> Result<Vec<JournalId>, StoreError> {
     let entries = match fs::read_dir(journal_root) {

@@ -10,6 +10,7 @@
 //! journal/<ULID>/            one journal per writing process (the ULID is made at its start):
 //!   LOCK                     held by that process while it may append, and by nobody after
 //!   NNN…N.journal            segments (see [`journal`]); NNN.journal.torn-OFFSET: cut tails
+//!   checkpoints              signed statements of the journal's chain head (see [`checkpoint`])
 //! journal/NNN…N.journal      the legacy journal (stores written by one process at a time):
 //!                            read like any other, never appended to again
 //! index/                     sled: event id → (journal, segment, offset, length) and a few
@@ -66,15 +67,49 @@
 //! `events --follow` ([`follow`]) tails every journal from its end, and journals that appear
 //! later from their start, without any lock: any writer's new events, as they land.
 //!
+//! # Tamper evidence
+//!
+//! One writer per journal makes a journal a linear history no other process touches, so the
+//! hash chain runs per journal without any coordination: each record is canonical JSON with its
+//! `seq` and the SHA-256 of the record before ([`chain`], the record contract), sealed by the
+//! writer thread as it appends ([`Journal::append`]); the writer signs checkpoints of the
+//! durable head beside the segments ([`checkpoint`]); `verify` walks each journal on its own,
+//! then checks the index through its lookups ([`verify`]); `export` writes a time range that
+//! verifies elsewhere with only the public key ([`export`]). A new process starts a new journal
+//! and so a new chain; the chain runs on across the segments of its journal. Journals of
+//! earlier versions (format 1) are read as before and reported as unchained.
+//!
+//! How the later items fit this format:
+//!
+//! * Retention (issue 9 item 6) removes whole segments of a stopped writer's journal, oldest
+//!   first, or whole journals. Before removing segments up to N it appends a signed statement
+//!   to that journal's `checkpoints` (`"type":"mcp-audit-proxy/purge/1"`, the first `seq` kept,
+//!   the `previous_hash` that record carries, the segments removed, the time): `verify` then
+//!   starts that chain at the first kept record, anchored to the signed boundary hash (as a
+//!   log rotation is), instead of reporting the missing prefix as deleted. Rewriting a segment
+//!   (dropping some records) is a new chain: a purge statement per cut, or an export first.
+//! * Erasure (item 7) stores the personal fields of an event encrypted per user (an AEAD, the
+//!   user's key in a key store of its own) before the record is sealed, so the hash covers the
+//!   ciphertext; destroying the user's key makes the fields unreadable and changes no stored
+//!   byte, so every hash, link, checkpoint and export still verifies, and the skeleton (time,
+//!   tool, result, risk) stays readable. `export --since --until` already writes records,
+//!   checkpoints and the public key in one verifiable file; erasure adds nothing to it.
+//! * Scale (item 9): `verify` reads each segment once, hashes each record once and decodes
+//!   only its chain members (`seq`, `previous_hash`, `event_id`), journals independently (so
+//!   in parallel when needed); the index check is the slow part and can be left out
+//!   (`--no-index`).
+//!
 //! # Room for what comes next
 //!
-//! One writer per journal makes a journal a linear history no other process touches: a hash
-//! chain with sequence numbers (and signed checkpoints) can run per journal without any
-//! coordination, and verification walks each journal on its own. Retention can remove
+//! Retention can remove
 //! whole segments, or whole journals of stopped writers, once the index has forgotten them
 //! (a saved position of a journal that is gone makes the index look damaged and be rebuilt).
 //! A writer killed while making its journal leaves a hidden `journal/.new-<ULID>/`, ignored.
 
+pub mod canonical;
+pub mod chain;
+pub mod checkpoint;
+pub mod export;
 pub mod follow;
 pub mod holder;
 pub mod index;
@@ -85,6 +120,9 @@ pub mod query;
 mod tests;
 #[cfg(test)]
 mod tests_query;
+#[cfg(test)]
+mod trail_tests;
+pub mod verify;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -172,6 +210,22 @@ pub enum StoreError {
     BadIndexEntry {
         /// The event.
         id: crate::audit::event::EventId,
+    },
+    /// A journal segment written by a newer version of the record format.
+    #[error("{} is a journal segment of format {found}, newer than this mcp-audit-proxy (format {}) can read\n  hint: run the newer mcp-audit-proxy that wrote it, or upgrade this one; the file was left untouched", path.display(), journal::FORMAT)]
+    NewerFormat {
+        /// The segment file.
+        path: PathBuf,
+        /// Its format digit.
+        found: u8,
+    },
+    /// An event could not be made into a chained record.
+    #[error("cannot append to the audit journal {}: {source}", path.display())]
+    Seal {
+        /// The journal folder.
+        path: PathBuf,
+        /// Why.
+        source: chain::SealError,
     },
     /// An event too large for one record.
     #[error("an audit event of {bytes} bytes does not fit a journal record")]

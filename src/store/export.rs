@@ -1,0 +1,572 @@
+//! `export --since --until --out FILE`: a time range of the trail in one file that anybody can
+//! verify elsewhere with only the public key (`verify --export FILE --public-key KEY.pub`).
+//!
+//! # Contract (`mcp-audit-proxy/export/1`)
+//!
+//! One JSON object per line (each line canonical JSON, RFC 8785):
+//!
+//! ```text
+//! {"created":T,"key_id":HEX|null,"manifest":{…},"public_key":PEM|null,
+//!  "since":T|null,"type":"mcp-audit-proxy/export/1","until":T|null}
+//! {"first_seq":N,"journal":ULID,"previous_hash":HEX|null,"type":"journal"}   per journal, then
+//! {"checkpoint":STATEMENT,"type":"checkpoint"}   its checkpoints within the range, then
+//! {"journal":ULID,"record":RECORD,"type":"record"}   its records, in seq order
+//! {"alg":…,"body_sha256":HEX,"journals":[{"first_seq","head_hash","journal","last_seq"}],
+//!  "key_id":…,"signature":…,"type":"end"}
+//! ```
+//!
+//! `RECORD` and `STATEMENT` are the stored bytes, verbatim (so their hashes and signatures
+//! hold). A journal's records are the contiguous run of `seq` from the first record at or
+//! after `since` to the last one before `until`; `previous_hash` on its line is the first
+//! exported record's own link to what came before (the anchor a reader can compare with the
+//! source). The `end` line closes the file: `body_sha256` is the SHA-256 of every byte before
+//! it, and its signature (Ed25519, over the line's canonical JSON without `signature`, made with
+//! `audit.signing_key_file`) covers the digest and each journal's last `seq` and hash, so that
+//! a cut, an added or a removed line is seen even after the last checkpoint. `manifest` is the
+//! attestation manifest of SEP-3004 §2.7 (`storage_mechanism`, `chain_algorithm`,
+//! `canonical_form_version`, `verification_procedure_ref`).
+//!
+//! Later (issue 9 item 7) the same file is the verifiable archive of a time range; records
+//! whose personal fields were erased still verify, since the hashes cover the stored
+//! (encrypted) bytes.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::StoreError;
+use super::chain::{Link, digest, hex, parse_hex};
+use super::checkpoint::{self, Signer, TrustedKey};
+use super::journal::{self, FORMAT, HEADER_LEN};
+use super::journals::{self, JournalId};
+use super::verify::{ChainReport, Finding, Kind, Place, Walker};
+
+/// The `type` of an export's first line.
+pub const TYPE: &str = "mcp-audit-proxy/export/1";
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    created: String,
+    key_id: Option<String>,
+    manifest: Manifest,
+    public_key: Option<String>,
+    since: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    until: Option<String>,
+}
+
+/// SEP-3004's attestation manifest (§2.7).
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    canonical_form_version: String,
+    chain_algorithm: String,
+    storage_mechanism: String,
+    verification_procedure_ref: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct JournalLine {
+    first_seq: u64,
+    journal: String,
+    previous_hash: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Span {
+    first_seq: u64,
+    head_hash: String,
+    journal: String,
+    last_seq: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct End {
+    alg: String,
+    body_sha256: String,
+    journals: Vec<Span>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+impl End {
+    fn signed_bytes(&self) -> Vec<u8> {
+        let unsigned = End {
+            signature: None,
+            ..self.clone()
+        };
+        super::canonical::to_canonical(&unsigned)
+    }
+}
+
+#[derive(Deserialize)]
+struct AnyLine<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(borrow, default)]
+    record: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    checkpoint: Option<&'a RawValue>,
+}
+
+/// What an export wrote.
+#[derive(Debug, Default)]
+pub struct ExportSummary {
+    /// Journals with records in the range.
+    pub journals: usize,
+    /// Records written.
+    pub records: u64,
+    /// Checkpoints written.
+    pub checkpoints: usize,
+    /// Whether the end line is signed.
+    pub signed: bool,
+    /// Journals left out, and why (legacy ones have no chain to verify).
+    pub skipped: Vec<String>,
+}
+
+fn line<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut l = super::canonical::to_canonical(value);
+    l.push(b'\n');
+    l
+}
+
+fn time_text(t: Option<SystemTime>) -> Option<String> {
+    t.map(|t| humantime::format_rfc3339_micros(t).to_string())
+}
+
+/// Writes the records of every chained journal of the store at `root` whose time lies in
+/// `[since, until)` to `out`, with their checkpoints, signed with `signer` when given.
+pub fn export(
+    root: &Path,
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    signer: Option<&Signer>,
+    out: &mut impl Write,
+) -> Result<ExportSummary, StoreError> {
+    let journal_root = super::StorePaths::new(root).journal();
+    let mut summary = ExportSummary::default();
+    let mut body: Vec<u8> = Vec::new();
+    let public = signer.map(Signer::public);
+    body.extend(line(&Header {
+        created: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+        key_id: public.as_ref().map(|k| k.key_id().to_string()),
+        manifest: Manifest {
+            canonical_form_version: "RFC 8785 (JCS); records as stored in journal format 2".into(),
+            chain_algorithm: "sha-256".into(),
+            storage_mechanism: "append-only journal segments, one writer process per journal (fdatasync per batch), Ed25519-signed checkpoints".into(),
+            verification_procedure_ref: "mcp-audit-proxy verify --export FILE --public-key KEY.pub".into(),
+        },
+        public_key: public.as_ref().map(TrustedKey::to_pem),
+        since: time_text(since),
+        kind: TYPE.into(),
+        until: time_text(until),
+    }));
+    let in_range = |t: Option<&str>| {
+        let Some(t) = t.and_then(|t| humantime::parse_rfc3339(t).ok()) else {
+            return false;
+        };
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+    };
+    let mut spans = Vec::new();
+    for id in journals::list(&journal_root)? {
+        let dir = id.dir(&journal_root);
+        let segments = journal::list_segments(&dir)?;
+        let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut first: Option<usize> = None;
+        let mut last: Option<usize> = None;
+        let mut legacy = false;
+        for (i, &n) in segments.iter().enumerate() {
+            if journal::format_of(&dir, n)? != Some(FORMAT) {
+                legacy = true;
+                continue;
+            }
+            journal::read_segment(
+                &dir,
+                n,
+                HEADER_LEN,
+                i + 1 == segments.len(),
+                |_, payload| {
+                    let link = Link::of(payload);
+                    let Some(seq) = link.as_ref().and_then(|l| l.seq) else {
+                        return Ok(());
+                    };
+                    if in_range(link.as_ref().and_then(|l| l.timestamp)) {
+                        first.get_or_insert(records.len());
+                        last = Some(records.len());
+                    }
+                    // Kept from the first record in range on (until may end it earlier).
+                    if first.is_some() {
+                        records.push((seq, payload.to_vec()));
+                    }
+                    Ok(())
+                },
+                |_| {},
+            )?;
+        }
+        if legacy {
+            summary.skipped.push(format!(
+                "journal {id}: legacy (format 1) segments, unchained"
+            ));
+        }
+        let (Some(first), Some(last)) = (first, last) else {
+            continue;
+        };
+        let run = &records[first..=last];
+        let (first_seq, last_seq) = (run[0].0, run[run.len() - 1].0);
+        let anchor = Link::of(&run[0].1)
+            .and_then(|l| l.previous_hash)
+            .flatten()
+            .map(str::to_string);
+        body.extend(line(&JournalLine {
+            first_seq,
+            journal: id.to_string(),
+            previous_hash: anchor,
+            kind: "journal".into(),
+        }));
+        for l in checkpoint::read(&dir)? {
+            if let Ok(s) = &l.statement
+                && s.seq.is_some_and(|q| (first_seq..=last_seq).contains(&q))
+            {
+                body.extend_from_slice(b"{\"checkpoint\":");
+                body.extend(s.to_line());
+                body.extend_from_slice(b",\"type\":\"checkpoint\"}\n");
+                summary.checkpoints += 1;
+            }
+        }
+        for (_, payload) in run {
+            body.extend_from_slice(format!("{{\"journal\":\"{id}\",\"record\":").as_bytes());
+            body.extend_from_slice(payload);
+            body.extend_from_slice(b",\"type\":\"record\"}\n");
+        }
+        summary.journals += 1;
+        summary.records += run.len() as u64;
+        spans.push(Span {
+            first_seq,
+            head_hash: hex(&digest(&run[run.len() - 1].1)),
+            journal: id.to_string(),
+            last_seq,
+        });
+    }
+    let mut end = End {
+        alg: "none".into(),
+        body_sha256: hex(&digest(&body)),
+        journals: spans,
+        key_id: None,
+        signature: None,
+        kind: "end".into(),
+    };
+    if let Some(signer) = signer {
+        end.alg = "ed25519".into();
+        end.key_id = Some(signer.key_id().to_string());
+        end.signature = Some(signer.sign_bytes(&end.signed_bytes()));
+        summary.signed = true;
+    }
+    body.extend(line(&end));
+    out.write_all(&body)
+        .map_err(|e| StoreError::io("write the export to", Path::new("the output"), e))?;
+    Ok(summary)
+}
+
+/// What `verify --export` found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ExportReport {
+    /// Per journal in the export: its id and chain walk.
+    pub journals: Vec<(String, ChainReport)>,
+    /// Findings about the file as a whole (its end line, lines out of place).
+    pub findings: Vec<Finding>,
+    /// Facts that are not tampering.
+    pub notes: Vec<String>,
+}
+
+impl ExportReport {
+    /// Whether nothing was found.
+    pub fn intact(&self) -> bool {
+        self.findings.is_empty() && self.journals.iter().all(|(_, c)| c.findings.is_empty())
+    }
+}
+
+/// Verifies an export file with `key` (its signatures are only checked with a key given).
+pub fn verify_export(bytes: &[u8], key: Option<&TrustedKey>) -> ExportReport {
+    let mut report = ExportReport::default();
+    let mut current: Option<(JournalId, String, Walker)> = None;
+    let mut spans: Vec<Span3> = Vec::new();
+    let finish = |current: &mut Option<(JournalId, String, Walker)>,
+                  report: &mut ExportReport,
+                  spans: &mut Vec<Span3>,
+                  line: usize| {
+        if let Some((_, name, walker)) = current.take() {
+            let head = walker.head().map(|h| (h.seq, hex(&h.hash)));
+            let first = walker.first_seq();
+            let (chain, _) = walker.finish(Place::Line { line });
+            spans.push((name.clone(), head, first));
+            report.journals.push((name, chain));
+        }
+    };
+    let mut offset = 0usize;
+    let mut ended = false;
+    let mut header_seen = false;
+    for (i, raw) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let number = i + 1;
+        let body_end = offset;
+        offset += raw.len();
+        let text = raw.strip_suffix(b"\n").unwrap_or(raw);
+        if ended {
+            find(
+                &mut report,
+                Kind::Inserted,
+                number,
+                "a line after the end line".into(),
+            );
+            break;
+        }
+        let Ok(any) = serde_json::from_slice::<AnyLine>(text) else {
+            find(
+                &mut report,
+                Kind::Edited,
+                number,
+                "not an export line (JSON with a type)".into(),
+            );
+            continue;
+        };
+        match any.kind.as_str() {
+            TYPE if number == 1 => {
+                header_seen = true;
+                if let Ok(h) = serde_json::from_slice::<Header>(text)
+                    && let (Some(k), Some(id)) = (key, &h.key_id)
+                    && id != k.key_id()
+                {
+                    report.notes.push(format!(
+                        "the export names signing key {id}, not the given public key"
+                    ));
+                }
+            }
+            "journal" => {
+                finish(&mut current, &mut report, &mut spans, number);
+                let Ok(j) = serde_json::from_slice::<JournalLine>(text) else {
+                    find(
+                        &mut report,
+                        Kind::Edited,
+                        number,
+                        "a journal line that does not parse".into(),
+                    );
+                    continue;
+                };
+                let id = ulid::Ulid::from_string(&j.journal)
+                    .map(|u| JournalId(u.0))
+                    .unwrap_or(JournalId::LEGACY);
+                let anchor = j.previous_hash.as_deref().and_then(parse_hex);
+                if j.previous_hash.is_some() && anchor.is_none() {
+                    find(
+                        &mut report,
+                        Kind::Edited,
+                        number,
+                        "a journal line with a malformed previous_hash".into(),
+                    );
+                }
+                current = Some((id, j.journal, Walker::new(j.first_seq, anchor, false)));
+            }
+            "checkpoint" => {
+                let (Some((id, _, walker)), Some(raw)) = (current.as_mut(), any.checkpoint) else {
+                    find(
+                        &mut report,
+                        Kind::Inserted,
+                        number,
+                        "a checkpoint outside a journal".into(),
+                    );
+                    continue;
+                };
+                let mut lines = checkpoint::parse_lines(format!("{}\n", raw.get()).as_bytes());
+                for l in &mut lines {
+                    l.number = number;
+                }
+                walker.checkpoints(&lines, *id, key, |line| Place::Line { line }, "export");
+            }
+            "record" => {
+                let (Some((_, _, walker)), Some(raw)) = (current.as_mut(), any.record) else {
+                    find(
+                        &mut report,
+                        Kind::Inserted,
+                        number,
+                        "a record outside a journal".into(),
+                    );
+                    continue;
+                };
+                walker.record(Place::Line { line: number }, raw.get().as_bytes());
+            }
+            "end" => {
+                finish(&mut current, &mut report, &mut spans, number);
+                ended = true;
+                check_end(&mut report, text, &bytes[..body_end], &spans, key, number);
+            }
+            other => {
+                find(
+                    &mut report,
+                    Kind::Edited,
+                    number,
+                    format!("unknown line type {other:?}"),
+                );
+            }
+        }
+    }
+    if !header_seen {
+        find(
+            &mut report,
+            Kind::Edited,
+            1,
+            format!("the first line is not an {TYPE} header"),
+        );
+    }
+    if !ended {
+        let lines = bytes.split_inclusive(|&b| b == b'\n').count();
+        finish(&mut current, &mut report, &mut spans, lines);
+        find(
+            &mut report,
+            Kind::Truncated,
+            lines,
+            "the export has no end line: it was cut off".into(),
+        );
+    }
+    report
+}
+
+/// A journal seen in an export: its id, its head, its first seq.
+type Span3 = (String, Option<(u64, String)>, u64);
+
+fn find(report: &mut ExportReport, kind: Kind, line: usize, detail: String) {
+    finding(report, line, kind, detail)
+}
+
+fn finding(report: &mut ExportReport, line: usize, kind: Kind, detail: String) {
+    report.findings.push(Finding {
+        kind,
+        place: Place::Line { line },
+        seq: None,
+        detail,
+    });
+}
+
+fn check_end(
+    report: &mut ExportReport,
+    text: &[u8],
+    body: &[u8],
+    spans: &[Span3],
+    key: Option<&TrustedKey>,
+    number: usize,
+) {
+    let Ok(end) = serde_json::from_slice::<End>(text) else {
+        return finding(
+            report,
+            number,
+            Kind::Edited,
+            "the end line does not parse".into(),
+        );
+    };
+    match (&end.signature, key) {
+        (None, _) => report
+            .notes
+            .push("the export is unsigned (no audit.signing_key_file when it was made)".into()),
+        (Some(_), None) => report
+            .notes
+            .push("the export's signature was not checked: give --public-key".into()),
+        (Some(sig), Some(k)) => {
+            if end.key_id.as_deref() != Some(k.key_id()) {
+                return finding(
+                    report,
+                    number,
+                    Kind::BadSignature,
+                    "the end line is signed by another key than the given public key".into(),
+                );
+            }
+            if !k.verifies(&end.signed_bytes(), sig) {
+                return finding(
+                    report,
+                    number,
+                    Kind::BadSignature,
+                    "the end line's signature does not verify (forged or changed)".into(),
+                );
+            }
+        }
+    }
+    if end.body_sha256 != hex(&digest(body)) {
+        finding(report, number, Kind::Edited,
+            "the lines before the end line are not the ones it was signed over (body_sha256 differs)".into(),
+        );
+    }
+    for span in &end.journals {
+        match spans.iter().find(|(name, _, _)| *name == span.journal) {
+            None => finding(
+                report,
+                number,
+                Kind::Deleted,
+                format!(
+                    "journal {} (seq {}..{}) is missing",
+                    span.journal, span.first_seq, span.last_seq
+                ),
+            ),
+            Some((_, head, first)) => {
+                if *first != span.first_seq {
+                    finding(
+                        report,
+                        number,
+                        Kind::Edited,
+                        format!(
+                            "journal {} starts at seq {first}, the end line says {}",
+                            span.journal, span.first_seq
+                        ),
+                    );
+                }
+                match head {
+                    Some((seq, _)) if *seq < span.last_seq => finding(
+                        report,
+                        number,
+                        Kind::Truncated,
+                        format!(
+                            "journal {} ends at seq {seq}, the end line says {}",
+                            span.journal, span.last_seq
+                        ),
+                    ),
+                    Some((seq, hash)) if *seq == span.last_seq && *hash != span.head_hash => {
+                        finding(
+                            report,
+                            number,
+                            Kind::Edited,
+                            format!(
+                                "journal {} record seq {seq} differs from what the end line recorded",
+                                span.journal
+                            ),
+                        )
+                    }
+                    Some((seq, _)) if *seq > span.last_seq => finding(
+                        report,
+                        number,
+                        Kind::Inserted,
+                        format!(
+                            "journal {} goes on past seq {} that the end line recorded",
+                            span.journal, span.last_seq
+                        ),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (name, _, _) in spans {
+        if !end.journals.iter().any(|s| &s.journal == name) {
+            finding(
+                report,
+                number,
+                Kind::Inserted,
+                format!("journal {name} is not in the end line"),
+            );
+        }
+    }
+}

@@ -1,0 +1,789 @@
+//! `verify`: walks every journal of a store (or an export, [`super::export`]) and says whether
+//! its records are the ones written, in the order written, all of them.
+//!
+//! Per journal, in record order: each record's `seq` must be the next one and its
+//! `previous_hash` the SHA-256 of the record before ([`super::chain`]); each checkpoint must
+//! carry a valid signature ([`super::checkpoint`]) and the hash of the record at its `seq`;
+//! the journal must reach the last checkpoint's `seq`, and no record may follow a `final` one.
+//! The first place where this fails is reported with what it looks like:
+//!
+//! | kind          | what was found                                                           |
+//! |---------------|--------------------------------------------------------------------------|
+//! | `edited`      | a record's bytes changed: its checksum fails, or it no longer hashes to   |
+//! |               | what the next record (or a checkpoint) recorded                          |
+//! | `deleted`     | `seq` jumps and the missing records appear nowhere later                  |
+//! | `reordered`   | `seq` jumps and the missing record appears later                          |
+//! | `inserted`    | a `seq` seen already, a record without chain members in a chained         |
+//! |               | segment, or records after the writer's final checkpoint                   |
+//! | `truncated`   | the journal ends before a checkpoint's `seq`, or a segment is cut short   |
+//! | `bad_signature` | a checkpoint whose signature does not verify with the given key         |
+//!
+//! Not tampering, and said as such (notes): a torn tail that recovery cut off after a crash
+//! and saved aside (`NNN.journal.torn-OFFSET`: the cut bytes are kept, and a checkpoint can
+//! never cover them, because checkpoints are written only after the records they cover are
+//! durable); bytes after the last whole record of a journal whose writer is running or has not
+//! been recovered yet; a torn last checkpoint line; legacy journals (format 1, written before
+//! chains: reported as unchained, with their record count); checkpoints written without a key
+//! (unsigned) or signed while no public key was given to check them.
+//!
+//! Limits, by construction: records after a journal's last checkpoint can be cut off without
+//! trace when the writer did not stop cleanly (a crash leaves no final checkpoint), and
+//! someone holding the private key can forge anything. Without a key, checkpoints only show
+//! accidental cuts.
+//!
+//! The index is checked through its public lookups only: every event of a whole journal record
+//! must be found by id and lead back to that record, and the index must hold no event that no
+//! journal holds.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::chain::{Hash, Head, Link, digest, hex, parse_hex};
+use super::checkpoint::{self, Signed, Statement, TrustedKey};
+use super::journal::{self, FORMAT, FORMAT_LEGACY, HEADER_LEN};
+use super::journals::{self, JournalId};
+use super::{Filter, StoreError, StorePaths};
+use crate::audit::event::EventId;
+
+/// What kind of tampering a finding looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Bytes of a record changed.
+    Edited,
+    /// Records are missing.
+    Deleted,
+    /// Records appear out of order.
+    Reordered,
+    /// A record that was not written by the chain's writer at this place.
+    Inserted,
+    /// The end was cut off.
+    Truncated,
+    /// A checkpoint's signature does not verify.
+    BadSignature,
+}
+
+impl Kind {
+    /// The spelling in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Edited => "edited",
+            Kind::Deleted => "deleted",
+            Kind::Reordered => "reordered",
+            Kind::Inserted => "inserted",
+            Kind::Truncated => "truncated",
+            Kind::BadSignature => "bad_signature",
+        }
+    }
+}
+
+/// Where in a journal (or an export) a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Place {
+    /// A record's header in a segment.
+    Record {
+        /// Segment number.
+        segment: u64,
+        /// Byte offset of the record (or of the unreadable bytes).
+        offset: u64,
+    },
+    /// A line of an export file (1-based).
+    Line {
+        /// The line number.
+        line: usize,
+    },
+    /// A line of a journal's checkpoint file (1-based).
+    Checkpoint {
+        /// The line number.
+        line: usize,
+    },
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Record { segment, offset } => write!(f, "segment {segment} offset {offset}"),
+            Place::Line { line } => write!(f, "line {line}"),
+            Place::Checkpoint { line } => write!(f, "{} line {line}", checkpoint::FILE),
+        }
+    }
+}
+
+/// One place where the trail is not as written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    /// What it looks like.
+    pub kind: Kind,
+    /// Where.
+    pub place: Place,
+    /// The sequence number expected (or found) there, when known.
+    pub seq: Option<u64>,
+    /// What exactly, in words.
+    pub detail: String,
+}
+
+/// What a chain walk over one journal found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ChainReport {
+    /// Chained records read (format 2).
+    pub chained: u64,
+    /// Unchained records read (format 1, legacy).
+    pub legacy: u64,
+    /// The last record's `seq` and `event_hash` (hex), if the chain is whole up to it.
+    pub head: Option<(u64, String)>,
+    /// Checkpoints whose signature verified with the given key.
+    pub signed: usize,
+    /// Checkpoints written without a key.
+    pub unsigned: usize,
+    /// Checkpoints signed, but not checked (no public key given).
+    pub unchecked: usize,
+    /// The highest `seq` a checkpoint covers.
+    pub covered: Option<u64>,
+    /// Findings, first broken position first.
+    pub findings: Vec<Finding>,
+    /// Facts worth knowing that are not tampering (crash recovery, legacy, unsigned).
+    pub notes: Vec<String>,
+}
+
+/// An event of a whole record: its id, `seq` and place.
+pub(crate) type Located = (EventId, u64, Place);
+
+/// Checks a sequence of records against their chain and checkpoints.
+pub(crate) struct Walker {
+    start: u64,
+    expected: u64,
+    prev: Option<Hash>,
+    prev_place: Option<Place>,
+    /// First break: later records are only noted by seq, to tell deleted from reordered.
+    gap: Option<(u64, u64, Place)>,
+    broken: bool,
+    seen_after: HashSet<u64>,
+    /// Checkpoint seqs → (hash, description), to compare with the records.
+    expect_hash: HashMap<u64, (Option<Hash>, String)>,
+    /// The `seq` of a final checkpoint (`Some(None)`: final before any record).
+    after_final: Option<Option<u64>>,
+    /// Whether any checkpoint was read, and whether a final one.
+    pub(crate) saw_checkpoint: bool,
+    /// Event ids of every whole record, for the index check.
+    pub(crate) ids: Vec<Located>,
+    pub(crate) report: ChainReport,
+    last_place: Option<Place>,
+    /// Timestamps are collected by exports.
+    collect_ids: bool,
+}
+
+impl Walker {
+    /// A walker for a chain that starts at `seq` after `prev` (0 and `None` for a journal).
+    pub(crate) fn new(seq: u64, prev: Option<Hash>, collect_ids: bool) -> Walker {
+        Walker {
+            start: seq,
+            expected: seq,
+            prev,
+            prev_place: None,
+            gap: None,
+            broken: false,
+            seen_after: HashSet::new(),
+            expect_hash: HashMap::new(),
+            after_final: None,
+            saw_checkpoint: false,
+            ids: Vec::new(),
+            report: ChainReport::default(),
+            last_place: None,
+            collect_ids,
+        }
+    }
+
+    fn find(&mut self, kind: Kind, place: Place, seq: Option<u64>, detail: String) {
+        self.report.findings.push(Finding {
+            kind,
+            place,
+            seq,
+            detail,
+        });
+    }
+
+    fn brk(&mut self, kind: Kind, place: Place, seq: Option<u64>, detail: String) {
+        if !self.broken {
+            self.broken = true;
+            self.find(kind, place, seq, detail);
+        }
+    }
+
+    /// Checks the checkpoints of this chain before its records are walked (each names the
+    /// hash its `seq` must have). `what` names where they are (a file, an export's lines).
+    pub(crate) fn checkpoints(
+        &mut self,
+        lines: &[checkpoint::Line],
+        journal: JournalId,
+        key: Option<&TrustedKey>,
+        place: impl Fn(usize) -> Place,
+        what: &str,
+    ) {
+        for line in lines {
+            let at = place(line.number);
+            let s = match &line.statement {
+                Ok(s) => s,
+                Err(_) if line.torn => {
+                    self.report.notes.push(format!(
+                        "{what} line {}: torn (a crash while it was written); ignored",
+                        line.number
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    self.find(
+                        Kind::Edited,
+                        at,
+                        None,
+                        format!(
+                            "{what} line {} is not a checkpoint statement ({e})",
+                            line.number
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if s.journal != journal.to_string() {
+                self.find(
+                    Kind::Inserted,
+                    at,
+                    s.seq,
+                    format!(
+                        "{what} line {} is a checkpoint of journal {}, not of this one",
+                        line.number, s.journal
+                    ),
+                );
+                continue;
+            }
+            let desc = describe(s, line.number, what);
+            match s.check(key) {
+                Signed::Valid => self.report.signed += 1,
+                Signed::Unsigned => self.report.unsigned += 1,
+                Signed::Unchecked => self.report.unchecked += 1,
+                Signed::OtherKey => {
+                    self.find(
+                        Kind::BadSignature,
+                        at,
+                        s.seq,
+                        format!(
+                            "{desc} is signed by key {}, not by the given public key",
+                            s.key_id.as_deref().unwrap_or("?")
+                        ),
+                    );
+                    continue;
+                }
+                Signed::Invalid => {
+                    self.find(
+                        Kind::BadSignature,
+                        at,
+                        s.seq,
+                        format!("{desc}: its signature does not verify (the statement was forged or changed)"),
+                    );
+                    continue;
+                }
+            }
+            self.saw_checkpoint = true;
+            if s.is_final {
+                self.after_final = Some(self.after_final.flatten().max(s.seq));
+            }
+            let Some(seq) = s.seq else { continue };
+            let hash = s.head_hash.as_deref().and_then(parse_hex);
+            self.expect_hash.insert(seq, (hash, desc));
+            self.report.covered = Some(self.report.covered.map_or(seq, |c| c.max(seq)));
+        }
+    }
+
+    /// A whole record (its checksum matched) at `place`.
+    pub(crate) fn record(&mut self, place: Place, payload: &[u8]) {
+        let link = Link::of(payload);
+        if self.collect_ids
+            && let Some(l) = &link
+            && let (Some(id), Some(seq)) = (l.event_id.and_then(|i| i.parse().ok()), l.seq)
+        {
+            self.ids.push((id, seq, place));
+        }
+        self.last_place = Some(place);
+        if self.broken {
+            if let Some(seq) = link.and_then(|l| l.seq) {
+                self.seen_after.insert(seq);
+            }
+            return;
+        }
+        let Some(link) = link else {
+            return self.brk(
+                Kind::Edited,
+                place,
+                Some(self.expected),
+                "a record whose checksum matches is not a JSON object: it was rewritten".into(),
+            );
+        };
+        let Some(seq) = link.seq else {
+            return self.brk(
+                Kind::Inserted,
+                place,
+                Some(self.expected),
+                "a record without chain members (seq, previous_hash) in a chained segment".into(),
+            );
+        };
+        let e = self.expected;
+        if seq > e {
+            self.broken = true;
+            self.gap = Some((e, seq, place));
+            return;
+        }
+        if seq < e {
+            return self.brk(
+                Kind::Inserted,
+                place,
+                Some(seq),
+                format!("seq {seq} appears again where seq {e} was due: a record was inserted (or copied) here"),
+            );
+        }
+        if !link.follows(self.prev.as_ref()) {
+            let (at, detail) = match (self.prev_place, seq) {
+                (Some(p), s) if s > 0 => (
+                    p,
+                    format!(
+                        "record seq {} no longer hashes to the previous_hash that seq {s} recorded: its bytes (or that link) were changed",
+                        s - 1
+                    ),
+                ),
+                _ => (
+                    place,
+                    format!(
+                        "record seq {seq} does not link to the record before it (previous_hash changed, or the records before it were replaced)"
+                    ),
+                ),
+            };
+            let at_seq = if at == place { seq } else { seq - 1 };
+            return self.brk(Kind::Edited, at, Some(at_seq), detail);
+        }
+        let hash = digest(payload);
+        if let Some((want, desc)) = self.expect_hash.get(&seq)
+            && *want != Some(hash)
+        {
+            let detail = format!("record seq {seq} differs from what {desc} signed for it");
+            return self.brk(Kind::Edited, place, Some(seq), detail);
+        }
+        if let Some(f) = self.after_final
+            && f.is_none_or(|f| seq > f)
+        {
+            let last = f.map_or("before any record".to_string(), |f| format!("at seq {f}"));
+            return self.brk(
+                Kind::Inserted,
+                place,
+                Some(seq),
+                format!("record seq {seq} follows the writer's final checkpoint ({last}): nothing was written after it"),
+            );
+        }
+        self.report.chained += 1;
+        self.prev = Some(hash);
+        self.prev_place = Some(place);
+        self.expected = seq + 1;
+    }
+
+    /// Unreadable bytes between whole records (`resumes` false: up to the segment's end).
+    pub(crate) fn damage(&mut self, place: Place, reason: &str, resumes: bool) {
+        let kind = if !resumes && reason.contains("cut short") {
+            Kind::Truncated
+        } else {
+            Kind::Edited
+        };
+        let detail = if resumes {
+            format!("unreadable bytes ({reason}): a record's bytes were changed")
+        } else {
+            format!("the rest of the segment is unreadable ({reason})")
+        };
+        self.brk(kind, place, Some(self.expected), detail);
+    }
+
+    /// Ends the walk: classifies a gap, checks the end against the checkpoints.
+    pub(crate) fn finish(mut self, end: Place) -> (ChainReport, Vec<Located>) {
+        if let Some((e, found, place)) = self.gap {
+            let (kind, detail) = if (e..found).any(|s| self.seen_after.contains(&s)) {
+                (
+                    Kind::Reordered,
+                    format!(
+                        "seq {found} comes where seq {e} was due, and seq {e} comes later: records were reordered"
+                    ),
+                )
+            } else {
+                (
+                    Kind::Deleted,
+                    format!(
+                        "seq {found} comes where seq {e} was due: {} record(s) (seq {e}..{}) were deleted",
+                        found - e,
+                        found - 1
+                    ),
+                )
+            };
+            self.find(kind, place, Some(e), detail);
+        }
+        if !self.broken
+            && let Some(covered) = self.report.covered
+            && self.expected <= covered
+        {
+            let desc = self
+                .expect_hash
+                .get(&covered)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default();
+            let detail = match self.expected {
+                0 => format!(
+                    "the chain has no records, but {desc} covers seq {covered}: the records were cut off"
+                ),
+                n => format!(
+                    "the chain ends at seq {}, but {desc} covers seq {covered}: records seq {n}..{covered} were cut off",
+                    n - 1
+                ),
+            };
+            self.find(Kind::Truncated, end, Some(self.expected), detail);
+        }
+        if !self.broken && self.expected > 0 {
+            self.report.head = self.prev.map(|h| (self.expected - 1, hex(&h)));
+        }
+        self.report.findings.sort_by_key(|f| f.place);
+        (self.report, self.ids)
+    }
+
+    /// The `seq` the chain was to start at.
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.start
+    }
+
+    /// The head the walk reached (whole chain so far), for an export's trailer.
+    pub(crate) fn head(&self) -> Option<Head> {
+        match (self.expected, self.prev) {
+            (n, Some(hash)) if n > 0 => Some(Head { seq: n - 1, hash }),
+            _ => None,
+        }
+    }
+}
+
+fn describe(s: &Statement, line: usize, what: &str) -> String {
+    let signed = match s.alg.as_str() {
+        "none" => "unsigned",
+        _ => "signed",
+    };
+    let last = if s.is_final { " final" } else { "" };
+    format!(
+        "the {signed}{last} checkpoint of {} ({what} line {line})",
+        s.time
+    )
+}
+
+/// What `verify` found in one journal of a store.
+#[derive(Debug, serde::Serialize)]
+pub struct JournalReport {
+    /// The journal (`legacy` for the single pre-journals one).
+    pub journal: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// The chain walk.
+    #[serde(flatten)]
+    pub chain: ChainReport,
+}
+
+/// What `verify` found in the index.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct IndexReport {
+    /// Whether the index was checked (it is not while another process holds it).
+    pub checked: bool,
+    /// Entries in the index.
+    pub entries: usize,
+    /// Problems: entries missing, leading elsewhere, or backed by no journal record.
+    pub findings: Vec<String>,
+    /// Why it was not checked, or how it was opened.
+    pub notes: Vec<String>,
+}
+
+/// What `verify` found in a store.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct StoreReport {
+    /// Per journal, in id order.
+    pub journals: Vec<JournalReport>,
+    /// The index check.
+    pub index: IndexReport,
+}
+
+impl StoreReport {
+    /// Whether nothing was found (notes are not findings).
+    pub fn intact(&self) -> bool {
+        self.journals.iter().all(|j| j.chain.findings.is_empty()) && self.index.findings.is_empty()
+    }
+}
+
+/// Verifies every journal of the store at `root` with `key` (if given), then its index.
+pub fn verify_store(
+    root: &Path,
+    key: Option<&TrustedKey>,
+    check_index: bool,
+) -> Result<StoreReport, StoreError> {
+    let paths = StorePaths::new(root);
+    let journal_root = paths.journal();
+    let mut report = StoreReport::default();
+    let mut all_ids: HashMap<EventId, (usize, u64)> = HashMap::new();
+    for id in journals::list(&journal_root)? {
+        let dir = id.dir(&journal_root);
+        let (chain, ids) = verify_journal(&dir, id, key, check_index)?;
+        let n = report.journals.len();
+        for (event, seq, _) in ids {
+            all_ids.insert(event, (n, seq));
+        }
+        report.journals.push(JournalReport {
+            journal: id.to_string(),
+            dir,
+            chain,
+        });
+    }
+    if check_index {
+        report.index = verify_index(root, &report, &all_ids)?;
+    } else {
+        report.index.notes.push("not checked (--no-index)".into());
+    }
+    Ok(report)
+}
+
+/// Walks one journal's segments and checkpoints.
+fn verify_journal(
+    dir: &Path,
+    id: JournalId,
+    key: Option<&TrustedKey>,
+    collect_ids: bool,
+) -> Result<(ChainReport, Vec<Located>), StoreError> {
+    let segments = journal::list_segments(dir)?;
+    let walker = RefCell::new(Walker::new(0, None, collect_ids));
+    let checkpoints = if id == JournalId::LEGACY {
+        Vec::new()
+    } else {
+        checkpoint::read(dir)?
+    };
+    let end_place = |segment, offset| Place::Record { segment, offset };
+    {
+        let mut w = walker.borrow_mut();
+        w.checkpoints(
+            &checkpoints,
+            id,
+            key,
+            |line| Place::Checkpoint { line },
+            checkpoint::FILE,
+        );
+    }
+    let mut end = end_place(1, HEADER_LEN);
+    let mut seen_chained = false;
+    let mut legacy = 0u64;
+    let mut previous: Option<u64> = None;
+    for (i, &n) in segments.iter().enumerate() {
+        let newest = i + 1 == segments.len();
+        if let Some(p) = previous
+            && n != p + 1
+        {
+            walker.borrow_mut().report.notes.push(format!(
+                "segment files {}..{} are missing",
+                p + 1,
+                n - 1
+            ));
+        }
+        previous = Some(n);
+        let format = journal::format_of(dir, n)?;
+        if format.is_some_and(|f| f > FORMAT) {
+            return Err(StoreError::NewerFormat {
+                path: journal::segment_path(dir, n),
+                found: format.unwrap_or_default(),
+            });
+        }
+        let chained = format == Some(FORMAT);
+        if chained {
+            seen_chained = true;
+        } else if format == Some(FORMAT_LEGACY) && seen_chained {
+            walker.borrow_mut().brk(
+                Kind::Inserted,
+                end_place(n, 0),
+                None,
+                "a legacy (unchained) segment after chained ones".into(),
+            );
+        }
+        let at = journal::read_segment(
+            dir,
+            n,
+            HEADER_LEN,
+            newest,
+            |pos, payload| {
+                let place = end_place(pos.segment, pos.offset - 8 - payload.len() as u64);
+                if chained {
+                    walker.borrow_mut().record(place, payload);
+                } else {
+                    legacy += 1;
+                }
+                Ok(())
+            },
+            |d| {
+                walker.borrow_mut().damage(
+                    end_place(n, d.offset),
+                    &d.reason,
+                    d.resumes_at.is_some(),
+                )
+            },
+        )?;
+        end = end_place(n, at.offset);
+        if newest {
+            let path = journal::segment_path(dir, n);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| StoreError::io("read the length of", &path, e))?
+                .len();
+            if len > at.offset {
+                let running = id != JournalId::LEGACY
+                    && journals::try_lock(dir.parent().unwrap_or(dir), id)
+                        .ok()
+                        .flatten()
+                        .is_none();
+                walker.borrow_mut().report.notes.push(format!(
+                    "{} bytes after the last whole record of segment {n} ({})",
+                    len - at.offset,
+                    if running {
+                        "its writer is running: a record being written"
+                    } else {
+                        "a crash not yet recovered; the next writer or `reindex` cuts and keeps them"
+                    }
+                ));
+            }
+        }
+    }
+    let mut walker = walker.into_inner();
+    walker.report.legacy = legacy;
+    if seen_chained && walker.after_final.is_none() {
+        let running = journals::try_lock(dir.parent().unwrap_or(dir), id)
+            .ok()
+            .flatten()
+            .is_none();
+        let covered = match walker.report.covered {
+            Some(seq) => format!("records after seq {seq} (its last checkpoint) are"),
+            None => "its records are".to_string(),
+        };
+        walker.report.notes.push(if running {
+            format!("its writer is running: {covered} not covered by a checkpoint yet")
+        } else if walker.saw_checkpoint {
+            format!("no final checkpoint (the writer did not stop cleanly, or the final one was removed): {covered} not covered, a cut there would not show")
+        } else {
+            format!("no checkpoints (the writer crashed before its first one, or the file was removed): {covered} not covered, a cut would not show")
+        });
+    }
+    if legacy > 0 {
+        walker.report.notes.push(format!(
+            "{legacy} record(s) in legacy (format 1) segments, written before chains: unchained, not verifiable"
+        ));
+    }
+    for torn in torn_files(dir)? {
+        walker.report.notes.push(format!(
+            "recovery after a crash cut a torn tail off and saved it to {} (not tampering: those bytes never formed a whole record)",
+            torn.display()
+        ));
+    }
+    if walker.report.unsigned > 0 {
+        walker.report.notes.push(format!(
+            "{} checkpoint(s) unsigned (no audit.signing_key_file when written): they show accidental cuts, not deliberate rewriting",
+            walker.report.unsigned
+        ));
+    }
+    if walker.report.unchecked > 0 {
+        walker.report.notes.push(format!(
+            "{} signed checkpoint(s) not checked: give --public-key (or configure audit.signing_key_file)",
+            walker.report.unchecked
+        ));
+    }
+    if walker.report.legacy == 0 && segments.is_empty() {
+        walker.report.notes.push("no segments".into());
+    }
+    Ok(walker.finish(end))
+}
+
+/// The torn tails recovery saved aside in `dir`.
+fn torn_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("list", dir, e)),
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(".journal.torn-"))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Checks the index against the journal records, through its public lookups.
+fn verify_index(
+    root: &Path,
+    report: &StoreReport,
+    ids: &HashMap<EventId, (usize, u64)>,
+) -> Result<IndexReport, StoreError> {
+    let mut out = IndexReport::default();
+    let Some((index, _lock, opened)) = super::open_for_query(root)? else {
+        out.notes.push(
+            "not checked: another process holds the index (run verify again when the proxies are stopped)".into(),
+        );
+        return Ok(out);
+    };
+    if let Some(reason) = &opened.rebuilt {
+        out.notes.push(format!(
+            "the index was rebuilt on opening ({reason}); the replaced one is kept beside it as index.replaced*"
+        ));
+    }
+    out.checked = true;
+    out.entries = index.len();
+    let name = |j: usize| report.journals.get(j).map_or("?", |r| r.journal.as_str());
+    let mut problems = 0usize;
+    for (&event, &(j, seq)) in ids {
+        let problem = match index.get(event) {
+            Ok(Some(_)) => continue,
+            Ok(None) => "is missing from the index".to_string(),
+            Err(e) => format!("has an index entry that does not lead to its record ({e})"),
+        };
+        problems += 1;
+        if out.findings.len() < 20 {
+            out.findings.push(format!(
+                "event {event} (journal {} seq {seq}) {problem}",
+                name(j)
+            ));
+        }
+    }
+    let legacy: u64 = report.journals.iter().map(|j| j.chain.legacy).sum();
+    if (out.entries as u64) > ids.len() as u64 + legacy {
+        match index.newest(usize::MAX, &Filter::default()) {
+            Ok(events) => {
+                for e in events.iter().filter(|e| !ids.contains_key(&e.event_id)) {
+                    if legacy == 0 {
+                        problems += 1;
+                        if out.findings.len() < 20 {
+                            out.findings.push(format!(
+                                "the index holds event {} that no chained journal record holds",
+                                e.event_id
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                problems += 1;
+                out.findings
+                    .push(format!("an index entry does not lead to its record ({e})"));
+            }
+        }
+    }
+    if problems > out.findings.len() {
+        out.findings.push(format!(
+            "… and {} more index problems",
+            problems - out.findings.len()
+        ));
+    }
+    index.close()?;
+    Ok(out)
+}

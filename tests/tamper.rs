@@ -1,0 +1,586 @@
+//! Tamper evidence (issue 9 item 4): a real store written by the real binary, then its files
+//! changed directly (a journal segment, the checkpoint file, the index, an export), then
+//! `verify` run as a user would, asserting its exit status and the position it reports.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{LineClient, TestStore, call_line, proxy_bin};
+use mcp_audit_proxy::store::checkpoint::{Signer, Statement};
+use mcp_audit_proxy::store::journal::{self, JournalPos, segment_path};
+use mcp_audit_proxy::store::journals::{self, JournalId};
+use serde_json::json;
+
+/// A store written by the proxy with a signing key, and where its key files are.
+struct Trail {
+    store: TestStore,
+    public: PathBuf,
+}
+
+/// One whole record as it lies in a segment.
+#[derive(Debug, Clone)]
+struct Rec {
+    segment: u64,
+    start: u64,
+    end: u64,
+    payload: Vec<u8>,
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    std::process::Command::new(proxy_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the proxy binary")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `keygen --out DIR/signing.key` through the binary; returns the public key's path.
+fn keygen(dir: &Path, name: &str) -> PathBuf {
+    let out = run(&["keygen", "--out", name], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    dir.join(format!("{name}.pub"))
+}
+
+/// A store with `calls` echo calls made through the proxy (clean shutdown: a final
+/// checkpoint), small segments, a checkpoint every 6 events, signed.
+async fn trail(calls: usize) -> Trail {
+    let store = TestStore::new(
+        "signing_key_file = \"signing.key\"\nsegment_bytes = 4096\ncheckpoint_every_events = 6",
+    );
+    let public = keygen(store.dir.path(), "signing.key");
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.initialize().await;
+    for i in 0..calls {
+        c.send(&call_line(
+            json!(i),
+            "echo",
+            json!({"text": format!("call {i}")}),
+        ))
+        .await;
+        c.recv_response(&json!(i)).await;
+    }
+    assert!(c.finish().await.success());
+    Trail { store, public }
+}
+
+impl Trail {
+    fn journal_dir(&self) -> PathBuf {
+        let root = self.store.store_dir().join("journal");
+        let ids = journals::list(&root).unwrap();
+        assert_eq!(ids.len(), 1, "one proxy, one journal");
+        ids[0].dir(&root)
+    }
+
+    fn journal_id(&self) -> JournalId {
+        journals::list(&self.store.store_dir().join("journal")).unwrap()[0]
+    }
+
+    /// Every whole record, in order.
+    fn records(&self) -> Vec<Rec> {
+        let mut out = Vec::new();
+        journal::read_from(
+            &self.journal_dir(),
+            JournalPos::START,
+            |end, payload| {
+                let start = end.offset - 8 - payload.len() as u64;
+                out.push(Rec {
+                    segment: end.segment,
+                    start,
+                    end: end.offset,
+                    payload: payload.to_vec(),
+                });
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+        out
+    }
+
+    fn segment(&self, n: u64) -> PathBuf {
+        segment_path(&self.journal_dir(), n)
+    }
+
+    /// Replaces bytes `[from, to)` of segment `n` with `with`.
+    fn splice(&self, n: u64, from: u64, to: u64, with: &[u8]) {
+        let path = self.segment(n);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.splice(from as usize..to as usize, with.iter().copied());
+        std::fs::write(&path, bytes).unwrap();
+    }
+
+    /// `verify --config …` (the configured key), its exit code and output.
+    fn verify(&self, extra: &[&str]) -> (i32, String) {
+        let mut args = vec!["verify", "--config"];
+        let config = self.store.config.to_str().unwrap().to_string();
+        args.push(&config);
+        args.extend_from_slice(extra);
+        let out = run(&args, self.store.dir.path());
+        (out.status.code().unwrap_or(-1), text(&out))
+    }
+}
+
+/// A record's bytes as stored: length, CRC, payload.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(payload);
+    let mut out = len.to_vec();
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The two records `i` and `i + 1` that lie in one segment, past the first record.
+fn pair_in_one_segment(records: &[Rec]) -> usize {
+    (1..records.len() - 2)
+        .find(|&i| records[i].segment == records[i + 1].segment)
+        .expect("two records in one segment")
+}
+
+fn assert_reported(code: i32, out: &str, kind: &str, at: &Rec, seq: usize) {
+    assert_eq!(code, 1, "{out}");
+    let expected = format!(
+        "TAMPERED: {kind} at segment {} offset {} (seq {seq})",
+        at.segment, at.start
+    );
+    assert!(out.contains(&expected), "expected {expected:?} in:\n{out}");
+}
+
+#[tokio::test]
+async fn an_untouched_store_verifies_with_the_configured_key_and_with_only_the_public_key() {
+    let t = trail(12).await;
+    let records = t.records();
+    assert_eq!(records.len(), 24);
+    assert!(
+        records.last().unwrap().segment > 2,
+        "the chain runs across segments"
+    );
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("intact; 24 chained records (seq 0..23"),
+        "{out}"
+    );
+    assert!(out.contains("signed and verified"), "{out}");
+    assert!(
+        out.contains("index: consistent with the journals (24 entries)"),
+        "{out}"
+    );
+
+    // Elsewhere, with the store folder and the public key only (no config).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let store = t.store.store_dir();
+    let public = t.public.to_str().unwrap();
+    let out = run(
+        &[
+            "verify",
+            "--store",
+            store.to_str().unwrap(),
+            "--public-key",
+            public,
+            "--no-index",
+        ],
+        elsewhere.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Without a key the chains are checked, the signatures are said to be unchecked.
+    let out = run(
+        &["verify", "--store", store.to_str().unwrap()],
+        elsewhere.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("signed but unchecked"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_changed_byte_is_reported_as_edited_where_it_is() {
+    let t = trail(8).await;
+    let records = t.records();
+    let r = &records[5];
+    // Inside the payload: the checksum no longer matches.
+    t.splice(r.segment, r.start + 30, r.start + 31, b"#");
+    let (code, out) = t.verify(&[]);
+    assert_reported(code, &out, "edited", r, 5);
+    assert!(out.contains("checksum mismatch"), "{out}");
+}
+
+#[tokio::test]
+async fn an_edit_with_a_recomputed_checksum_breaks_the_chain_or_the_final_checkpoint() {
+    let t = trail(8).await;
+    let records = t.records();
+    let forge = |t: &Trail, r: &Rec| {
+        let edited = String::from_utf8(r.payload.clone()).unwrap().replacen(
+            "\"user_id\":\"tester\"",
+            "\"user_id\":\"mallet\"",
+            1,
+        );
+        assert_ne!(edited.as_bytes(), r.payload);
+        t.splice(r.segment, r.start, r.end, &framed(edited.as_bytes()));
+    };
+    forge(&t, &records[6]);
+    let (code, out) = t.verify(&[]);
+    assert_reported(code, &out, "edited", &records[6], 6);
+    assert!(out.contains("no longer hashes"), "{out}");
+
+    // The last record has no successor: the writer's final checkpoint names its hash.
+    let t = trail(8).await;
+    let records = t.records();
+    let last = records.len() - 1;
+    forge(&t, &records[last]);
+    let (code, out) = t.verify(&[]);
+    assert_reported(code, &out, "edited", &records[last], last);
+    assert!(out.contains("final checkpoint"), "{out}");
+}
+
+#[tokio::test]
+async fn a_deleted_record_is_reported_where_it_was() {
+    let t = trail(8).await;
+    let records = t.records();
+    let i = pair_in_one_segment(&records);
+    let r = &records[i];
+    t.splice(r.segment, r.start, r.end, b"");
+    let (code, out) = t.verify(&[]);
+    assert_reported(code, &out, "deleted", r, i);
+}
+
+#[tokio::test]
+async fn an_inserted_copy_of_a_record_is_reported_where_it_was_put() {
+    let t = trail(8).await;
+    let records = t.records();
+    let i = pair_in_one_segment(&records);
+    let copy = framed(&records[0].payload);
+    let at = &records[i + 1];
+    t.splice(at.segment, at.start, at.start, &copy);
+    let (code, out) = t.verify(&[]);
+    assert_reported(code, &out, "inserted", at, 0);
+}
+
+#[tokio::test]
+async fn two_swapped_records_are_reported_as_reordered() {
+    let t = trail(8).await;
+    let records = t.records();
+    let i = pair_in_one_segment(&records);
+    let (a, b) = (&records[i], &records[i + 1]);
+    let mut swapped = framed(&b.payload);
+    swapped.extend(framed(&a.payload));
+    t.splice(a.segment, a.start, b.end, &swapped);
+    let (code, out) = t.verify(&[]);
+    assert_reported(code, &out, "reordered", a, i);
+}
+
+#[tokio::test]
+async fn a_cut_tail_is_reported_as_truncated_against_the_final_checkpoint() {
+    let t = trail(8).await;
+    let records = t.records();
+    let keep = records.len() - 3;
+    let cut = &records[keep];
+    // Cut the segment right after a whole record, and drop any later segment.
+    let path = t.segment(cut.segment);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..cut.start as usize]).unwrap();
+    for r in &records[keep..] {
+        if r.segment > cut.segment {
+            let _ = std::fs::remove_file(t.segment(r.segment));
+        }
+    }
+    let (code, out) = t.verify(&["--no-index"]);
+    assert_reported(code, &out, "truncated", cut, keep);
+    assert!(
+        out.contains(&format!("covers seq {}", records.len() - 1)),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_torn_tail_cut_by_recovery_after_a_crash_is_explained_not_tampering() {
+    let store = TestStore::new("signing_key_file = \"signing.key\"\ncheckpoint_every_events = 4");
+    keygen(store.dir.path(), "signing.key");
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.initialize().await;
+    for i in 0..5 {
+        c.send(&call_line(json!(i), "echo", json!({"text": "x"})))
+            .await;
+        c.recv_response(&json!(i)).await;
+    }
+    // A crash: no final checkpoint; then a write that was cut in the middle.
+    c.child.start_kill().unwrap();
+    c.wait_exit().await;
+    let root = store.store_dir().join("journal");
+    let id = journals::list(&root).unwrap()[0];
+    let dir = id.dir(&root);
+    let last = *journal::list_segments(&dir).unwrap().last().unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(segment_path(&dir, last))
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0x40, 0, 0, 0, 1, 2, 3]).unwrap();
+    drop(f);
+    // Before recovery: bytes after the last whole record, said as such.
+    let verify = |store: &TestStore| {
+        let out = run(
+            &["verify", "--config", store.config.to_str().unwrap()],
+            store.dir.path(),
+        );
+        (out.status.code().unwrap_or(-1), text(&out))
+    };
+    let (code, out) = verify(&store);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("7 bytes after the last whole record"), "{out}");
+    // `reindex` recovers the stopped writer's journal: the torn bytes are cut and saved aside.
+    let out = run(
+        &["reindex", "--config", store.config.to_str().unwrap()],
+        store.dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, out) = verify(&store);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("recovery after a crash cut a torn tail"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_is_a_bad_signature() {
+    let t = trail(8).await;
+    let path = t.journal_dir().join("checkpoints");
+    let text_before = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text_before.lines().collect();
+    assert!(
+        lines.len() >= 3,
+        "periodic ones and the final one: {text_before}"
+    );
+    // Claim a later head than was signed.
+    let mut forged: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    forged["seq"] = json!(forged["seq"].as_u64().unwrap() + 1);
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[1] = forged.to_string();
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TAMPERED: bad_signature at checkpoints line 2"),
+        "{out}"
+    );
+
+    // A statement signed with another key (the forger's own) is not taken either.
+    std::fs::write(&path, &text_before).unwrap();
+    let forger = keygen(t.store.dir.path(), "forger.key");
+    let signer = Signer::load(&t.store.dir.path().join("forger.key")).unwrap();
+    let mut s = Statement::new(t.journal_id(), None, true);
+    signer.sign(&mut s);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let mut line = s.to_line();
+    line.push(b'\n');
+    std::io::Write::write_all(&mut file, &line).unwrap();
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 1, "{out}");
+    let n = lines.len() + 1;
+    assert!(
+        out.contains(&format!("bad_signature at checkpoints line {n}")),
+        "{out}"
+    );
+    assert!(out.contains("not by the given public key"), "{out}");
+    assert!(forger.exists());
+}
+
+#[tokio::test]
+async fn an_export_verifies_elsewhere_with_only_the_public_key_and_its_edits_are_found() {
+    let t = trail(6).await;
+    let file = t.store.dir.path().join("trail.export");
+    let out = run(
+        &[
+            "export",
+            "--config",
+            t.store.config.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        t.store.dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("exported 12 records"), "{}", text(&out));
+
+    // Another machine: the export and the public key, nothing else.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::copy(&file, elsewhere.path().join("trail.export")).unwrap();
+    std::fs::copy(&t.public, elsewhere.path().join("key.pub")).unwrap();
+    let verify = || {
+        let out = run(
+            &[
+                "verify",
+                "--export",
+                "trail.export",
+                "--public-key",
+                "key.pub",
+            ],
+            elsewhere.path(),
+        );
+        (out.status.code().unwrap_or(-1), text(&out))
+    };
+    let (code, out) = verify();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("the export trail.export is intact"), "{out}");
+
+    let pristine = std::fs::read_to_string(elsewhere.path().join("trail.export")).unwrap();
+    let lines: Vec<&str> = pristine.lines().collect();
+    let record_lines: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].ends_with(r#""type":"record"}"#))
+        .collect();
+    assert_eq!(record_lines.len(), 12);
+    let write = |lines: &[String]| {
+        std::fs::write(
+            elsewhere.path().join("trail.export"),
+            lines.join("\n") + "\n",
+        )
+        .unwrap()
+    };
+    let owned = || lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+
+    // An edited record.
+    let mut edited = owned();
+    let i = record_lines[4];
+    edited[i] = edited[i].replacen("\"user_id\":\"tester\"", "\"user_id\":\"mallet\"", 1);
+    write(&edited);
+    let (code, out) = verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("edited at line {} (seq 4)", i + 1)),
+        "{out}"
+    );
+
+    // The last record removed.
+    let mut cut = owned();
+    cut.remove(*record_lines.last().unwrap());
+    write(&cut);
+    let (code, out) = verify();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("truncated"), "{out}");
+
+    // Another key's public half is not the one the export was signed with.
+    write(&owned());
+    keygen(elsewhere.path(), "other.key");
+    let out = run(
+        &[
+            "verify",
+            "--export",
+            "trail.export",
+            "--public-key",
+            "other.key.pub",
+        ],
+        elsewhere.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("bad_signature"), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn index_entries_that_are_missing_or_lead_elsewhere_are_found() {
+    let t = trail(6).await;
+    let records = t.records();
+    let id = |r: &Rec| {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        v["event_id"]
+            .as_str()
+            .unwrap()
+            .parse::<mcp_audit_proxy::audit::EventId>()
+            .unwrap()
+    };
+    // Make sure the index is caught up, then change it with sled directly.
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 0, "{out}");
+    {
+        let db = sled::open(t.store.store_dir().join("index")).unwrap();
+        let events = db.open_tree("events").unwrap();
+        let (a, b, gone) = (id(&records[2]), id(&records[3]), id(&records[7]));
+        let ref_b = events.get(b.to_key()).unwrap().unwrap();
+        events.insert(a.to_key(), ref_b).unwrap();
+        events.remove(gone.to_key()).unwrap();
+        db.flush().unwrap();
+    }
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("index: TAMPERED"), "{out}");
+    assert!(
+        out.contains(&format!("event {} (journal", id(&records[7])))
+            && out.contains("is missing from the index"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("event {} (journal", id(&records[2])))
+            && out.contains("does not lead to its record"),
+        "{out}"
+    );
+    // The journal itself is intact, and said so.
+    assert!(out.contains("intact; 12 chained records"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_writer_processes_each_chain_their_own_journal() {
+    let store = TestStore::new("signing_key_file = \"signing.key\"\ncheckpoint_every_events = 5");
+    keygen(store.dir.path(), "signing.key");
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut c = LineClient::spawn(store.proxied_example());
+        c.initialize().await;
+        clients.push(c);
+    }
+    for i in 0..7 {
+        for c in clients.iter_mut() {
+            c.send(&call_line(json!(i), "echo", json!({"text": "x"})))
+                .await;
+            c.recv_response(&json!(i)).await;
+        }
+    }
+    for c in clients {
+        assert!(c.finish().await.success());
+    }
+    let out = run(
+        &["verify", "--config", store.config.to_str().unwrap()],
+        store.dir.path(),
+    );
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(
+        report
+            .matches("intact; 14 chained records (seq 0..13")
+            .count(),
+        3,
+        "{report}"
+    );
+    assert!(report.contains("(3 journals)"), "{report}");
+}
+
+#[test]
+fn a_configured_key_that_cannot_be_read_stops_the_proxy_naming_the_file() {
+    let store = TestStore::new("signing_key_file = \"missing.key\"");
+    let out = std::process::Command::new(proxy_bin())
+        .args(["events", "--config"])
+        .arg(&store.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out);
+    assert!(err.contains("audit.signing_key_file"), "{err}");
+    assert!(err.contains("missing.key"), "{err}");
+}
