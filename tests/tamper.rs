@@ -510,12 +510,38 @@ async fn index_entries_that_are_missing_or_lead_elsewhere_are_found() {
     let (code, out) = t.verify(&[]);
     assert_eq!(code, 0, "{out}");
     {
+        // Index format 5: `events` holds chunks of entries (id, then where its record is and
+        // its attributes), CHUNK_ENTRY_LEN bytes each, sorted by id.
         let db = sled::open(t.store.store_dir().join("index")).unwrap();
         let events = db.open_tree("events").unwrap();
         let (a, b, gone) = (id(&records[2]), id(&records[3]), id(&records[7]));
-        let ref_b = events.get(b.to_key()).unwrap().unwrap();
-        events.insert(a.to_key(), ref_b).unwrap();
-        events.remove(gone.to_key()).unwrap();
+        let len = mcp_audit_proxy::store::index::CHUNK_ENTRY_LEN;
+        let chunks: Vec<(sled::IVec, Vec<Vec<u8>>)> = events
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (k, v.chunks(len).map(<[u8]>::to_vec).collect())
+            })
+            .collect();
+        let value_of_b = chunks
+            .iter()
+            .flat_map(|(_, entries)| entries)
+            .find(|e| e[..16] == b.to_key())
+            .map(|e| e[16..].to_vec())
+            .expect("b is indexed");
+        let (mut pointed, mut removed) = (false, false);
+        for (key, mut entries) in chunks {
+            let before = entries.len();
+            entries.retain(|e| e[..16] != gone.to_key());
+            removed |= entries.len() < before;
+            for e in entries.iter_mut().filter(|e| e[..16] == a.to_key()) {
+                e.truncate(16);
+                e.extend_from_slice(&value_of_b);
+                pointed = true;
+            }
+            events.insert(key, entries.concat()).unwrap();
+        }
+        assert!(pointed && removed, "the test found both entries to change");
         db.flush().unwrap();
     }
     let (code, out) = t.verify(&[]);

@@ -76,7 +76,7 @@ pub const MAX_POSTING_IDS: usize = 256;
 /// The most event entries one chunk holds (75 bytes each).
 pub const MAX_CHUNK_EVENTS: usize = 64;
 /// Bytes of one entry in an `events` chunk: id and value.
-pub(crate) const CHUNK_ENTRY_LEN: usize = 16 + EVENT_VALUE_LEN;
+pub const CHUNK_ENTRY_LEN: usize = 16 + EVENT_VALUE_LEN;
 /// Staged records after which the holder writes them without waiting for its next save.
 pub const WRITE_EVERY: usize = 8192;
 
