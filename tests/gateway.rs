@@ -54,21 +54,8 @@ async fn an_rmcp_http_client_calls_tools_through_the_gateway_and_every_call_is_p
     );
 
     // In sync mode each access event waited for an fdatasync: /metrics times them.
-    let metrics = http()
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> f64 {
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let metrics = gw.metrics().await;
+    let value = |name: &str| sample(&metrics, name);
     assert!(
         metrics.contains("# TYPE mcp_gateway_journal_sync_seconds histogram"),
         "{metrics}"
@@ -931,15 +918,7 @@ async fn an_idle_session_expires_and_its_id_is_then_unknown() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, _, text) = post(&url, Some(ALICE_KEY), Some(&session), list, &[]).await;
     assert_eq!(status, 404, "{text}");
-    let metrics = http()
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("mcp_gateway_sessions 0"), "{metrics}");
+    assert_eq!(sample(&gw.metrics().await, "mcp_gateway_sessions"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

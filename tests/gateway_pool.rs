@@ -26,20 +26,7 @@ fn slow(id: &str, ms: u64, steps: u32, token: &str) -> String {
 
 /// A gauge or counter of `/metrics`.
 async fn metric(gw: &Gateway, name: &str) -> i64 {
-    let text = http()
-        .get(format!("{}/metrics", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .trim()
-        .parse()
-        .unwrap()
+    sample(&gw.metrics().await, name) as i64
 }
 
 /// The answer line (raw JSON text) among an SSE or JSON body's messages, and how many

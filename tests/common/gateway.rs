@@ -112,6 +112,18 @@ sha256 = "{bob}"
         }
     }
 
+    /// The `/metrics` text (Prometheus exposition).
+    pub async fn metrics(&self) -> String {
+        http()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The gateway's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -331,4 +343,16 @@ pub async fn post_2026(
 /// The first text content of a `tools/call` result.
 pub fn text_of(result: &impl serde::Serialize) -> Value {
     serde_json::to_value(result).unwrap()["content"][0]["text"].clone()
+}
+
+/// The value of the sample `name` (labels included, e.g. `x_bucket{le="+Inf"}`) in a
+/// `/metrics` text.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
