@@ -224,7 +224,7 @@ impl Config {
         let max_stored_argument_bytes = at.ranged(
             "audit.max_stored_argument_bytes",
             a.max_stored_argument_bytes,
-            64 << 10,
+            256 << 10,
             256..=(1 << 30),
         )?;
 
