@@ -158,6 +158,31 @@ fn severity(score: f64, moderate: f64, high: f64) -> &'static str {
     }
 }
 
+/// Each user's calls, in time order.
+fn by_user(calls: &[Call]) -> HashMap<&str, Vec<&Call>> {
+    let mut out: HashMap<&str, Vec<&Call>> = HashMap::new();
+    for c in calls {
+        out.entry(&c.user).or_default().push(c);
+    }
+    out
+}
+
+/// Each tool's calls that pass `keep`, by clock hour (milliseconds since the epoch / 1 h).
+fn tool_hours(
+    calls: &[Call],
+    keep: impl Fn(&Call) -> bool,
+) -> HashMap<&str, BTreeMap<u64, Vec<&Call>>> {
+    let mut out: HashMap<&str, BTreeMap<u64, Vec<&Call>>> = HashMap::new();
+    for c in calls.iter().filter(|c| keep(c)) {
+        out.entry(&c.tool)
+            .or_default()
+            .entry(c.at_ms / HOUR)
+            .or_default()
+            .push(c);
+    }
+    out
+}
+
 /// Groups `calls` of one subject into runs whose gaps are at most `gap` ms.
 fn runs(mut calls: Vec<&Call>, gap: u64) -> Vec<Vec<&Call>> {
     calls.sort_by_key(|c| c.at_ms);
@@ -177,10 +202,7 @@ fn runs(mut calls: Vec<&Call>, gap: u64) -> Vec<Vec<&Call>> {
 /// deviation). Suppressed when a third or more of the user's role peers active that
 /// day made 1.8 times their usual daily calls (month-end, an incident, a launch).
 fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let mut by_user: HashMap<&str, Vec<&Call>> = HashMap::new();
-    for c in calls {
-        by_user.entry(&c.user).or_default().push(c);
-    }
+    let by_user = by_user(calls);
     // Per user: calls per active clock hour and per active day.
     let mut hourly: HashMap<&str, (f64, f64)> = HashMap::new();
     let mut daily: HashMap<&str, BTreeMap<u64, usize>> = HashMap::new();
@@ -353,15 +375,7 @@ fn binomial_z(k: usize, n: usize, p: f64) -> f64 {
 /// (its failures in an hour ≥ 5, at least three times its usual rate, and z ≥ 5 under its
 /// usual rate). Consecutive hours make one finding.
 fn error_rate(calls: &[Call], out: &mut Vec<Finding>) {
-    let mut by_tool: HashMap<&str, BTreeMap<u64, Vec<&Call>>> = HashMap::new();
-    for c in calls.iter().filter(|c| c.end.is_some()) {
-        by_tool
-            .entry(&c.tool)
-            .or_default()
-            .entry(c.at_ms / HOUR)
-            .or_default()
-            .push(c);
-    }
+    let by_tool = tool_hours(calls, |c| c.end.is_some());
     for (t, hours) in by_tool {
         let total: usize = hours.values().map(Vec::len).sum();
         let failed: usize = hours
@@ -428,18 +442,7 @@ fn error_rate(calls: &[Call], out: &mut Vec<Finding>) {
 /// Statistical: a tool's median execution time in an hour far above its usual (≥ 5 calls,
 /// at least 5 times its median, log robust z ≥ 5).
 fn execution_time(calls: &[Call], out: &mut Vec<Finding>) {
-    let mut by_tool: HashMap<&str, BTreeMap<u64, Vec<&Call>>> = HashMap::new();
-    for c in calls
-        .iter()
-        .filter(|c| c.end.and_then(|e| e.execution_us).is_some())
-    {
-        by_tool
-            .entry(&c.tool)
-            .or_default()
-            .entry(c.at_ms / HOUR)
-            .or_default()
-            .push(c);
-    }
+    let by_tool = tool_hours(calls, |c| c.end.and_then(|e| e.execution_us).is_some());
     for (t, hours) in by_tool {
         let log = |c: &&Call| (c.end.and_then(|e| e.execution_us).unwrap_or(1).max(1) as f64).ln();
         let all: Vec<f64> = hours.values().flatten().map(log).collect();
@@ -723,10 +726,7 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
 /// accounts, and nights that belong to a rotation (the user was also active off hours on
 /// another night within four days: on call).
 fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let mut by_user: HashMap<&str, Vec<&Call>> = HashMap::new();
-    for c in calls {
-        by_user.entry(&c.user).or_default().push(c);
-    }
+    let by_user = by_user(calls);
     for (u, v) in by_user {
         if people.service.contains(u) || v.len() < 200 {
             continue;
@@ -791,10 +791,7 @@ fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
 /// Temporal: a burst, 12 calls or more by one user within a minute and four times their
 /// usual busiest minute (the 99th percentile of their calls per clock minute).
 fn burst(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let mut by_user: HashMap<&str, Vec<&Call>> = HashMap::new();
-    for c in calls {
-        by_user.entry(&c.user).or_default().push(c);
-    }
+    let by_user = by_user(calls);
     let flush = |u: &str, run: &mut Vec<&Call>, out: &mut Vec<Finding>| {
         if !run.is_empty() {
             out.push(Finding::new(

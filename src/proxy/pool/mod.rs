@@ -196,20 +196,7 @@ impl Pool {
         self.started.fetch_add(1, Ordering::Relaxed);
         tracing::info!(pid, upstream = %upstream.name, user, command = %upstream.command.join(" "), "shared mcp server started");
         let (to_child, rx) = mpsc::channel(QUEUE);
-        let shared = Arc::new(Shared {
-            pid,
-            to_child,
-            table: Mutex::new(Table {
-                next_id: 0,
-                next_lease: 0,
-                pending: HashMap::new(),
-                leases: HashMap::new(),
-                last_active: Instant::now(),
-                gone: None,
-            }),
-            stop: CancellationToken::new(),
-            exited: CancellationToken::new(),
-        });
+        let shared = Arc::new(Shared::new(pid, to_child));
         let group = GroupGuard(pid.map(|p| Pid::from_raw(p as i32)));
         tokio::spawn(run_child(
             shared.clone(),
@@ -298,6 +285,26 @@ struct Shared {
     stop: CancellationToken,
     /// Cancelled once the child has exited and its leases are told.
     exited: CancellationToken,
+}
+
+impl Shared {
+    /// A child's shared state, before any lease or request.
+    fn new(pid: Option<u32>, to_child: mpsc::Sender<Bytes>) -> Shared {
+        Shared {
+            pid,
+            to_child,
+            table: Mutex::new(Table {
+                next_id: 0,
+                next_lease: 0,
+                pending: HashMap::new(),
+                leases: HashMap::new(),
+                last_active: Instant::now(),
+                gone: None,
+            }),
+            stop: CancellationToken::new(),
+            exited: CancellationToken::new(),
+        }
+    }
 }
 
 /// The child's id in `line` at `range`, if it is one the pool made (a positive integer).
@@ -728,20 +735,7 @@ mod tests {
 
     fn shared() -> (Shared, mpsc::Receiver<Bytes>) {
         let (to_child, rx) = mpsc::channel(16);
-        let shared = Shared {
-            pid: None,
-            to_child,
-            table: Mutex::new(Table {
-                next_id: 0,
-                next_lease: 0,
-                pending: HashMap::new(),
-                leases: HashMap::new(),
-                last_active: Instant::now(),
-                gone: None,
-            }),
-            stop: CancellationToken::new(),
-            exited: CancellationToken::new(),
-        };
+        let shared = Shared::new(None, to_child);
         (shared, rx)
     }
 
