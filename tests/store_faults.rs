@@ -375,12 +375,12 @@ async fn a_full_disk_with_block_refuses_calls_unforwarded_and_resumes_when_space
     let filler = fill(&store.store_dir());
     // `crash` would end the server if it reached it: refused, it must not.
     c.send(&big_call(2, "crash")).await;
-    // Its access event was the one that failed: refused after the failed write (the cause
-    // is in the log)…
+    // Its access event was the one that failed: refused after the failed write…
     let refused: Value = serde_json::from_slice(&c.recv_response(&json!(2)).await).unwrap();
     let message = refused["error"]["message"].as_str().unwrap_or_default();
     assert!(
-        message.contains("audit trail cannot record it"),
+        message.contains("its access event could not be made durable")
+            && message.contains("No space left"),
         "{refused}"
     );
     // …and later calls at once, with the cause.
@@ -606,4 +606,60 @@ async fn the_budget_warns_once_at_80_percent_and_blocks_at_100_until_room_is_mad
     let s = status(&store);
     let used = s["budget_used"].as_f64().unwrap();
     assert!(used > 0.5 && used < 0.8, "{s}");
+}
+
+#[tokio::test]
+async fn the_gateway_exports_the_store_size_and_the_budget_ratio() {
+    const BUDGET: u64 = 64 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"example\"\ncommand = [\"{}\"]\n[audit]\nstore_dir = \"store\"\nmax_store_bytes = {BUDGET}\non_store_failure = \"allow\"\n[gateway]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n",
+            common::example_server().display()
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let gw = common::gateway::Gateway::spawn(dir, config);
+    let metrics = gw.metrics().await;
+    let sample = |name: &str| common::gateway::sample(&metrics, name);
+    let size = sample("mcp_gateway_audit_store_size_bytes");
+    let on_disk = walk_bytes(&store) as f64;
+    assert!(size > 0.0, "{metrics}");
+    // Measured at start (the index may have grown since): the same order as on disk.
+    assert!(
+        size <= on_disk * 2.0 && size * 2.0 >= on_disk,
+        "{size} vs {on_disk}"
+    );
+    assert_eq!(
+        sample("mcp_gateway_audit_store_max_size_bytes"),
+        BUDGET as f64
+    );
+    let ratio = sample("mcp_gateway_audit_store_budget_ratio");
+    assert!((ratio - size / BUDGET as f64).abs() < 1e-9, "{metrics}");
+    assert_eq!(sample("mcp_gateway_audit_store_available"), 1.0);
+    assert_eq!(sample("mcp_gateway_audit_events_lost"), 0.0);
+    assert_eq!(sample("mcp_gateway_audit_store_outages"), 0.0);
+    let (status, _) = gw.stop();
+    assert!(status.success());
+}
+
+/// The bytes of every file under `root`.
+fn walk_bytes(root: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
 }

@@ -429,6 +429,15 @@ impl AuditSink {
         })
     }
 
+    /// `what` failed, with the store's outage cause when one is on (for the answer to a call
+    /// whose event could not be made durable: the client learns why, not only that).
+    pub fn why(&self, what: &str) -> String {
+        match self.shared.outage().as_ref() {
+            Some(o) => format!("{what}: audit store unavailable: {}", o.cause),
+            None => what.to_string(),
+        }
+    }
+
     /// The store's size, budget and health (metrics).
     pub fn store_figures(&self) -> StoreFigures {
         let (s, stats) = (&self.shared, &self.shared.stats);

@@ -438,6 +438,31 @@ mod tests {
     }
 
     #[test]
+    fn the_store_budget_and_failure_mode_default_to_none_and_block_and_are_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.audit.max_store_bytes, None);
+        assert_eq!(c.audit.on_store_failure, OnStoreFailure::Block);
+        let c =
+            parse("[audit]\nmax_store_bytes = 1048576\non_store_failure = \"allow\"\n").unwrap();
+        assert_eq!(c.audit.max_store_bytes, Some(1 << 20));
+        assert_eq!(c.audit.on_store_failure, OnStoreFailure::Allow);
+        let err = parse("[audit]\nmax_store_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("audit.max_store_bytes") && err.contains(":2:"),
+            "{err}"
+        );
+        let err = parse("[audit]\non_store_failure = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2:") && err.contains("`block` or `allow`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn relative_store_dirs_resolve_against_the_config_folder() {
         let c = parse("[audit]\nstore_dir = \"data/audit\"\n").unwrap();
         assert_eq!(c.audit.store_dir, Path::new("/etc/mcp/data/audit"));

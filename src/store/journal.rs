@@ -980,6 +980,43 @@ mod tests {
     }
 
     #[test]
+    fn a_roll_back_drops_what_was_not_synced_and_the_chain_goes_on_from_the_durable_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(&[b"{\"a\":1}", b"{\"a\":2}"]).unwrap();
+        j.sync().unwrap();
+        let (durable_end, durable_head) = (j.end(), j.head());
+        j.append(&[b"{\"a\":3}", b"{\"a\":4}", b"{\"a\":5}"])
+            .unwrap();
+        assert_eq!(j.roll_back(), 3, "the three unsynced records");
+        assert_eq!((j.end(), j.head()), (durable_end, durable_head));
+        let path = segment_path(dir.path(), 1);
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            durable_end.offset,
+            "cut off"
+        );
+        j.append(&[b"{\"a\":6}"]).unwrap();
+        j.sync().unwrap();
+        let mut seqs = Vec::new();
+        read_from(
+            dir.path(),
+            JournalPos::START,
+            |_, p| {
+                seqs.push(chain::Link::of(p).unwrap().seq.unwrap());
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+        assert_eq!(
+            seqs,
+            [0, 1, 2],
+            "the chain goes on from the durable head, no gap"
+        );
+    }
+
+    #[test]
     fn a_foreign_file_is_refused_not_truncated() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(segment_path(dir.path(), 1), b"this is not a journal at all").unwrap();

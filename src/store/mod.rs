@@ -5,6 +5,8 @@
 //! # Layout of `audit.store_dir`
 //!
 //! ```text
+//! store.json                 the marker: a store, and of which layout version ([`marker`]);
+//!                            written when a proxy first opens the folder
 //! LOCK                       held shared by every process of this version (an older version
 //!                            holds it exclusively: the two never run on one store together)
 //! journal/<ULID>/            one journal per writing process (the ULID is made at its start):
