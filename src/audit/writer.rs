@@ -18,8 +18,11 @@
 //!
 //! A failed append or `fdatasync` (a full disk, an I/O error, a folder made read-only) or a
 //! store past `audit.max_store_bytes` starts an *outage*. What was appended since the last
-//! good sync is cut off the journal and the chain put back ([`Journal::roll_back`]): those
-//! events were never durable, so they are counted as lost, never as recorded. During the
+//! good sync is cut off the journal and the chain put back ([`Journal::roll_back`]; the next
+//! record starts a new segment, so that no index holder reads it from a stale position): those
+//! events were never durable, so they are counted as lost, never as recorded. An index holder
+//! that read a cut record in the moment before the cut keeps an entry for it, which a query
+//! reports as unreadable (`reindex` drops it). During the
 //! outage, `audit.on_store_failure` decides: `block` refuses every event at
 //! [`AuditSink::record`] (the pipeline answers the call with an error and never forwards it;
 //! in `sync` mode the batch that failed is answered with the error too, so its calls are

@@ -240,6 +240,11 @@ pub struct Journal {
     unsynced: u64,
     /// A failed write may have left bytes past `offset`: cut them before the next append.
     dirty: bool,
+    /// Bytes were cut off this segment: the next append starts a new one. An index holder
+    /// (in any process) may have read records that were cut, and saved a position past the
+    /// cut; records written at those offsets again would be misread from there, while a
+    /// new segment is read from its start.
+    rotate_next: bool,
 }
 
 /// What opening the journal for writing found in its newest segment.
@@ -550,6 +555,7 @@ impl Journal {
                 synced: (valid_end, Chain { head }),
                 unsynced: 0,
                 dirty: false,
+                rotate_next: false,
             },
             recovery,
         ))
@@ -599,6 +605,7 @@ impl Journal {
             synced: (HEADER_LEN, Chain::default()),
             unsynced: 0,
             dirty: false,
+            rotate_next: false,
         })
     }
 
@@ -642,6 +649,7 @@ impl Journal {
             .map(|p| RECORD_HEADER_LEN + p.len() as u64)
             .sum();
         if self.legacy_tail
+            || self.rotate_next
             || (self.offset > HEADER_LEN && self.offset + total > self.segment_bytes)
         {
             self.rotate()?;
@@ -682,7 +690,8 @@ impl Journal {
     /// After a failed [`Self::sync`]: forgets what was appended since the last successful one
     /// (after a failed `fdatasync` the kernel may have dropped those pages: they cannot be
     /// counted as recorded), cutting it off the segment now or before the next append, and
-    /// puts the chain back where it was durable. Returns how many records were dropped.
+    /// puts the chain back where it was durable; the next append starts a new segment.
+    /// Returns how many records were dropped.
     pub fn roll_back(&mut self) -> u64 {
         let dropped = self.unsynced;
         (self.offset, self.chain) = self.synced;
@@ -703,6 +712,7 @@ impl Journal {
             .and_then(|()| self.file.seek(SeekFrom::Start(self.offset)).map(|_| ()))
             .map_err(|e| StoreError::io("cut a failed write off", &path, e))?;
         self.dirty = false;
+        self.rotate_next = true;
         Ok(())
     }
 
@@ -1013,6 +1023,11 @@ mod tests {
             seqs,
             [0, 1, 2],
             "the chain goes on from the durable head, no gap"
+        );
+        assert_eq!(
+            list_segments(dir.path()).unwrap(),
+            [1, 2],
+            "after a cut, a new segment: nobody reads new records from a stale position"
         );
     }
 
