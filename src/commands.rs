@@ -805,7 +805,6 @@ fn id_time(id: crate::audit::EventId) -> String {
 pub fn status_of(config: &Config) -> Result<StoreStatus, ModeError> {
     let root = &config.audit.store_dir;
     readable_store(root)?;
-    let bytes = store::usage::measure(root)?;
     let journal_root = store::StorePaths::new(root).journal();
     let journals = store::journals::list(&journal_root)?;
     let (events, events_from, oldest, newest) = match store::open_for_query(root)? {
@@ -837,6 +836,8 @@ pub fn status_of(config: &Config) -> Result<StoreStatus, ModeError> {
             (n, "journals", oldest, newest)
         }
     };
+    // Measured after the index was opened and closed: sled sizes its files when it opens.
+    let bytes = store::usage::measure(root)?;
     let total = bytes.total();
     Ok(StoreStatus {
         store_dir: root.clone(),
