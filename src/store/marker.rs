@@ -45,6 +45,10 @@ const KNOWN: [&str; 6] = [
     "pins.json",
     "keys",
 ];
+/// The prefix of the marker's temporary name (followed by the process id).
+const TEMP_MARKER: &str = ".store.json.new";
+/// The prefix of the file that shows the folder is writable (followed by the process id).
+const PROBE: &str = ".write-probe";
 /// How many of a foreign folder's entries an error names.
 const NAMED_ENTRIES: usize = 5;
 
@@ -106,7 +110,12 @@ pub fn check(root: &Path, access: Access) -> Result<bool, StoreError> {
     }
     // No marker: a store of an earlier release (it has journals), an empty folder, or
     // somebody else's folder.
-    let entries = entries(root)?;
+    // Another process may be making this store at the same moment: its temporary files are
+    // not somebody else's.
+    let entries: Vec<String> = entries(root)?
+        .into_iter()
+        .filter(|n| !n.starts_with(TEMP_MARKER) && !n.starts_with(PROBE))
+        .collect();
     let ours = entries.iter().any(|n| KNOWN.contains(&n.as_str()));
     if !ours && !entries.is_empty() {
         return Err(StoreError::Foreign {
@@ -168,7 +177,9 @@ fn write_marker(root: &Path) -> Result<(), StoreError> {
     };
     let mut text = serde_json::to_vec(&marker).unwrap_or_default();
     text.push(b'\n');
-    let tmp = root.join(format!(".{MARKER}.new"));
+    // Per process: two proxies starting on a new folder at once each write their own, and
+    // the second rename replaces the first with the same text.
+    let tmp = root.join(format!("{TEMP_MARKER}-{}", unique()));
     fs::File::create(&tmp)
         .and_then(|mut f| {
             f.write_all(&text)?;
@@ -182,9 +193,16 @@ fn write_marker(root: &Path) -> Result<(), StoreError> {
 /// Checks that files can be made in `root` (a read-only mount or an immutable folder stops
 /// root too, where permission bits do not).
 fn probe_writable(root: &Path) -> Result<(), StoreError> {
-    let probe = root.join(".write-probe");
+    let probe = root.join(format!("{PROBE}-{}", unique()));
     fs::File::create(&probe).map_err(|e| unwritable(root, e))?;
     fs::remove_file(&probe).map_err(|e| unwritable(root, e))
+}
+
+/// A suffix no other process or thread uses at the same time: the process id and a count.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
 }
 
 fn unwritable(root: &Path, source: std::io::Error) -> StoreError {
@@ -217,6 +235,26 @@ mod tests {
         assert!(!old.path().join(MARKER).exists(), "a query writes nothing");
         assert!(check(old.path(), Access::Write).unwrap());
         assert!(old.path().join(MARKER).exists());
+    }
+
+    #[test]
+    fn writers_making_one_new_store_at_once_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let root = root.clone();
+                std::thread::spawn(move || check(&root, Access::Write))
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap().unwrap());
+        }
+        let names: Vec<String> = fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [MARKER], "no temporary file left behind");
     }
 
     #[test]
