@@ -754,6 +754,8 @@ pub fn tools_accept(
     hash: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), ModeError> {
+    // Pins live in the store folder: never write them into a folder that is not a store.
+    store::marker::check(&config.audit.store_dir, store::Access::Write)?;
     let pins = policy::pins::Pins::new(&config.audit.store_dir, &config.upstream.name);
     let changes = pins.accept(name, hash)?;
     writeln!(

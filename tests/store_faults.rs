@@ -168,6 +168,10 @@ fn a_foreign_folder_stops_everything_and_nothing_is_written_in_it() {
             "thesis.tex",
         ],
     );
+    // `tools accept` writes pins into the store folder: not into this one.
+    let out = run(&store, &["tools", "accept", "echo"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is not an mcp-audit-proxy store"));
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
