@@ -46,6 +46,28 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a time range of the trail to one file that `verify --export` checks anywhere.
     Export(ExportArgs),
+    /// The audit store itself: `store status` (size by part, events, budget used).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Bytes on disk by part (journals, checkpoints, index, keys), events, the oldest and the
+    /// newest, and how much of audit.max_store_bytes is used.
+    Status(StoreStatusArgs),
+}
+
+/// `store status` arguments.
+#[derive(Debug, Args)]
+pub struct StoreStatusArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl Command {
@@ -60,6 +82,7 @@ impl Command {
             Command::Tools(ToolsCommand::Accept(a)) => &a.config.config,
             Command::Verify(a) => &a.config.config,
             Command::Export(a) => &a.config.config,
+            Command::Store(StoreCommand::Status(a)) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }

@@ -93,7 +93,7 @@ pub fn stdio_user(args: &StdioArgs, config: &Config) -> String {
 /// `gateway`: opens the store, serves HTTP until SIGTERM/SIGINT, drains the audit writer.
 pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     config.policy.ready().map_err(ModeError::PolicyNotReady)?;
-    let (sink, threads, lock) = start_audit(config)?;
+    let (sink, threads, lock) = start_audit(config, os_user(), "*".into())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("gateway-rt")
         .enable_all()
@@ -124,9 +124,12 @@ pub fn os_user() -> String {
 }
 
 /// Opens the store (a journal of this process's own; the index if free) and starts the audit
-/// writer and indexer threads; keep the lock until they have finished.
+/// writer and indexer threads; keep the lock until they have finished. The writer's own
+/// events (store budget, outages) name `user_id` and `upstream`.
 fn start_audit(
     config: &Config,
+    user_id: String,
+    upstream: String,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
     let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
     let (journal, keeper, lock) = store.into_parts(&config.audit.store_dir);
@@ -136,13 +139,21 @@ fn start_audit(
         config.audit.checkpoint_every_events,
         config.audit.checkpoint_interval,
     );
-    let (sink, threads) = writer::start_with(
+    let guard = writer::StoreGuard {
+        root: config.audit.store_dir.clone(),
+        max_bytes: config.audit.max_store_bytes,
+        on_failure: config.audit.on_store_failure,
+        user_id,
+        upstream,
+    };
+    let (sink, threads) = writer::start_guarded(
         journal,
         keeper,
         config.audit.durability,
         config.audit.flush_interval,
         config.audit.queue_capacity,
         plan,
+        guard,
     )
     .map_err(|source| ModeError::Start {
         what: "the audit writer",
@@ -183,7 +194,7 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     }
     config.policy.ready().map_err(ModeError::PolicyNotReady)?;
     let user = stdio_user(args, config);
-    let (sink, threads, lock) = start_audit(config)?;
+    let (sink, threads, lock) = start_audit(config, user.clone(), config.upstream.name.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("proxy-rt")
         .enable_all()
@@ -239,6 +250,7 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
     // Following: start tailing before the query, so that nothing written meanwhile is missed;
     // what both see is printed once.
     let root = &config.audit.store_dir;
+    readable_store(root)?;
     let mut follower = store::Follower::new(root)?;
     let mut recent = newest(config, args.limit, &filter)?;
     recent.reverse(); // oldest first, as the new ones will follow
@@ -268,13 +280,22 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
 /// How often `events --follow` looks for new records.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
+/// Checks that `root` holds a store this version reads ([`store::marker::check`]: not a
+/// file, a foreign folder or a newer store), with journals to read.
+pub fn readable_store(root: &std::path::Path) -> Result<(), ModeError> {
+    if !store::marker::check(root, store::Access::Read)? || !root.join("journal").is_dir() {
+        return Err(ModeError::NoStore {
+            path: root.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// `events show ID`: the event and the other half of its pair, from the index or, while
 /// another process holds it, from the journals.
 fn show_event(args: &ShowArgs, config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
     let root = &config.audit.store_dir;
-    if !root.join("journal").is_dir() {
-        return Err(ModeError::NoStore { path: root.clone() });
-    }
+    readable_store(root)?;
     let (event, pair) = match store::open_for_query(root)? {
         Some((index, _lock, report)) => {
             log_open(&report);
@@ -435,9 +456,7 @@ impl<'a, W: Write> Printer<'a, W> {
 /// proxies are writing.
 fn newest(config: &Config, limit: usize, filter: &Filter) -> Result<Vec<AuditEvent>, ModeError> {
     let root = &config.audit.store_dir;
-    if !root.join("journal").is_dir() {
-        return Err(ModeError::NoStore { path: root.clone() });
-    }
+    readable_store(root)?;
     Ok(match store::open_for_query(root)? {
         Some((index, _lock, report)) => {
             log_open(&report);
@@ -735,6 +754,8 @@ pub fn tools_accept(
     hash: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), ModeError> {
+    // Pins live in the store folder: never write them into a folder that is not a store.
+    store::marker::check(&config.audit.store_dir, store::Access::Write)?;
     let pins = policy::pins::Pins::new(&config.audit.store_dir, &config.upstream.name);
     let changes = pins.accept(name, hash)?;
     writeln!(
@@ -744,6 +765,140 @@ pub fn tools_accept(
     )?;
     for c in changes {
         writeln!(out, "  - {c}")?;
+    }
+    Ok(())
+}
+
+/// What `store status` reports (its `--json` form).
+#[derive(Debug, serde::Serialize)]
+pub struct StoreStatus {
+    /// The store folder.
+    pub store_dir: std::path::PathBuf,
+    /// Bytes by part (file lengths).
+    pub bytes: store::usage::Usage,
+    /// All of them.
+    pub total_bytes: u64,
+    /// Journals (one per writing process, ever).
+    pub journals: usize,
+    /// Events: estimated from the index's counts, or counted in the journals.
+    pub events: u64,
+    /// `index` (estimated from the index's counts) or `journals` (counted while another
+    /// process holds the index).
+    pub events_from: &'static str,
+    /// The oldest event's time (RFC 3339), if any.
+    pub oldest: Option<String>,
+    /// The newest event's time (RFC 3339), if any.
+    pub newest: Option<String>,
+    /// `audit.max_store_bytes`, if set.
+    pub max_store_bytes: Option<u64>,
+    /// `total_bytes / max_store_bytes`, if there is a budget.
+    pub budget_used: Option<f64>,
+    /// `audit.on_store_failure`.
+    pub on_store_failure: &'static str,
+}
+
+/// The time an event id (a ULID) was made at, RFC 3339.
+fn id_time(id: crate::audit::EventId) -> String {
+    humantime::format_rfc3339_millis(id.0.datetime()).to_string()
+}
+
+/// Reads the store's size by part, and its events: from the index when it is free (a few keys),
+/// else by counting the journals' records.
+pub fn status_of(config: &Config) -> Result<StoreStatus, ModeError> {
+    let root = &config.audit.store_dir;
+    readable_store(root)?;
+    let journal_root = store::StorePaths::new(root).journal();
+    let journals = store::journals::list(&journal_root)?;
+    let (events, events_from, oldest, newest) = match store::open_for_query(root)? {
+        Some((index, _lock, report)) => {
+            log_open(&report);
+            let (n, oldest, newest) = index.summary()?;
+            index.close()?;
+            (n, "index", oldest, newest)
+        }
+        None => {
+            let (mut n, mut oldest, mut newest) = (0u64, None, None);
+            for id in &journals {
+                store::journal::read_from(
+                    &id.dir(&journal_root),
+                    store::JournalPos::START,
+                    |_, payload| {
+                        n += 1;
+                        let event_id = store::chain::Link::of(payload)
+                            .and_then(|l| l.event_id.and_then(|e| e.parse().ok()));
+                        if let Some(e) = event_id {
+                            oldest = Some(oldest.map_or(e, |o: crate::audit::EventId| o.min(e)));
+                            newest = Some(newest.map_or(e, |o: crate::audit::EventId| o.max(e)));
+                        }
+                        Ok(())
+                    },
+                    |d| tracing::error!(damage = %d, "audit journal segment damaged"),
+                )?;
+            }
+            (n, "journals", oldest, newest)
+        }
+    };
+    // Measured after the index was opened and closed: sled sizes its files when it opens.
+    let bytes = store::usage::measure(root)?;
+    let total = bytes.total();
+    Ok(StoreStatus {
+        store_dir: root.clone(),
+        bytes,
+        total_bytes: total,
+        journals: journals.len(),
+        events,
+        events_from,
+        oldest: oldest.map(id_time),
+        newest: newest.map(id_time),
+        max_store_bytes: config.audit.max_store_bytes,
+        budget_used: config
+            .audit
+            .max_store_bytes
+            .map(|max| total as f64 / max as f64),
+        on_store_failure: config.audit.on_store_failure.as_str(),
+    })
+}
+
+/// `store status`: the store's size by part, its events, and the budget used.
+pub fn store_status(
+    args: &crate::cli::StoreStatusArgs,
+    config: &Config,
+    out: &mut impl Write,
+) -> Result<(), ModeError> {
+    let s = status_of(config)?;
+    if args.json {
+        serde_json::to_writer(&mut *out, &s).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let b = &s.bytes;
+    writeln!(out, "store        {}", s.store_dir.display())?;
+    writeln!(
+        out,
+        "journals     {:>14} bytes in {} journals",
+        b.journals, s.journals
+    )?;
+    writeln!(out, "checkpoints  {:>14} bytes", b.checkpoints)?;
+    writeln!(out, "index        {:>14} bytes", b.index)?;
+    writeln!(out, "keys         {:>14} bytes", b.keys)?;
+    writeln!(out, "other        {:>14} bytes", b.other)?;
+    writeln!(out, "total        {:>14} bytes", s.total_bytes)?;
+    let how = if s.events_from == "index" {
+        "estimated from the index"
+    } else {
+        "counted in the journals (another process holds the index)"
+    };
+    writeln!(out, "events       {:>14} ({how})", s.events)?;
+    writeln!(out, "oldest       {}", s.oldest.as_deref().unwrap_or("-"))?;
+    writeln!(out, "newest       {}", s.newest.as_deref().unwrap_or("-"))?;
+    match (s.max_store_bytes, s.budget_used) {
+        (Some(max), Some(used)) => writeln!(
+            out,
+            "budget       {:.1}% of audit.max_store_bytes = {max} (at 100%: on_store_failure = {})",
+            used * 100.0,
+            s.on_store_failure
+        )?,
+        _ => writeln!(out, "budget       none (audit.max_store_bytes is not set)")?,
     }
     Ok(())
 }

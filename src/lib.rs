@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
-//!                     test, tools accept, keygen, verify, export)
+//!                     test, tools accept, keygen, verify, export, store status)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
@@ -52,7 +52,8 @@
 //!                     case), pins.rs (tool definitions pinned in the store folder),
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
 //!                     its scan); assess, protect, redact
-//! audit/              AuditEvent (the stable JSON), the writer thread with group commit,
+//! audit/              AuditEvent (the stable JSON), the writer thread with group commit
+//!                     (outages: on_store_failure, recovery, the size budget),
 //!                     bound.rs (stored arguments and error texts capped, cuts hashed)
 //! store/              journal.rs (durable record, CRC'd segments), journals.rs (one
 //!                     journal per writing process), index.rs (sled: references into the
@@ -62,7 +63,9 @@
 //!                     journal; takeover), follow.rs (tailing every journal for --follow),
 //!                     chain.rs (canonical records hash-chained per journal), checkpoint.rs
 //!                     (signed heads, keys), verify.rs (tamper check of journals,
-//!                     checkpoints, index), export.rs (a verifiable time range in one file)
+//!                     checkpoints, index), export.rs (a verifiable time range in one file),
+//!                     marker.rs (store.json: a store, of which layout; bad folders refused),
+//!                     usage.rs (bytes by part, for store status, the budget, /metrics)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined), anomalies.rs (four families, population context),
 //!                     quality.rs (precision/recall against labelled traffic)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand, ToolsCommand};
+use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand, StoreCommand, ToolsCommand};
 use mcp_audit_proxy::commands;
 use mcp_audit_proxy::config::Config;
 use mcp_audit_proxy::telemetry::{self, Logging, Output};
@@ -90,6 +90,11 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             &args,
             &mut std::io::stdout().lock(),
         )?),
+        Command::Store(StoreCommand::Status(args)) => {
+            let mut out = std::io::stdout().lock();
+            commands::store_status(&args, config, &mut out).context("store status")?;
+            Ok(0)
+        }
         Command::Tools(ToolsCommand::Accept(args)) => {
             let mut out = std::io::stdout().lock();
             commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut out)

@@ -49,6 +49,8 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "segment_bytes",
         "queue_capacity",
         "max_stored_argument_bytes",
+        "max_store_bytes",
+        "on_store_failure",
         "max_message_bytes",
         "call_timeout_ms",
         "shutdown_grace_ms",

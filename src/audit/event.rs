@@ -329,6 +329,50 @@ pub struct Metadata {
     /// Values cut to `audit.max_stored_argument_bytes` before storing (see [`super::bound`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub truncated: Vec<Truncation>,
+    /// For the writer's own `audit/store_budget` and `audit/store_outage` events: the store's
+    /// size against `audit.max_store_bytes` when the event was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_usage: Option<StoreUsage>,
+    /// For `audit/store_outage`: the stretch of time the trail has no events for, and what
+    /// the proxy did meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_gap: Option<Box<AuditGap>>,
+}
+
+/// The store's size against its budget, in bytes (file lengths, see
+/// [`crate::store::usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreUsage {
+    /// Bytes the store folder held (the writer's running total).
+    pub bytes: u64,
+    /// `audit.max_store_bytes`; absent when there is no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+}
+
+/// A time the audit store could not take events (`audit.on_store_failure`): written as the
+/// first event once it can again, so that the gap is in the trail itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditGap {
+    /// When the first event could not be stored (RFC 3339 UTC, microseconds).
+    #[serde(with = "rfc3339")]
+    pub from: SystemTime,
+    /// When the store took an event again (this event's own write).
+    #[serde(with = "rfc3339")]
+    pub until: SystemTime,
+    /// `until - from`, in milliseconds.
+    pub duration_ms: u64,
+    /// `audit.on_store_failure` in force: `block` (calls were refused) or `allow` (calls went
+    /// on unaudited).
+    pub on_store_failure: String,
+    /// Events that were not stored: with `allow`, every event of the gap; with `block`, the
+    /// ends of calls already running and what a failed write or sync took with it.
+    pub events_lost: u64,
+    /// Events refused while the store was failing (`block`): each is a call refused before it
+    /// reached its server, or an end the client was told could not be recorded.
+    pub events_refused: u64,
+    /// The first failure, in words (the file, the OS error, or the budget).
+    pub cause: String,
 }
 
 /// A value of this event stored shortened (or, for arguments whose shape is over the cap,

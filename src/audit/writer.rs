@@ -15,19 +15,50 @@
 //! writer thread bounds it (`audit.max_stored_argument_bytes`) and serializes it: for a call
 //! with 64 KiB of arguments that is tens of microseconds the message's path no longer waits
 //! for in `batched` mode (a copy of the event costs a few).
-//! Nothing is dropped silently: a full queue or a failed write is an error the caller sees,
-//! and after a failed write every later event is refused until the proxy is restarted.
+//! Nothing is dropped silently: a full queue or a failed write is an error the caller sees.
+//!
+//! # When the store cannot take events
+//!
+//! A failed append or `fdatasync` (a full disk, an I/O error, a folder made read-only) or a
+//! store past `audit.max_store_bytes` starts an *outage*. What was appended since the last
+//! good sync is cut off the journal and the chain put back ([`Journal::roll_back`]; the next
+//! record starts a new segment, so that no index holder reads it from a stale position): those
+//! events were never durable, so they are counted as lost, never as recorded. An index holder
+//! that read a cut record in the moment before the cut keeps an entry for it, which a query
+//! reports as unreadable (`reindex` drops it). During the
+//! outage, `audit.on_store_failure` decides: `block` refuses every event at
+//! [`AuditSink::record`] (the pipeline answers the call with an error and never forwards it;
+//! in `sync` mode the batch that failed is answered with the error too, so its calls are
+//! refused: durable-before-forwarding holds), `allow` accepts them without writing (the call
+//! goes on) and counts them. Every [`RETRY`] the writer tries again by writing the outage's own
+//! record, a `configuration_change` event (`action: "audit/store_outage"`, `metadata.audit_gap`:
+//! from, until, events lost and refused, the cause), synced: once that works, the outage is
+//! over and events flow again, with no restart. The log says when an outage starts, every
+//! [`NAG`] while it lasts, and when it ends; `/metrics` shows it ([`StoreFigures`]).
+//!
+//! # The size budget
+//!
+//! The store's size is a running total: a walk of the store folder every [`WALK_EVERY`] by a
+//! thread of its own (other processes write too), plus the bytes this writer appended since
+//! that walk (so that the writer never stats the folder per event). Past 80% of
+//! `audit.max_store_bytes` the writer adds an `audit/store_budget` event to the batch and logs a
+//! warning, once per crossing (it warns again after the store has gone below 75%); a batch that
+//! would take it past 100% starts an outage, which ends when a walk finds it below again.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
 
-use super::event::AuditEvent;
-use crate::config::Durability;
+use super::event::{
+    AuditEvent, AuditGap, EventIds, EventType, Metadata, Outcome, RiskLevel, StoreUsage,
+};
+use crate::config::{Durability, OnStoreFailure};
+use crate::error::Side;
 use crate::store::chain::Head;
 use crate::store::checkpoint::{CheckpointWriter, Signer};
 use crate::store::{IndexKeeper, Journal, journals};
@@ -46,6 +77,20 @@ const INDEX_GATHER: Duration = Duration::from_millis(20);
 /// journals are caught up at this pace), and tries this often to take the index when another
 /// process holds it.
 const INDEX_POLL: Duration = Duration::from_secs(1);
+/// What a record adds to its event's JSON, about (length and CRC, `seq`, `previous_hash`): for
+/// the running total of the store's size between walks.
+const RECORD_OVERHEAD: u64 = 128;
+/// During an outage, how often the writer tries the store again.
+pub const RETRY: Duration = Duration::from_secs(1);
+/// During an outage, how often the log says it still lasts.
+pub const NAG: Duration = Duration::from_secs(10);
+/// How often the store folder is walked for its size (the writer's own appends are added in
+/// between); during a budget outage, every [`RETRY`].
+pub const WALK_EVERY: Duration = Duration::from_secs(5);
+/// The share of `audit.max_store_bytes` past which the writer warns, in percent…
+const WARN_AT_PERCENT: u64 = 80;
+/// …and below which it warns again at the next crossing.
+const REARM_BELOW_PERCENT: u64 = 75;
 
 /// Why an event could not be recorded; the call it belongs to is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,8 +101,9 @@ pub enum AuditError {
         /// The configured capacity.
         capacity: usize,
     },
-    /// The journal failed earlier; nothing more is accepted until restart.
-    #[error("audit journal unavailable: {reason}")]
+    /// The store cannot take events now (`audit.on_store_failure = "block"`); the writer tries
+    /// again every second and events are accepted again once it can write.
+    #[error("audit store unavailable: {reason}")]
     Unavailable {
         /// The first failure.
         reason: String,
@@ -78,8 +124,15 @@ pub struct WriterStats {
     pub syncs: AtomicU64,
     /// Events refused because the queue was full.
     pub queue_full: AtomicU64,
-    /// Events refused because the journal had failed.
+    /// Events refused because the store could not take them (`block`), or after shutdown.
     pub refused: AtomicU64,
+    /// Events not stored: accepted during an outage (`allow`), or cut off with a failed
+    /// write or sync.
+    pub lost: AtomicU64,
+    /// Outages started.
+    pub outages: AtomicU64,
+    /// Budget warnings (80% of `audit.max_store_bytes` crossed).
+    pub budget_warnings: AtomicU64,
     /// How long each `fdatasync` took.
     pub sync_times: SyncTimes,
 }
@@ -156,12 +209,104 @@ impl SyncTimes {
 }
 
 struct Shared {
+    /// Set once the writer has stopped: every later event is refused.
     failed: OnceLock<String>,
     stats: WriterStats,
     capacity: usize,
     /// Events queued and not yet taken by the writer.
     queued: AtomicUsize,
     sync: bool,
+    /// `audit.on_store_failure`.
+    on_failure: OnStoreFailure,
+    /// Whether an outage is on (read on every event; `outage` holds its details).
+    down: AtomicBool,
+    outage: Mutex<Option<Outage>>,
+    /// Bytes of the store at the last walk of its folder.
+    walked_bytes: AtomicU64,
+    /// Bytes this writer appended since that walk.
+    appended_bytes: AtomicU64,
+    /// `audit.max_store_bytes`.
+    max_bytes: Option<u64>,
+}
+
+impl Shared {
+    /// The store's size as best known now: the last walk plus this writer's appends since.
+    fn store_bytes(&self) -> u64 {
+        self.walked_bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(self.appended_bytes.load(Ordering::Relaxed))
+    }
+
+    fn outage(&self) -> std::sync::MutexGuard<'_, Option<Outage>> {
+        self.outage.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An outage of the store (see the module docs).
+#[derive(Debug, Clone)]
+struct Outage {
+    since: SystemTime,
+    started: Instant,
+    /// The first failure, on one line.
+    cause: String,
+    /// Whether it is the budget (then only a smaller store ends it).
+    budget: bool,
+    lost: u64,
+    refused: u64,
+}
+
+/// The writer's health as `/metrics` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// The store's size in bytes (see [`WALK_EVERY`]).
+    pub bytes: u64,
+    /// `audit.max_store_bytes`, if set.
+    pub max_bytes: Option<u64>,
+    /// Whether the store takes events now.
+    pub available: bool,
+    /// Events not stored since start (see [`WriterStats::lost`]).
+    pub lost: u64,
+    /// Events refused since start (see [`WriterStats::refused`]).
+    pub refused: u64,
+    /// Outages since start.
+    pub outages: u64,
+    /// Budget warnings since start.
+    pub budget_warnings: u64,
+}
+
+/// How the writer guards the store: its budget, what a failure does, and whom its own events
+/// (`audit/store_budget`, `audit/store_outage`) name.
+#[derive(Debug, Clone)]
+pub struct StoreGuard {
+    /// The store folder (walked for its size).
+    pub root: PathBuf,
+    /// `audit.max_store_bytes`.
+    pub max_bytes: Option<u64>,
+    /// `audit.on_store_failure`.
+    pub on_failure: OnStoreFailure,
+    /// `user_id` of the writer's own events: the identity the proxy runs as.
+    pub user_id: String,
+    /// `upstream` of the writer's own events: the stdio wrapper's upstream, `*` for the gateway.
+    pub upstream: String,
+}
+
+impl StoreGuard {
+    /// No budget, `block`, events naming the OS user and no upstream: for tests and benches.
+    pub fn for_journal(journal: &Journal) -> StoreGuard {
+        let root = journal
+            .dir()
+            .parent()
+            .and_then(|j| j.parent())
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        StoreGuard {
+            root,
+            max_bytes: None,
+            on_failure: OnStoreFailure::Block,
+            user_id: "mcp-audit-proxy".into(),
+            upstream: "*".into(),
+        }
+    }
 }
 
 struct Submission {
@@ -232,12 +377,18 @@ impl AuditSink {
 
     /// Queues any other event (the end of a call, whatever the queue's length: that call has
     /// run, and its end must not be lost); in `sync` mode the [`Ack`] resolves once durable.
+    /// During an outage: refused with `block`, accepted unwritten (and counted) with `allow`.
     pub fn record(&self, event: &AuditEvent) -> Result<Ack, AuditError> {
         if let Some(reason) = self.shared.failed.get() {
             self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(AuditError::Unavailable {
                 reason: reason.clone(),
             });
+        }
+        if self.shared.down.load(Ordering::Acquire)
+            && let Some(answer) = self.during_outage()
+        {
+            return answer;
         }
         let (ack_tx, ack) = if self.shared.sync {
             let (tx, rx) = oneshot::channel();
@@ -257,6 +408,50 @@ impl AuditSink {
                 AuditError::Closed
             })?;
         Ok(ack)
+    }
+
+    /// What an event gets while the store is failing, `None` if the outage just ended.
+    fn during_outage(&self) -> Option<Result<Ack, AuditError>> {
+        let mut outage = self.shared.outage();
+        let o = outage.as_mut()?;
+        let stats = &self.shared.stats;
+        Some(match self.shared.on_failure {
+            OnStoreFailure::Block => {
+                o.refused += 1;
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(AuditError::Unavailable {
+                    reason: o.cause.clone(),
+                })
+            }
+            OnStoreFailure::Allow => {
+                o.lost += 1;
+                stats.lost.fetch_add(1, Ordering::Relaxed);
+                Ok(Ack::done())
+            }
+        })
+    }
+
+    /// `what` failed, with the store's outage cause when one is on (for the answer to a call
+    /// whose event could not be made durable: the client learns why, not only that).
+    pub fn why(&self, what: &str) -> String {
+        match self.shared.outage().as_ref() {
+            Some(o) => format!("{what}: audit store unavailable: {}", o.cause),
+            None => what.to_string(),
+        }
+    }
+
+    /// The store's size, budget and health (metrics).
+    pub fn store_figures(&self) -> StoreFigures {
+        let (s, stats) = (&self.shared, &self.shared.stats);
+        StoreFigures {
+            bytes: s.store_bytes(),
+            max_bytes: s.max_bytes,
+            available: !s.down.load(Ordering::Relaxed),
+            lost: stats.lost.load(Ordering::Relaxed),
+            refused: stats.refused.load(Ordering::Relaxed),
+            outages: stats.outages.load(Ordering::Relaxed),
+            budget_warnings: stats.budget_warnings.load(Ordering::Relaxed),
+        }
     }
 
     /// Events waiting for the writer, events written and syncs made since start (metrics).
@@ -316,18 +511,20 @@ fn encoded_size_hint(event: &AuditEvent) -> usize {
     1024 + texts + m.arguments.as_ref().map_or(0, |a| a.get().len())
 }
 
-/// The writer and indexer threads; join them after [`AuditSink::close`].
+/// The writer, indexer and size threads; join them after [`AuditSink::close`].
 #[derive(Debug)]
 pub struct WriterThreads {
     writer: JoinHandle<()>,
     indexer: JoinHandle<()>,
+    sizer: JoinHandle<()>,
 }
 
 impl WriterThreads {
-    /// Waits for both threads to finish.
+    /// Waits for the threads to finish.
     pub fn join(self) {
         let _ = self.writer.join();
         let _ = self.indexer.join();
+        let _ = self.sizer.join();
     }
 }
 
@@ -371,7 +568,8 @@ pub fn start(
     start_with(journal, keeper, durability, flush_interval, capacity, plan)
 }
 
-/// Starts the writer and the indexer, the writer checkpointing its journal as `plan` says.
+/// Starts the writer and the indexer, the writer checkpointing its journal as `plan` says;
+/// no size budget, and `block` when the store fails (see [`start_guarded`]).
 pub fn start_with(
     journal: Journal,
     keeper: IndexKeeper,
@@ -379,6 +577,29 @@ pub fn start_with(
     flush_interval: Duration,
     capacity: usize,
     plan: CheckpointPlan,
+) -> std::io::Result<(AuditSink, WriterThreads)> {
+    let guard = StoreGuard::for_journal(&journal);
+    start_guarded(
+        journal,
+        keeper,
+        durability,
+        flush_interval,
+        capacity,
+        plan,
+        guard,
+    )
+}
+
+/// Starts the writer, the indexer and the size walker: the writer checkpoints its journal as
+/// `plan` says and guards the store as `guard` says (budget, `on_store_failure`).
+pub fn start_guarded(
+    journal: Journal,
+    keeper: IndexKeeper,
+    durability: Durability,
+    flush_interval: Duration,
+    capacity: usize,
+    plan: CheckpointPlan,
+    guard: StoreGuard,
 ) -> std::io::Result<(AuditSink, WriterThreads)> {
     // Unbounded: the capacity is enforced on access events only (see `admit`).
     let (tx, rx) = mpsc::channel();
@@ -391,7 +612,21 @@ pub fn start_with(
         capacity,
         queued: AtomicUsize::new(0),
         sync: durability == Durability::Sync,
+        on_failure: guard.on_failure,
+        down: AtomicBool::new(false),
+        outage: Mutex::new(None),
+        walked_bytes: AtomicU64::new(0),
+        appended_bytes: AtomicU64::new(0),
+        max_bytes: guard.max_bytes,
     });
+    // The first walk before any event: the budget holds from the first call on.
+    walk(&guard.root, &shared);
+    let (sizer_tx, sizer_rx) = mpsc::channel::<()>();
+    let sizer_shared = shared.clone();
+    let sizer_root = guard.root.clone();
+    let sizer = std::thread::Builder::new()
+        .name("audit-store-size".into())
+        .spawn(move || run_sizer(&sizer_root, &sizer_shared, sizer_rx))?;
     let indexer = std::thread::Builder::new()
         .name("audit-indexer".into())
         .spawn(move || run_indexer(keeper, index_rx))?;
@@ -409,6 +644,12 @@ pub fn start_with(
                 durable: None,
                 checkpointed: None,
                 uncovered_since: None,
+                guard,
+                ids: EventIds::default(),
+                warned: false,
+                nagged: Instant::now(),
+                walked: Instant::now(),
+                _sizer: sizer_tx,
             }
             .run(rx)
         })?;
@@ -417,7 +658,39 @@ pub fn start_with(
         shared,
         max_stored: usize::MAX,
     };
-    Ok((sink, WriterThreads { writer, indexer }))
+    Ok((
+        sink,
+        WriterThreads {
+            writer,
+            indexer,
+            sizer,
+        },
+    ))
+}
+
+/// Walks the store folder and makes its size the new base of the running total. The bytes
+/// appended meanwhile may be counted twice until the next walk: the total errs on the full
+/// side.
+fn walk(root: &std::path::Path, shared: &Shared) {
+    let appended = shared.appended_bytes.swap(0, Ordering::Relaxed);
+    match crate::store::usage::measure(root) {
+        Ok(usage) => shared.walked_bytes.store(usage.total(), Ordering::Relaxed),
+        Err(e) => {
+            // Keep the last known size (and what was appended since) rather than forget it.
+            shared.appended_bytes.fetch_add(appended, Ordering::Relaxed);
+            tracing::warn!(error = %e, "cannot measure the audit store");
+        }
+    }
+}
+
+/// Walks the store every [`WALK_EVERY`] until the writer stops (its end of the channel drops).
+fn run_sizer(root: &std::path::Path, shared: &Shared, rx: mpsc::Receiver<()>) {
+    loop {
+        match rx.recv_timeout(WALK_EVERY) {
+            Err(RecvTimeoutError::Timeout) | Ok(()) => walk(root, shared),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
 }
 
 struct Writer {
@@ -433,6 +706,18 @@ struct Writer {
     checkpointed: Option<u64>,
     /// Since when durable events have waited for a checkpoint.
     uncovered_since: Option<Instant>,
+    /// The budget, what a failure does, whom the writer's own events name.
+    guard: StoreGuard,
+    /// Ids of the writer's own events.
+    ids: EventIds,
+    /// Whether the 80% warning was given for the current crossing.
+    warned: bool,
+    /// When the log last said that an outage lasts.
+    nagged: Instant,
+    /// When the writer last walked the store itself (during a budget outage).
+    walked: Instant,
+    /// Dropped with the writer: stops the size walker.
+    _sizer: Sender<()>,
 }
 
 impl Writer {
@@ -443,7 +728,16 @@ impl Writer {
         let mut last_sync = Instant::now();
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         loop {
-            let first = if unsynced {
+            let first = if self.shared.down.load(Ordering::Relaxed) {
+                match rx.recv_timeout(RETRY) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.recover();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else if unsynced {
                 let wait = self.flush_interval.saturating_sub(last_sync.elapsed());
                 match rx.recv_timeout(wait) {
                     Ok(m) => Some(m),
@@ -498,7 +792,7 @@ impl Writer {
                 }
             }
             if !payloads.is_empty() {
-                let answer = self.write(&payloads);
+                let answer = self.write_guarded(&mut payloads, bytes);
                 if answer.is_ok() {
                     unsynced = self.durability == Durability::Batched;
                     let _ = self.index_tx.try_send(());
@@ -512,6 +806,7 @@ impl Writer {
             if unsynced && (last_sync.elapsed() >= self.flush_interval || shutdown.is_some()) {
                 if let Err(e) = self.sync() {
                     tracing::error!(error = %e, "audit journal sync failed");
+                    self.fail(e, 0, true);
                 }
                 unsynced = false;
                 last_sync = Instant::now();
@@ -526,6 +821,17 @@ impl Writer {
         }
         if unsynced && let Err(e) = self.sync() {
             tracing::error!(error = %e, "audit journal sync failed");
+            self.fail(e, 0, true);
+        }
+        if let Some(o) = self.shared.outage().as_ref() {
+            tracing::error!(
+                since = %humantime::format_rfc3339_seconds(o.since),
+                seconds = o.started.elapsed().as_secs(),
+                events_lost = o.lost,
+                events_refused = o.refused,
+                cause = %o.cause,
+                "audit writer stopped while the audit store could not take events; this gap is in no audit event"
+            );
         }
         // The final checkpoint: the writer stops here, nothing follows its head.
         if let Err(e) = self.plan.writer.write(self.durable, true) {
@@ -561,37 +867,315 @@ impl Writer {
         }
     }
 
-    /// Appends a batch; in `sync` mode also makes it durable.
-    fn write(&mut self, payloads: &[Vec<u8>]) -> Result<(), AuditError> {
-        if let Some(reason) = self.shared.failed.get() {
-            return Err(AuditError::Unavailable {
-                reason: reason.clone(),
-            });
+    /// Writes a batch of `bytes` unless the store is failing or the batch would take it past
+    /// its budget, adding the 80% warning to it when this batch crosses that line. A failure
+    /// starts an outage; the batch's answer then follows `on_store_failure`: `block` answers
+    /// the error (its calls are refused), `allow` answers as if written (they go on) and counts
+    /// the events as lost.
+    fn write_guarded(
+        &mut self,
+        payloads: &mut Vec<Vec<u8>>,
+        bytes: usize,
+    ) -> Result<(), AuditError> {
+        let events = payloads.len() as u64;
+        let outcome = if self.shared.down.load(Ordering::Relaxed) && !self.recover() {
+            Err(None)
+        } else if let Some(cause) = self.over_budget(bytes as u64) {
+            self.start_outage(cause, true);
+            Err(None)
+        } else {
+            if let Some(warning) = self.budget_warning(bytes as u64) {
+                payloads.insert(0, warning);
+            }
+            self.write(payloads).map_err(Some)
+        };
+        let Err(failure) = outcome else {
+            return Ok(());
+        };
+        if let Some((e, appended)) = failure {
+            self.fail(e, events, appended);
+        } else {
+            self.count_unstored(events);
         }
-        self.journal
-            .append(payloads)
-            .map_err(|e| self.fail(e.to_string()))?;
+        let cause = self.shared.outage().as_ref().map(|o| o.cause.clone());
+        match self.shared.on_failure {
+            OnStoreFailure::Allow => Ok(()),
+            OnStoreFailure::Block => Err(AuditError::Unavailable {
+                reason: cause.unwrap_or_else(|| "the audit store failed".into()),
+            }),
+        }
+    }
+
+    /// Counts events of a batch that were not written during an outage: refused (`block`)
+    /// or lost (`allow`, and in `batched` mode, where their calls did not wait).
+    fn count_unstored(&self, events: u64) {
+        let lost = self.shared.on_failure == OnStoreFailure::Allow
+            || self.durability == Durability::Batched;
         let stats = &self.shared.stats;
-        stats
-            .written
-            .fetch_add(payloads.len() as u64, Ordering::Relaxed);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
+        if let Some(o) = self.shared.outage().as_mut() {
+            if lost {
+                o.lost += events;
+            } else {
+                o.refused += events;
+            }
+        }
+        if lost {
+            stats.lost.fetch_add(events, Ordering::Relaxed);
+        } else {
+            stats.refused.fetch_add(events, Ordering::Relaxed);
+        }
+    }
+
+    /// Why a batch of `bytes` may not be written, if the budget forbids it.
+    fn over_budget(&self, bytes: u64) -> Option<String> {
+        let max = self.shared.max_bytes?;
+        let size = self.shared.store_bytes();
+        (size.saturating_add(bytes) > max).then(|| {
+            format!(
+                "the audit store holds {size} bytes and audit.max_store_bytes is {max}; make room (retention, or move old journals away) or raise the budget"
+            )
+        })
+    }
+
+    /// The 80% warning event, when a batch of `bytes` crosses that line for the first time
+    /// since the store was last below 75%.
+    fn budget_warning(&mut self, bytes: u64) -> Option<Vec<u8>> {
+        let max = self.shared.max_bytes?;
+        let size = self.shared.store_bytes().saturating_add(bytes);
+        let percent = (u128::from(size) * 100 / u128::from(max.max(1))) as u64;
+        if percent < REARM_BELOW_PERCENT {
+            self.warned = false;
+        }
+        if self.warned || percent < WARN_AT_PERCENT {
+            return None;
+        }
+        self.warned = true;
+        self.shared
+            .stats
+            .budget_warnings
+            .fetch_add(1, Ordering::Relaxed);
+        let reason = format!(
+            "the audit store is at {percent}% of audit.max_store_bytes ({size} of {max} bytes); at 100% audit.on_store_failure = \"{}\" applies",
+            self.shared.on_failure.as_str()
+        );
+        tracing::warn!(
+            bytes = size,
+            max_bytes = max,
+            percent,
+            on_store_failure = self.shared.on_failure.as_str(),
+            "audit store nearing its size budget"
+        );
+        let event = self.own_event(
+            "audit/store_budget",
+            Outcome::Success,
+            RiskLevel::Medium,
+            reason,
+            None,
+        );
+        serde_json::to_vec(&event).ok()
+    }
+
+    /// One of the writer's own `configuration_change` events.
+    fn own_event(
+        &self,
+        action: &str,
+        result: Outcome,
+        risk_level: RiskLevel,
+        reason: String,
+        audit_gap: Option<AuditGap>,
+    ) -> AuditEvent {
+        let (event_id, timestamp) = self.ids.next();
+        AuditEvent {
+            event_id,
+            timestamp,
+            event_type: EventType::ConfigurationChange,
+            user_id: self.guard.user_id.clone(),
+            tool_name: None,
+            action: action.into(),
+            result,
+            metadata: Metadata {
+                auth_method: Some("process".into()),
+                failure_side: audit_gap.is_some().then_some(Side::Internal),
+                reason: Some(reason),
+                store_usage: Some(StoreUsage {
+                    bytes: self.shared.store_bytes(),
+                    max_bytes: self.shared.max_bytes,
+                }),
+                audit_gap: audit_gap.map(Box::new),
+                ..Metadata::default()
+            },
+            risk_level,
+            compliance_tags: Vec::new(),
+            session_id: crate::store::journals::id_of(self.journal.dir()).to_string(),
+            upstream: self.guard.upstream.clone(),
+            linked_event_id: None,
+        }
+    }
+
+    /// Starts an outage (if none is on) with `cause`, and says so in the log.
+    fn start_outage(&mut self, cause: String, budget: bool) {
+        let mut outage = self.shared.outage();
+        if outage.is_some() {
+            return;
+        }
+        let cause = cause.replace("\n  hint: ", "; ");
+        match self.shared.on_failure {
+            OnStoreFailure::Block => {
+                tracing::error!(cause = %cause, "audit store cannot take events; refusing tool calls until it can (audit.on_store_failure = block)")
+            }
+            OnStoreFailure::Allow => {
+                tracing::error!(cause = %cause, "audit store cannot take events; tool calls go on UNAUDITED until it can (audit.on_store_failure = allow)")
+            }
+        }
+        *outage = Some(Outage {
+            since: SystemTime::now(),
+            started: Instant::now(),
+            cause,
+            budget,
+            lost: 0,
+            refused: 0,
+        });
+        self.shared.stats.outages.fetch_add(1, Ordering::Relaxed);
+        self.shared.down.store(true, Ordering::Release);
+        self.nagged = Instant::now();
+    }
+
+    /// Tries to end the outage by writing (and syncing) its record; whether the store takes
+    /// events again.
+    fn recover(&mut self) -> bool {
+        let Some(o) = self.shared.outage().clone() else {
+            self.shared.down.store(false, Ordering::Release);
+            return true;
+        };
+        if o.budget && self.walked.elapsed() >= RETRY {
+            walk(&self.guard.root, &self.shared);
+            self.walked = Instant::now();
+        }
+        let until = SystemTime::now();
+        let gap = AuditGap {
+            from: o.since,
+            until,
+            duration_ms: o.started.elapsed().as_millis() as u64,
+            on_store_failure: self.shared.on_failure.as_str().into(),
+            events_lost: o.lost,
+            events_refused: o.refused,
+            cause: o.cause.clone(),
+        };
+        let reason = match self.shared.on_failure {
+            OnStoreFailure::Allow => format!(
+                "the audit store could not take events for {} ms; tool calls went on unaudited (audit.on_store_failure = allow): {} events were not recorded",
+                gap.duration_ms, gap.events_lost
+            ),
+            OnStoreFailure::Block => format!(
+                "the audit store could not take events for {} ms; {} events were refused (their calls refused, audit.on_store_failure = block) and {} were not recorded",
+                gap.duration_ms, gap.events_refused, gap.events_lost
+            ),
+        };
+        let event = self.own_event(
+            "audit/store_outage",
+            Outcome::Error,
+            RiskLevel::High,
+            reason,
+            Some(gap),
+        );
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        let written = match self.over_budget(payload.len() as u64) {
+            Some(still) => Err(still),
+            None => self
+                .journal
+                .append(&[&payload])
+                .and_then(|_| self.journal.sync())
+                .map_err(|e| {
+                    self.journal.roll_back();
+                    e.to_string()
+                }),
+        };
+        if let Err(e) = written {
+            if self.nagged.elapsed() >= NAG {
+                self.nagged = Instant::now();
+                tracing::error!(
+                    seconds = o.started.elapsed().as_secs(),
+                    events_lost = o.lost,
+                    events_refused = o.refused,
+                    error = %e.replace("\n  hint: ", "; "),
+                    on_store_failure = self.shared.on_failure.as_str(),
+                    "audit store still cannot take events"
+                );
+            }
+            return false;
+        }
+        self.after_append(1, payload.len() as u64);
+        self.after_sync();
+        let o = self.shared.outage().take();
+        self.shared.down.store(false, Ordering::Release);
+        let _ = self.index_tx.try_send(());
+        if let Some(o) = o {
+            tracing::warn!(
+                seconds = o.started.elapsed().as_secs(),
+                events_lost = o.lost,
+                events_refused = o.refused,
+                event_id = %event.event_id,
+                "audit store takes events again; the gap is recorded in an audit/store_outage event"
+            );
+        }
+        true
+    }
+
+    /// Appends a batch; in `sync` mode also makes it durable. On an error, whether the batch
+    /// was appended (the sync failed) or not.
+    fn write(&mut self, payloads: &[Vec<u8>]) -> Result<(), (crate::store::StoreError, bool)> {
+        self.journal.append(payloads).map_err(|e| (e, false))?;
+        let bytes: usize = payloads.iter().map(Vec::len).sum();
+        self.after_append(payloads.len() as u64, bytes as u64);
         if self.durability == Durability::Sync {
-            self.sync()?;
+            self.sync().map_err(|e| (e, true))?;
         }
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), AuditError> {
+    /// Counts an append of `events` events and about `bytes` bytes (the records add their
+    /// chain members and headers: a few dozen bytes each).
+    fn after_append(&self, events: u64, bytes: u64) {
+        let stats = &self.shared.stats;
+        stats.written.fetch_add(events, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        let records = bytes + events * RECORD_OVERHEAD;
+        self.shared
+            .appended_bytes
+            .fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// A failed write or sync of a batch of `events` (`appended` when the append worked and
+    /// the sync failed): what was not durable is cut off, an outage starts, and the events are
+    /// counted: the batch's by [`Self::count_unstored`], earlier unsynced ones (`batched`
+    /// mode, their calls long gone on) as lost.
+    fn fail(&mut self, e: crate::store::StoreError, events: u64, appended: bool) {
+        let dropped = self.journal.roll_back();
+        let earlier = dropped.saturating_sub(if appended { events } else { 0 });
+        self.start_outage(e.to_string(), false);
+        if earlier > 0 {
+            self.shared.stats.lost.fetch_add(earlier, Ordering::Relaxed);
+            if let Some(o) = self.shared.outage().as_mut() {
+                o.lost += earlier;
+            }
+        }
+        self.count_unstored(events);
+    }
+
+    fn sync(&mut self) -> Result<(), crate::store::StoreError> {
         let started = Instant::now();
-        self.journal.sync().map_err(|e| self.fail(e.to_string()))?;
+        self.journal.sync()?;
         self.shared.stats.sync_times.observe(started.elapsed());
+        self.after_sync();
+        Ok(())
+    }
+
+    fn after_sync(&mut self) {
         self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         self.durable = self.journal.head();
         if self.uncovered_since.is_none() && self.uncovered() > 0 {
             self.uncovered_since = Some(Instant::now());
         }
-        Ok(())
     }
 
     /// Durable events no checkpoint covers yet.
@@ -627,12 +1211,6 @@ impl Writer {
                 self.uncovered_since = Some(Instant::now());
             }
         }
-    }
-
-    fn fail(&self, reason: String) -> AuditError {
-        tracing::error!(error = %reason, "audit journal write failed; refusing every further tool call until restart");
-        let _ = self.shared.failed.set(reason.clone());
-        AuditError::Unavailable { reason }
     }
 }
 

@@ -114,7 +114,9 @@ pub fn verify(
         (None, Some(c)) => c.audit.store_dir.clone(),
         (None, None) => PathBuf::from("."),
     };
-    if !StorePaths::new(&root).journal().is_dir() {
+    if !crate::store::marker::check(&root, crate::store::Access::Read)?
+        || !StorePaths::new(&root).journal().is_dir()
+    {
         return Err(TrailError::NoStore { path: root });
     }
     let report = verify::verify_store(&root, key.as_ref(), !args.no_index)?;

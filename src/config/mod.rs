@@ -29,6 +29,31 @@ pub enum Durability {
     Batched,
 }
 
+/// What the proxy does with calls while the audit store cannot take their events
+/// (`audit.on_store_failure`): a full disk, an I/O error, an unwritable folder, or
+/// `audit.max_store_bytes` reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStoreFailure {
+    /// Fail closed: new calls are refused (a JSON-RPC error saying the trail cannot record
+    /// them; the server never sees them) until the store takes events again.
+    #[default]
+    Block,
+    /// Fail open: calls go on unaudited; the log, the metrics and the first event written
+    /// again say for how long, and how many events were not recorded.
+    Allow,
+}
+
+impl OnStoreFailure {
+    /// The TOML and JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStoreFailure::Block => "block",
+            OnStoreFailure::Allow => "allow",
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -59,6 +84,8 @@ struct RawAudit {
     signing_key_file: Option<Spanned<String>>,
     checkpoint_every_events: Option<Spanned<u64>>,
     checkpoint_interval_ms: Option<Spanned<u64>>,
+    max_store_bytes: Option<Spanned<u64>>,
+    on_store_failure: Option<OnStoreFailure>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +152,17 @@ pub struct AuditConfig {
     /// `checkpoint_interval_ms`: …or this long after the first event it does not cover yet;
     /// and one at shutdown.
     pub checkpoint_interval: Duration,
+    /// `max_store_bytes`: a size budget for the whole store folder (journals, checkpoints,
+    /// index, keys), in bytes; unset, no budget. At 80% the proxy warns (a log line, a
+    /// `configuration_change` event `audit/store_budget`, the `/metrics` ratio), once per
+    /// crossing; at 100% the store counts as failed and `on_store_failure` applies until it is
+    /// below again (retention, or files moved away). Counted from the proxy's own appends and
+    /// a walk of the folder every few seconds (other processes write too).
+    pub max_store_bytes: Option<u64>,
+    /// `on_store_failure`: `block` (default: calls are refused while their events cannot be
+    /// stored; fail closed) or `allow` (calls go on unaudited, and the proxy says so loudly:
+    /// log, metrics, and an `audit/store_outage` event once it can write again).
+    pub on_store_failure: OnStoreFailure,
 }
 
 /// `[limits]`: protection against misbehaving peers.
@@ -240,6 +278,10 @@ impl Config {
             10_000,
             10..=86_400_000,
         )?;
+        let max_store_bytes = match a.max_store_bytes {
+            None => None,
+            Some(v) => Some(at.in_range("audit.max_store_bytes", v, 65_536..=(1 << 50), None)?),
+        };
         let signer = match a.signing_key_file {
             Some(f) => {
                 let span = f.span();
@@ -299,6 +341,8 @@ impl Config {
                 signer,
                 checkpoint_every_events,
                 checkpoint_interval: Duration::from_millis(checkpoint_interval_ms),
+                max_store_bytes,
+                on_store_failure: a.on_store_failure.unwrap_or_default(),
             },
             limits: Limits {
                 max_message_bytes: max_message_bytes as usize,
@@ -391,6 +435,31 @@ mod tests {
             assert!(err.contains(expected), "{text:?} gave {err}");
             assert!(err.contains("hint: "), "{err}");
         }
+    }
+
+    #[test]
+    fn the_store_budget_and_failure_mode_default_to_none_and_block_and_are_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.audit.max_store_bytes, None);
+        assert_eq!(c.audit.on_store_failure, OnStoreFailure::Block);
+        let c =
+            parse("[audit]\nmax_store_bytes = 1048576\non_store_failure = \"allow\"\n").unwrap();
+        assert_eq!(c.audit.max_store_bytes, Some(1 << 20));
+        assert_eq!(c.audit.on_store_failure, OnStoreFailure::Allow);
+        let err = parse("[audit]\nmax_store_bytes = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("audit.max_store_bytes") && err.contains(":2:"),
+            "{err}"
+        );
+        let err = parse("[audit]\non_store_failure = \"ignore\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":2:") && err.contains("`block` or `allow`"),
+            "{err}"
+        );
     }
 
     #[test]

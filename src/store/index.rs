@@ -64,7 +64,7 @@ use crate::audit::event::{AuditEvent, EventId, EventType, Outcome, RiskLevel};
 /// Bumped when the index layout changes; a mismatch triggers a rebuild from the journal.
 /// 4: records are referred to with their journal (one journal per writing process).
 /// 5: chunks of event entries with attributes, posting lists by eight fields, counts.
-const FORMAT_VERSION: u32 = 5;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 /// Followed by a journal id: the position up to which that journal is applied.
 const APPLIED_PREFIX: &[u8] = b"applied/";
 const KEY_FORMAT: &[u8] = b"format";

@@ -233,6 +233,18 @@ pub struct Journal {
     chain: Chain,
     /// The newest segment is of the legacy format: start a new one before appending.
     legacy_tail: bool,
+    /// Where the current segment was made durable last (by [`Self::sync`], or when it was
+    /// made), and the chain there: what [`Self::roll_back`] returns to.
+    synced: (u64, Chain),
+    /// Records appended since then.
+    unsynced: u64,
+    /// A failed write may have left bytes past `offset`: cut them before the next append.
+    dirty: bool,
+    /// Bytes were cut off this segment: the next append starts a new one. An index holder
+    /// (in any process) may have read records that were cut, and saved a position past the
+    /// cut; records written at those offsets again would be misread from there, while a
+    /// new segment is read from its start.
+    rotate_next: bool,
 }
 
 /// What opening the journal for writing found in its newest segment.
@@ -540,6 +552,10 @@ impl Journal {
                 lock: None,
                 chain: Chain { head },
                 legacy_tail,
+                synced: (valid_end, Chain { head }),
+                unsynced: 0,
+                dirty: false,
+                rotate_next: false,
             },
             recovery,
         ))
@@ -565,10 +581,18 @@ impl Journal {
             .create_new(true)
             .open(&path)
             .map_err(|e| StoreError::io("create", &path, e))?;
-        file.write_all(&header(n))
+        let made = file
+            .write_all(&header(n))
             .and_then(|()| file.sync_all())
-            .map_err(|e| StoreError::io("write header of", &path, e))?;
-        sync_dir(dir)?;
+            .map_err(|e| StoreError::io("write header of", &path, e))
+            .and_then(|()| sync_dir(dir));
+        if let Err(e) = made {
+            // A full disk: leave no half-made segment behind, so the next attempt (when there
+            // is room again) can make it afresh.
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(Journal {
             dir: dir.to_path_buf(),
             file,
@@ -578,6 +602,10 @@ impl Journal {
             lock: None,
             chain: Chain::default(),
             legacy_tail: false,
+            synced: (HEADER_LEN, Chain::default()),
+            unsynced: 0,
+            dirty: false,
+            rotate_next: false,
         })
     }
 
@@ -602,8 +630,11 @@ impl Journal {
 
     /// Seals each payload (an event's JSON object) into the next chained record ([`Chain::seal`])
     /// and appends them in one write (not yet durable: see [`Self::sync`]); returns the new
-    /// end. On an error nothing is appended and the chain is where it was.
+    /// end. On an error nothing is appended and the chain is where it was: bytes a failed
+    /// write left (a full disk takes part of a write) are cut off, now or before the next
+    /// append, so that appending resumes cleanly once the disk has room again.
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<JournalPos, StoreError> {
+        self.cut_dirty_tail()?;
         let mut chain = self.chain;
         let sealed = payloads
             .iter()
@@ -618,6 +649,7 @@ impl Journal {
             .map(|p| RECORD_HEADER_LEN + p.len() as u64)
             .sum();
         if self.legacy_tail
+            || self.rotate_next
             || (self.offset > HEADER_LEN && self.offset + total > self.segment_bytes)
         {
             self.rotate()?;
@@ -634,11 +666,14 @@ impl Journal {
             buf.extend_from_slice(p);
         }
         let path = self.current_path();
-        self.file
-            .write_all(&buf)
-            .map_err(|e| StoreError::io("append to", &path, e))?;
+        if let Err(e) = self.file.write_all(&buf) {
+            self.dirty = true;
+            let _ = self.cut_dirty_tail();
+            return Err(StoreError::io("append to", &path, e));
+        }
         self.offset += total;
         self.chain = chain;
+        self.unsynced += sealed.len() as u64;
         Ok(self.end())
     }
 
@@ -646,7 +681,39 @@ impl Journal {
     pub fn sync(&mut self) -> Result<(), StoreError> {
         self.file
             .sync_data()
-            .map_err(|e| StoreError::io("sync", &self.current_path(), e))
+            .map_err(|e| StoreError::io("sync", &self.current_path(), e))?;
+        self.synced = (self.offset, self.chain);
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// After a failed [`Self::sync`]: forgets what was appended since the last successful one
+    /// (after a failed `fdatasync` the kernel may have dropped those pages: they cannot be
+    /// counted as recorded), cutting it off the segment now or before the next append, and
+    /// puts the chain back where it was durable; the next append starts a new segment.
+    /// Returns how many records were dropped.
+    pub fn roll_back(&mut self) -> u64 {
+        let dropped = self.unsynced;
+        (self.offset, self.chain) = self.synced;
+        self.unsynced = 0;
+        self.dirty = true;
+        let _ = self.cut_dirty_tail();
+        dropped
+    }
+
+    /// Cuts bytes past `offset` that a failed write or a roll-back left.
+    fn cut_dirty_tail(&mut self) -> Result<(), StoreError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let path = self.current_path();
+        self.file
+            .set_len(self.offset)
+            .and_then(|()| self.file.seek(SeekFrom::Start(self.offset)).map(|_| ()))
+            .map_err(|e| StoreError::io("cut a failed write off", &path, e))?;
+        self.dirty = false;
+        self.rotate_next = true;
+        Ok(())
     }
 
     fn rotate(&mut self) -> Result<(), StoreError> {
@@ -654,6 +721,7 @@ impl Journal {
         let mut next = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
         next.lock = self.lock.take();
         next.chain = self.chain;
+        next.synced = (next.offset, self.chain);
         *self = next;
         Ok(())
     }
@@ -919,6 +987,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn a_roll_back_drops_what_was_not_synced_and_the_chain_goes_on_from_the_durable_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(&[b"{\"a\":1}", b"{\"a\":2}"]).unwrap();
+        j.sync().unwrap();
+        let (durable_end, durable_head) = (j.end(), j.head());
+        j.append(&[b"{\"a\":3}", b"{\"a\":4}", b"{\"a\":5}"])
+            .unwrap();
+        assert_eq!(j.roll_back(), 3, "the three unsynced records");
+        assert_eq!((j.end(), j.head()), (durable_end, durable_head));
+        let path = segment_path(dir.path(), 1);
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            durable_end.offset,
+            "cut off"
+        );
+        j.append(&[b"{\"a\":6}"]).unwrap();
+        j.sync().unwrap();
+        let mut seqs = Vec::new();
+        read_from(
+            dir.path(),
+            JournalPos::START,
+            |_, p| {
+                seqs.push(chain::Link::of(p).unwrap().seq.unwrap());
+                Ok(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+        assert_eq!(
+            seqs,
+            [0, 1, 2],
+            "the chain goes on from the durable head, no gap"
+        );
+        assert_eq!(
+            list_segments(dir.path()).unwrap(),
+            [1, 2],
+            "after a cut, a new segment: nobody reads new records from a stale position"
+        );
     }
 
     #[test]

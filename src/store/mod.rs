@@ -5,6 +5,8 @@
 //! # Layout of `audit.store_dir`
 //!
 //! ```text
+//! store.json                 the marker: a store, and of which layout version ([`marker`]);
+//!                            written when a proxy first opens the folder
 //! LOCK                       held shared by every process of this version (an older version
 //!                            holds it exclusively: the two never run on one store together)
 //! journal/<ULID>/            one journal per writing process (the ULID is made at its start):
@@ -115,6 +117,7 @@ pub mod holder;
 pub mod index;
 pub mod journal;
 pub mod journals;
+pub mod marker;
 pub mod query;
 #[cfg(test)]
 mod tests;
@@ -122,6 +125,7 @@ mod tests;
 mod tests_query;
 #[cfg(test)]
 mod trail_tests;
+pub mod usage;
 pub mod verify;
 
 use std::fs::{self, File};
@@ -132,6 +136,7 @@ pub use holder::{CatchUpAll, IndexHolder, IndexKeeper};
 pub use index::Index;
 pub use journal::{Damage, Journal, JournalPos, Recovery, TornTail};
 pub use journals::JournalId;
+pub use marker::Access;
 pub use query::Filter;
 
 use crate::audit::event::AuditEvent;
@@ -140,7 +145,7 @@ use crate::audit::event::AuditEvent;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A filesystem operation failed.
-    #[error("cannot {op} {}: {source}", path.display())]
+    #[error("cannot {op} {}: {source}{}", path.display(), io_hint(source))]
     Io {
         /// What was being done.
         op: &'static str,
@@ -227,12 +232,72 @@ pub enum StoreError {
         /// Why.
         source: chain::SealError,
     },
+    /// `audit.store_dir` names a file, not a folder.
+    #[error("the audit store {} is a file, not a folder\n  hint: point audit.store_dir at a folder (a new or empty one makes a new store); the file was left untouched", path.display())]
+    NotAFolder {
+        /// The path.
+        path: PathBuf,
+    },
+    /// `audit.store_dir` names a folder of other files, with no store marker in it.
+    #[error("{} is not an mcp-audit-proxy store: it holds {entries} entries ({}) and no {} marker\n  hint: point audit.store_dir at a new or empty folder, or at an existing store; nothing in this folder was changed", path.display(), named.join(", "), marker::MARKER)]
+    Foreign {
+        /// The folder.
+        path: PathBuf,
+        /// How many entries it holds.
+        entries: usize,
+        /// The first few of them, sorted.
+        named: Vec<String>,
+    },
+    /// The store marker is not one this version wrote.
+    #[error("{} is not a valid mcp-audit-proxy store marker ({why})\n  hint: if this folder is an audit store, restore the marker from a backup (or remove it: it is written again from the journals' folder); otherwise point audit.store_dir elsewhere", path.display())]
+    BadMarker {
+        /// The marker file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A store of a newer layout than this version reads.
+    #[error("the audit store {} has layout version {found}{}, newer than this mcp-audit-proxy reads (version {})\n  hint: run the newer mcp-audit-proxy on it, or give this one another audit.store_dir; the store was left untouched", path.display(), created_by.as_ref().map(|c| format!(" (written by {c})")).unwrap_or_default(), marker::STORE_VERSION)]
+    NewerStore {
+        /// The store folder.
+        path: PathBuf,
+        /// Its layout version.
+        found: u64,
+        /// The release that made it, as its marker says.
+        created_by: Option<String>,
+    },
+    /// Nothing can be written in the store folder.
+    #[error("cannot write in the audit store {}: {source}\n  hint: give audit.store_dir a folder this user can write, on a file system mounted read-write with free space (check its permissions, `chattr -i`, and the mount's options)", path.display())]
+    Unwritable {
+        /// The store folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// An event too large for one record.
     #[error("an audit event of {bytes} bytes does not fit a journal record")]
     RecordSize {
         /// The event's size.
         bytes: usize,
     },
+}
+
+/// What to do about a failed filesystem operation, from its kind (empty when nothing general
+/// applies).
+fn io_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "\n  hint: the disk of the audit store is full; free space there or move audit.store_dir (with audit.on_store_failure = \"block\", calls are refused until it can write again)"
+        }
+        ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+            "\n  hint: the audit store must be writable by this user; check the folder's permissions, `chattr -i`, and the mount's options"
+        }
+        ErrorKind::NotADirectory => {
+            "\n  hint: a file stands where the store expects a folder; point audit.store_dir at a store folder"
+        }
+        _ => "",
+    }
 }
 
 impl StoreError {
@@ -339,9 +404,11 @@ pub(crate) fn try_lock_file(path: &Path, shared: bool) -> Result<Option<File>, S
     }
 }
 
-/// Takes the store's `LOCK` shared: refused only while an older, one-process version runs.
-fn store_lock(paths: &StorePaths) -> Result<Option<StoreLock>, StoreError> {
-    fs::create_dir_all(&paths.root).map_err(|e| StoreError::io("create", &paths.root, e))?;
+/// Checks the folder is a store this version may use ([`marker::check`]; for writing, made
+/// with its marker when missing), then takes the store's `LOCK` shared: refused only while an
+/// older, one-process version runs.
+fn store_lock(paths: &StorePaths, access: Access) -> Result<Option<StoreLock>, StoreError> {
+    marker::check(&paths.root, access)?;
     Ok(try_lock_file(&paths.lock(), true)?.map(StoreLock))
 }
 
@@ -366,7 +433,7 @@ impl Store {
         take_index: bool,
     ) -> Result<(Store, OpenReport), StoreError> {
         let paths = &StorePaths::new(root);
-        let lock = store_lock(paths)?.ok_or_else(|| StoreError::Locked {
+        let lock = store_lock(paths, Access::Write)?.ok_or_else(|| StoreError::Locked {
             path: root.to_path_buf(),
         })?;
         let (id, journal) = journals::create(&paths.journal(), segment_bytes)?;
@@ -405,7 +472,7 @@ impl Store {
 /// stopped writers' torn tails; refused while another process holds the index.
 pub fn reindex(root: &Path) -> Result<(IndexHolder, StoreLock, OpenReport), StoreError> {
     let paths = &StorePaths::new(root);
-    let lock = store_lock(paths)?.ok_or_else(|| StoreError::Locked {
+    let lock = store_lock(paths, Access::Write)?.ok_or_else(|| StoreError::Locked {
         path: root.to_path_buf(),
     })?;
     let (holder, report) =
@@ -416,14 +483,25 @@ pub fn reindex(root: &Path) -> Result<(IndexHolder, StoreLock, OpenReport), Stor
 }
 
 /// Takes the index for a query if it is free, caught up with every journal (which are left as
-/// they are); `Ok(None)` when another process holds it: read the journals directly then
-/// ([`newest_from_journals`]).
+/// they are); `Ok(None)` when another process holds it, or when the store cannot be written
+/// (read-only media): read the journals directly then ([`newest_from_journals`]).
 pub fn open_for_query(
     root: &Path,
 ) -> Result<Option<(IndexHolder, StoreLock, OpenReport)>, StoreError> {
     let paths = &StorePaths::new(root);
-    let Some(lock) = store_lock(paths)? else {
-        return Ok(None);
+    let lock = match store_lock(paths, Access::Read) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Ok(None),
+        // A store on read-only media (or a read-only mount) is still read: from the journals.
+        Err(StoreError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     };
     Ok(IndexHolder::take(paths, None, false, false)?.map(|(h, r)| (h, lock, r)))
 }

@@ -257,6 +257,36 @@ impl Merge {
 }
 
 impl Index {
+    /// What `store status` says of the events: their estimated number (from `counts`, where
+    /// a re-applied record counts again), and the oldest and newest event ids. Reads a few
+    /// keys, never the journals.
+    pub fn summary(&self) -> Result<(u64, Option<EventId>, Option<EventId>), StoreError> {
+        let types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        let count = self.count(Field::Type, &types)?;
+        let ids = |key: &[u8]| -> Option<(u128, u128)> {
+            let newest = u128::from_be_bytes(key.get(..16)?.try_into().ok()?);
+            let oldest = u128::from_be_bytes(key.get(16..32)?.try_into().ok()?);
+            Some((newest, oldest))
+        };
+        let newest = match self.events.last().map_err(|e| self.err(e))? {
+            Some((key, _)) => ids(&key).map(|(n, _)| n),
+            None => None,
+        };
+        // Chunks are keyed by their newest id; the oldest event is in one of the first
+        // chunks, those whose newest id is within a chunk's span of the oldest seen.
+        let mut oldest: Option<u128> = None;
+        for key in self.events.iter().keys() {
+            let key = key.map_err(|e| self.err(e))?;
+            let Some((n, o)) = ids(&key) else { continue };
+            if oldest.is_some_and(|min| n > span_after(min)) {
+                break;
+            }
+            oldest = Some(oldest.map_or(o, |min| min.min(o)));
+        }
+        let id = |v: u128| EventId(v.into());
+        Ok((count, oldest.map(id), newest.map(id)))
+    }
+
     /// The estimated number of events with any of `values` in `field` (from `counts`).
     fn count(&self, field: Field, values: &[&str]) -> Result<u64, StoreError> {
         let mut prefix = Vec::new();

@@ -63,6 +63,93 @@ pub(crate) struct Metrics {
     events_written: Gauge,
     syncs: Gauge,
     sync_seconds: SyncSeconds,
+    store: StoreGauges,
+}
+
+/// The audit store's size, budget and health (see [`crate::audit::writer::StoreFigures`]).
+struct StoreGauges {
+    size: Gauge,
+    max_size: Gauge,
+    budget_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
+    available: Gauge,
+    lost: Gauge,
+    refused: Gauge,
+    outages: Gauge,
+    budget_warnings: Gauge,
+}
+
+impl StoreGauges {
+    fn register(registry: &mut Registry) -> StoreGauges {
+        let g = StoreGauges {
+            size: Gauge::default(),
+            max_size: Gauge::default(),
+            budget_ratio: Gauge::default(),
+            available: Gauge::default(),
+            lost: Gauge::default(),
+            refused: Gauge::default(),
+            outages: Gauge::default(),
+            budget_warnings: Gauge::default(),
+        };
+        registry.register_with_unit(
+            "audit_store_size",
+            "Bytes the audit store folder holds (journals, checkpoints, index, keys): a walk every few seconds plus this process's appends",
+            prometheus_client::registry::Unit::Bytes,
+            g.size.clone(),
+        );
+        registry.register_with_unit(
+            "audit_store_max_size",
+            "audit.max_store_bytes (0: no budget)",
+            prometheus_client::registry::Unit::Bytes,
+            g.max_size.clone(),
+        );
+        registry.register(
+            "audit_store_budget_ratio",
+            "audit_store_size_bytes / audit.max_store_bytes (0 without a budget); a warning at 0.8, audit.on_store_failure at 1",
+            g.budget_ratio.clone(),
+        );
+        registry.register(
+            "audit_store_available",
+            "1 while the audit store takes events, 0 during an outage (full disk, I/O error, budget reached)",
+            g.available.clone(),
+        );
+        registry.register(
+            "audit_events_lost",
+            "Audit events not stored since start (audit.on_store_failure = allow, or cut off by a failed write or sync)",
+            g.lost.clone(),
+        );
+        registry.register(
+            "audit_events_refused",
+            "Audit events refused since start because the store could not take them (their calls refused)",
+            g.refused.clone(),
+        );
+        registry.register(
+            "audit_store_outages",
+            "Times since start the audit store stopped taking events",
+            g.outages.clone(),
+        );
+        registry.register(
+            "audit_store_budget_warnings",
+            "Times since start the audit store crossed 80% of audit.max_store_bytes",
+            g.budget_warnings.clone(),
+        );
+        g
+    }
+
+    fn set(&self, f: &crate::audit::writer::StoreFigures) {
+        let max = f.max_bytes.unwrap_or(0);
+        self.size.set(f.bytes.min(i64::MAX as u64) as i64);
+        self.max_size.set(max.min(i64::MAX as u64) as i64);
+        self.budget_ratio.set(if max > 0 {
+            f.bytes as f64 / max as f64
+        } else {
+            0.0
+        });
+        self.available.set(i64::from(f.available));
+        self.lost.set(f.lost as i64);
+        self.refused.set(f.refused as i64);
+        self.outages.set(f.outages as i64);
+        self.budget_warnings.set(f.budget_warnings as i64);
+    }
 }
 
 impl Metrics {
@@ -126,6 +213,7 @@ impl Metrics {
         );
         let sync_seconds = SyncSeconds::default();
         registry.register_collector(Box::new(sync_seconds.clone()));
+        let store = StoreGauges::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -139,6 +227,7 @@ impl Metrics {
             events_written,
             syncs,
             sync_seconds,
+            store,
         }
     }
 
@@ -185,6 +274,7 @@ impl Metrics {
         self.queue_depth.set(queued as i64);
         self.events_written.set(written as i64);
         self.syncs.set(syncs as i64);
+        self.store.set(&audit.store_figures());
         if let Ok(mut h) = self.sync_seconds.0.lock() {
             *h = audit.sync_times();
         }

@@ -663,7 +663,8 @@ impl Pipeline {
                     if_unrecorded: opened.map(|id| Unrecorded {
                         reply: Box::new({
                             let id = id.clone();
-                            move || audit_refusal(&id, START_UNRECORDED).line()
+                            let audit = self.audit.clone();
+                            move || audit_refusal(&id, &audit.why(START_UNRECORDED)).line()
                         }),
                         calls: vec![id],
                     }),
@@ -1189,9 +1190,14 @@ impl Pipeline {
                 } => Route::ToClient(Outbound {
                     bytes: rewritten.map_or_else(|| line.clone(), |r| Bytes::from(r + "\n")),
                     ack,
-                    if_unrecorded: unrecorded.map(|id| Unrecorded {
-                        reply: Box::new(move || audit_refusal(&id, END_UNRECORDED).line()),
-                        calls: Vec::new(),
+                    if_unrecorded: unrecorded.map(|id| {
+                        let audit = self.audit.clone();
+                        Unrecorded {
+                            reply: Box::new(move || {
+                                audit_refusal(&id, &audit.why(END_UNRECORDED)).line()
+                            }),
+                            calls: Vec::new(),
+                        }
                     }),
                 }),
                 Delivery::Drop => Route::Drop,
