@@ -46,6 +46,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a time range of the trail to one file that `verify --export` checks anywhere.
     Export(ExportArgs),
+    /// Show which events have outlived their retention period ([retention]); with --apply,
+    /// remove them (the chain stays verifiable: each purge records its boundary hashes).
+    Retention(RetentionArgs),
 }
 
 impl Command {
@@ -60,6 +63,7 @@ impl Command {
             Command::Tools(ToolsCommand::Accept(a)) => &a.config.config,
             Command::Verify(a) => &a.config.config,
             Command::Export(a) => &a.config.config,
+            Command::Retention(a) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -305,6 +309,23 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub no_index: bool,
     /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `retention` arguments.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// This store folder instead of the config's audit.store_dir.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Remove what has expired (without it, only show what would go).
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the plan (or, with --apply, what was removed) as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -86,6 +86,11 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             config,
             &mut std::io::stdout().lock(),
         )?),
+        Command::Retention(args) => Ok(commands::retention::run(
+            &args,
+            config,
+            &mut std::io::stdout().lock(),
+        )?),
         Command::Keygen(args) => Ok(commands::trail::keygen(
             &args,
             &mut std::io::stdout().lock(),

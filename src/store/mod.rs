@@ -116,6 +116,7 @@ pub mod index;
 pub mod journal;
 pub mod journals;
 pub mod query;
+pub mod retention;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -99,6 +99,11 @@ pub enum Place {
         /// The line number.
         line: usize,
     },
+    /// A line of a journal's purge file (1-based; retention, see [`super::retention`]).
+    Purge {
+        /// The line number.
+        line: usize,
+    },
 }
 
 impl std::fmt::Display for Place {
@@ -107,6 +112,7 @@ impl std::fmt::Display for Place {
             Place::Record { segment, offset } => write!(f, "segment {segment} offset {offset}"),
             Place::Line { line } => write!(f, "line {line}"),
             Place::Checkpoint { line } => write!(f, "{} line {line}", checkpoint::FILE),
+            Place::Purge { line } => write!(f, "{} line {line}", super::retention::PURGES),
         }
     }
 }
@@ -172,6 +178,8 @@ pub(crate) struct Walker {
     last_place: Option<Place>,
     /// Timestamps are collected by exports.
     collect_ids: bool,
+    /// Cuts of accepted purge statements: gaps retention made (see [`Walker::purges`]).
+    bridges: Vec<super::retention::Bridge>,
 }
 
 impl Walker {
@@ -192,7 +200,48 @@ impl Walker {
             report: ChainReport::default(),
             last_place: None,
             collect_ids,
+            bridges: Vec::new(),
         }
+    }
+
+    /// Takes the purge statements of this chain ([`super::retention::read_purges`]): refused
+    /// ones are findings; the cuts of the others may bridge gaps in the chain.
+    pub(crate) fn purges(&mut self, purges: super::retention::Purges) {
+        for (line, detail) in purges.refused {
+            self.find(Kind::BadSignature, Place::Purge { line }, None, detail);
+        }
+        self.report.notes.extend(purges.notes);
+        self.bridges = purges.bridges;
+    }
+
+    /// Whether purge cuts account for every record from `from` to `to` (exclusive), starting
+    /// where the chain stands (the first cut's `previous_hash` is the last record's hash);
+    /// if so the chain moves on to after them, anchored to the last cut's hash.
+    fn bridge(&mut self, from: u64, to: u64) -> bool {
+        let (mut at, mut prev) = (from, self.prev);
+        let mut lines = Vec::new();
+        while at < to {
+            let Some(b) = self
+                .bridges
+                .iter()
+                .find(|b| b.first_seq == at && b.previous_hash == prev && b.last_seq < to)
+            else {
+                return false;
+            };
+            lines.push(b.line);
+            prev = Some(b.last_hash);
+            at = b.last_seq + 1;
+        }
+        lines.dedup();
+        self.report.notes.push(format!(
+            "records seq {from}..{} were removed by retention ({} line(s) {}): the chain resumes at the recorded boundary hash",
+            to - 1,
+            super::retention::PURGES,
+            lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        ));
+        self.prev = prev;
+        self.expected = to;
+        true
     }
 
     fn find(&mut self, kind: Kind, place: Place, seq: Option<u64>, detail: String) {
@@ -327,7 +376,10 @@ impl Walker {
                 "a record without chain members (seq, previous_hash) in a chained segment".into(),
             );
         };
-        let e = self.expected;
+        let mut e = self.expected;
+        if seq > e && self.bridge(e, seq) {
+            e = seq;
+        }
         if seq > e {
             self.broken = true;
             self.gap = Some((e, seq, place));
@@ -424,6 +476,7 @@ impl Walker {
         if !self.broken
             && let Some(covered) = self.report.covered
             && self.expected <= covered
+            && !self.bridge(self.expected, covered + 1)
         {
             let desc = self
                 .expect_hash
@@ -570,6 +623,7 @@ fn verify_journal(
             |line| Place::Checkpoint { line },
             checkpoint::FILE,
         );
+        w.purges(super::retention::read_purges(dir, id, key)?);
     }
     let mut end = end_place(1, HEADER_LEN);
     let mut seen_chained = false;
