@@ -24,7 +24,9 @@
 //! durable); bytes after the last whole record of a journal whose writer is running or has not
 //! been recovered yet; a torn last checkpoint line; legacy journals (format 1, written before
 //! chains: reported as unchained, with their record count); checkpoints written without a key
-//! (unsigned) or signed while no public key was given to check them.
+//! (unsigned) or signed while no public key was given to check them; records removed by
+//! retention where a purge statement ([`super::retention`], the `purges` file) records the cut
+//! and its boundary hashes (a statement not signed by the given key covers nothing).
 //!
 //! Limits, by construction: records after a journal's last checkpoint can be cut off without
 //! trace when the writer did not stop cleanly (a crash leaves no final checkpoint), and
