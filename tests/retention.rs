@@ -95,6 +95,15 @@ fn specs() -> Vec<(Spec, bool)> {
 /// checkpoint, signed with `signer` if given); returns the event ids in order.
 fn fill(root: &Path, specs: &[Spec], signer: Option<Arc<Signer>>) -> Vec<EventId> {
     let mut store = Store::open_journal(root, 2048).unwrap();
+    let ids = append(&mut store, specs, signer.clone());
+    CheckpointWriter::new(store.journal.dir(), store.id, signer)
+        .write(store.journal.head(), true)
+        .unwrap();
+    ids
+}
+
+/// Appends events of `specs` to `store`'s journal (durable, a checkpoint every 7 events).
+fn append(store: &mut Store, specs: &[Spec], signer: Option<Arc<Signer>>) -> Vec<EventId> {
     let now = SystemTime::now();
     let mut ids = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -135,9 +144,6 @@ fn fill(root: &Path, specs: &[Spec], signer: Option<Arc<Signer>>) -> Vec<EventId
         }
     }
     store.journal.sync().unwrap();
-    CheckpointWriter::new(store.journal.dir(), store.id, signer)
-        .write(store.journal.head(), true)
-        .unwrap();
     ids
 }
 
@@ -464,4 +470,121 @@ fn bad_retention_config_is_refused_with_the_line_and_a_hint() {
     let err = text(&out);
     assert!(err.contains("proxy.toml:7: `retention.pci_dss`"), "{err}");
     assert!(err.contains("`m` is minutes"), "{err}");
+}
+
+#[test]
+fn a_running_writers_newest_segment_is_kept_and_its_chain_goes_on() {
+    let store = TestStore::new("");
+    let root = store.store_dir();
+    // A writer that keeps running (this process holds its journal's LOCK).
+    let mut live = Store::open_journal(&root, 2048).unwrap();
+    let old = Spec {
+        age_days: 900,
+        tags: &[],
+    };
+    append(&mut live, &[old; 40], None);
+    let dir = live.journal.dir().to_path_buf();
+    let before = journal::list_segments(&dir).unwrap();
+    assert!(before.len() >= 3, "{before:?}");
+    let newest = *before.last().unwrap();
+    let newest_bytes = std::fs::read(journal::segment_path(&dir, newest)).unwrap();
+    let in_newest = chain_of(&dir).iter().filter(|r| r.0 == newest).count();
+
+    let config = store.config.to_str().unwrap().to_string();
+    let out = run(
+        &["retention", "--apply", "--config", &config],
+        store.dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "removed {} events from 1 journals; {in_newest} expired events stay",
+            40 - in_newest
+        )),
+        "{}",
+        text(&out)
+    );
+    // Every older segment went; the one being appended to is byte for byte as it was.
+    assert_eq!(journal::list_segments(&dir).unwrap(), vec![newest]);
+    assert_eq!(
+        std::fs::read(journal::segment_path(&dir, newest)).unwrap(),
+        newest_bytes
+    );
+
+    // The writer goes on appending after the purge, and stops cleanly: the chain verifies.
+    let recent = Spec {
+        age_days: 0,
+        tags: &[],
+    };
+    append(&mut live, &[recent; 3], None);
+    CheckpointWriter::new(&dir, live.id, None)
+        .write(live.journal.head(), true)
+        .unwrap();
+    drop(live);
+    let out = run(&["verify", "--config", &config], store.dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("removed by retention"),
+        "{}",
+        text(&out)
+    );
+    // Its last expired events go once it has stopped.
+    let out = run(
+        &["retention", "--apply", "--config", &config],
+        store.dir.path(),
+    );
+    assert!(
+        text(&out).contains(&format!("removed {in_newest} events")),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["verify", "--config", &config], store.dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn the_gateway_applies_retention_daily_when_configured() {
+    let gateway = common::gateway::Gateway::start("[retention]\napply_daily = true\n");
+    let root = gateway.config.parent().unwrap().join("store");
+    let (specs, expired): (Vec<Spec>, Vec<bool>) = specs().into_iter().unzip();
+    let ids = fill(&root, &specs, None);
+    let gone = expired.iter().filter(|e| **e).count();
+    // The first run comes 10 s after the start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let purge = loop {
+        let events = gateway.events();
+        if let Some(p) = events.iter().find(|e| e["action"] == "retention/apply") {
+            break p.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no purge event after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(purge["event_type"], "configuration_change");
+    assert_eq!(purge["upstream"], "gateway");
+    let changes = purge["metadata"]["changes"].to_string();
+    assert!(changes.contains(&format!("{gone} events")), "{changes}");
+    let (status, gateway) = gateway.stop();
+    assert!(status.success());
+    let left: BTreeSet<String> = gateway
+        .events()
+        .iter()
+        .filter(|e| e["action"] == "tools/call")
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    let kept: BTreeSet<String> = ids
+        .iter()
+        .zip(&expired)
+        .filter(|(_, e)| !**e)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    assert_eq!(left, kept);
+    let config = gateway.config.to_str().unwrap().to_string();
+    let out = run(
+        &["verify", "--config", &config],
+        gateway.config.parent().unwrap(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
 }
