@@ -588,3 +588,56 @@ async fn the_gateway_applies_retention_daily_when_configured() {
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_cut_at_the_end_of_a_journal_is_bridged_to_its_final_checkpoint() {
+    let store = TestStore::new("");
+    let old = |tags| Spec {
+        age_days: 800,
+        tags,
+    };
+    fill(
+        &store.store_dir(),
+        &[
+            old(&["gdpr"]),
+            old(&["gdpr"]),
+            old(&["pci_dss"]),
+            old(&["pci_dss"]),
+        ],
+        None,
+    );
+    let config = store.config.to_str().unwrap().to_string();
+    let out = run(
+        &["retention", "--apply", "--config", &config],
+        store.dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("removed 2 events"), "{}", text(&out));
+    let out = run(&["verify", "--config", &config], store.dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    // The final checkpoint signed the hash of seq 3, which is gone: the purge statement's
+    // last hash must be that one. Changed, the cut no longer accounts for the missing end.
+    let root = store.store_dir().join("journal");
+    let dir = journals::list(&root)
+        .unwrap()
+        .into_iter()
+        .map(|id| id.dir(&root))
+        .find(|d| d.join(PURGES).exists())
+        .unwrap();
+    let text_before = std::fs::read_to_string(dir.join(PURGES)).unwrap();
+    let mut statement: PurgeStatement = serde_json::from_str(text_before.trim()).unwrap();
+    assert_eq!(statement.cuts.len(), 1);
+    assert_eq!(
+        (statement.cuts[0].first_seq, statement.cuts[0].last_seq),
+        (2, 3)
+    );
+    statement.cuts[0].last_hash = "0".repeat(64);
+    std::fs::write(
+        dir.join(PURGES),
+        format!("{}\n", serde_json::to_string(&statement).unwrap()),
+    )
+    .unwrap();
+    let out = run(&["verify", "--config", &config], store.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("truncated"), "{}", text(&out));
+}

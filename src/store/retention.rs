@@ -803,7 +803,9 @@ pub fn apply(
                 ),
             ));
         }
-        let purge = apply_journal(holder, &journal_root, &plan, signer, now)?;
+        let purge = apply_journal(holder, &journal_root, &plan, signer, now, &mut |n| {
+            progress(removed_so_far + n)
+        })?;
         removed_so_far += purge.events;
         progress(removed_so_far);
         out.journals.push(purge);
@@ -825,6 +827,7 @@ fn apply_journal(
     plan: &JournalPlan,
     signer: Option<&Arc<Signer>>,
     now: SystemTime,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<JournalPurge, StoreError> {
     let dir = plan.id.dir(journal_root);
     let removed: Vec<u64> = plan
@@ -906,6 +909,7 @@ fn apply_journal(
     holder.index.flush()?;
 
     // 3. The files.
+    let mut done = 0;
     for seg in &plan.segments {
         match seg.action {
             Action::Remove if !plan.remove_journal => {
@@ -913,8 +917,10 @@ fn apply_journal(
                 fs::remove_file(&p).map_err(|e| StoreError::io("remove", &p, e))?;
             }
             Action::Rewrite => rewrite(&dir, seg)?,
-            _ => {}
+            _ => continue,
         }
+        done += seg.expired;
+        progress(done);
     }
     if plan.remove_journal {
         // Held while the folder goes: no writer can ever come back to it.

@@ -230,6 +230,12 @@ impl Walker {
             else {
                 return false;
             };
+            // A checkpoint of the cut's last record must have signed the same hash.
+            if let Some((want, _)) = self.expect_hash.get(&b.last_seq)
+                && *want != Some(b.last_hash)
+            {
+                return false;
+            }
             lines.push(b.line);
             prev = Some(b.last_hash);
             at = b.last_seq + 1;
