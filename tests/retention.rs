@@ -641,3 +641,27 @@ fn a_cut_at_the_end_of_a_journal_is_bridged_to_its_final_checkpoint() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("truncated"), "{}", text(&out));
 }
+
+#[test]
+fn a_store_is_listed_without_a_config_file_with_the_default_periods() {
+    let f = Fixture::new(false, "");
+    let dir = tempfile::tempdir().unwrap();
+    let store = f.store.store_dir();
+    let out = run(
+        &["retention", "--json", "--store", store.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["periods"],
+        "gdpr 7y, hipaa 6y, pci_dss 1y, untagged 1y"
+    );
+    let expired: u64 = plan["journals"][0]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["expired"].as_u64().unwrap())
+        .sum();
+    assert_eq!(expired, f.expired.iter().filter(|e| **e).count() as u64);
+}

@@ -43,6 +43,25 @@ pub enum RetentionError {
     Record(StoreError),
 }
 
+/// `retention --store DIR` when the config file does not exist: runs with the default periods
+/// and no signing key (so `--apply` refuses journals whose checkpoints are signed); `None` for
+/// every other command line.
+pub fn without_config(
+    command: &crate::cli::Command,
+) -> Option<Box<dyn FnOnce() -> anyhow::Result<i32> + '_>> {
+    match command {
+        crate::cli::Command::Retention(args)
+            if args.store.is_some() && !args.config.config.exists() =>
+        {
+            Some(Box::new(|| {
+                let config = Config::parse(&args.config.config, "")?;
+                Ok(run(args, &config, &mut std::io::stdout().lock())?)
+            }))
+        }
+        _ => None,
+    }
+}
+
 /// `retention [--apply] [--json]`: prints what has expired (per journal and segment), and with
 /// `--apply` removes it; 0 on success.
 pub fn run(
