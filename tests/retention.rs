@@ -665,3 +665,23 @@ fn a_store_is_listed_without_a_config_file_with_the_default_periods() {
         .sum();
     assert_eq!(expired, f.expired.iter().filter(|e| **e).count() as u64);
 }
+
+#[test]
+fn apply_without_the_signing_key_refuses_a_signed_store_and_changes_no_journal() {
+    let f = Fixture::new(true, "");
+    let before = snapshot(&f.store.store_dir().join("journal"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = f.store.store_dir();
+    let out = run(
+        &["retention", "--apply", "--store", store.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("checkpoints are signed"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("hint: "), "{}", text(&out));
+    assert_eq!(snapshot(&f.store.store_dir().join("journal")), before);
+}
