@@ -102,40 +102,43 @@ fn fill(root: &Path, specs: &[Spec], signer: Option<Arc<Signer>>) -> Vec<EventId
     ids
 }
 
+/// The JSON of an event of `spec`, the `i`th written at `now`, and its id.
+fn event(spec: &Spec, i: usize, now: SystemTime) -> (EventId, Vec<u8>) {
+    // Seconds apart, in writing order, so ids grow as a writer's do.
+    let t = now - DAY * spec.age_days as u32 + Duration::from_secs(i as u64);
+    let t = SystemTime::UNIX_EPOCH
+        + Duration::from_micros(
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64,
+        );
+    let id = EventId(ulid::Ulid::from_datetime(t));
+    let event = AuditEvent {
+        event_id: id,
+        timestamp: t,
+        event_type: EventType::ToolAccess,
+        user_id: "alice".into(),
+        tool_name: Some("echo".into()),
+        action: "tools/call".into(),
+        result: Outcome::Initiated,
+        metadata: Metadata::default(),
+        risk_level: RiskLevel::Low,
+        compliance_tags: spec.tags.iter().map(|t| t.to_string()).collect(),
+        session_id: "s1".into(),
+        upstream: "example".into(),
+        linked_event_id: None,
+    };
+    (id, serde_json::to_vec(&event).unwrap())
+}
+
 /// Appends events of `specs` to `store`'s journal (durable, a checkpoint every 7 events).
 fn append(store: &mut Store, specs: &[Spec], signer: Option<Arc<Signer>>) -> Vec<EventId> {
     let now = SystemTime::now();
     let mut ids = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        // Seconds apart, in writing order, so ids grow as a writer's do.
-        let t = now - DAY * spec.age_days as u32 + Duration::from_secs(i as u64);
-        let t = SystemTime::UNIX_EPOCH
-            + Duration::from_micros(
-                t.duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_micros() as u64,
-            );
-        let id = EventId(ulid::Ulid::from_datetime(t));
+        let (id, payload) = event(spec, i, now);
         ids.push(id);
-        let event = AuditEvent {
-            event_id: id,
-            timestamp: t,
-            event_type: EventType::ToolAccess,
-            user_id: "alice".into(),
-            tool_name: Some("echo".into()),
-            action: "tools/call".into(),
-            result: Outcome::Initiated,
-            metadata: Metadata::default(),
-            risk_level: RiskLevel::Low,
-            compliance_tags: spec.tags.iter().map(|t| t.to_string()).collect(),
-            session_id: "s1".into(),
-            upstream: "example".into(),
-            linked_event_id: None,
-        };
-        store
-            .journal
-            .append(&[serde_json::to_vec(&event).unwrap()])
-            .unwrap();
+        store.journal.append(&[payload]).unwrap();
         if i % 7 == 6 {
             store.journal.sync().unwrap();
             CheckpointWriter::new(store.journal.dir(), store.id, signer.clone())
@@ -684,4 +687,77 @@ fn apply_without_the_signing_key_refuses_a_signed_store_and_changes_no_journal()
     );
     assert!(text(&out).contains("hint: "), "{}", text(&out));
     assert_eq!(snapshot(&f.store.store_dir().join("journal")), before);
+}
+
+#[test]
+fn removing_a_stopped_journals_newest_segments_keeps_the_index_without_a_rebuild() {
+    let store = TestStore::new("");
+    let root = store.store_dir();
+    // Segment 1: gdpr events (kept); segment 2: pci_dss events (all expired), each batch
+    // written in one append so that it fills its own segment.
+    let mut w = Store::open_journal(&root, 1000).unwrap();
+    let now = SystemTime::now();
+    let batch = |tags: &'static [&'static str], from: usize| -> Vec<(EventId, Vec<u8>)> {
+        (from..from + 3)
+            .map(|i| {
+                event(
+                    &Spec {
+                        age_days: 800,
+                        tags,
+                    },
+                    i,
+                    now,
+                )
+            })
+            .collect()
+    };
+    let kept = batch(&["gdpr"], 0);
+    let gone = batch(&["pci_dss"], 3);
+    w.journal
+        .append(&kept.iter().map(|e| e.1.clone()).collect::<Vec<_>>())
+        .unwrap();
+    w.journal
+        .append(&gone.iter().map(|e| e.1.clone()).collect::<Vec<_>>())
+        .unwrap();
+    w.journal.sync().unwrap();
+    CheckpointWriter::new(w.journal.dir(), w.id, None)
+        .write(w.journal.head(), true)
+        .unwrap();
+    let dir = w.journal.dir().to_path_buf();
+    drop(w);
+    assert_eq!(journal::list_segments(&dir).unwrap(), vec![1, 2]);
+    // Indexed up to the end of segment 2.
+    assert_eq!(store.events().len(), 6);
+
+    let config = store.config.to_str().unwrap().to_string();
+    let out = run(
+        &["retention", "--apply", "--config", &config],
+        store.dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(journal::list_segments(&dir).unwrap(), vec![1]);
+    let left: BTreeSet<String> = store
+        .events()
+        .iter()
+        .filter(|e| e["action"] == "tools/call")
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        left,
+        kept.iter()
+            .map(|e| e.0.to_string())
+            .collect::<BTreeSet<_>>()
+    );
+    // The saved position moved back into segment 1: the index was not taken for damaged.
+    let replaced = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("index.replaced")
+        });
+    assert!(!replaced, "the index was rebuilt after the purge");
+    let out = run(&["verify", "--config", &config], store.dir.path());
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -932,8 +932,18 @@ fn apply_journal(
         journal::sync_dir(&dir)?;
     }
 
-    // 4. The positions.
+    // 4. The positions. One past the last segment left (its newest segments were removed)
+    // would look ahead of the journal: it moves to the end of the last segment left.
+    let last_left = match plan.remove_journal || journal::list_segments(&dir)?.is_empty() {
+        true => None,
+        false => Some(journal::end_of(&dir)?),
+    };
     holder.purged(plan.id, plan.remove_journal, |pos| {
+        if let Some(end) = last_left
+            && pos.segment > end.segment
+        {
+            return end;
+        }
         match remap.get(&pos.segment) {
             // The position is the end of a whole record: the end of the kept records before it.
             Some(ends) => {
