@@ -196,6 +196,7 @@ struct Rec {
     previous_hash: Option<Hash>,
     hash: Hash,
     id: u128,
+    time: SystemTime,
     expired: bool,
 }
 
@@ -410,6 +411,7 @@ fn plan_journal(
                     previous_hash: facts.previous_hash.and_then(parse_hex),
                     hash: digest(payload),
                     id: u128::from(facts.event_id.0),
+                    time: t,
                     expired,
                 });
                 Ok(())
@@ -723,10 +725,15 @@ impl JournalPurge {
         if !self.rewritten.is_empty() {
             parts.push(format!("segments rewritten [{}]", segs(&self.rewritten)));
         }
-        let cuts: Vec<String> = self
+        // Bounded (a store of interleaved tags has a cut per event): the first cuts and the
+        // last; every cut is in the journal's purge statement.
+        let shown = self
             .cuts
             .iter()
-            .map(|c| {
+            .enumerate()
+            .filter(|(i, _)| *i < MAX_CUTS_SHOWN || *i + 1 == self.cuts.len());
+        let mut cuts: Vec<String> = shown
+            .map(|(_, c)| {
                 format!(
                     "seq {}..{} (previous_hash {}, last hash {})",
                     c.first_seq,
@@ -736,8 +743,16 @@ impl JournalPurge {
                 )
             })
             .collect();
+        if self.cuts.len() > MAX_CUTS_SHOWN + 1 {
+            let last = cuts.pop().unwrap_or_default();
+            cuts.push(format!(
+                "… {} more in the journal's {PURGES} file …",
+                self.cuts.len() - MAX_CUTS_SHOWN - 1
+            ));
+            cuts.push(last);
+        }
         if !cuts.is_empty() {
-            parts.push(format!("cuts {}", cuts.join("; ")));
+            parts.push(format!("{} cuts: {}", self.cuts.len(), cuts.join("; ")));
         }
         parts.push(if self.signed {
             "purge statement signed".into()
@@ -747,6 +762,9 @@ impl JournalPurge {
         parts.join(", ")
     }
 }
+
+/// Cuts named one by one in a purge's description (the event stays bounded).
+const MAX_CUTS_SHOWN: usize = 5;
 
 /// What [`apply`] did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -877,7 +895,7 @@ fn apply_journal(
     // Per rewritten segment: old record end → new record end, for the saved positions.
     let mut remap: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
     let mut bytes = 0u64;
-    let (mut oldest, mut newest): (Option<u128>, Option<u128>) = (None, None);
+    let (mut oldest, mut newest): (Option<SystemTime>, Option<SystemTime>) = (None, None);
     for seg in &plan.segments {
         if !matches!(seg.action, Action::Remove | Action::Rewrite) {
             continue;
@@ -889,8 +907,8 @@ fn apply_journal(
             if r.expired {
                 purged.insert(r.id);
                 bytes += size;
-                oldest = Some(oldest.map_or(r.id, |o| o.min(r.id)));
-                newest = Some(newest.map_or(r.id, |o| o.max(r.id)));
+                oldest = Some(oldest.map_or(r.time, |o| o.min(r.time)));
+                newest = Some(newest.map_or(r.time, |o| o.max(r.time)));
             } else {
                 moved.insert(
                     r.id,
@@ -962,7 +980,6 @@ fn apply_journal(
     })?;
     holder.index.flush()?;
 
-    let time = |id: Option<u128>| id.map(|n| rfc3339(ulid::Ulid(n).datetime()));
     Ok(JournalPurge {
         journal: plan.journal.clone(),
         events: purged.len() as u64,
@@ -970,8 +987,8 @@ fn apply_journal(
         removed,
         rewritten,
         journal_removed: plan.remove_journal,
-        oldest: time(oldest),
-        newest: time(newest),
+        oldest: oldest.map(rfc3339),
+        newest: newest.map(rfc3339),
         cuts: plan.cuts.clone(),
         signed: signer.is_some(),
     })
@@ -1138,6 +1155,7 @@ mod tests {
             previous_hash: (seq > 0).then(|| [seq as u8 - 1; 32]),
             hash: [seq as u8; 32],
             id: u128::from(seq),
+            time: SystemTime::UNIX_EPOCH,
             expired,
         };
         let seg = |n: u64, action: Action, records: Vec<Rec>| SegmentPlan {
@@ -1168,6 +1186,38 @@ mod tests {
         assert_eq!(cuts[0].last_hash, hex(&[2; 32]));
         assert_eq!((cuts[1].first_seq, cuts[1].last_seq), (4, 4));
         assert_eq!(cuts[1].previous_hash, Some(hex(&[3; 32])));
+    }
+
+    #[test]
+    fn a_purge_description_names_the_first_and_last_cuts_and_counts_the_rest() {
+        let cut = |n: u64| Cut {
+            first_seq: 2 * n,
+            last_seq: 2 * n,
+            previous_hash: Some(hex(&[(n % 100) as u8; 32])),
+            last_hash: hex(&[(n % 100) as u8 + 100; 32]),
+        };
+        let purge = JournalPurge {
+            journal: "J".into(),
+            events: 1000,
+            bytes: 1,
+            removed: vec![],
+            rewritten: vec![3],
+            journal_removed: false,
+            oldest: None,
+            newest: None,
+            cuts: (0..1000).map(cut).collect(),
+            signed: true,
+        };
+        let text = purge.describe();
+        assert!(text.contains("1000 cuts: seq 0..0"), "{text}");
+        assert!(text.contains("seq 8..8"), "{text}");
+        assert!(!text.contains("seq 10..10 "), "{text}");
+        assert!(
+            text.contains("… 994 more in the journal's purges file …"),
+            "{text}"
+        );
+        assert!(text.contains("seq 1998..1998"), "{text}");
+        assert!(text.len() < 2000, "{}", text.len());
     }
 
     #[test]
