@@ -355,6 +355,10 @@ fn apply_removes_exactly_the_expired_events_and_the_trail_still_verifies() {
     // The chain verifies (with the index), and says where retention cut it.
     let (code, report) = f.verify();
     assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains(&format!("{expired} record(s) in ")),
+        "{report}"
+    );
     assert!(report.contains("removed by retention"), "{report}");
 
     // A second run finds nothing more to remove.

@@ -53,8 +53,9 @@
 //! (and not indexed) under a statement that names them; the next run finishes the job. A
 //! crash between a rewrite and the save of the moved position can leave the saved position
 //! inside a record: the next holder then reports damage or rebuilds the index (`reindex`).
-//! Queries that read the journals directly (while this process holds the index) may fail on a
-//! segment removed under them: run them again.
+//! Queries that read the journals directly (while this process holds the index) read a segment
+//! removed under them as empty (its records were purged); `verify` run at the same moment may
+//! fail on it: run it again.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -182,6 +182,8 @@ pub(crate) struct Walker {
     collect_ids: bool,
     /// Cuts of accepted purge statements: gaps retention made (see [`Walker::purges`]).
     bridges: Vec<super::retention::Bridge>,
+    /// Gaps bridged so far, the records in them, and the statements' lines that did it.
+    bridged: (u64, u64, std::collections::BTreeSet<usize>),
 }
 
 impl Walker {
@@ -203,6 +205,7 @@ impl Walker {
             last_place: None,
             collect_ids,
             bridges: Vec::new(),
+            bridged: Default::default(),
         }
     }
 
@@ -214,6 +217,8 @@ impl Walker {
         }
         self.report.notes.extend(purges.notes);
         self.bridges = purges.bridges;
+        // Looked up by first seq (a store of interleaved tags has a cut per record).
+        self.bridges.sort_by_key(|b| b.first_seq);
     }
 
     /// Whether purge cuts account for every record from `from` to `to` (exclusive), starting
@@ -221,12 +226,13 @@ impl Walker {
     /// if so the chain moves on to after them, anchored to the last cut's hash.
     fn bridge(&mut self, from: u64, to: u64) -> bool {
         let (mut at, mut prev) = (from, self.prev);
-        let mut lines = Vec::new();
+        let mut lines = std::collections::BTreeSet::new();
         while at < to {
-            let Some(b) = self
-                .bridges
+            let from_here = self.bridges.partition_point(|b| b.first_seq < at);
+            let Some(b) = self.bridges[from_here..]
                 .iter()
-                .find(|b| b.first_seq == at && b.previous_hash == prev && b.last_seq < to)
+                .take_while(|b| b.first_seq == at)
+                .find(|b| b.previous_hash == prev && b.last_seq < to)
             else {
                 return false;
             };
@@ -236,17 +242,13 @@ impl Walker {
             {
                 return false;
             }
-            lines.push(b.line);
+            lines.insert(b.line);
             prev = Some(b.last_hash);
             at = b.last_seq + 1;
         }
-        lines.dedup();
-        self.report.notes.push(format!(
-            "records seq {from}..{} were removed by retention ({} line(s) {}): the chain resumes at the recorded boundary hash",
-            to - 1,
-            super::retention::PURGES,
-            lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
-        ));
+        self.bridged.0 += 1;
+        self.bridged.1 += to - from;
+        self.bridged.2.extend(lines);
         self.prev = prev;
         self.expected = to;
         true
@@ -504,6 +506,14 @@ impl Walker {
         }
         if !self.broken && self.expected > 0 {
             self.report.head = self.prev.map(|h| (self.expected - 1, hex(&h)));
+        }
+        let (gaps, records, lines) = &self.bridged;
+        if *gaps > 0 {
+            self.report.notes.push(format!(
+                "{records} record(s) in {gaps} gap(s) were removed by retention ({} line(s) {}): the chain resumes at each recorded boundary hash",
+                super::retention::PURGES,
+                lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            ));
         }
         self.report.findings.sort_by_key(|f| f.place);
         (self.report, self.ids)
