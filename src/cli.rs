@@ -49,6 +49,9 @@ pub enum Command {
     /// The audit store itself: `store status` (size by part, events, budget used).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Show which events have outlived their retention period ([retention]); with --apply,
+    /// remove them (the chain stays verifiable: each purge records its boundary hashes).
+    Retention(RetentionArgs),
 }
 
 /// `store` subcommands.
@@ -83,6 +86,7 @@ impl Command {
             Command::Verify(a) => &a.config.config,
             Command::Export(a) => &a.config.config,
             Command::Store(StoreCommand::Status(a)) => &a.config.config,
+            Command::Retention(a) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -328,6 +332,23 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub no_index: bool,
     /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `retention` arguments.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// This store folder instead of the config's audit.store_dir.
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Remove what has expired (without it, only show what would go).
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the plan (or, with --apply, what was removed) as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,5 +1,6 @@
 //! The modes behind the subcommands, so that `main` stays a thin edge and tests can call them.
 
+pub mod retention;
 pub mod trail;
 
 use std::io::Write;
@@ -93,7 +94,15 @@ pub fn stdio_user(args: &StdioArgs, config: &Config) -> String {
 /// `gateway`: opens the store, serves HTTP until SIGTERM/SIGINT, drains the audit writer.
 pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     config.policy.ready().map_err(ModeError::PolicyNotReady)?;
-    let (sink, threads, lock) = start_audit(config, os_user(), "*".into())?;
+    // Daily retention runs where the index is held: this process's indexer thread.
+    let (retention, requests) = match config.retention.apply_daily {
+        true => {
+            let (handle, rx) = store::retention::DailyRetention::channel();
+            (Some(handle), Some(rx))
+        }
+        false => (None, None),
+    };
+    let (sink, threads, lock) = start_audit(config, os_user(), "*".into(), requests)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("gateway-rt")
         .enable_all()
@@ -104,7 +113,7 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
         })?;
     let config = std::sync::Arc::new(config.clone());
     let result = runtime.block_on(async {
-        let code = crate::proxy::http::run(config, sink.clone()).await;
+        let code = crate::proxy::http::run(config, sink.clone(), retention).await;
         sink.close().await;
         code
     });
@@ -130,9 +139,13 @@ fn start_audit(
     config: &Config,
     user_id: String,
     upstream: String,
+    retention: Option<std::sync::mpsc::Receiver<store::retention::Request>>,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
     let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
-    let (journal, keeper, lock) = store.into_parts(&config.audit.store_dir);
+    let (journal, mut keeper, lock) = store.into_parts(&config.audit.store_dir);
+    if let Some(rx) = retention {
+        keeper.serve_retention(rx);
+    }
     let plan = writer::CheckpointPlan::new(
         &journal,
         config.audit.signer.clone(),
@@ -194,7 +207,8 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     }
     config.policy.ready().map_err(ModeError::PolicyNotReady)?;
     let user = stdio_user(args, config);
-    let (sink, threads, lock) = start_audit(config, user.clone(), config.upstream.name.clone())?;
+    let (sink, threads, lock) =
+        start_audit(config, user.clone(), config.upstream.name.clone(), None)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("proxy-rt")
         .enable_all()

@@ -5,13 +5,16 @@
 //!
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
-//!                     test, tools accept, keygen, verify, export, store status)
+//!                     test, tools accept, keygen, verify, export, store status,
+//!                     retention)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
-//!                     export (run without a config where they can)
+//!                     export (run without a config where they can); commands/retention.rs:
+//!                     retention (dry run, --apply with a progress bar, the purge event)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
 //!                     source.rs: errors that name the file, the line and a hint;
 //!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
-//!                     upstream.rs: [[upstream]] (a command, or a url with its credentials)
+//!                     upstream.rs: [[upstream]] (a command, or a url with its credentials);
+//!                     retention.rs: [retention] (periods per compliance tag, apply_daily)
 //! error.rs            which side failed: client, upstream, internal
 //! jsonrpc/            NDJSON framing with a size limit; classification of raw bytes;
 //!                     salvage.rs: what a lenient peer could read of a refused line;
@@ -42,7 +45,7 @@
 //!                     (2026-07-28 Mcp-Method/Mcp-Name vs body), body.rs (JSON and SSE bodies),
 //!                     metrics.rs (/metrics), limit.rs (a quota on refusal events of
 //!                     unauthenticated requests), cors.rs (CORS for allowed origins, when
-//!                     configured)
+//!                     configured), retention.rs (daily retention, recorded as an event)
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify/ (sensitive data), secrets/
@@ -66,6 +69,8 @@
 //!                     checkpoints, index), export.rs (a verifiable time range in one file),
 //!                     marker.rs (store.json: a store, of which layout; bad folders refused),
 //!                     usage.rs (bytes by part, for store status, the budget, /metrics)
+//!                     retention.rs (expired events removed: purge statements, segments
+//!                     removed or rewritten, index entries dropped)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined), anomalies.rs (four families, population context),
 //!                     quality.rs (precision/recall against labelled traffic)

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     // These run without a config: a key is made before any config names it, and an export or
     // a store is verified on a machine that has only the files and the public key.
-    if let Some(result) = commands::trail::without_config(&cli.command) {
+    if let Some(result) = commands::trail::without_config(&cli.command)
+        .or_else(|| commands::retention::without_config(&cli.command))
+    {
         let logging = Logging::start(Output::Stderr)?;
         let result = result();
         logging.finish();
@@ -82,6 +84,11 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             &mut std::io::stdout().lock(),
         )?),
         Command::Export(args) => Ok(commands::trail::export(
+            &args,
+            config,
+            &mut std::io::stdout().lock(),
+        )?),
+        Command::Retention(args) => Ok(commands::retention::run(
             &args,
             config,
             &mut std::io::stdout().lock(),

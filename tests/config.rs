@@ -104,6 +104,13 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "leeway_s",
         "user_claim",
         "roles_claim",
+        // [retention]
+        "gdpr",
+        "hipaa",
+        "pci_dss",
+        "secrets",
+        "untagged",
+        "apply_daily",
     ];
     for key in keys {
         assert!(

@@ -10,10 +10,12 @@ use serde::Deserialize;
 use toml::Spanned;
 
 mod gateway;
+mod retention;
 pub(crate) mod source;
 mod upstream;
 
 pub use gateway::{ApiKey, GatewayConfig, JwtSettings, TlsFiles};
+pub use retention::RetentionConfig;
 pub use source::ConfigError;
 pub(crate) use source::Source;
 pub use upstream::{HeaderSource, MissingHeader, RemoteConfig, UpstreamConfig};
@@ -70,6 +72,8 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     risk: crate::policy::settings::RawRisk,
+    #[serde(default)]
+    retention: retention::RawRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +128,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[risk]`: the compiled policy.
     pub policy: std::sync::Arc<crate::policy::Policy>,
+    /// `[retention]`: how long events are kept, per compliance tag.
+    pub retention: RetentionConfig,
 }
 
 /// `[audit]`: where and how events are stored.
@@ -325,6 +331,8 @@ impl Config {
             None => None,
         };
 
+        let retention = retention::compile(&at, raw.retention)?;
+
         Ok(Config {
             source: path.to_path_buf(),
             user_id,
@@ -351,6 +359,7 @@ impl Config {
             },
             log: LogConfig { file: log_file },
             policy: std::sync::Arc::new(policy),
+            retention,
         })
     }
 }

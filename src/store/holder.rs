@@ -216,6 +216,39 @@ impl IndexHolder {
         self.persist()?;
         self.index.flush()
     }
+
+    /// The store's journal folder.
+    pub(crate) fn journal_root(&self) -> std::path::PathBuf {
+        self.paths.journal()
+    }
+
+    /// After retention changed journal `id` ([`super::retention`]): its applied positions
+    /// (in memory and saved) moved by `remap` (a rewritten segment's records moved), or
+    /// forgotten when the journal was removed as a whole (else it would look like a journal
+    /// gone missing, and the index would be rebuilt).
+    pub(crate) fn purged(
+        &mut self,
+        id: JournalId,
+        removed: bool,
+        remap: impl Fn(JournalPos) -> JournalPos,
+    ) -> Result<(), StoreError> {
+        if removed {
+            self.tracked.remove(&id);
+            return self.index.remove_applied(id);
+        }
+        let saved = match self.tracked.get_mut(&id) {
+            Some(t) => {
+                t.at = remap(t.at);
+                t.saved = t.saved.map(&remap);
+                t.saved
+            }
+            None => self.index.applied(id)?.map(&remap),
+        };
+        if let Some(pos) = saved {
+            self.index.set_applied(id, pos)?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether sled refused to open because its own lock is taken (a holder that is letting go
@@ -379,6 +412,8 @@ pub struct IndexKeeper {
     /// Whether the last round failed (its error was logged; the next one is not).
     failing: bool,
     retry_at: Option<Instant>,
+    /// Retention requests of the gateway, served while holding the index.
+    retention: Option<std::sync::mpsc::Receiver<super::retention::Request>>,
 }
 
 impl IndexKeeper {
@@ -391,7 +426,14 @@ impl IndexKeeper {
             holder,
             failing: false,
             retry_at: None,
+            retention: None,
         }
+    }
+
+    /// Serves the retention requests sent to `rx` ([`super::retention::DailyRetention`]) at
+    /// each round: retention changes the index, so it runs where the index is held.
+    pub fn serve_retention(&mut self, rx: std::sync::mpsc::Receiver<super::retention::Request>) {
+        self.retention = Some(rx);
     }
 
     /// Whether this process holds the index now.
@@ -400,8 +442,16 @@ impl IndexKeeper {
     }
 
     /// One round: catch the index up if held, else try to take it (when its holder has
-    /// stopped, the first writer to ask takes over). Problems are logged, once in a row.
+    /// stopped, the first writer to ask takes over); then serve a retention request, if one
+    /// waits. Problems are logged, once in a row.
     pub fn tick(&mut self) {
+        self.tick_index();
+        if let Some(rx) = &self.retention {
+            super::retention::serve(rx, self.holder.as_mut(), &self.paths.root);
+        }
+    }
+
+    fn tick_index(&mut self) {
         let result = match &mut self.holder {
             Some(holder) => holder.catch_up().map(|done| {
                 log_round(&done.torn, &done.damaged, &done.errors);

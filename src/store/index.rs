@@ -608,3 +608,137 @@ impl Index {
         self.db.flush().map(|_| ()).map_err(|e| self.err(e))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retention (issue 9 item 6, see [`super::retention`]): dropping purged events.
+// ---------------------------------------------------------------------------------------------
+
+impl Index {
+    /// Forgets where `journal`'s records are: the journal was removed by retention.
+    pub(crate) fn remove_applied(&self, journal: JournalId) -> Result<(), StoreError> {
+        self.meta
+            .remove(applied_key(journal))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+/// `[last ‖ first]` as a chunk or posting key suffix.
+fn span_key(prefix: &[u8], last: u128, first: u128) -> Vec<u8> {
+    [prefix, &last.to_be_bytes(), &first.to_be_bytes()].concat()
+}
+
+/// Drops the events `purged` from every tree (event chunks, posting lists and their counts,
+/// access→end links) and points the entries of `moved` (records of `journal` kept in a
+/// rewritten segment) at their new place. Only the chunks and postings that can hold such an
+/// id are rewritten (those whose id span overlaps theirs); the caller flushes.
+pub(crate) fn forget(
+    index: &Index,
+    journal: JournalId,
+    purged: &std::collections::BTreeSet<u128>,
+    moved: &HashMap<u128, RecordRef>,
+) -> Result<(), StoreError> {
+    let all = || purged.iter().chain(moved.keys()).copied();
+    let (Some(lo), Some(hi)) = (all().min(), all().max()) else {
+        return Ok(());
+    };
+    let err = |e| index.err(e);
+    // Event chunks: keyed by newest ‖ oldest id, so one holding an id in [lo, hi] has its
+    // newest id in [lo, span_after(hi)].
+    let mut batch = sled::Batch::default();
+    let start = span_key(&[], lo, 0);
+    let end = span_key(&[], span_after(hi), u128::MAX);
+    for kv in index.events.range(start..=end) {
+        let (k, v) = kv.map_err(err)?;
+        let mut kept = Vec::with_capacity(v.len());
+        let mut changed = false;
+        let (mut first, mut last) = (None, 0u128);
+        for entry in v.chunks_exact(CHUNK_ENTRY_LEN) {
+            let id = u128::from_be_bytes(entry[..16].try_into().unwrap_or_default());
+            if purged.contains(&id) {
+                changed = true;
+                continue;
+            }
+            let at = kept.len();
+            kept.extend_from_slice(entry);
+            if let Some(r) = moved.get(&id)
+                && record_from_value(&entry[16..]).is_some_and(|(j, _)| j == journal)
+            {
+                kept[at + 32..at + 16 + REF_LEN].copy_from_slice(&r.to_bytes());
+                changed = true;
+            }
+            first.get_or_insert(id);
+            last = id;
+        }
+        if !changed {
+            continue;
+        }
+        batch.remove(k);
+        if let Some(first) = first {
+            batch.insert(span_key(&[], last, first), kept);
+        }
+    }
+    index.events.apply_batch(batch).map_err(err)?;
+    if purged.is_empty() {
+        return Ok(());
+    }
+    let (lo, hi) = (
+        *purged.first().unwrap_or(&0),
+        *purged.last().unwrap_or(&u128::MAX),
+    );
+    // Postings: every value's runs whose span overlaps the purged ids.
+    let mut batch = sled::Batch::default();
+    let mut dropped: HashMap<Vec<u8>, u64> = HashMap::new();
+    for kv in index.postings.iter() {
+        let (k, v) = kv.map_err(err)?;
+        let Some(split) = k.len().checked_sub(32) else {
+            continue;
+        };
+        let word = |at: usize| u128::from_be_bytes(k[at..at + 16].try_into().unwrap_or_default());
+        let (last, first) = (word(split), word(split + 16));
+        if last < lo || first > hi {
+            continue;
+        }
+        let ids: Vec<u128> = v
+            .chunks_exact(16)
+            .map(|c| u128::from_be_bytes(c.try_into().unwrap_or_default()))
+            .collect();
+        let kept: Vec<u128> = ids
+            .iter()
+            .copied()
+            .filter(|id| !purged.contains(id))
+            .collect();
+        if kept.len() == ids.len() {
+            continue;
+        }
+        *dropped.entry(k[..split].to_vec()).or_default() += (ids.len() - kept.len()) as u64;
+        batch.remove(k.clone());
+        if let (Some(&f), Some(&l)) = (kept.first(), kept.last()) {
+            let value: Vec<u8> = kept.iter().flat_map(|id| id.to_be_bytes()).collect();
+            batch.insert(span_key(&k[..split], l, f), value);
+        }
+    }
+    index.postings.apply_batch(batch).map_err(err)?;
+    let mut batch = sled::Batch::default();
+    for (prefix, n) in dropped {
+        let before = index
+            .counts
+            .get(&prefix)
+            .map_err(err)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        batch.insert(prefix, &before.saturating_sub(n).to_be_bytes());
+    }
+    index.counts.apply_batch(batch).map_err(err)?;
+    // Links: an access is older than its end, so both sides of a link to drop are ≤ hi.
+    let mut batch = sled::Batch::default();
+    for kv in index.links.range(..=hi.to_be_bytes()) {
+        let (k, v) = kv.map_err(err)?;
+        let id = |b: &[u8]| <[u8; 16]>::try_from(b).map_or(0, u128::from_be_bytes);
+        if purged.contains(&id(&k)) || purged.contains(&id(&v)) {
+            batch.remove(k);
+        }
+    }
+    index.links.apply_batch(batch).map_err(err)?;
+    Ok(())
+}

@@ -841,18 +841,28 @@ pub(crate) fn read_segment(
             reason,
         })
     };
+    // A segment listed a moment ago and gone now was removed by retention (whose purge
+    // statement, written before, is what `verify` checks such a gap against): no records.
+    let gone = JournalPos {
+        segment: n,
+        offset: HEADER_LEN,
+    };
     let scan = if start > HEADER_LEN {
         // Read only what follows the position: the header was checked when it was reached.
         let mut image = Vec::new();
-        File::open(&path)
-            .and_then(|mut f| {
-                f.seek(SeekFrom::Start(start))?;
-                f.read_to_end(&mut image)
-            })
-            .map_err(|e| StoreError::io("read", &path, e))?;
+        match File::open(&path).and_then(|mut f| {
+            f.seek(SeekFrom::Start(start))?;
+            f.read_to_end(&mut image)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(gone),
+            other => other.map_err(|e| StoreError::io("read", &path, e))?,
+        };
         walk(&image, start, &mut on_segment, &mut damage)?
     } else {
-        let bytes = fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+        let bytes = match fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(gone),
+            other => other.map_err(|e| StoreError::io("read", &path, e))?,
+        };
         scan_segment(&bytes, n, &mut on_segment, &mut damage)?
     };
     if let Some(reason) = scan.stopped

@@ -13,6 +13,9 @@
 //!   LOCK                     held by that process while it may append, and by nobody after
 //!   NNN…N.journal            segments (see [`journal`]); NNN.journal.torn-OFFSET: cut tails
 //!   checkpoints              signed statements of the journal's chain head (see [`checkpoint`])
+//!   purges                   signed statements of what retention removed: each cut's seqs
+//!                            and boundary hashes (see [`retention`])
+//!   NNN.journal.rewrite      a segment being rewritten by retention (renamed over NNN.journal)
 //! journal/NNN…N.journal      the legacy journal (stores written by one process at a time):
 //!                            read like any other, never appended to again
 //! index/                     sled: event id → (journal, segment, offset, length) and a few
@@ -83,13 +86,14 @@
 //!
 //! How the later items fit this format:
 //!
-//! * Retention (issue 9 item 6) removes whole segments of a stopped writer's journal, oldest
-//!   first, or whole journals. Before removing segments up to N it appends a signed statement
-//!   to that journal's `checkpoints` (`"type":"mcp-audit-proxy/purge/1"`, the first `seq` kept,
-//!   the `previous_hash` that record carries, the segments removed, the time): `verify` then
-//!   starts that chain at the first kept record, anchored to the signed boundary hash (as a
-//!   log rotation is), instead of reporting the missing prefix as deleted. Rewriting a segment
-//!   (dropping some records) is a new chain: a purge statement per cut, or an export first.
+//! * Retention (issue 9 item 6, [`retention`]) removes whole segments, rewrites segments
+//!   without their expired records, and removes whole journals of stopped writers, never the
+//!   segment a running writer appends to. Before removing anything it appends a signed
+//!   statement to that journal's `purges` file (`"type":"mcp-audit-proxy/purge/1"`: per cut,
+//!   the first and last `seq` removed, the `previous_hash` the first carried and the hash of
+//!   the last): `verify` bridges exactly those gaps, anchored to the signed boundary hashes
+//!   (as a log rotation is), and still reports every other gap as deleted. It runs under the
+//!   index lock and drops the purged events from the index before removing their records.
 //! * Erasure (item 7) stores the personal fields of an event encrypted per user (an AEAD, the
 //!   user's key in a key store of its own) before the record is sealed, so the hash covers the
 //!   ciphertext; destroying the user's key makes the fields unreadable and changes no stored
@@ -103,9 +107,9 @@
 //!
 //! # Room for what comes next
 //!
-//! Retention can remove
-//! whole segments, or whole journals of stopped writers, once the index has forgotten them
-//! (a saved position of a journal that is gone makes the index look damaged and be rebuilt).
+//! Retention removes whole segments, or whole journals of stopped writers, once the index has
+//! forgotten them (a saved position of a journal that is gone would make the index look
+//! damaged and be rebuilt, so retention forgets it too).
 //! A writer killed while making its journal leaves a hidden `journal/.new-<ULID>/`, ignored.
 
 pub mod canonical;
@@ -119,6 +123,7 @@ pub mod journal;
 pub mod journals;
 pub mod marker;
 pub mod query;
+pub mod retention;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -24,7 +24,9 @@
 //! durable); bytes after the last whole record of a journal whose writer is running or has not
 //! been recovered yet; a torn last checkpoint line; legacy journals (format 1, written before
 //! chains: reported as unchained, with their record count); checkpoints written without a key
-//! (unsigned) or signed while no public key was given to check them.
+//! (unsigned) or signed while no public key was given to check them; records removed by
+//! retention where a purge statement ([`super::retention`], the `purges` file) records the cut
+//! and its boundary hashes (a statement not signed by the given key covers nothing).
 //!
 //! Limits, by construction: records after a journal's last checkpoint can be cut off without
 //! trace when the writer did not stop cleanly (a crash leaves no final checkpoint), and
@@ -99,6 +101,11 @@ pub enum Place {
         /// The line number.
         line: usize,
     },
+    /// A line of a journal's purge file (1-based; retention, see [`super::retention`]).
+    Purge {
+        /// The line number.
+        line: usize,
+    },
 }
 
 impl std::fmt::Display for Place {
@@ -107,6 +114,7 @@ impl std::fmt::Display for Place {
             Place::Record { segment, offset } => write!(f, "segment {segment} offset {offset}"),
             Place::Line { line } => write!(f, "line {line}"),
             Place::Checkpoint { line } => write!(f, "{} line {line}", checkpoint::FILE),
+            Place::Purge { line } => write!(f, "{} line {line}", super::retention::PURGES),
         }
     }
 }
@@ -172,6 +180,10 @@ pub(crate) struct Walker {
     last_place: Option<Place>,
     /// Timestamps are collected by exports.
     collect_ids: bool,
+    /// Cuts of accepted purge statements: gaps retention made (see [`Walker::purges`]).
+    bridges: Vec<super::retention::Bridge>,
+    /// Gaps bridged so far, the records in them, and the statements' lines that did it.
+    bridged: (u64, u64, std::collections::BTreeSet<usize>),
 }
 
 impl Walker {
@@ -192,7 +204,54 @@ impl Walker {
             report: ChainReport::default(),
             last_place: None,
             collect_ids,
+            bridges: Vec::new(),
+            bridged: Default::default(),
         }
+    }
+
+    /// Takes the purge statements of this chain ([`super::retention::read_purges`]): refused
+    /// ones are findings; the cuts of the others may bridge gaps in the chain.
+    pub(crate) fn purges(&mut self, purges: super::retention::Purges) {
+        for (line, detail) in purges.refused {
+            self.find(Kind::BadSignature, Place::Purge { line }, None, detail);
+        }
+        self.report.notes.extend(purges.notes);
+        self.bridges = purges.bridges;
+        // Looked up by first seq (a store of interleaved tags has a cut per record).
+        self.bridges.sort_by_key(|b| b.first_seq);
+    }
+
+    /// Whether purge cuts account for every record from `from` to `to` (exclusive), starting
+    /// where the chain stands (the first cut's `previous_hash` is the last record's hash);
+    /// if so the chain moves on to after them, anchored to the last cut's hash.
+    fn bridge(&mut self, from: u64, to: u64) -> bool {
+        let (mut at, mut prev) = (from, self.prev);
+        let mut lines = std::collections::BTreeSet::new();
+        while at < to {
+            let from_here = self.bridges.partition_point(|b| b.first_seq < at);
+            let Some(b) = self.bridges[from_here..]
+                .iter()
+                .take_while(|b| b.first_seq == at)
+                .find(|b| b.previous_hash == prev && b.last_seq < to)
+            else {
+                return false;
+            };
+            // A checkpoint of the cut's last record must have signed the same hash.
+            if let Some((want, _)) = self.expect_hash.get(&b.last_seq)
+                && *want != Some(b.last_hash)
+            {
+                return false;
+            }
+            lines.insert(b.line);
+            prev = Some(b.last_hash);
+            at = b.last_seq + 1;
+        }
+        self.bridged.0 += 1;
+        self.bridged.1 += to - from;
+        self.bridged.2.extend(lines);
+        self.prev = prev;
+        self.expected = to;
+        true
     }
 
     fn find(&mut self, kind: Kind, place: Place, seq: Option<u64>, detail: String) {
@@ -327,7 +386,10 @@ impl Walker {
                 "a record without chain members (seq, previous_hash) in a chained segment".into(),
             );
         };
-        let e = self.expected;
+        let mut e = self.expected;
+        if seq > e && self.bridge(e, seq) {
+            e = seq;
+        }
         if seq > e {
             self.broken = true;
             self.gap = Some((e, seq, place));
@@ -424,6 +486,7 @@ impl Walker {
         if !self.broken
             && let Some(covered) = self.report.covered
             && self.expected <= covered
+            && !self.bridge(self.expected, covered + 1)
         {
             let desc = self
                 .expect_hash
@@ -443,6 +506,14 @@ impl Walker {
         }
         if !self.broken && self.expected > 0 {
             self.report.head = self.prev.map(|h| (self.expected - 1, hex(&h)));
+        }
+        let (gaps, records, lines) = &self.bridged;
+        if *gaps > 0 {
+            self.report.notes.push(format!(
+                "{records} record(s) in {gaps} gap(s) were removed by retention ({} line(s) {}): the chain resumes at each recorded boundary hash",
+                super::retention::PURGES,
+                lines.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+            ));
         }
         self.report.findings.sort_by_key(|f| f.place);
         (self.report, self.ids)
@@ -570,6 +641,7 @@ fn verify_journal(
             |line| Place::Checkpoint { line },
             checkpoint::FILE,
         );
+        w.purges(super::retention::read_purges(dir, id, key)?);
     }
     let mut end = end_place(1, HEADER_LEN);
     let mut seen_chained = false;

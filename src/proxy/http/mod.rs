@@ -23,6 +23,7 @@ mod limit;
 pub(crate) use headers::name_member;
 mod metrics;
 mod request;
+mod retention;
 mod session;
 
 use std::collections::HashMap;
@@ -196,7 +197,14 @@ impl Connection {
 }
 
 /// Runs the gateway until SIGTERM or SIGINT; returns the exit code (0 after a clean drain).
-pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayError> {
+///
+/// With `retention` (`retention.apply_daily = true`), retention runs once a day in the
+/// background ([`retention::daily`]).
+pub async fn run(
+    config: Arc<Config>,
+    audit: AuditSink,
+    retention: Option<crate::store::retention::DailyRetention>,
+) -> Result<i32, GatewayError> {
     let g = &config.gateway;
     if g.api_keys.is_empty() && g.jwt.is_none() && g.client_certs.is_empty() && !g.allow_anonymous {
         return Err(GatewayError::Unsafe {
@@ -281,6 +289,14 @@ pub async fn run(config: Arc<Config>, audit: AuditSink) -> Result<i32, GatewayEr
         gateway.stopping.clone(),
     ));
     tokio::spawn(reap_idle(gateway.clone()));
+    if let Some(handle) = retention {
+        tokio::spawn(retention::daily(
+            handle,
+            config.clone(),
+            gateway.audit.clone(),
+            gateway.stopping.clone(),
+        ));
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         listen = %local,
