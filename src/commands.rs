@@ -129,7 +129,10 @@ fn start_audit(
     config: &Config,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
     let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
-    let (journal, keeper, lock) = store.into_parts(&config.audit.store_dir);
+    let (mut journal, keeper, lock) = store.into_parts(&config.audit.store_dir);
+    if config.audit.encrypt_personal_data {
+        journal.encrypt_personal_data(&config.audit.store_dir);
+    }
     let plan = writer::CheckpointPlan::new(
         &journal,
         config.audit.signer.clone(),
@@ -215,6 +218,12 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
         session: args.session.clone(),
         tool: args.tool.clone(),
         user: args.user.clone(),
+        user_subject: match &args.user {
+            Some(u) => {
+                store::personal::subject_of(&config.audit.store_dir, u).map_err(StoreError::from)?
+            }
+            None => None,
+        },
         event_type: args.event_type,
         result: args.result,
         min_risk: args.risk,

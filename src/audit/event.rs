@@ -329,6 +329,21 @@ pub struct Metadata {
     /// Values cut to `audit.max_stored_argument_bytes` before storing (see [`super::bound`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub truncated: Vec<Truncation>,
+    /// How the store holds this event's personal fields, as read back (never stored: see
+    /// [`crate::store::personal`]): absent when stored in clear, `encrypted` when opened
+    /// with the user's key, `erased` when that key was destroyed (GDPR Art. 17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data: Option<PersonalData>,
+}
+
+/// How an event's personal fields are held by the store (`metadata.personal_data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonalData {
+    /// Stored encrypted under the user's key, shown decrypted.
+    Encrypted,
+    /// The user's key was destroyed: the fields are gone, the skeleton remains.
+    Erased,
 }
 
 /// A value of this event stored shortened (or, for arguments whose shape is over the cap,

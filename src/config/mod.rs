@@ -59,6 +59,7 @@ struct RawAudit {
     signing_key_file: Option<Spanned<String>>,
     checkpoint_every_events: Option<Spanned<u64>>,
     checkpoint_interval_ms: Option<Spanned<u64>>,
+    encrypt_personal_data: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +126,11 @@ pub struct AuditConfig {
     /// `checkpoint_interval_ms`: …or this long after the first event it does not cover yet;
     /// and one at shutdown.
     pub checkpoint_interval: Duration,
+    /// `encrypt_personal_data` (default `true`): each event's personal fields are stored
+    /// encrypted under its user's key, so that `erase --user` can make them unreadable
+    /// (GDPR Art. 17) without breaking the hash chain (see `store::personal`). With `false`
+    /// they are stored in clear and can never be erased short of purging their records.
+    pub encrypt_personal_data: bool,
 }
 
 /// `[limits]`: protection against misbehaving peers.
@@ -299,6 +305,7 @@ impl Config {
                 signer,
                 checkpoint_every_events,
                 checkpoint_interval: Duration::from_millis(checkpoint_interval_ms),
+                encrypt_personal_data: a.encrypt_personal_data.unwrap_or(true),
             },
             limits: Limits {
                 max_message_bytes: max_message_bytes as usize,

@@ -40,7 +40,7 @@ use serde_json::value::RawValue;
 use super::StoreError;
 use super::chain::{Link, digest, hex, parse_hex};
 use super::checkpoint::{self, Signer, TrustedKey};
-use super::journal::{self, FORMAT, HEADER_LEN};
+use super::journal::{self, HEADER_LEN};
 use super::journals::{self, JournalId};
 use super::verify::{ChainReport, Finding, Kind, Place, Walker};
 
@@ -160,7 +160,7 @@ pub fn export(
         created: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
         key_id: public.as_ref().map(|k| k.key_id().to_string()),
         manifest: Manifest {
-            canonical_form_version: "RFC 8785 (JCS); records as stored in journal format 2".into(),
+            canonical_form_version: "RFC 8785 (JCS); records as stored in journal formats 2 and 3 (personal fields encrypted as stored)".into(),
             chain_algorithm: "sha-256".into(),
             storage_mechanism: "append-only journal segments, one writer process per journal (fdatasync per batch), Ed25519-signed checkpoints".into(),
             verification_procedure_ref: "mcp-audit-proxy verify --export FILE --public-key KEY.pub".into(),
@@ -185,7 +185,7 @@ pub fn export(
         let mut last: Option<usize> = None;
         let mut legacy = false;
         for (i, &n) in segments.iter().enumerate() {
-            if journal::format_of(&dir, n)? != Some(FORMAT) {
+            if !journal::is_chained(journal::format_of(&dir, n)?) {
                 legacy = true;
                 continue;
             }

@@ -115,6 +115,7 @@ pub mod holder;
 pub mod index;
 pub mod journal;
 pub mod journals;
+pub mod personal;
 pub mod query;
 #[cfg(test)]
 mod tests;
@@ -227,6 +228,9 @@ pub enum StoreError {
         /// Why.
         source: chain::SealError,
     },
+    /// Personal fields could not be sealed or opened, or a user key not be made or destroyed.
+    #[error(transparent)]
+    Personal(#[from] personal::PersonalError),
     /// An event too large for one record.
     #[error("an audit event of {bytes} bytes does not fit a journal record")]
     RecordSize {
@@ -308,6 +312,10 @@ impl StorePaths {
     /// The sled folder.
     pub fn index(&self) -> PathBuf {
         self.root.join("index")
+    }
+    /// The users' keys for personal fields ([`personal`]).
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
     }
     /// The lock of the index holder.
     pub fn index_lock(&self) -> PathBuf {

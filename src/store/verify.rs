@@ -594,7 +594,7 @@ fn verify_journal(
                 found: format.unwrap_or_default(),
             });
         }
-        let chained = format == Some(FORMAT);
+        let chained = journal::is_chained(format);
         if chained {
             seen_chained = true;
         } else if format == Some(FORMAT_LEGACY) && seen_chained {
