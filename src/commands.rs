@@ -1,5 +1,6 @@
 //! The modes behind the subcommands, so that `main` stays a thin edge and tests can call them.
 
+pub mod privacy;
 pub mod trail;
 
 use std::io::Write;
@@ -125,7 +126,7 @@ pub fn os_user() -> String {
 
 /// Opens the store (a journal of this process's own; the index if free) and starts the audit
 /// writer and indexer threads; keep the lock until they have finished.
-fn start_audit(
+pub(crate) fn start_audit(
     config: &Config,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
     let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
@@ -442,7 +443,11 @@ impl<'a, W: Write> Printer<'a, W> {
 /// The newest events matching `filter`, from the index when no other process holds it (caught
 /// up with every journal first), else straight from the journals: never refused because
 /// proxies are writing.
-fn newest(config: &Config, limit: usize, filter: &Filter) -> Result<Vec<AuditEvent>, ModeError> {
+pub(crate) fn newest(
+    config: &Config,
+    limit: usize,
+    filter: &Filter,
+) -> Result<Vec<AuditEvent>, ModeError> {
     let root = &config.audit.store_dir;
     if !root.join("journal").is_dir() {
         return Err(ModeError::NoStore { path: root.clone() });
@@ -716,7 +721,12 @@ fn clip(s: &str, n: usize) -> String {
 
 /// `reindex`: rebuilds the index from the journal and says what it found.
 pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
-    let (index, _lock, report) = store::reindex(&config.audit.store_dir)?;
+    let root = &config.audit.store_dir;
+    let progress = crate::progress::bytes(
+        crate::progress::journal_bytes(&store::StorePaths::new(root).journal()),
+        "reindex",
+    );
+    let (index, _lock, report) = store::reindex_with(root, Some(progress))?;
     index.close()?;
     writeln!(
         out,

@@ -116,6 +116,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod policy;
+pub mod progress;
 pub mod proxy;
 pub mod store;
 pub mod telemetry;

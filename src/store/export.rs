@@ -34,6 +34,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -152,6 +153,18 @@ pub fn export(
     signer: Option<&Signer>,
     out: &mut impl Write,
 ) -> Result<ExportSummary, StoreError> {
+    export_with(root, since, until, signer, out, &ProgressBar::hidden())
+}
+
+/// [`export`], advancing `progress` by the bytes of each segment read.
+pub fn export_with(
+    root: &Path,
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    signer: Option<&Signer>,
+    out: &mut impl Write,
+    progress: &ProgressBar,
+) -> Result<ExportSummary, StoreError> {
     let journal_root = super::StorePaths::new(root).journal();
     let mut summary = ExportSummary::default();
     let mut body: Vec<u8> = Vec::new();
@@ -185,6 +198,7 @@ pub fn export(
         let mut last: Option<usize> = None;
         let mut legacy = false;
         for (i, &n) in segments.iter().enumerate() {
+            progress.inc(std::fs::metadata(journal::segment_path(&dir, n)).map_or(0, |m| m.len()));
             if !journal::is_chained(journal::format_of(&dir, n)?) {
                 legacy = true;
                 continue;

@@ -412,13 +412,23 @@ impl Store {
 /// Deletes the index and rebuilds it from every journal (the `reindex` command), cutting
 /// stopped writers' torn tails; refused while another process holds the index.
 pub fn reindex(root: &Path) -> Result<(IndexHolder, StoreLock, OpenReport), StoreError> {
+    reindex_with(root, None)
+}
+
+/// [`reindex`], advancing `progress` by the bytes of the records applied.
+pub fn reindex_with(
+    root: &Path,
+    progress: Option<indicatif::ProgressBar>,
+) -> Result<(IndexHolder, StoreLock, OpenReport), StoreError> {
     let paths = &StorePaths::new(root);
     let lock = store_lock(paths)?.ok_or_else(|| StoreError::Locked {
         path: root.to_path_buf(),
     })?;
     let (holder, report) =
-        IndexHolder::take(paths, None, true, true)?.ok_or_else(|| StoreError::IndexBusy {
-            path: root.to_path_buf(),
+        IndexHolder::take_with(paths, None, true, true, progress)?.ok_or_else(|| {
+            StoreError::IndexBusy {
+                path: root.to_path_buf(),
+            }
         })?;
     Ok((holder, lock, report))
 }
