@@ -5,9 +5,11 @@
 //!
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
-//!                     test, tools accept, keygen, verify, export)
+//!                     test, tools accept, keygen, verify, export, erase)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
-//!                     export (run without a config where they can)
+//!                     export (run without a config where they can); commands/privacy.rs:
+//!                     erase --user, export --user (GDPR Art. 17 and 20)
+//! progress.rs         progress bars of verify, export, reindex (hidden off a terminal)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
 //!                     source.rs: errors that name the file, the line and a hint;
 //!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
@@ -62,7 +64,8 @@
 //!                     journal; takeover), follow.rs (tailing every journal for --follow),
 //!                     chain.rs (canonical records hash-chained per journal), checkpoint.rs
 //!                     (signed heads, keys), verify.rs (tamper check of journals,
-//!                     checkpoints, index), export.rs (a verifiable time range in one file)
+//!                     checkpoints, index), export.rs (a verifiable time range in one file),
+//!                     personal.rs (personal fields sealed per user; keys; erasure)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined), anomalies.rs (four families, population context),
 //!                     quality.rs (precision/recall against labelled traffic)

@@ -26,9 +26,11 @@
 //! attestation manifest of SEP-3004 §2.7 (`storage_mechanism`, `chain_algorithm`,
 //! `canonical_form_version`, `verification_procedure_ref`).
 //!
-//! Later (issue 9 item 7) the same file is the verifiable archive of a time range; records
-//! whose personal fields were erased still verify, since the hashes cover the stored
-//! (encrypted) bytes.
+//! The same file is the verifiable archive of a time range (issue 9 item 7): records keep their
+//! personal fields encrypted as stored ([`super::personal`]), so the archive holds no personal
+//! data in clear, and records whose user was erased still verify, since the hashes cover the
+//! stored (encrypted) bytes. A data-portability export of one user, decrypted, is
+//! `export --user` (`crate::commands::privacy`).
 
 use std::io::Write;
 use std::path::Path;

@@ -19,6 +19,8 @@
 //!                            compliance tag, result and upstream (see [`index`]); the
 //!                            access→end links; per journal the position applied up to
 //! index.lock                 held by the index holder, the one process that has sled open
+//! keys/<SHA-256>.key         one key per user for the personal fields of their events (see
+//!                            [`personal`]); removed by `erase --user`
 //! ```
 //!
 //! # Who holds what
@@ -88,16 +90,31 @@
 //!   starts that chain at the first kept record, anchored to the signed boundary hash (as a
 //!   log rotation is), instead of reporting the missing prefix as deleted. Rewriting a segment
 //!   (dropping some records) is a new chain: a purge statement per cut, or an export first.
-//! * Erasure (item 7) stores the personal fields of an event encrypted per user (an AEAD, the
-//!   user's key in a key store of its own) before the record is sealed, so the hash covers the
-//!   ciphertext; destroying the user's key makes the fields unreadable and changes no stored
-//!   byte, so every hash, link, checkpoint and export still verifies, and the skeleton (time,
-//!   tool, result, risk) stays readable. `export --since --until` already writes records,
-//!   checkpoints and the public key in one verifiable file; erasure adds nothing to it.
+//! * Erasure (item 7, done: [`personal`]) stores the personal fields of an event encrypted per
+//!   user (XChaCha20-Poly1305, the user's key in `keys/`) before the record is chained, so the
+//!   hash covers the ciphertext; destroying the user's key makes the fields unreadable and
+//!   changes no stored byte, so every hash, link, checkpoint and export still verifies, and the
+//!   skeleton (time, type, tool, result, risk, tags, ids, links) stays readable.
+//!   `export --since --until` writes the records as stored (personal fields encrypted).
 //! * Scale (item 9): `verify` reads each segment once, hashes each record once and decodes
 //!   only its chain members (`seq`, `previous_hash`, `event_id`), journals independently (so
 //!   in parallel when needed); the index check is the slow part and can be left out
 //!   (`--no-index`).
+//!
+//! # Personal data (GDPR Art. 17 erasure, Art. 20 portability)
+//!
+//! Who holds what, for the keys: every writer reads a user's key from `keys/` the first time
+//! it meets that user, or makes it there: written to a hidden file, synced, then linked to its
+//! name (a link never replaces an existing file, so when two writers meet a new user at once
+//! the first key wins and the other reads it), the folder synced, all before the first record
+//! that uses it is appended. Keys never change once made, so writers share them without
+//! locks; a writer looks at each user's key file once per batch (its inode), so an erasure by
+//! `erase` (another process) is seen at the writer's next batch and the user's later events
+//! get a new key and pseudonym. Readers load every key once and again when they meet a
+//! pseudonym they do not hold and the folder has changed. The index keys users by their
+//! pseudonym (`user_id` as stored), so it holds no name; a query by name looks up the name's
+//! pseudonym in `keys/` and asks for both (the name matches events stored in clear).
+//! The list of personal fields, and why each is one, is in [`personal`].
 //!
 //! # Room for what comes next
 //!
