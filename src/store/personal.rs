@@ -747,6 +747,38 @@ mod tests {
     }
 
     #[test]
+    fn writers_meeting_a_new_user_at_once_agree_on_one_key() {
+        // Each thread stands for a writer process: its own sealer, no shared memory.
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Barrier::new(8);
+        let stored: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut sealer = Sealer::new(dir.path());
+                        let payload = serde_json::to_vec(&event("dave")).unwrap();
+                        barrier.wait();
+                        sealer.seal(&payload).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let user = |b: &[u8]| serde_json::from_slice::<UserOnly>(b).unwrap().user_id;
+        assert!(stored.iter().all(|r| user(r) == user(&stored[0])));
+        let ring = Keyring::new(dir.path());
+        for r in &stored {
+            assert_eq!(ring.decode(r, JournalPos::START).unwrap().user_id, "dave");
+        }
+        // One key file, no hidden leftovers.
+        let names: Vec<_> = fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
     fn a_damaged_key_file_is_refused_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
