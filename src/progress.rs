@@ -20,17 +20,6 @@ pub fn items(total: u64, what: &str) -> ProgressBar {
     bar(total, what, ITEMS)
 }
 
-/// Turns `bar` into a bar over `total` items labelled `what`, from zero (a second phase).
-pub fn restart_as_items(bar: &ProgressBar, total: u64, what: &str) {
-    if let Ok(style) = ProgressStyle::with_template(ITEMS) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_length(total);
-    bar.set_position(0);
-    bar.reset_eta();
-    bar.set_message(what.to_string());
-}
-
 fn bar(total: u64, what: &str, template: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     // The templates are constants: a bad one is a bug caught by the test below, not a

@@ -121,8 +121,9 @@ pub fn verify(
         crate::progress::journal_bytes(&StorePaths::new(&root).journal()),
         "verify",
     );
-    let report = verify::verify_store_with(&root, key.as_ref(), !args.no_index, &progress)?;
-    progress.finish_and_clear();
+    let report = verify::verify_store_with(&root, key.as_ref(), !args.no_index, &progress, &|n| {
+        crate::progress::items(n, "index")
+    })?;
     if args.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
         writeln!(out)?;

@@ -523,16 +523,20 @@ pub fn verify_store(
     key: Option<&TrustedKey>,
     check_index: bool,
 ) -> Result<StoreReport, StoreError> {
-    verify_store_with(root, key, check_index, &ProgressBar::hidden())
+    verify_store_with(root, key, check_index, &ProgressBar::hidden(), &|_| {
+        ProgressBar::hidden()
+    })
 }
 
-/// [`verify_store`], advancing `progress` by the bytes of each segment read, then (its length
-/// set to the events to look up) by each index lookup.
+/// [`verify_store`], advancing `progress` by the bytes of each segment read (finished and
+/// cleared after the last), then the bar `index_bar(events to look up)` makes by each index
+/// lookup.
 pub fn verify_store_with(
     root: &Path,
     key: Option<&TrustedKey>,
     check_index: bool,
     progress: &ProgressBar,
+    index_bar: &dyn Fn(u64) -> ProgressBar,
 ) -> Result<StoreReport, StoreError> {
     let paths = StorePaths::new(root);
     let journal_root = paths.journal();
@@ -551,9 +555,11 @@ pub fn verify_store_with(
             chain,
         });
     }
+    progress.finish_and_clear();
     if check_index {
-        crate::progress::restart_as_items(progress, all_ids.len() as u64, "index");
-        report.index = verify_index(root, &report, &all_ids, progress)?;
+        let index_progress = index_bar(all_ids.len() as u64);
+        report.index = verify_index(root, &report, &all_ids, &index_progress)?;
+        index_progress.finish_and_clear();
     } else {
         report.index.notes.push("not checked (--no-index)".into());
     }
