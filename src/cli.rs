@@ -44,7 +44,8 @@ pub enum Command {
     /// Check the audit trail for tampering: every journal of the store (and its index), or an
     /// export; exit status 0 when intact, 1 when something was changed, removed or added.
     Verify(VerifyArgs),
-    /// Write a time range of the trail to one file that `verify --export` checks anywhere.
+    /// Write a time range of the trail to one file that `verify --export` checks anywhere; or,
+    /// with --user, that user's events in plaintext JSON (GDPR Art. 20 data portability).
     Export(ExportArgs),
     /// The audit store itself: `store status` (size by part, events, budget used).
     #[command(subcommand)]
@@ -52,6 +53,9 @@ pub enum Command {
     /// Show which events have outlived their retention period ([retention]); with --apply,
     /// remove them (the chain stays verifiable: each purge records its boundary hashes).
     Retention(RetentionArgs),
+    /// Erase a user's personal data (GDPR Art. 17): their key is destroyed, so the personal
+    /// fields of their events can no longer be read; the chain and the skeleton still verify.
+    Erase(EraseArgs),
 }
 
 /// `store` subcommands.
@@ -87,6 +91,7 @@ impl Command {
             Command::Export(a) => &a.config.config,
             Command::Store(StoreCommand::Status(a)) => &a.config.config,
             Command::Retention(a) => &a.config.config,
+            Command::Erase(a) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -368,4 +373,19 @@ pub struct ExportArgs {
     /// The file to write (never overwritten).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Export this user's events instead, decrypted, as one JSON document (a data-portability
+    /// request, GDPR Art. 20); --since and --until narrow it.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+}
+
+/// `erase` arguments.
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The user whose personal data to erase (user_id exactly as recorded).
+    #[arg(long, value_name = "USER")]
+    pub user: String,
 }

@@ -1,6 +1,7 @@
 //! The modes behind the subcommands, so that `main` stays a thin edge and tests can call them.
 
 pub mod retention;
+pub mod privacy;
 pub mod trail;
 
 use std::io::Write;
@@ -135,14 +136,17 @@ pub fn os_user() -> String {
 /// Opens the store (a journal of this process's own; the index if free) and starts the audit
 /// writer and indexer threads; keep the lock until they have finished. The writer's own
 /// events (store budget, outages) name `user_id` and `upstream`.
-fn start_audit(
+pub(crate) fn start_audit(
     config: &Config,
     user_id: String,
     upstream: String,
     retention: Option<std::sync::mpsc::Receiver<store::retention::Request>>,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
     let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
-    let (journal, mut keeper, lock) = store.into_parts(&config.audit.store_dir);
+    let (mut journal, mut keeper, lock) = store.into_parts(&config.audit.store_dir);
+    if config.audit.encrypt_personal_data {
+        journal.encrypt_personal_data(&config.audit.store_dir);
+    }
     if let Some(rx) = retention {
         keeper.serve_retention(rx);
     }
@@ -240,6 +244,12 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
         session: args.session.clone(),
         tool: args.tool.clone(),
         user: args.user.clone(),
+        user_subject: match &args.user {
+            Some(u) => {
+                store::personal::subject_of(&config.audit.store_dir, u).map_err(StoreError::from)?
+            }
+            None => None,
+        },
         event_type: args.event_type,
         result: args.result,
         min_risk: args.risk,
@@ -468,7 +478,11 @@ impl<'a, W: Write> Printer<'a, W> {
 /// The newest events matching `filter`, from the index when no other process holds it (caught
 /// up with every journal first), else straight from the journals: never refused because
 /// proxies are writing.
-fn newest(config: &Config, limit: usize, filter: &Filter) -> Result<Vec<AuditEvent>, ModeError> {
+pub(crate) fn newest(
+    config: &Config,
+    limit: usize,
+    filter: &Filter,
+) -> Result<Vec<AuditEvent>, ModeError> {
     let root = &config.audit.store_dir;
     readable_store(root)?;
     Ok(match store::open_for_query(root)? {
@@ -740,7 +754,12 @@ fn clip(s: &str, n: usize) -> String {
 
 /// `reindex`: rebuilds the index from the journal and says what it found.
 pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
-    let (index, _lock, report) = store::reindex(&config.audit.store_dir)?;
+    let root = &config.audit.store_dir;
+    let progress = crate::progress::bytes(
+        crate::progress::journal_bytes(&store::StorePaths::new(root).journal()),
+        "reindex",
+    );
+    let (index, _lock, report) = store::reindex_with(root, Some(progress))?;
     index.close()?;
     writeln!(
         out,

@@ -6,10 +6,13 @@
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
 //!                     test, tools accept, keygen, verify, export, store status,
-//!                     retention)
+//!                     retention, erase)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can); commands/retention.rs:
-//!                     retention (dry run, --apply with a progress bar, the purge event)
+//!                     retention (dry run, --apply with a progress bar, the purge event);
+//!                     commands/privacy.rs: erase --user, export --user (GDPR Art. 17, 20)
+//! progress.rs         progress bars of verify, export, reindex, retention (hidden off a
+//!                     terminal)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
 //!                     source.rs: errors that name the file, the line and a hint;
 //!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
@@ -71,6 +74,7 @@
 //!                     usage.rs (bytes by part, for store status, the budget, /metrics)
 //!                     retention.rs (expired events removed: purge statements, segments
 //!                     removed or rewritten, index entries dropped)
+//!                     personal.rs (personal fields sealed per user; keys; erasure)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined), anomalies.rs (four families, population context),
 //!                     quality.rs (precision/recall against labelled traffic)
@@ -124,6 +128,7 @@ pub mod error;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod policy;
+pub mod progress;
 pub mod proxy;
 pub mod store;
 pub mod telemetry;

@@ -83,7 +83,20 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             Some(config),
             &mut std::io::stdout().lock(),
         )?),
-        Command::Export(args) => Ok(commands::trail::export(
+        Command::Export(args) => match &args.user {
+            Some(user) => Ok(commands::privacy::export_user(
+                &args,
+                user,
+                config,
+                &mut std::io::stdout().lock(),
+            )?),
+            None => Ok(commands::trail::export(
+                &args,
+                config,
+                &mut std::io::stdout().lock(),
+            )?),
+        },
+        Command::Erase(args) => Ok(commands::privacy::erase(
             &args,
             config,
             &mut std::io::stdout().lock(),

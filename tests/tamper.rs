@@ -227,8 +227,8 @@ async fn an_edit_with_a_recomputed_checksum_breaks_the_chain_or_the_final_checkp
     let records = t.records();
     let forge = |t: &Trail, r: &Rec| {
         let edited = String::from_utf8(r.payload.clone()).unwrap().replacen(
-            "\"user_id\":\"tester\"",
-            "\"user_id\":\"mallet\"",
+            "\"action\":\"tools/call\"",
+            "\"action\":\"tools/list\"",
             1,
         );
         assert_ne!(edited.as_bytes(), r.payload);
@@ -460,7 +460,9 @@ async fn an_export_verifies_elsewhere_with_only_the_public_key_and_its_edits_are
     // An edited record.
     let mut edited = owned();
     let i = record_lines[4];
-    edited[i] = edited[i].replacen("\"user_id\":\"tester\"", "\"user_id\":\"mallet\"", 1);
+    // (The skeleton: user_id is a pseudonym now, the personal fields a ciphertext.)
+    edited[i] = edited[i].replacen("\"action\":\"tools/call\"", "\"action\":\"tools/list\"", 1);
+    assert_ne!(edited[i], lines[i]);
     write(&edited);
     let (code, out) = verify();
     assert_eq!(code, 1, "{out}");

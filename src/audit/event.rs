@@ -337,6 +337,11 @@ pub struct Metadata {
     /// the proxy did meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_gap: Option<Box<AuditGap>>,
+    /// How the store holds this event's personal fields, as read back (never stored: see
+    /// [`crate::store::personal`]): absent when stored in clear, `encrypted` when opened
+    /// with the user's key, `erased` when that key was destroyed (GDPR Art. 17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data: Option<PersonalData>,
 }
 
 /// The store's size against its budget, in bytes (file lengths, see
@@ -373,6 +378,16 @@ pub struct AuditGap {
     pub events_refused: u64,
     /// The first failure, in words (the file, the OS error, or the budget).
     pub cause: String,
+}
+
+/// How an event's personal fields are held by the store (`metadata.personal_data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PersonalData {
+    /// Stored encrypted under the user's key, shown decrypted.
+    Encrypted,
+    /// The user's key was destroyed: the fields are gone, the skeleton remains.
+    Erased,
 }
 
 /// A value of this event stored shortened (or, for arguments whose shape is over the cap,

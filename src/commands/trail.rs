@@ -119,7 +119,13 @@ pub fn verify(
     {
         return Err(TrailError::NoStore { path: root });
     }
-    let report = verify::verify_store(&root, key.as_ref(), !args.no_index)?;
+    let progress = crate::progress::bytes(
+        crate::progress::journal_bytes(&StorePaths::new(&root).journal()),
+        "verify",
+    );
+    let report = verify::verify_store_with(&root, key.as_ref(), !args.no_index, &progress, &|n| {
+        crate::progress::items(n, "index")
+    })?;
     if args.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
         writeln!(out)?;
@@ -297,13 +303,19 @@ pub fn export(args: &ExportArgs, config: &Config, out: &mut impl Write) -> Resul
             },
             _ => TrailError::Store(StoreError::io("create", &args.out, e)),
         })?;
-    let summary = export::export(
+    let progress = crate::progress::bytes(
+        crate::progress::journal_bytes(&StorePaths::new(root).journal()),
+        "export",
+    );
+    let summary = export::export_with(
         root,
         args.since.map(Into::into),
         args.until.map(Into::into),
         config.audit.signer.as_deref(),
         &mut file,
+        &progress,
     )?;
+    progress.finish_and_clear();
     file.sync_all()
         .map_err(|e| StoreError::io("sync", &args.out, e))?;
     writeln!(

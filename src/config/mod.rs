@@ -90,6 +90,7 @@ struct RawAudit {
     checkpoint_interval_ms: Option<Spanned<u64>>,
     max_store_bytes: Option<Spanned<u64>>,
     on_store_failure: Option<OnStoreFailure>,
+    encrypt_personal_data: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +170,11 @@ pub struct AuditConfig {
     /// stored; fail closed) or `allow` (calls go on unaudited, and the proxy says so loudly:
     /// log, metrics, and an `audit/store_outage` event once it can write again).
     pub on_store_failure: OnStoreFailure,
+    /// `encrypt_personal_data` (default `true`): each event's personal fields are stored
+    /// encrypted under its user's key, so that `erase --user` can make them unreadable
+    /// (GDPR Art. 17) without breaking the hash chain (see `store::personal`). With `false`
+    /// they are stored in clear and can never be erased short of purging their records.
+    pub encrypt_personal_data: bool,
 }
 
 /// `[limits]`: protection against misbehaving peers.
@@ -351,6 +357,7 @@ impl Config {
                 checkpoint_interval: Duration::from_millis(checkpoint_interval_ms),
                 max_store_bytes,
                 on_store_failure: a.on_store_failure.unwrap_or_default(),
+                encrypt_personal_data: a.encrypt_personal_data.unwrap_or(true),
             },
             limits: Limits {
                 max_message_bytes: max_message_bytes as usize,

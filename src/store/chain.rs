@@ -1,6 +1,6 @@
 //! The hash chain of a journal: what makes the audit trail tamper-evident.
 //!
-//! # Contract (record format 2, segments `MCPAJNL2`)
+//! # Contract (record formats 2 and 3, segments `MCPAJNL2` and `MCPAJNL3`)
 //!
 //! Every record payload in a format-2 segment is one JSON object in canonical form: RFC 8785
 //! (JSON Canonicalization Scheme: members sorted by the UTF-16 code units of their names at
@@ -15,10 +15,10 @@
 //! | `previous_hash` | `event_hash` of record `seq - 1` (64 lowercase hex); `null` at 0  |
 //!
 //! and `event_hash` (not stored; derived) = SHA-256 of the record's stored bytes, which are
-//! exactly the canonical bytes. So the hash covers exactly what is stored, nothing else: a
-//! later format may store some fields encrypted (issue 9 item 7) and destroying a key then
-//! changes no hash. Recomputing: `sha256(JCS(record))` equals `sha256(stored bytes)`, because
-//! the stored bytes are already canonical (checked by the tests against an independent
+//! exactly the canonical bytes. So the hash covers exactly what is stored, nothing else:
+//! format 3 stores some fields encrypted (issue 9 item 7, [`super::personal`]) and destroying
+//! a key then changes no hash. Recomputing: `sha256(JCS(record))` equals
+//! `sha256(stored bytes)`, because the stored bytes are already canonical (checked by the tests against an independent
 //! RFC 8785 implementation, for records whose numbers are in shortest form); a third party can check either way.
 //!
 //! This is the construction of SEP-3004 (the open MCP proposal for tamper-evident audit

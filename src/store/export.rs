@@ -26,21 +26,24 @@
 //! attestation manifest of SEP-3004 §2.7 (`storage_mechanism`, `chain_algorithm`,
 //! `canonical_form_version`, `verification_procedure_ref`).
 //!
-//! Later (issue 9 item 7) the same file is the verifiable archive of a time range; records
-//! whose personal fields were erased still verify, since the hashes cover the stored
-//! (encrypted) bytes.
+//! The same file is the verifiable archive of a time range (issue 9 item 7): records keep their
+//! personal fields encrypted as stored ([`super::personal`]), so the archive holds no personal
+//! data in clear, and records whose user was erased still verify, since the hashes cover the
+//! stored (encrypted) bytes. A data-portability export of one user, decrypted, is
+//! `export --user` (`crate::commands::privacy`).
 
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::StoreError;
 use super::chain::{Link, digest, hex, parse_hex};
 use super::checkpoint::{self, Signer, TrustedKey};
-use super::journal::{self, FORMAT, HEADER_LEN};
+use super::journal::{self, HEADER_LEN};
 use super::journals::{self, JournalId};
 use super::verify::{ChainReport, Finding, Kind, Place, Walker};
 
@@ -152,6 +155,18 @@ pub fn export(
     signer: Option<&Signer>,
     out: &mut impl Write,
 ) -> Result<ExportSummary, StoreError> {
+    export_with(root, since, until, signer, out, &ProgressBar::hidden())
+}
+
+/// [`export`], advancing `progress` by the bytes of each segment read.
+pub fn export_with(
+    root: &Path,
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    signer: Option<&Signer>,
+    out: &mut impl Write,
+    progress: &ProgressBar,
+) -> Result<ExportSummary, StoreError> {
     let journal_root = super::StorePaths::new(root).journal();
     let mut summary = ExportSummary::default();
     let mut body: Vec<u8> = Vec::new();
@@ -160,7 +175,7 @@ pub fn export(
         created: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
         key_id: public.as_ref().map(|k| k.key_id().to_string()),
         manifest: Manifest {
-            canonical_form_version: "RFC 8785 (JCS); records as stored in journal format 2".into(),
+            canonical_form_version: "RFC 8785 (JCS); records as stored in journal formats 2 and 3 (personal fields encrypted as stored)".into(),
             chain_algorithm: "sha-256".into(),
             storage_mechanism: "append-only journal segments, one writer process per journal (fdatasync per batch), Ed25519-signed checkpoints".into(),
             verification_procedure_ref: "mcp-audit-proxy verify --export FILE --public-key KEY.pub".into(),
@@ -185,7 +200,8 @@ pub fn export(
         let mut last: Option<usize> = None;
         let mut legacy = false;
         for (i, &n) in segments.iter().enumerate() {
-            if journal::format_of(&dir, n)? != Some(FORMAT) {
+            progress.inc(std::fs::metadata(journal::segment_path(&dir, n)).map_or(0, |m| m.len()));
+            if !journal::is_chained(journal::format_of(&dir, n)?) {
                 legacy = true;
                 continue;
             }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::journal::{self, Damage, JournalPos};
 use super::journals::{self, JournalId};
+use super::personal::Keyring;
 use super::{Filter, StoreError, StorePaths};
 use crate::audit::event::AuditEvent;
 
@@ -15,6 +16,7 @@ use crate::audit::event::AuditEvent;
 pub struct Follower {
     journal_root: PathBuf,
     at: HashMap<JournalId, JournalPos>,
+    keys: Keyring,
 }
 
 impl Follower {
@@ -26,7 +28,11 @@ impl Follower {
         for id in journals::list(&journal_root)? {
             at.insert(id, journal::end_of(&id.dir(&journal_root))?);
         }
-        Ok(Follower { journal_root, at })
+        Ok(Follower {
+            keys: Keyring::new(root),
+            journal_root,
+            at,
+        })
     }
 
     /// The events matching `filter` written since the last poll, oldest first (by event id,
@@ -40,8 +46,7 @@ impl Follower {
                 &id.dir(&self.journal_root),
                 from,
                 |at, payload| {
-                    let event: AuditEvent = serde_json::from_slice(payload)
-                        .map_err(|source| StoreError::Decode { at, source })?;
+                    let event = self.keys.decode(payload, at)?;
                     if filter.matches(&event) {
                         out.push(event);
                     }

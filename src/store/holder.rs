@@ -42,6 +42,9 @@ pub struct IndexHolder {
     /// once [`index::WRITE_EVERY`] records are staged), so that a field value's ids of a
     /// whole second go into one posting. Nobody reads the index in between.
     pending: index::Pending,
+    /// Advanced by the bytes of each record applied (`reindex` on a terminal); `None` for
+    /// writers and queries.
+    progress: Option<indicatif::ProgressBar>,
     _lock: File,
 }
 
@@ -84,6 +87,17 @@ impl IndexHolder {
         recover: bool,
         force_rebuild: bool,
     ) -> Result<Option<(IndexHolder, OpenReport)>, StoreError> {
+        IndexHolder::take_with(paths, own, recover, force_rebuild, None)
+    }
+
+    /// [`IndexHolder::take`], the first catch-up advancing `progress` (bytes of records read).
+    pub(crate) fn take_with(
+        paths: &StorePaths,
+        own: Option<JournalId>,
+        recover: bool,
+        force_rebuild: bool,
+        progress: Option<indicatif::ProgressBar>,
+    ) -> Result<Option<(IndexHolder, OpenReport)>, StoreError> {
         let Some(lock) = try_lock_file(&paths.index_lock(), false)? else {
             return Ok(None);
         };
@@ -99,10 +113,14 @@ impl IndexHolder {
             tracked: HashMap::new(),
             last_persist: Instant::now(),
             pending: index::Pending::default(),
+            progress,
             _lock: lock,
         };
         let done = holder.catch_up()?;
         holder.persist()?;
+        if let Some(p) = holder.progress.take() {
+            p.finish_and_clear();
+        }
         report.torn = done.torn;
         report.damaged = done.damaged;
         report.errors = done.errors;
@@ -157,8 +175,14 @@ impl IndexHolder {
                     }
                 }
             }
-            let done = match catch_up_journal(&root, &self.index, &mut self.pending, id, tracked.at)
-            {
+            let done = match catch_up_journal(
+                &root,
+                &self.index,
+                &mut self.pending,
+                id,
+                tracked.at,
+                self.progress.as_ref(),
+            ) {
                 Ok(done) => done,
                 Err(e) => {
                     // The other journals go on; this one is tried again next time.
@@ -372,6 +396,7 @@ pub fn catch_up_journal(
     pending: &mut index::Pending,
     id: JournalId,
     from: JournalPos,
+    progress: Option<&indicatif::ProgressBar>,
 ) -> Result<CatchUp, StoreError> {
     let mut out = CatchUp {
         applied: 0,
@@ -388,6 +413,9 @@ pub fn catch_up_journal(
             // one by one.
             index.stage(pending, id, pos, payload)?;
             out.applied += 1;
+            if let Some(p) = progress {
+                p.inc(journal::RECORD_HEADER_LEN + payload.len() as u64);
+            }
             if pending.len() >= index::WRITE_EVERY {
                 index.write(std::mem::take(pending))?;
             }

@@ -264,6 +264,8 @@ impl Pending {
 pub struct Index {
     path: PathBuf,
     journal_root: PathBuf,
+    /// Opens the personal fields of the events read.
+    keys: super::personal::Keyring,
     pub(crate) db: sled::Db,
     pub(crate) events: sled::Tree,
     pub(crate) postings: sled::Tree,
@@ -336,6 +338,7 @@ impl Index {
             db,
             path: path.to_path_buf(),
             journal_root: journal_root.to_path_buf(),
+            keys: super::personal::Keyring::for_journals(journal_root),
         })
     }
 
@@ -572,11 +575,7 @@ impl Index {
     pub(crate) fn read(&self, id: EventId, at: &[u8]) -> Result<AuditEvent, StoreError> {
         let (journal, record) = record_from_value(at).ok_or(StoreError::BadIndexEntry { id })?;
         let payload = journal::read_record(&journal.dir(&self.journal_root), record)?;
-        let mut event: AuditEvent =
-            serde_json::from_slice(&payload).map_err(|source| StoreError::Decode {
-                at: record.end(),
-                source,
-            })?;
+        let mut event = self.keys.decode(&payload, record.end())?;
         if event.event_id != id {
             return Err(StoreError::BadIndexEntry { id });
         }

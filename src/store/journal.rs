@@ -9,10 +9,15 @@
 //!
 //! # Formats
 //!
-//! * `MCPAJNL2` (written now): every payload is a chained record, RFC 8785 canonical JSON with
+//! * `MCPAJNL3` (written now): as format 2, and a record may hold its event's personal fields
+//!   encrypted under the user's key (member `personal`, `user_id` a pseudonym: the contract is
+//!   in [`super::personal`]). A format-2 reader would show pseudonyms and miss the arguments
+//!   without knowing it, so the digit changed: it refuses these segments as newer.
+//! * `MCPAJNL2` (read): every payload is a chained record, RFC 8785 canonical JSON with
 //!   `seq` and `previous_hash` (the contract is in [`super::chain`]). The chain runs on across
-//!   the segments of a journal; [`Journal::append`] seals every payload, so nothing unchained
-//!   can be written to a format-2 segment.
+//!   the segments of a journal, of format 2 and 3 alike; [`Journal::append`] seals every
+//!   payload, so nothing unchained can be written to a chained segment. Reopening a journal
+//!   whose newest segment is of format 2 starts a format-3 segment; the chain runs on.
 //! * `MCPAJNL1` (legacy, read only): payloads are the event JSON as serialized, unchained.
 //!   Reopening such a journal for appending ([`Journal::open`]) starts a format-2 segment,
 //!   whose first record is the chain's `seq` 0.
@@ -32,8 +37,15 @@ use super::{StoreError, unused_path};
 
 /// The first 7 bytes of every segment; the 8th is the format digit.
 const MAGIC_PREFIX: &[u8; 7] = b"MCPAJNL";
-/// The format this version writes (chained records).
-pub const FORMAT: u8 = 2;
+/// The format this version writes (chained records, personal fields possibly encrypted).
+pub const FORMAT: u8 = 3;
+/// The first format of chained records (personal fields in clear).
+pub const FORMAT_CHAINED: u8 = 2;
+
+/// Whether segments of format `f` hold chained records (formats 2 and 3).
+pub fn is_chained(f: Option<u8>) -> bool {
+    f.is_some_and(|f| (FORMAT_CHAINED..=FORMAT).contains(&f))
+}
 /// The oldest format it reads (unchained records).
 pub const FORMAT_LEGACY: u8 = 1;
 /// Bytes before the first record of a segment.
@@ -231,7 +243,7 @@ pub struct Journal {
     lock: Option<File>,
     /// What the next record links to.
     chain: Chain,
-    /// The newest segment is of the legacy format: start a new one before appending.
+    /// The newest segment is of an older format: start a new one before appending.
     legacy_tail: bool,
     /// Where the current segment was made durable last (by [`Self::sync`], or when it was
     /// made), and the chain there: what [`Self::roll_back`] returns to.
@@ -245,6 +257,8 @@ pub struct Journal {
     /// cut; records written at those offsets again would be misread from there, while a
     /// new segment is read from its start.
     rotate_next: bool,
+    /// Seals each event's personal fields before it is chained, when encryption is on.
+    sealer: Option<super::personal::Sealer>,
 }
 
 /// What opening the journal for writing found in its newest segment.
@@ -309,7 +323,7 @@ fn header_problem(bytes: &[u8], segment: u64) -> Option<String> {
         ));
     }
     match segment_format(&bytes[..8]) {
-        Some(FORMAT_LEGACY | FORMAT) => {}
+        Some(FORMAT_LEGACY | FORMAT_CHAINED | FORMAT) => {}
         Some(newer) if newer > FORMAT => {
             return Some(format!(
                 "segment of format {newer}, newer than this mcp-audit-proxy reads (upgrade it)"
@@ -556,6 +570,7 @@ impl Journal {
                 unsynced: 0,
                 dirty: false,
                 rotate_next: false,
+                sealer: None,
             },
             recovery,
         ))
@@ -606,7 +621,14 @@ impl Journal {
             unsynced: 0,
             dirty: false,
             rotate_next: false,
+            sealer: None,
         })
+    }
+
+    /// Encrypts each event's personal fields from now on, under its user's key in the store
+    /// at `root` ([`super::personal`]): `audit.encrypt_personal_data`.
+    pub fn encrypt_personal_data(&mut self, root: &Path) {
+        self.sealer = Some(super::personal::Sealer::new(root));
     }
 
     /// The last record appended (not necessarily durable yet: see [`Self::sync`]), for
@@ -636,14 +658,29 @@ impl Journal {
     pub fn append<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> Result<JournalPos, StoreError> {
         self.cut_dirty_tail()?;
         let mut chain = self.chain;
-        let sealed = payloads
-            .iter()
-            .map(|p| chain.seal(p.as_ref()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StoreError::Seal {
-                path: self.dir.clone(),
-                source,
-            })?;
+        let protected = match &mut self.sealer {
+            None => None,
+            Some(sealer) => {
+                sealer.begin_batch();
+                Some(
+                    payloads
+                        .iter()
+                        .map(|p| sealer.seal(p.as_ref()))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            }
+        };
+        let sealed = match &protected {
+            Some(p) => p
+                .iter()
+                .map(|p| chain.seal(p))
+                .collect::<Result<Vec<_>, _>>(),
+            None => payloads.iter().map(|p| chain.seal(p.as_ref())).collect(),
+        }
+        .map_err(|source| StoreError::Seal {
+            path: self.dir.clone(),
+            source,
+        })?;
         let total: u64 = sealed
             .iter()
             .map(|p| RECORD_HEADER_LEN + p.len() as u64)
@@ -720,6 +757,7 @@ impl Journal {
         self.sync()?;
         let mut next = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
         next.lock = self.lock.take();
+        next.sealer = self.sealer.take();
         next.chain = self.chain;
         next.synced = (next.offset, self.chain);
         *self = next;
@@ -772,7 +810,8 @@ fn chain_head(dir: &Path) -> Result<(Option<Head>, bool), StoreError> {
             |_| {},
         )?;
         let Some(last) = last else { continue };
-        if format_of(dir, n)? != Some(FORMAT) {
+        let format = format_of(dir, n)?;
+        if !is_chained(format) {
             return Ok((None, true));
         }
         return Ok((
@@ -780,7 +819,7 @@ fn chain_head(dir: &Path) -> Result<(Option<Head>, bool), StoreError> {
                 seq,
                 hash: chain::digest(&last),
             }),
-            false,
+            format != Some(FORMAT),
         ));
     }
     // No records: a new segment only if the newest one is legacy.
@@ -961,14 +1000,40 @@ mod tests {
     }
 
     #[test]
+    fn a_format_2_journal_gets_a_format_3_segment_and_its_chain_runs_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        j.append(&[b"{\"a\":1}"]).unwrap();
+        let head = j.head().unwrap();
+        drop(j);
+        // Make segment 1 a format-2 segment, as an earlier version wrote it.
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[7] = b'0' + FORMAT_CHAINED;
+        fs::write(&path, &bytes).unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(j.head(), Some(head));
+        j.append(&[b"{\"a\":2}"]).unwrap();
+        assert_eq!(j.head().unwrap().seq, 1, "the chain runs on");
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 2]);
+        assert_eq!(format_of(dir.path(), 1).unwrap(), Some(FORMAT_CHAINED));
+        assert_eq!(format_of(dir.path(), 2).unwrap(), Some(FORMAT));
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "the old segment is left as it was"
+        );
+    }
+
+    #[test]
     fn a_segment_of_a_newer_format_is_refused_with_its_own_error() {
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = header(1).to_vec();
-        bytes[7] = b'3';
+        bytes[7] = b'4';
         fs::write(segment_path(dir.path(), 1), &bytes).unwrap();
         let err = Journal::open(dir.path(), 1 << 20).unwrap_err();
         assert!(
-            matches!(err, StoreError::NewerFormat { found: 3, .. }),
+            matches!(err, StoreError::NewerFormat { found: 4, .. }),
             "{err}"
         );
         assert!(err.to_string().contains("newer"), "{err}");

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ulid::Ulid;
 
 use super::journal::{self, Damage, Journal, JournalPos, list_segments};
+use super::personal::Keyring;
 use super::{Filter, StoreError, try_lock_file};
 use crate::audit::event::{AuditEvent, EventId, EventType};
 
@@ -129,8 +130,16 @@ pub fn newest(
 ) -> Result<(Vec<AuditEvent>, Vec<Damage>), StoreError> {
     let mut out = Vec::new();
     let mut damaged = Vec::new();
+    let keys = Keyring::for_journals(journal_root);
     for id in list(journal_root)? {
-        newest_of(&id.dir(journal_root), limit, filter, &mut out, &mut damaged)?;
+        newest_of(
+            &id.dir(journal_root),
+            limit,
+            filter,
+            &keys,
+            &mut out,
+            &mut damaged,
+        )?;
     }
     out.sort_unstable_by_key(|e| std::cmp::Reverse(e.event_id));
     out.truncate(limit);
@@ -148,6 +157,7 @@ fn newest_of(
     dir: &Path,
     limit: usize,
     filter: &Filter,
+    keys: &Keyring,
     out: &mut Vec<AuditEvent>,
     damaged: &mut Vec<Damage>,
 ) -> Result<(), StoreError> {
@@ -162,16 +172,23 @@ fn newest_of(
     // Only records holding each wanted user, tool, session and upstream as a JSON string are
     // decoded (an event's JSON holds them as serde_json writes them). An end event carries
     // its access event's user, tool, session and upstream, so a skipped end is never the
-    // link of an access event that is kept.
-    let needles: Vec<Vec<u8>> = [
-        &filter.user,
-        &filter.tool,
-        &filter.session,
-        &filter.upstream,
+    // link of an access event that is kept. A user's events stored encrypted hold their
+    // pseudonym instead of the name: either will do.
+    let needles: Vec<Vec<Vec<u8>>> = [
+        vec![&filter.user, &filter.user_subject],
+        vec![&filter.tool],
+        vec![&filter.session],
+        vec![&filter.upstream],
     ]
     .into_iter()
-    .flatten()
-    .filter_map(|v| serde_json::to_vec(v).ok())
+    .map(|alternatives| {
+        alternatives
+            .into_iter()
+            .flatten()
+            .filter_map(|v| serde_json::to_vec(v).ok())
+            .collect::<Vec<_>>()
+    })
+    .filter(|alternatives| !alternatives.is_empty())
     .collect();
     for (i, &n) in segments.iter().enumerate().rev() {
         if found >= limit {
@@ -190,14 +207,14 @@ fn newest_of(
                         .map_err(|source| StoreError::Decode { at, source })?;
                     first_id = Some(first.event_id);
                 }
-                if !needles
-                    .iter()
-                    .all(|n| memchr::memmem::find(payload, n).is_some())
-                {
+                if !needles.iter().all(|alternatives| {
+                    alternatives
+                        .iter()
+                        .any(|n| memchr::memmem::find(payload, n).is_some())
+                }) {
                     return Ok(());
                 }
-                let event: AuditEvent = serde_json::from_slice(payload)
-                    .map_err(|source| StoreError::Decode { at, source })?;
+                let event = keys.decode(payload, at)?;
                 events.push(event);
                 Ok(())
             },
@@ -233,6 +250,7 @@ pub fn find_pair(
     id: EventId,
 ) -> Result<(Option<AuditEvent>, Option<AuditEvent>), StoreError> {
     let text = id.to_string();
+    let keys = Keyring::for_journals(journal_root);
     let mut found: Option<AuditEvent> = None;
     let mut ends = Vec::new();
     for journal in list(journal_root)? {
@@ -244,8 +262,7 @@ pub fn find_pair(
                 if memchr::memmem::find(payload, text.as_bytes()).is_none() {
                     return Ok(());
                 }
-                let event: AuditEvent = serde_json::from_slice(payload)
-                    .map_err(|source| StoreError::Decode { at, source })?;
+                let event = keys.decode(payload, at)?;
                 if event.event_id == id {
                     found = Some(event);
                 } else if event.linked_event_id == Some(id)
@@ -282,6 +299,7 @@ pub fn find_pair(
 fn find_one(journal_root: &Path, id: EventId) -> Result<Option<AuditEvent>, StoreError> {
     let text = id.to_string();
     let needle = format!("\"event_id\":\"{text}\"");
+    let keys = Keyring::for_journals(journal_root);
     let mut found = None;
     for journal in list(journal_root)? {
         journal::read_from(
@@ -289,8 +307,7 @@ fn find_one(journal_root: &Path, id: EventId) -> Result<Option<AuditEvent>, Stor
             JournalPos::START,
             |at, payload| {
                 if found.is_none() && memchr::memmem::find(payload, needle.as_bytes()).is_some() {
-                    let event: AuditEvent = serde_json::from_slice(payload)
-                        .map_err(|source| StoreError::Decode { at, source })?;
+                    let event = keys.decode(payload, at)?;
                     if event.event_id == id {
                         found = Some(event);
                     }

@@ -24,6 +24,8 @@
 //!                            compliance tag, result and upstream (see [`index`]); the
 //!                            access→end links; per journal the position applied up to
 //! index.lock                 held by the index holder, the one process that has sled open
+//! keys/<SHA-256>.key         one key per user for the personal fields of their events (see
+//!                            [`personal`]); removed by `erase --user`
 //! ```
 //!
 //! # Who holds what
@@ -94,16 +96,31 @@
 //!   the last): `verify` bridges exactly those gaps, anchored to the signed boundary hashes
 //!   (as a log rotation is), and still reports every other gap as deleted. It runs under the
 //!   index lock and drops the purged events from the index before removing their records.
-//! * Erasure (item 7) stores the personal fields of an event encrypted per user (an AEAD, the
-//!   user's key in a key store of its own) before the record is sealed, so the hash covers the
-//!   ciphertext; destroying the user's key makes the fields unreadable and changes no stored
-//!   byte, so every hash, link, checkpoint and export still verifies, and the skeleton (time,
-//!   tool, result, risk) stays readable. `export --since --until` already writes records,
-//!   checkpoints and the public key in one verifiable file; erasure adds nothing to it.
+//! * Erasure (item 7, done: [`personal`]) stores the personal fields of an event encrypted per
+//!   user (XChaCha20-Poly1305, the user's key in `keys/`) before the record is chained, so the
+//!   hash covers the ciphertext; destroying the user's key makes the fields unreadable and
+//!   changes no stored byte, so every hash, link, checkpoint and export still verifies, and the
+//!   skeleton (time, type, tool, result, risk, tags, ids, links) stays readable.
+//!   `export --since --until` writes the records as stored (personal fields encrypted).
 //! * Scale (item 9): `verify` reads each segment once, hashes each record once and decodes
 //!   only its chain members (`seq`, `previous_hash`, `event_id`), journals independently (so
 //!   in parallel when needed); the index check is the slow part and can be left out
 //!   (`--no-index`).
+//!
+//! # Personal data (GDPR Art. 17 erasure, Art. 20 portability)
+//!
+//! Who holds what, for the keys: every writer reads a user's key from `keys/` the first time
+//! it meets that user, or makes it there: written to a hidden file, synced, then linked to its
+//! name (a link never replaces an existing file, so when two writers meet a new user at once
+//! the first key wins and the other reads it), the folder synced, all before the first record
+//! that uses it is appended. Keys never change once made, so writers share them without
+//! locks; a writer looks at each user's key file once per batch (its inode), so an erasure by
+//! `erase` (another process) is seen at the writer's next batch and the user's later events
+//! get a new key and pseudonym. Readers load every key once and again when they meet a
+//! pseudonym they do not hold and the folder has changed. The index keys users by their
+//! pseudonym (`user_id` as stored), so it holds no name; a query by name looks up the name's
+//! pseudonym in `keys/` and asks for both (the name matches events stored in clear).
+//! The list of personal fields, and why each is one, is in [`personal`].
 //!
 //! # Room for what comes next
 //!
@@ -122,6 +139,7 @@ pub mod index;
 pub mod journal;
 pub mod journals;
 pub mod marker;
+pub mod personal;
 pub mod query;
 pub mod retention;
 #[cfg(test)]
@@ -279,6 +297,9 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Personal fields could not be sealed or opened, or a user key not be made or destroyed.
+    #[error(transparent)]
+    Personal(#[from] personal::PersonalError),
     /// An event too large for one record.
     #[error("an audit event of {bytes} bytes does not fit a journal record")]
     RecordSize {
@@ -379,6 +400,10 @@ impl StorePaths {
     pub fn index(&self) -> PathBuf {
         self.root.join("index")
     }
+    /// The users' keys for personal fields ([`personal`]).
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
     /// The lock of the index holder.
     pub fn index_lock(&self) -> PathBuf {
         self.root.join("index.lock")
@@ -476,13 +501,23 @@ impl Store {
 /// Deletes the index and rebuilds it from every journal (the `reindex` command), cutting
 /// stopped writers' torn tails; refused while another process holds the index.
 pub fn reindex(root: &Path) -> Result<(IndexHolder, StoreLock, OpenReport), StoreError> {
+    reindex_with(root, None)
+}
+
+/// [`reindex`], advancing `progress` by the bytes of the records applied.
+pub fn reindex_with(
+    root: &Path,
+    progress: Option<indicatif::ProgressBar>,
+) -> Result<(IndexHolder, StoreLock, OpenReport), StoreError> {
     let paths = &StorePaths::new(root);
     let lock = store_lock(paths, Access::Write)?.ok_or_else(|| StoreError::Locked {
         path: root.to_path_buf(),
     })?;
     let (holder, report) =
-        IndexHolder::take(paths, None, true, true)?.ok_or_else(|| StoreError::IndexBusy {
-            path: root.to_path_buf(),
+        IndexHolder::take_with(paths, None, true, true, progress)?.ok_or_else(|| {
+            StoreError::IndexBusy {
+                path: root.to_path_buf(),
+            }
         })?;
     Ok((holder, lock, report))
 }

@@ -37,6 +37,9 @@ pub struct Filter {
     pub tool: Option<String>,
     /// Only this user (`user_id`).
     pub user: Option<String>,
+    /// The pseudonym under which `user`'s events are stored encrypted, while their key exists
+    /// ([`super::personal::subject_of`]): the index and the journals hold that, not the name.
+    pub user_subject: Option<String>,
     /// Only this event type.
     pub event_type: Option<EventType>,
     /// Only this result.
@@ -92,7 +95,11 @@ impl Filter {
         fn one(f: Field, v: &Option<String>) -> Option<(Field, Vec<&str>)> {
             v.as_deref().map(|v| (f, vec![v]))
         }
-        out.extend(one(Field::User, &self.user));
+        if let Some(user) = &self.user {
+            let mut names = vec![user.as_str()];
+            names.extend(self.user_subject.as_deref());
+            out.push((Field::User, names));
+        }
         out.extend(one(Field::Tool, &self.tool));
         out.extend(one(Field::Session, &self.session));
         out.extend(one(Field::Upstream, &self.upstream));
@@ -122,7 +129,8 @@ impl Filter {
                 .min_risk
                 .is_none_or(|r| a.risk >= code(&RiskLevel::ALL, &r))
             && self.tag.as_deref().is_none_or(|t| a.tags & tag_bit(t) != 0)
-            && hash(&self.user).is_none_or(|h| h == a.user)
+            && (hash(&self.user).is_none_or(|h| h == a.user)
+                || hash(&self.user_subject).is_some_and(|h| h == a.user))
             && hash(&self.tool).is_none_or(|h| h == a.tool)
             && hash(&self.session).is_none_or(|h| h == a.session)
             && hash(&self.upstream).is_none_or(|h| h == a.upstream)

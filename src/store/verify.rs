@@ -43,6 +43,8 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{Hash, Head, Link, digest, hex, parse_hex};
 use super::checkpoint::{self, Signed, Statement, TrustedKey};
+use indicatif::ProgressBar;
+
 use super::journal::{self, FORMAT, FORMAT_LEGACY, HEADER_LEN};
 use super::journals::{self, JournalId};
 use super::{Filter, StoreError, StorePaths};
@@ -592,13 +594,28 @@ pub fn verify_store(
     key: Option<&TrustedKey>,
     check_index: bool,
 ) -> Result<StoreReport, StoreError> {
+    verify_store_with(root, key, check_index, &ProgressBar::hidden(), &|_| {
+        ProgressBar::hidden()
+    })
+}
+
+/// [`verify_store`], advancing `progress` by the bytes of each segment read (finished and
+/// cleared after the last), then the bar `index_bar(events to look up)` makes by each index
+/// lookup.
+pub fn verify_store_with(
+    root: &Path,
+    key: Option<&TrustedKey>,
+    check_index: bool,
+    progress: &ProgressBar,
+    index_bar: &dyn Fn(u64) -> ProgressBar,
+) -> Result<StoreReport, StoreError> {
     let paths = StorePaths::new(root);
     let journal_root = paths.journal();
     let mut report = StoreReport::default();
     let mut all_ids: HashMap<EventId, (usize, u64)> = HashMap::new();
     for id in journals::list(&journal_root)? {
         let dir = id.dir(&journal_root);
-        let (chain, ids) = verify_journal(&dir, id, key, check_index)?;
+        let (chain, ids) = verify_journal(&dir, id, key, check_index, progress)?;
         let n = report.journals.len();
         for (event, seq, _) in ids {
             all_ids.insert(event, (n, seq));
@@ -609,8 +626,11 @@ pub fn verify_store(
             chain,
         });
     }
+    progress.finish_and_clear();
     if check_index {
-        report.index = verify_index(root, &report, &all_ids)?;
+        let index_progress = index_bar(all_ids.len() as u64);
+        report.index = verify_index(root, &report, &all_ids, &index_progress)?;
+        index_progress.finish_and_clear();
     } else {
         report.index.notes.push("not checked (--no-index)".into());
     }
@@ -623,6 +643,7 @@ fn verify_journal(
     id: JournalId,
     key: Option<&TrustedKey>,
     collect_ids: bool,
+    progress: &ProgressBar,
 ) -> Result<(ChainReport, Vec<Located>), StoreError> {
     let segments = journal::list_segments(dir)?;
     let walker = RefCell::new(Walker::new(0, None, collect_ids));
@@ -666,7 +687,7 @@ fn verify_journal(
                 found: format.unwrap_or_default(),
             });
         }
-        let chained = format == Some(FORMAT);
+        let chained = journal::is_chained(format);
         if chained {
             seen_chained = true;
         } else if format == Some(FORMAT_LEGACY) && seen_chained {
@@ -700,6 +721,11 @@ fn verify_journal(
             },
         )?;
         end = end_place(n, at.offset);
+        progress.inc(
+            std::fs::metadata(journal::segment_path(dir, n))
+                .map(|m| m.len())
+                .unwrap_or(at.offset),
+        );
         if newest {
             let path = journal::segment_path(dir, n);
             let len = std::fs::metadata(&path)
@@ -796,6 +822,7 @@ fn verify_index(
     root: &Path,
     report: &StoreReport,
     ids: &HashMap<EventId, (usize, u64)>,
+    progress: &ProgressBar,
 ) -> Result<IndexReport, StoreError> {
     let mut out = IndexReport::default();
     let Some((index, _lock, opened)) = super::open_for_query(root)? else {
@@ -814,6 +841,7 @@ fn verify_index(
     let name = |j: usize| report.journals.get(j).map_or("?", |r| r.journal.as_str());
     let mut problems = 0usize;
     for (&event, &(j, seq)) in ids {
+        progress.inc(1);
         let problem = match index.get(event) {
             Ok(Some(_)) => continue,
             Ok(None) => "is missing from the index".to_string(),

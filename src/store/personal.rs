@@ -1,0 +1,794 @@
+//! Personal data stored encrypted per user, so that one person's data can be erased without
+//! changing a stored byte (crypto-shredding): GDPR Art. 17 (right to erasure) without breaking
+//! the hash chain of Art. 5(2) accountability, and Art. 20 (data portability) by decrypting.
+//!
+//! # What is personal, and what stays readable
+//!
+//! An event's personal fields identify or describe the person who made the call (GDPR Art. 4(1):
+//! "any information relating to an identified or identifiable natural person"). They are stored
+//! in one AEAD ciphertext under the user's key ([`PERSONAL_FIELDS`]):
+//!
+//! | field                           | why it is personal                                      |
+//! |---------------------------------|---------------------------------------------------------|
+//! | `user_id`                       | the principal's identity (Art. 4(1) "identifier")       |
+//! | `metadata.arguments`            | what the person sent: any content at all                |
+//! | `metadata.error_messages`       | error texts quote arguments and results                 |
+//! | `metadata.reason`               | may quote what the client or server sent                |
+//! | `metadata.user_agent`           | the client implementation the person runs               |
+//! | `metadata.http.client_address`  | an IP address (CJEU C-582/14 Breyer: personal data)     |
+//! | `metadata.http.user_agent`      | the `User-Agent` header: a device fingerprint           |
+//! | `metadata.http.roles`           | describes the person (their roles)                      |
+//! | `metadata.truncated`            | SHA-256 of cut values: lets a guess be confirmed        |
+//!
+//! The skeleton stays in clear for the auditor (Art. 17(3)(b) and (e): records kept for a legal
+//! obligation or for legal claims): `event_id`, `timestamp`, `event_type`, `tool_name`,
+//! `action`, `result`, `risk_level`, `compliance_tags`, `session_id`, `upstream`,
+//! `linked_event_id` and the rest of `metadata` (request id, protocol, measurements, error
+//! code, failure side, risk score and reasons, decision, policy version, classes redacted,
+//! changes, confirmation, trace id, TLS version, status code). `user_id` is stored as the
+//! user's pseudonym (`subject:` and 32 random hex digits, Art. 4(5)), so that the index keys a
+//! user's events by it and never by name.
+//!
+//! # Stored form (journal format 3)
+//!
+//! The record holds the skeleton, `"user_id":"subject:HEX"` and one more member:
+//!
+//! ```text
+//! "personal":{"alg":"XChaCha20-Poly1305","ciphertext":B64,"nonce":B64,"subject":HEX}
+//! ```
+//!
+//! `ciphertext` is XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha, RFC 8439 with a 192-bit nonce)
+//! of the personal fields' JSON (the table's fields, named as in the table, `http.` dropped
+//! and `http_user_agent` for the header), with a random nonce and the associated data
+//! `mcp-audit-proxy/personal/1\0` ‖ `event_id`, so a ciphertext moved to another record does
+//! not open. Random 192-bit nonces are safe for any number of events per key and for many
+//! writer processes sharing one key without coordination (a 96-bit nonce is not).
+//!
+//! The chain hashes the record as stored ([`super::chain`]): destroying the key changes no
+//! stored byte, so every hash, checkpoint and export still verifies after an erasure.
+//!
+//! # Keys (`keys/` in the store folder)
+//!
+//! One file per user, `keys/<SHA-256(mcp-audit-proxy/user-key/1\0 ‖ user)>.key` (mode 0600):
+//! `{"alg","created","format":"mcp-audit-proxy/user-key/1","key":B64,"subject":HEX}`. The name
+//! is never stored in clear. Many writer processes share the folder: a writer that meets a user
+//! without a key writes a new one to a hidden file, syncs it, and links it to its final name
+//! (a link never replaces: the first process wins, the others read the winner's key), then
+//! syncs the folder, all before the first record that uses it is appended. A key file never
+//! changes once made.
+//!
+//! Erasure ([`erase`]) overwrites the key file with zeros, syncs, removes it and syncs the
+//! folder. A writer re-reads a user's key file (by its inode) once per batch, so events
+//! written after an erasure get a new key and pseudonym; events sealed in the same instant as
+//! the erasure may be sealed with the old key and are then erased with it.
+//!
+//! Limits, said plainly: a backup or copy of `keys/` made before the erasure still opens the
+//! records (erase backups on their own schedule); a file system that keeps old blocks (copy on
+//! write, SSD wear levelling) may keep the key's bytes until they are reused; an erased user's
+//! events still share one pseudonym, so they can be counted together, never named.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::StoreError;
+use super::chain::hex;
+use super::journal::{JournalPos, sync_dir};
+use crate::audit::event::{AuditEvent, EventId, HttpContext, PersonalData, Truncation};
+
+/// The AEAD, as named in stored records and key files.
+pub const ALG: &str = "XChaCha20-Poly1305";
+/// The `format` of a key file.
+pub const KEY_FORMAT: &str = "mcp-audit-proxy/user-key/1";
+/// What a pseudonymous `user_id` starts with.
+pub const SUBJECT_PREFIX: &str = "subject:";
+/// The fields stored encrypted, as JSON pointers into the event (see the module docs).
+pub const PERSONAL_FIELDS: [&str; 9] = [
+    "/user_id",
+    "/metadata/arguments",
+    "/metadata/error_messages",
+    "/metadata/reason",
+    "/metadata/user_agent",
+    "/metadata/http/client_address",
+    "/metadata/http/user_agent",
+    "/metadata/http/roles",
+    "/metadata/truncated",
+];
+const AAD_PREFIX: &[u8] = b"mcp-audit-proxy/personal/1\0";
+
+/// Why personal fields could not be sealed or opened, or a key not be made or destroyed.
+#[derive(Debug, thiserror::Error)]
+pub enum PersonalError {
+    /// A key file or the keys folder failed.
+    #[error("cannot {op} the user key file {}: {source}\n  hint: check that the store folder is writable and not full", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key file is not one this version wrote.
+    #[error("{} is not a valid user key file ({reason})\n  hint: it was left untouched; if it was damaged, the personal fields sealed with it cannot be read again: move it aside to let new events get a new key", path.display())]
+    BadKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An event handed to the journal is not event JSON.
+    #[error("an audit event could not be sealed: {0}")]
+    NotAnEvent(serde_json::Error),
+    /// The random source failed (nonces and keys need it).
+    #[error(
+        "the system's random source failed: {0}\n  hint: the audit trail cannot be encrypted without it"
+    )]
+    Random(String),
+    /// A ciphertext that its key does not open: the record or the key file was changed.
+    #[error(
+        "the personal fields of event {event} (journal record ending at {at}) do not open with the key of {subject}\n  hint: run `mcp-audit-proxy verify`: the record or its key file was changed"
+    )]
+    Open {
+        /// The event.
+        event: EventId,
+        /// Where its record ends.
+        at: JournalPos,
+        /// The pseudonym.
+        subject: String,
+    },
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PersonalError + 'a {
+    move |source| PersonalError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The personal fields of one event (see the module docs), as encrypted.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Fields {
+    user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    arguments: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    error_messages: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http_user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    truncated: Vec<Truncation>,
+}
+
+impl Fields {
+    /// Moves the personal fields out of `e`, leaving the skeleton.
+    fn take(e: &mut AuditEvent) -> Fields {
+        let m = &mut e.metadata;
+        let mut f = Fields {
+            user_id: std::mem::take(&mut e.user_id),
+            arguments: m.arguments.take(),
+            error_messages: std::mem::take(&mut m.error_messages),
+            reason: m.reason.take(),
+            user_agent: m.user_agent.take(),
+            truncated: std::mem::take(&mut m.truncated),
+            ..Fields::default()
+        };
+        if let Some(http) = m.http.as_deref_mut() {
+            f.client_address = http.client_address.take();
+            f.http_user_agent = http.user_agent.take();
+            f.roles = std::mem::take(&mut http.roles);
+        }
+        if m.http.as_deref() == Some(&HttpContext::default()) {
+            m.http = None;
+        }
+        f
+    }
+
+    /// Puts the personal fields back into `e`.
+    fn put(self, e: &mut AuditEvent) {
+        let m = &mut e.metadata;
+        e.user_id = self.user_id;
+        m.arguments = self.arguments;
+        m.error_messages = self.error_messages;
+        m.reason = self.reason;
+        m.user_agent = self.user_agent;
+        m.truncated = self.truncated;
+        if self.client_address.is_some() || self.http_user_agent.is_some() || !self.roles.is_empty()
+        {
+            let http = m.http.get_or_insert_default();
+            http.client_address = self.client_address;
+            http.user_agent = self.http_user_agent;
+            http.roles = self.roles;
+        }
+    }
+}
+
+/// The `personal` member of a stored record.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    alg: String,
+    ciphertext: String,
+    nonce: String,
+    subject: String,
+}
+
+/// Only the `personal` member of a record (nested members of that name are not read).
+#[derive(Deserialize)]
+struct Outer {
+    #[serde(default)]
+    personal: Option<Sealed>,
+}
+
+/// A key file's content.
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    alg: String,
+    created: String,
+    format: String,
+    key: String,
+    subject: String,
+}
+
+/// The key file of `user` in `keys` (the name is a hash: never stored in clear).
+pub fn key_path(keys: &Path, user: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    h.update(b"mcp-audit-proxy/user-key/1\0");
+    h.update(user.as_bytes());
+    keys.join(format!("{}.key", hex(&h.finalize())))
+}
+
+fn random<const N: usize>() -> Result<[u8; N], PersonalError> {
+    let mut out = [0u8; N];
+    getrandom::getrandom(&mut out).map_err(|e| PersonalError::Random(e.to_string()))?;
+    Ok(out)
+}
+
+fn aad(event: EventId) -> Vec<u8> {
+    [AAD_PREFIX, event.to_string().as_bytes()].concat()
+}
+
+/// A user's key as read from its file: pseudonym and cipher.
+struct UserKey {
+    subject: String,
+    cipher: XChaCha20Poly1305,
+}
+
+fn read_key(path: &Path) -> Result<Option<UserKey>, PersonalError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => Zeroizing::new(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", path)(e)),
+    };
+    let bad = |reason: String| PersonalError::BadKeyFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if file.format != KEY_FORMAT || file.alg != ALG {
+        return Err(bad(format!("format {:?}, alg {:?}", file.format, file.alg)));
+    }
+    let key = Zeroizing::new(
+        B64.decode(file.key.as_bytes())
+            .map_err(|e| bad(format!("key: {e}")))?,
+    );
+    let cipher =
+        XChaCha20Poly1305::new_from_slice(&key).map_err(|_| bad("key is not 32 bytes".into()))?;
+    Ok(Some(UserKey {
+        subject: file.subject,
+        cipher,
+    }))
+}
+
+/// Reads `user`'s key, or makes it (durably, before it is used) if there is none.
+fn key_or_create(keys: &Path, user: &str) -> Result<(UserKey, u64), PersonalError> {
+    let path = key_path(keys, user);
+    if let Some(k) = read_key(&path)? {
+        return Ok((k, inode(&path)?));
+    }
+    if !keys.is_dir() {
+        fs::create_dir_all(keys).map_err(io("create", keys))?;
+        if let Some(parent) = keys.parent() {
+            sync_dir(parent).map_err(|e| PersonalError::Io {
+                op: "sync",
+                path: parent.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        }
+    }
+    let key = Zeroizing::new(random::<32>()?);
+    let file = KeyFile {
+        alg: ALG.into(),
+        created: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
+        format: KEY_FORMAT.into(),
+        key: B64.encode(*key),
+        subject: hex(&random::<16>()?),
+    };
+    let text = Zeroizing::new(serde_json::to_vec(&file).map_err(PersonalError::NotAnEvent)?);
+    drop(file);
+    let hidden = keys.join(format!(".new-{}", hex(&random::<8>()?)));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&hidden)
+        .map_err(io("create", &hidden))?;
+    f.write_all(&text)
+        .and_then(|()| f.sync_all())
+        .map_err(io("write", &hidden))?;
+    drop(f);
+    // A link never replaces an existing file: another process's key for this user wins.
+    let linked = fs::hard_link(&hidden, &path);
+    let _ = fs::remove_file(&hidden);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io("link", &path)(e)),
+    }
+    sync_dir(keys).map_err(|e| PersonalError::Io {
+        op: "sync",
+        path: keys.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let k = read_key(&path)?.ok_or_else(|| PersonalError::Io {
+        op: "read",
+        path: path.clone(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "removed while it was being made",
+        ),
+    })?;
+    Ok((k, inode(&path)?))
+}
+
+fn inode(path: &Path) -> Result<u64, PersonalError> {
+    fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(io("stat", path))
+}
+
+/// The writer's side: seals the personal fields of each event under its user's key before the
+/// record is chained ([`super::Journal::append`]). Keys are cached and checked once per batch.
+pub struct Sealer {
+    keys: PathBuf,
+    cache: HashMap<String, Cached>,
+    batch: u64,
+}
+
+struct Cached {
+    key: UserKey,
+    inode: u64,
+    checked: u64,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").field("keys", &self.keys).finish()
+    }
+}
+
+impl Sealer {
+    /// A sealer for the store at `root` (its keys in `root/keys`).
+    pub fn new(root: &Path) -> Sealer {
+        Sealer {
+            keys: root.join("keys"),
+            cache: HashMap::new(),
+            batch: 0,
+        }
+    }
+
+    /// Starts a batch: each user's key file is looked at again (once) in it, so that an
+    /// erasure by another process is seen.
+    pub fn begin_batch(&mut self) {
+        self.batch += 1;
+    }
+
+    fn key(&mut self, user: &str) -> Result<&UserKey, PersonalError> {
+        let path = key_path(&self.keys, user);
+        let fresh = match self.cache.get(user) {
+            Some(c) if c.checked == self.batch => false,
+            Some(c) => match fs::metadata(&path) {
+                Ok(m) if m.ino() == c.inode => false,
+                Ok(_) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                Err(e) => return Err(io("stat", &path)(e)),
+            },
+            None => true,
+        };
+        if fresh {
+            let (key, inode) = key_or_create(&self.keys, user)?;
+            self.cache.insert(
+                user.to_string(),
+                Cached {
+                    key,
+                    inode,
+                    checked: self.batch,
+                },
+            );
+        }
+        let c = self.cache.get_mut(user).ok_or_else(|| {
+            PersonalError::Random("the key cache lost an entry it had just made".into())
+        })?;
+        c.checked = self.batch;
+        Ok(&c.key)
+    }
+
+    /// The event JSON `payload` with its personal fields sealed (see the module docs).
+    pub fn seal(&mut self, payload: &[u8]) -> Result<Vec<u8>, PersonalError> {
+        let mut event: AuditEvent =
+            serde_json::from_slice(payload).map_err(PersonalError::NotAnEvent)?;
+        let fields = Fields::take(&mut event);
+        let plain = Zeroizing::new(serde_json::to_vec(&fields).map_err(PersonalError::NotAnEvent)?);
+        let nonce = random::<24>()?;
+        let key = self.key(&fields.user_id)?;
+        let ciphertext = key
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &aad(event.event_id),
+                },
+            )
+            .map_err(|_| PersonalError::Random("encryption failed".into()))?;
+        event.user_id = format!("{SUBJECT_PREFIX}{}", key.subject);
+        let sealed = Sealed {
+            alg: ALG.into(),
+            ciphertext: B64.encode(&ciphertext),
+            nonce: B64.encode(nonce),
+            subject: key.subject.clone(),
+        };
+        let mut out = Vec::with_capacity(payload.len() + ciphertext.len() / 3 + 128);
+        serde_json::to_writer(&mut out, &event).map_err(PersonalError::NotAnEvent)?;
+        out.pop(); // the closing brace
+        out.extend_from_slice(b",\"personal\":");
+        serde_json::to_writer(&mut out, &sealed).map_err(PersonalError::NotAnEvent)?;
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
+/// The readers' side: decodes stored records into events, opening personal fields with the
+/// keys in `keys/` (read once, and again when a pseudonym is met that they do not hold and
+/// the folder has changed since).
+pub struct Keyring {
+    keys: PathBuf,
+    ring: Mutex<Ring>,
+}
+
+#[derive(Default)]
+struct Ring {
+    /// The folder's modification time when it was read; `None` before.
+    read_at: Option<Option<SystemTime>>,
+    by_subject: HashMap<String, XChaCha20Poly1305>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring").field("keys", &self.keys).finish()
+    }
+}
+
+impl Keyring {
+    /// The keys of the store at `root`.
+    pub fn new(root: &Path) -> Keyring {
+        Keyring {
+            keys: root.join("keys"),
+            ring: Mutex::new(Ring::default()),
+        }
+    }
+
+    /// The keys of the store whose journals are in `journal_root` (`root/journal`).
+    pub fn for_journals(journal_root: &Path) -> Keyring {
+        Keyring::new(journal_root.parent().unwrap_or(journal_root))
+    }
+
+    fn folder_time(&self) -> Option<SystemTime> {
+        fs::metadata(&self.keys).and_then(|m| m.modified()).ok()
+    }
+
+    fn load(&self, ring: &mut Ring) -> Result<(), PersonalError> {
+        let now = self.folder_time();
+        ring.by_subject.clear();
+        let entries = match fs::read_dir(&self.keys) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                ring.read_at = Some(now);
+                return Ok(());
+            }
+            Err(e) => return Err(io("list", &self.keys)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io("list", &self.keys))?;
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "key") {
+                continue;
+            }
+            // A key removed by an erasure between listing and reading is simply gone.
+            if let Some(k) = read_key(&path)? {
+                ring.by_subject.insert(k.subject, k.cipher);
+            }
+        }
+        ring.read_at = Some(now);
+        Ok(())
+    }
+
+    /// Decodes the stored record `payload` (ending at `at`) into an event, its personal fields
+    /// opened (`metadata.personal_data` = `encrypted`) or marked `erased` when their key is gone.
+    pub fn decode(&self, payload: &[u8], at: JournalPos) -> Result<AuditEvent, StoreError> {
+        let mut event: AuditEvent =
+            serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
+        if memchr::memmem::find(payload, b"\"personal\":{").is_none() {
+            return Ok(event);
+        }
+        let outer: Outer =
+            serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
+        let Some(sealed) = outer.personal else {
+            return Ok(event);
+        };
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        if !ring.by_subject.contains_key(&sealed.subject)
+            && ring.read_at.is_none_or(|t| t != self.folder_time())
+        {
+            self.load(&mut ring)?;
+        }
+        let Some(cipher) = ring.by_subject.get(&sealed.subject) else {
+            event.metadata.personal_data = Some(PersonalData::Erased);
+            return Ok(event);
+        };
+        let failed = || PersonalError::Open {
+            event: event.event_id,
+            at,
+            subject: format!("{SUBJECT_PREFIX}{}", sealed.subject),
+        };
+        let nonce: [u8; 24] = B64
+            .decode(sealed.nonce.as_bytes())
+            .ok()
+            .and_then(|n| n.try_into().ok())
+            .ok_or_else(failed)?;
+        let ciphertext = B64
+            .decode(sealed.ciphertext.as_bytes())
+            .map_err(|_| failed())?;
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(
+                    &XNonce::from(nonce),
+                    Payload {
+                        msg: &ciphertext,
+                        aad: &aad(event.event_id),
+                    },
+                )
+                .map_err(|_| failed())?,
+        );
+        let fields: Fields = serde_json::from_slice(&plain).map_err(|_| failed())?;
+        fields.put(&mut event);
+        event.metadata.personal_data = Some(PersonalData::Encrypted);
+        Ok(event)
+    }
+}
+
+/// The pseudonym (`subject:HEX`) under which the events of `user` are stored in the store at
+/// `root`, while their key exists; `None` when it has none (never had one, or was erased).
+pub fn subject_of(root: &Path, user: &str) -> Result<Option<String>, PersonalError> {
+    Ok(read_key(&key_path(&root.join("keys"), user))?
+        .map(|k| format!("{SUBJECT_PREFIX}{}", k.subject)))
+}
+
+/// Destroys `user`'s key in the store at `root` (overwritten with zeros, synced, removed, the
+/// folder synced): every personal field sealed with it is unreadable from then on. Returns
+/// the pseudonym it had, `None` if there was no key.
+pub fn erase(root: &Path, user: &str) -> Result<Option<String>, PersonalError> {
+    let keys = root.join("keys");
+    let path = key_path(&keys, user);
+    let Some(key) = read_key(&path)? else {
+        return Ok(None);
+    };
+    let len = fs::metadata(&path).map_err(io("stat", &path))?.len();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io("open", &path))?;
+    f.write_all(&vec![0u8; len as usize])
+        .and_then(|()| f.sync_all())
+        .map_err(io("overwrite", &path))?;
+    drop(f);
+    fs::remove_file(&path).map_err(io("remove", &path))?;
+    sync_dir(&keys).map_err(|e| PersonalError::Io {
+        op: "sync",
+        path: keys.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(Some(format!("{SUBJECT_PREFIX}{}", key.subject)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{EventType, Outcome};
+
+    #[derive(Deserialize)]
+    struct UserOnly {
+        user_id: String,
+    }
+
+    fn event(user: &str) -> AuditEvent {
+        let mut e = AuditEvent::test_event(EventType::ToolAccess, Outcome::Initiated);
+        e.user_id = user.into();
+        e.metadata.arguments =
+            Some(RawValue::from_string(r#"{"n":1.50,"to":"x@y.z"}"#.into()).unwrap());
+        e.metadata.error_messages = vec!["no such file /home/alice".into()];
+        e.metadata.http = Some(Box::new(HttpContext {
+            client_address: Some("192.0.2.7".into()),
+            user_agent: Some("curl/8".into()),
+            trace_id: Some("t".into()),
+            roles: vec!["admin".into()],
+            ..HttpContext::default()
+        }));
+        e
+    }
+
+    #[test]
+    fn sealed_fields_leave_the_record_and_come_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealer = Sealer::new(dir.path());
+        sealer.begin_batch();
+        let e = event("alice");
+        let stored = sealer.seal(&serde_json::to_vec(&e).unwrap()).unwrap();
+        let text = String::from_utf8(stored.clone()).unwrap();
+        for secret in [
+            "alice",
+            "x@y.z",
+            "192.0.2.7",
+            "curl/8",
+            "admin",
+            "/home/alice",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        // The skeleton stays: tool, trace id, type.
+        assert!(text.contains("\"tool_name\":\"echo\"") && text.contains("\"trace_id\":\"t\""));
+        let ring = Keyring::new(dir.path());
+        let back = ring.decode(&stored, JournalPos::START).unwrap();
+        assert_eq!(back.user_id, "alice");
+        assert_eq!(
+            back.metadata.arguments.unwrap().get(),
+            r#"{"n":1.50,"to":"x@y.z"}"#
+        );
+        assert_eq!(
+            back.metadata.http.as_deref().unwrap(),
+            e.metadata.http.as_deref().unwrap()
+        );
+        assert_eq!(back.metadata.personal_data, Some(PersonalData::Encrypted));
+
+        // Another user gets another key and pseudonym; the same user keeps hers.
+        let bob = sealer
+            .seal(&serde_json::to_vec(&event("bob")).unwrap())
+            .unwrap();
+        let again = sealer
+            .seal(&serde_json::to_vec(&event("alice")).unwrap())
+            .unwrap();
+        let user = |b: &[u8]| serde_json::from_slice::<UserOnly>(b).unwrap().user_id;
+        assert_ne!(user(&bob), user(&stored));
+        assert_eq!(user(&again), user(&stored));
+        assert_eq!(
+            subject_of(dir.path(), "alice").unwrap(),
+            Some(user(&stored))
+        );
+
+        // Erased: the fields are gone, the skeleton reads, bob is untouched.
+        assert_eq!(erase(dir.path(), "alice").unwrap(), Some(user(&stored)));
+        assert_eq!(erase(dir.path(), "alice").unwrap(), None);
+        let ring = Keyring::new(dir.path());
+        let gone = ring.decode(&stored, JournalPos::START).unwrap();
+        assert_eq!(gone.metadata.personal_data, Some(PersonalData::Erased));
+        assert_eq!(gone.user_id, user(&stored));
+        assert!(gone.metadata.arguments.is_none() && gone.metadata.error_messages.is_empty());
+        assert_eq!(gone.tool_name.as_deref(), Some("echo"));
+        assert_eq!(ring.decode(&bob, JournalPos::START).unwrap().user_id, "bob");
+
+        // The writer sees the erasure at its next batch: alice gets a new key.
+        sealer.begin_batch();
+        let after = sealer
+            .seal(&serde_json::to_vec(&event("alice")).unwrap())
+            .unwrap();
+        assert_ne!(user(&after), user(&stored));
+        assert_eq!(
+            ring.decode(&after, JournalPos::START).unwrap().user_id,
+            "alice"
+        );
+    }
+
+    #[test]
+    fn a_ciphertext_moved_to_another_event_or_changed_does_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealer = Sealer::new(dir.path());
+        let a = sealer
+            .seal(&serde_json::to_vec(&event("alice")).unwrap())
+            .unwrap();
+        let b = sealer
+            .seal(&serde_json::to_vec(&event("alice")).unwrap())
+            .unwrap();
+        let personal = |x: &[u8]| -> serde_json::Value {
+            serde_json::from_slice::<serde_json::Value>(x).unwrap()["personal"].clone()
+        };
+        let mut moved: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        moved["personal"] = personal(&a);
+        let ring = Keyring::new(dir.path());
+        let err = ring
+            .decode(&serde_json::to_vec(&moved).unwrap(), JournalPos::START)
+            .unwrap_err();
+        assert!(err.to_string().contains("do not open"), "{err}");
+        // A record without personal fields (an older store) reads as it is.
+        let plain = serde_json::to_vec(&event("carol")).unwrap();
+        let e = ring.decode(&plain, JournalPos::START).unwrap();
+        assert_eq!(e.user_id, "carol");
+        assert_eq!(e.metadata.personal_data, None);
+    }
+
+    #[test]
+    fn writers_meeting_a_new_user_at_once_agree_on_one_key() {
+        // Each thread stands for a writer process: its own sealer, no shared memory.
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Barrier::new(8);
+        let stored: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut sealer = Sealer::new(dir.path());
+                        let payload = serde_json::to_vec(&event("dave")).unwrap();
+                        barrier.wait();
+                        sealer.seal(&payload).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let user = |b: &[u8]| serde_json::from_slice::<UserOnly>(b).unwrap().user_id;
+        assert!(stored.iter().all(|r| user(r) == user(&stored[0])));
+        let ring = Keyring::new(dir.path());
+        for r in &stored {
+            assert_eq!(ring.decode(r, JournalPos::START).unwrap().user_id, "dave");
+        }
+        // One key file, no hidden leftovers.
+        let names: Vec<_> = fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        fs::create_dir_all(&keys).unwrap();
+        fs::write(key_path(&keys, "alice"), b"{not json").unwrap();
+        let mut sealer = Sealer::new(dir.path());
+        let err = sealer
+            .seal(&serde_json::to_vec(&event("alice")).unwrap())
+            .unwrap_err();
+        assert!(matches!(err, PersonalError::BadKeyFile { .. }), "{err}");
+        assert!(err.to_string().contains(".key"), "{err}");
+    }
+}

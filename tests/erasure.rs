@@ -1,0 +1,357 @@
+//! Erasure and portability (issue 9 item 7) through the real binary: two users call tools
+//! through the gateway; `erase --user alice` while it runs makes her personal fields
+//! unreadable everywhere in the store folder (journals, index, keys) while bob's stay intact,
+//! `verify` still passes, the erasure is itself an event, her calls after the erasure are
+//! readable again under a new key, and `export --user bob` gives his events in plaintext. A
+//! store written before personal fields were encrypted still reads and verifies, and `erase`
+//! says clearly that it cannot erase its events.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::gateway::{ALICE_KEY, BOB_KEY, Gateway, call, connect};
+use common::{LineClient, TestStore, call_line, example_server, proxy_bin};
+use serde_json::{Value, json};
+
+/// Runs `mcp-audit-proxy ARGS --config CONFIG` (no progress bar: stderr is a pipe).
+fn run(config: &Path, args: &[&str]) -> Output {
+    Command::new(proxy_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the proxy binary")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && memchr::memmem::find(&bytes, needle.as_bytes()).is_some()
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn calls_of<'a>(events: &'a [Value], user: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["user_id"] == user && e["action"] == "tools/call")
+        .collect()
+}
+
+const ALICE_SECRET: &str = "alice-secret-42 plum orchard";
+const ALICE_AFTER: &str = "after-erasure-7 quince grove";
+const BOB_SECRET: &str = "bob-note-99 walnut hedge";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasing_a_user_makes_their_personal_data_unreadable_and_the_trail_still_verifies() {
+    let gw = Gateway::start("");
+    let store = gw.config.parent().unwrap().join("store");
+    for (key, secret) in [(ALICE_KEY, ALICE_SECRET), (BOB_KEY, BOB_SECRET)] {
+        let client = connect(&gw.endpoint(), key).await;
+        client
+            .call_tool(call("echo", json!({"text": secret})))
+            .await
+            .unwrap();
+        client.cancel().await.unwrap();
+    }
+    // Before the erasure: both users read back in full; nothing personal is stored in clear.
+    let before = gw.events();
+    let alice_before = calls_of(&before, "alice");
+    assert_eq!(alice_before.len(), 2, "{before:#?}");
+    let access = alice_before
+        .iter()
+        .find(|e| e["event_type"] == "tool_access")
+        .unwrap();
+    assert_eq!(access["metadata"]["arguments"]["text"], ALICE_SECRET);
+    assert_eq!(access["metadata"]["http"]["client_address"], "127.0.0.1");
+    assert_eq!(access["metadata"]["personal_data"], "encrypted");
+    for needle in [
+        ALICE_SECRET,
+        BOB_SECRET,
+        "127.0.0.1",
+        "\"alice\"",
+        "\"bob\"",
+    ] {
+        assert_eq!(
+            files_containing(&store, needle),
+            Vec::<String>::new(),
+            "{needle} stored in clear"
+        );
+    }
+    // Queries by user find each user's own events (the index keys them by pseudonym).
+    let only_bob = run(&gw.config, &["events", "--json", "--user", "bob"]);
+    assert!(only_bob.status.success(), "{}", text(&only_bob.stderr));
+    let bob_lines: Vec<Value> = text(&only_bob.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!bob_lines.is_empty() && bob_lines.iter().all(|e| e["user_id"] == "bob"));
+
+    // Erase alice while the gateway runs (it holds the index and her key in its cache).
+    let erased = run(&gw.config, &["erase", "--user", "alice"]);
+    assert!(erased.status.success(), "{}", text(&erased.stderr));
+    let said = text(&erased.stdout);
+    assert!(
+        said.contains("erased the personal data of user \"alice\""),
+        "{said}"
+    );
+    let subject = said
+        .split("their key (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .to_string();
+    assert!(subject.starts_with("subject:"), "{said}");
+
+    // Her next call, after the erasure, is stored under a new key: readable.
+    let client = connect(&gw.endpoint(), ALICE_KEY).await;
+    client
+        .call_tool(call("echo", json!({"text": ALICE_AFTER})))
+        .await
+        .unwrap();
+    client.cancel().await.unwrap();
+    let (status, gw) = gw.stop();
+    assert!(status.success());
+
+    let after = gw.events();
+    // Her earlier events: the skeleton stays, the personal fields are gone.
+    let ids: Vec<&Value> = alice_before.iter().map(|e| &e["event_id"]).collect();
+    let gone: Vec<&Value> = after
+        .iter()
+        .filter(|e| ids.contains(&&e["event_id"]))
+        .collect();
+    assert_eq!(gone.len(), 2, "{after:#?}");
+    for e in &gone {
+        assert_eq!(e["metadata"]["personal_data"], "erased", "{e:#}");
+        assert_eq!(e["user_id"], subject.as_str());
+        assert!(e["metadata"].get("arguments").is_none(), "{e:#}");
+        assert!(
+            e["metadata"]["http"].get("client_address").is_none(),
+            "{e:#}"
+        );
+        assert_eq!(e["tool_name"], "echo");
+        assert_eq!(e["action"], "tools/call");
+        assert!(e["risk_level"].is_string() && e["result"].is_string());
+    }
+    // Bob's are intact, and so is alice's call after the erasure.
+    let bob = calls_of(&after, "bob");
+    assert_eq!(bob.len(), 2);
+    assert!(
+        bob.iter()
+            .any(|e| e["metadata"]["arguments"]["text"] == BOB_SECRET)
+    );
+    let again = calls_of(&after, "alice");
+    assert_eq!(again.len(), 2, "her one call after the erasure: {after:#?}");
+    assert!(
+        again
+            .iter()
+            .any(|e| e["metadata"]["arguments"]["text"] == ALICE_AFTER)
+    );
+    assert!(again.iter().all(|e| e["user_id"] != subject.as_str()));
+
+    // `events --user alice` finds only what she did after the erasure.
+    let by_name = run(&gw.config, &["events", "--json", "--user", "alice"]);
+    let lines: Vec<Value> = text(&by_name.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().all(|e| !ids.contains(&&e["event_id"])));
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+
+    // The erasure is recorded, naming the pseudonym only.
+    let record = after
+        .iter()
+        .find(|e| e["action"] == "audit/erase")
+        .expect("the erasure event");
+    assert_eq!(record["event_type"], "configuration_change");
+    let change = record["metadata"]["changes"][0].as_str().unwrap();
+    assert!(
+        change.contains(&subject) && !change.contains("alice"),
+        "{change}"
+    );
+
+    // Nothing of what she sent before is left anywhere in the store folder.
+    for needle in [ALICE_SECRET, "127.0.0.1", "alice"] {
+        assert_eq!(
+            files_containing(&store, needle),
+            Vec::<String>::new(),
+            "{needle}"
+        );
+    }
+
+    // The chain, the checkpoints and the index still verify.
+    let verified = run(&gw.config, &["verify"]);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        text(&verified.stdout),
+        text(&verified.stderr)
+    );
+    assert!(text(&verified.stdout).contains("is intact"));
+    // No progress bar when standard error is not a terminal.
+    assert_eq!(text(&verified.stderr), "", "verify wrote to stderr");
+    // So does an archive of the whole range, whose records hold the ciphertexts.
+    let archive = gw.config.parent().unwrap().join("archive.jsonl");
+    let exported = run(&gw.config, &["export", "--out", archive.to_str().unwrap()]);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    assert_eq!(text(&exported.stderr), "", "export wrote to stderr");
+    let checked = run(
+        &gw.config,
+        &["verify", "--export", archive.to_str().unwrap()],
+    );
+    assert!(checked.status.success(), "{}", text(&checked.stdout));
+    assert!(
+        files_containing(archive.parent().unwrap(), BOB_SECRET)
+            .iter()
+            .all(|f| !f.ends_with("archive.jsonl"))
+    );
+
+    // Portability: bob's events, decrypted, in one JSON document.
+    let portable = gw.config.parent().unwrap().join("bob.json");
+    let out = run(
+        &gw.config,
+        &[
+            "export",
+            "--user",
+            "bob",
+            "--out",
+            portable.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&portable).unwrap()).unwrap();
+    assert_eq!(doc["type"], "mcp-audit-proxy/portability/1");
+    assert_eq!(doc["user_id"], "bob");
+    let events = doc["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e["user_id"] == "bob"));
+    assert_eq!(events[0]["metadata"]["arguments"]["text"], BOB_SECRET);
+    assert!(events[0]["event_id"].as_str() < events[1]["event_id"].as_str());
+
+    // Erasing someone the store does not know is a clear error.
+    for user in ["nobody", "alice-typo"] {
+        let out = run(&gw.config, &["erase", "--user", user]);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("holds no events and no key"), "{err}");
+    }
+}
+
+/// The proxy in front of the example server as `user`, through stdio.
+fn wrapper(store: &TestStore, user: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(proxy_bin());
+    c.args(["stdio", "--user", user, "--config"])
+        .arg(&store.config)
+        .arg("--")
+        .arg(example_server())
+        .env("RUST_LOG", "warn");
+    c
+}
+
+async fn one_call(store: &TestStore, user: &str, text: &str) {
+    let mut c = LineClient::spawn(wrapper(store, user));
+    c.initialize().await;
+    c.send(&call_line(json!(1), "echo", json!({"text": text})))
+        .await;
+    c.recv_response(&json!(1)).await;
+    assert!(c.finish().await.success());
+}
+
+/// Makes every segment of the store a format-2 segment: what the version before encryption
+/// wrote (its records are those of format 3 with nothing sealed; the header is not hashed).
+fn as_format_2(store: &Path) {
+    let mut stack = vec![store.join("journal")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "journal") {
+                let mut bytes = std::fs::read(&path).unwrap();
+                assert_eq!(&bytes[..8], b"MCPAJNL3");
+                bytes[7] = b'2';
+                std::fs::write(&path, bytes).unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_encryption_reads_verifies_and_cannot_be_erased_in_place() {
+    let store = TestStore::new("encrypt_personal_data = false");
+    one_call(&store, "carol", "carol-old-1 cedar lane").await;
+    as_format_2(&store.store_dir());
+    assert!(!files_containing(&store.store_dir(), "carol-old-1 cedar lane").is_empty());
+
+    // This version reads it (after a reindex from the format-2 journals) and verifies it.
+    assert!(run(&store.config, &["reindex"]).status.success());
+    let events = store.events();
+    assert_eq!(calls_of(&events, "carol").len(), 2, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["metadata"].get("personal_data").is_none())
+    );
+    let verified = run(&store.config, &["verify"]);
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+
+    // Her events are in clear: erase says so, and what to do, and changes nothing.
+    let out = run(&store.config, &["erase", "--user", "carol"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("stored unencrypted") && err.contains("retention"),
+        "{err}"
+    );
+    assert_eq!(calls_of(&store.events(), "carol").len(), 2);
+
+    // With encryption on (the default), her new events are sealed; an erasure then erases
+    // those and says plainly that the old ones remain.
+    std::fs::write(
+        &store.config,
+        std::fs::read_to_string(&store.config)
+            .unwrap()
+            .replace("encrypt_personal_data = false", ""),
+    )
+    .unwrap();
+    one_call(&store, "carol", "carol-new-2 birch lane").await;
+    let out = run(&store.config, &["erase", "--user", "carol"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("NOT ERASED: 2 older event(s)"), "{said}");
+    assert!(files_containing(&store.store_dir(), "carol-new-2 birch lane").is_empty());
+    let events = store.events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["metadata"]["personal_data"] == "erased")
+            .count(),
+        2,
+        "{events:#?}"
+    );
+    assert_eq!(
+        calls_of(&events, "carol").len(),
+        2,
+        "the old ones, in clear"
+    );
+    let verified = run(&store.config, &["verify"]);
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+}
