@@ -46,6 +46,14 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write a time range of the trail to one file that `verify --export` checks anywhere.
     Export(ExportArgs),
+    /// Bring events (JSON lines, as `events --json` writes them) into the store, kept as they
+    /// are and marked imported; the whole file is checked first, nothing is written on error.
+    Import(ImportArgs),
+    /// Find anomalies in the trail: statistical, behavioural, temporal, network.
+    Anomalies(AnomaliesArgs),
+    /// Behaviour of a user, or usage of the tools, over a time window.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
 }
 
 impl Command {
@@ -60,6 +68,10 @@ impl Command {
             Command::Tools(ToolsCommand::Accept(a)) => &a.config.config,
             Command::Verify(a) => &a.config.config,
             Command::Export(a) => &a.config.config,
+            Command::Import(a) => &a.config.config,
+            Command::Anomalies(a) => &a.config.config,
+            Command::Analyze(AnalyzeCommand::User(a)) => &a.config.config,
+            Command::Analyze(AnalyzeCommand::Tools(a)) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -324,4 +336,76 @@ pub struct ExportArgs {
     /// The file to write (never overwritten).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// `import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The file of events, one JSON object per line (the README's "Event JSON"); `-` reads
+    /// stdin.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// The time window of an analytics command.
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// From TIME: RFC 3339 or a duration ago (7d, 24h).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
+    /// Until TIME (same forms; default: now).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
+    /// JSON instead of a table (`anomalies`: one finding per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `anomalies` arguments (default window: the last 7 days).
+#[derive(Debug, Args)]
+pub struct AnomaliesArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub window: WindowArgs,
+}
+
+/// `analyze` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AnalyzeCommand {
+    /// One user: where from, which tools, when, their anomalies and a risk score (default
+    /// window: the last 24 hours).
+    User(AnalyzeUserArgs),
+    /// The tools: most used, success rates, risk, high-risk activity (default window: the
+    /// last 24 hours).
+    Tools(AnalyzeToolsArgs),
+}
+
+/// `analyze user` arguments.
+#[derive(Debug, Args)]
+pub struct AnalyzeUserArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The user (`user_id`).
+    pub user: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub window: WindowArgs,
+}
+
+/// `analyze tools` arguments.
+#[derive(Debug, Args)]
+pub struct AnalyzeToolsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub window: WindowArgs,
 }

@@ -1,5 +1,6 @@
 //! The modes behind the subcommands, so that `main` stays a thin edge and tests can call them.
 
+pub mod analytics;
 pub mod trail;
 
 use std::io::Write;

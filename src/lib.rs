@@ -5,10 +5,13 @@
 //!
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
-//!                     test, tools accept, keygen, verify, export)
+//!                     test, tools accept, keygen, verify, export, import, anomalies, analyze)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
-//!                     export (run without a config where they can)
+//!                     export (run without a config where they can); commands/analytics.rs:
+//!                     import (checked whole, then through the audit writer), anomalies,
+//!                     analyze user / tools
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
+//!                     analytics.rs: [analytics] (service accounts, networks, time zones);
 //!                     source.rs: errors that name the file, the line and a hint;
 //!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
 //!                     upstream.rs: [[upstream]] (a command, or a url with its credentials)
@@ -64,8 +67,11 @@
 //!                     (signed heads, keys), verify.rs (tamper check of journals,
 //!                     checkpoints, index), export.rs (a verifiable time range in one file)
 //! analytics/          after the fact, never on the message path: calls (access + end
-//!                     joined), anomalies.rs (four families, population context),
-//!                     quality.rs (precision/recall against labelled traffic)
+//!                     joined, as they come), read.rs (calls from the store a day at a time,
+//!                     through its query API), anomalies.rs (four families, population
+//!                     context), behaviour.rs (a user's and the tools' figures, the
+//!                     behavioural risk score), quality.rs (precision/recall against
+//!                     labelled traffic)
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```

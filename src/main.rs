@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand, ToolsCommand};
+use mcp_audit_proxy::cli::{AnalyzeCommand, Cli, Command, PolicyCommand, ToolsCommand};
 use mcp_audit_proxy::commands;
 use mcp_audit_proxy::config::Config;
 use mcp_audit_proxy::telemetry::{self, Logging, Output};
@@ -90,6 +90,24 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             &args,
             &mut std::io::stdout().lock(),
         )?),
+        Command::Import(args) => Ok(commands::analytics::import(
+            &args,
+            config,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )?),
+        Command::Anomalies(args) => {
+            commands::analytics::anomalies(&args, config, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::Analyze(AnalyzeCommand::User(args)) => {
+            commands::analytics::analyze_user(&args, config, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::Analyze(AnalyzeCommand::Tools(args)) => {
+            commands::analytics::analyze_tools(&args, config, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
         Command::Tools(ToolsCommand::Accept(args)) => {
             let mut out = std::io::stdout().lock();
             commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut out)

@@ -9,10 +9,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod analytics;
 mod gateway;
 pub(crate) mod source;
 mod upstream;
 
+pub use analytics::{AnalyticsConfig, DEFAULT_BASELINE_DAYS, parse_offset};
 pub use gateway::{ApiKey, GatewayConfig, JwtSettings, TlsFiles};
 pub use source::ConfigError;
 pub(crate) use source::Source;
@@ -45,6 +47,8 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     risk: crate::policy::settings::RawRisk,
+    #[serde(default)]
+    analytics: analytics::RawAnalytics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +101,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[risk]`: the compiled policy.
     pub policy: std::sync::Arc<crate::policy::Policy>,
+    /// `[analytics]`: the operator context of the anomaly detectors and `analyze`.
+    pub analytics: AnalyticsConfig,
 }
 
 /// `[audit]`: where and how events are stored.
@@ -278,6 +284,8 @@ impl Config {
             0..=600_000,
         )?;
 
+        let analytics = analytics::compile(&at, raw.analytics)?;
+
         let log_file = match raw.log.file {
             Some(f) => Some(base.join(at.non_empty("log.file", f)?)),
             None => None,
@@ -307,6 +315,7 @@ impl Config {
             },
             log: LogConfig { file: log_file },
             policy: std::sync::Arc::new(policy),
+            analytics,
         })
     }
 }
