@@ -347,7 +347,7 @@ fn local_hour(at_ms: u64, offset_min: i32) -> usize {
     ((at_ms as i64 + offset_min as i64 * 60_000).div_euclid(HOUR as i64)).rem_euclid(24) as usize
 }
 
-fn seen<'a>(values: impl IntoIterator<Item = (String, u64)>) -> Vec<Seen> {
+fn seen(values: impl IntoIterator<Item = (String, u64)>) -> Vec<Seen> {
     let mut m: HashMap<String, (usize, u64, u64)> = HashMap::new();
     for (v, at) in values {
         let e = m.entry(v).or_insert((0, at, at));
@@ -537,5 +537,123 @@ pub fn user_report(
         high_risk,
         risk_score,
         risk_reasons: parts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::End;
+    use crate::audit::EventId;
+
+    fn call(n: u64, at_ms: u64, user: &str, risk: RiskLevel, result: Outcome) -> Call {
+        Call {
+            id: EventId(ulid::Ulid::from_parts(at_ms, u128::from(n))),
+            at_ms,
+            user: user.into(),
+            tool: "echo".into(),
+            session: "s".into(),
+            ip: None,
+            client: None,
+            arguments: None,
+            tags: Vec::new(),
+            roles: Vec::new(),
+            risk,
+            risk_reasons: vec!["r".into()],
+            end: Some(End {
+                id: EventId(ulid::Ulid::from_parts(at_ms + 1, u128::from(n))),
+                failed: result != Outcome::Success,
+                result,
+                risk,
+                execution_us: Some(1000 * (n + 1)),
+                output_bytes: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_inferred_zone_centres_the_working_day_on_one_pm() {
+        // 09:00-17:00 in UTC+8 is 01:00-09:00 UTC; in UTC-5, 14:00-22:00 UTC.
+        for (offset_h, first_utc_h) in [(8i64, 1u64), (-5, 14), (0, 9)] {
+            let calls: Vec<Call> = (0..10)
+                .flat_map(|day| {
+                    (0..32).map(move |q| {
+                        let at = day * DAY + first_utc_h * HOUR + q * 15 * 60_000;
+                        call(q, at, "u", RiskLevel::Low, Outcome::Success)
+                    })
+                })
+                .collect();
+            assert_eq!(usual_offset(&calls), (offset_h * 60) as i32, "{offset_h}");
+        }
+    }
+
+    #[test]
+    fn the_score_adds_its_parts_with_their_caps() {
+        // 10 days of history at 09:00-10:00 UTC, then a window of 10 calls: 2 high-risk,
+        // 1 blocked, 4 at 03:00 (outside the usual hours).
+        let mut calls = Vec::new();
+        for day in 0..10 {
+            for q in 0..4 {
+                calls.push(call(
+                    q,
+                    day * DAY + 9 * HOUR + q * 600_000,
+                    "u",
+                    RiskLevel::Low,
+                    Outcome::Success,
+                ));
+            }
+        }
+        let from = 10 * DAY;
+        let window = [
+            (9, RiskLevel::High, Outcome::Success),
+            (9, RiskLevel::Critical, Outcome::Success),
+            (9, RiskLevel::Low, Outcome::Blocked),
+            (9, RiskLevel::Low, Outcome::Success),
+            (9, RiskLevel::Low, Outcome::Error),
+            (9, RiskLevel::Low, Outcome::Success),
+            (3, RiskLevel::Low, Outcome::Success),
+            (3, RiskLevel::Low, Outcome::Success),
+            (3, RiskLevel::Low, Outcome::Success),
+            (3, RiskLevel::Low, Outcome::Success),
+        ];
+        for (i, (h, risk, result)) in window.into_iter().enumerate() {
+            calls.push(call(
+                100 + i as u64,
+                from + h * HOUR + i as u64 * 60_000,
+                "u",
+                risk,
+                result,
+            ));
+        }
+        calls.sort_by_key(|c| c.at_ms);
+        let context = Context {
+            time_zones: [("u".to_string(), 0)].into(),
+            ..Context::default()
+        };
+        let finding: Finding = serde_json::from_value(serde_json::json!({
+            "family": "temporal", "kind": "off_hours", "severity": "high",
+            "subject": {"user": "u"}, "from": "1970-01-11T03:00:00Z",
+            "to": "1970-01-11T03:10:00Z", "evidence": [], "explanation": "x"
+        }))
+        .unwrap();
+        let r = user_report("u", &calls, &[finding], &context, from, from + DAY - 1);
+        assert_eq!(r.calls, 10);
+        assert_eq!(r.usual_hours, vec![9]);
+        assert!((r.outside_usual_hours - 0.4).abs() < 1e-9);
+        let points: Vec<u32> = r.risk_reasons.iter().map(|p| p.points).collect();
+        // 25 (one high finding), 40 × 2/10 = 8, 3 × 1, 20 × 0.4 = 8.
+        assert_eq!(points, vec![25, 8, 3, 8]);
+        assert_eq!(r.risk_score, 44);
+        assert_eq!(r.hour_histogram[3], 4);
+        assert_eq!(r.hour_histogram[9], 6);
+        let echo = &r.tools[0];
+        assert_eq!((echo.calls, echo.succeeded), (10, 8));
+        assert_eq!(echo.results["blocked"], 1);
+        assert_eq!((echo.risk.high, echo.risk.critical), (1, 1));
+        // 95th percentile (nearest rank) of 1..=10 ms over ids 100..109: the tenth.
+        assert_eq!(echo.p95_execution_ms, Some(110.0));
+        let (high, total) = high_risk(&calls, 20);
+        assert_eq!(total, 3);
+        assert_eq!(high[0].result, Some("blocked"));
     }
 }
