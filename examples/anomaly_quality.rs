@@ -1,5 +1,9 @@
 //! Precision and recall of the anomaly detectors on labelled traffic from `traffic.rs`, and
-//! false alarms per 1000 user-days on the same month without injections (issue 10 item 2).
+//! false alarms per 1000 user-days on the same month without injections (issue 10 item 2),
+//! through the commands' own path: each month is imported into a fresh store
+//! (`commands::analytics::import`, what `mcp-audit-proxy import` runs), with the labels'
+//! operator context as the config's `[analytics]` table, and read back by the `anomalies`
+//! command (`--json`), whose lines are scored against the labels.
 //!
 //! ```text
 //! cargo run --release --example traffic -- --seed 1 --out month.jsonl --labels labels.json
@@ -7,18 +11,67 @@
 //! cargo run --release --example anomaly_quality -- month.jsonl labels.json clean.jsonl
 //! ```
 
-use std::io::BufRead;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use mcp_audit_proxy::analytics::{self, anomalies, quality};
-use mcp_audit_proxy::audit::AuditEvent;
+use mcp_audit_proxy::analytics::anomalies::Finding;
+use mcp_audit_proxy::analytics::quality;
+use mcp_audit_proxy::cli::{AnomaliesArgs, ConfigArg, ImportArgs, WindowArgs};
+use mcp_audit_proxy::commands::analytics as commands;
+use mcp_audit_proxy::config::Config;
 
-fn read(path: &str) -> Result<Vec<AuditEvent>, Box<dyn std::error::Error>> {
-    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+/// Imports `events` into a new store under `dir` and runs `anomalies --json` over the month.
+fn through_the_commands(
+    dir: &Path,
+    events: &str,
+    labels: &quality::Labels,
+) -> Result<(Vec<Finding>, Duration, Duration), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("proxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[audit]\nstore_dir = \"store\"\n{}",
+            quality::analytics_toml(&labels.context)
+        ),
+    )?;
+    let config = Config::load(&path)?;
+    let config_arg = || ConfigArg {
+        config: path.clone(),
+    };
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    commands::import(
+        &ImportArgs {
+            config: config_arg(),
+            file: events.into(),
+        },
+        &config,
+        &mut std::io::empty(),
+        &mut sink,
+    )?;
+    let imported = started.elapsed();
+    let start = humantime::parse_rfc3339(&labels.start)?;
+    let started = Instant::now();
     let mut out = Vec::new();
-    for (i, line) in file.lines().enumerate() {
-        out.push(serde_json::from_str(&line?).map_err(|e| format!("{path}:{}: {e}", i + 1))?);
-    }
-    Ok(out)
+    commands::anomalies(
+        &AnomaliesArgs {
+            config: config_arg(),
+            window: WindowArgs {
+                since: Some(start),
+                until: Some(start + Duration::from_secs(labels.days * 86_400)),
+                json: true,
+            },
+        },
+        &config,
+        &mut out,
+    )?;
+    let detected = started.elapsed();
+    Ok((
+        quality::read_findings(std::str::from_utf8(&out)?)?,
+        imported,
+        detected,
+    ))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,10 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: anomaly_quality MONTH.jsonl LABELS.json CLEAN.jsonl".into());
     };
     let labels: quality::Labels = serde_json::from_slice(&std::fs::read(labels)?)?;
-    let started = std::time::Instant::now();
-    let calls = analytics::calls(read(events)?);
-    let findings = anomalies::detect(&calls, &labels.context);
-    let took = started.elapsed();
+    let dir = tempfile::tempdir()?;
+    let (findings, imported, detected) =
+        through_the_commands(&dir.path().join("month"), events, &labels)?;
     let scores = quality::score(&findings, &labels.anomalies);
     println!("family       findings  precision  labels  recall  missed");
     for (family, s) in &scores {
@@ -57,26 +109,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .any(|(l, e)| quality::points_at(f, l, e))
             {
                 let at = humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.from_ms),
+                    std::time::UNIX_EPOCH + Duration::from_millis(f.from_ms),
                 );
                 println!("false: {at} {} {} {}", f.family, f.kind, f.explanation);
             }
         }
     }
-    let clean_calls = analytics::calls(read(clean)?);
-    let clean_findings = anomalies::detect(&clean_calls, &labels.context);
+    let (clean_findings, _, _) = through_the_commands(&dir.path().join("clean"), clean, &labels)?;
     let identities = labels.people.len();
     println!(
-        "clean month: {} findings, {:.1} false alarms per 1000 user-days ({identities} identities, {} days); detection took {:.1} s for {} calls",
+        "clean month: {} findings, {:.1} false alarms per 1000 user-days ({identities} identities, {} days); import took {:.1} s, anomalies {:.1} s",
         clean_findings.len(),
         quality::false_alarm_rate(clean_findings.len(), identities, labels.days),
         labels.days,
-        took.as_secs_f64(),
-        calls.len()
+        imported.as_secs_f64(),
+        detected.as_secs_f64(),
     );
     let mut kinds = std::collections::BTreeMap::new();
     for f in &clean_findings {
-        *kinds.entry((f.family, f.kind)).or_insert(0) += 1;
+        *kinds
+            .entry((f.family.to_string(), f.kind.to_string()))
+            .or_insert(0) += 1;
     }
     println!("clean findings by kind: {kinds:?}");
     Ok(())

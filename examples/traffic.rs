@@ -485,14 +485,14 @@ impl Gen {
     fn ip(&self, p: usize, t: u64, session: &str) -> Ipv4Addr {
         let person = &self.people[p];
         if person.net == 3 {
-            let day = ((t - self.start) / DAY) as u32;
+            let day = (t.saturating_sub(self.start) / DAY) as u32;
             let pool = if day >= 20 { VPN_AFTER } else { NETS[3].prefix };
             let h = session.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
                 (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
             });
             return Ipv4Addr::new(pool[0], pool[1], (h >> 8) as u8 % 64, 1 + (h as u8 % 254));
         }
-        let week = (t - self.start) / (7 * DAY);
+        let week = t.saturating_sub(self.start) / (7 * DAY);
         let [a, b] = NETS[person.net].prefix;
         Ipv4Addr::new(
             a,
@@ -504,10 +504,10 @@ impl Gen {
 
     fn client(&self, p: usize, t: u64) -> String {
         let (name, before, after, day) = CLIENTS[self.people[p].client];
-        let today = ((t - self.start) / DAY) as u32;
+        let today = (t.saturating_sub(self.start) / DAY) as u32;
         // The update lands over the day, person by person.
         let lands = day as u64 * DAY + (p as u64 * 37 % 20) * HOUR;
-        let version = if day > 0 && t - self.start >= lands && today >= day {
+        let version = if day > 0 && t.saturating_sub(self.start) >= lands && today >= day {
             after
         } else {
             before
@@ -653,7 +653,7 @@ impl Gen {
 
     fn choose_tool(&self, rng: &mut SmallRng, p: usize, t: u64) -> &'static str {
         let person = &self.people[p];
-        let day = ((t - self.start) / DAY) as u32;
+        let day = (t.saturating_sub(self.start) / DAY) as u32; // a zone east of UTC starts before it
         let month_end = day + 2 >= self.days;
         // The team-wide rollout: from day 8, most engineers and analysts adopt summarize_doc.
         let adopted = matches!(person.role, Role::Engineering | Role::Analytics)

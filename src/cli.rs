@@ -56,6 +56,14 @@ pub enum Command {
     /// Erase a user's personal data (GDPR Art. 17): their key is destroyed, so the personal
     /// fields of their events can no longer be read; the chain and the skeleton still verify.
     Erase(EraseArgs),
+    /// Bring events (JSON lines, as `events --json` writes them) into the store, kept as they
+    /// are and marked imported; the whole file is checked first, nothing is written on error.
+    Import(ImportArgs),
+    /// Find anomalies in the trail: statistical, behavioural, temporal, network.
+    Anomalies(AnomaliesArgs),
+    /// Behaviour of a user, or usage of the tools, over a time window.
+    #[command(subcommand)]
+    Analyze(AnalyzeCommand),
 }
 
 /// `store` subcommands.
@@ -92,6 +100,10 @@ impl Command {
             Command::Store(StoreCommand::Status(a)) => &a.config.config,
             Command::Retention(a) => &a.config.config,
             Command::Erase(a) => &a.config.config,
+            Command::Import(a) => &a.config.config,
+            Command::Anomalies(a) => &a.config.config,
+            Command::Analyze(AnalyzeCommand::User(a)) => &a.config.config,
+            Command::Analyze(AnalyzeCommand::Tools(a)) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -388,4 +400,76 @@ pub struct EraseArgs {
     /// The user whose personal data to erase (user_id exactly as recorded).
     #[arg(long, value_name = "USER")]
     pub user: String,
+}
+
+/// `import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The file of events, one JSON object per line (the README's "Event JSON"); `-` reads
+    /// stdin.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// The time window of an analytics command.
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// From TIME: RFC 3339 or a duration ago (7d, 24h).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
+    /// Until TIME (same forms; default: now).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
+    /// JSON instead of a table (`anomalies`: one finding per line).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `anomalies` arguments (default window: the last 7 days).
+#[derive(Debug, Args)]
+pub struct AnomaliesArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub window: WindowArgs,
+}
+
+/// `analyze` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AnalyzeCommand {
+    /// One user: where from, which tools, when, their anomalies and a risk score (default
+    /// window: the last 24 hours).
+    User(AnalyzeUserArgs),
+    /// The tools: most used, success rates, risk, high-risk activity (default window: the
+    /// last 24 hours).
+    Tools(AnalyzeToolsArgs),
+}
+
+/// `analyze user` arguments.
+#[derive(Debug, Args)]
+pub struct AnalyzeUserArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// The user (`user_id`).
+    pub user: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub window: WindowArgs,
+}
+
+/// `analyze tools` arguments.
+#[derive(Debug, Args)]
+pub struct AnalyzeToolsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub window: WindowArgs,
 }

@@ -1,7 +1,8 @@
 //! The modes behind the subcommands, so that `main` stays a thin edge and tests can call them.
 
-pub mod retention;
+pub mod analytics;
 pub mod privacy;
+pub mod retention;
 pub mod trail;
 
 use std::io::Write;

@@ -6,14 +6,17 @@
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
 //!                     test, tools accept, keygen, verify, export, store status,
-//!                     retention, erase)
+//!                     retention, erase, import, anomalies, analyze)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can); commands/retention.rs:
 //!                     retention (dry run, --apply with a progress bar, the purge event);
-//!                     commands/privacy.rs: erase --user, export --user (GDPR Art. 17, 20)
+//!                     commands/privacy.rs: erase --user, export --user (GDPR Art. 17, 20);
+//!                     commands/analytics.rs: import (checked whole, then through the audit
+//!                     writer), anomalies, analyze user / tools
 //! progress.rs         progress bars of verify, export, reindex, retention (hidden off a
 //!                     terminal)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
+//!                     analytics.rs: [analytics] (service accounts, networks, time zones);
 //!                     source.rs: errors that name the file, the line and a hint;
 //!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
 //!                     upstream.rs: [[upstream]] (a command, or a url with its credentials);
@@ -76,8 +79,11 @@
 //!                     removed or rewritten, index entries dropped)
 //!                     personal.rs (personal fields sealed per user; keys; erasure)
 //! analytics/          after the fact, never on the message path: calls (access + end
-//!                     joined), anomalies.rs (four families, population context),
-//!                     quality.rs (precision/recall against labelled traffic)
+//!                     joined, as they come), read.rs (calls from the store a day at a time,
+//!                     through its query API), anomalies.rs (four families, population
+//!                     context), behaviour.rs (a user's and the tools' figures, the
+//!                     behavioural risk score), quality.rs (precision/recall against
+//!                     labelled traffic)
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mcp_audit_proxy::cli::{Cli, Command, PolicyCommand, StoreCommand, ToolsCommand};
+use mcp_audit_proxy::cli::{
+    AnalyzeCommand, Cli, Command, PolicyCommand, StoreCommand, ToolsCommand,
+};
 use mcp_audit_proxy::commands;
 use mcp_audit_proxy::config::Config;
 use mcp_audit_proxy::telemetry::{self, Logging, Output};
@@ -113,6 +115,24 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
         Command::Store(StoreCommand::Status(args)) => {
             let mut out = std::io::stdout().lock();
             commands::store_status(&args, config, &mut out).context("store status")?;
+            Ok(0)
+        }
+        Command::Import(args) => Ok(commands::analytics::import(
+            &args,
+            config,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout().lock(),
+        )?),
+        Command::Anomalies(args) => {
+            commands::analytics::anomalies(&args, config, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::Analyze(AnalyzeCommand::User(args)) => {
+            commands::analytics::analyze_user(&args, config, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Command::Analyze(AnalyzeCommand::Tools(args)) => {
+            commands::analytics::analyze_tools(&args, config, &mut std::io::stdout().lock())?;
             Ok(0)
         }
         Command::Tools(ToolsCommand::Accept(args)) => {

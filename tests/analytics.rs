@@ -97,6 +97,7 @@ fn without_the_operators_context_a_renumbered_vpn_is_still_not_everyones_anomaly
     let context = analytics::Context {
         service_accounts: labels.context.service_accounts.clone(),
         networks: Vec::new(),
+        ..analytics::Context::default()
     };
     let findings = anomalies::detect(&analytics::calls(events), &context);
     let new_networks: Vec<_> = findings

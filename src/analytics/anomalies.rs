@@ -16,7 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Call, Context};
@@ -28,22 +30,24 @@ const DAY: u64 = 24 * HOUR;
 /// History a subject needs before novelty (first tool, first client, first network) counts.
 pub const WARM_UP_DAYS: u64 = 5;
 
-/// One anomaly found.
-#[derive(Debug, Clone, Serialize)]
+/// One anomaly found; its JSON is what `anomalies --json` prints, one per line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     /// `statistical`, `behavioural`, `temporal` or `network`.
-    pub family: &'static str,
+    pub family: Cow<'static, str>,
     /// What was seen: `call_rate`, `output_size`, `error_rate`, `execution_time`,
     /// `first_use`, `new_client`, `unusual_arguments`, `read_then_send`, `off_hours`,
     /// `burst`, `new_network`, `many_addresses`, `shared_address`, `impossible_travel`.
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     /// `low`, `medium` or `high`.
-    pub severity: &'static str,
+    pub severity: Cow<'static, str>,
     /// Who or what: `{"user": …}`, `{"ip": …, "users": […]}` or `{"tool": …}`.
     pub subject: Value,
-    /// Start of the window, milliseconds since the Unix epoch.
+    /// Start of the window, milliseconds since the Unix epoch (in JSON: `from`, RFC 3339).
+    #[serde(rename = "from", with = "super::ms_time")]
     pub from_ms: u64,
-    /// End of the window (inclusive), same unit.
+    /// End of the window (inclusive), same unit (in JSON: `to`).
+    #[serde(rename = "to", with = "super::ms_time")]
     pub to_ms: u64,
     /// Access event ids of the calls that make it up.
     pub evidence: Vec<EventId>,
@@ -61,9 +65,9 @@ impl Finding {
         explanation: String,
     ) -> Finding {
         Finding {
-            family,
-            kind,
-            severity,
+            family: family.into(),
+            kind: kind.into(),
+            severity: severity.into(),
             subject,
             from_ms: calls.iter().map(|c| c.at_ms).min().unwrap_or(0),
             to_ms: calls.iter().map(|c| c.at_ms).max().unwrap_or(0),
@@ -88,7 +92,7 @@ pub fn detect(calls: &[Call], context: &Context) -> Vec<Finding> {
     off_hours(calls, &people, &mut out);
     burst(calls, &people, &mut out);
     networks(calls, &people, context, &mut out);
-    out.sort_by_key(|f| (f.from_ms, f.family, f.kind));
+    out.sort_by(|a, b| (a.from_ms, &a.family, &a.kind).cmp(&(b.from_ms, &b.family, &b.kind)));
     out
 }
 

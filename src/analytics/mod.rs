@@ -13,7 +13,9 @@
 //! design) and the networks they own, with their places for impossible-travel checks.
 
 pub mod anomalies;
+pub mod behaviour;
 pub mod quality;
+pub mod read;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,7 +24,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::audit::{AuditEvent, EventId, EventType, Outcome};
+use crate::audit::{AuditEvent, EventId, EventType, Outcome, RiskLevel};
 
 /// One tool call: its access event joined with its end.
 #[derive(Debug, Clone)]
@@ -47,8 +49,20 @@ pub struct Call {
     pub tags: Vec<String>,
     /// The principal's roles (`metadata.http.roles`).
     pub roles: Vec<String>,
+    /// `risk_level` of the access event.
+    pub risk: RiskLevel,
+    /// `metadata.risk_reasons` of the access event, kept only at `high` and above (what
+    /// `analyze` lists as high-risk activity).
+    pub risk_reasons: Vec<String>,
     /// The end event, when it is in the input.
     pub end: Option<End>,
+}
+
+impl Call {
+    /// The call's risk: the access event's, or its end's when the result raised it.
+    pub fn risk(&self) -> RiskLevel {
+        self.end.map_or(self.risk, |e| e.risk.max(self.risk))
+    }
 }
 
 /// What a call's end event says.
@@ -58,6 +72,10 @@ pub struct End {
     pub id: EventId,
     /// The tool returned an error result, or the call failed.
     pub failed: bool,
+    /// The end event's `result`.
+    pub result: Outcome,
+    /// The end event's `risk_level` (a result's scan may raise it).
+    pub risk: RiskLevel,
     /// `metadata.execution_time_us`.
     pub execution_us: Option<u64>,
     /// `metadata.output_size_bytes`.
@@ -73,6 +91,10 @@ pub struct Context {
     /// Networks the organisation owns or uses (offices, VPN pools).
     #[serde(default)]
     pub networks: Vec<Network>,
+    /// Users' time zones, minutes east of UTC (fixed offsets); others are inferred from
+    /// their hours ([`behaviour::usual_offset`]).
+    #[serde(default)]
+    pub time_zones: std::collections::BTreeMap<String, i32>,
 }
 
 /// A known network.
@@ -106,31 +128,40 @@ impl Context {
 /// Joins access events with their end events into calls, ordered by time. Ends whose access
 /// is not in the input are skipped; accesses without an end have `end: None`.
 pub fn calls(events: impl IntoIterator<Item = AuditEvent>) -> Vec<Call> {
-    let mut calls: Vec<Call> = Vec::new();
-    let mut by_id: HashMap<EventId, usize> = HashMap::new();
-    let mut ends: Vec<(EventId, End)> = Vec::new();
+    let mut joiner = Joiner::default();
     for e in events {
-        let failed = matches!(
-            e.result,
-            Outcome::Error
-                | Outcome::JsonrpcError
-                | Outcome::Timeout
-                | Outcome::ServerExit
-                | Outcome::Refused
-                | Outcome::Blocked
-        );
+        joiner.push(e);
+    }
+    joiner.finish()
+}
+
+/// Joins events into calls as they come, in any order (what [`read`] feeds it, a day of the
+/// store at a time): it holds one [`Call`] per access event and the ends waiting for theirs.
+#[derive(Debug, Default)]
+pub struct Joiner {
+    calls: Vec<Call>,
+    by_id: HashMap<EventId, usize>,
+    /// Ends read before their access event (by the access event's id).
+    waiting: HashMap<EventId, End>,
+}
+
+impl Joiner {
+    /// Takes one event: an access becomes a call, an end joins its call (the first end wins);
+    /// other event types are ignored.
+    pub fn push(&mut self, e: AuditEvent) {
         match e.event_type {
             EventType::ToolAccess => {
                 let m = &e.metadata;
                 let http = m.http.as_deref();
-                by_id.insert(e.event_id, calls.len());
-                calls.push(Call {
+                let i = self.calls.len();
+                self.by_id.insert(e.event_id, i);
+                let end = self.waiting.remove(&e.event_id);
+                self.calls.push(Call {
                     id: e.event_id,
                     at_ms: e
                         .timestamp
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64),
-                    user: e.user_id,
                     tool: e.tool_name.unwrap_or_else(|| "?".into()),
                     session: e.session_id,
                     ip: http
@@ -146,32 +177,79 @@ pub fn calls(events: impl IntoIterator<Item = AuditEvent>) -> Vec<Call> {
                         .and_then(|a| serde_json::from_str(a.get()).ok()),
                     tags: e.compliance_tags,
                     roles: http.map(|h| h.roles.clone()).unwrap_or_default(),
-                    end: None,
+                    risk: e.risk_level,
+                    risk_reasons: if e.risk_level >= RiskLevel::High {
+                        e.metadata.risk_reasons
+                    } else {
+                        Vec::new()
+                    },
+                    user: e.user_id,
+                    end,
                 });
             }
             EventType::ToolExecution | EventType::ToolFailure => {
-                if let Some(access) = e.linked_event_id {
-                    ends.push((
-                        access,
-                        End {
-                            id: e.event_id,
-                            failed,
-                            execution_us: e.metadata.execution_time_us,
-                            output_bytes: e.metadata.output_size_bytes,
-                        },
-                    ));
+                let Some(access) = e.linked_event_id else {
+                    return;
+                };
+                let end = End {
+                    id: e.event_id,
+                    failed: matches!(
+                        e.result,
+                        Outcome::Error
+                            | Outcome::JsonrpcError
+                            | Outcome::Timeout
+                            | Outcome::ServerExit
+                            | Outcome::Refused
+                            | Outcome::Blocked
+                    ),
+                    result: e.result,
+                    risk: e.risk_level,
+                    execution_us: e.metadata.execution_time_us,
+                    output_bytes: e.metadata.output_size_bytes,
+                };
+                match self.by_id.get(&access) {
+                    Some(&i) => {
+                        if self.calls[i].end.is_none() {
+                            self.calls[i].end = Some(end);
+                        }
+                    }
+                    None => {
+                        self.waiting.entry(access).or_insert(end);
+                    }
                 }
             }
             _ => {}
         }
     }
-    for (access, end) in ends {
-        if let Some(&i) = by_id.get(&access)
-            && calls[i].end.is_none()
-        {
-            calls[i].end = Some(end);
-        }
+
+    /// The calls, ordered by time (ends whose access never came are dropped).
+    pub fn finish(self) -> Vec<Call> {
+        let mut calls = self.calls;
+        calls.sort_by_key(|c| (c.at_ms, c.id));
+        calls
     }
-    calls.sort_by_key(|c| (c.at_ms, c.id));
-    calls
+}
+
+/// Milliseconds since the epoch as RFC 3339 text (UTC, milliseconds), for findings' JSON.
+pub(crate) mod ms_time {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// `ms` as `2026-10-05T09:00:00.000Z`.
+    pub fn text(ms: u64) -> String {
+        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    }
+
+    pub fn serialize<S: Serializer>(ms: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&text(*ms))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let t = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        humantime::parse_rfc3339(&t)
+            .map_err(serde::de::Error::custom)?
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .map_err(serde::de::Error::custom)
+    }
 }

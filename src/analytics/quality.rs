@@ -23,6 +23,8 @@ pub const SLACK_MS: u64 = 30 * 60_000;
 /// The labels file of `examples/traffic.rs`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Labels {
+    /// First day, RFC 3339.
+    pub start: String,
     /// Days of traffic.
     pub days: u64,
     /// The injected anomalies.
@@ -129,7 +131,7 @@ pub fn score(findings: &[Finding], labels: &[Label]) -> BTreeMap<String, FamilyS
         out.insert(family.into(), FamilyScore::default());
     }
     for f in findings {
-        let s = out.entry(f.family.into()).or_default();
+        let s = out.entry(f.family.to_string()).or_default();
         s.findings += 1;
         if labels
             .iter()
@@ -169,4 +171,43 @@ pub fn score(findings: &[Finding], labels: &[Label]) -> BTreeMap<String, FamilyS
 /// False alarms per 1000 user-days: `findings` on a month without injections.
 pub fn false_alarm_rate(findings: usize, identities: usize, days: u64) -> f64 {
     findings as f64 * 1000.0 / (identities as f64 * days as f64).max(1.0)
+}
+
+/// `context` as the `[analytics]` table of a `proxy.toml`, so that the measure runs through
+/// the configuration the commands read (TOML strings are JSON strings).
+pub fn analytics_toml(context: &Context) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut out = String::from("[analytics]\n");
+    let accounts: Vec<String> = context.service_accounts.iter().map(|s| q(s)).collect();
+    out.push_str(&format!("service_accounts = [{}]\n", accounts.join(", ")));
+    if !context.time_zones.is_empty() {
+        let zones: Vec<String> = context
+            .time_zones
+            .iter()
+            .map(|(u, m)| format!("{} = {}", q(u), q(&super::behaviour::offset_text(*m))))
+            .collect();
+        out.push_str(&format!("time_zones = {{ {} }}\n", zones.join(", ")));
+    }
+    for n in &context.networks {
+        out.push_str(&format!(
+            "[[analytics.networks]]\ncidr = {}\nname = {}\n",
+            q(&n.cidr.to_string()),
+            q(&n.name)
+        ));
+        if let Some(p) = &n.place {
+            out.push_str(&format!("place = {}\n", q(p)));
+        }
+        if let (Some(lat), Some(lon)) = (n.lat, n.lon) {
+            out.push_str(&format!("lat = {lat:?}\nlon = {lon:?}\n"));
+        }
+    }
+    out
+}
+
+/// Reads `anomalies --json` output back into findings.
+pub fn read_findings(text: &str) -> Result<Vec<Finding>, serde_json::Error> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect()
 }

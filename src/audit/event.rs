@@ -342,6 +342,11 @@ pub struct Metadata {
     /// with the user's key, `erased` when that key was destroyed (GDPR Art. 17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub personal_data: Option<PersonalData>,
+    /// Set by `mcp-audit-proxy import`: this event was brought into the store from a file (an
+    /// export, another store, generated traffic), not recorded by a proxy writing to it. It is
+    /// part of the sealed record, so the chain vouches for the mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
 }
 
 /// The store's size against its budget, in bytes (file lengths, see
@@ -388,6 +393,18 @@ pub enum PersonalData {
     Encrypted,
     /// The user's key was destroyed: the fields are gone, the skeleton remains.
     Erased,
+}
+
+/// Where and when an imported event came from (`metadata.imported`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Imported {
+    /// When it was imported, RFC 3339 UTC with microseconds.
+    pub at: String,
+    /// The file it was read from, as given to `import` (`-` for stdin).
+    pub source: String,
+    /// Its line in that file (1-based).
+    pub line: u64,
 }
 
 /// A value of this event stored shortened (or, for arguments whose shape is over the cap,

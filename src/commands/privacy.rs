@@ -178,7 +178,8 @@ fn record_erasure(config: &Config, subject: &str, events: usize) -> Result<(), S
         upstream: String::new(),
         linked_event_id: None,
     };
-    let (sink, threads, _lock) = start_audit(config, os_user(), String::new(), None).map_err(|e| e.to_string())?;
+    let (sink, threads, _lock) =
+        start_audit(config, os_user(), String::new(), None).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;

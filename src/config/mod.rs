@@ -9,11 +9,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod analytics;
 mod gateway;
 mod retention;
 pub(crate) mod source;
 mod upstream;
 
+pub use analytics::{AnalyticsConfig, DEFAULT_BASELINE_DAYS, parse_offset};
 pub use gateway::{ApiKey, GatewayConfig, JwtSettings, TlsFiles};
 pub use retention::RetentionConfig;
 pub use source::ConfigError;
@@ -74,6 +76,7 @@ struct RawConfig {
     risk: crate::policy::settings::RawRisk,
     #[serde(default)]
     retention: retention::RawRetention,
+    analytics: analytics::RawAnalytics,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +134,8 @@ pub struct Config {
     pub policy: std::sync::Arc<crate::policy::Policy>,
     /// `[retention]`: how long events are kept, per compliance tag.
     pub retention: RetentionConfig,
+    /// `[analytics]`: the operator context of the anomaly detectors and `analyze`.
+    pub analytics: AnalyticsConfig,
 }
 
 /// `[audit]`: where and how events are stored.
@@ -332,6 +337,8 @@ impl Config {
             0..=600_000,
         )?;
 
+        let analytics = analytics::compile(&at, raw.analytics)?;
+
         let log_file = match raw.log.file {
             Some(f) => Some(base.join(at.non_empty("log.file", f)?)),
             None => None,
@@ -367,6 +374,7 @@ impl Config {
             log: LogConfig { file: log_file },
             policy: std::sync::Arc::new(policy),
             retention,
+            analytics,
         })
     }
 }

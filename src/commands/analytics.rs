@@ -1,0 +1,691 @@
+//! `import`, `anomalies`, `analyze user` and `analyze tools` (issue 10 items 1, 2 and 6): the
+//! analytics over the store, after the fact, never on the message path.
+//!
+//! # How much is read
+//!
+//! `anomalies` and `analyze user` read the window and, before it, `[analytics]
+//! baseline_days` of history (default 28: every weekday four times and a month-end), because
+//! the detectors judge each subject against its own past and its peers: a first use, a new
+//! network or an unusual hour is only new against that history, and a subject with less than
+//! [`crate::analytics::anomalies::WARM_UP_DAYS`] of it is not judged on novelty. Findings are
+//! reported when their window meets the command's. `analyze tools` reads the window only.
+//! Reading is a day at a time through the store's query API ([`crate::analytics::read`]);
+//! what is held is one call per access event of the range read.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::analytics::behaviour::{self, ToolsReport, UserReport};
+use crate::analytics::{Call, anomalies, read};
+use crate::audit::event::Imported;
+use crate::audit::{AuditError, AuditEvent, EventId, writer};
+use crate::cli::{AnalyzeToolsArgs, AnalyzeUserArgs, AnomaliesArgs, ImportArgs, WindowArgs};
+use crate::config::{Config, Durability};
+use crate::store::{self, Store, StoreError};
+
+/// Errors of the analytics commands, each saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    /// There is no store to read.
+    #[error("no audit store at {}\n  hint: check audit.store_dir in the config; the store is created when the proxy first runs (or by `import`)", path.display())]
+    NoStore {
+        /// The configured store folder.
+        path: PathBuf,
+    },
+    /// The import file cannot be read or spooled.
+    #[error("cannot {op} {}: {source}\n  hint: check the path and the free space of the store's disk", path.display())]
+    File {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Lines of the import file that cannot be imported; nothing was written.
+    #[error("{file}: {count} line(s) cannot be imported; nothing was imported\n{}{}\n  hint: fix or remove those lines and run import again (the whole file is checked before anything is written)", lines.iter().map(|l| format!("  {l}\n")).collect::<String>(), if *count > lines.len() { format!("  … and {} more\n", count - lines.len()) } else { String::new() })]
+    BadLines {
+        /// The file as given.
+        file: String,
+        /// How many lines are bad.
+        count: usize,
+        /// The first of them, `line N: what is wrong`, in line order.
+        lines: Vec<String>,
+    },
+    /// The index is held by a running proxy: ids cannot be checked against the store.
+    #[error("the audit index of {} is held by another mcp-audit-proxy process, so the file's event ids cannot be checked against the store\n  hint: import while no proxy or gateway writes to this store (or into another store, then query that)", path.display())]
+    IndexBusy {
+        /// The store folder.
+        path: PathBuf,
+    },
+    /// The writer failed part-way (after the file was checked).
+    #[error(
+        "the audit writer failed after {written} of {total} events were imported: {source}\n  hint: the events written stay (the journal is append-only) and are listed by `events`; remove the first {written} lines from the file and import the rest once the cause is fixed"
+    )]
+    Write {
+        /// Events durable before the failure.
+        written: usize,
+        /// Events to import.
+        total: usize,
+        /// The writer's error.
+        source: AuditError,
+    },
+    /// A thread or runtime could not be started.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// What.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The window is empty.
+    #[error("--since is after --until\n  hint: give --since earlier than --until")]
+    EmptyWindow,
+}
+
+/// Bad lines shown in the error (the count says how many there were).
+const SHOWN_ERRORS: usize = 20;
+/// Events handed to the writer before waiting for the oldest to be durable: the writer makes
+/// each batch durable with one sync, so this bounds memory, not speed.
+const IN_FLIGHT: usize = 4096;
+
+/// Removes the spool file however `import` ends.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Members of `given` that `kept` (the event as this version writes it) lacks: members this
+/// version does not know, which importing would drop. Null and empty-array members are the
+/// defaults of absent ones.
+fn unknown_members(given: &Value, kept: &Value, at: &str, out: &mut Vec<String>) {
+    let (Value::Object(g), Value::Object(k)) = (given, kept) else {
+        return;
+    };
+    for (name, v) in g {
+        let path = if at.is_empty() {
+            name.clone()
+        } else {
+            format!("{at}.{name}")
+        };
+        match k.get(name) {
+            Some(kv) if path != "metadata.arguments" => unknown_members(v, kv, &path, out),
+            Some(_) => {}
+            None if v.is_null() || v.as_array().is_some_and(Vec::is_empty) => {}
+            None => out.push(path),
+        }
+    }
+}
+
+/// Checks one line: the event to store (marked imported), or what is wrong.
+fn check_line(text: &str, source: &str, line: u64, now: &str) -> Result<AuditEvent, String> {
+    let mut event: AuditEvent =
+        serde_json::from_str(text).map_err(|e| format!("not an audit event: {e}"))?;
+    let given: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let kept = serde_json::to_value(&event).map_err(|e| format!("cannot be encoded: {e}"))?;
+    let mut unknown = Vec::new();
+    unknown_members(&given, &kept, "", &mut unknown);
+    if !unknown.is_empty() {
+        return Err(format!(
+            "unknown member(s) {} (this version would drop them; upgrade mcp-audit-proxy, or remove them)",
+            unknown.join(", ")
+        ));
+    }
+    let id_ms = event.event_id.0.timestamp_ms();
+    let ts_ms = event
+        .timestamp
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if id_ms.abs_diff(ts_ms) > 1000 {
+        return Err(format!(
+            "event_id {} was made at {} but timestamp says {}: the store finds events by time through their ids, so queries would miss it",
+            event.event_id,
+            crate::analytics::ms_time::text(id_ms),
+            crate::analytics::ms_time::text(ts_ms)
+        ));
+    }
+    event.metadata.imported = Some(Imported {
+        at: now.to_string(),
+        source: source.to_string(),
+        line,
+    });
+    // What the writer will seal: refused now rather than half-way through the import.
+    let payload = serde_json::to_vec(&event).map_err(|e| format!("cannot be encoded: {e}"))?;
+    store::canonical::canonicalize(&payload)
+        .map_err(|e| format!("cannot be made a chained record: {e}"))?;
+    Ok(event)
+}
+
+/// `import FILE`: checks every line (JSON, fields, ids, duplicates within the file and with
+/// the store), spooling the checked events beside the store; only when all are good, writes
+/// them through the audit writer (sealed into a new journal's chain, checkpointed, indexed),
+/// each with `metadata.imported`. Returns the exit code.
+pub fn import(
+    args: &ImportArgs,
+    config: &Config,
+    stdin: &mut impl BufRead,
+    out: &mut impl Write,
+) -> Result<i32, AnalyticsError> {
+    let root = &config.audit.store_dir;
+    let source = args.file.display().to_string();
+    let file_err = |op, source| AnalyticsError::File {
+        op,
+        path: args.file.clone(),
+        source,
+    };
+    let mut file;
+    let input: &mut dyn BufRead = if source == "-" {
+        stdin
+    } else {
+        file = BufReader::new(std::fs::File::open(&args.file).map_err(|e| file_err("open", e))?);
+        &mut file
+    };
+    std::fs::create_dir_all(root).map_err(|e| StoreError::io("create", root, e))?;
+    let spool = Spool(root.join(format!(".import-{}.jsonl", std::process::id())));
+    let mut spooled = std::io::BufWriter::new(std::fs::File::create(&spool.0).map_err(|e| {
+        AnalyticsError::File {
+            op: "create the spool file",
+            path: spool.0.clone(),
+            source: e,
+        }
+    })?);
+    let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    let mut errors: Vec<(u64, String)> = Vec::new();
+    let mut ids: HashMap<EventId, u64> = HashMap::new();
+    let mut text = String::new();
+    let mut line = 0u64;
+    loop {
+        text.clear();
+        let n = input
+            .read_line(&mut text)
+            .map_err(|e| file_err("read", e))?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        if text.trim().is_empty() {
+            continue;
+        }
+        match check_line(text.trim_end_matches(['\n', '\r']), &source, line, &now) {
+            Ok(event) => {
+                if let Some(first) = ids.insert(event.event_id, line) {
+                    ids.insert(event.event_id, first);
+                    errors.push((
+                        line,
+                        format!("event_id {} repeats line {first}", event.event_id),
+                    ));
+                    continue;
+                }
+                serde_json::to_writer(&mut spooled, &event)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| spooled.write_all(b"\n"))
+                    .map_err(|e| AnalyticsError::File {
+                        op: "write the spool file",
+                        path: spool.0.clone(),
+                        source: e,
+                    })?;
+            }
+            Err(e) => errors.push((line, e)),
+        }
+    }
+    spooled.flush().map_err(|e| AnalyticsError::File {
+        op: "write the spool file",
+        path: spool.0.clone(),
+        source: e,
+    })?;
+    drop(spooled);
+    // Ids already in the store.
+    if root.join("journal").is_dir() && !ids.is_empty() {
+        let Some((index, _lock, report)) = store::open_for_query(root)? else {
+            return Err(AnalyticsError::IndexBusy { path: root.clone() });
+        };
+        super::log_open(&report);
+        for (id, at) in &ids {
+            if index.get(*id)?.is_some() {
+                errors.push((*at, format!("event_id {id} is already in the store")));
+            }
+        }
+        index.close()?;
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        return Err(AnalyticsError::BadLines {
+            file: source,
+            count: errors.len(),
+            lines: errors
+                .iter()
+                .take(SHOWN_ERRORS)
+                .map(|(l, e)| format!("line {l}: {e}"))
+                .collect(),
+        });
+    }
+    let total = ids.len();
+    drop(ids);
+
+    // Everything checked: write through the audit writer, as a proxy does.
+    let store = Store::open_journal(root, config.audit.segment_bytes)?;
+    let journal_id = store.id;
+    let (mut journal, keeper, lock) = store.into_parts(root);
+    // Imported events are stored as a proxy stores them: personal fields sealed per user.
+    if config.audit.encrypt_personal_data {
+        journal.encrypt_personal_data(root);
+    }
+    let plan = writer::CheckpointPlan::new(
+        &journal,
+        config.audit.signer.clone(),
+        config.audit.checkpoint_every_events,
+        config.audit.checkpoint_interval,
+    );
+    let (sink, threads) = writer::start_with(
+        journal,
+        keeper,
+        Durability::Sync,
+        config.audit.flush_interval,
+        config.audit.queue_capacity,
+        plan,
+    )
+    .map_err(|source| AnalyticsError::Start {
+        what: "the audit writer",
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|source| AnalyticsError::Start {
+            what: "the async runtime",
+            source,
+        })?;
+    let spool_in =
+        BufReader::new(
+            std::fs::File::open(&spool.0).map_err(|e| AnalyticsError::File {
+                op: "read the spool file",
+                path: spool.0.clone(),
+                source: e,
+            })?,
+        );
+    let result: Result<usize, AnalyticsError> = runtime.block_on(async {
+        let mut acks = VecDeque::new();
+        let mut written = 0usize;
+        let fail = |written, source| AnalyticsError::Write {
+            written,
+            total,
+            source,
+        };
+        for l in spool_in.lines() {
+            let l = l.map_err(|e| AnalyticsError::File {
+                op: "read the spool file",
+                path: spool.0.clone(),
+                source: e,
+            })?;
+            let event: AuditEvent = serde_json::from_str(&l).map_err(|e| {
+                fail(
+                    written,
+                    AuditError::Unavailable {
+                        reason: format!("a spooled event does not read back: {e}"),
+                    },
+                )
+            })?;
+            acks.push_back(sink.record(&event).map_err(|e| fail(written, e))?);
+            if acks.len() >= IN_FLIGHT
+                && let Some(ack) = acks.pop_front()
+            {
+                ack.wait().await.map_err(|e| fail(written, e))?;
+                written += 1;
+            }
+        }
+        while let Some(ack) = acks.pop_front() {
+            ack.wait().await.map_err(|e| fail(written, e))?;
+            written += 1;
+        }
+        Ok(written)
+    });
+    runtime.block_on(sink.close());
+    threads.join();
+    drop(lock);
+    let written = result?;
+    writeln!(
+        out,
+        "imported {written} events from {source} into {} (journal {journal_id}), each marked metadata.imported",
+        root.display()
+    )?;
+    Ok(0)
+}
+
+/// The window `[from, to]` of `args`, `default` before now when `--since` is not given.
+fn window(
+    args: &WindowArgs,
+    default: Duration,
+) -> Result<(SystemTime, SystemTime), AnalyticsError> {
+    let to = args.until.unwrap_or_else(SystemTime::now);
+    let from = args.since.unwrap_or_else(|| to - default);
+    if from > to {
+        return Err(AnalyticsError::EmptyWindow);
+    }
+    Ok((from, to))
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The calls of `[from - baseline, to]` from the store.
+fn read_calls(
+    config: &Config,
+    from: SystemTime,
+    to: SystemTime,
+) -> Result<Vec<Call>, AnalyticsError> {
+    let root = &config.audit.store_dir;
+    if !root.join("journal").is_dir() {
+        return Err(AnalyticsError::NoStore { path: root.clone() });
+    }
+    let (calls, report) = read::calls(root, from, to)?;
+    if let Some(opened) = &report.opened {
+        super::log_open(opened);
+    }
+    if report.from_journals {
+        tracing::info!("another process holds the audit index; read the journals directly");
+    }
+    for d in &report.damaged {
+        tracing::error!(damage = %d, "audit journal segment damaged");
+    }
+    tracing::debug!(
+        events = report.events,
+        calls = calls.len(),
+        "read the trail"
+    );
+    Ok(calls)
+}
+
+fn baseline(config: &Config) -> Duration {
+    Duration::from_secs(config.analytics.baseline_days * 86_400)
+}
+
+/// The findings whose window meets `[from, to]`, over the window and its baseline.
+fn findings_in(
+    config: &Config,
+    from: SystemTime,
+    to: SystemTime,
+) -> Result<(Vec<Call>, Vec<anomalies::Finding>), AnalyticsError> {
+    let start = from.checked_sub(baseline(config)).unwrap_or(UNIX_EPOCH);
+    let calls = read_calls(config, start, to)?;
+    let (f, t) = (ms(from), ms(to));
+    let findings = anomalies::detect(&calls, &config.analytics.context)
+        .into_iter()
+        .filter(|x| x.to_ms >= f && x.from_ms <= t)
+        .collect();
+    Ok((calls, findings))
+}
+
+fn subject_text(s: &Value) -> String {
+    let get = |k: &str| s.get(k).and_then(Value::as_str);
+    match (get("user"), get("tool"), get("ip")) {
+        (Some(u), Some(t), _) => format!("{u} / {t}"),
+        (Some(u), None, _) => u.to_string(),
+        (None, _, Some(ip)) => {
+            let n = s.get("users").and_then(Value::as_array).map_or(0, Vec::len);
+            format!("{ip} ({n} users)")
+        }
+        (None, Some(t), None) => format!("tool {t}"),
+        _ => s.to_string(),
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn write_findings(out: &mut impl Write, findings: &[anomalies::Finding]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<20}  {:<20}  {:<12} {:<18} {:<8} {:<28} EXPLANATION",
+        "FROM", "TO", "FAMILY", "KIND", "SEVERITY", "SUBJECT"
+    )?;
+    for f in findings {
+        writeln!(
+            out,
+            "{:<20}  {:<20}  {:<12} {:<18} {:<8} {:<28} {}",
+            seconds(f.from_ms),
+            seconds(f.to_ms),
+            f.family,
+            f.kind,
+            f.severity,
+            subject_text(&f.subject),
+            f.explanation
+        )?;
+        let shown: Vec<String> = f.evidence.iter().take(5).map(ToString::to_string).collect();
+        let more = f.evidence.len().saturating_sub(5);
+        writeln!(
+            out,
+            "    evidence: {}{}",
+            shown.join(" "),
+            if more > 0 {
+                format!(" (+{more} more: anomalies --json lists them all)")
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// `anomalies`: the detectors' findings in the window (default: the last 7 days), as a table
+/// or one JSON object per line.
+pub fn anomalies(
+    args: &AnomaliesArgs,
+    config: &Config,
+    out: &mut impl Write,
+) -> Result<(), AnalyticsError> {
+    let (from, to) = window(&args.window, Duration::from_secs(7 * 86_400))?;
+    let (calls, findings) = findings_in(config, from, to)?;
+    if args.window.json {
+        for f in &findings {
+            serde_json::to_writer(&mut *out, f).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+    } else {
+        write_findings(out, &findings)?;
+        writeln!(
+            out,
+            "\n{} findings from {} to {} ({} calls read, with {} days of history before)",
+            findings.len(),
+            seconds(ms(from)),
+            seconds(ms(to)),
+            calls.len(),
+            config.analytics.baseline_days
+        )?;
+    }
+    Ok(out.flush()?)
+}
+
+/// `analyze user U`.
+pub fn analyze_user(
+    args: &AnalyzeUserArgs,
+    config: &Config,
+    out: &mut impl Write,
+) -> Result<(), AnalyticsError> {
+    let (from, to) = window(&args.window, Duration::from_secs(86_400))?;
+    let (calls, findings) = findings_in(config, from, to)?;
+    let report = behaviour::user_report(
+        &args.user,
+        &calls,
+        &findings,
+        &config.analytics.context,
+        ms(from),
+        ms(to),
+    );
+    if args.window.json {
+        serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write_user(out, &report)?;
+    }
+    Ok(out.flush()?)
+}
+
+/// `analyze tools`.
+pub fn analyze_tools(
+    args: &AnalyzeToolsArgs,
+    config: &Config,
+    out: &mut impl Write,
+) -> Result<(), AnalyticsError> {
+    let (from, to) = window(&args.window, Duration::from_secs(86_400))?;
+    let calls = read_calls(config, from, to)?;
+    let report = behaviour::tools_report(&calls, ms(from), ms(to));
+    if args.window.json {
+        serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        write_tools(out, &report)?;
+    }
+    Ok(out.flush()?)
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+fn write_tool_table(out: &mut impl Write, tools: &[behaviour::ToolUsage]) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "  {:<24} {:>7} {:>6} {:>8} {:>9} {:>9}  {:<24} RESULTS",
+        "TOOL", "CALLS", "USERS", "SUCCESS", "AVG ms", "P95 ms", "RISK low/med/high/crit"
+    )?;
+    for t in tools {
+        let results: Vec<String> = t.results.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(
+            out,
+            "  {:<24} {:>7} {:>6} {:>8} {:>9} {:>9}  {:<24} {}",
+            t.tool,
+            t.calls,
+            t.users,
+            t.success_rate
+                .map_or("-".into(), |r| format!("{:.1}%", r * 100.0)),
+            opt_ms(t.avg_execution_ms),
+            opt_ms(t.p95_execution_ms),
+            format!(
+                "{}/{}/{}/{}",
+                t.risk.low, t.risk.medium, t.risk.high, t.risk.critical
+            ),
+            results.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+fn write_activities(out: &mut impl Write, list: &[behaviour::Activity]) -> std::io::Result<()> {
+    for a in list {
+        writeln!(
+            out,
+            "  {}  {:<16} {:<20} {:<8} {:<10} {}  {}",
+            a.at,
+            a.user,
+            a.tool,
+            a.risk,
+            a.result.unwrap_or("-"),
+            a.event_id,
+            a.reasons.join("; ")
+        )?;
+    }
+    Ok(())
+}
+
+fn write_tools(out: &mut impl Write, r: &ToolsReport) -> std::io::Result<()> {
+    writeln!(out, "tools from {} to {}: {} calls", r.from, r.to, r.calls)?;
+    writeln!(
+        out,
+        "risk: {} low, {} medium, {} high, {} critical\n",
+        r.risk.low, r.risk.medium, r.risk.high, r.risk.critical
+    )?;
+    write_tool_table(out, &r.tools)?;
+    writeln!(
+        out,
+        "\nhigh-risk activity: {} calls (high, critical, refused or blocked){}",
+        r.high_risk_total,
+        if r.high_risk_total > r.high_risk.len() {
+            format!(", the newest {}:", r.high_risk.len())
+        } else {
+            String::new()
+        }
+    )?;
+    write_activities(out, &r.high_risk)
+}
+
+fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "user {} from {} to {}: {} calls\nbehavioural risk score: {}/100",
+        r.user, r.from, r.to, r.calls, r.risk_score
+    )?;
+    for p in &r.risk_reasons {
+        writeln!(out, "  +{:<3} {}", p.points, p.reason)?;
+    }
+    writeln!(out, "\naccess")?;
+    for (title, list) in [("source IP", &r.source_ips), ("client", &r.user_agents)] {
+        for s in list {
+            writeln!(
+                out,
+                "  {title:<10} {:<28} {:>6} calls  {} .. {}",
+                s.value, s.calls, s.first, s.last
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "  sessions   {} (median length {})",
+        r.sessions.len(),
+        r.median_session_s
+            .map_or("-".into(), |s| format!("{:.0} s", s))
+    )?;
+    for s in r.sessions.iter().take(5) {
+        writeln!(
+            out,
+            "    {:<36} {:>6} calls {:>8.0} s  {} .. {}",
+            s.session, s.calls, s.length_s, s.first, s.last
+        )?;
+    }
+    writeln!(out, "\ntools")?;
+    write_tool_table(out, &r.tools)?;
+    writeln!(
+        out,
+        "\ntiming (local time, UTC{} {})",
+        r.time_zone, r.time_zone_source
+    )?;
+    let max = r.hour_histogram.iter().copied().max().unwrap_or(0).max(1);
+    for (h, n) in r.hour_histogram.iter().enumerate() {
+        let usual = if r.usual_hours.contains(&(h as u8)) {
+            ' '
+        } else {
+            '*'
+        };
+        writeln!(
+            out,
+            "  {h:02}:00{usual} {:>6}  {}",
+            n,
+            "#".repeat((n * 40).div_ceil(max))
+        )?;
+    }
+    writeln!(
+        out,
+        "  (* outside their usual hours: {:.0}% of the calls)",
+        r.outside_usual_hours * 100.0
+    )?;
+    writeln!(out, "\nanomalies: {}", r.anomalies.len())?;
+    if !r.anomalies.is_empty() {
+        write_findings(out, &r.anomalies)?;
+    }
+    writeln!(out, "\nhigh-risk activity: {}", r.high_risk.len())?;
+    write_activities(out, &r.high_risk)
+}

@@ -1,0 +1,531 @@
+//! `import`, `anomalies` and `analyze` through the real binary (issue 10 items 1, 2 and 6):
+//! import errors with their line numbers and nothing written; imported events found by
+//! `events` filters and verified; the detectors' quality on a labelled month through
+//! `import` and `anomalies --json`; `analyze user` and `analyze tools` against figures
+//! counted here from the imported file.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{TestStore, proxy_bin};
+use mcp_audit_proxy::analytics::quality;
+use serde_json::{Value, json};
+
+fn run(config: &Path, args: &[&str]) -> Output {
+    Command::new(proxy_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run mcp-audit-proxy")
+}
+
+fn ok(config: &Path, args: &[&str]) -> String {
+    let out = run(config, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An access event and its end, as the proxy writes them (ids from `n`, times from `ms`).
+fn pair(n: u64, ms: u64, user: &str, tool: &str, result: &str) -> [Value; 2] {
+    let id = |k: u64| ulid::Ulid::from_parts(ms + k, u128::from(n * 2 + k)).to_string();
+    let at = |k: u64| {
+        humantime::format_rfc3339_micros(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms + k),
+        )
+        .to_string()
+    };
+    let access = json!({
+        "event_id": id(0), "timestamp": at(0), "event_type": "tool_access",
+        "user_id": user, "tool_name": tool, "action": "tools/call", "result": "initiated",
+        "metadata": {"protocol_era": "2025", "arguments": {"text": "x"}},
+        "risk_level": "low", "compliance_tags": [], "session_id": format!("s-{user}"),
+        "upstream": "example", "linked_event_id": null,
+    });
+    let end = json!({
+        "event_id": id(1), "timestamp": at(1),
+        "event_type": if result == "success" { "tool_execution" } else { "tool_failure" },
+        "user_id": user, "tool_name": tool, "action": "tools/call", "result": result,
+        "metadata": {"protocol_era": "2025", "execution_time_us": 1500},
+        "risk_level": "low", "compliance_tags": [], "session_id": format!("s-{user}"),
+        "upstream": "example", "linked_event_id": id(0),
+    });
+    [access, end]
+}
+
+fn lines(events: &[Value]) -> String {
+    events.iter().map(|e| format!("{e}\n")).collect()
+}
+
+fn small_file() -> Vec<Value> {
+    let t0 = 1_790_000_000_000;
+    let mut v = Vec::new();
+    for (n, user) in ["alice", "bob", "alice", "bob", "carol"].iter().enumerate() {
+        v.extend(pair(
+            n as u64,
+            t0 + n as u64 * 1000,
+            user,
+            "echo",
+            "success",
+        ));
+    }
+    v
+}
+
+fn no_journal_records(store: &TestStore) -> bool {
+    let journal = store.store_dir().join("journal");
+    !journal.exists()
+        || walk(&journal)
+            .iter()
+            .all(|p| p.extension().is_none_or(|e| e != "journal"))
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn no_spool(store: &TestStore) -> bool {
+    std::fs::read_dir(store.store_dir())
+        .map(|d| {
+            d.flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with(".import-"))
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn import_refuses_bad_lines_with_their_numbers_and_writes_nothing() {
+    let store = TestStore::new("");
+    let good = small_file();
+    let mut text = String::new();
+    for (i, e) in good.iter().enumerate() {
+        match i + 1 {
+            3 => text.push_str("{\"event_id\": \"01\n"), // not JSON
+            5 => {
+                let mut e = e.clone();
+                e["risk_level"] = json!("extreme"); // a bad field
+                text.push_str(&format!("{e}\n"));
+            }
+            7 => text.push_str(&format!("{}\n", good[1])), // line 2's id again
+            9 => {
+                let mut e = e.clone();
+                e["metadata"]["colour"] = json!("red"); // a member this version would drop
+                text.push_str(&format!("{e}\n"));
+            }
+            _ => text.push_str(&format!("{e}\n")),
+        }
+    }
+    let file = store.dir.path().join("bad.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("4 line(s) cannot be imported; nothing was imported"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 3: not an audit event"), "{stderr}");
+    assert!(
+        stderr.contains("line 5: not an audit event: unknown variant `extreme`"),
+        "{stderr}"
+    );
+    let repeated = good[1]["event_id"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("line 7: event_id {repeated} repeats line 2")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 9: unknown member(s) metadata.colour"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    assert!(no_journal_records(&store), "an event was written");
+    assert!(no_spool(&store));
+
+    // Good lines go in; importing one of them again is refused by line, nothing added.
+    let file = store.dir.path().join("good.jsonl");
+    std::fs::write(&file, lines(&good)).unwrap();
+    let said = ok(&store.config, &["import", file.to_str().unwrap()]);
+    assert!(
+        said.contains(&format!("imported {} events", good.len())),
+        "{said}"
+    );
+    let extra = pair(99, 1_790_000_100_000, "dave", "echo", "success");
+    let again = store.dir.path().join("again.jsonl");
+    std::fs::write(
+        &again,
+        lines(&[extra[0].clone(), extra[1].clone(), good[4].clone()]),
+    )
+    .unwrap();
+    let out = run(&store.config, &["import", again.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let dup = good[4]["event_id"].as_str().unwrap();
+    assert!(
+        stderr.contains(&format!("line 3: event_id {dup} is already in the store")),
+        "{stderr}"
+    );
+    let all = ok(&store.config, &["events", "--json", "--limit", "1000"]);
+    assert_eq!(all.lines().count(), good.len(), "{all}");
+    assert!(no_spool(&store));
+}
+
+#[test]
+fn imported_events_keep_ids_and_times_are_found_by_filters_and_verify() {
+    let store = TestStore::new("");
+    let good = small_file();
+    let file = store.dir.path().join("good.jsonl");
+    std::fs::write(&file, lines(&good)).unwrap();
+    // From stdin, as `-`.
+    let mut child = Command::new(proxy_bin())
+        .args(["import", "-", "--config"])
+        .arg(&store.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines(&good).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bob = ok(
+        &store.config,
+        &["events", "--user", "bob", "--json", "--limit", "100"],
+    );
+    let got: Vec<Value> = bob
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut expected: Vec<&Value> = good.iter().filter(|e| e["user_id"] == "bob").collect();
+    expected.sort_by_key(|e| std::cmp::Reverse(e["event_id"].as_str().unwrap().to_string()));
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g["event_id"], e["event_id"]);
+        assert_eq!(g["timestamp"], e["timestamp"]);
+        // An access event is read with its end linked (the index joins them).
+        let linked = if e["event_type"] == "tool_access" {
+            good.iter()
+                .find(|x| x["linked_event_id"] == e["event_id"])
+                .map(|x| x["event_id"].clone())
+                .unwrap()
+        } else {
+            e["linked_event_id"].clone()
+        };
+        assert_eq!(g["linked_event_id"], linked);
+        assert_eq!(g["metadata"]["imported"]["source"], "-");
+        assert!(g["metadata"]["imported"]["line"].as_u64().unwrap() >= 1);
+    }
+    let failures = ok(
+        &store.config,
+        &["events", "--type", "tool_failure", "--json"],
+    );
+    assert_eq!(failures.lines().count(), 0);
+    let out = run(&store.config, &["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The traffic generator, built by `cargo test` next to the test binaries.
+fn traffic() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("examples")
+        .join("traffic");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test`",
+        path.display()
+    );
+    path
+}
+
+/// A labelled month imported into a store configured with the labels' context.
+fn month(seed: u64, clean: bool) -> (TestStore, PathBuf, quality::Labels) {
+    let dir = tempfile::tempdir().unwrap();
+    let labels_path = dir.path().join("labels.json");
+    let events = dir.path().join("month.jsonl");
+    let mut cmd = Command::new(traffic());
+    cmd.args([
+        "--seed",
+        &seed.to_string(),
+        "--days",
+        "21",
+        "--people",
+        "30",
+        "--out",
+    ])
+    .arg(&events)
+    .arg("--labels")
+    .arg(&labels_path);
+    if clean {
+        cmd.arg("--no-anomalies");
+    }
+    assert!(cmd.status().unwrap().success());
+    let labels: quality::Labels =
+        serde_json::from_slice(&std::fs::read(&labels_path).unwrap()).unwrap();
+    let store = TestStore::new(&quality::analytics_toml(&labels.context));
+    let kept = store.dir.path().join("month.jsonl");
+    std::fs::rename(&events, &kept).unwrap();
+    ok(&store.config, &["import", kept.to_str().unwrap()]);
+    (store, kept, labels)
+}
+
+fn window(labels: &quality::Labels) -> (String, String) {
+    let start = humantime::parse_rfc3339(&labels.start).unwrap();
+    let end = start + std::time::Duration::from_secs(labels.days * 86_400);
+    (
+        labels.start.clone(),
+        humantime::format_rfc3339(end).to_string(),
+    )
+}
+
+/// The month of the first seed also serves `analyze` (an import costs minutes in a debug
+/// build).
+#[test]
+fn anomalies_through_import_find_the_injected_ones_and_analyze_counts_right() {
+    for seed in [11, 12] {
+        let (store, file, labels) = month(seed, false);
+        let (since, until) = window(&labels);
+        let text = ok(
+            &store.config,
+            &["anomalies", "--since", &since, "--until", &until, "--json"],
+        );
+        let findings = quality::read_findings(&text).unwrap();
+        let scores = quality::score(&findings, &labels.anomalies);
+        for (family, s) in &scores {
+            assert!(s.labels >= 6, "seed {seed} {family}: {s:?}");
+            assert!(
+                s.precision >= 0.8 && s.recall >= 0.8,
+                "seed {seed} {family}: {s:?}"
+            );
+        }
+        // Evidence names access events that are in the file.
+        let ids: HashSet<String> =
+            std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&file).unwrap()))
+                .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+                .filter(|e| e["event_type"] == "tool_access")
+                .map(|e| e["event_id"].as_str().unwrap().to_string())
+                .collect();
+        for f in &findings {
+            assert!(!f.evidence.is_empty(), "{f:?}");
+            assert!(
+                f.evidence.iter().all(|id| ids.contains(&id.to_string())),
+                "{f:?}"
+            );
+        }
+        // The table says the same, finding by finding.
+        let table = ok(
+            &store.config,
+            &["anomalies", "--since", &since, "--until", &until],
+        );
+        assert!(
+            table.contains(&format!("{} findings from", findings.len())),
+            "{table}"
+        );
+        for f in &findings {
+            assert!(table.contains(&f.explanation), "{table}");
+        }
+        if seed == 11 {
+            analyze_matches_counts_made_here(&store, &file, &labels, &findings);
+        }
+    }
+}
+
+#[test]
+fn anomalies_through_import_stay_quiet_on_a_clean_month() {
+    let (store, _, labels) = month(11, true);
+    let (since, until) = window(&labels);
+    let text = ok(
+        &store.config,
+        &["anomalies", "--since", &since, "--until", &until, "--json"],
+    );
+    let clean = quality::read_findings(&text).unwrap();
+    let rate = quality::false_alarm_rate(clean.len(), labels.people.len(), labels.days);
+    assert!(
+        rate <= 20.0,
+        "{rate} false alarms per 1000 user-days: {text}"
+    );
+}
+
+/// `analyze tools` and `analyze user` against figures counted here from the imported file.
+fn analyze_matches_counts_made_here(
+    store: &TestStore,
+    file: &Path,
+    labels: &quality::Labels,
+    findings: &[mcp_audit_proxy::analytics::anomalies::Finding],
+) {
+    let events: Vec<Value> =
+        std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(file).unwrap()))
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect();
+    // The second week.
+    let start = humantime::parse_rfc3339(&labels.start).unwrap();
+    let from = start + std::time::Duration::from_secs(7 * 86_400);
+    let to = from + std::time::Duration::from_secs(7 * 86_400);
+    let (since, until) = (
+        humantime::format_rfc3339(from).to_string(),
+        humantime::format_rfc3339(to).to_string(),
+    );
+    let in_window = |e: &Value| {
+        let t = humantime::parse_rfc3339(e["timestamp"].as_str().unwrap()).unwrap();
+        t >= from && t <= to
+    };
+    let ends: HashMap<&str, &Value> = events
+        .iter()
+        .filter(|e| e["event_type"] != "tool_access")
+        .filter_map(|e| Some((e["linked_event_id"].as_str()?, e)))
+        .collect();
+    let accesses: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access" && in_window(e))
+        .collect();
+
+    // Tools: calls and successes per tool.
+    let mut expected: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for a in &accesses {
+        let t = expected
+            .entry(a["tool_name"].as_str().unwrap().to_string())
+            .or_default();
+        t.0 += 1;
+        if let Some(end) = ends.get(a["event_id"].as_str().unwrap()) {
+            t.1 += 1;
+            if end["result"] == "success" {
+                t.2 += 1;
+            }
+        }
+    }
+    let tools: Value = serde_json::from_str(&ok(
+        &store.config,
+        &[
+            "analyze", "tools", "--since", &since, "--until", &until, "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(tools["calls"], accesses.len());
+    let listed = tools["tools"].as_array().unwrap();
+    assert_eq!(listed.len(), expected.len());
+    for t in listed {
+        let (calls, ended, ok_n) = expected[t["tool"].as_str().unwrap()];
+        assert_eq!(t["calls"], calls, "{t}");
+        assert_eq!(t["succeeded"], ok_n, "{t}");
+        let rate = t["success_rate"].as_f64().unwrap();
+        assert!((rate - ok_n as f64 / ended as f64).abs() < 1e-9, "{t}");
+    }
+    let counts: Vec<u64> = listed
+        .iter()
+        .map(|t| t["calls"].as_u64().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "most used first");
+
+    // A user with a finding in the window (of the month's run above), and each figure.
+    let ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    };
+    let found = findings
+        .iter()
+        .find(|f| f.subject.get("user").is_some() && f.from_ms >= ms(from) && f.to_ms <= ms(to))
+        .expect("a finding about a user in the second week");
+    let user = found.subject["user"].as_str().unwrap();
+    let mine: Vec<&&Value> = accesses.iter().filter(|a| a["user_id"] == user).collect();
+    let report: Value = serde_json::from_str(&ok(
+        &store.config,
+        &[
+            "analyze", "user", user, "--since", &since, "--until", &until, "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(report["calls"], mine.len());
+    let sessions: HashSet<&str> = mine
+        .iter()
+        .map(|a| a["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(report["sessions"].as_array().unwrap().len(), sessions.len());
+    let ips: HashSet<&str> = mine
+        .iter()
+        .filter_map(|a| a["metadata"]["http"]["client_address"].as_str())
+        .collect();
+    assert_eq!(report["source_ips"].as_array().unwrap().len(), ips.len());
+    let histogram: u64 = report["hour_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(histogram, mine.len() as u64);
+    let person = labels
+        .people
+        .iter()
+        .find(|p| p["user"] == user)
+        .expect("the user in the labels");
+    // Inferred from their hours: within an hour of the generator's zone for them.
+    let tz = person["tz_offset_min"].as_i64().unwrap();
+    let inferred =
+        mcp_audit_proxy::config::parse_offset(report["time_zone"].as_str().unwrap()).unwrap();
+    assert!(
+        (i64::from(inferred) - tz).abs() <= 60,
+        "inferred {inferred} for {person}"
+    );
+    let anomalies = report["anomalies"].as_array().unwrap();
+    assert!(
+        anomalies
+            .iter()
+            .any(|a| a["explanation"] == found.explanation.as_str()),
+        "{found:?} not in {report}"
+    );
+    let score = report["risk_score"].as_u64().unwrap();
+    let parts: u64 = report["risk_reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["points"].as_u64().unwrap())
+        .sum();
+    assert_eq!(score, parts.min(100));
+    assert!(score >= 5, "an anomaly adds 5 points or more: {report}");
+    // The table carries the same score.
+    let table = ok(
+        &store.config,
+        &[
+            "analyze", "user", user, "--since", &since, "--until", &until,
+        ],
+    );
+    assert!(
+        table.contains(&format!("behavioural risk score: {score}/100")),
+        "{table}"
+    );
+}
