@@ -315,11 +315,12 @@ fn window(labels: &quality::Labels) -> (String, String) {
     )
 }
 
-/// The month of the first seed also serves `analyze` (an import costs minutes in a debug
-/// build).
+/// The month also serves `analyze`. One seed here (an import of a month costs minutes in a
+/// debug build, and CI has 30 of them for everything); the second and third seeds run the
+/// same path in release through `examples/anomaly_quality.rs` (BENCHMARKS.md).
 #[test]
 fn anomalies_through_import_find_the_injected_ones_and_analyze_counts_right() {
-    for seed in [11, 12] {
+    for seed in [11] {
         let (store, file, labels) = month(seed, false);
         let (since, until) = window(&labels);
         let text = ok(

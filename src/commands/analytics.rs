@@ -157,6 +157,9 @@ fn check_line(text: &str, source: &str, line: u64, now: &str) -> Result<AuditEve
             crate::analytics::ms_time::text(ts_ms)
         ));
     }
+    // How a store held the personal fields is said on reading, never stored (`events --json`
+    // output carries it): this store seals them its own way.
+    event.metadata.personal_data = None;
     event.metadata.imported = Some(Imported {
         at: now.to_string(),
         source: source.to_string(),
@@ -194,6 +197,9 @@ pub fn import(
         &mut file
     };
     std::fs::create_dir_all(root).map_err(|e| StoreError::io("create", root, e))?;
+    // The folder must be a store (made one when new) before the spool goes into it: a spool
+    // file in a new folder would make it look like a folder of other files.
+    crate::store::marker::check(root, crate::store::marker::Access::Write)?;
     let spool = Spool(root.join(format!(".import-{}.jsonl", std::process::id())));
     let mut spooled = std::io::BufWriter::new(std::fs::File::create(&spool.0).map_err(|e| {
         AnalyticsError::File {

@@ -76,6 +76,7 @@ struct RawConfig {
     risk: crate::policy::settings::RawRisk,
     #[serde(default)]
     retention: retention::RawRetention,
+    #[serde(default)]
     analytics: analytics::RawAnalytics,
 }
 

@@ -9,7 +9,7 @@
 //! The marker is a small JSON object written once, when a proxy first opens the folder:
 //!
 //! ```json
-//! {"store":"mcp-audit-proxy","version":1,"journal_format":2,"index_format":5,
+//! {"store":"mcp-audit-proxy","version":1,"journal_format":3,"index_format":5,
 //!  "created_by":"mcp-audit-proxy 0.1.0"}
 //! ```
 //!
@@ -226,7 +226,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["store"], "mcp-audit-proxy");
         assert_eq!(json["version"], STORE_VERSION);
-        assert_eq!(json["journal_format"], 2);
+        assert_eq!(
+            json["journal_format"],
+            u64::from(super::super::journal::FORMAT)
+        );
         assert!(check(&root, Access::Read).unwrap());
 
         let old = tempfile::tempdir().unwrap();
