@@ -189,7 +189,7 @@ async fn a_store_of_a_newer_layout_or_a_bad_marker_stops_everything_untouched() 
     let written: Value = serde_json::from_slice(&std::fs::read(&marker).unwrap()).unwrap();
     assert_eq!(written["store"], "mcp-audit-proxy");
     assert_eq!(written["version"], 1);
-    assert_eq!(written["journal_format"], 2);
+    assert_eq!(written["journal_format"], 3);
     assert_eq!(written["index_format"], 5);
 
     let newer = br#"{"store":"mcp-audit-proxy","version":2,"created_by":"mcp-audit-proxy 9.9.9"}"#;

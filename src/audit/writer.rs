@@ -1152,7 +1152,18 @@ impl Writer {
     fn fail(&mut self, e: crate::store::StoreError, events: u64, appended: bool) {
         let dropped = self.journal.roll_back();
         let earlier = dropped.saturating_sub(if appended { events } else { 0 });
-        self.start_outage(e.to_string(), false);
+        // The cause goes into the trail in clear (`audit_gap.cause`): a user key's file name is
+        // a hash of the user's name, which would outlive their erasure. The log has the file.
+        let cause = match &e {
+            crate::store::StoreError::Personal(_) => {
+                tracing::error!(error = %e, "a user key of the audit store failed");
+                "a user key in the store's keys/ folder could not be made or read (the proxy's \
+                 log names the file)"
+                    .to_string()
+            }
+            _ => e.to_string(),
+        };
+        self.start_outage(cause, false);
         if earlier > 0 {
             self.shared.stats.lost.fetch_add(earlier, Ordering::Relaxed);
             if let Some(o) = self.shared.outage().as_mut() {

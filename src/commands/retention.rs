@@ -136,6 +136,10 @@ fn progress_bar(events: u64) -> ProgressBar {
 /// (durable, with a final checkpoint signed like every other).
 fn record(root: &std::path::Path, config: &Config, applied: &Applied) -> Result<(), StoreError> {
     let mut store = Store::open_journal(root, config.audit.segment_bytes)?;
+    // Stored as a proxy stores events: the operator's name is personal data too.
+    if config.audit.encrypt_personal_data {
+        store.journal.encrypt_personal_data(root);
+    }
     let user = config
         .user_id
         .clone()

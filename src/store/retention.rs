@@ -423,7 +423,7 @@ fn plan_journal(
         seg.newest = newest_t.map(rfc3339);
         seg.action = if seg.expired == 0 {
             Action::Keep
-        } else if format != Some(journal::FORMAT) {
+        } else if !journal::is_chained(format) {
             Action::Held(Held::Legacy)
         } else if damaged {
             Action::Held(Held::Damaged)
