@@ -14,6 +14,7 @@
 
 pub mod anomalies;
 pub mod behaviour;
+pub mod compliance;
 pub mod quality;
 pub mod read;
 

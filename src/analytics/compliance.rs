@@ -1,0 +1,162 @@
+//! Compliance checks: rule by rule, what the trail and the configuration show about one
+//! regulation over a time window (issue 10 item 4).
+//!
+//! Each rule is a real check on the trail or the configuration, and ends in one of three
+//! states: `compliant`, `non_compliant`, or `not_assessable` when the trail cannot show it
+//! either way (a rule is never passed for want of evidence). Each outcome carries its
+//! evidence: counts, event ids and the configuration keys it read, so that an auditor can
+//! check the finding again by hand.
+//!
+//! The shapes here are shared by `mcp-audit-proxy compliance` and the reports
+//! (`mcp-audit-proxy report`), and are the JSON they print (`--json`, `--format json`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A regulation the checks know, by its spelling in compliance tags and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Regulation {
+    /// The EU General Data Protection Regulation (Regulation (EU) 2016/679).
+    Gdpr,
+    /// The US HIPAA Security Rule (45 CFR Part 164, Subpart C).
+    Hipaa,
+    /// The Payment Card Industry Data Security Standard, v4.0.
+    PciDss,
+}
+
+impl Regulation {
+    /// Every regulation, in the order reports list them.
+    pub const ALL: [Regulation; 3] = [Regulation::Gdpr, Regulation::Hipaa, Regulation::PciDss];
+
+    /// The spelling of compliance tags and of `--regulation`: `gdpr`, `hipaa`, `pci_dss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Regulation::Gdpr => "gdpr",
+            Regulation::Hipaa => "hipaa",
+            Regulation::PciDss => "pci_dss",
+        }
+    }
+
+    /// Reads `gdpr`, `hipaa`, `pci_dss` (also `pci-dss`, any case); `None` for anything else.
+    pub fn parse(text: &str) -> Option<Regulation> {
+        let wanted = text.trim().replace('-', "_").to_ascii_lowercase();
+        Regulation::ALL.into_iter().find(|r| r.as_str() == wanted)
+    }
+}
+
+/// The outcome of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The trail and the configuration show the requirement met over the window.
+    Compliant,
+    /// They show it not met; the evidence says where.
+    NonCompliant,
+    /// Neither can be shown from the trail and the configuration; the explanation says why.
+    NotAssessable,
+}
+
+/// What a rule's outcome rests on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Named counts, e.g. `{"tool_access": 1200, "without_end": 3}`.
+    pub counts: BTreeMap<String, u64>,
+    /// Event ids that show the finding (the offending events for a failed rule, at most a
+    /// few dozen; `counts` has the totals).
+    pub event_ids: Vec<String>,
+    /// The configuration keys read, as `section.key = value` (e.g. `audit.durability = "sync"`).
+    pub config_keys: Vec<String>,
+}
+
+/// One rule's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleOutcome {
+    /// A stable id: the regulation and the rule, e.g. `pci_dss.10.2.2.fields`.
+    pub id: String,
+    /// What the rule requires, in a line.
+    pub title: String,
+    /// The clause it comes from, e.g. `PCI DSS v4.0 10.2.2`, `45 CFR 164.312(b)`,
+    /// `GDPR Art. 30`.
+    pub clause: String,
+    /// The outcome.
+    pub status: Status,
+    /// Why: what was found, in a sentence (for `not_assessable`, what the trail lacks).
+    pub explanation: String,
+    /// What the outcome rests on.
+    pub evidence: Evidence,
+}
+
+/// One regulation's checks over one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assessment {
+    /// The regulation.
+    pub regulation: Regulation,
+    /// The window's start, RFC 3339 UTC.
+    pub since: String,
+    /// The window's end, RFC 3339 UTC.
+    pub until: String,
+    /// Compliant rules as a share of the assessable ones, 0–100; `None` when no rule could
+    /// be assessed.
+    pub score: Option<f64>,
+    /// Every rule, in the regulation's clause order.
+    pub rules: Vec<RuleOutcome>,
+}
+
+impl Assessment {
+    /// The score of `rules`: compliant over compliant + non-compliant, as a percentage.
+    pub fn score_of(rules: &[RuleOutcome]) -> Option<f64> {
+        let passed = rules
+            .iter()
+            .filter(|r| r.status == Status::Compliant)
+            .count();
+        let failed = rules
+            .iter()
+            .filter(|r| r.status == Status::NonCompliant)
+            .count();
+        (passed + failed > 0).then(|| 100.0 * passed as f64 / (passed + failed) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(status: Status) -> RuleOutcome {
+        RuleOutcome {
+            id: "x".into(),
+            title: String::new(),
+            clause: String::new(),
+            status,
+            explanation: String::new(),
+            evidence: Evidence::default(),
+        }
+    }
+
+    #[test]
+    fn the_score_leaves_out_what_cannot_be_assessed() {
+        let rules = [
+            rule(Status::Compliant),
+            rule(Status::NonCompliant),
+            rule(Status::NotAssessable),
+            rule(Status::Compliant),
+        ];
+        let score = Assessment::score_of(&rules).unwrap();
+        assert!((score - 200.0 / 3.0).abs() < 1e-9, "{score}");
+        assert_eq!(Assessment::score_of(&[rule(Status::NotAssessable)]), None);
+    }
+
+    #[test]
+    fn regulations_read_as_tags_spell_them() {
+        for r in Regulation::ALL {
+            assert_eq!(Regulation::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Regulation::parse("PCI-DSS"), Some(Regulation::PciDss));
+        assert_eq!(Regulation::parse("sox"), None);
+        assert_eq!(
+            serde_json::to_string(&Regulation::PciDss).unwrap(),
+            "\"pci_dss\""
+        );
+    }
+}
