@@ -337,18 +337,35 @@ impl Statement {
 
     /// What `key` says of the signature.
     pub fn check(&self, key: Option<&TrustedKey>) -> Signed {
-        match (&self.signature, key) {
-            (None, _) if self.alg == "none" && self.key_id.is_none() => Signed::Unsigned,
-            (None, _) => Signed::Invalid,
-            (Some(_), None) => Signed::Unchecked,
-            (Some(_), Some(k)) if self.key_id.as_deref() != Some(k.key_id()) => Signed::OtherKey,
-            (Some(sig), Some(k))
-                if self.alg == "ed25519" && k.verifies(&self.signed_bytes(), sig) =>
-            {
-                Signed::Valid
-            }
-            (Some(_), Some(_)) => Signed::Invalid,
-        }
+        check_signature(
+            &self.alg,
+            self.key_id.as_deref(),
+            self.signature.as_deref(),
+            || self.signed_bytes(),
+            key,
+        )
+    }
+}
+
+/// What `key` says of a statement's signature: the one rule for every signed statement of the
+/// store (checkpoints, purge statements). `alg` is `ed25519`, or `none` for a statement
+/// written without a key (then `key_id` and `signature` are absent); `signed` gives the bytes
+/// the signature covers (the canonical JSON without `signature`), made only when a key can
+/// check them.
+pub(crate) fn check_signature(
+    alg: &str,
+    key_id: Option<&str>,
+    signature: Option<&str>,
+    signed: impl FnOnce() -> Vec<u8>,
+    key: Option<&TrustedKey>,
+) -> Signed {
+    match (signature, key) {
+        (None, _) if alg == "none" && key_id.is_none() => Signed::Unsigned,
+        (None, _) => Signed::Invalid,
+        (Some(_), None) => Signed::Unchecked,
+        (Some(_), Some(k)) if key_id != Some(k.key_id()) => Signed::OtherKey,
+        (Some(sig), Some(k)) if alg == "ed25519" && k.verifies(&signed(), sig) => Signed::Valid,
+        (Some(_), Some(_)) => Signed::Invalid,
     }
 }
 

@@ -543,18 +543,13 @@ impl PurgeStatement {
 
     /// What `key` says of the signature.
     pub fn check(&self, key: Option<&TrustedKey>) -> Signed {
-        match (&self.signature, key) {
-            (None, _) if self.alg == "none" && self.key_id.is_none() => Signed::Unsigned,
-            (None, _) => Signed::Invalid,
-            (Some(_), None) => Signed::Unchecked,
-            (Some(_), Some(k)) if self.key_id.as_deref() != Some(k.key_id()) => Signed::OtherKey,
-            (Some(sig), Some(k))
-                if self.alg == "ed25519" && k.verifies(&self.signed_bytes(), sig) =>
-            {
-                Signed::Valid
-            }
-            (Some(_), Some(_)) => Signed::Invalid,
-        }
+        super::checkpoint::check_signature(
+            &self.alg,
+            self.key_id.as_deref(),
+            self.signature.as_deref(),
+            || self.signed_bytes(),
+            key,
+        )
     }
 }
 
