@@ -23,6 +23,8 @@ pub(super) struct Tracked {
     saved: Option<JournalPos>,
     /// Its writer has stopped and it is applied to its end: it will never change again.
     finished: bool,
+    /// `finished` is saved in the index, so later holders skip the journal.
+    finished_saved: bool,
 }
 
 /// The sled index, held with the store's index lock: while this lives no other process opens
@@ -143,10 +145,12 @@ impl IndexHolder {
                 Some(t) => *t,
                 None => {
                     let saved = self.index.applied(id)?;
+                    let finished = saved.is_some() && self.index.finished(id)? == saved;
                     Tracked {
                         at: saved.unwrap_or(JournalPos::START),
                         saved,
-                        finished: false,
+                        finished,
+                        finished_saved: finished,
                     }
                 }
             };
@@ -213,14 +217,29 @@ impl IndexHolder {
     pub fn persist(&mut self) -> Result<(), StoreError> {
         self.last_persist = Instant::now();
         self.write_pending()?;
-        if self.tracked.values().all(|t| t.saved == Some(t.at)) {
+        let unsaved = |t: &Tracked| t.saved != Some(t.at) || (t.finished && !t.finished_saved);
+        if !self.tracked.values().any(unsaved) {
             return Ok(());
         }
         self.index.flush()?;
+        let mut newly_finished = Vec::new();
         for (id, t) in &mut self.tracked {
             if t.saved != Some(t.at) {
                 self.index.set_applied(*id, t.at)?;
                 t.saved = Some(t.at);
+            }
+            if t.finished && !t.finished_saved {
+                newly_finished.push((*id, t.at));
+            }
+        }
+        if !newly_finished.is_empty() {
+            // The final positions first, durable; only then the mark that skips the journal.
+            self.index.flush()?;
+            for (id, end) in newly_finished {
+                self.index.set_finished(id, end)?;
+                if let Some(t) = self.tracked.get_mut(&id) {
+                    t.finished_saved = true;
+                }
             }
         }
         Ok(())

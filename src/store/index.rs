@@ -14,7 +14,8 @@
 //! counts    field (1) ‖ len (2) ‖ value -> events staged with it (u64, big-endian; an
 //!                                  estimate: re-applied records count again)
 //! links     access ULID -> its first end's ULID
-//! meta      "format" -> FORMAT_VERSION; "applied/" ‖ journal -> position applied up to
+//! meta      "format" -> FORMAT_VERSION; "applied/" ‖ journal -> position applied up to;
+//!           "finished/" ‖ journal -> its end, once a stopped journal is applied to its end
 //! ```
 //!
 //! Fields indexed (one byte each): user, tool, session, event type, risk level, compliance
@@ -67,6 +68,8 @@ use crate::audit::event::{AuditEvent, EventId, EventType, Outcome, RiskLevel};
 pub(crate) const FORMAT_VERSION: u32 = 5;
 /// Followed by a journal id: the position up to which that journal is applied.
 const APPLIED_PREFIX: &[u8] = b"applied/";
+/// Followed by a journal id: that journal's writer has stopped and every record is applied.
+const FINISHED_PREFIX: &[u8] = b"finished/";
 const KEY_FORMAT: &[u8] = b"format";
 
 /// The longest stretch of event time one posting covers, in milliseconds.
@@ -199,6 +202,10 @@ fn record_from_value(bytes: &[u8]) -> Option<(JournalId, RecordRef)> {
 
 fn applied_key(journal: JournalId) -> Vec<u8> {
     [APPLIED_PREFIX, &journal.to_bytes()[..]].concat()
+}
+
+fn finished_key(journal: JournalId) -> Vec<u8> {
+    [FINISHED_PREFIX, &journal.to_bytes()[..]].concat()
 }
 
 /// The fields an index entry needs, read without decoding the whole event.
@@ -516,6 +523,27 @@ impl Index {
         Ok(())
     }
 
+    /// Where `journal` was saved as finished ([`Index::set_finished`]), if it was.
+    pub fn finished(&self, journal: JournalId) -> Result<Option<JournalPos>, StoreError> {
+        Ok(self
+            .meta
+            .get(finished_key(journal))
+            .map_err(|e| self.err(e))?
+            .and_then(|v| JournalPos::from_bytes(&v)))
+    }
+
+    /// Remembers that `journal`'s writer has stopped, its torn tail (if any) is cut, and every
+    /// record before `end` (its end) is applied: a later holder whose saved position for it is
+    /// still `end` skips it instead of reading its newest segment whole again (which, with one
+    /// journal per process ever started, made every start slower). Only call it once `end` is
+    /// saved and flushed.
+    pub fn set_finished(&self, journal: JournalId, end: JournalPos) -> Result<(), StoreError> {
+        self.meta
+            .insert(finished_key(journal), &end.to_bytes())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Marks the index as of this layout version (before anything is written to it).
     pub fn set_format(&self) -> Result<(), StoreError> {
         self.meta
@@ -617,6 +645,9 @@ impl Index {
     pub(crate) fn remove_applied(&self, journal: JournalId) -> Result<(), StoreError> {
         self.meta
             .remove(applied_key(journal))
+            .map_err(|e| self.err(e))?;
+        self.meta
+            .remove(finished_key(journal))
             .map_err(|e| self.err(e))?;
         Ok(())
     }

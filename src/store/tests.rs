@@ -234,6 +234,41 @@ fn a_stopped_writers_torn_tail_is_cut_by_the_index_holder_never_while_it_runs() 
 }
 
 #[test]
+fn a_finished_journal_is_skipped_by_every_later_holder() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut dead, _) = Store::open(root.path(), 1 << 20).unwrap();
+    write_calls(&mut dead, "dead", 3);
+    let dead_id = dead.id;
+    drop(dead);
+    // The next holder recovers the stopped journal once, applies it, and saves it finished.
+    let (mut second, _) = Store::open(root.path(), 1 << 20).unwrap();
+    let holder = second.index.as_mut().unwrap();
+    holder.catch_up().unwrap();
+    holder.persist().unwrap();
+    let end = journal::end_of(&dead_id.dir(&journal_root(root.path()))).unwrap();
+    assert_eq!(holder.index.finished(dead_id).unwrap(), Some(end));
+    check_index(holder, &[("dead", 3)]);
+    drop(second);
+    // Bytes that land after the end of a finished journal are not read (nor cut as a torn
+    // tail) by a later holder: it does not open the journal at all. `verify` reports them.
+    let segment = segment_path(&dead_id.dir(&journal_root(root.path())), 1);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(&[0xAB; 16]);
+    std::fs::write(&segment, &bytes).unwrap();
+    let (mut third, report) = Store::open(root.path(), 1 << 20).unwrap();
+    assert!(report.torn.is_empty(), "{report:?}");
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "not opened");
+    let holder = third.index.as_mut().unwrap();
+    check_index(holder, &[("dead", 3)]);
+    // A saved position that is not the finished one (an index reset by hand) reads it again.
+    holder.tracked.clear();
+    holder.index.set_applied(dead_id, JournalPos::START).unwrap();
+    let done = holder.catch_up().unwrap();
+    assert_eq!(done.applied, 6);
+    assert_eq!(done.torn.len(), 1, "{done:?}");
+}
+
+#[test]
 fn exactly_once_after_a_crash_between_journal_append_and_index_update() {
     let root = tempfile::tempdir().unwrap();
     let (mut w, _) = Store::open(root.path(), 1 << 20).unwrap();
