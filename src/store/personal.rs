@@ -73,7 +73,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -471,7 +471,7 @@ impl Sealer {
 
 /// The readers' side: decodes stored records into events, opening personal fields with the
 /// keys in `keys/` (read once, and again when a pseudonym is met that they do not hold and
-/// the folder has changed since).
+/// the folder has changed since, or may have: see [`MTIME_SLACK`]).
 pub struct Keyring {
     keys: PathBuf,
     ring: Mutex<Ring>,
@@ -481,7 +481,35 @@ pub struct Keyring {
 struct Ring {
     /// The folder's modification time when it was read; `None` before.
     read_at: Option<Option<SystemTime>>,
+    /// The clock when it was last read (taken before listing it).
+    loaded: Option<SystemTime>,
     by_subject: HashMap<String, XChaCha20Poly1305>,
+}
+
+/// How coarse a folder's modification time may be: a key made this close after a read may
+/// leave the time unchanged (the kernel's coarse clock, or whole seconds on some file
+/// systems), so until a read is this much newer than the time, an unknown subject reloads.
+const MTIME_SLACK: Duration = Duration::from_secs(2);
+/// The fewest time between two such uncertain reloads.
+const RELOAD_PAUSE: Duration = Duration::from_millis(50);
+
+impl Ring {
+    /// Whether a subject missing from the ring may have a key made since it was read.
+    fn may_be_stale(&self, folder: Option<SystemTime>) -> bool {
+        let Some(read_at) = self.read_at else {
+            return true;
+        };
+        if read_at != folder {
+            return true;
+        }
+        let (Some(modified), Some(loaded)) = (folder, self.loaded) else {
+            return false;
+        };
+        let close = loaded
+            .duration_since(modified)
+            .map_or(true, |d| d < MTIME_SLACK);
+        close && loaded.elapsed().map_or(true, |e| e >= RELOAD_PAUSE)
+    }
 }
 
 impl std::fmt::Debug for Keyring {
@@ -509,6 +537,7 @@ impl Keyring {
     }
 
     fn load(&self, ring: &mut Ring) -> Result<(), PersonalError> {
+        ring.loaded = Some(SystemTime::now());
         let now = self.folder_time();
         ring.by_subject.clear();
         let entries = match fs::read_dir(&self.keys) {
@@ -548,9 +577,7 @@ impl Keyring {
             return Ok(event);
         };
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        if !ring.by_subject.contains_key(&sealed.subject)
-            && ring.read_at.is_none_or(|t| t != self.folder_time())
-        {
+        if !ring.by_subject.contains_key(&sealed.subject) && ring.may_be_stale(self.folder_time()) {
             self.load(&mut ring)?;
         }
         let Some(cipher) = ring.by_subject.get(&sealed.subject) else {
@@ -717,6 +744,34 @@ mod tests {
             ring.decode(&after, JournalPos::START).unwrap().user_id,
             "alice"
         );
+    }
+
+    #[test]
+    fn a_key_made_within_the_folder_clocks_tick_is_found_not_read_as_erased() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealer = Sealer::new(dir.path());
+        sealer.begin_batch();
+        let alice = sealer
+            .seal(&serde_json::to_vec(&event("alice")).unwrap())
+            .unwrap();
+        let ring = Keyring::new(dir.path());
+        assert_eq!(
+            ring.decode(&alice, JournalPos::START).unwrap().user_id,
+            "alice"
+        );
+        // Bob's key is made after the ring read the folder, and the folder's time does not
+        // move (as within one tick of a coarse clock): set back by hand here.
+        let keys = dir.path().join("keys");
+        let before = fs::metadata(&keys).unwrap().modified().unwrap();
+        let bob = sealer
+            .seal(&serde_json::to_vec(&event("bob")).unwrap())
+            .unwrap();
+        fs::File::open(&keys).unwrap().set_modified(before).unwrap();
+        assert_eq!(fs::metadata(&keys).unwrap().modified().unwrap(), before);
+        std::thread::sleep(RELOAD_PAUSE);
+        let back = ring.decode(&bob, JournalPos::START).unwrap();
+        assert_eq!(back.metadata.personal_data, Some(PersonalData::Encrypted));
+        assert_eq!(back.user_id, "bob");
     }
 
     #[test]

@@ -262,7 +262,10 @@ fn a_finished_journal_is_skipped_by_every_later_holder() {
     check_index(holder, &[("dead", 3)]);
     // A saved position that is not the finished one (an index reset by hand) reads it again.
     holder.tracked.clear();
-    holder.index.set_applied(dead_id, JournalPos::START).unwrap();
+    holder
+        .index
+        .set_applied(dead_id, JournalPos::START)
+        .unwrap();
     let done = holder.catch_up().unwrap();
     assert_eq!(done.applied, 6);
     assert_eq!(done.torn.len(), 1, "{done:?}");
