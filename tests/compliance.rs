@@ -2,7 +2,9 @@
 //! `import` with known answers. A clean store passes every rule of every regulation (exit 0);
 //! a store with the faults each rule looks for fails exactly those rules, naming the
 //! offending events and configuration keys (exit 1); an empty window and `--no-verify` make
-//! rules `not_assessable`, never compliant; a missing store is an error (exit 2).
+//! rules `not_assessable`, never compliant; a record changed after it was written fails the
+//! integrity rules and passes none that rest on the unreadable window; a missing store is an
+//! error (exit 2).
 
 mod common;
 
@@ -377,4 +379,63 @@ fn an_empty_window_and_an_unverified_chain_are_not_assessable_and_no_store_is_an
     );
     let out = run(&empty.config, &["compliance", "--regulation", "sox"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
+    let store = signed_store("");
+    let t = now_ms() - 86_400_000;
+    import(
+        &store,
+        &[
+            call(t, 0, "alice", json!({"text": "x"}), &[]),
+            call(t + 1000, 1, "bob", json!({"text": "y"}), &[]),
+        ],
+    );
+    // The tool name of the last record, in the clear skeleton, changed on disk.
+    let journal = store.store_dir().join("journal");
+    let segment = std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .map(|d| d.path())
+        .filter(|p| p.is_dir())
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let needle = b"\"tool_name\":\"echo\"";
+    let at = bytes
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+        .expect("the tool name in the record");
+    bytes[at + needle.len() - 2] = b'p';
+    std::fs::write(&segment, bytes).unwrap();
+
+    let (code, rules) = assess(&store, &[]);
+    assert_eq!(code, 1);
+    for id in [
+        "gdpr.art5_1_f.integrity",
+        "hipaa.164.312_c_1.integrity",
+        "pci_dss.10.3.4.change_detection",
+    ] {
+        let r = rule(&rules, id);
+        assert_eq!(r["status"], "non_compliant", "{r:#}");
+        assert!(
+            r["explanation"]
+                .as_str()
+                .unwrap()
+                .contains("the store does not verify"),
+            "{r:#}"
+        );
+    }
+    for r in &rules {
+        let id = r["id"].as_str().unwrap();
+        if !id.contains("integrity")
+            && !id.contains("change_detection")
+            && !id.contains("retention")
+            && !id.contains("authentication")
+        {
+            assert_ne!(r["status"], "compliant", "{r:#}");
+        }
+    }
 }

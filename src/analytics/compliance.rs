@@ -205,13 +205,25 @@ pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
         &input.config.retention.periods,
         &survey::REGULATION_TAGS,
         input.now,
-    )?;
-    for d in &reading.damaged {
-        tracing::error!(damage = %d, "audit journal segment damaged");
-    }
-    let mut facts = pass.finish(read_to);
-    facts.expired = reading.expired.into_iter().collect();
-    facts.oldest_event = reading.oldest;
+    );
+    // A record that cannot be read (damaged, or changed since it was indexed) is itself a
+    // finding: the chain walk below says what happened to it, and the rules that rest on
+    // the window's events do not pass.
+    let mut facts = match reading {
+        Ok(reading) => {
+            for d in &reading.damaged {
+                tracing::error!(damage = %d, "audit journal segment damaged");
+            }
+            let mut facts = pass.finish(read_to);
+            facts.expired = reading.expired.into_iter().collect();
+            facts.oldest_event = reading.oldest;
+            facts
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the window's events could not all be read");
+            pass.finish_partial(e.to_string())
+        }
+    };
     if input.verify_chain {
         let key = input.config.audit.signer.as_ref().map(|s| s.public());
         facts.chain = Some(read::chain(root, key.as_ref())?);
@@ -227,7 +239,10 @@ pub fn judge(
     since: SystemTime,
     until: SystemTime,
 ) -> Assessment {
-    let rules = rules::rules(regulation, facts, settings);
+    let mut rules = rules::rules(regulation, facts, settings);
+    if let Some(error) = &facts.read_error {
+        rules::unread(&mut rules, error);
+    }
     Assessment {
         regulation,
         since: humantime::format_rfc3339_seconds(since).to_string(),

@@ -525,3 +525,29 @@ fn the_default_retention_meets_pci_and_hipaa_and_a_shorter_untagged_period_does_
         Status::Compliant
     );
 }
+
+#[test]
+fn a_window_read_part_way_passes_no_rule_that_rests_on_it() {
+    let (mut f, s) = (clean(), defaults());
+    f.read_error = Some("checksum mismatch".into());
+    f.pairs.without_end = sample(1);
+    for reg in Regulation::ALL {
+        let a = super::judge(reg, &f, &s, at(T0), at(T0 + MINUTE));
+        for r in &a.rules {
+            let from_window = !r.id.contains("integrity")
+                && !r.id.contains("authentication")
+                && !r.id.contains("change_detection")
+                && !r.id.contains("retention");
+            if from_window {
+                assert_ne!(r.status, Status::Compliant, "{r:?}");
+            } else {
+                assert_eq!(r.status, Status::Compliant, "{r:?}");
+            }
+        }
+        // What the part read shows stays shown.
+        if reg == Regulation::PciDss {
+            let r = find(&a.rules, "pci_dss.10.2.1.audit_logs_active");
+            assert_eq!(r.status, Status::NonCompliant);
+        }
+    }
+}

@@ -257,6 +257,31 @@ pub fn rules(regulation: Regulation, f: &Facts, s: &Settings) -> Vec<RuleOutcome
     }
 }
 
+/// Rules that rest on the configuration and the chain walk alone, not on the window's events.
+const NOT_FROM_THE_WINDOW: [&str; 6] = [
+    "gdpr.art5_1_f.integrity",
+    "hipaa.164.312_c_1.integrity",
+    "hipaa.164.312_c_2.authentication",
+    "pci_dss.10.3.4.change_detection",
+    "hipaa.164.316_b_2_i.retention",
+    "pci_dss.10.5.1.retention",
+];
+
+/// When the window could not be read whole (`error`), no rule that rests on its events may
+/// pass on the part read: those that passed become `not_assessable` (a rule failed on the
+/// part read stays failed: what was read shows it).
+pub fn unread(rules: &mut [RuleOutcome], error: &str) {
+    for r in rules {
+        if r.status == Status::Compliant && !NOT_FROM_THE_WINDOW.contains(&r.id.as_str()) {
+            r.status = Status::NotAssessable;
+            r.explanation = format!(
+                "the window's events could not all be read ({error}); on the part read: {}",
+                r.explanation
+            );
+        }
+    }
+}
+
 fn outcome(
     id: &str,
     title: &str,

@@ -156,6 +156,10 @@ pub struct Facts {
     pub oldest_event: Option<String>,
     /// The chain check; `None` when it was not run.
     pub chain: Option<ChainFacts>,
+    /// Why the window's events could not all be read (a damaged or tampered record): the
+    /// facts above then cover only what was read before, and no rule that rests on them
+    /// passes.
+    pub read_error: Option<String>,
 }
 
 /// Gathers [`Facts`] from events pushed in time order (oldest first; ends may come before
@@ -169,6 +173,8 @@ pub struct Survey {
     open: HashMap<EventId, u64>,
     facts: Facts,
     findings: Vec<Finding>,
+    /// How far the reading has come ([`Survey::reached`]).
+    reached: Option<SystemTime>,
 }
 
 fn ms(t: SystemTime) -> u64 {
@@ -191,6 +197,7 @@ impl Survey {
             open: HashMap::new(),
             facts: Facts::default(),
             findings: Vec::new(),
+            reached: None,
         }
     }
 
@@ -336,6 +343,7 @@ impl Survey {
     /// The reading has reached `at`: accesses whose end can no longer come count as without
     /// one (keeps the waiting set to the calls in flight).
     pub fn reached(&mut self, at: SystemTime) {
+        self.reached = Some(at);
         let Some(timeout) = self.timeout_ms else {
             return;
         };
@@ -351,6 +359,17 @@ impl Survey {
             self.open.remove(&id);
             self.facts.pairs.without_end.add(id);
         }
+    }
+
+    /// The facts of what was read when reading stopped part-way (`error`): calls still
+    /// waiting count as in flight, since their end may be in what was not read.
+    pub fn finish_partial(mut self, error: String) -> Facts {
+        if let Some(at) = self.reached {
+            self.reached(at);
+        }
+        self.facts.pairs.in_flight += self.open.len() as u64;
+        self.facts.read_error = Some(error);
+        self.facts
     }
 
     /// The facts, once everything up to `read_to` (the end of what was read: `until` plus the
