@@ -64,6 +64,9 @@ pub enum Command {
     /// Behaviour of a user, or usage of the tools, over a time window.
     #[command(subcommand)]
     Analyze(AnalyzeCommand),
+    /// Check the trail and the configuration against GDPR, HIPAA or PCI DSS, rule by rule;
+    /// exit status 0 when no assessable rule fails, 1 when one is non-compliant, 2 on error.
+    Compliance(ComplianceArgs),
 }
 
 /// `store` subcommands.
@@ -104,6 +107,7 @@ impl Command {
             Command::Anomalies(a) => &a.config.config,
             Command::Analyze(AnalyzeCommand::User(a)) => &a.config.config,
             Command::Analyze(AnalyzeCommand::Tools(a)) => &a.config.config,
+            Command::Compliance(a) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -472,4 +476,36 @@ pub struct AnalyzeToolsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
+}
+
+/// `compliance` arguments (default window: the last 30 days).
+#[derive(Debug, Args)]
+pub struct ComplianceArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// gdpr, hipaa, pci_dss, or all (each in turn, from one reading of the store).
+    #[arg(long, value_name = "REGULATION", value_parser = parse_regulations)]
+    pub regulation: RegulationArg,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub window: WindowArgs,
+    /// Do not walk the journals' hash chains (faster on large stores); the chain rules then
+    /// say not_assessable.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+/// The regulations `--regulation` names.
+#[derive(Debug, Clone)]
+pub struct RegulationArg(pub Vec<crate::analytics::compliance::Regulation>);
+
+fn parse_regulations(text: &str) -> Result<RegulationArg, String> {
+    use crate::analytics::compliance::Regulation;
+    if text.trim().eq_ignore_ascii_case("all") {
+        return Ok(RegulationArg(Regulation::ALL.to_vec()));
+    }
+    Regulation::parse(text)
+        .map(|r| RegulationArg(vec![r]))
+        .ok_or_else(|| "unknown regulation; one of gdpr, hipaa, pci_dss, all".to_string())
 }

@@ -1,6 +1,7 @@
 //! The modes behind the subcommands, so that `main` stays a thin edge and tests can call them.
 
 pub mod analytics;
+pub mod compliance;
 pub mod privacy;
 pub mod retention;
 pub mod trail;

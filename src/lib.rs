@@ -6,13 +6,14 @@
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
 //!                     test, tools accept, keygen, verify, export, store status,
-//!                     retention, erase, import, anomalies, analyze)
+//!                     retention, erase, import, anomalies, analyze, compliance)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can); commands/retention.rs:
 //!                     retention (dry run, --apply with a progress bar, the purge event);
 //!                     commands/privacy.rs: erase --user, export --user (GDPR Art. 17, 20);
 //!                     commands/analytics.rs: import (checked whole, then through the audit
-//!                     writer), anomalies, analyze user / tools
+//!                     writer), anomalies, analyze user / tools; commands/compliance.rs:
+//!                     compliance (rule by rule, table or JSON, exit 1 on a failed rule)
 //! progress.rs         progress bars of verify, export, reindex, retention (hidden off a
 //!                     terminal)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
@@ -83,7 +84,9 @@
 //!                     through its query API), anomalies.rs (four families, population
 //!                     context), behaviour.rs (a user's and the tools' figures, the
 //!                     behavioural risk score), quality.rs (precision/recall against
-//!                     labelled traffic)
+//!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:
+//!                     compliance/survey.rs one bounded pass over the window's events,
+//!                     read.rs the store and the chain walk, rules.rs the rules per clause)
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```

@@ -9,10 +9,31 @@
 //!
 //! The shapes here are shared by `mcp-audit-proxy compliance` and the reports
 //! (`mcp-audit-proxy report`), and are the JSON they print (`--json`, `--format json`).
+//!
+//! # How a window is assessed
+//!
+//! [`assess_all`] reads the window once ([`survey`]: one streaming pass, a chunk of the
+//! store at a time, memory bounded by the calls in flight and a few counters), walks the
+//! journals' hash chains once ([`crate::store::verify`], the whole store), and then judges
+//! every rule of each regulation asked from those facts and the configuration ([`rules`]:
+//! pure functions, tested on made-up facts). [`assess`] is the same for one regulation.
+
+pub mod read;
+#[cfg(test)]
+mod rule_tests;
+pub mod rules;
+pub mod survey;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::store::StoreError;
+pub use rules::Settings;
+pub use survey::{Facts, Sample, Survey};
 
 /// A regulation the checks know, by its spelling in compliance tags and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -116,6 +137,163 @@ impl Assessment {
             .filter(|r| r.status == Status::NonCompliant)
             .count();
         (passed + failed > 0).then(|| 100.0 * passed as f64 / (passed + failed) as f64)
+    }
+}
+
+/// What a compliance assessment reads: the store, the configuration and the window.
+#[derive(Debug, Clone, Copy)]
+pub struct ComplianceInput<'a> {
+    /// The store folder (`audit.store_dir`).
+    pub root: &'a Path,
+    /// The configuration in force: durability, keys, retention, policy, call timeout.
+    pub config: &'a Config,
+    /// The window's start.
+    pub since: SystemTime,
+    /// The window's end.
+    pub until: SystemTime,
+    /// The time of the assessment: calls younger than their timeout at `now` are in flight,
+    /// and retention periods are counted back from it.
+    pub now: SystemTime,
+    /// Walk the journals' hash chains (the whole store; the cost of `verify --no-index`).
+    /// Without it the chain rules say `not_assessable`.
+    pub verify_chain: bool,
+}
+
+/// Why an assessment could not be made (the rules' own findings are never errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ComplianceError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// There is no store to read.
+    #[error("no audit store at {}\n  hint: check audit.store_dir in the config; the store is created when the proxy first runs (or by `import`)", path.display())]
+    NoStore {
+        /// The configured store folder.
+        path: PathBuf,
+    },
+    /// The window is empty.
+    #[error("--since is after --until\n  hint: give --since earlier than --until")]
+    EmptyWindow,
+}
+
+/// The facts of `input`'s window: one pass over its events (and what an end may take after
+/// `until`), the expired events of each regulation's tag, and the chain walk when asked.
+pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
+    if input.since > input.until {
+        return Err(ComplianceError::EmptyWindow);
+    }
+    let root = input.root;
+    if !crate::store::marker::check(root, crate::store::Access::Read)?
+        || !crate::store::StorePaths::new(root).journal().is_dir()
+    {
+        return Err(ComplianceError::NoStore {
+            path: root.to_path_buf(),
+        });
+    }
+    let timeout = input.config.limits.call_timeout;
+    let mut pass = Survey::new(input.since, input.until, timeout);
+    // Ends of the window's last calls may come up to their timeout after `until`.
+    let reach = timeout.map_or(Duration::ZERO, |t| {
+        t + Duration::from_millis(survey::END_GRACE_MS + 1)
+    });
+    let read_to = (input.until + reach).min(input.now.max(input.until));
+    let reading = read::read(
+        root,
+        input.since,
+        read_to,
+        &mut pass,
+        &input.config.retention.periods,
+        &survey::REGULATION_TAGS,
+        input.now,
+    );
+    // A record that cannot be read (damaged, or changed since it was indexed) is itself a
+    // finding: the chain walk below says what happened to it, and the rules that rest on
+    // the window's events do not pass.
+    let mut facts = match reading {
+        Ok(reading) => {
+            for d in &reading.damaged {
+                tracing::error!(damage = %d, "audit journal segment damaged");
+            }
+            let mut facts = pass.finish(read_to);
+            facts.expired = reading.expired.into_iter().collect();
+            facts.oldest_event = reading.oldest;
+            facts
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the window's events could not all be read");
+            pass.finish_partial(e.to_string())
+        }
+    };
+    if input.verify_chain {
+        let key = input.config.audit.signer.as_ref().map(|s| s.public());
+        facts.chain = Some(read::chain(root, key.as_ref())?);
+    }
+    Ok(facts)
+}
+
+/// Judges `regulation`'s rules on `facts` (from [`facts`]) over `[since, until]`.
+pub fn judge(
+    regulation: Regulation,
+    facts: &Facts,
+    settings: &Settings,
+    since: SystemTime,
+    until: SystemTime,
+) -> Assessment {
+    let mut rules = rules::rules(regulation, facts, settings);
+    if let Some(error) = &facts.read_error {
+        rules::unread(&mut rules, error);
+    }
+    Assessment {
+        regulation,
+        since: humantime::format_rfc3339_seconds(since).to_string(),
+        until: humantime::format_rfc3339_seconds(until).to_string(),
+        score: Assessment::score_of(&rules),
+        rules,
+    }
+}
+
+/// The assessment of each of `regulations` over `input`'s window, from one reading of the
+/// store.
+pub fn assess_all(
+    input: &ComplianceInput<'_>,
+    regulations: &[Regulation],
+) -> Result<Vec<Assessment>, ComplianceError> {
+    let facts = facts(input)?;
+    let settings = Settings::of(input.config);
+    Ok(regulations
+        .iter()
+        .map(|r| judge(*r, &facts, &settings, input.since, input.until))
+        .collect())
+}
+
+/// The assessment of one regulation over `input`'s window.
+pub fn assess(
+    input: &ComplianceInput<'_>,
+    regulation: Regulation,
+) -> Result<Assessment, ComplianceError> {
+    let facts = facts(input)?;
+    Ok(judge(
+        regulation,
+        &facts,
+        &Settings::of(input.config),
+        input.since,
+        input.until,
+    ))
+}
+
+impl Assessment {
+    /// Whether any rule is `non_compliant` (the command's exit status 1).
+    pub fn failed(&self) -> bool {
+        self.rules.iter().any(|r| r.status == Status::NonCompliant)
+    }
+
+    /// The regulation's name as its text says it: `GDPR`, `HIPAA`, `PCI DSS v4.0`.
+    pub fn title(&self) -> &'static str {
+        match self.regulation {
+            Regulation::Gdpr => "GDPR",
+            Regulation::Hipaa => "HIPAA Security Rule",
+            Regulation::PciDss => "PCI DSS v4.0",
+        }
     }
 }
 

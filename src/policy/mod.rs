@@ -339,6 +339,17 @@ impl Policy {
         }
     }
 
+    /// How data of `class` found in arguments and error texts is kept in the trail
+    /// (`[risk.store]`), for the compliance checks.
+    pub fn store_mode(&self, class: Class) -> StoreMode {
+        self.storage[class as usize]
+    }
+
+    /// What the proxy does with a call at `level` (`[risk.actions]`).
+    pub fn action_at(&self, level: RiskLevel) -> Action {
+        self.action_for(level)
+    }
+
     /// The level a score reaches.
     pub fn level_of(&self, score: u8) -> RiskLevel {
         level_at(self.levels, score)

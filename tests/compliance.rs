@@ -1,0 +1,441 @@
+//! `compliance` through the real binary (issue 10 items 4 and 8): fixture stores built by
+//! `import` with known answers. A clean store passes every rule of every regulation (exit 0);
+//! a store with the faults each rule looks for fails exactly those rules, naming the
+//! offending events and configuration keys (exit 1); an empty window and `--no-verify` make
+//! rules `not_assessable`, never compliant; a record changed after it was written fails the
+//! integrity rules and passes none that rest on the unreadable window; a missing store is an
+//! error (exit 2).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{TestStore, proxy_bin};
+use mcp_audit_proxy::store::checkpoint::keygen;
+use serde_json::{Value, json};
+
+fn run(config: &Path, args: &[&str]) -> Output {
+    Command::new(proxy_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run mcp-audit-proxy")
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn id(ms: u64, n: u64) -> String {
+    ulid::Ulid::from_parts(ms, u128::from(n)).to_string()
+}
+
+fn time(ms: u64) -> String {
+    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// A call: its access event and, unless `end` is `None`, its end with that result.
+struct Call<'a> {
+    ms: u64,
+    n: u64,
+    user: &'a str,
+    arguments: Value,
+    tags: &'a [&'a str],
+    end: Option<&'a str>,
+    origin: bool,
+}
+
+impl Call<'_> {
+    fn access_id(&self) -> String {
+        id(self.ms, self.n * 2)
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let mut meta = json!({"protocol_era": "2025", "arguments": self.arguments});
+        if self.origin {
+            meta["auth_method"] = json!("stdio");
+        }
+        let blocked = self.end == Some("blocked");
+        let access = json!({
+            "event_id": self.access_id(), "timestamp": time(self.ms), "event_type": "tool_access",
+            "user_id": self.user, "tool_name": "echo", "action": "tools/call",
+            "result": if blocked { "blocked" } else { "initiated" },
+            "metadata": meta, "risk_level": if blocked { "critical" } else { "low" },
+            "compliance_tags": self.tags, "session_id": format!("s-{}", self.user),
+            "upstream": "example", "linked_event_id": null,
+        });
+        let Some(result) = self.end else {
+            return vec![access];
+        };
+        let mut end_meta =
+            json!({"protocol_era": "2025", "auth_method": "stdio", "execution_time_us": 900});
+        if blocked {
+            end_meta["reason"] = json!("risk critical: shell metacharacters sent to echo");
+            end_meta["error_code"] = json!(-32010);
+        }
+        let end = json!({
+            "event_id": id(self.ms + 1, self.n * 2 + 1), "timestamp": time(self.ms + 1),
+            "event_type": if result == "success" { "tool_execution" } else { "tool_failure" },
+            "user_id": self.user, "tool_name": "echo", "action": "tools/call", "result": result,
+            "metadata": end_meta, "risk_level": "low", "compliance_tags": self.tags,
+            "session_id": format!("s-{}", self.user), "upstream": "example",
+            "linked_event_id": self.access_id(),
+        });
+        vec![access, end]
+    }
+}
+
+fn call<'a>(ms: u64, n: u64, user: &'a str, arguments: Value, tags: &'a [&'a str]) -> Call<'a> {
+    Call {
+        ms,
+        n,
+        user,
+        arguments,
+        tags,
+        end: Some("success"),
+        origin: true,
+    }
+}
+
+/// Imports `calls` into the store of `store`.
+fn import(store: &TestStore, calls: &[Call<'_>]) {
+    let text: String = calls
+        .iter()
+        .flat_map(Call::events)
+        .map(|e| format!("{e}\n"))
+        .collect();
+    let file = store.dir.path().join("events.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `compliance --regulation all --json`: the exit code and each rule by id.
+fn assess(store: &TestStore, extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["compliance", "--regulation", "all", "--json"];
+    args.extend(extra);
+    let out = run(&store.config, &args);
+    let code = out.status.code().expect("exit code");
+    assert!(
+        code != 2,
+        "compliance failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let assessments: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an assessment per line"))
+        .collect();
+    let regs: Vec<&str> = assessments
+        .iter()
+        .map(|a| a["regulation"].as_str().unwrap())
+        .collect();
+    assert_eq!(regs, ["gdpr", "hipaa", "pci_dss"]);
+    let rules = assessments
+        .iter()
+        .flat_map(|a| a["rules"].as_array().unwrap().clone())
+        .collect();
+    (code, rules)
+}
+
+fn rule<'a>(rules: &'a [Value], id: &str) -> &'a Value {
+    rules
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no rule {id}"))
+}
+
+fn status<'a>(rules: &'a [Value], id: &str) -> &'a str {
+    rule(rules, id)["status"].as_str().unwrap()
+}
+
+fn ids(rule: &Value) -> Vec<&str> {
+    rule["evidence"]["event_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+/// A store whose checkpoints are signed (the key beside the config).
+fn signed_store(extra: &str) -> TestStore {
+    let store = TestStore::new(&format!("signing_key_file = \"signing.key\"\n{extra}"));
+    keygen(&store.dir.path().join("signing.key")).unwrap();
+    store
+}
+
+#[test]
+fn a_clean_store_passes_every_rule_of_every_regulation() {
+    let store = signed_store("");
+    let t = now_ms() - 2 * 86_400_000;
+    let blocked = Call {
+        end: Some("blocked"),
+        ..call(t + 3000, 3, "bob", json!({"text": "x; rm -rf /"}), &[])
+    };
+    import(
+        &store,
+        &[
+            call(t, 0, "alice", json!({"text": "hello"}), &[]),
+            call(
+                t + 1000,
+                1,
+                "alice",
+                json!({"to": "[REDACTED:email]", "text": "hi"}),
+                &["gdpr"],
+            ),
+            call(
+                t + 2000,
+                2,
+                "carol",
+                json!({"card": "[REDACTED:payment_card]"}),
+                &["pci_dss"],
+            ),
+            blocked,
+        ],
+    );
+    let (code, rules) = assess(&store, &[]);
+    for r in &rules {
+        assert_eq!(r["status"], "compliant", "{r:#}");
+    }
+    assert_eq!(code, 0);
+    let active = rule(&rules, "pci_dss.10.2.1.audit_logs_active");
+    assert_eq!(active["evidence"]["counts"]["tool_access"], 4);
+    assert_eq!(active["evidence"]["counts"]["ended"], 4);
+    let refusals = rule(&rules, "pci_dss.10.2.1.4.invalid_access_attempts");
+    assert_eq!(refusals["evidence"]["counts"]["refused_or_blocked"], 1);
+
+    // The table says the same, rule by rule.
+    let out = run(&store.config, &["compliance", "--regulation", "pci_dss"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("PCI DSS v4.0 from ")
+            && text.contains("score 100% (9 compliant, 0 non-compliant, 0 not assessable)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[compliant] Each event records user, type, time"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_faulty_store_fails_the_rules_that_see_its_faults_and_names_the_events() {
+    let store = TestStore::new(
+        "encrypt_personal_data = false\n[retention]\npci_dss = \"90d\"\nhipaa = \"1y\"\n",
+    );
+    let t = now_ms() - 2 * 86_400_000;
+    let lost = Call {
+        end: None,
+        ..call(t, 0, "alice", json!({"text": "hello"}), &[])
+    };
+    let card = call(
+        t + 1000,
+        1,
+        "alice",
+        json!({"card": "4111 1111 1111 1111"}),
+        &["pci_dss"],
+    );
+    let anonymous = call(t + 2000, 2, "anonymous", json!({"text": "x"}), &["pci_dss"]);
+    let no_origin = Call {
+        origin: false,
+        ..call(t + 3000, 3, "bob", json!({"text": "x"}), &[])
+    };
+    let health = call(
+        t + 4000,
+        4,
+        "bob",
+        json!({"note": "patient diagnosed with type 2 diabetes"}),
+        &["hipaa"],
+    );
+    // Eight years old, tagged gdpr: past the default 7 years, still stored.
+    let old_ms = now_ms() - 8 * 31_557_600_000;
+    let old = call(old_ms, 5, "dave", json!({"text": "x"}), &["gdpr"]);
+    import(&store, &[old, lost, card, anonymous, no_origin, health]);
+    let (code, rules) = assess(&store, &[]);
+    assert_eq!(code, 1);
+
+    let r = rule(&rules, "pci_dss.10.2.1.audit_logs_active");
+    assert_eq!(r["status"], "non_compliant");
+    assert_eq!(r["evidence"]["counts"]["without_end"], 1);
+    assert_eq!(ids(r), [id(t, 0)]);
+
+    let r = rule(&rules, "pci_dss.3.5.1.pan_unreadable");
+    assert_eq!(r["status"], "non_compliant");
+    assert_eq!(ids(r), [id(t + 1000, 2)]);
+
+    let r = rule(&rules, "pci_dss.10.2.1.1.individual_access");
+    assert_eq!(r["status"], "non_compliant");
+    assert!(ids(r).contains(&id(t + 2000, 4).as_str()), "{r:#}");
+
+    let r = rule(&rules, "pci_dss.10.2.2.event_details");
+    assert_eq!(r["status"], "non_compliant");
+    assert_eq!(r["evidence"]["counts"]["missing_origin"], 1);
+    assert_eq!(ids(r), [id(t + 3000, 6)]);
+
+    let r = rule(&rules, "pci_dss.10.5.1.retention");
+    assert_eq!(r["status"], "non_compliant");
+    assert!(
+        r["evidence"]["config_keys"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("retention.pci_dss = \"90d\"")),
+        "{r:#}"
+    );
+    assert_eq!(
+        status(&rules, "hipaa.164.316_b_2_i.retention"),
+        "non_compliant"
+    );
+    assert_eq!(
+        status(&rules, "hipaa.164.502_b.minimum_necessary"),
+        "non_compliant"
+    );
+    // No key: the chain verifies, but nothing proves it against someone who can write.
+    assert_eq!(status(&rules, "hipaa.164.312_c_1.integrity"), "compliant");
+    assert_eq!(
+        status(&rules, "hipaa.164.312_c_2.authentication"),
+        "non_compliant"
+    );
+    assert_eq!(
+        status(&rules, "pci_dss.10.3.4.change_detection"),
+        "non_compliant"
+    );
+    // Personal fields in clear: not erasable, not encrypted.
+    assert_eq!(status(&rules, "gdpr.art17.erasure"), "non_compliant");
+    assert_eq!(
+        status(&rules, "hipaa.164.312_a_2_iv.encryption"),
+        "non_compliant"
+    );
+    let r = rule(&rules, "gdpr.art5_1_e.storage_limitation");
+    assert_eq!(r["status"], "non_compliant");
+    // The access and its end, both tagged gdpr.
+    assert_eq!(ids(r), [id(old_ms, 10), id(old_ms + 1, 11)]);
+    // Nothing was refused: that cannot be judged either way.
+    assert_eq!(
+        status(&rules, "pci_dss.10.2.1.4.invalid_access_attempts"),
+        "not_assessable"
+    );
+}
+
+#[test]
+fn an_empty_window_and_an_unverified_chain_are_not_assessable_and_no_store_is_an_error() {
+    let store = signed_store("");
+    let t = now_ms() - 40 * 86_400_000;
+    import(&store, &[call(t, 0, "alice", json!({"text": "x"}), &[])]);
+    // The default window (30 days) holds nothing; the chain is not walked.
+    let (code, rules) = assess(&store, &["--no-verify"]);
+    assert_eq!(code, 0, "not_assessable fails nothing");
+    for id in [
+        "pci_dss.10.2.1.audit_logs_active",
+        "pci_dss.10.2.2.event_details",
+        "pci_dss.3.5.1.pan_unreadable",
+        "pci_dss.10.3.4.change_detection",
+        "hipaa.164.312_c_1.integrity",
+        "gdpr.art30.records",
+    ] {
+        assert_eq!(status(&rules, id), "not_assessable", "{id}");
+        assert!(
+            !rule(&rules, id)["explanation"].as_str().unwrap().is_empty(),
+            "{id} says why"
+        );
+    }
+    // The table shows them as such.
+    let out = run(
+        &store.config,
+        &["compliance", "--regulation", "hipaa", "--no-verify"],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("[not assessable] Audit controls record every tool call"),
+        "{text}"
+    );
+    // A window that holds the call assesses it.
+    let since = time(t - 1000);
+    let (_, rules) = assess(&store, &["--since", &since]);
+    assert_eq!(
+        status(&rules, "pci_dss.10.2.1.audit_logs_active"),
+        "compliant"
+    );
+
+    let empty = TestStore::new("");
+    let out = run(&empty.config, &["compliance", "--regulation", "gdpr"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no audit store at") && err.contains("hint:"),
+        "{err}"
+    );
+    let out = run(&empty.config, &["compliance", "--regulation", "sox"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
+    let store = signed_store("");
+    let t = now_ms() - 86_400_000;
+    import(
+        &store,
+        &[
+            call(t, 0, "alice", json!({"text": "x"}), &[]),
+            call(t + 1000, 1, "bob", json!({"text": "y"}), &[]),
+        ],
+    );
+    // The tool name of the last record, in the clear skeleton, changed on disk.
+    let journal = store.store_dir().join("journal");
+    let segment = std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .map(|d| d.path())
+        .filter(|p| p.is_dir())
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let needle = b"\"tool_name\":\"echo\"";
+    let at = bytes
+        .windows(needle.len())
+        .rposition(|w| w == needle)
+        .expect("the tool name in the record");
+    bytes[at + needle.len() - 2] = b'p';
+    std::fs::write(&segment, bytes).unwrap();
+
+    let (code, rules) = assess(&store, &[]);
+    assert_eq!(code, 1);
+    for id in [
+        "gdpr.art5_1_f.integrity",
+        "hipaa.164.312_c_1.integrity",
+        "pci_dss.10.3.4.change_detection",
+    ] {
+        let r = rule(&rules, id);
+        assert_eq!(r["status"], "non_compliant", "{r:#}");
+        assert!(
+            r["explanation"]
+                .as_str()
+                .unwrap()
+                .contains("the store does not verify"),
+            "{r:#}"
+        );
+    }
+    for r in &rules {
+        let id = r["id"].as_str().unwrap();
+        if !id.contains("integrity")
+            && !id.contains("change_detection")
+            && !id.contains("retention")
+            && !id.contains("authentication")
+        {
+            assert_ne!(r["status"], "compliant", "{r:#}");
+        }
+    }
+}
