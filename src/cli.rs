@@ -64,6 +64,10 @@ pub enum Command {
     /// Behaviour of a user, or usage of the tools, over a time window.
     #[command(subcommand)]
     Analyze(AnalyzeCommand),
+    /// A report over a period (default: the last 30 days): `executive` (totals, trends,
+    /// compliance, top findings, recommendations) or `detailed` (every finding with its
+    /// evidence, users, tools, risk, compliance rule by rule), as HTML, Markdown or JSON.
+    Report(ReportArgs),
 }
 
 /// `store` subcommands.
@@ -104,6 +108,7 @@ impl Command {
             Command::Anomalies(a) => &a.config.config,
             Command::Analyze(AnalyzeCommand::User(a)) => &a.config.config,
             Command::Analyze(AnalyzeCommand::Tools(a)) => &a.config.config,
+            Command::Report(a) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -472,4 +477,40 @@ pub struct AnalyzeToolsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
+}
+
+/// `report` arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// Which report.
+    #[arg(value_enum)]
+    pub kind: crate::report::model::Kind,
+    /// From TIME: RFC 3339 or a duration ago (30d, 24h); default: 30 days before --until.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
+    /// Until TIME (same forms; default: now).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
+    /// `html` (one self-contained file: inline CSS and SVG charts, no script, no network),
+    /// `md` (Markdown tables) or `json` (the model the other two are rendered from).
+    #[arg(long, value_enum)]
+    pub format: crate::report::render::Format,
+    /// Write the report to FILE (replaced whole: written beside it, then renamed) instead of
+    /// stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// The period as the analytics commands take it.
+    pub fn window(&self) -> WindowArgs {
+        WindowArgs {
+            since: self.since,
+            until: self.until,
+            json: false,
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod privacy;
+pub mod report;
 pub mod retention;
 pub mod trail;
 
