@@ -67,6 +67,10 @@ pub enum Command {
     /// Check the trail and the configuration against GDPR, HIPAA or PCI DSS, rule by rule;
     /// exit status 0 when no assessable rule fails, 1 when one is non-compliant, 2 on error.
     Compliance(ComplianceArgs),
+    /// A report over a period (default: the last 30 days): `executive` (totals, trends,
+    /// compliance, top findings, recommendations) or `detailed` (every finding with its
+    /// evidence, users, tools, risk, compliance rule by rule), as HTML, Markdown or JSON.
+    Report(ReportArgs),
 }
 
 /// `store` subcommands.
@@ -108,6 +112,7 @@ impl Command {
             Command::Analyze(AnalyzeCommand::User(a)) => &a.config.config,
             Command::Analyze(AnalyzeCommand::Tools(a)) => &a.config.config,
             Command::Compliance(a) => &a.config.config,
+            Command::Report(a) => &a.config.config,
             Command::Keygen(_) => std::path::Path::new("proxy.toml"),
         }
     }
@@ -508,4 +513,44 @@ fn parse_regulations(text: &str) -> Result<RegulationArg, String> {
     Regulation::parse(text)
         .map(|r| RegulationArg(vec![r]))
         .ok_or_else(|| "unknown regulation; one of gdpr, hipaa, pci_dss, all".to_string())
+}
+
+/// `report` arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// Which report.
+    #[arg(value_enum)]
+    pub kind: crate::report::model::Kind,
+    /// From TIME: RFC 3339 or a duration ago (30d, 24h); default: 30 days before --until.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
+    /// Until TIME (same forms; default: now).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
+    /// `html` (one self-contained file: inline CSS and SVG charts, no script, no network),
+    /// `md` (Markdown tables) or `json` (the model the other two are rendered from).
+    #[arg(long, value_enum)]
+    pub format: crate::report::render::Format,
+    /// Write the report to FILE (replaced whole: written beside it, then renamed) instead of
+    /// stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Do not walk the journals' hash chains for the compliance section (faster on large
+    /// stores); its chain rules then say not_assessable.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+impl ReportArgs {
+    /// The period as the analytics commands take it.
+    pub fn window(&self) -> WindowArgs {
+        WindowArgs {
+            since: self.since,
+            until: self.until,
+            json: false,
+        }
+    }
 }

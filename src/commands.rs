@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod compliance;
 pub mod privacy;
+pub mod report;
 pub mod retention;
 pub mod trail;
 

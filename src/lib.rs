@@ -6,7 +6,8 @@
 //! ```text
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
 //!                     test, tools accept, keygen, verify, export, store status,
-//!                     retention, erase, import, anomalies, analyze, compliance)
+//!                     retention, erase, import, anomalies, analyze, compliance,
+//!                     report)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can); commands/retention.rs:
 //!                     retention (dry run, --apply with a progress bar, the purge event);
@@ -14,6 +15,8 @@
 //!                     commands/analytics.rs: import (checked whole, then through the audit
 //!                     writer), anomalies, analyze user / tools; commands/compliance.rs:
 //!                     compliance (rule by rule, table or JSON, exit 1 on a failed rule)
+//!                     commands/report.rs: report executive|detailed (to stdout or --out,
+//!                     replaced whole)
 //! progress.rs         progress bars of verify, export, reindex, retention (hidden off a
 //!                     terminal)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
@@ -86,7 +89,12 @@
 //!                     behavioural risk score), quality.rs (precision/recall against
 //!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:
 //!                     compliance/survey.rs one bounded pass over the window's events,
-//!                     read.rs the store and the chain walk, rules.rs the rules per clause)
+//!                     read.rs the store and the chain walk, rules.rs the rules per clause); read::each_call streams calls with
+//!                     bounded state
+//! report/             reports over the trail: tally.rs (a period's figures counted as calls
+//!                     go by), model.rs (the Report, its JSON; findings, trends,
+//!                     recommendations with their causes), render.rs (HTML and Markdown from
+//!                     MiniJinja templates, auto-escaped), svg.rs (inline bar and line charts)
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```
@@ -139,5 +147,6 @@ pub mod mcp;
 pub mod policy;
 pub mod progress;
 pub mod proxy;
+pub mod report;
 pub mod store;
 pub mod telemetry;

@@ -140,6 +140,11 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             config,
             &mut std::io::stdout().lock(),
         )?),
+        Command::Report(args) => Ok(commands::report::run(
+            &args,
+            config,
+            &mut std::io::stdout().lock(),
+        )?),
         Command::Tools(ToolsCommand::Accept(args)) => {
             let mut out = std::io::stdout().lock();
             commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut out)

@@ -56,6 +56,23 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The subject for a person: `alice`, `alice / read_file`, `203.0.113.5 (3 users)`,
+    /// `tool read_file`.
+    pub fn subject_text(&self) -> String {
+        let s = &self.subject;
+        let get = |k: &str| s.get(k).and_then(Value::as_str);
+        match (get("user"), get("tool"), get("ip")) {
+            (Some(u), Some(t), _) => format!("{u} / {t}"),
+            (Some(u), None, _) => u.to_string(),
+            (None, _, Some(ip)) => {
+                let n = s.get("users").and_then(Value::as_array).map_or(0, Vec::len);
+                format!("{ip} ({n} users)")
+            }
+            (None, Some(t), None) => format!("tool {t}"),
+            _ => s.to_string(),
+        }
+    }
+
     fn new(
         family: &'static str,
         kind: &'static str,

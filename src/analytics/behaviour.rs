@@ -59,7 +59,7 @@ pub struct RiskCounts {
 }
 
 impl RiskCounts {
-    fn add(&mut self, r: RiskLevel) {
+    pub(crate) fn add(&mut self, r: RiskLevel) {
         match r {
             RiskLevel::Low => self.low += 1,
             RiskLevel::Medium => self.medium += 1,

@@ -223,6 +223,13 @@ impl Joiner {
         }
     }
 
+    /// The calls in the order their access events came, and the ends still waiting for
+    /// theirs (by the access event's id): for a reader that joins across batches
+    /// ([`read::each_call`]).
+    pub fn into_parts(self) -> (Vec<Call>, HashMap<EventId, End>) {
+        (self.calls, self.waiting)
+    }
+
     /// The calls, ordered by time (ends whose access never came are dropped).
     pub fn finish(self) -> Vec<Call> {
         let mut calls = self.calls;

@@ -370,7 +370,7 @@ pub fn import(
 }
 
 /// The window `[from, to]` of `args`, `default` before now when `--since` is not given.
-fn window(
+pub(crate) fn window(
     args: &WindowArgs,
     default: Duration,
 ) -> Result<(SystemTime, SystemTime), AnalyticsError> {
@@ -382,7 +382,7 @@ fn window(
     Ok((from, to))
 }
 
-fn ms(t: SystemTime) -> u64 {
+pub(crate) fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
@@ -435,20 +435,6 @@ fn findings_in(
     Ok((calls, findings))
 }
 
-fn subject_text(s: &Value) -> String {
-    let get = |k: &str| s.get(k).and_then(Value::as_str);
-    match (get("user"), get("tool"), get("ip")) {
-        (Some(u), Some(t), _) => format!("{u} / {t}"),
-        (Some(u), None, _) => u.to_string(),
-        (None, _, Some(ip)) => {
-            let n = s.get("users").and_then(Value::as_array).map_or(0, Vec::len);
-            format!("{ip} ({n} users)")
-        }
-        (None, Some(t), None) => format!("tool {t}"),
-        _ => s.to_string(),
-    }
-}
-
 fn seconds(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
@@ -468,7 +454,7 @@ fn write_findings(out: &mut impl Write, findings: &[anomalies::Finding]) -> std:
             f.family,
             f.kind,
             f.severity,
-            subject_text(&f.subject),
+            f.subject_text(),
             f.explanation
         )?;
         let shown: Vec<String> = f.evidence.iter().take(5).map(ToString::to_string).collect();

@@ -1,0 +1,145 @@
+//! `report executive|detailed` (issue 10 item 5): reads the store once for the period, the
+//! period before it and the detectors' history ([`crate::report::gather`]), and writes the
+//! report as HTML, Markdown or JSON to stdout or to `--out`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::analytics::compliance::{self, Regulation};
+use crate::cli::ReportArgs;
+use crate::config::Config;
+use crate::report::model::ComplianceInput;
+use crate::report::render::{self, RenderError};
+use crate::report::{self as reports, DETECTION_LIMIT_CALLS};
+use crate::store::StoreError;
+
+use super::analytics::{AnalyticsError, ms, window};
+
+/// Errors of `report`, each saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Reading the store or the window failed.
+    #[error(transparent)]
+    Analytics(#[from] AnalyticsError),
+    /// A template did not render.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The compliance checks could not read the store.
+    #[error(transparent)]
+    Compliance(#[from] compliance::ComplianceError),
+    /// The output file cannot be written.
+    #[error("cannot write the report to {}: {source}\n  hint: check that the folder exists and is writable (the report is written to a temporary file beside it, then renamed)", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl From<StoreError> for ReportError {
+    fn from(e: StoreError) -> Self {
+        ReportError::Analytics(AnalyticsError::Store(e))
+    }
+}
+
+/// Writes `text` to `path` whole or not at all: a temporary file beside it, synced, then
+/// renamed over it.
+fn write_file(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
+    let fail = |source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "report".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(fail)
+}
+
+/// `report`: returns the exit code.
+pub fn run(args: &ReportArgs, config: &Config, out: &mut impl Write) -> Result<i32, ReportError> {
+    let (from, to) = window(&args.window(), Duration::from_secs(30 * 86_400))?;
+    let root = &config.audit.store_dir;
+    if !root.join("journal").is_dir() {
+        return Err(AnalyticsError::NoStore { path: root.clone() }.into());
+    }
+    // The same assessment as `compliance --regulation all` over the period (one pass for the
+    // three regulations; the chain walk unless --no-verify).
+    let now = SystemTime::now();
+    let assessments = compliance::assess_all(
+        &compliance::ComplianceInput {
+            root,
+            config,
+            since: from,
+            until: to,
+            now,
+            verify_chain: !args.no_verify,
+        },
+        &Regulation::ALL,
+    )?;
+    let (report, read) = reports::gather(
+        root,
+        reports::Request {
+            kind: args.kind,
+            from_ms: ms(from),
+            to_ms: ms(to),
+            now_ms: ms(now),
+            baseline_days: config.analytics.baseline_days,
+            context: &config.analytics.context,
+            compliance: ComplianceInput::Assessed(assessments),
+            detection_limit: DETECTION_LIMIT_CALLS,
+        },
+    )?;
+    if let Some(opened) = &read.opened {
+        super::log_open(opened);
+    }
+    if read.from_journals {
+        tracing::info!("another process holds the audit index; read the journals directly");
+    }
+    for d in &read.damaged {
+        tracing::error!(damage = %d, "audit journal segment damaged");
+    }
+    let text = render::render(&report, args.format)?;
+    match &args.out {
+        Some(path) => {
+            write_file(path, &text)?;
+            writeln!(
+                out,
+                "wrote the {} report ({} calls, {} findings) to {}",
+                match args.kind {
+                    reports::model::Kind::Executive => "executive",
+                    reports::model::Kind::Detailed => "detailed",
+                },
+                report.totals.calls,
+                if report.findings.assessed {
+                    report.findings.total.to_string()
+                } else {
+                    "not assessed".into()
+                },
+                path.display()
+            )
+            .map_err(AnalyticsError::Output)?;
+        }
+        None => out
+            .write_all(text.as_bytes())
+            .map_err(AnalyticsError::Output)?,
+    }
+    out.flush().map_err(AnalyticsError::Output)?;
+    Ok(0)
+}
