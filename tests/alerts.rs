@@ -349,7 +349,7 @@ level = "critical"
 
 #[tokio::test]
 async fn the_wrapper_stores_an_alert_for_blocked_calls_and_alerts_lists_it() {
-    let store = TestStore::new(&format!(
+    let store = TestStore::with_alerts(&format!(
         "[alerts]\ngroup_wait_ms = 60000\n{BLOCK_SHELL_IN_ECHO}"
     ));
     let mut c = LineClient::spawn(store.proxied_example());
