@@ -71,6 +71,32 @@ pub enum Command {
     /// compliance, top findings, recommendations) or `detailed` (every finding with its
     /// evidence, users, tools, risk, compliance rule by rule), as HTML, Markdown or JSON.
     Report(ReportArgs),
+    /// List the alerts the proxy and the gateway raised (stored as `alert` events), newest
+    /// first.
+    Alerts(AlertsArgs),
+}
+
+/// `alerts` arguments (default window: the last 24 hours).
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArg,
+    /// From TIME: RFC 3339 or a duration ago (24h, 7d); default 24h.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
+    /// Until TIME (same forms; default: now).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
+    /// Only alerts about this user (`user_id`).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// At most this many alerts.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
+    /// One JSON object per line (the alert event, see `alert` events in the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `store` subcommands.
@@ -109,6 +135,7 @@ impl Command {
             Command::Erase(a) => &a.config.config,
             Command::Import(a) => &a.config.config,
             Command::Anomalies(a) => &a.config.config,
+            Command::Alerts(a) => &a.config.config,
             Command::Analyze(AnalyzeCommand::User(a)) => &a.config.config,
             Command::Analyze(AnalyzeCommand::Tools(a)) => &a.config.config,
             Command::Compliance(a) => &a.config.config,
@@ -240,7 +267,7 @@ pub struct EventsArgs {
     #[arg(long)]
     pub user: Option<String>,
     /// Only this event type: tool_access, tool_execution, tool_failure, permission_change,
-    /// configuration_change (dashes work too: tool-failure).
+    /// configuration_change, alert (dashes work too: tool-failure).
     #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
     pub event_type: Option<EventType>,
     /// Only events at this risk level or above: low, medium, high, critical.

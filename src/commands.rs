@@ -55,6 +55,9 @@ pub enum ModeError {
     /// The policy cannot run here (its HMAC key is unavailable).
     #[error("{0}")]
     PolicyNotReady(String),
+    /// The alert stage could not start.
+    #[error("{0}")]
+    Alerts(String),
     /// A command-line input cannot be used.
     #[error("{what}\n  hint: {hint}")]
     BadInput {
@@ -107,6 +110,7 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
         false => (None, None),
     };
     let (sink, threads, lock) = start_audit(config, os_user(), "*".into(), requests)?;
+    let alerts = start_alerts(config, &sink, None)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("gateway-rt")
         .enable_all()
@@ -118,6 +122,7 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     let config = std::sync::Arc::new(config.clone());
     let result = runtime.block_on(async {
         let code = crate::proxy::http::run(config, sink.clone(), retention).await;
+        close_alerts(&sink, alerts).await;
         sink.close().await;
         code
     });
@@ -125,6 +130,88 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     runtime.shutdown_timeout(Duration::from_millis(500));
     drop(lock);
     Ok(result?)
+}
+
+/// Starts the alert stage on `sink`'s writer when `[alerts]` is enabled; `user`: the stdio
+/// wrapper's user, whose history alone is read at start.
+fn start_alerts(
+    config: &Config,
+    sink: &writer::AuditSink,
+    user: Option<String>,
+) -> Result<Option<crate::alerts::AlertStage>, ModeError> {
+    crate::alerts::start(crate::alerts::Settings::of(config, user), sink)
+        .map_err(|e| ModeError::Alerts(e.to_string()))
+}
+
+/// At shutdown: every event written is synced and examined, then the last alerts are raised
+/// and recorded (before the writer stops).
+async fn close_alerts(sink: &writer::AuditSink, alerts: Option<crate::alerts::AlertStage>) {
+    if let Some(stage) = alerts {
+        sink.flush().await;
+        stage.close().await;
+    }
+}
+
+/// `alerts`: the stored alerts, newest first (from the index, or from the journals while
+/// another process holds the index).
+pub fn alerts(
+    args: &crate::cli::AlertsArgs,
+    config: &Config,
+    out: &mut impl Write,
+) -> Result<(), ModeError> {
+    let since = args
+        .since
+        .unwrap_or_else(|| std::time::SystemTime::now() - Duration::from_secs(86_400));
+    let filter = Filter {
+        user: args.user.clone(),
+        user_subject: match &args.user {
+            Some(u) => {
+                store::personal::subject_of(&config.audit.store_dir, u).map_err(StoreError::from)?
+            }
+            None => None,
+        },
+        event_type: Some(EventType::Alert),
+        since: Some(since),
+        until: args.until,
+        ..Filter::default()
+    };
+    let events = newest(config, args.limit, &filter)?;
+    if args.json {
+        for e in &events {
+            serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    if events.is_empty() {
+        writeln!(
+            out,
+            "no alerts since {}",
+            humantime::format_rfc3339_seconds(since)
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<20}  {:<8}  {:<14}  {:<16}  {:>6}  {:<26}  WHAT",
+        "TIME", "SEVERITY", "KIND", "USER", "COUNT", "FIRST EVENT"
+    )?;
+    for e in &events {
+        let a = e.metadata.alert.as_deref();
+        let time = humantime::format_rfc3339_seconds(e.timestamp).to_string();
+        writeln!(
+            out,
+            "{:<20}  {:<8}  {:<14}  {:<16}  {:>6}  {:<26}  {}",
+            time,
+            e.risk_level.as_str(),
+            a.map_or("?", |a| a.kind.as_str()),
+            e.user_id,
+            a.map_or(0, |a| a.count),
+            a.map_or(String::new(), |a| a.first_event_id.to_string()),
+            e.metadata.reason.as_deref().unwrap_or("")
+        )?;
+    }
+    Ok(())
 }
 
 /// The OS user running the proxy, by name where it has one.
@@ -216,6 +303,7 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     let user = stdio_user(args, config);
     let (sink, threads, lock) =
         start_audit(config, user.clone(), config.upstream.name.clone(), None)?;
+    let alerts = start_alerts(config, &sink, Some(user.clone()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("proxy-rt")
         .enable_all()
@@ -226,6 +314,7 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
         })?;
     let result = runtime.block_on(async {
         let code = stdio::run(config, &command, user, sink.clone()).await;
+        close_alerts(&sink, alerts).await;
         sink.close().await;
         code
     });

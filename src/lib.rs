@@ -7,7 +7,7 @@
 //! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
 //!                     test, tools accept, keygen, verify, export, store status,
 //!                     retention, erase, import, anomalies, analyze, compliance,
-//!                     report)
+//!                     report, alerts)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can); commands/retention.rs:
 //!                     retention (dry run, --apply with a progress bar, the purge event);
@@ -20,6 +20,7 @@
 //! progress.rs         progress bars of verify, export, reindex, retention (hidden off a
 //!                     terminal)
 //! config/             RawConfig (serde, unknown keys refused) -> Config (validated);
+//!                     alerts.rs: [alerts] and [alerts.webhook] (the secret read at start);
 //!                     analytics.rs: [analytics] (service accounts, networks, time zones);
 //!                     source.rs: errors that name the file, the line and a hint;
 //!                     gateway.rs: [gateway] (listen, TLS files, API keys, JWT keys loaded);
@@ -89,12 +90,18 @@
 //!                     behavioural risk score), quality.rs (precision/recall against
 //!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:
 //!                     compliance/survey.rs one bounded pass over the window's events,
-//!                     read.rs the store and the chain walk, rules.rs the rules per clause); read::each_call streams calls with
-//!                     bounded state
+//!                     read.rs the store and the chain walk, rules.rs the rules per clause);
+//!                     read::each_call streams calls with bounded state
 //! report/             reports over the trail: tally.rs (a period's figures counted as calls
 //!                     go by), model.rs (the Report, its JSON; findings, trends,
 //!                     recommendations with their causes), render.rs (HTML and Markdown from
 //!                     MiniJinja templates, auto-escaped), svg.rs (inline bar and line charts)
+//! alerts/             real-time alerts, off the message path: fed by the audit writer once
+//!                     events are durable (bounded queue, drops counted); detect.rs (blocked,
+//!                     refused, high-risk calls; incremental first use, new network, many
+//!                     networks, bursts; bounded per-user state), group.rs (one alert per user
+//!                     and kind per window), webhook.rs (signed JSON POST, retries); alerts
+//!                     go to the log, the store (`alert` events) and the webhook
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported
 //! ```
@@ -136,6 +143,7 @@
 //! the body; the upstream's own credentials), and what comes back becomes server lines for
 //! the same correlation and end events as a child's output.
 
+pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod cli;

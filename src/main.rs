@@ -123,6 +123,10 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             &mut std::io::stdin().lock(),
             &mut std::io::stdout().lock(),
         )?),
+        Command::Alerts(args) => {
+            commands::alerts(&args, config, &mut std::io::stdout().lock()).context("alerts")?;
+            Ok(0)
+        }
         Command::Anomalies(args) => {
             commands::analytics::anomalies(&args, config, &mut std::io::stdout().lock())?;
             Ok(0)

@@ -111,6 +111,16 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "secrets",
         "untagged",
         "apply_daily",
+        // [alerts], [alerts.webhook]
+        "min_level",
+        "window_ms",
+        "group_wait_ms",
+        "max_users",
+        "history_events",
+        "secret_file",
+        "timeout_ms",
+        "max_attempts",
+        "backoff_ms",
     ];
     for key in keys {
         assert!(

@@ -475,7 +475,16 @@ fn bad_retention_config_is_refused_with_the_line_and_a_hint() {
     let out = f.cmd(&["retention"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = text(&out);
-    assert!(err.contains("proxy.toml:7: `retention.pci_dss`"), "{err}");
+    let line = std::fs::read_to_string(&f.store.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("pci_dss"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("proxy.toml:{line}: `retention.pci_dss`")),
+        "{err}"
+    );
     assert!(err.contains("`m` is minutes"), "{err}");
 }
 

@@ -865,7 +865,7 @@ fn burst(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
 }
 
 /// The network an address counts as: its known network's name, else its prefix (below).
-fn net_of(ip: IpAddr, context: &Context) -> (String, bool) {
+pub(crate) fn net_of(ip: IpAddr, context: &Context) -> (String, bool) {
     if let Some(n) = context.network(ip) {
         return (n.name.clone(), true);
     }

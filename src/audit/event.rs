@@ -97,6 +97,10 @@ pub enum EventType {
     PermissionChange,
     /// The proxy's or a tool's configuration changed.
     ConfigurationChange,
+    /// The proxy raised an alert about events already in the trail (`metadata.alert`, see
+    /// [`crate::alerts`]): not one of the design notes' five types, because it records no
+    /// call or change, only the proxy's judgement of them; recorded in the same chain.
+    Alert,
 }
 
 impl EventType {
@@ -108,6 +112,7 @@ impl EventType {
             EventType::ToolFailure => "tool_failure",
             EventType::PermissionChange => "permission_change",
             EventType::ConfigurationChange => "configuration_change",
+            EventType::Alert => "alert",
         }
     }
 }
@@ -121,12 +126,13 @@ fn from_spelling<T: Copy>(text: &str, all: &[T], name: impl Fn(T) -> &'static st
 
 impl EventType {
     /// Every type, in the order of their one-byte codes in the index.
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         EventType::ToolAccess,
         EventType::ToolExecution,
         EventType::ToolFailure,
         EventType::PermissionChange,
         EventType::ConfigurationChange,
+        EventType::Alert,
     ];
 
     /// The type spelled `text` as in the JSON or with dashes (`tool-failure`), any case.
@@ -347,6 +353,10 @@ pub struct Metadata {
     /// part of the sealed record, so the chain vouches for the mark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<Imported>,
+    /// For `alert` events: what the alert stands for (kind, severity, count, the first and
+    /// last event ids; see [`crate::alerts::AlertDetails`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Box<crate::alerts::AlertDetails>>,
 }
 
 /// The store's size against its budget, in bytes (file lengths, see

@@ -4,5 +4,5 @@ pub mod bound;
 pub mod event;
 pub mod writer;
 
-pub use event::{AuditEvent, EventId, EventType, Metadata, Outcome, RiskLevel};
+pub use event::{AuditEvent, EventId, EventIds, EventType, Metadata, Outcome, RiskLevel};
 pub use writer::{Ack, AuditError, AuditSink};

@@ -227,6 +227,31 @@ struct Shared {
     appended_bytes: AtomicU64,
     /// `audit.max_store_bytes`.
     max_bytes: Option<u64>,
+    /// The alert stage's queue, once it runs ([`AuditSink::set_alert_tap`]).
+    tap: OnceLock<AlertTap>,
+}
+
+/// The writer's end of the alert stage's queue ([`crate::alerts`]): each tool event is offered
+/// once it is durable, with `try_send`; what does not fit is counted in `stats.dropped`.
+#[derive(Debug)]
+pub struct AlertTap {
+    /// The bounded queue (`alerts.queue_capacity`).
+    pub tx: SyncSender<crate::alerts::Input>,
+    /// The stage's counters.
+    pub stats: Arc<crate::alerts::AlertStats>,
+}
+
+impl AlertTap {
+    fn offer(&self, observed: crate::alerts::Observed) {
+        match self.tx.try_send(crate::alerts::Input::Event(observed)) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The stage has stopped (shutdown): nothing left to alert.
+            Err(mpsc::TrySendError::Disconnected(_)) => {}
+        }
+    }
 }
 
 impl Shared {
@@ -319,6 +344,8 @@ struct Submission {
 
 enum Msg {
     Event(Submission),
+    /// Sync what was written, offer it to the alert stage, then answer.
+    Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -475,6 +502,26 @@ impl AuditSink {
         self.shared.stats.sync_times.snapshot()
     }
 
+    /// Feeds the alert stage from this writer: each tool event, once durable, is offered to
+    /// `tap` (at most one tap; a second is ignored).
+    pub fn set_alert_tap(&self, tap: AlertTap) {
+        let _ = self.shared.tap.set(tap);
+    }
+
+    /// The alert stage's counters, when it runs (metrics).
+    pub fn alert_stats(&self) -> Option<Arc<crate::alerts::AlertStats>> {
+        self.shared.tap.get().map(|t| t.stats.clone())
+    }
+
+    /// Waits until everything queued so far is written and synced, and offered to the alert
+    /// stage (before closing it at shutdown).
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Writes and syncs everything queued so far, then stops the writer and the indexer.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
@@ -618,6 +665,7 @@ pub fn start_guarded(
         walked_bytes: AtomicU64::new(0),
         appended_bytes: AtomicU64::new(0),
         max_bytes: guard.max_bytes,
+        tap: OnceLock::new(),
     });
     // The first walk before any event: the budget holds from the first call on.
     walk(&guard.root, &shared);
@@ -647,6 +695,8 @@ pub fn start_guarded(
                 guard,
                 ids: EventIds::default(),
                 warned: false,
+                pending_alerts: Vec::new(),
+                batch_written: false,
                 nagged: Instant::now(),
                 walked: Instant::now(),
                 _sizer: sizer_tx,
@@ -712,6 +762,10 @@ struct Writer {
     ids: EventIds,
     /// Whether the 80% warning was given for the current crossing.
     warned: bool,
+    /// Tool events written and not yet synced, for the alert stage (offered once durable).
+    pending_alerts: Vec<crate::alerts::Observed>,
+    /// Whether the last batch given to `write_guarded` was written.
+    batch_written: bool,
     /// When the log last said that an outage lasts.
     nagged: Instant,
     /// When the writer last walked the store itself (during a budget outage).
@@ -727,6 +781,8 @@ impl Writer {
         let mut unsynced = false;
         let mut last_sync = Instant::now();
         let mut shutdown: Option<oneshot::Sender<()>> = None;
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut observed: Vec<crate::alerts::Observed> = Vec::new();
         loop {
             let first = if self.shared.down.load(Ordering::Relaxed) {
                 match rx.recv_timeout(RETRY) {
@@ -770,6 +826,9 @@ impl Writer {
                                 bytes += payload.len();
                                 payloads.push(payload);
                                 acks.extend(s.ack);
+                                if self.shared.tap.get().is_some() {
+                                    observed.extend(crate::alerts::Observed::of(&s.event));
+                                }
                             }
                             Err(e) => {
                                 // Not reached with the event types we have (no map keys that
@@ -781,6 +840,10 @@ impl Writer {
                                 }
                             }
                         }
+                    }
+                    Msg::Flush(tx) => {
+                        flushes.push(tx);
+                        break;
                     }
                     Msg::Shutdown(tx) => {
                         shutdown = Some(tx);
@@ -797,13 +860,26 @@ impl Writer {
                     unsynced = self.durability == Durability::Batched;
                     let _ = self.index_tx.try_send(());
                 }
+                if self.batch_written {
+                    self.pending_alerts.append(&mut observed);
+                    if self.durability == Durability::Sync {
+                        // Durable now: offered before the waiters hear so.
+                        self.offer_alerts();
+                    }
+                } else {
+                    observed.clear();
+                }
                 payloads.clear();
                 for ack in acks.drain(..) {
                     let _ = ack.send(answer.clone());
                 }
                 self.maybe_checkpoint();
             }
-            if unsynced && (last_sync.elapsed() >= self.flush_interval || shutdown.is_some()) {
+            if unsynced
+                && (last_sync.elapsed() >= self.flush_interval
+                    || shutdown.is_some()
+                    || !flushes.is_empty())
+            {
                 if let Err(e) = self.sync() {
                     tracing::error!(error = %e, "audit journal sync failed");
                     self.fail(e, 0, true);
@@ -811,6 +887,9 @@ impl Writer {
                 unsynced = false;
                 last_sync = Instant::now();
                 self.maybe_checkpoint();
+            }
+            for tx in flushes.drain(..) {
+                let _ = tx.send(());
             }
             if shutdown.is_some() {
                 break;
@@ -878,6 +957,7 @@ impl Writer {
         bytes: usize,
     ) -> Result<(), AuditError> {
         let events = payloads.len() as u64;
+        self.batch_written = false;
         let outcome = if self.shared.down.load(Ordering::Relaxed) && !self.recover() {
             Err(None)
         } else if let Some(cause) = self.over_budget(bytes as u64) {
@@ -890,6 +970,7 @@ impl Writer {
             self.write(payloads).map_err(Some)
         };
         let Err(failure) = outcome else {
+            self.batch_written = true;
             return Ok(());
         };
         if let Some((e, appended)) = failure {
@@ -1151,6 +1232,8 @@ impl Writer {
     /// mode, their calls long gone on) as lost.
     fn fail(&mut self, e: crate::store::StoreError, events: u64, appended: bool) {
         let dropped = self.journal.roll_back();
+        // Cut off: never durable, so never alerted on.
+        self.pending_alerts.clear();
         let earlier = dropped.saturating_sub(if appended { events } else { 0 });
         // The cause goes into the trail in clear (`audit_gap.cause`): a user key's file name is
         // a hash of the user's name, which would outlive their erasure. The log has the file.
@@ -1181,7 +1264,19 @@ impl Writer {
         Ok(())
     }
 
+    /// Offers the durable tool events to the alert stage.
+    fn offer_alerts(&mut self) {
+        if let Some(tap) = self.shared.tap.get() {
+            for o in self.pending_alerts.drain(..) {
+                tap.offer(o);
+            }
+        } else {
+            self.pending_alerts.clear();
+        }
+    }
+
     fn after_sync(&mut self) {
+        self.offer_alerts();
         self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
         self.durable = self.journal.head();
         if self.uncovered_since.is_none() && self.uncovered() > 0 {

@@ -9,12 +9,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod alerts;
 mod analytics;
 mod gateway;
 mod retention;
 pub(crate) mod source;
 mod upstream;
 
+pub use alerts::{AlertsConfig, WebhookConfig};
 pub use analytics::{AnalyticsConfig, DEFAULT_BASELINE_DAYS, parse_offset};
 pub use gateway::{ApiKey, GatewayConfig, JwtSettings, TlsFiles};
 pub use retention::RetentionConfig;
@@ -78,6 +80,8 @@ struct RawConfig {
     retention: retention::RawRetention,
     #[serde(default)]
     analytics: analytics::RawAnalytics,
+    #[serde(default)]
+    alerts: alerts::RawAlerts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +141,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[analytics]`: the operator context of the anomaly detectors and `analyze`.
     pub analytics: AnalyticsConfig,
+    /// `[alerts]`: real-time alerts (log, store, webhook).
+    pub alerts: AlertsConfig,
 }
 
 /// `[audit]`: where and how events are stored.
@@ -339,6 +345,7 @@ impl Config {
         )?;
 
         let analytics = analytics::compile(&at, raw.analytics)?;
+        let alerts = alerts::compile(&at, raw.alerts)?;
 
         let log_file = match raw.log.file {
             Some(f) => Some(base.join(at.non_empty("log.file", f)?)),
@@ -376,6 +383,7 @@ impl Config {
             policy: std::sync::Arc::new(policy),
             retention,
             analytics,
+            alerts,
         })
     }
 }

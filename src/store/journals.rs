@@ -123,6 +123,8 @@ pub fn create(journal_root: &Path, segment_bytes: u64) -> Result<(JournalId, Jou
 /// Reads the newest events straight from every journal (for queries while another process
 /// holds the index), newest segment first, until `limit` events of each journal match; then
 /// the newest `limit` of them all by event id (ids order events by time across processes).
+/// At most `2 × limit` events are held at once, however many journals there are (one per
+/// stdio wrapper process that ever ran).
 pub fn newest(
     journal_root: &Path,
     limit: usize,
@@ -140,6 +142,10 @@ pub fn newest(
             &mut out,
             &mut damaged,
         )?;
+        if out.len() > limit {
+            out.sort_unstable_by_key(|e| std::cmp::Reverse(e.event_id));
+            out.truncate(limit);
+        }
     }
     out.sort_unstable_by_key(|e| std::cmp::Reverse(e.event_id));
     out.truncate(limit);

@@ -47,6 +47,10 @@ impl Gateway {
 name = "example"
 command = ["{server}"]
 
+[alerts]
+# The gateway tests pin the trail's exact contents; alerts are tested in tests/alerts.rs.
+enabled = false
+
 [audit]
 store_dir = "store"
 

@@ -50,12 +50,25 @@ pub struct TestStore {
 impl TestStore {
     /// A store with `extra` appended to a minimal config, inside its `[audit]` table unless
     /// `extra` opens another (e.g. "[limits]\n...").
+    ///
+    /// Alerts are off (`[alerts] enabled = false`): these tests pin the trail's exact
+    /// contents, and an alert is an event too. `tests/alerts.rs` uses [`TestStore::with_alerts`].
     pub fn new(extra: &str) -> TestStore {
+        TestStore::written(&format!(
+            "[alerts]\nenabled = false\n[audit]\nstore_dir = \"store\"\n{extra}\n"
+        ))
+    }
+
+    /// Like [`TestStore::new`] with the alert stage running as configured (`extra` may open
+    /// `[alerts]`).
+    pub fn with_alerts(extra: &str) -> TestStore {
+        TestStore::written(&format!("[audit]\nstore_dir = \"store\"\n{extra}\n"))
+    }
+
+    fn written(tables: &str) -> TestStore {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("proxy.toml");
-        let text = format!(
-            "user_id = \"tester\"\n[upstream]\nname = \"example\"\n[audit]\nstore_dir = \"store\"\n{extra}\n"
-        );
+        let text = format!("user_id = \"tester\"\n[upstream]\nname = \"example\"\n{tables}");
         std::fs::write(&config, text).expect("write config");
         TestStore { dir, config }
     }

@@ -64,6 +64,85 @@ pub(crate) struct Metrics {
     syncs: Gauge,
     sync_seconds: SyncSeconds,
     store: StoreGauges,
+    alerts: AlertGauges,
+}
+
+/// The alert stage's counters ([`crate::alerts::AlertStats`]); zero while it does not run.
+struct AlertGauges {
+    examined: Gauge,
+    dropped: Gauge,
+    raised: Gauge,
+    unstored: Gauge,
+    delivered: Gauge,
+    retries: Gauge,
+    undelivered: Gauge,
+}
+
+impl AlertGauges {
+    fn register(registry: &mut Registry) -> AlertGauges {
+        let g = AlertGauges {
+            examined: Gauge::default(),
+            dropped: Gauge::default(),
+            raised: Gauge::default(),
+            unstored: Gauge::default(),
+            delivered: Gauge::default(),
+            retries: Gauge::default(),
+            undelivered: Gauge::default(),
+        };
+        for (name, help, gauge) in [
+            (
+                "alerts_examined",
+                "Durable tool events the alert stage examined since start",
+                &g.examined,
+            ),
+            (
+                "alerts_dropped",
+                "Durable tool events not examined for alerts since start because the alert queue was full (alerts.queue_capacity)",
+                &g.dropped,
+            ),
+            (
+                "alerts_raised",
+                "Alerts raised since start (one per user and kind per alerts.window_ms)",
+                &g.raised,
+            ),
+            (
+                "alerts_unstored",
+                "Alerts the audit store did not take since start (they are in the log)",
+                &g.unstored,
+            ),
+            (
+                "alerts_webhook_delivered",
+                "Alerts the webhook receiver accepted since start",
+                &g.delivered,
+            ),
+            (
+                "alerts_webhook_retries",
+                "Webhook attempts after the first since start",
+                &g.retries,
+            ),
+            (
+                "alerts_webhook_undelivered",
+                "Alerts the webhook never delivered since start (attempts exhausted, refused, or its queue full)",
+                &g.undelivered,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        g
+    }
+
+    fn set(&self, stats: Option<&crate::alerts::AlertStats>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(s) = stats else { return };
+        let v = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed).min(i64::MAX as u64) as i64;
+        self.examined.set(v(&s.examined));
+        self.dropped.set(v(&s.dropped));
+        self.raised.set(v(&s.raised));
+        self.unstored.set(v(&s.unstored));
+        self.delivered.set(v(&s.delivered));
+        self.retries.set(v(&s.retries));
+        self.undelivered.set(v(&s.undelivered));
+    }
 }
 
 /// The audit store's size, budget and health (see [`crate::audit::writer::StoreFigures`]).
@@ -214,6 +293,7 @@ impl Metrics {
         let sync_seconds = SyncSeconds::default();
         registry.register_collector(Box::new(sync_seconds.clone()));
         let store = StoreGauges::register(&mut registry);
+        let alerts = AlertGauges::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -228,6 +308,7 @@ impl Metrics {
             syncs,
             sync_seconds,
             store,
+            alerts,
         }
     }
 
@@ -275,6 +356,7 @@ impl Metrics {
         self.events_written.set(written as i64);
         self.syncs.set(syncs as i64);
         self.store.set(&audit.store_figures());
+        self.alerts.set(audit.alert_stats().as_deref());
         if let Ok(mut h) = self.sync_seconds.0.lock() {
             *h = audit.sync_times();
         }
@@ -283,5 +365,51 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn the_alert_stages_counters_are_in_the_exposition() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = crate::store::Store::open_journal(&root, 1 << 20).unwrap();
+        let (journal, keeper, _lock) = store.into_parts(&root);
+        let (sink, threads) = crate::audit::writer::start(
+            journal,
+            keeper,
+            crate::config::Durability::Sync,
+            Duration::from_millis(5),
+            16,
+        )
+        .unwrap();
+        let config =
+            Arc::new(crate::config::Config::parse(&dir.path().join("proxy.toml"), "").unwrap());
+        let pool = crate::proxy::pool::Pool::new(config);
+        let metrics = Metrics::new();
+        let before = metrics.render(&sink, 0, &pool);
+        assert!(before.contains("mcp_gateway_alerts_dropped 0"), "{before}");
+        let (tap, _rx, stats) = crate::alerts::channel(1);
+        sink.set_alert_tap(tap);
+        stats.dropped.fetch_add(3, Ordering::Relaxed);
+        stats.raised.fetch_add(2, Ordering::Relaxed);
+        stats.undelivered.fetch_add(1, Ordering::Relaxed);
+        let text = metrics.render(&sink, 0, &pool);
+        assert!(text.contains("mcp_gateway_alerts_dropped 3"), "{text}");
+        assert!(text.contains("mcp_gateway_alerts_raised 2"), "{text}");
+        assert!(
+            text.contains("mcp_gateway_alerts_webhook_undelivered 1"),
+            "{text}"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(sink.close());
+        threads.join();
     }
 }

@@ -184,41 +184,76 @@ impl Remote {
 /// rustls with the ring provider (the one the gateway's server side uses), TLS 1.2 and 1.3,
 /// trusting `ca_file` if set, else the system's roots (an `http://` upstream needs none).
 fn tls_config(name: &str, config: &RemoteConfig) -> Result<rustls::ClientConfig, RemoteError> {
+    let https = config.url.scheme_str() == Some("https");
+    client_tls(config.ca_file.as_deref(), https).map_err(|e| match e {
+        RootsError::CaFile(why) => RemoteError::CaFile {
+            name: name.to_string(),
+            path: config.ca_file.clone().unwrap_or_default(),
+            why,
+        },
+        RootsError::NoRoots(why) => RemoteError::NoRoots {
+            name: name.to_string(),
+            why,
+        },
+    })
+}
+
+/// Why [`client_tls`] has no roots to trust.
+#[derive(Debug)]
+pub(crate) enum RootsError {
+    /// `ca_file` cannot be read or holds no certificate.
+    CaFile(String),
+    /// The system has no root certificates.
+    NoRoots(String),
+}
+
+impl From<RootsError> for String {
+    fn from(e: RootsError) -> String {
+        match e {
+            RootsError::CaFile(why) => format!(
+                "ca_file: {why}\n  hint: give a PEM file with the certificate(s) of the CA that signed the server's certificate"
+            ),
+            RootsError::NoRoots(why) => format!(
+                "no trusted root certificates on this system: {why}\n  hint: install the system's CA bundle (Debian: apt-get install ca-certificates) or set ca_file"
+            ),
+        }
+    }
+}
+
+/// A TLS client (ring, TLS 1.2 and 1.3, no client certificate) trusting `ca_file` if set,
+/// else the system's roots when `https`, else nothing (plain http needs none). Shared by the
+/// `url` upstreams and the alert webhook.
+pub(crate) fn client_tls(
+    ca_file: Option<&std::path::Path>,
+    https: bool,
+) -> Result<rustls::ClientConfig, RootsError> {
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("ring supports the default protocol versions");
-    let with_roots =
-        match &config.ca_file {
-            Some(path) => {
-                let bad = |why: String| RemoteError::CaFile {
-                    name: name.to_string(),
-                    path: path.clone(),
-                    why,
-                };
-                let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-                let mut roots = rustls::RootCertStore::empty();
-                use rustls_pki_types::pem::PemObject;
-                for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| bad(format!("not PEM: {e}")))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| bad(format!("not a usable certificate: {e}")))?;
-                }
-                if roots.is_empty() {
-                    return Err(bad("holds no CERTIFICATE block".into()));
-                }
-                builder.with_root_certificates(roots)
+    let with_roots = match ca_file {
+        Some(path) => {
+            let bad = RootsError::CaFile;
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let mut roots = rustls::RootCertStore::empty();
+            use rustls_pki_types::pem::PemObject;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| bad(format!("not PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("not a usable certificate: {e}")))?;
             }
-            None if config.url.scheme_str() == Some("https") => builder
-                .with_native_roots()
-                .map_err(|e| RemoteError::NoRoots {
-                    name: name.to_string(),
-                    why: e.to_string(),
-                })?,
-            None => builder.with_root_certificates(rustls::RootCertStore::empty()),
-        };
+            if roots.is_empty() {
+                return Err(bad("holds no CERTIFICATE block".into()));
+            }
+            builder.with_root_certificates(roots)
+        }
+        None if https => builder
+            .with_native_roots()
+            .map_err(|e| RootsError::NoRoots(e.to_string()))?,
+        None => builder.with_root_certificates(rustls::RootCertStore::empty()),
+    };
     Ok(with_roots.with_no_client_auth())
 }
 
