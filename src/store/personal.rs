@@ -481,6 +481,8 @@ pub struct Keyring {
 struct Ring {
     /// The folder's modification time when it was read; `None` before.
     read_at: Option<Option<SystemTime>>,
+    /// When it was read (the clock), to tell a change in the same tick of the folder's time.
+    loaded: Option<SystemTime>,
     by_subject: HashMap<String, XChaCha20Poly1305>,
 }
 
@@ -508,7 +510,27 @@ impl Keyring {
         fs::metadata(&self.keys).and_then(|m| m.modified()).ok()
     }
 
+    /// Forgets the keys removed since they were read (an erasure by another process): for a
+    /// reader that lives on, as the index holder answering queries does ([`super::serve`]),
+    /// so that it never opens what `erase` has made unreadable. Reads the folder again when
+    /// its time changed, or when it changed less than a second before the last read (a
+    /// folder's time is coarse: a removal in the same tick would not show).
+    pub fn refresh(&self) -> Result<(), PersonalError> {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let folder = self.folder_time();
+        let settled = match (ring.loaded, folder) {
+            (Some(loaded), Some(f)) => f + std::time::Duration::from_secs(1) < loaded,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if ring.read_at != Some(folder) || !settled {
+            self.load(&mut ring)?;
+        }
+        Ok(())
+    }
+
     fn load(&self, ring: &mut Ring) -> Result<(), PersonalError> {
+        ring.loaded = Some(SystemTime::now());
         let now = self.folder_time();
         ring.by_subject.clear();
         let entries = match fs::read_dir(&self.keys) {
