@@ -184,13 +184,19 @@ impl Drop for Server {
         // An idle thread ends when the sender goes; a serving one is woken from `accept`,
         // sees the flag and ends.
         drop(self.listener.take());
+        let mut woken = true;
         if self.bound {
-            let _ = UnixStream::connect(&self.path);
+            woken = UnixStream::connect(&self.path).is_ok();
             // Removed before the thread ends: its share of the holder may be the last one,
             // and the index lock goes with it.
             let _ = std::fs::remove_file(&self.path);
         }
-        if let Some(t) = self.thread.take() {
+        // A socket file removed by hand cannot be connected to: the thread stays in
+        // `accept` and is left to end with the process (not joined, or the exit would hang).
+        // It holds no index then: `IndexKeeper::close` takes the holder out first.
+        if let Some(t) = self.thread.take()
+            && woken
+        {
             let _ = t.join();
         }
     }
