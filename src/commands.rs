@@ -567,9 +567,10 @@ impl<'a, W: Write> Printer<'a, W> {
     }
 }
 
-/// The newest events matching `filter`, from the index when no other process holds it (caught
-/// up with every journal first), else straight from the journals: never refused because
-/// proxies are writing.
+/// The newest events matching `filter`: answered by the index holder over its socket when one
+/// runs ([`store::serve`]), else from the index when no other process holds it (caught up
+/// with every journal first), else straight from the journals: never refused because proxies
+/// are writing.
 pub(crate) fn newest(
     config: &Config,
     limit: usize,
@@ -577,6 +578,10 @@ pub(crate) fn newest(
 ) -> Result<Vec<AuditEvent>, ModeError> {
     let root = &config.audit.store_dir;
     readable_store(root)?;
+    if let Some(events) = store::serve::ask(root, limit, filter) {
+        tracing::info!("the index holder answered over its socket");
+        return Ok(events);
+    }
     Ok(match store::open_for_query(root)? {
         Some((index, _lock, report)) => {
             log_open(&report);

@@ -74,7 +74,8 @@
 //!                     journals by id, posting lists by eight fields, links), query.rs
 //!                     (filters; the most selective posting lists, newest first, to the
 //!                     limit), holder.rs (the one process feeding the index from every
-//!                     journal; takeover), follow.rs (tailing every journal for --follow),
+//!                     journal; takeover), serve.rs (the holder answering `events` over
+//!                     index.sock, so queries skip opening sled), follow.rs (tailing every journal for --follow),
 //!                     chain.rs (canonical records hash-chained per journal), checkpoint.rs
 //!                     (signed heads, keys), verify.rs (tamper check of journals,
 //!                     checkpoints, index), export.rs (a verifiable time range in one file),

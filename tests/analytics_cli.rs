@@ -530,3 +530,42 @@ fn analyze_matches_counts_made_here(
         "{table}"
     );
 }
+
+#[test]
+fn an_imported_argument_past_the_bound_is_stored_cut_and_flagged_truncated() {
+    // The default bound (audit.max_stored_argument_bytes = 256 KiB), as the proxy applies it.
+    let store = TestStore::new("");
+    let mut events = small_file();
+    let long = "x".repeat(600_000);
+    events[0]["metadata"]["arguments"] = json!({ "text": long });
+    let file = store.dir.path().join("long.jsonl");
+    std::fs::write(&file, lines(&events)).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+
+    let got = ok(
+        &store.config,
+        &[
+            "events",
+            "show",
+            events[0]["event_id"].as_str().unwrap(),
+            "--json",
+        ],
+    );
+    let shown: Value = serde_json::from_str(got.lines().next().unwrap()).unwrap();
+    let stored = shown["metadata"]["arguments"]["text"].as_str().unwrap();
+    assert!(stored.len() <= 256 << 10, "{} bytes stored", stored.len());
+    assert!(long.starts_with(stored));
+    let cuts = shown["metadata"]["truncated"].as_array().unwrap();
+    assert_eq!(cuts.len(), 1, "{cuts:?}");
+    assert_eq!(cuts[0]["pointer"], "/metadata/arguments/text");
+    assert_eq!(cuts[0]["bytes"], 600_000);
+    // The journal holds no record near the argument's size.
+    let biggest = walk(&store.store_dir().join("journal"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .max()
+        .unwrap();
+    assert!(biggest < 400_000, "a segment of {biggest} bytes");
+    assert_eq!(run(&store.config, &["verify"]).status.code(), Some(0));
+}

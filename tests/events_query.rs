@@ -1,6 +1,6 @@
 //! `events` through the real binary (issue 9 item 3): every filter (and both spellings of
-//! the enumerated ones) against the full list filtered here, from the index and from the
-//! journals while a running proxy holds the index; `--csv`; `events show`; `--follow`
+//! the enumerated ones) against the full list filtered here, from the index, from the
+//! running proxy that holds the index (over its socket) and from the journals; `--csv`; `events show`; `--follow`
 //! seeing a writer that starts after it.
 
 mod common;
@@ -226,15 +226,19 @@ async fn every_filter_from_the_index_and_from_the_journals() {
     assert!(all.iter().any(|e| e["result"] == "jsonrpc_error"));
     check_cases(&store.config, &all, "reading the audit index");
 
-    // A running proxy holds the index: queries read the journals, with the same answers.
+    // A running proxy holds the index: it answers the queries over its socket, with the
+    // same answers as the index opened by the query itself.
     let mut holder = LineClient::spawn(wrapper(&store, "carol"));
     holder.initialize().await;
-    let lock = store.store_dir().join("index.lock");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !index_lock_taken(&lock) {
-        assert!(Instant::now() < deadline, "the proxy never took the index");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_holder(&store).await;
+    check_cases(
+        &store.config,
+        &all,
+        "the index holder answered over its socket",
+    );
+    // Without its socket (as when the holder cannot be reached), queries read the journals,
+    // with the same answers again.
+    std::fs::remove_file(store.store_dir().join("index.sock")).unwrap();
     check_cases(&store.config, &all, "reading the journals directly");
     // `show` from the journals too.
     let access = all
@@ -409,4 +413,60 @@ async fn follow_prints_the_events_of_a_writer_started_after_it() {
         rx.recv_timeout(Duration::from_millis(500)).is_err(),
         "nothing else"
     );
+}
+
+/// Waits until a running proxy holds the index of `store` and answers on its socket.
+async fn wait_for_holder(store: &TestStore) {
+    let lock = store.store_dir().join("index.lock");
+    let socket = store.store_dir().join("index.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !index_lock_taken(&lock) || !socket.exists() {
+        assert!(Instant::now() < deadline, "the proxy never took the index");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holder_answers_whole_events_and_an_erasure_reads_as_erased_through_it() {
+    let (store, all) = populated().await;
+    let mut holder = LineClient::spawn(wrapper(&store, "carol"));
+    holder.initialize().await;
+    wait_for_holder(&store).await;
+    let every = ["--json", "--limit", "1000"];
+    let (out, log) = run_events(&store.config, &every, "mcp_audit_proxy=info");
+    assert!(log.contains("answered over its socket"), "{log}");
+    // Whole events, byte for byte as the query opening the index itself printed them.
+    assert_eq!(json_lines(&out), all);
+    let bob: Vec<&Value> = all.iter().filter(|e| e["user_id"] == "bob").collect();
+    assert!(!bob.is_empty());
+    assert!(
+        bob.iter()
+            .all(|e| e["metadata"]["personal_data"] == "encrypted"),
+        "{bob:#?}"
+    );
+
+    // The holder read bob's key before; erased now, his events must read as erased from it.
+    let erased = Command::new(proxy_bin())
+        .args(["erase", "--user", "bob", "--config"])
+        .arg(&store.config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        erased.status.success(),
+        "{}",
+        String::from_utf8_lossy(&erased.stderr)
+    );
+    let (out, log) = run_events(&store.config, &every, "mcp_audit_proxy=info");
+    assert!(log.contains("answered over its socket"), "{log}");
+    let after = json_lines(&out);
+    for e in &bob {
+        let now = after
+            .iter()
+            .find(|a| a["event_id"] == e["event_id"])
+            .unwrap();
+        assert_eq!(now["metadata"]["personal_data"], "erased", "{now:#}");
+        assert_ne!(now["user_id"], "bob");
+    }
+    assert!(holder.finish().await.success());
 }

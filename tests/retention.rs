@@ -774,3 +774,66 @@ fn removing_a_stopped_journals_newest_segments_keeps_the_index_without_a_rebuild
     let out = run(&["verify", "--config", &config], store.dir.path());
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// `export --since --until` of a range across retention's cuts, then `verify --export` with
+/// the public key: the archive's exit status and report.
+fn export_and_verify(f: &Fixture, name: &str) -> (i32, String, String) {
+    let archive = f.store.dir.path().join(name);
+    let now = SystemTime::now();
+    let since = humantime::format_rfc3339(now - DAY * 850).to_string();
+    let until = humantime::format_rfc3339(now + DAY).to_string();
+    let out = f.cmd(&[
+        "export",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--out",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let exported = text(&out);
+    let public = f.public.as_ref().unwrap().to_str().unwrap().to_string();
+    let out = run(
+        &[
+            "verify",
+            "--export",
+            archive.to_str().unwrap(),
+            "--public-key",
+            &public,
+        ],
+        f.store.dir.path(),
+    );
+    (out.status.code().unwrap_or(-1), text(&out), exported)
+}
+
+#[test]
+fn an_export_across_retention_cuts_carries_the_purge_statements_and_verifies() {
+    let f = Fixture::new(true, "");
+    let out = f.cmd(&["retention", "--apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The 800-day-old gdpr events are kept between removed pci_dss ones: the range exported
+    // holds records with gaps that only the purge statement explains.
+    let (code, report, exported) = export_and_verify(&f, "range.jsonl");
+    assert!(exported.contains("1 purge statement(s)"), "{exported}");
+    assert_eq!(code, 0, "{report}");
+    assert!(report.contains("removed by retention"), "{report}");
+    assert!(!report.contains("deleted"), "{report}");
+
+    // A statement signed by another key is carried as it is, and bridges nothing.
+    let dir = f.journal_dir();
+    let line = std::fs::read_to_string(dir.join(PURGES)).unwrap();
+    let mut statement: PurgeStatement = serde_json::from_str(line.trim()).unwrap();
+    let other = f.store.dir.path().join("other.key");
+    keygen(&other).unwrap();
+    statement.sign(&Signer::load(&other).unwrap());
+    std::fs::write(
+        dir.join(PURGES),
+        format!("{}\n", serde_json::to_string(&statement).unwrap()),
+    )
+    .unwrap();
+    let (code, report, _) = export_and_verify(&f, "forged.jsonl");
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("deleted"), "{report}");
+    assert!(report.contains("bad_signature"), "{report}");
+}

@@ -174,8 +174,9 @@ fn check_line(text: &str, source: &str, line: u64, now: &str) -> Result<AuditEve
 
 /// `import FILE`: checks every line (JSON, fields, ids, duplicates within the file and with
 /// the store), spooling the checked events beside the store; only when all are good, writes
-/// them through the audit writer (sealed into a new journal's chain, checkpointed, indexed),
-/// each with `metadata.imported`. Returns the exit code.
+/// them through the audit writer (sealed into a new journal's chain, checkpointed, indexed,
+/// bounded by `audit.max_stored_argument_bytes` and `audit.max_store_bytes` as the proxy's
+/// writer is), each with `metadata.imported`. Returns the exit code.
 pub fn import(
     args: &ImportArgs,
     config: &Config,
@@ -295,18 +296,30 @@ pub fn import(
         config.audit.checkpoint_every_events,
         config.audit.checkpoint_interval,
     );
-    let (sink, threads) = writer::start_with(
+    // Bounded as the proxy's writer is: arguments and error texts cut to
+    // audit.max_stored_argument_bytes, the store's size held to audit.max_store_bytes (with
+    // audit.on_store_failure past it); the writer's own events name the operator.
+    let guard = writer::StoreGuard {
+        root: root.clone(),
+        max_bytes: config.audit.max_store_bytes,
+        on_failure: config.audit.on_store_failure,
+        user_id: config.user_id.clone().unwrap_or_else(super::os_user),
+        upstream: "import".into(),
+    };
+    let (sink, threads) = writer::start_guarded(
         journal,
         keeper,
         Durability::Sync,
         config.audit.flush_interval,
         config.audit.queue_capacity,
         plan,
+        guard,
     )
     .map_err(|source| AnalyticsError::Start {
         what: "the audit writer",
         source,
     })?;
+    let sink = sink.with_max_stored(config.audit.max_stored_argument_bytes);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|source| AnalyticsError::Start {

@@ -320,10 +320,11 @@ pub fn export(args: &ExportArgs, config: &Config, out: &mut impl Write) -> Resul
         .map_err(|e| StoreError::io("sync", &args.out, e))?;
     writeln!(
         out,
-        "exported {} records of {} journal(s) and {} checkpoint(s) to {} ({})",
+        "exported {} records of {} journal(s), {} checkpoint(s) and {} purge statement(s) to {} ({})",
         summary.records,
         summary.journals,
         summary.checkpoints,
+        summary.purges,
         args.out.display(),
         if summary.signed {
             "signed"

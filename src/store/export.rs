@@ -10,16 +10,20 @@
 //!  "since":T|null,"type":"mcp-audit-proxy/export/1","until":T|null}
 //! {"first_seq":N,"journal":ULID,"previous_hash":HEX|null,"type":"journal"}   per journal, then
 //! {"checkpoint":STATEMENT,"type":"checkpoint"}   its checkpoints within the range, then
+//! {"purge":STATEMENT,"type":"purge"}   its purge statements whose cuts touch the range, then
 //! {"journal":ULID,"record":RECORD,"type":"record"}   its records, in seq order
 //! {"alg":…,"body_sha256":HEX,"journals":[{"first_seq","head_hash","journal","last_seq"}],
 //!  "key_id":…,"signature":…,"type":"end"}
 //! ```
 //!
 //! `RECORD` and `STATEMENT` are the stored bytes, verbatim (so their hashes and signatures
-//! hold). A journal's records are the contiguous run of `seq` from the first record at or
-//! after `since` to the last one before `until`; `previous_hash` on its line is the first
-//! exported record's own link to what came before (the anchor a reader can compare with the
-//! source). The `end` line closes the file: `body_sha256` is the SHA-256 of every byte before
+//! hold). A purge `STATEMENT` is a line of the journal's `purges` file, verbatim
+//! ([`super::retention`]): `verify --export` bridges the gaps retention made inside the range
+//! exactly as `verify` does in a store (a statement not signed by the given key bridges
+//! nothing, and its gap is reported as deleted). A journal's records are the contiguous run
+//! of `seq` from the first record at or after `since` to the last one before `until`;
+//! `previous_hash` on its line is the first exported record's own link to what came before
+//! (the anchor a reader can compare with the source). The `end` line closes the file: `body_sha256` is the SHA-256 of every byte before
 //! it, and its signature (Ed25519, over the line's canonical JSON without `signature`, made with
 //! `audit.signing_key_file`) covers the digest and each journal's last `seq` and hash, so that
 //! a cut, an added or a removed line is seen even after the last checkpoint. `manifest` is the
@@ -39,11 +43,12 @@ use std::time::SystemTime;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use super::StoreError;
 use super::chain::{Link, digest, hex, parse_hex};
 use super::checkpoint::{self, Signer, TrustedKey};
-use super::journal::{self, HEADER_LEN};
+use super::journal::{self, HEADER_LEN, JournalPos, RECORD_HEADER_LEN};
 use super::journals::{self, JournalId};
 use super::verify::{ChainReport, Finding, Kind, Place, Walker};
 
@@ -119,6 +124,8 @@ struct AnyLine<'a> {
     record: Option<&'a RawValue>,
     #[serde(borrow, default)]
     checkpoint: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    purge: Option<&'a RawValue>,
 }
 
 /// What an export wrote.
@@ -130,10 +137,24 @@ pub struct ExportSummary {
     pub records: u64,
     /// Checkpoints written.
     pub checkpoints: usize,
+    /// Purge statements written (retention's cuts inside the range).
+    pub purges: usize,
     /// Whether the end line is signed.
     pub signed: bool,
     /// Journals left out, and why (legacy ones have no chain to verify).
     pub skipped: Vec<String>,
+}
+
+/// Bytes of an export held before they are written out.
+const SPILL_AT: usize = 8 << 20;
+
+/// Writes `body` to `out` and into `hasher`, and empties it.
+fn spill(body: &mut Vec<u8>, hasher: &mut Sha256, out: &mut impl Write) -> Result<(), StoreError> {
+    hasher.update(&body[..]);
+    out.write_all(body)
+        .map_err(|e| StoreError::io("write the export to", Path::new("the output"), e))?;
+    body.clear();
+    Ok(())
 }
 
 fn line<T: Serialize>(value: &T) -> Vec<u8> {
@@ -158,7 +179,10 @@ pub fn export(
     export_with(root, since, until, signer, out, &ProgressBar::hidden())
 }
 
-/// [`export`], advancing `progress` by the bytes of each segment read.
+/// [`export`], advancing `progress` by the bytes of each segment read. Each journal is read
+/// to its end once to find the run in the range, then the run again for its records: memory
+/// holds the export, not the rest of the journal (a day in the middle of a month kept every
+/// record after it before, gigabytes on a 10 M-event store).
 pub fn export_with(
     root: &Path,
     since: Option<SystemTime>,
@@ -169,7 +193,9 @@ pub fn export_with(
 ) -> Result<ExportSummary, StoreError> {
     let journal_root = super::StorePaths::new(root).journal();
     let mut summary = ExportSummary::default();
+    // Written out as it grows (past SPILL_AT), hashed on the way for the end line.
     let mut body: Vec<u8> = Vec::new();
+    let mut hasher = Sha256::new();
     let public = signer.map(Signer::public);
     body.extend(line(&Header {
         created: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
@@ -195,9 +221,11 @@ pub fn export_with(
     for id in journals::list(&journal_root)? {
         let dir = id.dir(&journal_root);
         let segments = journal::list_segments(&dir)?;
-        let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
-        let mut first: Option<usize> = None;
-        let mut last: Option<usize> = None;
+        // First pass: where the run starts and ends (nothing copied, so memory does not grow
+        // with what follows the range); the second reads only the run.
+        let mut first: Option<(usize, u64, u64)> = None; // segment index, start offset, seq
+        let mut last: Option<(JournalPos, u64)> = None; // end position, seq
+        let mut anchor: Option<String> = None;
         let mut legacy = false;
         for (i, &n) in segments.iter().enumerate() {
             progress.inc(std::fs::metadata(journal::segment_path(&dir, n)).map_or(0, |m| m.len()));
@@ -210,18 +238,22 @@ pub fn export_with(
                 n,
                 HEADER_LEN,
                 i + 1 == segments.len(),
-                |_, payload| {
+                |end, payload| {
                     let link = Link::of(payload);
                     let Some(seq) = link.as_ref().and_then(|l| l.seq) else {
                         return Ok(());
                     };
                     if in_range(link.as_ref().and_then(|l| l.timestamp)) {
-                        first.get_or_insert(records.len());
-                        last = Some(records.len());
-                    }
-                    // Kept from the first record in range on (until may end it earlier).
-                    if first.is_some() {
-                        records.push((seq, payload.to_vec()));
+                        if first.is_none() {
+                            let at = end.offset - RECORD_HEADER_LEN - payload.len() as u64;
+                            first = Some((i, at, seq));
+                            anchor = link
+                                .as_ref()
+                                .and_then(|l| l.previous_hash)
+                                .flatten()
+                                .map(str::to_string);
+                        }
+                        last = Some((end, seq));
                     }
                     Ok(())
                 },
@@ -233,15 +265,11 @@ pub fn export_with(
                 "journal {id}: legacy (format 1) segments, unchained"
             ));
         }
-        let (Some(first), Some(last)) = (first, last) else {
+        let (Some((first_segment, first_at, first_seq)), Some((last_end, last_seq))) =
+            (first, last)
+        else {
             continue;
         };
-        let run = &records[first..=last];
-        let (first_seq, last_seq) = (run[0].0, run[run.len() - 1].0);
-        let anchor = Link::of(&run[0].1)
-            .and_then(|l| l.previous_hash)
-            .flatten()
-            .map(str::to_string);
         body.extend(line(&JournalLine {
             first_seq,
             journal: id.to_string(),
@@ -258,23 +286,74 @@ pub fn export_with(
                 summary.checkpoints += 1;
             }
         }
-        for (_, payload) in run {
-            body.extend_from_slice(format!("{{\"journal\":\"{id}\",\"record\":").as_bytes());
-            body.extend_from_slice(payload);
-            body.extend_from_slice(b",\"type\":\"record\"}\n");
+        for statement in super::retention::purge_lines(&dir, first_seq..=last_seq)? {
+            body.extend_from_slice(b"{\"purge\":");
+            body.extend(statement);
+            body.extend_from_slice(b",\"type\":\"purge\"}\n");
+            summary.purges += 1;
         }
+        // Second pass: the run, from its first record to its last, as stored.
+        let prefix = format!("{{\"journal\":\"{id}\",\"record\":");
+        let mut records = 0u64;
+        let mut head_hash = None;
+        for (i, &n) in segments.iter().enumerate().skip(first_segment) {
+            if n > last_end.segment {
+                break;
+            }
+            if !journal::is_chained(journal::format_of(&dir, n)?) {
+                continue;
+            }
+            let from = if i == first_segment {
+                first_at
+            } else {
+                HEADER_LEN
+            };
+            journal::read_segment(
+                &dir,
+                n,
+                from,
+                i + 1 == segments.len(),
+                |end, payload| {
+                    if end > last_end || Link::of(payload).and_then(|l| l.seq).is_none() {
+                        return Ok(());
+                    }
+                    body.extend_from_slice(prefix.as_bytes());
+                    body.extend_from_slice(payload);
+                    body.extend_from_slice(b",\"type\":\"record\"}\n");
+                    records += 1;
+                    if body.len() >= SPILL_AT {
+                        spill(&mut body, &mut hasher, &mut *out)?;
+                    }
+                    if end == last_end {
+                        head_hash = Some(hex(&digest(payload)));
+                    }
+                    Ok(())
+                },
+                |_| {},
+            )?;
+        }
+        let Some(head_hash) = head_hash else {
+            // The run's last record is gone since the first pass (retention removed its
+            // segment): said, not exported half.
+            return Err(StoreError::BadRecord {
+                path: journal::segment_path(&dir, last_end.segment),
+                offset: last_end.offset,
+                reason: "the range's last record disappeared while exporting (retention ran?); export again".into(),
+            });
+        };
         summary.journals += 1;
-        summary.records += run.len() as u64;
+        summary.records += records;
         spans.push(Span {
             first_seq,
-            head_hash: hex(&digest(&run[run.len() - 1].1)),
+            head_hash,
             journal: id.to_string(),
             last_seq,
         });
     }
+    spill(&mut body, &mut hasher, out)?;
     let mut end = End {
         alg: "none".into(),
-        body_sha256: hex(&digest(&body)),
+        body_sha256: hex(&hasher.finalize()),
         journals: spans,
         key_id: None,
         signature: None,
@@ -405,6 +484,25 @@ pub fn verify_export(bytes: &[u8], key: Option<&TrustedKey>) -> ExportReport {
                     l.number = number;
                 }
                 walker.checkpoints(&lines, *id, key, |line| Place::Line { line }, "export");
+            }
+            "purge" => {
+                let (Some((id, _, walker)), Some(raw)) = (current.as_mut(), any.purge) else {
+                    find(
+                        &mut report,
+                        Kind::Inserted,
+                        number,
+                        "a purge statement outside a journal".into(),
+                    );
+                    continue;
+                };
+                let purges = super::retention::parse_purges(
+                    format!("{}\n", raw.get()).as_bytes(),
+                    *id,
+                    key,
+                    "export",
+                    number - 1,
+                );
+                walker.purges_at(purges, |line| Place::Line { line });
             }
             "record" => {
                 let (Some((_, _, walker)), Some(raw)) = (current.as_mut(), any.record) else {

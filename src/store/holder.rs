@@ -455,7 +455,11 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 pub struct IndexKeeper {
     paths: StorePaths,
     own: JournalId,
-    pub(super) holder: Option<IndexHolder>,
+    /// Answers queries on `index.sock` once the index is held; stopped before letting go
+    /// (declared before `holder`, so dropped first too). `None` if its thread did not start.
+    server: Option<super::serve::Server>,
+    /// Shared with the query server ([`super::serve`]), which answers `events` from it.
+    pub(super) holder: super::serve::SharedHolder,
     /// Whether the last round failed (its error was logged; the next one is not).
     failing: bool,
     retry_at: Option<Instant>,
@@ -467,13 +471,41 @@ impl IndexKeeper {
     /// The keeper of the writer of journal `own` in the store at `root`, holding the index if
     /// it was taken when the store was opened.
     pub fn new(root: &std::path::Path, own: JournalId, holder: Option<IndexHolder>) -> Self {
-        IndexKeeper {
+        let held = holder.is_some();
+        let holder = std::sync::Arc::new(std::sync::Mutex::new(holder));
+        let server = super::serve::Server::new(root, holder.clone())
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot answer queries on the index socket; `events` reads the store itself"))
+            .ok();
+        let mut keeper = IndexKeeper {
             paths: StorePaths::new(root),
             own,
             holder,
+            server,
             failing: false,
             retry_at: None,
             retention: None,
+        };
+        if held {
+            keeper.serve_queries();
+        }
+        keeper
+    }
+
+    /// The holder, locked (a thread that panicked while holding it left it usable: every
+    /// change to it is applied before its positions are saved).
+    fn locked(&self) -> std::sync::MutexGuard<'_, Option<IndexHolder>> {
+        self.holder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts answering queries on `index.sock` ([`super::serve`]); a failure is logged and
+    /// costs only speed (`events` then reads the store itself).
+    fn serve_queries(&mut self) {
+        if let Some(server) = &mut self.server
+            && let Err(e) = server.bind()
+        {
+            tracing::warn!(error = %e, "cannot answer queries on the index socket; `events` reads the store itself");
         }
     }
 
@@ -485,7 +517,7 @@ impl IndexKeeper {
 
     /// Whether this process holds the index now.
     pub fn holds(&self) -> bool {
-        self.holder.is_some()
+        self.locked().is_some()
     }
 
     /// One round: catch the index up if held, else try to take it (when its holder has
@@ -494,12 +526,17 @@ impl IndexKeeper {
     pub fn tick(&mut self) {
         self.tick_index();
         if let Some(rx) = &self.retention {
-            super::retention::serve(rx, self.holder.as_mut(), &self.paths.root);
+            let mut held = self.locked();
+            super::retention::serve(rx, held.as_mut(), &self.paths.root);
         }
     }
 
     fn tick_index(&mut self) {
-        let result = match &mut self.holder {
+        let mut held = self
+            .holder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = match held.as_mut() {
             Some(holder) => holder.catch_up().map(|done| {
                 log_round(&done.torn, &done.damaged, &done.errors);
                 done.errors.is_empty()
@@ -516,7 +553,7 @@ impl IndexKeeper {
                         tracing::warn!(reason = %reason, "audit index rebuilt from the journals");
                     }
                     log_round(&report.torn, &report.damaged, &report.errors);
-                    self.holder = Some(holder);
+                    *held = Some(holder);
                     Ok(report.errors.is_empty())
                 }
                 Ok(None) => Ok(true),
@@ -526,6 +563,11 @@ impl IndexKeeper {
                 }
             },
         };
+        let taken = held.is_some() && self.server.as_ref().is_some_and(|s| !s.tried());
+        drop(held);
+        if taken {
+            self.serve_queries();
+        }
         match result {
             Ok(healthy) => self.failing = !healthy,
             Err(e) => {
@@ -537,8 +579,11 @@ impl IndexKeeper {
     }
 
     /// Saves the index and lets it go, for another process to take.
-    pub fn close(self) {
-        if let Some(holder) = self.holder
+    pub fn close(mut self) {
+        // The socket goes first: the next holder may bind its own as soon as the index is free.
+        drop(self.server.take());
+        let holder = self.locked().take();
+        if let Some(holder) = holder
             && let Err(e) = holder.close()
         {
             tracing::error!(error = %e, "audit index flush failed; it is caught up from the journals by its next holder");
@@ -546,7 +591,7 @@ impl IndexKeeper {
     }
 }
 
-fn log_round(torn: &[TornTail], damaged: &[Damage], errors: &[StoreError]) {
+pub(super) fn log_round(torn: &[TornTail], damaged: &[Damage], errors: &[StoreError]) {
     for t in torn {
         tracing::warn!(torn = %t, "audit journal of a stopped writer recovered");
     }

@@ -287,6 +287,14 @@ impl std::fmt::Debug for Index {
     }
 }
 
+impl Index {
+    /// Forgets the users' keys removed since they were read, before a long-lived holder
+    /// answers a query ([`super::personal::Keyring::refresh`]).
+    pub fn refresh_keys(&self) -> Result<(), StoreError> {
+        Ok(self.keys.refresh()?)
+    }
+}
+
 /// The ULID's time in milliseconds since the epoch.
 pub(crate) fn id_ms(id: u128) -> u64 {
     (id >> 80) as u64

@@ -24,6 +24,8 @@
 //!                            compliance tag, result and upstream (see [`index`]); the
 //!                            access→end links; per journal the position applied up to
 //! index.lock                 held by the index holder, the one process that has sled open
+//! index.sock                 where the index holder answers queries (see [`serve`]); a
+//!                            file left by a killed holder is refused, then replaced
 //! keys/<SHA-256>.key         one key per user for the personal fields of their events (see
 //!                            [`personal`]); removed by `erase --user`
 //! ```
@@ -60,8 +62,11 @@
 //!
 //! # What a query sees
 //!
-//! `events` takes the index when it is free, catches it up with every journal and reads it:
-//! every whole record written before it started. A filtered query reads only what it returns
+//! `events` first asks the index holder over `index.sock` ([`serve`]): the holder catches the
+//! index up with every journal and answers from it, sparing the query the opening of sled
+//! (which grows with the index). When no holder answers, `events` takes the index when it is
+//! free, catches it up with every journal and reads it: every whole record written before it
+//! started, either way. A filtered query reads only what it returns
 //! ([`query`]): the most selective filter's posting lists, newest first, within the time range
 //! as ULID bounds, every other filter checked on the index entry, the journal read only for
 //! events returned, stopping at the limit. When another process holds the index, it reads the
@@ -142,6 +147,7 @@ pub mod marker;
 pub mod personal;
 pub mod query;
 pub mod retention;
+pub mod serve;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -536,6 +536,25 @@ impl Keyring {
         fs::metadata(&self.keys).and_then(|m| m.modified()).ok()
     }
 
+    /// Forgets the keys removed since they were read (an erasure by another process): for a
+    /// reader that lives on, as the index holder answering queries does ([`super::serve`]),
+    /// so that it never opens what `erase` has made unreadable. Reads the folder again when
+    /// its time changed, or when it changed less than [`MTIME_SLACK`] before the last read (a
+    /// folder's time is coarse: a removal in the same tick would not show).
+    pub fn refresh(&self) -> Result<(), PersonalError> {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let folder = self.folder_time();
+        let settled = match (ring.loaded, folder) {
+            (Some(loaded), Some(f)) => f + MTIME_SLACK < loaded,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if ring.read_at != Some(folder) || !settled {
+            self.load(&mut ring)?;
+        }
+        Ok(())
+    }
+
     fn load(&self, ring: &mut Ring) -> Result<(), PersonalError> {
         ring.loaded = Some(SystemTime::now());
         let now = self.folder_time();

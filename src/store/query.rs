@@ -28,8 +28,9 @@ use super::index::{
 use crate::audit::event::{AuditEvent, EventId, EventType, Outcome, RiskLevel};
 
 /// Which events a query wants; unset fields match everything. Values are compared as the event
-/// JSON spells them.
-#[derive(Debug, Clone, Default)]
+/// JSON spells them. Serialized as serde writes it in queries to the index holder
+/// ([`super::serve`]).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Filter {
     /// Only this session (`session_id`).
     pub session: Option<String>,

@@ -587,6 +587,45 @@ pub(crate) fn read_purges(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Purges::default()),
         Err(e) => return Err(StoreError::io("read", &path, e)),
     };
+    Ok(parse_purges(&bytes, id, key, PURGES, 0))
+}
+
+/// The lines of journal `dir`'s `purges` file whose cuts touch `seqs` (whole lines that are
+/// JSON; without their newline), for an export of those records ([`super::export`]).
+pub(crate) fn purge_lines(
+    dir: &Path,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let path = dir.join(PURGES);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("read", &path, e)),
+    };
+    Ok(bytes
+        .split_inclusive(|&b| b == b'\n')
+        .filter_map(|l| l.strip_suffix(b"\n"))
+        .filter(|l| {
+            serde_json::from_slice::<PurgeStatement>(l).is_ok_and(|s| {
+                s.cuts
+                    .iter()
+                    .any(|c| c.first_seq <= *seqs.end() && c.last_seq >= *seqs.start())
+            })
+        })
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// Checks purge statements (`bytes`: one per line) of journal `id` with `key`. `what` names
+/// where they are in messages (the `purges` file, an export), and line numbers are counted
+/// from `base + 1`.
+pub(crate) fn parse_purges(
+    bytes: &[u8],
+    id: JournalId,
+    key: Option<&TrustedKey>,
+    what: &str,
+    base: usize,
+) -> Purges {
     let mut out = Purges::default();
     let complete = bytes.last() == Some(&b'\n');
     let lines: Vec<&[u8]> = bytes
@@ -595,19 +634,19 @@ pub(crate) fn read_purges(
         .collect();
     let count = lines.len();
     for (i, line) in lines.into_iter().enumerate() {
-        let number = i + 1;
+        let number = base + i + 1;
         let s: PurgeStatement = match serde_json::from_slice(line) {
             Ok(s) => s,
-            Err(_) if number == count && !complete => {
+            Err(_) if i + 1 == count && !complete => {
                 out.notes.push(format!(
-                    "{PURGES} line {number}: torn (a crash while it was written); nothing was removed after it"
+                    "{what} line {number}: torn (a crash while it was written); nothing was removed after it"
                 ));
                 continue;
             }
             Err(e) => {
                 out.refused.push((
                     number,
-                    format!("{PURGES} line {number} is not a purge statement ({e})"),
+                    format!("{what} line {number} is not a purge statement ({e})"),
                 ));
                 continue;
             }
@@ -616,7 +655,7 @@ pub(crate) fn read_purges(
             out.refused.push((
                 number,
                 format!(
-                    "{PURGES} line {number} is a statement of type {:?} for journal {}, not a purge of this journal",
+                    "{what} line {number} is a statement of type {:?} for journal {}, not a purge of this journal",
                     s.kind, s.journal
                 ),
             ));
@@ -625,23 +664,23 @@ pub(crate) fn read_purges(
         match (s.check(key), key.is_some()) {
             (Signed::Valid, _) => {}
             (Signed::Unsigned, true) => {
-                out.refused.push((number, format!("the purge statement of {} ({PURGES} line {number}) is unsigned while a public key is given: its cuts are not accepted", s.time)));
+                out.refused.push((number, format!("the purge statement of {} ({what} line {number}) is unsigned while a public key is given: its cuts are not accepted", s.time)));
                 continue;
             }
             (Signed::Unsigned, false) => out.notes.push(format!(
-                "the purge statement of {} ({PURGES} line {number}) is unsigned: it shows what retention removed, not that retention removed it",
+                "the purge statement of {} ({what} line {number}) is unsigned: it shows what retention removed, not that retention removed it",
                 s.time
             )),
             (Signed::Unchecked, _) => out.notes.push(format!(
-                "the purge statement of {} ({PURGES} line {number}) is signed but not checked: give --public-key",
+                "the purge statement of {} ({what} line {number}) is signed but not checked: give --public-key",
                 s.time
             )),
             (Signed::OtherKey, _) => {
-                out.refused.push((number, format!("the purge statement of {} ({PURGES} line {number}) is signed by key {}, not by the given public key: its cuts are not accepted", s.time, s.key_id.as_deref().unwrap_or("?"))));
+                out.refused.push((number, format!("the purge statement of {} ({what} line {number}) is signed by key {}, not by the given public key: its cuts are not accepted", s.time, s.key_id.as_deref().unwrap_or("?"))));
                 continue;
             }
             (Signed::Invalid, _) => {
-                out.refused.push((number, format!("the purge statement of {} ({PURGES} line {number}): its signature does not verify (forged or changed): its cuts are not accepted", s.time)));
+                out.refused.push((number, format!("the purge statement of {} ({what} line {number}): its signature does not verify (forged or changed): its cuts are not accepted", s.time)));
                 continue;
             }
         }
@@ -653,7 +692,7 @@ pub(crate) fn read_purges(
                     None => {
                         out.refused.push((
                             number,
-                            format!("{PURGES} line {number}: a cut with a malformed previous_hash"),
+                            format!("{what} line {number}: a cut with a malformed previous_hash"),
                         ));
                         continue;
                     }
@@ -661,7 +700,7 @@ pub(crate) fn read_purges(
             };
             let Some(last) = parse_hex(&c.last_hash).filter(|_| c.first_seq <= c.last_seq) else {
                 out.refused
-                    .push((number, format!("{PURGES} line {number}: a malformed cut")));
+                    .push((number, format!("{what} line {number}: a malformed cut")));
                 continue;
             };
             out.bridges.push(Bridge {
@@ -673,7 +712,7 @@ pub(crate) fn read_purges(
             });
         }
     }
-    Ok(out)
+    out
 }
 
 /// What one journal's purge did.

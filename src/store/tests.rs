@@ -165,10 +165,12 @@ fn index_catch_up_across_journals_and_takeover_when_the_holder_stops() {
     let mut keeper = IndexKeeper::new(root.path(), writers[0].id, None);
     keeper.tick();
     assert!(keeper.holds());
-    let holder = keeper.holder.as_mut().unwrap();
+    let mut held = keeper.holder.lock().unwrap();
+    let holder = held.as_mut().unwrap();
     check_index(holder, &[("s0", 20), ("s1", 21), ("s2", 22)]);
     // Positions are saved per journal, at each journal's end.
     let mut saved = holder.positions().unwrap();
+    drop(held);
     saved.sort();
     let mut expected: Vec<(JournalId, JournalPos)> = [first_id, writers[0].id, writers[1].id]
         .into_iter()
@@ -182,11 +184,12 @@ fn index_catch_up_across_journals_and_takeover_when_the_holder_stops() {
     // More from a running writer is caught up on the next round.
     write_calls(&mut writers[1], "s2-more", 5);
     keeper.tick();
-    let holder = keeper.holder.as_mut().unwrap();
+    let mut held = keeper.holder.lock().unwrap();
     check_index(
-        holder,
+        held.as_mut().unwrap(),
         &[("s0", 20), ("s1", 21), ("s2", 22), ("s2-more", 5)],
     );
+    drop(held);
     keeper.close();
     // The index was let go: a query takes it, already caught up.
     let (index, _lock, report) = open_for_query(root.path()).unwrap().unwrap();

@@ -214,11 +214,21 @@ impl Walker {
     /// Takes the purge statements of this chain ([`super::retention::read_purges`]): refused
     /// ones are findings; the cuts of the others may bridge gaps in the chain.
     pub(crate) fn purges(&mut self, purges: super::retention::Purges) {
+        self.purges_at(purges, |line| Place::Purge { line });
+    }
+
+    /// [`Walker::purges`] of statements found elsewhere (an export's lines: `place` says
+    /// where a line number is); may be called once per statement, before the records.
+    pub(crate) fn purges_at(
+        &mut self,
+        purges: super::retention::Purges,
+        place: impl Fn(usize) -> Place,
+    ) {
         for (line, detail) in purges.refused {
-            self.find(Kind::BadSignature, Place::Purge { line }, None, detail);
+            self.find(Kind::BadSignature, place(line), None, detail);
         }
         self.report.notes.extend(purges.notes);
-        self.bridges = purges.bridges;
+        self.bridges.extend(purges.bridges);
         // Looked up by first seq (a store of interleaved tags has a cut per record).
         self.bridges.sort_by_key(|b| b.first_seq);
     }
