@@ -439,3 +439,35 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
         }
     }
 }
+
+#[test]
+fn expired_gdpr_events_behind_many_kept_by_a_longer_tag_are_found() {
+    // 14 events (7 calls) tagged only gdpr, 60 days old: expired under gdpr = 30d. Newer,
+    // 40 days old, 476 events (238 calls) tagged gdpr and hipaa: kept by hipaa = 6y. The
+    // expired ones lie behind more than a page of kept ones.
+    let store = TestStore::new("[retention]\ngdpr = \"30d\"\nhipaa = \"6y\"\n");
+    let old = now_ms() - 60 * 86_400_000;
+    let newer = now_ms() - 40 * 86_400_000;
+    let mut calls: Vec<Call<'_>> = (0..7)
+        .map(|n| call(old + n * 10, n, "alice", json!({"text": "x"}), &["gdpr"]))
+        .collect();
+    calls.extend((0..238).map(|n| {
+        call(
+            newer + n * 10,
+            100 + n,
+            "alice",
+            json!({"text": "x"}),
+            &["gdpr", "hipaa"],
+        )
+    }));
+    import(&store, &calls);
+    let (code, rules) = assess(&store, &[]);
+    let r = rule(&rules, "gdpr.art5_1_e.storage_limitation");
+    assert_eq!(r["status"], "non_compliant", "{r:#}");
+    assert_eq!(r["evidence"]["counts"]["expired_gdpr_events_found"], 14);
+    assert_eq!(code, 1);
+    // The same number `retention` (the plan) reports.
+    let out = run(&store.config, &["retention"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("14"), "{text}");
+}

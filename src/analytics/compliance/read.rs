@@ -14,7 +14,7 @@ use crate::store::{self, Damage, Filter, StoreError};
 const INDEX_CHUNK: Duration = Duration::from_secs(3600);
 /// A chunk read from the journals (each read scans back from the newest record).
 const JOURNAL_CHUNK: Duration = Duration::from_secs(86_400);
-/// Expired events read per tag.
+/// Expired events read per page of a tag.
 const EXPIRED_READ: usize = 200;
 
 /// What reading met besides the events.
@@ -98,16 +98,49 @@ pub fn read(
             until: Some(before),
             ..Filter::default()
         };
+        // Page back through every event of the tag older than its period, a page at a time
+        // (memory bounded by the page), judging each with the retention plan's own test
+        // (`Periods::expired`): an event a longer tag keeps is not counted, and does not
+        // hide older expired ones behind it.
         let mut sample = Sample::default();
-        let mut events = query(&filter, EXPIRED_READ, &mut reading.damaged)?;
-        events.reverse();
-        for e in events {
-            if periods.expired(
-                e.timestamp,
-                e.compliance_tags.iter().map(String::as_str),
-                now,
-            ) {
-                sample.add(e.event_id);
+        let mut filter = filter;
+        let mut boundary: Vec<crate::audit::EventId> = Vec::new();
+        loop {
+            let events = query(&filter, EXPIRED_READ, &mut reading.damaged)?;
+            let full = events.len() >= EXPIRED_READ;
+            let Some(last) = events.last() else { break };
+            let oldest = last.timestamp;
+            let mut next_boundary = Vec::new();
+            for e in &events {
+                if e.timestamp == oldest {
+                    next_boundary.push(e.event_id);
+                }
+                if boundary.contains(&e.event_id) {
+                    continue;
+                }
+                if periods.expired(
+                    e.timestamp,
+                    e.compliance_tags.iter().map(String::as_str),
+                    now,
+                ) {
+                    sample.add(e.event_id);
+                }
+            }
+            if !full {
+                break;
+            }
+            // The next page ends at this page's oldest time (inclusive: events sharing it may
+            // be on either side), leaving out the ones already counted; a page all of one
+            // instant steps past it.
+            if events.first().map(|e| e.timestamp) == Some(oldest) {
+                let Some(before) = oldest.checked_sub(Duration::from_micros(1)) else {
+                    break;
+                };
+                filter.until = Some(before);
+                boundary.clear();
+            } else {
+                filter.until = Some(oldest);
+                boundary = next_boundary;
             }
         }
         reading.expired.push((tag.to_string(), sample));

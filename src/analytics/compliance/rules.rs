@@ -838,9 +838,8 @@ fn gdpr_storage_limitation(f: &Facts, s: &Settings) -> RuleOutcome {
             clause,
             Status::NonCompliant,
             format!(
-                "{}{} events tagged gdpr are still stored past their period ({period}): run `mcp-audit-proxy retention --apply`, or set retention.apply_daily",
+                "{} events tagged gdpr are still stored past their period ({period}): run `mcp-audit-proxy retention --apply`, or set retention.apply_daily",
                 expired.count,
-                if expired.count >= 200 { "+" } else { "" }
             ),
             ev,
         );
