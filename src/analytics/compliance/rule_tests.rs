@@ -551,3 +551,23 @@ fn a_window_read_part_way_passes_no_rule_that_rests_on_it() {
         }
     }
 }
+
+#[test]
+fn any_short_period_fails_pci_retention_for_it_can_delete_audit_events() {
+    // `secrets = "1d"` deletes the events of calls carrying credentials after a day: those
+    // are audit log history PCI DSS 10.5.1 asks to keep 12 months.
+    let text = "[retention]\nsecrets = \"1d\"\n";
+    let c = Config::parse(Path::new("/etc/mcp/proxy.toml"), text).unwrap();
+    let s = Settings::of(&c);
+    let r = rules(Regulation::PciDss, &clean(), &s);
+    let r = find(&r, "pci_dss.10.5.1.retention");
+    assert_eq!(r.status, Status::NonCompliant, "{r:?}");
+    assert!(r.explanation.contains("secrets 1d"), "{}", r.explanation);
+    assert!(
+        r.evidence
+            .config_keys
+            .contains(&"retention.secrets = \"1d\"".to_string()),
+        "{:?}",
+        r.evidence.config_keys
+    );
+}

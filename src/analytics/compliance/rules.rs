@@ -119,6 +119,18 @@ const DAY: u64 = 86_400;
 
 /// The rules of `regulation`, in clause order.
 pub fn rules(regulation: Regulation, f: &Facts, s: &Settings) -> Vec<RuleOutcome> {
+    // PCI DSS 10.5.1 is about the whole audit log history: an event is deleted when the
+    // longest period among its tags runs out, so every configured period (a `secrets = "1d"`
+    // deletes events of calls carrying credentials) and the untagged one can shorten it.
+    let mut every_period: Vec<&str> = vec!["pci_dss"];
+    every_period.extend(
+        s.periods
+            .tags
+            .keys()
+            .map(String::as_str)
+            .filter(|t| *t != "pci_dss"),
+    );
+    every_period.push("untagged");
     match regulation {
         Regulation::Gdpr => vec![
             gdpr_storage_limitation(f, s),
@@ -186,7 +198,7 @@ pub fn rules(regulation: Regulation, f: &Facts, s: &Settings) -> Vec<RuleOutcome
             ),
             retention_rule(
                 "hipaa.164.316_b_2_i.retention",
-                "Events are retained for 6 years (the Security Rule's retention period, applied to the audit trail)",
+                "Events tagged hipaa are retained for 6 years (the Security Rule's retention period, applied to the audit trail; events without the tag follow their own periods and are not judged here)",
                 "45 CFR 164.316(b)(2)(i)",
                 &["hipaa"],
                 6 * 365,
@@ -245,9 +257,9 @@ pub fn rules(regulation: Regulation, f: &Facts, s: &Settings) -> Vec<RuleOutcome
             ),
             retention_rule(
                 "pci_dss.10.5.1.retention",
-                "Audit log history is retained for at least 12 months, the last 3 months immediately available",
+                "Audit log history is retained for at least 12 months, the last 3 months immediately available (every configured retention period, any of which can delete audit events)",
                 "PCI DSS v4.0 10.5.1",
-                &["pci_dss", "untagged"],
+                &every_period,
                 365,
                 "12 months",
                 s,
