@@ -471,3 +471,79 @@ fn expired_gdpr_events_behind_many_kept_by_a_longer_tag_are_found() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("14"), "{text}");
 }
+
+#[test]
+fn times_before_1970_and_a_future_since_are_refused_with_exit_2_not_a_panic() {
+    let store = TestStore::new("");
+    let t = now_ms() - 86_400_000;
+    import(&store, &[call(t, 0, "alice", json!({"text": "x"}), &[])]);
+    let cases: [&[&str]; 4] = [
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--until",
+            "1969-12-31T00:00:00Z",
+        ],
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--since",
+            "1969-12-01T00:00:00Z",
+        ],
+        &["compliance", "--regulation", "all", "--since", "99999999d"],
+        &[
+            "report",
+            "executive",
+            "--format",
+            "json",
+            "--until",
+            "1970-01-01T00:00:00Z",
+        ],
+    ];
+    for args in cases {
+        let out = run(&store.config, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("before 1970"), "{args:?}: {err}");
+    }
+    // The default start (30 days before --until) is clamped to 1970: a window, not a panic.
+    let out = run(
+        &store.config,
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--until",
+            "1970-01-01T00:00:00Z",
+            "--json",
+        ],
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run(
+        &store.config,
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--since",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("defaulted to now"), "{err}");
+}

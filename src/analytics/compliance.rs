@@ -174,11 +174,26 @@ pub enum ComplianceError {
     /// The window is empty.
     #[error("--since is after --until\n  hint: give --since earlier than --until")]
     EmptyWindow,
+    /// The window starts or ends before 1970-01-01T00:00:00Z: the trail has no events
+    /// there, and RFC 3339 output (and the store's ULID event ids) cannot name such a time.
+    #[error(
+        "the window {what} before 1970-01-01T00:00:00Z\n  hint: give --since and --until from 1970 on (without --since the window is the 30 days before --until)"
+    )]
+    BeforeEpoch {
+        /// `starts` or `ends`.
+        what: &'static str,
+    },
 }
 
 /// The facts of `input`'s window: one pass over its events (and what an end may take after
 /// `until`), the expired events of each regulation's tag, and the chain walk when asked.
 pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
+    if input.until < std::time::UNIX_EPOCH {
+        return Err(ComplianceError::BeforeEpoch { what: "ends" });
+    }
+    if input.since < std::time::UNIX_EPOCH {
+        return Err(ComplianceError::BeforeEpoch { what: "starts" });
+    }
     if input.since > input.until {
         return Err(ComplianceError::EmptyWindow);
     }
