@@ -361,6 +361,11 @@ fn an_empty_window_and_an_unverified_chain_are_not_assessable_and_no_store_is_an
         text.contains("[not assessable] Audit controls record every tool call"),
         "{text}"
     );
+    // No events: no score, however much of the configuration passes.
+    assert!(
+        text.contains("score n/a (no events in the window)") && !text.contains("100%"),
+        "{text}"
+    );
     // A window that holds the call assesses it.
     let since = time(t - 1000);
     let (_, rules) = assess(&store, &["--since", &since]);

@@ -119,7 +119,8 @@ pub struct Assessment {
     /// The window's end, RFC 3339 UTC.
     pub until: String,
     /// Compliant rules as a share of the assessable ones, 0–100; `None` when no rule could
-    /// be assessed.
+    /// be assessed, or when the window holds no events (what passes then rests on the
+    /// configuration and the chain walk alone, no evidence of the window).
     pub score: Option<f64>,
     /// Every rule, in the regulation's clause order.
     pub rules: Vec<RuleOutcome>,
@@ -258,11 +259,21 @@ pub fn judge(
     if let Some(error) = &facts.read_error {
         rules::unread(&mut rules, error);
     }
+    // No events: what still passes rests on the configuration and the chain walk alone,
+    // which is no score for the window.
+    let empty = facts.events == 0;
+    if empty {
+        rules::no_events(&mut rules);
+    }
     Assessment {
         regulation,
         since: humantime::format_rfc3339_seconds(since).to_string(),
         until: humantime::format_rfc3339_seconds(until).to_string(),
-        score: Assessment::score_of(&rules),
+        score: if empty {
+            None
+        } else {
+            Assessment::score_of(&rules)
+        },
         rules,
     }
 }

@@ -141,10 +141,14 @@ pub fn write_table(out: &mut impl Write, a: &Assessment) -> std::io::Result<()> 
         a.title(),
         a.since,
         a.until,
-        a.score
-            .map_or("n/a (no rule assessable)".to_string(), |s| format!(
-                "{s:.0}%"
-            )),
+        a.score.map_or(
+            if pass > 0 {
+                "n/a (no events in the window)".to_string()
+            } else {
+                "n/a (no rule assessable)".to_string()
+            },
+            |s| format!("{s:.0}%")
+        ),
     )?;
     for r in &a.rules {
         write_rule(out, r)?;

@@ -102,7 +102,11 @@ pub fn read(
         // (memory bounded by the page), judging each with the retention plan's own test
         // (`Periods::expired`): an event a longer tag keeps is not counted, and does not
         // hide older expired ones behind it.
-        let mut sample = Sample::default();
+        // Pages come newest first; the sample keeps the oldest ids (the last met), shown
+        // oldest first as everywhere else.
+        let mut count = 0u64;
+        let mut oldest_ids: std::collections::VecDeque<crate::audit::EventId> =
+            std::collections::VecDeque::new();
         let mut filter = filter;
         let mut boundary: Vec<crate::audit::EventId> = Vec::new();
         loop {
@@ -123,7 +127,11 @@ pub fn read(
                     e.compliance_tags.iter().map(String::as_str),
                     now,
                 ) {
-                    sample.add(e.event_id);
+                    count += 1;
+                    if oldest_ids.len() == SAMPLE {
+                        oldest_ids.pop_front();
+                    }
+                    oldest_ids.push_back(e.event_id);
                 }
             }
             if !full {
@@ -143,6 +151,11 @@ pub fn read(
                 boundary = next_boundary;
             }
         }
+        let mut sample = Sample::default();
+        for id in oldest_ids.into_iter().rev() {
+            sample.add(id);
+        }
+        sample.count = count;
         reading.expired.push((tag.to_string(), sample));
     }
     match held {

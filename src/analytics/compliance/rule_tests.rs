@@ -571,3 +571,27 @@ fn any_short_period_fails_pci_retention_for_it_can_delete_audit_events() {
         r.evidence.config_keys
     );
 }
+
+#[test]
+fn a_window_without_events_scores_nothing_and_passes_no_rule_that_rests_on_it() {
+    let s = defaults();
+    let f = Facts::default();
+    for reg in Regulation::ALL {
+        let a = super::judge(reg, &f, &s, at(T0), at(T0 + MINUTE));
+        assert_eq!(a.score, None, "{reg:?}: {:?}", a.score);
+        for r in &a.rules {
+            let config_or_chain = r.id.contains("integrity")
+                || r.id.contains("authentication")
+                || r.id.contains("change_detection")
+                || r.id.contains("retention");
+            if !config_or_chain {
+                assert_ne!(r.status, Status::Compliant, "{r:?}");
+            }
+        }
+    }
+    // The configuration-only passes of before: encryption, no outage, storage limitation.
+    let a = super::judge(Regulation::Gdpr, &f, &s, at(T0), at(T0 + MINUTE));
+    let r = find(&a.rules, "gdpr.art5_1_e.storage_limitation");
+    assert_eq!(r.status, Status::NotAssessable, "{r:?}");
+    assert!(r.explanation.contains("no events"), "{}", r.explanation);
+}

@@ -294,6 +294,21 @@ pub fn unread(rules: &mut [RuleOutcome], error: &str) {
     }
 }
 
+/// When the window holds no events, the trail shows nothing either way about the rules
+/// that rest on its events: those that passed (on the configuration alone, or for want of
+/// a finding) become `not_assessable`. A failed rule stays failed.
+pub fn no_events(rules: &mut [RuleOutcome]) {
+    for r in rules {
+        if r.status == Status::Compliant && !NOT_FROM_THE_WINDOW.contains(&r.id.as_str()) {
+            r.status = Status::NotAssessable;
+            r.explanation = format!(
+                "the window holds no events, so the trail shows nothing either way; from the configuration alone: {}",
+                r.explanation
+            );
+        }
+    }
+}
+
 fn outcome(
     id: &str,
     title: &str,
