@@ -433,6 +433,17 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
             "{r:#}"
         );
     }
+    // The read's finding sends the auditor to `verify`, never to a reindex that would hide it.
+    let said: Vec<&str> = rules
+        .iter()
+        .map(|r| r["explanation"].as_str().unwrap())
+        .collect();
+    assert!(said.iter().all(|e| !e.contains("reindex")), "{said:#?}");
+    assert!(
+        said.iter()
+            .any(|e| e.contains("run `mcp-audit-proxy verify`")),
+        "{said:#?}"
+    );
     for r in &rules {
         let id = r["id"].as_str().unwrap();
         if !id.contains("integrity")

@@ -236,8 +236,9 @@ pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
             facts
         }
         Err(e) => {
-            tracing::error!(error = %e, "the window's events could not all be read");
-            pass.finish_partial(e.to_string())
+            let why = unread_cause(&e);
+            tracing::error!(error = %why, "the window's events could not all be read");
+            pass.finish_partial(why)
         }
     };
     if input.verify_chain {
@@ -245,6 +246,23 @@ pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
         facts.chain = Some(read::chain(root, key.as_ref())?);
     }
     Ok(facts)
+}
+
+/// What a failed read of the window says in a compliance context. A record that does not
+/// match what was indexed may have been tampered with: the store's own hint (reindex) would
+/// paper over that, so this one sends the auditor to `verify` first.
+fn unread_cause(e: &StoreError) -> String {
+    match e {
+        StoreError::BadRecord {
+            path,
+            offset,
+            reason,
+        } => format!(
+            "journal record at {} offset {offset} is unreadable ({reason}): it changed after it was written, which may be tampering; run `mcp-audit-proxy verify` to find which records and whether the hash chain still holds",
+            path.display()
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Judges `regulation`'s rules on `facts` (from [`facts`]) over `[since, until]`.
