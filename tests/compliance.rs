@@ -563,3 +563,15 @@ fn times_before_1970_and_a_future_since_are_refused_with_exit_2_not_a_panic() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("defaulted to now"), "{err}");
 }
+
+#[test]
+fn the_help_says_what_json_prints_and_the_default_window() {
+    let out = Command::new(proxy_bin())
+        .args(["compliance", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("one assessment object per line"), "{text}");
+    assert!(!text.contains("one finding per line"), "{text}");
+    assert!(text.contains("30 days before --until"), "{text}");
+}

@@ -595,3 +595,30 @@ fn a_window_without_events_scores_nothing_and_passes_no_rule_that_rests_on_it() 
     assert_eq!(r.status, Status::NotAssessable, "{r:?}");
     assert!(r.explanation.contains("no events"), "{}", r.explanation);
 }
+
+#[test]
+fn chain_findings_are_evidence_in_the_explanation_not_config_keys() {
+    let (mut f, s) = (clean(), defaults());
+    let c = f.chain.as_mut().unwrap();
+    c.findings = 2;
+    c.first_findings = vec![
+        "journal x: edited at segment 1 offset 64: a".into(),
+        "journal x: edited at segment 1 offset 128: b".into(),
+    ];
+    let r = rules(Regulation::PciDss, &f, &s);
+    let r = find(&r, "pci_dss.10.3.4.change_detection");
+    assert_eq!(r.status, Status::NonCompliant);
+    assert!(
+        r.evidence
+            .config_keys
+            .iter()
+            .all(|k| !k.contains("journal x")),
+        "{:?}",
+        r.evidence.config_keys
+    );
+    assert!(
+        r.explanation.contains("offset 64: a") && r.explanation.contains("offset 128: b"),
+        "{}",
+        r.explanation
+    );
+}

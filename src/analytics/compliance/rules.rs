@@ -507,7 +507,7 @@ fn chain_rule(
             evidence(&[], &[], keys),
         );
     };
-    let mut ev = evidence(
+    let ev = evidence(
         &[
             ("journals", c.journals),
             ("chained_records", c.chained),
@@ -520,16 +520,17 @@ fn chain_rule(
         keys,
     );
     if c.findings > 0 {
-        ev.config_keys.extend(c.first_findings.iter().cloned());
+        // The findings are evidence, not configuration: they go in the explanation (the
+        // first few; `counts.findings` has the total, `verify` lists them all).
         return outcome(
             id,
             title,
             clause,
             Status::NonCompliant,
             format!(
-                "the store does not verify: {} finding(s), the first: {}",
+                "the store does not verify: {} finding(s) (`mcp-audit-proxy verify` lists them all); the first: {}",
                 c.findings,
-                c.first_findings.first().map_or("", String::as_str)
+                c.first_findings.join("; ")
             ),
             ev,
         );
