@@ -575,3 +575,80 @@ fn the_help_says_what_json_prints_and_the_default_window() {
     assert!(!text.contains("one finding per line"), "{text}");
     assert!(text.contains("30 days before --until"), "{text}");
 }
+
+/// Whether another process holds `index.lock` (a lock we can take is released at once).
+fn index_lock_taken(path: &Path) -> bool {
+    let Ok(f) = std::fs::File::options().write(true).open(path) else {
+        return false;
+    };
+    f.try_lock().is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_window_read_from_the_journals_is_quick_and_agrees_with_the_index() {
+    let store = TestStore::new("");
+    // 1500 calls (3000 events), one every 5 hours over about 10 months.
+    let start = now_ms() - 320 * 86_400_000;
+    let calls: Vec<Call<'_>> = (0..1500)
+        .map(|n| {
+            call(
+                start + n * 5 * 3_600_000,
+                n,
+                "alice",
+                json!({"text": "x"}),
+                &[],
+            )
+        })
+        .collect();
+    import(&store, &calls);
+    let window = [
+        "--since",
+        &time(start - 86_400_000),
+        "--until",
+        &time(now_ms() - 3_600_000),
+    ]
+    .map(str::to_string);
+    let window: Vec<&str> = window.iter().map(String::as_str).collect();
+    let mut args = vec!["--no-verify"];
+    args.extend(&window);
+    let (code, through_index) = assess(&store, &args);
+
+    // A running proxy holds the index: compliance reads the journals.
+    let mut holder = tokio::process::Command::new(proxy_bin());
+    holder
+        .args(["stdio", "--user", "carol", "--config"])
+        .arg(&store.config)
+        .arg("--")
+        .arg(common::example_server())
+        .env("RUST_LOG", "warn");
+    let mut holder = common::LineClient::spawn(holder);
+    holder.initialize().await;
+    let lock = store.store_dir().join("index.lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !index_lock_taken(&lock) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy never took the index"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let began = std::time::Instant::now();
+    let (code_j, from_journals) = assess(&store, &args);
+    let took = began.elapsed();
+    eprintln!("compliance from the journals took {took:?}");
+    assert!(holder.finish().await.success());
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(code, code_j);
+    for (a, b) in through_index.iter().zip(&from_journals) {
+        assert_eq!(a["id"], b["id"]);
+        assert_eq!(a["status"], b["status"], "{a:#} / {b:#}");
+        assert_eq!(
+            a["evidence"]["counts"], b["evidence"]["counts"],
+            "{a:#} / {b:#}"
+        );
+    }
+    assert_eq!(
+        rule(&from_journals, "pci_dss.10.2.1.audit_logs_active")["evidence"]["counts"]["tool_access"],
+        1500
+    );
+}

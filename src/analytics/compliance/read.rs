@@ -1,6 +1,7 @@
 //! Reading the store for a [`Survey`]: the window's events a chunk at a time through the
-//! store's query API (an hour through the index; a day from the journals while another
-//! process holds the index, each read scanning back from the newest record), the expired
+//! store's query API (an hour through the index; from the journals while another process
+//! holds the index, a day growing while reads come back sparse, each read scanning back from
+//! the newest record), the expired
 //! events of a tag, and the chain check of [`crate::store::verify`].
 
 use std::path::Path;
@@ -14,6 +15,10 @@ use crate::store::{self, Damage, Filter, StoreError};
 const INDEX_CHUNK: Duration = Duration::from_secs(3600);
 /// A chunk read from the journals (each read scans back from the newest record).
 const JOURNAL_CHUNK: Duration = Duration::from_secs(86_400);
+/// The events a read from the journals aims at (the chunk grows or shrinks towards it).
+const JOURNAL_TARGET: usize = 20_000;
+/// The longest chunk read from the journals (a year).
+const JOURNAL_CHUNK_MAX: Duration = Duration::from_secs(365 * 86_400);
 /// Expired events read per page of a tag.
 const EXPIRED_READ: usize = 200;
 
@@ -71,14 +76,29 @@ pub fn read(
             }
         }
     }
+    // From the journals every read scans back from the newest record, so a day at a time
+    // over months re-read the store once a day of window (minutes for a few thousand
+    // events). The chunk grows while reads come back sparse and shrinks when they come back
+    // dense: a few reads for a sparse store, memory still bounded near JOURNAL_TARGET events.
+    let mut chunk = chunk;
     while at <= to {
-        let end = (at + chunk).min(to + Duration::from_micros(1));
+        let end = at
+            .checked_add(chunk)
+            .unwrap_or(to + Duration::from_micros(1))
+            .min(to + Duration::from_micros(1));
         let filter = Filter {
             since: Some(at),
             until: Some(end - Duration::from_micros(1)),
             ..Filter::default()
         };
         let mut events = query(&filter, usize::MAX, &mut reading.damaged)?;
+        if held.is_none() {
+            if events.len() < JOURNAL_TARGET / 2 && chunk < JOURNAL_CHUNK_MAX {
+                chunk = (chunk * 2).min(JOURNAL_CHUNK_MAX);
+            } else if events.len() > JOURNAL_TARGET && chunk > JOURNAL_CHUNK {
+                chunk = (chunk / 2).max(JOURNAL_CHUNK);
+            }
+        }
         events.reverse(); // oldest first: an access before its end
         for e in &events {
             survey.push(e);
