@@ -512,6 +512,10 @@ pub struct AnalyzeToolsArgs {
 
 /// `compliance` arguments (default window: the last 30 days).
 #[derive(Debug, Args)]
+#[command(
+    mut_arg("since", |a| a.help("From TIME: RFC 3339 or a duration ago (7d, 24h); default: 30 days before --until, from 1970 on")),
+    mut_arg("json", |a| a.help("JSON instead of a table: one assessment object per line, one line per regulation"))
+)]
 pub struct ComplianceArgs {
     #[command(flatten)]
     #[allow(missing_docs)]

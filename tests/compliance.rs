@@ -361,6 +361,11 @@ fn an_empty_window_and_an_unverified_chain_are_not_assessable_and_no_store_is_an
         text.contains("[not assessable] Audit controls record every tool call"),
         "{text}"
     );
+    // No events: no score, however much of the configuration passes.
+    assert!(
+        text.contains("score n/a (no events in the window)") && !text.contains("100%"),
+        "{text}"
+    );
     // A window that holds the call assesses it.
     let since = time(t - 1000);
     let (_, rules) = assess(&store, &["--since", &since]);
@@ -428,6 +433,17 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
             "{r:#}"
         );
     }
+    // The read's finding sends the auditor to `verify`, never to a reindex that would hide it.
+    let said: Vec<&str> = rules
+        .iter()
+        .map(|r| r["explanation"].as_str().unwrap())
+        .collect();
+    assert!(said.iter().all(|e| !e.contains("reindex")), "{said:#?}");
+    assert!(
+        said.iter()
+            .any(|e| e.contains("run `mcp-audit-proxy verify`")),
+        "{said:#?}"
+    );
     for r in &rules {
         let id = r["id"].as_str().unwrap();
         if !id.contains("integrity")
@@ -438,4 +454,201 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
             assert_ne!(r["status"], "compliant", "{r:#}");
         }
     }
+}
+
+#[test]
+fn expired_gdpr_events_behind_many_kept_by_a_longer_tag_are_found() {
+    // 14 events (7 calls) tagged only gdpr, 60 days old: expired under gdpr = 30d. Newer,
+    // 40 days old, 476 events (238 calls) tagged gdpr and hipaa: kept by hipaa = 6y. The
+    // expired ones lie behind more than a page of kept ones.
+    let store = TestStore::new("[retention]\ngdpr = \"30d\"\nhipaa = \"6y\"\n");
+    let old = now_ms() - 60 * 86_400_000;
+    let newer = now_ms() - 40 * 86_400_000;
+    let mut calls: Vec<Call<'_>> = (0..7)
+        .map(|n| call(old + n * 10, n, "alice", json!({"text": "x"}), &["gdpr"]))
+        .collect();
+    calls.extend((0..238).map(|n| {
+        call(
+            newer + n * 10,
+            100 + n,
+            "alice",
+            json!({"text": "x"}),
+            &["gdpr", "hipaa"],
+        )
+    }));
+    import(&store, &calls);
+    let (code, rules) = assess(&store, &[]);
+    let r = rule(&rules, "gdpr.art5_1_e.storage_limitation");
+    assert_eq!(r["status"], "non_compliant", "{r:#}");
+    assert_eq!(r["evidence"]["counts"]["expired_gdpr_events_found"], 14);
+    assert_eq!(code, 1);
+    // The same number `retention` (the plan) reports.
+    let out = run(&store.config, &["retention"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("14"), "{text}");
+}
+
+#[test]
+fn times_before_1970_and_a_future_since_are_refused_with_exit_2_not_a_panic() {
+    let store = TestStore::new("");
+    let t = now_ms() - 86_400_000;
+    import(&store, &[call(t, 0, "alice", json!({"text": "x"}), &[])]);
+    let cases: [&[&str]; 4] = [
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--until",
+            "1969-12-31T00:00:00Z",
+        ],
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--since",
+            "1969-12-01T00:00:00Z",
+        ],
+        &["compliance", "--regulation", "all", "--since", "99999999d"],
+        &[
+            "report",
+            "executive",
+            "--format",
+            "json",
+            "--until",
+            "1970-01-01T00:00:00Z",
+        ],
+    ];
+    for args in cases {
+        let out = run(&store.config, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("before 1970"), "{args:?}: {err}");
+    }
+    // The default start (30 days before --until) is clamped to 1970: a window, not a panic.
+    let out = run(
+        &store.config,
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--until",
+            "1970-01-01T00:00:00Z",
+            "--json",
+        ],
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run(
+        &store.config,
+        &[
+            "compliance",
+            "--regulation",
+            "all",
+            "--since",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("defaulted to now"), "{err}");
+}
+
+#[test]
+fn the_help_says_what_json_prints_and_the_default_window() {
+    let out = Command::new(proxy_bin())
+        .args(["compliance", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("one assessment object per line"), "{text}");
+    assert!(!text.contains("one finding per line"), "{text}");
+    assert!(text.contains("30 days before --until"), "{text}");
+}
+
+/// Whether another process holds `index.lock` (a lock we can take is released at once).
+fn index_lock_taken(path: &Path) -> bool {
+    let Ok(f) = std::fs::File::options().write(true).open(path) else {
+        return false;
+    };
+    f.try_lock().is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_window_read_from_the_journals_is_quick_and_agrees_with_the_index() {
+    let store = TestStore::new("");
+    // 1500 calls (3000 events), one every 5 hours over about 10 months.
+    let start = now_ms() - 320 * 86_400_000;
+    let calls: Vec<Call<'_>> = (0..1500)
+        .map(|n| {
+            call(
+                start + n * 5 * 3_600_000,
+                n,
+                "alice",
+                json!({"text": "x"}),
+                &[],
+            )
+        })
+        .collect();
+    import(&store, &calls);
+    let window = [
+        "--since",
+        &time(start - 86_400_000),
+        "--until",
+        &time(now_ms() - 3_600_000),
+    ]
+    .map(str::to_string);
+    let window: Vec<&str> = window.iter().map(String::as_str).collect();
+    let mut args = vec!["--no-verify"];
+    args.extend(&window);
+    let (code, through_index) = assess(&store, &args);
+
+    // A running proxy holds the index: compliance reads the journals.
+    let mut holder = tokio::process::Command::new(proxy_bin());
+    holder
+        .args(["stdio", "--user", "carol", "--config"])
+        .arg(&store.config)
+        .arg("--")
+        .arg(common::example_server())
+        .env("RUST_LOG", "warn");
+    let mut holder = common::LineClient::spawn(holder);
+    holder.initialize().await;
+    let lock = store.store_dir().join("index.lock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !index_lock_taken(&lock) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy never took the index"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let began = std::time::Instant::now();
+    let (code_j, from_journals) = assess(&store, &args);
+    let took = began.elapsed();
+    eprintln!("compliance from the journals took {took:?}");
+    assert!(holder.finish().await.success());
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(code, code_j);
+    for (a, b) in through_index.iter().zip(&from_journals) {
+        assert_eq!(a["id"], b["id"]);
+        assert_eq!(a["status"], b["status"], "{a:#} / {b:#}");
+        assert_eq!(
+            a["evidence"]["counts"], b["evidence"]["counts"],
+            "{a:#} / {b:#}"
+        );
+    }
+    assert_eq!(
+        rule(&from_journals, "pci_dss.10.2.1.audit_logs_active")["evidence"]["counts"]["tool_access"],
+        1500
+    );
 }

@@ -119,7 +119,8 @@ pub struct Assessment {
     /// The window's end, RFC 3339 UTC.
     pub until: String,
     /// Compliant rules as a share of the assessable ones, 0–100; `None` when no rule could
-    /// be assessed.
+    /// be assessed, or when the window holds no events (what passes then rests on the
+    /// configuration and the chain walk alone, no evidence of the window).
     pub score: Option<f64>,
     /// Every rule, in the regulation's clause order.
     pub rules: Vec<RuleOutcome>,
@@ -174,11 +175,26 @@ pub enum ComplianceError {
     /// The window is empty.
     #[error("--since is after --until\n  hint: give --since earlier than --until")]
     EmptyWindow,
+    /// The window starts or ends before 1970-01-01T00:00:00Z: the trail has no events
+    /// there, and RFC 3339 output (and the store's ULID event ids) cannot name such a time.
+    #[error(
+        "the window {what} before 1970-01-01T00:00:00Z\n  hint: give --since and --until from 1970 on (without --since the window is the 30 days before --until)"
+    )]
+    BeforeEpoch {
+        /// `starts` or `ends`.
+        what: &'static str,
+    },
 }
 
 /// The facts of `input`'s window: one pass over its events (and what an end may take after
 /// `until`), the expired events of each regulation's tag, and the chain walk when asked.
 pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
+    if input.until < std::time::UNIX_EPOCH {
+        return Err(ComplianceError::BeforeEpoch { what: "ends" });
+    }
+    if input.since < std::time::UNIX_EPOCH {
+        return Err(ComplianceError::BeforeEpoch { what: "starts" });
+    }
     if input.since > input.until {
         return Err(ComplianceError::EmptyWindow);
     }
@@ -220,8 +236,9 @@ pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
             facts
         }
         Err(e) => {
-            tracing::error!(error = %e, "the window's events could not all be read");
-            pass.finish_partial(e.to_string())
+            let why = unread_cause(&e);
+            tracing::error!(error = %why, "the window's events could not all be read");
+            pass.finish_partial(why)
         }
     };
     if input.verify_chain {
@@ -229,6 +246,23 @@ pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
         facts.chain = Some(read::chain(root, key.as_ref())?);
     }
     Ok(facts)
+}
+
+/// What a failed read of the window says in a compliance context. A record that does not
+/// match what was indexed may have been tampered with: the store's own hint (reindex) would
+/// paper over that, so this one sends the auditor to `verify` first.
+fn unread_cause(e: &StoreError) -> String {
+    match e {
+        StoreError::BadRecord {
+            path,
+            offset,
+            reason,
+        } => format!(
+            "journal record at {} offset {offset} is unreadable ({reason}): it changed after it was written, which may be tampering; run `mcp-audit-proxy verify` to find which records and whether the hash chain still holds",
+            path.display()
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Judges `regulation`'s rules on `facts` (from [`facts`]) over `[since, until]`.
@@ -243,11 +277,21 @@ pub fn judge(
     if let Some(error) = &facts.read_error {
         rules::unread(&mut rules, error);
     }
+    // No events: what still passes rests on the configuration and the chain walk alone,
+    // which is no score for the window.
+    let empty = facts.events == 0;
+    if empty {
+        rules::no_events(&mut rules);
+    }
     Assessment {
         regulation,
         since: humantime::format_rfc3339_seconds(since).to_string(),
         until: humantime::format_rfc3339_seconds(until).to_string(),
-        score: Assessment::score_of(&rules),
+        score: if empty {
+            None
+        } else {
+            Assessment::score_of(&rules)
+        },
         rules,
     }
 }

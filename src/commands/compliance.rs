@@ -27,6 +27,16 @@ pub enum ComplianceCommandError {
     /// The assessment could not be made.
     #[error(transparent)]
     Assess(#[from] ComplianceError),
+    /// `--since` is in the future and `--until` was not given (it defaults to now).
+    #[error(
+        "--since {since} is after --until, which defaulted to now ({now})\n  hint: give --since in the past, or an --until after it"
+    )]
+    FutureSince {
+        /// `--since`, RFC 3339.
+        since: String,
+        /// Now, RFC 3339.
+        now: String,
+    },
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
@@ -40,11 +50,21 @@ pub fn run(
 ) -> Result<i32, ComplianceCommandError> {
     let now = SystemTime::now();
     let until = args.window.until.unwrap_or(now);
+    // The default start is clamped to 1970 (a window cannot start before it); an `--until`
+    // before 1970 is refused by the assessment.
     let since = args.window.since.unwrap_or_else(|| {
         until
             .checked_sub(DEFAULT_WINDOW)
+            .filter(|t| *t >= SystemTime::UNIX_EPOCH)
             .unwrap_or(SystemTime::UNIX_EPOCH)
+            .min(until)
     });
+    if args.window.until.is_none() && since > until && since >= SystemTime::UNIX_EPOCH {
+        return Err(ComplianceCommandError::FutureSince {
+            since: humantime::format_rfc3339_seconds(since).to_string(),
+            now: humantime::format_rfc3339_seconds(until).to_string(),
+        });
+    }
     let input = ComplianceInput {
         root: &config.audit.store_dir,
         config,
@@ -121,10 +141,14 @@ pub fn write_table(out: &mut impl Write, a: &Assessment) -> std::io::Result<()> 
         a.title(),
         a.since,
         a.until,
-        a.score
-            .map_or("n/a (no rule assessable)".to_string(), |s| format!(
-                "{s:.0}%"
-            )),
+        a.score.map_or(
+            if pass > 0 {
+                "n/a (no events in the window)".to_string()
+            } else {
+                "n/a (no rule assessable)".to_string()
+            },
+            |s| format!("{s:.0}%")
+        ),
     )?;
     for r in &a.rules {
         write_rule(out, r)?;

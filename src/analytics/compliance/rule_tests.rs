@@ -551,3 +551,74 @@ fn a_window_read_part_way_passes_no_rule_that_rests_on_it() {
         }
     }
 }
+
+#[test]
+fn any_short_period_fails_pci_retention_for_it_can_delete_audit_events() {
+    // `secrets = "1d"` deletes the events of calls carrying credentials after a day: those
+    // are audit log history PCI DSS 10.5.1 asks to keep 12 months.
+    let text = "[retention]\nsecrets = \"1d\"\n";
+    let c = Config::parse(Path::new("/etc/mcp/proxy.toml"), text).unwrap();
+    let s = Settings::of(&c);
+    let r = rules(Regulation::PciDss, &clean(), &s);
+    let r = find(&r, "pci_dss.10.5.1.retention");
+    assert_eq!(r.status, Status::NonCompliant, "{r:?}");
+    assert!(r.explanation.contains("secrets 1d"), "{}", r.explanation);
+    assert!(
+        r.evidence
+            .config_keys
+            .contains(&"retention.secrets = \"1d\"".to_string()),
+        "{:?}",
+        r.evidence.config_keys
+    );
+}
+
+#[test]
+fn a_window_without_events_scores_nothing_and_passes_no_rule_that_rests_on_it() {
+    let s = defaults();
+    let f = Facts::default();
+    for reg in Regulation::ALL {
+        let a = super::judge(reg, &f, &s, at(T0), at(T0 + MINUTE));
+        assert_eq!(a.score, None, "{reg:?}: {:?}", a.score);
+        for r in &a.rules {
+            let config_or_chain = r.id.contains("integrity")
+                || r.id.contains("authentication")
+                || r.id.contains("change_detection")
+                || r.id.contains("retention");
+            if !config_or_chain {
+                assert_ne!(r.status, Status::Compliant, "{r:?}");
+            }
+        }
+    }
+    // The configuration-only passes of before: encryption, no outage, storage limitation.
+    let a = super::judge(Regulation::Gdpr, &f, &s, at(T0), at(T0 + MINUTE));
+    let r = find(&a.rules, "gdpr.art5_1_e.storage_limitation");
+    assert_eq!(r.status, Status::NotAssessable, "{r:?}");
+    assert!(r.explanation.contains("no events"), "{}", r.explanation);
+}
+
+#[test]
+fn chain_findings_are_evidence_in_the_explanation_not_config_keys() {
+    let (mut f, s) = (clean(), defaults());
+    let c = f.chain.as_mut().unwrap();
+    c.findings = 2;
+    c.first_findings = vec![
+        "journal x: edited at segment 1 offset 64: a".into(),
+        "journal x: edited at segment 1 offset 128: b".into(),
+    ];
+    let r = rules(Regulation::PciDss, &f, &s);
+    let r = find(&r, "pci_dss.10.3.4.change_detection");
+    assert_eq!(r.status, Status::NonCompliant);
+    assert!(
+        r.evidence
+            .config_keys
+            .iter()
+            .all(|k| !k.contains("journal x")),
+        "{:?}",
+        r.evidence.config_keys
+    );
+    assert!(
+        r.explanation.contains("offset 64: a") && r.explanation.contains("offset 128: b"),
+        "{}",
+        r.explanation
+    );
+}

@@ -119,6 +119,18 @@ const DAY: u64 = 86_400;
 
 /// The rules of `regulation`, in clause order.
 pub fn rules(regulation: Regulation, f: &Facts, s: &Settings) -> Vec<RuleOutcome> {
+    // PCI DSS 10.5.1 is about the whole audit log history: an event is deleted when the
+    // longest period among its tags runs out, so every configured period (a `secrets = "1d"`
+    // deletes events of calls carrying credentials) and the untagged one can shorten it.
+    let mut every_period: Vec<&str> = vec!["pci_dss"];
+    every_period.extend(
+        s.periods
+            .tags
+            .keys()
+            .map(String::as_str)
+            .filter(|t| *t != "pci_dss"),
+    );
+    every_period.push("untagged");
     match regulation {
         Regulation::Gdpr => vec![
             gdpr_storage_limitation(f, s),
@@ -186,7 +198,7 @@ pub fn rules(regulation: Regulation, f: &Facts, s: &Settings) -> Vec<RuleOutcome
             ),
             retention_rule(
                 "hipaa.164.316_b_2_i.retention",
-                "Events are retained for 6 years (the Security Rule's retention period, applied to the audit trail)",
+                "Events tagged hipaa are retained for 6 years (the Security Rule's retention period, applied to the audit trail; events without the tag follow their own periods and are not judged here)",
                 "45 CFR 164.316(b)(2)(i)",
                 &["hipaa"],
                 6 * 365,
@@ -245,9 +257,9 @@ pub fn rules(regulation: Regulation, f: &Facts, s: &Settings) -> Vec<RuleOutcome
             ),
             retention_rule(
                 "pci_dss.10.5.1.retention",
-                "Audit log history is retained for at least 12 months, the last 3 months immediately available",
+                "Audit log history is retained for at least 12 months, the last 3 months immediately available (every configured retention period, any of which can delete audit events)",
                 "PCI DSS v4.0 10.5.1",
-                &["pci_dss", "untagged"],
+                &every_period,
                 365,
                 "12 months",
                 s,
@@ -276,6 +288,21 @@ pub fn unread(rules: &mut [RuleOutcome], error: &str) {
             r.status = Status::NotAssessable;
             r.explanation = format!(
                 "the window's events could not all be read ({error}); on the part read: {}",
+                r.explanation
+            );
+        }
+    }
+}
+
+/// When the window holds no events, the trail shows nothing either way about the rules
+/// that rest on its events: those that passed (on the configuration alone, or for want of
+/// a finding) become `not_assessable`. A failed rule stays failed.
+pub fn no_events(rules: &mut [RuleOutcome]) {
+    for r in rules {
+        if r.status == Status::Compliant && !NOT_FROM_THE_WINDOW.contains(&r.id.as_str()) {
+            r.status = Status::NotAssessable;
+            r.explanation = format!(
+                "the window holds no events, so the trail shows nothing either way; from the configuration alone: {}",
                 r.explanation
             );
         }
@@ -480,7 +507,7 @@ fn chain_rule(
             evidence(&[], &[], keys),
         );
     };
-    let mut ev = evidence(
+    let ev = evidence(
         &[
             ("journals", c.journals),
             ("chained_records", c.chained),
@@ -493,16 +520,17 @@ fn chain_rule(
         keys,
     );
     if c.findings > 0 {
-        ev.config_keys.extend(c.first_findings.iter().cloned());
+        // The findings are evidence, not configuration: they go in the explanation (the
+        // first few; `counts.findings` has the total, `verify` lists them all).
         return outcome(
             id,
             title,
             clause,
             Status::NonCompliant,
             format!(
-                "the store does not verify: {} finding(s), the first: {}",
+                "the store does not verify: {} finding(s) (`mcp-audit-proxy verify` lists them all); the first: {}",
                 c.findings,
-                c.first_findings.first().map_or("", String::as_str)
+                c.first_findings.join("; ")
             ),
             ev,
         );
@@ -838,9 +866,8 @@ fn gdpr_storage_limitation(f: &Facts, s: &Settings) -> RuleOutcome {
             clause,
             Status::NonCompliant,
             format!(
-                "{}{} events tagged gdpr are still stored past their period ({period}): run `mcp-audit-proxy retention --apply`, or set retention.apply_daily",
+                "{} events tagged gdpr are still stored past their period ({period}): run `mcp-audit-proxy retention --apply`, or set retention.apply_daily",
                 expired.count,
-                if expired.count >= 200 { "+" } else { "" }
             ),
             ev,
         );
