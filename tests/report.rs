@@ -786,3 +786,34 @@ fn chromium_renders_what_a_reader_should_see() {
     assert!(sections >= 9, "{sections} sections");
     assert!(pages >= sections, "{pages} pages for {sections} sections");
 }
+
+/// A window of centuries over two days of trail reads the two days, not every empty day
+/// since (`--since 99999999d` read a hundred million empty days, one query each, and never
+/// ended): the same findings as the period itself, in the time a run over the trail takes.
+#[test]
+fn a_window_far_wider_than_the_trail_reads_only_the_trail() {
+    let (store, _) = store();
+    let p = period();
+    let mut args = vec!["anomalies", "--json"];
+    args.extend(p.iter().map(String::as_str));
+    let within = ok(&store.config, &args);
+    let config = store.config.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(ok(
+            &config,
+            &["anomalies", "--json", "--since", "99999999d"],
+        ));
+    });
+    // Generous: a debug build on a loaded machine reads the fixture in a few seconds.
+    let wide = rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("anomalies over a window of centuries did not end");
+    let kinds = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].to_string())
+            .collect()
+    };
+    assert!(!kinds(&within).is_empty());
+    assert_eq!(kinds(&wide), kinds(&within));
+}

@@ -129,7 +129,22 @@ fn for_each_chunk(
 ) -> Result<ReadReport, StoreError> {
     let mut report = ReadReport::default();
     let held = store::open_for_query(root)?;
-    let mut at = from;
+    let (mut at, mut to) = (from, to);
+    if let Some((index, _, _)) = &held {
+        // Only the stretch that holds events is read: a window of centuries over a month of
+        // trail is a month of queries, not a hundred thousand years of empty days.
+        let (_, oldest, newest) = index.summary()?;
+        let time = |id: crate::audit::EventId| {
+            std::time::UNIX_EPOCH + Duration::from_millis(id.0.timestamp_ms())
+        };
+        match (oldest, newest) {
+            (Some(o), Some(n)) => {
+                at = at.max(time(o));
+                to = to.min(time(n) + Duration::from_millis(1));
+            }
+            _ => to = at.checked_sub(Duration::from_micros(1)).unwrap_or(at),
+        }
+    }
     while at <= to {
         let end = (at + chunk).min(to + Duration::from_micros(1));
         let filter = Filter {
