@@ -318,6 +318,16 @@ async fn a_full_queue_drops_are_counted_and_reported_in_the_next_alert() {
     }
     assert_eq!(stats.dropped.load(Ordering::Relaxed), 8);
     let stage = alerts::start_on(settings, &sink, tx, rx, stats.clone()).unwrap();
+    // The stage drains the two queued events (after reading its history) before the next
+    // one is offered: else, on a slow machine, that one finds the queue still full.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stats.examined.load(Ordering::Relaxed) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stage never drained its queue"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     sink.record(&blocked(&ids, "trudy"))
         .unwrap()
         .wait()
