@@ -401,6 +401,8 @@ pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {
     let lone: Vec<&Value> = events
         .iter()
         .filter(|e| e["event_type"] != "tool_access")
+        // Alerts (on by default) are about calls, not ends of them.
+        .filter(|e| e["event_type"] != "alert")
         .filter(|e| !paired.contains(e["event_id"].as_str().unwrap_or_default()))
         .collect();
     assert!(
