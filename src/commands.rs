@@ -960,7 +960,7 @@ pub fn status_of(config: &Config) -> Result<StoreStatus, ModeError> {
                             oldest = Some(oldest.map_or(e, |o: crate::audit::EventId| o.min(e)));
                             newest = Some(newest.map_or(e, |o: crate::audit::EventId| o.max(e)));
                         }
-                        Ok(())
+                        Ok::<(), store::StoreError>(())
                     },
                     |d| tracing::error!(damage = %d, "audit journal segment damaged"),
                 )?;

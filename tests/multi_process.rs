@@ -105,6 +105,9 @@ fn marker(e: &Value) -> Option<&str> {
     e["metadata"]["arguments"]["text"].as_str()
 }
 
+/// The pause between a writer's rounds of 10 calls (the gateway's client: between calls).
+const PACE: Duration = Duration::from_millis(200);
+
 /// A wrapper that sends rounds of 10 echo calls until `stop`; returns the markers answered.
 async fn wrapper_calls(mut c: LineClient, name: String, stop: Arc<AtomicBool>) -> Vec<String> {
     c.initialize().await;
@@ -130,6 +133,10 @@ async fn wrapper_calls(mut c: LineClient, name: String, stop: Arc<AtomicBool>) -
             assert_eq!(v["result"]["content"][0]["text"], text.as_str());
             acked.push(text);
         }
+        // A steady pace, not as fast as the machine goes: each query reads the whole trail,
+        // and a trail growing at full speed made queries on a loaded 2-core CI machine take
+        // longer than the test waits.
+        tokio::time::sleep(PACE).await;
     }
     assert!(c.finish().await.success(), "{name} exits cleanly");
     acked
@@ -215,6 +222,7 @@ async fn three_wrappers_and_a_gateway_share_one_store_while_the_index_holder_is_
                     .with_arguments(args(json!({ "text": text })));
                 client.call_tool(params).await.unwrap();
                 acked.push(text);
+                tokio::time::sleep(PACE / 10).await;
             }
             client.cancel().await.unwrap();
             acked

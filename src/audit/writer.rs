@@ -77,6 +77,11 @@ const INDEX_GATHER: Duration = Duration::from_millis(20);
 /// journals are caught up at this pace), and tries this often to take the index when another
 /// process holds it.
 const INDEX_POLL: Duration = Duration::from_secs(1);
+/// The pause between index rounds while the index is behind: a query waiting on the shared
+/// holder takes it then.
+const INDEX_BREATHER: Duration = Duration::from_millis(2);
+/// At shutdown, how long the indexer goes on catching up before letting the index go.
+const INDEX_LAST_ROUNDS: Duration = Duration::from_secs(2);
 /// What a record adds to its event's JSON, about (length and CRC, `seq`, `previous_hash`): for
 /// the running total of the store's size between walks.
 const RECORD_OVERHEAD: u64 = 128;
@@ -1329,10 +1334,13 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
         tracing::debug!(error = %e, "could not lower the indexer's priority");
     }
     // Take the index at once if it is free (the proxy serves meanwhile).
-    keeper.tick();
+    let mut more = keeper.tick();
     let mut last_round_at = Instant::now();
     loop {
-        let last_round = match rx.recv_timeout(INDEX_POLL) {
+        // Rounds are bounded (`store::ROUND`): with records left, the next one follows at
+        // once, after a pause that lets a waiting query take the holder.
+        let wait = if more { INDEX_BREATHER } else { INDEX_POLL };
+        let last_round = match rx.recv_timeout(wait) {
             Ok(()) if keeper.holds() => {
                 std::thread::sleep(INDEX_GATHER);
                 false
@@ -1341,16 +1349,20 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
             // the index at the poll's pace.
             Ok(()) if last_round_at.elapsed() < INDEX_POLL => continue,
             Ok(()) | Err(RecvTimeoutError::Timeout) => false,
-            // Shutting down: a last round only if holding (taking the index now would only
+            // Shutting down: last rounds only if holding (taking the index now would only
             // delay the exit; the next holder catches up).
             Err(RecvTimeoutError::Disconnected) if !keeper.holds() => break,
             Err(RecvTimeoutError::Disconnected) => true,
         };
-        keeper.tick();
-        last_round_at = Instant::now();
         if last_round {
+            // What is left after a while is the next holder's: an MCP client closing us
+            // waits for the exit, and the backlog may be a dead holder's whole journal.
+            let until = Instant::now() + INDEX_LAST_ROUNDS;
+            while keeper.tick() && Instant::now() < until {}
             break;
         }
+        more = keeper.tick();
+        last_round_at = Instant::now();
     }
     keeper.close();
 }

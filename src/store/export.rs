@@ -241,7 +241,7 @@ pub fn export_with(
                 |end, payload| {
                     let link = Link::of(payload);
                     let Some(seq) = link.as_ref().and_then(|l| l.seq) else {
-                        return Ok(());
+                        return Ok::<(), StoreError>(());
                     };
                     if in_range(link.as_ref().and_then(|l| l.timestamp)) {
                         if first.is_none() {
@@ -315,7 +315,7 @@ pub fn export_with(
                 i + 1 == segments.len(),
                 |end, payload| {
                     if end > last_end || Link::of(payload).and_then(|l| l.seq).is_none() {
-                        return Ok(());
+                        return Ok::<(), StoreError>(());
                     }
                     body.extend_from_slice(prefix.as_bytes());
                     body.extend_from_slice(payload);

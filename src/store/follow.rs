@@ -50,7 +50,7 @@ impl Follower {
                     if filter.matches(&event) {
                         out.push(event);
                     }
-                    Ok(())
+                    Ok::<(), StoreError>(())
                 },
                 |d| damaged.push(d),
             )?;

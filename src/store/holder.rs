@@ -22,7 +22,7 @@ pub(super) struct Tracked {
     /// The position last saved in the index (after a flush of the entries before it).
     saved: Option<JournalPos>,
     /// Its writer has stopped and it is applied to its end: it will never change again.
-    finished: bool,
+    pub(super) finished: bool,
     /// `finished` is saved in the index, so later holders skip the journal.
     finished_saved: bool,
 }
@@ -77,6 +77,9 @@ pub struct CatchUpAll {
     pub damaged: Vec<Damage>,
     /// Journals that could not be read (each tried again next time; the others went on).
     pub errors: Vec<StoreError>,
+    /// The round ran out of its time with records left to apply (see
+    /// [`IndexHolder::catch_up_until`]).
+    pub more: bool,
 }
 
 impl IndexHolder {
@@ -89,16 +92,19 @@ impl IndexHolder {
         recover: bool,
         force_rebuild: bool,
     ) -> Result<Option<(IndexHolder, OpenReport)>, StoreError> {
-        IndexHolder::take_with(paths, own, recover, force_rebuild, None)
+        IndexHolder::take_with(paths, own, recover, force_rebuild, None, None)
     }
 
-    /// [`IndexHolder::take`], the first catch-up advancing `progress` (bytes of records read).
+    /// [`IndexHolder::take`], the first catch-up advancing `progress` (bytes of records read)
+    /// and, given `until`, stopping then with the rest left for later rounds
+    /// ([`IndexHolder::catch_up_until`]; `OpenReport::behind` says so).
     pub(crate) fn take_with(
         paths: &StorePaths,
         own: Option<JournalId>,
         recover: bool,
         force_rebuild: bool,
         progress: Option<indicatif::ProgressBar>,
+        until: Option<Instant>,
     ) -> Result<Option<(IndexHolder, OpenReport)>, StoreError> {
         let Some(lock) = try_lock_file(&paths.index_lock(), false)? else {
             return Ok(None);
@@ -118,7 +124,7 @@ impl IndexHolder {
             progress,
             _lock: lock,
         };
-        let done = holder.catch_up()?;
+        let done = holder.catch_up_until(until)?;
         holder.persist()?;
         if let Some(p) = holder.progress.take() {
             p.finish_and_clear();
@@ -127,6 +133,7 @@ impl IndexHolder {
         report.damaged = done.damaged;
         report.errors = done.errors;
         report.caught_up = done.applied;
+        report.behind = done.more;
         // sled counts entries one by one: only worth it for a rebuild's report.
         if report.rebuilt.is_some() {
             report.indexed = holder.index.len();
@@ -138,6 +145,15 @@ impl IndexHolder {
     /// stopped (its lock is free) is read to its end once, after its torn tail is cut off
     /// when this holder recovers, and then left alone.
     pub fn catch_up(&mut self) -> Result<CatchUpAll, StoreError> {
+        self.catch_up_until(None)
+    }
+
+    /// [`IndexHolder::catch_up`], stopping at `until` (if given) with the rest left for the
+    /// next call (`more` is then set). Why: the holder is shared with the query server under
+    /// a mutex, and the indexer thread runs at the lowest priority; an unbounded round after
+    /// a takeover (a dead holder's whole backlog) kept a query, or the writer's exit, waiting
+    /// on a thread that a busy machine barely runs.
+    pub fn catch_up_until(&mut self, until: Option<Instant>) -> Result<CatchUpAll, StoreError> {
         let root = self.paths.journal();
         let mut out = CatchUpAll::default();
         for id in journals::list(&root)? {
@@ -186,6 +202,7 @@ impl IndexHolder {
                 id,
                 tracked.at,
                 self.progress.as_ref(),
+                until,
             ) {
                 Ok(done) => done,
                 Err(e) => {
@@ -200,10 +217,14 @@ impl IndexHolder {
                 id,
                 Tracked {
                     at: done.end,
-                    finished: stopped.is_some(),
+                    finished: stopped.is_some() && !done.more,
                     ..tracked
                 },
             );
+            if done.more {
+                out.more = true;
+                break;
+            }
         }
         if self.last_persist.elapsed() >= PERSIST_EVERY {
             self.persist()?;
@@ -403,12 +424,29 @@ pub struct CatchUp {
     pub end: JournalPos,
     /// Damaged segments met on the way (their unreadable records are skipped).
     pub damaged: Vec<Damage>,
+    /// Stopped at the time given, with records left after `end`.
+    pub more: bool,
+}
+
+/// Why reading a journal for the index ended early.
+enum Halt {
+    /// The round's time is up: `end` is where the next one starts.
+    TimeUp,
+    Store(StoreError),
+}
+
+impl From<StoreError> for Halt {
+    fn from(e: StoreError) -> Self {
+        Halt::Store(e)
+    }
 }
 
 /// Stages the records of journal `id` after `from` into `pending`, writing them to the index
 /// whenever [`index::WRITE_EVERY`] are staged; the one way the index is fed, whether on
-/// taking it, by `reindex` or behind running writers. The caller writes what is left staged
-/// before it flushes the index or saves positions ([`IndexHolder::persist`]).
+/// taking it, by `reindex` or behind running writers. Given `until`, it stops then, before
+/// the next record (`more` set, `end` after the last record staged). The caller writes what
+/// is left staged before it flushes the index or saves positions
+/// ([`IndexHolder::persist`]).
 pub fn catch_up_journal(
     journal_root: &std::path::Path,
     index: &Index,
@@ -416,22 +454,28 @@ pub fn catch_up_journal(
     id: JournalId,
     from: JournalPos,
     progress: Option<&indicatif::ProgressBar>,
+    until: Option<Instant>,
 ) -> Result<CatchUp, StoreError> {
     let mut out = CatchUp {
         applied: 0,
         end: from,
         damaged: Vec::new(),
+        more: false,
     };
     // Entries are written in large batches, one posting per field value: sled's cost is per
     // insert, and the indexer shares the CPU with the server and the client.
-    let end = journal::read_from(
+    let read = journal::read_from_as(
         &id.dir(journal_root),
         from,
         |pos, payload| {
+            if until.is_some_and(|t| Instant::now() >= t) {
+                return Err(Halt::TimeUp);
+            }
             // The records before an unreadable one stay staged and are written, as they were
             // one by one.
             index.stage(pending, id, pos, payload)?;
             out.applied += 1;
+            out.end = pos;
             if let Some(p) = progress {
                 p.inc(journal::RECORD_HEADER_LEN + payload.len() as u64);
             }
@@ -441,13 +485,21 @@ pub fn catch_up_journal(
             Ok(())
         },
         |d| out.damaged.push(d),
-    )?;
-    out.end = end;
+    );
+    match read {
+        Ok(end) => out.end = end,
+        Err(Halt::TimeUp) => out.more = true,
+        Err(Halt::Store(e)) => return Err(e),
+    }
     Ok(out)
 }
 
 /// How long a writer waits before trying to take the index again after failing to open it.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
+/// The longest a keeper's round holds the index (plus one batch write), so that a query
+/// waiting on the shared holder gets it between rounds ([`IndexHolder::catch_up_until`]).
+pub const ROUND: Duration = Duration::from_millis(200);
 
 /// A writing process's part in indexing, run by its indexer thread: take the index whenever
 /// no other process holds it, and keep it caught up with every journal while holding it.
@@ -520,48 +572,58 @@ impl IndexKeeper {
         self.locked().is_some()
     }
 
-    /// One round: catch the index up if held, else try to take it (when its holder has
-    /// stopped, the first writer to ask takes over); then serve a retention request, if one
-    /// waits. Problems are logged, once in a row.
-    pub fn tick(&mut self) {
-        self.tick_index();
+    /// One round of at most [`ROUND`]: catch the index up if held, else try to take it (when
+    /// its holder has stopped, the first writer to ask takes over); then serve a retention
+    /// request, if one waits. Problems are logged, once in a row. Returns whether records are
+    /// left to apply (call again soon).
+    pub fn tick(&mut self) -> bool {
+        let more = self.tick_index();
         if let Some(rx) = &self.retention {
             let mut held = self.locked();
             super::retention::serve(rx, held.as_mut(), &self.paths.root);
         }
+        more
     }
 
-    fn tick_index(&mut self) {
+    fn tick_index(&mut self) -> bool {
+        let until = Some(Instant::now() + ROUND);
+        let mut more = false;
         let mut held = self
             .holder
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = match held.as_mut() {
-            Some(holder) => holder.catch_up().map(|done| {
+            Some(holder) => holder.catch_up_until(until).map(|done| {
                 log_round(&done.torn, &done.damaged, &done.errors);
+                more = done.more;
                 done.errors.is_empty()
             }),
-            None if self.retry_at.is_some_and(|at| Instant::now() < at) => return,
-            None => match IndexHolder::take(&self.paths, Some(self.own), true, false) {
-                Ok(Some((holder, report))) => {
-                    tracing::info!(
-                        records = report.caught_up,
-                        events = report.indexed,
-                        "holding the audit index (caught up with every journal)"
-                    );
-                    if let Some(reason) = &report.rebuilt {
-                        tracing::warn!(reason = %reason, "audit index rebuilt from the journals");
+            None if self.retry_at.is_some_and(|at| Instant::now() < at) => return false,
+            None => {
+                match IndexHolder::take_with(&self.paths, Some(self.own), true, false, None, until)
+                {
+                    Ok(Some((holder, report))) => {
+                        tracing::info!(
+                            records = report.caught_up,
+                            events = report.indexed,
+                            behind = report.behind,
+                            "holding the audit index (caught up with every journal, or catching up when behind)"
+                        );
+                        more = report.behind;
+                        if let Some(reason) = &report.rebuilt {
+                            tracing::warn!(reason = %reason, "audit index rebuilt from the journals");
+                        }
+                        log_round(&report.torn, &report.damaged, &report.errors);
+                        *held = Some(holder);
+                        Ok(report.errors.is_empty())
                     }
-                    log_round(&report.torn, &report.damaged, &report.errors);
-                    *held = Some(holder);
-                    Ok(report.errors.is_empty())
+                    Ok(None) => Ok(true),
+                    Err(e) => {
+                        self.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                        Err(e)
+                    }
                 }
-                Ok(None) => Ok(true),
-                Err(e) => {
-                    self.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
-                    Err(e)
-                }
-            },
+            }
         };
         let taken = held.is_some() && self.server.as_ref().is_some_and(|s| !s.tried());
         drop(held);
@@ -576,6 +638,7 @@ impl IndexKeeper {
                 }
             }
         }
+        more
     }
 
     /// Saves the index and lets it go, for another process to take.

@@ -154,7 +154,7 @@ pub fn read_record(dir: &Path, at: RecordRef) -> Result<Vec<u8>, StoreError> {
             f.read_exact(&mut bytes)
         })
         .map_err(|e| StoreError::io("read a record of", &path, e))?;
-    let scan = scan_records(&bytes, at.offset, |_, _| Ok(()))?;
+    let scan = scan_records(&bytes, at.offset, |_, _| Ok::<(), StoreError>(()))?;
     if scan.valid_end != at.end().offset {
         return Err(StoreError::BadRecord {
             path,
@@ -339,11 +339,11 @@ fn header_problem(bytes: &[u8], segment: u64) -> Option<String> {
 
 /// Walks whole records in `image` (segment bytes starting at file offset `base`), calling
 /// `f(offset just past the record, payload)` for each.
-pub(crate) fn scan_records(
+pub(crate) fn scan_records<E>(
     image: &[u8],
     base: u64,
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
-) -> Result<Scan, StoreError> {
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<Scan, E> {
     let mut at = 0usize;
     loop {
         let rest = &image[at..];
@@ -410,12 +410,12 @@ fn resync(image: &[u8], base: u64, from: u64) -> Option<u64> {
 /// Walks the records of `image` (file offset `base`), stepping over damaged stretches to the
 /// next whole record. The returned scan ends after the last whole record; `stopped` says why
 /// the bytes after it (a torn tail, if this is the newest segment) are not a record.
-fn walk(
+fn walk<E>(
     image: &[u8],
     base: u64,
-    mut f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
     mut on_damage: impl FnMut(u64, u64, String),
-) -> Result<Scan, StoreError> {
+) -> Result<Scan, E> {
     let mut at = base;
     loop {
         let scan = scan_records(&image[(at - base) as usize..], at, &mut f)?;
@@ -433,12 +433,12 @@ fn walk(
 }
 
 /// Checks the header of a whole segment image and walks its records.
-fn scan_segment(
+fn scan_segment<E>(
     bytes: &[u8],
     segment: u64,
-    f: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    f: impl FnMut(u64, &[u8]) -> Result<(), E>,
     on_damage: impl FnMut(u64, u64, String),
-) -> Result<Scan, StoreError> {
+) -> Result<Scan, E> {
     if let Some(problem) = header_problem(bytes, segment) {
         return Ok(Scan {
             valid_end: 0,
@@ -498,7 +498,7 @@ fn recover_newest(dir: &Path) -> Result<Option<(u64, File, u64, Recovery)>, Stor
     let scan = scan_segment(
         &bytes,
         last,
-        |_, _| Ok(()),
+        |_, _| Ok::<(), StoreError>(()),
         |offset, next, reason| {
             recovery.damaged.push(Damage {
                 segment: path.clone(),
@@ -805,7 +805,7 @@ fn chain_head(dir: &Path) -> Result<(Option<Head>, bool), StoreError> {
             i + 1 == segments.len(),
             |_, p| {
                 last = Some(p.to_vec());
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |_| {},
         )?;
@@ -838,9 +838,20 @@ fn chain_head(dir: &Path) -> Result<(Option<Head>, bool), StoreError> {
 pub fn read_from(
     dir: &Path,
     from: JournalPos,
-    mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), StoreError>,
-    mut on_damage: impl FnMut(Damage),
+    on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), StoreError>,
+    on_damage: impl FnMut(Damage),
 ) -> Result<JournalPos, StoreError> {
+    read_from_as(dir, from, on_record, on_damage)
+}
+
+/// [`read_from`], whose `on_record` may end the reading with an error type of its own (`E`),
+/// returned as is: a bounded index round stops that way.
+pub(crate) fn read_from_as<E: From<StoreError>>(
+    dir: &Path,
+    from: JournalPos,
+    mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), E>,
+    mut on_damage: impl FnMut(Damage),
+) -> Result<JournalPos, E> {
     let segments = list_segments(dir)?;
     let mut end = from;
     for (i, &n) in segments.iter().enumerate() {
@@ -861,14 +872,14 @@ pub fn read_from(
 /// Reads the whole records of segment `n` from offset `start` on; returns the position after
 /// the last one. Unreadable bytes are reported, except at the end of the newest segment,
 /// where a writer may be in the middle of a record.
-pub(crate) fn read_segment(
+pub(crate) fn read_segment<E: From<StoreError>>(
     dir: &Path,
     n: u64,
     start: u64,
     newest: bool,
-    mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), StoreError>,
+    mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), E>,
     mut on_damage: impl FnMut(Damage),
-) -> Result<JournalPos, StoreError> {
+) -> Result<JournalPos, E> {
     let path = segment_path(dir, n);
     let mut on_segment =
         |offset, payload: &[u8]| on_record(JournalPos { segment: n, offset }, payload);
@@ -925,7 +936,14 @@ pub fn end_of(dir: &Path) -> Result<JournalPos, StoreError> {
     let Some(&last) = list_segments(dir)?.last() else {
         return Ok(JournalPos::START);
     };
-    read_segment(dir, last, HEADER_LEN, true, |_, _| Ok(()), |_| {})
+    read_segment(
+        dir,
+        last,
+        HEADER_LEN,
+        true,
+        |_, _| Ok::<_, StoreError>(()),
+        |_| {},
+    )
 }
 
 #[cfg(test)]
@@ -951,7 +969,7 @@ mod tests {
             JournalPos::START,
             |_, p| {
                 got.push(p.to_vec());
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |d| panic!("{d}"),
         )
@@ -1056,7 +1074,7 @@ mod tests {
             JournalPos::START,
             |_, _| {
                 n += 1;
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |_| {},
         )
@@ -1089,7 +1107,7 @@ mod tests {
             JournalPos::START,
             |_, p| {
                 seqs.push(chain::Link::of(p).unwrap().seq.unwrap());
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |d| panic!("{d}"),
         )

@@ -218,7 +218,7 @@ fn newest_of(
                         .iter()
                         .any(|n| memchr::memmem::find(payload, n).is_some())
                 }) {
-                    return Ok(());
+                    return Ok::<(), StoreError>(());
                 }
                 let event = keys.decode(payload, at)?;
                 events.push(event);
@@ -266,7 +266,7 @@ pub fn find_pair(
             |at, payload| {
                 // Only records naming the id are decoded.
                 if memchr::memmem::find(payload, text.as_bytes()).is_none() {
-                    return Ok(());
+                    return Ok::<(), StoreError>(());
                 }
                 let event = keys.decode(payload, at)?;
                 if event.event_id == id {
@@ -318,7 +318,7 @@ fn find_one(journal_root: &Path, id: EventId) -> Result<Option<AuditEvent>, Stor
                         found = Some(event);
                     }
                 }
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |_| {},
         )?;

@@ -351,6 +351,8 @@ pub struct OpenReport {
     pub rebuilt: Option<String>,
     /// Records applied to the index while catching up.
     pub caught_up: usize,
+    /// The catch-up ran out of the time it was given, with records left for later rounds.
+    pub behind: bool,
     /// Damaged journal segments (records there could not be indexed).
     pub damaged: Vec<Damage>,
     /// Events in the index after opening (0 when another process holds it).
@@ -519,11 +521,9 @@ pub fn reindex_with(
     let lock = store_lock(paths, Access::Write)?.ok_or_else(|| StoreError::Locked {
         path: root.to_path_buf(),
     })?;
-    let (holder, report) =
-        IndexHolder::take_with(paths, None, true, true, progress)?.ok_or_else(|| {
-            StoreError::IndexBusy {
-                path: root.to_path_buf(),
-            }
+    let (holder, report) = IndexHolder::take_with(paths, None, true, true, progress, None)?
+        .ok_or_else(|| StoreError::IndexBusy {
+            path: root.to_path_buf(),
         })?;
     Ok((holder, lock, report))
 }

@@ -415,7 +415,7 @@ fn plan_journal(
                     time: t,
                     expired,
                 });
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |_| damaged = true,
         )?;

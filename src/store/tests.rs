@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::journal::{self, JournalPos, list_segments, segment_path};
 use super::journals::{self, JournalId};
@@ -127,7 +128,7 @@ fn two_writers_in_one_folder_write_at_once_to_their_own_journals() {
                 let e: AuditEvent = serde_json::from_slice(p).unwrap();
                 assert_eq!(e.session_id, session, "only its own writer's events");
                 n += 1;
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |d| panic!("{d}"),
         )
@@ -146,6 +147,51 @@ fn two_writers_in_one_folder_write_at_once_to_their_own_journals() {
     assert_eq!(holder.catch_up().unwrap().applied, 600);
     check_index(holder, &[("a", 150), ("b", 150)]);
     assert_eq!(holder.catch_up().unwrap().applied, 0, "nothing twice");
+}
+
+#[test]
+fn bounded_catch_up_rounds_apply_every_record_once_and_finish_a_stopped_journal_last() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = Store::open_journal(root.path(), 1 << 16).unwrap();
+    let mut b = Store::open_journal(root.path(), 1 << 16).unwrap();
+    write_calls(&mut a, "a", 300);
+    write_calls(&mut b, "b", 200);
+    let (a_id, b_id) = (a.id, b.id);
+    drop(a);
+    let paths = StorePaths::new(root.path());
+    // A round whose time is already up applies nothing and says more is left.
+    let (mut holder, report) =
+        IndexHolder::take_with(&paths, Some(b_id), true, false, None, Some(Instant::now()))
+            .unwrap()
+            .unwrap();
+    assert!(report.behind);
+    assert_eq!(report.caught_up, 0);
+    // Short rounds, each stopping part-way through a journal (segments of 64 KiB: several
+    // per journal), resume where the last one stopped.
+    let (mut applied, mut rounds) = (0, 0);
+    loop {
+        let done = holder
+            .catch_up_until(Some(Instant::now() + Duration::from_micros(300)))
+            .unwrap();
+        assert!(done.errors.is_empty() && done.damaged.is_empty());
+        applied += done.applied;
+        rounds += 1;
+        let a_finished = holder.tracked.get(&a_id).is_some_and(|t| t.finished);
+        assert_eq!(
+            a_finished,
+            applied >= 600,
+            "the stopped journal is finished once read to its end, not before"
+        );
+        if !done.more {
+            break;
+        }
+        assert!(rounds < 100_000, "rounds make progress");
+    }
+    assert!(rounds > 2, "the rounds were bounded ({rounds})");
+    assert_eq!(applied, 2 * (300 + 200));
+    check_index(&mut holder, &[("a", 300), ("b", 200)]);
+    assert_eq!(holder.catch_up().unwrap().applied, 0, "nothing twice");
+    drop(b);
 }
 
 #[test]

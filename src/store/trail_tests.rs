@@ -119,7 +119,7 @@ fn an_export_of_a_time_range_verifies_and_starts_at_its_first_record() {
         |_, p| {
             let e: AuditEvent = serde_json::from_slice(p).unwrap();
             times.push(e.timestamp);
-            Ok(())
+            Ok::<(), StoreError>(())
         },
         |d| panic!("{d}"),
     )

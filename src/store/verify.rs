@@ -720,7 +720,7 @@ fn verify_journal(
                 } else {
                     legacy += 1;
                 }
-                Ok(())
+                Ok::<(), StoreError>(())
             },
             |d| {
                 walker.borrow_mut().damage(
