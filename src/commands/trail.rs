@@ -180,6 +180,9 @@ fn write_chain(out: &mut impl Write, name: &str, chain: &ChainReport) -> std::io
             writeln!(out, "  {records}; {checkpoints}")?;
         }
     }
+    for problem in &chain.spans {
+        writeln!(out, "  SPANS CHANGED: {problem}")?;
+    }
     for note in &chain.notes {
         writeln!(out, "  note: {note}")?;
     }
@@ -226,7 +229,7 @@ fn write_store_report(
     let broken = report
         .journals
         .iter()
-        .filter(|j| !j.chain.findings.is_empty())
+        .filter(|j| !j.chain.findings.is_empty() || !j.chain.spans.is_empty())
         .count();
     if report.intact() {
         writeln!(

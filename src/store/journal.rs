@@ -259,6 +259,9 @@ pub struct Journal {
     rotate_next: bool,
     /// Seals each event's personal fields before it is chained, when encryption is on.
     sealer: Option<super::personal::Sealer>,
+    /// The time span of the current segment's records, noted when it is closed
+    /// ([`super::spans`]).
+    span: super::spans::Tracker,
 }
 
 /// What opening the journal for writing found in its newest segment.
@@ -571,6 +574,12 @@ impl Journal {
                 dirty: false,
                 rotate_next: false,
                 sealer: None,
+                // Records of an earlier writer may be in it: no span for this segment.
+                span: if valid_end > HEADER_LEN {
+                    super::spans::Tracker::unknown()
+                } else {
+                    super::spans::Tracker::default()
+                },
             },
             recovery,
         ))
@@ -622,6 +631,7 @@ impl Journal {
             dirty: false,
             rotate_next: false,
             sealer: None,
+            span: super::spans::Tracker::default(),
         })
     }
 
@@ -711,6 +721,9 @@ impl Journal {
         self.offset += total;
         self.chain = chain;
         self.unsynced += sealed.len() as u64;
+        for p in &sealed {
+            self.span.observe(p);
+        }
         Ok(self.end())
     }
 
@@ -755,6 +768,9 @@ impl Journal {
 
     fn rotate(&mut self) -> Result<(), StoreError> {
         self.sync()?;
+        // Closed for good: no record follows in this segment (records rolled back after the
+        // last sync only make the span wider than needed).
+        self.span.close(&self.dir, self.segment);
         let mut next = Journal::create_segment(&self.dir, self.segment + 1, self.segment_bytes)?;
         next.lock = self.lock.take();
         next.sealer = self.sealer.take();

@@ -16,6 +16,9 @@
 //!   purges                   signed statements of what retention removed: each cut's seqs
 //!                            and boundary hashes (see [`retention`])
 //!   NNN.journal.rewrite      a segment being rewritten by retention (renamed over NNN.journal)
+//!   spans                    each closed segment's earliest and latest event time, so that
+//!                            an export by time reads only its segments (see [`spans`]; a hint
+//!                            that `verify` checks)
 //! journal/NNN…N.journal      the legacy journal (stores written by one process at a time):
 //!                            read like any other, never appended to again
 //! index/                     sled: event id → (journal, segment, offset, length) and a few
@@ -148,6 +151,7 @@ pub mod personal;
 pub mod query;
 pub mod retention;
 pub mod serve;
+pub mod spans;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -155,6 +155,10 @@ pub struct ChainReport {
     pub findings: Vec<Finding>,
     /// Facts worth knowing that are not tampering (crash recovery, legacy, unsigned).
     pub notes: Vec<String>,
+    /// Segments with a record outside the time span the `spans` file gives them
+    /// ([`super::spans`]): that file was changed, and an export by time could skip records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<String>,
 }
 
 /// An event of a whole record: its id, `seq` and place.
@@ -594,7 +598,10 @@ pub struct StoreReport {
 impl StoreReport {
     /// Whether nothing was found (notes are not findings).
     pub fn intact(&self) -> bool {
-        self.journals.iter().all(|j| j.chain.findings.is_empty()) && self.index.findings.is_empty()
+        self.journals
+            .iter()
+            .all(|j| j.chain.findings.is_empty() && j.chain.spans.is_empty())
+            && self.index.findings.is_empty()
     }
 }
 
@@ -674,6 +681,8 @@ fn verify_journal(
         );
         w.purges(super::retention::read_purges(dir, id, key)?);
     }
+    let times = super::spans::read(dir);
+    let mut span_problems = Vec::new();
     let mut end = end_place(1, HEADER_LEN);
     let mut seen_chained = false;
     let mut legacy = 0u64;
@@ -708,6 +717,8 @@ fn verify_journal(
                 "a legacy (unchained) segment after chained ones".into(),
             );
         }
+        let span = times.get(&n);
+        let mut outside = None;
         let at = journal::read_segment(
             dir,
             n,
@@ -715,6 +726,12 @@ fn verify_journal(
             newest,
             |pos, payload| {
                 let place = end_place(pos.segment, pos.offset - 8 - payload.len() as u64);
+                if let Some(span) = span
+                    && outside.is_none()
+                    && !super::spans::time_of(payload).is_some_and(|t| span.covers(t))
+                {
+                    outside = Some(pos.offset - 8 - payload.len() as u64);
+                }
                 if chained {
                     walker.borrow_mut().record(place, payload);
                 } else {
@@ -730,6 +747,12 @@ fn verify_journal(
                 )
             },
         )?;
+        if let Some(offset) = outside {
+            span_problems.push(format!(
+                "segment {n}: the record at offset {offset} lies outside the time span `{}` gives the segment (that file was changed: an export by time could skip records; deleting it is safe)",
+                super::spans::FILE
+            ));
+        }
         end = end_place(n, at.offset);
         progress.inc(
             std::fs::metadata(journal::segment_path(dir, n))
@@ -761,6 +784,7 @@ fn verify_journal(
     }
     let mut walker = walker.into_inner();
     walker.report.legacy = legacy;
+    walker.report.spans = span_problems;
     if seen_chained && walker.after_final.is_none() {
         let running = journals::try_lock(dir.parent().unwrap_or(dir), id)
             .ok()
