@@ -5,8 +5,11 @@
 //! this process, as a writer would be).
 //!
 //! ```sh
-//! cargo bench --bench query -- --events 1000000 [--dir /path/kept] [--journals 8]
+//! cargo bench --bench query -- --events 1000000 [--dir /path/kept] [--journals 8] [--fill-only]
 //! ```
+//!
+//! `--fill-only` stops after filling (no index, no queries): for the commands that read the
+//! journals (`export`, `verify --no-index`).
 //!
 //! With `--dir`, an existing store there is reused (generation and indexing are skipped), so
 //! a query can be timed again without refilling; without it, a temporary store is made and
@@ -217,6 +220,10 @@ fn main() {
         let t = Instant::now();
         fill(&root, n, journals, &signer);
         println!("filled {n} events in {:.1} s", t.elapsed().as_secs_f64());
+        if args.iter().any(|a| a == "--fill-only") {
+            // For commands that read the journals (export, verify --no-index): no index.
+            return;
+        }
         let t = Instant::now();
         let (index, _lock, report) = store::reindex(&root).unwrap();
         index.close().unwrap();

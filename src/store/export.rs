@@ -221,6 +221,7 @@ pub fn export_with(
         };
         since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
     };
+    let bounds = super::spans::TextBounds::new(since, until);
     let mut spans = Vec::new();
     for id in journals::list(&journal_root)? {
         let dir = id.dir(&journal_root);
@@ -250,11 +251,19 @@ pub fn export_with(
                 HEADER_LEN,
                 i + 1 == segments.len(),
                 |end, payload| {
+                    // Most records of a read segment are outside the range: their time is
+                    // found from the record's end and compared as text, without parsing.
+                    let fast = bounds
+                        .as_ref()
+                        .and_then(|b| super::spans::record_time(payload).map(|t| b.contains(t)));
+                    if fast == Some(false) {
+                        return Ok::<(), StoreError>(());
+                    }
                     let link = Link::of(payload);
                     let Some(seq) = link.as_ref().and_then(|l| l.seq) else {
-                        return Ok::<(), StoreError>(());
+                        return Ok(());
                     };
-                    if in_range(link.as_ref().and_then(|l| l.timestamp)) {
+                    if fast == Some(true) || in_range(link.as_ref().and_then(|l| l.timestamp)) {
                         if first.is_none() {
                             let at = end.offset - RECORD_HEADER_LEN - payload.len() as u64;
                             first = Some((i, at, seq));

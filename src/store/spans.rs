@@ -178,6 +178,50 @@ pub fn read(dir: &Path) -> HashMap<u64, Span> {
     out
 }
 
+/// `[since, until)` as record-time texts, so that a stored record's time is compared without
+/// parsing it: records carry whole microseconds, so a record time `t` is at or after `s`
+/// exactly when it is at or after `s` rounded up to the microsecond (and before `u` likewise).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextBounds {
+    since: Option<[u8; TIME_LEN]>,
+    until: Option<[u8; TIME_LEN]>,
+}
+
+impl TextBounds {
+    /// `None` when a bound has no text of the compared form (before 1970, or past 9999).
+    pub(crate) fn new(since: Option<SystemTime>, until: Option<SystemTime>) -> Option<Self> {
+        fn text(t: SystemTime) -> Option<[u8; TIME_LEN]> {
+            let micros = t
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()?
+                .as_nanos()
+                .div_ceil(1000);
+            let up = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_micros(
+                u64::try_from(micros).ok()?,
+            ))?;
+            let s = humantime::format_rfc3339_micros(up).to_string();
+            <[u8; TIME_LEN]>::try_from(s.as_bytes())
+                .ok()
+                .filter(|t| well_formed(t))
+        }
+        Some(TextBounds {
+            since: match since {
+                Some(t) => Some(text(t)?),
+                None => None,
+            },
+            until: match until {
+                Some(t) => Some(text(t)?),
+                None => None,
+            },
+        })
+    }
+
+    /// Whether a record time (as [`record_time`] gives it) lies in the range.
+    pub(crate) fn contains(&self, t: &[u8]) -> bool {
+        self.since.is_none_or(|s| t >= &s[..]) && self.until.is_none_or(|u| t < &u[..])
+    }
+}
+
 /// A stored record's time, parsed (`None` if it has no well-formed one).
 pub fn time_of(record: &[u8]) -> Option<SystemTime> {
     let t = std::str::from_utf8(record_time(record)?).ok()?;
@@ -208,6 +252,34 @@ mod tests {
         );
         assert_eq!(record_time(&record("2026-12-02T10:00:00Z", "{}")), None);
         assert_eq!(record_time(b"{\"seq\":1}"), None);
+    }
+
+    #[test]
+    fn text_bounds_agree_with_time_order_at_the_microsecond_and_below() {
+        let at = |t: &str| humantime::parse_rfc3339(t).unwrap();
+        let b = TextBounds::new(
+            Some(at("2026-12-02T10:00:00.0000005Z")),
+            Some(at("2026-12-02T11:00:00.000001Z")),
+        )
+        .unwrap();
+        for (t, inside) in [
+            ("2026-12-02T10:00:00.000000Z", false),
+            ("2026-12-02T10:00:00.000001Z", true),
+            ("2026-12-02T10:59:59.999999Z", true),
+            ("2026-12-02T11:00:00.000000Z", true),
+            ("2026-12-02T11:00:00.000001Z", false),
+        ] {
+            assert_eq!(b.contains(t.as_bytes()), inside, "{t}");
+            let parsed = at(t);
+            assert_eq!(
+                parsed >= at("2026-12-02T10:00:00.0000005Z")
+                    && parsed < at("2026-12-02T11:00:00.000001Z"),
+                inside
+            );
+        }
+        let before_1970 = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(86_400);
+        assert!(TextBounds::new(Some(before_1970), None).is_none());
+        assert!(TextBounds::new(None, None).unwrap().contains(b"anything"));
     }
 
     #[test]
