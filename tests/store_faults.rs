@@ -647,7 +647,10 @@ async fn the_gateway_exports_the_store_size_and_the_budget_ratio() {
     assert_eq!(sample("mcp_gateway_audit_events_lost"), 0.0);
     assert_eq!(sample("mcp_gateway_audit_store_outages"), 0.0);
     let (status, _) = gw.stop();
-    assert!(status.success());
+    assert!(
+        status.success(),
+        "the gateway drains on SIGTERM: {status:?}"
+    );
 }
 
 /// The bytes of every file under `root`.
@@ -666,4 +669,28 @@ fn walk_bytes(root: &Path) -> u64 {
         }
     }
     total
+}
+
+#[test]
+fn a_sigterm_right_after_the_gateway_says_it_listens_drains_it() {
+    // The handlers are installed before "listening on" is printed: a supervisor or a test
+    // that signals at once must get the drain (exit 0), not the default action (killed).
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("proxy.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[upstream]]\nname = \"example\"\ncommand = [\"{}\"]\n[audit]\nstore_dir = \"store\"\n[alerts]\nenabled = false\n[gateway]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n",
+                common::example_server().display()
+            ),
+        )
+        .unwrap();
+        let gw = common::gateway::Gateway::spawn(dir, config);
+        let (status, _) = gw.stop();
+        assert!(
+            status.success(),
+            "round {round}: the gateway drains on a SIGTERM sent at once: {status:?}"
+        );
+    }
 }

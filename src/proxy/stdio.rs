@@ -369,7 +369,7 @@ pub(crate) async fn run_session(
         timer(pipeline.clone(), client_routes, stop.token.clone()).instrument(span.clone()),
     );
     if own_signals {
-        tokio::spawn(stop_on_signal(stop.clone()));
+        tokio::spawn(stop_on_signal(super::termination_signal(), stop.clone()));
         tokio::spawn(
             reload_on_hangup(config.source.clone(), pipeline.clone(), stop.token.clone())
                 .instrument(span.clone()),
@@ -826,8 +826,8 @@ pub(crate) async fn reload_on_hangup(
     }
 }
 
-async fn stop_on_signal(stop: Stop) {
-    let name = super::termination_signal().await;
+async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>, stop: Stop) {
+    let name = signal.await;
     tracing::info!(signal = name, "signal received; shutting down");
     stop.stop(StopReason::Signal(name));
 }

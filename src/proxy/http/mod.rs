@@ -303,12 +303,13 @@ pub async fn run(
         upstreams = %config.upstreams.iter().map(|u| format!("{scheme}://{local}/mcp/{}", u.name)).collect::<Vec<_>>().join(" "),
         "gateway listening"
     );
+    // Installed before saying ready: a SIGTERM right after the line below drains.
+    let signal = super::termination_signal();
+    tokio::pin!(signal);
     // A line on stdout for scripts and tests: where to connect.
     println!("listening on {scheme}://{local}");
 
     let connections = Arc::new(Semaphore::new(g.max_connections));
-    let signal = super::termination_signal();
-    tokio::pin!(signal);
     loop {
         let permit = tokio::select! {
             p = connections.clone().acquire_owned() => p.expect("never closed"),
