@@ -303,20 +303,29 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// `--since`/`--until`: an RFC 3339 time, or a duration before now (humantime: `2h`, `7d`).
+/// `--since`/`--until`: an RFC 3339 time, or a duration before now (humantime: `2h`, `7d`),
+/// from 1970-01-01T00:00:00Z on: event times are stored from the Unix epoch on, and an earlier
+/// bound was taken as 1970 by some commands, refused by others, and crashed `alerts`.
 pub fn parse_time(text: &str) -> Result<SystemTime, String> {
-    if let Ok(ago) = humantime::parse_duration(text) {
-        return SystemTime::now()
+    let t = if let Ok(ago) = humantime::parse_duration(text) {
+        SystemTime::now()
             .checked_sub(ago)
-            .ok_or_else(|| format!("{text} ago is before the epoch"));
+            .ok_or_else(|| format!("{text} ago is before 1970-01-01T00:00:00Z"))?
+    } else {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(SystemTime::from)
+            .map_err(|e| {
+                format!(
+                    "{text:?} is neither an RFC 3339 time ({e}; e.g. 2026-12-01T09:00:00Z) nor a duration ago (e.g. 30m, 2h, 7d)"
+                )
+            })?
+    };
+    if t < SystemTime::UNIX_EPOCH {
+        return Err(format!(
+            "{text:?} is before 1970-01-01T00:00:00Z, where the trail's times begin; give a time from 1970 on"
+        ));
     }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(SystemTime::from)
-        .map_err(|e| {
-            format!(
-                "{text:?} is neither an RFC 3339 time ({e}; e.g. 2026-12-01T09:00:00Z) nor a duration ago (e.g. 30m, 2h, 7d)"
-            )
-        })
+    Ok(t)
 }
 
 fn spellings<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str) -> String {
@@ -412,12 +421,13 @@ pub struct ExportArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub config: ConfigArg,
-    /// Events from this time on (RFC 3339, e.g. 2026-12-01T00:00:00Z); default: the first.
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<humantime::Timestamp>,
-    /// Events before this time (RFC 3339); default: the last.
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<humantime::Timestamp>,
+    /// Events from this time on (RFC 3339, e.g. 2026-12-01T00:00:00Z, or a duration ago: 7d);
+    /// default: the first.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
+    /// Events before this time (same forms as --since); default: the last.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
     /// The file to write (never overwritten).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,

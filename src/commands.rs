@@ -184,11 +184,15 @@ pub fn alerts(
         return Ok(());
     }
     if events.is_empty() {
-        writeln!(
-            out,
-            "no alerts since {}",
-            humantime::format_rfc3339_seconds(since)
-        )?;
+        let since = humantime::format_rfc3339_seconds(since);
+        match args.until {
+            Some(until) => writeln!(
+                out,
+                "no alerts from {since} to {}",
+                humantime::format_rfc3339_seconds(until)
+            )?,
+            None => writeln!(out, "no alerts since {since}")?,
+        }
         return Ok(());
     }
     writeln!(

@@ -524,6 +524,29 @@ fn times_before_1970_and_a_future_since_are_refused_with_exit_2_not_a_panic() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("before 1970"), "{args:?}: {err}");
     }
+    // Every command that takes a time refuses one before 1970 the same way (`alerts`
+    // crashed on it, `anomalies` and `analyze` took it as 1970).
+    for command in [
+        &["alerts"][..],
+        &["anomalies"],
+        &["analyze", "tools"],
+        &["events"],
+        &["export", "--out", "never-written.export"],
+    ] {
+        for bound in [
+            ["--since", "99999999d"],
+            ["--until", "1969-12-31T23:59:59Z"],
+        ] {
+            let args: Vec<&str> = command.iter().chain(&bound).copied().collect();
+            let out = run(&store.config, &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains("before 1970-01-01T00:00:00Z") && !err.contains("panicked"),
+                "{args:?}: {err}"
+            );
+        }
+    }
     // The default start (30 days before --until) is clamped to 1970: a window, not a panic.
     let out = run(
         &store.config,

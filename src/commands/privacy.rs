@@ -214,12 +214,7 @@ pub fn export_user(
     if !root.join("journal").is_dir() {
         return Err(ModeError::NoStore { path: root.clone() }.into());
     }
-    let (events, subject) = events_of(
-        config,
-        user,
-        args.since.map(Into::into),
-        args.until.map(Into::into),
-    )?;
+    let (events, subject) = events_of(config, user, args.since, args.until)?;
     if events.is_empty() && subject.is_none() {
         return Err(PrivacyError::UnknownUser {
             store: root.clone(),

@@ -312,8 +312,8 @@ pub fn export(args: &ExportArgs, config: &Config, out: &mut impl Write) -> Resul
     );
     let summary = export::export_with(
         root,
-        args.since.map(Into::into),
-        args.until.map(Into::into),
+        args.since,
+        args.until,
         config.audit.signer.as_deref(),
         &mut file,
         &progress,
