@@ -39,6 +39,9 @@ pub struct IndexHolder {
     /// which change no journal).
     recover: bool,
     pub(super) tracked: HashMap<JournalId, Tracked>,
+    /// Stopped writers' journals whose torn tail this holder has cut: once is enough (a
+    /// journal found stopped never grows again), and bounded rounds come back to a long one.
+    recovered: std::collections::HashSet<JournalId>,
     pub(super) last_persist: Instant,
     /// Entries staged since the last write: written at the next [`IndexHolder::persist`] (or
     /// once [`index::WRITE_EVERY`] records are staged), so that a field value's ids of a
@@ -119,6 +122,7 @@ impl IndexHolder {
             own,
             recover,
             tracked: HashMap::new(),
+            recovered: std::collections::HashSet::new(),
             last_persist: Instant::now(),
             pending: index::Pending::default(),
             progress,
@@ -185,10 +189,13 @@ impl IndexHolder {
                     }
                 }
             };
-            if stopped.is_some() {
+            if stopped.is_some() && !self.recovered.contains(&id) {
                 // Damage found here is reported when the records are read below.
                 match journal::recover(&id.dir(&root)) {
-                    Ok(r) => out.torn.extend(r.torn),
+                    Ok(r) => {
+                        out.torn.extend(r.torn);
+                        self.recovered.insert(id);
+                    }
                     Err(e) => {
                         out.errors.push(e);
                         continue;
@@ -468,7 +475,9 @@ pub fn catch_up_journal(
         &id.dir(journal_root),
         from,
         |pos, payload| {
-            if until.is_some_and(|t| Instant::now() >= t) {
+            // At least one record per call, so that a round whose time went on opening the
+            // journal still moves on.
+            if out.applied > 0 && until.is_some_and(|t| Instant::now() >= t) {
                 return Err(Halt::TimeUp);
             }
             // The records before an unreadable one stay staged and are written, as they were
