@@ -190,7 +190,7 @@ fn event_value(journal: JournalId, record: RecordRef, a: &Attrs) -> [u8; EVENT_V
     out
 }
 
-fn record_from_value(bytes: &[u8]) -> Option<(JournalId, RecordRef)> {
+pub(crate) fn record_from_value(bytes: &[u8]) -> Option<(JournalId, RecordRef)> {
     if bytes.len() != EVENT_VALUE_LEN {
         return None;
     }

@@ -47,7 +47,7 @@ use indicatif::ProgressBar;
 
 use super::journal::{self, FORMAT, FORMAT_LEGACY, HEADER_LEN};
 use super::journals::{self, JournalId};
-use super::{Filter, StoreError, StorePaths};
+use super::{StoreError, StorePaths};
 use crate::audit::event::EventId;
 
 /// What kind of tampering a finding looks like.
@@ -629,14 +629,24 @@ pub fn verify_store_with(
     let paths = StorePaths::new(root);
     let journal_root = paths.journal();
     let mut report = StoreReport::default();
-    let mut all_ids: HashMap<EventId, (usize, u64)> = HashMap::new();
+    let mut all_ids: HashMap<EventId, Found> = HashMap::new();
+    let mut journal_ids = Vec::new();
     for id in journals::list(&journal_root)? {
         let dir = id.dir(&journal_root);
         let (chain, ids) = verify_journal(&dir, id, key, check_index, progress)?;
         let n = report.journals.len();
-        for (event, seq, _) in ids {
-            all_ids.insert(event, (n, seq));
+        for (event, seq, place) in ids {
+            all_ids.insert(
+                event,
+                Found {
+                    journal: n,
+                    seq,
+                    place,
+                    indexed: false,
+                },
+            );
         }
+        journal_ids.push(id);
         report.journals.push(JournalReport {
             journal: id.to_string(),
             dir,
@@ -646,7 +656,7 @@ pub fn verify_store_with(
     progress.finish_and_clear();
     if check_index {
         let index_progress = index_bar(all_ids.len() as u64);
-        report.index = verify_index(root, &report, &all_ids, &index_progress)?;
+        report.index = verify_index(root, &report, &journal_ids, &mut all_ids, &index_progress)?;
         index_progress.finish_and_clear();
     } else {
         report.index.notes.push("not checked (--no-index)".into());
@@ -851,11 +861,26 @@ fn torn_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
     Ok(out)
 }
 
-/// Checks the index against the journal records, through its public lookups.
+/// Where the chain walk found an event, for the index check: journal (its place in the
+/// report), `seq`, the record's place, and whether an index entry led there.
+pub(crate) struct Found {
+    journal: usize,
+    seq: u64,
+    place: Place,
+    indexed: bool,
+}
+
+/// Checks the index against what the chain walk found (`ids`, by event id), in one pass over
+/// the index's entries in id order: each entry must lead to the record where the walk found its
+/// event (same journal, segment and offset: the walk checked that record's bytes against the
+/// chain), no entry may name an event no chained record holds, and every event the walk found
+/// must have an entry. Looking each event up and reading its record back, as this did before,
+/// ran at ~28k events/s on 10 M events; the pass reads the index once.
 fn verify_index(
     root: &Path,
     report: &StoreReport,
-    ids: &HashMap<EventId, (usize, u64)>,
+    journal_ids: &[JournalId],
+    ids: &mut HashMap<EventId, Found>,
     progress: &ProgressBar,
 ) -> Result<IndexReport, StoreError> {
     let mut out = IndexReport::default();
@@ -871,46 +896,65 @@ fn verify_index(
         ));
     }
     out.checked = true;
-    out.entries = index.len();
     let name = |j: usize| report.journals.get(j).map_or("?", |r| r.journal.as_str());
     let mut problems = 0usize;
-    for (&event, &(j, seq)) in ids {
-        progress.inc(1);
-        let problem = match index.get(event) {
-            Ok(Some(_)) => continue,
-            Ok(None) => "is missing from the index".to_string(),
-            Err(e) => format!("has an index entry that does not lead to its record ({e})"),
-        };
+    let mut note = |out: &mut IndexReport, text: String| {
         problems += 1;
         if out.findings.len() < 20 {
-            out.findings.push(format!(
-                "event {event} (journal {} seq {seq}) {problem}",
-                name(j)
-            ));
+            out.findings.push(text);
+        }
+    };
+    let mut entries = super::query::Merge::events(&index, 0, u128::MAX);
+    while let Some((id, value)) = entries.next(&index)? {
+        out.entries += 1;
+        progress.inc(1);
+        let event = EventId(ulid::Ulid(id));
+        let at = super::index::record_from_value(&value);
+        // Entries of legacy (unchained) journals: their records are not walked.
+        if at.is_some_and(|(j, _)| j == JournalId::LEGACY) {
+            continue;
+        }
+        let Some(found) = ids.get_mut(&event) else {
+            note(
+                &mut out,
+                format!("the index holds event {event} that no chained journal record holds"),
+            );
+            continue;
+        };
+        let leads_there = at.is_some_and(|(j, r)| {
+            journal_ids.get(found.journal) == Some(&j)
+                && found.place
+                    == Place::Record {
+                        segment: r.segment,
+                        offset: r.offset,
+                    }
+        });
+        if leads_there {
+            found.indexed = true;
+        } else {
+            note(
+                &mut out,
+                format!(
+                    "event {event} (journal {} seq {}) has an index entry that does not lead to its record",
+                    name(found.journal),
+                    found.seq
+                ),
+            );
+            // Said once: not "missing" as well.
+            found.indexed = true;
         }
     }
-    let legacy: u64 = report.journals.iter().map(|j| j.chain.legacy).sum();
-    if (out.entries as u64) > ids.len() as u64 + legacy {
-        match index.newest(usize::MAX, &Filter::default()) {
-            Ok(events) => {
-                for e in events.iter().filter(|e| !ids.contains_key(&e.event_id)) {
-                    if legacy == 0 {
-                        problems += 1;
-                        if out.findings.len() < 20 {
-                            out.findings.push(format!(
-                                "the index holds event {} that no chained journal record holds",
-                                e.event_id
-                            ));
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                problems += 1;
-                out.findings
-                    .push(format!("an index entry does not lead to its record ({e})"));
-            }
-        }
+    let mut missing: Vec<(&EventId, &Found)> = ids.iter().filter(|(_, f)| !f.indexed).collect();
+    missing.sort_by_key(|(_, f)| (f.journal, f.seq));
+    for (event, f) in missing {
+        note(
+            &mut out,
+            format!(
+                "event {event} (journal {} seq {}) is missing from the index",
+                name(f.journal),
+                f.seq
+            ),
+        );
     }
     if problems > out.findings.len() {
         out.findings.push(format!(
