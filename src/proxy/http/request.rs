@@ -145,6 +145,12 @@ fn status_of_answer(line: &[u8], modern: bool) -> StatusCode {
     }
 }
 
+/// The first id that `ids` holds twice, if any.
+fn repeated(ids: &[RequestId]) -> Option<RequestId> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.iter().find(|id| !seen.insert(*id)).cloned()
+}
+
 /// Counts the messages a route sends to the server.
 fn forwarded(route: &Route) -> usize {
     match route {
@@ -400,6 +406,23 @@ impl McpRequest<'_> {
             },
         };
         drop(parsed);
+        // Ids are unique within a session (JSON-RPC, MCP): a body naming one twice would
+        // have its answers told apart by id alone, so one answer would stand for both and
+        // the POST would wait for ever for the other. Refused whole, before any of it runs.
+        if let Some(twice) = repeated(&seen.ids) {
+            let reason = format!(
+                "request id {twice} appears more than once in this body; each request needs an id of its own; not forwarded: send the requests again with distinct ids"
+            );
+            return self
+                .refuse_rpc(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_REQUEST,
+                    reason,
+                    seen.method.clone(),
+                    Some(twice),
+                )
+                .await;
+        }
         self.gateway
             .metrics
             .tool_calls(&self.upstream.name, seen.calls);
