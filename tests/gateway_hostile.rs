@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use common::gateway::*;
 use serde_json::Value;
@@ -18,6 +20,28 @@ fn refusals(gw: &Gateway, status: u16) -> Vec<Value> {
                 && e["metadata"]["http"]["status_code"].as_u64() == Some(status.into())
         })
         .collect()
+}
+
+/// The host and port of the gateway's URL.
+fn address(gw: &Gateway) -> String {
+    gw.url.trim_start_matches("http://").to_string()
+}
+
+/// Reads what the gateway answers on a raw connection until it closes it or `limit` passes.
+fn read_answer(s: &mut TcpStream, limit: Duration) -> String {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A 2025-03-26 batch with one id twice: the pipeline refused the second element for its
@@ -71,4 +95,78 @@ async fn a_batch_repeating_a_request_id_is_refused_whole_and_at_once() {
     let refused = refusals(&gw, 400);
     assert_eq!(refused.len(), 1, "{events:#?}");
     assert_eq!(refused[0]["action"], "tools/call");
+}
+
+/// The head of a raw HTTP/1.1 POST of a `length`-byte body to the gateway's endpoint.
+fn raw_post_head(gw: &Gateway, session: &str, length: usize) -> Vec<u8> {
+    format!(
+        "POST /mcp/example HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {length}\r\n\r\n",
+        host = address(gw)
+    )
+    .into_bytes()
+}
+
+/// Slowloris on the body: headers in time, then part of the body and silence, or the body
+/// one byte at a time, each just in time. The header timeout ended with the headers, and no
+/// deadline covered the body: a connection (and the principal's stream slot) was held for as
+/// long as the client liked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_or_trickles_is_cut_with_408_and_recorded() {
+    let gw = Gateway::start_with("header_read_timeout_ms = 500", "");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"slow"}}}"#;
+    let stalled = {
+        let mut s = TcpStream::connect(address(&gw)).unwrap();
+        s.write_all(&raw_post_head(&gw, &session, body.len()))
+            .unwrap();
+        s.write_all(&body[..10]).unwrap();
+        let started = Instant::now();
+        let answer =
+            tokio::task::spawn_blocking(move || read_answer(&mut s, Duration::from_secs(10)))
+                .await
+                .unwrap();
+        (answer, started.elapsed())
+    };
+    assert!(stalled.0.starts_with("HTTP/1.1 408"), "{stalled:?}");
+    assert!(stalled.0.contains("header_read_timeout_ms"), "{stalled:?}");
+    let head = raw_post_head(&gw, &session, body.len());
+    let trickled = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(address_of(&head)).unwrap();
+        s.write_all(&head).unwrap();
+        let started = Instant::now();
+        for b in body.iter() {
+            // Each byte within the idle limit; the whole body not within the total one.
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+        (
+            read_answer(&mut s, Duration::from_secs(5)),
+            started.elapsed(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(trickled.0.starts_with("HTTP/1.1 408"), "{trickled:?}");
+    assert!(trickled.1 < Duration::from_secs(8), "{trickled:?}");
+    let events = gw.events();
+    assert_eq!(refusals(&gw, 408).len(), 2, "{events:#?}");
+    assert!(
+        !events.iter().any(|e| e["event_type"] == "tool_access"),
+        "no call ran: {events:#?}"
+    );
+}
+
+/// The `host:port` named in a raw request head's Host header.
+fn address_of(head: &[u8]) -> String {
+    let text = String::from_utf8_lossy(head);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Host: "))
+        .unwrap()
+        .to_string()
 }

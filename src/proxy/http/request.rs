@@ -315,27 +315,33 @@ impl McpRequest<'_> {
             .get(VERSION_HEADER)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let max = self.gateway.config.limits.max_message_bytes;
-        let bytes = match http_body_util::Limited::new(body, max).collect().await {
-            Ok(b) => b.to_bytes(),
+        let idle = self.gateway.config.gateway.header_read_timeout;
+        let read = super::body::read_request_body(
+            body,
+            max,
+            idle,
+            idle * super::body::BODY_DEADLINE_FACTOR,
+        )
+        .await;
+        let bytes = match read {
+            Ok(b) => b,
             Err(e) => {
-                let (status, reason) = if e
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "the request body is larger than limits.max_message_bytes ({max} bytes)"
-                        ),
-                    )
-                } else {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("the request body could not be read: {e}"),
-                    )
+                use super::body::BodyReadError;
+                let status = match e {
+                    BodyReadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BodyReadError::Stalled { .. } | BodyReadError::TooSlow { .. } => {
+                        StatusCode::REQUEST_TIMEOUT
+                    }
+                    BodyReadError::Read(_) => StatusCode::BAD_REQUEST,
                 };
+                let reason = e.to_string();
                 self.refuse(status, reason.clone(), None, None, None).await;
-                return rpc_refusal(status, None, INVALID_REQUEST, &reason);
+                let mut resp = rpc_refusal(status, None, INVALID_REQUEST, &reason);
+                // The rest of the body is not read: the connection cannot carry another
+                // request.
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
             }
         };
         // One message per line on the server's stdin: raw line breaks in JSON text are
