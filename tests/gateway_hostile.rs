@@ -170,3 +170,83 @@ fn address_of(head: &[u8]) -> String {
         .unwrap()
         .to_string()
 }
+
+/// MCP 2025-06-18 "Protocol Version Header": a request with an unsupported
+/// `MCP-Protocol-Version` gets 400. POST did; GET opened a stream (200) and DELETE ended the
+/// session, whatever the version said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_delete_with_an_unsupported_protocol_version_are_400_and_change_nothing() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let get = http()
+        .get(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 400);
+    let text = get.text().await.unwrap();
+    assert!(
+        text.contains("1999-01-01") && text.contains("2025-06-18"),
+        "{text}"
+    );
+    let delete = http()
+        .delete(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-13-45")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status().as_u16(), 400);
+    // The session is still there.
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(refusals(&gw, 400).len(), 2, "{:#?}", gw.events());
+}
+
+/// A body sent with `Content-Encoding: gzip` (some HTTP clients compress by default) was
+/// read as JSON and refused as "not valid JSON", which says nothing of the cause. RFC 9110
+/// 15.5.16: 415, with `Accept-Encoding` saying what is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_body_is_refused_with_415_naming_the_encoding() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    // The gzip of a tools/call (any bytes will do: the encoding alone decides).
+    let gzipped: &[u8] = &[
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0xae, 0x05, 0x00, 0x43,
+        0xbf, 0xa6, 0xa3, 0x02, 0x00, 0x00, 0x00,
+    ];
+    let resp = http()
+        .post(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(gzipped.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    assert_eq!(resp.headers()["accept-encoding"], "identity");
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("Content-Encoding") && text.contains("gzip") && text.contains("uncompressed"),
+        "{text}"
+    );
+    assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
+}

@@ -249,6 +249,50 @@ impl McpRequest<'_> {
         rpc_refusal(status, id.as_ref(), code, &reason)
     }
 
+    /// The request's `MCP-Protocol-Version`, if it names a revision the gateway does not
+    /// serve: the 400 to answer (MCP 2025-06-18 "Protocol Version Header"), recorded.
+    async fn check_version(&self, method: &str) -> Option<Response<ResponseBody>> {
+        let v = self.headers.get(VERSION_HEADER)?;
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        if SUPPORTED_VERSIONS.contains(&v.as_str()) {
+            return None;
+        }
+        Some(self.unsupported_version(&v, None, Some(method)).await)
+    }
+
+    /// Records and answers a request naming an unsupported protocol revision `v`.
+    async fn unsupported_version(
+        &self,
+        v: &str,
+        id: Option<RequestId>,
+        method: Option<&str>,
+    ) -> Response<ResponseBody> {
+        let reason = format!(
+            "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+            SUPPORTED_VERSIONS.join(", ")
+        );
+        self.refuse(
+            StatusCode::BAD_REQUEST,
+            reason.clone(),
+            None,
+            method.map(str::to_string),
+            id.clone(),
+        )
+        .await;
+        // MCP 2026-07-28 UnsupportedProtocolVersionError: the versions served and the one
+        // asked for, so the client can pick again.
+        let data = serde_json::json!({"supported": SUPPORTED_VERSIONS, "requested": v});
+        json(
+            StatusCode::BAD_REQUEST,
+            error_response(
+                id.as_ref(),
+                UNSUPPORTED_PROTOCOL_VERSION,
+                &reason,
+                Some(data),
+            ),
+        )
+    }
+
     /// Records and answers a GET or DELETE naming a session this principal does not have.
     async fn unknown_session(&self, id: String, method: &str) -> Response<ResponseBody> {
         let reason = format!("no session {id:?} for this principal and upstream");
@@ -309,6 +353,37 @@ impl McpRequest<'_> {
             )
             .await;
             return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+        }
+        // A compressed body would reach the pipeline as bytes that are not JSON; say why.
+        if let Some(coding) = self
+            .headers
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter()
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .find(|c| !c.is_empty() && c != "identity")
+        {
+            let shown: String = coding.chars().take(64).collect();
+            let reason = format!(
+                "Content-Encoding {shown:?} is not supported: send the body uncompressed (Content-Encoding: identity, or none)"
+            );
+            self.refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            let mut resp = plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+            resp.headers_mut().insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            return resp;
         }
         let version = self
             .headers
@@ -377,30 +452,7 @@ impl McpRequest<'_> {
             && !SUPPORTED_VERSIONS.contains(&v.as_str())
         {
             drop(parsed);
-            let reason = format!(
-                "unsupported MCP-Protocol-Version {v:?}; supported: {}",
-                SUPPORTED_VERSIONS.join(", ")
-            );
-            self.refuse(
-                StatusCode::BAD_REQUEST,
-                reason.clone(),
-                None,
-                None,
-                first_id.clone(),
-            )
-            .await;
-            // MCP 2026-07-28 UnsupportedProtocolVersionError: the versions served and the one
-            // asked for, so the client can pick again.
-            let data = serde_json::json!({"supported": SUPPORTED_VERSIONS, "requested": v});
-            return json(
-                StatusCode::BAD_REQUEST,
-                error_response(
-                    first_id.as_ref(),
-                    UNSUPPORTED_PROTOCOL_VERSION,
-                    &reason,
-                    Some(data),
-                ),
-            );
+            return self.unsupported_version(v, first_id, None).await;
         }
         let seen = match &parsed {
             Ok(p) => inspect(p),
@@ -867,6 +919,9 @@ impl McpRequest<'_> {
 
     /// GET: the session's stream of server requests and notifications.
     pub(super) async fn get(&self, slot: super::PrincipalSlot) -> Response<ResponseBody> {
+        if let Some(refused) = self.check_version("GET").await {
+            return refused;
+        }
         if !accepts(self.headers, "text/event-stream") {
             let reason = "GET opens an SSE stream: Accept must admit text/event-stream".to_string();
             self.refuse(
@@ -932,6 +987,9 @@ impl McpRequest<'_> {
 
     /// DELETE: ends the session (MCP "Streamable HTTP: Session Management").
     pub(super) async fn delete(&self) -> Response<ResponseBody> {
+        if let Some(refused) = self.check_version("DELETE").await {
+            return refused;
+        }
         match self.session() {
             Ok(Some(s)) => {
                 self.gateway.sessions().remove(&s.id);
