@@ -250,3 +250,58 @@ async fn a_compressed_body_is_refused_with_415_naming_the_encoding() {
     );
     assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
 }
+
+/// A body reusing the id of a request another POST of the session still waits for: the
+/// POST could not wait by id, so the pipeline's answers alone were its answer. In a batch
+/// [call 8, call 7] with 7 in flight, 7 was refused, 8 ran, and 8's answer was dropped ("no
+/// client") while the client got a 400 listing 7 alone: a call ran whose result nobody saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_reusing_an_id_in_flight_on_another_post_is_refused_whole() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let slow = http()
+        .post(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-03-26")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1500,"steps":1}}}"#)
+        .send()
+        .await
+        .unwrap();
+    // Its headers are sent once the request is registered and on its way to the server.
+    assert_eq!(slow.status().as_u16(), 200);
+    let batch = r#"[{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"eight"}}},{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"seven"}}}]"#;
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        batch,
+        &[("mcp-protocol-version", "2025-03-26")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let answer = &messages(&body)[0];
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("id 7") && text.contains("not forwarded"),
+        "{body}"
+    );
+    // The first call is answered on its own stream.
+    let first = slow.text().await.unwrap();
+    let first = messages(&first);
+    assert_eq!(
+        first.last().unwrap()["result"]["content"][0]["text"],
+        "slept 1500ms",
+        "{first:?}"
+    );
+    let events = gw.events();
+    let ran: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .collect();
+    assert_eq!(ran.len(), 1, "only the slow call ran: {events:#?}");
+    assert_eq!(ran[0]["tool_name"], "slow");
+}

@@ -634,7 +634,33 @@ impl McpRequest<'_> {
         let mut waits = if seen.ids.is_empty() {
             None
         } else {
-            session.wait_for(&seen.ids, sse).ok()
+            match session.wait_for(&seen.ids, sse) {
+                Ok(w) => Some(w),
+                // Another POST waits for an answer by that id: answers are told apart by id
+                // alone, so this body's could never reach it. Refused whole before any of it
+                // runs (the pipeline would refuse only the repeated request, and run the
+                // rest with nobody to answer).
+                Err(busy) => {
+                    drop(done);
+                    let reason = format!(
+                        "request id {busy} is already in use by a request of this session still waiting for its answer; not forwarded: send the requests again with ids not in use"
+                    );
+                    self.refuse(
+                        StatusCode::BAD_REQUEST,
+                        reason.clone(),
+                        Some(&session.id),
+                        seen.method.clone(),
+                        Some(busy.clone()),
+                    )
+                    .await;
+                    return rpc_refusal(
+                        StatusCode::BAD_REQUEST,
+                        Some(&busy),
+                        INVALID_REQUEST,
+                        &reason,
+                    );
+                }
+            }
         };
         // A tools/list answer teaches the tools' Mcp-Param-* bindings on its way out.
         if seen.method.as_deref() == Some("tools/list")
@@ -647,8 +673,7 @@ impl McpRequest<'_> {
         let sent = forwarded(&route);
         let Some((stream, rx)) = waits else {
             // Nothing to wait for by id (notifications, responses, a body the pipeline
-            // refused, or an id already waited on): the pipeline's own answers are this
-            // POST's answer.
+            // refused): the pipeline's own answers are this POST's answer.
             let mut answers = Vec::new();
             let rest = take_answers(route, &mut answers);
             if let Some(rest) = rest {
