@@ -305,3 +305,53 @@ async fn a_body_reusing_an_id_in_flight_on_another_post_is_refused_whole() {
     assert_eq!(ran.len(), 1, "only the slow call ran: {events:#?}");
     assert_eq!(ran[0]["tool_name"], "slow");
 }
+
+/// `/metrics` labels came from the client: the JSON-RPC `method` of a refused request (any
+/// string, quotes and line breaks included) and the HTTP method (any token, before
+/// authentication). A quote and a line break in a method forged metric lines in the
+/// scrape, and each new name was a new series kept for the life of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_labels_cannot_be_forged_or_multiplied_by_clients() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    // A refused request (unknown session) whose method breaks out of its label.
+    let forged =
+        r#"{"jsonrpc":"2.0","id":1,"method":"x\"} 1\ninjected_metric 99\nq{a=\"","params":{}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some("no-such-session"), forged, &[]).await;
+    assert_eq!(status, 404, "{body}");
+    for i in 0..3 {
+        let (status, _, _) = post(
+            &url,
+            Some(ALICE_KEY),
+            Some("no-such-session"),
+            &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"made/up{i}"}}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+    // Unauthenticated requests with invented HTTP methods.
+    for i in 0..3 {
+        let m = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let resp = http().request(m, &url).send().await.unwrap();
+        assert!(resp.status().is_client_error());
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("injected_metric")),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("made/up") && !metrics.contains("INVENTED"),
+        "{metrics}"
+    );
+    // Still counted, under one label.
+    assert_eq!(
+        sample(
+            &metrics,
+            "mcp_gateway_refusals_total{method=\"other\",status=\"404\"}"
+        ),
+        4.0,
+        "{metrics}"
+    );
+}
