@@ -355,3 +355,60 @@ async fn metrics_labels_cannot_be_forged_or_multiplied_by_clients() {
         "{metrics}"
     );
 }
+
+/// Whether the gateway closes a raw connection after `sent` within `limit`.
+fn closed_within(gw: &Gateway, sent: &[u8], limit: Duration) -> Result<Duration, String> {
+    let mut s = TcpStream::connect(address(gw)).unwrap();
+    s.write_all(sent).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(started.elapsed()),
+            // HTTP/2 frames (SETTINGS, GOAWAY) may come before the close.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(started.elapsed());
+            }
+            Err(e) => return Err(format!("still open after {:?}: {e}", started.elapsed())),
+        }
+    }
+}
+
+/// Slowloris before the first request: a connection that sends nothing (or the HTTP/2
+/// preface and nothing more) held one of `max_connections` for ever, before any
+/// authentication; 1024 idle sockets stopped the gateway from serving anyone. The header
+/// timeout only starts once HTTP/1 is chosen, and HTTP/2 has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_requests_is_closed_after_the_header_timeout() {
+    let gw = Gateway::start_with("header_read_timeout_ms = 500", "");
+    let limit = Duration::from_secs(5);
+    let nothing = closed_within(&gw, b"", limit);
+    assert!(nothing.is_ok(), "nothing sent: {nothing:?}");
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // an empty SETTINGS frame
+    let h2 = closed_within(&gw, &preface, limit);
+    assert!(h2.is_ok(), "HTTP/2 preface only: {h2:?}");
+    // A request in flight longer than the timeout is not idle: a 1.5 s call answered as JSON
+    // (nothing on the wire meanwhile) completes.
+    let session = raw_session(&gw.endpoint(), ALICE_KEY).await;
+    let resp = http()
+        .post(gw.endpoint())
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1500,"steps":1}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        messages(&body)[0]["result"]["content"][0]["text"],
+        "slept 1500ms",
+        "{body}"
+    );
+}

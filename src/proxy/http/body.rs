@@ -179,3 +179,38 @@ where
         }
     }
 }
+
+/// A response body that holds `guard` until it is sent or dropped.
+struct Guarded {
+    inner: ResponseBody,
+    _guard: OnDrop,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `body`, running `guard` once it is sent whole or dropped.
+pub(crate) fn guarded(body: ResponseBody, guard: OnDrop) -> ResponseBody {
+    Guarded {
+        inner: body,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}

@@ -386,26 +386,74 @@ pub async fn run(
     Ok(0)
 }
 
-/// Serves one connection (HTTP/1.1, keep-alive) until the client closes it.
+/// Requests in flight on one connection (their response bodies included), and when the last
+/// one ended: a connection without any for `header_read_timeout` is idle.
+#[derive(Debug)]
+struct Activity {
+    open: AtomicUsize,
+    since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            open: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// A request starts; the guard ends it (held by its response body).
+    fn begin(self: &Arc<Self>) -> OnDrop {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        let me = self.clone();
+        OnDrop::new(move || {
+            *me.since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            me.open.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Whether no request has been in flight for `limit`.
+    fn idle_for(&self, limit: Duration) -> bool {
+        self.open.load(Ordering::Acquire) == 0
+            && self
+                .since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= limit
+    }
+}
+
+/// Serves one connection (HTTP/1.1 with keep-alive, or HTTP/2) until the client closes it or
+/// it is idle: no request in flight for `gateway.header_read_timeout_ms` (hyper's own header
+/// timeout starts only once HTTP/1 is chosen, so a connection that sent nothing, or the
+/// HTTP/2 preface alone, or an HTTP/2 connection between requests, would be held for ever,
+/// each one of `max_connections`, before any authentication).
 async fn serve<I>(gateway: Arc<Gateway>, io: I, conn: Connection)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let header_timeout = gateway.config.gateway.header_read_timeout;
+    let peer = conn.peer;
     let conn = Arc::new(conn);
-    let service = hyper::service::service_fn(move |req| {
-        let gateway = gateway.clone();
-        let conn = conn.clone();
-        async move {
-            let started = Instant::now();
-            let method = req.method().to_string();
-            let resp = handle(gateway.clone(), conn, req).await;
-            gateway
-                .metrics
-                .answered(&method, resp.status().as_u16(), started.elapsed());
-            Ok::<_, Infallible>(resp)
-        }
-    });
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req| {
+            let gateway = gateway.clone();
+            let conn = conn.clone();
+            let guard = activity.begin();
+            async move {
+                let started = Instant::now();
+                let method = req.method().to_string();
+                let resp = handle(gateway.clone(), conn, req).await;
+                gateway
+                    .metrics
+                    .answered(&method, resp.status().as_u16(), started.elapsed());
+                Ok::<_, Infallible>(resp.map(|b| body::guarded(b, guard)))
+            }
+        })
+    };
     // HTTP/1.1, and HTTP/2 (by ALPN over TLS, by its preface in plain text): each request
     // of a connection is one stream, served alike.
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -420,7 +468,32 @@ where
         .max_concurrent_streams(H2_STREAMS)
         .keep_alive_interval(Some(H2_PING))
         .keep_alive_timeout(H2_PING);
-    let result = builder.serve_connection(io, service).await;
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut tick = tokio::time::interval(
+        (header_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing: Option<Instant> = None;
+    let result = loop {
+        tokio::select! {
+            r = connection.as_mut() => break r,
+            _ = tick.tick() => match closing {
+                // Told to close and still open (a peer that does not let HTTP/2 end
+                // gracefully): dropped.
+                Some(at) if at.elapsed() >= header_timeout => {
+                    tracing::debug!(peer = %peer, "idle connection dropped");
+                    return;
+                }
+                Some(_) => {}
+                None if activity.idle_for(header_timeout) => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now());
+                }
+                None => {}
+            },
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
