@@ -412,3 +412,40 @@ async fn a_connection_without_requests_is_closed_after_the_header_timeout() {
         "{body}"
     );
 }
+
+/// A body with raw line breaks inside a JSON string is not JSON (RFC 8259 section 7: control
+/// characters in strings must be escaped); a server reading it directly refuses it
+/// (Python: "Invalid control character", Node: "Bad control character"). The gateway turned
+/// every raw CR and LF of the body into a space to make one line of it, so the invalid
+/// `"rm\n-rf\r/"` became the valid `"rm -rf /"` and ran: a message the client never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_line_break_inside_a_string_is_refused_not_rewritten() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let body = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"rm\n-rf\r/\"}}}";
+    let (status, _, answer) = post(&url, Some(ALICE_KEY), Some(&session), body, &[]).await;
+    assert_eq!(status, 400, "{answer}");
+    let answer = &messages(&answer)[0];
+    assert_eq!(answer["error"]["code"], -32700, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("line break") && text.contains("not forwarded"),
+        "{text}"
+    );
+    // Line breaks between tokens are whitespace, as ever.
+    let pretty = "{\n  \"jsonrpc\": \"2.0\",\r\n  \"id\": 3,\n  \"method\": \"tools/call\",\n  \"params\": {\"name\": \"echo\", \"arguments\": {\"text\": \"ok\"}}\n}\n";
+    let (status, _, answer) = post(&url, Some(ALICE_KEY), Some(&session), pretty, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(messages(&answer)[0]["result"]["content"][0]["text"], "ok");
+    let events = gw.events();
+    let ran: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .collect();
+    assert_eq!(ran.len(), 1, "{events:#?}");
+    assert_eq!(ran[0]["metadata"]["arguments"]["text"], "ok");
+    let refused = refusals(&gw, 400);
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["action"], "tools/call");
+}

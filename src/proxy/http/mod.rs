@@ -1186,6 +1186,18 @@ mod tests {
     }
 
     #[test]
+    fn line_breaks_become_spaces_between_tokens_and_are_found_inside_strings() {
+        use super::request::one_line;
+        let (line, inside) = one_line(b"{\"a\":\r\n\"x\\\\\"}\n");
+        assert_eq!(line, b"{\"a\":  \"x\\\\\"} \n");
+        assert_eq!(inside, None);
+        // An escaped quote keeps the string open.
+        assert_eq!(one_line(b"{\"a\":\"x\\\"\n\"}").1, Some(9));
+        assert_eq!(one_line(b"[\"\r\"]").1, Some(2));
+        assert_eq!(one_line(b"[\"\\\n\"]").1, Some(3));
+    }
+
+    #[test]
     fn joined_answers_are_one_message_or_an_array() {
         assert_eq!(
             join(vec![Bytes::from_static(b"{\"a\":1}\n")]),

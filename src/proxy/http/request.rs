@@ -145,6 +145,35 @@ fn status_of_answer(line: &[u8], modern: bool) -> StatusCode {
     }
 }
 
+/// `body` as one line for a server's stdin (ending in `\n`, every raw CR and LF a space),
+/// and the offset of the first raw CR or LF inside a JSON string, if any (the body is then
+/// not JSON, and the line only what a lenient reader would make of it).
+pub(super) fn one_line(body: &[u8]) -> (Vec<u8>, Option<usize>) {
+    let mut line = Vec::with_capacity(body.len() + 1);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut first = None;
+    for (at, &b) in body.iter().enumerate() {
+        match b {
+            b'\n' | b'\r' => {
+                if in_string {
+                    first.get_or_insert(at);
+                    // A backslash then a raw line break is no escape either.
+                    escaped = false;
+                }
+                line.push(b' ');
+                continue;
+            }
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            _ => {}
+        }
+        line.push(b);
+    }
+    line.push(b'\n');
+    (line, first)
+}
+
 /// The first id that `ids` holds twice, if any.
 fn repeated(ids: &[RequestId]) -> Option<RequestId> {
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
@@ -419,15 +448,11 @@ impl McpRequest<'_> {
                 return resp;
             }
         };
-        // One message per line on the server's stdin: raw line breaks in JSON text are
-        // whitespace (inside strings they must be escaped), so they become spaces.
-        let mut line = bytes.to_vec();
-        for b in &mut line {
-            if *b == b'\n' || *b == b'\r' {
-                *b = b' ';
-            }
-        }
-        line.push(b'\n');
+        // One message per line on the server's stdin: raw line breaks between JSON tokens
+        // are whitespace, so they become spaces. Inside a string they are not JSON at all
+        // (they must be escaped): such a body is refused below, never rewritten into a
+        // valid message the client did not send.
+        let (line, break_in_string) = one_line(&bytes);
         let line = Bytes::from(line);
         let parsed = message::parse(&line);
         // JSON-RPC batches exist in MCP 2025-03-26 only (2024-11-05 had them too): a later
@@ -464,6 +489,20 @@ impl McpRequest<'_> {
             },
         };
         drop(parsed);
+        if let Some(at) = break_in_string {
+            let reason = format!(
+                "not valid JSON: a string holds a raw line break (byte {at} of the body); JSON requires line breaks in strings escaped as \\n or \\r; not forwarded: send the body with its strings escaped"
+            );
+            self.refuse(
+                StatusCode::BAD_REQUEST,
+                reason.clone(),
+                None,
+                seen.method.clone(),
+                seen.ids.first().cloned(),
+            )
+            .await;
+            return rpc_refusal(StatusCode::BAD_REQUEST, None, message::PARSE_ERROR, &reason);
+        }
         // Ids are unique within a session (JSON-RPC, MCP): a body naming one twice would
         // have its answers told apart by id alone, so one answer would stand for both and
         // the POST would wait for ever for the other. Refused whole, before any of it runs.
