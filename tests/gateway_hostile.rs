@@ -449,3 +449,54 @@ async fn a_raw_line_break_inside_a_string_is_refused_not_rewritten() {
     assert_eq!(refused.len(), 1, "{events:#?}");
     assert_eq!(refused[0]["action"], "tools/call");
 }
+
+/// Client text in pre-authentication refusals went into the trail whole: `/mcp/<60 000
+/// bytes>` wrote an event of 120 kB (the name as its indexed `upstream` field, and again in
+/// its reason), and a long Host or Origin likewise; the per-address quota bounds their
+/// number, not their size. A refused body's `method` became the indexed `action` whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_text_in_refusal_events_is_bounded() {
+    let gw = Gateway::start("");
+    let long = "A".repeat(60_000);
+    let resp = http()
+        .post(format!("{}/mcp/{long}", gw.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert!(resp.text().await.unwrap().len() < 1024);
+    let resp = http()
+        .post(gw.endpoint())
+        .header("origin", format!("https://{}.example", "b".repeat(20_000)))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let method = "m".repeat(20_000);
+    let (status, _, _) = post(
+        &gw.endpoint(),
+        Some(ALICE_KEY),
+        Some("no-such-session"),
+        &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404);
+    let events = gw.events();
+    assert_eq!(events.len(), 3, "{events:#?}");
+    for e in &events {
+        let size = e.to_string().len();
+        assert!(
+            size < 4096,
+            "an event of {size} bytes: {:.300}",
+            e.to_string()
+        );
+    }
+    // What was cut says so.
+    let unknown = &events[0];
+    assert!(unknown["upstream"].as_str().unwrap().starts_with("AAAA"));
+    let reason = unknown["metadata"]["reason"].as_str().unwrap();
+    assert!(reason.contains("60000 bytes"), "{reason}");
+}

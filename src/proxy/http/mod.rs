@@ -715,7 +715,11 @@ impl Gateway {
             event_type: EventType::ToolFailure,
             user_id: r.user.unwrap_or("unauthenticated").to_string(),
             tool_name: None,
-            action: r.method.clone().unwrap_or_else(|| "http".into()),
+            action: r
+                .method
+                .as_deref()
+                .map_or("http", |m| cut(m, CLIENT_NAME_BYTES))
+                .to_string(),
             result: Outcome::Refused,
             metadata: Metadata {
                 request_id: r.request_id.clone(),
@@ -728,7 +732,7 @@ impl Gateway {
             risk_level: RiskLevel::Medium,
             compliance_tags: Vec::new(),
             session_id: r.session.unwrap_or("").to_string(),
-            upstream: r.upstream.to_string(),
+            upstream: cut(r.upstream, CLIENT_NAME_BYTES).to_string(),
             linked_event_id: None,
         };
         match self.audit.record(&event) {
@@ -830,6 +834,35 @@ struct Refusal<'a> {
     method: Option<String>,
     request_id: Option<RequestId>,
     http: HttpContext,
+}
+
+/// Longest client-supplied name (an upstream in the path, a JSON-RPC method) a refusal event
+/// records whole in its indexed fields; a longer one is cut.
+const CLIENT_NAME_BYTES: usize = 128;
+/// Longest client-supplied text (a header, an id) a refusal's reason quotes whole.
+pub(crate) const CLIENT_TEXT_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Client text quoted for a reason or an answer: whole when short, else its first `max`
+/// bytes and its length (what it was stays recognisable; the trail stays small).
+pub(crate) fn quoted(text: &str, max: usize) -> String {
+    let kept = cut(text, max);
+    if kept.len() == text.len() {
+        format!("{text:?}")
+    } else {
+        format!("{kept:?}... ({} bytes)", text.len())
+    }
 }
 
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
@@ -994,7 +1027,10 @@ async fn route(
                 auth::resource_metadata(&gateway.config.gateway, req.headers(), &u.name)
                     .to_string(),
             ),
-            None => plain(StatusCode::NOT_FOUND, format!("no upstream named {name:?}")),
+            None => plain(
+                StatusCode::NOT_FOUND,
+                format!("no upstream named {}", quoted(name, CLIENT_NAME_BYTES)),
+            ),
         };
     }
     let Some(name) = path.strip_prefix("/mcp/") else {
@@ -1006,10 +1042,13 @@ async fn route(
     let ctx = http_context(&gateway.config.gateway, &conn, req.headers());
     let Some(upstream) = gateway.upstream(name).cloned() else {
         let refusal = Refusal {
-            upstream: name,
+            upstream: cut(name, CLIENT_NAME_BYTES),
             ..Refusal::anonymous(
                 StatusCode::NOT_FOUND,
-                format!("no upstream named {name:?} in the gateway's configuration"),
+                format!(
+                    "no upstream named {} in the gateway's configuration",
+                    quoted(name, CLIENT_NAME_BYTES)
+                ),
                 ctx,
             )
         };

@@ -297,7 +297,8 @@ impl McpRequest<'_> {
         method: Option<&str>,
     ) -> Response<ResponseBody> {
         let reason = format!(
-            "unsupported MCP-Protocol-Version {v:?}; supported: {}",
+            "unsupported MCP-Protocol-Version {}; supported: {}",
+            quoted(v, CLIENT_TEXT_BYTES),
             SUPPORTED_VERSIONS.join(", ")
         );
         self.refuse(
@@ -324,7 +325,10 @@ impl McpRequest<'_> {
 
     /// Records and answers a GET or DELETE naming a session this principal does not have.
     async fn unknown_session(&self, id: String, method: &str) -> Response<ResponseBody> {
-        let reason = format!("no session {id:?} for this principal and upstream");
+        let reason = format!(
+            "no session {} for this principal and upstream",
+            quoted(&id, CLIENT_TEXT_BYTES)
+        );
         self.refuse(
             StatusCode::NOT_FOUND,
             reason.clone(),
@@ -547,7 +551,8 @@ impl McpRequest<'_> {
             Ok(Some(s)) => (s, false),
             Err(id) => {
                 let reason = format!(
-                    "no session {id:?} for this principal and upstream (ended, expired or never created); start a new one with initialize"
+                    "no session {} for this principal and upstream (ended, expired or never created); start a new one with initialize",
+                    quoted(&id, CLIENT_TEXT_BYTES)
                 );
                 return self
                     .refuse_rpc(
