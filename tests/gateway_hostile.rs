@@ -500,3 +500,43 @@ async fn client_text_in_refusal_events_is_bounded() {
     let reason = unknown["metadata"]["reason"].as_str().unwrap();
     assert!(reason.contains("60000 bytes"), "{reason}");
 }
+
+/// `Content-Type: application/json; charset=iso-8859-1` with a Latin-1 body was read as
+/// UTF-8 and refused as "invalid unicode", which names neither the charset nor the fix (a
+/// server refuses the charset: 415). A UTF-8 charset, quoted or in any case, is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_another_charset_is_refused_with_415_naming_it() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let send = |content_type: &'static str, body: Vec<u8>| {
+        http()
+            .post(&url)
+            .header("authorization", format!("Bearer {ALICE_KEY}"))
+            .header("content-type", content_type)
+            .header("accept", "application/json")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body)
+            .send()
+    };
+    let mut latin1 = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"caf"#.to_vec();
+    latin1.extend_from_slice(b"\xe9\"}}}");
+    let resp = send("application/json; charset=iso-8859-1", latin1)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("iso-8859-1") && text.contains("UTF-8"),
+        "{text}"
+    );
+    let utf8 = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"café"}}}"#;
+    let resp = send("Application/JSON; Charset=\"UTF-8\"", utf8.into())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.unwrap();
+    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "café");
+    assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
+}

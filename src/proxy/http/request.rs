@@ -174,6 +174,18 @@ pub(super) fn one_line(body: &[u8]) -> (Vec<u8>, Option<usize>) {
     (line, first)
 }
 
+/// The `charset` parameter of `Content-Type`, lower case and unquoted, if it has one.
+fn charset(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?;
+    let value = String::from_utf8_lossy(value.as_bytes());
+    value.split(';').skip(1).find_map(|param| {
+        let (name, v) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+    })
+}
+
 /// The first id that `ids` holds twice, if any.
 fn repeated(ids: &[RequestId]) -> Option<RequestId> {
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
@@ -377,6 +389,25 @@ impl McpRequest<'_> {
             });
         if !content_json {
             let reason = "Content-Type must be application/json".to_string();
+            self.refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+        }
+        // JSON is UTF-8 (RFC 8259 section 8.1): a body declared in another charset would be
+        // read as UTF-8 and refused for its bytes, or read as other text than was meant.
+        if let Some(charset) = charset(self.headers)
+            && !matches!(charset.as_str(), "utf-8" | "utf8")
+        {
+            let reason = format!(
+                "the body's charset {} is not supported: send it in UTF-8 (Content-Type: application/json, or with charset=utf-8)",
+                quoted(&charset, CLIENT_TEXT_BYTES)
+            );
             self.refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 reason.clone(),
