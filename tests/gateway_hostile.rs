@@ -540,3 +540,34 @@ async fn a_body_in_another_charset_is_refused_with_415_naming_it() {
     assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "café");
     assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
 }
+
+/// `initialize` sent again on an open session was forwarded to the session's server, and
+/// the trail then recorded the session's later calls under the second `clientInfo` and
+/// version. An MCP HTTP server refuses it (the TypeScript SDK: 400 "Server already
+/// initialized"); a new session is an `initialize` without `Mcp-Session-Id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialize_on_an_open_session_is_refused_and_changes_nothing() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let again = r#"{"jsonrpc":"2.0","id":9,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"other-client","version":"9"}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), again, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    let answer = &messages(&body)[0];
+    assert_eq!(answer["id"], 9, "{body}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("already initialized") && text.contains("without Mcp-Session-Id"),
+        "{text}"
+    );
+    let call = r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let events = gw.events();
+    let access = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access")
+        .unwrap();
+    assert_eq!(access["metadata"]["user_agent"], "raw/1", "{access:#}");
+    assert_eq!(refusals(&gw, 400).len(), 1, "{events:#?}");
+}

@@ -579,6 +579,28 @@ impl McpRequest<'_> {
         }
 
         let (session, ephemeral) = match self.session() {
+            // A session is initialized once (MCP "Lifecycle"); a second `initialize` would
+            // change what its server, and the trail, take the client to be.
+            Ok(Some(s)) if seen.initialize => {
+                let reason = format!(
+                    "session {} is already initialized; not forwarded: to start a new session, send initialize without Mcp-Session-Id",
+                    quoted(&s.id, CLIENT_TEXT_BYTES)
+                );
+                self.refuse(
+                    StatusCode::BAD_REQUEST,
+                    reason.clone(),
+                    Some(&s.id),
+                    Some("initialize".into()),
+                    seen.ids.first().cloned(),
+                )
+                .await;
+                return rpc_refusal(
+                    StatusCode::BAD_REQUEST,
+                    seen.ids.first(),
+                    INVALID_REQUEST,
+                    &reason,
+                );
+            }
             Ok(Some(s)) => (s, false),
             Err(id) => {
                 let reason = format!(
