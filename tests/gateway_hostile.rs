@@ -571,3 +571,38 @@ async fn initialize_on_an_open_session_is_refused_and_changes_nothing() {
     assert_eq!(access["metadata"]["user_agent"], "raw/1", "{access:#}");
     assert_eq!(refusals(&gw, 400).len(), 1, "{events:#?}");
 }
+
+/// Two `Mcp-Session-Id` headers: the gateway used the first, and an intermediary that
+/// routes or logs by the last would see another session. The gateway refuses a repeated
+/// `Mcp-Method` for that reason; a repeated session id is refused alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_session_header_is_refused() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let ping = r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#;
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        ping,
+        &[("mcp-session-id", "another-session")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("Mcp-Session-Id") && body.contains("once"),
+        "{body}"
+    );
+    let get = http()
+        .get(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-session-id", "another-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 400);
+    assert_eq!(refusals(&gw, 400).len(), 2, "{:#?}", gw.events());
+}

@@ -1116,6 +1116,9 @@ async fn route(
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         return resp;
     }
+    if let Some(refused) = request.repeated_session().await {
+        return refused;
+    }
     let slot = match *req.method() {
         Method::POST | Method::GET => {
             let max = gateway.config.gateway.max_streams_per_principal;

@@ -352,6 +352,23 @@ impl McpRequest<'_> {
         plain(StatusCode::NOT_FOUND, reason)
     }
 
+    /// A request naming more than one session (two `Mcp-Session-Id` headers: the gateway
+    /// and an intermediary could each take another): the 400 to answer, recorded.
+    pub(super) async fn repeated_session(&self) -> Option<Response<ResponseBody>> {
+        // The second copy, if there is one.
+        self.headers.get_all(SESSION_HEADER).iter().nth(1)?;
+        let reason =
+            "Mcp-Session-Id is repeated: send it once, with the id of one session".to_string();
+        self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
+            .await;
+        Some(rpc_refusal(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            &reason,
+        ))
+    }
+
     /// The session named by `Mcp-Session-Id`, if it exists and belongs to this principal.
     fn session(&self) -> Result<Option<Arc<Session>>, String> {
         let Some(v) = self.headers.get(SESSION_HEADER) else {
