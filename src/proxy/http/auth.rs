@@ -53,10 +53,16 @@ impl Refused {
             Refused::BadCredential => "the credential matches no configured API key".into(),
             Refused::BadToken(why) => format!("the bearer JWT was refused: {why}"),
             Refused::Origin(o) => {
-                format!("Origin {o:?} is not in gateway.allowed_origins (DNS rebinding protection)")
+                format!(
+                    "Origin {} is not in gateway.allowed_origins (DNS rebinding protection)",
+                    super::quoted(o, super::CLIENT_TEXT_BYTES)
+                )
             }
             Refused::Host(h) => {
-                format!("Host {h:?} is not in gateway.allowed_hosts (DNS rebinding protection)")
+                format!(
+                    "Host {} is not in gateway.allowed_hosts (DNS rebinding protection)",
+                    super::quoted(h, super::CLIENT_TEXT_BYTES)
+                )
             }
         }
     }

@@ -109,3 +109,108 @@ impl Body for EventStream {
         SizeHint::default()
     }
 }
+
+/// How many times `gateway.header_read_timeout_ms` a whole request body may take to arrive.
+pub(crate) const BODY_DEADLINE_FACTOR: u32 = 6;
+
+/// Why a request body was not read whole.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyReadError {
+    #[error("the request body is larger than limits.max_message_bytes ({max} bytes)")]
+    TooLarge { max: usize },
+    #[error(
+        "the request body stalled: nothing of it arrived for {idle_ms} ms (gateway.header_read_timeout_ms); send the body without pauses"
+    )]
+    Stalled { idle_ms: u128 },
+    #[error(
+        "the request body did not arrive whole within {total_ms} ms ({BODY_DEADLINE_FACTOR} x gateway.header_read_timeout_ms); send it faster, or smaller"
+    )]
+    TooSlow { total_ms: u128 },
+    #[error("the request body could not be read: {0}")]
+    Read(String),
+}
+
+/// Reads a request body whole: at most `max` bytes, no pause longer than `idle` between its
+/// pieces and all of it within `total` (a client trickling its body, slowloris-style, holds
+/// a connection and a stream slot only that long).
+pub(crate) async fn read_request_body<B>(
+    mut body: B,
+    max: usize,
+    idle: std::time::Duration,
+    total: std::time::Duration,
+) -> Result<Bytes, BodyReadError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    if body.size_hint().lower() > max as u64 {
+        return Err(BodyReadError::TooLarge { max });
+    }
+    let deadline = tokio::time::Instant::now() + total;
+    let mut out = BytesMut::new();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(BodyReadError::TooSlow {
+                total_ms: total.as_millis(),
+            });
+        }
+        let wait = idle.min(deadline - now);
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => return Err(BodyReadError::Read(e.to_string())),
+            Ok(None) => return Ok(out.freeze()),
+            Err(_) if wait < idle => {
+                return Err(BodyReadError::TooSlow {
+                    total_ms: total.as_millis(),
+                });
+            }
+            Err(_) => {
+                return Err(BodyReadError::Stalled {
+                    idle_ms: idle.as_millis(),
+                });
+            }
+        };
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(BodyReadError::TooLarge { max });
+            }
+            out.put_slice(&data);
+        }
+    }
+}
+
+/// A response body that holds `guard` until it is sent or dropped.
+struct Guarded {
+    inner: ResponseBody,
+    _guard: OnDrop,
+}
+
+impl Body for Guarded {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `body`, running `guard` once it is sent whole or dropped.
+pub(crate) fn guarded(body: ResponseBody, guard: OnDrop) -> ResponseBody {
+    Guarded {
+        inner: body,
+        _guard: guard,
+    }
+    .boxed_unsync()
+}

@@ -36,6 +36,73 @@ impl Collector for SyncSeconds {
     }
 }
 
+/// HTTP methods counted under their own name; any other (a client may send any token) is
+/// `other`, so that clients cannot add series without end.
+const HTTP_METHODS: [&str; 9] = [
+    "GET", "POST", "DELETE", "OPTIONS", "HEAD", "PUT", "PATCH", "CONNECT", "TRACE",
+];
+
+/// Methods a refusal is counted under by name: the MCP methods of every revision served, and
+/// the gateway's own (`http` for a refusal before the body is read, `GET`, `DELETE`). Any
+/// other name (the client's text: quotes, line breaks, made-up names) is `other`, so that
+/// a label can neither break out of the exposition format nor multiply the series.
+const RPC_METHODS: [&str; 38] = [
+    "http",
+    "GET",
+    "DELETE",
+    "initialize",
+    "ping",
+    "server/discover",
+    "subscriptions/listen",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "roots/list",
+    "sampling/createMessage",
+    "elicitation/create",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "tasks/update",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/message",
+    "notifications/roots/list_changed",
+    "notifications/tools/list_changed",
+    "notifications/resources/list_changed",
+    "notifications/resources/updated",
+    "notifications/prompts/list_changed",
+    "notifications/elicitation/complete",
+    "notifications/tasks/status",
+    "notifications/subscriptions/acknowledged",
+];
+
+fn http_method_label(method: &str) -> &str {
+    HTTP_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn rpc_method_label(method: &str) -> &str {
+    RPC_METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
     /// HTTP method.
@@ -315,7 +382,7 @@ impl Metrics {
     /// Counts one answered request.
     pub(crate) fn answered(&self, method: &str, status: u16, took: Duration) {
         let labels = Request {
-            method: method.to_string(),
+            method: http_method_label(method).to_string(),
             status,
         };
         self.requests.get_or_create(&labels).inc();
@@ -326,7 +393,7 @@ impl Metrics {
     pub(crate) fn refused(&self, method: &str, status: u16) {
         self.refusals
             .get_or_create(&Request {
-                method: method.to_string(),
+                method: rpc_method_label(method).to_string(),
                 status,
             })
             .inc();

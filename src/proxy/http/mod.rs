@@ -36,7 +36,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -388,26 +387,74 @@ pub async fn run(
     Ok(0)
 }
 
-/// Serves one connection (HTTP/1.1, keep-alive) until the client closes it.
+/// Requests in flight on one connection (their response bodies included), and when the last
+/// one ended: a connection without any for `header_read_timeout` is idle.
+#[derive(Debug)]
+struct Activity {
+    open: AtomicUsize,
+    since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            open: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// A request starts; the guard ends it (held by its response body).
+    fn begin(self: &Arc<Self>) -> OnDrop {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        let me = self.clone();
+        OnDrop::new(move || {
+            *me.since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            me.open.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Whether no request has been in flight for `limit`.
+    fn idle_for(&self, limit: Duration) -> bool {
+        self.open.load(Ordering::Acquire) == 0
+            && self
+                .since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= limit
+    }
+}
+
+/// Serves one connection (HTTP/1.1 with keep-alive, or HTTP/2) until the client closes it or
+/// it is idle: no request in flight for `gateway.header_read_timeout_ms` (hyper's own header
+/// timeout starts only once HTTP/1 is chosen, so a connection that sent nothing, or the
+/// HTTP/2 preface alone, or an HTTP/2 connection between requests, would be held for ever,
+/// each one of `max_connections`, before any authentication).
 async fn serve<I>(gateway: Arc<Gateway>, io: I, conn: Connection)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let header_timeout = gateway.config.gateway.header_read_timeout;
+    let peer = conn.peer;
     let conn = Arc::new(conn);
-    let service = hyper::service::service_fn(move |req| {
-        let gateway = gateway.clone();
-        let conn = conn.clone();
-        async move {
-            let started = Instant::now();
-            let method = req.method().to_string();
-            let resp = handle(gateway.clone(), conn, req).await;
-            gateway
-                .metrics
-                .answered(&method, resp.status().as_u16(), started.elapsed());
-            Ok::<_, Infallible>(resp)
-        }
-    });
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req| {
+            let gateway = gateway.clone();
+            let conn = conn.clone();
+            let guard = activity.begin();
+            async move {
+                let started = Instant::now();
+                let method = req.method().to_string();
+                let resp = handle(gateway.clone(), conn, req).await;
+                gateway
+                    .metrics
+                    .answered(&method, resp.status().as_u16(), started.elapsed());
+                Ok::<_, Infallible>(resp.map(|b| body::guarded(b, guard)))
+            }
+        })
+    };
     // HTTP/1.1, and HTTP/2 (by ALPN over TLS, by its preface in plain text): each request
     // of a connection is one stream, served alike.
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -422,7 +469,32 @@ where
         .max_concurrent_streams(H2_STREAMS)
         .keep_alive_interval(Some(H2_PING))
         .keep_alive_timeout(H2_PING);
-    let result = builder.serve_connection(io, service).await;
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut tick = tokio::time::interval(
+        (header_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closing: Option<Instant> = None;
+    let result = loop {
+        tokio::select! {
+            r = connection.as_mut() => break r,
+            _ = tick.tick() => match closing {
+                // Told to close and still open (a peer that does not let HTTP/2 end
+                // gracefully): dropped.
+                Some(at) if at.elapsed() >= header_timeout => {
+                    tracing::debug!(peer = %peer, "idle connection dropped");
+                    return;
+                }
+                Some(_) => {}
+                None if activity.idle_for(header_timeout) => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = Some(Instant::now());
+                }
+                None => {}
+            },
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
     }
@@ -644,7 +716,11 @@ impl Gateway {
             event_type: EventType::ToolFailure,
             user_id: r.user.unwrap_or("unauthenticated").to_string(),
             tool_name: None,
-            action: r.method.clone().unwrap_or_else(|| "http".into()),
+            action: r
+                .method
+                .as_deref()
+                .map_or("http", |m| cut(m, CLIENT_NAME_BYTES))
+                .to_string(),
             result: Outcome::Refused,
             metadata: Metadata {
                 request_id: r.request_id.clone(),
@@ -657,7 +733,7 @@ impl Gateway {
             risk_level: RiskLevel::Medium,
             compliance_tags: Vec::new(),
             session_id: r.session.unwrap_or("").to_string(),
-            upstream: r.upstream.to_string(),
+            upstream: cut(r.upstream, CLIENT_NAME_BYTES).to_string(),
             linked_event_id: None,
         };
         match self.audit.record(&event) {
@@ -759,6 +835,35 @@ struct Refusal<'a> {
     method: Option<String>,
     request_id: Option<RequestId>,
     http: HttpContext,
+}
+
+/// Longest client-supplied name (an upstream in the path, a JSON-RPC method) a refusal event
+/// records whole in its indexed fields; a longer one is cut.
+const CLIENT_NAME_BYTES: usize = 128;
+/// Longest client-supplied text (a header, an id) a refusal's reason quotes whole.
+pub(crate) const CLIENT_TEXT_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Client text quoted for a reason or an answer: whole when short, else its first `max`
+/// bytes and its length (what it was stays recognisable; the trail stays small).
+pub(crate) fn quoted(text: &str, max: usize) -> String {
+    let kept = cut(text, max);
+    if kept.len() == text.len() {
+        format!("{text:?}")
+    } else {
+        format!("{kept:?}... ({} bytes)", text.len())
+    }
 }
 
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest
@@ -923,7 +1028,10 @@ async fn route(
                 auth::resource_metadata(&gateway.config.gateway, req.headers(), &u.name)
                     .to_string(),
             ),
-            None => plain(StatusCode::NOT_FOUND, format!("no upstream named {name:?}")),
+            None => plain(
+                StatusCode::NOT_FOUND,
+                format!("no upstream named {}", quoted(name, CLIENT_NAME_BYTES)),
+            ),
         };
     }
     let Some(name) = path.strip_prefix("/mcp/") else {
@@ -935,10 +1043,13 @@ async fn route(
     let ctx = http_context(&gateway.config.gateway, &conn, req.headers());
     let Some(upstream) = gateway.upstream(name).cloned() else {
         let refusal = Refusal {
-            upstream: name,
+            upstream: cut(name, CLIENT_NAME_BYTES),
             ..Refusal::anonymous(
                 StatusCode::NOT_FOUND,
-                format!("no upstream named {name:?} in the gateway's configuration"),
+                format!(
+                    "no upstream named {} in the gateway's configuration",
+                    quoted(name, CLIENT_NAME_BYTES)
+                ),
                 ctx,
             )
         };
@@ -1005,6 +1116,9 @@ async fn route(
         resp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         return resp;
+    }
+    if let Some(refused) = request.repeated_session().await {
+        return refused;
     }
     let slot = match *req.method() {
         Method::POST | Method::GET => {
@@ -1112,6 +1226,18 @@ mod tests {
         h.insert(ACCEPT, HeaderValue::from_static("text/*"));
         assert!(accepts(&h, "text/event-stream"));
         assert!(!accepts(&h, "application/json"));
+    }
+
+    #[test]
+    fn line_breaks_become_spaces_between_tokens_and_are_found_inside_strings() {
+        use super::request::one_line;
+        let (line, inside) = one_line(b"{\"a\":\r\n\"x\\\\\"}\n");
+        assert_eq!(line, b"{\"a\":  \"x\\\\\"} \n");
+        assert_eq!(inside, None);
+        // An escaped quote keeps the string open.
+        assert_eq!(one_line(b"{\"a\":\"x\\\"\n\"}").1, Some(9));
+        assert_eq!(one_line(b"[\"\r\"]").1, Some(2));
+        assert_eq!(one_line(b"[\"\\\n\"]").1, Some(3));
     }
 
     #[test]

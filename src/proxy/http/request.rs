@@ -145,6 +145,53 @@ fn status_of_answer(line: &[u8], modern: bool) -> StatusCode {
     }
 }
 
+/// `body` as one line for a server's stdin (ending in `\n`, every raw CR and LF a space),
+/// and the offset of the first raw CR or LF inside a JSON string, if any (the body is then
+/// not JSON, and the line only what a lenient reader would make of it).
+pub(super) fn one_line(body: &[u8]) -> (Vec<u8>, Option<usize>) {
+    let mut line = Vec::with_capacity(body.len() + 1);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut first = None;
+    for (at, &b) in body.iter().enumerate() {
+        match b {
+            b'\n' | b'\r' => {
+                if in_string {
+                    first.get_or_insert(at);
+                    // A backslash then a raw line break is no escape either.
+                    escaped = false;
+                }
+                line.push(b' ');
+                continue;
+            }
+            _ if escaped => escaped = false,
+            b'\\' if in_string => escaped = true,
+            b'"' => in_string = !in_string,
+            _ => {}
+        }
+        line.push(b);
+    }
+    line.push(b'\n');
+    (line, first)
+}
+
+/// The `charset` parameter of `Content-Type`, lower case and unquoted, if it has one.
+fn charset(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?;
+    let value = String::from_utf8_lossy(value.as_bytes());
+    value.split(';').skip(1).find_map(|param| {
+        let (name, v) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+    })
+}
+
+/// The first id that `ids` holds twice, if any.
+fn repeated(ids: &[RequestId]) -> Option<RequestId> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.iter().find(|id| !seen.insert(*id)).cloned()
+}
+
 /// Counts the messages a route sends to the server.
 fn forwarded(route: &Route) -> usize {
     match route {
@@ -243,9 +290,57 @@ impl McpRequest<'_> {
         rpc_refusal(status, id.as_ref(), code, &reason)
     }
 
+    /// The request's `MCP-Protocol-Version`, if it names a revision the gateway does not
+    /// serve: the 400 to answer (MCP 2025-06-18 "Protocol Version Header"), recorded.
+    async fn check_version(&self, method: &str) -> Option<Response<ResponseBody>> {
+        let v = self.headers.get(VERSION_HEADER)?;
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        if SUPPORTED_VERSIONS.contains(&v.as_str()) {
+            return None;
+        }
+        Some(self.unsupported_version(&v, None, Some(method)).await)
+    }
+
+    /// Records and answers a request naming an unsupported protocol revision `v`.
+    async fn unsupported_version(
+        &self,
+        v: &str,
+        id: Option<RequestId>,
+        method: Option<&str>,
+    ) -> Response<ResponseBody> {
+        let reason = format!(
+            "unsupported MCP-Protocol-Version {}; supported: {}",
+            quoted(v, CLIENT_TEXT_BYTES),
+            SUPPORTED_VERSIONS.join(", ")
+        );
+        self.refuse(
+            StatusCode::BAD_REQUEST,
+            reason.clone(),
+            None,
+            method.map(str::to_string),
+            id.clone(),
+        )
+        .await;
+        // MCP 2026-07-28 UnsupportedProtocolVersionError: the versions served and the one
+        // asked for, so the client can pick again.
+        let data = serde_json::json!({"supported": SUPPORTED_VERSIONS, "requested": v});
+        json(
+            StatusCode::BAD_REQUEST,
+            error_response(
+                id.as_ref(),
+                UNSUPPORTED_PROTOCOL_VERSION,
+                &reason,
+                Some(data),
+            ),
+        )
+    }
+
     /// Records and answers a GET or DELETE naming a session this principal does not have.
     async fn unknown_session(&self, id: String, method: &str) -> Response<ResponseBody> {
-        let reason = format!("no session {id:?} for this principal and upstream");
+        let reason = format!(
+            "no session {} for this principal and upstream",
+            quoted(&id, CLIENT_TEXT_BYTES)
+        );
         self.refuse(
             StatusCode::NOT_FOUND,
             reason.clone(),
@@ -255,6 +350,23 @@ impl McpRequest<'_> {
         )
         .await;
         plain(StatusCode::NOT_FOUND, reason)
+    }
+
+    /// A request naming more than one session (two `Mcp-Session-Id` headers: the gateway
+    /// and an intermediary could each take another): the 400 to answer, recorded.
+    pub(super) async fn repeated_session(&self) -> Option<Response<ResponseBody>> {
+        // The second copy, if there is one.
+        self.headers.get_all(SESSION_HEADER).iter().nth(1)?;
+        let reason =
+            "Mcp-Session-Id is repeated: send it once, with the id of one session".to_string();
+        self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
+            .await;
+        Some(rpc_refusal(
+            StatusCode::BAD_REQUEST,
+            None,
+            INVALID_REQUEST,
+            &reason,
+        ))
     }
 
     /// The session named by `Mcp-Session-Id`, if it exists and belongs to this principal.
@@ -304,43 +416,95 @@ impl McpRequest<'_> {
             .await;
             return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
         }
+        // JSON is UTF-8 (RFC 8259 section 8.1): a body declared in another charset would be
+        // read as UTF-8 and refused for its bytes, or read as other text than was meant.
+        if let Some(charset) = charset(self.headers)
+            && !matches!(charset.as_str(), "utf-8" | "utf8")
+        {
+            let reason = format!(
+                "the body's charset {} is not supported: send it in UTF-8 (Content-Type: application/json, or with charset=utf-8)",
+                quoted(&charset, CLIENT_TEXT_BYTES)
+            );
+            self.refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+        }
+        // A compressed body would reach the pipeline as bytes that are not JSON; say why.
+        if let Some(coding) = self
+            .headers
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter()
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .find(|c| !c.is_empty() && c != "identity")
+        {
+            let shown: String = coding.chars().take(64).collect();
+            let reason = format!(
+                "Content-Encoding {shown:?} is not supported: send the body uncompressed (Content-Encoding: identity, or none)"
+            );
+            self.refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                reason.clone(),
+                None,
+                None,
+                None,
+            )
+            .await;
+            let mut resp = plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+            resp.headers_mut().insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            return resp;
+        }
         let version = self
             .headers
             .get(VERSION_HEADER)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let max = self.gateway.config.limits.max_message_bytes;
-        let bytes = match http_body_util::Limited::new(body, max).collect().await {
-            Ok(b) => b.to_bytes(),
+        let idle = self.gateway.config.gateway.header_read_timeout;
+        let read = super::body::read_request_body(
+            body,
+            max,
+            idle,
+            idle * super::body::BODY_DEADLINE_FACTOR,
+        )
+        .await;
+        let bytes = match read {
+            Ok(b) => b,
             Err(e) => {
-                let (status, reason) = if e
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    (
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "the request body is larger than limits.max_message_bytes ({max} bytes)"
-                        ),
-                    )
-                } else {
-                    (
-                        StatusCode::BAD_REQUEST,
-                        format!("the request body could not be read: {e}"),
-                    )
+                use super::body::BodyReadError;
+                let status = match e {
+                    BodyReadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BodyReadError::Stalled { .. } | BodyReadError::TooSlow { .. } => {
+                        StatusCode::REQUEST_TIMEOUT
+                    }
+                    BodyReadError::Read(_) => StatusCode::BAD_REQUEST,
                 };
+                let reason = e.to_string();
                 self.refuse(status, reason.clone(), None, None, None).await;
-                return rpc_refusal(status, None, INVALID_REQUEST, &reason);
+                let mut resp = rpc_refusal(status, None, INVALID_REQUEST, &reason);
+                // The rest of the body is not read: the connection cannot carry another
+                // request.
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                return resp;
             }
         };
-        // One message per line on the server's stdin: raw line breaks in JSON text are
-        // whitespace (inside strings they must be escaped), so they become spaces.
-        let mut line = bytes.to_vec();
-        for b in &mut line {
-            if *b == b'\n' || *b == b'\r' {
-                *b = b' ';
-            }
-        }
-        line.push(b'\n');
+        // One message per line on the server's stdin: raw line breaks between JSON tokens
+        // are whitespace, so they become spaces. Inside a string they are not JSON at all
+        // (they must be escaped): such a body is refused below, never rewritten into a
+        // valid message the client did not send.
+        let (line, break_in_string) = one_line(&bytes);
         let line = Bytes::from(line);
         let parsed = message::parse(&line);
         // JSON-RPC batches exist in MCP 2025-03-26 only (2024-11-05 had them too): a later
@@ -365,30 +529,7 @@ impl McpRequest<'_> {
             && !SUPPORTED_VERSIONS.contains(&v.as_str())
         {
             drop(parsed);
-            let reason = format!(
-                "unsupported MCP-Protocol-Version {v:?}; supported: {}",
-                SUPPORTED_VERSIONS.join(", ")
-            );
-            self.refuse(
-                StatusCode::BAD_REQUEST,
-                reason.clone(),
-                None,
-                None,
-                first_id.clone(),
-            )
-            .await;
-            // MCP 2026-07-28 UnsupportedProtocolVersionError: the versions served and the one
-            // asked for, so the client can pick again.
-            let data = serde_json::json!({"supported": SUPPORTED_VERSIONS, "requested": v});
-            return json(
-                StatusCode::BAD_REQUEST,
-                error_response(
-                    first_id.as_ref(),
-                    UNSUPPORTED_PROTOCOL_VERSION,
-                    &reason,
-                    Some(data),
-                ),
-            );
+            return self.unsupported_version(v, first_id, None).await;
         }
         let seen = match &parsed {
             Ok(p) => inspect(p),
@@ -400,6 +541,37 @@ impl McpRequest<'_> {
             },
         };
         drop(parsed);
+        if let Some(at) = break_in_string {
+            let reason = format!(
+                "not valid JSON: a string holds a raw line break (byte {at} of the body); JSON requires line breaks in strings escaped as \\n or \\r; not forwarded: send the body with its strings escaped"
+            );
+            self.refuse(
+                StatusCode::BAD_REQUEST,
+                reason.clone(),
+                None,
+                seen.method.clone(),
+                seen.ids.first().cloned(),
+            )
+            .await;
+            return rpc_refusal(StatusCode::BAD_REQUEST, None, message::PARSE_ERROR, &reason);
+        }
+        // Ids are unique within a session (JSON-RPC, MCP): a body naming one twice would
+        // have its answers told apart by id alone, so one answer would stand for both and
+        // the POST would wait for ever for the other. Refused whole, before any of it runs.
+        if let Some(twice) = repeated(&seen.ids) {
+            let reason = format!(
+                "request id {twice} appears more than once in this body; each request needs an id of its own; not forwarded: send the requests again with distinct ids"
+            );
+            return self
+                .refuse_rpc(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_REQUEST,
+                    reason,
+                    seen.method.clone(),
+                    Some(twice),
+                )
+                .await;
+        }
         self.gateway
             .metrics
             .tool_calls(&self.upstream.name, seen.calls);
@@ -424,10 +596,33 @@ impl McpRequest<'_> {
         }
 
         let (session, ephemeral) = match self.session() {
+            // A session is initialized once (MCP "Lifecycle"); a second `initialize` would
+            // change what its server, and the trail, take the client to be.
+            Ok(Some(s)) if seen.initialize => {
+                let reason = format!(
+                    "session {} is already initialized; not forwarded: to start a new session, send initialize without Mcp-Session-Id",
+                    quoted(&s.id, CLIENT_TEXT_BYTES)
+                );
+                self.refuse(
+                    StatusCode::BAD_REQUEST,
+                    reason.clone(),
+                    Some(&s.id),
+                    Some("initialize".into()),
+                    seen.ids.first().cloned(),
+                )
+                .await;
+                return rpc_refusal(
+                    StatusCode::BAD_REQUEST,
+                    seen.ids.first(),
+                    INVALID_REQUEST,
+                    &reason,
+                );
+            }
             Ok(Some(s)) => (s, false),
             Err(id) => {
                 let reason = format!(
-                    "no session {id:?} for this principal and upstream (ended, expired or never created); start a new one with initialize"
+                    "no session {} for this principal and upstream (ended, expired or never created); start a new one with initialize",
+                    quoted(&id, CLIENT_TEXT_BYTES)
                 );
                 return self
                     .refuse_rpc(
@@ -553,7 +748,33 @@ impl McpRequest<'_> {
         let mut waits = if seen.ids.is_empty() {
             None
         } else {
-            session.wait_for(&seen.ids, sse).ok()
+            match session.wait_for(&seen.ids, sse) {
+                Ok(w) => Some(w),
+                // Another POST waits for an answer by that id: answers are told apart by id
+                // alone, so this body's could never reach it. Refused whole before any of it
+                // runs (the pipeline would refuse only the repeated request, and run the
+                // rest with nobody to answer).
+                Err(busy) => {
+                    drop(done);
+                    let reason = format!(
+                        "request id {busy} is already in use by a request of this session still waiting for its answer; not forwarded: send the requests again with ids not in use"
+                    );
+                    self.refuse(
+                        StatusCode::BAD_REQUEST,
+                        reason.clone(),
+                        Some(&session.id),
+                        seen.method.clone(),
+                        Some(busy.clone()),
+                    )
+                    .await;
+                    return rpc_refusal(
+                        StatusCode::BAD_REQUEST,
+                        Some(&busy),
+                        INVALID_REQUEST,
+                        &reason,
+                    );
+                }
+            }
         };
         // A tools/list answer teaches the tools' Mcp-Param-* bindings on its way out.
         if seen.method.as_deref() == Some("tools/list")
@@ -566,8 +787,7 @@ impl McpRequest<'_> {
         let sent = forwarded(&route);
         let Some((stream, rx)) = waits else {
             // Nothing to wait for by id (notifications, responses, a body the pipeline
-            // refused, or an id already waited on): the pipeline's own answers are this
-            // POST's answer.
+            // refused): the pipeline's own answers are this POST's answer.
             let mut answers = Vec::new();
             let rest = take_answers(route, &mut answers);
             if let Some(rest) = rest {
@@ -838,6 +1058,9 @@ impl McpRequest<'_> {
 
     /// GET: the session's stream of server requests and notifications.
     pub(super) async fn get(&self, slot: super::PrincipalSlot) -> Response<ResponseBody> {
+        if let Some(refused) = self.check_version("GET").await {
+            return refused;
+        }
         if !accepts(self.headers, "text/event-stream") {
             let reason = "GET opens an SSE stream: Accept must admit text/event-stream".to_string();
             self.refuse(
@@ -903,6 +1126,9 @@ impl McpRequest<'_> {
 
     /// DELETE: ends the session (MCP "Streamable HTTP: Session Management").
     pub(super) async fn delete(&self) -> Response<ResponseBody> {
+        if let Some(refused) = self.check_version("DELETE").await {
+            return refused;
+        }
         match self.session() {
             Ok(Some(s)) => {
                 self.gateway.sessions().remove(&s.id);

@@ -1,0 +1,608 @@
+//! The gateway against hostile and quirky HTTP clients: inputs taken from bug reports of other
+//! MCP proxies and SDK transports. Each test pins a fault found by probing the gateway: the
+//! client must get a prompt answer saying what happened, and the trail must say so too.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::gateway::*;
+use serde_json::Value;
+
+/// Refusal events (`action` = `http`, `result` = `refused`) with this HTTP status.
+fn refusals(gw: &Gateway, status: u16) -> Vec<Value> {
+    gw.events()
+        .into_iter()
+        .filter(|e| {
+            e["result"] == "refused"
+                && e["metadata"]["http"]["status_code"].as_u64() == Some(status.into())
+        })
+        .collect()
+}
+
+/// The host and port of the gateway's URL.
+fn address(gw: &Gateway) -> String {
+    gw.url.trim_start_matches("http://").to_string()
+}
+
+/// Reads what the gateway answers on a raw connection until it closes it or `limit` passes.
+fn read_answer(s: &mut TcpStream, limit: Duration) -> String {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A 2025-03-26 batch with one id twice: the pipeline refused the second element for its
+/// reused id, but the POST waited for two answers under one id; the refusal took the place of
+/// the first call's answer (which was then dropped as having no client) and the stream never
+/// ended, holding the principal's stream slot and the session busy for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_repeating_a_request_id_is_refused_whole_and_at_once() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let batch = r#"[{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}},{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"b"}}}]"#;
+    let (status, _, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        post(
+            &url,
+            Some(ALICE_KEY),
+            Some(&session),
+            batch,
+            &[("mcp-protocol-version", "2025-03-26")],
+        ),
+    )
+    .await
+    .expect("the POST of a batch with a repeated id never ended");
+    assert_eq!(status, 400, "{body}");
+    let answer = &messages(&body)[0];
+    assert_eq!(answer["error"]["code"], -32600, "{body}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("id 5") && text.contains("not forwarded"),
+        "{text}"
+    );
+    // Refused before the pipeline: no call ran, and the refusal is in the trail.
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "after");
+    let events = gw.events();
+    let accesses: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .collect();
+    assert_eq!(accesses.len(), 1, "only the later call ran: {events:#?}");
+    assert_eq!(accesses[0]["metadata"]["arguments"]["text"], "after");
+    let refused = refusals(&gw, 400);
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["action"], "tools/call");
+}
+
+/// The head of a raw HTTP/1.1 POST of a `length`-byte body to the gateway's endpoint.
+fn raw_post_head(gw: &Gateway, session: &str, length: usize) -> Vec<u8> {
+    format!(
+        "POST /mcp/example HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {length}\r\n\r\n",
+        host = address(gw)
+    )
+    .into_bytes()
+}
+
+/// Slowloris on the body: headers in time, then part of the body and silence, or the body
+/// one byte at a time, each just in time. The header timeout ended with the headers, and no
+/// deadline covered the body: a connection (and the principal's stream slot) was held for as
+/// long as the client liked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_or_trickles_is_cut_with_408_and_recorded() {
+    let gw = Gateway::start_with("header_read_timeout_ms = 500", "");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"slow"}}}"#;
+    let stalled = {
+        let mut s = TcpStream::connect(address(&gw)).unwrap();
+        s.write_all(&raw_post_head(&gw, &session, body.len()))
+            .unwrap();
+        s.write_all(&body[..10]).unwrap();
+        let started = Instant::now();
+        let answer =
+            tokio::task::spawn_blocking(move || read_answer(&mut s, Duration::from_secs(10)))
+                .await
+                .unwrap();
+        (answer, started.elapsed())
+    };
+    assert!(stalled.0.starts_with("HTTP/1.1 408"), "{stalled:?}");
+    assert!(stalled.0.contains("header_read_timeout_ms"), "{stalled:?}");
+    let head = raw_post_head(&gw, &session, body.len());
+    let trickled = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(address_of(&head)).unwrap();
+        s.write_all(&head).unwrap();
+        let started = Instant::now();
+        for b in body.iter() {
+            // Each byte within the idle limit; the whole body not within the total one.
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+        (
+            read_answer(&mut s, Duration::from_secs(5)),
+            started.elapsed(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(trickled.0.starts_with("HTTP/1.1 408"), "{trickled:?}");
+    assert!(trickled.1 < Duration::from_secs(8), "{trickled:?}");
+    let events = gw.events();
+    assert_eq!(refusals(&gw, 408).len(), 2, "{events:#?}");
+    assert!(
+        !events.iter().any(|e| e["event_type"] == "tool_access"),
+        "no call ran: {events:#?}"
+    );
+}
+
+/// The `host:port` named in a raw request head's Host header.
+fn address_of(head: &[u8]) -> String {
+    let text = String::from_utf8_lossy(head);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Host: "))
+        .unwrap()
+        .to_string()
+}
+
+/// MCP 2025-06-18 "Protocol Version Header": a request with an unsupported
+/// `MCP-Protocol-Version` gets 400. POST did; GET opened a stream (200) and DELETE ended the
+/// session, whatever the version said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_delete_with_an_unsupported_protocol_version_are_400_and_change_nothing() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let get = http()
+        .get(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "1999-01-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 400);
+    let text = get.text().await.unwrap();
+    assert!(
+        text.contains("1999-01-01") && text.contains("2025-06-18"),
+        "{text}"
+    );
+    let delete = http()
+        .delete(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-13-45")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status().as_u16(), 400);
+    // The session is still there.
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(refusals(&gw, 400).len(), 2, "{:#?}", gw.events());
+}
+
+/// A body sent with `Content-Encoding: gzip` (some HTTP clients compress by default) was
+/// read as JSON and refused as "not valid JSON", which says nothing of the cause. RFC 9110
+/// 15.5.16: 415, with `Accept-Encoding` saying what is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_body_is_refused_with_415_naming_the_encoding() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    // The gzip of a tools/call (any bytes will do: the encoding alone decides).
+    let gzipped: &[u8] = &[
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0xae, 0x05, 0x00, 0x43,
+        0xbf, 0xa6, 0xa3, 0x02, 0x00, 0x00, 0x00,
+    ];
+    let resp = http()
+        .post(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(gzipped.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    assert_eq!(resp.headers()["accept-encoding"], "identity");
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("Content-Encoding") && text.contains("gzip") && text.contains("uncompressed"),
+        "{text}"
+    );
+    assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
+}
+
+/// A body reusing the id of a request another POST of the session still waits for: the
+/// POST could not wait by id, so the pipeline's answers alone were its answer. In a batch
+/// [call 8, call 7] with 7 in flight, 7 was refused, 8 ran, and 8's answer was dropped ("no
+/// client") while the client got a 400 listing 7 alone: a call ran whose result nobody saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_reusing_an_id_in_flight_on_another_post_is_refused_whole() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let slow = http()
+        .post(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-03-26")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1500,"steps":1}}}"#)
+        .send()
+        .await
+        .unwrap();
+    // Its headers are sent once the request is registered and on its way to the server.
+    assert_eq!(slow.status().as_u16(), 200);
+    let batch = r#"[{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"eight"}}},{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"seven"}}}]"#;
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        batch,
+        &[("mcp-protocol-version", "2025-03-26")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let answer = &messages(&body)[0];
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("id 7") && text.contains("not forwarded"),
+        "{body}"
+    );
+    // The first call is answered on its own stream.
+    let first = slow.text().await.unwrap();
+    let first = messages(&first);
+    assert_eq!(
+        first.last().unwrap()["result"]["content"][0]["text"],
+        "slept 1500ms",
+        "{first:?}"
+    );
+    let events = gw.events();
+    let ran: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .collect();
+    assert_eq!(ran.len(), 1, "only the slow call ran: {events:#?}");
+    assert_eq!(ran[0]["tool_name"], "slow");
+}
+
+/// `/metrics` labels came from the client: the JSON-RPC `method` of a refused request (any
+/// string, quotes and line breaks included) and the HTTP method (any token, before
+/// authentication). A quote and a line break in a method forged metric lines in the
+/// scrape, and each new name was a new series kept for the life of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_labels_cannot_be_forged_or_multiplied_by_clients() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    // A refused request (unknown session) whose method breaks out of its label.
+    let forged =
+        r#"{"jsonrpc":"2.0","id":1,"method":"x\"} 1\ninjected_metric 99\nq{a=\"","params":{}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some("no-such-session"), forged, &[]).await;
+    assert_eq!(status, 404, "{body}");
+    for i in 0..3 {
+        let (status, _, _) = post(
+            &url,
+            Some(ALICE_KEY),
+            Some("no-such-session"),
+            &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"made/up{i}"}}"#),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+    // Unauthenticated requests with invented HTTP methods.
+    for i in 0..3 {
+        let m = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let resp = http().request(m, &url).send().await.unwrap();
+        assert!(resp.status().is_client_error());
+    }
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.lines().any(|l| l.starts_with("injected_metric")),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("made/up") && !metrics.contains("INVENTED"),
+        "{metrics}"
+    );
+    // Still counted, under one label.
+    assert_eq!(
+        sample(
+            &metrics,
+            "mcp_gateway_refusals_total{method=\"other\",status=\"404\"}"
+        ),
+        4.0,
+        "{metrics}"
+    );
+}
+
+/// Whether the gateway closes a raw connection after `sent` within `limit`.
+fn closed_within(gw: &Gateway, sent: &[u8], limit: Duration) -> Result<Duration, String> {
+    let mut s = TcpStream::connect(address(gw)).unwrap();
+    s.write_all(sent).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(started.elapsed()),
+            // HTTP/2 frames (SETTINGS, GOAWAY) may come before the close.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(started.elapsed());
+            }
+            Err(e) => return Err(format!("still open after {:?}: {e}", started.elapsed())),
+        }
+    }
+}
+
+/// Slowloris before the first request: a connection that sends nothing (or the HTTP/2
+/// preface and nothing more) held one of `max_connections` for ever, before any
+/// authentication; 1024 idle sockets stopped the gateway from serving anyone. The header
+/// timeout only starts once HTTP/1 is chosen, and HTTP/2 has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_requests_is_closed_after_the_header_timeout() {
+    let gw = Gateway::start_with("header_read_timeout_ms = 500", "");
+    let limit = Duration::from_secs(5);
+    let nothing = closed_within(&gw, b"", limit);
+    assert!(nothing.is_ok(), "nothing sent: {nothing:?}");
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // an empty SETTINGS frame
+    let h2 = closed_within(&gw, &preface, limit);
+    assert!(h2.is_ok(), "HTTP/2 preface only: {h2:?}");
+    // A request in flight longer than the timeout is not idle: a 1.5 s call answered as JSON
+    // (nothing on the wire meanwhile) completes.
+    let session = raw_session(&gw.endpoint(), ALICE_KEY).await;
+    let resp = http()
+        .post(gw.endpoint())
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1500,"steps":1}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        messages(&body)[0]["result"]["content"][0]["text"],
+        "slept 1500ms",
+        "{body}"
+    );
+}
+
+/// A body with raw line breaks inside a JSON string is not JSON (RFC 8259 section 7: control
+/// characters in strings must be escaped); a server reading it directly refuses it
+/// (Python: "Invalid control character", Node: "Bad control character"). The gateway turned
+/// every raw CR and LF of the body into a space to make one line of it, so the invalid
+/// `"rm\n-rf\r/"` became the valid `"rm -rf /"` and ran: a message the client never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_line_break_inside_a_string_is_refused_not_rewritten() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let body = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"rm\n-rf\r/\"}}}";
+    let (status, _, answer) = post(&url, Some(ALICE_KEY), Some(&session), body, &[]).await;
+    assert_eq!(status, 400, "{answer}");
+    let answer = &messages(&answer)[0];
+    assert_eq!(answer["error"]["code"], -32700, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("line break") && text.contains("not forwarded"),
+        "{text}"
+    );
+    // Line breaks between tokens are whitespace, as ever.
+    let pretty = "{\n  \"jsonrpc\": \"2.0\",\r\n  \"id\": 3,\n  \"method\": \"tools/call\",\n  \"params\": {\"name\": \"echo\", \"arguments\": {\"text\": \"ok\"}}\n}\n";
+    let (status, _, answer) = post(&url, Some(ALICE_KEY), Some(&session), pretty, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(messages(&answer)[0]["result"]["content"][0]["text"], "ok");
+    let events = gw.events();
+    let ran: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .collect();
+    assert_eq!(ran.len(), 1, "{events:#?}");
+    assert_eq!(ran[0]["metadata"]["arguments"]["text"], "ok");
+    let refused = refusals(&gw, 400);
+    assert_eq!(refused.len(), 1, "{events:#?}");
+    assert_eq!(refused[0]["action"], "tools/call");
+}
+
+/// Client text in pre-authentication refusals went into the trail whole: `/mcp/<60 000
+/// bytes>` wrote an event of 120 kB (the name as its indexed `upstream` field, and again in
+/// its reason), and a long Host or Origin likewise; the per-address quota bounds their
+/// number, not their size. A refused body's `method` became the indexed `action` whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_text_in_refusal_events_is_bounded() {
+    let gw = Gateway::start("");
+    let long = "A".repeat(60_000);
+    let resp = http()
+        .post(format!("{}/mcp/{long}", gw.url))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert!(resp.text().await.unwrap().len() < 1024);
+    let resp = http()
+        .post(gw.endpoint())
+        .header("origin", format!("https://{}.example", "b".repeat(20_000)))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let method = "m".repeat(20_000);
+    let (status, _, _) = post(
+        &gw.endpoint(),
+        Some(ALICE_KEY),
+        Some("no-such-session"),
+        &format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404);
+    let events = gw.events();
+    assert_eq!(events.len(), 3, "{events:#?}");
+    for e in &events {
+        let size = e.to_string().len();
+        assert!(
+            size < 4096,
+            "an event of {size} bytes: {:.300}",
+            e.to_string()
+        );
+    }
+    // What was cut says so.
+    let unknown = &events[0];
+    assert!(unknown["upstream"].as_str().unwrap().starts_with("AAAA"));
+    let reason = unknown["metadata"]["reason"].as_str().unwrap();
+    assert!(reason.contains("60000 bytes"), "{reason}");
+}
+
+/// `Content-Type: application/json; charset=iso-8859-1` with a Latin-1 body was read as
+/// UTF-8 and refused as "invalid unicode", which names neither the charset nor the fix (a
+/// server refuses the charset: 415). A UTF-8 charset, quoted or in any case, is fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_another_charset_is_refused_with_415_naming_it() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let send = |content_type: &'static str, body: Vec<u8>| {
+        http()
+            .post(&url)
+            .header("authorization", format!("Bearer {ALICE_KEY}"))
+            .header("content-type", content_type)
+            .header("accept", "application/json")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body)
+            .send()
+    };
+    let mut latin1 = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"caf"#.to_vec();
+    latin1.extend_from_slice(b"\xe9\"}}}");
+    let resp = send("application/json; charset=iso-8859-1", latin1)
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 415);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("iso-8859-1") && text.contains("UTF-8"),
+        "{text}"
+    );
+    let utf8 = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"café"}}}"#;
+    let resp = send("Application/JSON; Charset=\"UTF-8\"", utf8.into())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.unwrap();
+    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "café");
+    assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
+}
+
+/// `initialize` sent again on an open session was forwarded to the session's server, and
+/// the trail then recorded the session's later calls under the second `clientInfo` and
+/// version. An MCP HTTP server refuses it (the TypeScript SDK: 400 "Server already
+/// initialized"); a new session is an `initialize` without `Mcp-Session-Id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initialize_on_an_open_session_is_refused_and_changes_nothing() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let again = r#"{"jsonrpc":"2.0","id":9,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"other-client","version":"9"}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), again, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    let answer = &messages(&body)[0];
+    assert_eq!(answer["id"], 9, "{body}");
+    let text = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("already initialized") && text.contains("without Mcp-Session-Id"),
+        "{text}"
+    );
+    let call = r#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let events = gw.events();
+    let access = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access")
+        .unwrap();
+    assert_eq!(access["metadata"]["user_agent"], "raw/1", "{access:#}");
+    assert_eq!(refusals(&gw, 400).len(), 1, "{events:#?}");
+}
+
+/// Two `Mcp-Session-Id` headers: the gateway used the first, and an intermediary that
+/// routes or logs by the last would see another session. The gateway refuses a repeated
+/// `Mcp-Method` for that reason; a repeated session id is refused alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_session_header_is_refused() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let ping = r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#;
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        ping,
+        &[("mcp-session-id", "another-session")],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("Mcp-Session-Id") && body.contains("once"),
+        "{body}"
+    );
+    let get = http()
+        .get(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-session-id", "another-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status().as_u16(), 400);
+    assert_eq!(refusals(&gw, 400).len(), 2, "{:#?}", gw.events());
+}
