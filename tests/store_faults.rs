@@ -632,9 +632,11 @@ async fn the_gateway_exports_the_store_size_and_the_budget_ratio() {
     let size = sample("mcp_gateway_audit_store_size_bytes");
     let on_disk = walk_bytes(&store) as f64;
     assert!(size > 0.0, "{metrics}");
-    // Measured at start (the index may have grown since): the same order as on disk.
+    // Measured at start, and the store only grows (no traffic, no retention): at most what is
+    // on disk now, short of it by what the start wrote since (the index being created in
+    // the background: a ratio failed when it came between the two, 129 vs 727 bytes).
     assert!(
-        size <= on_disk * 2.0 && size * 2.0 >= on_disk,
+        size <= on_disk && on_disk - size <= (16 << 20) as f64,
         "{size} vs {on_disk}"
     );
     assert_eq!(
