@@ -352,6 +352,13 @@ level = "critical"
         ("Path beside path", r#"{"jsonrpc":"2.0","id":25,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/data/a.txt","Path":"/etc/shadow"}}}"#.into()),
         ("Path alone", r#"{"jsonrpc":"2.0","id":26,"method":"tools/call","params":{"name":"read_file","arguments":{"Path":"/etc/shadow"}}}"#.into()),
         ("Kelvin sign", r#"{"jsonrpc":"2.0","id":27,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/data/a","pat\u0068":"x","\u212aind":1,"kind":2}}}"#.into()),
+        // The method's value spelled loosely (found trying the gateway): a server matching
+        // method names loosely runs these as tools/call.
+        ("Tools/Call", r#"{"jsonrpc":"2.0","id":28,"method":"Tools/Call","params":{"name":"delete_file","arguments":{"path":"u"}}}"#.into()),
+        ("trailing space", r#"{"jsonrpc":"2.0","id":29,"method":"tools/call ","params":{"name":"delete_file","arguments":{"path":"v"}}}"#.into()),
+        ("tab and NUL around", r#"{"jsonrpc":"2.0","id":30,"method":"\ttools/call\u0000","params":{"name":"delete_file","arguments":{"path":"w"}}}"#.into()),
+        ("long s in the method", r#"{"jsonrpc":"2.0","id":31,"method":"tool\u017f/call","params":{"name":"delete_file","arguments":{"path":"long-s"}}}"#.into()),
+        ("TOOLS/CALL in a notification", r#"{"jsonrpc":"2.0","method":"TOOLS/CALL","params":{"name":"delete_file","arguments":{"path":"y"}}}"#.into()),
     ];
     for (what, line) in &cases {
         let got = step(&mut c, line.as_bytes(), what).await;
@@ -366,7 +373,22 @@ level = "critical"
     assert!(ran.is_empty(), "the server ran: {ran:#?}");
     let events = store.events();
     let pairs = pairs(&events);
-    for id in [21, 22, 23, 24, 25, 26, 27] {
+    for path in ["u", "v", "w", "long-s", "y"] {
+        let hit = pairs
+            .iter()
+            .find(|(a, _)| a["metadata"]["arguments"]["path"] == path)
+            .unwrap_or_else(|| panic!("no event for path {path}: {events:#?}"));
+        assert_eq!(hit.0["result"], "refused", "{path}: {}", hit.0);
+        assert_eq!(hit.0["tool_name"], "delete_file", "{path}");
+        assert!(
+            hit.1["metadata"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("differs from `tools/call`")),
+            "{path}: {}",
+            hit.1
+        );
+    }
+    for id in [21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31] {
         let hit = pairs
             .iter()
             .find(|(a, _)| a["metadata"]["request_id"] == id)

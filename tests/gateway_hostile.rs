@@ -606,3 +606,36 @@ async fn a_repeated_session_header_is_refused() {
     assert_eq!(get.status().as_u16(), 400);
     assert_eq!(refusals(&gw, 400).len(), 2, "{:#?}", gw.events());
 }
+
+/// `tools/call` spelled loosely in the method's value (`Tools/Call`, a trailing space): the
+/// example server answers -32601, but a server matching method names loosely runs the call,
+/// which passed the gateway with no event. Refused and recorded, with the call's tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loosely_spelled_tools_call_is_refused_and_recorded() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    for (id, method) in [(33, "Tools/Call"), (34, "tools/call ")] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{"name":"echo","arguments":{{"text":"loose {id}"}}}}}}"#
+        );
+        let (_, _, answer) = post(&url, Some(ALICE_KEY), Some(&session), &body, &[]).await;
+        let answer = &messages(&answer)[0];
+        assert_eq!(answer["id"], id, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("differs from `tools/call`")),
+            "{answer}"
+        );
+    }
+    let events = gw.events();
+    for id in [33, 34] {
+        let access = events
+            .iter()
+            .find(|e| e["event_type"] == "tool_access" && e["metadata"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access event for {id}: {events:#?}"));
+        assert_eq!(access["result"], "refused", "{access}");
+        assert_eq!(access["tool_name"], "echo", "{access}");
+    }
+}

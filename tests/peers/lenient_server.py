@@ -11,7 +11,8 @@ or integer id get a result that echoes the id exactly (Python keeps big integers
 Modes (second argument): "bad-utf8" answers every tools/call with invalid UTF-8 in its result;
 "no-jsonrpc" answers it without the `jsonrpc` member; "fold" reads member names the way Go's
 encoding/json fills struct fields: case-insensitively with Unicode folding (`Method`,
-`paramſ`, `Path`), the last match winning, at the top level, in params and in arguments;
+`paramſ`, `Path`), the last match winning, at the top level, in params and in arguments, and
+method names loosely (`Tools/Call`, `"tools/call "`);
 "float-ids" writes integer ids beyond 2^53 back as JavaScript would (as the nearest double);
 "slow-other" answers requests other than initialize, tools/list and tools/call after 1 s.
 """
@@ -74,6 +75,10 @@ def handle(msg):
             msg["params"] = fold(msg["params"], KNOWN)
             msg["params"]["arguments"] = fold(msg["params"].get("arguments"))
     method = msg.get("method")
+    if MODE == "fold" and isinstance(method, str):
+        # Method names matched loosely too: case folded, spaces and control characters around
+        # them dropped.
+        method = method.strip().strip("".join(map(chr, range(32)))).strip().casefold()
     has_id = "id" in msg
     rid = msg.get("id")
     answerable = has_id and isinstance(rid, (int, str)) and not isinstance(rid, bool)

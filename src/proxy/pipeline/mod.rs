@@ -112,6 +112,17 @@ fn refused_by_audit(id: &RequestId, e: &AuditError) -> Refusal {
     audit_refusal(id, &e.to_string())
 }
 
+/// Whether `method` is not `tools/call` but a lenient server could read it as that: the same
+/// name but for case (Unicode folding included) once spaces and control characters around it
+/// are dropped.
+pub(crate) fn loosely_tools_call(method: &str) -> bool {
+    if method == TOOLS_CALL {
+        return false;
+    }
+    let core = method.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    core == TOOLS_CALL || crate::jsonrpc::names::near_miss(core, &[TOOLS_CALL]).is_some()
+}
+
 /// Why a `tools/call` without an id is refused: MCP requests carry a string or integer id
 /// (MCP "Base Protocol: Requests"), and a server that runs what it reads would run it unaudited.
 const NOTIFIED_CALL: &str =
@@ -725,6 +736,11 @@ impl Pipeline {
 
     /// Classifies a client message; `Err` is the answer that replaces forwarding it.
     fn client_message(&self, msg: &Message<'_>) -> Admission {
+        if let Message::Request { method, .. } | Message::Notification { method, .. } = msg
+            && loosely_tools_call(method)
+        {
+            return Err(self.refuse_loose_call(msg, method));
+        }
         match msg {
             Message::Request { id, method, params } => {
                 if self.state().id_in_use(id) {
@@ -796,6 +812,30 @@ impl Pipeline {
                 Ok((Ack::done(), None))
             }
             _ => Ok((Ack::done(), None)),
+        }
+    }
+
+    /// Refuses and records a request or notification whose method is `tools/call` but for
+    /// case, spaces or control characters: a server that matches method names loosely would
+    /// run it, and the audit would have passed it as another method (an audit bypass found by
+    /// trying the gateway with `Tools/Call` and `"tools/call "`).
+    fn refuse_loose_call(&self, msg: &Message<'_>, method: &str) -> Refusal {
+        let (id, params) = match msg {
+            Message::Request { id, params, .. } => (Some(id), *params),
+            Message::Notification { params, .. } => (None, *params),
+            _ => (None, None),
+        };
+        let reason = format!(
+            "method {method:?} differs from `tools/call` only in case, spaces or control characters; servers that match method names loosely would run it as a tool call; it was not forwarded"
+        );
+        tracing::warn!(method = %method.escape_debug(), "tools/call spelled loosely refused");
+        let event = self.refuse_call(id, params, Side::Client, INVALID_REQUEST, &reason);
+        Refusal {
+            id: id.cloned(),
+            code: INVALID_REQUEST,
+            message: format!("mcp-audit-proxy refused the message: {reason}"),
+            event,
+            extra: None,
         }
     }
 
