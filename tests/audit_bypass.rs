@@ -155,6 +155,17 @@ async fn no_form_of_tools_call_reaches_the_server_unaudited() {
     let mut bad_arg = br#"{"jsonrpc":"2.0","id":19,"method":"tools/call","params":{"name":"delete_file","arguments":{"path":"m","note":""#.to_vec();
     bad_arg.extend_from_slice(b"\xc3\x28\"}}}");
     cases.push(("invalid UTF-8 in an argument", bad_arg, Some(json!(19))));
+    // MCP ids are strings or integers: a server that checks answers with a null id, and the
+    // client waited for the call timeout (found trying the gateway).
+    cases.push((
+        "fractional id",
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{}}}"#,
+            delete("n")
+        )
+        .into(),
+        Some(json!(1.5)),
+    ));
 
     for (what, line, answer) in &cases {
         let got = step(&mut c, line, what).await;

@@ -87,6 +87,23 @@ impl RequestId {
         }
     }
 
+    /// Whether a number id has a fractional value (`1.5`, `25e-1`): MCP requests carry a
+    /// string or integer id (basic/index "Requests"), and SDKs that check answer such a
+    /// request with a null id, which no client can match to its call. `1.0` and `2e3` are
+    /// integers written otherwise, and large integers are integers.
+    pub fn is_fractional(&self) -> bool {
+        match self {
+            RequestId::Num(n) => match &n.key {
+                NumberKey::Int(_) => false,
+                // `[-]DIGITSeEXP`: a fraction when the exponent is negative.
+                NumberKey::Exact(canonical) => canonical
+                    .rsplit_once('e')
+                    .is_some_and(|(_, exp)| exp.starts_with('-')),
+            },
+            _ => false,
+        }
+    }
+
     /// The id as JavaScript and Python read a JSON number (a double); `None` for a string.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
@@ -543,6 +560,29 @@ pub fn notification(method: &str, params: serde_json::Value) -> Bytes {
     .unwrap_or_default();
     out.push(b'\n');
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod fraction_tests {
+    use super::RequestId;
+
+    #[test]
+    fn fractional_ids_are_told_from_integers_written_otherwise() {
+        for (text, fractional) in [
+            ("1.5", true),
+            ("25e-1", true),
+            ("-0.001", true),
+            ("1", false),
+            ("1.0", false),
+            ("2e3", false),
+            ("18446744073709551617", false),
+            ("1e400", false),
+            ("\"1.5\"", false),
+        ] {
+            let id = RequestId::from_json(text).unwrap();
+            assert_eq!(id.is_fractional(), fractional, "{text}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,10 @@ pub enum Access {
 /// [`StoreError::NewerStore`], [`StoreError::Unwritable`]. For [`Access::Read`], a folder
 /// without a store in it (missing, or empty) is `Ok(false)`: the caller says "no store".
 pub fn check(root: &Path, access: Access) -> Result<bool, StoreError> {
+    check_once(root, access, true)
+}
+
+fn check_once(root: &Path, access: Access, again: bool) -> Result<bool, StoreError> {
     match fs::metadata(root) {
         Ok(m) if !m.is_dir() => {
             return Err(StoreError::NotAFolder {
@@ -116,6 +120,11 @@ pub fn check(root: &Path, access: Access) -> Result<bool, StoreError> {
         .into_iter()
         .filter(|n| !n.starts_with(TEMP_MARKER) && !n.starts_with(PROBE))
         .collect();
+    // The marker appeared since it was looked for: another process made the store in
+    // between (a writer starting beside it took the folder for somebody else's). Read it.
+    if again && entries.iter().any(|n| n == MARKER) {
+        return check_once(root, access, false);
+    }
     let ours = entries.iter().any(|n| KNOWN.contains(&n.as_str()));
     if !ours && !entries.is_empty() {
         return Err(StoreError::Foreign {

@@ -767,6 +767,21 @@ impl Pipeline {
                         event,
                     });
                 }
+                if method == TOOLS_CALL && id.is_fractional() {
+                    let reason = format!(
+                        "request id {id} is not an integer; MCP requests carry a string or integer id, and a server that checks answers such a request with a null id, which no client can match to its call; it was not forwarded"
+                    );
+                    tracing::warn!(request_id = %id, "tools/call with a fractional id refused");
+                    let event =
+                        self.refuse_call(Some(id), *params, Side::Client, INVALID_REQUEST, &reason);
+                    return Err(Refusal {
+                        extra: None,
+                        id: Some(id.clone()),
+                        code: INVALID_REQUEST,
+                        message: format!("mcp-audit-proxy refused the request: {reason}"),
+                        event,
+                    });
+                }
                 let pending = match &**method {
                     TOOLS_CALL => return self.begin_call(id, *params),
                     "initialize" => {
