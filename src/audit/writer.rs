@@ -351,6 +351,8 @@ enum Msg {
     Event(Submission),
     /// Sync what was written, offer it to the alert stage, then answer.
     Flush(oneshot::Sender<()>),
+    /// Answer once everything submitted before is durable ([`AuditSink::barrier`]).
+    Barrier(oneshot::Sender<Result<(), AuditError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -524,6 +526,23 @@ impl AuditSink {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() {
             let _ = rx.await;
+        }
+    }
+
+    /// An ack that resolves once every event submitted before it is durable (`sync` mode; at
+    /// once in `batched` mode), for an answer that names events it did not wait for itself:
+    /// a refusal or a block tells the client "quote event X", and X must be in the trail by
+    /// then (a test saw `events` empty right after a block's answer, under load).
+    pub fn barrier(&self) -> Ack {
+        // During an outage events are refused before they reach the writer: nothing to wait
+        // for (and messages would keep the writer from its retries).
+        if !self.shared.sync || self.shared.down.load(Ordering::Acquire) {
+            return Ack::done();
+        }
+        let (tx, rx) = oneshot::channel();
+        match self.tx.send(Msg::Barrier(tx)) {
+            Ok(()) => Ack(Some(rx)),
+            Err(_) => Ack::done(),
         }
     }
 
@@ -787,12 +806,22 @@ impl Writer {
         let mut last_sync = Instant::now();
         let mut shutdown: Option<oneshot::Sender<()>> = None;
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut barriers: Vec<oneshot::Sender<Result<(), AuditError>>> = Vec::new();
         let mut observed: Vec<crate::alerts::Observed> = Vec::new();
+        let mut last_retry = Instant::now();
         loop {
             let first = if self.shared.down.load(Ordering::Relaxed) {
-                match rx.recv_timeout(RETRY) {
-                    Ok(m) => Some(m),
+                // Retried every RETRY, whether messages come meanwhile or not.
+                let wait = RETRY.saturating_sub(last_retry.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(m) if last_retry.elapsed() < RETRY => Some(m),
+                    Ok(m) => {
+                        last_retry = Instant::now();
+                        self.recover();
+                        Some(m)
+                    }
                     Err(RecvTimeoutError::Timeout) => {
+                        last_retry = Instant::now();
                         self.recover();
                         continue;
                     }
@@ -850,6 +879,10 @@ impl Writer {
                         flushes.push(tx);
                         break;
                     }
+                    Msg::Barrier(tx) => {
+                        barriers.push(tx);
+                        break;
+                    }
                     Msg::Shutdown(tx) => {
                         shutdown = Some(tx);
                         break;
@@ -895,6 +928,11 @@ impl Writer {
             }
             for tx in flushes.drain(..) {
                 let _ = tx.send(());
+            }
+            // Sync mode: what came before is written and synced (or failed, and said so to
+            // its own waiters).
+            for tx in barriers.drain(..) {
+                let _ = tx.send(Ok(()));
             }
             if shutdown.is_some() {
                 break;

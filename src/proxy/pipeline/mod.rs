@@ -600,6 +600,17 @@ impl Pipeline {
 
     // ---------------------------------------------------------------- client → server
 
+    /// A client-bound answer naming events this pipeline has just submitted (a refusal, a
+    /// block: "quote event X"): delivered once they are durable in `sync` mode
+    /// ([`crate::audit::writer::AuditSink::barrier`]), like every forwarded call.
+    fn after_recorded(&self, bytes: Bytes) -> Outbound {
+        Outbound {
+            bytes,
+            ack: self.audit.barrier(),
+            if_unrecorded: None,
+        }
+    }
+
     /// Routes one line from the client.
     pub fn from_client(&self, line: Bytes) -> Route {
         let parsed = match message::parse(&line) {
@@ -658,7 +669,9 @@ impl Pipeline {
                                             event: None,
                                             extra: None,
                                         };
-                                        return Route::ToClient(Outbound::now(refusal.line()));
+                                        return Route::ToClient(
+                                            self.after_recorded(refusal.line()),
+                                        );
                                     }
                                 },
                                 None => {}
@@ -683,7 +696,7 @@ impl Pipeline {
             }
             // JSON-RPC 2.0 §4.1: a notification is never answered, not even with an error.
             Err(_) if matches!(msg, Message::Notification { .. }) => Route::Drop,
-            Err(refusal) => Route::ToClient(Outbound::now(refusal.line())),
+            Err(refusal) => Route::ToClient(self.after_recorded(refusal.line())),
         }
     }
 
@@ -696,7 +709,7 @@ impl Pipeline {
                 let events = self.record_refused(found, INVALID_REQUEST, &problem);
                 events.into_iter().flatten().next()
             });
-            return replies.map_or(Route::Drop, |r| Route::ToClient(Outbound::now(r)));
+            return replies.map_or(Route::Drop, |r| Route::ToClient(self.after_recorded(r)));
         }
         let mut last = Ack::done();
         let mut opened = Vec::new();

@@ -66,7 +66,7 @@ impl Pipeline {
         if replies.is_empty() {
             Route::Drop
         } else {
-            Route::ToClient(Outbound::now(batch_line(replies)))
+            Route::ToClient(self.after_recorded(batch_line(replies)))
         }
     }
 
@@ -394,13 +394,15 @@ impl Pipeline {
             .iter()
             .zip(&events)
             .filter(|(s, _)| s.is_request() && s.id.is_some())
-            .map(|(s, event)| Route::ToClient(Outbound::now(refusal(s.id.clone(), *event).line())))
+            .map(|(s, event)| {
+                Route::ToClient(self.after_recorded(refusal(s.id.clone(), *event).line()))
+            })
             .collect();
         if answers.is_empty() {
             let first = events.iter().flatten().next().copied();
-            answers.push(Route::ToClient(Outbound::now(
-                refusal(fallback, first).line(),
-            )));
+            answers.push(Route::ToClient(
+                self.after_recorded(refusal(fallback, first).line()),
+            ));
         }
         Route::of(answers)
     }
