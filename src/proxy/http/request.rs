@@ -391,9 +391,7 @@ impl McpRequest<'_> {
             accepts(self.headers, "application/json") || self.headers.get(ACCEPT).is_none();
         if !sse && !json_ok {
             let reason = "Accept admits neither application/json nor text/event-stream".to_string();
-            self.refuse(StatusCode::NOT_ACCEPTABLE, reason.clone(), None, None, None)
-                .await;
-            return plain(StatusCode::NOT_ACCEPTABLE, reason);
+            return self.refuse_plain(StatusCode::NOT_ACCEPTABLE, reason).await;
         }
         let content_json = self
             .headers
@@ -406,15 +404,9 @@ impl McpRequest<'_> {
             });
         if !content_json {
             let reason = "Content-Type must be application/json".to_string();
-            self.refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                reason.clone(),
-                None,
-                None,
-                None,
-            )
-            .await;
-            return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+            return self
+                .refuse_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
+                .await;
         }
         // JSON is UTF-8 (RFC 8259 section 8.1): a body declared in another charset would be
         // read as UTF-8 and refused for its bytes, or read as other text than was meant.
@@ -425,15 +417,9 @@ impl McpRequest<'_> {
                 "the body's charset {} is not supported: send it in UTF-8 (Content-Type: application/json, or with charset=utf-8)",
                 quoted(&charset, CLIENT_TEXT_BYTES)
             );
-            self.refuse(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                reason.clone(),
-                None,
-                None,
-                None,
-            )
-            .await;
-            return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason);
+            return self
+                .refuse_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
+                .await;
         }
         // A compressed body would reach the pipeline as bytes that are not JSON; say why.
         if let Some(coding) = self
