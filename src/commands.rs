@@ -575,6 +575,13 @@ impl<'a, W: Write> Printer<'a, W> {
 /// runs ([`store::serve`]), else from the index when no other process holds it (caught up
 /// with every journal first), else straight from the journals: never refused because proxies
 /// are writing.
+/// `events` reads a window's newest events from the journals rather than opening the index
+/// when at most this many are asked for…
+const JOURNALS_FIRST_LIMIT: usize = 10_000;
+/// …and the segments that can hold the window are at most this many bytes (read from their
+/// ends, and only as far as the limit needs).
+const JOURNALS_FIRST_BYTES: u64 = 512 << 20;
+
 pub(crate) fn newest(
     config: &Config,
     limit: usize,
@@ -584,6 +591,22 @@ pub(crate) fn newest(
     readable_store(root)?;
     if let Some(events) = store::serve::ask(root, limit, filter) {
         tracing::info!("the index holder answered over its socket");
+        return Ok(events);
+    }
+    // No proxy holds the index. Opening sled costs ~0.5 s on 10 M events whatever the query;
+    // the newest events of a recent window are read faster from the journals' ends, when
+    // the segments that can hold the window are few (issue 9 item 9).
+    if let Some(since) = filter.since
+        && limit <= JOURNALS_FIRST_LIMIT
+        && store::journal_bytes_since(root, since)? <= JOURNALS_FIRST_BYTES
+    {
+        tracing::info!(
+            "reading the journals' newest records (a recent window; no proxy holds the index)"
+        );
+        let (events, damaged) = store::newest_from_journals(root, limit, filter)?;
+        for d in damaged {
+            tracing::error!(damage = %d, "audit journal segment damaged");
+        }
         return Ok(events);
     }
     Ok(match store::open_for_query(root)? {

@@ -395,19 +395,7 @@ pub(crate) fn scan_records<E>(
 /// starts, if any: a plausible length, a payload shaped like a JSON object and a matching CRC.
 fn resync(image: &[u8], base: u64, from: u64) -> Option<u64> {
     let start = (from - base) as usize + 1;
-    let header = RECORD_HEADER_LEN as usize;
-    (start..image.len().saturating_sub(header)).find_map(|i| {
-        let rest = &image[i..];
-        let len = u32::from_le_bytes(rest[..4].try_into().ok()?);
-        let total = header + len as usize;
-        if len == 0 || len > MAX_RECORD_LEN || rest.len() < total {
-            return None;
-        }
-        let payload = &rest[header..total];
-        let shaped = payload.first() == Some(&b'{') && payload.last() == Some(&b'}');
-        let crc = u32::from_le_bytes(rest[4..8].try_into().ok()?);
-        (shaped && checksum(&rest[..4], payload) == crc).then_some(base + i as u64)
-    })
+    first_boundary(image.get(start..)?, base + start as u64)
 }
 
 /// Walks the records of `image` (file offset `base`), stepping over damaged stretches to the
@@ -947,6 +935,113 @@ pub(crate) fn read_segment<E: From<StoreError>>(
     })
 }
 
+/// Reads the whole records of segment `n` of `dir` from its end backwards, `chunk` bytes at
+/// a time, for queries that want the newest records (`events --limit` without the index):
+/// `on_chunk` gets each stretch's records in file order (each with the position just past
+/// it), newest stretch first, and says whether to go on. A stretch starts at the first whole
+/// record after its first byte (found as [`resync`] finds one: a plausible length, a
+/// JSON-shaped payload and a matching CRC). Returns `false`, having read nothing for the
+/// caller to trust, when the segment is not plainly readable this way (a bad header, damage
+/// between records, no record boundary where one must be): the caller reads it whole then,
+/// which reports the damage.
+pub(crate) fn read_segment_backwards(
+    dir: &Path,
+    n: u64,
+    newest: bool,
+    chunk: u64,
+    mut on_chunk: impl FnMut(Vec<(JournalPos, &[u8])>) -> Result<bool, StoreError>,
+) -> Result<bool, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let path = segment_path(dir, n);
+    let file = match File::open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        other => other.map_err(|e| StoreError::io("read", &path, e))?,
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| StoreError::io("read the length of", &path, e))?
+        .len();
+    let mut head = [0u8; HEADER_LEN as usize];
+    if len < HEADER_LEN
+        || file.read_exact_at(&mut head, 0).is_err()
+        || header_problem(&head, n).is_some()
+    {
+        return Ok(false);
+    }
+    // `hi`: a record boundary (or the file's end, where a writer may be mid-record).
+    let (mut hi, mut tail) = (len, true);
+    let mut size = chunk.max(RECORD_HEADER_LEN + 2);
+    while hi > HEADER_LEN {
+        let lo = hi.saturating_sub(size).max(HEADER_LEN);
+        let mut image = vec![0u8; (hi - lo) as usize];
+        file.read_exact_at(&mut image, lo)
+            .map_err(|e| StoreError::io("read", &path, e))?;
+        let start = if lo == HEADER_LEN {
+            Some(HEADER_LEN)
+        } else {
+            first_boundary(&image, lo)
+        };
+        let Some(start) = start else {
+            if lo == HEADER_LEN || size >= u64::from(MAX_RECORD_LEN) * 2 {
+                return Ok(false);
+            }
+            // A record longer than the stretch: a longer one.
+            size *= 2;
+            continue;
+        };
+        let mut ends = Vec::new();
+        let scan = scan_records(&image[(start - lo) as usize..], start, |end, payload| {
+            ends.push((end, payload.len()));
+            Ok::<(), StoreError>(())
+        })?;
+        let records = ends
+            .into_iter()
+            .map(|(end, len)| {
+                let at = (end - lo) as usize;
+                (
+                    JournalPos {
+                        segment: n,
+                        offset: end,
+                    },
+                    &image[at - len..at],
+                )
+            })
+            .collect();
+        // Only the newest segment's end may stop a walk early (a record being written): a
+        // stop with a whole record after it is damage.
+        if scan.stopped.is_some()
+            && !(tail && newest && resync(&image, lo, scan.valid_end).is_none())
+        {
+            return Ok(false);
+        }
+        if !on_chunk(records)? {
+            return Ok(true);
+        }
+        hi = start;
+        tail = false;
+        size = chunk.max(RECORD_HEADER_LEN + 2);
+    }
+    Ok(true)
+}
+
+/// The first offset at or after `base` in `image` (file offset `base`) where a whole record
+/// starts, as [`resync`] judges one.
+fn first_boundary(image: &[u8], base: u64) -> Option<u64> {
+    let header = RECORD_HEADER_LEN as usize;
+    (0..image.len().saturating_sub(header)).find_map(|i| {
+        let rest = &image[i..];
+        let len = u32::from_le_bytes(rest[..4].try_into().ok()?);
+        let total = header + len as usize;
+        if len == 0 || len > MAX_RECORD_LEN || rest.len() < total {
+            return None;
+        }
+        let payload = &rest[header..total];
+        let shaped = payload.first() == Some(&b'{') && payload.last() == Some(&b'}');
+        let crc = u32::from_le_bytes(rest[4..8].try_into().ok()?);
+        (shaped && checksum(&rest[..4], payload) == crc).then_some(base + i as u64)
+    })
+}
+
 /// Where the journal's whole records end, read without changing anything.
 pub fn end_of(dir: &Path) -> Result<JournalPos, StoreError> {
     let Some(&last) = list_segments(dir)?.last() else {
@@ -965,6 +1060,70 @@ pub fn end_of(dir: &Path) -> Result<JournalPos, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every record of segment 1 of `dir`, read backwards in stretches of `chunk` bytes, in
+    /// file order; `None` when the reader declines.
+    fn backwards(dir: &Path, newest: bool, chunk: u64) -> Option<Vec<(JournalPos, Vec<u8>)>> {
+        let mut stretches = Vec::new();
+        let plain = read_segment_backwards(dir, 1, newest, chunk, |records| {
+            stretches.push(
+                records
+                    .into_iter()
+                    .map(|(at, p)| (at, p.to_vec()))
+                    .collect::<Vec<_>>(),
+            );
+            Ok(true)
+        })
+        .unwrap();
+        plain.then(|| stretches.into_iter().rev().flatten().collect())
+    }
+
+    #[test]
+    fn a_segment_read_backwards_in_stretches_gives_each_record_once_as_read_forwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        // Records of very different sizes, one much longer than a stretch.
+        for i in 0..300usize {
+            let pad = if i == 150 { 5000 } else { (i * 37) % 300 };
+            let payload = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(pad));
+            j.append(&[payload.into_bytes()]).unwrap();
+        }
+        j.sync().unwrap();
+        let mut forwards = Vec::new();
+        read_segment(
+            dir.path(),
+            1,
+            HEADER_LEN,
+            true,
+            |at, p| {
+                forwards.push((at, p.to_vec()));
+                Ok::<(), StoreError>(())
+            },
+            |d| panic!("{d}"),
+        )
+        .unwrap();
+        for chunk in [64, 1000, 4096, 1 << 20] {
+            assert_eq!(
+                backwards(dir.path(), true, chunk).as_ref(),
+                Some(&forwards),
+                "stretches of {chunk} bytes"
+            );
+        }
+        // A torn tail on the newest segment is where reading starts; on an older one it is
+        // damage, left to a whole read.
+        let path = segment_path(dir.path(), 1);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        assert_eq!(backwards(dir.path(), true, 4096).as_ref(), Some(&forwards));
+        assert_eq!(backwards(dir.path(), false, 4096), None);
+        // Damage between records: declined, not skipped.
+        let mut bytes = fs::read(&path).unwrap();
+        let middle = forwards[100].0.offset as usize - 3;
+        bytes[middle] ^= 0xff;
+        fs::write(&path, &bytes[..bytes.len() - 6]).unwrap();
+        assert_eq!(backwards(dir.path(), true, 4096), None);
+        assert_eq!(backwards(dir.path(), true, 1 << 20), None);
+    }
 
     #[test]
     fn records_round_trip_across_segments() {

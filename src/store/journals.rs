@@ -152,6 +152,13 @@ pub fn newest(
     Ok((out, damaged))
 }
 
+/// How much of a segment [`newest`] reads at a time, from its end.
+#[cfg(not(test))]
+const BACKWARDS_CHUNK: u64 = 256 << 10;
+/// Small in unit tests, so that the query tests' 64 KiB segments are read in many stretches.
+#[cfg(test)]
+const BACKWARDS_CHUNK: u64 = 3 << 10;
+
 /// An event's id, read without decoding the rest of it.
 #[derive(serde::Deserialize)]
 struct IdOnly {
@@ -196,36 +203,25 @@ fn newest_of(
     })
     .filter(|alternatives| !alternatives.is_empty())
     .collect();
-    for (i, &n) in segments.iter().enumerate().rev() {
-        if found >= limit {
-            break;
-        }
+    // What one stretch of records (in file order) gives; false once nothing older is wanted.
+    let mut take = |records: &[(JournalPos, &[u8])]| -> Result<bool, StoreError> {
         let mut events = Vec::new();
         let mut first_id = None;
-        journal::read_segment(
-            dir,
-            n,
-            journal::HEADER_LEN,
-            i + 1 == segments.len(),
-            |at, payload| {
-                if first_id.is_none() {
-                    let first: IdOnly = serde_json::from_slice(payload)
-                        .map_err(|source| StoreError::Decode { at, source })?;
-                    first_id = Some(first.event_id);
-                }
-                if !needles.iter().all(|alternatives| {
-                    alternatives
-                        .iter()
-                        .any(|n| memchr::memmem::find(payload, n).is_some())
-                }) {
-                    return Ok::<(), StoreError>(());
-                }
-                let event = keys.decode(payload, at)?;
-                events.push(event);
-                Ok(())
-            },
-            |d| damaged.push(d),
-        )?;
+        for &(at, payload) in records {
+            if first_id.is_none() {
+                let first: IdOnly = serde_json::from_slice(payload)
+                    .map_err(|source| StoreError::Decode { at, source })?;
+                first_id = Some(first.event_id);
+            }
+            if !needles.iter().all(|alternatives| {
+                alternatives
+                    .iter()
+                    .any(|n| memchr::memmem::find(payload, n).is_some())
+            }) {
+                continue;
+            }
+            events.push(keys.decode(payload, at)?);
+        }
         let reached_lowest = first_id.is_some_and(|id| u128::from(id.0) < lowest);
         for mut event in events.into_iter().rev() {
             if event.event_type != EventType::ToolAccess
@@ -241,7 +237,43 @@ fn newest_of(
                 found += 1;
             }
         }
-        if reached_lowest {
+        Ok(found < limit && !reached_lowest)
+    };
+    for (i, &n) in segments.iter().enumerate().rev() {
+        // The newest records first, a stretch at a time from the segment's end: the newest
+        // `limit` are usually in its last few hundred kilobytes, and a 64 MiB segment read
+        // whole cost most of a query (issue 9 item 9).
+        let mut read_from = u64::MAX;
+        let mut go_on = true;
+        let newest = i + 1 == segments.len();
+        let plain = journal::read_segment_backwards(dir, n, newest, BACKWARDS_CHUNK, |records| {
+            if let Some(&(end, payload)) = records.first() {
+                read_from = end.offset - journal::RECORD_HEADER_LEN - payload.len() as u64;
+            }
+            go_on = take(&records)?;
+            Ok(go_on)
+        })?;
+        if !plain {
+            // Read whole (damage is reported), skipping what the stretches gave.
+            let mut records = Vec::new();
+            journal::read_segment(
+                dir,
+                n,
+                journal::HEADER_LEN,
+                newest,
+                |at, payload| {
+                    if at.offset <= read_from {
+                        records.push((at, payload.to_vec()));
+                    }
+                    Ok::<(), StoreError>(())
+                },
+                |d| damaged.push(d),
+            )?;
+            let borrowed: Vec<(JournalPos, &[u8])> =
+                records.iter().map(|(at, p)| (*at, p.as_slice())).collect();
+            go_on = take(&borrowed)?;
+        }
+        if !go_on {
             break;
         }
     }

@@ -579,6 +579,25 @@ pub fn newest_from_journals(
     journals::newest(&StorePaths::new(root).journal(), limit, filter)
 }
 
+/// The bytes of journal segments of the store at `root` that may hold events at or after
+/// `since` (by their time spans, [`spans`]; a segment without one counts whole): what
+/// [`newest_from_journals`] reads at most for such a query. Missing files count nothing.
+pub fn journal_bytes_since(root: &Path, since: std::time::SystemTime) -> Result<u64, StoreError> {
+    let journal_root = StorePaths::new(root).journal();
+    let mut total = 0;
+    for id in journals::list(&journal_root)? {
+        let dir = id.dir(&journal_root);
+        let times = spans::read(&dir);
+        for n in journal::list_segments(&dir)? {
+            if times.get(&n).is_some_and(|s| s.max < since) {
+                continue;
+            }
+            total += fs::metadata(journal::segment_path(&dir, n)).map_or(0, |m| m.len());
+        }
+    }
+    Ok(total)
+}
+
 /// Finds event `id` and the other half of its pair by reading every journal of the store at
 /// `root` (for `events show` while another process holds the index): `(event, pair)`.
 pub fn find_in_journals(
