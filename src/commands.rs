@@ -579,8 +579,9 @@ impl<'a, W: Write> Printer<'a, W> {
 /// when at most this many are asked for…
 const JOURNALS_FIRST_LIMIT: usize = 10_000;
 /// …and the segments that can hold the window are at most this many bytes (read from their
-/// ends, and only as far as the limit needs).
-const JOURNALS_FIRST_BYTES: u64 = 512 << 20;
+/// ends, and only as far as the limit needs: a filter that matches little reads them all,
+/// about a second for 1 GiB, against ~0.5 s to open the index of 10 M events).
+const JOURNALS_FIRST_BYTES: u64 = 1 << 30;
 
 pub(crate) fn newest(
     config: &Config,
