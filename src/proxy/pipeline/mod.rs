@@ -112,17 +112,6 @@ fn refused_by_audit(id: &RequestId, e: &AuditError) -> Refusal {
     audit_refusal(id, &e.to_string())
 }
 
-/// Whether `method` is not `tools/call` but a lenient server could read it as that: the same
-/// name but for case (Unicode folding included) once spaces and control characters around it
-/// are dropped.
-pub(crate) fn loosely_tools_call(method: &str) -> bool {
-    if method == TOOLS_CALL {
-        return false;
-    }
-    let core = method.trim_matches(|c: char| c.is_whitespace() || c.is_control());
-    core == TOOLS_CALL || crate::jsonrpc::names::near_miss(core, &[TOOLS_CALL]).is_some()
-}
-
 /// Why a `tools/call` without an id is refused: MCP requests carry a string or integer id
 /// (MCP "Base Protocol: Requests"), and a server that runs what it reads would run it unaudited.
 const NOTIFIED_CALL: &str =
@@ -750,7 +739,7 @@ impl Pipeline {
     /// Classifies a client message; `Err` is the answer that replaces forwarding it.
     fn client_message(&self, msg: &Message<'_>) -> Admission {
         if let Message::Request { method, .. } | Message::Notification { method, .. } = msg
-            && loosely_tools_call(method)
+            && refuse::loosely_tools_call(method)
         {
             return Err(self.refuse_loose_call(msg, method));
         }
@@ -781,19 +770,7 @@ impl Pipeline {
                     });
                 }
                 if method == TOOLS_CALL && id.is_fractional() {
-                    let reason = format!(
-                        "request id {id} is not an integer; MCP requests carry a string or integer id, and a server that checks answers such a request with a null id, which no client can match to its call; it was not forwarded"
-                    );
-                    tracing::warn!(request_id = %id, "tools/call with a fractional id refused");
-                    let event =
-                        self.refuse_call(Some(id), *params, Side::Client, INVALID_REQUEST, &reason);
-                    return Err(Refusal {
-                        extra: None,
-                        id: Some(id.clone()),
-                        code: INVALID_REQUEST,
-                        message: format!("mcp-audit-proxy refused the request: {reason}"),
-                        event,
-                    });
+                    return Err(self.refuse_fractional_id(id, *params));
                 }
                 let pending = match &**method {
                     TOOLS_CALL => return self.begin_call(id, *params),
@@ -840,30 +817,6 @@ impl Pipeline {
                 Ok((Ack::done(), None))
             }
             _ => Ok((Ack::done(), None)),
-        }
-    }
-
-    /// Refuses and records a request or notification whose method is `tools/call` but for
-    /// case, spaces or control characters: a server that matches method names loosely would
-    /// run it, and the audit would have passed it as another method (an audit bypass found by
-    /// trying the gateway with `Tools/Call` and `"tools/call "`).
-    fn refuse_loose_call(&self, msg: &Message<'_>, method: &str) -> Refusal {
-        let (id, params) = match msg {
-            Message::Request { id, params, .. } => (Some(id), *params),
-            Message::Notification { params, .. } => (None, *params),
-            _ => (None, None),
-        };
-        let reason = format!(
-            "method {method:?} differs from `tools/call` only in case, spaces or control characters; servers that match method names loosely would run it as a tool call; it was not forwarded"
-        );
-        tracing::warn!(method = %method.escape_debug(), "tools/call spelled loosely refused");
-        let event = self.refuse_call(id, params, Side::Client, INVALID_REQUEST, &reason);
-        Refusal {
-            id: id.cloned(),
-            code: INVALID_REQUEST,
-            message: format!("mcp-audit-proxy refused the message: {reason}"),
-            event,
-            extra: None,
         }
     }
 

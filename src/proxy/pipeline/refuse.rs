@@ -5,6 +5,52 @@
 use super::*;
 
 impl Pipeline {
+    /// Refuses and records a request or notification whose method is `tools/call` but for
+    /// case, spaces or control characters: a server that matches method names loosely would
+    /// run it, and the audit would have passed it as another method (an audit bypass found by
+    /// trying the gateway with `Tools/Call` and `"tools/call "`).
+    pub(super) fn refuse_loose_call(&self, msg: &Message<'_>, method: &str) -> Refusal {
+        let (id, params) = match msg {
+            Message::Request { id, params, .. } => (Some(id), *params),
+            Message::Notification { params, .. } => (None, *params),
+            _ => (None, None),
+        };
+        let reason = format!(
+            "method {method:?} differs from `tools/call` only in case, spaces or control characters; servers that match method names loosely would run it as a tool call; it was not forwarded"
+        );
+        tracing::warn!(method = %method.escape_debug(), "tools/call spelled loosely refused");
+        let event = self.refuse_call(id, params, Side::Client, INVALID_REQUEST, &reason);
+        Refusal {
+            id: id.cloned(),
+            code: INVALID_REQUEST,
+            message: format!("mcp-audit-proxy refused the message: {reason}"),
+            event,
+            extra: None,
+        }
+    }
+
+    /// Refuses and records a `tools/call` whose id is a fractional number: MCP requests carry
+    /// a string or integer id, and a server that checks answers such a request with a null
+    /// id, which no client can match to its call (it waited for the call timeout).
+    pub(super) fn refuse_fractional_id(
+        &self,
+        id: &RequestId,
+        params: Option<&RawValue>,
+    ) -> Refusal {
+        let reason = format!(
+            "request id {id} is not an integer; MCP requests carry a string or integer id, and a server that checks answers such a request with a null id, which no client can match to its call; it was not forwarded"
+        );
+        tracing::warn!(request_id = %id, "tools/call with a fractional id refused");
+        let event = self.refuse_call(Some(id), params, Side::Client, INVALID_REQUEST, &reason);
+        Refusal {
+            extra: None,
+            id: Some(id.clone()),
+            code: INVALID_REQUEST,
+            message: format!("mcp-audit-proxy refused the request: {reason}"),
+            event,
+        }
+    }
+
     /// Element `at` of a batch was refused (blocked by the policy, ambiguous arguments, or
     /// the audit trail failed): the server never sees part of a batch, so all of it is
     /// refused. Calls already opened end unforwarded, later calls are recorded as refused,
@@ -522,4 +568,15 @@ fn member_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
     exact
         .or_else(|| members.iter().rev().find(|(k, _)| same_name(k, name)))
         .map(|(_, v)| *v)
+}
+
+/// Whether `method` is not `tools/call` but a lenient server could read it as that: the same
+/// name but for case (Unicode folding included) once spaces and control characters around it
+/// are dropped.
+pub(crate) fn loosely_tools_call(method: &str) -> bool {
+    if method == TOOLS_CALL {
+        return false;
+    }
+    let core = method.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    core == TOOLS_CALL || crate::jsonrpc::names::near_miss(core, &[TOOLS_CALL]).is_some()
 }
