@@ -597,8 +597,13 @@ pub(crate) fn newest(
     // No proxy holds the index. Opening sled costs ~0.5 s on 10 M events whatever the query;
     // the newest events of a recent window are read faster from the journals' ends, when
     // the segments that can hold the window are few (issue 9 item 9).
+    // Not for a result, risk or tag (records are decoded one by one to test those: a rare
+    // one reads the whole window, slower than the index).
     if let Some(since) = filter.since
         && limit <= JOURNALS_FIRST_LIMIT
+        && filter.result.is_none()
+        && filter.min_risk.is_none()
+        && filter.tag.is_none()
         && store::journal_bytes_since(root, since)? <= JOURNALS_FIRST_BYTES
     {
         tracing::info!(

@@ -187,7 +187,7 @@ fn newest_of(
     // its access event's user, tool, session and upstream, so a skipped end is never the
     // link of an access event that is kept. A user's events stored encrypted hold their
     // pseudonym instead of the name: either will do.
-    let needles: Vec<Vec<Vec<u8>>> = [
+    let mut needles: Vec<Vec<Vec<u8>>> = [
         vec![&filter.user, &filter.user_subject],
         vec![&filter.tool],
         vec![&filter.session],
@@ -203,6 +203,16 @@ fn newest_of(
     })
     .filter(|alternatives| !alternatives.is_empty())
     .collect();
+    // A type other than an access event's, as stored records spell it (canonical JSON: no
+    // spaces), so that a rare one (`alerts`: type alert) is found without decoding every
+    // record. Not for access events: their ends, skipped, would not link them.
+    if let Some(t) = filter.event_type
+        && t != EventType::ToolAccess
+    {
+        needles.push(vec![
+            format!("\"event_type\":\"{}\"", t.as_str()).into_bytes(),
+        ]);
+    }
     // What one stretch of records (in file order) gives; false once nothing older is wanted.
     let mut take = |records: &[(JournalPos, &[u8])]| -> Result<bool, StoreError> {
         let mut events = Vec::new();
