@@ -168,6 +168,21 @@ async fn an_untouched_store_verifies_with_the_configured_key_and_with_only_the_p
         records.last().unwrap().segment > 2,
         "the chain runs across segments"
     );
+    // Every segment has its time span, the last one too (noted when the writer stopped
+    // cleanly), each covering its records; verify checks them against the records below.
+    let spans = std::fs::read_to_string(t.journal_dir().join("spans")).unwrap();
+    let mut noted: Vec<u64> = spans
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["segment"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    noted.sort();
+    let mut segments: Vec<u64> = records.iter().map(|r| r.segment).collect();
+    segments.dedup();
+    assert_eq!(noted, segments, "{spans}");
     let (code, out) = t.verify(&[]);
     assert_eq!(code, 0, "{out}");
     assert!(

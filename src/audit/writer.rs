@@ -956,8 +956,9 @@ impl Writer {
             );
         }
         // The final checkpoint: the writer stops here, nothing follows its head.
-        if let Err(e) = self.plan.writer.write(self.durable, true) {
-            tracing::error!(error = %e, "audit journal final checkpoint failed");
+        match self.plan.writer.write(self.durable, true) {
+            Ok(_) => self.journal.close_span(),
+            Err(e) => tracing::error!(error = %e, "audit journal final checkpoint failed"),
         }
         let stats = &self.shared.stats;
         let (queue_full, refused) = (

@@ -629,6 +629,14 @@ impl Journal {
         self.sealer = Some(super::personal::Sealer::new(root));
     }
 
+    /// Notes the current segment's time span ([`super::spans`]) when the writer stops for
+    /// good (after its final checkpoint: nothing follows in this journal), so that exports and
+    /// queries by time skip a stopped journal's last segment too. Records rolled back after
+    /// the last sync only make the span wider than needed.
+    pub fn close_span(&self) {
+        self.span.close(&self.dir, self.segment);
+    }
+
     /// The last record appended (not necessarily durable yet: see [`Self::sync`]), for
     /// checkpoints; `None` before the first.
     pub fn head(&self) -> Option<Head> {

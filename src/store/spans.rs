@@ -18,10 +18,11 @@
 //!
 //! Times are the records' own `timestamp` text (RFC 3339, UTC, microseconds, as
 //! [`crate::audit::event`] writes them, 27 bytes: they sort as text). The writer appends a line
-//! when it closes a segment for the next one ([`super::journal::Journal`]'s rotation): a closed
-//! segment never gets another record, and retention only removes records, so the span stays a
-//! bound. The newest segment of a journal has no line and is always read. A segment with a
-//! record whose time is not in that form gets no line.
+//! when it closes a segment for the next one ([`super::journal::Journal`]'s rotation), and for
+//! its last segment when it stops cleanly (after its final checkpoint): a closed segment never
+//! gets another record, and retention only removes records, so the span stays a bound. The
+//! newest segment of a running (or crashed) writer has no line and is always read. A segment
+//! with a record whose time is not in that form gets no line.
 //!
 //! # Trust
 //!
