@@ -458,22 +458,42 @@ impl Stage {
             });
         }
         let t = std::time::Instant::now();
-        let mut history = std::collections::BTreeMap::new();
-        for filter in &filters {
-            match crate::store::newest_from_journals(&root, limit, filter) {
-                Ok((events, _damaged)) => {
-                    for e in &events {
-                        if let Some(o) = Observed::of(e) {
-                            history.insert(o.id, o);
-                        }
+        // Read on a thread of the lowest priority: it decrypts and decodes up to twice
+        // `history_events` events while a wrapper's first calls run (on two cores that was a
+        // tenth of the CPU the server and the client had at every wrapper start). The stage
+        // waits for it, then examines at its usual priority what queued meanwhile.
+        let read = || -> Result<std::collections::BTreeMap<EventId, Observed>, crate::store::StoreError> {
+            crate::audit::writer::lowest_priority("alerts-history");
+            let mut history = std::collections::BTreeMap::new();
+            for filter in &filters {
+                let (events, _damaged) = crate::store::newest_from_journals(&root, limit, filter)?;
+                for e in &events {
+                    if let Some(o) = Observed::of(e) {
+                        history.insert(o.id, o);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "alert detectors could not read their history; novelty alerts start without it");
-                    return;
-                }
             }
-        }
+            Ok(history)
+        };
+        let read = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("alerts-history".into())
+                .spawn_scoped(s, read)
+                .map(|h| h.join())
+        });
+        let history = match read {
+            Ok(Ok(Ok(history))) => history,
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "alert detectors could not read their history; novelty alerts start without it");
+                return;
+            }
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!(
+                    "alert detectors' history reader failed; novelty alerts start without it"
+                );
+                return;
+            }
+        };
         for o in history.values() {
             self.detectors.learn(o);
         }

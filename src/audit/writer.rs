@@ -1364,14 +1364,21 @@ impl Writer {
     }
 }
 
+/// Lowers the calling thread to the lowest priority (nice 19), for work that can wait while
+/// the proxy and the server need the CPU (on two cores, every cycle of background work is
+/// one the server or the client does not get). On Linux this lowers only this thread; a
+/// failure is logged at debug (`what` names the thread) and changes nothing else.
+pub(crate) fn lowest_priority(what: &str) {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(error = %e, thread = what, "could not lower a background thread's priority");
+    }
+}
+
 /// Keeps the index up with the journals while this process holds it, and takes it when it is
 /// free; lags by design.
 fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
-    // The index is a convenience that can always catch up later; the calls cannot wait. On
-    // Linux this lowers only this thread, so the proxy and the server get the CPU first.
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-        tracing::debug!(error = %e, "could not lower the indexer's priority");
-    }
+    // The index is a convenience that can always catch up later; the calls cannot wait.
+    lowest_priority("indexer");
     // Take the index at once if it is free (the proxy serves meanwhile).
     let mut more = keeper.tick();
     let mut last_round_at = Instant::now();

@@ -356,3 +356,43 @@ fn an_index_of_the_previous_format_is_rebuilt_from_the_journals() {
         "the old one kept aside"
     );
 }
+
+#[test]
+fn journals_wholly_older_than_the_newest_found_are_not_decoded() {
+    let root = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    // An old journal whose newest record frames and chains but is no event: decoding it
+    // fails, so a query that decodes it says so.
+    let mut old = Store::open_journal(root.path(), 64 << 10).unwrap();
+    let older = varied(&mut rng, 200, 1000);
+    append(&mut old, &older);
+    let last_ms = older.last().unwrap().event_id.0.timestamp_ms();
+    let junk = EventId(Ulid::from_parts(last_ms + 1, 1));
+    old.journal
+        .append(&[format!(r#"{{"event_id":"{junk}","not":"an event"}}"#).into_bytes()])
+        .unwrap();
+    old.journal.sync().unwrap();
+    // Journal ids are ULIDs of their making: the next one sorts after.
+    std::thread::sleep(Duration::from_millis(3));
+    let mut new = Store::open_journal(root.path(), 64 << 10).unwrap();
+    let day = 86_400_000;
+    let newer: Vec<AuditEvent> = varied(&mut rng, 40, 1000)
+        .into_iter()
+        .map(|mut e| {
+            let ms = e.event_id.0.timestamp_ms() + day;
+            e.event_id = EventId(Ulid::from_parts(ms, e.event_id.0.random()));
+            e.timestamp = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+            e
+        })
+        .collect();
+    append(&mut new, &newer);
+    // The newest 10 are all in the new journal: the old one is not decoded.
+    let (events, _) = newest_from_journals(root.path(), 10, &Filter::default()).unwrap();
+    let want = expected(&newer, &Filter::default(), 10);
+    assert_eq!(events.iter().map(|e| e.event_id).collect::<Vec<_>>(), want);
+    // Asking for more than the new journal holds reaches the old one's end, and fails there.
+    assert!(matches!(
+        newest_from_journals(root.path(), 100, &Filter::default()),
+        Err(StoreError::Decode { .. })
+    ));
+}
