@@ -1005,6 +1005,14 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let path = req.uri().path().to_string();
+    // Health and metrics get the `Host` and `Origin` checks of the MCP endpoints: a page
+    // behind DNS rebinding could otherwise read the metrics (upstream names, counts of calls,
+    // refusals and blocks) from a gateway on loopback. Not recorded: no MCP traffic.
+    if (path == "/healthz" || path == "/metrics")
+        && let Err(r) = auth::check_origin(&gateway.config.gateway, req.headers())
+    {
+        return plain(StatusCode::FORBIDDEN, r.reason());
+    }
     if path == "/healthz" {
         return plain(StatusCode::OK, "ok");
     }
