@@ -170,7 +170,9 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts one call (calls come in time order, see [`crate::analytics::read::each_call`]).
+    /// Counts one call. Calls may come in any order ([`crate::analytics::read::each_call`]):
+    /// every figure is a sum, a set, a minimum or maximum, or the newest few by time, except
+    /// which risk reasons past the first [`MAX_REASONS`] distinct ones are counted apart.
     pub fn add(&mut self, c: &Call) {
         let risk = c.risk();
         let high = risk >= RiskLevel::High;
@@ -250,18 +252,30 @@ impl Tally {
             }
         }
         if high || blocked {
-            if self.newest_high_risk.len() == NEWEST_HIGH_RISK {
-                self.newest_high_risk.pop_front();
+            // The newest by (time, id), whatever order the calls come in: times as RFC 3339
+            // text of one width and ULID text both sort as what they stand for.
+            let at = crate::analytics::ms_time::text(c.at_ms);
+            let id = c.id.to_string();
+            let place = self
+                .newest_high_risk
+                .partition_point(|a| (a.at.as_str(), a.event_id.as_str()) < (&at, &id));
+            if self.newest_high_risk.len() < NEWEST_HIGH_RISK || place > 0 {
+                self.newest_high_risk.insert(
+                    place,
+                    Activity {
+                        event_id: id,
+                        at,
+                        user: c.user.clone(),
+                        tool: c.tool.clone(),
+                        risk: risk.as_str(),
+                        result: c.end.map(|e| e.result.as_str()),
+                        reasons: c.risk_reasons.clone(),
+                    },
+                );
+                if self.newest_high_risk.len() > NEWEST_HIGH_RISK {
+                    self.newest_high_risk.pop_front();
+                }
             }
-            self.newest_high_risk.push_back(Activity {
-                event_id: c.id.to_string(),
-                at: crate::analytics::ms_time::text(c.at_ms),
-                user: c.user.clone(),
-                tool: c.tool.clone(),
-                risk: risk.as_str(),
-                result: c.end.map(|e| e.result.as_str()),
-                reasons: c.risk_reasons.clone(),
-            });
         }
     }
 }

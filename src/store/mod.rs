@@ -150,6 +150,7 @@ pub mod marker;
 pub mod personal;
 pub mod query;
 pub mod retention;
+pub mod scan;
 pub mod serve;
 pub mod spans;
 #[cfg(test)]
@@ -171,6 +172,7 @@ pub use journal::{Damage, Journal, JournalPos, Recovery, TornTail};
 pub use journals::JournalId;
 pub use marker::Access;
 pub use query::Filter;
+pub use scan::{ScanReport, calls as scan_calls};
 
 use crate::audit::event::AuditEvent;
 
