@@ -285,6 +285,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_newest_high_risk_calls_are_the_same_whatever_order_the_calls_come_in() {
+        use crate::report::fixture::{DAY, T0, call};
+        let calls: Vec<Call> = (0..90u64)
+            .map(|n| {
+                let risk = if n % 3 == 0 {
+                    RiskLevel::High
+                } else {
+                    RiskLevel::Low
+                };
+                // Some calls share a millisecond: the id decides between them.
+                call(
+                    n,
+                    T0 + (n / 2) * DAY / 7,
+                    "alice",
+                    "echo",
+                    risk,
+                    Outcome::Success,
+                )
+            })
+            .collect();
+        let mut in_order = Tally::default();
+        calls.iter().for_each(|c| in_order.add(c));
+        let mut shuffled = Tally::default();
+        let mut rng = 0x9e37_79b9_u64;
+        let mut order: Vec<&Call> = calls.iter().collect();
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        order.iter().for_each(|c| shuffled.add(c));
+        let ids = |t: &Tally| -> Vec<String> {
+            t.newest_high_risk
+                .iter()
+                .map(|a| a.event_id.clone())
+                .collect()
+        };
+        assert_eq!(ids(&in_order).len(), NEWEST_HIGH_RISK);
+        assert_eq!(ids(&shuffled), ids(&in_order));
+        let high: Vec<String> = calls
+            .iter()
+            .filter(|c| c.risk >= RiskLevel::High)
+            .map(|c| c.id.to_string())
+            .collect();
+        let newest = high[high.len() - NEWEST_HIGH_RISK..].to_vec();
+        assert_eq!(ids(&in_order), newest, "oldest first, the newest kept");
+    }
+
+    #[test]
     fn the_histogram_quantile_is_within_its_bucket() {
         let mut h = Histogram::default();
         for us in 1..=1000u64 {
