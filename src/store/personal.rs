@@ -653,14 +653,17 @@ impl Keyring {
         // decrypt one at a time under the lock.
         let cipher = {
             let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-            if !ring.by_subject.contains_key(&*sealed.subject)
-                && ring.may_be_stale(self.folder_time())
-            {
-                self.load(&mut ring)?;
-            }
             match ring.by_subject.get(&*sealed.subject) {
                 Some(c) => c.clone(),
-                None => return Ok(None),
+                None => {
+                    if ring.may_be_stale(self.folder_time()) {
+                        self.load(&mut ring)?;
+                    }
+                    match ring.by_subject.get(&*sealed.subject) {
+                        Some(c) => c.clone(),
+                        None => return Ok(None),
+                    }
+                }
             }
         };
         let failed = || PersonalError::Open {

@@ -57,9 +57,9 @@
 //! cores), by the bytes each has to read; each thread reads its journals one after the
 //! other and hands batches of calls, made by the caller's `make` on that thread, over a
 //! bounded channel to the caller's thread, which runs `each`. Held at once: one segment image
-//! per thread (segments are read whole, as [`super::journal::read_segment`] reads them: up to
-//! `audit.segment_bytes`, 64 MiB by default), a few batches in the channel, and each
-//! journal's calls in flight.
+//! per thread (segments are read whole, as [`super::journal::read_segment`] reads them, into
+//! one buffer per thread: up to `audit.segment_bytes`, 64 MiB by default), a few batches in
+//! the channel, and each journal's calls in flight.
 //!
 //! # Errors
 //!
@@ -238,8 +238,11 @@ pub(crate) fn calls_on<T: Send>(
                 true
             },
         };
+        let mut image = Vec::new();
         for plan in &plans {
-            report.add(read_journal(plan, &range, &keys, &stop, &mut out)?);
+            report.add(read_journal(
+                plan, &range, &keys, &stop, &mut out, &mut image,
+            )?);
         }
         out.flush();
         report
@@ -274,8 +277,9 @@ pub(crate) fn calls_on<T: Send>(
                         send: &mut |batch: Vec<T>| tx.send(batch).is_ok(),
                     };
                     let mut report = ScanReport::default();
+                    let mut image = Vec::new();
                     for plan in share {
-                        match read_journal(plan, range, keys, stop, &mut out) {
+                        match read_journal(plan, range, keys, stop, &mut out, &mut image) {
                             Ok(r) => report.add(r),
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -479,15 +483,48 @@ fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Hashes event ids by their low 64 bits, which a ULID fills at random: SipHash of every id
+/// in flight was a sixth of a reading thread's time.
+#[derive(Clone, Copy, Default)]
+struct ById;
+
+impl std::hash::BuildHasher for ById {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// See [`ById`]; bytes other than a `u128` (none, for an [`EventId`]) are mixed in FNV-1a.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= v as u64;
+    }
+}
+
 /// One journal's calls as its records come: accesses waiting for their ends, and ends read
 /// before their accesses, each for [`JOIN_WAIT`] of the journal's time.
 #[derive(Default)]
 struct Join {
-    /// Calls in flight, by (time, id), and their times by id.
+    /// The latest access read, until another is: its end usually comes next, and is then
+    /// joined without going through the maps.
+    fresh: Option<Access>,
+    /// Other calls in flight, by (time, id), and their times by id.
     waiting: BTreeMap<(u64, EventId), Access>,
-    at_of: HashMap<EventId, u64>,
+    at_of: HashMap<EventId, u64, ById>,
     /// Ends whose access has not been read, by the access's id; by (time, access id).
-    early: HashMap<EventId, End>,
+    early: HashMap<EventId, End, ById>,
     early_by_time: BTreeMap<(u64, EventId), ()>,
     /// The latest record time read from the journal, milliseconds.
     clock_ms: u64,
@@ -507,6 +544,15 @@ impl Join {
         }
         self.clock_ms = now_ms;
         let before = now_ms.saturating_sub(JOIN_WAIT.as_millis() as u64);
+        if self.fresh.as_ref().is_some_and(|a| a.at_ms < before)
+            && let Some(access) = self.fresh.take()
+        {
+            report.unended += 1;
+            report.calls += 1;
+            if !out.call(access, None) {
+                return false;
+            }
+        }
         while let Some(entry) = self.early_by_time.first_entry() {
             if entry.key().0 >= before {
                 break;
@@ -535,11 +581,27 @@ impl Join {
         out: &mut Out<'_, T, M>,
         report: &mut ScanReport,
     ) -> bool {
+        if let Some(previous) = self.fresh.take()
+            && !self.wait(previous, out, report)
+        {
+            return false;
+        }
         if let Some(end) = self.early.remove(&access.id) {
             self.early_by_time.remove(&(end.at_ms, access.id));
             report.calls += 1;
             return out.call(access, Some(end));
         }
+        self.fresh = Some(access);
+        true
+    }
+
+    /// Puts a call in flight into the maps.
+    fn wait<T, M: Fn(Access, Option<End>) -> T>(
+        &mut self,
+        access: Access,
+        out: &mut Out<'_, T, M>,
+        report: &mut ScanReport,
+    ) -> bool {
         let key = (access.at_ms, access.id);
         if let Some(before) = self.at_of.insert(access.id, access.at_ms) {
             // The same access event twice: the first is a call of its own, without an end.
@@ -562,6 +624,12 @@ impl Join {
         out: &mut Out<'_, T, M>,
         report: &mut ScanReport,
     ) -> bool {
+        if self.fresh.as_ref().is_some_and(|a| a.id == of)
+            && let Some(access) = self.fresh.take()
+        {
+            report.calls += 1;
+            return out.call(access, Some(end));
+        }
         if let Some(at) = self.at_of.remove(&of)
             && let Some(access) = self.waiting.remove(&(at, of))
         {
@@ -581,7 +649,7 @@ impl Join {
         out: &mut Out<'_, T, M>,
         report: &mut ScanReport,
     ) -> bool {
-        for (_, access) in self.waiting {
+        for access in self.fresh.into_iter().chain(self.waiting.into_values()) {
             report.calls += 1;
             report.unended += 1;
             if !out.call(access, None) {
@@ -613,6 +681,7 @@ fn read_journal<T, M: Fn(Access, Option<End>) -> T>(
     keys: &Keyring,
     stop: &AtomicBool,
     out: &mut Out<'_, T, M>,
+    image: &mut Vec<u8>,
 ) -> Result<ScanReport, StoreError> {
     let mut report = ScanReport::default();
     let mut join = Join::default();
@@ -624,11 +693,12 @@ fn read_journal<T, M: Fn(Access, Option<End>) -> T>(
         report.segments_read += 1;
         report.bytes_read +=
             std::fs::metadata(journal::segment_path(&plan.dir, n)).map_or(0, |m| m.len());
-        let read = journal::read_segment(
+        let read = journal::read_segment_in(
             &plan.dir,
             n,
             HEADER_LEN,
             newest,
+            image,
             |at, payload| record(at, payload, range, keys, &mut join, out, &mut report),
             |d| damaged.push(d),
         );
