@@ -639,3 +639,29 @@ async fn a_loosely_spelled_tools_call_is_refused_and_recorded() {
         assert_eq!(access["tool_name"], "echo", "{access}");
     }
 }
+
+/// `/metrics` and `/healthz` skipped the `Host` and `Origin` checks of the MCP endpoints: a
+/// page served under a rebinding name (`Host: attacker.example`, resolving to 127.0.0.1)
+/// could read the gateway's metrics. Now 403, as for `/mcp/…`; the gateway's own names pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_refuse_a_foreign_host_or_origin() {
+    let gw = Gateway::start("");
+    let addr = address(&gw);
+    let get = |path: &str, extra: &str| -> String {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\n{extra}Connection: close\r\n\r\n").as_bytes())
+            .unwrap();
+        read_answer(&mut s, Duration::from_secs(10))
+    };
+    for path in ["/metrics", "/healthz"] {
+        let foreign = get(path, "Host: attacker.example\r\n");
+        assert!(foreign.starts_with("HTTP/1.1 403"), "{path}: {foreign}");
+        let cross = get(
+            path,
+            &format!("Host: {addr}\r\nOrigin: http://attacker.example\r\n"),
+        );
+        assert!(cross.starts_with("HTTP/1.1 403"), "{path}: {cross}");
+        let own = get(path, &format!("Host: {addr}\r\n"));
+        assert!(own.starts_with("HTTP/1.1 200"), "{path}: {own}");
+    }
+}

@@ -448,15 +448,18 @@ impl Stage {
             ..crate::store::Filter::default()
         };
         // Everyone's newest events (the population: who uses which tool, which network),
-        // and, for the stdio wrapper, its user's own (which everyone's may not reach back to).
-        let mut filters = vec![everyone.clone()];
-        if let Some(u) = &self.settings.history_user {
-            filters.push(crate::store::Filter {
-                user: Some(u.clone()),
-                user_subject: crate::store::personal::subject_of(&root, u).ok().flatten(),
-                ..everyone
+        // and, for the stdio wrapper, its user's own (which everyone's may not reach back to):
+        // at most `history_events` of theirs in all, the older ones read only from where
+        // everyone's stopped (a wrapper whose user made all recent calls reads them once).
+        let user = self
+            .settings
+            .history_user
+            .clone()
+            .map(|u| crate::store::Filter {
+                user_subject: crate::store::personal::subject_of(&root, &u).ok().flatten(),
+                user: Some(u),
+                ..everyone.clone()
             });
-        }
         let t = std::time::Instant::now();
         // Read on a thread of the lowest priority: it decrypts and decodes up to twice
         // `history_events` events while a wrapper's first calls run (on two cores that was a
@@ -465,8 +468,23 @@ impl Stage {
         let read = || -> Result<std::collections::BTreeMap<EventId, Observed>, crate::store::StoreError> {
             crate::audit::writer::lowest_priority("alerts-history");
             let mut history = std::collections::BTreeMap::new();
-            for filter in &filters {
-                let (events, _damaged) = crate::store::newest_from_journals(&root, limit, filter)?;
+            let (events, _damaged) = crate::store::newest_from_journals(&root, limit, &everyone)?;
+            let mine = user.as_ref().map_or(0, |f| {
+                events.iter().filter(|e| Some(&e.user_id) == f.user.as_ref()).count()
+            });
+            let reached_back = events.len() >= limit;
+            let oldest = events.last().map(|e| e.timestamp);
+            for e in &events {
+                if let Some(o) = Observed::of(e) {
+                    history.insert(o.id, o);
+                }
+            }
+            if let Some(mut f) = user
+                && reached_back
+                && mine < limit
+            {
+                f.until = oldest.or(f.until);
+                let (events, _damaged) = crate::store::newest_from_journals(&root, limit - mine, &f)?;
                 for e in &events {
                     if let Some(o) = Observed::of(e) {
                         history.insert(o.id, o);

@@ -620,13 +620,10 @@ fn unusual_arguments(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
     let mut per_tool: HashMap<&str, usize> = HashMap::new();
     let mut per_user_tool: HashMap<(&str, &str), usize> = HashMap::new();
     let values = |c: &Call| -> Vec<(String, String)> {
-        match &c.arguments {
-            Some(Value::Object(m)) => m
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), shape(s))))
-                .collect(),
-            _ => Vec::new(),
-        }
+        c.arguments
+            .iter()
+            .map(|(k, v)| (k.to_string(), shape(v)))
+            .collect()
     };
     for c in calls {
         *per_tool.entry(&c.tool).or_default() += 1;
@@ -672,10 +669,7 @@ const EGRESS: [&str; 7] = [
 /// Where an egress call sends data: the host of a `url`-like argument or the domain of an
 /// address.
 fn destination(c: &Call) -> Option<String> {
-    let Some(Value::Object(m)) = &c.arguments else {
-        return None;
-    };
-    m.values().filter_map(Value::as_str).find_map(|s| {
+    c.arguments.iter().map(|(_, v)| &**v).find_map(|s| {
         if let Some(rest) = s
             .strip_prefix("https://")
             .or_else(|| s.strip_prefix("http://"))

@@ -555,7 +555,7 @@ mod tests {
             session: "s".into(),
             ip: None,
             client: None,
-            arguments: None,
+            arguments: Box::default(),
             tags: Vec::new(),
             roles: Vec::new(),
             risk,

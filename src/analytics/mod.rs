@@ -44,8 +44,11 @@ pub struct Call {
     pub ip: Option<IpAddr>,
     /// The client as `name/version` (`metadata.user_agent`, else the HTTP `User-Agent`).
     pub client: Option<String>,
-    /// The stored arguments.
-    pub arguments: Option<Value>,
+    /// The string members of the stored arguments object, `(name, value)` in the stored
+    /// order (what the detectors read: argument shapes and destinations). Other members and
+    /// non-object arguments are left out: a parsed `Value` map cost about 700 bytes per call
+    /// held (a B-tree node per object), most of the detectors' memory on large trails.
+    pub arguments: Box<[(Box<str>, Box<str>)]>,
     /// `compliance_tags` of the access event.
     pub tags: Vec<String>,
     /// The principal's roles (`metadata.http.roles`).
@@ -176,7 +179,8 @@ impl Joiner {
                     arguments: m
                         .arguments
                         .as_ref()
-                        .and_then(|a| serde_json::from_str(a.get()).ok()),
+                        .map(|a| string_members(a.get()))
+                        .unwrap_or_default(),
                     tags: e.compliance_tags,
                     roles: http.map(|h| h.roles.clone()).unwrap_or_default(),
                     risk: e.risk_level,
@@ -242,6 +246,21 @@ pub(crate) fn is_failure(result: Outcome) -> bool {
             | Outcome::Refused
             | Outcome::Blocked
     )
+}
+
+/// The string members of a JSON object's text, `(name, value)` in order; nothing for any
+/// other JSON (or text that does not parse).
+pub fn string_members(json: &str) -> Box<[(Box<str>, Box<str>)]> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(m)) => m
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k.into_boxed_str(), s.into_boxed_str())),
+                _ => None,
+            })
+            .collect(),
+        _ => Box::default(),
+    }
 }
 
 /// Milliseconds since the epoch as RFC 3339 text (UTC, milliseconds), for findings' JSON.

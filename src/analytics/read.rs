@@ -93,7 +93,8 @@ fn call_of(a: scan::Access, end: Option<scan::End>) -> Call {
         arguments: a
             .arguments
             .as_ref()
-            .and_then(|v| serde_json::from_str(v.get()).ok()),
+            .map(|v| super::string_members(v.get()))
+            .unwrap_or_default(),
         tags: a.tags,
         roles: a.roles,
         risk: a.risk,

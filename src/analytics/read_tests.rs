@@ -305,7 +305,7 @@ fn the_scan_gives_the_calls_that_decoding_every_event_and_joining_gave() {
     assert!(
         whole
             .iter()
-            .any(|c| c.user == "bob" && c.arguments.is_some())
+            .any(|c| c.user == "bob" && !c.arguments.is_empty())
     );
     assert!(whole.iter().any(|c| c.end.is_none()));
     assert!(whole.iter().filter(|c| c.end.is_some()).count() > whole.len() / 2);

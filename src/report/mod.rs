@@ -151,7 +151,7 @@ pub(crate) mod fixture {
             session: format!("s-{user}-{}", at_ms / DAY),
             ip: None,
             client: None,
-            arguments: None,
+            arguments: Box::default(),
             tags: Vec::new(),
             roles: Vec::new(),
             risk,

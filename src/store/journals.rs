@@ -175,6 +175,14 @@ struct IdOnly {
     event_id: EventId,
 }
 
+/// An event's id and the access event it ends, read without decrypting or decoding the rest.
+#[derive(serde::Deserialize)]
+struct IdLink {
+    event_id: EventId,
+    #[serde(default)]
+    linked_event_id: Option<EventId>,
+}
+
 /// Adds the newest `limit` matching events of the journal in `dir` to `out`, none older
 /// than `floor` (an event id as a number; 0: no floor).
 fn newest_of(
@@ -191,6 +199,7 @@ fn newest_of(
     // One process's ids only grow (its ULID generator is monotonic), so once a segment reaches
     // before `since`, older segments hold nothing the filter wants.
     let lowest = filter.lowest_id().max(floor);
+    let highest = filter.highest_id();
     // Newest first, an end event is met before its access event (both are written by the
     // process that ran the call, into its journal): its link is known in time.
     let mut links = std::collections::HashMap::new();
@@ -245,9 +254,23 @@ fn newest_of(
         let first_id = id_of(first_at, first)?;
         // A stretch that crosses the floor: its records below it are not decoded.
         let crossing = floor > 0 && first_id < floor;
+        // Records after `until` are not decoded either (a history read up to where an earlier
+        // read stopped); an end among them still gives its access event its link.
+        let above = highest != u128::MAX && id_of(last_at, last)? > highest;
+        let mut above_links = Vec::new();
         for &(at, payload) in records {
             if crossing && id_of(at, payload)? < floor {
                 continue;
+            }
+            if above {
+                let only: IdLink = serde_json::from_slice(payload)
+                    .map_err(|source| StoreError::Decode { at, source })?;
+                if u128::from(only.event_id.0) > highest {
+                    if let Some(access) = only.linked_event_id {
+                        above_links.push((access, only.event_id));
+                    }
+                    continue;
+                }
             }
             if !needles.iter().all(|alternatives| {
                 alternatives
@@ -259,6 +282,10 @@ fn newest_of(
             events.push(keys.decode(payload, at)?);
         }
         let reached_lowest = first_id < lowest;
+        // Newest first, as below, so that an access's first end is the one kept.
+        for (access, end) in above_links.into_iter().rev() {
+            links.insert(access, end);
+        }
         for mut event in events.into_iter().rev() {
             if event.event_type != EventType::ToolAccess
                 && let Some(access) = event.linked_event_id

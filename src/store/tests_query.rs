@@ -229,17 +229,32 @@ fn check_all(holder: &mut IndexHolder, root: &Path, all: &[AuditEvent]) {
     for filter in filters(all) {
         for limit in [1, 7, 100_000] {
             let want = expected(all, &filter, limit);
-            let got: Vec<EventId> = holder
-                .newest(limit, &filter)
-                .unwrap()
-                .iter()
-                .map(|e| e.event_id)
-                .collect();
+            let from_index = holder.newest(limit, &filter).unwrap();
+            let got: Vec<EventId> = from_index.iter().map(|e| e.event_id).collect();
             assert_eq!(got, want, "index, limit {limit}, {filter:?}");
             let (events, damaged) = newest_from_journals(root, limit, &filter).unwrap();
             assert!(damaged.is_empty());
             let got: Vec<EventId> = events.iter().map(|e| e.event_id).collect();
             assert_eq!(got, want, "journals, limit {limit}, {filter:?}");
+            // Each access event is linked to its end alike, also when the end lies after
+            // `until` (not decoded from the journals, only read for its link). Not with a
+            // needle (user, tool, session, upstream): this generator's ends do not carry
+            // their access's, as stored ends do, so the journals skip them.
+            let needles = filter.user.is_some()
+                || filter.tool.is_some()
+                || filter.session.is_some()
+                || filter.upstream.is_some();
+            if needles {
+                continue;
+            }
+            let links = |v: &[AuditEvent]| -> Vec<Option<EventId>> {
+                v.iter().map(|e| e.linked_event_id).collect()
+            };
+            assert_eq!(
+                links(&events),
+                links(&from_index),
+                "links, limit {limit}, {filter:?}"
+            );
         }
     }
 }

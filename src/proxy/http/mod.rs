@@ -954,20 +954,39 @@ fn rpc_refusal(
     json(status, error_response(id, code, text, None))
 }
 
-/// Whether `accept` admits `kind` (`type/subtype`), wildcards included.
+/// Whether `Accept` admits `kind` (`type/subtype`): the most specific media range that
+/// matches it (`type/subtype`, then `type/*`, then `*/*`) decides, and `q=0` on it means "not
+/// acceptable" (RFC 9110 §12.5.1 and §12.4.2). So `*/*, text/event-stream;q=0` admits JSON
+/// but not a stream. A `q` that does not parse counts as 1.
 fn accepts(headers: &HeaderMap, kind: &str) -> bool {
     let (major, _) = kind.split_once('/').unwrap_or((kind, ""));
-    headers.get_all(ACCEPT).iter().any(|v| {
-        v.to_str().unwrap_or("").split(',').any(|item| {
-            let t = item
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            t == kind || t == "*/*" || t == format!("{major}/*")
-        })
-    })
+    let wildcard = format!("{major}/*");
+    // (specificity, acceptable) of the most specific matching range so far.
+    let mut best: Option<(u8, bool)> = None;
+    for v in headers.get_all(ACCEPT) {
+        for item in v.to_str().unwrap_or("").split(',') {
+            let mut parts = item.split(';');
+            let t = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let specificity = if t == kind {
+                3
+            } else if t == wildcard {
+                2
+            } else if t == "*/*" {
+                1
+            } else {
+                continue;
+            };
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if best.is_none_or(|(s, _)| specificity > s) {
+                best = Some((specificity, q > 0.0));
+            }
+        }
+    }
+    best.is_some_and(|(_, ok)| ok)
 }
 
 async fn handle(
@@ -1005,6 +1024,14 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let path = req.uri().path().to_string();
+    // Health and metrics get the `Host` and `Origin` checks of the MCP endpoints: a page
+    // behind DNS rebinding could otherwise read the metrics (upstream names, counts of calls,
+    // refusals and blocks) from a gateway on loopback. Not recorded: no MCP traffic.
+    if (path == "/healthz" || path == "/metrics")
+        && let Err(r) = auth::check_origin(&gateway.config.gateway, req.headers())
+    {
+        return plain(StatusCode::FORBIDDEN, r.reason());
+    }
     if path == "/healthz" {
         return plain(StatusCode::OK, "ok");
     }
@@ -1226,6 +1253,24 @@ mod tests {
         h.insert(ACCEPT, HeaderValue::from_static("text/*"));
         assert!(accepts(&h, "text/event-stream"));
         assert!(!accepts(&h, "application/json"));
+        // q=0 is "not acceptable" (RFC 9110 §12.4.2), and the most specific range decides.
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("*/*, text/event-stream;q=0"),
+        );
+        assert!(!accepts(&h, "text/event-stream"));
+        assert!(accepts(&h, "application/json"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json;q=0.0, text/*;q=0.5"),
+        );
+        assert!(!accepts(&h, "application/json"));
+        assert!(accepts(&h, "text/event-stream"));
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("text/*;q=0, text/event-stream"),
+        );
+        assert!(accepts(&h, "text/event-stream"));
     }
 
     #[test]
