@@ -84,9 +84,11 @@
 //!                     retention.rs (expired events removed: purge statements, segments
 //!                     removed or rewritten, index entries dropped)
 //!                     personal.rs (personal fields sealed per user; keys; erasure)
+//!                     scan.rs (the calls of a time range in one pass over the journals,
+//!                     on several threads, ends joined per journal)
 //! analytics/          after the fact, never on the message path: calls (access + end
-//!                     joined, as they come), read.rs (calls from the store a day at a time,
-//!                     through its query API), anomalies.rs (four families, population
+//!                     joined, as they come), read.rs (calls from the store through
+//!                     store/scan.rs, in no particular order), anomalies.rs (four families, population
 //!                     context), behaviour.rs (a user's and the tools' figures, the
 //!                     behavioural risk score), quality.rs (precision/recall against
 //!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:

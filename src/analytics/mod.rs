@@ -139,8 +139,9 @@ pub fn calls(events: impl IntoIterator<Item = AuditEvent>) -> Vec<Call> {
     joiner.finish()
 }
 
-/// Joins events into calls as they come, in any order (what [`read`] feeds it, a day of the
-/// store at a time): it holds one [`Call`] per access event and the ends waiting for theirs.
+/// Joins events into calls as they come, in any order (events from an exported or generated
+/// file; the store is read by [`read`]): it holds one [`Call`] per access event and the ends
+/// waiting for theirs.
 #[derive(Debug, Default)]
 pub struct Joiner {
     calls: Vec<Call>,
@@ -198,15 +199,7 @@ impl Joiner {
                 };
                 let end = End {
                     id: e.event_id,
-                    failed: matches!(
-                        e.result,
-                        Outcome::Error
-                            | Outcome::JsonrpcError
-                            | Outcome::Timeout
-                            | Outcome::ServerExit
-                            | Outcome::Refused
-                            | Outcome::Blocked
-                    ),
+                    failed: is_failure(e.result),
                     result: e.result,
                     risk: e.risk_level,
                     execution_us: e.metadata.execution_time_us,
@@ -228,8 +221,7 @@ impl Joiner {
     }
 
     /// The calls in the order their access events came, and the ends still waiting for
-    /// theirs (by the access event's id): for a reader that joins across batches
-    /// ([`read::each_call`]).
+    /// theirs (by the access event's id): for a reader that joins across batches.
     pub fn into_parts(self) -> (Vec<Call>, HashMap<EventId, End>) {
         (self.calls, self.waiting)
     }
@@ -240,6 +232,20 @@ impl Joiner {
         calls.sort_by_key(|c| (c.at_ms, c.id));
         calls
     }
+}
+
+/// Whether a call that ended with `result` failed (the tool returned an error result, or the
+/// call did not complete).
+pub(crate) fn is_failure(result: Outcome) -> bool {
+    matches!(
+        result,
+        Outcome::Error
+            | Outcome::JsonrpcError
+            | Outcome::Timeout
+            | Outcome::ServerExit
+            | Outcome::Refused
+            | Outcome::Blocked
+    )
 }
 
 /// The string members of a JSON object's text, `(name, value)` in order; nothing for any

@@ -9,7 +9,7 @@
 //! network or an unusual hour is only new against that history, and a subject with less than
 //! [`crate::analytics::anomalies::WARM_UP_DAYS`] of it is not judged on novelty. Findings are
 //! reported when their window meets the command's. `analyze tools` reads the window only.
-//! Reading is a day at a time through the store's query API ([`crate::analytics::read`]);
+//! Reading is one pass over the journals ([`crate::analytics::read`], [`crate::store::scan`]);
 //! what is held is one call per access event of the range read.
 
 use std::collections::{HashMap, VecDeque};
@@ -411,18 +411,14 @@ fn read_calls(
         return Err(AnalyticsError::NoStore { path: root.clone() });
     }
     let (calls, report) = read::calls(root, from, to)?;
-    if let Some(opened) = &report.opened {
-        super::log_open(opened);
-    }
-    if report.from_journals {
-        tracing::info!("another process holds the audit index; read the journals directly");
-    }
     for d in &report.damaged {
         tracing::error!(damage = %d, "audit journal segment damaged");
     }
     tracing::debug!(
         events = report.events,
         calls = calls.len(),
+        segments = report.segments_read,
+        skipped = report.segments_skipped,
         "read the trail"
     );
     Ok(calls)

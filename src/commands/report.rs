@@ -106,12 +106,13 @@ pub fn run(args: &ReportArgs, config: &Config, out: &mut impl Write) -> Result<i
             detection_limit: DETECTION_LIMIT_CALLS,
         },
     )?;
-    if let Some(opened) = &read.opened {
-        super::log_open(opened);
-    }
-    if read.from_journals {
-        tracing::info!("another process holds the audit index; read the journals directly");
-    }
+    tracing::debug!(
+        events = read.events,
+        calls = read.calls,
+        segments = read.segments_read,
+        skipped = read.segments_skipped,
+        "read the trail"
+    );
     for d in &read.damaged {
         tracing::error!(damage = %d, "audit journal segment damaged");
     }

@@ -7,11 +7,12 @@
 //!
 //! # What is read, and what is held
 //!
-//! [`gather`] reads the store once, an hour at a time, from the start of the previous period
-//! (for the trends) or of the detectors' history (`[analytics] baseline_days` before the
-//! period), whichever is earlier, to the period's end ([`read::each_call`]). The figures are
-//! counted as the calls go by ([`tally::Tally`]: bounded by users, tools, sessions and days,
-//! not by calls). The anomaly detectors are batch over the calls of the period and its
+//! [`gather`] reads the store once, in one pass over the journals, from the start of the
+//! previous period (for the trends) or of the detectors' history (`[analytics]
+//! baseline_days` before the period), whichever is earlier, to the period's end
+//! ([`read::each_call`]; calls come in no particular order). The figures are counted as the
+//! calls go by ([`tally::Tally`]: bounded by users, tools, sessions and days, not by calls,
+//! and the same whatever the order). The anomaly detectors are batch over the calls of the period and its
 //! history ([`anomalies::detect`]), so those calls are held, up to [`DETECTION_LIMIT_CALLS`]:
 //! past that, the report says the findings were not assessed and why, instead of running out
 //! of memory on a large trail (issue 10 item 7: ≤ 500 MB).
@@ -86,12 +87,16 @@ pub fn gather(root: &Path, req: Request<'_>) -> Result<(Report, read::ReadReport
         }
     })?;
     let findings = match held {
-        Some(calls) => FindingsInput::Found(
-            anomalies::detect(&calls, req.context)
-                .into_iter()
-                .filter(|f| f.to_ms >= req.from_ms && f.from_ms <= req.to_ms)
-                .collect(),
-        ),
+        Some(mut calls) => {
+            // The detectors take the calls in time order; the store hands them on in none.
+            calls.sort_unstable_by_key(|c| (c.at_ms, c.id));
+            FindingsInput::Found(
+                anomalies::detect(&calls, req.context)
+                    .into_iter()
+                    .filter(|f| f.to_ms >= req.from_ms && f.from_ms <= req.to_ms)
+                    .collect(),
+            )
+        }
         None => FindingsInput::NotAssessed(format!(
             "the period and its {} days of history hold {for_detection} calls, more than the {} the anomaly detectors hold in memory; run `mcp-audit-proxy anomalies` over shorter windows (e.g. --since 7d) for the findings",
             req.baseline_days, req.detection_limit

@@ -170,7 +170,9 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts one call (calls come in time order, see [`crate::analytics::read::each_call`]).
+    /// Counts one call. Calls may come in any order ([`crate::analytics::read::each_call`]):
+    /// every figure is a sum, a set, a minimum or maximum, or the newest few by time, except
+    /// which risk reasons past the first [`MAX_REASONS`] distinct ones are counted apart.
     pub fn add(&mut self, c: &Call) {
         let risk = c.risk();
         let high = risk >= RiskLevel::High;
@@ -250,18 +252,30 @@ impl Tally {
             }
         }
         if high || blocked {
-            if self.newest_high_risk.len() == NEWEST_HIGH_RISK {
-                self.newest_high_risk.pop_front();
+            // The newest by (time, id), whatever order the calls come in: times as RFC 3339
+            // text of one width and ULID text both sort as what they stand for.
+            let at = crate::analytics::ms_time::text(c.at_ms);
+            let id = c.id.to_string();
+            let place = self
+                .newest_high_risk
+                .partition_point(|a| (a.at.as_str(), a.event_id.as_str()) < (&at, &id));
+            if self.newest_high_risk.len() < NEWEST_HIGH_RISK || place > 0 {
+                self.newest_high_risk.insert(
+                    place,
+                    Activity {
+                        event_id: id,
+                        at,
+                        user: c.user.clone(),
+                        tool: c.tool.clone(),
+                        risk: risk.as_str(),
+                        result: c.end.map(|e| e.result.as_str()),
+                        reasons: c.risk_reasons.clone(),
+                    },
+                );
+                if self.newest_high_risk.len() > NEWEST_HIGH_RISK {
+                    self.newest_high_risk.pop_front();
+                }
             }
-            self.newest_high_risk.push_back(Activity {
-                event_id: c.id.to_string(),
-                at: crate::analytics::ms_time::text(c.at_ms),
-                user: c.user.clone(),
-                tool: c.tool.clone(),
-                risk: risk.as_str(),
-                result: c.end.map(|e| e.result.as_str()),
-                reasons: c.risk_reasons.clone(),
-            });
         }
     }
 }
@@ -269,6 +283,56 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_high_risk_calls_are_the_same_whatever_order_the_calls_come_in() {
+        use crate::report::fixture::{DAY, T0, call};
+        let calls: Vec<Call> = (0..90u64)
+            .map(|n| {
+                let risk = if n % 3 == 0 {
+                    RiskLevel::High
+                } else {
+                    RiskLevel::Low
+                };
+                // Some calls share a millisecond: the id decides between them.
+                call(
+                    n,
+                    T0 + (n / 2) * DAY / 7,
+                    "alice",
+                    "echo",
+                    risk,
+                    Outcome::Success,
+                )
+            })
+            .collect();
+        let mut in_order = Tally::default();
+        calls.iter().for_each(|c| in_order.add(c));
+        let mut shuffled = Tally::default();
+        let mut rng = 0x9e37_79b9_u64;
+        let mut order: Vec<&Call> = calls.iter().collect();
+        for i in (1..order.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            order.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        order.iter().for_each(|c| shuffled.add(c));
+        let ids = |t: &Tally| -> Vec<String> {
+            t.newest_high_risk
+                .iter()
+                .map(|a| a.event_id.clone())
+                .collect()
+        };
+        assert_eq!(ids(&in_order).len(), NEWEST_HIGH_RISK);
+        assert_eq!(ids(&shuffled), ids(&in_order));
+        let high: Vec<String> = calls
+            .iter()
+            .filter(|c| c.risk >= RiskLevel::High)
+            .map(|c| c.id.to_string())
+            .collect();
+        let newest = high[high.len() - NEWEST_HIGH_RISK..].to_vec();
+        assert_eq!(ids(&in_order), newest, "oldest first, the newest kept");
+    }
 
     #[test]
     fn the_histogram_quantile_is_within_its_bucket() {

@@ -889,6 +889,21 @@ pub(crate) fn read_segment<E: From<StoreError>>(
     n: u64,
     start: u64,
     newest: bool,
+    on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), E>,
+    on_damage: impl FnMut(Damage),
+) -> Result<JournalPos, E> {
+    read_segment_in(dir, n, start, newest, &mut Vec::new(), on_record, on_damage)
+}
+
+/// [`read_segment`], reading the segment's bytes into `image` (emptied first): a reader of
+/// many segments keeps one buffer, so that each 64 MiB segment does not cost fresh pages
+/// the kernel must zero (a fifth of the CPU of a scan of 10 M events, [`super::scan`]).
+pub(crate) fn read_segment_in<E: From<StoreError>>(
+    dir: &Path,
+    n: u64,
+    start: u64,
+    newest: bool,
+    image: &mut Vec<u8>,
     mut on_record: impl FnMut(JournalPos, &[u8]) -> Result<(), E>,
     mut on_damage: impl FnMut(Damage),
 ) -> Result<JournalPos, E> {
@@ -909,23 +924,27 @@ pub(crate) fn read_segment<E: From<StoreError>>(
         segment: n,
         offset: HEADER_LEN,
     };
+    image.clear();
     let scan = if start > HEADER_LEN {
         // Read only what follows the position: the header was checked when it was reached.
-        let mut image = Vec::new();
         match File::open(&path).and_then(|mut f| {
             f.seek(SeekFrom::Start(start))?;
-            f.read_to_end(&mut image)
+            f.read_to_end(image)
         }) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(gone),
             other => other.map_err(|e| StoreError::io("read", &path, e))?,
         };
-        walk(&image, start, &mut on_segment, &mut damage)?
+        walk(image, start, &mut on_segment, &mut damage)?
     } else {
-        let bytes = match fs::read(&path) {
+        match File::open(&path).and_then(|mut f| {
+            let len = f.metadata()?.len();
+            image.reserve(usize::try_from(len).unwrap_or(0));
+            f.read_to_end(image)
+        }) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(gone),
             other => other.map_err(|e| StoreError::io("read", &path, e))?,
         };
-        scan_segment(&bytes, n, &mut on_segment, &mut damage)?
+        scan_segment(image, n, &mut on_segment, &mut damage)?
     };
     if let Some(reason) = scan.stopped
         && !newest

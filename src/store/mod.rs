@@ -79,6 +79,10 @@
 //! because writers run. An event being written while the query reads is seen or not, never
 //! half. Event ids (ULIDs) order events by time across processes.
 //!
+//! A long range read whole (the calls of a month for `anomalies` and `report`) is read by
+//! [`scan`] instead: each journal front to back, segments outside the range skipped by their
+//! spans, only a call's fields decoded, without the index.
+//!
 //! `events --follow` ([`follow`]) tails every journal from its end, and journals that appear
 //! later from their start, without any lock: any writer's new events, as they land.
 //!
@@ -150,6 +154,7 @@ pub mod marker;
 pub mod personal;
 pub mod query;
 pub mod retention;
+pub mod scan;
 pub mod serve;
 pub mod spans;
 #[cfg(test)]
@@ -171,6 +176,7 @@ pub use journal::{Damage, Journal, JournalPos, Recovery, TornTail};
 pub use journals::JournalId;
 pub use marker::Access;
 pub use query::Filter;
+pub use scan::{ScanReport, calls as scan_calls};
 
 use crate::audit::event::AuditEvent;
 

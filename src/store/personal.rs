@@ -67,6 +67,7 @@
 //! write, SSD wear levelling) may keep the key's bytes until they are reused; an erased user's
 //! events still share one pseudonym, so they can be counted together, never named.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -162,24 +163,33 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Pe
 
 /// The personal fields of one event (see the module docs), as encrypted.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Fields {
-    user_id: String,
+pub(crate) struct Fields {
+    /// `user_id`.
+    pub user_id: String,
+    /// `metadata.arguments`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    arguments: Option<Box<RawValue>>,
+    pub arguments: Option<Box<RawValue>>,
+    /// `metadata.error_messages`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    error_messages: Vec<String>,
+    pub error_messages: Vec<String>,
+    /// `metadata.reason`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
+    pub reason: Option<String>,
+    /// `metadata.user_agent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_agent: Option<String>,
+    pub user_agent: Option<String>,
+    /// `metadata.http.client_address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    client_address: Option<String>,
+    pub client_address: Option<String>,
+    /// `metadata.http.user_agent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    http_user_agent: Option<String>,
+    pub http_user_agent: Option<String>,
+    /// `metadata.http.roles`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    roles: Vec<String>,
+    pub roles: Vec<String>,
+    /// `metadata.truncated`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    truncated: Vec<Truncation>,
+    pub truncated: Vec<Truncation>,
 }
 
 impl Fields {
@@ -232,6 +242,31 @@ struct Sealed {
     ciphertext: String,
     nonce: String,
     subject: String,
+}
+
+impl Sealed {
+    fn as_ref(&self) -> SealedRef<'_> {
+        SealedRef {
+            ciphertext: Cow::Borrowed(&self.ciphertext),
+            nonce: Cow::Borrowed(&self.nonce),
+            subject: Cow::Borrowed(&self.subject),
+        }
+    }
+}
+
+/// The `personal` member of a stored record, borrowed from it (base64 and hex digits are not
+/// escaped by the writer). `alg` is not read: there is one.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SealedRef<'a> {
+    /// XChaCha20-Poly1305 of the fields' JSON, base64.
+    #[serde(borrow)]
+    pub ciphertext: Cow<'a, str>,
+    /// The 24-byte nonce, base64.
+    #[serde(borrow)]
+    pub nonce: Cow<'a, str>,
+    /// The user's pseudonym without `subject:`.
+    #[serde(borrow)]
+    pub subject: Cow<'a, str>,
 }
 
 /// Only the `personal` member of a record (nested members of that name are not read).
@@ -595,16 +630,44 @@ impl Keyring {
         let Some(sealed) = outer.personal else {
             return Ok(event);
         };
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        if !ring.by_subject.contains_key(&sealed.subject) && ring.may_be_stale(self.folder_time()) {
-            self.load(&mut ring)?;
+        match self.open(&sealed.as_ref(), event.event_id, at)? {
+            Some(fields) => {
+                fields.put(&mut event);
+                event.metadata.personal_data = Some(PersonalData::Encrypted);
+            }
+            None => event.metadata.personal_data = Some(PersonalData::Erased),
         }
-        let Some(cipher) = ring.by_subject.get(&sealed.subject) else {
-            event.metadata.personal_data = Some(PersonalData::Erased);
-            return Ok(event);
+        Ok(event)
+    }
+
+    /// Opens the sealed personal fields of event `event` (its record ending at `at`): `None`
+    /// when their key is gone (the user was erased). For readers that decode records their own
+    /// way ([`super::scan`]); [`Keyring::decode`] uses it too.
+    pub(crate) fn open(
+        &self,
+        sealed: &SealedRef<'_>,
+        event: EventId,
+        at: JournalPos,
+    ) -> Result<Option<Fields>, StoreError> {
+        // The cipher is copied out (32 bytes), so that readers on several threads do not
+        // decrypt one at a time under the lock.
+        let cipher = {
+            let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+            match ring.by_subject.get(&*sealed.subject) {
+                Some(c) => c.clone(),
+                None => {
+                    if ring.may_be_stale(self.folder_time()) {
+                        self.load(&mut ring)?;
+                    }
+                    match ring.by_subject.get(&*sealed.subject) {
+                        Some(c) => c.clone(),
+                        None => return Ok(None),
+                    }
+                }
+            }
         };
         let failed = || PersonalError::Open {
-            event: event.event_id,
+            event,
             at,
             subject: format!("{SUBJECT_PREFIX}{}", sealed.subject),
         };
@@ -622,15 +685,13 @@ impl Keyring {
                     &XNonce::from(nonce),
                     Payload {
                         msg: &ciphertext,
-                        aad: &aad(event.event_id),
+                        aad: &aad(event),
                     },
                 )
                 .map_err(|_| failed())?,
         );
         let fields: Fields = serde_json::from_slice(&plain).map_err(|_| failed())?;
-        fields.put(&mut event);
-        event.metadata.personal_data = Some(PersonalData::Encrypted);
-        Ok(event)
+        Ok(Some(fields))
     }
 }
 
