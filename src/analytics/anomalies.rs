@@ -115,8 +115,8 @@ pub fn detect(calls: &[Call], context: &Context) -> Vec<Finding> {
 
 /// Who is who: each user's first call, role and whether it is a service account.
 struct People {
-    first_ms: HashMap<String, u64>,
-    role: HashMap<String, String>,
+    first_ms: HashMap<std::sync::Arc<str>, u64>,
+    role: HashMap<std::sync::Arc<str>, String>,
     service: HashSet<String>,
 }
 
@@ -347,10 +347,8 @@ fn output_size(calls: &[Call], _people: &People, out: &mut Vec<Finding>) {
         .collect();
     let mut big: HashMap<(&str, &str), Vec<&Call>> = HashMap::new();
     for c in calls {
-        let (Some(b), Some(&(m, s))) = (
-            c.end.and_then(|e| e.output_bytes),
-            base.get(c.tool.as_str()),
-        ) else {
+        let (Some(b), Some(&(m, s))) = (c.end.and_then(|e| e.output_bytes), base.get(&*c.tool))
+        else {
             continue;
         };
         let l = (b.max(1) as f64).ln();
@@ -540,7 +538,7 @@ fn first_use(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         let v: Vec<&Call> = calls[i..]
             .iter()
             .take_while(|d| d.at_ms <= c.at_ms + HOUR)
-            .filter(|d| d.user == u && d.tool == t)
+            .filter(|d| &*d.user == u && &*d.tool == t)
             .collect();
         grouped.insert((u, t), v);
     }
@@ -573,9 +571,9 @@ fn new_client(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         };
         let p = product(client);
         let known = seen.entry(&c.user).or_default();
-        if known.insert(p) && people.warm(&c.user, c.at_ms) && !people.service.contains(&c.user) {
+        if known.insert(p) && people.warm(&c.user, c.at_ms) && !people.service.contains(&*c.user) {
             new.insert((&c.user, p), vec![c]);
-        } else if let Some(v) = new.get_mut(&(c.user.as_str(), p))
+        } else if let Some(v) = new.get_mut(&(&*c.user, p))
             && c.at_ms <= v[0].at_ms + HOUR
         {
             v.push(c);
@@ -639,9 +637,9 @@ fn unusual_arguments(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         for (k, s) in values(c) {
             let new_for_user = mine.insert((&c.user, &c.tool, k.clone(), s.clone()));
             let climbing = s.contains("../") || s.contains("/.") && !s.contains("/./");
-            let rare = counts[&(c.tool.as_str(), k.clone(), s.clone())] as f64
-                <= per_tool[c.tool.as_str()] as f64 * 0.005;
-            if !people.service.contains(&c.user)
+            let rare = counts[&(&*c.tool, k.clone(), s.clone())] as f64
+                <= per_tool[&*c.tool] as f64 * 0.005;
+            if !people.service.contains(&*c.user)
                 && new_for_user
                 && (climbing || (rare && history > 20 && people.warm(&c.user, c.at_ms)))
             {
@@ -649,7 +647,7 @@ fn unusual_arguments(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
                     "behavioural",
                     "unusual_arguments",
                     if climbing { "high" } else { "medium" },
-                    serde_json::json!({"user": c.user, "tool": c.tool}),
+                    serde_json::json!({"user": &*c.user, "tool": &*c.tool}),
                     &[c],
                     format!(
                         "{} sent {} a {k} unlike any it usually gets: {s:?}",
@@ -698,7 +696,7 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         if egress && let Some(dest) = destination(c) {
             let new = seen.insert(dest.clone());
             let recent: Vec<&Call> = reads
-                .get(c.user.as_str())
+                .get(&*c.user)
                 .map(|v| {
                     v.iter()
                         .copied()
@@ -708,7 +706,7 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
                 .unwrap_or_default();
             if new
                 && !recent.is_empty()
-                && !people.service.contains(&c.user)
+                && !people.service.contains(&*c.user)
                 && people.warm(&c.user, c.at_ms)
             {
                 let mut evidence = recent.clone();
@@ -717,7 +715,7 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
                     "behavioural",
                     "read_then_send",
                     severity(recent.len() as f64, 4.0, 15.0),
-                    serde_json::json!({"user": c.user}),
+                    serde_json::json!({"user": &*c.user}),
                     &evidence,
                     format!("{} read sensitive data {} times, then sent data to {dest} (never a destination before) with {}", c.user, recent.len(), c.tool),
                 ));
@@ -924,7 +922,7 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
                 .entry(net.clone())
                 .or_default()
                 .push((c.at_ms, &c.user));
-            if !known && people.warm(&c.user, c.at_ms) && !people.service.contains(&c.user) {
+            if !known && people.warm(&c.user, c.at_ms) && !people.service.contains(&*c.user) {
                 fresh.push((c, net.clone()));
             }
         }
@@ -945,7 +943,7 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
         if let Some(n) = context.network(ip)
             && let (Some(lat), Some(lon)) = (n.lat, n.lon)
         {
-            if let Some((prev, pn)) = last_place.get(c.user.as_str())
+            if let Some((prev, pn)) = last_place.get(&*c.user)
                 && let (Some(plat), Some(plon)) = (pn.lat, pn.lon)
                 && pn.name != n.name
             {
@@ -956,7 +954,7 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
                         "network",
                         "impossible_travel",
                         severity(d / hours.max(0.01), 2000.0, 5000.0),
-                        serde_json::json!({"user": c.user}),
+                        serde_json::json!({"user": &*c.user}),
                         &[*prev, c],
                         format!(
                             "{} was at {} then {:.1} h later at {} ({d:.0} km)",
@@ -983,7 +981,7 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
             "network",
             "new_network",
             "medium",
-            serde_json::json!({"user": c.user}),
+            serde_json::json!({"user": &*c.user}),
             &[c],
             format!(
                 "{} called from {net}, outside the known networks and new for them",
@@ -1005,7 +1003,7 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
     }
     for (ip, v) in by_ip {
         for run in runs(v, HOUR) {
-            let users: BTreeSet<&str> = run.iter().map(|c| c.user.as_str()).collect();
+            let users: BTreeSet<&str> = run.iter().map(|c| &*c.user).collect();
             if users.len() >= 3 {
                 out.push(Finding::new(
                     "network",

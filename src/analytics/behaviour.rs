@@ -188,8 +188,8 @@ pub fn high_risk<'a>(
         .map(|c| Activity {
             event_id: c.id.to_string(),
             at: super::ms_time::text(c.at_ms),
-            user: c.user.clone(),
-            tool: c.tool.clone(),
+            user: c.user.to_string(),
+            tool: c.tool.to_string(),
             risk: c.risk().as_str(),
             result: c.end.map(|e| e.result.as_str()),
             reasons: c.risk_reasons.clone(),
@@ -378,7 +378,7 @@ pub fn user_report(
     from_ms: u64,
     to_ms: u64,
 ) -> UserReport {
-    let mine: Vec<&Call> = history.iter().filter(|c| c.user == user).collect();
+    let mine: Vec<&Call> = history.iter().filter(|c| &*c.user == user).collect();
     let window: Vec<&Call> = mine
         .iter()
         .copied()
@@ -517,7 +517,7 @@ pub fn user_report(
         .filter_map(|c| c.ip.map(|ip: IpAddr| (ip.to_string(), c.at_ms)));
     let agents = window
         .iter()
-        .filter_map(|c| c.client.clone().map(|a| (a, c.at_ms)));
+        .filter_map(|c| c.client.as_deref().map(|a| (a.to_string(), c.at_ms)));
     UserReport {
         user: user.to_string(),
         from: super::ms_time::text(from_ms),

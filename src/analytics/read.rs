@@ -61,7 +61,11 @@ pub fn calls(
     to: SystemTime,
 ) -> Result<(Vec<Call>, ReadReport), StoreError> {
     let mut out = Vec::new();
-    let report = each_call(root, from, to, |c| out.push(c))?;
+    let mut texts = super::Interner::default();
+    let report = each_call(root, from, to, |mut c| {
+        texts.call(&mut c);
+        out.push(c)
+    })?;
     out.sort_unstable_by_key(|c| (c.at_ms, c.id));
     Ok((out, report))
 }
@@ -86,10 +90,10 @@ fn call_of(a: scan::Access, end: Option<scan::End>) -> Call {
     Call {
         id: a.id,
         at_ms: a.at_ms,
-        tool: a.tool.unwrap_or_else(|| "?".into()),
-        session: a.session,
+        tool: a.tool.as_deref().unwrap_or("?").into(),
+        session: a.session.into(),
         ip: a.client_address.as_deref().and_then(|s| s.parse().ok()),
-        client: a.user_agent.or(a.http_user_agent),
+        client: a.user_agent.or(a.http_user_agent).map(Into::into),
         arguments: a
             .arguments
             .as_ref()
@@ -103,7 +107,7 @@ fn call_of(a: scan::Access, end: Option<scan::End>) -> Call {
         } else {
             Vec::new()
         },
-        user: a.user,
+        user: a.user.into(),
         end: end.map(|e| End {
             id: e.id,
             failed: super::is_failure(e.result),

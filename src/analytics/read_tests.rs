@@ -301,11 +301,11 @@ fn the_scan_gives_the_calls_that_decoding_every_event_and_joining_gave() {
         whole.iter().any(|c| c.user.starts_with("subject:")),
         "an erased user"
     );
-    assert!(whole.iter().any(|c| c.user == "alice" && c.ip.is_some()));
+    assert!(whole.iter().any(|c| &*c.user == "alice" && c.ip.is_some()));
     assert!(
         whole
             .iter()
-            .any(|c| c.user == "bob" && !c.arguments.is_empty())
+            .any(|c| &*c.user == "bob" && !c.arguments.is_empty())
     );
     assert!(whole.iter().any(|c| c.end.is_none()));
     assert!(whole.iter().filter(|c| c.end.is_some()).count() > whole.len() / 2);

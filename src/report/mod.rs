@@ -71,7 +71,8 @@ pub fn gather(root: &Path, req: Request<'_>) -> Result<(Report, read::ReadReport
     let mut previous = Tally::default();
     let mut held: Option<Vec<Call>> = Some(Vec::new());
     let mut for_detection = 0usize;
-    let report = read::each_call(root, time(start), time(req.to_ms), |c| {
+    let mut texts = crate::analytics::Interner::default();
+    let report = read::each_call(root, time(start), time(req.to_ms), |mut c| {
         if c.at_ms >= req.from_ms {
             current.add(&c);
         } else if c.at_ms >= prev_from {
@@ -82,6 +83,7 @@ pub fn gather(root: &Path, req: Request<'_>) -> Result<(Report, read::ReadReport
             if for_detection > req.detection_limit {
                 held = None;
             } else if let Some(v) = held.as_mut() {
+                texts.call(&mut c);
                 v.push(c);
             }
         }
@@ -148,7 +150,7 @@ pub(crate) mod fixture {
             at_ms,
             user: user.into(),
             tool: tool.into(),
-            session: format!("s-{user}-{}", at_ms / DAY),
+            session: format!("s-{user}-{}", at_ms / DAY).into(),
             ip: None,
             client: None,
             arguments: Box::default(),

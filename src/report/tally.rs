@@ -192,20 +192,20 @@ impl Tally {
         self.sessions.insert(session);
 
         // Looked up before inserting: a name is copied once per user, not once per call.
-        if !self.users.contains_key(&c.user) {
+        if !self.users.contains_key(&*c.user) {
             self.users.insert(
-                c.user.clone(),
+                c.user.to_string(),
                 UserAcc {
                     first_ms: c.at_ms,
                     ..UserAcc::default()
                 },
             );
         }
-        let u = self.users.get_mut(&c.user).expect("inserted above");
+        let u = self.users.get_mut(&*c.user).expect("inserted above");
         u.calls += 1;
         u.sessions.insert(session);
-        if !u.tools.contains(&c.tool) {
-            u.tools.insert(c.tool.clone());
+        if !u.tools.contains(&*c.tool) {
+            u.tools.insert(c.tool.to_string());
         }
         u.failed += u64::from(failed);
         u.high_risk += u64::from(high);
@@ -213,13 +213,13 @@ impl Tally {
         u.first_ms = u.first_ms.min(c.at_ms);
         u.last_ms = u.last_ms.max(c.at_ms);
 
-        if !self.tools.contains_key(&c.tool) {
-            self.tools.insert(c.tool.clone(), ToolAcc::default());
+        if !self.tools.contains_key(&*c.tool) {
+            self.tools.insert(c.tool.to_string(), ToolAcc::default());
         }
-        let t = self.tools.get_mut(&c.tool).expect("inserted above");
+        let t = self.tools.get_mut(&*c.tool).expect("inserted above");
         t.calls += 1;
-        if !t.users.contains(&c.user) {
-            t.users.insert(c.user.clone());
+        if !t.users.contains(&*c.user) {
+            t.users.insert(c.user.to_string());
         }
         t.risk.add(risk);
         t.failed += u64::from(failed);
@@ -265,8 +265,8 @@ impl Tally {
                     Activity {
                         event_id: id,
                         at,
-                        user: c.user.clone(),
-                        tool: c.tool.clone(),
+                        user: c.user.to_string(),
+                        tool: c.tool.to_string(),
                         risk: risk.as_str(),
                         result: c.end.map(|e| e.result.as_str()),
                         reasons: c.risk_reasons.clone(),
