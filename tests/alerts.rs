@@ -453,3 +453,77 @@ async fn the_wrapper_stores_an_alert_for_blocked_calls_and_alerts_lists_it() {
         "{text}"
     );
 }
+
+/// An access event by `user` to `tool`, `days_ago` days before `now` (plus `n` ms).
+fn access_before(now: SystemTime, days_ago: u64, n: u64, user: &str, tool: &str) -> AuditEvent {
+    let at = now - Duration::from_secs(days_ago * 86_400) + Duration::from_millis(n);
+    let ms = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    AuditEvent {
+        event_id: mcp_audit_proxy::audit::EventId(ulid::Ulid::from_parts(ms, u128::from(n))),
+        timestamp: at,
+        event_type: EventType::ToolAccess,
+        user_id: user.into(),
+        tool_name: Some(tool.into()),
+        action: "tools/call".into(),
+        result: Outcome::Initiated,
+        metadata: Metadata::default(),
+        risk_level: RiskLevel::Low,
+        compliance_tags: Vec::new(),
+        session_id: format!("s-{user}"),
+        upstream: "example".into(),
+        linked_event_id: None,
+    }
+}
+
+/// The stage reads a stdio wrapper's own user's history beyond everyone's newest
+/// `history_events`: alice called `drop_table` ten days ago, and the 30 newest events are
+/// other users'. Her call to it now is not a first use, while her first call to `wipe_disk`
+/// is (she is known, so warm). Without her own history she is unknown: neither is judged.
+#[tokio::test]
+async fn a_wrappers_own_user_history_reaches_back_past_everyones_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    {
+        let (sink, threads, lock) = writer_on(dir.path(), Durability::Sync);
+        sink.record(&access_before(now, 10, 0, "alice", "drop_table"))
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        for i in 0..30u64 {
+            let e = access_before(now, 1, i + 1, &format!("u{}", i % 6), "read_file");
+            sink.record(&e).unwrap().wait().await.unwrap();
+        }
+        sink.flush().await;
+        sink.close().await;
+        threads.join();
+        drop(lock);
+    }
+    let mut s = settings(
+        dir.path(),
+        "[alerts]\ngroup_wait_ms = 0\nhistory_events = 20\n",
+    );
+    s.history_from = Some(dir.path().join("store"));
+    s.history_days = 28;
+    s.history_user = Some("alice".into());
+    let (sink, threads, lock) = writer_on(dir.path(), Durability::Sync);
+    let stage = alerts::start(s, &sink).unwrap().expect("alerts enabled");
+    for (n, tool) in [(1, "drop_table"), (2, "wipe_disk")] {
+        let e = access_before(SystemTime::now(), 0, n, "alice", tool);
+        sink.record(&e).unwrap().wait().await.unwrap();
+    }
+    sink.flush().await;
+    stage.close().await;
+    sink.close().await;
+    threads.join();
+    drop(lock);
+    let first_uses: Vec<String> = stored_alerts(dir.path())
+        .iter()
+        .filter(|a| a["metadata"]["alert"]["kind"] == "first_use")
+        .map(|a| a["tool_name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(first_uses, ["wipe_disk"]);
+}
