@@ -409,7 +409,17 @@ pub struct Sealer {
     keys: PathBuf,
     cache: HashMap<String, Cached>,
     batch: u64,
+    /// Random bytes from the OS not used yet, taken [`NONCE_LEN`] at a time for nonces (nonces
+    /// are stored in clear beside their ciphertext, so holding them before use reveals
+    /// nothing): one `getrandom` call per [`NONCES_PER_FILL`] records instead of one per
+    /// record.
+    nonces: Vec<u8>,
 }
+
+/// XChaCha20-Poly1305's nonce, in bytes.
+const NONCE_LEN: usize = 24;
+/// Nonces taken from the OS at once.
+const NONCES_PER_FILL: usize = 64;
 
 struct Cached {
     key: UserKey,
@@ -430,7 +440,22 @@ impl Sealer {
             keys: root.join("keys"),
             cache: HashMap::new(),
             batch: 0,
+            nonces: Vec::new(),
         }
+    }
+
+    /// The next nonce: fresh random bytes from the OS, never handed out twice.
+    fn nonce(&mut self) -> Result<[u8; NONCE_LEN], PersonalError> {
+        if self.nonces.len() < NONCE_LEN {
+            self.nonces.resize(NONCE_LEN * NONCES_PER_FILL, 0);
+            getrandom::getrandom(&mut self.nonces)
+                .map_err(|e| PersonalError::Random(e.to_string()))?;
+        }
+        let at = self.nonces.len() - NONCE_LEN;
+        let mut out = [0u8; NONCE_LEN];
+        out.copy_from_slice(&self.nonces[at..]);
+        self.nonces.truncate(at);
+        Ok(out)
     }
 
     /// Starts a batch: each user's key file is looked at again (once) in it, so that an
@@ -440,14 +465,13 @@ impl Sealer {
     }
 
     fn key(&mut self, user: &str) -> Result<&UserKey, PersonalError> {
-        let path = key_path(&self.keys, user);
         let fresh = match self.cache.get(user) {
             Some(c) if c.checked == self.batch => false,
-            Some(c) => match fs::metadata(&path) {
+            Some(c) => match fs::metadata(key_path(&self.keys, user)) {
                 Ok(m) if m.ino() == c.inode => false,
                 Ok(_) => true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-                Err(e) => return Err(io("stat", &path)(e)),
+                Err(e) => return Err(io("stat", &key_path(&self.keys, user))(e)),
             },
             None => true,
         };
@@ -475,7 +499,7 @@ impl Sealer {
             serde_json::from_slice(payload).map_err(PersonalError::NotAnEvent)?;
         let fields = Fields::take(&mut event);
         let plain = Zeroizing::new(serde_json::to_vec(&fields).map_err(PersonalError::NotAnEvent)?);
-        let nonce = random::<24>()?;
+        let nonce = self.nonce()?;
         let key = self.key(&fields.user_id)?;
         let ciphertext = key
             .cipher
@@ -753,6 +777,34 @@ mod tests {
             ..HttpContext::default()
         }));
         e
+    }
+
+    #[test]
+    fn every_sealed_record_gets_its_own_nonce_across_refills() {
+        #[derive(Deserialize)]
+        struct NonceOnly {
+            personal: Sealed,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealer = Sealer::new(dir.path());
+        let ring = Keyring::new(dir.path());
+        let mut seen = std::collections::HashSet::new();
+        // Three refills of the nonce pool, over batches.
+        for i in 0..3 * NONCES_PER_FILL + 5 {
+            if i % 50 == 0 {
+                sealer.begin_batch();
+            }
+            let stored = sealer
+                .seal(&serde_json::to_vec(&event("alice")).unwrap())
+                .unwrap();
+            let n: NonceOnly = serde_json::from_slice(&stored).unwrap();
+            assert_eq!(B64.decode(&n.personal.nonce).unwrap().len(), NONCE_LEN);
+            assert!(seen.insert(n.personal.nonce), "nonce reused at record {i}");
+            assert_eq!(
+                ring.decode(&stored, JournalPos::START).unwrap().user_id,
+                "alice"
+            );
+        }
     }
 
     #[test]
