@@ -161,3 +161,5 @@ pub mod proxy;
 pub mod report;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod test_rng;

@@ -17,19 +17,7 @@ use crate::audit::event::{AuditEvent, EventId, EventType, HttpContext, Metadata,
 use crate::mcp::Era;
 use crate::store::{Filter, Store, journal, scan};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::test_rng::Rng;
 
 const START_US: u64 = 1_780_000_000_000_000;
 const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];

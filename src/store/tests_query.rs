@@ -12,20 +12,7 @@ use super::*;
 use crate::audit::event::{AuditEvent, EventId, EventType, Metadata, Outcome, RiskLevel};
 use crate::mcp::Era;
 
-/// A small deterministic generator (xorshift), so that a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-}
+use crate::test_rng::Rng;
 
 const START_MS: u64 = 1_780_000_000_000;
 

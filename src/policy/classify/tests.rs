@@ -791,24 +791,7 @@ fn mixed_text_reports_each_class_once() {
     );
 }
 
-/// A small deterministic generator (xorshift) for the property-style test.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn hex(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b"0123456789abcdef"[self.below(16) as usize]))
-            .collect()
-    }
-}
+use crate::test_rng::Rng;
 
 const SENTENCES: &[&str] = &[
     "The quick brown fox jumps over the lazy dog.",
