@@ -248,7 +248,12 @@ fn newest_of(
         };
         // Ids grow in file order: a stretch whose newest record is below the floor holds
         // nothing wanted, and nor does anything before it.
-        if floor > 0 && id_of(last_at, last)? < floor {
+        let last_id = if floor > 0 || highest != u128::MAX {
+            id_of(last_at, last)?
+        } else {
+            u128::MAX
+        };
+        if last_id < floor {
             return Ok(false);
         }
         let first_id = id_of(first_at, first)?;
@@ -256,7 +261,7 @@ fn newest_of(
         let crossing = floor > 0 && first_id < floor;
         // Records after `until` are not decoded either (a history read up to where an earlier
         // read stopped); an end among them still gives its access event its link.
-        let above = highest != u128::MAX && id_of(last_at, last)? > highest;
+        let above = last_id > highest;
         let mut above_links = Vec::new();
         for &(at, payload) in records {
             if crossing && id_of(at, payload)? < floor {
