@@ -217,7 +217,14 @@ impl Fields {
     }
 
     /// Puts the personal fields back into `e`.
+    /// Whether any `metadata.http` field was sealed (an event without an HTTP context has
+    /// none, and gets none back).
+    pub(crate) fn has_http(&self) -> bool {
+        self.client_address.is_some() || self.http_user_agent.is_some() || !self.roles.is_empty()
+    }
+
     fn put(self, e: &mut AuditEvent) {
+        let has_http = self.has_http();
         let m = &mut e.metadata;
         e.user_id = self.user_id;
         m.arguments = self.arguments;
@@ -225,8 +232,7 @@ impl Fields {
         m.reason = self.reason;
         m.user_agent = self.user_agent;
         m.truncated = self.truncated;
-        if self.client_address.is_some() || self.http_user_agent.is_some() || !self.roles.is_empty()
-        {
+        if has_http {
             let http = m.http.get_or_insert_default();
             http.client_address = self.client_address;
             http.user_agent = self.http_user_agent;
@@ -467,12 +473,15 @@ impl Sealer {
     fn key(&mut self, user: &str) -> Result<&UserKey, PersonalError> {
         let fresh = match self.cache.get(user) {
             Some(c) if c.checked == self.batch => false,
-            Some(c) => match fs::metadata(key_path(&self.keys, user)) {
-                Ok(m) if m.ino() == c.inode => false,
-                Ok(_) => true,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-                Err(e) => return Err(io("stat", &key_path(&self.keys, user))(e)),
-            },
+            Some(c) => {
+                let path = key_path(&self.keys, user);
+                match fs::metadata(&path) {
+                    Ok(m) if m.ino() == c.inode => false,
+                    Ok(_) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                    Err(e) => return Err(io("stat", &path)(e)),
+                }
+            }
             None => true,
         };
         if fresh {

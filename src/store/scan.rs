@@ -177,6 +177,14 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
+    /// The report with its damage in segment and offset order, however the threads shared
+    /// the journals.
+    fn in_order(mut self) -> ScanReport {
+        self.damaged
+            .sort_by(|a, b| (&a.segment, a.offset).cmp(&(&b.segment, b.offset)));
+        self
+    }
+
     fn add(&mut self, other: ScanReport) {
         self.damaged.extend(other.damaged);
         self.events += other.events;
@@ -245,10 +253,7 @@ pub(crate) fn calls_on<T: Send>(
             )?);
         }
         out.flush();
-        report
-            .damaged
-            .sort_by(|a, b| (&a.segment, a.offset).cmp(&(&b.segment, b.offset)));
-        return Ok(report);
+        return Ok(report.in_order());
     }
     // Largest first, each to the thread with the fewest bytes so far.
     plans.sort_by_key(|p| std::cmp::Reverse(p.bytes));
@@ -304,10 +309,7 @@ pub(crate) fn calls_on<T: Send>(
     for r in results {
         report.add(r?);
     }
-    report
-        .damaged
-        .sort_by(|a, b| (&a.segment, a.offset).cmp(&(&b.segment, b.offset)));
-    Ok(report)
+    Ok(report.in_order())
 }
 
 /// `[from, to]` as the scan tests it.
@@ -765,13 +767,11 @@ fn record<T, M: Fn(Access, Option<End>) -> T>(
                 match keys.open(sealed, r.event_id, at)? {
                     Some(f) => {
                         // As `Fields::put` puts them back into an event.
+                        let http = f.has_http();
                         access.user = f.user_id;
                         access.arguments = f.arguments;
                         access.user_agent = f.user_agent;
-                        if f.client_address.is_some()
-                            || f.http_user_agent.is_some()
-                            || !f.roles.is_empty()
-                        {
+                        if http {
                             access.client_address = f.client_address;
                             access.http_user_agent = f.http_user_agent;
                             access.roles = f.roles;
