@@ -355,3 +355,66 @@ async fn a_store_from_before_encryption_reads_verifies_and_cannot_be_erased_in_p
     let verified = run(&store.config, &["verify"]);
     assert!(verified.status.success(), "{}", text(&verified.stdout));
 }
+
+/// A damaged user key file (replaced on disk by something that is not a key) fails that
+/// user's calls only: the gateway refuses them (fail closed: nothing of theirs is stored in
+/// clear), while another user's calls right after go on and are recorded, with no store
+/// outage. Before, the seal failure failed the whole batch and started an outage that refused
+/// everyone's calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_user_key_fails_that_users_calls_only() {
+    let gw = Gateway::start("");
+    let store = gw.config.parent().unwrap().join("store");
+    let alice = connect(&gw.endpoint(), ALICE_KEY).await;
+    alice
+        .call_tool(call("echo", json!({"text": "first"})))
+        .await
+        .unwrap();
+    // Only alice has called: the one key file is hers. Replace it (a new inode: the writer
+    // looks at the file again when its inode changes).
+    let keys: Vec<_> = std::fs::read_dir(store.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let good = std::fs::read(&keys[0]).unwrap();
+    let aside = keys[0].with_extension("damaged");
+    std::fs::write(&aside, b"{\"not\":\"a key\"}").unwrap();
+    std::fs::rename(&aside, &keys[0]).unwrap();
+
+    let refused = alice
+        .call_tool(call("echo", json!({"text": "after the damage"})))
+        .await;
+    let said = format!("{refused:?}");
+    assert!(
+        refused.is_err() && !said.contains(".key"),
+        "alice's call went on, or the answer names her key file: {said}"
+    );
+    alice.cancel().await.ok();
+
+    let bob = connect(&gw.endpoint(), BOB_KEY).await;
+    let answer = bob
+        .call_tool(call("echo", json!({"text": "bob goes on"})))
+        .await;
+    assert!(answer.is_ok(), "bob's call was refused: {answer:?}");
+    bob.cancel().await.unwrap();
+
+    // Readers stop at a damaged key file (they cannot tell whose events it held); the
+    // operator puts the good copy back, and the trail reads whole.
+    std::fs::write(&aside, &good).unwrap();
+    std::fs::rename(&aside, &keys[0]).unwrap();
+    let events = gw.events();
+    let bob_calls = calls_of(&events, "bob");
+    assert_eq!(bob_calls.len(), 2, "{events:#?}");
+    // Alice's first call is there in full; the refused one left no event to read.
+    assert_eq!(calls_of(&events, "alice").len(), 2, "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["action"] != "audit/store_outage"),
+        "an outage was recorded: {events:#?}"
+    );
+    assert!(
+        files_containing(&store, "after the damage").is_empty(),
+        "the refused call's arguments were stored in clear"
+    );
+}

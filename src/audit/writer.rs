@@ -3,10 +3,15 @@
 //! from every journal of the store while this process holds the index, and takes the index
 //! over when its holder (another process) stops.
 //!
-//! The writer also keeps the journal's hash chain and checkpoints: [`Journal::append`] seals
-//! each event into the next chained record (canonical JSON, `seq`, `previous_hash`: one parse,
-//! one canonical serialization and one SHA-256 per event, here, off the message's path), and
-//! after a sync the writer signs a checkpoint of the durable head every
+//! The writer also keeps the journal's hash chain and checkpoints: [`Journal::prepare`] makes
+//! each event's payload (its JSON, or with `audit.encrypt_personal_data` its personal fields
+//! sealed under its user's key straight from the event, with no JSON parsed back), and
+//! [`Journal::append_prepared`] seals each payload into the next chained record (canonical
+//! JSON, `seq`, `previous_hash`: one parse, one canonical serialization and one SHA-256 per
+//! event, here, off the message's path). An event whose user's key file is damaged fails
+//! alone (its call answered as `audit.on_store_failure` says, no outage: one user's key must
+//! not stop everyone's calls); a key that cannot be made fails the batch as a write does.
+//! After a sync the writer signs a checkpoint of the durable head every
 //! `audit.checkpoint_every_events` events or `audit.checkpoint_interval_ms`, after answering
 //! that batch's waiters, and a final one when it stops ([`crate::store::checkpoint`]).
 //!
@@ -55,12 +60,13 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::event::{
-    AuditEvent, AuditGap, EventIds, EventType, Metadata, Outcome, RiskLevel, StoreUsage,
+    AuditEvent, AuditGap, EventId, EventIds, EventType, Metadata, Outcome, RiskLevel, StoreUsage,
 };
 use crate::config::{Durability, OnStoreFailure};
 use crate::error::Side;
 use crate::store::chain::Head;
 use crate::store::checkpoint::{CheckpointWriter, Signer};
+use crate::store::journal::Prepared;
 use crate::store::{IndexKeeper, Journal, journals};
 
 /// Events per batch at most; more wait for the next batch.
@@ -555,17 +561,31 @@ impl AuditSink {
     }
 }
 
-/// The stored JSON of an event: bounded to `max_stored` ([`super::bound`]), then serialized
-/// into a buffer sized up front (`to_vec` starts at 128 bytes and doubles: a dozen
-/// reallocations and copies for an event with large arguments).
-fn encode(event: &AuditEvent, max_stored: usize) -> Result<Vec<u8>, AuditError> {
-    let bounded = super::bound::bound(event, max_stored);
-    let event = bounded.as_ref().unwrap_or(event);
-    let mut payload = Vec::with_capacity(encoded_size_hint(event));
-    serde_json::to_writer(&mut payload, event).map_err(|e| AuditError::Unavailable {
-        reason: format!("audit event {} could not be encoded: {e}", event.event_id),
-    })?;
-    Ok(payload)
+/// Whether a failure to prepare an event is its user's alone (their key file is damaged),
+/// not the store's (a key that cannot be written: a full disk, an unwritable folder).
+fn one_users_key(e: &crate::store::StoreError) -> bool {
+    matches!(
+        e,
+        crate::store::StoreError::Personal(
+            crate::store::personal::PersonalError::BadKeyFile { .. }
+        )
+    )
+}
+
+/// The stored payload of an event: bounded to `max_stored` ([`super::bound`]), then
+/// prepared by the journal ([`Journal::prepare`]: its JSON, into a buffer sized up front, or
+/// its personal fields sealed straight from the event).
+fn encode(
+    event: Box<AuditEvent>,
+    max_stored: usize,
+    journal: &mut Journal,
+) -> Result<Prepared, crate::store::StoreError> {
+    let event = match super::bound::bound(&event, max_stored) {
+        Some(bounded) => bounded,
+        None => *event,
+    };
+    let hint = encoded_size_hint(&event);
+    journal.prepare(event, hint)
 }
 
 /// Bytes an event's JSON is likely to take: the fixed fields (a few hundred bytes), reasons
@@ -800,7 +820,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        let mut payloads: Vec<Prepared> = Vec::new();
         let mut acks: Vec<oneshot::Sender<Result<(), AuditError>>> = Vec::new();
         let mut unsynced = false;
         let mut last_sync = Instant::now();
@@ -851,27 +871,32 @@ impl Writer {
             };
             let mut bytes = 0;
             let mut next = first;
+            let mut unprepared = 0u64;
+            let mut prepare_failure = None;
+            self.journal.begin_batch();
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Event(s) => {
                         self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                        match encode(&s.event, s.max_stored) {
+                        let seen = match self.shared.tap.get() {
+                            Some(_) => crate::alerts::Observed::of(&s.event),
+                            None => None,
+                        };
+                        let id = s.event.event_id;
+                        match encode(s.event, s.max_stored, &mut self.journal) {
                             Ok(payload) => {
                                 bytes += payload.len();
                                 payloads.push(payload);
                                 acks.extend(s.ack);
-                                if self.shared.tap.get().is_some() {
-                                    observed.extend(crate::alerts::Observed::of(&s.event));
-                                }
+                                observed.extend(seen);
                             }
+                            Err(e) if one_users_key(&e) => self.unprepared(id, e, s.ack),
+                            // The store itself fails (a key cannot be made: a full disk,
+                            // the keys folder unwritable): the batch fails as a write would.
                             Err(e) => {
-                                // Not reached with the event types we have (no map keys that
-                                // are not strings); if it were, that one call is refused.
-                                self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                                tracing::error!(error = %e, event_id = %s.event.event_id, "audit event could not be encoded");
-                                if let Some(ack) = s.ack {
-                                    let _ = ack.send(Err(e));
-                                }
+                                acks.extend(s.ack);
+                                unprepared += 1;
+                                prepare_failure.get_or_insert(e);
                             }
                         }
                     }
@@ -892,8 +917,9 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            if !payloads.is_empty() {
-                let answer = self.write_guarded(&mut payloads, bytes);
+            if !payloads.is_empty() || prepare_failure.is_some() {
+                let answer =
+                    self.write_guarded(&mut payloads, bytes, prepare_failure.take(), unprepared);
                 if answer.is_ok() {
                     unsynced = self.durability == Durability::Batched;
                     let _ = self.index_tx.try_send(());
@@ -997,16 +1023,20 @@ impl Writer {
     /// the events as lost.
     fn write_guarded(
         &mut self,
-        payloads: &mut Vec<Vec<u8>>,
+        payloads: &mut Vec<Prepared>,
         bytes: usize,
+        prepare_failure: Option<crate::store::StoreError>,
+        unprepared: u64,
     ) -> Result<(), AuditError> {
-        let events = payloads.len() as u64;
+        let events = payloads.len() as u64 + unprepared;
         self.batch_written = false;
         let outcome = if self.shared.down.load(Ordering::Relaxed) && !self.recover() {
             Err(None)
         } else if let Some(cause) = self.over_budget(bytes as u64) {
             self.start_outage(cause, true);
             Err(None)
+        } else if let Some(e) = prepare_failure {
+            Err(Some((e, false)))
         } else {
             if let Some(warning) = self.budget_warning(bytes as u64) {
                 payloads.insert(0, warning);
@@ -1028,6 +1058,39 @@ impl Writer {
             OnStoreFailure::Block => Err(AuditError::Unavailable {
                 reason: cause.unwrap_or_else(|| "the audit store failed".into()),
             }),
+        }
+    }
+
+    /// An event whose payload could not be prepared because its user's key file is damaged
+    /// ([`one_users_key`]): that event alone is not written, and its call is answered as
+    /// `audit.on_store_failure` says (`block`: refused; `allow`: it goes on, the event counted
+    /// lost). The batch and everyone else's calls go on, with no outage: one user's damaged
+    /// key must not stop the proxy for all.
+    fn unprepared(
+        &self,
+        id: EventId,
+        e: crate::store::StoreError,
+        ack: Option<oneshot::Sender<Result<(), AuditError>>>,
+    ) {
+        let stats = &self.shared.stats;
+        // The answer may reach the client and the trail: a key file's name is a hash of the
+        // user's name (see `fail`), so it stays in the log.
+        let reason = match &e {
+            crate::store::StoreError::Personal(_) => format!(
+                "audit event {id} could not be sealed: its user's key in the store's keys/ folder could not be made or read (the proxy's log names the file)"
+            ),
+            _ => format!("audit event {id} could not be prepared for the journal: {e}"),
+        };
+        tracing::error!(error = %e, event_id = %id, on_store_failure = self.shared.on_failure.as_str(), "audit event not written");
+        let answer = if self.shared.on_failure == OnStoreFailure::Allow || ack.is_none() {
+            stats.lost.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            Err(AuditError::Unavailable { reason })
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send(answer);
         }
     }
 
@@ -1064,7 +1127,7 @@ impl Writer {
 
     /// The 80% warning event, when a batch of `bytes` crosses that line for the first time
     /// since the store was last below 75%.
-    fn budget_warning(&mut self, bytes: u64) -> Option<Vec<u8>> {
+    fn budget_warning(&mut self, bytes: u64) -> Option<Prepared> {
         let max = self.shared.max_bytes?;
         let size = self.shared.store_bytes().saturating_add(bytes);
         let percent = (u128::from(size) * 100 / u128::from(max.max(1))) as u64;
@@ -1097,7 +1160,14 @@ impl Writer {
             reason,
             None,
         );
-        serde_json::to_vec(&event).ok()
+        let id = event.event_id;
+        match self.journal.prepare(event, 1024) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(error = %e, event_id = %id, "audit store budget warning event could not be prepared");
+                None
+            }
+        }
     }
 
     /// One of the writer's own `configuration_change` events.
@@ -1248,9 +1318,11 @@ impl Writer {
 
     /// Appends a batch; in `sync` mode also makes it durable. On an error, whether the batch
     /// was appended (the sync failed) or not.
-    fn write(&mut self, payloads: &[Vec<u8>]) -> Result<(), (crate::store::StoreError, bool)> {
-        self.journal.append(payloads).map_err(|e| (e, false))?;
-        let bytes: usize = payloads.iter().map(Vec::len).sum();
+    fn write(&mut self, payloads: &[Prepared]) -> Result<(), (crate::store::StoreError, bool)> {
+        self.journal
+            .append_prepared(payloads)
+            .map_err(|e| (e, false))?;
+        let bytes: usize = payloads.iter().map(Prepared::len).sum();
         self.after_append(payloads.len() as u64, bytes as u64);
         if self.durability == Durability::Sync {
             self.sync().map_err(|e| (e, true))?;

@@ -231,6 +231,24 @@ impl std::fmt::Display for Damage {
     }
 }
 
+/// An event's payload as [`Journal::prepare`] made it (personal fields sealed when the
+/// journal encrypts them), for [`Journal::append_prepared`]. Only `prepare` makes one, so a
+/// payload in clear cannot reach a journal that encrypts.
+#[derive(Debug)]
+pub struct Prepared(Vec<u8>);
+
+impl Prepared {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never, for an event).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The append side of the journal, owned by the audit writer.
 #[derive(Debug)]
 pub struct Journal {
@@ -629,6 +647,55 @@ impl Journal {
         self.sealer = Some(super::personal::Sealer::new(root));
     }
 
+    /// Starts a batch of [`Self::prepare`]s: each user's key file is looked at again (once)
+    /// in it, so that an erasure by another process is seen ([`super::personal::Sealer`]).
+    pub fn begin_batch(&mut self) {
+        if let Some(sealer) = &mut self.sealer {
+            sealer.begin_batch();
+        }
+    }
+
+    /// What [`Self::append_prepared`] stores for `event`: its JSON, with the personal fields
+    /// sealed when this journal encrypts them ([`super::personal::Sealer::seal_event`]).
+    /// Done one event at a time, so that an event whose fields cannot be sealed (its user's
+    /// key file is damaged) fails alone rather than its whole batch. `size_hint` is the
+    /// bytes the JSON is likely to take.
+    ///
+    /// Errors: [`StoreError::Personal`] from the sealer, [`StoreError::Seal`] when the event
+    /// cannot be written as JSON.
+    pub fn prepare(
+        &mut self,
+        event: crate::audit::AuditEvent,
+        size_hint: usize,
+    ) -> Result<Prepared, StoreError> {
+        match &mut self.sealer {
+            Some(sealer) => Ok(Prepared(sealer.seal_event(event)?)),
+            None => {
+                let mut json = Vec::with_capacity(size_hint);
+                serde_json::to_writer(&mut json, &event).map_err(|e| {
+                    StoreError::Personal(super::personal::PersonalError::NotAnEvent(e))
+                })?;
+                Ok(Prepared(json))
+            }
+        }
+    }
+
+    /// [`Self::append`] of payloads made by [`Self::prepare`] (their personal fields sealed
+    /// already).
+    pub fn append_prepared(&mut self, payloads: &[Prepared]) -> Result<JournalPos, StoreError> {
+        self.cut_dirty_tail()?;
+        let mut chain = self.chain;
+        let sealed = payloads
+            .iter()
+            .map(|p| chain.seal(&p.0))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StoreError::Seal {
+                path: self.dir.clone(),
+                source,
+            })?;
+        self.append_chained(chain, sealed)
+    }
+
     /// Notes the current segment's time span ([`super::spans`]) when the writer stops for
     /// good (after its final checkpoint: nothing follows in this journal), so that exports and
     /// queries by time skip a stopped journal's last segment too. Records rolled back after
@@ -687,6 +754,15 @@ impl Journal {
             path: self.dir.clone(),
             source,
         })?;
+        self.append_chained(chain, sealed)
+    }
+
+    /// Writes records chained by `chain` (from the journal's head) and advances the head.
+    fn append_chained(
+        &mut self,
+        chain: super::chain::Chain,
+        sealed: Vec<Vec<u8>>,
+    ) -> Result<JournalPos, StoreError> {
         let total: u64 = sealed
             .iter()
             .map(|p| RECORD_HEADER_LEN + p.len() as u64)

@@ -502,10 +502,22 @@ impl Sealer {
         Ok(&c.key)
     }
 
-    /// The event JSON `payload` with its personal fields sealed (see the module docs).
+    /// The event JSON `payload` with its personal fields sealed (see the module docs):
+    /// [`Self::seal_event`] of the parsed event.
     pub fn seal(&mut self, payload: &[u8]) -> Result<Vec<u8>, PersonalError> {
-        let mut event: AuditEvent =
+        let event: AuditEvent =
             serde_json::from_slice(payload).map_err(PersonalError::NotAnEvent)?;
+        self.seal_event(event)
+    }
+
+    /// The stored JSON of `event` with its personal fields sealed: the event's own JSON
+    /// without them, `user_id` replaced by the user's pseudonym, and a `personal` member
+    /// last. The audit writer has the event itself, so it seals it without writing its JSON
+    /// and parsing it back (a third of the writer's work per event).
+    ///
+    /// Errors: [`PersonalError::BadKeyFile`] when the user's key file is damaged (that user
+    /// only), [`PersonalError::Io`] when the keys folder fails, [`PersonalError::Random`].
+    pub fn seal_event(&mut self, mut event: AuditEvent) -> Result<Vec<u8>, PersonalError> {
         let fields = Fields::take(&mut event);
         let plain = Zeroizing::new(serde_json::to_vec(&fields).map_err(PersonalError::NotAnEvent)?);
         let nonce = self.nonce()?;
@@ -527,7 +539,8 @@ impl Sealer {
             nonce: B64.encode(nonce),
             subject: key.subject.clone(),
         };
-        let mut out = Vec::with_capacity(payload.len() + ciphertext.len() / 3 + 128);
+        // The skeleton (a few hundred bytes) and the ciphertext as base64.
+        let mut out = Vec::with_capacity(768 + ciphertext.len() * 4 / 3);
         serde_json::to_writer(&mut out, &event).map_err(PersonalError::NotAnEvent)?;
         out.pop(); // the closing brace
         out.extend_from_slice(b",\"personal\":");
@@ -813,6 +826,46 @@ mod tests {
                 ring.decode(&stored, JournalPos::START).unwrap().user_id,
                 "alice"
             );
+        }
+    }
+
+    /// The audit writer seals events themselves ([`Sealer::seal_event`]); other writers seal
+    /// their JSON ([`Sealer::seal`]). Both must store the same record (but for the nonce and
+    /// so the ciphertext) and open to the same event.
+    #[test]
+    fn sealing_an_event_stores_what_sealing_its_json_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealer = Sealer::new(dir.path());
+        let ring = Keyring::new(dir.path());
+        sealer.begin_batch();
+        let mut bare = AuditEvent::test_event(EventType::ToolFailure, Outcome::Refused);
+        bare.user_id = "bob".into();
+        bare.metadata.reason = Some("blocked by rule r1".into());
+        let mut trace_only = event("carol");
+        trace_only.metadata.http = Some(Box::new(HttpContext {
+            trace_id: Some("t2".into()),
+            ..HttpContext::default()
+        }));
+        let mut http_empty = event("dave");
+        http_empty.metadata.http = Some(Box::default());
+        let mut big_id = event("erin");
+        big_id.metadata.request_id = Some(crate::jsonrpc::RequestId::Int(i64::MAX));
+        for e in [event("alice"), bare, trace_only, http_empty, big_id] {
+            let from_json = sealer.seal(&serde_json::to_vec(&e).unwrap()).unwrap();
+            let from_event = sealer.seal_event(e.clone()).unwrap();
+            let shape = |b: &[u8]| {
+                let mut v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                let p = &mut v["personal"];
+                let len = p["ciphertext"].as_str().unwrap().len();
+                p["ciphertext"] = len.into();
+                p["nonce"] = serde_json::Value::Null;
+                v
+            };
+            assert_eq!(shape(&from_json), shape(&from_event), "{}", e.user_id);
+            let open = |b: &[u8]| {
+                serde_json::to_string(&ring.decode(b, JournalPos::START).unwrap()).unwrap()
+            };
+            assert_eq!(open(&from_json), open(&from_event), "{}", e.user_id);
         }
     }
 
