@@ -258,6 +258,44 @@ fn imported_events_keep_ids_and_times_are_found_by_filters_and_verify() {
     );
 }
 
+/// A file out of id order is written in id order: a journal's ids grow in file order, as a
+/// proxy writes them, and readers rely on it (the newest events are read from a journal's
+/// end). The imported journal's records, as they lie on disk, come in id order, and the
+/// `line` each event was imported from still names its place in the file.
+#[test]
+fn a_file_out_of_id_order_is_written_in_id_order() {
+    let store = TestStore::new("encrypt_personal_data = false");
+    let mut events = small_file();
+    // Newest first, then two swapped: neither order nor its reverse.
+    events.reverse();
+    events.swap(2, 7);
+    let file = store.dir.path().join("shuffled.jsonl");
+    std::fs::write(&file, lines(&events)).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let mut on_disk = Vec::new();
+    for path in walk(&store.store_dir().join("journal")) {
+        if path.extension().is_some_and(|e| e == "journal") {
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            for (at, _) in text.match_indices("\"event_id\":\"") {
+                on_disk.push(text[at + 12..at + 38].to_string());
+            }
+        }
+    }
+    let mut expected: Vec<String> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(on_disk, expected, "the journal's records in file order");
+    let all = ok(&store.config, &["events", "--json", "--limit", "100"]);
+    for l in all.lines() {
+        let e: Value = serde_json::from_str(l).unwrap();
+        let line = e["metadata"]["imported"]["line"].as_u64().unwrap() as usize;
+        assert_eq!(events[line - 1]["event_id"], e["event_id"], "{e}");
+    }
+}
+
 /// The traffic generator, built by `cargo test` next to the test binaries.
 fn traffic() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");

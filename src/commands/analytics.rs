@@ -174,7 +174,7 @@ fn check_line(text: &str, source: &str, line: u64, now: &str) -> Result<AuditEve
 
 /// `import FILE`: checks every line (JSON, fields, ids, duplicates within the file and with
 /// the store), spooling the checked events beside the store; only when all are good, writes
-/// them through the audit writer (sealed into a new journal's chain, checkpointed, indexed,
+/// them through the audit writer in id order (sealed into a new journal's chain, checkpointed, indexed,
 /// bounded by `audit.max_stored_argument_bytes` and `audit.max_store_bytes` as the proxy's
 /// writer is), each with `metadata.imported`. Returns the exit code.
 pub fn import(
@@ -212,6 +212,13 @@ pub fn import(
     let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
     let mut errors: Vec<(u64, String)> = Vec::new();
     let mut ids: HashMap<EventId, u64> = HashMap::new();
+    // Where each spooled event is (id, offset, length), to write them in id order: a journal's
+    // ids grow in file order, as a proxy writes them, and readers rely on it (the newest
+    // events are read from a journal's end; a read stops at the first id before its range).
+    let mut places: Vec<(EventId, u64, usize)> = Vec::new();
+    let mut in_order = true;
+    let mut offset = 0u64;
+    let mut buf = Vec::new();
     let mut text = String::new();
     let mut line = 0u64;
     loop {
@@ -236,14 +243,19 @@ pub fn import(
                     ));
                     continue;
                 }
-                serde_json::to_writer(&mut spooled, &event)
+                buf.clear();
+                serde_json::to_writer(&mut buf, &event)
                     .map_err(std::io::Error::from)
+                    .and_then(|()| spooled.write_all(&buf))
                     .and_then(|()| spooled.write_all(b"\n"))
                     .map_err(|e| AnalyticsError::File {
                         op: "write the spool file",
                         path: spool.0.clone(),
                         source: e,
                     })?;
+                in_order &= places.last().is_none_or(|p| p.0 < event.event_id);
+                places.push((event.event_id, offset, buf.len()));
+                offset += buf.len() as u64 + 1;
             }
             Err(e) => errors.push((line, e)),
         }
@@ -281,6 +293,11 @@ pub fn import(
     }
     let total = ids.len();
     drop(ids);
+    if in_order {
+        places = Vec::new(); // read front to back
+    } else {
+        places.sort_unstable_by_key(|p| p.0);
+    }
 
     // Everything checked: write through the audit writer, as a proxy does.
     let store = Store::open_journal(root, config.audit.segment_bytes)?;
@@ -326,14 +343,23 @@ pub fn import(
             what: "the async runtime",
             source,
         })?;
-    let spool_in =
-        BufReader::new(
-            std::fs::File::open(&spool.0).map_err(|e| AnalyticsError::File {
-                op: "read the spool file",
-                path: spool.0.clone(),
-                source: e,
-            })?,
-        );
+    let spool_file = std::fs::File::open(&spool.0).map_err(|e| AnalyticsError::File {
+        op: "read the spool file",
+        path: spool.0.clone(),
+        source: e,
+    })?;
+    // The spooled lines, in id order: front to back when the file was in order, else each
+    // read at its place.
+    let lines: Box<dyn Iterator<Item = std::io::Result<String>>> = if places.is_empty() {
+        Box::new(BufReader::new(spool_file).lines())
+    } else {
+        use std::os::unix::fs::FileExt;
+        Box::new(places.into_iter().map(move |(_, at, len)| {
+            let mut bytes = vec![0; len];
+            spool_file.read_exact_at(&mut bytes, at)?;
+            String::from_utf8(bytes).map_err(std::io::Error::other)
+        }))
+    };
     let result: Result<usize, AnalyticsError> = runtime.block_on(async {
         let mut acks = VecDeque::new();
         let mut written = 0usize;
@@ -342,7 +368,7 @@ pub fn import(
             total,
             source,
         };
-        for l in spool_in.lines() {
+        for l in lines {
             let l = l.map_err(|e| AnalyticsError::File {
                 op: "read the spool file",
                 path: spool.0.clone(),
