@@ -26,21 +26,26 @@ fn traffic() -> PathBuf {
 }
 
 fn generate(dir: &std::path::Path, seed: u64, clean: bool) -> (Vec<AuditEvent>, PathBuf) {
-    let out = dir.join(format!("{seed}-{clean}.jsonl"));
-    let labels = dir.join(format!("{seed}-labels.json"));
-    let mut cmd = Command::new(traffic());
-    cmd.args([
-        "--seed",
-        &seed.to_string(),
-        "--days",
-        "21",
-        "--people",
-        "30",
-        "--out",
-    ])
-    .arg(&out)
-    .arg("--labels")
-    .arg(&labels);
+    generate_with(dir, "traffic", &["--people", "30"], seed, clean)
+}
+
+/// A 21-day month of `example` (`traffic` or `traffic_blind`) with `size`.
+fn generate_with(
+    dir: &std::path::Path,
+    example: &str,
+    size: &[&str],
+    seed: u64,
+    clean: bool,
+) -> (Vec<AuditEvent>, PathBuf) {
+    let out = dir.join(format!("{example}-{seed}-{clean}.jsonl"));
+    let labels = dir.join(format!("{example}-{seed}-labels.json"));
+    let mut cmd = Command::new(traffic().with_file_name(example));
+    cmd.args(["--seed", &seed.to_string(), "--days", "21"])
+        .args(size)
+        .arg("--out")
+        .arg(&out)
+        .arg("--labels")
+        .arg(&labels);
     if clean {
         cmd.arg("--no-anomalies");
     }
@@ -105,4 +110,33 @@ fn without_the_operators_context_a_renumbered_vpn_is_still_not_everyones_anomaly
         .filter(|f| f.kind == "new_network")
         .collect();
     assert!(new_networks.len() <= 2, "{new_networks:#?}");
+}
+
+/// The month of `examples/traffic_blind.rs`, written without looking at the detectors (its
+/// identifiers differ on every call, its agents work in episodes, its people roam between
+/// carriers and homes, an incident keeps a team up): the detectors must stay quiet on its
+/// benign month (at most 20 false alarms per 1000 user-days, the target) and keep
+/// behavioural and network findings precise. Before the detectors were revised against it,
+/// the same month gave thousands of argument findings (BENCHMARKS.md). Its statistical and
+/// temporal labels are mostly missed (recall 0.25-0.67): not asserted here, said there.
+#[test]
+fn an_independently_written_month_raises_few_false_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = ["--identities", "40"];
+    let (events, labels) = generate_with(dir.path(), "traffic_blind", &size, 11, false);
+    let labels: quality::Labels = serde_json::from_slice(&std::fs::read(labels).unwrap()).unwrap();
+    let findings = anomalies::detect(&analytics::calls(events), &labels.context);
+    let scores = quality::score(&findings, &labels.anomalies);
+    for family in ["behavioural", "network"] {
+        let s = &scores[family];
+        assert!(s.precision >= 0.7, "{family}: {s:?}");
+    }
+    assert!(scores["network"].recall >= 0.8, "{:?}", scores["network"]);
+    let (clean, _) = generate_with(dir.path(), "traffic_blind", &size, 11, true);
+    let clean = anomalies::detect(&analytics::calls(clean), &labels.context);
+    let rate = quality::false_alarm_rate(clean.len(), labels.people.len(), labels.days);
+    assert!(
+        rate <= 20.0,
+        "{rate} false alarms per 1000 user-days: {clean:#?}"
+    );
 }

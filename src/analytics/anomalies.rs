@@ -126,8 +126,9 @@ impl People {
         let mut role = HashMap::new();
         for c in calls {
             first_ms.entry(c.user.clone()).or_insert(c.at_ms);
+            // The latest role: someone who moved teams is judged among their new peers.
             if let Some(r) = c.roles.first() {
-                role.entry(c.user.clone()).or_insert_with(|| r.clone());
+                role.insert(c.user.clone(), r.clone());
             }
         }
         People {
@@ -204,6 +205,25 @@ fn tool_hours(
     out
 }
 
+/// The longest span of calls a burst is: five minutes.
+const BURST_SPAN: u64 = 5 * MINUTE;
+
+/// The most of `calls` (time-ordered) within `span` ms, and the minutes they took (at
+/// least 1).
+fn densest(calls: &[&Call], span: u64) -> (usize, u64) {
+    let (mut best, mut took, mut start) = (0, 0, 0);
+    for i in 0..calls.len() {
+        while calls[start].at_ms + span <= calls[i].at_ms {
+            start += 1;
+        }
+        if i + 1 - start > best {
+            best = i + 1 - start;
+            took = calls[i].at_ms - calls[start].at_ms;
+        }
+    }
+    (best, took.div_ceil(MINUTE).max(1))
+}
+
 /// Groups `calls` of one subject into runs whose gaps are at most `gap` ms.
 fn runs(mut calls: Vec<&Call>, gap: u64) -> Vec<Vec<&Call>> {
     calls.sort_by_key(|c| c.at_ms);
@@ -220,12 +240,15 @@ fn runs(mut calls: Vec<&Call>, gap: u64) -> Vec<Vec<&Call>> {
 /// Statistical: a user's calls in a sliding hour far above their pace (the upper quartile of
 /// their calls per clock hour with any): at least 12, 2.5 times the pace, and a z of 5 or more
 /// both as a count (Poisson) and against the spread of their hours (median absolute
-/// deviation). Suppressed when a third or more of the user's role peers active that
-/// day made 1.8 times their usual daily calls (month-end, an incident, a launch).
+/// deviation), and 1.5 times their busiest ordinary hours (the 99th percentile: an agent that
+/// works in episodes of dozens of calls has hours far above its pace every week). Suppressed
+/// when a third or more of the user's role peers active that day made 1.8 times their usual
+/// daily calls (month-end, an incident, a launch). An hour whose calls are mostly packed into
+/// five minutes (60% or more, and 30 or more) is reported as a temporal `burst` instead.
 fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
     let by_user = by_user(calls);
     // Per user: calls per active clock hour and per active day.
-    let mut hourly: HashMap<&str, (f64, f64)> = HashMap::new();
+    let mut hourly: HashMap<&str, (f64, f64, f64)> = HashMap::new();
     let mut daily: HashMap<&str, BTreeMap<u64, usize>> = HashMap::new();
     for (u, v) in &by_user {
         let mut hours: HashMap<u64, usize> = HashMap::new();
@@ -242,7 +265,10 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         // The pace of a full working hour: the upper quartile (many active hours are partly
         // spent in meetings or between sessions).
         let pace = counts[counts.len() * 3 / 4].max(1.0);
-        hourly.insert(u, (pace, robust(counts, 1.5).1));
+        // Their busiest ordinary hours: the 99th percentile (a user whose agent runs in
+        // episodes of dozens of calls has hours several times their pace every week).
+        let busiest = counts[(counts.len() * 99 / 100).min(counts.len() - 1)];
+        hourly.insert(u, (pace, robust(counts, 1.5).1, busiest));
     }
     let usual_day: HashMap<&str, f64> = daily
         .iter()
@@ -267,12 +293,27 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         if people.service.contains(*u) || daily[u].len() < 5 {
             continue;
         }
-        let (m, s) = hourly[u];
+        let (m, s, busiest) = hourly[u];
         let mut start = 0;
         let mut run: Vec<&Call> = Vec::new();
         let mut peak = 0usize;
         let mut flush = |run: &mut Vec<&Call>, peak: &mut usize| {
-            if !run.is_empty() {
+            if run.is_empty() {
+                return;
+            }
+            // Most of the hour's calls packed into a few minutes: a burst (temporal), not
+            // a pace kept up for the hour.
+            let (dense, minutes) = densest(run, BURST_SPAN);
+            if dense >= 30 && dense * 5 >= run.len() * 3 {
+                out.push(Finding::new(
+                    "temporal",
+                    "burst",
+                    severity(dense as f64, 60.0, 200.0),
+                    serde_json::json!({"user": u}),
+                    run,
+                    format!("{u} made {dense} calls within {minutes} minutes"),
+                ));
+            } else {
                 out.push(Finding::new(
                     "statistical",
                     "call_rate",
@@ -283,9 +324,9 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
                         "{u} made {peak} calls within an hour; their usual working hour has {m:.0}"
                     ),
                 ));
-                run.clear();
-                *peak = 0;
             }
+            run.clear();
+            *peak = 0;
         };
         for i in 0..v.len() {
             while v[start].at_ms + HOUR <= v[i].at_ms {
@@ -297,7 +338,12 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             let n = (i + 1 - start) as f64;
             // Far above the pace both as a count (Poisson z) and against the spread of the
             // user's own hours (robust z).
-            if n < 12.0 || n < 2.5 * m || (n - m) / m.sqrt() < 5.0 || (n - m) / s < 5.0 {
+            if n < 12.0
+                || n < 2.5 * m
+                || n < 1.5 * busiest
+                || (n - m) / m.sqrt() < 5.0
+                || (n - m) / s < 5.0
+            {
                 continue;
             }
             // The peers' day, in UTC: today or yesterday (a user's working day can straddle
@@ -492,7 +538,9 @@ fn execution_time(calls: &[Call], out: &mut Vec<Finding>) {
 
 /// Behavioural: a warm user's first call to a tool that few of their role peers use (under a
 /// fifth of them, this month) and that is not being adopted by many at once (under a quarter
-/// of all users started it in the week before).
+/// of all users started it in the week before), nor by two others or more within half a day
+/// (an incident that brought several people to the on-call tools). A user's role is their
+/// latest (someone who moved teams is judged among their new peers).
 fn first_use(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
     let mut first: HashMap<(&str, &str), usize> = HashMap::new();
     let mut users_of: HashMap<&str, HashSet<&str>> = HashMap::new();
@@ -532,6 +580,15 @@ fn first_use(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             .filter(|&&s| s + 7 * DAY >= c.at_ms && s <= c.at_ms)
             .count();
         if recent as f64 >= population as f64 / 4.0 {
+            continue;
+        }
+        // Two others or more started it within half a day of this user: an incident or a
+        // hand-over that brought several people to it, not one user's wandering.
+        let together = started[t]
+            .iter()
+            .filter(|&&s| s != c.at_ms && s + DAY / 2 >= c.at_ms && s <= c.at_ms + DAY / 2)
+            .count();
+        if together >= 2 {
             continue;
         }
         // The first call and the user's next calls to it within the hour.
@@ -595,62 +652,191 @@ fn new_client(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
     }
 }
 
-/// The shape of an argument value: digits folded to `#`, long hex and base64 runs to `*`.
+/// More tokens than this make a value free text (a query, a message): one shape, `text`.
+const TEXT_TOKENS: usize = 8;
+
+/// The coarse shape of an argument value: each run of letters, digits and `_` one token (`#`
+/// when all digits, `w` otherwise), other characters kept (`PLAT-4F2A` and `PLAT-BB12` are
+/// both `w-w`; `jane.doe@acme.com` is `w.w@w.w`; `src/main.rs` is `w/w.w`). Identifiers
+/// that differ on every call (pod names, page ids, issue ids, recipients) keep one shape;
+/// digits alone folding, as before, left a hex id a new shape on nearly every call (an
+/// independently written month had 9,000 such findings: BENCHMARKS.md).
 fn shape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    let mut last = ' ';
+    let mut out = String::with_capacity(16);
+    let mut word: Option<bool> = None; // in a token: whether all digits so far
+    let mut tokens = 0;
     for ch in v.chars() {
-        let c = if ch.is_ascii_digit() { '#' } else { ch };
-        if !(c == '#' && last == '#') {
-            out.push(c);
+        if ch.is_alphanumeric() || ch == '_' {
+            word = Some(word.unwrap_or(true) && ch.is_ascii_digit());
+            continue;
         }
-        last = c;
+        if let Some(digits) = word.take() {
+            out.push(if digits { '#' } else { 'w' });
+            tokens += 1;
+        }
+        out.push(ch);
+    }
+    if let Some(digits) = word {
+        out.push(if digits { '#' } else { 'w' });
+        tokens += 1;
+    }
+    if tokens > TEXT_TOKENS {
+        return "text".into();
     }
     out
 }
 
-/// Behavioural: a warm user sending a tool an argument whose shape (digits folded) the tool
-/// rarely sees from anyone (under 0.5% of its calls) and this user never sent, while the user
-/// has called the tool 20 times or more. Paths that climb (`..`) or reach into hidden
-/// folders are flagged whatever their frequency.
+/// Files whose reading is a credential or a system secret whatever the tool: a climb out of
+/// the tool's folder (`../`), or a path through a credential store or system secret.
+fn risky_path(v: &str) -> bool {
+    const SECRET_PARTS: [&str; 14] = [
+        ".ssh",
+        ".aws",
+        ".gnupg",
+        ".kube",
+        ".docker",
+        ".netrc",
+        ".npmrc",
+        ".pypirc",
+        ".pgpass",
+        ".git-credentials",
+        ".bash_history",
+        ".vault-token",
+        "shadow",
+        "sudoers",
+    ];
+    v.contains("../")
+        || v.contains("..\\")
+        || v.starts_with("/etc/")
+            && v.split('/')
+                .any(|p| matches!(p, "shadow" | "passwd" | "sudoers"))
+        || v.split(['/', '\\']).any(|p| {
+            SECRET_PARTS.contains(&p)
+                || p == ".env"
+                || p.starts_with(".env.")
+                || p == "environ" && v.contains("/proc/")
+        })
+}
+
+/// Behavioural: a warm user sending a tool an argument nobody of their role sends it, while
+/// the user has called the tool 20 times or more. An argument is judged by its value when
+/// its member takes few values (a repository, a warehouse, a table: a new one is a new
+/// place), else by its coarse shape ([`shape`]) when that takes few (an id, a recipient);
+/// a member whose values are all different and whose shapes vary too (free text, paths of a
+/// large tree) says nothing by itself. Either must be rare for the tool (under 0.5% of its
+/// calls) and used by at most one other user of the role. Paths to credentials or system
+/// secrets, and climbs out of a folder ([`risky_path`]), are flagged whatever their
+/// frequency, once per user.
 fn unusual_arguments(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let mut counts: HashMap<(&str, String, String), usize> = HashMap::new();
-    let mut per_tool: HashMap<&str, usize> = HashMap::new();
-    let mut per_user_tool: HashMap<(&str, &str), usize> = HashMap::new();
-    let values = |c: &Call| -> Vec<(String, String)> {
-        c.arguments
-            .iter()
-            .map(|(k, v)| (k.to_string(), shape(v)))
-            .collect()
-    };
-    for c in calls {
-        *per_tool.entry(&c.tool).or_default() += 1;
-        for (k, s) in values(c) {
-            *counts.entry((&c.tool, k, s)).or_default() += 1;
+    /// What is judged of one argument: its value, or its shape.
+    fn key_of(arg: &(Box<str>, Box<str>), by_value: bool) -> String {
+        if by_value {
+            arg.1.to_string()
+        } else {
+            shape(&arg.1)
         }
     }
-    let mut mine: HashSet<(&str, &str, String, String)> = HashSet::new();
+    let mut per_tool: HashMap<&str, usize> = HashMap::new();
+    // Per tool and member: its distinct values (up to a bound) and shapes, and how often.
+    let mut values: HashMap<(&str, &str), HashMap<&str, usize>> = HashMap::new();
+    let mut members: HashMap<(&str, &str), usize> = HashMap::new();
+    for c in calls {
+        *per_tool.entry(&c.tool).or_default() += 1;
+        for (k, v) in c.arguments.iter() {
+            *members.entry((&c.tool, k)).or_default() += 1;
+            let seen = values.entry((&c.tool, k)).or_default();
+            if seen.len() <= 64 || seen.contains_key(&**v) {
+                *seen.entry(v).or_default() += 1;
+            }
+        }
+    }
+    // A member takes few values when it has at most 64, and at most a value per 25 calls
+    // (a file tree's hundreds of paths are not few: a new file is not a new place).
+    let by_value: HashSet<(&str, &str)> = values
+        .iter()
+        .filter(|(key, seen)| seen.len() <= (members[key] / 25).clamp(12, 64))
+        .map(|(key, _)| *key)
+        .collect();
+    let mut counts: HashMap<(&str, &str, String), usize> = HashMap::new();
+    let mut senders: HashMap<(&str, &str, String), HashSet<&str>> = HashMap::new();
+    for c in calls {
+        for arg in c.arguments.iter() {
+            let judged = key_of(arg, by_value.contains(&(&*c.tool, &*arg.0)));
+            *counts.entry((&c.tool, &arg.0, judged.clone())).or_default() += 1;
+            senders
+                .entry((&c.tool, &arg.0, judged))
+                .or_default()
+                .insert(&c.user);
+        }
+    }
+    // A member judged by shape must take few shapes too.
+    let mut shapes: HashMap<(&str, &str), usize> = HashMap::new();
+    for (tool, key, _) in counts.keys() {
+        if !by_value.contains(&(*tool, *key)) {
+            *shapes.entry((tool, key)).or_default() += 1;
+        }
+    }
+    let mut per_user_tool: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut mine: HashSet<(&str, &str, &str, String)> = HashSet::new();
+    let mut climbed: HashSet<(&str, &str)> = HashSet::new();
     for c in calls {
         let n = per_user_tool.entry((&c.user, &c.tool)).or_default();
         *n += 1;
         let history = *n;
-        for (k, s) in values(c) {
-            let new_for_user = mine.insert((&c.user, &c.tool, k.clone(), s.clone()));
-            let climbing = s.contains("../") || s.contains("/.") && !s.contains("/./");
-            let rare = counts[&(&*c.tool, k.clone(), s.clone())] as f64
-                <= per_tool[&*c.tool] as f64 * 0.005;
-            if !people.service.contains(&*c.user)
-                && new_for_user
-                && (climbing || (rare && history > 20 && people.warm(&c.user, c.at_ms)))
+        if people.service.contains(&*c.user) {
+            continue;
+        }
+        for arg in c.arguments.iter() {
+            let (k, v) = (&*arg.0, &*arg.1);
+            let valued = by_value.contains(&(&*c.tool, k));
+            let judged = key_of(arg, valued);
+            let new_for_user = mine.insert((&c.user, &c.tool, k, judged.clone()));
+            if risky_path(v) {
+                if climbed.insert((&c.user, v)) {
+                    out.push(Finding::new(
+                        "behavioural",
+                        "unusual_arguments",
+                        "high",
+                        serde_json::json!({"user": &*c.user, "tool": &*c.tool}),
+                        &[c],
+                        format!(
+                            "{} sent {} a {k} reaching a secret or out of its folder: {v:?}",
+                            c.user, c.tool
+                        ),
+                    ));
+                }
+                continue;
+            }
+            if !new_for_user || history <= 20 || !people.warm(&c.user, c.at_ms) {
+                continue;
+            }
+            if !valued
+                && shapes.get(&(&*c.tool, k)).copied().unwrap_or(0)
+                    > (members[&(&*c.tool, k)] / 100).max(10)
             {
+                continue; // free form: its shapes vary as much as its values
+            }
+            let key = (&*c.tool, k, judged);
+            let rare = counts[&key] as f64 <= per_tool[&*c.tool] as f64 * 0.005;
+            let role = people.role(&c.user);
+            let peers = senders[&key]
+                .iter()
+                .filter(|u| **u != &*c.user && people.role(u) == role)
+                .count();
+            if rare && peers <= 1 {
+                let (what, shown) = if valued {
+                    ("value", v.to_string())
+                } else {
+                    ("shape", key.2.clone())
+                };
                 out.push(Finding::new(
                     "behavioural",
                     "unusual_arguments",
-                    if climbing { "high" } else { "medium" },
+                    "medium",
                     serde_json::json!({"user": &*c.user, "tool": &*c.tool}),
                     &[c],
                     format!(
-                        "{} sent {} a {k} unlike any it usually gets: {s:?}",
+                        "{} sent {} a {k} unlike any it usually gets from their role ({what} {shown:?})",
                         c.user, c.tool
                     ),
                 ));
@@ -737,9 +923,14 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
 /// aside), three calls or more within two hours; users with fewer than 10 active days are not
 /// judged. Not judged: service
 /// accounts, and nights that belong to a rotation (the user was also active off hours on
-/// another night within four days: on call).
+/// another night within four days: on call), and nights when two others or more were up too.
+///
+/// Weekends are not judged on their own: a weekend afternoon of someone who never works
+/// weekends is as often a deadline as an intruder (the two test generators disagree on it:
+/// BENCHMARKS.md), and an hour they never work is caught above.
 fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
     let by_user = by_user(calls);
+    let mut candidates: Vec<(&str, Vec<&Call>)> = Vec::new();
     for (u, v) in by_user {
         if people.service.contains(u) || v.len() < 200 {
             continue;
@@ -786,18 +977,36 @@ fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             if others >= 1 {
                 continue;
             }
-            out.push(Finding::new(
-                "temporal",
-                "off_hours",
-                severity(g.len() as f64, 6.0, 20.0),
-                serde_json::json!({"user": u}),
-                g,
-                format!(
-                    "{u} made {} calls at an hour they almost never work",
-                    g.len()
-                ),
-            ));
+            candidates.push((u, g.clone()));
         }
+    }
+    // Two others or more off their hours at the same time (within two hours): an incident,
+    // a release night, a month-end close that kept a team up, not one user's odd night.
+    let spans: Vec<(&str, u64, u64)> = candidates
+        .iter()
+        .map(|(u, g)| (*u, g[0].at_ms, g[g.len() - 1].at_ms))
+        .collect();
+    for (u, g) in candidates {
+        let (from, to) = (g[0].at_ms, g[g.len() - 1].at_ms);
+        let together: HashSet<&str> = spans
+            .iter()
+            .filter(|(o, f, t)| *o != u && *f <= to + 2 * HOUR && from <= t + 2 * HOUR)
+            .map(|(o, _, _)| *o)
+            .collect();
+        if together.len() >= 2 {
+            continue;
+        }
+        out.push(Finding::new(
+            "temporal",
+            "off_hours",
+            severity(g.len() as f64, 6.0, 20.0),
+            serde_json::json!({"user": u}),
+            &g,
+            format!(
+                "{u} made {} calls at an hour they almost never work",
+                g.len()
+            ),
+        ));
     }
 }
 
@@ -895,7 +1104,11 @@ fn km(a: (f64, f64), b: (f64, f64)) -> f64 {
 
 /// Network, four detectors:
 /// * `new_network`: a warm user from a network outside the known ones that they never used,
-///   unless three or more users moved to it within a day (a renumbering nobody configured);
+///   unless three or more users moved to it within a day (a renumbering nobody configured),
+///   the user comes back to it on another day (a new home, an office moved, a hotel), it
+///   lies in a wider block (an ISP's /16) the user or three others already call from (a
+///   carrier or a home ISP handing out another address), or the user has met three new
+///   networks already (a roamer);
 /// * `many_addresses`: one user from three networks or more within 15 minutes (each known
 ///   network counts once: a VPN pool hands out many addresses);
 /// * `shared_address`: one address outside the known networks acting for three users or
@@ -905,7 +1118,9 @@ fn km(a: (f64, f64), b: (f64, f64)) -> f64 {
 fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Finding>) {
     let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
     let mut first_users: HashMap<String, Vec<(u64, &str)>> = HashMap::new();
-    let mut fresh: Vec<(&Call, String)> = Vec::new();
+    let mut fresh: Vec<(&Call, String, usize)> = Vec::new();
+    let mut unknown_nets: HashMap<&str, usize> = HashMap::new();
+    let mut fresh_nets: HashSet<String> = HashSet::new();
     let mut recent: HashMap<&str, Vec<(&Call, String)>> = HashMap::new();
     let mut by_ip: HashMap<IpAddr, Vec<&Call>> = HashMap::new();
     let mut last_place: HashMap<&str, (&Call, &super::Network)> = HashMap::new();
@@ -922,8 +1137,16 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
                 .entry(net.clone())
                 .or_default()
                 .push((c.at_ms, &c.user));
+            let ordinal = if known {
+                0
+            } else {
+                let n = unknown_nets.entry(&c.user).or_default();
+                *n += 1;
+                *n
+            };
             if !known && people.warm(&c.user, c.at_ms) && !people.service.contains(&*c.user) {
-                fresh.push((c, net.clone()));
+                fresh_nets.insert(net.clone());
+                fresh.push((c, net.clone(), ordinal));
             }
         }
         // Several networks at once.
@@ -969,7 +1192,60 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
             last_place.insert(&c.user, (c, n));
         }
     }
-    for (c, net) in fresh {
+    // The days each user called from each network, and the networks outside the known ones
+    // each user first used, in order: a new home, an office moved, a hotel for a trip are
+    // places the user comes back to on other days; a roaming user (a phone's carrier, many
+    // hotels) meets new networks all the time.
+    let mut days: HashMap<(&str, &str), HashSet<u64>> = HashMap::new();
+    for c in calls {
+        if let Some(ip) = c.ip {
+            let (net, _) = net_of(ip, context);
+            if let Some(n) = fresh_nets.get(&net) {
+                days.entry((&c.user, n)).or_default().insert(c.at_ms / DAY);
+            }
+        }
+    }
+    // The wider block of each public network (a /16 of IPv4, a /32 of IPv6: an ISP's or a
+    // carrier's range) and who called from it: a user's new /24 in a block they or three
+    // others already call from is their ISP handing out another address, not a new place.
+    let block_of = |ip: IpAddr| -> Option<String> {
+        let prefix = match ip {
+            IpAddr::V4(_) => 16,
+            IpAddr::V6(_) => 32,
+        };
+        ipnet::IpNet::new(ip, prefix)
+            .ok()
+            .map(|n| n.trunc().to_string())
+    };
+    let mut block_users: HashMap<String, Vec<(u64, &str)>> = HashMap::new();
+    for c in calls {
+        if let Some(ip) = c.ip
+            && !net_of(ip, context).1
+            && let Some(b) = block_of(ip)
+        {
+            let users = block_users.entry(b).or_default();
+            if !users.iter().any(|(_, u)| *u == &*c.user) {
+                users.push((c.at_ms, &c.user));
+            }
+        }
+    }
+    for (c, net, ordinal) in fresh {
+        if ordinal > 3 {
+            continue; // a roamer: their fourth new network or later
+        }
+        if let Some(users) = c.ip.and_then(block_of).and_then(|b| block_users.get(&b)) {
+            let mine_before = users.iter().any(|(t, u)| *u == &*c.user && *t < c.at_ms);
+            let others = users.iter().filter(|(_, u)| *u != &*c.user).count();
+            if mine_before || others >= 3 {
+                continue;
+            }
+        }
+        if days
+            .get(&(&*c.user, net.as_str()))
+            .is_some_and(|d| d.len() >= 2)
+        {
+            continue;
+        }
         let movers = first_users[&net]
             .iter()
             .filter(|(t, _)| t + DAY >= c.at_ms && *t <= c.at_ms + DAY)
