@@ -12,17 +12,19 @@
 //!
 //! # How a window is assessed
 //!
-//! [`assess_all`] reads the window once ([`survey`]: one streaming pass, a chunk of the
-//! store at a time, memory bounded by the calls in flight and a few counters), walks the
-//! journals' hash chains once ([`crate::store::verify`], the whole store), and then judges
-//! every rule of each regulation asked from those facts and the configuration ([`rules`]:
-//! pure functions, tested on made-up facts). [`assess`] is the same for one regulation.
+//! [`assess_all`] reads the window once ([`survey`]: one pass over the journals on a few
+//! threads, [`read::window`], memory bounded by the calls in flight and a few counters),
+//! walks the journals' hash chains once ([`crate::store::verify`], the whole store), and
+//! then judges every rule of each regulation asked from those facts and the configuration
+//! ([`rules`]: pure functions, tested on made-up facts). [`assess`] is the same for one regulation.
 
 pub mod read;
 #[cfg(test)]
 mod rule_tests;
 pub mod rules;
 pub mod survey;
+#[cfg(test)]
+mod survey_before;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -189,6 +191,14 @@ pub enum ComplianceError {
 /// The facts of `input`'s window: one pass over its events (and what an end may take after
 /// `until`), the expired events of each regulation's tag, and the chain walk when asked.
 pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
+    facts_on(input, crate::store::scan::default_workers())
+}
+
+/// [`facts`], reading the window on at most `workers` threads.
+pub(crate) fn facts_on(
+    input: &ComplianceInput<'_>,
+    workers: usize,
+) -> Result<Facts, ComplianceError> {
     if input.until < std::time::UNIX_EPOCH {
         return Err(ComplianceError::BeforeEpoch { what: "ends" });
     }
@@ -207,45 +217,78 @@ pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
         });
     }
     let timeout = input.config.limits.call_timeout;
-    let mut pass = Survey::new(input.since, input.until, timeout);
     // Ends of the window's last calls may come up to their timeout after `until`.
     let reach = timeout.map_or(Duration::ZERO, |t| {
         t + Duration::from_millis(survey::END_GRACE_MS + 1)
     });
     let read_to = (input.until + reach).min(input.now.max(input.until));
-    let reading = read::read(
-        root,
-        input.since,
-        read_to,
-        &mut pass,
-        &input.config.retention.periods,
-        &survey::REGULATION_TAGS,
-        input.now,
-    );
-    // A record that cannot be read (damaged, or changed since it was indexed) is itself a
-    // finding: the chain walk below says what happened to it, and the rules that rest on
-    // the window's events do not pass.
-    let mut facts = match reading {
-        Ok(reading) => {
-            for d in &reading.damaged {
+    let scanned = read::window(root, input.since, input.until, read_to, timeout, workers);
+    // A record that cannot be read (damaged, or not an event) is itself a finding: the chain
+    // walk below says what happened to it, and the rules that rest on the window's events
+    // do not pass.
+    let mut facts = Facts::default();
+    match scanned.result {
+        Ok(report) => {
+            tracing::debug!(
+                events = report.events,
+                segments = report.segments_read,
+                skipped = report.segments_skipped,
+                "read the window"
+            );
+            for part in scanned.sinks {
+                facts.merge(part.finish());
+            }
+            for d in &report.damaged {
                 tracing::error!(damage = %d, "audit journal segment damaged");
             }
-            let mut facts = pass.finish(read_to);
-            facts.expired = reading.expired.into_iter().collect();
-            facts.oldest_event = reading.oldest;
-            facts
+            if let Some(first) = report.damaged.first() {
+                facts.read_error = Some(damaged_cause(first, report.damaged.len()));
+            }
         }
         Err(e) => {
             let why = unread_cause(&e);
             tracing::error!(error = %why, "the window's events could not all be read");
-            pass.finish_partial(why)
+            for part in scanned.sinks {
+                facts.merge(part.finish_partial(why.clone()));
+            }
         }
-    };
+    }
+    match read::expired(
+        root,
+        &input.config.retention.periods,
+        &survey::REGULATION_TAGS,
+        input.now,
+    ) {
+        Ok(expired) => {
+            for d in &expired.damaged {
+                tracing::error!(damage = %d, "audit journal segment damaged");
+            }
+            facts.expired = expired.tags.into_iter().collect();
+        }
+        Err(e) => {
+            let why = unread_cause(&e);
+            tracing::error!(error = %why, "the expired events could not all be read");
+            facts.read_error.get_or_insert(why);
+        }
+    }
     if input.verify_chain {
         let key = input.config.audit.signer.as_ref().map(|s| s.public());
         facts.chain = Some(read::chain(root, key.as_ref())?);
     }
     Ok(facts)
+}
+
+/// What damaged journal bytes met while reading the window say in a compliance context:
+/// the records there are not in the facts, and bytes that changed after they were written
+/// may be tampering.
+fn damaged_cause(first: &crate::store::Damage, count: usize) -> String {
+    let more = match count {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more damaged stretches)", n - 1),
+    };
+    format!(
+        "journal segment {first}{more}: the records there are not in these facts, and bytes that changed after they were written may be tampering; run `mcp-audit-proxy verify` to find which records and whether the hash chain still holds"
+    )
 }
 
 /// What a failed read of the window says in a compliance context. A record that does not

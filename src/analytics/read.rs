@@ -121,4 +121,4 @@ fn call_of(a: scan::Access, end: Option<scan::End>) -> Call {
 
 #[cfg(test)]
 #[path = "read_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -71,6 +71,11 @@
 //! records around them are read. A segment removed while the scan runs (retention) holds no
 //! records.
 
+mod events;
+
+pub(crate) use events::events_on;
+pub use events::{Event, Gap, Scanned, Sink, events};
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -207,8 +212,14 @@ pub fn calls<T: Send>(
     make: impl Fn(Access, Option<End>) -> T + Sync,
     each: impl FnMut(T),
 ) -> Result<ScanReport, StoreError> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    calls_on(root, from, to, workers.min(MAX_WORKERS), make, each)
+    calls_on(root, from, to, default_workers(), make, each)
+}
+
+/// The threads a scan reads on: the machine's cores, at most [`MAX_WORKERS`].
+pub(crate) fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
 }
 
 /// [`calls`] on at most `workers` reading threads (1: the caller's thread reads too).
@@ -255,23 +266,13 @@ pub(crate) fn calls_on<T: Send>(
         out.flush();
         return Ok(report.in_order());
     }
-    // Largest first, each to the thread with the fewest bytes so far.
-    plans.sort_by_key(|p| std::cmp::Reverse(p.bytes));
-    let mut shares: Vec<(u64, Vec<&Plan>)> = (0..workers).map(|_| (0, Vec::new())).collect();
-    for plan in &plans {
-        let least = shares
-            .iter_mut()
-            .min_by_key(|(bytes, _)| *bytes)
-            .expect("at least one worker");
-        least.0 += plan.bytes;
-        least.1.push(plan);
-    }
+    let shares = share(&mut plans, workers);
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::sync_channel::<Vec<T>>(BATCHES_QUEUED * workers);
     let results: Vec<Result<ScanReport, StoreError>> = std::thread::scope(|s| {
         let handles: Vec<_> = shares
             .into_iter()
-            .map(|(_, share)| {
+            .map(|share| {
                 let tx = tx.clone();
                 let (range, keys, stop, make) = (&range, &keys, &stop, &make);
                 s.spawn(move || {
@@ -310,6 +311,22 @@ pub(crate) fn calls_on<T: Send>(
         report.add(r?);
     }
     Ok(report.in_order())
+}
+
+/// The journals shared out among `workers` threads by the bytes each has to read: largest
+/// first, each to the thread with the fewest bytes so far.
+fn share(plans: &mut [Plan], workers: usize) -> Vec<Vec<&Plan>> {
+    plans.sort_by_key(|p| std::cmp::Reverse(p.bytes));
+    let mut shares: Vec<(u64, Vec<&Plan>)> = (0..workers).map(|_| (0, Vec::new())).collect();
+    for plan in plans.iter() {
+        let least = shares
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("at least one worker");
+        least.0 += plan.bytes;
+        least.1.push(plan);
+    }
+    shares.into_iter().map(|(_, share)| share).collect()
 }
 
 /// `[from, to]` as the scan tests it.
@@ -488,7 +505,7 @@ fn ms(t: SystemTime) -> u64 {
 /// Hashes event ids by their low 64 bits, which a ULID fills at random: SipHash of every id
 /// in flight was a sixth of a reading thread's time.
 #[derive(Clone, Copy, Default)]
-struct ById;
+pub(crate) struct ById;
 
 impl std::hash::BuildHasher for ById {
     type Hasher = IdHasher;
@@ -499,7 +516,7 @@ impl std::hash::BuildHasher for ById {
 
 /// See [`ById`]; bytes other than a `u128` (none, for an [`EventId`]) are mixed in FNV-1a.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
