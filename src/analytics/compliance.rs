@@ -188,6 +188,64 @@ pub enum ComplianceError {
     },
 }
 
+/// A window checked and ready to read for its facts: what [`Survey`]s of it read, and to
+/// when (`until` plus the time the window's last calls' ends may take, at most `now`).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// The window's start.
+    pub since: SystemTime,
+    /// The window's end.
+    pub until: SystemTime,
+    /// The end of what is read: ends of the window's last calls may come up to their
+    /// timeout (and [`survey::END_GRACE_MS`]) after `until`.
+    pub read_to: SystemTime,
+    /// `limits.call_timeout_ms` (`None`: 0, no timeout).
+    pub call_timeout: Option<Duration>,
+}
+
+impl Window {
+    /// Checks `input`'s window and store.
+    pub fn of(input: &ComplianceInput<'_>) -> Result<Window, ComplianceError> {
+        if input.until < std::time::UNIX_EPOCH {
+            return Err(ComplianceError::BeforeEpoch { what: "ends" });
+        }
+        if input.since < std::time::UNIX_EPOCH {
+            return Err(ComplianceError::BeforeEpoch { what: "starts" });
+        }
+        if input.since > input.until {
+            return Err(ComplianceError::EmptyWindow);
+        }
+        let root = input.root;
+        if !crate::store::marker::check(root, crate::store::Access::Read)?
+            || !crate::store::StorePaths::new(root).journal().is_dir()
+        {
+            return Err(ComplianceError::NoStore {
+                path: root.to_path_buf(),
+            });
+        }
+        let call_timeout = input.config.limits.call_timeout;
+        let reach = call_timeout.map_or(Duration::ZERO, |t| {
+            t + Duration::from_millis(survey::END_GRACE_MS + 1)
+        });
+        Ok(Window {
+            since: input.since,
+            until: input.until,
+            read_to: (input.until + reach).min(input.now.max(input.until)),
+            call_timeout,
+        })
+    }
+
+    /// The events a survey reads: `[since, read_to]`.
+    pub fn read_range(&self) -> (SystemTime, SystemTime) {
+        (self.since, self.read_to)
+    }
+
+    /// A survey of the window, for one reading thread.
+    pub fn survey(&self) -> Survey {
+        Survey::new(self.since, self.until, self.call_timeout, self.read_to)
+    }
+}
+
 /// The facts of `input`'s window: one pass over its events (and what an end may take after
 /// `until`), the expired events of each regulation's tag, and the chain walk when asked.
 pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
@@ -199,35 +257,9 @@ pub(crate) fn facts_on(
     input: &ComplianceInput<'_>,
     workers: usize,
 ) -> Result<Facts, ComplianceError> {
-    if input.until < std::time::UNIX_EPOCH {
-        return Err(ComplianceError::BeforeEpoch { what: "ends" });
-    }
-    if input.since < std::time::UNIX_EPOCH {
-        return Err(ComplianceError::BeforeEpoch { what: "starts" });
-    }
-    if input.since > input.until {
-        return Err(ComplianceError::EmptyWindow);
-    }
-    let root = input.root;
-    if !crate::store::marker::check(root, crate::store::Access::Read)?
-        || !crate::store::StorePaths::new(root).journal().is_dir()
-    {
-        return Err(ComplianceError::NoStore {
-            path: root.to_path_buf(),
-        });
-    }
-    let timeout = input.config.limits.call_timeout;
-    // Ends of the window's last calls may come up to their timeout after `until`.
-    let reach = timeout.map_or(Duration::ZERO, |t| {
-        t + Duration::from_millis(survey::END_GRACE_MS + 1)
-    });
-    let read_to = (input.until + reach).min(input.now.max(input.until));
-    let scanned = read::window(root, input.since, input.until, read_to, timeout, workers);
-    // A record that cannot be read (damaged, or not an event) is itself a finding: the chain
-    // walk below says what happened to it, and the rules that rest on the window's events
-    // do not pass.
-    let mut facts = Facts::default();
-    match scanned.result {
+    let window = Window::of(input)?;
+    let scanned = read::window(&window, input.root, workers);
+    let read = match &scanned.result {
         Ok(report) => {
             tracing::debug!(
                 events = report.events,
@@ -235,20 +267,43 @@ pub(crate) fn facts_on(
                 skipped = report.segments_skipped,
                 "read the window"
             );
-            for part in scanned.sinks {
+            Ok(report.damaged.as_slice())
+        }
+        Err(e) => Err(e),
+    };
+    Ok(facts_of(input, scanned.sinks, read)?)
+}
+
+/// The facts of `input`'s window from the surveys that read it (one per reading thread),
+/// and what the reading met (the damaged stretches of the segments read, or the error that
+/// stopped it); with the expired events of each regulation's tag, and the chain walk when
+/// asked. For readers that survey the window in a pass of their own (`report`).
+pub fn facts_of(
+    input: &ComplianceInput<'_>,
+    surveys: Vec<Survey>,
+    read: Result<&[crate::store::Damage], &StoreError>,
+) -> Result<Facts, StoreError> {
+    let root = input.root;
+    // A record that cannot be read (damaged, or not an event) is itself a finding: the chain
+    // walk below says what happened to it, and the rules that rest on the window's events
+    // do not pass.
+    let mut facts = Facts::default();
+    match read {
+        Ok(damaged) => {
+            for part in surveys {
                 facts.merge(part.finish());
             }
-            for d in &report.damaged {
+            for d in damaged {
                 tracing::error!(damage = %d, "audit journal segment damaged");
             }
-            if let Some(first) = report.damaged.first() {
-                facts.read_error = Some(damaged_cause(first, report.damaged.len()));
+            if let Some(first) = damaged.first() {
+                facts.read_error = Some(damaged_cause(first, damaged.len()));
             }
         }
         Err(e) => {
-            let why = unread_cause(&e);
+            let why = unread_cause(e);
             tracing::error!(error = %why, "the window's events could not all be read");
-            for part in scanned.sinks {
+            for part in surveys {
                 facts.merge(part.finish_partial(why.clone()));
             }
         }
@@ -346,11 +401,20 @@ pub fn assess_all(
     regulations: &[Regulation],
 ) -> Result<Vec<Assessment>, ComplianceError> {
     let facts = facts(input)?;
+    Ok(judge_all(input, &facts, regulations))
+}
+
+/// Judges each of `regulations` on `facts` of `input`'s window.
+pub fn judge_all(
+    input: &ComplianceInput<'_>,
+    facts: &Facts,
+    regulations: &[Regulation],
+) -> Vec<Assessment> {
     let settings = Settings::of(input.config);
-    Ok(regulations
+    regulations
         .iter()
-        .map(|r| judge(*r, &facts, &settings, input.since, input.until))
-        .collect())
+        .map(|r| judge(*r, facts, &settings, input.since, input.until))
+        .collect()
 }
 
 /// The assessment of one regulation over `input`'s window.

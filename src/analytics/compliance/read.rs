@@ -19,20 +19,11 @@ use crate::store::{self, Damage, Filter, StoreError};
 /// Expired events read per page of a tag.
 const EXPIRED_READ: usize = 200;
 
-/// Reads every event of `[since, read_to]` into surveys of `[since, until]`, one per
-/// reading thread, on up to `workers` threads (`call_timeout` is `limits.call_timeout_ms`);
-/// the caller finishes and merges them ([`Survey::finish`], [`super::Facts::merge`]).
-pub fn window(
-    root: &Path,
-    since: SystemTime,
-    until: SystemTime,
-    read_to: SystemTime,
-    call_timeout: Option<Duration>,
-    workers: usize,
-) -> Scanned<Survey> {
-    scan::events_on(root, since, read_to, workers, || {
-        Survey::new(since, until, call_timeout, read_to)
-    })
+/// Reads every event of `window`'s read range into surveys of it, one per reading thread,
+/// on up to `workers` threads; the caller finishes and merges them ([`super::facts_of`]).
+pub fn window(window: &super::Window, root: &Path, workers: usize) -> Scanned<Survey> {
+    let (from, to) = window.read_range();
+    scan::events_on(root, from, to, workers, || window.survey())
 }
 
 /// What the read of the expired events met besides them.

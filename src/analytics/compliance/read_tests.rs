@@ -321,3 +321,45 @@ fn a_damaged_segment_gives_the_facts_of_the_rest_and_a_read_error_naming_it() {
         assert_eq!(got, want, "{workers} threads");
     }
 }
+
+#[test]
+fn surveying_in_the_calls_pass_gives_the_same_facts_and_the_same_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let all = compliance_store(root);
+    assert!(store::personal::erase(root, "carol").unwrap().is_some());
+    let config = config(60_000);
+    let (since, until) = window(&all, 0.3, 0.7);
+    let (first, last) = window(&all, 0.0, 1.0);
+    let input = ComplianceInput {
+        root,
+        config: &config,
+        since,
+        until,
+        now: until + Duration::from_secs(20),
+        verify_chain: false,
+    };
+    let want = facts_on(&input, 2).unwrap();
+    let (want_calls, _) = crate::analytics::read::calls(root, first, last).unwrap();
+    // The calls' range wider than the window, and narrower.
+    for (from, to) in [(first, last), (since + Duration::from_secs(600), until)] {
+        let w = super::super::Window::of(&input).unwrap();
+        let mut calls = Vec::new();
+        let (surveys, read) =
+            crate::analytics::read::each_call_surveying(root, from, to, &w, |c| calls.push(c));
+        let read = read.unwrap();
+        assert_eq!(
+            surveys.len(),
+            2.min(crate::store::scan::default_workers()).max(1)
+        );
+        let got = super::super::facts_of(&input, surveys, Ok(&read.damaged)).unwrap();
+        assert_eq!(got, want, "calls [{from:?}, {to:?}]");
+        if (from, to) == (first, last) {
+            calls.sort_unstable_by_key(|c| (c.at_ms, c.id));
+            let text = |c: &[crate::analytics::Call]| -> Vec<String> {
+                c.iter().map(|c| format!("{c:?}")).collect()
+            };
+            assert_eq!(text(&calls), text(&want_calls));
+        }
+    }
+}
