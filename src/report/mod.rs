@@ -98,10 +98,11 @@ pub fn gather(
     };
     let (report, compliance) = match (req.assess, &window) {
         (Some(input), Some(window)) => {
-            let (surveys, read) =
-                read::each_call_surveying(root, time(start), time(req.to_ms), window, &mut each);
+            let ((surveys, read), chain) = compliance::with_chain(input, || {
+                read::each_call_surveying(root, time(start), time(req.to_ms), window, &mut each)
+            })?;
             let report = read?;
-            let facts = compliance::facts_of(input, surveys, Ok(&report.damaged))?;
+            let facts = compliance::facts_of(input, surveys, Ok(&report.damaged), chain)?;
             let assessments = compliance::judge_all(input, &facts, &compliance::Regulation::ALL);
             (report, ComplianceInput::Assessed(assessments))
         }

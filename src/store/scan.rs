@@ -28,6 +28,12 @@
 //! fields, as [`super::personal::Keyring::decode`] gives them. Events of other types are
 //! counted, not handed on.
 //!
+//! The same pass can hand every event of a second range, of every type, to a consumer per
+//! reading thread ([`events`], [`Sink`]; see `scan/events.rs`): the compliance survey reads
+//! its window so, alone or beside `report`'s calls (`scan_on`). The reading range is then
+//! the span of both, and a record of the events' range has its personal fields opened
+//! whatever its type.
+//!
 //! The range is `[from, to]`, both inclusive, on the events' `timestamp` (as
 //! [`super::Filter`]'s `since` and `until`). A call's end is joined only when it lies in the
 //! range too.
@@ -165,8 +171,10 @@ pub struct ScanReport {
     /// Damaged stretches of the segments read (their records are not in the calls), by
     /// segment and offset.
     pub damaged: Vec<Damage>,
-    /// Events in the range, of every type.
+    /// Events in the calls' range, of every type.
     pub events: u64,
+    /// Events handed to the sinks (those of the events' range, of every type).
+    pub surveyed: u64,
     /// Calls handed on.
     pub calls: u64,
     /// Of them, calls handed on without an end.
@@ -193,6 +201,7 @@ impl ScanReport {
     fn add(&mut self, other: ScanReport) {
         self.damaged.extend(other.damaged);
         self.events += other.events;
+        self.surveyed += other.surveyed;
         self.calls += other.calls;
         self.unended += other.unended;
         self.journals += other.journals;
@@ -903,6 +912,7 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
             _ => None,
         };
         if event {
+            self.report.surveyed += 1;
             events::hand_on(&r, time, opened.as_ref(), self.sink);
         }
         if !call {

@@ -352,7 +352,7 @@ fn surveying_in_the_calls_pass_gives_the_same_facts_and_the_same_calls() {
             surveys.len(),
             2.min(crate::store::scan::default_workers()).max(1)
         );
-        let got = super::super::facts_of(&input, surveys, Ok(&read.damaged)).unwrap();
+        let got = super::super::facts_of(&input, surveys, Ok(&read.damaged), None).unwrap();
         assert_eq!(got, want, "calls [{from:?}, {to:?}]");
         if (from, to) == (first, last) {
             calls.sort_unstable_by_key(|c| (c.at_ms, c.id));

@@ -611,3 +611,30 @@ impl Sink for Survey {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_keeps_the_smallest_ids_whatever_the_order_and_merges_so() {
+        // 50 ids in a shuffled order (19 is prime to 50).
+        let ids: Vec<EventId> = (0..50u64)
+            .map(|i| EventId(ulid::Ulid::from_parts(1_790_000_000_000 + (i * 19) % 50, 1)))
+            .collect();
+        let mut a = Sample::default();
+        for id in &ids {
+            a.add(*id);
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let want: Vec<String> = sorted[..SAMPLE].iter().map(|i| i.to_string()).collect();
+        assert_eq!((a.count, &a.ids), (50, &want));
+        let (mut b, mut c) = (Sample::default(), Sample::default());
+        for (i, id) in ids.iter().rev().enumerate() {
+            if i % 3 == 0 { b.add(*id) } else { c.add(*id) }
+        }
+        b.merge(c);
+        assert_eq!(b, a);
+    }
+}

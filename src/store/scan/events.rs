@@ -20,7 +20,7 @@
 //!   (read twice, 100 ms apart) is reported as damage: a write cut short is not, but a record
 //!   changed after it was written is, as reading it through the index refused it.
 //!
-//! The calls and the events can be read in the same pass ([`super::scan_on`]: `report`
+//! The calls and the events can be read in the same pass (`scan_on`: `report`
 //! reads its calls and surveys the compliance window at once).
 
 use std::borrow::Cow;
