@@ -337,6 +337,7 @@ pub fn facts_of(
         &input.config.retention.periods,
         &survey::REGULATION_TAGS,
         input.now,
+        crate::store::scan::default_workers(),
     ) {
         Ok(expired) => {
             for d in &expired.damaged {

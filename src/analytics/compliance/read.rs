@@ -1,23 +1,21 @@
 //! Reading the store for the facts: the window's events in one pass over the journals
 //! ([`crate::store::scan::events`]: several threads, each with its own [`Survey`]), the
-//! expired events of a tag (through the index, a page at a time), and the chain check of
-//! [`crate::store::verify`].
+//! expired events of each tag (another pass, over what is older than the shortest period),
+//! and the chain check of [`crate::store::verify`].
 //!
 //! The window is not read through the index: a range of millions of events read through it
 //! is a point lookup per event, and every event decoded in full (124 s of a 30-day report
-//! over 10 M events, 2026-12). Nor is the index needed for it, so a process holding the
-//! index (a running proxy) changes nothing.
+//! over 10 M events, 2026-12). Nor is the index needed, so a process holding it (a running
+//! proxy) changes nothing; the expired events were paged through it too (sled opened:
+//! ~150 MB and a second at 10 M events).
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::survey::{ChainFacts, SAMPLE, Sample, Survey};
 use crate::store::retention::{Keep, Periods};
-use crate::store::scan::{self, Scanned};
-use crate::store::{self, Damage, Filter, StoreError};
-
-/// Expired events read per page of a tag.
-const EXPIRED_READ: usize = 200;
+use crate::store::scan::{self, Scanned, Sink};
+use crate::store::{self, Damage, StoreError};
 
 /// Reads every event of `window`'s read range into surveys of it, one per reading thread,
 /// on up to `workers` threads; the caller finishes and merges them ([`super::facts_of`]).
@@ -29,98 +27,93 @@ pub fn window(window: &super::Window, root: &Path, workers: usize) -> Scanned<Su
 /// What the read of the expired events met besides them.
 #[derive(Debug, Default)]
 pub struct Expired {
-    /// Per tag, events kept past their period.
+    /// Per tag with a period, events kept past it.
     pub tags: Vec<(String, Sample)>,
-    /// Damaged journal segments (when the journals were read: another process holds the
-    /// index).
+    /// Damaged journal segments met on the way.
     pub damaged: Vec<Damage>,
 }
 
-/// Reads for each of `tags` with a period the events kept past it at `now`. The index is
-/// opened only when some tag has a period; while another process holds it, the journals
-/// are read (each page a scan back from the newest record).
+/// Counts, per tag, the events kept past their period, on one reading thread.
+struct ExpiredSink<'a> {
+    periods: &'a Periods,
+    /// Each tag with a period, and the time its events must be older than.
+    cutoffs: &'a [(String, SystemTime)],
+    now: SystemTime,
+    samples: Vec<Sample>,
+}
+
+impl Sink for ExpiredSink<'_> {
+    fn event(&mut self, e: &scan::Event<'_>) {
+        for ((tag, cutoff), sample) in self.cutoffs.iter().zip(&mut self.samples) {
+            // Judged with the retention plan's own test (`Periods::expired`): an event a
+            // longer tag keeps is not counted.
+            if e.timestamp <= *cutoff
+                && e.tags.iter().any(|t| t == tag)
+                && self
+                    .periods
+                    .expired(e.timestamp, e.tags.iter().map(|t| &**t), self.now)
+            {
+                sample.add(e.id);
+            }
+        }
+    }
+
+    fn journal_read(&mut self) {}
+}
+
+/// Reads for each of `tags` with a period the events kept past it at `now`: one pass over
+/// the journals up to the latest of those times, on up to `workers` threads (segments
+/// newer than it are skipped by their span, so a store whose retention is applied reads
+/// next to nothing). Not through the index, which a running proxy may hold.
 pub fn expired(
     root: &Path,
     periods: &Periods,
     tags: &[&str],
     now: SystemTime,
+    workers: usize,
 ) -> Result<Expired, StoreError> {
-    let mut out = Expired::default();
-    let cutoffs: Vec<(&str, SystemTime)> = tags
+    let cutoffs: Vec<(String, SystemTime)> = tags
         .iter()
         .filter_map(|tag| match periods.tags.get(*tag).copied() {
-            Some(Keep::For(period)) => now.checked_sub(period).map(|before| (*tag, before)),
+            Some(Keep::For(period)) => now
+                .checked_sub(period)
+                .map(|before| (tag.to_string(), before)),
             _ => None,
         })
         .collect();
-    if cutoffs.is_empty() {
-        return Ok(out);
-    }
-    let held = store::open_for_query(root)?;
-    let query = |filter: &Filter, limit: usize, damaged: &mut Vec<Damage>| match &held {
-        Some((index, _, _)) => index.newest(limit, filter),
-        None => {
-            let (events, d) = store::newest_from_journals(root, limit, filter)?;
-            damaged.extend(d);
-            Ok(events)
-        }
+    let Some(latest) = cutoffs.iter().map(|(_, t)| *t).max() else {
+        return Ok(Expired::default());
     };
-    for (tag, before) in cutoffs {
-        let mut filter = Filter {
-            tag: Some(tag.to_string()),
-            until: Some(before),
-            ..Filter::default()
-        };
-        // Page back through every event of the tag older than its period, a page at a time
-        // (memory bounded by the page), judging each with the retention plan's own test
-        // (`Periods::expired`): an event a longer tag keeps is not counted, and does not
-        // hide older expired ones behind it. The sample keeps the smallest (oldest) ids.
-        let mut sample = Sample::default();
-        let mut boundary: Vec<crate::audit::EventId> = Vec::new();
-        loop {
-            let events = query(&filter, EXPIRED_READ, &mut out.damaged)?;
-            let full = events.len() >= EXPIRED_READ;
-            let Some(last) = events.last() else { break };
-            let oldest = last.timestamp;
-            let mut next_boundary = Vec::new();
-            for e in &events {
-                if e.timestamp == oldest {
-                    next_boundary.push(e.event_id);
-                }
-                if boundary.contains(&e.event_id) {
-                    continue;
-                }
-                if periods.expired(
-                    e.timestamp,
-                    e.compliance_tags.iter().map(String::as_str),
-                    now,
-                ) {
-                    sample.add(e.event_id);
-                }
-            }
-            if !full {
-                break;
-            }
-            // The next page ends at this page's oldest time (inclusive: events sharing it may
-            // be on either side), leaving out the ones already counted; a page all of one
-            // instant steps past it.
-            if events.first().map(|e| e.timestamp) == Some(oldest) {
-                let Some(before) = oldest.checked_sub(Duration::from_micros(1)) else {
-                    break;
-                };
-                filter.until = Some(before);
-                boundary.clear();
-            } else {
-                filter.until = Some(oldest);
-                boundary = next_boundary;
-            }
+    if latest < UNIX_EPOCH {
+        return Ok(Expired {
+            tags: cutoffs
+                .into_iter()
+                .map(|(tag, _)| (tag, Sample::default()))
+                .collect(),
+            damaged: Vec::new(),
+        });
+    }
+    let scanned = scan::events_on(root, UNIX_EPOCH, latest, workers, || ExpiredSink {
+        periods,
+        cutoffs: &cutoffs,
+        now,
+        samples: vec![Sample::default(); cutoffs.len()],
+    });
+    let report = scanned.result?;
+    let mut samples = vec![Sample::default(); cutoffs.len()];
+    for sink in scanned.sinks {
+        for (all, part) in samples.iter_mut().zip(sink.samples) {
+            all.merge(part);
         }
-        out.tags.push((tag.to_string(), sample));
     }
-    if let Some((index, _lock, _)) = held {
-        index.close()?;
-    }
-    Ok(out)
+    Ok(Expired {
+        tags: cutoffs
+            .into_iter()
+            .map(|(tag, _)| tag)
+            .zip(samples)
+            .collect(),
+        damaged: report.damaged,
+    })
 }
 
 /// The chain check of every journal (not the index: that is `verify`'s own business), with

@@ -3,8 +3,14 @@
 //! in two, in clear in one, an erased user), with outages, refused and blocked calls, calls
 //! without ends, ends after `until`, an end far later than its timeout, ends written before
 //! their access, events that are not calls, data left in clear in arguments and error texts;
-//! on 1 to 3 reading threads. A damaged segment: the facts of every other record, and a
+//! on 1 to 3 reading threads; the expired events of a tag (with a one-day period) too, which
+//! were paged through the index. A damaged segment: the facts of every other record, and a
 //! read error that sends to `verify`.
+//!
+//! The reading before went through the index: the reading from the journals it fell back
+//! on while another process held the index gave other facts on this store (a day or more
+//! of store at a time, so a late end could close its call; and `newest_from_journals`
+//! missed 4 ends of 1908 events, appended after later records), so it is not the reference.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -216,7 +222,7 @@ fn window(all: &[AuditEvent], from: f64, to: f64) -> (SystemTime, SystemTime) {
 }
 
 #[test]
-fn the_scan_gives_the_facts_the_reading_through_the_index_and_the_journals_gave() {
+fn the_scan_gives_the_facts_the_reading_through_the_index_gave() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let all = compliance_store(root);

@@ -188,7 +188,7 @@ pub struct Facts {
     /// Per regulation tag (`gdpr`, `hipaa`, `pci_dss`), the calls that carry it.
     pub tagged: BTreeMap<String, TagFacts>,
     /// Events still stored although their retention period has passed, per regulation tag
-    /// (read up to a few hundred per tag, newest first).
+    /// (judged as retention does: an event that a longer tag keeps is not counted).
     pub expired: BTreeMap<String, Sample>,
     /// The chain check; `None` when it was not run.
     pub chain: Option<ChainFacts>,
