@@ -85,15 +85,18 @@
 //!                     removed or rewritten, index entries dropped)
 //!                     personal.rs (personal fields sealed per user; keys; erasure)
 //!                     scan.rs (the calls of a time range in one pass over the journals,
-//!                     on several threads, ends joined per journal)
+//!                     on several threads, ends joined per journal; scan/events.rs: every
+//!                     event of a range, to one consumer per reading thread)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined, as they come), read.rs (calls from the store through
 //!                     store/scan.rs, in no particular order), anomalies.rs (four families, population
 //!                     context), behaviour.rs (a user's and the tools' figures, the
 //!                     behavioural risk score), quality.rs (precision/recall against
 //!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:
-//!                     compliance/survey.rs one bounded pass over the window's events,
-//!                     read.rs the store and the chain walk, rules.rs the rules per clause);
+//!                     compliance/survey.rs the facts of the window's events (order-free,
+//!                     one survey per reading thread, merged), read.rs the window through
+//!                     store/scan/events.rs, the expired events, the chain walk; rules.rs
+//!                     the rules per clause);
 //!                     read::each_call streams calls with bounded state
 //! report/             reports over the trail: tally.rs (a period's figures counted as calls
 //!                     go by), model.rs (the Report, its JSON; findings, trends,

@@ -12,17 +12,20 @@
 //!
 //! # How a window is assessed
 //!
-//! [`assess_all`] reads the window once ([`survey`]: one streaming pass, a chunk of the
-//! store at a time, memory bounded by the calls in flight and a few counters), walks the
-//! journals' hash chains once ([`crate::store::verify`], the whole store), and then judges
-//! every rule of each regulation asked from those facts and the configuration ([`rules`]:
-//! pure functions, tested on made-up facts). [`assess`] is the same for one regulation.
+//! [`assess_all`] reads the window once ([`survey`]: one pass over the journals on a few
+//! threads, [`read::window`], memory bounded by the calls in flight and a few counters),
+//! walks the journals' hash chains once meanwhile ([`with_chain`], [`crate::store::verify`],
+//! the whole store, on a thread of its own), and then judges every rule of each regulation
+//! asked from those facts and the configuration ([`rules`]: pure functions, tested on
+//! made-up facts). [`assess`] is the same for one regulation.
 
 pub mod read;
 #[cfg(test)]
 mod rule_tests;
 pub mod rules;
 pub mod survey;
+#[cfg(test)]
+mod survey_before;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -186,66 +189,183 @@ pub enum ComplianceError {
     },
 }
 
+/// A window checked and ready to read for its facts: what [`Survey`]s of it read, and to
+/// when (`until` plus the time the window's last calls' ends may take, at most `now`).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// The window's start.
+    pub since: SystemTime,
+    /// The window's end.
+    pub until: SystemTime,
+    /// The end of what is read: ends of the window's last calls may come up to their
+    /// timeout (and [`survey::END_GRACE_MS`]) after `until`.
+    pub read_to: SystemTime,
+    /// `limits.call_timeout_ms` (`None`: 0, no timeout).
+    pub call_timeout: Option<Duration>,
+}
+
+impl Window {
+    /// Checks `input`'s window and store.
+    pub fn of(input: &ComplianceInput<'_>) -> Result<Window, ComplianceError> {
+        if input.until < std::time::UNIX_EPOCH {
+            return Err(ComplianceError::BeforeEpoch { what: "ends" });
+        }
+        if input.since < std::time::UNIX_EPOCH {
+            return Err(ComplianceError::BeforeEpoch { what: "starts" });
+        }
+        if input.since > input.until {
+            return Err(ComplianceError::EmptyWindow);
+        }
+        let root = input.root;
+        if !crate::store::marker::check(root, crate::store::Access::Read)?
+            || !crate::store::StorePaths::new(root).journal().is_dir()
+        {
+            return Err(ComplianceError::NoStore {
+                path: root.to_path_buf(),
+            });
+        }
+        let call_timeout = input.config.limits.call_timeout;
+        let reach = call_timeout.map_or(Duration::ZERO, |t| {
+            t + Duration::from_millis(survey::END_GRACE_MS + 1)
+        });
+        Ok(Window {
+            since: input.since,
+            until: input.until,
+            read_to: (input.until + reach).min(input.now.max(input.until)),
+            call_timeout,
+        })
+    }
+
+    /// The events a survey reads: `[since, read_to]`.
+    pub fn read_range(&self) -> (SystemTime, SystemTime) {
+        (self.since, self.read_to)
+    }
+
+    /// A survey of the window, for one reading thread.
+    pub fn survey(&self) -> Survey {
+        Survey::new(self.since, self.until, self.call_timeout, self.read_to)
+    }
+}
+
 /// The facts of `input`'s window: one pass over its events (and what an end may take after
 /// `until`), the expired events of each regulation's tag, and the chain walk when asked.
 pub fn facts(input: &ComplianceInput<'_>) -> Result<Facts, ComplianceError> {
-    if input.until < std::time::UNIX_EPOCH {
-        return Err(ComplianceError::BeforeEpoch { what: "ends" });
+    facts_on(input, crate::store::scan::default_workers())
+}
+
+/// [`facts`], reading the window on at most `workers` threads.
+pub(crate) fn facts_on(
+    input: &ComplianceInput<'_>,
+    workers: usize,
+) -> Result<Facts, ComplianceError> {
+    let window = Window::of(input)?;
+    let (scanned, chain) = with_chain(input, || read::window(&window, input.root, workers))?;
+    let read = match &scanned.result {
+        Ok(report) => {
+            tracing::debug!(
+                events = report.surveyed,
+                segments = report.segments_read,
+                skipped = report.segments_skipped,
+                "read the window"
+            );
+            Ok(report.damaged.as_slice())
+        }
+        Err(e) => Err(e),
+    };
+    Ok(facts_of(input, scanned.sinks, read, chain)?)
+}
+
+/// Runs `read` (the window's reading) on this thread while the chain walk, when `input`
+/// asks for it, runs on another: the walk is one thread reading every journal whole (about
+/// a quarter of a minute at 10 M events), the window's scan a few.
+pub fn with_chain<R>(
+    input: &ComplianceInput<'_>,
+    read: impl FnOnce() -> R,
+) -> Result<(R, Option<survey::ChainFacts>), StoreError> {
+    if !input.verify_chain {
+        return Ok((read(), None));
     }
-    if input.since < std::time::UNIX_EPOCH {
-        return Err(ComplianceError::BeforeEpoch { what: "starts" });
-    }
-    if input.since > input.until {
-        return Err(ComplianceError::EmptyWindow);
-    }
+    let key = input.config.audit.signer.as_ref().map(|s| s.public());
+    std::thread::scope(|s| {
+        let walk = s.spawn(|| read::chain(input.root, key.as_ref()));
+        let out = read();
+        let chain = walk
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        Ok((out, Some(chain)))
+    })
+}
+
+/// The facts of `input`'s window from the surveys that read it (one per reading thread),
+/// and what the reading met (the damaged stretches of the segments read, or the error that
+/// stopped it); with the expired events of each regulation's tag, and `chain`, the chain
+/// walk's facts when it was made ([`with_chain`]). For readers that survey the window in a
+/// pass of their own (`report`).
+pub fn facts_of(
+    input: &ComplianceInput<'_>,
+    surveys: Vec<Survey>,
+    read: Result<&[crate::store::Damage], &StoreError>,
+    chain: Option<survey::ChainFacts>,
+) -> Result<Facts, StoreError> {
     let root = input.root;
-    if !crate::store::marker::check(root, crate::store::Access::Read)?
-        || !crate::store::StorePaths::new(root).journal().is_dir()
-    {
-        return Err(ComplianceError::NoStore {
-            path: root.to_path_buf(),
-        });
+    // A record that cannot be read (damaged, or not an event) is itself a finding: the chain
+    // walk below says what happened to it, and the rules that rest on the window's events
+    // do not pass.
+    let mut facts = Facts::default();
+    match read {
+        Ok(damaged) => {
+            for part in surveys {
+                facts.merge(part.finish());
+            }
+            for d in damaged {
+                tracing::error!(damage = %d, "audit journal segment damaged");
+            }
+            if let Some(first) = damaged.first() {
+                facts.read_error = Some(damaged_cause(first, damaged.len()));
+            }
+        }
+        Err(e) => {
+            let why = unread_cause(e);
+            tracing::error!(error = %why, "the window's events could not all be read");
+            for part in surveys {
+                facts.merge(part.finish_partial(why.clone()));
+            }
+        }
     }
-    let timeout = input.config.limits.call_timeout;
-    let mut pass = Survey::new(input.since, input.until, timeout);
-    // Ends of the window's last calls may come up to their timeout after `until`.
-    let reach = timeout.map_or(Duration::ZERO, |t| {
-        t + Duration::from_millis(survey::END_GRACE_MS + 1)
-    });
-    let read_to = (input.until + reach).min(input.now.max(input.until));
-    let reading = read::read(
+    match read::expired(
         root,
-        input.since,
-        read_to,
-        &mut pass,
         &input.config.retention.periods,
         &survey::REGULATION_TAGS,
         input.now,
-    );
-    // A record that cannot be read (damaged, or changed since it was indexed) is itself a
-    // finding: the chain walk below says what happened to it, and the rules that rest on
-    // the window's events do not pass.
-    let mut facts = match reading {
-        Ok(reading) => {
-            for d in &reading.damaged {
+        crate::store::scan::default_workers(),
+    ) {
+        Ok(expired) => {
+            for d in &expired.damaged {
                 tracing::error!(damage = %d, "audit journal segment damaged");
             }
-            let mut facts = pass.finish(read_to);
-            facts.expired = reading.expired.into_iter().collect();
-            facts.oldest_event = reading.oldest;
-            facts
+            facts.expired = expired.tags.into_iter().collect();
         }
         Err(e) => {
             let why = unread_cause(&e);
-            tracing::error!(error = %why, "the window's events could not all be read");
-            pass.finish_partial(why)
+            tracing::error!(error = %why, "the expired events could not all be read");
+            facts.read_error.get_or_insert(why);
         }
-    };
-    if input.verify_chain {
-        let key = input.config.audit.signer.as_ref().map(|s| s.public());
-        facts.chain = Some(read::chain(root, key.as_ref())?);
     }
+    facts.chain = chain;
     Ok(facts)
+}
+
+/// What damaged journal bytes met while reading the window say in a compliance context:
+/// the records there are not in the facts, and bytes that changed after they were written
+/// may be tampering.
+fn damaged_cause(first: &crate::store::Damage, count: usize) -> String {
+    let more = match count {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more damaged stretches)", n - 1),
+    };
+    format!(
+        "journal segment {first}{more}: the records there are not in these facts, and bytes that changed after they were written may be tampering; run `mcp-audit-proxy verify` to find which records and whether the hash chain still holds"
+    )
 }
 
 /// What a failed read of the window says in a compliance context. A record that does not
@@ -303,11 +423,20 @@ pub fn assess_all(
     regulations: &[Regulation],
 ) -> Result<Vec<Assessment>, ComplianceError> {
     let facts = facts(input)?;
+    Ok(judge_all(input, &facts, regulations))
+}
+
+/// Judges each of `regulations` on `facts` of `input`'s window.
+pub fn judge_all(
+    input: &ComplianceInput<'_>,
+    facts: &Facts,
+    regulations: &[Regulation],
+) -> Vec<Assessment> {
     let settings = Settings::of(input.config);
-    Ok(regulations
+    regulations
         .iter()
-        .map(|r| judge(*r, &facts, &settings, input.since, input.until))
-        .collect())
+        .map(|r| judge(*r, facts, &settings, input.since, input.until))
+        .collect()
 }
 
 /// The assessment of one regulation over `input`'s window.

@@ -85,6 +85,32 @@ pub fn each_call(
     store::scan_calls(root, from, to, call_of, each).map(ReadReport::from)
 }
 
+/// [`each_call`] with the compliance survey of `window` in the same pass over the journals
+/// (the reading range is the span of both): the surveys (one per reading thread, for
+/// [`super::compliance::facts_of`]) and what reading found. So that `report` reads its trail
+/// once, not once for the calls and again for the compliance facts.
+pub fn each_call_surveying(
+    root: &Path,
+    from: SystemTime,
+    to: SystemTime,
+    window: &super::compliance::Window,
+    each: impl FnMut(Call),
+) -> (
+    Vec<super::compliance::Survey>,
+    Result<ReadReport, StoreError>,
+) {
+    let scanned = scan::scan_on(
+        root,
+        (from, to),
+        Some(window.read_range()),
+        scan::default_workers(),
+        call_of,
+        each,
+        || window.survey(),
+    );
+    (scanned.sinks, scanned.result.map(ReadReport::from))
+}
+
 /// A scanned access and end as a [`Call`], as [`super::Joiner::push`] makes one from events.
 fn call_of(a: scan::Access, end: Option<scan::End>) -> Call {
     Call {
@@ -121,4 +147,4 @@ fn call_of(a: scan::Access, end: Option<scan::End>) -> Call {
 
 #[cfg(test)]
 #[path = "read_tests.rs"]
-mod tests;
+pub(crate) mod tests;

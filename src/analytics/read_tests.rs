@@ -19,10 +19,10 @@ use crate::store::{Filter, Store, journal, scan};
 
 use crate::test_rng::Rng;
 
-const START_US: u64 = 1_780_000_000_000_000;
+pub(crate) const START_US: u64 = 1_780_000_000_000_000;
 const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 
-fn time(us: u64) -> SystemTime {
+pub(crate) fn time(us: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(us)
 }
 
@@ -30,7 +30,7 @@ fn id_at(us: u64, rng: &mut Rng) -> EventId {
     EventId(Ulid::from_parts(us / 1000, u128::from(rng.next())))
 }
 
-fn access(us: u64, user: &str, rng: &mut Rng) -> AuditEvent {
+pub(crate) fn access(us: u64, user: &str, rng: &mut Rng) -> AuditEvent {
     let http = (rng.below(3) == 0).then(|| {
         Box::new(HttpContext {
             client_address: Some(format!("10.0.{}.{}", rng.below(4), rng.below(250))),
@@ -79,10 +79,15 @@ fn access(us: u64, user: &str, rng: &mut Rng) -> AuditEvent {
     }
 }
 
-fn end_of(a: &AuditEvent, us: u64, rng: &mut Rng) -> AuditEvent {
+pub(crate) fn end_of(a: &AuditEvent, us: u64, rng: &mut Rng) -> AuditEvent {
     let failed = rng.below(5) == 0;
     let mut e = a.clone();
+    // Made after its access, so its id sorts after the access's (ids are monotonic).
     e.event_id = id_at(us, rng);
+    if e.event_id <= a.event_id {
+        let access = a.event_id.0;
+        e.event_id = EventId(Ulid::from_parts(access.timestamp_ms(), access.random() + 1));
+    }
     e.timestamp = time(us);
     e.event_type = if failed {
         EventType::ToolFailure
@@ -108,7 +113,7 @@ fn end_of(a: &AuditEvent, us: u64, rng: &mut Rng) -> AuditEvent {
 /// Three writers' journals (two sealing personal fields, one in clear, one left "running"
 /// with no span for its newest segment), interleaved in time, in small segments; every
 /// event written, in the order each journal got them.
-fn varied_store(root: &Path) -> Vec<AuditEvent> {
+pub(crate) fn varied_store(root: &Path) -> Vec<AuditEvent> {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut writers: Vec<Store> = (0..3)
         .map(|_| Store::open_journal(root, 8 << 10).unwrap())
@@ -179,7 +184,7 @@ fn varied_store(root: &Path) -> Vec<AuditEvent> {
     all
 }
 
-fn append(store: &mut Store, events: &[AuditEvent]) {
+pub(crate) fn append(store: &mut Store, events: &[AuditEvent]) {
     if events.is_empty() {
         return;
     }
@@ -192,7 +197,7 @@ fn append(store: &mut Store, events: &[AuditEvent]) {
 }
 
 /// Flips a byte inside a record in the middle of a closed segment of the first journal.
-fn damage(root: &Path) -> std::path::PathBuf {
+pub(crate) fn damage(root: &Path) -> std::path::PathBuf {
     let journal_root = crate::store::StorePaths::new(root).journal();
     let first = crate::store::journals::list(&journal_root).unwrap()[0];
     let dir = first.dir(&journal_root);

@@ -6,10 +6,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use crate::analytics::compliance::{self, Regulation};
+use crate::analytics::compliance;
 use crate::cli::ReportArgs;
 use crate::config::Config;
-use crate::report::model::ComplianceInput;
 use crate::report::render::{self, RenderError};
 use crate::report::{self as reports, DETECTION_LIMIT_CALLS};
 use crate::store::StoreError;
@@ -80,29 +79,27 @@ pub fn run(args: &ReportArgs, config: &Config, out: &mut impl Write) -> Result<i
         return Err(AnalyticsError::NoStore { path: root.clone() }.into());
     }
     // The same assessment as `compliance --regulation all` over the period (one pass for the
-    // three regulations; the chain walk unless --no-verify).
+    // three regulations, in the same pass as the calls; the chain walk unless --no-verify).
     let now = SystemTime::now();
-    let assessments = compliance::assess_all(
-        &compliance::ComplianceInput {
-            root,
-            config,
-            since: from,
-            until: to,
-            now,
-            verify_chain: !args.no_verify,
-        },
-        &Regulation::ALL,
-    )?;
+    let assess = compliance::ComplianceInput {
+        root,
+        config,
+        since: from,
+        until: to,
+        now,
+        verify_chain: !args.no_verify,
+    };
     let (report, read) = reports::gather(
         root,
         reports::Request {
+            assess: Some(&assess),
+            no_compliance: "",
             kind: args.kind,
             from_ms: ms(from),
             to_ms: ms(to),
             now_ms: ms(now),
             baseline_days: config.analytics.baseline_days,
             context: &config.analytics.context,
-            compliance: ComplianceInput::Assessed(assessments),
             detection_limit: DETECTION_LIMIT_CALLS,
         },
     )?;

@@ -10,7 +10,9 @@
 //! [`gather`] reads the store once, in one pass over the journals, from the start of the
 //! previous period (for the trends) or of the detectors' history (`[analytics]
 //! baseline_days` before the period), whichever is earlier, to the period's end
-//! ([`read::each_call`]; calls come in no particular order). The figures are counted as the
+//! ([`read::each_call`]; calls come in no particular order), surveying the period's events
+//! for the compliance assessment in the same pass ([`read::each_call_surveying`]: one
+//! survey per reading thread, bounded by the calls in flight). The figures are counted as the
 //! calls go by ([`tally::Tally`]: bounded by users, tools, sessions and days, not by calls,
 //! and the same whatever the order). The anomaly detectors are batch over the calls of the period and its
 //! history ([`anomalies::detect`]), so those calls are held, up to [`DETECTION_LIMIT_CALLS`]:
@@ -24,8 +26,7 @@ pub mod tally;
 
 use std::path::Path;
 
-use crate::analytics::{Call, Context, anomalies, read};
-use crate::store::StoreError;
+use crate::analytics::{Call, Context, anomalies, compliance, read};
 use model::{ComplianceInput, FindingsInput, Inputs, Kind, Report};
 use tally::Tally;
 
@@ -37,6 +38,9 @@ pub const DETECTION_LIMIT_CALLS: usize = 200_000;
 /// What [`gather`] needs besides the store.
 #[derive(Debug)]
 pub struct Request<'a> {
+    /// The compliance assessment to make over the period (every regulation), from the same
+    /// pass over the store as the calls; `None`: not assessed.
+    pub assess: Option<&'a compliance::ComplianceInput<'a>>,
     /// Which report.
     pub kind: Kind,
     /// The period, milliseconds since the epoch, inclusive.
@@ -49,15 +53,18 @@ pub struct Request<'a> {
     pub baseline_days: u64,
     /// What the operator knows (`[analytics]`).
     pub context: &'a Context,
-    /// The compliance assessments, or why there are none.
-    pub compliance: ComplianceInput,
+    /// Why there is no compliance assessment, when `assess` is `None`.
+    pub no_compliance: &'a str,
     /// The most calls to hold for the detectors ([`DETECTION_LIMIT_CALLS`]).
     pub detection_limit: usize,
 }
 
 /// Reads the store at `root` and makes the report; what reading met is logged by the
 /// caller from the returned [`read::ReadReport`].
-pub fn gather(root: &Path, req: Request<'_>) -> Result<(Report, read::ReadReport), StoreError> {
+pub fn gather(
+    root: &Path,
+    req: Request<'_>,
+) -> Result<(Report, read::ReadReport), compliance::ComplianceError> {
     const DAY_MS: u64 = 86_400_000;
     let len = req.to_ms.saturating_sub(req.from_ms) + 1;
     let prev_from = req.from_ms.saturating_sub(len);
@@ -72,7 +79,8 @@ pub fn gather(root: &Path, req: Request<'_>) -> Result<(Report, read::ReadReport
     let mut held: Option<Vec<Call>> = Some(Vec::new());
     let mut for_detection = 0usize;
     let mut texts = crate::analytics::Interner::default();
-    let report = read::each_call(root, time(start), time(req.to_ms), |mut c| {
+    let window = req.assess.map(compliance::Window::of).transpose()?;
+    let mut each = |mut c: Call| {
         if c.at_ms >= req.from_ms {
             current.add(&c);
         } else if c.at_ms >= prev_from {
@@ -87,7 +95,22 @@ pub fn gather(root: &Path, req: Request<'_>) -> Result<(Report, read::ReadReport
                 v.push(c);
             }
         }
-    })?;
+    };
+    let (report, compliance) = match (req.assess, &window) {
+        (Some(input), Some(window)) => {
+            let ((surveys, read), chain) = compliance::with_chain(input, || {
+                read::each_call_surveying(root, time(start), time(req.to_ms), window, &mut each)
+            })?;
+            let report = read?;
+            let facts = compliance::facts_of(input, surveys, Ok(&report.damaged), chain)?;
+            let assessments = compliance::judge_all(input, &facts, &compliance::Regulation::ALL);
+            (report, ComplianceInput::Assessed(assessments))
+        }
+        _ => (
+            read::each_call(root, time(start), time(req.to_ms), &mut each)?,
+            ComplianceInput::NotAssessed(req.no_compliance.to_string()),
+        ),
+    };
     let findings = match held {
         Some(mut calls) => {
             // The detectors take the calls in time order; the store hands them on in none.
@@ -115,7 +138,7 @@ pub fn gather(root: &Path, req: Request<'_>) -> Result<(Report, read::ReadReport
         current,
         previous,
         findings,
-        compliance: req.compliance,
+        compliance,
     });
     Ok((built, report))
 }

@@ -28,6 +28,12 @@
 //! fields, as [`super::personal::Keyring::decode`] gives them. Events of other types are
 //! counted, not handed on.
 //!
+//! The same pass can hand every event of a second range, of every type, to a consumer per
+//! reading thread ([`events`], [`Sink`]; see `scan/events.rs`): the compliance survey reads
+//! its window so, alone or beside `report`'s calls (`scan_on`). The reading range is then
+//! the span of both, and a record of the events' range has its personal fields opened
+//! whatever its type.
+//!
 //! The range is `[from, to]`, both inclusive, on the events' `timestamp` (as
 //! [`super::Filter`]'s `since` and `until`). A call's end is joined only when it lies in the
 //! range too.
@@ -70,6 +76,11 @@
 //! newest) are not an error: they are reported in [`ScanReport::damaged`] and the whole
 //! records around them are read. A segment removed while the scan runs (retention) holds no
 //! records.
+
+mod events;
+
+pub(crate) use events::events_on;
+pub use events::{Event, Gap, Scanned, Sink, events};
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -160,8 +171,10 @@ pub struct ScanReport {
     /// Damaged stretches of the segments read (their records are not in the calls), by
     /// segment and offset.
     pub damaged: Vec<Damage>,
-    /// Events in the range, of every type.
+    /// Events in the calls' range, of every type.
     pub events: u64,
+    /// Events handed to the sinks (those of the events' range, of every type).
+    pub surveyed: u64,
     /// Calls handed on.
     pub calls: u64,
     /// Of them, calls handed on without an end.
@@ -188,6 +201,7 @@ impl ScanReport {
     fn add(&mut self, other: ScanReport) {
         self.damaged.extend(other.damaged);
         self.events += other.events;
+        self.surveyed += other.surveyed;
         self.calls += other.calls;
         self.unended += other.unended;
         self.journals += other.journals;
@@ -207,8 +221,14 @@ pub fn calls<T: Send>(
     make: impl Fn(Access, Option<End>) -> T + Sync,
     each: impl FnMut(T),
 ) -> Result<ScanReport, StoreError> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    calls_on(root, from, to, workers.min(MAX_WORKERS), make, each)
+    calls_on(root, from, to, default_workers(), make, each)
+}
+
+/// The threads a scan reads on: the machine's cores, at most [`MAX_WORKERS`].
+pub(crate) fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
 }
 
 /// [`calls`] on at most `workers` reading threads (1: the caller's thread reads too).
@@ -218,47 +238,175 @@ pub(crate) fn calls_on<T: Send>(
     to: SystemTime,
     workers: usize,
     make: impl Fn(Access, Option<End>) -> T + Sync,
-    mut each: impl FnMut(T),
+    each: impl FnMut(T),
 ) -> Result<ScanReport, StoreError> {
-    let journal_root = StorePaths::new(root).journal();
+    scan_on(root, (from, to), None, workers, make, each, || NoEvents).result
+}
+
+/// One pass over the journals for the calls of `calls` (as [`calls`]) and, when `events`
+/// is given, every event of that range too, handed to a sink per reading thread made by
+/// `new` (as [`events`]): the reading range is the span of both. The sinks come back with
+/// the outcome (on an error, with what was read before it).
+pub(crate) fn scan_on<T: Send, S: Sink + Send>(
+    root: &Path,
+    calls: (SystemTime, SystemTime),
+    events: Option<(SystemTime, SystemTime)>,
+    workers: usize,
+    make: impl Fn(Access, Option<End>) -> T + Sync,
+    mut each: impl FnMut(T),
+    new: impl Fn() -> S + Sync,
+) -> Scanned<S> {
+    let ranges = Ranges::new(calls, events);
     let keys = Keyring::new(root);
-    let range = Range::new(from, to);
     let mut report = ScanReport::default();
-    if range.empty {
-        return Ok(report);
-    }
-    // Each journal with the segments to read, and their bytes.
-    let mut plans = Vec::new();
-    for id in journals::list(&journal_root)? {
-        let plan = Plan::of(id.dir(&journal_root), &range)?;
-        report.segments_skipped += plan.skipped;
-        plans.push(plan);
-    }
+    let plans = if ranges.read.empty {
+        Ok(Vec::new())
+    } else {
+        plan(root, &ranges.read, &mut report)
+    };
+    let mut plans = match plans {
+        Ok(p) => p,
+        Err(e) => {
+            return Scanned {
+                sinks: vec![new()],
+                result: Err(e),
+            };
+        }
+    };
     report.journals = plans.len();
     let workers = workers.clamp(1, plans.len().max(1));
-    if workers == 1 {
-        let stop = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let read_share = |share: Vec<&Plan>, send: &mut dyn FnMut(Vec<T>) -> bool| {
+        let mut sink = new();
         let mut out = Out {
             make: &make,
             batch: Vec::new(),
-            send: &mut |batch: Vec<T>| {
-                batch.into_iter().for_each(&mut each);
-                true
-            },
+            send,
         };
+        let mut report = ScanReport::default();
         let mut image = Vec::new();
-        for plan in &plans {
-            report.add(read_journal(
-                plan, &range, &keys, &stop, &mut out, &mut image,
-            )?);
+        for plan in share {
+            let reader = Reader {
+                ranges: &ranges,
+                keys: &keys,
+                join: Join::default(),
+                out: &mut out,
+                sink: &mut sink,
+                report: ScanReport::default(),
+            };
+            match reader.journal(plan, &stop, &mut image) {
+                Ok(r) => report.add(r),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return (sink, Err(e));
+                }
+            }
         }
         out.flush();
-        return Ok(report.in_order());
+        (sink, Ok(report))
+    };
+    let done: Vec<(S, Result<ScanReport, StoreError>)> = if workers == 1 {
+        let mut send = |batch: Vec<T>| {
+            batch.into_iter().for_each(&mut each);
+            true
+        };
+        vec![read_share(plans.iter().collect(), &mut send)]
+    } else {
+        let shares = share(&mut plans, workers);
+        let (tx, rx) = mpsc::sync_channel::<Vec<T>>(BATCHES_QUEUED * workers);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    let tx = tx.clone();
+                    let read_share = &read_share;
+                    s.spawn(move || {
+                        // A send fails only when the caller's thread stopped receiving.
+                        read_share(share, &mut |batch: Vec<T>| tx.send(batch).is_ok())
+                    })
+                })
+                .collect();
+            drop(tx);
+            for batch in rx {
+                batch.into_iter().for_each(&mut each);
+            }
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    let mut sinks = Vec::with_capacity(done.len());
+    let mut failed = None;
+    for (sink, r) in done {
+        sinks.push(sink);
+        match r {
+            Ok(r) => report.add(r),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
     }
-    // Largest first, each to the thread with the fewest bytes so far.
+    Scanned {
+        sinks,
+        result: match failed {
+            Some(e) => Err(e),
+            None => Ok(report.in_order()),
+        },
+    }
+}
+
+/// Each journal of the store at `root` with the segments to read for `range`.
+fn plan(root: &Path, range: &Range, report: &mut ScanReport) -> Result<Vec<Plan>, StoreError> {
+    let journal_root = StorePaths::new(root).journal();
+    let mut plans = Vec::new();
+    for id in journals::list(&journal_root)? {
+        let plan = Plan::of(id.dir(&journal_root), range)?;
+        report.segments_skipped += plan.skipped;
+        plans.push(plan);
+    }
+    Ok(plans)
+}
+
+/// The ranges of a scan: the calls', the events' (if any), and what is read for both.
+struct Ranges {
+    calls: Range,
+    events: Option<Range>,
+    read: Range,
+}
+
+impl Ranges {
+    fn new(calls: (SystemTime, SystemTime), events: Option<(SystemTime, SystemTime)>) -> Ranges {
+        let calls = Range::new(calls.0, calls.1);
+        let events = events.map(|(from, to)| Range::new(from, to));
+        let read = match &events {
+            None => Range::new(calls.from, calls.to),
+            Some(e) if calls.empty => Range::new(e.from, e.to),
+            Some(e) if e.empty => Range::new(calls.from, calls.to),
+            Some(e) => Range::new(calls.from.min(e.from), calls.to.max(e.to)),
+        };
+        Ranges {
+            calls,
+            events: events.filter(|e| !e.empty),
+            read,
+        }
+    }
+}
+
+/// The sink of a scan that wants calls only.
+struct NoEvents;
+
+impl Sink for NoEvents {
+    fn event(&mut self, _: &Event<'_>) {}
+    fn journal_read(&mut self) {}
+}
+
+/// The journals shared out among `workers` threads by the bytes each has to read: largest
+/// first, each to the thread with the fewest bytes so far.
+fn share(plans: &mut [Plan], workers: usize) -> Vec<Vec<&Plan>> {
     plans.sort_by_key(|p| std::cmp::Reverse(p.bytes));
     let mut shares: Vec<(u64, Vec<&Plan>)> = (0..workers).map(|_| (0, Vec::new())).collect();
-    for plan in &plans {
+    for plan in plans.iter() {
         let least = shares
             .iter_mut()
             .min_by_key(|(bytes, _)| *bytes)
@@ -266,50 +414,7 @@ pub(crate) fn calls_on<T: Send>(
         least.0 += plan.bytes;
         least.1.push(plan);
     }
-    let stop = AtomicBool::new(false);
-    let (tx, rx) = mpsc::sync_channel::<Vec<T>>(BATCHES_QUEUED * workers);
-    let results: Vec<Result<ScanReport, StoreError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|(_, share)| {
-                let tx = tx.clone();
-                let (range, keys, stop, make) = (&range, &keys, &stop, &make);
-                s.spawn(move || {
-                    let mut out = Out {
-                        make,
-                        batch: Vec::new(),
-                        // A send fails only when the caller's thread stopped receiving.
-                        send: &mut |batch: Vec<T>| tx.send(batch).is_ok(),
-                    };
-                    let mut report = ScanReport::default();
-                    let mut image = Vec::new();
-                    for plan in share {
-                        match read_journal(plan, range, keys, stop, &mut out, &mut image) {
-                            Ok(r) => report.add(r),
-                            Err(e) => {
-                                stop.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                    }
-                    out.flush();
-                    Ok(report)
-                })
-            })
-            .collect();
-        drop(tx);
-        for batch in rx {
-            batch.into_iter().for_each(&mut each);
-        }
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    for r in results {
-        report.add(r?);
-    }
-    Ok(report.in_order())
+    shares.into_iter().map(|(_, share)| share).collect()
 }
 
 /// `[from, to]` as the scan tests it.
@@ -440,6 +545,8 @@ struct Skeleton<'a> {
     compliance_tags: Vec<Cow<'a, str>>,
     #[serde(borrow)]
     session_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    upstream: Cow<'a, str>,
     #[serde(default)]
     linked_event_id: Option<EventId>,
     #[serde(borrow)]
@@ -448,7 +555,7 @@ struct Skeleton<'a> {
     personal: Option<SealedRef<'a>>,
 }
 
-/// The `metadata` members a call needs.
+/// The `metadata` members a call or [`Event`] needs.
 #[derive(Deserialize)]
 struct Meta<'a> {
     #[serde(borrow, default)]
@@ -463,6 +570,18 @@ struct Meta<'a> {
     risk_reasons: Vec<Cow<'a, str>>,
     #[serde(borrow, default)]
     http: Option<Http<'a>>,
+    #[serde(borrow, default)]
+    auth_method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    error_messages: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    error_code: Option<i64>,
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    audit_gap: Option<Gap<'a>>,
+    #[serde(default)]
+    personal_data: Option<PersonalData>,
 }
 
 /// The `metadata.http` members a call needs.
@@ -488,7 +607,7 @@ fn ms(t: SystemTime) -> u64 {
 /// Hashes event ids by their low 64 bits, which a ULID fills at random: SipHash of every id
 /// in flight was a sixth of a reading thread's time.
 #[derive(Clone, Copy, Default)]
-struct ById;
+pub(crate) struct ById;
 
 impl std::hash::BuildHasher for ById {
     type Hasher = IdHasher;
@@ -499,7 +618,7 @@ impl std::hash::BuildHasher for ById {
 
 /// See [`ById`]; bytes other than a `u128` (none, for an [`EventId`]) are mixed in FNV-1a.
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl std::hash::Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -676,96 +795,159 @@ impl From<StoreError> for Stop {
     }
 }
 
-/// Reads one journal's planned segments, handing its calls to `out`.
-fn read_journal<T, M: Fn(Access, Option<End>) -> T>(
-    plan: &Plan,
-    range: &Range,
-    keys: &Keyring,
-    stop: &AtomicBool,
-    out: &mut Out<'_, T, M>,
-    image: &mut Vec<u8>,
-) -> Result<ScanReport, StoreError> {
-    let mut report = ScanReport::default();
-    let mut join = Join::default();
-    let mut damaged = Vec::new();
-    for &(n, newest) in &plan.segments {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(report);
-        }
-        report.segments_read += 1;
-        report.bytes_read +=
-            std::fs::metadata(journal::segment_path(&plan.dir, n)).map_or(0, |m| m.len());
-        let read = journal::read_segment_in(
-            &plan.dir,
-            n,
-            HEADER_LEN,
-            newest,
-            image,
-            |at, payload| record(at, payload, range, keys, &mut join, out, &mut report),
-            |d| damaged.push(d),
-        );
-        match read {
-            Ok(_) => {}
-            Err(Stop::Quiet) => return Ok(report),
-            Err(Stop::Failed(e)) => return Err(e),
-        }
-    }
-    join.finish(out, &mut report);
-    report.damaged = damaged;
-    Ok(report)
+/// What one reading thread reads a journal with.
+struct Reader<'r, 'o, T, M, S> {
+    ranges: &'r Ranges,
+    keys: &'r Keyring,
+    /// The journal's calls in flight.
+    join: Join,
+    out: &'r mut Out<'o, T, M>,
+    sink: &'r mut S,
+    report: ScanReport,
 }
 
-/// Takes one record of a journal.
-fn record<T, M: Fn(Access, Option<End>) -> T>(
-    at: JournalPos,
-    payload: &[u8],
-    range: &Range,
-    keys: &Keyring,
-    join: &mut Join,
-    out: &mut Out<'_, T, M>,
-    report: &mut ScanReport,
-) -> Result<(), Stop> {
-    if range.contains_text(payload) == Some(false) {
-        return Ok(());
-    }
-    let r: Skeleton<'_> =
-        serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
-    let time = humantime::parse_rfc3339(&r.timestamp).map_err(|e| StoreError::Decode {
-        at,
-        source: serde::de::Error::custom(e),
-    })?;
-    if !range.contains(time) {
-        return Ok(());
-    }
-    report.events += 1;
-    let at_ms = ms(time);
-    let going = match r.event_type {
-        EventType::ToolAccess => {
-            let m = &r.metadata;
-            let http = m.http.as_ref();
-            let mut access = Access {
-                id: r.event_id,
-                at_ms,
-                user: r.user_id.into_owned(),
-                tool: r.tool_name.map(Cow::into_owned),
-                session: r.session_id.into_owned(),
-                tags: owned(&r.compliance_tags),
-                risk: r.risk_level,
-                risk_reasons: owned(&m.risk_reasons),
-                arguments: m.arguments.map(ToOwned::to_owned),
-                user_agent: m.user_agent.as_deref().map(str::to_string),
-                client_address: http
-                    .and_then(|h| h.client_address.as_deref())
-                    .map(str::to_string),
-                http_user_agent: http
-                    .and_then(|h| h.user_agent.as_deref())
-                    .map(str::to_string),
-                roles: http.map(|h| owned(&h.roles)).unwrap_or_default(),
-                personal: None,
+impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
+    /// Reads one journal's planned segments, handing its calls to `out` and its events to
+    /// the sink.
+    fn journal(
+        mut self,
+        plan: &Plan,
+        stop: &AtomicBool,
+        image: &mut Vec<u8>,
+    ) -> Result<ScanReport, StoreError> {
+        let mut damaged = Vec::new();
+        for &(n, newest) in &plan.segments {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(self.report);
+            }
+            self.report.segments_read += 1;
+            self.report.bytes_read +=
+                std::fs::metadata(journal::segment_path(&plan.dir, n)).map_or(0, |m| m.len());
+            let mut end = match self.segment(plan, n, HEADER_LEN, newest, image, &mut damaged) {
+                Ok(end) => end,
+                Err(Stop::Quiet) => return Ok(self.report),
+                Err(Stop::Failed(e)) => return Err(e),
             };
-            if let Some(sealed) = &r.personal {
-                match keys.open(sealed, r.event_id, at)? {
-                    Some(f) => {
+            // The newest segment's end is not damage when a record there is cut short (a
+            // writer mid-append, or a crash its next writer recovers); a whole record there
+            // whose checksum does not match is a record changed after it was written, which
+            // the events' consumers (the compliance survey) are told of, as the index refused
+            // it. Read again after a moment, in case a write was seen half done.
+            if newest && self.ranges.events.is_some() && events::changed_tail(image, 0, end) {
+                std::thread::sleep(events::TAIL_RECHECK);
+                let base = end;
+                end = match self.segment(plan, n, base, true, image, &mut damaged) {
+                    Ok(end) => end,
+                    Err(Stop::Quiet) => return Ok(self.report),
+                    Err(Stop::Failed(e)) => return Err(e),
+                };
+                if events::changed_tail(image, base, end) {
+                    damaged.push(Damage {
+                        segment: journal::segment_path(&plan.dir, n),
+                        offset: end,
+                        resumes_at: None,
+                        reason: "checksum mismatch in the last record of the newest segment: it changed after it was written".into(),
+                    });
+                }
+            }
+        }
+        let Reader {
+            join,
+            out,
+            sink,
+            mut report,
+            ..
+        } = self;
+        join.finish(out, &mut report);
+        sink.journal_read();
+        report.damaged = damaged;
+        Ok(report)
+    }
+
+    /// Reads segment `n` from offset `start`; returns where its whole records end.
+    fn segment(
+        &mut self,
+        plan: &Plan,
+        n: u64,
+        start: u64,
+        newest: bool,
+        image: &mut Vec<u8>,
+        damaged: &mut Vec<Damage>,
+    ) -> Result<u64, Stop> {
+        journal::read_segment_in(
+            &plan.dir,
+            n,
+            start,
+            newest,
+            image,
+            |at, payload| self.record(at, payload),
+            |d| damaged.push(d),
+        )
+        .map(|end| end.offset)
+    }
+
+    /// Takes one record of a journal.
+    fn record(&mut self, at: JournalPos, payload: &[u8]) -> Result<(), Stop> {
+        let ranges = self.ranges;
+        if ranges.read.contains_text(payload) == Some(false) {
+            return Ok(());
+        }
+        let r: Skeleton<'_> =
+            serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
+        let time = humantime::parse_rfc3339(&r.timestamp).map_err(|e| StoreError::Decode {
+            at,
+            source: serde::de::Error::custom(e),
+        })?;
+        let call = ranges.calls.contains(time);
+        let event = ranges.events.as_ref().is_some_and(|e| e.contains(time));
+        if !call && !event {
+            return Ok(());
+        }
+        // Personal fields are opened for every event handed to the sink, and for a call's
+        // access (never for its end: a call takes nothing personal from its end).
+        let opened = match &r.personal {
+            Some(sealed) if event || r.event_type == EventType::ToolAccess => {
+                Some(self.keys.open(sealed, r.event_id, at)?)
+            }
+            _ => None,
+        };
+        if event {
+            self.report.surveyed += 1;
+            events::hand_on(&r, time, opened.as_ref(), self.sink);
+        }
+        if !call {
+            return Ok(());
+        }
+        let report = &mut self.report;
+        let (join, out) = (&mut self.join, &mut *self.out);
+        report.events += 1;
+        let at_ms = ms(time);
+        let going = match r.event_type {
+            EventType::ToolAccess => {
+                let m = &r.metadata;
+                let http = m.http.as_ref();
+                let mut access = Access {
+                    id: r.event_id,
+                    at_ms,
+                    user: r.user_id.into_owned(),
+                    tool: r.tool_name.map(Cow::into_owned),
+                    session: r.session_id.into_owned(),
+                    tags: owned(&r.compliance_tags),
+                    risk: r.risk_level,
+                    risk_reasons: owned(&m.risk_reasons),
+                    arguments: m.arguments.map(ToOwned::to_owned),
+                    user_agent: m.user_agent.as_deref().map(str::to_string),
+                    client_address: http
+                        .and_then(|h| h.client_address.as_deref())
+                        .map(str::to_string),
+                    http_user_agent: http
+                        .and_then(|h| h.user_agent.as_deref())
+                        .map(str::to_string),
+                    roles: http.map(|h| owned(&h.roles)).unwrap_or_default(),
+                    personal: None,
+                };
+                match opened {
+                    Some(Some(f)) => {
                         // As `Fields::put` puts them back into an event.
                         let http = f.has_http();
                         access.user = f.user_id;
@@ -778,32 +960,33 @@ fn record<T, M: Fn(Access, Option<End>) -> T>(
                         }
                         access.personal = Some(PersonalData::Encrypted);
                     }
-                    None => access.personal = Some(PersonalData::Erased),
+                    Some(None) => access.personal = Some(PersonalData::Erased),
+                    None => {}
+                }
+                join.advance(at_ms, out, report) && join.access(access, out, report)
+            }
+            EventType::ToolExecution | EventType::ToolFailure => {
+                let going = join.advance(at_ms, out, report);
+                match r.linked_event_id {
+                    Some(of) if going => join.end(
+                        of,
+                        End {
+                            id: r.event_id,
+                            at_ms,
+                            event_type: r.event_type,
+                            result: r.result,
+                            risk: r.risk_level,
+                            execution_time_us: r.metadata.execution_time_us,
+                            output_size_bytes: r.metadata.output_size_bytes,
+                        },
+                        out,
+                        report,
+                    ),
+                    _ => going,
                 }
             }
-            join.advance(at_ms, out, report) && join.access(access, out, report)
-        }
-        EventType::ToolExecution | EventType::ToolFailure => {
-            let going = join.advance(at_ms, out, report);
-            match r.linked_event_id {
-                Some(of) if going => join.end(
-                    of,
-                    End {
-                        id: r.event_id,
-                        at_ms,
-                        event_type: r.event_type,
-                        result: r.result,
-                        risk: r.risk_level,
-                        execution_time_us: r.metadata.execution_time_us,
-                        output_size_bytes: r.metadata.output_size_bytes,
-                    },
-                    out,
-                    report,
-                ),
-                _ => going,
-            }
-        }
-        _ => join.advance(at_ms, out, report),
-    };
-    if going { Ok(()) } else { Err(Stop::Quiet) }
+            _ => join.advance(at_ms, out, report),
+        };
+        if going { Ok(()) } else { Err(Stop::Quiet) }
+    }
 }

@@ -49,13 +49,18 @@ fn call(ms: u64, arguments: &str, end_after: Option<u64>) -> Vec<AuditEvent> {
 }
 
 fn survey(events: &[AuditEvent], until: u64, timeout_ms: Option<u64>, now: u64) -> Facts {
-    let mut s = Survey::new(at(T0), at(until), timeout_ms.map(Duration::from_millis));
+    let mut s = Survey::new(
+        at(T0),
+        at(until),
+        timeout_ms.map(Duration::from_millis),
+        at(now),
+    );
     let mut sorted = events.to_vec();
     sorted.sort_by_key(|e| e.event_id);
     for e in &sorted {
         s.push(e);
     }
-    s.finish(at(now))
+    s.finish()
 }
 
 #[test]

@@ -2,12 +2,24 @@
 //! regulations read ([`Facts`]), so that `compliance --regulation all` and the reports read the
 //! store once.
 //!
-//! Memory is bounded whatever the window holds: the events of one chunk of the store (an hour
-//! through the index), the calls still waiting for their end (in flight, or not yet past
-//! `limits.call_timeout_ms`), counters, and at most [`SAMPLE`] event ids per finding.
+//! The facts are counts, and samples of at most [`SAMPLE`] event ids (the smallest ids, so
+//! the oldest events: whatever order the events came in), so they do not depend on the
+//! order the events are read in: the store is read on several threads, one [`Survey`] per
+//! thread ([`crate::store::scan::events`]), and their facts are summed ([`Facts::merge`]).
+//! The one thing that needs two events is the pairing of an access with its end; it is made
+//! per journal (a call's access and end are written by the process that ran it, into its
+//! own journal), in any order within it: an end counts when its time is not before its
+//! access's and not more than `limits.call_timeout_ms` + [`END_GRACE_MS`] after it (with no
+//! timeout, any time up to the end of what is read).
+//!
+//! Memory is bounded whatever the window holds: per thread, the calls of the journal being
+//! read that still wait for their end (in flight, or not yet [`PAIR_WAIT`] of the journal's
+//! time past their timeout), ends read before their access (for as long), counters, and at
+//! most [`SAMPLE`] event ids per finding.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -15,6 +27,7 @@ use serde_json::Value;
 use crate::audit::event::PersonalData;
 use crate::audit::{AuditEvent, EventId, EventType, Outcome};
 use crate::policy::classify::{Class, Classifiers, Finding};
+use crate::store::scan::{self, ById, Event, Sink};
 
 /// Event ids kept per finding (the count has the total).
 pub const SAMPLE: usize = 20;
@@ -24,24 +37,49 @@ pub const SAMPLE: usize = 20;
 /// the access counts as having no end.
 pub const END_GRACE_MS: u64 = 60_000;
 
+/// How much later in its journal's time (the latest event time read from it) an access
+/// still waits for an end, past its timeout and [`END_GRACE_MS`]; an end read before its
+/// access waits as long for it. Records are appended a little after their time is taken
+/// (and `import` appends what its file holds in the file's order), so a journal is not
+/// exactly in time order: the wait is the scan's own ([`crate::store::scan::JOIN_WAIT`]).
+pub const PAIR_WAIT: Duration = scan::JOIN_WAIT;
+
 /// The tags of the three regulations, whose calls some rules look at on their own.
 pub const REGULATION_TAGS: [&str; 3] = ["gdpr", "hipaa", "pci_dss"];
 
-/// A count and the first event ids behind it.
+/// A count and the smallest event ids behind it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Sample {
     /// How many.
     pub count: u64,
-    /// The first [`SAMPLE`] of them, in reading order (oldest first).
+    /// The smallest [`SAMPLE`] of their ids, in order: ULIDs sort by time, so these are the
+    /// oldest events (whatever order they were read in).
     pub ids: Vec<String>,
 }
 
 impl Sample {
-    /// Counts one more, keeping its id while there is room.
+    /// Counts one more, keeping its id if it is among the [`SAMPLE`] smallest.
     pub fn add(&mut self, id: EventId) {
         self.count += 1;
-        if self.ids.len() < SAMPLE {
-            self.ids.push(id.to_string());
+        let mut buf = [0u8; ulid::ULID_LEN];
+        self.keep(id.0.array_to_str(&mut buf));
+    }
+
+    /// Keeps `id` (a ULID's text) if it is among the [`SAMPLE`] smallest.
+    fn keep(&mut self, id: &str) {
+        if self.ids.len() >= SAMPLE && self.ids.last().is_some_and(|l| l.as_str() <= id) {
+            return;
+        }
+        let at = self.ids.partition_point(|s| s.as_str() <= id);
+        self.ids.insert(at, id.to_string());
+        self.ids.truncate(SAMPLE);
+    }
+
+    /// Adds `other`'s count, keeping the smallest ids of both.
+    pub fn merge(&mut self, other: Sample) {
+        self.count += other.count;
+        for id in &other.ids {
+            self.keep(id);
         }
     }
 }
@@ -150,10 +188,8 @@ pub struct Facts {
     /// Per regulation tag (`gdpr`, `hipaa`, `pci_dss`), the calls that carry it.
     pub tagged: BTreeMap<String, TagFacts>,
     /// Events still stored although their retention period has passed, per regulation tag
-    /// (read up to a few hundred per tag, newest first).
+    /// (judged as retention does: an event that a longer tag keeps is not counted).
     pub expired: BTreeMap<String, Sample>,
-    /// The oldest event id in the store, when the index was read.
-    pub oldest_event: Option<String>,
     /// The chain check; `None` when it was not run.
     pub chain: Option<ChainFacts>,
     /// Why the window's events could not all be read (a damaged or tampered record): the
@@ -162,139 +198,262 @@ pub struct Facts {
     pub read_error: Option<String>,
 }
 
-/// Gathers [`Facts`] from events pushed in time order (oldest first; ends may come before
-/// their access only within a chunk, which is re-ordered before pushing).
+impl TagFacts {
+    fn merge(&mut self, other: TagFacts) {
+        self.events += other.events;
+        self.not_individual.merge(other.not_individual);
+        self.missing_fields.merge(other.missing_fields);
+    }
+}
+
+impl Pairs {
+    fn merge(&mut self, other: Pairs) {
+        self.accesses += other.accesses;
+        self.ended += other.ended;
+        self.without_end.merge(other.without_end);
+        self.in_flight += other.in_flight;
+        self.open_without_timeout.merge(other.open_without_timeout);
+    }
+}
+
+impl Outages {
+    fn merge(&mut self, other: Outages) {
+        self.events.merge(other.events);
+        self.events_lost += other.events_lost;
+        self.events_refused += other.events_refused;
+        self.failed_open.merge(other.failed_open);
+    }
+}
+
+impl Facts {
+    /// Adds the facts of another part of the window's events (another reading thread's
+    /// journals): counts summed, samples keeping the smallest ids, the first read error kept.
+    /// `expired` and `chain` are not per-event facts: `other`'s are taken where this has none.
+    pub fn merge(&mut self, other: Facts) {
+        self.events += other.events;
+        self.call_events += other.call_events;
+        self.pairs.merge(other.pairs);
+        self.missing_user.merge(other.missing_user);
+        self.missing_resource.merge(other.missing_resource);
+        self.missing_origin.merge(other.missing_origin);
+        self.missing_outcome.merge(other.missing_outcome);
+        self.refusals.merge(other.refusals);
+        self.refusals_incomplete.merge(other.refusals_incomplete);
+        self.outages.merge(other.outages);
+        self.personal_clear.merge(other.personal_clear);
+        self.personal_encrypted += other.personal_encrypted;
+        self.personal_erased += other.personal_erased;
+        self.scanned += other.scanned;
+        for (class, sample) in other.unmasked {
+            self.unmasked.entry(class).or_default().merge(sample);
+        }
+        for (tag, t) in other.tagged {
+            self.tagged.entry(tag).or_default().merge(t);
+        }
+        for (tag, sample) in other.expired {
+            self.expired.entry(tag).or_insert(sample);
+        }
+        if self.chain.is_none() {
+            self.chain = other.chain;
+        }
+        if self.read_error.is_none() {
+            self.read_error = other.read_error;
+        }
+    }
+}
+
+/// Gathers [`Facts`] from the events of a window, taken in any order within a journal, the
+/// journals one after the other ([`Sink::journal_read`] between them); several surveys of
+/// the same window over different journals are merged with [`Facts::merge`].
 pub struct Survey {
     since: SystemTime,
     until: SystemTime,
-    timeout_ms: Option<u64>,
+    /// `limits.call_timeout_ms` + [`END_GRACE_MS`], in ms; `None` without a timeout.
+    end_within_ms: Option<u64>,
+    /// The end of what is read, ms: an access without an end whose timeout and grace had
+    /// passed by then counts as without one, a younger one as in flight.
+    read_to_ms: u64,
     classifiers: Classifiers,
-    /// Accesses of the window waiting for their end: id -> access time in ms.
-    open: HashMap<EventId, u64>,
-    facts: Facts,
     findings: Vec<Finding>,
-    /// How far the reading has come ([`Survey::reached`]).
-    reached: Option<SystemTime>,
+    facts: Facts,
+    /// The current journal's accesses and ends waiting for each other.
+    pairing: Pairing,
 }
+
+/// One journal's accesses of the window waiting for their end, and ends waiting for their
+/// access; times in microseconds since the epoch.
+#[derive(Default)]
+struct Pairing {
+    /// Access id -> its time.
+    open: HashMap<EventId, u64, ById>,
+    /// Access id -> the times of ends read before it.
+    early: HashMap<EventId, Vec<u64>, ById>,
+    /// The latest event time read from the journal.
+    clock_us: u64,
+    /// Waiting entries at which to drop those [`PAIR_WAIT`] behind the clock.
+    sweep_at: usize,
+}
+
+/// Entries a journal's pairing holds before it first drops the stale ones.
+const SWEEP_FIRST: usize = 4096;
 
 fn ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+fn us(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros().min(u128::from(u64::MAX)) as u64)
+}
+
 impl Survey {
-    /// A survey of `[since, until]`; `call_timeout` is `limits.call_timeout_ms` (`None`: 0).
+    /// A survey of `[since, until]`; `call_timeout` is `limits.call_timeout_ms` (`None`: 0);
+    /// `read_to` is the end of what will be read (`until` plus the time an end may take, at
+    /// most now).
     pub fn new(
         since: SystemTime,
         until: SystemTime,
-        call_timeout: Option<std::time::Duration>,
+        call_timeout: Option<Duration>,
+        read_to: SystemTime,
     ) -> Survey {
         Survey {
             since,
             until,
-            timeout_ms: call_timeout.map(|d| d.as_millis() as u64),
+            end_within_ms: call_timeout.map(|d| d.as_millis() as u64 + END_GRACE_MS),
+            read_to_ms: ms(read_to),
             classifiers: Classifiers::new(&Class::ALL),
-            open: HashMap::new(),
-            facts: Facts::default(),
             findings: Vec::new(),
-            reached: None,
+            facts: Facts::default(),
+            pairing: Pairing {
+                sweep_at: SWEEP_FIRST,
+                ..Pairing::default()
+            },
         }
     }
 
-    /// Takes one event. Events after `until` only close calls of the window.
+    /// Takes one decoded event (as [`Sink::event`] does a scanned one): for the tests, and
+    /// for readers that decode events in full.
     pub fn push(&mut self, e: &AuditEvent) {
-        let is_end = matches!(
-            e.event_type,
-            EventType::ToolExecution | EventType::ToolFailure
-        );
-        if is_end
-            && let Some(access) = e.linked_event_id
-            && self.open.remove(&access).is_some()
+        let m = &e.metadata;
+        let tags: Vec<Cow<'_, str>> = e
+            .compliance_tags
+            .iter()
+            .map(|t| t.as_str().into())
+            .collect();
+        let errors: Vec<Cow<'_, str>> =
+            m.error_messages.iter().map(|t| t.as_str().into()).collect();
+        let gap = m.audit_gap.as_deref().map(|g| scan::Gap {
+            on_store_failure: g.on_store_failure.as_str().into(),
+            events_lost: g.events_lost,
+            events_refused: g.events_refused,
+        });
+        self.event(&Event {
+            id: e.event_id,
+            timestamp: e.timestamp,
+            event_type: e.event_type,
+            result: e.result,
+            linked: e.linked_event_id,
+            user: &e.user_id,
+            tool: e.tool_name.as_deref(),
+            upstream: &e.upstream,
+            session: &e.session_id,
+            tags: &tags,
+            auth_method: m.auth_method.as_deref(),
+            client_address: m.http.as_deref().and_then(|h| h.client_address.as_deref()),
+            reason: m.reason.as_deref(),
+            error_code: m.error_code,
+            arguments: m.arguments.as_deref(),
+            error_messages: &errors,
+            gap: gap.as_ref(),
+            personal: m.personal_data,
+        });
+    }
+
+    /// Whether an end at `end_us` closes an access at `access_us`.
+    fn closes(&self, access_us: u64, end_us: u64) -> bool {
+        end_us >= access_us
+            && self
+                .end_within_ms
+                .is_none_or(|within| end_us / 1000 <= access_us / 1000 + within)
+    }
+
+    /// An access of the window (at `at_us`) read.
+    fn access(&mut self, id: EventId, at_us: u64) {
+        if let Some(ends) = self.pairing.early.remove(&id)
+            && ends.iter().any(|&end| self.closes(at_us, end))
         {
             self.facts.pairs.ended += 1;
-        }
-        if e.timestamp < self.since || e.timestamp > self.until {
             return;
         }
-        let f = &mut self.facts;
-        f.events += 1;
-        match e.metadata.personal_data {
-            None => f.personal_clear.add(e.event_id),
-            Some(PersonalData::Encrypted) => f.personal_encrypted += 1,
-            Some(PersonalData::Erased) => f.personal_erased += 1,
-        }
-        if let Some(gap) = &e.metadata.audit_gap {
-            f.outages.events.add(e.event_id);
-            f.outages.events_lost += gap.events_lost;
-            f.outages.events_refused += gap.events_refused;
-            if gap.on_store_failure == "allow" {
-                f.outages.failed_open.add(e.event_id);
+        self.pairing.open.insert(id, at_us);
+    }
+
+    /// An end (at `at_us`) of the access `of` read.
+    fn end(&mut self, of: EventId, at_us: u64) {
+        match self.pairing.open.get(&of) {
+            Some(&access) if self.closes(access, at_us) => {
+                self.pairing.open.remove(&of);
+                self.facts.pairs.ended += 1;
             }
+            // Read after its access but not closing it (before it, or too late).
+            Some(_) => {}
+            None => self.pairing.early.entry(of).or_default().push(at_us),
         }
-        let is_access = e.event_type == EventType::ToolAccess;
-        if !is_access && !is_end {
+    }
+
+    /// An access that no end closed: without an end if its timeout and grace had passed by
+    /// the end of what is read, else in flight; any access, without a timeout.
+    fn unended(&mut self, id: EventId, at_us: u64) {
+        let pairs = &mut self.facts.pairs;
+        match self.end_within_ms {
+            Some(within) if at_us / 1000 + within < self.read_to_ms => pairs.without_end.add(id),
+            Some(_) => pairs.in_flight += 1,
+            None => pairs.open_without_timeout.add(id),
+        }
+    }
+
+    /// Drops what waits more than [`PAIR_WAIT`] behind the journal's clock, when enough is
+    /// held: an access then has no end, an end no access (amortised: the next sweep waits
+    /// for twice what is left).
+    fn sweep(&mut self) {
+        let p = &mut self.pairing;
+        if p.open.len() + p.early.len() < p.sweep_at {
             return;
         }
-        f.call_events += 1;
-        if is_access {
-            f.pairs.accesses += 1;
-            self.open.insert(e.event_id, ms(e.timestamp));
-        }
-        if e.user_id.trim().is_empty() {
-            f.missing_user.add(e.event_id);
-        }
-        if e.tool_name.is_none() || e.upstream.trim().is_empty() {
-            f.missing_resource.add(e.event_id);
-        }
-        // An end linked to its access inherits the access's origin.
-        if is_access || e.linked_event_id.is_none() {
-            let http = e.metadata.http.as_deref();
-            let origin = e.metadata.auth_method.is_some()
-                || http.is_some_and(|h| h.client_address.is_some());
-            if e.session_id.trim().is_empty() || !origin {
-                f.missing_origin.add(e.event_id);
+        let wait = PAIR_WAIT.as_micros() as u64;
+        let horizon = p.clock_us.saturating_sub(wait);
+        p.early
+            .retain(|_, ends| ends.iter().any(|&end| end >= horizon));
+        if let Some(within) = self.end_within_ms {
+            let before = horizon.saturating_sub(within * 1000);
+            let stale: Vec<(EventId, u64)> = p
+                .open
+                .iter()
+                .filter(|(_, at)| **at < before)
+                .map(|(id, at)| (*id, *at))
+                .collect();
+            for (id, at) in stale {
+                self.pairing.open.remove(&id);
+                self.unended(id, at);
             }
         }
-        if is_end {
-            if e.result == Outcome::Initiated {
-                f.missing_outcome.add(e.event_id);
-            }
-            if matches!(e.result, Outcome::Refused | Outcome::Blocked) {
-                f.refusals.add(e.event_id);
-                let why = e.metadata.reason.is_some() || e.metadata.error_code.is_some();
-                if e.user_id.trim().is_empty() || !why {
-                    f.refusals_incomplete.add(e.event_id);
-                }
-            }
-        }
-        for tag in REGULATION_TAGS {
-            if e.compliance_tags.iter().any(|t| t == tag) {
-                let t = f.tagged.entry(tag.to_string()).or_default();
-                t.events += 1;
-                let user = e.user_id.trim();
-                if user.is_empty() || user.eq_ignore_ascii_case("anonymous") {
-                    t.not_individual.add(e.event_id);
-                }
-                if user.is_empty() || e.tool_name.is_none() {
-                    t.missing_fields.add(e.event_id);
-                }
-            }
-        }
-        self.scan(e);
+        let p = &mut self.pairing;
+        p.sweep_at = SWEEP_FIRST.max(2 * (p.open.len() + p.early.len()));
     }
 
     /// Scans the event's stored arguments and error texts for data left in clear.
-    fn scan(&mut self, e: &AuditEvent) {
+    fn scan(&mut self, e: &Event<'_>) {
         let mut classes = [false; Class::ALL.len()];
         let mut any = false;
-        if let Some(raw) = &e.metadata.arguments {
+        if let Some(raw) = e.arguments {
             any = true;
             match serde_json::from_str::<Value>(raw.get()) {
                 Ok(v) => self.scan_value(None, &v, &mut classes),
                 Err(_) => self.scan_text(raw.get(), &mut classes),
             }
         }
-        for text in &e.metadata.error_messages {
+        for text in e.error_messages {
             any = true;
             self.scan_text(text, &mut classes);
         }
@@ -304,7 +463,7 @@ impl Survey {
         self.facts.scanned += 1;
         for c in Class::ALL {
             if classes[c as usize] {
-                self.facts.unmasked.entry(c).or_default().add(e.event_id);
+                self.facts.unmasked.entry(c).or_default().add(e.id);
             }
         }
     }
@@ -340,50 +499,142 @@ impl Survey {
         }
     }
 
-    /// The reading has reached `at`: accesses whose end can no longer come count as without
-    /// one (keeps the waiting set to the calls in flight).
-    pub fn reached(&mut self, at: SystemTime) {
-        self.reached = Some(at);
-        let Some(timeout) = self.timeout_ms else {
-            return;
-        };
-        let at = ms(at);
-        let mut gone: Vec<(u64, EventId)> = self
-            .open
-            .iter()
-            .filter(|(_, t)| **t + timeout + END_GRACE_MS < at)
-            .map(|(id, t)| (*t, *id))
-            .collect();
-        gone.sort_unstable();
-        for (_, id) in gone {
-            self.open.remove(&id);
-            self.facts.pairs.without_end.add(id);
-        }
-    }
-
     /// The facts of what was read when reading stopped part-way (`error`): calls still
     /// waiting count as in flight, since their end may be in what was not read.
     pub fn finish_partial(mut self, error: String) -> Facts {
-        if let Some(at) = self.reached {
-            self.reached(at);
-        }
-        self.facts.pairs.in_flight += self.open.len() as u64;
+        self.facts.pairs.in_flight += self.pairing.open.len() as u64;
         self.facts.read_error = Some(error);
         self.facts
     }
 
-    /// The facts, once everything up to `read_to` (the end of what was read: `until` plus the
-    /// time an end may take, at most `now`) has been pushed.
-    pub fn finish(mut self, read_to: SystemTime) -> Facts {
-        self.reached(read_to);
-        let mut left: Vec<(u64, EventId)> = self.open.iter().map(|(id, t)| (*t, *id)).collect();
-        left.sort_unstable();
-        for (_, id) in left {
-            match self.timeout_ms {
-                Some(_) => self.facts.pairs.in_flight += 1,
-                None => self.facts.pairs.open_without_timeout.add(id),
+    /// The facts, once every event up to `read_to` (see [`Survey::new`]) has been taken.
+    pub fn finish(mut self) -> Facts {
+        self.journal_read();
+        self.facts
+    }
+}
+
+impl Sink for Survey {
+    /// Takes one event. Events after `until` only close calls of the window.
+    fn event(&mut self, e: &Event<'_>) {
+        let at_us = us(e.timestamp);
+        self.pairing.clock_us = self.pairing.clock_us.max(at_us);
+        let is_end = matches!(
+            e.event_type,
+            EventType::ToolExecution | EventType::ToolFailure
+        );
+        if is_end && let Some(access) = e.linked {
+            self.end(access, at_us);
+        }
+        if e.timestamp < self.since || e.timestamp > self.until {
+            self.sweep();
+            return;
+        }
+        let f = &mut self.facts;
+        f.events += 1;
+        match e.personal {
+            None => f.personal_clear.add(e.id),
+            Some(PersonalData::Encrypted) => f.personal_encrypted += 1,
+            Some(PersonalData::Erased) => f.personal_erased += 1,
+        }
+        if let Some(gap) = e.gap {
+            f.outages.events.add(e.id);
+            f.outages.events_lost += gap.events_lost;
+            f.outages.events_refused += gap.events_refused;
+            if gap.on_store_failure == "allow" {
+                f.outages.failed_open.add(e.id);
             }
         }
-        self.facts
+        let is_access = e.event_type == EventType::ToolAccess;
+        if !is_access && !is_end {
+            self.sweep();
+            return;
+        }
+        f.call_events += 1;
+        if is_access {
+            f.pairs.accesses += 1;
+        }
+        if e.user.trim().is_empty() {
+            f.missing_user.add(e.id);
+        }
+        if e.tool.is_none() || e.upstream.trim().is_empty() {
+            f.missing_resource.add(e.id);
+        }
+        // An end linked to its access inherits the access's origin.
+        if is_access || e.linked.is_none() {
+            let origin = e.auth_method.is_some() || e.client_address.is_some();
+            if e.session.trim().is_empty() || !origin {
+                f.missing_origin.add(e.id);
+            }
+        }
+        if is_end {
+            if e.result == Outcome::Initiated {
+                f.missing_outcome.add(e.id);
+            }
+            if matches!(e.result, Outcome::Refused | Outcome::Blocked) {
+                f.refusals.add(e.id);
+                let why = e.reason.is_some() || e.error_code.is_some();
+                if e.user.trim().is_empty() || !why {
+                    f.refusals_incomplete.add(e.id);
+                }
+            }
+        }
+        for tag in REGULATION_TAGS {
+            if e.tags.iter().any(|t| t == tag) {
+                let t = f.tagged.entry(tag.to_string()).or_default();
+                t.events += 1;
+                let user = e.user.trim();
+                if user.is_empty() || user.eq_ignore_ascii_case("anonymous") {
+                    t.not_individual.add(e.id);
+                }
+                if user.is_empty() || e.tool.is_none() {
+                    t.missing_fields.add(e.id);
+                }
+            }
+        }
+        if is_access {
+            self.access(e.id, at_us);
+        }
+        self.scan(e);
+        self.sweep();
+    }
+
+    /// The journal is read: its accesses still waiting have no end.
+    fn journal_read(&mut self) {
+        let left: Vec<(EventId, u64)> = self.pairing.open.drain().collect();
+        for (id, at) in left {
+            self.unended(id, at);
+        }
+        self.pairing = Pairing {
+            sweep_at: SWEEP_FIRST,
+            ..Pairing::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_keeps_the_smallest_ids_whatever_the_order_and_merges_so() {
+        // 50 ids in a shuffled order (19 is prime to 50).
+        let ids: Vec<EventId> = (0..50u64)
+            .map(|i| EventId(ulid::Ulid::from_parts(1_790_000_000_000 + (i * 19) % 50, 1)))
+            .collect();
+        let mut a = Sample::default();
+        for id in &ids {
+            a.add(*id);
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        let want: Vec<String> = sorted[..SAMPLE].iter().map(|i| i.to_string()).collect();
+        assert_eq!((a.count, &a.ids), (50, &want));
+        let (mut b, mut c) = (Sample::default(), Sample::default());
+        for (i, id) in ids.iter().rev().enumerate() {
+            if i % 3 == 0 { b.add(*id) } else { c.add(*id) }
+        }
+        b.merge(c);
+        assert_eq!(b, a);
     }
 }
