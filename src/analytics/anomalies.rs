@@ -907,9 +907,12 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
                 ));
             }
         }
+        // A read is sensitive by what it asked for (the access event's tags) or by what it
+        // returned (its end's: a customer record fetched by id).
         if c.tags
             .iter()
-            .any(|t| matches!(t.as_str(), "gdpr" | "hipaa" | "pci_dss"))
+            .any(|t| super::REGULATED.contains(&t.as_str()))
+            || c.end.is_some_and(|e| e.regulated)
         {
             let v = reads.entry(&c.user).or_default();
             v.retain(|r| r.at_ms + 15 * MINUTE >= c.at_ms);

@@ -567,6 +567,7 @@ mod tests {
                 risk,
                 execution_us: Some(1000 * (n + 1)),
                 output_bytes: None,
+                regulated: false,
             }),
         }
     }

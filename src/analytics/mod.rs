@@ -85,7 +85,13 @@ pub struct End {
     pub execution_us: Option<u64>,
     /// `metadata.output_size_bytes`.
     pub output_bytes: Option<u64>,
+    /// The end event carries a regulation's tag ([`REGULATED`]): the result held personal,
+    /// health or card data, though the arguments may not show it (a customer id).
+    pub regulated: bool,
 }
+
+/// The tags of the regulations whose data makes a call sensitive (`compliance_tags`).
+pub const REGULATED: [&str; 3] = ["gdpr", "hipaa", "pci_dss"];
 
 /// What the operator knows about accounts and networks (`[analytics]` in `proxy.toml`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -237,6 +243,10 @@ impl Joiner {
                     risk: e.risk_level,
                     execution_us: e.metadata.execution_time_us,
                     output_bytes: e.metadata.output_size_bytes,
+                    regulated: e
+                        .compliance_tags
+                        .iter()
+                        .any(|t| REGULATED.contains(&t.as_str())),
                 };
                 match self.by_id.get(&access) {
                     Some(&i) => {
@@ -323,6 +333,25 @@ pub(crate) mod ms_time {
 #[cfg(test)]
 mod interner_tests {
     use super::*;
+
+    /// A read is sensitive by what it returned: the end's regulation tag reaches the call
+    /// (the detectors' read-then-send looks at it), other tags do not count.
+    #[test]
+    fn an_end_tagged_by_its_result_makes_its_call_regulated() {
+        let mut got = Vec::new();
+        for (n, tags) in [(0u64, vec!["gdpr"]), (2, vec!["internal"]), (4, vec![])] {
+            let at = 1_780_000_000_000 + n;
+            let mut access = AuditEvent::test_event(EventType::ToolAccess, Outcome::Initiated);
+            access.event_id = EventId(ulid::Ulid::from_parts(at, 1));
+            let mut end = AuditEvent::test_event(EventType::ToolExecution, Outcome::Success);
+            end.event_id = EventId(ulid::Ulid::from_parts(at + 1, 1));
+            end.linked_event_id = Some(access.event_id);
+            end.compliance_tags = tags.into_iter().map(String::from).collect();
+            got.extend(calls([end, access]));
+        }
+        let regulated: Vec<bool> = got.iter().map(|c| c.end.unwrap().regulated).collect();
+        assert_eq!(regulated, [true, false, false]);
+    }
 
     #[test]
     fn calls_joined_from_events_share_one_copy_of_each_repeated_text() {

@@ -141,6 +141,7 @@ fn call_of(a: scan::Access, end: Option<scan::End>) -> Call {
             risk: e.risk,
             execution_us: e.execution_time_us,
             output_bytes: e.output_size_bytes,
+            regulated: e.regulated,
         }),
     }
 }

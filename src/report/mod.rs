@@ -192,6 +192,7 @@ pub(crate) mod fixture {
                 risk,
                 execution_us: Some(2000),
                 output_bytes: None,
+                regulated: false,
             }),
         }
     }

@@ -163,6 +163,9 @@ pub struct End {
     pub execution_time_us: Option<u64>,
     /// `metadata.output_size_bytes`.
     pub output_size_bytes: Option<u64>,
+    /// Whether it carries a regulation's tag ([`crate::analytics::REGULATED`]): the result
+    /// held personal, health or card data (a read is sensitive by what it returned).
+    pub regulated: bool,
 }
 
 /// What a scan read besides the calls.
@@ -978,6 +981,10 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
                             risk: r.risk_level,
                             execution_time_us: r.metadata.execution_time_us,
                             output_size_bytes: r.metadata.output_size_bytes,
+                            regulated: r
+                                .compliance_tags
+                                .iter()
+                                .any(|t| crate::analytics::REGULATED.contains(&&**t)),
                         },
                         out,
                         report,
