@@ -67,7 +67,9 @@
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
 //!                     its scan); assess, protect, redact
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
-//!                     (outages: on_store_failure, recovery, the size budget),
+//!                     (each event prepared alone: personal fields sealed from the event, a
+//!                     damaged user key failing that user's events only; outages:
+//!                     on_store_failure, recovery, the size budget),
 //!                     bound.rs (stored arguments and error texts capped, cuts hashed)
 //! store/              journal.rs (durable record, CRC'd segments), journals.rs (one
 //!                     journal per writing process), index.rs (sled: references into the
