@@ -90,8 +90,9 @@ pub struct End {
     pub regulated: bool,
 }
 
-/// The tags of the regulations whose data makes a call sensitive (`compliance_tags`).
-pub const REGULATED: [&str; 3] = ["gdpr", "hipaa", "pci_dss"];
+/// The tags of the regulations whose data makes a call sensitive (`compliance_tags`): the
+/// compliance survey's own list.
+pub const REGULATED: [&str; 3] = compliance::survey::REGULATION_TAGS;
 
 /// What the operator knows about accounts and networks (`[analytics]` in `proxy.toml`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
