@@ -10,16 +10,27 @@
 //! pattern it guards against, is in its doc comment. Detectors need history: a subject with
 //! less than [`WARM_UP_DAYS`] of it is not judged on novelty (new hires, new accounts).
 //!
-//! Batch form: [`detect`] reads a time-ordered slice of calls. Memory is proportional to the
-//! calls given.
+//! Batch form: [`detect_held`] reads the calls as [`Held`] rows (56 bytes a call, their texts
+//! shared: see `held.rs`), in any order; [`detect`] takes a slice of [`Call`]s. Memory is
+//! proportional to the calls given.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+mod held;
+
+/// The detectors' tables are keyed by numbers (users, tools, days): FxHash, not SipHash
+/// (no untrusted keys chosen to collide here; SipHash was 6% of `anomalies`' CPU).
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type HashSet<K> = rustc_hash::FxHashSet<K>;
+
+pub use held::Held;
+use held::{Arg, FEW_VALUES, NONE, Names, Row};
 
 use super::{Call, Context};
 use crate::audit::EventId;
@@ -78,7 +89,7 @@ impl Finding {
         kind: &'static str,
         severity: &'static str,
         subject: Value,
-        calls: &[&Call],
+        calls: &[&Row],
         explanation: String,
     ) -> Finding {
         Finding {
@@ -88,66 +99,101 @@ impl Finding {
             subject,
             from_ms: calls.iter().map(|c| c.at_ms).min().unwrap_or(0),
             to_ms: calls.iter().map(|c| c.at_ms).max().unwrap_or(0),
-            evidence: calls.iter().map(|c| c.id).collect(),
+            evidence: calls.iter().map(|c| c.id()).collect(),
             explanation,
         }
     }
 }
 
-/// Runs every detector over `calls` (time-ordered, see [`super::calls`]).
+/// Runs every detector over `calls` (in any order).
 pub fn detect(calls: &[Call], context: &Context) -> Vec<Finding> {
-    let people = People::new(calls, context);
-    let mut out = Vec::new();
-    call_rate(calls, &people, &mut out);
-    output_size(calls, &people, &mut out);
-    error_rate(calls, &mut out);
-    execution_time(calls, &mut out);
-    first_use(calls, &people, &mut out);
-    new_client(calls, &people, &mut out);
-    unusual_arguments(calls, &people, &mut out);
-    read_then_send(calls, &people, &mut out);
-    off_hours(calls, &people, &mut out);
-    burst(calls, &people, &mut out);
-    networks(calls, &people, context, &mut out);
+    detect_held(Held::from_calls(calls), context)
+}
+
+/// Runs every detector over the calls `held` ([`Held`]: what the commands fill as they read
+/// the store, without holding the [`Call`]s).
+pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
+    held.sort();
+    let h = &held;
+    let people = People::new(h, context);
+    let by_user = by_user(h);
+    // Two groups of detectors, one per thread (they only read the rows): the per-user and
+    // per-tool ones, and those of arguments, clients and networks.
+    let (mut out, other) = std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            let mut out = Vec::new();
+            first_use(h, &people, &mut out);
+            new_client(h, &people, &mut out);
+            unusual_arguments(h, &people, &mut out);
+            read_then_send(h, &people, &mut out);
+            networks(h, &people, context, &mut out);
+            out
+        });
+        let mut out = Vec::new();
+        call_rate(h, &by_user, &people, &mut out);
+        output_size(h, &mut out);
+        error_rate(h, &mut out);
+        execution_time(h, &mut out);
+        off_hours(h, &by_user, &people, &mut out);
+        burst(h, &by_user, &people, &mut out);
+        (out, other.join())
+    });
+    match other {
+        Ok(found) => out.extend(found),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
     out.sort_by(|a, b| (a.from_ms, &a.family, &a.kind).cmp(&(b.from_ms, &b.family, &b.kind)));
     out
 }
 
-/// Who is who: each user's first call, role and whether it is a service account.
+/// Who is who, by user number: each user's first call, latest role and whether it is a
+/// service account.
 struct People {
-    first_ms: HashMap<std::sync::Arc<str>, u64>,
-    role: HashMap<std::sync::Arc<str>, String>,
-    service: HashSet<String>,
+    first_ms: Vec<u64>,
+    role: Vec<u32>,
+    service: Vec<bool>,
 }
 
 impl People {
-    fn new(calls: &[Call], context: &Context) -> People {
-        let mut first_ms = HashMap::new();
-        let mut role = HashMap::new();
-        for c in calls {
-            first_ms.entry(c.user.clone()).or_insert(c.at_ms);
-            // The latest role: someone who moved teams is judged among their new peers.
-            if let Some(r) = c.roles.first() {
-                role.insert(c.user.clone(), r.clone());
+    fn new(h: &Held, context: &Context) -> People {
+        let n = h.users.len();
+        let mut first_ms = vec![u64::MAX; n];
+        for r in &h.rows {
+            let f = &mut first_ms[r.user as usize];
+            *f = (*f).min(r.at_ms);
+        }
+        let mut service = vec![false; n];
+        for s in &context.service_accounts {
+            if let Some(u) = h.users.find(s) {
+                service[u as usize] = true;
             }
         }
         People {
             first_ms,
-            role,
-            service: context.service_accounts.iter().cloned().collect(),
+            // The latest role: someone who moved teams is judged among their new peers.
+            role: (0..n as u32).map(|u| h.role_of(u)).collect(),
+            service,
         }
     }
 
     /// Whether `user` had [`WARM_UP_DAYS`] of history at `at`.
-    fn warm(&self, user: &str, at: u64) -> bool {
-        self.first_ms
-            .get(user)
-            .is_some_and(|&f| at >= f + WARM_UP_DAYS * DAY)
+    fn warm(&self, user: u32, at: u64) -> bool {
+        let f = self.first_ms[user as usize];
+        f != u64::MAX && at >= f + WARM_UP_DAYS * DAY
     }
 
-    fn role(&self, user: &str) -> &str {
-        self.role.get(user).map_or("", String::as_str)
+    fn role(&self, user: u32) -> u32 {
+        self.role[user as usize]
     }
+
+    fn service(&self, user: u32) -> bool {
+        self.service[user as usize]
+    }
+}
+
+/// A role's name for a person (`""` for none).
+fn role_name(h: &Held, role: u32) -> &str {
+    if role == NONE { "" } else { h.roles.get(role) }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -180,27 +226,24 @@ fn severity(score: f64, moderate: f64, high: f64) -> &'static str {
     }
 }
 
-/// Each user's calls, in time order.
-fn by_user(calls: &[Call]) -> HashMap<&str, Vec<&Call>> {
-    let mut out: HashMap<&str, Vec<&Call>> = HashMap::new();
-    for c in calls {
-        out.entry(&c.user).or_default().push(c);
+/// Each user's calls, in time order, by user number.
+fn by_user(h: &Held) -> Vec<Vec<&Row>> {
+    let mut out: Vec<Vec<&Row>> = vec![Vec::new(); h.users.len()];
+    for r in &h.rows {
+        out[r.user as usize].push(r);
     }
     out
 }
 
-/// Each tool's calls that pass `keep`, by clock hour (milliseconds since the epoch / 1 h).
-fn tool_hours(
-    calls: &[Call],
-    keep: impl Fn(&Call) -> bool,
-) -> HashMap<&str, BTreeMap<u64, Vec<&Call>>> {
-    let mut out: HashMap<&str, BTreeMap<u64, Vec<&Call>>> = HashMap::new();
-    for c in calls.iter().filter(|c| keep(c)) {
-        out.entry(&c.tool)
+/// Each tool's calls that pass `keep`, by clock hour (milliseconds since the epoch / 1 h), by
+/// tool number.
+fn tool_hours(h: &Held, keep: impl Fn(&Row) -> bool) -> Vec<BTreeMap<u64, Vec<&Row>>> {
+    let mut out: Vec<BTreeMap<u64, Vec<&Row>>> = vec![BTreeMap::new(); h.tools.len()];
+    for r in h.rows.iter().filter(|r| keep(r)) {
+        out[r.tool as usize]
+            .entry(r.at_ms / HOUR)
             .or_default()
-            .entry(c.at_ms / HOUR)
-            .or_default()
-            .push(c);
+            .push(r);
     }
     out
 }
@@ -210,7 +253,7 @@ const BURST_SPAN: u64 = 5 * MINUTE;
 
 /// The most of `calls` (time-ordered) within `span` ms, and the minutes they took (at
 /// least 1).
-fn densest(calls: &[&Call], span: u64) -> (usize, u64) {
+fn densest(calls: &[&Row], span: u64) -> (usize, u64) {
     let (mut best, mut took, mut start) = (0, 0, 0);
     for i in 0..calls.len() {
         while calls[start].at_ms + span <= calls[i].at_ms {
@@ -225,9 +268,9 @@ fn densest(calls: &[&Call], span: u64) -> (usize, u64) {
 }
 
 /// Groups `calls` of one subject into runs whose gaps are at most `gap` ms.
-fn runs(mut calls: Vec<&Call>, gap: u64) -> Vec<Vec<&Call>> {
+fn runs(mut calls: Vec<&Row>, gap: u64) -> Vec<Vec<&Row>> {
     calls.sort_by_key(|c| c.at_ms);
-    let mut out: Vec<Vec<&Call>> = Vec::new();
+    let mut out: Vec<Vec<&Row>> = Vec::new();
     for c in calls {
         match out.last_mut() {
             Some(run) if c.at_ms - run[run.len() - 1].at_ms <= gap => run.push(c),
@@ -245,20 +288,19 @@ fn runs(mut calls: Vec<&Call>, gap: u64) -> Vec<Vec<&Call>> {
 /// when a third or more of the user's role peers active that day made 1.8 times their usual
 /// daily calls (month-end, an incident, a launch). An hour whose calls are mostly packed into
 /// five minutes (60% or more, and 30 or more) is reported as a temporal `burst` instead.
-fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let by_user = by_user(calls);
+fn call_rate(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
     // Per user: calls per active clock hour and per active day.
-    let mut hourly: HashMap<&str, (f64, f64, f64)> = HashMap::new();
-    let mut daily: HashMap<&str, BTreeMap<u64, usize>> = HashMap::new();
-    for (u, v) in &by_user {
-        let mut hours: HashMap<u64, usize> = HashMap::new();
+    let n = by_user.len();
+    let mut hourly: Vec<(f64, f64, f64)> = vec![(0.0, 0.0, 0.0); n];
+    let mut daily: Vec<BTreeMap<u64, usize>> = vec![BTreeMap::new(); n];
+    for (u, v) in by_user.iter().enumerate() {
+        if v.is_empty() {
+            continue;
+        }
+        let mut hours: HashMap<u64, usize> = HashMap::default();
         for c in v {
             *hours.entry(c.at_ms / HOUR).or_default() += 1;
-            *daily
-                .entry(u)
-                .or_default()
-                .entry(c.at_ms / DAY)
-                .or_default() += 1;
+            *daily[u].entry(c.at_ms / DAY).or_default() += 1;
         }
         let mut counts: Vec<f64> = hours.into_values().map(|n| n as f64).collect();
         counts.sort_by(|a, b| a.total_cmp(b));
@@ -268,36 +310,33 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         // Their busiest ordinary hours: the 99th percentile (a user whose agent runs in
         // episodes of dozens of calls has hours several times their pace every week).
         let busiest = counts[(counts.len() * 99 / 100).min(counts.len() - 1)];
-        hourly.insert(u, (pace, robust(counts, 1.5).1, busiest));
+        hourly[u] = (pace, robust(counts, 1.5).1, busiest);
     }
-    let usual_day: HashMap<&str, f64> = daily
+    let usual_day: Vec<f64> = daily
         .iter()
-        .map(|(u, d)| {
-            (
-                *u,
-                median(&mut d.values().map(|&n| n as f64).collect::<Vec<_>>()),
-            )
-        })
+        .map(|d| median(&mut d.values().map(|&n| n as f64).collect::<Vec<_>>()))
         .collect();
-    let mut busy_day: HashMap<(&str, u64), (usize, usize)> = HashMap::new();
-    for (u, d) in &daily {
+    let mut busy_day: HashMap<(u32, u64), (usize, usize)> = HashMap::default();
+    for (u, d) in daily.iter().enumerate() {
         for (day, n) in d {
-            let e = busy_day.entry((people.role(u), *day)).or_default();
+            let e = busy_day.entry((people.role(u as u32), *day)).or_default();
             e.0 += 1;
             if *n as f64 >= 1.8 * usual_day[u] {
                 e.1 += 1;
             }
         }
     }
-    for (u, v) in &by_user {
-        if people.service.contains(*u) || daily[u].len() < 5 {
+    for (u, v) in by_user.iter().enumerate() {
+        let user = u as u32;
+        if v.is_empty() || people.service(user) || daily[u].len() < 5 {
             continue;
         }
+        let name = h.user(user);
         let (m, s, busiest) = hourly[u];
         let mut start = 0;
-        let mut run: Vec<&Call> = Vec::new();
+        let mut run: Vec<&Row> = Vec::new();
         let mut peak = 0usize;
-        let mut flush = |run: &mut Vec<&Call>, peak: &mut usize| {
+        let mut flush = |run: &mut Vec<&Row>, peak: &mut usize| {
             if run.is_empty() {
                 return;
             }
@@ -309,19 +348,19 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
                     "temporal",
                     "burst",
                     severity(dense as f64, 60.0, 200.0),
-                    serde_json::json!({"user": u}),
+                    serde_json::json!({"user": name}),
                     run,
-                    format!("{u} made {dense} calls within {minutes} minutes"),
+                    format!("{name} made {dense} calls within {minutes} minutes"),
                 ));
             } else {
                 out.push(Finding::new(
                     "statistical",
                     "call_rate",
                     severity(*peak as f64 / m.max(1.0), 4.0, 8.0),
-                    serde_json::json!({"user": u}),
+                    serde_json::json!({"user": name}),
                     run,
                     format!(
-                        "{u} made {peak} calls within an hour; their usual working hour has {m:.0}"
+                        "{name} made {peak} calls within an hour; their usual working hour has {m:.0}"
                     ),
                 ));
             }
@@ -351,7 +390,7 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             let day = v[i].at_ms / DAY;
             let busy = [day, day.saturating_sub(1)].iter().any(|d| {
                 let (peers, up) = busy_day
-                    .get(&(people.role(u), *d))
+                    .get(&(people.role(user), *d))
                     .copied()
                     .unwrap_or((1, 0));
                 peers >= 3 && up as f64 >= peers as f64 / 3.0
@@ -362,7 +401,7 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             let from = match run.last() {
                 Some(l) => v[start..=i]
                     .iter()
-                    .position(|c| c.id == l.id)
+                    .position(|c| c.id() == l.id())
                     .map_or(start, |p| start + p + 1),
                 None => start,
             };
@@ -376,41 +415,37 @@ fn call_rate(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
 /// Statistical: results of a user's calls to a tool far larger than that tool's usual ones
 /// (log-size robust z ≥ 4 against the tool's population, at least 8 times the median), two
 /// or more within an hour (one large answer is ordinary).
-fn output_size(calls: &[Call], _people: &People, out: &mut Vec<Finding>) {
-    let mut by_tool: HashMap<&str, Vec<f64>> = HashMap::new();
-    for c in calls {
-        if let Some(b) = c.end.and_then(|e| e.output_bytes) {
-            by_tool
-                .entry(&c.tool)
-                .or_default()
-                .push((b.max(1) as f64).ln());
+fn output_size(h: &Held, out: &mut Vec<Finding>) {
+    let mut by_tool: Vec<Vec<f64>> = vec![Vec::new(); h.tools.len()];
+    for c in &h.rows {
+        if let Some(b) = c.output_bytes() {
+            by_tool[c.tool as usize].push((b.max(1) as f64).ln());
         }
     }
-    let base: HashMap<&str, (f64, f64)> = by_tool
+    let base: Vec<Option<(f64, f64)>> = by_tool
         .into_iter()
-        .filter(|(_, v)| v.len() >= 50)
-        .map(|(t, v)| (t, robust(v, 0.25)))
+        .map(|v| (v.len() >= 50).then(|| robust(v, 0.25)))
         .collect();
-    let mut big: HashMap<(&str, &str), Vec<&Call>> = HashMap::new();
-    for c in calls {
-        let (Some(b), Some(&(m, s))) = (c.end.and_then(|e| e.output_bytes), base.get(&*c.tool))
-        else {
+    let mut big: HashMap<(u32, u32), Vec<&Row>> = HashMap::default();
+    for c in &h.rows {
+        let (Some(b), Some((m, s))) = (c.output_bytes(), base[c.tool as usize]) else {
             continue;
         };
         let l = (b.max(1) as f64).ln();
         if (l - m) / s >= 4.0 && l - m >= 8f64.ln() {
-            big.entry((&c.user, &c.tool)).or_default().push(c);
+            big.entry((c.user, c.tool)).or_default().push(c);
         }
     }
     for ((u, t), v) in big {
+        let (u, t) = (h.user(u), h.tool(t));
         for run in runs(v, HOUR) {
             if run.len() < 2 {
                 continue;
             }
-            let (m, _) = base[t];
+            let (m, _) = base[run[0].tool as usize].unwrap_or_default();
             let ratio = run
                 .iter()
-                .filter_map(|c| c.end.and_then(|e| e.output_bytes))
+                .filter_map(|c| c.output_bytes())
                 .map(|b| b as f64 / m.exp())
                 .fold(0.0, f64::max);
             out.push(Finding::new(
@@ -439,34 +474,28 @@ fn binomial_z(k: usize, n: usize, p: f64) -> f64 {
 /// Statistical: a tool failing far more often than it does, hour by hour over all users
 /// (its failures in an hour ≥ 5, at least three times its usual rate, and z ≥ 5 under its
 /// usual rate). Consecutive hours make one finding.
-fn error_rate(calls: &[Call], out: &mut Vec<Finding>) {
-    let by_tool = tool_hours(calls, |c| c.end.is_some());
-    for (t, hours) in by_tool {
+fn error_rate(h: &Held, out: &mut Vec<Finding>) {
+    let by_tool = tool_hours(h, Row::ended);
+    for (t, hours) in by_tool.iter().enumerate() {
+        if hours.is_empty() {
+            continue;
+        }
+        let t = h.tool(t as u32);
         let total: usize = hours.values().map(Vec::len).sum();
-        let failed: usize = hours
-            .values()
-            .flatten()
-            .filter(|c| c.end.is_some_and(|e| e.failed))
-            .count();
+        let failed: usize = hours.values().flatten().filter(|c| c.failed()).count();
         // The usual rate: over the whole input (a surge of a few hours moves it little), or
         // the hours' median rate if that is higher.
         let mut rates: Vec<f64> = hours
             .values()
             .filter(|v| v.len() >= 5)
-            .map(|v| {
-                v.iter().filter(|c| c.end.is_some_and(|e| e.failed)).count() as f64 / v.len() as f64
-            })
+            .map(|v| v.iter().filter(|c| c.failed()).count() as f64 / v.len() as f64)
             .collect();
         let p = median(&mut rates)
             .max(failed as f64 / total.max(1) as f64)
             .max(0.002);
-        let mut bad: Vec<(u64, Vec<&Call>)> = Vec::new();
-        for (hour, v) in &hours {
-            let f: Vec<&Call> = v
-                .iter()
-                .copied()
-                .filter(|c| c.end.is_some_and(|e| e.failed))
-                .collect();
+        let mut bad: Vec<(u64, Vec<&Row>)> = Vec::new();
+        for (hour, v) in hours {
+            let f: Vec<&Row> = v.iter().copied().filter(|c| c.failed()).collect();
             if f.len() >= 5
                 && f.len() as f64 >= 3.0 * p * v.len() as f64
                 && binomial_z(f.len(), v.len(), p) >= 5.0
@@ -477,7 +506,7 @@ fn error_rate(calls: &[Call], out: &mut Vec<Finding>) {
         let mut i = 0;
         while i < bad.len() {
             let mut j = i;
-            let mut evidence: Vec<&Call> = bad[i].1.clone();
+            let mut evidence: Vec<&Row> = bad[i].1.clone();
             while j + 1 < bad.len() && bad[j + 1].0 <= bad[j].0 + 1 {
                 j += 1;
                 evidence.extend(bad[j].1.iter().copied());
@@ -506,10 +535,11 @@ fn error_rate(calls: &[Call], out: &mut Vec<Finding>) {
 
 /// Statistical: a tool's median execution time in an hour far above its usual (≥ 5 calls,
 /// at least 5 times its median, log robust z ≥ 5).
-fn execution_time(calls: &[Call], out: &mut Vec<Finding>) {
-    let by_tool = tool_hours(calls, |c| c.end.and_then(|e| e.execution_us).is_some());
-    for (t, hours) in by_tool {
-        let log = |c: &&Call| (c.end.and_then(|e| e.execution_us).unwrap_or(1).max(1) as f64).ln();
+fn execution_time(h: &Held, out: &mut Vec<Finding>) {
+    let by_tool = tool_hours(h, |c| c.execution_us().is_some());
+    for (t, hours) in by_tool.iter().enumerate() {
+        let t = h.tool(t as u32);
+        let log = |c: &&Row| (c.execution_us().unwrap_or(1).max(1) as f64).ln();
         let all: Vec<f64> = hours.values().flatten().map(log).collect();
         if all.len() < 100 {
             continue;
@@ -541,41 +571,43 @@ fn execution_time(calls: &[Call], out: &mut Vec<Finding>) {
 /// of all users started it in the week before), nor by two others or more within half a day
 /// (an incident that brought several people to the on-call tools). A user's role is their
 /// latest (someone who moved teams is judged among their new peers).
-fn first_use(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let mut first: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut users_of: HashMap<&str, HashSet<&str>> = HashMap::new();
+fn first_use(h: &Held, people: &People, out: &mut Vec<Finding>) {
+    let calls = &h.rows;
+    let mut first: HashMap<(u32, u32), usize> = HashMap::default();
+    let mut users_of: Vec<HashSet<u32>> = vec![HashSet::default(); h.tools.len()];
     for (i, c) in calls.iter().enumerate() {
-        first.entry((&c.user, &c.tool)).or_insert(i);
-        users_of.entry(&c.tool).or_default().insert(&c.user);
+        first.entry((c.user, c.tool)).or_insert(i);
+        users_of[c.tool as usize].insert(c.user);
     }
-    let mut by_role: HashMap<&str, HashSet<&str>> = HashMap::new();
+    let mut by_role: HashMap<u32, HashSet<u32>> = HashMap::default();
     for c in calls {
         by_role
-            .entry(people.role(&c.user))
+            .entry(people.role(c.user))
             .or_default()
-            .insert(&c.user);
+            .insert(c.user);
     }
-    let population = people.first_ms.len().max(1);
-    let mut started: HashMap<&str, Vec<u64>> = HashMap::new();
+    let population = h.users.len().max(1);
+    let mut started: HashMap<u32, Vec<u64>> = HashMap::default();
     for (&(_, t), &i) in &first {
         started.entry(t).or_default().push(calls[i].at_ms);
     }
-    let mut grouped: HashMap<(&str, &str), Vec<&Call>> = HashMap::new();
+    let mut grouped: HashMap<(u32, u32), Vec<&Row>> = HashMap::default();
     for (&(u, t), &i) in &first {
         let c = &calls[i];
-        if !people.warm(u, c.at_ms) || people.service.contains(u) {
+        if !people.warm(u, c.at_ms) || people.service(u) {
             continue;
         }
         // The user's role peers (the user aside) who use the tool.
-        let peers = by_role[people.role(u)].len() - 1;
-        let peer_users = by_role[people.role(u)]
+        let role = &by_role[&people.role(u)];
+        let peers = role.len() - 1;
+        let peer_users = role
             .iter()
-            .filter(|p| **p != u && users_of[t].contains(*p))
+            .filter(|p| **p != u && users_of[t as usize].contains(*p))
             .count();
         if peers > 0 && peer_users as f64 >= peers as f64 / 5.0 {
             continue;
         }
-        let recent = started[t]
+        let recent = started[&t]
             .iter()
             .filter(|&&s| s + 7 * DAY >= c.at_ms && s <= c.at_ms)
             .count();
@@ -584,7 +616,7 @@ fn first_use(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         }
         // Two others or more started it within half a day of this user: an incident or a
         // hand-over that brought several people to it, not one user's wandering.
-        let together = started[t]
+        let together = started[&t]
             .iter()
             .filter(|&&s| s != c.at_ms && s + DAY / 2 >= c.at_ms && s <= c.at_ms + DAY / 2)
             .count();
@@ -592,15 +624,16 @@ fn first_use(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             continue;
         }
         // The first call and the user's next calls to it within the hour.
-        let v: Vec<&Call> = calls[i..]
+        let v: Vec<&Row> = calls[i..]
             .iter()
             .take_while(|d| d.at_ms <= c.at_ms + HOUR)
-            .filter(|d| &*d.user == u && &*d.tool == t)
+            .filter(|d| d.user == u && d.tool == t)
             .collect();
         grouped.insert((u, t), v);
     }
     for ((u, t), v) in grouped {
-        let role = people.role(u);
+        let role = role_name(h, people.role(u));
+        let (u, t) = (h.user(u), h.tool(t));
         out.push(Finding::new(
             "behavioural",
             "first_use",
@@ -619,24 +652,27 @@ fn product(client: &str) -> &str {
 
 /// Behavioural: a warm user calling from a client product they never used (a version change
 /// is an update, not a new client).
-fn new_client(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let mut seen: HashMap<&str, HashSet<&str>> = HashMap::new();
-    let mut new: HashMap<(&str, &str), Vec<&Call>> = HashMap::new();
-    for c in calls {
-        let Some(client) = c.client.as_deref() else {
+fn new_client(h: &Held, people: &People, out: &mut Vec<Finding>) {
+    let mut seen: Vec<HashSet<u32>> = vec![HashSet::default(); h.users.len()];
+    let mut new: HashMap<(u32, u32), Vec<&Row>> = HashMap::default();
+    for c in &h.rows {
+        if c.product == NONE {
             continue;
-        };
-        let p = product(client);
-        let known = seen.entry(&c.user).or_default();
-        if known.insert(p) && people.warm(&c.user, c.at_ms) && !people.service.contains(&*c.user) {
-            new.insert((&c.user, p), vec![c]);
-        } else if let Some(v) = new.get_mut(&(&*c.user, p))
+        }
+        let p = c.product;
+        if seen[c.user as usize].insert(p)
+            && people.warm(c.user, c.at_ms)
+            && !people.service(c.user)
+        {
+            new.insert((c.user, p), vec![c]);
+        } else if let Some(v) = new.get_mut(&(c.user, p))
             && c.at_ms <= v[0].at_ms + HOUR
         {
             v.push(c);
         }
     }
     for ((u, p), v) in new {
+        let (u, p) = (h.user(u), h.products.get(p));
         out.push(Finding::new(
             "behavioural",
             "new_client",
@@ -725,117 +761,115 @@ fn risky_path(v: &str) -> bool {
 /// calls) and used by at most one other user of the role. Paths to credentials or system
 /// secrets, and climbs out of a folder ([`risky_path`]), are flagged whatever their
 /// frequency, once per user.
-fn unusual_arguments(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    /// What is judged of one argument: its value, or its shape.
-    fn key_of(arg: &(Box<str>, Box<str>), by_value: bool) -> String {
+fn unusual_arguments(h: &Held, people: &People, out: &mut Vec<Finding>) {
+    /// What is judged of one argument: its value (`true`, value number), or its shape.
+    fn key_of(arg: &Arg, by_value: bool) -> (bool, u32) {
         if by_value {
-            arg.1.to_string()
+            (true, arg.value)
         } else {
-            shape(&arg.1)
+            (false, arg.shape)
         }
     }
-    let mut per_tool: HashMap<&str, usize> = HashMap::new();
-    // Per tool and member: its distinct values (up to a bound) and shapes, and how often.
-    let mut values: HashMap<(&str, &str), HashMap<&str, usize>> = HashMap::new();
-    let mut members: HashMap<(&str, &str), usize> = HashMap::new();
+    let calls = &h.rows;
+    let mut per_tool: Vec<usize> = vec![0; h.tools.len()];
+    let mut members: HashMap<(u32, u32), usize> = HashMap::default();
     for c in calls {
-        *per_tool.entry(&c.tool).or_default() += 1;
-        for (k, v) in c.arguments.iter() {
-            *members.entry((&c.tool, k)).or_default() += 1;
-            let seen = values.entry((&c.tool, k)).or_default();
-            if seen.len() <= 64 || seen.contains_key(&**v) {
-                *seen.entry(v).or_default() += 1;
-            }
+        per_tool[c.tool as usize] += 1;
+        for a in h.args(c) {
+            *members.entry((c.tool, a.member)).or_default() += 1;
         }
     }
-    // A member takes few values when it has at most 64, and at most a value per 25 calls
-    // (a file tree's hundreds of paths are not few: a new file is not a new place).
-    let by_value: HashSet<(&str, &str)> = values
+    // A member takes few values when it has at most 64 ([`held::FEW_VALUES`]: the distinct
+    // values [`Held`] kept of it), and at most a value per 25 calls (a file tree's hundreds
+    // of paths are not few: a new file is not a new place).
+    let by_value: HashSet<(u32, u32)> = h
+        .kept
         .iter()
-        .filter(|(key, seen)| seen.len() <= (members[key] / 25).clamp(12, 64))
+        .filter(|(key, seen)| {
+            seen.len() <= (members.get(*key).copied().unwrap_or(0) / 25).clamp(12, FEW_VALUES)
+        })
         .map(|(key, _)| *key)
         .collect();
-    let mut counts: HashMap<(&str, &str, String), usize> = HashMap::new();
-    let mut senders: HashMap<(&str, &str, String), HashSet<&str>> = HashMap::new();
+    type Key = (u32, u32, (bool, u32));
+    let mut counts: HashMap<Key, usize> = HashMap::default();
+    let mut senders: HashMap<Key, HashSet<u32>> = HashMap::default();
     for c in calls {
-        for arg in c.arguments.iter() {
-            let judged = key_of(arg, by_value.contains(&(&*c.tool, &*arg.0)));
-            *counts.entry((&c.tool, &arg.0, judged.clone())).or_default() += 1;
-            senders
-                .entry((&c.tool, &arg.0, judged))
-                .or_default()
-                .insert(&c.user);
+        for arg in h.args(c) {
+            let judged = key_of(arg, by_value.contains(&(c.tool, arg.member)));
+            let key = (c.tool, arg.member, judged);
+            *counts.entry(key).or_default() += 1;
+            senders.entry(key).or_default().insert(c.user);
         }
     }
     // A member judged by shape must take few shapes too.
-    let mut shapes: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut shapes: HashMap<(u32, u32), usize> = HashMap::default();
     for (tool, key, _) in counts.keys() {
         if !by_value.contains(&(*tool, *key)) {
-            *shapes.entry((tool, key)).or_default() += 1;
+            *shapes.entry((*tool, *key)).or_default() += 1;
         }
     }
-    let mut per_user_tool: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut mine: HashSet<(&str, &str, &str, String)> = HashSet::new();
-    let mut climbed: HashSet<(&str, &str)> = HashSet::new();
+    let mut per_user_tool: HashMap<(u32, u32), usize> = HashMap::default();
+    let mut mine: HashSet<(u32, u32, u32, (bool, u32))> = HashSet::default();
+    let mut climbed: HashSet<(u32, u32)> = HashSet::default();
     for c in calls {
-        let n = per_user_tool.entry((&c.user, &c.tool)).or_default();
+        let n = per_user_tool.entry((c.user, c.tool)).or_default();
         *n += 1;
         let history = *n;
-        if people.service.contains(&*c.user) {
+        if people.service(c.user) {
             continue;
         }
-        for arg in c.arguments.iter() {
-            let (k, v) = (&*arg.0, &*arg.1);
-            let valued = by_value.contains(&(&*c.tool, k));
+        let (user, tool) = (h.user(c.user), h.tool(c.tool));
+        for arg in h.args(c) {
+            let k = h.members.get(arg.member);
+            let valued = by_value.contains(&(c.tool, arg.member));
             let judged = key_of(arg, valued);
-            let new_for_user = mine.insert((&c.user, &c.tool, k, judged.clone()));
-            if risky_path(v) {
-                if climbed.insert((&c.user, v)) {
+            let new_for_user = mine.insert((c.user, c.tool, arg.member, judged));
+            if arg.risky {
+                if climbed.insert((c.user, arg.value)) {
+                    let v = h.values.get(arg.value);
                     out.push(Finding::new(
                         "behavioural",
                         "unusual_arguments",
                         "high",
-                        serde_json::json!({"user": &*c.user, "tool": &*c.tool}),
+                        serde_json::json!({"user": user, "tool": tool}),
                         &[c],
                         format!(
-                            "{} sent {} a {k} reaching a secret or out of its folder: {v:?}",
-                            c.user, c.tool
+                            "{user} sent {tool} a {k} reaching a secret or out of its folder: {v:?}"
                         ),
                     ));
                 }
                 continue;
             }
-            if !new_for_user || history <= 20 || !people.warm(&c.user, c.at_ms) {
+            if !new_for_user || history <= 20 || !people.warm(c.user, c.at_ms) {
                 continue;
             }
             if !valued
-                && shapes.get(&(&*c.tool, k)).copied().unwrap_or(0)
-                    > (members[&(&*c.tool, k)] / 100).max(10)
+                && shapes.get(&(c.tool, arg.member)).copied().unwrap_or(0)
+                    > (members[&(c.tool, arg.member)] / 100).max(10)
             {
                 continue; // free form: its shapes vary as much as its values
             }
-            let key = (&*c.tool, k, judged);
-            let rare = counts[&key] as f64 <= per_tool[&*c.tool] as f64 * 0.005;
-            let role = people.role(&c.user);
+            let key = (c.tool, arg.member, judged);
+            let rare = counts[&key] as f64 <= per_tool[c.tool as usize] as f64 * 0.005;
+            let role = people.role(c.user);
             let peers = senders[&key]
                 .iter()
-                .filter(|u| **u != &*c.user && people.role(u) == role)
+                .filter(|u| **u != c.user && people.role(**u) == role)
                 .count();
             if rare && peers <= 1 {
                 let (what, shown) = if valued {
-                    ("value", v.to_string())
+                    ("value", h.values.get(arg.value))
                 } else {
-                    ("shape", key.2.clone())
+                    ("shape", h.shapes.get(arg.shape))
                 };
                 out.push(Finding::new(
                     "behavioural",
                     "unusual_arguments",
                     "medium",
-                    serde_json::json!({"user": &*c.user, "tool": &*c.tool}),
+                    serde_json::json!({"user": user, "tool": tool}),
                     &[c],
                     format!(
-                        "{} sent {} a {k} unlike any it usually gets from their role ({what} {shown:?})",
-                        c.user, c.tool
+                        "{user} sent {tool} a {k} unlike any it usually gets from their role ({what} {shown:?})"
                     ),
                 ));
             }
@@ -848,10 +882,16 @@ const EGRESS: [&str; 7] = [
     "post", "send", "upload", "email", "mail", "webhook", "publish",
 ];
 
+/// Whether `tool` is an egress tool (its name has an [`EGRESS`] word).
+fn is_egress(tool: &str) -> bool {
+    let tool = tool.to_ascii_lowercase();
+    EGRESS.iter().any(|w| tool.contains(w))
+}
+
 /// Where an egress call sends data: the host of a `url`-like argument or the domain of an
 /// address.
-fn destination(c: &Call) -> Option<String> {
-    c.arguments.iter().map(|(_, v)| &**v).find_map(|s| {
+fn destination(arguments: &[(Box<str>, Box<str>)]) -> Option<String> {
+    arguments.iter().map(|(_, v)| &**v).find_map(|s| {
         if let Some(rest) = s
             .strip_prefix("https://")
             .or_else(|| s.strip_prefix("http://"))
@@ -870,17 +910,15 @@ fn destination(c: &Call) -> Option<String> {
 /// Behavioural: reads of sensitive data (calls tagged `gdpr`, `hipaa`, `pci_dss`) followed
 /// within 15 minutes by an egress call to a destination the population has not sent to
 /// before (support agents mail customers all day: that is not the pattern).
-fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut reads: HashMap<&str, Vec<&Call>> = HashMap::new();
-    for c in calls {
-        let egress = EGRESS
-            .iter()
-            .any(|w| c.tool.to_ascii_lowercase().contains(w));
-        if egress && let Some(dest) = destination(c) {
-            let new = seen.insert(dest.clone());
-            let recent: Vec<&Call> = reads
-                .get(&*c.user)
+fn read_then_send(h: &Held, people: &People, out: &mut Vec<Finding>) {
+    let mut seen: HashSet<u32> = HashSet::default();
+    let mut reads: HashMap<u32, Vec<&Row>> = HashMap::default();
+    for c in &h.rows {
+        let dest = h.args[c.args as usize].destination;
+        if h.egress[c.tool as usize] && dest != NONE {
+            let new = seen.insert(dest);
+            let recent: Vec<&Row> = reads
+                .get(&c.user)
                 .map(|v| {
                     v.iter()
                         .copied()
@@ -888,31 +926,25 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
                         .collect()
                 })
                 .unwrap_or_default();
-            if new
-                && !recent.is_empty()
-                && !people.service.contains(&*c.user)
-                && people.warm(&c.user, c.at_ms)
+            if new && !recent.is_empty() && !people.service(c.user) && people.warm(c.user, c.at_ms)
             {
                 let mut evidence = recent.clone();
                 evidence.push(c);
+                let (user, tool, dest) = (h.user(c.user), h.tool(c.tool), h.destinations.get(dest));
                 out.push(Finding::new(
                     "behavioural",
                     "read_then_send",
                     severity(recent.len() as f64, 4.0, 15.0),
-                    serde_json::json!({"user": &*c.user}),
+                    serde_json::json!({"user": user}),
                     &evidence,
-                    format!("{} read sensitive data {} times, then sent data to {dest} (never a destination before) with {}", c.user, recent.len(), c.tool),
+                    format!("{user} read sensitive data {} times, then sent data to {dest} (never a destination before) with {tool}", recent.len()),
                 ));
             }
         }
         // A read is sensitive by what it asked for (the access event's tags) or by what it
         // returned (its end's: a customer record fetched by id).
-        if c.tags
-            .iter()
-            .any(|t| super::REGULATED.contains(&t.as_str()))
-            || c.end.is_some_and(|e| e.regulated)
-        {
-            let v = reads.entry(&c.user).or_default();
+        if c.regulated() {
+            let v = reads.entry(c.user).or_default();
             v.retain(|r| r.at_ms + 15 * MINUTE >= c.at_ms);
             v.push(c);
         }
@@ -929,17 +961,17 @@ fn read_then_send(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
 /// Weekends are not judged on their own: a weekend afternoon of someone who never works
 /// weekends is as often a deadline as an intruder (the two test generators disagree on it:
 /// BENCHMARKS.md), and an hour they never work is caught above.
-fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let by_user = by_user(calls);
-    let mut candidates: Vec<(&str, Vec<&Call>)> = Vec::new();
-    for (u, v) in by_user {
-        if people.service.contains(u) || v.len() < 200 {
+fn off_hours(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
+    let mut candidates: Vec<(u32, Vec<&Row>)> = Vec::new();
+    for (u, v) in by_user.iter().enumerate() {
+        let u = u as u32;
+        if people.service(u) || v.len() < 200 {
             continue;
         }
         // Per hour of the day (UTC), the days the user worked in it. Days, not calls: a
         // night of many calls must not make its own hour look usual.
-        let mut days: [HashSet<u64>; 24] = std::array::from_fn(|_| HashSet::new());
-        for c in &v {
+        let mut days: [HashSet<u64>; 24] = std::array::from_fn(|_| HashSet::default());
+        for c in v {
             days[((c.at_ms / HOUR) % 24) as usize].insert(c.at_ms / DAY);
         }
         let active: HashSet<u64> = v.iter().map(|c| c.at_ms / DAY).collect();
@@ -947,9 +979,9 @@ fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             continue;
         }
         // Another day in this hour or the next or previous one is rare enough: at most one.
-        let rare = |c: &Call| -> bool {
+        let rare = |c: &Row| -> bool {
             let (h, d) = (((c.at_ms / HOUR) % 24) as usize, c.at_ms / DAY);
-            let mut others: HashSet<u64> = HashSet::new();
+            let mut others: HashSet<u64> = HashSet::default();
             for k in [(h + 23) % 24, h, (h + 1) % 24] {
                 others.extend(
                     days[k]
@@ -959,12 +991,12 @@ fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             }
             others.len() <= 1
         };
-        let odd: Vec<&Call> = v
+        let odd: Vec<&Row> = v
             .iter()
             .copied()
             .filter(|c| people.warm(u, c.at_ms) && rare(c))
             .collect();
-        let groups: Vec<Vec<&Call>> = runs(odd, 2 * HOUR)
+        let groups: Vec<Vec<&Row>> = runs(odd, 2 * HOUR)
             .into_iter()
             .filter(|r| r.len() >= 3)
             .collect();
@@ -983,13 +1015,13 @@ fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
     }
     // Two others or more off their hours at the same time (within two hours): an incident,
     // a release night, a month-end close that kept a team up, not one user's odd night.
-    let spans: Vec<(&str, u64, u64)> = candidates
+    let spans: Vec<(u32, u64, u64)> = candidates
         .iter()
         .map(|(u, g)| (*u, g[0].at_ms, g[g.len() - 1].at_ms))
         .collect();
     for (u, g) in candidates {
         let (from, to) = (g[0].at_ms, g[g.len() - 1].at_ms);
-        let together: HashSet<&str> = spans
+        let together: HashSet<u32> = spans
             .iter()
             .filter(|(o, f, t)| *o != u && *f <= to + 2 * HOUR && from <= t + 2 * HOUR)
             .map(|(o, _, _)| *o)
@@ -997,6 +1029,7 @@ fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         if together.len() >= 2 {
             continue;
         }
+        let u = h.user(u);
         out.push(Finding::new(
             "temporal",
             "off_hours",
@@ -1013,9 +1046,8 @@ fn off_hours(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
 
 /// Temporal: a burst, 12 calls or more by one user within a minute and four times their
 /// usual busiest minute (the 99th percentile of their calls per clock minute).
-fn burst(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
-    let by_user = by_user(calls);
-    let flush = |u: &str, run: &mut Vec<&Call>, out: &mut Vec<Finding>| {
+fn burst(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
+    let flush = |u: &str, run: &mut Vec<&Row>, out: &mut Vec<Finding>| {
         if !run.is_empty() {
             out.push(Finding::new(
                 "temporal",
@@ -1028,14 +1060,15 @@ fn burst(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
             run.clear();
         }
     };
-    for (u, v) in by_user {
-        if people.service.contains(u) {
+    for (u, v) in by_user.iter().enumerate() {
+        if v.is_empty() || people.service(u as u32) {
             continue;
         }
+        let u = h.user(u as u32);
         // The most calls the user makes in a clock minute, their 99th percentile (a burst
         // fills a minute or two: it does not move it).
-        let mut per_minute: HashMap<u64, usize> = HashMap::new();
-        for c in &v {
+        let mut per_minute: HashMap<u64, usize> = HashMap::default();
+        for c in v {
             *per_minute.entry(c.at_ms / MINUTE).or_default() += 1;
         }
         let mut counts: Vec<usize> = per_minute.into_values().collect();
@@ -1043,7 +1076,7 @@ fn burst(calls: &[Call], people: &People, out: &mut Vec<Finding>) {
         let usual = counts[(counts.len() * 99 / 100).min(counts.len() - 1)].max(1);
         // Sliding 60 s windows; busy windows that touch make one finding.
         let (mut start, mut last) = (0, 0);
-        let mut run: Vec<&Call> = Vec::new();
+        let mut run: Vec<&Row> = Vec::new();
         for i in 0..v.len() {
             while v[start].at_ms + MINUTE <= v[i].at_ms {
                 start += 1;
@@ -1116,73 +1149,108 @@ fn km(a: (f64, f64), b: (f64, f64)) -> f64 {
 ///   more within an hour;
 /// * `impossible_travel`: two calls of a user from known places farther apart than 900 km/h
 ///   allows.
-fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Finding>) {
-    let mut seen: HashMap<&str, HashSet<String>> = HashMap::new();
-    let mut first_users: HashMap<String, Vec<(u64, &str)>> = HashMap::new();
-    let mut fresh: Vec<(&Call, String, usize)> = Vec::new();
-    let mut unknown_nets: HashMap<&str, usize> = HashMap::new();
-    let mut fresh_nets: HashSet<String> = HashSet::new();
-    let mut recent: HashMap<&str, Vec<(&Call, String)>> = HashMap::new();
-    let mut by_ip: HashMap<IpAddr, Vec<&Call>> = HashMap::new();
-    let mut last_place: HashMap<&str, (&Call, &super::Network)> = HashMap::new();
-    let mut many: HashMap<&str, Vec<&Call>> = HashMap::new();
+fn networks(h: &Held, people: &People, context: &Context, out: &mut Vec<Finding>) {
+    /// What an address is, worked out once per address.
+    struct Place<'c> {
+        /// The network it counts as ([`net_of`]), by number in `nets`.
+        net: u32,
+        known: bool,
+        /// Its wider block (a /16 of IPv4, a /32 of IPv6: an ISP's or a carrier's range), by
+        /// number in `blocks`.
+        block: Option<u32>,
+        /// Its known network when that has a place (for impossible travel).
+        located: Option<&'c super::Network>,
+    }
+    let mut nets = Names::default();
+    let mut blocks = Names::default();
+    let places: Vec<Place> = h
+        .ips
+        .iter()
+        .map(|&ip| {
+            let (net, known) = net_of(ip, context);
+            let prefix = match ip {
+                IpAddr::V4(_) => 16,
+                IpAddr::V6(_) => 32,
+            };
+            let block = ipnet::IpNet::new(ip, prefix)
+                .ok()
+                .map(|n| blocks.id(&n.trunc().to_string()));
+            Place {
+                net: nets.id(&net),
+                known,
+                block,
+                located: context
+                    .network(ip)
+                    .filter(|n| n.lat.is_some() && n.lon.is_some()),
+            }
+        })
+        .collect();
+    let calls = &h.rows;
+    let mut seen: Vec<HashSet<u32>> = vec![HashSet::default(); h.users.len()];
+    let mut first_users: HashMap<u32, Vec<(u64, u32)>> = HashMap::default();
+    let mut fresh: Vec<(&Row, u32, usize)> = Vec::new();
+    let mut unknown_nets: HashMap<u32, usize> = HashMap::default();
+    let mut fresh_nets: HashSet<u32> = HashSet::default();
+    let mut recent: HashMap<u32, Vec<(&Row, u32)>> = HashMap::default();
+    let mut by_ip: HashMap<u32, Vec<&Row>> = HashMap::default();
+    let mut last_place: HashMap<u32, (&Row, &super::Network)> = HashMap::default();
+    let mut many: HashMap<u32, Vec<&Row>> = HashMap::default();
     for c in calls {
-        let Some(ip) = c.ip else { continue };
-        let (net, known) = net_of(ip, context);
-        if !known {
-            by_ip.entry(ip).or_default().push(c);
+        if c.ip == NONE {
+            continue;
         }
-        let mine = seen.entry(&c.user).or_default();
-        if mine.insert(net.clone()) {
-            first_users
-                .entry(net.clone())
-                .or_default()
-                .push((c.at_ms, &c.user));
+        let place = &places[c.ip as usize];
+        let (net, known) = (place.net, place.known);
+        if !known {
+            by_ip.entry(c.ip).or_default().push(c);
+        }
+        if seen[c.user as usize].insert(net) {
+            first_users.entry(net).or_default().push((c.at_ms, c.user));
             let ordinal = if known {
                 0
             } else {
-                let n = unknown_nets.entry(&c.user).or_default();
+                let n = unknown_nets.entry(c.user).or_default();
                 *n += 1;
                 *n
             };
-            if !known && people.warm(&c.user, c.at_ms) && !people.service.contains(&*c.user) {
-                fresh_nets.insert(net.clone());
-                fresh.push((c, net.clone(), ordinal));
+            if !known && people.warm(c.user, c.at_ms) && !people.service(c.user) {
+                fresh_nets.insert(net);
+                fresh.push((c, net, ordinal));
             }
         }
         // Several networks at once.
-        let r = recent.entry(&c.user).or_default();
+        let r = recent.entry(c.user).or_default();
         r.retain(|(d, _)| d.at_ms + 15 * MINUTE >= c.at_ms);
-        r.push((c, net.clone()));
-        let distinct: BTreeSet<&str> = r.iter().map(|(_, n)| n.as_str()).collect();
+        r.push((c, net));
+        let distinct: BTreeSet<u32> = r.iter().map(|(_, n)| *n).collect();
         if distinct.len() >= 3 {
-            let v = many.entry(&c.user).or_default();
+            let v = many.entry(c.user).or_default();
             for (d, _) in r.iter() {
-                if !v.iter().any(|x| x.id == d.id) {
+                if !v.iter().any(|x| x.id() == d.id()) {
                     v.push(d);
                 }
             }
         }
         // Impossible travel between known places.
-        if let Some(n) = context.network(ip)
+        if let Some(n) = place.located
             && let (Some(lat), Some(lon)) = (n.lat, n.lon)
         {
-            if let Some((prev, pn)) = last_place.get(&*c.user)
+            if let Some((prev, pn)) = last_place.get(&c.user)
                 && let (Some(plat), Some(plon)) = (pn.lat, pn.lon)
                 && pn.name != n.name
             {
                 let d = km((plat, plon), (lat, lon));
                 let hours = (c.at_ms - prev.at_ms) as f64 / HOUR as f64;
                 if d > 500.0 && d / hours.max(1.0 / 60.0) > 900.0 {
+                    let user = h.user(c.user);
                     out.push(Finding::new(
                         "network",
                         "impossible_travel",
                         severity(d / hours.max(0.01), 2000.0, 5000.0),
-                        serde_json::json!({"user": &*c.user}),
+                        serde_json::json!({"user": user}),
                         &[*prev, c],
                         format!(
-                            "{} was at {} then {:.1} h later at {} ({d:.0} km)",
-                            c.user,
+                            "{user} was at {} then {:.1} h later at {} ({d:.0} km)",
                             pn.place.as_deref().unwrap_or(&pn.name),
                             hours,
                             n.place.as_deref().unwrap_or(&n.name)
@@ -1190,43 +1258,35 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
                     ));
                 }
             }
-            last_place.insert(&c.user, (c, n));
+            last_place.insert(c.user, (c, n));
         }
     }
     // The days each user called from each network, and the networks outside the known ones
     // each user first used, in order: a new home, an office moved, a hotel for a trip are
     // places the user comes back to on other days; a roaming user (a phone's carrier, many
     // hotels) meets new networks all the time.
-    let mut days: HashMap<(&str, &str), HashSet<u64>> = HashMap::new();
+    let mut days: HashMap<(u32, u32), HashSet<u64>> = HashMap::default();
     for c in calls {
-        if let Some(ip) = c.ip {
-            let (net, _) = net_of(ip, context);
-            if let Some(n) = fresh_nets.get(&net) {
-                days.entry((&c.user, n)).or_default().insert(c.at_ms / DAY);
+        if c.ip != NONE {
+            let net = places[c.ip as usize].net;
+            if fresh_nets.contains(&net) {
+                days.entry((c.user, net)).or_default().insert(c.at_ms / DAY);
             }
         }
     }
-    // The wider block of each public network (a /16 of IPv4, a /32 of IPv6: an ISP's or a
-    // carrier's range) and who called from it: a user's new /24 in a block they or three
-    // others already call from is their ISP handing out another address, not a new place.
-    let block_of = |ip: IpAddr| -> Option<String> {
-        let prefix = match ip {
-            IpAddr::V4(_) => 16,
-            IpAddr::V6(_) => 32,
-        };
-        ipnet::IpNet::new(ip, prefix)
-            .ok()
-            .map(|n| n.trunc().to_string())
-    };
-    let mut block_users: HashMap<String, Vec<(u64, &str)>> = HashMap::new();
+    // The wider block of each public network and who called from it: a user's new /24 in a
+    // block they or three others already call from is their ISP handing out another address,
+    // not a new place.
+    let mut block_users: HashMap<u32, Vec<(u64, u32)>> = HashMap::default();
     for c in calls {
-        if let Some(ip) = c.ip
-            && !net_of(ip, context).1
-            && let Some(b) = block_of(ip)
+        if c.ip != NONE
+            && let place = &places[c.ip as usize]
+            && !place.known
+            && let Some(b) = place.block
         {
             let users = block_users.entry(b).or_default();
-            if !users.iter().any(|(_, u)| *u == &*c.user) {
-                users.push((c.at_ms, &c.user));
+            if !users.iter().any(|(_, u)| *u == c.user) {
+                users.push((c.at_ms, c.user));
             }
         }
     }
@@ -1234,17 +1294,17 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
         if ordinal > 3 {
             continue; // a roamer: their fourth new network or later
         }
-        if let Some(users) = c.ip.and_then(block_of).and_then(|b| block_users.get(&b)) {
-            let mine_before = users.iter().any(|(t, u)| *u == &*c.user && *t < c.at_ms);
-            let others = users.iter().filter(|(_, u)| *u != &*c.user).count();
+        if let Some(users) = places[c.ip as usize]
+            .block
+            .and_then(|b| block_users.get(&b))
+        {
+            let mine_before = users.iter().any(|(t, u)| *u == c.user && *t < c.at_ms);
+            let others = users.iter().filter(|(_, u)| *u != c.user).count();
             if mine_before || others >= 3 {
                 continue;
             }
         }
-        if days
-            .get(&(&*c.user, net.as_str()))
-            .is_some_and(|d| d.len() >= 2)
-        {
+        if days.get(&(c.user, net)).is_some_and(|d| d.len() >= 2) {
             continue;
         }
         let movers = first_users[&net]
@@ -1254,19 +1314,21 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
         if movers >= 3 {
             continue;
         }
+        let user = h.user(c.user);
         out.push(Finding::new(
             "network",
             "new_network",
             "medium",
-            serde_json::json!({"user": &*c.user}),
+            serde_json::json!({"user": user}),
             &[c],
             format!(
-                "{} called from {net}, outside the known networks and new for them",
-                c.user
+                "{user} called from {}, outside the known networks and new for them",
+                nets.get(net)
             ),
         ));
     }
     for (u, v) in many {
+        let u = h.user(u);
         for run in runs(v, 15 * MINUTE) {
             out.push(Finding::new(
                 "network",
@@ -1279,8 +1341,9 @@ fn networks(calls: &[Call], people: &People, context: &Context, out: &mut Vec<Fi
         }
     }
     for (ip, v) in by_ip {
+        let ip = h.ips[ip as usize];
         for run in runs(v, HOUR) {
-            let users: BTreeSet<&str> = run.iter().map(|c| &*c.user).collect();
+            let users: BTreeSet<&str> = run.iter().map(|c| h.user(c.user)).collect();
             if users.len() >= 3 {
                 out.push(Finding::new(
                     "network",
