@@ -15,7 +15,8 @@
 //! survey per reading thread, bounded by the calls in flight). The figures are counted as the
 //! calls go by ([`tally::Tally`]: bounded by users, tools, sessions and days, not by calls,
 //! and the same whatever the order). The anomaly detectors are batch over the calls of the period and its
-//! history ([`anomalies::detect`]), so those calls are held, up to [`DETECTION_LIMIT_CALLS`]:
+//! history ([`anomalies::detect_held`]), so those calls are held, as 56-byte rows
+//! ([`anomalies::Held`]), up to [`DETECTION_LIMIT_CALLS`]:
 //! past that, the report says the findings were not assessed and why, instead of running out
 //! of memory on a large trail (issue 10 item 7: ≤ 500 MB).
 
@@ -30,10 +31,11 @@ use crate::analytics::{Call, Context, anomalies, compliance, read};
 use model::{ComplianceInput, FindingsInput, Inputs, Kind, Report};
 use tally::Tally;
 
-/// Calls the anomaly detectors are given at most (the period and its history): about
-/// 2 KB each while detecting (BENCHMARKS.md, "Memory and time of the commands"), so
-/// 200 000 calls stay near 400 MB.
-pub const DETECTION_LIMIT_CALLS: usize = 200_000;
+/// Calls the anomaly detectors are given at most (the period and its history), held as
+/// [`anomalies::Held`] rows (56 bytes each, texts shared): a 30-day report over the 10 M-event
+/// bench store holds 5 M and peaked at 433 MB in all (BENCHMARKS.md), so 6 M stay near
+/// 500 MB.
+pub const DETECTION_LIMIT_CALLS: usize = 6_000_000;
 
 /// What [`gather`] needs besides the store.
 #[derive(Debug)]
@@ -76,11 +78,10 @@ pub fn gather(
 
     let mut current = Tally::default();
     let mut previous = Tally::default();
-    let mut held: Option<Vec<Call>> = Some(Vec::new());
+    let mut held: Option<anomalies::Held> = Some(anomalies::Held::default());
     let mut for_detection = 0usize;
-    let mut texts = crate::analytics::Interner::default();
     let window = req.assess.map(compliance::Window::of).transpose()?;
-    let mut each = |mut c: Call| {
+    let mut each = |c: Call| {
         if c.at_ms >= req.from_ms {
             current.add(&c);
         } else if c.at_ms >= prev_from {
@@ -91,8 +92,7 @@ pub fn gather(
             if for_detection > req.detection_limit {
                 held = None;
             } else if let Some(v) = held.as_mut() {
-                texts.call(&mut c);
-                v.push(c);
+                v.push(&c);
             }
         }
     };
@@ -112,16 +112,12 @@ pub fn gather(
         ),
     };
     let findings = match held {
-        Some(mut calls) => {
-            // The detectors take the calls in time order; the store hands them on in none.
-            calls.sort_unstable_by_key(|c| (c.at_ms, c.id));
-            FindingsInput::Found(
-                anomalies::detect(&calls, req.context)
-                    .into_iter()
-                    .filter(|f| f.to_ms >= req.from_ms && f.from_ms <= req.to_ms)
-                    .collect(),
-            )
-        }
+        Some(calls) => FindingsInput::Found(
+            anomalies::detect_held(calls, req.context)
+                .into_iter()
+                .filter(|f| f.to_ms >= req.from_ms && f.from_ms <= req.to_ms)
+                .collect(),
+        ),
         None => FindingsInput::NotAssessed(format!(
             "the period and its {} days of history hold {for_detection} calls, more than the {} the anomaly detectors hold in memory; run `mcp-audit-proxy anomalies` over shorter windows (e.g. --since 7d) for the findings",
             req.baseline_days, req.detection_limit
