@@ -10,12 +10,16 @@
 //! pattern it guards against, is in its doc comment. Detectors need history: a subject with
 //! less than [`WARM_UP_DAYS`] of it is not judged on novelty (new hires, new accounts).
 //!
+//! Statistical findings judge users and tools alike (issue 10 item 2: "a user's or tool's call
+//! rate, error rate, execution time or output size"): a tool's error rate and execution time
+//! hour by hour over everyone, and one user's error rate over all their tools, and their
+//! execution times and output sizes on one tool against both the tool's usual and their own.
+//!
 //! Batch form: [`detect_held`] reads the calls as [`Held`] rows (56 bytes a call, their texts
 //! shared: see `held.rs`), in any order; [`detect`] takes a slice of [`Call`]s. Memory is
 //! proportional to the calls given.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 
 use std::borrow::Cow;
 
@@ -23,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod held;
+mod network;
 
 /// The detectors' tables are keyed by numbers (users, tools, days): FxHash, not SipHash
 /// (no untrusted keys chosen to collide here; SipHash was 6% of `anomalies`' CPU).
@@ -31,6 +36,8 @@ type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 pub use held::Held;
 use held::{Arg, FEW_VALUES, NONE, Names, Row};
+pub(crate) use network::net_of;
+use network::networks;
 
 use super::{Call, Context};
 use crate::audit::EventId;
@@ -133,7 +140,10 @@ pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
         call_rate(h, &by_user, &people, &mut out);
         output_size(h, &mut out);
         error_rate(h, &mut out);
+        user_error_rate(h, &by_user, &people, &mut out);
         execution_time(h, &mut out);
+        user_tool_figure(h, &people, "output_size", Row::output_bytes, &mut out);
+        user_tool_figure(h, &people, "execution_time", Row::execution_us, &mut out);
         off_hours(h, &by_user, &people, &mut out);
         burst(h, &by_user, &people, &mut out);
         (out, other.join())
@@ -533,6 +543,86 @@ fn error_rate(h: &Held, out: &mut Vec<Finding>) {
     }
 }
 
+/// Statistical: one user's calls failing far more often than theirs usually do, whatever the
+/// tool (a script probing for what it may call, a stolen token refused everywhere): within
+/// two hours, eight failures or more, a quarter of the calls or more, at least four times
+/// the user's usual rate and z ≥ 5 under it (people hit streaks of five or six failures in
+/// a bad afternoon, a sixth of their calls: an independently written month had four such
+/// streaks in 68 users). Failures the tool also had for two other users or more in that clock hour do
+/// not count (an outage: the tool's error rate, above); users with under 50 ended calls are
+/// not judged. Overlapping windows make one finding; the evidence is the failed calls.
+fn user_error_rate(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
+    const SPAN: u64 = 2 * HOUR;
+    // Who failed on each tool in each clock hour.
+    let mut failing: HashMap<(u32, u64), Vec<u32>> = HashMap::default();
+    for r in h.rows.iter().filter(|r| r.failed()) {
+        let who = failing.entry((r.tool, r.at_ms / HOUR)).or_default();
+        if !who.contains(&r.user) && who.len() < 3 {
+            who.push(r.user);
+        }
+    }
+    let outage = |r: &Row| {
+        failing
+            .get(&(r.tool, r.at_ms / HOUR))
+            .is_some_and(|who| who.iter().filter(|u| **u != r.user).count() >= 2)
+    };
+    for (u, v) in by_user.iter().enumerate() {
+        let user = u as u32;
+        if people.service(user) {
+            continue;
+        }
+        let ended: Vec<&Row> = v.iter().copied().filter(|r| r.ended()).collect();
+        if ended.len() < 50 {
+            continue;
+        }
+        let own: Vec<bool> = ended.iter().map(|r| r.failed() && !outage(r)).collect();
+        let p = (own.iter().filter(|f| **f).count() as f64 / ended.len() as f64).max(0.005);
+        let mut flagged = vec![false; ended.len()];
+        let (mut start, mut k) = (0, 0usize);
+        for i in 0..ended.len() {
+            while ended[start].at_ms + SPAN <= ended[i].at_ms {
+                k -= usize::from(own[start]);
+                start += 1;
+            }
+            k += usize::from(own[i]);
+            let n = i + 1 - start;
+            if k >= 8 && k * 4 >= n && k as f64 >= 4.0 * p * n as f64 && binomial_z(k, n, p) >= 5.0
+            {
+                for j in start..=i {
+                    flagged[j] |= own[j];
+                }
+            }
+        }
+        let failed: Vec<&Row> = ended
+            .iter()
+            .zip(&flagged)
+            .filter(|(_, f)| **f)
+            .map(|(r, _)| *r)
+            .collect();
+        let name = h.user(user);
+        for run in runs(failed, SPAN) {
+            let (from, to) = (run[0].at_ms, run[run.len() - 1].at_ms);
+            let n = ended
+                .iter()
+                .filter(|r| r.at_ms >= from && r.at_ms <= to)
+                .count();
+            let share = run.len() as f64 / n.max(1) as f64;
+            out.push(Finding::new(
+                "statistical",
+                "error_rate",
+                severity(share / p, 10.0, 30.0),
+                serde_json::json!({"user": name}),
+                &run,
+                format!(
+                    "{} of {n} calls by {name} failed; their calls usually fail {:.1}%",
+                    run.len(),
+                    p * 100.0
+                ),
+            ));
+        }
+    }
+}
+
 /// Statistical: a tool's median execution time in an hour far above its usual (≥ 5 calls,
 /// at least 5 times its median, log robust z ≥ 5).
 fn execution_time(h: &Held, out: &mut Vec<Finding>) {
@@ -562,6 +652,145 @@ fn execution_time(h: &Held, out: &mut Vec<Finding>) {
                     format!("{t} took {:.0}x its usual time for an hour", (hm - m).exp()),
                 ));
             }
+        }
+    }
+}
+
+/// Statistical: one user's calls to one tool far slower, or with far larger results, than
+/// both the tool's usual and the user's own on it (an export through a search tool, a query
+/// scanning what it should not): in a clock-aligned two-hour block, five calls or more whose
+/// median is at least three times both and z ≥ 5 against the tool's spread (the median of
+/// n calls has its spread over √n), while the other users' calls to the tool in that block
+/// are not, no other user's are found so within a block of it, and the tool is not found
+/// so as a whole (a slow backend is everyone's: the tool's own figures, above). Consecutive
+/// blocks make one finding; a finding of the same kind and subject already made (one call
+/// at a time, above) is not repeated.
+fn user_tool_figure(
+    h: &Held,
+    people: &People,
+    kind: &'static str,
+    figure: impl Fn(&Row) -> Option<u64>,
+    out: &mut Vec<Finding>,
+) {
+    const BLOCK: u64 = 2 * HOUR;
+    let log = |r: &Row| figure(r).map(|v| (v.max(1) as f64).ln());
+    let mut by_tool: Vec<Vec<f64>> = vec![Vec::new(); h.tools.len()];
+    let mut mine: HashMap<(u32, u32), Vec<f64>> = HashMap::default();
+    let mut blocks: BTreeMap<(u32, u64), Vec<&Row>> = BTreeMap::new();
+    for r in &h.rows {
+        if let Some(l) = log(r) {
+            by_tool[r.tool as usize].push(l);
+            mine.entry((r.user, r.tool)).or_default().push(l);
+            blocks.entry((r.tool, r.at_ms / BLOCK)).or_default().push(r);
+        }
+    }
+    let base: Vec<Option<(f64, f64)>> = by_tool
+        .into_iter()
+        .map(|v| (v.len() >= 50).then(|| robust(v, 0.25)))
+        .collect();
+    let own: HashMap<(u32, u32), f64> = mine
+        .into_iter()
+        .map(|(k, mut v)| (k, median(&mut v)))
+        .collect();
+    /// A block found: its number, the user's calls in it, and how far above their usual.
+    type Block<'r> = (u64, Vec<&'r Row>, f64);
+    // Per user and tool, the blocks found, in order.
+    let mut found: BTreeMap<(u32, u32), Vec<Block>> = BTreeMap::new();
+    for ((tool, block), v) in &blocks {
+        let Some((m, s)) = base[*tool as usize] else {
+            continue;
+        };
+        let mut users: BTreeMap<u32, Vec<&Row>> = BTreeMap::new();
+        for r in v {
+            users.entry(r.user).or_default().push(r);
+        }
+        for (u, calls) in users {
+            if calls.len() < 5 || people.service(u) {
+                continue;
+            }
+            let hm = median(&mut calls.iter().filter_map(|r| log(r)).collect::<Vec<_>>());
+            let usual = m.max(own[&(u, *tool)]);
+            let z = (hm - m) / (s / (calls.len() as f64).sqrt());
+            if hm - usual < 3f64.ln() || z < 5.0 {
+                continue;
+            }
+            let mut others: Vec<f64> = v
+                .iter()
+                .filter(|r| r.user != u)
+                .filter_map(|r| log(r))
+                .collect();
+            if others.len() >= 3 && median(&mut others) - m >= 2f64.ln() {
+                continue;
+            }
+            found
+                .entry((u, *tool))
+                .or_default()
+                .push((*block, calls, (hm - usual).exp()));
+        }
+    }
+    // Two users or more at once on one tool (within a block of each other), or the tool
+    // itself found slow then: the tool's trouble, not one user's.
+    let mut at_once: HashMap<(u32, u64), HashSet<u32>> = HashMap::default();
+    for ((u, t), blocks) in &found {
+        for (b, _, _) in blocks {
+            for near in b.saturating_sub(1)..=b + 1 {
+                at_once.entry((*t, near)).or_default().insert(*u);
+            }
+        }
+    }
+    for ((u, t), mut blocks) in found {
+        let (user, tool) = (h.user(u), h.tool(t));
+        let whole = serde_json::json!({ "tool": tool });
+        blocks.retain(|(b, _, _)| {
+            let (from, to) = (b * BLOCK, (b + 1) * BLOCK);
+            at_once[&(t, *b)].len() < 2
+                && !out.iter().any(|f| {
+                    f.kind == kind
+                        && f.subject == whole
+                        && f.from_ms <= to + BLOCK
+                        && from <= f.to_ms + BLOCK
+                })
+        });
+        let mut i = 0;
+        while i < blocks.len() {
+            let mut j = i;
+            while j + 1 < blocks.len() && blocks[j + 1].0 == blocks[j].0 + 1 {
+                j += 1;
+            }
+            let run: Vec<&Row> = blocks[i..=j]
+                .iter()
+                .flat_map(|b| b.1.iter().copied())
+                .collect();
+            let ratio = blocks[i..=j].iter().map(|b| b.2).fold(0.0, f64::max);
+            i = j + 1;
+            let (from, to) = (run[0].at_ms, run[run.len() - 1].at_ms);
+            let subject = serde_json::json!({"user": user, "tool": tool});
+            if out.iter().any(|f| {
+                f.kind == kind && f.subject == subject && f.from_ms <= to && from <= f.to_ms
+            }) {
+                continue;
+            }
+            let what = if kind == "output_size" {
+                "results"
+            } else {
+                "calls"
+            };
+            let how = if kind == "output_size" {
+                "larger"
+            } else {
+                "slower"
+            };
+            out.push(Finding::new(
+                "statistical",
+                kind,
+                severity(ratio, 10.0, 30.0),
+                subject,
+                &run,
+                format!(
+                    "{user} made {} {tool} {what} {ratio:.0}x {how} than the tool's and their own usual",
+                    run.len()
+                ),
+            ));
         }
     }
 }
@@ -1099,302 +1328,5 @@ fn burst(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding
     }
 }
 
-/// The network an address counts as: its known network's name, else its prefix (below).
-pub(crate) fn net_of(ip: IpAddr, context: &Context) -> (String, bool) {
-    if let Some(n) = context.network(ip) {
-        return (n.name.clone(), true);
-    }
-    // Private space (RFC 1918, shared CGNAT space, unique local IPv6) is the organisation's
-    // own, behind its NAT: a /16 of it is one network (a VPN pool hands out addresses across
-    // many /24s). Public addresses are judged by their /24 (/48 for IPv6).
-    let prefix = match ip {
-        IpAddr::V4(v4)
-            if v4.is_private() || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64) =>
-        {
-            16
-        }
-        IpAddr::V4(_) => 24,
-        IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00 => 32,
-        IpAddr::V6(_) => 48,
-    };
-    let net = ipnet::IpNet::new(ip, prefix)
-        .map(|n| n.trunc().to_string())
-        .unwrap_or_else(|_| ip.to_string());
-    (net, false)
-}
-
-/// Great-circle distance in km.
-fn km(a: (f64, f64), b: (f64, f64)) -> f64 {
-    let (la1, lo1, la2, lo2) = (
-        a.0.to_radians(),
-        a.1.to_radians(),
-        b.0.to_radians(),
-        b.1.to_radians(),
-    );
-    let h = ((la2 - la1) / 2.0).sin().powi(2)
-        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
-    2.0 * 6371.0 * h.sqrt().asin()
-}
-
-/// Network, four detectors:
-/// * `new_network`: a warm user from a network outside the known ones that they never used,
-///   unless three or more users moved to it within a day (a renumbering nobody configured),
-///   the user comes back to it on another day (a new home, an office moved, a hotel), it
-///   lies in a wider block (an ISP's /16) the user or three others already call from (a
-///   carrier or a home ISP handing out another address), or the user has met three new
-///   networks already (a roamer);
-/// * `many_addresses`: one user from three networks or more within 15 minutes (each known
-///   network counts once: a VPN pool hands out many addresses);
-/// * `shared_address`: one address outside the known networks acting for three users or
-///   more within an hour;
-/// * `impossible_travel`: two calls of a user from known places farther apart than 900 km/h
-///   allows.
-fn networks(h: &Held, people: &People, context: &Context, out: &mut Vec<Finding>) {
-    /// What an address is, worked out once per address.
-    struct Place<'c> {
-        /// The network it counts as ([`net_of`]), by number in `nets`.
-        net: u32,
-        known: bool,
-        /// Its wider block (a /16 of IPv4, a /32 of IPv6: an ISP's or a carrier's range), by
-        /// number in `blocks`.
-        block: Option<u32>,
-        /// Its known network when that has a place (for impossible travel).
-        located: Option<&'c super::Network>,
-    }
-    let mut nets = Names::default();
-    let mut blocks = Names::default();
-    let places: Vec<Place> = h
-        .ips
-        .iter()
-        .map(|&ip| {
-            let (net, known) = net_of(ip, context);
-            let prefix = match ip {
-                IpAddr::V4(_) => 16,
-                IpAddr::V6(_) => 32,
-            };
-            let block = ipnet::IpNet::new(ip, prefix)
-                .ok()
-                .map(|n| blocks.id(&n.trunc().to_string()));
-            Place {
-                net: nets.id(&net),
-                known,
-                block,
-                located: context
-                    .network(ip)
-                    .filter(|n| n.lat.is_some() && n.lon.is_some()),
-            }
-        })
-        .collect();
-    let calls = &h.rows;
-    let mut seen: Vec<HashSet<u32>> = vec![HashSet::default(); h.users.len()];
-    let mut first_users: HashMap<u32, Vec<(u64, u32)>> = HashMap::default();
-    let mut fresh: Vec<(&Row, u32, usize)> = Vec::new();
-    let mut unknown_nets: HashMap<u32, usize> = HashMap::default();
-    let mut fresh_nets: HashSet<u32> = HashSet::default();
-    let mut recent: HashMap<u32, Vec<(&Row, u32)>> = HashMap::default();
-    let mut by_ip: HashMap<u32, Vec<&Row>> = HashMap::default();
-    let mut last_place: HashMap<u32, (&Row, &super::Network)> = HashMap::default();
-    let mut many: HashMap<u32, Vec<&Row>> = HashMap::default();
-    for c in calls {
-        if c.ip == NONE {
-            continue;
-        }
-        let place = &places[c.ip as usize];
-        let (net, known) = (place.net, place.known);
-        if !known {
-            by_ip.entry(c.ip).or_default().push(c);
-        }
-        if seen[c.user as usize].insert(net) {
-            first_users.entry(net).or_default().push((c.at_ms, c.user));
-            let ordinal = if known {
-                0
-            } else {
-                let n = unknown_nets.entry(c.user).or_default();
-                *n += 1;
-                *n
-            };
-            if !known && people.warm(c.user, c.at_ms) && !people.service(c.user) {
-                fresh_nets.insert(net);
-                fresh.push((c, net, ordinal));
-            }
-        }
-        // Several networks at once.
-        let r = recent.entry(c.user).or_default();
-        r.retain(|(d, _)| d.at_ms + 15 * MINUTE >= c.at_ms);
-        r.push((c, net));
-        let distinct: BTreeSet<u32> = r.iter().map(|(_, n)| *n).collect();
-        if distinct.len() >= 3 {
-            let v = many.entry(c.user).or_default();
-            for (d, _) in r.iter() {
-                if !v.iter().any(|x| x.id() == d.id()) {
-                    v.push(d);
-                }
-            }
-        }
-        // Impossible travel between known places.
-        if let Some(n) = place.located
-            && let (Some(lat), Some(lon)) = (n.lat, n.lon)
-        {
-            if let Some((prev, pn)) = last_place.get(&c.user)
-                && let (Some(plat), Some(plon)) = (pn.lat, pn.lon)
-                && pn.name != n.name
-            {
-                let d = km((plat, plon), (lat, lon));
-                let hours = (c.at_ms - prev.at_ms) as f64 / HOUR as f64;
-                if d > 500.0 && d / hours.max(1.0 / 60.0) > 900.0 {
-                    let user = h.user(c.user);
-                    out.push(Finding::new(
-                        "network",
-                        "impossible_travel",
-                        severity(d / hours.max(0.01), 2000.0, 5000.0),
-                        serde_json::json!({"user": user}),
-                        &[*prev, c],
-                        format!(
-                            "{user} was at {} then {:.1} h later at {} ({d:.0} km)",
-                            pn.place.as_deref().unwrap_or(&pn.name),
-                            hours,
-                            n.place.as_deref().unwrap_or(&n.name)
-                        ),
-                    ));
-                }
-            }
-            last_place.insert(c.user, (c, n));
-        }
-    }
-    // The days each user called from each network, and the networks outside the known ones
-    // each user first used, in order: a new home, an office moved, a hotel for a trip are
-    // places the user comes back to on other days; a roaming user (a phone's carrier, many
-    // hotels) meets new networks all the time.
-    let mut days: HashMap<(u32, u32), HashSet<u64>> = HashMap::default();
-    for c in calls {
-        if c.ip != NONE {
-            let net = places[c.ip as usize].net;
-            if fresh_nets.contains(&net) {
-                days.entry((c.user, net)).or_default().insert(c.at_ms / DAY);
-            }
-        }
-    }
-    // The wider block of each public network and who called from it: a user's new /24 in a
-    // block they or three others already call from is their ISP handing out another address,
-    // not a new place.
-    let mut block_users: HashMap<u32, Vec<(u64, u32)>> = HashMap::default();
-    for c in calls {
-        if c.ip != NONE
-            && let place = &places[c.ip as usize]
-            && !place.known
-            && let Some(b) = place.block
-        {
-            let users = block_users.entry(b).or_default();
-            if !users.iter().any(|(_, u)| *u == c.user) {
-                users.push((c.at_ms, c.user));
-            }
-        }
-    }
-    for (c, net, ordinal) in fresh {
-        if ordinal > 3 {
-            continue; // a roamer: their fourth new network or later
-        }
-        if let Some(users) = places[c.ip as usize]
-            .block
-            .and_then(|b| block_users.get(&b))
-        {
-            let mine_before = users.iter().any(|(t, u)| *u == c.user && *t < c.at_ms);
-            let others = users.iter().filter(|(_, u)| *u != c.user).count();
-            if mine_before || others >= 3 {
-                continue;
-            }
-        }
-        if days.get(&(c.user, net)).is_some_and(|d| d.len() >= 2) {
-            continue;
-        }
-        let movers = first_users[&net]
-            .iter()
-            .filter(|(t, _)| t + DAY >= c.at_ms && *t <= c.at_ms + DAY)
-            .count();
-        if movers >= 3 {
-            continue;
-        }
-        let user = h.user(c.user);
-        out.push(Finding::new(
-            "network",
-            "new_network",
-            "medium",
-            serde_json::json!({"user": user}),
-            &[c],
-            format!(
-                "{user} called from {}, outside the known networks and new for them",
-                nets.get(net)
-            ),
-        ));
-    }
-    for (u, v) in many {
-        let u = h.user(u);
-        for run in runs(v, 15 * MINUTE) {
-            out.push(Finding::new(
-                "network",
-                "many_addresses",
-                severity(run.len() as f64, 6.0, 12.0),
-                serde_json::json!({"user": u}),
-                &run,
-                format!("{u} called from three networks or more within 15 minutes"),
-            ));
-        }
-    }
-    for (ip, v) in by_ip {
-        let ip = h.ips[ip as usize];
-        for run in runs(v, HOUR) {
-            let users: BTreeSet<&str> = run.iter().map(|c| h.user(c.user)).collect();
-            if users.len() >= 3 {
-                out.push(Finding::new(
-                    "network",
-                    "shared_address",
-                    severity(users.len() as f64, 5.0, 8.0),
-                    serde_json::json!({"ip": ip.to_string(), "users": users}),
-                    &run,
-                    format!("{ip} acted for {} users within an hour", users.len()),
-                ));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn identifiers_keep_one_shape_and_long_text_is_text() {
-        assert_eq!(shape("PLAT-4F2A"), shape("PLAT-BB12"));
-        assert_eq!(shape("api-7f9c8d6b5-x2k4p"), "w-w-w");
-        assert_eq!(shape("jane.doe@acme.com"), "w.w@w.w");
-        assert_eq!(shape("PLAT-1234"), "w-#");
-        assert_eq!(
-            shape("SELECT email FROM dim_customers WHERE country = 'DE' LIMIT 10"),
-            "text"
-        );
-    }
-
-    #[test]
-    fn only_secret_stores_system_secrets_and_climbs_are_risky_paths() {
-        for risky in [
-            "../../../../etc/shadow",
-            "/etc/passwd",
-            "/home/fin40/.ssh/id_ed25519",
-            "deploy/.env",
-            "app/.env.production",
-            "/proc/self/environ",
-            "C:\\Users\\a\\..\\..\\secrets",
-        ] {
-            assert!(risky_path(risky), "{risky}");
-        }
-        for plain in [
-            "/home/vera/src/cart-service/.github/workflows/ci.yml",
-            "src/shadow/render.rs",
-            "notes/y.txt",
-            ".vscode/settings.json",
-            "docs/environment.md",
-        ] {
-            assert!(!risky_path(plain), "{plain}");
-        }
-    }
-}
+mod tests;
