@@ -123,7 +123,8 @@ pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
     held.sort();
     let h = &held;
     let people = People::new(h, context);
-    let by_user = by_user(h);
+    let (all, ranges) = by_user(h);
+    let by_user: Vec<&[&Row]> = ranges.into_iter().map(|r| &all[r]).collect();
     // Two groups of detectors, one per thread (they only read the rows): the per-user and
     // per-tool ones, and those of arguments, clients and networks.
     let (mut out, other) = std::thread::scope(|s| {
@@ -236,26 +237,38 @@ fn severity(score: f64, moderate: f64, high: f64) -> &'static str {
     }
 }
 
-/// Each user's calls, in time order, by user number.
-fn by_user(h: &Held) -> Vec<Vec<&Row>> {
-    let mut out: Vec<Vec<&Row>> = vec![Vec::new(); h.users.len()];
-    for r in &h.rows {
-        out[r.user as usize].push(r);
+/// Each user's calls, in time order, by user number: slices of one vector of all calls
+/// ordered by user (8 bytes a call, no slack: per-user vectors grown by doubling took up
+/// to twice that, the peak of `report` at 10 M events).
+fn by_user(h: &Held) -> (Vec<&Row>, Vec<std::ops::Range<usize>>) {
+    let mut all: Vec<&Row> = h.rows.iter().collect();
+    // Stable: each user's calls stay in time order.
+    all.sort_by_key(|r| r.user);
+    let mut ranges = vec![0..0; h.users.len()];
+    let mut start = 0;
+    for mine in all.chunk_by(|a, b| a.user == b.user) {
+        ranges[mine[0].user as usize] = start..start + mine.len();
+        start += mine.len();
+    }
+    (all, ranges)
+}
+
+/// Each tool's calls that pass `keep`, by clock hour (milliseconds since the epoch / 1 h), by
+/// tool number: slices of `all`, which [`tool_hours_of`] fills.
+fn tool_hours<'r>(all: &'r [&'r Row], tools: usize) -> Vec<BTreeMap<u64, &'r [&'r Row]>> {
+    let mut out: Vec<BTreeMap<u64, &[&Row]>> = vec![BTreeMap::new(); tools];
+    for v in all.chunk_by(|a, b| a.tool == b.tool && a.at_ms / HOUR == b.at_ms / HOUR) {
+        out[v[0].tool as usize].insert(v[0].at_ms / HOUR, v);
     }
     out
 }
 
-/// Each tool's calls that pass `keep`, by clock hour (milliseconds since the epoch / 1 h), by
-/// tool number.
-fn tool_hours(h: &Held, keep: impl Fn(&Row) -> bool) -> Vec<BTreeMap<u64, Vec<&Row>>> {
-    let mut out: Vec<BTreeMap<u64, Vec<&Row>>> = vec![BTreeMap::new(); h.tools.len()];
-    for r in h.rows.iter().filter(|r| keep(r)) {
-        out[r.tool as usize]
-            .entry(r.at_ms / HOUR)
-            .or_default()
-            .push(r);
-    }
-    out
+/// The calls that pass `keep`, ordered by tool and clock hour (in time order within), for
+/// [`tool_hours`].
+fn tool_hours_of(h: &Held, keep: impl Fn(&Row) -> bool) -> Vec<&Row> {
+    let mut all: Vec<&Row> = h.rows.iter().filter(|r| keep(r)).collect();
+    all.sort_by_key(|r| (r.tool, r.at_ms / HOUR));
+    all
 }
 
 /// The longest span of calls a burst is: five minutes.
@@ -298,7 +311,7 @@ fn runs(mut calls: Vec<&Row>, gap: u64) -> Vec<Vec<&Row>> {
 /// when a third or more of the user's role peers active that day made 1.8 times their usual
 /// daily calls (month-end, an incident, a launch). An hour whose calls are mostly packed into
 /// five minutes (60% or more, and 30 or more) is reported as a temporal `burst` instead.
-fn call_rate(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
+fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     // Per user: calls per active clock hour and per active day.
     let n = by_user.len();
     let mut hourly: Vec<(f64, f64, f64)> = vec![(0.0, 0.0, 0.0); n];
@@ -308,7 +321,7 @@ fn call_rate(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Fin
             continue;
         }
         let mut hours: HashMap<u64, usize> = HashMap::default();
-        for c in v {
+        for c in v.iter() {
             *hours.entry(c.at_ms / HOUR).or_default() += 1;
             *daily[u].entry(c.at_ms / DAY).or_default() += 1;
         }
@@ -485,14 +498,20 @@ fn binomial_z(k: usize, n: usize, p: f64) -> f64 {
 /// (its failures in an hour ≥ 5, at least three times its usual rate, and z ≥ 5 under its
 /// usual rate). Consecutive hours make one finding.
 fn error_rate(h: &Held, out: &mut Vec<Finding>) {
-    let by_tool = tool_hours(h, Row::ended);
+    let all = tool_hours_of(h, Row::ended);
+    let by_tool = tool_hours(&all, h.tools.len());
     for (t, hours) in by_tool.iter().enumerate() {
         if hours.is_empty() {
             continue;
         }
         let t = h.tool(t as u32);
-        let total: usize = hours.values().map(Vec::len).sum();
-        let failed: usize = hours.values().flatten().filter(|c| c.failed()).count();
+        let total: usize = hours.values().map(|v| v.len()).sum();
+        let failed: usize = hours
+            .values()
+            .copied()
+            .flatten()
+            .filter(|c| c.failed())
+            .count();
         // The usual rate: over the whole input (a surge of a few hours moves it little), or
         // the hours' median rate if that is higher.
         let mut rates: Vec<f64> = hours
@@ -523,7 +542,7 @@ fn error_rate(h: &Held, out: &mut Vec<Finding>) {
             }
             let n: usize = (bad[i].0..=bad[j].0)
                 .filter_map(|h| hours.get(&h))
-                .map(Vec::len)
+                .map(|v| v.len())
                 .sum();
             let share = evidence.len() as f64 / n.max(1) as f64;
             out.push(Finding::new(
@@ -551,7 +570,7 @@ fn error_rate(h: &Held, out: &mut Vec<Finding>) {
 /// streaks in 68 users). Failures the tool also had for two other users or more in that clock hour do
 /// not count (an outage: the tool's error rate, above); users with under 50 ended calls are
 /// not judged. Overlapping windows make one finding; the evidence is the failed calls.
-fn user_error_rate(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
+fn user_error_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     const SPAN: u64 = 2 * HOUR;
     // Who failed on each tool in each clock hour.
     let mut failing: HashMap<(u32, u64), Vec<u32>> = HashMap::default();
@@ -626,11 +645,12 @@ fn user_error_rate(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut V
 /// Statistical: a tool's median execution time in an hour far above its usual (≥ 5 calls,
 /// at least 5 times its median, log robust z ≥ 5).
 fn execution_time(h: &Held, out: &mut Vec<Finding>) {
-    let by_tool = tool_hours(h, |c| c.execution_us().is_some());
+    let all = tool_hours_of(h, |c| c.execution_us().is_some());
+    let by_tool = tool_hours(&all, h.tools.len());
     for (t, hours) in by_tool.iter().enumerate() {
         let t = h.tool(t as u32);
         let log = |c: &&Row| (c.execution_us().unwrap_or(1).max(1) as f64).ln();
-        let all: Vec<f64> = hours.values().flatten().map(log).collect();
+        let all: Vec<f64> = hours.values().copied().flatten().map(log).collect();
         if all.len() < 100 {
             continue;
         }
@@ -1194,7 +1214,7 @@ fn read_then_send(h: &Held, people: &People, out: &mut Vec<Finding>) {
 /// Weekends are not judged on their own: a weekend afternoon of someone who never works
 /// weekends is as often a deadline as an intruder (the two test generators disagree on it:
 /// BENCHMARKS.md), and an hour they never work is caught above.
-fn off_hours(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
+fn off_hours(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     let mut candidates: Vec<(u32, Vec<&Row>)> = Vec::new();
     for (u, v) in by_user.iter().enumerate() {
         let u = u as u32;
@@ -1204,7 +1224,7 @@ fn off_hours(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Fin
         // Per hour of the day (UTC), the days the user worked in it. Days, not calls: a
         // night of many calls must not make its own hour look usual.
         let mut days: [HashSet<u64>; 24] = std::array::from_fn(|_| HashSet::default());
-        for c in v {
+        for c in v.iter() {
             days[((c.at_ms / HOUR) % 24) as usize].insert(c.at_ms / DAY);
         }
         let active: HashSet<u64> = v.iter().map(|c| c.at_ms / DAY).collect();
@@ -1279,7 +1299,7 @@ fn off_hours(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Fin
 
 /// Temporal: a burst, 12 calls or more by one user within a minute and four times their
 /// usual busiest minute (the 99th percentile of their calls per clock minute).
-fn burst(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding>) {
+fn burst(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     let flush = |u: &str, run: &mut Vec<&Row>, out: &mut Vec<Finding>| {
         if !run.is_empty() {
             out.push(Finding::new(
@@ -1301,7 +1321,7 @@ fn burst(h: &Held, by_user: &[Vec<&Row>], people: &People, out: &mut Vec<Finding
         // The most calls the user makes in a clock minute, their 99th percentile (a burst
         // fills a minute or two: it does not move it).
         let mut per_minute: HashMap<u64, usize> = HashMap::default();
-        for c in v {
+        for c in v.iter() {
             *per_minute.entry(c.at_ms / MINUTE).or_default() += 1;
         }
         let mut counts: Vec<usize> = per_minute.into_values().collect();
