@@ -123,16 +123,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         std::fs::write(path, text)?;
     }
-    // `FINDINGS=FILE`: the month's findings as `anomalies --json` prints them, to compare
-    // two builds of the detectors.
-    if let Some(path) = std::env::var_os("FINDINGS") {
-        let mut text = String::new();
-        for f in &findings {
-            text.push_str(&serde_json::to_string(f)?);
-            text.push('\n');
-        }
-        std::fs::write(path, text)?;
-    }
     let scores = quality::score(&findings, &labels.anomalies);
     println!("family       findings  precision  labels  recall  missed");
     for (family, s) in &scores {

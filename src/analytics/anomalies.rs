@@ -621,10 +621,8 @@ fn user_error_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec
         let name = h.user(user);
         for run in runs(failed, SPAN) {
             let (from, to) = (run[0].at_ms, run[run.len() - 1].at_ms);
-            let n = ended
-                .iter()
-                .filter(|r| r.at_ms >= from && r.at_ms <= to)
-                .count();
+            let n = ended.partition_point(|r| r.at_ms <= to)
+                - ended.partition_point(|r| r.at_ms < from);
             let share = run.len() as f64 / n.max(1) as f64;
             out.push(Finding::new(
                 "statistical",

@@ -426,27 +426,46 @@ pub(crate) fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The calls of `[from - baseline, to]` from the store.
-fn read_calls(
+/// The calls of `[from, to]` from the store, handed to `each` in no particular order
+/// ([`read::each_call`]); what reading met is logged.
+fn each_call(
     config: &Config,
     from: SystemTime,
     to: SystemTime,
-) -> Result<Vec<Call>, AnalyticsError> {
+    each: impl FnMut(Call),
+) -> Result<(), AnalyticsError> {
     let root = &config.audit.store_dir;
     if !root.join("journal").is_dir() {
         return Err(AnalyticsError::NoStore { path: root.clone() });
     }
-    let (calls, report) = read::calls(root, from, to)?;
+    let report = read::each_call(root, from, to, each)?;
     for d in &report.damaged {
         tracing::error!(damage = %d, "audit journal segment damaged");
     }
     tracing::debug!(
         events = report.events,
-        calls = calls.len(),
+        calls = report.calls,
         segments = report.segments_read,
         skipped = report.segments_skipped,
         "read the trail"
     );
+    Ok(())
+}
+
+/// The calls of `[from, to]` from the store, ordered by time then id, their repeated texts
+/// shared.
+fn read_calls(
+    config: &Config,
+    from: SystemTime,
+    to: SystemTime,
+) -> Result<Vec<Call>, AnalyticsError> {
+    let mut calls = Vec::new();
+    let mut texts = crate::analytics::Interner::default();
+    each_call(config, from, to, |mut c| {
+        texts.call(&mut c);
+        calls.push(c)
+    })?;
+    calls.sort_unstable_by_key(|c| (c.at_ms, c.id));
     Ok(calls)
 }
 
@@ -467,28 +486,14 @@ fn findings_in(
     keep: impl Fn(&Call) -> bool,
 ) -> Result<(Vec<Call>, usize, Vec<anomalies::Finding>), AnalyticsError> {
     let start = from.checked_sub(baseline(config)).unwrap_or(UNIX_EPOCH);
-    let root = &config.audit.store_dir;
-    if !root.join("journal").is_dir() {
-        return Err(AnalyticsError::NoStore { path: root.clone() });
-    }
     let mut held = anomalies::Held::default();
     let mut kept = Vec::new();
-    let report = read::each_call(root, start, to, |c| {
+    each_call(config, start, to, |c| {
         held.push(&c);
         if keep(&c) {
             kept.push(c);
         }
     })?;
-    for d in &report.damaged {
-        tracing::error!(damage = %d, "audit journal segment damaged");
-    }
-    tracing::debug!(
-        events = report.events,
-        calls = held.len(),
-        segments = report.segments_read,
-        skipped = report.segments_skipped,
-        "read the trail"
-    );
     kept.sort_unstable_by_key(|c| (c.at_ms, c.id));
     let read = held.len();
     let (f, t) = (ms(from), ms(to));

@@ -33,9 +33,9 @@ use tally::Tally;
 
 /// Calls the anomaly detectors are given at most (the period and its history), held as
 /// [`anomalies::Held`] rows (56 bytes each, texts shared): a 30-day report over the 10 M-event
-/// bench store holds 5 M and peaked at 433 MB in all (BENCHMARKS.md), so 6 M stay near
-/// 500 MB.
-pub const DETECTION_LIMIT_CALLS: usize = 6_000_000;
+/// bench store holds 5 M and peaked at 476 MB in all with the chain walk (BENCHMARKS.md);
+/// each million more costs about 90 MB (the rows and the detectors' groupings of them).
+pub const DETECTION_LIMIT_CALLS: usize = 5_000_000;
 
 /// What [`gather`] needs besides the store.
 #[derive(Debug)]

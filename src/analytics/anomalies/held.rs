@@ -83,10 +83,12 @@ pub(super) struct Row {
     pub product: u32,
     /// [`Held::args`] index.
     pub args: u32,
-    /// The end's `execution_time_us`, or [`NONE`] (no end, no figure); at most `NONE - 1`.
-    execution_us: u32,
-    /// The end's `output_size_bytes`, or [`NONE`]; at most `NONE - 1` (4 GiB).
-    output_bytes: u32,
+    /// The end's `execution_time_us`, NaN for none (no end, no figure). As `f32`: exact up to
+    /// 2^24 µs (16.7 s), within a relative 6e-8 above (the detectors judge logarithms); a
+    /// `u32` capped a job of more than 71.6 minutes.
+    execution_us: f32,
+    /// The end's `output_size_bytes`, NaN for none; as `execution_us` (exact up to 16 MiB).
+    output_bytes: f32,
     flags: u8,
 }
 
@@ -97,12 +99,12 @@ const FAILED: u8 = 2;
 /// The access event carries a regulation's tag, or its end does (the result held such data).
 const REGULATED_READ: u8 = 4;
 
-fn figure(v: Option<u64>) -> u32 {
-    v.map_or(NONE, |v| v.min(u64::from(NONE - 1)) as u32)
+fn figure(v: Option<u64>) -> f32 {
+    v.map_or(f32::NAN, |v| v as f32)
 }
 
-fn unfigure(v: u32) -> Option<u64> {
-    (v != NONE).then_some(u64::from(v))
+fn unfigure(v: f32) -> Option<u64> {
+    (!v.is_nan()).then_some(v as u64)
 }
 
 impl Row {
@@ -220,7 +222,9 @@ impl Held {
         if let Some(r) = c.roles.first() {
             let when = (c.at_ms, id);
             if self.latest_role[user as usize].is_none_or(|(at, _)| when > at) {
-                let role = self.roles.id(r);
+                // An empty role is no role: such users are one group with those who never
+                // named one.
+                let role = if r.is_empty() { NONE } else { self.roles.id(r) };
                 self.latest_role[user as usize] = Some((when, role));
             }
         }
@@ -373,6 +377,8 @@ mod tests {
 
     #[test]
     fn a_row_is_56_bytes_and_keeps_the_exact_id_and_figures() {
+        // Two hours of execution (past a u32 of µs), and 8 GiB of output.
+        let long = 2 * 3_600 * 1_000_000;
         assert_eq!(std::mem::size_of::<Row>(), 56);
         let mut c = call(123, "send_email", &[("to", "x@evil.example")]);
         c.id = EventId(ulid::Ulid::from_parts(1_780_000_000_123, u128::MAX >> 48));
@@ -383,7 +389,7 @@ mod tests {
             failed: true,
             result: crate::audit::Outcome::Error,
             risk: crate::audit::RiskLevel::Low,
-            execution_us: Some(7),
+            execution_us: Some(long),
             output_bytes: Some(u64::MAX),
             regulated: false,
         });
@@ -391,8 +397,8 @@ mod tests {
         let r = held.rows[0];
         assert_eq!(r.id(), c.id);
         assert!(r.ended() && r.failed() && r.regulated());
-        assert_eq!(r.execution_us(), Some(7));
-        assert_eq!(r.output_bytes(), Some(u64::from(NONE - 1)));
+        assert_eq!(r.execution_us(), Some(long));
+        assert_eq!(r.output_bytes(), Some(u64::MAX));
         assert_eq!(held.products.get(r.product), "curl");
         let dest = held.args[r.args as usize].destination;
         assert_eq!(held.destinations.get(dest), "evil.example");
@@ -421,5 +427,26 @@ mod tests {
         assert!(secret.risky);
         assert_ne!(secret.value, NONE);
         assert_eq!(held.values.get(secret.value), "/home/a/.ssh/id_rsa");
+    }
+
+    #[test]
+    fn an_empty_role_is_no_role_and_the_latest_role_counts() {
+        let mut a = call(1, "read_file", &[]);
+        a.user = "ana".into();
+        a.roles = vec!["sre".into()];
+        let mut a2 = call(2, "read_file", &[]);
+        a2.user = "ana".into();
+        a2.roles = vec!["".into()];
+        let mut b = call(3, "read_file", &[]);
+        b.user = "ben".into();
+        b.roles = vec!["sre".into()];
+        let mut c = call(4, "read_file", &[]);
+        c.user = "cai".into();
+        // Held in any order: ana's latest call named an empty role.
+        let held = Held::from_calls([&a2, &b, &c, &a]);
+        let role = |u: &str| held.role_of(held.users.find(u).unwrap());
+        assert_eq!(role("ana"), NONE);
+        assert_eq!(role("cai"), NONE);
+        assert_eq!(held.roles.get(role("ben")), "sre");
     }
 }
