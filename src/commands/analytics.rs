@@ -426,19 +426,17 @@ pub(crate) fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The calls of `[from, to]` from the store, handed to `each` in no particular order
-/// ([`read::each_call`]); what reading met is logged.
-fn each_call(
-    config: &Config,
-    from: SystemTime,
-    to: SystemTime,
-    each: impl FnMut(Call),
-) -> Result<(), AnalyticsError> {
+/// The store's directory, if it holds journals.
+fn store_of(config: &Config) -> Result<&std::path::Path, AnalyticsError> {
     let root = &config.audit.store_dir;
     if !root.join("journal").is_dir() {
         return Err(AnalyticsError::NoStore { path: root.clone() });
     }
-    let report = read::each_call(root, from, to, each)?;
+    Ok(root)
+}
+
+/// Logs what reading the store met.
+fn log_read(report: &read::ReadReport) {
     for d in &report.damaged {
         tracing::error!(damage = %d, "audit journal segment damaged");
     }
@@ -449,23 +447,16 @@ fn each_call(
         skipped = report.segments_skipped,
         "read the trail"
     );
-    Ok(())
 }
 
-/// The calls of `[from, to]` from the store, ordered by time then id, their repeated texts
-/// shared.
+/// The calls of `[from, to]` from the store, ordered by time then id.
 fn read_calls(
     config: &Config,
     from: SystemTime,
     to: SystemTime,
 ) -> Result<Vec<Call>, AnalyticsError> {
-    let mut calls = Vec::new();
-    let mut texts = crate::analytics::Interner::default();
-    each_call(config, from, to, |mut c| {
-        texts.call(&mut c);
-        calls.push(c)
-    })?;
-    calls.sort_unstable_by_key(|c| (c.at_ms, c.id));
+    let (calls, report) = read::calls(store_of(config)?, from, to)?;
+    log_read(&report);
     Ok(calls)
 }
 
@@ -488,12 +479,13 @@ fn findings_in(
     let start = from.checked_sub(baseline(config)).unwrap_or(UNIX_EPOCH);
     let mut held = anomalies::Held::default();
     let mut kept = Vec::new();
-    each_call(config, start, to, |c| {
+    let report = read::each_call(store_of(config)?, start, to, |c| {
         held.push(&c);
         if keep(&c) {
             kept.push(c);
         }
     })?;
+    log_read(&report);
     kept.sort_unstable_by_key(|c| (c.at_ms, c.id));
     let read = held.len();
     let (f, t) = (ms(from), ms(to));
