@@ -125,33 +125,58 @@ pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
     let people = People::new(h, context);
     let (all, ranges) = by_user(h);
     let by_user: Vec<&[&Row]> = ranges.into_iter().map(|r| &all[r]).collect();
-    // Two groups of detectors, one per thread (they only read the rows): the per-user and
-    // per-tool ones, and those of arguments, clients and networks.
-    let (mut out, other) = std::thread::scope(|s| {
+    // Two groups of detectors, one per thread (they only read the rows), of about the same
+    // work at 10 M events. Each detector's findings are kept apart and joined in one fixed
+    // order, so that the sort below (stable) orders equal keys the same whatever thread ran
+    // what.
+    type Found = Vec<Finding>;
+    let (mine, theirs): ([Found; 5], [Found; 3]) = std::thread::scope(|s| {
         let other = s.spawn(|| {
-            let mut out = Vec::new();
-            first_use(h, &people, &mut out);
-            new_client(h, &people, &mut out);
-            unusual_arguments(h, &people, &mut out);
-            read_then_send(h, &people, &mut out);
-            networks(h, &people, context, &mut out);
-            out
+            let mut times = Vec::new();
+            execution_time(h, &mut times);
+            let mut user_times = Vec::new();
+            let figure = Row::execution_us;
+            user_tool_figure(
+                h,
+                &people,
+                "execution_time",
+                figure,
+                &times,
+                &mut user_times,
+            );
+            let mut rest = Vec::new();
+            first_use(h, &people, &mut rest);
+            new_client(h, &people, &mut rest);
+            unusual_arguments(h, &people, &mut rest);
+            read_then_send(h, &people, &mut rest);
+            networks(h, &people, context, &mut rest);
+            [times, user_times, rest]
         });
-        let mut out = Vec::new();
-        call_rate(h, &by_user, &people, &mut out);
-        output_size(h, &mut out);
-        error_rate(h, &mut out);
-        user_error_rate(h, &by_user, &people, &mut out);
-        execution_time(h, &mut out);
-        user_tool_figure(h, &people, "output_size", Row::output_bytes, &mut out);
-        user_tool_figure(h, &people, "execution_time", Row::execution_us, &mut out);
-        off_hours(h, &by_user, &people, &mut out);
-        burst(h, &by_user, &people, &mut out);
-        (out, other.join())
+        let mut rates = Vec::new();
+        call_rate(h, &by_user, &people, &mut rates);
+        let mut sizes = Vec::new();
+        output_size(h, &mut sizes);
+        let mut errors = Vec::new();
+        error_rate(h, &mut errors);
+        user_error_rate(h, &by_user, &people, &mut errors);
+        let mut user_sizes = Vec::new();
+        let figure = Row::output_bytes;
+        user_tool_figure(h, &people, "output_size", figure, &sizes, &mut user_sizes);
+        let mut temporal = Vec::new();
+        off_hours(h, &by_user, &people, &mut temporal);
+        burst(h, &by_user, &people, &mut temporal);
+        match other.join() {
+            Ok(theirs) => ([rates, sizes, errors, user_sizes, temporal], theirs),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     });
-    match other {
-        Ok(found) => out.extend(found),
-        Err(panic) => std::panic::resume_unwind(panic),
+    let [rates, sizes, errors, user_sizes, temporal] = mine;
+    let [times, user_times, rest] = theirs;
+    let mut out = Vec::new();
+    for part in [
+        rates, sizes, errors, times, user_sizes, user_times, temporal, rest,
+    ] {
+        out.extend(part);
     }
     out.sort_by(|a, b| (a.from_ms, &a.family, &a.kind).cmp(&(b.from_ms, &b.family, &b.kind)));
     out
@@ -207,17 +232,51 @@ fn role_name(h: &Held, role: u32) -> &str {
     if role == NONE { "" } else { h.roles.get(role) }
 }
 
+/// The median of `v` (0 when empty), which is left reordered. By selection, not sorting:
+/// the baselines of a tool take the median of a million figures and more at 10 M events.
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
-    v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
+    let (below, mid, _) = v.select_nth_unstable_by(n / 2, |a, b| a.total_cmp(b));
+    let mid = *mid;
     if n % 2 == 1 {
-        v[n / 2]
+        mid
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        let low = below.iter().copied().max_by(|a, b| a.total_cmp(b));
+        (low.unwrap_or(mid) + mid) / 2.0
     }
+}
+
+/// `items` ordered by `key` (each below `keys`), in their own order within a key: a counting
+/// sort, two passes and no comparisons, for groupings of millions of calls by user, tool or
+/// time block (a comparison sort of the rows by user was a sixth of `anomalies` at 10 M
+/// events). Panics if a key is not below `keys`.
+fn grouped<T: Copy>(
+    items: impl Iterator<Item = T> + Clone,
+    keys: usize,
+    key: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let mut next = vec![0usize; keys + 1];
+    let mut first = None;
+    for t in items.clone() {
+        next[key(&t) + 1] += 1;
+        first.get_or_insert(t);
+    }
+    let Some(first) = first else {
+        return Vec::new();
+    };
+    for k in 1..=keys {
+        next[k] += next[k - 1];
+    }
+    let mut out = vec![first; next[keys]];
+    for t in items {
+        let k = key(&t);
+        out[next[k]] = t;
+        next[k] += 1;
+    }
+    out
 }
 
 /// Median and MAD scaled to a standard deviation (×1.4826), with a floor on the spread.
@@ -241,9 +300,8 @@ fn severity(score: f64, moderate: f64, high: f64) -> &'static str {
 /// ordered by user (8 bytes a call, no slack: per-user vectors grown by doubling took up
 /// to twice that, the peak of `report` at 10 M events).
 fn by_user(h: &Held) -> (Vec<&Row>, Vec<std::ops::Range<usize>>) {
-    let mut all: Vec<&Row> = h.rows.iter().collect();
-    // Stable: each user's calls stay in time order.
-    all.sort_by_key(|r| r.user);
+    // Each user's calls stay in time order.
+    let all = grouped(h.rows.iter(), h.users.len(), |r| r.user as usize);
     let mut ranges = vec![0..0; h.users.len()];
     let mut start = 0;
     for mine in all.chunk_by(|a, b| a.user == b.user) {
@@ -255,20 +313,24 @@ fn by_user(h: &Held) -> (Vec<&Row>, Vec<std::ops::Range<usize>>) {
 
 /// Each tool's calls that pass `keep`, by clock hour (milliseconds since the epoch / 1 h), by
 /// tool number: slices of `all`, which [`tool_hours_of`] fills.
-fn tool_hours<'r>(all: &'r [&'r Row], tools: usize) -> Vec<BTreeMap<u64, &'r [&'r Row]>> {
-    let mut out: Vec<BTreeMap<u64, &[&Row]>> = vec![BTreeMap::new(); tools];
-    for v in all.chunk_by(|a, b| a.tool == b.tool && a.at_ms / HOUR == b.at_ms / HOUR) {
-        out[v[0].tool as usize].insert(v[0].at_ms / HOUR, v);
+fn tool_hours<'r>(h: &Held, all: &'r [u32]) -> Vec<BTreeMap<u64, &'r [u32]>> {
+    let mut out: Vec<BTreeMap<u64, &[u32]>> = vec![BTreeMap::new(); h.tools.len()];
+    let at = |i: &u32| (h.rows[*i as usize].tool, h.rows[*i as usize].at_ms / HOUR);
+    for v in all.chunk_by(|a, b| at(a) == at(b)) {
+        let (tool, hour) = at(&v[0]);
+        out[tool as usize].insert(hour, v);
     }
     out
 }
 
-/// The calls that pass `keep`, ordered by tool and clock hour (in time order within), for
-/// [`tool_hours`].
-fn tool_hours_of(h: &Held, keep: impl Fn(&Row) -> bool) -> Vec<&Row> {
-    let mut all: Vec<&Row> = h.rows.iter().filter(|r| keep(r)).collect();
-    all.sort_by_key(|r| (r.tool, r.at_ms / HOUR));
-    all
+/// The calls that pass `keep`, as row numbers (4 bytes a call: two such lists, of 5 M calls
+/// each at 10 M events, are held at once), ordered by tool and clock hour (in time order
+/// within), for [`tool_hours`].
+fn tool_hours_of(h: &Held, keep: impl Fn(&Row) -> bool) -> Vec<u32> {
+    let rows = &h.rows;
+    let kept = (0..rows.len() as u32).filter(|&i| keep(&rows[i as usize]));
+    // By tool, each tool's calls in time order (so by clock hour).
+    grouped(kept, h.tools.len(), |&i| rows[i as usize].tool as usize)
 }
 
 /// The longest span of calls a burst is: five minutes.
@@ -320,12 +382,15 @@ fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
         if v.is_empty() {
             continue;
         }
-        let mut hours: HashMap<u64, usize> = HashMap::default();
-        for c in v.iter() {
-            *hours.entry(c.at_ms / HOUR).or_default() += 1;
-            *daily[u].entry(c.at_ms / DAY).or_default() += 1;
-        }
-        let mut counts: Vec<f64> = hours.into_values().map(|n| n as f64).collect();
+        // The calls are in time order: an hour's or a day's are one run.
+        daily[u] = v
+            .chunk_by(|a, b| a.at_ms / DAY == b.at_ms / DAY)
+            .map(|d| (d[0].at_ms / DAY, d.len()))
+            .collect();
+        let mut counts: Vec<f64> = v
+            .chunk_by(|a, b| a.at_ms / HOUR == b.at_ms / HOUR)
+            .map(|n| n.len() as f64)
+            .collect();
         counts.sort_by(|a, b| a.total_cmp(b));
         // The pace of a full working hour: the upper quartile (many active hours are partly
         // spent in meetings or between sessions).
@@ -499,32 +564,29 @@ fn binomial_z(k: usize, n: usize, p: f64) -> f64 {
 /// usual rate). Consecutive hours make one finding.
 fn error_rate(h: &Held, out: &mut Vec<Finding>) {
     let all = tool_hours_of(h, Row::ended);
-    let by_tool = tool_hours(&all, h.tools.len());
+    let by_tool = tool_hours(h, &all);
+    let row = |i: &u32| &h.rows[*i as usize];
+    let failed = |i: &&u32| row(i).failed();
     for (t, hours) in by_tool.iter().enumerate() {
         if hours.is_empty() {
             continue;
         }
         let t = h.tool(t as u32);
         let total: usize = hours.values().map(|v| v.len()).sum();
-        let failed: usize = hours
-            .values()
-            .copied()
-            .flatten()
-            .filter(|c| c.failed())
-            .count();
+        let failed_all: usize = hours.values().copied().flatten().filter(failed).count();
         // The usual rate: over the whole input (a surge of a few hours moves it little), or
         // the hours' median rate if that is higher.
         let mut rates: Vec<f64> = hours
             .values()
             .filter(|v| v.len() >= 5)
-            .map(|v| v.iter().filter(|c| c.failed()).count() as f64 / v.len() as f64)
+            .map(|v| v.iter().filter(failed).count() as f64 / v.len() as f64)
             .collect();
         let p = median(&mut rates)
-            .max(failed as f64 / total.max(1) as f64)
+            .max(failed_all as f64 / total.max(1) as f64)
             .max(0.002);
         let mut bad: Vec<(u64, Vec<&Row>)> = Vec::new();
         for (hour, v) in hours {
-            let f: Vec<&Row> = v.iter().copied().filter(|c| c.failed()).collect();
+            let f: Vec<&Row> = v.iter().map(row).filter(|c| c.failed()).collect();
             if f.len() >= 5
                 && f.len() as f64 >= 3.0 * p * v.len() as f64
                 && binomial_z(f.len(), v.len(), p) >= 5.0
@@ -644,10 +706,11 @@ fn user_error_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec
 /// at least 5 times its median, log robust z ≥ 5).
 fn execution_time(h: &Held, out: &mut Vec<Finding>) {
     let all = tool_hours_of(h, |c| c.execution_us().is_some());
-    let by_tool = tool_hours(&all, h.tools.len());
+    let by_tool = tool_hours(h, &all);
+    let row = |i: &u32| &h.rows[*i as usize];
     for (t, hours) in by_tool.iter().enumerate() {
         let t = h.tool(t as u32);
-        let log = |c: &&Row| (c.execution_us().unwrap_or(1).max(1) as f64).ln();
+        let log = |i: &u32| (row(i).execution_us().unwrap_or(1).max(1) as f64).ln();
         let all: Vec<f64> = hours.values().copied().flatten().map(log).collect();
         if all.len() < 100 {
             continue;
@@ -666,7 +729,7 @@ fn execution_time(h: &Held, out: &mut Vec<Finding>) {
                     "execution_time",
                     severity((hm - m).exp(), 10.0, 30.0),
                     serde_json::json!({"tool": t}),
-                    v,
+                    &v.iter().map(row).collect::<Vec<_>>(),
                     format!("{t} took {:.0}x its usual time for an hour", (hm - m).exp()),
                 ));
             }
@@ -682,12 +745,13 @@ fn execution_time(h: &Held, out: &mut Vec<Finding>) {
 /// are not, no other user's are found so within a block of it, and the tool is not found
 /// so as a whole (a slow backend is everyone's: the tool's own figures, above). Consecutive
 /// blocks make one finding; a finding of the same kind and subject already made (one call
-/// at a time, above) is not repeated.
+/// at a time, above: `made`, the tool's own figure's findings) is not repeated.
 fn user_tool_figure(
     h: &Held,
     people: &People,
     kind: &'static str,
     figure: impl Fn(&Row) -> Option<u64>,
+    made: &[Finding],
     out: &mut Vec<Finding>,
 ) {
     const BLOCK: u64 = 2 * HOUR;
@@ -696,10 +760,19 @@ fn user_tool_figure(
     // One index of the calls with the figure, by tool and user (in time order within),
     // rather than copies of the figures per tool, per user and per block: 4 bytes a call
     // (5 M calls at 10 M events).
-    let mut idx: Vec<u32> = (0..rows.len() as u32)
-        .filter(|&i| figure(&rows[i as usize]).is_some())
-        .collect();
-    idx.sort_by_key(|&i| (rows[i as usize].tool, rows[i as usize].user));
+    let with = (0..rows.len() as u32).filter(|&i| figure(&rows[i as usize]).is_some());
+    let user_of = |i: &u32| rows[*i as usize].user;
+    let mut idx = grouped(with, h.tools.len(), |&i| rows[i as usize].tool as usize);
+    for calls in idx.chunk_by_mut(|a, b| rows[*a as usize].tool == rows[*b as usize].tool) {
+        if calls.len() >= h.users.len() {
+            let by_user = grouped(calls.iter().copied(), h.users.len(), |i| {
+                user_of(i) as usize
+            });
+            calls.copy_from_slice(&by_user);
+        } else {
+            calls.sort_by_key(user_of);
+        }
+    }
     /// A block found: its number, the user's calls in it, and how far above their usual.
     type Block<'r> = (u64, Vec<&'r Row>, f64);
     // Per user and tool, the blocks found, in order.
@@ -717,8 +790,19 @@ fn user_tool_figure(
                 (user, median(&mut mine.iter().map(log).collect::<Vec<_>>()))
             })
             .collect();
-        let mut by_block = calls.to_vec();
-        by_block.sort_by_key(|&i| (rows[i as usize].at_ms / BLOCK, rows[i as usize].user));
+        // By block, and by user within (as `calls` are), each user's calls in time order.
+        let block_of = |i: &u32| rows[*i as usize].at_ms / BLOCK;
+        let first = calls.iter().map(block_of).min().unwrap_or(0);
+        let last = calls.iter().map(block_of).max().unwrap_or(0);
+        let by_block = if last - first < 1 << 20 {
+            grouped(calls.iter().copied(), (last - first + 1) as usize, |i| {
+                (block_of(i) - first) as usize
+            })
+        } else {
+            let mut v = calls.to_vec();
+            v.sort_by_key(block_of);
+            v
+        };
         for v in by_block
             .chunk_by(|a, b| rows[*a as usize].at_ms / BLOCK == rows[*b as usize].at_ms / BLOCK)
         {
@@ -766,7 +850,7 @@ fn user_tool_figure(
         blocks.retain(|(b, _, _)| {
             let (from, to) = (b * BLOCK, (b + 1) * BLOCK);
             at_once[&(t, *b)].len() < 2
-                && !out.iter().any(|f| {
+                && !made.iter().chain(out.iter()).any(|f| {
                     f.kind == kind
                         && f.subject == whole
                         && f.from_ms <= to + BLOCK
@@ -787,7 +871,7 @@ fn user_tool_figure(
             i = j + 1;
             let (from, to) = (run[0].at_ms, run[run.len() - 1].at_ms);
             let subject = serde_json::json!({"user": user, "tool": tool});
-            if out.iter().any(|f| {
+            if made.iter().chain(out.iter()).any(|f| {
                 f.kind == kind && f.subject == subject && f.from_ms <= to && from <= f.to_ms
             }) {
                 continue;
@@ -1221,26 +1305,48 @@ fn off_hours(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
         }
         // Per hour of the day (UTC), the days the user worked in it. Days, not calls: a
         // night of many calls must not make its own hour look usual.
+        // (The calls are in time order: an hour's are one run.)
         let mut days: [HashSet<u64>; 24] = std::array::from_fn(|_| HashSet::default());
-        for c in v.iter() {
-            days[((c.at_ms / HOUR) % 24) as usize].insert(c.at_ms / DAY);
+        for c in v.chunk_by(|a, b| a.at_ms / HOUR == b.at_ms / HOUR) {
+            days[((c[0].at_ms / HOUR) % 24) as usize].insert(c[0].at_ms / DAY);
         }
-        let active: HashSet<u64> = v.iter().map(|c| c.at_ms / DAY).collect();
+        let active: HashSet<u64> = v
+            .chunk_by(|a, b| a.at_ms / DAY == b.at_ms / DAY)
+            .map(|c| c[0].at_ms / DAY)
+            .collect();
         if active.len() < 10 {
             continue;
         }
         // Another day in this hour or the next or previous one is rare enough: at most one.
-        let rare = |c: &Row| -> bool {
-            let (h, d) = (((c.at_ms / HOUR) % 24) as usize, c.at_ms / DAY);
-            let mut others: HashSet<u64> = HashSet::default();
-            for k in [(h + 23) % 24, h, (h + 1) % 24] {
-                others.extend(
-                    days[k]
-                        .iter()
-                        .filter(|&&x| x != d && x + 1 != d && x != d + 1),
-                );
+        // The same for every call of a clock hour: judged once an hour (the calls are in
+        // time order).
+        let mut judged: Option<(u64, bool)> = None;
+        let mut rare = |c: &Row| -> bool {
+            let hour = c.at_ms / HOUR;
+            if let Some((at, rare)) = judged
+                && at == hour
+            {
+                return rare;
             }
-            others.len() <= 1
+            let (h, d) = ((hour % 24) as usize, c.at_ms / DAY);
+            let mut other: Option<u64> = None;
+            let mut rare = true;
+            'days: for k in [(h + 23) % 24, h, (h + 1) % 24] {
+                for &x in days[k]
+                    .iter()
+                    .filter(|&&x| x != d && x + 1 != d && x != d + 1)
+                {
+                    match other {
+                        Some(o) if o != x => {
+                            rare = false;
+                            break 'days;
+                        }
+                        _ => other = Some(x),
+                    }
+                }
+            }
+            judged = Some((hour, rare));
+            rare
         };
         let odd: Vec<&Row> = v
             .iter()
@@ -1318,11 +1424,10 @@ fn burst(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>)
         let u = h.user(u as u32);
         // The most calls the user makes in a clock minute, their 99th percentile (a burst
         // fills a minute or two: it does not move it).
-        let mut per_minute: HashMap<u64, usize> = HashMap::default();
-        for c in v.iter() {
-            *per_minute.entry(c.at_ms / MINUTE).or_default() += 1;
-        }
-        let mut counts: Vec<usize> = per_minute.into_values().collect();
+        let mut counts: Vec<usize> = v
+            .chunk_by(|a, b| a.at_ms / MINUTE == b.at_ms / MINUTE)
+            .map(<[_]>::len)
+            .collect();
         counts.sort_unstable();
         let usual = counts[(counts.len() * 99 / 100).min(counts.len() - 1)].max(1);
         // Sliding 60 s windows; busy windows that touch make one finding.

@@ -212,3 +212,41 @@ fn only_secret_stores_system_secrets_and_climbs_are_risky_paths() {
         assert!(!risky_path(plain), "{plain}");
     }
 }
+
+#[test]
+fn the_median_by_selection_is_the_middle_of_the_sorted_values() {
+    // Odd and even counts, repeated values, and an order a sort would have to change.
+    let cases: [&[f64]; 5] = [
+        &[],
+        &[3.0],
+        &[5.0, 1.0, 4.0],
+        &[9.0, 2.0, 7.0, 2.0],
+        &[1.5, -3.0, 8.0, 8.0, 0.25, 6.0],
+    ];
+    for case in cases {
+        let mut sorted = case.to_vec();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let n = sorted.len();
+        let want = match n {
+            0 => 0.0,
+            _ if n % 2 == 1 => sorted[n / 2],
+            _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+        };
+        assert_eq!(median(&mut case.to_vec()), want, "{case:?}");
+    }
+}
+
+#[test]
+fn grouped_orders_by_key_and_keeps_the_order_within_a_key() {
+    // (key, position in the input): within a key, positions must stay increasing.
+    let items: Vec<(usize, usize)> = [3, 0, 3, 1, 0, 3, 2, 1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
+    let got = grouped(items.iter().copied(), 4, |&(k, _)| k);
+    let mut want = items.clone();
+    want.sort_by_key(|&(k, _)| k); // stable
+    assert_eq!(got, want);
+    assert!(grouped(std::iter::empty::<(usize, usize)>(), 4, |&(k, _)| k).is_empty());
+}
