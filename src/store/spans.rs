@@ -59,7 +59,10 @@ struct Line {
 /// whatever the size of the arguments before it.
 pub(crate) fn record_time(record: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = b"\"timestamp\":\"";
-    let at = memchr::memmem::rfind(record, KEY)? + KEY.len();
+    // Built once: this runs for every record a scan or `verify` reads.
+    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
+    let at = FINDER.rfind(record)? + KEY.len();
     let time = record.get(at..at + TIME_LEN)?;
     (record.get(at + TIME_LEN) == Some(&b'"') && well_formed(time)).then_some(time)
 }
