@@ -120,6 +120,12 @@ pub fn detect(calls: &[Call], context: &Context) -> Vec<Finding> {
 /// Runs every detector over the calls `held` ([`Held`]: what the commands fill as they read
 /// the store, without holding the [`Call`]s).
 pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
+    // The detectors number rows with `u32` (4 bytes a call); 4 billion calls would need
+    // ~240 GB of rows, far past any memory this runs in.
+    assert!(
+        u32::try_from(held.rows.len()).is_ok(),
+        "more calls than the anomaly detectors can number"
+    );
     held.sort();
     let h = &held;
     let people = People::new(h, context);
@@ -794,7 +800,9 @@ fn user_tool_figure(
         let block_of = |i: &u32| rows[*i as usize].at_ms / BLOCK;
         let first = calls.iter().map(block_of).min().unwrap_or(0);
         let last = calls.iter().map(block_of).max().unwrap_or(0);
-        let by_block = if last - first < 1 << 20 {
+        // A counting sort when the blocks are few for the calls (a row with a wrong clock
+        // would otherwise make every tool count through years of empty blocks).
+        let by_block = if last - first < (4 * calls.len() as u64).max(1024) {
             grouped(calls.iter().copied(), (last - first + 1) as usize, |i| {
                 (block_of(i) - first) as usize
             })

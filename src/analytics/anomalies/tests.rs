@@ -216,12 +216,14 @@ fn only_secret_stores_system_secrets_and_climbs_are_risky_paths() {
 #[test]
 fn the_median_by_selection_is_the_middle_of_the_sorted_values() {
     // Odd and even counts, repeated values, and an order a sort would have to change.
-    let cases: [&[f64]; 5] = [
+    let cases: [&[f64]; 7] = [
         &[],
         &[3.0],
         &[5.0, 1.0, 4.0],
         &[9.0, 2.0, 7.0, 2.0],
         &[1.5, -3.0, 8.0, 8.0, 0.25, 6.0],
+        &[0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY],
+        &[f64::NAN, 1.0, -0.0, 0.0, f64::INFINITY],
     ];
     for case in cases {
         let mut sorted = case.to_vec();
@@ -232,7 +234,12 @@ fn the_median_by_selection_is_the_middle_of_the_sorted_values() {
             _ if n % 2 == 1 => sorted[n / 2],
             _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
         };
-        assert_eq!(median(&mut case.to_vec()), want, "{case:?}");
+        // Bit for bit (NaN and the sign of zero included).
+        assert_eq!(
+            median(&mut case.to_vec()).to_bits(),
+            want.to_bits(),
+            "{case:?}"
+        );
     }
 }
 
