@@ -25,7 +25,7 @@ use crate::audit::event::{AuditEvent, AuditGap, EventType, Outcome};
 use crate::config::Config;
 use crate::store::journal::{self, Damage};
 use crate::store::personal::Keyring;
-use crate::store::{self, Store, StoreError, StorePaths, journals};
+use crate::store::{self, Store, StoreError, StorePaths, journals, scan};
 use crate::test_rng::Rng;
 
 const MINUTE_US: u64 = 60_000_000;
@@ -367,5 +367,63 @@ fn surveying_in_the_calls_pass_gives_the_same_facts_and_the_same_calls() {
             };
             assert_eq!(text(&calls), text(&want_calls));
         }
+    }
+}
+
+/// What the survey is given of each end event, as text.
+#[derive(Default)]
+struct Ends(Vec<String>);
+
+impl scan::Sink for Ends {
+    fn event(&mut self, e: &scan::Event<'_>) {
+        if matches!(
+            e.event_type,
+            EventType::ToolExecution | EventType::ToolFailure
+        ) {
+            self.0.push(format!("{e:?}"));
+        }
+    }
+    fn journal_read(&mut self) {}
+}
+
+#[test]
+fn an_end_known_from_its_access_without_decrypting_reads_as_the_opened_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let all = compliance_store(root);
+    assert!(store::personal::erase(root, "carol").unwrap().is_some());
+    let (first, last) = window(&all, 0.0, 1.0);
+    let ends = |sinks: Vec<Ends>| {
+        let mut v: Vec<String> = sinks.into_iter().flat_map(|s| s.0).collect();
+        v.sort();
+        v
+    };
+    for workers in [1, 2] {
+        // Alone, every sealed end is opened; beside the calls, those that seal only their
+        // user's name are known from their access.
+        let alone = scan::events_on(root, first, last, workers, Ends::default);
+        let alone_report = alone.result.unwrap();
+        assert_eq!(alone_report.ends_not_opened, 0);
+        let range = (first, last);
+        let beside = scan::scan_on(
+            root,
+            range,
+            Some(range),
+            workers,
+            |_, _| (),
+            |()| {},
+            Ends::default,
+        );
+        let report = beside.result.unwrap();
+        let want = ends(alone.sinks);
+        assert_eq!(ends(beside.sinks), want, "{workers} threads");
+        assert!(report.ends_not_opened > 100, "{report:?}");
+        // Ends with more than their user's name (an error text, a reason) were opened.
+        let sealed = want.iter().filter(|e| e.contains("Encrypted")).count();
+        assert!((report.ends_not_opened as usize) < sealed, "{report:?}");
+        assert!(
+            want.iter()
+                .any(|e| e.contains("jane.doe") && e.contains("Encrypted"))
+        );
     }
 }
