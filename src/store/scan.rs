@@ -32,7 +32,10 @@
 //! reading thread ([`events`], [`Sink`]; see `scan/events.rs`): the compliance survey reads
 //! its window so, alone or beside `report`'s calls (`scan_on`). The reading range is then
 //! the span of both, and a record of the events' range has its personal fields opened
-//! whatever its type.
+//! whatever its type, except an end event whose fields can only be its user's name: sealed
+//! under its access's key, and exactly as long as that name alone seals to. Its fields are
+//! then its access's user, as opening them would give (`Reader::user_only`;
+//! [`ScanReport::ends_not_opened`] counts them): most ends of a trail, half the decrypting.
 //!
 //! The range is `[from, to]`, both inclusive, on the events' `timestamp` (as
 //! [`super::Filter`]'s `since` and `until`). A call's end is joined only when it lies in the
