@@ -609,6 +609,17 @@ struct Http<'a> {
     roles: Vec<Cow<'a, str>>,
 }
 
+/// A key's pseudonym as a number, when it is spelled as keys are (32 lowercase hex digits):
+/// two spellings of one number are two different subjects to the keyring.
+fn key_of(subject: &str) -> Option<u128> {
+    let hex = subject.len() == 32
+        && subject
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u128::from_str_radix(subject, 16).ok())
+        .flatten()
+}
+
 /// The AEAD tag's length, after the ciphertext proper (XChaCha20-Poly1305).
 const TAG_LEN: usize = 16;
 
@@ -951,7 +962,7 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
             return None;
         }
         let access = self.join.peek(r.linked_event_id?)?;
-        let key = u128::from_str_radix(&sealed.subject, 16).ok()?;
+        let key = key_of(&sealed.subject)?;
         if access.personal != Some(PersonalData::Encrypted) || access.sealed_by != Some(key) {
             return None;
         }
@@ -1045,10 +1056,7 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
                             access.roles = f.roles;
                         }
                         access.personal = Some(PersonalData::Encrypted);
-                        access.sealed_by = r
-                            .personal
-                            .as_ref()
-                            .and_then(|p| u128::from_str_radix(&p.subject, 16).ok());
+                        access.sealed_by = r.personal.as_ref().and_then(|p| key_of(&p.subject));
                     }
                     Some(None) => access.personal = Some(PersonalData::Erased),
                     None => {}
