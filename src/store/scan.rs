@@ -1056,7 +1056,10 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
                             access.roles = f.roles;
                         }
                         access.personal = Some(PersonalData::Encrypted);
-                        access.sealed_by = r.personal.as_ref().and_then(|p| key_of(&p.subject));
+                        // Only ends handed to a sink are ever known from it.
+                        if ranges.events.is_some() {
+                            access.sealed_by = r.personal.as_ref().and_then(|p| key_of(&p.subject));
+                        }
                     }
                     Some(None) => access.personal = Some(PersonalData::Erased),
                     None => {}
