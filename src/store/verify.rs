@@ -697,6 +697,7 @@ fn verify_journal(
     let mut seen_chained = false;
     let mut legacy = 0u64;
     let mut previous: Option<u64> = None;
+    let mut image = Vec::new();
     for (i, &n) in segments.iter().enumerate() {
         let newest = i + 1 == segments.len();
         if let Some(p) = previous
@@ -729,11 +730,12 @@ fn verify_journal(
         }
         let span = times.get(&n);
         let mut outside = None;
-        let at = journal::read_segment(
+        let at = journal::read_segment_in(
             dir,
             n,
             HEADER_LEN,
             newest,
+            &mut image,
             |pos, payload| {
                 let place = end_place(pos.segment, pos.offset - 8 - payload.len() as u64);
                 if let Some(span) = span
