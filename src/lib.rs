@@ -87,8 +87,10 @@
 //!                     removed or rewritten, index entries dropped)
 //!                     personal.rs (personal fields sealed per user; keys; erasure)
 //!                     scan.rs (the calls of a time range in one pass over the journals,
-//!                     on several threads, ends joined per journal; scan/events.rs: every
-//!                     event of a range, to one consumer per reading thread)
+//!                     on several threads, ends joined per journal, each journal's hash
+//!                     chain walked on the way when asked, verify.rs's JournalWalk;
+//!                     scan/events.rs: every event of a range, to one consumer per
+//!                     reading thread)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined, as they come), read.rs (calls from the store through
 //!                     store/scan.rs, in no particular order), anomalies.rs (four families, population

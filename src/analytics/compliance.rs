@@ -14,8 +14,10 @@
 //!
 //! [`assess_all`] reads the window once ([`survey`]: one pass over the journals on a few
 //! threads, [`read::window`], memory bounded by the calls in flight and a few counters),
-//! walks the journals' hash chains once meanwhile ([`with_chain`], [`crate::store::verify`],
-//! the whole store, on a thread of its own), and then judges every rule of each regulation
+//! walks the journals' hash chains on the way ([`with_chain`]: the same scan reads every
+//! segment of the store then, and checks each record's chain as [`crate::store::verify`]
+//! does, from the members it decodes anyway; again on its own only when a record that is no
+//! event stops the scan), and then judges every rule of each regulation
 //! asked from those facts and the configuration ([`rules`]: pure functions, tested on
 //! made-up facts). [`assess`] is the same for one regulation.
 
@@ -35,6 +37,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::store::StoreError;
+use crate::store::journals::JournalId;
+use crate::store::scan;
+use crate::store::verify::JournalReport;
 pub use rules::Settings;
 pub use survey::{Facts, Sample, Survey};
 
@@ -259,7 +264,15 @@ pub(crate) fn facts_on(
     workers: usize,
 ) -> Result<Facts, ComplianceError> {
     let window = Window::of(input)?;
-    let (scanned, chain) = with_chain(input, || read::window(&window, input.root, workers))?;
+    let (scanned, chain) = with_chain(input, |walk| {
+        let mut scanned = read::window(&window, input.root, workers, walk);
+        let chains = scanned
+            .result
+            .as_mut()
+            .ok()
+            .map(|r| std::mem::take(&mut r.chains));
+        (scanned, chains)
+    })?;
     let read = match &scanned.result {
         Ok(report) => {
             tracing::debug!(
@@ -275,25 +288,26 @@ pub(crate) fn facts_on(
     Ok(facts_of(input, scanned.sinks, read, chain)?)
 }
 
-/// Runs `read` (the window's reading) on this thread while the chain walk, when `input`
-/// asks for it, runs on another: the walk is one thread reading every journal whole (about
-/// a quarter of a minute at 10 M events), the window's scan a few.
+/// Runs `read` (the window's reading), handing it the chain walk to make on the way when
+/// `input` asks for one ([`scan::WalkChains`]: the scan reads every journal whole then, and
+/// checks each record's chain members as it decodes it). `read` gives back its output and
+/// the walk's journal reports, or `None` when its scan stopped before the end: the walk is
+/// then made again on its own ([`read::chain`]), since what stopped the scan (a record that
+/// is not an event: rewritten) is what the walk is there to find.
 pub fn with_chain<R>(
     input: &ComplianceInput<'_>,
-    read: impl FnOnce() -> R,
+    read: impl FnOnce(Option<scan::WalkChains<'_>>) -> (R, Option<Vec<(JournalId, JournalReport)>>),
 ) -> Result<(R, Option<survey::ChainFacts>), StoreError> {
     if !input.verify_chain {
-        return Ok((read(), None));
+        return Ok((read(None).0, None));
     }
     let key = input.config.audit.signer.as_ref().map(|s| s.public());
-    std::thread::scope(|s| {
-        let walk = s.spawn(|| read::chain(input.root, key.as_ref()));
-        let out = read();
-        let chain = walk
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        Ok((out, Some(chain)))
-    })
+    let (out, chains) = read(Some(scan::WalkChains { key: key.as_ref() }));
+    let chain = match chains {
+        Some(chains) => read::chain_facts(chains.iter().map(|(_, j)| j)),
+        None => read::chain(input.root, key.as_ref())?,
+    };
+    Ok((out, Some(chain)))
 }
 
 /// The facts of `input`'s window from the surveys that read it (one per reading thread),

@@ -16,7 +16,9 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::{Call, End};
+use crate::store::journals::JournalId;
 use crate::store::scan::{self, ScanReport};
+use crate::store::verify::JournalReport;
 use crate::store::{self, Damage, StoreError};
 
 /// How long a call waits for its end before it is handed on without one (see
@@ -38,6 +40,9 @@ pub struct ReadReport {
     pub segments_read: usize,
     /// See `segments_read`.
     pub segments_skipped: usize,
+    /// The chain walk of each journal made on the way, when asked
+    /// ([`scan::WalkChains`]), in journal order.
+    pub chains: Vec<(JournalId, JournalReport)>,
 }
 
 impl From<ScanReport> for ReadReport {
@@ -49,6 +54,7 @@ impl From<ScanReport> for ReadReport {
             unended: s.unended,
             segments_read: s.segments_read,
             segments_skipped: s.segments_skipped,
+            chains: s.chains,
         }
     }
 }
@@ -86,14 +92,16 @@ pub fn each_call(
 }
 
 /// [`each_call`] with the compliance survey of `window` in the same pass over the journals
-/// (the reading range is the span of both): the surveys (one per reading thread, for
+/// (the reading range is the span of both), and with `walk` the chain walk too
+/// ([`ReadReport::chains`]): the surveys (one per reading thread, for
 /// [`super::compliance::facts_of`]) and what reading found. So that `report` reads its trail
-/// once, not once for the calls and again for the compliance facts.
+/// once, not once for the calls, again for the compliance facts and again for the chains.
 pub fn each_call_surveying(
     root: &Path,
     from: SystemTime,
     to: SystemTime,
     window: &super::compliance::Window,
+    walk: Option<scan::WalkChains<'_>>,
     each: impl FnMut(Call),
 ) -> (
     Vec<super::compliance::Survey>,
@@ -103,6 +111,7 @@ pub fn each_call_surveying(
         root,
         (from, to),
         Some(window.read_range()),
+        walk,
         scan::default_workers(),
         call_of,
         each,

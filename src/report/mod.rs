@@ -98,8 +98,17 @@ pub fn gather(
     };
     let (report, compliance) = match (req.assess, &window) {
         (Some(input), Some(window)) => {
-            let ((surveys, read), chain) = compliance::with_chain(input, || {
-                read::each_call_surveying(root, time(start), time(req.to_ms), window, &mut each)
+            let ((surveys, read), chain) = compliance::with_chain(input, |walk| {
+                let (surveys, mut read) = read::each_call_surveying(
+                    root,
+                    time(start),
+                    time(req.to_ms),
+                    window,
+                    walk,
+                    &mut each,
+                );
+                let chains = read.as_mut().ok().map(|r| std::mem::take(&mut r.chains));
+                ((surveys, read), chains)
             })?;
             let report = read?;
             let facts = compliance::facts_of(input, surveys, Ok(&report.damaged), chain)?;

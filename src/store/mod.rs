@@ -162,7 +162,7 @@ mod tests;
 #[cfg(test)]
 mod tests_query;
 #[cfg(test)]
-mod trail_tests;
+pub(crate) mod trail_tests;
 pub mod usage;
 pub mod verify;
 

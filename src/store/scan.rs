@@ -37,6 +37,19 @@
 //! then its access's user, as opening them would give (`Reader::user_only`;
 //! [`ScanReport::ends_not_opened`] counts them): most ends of a trail, half the decrypting.
 //!
+//! # Chain walk on the way
+//!
+//! Asked for it ([`WalkChains`]: `report` and `compliance` without `--no-verify`), the scan
+//! also walks each journal's hash chain as `verify --no-index` does ([`super::verify`]'s
+//! `JournalWalk`, the same code), and gives back each journal's report
+//! ([`ScanReport::chains`], what `verify` would say of it). It then reads every segment of
+//! every journal: those of its range as above, the others for the walk alone. A record it
+//! decodes hands the walk its chain members as decoded (`Skeleton::link`: exactly what
+//! [`super::chain::Link::of`] reads from the same bytes); the walk hashes it. A separate
+//! walk read and parsed every record of the store a second time, on a thread of its own.
+//! A record that is no event stops the scan, and with it the walk: its caller walks again on
+//! its own then ([`crate::analytics::compliance::with_chain`]).
+//!
 //! The range is `[from, to]`, both inclusive, on the events' `timestamp` (as
 //! [`super::Filter`]'s `since` and `until`). A call's end is joined only when it lies in the
 //! range too.
@@ -86,6 +99,7 @@ pub(crate) use events::events_on;
 pub use events::{Event, Gap, Scanned, Sink, events};
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,10 +109,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::chain::Link;
+use super::checkpoint::TrustedKey;
 use super::journal::{self, Damage, HEADER_LEN, JournalPos};
-use super::journals;
+use super::journals::{self, JournalId};
 use super::personal::{Fields, Keyring, SealedRef};
 use super::spans::{self, TextBounds};
+use super::verify::{JournalReport, JournalWalk};
 use super::{StoreError, StorePaths};
 use crate::audit::event::{EventId, EventType, Outcome, PersonalData, RiskLevel};
 
@@ -200,6 +217,20 @@ pub struct ScanReport {
     /// them: sealed under their access's key (so the same user), and as long as the user's
     /// name alone seals to (so nothing else: see `Reader::user_only`).
     pub ends_not_opened: u64,
+    /// The chain walk of each journal, in journal order, when the scan was asked for one
+    /// ([`WalkChains`]): what `verify --no-index` finds in it.
+    pub chains: Vec<(JournalId, JournalReport)>,
+}
+
+/// A chain walk made on the way by a scan (`scan_on`): each journal's hash chain checked
+/// as `verify --no-index` checks it ([`super::verify`]), from the records the scan reads
+/// anyway, and from the segments outside its range read for the walk alone. A separate walk
+/// read and parsed every record of the store a second time: about a quarter of `report`'s
+/// CPU at 10 M events, and one more segment image in memory (BENCHMARKS.md).
+#[derive(Clone, Copy, Default)]
+pub struct WalkChains<'k> {
+    /// The public key checkpoints' signatures are checked with (none: not checked).
+    pub key: Option<&'k TrustedKey>,
 }
 
 impl ScanReport {
@@ -208,6 +239,7 @@ impl ScanReport {
     fn in_order(mut self) -> ScanReport {
         self.damaged
             .sort_by(|a, b| (&a.segment, a.offset).cmp(&(&b.segment, b.offset)));
+        self.chains.sort_by_key(|(id, _)| *id);
         self
     }
 
@@ -222,6 +254,7 @@ impl ScanReport {
         self.segments_skipped += other.segments_skipped;
         self.bytes_read += other.bytes_read;
         self.ends_not_opened += other.ends_not_opened;
+        self.chains.extend(other.chains);
     }
 }
 
@@ -254,17 +287,23 @@ pub(crate) fn calls_on<T: Send>(
     make: impl Fn(Access, Option<End>) -> T + Sync,
     each: impl FnMut(T),
 ) -> Result<ScanReport, StoreError> {
-    scan_on(root, (from, to), None, workers, make, each, || NoEvents).result
+    scan_on(root, (from, to), None, None, workers, make, each, || {
+        NoEvents
+    })
+    .result
 }
 
 /// One pass over the journals for the calls of `calls` (as [`calls`]) and, when `events`
 /// is given, every event of that range too, handed to a sink per reading thread made by
-/// `new` (as [`events`]): the reading range is the span of both. The sinks come back with
-/// the outcome (on an error, with what was read before it).
+/// `new` (as [`events`]): the reading range is the span of both. With `walk`, every
+/// journal's chain is walked on the way (the whole store: [`ScanReport::chains`]). The
+/// sinks come back with the outcome (on an error, with what was read before it).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_on<T: Send, S: Sink + Send>(
     root: &Path,
     calls: (SystemTime, SystemTime),
     events: Option<(SystemTime, SystemTime)>,
+    walk: Option<WalkChains<'_>>,
     workers: usize,
     make: impl Fn(Access, Option<End>) -> T + Sync,
     mut each: impl FnMut(T),
@@ -273,10 +312,10 @@ pub(crate) fn scan_on<T: Send, S: Sink + Send>(
     let ranges = Ranges::new(calls, events);
     let keys = Keyring::new(root);
     let mut report = ScanReport::default();
-    let plans = if ranges.read.empty {
+    let plans = if ranges.read.empty && walk.is_none() {
         Ok(Vec::new())
     } else {
-        plan(root, &ranges.read, &mut report)
+        plan(root, &ranges.read, walk.is_some(), &mut report)
     };
     let mut plans = match plans {
         Ok(p) => p,
@@ -302,6 +341,7 @@ pub(crate) fn scan_on<T: Send, S: Sink + Send>(
         for plan in share {
             let reader = Reader {
                 ranges: &ranges,
+                walk,
                 keys: &keys,
                 join: Join::default(),
                 out: &mut out,
@@ -370,12 +410,18 @@ pub(crate) fn scan_on<T: Send, S: Sink + Send>(
     }
 }
 
-/// Each journal of the store at `root` with the segments to read for `range`.
-fn plan(root: &Path, range: &Range, report: &mut ScanReport) -> Result<Vec<Plan>, StoreError> {
+/// Each journal of the store at `root` with the segments to read for `range` (and, to
+/// `walk` its chain, the others).
+fn plan(
+    root: &Path,
+    range: &Range,
+    walk: bool,
+    report: &mut ScanReport,
+) -> Result<Vec<Plan>, StoreError> {
     let journal_root = StorePaths::new(root).journal();
     let mut plans = Vec::new();
     for id in journals::list(&journal_root)? {
-        let plan = Plan::of(id.dir(&journal_root), range)?;
+        let plan = Plan::of(id.dir(&journal_root), id, range, walk)?;
         report.segments_skipped += plan.skipped;
         plans.push(plan);
     }
@@ -481,14 +527,20 @@ impl Range {
 /// One journal's segments to read.
 struct Plan {
     dir: PathBuf,
-    /// Segment numbers to read, oldest first, and whether each is the journal's newest.
-    segments: Vec<(u64, bool)>,
+    id: JournalId,
+    /// Every segment of the journal, as listed.
+    all: Vec<u64>,
+    /// Segments to read, oldest first: each one's number, whether it is the journal's
+    /// newest, and whether its records are wanted (in the range) or only walked.
+    segments: Vec<(u64, bool, bool)>,
     bytes: u64,
     skipped: usize,
+    /// Whether the journal's chain is walked ([`WalkChains`]).
+    walk: bool,
 }
 
 impl Plan {
-    fn of(dir: PathBuf, range: &Range) -> Result<Plan, StoreError> {
+    fn of(dir: PathBuf, id: JournalId, range: &Range, walk: bool) -> Result<Plan, StoreError> {
         let all = journal::list_segments(&dir)?;
         let times = spans::read(&dir);
         let mut plan = Plan {
@@ -496,19 +548,26 @@ impl Plan {
             bytes: 0,
             skipped: 0,
             dir,
+            id,
+            all: Vec::new(),
+            walk,
         };
         for (i, &n) in all.iter().enumerate() {
-            if times
-                .get(&n)
-                .is_some_and(|s| s.misses(Some(range.from), Some(range.until)))
-            {
+            let wanted = !range.empty
+                && !times
+                    .get(&n)
+                    .is_some_and(|s| s.misses(Some(range.from), Some(range.until)));
+            if !wanted {
                 plan.skipped += 1;
-                continue;
+                if !walk {
+                    continue;
+                }
             }
             plan.bytes +=
                 std::fs::metadata(journal::segment_path(&plan.dir, n)).map_or(0, |m| m.len());
-            plan.segments.push((n, i + 1 == all.len()));
+            plan.segments.push((n, i + 1 == all.len(), wanted));
         }
+        plan.all = all;
         Ok(plan)
     }
 }
@@ -545,7 +604,7 @@ impl<T, M: Fn(Access, Option<End>) -> T> Out<'_, T, M> {
 /// A stored record's members that a call needs, borrowed from the record.
 #[derive(Deserialize)]
 struct Skeleton<'a> {
-    event_id: EventId,
+    event_id: Id,
     #[serde(borrow)]
     timestamp: Cow<'a, str>,
     event_type: EventType,
@@ -567,6 +626,99 @@ struct Skeleton<'a> {
     metadata: Meta<'a>,
     #[serde(borrow, default)]
     personal: Option<SealedRef<'a>>,
+    /// The chain members, for a chain walk on the way ([`Skeleton::link`]).
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    previous_hash: Option<Option<Text<'a>>>,
+}
+
+impl Skeleton<'_> {
+    /// The record's chain members exactly as [`Link::of`] reads them from the same bytes
+    /// (`None`: it would not read them), without reading the record again: `Link::of` reads
+    /// the four members `seq`, `previous_hash`, `event_id` and `timestamp`, the last three as
+    /// strings borrowed from the record, so it fails on any of them spelled with escapes
+    /// (which no writer writes). A record this skeleton reads has those members of those
+    /// types, none twice, so that is the only way the two can differ. `event_id` is left
+    /// out: it is for the index check, which a scan's walk does not make.
+    fn link(&self) -> Option<Link<'_>> {
+        let plain_time = matches!(self.timestamp, Cow::Borrowed(_));
+        let previous_hash = match &self.previous_hash {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(text)) => Some(Some(text.plain()?)),
+        };
+        (plain_time && !self.event_id.escaped).then_some(Link {
+            seq: self.seq,
+            previous_hash,
+            event_id: None,
+            timestamp: None,
+        })
+    }
+}
+
+/// `previous_hash`: absent (`None`), `null` (`Some(None)`) or a string.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Text<'de>>>, D::Error> {
+    Option::<Text<'de>>::deserialize(d).map(Some)
+}
+
+/// An `event_id`, and whether it was spelled with escapes (see [`Skeleton::link`]).
+struct Id {
+    id: EventId,
+    escaped: bool,
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        let text = Text::deserialize(d)?;
+        Ok(Id {
+            id: text.as_str().parse().map_err(serde::de::Error::custom)?,
+            escaped: matches!(text, Text::Escaped(_)),
+        })
+    }
+}
+
+/// A string member as the record spells it: borrowed from it, or unescaped into a string
+/// of its own when spelled with escapes (see [`Skeleton::link`]).
+enum Text<'a> {
+    Plain(&'a str),
+    Escaped(String),
+}
+
+impl Text<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Plain(t) => t,
+            Text::Escaped(t) => t,
+        }
+    }
+
+    /// The text when it could be borrowed from the record.
+    fn plain(&self) -> Option<&str> {
+        match self {
+            Text::Plain(t) => Some(t),
+            Text::Escaped(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text<'de>, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text::Plain(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text::Escaped(v.to_owned()))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
 }
 
 /// The `metadata` members a call or [`Event`] needs.
@@ -841,6 +993,17 @@ impl Join {
     }
 }
 
+/// A segment a [`Reader`] reads for its range.
+struct Segment<'a> {
+    plan: &'a Plan,
+    n: u64,
+    newest: bool,
+    /// Whether it is chained ([`JournalWalk::segment`]).
+    chained: bool,
+    /// The journal's chain walk, if any.
+    walk: &'a RefCell<Option<JournalWalk>>,
+}
+
 /// What stopped a journal's reading early.
 enum Stop {
     /// An error to return.
@@ -858,6 +1021,8 @@ impl From<StoreError> for Stop {
 /// What one reading thread reads a journal with.
 struct Reader<'r, 'o, T, M, S> {
     ranges: &'r Ranges,
+    /// The chain walk to make on the way, if any.
+    walk: Option<WalkChains<'r>>,
     keys: &'r Keyring,
     /// The journal's calls in flight.
     join: Join,
@@ -868,7 +1033,7 @@ struct Reader<'r, 'o, T, M, S> {
 
 impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
     /// Reads one journal's planned segments, handing its calls to `out` and its events to
-    /// the sink.
+    /// the sink, and walking its chain when asked (every segment of the journal then).
     fn journal(
         mut self,
         plan: &Plan,
@@ -876,14 +1041,57 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
         image: &mut Vec<u8>,
     ) -> Result<ScanReport, StoreError> {
         let mut damaged = Vec::new();
-        for &(n, newest) in &plan.segments {
+        let walk = match self.walk.filter(|_| plan.walk) {
+            Some(w) => Some(JournalWalk::open(
+                &plan.dir, plan.id, w.key, false, &plan.all,
+            )?),
+            None => None,
+        };
+        let walk = RefCell::new(walk);
+        for &(n, newest, wanted) in &plan.segments {
             if stop.load(Ordering::Relaxed) {
                 return Ok(self.report);
+            }
+            let chained = match walk.borrow_mut().as_mut() {
+                Some(w) => w.segment(n)?,
+                None => false,
+            };
+            if !wanted {
+                // Outside the range: read for the chain walk alone.
+                let end = journal::read_segment_in(
+                    &plan.dir,
+                    n,
+                    HEADER_LEN,
+                    newest,
+                    image,
+                    |at, payload| {
+                        if let Some(w) = walk.borrow_mut().as_mut() {
+                            w.record(at, payload, chained, None);
+                        }
+                        Ok::<(), StoreError>(())
+                    },
+                    |d| {
+                        if let Some(w) = walk.borrow_mut().as_mut() {
+                            w.damage(&d);
+                        }
+                    },
+                )?;
+                if let Some(w) = walk.borrow_mut().as_mut() {
+                    w.segment_end(n, end.offset, newest)?;
+                }
+                continue;
             }
             self.report.segments_read += 1;
             self.report.bytes_read +=
                 std::fs::metadata(journal::segment_path(&plan.dir, n)).map_or(0, |m| m.len());
-            let mut end = match self.segment(plan, n, HEADER_LEN, newest, image, &mut damaged) {
+            let mut read = Segment {
+                plan,
+                n,
+                newest,
+                chained,
+                walk: &walk,
+            };
+            let mut end = match self.segment(&read, HEADER_LEN, image, &mut damaged) {
                 Ok(end) => end,
                 Err(Stop::Quiet) => return Ok(self.report),
                 Err(Stop::Failed(e)) => return Err(e),
@@ -896,7 +1104,8 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
             if newest && self.ranges.events.is_some() && events::changed_tail(image, 0, end) {
                 std::thread::sleep(events::TAIL_RECHECK);
                 let base = end;
-                end = match self.segment(plan, n, base, true, image, &mut damaged) {
+                read.newest = true;
+                end = match self.segment(&read, base, image, &mut damaged) {
                     Ok(end) => end,
                     Err(Stop::Quiet) => return Ok(self.report),
                     Err(Stop::Failed(e)) => return Err(e),
@@ -910,6 +1119,9 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
                     });
                 }
             }
+            if let Some(w) = walk.borrow_mut().as_mut() {
+                w.segment_end(n, end, newest)?;
+            }
         }
         let Reader {
             join,
@@ -921,27 +1133,41 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
         join.finish(out, &mut report);
         sink.journal_read();
         report.damaged = damaged;
+        if let Some(w) = walk.into_inner() {
+            let (chain, _) = w.finish()?;
+            report.chains.push((
+                plan.id,
+                JournalReport {
+                    journal: plan.id.to_string(),
+                    dir: plan.dir.clone(),
+                    chain,
+                },
+            ));
+        }
         Ok(report)
     }
 
-    /// Reads segment `n` from offset `start`; returns where its whole records end.
+    /// Reads `read`'s segment from offset `start`; returns where its whole records end.
     fn segment(
         &mut self,
-        plan: &Plan,
-        n: u64,
+        read: &Segment<'_>,
         start: u64,
-        newest: bool,
         image: &mut Vec<u8>,
         damaged: &mut Vec<Damage>,
     ) -> Result<u64, Stop> {
         journal::read_segment_in(
-            &plan.dir,
-            n,
+            &read.plan.dir,
+            read.n,
             start,
-            newest,
+            read.newest,
             image,
-            |at, payload| self.record(at, payload),
-            |d| damaged.push(d),
+            |at, payload| self.record(at, payload, read),
+            |d| {
+                if let Some(w) = read.walk.borrow_mut().as_mut() {
+                    w.damage(&d);
+                }
+                damaged.push(d)
+            },
         )
         .map(|end| end.offset)
     }
@@ -975,14 +1201,29 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
         (base64_len(&sealed.ciphertext)? == plain.0 + TAG_LEN).then_some(fields)
     }
 
-    /// Takes one record of a journal.
-    fn record(&mut self, at: JournalPos, payload: &[u8]) -> Result<(), Stop> {
+    /// Takes one record of `read`'s segment (and hands it to the chain walk, if any).
+    fn record(&mut self, at: JournalPos, payload: &[u8], read: &Segment<'_>) -> Result<(), Stop> {
         let ranges = self.ranges;
+        let mut walk = read.walk.borrow_mut();
         if ranges.read.contains_text(payload) == Some(false) {
+            if let Some(w) = walk.as_mut() {
+                w.record(at, payload, read.chained, None);
+            }
             return Ok(());
         }
-        let r: Skeleton<'_> =
-            serde_json::from_slice(payload).map_err(|source| StoreError::Decode { at, source })?;
+        let r: Skeleton<'_> = match serde_json::from_slice(payload) {
+            Ok(r) => r,
+            Err(source) => {
+                if let Some(w) = walk.as_mut() {
+                    w.record(at, payload, read.chained, None);
+                }
+                return Err(StoreError::Decode { at, source }.into());
+            }
+        };
+        if let Some(w) = walk.as_mut() {
+            w.record(at, payload, read.chained, Some(r.link()));
+        }
+        drop(walk);
         let time = humantime::parse_rfc3339(&r.timestamp).map_err(|e| StoreError::Decode {
             at,
             source: serde::de::Error::custom(e),
@@ -1002,7 +1243,7 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
                         self.report.ends_not_opened += 1;
                         Some(Some(fields))
                     }
-                    None => Some(self.keys.open(sealed, r.event_id, at)?),
+                    None => Some(self.keys.open(sealed, r.event_id.id, at)?),
                 }
             }
             _ => None,
@@ -1023,7 +1264,7 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
                 let m = &r.metadata;
                 let http = m.http.as_ref();
                 let mut access = Access {
-                    id: r.event_id,
+                    id: r.event_id.id,
                     at_ms,
                     user: r.user_id.into_owned(),
                     tool: r.tool_name.map(Cow::into_owned),
@@ -1072,7 +1313,7 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
                     Some(of) if going => join.end(
                         of,
                         End {
-                            id: r.event_id,
+                            id: r.event_id.id,
                             at_ms,
                             event_type: r.event_type,
                             result: r.result,

@@ -280,3 +280,254 @@ fn an_export_by_time_skips_closed_segments_outside_the_range_and_verify_catches_
         "{problems:?}"
     );
 }
+
+/// The records of segment file `path`: each one's offset and payload.
+pub(crate) fn records_of(path: &std::path::Path) -> Vec<(usize, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = journal::HEADER_LEN as usize;
+    let mut out = Vec::new();
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if at + 8 + len > bytes.len() {
+            break;
+        }
+        out.push((at, bytes[at + 8..at + 8 + len].to_vec()));
+        at += 8 + len;
+    }
+    out
+}
+
+/// `payload` framed as a record (length, CRC-32 of length and payload, payload).
+pub(crate) fn framed(payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut h = crc32fast::Hasher::new();
+    h.update(&len);
+    h.update(payload);
+    let mut out = len.to_vec();
+    out.extend_from_slice(&h.finalize().to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Replaces the `i`th record of segment `path` with `with` (whole framed bytes, or none).
+pub(crate) fn splice(path: &std::path::Path, i: usize, with: &[u8]) {
+    let records = records_of(path);
+    let (at, payload) = &records[i];
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.splice(*at..*at + 8 + payload.len(), with.iter().copied());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A change made to a journal: given its segment 2 and its folder.
+type Change = dyn Fn(&std::path::Path, &std::path::Path);
+
+/// A chain walked by a scan on the way reads as `verify --no-index` reads it, however the
+/// journals were changed, whatever range the scan reads, on one reading thread or two.
+#[test]
+fn a_scans_chain_walk_finds_what_verify_finds() {
+    use super::scan::{Sink, WalkChains, scan_on};
+    struct Nothing;
+    impl Sink for Nothing {
+        fn event(&mut self, _: &super::scan::Event<'_>) {}
+        fn journal_read(&mut self) {}
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let signer = signer(keys.path());
+    let public = signer.public();
+    let make = || {
+        let root = tempfile::tempdir().unwrap();
+        let mut ids = Vec::new();
+        for n in [40, 25, 3] {
+            let mut store = Store::open_journal(root.path(), 4096).unwrap();
+            let events = EventIds::default();
+            for _ in 0..n {
+                store.journal.append(&[event(&events)]).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            store.journal.sync().unwrap();
+            let mut cp = CheckpointWriter::new(store.journal.dir(), store.id, Some(signer.clone()));
+            cp.write(store.journal.head(), true).unwrap();
+            ids.push(store.id);
+        }
+        ids.sort();
+        (root, ids[0])
+    };
+    // Each change to the busiest journal: its segment 2's records and the journal's folder.
+    let escape = |what: &str, from: &str, to: &str| {
+        let what = what.to_string();
+        let (from, to) = (from.to_string(), to.to_string());
+        Box::new(move |seg: &std::path::Path, _: &std::path::Path| {
+            let (_, payload) = &records_of(seg)[1];
+            let text = String::from_utf8(payload.clone()).unwrap();
+            let member = format!("\"{what}\":\"");
+            let at = text.find(&member).unwrap() + member.len();
+            let changed = format!("{}{}", &text[..at], text[at..].replacen(&from, &to, 1));
+            assert_ne!(changed, text);
+            splice(seg, 1, &framed(changed.as_bytes()));
+        }) as Box<Change>
+    };
+    let cases: Vec<(&str, Box<Change>)> = vec![
+        (
+            "untouched",
+            Box::new(|_: &std::path::Path, _: &std::path::Path| {}),
+        ),
+        (
+            "a byte changed (checksum fails)",
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let (at, _) = records_of(seg)[2];
+                let mut bytes = std::fs::read(seg).unwrap();
+                bytes[at + 20] ^= 1;
+                std::fs::write(seg, bytes).unwrap();
+            }),
+        ),
+        (
+            "a record rewritten with its checksum",
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let (_, payload) = &records_of(seg)[2];
+                let text = String::from_utf8(payload.clone()).unwrap();
+                splice(seg, 2, &framed(text.replace("echo", "ECHO").as_bytes()));
+            }),
+        ),
+        (
+            "a record deleted",
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| splice(seg, 1, &[])),
+        ),
+        (
+            "two records swapped",
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let r = records_of(seg);
+                let (a, b) = (framed(&r[1].1), framed(&r[2].1));
+                splice(seg, 1, &b);
+                splice(seg, 2, &a);
+            }),
+        ),
+        (
+            "the last segment removed",
+            Box::new(|seg: &std::path::Path, dir: &std::path::Path| {
+                let last = journal::list_segments(dir)
+                    .unwrap()
+                    .into_iter()
+                    .max()
+                    .unwrap();
+                assert!(last > 2, "the journal has more than two segments");
+                std::fs::remove_file(segment_path(dir, last)).unwrap();
+                let _ = seg;
+            }),
+        ),
+        (
+            "a segment cut short",
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let len = std::fs::metadata(seg).unwrap().len();
+                let f = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
+                f.set_len(len - 10).unwrap();
+            }),
+        ),
+        (
+            "an event id spelled with an escape",
+            escape("event_id", "0", "\\u0030"),
+        ),
+        (
+            "a timestamp spelled with an escape",
+            escape("timestamp", "-", "\\u002d"),
+        ),
+        (
+            "a previous_hash spelled with an escape",
+            escape("previous_hash", "a", "\\u0061"),
+        ),
+        ("not an event: a seq of another type", {
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let (_, payload) = &records_of(seg)[1];
+                let mut v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+                let seq = v["seq"].as_u64().unwrap();
+                v["seq"] = serde_json::json!(format!("{seq}"));
+                splice(seg, 1, &framed(&serde_json::to_vec(&v).unwrap()));
+            })
+        }),
+    ];
+    let (mut compared, mut stopped) = (0, 0);
+    for (name, change) in &cases {
+        let (root, busiest) = make();
+        let dir = busiest.dir(&StorePaths::new(root.path()).journal());
+        change(&segment_path(&dir, 2), &dir);
+        let verified = verify_store(root.path(), Some(&public), false).unwrap();
+        let want: Vec<serde_json::Value> = verified
+            .journals
+            .iter()
+            .map(|j| serde_json::to_value(j).unwrap())
+            .collect();
+        if *name == "untouched" {
+            assert!(verified.intact(), "{verified:#?}");
+        } else {
+            let found: usize = verified
+                .journals
+                .iter()
+                .map(|j| j.chain.findings.len())
+                .sum();
+            assert!(found > 0, "{name}: verify finds it ({verified:#?})");
+        }
+        // Every record's time, to read all of them, a middle part, or none.
+        let times: Vec<std::time::SystemTime> =
+            journals::list(&StorePaths::new(root.path()).journal())
+                .unwrap()
+                .into_iter()
+                .flat_map(|id| {
+                    let dir = id.dir(&StorePaths::new(root.path()).journal());
+                    journal::list_segments(&dir)
+                        .unwrap()
+                        .into_iter()
+                        .flat_map(move |n| records_of(&segment_path(&dir, n)))
+                })
+                .filter_map(|(_, p)| super::spans::time_of(&p))
+                .collect();
+        let (first, last) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
+        let middle = first + (last.duration_since(first).unwrap() / 3);
+        let ranges = [
+            (first, last),
+            (middle, middle + Duration::from_millis(5)),
+            (last, first),
+        ];
+        for (from, to) in ranges {
+            for workers in [1, 2] {
+                let scanned = scan_on(
+                    root.path(),
+                    (from, to),
+                    Some((from, to)),
+                    Some(WalkChains { key: Some(&public) }),
+                    workers,
+                    |_, _| (),
+                    |()| {},
+                    || Nothing,
+                );
+                // A record that is not an event stops the scan (as it always did): its
+                // reader walks the chain again on its own then (`compliance::with_chain`).
+                if let Err(e) = &scanned.result {
+                    assert!(
+                        name.starts_with("not an event") && matches!(e, StoreError::Decode { .. }),
+                        "{name}: {e}"
+                    );
+                    stopped += 1;
+                    compared += 1;
+                    continue;
+                }
+                let report = scanned
+                    .result
+                    .unwrap_or_else(|e| panic!("{name}: the scan reads the store: {e}"));
+                let got: Vec<serde_json::Value> = report
+                    .chains
+                    .iter()
+                    .map(|(_, j)| serde_json::to_value(j).unwrap())
+                    .collect();
+                assert_eq!(
+                    got, want,
+                    "{name}, range {from:?}..{to:?}, {workers} thread(s)"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, cases.len() * 6);
+    assert_eq!(
+        stopped, 2,
+        "the record that is not an event stops the scans of every record"
+    );
+}

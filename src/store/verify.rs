@@ -45,7 +45,7 @@ use super::chain::{Hash, Head, Link, digest, hex, parse_hex};
 use super::checkpoint::{self, Signed, Statement, TrustedKey};
 use indicatif::ProgressBar;
 
-use super::journal::{self, FORMAT, FORMAT_LEGACY, HEADER_LEN};
+use super::journal::{self, FORMAT, FORMAT_LEGACY, HEADER_LEN, JournalPos};
 use super::journals::{self, JournalId};
 use super::{StoreError, StorePaths};
 use crate::audit::event::EventId;
@@ -372,7 +372,13 @@ impl Walker {
 
     /// A whole record (its checksum matched) at `place`.
     pub(crate) fn record(&mut self, place: Place, payload: &[u8]) {
-        let link = Link::of(payload);
+        self.record_link(place, payload, Link::of(payload));
+    }
+
+    /// [`Walker::record`] with the record's chain members read already, as [`Link::of`]
+    /// reads them (`None`: not a JSON object of that shape), by a reader that decodes the
+    /// record anyway ([`super::scan`]).
+    pub(crate) fn record_link(&mut self, place: Place, payload: &[u8], link: Option<Link<'_>>) {
         if self.collect_ids
             && let Some(l) = &link
             && let (Some(id), Some(seq)) = (l.event_id.and_then(|i| i.parse().ok()), l.seq)
@@ -673,63 +679,11 @@ fn verify_journal(
     progress: &ProgressBar,
 ) -> Result<(ChainReport, Vec<Located>), StoreError> {
     let segments = journal::list_segments(dir)?;
-    let walker = RefCell::new(Walker::new(0, None, collect_ids));
-    let checkpoints = if id == JournalId::LEGACY {
-        Vec::new()
-    } else {
-        checkpoint::read(dir)?
-    };
-    let end_place = |segment, offset| Place::Record { segment, offset };
-    {
-        let mut w = walker.borrow_mut();
-        w.checkpoints(
-            &checkpoints,
-            id,
-            key,
-            |line| Place::Checkpoint { line },
-            checkpoint::FILE,
-        );
-        w.purges(super::retention::read_purges(dir, id, key)?);
-    }
-    let times = super::spans::read(dir);
-    let mut span_problems = Vec::new();
-    let mut end = end_place(1, HEADER_LEN);
-    let mut seen_chained = false;
-    let mut legacy = 0u64;
-    let mut previous: Option<u64> = None;
+    let walk = RefCell::new(JournalWalk::open(dir, id, key, collect_ids, &segments)?);
     let mut image = Vec::new();
     for (i, &n) in segments.iter().enumerate() {
         let newest = i + 1 == segments.len();
-        if let Some(p) = previous
-            && n != p + 1
-        {
-            walker.borrow_mut().report.notes.push(format!(
-                "segment files {}..{} are missing",
-                p + 1,
-                n - 1
-            ));
-        }
-        previous = Some(n);
-        let format = journal::format_of(dir, n)?;
-        if format.is_some_and(|f| f > FORMAT) {
-            return Err(StoreError::NewerFormat {
-                path: journal::segment_path(dir, n),
-                found: format.unwrap_or_default(),
-            });
-        }
-        let chained = journal::is_chained(format);
-        if chained {
-            seen_chained = true;
-        } else if format == Some(FORMAT_LEGACY) && seen_chained {
-            walker.borrow_mut().brk(
-                Kind::Inserted,
-                end_place(n, 0),
-                None,
-                "a legacy (unchained) segment after chained ones".into(),
-            );
-        }
-        let span = times.get(&n);
-        let mut outside = None;
+        let chained = walk.borrow_mut().segment(n)?;
         let at = journal::read_segment_in(
             dir,
             n,
@@ -737,54 +691,203 @@ fn verify_journal(
             newest,
             &mut image,
             |pos, payload| {
-                let place = end_place(pos.segment, pos.offset - 8 - payload.len() as u64);
-                if let Some(span) = span
-                    && outside.is_none()
-                    && !super::spans::time_of(payload).is_some_and(|t| span.covers(t))
-                {
-                    outside = Some(pos.offset - 8 - payload.len() as u64);
-                }
-                if chained {
-                    walker.borrow_mut().record(place, payload);
-                } else {
-                    legacy += 1;
-                }
+                walk.borrow_mut().record(pos, payload, chained, None);
                 Ok::<(), StoreError>(())
             },
-            |d| {
-                walker.borrow_mut().damage(
-                    end_place(n, d.offset),
-                    &d.reason,
-                    d.resumes_at.is_some(),
-                )
-            },
+            |d| walk.borrow_mut().damage(&d),
         )?;
-        if let Some(offset) = outside {
-            span_problems.push(format!(
-                "segment {n}: the record at offset {offset} lies outside the time span `{}` gives the segment (that file was changed: an export by time could skip records; deleting it is safe)",
-                super::spans::FILE
-            ));
-        }
-        end = end_place(n, at.offset);
         progress.inc(
             std::fs::metadata(journal::segment_path(dir, n))
                 .map(|m| m.len())
                 .unwrap_or(at.offset),
         );
+        walk.borrow_mut().segment_end(n, at.offset, newest)?;
+    }
+    walk.into_inner().finish()
+}
+
+/// One journal's chain walk, fed its segments' records in order by whoever reads them:
+/// [`verify_journal`], or a scan that reads the journal for its own ends and walks its chain
+/// on the way ([`super::scan`]: `report` and `compliance` read each record once, not once
+/// for their facts and again for the chain). For each segment, oldest first:
+/// [`JournalWalk::segment`], its whole records ([`JournalWalk::record`]) and damaged
+/// stretches ([`JournalWalk::damage`]) in file order, then [`JournalWalk::segment_end`];
+/// then [`JournalWalk::finish`].
+pub(crate) struct JournalWalk {
+    dir: PathBuf,
+    id: JournalId,
+    walker: Walker,
+    /// The segments' time spans ([`super::spans`]), to find records outside them.
+    times: HashMap<u64, super::spans::Span>,
+    span_problems: Vec<String>,
+    /// The current segment's first record outside its span, if any.
+    outside: Option<u64>,
+    current: Option<u64>,
+    end: Place,
+    seen_chained: bool,
+    legacy: u64,
+    previous: Option<u64>,
+    /// Whether no segment was listed.
+    none: bool,
+}
+
+impl JournalWalk {
+    /// Starts the walk of the journal `id` in `dir`, whose segments are `segments` (as
+    /// [`journal::list_segments`] lists them), with its checkpoints and purge statements.
+    pub(crate) fn open(
+        dir: &Path,
+        id: JournalId,
+        key: Option<&TrustedKey>,
+        collect_ids: bool,
+        segments: &[u64],
+    ) -> Result<JournalWalk, StoreError> {
+        let mut walker = Walker::new(0, None, collect_ids);
+        let checkpoints = if id == JournalId::LEGACY {
+            Vec::new()
+        } else {
+            checkpoint::read(dir)?
+        };
+        walker.checkpoints(
+            &checkpoints,
+            id,
+            key,
+            |line| Place::Checkpoint { line },
+            checkpoint::FILE,
+        );
+        walker.purges(super::retention::read_purges(dir, id, key)?);
+        Ok(JournalWalk {
+            dir: dir.to_path_buf(),
+            id,
+            walker,
+            times: super::spans::read(dir),
+            span_problems: Vec::new(),
+            outside: None,
+            current: None,
+            end: Place::Record {
+                segment: 1,
+                offset: HEADER_LEN,
+            },
+            seen_chained: false,
+            legacy: 0,
+            previous: None,
+            none: segments.is_empty(),
+        })
+    }
+
+    /// Segment `n` is read next: returns whether it is chained (its records go to the chain;
+    /// a legacy segment's are counted). A newer format than this build reads is an error.
+    pub(crate) fn segment(&mut self, n: u64) -> Result<bool, StoreError> {
+        if let Some(p) = self.previous
+            && n != p + 1
+        {
+            self.walker.report.notes.push(format!(
+                "segment files {}..{} are missing",
+                p + 1,
+                n - 1
+            ));
+        }
+        self.previous = Some(n);
+        self.current = Some(n);
+        self.outside = None;
+        let format = journal::format_of(&self.dir, n)?;
+        if format.is_some_and(|f| f > FORMAT) {
+            return Err(StoreError::NewerFormat {
+                path: journal::segment_path(&self.dir, n),
+                found: format.unwrap_or_default(),
+            });
+        }
+        let chained = journal::is_chained(format);
+        if chained {
+            self.seen_chained = true;
+        } else if format == Some(FORMAT_LEGACY) && self.seen_chained {
+            self.walker.brk(
+                Kind::Inserted,
+                Place::Record {
+                    segment: n,
+                    offset: 0,
+                },
+                None,
+                "a legacy (unchained) segment after chained ones".into(),
+            );
+        }
+        Ok(chained)
+    }
+
+    /// A whole record of the current segment, `pos` the position after it, in a `chained`
+    /// segment ([`JournalWalk::segment`]); `link`: its chain members when the caller read
+    /// them already (as [`Link::of`] would), `None` to read them here.
+    pub(crate) fn record(
+        &mut self,
+        pos: JournalPos,
+        payload: &[u8],
+        chained: bool,
+        link: Option<Option<Link<'_>>>,
+    ) {
+        let offset = pos.offset - 8 - payload.len() as u64;
+        let place = Place::Record {
+            segment: pos.segment,
+            offset,
+        };
+        if self.outside.is_none()
+            && let Some(span) = self.times.get(&pos.segment)
+            && !super::spans::time_of(payload).is_some_and(|t| span.covers(t))
+        {
+            self.outside = Some(offset);
+        }
+        if chained {
+            match link {
+                Some(link) => self.walker.record_link(place, payload, link),
+                None => self.walker.record(place, payload),
+            }
+        } else {
+            self.legacy += 1;
+        }
+    }
+
+    /// Unreadable bytes of the current segment ([`journal::read_segment`]'s damage).
+    pub(crate) fn damage(&mut self, d: &journal::Damage) {
+        let segment = self.current.unwrap_or_default();
+        self.walker.damage(
+            Place::Record {
+                segment,
+                offset: d.offset,
+            },
+            &d.reason,
+            d.resumes_at.is_some(),
+        )
+    }
+
+    /// Segment `n` is read: its whole records end at `offset`; `newest`: it is the
+    /// journal's last, where bytes after the last whole record are a write in progress or a
+    /// crash not yet recovered (said in a note).
+    pub(crate) fn segment_end(
+        &mut self,
+        n: u64,
+        offset: u64,
+        newest: bool,
+    ) -> Result<(), StoreError> {
+        if let Some(at) = self.outside.take() {
+            self.span_problems.push(format!(
+                "segment {n}: the record at offset {at} lies outside the time span `{}` gives the segment (that file was changed: an export by time could skip records; deleting it is safe)",
+                super::spans::FILE
+            ));
+        }
+        self.end = Place::Record { segment: n, offset };
         if newest {
-            let path = journal::segment_path(dir, n);
+            let path = journal::segment_path(&self.dir, n);
             let len = std::fs::metadata(&path)
                 .map_err(|e| StoreError::io("read the length of", &path, e))?
                 .len();
-            if len > at.offset {
-                let running = id != JournalId::LEGACY
-                    && journals::try_lock(dir.parent().unwrap_or(dir), id)
+            if len > offset {
+                let dir = &self.dir;
+                let running = self.id != JournalId::LEGACY
+                    && journals::try_lock(dir.parent().unwrap_or(dir), self.id)
                         .ok()
                         .flatten()
                         .is_none();
-                walker.borrow_mut().report.notes.push(format!(
+                self.walker.report.notes.push(format!(
                     "{} bytes after the last whole record of segment {n} ({})",
-                    len - at.offset,
+                    len - offset,
                     if running {
                         "its writer is running: a record being written"
                     } else {
@@ -793,54 +896,70 @@ fn verify_journal(
                 ));
             }
         }
+        Ok(())
     }
-    let mut walker = walker.into_inner();
-    walker.report.legacy = legacy;
-    walker.report.spans = span_problems;
-    if seen_chained && walker.after_final.is_none() {
-        let running = journals::try_lock(dir.parent().unwrap_or(dir), id)
-            .ok()
-            .flatten()
-            .is_none();
-        let covered = match walker.report.covered {
-            Some(seq) => format!("records after seq {seq} (its last checkpoint) are"),
-            None => "its records are".to_string(),
-        };
-        walker.report.notes.push(if running {
-            format!("its writer is running: {covered} not covered by a checkpoint yet")
-        } else if walker.saw_checkpoint {
-            format!("no final checkpoint (the writer did not stop cleanly, or the final one was removed): {covered} not covered, a cut there would not show")
-        } else {
-            format!("no checkpoints (the writer crashed before its first one, or the file was removed): {covered} not covered, a cut would not show")
-        });
+
+    /// Ends the walk: what it found, and the events of the whole records when asked.
+    pub(crate) fn finish(self) -> Result<(ChainReport, Vec<Located>), StoreError> {
+        let JournalWalk {
+            dir,
+            id,
+            mut walker,
+            span_problems,
+            end,
+            seen_chained,
+            legacy,
+            none,
+            ..
+        } = self;
+        let dir = dir.as_path();
+        walker.report.legacy = legacy;
+        walker.report.spans = span_problems;
+        if seen_chained && walker.after_final.is_none() {
+            let running = journals::try_lock(dir.parent().unwrap_or(dir), id)
+                .ok()
+                .flatten()
+                .is_none();
+            let covered = match walker.report.covered {
+                Some(seq) => format!("records after seq {seq} (its last checkpoint) are"),
+                None => "its records are".to_string(),
+            };
+            walker.report.notes.push(if running {
+                format!("its writer is running: {covered} not covered by a checkpoint yet")
+            } else if walker.saw_checkpoint {
+                format!("no final checkpoint (the writer did not stop cleanly, or the final one was removed): {covered} not covered, a cut there would not show")
+            } else {
+                format!("no checkpoints (the writer crashed before its first one, or the file was removed): {covered} not covered, a cut would not show")
+            });
+        }
+        if legacy > 0 {
+            walker.report.notes.push(format!(
+                "{legacy} record(s) in legacy (format 1) segments, written before chains: unchained, not verifiable"
+            ));
+        }
+        for torn in torn_files(dir)? {
+            walker.report.notes.push(format!(
+                "recovery after a crash cut a torn tail off and saved it to {} (not tampering: those bytes never formed a whole record)",
+                torn.display()
+            ));
+        }
+        if walker.report.unsigned > 0 {
+            walker.report.notes.push(format!(
+                "{} checkpoint(s) unsigned (no audit.signing_key_file when written): they show accidental cuts, not deliberate rewriting",
+                walker.report.unsigned
+            ));
+        }
+        if walker.report.unchecked > 0 {
+            walker.report.notes.push(format!(
+                "{} signed checkpoint(s) not checked: give --public-key (or configure audit.signing_key_file)",
+                walker.report.unchecked
+            ));
+        }
+        if walker.report.legacy == 0 && none {
+            walker.report.notes.push("no segments".into());
+        }
+        Ok(walker.finish(end))
     }
-    if legacy > 0 {
-        walker.report.notes.push(format!(
-            "{legacy} record(s) in legacy (format 1) segments, written before chains: unchained, not verifiable"
-        ));
-    }
-    for torn in torn_files(dir)? {
-        walker.report.notes.push(format!(
-            "recovery after a crash cut a torn tail off and saved it to {} (not tampering: those bytes never formed a whole record)",
-            torn.display()
-        ));
-    }
-    if walker.report.unsigned > 0 {
-        walker.report.notes.push(format!(
-            "{} checkpoint(s) unsigned (no audit.signing_key_file when written): they show accidental cuts, not deliberate rewriting",
-            walker.report.unsigned
-        ));
-    }
-    if walker.report.unchecked > 0 {
-        walker.report.notes.push(format!(
-            "{} signed checkpoint(s) not checked: give --public-key (or configure audit.signing_key_file)",
-            walker.report.unchecked
-        ));
-    }
-    if walker.report.legacy == 0 && segments.is_empty() {
-        walker.report.notes.push("no segments".into());
-    }
-    Ok(walker.finish(end))
 }
 
 /// The torn tails recovery saved aside in `dir`.

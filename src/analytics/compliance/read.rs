@@ -15,13 +15,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::survey::{ChainFacts, SAMPLE, Sample, Survey};
 use crate::store::retention::{Keep, Periods};
 use crate::store::scan::{self, Scanned, Sink};
+use crate::store::verify::JournalReport;
 use crate::store::{self, Damage, StoreError};
 
 /// Reads every event of `window`'s read range into surveys of it, one per reading thread,
-/// on up to `workers` threads; the caller finishes and merges them ([`super::facts_of`]).
-pub fn window(window: &super::Window, root: &Path, workers: usize) -> Scanned<Survey> {
+/// on up to `workers` threads, walking every journal's chain on the way with `walk`; the
+/// caller finishes and merges them ([`super::facts_of`]).
+pub fn window(
+    window: &super::Window,
+    root: &Path,
+    workers: usize,
+    walk: Option<scan::WalkChains<'_>>,
+) -> Scanned<Survey> {
     let (from, to) = window.read_range();
-    scan::events_on(root, from, to, workers, || window.survey())
+    scan::events_on(root, from, to, walk, workers, || window.survey())
 }
 
 /// What the read of the expired events met besides them.
@@ -93,7 +100,7 @@ pub fn expired(
             damaged: Vec::new(),
         });
     }
-    let scanned = scan::events_on(root, UNIX_EPOCH, latest, workers, || ExpiredSink {
+    let scanned = scan::events_on(root, UNIX_EPOCH, latest, None, workers, || ExpiredSink {
         periods,
         cutoffs: &cutoffs,
         now,
@@ -123,8 +130,13 @@ pub fn chain(
     key: Option<&crate::store::checkpoint::TrustedKey>,
 ) -> Result<ChainFacts, StoreError> {
     let report = store::verify::verify_store(root, key, false)?;
+    Ok(chain_facts(&report.journals))
+}
+
+/// The facts of the chain walks of `journals`, in journal order.
+pub fn chain_facts<'j>(journals: impl IntoIterator<Item = &'j JournalReport>) -> ChainFacts {
     let mut facts = ChainFacts::default();
-    for j in &report.journals {
+    for j in journals {
         let c = &j.chain;
         facts.journals += 1;
         facts.chained += c.chained;
@@ -145,7 +157,7 @@ pub fn chain(
             }
         }
     }
-    Ok(facts)
+    facts
 }
 
 #[cfg(test)]

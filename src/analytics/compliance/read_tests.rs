@@ -352,7 +352,9 @@ fn surveying_in_the_calls_pass_gives_the_same_facts_and_the_same_calls() {
         let w = super::super::Window::of(&input).unwrap();
         let mut calls = Vec::new();
         let (surveys, read) =
-            crate::analytics::read::each_call_surveying(root, from, to, &w, |c| calls.push(c));
+            crate::analytics::read::each_call_surveying(root, from, to, &w, None, |c| {
+                calls.push(c)
+            });
         let read = read.unwrap();
         assert_eq!(
             surveys.len(),
@@ -401,7 +403,7 @@ fn an_end_known_from_its_access_without_decrypting_reads_as_the_opened_one() {
     for workers in [1, 2] {
         // Alone, every sealed end is opened; beside the calls, those that seal only their
         // user's name are known from their access.
-        let alone = scan::events_on(root, first, last, workers, Ends::default);
+        let alone = scan::events_on(root, first, last, None, workers, Ends::default);
         let alone_report = alone.result.unwrap();
         assert_eq!(alone_report.ends_not_opened, 0);
         let range = (first, last);
@@ -409,6 +411,7 @@ fn an_end_known_from_its_access_without_decrypting_reads_as_the_opened_one() {
             root,
             range,
             Some(range),
+            None,
             workers,
             |_, _| (),
             |()| {},
@@ -425,5 +428,49 @@ fn an_end_known_from_its_access_without_decrypting_reads_as_the_opened_one() {
             want.iter()
                 .any(|e| e.contains("jane.doe") && e.contains("Encrypted"))
         );
+    }
+}
+
+/// The chain facts of a window read with the walk on the way are the separate walk's
+/// (`verify --no-index`), and when a record that is not an event stops the scan, the walk is
+/// made again on its own: the rewritten record is a finding, not a hole in the facts.
+#[test]
+fn the_chain_walked_on_the_way_gives_the_separate_walks_facts_even_when_the_scan_stops() {
+    use crate::store::trail_tests::{framed, records_of, splice};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let all = compliance_store(root);
+    let config = config(60_000);
+    let (since, until) = window(&all, 0.0, 1.0);
+    let input = ComplianceInput {
+        root,
+        config: &config,
+        since,
+        until,
+        now: until + Duration::from_secs(20),
+        verify_chain: true,
+    };
+    let separate = || super::chain(root, None).unwrap();
+    let f = facts_on(&input, 2).unwrap();
+    assert!(f.read_error.is_none(), "{:?}", f.read_error);
+    let whole = separate();
+    assert!(whole.chained > 100 && whole.findings == 0, "{whole:?}");
+    assert_eq!(f.chain.as_ref(), Some(&whole));
+    // A record rewritten (its checksum too) into a JSON object that is no event.
+    let journal_root = StorePaths::new(root).journal();
+    let id = journals::list(&journal_root).unwrap()[0];
+    let segment = journal::segment_path(&id.dir(&journal_root), 1);
+    assert!(records_of(&segment).len() > 3);
+    splice(
+        &segment,
+        2,
+        &framed(br#"{"seq":"2","note":"not an event"}"#),
+    );
+    for workers in [1, 2] {
+        let f = facts_on(&input, workers).unwrap();
+        assert!(f.read_error.is_some(), "the scan stopped at the record");
+        let walked = separate();
+        assert_eq!(walked.findings, 1, "{walked:?}");
+        assert_eq!(f.chain.as_ref(), Some(&walked), "{workers} thread(s)");
     }
 }

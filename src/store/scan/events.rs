@@ -119,14 +119,16 @@ pub fn events<S: Sink + Send>(
     to: SystemTime,
     new: impl Fn() -> S + Sync,
 ) -> Scanned<S> {
-    events_on(root, from, to, super::default_workers(), new)
+    events_on(root, from, to, None, super::default_workers(), new)
 }
 
-/// [`events`] on at most `workers` reading threads (1: the caller's thread reads).
+/// [`events`] on at most `workers` reading threads (1: the caller's thread reads), walking
+/// every journal's chain on the way with `walk` ([`super::ScanReport::chains`]).
 pub(crate) fn events_on<S: Sink + Send>(
     root: &Path,
     from: SystemTime,
     to: SystemTime,
+    walk: Option<super::WalkChains<'_>>,
     workers: usize,
     new: impl Fn() -> S + Sync,
 ) -> Scanned<S> {
@@ -136,6 +138,7 @@ pub(crate) fn events_on<S: Sink + Send>(
         root,
         none,
         Some((from, to)),
+        walk,
         workers,
         |_, _| (),
         |()| {},
@@ -180,7 +183,7 @@ pub(super) fn hand_on<S: Sink>(
     };
     let sealed_errors: Vec<Cow<'_, str>>;
     let mut e = Event {
-        id: r.event_id,
+        id: r.event_id.id,
         timestamp: time,
         event_type: r.event_type,
         result: r.result,
