@@ -86,7 +86,7 @@ pub fn each_call(
     root: &Path,
     from: SystemTime,
     to: SystemTime,
-    each: impl FnMut(Call),
+    each: impl FnMut(Call) + Send,
 ) -> Result<ReadReport, StoreError> {
     store::scan_calls(root, from, to, call_of, each).map(ReadReport::from)
 }
@@ -102,7 +102,7 @@ pub fn each_call_surveying(
     to: SystemTime,
     window: &super::compliance::Window,
     walk: Option<scan::WalkChains<'_>>,
-    each: impl FnMut(Call),
+    each: impl FnMut(Call) + Send,
 ) -> (
     Vec<super::compliance::Survey>,
     Result<ReadReport, StoreError>,

@@ -474,7 +474,7 @@ fn findings_in(
     config: &Config,
     from: SystemTime,
     to: SystemTime,
-    keep: impl Fn(&Call) -> bool,
+    keep: impl Fn(&Call) -> bool + Sync,
 ) -> Result<(Vec<Call>, usize, Vec<anomalies::Finding>), AnalyticsError> {
     let start = from.checked_sub(baseline(config)).unwrap_or(UNIX_EPOCH);
     let mut held = anomalies::Held::default();

@@ -76,12 +76,14 @@
 //! # Threads and memory
 //!
 //! Journals are shared out among up to [`MAX_WORKERS`] threads (no more than the machine's
-//! cores), by the bytes each has to read; each thread reads its journals one after the
-//! other and hands batches of calls, made by the caller's `make` on that thread, over a
-//! bounded channel to the caller's thread, which runs `each`. Held at once: one segment image
-//! per thread (segments are read whole, as [`super::journal::read_segment`] reads them, into
-//! one buffer per thread: up to `audit.segment_bytes`, 64 MiB by default), a few batches in
-//! the channel, and each journal's calls in flight.
+//! cores; the caller's thread is one of them), by the bytes each has to read; each thread
+//! reads its journals one after the other, makes batches of calls with the caller's `make`,
+//! and runs the caller's `each` on each batch itself, one thread at a time (under a lock):
+//! a call is freed on the thread that made it, and no thread beyond the reading ones
+//! competes for the cores. Held at once: one segment image per thread (segments are read
+//! whole, as [`super::journal::read_segment`] reads them, into one buffer per thread: up
+//! to `audit.segment_bytes`, 64 MiB by default), a batch per thread, and each journal's
+//! calls in flight.
 //!
 //! # Errors
 //!
@@ -102,8 +104,8 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -126,10 +128,8 @@ pub const JOIN_WAIT: Duration = Duration::from_secs(86_400);
 /// The most threads a scan reads journals on.
 pub const MAX_WORKERS: usize = 4;
 
-/// Calls handed over from a reading thread at a time.
+/// Calls handed to `each` at a time (under its lock).
 const BATCH: usize = 1024;
-/// Batches waiting for the caller's thread, per reading thread.
-const BATCHES_QUEUED: usize = 4;
 
 /// A `tool_access` event as the scan hands it on: its skeleton and its personal fields,
 /// opened.
@@ -259,14 +259,15 @@ impl ScanReport {
 }
 
 /// Reads the calls whose access event lies in `[from, to]` from every journal of the store
-/// at `root`, turning each into a `T` with `make` (on a reading thread) and handing it to
-/// `each` (on the caller's thread), in no particular order (see the module docs).
+/// at `root`, turning each into a `T` with `make` and handing it to `each`, both on a
+/// reading thread (`each` on one thread at a time), in no particular order (see the module
+/// docs).
 pub fn calls<T: Send>(
     root: &Path,
     from: SystemTime,
     to: SystemTime,
     make: impl Fn(Access, Option<End>) -> T + Sync,
-    each: impl FnMut(T),
+    each: impl FnMut(T) + Send,
 ) -> Result<ScanReport, StoreError> {
     calls_on(root, from, to, default_workers(), make, each)
 }
@@ -285,7 +286,7 @@ pub(crate) fn calls_on<T: Send>(
     to: SystemTime,
     workers: usize,
     make: impl Fn(Access, Option<End>) -> T + Sync,
-    each: impl FnMut(T),
+    each: impl FnMut(T) + Send,
 ) -> Result<ScanReport, StoreError> {
     scan_on(root, (from, to), None, None, workers, make, each, || {
         NoEvents
@@ -306,7 +307,7 @@ pub(crate) fn scan_on<T: Send, S: Sink + Send>(
     walk: Option<WalkChains<'_>>,
     workers: usize,
     make: impl Fn(Access, Option<End>) -> T + Sync,
-    mut each: impl FnMut(T),
+    mut each: impl FnMut(T) + Send,
     new: impl Fn() -> S + Sync,
 ) -> Scanned<S> {
     let ranges = Ranges::new(calls, events);
@@ -366,27 +367,35 @@ pub(crate) fn scan_on<T: Send, S: Sink + Send>(
         };
         vec![read_share(plans.iter().collect(), &mut send)]
     } else {
-        let shares = share(&mut plans, workers);
-        let (tx, rx) = mpsc::sync_channel::<Vec<T>>(BATCHES_QUEUED * workers);
+        // The caller's `each` runs on the reading threads, one batch at a time under a
+        // lock, and the caller's thread reads a share too: so each call is freed on the
+        // thread that made it, and no thread beyond the reading ones competes for the
+        // cores. (Handed to the caller's thread over a channel instead, every call was
+        // freed there, into the reading threads' malloc arenas: on two cores, three
+        // threads then took turns holding those arenas' locks, and the readers slept on
+        // them a sixth of the time.)
+        let each = Mutex::new(&mut each);
+        let hand = |batch: Vec<T>| {
+            let mut each = each.lock().unwrap_or_else(|p| p.into_inner());
+            batch.into_iter().for_each(&mut **each);
+            true
+        };
+        let mut shares = share(&mut plans, workers).into_iter();
+        let own = shares.next().expect("at least one worker");
         std::thread::scope(|s| {
             let handles: Vec<_> = shares
-                .into_iter()
                 .map(|share| {
-                    let tx = tx.clone();
-                    let read_share = &read_share;
-                    s.spawn(move || {
-                        // A send fails only when the caller's thread stopped receiving.
-                        read_share(share, &mut |batch: Vec<T>| tx.send(batch).is_ok())
-                    })
+                    let (read_share, hand) = (&read_share, &hand);
+                    s.spawn(move || read_share(share, &mut |batch: Vec<T>| hand(batch)))
                 })
                 .collect();
-            drop(tx);
-            for batch in rx {
-                batch.into_iter().for_each(&mut each);
-            }
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            let mine = read_share(own, &mut |batch: Vec<T>| hand(batch));
+            std::iter::once(mine)
+                .chain(
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+                )
                 .collect()
         })
     };
