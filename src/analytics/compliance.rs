@@ -16,8 +16,8 @@
 //! threads, [`read::window`], memory bounded by the calls in flight and a few counters),
 //! walks the journals' hash chains on the way ([`with_chain`]: the same scan reads every
 //! segment of the store then, and checks each record's chain as [`crate::store::verify`]
-//! does, from the members it decodes anyway; again on its own only when a record that is no
-//! event stops the scan), and then judges every rule of each regulation
+//! does, from the members it decodes anyway; again on its own only when an error stopped
+//! the scan, such as a record that is no event), and then judges every rule of each regulation
 //! asked from those facts and the configuration ([`rules`]: pure functions, tested on
 //! made-up facts). [`assess`] is the same for one regulation.
 
@@ -291,8 +291,8 @@ pub(crate) fn facts_on(
 /// Runs `read` (the window's reading), handing it the chain walk to make on the way when
 /// `input` asks for one ([`scan::WalkChains`]: the scan reads every journal whole then, and
 /// checks each record's chain members as it decodes it). `read` gives back its output and
-/// the walk's journal reports, or `None` when its scan stopped before the end: the walk is
-/// then made again on its own ([`read::chain`]), since what stopped the scan (a record that
+/// the walk's journal reports, or `None` when an error stopped its scan: the walk is then
+/// made again on its own ([`read::chain`]), since what stopped the scan (say a record that
 /// is not an event: rewritten) is what the walk is there to find.
 pub fn with_chain<R>(
     input: &ComplianceInput<'_>,

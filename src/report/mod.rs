@@ -107,8 +107,12 @@ pub fn gather(
                     walk,
                     &mut each,
                 );
-                let chains = read.as_mut().ok().map(|r| std::mem::take(&mut r.chains));
-                ((surveys, read), chains)
+                // A failed read fails the report (below): no walk is made again for it.
+                let chains = match read.as_mut() {
+                    Ok(r) => std::mem::take(&mut r.chains),
+                    Err(_) => Vec::new(),
+                };
+                ((surveys, read), Some(chains))
             })?;
             let report = read?;
             let facts = compliance::facts_of(input, surveys, Ok(&report.damaged), chain)?;

@@ -17,9 +17,9 @@
 //!
 //! Every journal ([`super::journals::list`]: writers' journals and the legacy one, formats 1
 //! to 3 alike), segment by segment, oldest first. A closed segment whose time span misses
-//! the range is not read ([`super::spans`]). In a segment that is read, a record whose time
-//! (found as text from the record's end, [`super::spans::record_time`]) lies outside the range
-//! is skipped undecoded. Other records are decoded into their skeleton only (borrowed from
+//! the range is not read ([`super::spans`]), unless the scan walks the chains (below). In a
+//! segment that is read, a record whose time (found as text from the record's end,
+//! [`super::spans::record_time`]) lies outside the range is skipped undecoded. Other records are decoded into their skeleton only (borrowed from
 //! the segment: id, time, type, tool, session, user as stored, risk, tags, link, result,
 //! risk reasons, execution time, output size, the `personal` member), and the personal fields
 //! of `tool_access` events are opened with their user's key ([`super::personal::Keyring`]);
@@ -93,7 +93,7 @@
 //! segment). Damaged bytes inside a segment (and a damaged end of a segment that is not the
 //! newest) are not an error: they are reported in [`ScanReport::damaged`] and the whole
 //! records around them are read. A segment removed while the scan runs (retention) holds no
-//! records.
+//! records; a chain walk, as `verify`, stops at it with an error.
 
 mod events;
 
@@ -375,10 +375,14 @@ pub(crate) fn scan_on<T: Send, S: Sink + Send>(
         // threads then took turns holding those arenas' locks, and the readers slept on
         // them a sixth of the time.)
         let each = Mutex::new(&mut each);
-        let hand = |batch: Vec<T>| {
-            let mut each = each.lock().unwrap_or_else(|p| p.into_inner());
-            batch.into_iter().for_each(&mut **each);
-            true
+        // After a panic in `each` (the lock poisoned) the others stop reading; the panic
+        // goes on to the caller when the threads are joined.
+        let hand = |batch: Vec<T>| match each.lock() {
+            Ok(mut each) => {
+                batch.into_iter().for_each(&mut **each);
+                true
+            }
+            Err(_) => false,
         };
         let mut shares = share(&mut plans, workers).into_iter();
         let own = shares.next().expect("at least one worker");
@@ -585,12 +589,12 @@ impl Plan {
 struct Out<'a, T, M> {
     make: &'a M,
     batch: Vec<T>,
-    /// Sends a batch; false when nobody receives any more.
+    /// Hands a batch to `each`; false when `each` panicked on another thread.
     send: &'a mut dyn FnMut(Vec<T>) -> bool,
 }
 
 impl<T, M: Fn(Access, Option<End>) -> T> Out<'_, T, M> {
-    /// Hands one call on; false when nobody receives any more.
+    /// Hands one call on; false when `each` panicked on another thread.
     fn call(&mut self, access: Access, end: Option<End>) -> bool {
         self.batch.push((self.make)(access, end));
         if self.batch.len() >= BATCH {
@@ -635,40 +639,141 @@ struct Skeleton<'a> {
     metadata: Meta<'a>,
     #[serde(borrow, default)]
     personal: Option<SealedRef<'a>>,
-    /// The chain members, for a chain walk on the way ([`Skeleton::link`]).
+    /// The chain members, for a chain walk on the way ([`Skeleton::link`]); of any type
+    /// (a record whose chain members are of another type is the walk's finding, and was
+    /// never a reason to stop reading calls).
     #[serde(default)]
-    seq: Option<u64>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    previous_hash: Option<Option<Text<'a>>>,
+    seq: Member<u64>,
+    #[serde(borrow, default)]
+    previous_hash: Member<Text<'a>>,
 }
 
 impl Skeleton<'_> {
     /// The record's chain members exactly as [`Link::of`] reads them from the same bytes
-    /// (`None`: it would not read them), without reading the record again: `Link::of` reads
-    /// the four members `seq`, `previous_hash`, `event_id` and `timestamp`, the last three as
-    /// strings borrowed from the record, so it fails on any of them spelled with escapes
-    /// (which no writer writes). A record this skeleton reads has those members of those
-    /// types, none twice, so that is the only way the two can differ. `event_id` is left
-    /// out: it is for the index check, which a scan's walk does not make.
-    fn link(&self) -> Option<Link<'_>> {
-        let plain_time = matches!(self.timestamp, Cow::Borrowed(_));
-        let previous_hash = match &self.previous_hash {
-            None => None,
-            Some(None) => Some(None),
-            Some(Some(text)) => Some(Some(text.plain()?)),
+    /// `payload` (`Some(None)`: it would not read them), without reading the record again;
+    /// `None` when only `Link::of` can tell (the record is a JSON array, which derived
+    /// structs read by position, each in its own order). `Link::of` reads the four members
+    /// `seq`, `previous_hash`, `event_id` and `timestamp`, the last three as strings
+    /// borrowed from the record, so it fails on any of them spelled with escapes (which no
+    /// writer writes) or of another type. A record this skeleton reads has `event_id` and
+    /// `timestamp` strings, none of the four twice, and the chain members as they are
+    /// ([`Member`]), so that is all it must check. `event_id` is left out of the link: it
+    /// is for the index check, which a scan's walk does not make.
+    fn link(&self, payload: &[u8]) -> Option<Option<Link<'_>>> {
+        if payload.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        let seq = match self.seq {
+            Member::Absent | Member::Null => None,
+            Member::Value(seq) => Some(seq),
+            Member::Other => return Some(None),
         };
-        (plain_time && !self.event_id.escaped).then_some(Link {
-            seq: self.seq,
+        let previous_hash = match &self.previous_hash {
+            Member::Absent => None,
+            Member::Null => Some(None),
+            Member::Value(Text::Plain(text)) => Some(Some(*text)),
+            Member::Value(Text::Escaped(_)) | Member::Other => return Some(None),
+        };
+        let plain = matches!(self.timestamp, Cow::Borrowed(_)) && !self.event_id.escaped;
+        Some(plain.then_some(Link {
+            seq,
             previous_hash,
             event_id: None,
             timestamp: None,
-        })
+        }))
     }
 }
 
-/// `previous_hash`: absent (`None`), `null` (`Some(None)`) or a string.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Text<'de>>>, D::Error> {
-    Option::<Text<'de>>::deserialize(d).map(Some)
+/// A member read whatever its type: absent, `null`, a `T`, or of another type (skipped).
+#[derive(Default)]
+enum Member<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+    Other,
+}
+
+/// What a [`Member`] takes as its value.
+trait Scalar<'de>: Sized {
+    fn of_u64(_: u64) -> Option<Self> {
+        None
+    }
+    fn of_borrowed(_: &'de str) -> Option<Self> {
+        None
+    }
+    fn of_str(_: &str) -> Option<Self> {
+        None
+    }
+}
+
+impl Scalar<'_> for u64 {
+    fn of_u64(v: u64) -> Option<u64> {
+        Some(v)
+    }
+}
+
+impl<'de: 'a, 'a> Scalar<'de> for Text<'a> {
+    fn of_borrowed(v: &'de str) -> Option<Text<'a>> {
+        Some(Text::Plain(v))
+    }
+    fn of_str(v: &str) -> Option<Text<'a>> {
+        Some(Text::Escaped(v.to_owned()))
+    }
+}
+
+impl<'de, T: Scalar<'de>> Deserialize<'de> for Member<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Member<T>, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Scalar<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = Member<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Member<T>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Member<T>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Member<T>, E> {
+                Ok(T::of_u64(v).map_or(Member::Other, Member::Value))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Member<T>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Member<T>, E> {
+                Ok(T::of_borrowed(v).map_or(Member::Other, Member::Value))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Member<T>, E> {
+                Ok(T::of_str(v).map_or(Member::Other, Member::Value))
+            }
+            fn visit_unit<E>(self) -> Result<Member<T>, E> {
+                Ok(Member::Null)
+            }
+            fn visit_none<E>(self) -> Result<Member<T>, E> {
+                Ok(Member::Null)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Member<T>, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Member::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Member<T>, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Member::Other)
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
 }
 
 /// An `event_id`, and whether it was spelled with escapes (see [`Skeleton::link`]).
@@ -699,14 +804,6 @@ impl Text<'_> {
         match self {
             Text::Plain(t) => t,
             Text::Escaped(t) => t,
-        }
-    }
-
-    /// The text when it could be borrowed from the record.
-    fn plain(&self) -> Option<&str> {
-        match self {
-            Text::Plain(t) => Some(t),
-            Text::Escaped(_) => None,
         }
     }
 }
@@ -866,7 +963,7 @@ struct Join {
 
 impl Join {
     /// Hands on (without an end) the calls more than [`JOIN_WAIT`] older than `now_ms`, and
-    /// forgets the ends that old; false when nobody receives any more.
+    /// forgets the ends that old; false when `each` panicked on another thread.
     fn advance<T, M: Fn(Access, Option<End>) -> T>(
         &mut self,
         now_ms: u64,
@@ -1017,7 +1114,7 @@ struct Segment<'a> {
 enum Stop {
     /// An error to return.
     Failed(StoreError),
-    /// Nobody receives calls any more, or another thread failed.
+    /// `each` panicked on another thread, or another thread failed.
     Quiet,
 }
 
@@ -1050,11 +1147,20 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
         image: &mut Vec<u8>,
     ) -> Result<ScanReport, StoreError> {
         let mut damaged = Vec::new();
-        let walk = match self.walk.filter(|_| plan.walk) {
-            Some(w) => Some(JournalWalk::open(
-                &plan.dir, plan.id, w.key, false, &plan.all,
-            )?),
-            None => None,
+        if stop.load(Ordering::Relaxed) {
+            return Ok(self.report);
+        }
+        // A walk lists the journal's segments again now, right before reading its
+        // checkpoints, as `verify` does: a writer may have started a segment since the scan
+        // was planned, and a checkpoint read now may cover records in it.
+        let relisted;
+        let (plan, walk) = match self.walk.filter(|_| plan.walk) {
+            Some(w) => {
+                relisted = Plan::of(plan.dir.clone(), plan.id, &self.ranges.read, true)?;
+                let walk = JournalWalk::open(&plan.dir, plan.id, w.key, false, &relisted.all)?;
+                (&relisted, Some(walk))
+            }
+            None => (plan, None),
         };
         let walk = RefCell::new(walk);
         for &(n, newest, wanted) in &plan.segments {
@@ -1230,7 +1336,7 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
             }
         };
         if let Some(w) = walk.as_mut() {
-            w.record(at, payload, read.chained, Some(r.link()));
+            w.record(at, payload, read.chained, r.link(payload));
         }
         drop(walk);
         let time = humantime::parse_rfc3339(&r.timestamp).map_err(|e| StoreError::Decode {

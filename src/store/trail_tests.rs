@@ -434,13 +434,37 @@ fn a_scans_chain_walk_finds_what_verify_finds() {
             "a previous_hash spelled with an escape",
             escape("previous_hash", "a", "\\u0061"),
         ),
-        ("not an event: a seq of another type", {
+        ("a seq of another type", {
             Box::new(|seg: &std::path::Path, _: &std::path::Path| {
                 let (_, payload) = &records_of(seg)[1];
                 let mut v: serde_json::Value = serde_json::from_slice(payload).unwrap();
                 let seq = v["seq"].as_u64().unwrap();
                 v["seq"] = serde_json::json!(format!("{seq}"));
                 splice(seg, 1, &framed(&serde_json::to_vec(&v).unwrap()));
+            })
+        }),
+        ("a previous_hash of another type", {
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let (_, payload) = &records_of(seg)[1];
+                let mut v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+                v["previous_hash"] = serde_json::json!({"sha256": v["previous_hash"]});
+                splice(seg, 1, &framed(&serde_json::to_vec(&v).unwrap()));
+            })
+        }),
+        ("stops the scan: an event type of another type", {
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let (_, payload) = &records_of(seg)[1];
+                let mut v: serde_json::Value = serde_json::from_slice(payload).unwrap();
+                v["event_type"] = serde_json::json!(5);
+                splice(seg, 1, &framed(&serde_json::to_vec(&v).unwrap()));
+            })
+        }),
+        ("stops the scan: seq twice", {
+            Box::new(|seg: &std::path::Path, _: &std::path::Path| {
+                let (_, payload) = &records_of(seg)[1];
+                let text = String::from_utf8(payload.clone()).unwrap();
+                let twice = format!("{{\"seq\":0,{}", &text[1..]);
+                splice(seg, 1, &framed(twice.as_bytes()));
             })
         }),
     ];
@@ -498,11 +522,13 @@ fn a_scans_chain_walk_finds_what_verify_finds() {
                     |()| {},
                     || Nothing,
                 );
-                // A record that is not an event stops the scan (as it always did): its
-                // reader walks the chain again on its own then (`compliance::with_chain`).
+                // A record that is no event (a member an event has, of another type, or
+                // twice) stops the scan, as it did before the walk: its reader walks the
+                // chain again on its own then (`compliance::with_chain`).
                 if let Err(e) = &scanned.result {
                     assert!(
-                        name.starts_with("not an event") && matches!(e, StoreError::Decode { .. }),
+                        name.starts_with("stops the scan")
+                            && matches!(e, StoreError::Decode { .. }),
                         "{name}: {e}"
                     );
                     stopped += 1;
@@ -527,7 +553,7 @@ fn a_scans_chain_walk_finds_what_verify_finds() {
     }
     assert_eq!(compared, cases.len() * 6);
     assert_eq!(
-        stopped, 2,
-        "the record that is not an event stops the scans of every record"
+        stopped, 4,
+        "a record that is no event stops the scans of every record"
     );
 }
