@@ -37,7 +37,17 @@ fn event(ids: &EventIds) -> Vec<u8> {
 
 /// A writer's journal with `n` events, a signed final checkpoint; the store lock released.
 fn written(root: &std::path::Path, n: usize, signer: &std::sync::Arc<Signer>) -> JournalId {
-    let mut store = Store::open_journal(root, 1 << 20).unwrap();
+    written_in(root, n, signer, 1 << 20)
+}
+
+/// [`written`] in segments of `segment_bytes`.
+fn written_in(
+    root: &std::path::Path,
+    n: usize,
+    signer: &std::sync::Arc<Signer>,
+    segment_bytes: u64,
+) -> JournalId {
+    let mut store = Store::open_journal(root, segment_bytes).unwrap();
     let ids = EventIds::default();
     for _ in 0..n {
         store.journal.append(&[event(&ids)]).unwrap();
@@ -66,14 +76,7 @@ fn a_legacy_journal_is_reported_unchained_not_tampered() {
     bytes.extend_from_slice(&1u64.to_le_bytes());
     let ids = EventIds::default();
     for _ in 0..3 {
-        let p = event(&ids);
-        let len = (p.len() as u32).to_le_bytes();
-        let mut h = crc32fast::Hasher::new();
-        h.update(&len);
-        h.update(&p);
-        bytes.extend_from_slice(&len);
-        bytes.extend_from_slice(&h.finalize().to_le_bytes());
-        bytes.extend_from_slice(&p);
+        bytes.extend_from_slice(&framed(&event(&ids)));
     }
     std::fs::write(segment_path(&legacy, 1), &bytes).unwrap();
     written(root.path(), 4, &signer);
@@ -336,19 +339,10 @@ fn a_scans_chain_walk_finds_what_verify_finds() {
     let public = signer.public();
     let make = || {
         let root = tempfile::tempdir().unwrap();
-        let mut ids = Vec::new();
-        for n in [40, 25, 3] {
-            let mut store = Store::open_journal(root.path(), 4096).unwrap();
-            let events = EventIds::default();
-            for _ in 0..n {
-                store.journal.append(&[event(&events)]).unwrap();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            store.journal.sync().unwrap();
-            let mut cp = CheckpointWriter::new(store.journal.dir(), store.id, Some(signer.clone()));
-            cp.write(store.journal.head(), true).unwrap();
-            ids.push(store.id);
-        }
+        let mut ids: Vec<JournalId> = [40, 25, 3]
+            .into_iter()
+            .map(|n| written_in(root.path(), n, &signer, 4096))
+            .collect();
         ids.sort();
         (root, ids[0])
     };
