@@ -456,6 +456,72 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
     }
 }
 
+/// A record rewritten with a checksum to match reads as an event: only the hash chain shows
+/// the change, walked by `compliance` in the same pass that reads the window.
+#[test]
+fn a_record_rewritten_with_its_checksum_fails_integrity_through_the_chain() {
+    let store = signed_store("");
+    let t = now_ms() - 86_400_000;
+    import(
+        &store,
+        &[
+            call(t, 0, "alice", json!({"text": "x"}), &[]),
+            call(t + 1000, 1, "bob", json!({"text": "y"}), &[]),
+        ],
+    );
+    let (code, rules) = assess(&store, &[]);
+    assert_eq!(
+        status(&rules, "gdpr.art5_1_f.integrity"),
+        "compliant",
+        "exit {code}"
+    );
+    let journal = store.store_dir().join("journal");
+    let segment = std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .map(|d| d.path())
+        .filter(|p| p.is_dir())
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("a segment");
+    // The first record's tool name changed, and its length and checksum set to match.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let start = 16;
+    let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
+    let payload = String::from_utf8(bytes[start + 8..start + 8 + len].to_vec()).unwrap();
+    assert!(payload.contains("\"tool_name\":\"echo\""), "{payload}");
+    let changed = payload.replacen("\"tool_name\":\"echo\"", "\"tool_name\":\"echo2\"", 1);
+    let mut framed = (changed.len() as u32).to_le_bytes().to_vec();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&framed);
+    crc.update(changed.as_bytes());
+    framed.extend_from_slice(&crc.finalize().to_le_bytes());
+    framed.extend_from_slice(changed.as_bytes());
+    bytes.splice(start..start + 8 + len, framed);
+    std::fs::write(&segment, bytes).unwrap();
+
+    let (code, rules) = assess(&store, &[]);
+    assert_eq!(code, 1);
+    for id in [
+        "gdpr.art5_1_f.integrity",
+        "hipaa.164.312_c_1.integrity",
+        "pci_dss.10.3.4.change_detection",
+    ] {
+        let r = rule(&rules, id);
+        assert_eq!(r["status"], "non_compliant", "{r:#}");
+        assert!(
+            r["explanation"].as_str().unwrap().contains("edited"),
+            "the chain walk's finding is named: {r:#}"
+        );
+    }
+    // Nothing stopped the window's reading: the rules that rest on its events still judge.
+    assert_eq!(
+        status(&rules, "pci_dss.10.2.2.event_details"),
+        "compliant",
+        "{rules:#?}"
+    );
+}
+
 #[test]
 fn expired_gdpr_events_behind_many_kept_by_a_longer_tag_are_found() {
     // 14 events (7 calls) tagged only gdpr, 60 days old: expired under gdpr = 30d. Newer,
