@@ -386,6 +386,26 @@ fn an_empty_window_and_an_unverified_chain_are_not_assessable_and_no_store_is_an
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// The rules that rest on the chain walk: the trail is as written.
+const INTEGRITY: [&str; 3] = [
+    "gdpr.art5_1_f.integrity",
+    "hipaa.164.312_c_1.integrity",
+    "pci_dss.10.3.4.change_detection",
+];
+
+/// A segment file of the store's first journal.
+fn first_segment(store: &TestStore) -> std::path::PathBuf {
+    let journal = store.store_dir().join("journal");
+    std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .map(|d| d.path())
+        .filter(|p| p.is_dir())
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("a segment")
+}
+
 #[test]
 fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
     let store = signed_store("");
@@ -398,15 +418,7 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
         ],
     );
     // The tool name of the last record, in the clear skeleton, changed on disk.
-    let journal = store.store_dir().join("journal");
-    let segment = std::fs::read_dir(&journal)
-        .unwrap()
-        .flatten()
-        .map(|d| d.path())
-        .filter(|p| p.is_dir())
-        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "journal"))
-        .expect("a segment");
+    let segment = first_segment(&store);
     let mut bytes = std::fs::read(&segment).unwrap();
     let needle = b"\"tool_name\":\"echo\"";
     let at = bytes
@@ -418,11 +430,7 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
 
     let (code, rules) = assess(&store, &[]);
     assert_eq!(code, 1);
-    for id in [
-        "gdpr.art5_1_f.integrity",
-        "hipaa.164.312_c_1.integrity",
-        "pci_dss.10.3.4.change_detection",
-    ] {
+    for id in INTEGRITY {
         let r = rule(&rules, id);
         assert_eq!(r["status"], "non_compliant", "{r:#}");
         assert!(
@@ -475,15 +483,7 @@ fn a_record_rewritten_with_its_checksum_fails_integrity_through_the_chain() {
         "compliant",
         "exit {code}"
     );
-    let journal = store.store_dir().join("journal");
-    let segment = std::fs::read_dir(&journal)
-        .unwrap()
-        .flatten()
-        .map(|d| d.path())
-        .filter(|p| p.is_dir())
-        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "journal"))
-        .expect("a segment");
+    let segment = first_segment(&store);
     // The first record's tool name changed, and its length and checksum set to match.
     let mut bytes = std::fs::read(&segment).unwrap();
     let start = 16;
@@ -502,11 +502,7 @@ fn a_record_rewritten_with_its_checksum_fails_integrity_through_the_chain() {
 
     let (code, rules) = assess(&store, &[]);
     assert_eq!(code, 1);
-    for id in [
-        "gdpr.art5_1_f.integrity",
-        "hipaa.164.312_c_1.integrity",
-        "pci_dss.10.3.4.change_detection",
-    ] {
+    for id in INTEGRITY {
         let r = rule(&rules, id);
         assert_eq!(r["status"], "non_compliant", "{r:#}");
         assert!(
