@@ -19,9 +19,10 @@
 //! to 3 alike), segment by segment, oldest first. A closed segment whose time span misses
 //! the range is not read ([`super::spans`]), unless the scan walks the chains (below). In a
 //! segment that is read, a record whose time (found as text from the record's end,
-//! [`super::spans::record_time`]) lies outside the range is skipped undecoded. Other records are decoded into their skeleton only (borrowed from
-//! the segment: id, time, type, tool, session, user as stored, risk, tags, link, result,
-//! risk reasons, execution time, output size, the `personal` member), and the personal fields
+//! [`super::spans::record_time`]) lies outside the range is skipped undecoded. Other
+//! records are decoded into their skeleton only (borrowed from the segment: id, time, type,
+//! tool, session, user as stored, risk, tags, link, result, risk reasons, execution time,
+//! output size, the `personal` member, the chain members), and the personal fields
 //! of `tool_access` events are opened with their user's key ([`super::personal::Keyring`]);
 //! an end event's are never opened (a call takes nothing personal from its end). A user whose
 //! key was destroyed (`erase --user`) keeps the pseudonym as `user` and has no personal
@@ -47,8 +48,8 @@
 //! decodes hands the walk its chain members as decoded (`Skeleton::link`: exactly what
 //! [`super::chain::Link::of`] reads from the same bytes); the walk hashes it. A separate
 //! walk read and parsed every record of the store a second time, on a thread of its own.
-//! A record that is no event stops the scan, and with it the walk: its caller walks again on
-//! its own then ([`crate::analytics::compliance::with_chain`]).
+//! An error that stops the scan (a record that is no event, say) stops the walk with it: its
+//! caller walks again on its own then ([`crate::analytics::compliance::with_chain`]).
 //!
 //! The range is `[from, to]`, both inclusive, on the events' `timestamp` (as
 //! [`super::Filter`]'s `since` and `until`). A call's end is joined only when it lies in the
