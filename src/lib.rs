@@ -89,8 +89,8 @@
 //!                     scan.rs (the calls of a time range in one pass over the journals,
 //!                     on several threads, ends joined per journal, each journal's hash
 //!                     chain walked on the way when asked, verify.rs's JournalWalk;
-//!                     scan/events.rs: every event of a range, to one consumer per
-//!                     reading thread)
+//!                     scan/skeleton.rs: what is decoded of a record; scan/events.rs:
+//!                     every event of a range, to one consumer per reading thread)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined, as they come), read.rs (calls from the store through
 //!                     store/scan.rs, in no particular order), anomalies.rs (four families, population
