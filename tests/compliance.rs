@@ -406,8 +406,8 @@ fn first_segment(store: &TestStore) -> std::path::PathBuf {
         .expect("a segment")
 }
 
-#[test]
-fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
+/// A signed store with two calls a day ago, by alice and bob.
+fn two_calls_yesterday() -> TestStore {
     let store = signed_store("");
     let t = now_ms() - 86_400_000;
     import(
@@ -417,6 +417,12 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
             call(t + 1000, 1, "bob", json!({"text": "y"}), &[]),
         ],
     );
+    store
+}
+
+#[test]
+fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
+    let store = two_calls_yesterday();
     // The tool name of the last record, in the clear skeleton, changed on disk.
     let segment = first_segment(&store);
     let mut bytes = std::fs::read(&segment).unwrap();
@@ -468,15 +474,7 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
 /// the change, walked by `compliance` in the same pass that reads the window.
 #[test]
 fn a_record_rewritten_with_its_checksum_fails_integrity_through_the_chain() {
-    let store = signed_store("");
-    let t = now_ms() - 86_400_000;
-    import(
-        &store,
-        &[
-            call(t, 0, "alice", json!({"text": "x"}), &[]),
-            call(t + 1000, 1, "bob", json!({"text": "y"}), &[]),
-        ],
-    );
+    let store = two_calls_yesterday();
     let (code, rules) = assess(&store, &[]);
     assert_eq!(
         status(&rules, "gdpr.art5_1_f.integrity"),

@@ -111,9 +111,11 @@ pub fn digest(bytes: &[u8]) -> Hash {
     Sha256::digest(bytes).into()
 }
 
+/// The lowercase hex digits.
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Lowercase hex, the digests' text form (as in SEP-3004).
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         out.push(DIGITS[usize::from(b >> 4)] as char);
@@ -124,7 +126,6 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// `hash` as its 64 lowercase hex digits, on the stack.
 pub fn hex_digits(hash: &Hash) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
     for (pair, b) in out.chunks_exact_mut(2).zip(hash) {
         pair[0] = DIGITS[usize::from(b >> 4)];
