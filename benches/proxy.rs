@@ -9,7 +9,10 @@
 //!
 //! `cargo bench --bench proxy` (add `-- --quick` for a short run; `-- --server rmcp` or
 //! `-- --server everything` for one server; `-- --only MODE:IN_FLIGHT:BYTES` for one row and its
-//! direct baseline, `-- --hold SECONDS` to repeat that row for profiling, `-- --verbose` to keep stderr; `BENCH_PROXY_BIN=PATH` runs another build of the proxy). The bench binary
+//! direct baseline, `-- --hold SECONDS` to repeat that row for profiling, `-- --verbose` to keep
+//! stderr, `-- --scale N` for N times the calls per round (the steady state of a long session
+//! rather than a wrapper's first second); `BENCH_PROXY_BIN=PATH` runs another build of the
+//! proxy). The bench binary
 //! re-runs itself with `--serve` as the rmcp server; server-everything comes from
 //! `bash tests/interop/setup.sh` and is skipped, with a message, when it is not installed.
 
@@ -348,6 +351,10 @@ struct Plan {
     hold: Option<Duration>,
     /// `--verbose`: keep the servers' and the proxy's stderr.
     verbose: bool,
+    /// `--scale N`: N times the calls per round (default 1). A round at 16 in flight is
+    /// 6,000 calls, a third of a second: the proxy's start-up work (history, index) and
+    /// Node's JIT weigh in it; `--scale 10` measures the steady state of a long session.
+    scale: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -373,6 +380,12 @@ async fn main() {
         }),
         hold: value("--hold").map(|s| Duration::from_secs(s.parse().unwrap())),
         verbose: args.iter().any(|a| a == "--verbose"),
+        scale: value("--scale").map_or(1, |s| {
+            s.parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .expect("--scale takes a whole number above 0")
+        }),
     };
     let me = PathBuf::from(&args[0]);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -428,7 +441,7 @@ async fn bench_server(server: &Server, plan: &Plan, rounds: usize, store: &Path)
                 continue;
             }
             let tail = request_tail(server.arg, &"x".repeat(size));
-            let calls = if size > 1000 { calls / 4 } else { calls } as u64;
+            let calls = if size > 1000 { calls / 4 } else { calls } as u64 * plan.scale;
             let modes: Vec<&str> = MODES
                 .into_iter()
                 .filter(|m| {
