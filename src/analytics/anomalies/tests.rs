@@ -257,3 +257,111 @@ fn grouped_orders_by_key_and_keeps_the_order_within_a_key() {
     assert_eq!(got, want);
     assert!(grouped(std::iter::empty::<(usize, usize)>(), 4, |&(k, _)| k).is_empty());
 }
+
+/// `calls` more calls by `user` to `tool` from `at`, `every` ms apart (numbered from `n`).
+fn episode(n: u64, at: u64, user: &str, tool: &str, calls: u64, every: u64) -> Vec<Call> {
+    (0..calls)
+        .map(|i| call(n + i, at + i * every, user, tool, false, 1000))
+        .collect()
+}
+
+#[test]
+fn one_tool_called_far_more_often_than_the_user_ever_calls_one_tool_is_a_burst() {
+    let tools = ["read_file", "search", "fetch"];
+    let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &tools);
+    // Every working day an agent episode at 11:02 (between their ordinary calls): ana reads
+    // 20 files within two minutes, ben 25 (so that their busiest minutes are already ten
+    // calls and more).
+    for day in 0..10u64 {
+        let at = T0 + day * DAY + 11 * HOUR + 2 * MINUTE;
+        calls.extend(episode(
+            20_000 + day * 100,
+            at,
+            "ana",
+            "read_file",
+            20,
+            6_000,
+        ));
+        calls.extend(episode(
+            30_000 + day * 100,
+            at,
+            "ben",
+            "read_file",
+            25,
+            4_800,
+        ));
+    }
+    // Day 11, 15:00: both make 45 `search` calls within two minutes (about 23 a minute:
+    // not four times their busiest minute). Twice ana's most of one tool (20), not twice
+    // ben's (25).
+    let at = T0 + 10 * DAY + 15 * HOUR;
+    let ana: Vec<EventId> = episode(40_000, at, "ana", "search", 45, 2_600)
+        .into_iter()
+        .map(|c| {
+            let id = c.id;
+            calls.push(c);
+            id
+        })
+        .collect();
+    calls.extend(episode(50_000, at, "ben", "search", 45, 2_600));
+    let findings = detect(&calls, &Context::default());
+    let bursts = found(&findings, "burst", "ana");
+    assert_eq!(bursts.len(), 1, "{findings:#?}");
+    assert_eq!(bursts[0].family, "temporal");
+    assert_eq!(bursts[0].evidence, ana);
+    assert!(
+        bursts[0].explanation.contains("45 calls of search")
+            && bursts[0]
+                .explanation
+                .contains("at most 20 calls of one tool"),
+        "{}",
+        bursts[0].explanation
+    );
+    assert!(found(&findings, "burst", "ben").is_empty(), "{findings:#?}");
+    // The busy ordinary episodes themselves are no burst for anyone.
+    assert_eq!(
+        findings.iter().filter(|f| f.kind == "burst").count(),
+        1,
+        "{findings:#?}"
+    );
+}
+
+#[test]
+fn an_hour_packed_into_minutes_is_folded_into_the_burst_that_overlaps_it() {
+    let id = |n: u64| EventId(ulid::Ulid::from_parts(T0 + n, 1));
+    let finding =
+        |family: &'static str, kind: &'static str, severity: &'static str, ids: &[u64]| Finding {
+            family: family.into(),
+            kind: kind.into(),
+            severity: severity.into(),
+            subject: serde_json::json!({"user": "ana"}),
+            from_ms: T0 + ids[0],
+            to_ms: T0 + ids[ids.len() - 1],
+            evidence: ids.iter().map(|&n| id(n)).collect(),
+            explanation: kind.into(),
+        };
+    let mut rates = vec![
+        // Overlaps the burst: folded into it.
+        finding("temporal", "burst", "high", &[1_000, 2_000, 200_000]),
+        // Two minutes after it: stays.
+        finding("temporal", "burst", "low", &[400_000, 401_000]),
+        finding("statistical", "call_rate", "low", &[2_000, 3_000]),
+    ];
+    let mut temporal = vec![finding(
+        "temporal",
+        "burst",
+        "medium",
+        &[2_000, 60_000, 170_000],
+    )];
+    fold_bursts(&mut rates, &mut temporal);
+    assert_eq!(rates.len(), 2);
+    assert_eq!(rates[0].to_ms, T0 + 401_000);
+    assert_eq!(rates[1].kind, "call_rate");
+    let b = &temporal[0];
+    assert_eq!(
+        b.evidence,
+        [1_000, 2_000, 60_000, 170_000, 200_000].map(id).to_vec()
+    );
+    assert_eq!((b.from_ms, b.to_ms), (T0 + 1_000, T0 + 200_000));
+    assert_eq!(b.severity, "high");
+}
