@@ -96,7 +96,7 @@
 //!                     store/scan.rs, in no particular order), anomalies.rs (four families, population
 //!                     context; anomalies/held.rs the calls held as 56-byte rows, texts
 //!                     shared, filled as read::each_call hands them on; network.rs the
-//!                     network family), behaviour.rs (a user's and the tools' figures, the
+//!                     network family; temporal.rs off-hours and bursts), behaviour.rs (a user's and the tools' figures, the
 //!                     behavioural risk score), quality.rs (precision/recall against
 //!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:
 //!                     compliance/survey.rs the facts of the window's events (order-free,
