@@ -374,19 +374,41 @@ fn runs(mut calls: Vec<&Row>, gap: u64) -> Vec<Vec<&Row>> {
     out
 }
 
+/// How many times a user's pace an hour (and the two hours up to it) must be for
+/// [`call_rate`] to set it against the busiest hours of their other days only, whatever their
+/// peers' day.
+const EXTREME: f64 = 8.0;
+
+/// The 99th percentile of a user's clock hours with calls (`hours`: calls and day, busiest
+/// first) on days other than `day`; 0 when there are none.
+fn busiest_other(hours: &[(usize, u64)], day: u64) -> f64 {
+    let mut others = hours.iter().filter(|(_, d)| *d != day);
+    let m = others.clone().count();
+    if m == 0 {
+        return 0.0;
+    }
+    // The percentile's rank from the top (0: the busiest).
+    let rank = m - 1 - (m * 99 / 100).min(m - 1);
+    others.nth(rank).map_or(0.0, |(n, _)| *n as f64)
+}
+
 /// Statistical: a user's calls in a sliding hour far above their pace (the upper quartile of
 /// their calls per clock hour with any): at least 12, 2.5 times the pace, and a z of 5 or more
 /// both as a count (Poisson) and against the spread of their hours (median absolute
 /// deviation), and 1.5 times their busiest ordinary hours (the 99th percentile: an agent that
 /// works in episodes of dozens of calls has hours far above its pace every week). Suppressed
 /// when a third or more of the user's role peers active that day made 1.8 times their usual
-/// daily calls (month-end, an incident, a launch). An hour whose calls are mostly packed into
+/// daily calls (month-end, an incident, a launch). [`EXTREME`] times the pace kept up for two
+/// hours is set against the busiest hours of the user's other days instead, and never
+/// suppressed by the peers' day. An hour whose calls are mostly packed into
 /// five minutes (60% or more, and 30 or more) is reported as a temporal `burst` instead.
 fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     // Per user: calls per active clock hour and per active day.
     let n = by_user.len();
     let mut hourly: Vec<(f64, f64, f64)> = vec![(0.0, 0.0, 0.0); n];
     let mut daily: Vec<BTreeMap<u64, usize>> = vec![BTreeMap::new(); n];
+    // Per user: each active clock hour's calls and day, busiest first.
+    let mut by_count: Vec<Vec<(usize, u64)>> = vec![Vec::new(); n];
     for (u, v) in by_user.iter().enumerate() {
         if v.is_empty() {
             continue;
@@ -408,6 +430,11 @@ fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
         // episodes of dozens of calls has hours several times their pace every week).
         let busiest = counts[(counts.len() * 99 / 100).min(counts.len() - 1)];
         hourly[u] = (pace, robust(counts, 1.5).1, busiest);
+        by_count[u] = v
+            .chunk_by(|a, b| a.at_ms / HOUR == b.at_ms / HOUR)
+            .map(|c| (c.len(), c[0].at_ms / DAY))
+            .collect();
+        by_count[u].sort_unstable_by(|a, b| b.cmp(a));
     }
     let usual_day: Vec<f64> = daily
         .iter()
@@ -431,6 +458,8 @@ fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
         let name = h.user(user);
         let (m, s, busiest) = hourly[u];
         let mut start = 0;
+        // The start of the two hours up to the call judged.
+        let mut start2 = 0;
         let mut run: Vec<&Row> = Vec::new();
         let mut peak = 0usize;
         let mut flush = |run: &mut Vec<&Row>, peak: &mut usize| {
@@ -468,30 +497,42 @@ fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
             while v[start].at_ms + HOUR <= v[i].at_ms {
                 start += 1;
             }
+            while v[start2].at_ms + 2 * HOUR <= v[i].at_ms {
+                start2 += 1;
+            }
             if !run.is_empty() && v[start].at_ms > run[run.len() - 1].at_ms {
                 flush(&mut run, &mut peak);
             }
             let n = (i + 1 - start) as f64;
             // Far above the pace both as a count (Poisson z) and against the spread of the
             // user's own hours (robust z).
-            if n < 12.0
-                || n < 2.5 * m
-                || n < 1.5 * busiest
-                || (n - m) / m.sqrt() < 5.0
-                || (n - m) / s < 5.0
-            {
+            if n < 12.0 || n < 2.5 * m || (n - m) / m.sqrt() < 5.0 || (n - m) / s < 5.0 {
+                continue;
+            }
+            let day = v[i].at_ms / DAY;
+            // EXTREME times the pace, kept up for two hours: with a few dozen active hours
+            // such an hour is its own 99th percentile, so it is set against the busiest hours
+            // of the user's other days; and no busy day of the peers explains it. (An agent's
+            // big episode fills part of an hour, not two.)
+            let extreme = n >= EXTREME * m && (i + 1 - start2) as f64 >= 2.0 * EXTREME * m;
+            let busiest = if extreme {
+                busiest_other(&by_count[u], day)
+            } else {
+                busiest
+            };
+            if n < 1.5 * busiest {
                 continue;
             }
             // The peers' day, in UTC: today or yesterday (a user's working day can straddle
             // midnight UTC).
-            let day = v[i].at_ms / DAY;
-            let busy = [day, day.saturating_sub(1)].iter().any(|d| {
-                let (peers, up) = busy_day
-                    .get(&(people.role(user), *d))
-                    .copied()
-                    .unwrap_or((1, 0));
-                peers >= 3 && up as f64 >= peers as f64 / 3.0
-            });
+            let busy = !extreme
+                && [day, day.saturating_sub(1)].iter().any(|d| {
+                    let (peers, up) = busy_day
+                        .get(&(people.role(user), *d))
+                        .copied()
+                        .unwrap_or((1, 0));
+                    peers >= 3 && up as f64 >= peers as f64 / 3.0
+                });
             if busy {
                 continue;
             }

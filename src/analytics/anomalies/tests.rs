@@ -365,3 +365,46 @@ fn an_hour_packed_into_minutes_is_folded_into_the_burst_that_overlaps_it() {
     assert_eq!((b.from_ms, b.to_ms), (T0 + 1_000, T0 + 200_000));
     assert_eq!(b.severity, "high");
 }
+
+#[test]
+fn eight_times_the_pace_kept_up_for_two_hours_is_a_call_rate_whatever_the_peers_day() {
+    let tools = ["read_file", "search", "fetch"];
+    let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &tools);
+    // Day 11 (pace: 6 calls an hour, 20 a day): everyone busy (ben and cai make 20 more
+    // calls at 13:00, a day of twice their usual), ana makes 240 calls from 14:00 at 30 s
+    // apart (120 an hour for two hours: her own busiest hour of the month), dov 80 within
+    // 20 minutes at 15:00 (an agent's big episode: more than eight times his pace for the
+    // hour, not for two).
+    let day = T0 + 10 * DAY;
+    let rotate = |n: u64, at: u64, user: &str, count: u64, every: u64| -> Vec<Call> {
+        (0..count)
+            .map(|i| {
+                call(
+                    n + i,
+                    at + i * every,
+                    user,
+                    tools[i as usize % 3],
+                    false,
+                    1000,
+                )
+            })
+            .collect()
+    };
+    calls.extend(rotate(60_000, day + 13 * HOUR, "ben", 20, 60_000));
+    calls.extend(rotate(61_000, day + 13 * HOUR, "cai", 20, 60_000));
+    calls.extend(rotate(62_000, day + 14 * HOUR, "ana", 240, 30_000));
+    calls.extend(rotate(63_000, day + 15 * HOUR, "dov", 80, 15_000));
+    let findings = detect(&calls, &Context::default());
+    let ana = found(&findings, "call_rate", "ana");
+    assert_eq!(ana.len(), 1, "{findings:#?}");
+    assert!(
+        ana[0].from_ms >= day + 14 * HOUR && ana[0].to_ms < day + 16 * HOUR,
+        "{:?}",
+        ana[0]
+    );
+    assert!(
+        found(&findings, "call_rate", "dov").is_empty(),
+        "{findings:#?}"
+    );
+    assert!(found(&findings, "burst", "dov").is_empty(), "{findings:#?}");
+}
