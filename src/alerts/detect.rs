@@ -1,7 +1,8 @@
 //! The detectors that run as events arrive: what one event says on its own (a blocked,
 //! refused or high-risk call, a policy `alert`), and the incremental forms of the anomaly
 //! detectors of [`crate::analytics::anomalies`] that need only a user's recent past (first use
-//! of a tool, a new network, many networks at once, a burst of calls, a burst of failures).
+//! of a tool, a new network, many networks at once, a burst of calls or of one tool's calls,
+//! a burst of failures).
 //!
 //! # Bounds
 //!
@@ -10,9 +11,10 @@
 //! novelty, so forgetting never raises an alert). Per user: at most [`MAX_TOOLS`] tools,
 //! [`MAX_NETS`] networks, the calls and ends of the last minute (at most [`MAX_RECENT`]) and
 //! the networks of the last 15 minutes (at most [`MAX_NETS`]); a histogram of calls per
-//! minute of 32 counters. Per tool and per network: the users who started it in the last
+//! minute of 32 counters; the calls of the last two minutes with their tool (at most
+//! [`MAX_RECENT`], 16 bytes each). Per tool and per network: the users who started it in the last
 //! week (at most [`MAX_STARTS`]), for at most [`MAX_TOOLS`]×16 tools and as many networks.
-//! About 40 KiB per user at the caps, typically 1-2 KiB.
+//! About 56 KiB per user at the caps, typically 1-2 KiB.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -37,6 +39,15 @@ const MAX_SEEN_HIGH: usize = 4096;
 pub const BURST_CALLS: usize = 12;
 /// …and this many times the user's usual busiest minute (its 99th percentile).
 pub const BURST_FACTOR: usize = 4;
+/// A burst of one tool: at least this many calls of it within [`TOOL_BURST_SPAN_MS`]…
+/// (as `anomalies`' temporal burst)
+pub const TOOL_BURST_CALLS: usize = 30;
+/// …and twice the most the user made of any one tool within that span on an earlier day
+/// (five earlier days with calls at least).
+pub const TOOL_BURST_SPAN_MS: u64 = 2 * MINUTE;
+/// Hashes tool names for [`User::count_tool`] (fixed keys: the same name, the same hash).
+const TOOL_KEYS: std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher> =
+    std::hash::BuildHasherDefault::new();
 /// A failure burst: at least this many failed ends within a minute, half of the user's ends.
 pub const FAILURE_BURST: usize = 10;
 /// Networks within [`MANY_WINDOW_MS`] that make `many_addresses` (as `anomalies`).
@@ -67,6 +78,14 @@ struct User {
     /// Minutes with n calls (n capped at 31), for the usual busiest minute.
     per_minute: [u32; 32],
     minute: (u64, u32),
+    /// The calls of the last [`TOOL_BURST_SPAN_MS`] (at most [`MAX_RECENT`]): when, and a
+    /// 64-bit hash of the tool's name.
+    tool_calls: VecDeque<(u64, u64)>,
+    /// Today (a UTC day number) and the most calls of one tool within the span today.
+    today: (u64, usize),
+    /// The most calls of one tool within the span on any earlier day, and how many earlier
+    /// days had calls.
+    earlier: (usize, usize),
 }
 
 impl User {
@@ -79,6 +98,38 @@ impl User {
             self.minute = (m, 0);
         }
         self.minute.1 += 1;
+    }
+
+    /// Counts a call of `tool` at `at`: the calls of that tool within the span (of the last
+    /// [`MAX_RECENT`] calls of any tool).
+    fn count_tool(&mut self, tool: &str, at: u64) -> usize {
+        let day = at / DAY;
+        if self.today.0 != day {
+            if self.today.1 > 0 {
+                self.earlier = (self.earlier.0.max(self.today.1), self.earlier.1 + 1);
+            }
+            self.today = (day, 0);
+        }
+        let key = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = TOOL_KEYS.build_hasher();
+            h.write(tool.as_bytes());
+            h.finish()
+        };
+        let q = &mut self.tool_calls;
+        while q
+            .front()
+            .is_some_and(|&(t, _)| t + TOOL_BURST_SPAN_MS <= at)
+        {
+            q.pop_front();
+        }
+        if q.len() >= MAX_RECENT {
+            q.pop_front();
+        }
+        q.push_back((at, key));
+        let n = q.iter().filter(|(_, k)| *k == key).count();
+        self.today.1 = self.today.1.max(n);
+        n
     }
 
     /// The 99th percentile of calls per active minute (1 without history).
@@ -271,7 +322,23 @@ impl Detectors {
         let n = user.calls.len();
         let usual = user.usual_minute();
         user.count_minute(at);
-        if judge && !service && n >= BURST_CALLS && n >= BURST_FACTOR * usual {
+        let tool = o.tool.clone().unwrap_or_else(|| "?".into());
+        let of_tool = user.count_tool(&tool, at);
+        let (most, days) = user.earlier;
+        if judge && !service && days >= 5 && of_tool >= TOOL_BURST_CALLS && of_tool >= 2 * most {
+            out.push(Signal {
+                kind: Kind::Burst,
+                severity: if of_tool >= 60 {
+                    RiskLevel::High
+                } else {
+                    RiskLevel::Medium
+                },
+                explanation: format!(
+                    "{} made {of_tool} calls of {tool} within two minutes; on any earlier day at most {most} calls of one tool within two minutes",
+                    o.user
+                ),
+            });
+        } else if judge && !service && n >= BURST_CALLS && n >= BURST_FACTOR * usual {
             out.push(Signal {
                 kind: Kind::Burst,
                 severity: if n >= 60 {
@@ -286,7 +353,6 @@ impl Detectors {
             });
         }
         // First use of a tool.
-        let tool = o.tool.clone().unwrap_or_else(|| "?".into());
         let new_tool = !user.tools.contains(&tool) && user.tools.len() < MAX_TOOLS;
         if new_tool {
             user.tools.insert(tool.clone());
@@ -537,6 +603,44 @@ mod tests {
             kinds(&failures),
             vec![Kind::FailureBurst; 12 - (FAILURE_BURST - 1)]
         );
+    }
+
+    #[test]
+    fn a_burst_of_one_tool_against_the_most_of_one_tool_on_earlier_days() {
+        let ids = EventIds::default();
+        let mut d = Detectors::new(100, Context::default());
+        let t0 = 1_000 * DAY + 11 * 3_600_000;
+        // Six earlier days: each an episode of 20 reads (ana) or 25 (ben) within two minutes.
+        for day in 0..6 {
+            for i in 0..25 {
+                let at = t0 + day * DAY + i * 4_800;
+                if i < 20 {
+                    d.learn(&obs(&ids, "ana", "read_file", at, None));
+                }
+                d.learn(&obs(&ids, "ben", "read_file", at, None));
+            }
+        }
+        // Day 7: 45 searches each within two minutes (about 23 a minute: not four times their
+        // busiest minute, about ten).
+        let at = t0 + 6 * DAY + 3_600_000;
+        let (mut ana, mut ben) = (Vec::new(), Vec::new());
+        for i in 0..45 {
+            ana.extend(d.observe(&obs(&ids, "ana", "search", at + i * 2_600, None)));
+            ben.extend(d.observe(&obs(&ids, "ben", "search", at + i * 2_600, None)));
+        }
+        assert_eq!(
+            kinds(&ana),
+            vec![Kind::Burst; 6],
+            "from the 40th call on: {ana:?}"
+        );
+        assert!(
+            ana[0]
+                .explanation
+                .contains("40 calls of search within two minutes; on any earlier day at most 20"),
+            "{}",
+            ana[0].explanation
+        );
+        assert!(ben.is_empty(), "twice ben's 25 is 50: {ben:?}");
     }
 
     #[test]
