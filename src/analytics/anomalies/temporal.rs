@@ -238,25 +238,35 @@ fn minute_bursts<'r>(v: &[&'r Row]) -> Vec<Vec<&'r Row>> {
         .collect();
     counts.sort_unstable();
     let usual = counts[(counts.len() * 99 / 100).min(counts.len() - 1)].max(1);
+    // Sliding 60 s windows.
+    busy_stretches(v, MINUTE, |_, n| n >= 12 && n >= 4 * usual)
+}
+
+/// The stretches of `calls` (in time order) where windows of `span` ms are busy (`busy(i, n)`
+/// for the window ending at call `i`, of `n` calls); busy windows that touch (the next ends
+/// within `span` of the last) make one stretch.
+fn busy_stretches<'r>(
+    calls: &[&'r Row],
+    span: u64,
+    busy: impl Fn(usize, usize) -> bool,
+) -> Vec<Vec<&'r Row>> {
     let mut out = Vec::new();
-    // Sliding 60 s windows; busy windows that touch make one stretch.
     let (mut start, mut last) = (0, 0);
     let mut run: Vec<&Row> = Vec::new();
-    for i in 0..v.len() {
-        while v[start].at_ms + MINUTE <= v[i].at_ms {
+    for i in 0..calls.len() {
+        while calls[start].at_ms + span <= calls[i].at_ms {
             start += 1;
         }
-        let n = i + 1 - start;
-        if !run.is_empty() && v[i].at_ms > v[last].at_ms + MINUTE {
+        if !run.is_empty() && calls[i].at_ms > calls[last].at_ms + span {
             out.push(std::mem::take(&mut run));
         }
-        if n >= 12 && n >= 4 * usual {
+        if busy(i, i + 1 - start) {
             let from = if run.is_empty() {
                 start
             } else {
                 start.max(last + 1)
             };
-            run.extend(&v[from..=i]);
+            run.extend(&calls[from..=i]);
             last = i;
         }
     }
@@ -296,30 +306,15 @@ fn tool_bursts<'r>(v: &[&'r Row]) -> Vec<(Vec<&'r Row>, u32, usize)> {
     let other_most = |day: u64| if top[0].1 == day { top[1].0 } else { top[0].0 };
     let mut out = Vec::new();
     for (tool, calls) in tools {
-        let (mut start, mut last) = (0, 0);
-        let mut run: Vec<&Row> = Vec::new();
-        let mut base = 0;
-        for i in 0..calls.len() {
-            while calls[start].at_ms + TOOL_BURST_SPAN <= calls[i].at_ms {
-                start += 1;
-            }
-            if !run.is_empty() && calls[i].at_ms > calls[last].at_ms + TOOL_BURST_SPAN {
-                out.push((std::mem::take(&mut run), tool, base));
-            }
-            let n = i + 1 - start;
-            let other = other_most(calls[i].at_ms / DAY);
-            if n >= TOOL_BURST_MIN && n >= 2 * other {
-                let from = if run.is_empty() {
-                    start
-                } else {
-                    start.max(last + 1)
-                };
-                run.extend(&calls[from..=i]);
-                last = i;
-                base = base.max(other);
-            }
-        }
-        if !run.is_empty() {
+        // A window is judged against the other days of the day it ends in.
+        for run in busy_stretches(&calls, TOOL_BURST_SPAN, |i, n| {
+            n >= TOOL_BURST_MIN && n >= 2 * other_most(calls[i].at_ms / DAY)
+        }) {
+            let base = run
+                .iter()
+                .map(|c| other_most(c.at_ms / DAY))
+                .max()
+                .unwrap_or(0);
             out.push((run, tool, base));
         }
     }
