@@ -93,10 +93,11 @@
 //!                     every event of a range, to one consumer per reading thread)
 //! analytics/          after the fact, never on the message path: calls (access + end
 //!                     joined, as they come), read.rs (calls from the store through
-//!                     store/scan.rs, in no particular order), anomalies.rs (four families, population
-//!                     context; anomalies/held.rs the calls held as 56-byte rows, texts
-//!                     shared, filled as read::each_call hands them on; network.rs the
-//!                     network family; temporal.rs off-hours and bursts), behaviour.rs (a user's and the tools' figures, the
+//!                     store/scan.rs, in no particular order), anomalies.rs (four
+//!                     families, population context; anomalies/held.rs the calls held as
+//!                     56-byte rows, texts shared, filled as read::each_call hands them
+//!                     on; network.rs the network family; temporal.rs off-hours and
+//!                     bursts), behaviour.rs (a user's and the tools' figures, the
 //!                     behavioural risk score), quality.rs (precision/recall against
 //!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:
 //!                     compliance/survey.rs the facts of the window's events (order-free,

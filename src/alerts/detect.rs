@@ -14,7 +14,8 @@
 //! minute of 32 counters; the calls of the last two minutes with their tool (at most
 //! [`MAX_RECENT`], 16 bytes each). Per tool and per network: the users who started it in the last
 //! week (at most [`MAX_STARTS`]), for at most [`MAX_TOOLS`]×16 tools and as many networks.
-//! About 56 KiB per user at the caps, typically 1-2 KiB.
+//! Under 100 KiB per user at the caps (the three deques about 40 KiB, the tool and network
+//! names the rest), typically 1-2 KiB.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -83,8 +84,10 @@ struct User {
     tool_calls: VecDeque<(u64, u64)>,
     /// Today (a UTC day number) and the most calls of one tool within the span today.
     today: (u64, usize),
-    /// The most calls of one tool within the span on any earlier day, and how many earlier
-    /// days had calls.
+    /// The last earlier day with calls, and its most of one tool within the span.
+    last_day: (u64, usize),
+    /// The most calls of one tool within the span on the days before `last_day`, and how
+    /// many earlier days had calls.
     earlier: (usize, usize),
 }
 
@@ -106,7 +109,8 @@ impl User {
         let day = at / DAY;
         if self.today.0 != day {
             if self.today.1 > 0 {
-                self.earlier = (self.earlier.0.max(self.today.1), self.earlier.1 + 1);
+                self.earlier = (self.earlier.0.max(self.last_day.1), self.earlier.1 + 1);
+                self.last_day = self.today;
             }
             self.today = (day, 0);
         }
@@ -130,6 +134,19 @@ impl User {
         let n = q.iter().filter(|(_, k)| *k == key).count();
         self.today.1 = self.today.1.max(n);
         n
+    }
+
+    /// The most calls of one tool within the span on earlier days other than the day the
+    /// span up to `at` began (a burst across midnight does not count against itself), and how
+    /// many earlier days had calls.
+    fn earlier_most(&self, at: u64) -> (usize, usize) {
+        let began = at.saturating_sub(TOOL_BURST_SPAN_MS) / DAY;
+        let last = if self.last_day.0 == began {
+            0
+        } else {
+            self.last_day.1
+        };
+        (self.earlier.0.max(last), self.earlier.1)
     }
 
     /// The 99th percentile of calls per active minute (1 without history).
@@ -324,7 +341,7 @@ impl Detectors {
         user.count_minute(at);
         let tool = o.tool.clone().unwrap_or_else(|| "?".into());
         let of_tool = user.count_tool(&tool, at);
-        let (most, days) = user.earlier;
+        let (most, days) = user.earlier_most(at);
         if judge && !service && days >= 5 && of_tool >= TOOL_BURST_CALLS && of_tool >= 2 * most {
             out.push(Signal {
                 kind: Kind::Burst,
@@ -641,6 +658,36 @@ mod tests {
             ana[0].explanation
         );
         assert!(ben.is_empty(), "twice ben's 25 is 50: {ben:?}");
+    }
+
+    #[test]
+    fn a_burst_of_one_tool_across_midnight_is_not_judged_against_its_first_half() {
+        let ids = EventIds::default();
+        let mut d = Detectors::new(100, Context::default());
+        let t0 = 1_000 * DAY + 11 * 3_600_000;
+        for day in 0..6 {
+            for i in 0..20 {
+                d.learn(&obs(
+                    &ids,
+                    "ana",
+                    "read_file",
+                    t0 + day * DAY + i * 6_000,
+                    None,
+                ));
+            }
+        }
+        // 60 searches 2 s apart from 23:59 UTC: 30 before midnight, 30 after.
+        let at = 1_007 * DAY - 60_000;
+        let mut raised = Vec::new();
+        for i in 0..60 {
+            raised.extend(d.observe(&obs(&ids, "ana", "search", at + i * 2_000, None)));
+        }
+        let last = raised.last().expect("a burst");
+        assert!(
+            last.explanation
+                .contains("60 calls of search within two minutes; on any earlier day at most 20"),
+            "{raised:?}"
+        );
     }
 
     #[test]

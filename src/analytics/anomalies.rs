@@ -374,7 +374,7 @@ fn runs(mut calls: Vec<&Row>, gap: u64) -> Vec<Vec<&Row>> {
     out
 }
 
-/// How many times a user's pace an hour (and the two hours up to it) must be for
+/// How many times a user's pace an hour and the hour before it must each hold for
 /// [`call_rate`] to set it against the busiest hours of their other days only, whatever their
 /// peers' day.
 const EXTREME: f64 = 8.0;
@@ -399,8 +399,8 @@ fn busiest_other(hours: &[(usize, u64)], day: u64) -> f64 {
 /// works in episodes of dozens of calls has hours far above its pace every week). Suppressed
 /// when a third or more of the user's role peers active that day made 1.8 times their usual
 /// daily calls (month-end, an incident, a launch). [`EXTREME`] times the pace kept up for two
-/// hours is set against the busiest hours of the user's other days instead, and never
-/// suppressed by the peers' day. An hour whose calls are mostly packed into
+/// hours (in the hour and in the hour before it) is set against the busiest hours of the
+/// user's other days instead, and never suppressed by the peers' day. An hour whose calls are mostly packed into
 /// five minutes (60% or more, and 30 or more) is reported as a temporal `burst` instead.
 fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     // Per user: calls per active clock hour and per active day.
@@ -460,6 +460,8 @@ fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
         let mut start = 0;
         // The start of the two hours up to the call judged.
         let mut start2 = 0;
+        // The busiest hours of the user's other days, for the day last asked.
+        let mut other_days: Option<(u64, f64)> = None;
         let mut run: Vec<&Row> = Vec::new();
         let mut peak = 0usize;
         let mut flush = |run: &mut Vec<&Row>, peak: &mut usize| {
@@ -510,13 +512,20 @@ fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
                 continue;
             }
             let day = v[i].at_ms / DAY;
-            // EXTREME times the pace, kept up for two hours: with a few dozen active hours
-            // such an hour is its own 99th percentile, so it is set against the busiest hours
-            // of the user's other days; and no busy day of the peers explains it. (An agent's
-            // big episode fills part of an hour, not two.)
-            let extreme = n >= EXTREME * m && (i + 1 - start2) as f64 >= 2.0 * EXTREME * m;
+            // EXTREME times the pace in this hour and in the hour before it: with a few dozen
+            // active hours such an hour is its own 99th percentile, so it is set against the
+            // busiest hours of the user's other days; and no busy day of the peers explains
+            // it. (An agent's big episode fills part of an hour, not two.)
+            let extreme = n >= EXTREME * m && (start - start2) as f64 >= EXTREME * m;
             let busiest = if extreme {
-                busiest_other(&by_count[u], day)
+                match other_days {
+                    Some((d, b)) if d == day => b,
+                    _ => {
+                        let b = busiest_other(&by_count[u], day);
+                        other_days = Some((day, b));
+                        b
+                    }
+                }
             } else {
                 busiest
             };

@@ -176,55 +176,69 @@ pub(super) fn burst(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Ve
             continue;
         }
         let name = h.user(u as u32);
-        // Each stretch found, as a range of `v` (minute bursts) or the rows of one tool,
-        // with what to say of it.
-        let mut found: Vec<(Vec<&Row>, String)> = minute_bursts(v)
+        // Each stretch found, with the one-tool burst's figures when that path found it.
+        let mut found: Vec<(Vec<&Row>, Option<OneTool>)> = minute_bursts(v)
             .into_iter()
-            .map(|run| {
-                let n = run.len();
-                (run, format!("{name} made {n} calls within about a minute"))
-            })
+            .map(|run| (run, None))
             .collect();
-        for (run, tool, base) in tool_bursts(v) {
-            let (n, minutes) = (run.len(), densest(&run, TOOL_BURST_SPAN).1);
-            found.push((
-                run,
-                format!(
-                    "{name} made {n} calls of {} within {minutes} minutes; on any other day at most {base} calls of one tool within two minutes",
-                    h.tool(tool)
-                ),
-            ));
-        }
-        // Stretches that overlap or touch (within a minute) are one burst; the one-tool
-        // explanation, the more precise, is kept.
+        found.extend(tool_bursts(v).into_iter().map(|(run, t)| (run, Some(t))));
+        // Stretches that overlap are one burst (the minute path's own stretches never do);
+        // of the one-tool figures, those of the densest.
         found.sort_by_key(|(run, _)| run[0].at_ms);
-        let mut merged: Vec<(Vec<&Row>, String)> = Vec::new();
-        for (run, why) in found {
+        let mut merged: Vec<(Vec<&Row>, Option<OneTool>)> = Vec::new();
+        for (run, tool) in found {
             match merged.last_mut() {
-                Some((last, last_why))
-                    if run[0].at_ms <= last.iter().map(|c| c.at_ms).max().unwrap_or(0) + MINUTE =>
+                Some((last, last_tool))
+                    if run[0].at_ms <= last.iter().map(|c| c.at_ms).max().unwrap_or(0) =>
                 {
-                    if why.contains(" calls of ") {
-                        *last_why = why;
+                    if tool.is_some_and(|t| last_tool.is_none_or(|l| t.dense > l.dense)) {
+                        *last_tool = tool;
                     }
                     last.extend(run);
                     last.sort_by_key(|c| (c.at_ms, c.id()));
                     last.dedup_by_key(|c| c.id());
                 }
-                _ => merged.push((run, why)),
+                _ => merged.push((run, tool)),
             }
         }
-        for (run, why) in merged {
+        for (run, tool) in merged {
+            let n = run.len();
+            let why = match tool {
+                None => format!("{name} made {n} calls within about a minute"),
+                Some(t) => format!(
+                    "{name} made {} calls of {} within {} minutes{}; on any other day at most {} calls of one tool within two minutes",
+                    t.dense,
+                    h.tool(t.tool),
+                    t.minutes,
+                    if n > t.dense {
+                        format!(" ({n} in the burst)")
+                    } else {
+                        String::new()
+                    },
+                    t.base
+                ),
+            };
             out.push(Finding::new(
                 "temporal",
                 "burst",
-                severity(run.len() as f64, 25.0, 60.0),
+                severity(n as f64, 25.0, 60.0),
                 serde_json::json!({"user": name}),
                 &run,
                 why,
             ));
         }
     }
+}
+
+/// What the one-tool path says of a burst it found.
+#[derive(Clone, Copy)]
+struct OneTool {
+    tool: u32,
+    /// The most of its calls within [`TOOL_BURST_SPAN`], and the minutes they took.
+    dense: usize,
+    minutes: u64,
+    /// The most calls of one tool within the span on the other days it was judged against.
+    base: usize,
 }
 
 /// A user's minute bursts (see [`burst`]): 12 calls or more within 60 s, four times their
@@ -276,9 +290,8 @@ fn busy_stretches<'r>(
     out
 }
 
-/// A user's one-tool bursts (see [`burst`]): `(calls, tool, most of one tool within two
-/// minutes on any other day)`. `v` in time order.
-fn tool_bursts<'r>(v: &[&'r Row]) -> Vec<(Vec<&'r Row>, u32, usize)> {
+/// A user's one-tool bursts (see [`burst`]). `v` in time order.
+fn tool_bursts<'r>(v: &[&'r Row]) -> Vec<(Vec<&'r Row>, OneTool)> {
     let mut by_tool: HashMap<u32, Vec<&Row>> = HashMap::default();
     for &c in v {
         by_tool.entry(c.tool).or_default().push(c);
@@ -300,22 +313,36 @@ fn tool_bursts<'r>(v: &[&'r Row]) -> Vec<(Vec<&'r Row>, u32, usize)> {
     if day_most.len() < 6 {
         return Vec::new();
     }
-    // The two busiest days: the busiest other day of any day is one of them.
+    // The three busiest days: the busiest day other than the one or two a window touches
+    // (a burst across midnight counts on both) is one of them.
     let mut top: Vec<(usize, u64)> = day_most.iter().map(|(d, n)| (*n, *d)).collect();
     top.sort_unstable_by(|a, b| b.cmp(a));
-    let other_most = |day: u64| if top[0].1 == day { top[1].0 } else { top[0].0 };
+    top.truncate(3);
+    // The most of one tool within the span on days other than those of the window ending
+    // at `at`.
+    let other_most = |at: u64| {
+        let days = [at.saturating_sub(TOOL_BURST_SPAN) / DAY, at / DAY];
+        top.iter()
+            .find(|(_, d)| !days.contains(d))
+            .map_or(0, |(n, _)| *n)
+    };
     let mut out = Vec::new();
     for (tool, calls) in tools {
-        // A window is judged against the other days of the day it ends in.
         for run in busy_stretches(&calls, TOOL_BURST_SPAN, |i, n| {
-            n >= TOOL_BURST_MIN && n >= 2 * other_most(calls[i].at_ms / DAY)
+            n >= TOOL_BURST_MIN && n >= 2 * other_most(calls[i].at_ms)
         }) {
-            let base = run
-                .iter()
-                .map(|c| other_most(c.at_ms / DAY))
-                .max()
-                .unwrap_or(0);
-            out.push((run, tool, base));
+            // The stretch ends with a busy window: what that one was judged against.
+            let base = other_most(run[run.len() - 1].at_ms);
+            let (dense, minutes) = densest(&run, TOOL_BURST_SPAN);
+            out.push((
+                run,
+                OneTool {
+                    tool,
+                    dense,
+                    minutes,
+                    base,
+                },
+            ));
         }
     }
     out

@@ -367,14 +367,14 @@ fn an_hour_packed_into_minutes_is_folded_into_the_burst_that_overlaps_it() {
 }
 
 #[test]
-fn eight_times_the_pace_kept_up_for_two_hours_is_a_call_rate_whatever_the_peers_day() {
+fn eight_times_the_pace_in_two_hours_running_is_a_call_rate_whatever_the_peers_day() {
     let tools = ["read_file", "search", "fetch"];
     let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &tools);
     // Day 11 (pace: 6 calls an hour, 20 a day): everyone busy (ben and cai make 20 more
     // calls at 13:00, a day of twice their usual), ana makes 240 calls from 14:00 at 30 s
-    // apart (120 an hour for two hours: her own busiest hour of the month), dov 80 within
-    // 20 minutes at 15:00 (an agent's big episode: more than eight times his pace for the
-    // hour, not for two).
+    // apart (120 an hour for two hours: her own busiest hour of the month), dov 120 within
+    // 20 minutes at 15:00 (an agent's big episode: twenty times his pace in that hour, and
+    // as many calls as sixteen times it over two hours, but nothing in the hour before).
     let day = T0 + 10 * DAY;
     let rotate = |n: u64, at: u64, user: &str, count: u64, every: u64| -> Vec<Call> {
         (0..count)
@@ -393,7 +393,7 @@ fn eight_times_the_pace_kept_up_for_two_hours_is_a_call_rate_whatever_the_peers_
     calls.extend(rotate(60_000, day + 13 * HOUR, "ben", 20, 60_000));
     calls.extend(rotate(61_000, day + 13 * HOUR, "cai", 20, 60_000));
     calls.extend(rotate(62_000, day + 14 * HOUR, "ana", 240, 30_000));
-    calls.extend(rotate(63_000, day + 15 * HOUR, "dov", 80, 15_000));
+    calls.extend(rotate(63_000, day + 15 * HOUR, "dov", 120, 10_000));
     let findings = detect(&calls, &Context::default());
     let ana = found(&findings, "call_rate", "ana");
     assert_eq!(ana.len(), 1, "{findings:#?}");
@@ -407,4 +407,38 @@ fn eight_times_the_pace_kept_up_for_two_hours_is_a_call_rate_whatever_the_peers_
         "{findings:#?}"
     );
     assert!(found(&findings, "burst", "dov").is_empty(), "{findings:#?}");
+}
+
+#[test]
+fn a_burst_of_one_tool_across_midnight_is_not_judged_against_its_own_first_half() {
+    let tools = ["read_file", "search", "fetch"];
+    let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &tools);
+    for day in 0..10u64 {
+        let at = T0 + day * DAY + 11 * HOUR + 2 * MINUTE;
+        calls.extend(episode(
+            20_000 + day * 100,
+            at,
+            "ana",
+            "read_file",
+            20,
+            6_000,
+        ));
+    }
+    // 60 searches 2 s apart from 23:59 UTC: 30 on each side of midnight (30 a minute, not
+    // four times her busiest minute).
+    let burst = episode(40_000, T0 + 10 * DAY - MINUTE, "ana", "search", 60, 2_000);
+    calls.extend(burst);
+    let findings = detect(&calls, &Context::default());
+    let bursts = found(&findings, "burst", "ana");
+    assert_eq!(bursts.len(), 1, "{findings:#?}");
+    assert!(
+        bursts[0]
+            .explanation
+            .contains("60 calls of search within 2 minutes")
+            && bursts[0]
+                .explanation
+                .contains("at most 20 calls of one tool"),
+        "{}",
+        bursts[0].explanation
+    );
 }
