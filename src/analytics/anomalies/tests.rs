@@ -265,32 +265,28 @@ fn episode(n: u64, at: u64, user: &str, tool: &str, calls: u64, every: u64) -> V
         .collect()
 }
 
-#[test]
-fn one_tool_called_far_more_often_than_the_user_ever_calls_one_tool_is_a_burst() {
-    let tools = ["read_file", "search", "fetch"];
-    let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &tools);
-    // Every working day an agent episode at 11:02 (between their ordinary calls): ana reads
-    // 20 files within two minutes, ben 25 (so that their busiest minutes are already ten
-    // calls and more).
+/// [`ordinary`] days of ana, ben, cai and dov, with an agent episode every working day at
+/// 11:02 (between their ordinary calls): `reads` (user, calls) reads of files within two
+/// minutes, so that their busiest minutes are already ten calls and more.
+fn with_episodes(reads: &[(&str, u64)]) -> Vec<Call> {
+    let mut calls = ordinary(
+        &["ana", "ben", "cai", "dov"],
+        &["read_file", "search", "fetch"],
+    );
     for day in 0..10u64 {
         let at = T0 + day * DAY + 11 * HOUR + 2 * MINUTE;
-        calls.extend(episode(
-            20_000 + day * 100,
-            at,
-            "ana",
-            "read_file",
-            20,
-            6_000,
-        ));
-        calls.extend(episode(
-            30_000 + day * 100,
-            at,
-            "ben",
-            "read_file",
-            25,
-            4_800,
-        ));
+        for (k, &(user, n)) in reads.iter().enumerate() {
+            let first = 20_000 + (k as u64 * 10 + day) * 100;
+            calls.extend(episode(first, at, user, "read_file", n, 120_000 / n));
+        }
     }
+    calls
+}
+
+#[test]
+fn one_tool_called_far_more_often_than_the_user_ever_calls_one_tool_is_a_burst() {
+    // Every working day ana reads 20 files within two minutes, ben 25.
+    let mut calls = with_episodes(&[("ana", 20), ("ben", 25)]);
     // Day 11, 15:00: both make 45 `search` calls within two minutes (about 23 a minute:
     // not four times their busiest minute). Twice ana's most of one tool (20), not twice
     // ben's (25).
@@ -411,19 +407,7 @@ fn eight_times_the_pace_in_two_hours_running_is_a_call_rate_whatever_the_peers_d
 
 #[test]
 fn a_burst_of_one_tool_across_midnight_is_not_judged_against_its_own_first_half() {
-    let tools = ["read_file", "search", "fetch"];
-    let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &tools);
-    for day in 0..10u64 {
-        let at = T0 + day * DAY + 11 * HOUR + 2 * MINUTE;
-        calls.extend(episode(
-            20_000 + day * 100,
-            at,
-            "ana",
-            "read_file",
-            20,
-            6_000,
-        ));
-    }
+    let mut calls = with_episodes(&[("ana", 20)]);
     // 60 searches 2 s apart from 23:59 UTC: 30 on each side of midnight (30 a minute, not
     // four times her busiest minute).
     let burst = episode(40_000, T0 + 10 * DAY - MINUTE, "ana", "search", 60, 2_000);
