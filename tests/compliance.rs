@@ -121,6 +121,22 @@ fn import(store: &TestStore, calls: &[Call<'_>]) {
     );
 }
 
+/// The store's rules after a change to its trail: the command fails (exit 1) and every
+/// integrity rule is `non_compliant` with an explanation that `says` what was found.
+fn integrity_fails(store: &TestStore, says: &str) -> Vec<Value> {
+    let (code, rules) = assess(store, &[]);
+    assert_eq!(code, 1);
+    for id in INTEGRITY {
+        let r = rule(&rules, id);
+        assert_eq!(r["status"], "non_compliant", "{r:#}");
+        assert!(
+            r["explanation"].as_str().unwrap().contains(says),
+            "{says:?}: {r:#}"
+        );
+    }
+    rules
+}
+
 /// `compliance --regulation all --json`: the exit code and each rule by id.
 fn assess(store: &TestStore, extra: &[&str]) -> (i32, Vec<Value>) {
     let mut args = vec!["compliance", "--regulation", "all", "--json"];
@@ -434,19 +450,7 @@ fn a_changed_record_fails_integrity_and_passes_nothing_read_from_the_window() {
     bytes[at + needle.len() - 2] = b'p';
     std::fs::write(&segment, bytes).unwrap();
 
-    let (code, rules) = assess(&store, &[]);
-    assert_eq!(code, 1);
-    for id in INTEGRITY {
-        let r = rule(&rules, id);
-        assert_eq!(r["status"], "non_compliant", "{r:#}");
-        assert!(
-            r["explanation"]
-                .as_str()
-                .unwrap()
-                .contains("the store does not verify"),
-            "{r:#}"
-        );
-    }
+    let rules = integrity_fails(&store, "the store does not verify");
     // The read's finding sends the auditor to `verify`, never to a reindex that would hide it.
     let said: Vec<&str> = rules
         .iter()
@@ -498,16 +502,8 @@ fn a_record_rewritten_with_its_checksum_fails_integrity_through_the_chain() {
     bytes.splice(start..start + 8 + len, framed);
     std::fs::write(&segment, bytes).unwrap();
 
-    let (code, rules) = assess(&store, &[]);
-    assert_eq!(code, 1);
-    for id in INTEGRITY {
-        let r = rule(&rules, id);
-        assert_eq!(r["status"], "non_compliant", "{r:#}");
-        assert!(
-            r["explanation"].as_str().unwrap().contains("edited"),
-            "the chain walk's finding is named: {r:#}"
-        );
-    }
+    // The chain walk's finding is named.
+    let rules = integrity_fails(&store, "edited");
     // Nothing stopped the window's reading: the rules that rest on its events still judge.
     assert_eq!(
         status(&rules, "pci_dss.10.2.2.event_details"),

@@ -295,6 +295,15 @@ fn robust(mut v: Vec<f64>, floor: f64) -> (f64, f64) {
     (m, (median(&mut dev) * 1.4826).max(floor))
 }
 
+/// How serious a finding's `severity` is: `high` 2, `medium` 1, anything else 0 (`low`).
+pub(crate) fn severity_level(severity: &str) -> u8 {
+    match severity {
+        "high" => 2,
+        "medium" => 1,
+        _ => 0,
+    }
+}
+
 fn severity(score: f64, moderate: f64, high: f64) -> &'static str {
     if score >= high {
         "high"

@@ -434,12 +434,9 @@ pub struct Inputs {
     pub compliance: ComplianceInput,
 }
 
+/// The order findings and recommendations are listed in: `high` first.
 fn severity_rank(s: &str) -> u8 {
-    match s {
-        "high" => 0,
-        "medium" => 1,
-        _ => 2,
-    }
+    2 - crate::analytics::anomalies::severity_level(s)
 }
 
 /// What to do about findings of a kind.

@@ -4,6 +4,7 @@
 
 use super::{
     DAY, Finding, HOUR, HashMap, HashSet, Held, MINUTE, People, Row, densest, runs, severity,
+    severity_level,
 };
 use std::collections::BTreeMap;
 
@@ -12,7 +13,6 @@ use std::collections::BTreeMap;
 /// into that finding: the evidence joined, the window widened, the higher severity kept, and
 /// the burst's explanation (it says which tool, when one did it).
 pub(super) fn fold_bursts(rates: &mut Vec<Finding>, temporal: &mut [Finding]) {
-    let rank = |s: &str| ["low", "medium", "high"].iter().position(|x| *x == s);
     rates.retain(|f| {
         if f.kind != "burst" {
             return true;
@@ -30,7 +30,7 @@ pub(super) fn fold_bursts(rates: &mut Vec<Finding>, temporal: &mut [Finding]) {
         into.evidence.dedup();
         into.from_ms = into.from_ms.min(f.from_ms);
         into.to_ms = into.to_ms.max(f.to_ms);
-        if rank(&f.severity) > rank(&into.severity) {
+        if severity_level(&f.severity) > severity_level(&into.severity) {
             into.severity = f.severity.clone();
         }
         false
