@@ -4,10 +4,10 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs, cli.rs     thin entry; clap subcommands (stdio, gateway, events, reindex, policy
-//!                     test, tools accept, keygen, verify, export, store status,
-//!                     retention, erase, import, anomalies, analyze, compliance,
-//!                     report, alerts)
+//! main.rs, cli.rs     thin entry, jemalloc the global allocator; clap subcommands (stdio,
+//!                     gateway, events, reindex, policy test, tools accept, keygen, verify,
+//!                     export, store status, retention, erase, import, anomalies, analyze,
+//!                     compliance, report, alerts)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can); commands/retention.rs:
 //!                     retention (dry run, --apply with a progress bar, the purge event);

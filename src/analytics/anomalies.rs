@@ -125,7 +125,7 @@ pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
     // The detectors number rows with `u32` (4 bytes a call); 4 billion calls would need
     // ~240 GB of rows, far past any memory this runs in.
     assert!(
-        u32::try_from(held.rows.len()).is_ok(),
+        u32::try_from(held.len()).is_ok(),
         "more calls than the anomaly detectors can number"
     );
     held.sort();
