@@ -251,6 +251,39 @@ async fn a_server_crash_mid_call_fails_the_calls_in_flight_and_passes_its_status
 }
 
 #[tokio::test]
+async fn a_server_that_closes_its_output_but_keeps_running_ends_the_session_and_its_calls() {
+    // It can never answer again: its calls must not wait for call_timeout_ms (10 minutes).
+    let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");
+    let mut c = LineClient::spawn(store.proxy_command(&[
+        "sh",
+        "-c",
+        "exec >&-; while :; do sleep 0.05; done",
+    ]));
+    c.send(&call_line(json!(1), "echo", json!({"text": "hi"})))
+        .await;
+    let started = Instant::now();
+    assert_eq!(c.recv().await, None, "the session ends");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "ended after {:?}",
+        started.elapsed()
+    );
+    let status = c.wait_exit().await;
+    assert_eq!(status.code(), Some(128 + 15), "the server was sent SIGTERM");
+
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1, "{events:#?}");
+    let (_, end) = &pairs[0];
+    assert_eq!(end["result"], "server_exit");
+    let reason = end["metadata"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("the server closed its output without exiting"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
 async fn client_eof_closes_the_server_and_escalates_to_kill_when_it_hangs() {
     // A server that ignores both EOF and SIGTERM.
     let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");

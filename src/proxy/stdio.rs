@@ -50,6 +50,10 @@ const QUEUE: usize = 1024;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long queued replies may take to reach the client at exit.
 const FLUSH_AT_EXIT: Duration = Duration::from_secs(5);
+/// How long a server whose output closed may take to exit on its own before the session is
+/// ended for it: a server that exits closes its output first, but one that keeps running
+/// without it can never answer again, and its calls would stay open until `call_timeout_ms`.
+const EXIT_AFTER_OUTPUT_CLOSED: Duration = Duration::from_secs(1);
 
 /// Why the stdio proxy could not run.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,8 @@ pub enum StdioError {
 pub(crate) enum StopReason {
     ClientClosed,
     ClientGone,
+    /// The server closed its output and did not exit ([`EXIT_AFTER_OUTPUT_CLOSED`]).
+    ServerClosedOutput,
     /// The front door ended the session (HTTP DELETE, idle timeout, gateway shutdown).
     Ended(&'static str),
     Signal(&'static str),
@@ -118,6 +124,13 @@ impl Stop {
                 Outcome::Shutdown,
                 Side::Client,
                 format!("the client stopped reading before the answer; the server {server}"),
+            ),
+            Some(StopReason::ServerClosedOutput) => (
+                Outcome::ServerExit,
+                Side::Upstream,
+                format!(
+                    "the server closed its output without exiting, so the session was ended before the answer; the server {server}"
+                ),
             ),
             Some(StopReason::Ended(why)) => (
                 Outcome::Shutdown,
@@ -345,17 +358,22 @@ pub(crate) async fn run_session(
         to_server: ToServer::Weak(to_server.downgrade()),
         to_client: to_client.clone(),
     };
-    let server_reader = tokio::spawn(
-        reader(
-            server_out,
-            pipeline.clone(),
-            Peer::Server,
-            server_routes,
-            max,
-            None,
-        )
-        .instrument(span.clone()),
-    );
+    // Cancelled once the server has exited (or its remote or pooled link is over).
+    let exited = CancellationToken::new();
+    let server_reader = tokio::spawn({
+        let (pipeline, stop, exited) = (pipeline.clone(), stop.clone(), exited.clone());
+        async move {
+            reader(server_out, pipeline, Peer::Server, server_routes, max, None).await;
+            tokio::select! {
+                _ = exited.cancelled() => {}
+                _ = tokio::time::sleep(EXIT_AFTER_OUTPUT_CLOSED) => {
+                    tracing::warn!("the server closed its output but keeps running; ending the session");
+                    stop.stop(StopReason::ServerClosedOutput);
+                }
+            }
+        }
+        .instrument(span.clone())
+    });
     let client_writer = door(ClientDoor {
         pipeline: pipeline.clone(),
         routes: client_routes.clone(),
@@ -403,6 +421,7 @@ pub(crate) async fn run_session(
         }
         Running::Pooled(link) => link.finish(&stop.token, grace).await,
     };
+    exited.cancel();
 
     // Responses the server wrote before exiting still reach the client, with their events.
     if tokio::time::timeout(DRAIN_AFTER_EXIT, server_reader)
