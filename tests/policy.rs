@@ -279,6 +279,56 @@ async fn hashed_personal_data_stays_groupable_and_results_can_be_redacted() {
 }
 
 #[tokio::test]
+async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
+    // A server whose every answer is an error carrying a card number in its message and data:
+    // with redact_results that reaches the client, and a model behind it, masked.
+    let error = format!(
+        r#"{{"code":-32000,"message":"bad card {CARD}","data":{{"card":"{CARD}","attempt":7}}}}"#
+    );
+    let notice = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"charging {CARD}"}}}}"#
+    );
+    let script = format!(
+        "while read -r line; do printf '%s\\n' '{notice}' '{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}'; done"
+    );
+    for redact in [true, false] {
+        let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
+        let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
+        c.send(&call_line(json!(1), "pay", json!({"amount": 5})))
+            .await;
+        let logged = c.recv().await.expect("the log notification");
+        let line = c.recv().await.expect("the error answer");
+        assert!(c.finish().await.success());
+        let reply: Value = serde_json::from_slice(&line).unwrap();
+        let end = &pairs(&store.events())[0].1;
+        assert_eq!(end["result"], "jsonrpc_error", "{end}");
+        if redact {
+            let text = String::from_utf8_lossy(&line);
+            assert!(!text.contains(CARD), "{text}");
+            assert_eq!(reply["error"]["code"], -32000);
+            assert_eq!(reply["error"]["data"]["attempt"], 7);
+            assert_eq!(
+                reply["error"]["message"],
+                "bad card [REDACTED:payment_card]"
+            );
+            assert_eq!(reply["error"]["data"]["card"], "[REDACTED:payment_card]");
+            assert_eq!(
+                end["metadata"]["redacted_for_client"],
+                json!(["payment_card"])
+            );
+            let logged: Value = serde_json::from_slice(&logged).unwrap();
+            assert_eq!(logged["method"], "notifications/message");
+            assert_eq!(logged["params"]["data"], "charging [REDACTED:payment_card]");
+            assert_eq!(logged["params"]["level"], "info");
+        } else {
+            let sent = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}\n");
+            assert_eq!(line, sent.as_bytes(), "passed on byte for byte");
+            assert_eq!(logged, format!("{notice}\n").as_bytes());
+        }
+    }
+}
+
+#[tokio::test]
 async fn tools_the_caller_may_never_call_are_hidden_and_blocked() {
     let store = TestStore::new("[[risk.tool]]\nmatch = \"cra*\"\ndeny_users = [\"tester\"]\n");
     let mut c = common::initialized(&store).await;

@@ -513,6 +513,34 @@ fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
     }
 }
 
+/// The JSON of a message the proxy rewrote (a masked result, error or params), without the
+/// line ending: `jsonrpc`, then `id` written exactly as received (never through a `Value`,
+/// which would round a large number id through `f64`), `method`, and `members` in order.
+pub fn rebuilt_message(
+    id: Option<&RequestId>,
+    method: Option<&str>,
+    members: &[(&str, &serde_json::Value)],
+) -> String {
+    let mut out = String::from("{\"jsonrpc\":\"2.0\"");
+    let mut member = |name: &str, json: Result<String, serde_json::Error>| {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":");
+        out.push_str(&json.unwrap_or_else(|_| "null".into()));
+    };
+    if let Some(id) = id {
+        member("id", serde_json::to_string(id));
+    }
+    if let Some(method) = method {
+        member("method", serde_json::to_string(method));
+    }
+    for (name, value) in members {
+        member(name, serde_json::to_string(value));
+    }
+    out.push('}');
+    out
+}
+
 /// A JSON-RPC error response created by the proxy itself, newline-terminated.
 pub fn error_response(
     id: Option<&RequestId>,
@@ -747,6 +775,23 @@ mod tests {
         assert!(matches!(items[0].message, Ok(Message::Request { .. })));
         assert!(items[1].message.is_err());
         assert_eq!(items[1].raw.get(), r#"{"oops":1}"#);
+    }
+
+    #[test]
+    fn a_rebuilt_message_keeps_a_large_id_digit_for_digit() {
+        let line = br#"{"jsonrpc":"2.0","id":18446744073709551617,"method":"x"}"#;
+        let Ok(Parsed::Single(Message::Request { id, .. })) = parse(line) else {
+            panic!("a request");
+        };
+        let text = rebuilt_message(
+            Some(&id),
+            Some("notifications/message"),
+            &[("params", &serde_json::json!({"level": "info"}))],
+        );
+        assert_eq!(
+            text,
+            r#"{"jsonrpc":"2.0","id":18446744073709551617,"method":"notifications/message","params":{"level":"info"}}"#
+        );
     }
 
     #[test]

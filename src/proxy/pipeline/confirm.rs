@@ -57,18 +57,14 @@ impl Pipeline {
     ) -> Admission {
         let token = format!("{CONFIRM_PREFIX}{}", ulid::Ulid::generate());
         let hash = arguments_hash(p);
-        let reply = json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "result": {
+        let result = json!({
                 "resultType": "input_required",
                 "inputRequests": {
                     CONFIRM_KEY: confirmation_request(&question(&p.name, &hash, p.arguments.map_or("{}", |a| a.get()), d)),
                 },
                 "requestState": token,
-            },
         });
-        let mut bytes = serde_json::to_vec(&reply).unwrap_or_default();
+        let mut bytes = rebuilt_message(Some(id), None, &[("result", &result)]).into_bytes();
         bytes.push(b'\n');
         call.confirmation = Some("asked the person at the client (input_required round)".into());
         let mut end = self.call_event(

@@ -118,8 +118,14 @@ impl Pipeline {
             }
         }
         let policy = policy?;
-        let ResponseBody::Result(raw) = body else {
-            return None;
+        let raw = match body {
+            ResponseBody::Result(raw) => raw,
+            // An error's message and data reach the client, and through it a model, as a
+            // result's text does: with redact_results they are masked the same way.
+            ResponseBody::Error(raw) if policy.redact_results => {
+                return Self::redact_error(call, policy, raw, event);
+            }
+            ResponseBody::Error(_) => return None,
         };
         if let Some(tree) = tree.filter(|_| !policy.redact_results) {
             self.raise_for_result(call, policy, &policy.scan_tree(&tree.root), event);
@@ -135,16 +141,16 @@ impl Pipeline {
             event.metadata.reason = Some(
                 "the result carried sensitive data and was too deeply nested to redact: withheld from the client".into(),
             );
-            return serde_json::to_string(&json!({
-                "jsonrpc": "2.0",
-                "id": call.request_id,
-                "error": {
-                    "code": INTERNAL_ERROR,
-                    "message": "mcp-audit-proxy withheld the result: it carries sensitive data and is too deeply nested to redact (redact_results)",
-                    "data": {"event_id": event.event_id.to_string()},
-                },
-            }))
-            .ok();
+            let error = json!({
+                "code": INTERNAL_ERROR,
+                "message": "mcp-audit-proxy withheld the result: it carries sensitive data and is too deeply nested to redact (redact_results)",
+                "data": {"event_id": event.event_id.to_string()},
+            });
+            return Some(rebuilt_message(
+                Some(&call.request_id),
+                None,
+                &[("error", &error)],
+            ));
         };
         self.raise_for_result(call, policy, &policy.scan_result(&value), event);
         if !policy.redact_results {
@@ -153,12 +159,48 @@ impl Pipeline {
         let (redacted, classes) = policy.redact(&value)?;
         event.metadata.redacted_for_client =
             classes.iter().map(|c| c.as_str().to_string()).collect();
-        serde_json::to_string(&json!({
-            "jsonrpc": "2.0",
-            "id": call.request_id,
-            "result": redacted,
-        }))
-        .ok()
+        Some(rebuilt_message(
+            Some(&call.request_id),
+            None,
+            &[("result", &redacted)],
+        ))
+    }
+
+    /// The error answer the client gets under `redact_results`: the `error` object with the
+    /// sensitive data in its strings (`message`, anything in `data`) masked; `None` when it
+    /// carries none. An error too deeply nested to parse that carries some is withheld, as a
+    /// result would be.
+    fn redact_error(
+        call: &Call,
+        policy: &Policy,
+        raw: &serde_json::value::RawValue,
+        event: &mut AuditEvent,
+    ) -> Option<String> {
+        let answer = |error: Value| {
+            Some(rebuilt_message(
+                Some(&call.request_id),
+                None,
+                &[("error", &error)],
+            ))
+        };
+        let error = match serde_json::from_str::<Value>(raw.get()) {
+            Ok(error) => error,
+            Err(_) if !policy.guarded(raw.get()) => return None,
+            Err(_) => {
+                event.metadata.reason = Some(
+                    "the error carried sensitive data and was too deeply nested to redact: withheld from the client".into(),
+                );
+                return answer(json!({
+                    "code": INTERNAL_ERROR,
+                    "message": "mcp-audit-proxy withheld the error: it carries sensitive data and is too deeply nested to redact (redact_results)",
+                    "data": {"event_id": event.event_id.to_string()},
+                }));
+            }
+        };
+        let (error, classes) = policy.redact(&error)?;
+        event.metadata.redacted_for_client =
+            classes.iter().map(|c| c.as_str().to_string()).collect();
+        answer(error)
     }
 
     /// Raises an end event's risk and tags for the classes its result carries.

@@ -30,7 +30,7 @@ use crate::error::Side;
 use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{
     self, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, REQUEST_TIMEOUT,
-    error_response, notification,
+    error_response, notification, rebuilt_message,
 };
 use crate::jsonrpc::names::same_name;
 use crate::jsonrpc::salvage::{Salvaged, from_prefix, salvage, salvage_split};
@@ -1317,7 +1317,7 @@ impl Pipeline {
             return Delivery::Forward {
                 ack: Ack::done(),
                 unrecorded: None,
-                rewritten: None,
+                rewritten: self.redact_server_params(msg),
             };
         };
         let mut st = self.state();

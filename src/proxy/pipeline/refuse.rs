@@ -453,17 +453,22 @@ impl Pipeline {
         Route::of(answers)
     }
 
-    /// A result that answers no request still reaches the client: with `redact_results`, it
-    /// is masked like a call's result first (a server must not get data past the redaction by
-    /// answering with an id the proxy does not know).
+    /// A result or error that answers no request still reaches the client: with
+    /// `redact_results`, it is masked like a call's end first (a server must not get data past
+    /// the redaction by answering with an id the proxy does not know).
     pub(super) fn redact_unmatched(
         &self,
         id: &RequestId,
         body: ResponseBody<'_>,
     ) -> Option<String> {
         let policy = self.policy.current();
-        let ResponseBody::Result(raw) = body else {
-            return None;
+        let (member, raw, withheld) = match body {
+            ResponseBody::Result(raw) => ("result", raw, json!({"content": [], "isError": true})),
+            ResponseBody::Error(raw) => (
+                "error",
+                raw,
+                json!({"code": INTERNAL_ERROR, "message": "mcp-audit-proxy withheld the error: it carries sensitive data it cannot redact (redact_results)"}),
+            ),
         };
         if !(policy.enabled && policy.redact_results && policy.guarded(raw.get())) {
             return None;
@@ -473,8 +478,30 @@ impl Pipeline {
             .and_then(|v| policy.redact(&v))
             .map(|(r, _)| r);
         // Unreadable but guarded: withheld rather than passed on in clear.
-        let result = redacted.unwrap_or_else(|| json!({"content": [], "isError": true}));
-        serde_json::to_string(&json!({"jsonrpc": "2.0", "id": id, "result": result})).ok()
+        let body = redacted.unwrap_or(withheld);
+        Some(rebuilt_message(Some(id), None, &[(member, &body)]))
+    }
+
+    /// A request or notification of the server (`sampling/createMessage`, whose messages go
+    /// to the client's model; `notifications/message`, `notifications/progress`) carries the
+    /// server's data to the client as a result does: with `redact_results` its `params` are
+    /// masked the same way, and params that must be but cannot be are withheld (`{}`).
+    pub(super) fn redact_server_params(&self, msg: &Message<'_>) -> Option<String> {
+        let (id, method, params) = match msg {
+            Message::Request { id, method, params } => (Some(id), method, (*params)?),
+            Message::Notification { method, params } => (None, method, (*params)?),
+            Message::Response { .. } => return None,
+        };
+        let policy = self.policy.current();
+        if !(policy.enabled && policy.redact_results && policy.guarded(params.get())) {
+            return None;
+        }
+        let redacted = serde_json::from_str::<Value>(params.get())
+            .ok()
+            .and_then(|v| policy.redact(&v))
+            .map(|(r, _)| r);
+        let params = redacted.unwrap_or_else(|| json!({}));
+        Some(rebuilt_message(id, Some(method), &[("params", &params)]))
     }
 
     /// Handles a line from the server that could not be framed.

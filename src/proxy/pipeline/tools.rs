@@ -144,6 +144,6 @@ impl Pipeline {
             return None;
         }
         tracing::info!(hidden = before - tools.len(), user = %user, "tools hidden from tools/list by policy");
-        serde_json::to_string(&json!({ "jsonrpc": "2.0", "id": id, "result": value })).ok()
+        Some(rebuilt_message(Some(id), None, &[("result", &value)]))
     }
 }
