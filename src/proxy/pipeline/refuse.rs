@@ -461,47 +461,51 @@ impl Pipeline {
         id: &RequestId,
         body: ResponseBody<'_>,
     ) -> Option<String> {
-        let policy = self.policy.current();
-        let (member, raw, withheld) = match body {
-            ResponseBody::Result(raw) => ("result", raw, json!({"content": [], "isError": true})),
+        let (member, body) = match body {
+            ResponseBody::Result(raw) => (
+                "result",
+                self.redacted_for_client(raw, || json!({"content": [], "isError": true}))?,
+            ),
             ResponseBody::Error(raw) => (
                 "error",
-                raw,
-                json!({"code": INTERNAL_ERROR, "message": "mcp-audit-proxy withheld the error: it carries sensitive data it cannot redact (redact_results)"}),
+                self.redacted_for_client(raw, || {
+                    json!({"code": INTERNAL_ERROR, "message": "mcp-audit-proxy withheld the error: it carries sensitive data it cannot redact (redact_results)"})
+                })?,
             ),
         };
-        if !(policy.enabled && policy.redact_results && policy.guarded(raw.get())) {
-            return None;
-        }
-        let redacted = serde_json::from_str::<Value>(raw.get())
-            .ok()
-            .and_then(|v| policy.redact(&v))
-            .map(|(r, _)| r);
-        // Unreadable but guarded: withheld rather than passed on in clear.
-        let body = redacted.unwrap_or(withheld);
         Some(rebuilt_message(Some(id), None, &[(member, &body)]))
     }
 
     /// A request or notification of the server (`sampling/createMessage`, whose messages go
     /// to the client's model; `notifications/message`, `notifications/progress`) carries the
     /// server's data to the client as a result does: with `redact_results` its `params` are
-    /// masked the same way, and params that must be but cannot be are withheld (`{}`).
+    /// masked the same way, and params that must be but cannot be read are withheld (`{}`).
     pub(super) fn redact_server_params(&self, msg: &Message<'_>) -> Option<String> {
         let (id, method, params) = match msg {
             Message::Request { id, method, params } => (Some(id), method, (*params)?),
             Message::Notification { method, params } => (None, method, (*params)?),
             Message::Response { .. } => return None,
         };
+        let params = self.redacted_for_client(params, || json!({}))?;
+        Some(rebuilt_message(id, Some(method), &[("params", &params)]))
+    }
+
+    /// `raw` as the client may see it under `redact_results`: `None` when it passes as it is
+    /// (the option off, or nothing to mask), else its sensitive strings masked, or `withheld`
+    /// when it carries sensitive data but cannot be parsed (too deeply nested).
+    fn redacted_for_client(
+        &self,
+        raw: &RawValue,
+        withheld: impl FnOnce() -> Value,
+    ) -> Option<Value> {
         let policy = self.policy.current();
-        if !(policy.enabled && policy.redact_results && policy.guarded(params.get())) {
+        if !(policy.enabled && policy.redact_results && policy.guarded(raw.get())) {
             return None;
         }
-        let redacted = serde_json::from_str::<Value>(params.get())
-            .ok()
-            .and_then(|v| policy.redact(&v))
-            .map(|(r, _)| r);
-        let params = redacted.unwrap_or_else(|| json!({}));
-        Some(rebuilt_message(id, Some(method), &[("params", &params)]))
+        match serde_json::from_str::<Value>(raw.get()) {
+            Ok(value) => policy.redact(&value).map(|(redacted, _)| redacted),
+            Err(_) => Some(withheld()),
+        }
     }
 
     /// Handles a line from the server that could not be framed.
