@@ -288,8 +288,10 @@ async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
     let notice = format!(
         r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"charging {CARD}"}}}}"#
     );
+    // An answer to no request of the client's, before the real one.
+    let stray = format!(r#"{{"jsonrpc":"2.0","id":99,"error":{error}}}"#);
     let script = format!(
-        "while read -r line; do printf '%s\\n' '{notice}' '{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}'; done"
+        "while read -r line; do printf '%s\\n' '{notice}' '{stray}' '{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}'; done"
     );
     for redact in [true, false] {
         let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
@@ -297,6 +299,7 @@ async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
         c.send(&call_line(json!(1), "pay", json!({"amount": 5})))
             .await;
         let logged = c.recv().await.expect("the log notification");
+        let unasked = c.recv().await.expect("the answer to no request");
         let line = c.recv().await.expect("the error answer");
         assert!(c.finish().await.success());
         let reply: Value = serde_json::from_slice(&line).unwrap();
@@ -320,10 +323,17 @@ async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
             assert_eq!(logged["method"], "notifications/message");
             assert_eq!(logged["params"]["data"], "charging [REDACTED:payment_card]");
             assert_eq!(logged["params"]["level"], "info");
+            let unasked: Value = serde_json::from_slice(&unasked).unwrap();
+            assert_eq!(unasked["id"], 99);
+            assert_eq!(
+                unasked["error"]["message"],
+                "bad card [REDACTED:payment_card]"
+            );
         } else {
             let sent = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}\n");
             assert_eq!(line, sent.as_bytes(), "passed on byte for byte");
             assert_eq!(logged, format!("{notice}\n").as_bytes());
+            assert_eq!(unasked, format!("{stray}\n").as_bytes());
         }
     }
 }
