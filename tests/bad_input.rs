@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{LineClient, TestStore, call_line, example_server, initialized, pairs};
 use serde_json::{Value, json};
 
@@ -360,4 +362,51 @@ async fn a_full_queue_refuses_new_calls_but_never_loses_an_end() {
     let events = store.events();
     // Every call that started has its end; the refused ones never started.
     assert_eq!(pairs(&events).len(), ok, "{ok} answered, {refused} refused");
+}
+
+/// The peak resident memory of process `pid`, in KiB (Linux `VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_holds_the_queue_to_a_byte_budget_not_a_message_count() {
+    // The server answers its first input with 300 log notifications of 1 MB each while the
+    // client reads nothing. Bounded by count (1,024 messages) the proxy held them all (about
+    // 490 MiB); bounded by bytes, 32 MiB wait in its queue and the server waits on its pipe.
+    let store = TestStore::new("");
+    let script = "import sys\n\
+        sys.stdin.readline()\n\
+        line = '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"' + 'a' * 1000000 + '\"}}\\n'\n\
+        for _ in range(300):\n    sys.stdout.write(line)\n\
+        sys.stdout.flush()\n\
+        sys.stdin.read()\n";
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", script]));
+    let pid = c.child.id().expect("the proxy runs");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let peak = peak_rss_kib(pid);
+    let expected = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"{}\"}}}}\n",
+        "a".repeat(1_000_000)
+    );
+    for n in 0..300 {
+        let line = c
+            .recv()
+            .await
+            .unwrap_or_else(|| panic!("notification {n} lost"));
+        assert!(line == expected.as_bytes(), "notification {n} changed");
+    }
+    assert!(c.finish().await.success());
+    assert!(
+        peak < 150 * 1024,
+        "the proxy peaked at {} MiB holding what the client did not read",
+        peak / 1024
+    );
 }

@@ -32,7 +32,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -46,6 +46,12 @@ use crate::jsonrpc::{FrameError, LineFramer};
 
 /// Messages queued per direction before readers wait (backpressure).
 const QUEUE: usize = 1024;
+/// Bytes queued per direction before readers wait, whatever the number of messages: without
+/// it, a peer that stops reading while the other sends messages of `limits.max_message_bytes`
+/// (16 MiB) would have the proxy hold [`QUEUE`] of them, 16 GiB. A longer message counts as
+/// this many (it waits alone). What a queued message keeps allocated can be up to about twice
+/// its length (the framer's buffer it was cut from), so this is about 64 MiB of memory.
+const QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// How long to wait for the server's stdout to reach EOF after it exited (grandchildren may hold it).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How long queued replies may take to reach the client at exit.
@@ -346,9 +352,11 @@ pub(crate) async fn run_session(
 
     // Only the client side and the timer can write to the server: when both have stopped,
     // the server writer has delivered everything and closes the server's stdin.
+    let budgets = Budgets::default();
     let client_routes = Routes {
         to_server: ToServer::Open(to_server.clone()),
         to_client: to_client.clone(),
+        budgets: budgets.clone(),
     };
     tokio::spawn(
         server_writer(server_in, to_server_rx, to_client.clone(), pipeline.clone())
@@ -357,6 +365,7 @@ pub(crate) async fn run_session(
     let server_routes = Routes {
         to_server: ToServer::Weak(to_server.downgrade()),
         to_client: to_client.clone(),
+        budgets,
     };
     // Cancelled once the server has exited (or its remote or pooled link is over).
     let exited = CancellationToken::new();
@@ -505,6 +514,37 @@ pub(crate) fn spawn(
 pub(crate) struct Routes {
     to_server: ToServer,
     to_client: mpsc::Sender<Outbound>,
+    budgets: Budgets,
+}
+
+/// The byte budget of each direction's queue ([`QUEUE_BYTES`]): a message takes its share
+/// before it is queued and gives it back when it is dropped ([`Outbound::budget`]).
+#[derive(Clone, Debug)]
+struct Budgets {
+    to_server: Arc<Semaphore>,
+    to_client: Arc<Semaphore>,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            to_server: Arc::new(Semaphore::new(QUEUE_BYTES)),
+            to_client: Arc::new(Semaphore::new(QUEUE_BYTES)),
+        }
+    }
+}
+
+/// Waits for `out`'s share of `budget` and attaches it; false if the budget is closed (never:
+/// it lives as long as the routes).
+async fn charge(budget: &Arc<Semaphore>, out: &mut Outbound) -> bool {
+    let share = out.bytes.len().clamp(1, QUEUE_BYTES) as u32;
+    match budget.clone().acquire_many_owned(share).await {
+        Ok(permit) => {
+            out.budget = Some(permit);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// How a reader reaches the server.
@@ -534,14 +574,22 @@ impl Routes {
 
     async fn send_one(&self, route: Route) -> bool {
         match route {
-            Route::ToServer(out) => match &self.to_server {
-                ToServer::Open(tx) => tx.send(out).await.is_ok(),
-                ToServer::Weak(tx) => match tx.upgrade() {
-                    Some(tx) => tx.send(out).await.is_ok(),
-                    None => false,
-                },
-            },
-            Route::ToClient(out) => self.to_client.send(out).await.is_ok(),
+            Route::ToServer(mut out) => {
+                if !charge(&self.budgets.to_server, &mut out).await {
+                    return false;
+                }
+                match &self.to_server {
+                    ToServer::Open(tx) => tx.send(out).await.is_ok(),
+                    ToServer::Weak(tx) => match tx.upgrade() {
+                        Some(tx) => tx.send(out).await.is_ok(),
+                        None => false,
+                    },
+                }
+            }
+            Route::ToClient(mut out) => {
+                charge(&self.budgets.to_client, &mut out).await
+                    && self.to_client.send(out).await.is_ok()
+            }
             // The pipeline never nests them.
             Route::Drop | Route::Many(_) => true,
         }

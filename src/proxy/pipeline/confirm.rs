@@ -215,6 +215,7 @@ impl Pipeline {
         tracing::info!(request_id = %id, tool = ?call.tool, "tool call confirmed; forwarded");
         self.state().calls.insert(id.clone(), call);
         Some(Route::ToServer(Outbound {
+            budget: None,
             bytes: waiting.line,
             ack: waiting.ack,
             if_unrecorded: Some(Unrecorded {

@@ -348,6 +348,7 @@ impl Pipeline {
         };
         match self.audit.record(&event) {
             Ok(ack) => Outbound {
+                budget: None,
                 bytes: refusal.line(),
                 ack,
                 if_unrecorded: None,

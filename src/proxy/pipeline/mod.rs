@@ -75,6 +75,10 @@ pub struct Outbound {
     pub ack: Ack,
     /// If that event could not be made durable: what to do instead.
     pub if_unrecorded: Option<Unrecorded>,
+    /// Its share of the byte budget of the queue it waits in, given back when it is dropped
+    /// (written, or replaced): the queues between the readers and the writers hold at most
+    /// [`crate::proxy::stdio`]'s `QUEUE_BYTES` each, not `QUEUE` messages of any size.
+    pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// What replaces a message whose audit event failed to become durable.
@@ -125,6 +129,7 @@ impl Outbound {
     /// A message that depends on no audit event.
     pub fn now(bytes: Bytes) -> Self {
         Outbound {
+            budget: None,
             bytes,
             ack: Ack::done(),
             if_unrecorded: None,
@@ -594,6 +599,7 @@ impl Pipeline {
     /// ([`crate::audit::writer::AuditSink::barrier`]), like every forwarded call.
     fn after_recorded(&self, bytes: Bytes) -> Outbound {
         Outbound {
+            budget: None,
             bytes,
             ack: self.audit.barrier(),
             if_unrecorded: None,
@@ -636,6 +642,7 @@ impl Pipeline {
                             match instead {
                                 Some(Instead::Reply(reply)) => {
                                     return Route::ToClient(Outbound {
+                                        budget: None,
                                         bytes: reply,
                                         ack,
                                         if_unrecorded: None,
@@ -671,6 +678,7 @@ impl Pipeline {
                     None => ack,
                 };
                 Route::ToServer(Outbound {
+                    budget: None,
                     bytes,
                     ack,
                     if_unrecorded: opened.map(|id| Unrecorded {
@@ -730,6 +738,7 @@ impl Pipeline {
             }
         });
         Route::ToServer(Outbound {
+            budget: None,
             bytes: line,
             ack: last,
             if_unrecorded,
@@ -1209,6 +1218,7 @@ impl Pipeline {
                     unrecorded,
                     rewritten,
                 } => Route::ToClient(Outbound {
+                    budget: None,
                     bytes: rewritten.map_or_else(|| line.clone(), |r| Bytes::from(r + "\n")),
                     ack,
                     if_unrecorded: unrecorded.map(|id| {
@@ -1300,6 +1310,7 @@ impl Pipeline {
             return Route::Drop;
         }
         Route::ToClient(Outbound {
+            budget: None,
             bytes: if changed { batch_line(kept) } else { line },
             ack: last,
             if_unrecorded: any_unrecorded.then(|| {
