@@ -1008,6 +1008,41 @@ async fn confirm_asks_the_person_and_runs_the_call_only_on_an_explicit_accept() 
 }
 
 #[tokio::test]
+async fn a_confirmation_answered_inside_a_batch_is_taken() {
+    // A 2025-03-26 client may answer the proxy's question in a batch: it was forwarded to the
+    // server as an answer to nothing, and the call waited for confirm_timeout_ms.
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    for (id, text, action) in [(1, "a; b", "accept"), (2, "c; d", "decline")] {
+        c.send(&call_line(json!(id), "echo", json!({ "text": text })))
+            .await;
+        let ask = c.recv_json().await;
+        assert_eq!(ask["method"], "elicitation/create", "{ask}");
+        let answer = json!([{"jsonrpc": "2.0", "id": ask["id"], "result": {"action": action, "content": {"confirm": true}}}]);
+        let started = std::time::Instant::now();
+        c.send(format!("{answer}\n").as_bytes()).await;
+        let reply = c.recv_json().await;
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "waited for the timeout"
+        );
+        assert_eq!(reply["id"], id, "{reply}");
+        if action == "accept" {
+            assert_eq!(reply["result"]["content"][0]["text"], text, "{reply}");
+        } else {
+            assert_eq!(reply["error"]["code"], -32010, "{reply}");
+        }
+    }
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(seen.contains("a; b"));
+    for never in ["c; d", "mcp-audit-proxy.confirm"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+}
+
+#[tokio::test]
 async fn confirm_blocks_when_the_client_cannot_be_asked() {
     let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
     let mut c = LineClient::spawn(store.proxied_example());

@@ -697,8 +697,43 @@ impl Pipeline {
         }
     }
 
-    /// A batch is forwarded whole or refused whole, so the server never sees part of it.
+    /// A batch is forwarded whole or refused whole, so the server never sees part of it; the
+    /// answers in it to the proxy's own confirmation questions are the proxy's, taken out
+    /// first (the rest, if any, goes on as a batch of its own).
     fn client_batch(&self, line: Bytes, items: &[BatchItem<'_>]) -> Route {
+        let mut routes = Vec::new();
+        // Routes are never nested (`Routes::send`).
+        let mut add = |route: Route| match route {
+            Route::Many(many) => routes.extend(many),
+            route => routes.push(route),
+        };
+        let mut answered = false;
+        let mut rest = Vec::new();
+        for item in items {
+            match item
+                .message
+                .as_ref()
+                .ok()
+                .and_then(|m| self.confirmation_answer(m))
+            {
+                Some(route) => {
+                    answered = true;
+                    add(route);
+                }
+                None => rest.push(Cow::Borrowed(item.raw.get())),
+            }
+        }
+        if !answered {
+            return self.client_batch_whole(line, items);
+        }
+        if !rest.is_empty() {
+            // Without the answers (they are gone from the questions awaited, so this ends).
+            add(self.from_client(batch_line(rest)));
+        }
+        Route::of(routes)
+    }
+
+    fn client_batch_whole(&self, line: Bytes, items: &[BatchItem<'_>]) -> Route {
         if let Some(problem) = self.batch_problem(items) {
             tracing::warn!(problem = %problem, "batch from client refused");
             let message = format!("mcp-audit-proxy refused the whole batch: {problem}");

@@ -138,15 +138,8 @@ impl Pipeline {
                         None
                     }
                 }
-                Ok(Message::Notification { method, .. }) if method == TOOLS_CALL => Some(format!(
-                    "element {i}: {NOTIFIED_CALL}"
-                )),
-                Ok(Message::Response { id: Some(id), .. })
-                    if st.awaiting.contains_key(id) || st.asked_before.contains(id) =>
-                {
-                    Some(format!(
-                        "element {i} answers a confirmation request of mcp-audit-proxy; send that answer on its own"
-                    ))
+                Ok(Message::Notification { method, .. }) if method == TOOLS_CALL => {
+                    Some(format!("element {i}: {NOTIFIED_CALL}"))
                 }
                 Ok(_) => None,
             })
