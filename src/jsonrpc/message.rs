@@ -590,6 +590,35 @@ pub fn notification(method: &str, params: serde_json::Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// A `notifications/cancelled` line for request `id` (MCP "Utilities: Cancellation"), the id
+/// written exactly as the request carried it: a `json!` of it would turn a large number id
+/// into a float that names no request.
+pub fn cancelled(id: &RequestId, reason: &str) -> Bytes {
+    #[derive(Serialize)]
+    struct Params<'a> {
+        #[serde(rename = "requestId")]
+        request_id: &'a RequestId,
+        reason: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Notification<'a> {
+        jsonrpc: &'static str,
+        method: &'static str,
+        params: Params<'a>,
+    }
+    let mut out = serde_json::to_vec(&Notification {
+        jsonrpc: "2.0",
+        method: "notifications/cancelled",
+        params: Params {
+            request_id: id,
+            reason,
+        },
+    })
+    .unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}
+
 #[cfg(test)]
 mod fraction_tests {
     use super::RequestId;
@@ -775,6 +804,19 @@ mod tests {
         assert!(matches!(items[0].message, Ok(Message::Request { .. })));
         assert!(items[1].message.is_err());
         assert_eq!(items[1].raw.get(), r#"{"oops":1}"#);
+    }
+
+    #[test]
+    fn a_cancellation_names_a_large_id_digit_for_digit() {
+        let line = br#"{"jsonrpc":"2.0","id":18446744073709551617,"method":"x"}"#;
+        let Ok(Parsed::Single(Message::Request { id, .. })) = parse(line) else {
+            panic!("a request");
+        };
+        assert_eq!(
+            &cancelled(&id, "gone")[..],
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":18446744073709551617,"reason":"gone"}}
+"#
+        );
     }
 
     #[test]

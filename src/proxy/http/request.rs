@@ -675,14 +675,11 @@ impl McpRequest<'_> {
                 runtime.spawn(async move {
                     if let Some(routes) = session.routes() {
                         for id in &open {
-                            let line = serde_json::json!({
-                                "jsonrpc": "2.0",
-                                "method": "notifications/cancelled",
-                                "params": {"requestId": id, "reason": "the client closed the request's stream"},
-                            });
-                            let mut line = serde_json::to_vec(&line).unwrap_or_default();
-                            line.push(b'\n');
-                            routes.send(session.pipeline.from_client(Bytes::from(line))).await;
+                            let line = crate::jsonrpc::message::cancelled(
+                                id,
+                                "the client closed the request's stream",
+                            );
+                            routes.send(session.pipeline.from_client(line)).await;
                         }
                     }
                     if ephemeral {

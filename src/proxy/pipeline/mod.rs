@@ -1439,10 +1439,7 @@ impl Pipeline {
                     call.started.elapsed().as_millis()
                 );
                 let reply = self.fail_with_reply(&call, Outcome::Timeout, REQUEST_TIMEOUT, reason);
-                let cancel = notification(
-                    "notifications/cancelled",
-                    json!({ "requestId": call.request_id, "reason": "timed out in mcp-audit-proxy" }),
-                );
+                let cancel = message::cancelled(&call.request_id, "timed out in mcp-audit-proxy");
                 self.state().end_early(call, EndedEarly::TimedOut);
                 [Route::ToServer(Outbound::now(cancel)), Route::ToClient(reply)]
             })
