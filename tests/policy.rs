@@ -1043,6 +1043,39 @@ async fn a_confirmation_answered_inside_a_batch_is_taken() {
 }
 
 #[tokio::test]
+async fn cancelling_a_call_held_for_confirmation_withdraws_the_question_and_tells_the_server_nothing()
+ {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    c.send(&call_line(json!(7), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7,\"reason\":\"user gave up\"}}\n")
+        .await;
+    let withdrawn = c.recv_json().await;
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    assert_eq!(withdrawn["params"]["requestId"], ask["id"]);
+    // The session carries on; a late answer to the question is dropped.
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    c.send(&call_line(json!(8), "echo", json!({"text": "plain"})))
+        .await;
+    assert_eq!(c.recv_json().await["id"], 8);
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    for never in ["a; b", "notifications/cancelled", "mcp-audit-proxy.confirm"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs[0].1["result"], "cancelled", "{:?}", pairs[0].1);
+    assert_eq!(pairs[1].1["result"], "success");
+}
+
+#[tokio::test]
 async fn confirm_blocks_when_the_client_cannot_be_asked() {
     let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
     let mut c = LineClient::spawn(store.proxied_example());

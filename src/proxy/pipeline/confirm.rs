@@ -151,9 +151,45 @@ impl Pipeline {
         Ok(Bytes::from(bytes))
     }
 
+    /// A message of the client's that is for the proxy, not the server: an answer to a
+    /// confirmation request ([`Self::confirmation_answer`]), or the cancellation of a call
+    /// held for one ([`Self::cancel_of_held`]). `None`: the server's.
+    pub(super) fn for_the_proxy(&self, msg: &Message<'_>) -> Option<Route> {
+        self.confirmation_answer(msg)
+            .or_else(|| self.cancel_of_held(msg))
+    }
+
+    /// A `notifications/cancelled` of a call held for confirmation: the server never saw the
+    /// call, so the cancellation is not its to hear. The call ends `cancelled` (as a forwarded
+    /// one does) and the question the client was asked is withdrawn.
+    fn cancel_of_held(&self, msg: &Message<'_>) -> Option<Route> {
+        let Message::Notification {
+            method,
+            params: Some(params),
+        } = msg
+        else {
+            return None;
+        };
+        if method != "notifications/cancelled" {
+            return None;
+        }
+        let c = serde_json::from_str::<CancelledParams>(params.get()).ok()?;
+        let ask = self
+            .state()
+            .awaiting
+            .iter()
+            .find(|(_, a)| a.call.request_id == c.request_id)
+            .map(|(ask, _)| ask.clone())?;
+        self.cancel(&c.request_id, c.reason.as_deref());
+        Some(Route::ToClient(Outbound::now(message::cancelled(
+            &ask,
+            "the call it asked about was cancelled by the client",
+        ))))
+    }
+
     /// The client's answer to a confirmation request: the held call goes to the server on an
     /// explicit accept, and is blocked otherwise. `None`: not an answer to the proxy.
-    pub(super) fn confirmation_answer(&self, msg: &Message<'_>) -> Option<Route> {
+    fn confirmation_answer(&self, msg: &Message<'_>) -> Option<Route> {
         let Message::Response {
             id: Some(ask),
             body,

@@ -621,7 +621,7 @@ impl Pipeline {
             }
         };
         match parsed {
-            Parsed::Single(msg) => match self.confirmation_answer(&msg) {
+            Parsed::Single(msg) => match self.for_the_proxy(&msg) {
                 Some(route) => route,
                 None => self.client_single(&line, &msg),
             },
@@ -697,9 +697,9 @@ impl Pipeline {
         }
     }
 
-    /// A batch is forwarded whole or refused whole, so the server never sees part of it; the
-    /// answers in it to the proxy's own confirmation questions are the proxy's, taken out
-    /// first (the rest, if any, goes on as a batch of its own).
+    /// A batch is forwarded whole or refused whole, so the server never sees part of it; what
+    /// in it is for the proxy (answers to its confirmation questions, cancellations of calls
+    /// held for them) is taken out first, and the rest, if any, goes on as a batch of its own.
     fn client_batch(&self, line: Bytes, items: &[BatchItem<'_>]) -> Route {
         let mut routes = Vec::new();
         // Routes are never nested (`Routes::send`).
@@ -714,7 +714,7 @@ impl Pipeline {
                 .message
                 .as_ref()
                 .ok()
-                .and_then(|m| self.confirmation_answer(m))
+                .and_then(|m| self.for_the_proxy(m))
             {
                 Some(route) => {
                     answered = true;
@@ -727,7 +727,7 @@ impl Pipeline {
             return self.client_batch_whole(line, items);
         }
         if !rest.is_empty() {
-            // Without the answers (they are gone from the questions awaited, so this ends).
+            // Without them (their calls are no longer held, so this ends).
             add(self.from_client(batch_line(rest)));
         }
         Route::of(routes)
