@@ -135,8 +135,12 @@
 //! is read once and scanned (tags, raised risk) -> the execution or failure event is recorded (durable
 //! before the client sees it in `sync` mode) -> the original response bytes go to the client
 //! (masked only when `redact_results` asks). Everything that is not a `tools/call` is
-//! forwarded untouched after classification, except `tools/list` results: their tool
-//! definitions are compared with their pins, and tools the caller may never call are removed.
+//! forwarded untouched after classification, except `tools/list` results (their tool
+//! definitions are compared with their pins, and tools the caller may never call are
+//! removed), what the server sends the client under `redact_results` (error answers, its own
+//! requests' and notifications' params: masked), and what the client sends the proxy itself
+//! (answers to its confirmation questions, cancellations of calls held for them: never
+//! forwarded). Each direction's queue holds at most 1,024 messages and 32 MiB.
 //!
 //! Through the gateway, the same line flow runs per session, after the HTTP checks: Host and
 //! Origin -> credential (API key or JWT; identity never from headers or `_meta`) -> session
