@@ -15,7 +15,7 @@ use mcp_audit_proxy::telemetry::{self, Logging, Output};
 /// jemalloc, not glibc's malloc: the proxy's threads free what others allocated (events made
 /// on the runtime thread are written and dropped by the audit writer), and glibc then takes
 /// the owning arena's lock against the thread allocating from it. With jemalloc the wrapper
-/// keeps 46–48% of direct throughput instead of 39–45% at 16 calls in flight, and adds
+/// keeps 44–48% of direct throughput instead of 39–45% at 16 calls in flight, and adds
 /// ~190 µs to the median instead of ~300 µs (BENCHMARKS.md, "jemalloc"). Large vectors are
 /// grown by copying rather than `mremap`, so the analytics hold millions of rows in chunks
 /// (`analytics::anomalies::Held`).

@@ -288,10 +288,13 @@ async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
     let notice = format!(
         r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"charging {CARD}"}}}}"#
     );
-    // An answer to no request of the client's, before the real one.
+    // Data hidden behind JSON escapes, which a scan of the raw text does not see.
+    let escaped = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"mail alice\u0040example.com"}}"#;
+    // Answers to no request of the client's (an unknown id, a null one), before the real one.
     let stray = format!(r#"{{"jsonrpc":"2.0","id":99,"error":{error}}}"#);
+    let null = format!(r#"{{"jsonrpc":"2.0","id":null,"error":{error}}}"#);
     let script = format!(
-        "while read -r line; do printf '%s\\n' '{notice}' '{stray}' '{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}'; done"
+        "while read -r line; do printf '%s\\n' '{notice}' '{escaped}' '{stray}' '{null}' '{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}'; done"
     );
     for redact in [true, false] {
         let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
@@ -299,7 +302,9 @@ async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
         c.send(&call_line(json!(1), "pay", json!({"amount": 5})))
             .await;
         let logged = c.recv().await.expect("the log notification");
+        let hidden = c.recv().await.expect("the escaped log notification");
         let unasked = c.recv().await.expect("the answer to no request");
+        let nulled = c.recv().await.expect("the answer with a null id");
         let line = c.recv().await.expect("the error answer");
         assert!(c.finish().await.success());
         let reply: Value = serde_json::from_slice(&line).unwrap();
@@ -323,6 +328,15 @@ async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
             assert_eq!(logged["method"], "notifications/message");
             assert_eq!(logged["params"]["data"], "charging [REDACTED:payment_card]");
             assert_eq!(logged["params"]["level"], "info");
+            let hidden: Value = serde_json::from_slice(&hidden).unwrap();
+            assert_eq!(hidden["params"]["data"], "mail [REDACTED:email]");
+            let nulled: Value = serde_json::from_slice(&nulled).unwrap();
+            assert_eq!(nulled["id"], Value::Null);
+            assert!(nulled.as_object().unwrap().contains_key("id"));
+            assert_eq!(
+                nulled["error"]["message"],
+                "bad card [REDACTED:payment_card]"
+            );
             let unasked: Value = serde_json::from_slice(&unasked).unwrap();
             assert_eq!(unasked["id"], 99);
             assert_eq!(
@@ -334,6 +348,8 @@ async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
             assert_eq!(line, sent.as_bytes(), "passed on byte for byte");
             assert_eq!(logged, format!("{notice}\n").as_bytes());
             assert_eq!(unasked, format!("{stray}\n").as_bytes());
+            assert_eq!(hidden, format!("{escaped}\n").as_bytes());
+            assert_eq!(nulled, format!("{null}\n").as_bytes());
         }
     }
 }
@@ -1009,8 +1025,9 @@ async fn confirm_asks_the_person_and_runs_the_call_only_on_an_explicit_accept() 
 
 #[tokio::test]
 async fn a_confirmation_answered_inside_a_batch_is_taken() {
-    // A 2025-03-26 client may answer the proxy's question in a batch: it was forwarded to the
-    // server as an answer to nothing, and the call waited for confirm_timeout_ms.
+    // A 2025-03-26 client may answer the proxy's question in a batch: the batch was refused
+    // (a log line only, as a batch of answers gets no reply), and the call waited for
+    // confirm_timeout_ms.
     let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
     let (mut c, received) = spawn_recorded(&store);
     c.initialize().await;
@@ -1043,8 +1060,7 @@ async fn a_confirmation_answered_inside_a_batch_is_taken() {
 }
 
 #[tokio::test]
-async fn cancelling_a_call_held_for_confirmation_withdraws_the_question_and_tells_the_server_nothing()
- {
+async fn cancelling_a_call_held_for_confirmation_ends_it_and_tells_the_server_nothing() {
     let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
     let (mut c, received) = spawn_recorded(&store);
     c.initialize().await;
@@ -1054,12 +1070,6 @@ async fn cancelling_a_call_held_for_confirmation_withdraws_the_question_and_tell
     assert_eq!(ask["method"], "elicitation/create", "{ask}");
     c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7,\"reason\":\"user gave up\"}}\n")
         .await;
-    let withdrawn = c.recv_json().await;
-    assert_eq!(
-        withdrawn["method"], "notifications/cancelled",
-        "{withdrawn}"
-    );
-    assert_eq!(withdrawn["params"]["requestId"], ask["id"]);
     // The session carries on; a late answer to the question is dropped.
     c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
     c.send(&call_line(json!(8), "echo", json!({"text": "plain"})))

@@ -356,7 +356,7 @@ pub(crate) async fn run_session(
     let client_routes = Routes {
         to_server: ToServer::Open(to_server.clone()),
         to_client: to_client.clone(),
-        budgets: budgets.clone(),
+        budgets: Some(budgets.clone()),
     };
     tokio::spawn(
         server_writer(server_in, to_server_rx, to_client.clone(), pipeline.clone())
@@ -365,7 +365,7 @@ pub(crate) async fn run_session(
     let server_routes = Routes {
         to_server: ToServer::Weak(to_server.downgrade()),
         to_client: to_client.clone(),
-        budgets,
+        budgets: Some(budgets),
     };
     // Cancelled once the server has exited (or its remote or pooled link is over).
     let exited = CancellationToken::new();
@@ -393,7 +393,12 @@ pub(crate) async fn run_session(
         span: span.clone(),
     });
     tokio::spawn(
-        timer(pipeline.clone(), client_routes, stop.token.clone()).instrument(span.clone()),
+        timer(
+            pipeline.clone(),
+            client_routes.unbudgeted(),
+            stop.token.clone(),
+        )
+        .instrument(span.clone()),
     );
     if own_signals {
         tokio::spawn(stop_on_signal(super::termination_signal(), stop.clone()));
@@ -413,6 +418,7 @@ pub(crate) async fn run_session(
             let (status, sent) = supervise(&mut child, &stop.token, grace)
                 .await
                 .map_err(StdioError::Wait)?;
+            exited.cancel();
             let described = describe(status);
             tracing::info!(parent: &span, status = %described, "mcp server exited");
             // The server is gone, not necessarily what it started (`sh -c 'helper & exec
@@ -514,7 +520,10 @@ pub(crate) fn spawn(
 pub(crate) struct Routes {
     to_server: ToServer,
     to_client: mpsc::Sender<Outbound>,
-    budgets: Budgets,
+    /// `None`: the timer's routes, whose timeouts, cancellations and withdrawn questions
+    /// must never wait behind the byte budget that a stalled peer holds (only the queue's
+    /// message count bounds them, as before the budget).
+    budgets: Option<Budgets>,
 }
 
 /// The byte budget of each direction's queue ([`QUEUE_BYTES`]): a message takes its share
@@ -558,6 +567,14 @@ enum ToServer {
 }
 
 impl Routes {
+    /// These routes without the byte budget (the timer's).
+    fn unbudgeted(self) -> Routes {
+        Routes {
+            budgets: None,
+            ..self
+        }
+    }
+
     /// Queues a routed message; false when the destination is gone.
     pub(crate) async fn send(&self, route: Route) -> bool {
         match route {
@@ -575,7 +592,9 @@ impl Routes {
     async fn send_one(&self, route: Route) -> bool {
         match route {
             Route::ToServer(mut out) => {
-                if !charge(&self.budgets.to_server, &mut out).await {
+                if let Some(b) = &self.budgets
+                    && !charge(&b.to_server, &mut out).await
+                {
                     return false;
                 }
                 match &self.to_server {
@@ -587,8 +606,12 @@ impl Routes {
                 }
             }
             Route::ToClient(mut out) => {
-                charge(&self.budgets.to_client, &mut out).await
-                    && self.to_client.send(out).await.is_ok()
+                if let Some(b) = &self.budgets
+                    && !charge(&b.to_client, &mut out).await
+                {
+                    return false;
+                }
+                self.to_client.send(out).await.is_ok()
             }
             // The pipeline never nests them.
             Route::Drop | Route::Many(_) => true,

@@ -161,7 +161,9 @@ impl Pipeline {
 
     /// A `notifications/cancelled` of a call held for confirmation: the server never saw the
     /// call, so the cancellation is not its to hear. The call ends `cancelled` (as a forwarded
-    /// one does) and the question the client was asked is withdrawn.
+    /// one does); a later answer to its question is dropped. (The question is not withdrawn
+    /// yet: through the gateway a route to the client here would answer the POST that
+    /// carried the cancellation, with an error status.)
     fn cancel_of_held(&self, msg: &Message<'_>) -> Option<Route> {
         let Message::Notification {
             method,
@@ -174,17 +176,16 @@ impl Pipeline {
             return None;
         }
         let c = serde_json::from_str::<CancelledParams>(params.get()).ok()?;
-        let ask = self
+        let held = self
             .state()
             .awaiting
-            .iter()
-            .find(|(_, a)| a.call.request_id == c.request_id)
-            .map(|(ask, _)| ask.clone())?;
+            .values()
+            .any(|a| a.call.request_id == c.request_id);
+        if !held {
+            return None;
+        }
         self.cancel(&c.request_id, c.reason.as_deref());
-        Some(Route::ToClient(Outbound::now(message::cancelled(
-            &ask,
-            "the call it asked about was cancelled by the client",
-        ))))
+        Some(Route::Drop)
     }
 
     /// The client's answer to a confirmation request: the held call goes to the server on an

@@ -1396,7 +1396,7 @@ impl Pipeline {
             None => {
                 drop(st);
                 tracing::warn!(request_id = %id, "response from the server to no request of the client; forwarded");
-                rewritten = self.redact_unmatched(id, *body);
+                rewritten = self.redact_unmatched(Some(id), *body);
             }
         }
         Delivery::Forward {

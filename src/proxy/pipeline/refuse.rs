@@ -451,7 +451,7 @@ impl Pipeline {
     /// the redaction by answering with an id the proxy does not know).
     pub(super) fn redact_unmatched(
         &self,
-        id: &RequestId,
+        id: Option<&RequestId>,
         body: ResponseBody<'_>,
     ) -> Option<String> {
         let (member, body) = match body {
@@ -466,21 +466,38 @@ impl Pipeline {
                 })?,
             ),
         };
-        Some(rebuilt_message(Some(id), None, &[(member, &body)]))
+        Some(match id {
+            Some(id) => rebuilt_message(Some(id), None, &[(member, &body)]),
+            // An answer about a message whose id was unreadable says so with `"id": null`.
+            None => rebuilt_message(None, None, &[("id", &Value::Null), (member, &body)]),
+        })
     }
 
     /// A request or notification of the server (`sampling/createMessage`, whose messages go
     /// to the client's model; `notifications/message`, `notifications/progress`) carries the
     /// server's data to the client as a result does: with `redact_results` its `params` are
-    /// masked the same way, and params that must be but cannot be read are withheld (`{}`).
+    /// masked the same way (but for `progressToken`, `requestId` and `_meta`, which the client
+    /// correlates by), and params that must be but cannot be read are withheld (`{}`). An
+    /// answer with `"id": null` is masked as an unmatched one ([`Self::redact_unmatched`]).
     pub(super) fn redact_server_params(&self, msg: &Message<'_>) -> Option<String> {
         let (id, method, params) = match msg {
             Message::Request { id, method, params } => (Some(id), method, (*params)?),
             Message::Notification { method, params } => (None, method, (*params)?),
+            Message::Response { id: None, body } => return self.redact_unmatched(None, *body),
             Message::Response { .. } => return None,
         };
-        let params = self.redacted_for_client(params, || json!({}))?;
-        Some(rebuilt_message(id, Some(method), &[("params", &params)]))
+        let mut masked = self.redacted_for_client(params, || json!({}))?;
+        if let (Ok(Value::Object(sent)), Some(out)) = (
+            serde_json::from_str::<Value>(params.get()),
+            masked.as_object_mut(),
+        ) {
+            for key in ["progressToken", "requestId", "_meta"] {
+                if let Some(v) = sent.get(key) {
+                    out.insert(key.into(), v.clone());
+                }
+            }
+        }
+        Some(rebuilt_message(id, Some(method), &[("params", &masked)]))
     }
 
     /// `raw` as the client may see it under `redact_results`: `None` when it passes as it is
@@ -492,7 +509,12 @@ impl Pipeline {
         withheld: impl FnOnce() -> Value,
     ) -> Option<Value> {
         let policy = self.policy.current();
-        if !(policy.enabled && policy.redact_results && policy.guarded(raw.get())) {
+        // The raw text's scan cannot see through JSON escapes (`\u0040`): text with a
+        // backslash is parsed and its strings scanned instead.
+        if !(policy.enabled
+            && policy.redact_results
+            && (raw.get().contains('\\') || policy.guarded(raw.get())))
+        {
             return None;
         }
         match serde_json::from_str::<Value>(raw.get()) {
