@@ -614,7 +614,7 @@ impl Routes {
                 self.to_client.send(out).await.is_ok()
             }
             // The pipeline never nests them.
-            Route::Drop | Route::Many(_) => true,
+            Route::Drop | Route::Taken | Route::Many(_) => true,
         }
     }
 }

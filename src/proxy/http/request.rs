@@ -195,7 +195,8 @@ fn repeated(ids: &[RequestId]) -> Option<RequestId> {
 /// Counts the messages a route sends to the server.
 fn forwarded(route: &Route) -> usize {
     match route {
-        Route::ToServer(_) => 1,
+        // Taken by the proxy itself counts as accepted, as a forwarded message does.
+        Route::ToServer(_) | Route::Taken => 1,
         Route::Many(r) => r.iter().map(forwarded).sum(),
         _ => 0,
     }

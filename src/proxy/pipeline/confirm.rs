@@ -162,8 +162,8 @@ impl Pipeline {
     /// A `notifications/cancelled` of a call held for confirmation: the server never saw the
     /// call, so the cancellation is not its to hear. The call ends `cancelled` (as a forwarded
     /// one does); a later answer to its question is dropped. (The question is not withdrawn
-    /// yet: through the gateway a route to the client here would answer the POST that
-    /// carried the cancellation, with an error status.)
+    /// yet: through the gateway a route to the client here would be taken for the answer to
+    /// the POST that carried the cancellation.)
     fn cancel_of_held(&self, msg: &Message<'_>) -> Option<Route> {
         let Message::Notification {
             method,
@@ -185,7 +185,7 @@ impl Pipeline {
             return None;
         }
         self.cancel(&c.request_id, c.reason.as_deref());
-        Some(Route::Drop)
+        Some(Route::Taken)
     }
 
     /// The client's answer to a confirmation request: the held call goes to the server on an
@@ -206,7 +206,7 @@ impl Pipeline {
                     w
                 }
                 // Answered after the call ended (timeout, cancellation): not the server's.
-                None if st.asked_before.contains(ask) => return Some(Route::Drop),
+                None if st.asked_before.contains(ask) => return Some(Route::Taken),
                 None => return None,
             }
         };

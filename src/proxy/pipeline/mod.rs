@@ -146,6 +146,9 @@ pub enum Route {
     ToClient(Outbound),
     /// Neither (already logged).
     Drop,
+    /// Neither: the proxy took it itself (an answer to its own question, the cancellation of
+    /// a call it holds). Unlike [`Route::Drop`], accepted: a POST carrying only it gets 202.
+    Taken,
     /// Each of these, in order (a refused line that answers several requests).
     Many(Vec<Route>),
 }
