@@ -35,8 +35,9 @@
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline/     classify -> assess -> record -> forward or refuse -> correlate -> record;
 //!                     refuse.rs (answers and events in place of forwarding), confirm.rs
-//!                     (held calls), ends.rs (a call's end and its events), tools.rs
-//!                     (tools/list pins and filtering), reload.rs (policy reloads)
+//!                     (held calls), ends.rs (a call's end and its events), batch.rs
+//!                     (client and server batches), tools.rs (tools/list pins and
+//!                     filtering), reload.rs (policy reloads)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
 //!                     principal: a lease stands where a child's pipes would, ids remapped to
 //!                     the child's and restored for the client (remap.rs: the byte edits)
