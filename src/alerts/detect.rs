@@ -343,31 +343,21 @@ impl Detectors {
         let of_tool = user.count_tool(&tool, at);
         let (most, days) = user.earlier_most(at);
         if judge && !service && days >= 5 && of_tool >= TOOL_BURST_CALLS && of_tool >= 2 * most {
-            out.push(Signal {
-                kind: Kind::Burst,
-                severity: if of_tool >= 60 {
-                    RiskLevel::High
-                } else {
-                    RiskLevel::Medium
-                },
-                explanation: format!(
+            out.push(burst(
+                of_tool,
+                format!(
                     "{} made {of_tool} calls of {tool} within two minutes; on any earlier day at most {most} calls of one tool within two minutes",
                     o.user
                 ),
-            });
+            ));
         } else if judge && !service && n >= BURST_CALLS && n >= BURST_FACTOR * usual {
-            out.push(Signal {
-                kind: Kind::Burst,
-                severity: if n >= 60 {
-                    RiskLevel::High
-                } else {
-                    RiskLevel::Medium
-                },
-                explanation: format!(
+            out.push(burst(
+                n,
+                format!(
                     "{} made {n} calls within a minute; their busiest minute usually has {usual}",
                     o.user
                 ),
-            });
+            ));
         }
         // First use of a tool.
         let new_tool = !user.tools.contains(&tool) && user.tools.len() < MAX_TOOLS;
@@ -506,6 +496,19 @@ fn started<'a>(table: &'a mut HashMap<String, Starts>, name: &str, at: u64) -> &
     }
     s.recent.push_back(at);
     s
+}
+
+/// A burst of `calls` calls: high from 60 on, else medium.
+fn burst(calls: usize, explanation: String) -> Signal {
+    Signal {
+        kind: Kind::Burst,
+        severity: if calls >= 60 {
+            RiskLevel::High
+        } else {
+            RiskLevel::Medium
+        },
+        explanation,
+    }
 }
 
 #[cfg(test)]
