@@ -310,15 +310,93 @@ pub struct ErrorView<'a> {
     pub message: Option<Cow<'a, str>>,
 }
 
-/// `params` of `notifications/cancelled`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `params` of `notifications/cancelled` (MCP "Utilities: Cancellation").
+#[derive(Debug)]
 pub struct CancelledParams<'a> {
     /// The request being cancelled.
     pub request_id: RequestId,
-    /// Why, if the sender said.
-    #[serde(borrow, default)]
+    /// Why, if the sender said (a `reason` that is not a string is left unread).
     pub reason: Option<Cow<'a, str>>,
+}
+
+/// The members of `notifications/cancelled` params the MCP revisions define.
+const CANCELLED_MEMBERS: [&str; 2] = ["requestId", "reason"];
+
+impl<'a> CancelledParams<'a> {
+    /// Reads the params of a `notifications/cancelled` as every server would read them.
+    ///
+    /// `Ok(None)`: they name no request (no params, or no `requestId`: since MCP 2025-11-25
+    /// `requestId` is optional, tasks being cancelled with `tasks/cancel`), so the
+    /// notification cancels nothing. `Err` (what is wrong): they could be read more than one
+    /// way, or not at all: params that are not an object, `requestId` twice or spelled with
+    /// another case (`RequestId`), or an id that is neither a string nor a number. Such a
+    /// notification must not reach the server: one that reads it its own way could cancel a
+    /// call the trail records as running on.
+    pub fn read(params: Option<&'a RawValue>) -> Result<Option<Self>, String> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        struct Members<'a> {
+            request_id: Option<&'a RawValue>,
+            reason: Option<&'a RawValue>,
+        }
+        impl<'de> Deserialize<'de> for Members<'de> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = Members<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("notifications/cancelled params (an object)")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Members<'de>, A::Error> {
+                        let mut m = Members {
+                            request_id: None,
+                            reason: None,
+                        };
+                        while let Some(Text(key)) = map.next_key()? {
+                            let slot = match &*key {
+                                "requestId" => &mut m.request_id,
+                                "reason" => &mut m.reason,
+                                other => {
+                                    if let Some(member) =
+                                        crate::jsonrpc::names::near_miss(other, &CANCELLED_MEMBERS)
+                                    {
+                                        return Err(A::Error::custom(format_args!(
+                                            "member {other:?} differs from `{member}` only in case"
+                                        )));
+                                    }
+                                    map.next_value::<IgnoredAny>()?;
+                                    continue;
+                                }
+                            };
+                            if slot.replace(map.next_value()?).is_some() {
+                                return Err(A::Error::custom(format_args!(
+                                    "duplicate field `{key}`"
+                                )));
+                            }
+                        }
+                        Ok(m)
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+        let Some(params) = params else {
+            return Ok(None);
+        };
+        let m: Members<'a> = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
+        let Some(raw) = m.request_id else {
+            return Ok(None);
+        };
+        let request_id = RequestId::from_json(raw.get())
+            .ok_or_else(|| format!("`requestId` {} is neither a string nor a number", raw.get()))?;
+        let reason = m
+            .reason
+            .and_then(|r| serde_json::from_str::<Text<'a>>(r.get()).ok())
+            .map(|t| t.0);
+        Ok(Some(CancelledParams { request_id, reason }))
+    }
 }
 
 /// The result of `tools/list`, read for tool annotations (risk hints).

@@ -523,3 +523,57 @@ async fn an_exact_id_wins_over_a_twin_that_is_the_same_double() {
         pairs[0].1
     );
 }
+
+#[tokio::test]
+async fn a_cancellation_a_server_could_read_two_ways_never_reaches_it() {
+    // Found by a fresh pair of eyes: `requestId` twice was forwarded as sent and no cancel was
+    // recorded, so a server keeping the first copy cancelled a call the trail said ran on.
+    let store = TestStore::new("");
+    let (mut c, log) = spawn(&store, "ok");
+    initialize(&mut c).await;
+    let cancel = |params: &str| {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{params}}}"
+        )
+    };
+    for (params, what) in [
+        (r#"{"requestId":1,"requestId":2}"#, "requestId twice"),
+        (r#"{"RequestId":2}"#, "requestId in another case"),
+        (r#"{"requestId":{"n":2}}"#, "an object id"),
+        (r#"{"requestId":null}"#, "a null id"),
+        (r#"[2]"#, "params not an object"),
+    ] {
+        let got = step(&mut c, cancel(params).as_bytes(), what).await;
+        // A notification gets no answer: only the ping's.
+        assert_eq!(got.len(), 1, "{what}: {got:?}");
+    }
+    // In a batch the whole batch is refused: its request is answered with an error.
+    let batch = format!(
+        "[{{\"jsonrpc\":\"2.0\",\"id\":\"b1\",\"method\":\"ping\"}},{}]",
+        cancel(r#"{"requestId":1,"requestId":2}"#)
+    );
+    let got = step(&mut c, batch.as_bytes(), "batch").await;
+    let answers: Vec<Value> = got
+        .iter()
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let answer = answers
+        .iter()
+        .flat_map(|a| a.as_array().cloned().unwrap_or_else(|| vec![a.clone()]))
+        .find(|a| a["id"] == "b1")
+        .expect("an answer to b1");
+    assert_eq!(answer["error"]["code"], -32600, "{answer}");
+    // Readable ones pass as they are, also one naming no request (MCP 2025-11-25).
+    for (params, what) in [
+        (r#"{"requestId":99,"reason":"x"}"#, "readable"),
+        ("{}", "no id"),
+    ] {
+        step(&mut c, cancel(params).as_bytes(), what).await;
+    }
+    assert!(c.finish().await.success());
+    let seen: Vec<Value> = ran(&log)
+        .into_iter()
+        .filter_map(|r| r.get("cancelled").cloned())
+        .collect();
+    assert_eq!(seen, vec![json!(99), Value::Null], "{seen:?}");
+}

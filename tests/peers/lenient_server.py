@@ -5,7 +5,8 @@ It reads stdin the way careless servers do: invalid UTF-8 replaced with U+FFFD, 
 a bare carriage return too (universal newlines), several JSON values per line, no check of
 `jsonrpc`, the last copy of a repeated key. It runs every `tools/call` it can read, with or
 without an id, and appends what it ran to the log file named by its first argument (one JSON
-object per line: id, whether an id was present, tool name, arguments). Requests with a string
+object per line: id, whether an id was present, tool name, arguments; or, for a
+`notifications/cancelled`, the `requestId` it read as `{"cancelled": id}`). Requests with a string
 or integer id get a result that echoes the id exactly (Python keeps big integers whole).
 
 Modes (second argument): "bad-utf8" answers every tools/call with invalid UTF-8 in its result;
@@ -101,6 +102,11 @@ def handle(msg):
         if MODE == "no-jsonrpc":
             del reply["jsonrpc"]
         write(json.dumps(reply).encode())
+        return
+    if method == "notifications/cancelled":
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        with open(LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"cancelled": params.get("requestId")}) + "\n")
         return
     if method is None or not answerable:
         return

@@ -175,7 +175,7 @@ impl Pipeline {
         if method != "notifications/cancelled" {
             return None;
         }
-        let c = serde_json::from_str::<CancelledParams>(params.get()).ok()?;
+        let c = CancelledParams::read(Some(params)).ok()??;
         let held = self
             .state()
             .awaiting

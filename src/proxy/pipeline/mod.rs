@@ -774,10 +774,23 @@ impl Pipeline {
                 })
             }
             Message::Notification { method, params } if method == "notifications/cancelled" => {
-                if let Some(p) = params
-                    && let Ok(c) = serde_json::from_str::<CancelledParams>(p.get())
-                {
-                    self.cancel(&c.request_id, c.reason.as_deref());
+                match CancelledParams::read(*params) {
+                    Ok(Some(c)) => self.cancel(&c.request_id, c.reason.as_deref()),
+                    Ok(None) => {}
+                    // Not forwarded (a notification gets no answer): the server could cancel
+                    // a call the trail records as running on.
+                    Err(why) => {
+                        tracing::warn!(error = %why, "unreadable notifications/cancelled dropped");
+                        return Err(Refusal {
+                            id: None,
+                            code: INVALID_PARAMS,
+                            message: format!(
+                                "mcp-audit-proxy refused the cancellation: its params can be read more than one way or not at all ({why})"
+                            ),
+                            event: None,
+                            extra: None,
+                        });
+                    }
                 }
                 Ok((Ack::done(), None))
             }
