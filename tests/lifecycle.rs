@@ -491,3 +491,76 @@ async fn shutdown_signals_reach_the_processes_a_wrapper_started() {
         .collect();
     assert!(orphans.is_empty(), "orphaned: {orphans:?}");
 }
+
+#[tokio::test]
+async fn an_answer_the_client_never_got_is_recorded_as_not_delivered() {
+    // Found by a fresh pair of eyes: a client gone from its end of the pipe (EPIPE) left a
+    // trail saying `success` and nothing more, as if the answer had reached it.
+    let store = TestStore::new("");
+    let mut command = store.proxied_example();
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    stdin
+        .write_all(format!("{}\n", common::INIT).as_bytes())
+        .await
+        .unwrap();
+    let init = lines.next_line().await.unwrap().unwrap();
+    assert!(init.contains("\"init\""), "{init}");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .unwrap();
+    stdin
+        .write_all(&call_line(json!(2), "slow", json!({"ms": 400, "steps": 1})))
+        .await
+        .unwrap();
+    // The client stops reading before the answer comes; its stdin stays open.
+    drop(lines);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the proxy should stop when the client is gone")
+        .unwrap();
+    assert!(status.code().is_some(), "{status:?}");
+    let events = store.events();
+    let of_call: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 2)
+        .collect();
+    let kinds: Vec<(&str, &str)> = of_call
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_access", "initiated"),
+            ("tool_execution", "success"),
+            ("tool_failure", "shutdown"),
+        ],
+        "{of_call:?}"
+    );
+    let undelivered = of_call[2];
+    let reason = undelivered["metadata"]["reason"].as_str().unwrap();
+    let end = of_call[1]["event_id"].as_str().unwrap();
+    assert!(
+        reason.contains("not delivered") && reason.contains(end),
+        "{reason}"
+    );
+    assert_eq!(
+        undelivered["metadata"]["failure_side"], "client",
+        "{undelivered}"
+    );
+    assert_eq!(undelivered["linked_event_id"], of_call[0]["event_id"]);
+}

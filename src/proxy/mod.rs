@@ -8,7 +8,7 @@ pub(crate) mod pool;
 pub mod remote;
 pub mod stdio;
 
-pub use pipeline::{Outbound, Pipeline, Route, SessionInfo};
+pub use pipeline::{Ended, Outbound, Pipeline, Route, SessionInfo};
 
 /// Waits for a signal whose default action would end the process (SIGTERM, SIGINT, SIGQUIT,
 /// SIGUSR1, SIGUSR2, SIGALRM; SIGKILL cannot be caught, SIGHUP reloads the policy) and names

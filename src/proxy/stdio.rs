@@ -36,7 +36,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::pipeline::{Outbound, Pipeline, Route, SessionInfo};
+use super::pipeline::{Ended, Outbound, Pipeline, Route, SessionInfo};
 use super::remote::{Remote, RemoteServer};
 use crate::audit::event::Outcome;
 use crate::audit::writer::AuditSink;
@@ -229,7 +229,14 @@ pub async fn run_with(
             .instrument(door.span.clone()),
         );
         tokio::spawn(
-            client_writer(client_out, door.to_client, door.done, door.stop).instrument(door.span),
+            client_writer(
+                client_out,
+                door.to_client,
+                door.done,
+                door.stop,
+                door.pipeline,
+            )
+            .instrument(door.span),
         )
     })
     .await
@@ -703,7 +710,7 @@ async fn server_writer(
         };
         match out.ack.wait().await {
             Ok(()) => {
-                let bytes = gather(out.bytes, &mut rx, &mut carry);
+                let bytes = gather(out.bytes, &mut rx, &mut carry, &mut Vec::new());
                 if open && let Err(e) = server_in.write_all(&bytes).await {
                     // The server is gone; its exit ends the session and fails the calls in flight.
                     tracing::warn!(error = %e, "writing to the server failed");
@@ -728,8 +735,14 @@ const BATCH_BYTES: usize = 256 * 1024;
 
 /// `first`, followed by the messages already queued behind it that wait on no audit event, up
 /// to [`BATCH_BYTES`]: one write, so the peer is woken once, not once per message. Order is
-/// kept: a message that must wait for its event ends the batch and is left in `carry`.
-fn gather(first: Bytes, rx: &mut mpsc::Receiver<Outbound>, carry: &mut Option<Outbound>) -> Bytes {
+/// kept: a message that must wait for its event ends the batch and is left in `carry`. The
+/// calls the joined messages end are added to `ends`.
+fn gather(
+    first: Bytes,
+    rx: &mut mpsc::Receiver<Outbound>,
+    carry: &mut Option<Outbound>,
+    ends: &mut Vec<Ended>,
+) -> Bytes {
     let mut joined: Option<BytesMut> = None;
     while joined.as_ref().map_or(first.len(), BytesMut::len) < BATCH_BYTES {
         match rx.try_recv() {
@@ -740,6 +753,7 @@ fn gather(first: Bytes, rx: &mut mpsc::Receiver<Outbound>, carry: &mut Option<Ou
                     j
                 });
                 j.extend_from_slice(&next.bytes);
+                ends.extend(next.ends);
             }
             Ok(next) => {
                 *carry = Some(next);
@@ -751,12 +765,15 @@ fn gather(first: Bytes, rx: &mut mpsc::Receiver<Outbound>, carry: &mut Option<Ou
     joined.map_or(first, BytesMut::freeze)
 }
 
-/// Writes to the client in order, each message once its audit event is durable.
+/// Writes to the client in order, each message once its audit event is durable. If a write
+/// fails, the calls whose answers it and the messages still queued carried are recorded as
+/// not delivered ([`Pipeline::undelivered`]) before the session stops.
 async fn client_writer(
     mut client_out: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Outbound>,
     done: CancellationToken,
     stop: Stop,
+    pipeline: Arc<Pipeline>,
 ) {
     let mut carry = None;
     loop {
@@ -774,10 +791,13 @@ async fn client_writer(
                 },
             },
         };
+        let mut ends = out.ends;
         let bytes = match out.ack.wait().await {
-            Ok(()) => gather(out.bytes, &mut rx, &mut carry),
+            Ok(()) => gather(out.bytes, &mut rx, &mut carry, &mut ends),
             Err(e) => {
                 tracing::error!(error = %e, "server message withheld: its audit event is not durable");
+                // The client gets the error instead; the end was never recorded.
+                ends.clear();
                 match out.if_unrecorded {
                     Some(u) => (u.reply)(),
                     None => out.bytes,
@@ -790,6 +810,14 @@ async fn client_writer(
         };
         if let Err(e) = written.await {
             tracing::info!(error = %e, "client output closed; shutting down");
+            // What was queued behind it will not be written either.
+            ends.extend(carry.take().into_iter().flat_map(|o| o.ends));
+            while let Ok(queued) = rx.try_recv() {
+                ends.extend(queued.ends);
+            }
+            if !ends.is_empty() {
+                pipeline.undelivered(ends, &format!("writing to the client failed ({e})"));
+            }
             stop.stop(StopReason::ClientGone);
             return;
         }

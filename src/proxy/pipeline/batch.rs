@@ -85,6 +85,7 @@ impl Pipeline {
             bytes: line,
             ack: last,
             if_unrecorded,
+            ends: Vec::new(),
         })
     }
 
@@ -94,6 +95,7 @@ impl Pipeline {
         let mut kept: Vec<Cow<'_, str>> = Vec::new();
         let mut if_unrecorded: Vec<Cow<'_, str>> = Vec::new();
         let mut any_unrecorded = false;
+        let mut ends = Vec::new();
         let mut changed = false;
         let mut last = Ack::done();
         for item in items {
@@ -124,7 +126,7 @@ impl Pipeline {
             match delivery {
                 Delivery::Forward {
                     ack,
-                    unrecorded,
+                    ended,
                     rewritten,
                 } => {
                     if ack.is_pending() {
@@ -137,11 +139,13 @@ impl Pipeline {
                         }
                         None => raw,
                     };
-                    match unrecorded {
-                        Some(id) => {
+                    match ended {
+                        Some(e) => {
                             any_unrecorded = true;
-                            if_unrecorded
-                                .push(Cow::Owned(audit_refusal(&id, END_UNRECORDED).element()));
+                            if_unrecorded.push(Cow::Owned(
+                                audit_refusal(&e.call.request_id, END_UNRECORDED).element(),
+                            ));
+                            ends.push(e);
                         }
                         None => if_unrecorded.push(raw.clone()),
                     }
@@ -170,6 +174,7 @@ impl Pipeline {
                     calls: Vec::new(),
                 }
             }),
+            ends,
         })
     }
 }

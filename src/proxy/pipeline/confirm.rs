@@ -262,6 +262,7 @@ impl Pipeline {
                 }),
                 calls: vec![id],
             }),
+            ends: Vec::new(),
         }))
     }
 

@@ -246,8 +246,8 @@ impl Pipeline {
             .note(call.tool.as_deref().unwrap_or_default(), &tags);
     }
 
-    pub(super) fn end_call(&self, call: &Call, size: usize, body: ResponseBody<'_>) -> Delivery {
-        let tree = result_tree(call, body);
+    pub(super) fn end_call(&self, call: Call, size: usize, body: ResponseBody<'_>) -> Delivery {
+        let tree = result_tree(&call, body);
         let view = tree.as_ref().and_then(|t| result_view(&t.root));
         let (event_type, outcome, meta, round) = match &view {
             Some(view) => {
@@ -255,12 +255,12 @@ impl Pipeline {
                     output_size_bytes: Some(size as u64),
                     ..Metadata::default()
                 };
-                self.describe_view(call, meta, view)
+                self.describe_view(&call, meta, view)
             }
-            None => self.describe(call, size, body),
+            None => self.describe(&call, size, body),
         };
-        let mut event = self.call_event(call, event_type, outcome, Some(meta));
-        let rewritten = self.assess_end(call, body, tree.as_ref(), &mut event);
+        let mut event = self.call_event(&call, event_type, outcome, Some(meta));
+        let rewritten = self.assess_end(&call, body, tree.as_ref(), &mut event);
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
             self.state().remember_round(key, event.event_id);
@@ -268,10 +268,31 @@ impl Pipeline {
         match self.audit.record(&event) {
             Ok(ack) => Delivery::Forward {
                 ack,
-                unrecorded: Some(call.request_id.clone()),
+                ended: Some(Ended {
+                    call,
+                    end: event.event_id,
+                }),
                 rewritten,
             },
             Err(e) => Delivery::Replace(refused_by_audit(&call.request_id, &e)),
+        }
+    }
+
+    /// Records that the server's answers ending `ended` never reached the client: the write
+    /// to it failed (`why`: its output closed, EPIPE). Their end events say what the server
+    /// answered; each gets a `tool_failure` `shutdown` after it (side `client`), linked to the
+    /// call's access event, whose reason names the end event the client did not receive.
+    pub fn undelivered(&self, ended: Vec<Ended>, why: &str) {
+        for e in ended {
+            tracing::warn!(request_id = %e.call.request_id, "the answer to a call was not delivered to the client");
+            let reason = format!(
+                "the server's answer (event {}) was not delivered to the client: {why}",
+                e.end
+            );
+            let event = self.failure_event(&e.call, Outcome::Shutdown, Side::Client, None, &reason);
+            if let Err(err) = self.audit.record(&event) {
+                tracing::error!(error = %err, request_id = %e.call.request_id, "that the answer was not delivered could not be recorded");
+            }
         }
     }
 
@@ -303,7 +324,7 @@ impl Pipeline {
             (EndedEarly::TimedOut, _) => Delivery::Drop,
             (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
                 ack,
-                unrecorded: None,
+                ended: None,
                 rewritten,
             },
             (EndedEarly::Cancelled, Err(e)) => {
@@ -352,6 +373,7 @@ impl Pipeline {
                 bytes: refusal.line(),
                 ack,
                 if_unrecorded: None,
+                ends: Vec::new(),
             },
             Err(err) => Outbound::now(refused_by_audit(&call.request_id, &err).line()),
         }

@@ -80,6 +80,17 @@ pub struct Outbound {
     /// (written, or replaced): the queues between the readers and the writers hold at most
     /// [`crate::proxy::stdio`]'s `QUEUE_BYTES` each, not `QUEUE` messages of any size.
     pub budget: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The calls whose server answers these bytes carry to the client, each already recorded
+    /// as ended: if the write fails, [`Pipeline::undelivered`] records that the client never
+    /// had them (empty for every other message).
+    pub ends: Vec<Ended>,
+}
+
+/// A call whose end event is recorded and whose answer is on its way to the client.
+#[derive(Debug)]
+pub struct Ended {
+    call: Call,
+    end: EventId,
 }
 
 /// What replaces a message whose audit event failed to become durable.
@@ -134,6 +145,7 @@ impl Outbound {
             bytes,
             ack: Ack::done(),
             if_unrecorded: None,
+            ends: Vec::new(),
         }
     }
 }
@@ -507,11 +519,11 @@ type Admission = Result<(Ack, Option<RequestId>), Refusal>;
 /// What the server side decided for one message.
 enum Delivery {
     /// Pass it on (or `rewritten` in its place, when the policy changed it) once `ack`
-    /// resolves; if the end event of call `unrecorded` fails to become durable, that call is
+    /// resolves; if the end event of call `ended` fails to become durable, that call is
     /// answered with an error instead.
     Forward {
         ack: Ack,
-        unrecorded: Option<RequestId>,
+        ended: Option<Ended>,
         rewritten: Option<String>,
     },
     /// Do not pass it on.
@@ -607,6 +619,7 @@ impl Pipeline {
             bytes,
             ack: self.audit.barrier(),
             if_unrecorded: None,
+            ends: Vec::new(),
         }
     }
 
@@ -650,6 +663,7 @@ impl Pipeline {
                                         bytes: reply,
                                         ack,
                                         if_unrecorded: None,
+                                        ends: Vec::new(),
                                     });
                                 }
                                 Some(Instead::Rewrite {
@@ -693,6 +707,7 @@ impl Pipeline {
                         }),
                         calls: vec![id],
                     }),
+                    ends: Vec::new(),
                 })
             }
             // JSON-RPC 2.0 §4.1: a notification is never answered, not even with an error.
@@ -1184,13 +1199,14 @@ impl Pipeline {
             Ok(Parsed::Single(msg)) => match self.server_message(&msg, size) {
                 Delivery::Forward {
                     ack,
-                    unrecorded,
+                    ended,
                     rewritten,
                 } => Route::ToClient(Outbound {
                     budget: None,
                     bytes: rewritten.map_or_else(|| line.clone(), |r| Bytes::from(r + "\n")),
                     ack,
-                    if_unrecorded: unrecorded.map(|id| {
+                    if_unrecorded: ended.as_ref().map(|e| {
+                        let id = e.call.request_id.clone();
                         let audit = self.audit.clone();
                         Unrecorded {
                             reply: Box::new(move || {
@@ -1199,6 +1215,7 @@ impl Pipeline {
                             calls: Vec::new(),
                         }
                     }),
+                    ends: ended.into_iter().collect(),
                 }),
                 Delivery::Drop => Route::Drop,
                 Delivery::Replace(refusal) => Route::ToClient(Outbound::now(refusal.line())),
@@ -1211,7 +1228,7 @@ impl Pipeline {
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {
                 ack: Ack::done(),
-                unrecorded: None,
+                ended: None,
                 rewritten: self.redact_server_params(msg),
             };
         };
@@ -1220,7 +1237,7 @@ impl Pipeline {
         match st.answered(id) {
             Some(Answered::Call(call)) => {
                 drop(st);
-                return self.end_call(&call, size, *body);
+                return self.end_call(call, size, *body);
             }
             Some(Answered::Ended(call, why)) => {
                 drop(st);
@@ -1250,7 +1267,7 @@ impl Pipeline {
         }
         Delivery::Forward {
             ack: Ack::done(),
-            unrecorded: None,
+            ended: None,
             rewritten,
         }
     }
