@@ -1343,3 +1343,63 @@ async fn a_reload_says_what_it_could_not_apply() {
     );
     assert!(c.finish().await.success());
 }
+
+#[tokio::test]
+async fn redact_results_masks_answers_to_resources_and_prompts_too() {
+    // resources/read hands a file's text to the client's model as a tool result does.
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    if m["method"] == "resources/read":
+        out = {{"result": {{"contents": [{{"uri": "file:///pay.txt", "text": "card {CARD}"}}]}}}}
+    elif m["method"] == "prompts/get":
+        out = {{"error": {{"code": -32000, "message": "no prompt for {CARD}"}}}}
+    else:
+        out = {{"result": {{"protocolVersion": "2025-06-18", "capabilities": {{}}, "serverInfo": {{"name": "s {CARD}", "version": "1"}}}}}}
+    out.update(jsonrpc="2.0", id=m["id"])
+    print(json.dumps(out), flush=True)
+"#
+    );
+    for redact in [true, false] {
+        let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
+        let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+        let mut got = Vec::new();
+        for (id, method) in [(1, "initialize"), (2, "resources/read"), (3, "prompts/get")] {
+            c.send(
+                format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{}}}}\n"
+                )
+                .as_bytes(),
+            )
+            .await;
+            got.push(c.recv_json().await);
+        }
+        assert!(c.finish().await.success());
+        // The handshake is protocol, not data: never masked.
+        assert_eq!(got[0]["result"]["serverInfo"]["name"], format!("s {CARD}"));
+        let (text, message) = (
+            got[1]["result"]["contents"][0]["text"].as_str().unwrap(),
+            got[2]["error"]["message"].as_str().unwrap(),
+        );
+        if redact {
+            assert_eq!(text, "card [REDACTED:payment_card]", "{}", got[1]);
+            assert_eq!(
+                message, "no prompt for [REDACTED:payment_card]",
+                "{}",
+                got[2]
+            );
+            assert_eq!(got[1]["result"]["contents"][0]["uri"], "file:///pay.txt");
+            assert_eq!(
+                (got[1]["id"].clone(), got[2]["id"].clone()),
+                (json!(2), json!(3))
+            );
+        } else {
+            assert_eq!(text, format!("card {CARD}"));
+            assert_eq!(message, format!("no prompt for {CARD}"));
+        }
+    }
+}

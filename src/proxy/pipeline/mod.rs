@@ -1253,11 +1253,19 @@ impl Pipeline {
                             Err(why) => self.pins_unchecked(id, &why),
                         }
                         .or_else(|| self.filter_tools(id, result));
+                    } else if let Pending::Other = pending {
+                        drop(st);
+                        rewritten = self.redact_answer(id, *body);
                     }
+                } else if let Pending::Other = pending {
+                    drop(st);
+                    rewritten = self.redact_answer(id, *body);
                 }
             }
             Some(Answered::Cancelled) => {
+                drop(st);
                 tracing::debug!(request_id = %id, "late answer to a cancelled request; forwarded");
+                rewritten = self.redact_answer(id, *body);
             }
             None => {
                 drop(st);

@@ -473,6 +473,33 @@ impl Pipeline {
         })
     }
 
+    /// The answer to a request of the client other than a tool call (`resources/read`,
+    /// `prompts/get`, `completion/complete`, …), or a late one to a request it cancelled,
+    /// carries the server's data to the client as a result does: with `redact_results` it is
+    /// masked the same way. One with sensitive data that cannot be parsed (too deeply nested)
+    /// becomes an error answer: nothing of it is delivered. The handshake's and `tools/list`'s
+    /// answers are protocol, not data, and are not masked.
+    pub(super) fn redact_answer(&self, id: &RequestId, body: ResponseBody<'_>) -> Option<String> {
+        let (member, raw) = match body {
+            ResponseBody::Result(raw) => ("result", raw),
+            ResponseBody::Error(raw) => ("error", raw),
+        };
+        let mut unreadable = false;
+        let masked = self.redacted_for_client(raw, || {
+            unreadable = true;
+            Value::Null
+        })?;
+        Some(if unreadable {
+            let withheld = json!({
+                "code": INTERNAL_ERROR,
+                "message": "mcp-audit-proxy withheld the answer: it carries sensitive data it cannot redact (redact_results)",
+            });
+            rebuilt_message(Some(id), None, &[("error", &withheld)])
+        } else {
+            rebuilt_message(Some(id), None, &[(member, &masked)])
+        })
+    }
+
     /// A request or notification of the server (`sampling/createMessage`, whose messages go
     /// to the client's model; `notifications/message`, `notifications/progress`) carries the
     /// server's data to the client as a result does: with `redact_results` its `params` are
