@@ -140,7 +140,7 @@
 //! forwarded untouched after classification, except `tools/list` results (their tool
 //! definitions are compared with their pins, and tools the caller may never call are
 //! removed), what the server sends the client under `redact_results` (a call's error
-//! answer, answers to its other requests and unmatched ones, its own requests' and
+//! answer, answers to the client's other requests and unmatched ones, its own requests' and
 //! notifications' params: masked), and what
 //! the client sends the proxy itself (answers to its confirmation questions, cancellations of
 //! calls held for them: never forwarded). Each direction's queue holds at most 1,024

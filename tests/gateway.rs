@@ -1361,3 +1361,87 @@ async fn sigquit_and_sigusr1_drain_the_gateway_and_leave_no_server_running() {
         drop(client);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_call_held_for_confirmation_is_accepted_with_202() {
+    // The cancellation is taken by the proxy (the server never saw the call): a POST that
+    // carries only it is accepted, as a forwarded notification is, not refused with 400.
+    let gw = Gateway::start(
+        r#"
+[risk]
+confirm_timeout_ms = 20000
+[risk.actions]
+high = "confirm"
+[[risk.rule]]
+name = "shell in echo"
+tools = ["echo"]
+pointer = "/text"
+detect = "shell_metacharacters"
+level = "high"
+"#,
+    );
+    let url = gw.endpoint();
+    let init = INIT.replace(
+        r#""capabilities":{}"#,
+        r#""capabilities":{"elicitation":{}}"#,
+    );
+    let (status, headers, body) = post(&url, Some(ALICE_KEY), None, &init, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let (status, _, _) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    // The held call's POST streams the question; it is read until the question comes.
+    let mut held = http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a; b"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status().as_u16(), 200);
+    let mut streamed = String::new();
+    while !streamed.contains("elicitation/create") {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), held.chunk())
+            .await
+            .expect("the question in time")
+            .unwrap()
+            .expect("the stream open until the question");
+        streamed.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"gave up"}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.is_empty(), "{body}");
+    drop(held);
+    let mut ends = Vec::new();
+    for _ in 0..50 {
+        ends = gw
+            .events()
+            .into_iter()
+            .filter(|e| e["tool_name"] == "echo" && e["event_type"] != "tool_access")
+            .collect();
+        if !ends.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    assert_eq!(ends[0]["result"], "cancelled", "{}", ends[0]);
+}
