@@ -1070,6 +1070,13 @@ async fn cancelling_a_call_held_for_confirmation_ends_it_and_tells_the_server_no
     assert_eq!(ask["method"], "elicitation/create", "{ask}");
     c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7,\"reason\":\"user gave up\"}}\n")
         .await;
+    // The question is withdrawn, so the person's dialog closes.
+    let withdrawn = c.recv_json().await;
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    assert_eq!(withdrawn["params"]["requestId"], ask["id"], "{withdrawn}");
     // The session carries on; a late answer to the question is dropped.
     c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
     c.send(&call_line(json!(8), "echo", json!({"text": "plain"})))

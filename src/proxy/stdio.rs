@@ -185,7 +185,7 @@ pub async fn run_with(
         session_id: ulid::Ulid::generate().to_string(),
         user_id,
         upstream: config.upstream.name.clone(),
-        auth_method: "stdio",
+        auth_method: super::pipeline::STDIO,
         http: None,
     };
     let policy = crate::policy::PolicyCell::new(config.policy.clone());

@@ -161,9 +161,10 @@ impl Pipeline {
 
     /// A `notifications/cancelled` of a call held for confirmation: the server never saw the
     /// call, so the cancellation is not its to hear. The call ends `cancelled` (as a forwarded
-    /// one does); a later answer to its question is dropped. (The question is not withdrawn
-    /// yet: through the gateway a route to the client here would be taken for the answer to
-    /// the POST that carried the cancellation.)
+    /// one does); a later answer to its question is dropped. On stdio the question is
+    /// withdrawn (a `notifications/cancelled` of it to the client, so its dialog closes);
+    /// through the gateway it is not yet: a route to the client here would be taken for the
+    /// answer to the POST that carried the cancellation.
     fn cancel_of_held(&self, msg: &Message<'_>) -> Option<Route> {
         let Message::Notification {
             method,
@@ -176,16 +177,18 @@ impl Pipeline {
             return None;
         }
         let c = CancelledParams::read(Some(params)).ok()??;
-        let held = self
+        let ask = self
             .state()
             .awaiting
-            .values()
-            .any(|a| a.call.request_id == c.request_id);
-        if !held {
-            return None;
-        }
+            .iter()
+            .find(|(_, a)| a.call.request_id == c.request_id)
+            .map(|(ask, _)| ask.clone())?;
         self.cancel(&c.request_id, c.reason.as_deref());
-        Some(Route::Taken)
+        if self.info.auth_method != STDIO {
+            return Some(Route::Taken);
+        }
+        let withdrawn = message::cancelled(&ask, "the call it asked about was cancelled");
+        Some(Route::ToClient(Outbound::now(withdrawn)))
     }
 
     /// The client's answer to a confirmation request: the held call goes to the server on an

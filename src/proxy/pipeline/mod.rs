@@ -186,11 +186,15 @@ pub struct SessionInfo {
     pub user_id: String,
     /// The configured server name.
     pub upstream: String,
-    /// How the caller was identified (`stdio`, `api_key`, `anonymous`).
+    /// How the caller was identified ([`STDIO`], `api_key`, `anonymous`).
     pub auth_method: &'static str,
     /// For a gateway session: where its client connected from.
     pub http: Option<Box<crate::audit::event::HttpContext>>,
 }
+
+/// The `auth_method` of a stdio session: the client that started the proxy, identified as
+/// the OS user or `--user`; its messages to the client go down one pipe, not a POST's answer.
+pub const STDIO: &str = "stdio";
 
 /// An error the proxy answers in place of forwarding or delivering a message.
 #[derive(Debug, Clone)]
