@@ -45,11 +45,20 @@ impl Pipeline {
         };
         let listing: Listing<'_> = serde_json::from_str(result.get())
             .map_err(|e| format!("the tools/list result cannot be read: {e}"))?;
-        let mut fingerprints = Vec::new();
+        let mut fingerprints: Vec<(String, Fingerprint)> = Vec::new();
+        let mut names = std::collections::HashSet::new();
         for raw in listing.tools {
-            let tool: Value = serde_json::from_str(raw.get())
-                .map_err(|e| format!("a tool definition in tools/list cannot be read: {e}"))?;
+            // A definition a client could read two ways (a repeated key), or a tool listed
+            // twice, could show the client's model what the pin did not judge.
+            let tool: Value = crate::policy::strict::parse_validated(raw.get()).map_err(|e| {
+                format!("a tool definition in tools/list cannot be read one way only: {e}")
+            })?;
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                if !names.insert(name.to_string()) {
+                    return Err(format!(
+                        "the tools/list result lists the tool {name:?} twice; a client could keep either definition"
+                    ));
+                }
                 fingerprints.push((name.to_string(), Fingerprint::of(&tool)));
             }
         }
