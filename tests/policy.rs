@@ -1456,3 +1456,37 @@ for line in sys.stdin:
         }
     }
 }
+
+#[tokio::test]
+async fn redact_results_never_passes_a_repeated_key_with_data_in_the_copy_not_masked() {
+    // Found by a fresh pair of eyes: masking read the last `content`, found nothing, and the
+    // original bytes went on with the card in the first.
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        print('{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"card {CARD}"}}],"content":[{{"type":"text","text":"ok"}}]}}}}', flush=True)
+    elif m.get("method") == "resources/read":
+        print('{{"jsonrpc":"2.0","id":2,"result":{{"contents":[{{"uri":"a","text":"card {CARD}"}}],"contents":[]}}}}', flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    c.send(&call_line(json!(1), "pay", json!({}))).await;
+    let call = c.recv().await.unwrap();
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/read\",\"params\":{\"uri\":\"a\"}}\n")
+        .await;
+    let read = c.recv().await.unwrap();
+    assert!(c.finish().await.success());
+    for (line, what) in [(&call, "the call's result"), (&read, "the read's result")] {
+        let text = String::from_utf8_lossy(line);
+        assert!(!text.contains(CARD), "{what} passed in clear: {text}");
+        let v: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(v["error"]["code"], -32603, "{what}: {v}");
+    }
+    let end = &pairs(&store.events())[0].1;
+    let reason = end["metadata"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("repeated key"), "{end}");
+}

@@ -131,19 +131,21 @@ impl Pipeline {
             self.raise_for_result(call, policy, &policy.scan_tree(&tree.root), event);
             return None;
         }
-        let Ok(value) = serde_json::from_str::<Value>(raw.get()) else {
-            // Too deeply nested to parse: tags from the raw text; a result that must be
-            // redacted but cannot be is withheld, never passed on in clear.
+        // Strictly: with a repeated key, masking the copy a parser keeps could pass the other
+        // on in clear (clients differ in which copy they keep).
+        let Ok(value) = crate::policy::strict::parse_validated(raw.get()) else {
+            // Too deeply nested to parse, or a key repeated: tags from the raw text; a result
+            // that must be redacted but cannot be is withheld, never passed on in clear.
             self.raise_for_result(call, policy, &policy.scan_text(raw.get()), event);
-            if !(policy.redact_results && policy.guarded(raw.get())) {
+            if !(policy.redact_results && (policy.guarded(raw.get()) || raw.get().contains('\\'))) {
                 return None;
             }
             event.metadata.reason = Some(
-                "the result carried sensitive data and was too deeply nested to redact: withheld from the client".into(),
+                "the result carried sensitive data and could not be read one way only (a repeated key, or nesting too deep) to redact: withheld from the client".into(),
             );
             let error = json!({
                 "code": INTERNAL_ERROR,
-                "message": "mcp-audit-proxy withheld the result: it carries sensitive data and is too deeply nested to redact (redact_results)",
+                "message": "mcp-audit-proxy withheld the result: it carries sensitive data and cannot be read one way only (a repeated key, or nesting too deep) to redact (redact_results)",
                 "data": {"event_id": event.event_id.to_string()},
             });
             return Some(rebuilt_message(
@@ -183,16 +185,16 @@ impl Pipeline {
                 &[("error", &error)],
             ))
         };
-        let error = match serde_json::from_str::<Value>(raw.get()) {
+        let error = match crate::policy::strict::parse_validated(raw.get()) {
             Ok(error) => error,
-            Err(_) if !policy.guarded(raw.get()) => return None,
+            Err(_) if !(policy.guarded(raw.get()) || raw.get().contains('\\')) => return None,
             Err(_) => {
                 event.metadata.reason = Some(
-                    "the error carried sensitive data and was too deeply nested to redact: withheld from the client".into(),
+                    "the error carried sensitive data and could not be read one way only (a repeated key, or nesting too deep) to redact: withheld from the client".into(),
                 );
                 return answer(json!({
                     "code": INTERNAL_ERROR,
-                    "message": "mcp-audit-proxy withheld the error: it carries sensitive data and is too deeply nested to redact (redact_results)",
+                    "message": "mcp-audit-proxy withheld the error: it carries sensitive data and cannot be read one way only (a repeated key, or nesting too deep) to redact (redact_results)",
                     "data": {"event_id": event.event_id.to_string()},
                 }));
             }

@@ -529,7 +529,8 @@ impl Pipeline {
 
     /// `raw` as the client may see it under `redact_results`: `None` when it passes as it is
     /// (the option off, or nothing to mask), else its sensitive strings masked, or `withheld`
-    /// when it carries sensitive data but cannot be parsed (too deeply nested).
+    /// when it carries sensitive data but cannot be read one way only (a repeated key, or
+    /// nesting too deep).
     fn redacted_for_client(
         &self,
         raw: &RawValue,
@@ -544,7 +545,8 @@ impl Pipeline {
         {
             return None;
         }
-        match serde_json::from_str::<Value>(raw.get()) {
+        // Strictly: a repeated key could hide data in the copy a parser drops.
+        match crate::policy::strict::parse_validated(raw.get()) {
             Ok(value) => policy.redact(&value).map(|(redacted, _)| redacted),
             Err(_) => Some(withheld()),
         }
