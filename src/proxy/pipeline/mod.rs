@@ -1271,6 +1271,15 @@ impl Pipeline {
                 tracing::debug!(request_id = %id, "late answer to a cancelled request; forwarded");
                 rewritten = self.redact_answer(id, *body);
             }
+            // A call held for confirmation never reached the server: an answer with its id is
+            // forged, and would reach the client as the call's result unrecorded.
+            None if st.confirming.contains_key(id)
+                || st.awaiting.values().any(|a| a.call.request_id == *id) =>
+            {
+                drop(st);
+                tracing::warn!(request_id = %id, "the server answered a call held for confirmation, which it never received; dropped");
+                return Delivery::Drop;
+            }
             None => {
                 drop(st);
                 tracing::warn!(request_id = %id, "response from the server to no request of the client; forwarded");
