@@ -1533,3 +1533,27 @@ for line in sys.stdin:
     assert_eq!(pairs.len(), 1);
     assert_eq!(pairs[0].1["result"], "success");
 }
+
+#[tokio::test]
+async fn redact_results_leaves_an_input_required_rounds_request_state_as_the_server_sent_it() {
+    // Found by a fresh pair of eyes: a token-shaped requestState was masked, so the client
+    // echoed `[REDACTED:secret]` and the server could not resume its round.
+    let state = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": {{"resultType": "input_required", "requestState": "{state}", "inputRequests": {{"ask": {{"method": "elicitation/create", "params": {{"message": "pay with {CARD}?", "requestedSchema": {{"type": "object"}}}}}}}}}}}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    c.send(&call_line(json!(1), "pay", json!({}))).await;
+    let got = c.recv_json().await;
+    assert!(c.finish().await.success());
+    assert_eq!(got["result"]["requestState"], state, "{got}");
+    let message = &got["result"]["inputRequests"]["ask"]["params"]["message"];
+    assert_eq!(message, "pay with [REDACTED:payment_card]?", "{got}");
+}

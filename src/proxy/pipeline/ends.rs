@@ -158,7 +158,16 @@ impl Pipeline {
         if !policy.redact_results {
             return None;
         }
-        let (redacted, classes) = policy.redact(&value)?;
+        let (mut redacted, classes) = policy.redact(&value)?;
+        // An input_required round's `requestState` is the server's own state (often signed):
+        // the client must echo it as it came, or the server cannot resume (MCP 2026-07-28,
+        // MRTR); it goes to the server, not to a model.
+        if let (Some(state), Some(out)) = (value.get("requestState"), redacted.as_object_mut()) {
+            out.insert("requestState".into(), state.clone());
+            if redacted == value {
+                return None;
+            }
+        }
         event.metadata.redacted_for_client =
             classes.iter().map(|c| c.as_str().to_string()).collect();
         Some(rebuilt_message(
