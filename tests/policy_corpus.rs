@@ -427,11 +427,11 @@ fn corpus() -> Vec<Case> {
         )
         .expect(Critical, Block),
         case(
-            "percent-encoded dot-dot is flagged, not resolved",
+            "percent-encoded dot-dot is resolved as a server reading a URL would: outside",
             "fs_write",
             json!({"path": "/srv/data/%2e%2e/%2e%2e/etc/passwd"}),
         )
-        .expect(High, Alert),
+        .expect(Critical, Block),
         case(
             "annotations cannot lower the operator's score",
             "fs_write",

@@ -274,17 +274,27 @@ pub enum Matcher {
 
 impl Matcher {
     /// Whether `value` matches; a matcher for strings looks at strings, and at numbers as text.
+    ///
+    /// Fail closed where a server could read the value another way: an array where one value
+    /// was expected matches if any of its elements does (a server may take any of them); an
+    /// allow list (`none_of`) passes only the strings it lists, so `null`, a boolean or an
+    /// object matches it; a numeric test reads strings as a lenient parser (Python's
+    /// `float()`) would ([`lenient_number`]), and a `NaN` matches every numeric test.
     pub fn matches(&self, value: &Value) -> bool {
         match (self, value) {
+            (m, Value::Array(items)) => items.iter().any(|v| m.matches(v)),
             (Matcher::Number { min, max }, v) => {
                 let n = match v {
                     Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    Value::String(s) => lenient_number(s),
                     _ => None,
                 };
-                let Some(n) = n.filter(|n| n.is_finite()) else {
+                let Some(n) = n else {
                     return false;
                 };
+                if n.is_nan() {
+                    return true;
+                }
                 let above = min.is_none_or(|(b, incl)| if incl { n >= b } else { n > b });
                 let below = max.is_none_or(|(b, incl)| if incl { n <= b } else { n < b });
                 above && below
@@ -293,6 +303,7 @@ impl Matcher {
             // No detector pattern can be written with digits, a sign, a point and an exponent.
             (Matcher::Detect(_), Value::Number(_)) => false,
             (m, Value::Number(n)) => m.matches_str(&n.to_string()),
+            (Matcher::NoneOf(_), _) => true,
             _ => false,
         }
     }
@@ -312,13 +323,15 @@ impl Matcher {
                     None => true,
                     Some(p) => !roots.iter().any(|r| under(&p, r)),
                 };
-                if plain {
+                if plain && !s.contains('%') {
                     !roots.iter().any(|r| under(s.trim_end_matches('/'), r))
                 } else {
-                    // A backslash separates on Windows and is a letter on POSIX: a path is
-                    // outside if either reading puts it outside.
+                    // A backslash separates on Windows and is a letter on POSIX, and a server
+                    // that reads the path as a URL decodes `%2e` and `%2f`: a path is outside
+                    // if any reading puts it outside.
                     outside(normalize_path(s))
                         || (s.contains('\\') && outside(normalize_posix_path(s)))
+                        || (s.contains('%') && outside(normalize_path(&percent_decoded(s))))
                 }
             }
             Matcher::AnyOf(list) => list.iter().any(|x| x == s),
@@ -327,6 +340,67 @@ impl Matcher {
             Matcher::Detect(d) => d.detects(s),
         }
     }
+}
+
+/// `%2e`, `%2f` and `%5c` (any case) decoded, as a server reading a path as a URL would.
+fn percent_decoded(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 3).map(str::to_ascii_lowercase);
+        match code.as_deref() {
+            Some("2e") => out.push('.'),
+            Some("2f") => out.push('/'),
+            Some("5c") => out.push('\\'),
+            _ => {
+                out.push('%');
+                rest = &rest[at + 1..];
+                continue;
+            }
+        }
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The first code points of the blocks of ten decimal digits (Unicode `Nd`) other than ASCII
+/// that number parsers such as Python's `float()` and `int()` accept: Arabic-Indic, Extended
+/// Arabic-Indic, NKo, Devanagari … Myanmar, Khmer, Mongolian, full-width, and the
+/// mathematical digits.
+const DIGIT_BLOCKS: [u32; 25] = [
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
+    0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x17E0, 0x1810, 0xFF10, 0x1D7CE, 0x1D7D8, 0x1D7E2,
+    0x1D7EC, 0x1D7F6,
+];
+
+/// A string as a lenient number parser reads it (Python's `float()`): surrounding whitespace
+/// ignored, `_` between digits, decimal digits of any script, `inf`, `infinity` and `nan` in
+/// any case. `None`: not a number in any such reading. A string with a digit of another
+/// script that is not in [`DIGIT_BLOCKS`] reads as `NaN` (fail closed: it matches).
+pub fn lenient_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if s.is_ascii() && !s.contains('_') {
+        return s.parse::<f64>().ok();
+    }
+    let mut ascii = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '_' {
+            continue;
+        }
+        if c.is_ascii() {
+            ascii.push(c);
+            continue;
+        }
+        let code = u32::from(c);
+        match DIGIT_BLOCKS.iter().find(|&&b| (b..b + 10).contains(&code)) {
+            Some(&b) => ascii.push(char::from(b'0' + (code - b) as u8)),
+            None if c.is_numeric() => return Some(f64::NAN),
+            None => return None,
+        }
+    }
+    ascii.parse::<f64>().ok()
 }
 
 #[cfg(test)]
@@ -425,5 +499,57 @@ mod tests {
         assert!(!m.matches(&json!(1000)));
         assert!(!m.matches(&json!("lots")));
         assert!(!m.matches(&json!(null)));
+        // As Python's float() reads them (found by a fresh pair of eyes: all passed).
+        for over in [
+            "1e999",
+            "Infinity",
+            "inf",
+            "NaN",
+            "5_000",
+            "\u{ff15}\u{ff10}\u{ff10}\u{ff10}",
+            " 5000 ",
+            "\u{0665}\u{0660}\u{0660}\u{0660}",
+        ] {
+            assert!(m.matches(&json!(over)), "{over:?}");
+        }
+        assert!(m.matches(&json!([5, 5000])), "an element of an array");
+        for under in ["999", "-inf", "\u{ff19}\u{ff19}", "1_0", "[5000]"] {
+            assert!(!m.matches(&json!(under)), "{under:?}");
+        }
+    }
+
+    #[test]
+    fn an_allow_list_passes_only_the_strings_it_lists() {
+        let m = Matcher::NoneOf(vec!["a.example".into()]);
+        assert!(!m.matches(&json!("a.example")));
+        assert!(!m.matches(&json!(["a.example"])));
+        for other in [
+            json!("evil.example"),
+            json!(["evil.example"]),
+            json!(["a.example", "evil.example"]),
+            json!(null),
+            json!(true),
+            json!({"host": "a.example"}),
+        ] {
+            assert!(m.matches(&other), "{other}");
+        }
+        // A deny list matches only what it lists.
+        let m = Matcher::AnyOf(vec!["rm".into()]);
+        assert!(m.matches(&json!(["ls", "rm"])));
+        assert!(!m.matches(&json!(null)));
+    }
+
+    #[test]
+    fn percent_encoded_dots_are_resolved_as_a_url_reader_would() {
+        let m = Matcher::PathOutside(vec!["/srv/data".into()]);
+        for (path, outside) in [
+            ("/srv/data/%2e%2e/%2E%2E/etc/passwd", true),
+            ("/srv/data/..%2f..%2fetc", true),
+            ("/srv/data/100%25.txt", false),
+            ("/srv/data/a%2fb", false),
+        ] {
+            assert_eq!(m.matches_str(path), outside, "{path}");
+        }
+        assert!(m.matches(&json!(["/srv/data/a", "/etc/passwd"])));
     }
 }
