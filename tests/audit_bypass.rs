@@ -577,3 +577,60 @@ async fn a_cancellation_a_server_could_read_two_ways_never_reaches_it() {
         .collect();
     assert_eq!(seen, vec![json!(99), Value::Null], "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_tool_name_a_server_could_read_as_another_is_refused() {
+    // Found by a fresh pair of eyes: rules match names exactly, so these passed as `allow`
+    // while a server trimming, normalizing or folding case would run delete_file.
+    let store = TestStore::new(BLOCK_DELETE);
+    let (mut c, log) = spawn(&store, "ok");
+    initialize(&mut c).await;
+    let list = step(
+        &mut c,
+        br#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#,
+        "list",
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&list[0]).contains("delete_file"));
+    let names = [
+        "delete_file ",
+        " delete_file",
+        "delete_file\n",
+        "delete_file\u{0}",
+        "delete\u{200b}_file",
+        "delete_file\u{ad}",
+        "\u{feff}delete_file",
+        "DELETE_FILE",
+        "Delete_File",
+        "\u{ff44}elete_file",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let line = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+            "params": {"name": name, "arguments": {"path": "notes/y.txt"}}});
+        let got = step(&mut c, line.to_string().as_bytes(), &format!("name {i}")).await;
+        let answer: Value = serde_json::from_slice(&got[0]).unwrap();
+        assert_eq!(answer["id"], i, "{name:?}: {answer}");
+        assert_eq!(answer["error"]["code"], -32602, "{name:?}: {answer}");
+    }
+    // An ordinary name still runs.
+    let got = step(
+        &mut c,
+        &common::call_line(json!("e"), "echo", json!({})),
+        "echo",
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&got[0]).contains("ran echo"));
+    assert!(c.finish().await.success());
+    let ran: Vec<Value> = ran(&log)
+        .into_iter()
+        .filter(|r| r.get("name").is_some())
+        .collect();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0]["name"], "echo");
+    let refused = store
+        .events()
+        .into_iter()
+        .filter(|e| e["event_type"] == "tool_access" && e["result"] == "refused")
+        .count();
+    assert_eq!(refused, names.len());
+}

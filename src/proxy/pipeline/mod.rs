@@ -342,6 +342,8 @@ struct State {
     calls: HashMap<RequestId, Call>,
     pending: HashMap<RequestId, Pending>,
     annotations: HashMap<String, ToolAnnotations>,
+    /// The names of the tools the server listed in this session (`tools/list`, every page).
+    listed: std::collections::HashSet<String>,
     open_rounds: VecDeque<(String, EventId)>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
@@ -832,6 +834,13 @@ impl Pipeline {
             }
         };
         let policy = self.policy.current();
+        if policy.enabled
+            && let Some(why) = self.loose_tool_name(&p.name)
+        {
+            tracing::warn!(request_id = %id, "tools/call with a name a server could read as another refused");
+            let reason = policy.protect_text(&format!("invalid tools/call params: {why}"));
+            return Err(self.refuse_params(id, params, &reason));
+        }
         // The policy must see what the server will execute: arguments a server could read
         // two ways (duplicate keys) are refused, fail closed.
         let arguments = match (policy.enabled, p.arguments) {
@@ -1394,6 +1403,9 @@ fn learn(st: &mut State, pending: Pending, result: &RawValue) {
         Pending::ToolsList => {
             if let Ok(list) = serde_json::from_str::<ToolsListView>(result.get()) {
                 for tool in list.tools {
+                    if !st.listed.contains(&tool.name) {
+                        st.listed.insert(tool.name.clone());
+                    }
                     match tool.annotations {
                         Some(a) => st.annotations.insert(tool.name, a),
                         None => st.annotations.remove(&tool.name),
