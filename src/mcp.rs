@@ -399,6 +399,36 @@ impl<'a> CancelledParams<'a> {
     }
 }
 
+/// The `taskId` a `CreateTaskResult` names (`{"task": {"taskId": …}}`, MCP 2025-11-25
+/// Tasks); `None` if it names none.
+pub fn task_id(raw: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        #[serde(rename = "taskId", borrow)]
+        task_id: Cow<'a, str>,
+    }
+    #[derive(Deserialize)]
+    struct Created<'a> {
+        #[serde(borrow)]
+        task: Id<'a>,
+    }
+    serde_json::from_str::<Created>(raw.get())
+        .map(|c| c.task.task_id.into_owned())
+        .ok()
+}
+
+/// The `taskId` of `tasks/result` (or `tasks/get`, `tasks/cancel`) params.
+pub fn task_of_params(params: Option<&RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        #[serde(rename = "taskId", borrow)]
+        task_id: Cow<'a, str>,
+    }
+    serde_json::from_str::<Id>(params?.get())
+        .map(|p| p.task_id.into_owned())
+        .ok()
+}
+
 /// The result of `tools/list`, read for tool annotations (risk hints).
 #[derive(Debug, Deserialize)]
 pub struct ToolsListView {

@@ -1557,3 +1557,83 @@ for line in sys.stdin:
     let message = &got["result"]["inputRequests"]["ask"]["params"]["message"];
     assert_eq!(message, "pay with [REDACTED:payment_card]?", "{got}");
 }
+
+#[tokio::test]
+async fn a_call_that_becomes_a_task_has_its_real_outcome_recorded_and_masked() {
+    // Found by a fresh pair of eyes: the trail ended at `task`, and the result fetched with
+    // tasks/result reached the client unmasked under redact_results.
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "tools/call":
+        out = {{"task": {{"taskId": "t1", "status": "working", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}}}
+    elif method == "tasks/result":
+        out = {{"content": [{{"type": "text", "text": "charged {CARD}"}}], "isError": True,
+               "_meta": {{"io.modelcontextprotocol/related-task": {{"taskId": m["params"]["taskId"]}}}}}}
+    else:
+        continue
+    print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": out}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"pay\",\"arguments\":{},\"task\":{\"ttl\":60000}}}\n").await;
+    let created = c.recv_json().await;
+    assert_eq!(created["result"]["task"]["taskId"], "t1", "{created}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
+        .await;
+    let line = c.recv().await.unwrap();
+    assert!(c.finish().await.success());
+    let text = String::from_utf8_lossy(&line);
+    assert!(!text.contains(CARD), "{text}");
+    let got: Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(got["id"], 2, "{got}");
+    assert_eq!(
+        got["result"]["content"][0]["text"],
+        "charged [REDACTED:payment_card]"
+    );
+    let events = store.events();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "pay")
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_access", "initiated"),
+            ("tool_execution", "task"),
+            ("tool_execution", "error")
+        ]
+    );
+    let outcome = events
+        .iter()
+        .find(|e| e["tool_name"] == "pay" && e["result"] == "error")
+        .unwrap();
+    let access = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access")
+        .unwrap();
+    assert_eq!(outcome["linked_event_id"], access["event_id"]);
+    assert!(
+        outcome["compliance_tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pci_dss")),
+        "{outcome}"
+    );
+    assert!(
+        outcome["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tasks/result")
+    );
+}

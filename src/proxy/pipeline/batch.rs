@@ -143,7 +143,7 @@ impl Pipeline {
                         Some(e) => {
                             any_unrecorded = true;
                             if_unrecorded.push(Cow::Owned(
-                                audit_refusal(&e.call.request_id, END_UNRECORDED).element(),
+                                audit_refusal(&e.answers, END_UNRECORDED).element(),
                             ));
                             ends.push(e);
                         }

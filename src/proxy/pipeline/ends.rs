@@ -99,10 +99,12 @@ impl Pipeline {
     /// returned rewritten (or withheld, if it carries sensitive data and cannot be rewritten).
     ///
     /// `tree` is the result already read by [`result_tree`], when it was: it is scanned as it
-    /// is instead of being parsed again into a `Value`.
+    /// is instead of being parsed again into a `Value`. `answers` is the id of the request
+    /// the message answers: the call's, or a `tasks/result`'s.
     fn assess_end(
         &self,
         call: &Call,
+        answers: &RequestId,
         body: ResponseBody<'_>,
         tree: Option<&Tree<'_>>,
         event: &mut AuditEvent,
@@ -123,7 +125,7 @@ impl Pipeline {
             // An error's message and data reach the client, and through it a model, as a
             // result's text does: with redact_results they are masked the same way.
             ResponseBody::Error(raw) if policy.redact_results => {
-                return Self::redact_error(call, policy, raw, event);
+                return Self::redact_error(answers, policy, raw, event);
             }
             ResponseBody::Error(_) => return None,
         };
@@ -148,11 +150,7 @@ impl Pipeline {
                 "message": "mcp-audit-proxy withheld the result: it carries sensitive data and cannot be read one way only (a repeated key, or nesting too deep) to redact (redact_results)",
                 "data": {"event_id": event.event_id.to_string()},
             });
-            return Some(rebuilt_message(
-                Some(&call.request_id),
-                None,
-                &[("error", &error)],
-            ));
+            return Some(rebuilt_message(Some(answers), None, &[("error", &error)]));
         };
         self.raise_for_result(call, policy, &policy.scan_result(&value), event);
         if !policy.redact_results {
@@ -171,7 +169,7 @@ impl Pipeline {
         event.metadata.redacted_for_client =
             classes.iter().map(|c| c.as_str().to_string()).collect();
         Some(rebuilt_message(
-            Some(&call.request_id),
+            Some(answers),
             None,
             &[("result", &redacted)],
         ))
@@ -182,18 +180,13 @@ impl Pipeline {
     /// carries none. An error too deeply nested to parse that carries some is withheld, as a
     /// result would be.
     fn redact_error(
-        call: &Call,
+        answers: &RequestId,
         policy: &Policy,
         raw: &serde_json::value::RawValue,
         event: &mut AuditEvent,
     ) -> Option<String> {
-        let answer = |error: Value| {
-            Some(rebuilt_message(
-                Some(&call.request_id),
-                None,
-                &[("error", &error)],
-            ))
-        };
+        let answer =
+            |error: Value| Some(rebuilt_message(Some(answers), None, &[("error", &error)]));
         let error = match crate::policy::strict::parse_validated(raw.get()) {
             Ok(error) => error,
             Err(_) if !(policy.guarded(raw.get()) || raw.get().contains('\\')) => return None,
@@ -258,9 +251,41 @@ impl Pipeline {
     }
 
     pub(super) fn end_call(&self, call: Call, size: usize, body: ResponseBody<'_>) -> Delivery {
+        let id = call.request_id.clone();
+        self.end_call_noted(call, &id, size, body, None)
+    }
+
+    /// The answer to a `tasks/result` about the task `call` became (MCP 2025-11-25 Tasks):
+    /// the call's real outcome, recorded as a second end linked to its access event (whose
+    /// first end says `task`), its result scanned and, under `redact_results`, masked as a
+    /// call's result is.
+    pub(super) fn end_task(
+        &self,
+        call: Call,
+        answers: &RequestId,
+        size: usize,
+        body: ResponseBody<'_>,
+    ) -> Delivery {
+        self.end_call_noted(
+            call,
+            answers,
+            size,
+            body,
+            Some("the outcome of the task the call became, as tasks/result answered it"),
+        )
+    }
+
+    fn end_call_noted(
+        &self,
+        call: Call,
+        answers: &RequestId,
+        size: usize,
+        body: ResponseBody<'_>,
+        note: Option<&str>,
+    ) -> Delivery {
         let tree = result_tree(&call, body);
         let view = tree.as_ref().and_then(|t| result_view(&t.root));
-        let (event_type, outcome, meta, round) = match &view {
+        let (event_type, outcome, mut meta, round) = match &view {
             Some(view) => {
                 let meta = Metadata {
                     output_size_bytes: Some(size as u64),
@@ -270,8 +295,21 @@ impl Pipeline {
             }
             None => self.describe(&call, size, body),
         };
+        if let Some(note) = note {
+            meta.reason.get_or_insert_with(|| note.to_string());
+        }
+        if outcome == Outcome::Task
+            && let ResponseBody::Result(raw) = body
+            && let Some(task) = crate::mcp::task_id(raw)
+        {
+            let mut st = self.state();
+            if st.tasks.len() >= MAX_ENDED {
+                st.tasks.pop_front();
+            }
+            st.tasks.push_back((task, call.clone()));
+        }
         let mut event = self.call_event(&call, event_type, outcome, Some(meta));
-        let rewritten = self.assess_end(&call, body, tree.as_ref(), &mut event);
+        let rewritten = self.assess_end(&call, answers, body, tree.as_ref(), &mut event);
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
             self.state().remember_round(key, event.event_id);
@@ -282,10 +320,11 @@ impl Pipeline {
                 ended: Some(Ended {
                     call,
                     end: event.event_id,
+                    answers: answers.clone(),
                 }),
                 rewritten,
             },
-            Err(e) => Delivery::Replace(refused_by_audit(&call.request_id, &e)),
+            Err(e) => Delivery::Replace(refused_by_audit(answers, &e)),
         }
     }
 
@@ -329,7 +368,7 @@ impl Pipeline {
         );
         tracing::info!(request_id = %call.request_id, "late answer recorded");
         let mut event = self.call_event(call, event_type, outcome, Some(meta));
-        let rewritten = self.assess_end(call, body, None, &mut event);
+        let rewritten = self.assess_end(call, &call.request_id, body, None, &mut event);
         let recorded = self.audit.record(&event);
         match (why, recorded) {
             (EndedEarly::TimedOut, _) => Delivery::Drop,

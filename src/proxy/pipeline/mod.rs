@@ -91,6 +91,8 @@ pub struct Outbound {
 pub struct Ended {
     call: Call,
     end: EventId,
+    /// The id of the request the answer answers: the call's, or a `tasks/result`'s.
+    answers: RequestId,
 }
 
 /// What replaces a message whose audit event failed to become durable.
@@ -253,7 +255,7 @@ fn batch_line<'a>(elements: impl IntoIterator<Item = Cow<'a, str>>) -> Bytes {
 }
 
 /// A `tools/call` in flight: everything its end event needs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Call {
     access_id: EventId,
     request_id: RequestId,
@@ -331,6 +333,8 @@ enum Pending {
     Initialize,
     Discover,
     ToolsList,
+    /// `tasks/result` of a task a call became: its answer is the call's real outcome.
+    TaskResult,
     Other,
 }
 
@@ -344,6 +348,11 @@ struct State {
     annotations: HashMap<String, ToolAnnotations>,
     /// The names of the tools the server listed in this session (`tools/list`, every page).
     listed: std::collections::HashSet<String>,
+    /// Calls that became tasks (MCP 2025-11-25 Tasks), by `taskId`, oldest first; at most
+    /// [`MAX_ENDED`].
+    tasks: VecDeque<(String, Call)>,
+    /// The `tasks/result` requests in flight, with the call whose task each asks about.
+    task_results: HashMap<RequestId, Call>,
     open_rounds: VecDeque<(String, EventId)>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
@@ -776,6 +785,23 @@ impl Pipeline {
                     }
                     "server/discover" => Pending::Discover,
                     "tools/list" => Pending::ToolsList,
+                    "tasks/result" => {
+                        let mut st = self.state();
+                        let task = crate::mcp::task_of_params(*params);
+                        let call = task.and_then(|t| {
+                            st.tasks
+                                .iter()
+                                .find(|(k, _)| *k == t)
+                                .map(|(_, c)| c.clone())
+                        });
+                        match call {
+                            Some(call) => {
+                                st.task_results.insert(id.clone(), call);
+                                Pending::TaskResult
+                            }
+                            None => Pending::Other,
+                        }
+                    }
                     _ => Pending::Other,
                 };
                 self.state().pending.insert(id.clone(), pending);
@@ -1219,7 +1245,7 @@ impl Pipeline {
                     bytes: rewritten.map_or_else(|| line.clone(), |r| Bytes::from(r + "\n")),
                     ack,
                     if_unrecorded: ended.as_ref().map(|e| {
-                        let id = e.call.request_id.clone();
+                        let id = e.answers.clone();
                         let audit = self.audit.clone();
                         Unrecorded {
                             reply: Box::new(move || {
@@ -1255,6 +1281,12 @@ impl Pipeline {
             Some(Answered::Ended(call, why)) => {
                 drop(st);
                 return self.late_answer(&call, why, size, *body);
+            }
+            Some(Answered::Pending(Pending::TaskResult))
+                if let Some(call) = st.task_results.remove(id) =>
+            {
+                drop(st);
+                return self.end_task(call, id, size, *body);
             }
             Some(Answered::Pending(pending)) => {
                 if let ResponseBody::Result(result) = body {
@@ -1413,6 +1445,6 @@ fn learn(st: &mut State, pending: Pending, result: &RawValue) {
                 }
             }
         }
-        Pending::Other => {}
+        Pending::TaskResult | Pending::Other => {}
     }
 }
