@@ -145,7 +145,7 @@ impl Pipeline {
                             if_unrecorded.push(Cow::Owned(
                                 audit_refusal(&e.answers, END_UNRECORDED).element(),
                             ));
-                            ends.push(e);
+                            ends.push(*e);
                         }
                         None => if_unrecorded.push(raw.clone()),
                     }

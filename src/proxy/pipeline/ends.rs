@@ -317,11 +317,11 @@ impl Pipeline {
         match self.audit.record(&event) {
             Ok(ack) => Delivery::Forward {
                 ack,
-                ended: Some(Ended {
+                ended: Some(Box::new(Ended {
                     call,
                     end: event.event_id,
                     answers: answers.clone(),
-                }),
+                })),
                 rewritten,
             },
             Err(e) => Delivery::Replace(refused_by_audit(answers, &e)),

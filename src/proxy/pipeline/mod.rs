@@ -538,7 +538,7 @@ enum Delivery {
     /// answered with an error instead.
     Forward {
         ack: Ack,
-        ended: Option<Ended>,
+        ended: Option<Box<Ended>>,
         rewritten: Option<String>,
     },
     /// Do not pass it on.
@@ -1254,7 +1254,7 @@ impl Pipeline {
                             calls: Vec::new(),
                         }
                     }),
-                    ends: ended.into_iter().collect(),
+                    ends: ended.into_iter().map(|e| *e).collect(),
                 }),
                 Delivery::Drop => Route::Drop,
                 Delivery::Replace(refusal) => Route::ToClient(Outbound::now(refusal.line())),
