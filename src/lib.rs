@@ -132,7 +132,9 @@
 //! asked (elicitation, or an input_required round in 2026-07-28) -> otherwise the access
 //! event, with sensitive data protected, is recorded (the writer thread seals it into its
 //! journal's hash chain; durable before forwarding in `sync` mode) -> forward the
-//! **original bytes** -> the response is framed and classified -> correlated by id to the waiting context -> the result
+//! **original bytes** -> the response is framed and classified -> correlated by id to the
+//! waiting context (an answer to a call the server never received, held or answered by the
+//! proxy, is dropped; the answer to a `tasks/result` is the task's call's second end) -> the result
 //! is read once and scanned (tags, raised risk) -> the execution or failure event is recorded (durable
 //! before the client sees it in `sync` mode) -> the original response bytes go to the client
 //! (masked only when `redact_results` asks; if that write fails, the call gets a failure

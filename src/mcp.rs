@@ -325,8 +325,9 @@ const CANCELLED_MEMBERS: [&str; 2] = ["requestId", "reason"];
 impl<'a> CancelledParams<'a> {
     /// Reads the params of a `notifications/cancelled` as every server would read them.
     ///
-    /// `Ok(None)`: they name no request (no params, or no `requestId`: since MCP 2025-11-25
-    /// `requestId` is optional, tasks being cancelled with `tasks/cancel`), so the
+    /// `Ok(None)`: they name no request (no params or `null`, or no `requestId` or `null`:
+    /// since MCP 2025-11-25 `requestId` is optional, tasks being cancelled with
+    /// `tasks/cancel`; the proxy forwards no request with a `null` id), so the
     /// notification cancels nothing. `Err` (what is wrong): they could be read more than one
     /// way, or not at all: params that are not an object, `requestId` twice or spelled with
     /// another case (`RequestId`), or an id that is neither a string nor a number. Such a
@@ -382,11 +383,11 @@ impl<'a> CancelledParams<'a> {
                 d.deserialize_map(V)
             }
         }
-        let Some(params) = params else {
+        let Some(params) = params.filter(|p| p.get().trim() != "null") else {
             return Ok(None);
         };
         let m: Members<'a> = serde_json::from_str(params.get()).map_err(|e| e.to_string())?;
-        let Some(raw) = m.request_id else {
+        let Some(raw) = m.request_id.filter(|r| r.get().trim() != "null") else {
             return Ok(None);
         };
         let request_id = RequestId::from_json(raw.get())
@@ -527,5 +528,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(discover.server().unwrap().agent(), "s/3");
+    }
+
+    #[test]
+    fn cancelled_params_are_read_one_way_or_refused() {
+        let read = |text: Option<&str>| {
+            let raw = text.map(|t| RawValue::from_string(t.to_string()).unwrap());
+            CancelledParams::read(raw.as_deref())
+                .map(|c| c.map(|c| (c.request_id.to_string(), c.reason.map(|r| r.into_owned()))))
+        };
+        assert_eq!(
+            read(Some(r#"{"requestId":7,"reason":"r"}"#)),
+            Ok(Some(("7".to_string(), Some("r".to_string()))))
+        );
+        for nothing in [
+            None,
+            Some("null"),
+            Some("{}"),
+            Some(r#"{"requestId":null}"#),
+        ] {
+            assert_eq!(read(nothing), Ok(None), "{nothing:?}");
+        }
+        for refused in [
+            r#"{"requestId":1,"requestId":2}"#,
+            r#"{"RequestId":1}"#,
+            r#"{"requestId":true}"#,
+            r#"[1]"#,
+        ] {
+            assert!(read(Some(refused)).is_err(), "{refused}");
+        }
     }
 }

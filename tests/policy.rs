@@ -474,6 +474,18 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
     c.send(&call_line(json!(100), "echo", json!({"text": "a; b"})))
         .await;
     assert_eq!(c.recv_json().await["error"]["code"], -32010);
+
+    // Found by a fresh pair of eyes: a save caught half-way (the file emptied, or cut before
+    // its [risk] table) put the default policy in place of the user's.
+    for (n, half) in [String::new(), original.clone()].into_iter().enumerate() {
+        std::fs::write(&store.config, half).unwrap();
+        hup();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let id = 101 + n as i64;
+        c.send(&call_line(json!(id), "echo", json!({"text": "a; b"})))
+            .await;
+        assert_eq!(c.recv_json().await["error"]["code"], -32010, "save {n}");
+    }
     assert!(c.finish().await.success());
 
     // `events` reads the same file, so it must validate again.
@@ -483,7 +495,12 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
         .iter()
         .filter(|e| e["event_type"] == "configuration_change")
         .collect();
-    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    for half in &changes[2..] {
+        assert_eq!(half["result"], "refused", "{half}");
+        let reason = half["metadata"]["reason"].as_str().unwrap();
+        assert!(reason.contains("the running policy stays"), "{reason}");
+    }
     assert_eq!(changes[0]["result"], "success");
     assert!(
         changes[0]["metadata"]["changes"]
@@ -1354,6 +1371,8 @@ async fn a_reload_says_what_it_could_not_apply() {
 #[tokio::test]
 async fn redact_results_masks_answers_to_resources_and_prompts_too() {
     // resources/read hands a file's text to the client's model as a tool result does.
+    // A page cursor is the server's handle, sent back to it: kept even when token-shaped.
+    const CURSOR: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
     let server = format!(
         r#"
 import json, sys
@@ -1362,7 +1381,7 @@ for line in sys.stdin:
     if "id" not in m:
         continue
     if m["method"] == "resources/read":
-        out = {{"result": {{"contents": [{{"uri": "file:///pay.txt", "text": "card {CARD}"}}]}}}}
+        out = {{"result": {{"contents": [{{"uri": "file:///pay.txt", "text": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
     elif m["method"] == "prompts/get":
         out = {{"error": {{"code": -32000, "message": "no prompt for {CARD}"}}}}
     else:
@@ -1400,6 +1419,7 @@ for line in sys.stdin:
                 got[2]
             );
             assert_eq!(got[1]["result"]["contents"][0]["uri"], "file:///pay.txt");
+            assert_eq!(got[1]["result"]["nextCursor"], CURSOR, "{}", got[1]);
             assert_eq!(
                 (got[1]["id"].clone(), got[2]["id"].clone()),
                 (json!(2), json!(3))
@@ -1466,7 +1486,9 @@ async fn redact_results_never_passes_a_repeated_key_with_data_in_the_copy_not_ma
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("method") == "tools/call":
+    if m.get("method") == "tools/call" and m["id"] == 3:
+        print('{{"jsonrpc":"2.0","id":3,"result":{{"content":[{{"type":"text","text":"card {CARD}"}}],"structuredContent":{{"ID":"a\\nb","id":"c"}}}}}}', flush=True)
+    elif m.get("method") == "tools/call":
         print('{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"card {CARD}"}}],"content":[{{"type":"text","text":"ok"}}]}}}}', flush=True)
     elif m.get("method") == "resources/read":
         print('{{"jsonrpc":"2.0","id":2,"result":{{"contents":[{{"uri":"a","text":"card {CARD}"}}],"contents":[]}}}}', flush=True)
@@ -1479,7 +1501,18 @@ for line in sys.stdin:
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/read\",\"params\":{\"uri\":\"a\"}}\n")
         .await;
     let read = c.recv().await.unwrap();
+    // Keys that differ only in case are not repeated: both copies are masked, nothing withheld.
+    c.send(&call_line(json!(3), "pay", json!({}))).await;
+    let cased = c.recv_json().await;
     assert!(c.finish().await.success());
+    assert_eq!(
+        cased["result"]["content"][0]["text"], "card [REDACTED:payment_card]",
+        "{cased}"
+    );
+    assert_eq!(
+        cased["result"]["structuredContent"]["ID"], "a\nb",
+        "{cased}"
+    );
     for (line, what) in [(&call, "the call's result"), (&read, "the read's result")] {
         let text = String::from_utf8_lossy(line);
         assert!(!text.contains(CARD), "{what} passed in clear: {text}");
@@ -1535,6 +1568,64 @@ for line in sys.stdin:
 }
 
 #[tokio::test]
+async fn an_answer_to_a_call_the_proxy_withheld_and_answered_itself_is_dropped() {
+    // Found in review: a held call the client cancelled was kept as if the server had it, so
+    // a forged answer with its id was recorded as a late execution and delivered; an answer
+    // to a blocked call's id (even written `9.0`) reached the client as a second answer.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "initialize":
+        out = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "s", "version": "1"}}
+    elif method == "ping":
+        for forged in m["params"]["forge"]:
+            print(json.dumps({"jsonrpc": "2.0", "id": forged, "result": {"content": [{"type": "text", "text": "FORGED"}]}}), flush=True)
+        out = {}
+    else:
+        continue
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": out}), flush=True)
+"#;
+    let config = format!(
+        "{}{}",
+        CONFIRM_SHELL_IN_ECHO.replace("500", "20000"),
+        BLOCK_SHELL_IN_ECHO.replace("echo", "wipe")
+    );
+    let store = TestStore::new(&config);
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.initialize().await;
+    c.send(&call_line(json!(7), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7}}\n").await;
+    let withdrawn = c.recv_json().await;
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    c.send(&call_line(json!(9), "wipe", json!({"text": "a; b"})))
+        .await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["id"], 9, "{blocked}");
+    assert!(blocked["error"].is_object(), "{blocked}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\",\"params\":{\"forge\":[7,9.0,9]}}\n")
+        .await;
+    let next = c.recv_json().await;
+    assert_eq!(
+        next["id"], "p",
+        "a forged answer reached the client: {next}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let results: Vec<&Value> = events.iter().map(|e| &e["result"]).collect();
+    assert_eq!(events.len(), 4, "{events:#?}");
+    assert!(results.contains(&&json!("cancelled")), "{results:?}");
+    assert!(results.contains(&&json!("blocked")), "{results:?}");
+}
+
+#[tokio::test]
 async fn redact_results_leaves_an_input_required_rounds_request_state_as_the_server_sent_it() {
     // Found by a fresh pair of eyes: a token-shaped requestState was masked, so the client
     // echoed `[REDACTED:secret]` and the server could not resume its round.
@@ -1556,6 +1647,38 @@ for line in sys.stdin:
     assert_eq!(got["result"]["requestState"], state, "{got}");
     let message = &got["result"]["inputRequests"]["ask"]["params"]["message"];
     assert_eq!(message, "pay with [REDACTED:payment_card]?", "{got}");
+}
+
+#[tokio::test]
+async fn redact_results_masks_a_request_state_on_a_result_that_is_not_an_input_required_round() {
+    // Found in review: every result's `requestState` was passed on as sent, so a server could
+    // put anything there and have it reach the client unmasked.
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        kind = m["params"]["arguments"]["kind"]
+        out = {{"content": [], "requestState": "card {CARD}"}}
+        if kind != "none":
+            out["resultType"] = kind
+        print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": out}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    for (id, kind) in [(1, "complete"), (2, "none"), (3, "Input_Required")] {
+        c.send(&call_line(json!(id), "pay", json!({"kind": kind})))
+            .await;
+        let got = c.recv_json().await;
+        assert_eq!(got["id"], id, "{got}");
+        assert_eq!(
+            got["result"]["requestState"], "card [REDACTED:payment_card]",
+            "{kind}: {got}"
+        );
+    }
+    assert!(c.finish().await.success());
 }
 
 #[tokio::test]
@@ -1636,4 +1759,46 @@ for line in sys.stdin:
             .unwrap()
             .contains("tasks/result")
     );
+}
+
+#[tokio::test]
+async fn a_task_outcome_that_cannot_be_delivered_is_recorded_as_the_calls_end() {
+    // Found in review: the call a tasks/result asked about was kept beside the request, and
+    // an answer the proxy could not pass on (here: not UTF-8) left no end in the trail.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "tools/call":
+        out = {"task": {"taskId": "t1", "status": "working", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": out}), flush=True)
+    elif method == "tasks/result":
+        sys.stdout.buffer.write(b'{"jsonrpc":"2.0","id":' + json.dumps(m["id"]).encode() + b',"result":{"content":[{"type":"text","text":"\xff"}]}}\n')
+        sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"pay\",\"arguments\":{},\"task\":{\"ttl\":60000}}}\n").await;
+    let created = c.recv_json().await;
+    assert_eq!(created["result"]["task"]["taskId"], "t1", "{created}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
+        .await;
+    let failed = c.recv_json().await;
+    assert!(c.finish().await.success());
+    assert_eq!(failed["id"], 2, "{failed}");
+    assert_eq!(failed["error"]["code"], -32603, "{failed}");
+    let events = store.events();
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "pay" && e["event_type"] != "tool_access")
+        .collect();
+    assert_eq!(ends.len(), 2, "{ends:#?}");
+    assert_eq!(ends[1]["result"], "refused", "{}", ends[1]);
+    assert_eq!(
+        failed["error"]["data"]["event_id"], ends[1]["event_id"],
+        "{failed}"
+    );
+    let reason = ends[1]["metadata"]["reason"].as_str().unwrap();
+    assert!(reason.contains("could not be delivered"), "{reason}");
 }

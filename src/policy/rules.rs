@@ -277,8 +277,9 @@ impl Matcher {
     ///
     /// Fail closed where a server could read the value another way: an array where one value
     /// was expected matches if any of its elements does (a server may take any of them); an
-    /// allow list (`none_of`) passes only the strings it lists, so `null`, a boolean or an
-    /// object matches it; a numeric test reads strings as a lenient parser (Python's
+    /// allow list (`none_of`) passes only the strings it lists, so a boolean or an object
+    /// matches it (`null` is read as the member being absent: servers take their default, and
+    /// clients write unset optional members as `null`); a numeric test reads strings as a lenient parser (Python's
     /// `float()`) would ([`lenient_number`]), and a `NaN` matches every numeric test.
     pub fn matches(&self, value: &Value) -> bool {
         match (self, value) {
@@ -303,6 +304,7 @@ impl Matcher {
             // No detector pattern can be written with digits, a sign, a point and an exponent.
             (Matcher::Detect(_), Value::Number(_)) => false,
             (m, Value::Number(n)) => m.matches_str(&n.to_string()),
+            (_, Value::Null) => false,
             (Matcher::NoneOf(_), _) => true,
             _ => false,
         }
@@ -377,14 +379,17 @@ const DIGIT_BLOCKS: [u32; 25] = [
 
 /// A string as a lenient number parser reads it (Python's `float()`): surrounding whitespace
 /// ignored, `_` between digits, decimal digits of any script, `inf`, `infinity` and `nan` in
-/// any case. `None`: not a number in any such reading. A string with a digit of another
-/// script that is not in [`DIGIT_BLOCKS`] reads as `NaN` (fail closed: it matches).
+/// any case. `None`: not a number in any such reading. A string that would be a number if a
+/// numeric character not in [`DIGIT_BLOCKS`] (`①`, `½`, a digit of a newer script) were a
+/// digit reads as `NaN` (fail closed: it matches); any other string with one (`Step ①`) is
+/// not a number.
 pub fn lenient_number(s: &str) -> Option<f64> {
     let s = s.trim();
     if s.is_ascii() && !s.contains('_') {
         return s.parse::<f64>().ok();
     }
     let mut ascii = String::with_capacity(s.len());
+    let mut unknown = false;
     for c in s.chars() {
         if c == '_' {
             continue;
@@ -396,11 +401,15 @@ pub fn lenient_number(s: &str) -> Option<f64> {
         let code = u32::from(c);
         match DIGIT_BLOCKS.iter().find(|&&b| (b..b + 10).contains(&code)) {
             Some(&b) => ascii.push(char::from(b'0' + (code - b) as u8)),
-            None if c.is_numeric() => return Some(f64::NAN),
+            None if c.is_numeric() => {
+                unknown = true;
+                ascii.push('1');
+            }
             None => return None,
         }
     }
-    ascii.parse::<f64>().ok()
+    let n = ascii.parse::<f64>().ok()?;
+    Some(if unknown { f64::NAN } else { n })
 }
 
 #[cfg(test)]
@@ -513,7 +522,17 @@ mod tests {
             assert!(m.matches(&json!(over)), "{over:?}");
         }
         assert!(m.matches(&json!([5, 5000])), "an element of an array");
-        for under in ["999", "-inf", "\u{ff19}\u{ff19}", "1_0", "[5000]"] {
+        // A numeric character a parser might take as a digit: fail closed only where the
+        // string would then be a number.
+        assert!(m.matches(&json!("\u{2460}0")), "circled one");
+        for under in [
+            "999",
+            "-inf",
+            "\u{ff19}\u{ff19}",
+            "1_0",
+            "[5000]",
+            "Step \u{2460}",
+        ] {
             assert!(!m.matches(&json!(under)), "{under:?}");
         }
     }
@@ -527,12 +546,14 @@ mod tests {
             json!("evil.example"),
             json!(["evil.example"]),
             json!(["a.example", "evil.example"]),
-            json!(null),
             json!(true),
             json!({"host": "a.example"}),
         ] {
             assert!(m.matches(&other), "{other}");
         }
+        // `null` is an absent member, to an allow list as to every test.
+        assert!(!m.matches(&json!(null)));
+        assert!(m.matches(&json!([null, "evil.example"])));
         // A deny list matches only what it lists.
         let m = Matcher::AnyOf(vec!["rm".into()]);
         assert!(m.matches(&json!(["ls", "rm"])));

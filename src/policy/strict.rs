@@ -23,7 +23,7 @@ use crate::jsonrpc::names::{fold, same_name};
 
 /// Parses JSON into a [`Value`], refusing a duplicate key at any depth.
 pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
-    serde_json::from_str::<Strict>(text).map(|s| s.0)
+    serde_json::from_str::<Strict<true>>(text).map(|s| s.0)
 }
 
 /// [`parse`] of a text already validated as JSON (`arguments` that `message::parse`
@@ -31,22 +31,34 @@ pub fn parse(text: &str) -> Result<Value, serde_json::Error> {
 /// checked again ([`crate::jsonrpc::members::from_validated`]); on any error the text is read
 /// by [`parse`], for its message.
 pub fn parse_validated(text: &str) -> Result<Value, serde_json::Error> {
-    crate::jsonrpc::members::from_validated::<Strict>(text)
+    crate::jsonrpc::members::from_validated::<Strict<true>>(text)
         .map(|s| s.0)
         .or_else(|_| parse(text))
 }
 
-struct Strict(Value);
+/// [`parse_validated`] that refuses only keys repeated exactly, not keys that differ in case.
+///
+/// For texts the proxy rewrites rather than judges (results it masks, tool lists it pins): a
+/// masked copy keeps both `"ID"` and `"id"`, each masked, so a client that merges them still
+/// reads masked data; refusing them would withhold legitimate results.
+pub fn parse_validated_exact(text: &str) -> Result<Value, serde_json::Error> {
+    crate::jsonrpc::members::from_validated::<Strict<false>>(text)
+        .map(|s| s.0)
+        .or_else(|_| serde_json::from_str::<Strict<false>>(text).map(|s| s.0))
+}
 
-impl<'de> Deserialize<'de> for Strict {
+/// A value read strictly; `FOLD`: keys that differ only in case count as repeated.
+struct Strict<const FOLD: bool>(Value);
+
+impl<'de, const FOLD: bool> Deserialize<'de> for Strict<FOLD> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+        d.deserialize_any(StrictVisitor::<FOLD>).map(Strict)
     }
 }
 
-struct StrictVisitor;
+struct StrictVisitor<const FOLD: bool>;
 
-impl<'de> Visitor<'de> for StrictVisitor {
+impl<'de, const FOLD: bool> Visitor<'de> for StrictVisitor<FOLD> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,7 +92,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(Strict(v)) = seq.next_element()? {
+        while let Some(Strict::<FOLD>(v)) = seq.next_element()? {
             items.push(v);
         }
         Ok(Value::Array(items))
@@ -103,14 +115,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
                     "duplicate key {key:?} (servers disagree on which copy counts)"
                 )));
             }
-            if !folded.insert(folded_hash(&key, &hasher))
+            if FOLD
+                && !folded.insert(folded_hash(&key, &hasher))
                 && let Some(other) = map.keys().find(|k| same_name(k, &key))
             {
                 return Err(de::Error::custom(format_args!(
                     "keys {other:?} and {key:?} differ only in case (servers that match names case-insensitively read them as one)"
                 )));
             }
-            let Strict(v) = access.next_value()?;
+            let Strict::<FOLD>(v) = access.next_value()?;
             map.insert(key, v);
         }
         Ok(Value::Object(map))
@@ -191,5 +204,28 @@ mod tests {
             parse(r#"{"n":[1,-2,3.5,true,null,"s"]}"#).unwrap(),
             serde_json::json!({"n":[1,-2,3.5,true,null,"s"]})
         );
+    }
+
+    #[test]
+    fn the_exact_reading_refuses_repeated_keys_but_keeps_case_variants() {
+        for text in [
+            r#"{"ID":"a\u0041","id":"b"}"#,
+            r#"{"a":[{"kind":1,"\u212aind":2}]}"#,
+        ] {
+            let value = parse_validated_exact(text).unwrap();
+            assert_eq!(
+                value,
+                serde_json::from_str::<Value>(text).unwrap(),
+                "{text}"
+            );
+            assert!(parse_validated(text).is_err(), "{text}");
+        }
+        for text in [
+            r#"{"k":1,"\u006b":2}"#,
+            r#"{"a":{"d":1,"d":2}}"#,
+            r#"{"$serde_json::private::Number":"1"}"#,
+        ] {
+            assert!(parse_validated_exact(text).is_err(), "{text}");
+        }
     }
 }

@@ -850,7 +850,10 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 /// Reloads the `[risk]` policy from the config file on each SIGHUP and when the file changes
 /// (checked every [`WATCH_INTERVAL`], applied once it has stayed the same for one check, so a
 /// half-written file is not read); a file that does not validate is rejected (logged and
-/// recorded) and the running policy stays.
+/// recorded) and the running policy stays. So is a file that is empty, or has lost the
+/// `[risk]` table the running policy came from: what a save caught half-way looks like, and
+/// it would put the default policy in place of the user's (an empty `[risk]` table asks for
+/// the defaults on purpose).
 pub(crate) async fn reload_on_hangup(
     path: PathBuf,
     pipeline: Arc<Pipeline>,
@@ -879,6 +882,9 @@ pub(crate) async fn reload_on_hangup(
             })
     };
     let running = outside_risk(&path).unwrap_or_default();
+    let has_risk =
+        |text: &str| toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("risk"));
+    let mut had_risk = std::fs::read_to_string(&path).is_ok_and(|t| has_risk(&t));
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -910,6 +916,24 @@ pub(crate) async fn reload_on_hangup(
             }
         };
         tracing::info!(config = %path.display(), why, "reloading the policy");
+        let mut risk_now = had_risk;
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let lost = if text.trim().is_empty() {
+                Some("is empty")
+            } else if had_risk && !has_risk(&text) {
+                Some("has no [risk] table, and the running policy came from one")
+            } else {
+                None
+            };
+            if let Some(lost) = lost {
+                pipeline.reload_rejected(&format!(
+                    "{}: the config file {lost} (a save caught half-way?); the running policy stays. To run with the default policy, write an empty [risk] table",
+                    path.display()
+                ));
+                continue;
+            }
+            risk_now = has_risk(&text);
+        }
         // A bug in validation must not end reloading for the rest of the session.
         let loaded = std::panic::catch_unwind(|| Config::load(&path));
         let Ok(loaded) = loaded else {
@@ -931,6 +955,7 @@ pub(crate) async fn reload_on_hangup(
                         .map(|k| format!("{k} changed: not applied (only [risk] reloads; restart the proxy)"))
                         .collect();
                         pipeline.reload_policy(config.policy, not_applied);
+                        had_risk = risk_now;
                     }
                     Err(problem) => {
                         pipeline.reload_rejected(&problem);

@@ -271,6 +271,7 @@ impl Pipeline {
 
     /// Ends a held call that was not confirmed: recorded as `blocked`, answered with -32010.
     fn unconfirmed(&self, call: &Call, how: &str) -> Outbound {
+        self.state().withheld.insert(call.request_id.clone());
         let tool = call.tool.clone().unwrap_or_default();
         let reason = format!("the call needed confirmation and {how}");
         tracing::warn!(request_id = %call.request_id, tool = %tool, reason = %reason, "tool call blocked: not confirmed");

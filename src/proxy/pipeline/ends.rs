@@ -135,7 +135,7 @@ impl Pipeline {
         }
         // Strictly: with a repeated key, masking the copy a parser keeps could pass the other
         // on in clear (clients differ in which copy they keep).
-        let Ok(value) = crate::policy::strict::parse_validated(raw.get()) else {
+        let Ok(value) = crate::policy::strict::parse_validated_exact(raw.get()) else {
             // Too deeply nested to parse, or a key repeated: tags from the raw text; a result
             // that must be redacted but cannot be is withheld, never passed on in clear.
             self.raise_for_result(call, policy, &policy.scan_text(raw.get()), event);
@@ -159,12 +159,12 @@ impl Pipeline {
         let (mut redacted, classes) = policy.redact(&value)?;
         // An input_required round's `requestState` is the server's own state (often signed):
         // the client must echo it as it came, or the server cannot resume (MCP 2026-07-28,
-        // MRTR); it goes to the server, not to a model.
-        if let (Some(state), Some(out)) = (value.get("requestState"), redacted.as_object_mut()) {
-            out.insert("requestState".into(), state.clone());
-            if redacted == value {
-                return None;
-            }
+        // MRTR); it goes to the server, not to a model. Only there: on any other result a
+        // `requestState` member is just more text a model reads, masked like the rest. A
+        // task's id and a cursor are such handles too.
+        super::refuse::keep_handles(&value, &mut redacted);
+        if redacted == value {
+            return None;
         }
         event.metadata.redacted_for_client =
             classes.iter().map(|c| c.as_str().to_string()).collect();
@@ -187,7 +187,7 @@ impl Pipeline {
     ) -> Option<String> {
         let answer =
             |error: Value| Some(rebuilt_message(Some(answers), None, &[("error", &error)]));
-        let error = match crate::policy::strict::parse_validated(raw.get()) {
+        let error = match crate::policy::strict::parse_validated_exact(raw.get()) {
             Ok(error) => error,
             Err(_) if !(policy.guarded(raw.get()) || raw.get().contains('\\')) => return None,
             Err(_) => {

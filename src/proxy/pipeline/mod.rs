@@ -328,13 +328,14 @@ enum EndedEarly {
 }
 
 /// Other client requests whose results teach the proxy about the session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Pending {
     Initialize,
     Discover,
     ToolsList,
-    /// `tasks/result` of a task a call became: its answer is the call's real outcome.
-    TaskResult,
+    /// `tasks/result` of a task the call became: its answer is the call's real outcome.
+    /// The call rides with the request, so it leaves with it (answered, cancelled, failed).
+    TaskResult(Box<Call>),
     Other,
 }
 
@@ -351,8 +352,6 @@ struct State {
     /// Calls that became tasks (MCP 2025-11-25 Tasks), by `taskId`, oldest first; at most
     /// [`MAX_ENDED`].
     tasks: VecDeque<(String, Call)>,
-    /// The `tasks/result` requests in flight, with the call whose task each asks about.
-    task_results: HashMap<RequestId, Call>,
     open_rounds: VecDeque<(String, EventId)>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
@@ -376,17 +375,22 @@ struct State {
     instead: HashMap<RequestId, Instead>,
     /// Requests other than calls that the client cancelled: their ids stay in use until the
     /// server answers (MCP lets it), the oldest forgotten past [`MAX_ENDED`].
-    cancelled: Cancelled,
+    cancelled: RecentIds,
+    /// Calls the server never received that the proxy answered itself (blocked; held for
+    /// confirmation, then declined, timed out or cancelled): a server answer with one of
+    /// their ids is forged or confused, and is dropped. The oldest forgotten past
+    /// [`MAX_ENDED`].
+    withheld: RecentIds,
 }
 
-/// Ids of cancelled requests still awaited, oldest first.
+/// Ids remembered for a while, oldest first, at most [`MAX_ENDED`].
 #[derive(Debug, Default)]
-struct Cancelled {
+struct RecentIds {
     ids: HashSet<RequestId>,
     order: VecDeque<RequestId>,
 }
 
-impl Cancelled {
+impl RecentIds {
     fn insert(&mut self, id: RequestId) {
         if self.order.len() >= MAX_ENDED
             && let Some(old) = self.order.pop_front()
@@ -446,6 +450,18 @@ impl State {
             self.asked_before.pop_front();
         }
         self.asked_before.push_back(ask);
+    }
+
+    /// Whether `id` (exactly, or as its one [`twin`]) names a call the server never
+    /// received: held for confirmation, or [`State::withheld`].
+    fn never_sent(&self, id: &RequestId) -> bool {
+        let held = || {
+            self.confirming
+                .keys()
+                .chain(self.awaiting.values().map(|a| &a.call.request_id))
+                .chain(&self.withheld.ids)
+        };
+        held().any(|k| k == id) || twin(held(), id).is_some()
     }
 
     fn end_early(&mut self, call: Call, why: EndedEarly) {
@@ -786,19 +802,18 @@ impl Pipeline {
                     "server/discover" => Pending::Discover,
                     "tools/list" => Pending::ToolsList,
                     "tasks/result" => {
-                        let mut st = self.state();
+                        let st = self.state();
                         let task = crate::mcp::task_of_params(*params);
+                        // The latest call that became this task: a server reusing a task
+                        // id answers for its newest task.
                         let call = task.and_then(|t| {
                             st.tasks
                                 .iter()
-                                .find(|(k, _)| *k == t)
+                                .rfind(|(k, _)| *k == t)
                                 .map(|(_, c)| c.clone())
                         });
                         match call {
-                            Some(call) => {
-                                st.task_results.insert(id.clone(), call);
-                                Pending::TaskResult
-                            }
+                            Some(call) => Pending::TaskResult(Box::new(call)),
                             None => Pending::Other,
                         }
                     }
@@ -1067,6 +1082,7 @@ impl Pipeline {
             apply_decision(&mut event.metadata, d);
         }
         if blocked {
+            self.state().withheld.insert(call.request_id.clone());
             return Err(self.block(&call, event, decision.as_ref()));
         }
         let ack = self
@@ -1183,11 +1199,14 @@ impl Pipeline {
                 st.forget_question(ask.clone());
                 st.awaiting.remove(&ask)
             }) {
-                Some(waiting) => Some(waiting.call),
-                None => st.calls.remove(id),
+                Some(waiting) => {
+                    st.withheld.insert(id.clone());
+                    Some((waiting.call, true))
+                }
+                None => st.calls.remove(id).map(|c| (c, false)),
             }
         };
-        let Some(call) = call else {
+        let Some((call, held)) = call else {
             return;
         };
         let why = match reason {
@@ -1198,7 +1217,10 @@ impl Pipeline {
         if let Err(e) = self.audit.record(&event) {
             tracing::error!(error = %e, request_id = %id, "cancellation could not be recorded");
         }
-        self.state().end_early(call, EndedEarly::Cancelled);
+        // Only a call the server has can answer late.
+        if !held {
+            self.state().end_early(call, EndedEarly::Cancelled);
+        }
     }
 
     /// Ends a call that was refused after its access event was queued (never forwarded).
@@ -1282,15 +1304,13 @@ impl Pipeline {
                 drop(st);
                 return self.late_answer(&call, why, size, *body);
             }
-            Some(Answered::Pending(Pending::TaskResult))
-                if let Some(call) = st.task_results.remove(id) =>
-            {
+            Some(Answered::Pending(Pending::TaskResult(call))) => {
                 drop(st);
-                return self.end_task(call, id, size, *body);
+                return self.end_task(*call, id, size, *body);
             }
             Some(Answered::Pending(pending)) => {
                 if let ResponseBody::Result(result) = body {
-                    learn(&mut st, pending, result);
+                    learn(&mut st, &pending, result);
                     if let Pending::ToolsList = pending {
                         drop(st);
                         rewritten = match self.check_pins(result) {
@@ -1312,11 +1332,10 @@ impl Pipeline {
                 tracing::debug!(request_id = %id, "late answer to a cancelled request; forwarded");
                 rewritten = self.redact_answer(id, *body);
             }
-            // A call held for confirmation never reached the server: an answer with its id is
-            // forged, and would reach the client as the call's result unrecorded.
-            None if st.confirming.contains_key(id)
-                || st.awaiting.values().any(|a| a.call.request_id == *id) =>
-            {
+            // A call held for confirmation, or answered by the proxy in the server's place,
+            // never reached the server: an answer with its id is forged, and would reach the
+            // client as the call's result unrecorded.
+            None if st.never_sent(id) => {
                 drop(st);
                 tracing::warn!(request_id = %id, "the server answered a call held for confirmation, which it never received; dropped");
                 return Delivery::Drop;
@@ -1420,7 +1439,7 @@ fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> 
 }
 
 /// Updates the session from results that describe the peer or its tools.
-fn learn(st: &mut State, pending: Pending, result: &RawValue) {
+fn learn(st: &mut State, pending: &Pending, result: &RawValue) {
     match pending {
         Pending::Initialize | Pending::Discover => {
             if let Ok(identity) = serde_json::from_str::<ServerIdentity>(result.get()) {
@@ -1445,6 +1464,6 @@ fn learn(st: &mut State, pending: Pending, result: &RawValue) {
                 }
             }
         }
-        Pending::TaskResult | Pending::Other => {}
+        Pending::TaskResult(_) | Pending::Other => {}
     }
 }

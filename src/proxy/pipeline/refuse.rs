@@ -485,10 +485,16 @@ impl Pipeline {
             ResponseBody::Error(raw) => ("error", raw),
         };
         let mut unreadable = false;
-        let masked = self.redacted_for_client(raw, || {
+        let mut masked = self.redacted_for_client(raw, || {
             unreadable = true;
             Value::Null
         })?;
+        if member == "result"
+            && !unreadable
+            && let Ok(sent) = serde_json::from_str::<Value>(raw.get())
+        {
+            keep_handles(&sent, &mut masked);
+        }
         Some(if unreadable {
             let withheld = json!({
                 "code": INTERNAL_ERROR,
@@ -546,7 +552,7 @@ impl Pipeline {
             return None;
         }
         // Strictly: a repeated key could hide data in the copy a parser drops.
-        match crate::policy::strict::parse_validated(raw.get()) {
+        match crate::policy::strict::parse_validated_exact(raw.get()) {
             Ok(value) => policy.redact(&value).map(|(redacted, _)| redacted),
             Err(_) => Some(withheld()),
         }
@@ -598,6 +604,32 @@ impl Pipeline {
                 INTERNAL_ERROR,
                 reason.to_string(),
             )),
+            // The call's real outcome never reached the client: its second end says so.
+            Answered::Pending(Pending::TaskResult(call)) => {
+                let event = self.failure_event(
+                    &call,
+                    Outcome::Refused,
+                    Side::Upstream,
+                    Some(INTERNAL_ERROR),
+                    &format!(
+                        "the outcome of the task the call became could not be delivered: {reason}"
+                    ),
+                );
+                let data = json!({"event_id": event.event_id.to_string()});
+                let line = error_response(
+                    Some(id),
+                    INTERNAL_ERROR,
+                    &format!("mcp-audit-proxy: {reason}"),
+                    Some(data),
+                );
+                Some(match self.audit.record(&event) {
+                    Ok(ack) => Outbound {
+                        ack,
+                        ..Outbound::now(line)
+                    },
+                    Err(err) => Outbound::now(refused_by_audit(id, &err).line()),
+                })
+            }
             Answered::Pending(_) => Some(Outbound::now(error_response(
                 Some(id),
                 INTERNAL_ERROR,
@@ -607,6 +639,30 @@ impl Pipeline {
             // Already answered to the client (cancelled, timed out): nothing to fail.
             Answered::Ended(..) | Answered::Cancelled => None,
         }
+    }
+}
+
+/// Puts back into a masked result `out` the handles of `sent` that the client sends back to
+/// the server rather than shows a model, as the server wrote them: a page's `nextCursor` (MCP
+/// pagination), a task's `task.taskId` (MCP 2025-11-25 Tasks) and an input_required round's
+/// `requestState` (MCP 2026-07-28, MRTR; only on such a round). Each only when a string.
+pub(super) fn keep_handles(sent: &Value, out: &mut Value) {
+    let (Value::Object(sent), Value::Object(out)) = (sent, out) else {
+        return;
+    };
+    let string = |v: Option<&Value>| v.filter(|v| v.is_string()).cloned();
+    if let Some(cursor) = string(sent.get("nextCursor")) {
+        out.insert("nextCursor".into(), cursor);
+    }
+    let round = sent.get("resultType").and_then(Value::as_str) == Some("input_required");
+    if let Some(state) = string(sent.get("requestState")).filter(|_| round) {
+        out.insert("requestState".into(), state);
+    }
+    if let (Some(task), Some(Value::Object(t))) = (
+        string(sent.get("task").and_then(|t| t.get("taskId"))),
+        out.get_mut("task"),
+    ) {
+        t.insert("taskId".into(), task);
     }
 }
 

@@ -50,9 +50,10 @@ impl Pipeline {
         for raw in listing.tools {
             // A definition a client could read two ways (a repeated key), or a tool listed
             // twice, could show the client's model what the pin did not judge.
-            let tool: Value = crate::policy::strict::parse_validated(raw.get()).map_err(|e| {
-                format!("a tool definition in tools/list cannot be read one way only: {e}")
-            })?;
+            let tool: Value =
+                crate::policy::strict::parse_validated_exact(raw.get()).map_err(|e| {
+                    format!("a tool definition in tools/list cannot be read one way only: {e}")
+                })?;
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
                 if !names.insert(name.to_string()) {
                     return Err(format!(
