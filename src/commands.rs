@@ -308,6 +308,8 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     let (sink, threads, lock) =
         start_audit(config, user.clone(), config.upstream.name.clone(), None)?;
     let alerts = start_alerts(config, &sink, Some(user.clone()))?;
+    // Before the server starts: what it starts in a session of its own comes back here.
+    stdio::adopt_orphans();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("proxy-rt")
         .enable_all()
@@ -318,6 +320,11 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
         })?;
     let result = runtime.block_on(async {
         let code = stdio::run(config, &command, user, sink.clone()).await;
+        // The server has been waited for: any child left is an orphan it made.
+        let grace = config.limits.shutdown_grace;
+        tokio::task::spawn_blocking(move || stdio::end_orphans(grace))
+            .await
+            .ok();
         close_alerts(&sink, alerts).await;
         sink.close().await;
         code

@@ -123,6 +123,41 @@ async fn what_the_server_started_ends_when_the_client_closes_stdin() {
 }
 
 #[tokio::test]
+async fn what_the_server_started_in_a_session_of_its_own_ends_too() {
+    // Found by a fresh pair of eyes: `setsid` takes a process out of the server's group, so
+    // ending the group left it running after the proxy exited.
+    for how in ["client closes stdin", "server exits on its own"] {
+        let store = store();
+        let (mut c, pidfile) = wrapped(&store, "setsid sleep 600");
+        c.initialize().await;
+        let pid = background_pid(&pidfile).await;
+        let sid = |p: i32| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+            let fields: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            fields[3].to_string()
+        };
+        assert_eq!(
+            sid(pid),
+            pid.to_string(),
+            "the background process leads its own session"
+        );
+        if how == "client closes stdin" {
+            assert!(c.finish().await.success());
+        } else {
+            c.send(&call_line(json!(1), "crash", json!({"status": 3})))
+                .await;
+            assert_eq!(c.wait_exit().await.code(), Some(3));
+        }
+        assert_gone(pid);
+    }
+}
+
+#[tokio::test]
 async fn what_the_server_started_ends_when_the_proxy_gets_sigterm() {
     let store = store();
     let (mut c, pidfile) = wrapped(&store, "sleep 600");

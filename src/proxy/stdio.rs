@@ -1093,6 +1093,81 @@ pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
     }
 }
 
+/// Makes this process the reaper of the orphans its descendants leave (Linux
+/// `PR_SET_CHILD_SUBREAPER`, prctl(2)): a process the server starts in a session or group of
+/// its own (`setsid`, a daemon's double fork) escapes the group [`end_group`] ends, but comes
+/// back to the proxy as a child when its parent exits, for [`end_orphans`] to end. For the
+/// wrapper's own process only (it starts one server); the gateway does not adopt orphans.
+/// A failure is logged: the group is still ended.
+pub fn adopt_orphans() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "cannot become the reaper of the mcp server's orphans (prctl PR_SET_CHILD_SUBREAPER); processes it starts in a session of their own may outlive the proxy");
+    }
+}
+
+/// The pids of this process's children, read from `/proc` (the status' `PPid`).
+fn children() -> Vec<Pid> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let name = entry.ok()?.file_name();
+        let pid: i32 = name.to_str()?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
+        (ppid == me).then(|| Pid::from_raw(pid))
+    })
+    .collect()
+}
+
+/// Ends the processes left as this process's children once the server has exited and its
+/// group has ended (orphans adopted by [`adopt_orphans`]): `grace` to finish, SIGTERM,
+/// `grace` again, then SIGKILL, each reaped. Call it when no other child of this process
+/// runs (the server has been waited for), as it reaps whatever child it finds. Returns how
+/// many it found.
+pub fn end_orphans(grace: Duration) -> usize {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let reap = || {
+        for pid in children() {
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+        }
+    };
+    let left = |limit: Duration| {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            reap();
+            let now = children();
+            if now.is_empty() || std::time::Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(GROUP_POLL);
+        }
+    };
+    let found = children();
+    if found.is_empty() {
+        return 0;
+    }
+    let mut remaining = left(grace);
+    for (signal, what) in [
+        (Signal::SIGTERM, "sending SIGTERM"),
+        (Signal::SIGKILL, "killing them"),
+    ] {
+        if remaining.is_empty() {
+            break;
+        }
+        tracing::warn!(pids = ?remaining, "processes the mcp server started in a session of their own outlive it; {what}");
+        for pid in &remaining {
+            let _ = nix::sys::signal::kill(*pid, signal);
+        }
+        remaining = left(grace.max(Duration::from_millis(500)));
+    }
+    if !remaining.is_empty() {
+        tracing::warn!(pids = ?remaining, "processes the mcp server started were killed but not yet reaped");
+    }
+    found.len()
+}
+
 pub(crate) fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
