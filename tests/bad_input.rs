@@ -410,3 +410,38 @@ async fn a_client_that_stops_reading_holds_the_queue_to_a_byte_budget_not_a_mess
         peak / 1024
     );
 }
+
+#[tokio::test]
+async fn a_result_repeating_is_error_is_recorded_as_the_client_reads_it() {
+    // Found by a fresh pair of eyes: `"isError":false,"isError":true` could not be read as a
+    // CallToolResult and was recorded as a success, while the client (last copy wins) saw
+    // an error.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") != "tools/call":
+        continue
+    flags = m["params"]["arguments"]["flags"]
+    body = ",".join('"isError":%s' % f for f in flags)
+    sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"boom"}],%s}}\n' % (json.dumps(m["id"]), body))
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    let cases = [(["false", "true"], "error"), (["true", "false"], "success")];
+    for (id, (flags, _)) in cases.iter().enumerate() {
+        c.send(&call_line(json!(id), "flip", json!({"flags": flags})))
+            .await;
+        let got = c.recv_json().await;
+        assert_eq!(got["id"], id, "{got}");
+    }
+    assert!(c.finish().await.success());
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs.len(), cases.len());
+    for ((access, end), (_, outcome)) in pairs.iter().zip(cases) {
+        assert_eq!(end["result"], outcome, "{access} -> {end}");
+        let reason = end["metadata"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("more than one way"), "{end}");
+    }
+}

@@ -23,6 +23,23 @@ impl Pipeline {
                 match serde_json::from_str::<CallToolResultView>(raw.get()) {
                     Ok(view) => self.describe_view(call, meta, &view),
                     Err(e) => {
+                        // A repeated key (`"isError"` twice): read as the client most likely
+                        // reads it, the last copy winning (JavaScript's JSON.parse, Python's
+                        // json, Go's encoding/json), not recorded as a success regardless.
+                        let last = serde_json::from_str::<Value>(raw.get())
+                            .ok()
+                            .map(|v| v.to_string());
+                        if let Some(Ok(view)) = last
+                            .as_deref()
+                            .map(serde_json::from_str::<CallToolResultView>)
+                        {
+                            let (kind, outcome, mut meta, round) =
+                                self.describe_view(call, meta, &view);
+                            meta.reason.get_or_insert_with(|| {
+                                format!("the result can be read more than one way ({e}): recorded as read with the last copy of each key, as most clients read it")
+                            });
+                            return (kind, outcome, meta, round);
+                        }
                         meta.reason = Some(format!("result is not a readable CallToolResult: {e}"));
                         (EventType::ToolExecution, Outcome::Success, meta, None)
                     }
