@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 pub mod gateway;
+pub mod policy;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

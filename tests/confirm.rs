@@ -1,0 +1,544 @@
+//! Calls the policy asks to confirm, through the real binary: the person at the client is
+//! asked (elicitation, or an input_required round in 2026-07-28), the call runs only on an
+//! explicit accept, and nothing the server sends can stand in for the answer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::policy::{BLOCK_SHELL_IN_ECHO, spawn_recorded};
+use common::{LineClient, TestStore, call_line, pairs};
+use serde_json::{Value, json};
+
+const CONFIRM_SHELL_IN_ECHO: &str = r#"
+[risk]
+confirm_timeout_ms = 500
+[risk.actions]
+high = "confirm"
+[[risk.rule]]
+name = "shell in echo"
+tools = ["echo"]
+pointer = "/text"
+detect = "shell_metacharacters"
+level = "high"
+"#;
+
+#[tokio::test]
+async fn confirm_asks_the_person_and_runs_the_call_only_on_an_explicit_accept() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await; // INIT declares the elicitation capability
+    let ask_for = |request: &Value| {
+        assert_eq!(request["method"], "elicitation/create", "{request}");
+        let message = request["params"]["message"].as_str().unwrap();
+        assert!(message.contains("Tool: echo"), "{message}");
+        assert!(message.contains("SHA-256"), "{message}");
+        request["id"].clone()
+    };
+
+    // Accepted: the call runs, as sent.
+    c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    assert!(
+        ask.as_str()
+            .unwrap()
+            .starts_with("mcp-audit-proxy.confirm.")
+    );
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    let result = c.recv_json().await;
+    assert_eq!(result["id"], 1);
+    assert_eq!(result["result"]["content"][0]["text"], "a; b");
+
+    // Declined: blocked, never forwarded.
+    c.send(&call_line(json!(2), "echo", json!({"text": "c; d"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    c.send(
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "decline"}})
+        )
+        .as_bytes(),
+    )
+    .await;
+    let declined = c.recv_json().await;
+    assert_eq!(
+        (declined["id"].clone(), declined["error"]["code"].clone()),
+        (json!(2), json!(-32010)),
+        "{declined}"
+    );
+
+    // Accepted without checking the box: blocked.
+    c.send(&call_line(json!(3), "echo", json!({"text": "e; f"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": false}}})).as_bytes()).await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32010);
+
+    // No answer in time: the question is withdrawn and the call blocked; a late answer is
+    // dropped, never passed to the server.
+    c.send(&call_line(json!(4), "echo", json!({"text": "g; h"})))
+        .await;
+    let ask = ask_for(&c.recv_json().await);
+    let withdrawn = c.recv_json().await;
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    assert_eq!(withdrawn["params"]["requestId"], ask);
+    let timed_out = c.recv_json().await;
+    assert_eq!(
+        (timed_out["id"].clone(), timed_out["error"]["code"].clone()),
+        (json!(4), json!(-32010))
+    );
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+
+    // Other calls never wait.
+    c.send(&call_line(json!(5), "echo", json!({"text": "plain"})))
+        .await;
+    assert_eq!(c.recv_json().await["result"]["content"][0]["text"], "plain");
+    assert!(c.finish().await.success());
+
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(seen.contains("a; b"));
+    for never in ["c; d", "e; f", "g; h", "mcp-audit-proxy.confirm"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+    let pairs = pairs(&store.events());
+    let outcome: Vec<(String, String, String)> = pairs
+        .iter()
+        .map(|(a, e)| {
+            (
+                a["metadata"]["decision"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
+                e["result"].as_str().unwrap().to_string(),
+                e["metadata"]["confirmation"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcome[0],
+        (
+            "confirm".into(),
+            "success".into(),
+            "accepted by the person at the client".into()
+        )
+    );
+    assert_eq!(outcome[1].1, "blocked");
+    assert!(outcome[1].2.contains("decline"), "{:?}", outcome[1]);
+    assert_eq!(outcome[2].1, "blocked");
+    assert_eq!(
+        outcome[3],
+        (
+            "confirm".into(),
+            "blocked".into(),
+            "not confirmed: no answer in time".into()
+        )
+    );
+    assert_eq!(outcome[4].1, "success");
+}
+
+#[tokio::test]
+async fn a_confirmation_answered_inside_a_batch_is_taken() {
+    // A 2025-03-26 client may answer the proxy's question in a batch: the batch was refused
+    // (a log line only, as a batch of answers gets no reply), and the call waited for
+    // confirm_timeout_ms.
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    for (id, text, action) in [(1, "a; b", "accept"), (2, "c; d", "decline")] {
+        c.send(&call_line(json!(id), "echo", json!({ "text": text })))
+            .await;
+        let ask = c.recv_json().await;
+        assert_eq!(ask["method"], "elicitation/create", "{ask}");
+        let answer = json!([{"jsonrpc": "2.0", "id": ask["id"], "result": {"action": action, "content": {"confirm": true}}}]);
+        let started = std::time::Instant::now();
+        c.send(format!("{answer}\n").as_bytes()).await;
+        let reply = c.recv_json().await;
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "waited for the timeout"
+        );
+        assert_eq!(reply["id"], id, "{reply}");
+        if action == "accept" {
+            assert_eq!(reply["result"]["content"][0]["text"], text, "{reply}");
+        } else {
+            assert_eq!(reply["error"]["code"], -32010, "{reply}");
+        }
+    }
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(seen.contains("a; b"));
+    for never in ["c; d", "mcp-audit-proxy.confirm"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_call_held_for_confirmation_ends_it_and_tells_the_server_nothing() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    c.send(&call_line(json!(7), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7,\"reason\":\"user gave up\"}}\n")
+        .await;
+    // The question is withdrawn, so the person's dialog closes.
+    let withdrawn = c.recv_json().await;
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    assert_eq!(withdrawn["params"]["requestId"], ask["id"], "{withdrawn}");
+    // The session carries on; a late answer to the question is dropped.
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    c.send(&call_line(json!(8), "echo", json!({"text": "plain"})))
+        .await;
+    assert_eq!(c.recv_json().await["id"], 8);
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    for never in ["a; b", "notifications/cancelled", "mcp-audit-proxy.confirm"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs[0].1["result"], "cancelled", "{:?}", pairs[0].1);
+    assert_eq!(pairs[1].1["result"], "success");
+}
+
+#[tokio::test]
+async fn confirm_blocks_when_the_client_cannot_be_asked() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"init\",\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"raw\",\"version\":\"1\"}}}\n").await;
+    c.recv_json().await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+        .await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+    assert!(
+        blocked["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not declare the elicitation capability"),
+        "{blocked}"
+    );
+    assert!(c.finish().await.success());
+}
+
+#[tokio::test]
+async fn confirm_in_the_2026_era_is_an_input_required_round_of_the_proxy() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |id: i64, text: &str, retry: Option<(&Value, Value)>| {
+        let mut params = json!({"name": "echo", "arguments": {"text": text}, "_meta": meta});
+        if let Some((state, answer)) = retry {
+            params["requestState"] = state.clone();
+            params["inputResponses"] = json!({"mcp-audit-proxy.confirm": answer});
+        }
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        )
+    };
+    let accept = json!({"action": "accept", "content": {"confirm": true}});
+
+    c.send(call(1, "a; b", None).as_bytes()).await;
+    let round = c.recv_json().await;
+    assert_eq!(round["id"], 1);
+    assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+    let ask = &round["result"]["inputRequests"]["mcp-audit-proxy.confirm"];
+    assert_eq!(ask["method"], "elicitation/create");
+    assert!(
+        ask["params"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Tool: echo")
+    );
+    let state = round["result"]["requestState"].clone();
+
+    // The retry with the person's accept runs the call.
+    c.send(call(2, "a; b", Some((&state, accept.clone()))).as_bytes())
+        .await;
+    let result = c.recv_json().await;
+    assert_eq!(result["id"], 2);
+    assert_eq!(result["result"]["content"][0]["text"], "a; b", "{result}");
+
+    // A retry that swaps the arguments, or replays a used round, is blocked.
+    c.send(call(3, "c; d", None).as_bytes()).await;
+    let state3 = c.recv_json().await["result"]["requestState"].clone();
+    c.send(call(4, "rm -rf /; d", Some((&state3, accept.clone()))).as_bytes())
+        .await;
+    let swapped = c.recv_json().await;
+    assert_eq!(swapped["error"]["code"], -32010, "{swapped}");
+    assert!(
+        swapped["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not the call that was put to the person")
+    );
+    c.send(call(5, "a; b", Some((&state, accept))).as_bytes())
+        .await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32010);
+    assert!(c.finish().await.success());
+
+    // The server saw the confirmed call, without the proxy's round.
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(seen.contains("a; b"));
+    for never in ["mcp-audit-proxy.confirm", "requestState", "rm -rf", "c; d"] {
+        assert!(!seen.contains(never), "{never} reached the server: {seen}");
+    }
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs[0].1["result"], "input_required");
+    assert_eq!(
+        pairs[1].0["metadata"]["retry_of"], pairs[0].1["event_id"],
+        "the retry links to the round"
+    );
+    assert_eq!(pairs[1].1["result"], "success");
+    assert_eq!(
+        pairs[1].1["metadata"]["confirmation"],
+        "accepted by the person at the client"
+    );
+    assert_eq!(pairs[1].0["metadata"]["protocol_era"], "2026");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_clients_of_both_eras_answer_the_confirmation() {
+    for era in common::Era::all() {
+        let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+        let client = common::connect(&era, store.proxied_example()).await;
+        let result = client
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("echo")
+                    .with_arguments(common::args(json!({"text": "a; b"}))),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{era:?}: {e}"));
+        assert_eq!(
+            serde_json::to_value(&result.content).unwrap()[0]["text"],
+            "a; b",
+            "{era:?}"
+        );
+        assert!(
+            client
+                .service()
+                .elicitations
+                .load(std::sync::atomic::Ordering::SeqCst)
+                >= 1
+        );
+        client.cancel().await.unwrap();
+        let events = store.events();
+        let ends: Vec<&Value> = events.iter().filter(|e| e["result"] == "success").collect();
+        assert_eq!(ends.len(), 1, "{era:?}: {events:?}");
+        assert_eq!(
+            ends[0]["metadata"]["confirmation"],
+            "accepted by the person at the client"
+        );
+        assert_eq!(ends[0]["metadata"]["protocol_era"], era.recorded());
+    }
+}
+
+#[tokio::test]
+async fn confirmation_rounds_survive_reloads_and_keep_the_approved_bytes() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    let pid = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    let caps = json!({"elicitation": {}});
+    let call = |id: i64, caps: &Value, retry: Option<&Value>| {
+        let mut params = json!({"name": "echo",
+            "arguments": {"text": "a; b", "amount": "__BIG__"},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": caps}});
+        if let Some(state) = retry {
+            params["requestState"] = state.clone();
+            params["inputResponses"] = json!({"mcp-audit-proxy.confirm": {"action": "accept", "content": {"confirm": true}}});
+        }
+        // A number no f64 holds exactly: it must reach the server with its digits.
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        )
+        .replace("\"__BIG__\"", "100000000000000000000001")
+    };
+    // A 2026 client that does not declare elicitation cannot be asked.
+    c.send(call(1, &json!({}), None).as_bytes()).await;
+    let refused = c.recv_json().await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not declare the elicitation capability"),
+        "{refused}"
+    );
+
+    // Asked; then the policy is reloaded so that the call no longer needs confirmation.
+    c.send(call(2, &caps, None).as_bytes()).await;
+    let state = c.recv_json().await["result"]["requestState"].clone();
+    let original = std::fs::read_to_string(&store.config).unwrap();
+    std::fs::write(
+        &store.config,
+        original.replace("high = \"confirm\"", "high = \"alert\""),
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send(call(3, &caps, Some(&state)).as_bytes()).await;
+    let result = c.recv_json().await;
+    assert_eq!(result["result"]["content"][0]["text"], "a; b", "{result}");
+    assert!(c.finish().await.success());
+    std::fs::write(&store.config, original).unwrap();
+
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(
+        !seen.contains("mcp-audit-proxy.confirm"),
+        "the proxy's round reached the server: {seen}"
+    );
+    assert!(
+        seen.contains("100000000000000000000001"),
+        "the arguments were not forwarded as sent: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn an_accept_after_a_policy_reload_does_not_run_the_held_call() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO.replace("500", "5000").as_str());
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    let pid = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = c.recv_json().await["id"].clone();
+    let original = std::fs::read_to_string(&store.config).unwrap();
+    std::fs::write(
+        &store.config,
+        original.replace("high = \"confirm\"", "high = \"block\""),
+    )
+    .unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask, "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["error"]["code"], -32010, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed while it waited"),
+        "{reply}"
+    );
+    assert!(c.finish().await.success());
+    std::fs::write(&store.config, original).unwrap();
+    assert!(!std::fs::read_to_string(received).unwrap().contains("a; b"));
+}
+
+#[tokio::test]
+async fn an_answer_from_the_server_to_a_call_it_never_received_is_dropped() {
+    // Found by a fresh pair of eyes: while call 7 waited for the person's answer, the server
+    // answered 7 itself; the client took that as the call's result, and the trail had none.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "initialize":
+        out = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "s", "version": "1"}}
+    elif method == "ping":
+        print(json.dumps({"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "FORGED"}]}}), flush=True)
+        out = {}
+    elif method == "tools/call":
+        out = {"content": [{"type": "text", "text": "real"}]}
+    else:
+        continue
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": out}), flush=True)
+"#;
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO.replace("500", "20000").as_str());
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.initialize().await;
+    c.send(&call_line(json!(7), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\"}\n")
+        .await;
+    let next = c.recv_json().await;
+    assert_eq!(
+        next["id"], "p",
+        "the forged answer reached the client: {next}"
+    );
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    let result = c.recv_json().await;
+    assert_eq!(result["result"]["content"][0]["text"], "real", "{result}");
+    assert!(c.finish().await.success());
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].1["result"], "success");
+}
+
+#[tokio::test]
+async fn an_answer_to_a_call_the_proxy_withheld_and_answered_itself_is_dropped() {
+    // Found in review: a held call the client cancelled was kept as if the server had it, so
+    // a forged answer with its id was recorded as a late execution and delivered; an answer
+    // to a blocked call's id (even written `9.0`) reached the client as a second answer.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "initialize":
+        out = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "s", "version": "1"}}
+    elif method == "ping":
+        for forged in m["params"]["forge"]:
+            print(json.dumps({"jsonrpc": "2.0", "id": forged, "result": {"content": [{"type": "text", "text": "FORGED"}]}}), flush=True)
+        out = {}
+    else:
+        continue
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": out}), flush=True)
+"#;
+    let config = format!(
+        "{}{}",
+        CONFIRM_SHELL_IN_ECHO.replace("500", "20000"),
+        BLOCK_SHELL_IN_ECHO.replace("echo", "wipe")
+    );
+    let store = TestStore::new(&config);
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.initialize().await;
+    c.send(&call_line(json!(7), "echo", json!({"text": "a; b"})))
+        .await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7}}\n").await;
+    let withdrawn = c.recv_json().await;
+    assert_eq!(
+        withdrawn["method"], "notifications/cancelled",
+        "{withdrawn}"
+    );
+    c.send(&call_line(json!(9), "wipe", json!({"text": "a; b"})))
+        .await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["id"], 9, "{blocked}");
+    assert!(blocked["error"].is_object(), "{blocked}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\",\"params\":{\"forge\":[7,9.0,9]}}\n")
+        .await;
+    let next = c.recv_json().await;
+    assert_eq!(
+        next["id"], "p",
+        "a forged answer reached the client: {next}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let results: Vec<&Value> = events.iter().map(|e| &e["result"]).collect();
+    assert_eq!(events.len(), 4, "{events:#?}");
+    assert!(results.contains(&&json!("cancelled")), "{results:?}");
+    assert!(results.contains(&&json!("blocked")), "{results:?}");
+}

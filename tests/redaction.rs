@@ -1,0 +1,588 @@
+//! Sensitive data end to end, through the real binary: tagged and never stored readable in
+//! the trail, and, under `redact_results`, masked in everything the server sends the client
+//! (results, errors, answers to other requests, its own messages), handles excepted.
+
+mod common;
+
+use common::policy::{BLOCK_SHELL_IN_ECHO, CARD, all_bytes, contains};
+use common::{LineClient, TestStore, call_line, pairs};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn card_numbers_and_secrets_are_tagged_and_never_stored_readable() {
+    let store = TestStore::new("");
+    let mut c = common::initialized(&store).await;
+    let secret = "AKIAIOSFODNN7EXAMPLE";
+    c.send(&call_line(
+        json!(1),
+        "echo",
+        json!({"text": format!("pay with {CARD}")}),
+    ))
+    .await;
+    // The client sees the result as the server sent it (redact_results is off).
+    let reply = c.recv_json().await;
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        format!("pay with {CARD}")
+    );
+    // Card + secret in one call reaches critical with the default policy: blocked.
+    c.send(&call_line(
+        json!(2),
+        "echo",
+        json!({"text": format!("{CARD} {secret}")}),
+    ))
+    .await;
+    let blocked = c.recv_json().await;
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
+    c.send(&call_line(
+        json!(3),
+        "echo",
+        json!({"text": "mail jane@example.com"}),
+    ))
+    .await;
+    c.recv_json().await;
+    // Personal data only in the result: the execution event is tagged and its risk raised.
+    c.send(&call_line(json!(4), "personal_data", json!({})))
+        .await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+
+    let events = store.events();
+    let pairs = pairs(&events);
+    let (pd_access, pd_end) = &pairs[3];
+    assert_eq!(pd_access["compliance_tags"], json!([]));
+    assert_eq!(pd_end["compliance_tags"], json!(["gdpr"]));
+    assert!(
+        pd_end["metadata"]["risk_score"].as_u64() > pd_access["metadata"]["risk_score"].as_u64(),
+        "{pd_access} {pd_end}"
+    );
+    let (access, end) = &pairs[0];
+    assert_eq!(access["compliance_tags"], json!(["pci_dss"]));
+    assert_eq!(access["metadata"]["redacted"], json!(["payment_card"]));
+    assert_eq!(
+        access["metadata"]["arguments"]["text"],
+        "pay with [REDACTED:payment_card]"
+    );
+    // The result carried the card too: the execution event says so.
+    assert_eq!(end["compliance_tags"], json!(["pci_dss"]));
+    assert!(
+        end["metadata"]["risk_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r
+                .as_str()
+                .unwrap()
+                .contains("result contains payment_card (as the arguments did)")),
+        "{end}"
+    );
+    let (blocked_access, _) = &pairs[1];
+    assert_eq!(
+        blocked_access["compliance_tags"],
+        json!(["pci_dss", "secrets"])
+    );
+    assert_eq!(pairs[2].0["compliance_tags"], json!(["gdpr"]));
+    assert_eq!(
+        pairs[2].0["metadata"]["arguments"]["text"],
+        "mail [REDACTED:email]"
+    );
+
+    // Nowhere in the store, in any file, in clear.
+    let bytes = all_bytes(&store.store_dir());
+    for needle in [CARD, "4111111111111111", secret, "jane@example.com"] {
+        assert!(!contains(&bytes, needle), "{needle} is stored readable");
+    }
+}
+
+#[tokio::test]
+async fn hashed_personal_data_stays_groupable_and_results_can_be_redacted() {
+    let store = TestStore::new(
+        "[risk]\nredact_results = true\nhmac_key_env = \"TEST_AUDIT_HMAC_KEY\"\n[risk.store]\nemail = \"hash\"\n",
+    );
+    let mut command = store.proxied_example();
+    command.env("TEST_AUDIT_HMAC_KEY", "k".repeat(40));
+    let mut c = LineClient::spawn(command);
+    c.initialize().await;
+    for id in [1, 2] {
+        c.send(&call_line(
+            json!(id),
+            "echo",
+            json!({"text": "write to jane@example.com"}),
+        ))
+        .await;
+        let reply = c.recv_json().await;
+        assert_eq!(
+            reply["result"]["content"][0]["text"], "write to [REDACTED:email]",
+            "{reply}"
+        );
+    }
+    assert!(c.finish().await.success());
+    let pairs = pairs(&store.events());
+    let stored: Vec<&str> = pairs
+        .iter()
+        .map(|(a, _)| a["metadata"]["arguments"]["text"].as_str().unwrap())
+        .collect();
+    assert!(stored[0].starts_with("write to [HMAC:email:"), "{stored:?}");
+    assert_eq!(stored[0], stored[1], "the same address hashes the same");
+    assert_eq!(
+        pairs[0].1["metadata"]["redacted_for_client"],
+        json!(["email"])
+    );
+    assert!(!contains(
+        &all_bytes(&store.store_dir()),
+        "jane@example.com"
+    ));
+}
+
+#[tokio::test]
+async fn redact_results_masks_error_answers_and_the_servers_own_messages_too() {
+    // A server whose every answer is an error carrying a card number in its message and data:
+    // with redact_results that reaches the client, and a model behind it, masked.
+    let error = format!(
+        r#"{{"code":-32000,"message":"bad card {CARD}","data":{{"card":"{CARD}","attempt":7}}}}"#
+    );
+    let notice = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"charging {CARD}"}}}}"#
+    );
+    // Data hidden behind JSON escapes, which a scan of the raw text does not see.
+    let escaped = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"mail alice\u0040example.com"}}"#;
+    // Answers to no request of the client's (an unknown id, a null one), before the real one.
+    let stray = format!(r#"{{"jsonrpc":"2.0","id":99,"error":{error}}}"#);
+    let null = format!(r#"{{"jsonrpc":"2.0","id":null,"error":{error}}}"#);
+    let script = format!(
+        "while read -r line; do printf '%s\\n' '{notice}' '{escaped}' '{stray}' '{null}' '{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}'; done"
+    );
+    for redact in [true, false] {
+        let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
+        let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
+        c.send(&call_line(json!(1), "pay", json!({"amount": 5})))
+            .await;
+        let logged = c.recv().await.expect("the log notification");
+        let hidden = c.recv().await.expect("the escaped log notification");
+        let unasked = c.recv().await.expect("the answer to no request");
+        let nulled = c.recv().await.expect("the answer with a null id");
+        let line = c.recv().await.expect("the error answer");
+        assert!(c.finish().await.success());
+        let reply: Value = serde_json::from_slice(&line).unwrap();
+        let end = &pairs(&store.events())[0].1;
+        assert_eq!(end["result"], "jsonrpc_error", "{end}");
+        if redact {
+            let text = String::from_utf8_lossy(&line);
+            assert!(!text.contains(CARD), "{text}");
+            assert_eq!(reply["error"]["code"], -32000);
+            assert_eq!(reply["error"]["data"]["attempt"], 7);
+            assert_eq!(
+                reply["error"]["message"],
+                "bad card [REDACTED:payment_card]"
+            );
+            assert_eq!(reply["error"]["data"]["card"], "[REDACTED:payment_card]");
+            assert_eq!(
+                end["metadata"]["redacted_for_client"],
+                json!(["payment_card"])
+            );
+            let logged: Value = serde_json::from_slice(&logged).unwrap();
+            assert_eq!(logged["method"], "notifications/message");
+            assert_eq!(logged["params"]["data"], "charging [REDACTED:payment_card]");
+            assert_eq!(logged["params"]["level"], "info");
+            let hidden: Value = serde_json::from_slice(&hidden).unwrap();
+            assert_eq!(hidden["params"]["data"], "mail [REDACTED:email]");
+            let nulled: Value = serde_json::from_slice(&nulled).unwrap();
+            assert_eq!(nulled["id"], Value::Null);
+            assert!(nulled.as_object().unwrap().contains_key("id"));
+            assert_eq!(
+                nulled["error"]["message"],
+                "bad card [REDACTED:payment_card]"
+            );
+            let unasked: Value = serde_json::from_slice(&unasked).unwrap();
+            assert_eq!(unasked["id"], 99);
+            assert_eq!(
+                unasked["error"]["message"],
+                "bad card [REDACTED:payment_card]"
+            );
+        } else {
+            let sent = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{error}}}\n");
+            assert_eq!(line, sent.as_bytes(), "passed on byte for byte");
+            assert_eq!(logged, format!("{notice}\n").as_bytes());
+            assert_eq!(unasked, format!("{stray}\n").as_bytes());
+            assert_eq!(hidden, format!("{escaped}\n").as_bytes());
+            assert_eq!(nulled, format!("{null}\n").as_bytes());
+        }
+    }
+}
+
+#[tokio::test]
+async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
+    // Classifiers narrowed to e-mail: secrets and card numbers are still kept out.
+    let store = TestStore::new(&format!(
+        "[risk]\nredact_results = true\nclassifiers = [\"email\"]\n{BLOCK_SHELL_IN_ECHO}"
+    ));
+    let dir = store.dir.path();
+    // A server too nested to parse (over serde_json's 128 levels), then an error text with a
+    // card number across the 1000-character cut.
+    let deep = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"card {CARD}\"}}],\"x\":{}{}}}}}\n",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let long_error = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{{\"isError\":true,\"content\":[{{\"type\":\"text\",\"text\":\"{} {CARD}\"}}]}}}}\n",
+        "a".repeat(989)
+    );
+    std::fs::write(dir.join("r2"), deep).unwrap();
+    std::fs::write(dir.join("r3"), long_error).unwrap();
+    let script = format!(
+        "read two; cat '{0}/r2'; read three; cat '{0}/r3'; cat >/dev/null",
+        dir.display()
+    );
+    let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
+    // A batch refused because of its first element: the second is recorded, masked.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "a; b"}}},
+        {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": format!("card {CARD} key AKIAIOSFODNN7EXAMPLE")}}},
+    ]);
+    c.send(format!("{batch}\n").as_bytes()).await;
+    assert!(c.recv_json().await.is_array());
+    // Ambiguous arguments carrying a card number: refused, masked.
+    c.send(format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"{CARD}\",\"text\":\"x\"}}}}}}\n").as_bytes()).await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32602);
+    // Arguments that are not an object never reach the server.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":[\"x\"]}}\n").await;
+    let not_object = c.recv_json().await;
+    assert_eq!(not_object["error"]["code"], -32602, "{not_object}");
+    // The deep result cannot be redacted: the client gets an error, not the card.
+    c.send(&call_line(json!(2), "echo", json!({"text": "deep"})))
+        .await;
+    let withheld = c.recv().await.unwrap();
+    let text = String::from_utf8_lossy(&withheld);
+    assert!(!text.contains("4111"), "{text}");
+    assert!(text.contains("withheld the result"), "{text}");
+    c.send(&call_line(json!(3), "echo", json!({"text": "long"})))
+        .await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+
+    let events = store.events();
+    let pairs = pairs(&events);
+    let end_of = |id: i64| {
+        pairs
+            .iter()
+            .find(|(a, _)| a["metadata"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no call {id}"))
+    };
+    assert_eq!(end_of(11).1["result"], "refused");
+    assert_eq!(
+        end_of(11).0["compliance_tags"],
+        json!(["pci_dss", "secrets"])
+    );
+    // The card classifier is off, so no tag; the guard still withheld the result.
+    assert!(
+        end_of(2).1["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("withheld from the client"),
+        "{}",
+        end_of(2).1
+    );
+    let error_text = end_of(3).1["metadata"]["error_messages"][0]
+        .as_str()
+        .unwrap();
+    assert!(
+        error_text.ends_with(" [REDACTED:"),
+        "masked, then cut: {error_text}"
+    );
+    for e in &events {
+        assert!(!e.to_string().contains("4111"), "stored readable: {e}");
+    }
+    let bytes = all_bytes(&store.store_dir());
+    for needle in [CARD, "AKIAIOSFODNN7EXAMPLE", "4111 1111 1111 111"] {
+        assert!(!contains(&bytes, needle), "{needle} is stored readable");
+    }
+}
+
+#[tokio::test]
+async fn redact_results_masks_answers_to_resources_and_prompts_too() {
+    // resources/read hands a file's text to the client's model as a tool result does.
+    // A page cursor is the server's handle, sent back to it: kept even when token-shaped.
+    const CURSOR: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    if m["method"] == "resources/read":
+        out = {{"result": {{"contents": [{{"uri": "file:///pay.txt", "text": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
+    elif m["method"] == "prompts/get":
+        out = {{"error": {{"code": -32000, "message": "no prompt for {CARD}"}}}}
+    else:
+        out = {{"result": {{"protocolVersion": "2025-06-18", "capabilities": {{}}, "serverInfo": {{"name": "s {CARD}", "version": "1"}}}}}}
+    out.update(jsonrpc="2.0", id=m["id"])
+    print(json.dumps(out), flush=True)
+"#
+    );
+    for redact in [true, false] {
+        let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
+        let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+        let mut got = Vec::new();
+        for (id, method) in [(1, "initialize"), (2, "resources/read"), (3, "prompts/get")] {
+            c.send(
+                format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{}}}}\n"
+                )
+                .as_bytes(),
+            )
+            .await;
+            got.push(c.recv_json().await);
+        }
+        assert!(c.finish().await.success());
+        // The handshake is protocol, not data: never masked.
+        assert_eq!(got[0]["result"]["serverInfo"]["name"], format!("s {CARD}"));
+        let (text, message) = (
+            got[1]["result"]["contents"][0]["text"].as_str().unwrap(),
+            got[2]["error"]["message"].as_str().unwrap(),
+        );
+        if redact {
+            assert_eq!(text, "card [REDACTED:payment_card]", "{}", got[1]);
+            assert_eq!(
+                message, "no prompt for [REDACTED:payment_card]",
+                "{}",
+                got[2]
+            );
+            assert_eq!(got[1]["result"]["contents"][0]["uri"], "file:///pay.txt");
+            assert_eq!(got[1]["result"]["nextCursor"], CURSOR, "{}", got[1]);
+            assert_eq!(
+                (got[1]["id"].clone(), got[2]["id"].clone()),
+                (json!(2), json!(3))
+            );
+        } else {
+            assert_eq!(text, format!("card {CARD}"));
+            assert_eq!(message, format!("no prompt for {CARD}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn redact_results_never_passes_a_repeated_key_with_data_in_the_copy_not_masked() {
+    // Found by a fresh pair of eyes: masking read the last `content`, found nothing, and the
+    // original bytes went on with the card in the first.
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call" and m["id"] == 3:
+        print('{{"jsonrpc":"2.0","id":3,"result":{{"content":[{{"type":"text","text":"card {CARD}"}}],"structuredContent":{{"ID":"a\\nb","id":"c"}}}}}}', flush=True)
+    elif m.get("method") == "tools/call":
+        print('{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"card {CARD}"}}],"content":[{{"type":"text","text":"ok"}}]}}}}', flush=True)
+    elif m.get("method") == "resources/read":
+        print('{{"jsonrpc":"2.0","id":2,"result":{{"contents":[{{"uri":"a","text":"card {CARD}"}}],"contents":[]}}}}', flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    c.send(&call_line(json!(1), "pay", json!({}))).await;
+    let call = c.recv().await.unwrap();
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/read\",\"params\":{\"uri\":\"a\"}}\n")
+        .await;
+    let read = c.recv().await.unwrap();
+    // Keys that differ only in case are not repeated: both copies are masked, nothing withheld.
+    c.send(&call_line(json!(3), "pay", json!({}))).await;
+    let cased = c.recv_json().await;
+    assert!(c.finish().await.success());
+    assert_eq!(
+        cased["result"]["content"][0]["text"], "card [REDACTED:payment_card]",
+        "{cased}"
+    );
+    assert_eq!(
+        cased["result"]["structuredContent"]["ID"], "a\nb",
+        "{cased}"
+    );
+    for (line, what) in [(&call, "the call's result"), (&read, "the read's result")] {
+        let text = String::from_utf8_lossy(line);
+        assert!(!text.contains(CARD), "{what} passed in clear: {text}");
+        let v: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(v["error"]["code"], -32603, "{what}: {v}");
+    }
+    let end = &pairs(&store.events())[0].1;
+    let reason = end["metadata"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("repeated key"), "{end}");
+}
+
+#[tokio::test]
+async fn redact_results_leaves_an_input_required_rounds_request_state_as_the_server_sent_it() {
+    // Found by a fresh pair of eyes: a token-shaped requestState was masked, so the client
+    // echoed `[REDACTED:secret]` and the server could not resume its round.
+    let state = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": {{"resultType": "input_required", "requestState": "{state}", "inputRequests": {{"ask": {{"method": "elicitation/create", "params": {{"message": "pay with {CARD}?", "requestedSchema": {{"type": "object"}}}}}}}}}}}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    c.send(&call_line(json!(1), "pay", json!({}))).await;
+    let got = c.recv_json().await;
+    assert!(c.finish().await.success());
+    assert_eq!(got["result"]["requestState"], state, "{got}");
+    let message = &got["result"]["inputRequests"]["ask"]["params"]["message"];
+    assert_eq!(message, "pay with [REDACTED:payment_card]?", "{got}");
+}
+
+#[tokio::test]
+async fn redact_results_masks_a_request_state_on_a_result_that_is_not_an_input_required_round() {
+    // Found in review: every result's `requestState` was passed on as sent, so a server could
+    // put anything there and have it reach the client unmasked.
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        kind = m["params"]["arguments"]["kind"]
+        out = {{"content": [], "requestState": "card {CARD}"}}
+        if kind != "none":
+            out["resultType"] = kind
+        print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": out}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    for (id, kind) in [(1, "complete"), (2, "none"), (3, "Input_Required")] {
+        c.send(&call_line(json!(id), "pay", json!({"kind": kind})))
+            .await;
+        let got = c.recv_json().await;
+        assert_eq!(got["id"], id, "{got}");
+        assert_eq!(
+            got["result"]["requestState"], "card [REDACTED:payment_card]",
+            "{kind}: {got}"
+        );
+    }
+    assert!(c.finish().await.success());
+}
+
+#[tokio::test]
+async fn a_call_that_becomes_a_task_has_its_real_outcome_recorded_and_masked() {
+    // Found by a fresh pair of eyes: the trail ended at `task`, and the result fetched with
+    // tasks/result reached the client unmasked under redact_results.
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "tools/call":
+        out = {{"task": {{"taskId": "t1", "status": "working", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}}}
+    elif method == "tasks/result":
+        out = {{"content": [{{"type": "text", "text": "charged {CARD}"}}], "isError": True,
+               "_meta": {{"io.modelcontextprotocol/related-task": {{"taskId": m["params"]["taskId"]}}}}}}
+    else:
+        continue
+    print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": out}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"pay\",\"arguments\":{},\"task\":{\"ttl\":60000}}}\n").await;
+    let created = c.recv_json().await;
+    assert_eq!(created["result"]["task"]["taskId"], "t1", "{created}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
+        .await;
+    let line = c.recv().await.unwrap();
+    assert!(c.finish().await.success());
+    let text = String::from_utf8_lossy(&line);
+    assert!(!text.contains(CARD), "{text}");
+    let got: Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(got["id"], 2, "{got}");
+    assert_eq!(
+        got["result"]["content"][0]["text"],
+        "charged [REDACTED:payment_card]"
+    );
+    let events = store.events();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "pay")
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_access", "initiated"),
+            ("tool_execution", "task"),
+            ("tool_execution", "error")
+        ]
+    );
+    let outcome = events
+        .iter()
+        .find(|e| e["tool_name"] == "pay" && e["result"] == "error")
+        .unwrap();
+    let access = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access")
+        .unwrap();
+    assert_eq!(outcome["linked_event_id"], access["event_id"]);
+    assert!(
+        outcome["compliance_tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pci_dss")),
+        "{outcome}"
+    );
+    assert!(
+        outcome["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tasks/result")
+    );
+}
+
+#[tokio::test]
+async fn a_task_outcome_that_cannot_be_delivered_is_recorded_as_the_calls_end() {
+    // Found in review: the call a tasks/result asked about was kept beside the request, and
+    // an answer the proxy could not pass on (here: not UTF-8) left no end in the trail.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "tools/call":
+        out = {"task": {"taskId": "t1", "status": "working", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": out}), flush=True)
+    elif method == "tasks/result":
+        sys.stdout.buffer.write(b'{"jsonrpc":"2.0","id":' + json.dumps(m["id"]).encode() + b',"result":{"content":[{"type":"text","text":"\xff"}]}}\n')
+        sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"pay\",\"arguments\":{},\"task\":{\"ttl\":60000}}}\n").await;
+    let created = c.recv_json().await;
+    assert_eq!(created["result"]["task"]["taskId"], "t1", "{created}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
+        .await;
+    let failed = c.recv_json().await;
+    assert!(c.finish().await.success());
+    assert_eq!(failed["id"], 2, "{failed}");
+    assert_eq!(failed["error"]["code"], -32603, "{failed}");
+    let events = store.events();
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "pay" && e["event_type"] != "tool_access")
+        .collect();
+    assert_eq!(ends.len(), 2, "{ends:#?}");
+    assert_eq!(ends[1]["result"], "refused", "{}", ends[1]);
+    assert_eq!(
+        failed["error"]["data"]["event_id"], ends[1]["event_id"],
+        "{failed}"
+    );
+    let reason = ends[1]["metadata"]["reason"].as_str().unwrap();
+    assert!(reason.contains("could not be delivered"), "{reason}");
+}
