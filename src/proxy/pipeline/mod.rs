@@ -60,6 +60,8 @@ pub const POLICY_BLOCKED: i64 = -32010;
 const MAX_OPEN_ROUNDS: usize = 1024;
 /// Calls that ended before the server answered, remembered for their late answers.
 const MAX_ENDED: usize = 1024;
+/// Tool names (and their annotations) learnt from a session's `tools/list` answers, at most.
+const MAX_LISTED: usize = 16_384;
 /// Error texts kept per event, and characters per text.
 const MAX_ERROR_TEXTS: usize = 5;
 const MAX_ERROR_CHARS: usize = 1000;
@@ -1454,7 +1456,13 @@ fn learn(st: &mut State, pending: &Pending, result: &RawValue) {
         Pending::ToolsList => {
             if let Ok(list) = serde_json::from_str::<ToolsListView>(result.get()) {
                 for tool in list.tools {
+                    // A server renaming its tools at every listing must not grow the session
+                    // without bound: past the cap, new names are not learnt (logged).
                     if !st.listed.contains(&tool.name) {
+                        if st.listed.len() >= MAX_LISTED {
+                            tracing::warn!(tool = %tool.name, "the server listed more than {MAX_LISTED} tool names in this session; new names are not learnt (their annotations and case variants are not checked)");
+                            continue;
+                        }
                         st.listed.insert(tool.name.clone());
                     }
                     match tool.annotations {
@@ -1465,5 +1473,25 @@ fn learn(st: &mut State, pending: &Pending, result: &RawValue) {
             }
         }
         Pending::TaskResult(_) | Pending::Other => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_learns_at_most_max_listed_tool_names() {
+        let mut st = State::default();
+        for page in 0..3 {
+            let tools: Vec<Value> = (0..MAX_LISTED / 2 + 1)
+                .map(|i| json!({"name": format!("t{page}-{i}"), "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}))
+                .collect();
+            let raw = serde_json::value::to_raw_value(&json!({ "tools": tools })).unwrap();
+            learn(&mut st, &Pending::ToolsList, &raw);
+        }
+        assert_eq!(st.listed.len(), MAX_LISTED);
+        assert!(st.annotations.len() <= MAX_LISTED);
+        assert!(st.listed.contains("t0-0") && st.annotations.contains_key("t0-0"));
     }
 }
