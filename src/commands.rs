@@ -111,6 +111,9 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     };
     let (sink, threads, lock) = start_audit(config, os_user(), "*".into(), requests)?;
     let alerts = start_alerts(config, &sink, None)?;
+    // What the sessions' servers start in sessions of their own comes back here: reaped as it
+    // exits, ended at exit.
+    stdio::adopt_orphans();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("gateway-rt")
         .enable_all()
@@ -121,7 +124,17 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
         })?;
     let config = std::sync::Arc::new(config.clone());
     let result = runtime.block_on(async {
-        let code = crate::proxy::http::run(config, sink.clone(), retention).await;
+        let reaper = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let _ = tokio::task::spawn_blocking(stdio::reap_orphans).await;
+            }
+        });
+        let code = crate::proxy::http::run(config.clone(), sink.clone(), retention).await;
+        reaper.abort();
+        let grace = config.limits.shutdown_grace;
+        let _ = tokio::task::spawn_blocking(move || stdio::end_orphans(grace)).await;
         close_alerts(&sink, alerts).await;
         sink.close().await;
         code

@@ -43,8 +43,8 @@
 //!                     the child's and restored for the client (remap.rs: the byte edits)
 //! proxy/stdio.rs      the server side of a session (spawn, write, read, time out, supervise,
 //!                     end the process group: run_session), shared by both front doors; the
-//!                     stdio front door on top of it (client fds, signals, reload on SIGHUP,
-//!                     the server's orphans adopted and ended after it)
+//!                     stdio front door on top of it (client fds, signals, reload on SIGHUP);
+//!                     servers' orphans adopted, reaped, and ended at exit (both doors)
 //! proxy/remote/       a `url` upstream standing where the child would: the lines the core
 //!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
 //!                     (JSON, SSE, the GET stream) turned back into lines; failures answered

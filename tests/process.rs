@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::gateway::{ALICE_KEY, Gateway, raw_session};
 use common::{LineClient, TestStore, call_line, example_server};
 use serde_json::json;
 
@@ -211,4 +212,57 @@ async fn a_group_already_sent_sigterm_is_not_sent_it_twice() {
         err.contains("ignored SIGTERM; killing its process group"),
         "{err}"
     );
+}
+
+/// The children of `parent` that have exited and wait to be reaped (zombies).
+fn zombie_children(parent: u32) -> Vec<i32> {
+    let parent = parent.to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            field("PPid:") == parent && field("State:").starts_with('Z')
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_gateway_reaps_and_ends_what_its_servers_start_in_sessions_of_their_own() {
+    // A session's server that daemonizes a helper (`setsid`, a double fork): the helper left
+    // the server's group, so ending the group left it running after the gateway exited, and
+    // one that exited on its own must not stay a zombie of the gateway.
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("background.pid");
+    let script = format!(
+        "setsid sleep 600 & echo $! > '{}'; (setsid sh -c 'sleep 0.2' &); exec '{}'",
+        pidfile.display(),
+        example_server().display()
+    );
+    let command = format!("\"sh\", \"-c\", {script:?}");
+    let gateway = Gateway::start_upstream(&command, "", "");
+    raw_session(&gateway.endpoint(), ALICE_KEY).await;
+    let pid = background_pid(&pidfile).await;
+    // The double-forked helper comes back to the gateway and exits: reaped within seconds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    while !zombie_children(gateway.pid()).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "zombies of the gateway: {:?}",
+            zombie_children(gateway.pid())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _gateway) = gateway.stop();
+    assert!(status.success(), "{status:?}");
+    assert_gone(pid);
 }

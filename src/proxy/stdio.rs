@@ -500,7 +500,9 @@ pub(crate) fn spawn(
         builder.current_dir(cwd);
     }
     // Its own process group: wrappers (npx, uvx, sh -c) start the real server as a child, and
-    // the shutdown signals must reach it too.
+    // the shutdown signals must reach it too. Registered while the fork happens, so that
+    // [`reap_orphans`] never takes a server's exit status from tokio.
+    let mut servers = servers();
     let mut child = builder
         .args(args)
         .stdin(Stdio::piped())
@@ -514,6 +516,8 @@ pub(crate) fn spawn(
             config: config.source.clone(),
             source,
         })?;
+    servers.extend(child.id().map(|pid| pid as i32));
+    drop(servers);
     let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(StdioError::Wait(io::Error::other("child pipes missing")));
     };
@@ -1020,12 +1024,17 @@ pub(crate) struct GroupGuard(pub(crate) Option<Pid>);
 impl GroupGuard {
     /// The group is known to be empty: its id may be reused by another group from now on.
     pub(crate) fn disarm(&mut self) {
-        self.0 = None;
+        if let Some(group) = self.0.take() {
+            servers().remove(&group.as_raw());
+        }
     }
 }
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            servers().remove(&group.as_raw());
+        }
         if let Some(group) = self.0
             && group_alive(group)
         {
@@ -1096,17 +1105,29 @@ pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
 /// Makes this process the reaper of the orphans its descendants leave (Linux
 /// `PR_SET_CHILD_SUBREAPER`, prctl(2)): a process the server starts in a session or group of
 /// its own (`setsid`, a daemon's double fork) escapes the group [`end_group`] ends, but comes
-/// back to the proxy as a child when its parent exits, for [`end_orphans`] to end. For the
-/// wrapper's own process only (it starts one server); the gateway does not adopt orphans.
-/// A failure is logged: the group is still ended.
+/// back to the proxy as a child when its parent exits, for [`end_orphans`] to end at exit
+/// ([`reap_orphans`] reaps those that exit before). A failure is logged: the group is still
+/// ended.
 pub fn adopt_orphans() {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "cannot become the reaper of the mcp server's orphans (prctl PR_SET_CHILD_SUBREAPER); processes it starts in a session of their own may outlive the proxy");
     }
 }
 
-/// The pids of this process's children, read from `/proc` (the status' `PPid`).
-fn children() -> Vec<Pid> {
+/// The servers this process started (their pids, each its group's id) and has not yet seen
+/// end: the children that are not orphans.
+fn servers() -> std::sync::MutexGuard<'static, std::collections::HashSet<i32>> {
+    static SERVERS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<i32>>> =
+        std::sync::OnceLock::new();
+    SERVERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// This process's children that are not servers (orphans adopted by [`adopt_orphans`]), read
+/// from `/proc` (the status' `PPid`), each with whether it has exited (a zombie).
+fn orphans(servers: &std::collections::HashSet<i32>) -> Vec<(Pid, bool)> {
     let me = std::process::id().to_string();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -1114,29 +1135,51 @@ fn children() -> Vec<Pid> {
     dir.filter_map(|entry| {
         let name = entry.ok()?.file_name();
         let pid: i32 = name.to_str()?.parse().ok()?;
+        if servers.contains(&pid) {
+            return None;
+        }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:"))?.trim();
-        (ppid == me).then(|| Pid::from_raw(pid))
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+        };
+        (field("PPid:")? == me).then(|| {
+            let exited = field("State:").is_some_and(|s| s.starts_with('Z'));
+            (Pid::from_raw(pid), exited)
+        })
     })
     .collect()
 }
 
-/// Ends the processes left as this process's children once the server has exited and its
-/// group has ended (orphans adopted by [`adopt_orphans`]): `grace` to finish, SIGTERM,
-/// `grace` again, then SIGKILL, each reaped. Call it when no other child of this process
-/// runs (the server has been waited for), as it reaps whatever child it finds. Returns how
-/// many it found.
-pub fn end_orphans(grace: Duration) -> usize {
+/// Reaps the adopted orphans that have exited (the gateway, whose servers come and go,
+/// calls it every second; without it they would stay zombies). Returns how many.
+pub fn reap_orphans() -> usize {
     use nix::sys::wait::{WaitPidFlag, waitpid};
-    let reap = || {
-        for pid in children() {
-            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
-        }
+    let servers = servers();
+    orphans(&servers)
+        .into_iter()
+        .filter(|(_, exited)| *exited)
+        .filter(|(pid, _)| waitpid(*pid, Some(WaitPidFlag::WNOHANG)).is_ok())
+        .count()
+}
+
+/// Ends the orphans adopted by [`adopt_orphans`] that still run, once the servers have exited
+/// and their groups have ended (at exit): `grace` to finish, SIGTERM, `grace` again, then
+/// SIGKILL, each reaped. Returns how many it found.
+pub fn end_orphans(grace: Duration) -> usize {
+    let children = || -> Vec<Pid> {
+        orphans(&servers())
+            .into_iter()
+            .filter(|(_, exited)| !exited)
+            .map(|(pid, _)| pid)
+            .collect()
     };
     let left = |limit: Duration| {
         let deadline = std::time::Instant::now() + limit;
         loop {
-            reap();
+            reap_orphans();
             let now = children();
             if now.is_empty() || std::time::Instant::now() >= deadline {
                 return now;

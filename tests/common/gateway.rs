@@ -39,13 +39,20 @@ impl Gateway {
 
     /// `gateway` goes into the `[gateway]` table, `extra` at the end of the file.
     pub fn start_with(gateway: &str, extra: &str) -> Gateway {
+        let server = format!("{:?}", example_server().display().to_string());
+        Gateway::start_upstream(&server, gateway, extra)
+    }
+
+    /// [`Gateway::start_with`] with the upstream's `command` array written as `command`
+    /// (TOML array items, e.g. `"sh", "-c", "…"`).
+    pub fn start_upstream(command: &str, gateway: &str, extra: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("proxy.toml");
         let text = format!(
             r#"
 [[upstream]]
 name = "example"
-command = ["{server}"]
+command = [{command}]
 
 [alerts]
 # The gateway tests pin the trail's exact contents; alerts are tested in tests/alerts.rs.
@@ -73,7 +80,6 @@ user_id = "bob"
 sha256 = "{bob}"
 {extra}
 "#,
-            server = example_server().display(),
             alice = sha(ALICE_KEY),
             bob = sha(BOB_KEY),
         );
