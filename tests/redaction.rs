@@ -302,7 +302,8 @@ async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
 #[tokio::test]
 async fn redact_results_masks_answers_to_resources_and_prompts_too() {
     // resources/read hands a file's text to the client's model as a tool result does.
-    // A page cursor is the server's handle, sent back to it: kept even when token-shaped.
+    // A listing's page cursor and a task's id are the server's handles, sent back to it: kept
+    // even when token-shaped; the same text anywhere else is masked (found in review).
     const CURSOR: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
     let server = format!(
         r#"
@@ -315,6 +316,10 @@ for line in sys.stdin:
         out = {{"result": {{"contents": [{{"uri": "file:///pay.txt", "text": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
     elif m["method"] == "prompts/get":
         out = {{"error": {{"code": -32000, "message": "no prompt for {CARD}"}}}}
+    elif m["method"] == "resources/list":
+        out = {{"result": {{"resources": [{{"uri": "a", "name": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
+    elif m["method"] == "tasks/get":
+        out = {{"result": {{"taskId": "{CURSOR}", "status": "failed", "statusMessage": "card {CARD}"}}}}
     else:
         out = {{"result": {{"protocolVersion": "2025-06-18", "capabilities": {{}}, "serverInfo": {{"name": "s {CARD}", "version": "1"}}}}}}
     out.update(jsonrpc="2.0", id=m["id"])
@@ -325,7 +330,13 @@ for line in sys.stdin:
         let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
         let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
         let mut got = Vec::new();
-        for (id, method) in [(1, "initialize"), (2, "resources/read"), (3, "prompts/get")] {
+        for (id, method) in [
+            (1, "initialize"),
+            (2, "resources/read"),
+            (3, "prompts/get"),
+            (4, "resources/list"),
+            (5, "tasks/get"),
+        ] {
             c.send(
                 format!(
                     "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{}}}}\n"
@@ -350,7 +361,19 @@ for line in sys.stdin:
                 got[2]
             );
             assert_eq!(got[1]["result"]["contents"][0]["uri"], "file:///pay.txt");
-            assert_eq!(got[1]["result"]["nextCursor"], CURSOR, "{}", got[1]);
+            assert_ne!(got[1]["result"]["nextCursor"], CURSOR, "{}", got[1]);
+            assert_eq!(got[3]["result"]["nextCursor"], CURSOR, "{}", got[3]);
+            assert_eq!(
+                got[3]["result"]["resources"][0]["name"], "card [REDACTED:payment_card]",
+                "{}",
+                got[3]
+            );
+            assert_eq!(got[4]["result"]["taskId"], CURSOR, "{}", got[4]);
+            assert_eq!(
+                got[4]["result"]["statusMessage"], "card [REDACTED:payment_card]",
+                "{}",
+                got[4]
+            );
             assert_eq!(
                 (got[1]["id"].clone(), got[2]["id"].clone()),
                 (json!(2), json!(3))
@@ -585,4 +608,78 @@ for line in sys.stdin:
     );
     let reason = ends[1]["metadata"]["reason"].as_str().unwrap();
     assert!(reason.contains("could not be delivered"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_task_outcome_asked_for_and_then_cancelled_or_left_at_shutdown_is_still_recorded() {
+    // Found in review: a cancelled tasks/result dropped the call it asked about, so the
+    // server's late answer (the call's real outcome) reached the client unscanned and
+    // unrecorded; one still in flight at shutdown left no end either.
+    let server = format!(
+        r#"
+import json, sys
+lines = iter(sys.stdin)
+for line in lines:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "tools/call":
+        out = {{"task": {{"taskId": "t-" + str(m["id"]), "status": "working", "createdAt": "2026-12-04T00:00:00Z", "ttl": 60000}}}}
+    elif method == "tasks/result" and m["params"]["taskId"] == "t-1":
+        next(lines)  # the cancellation
+        out = {{"content": [{{"type": "text", "text": "charged {CARD}"}}]}}
+    else:
+        continue
+    print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": out}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    let task_call = |id: u32| {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"pay\",\"arguments\":{{}},\"task\":{{\"ttl\":60000}}}}}}\n"
+        )
+    };
+    let result_of = |id: &str, task: &str| {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":\"{id}\",\"method\":\"tasks/result\",\"params\":{{\"taskId\":\"{task}\"}}}}\n"
+        )
+    };
+    for id in [1, 2] {
+        c.send(task_call(id).as_bytes()).await;
+        let created = c.recv_json().await;
+        assert_eq!(
+            created["result"]["task"]["taskId"],
+            format!("t-{id}"),
+            "{created}"
+        );
+    }
+    c.send(result_of("r1", "t-1").as_bytes()).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"r1\"}}\n")
+        .await;
+    let late = c.recv().await.unwrap();
+    let text = String::from_utf8_lossy(&late);
+    assert!(!text.contains(CARD), "{text}");
+    assert!(text.contains("\"r1\""), "{text}");
+    // The second task's outcome is asked for and never comes: the session ends first.
+    c.send(result_of("r2", "t-2").as_bytes()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let ends: Vec<(&Value, &Value)> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "pay" && e["event_type"] != "tool_access")
+        .map(|e| (&e["metadata"]["request_id"], &e["result"]))
+        .collect();
+    let outcomes = |id: u32| -> Vec<&Value> {
+        ends.iter()
+            .filter(|(r, _)| **r == json!(id))
+            .map(|(_, o)| *o)
+            .collect()
+    };
+    assert_eq!(outcomes(1), [&json!("task"), &json!("success")], "{ends:?}");
+    assert_eq!(
+        outcomes(2),
+        [&json!("task"), &json!("shutdown")],
+        "{ends:?}"
+    );
 }

@@ -277,9 +277,10 @@ impl Matcher {
     ///
     /// Fail closed where a server could read the value another way: an array where one value
     /// was expected matches if any of its elements does (a server may take any of them); an
-    /// allow list (`none_of`) passes only the strings it lists, so a boolean or an object
-    /// matches it (`null` is read as the member being absent: servers take their default, and
-    /// clients write unset optional members as `null`); a numeric test reads strings as a lenient parser (Python's
+    /// allow list (`none_of`) passes only the strings it lists, so `null`, a boolean or an
+    /// object matches it (`null` is not an absent member to every server: `args.get("k",
+    /// default)` is `None`, and may mean "no restriction", wider than the default); a
+    /// numeric test reads strings as a lenient parser (Python's
     /// `float()`) would ([`lenient_number`]), and a `NaN` matches every numeric test.
     pub fn matches(&self, value: &Value) -> bool {
         match (self, value) {
@@ -304,7 +305,6 @@ impl Matcher {
             // No detector pattern can be written with digits, a sign, a point and an exponent.
             (Matcher::Detect(_), Value::Number(_)) => false,
             (m, Value::Number(n)) => m.matches_str(&n.to_string()),
-            (_, Value::Null) => false,
             (Matcher::NoneOf(_), _) => true,
             _ => false,
         }
@@ -546,14 +546,13 @@ mod tests {
             json!("evil.example"),
             json!(["evil.example"]),
             json!(["a.example", "evil.example"]),
+            json!(null),
+            json!([null]),
             json!(true),
             json!({"host": "a.example"}),
         ] {
             assert!(m.matches(&other), "{other}");
         }
-        // `null` is an absent member, to an allow list as to every test.
-        assert!(!m.matches(&json!(null)));
-        assert!(m.matches(&json!([null, "evil.example"])));
         // A deny list matches only what it lists.
         let m = Matcher::AnyOf(vec!["rm".into()]);
         assert!(m.matches(&json!(["ls", "rm"])));

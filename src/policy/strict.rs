@@ -38,9 +38,10 @@ pub fn parse_validated(text: &str) -> Result<Value, serde_json::Error> {
 
 /// [`parse_validated`] that refuses only keys repeated exactly, not keys that differ in case.
 ///
-/// For texts the proxy rewrites rather than judges (results it masks, tool lists it pins): a
-/// masked copy keeps both `"ID"` and `"id"`, each masked, so a client that merges them still
-/// reads masked data; refusing them would withhold legitimate results.
+/// For texts the proxy masks rather than judges (results and errors under `redact_results`):
+/// a masked copy keeps both `"ID"` and `"id"`, each masked, so a client that merges them
+/// still reads masked data; refusing them would withhold legitimate results. Not for what is
+/// judged by some keys only (tool pins hash `description`, not `Description`).
 pub fn parse_validated_exact(text: &str) -> Result<Value, serde_json::Error> {
     crate::jsonrpc::members::from_validated::<Strict<false>>(text)
         .map(|s| s.0)

@@ -876,16 +876,16 @@ pub(crate) async fn reload_on_hangup(
     let mut observed = applied;
     // Only [risk] reloads: the rest is what the proxy started with, to say what a reload
     // could not apply.
-    let outside_risk = |p: &PathBuf| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|t| toml::from_str::<toml::Table>(&t).ok())
-            .map(|mut t| {
-                t.remove("risk");
-                t
-            })
+    let outside_risk = |text: &str| {
+        toml::from_str::<toml::Table>(text).ok().map(|mut t| {
+            t.remove("risk");
+            t
+        })
     };
-    let running = outside_risk(&path).unwrap_or_default();
+    let running = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| outside_risk(&t))
+        .unwrap_or_default();
     let has_risk =
         |text: &str| toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("risk"));
     let mut had_risk = std::fs::read_to_string(&path).is_ok_and(|t| has_risk(&t));
@@ -920,26 +920,34 @@ pub(crate) async fn reload_on_hangup(
             }
         };
         tracing::info!(config = %path.display(), why, "reloading the policy");
-        let mut risk_now = had_risk;
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let lost = if text.trim().is_empty() {
-                Some("is empty")
-            } else if had_risk && !has_risk(&text) {
-                Some("has no [risk] table, and the running policy came from one")
-            } else {
-                None
-            };
-            if let Some(lost) = lost {
+        // Read once: what is checked here is what is loaded.
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
                 pipeline.reload_rejected(&format!(
-                    "{}: the config file {lost} (a save caught half-way?); the running policy stays. To run with the default policy, write an empty [risk] table",
+                    "{}: the config file cannot be read ({e}); the running policy stays",
                     path.display()
                 ));
                 continue;
             }
-            risk_now = has_risk(&text);
+        };
+        let lost = if text.trim().is_empty() {
+            Some("is empty")
+        } else if had_risk && !has_risk(&text) {
+            Some("has no [risk] table, and the running policy came from one")
+        } else {
+            None
+        };
+        if let Some(lost) = lost {
+            pipeline.reload_rejected(&format!(
+                "{}: the config file {lost} (a save caught half-way?); the running policy stays. To run with the default policy, write an empty [risk] table",
+                path.display()
+            ));
+            continue;
         }
+        let risk_now = has_risk(&text);
         // A bug in validation must not end reloading for the rest of the session.
-        let loaded = std::panic::catch_unwind(|| Config::load(&path));
+        let loaded = std::panic::catch_unwind(|| Config::parse(&path, &text));
         let Ok(loaded) = loaded else {
             pipeline.reload_rejected(
                 "internal error while validating the config (a bug in mcp-audit-proxy; please report it with the file)",
@@ -950,7 +958,7 @@ pub(crate) async fn reload_on_hangup(
             Ok(config) => {
                 match config.policy.ready() {
                     Ok(()) => {
-                        let now = outside_risk(&path).unwrap_or_default();
+                        let now = outside_risk(&text).unwrap_or_default();
                         let keys: std::collections::BTreeSet<&String> =
                             running.keys().chain(now.keys()).collect();
                         let not_applied: Vec<String> = keys

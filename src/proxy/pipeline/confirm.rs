@@ -116,6 +116,8 @@ impl Pipeline {
         );
         st.instead
             .insert(id.clone(), Instead::Reply(Bytes::from(bytes)));
+        // The proxy answered the call itself: the server never received it.
+        st.withheld.insert(id.clone(), ());
         tracing::info!(request_id = %id, tool = %p.name, "asking the client to confirm a tool call (input_required)");
         Ok((ack, Some(id.clone())))
     }
@@ -271,7 +273,7 @@ impl Pipeline {
 
     /// Ends a held call that was not confirmed: recorded as `blocked`, answered with -32010.
     fn unconfirmed(&self, call: &Call, how: &str) -> Outbound {
-        self.state().withheld.insert(call.request_id.clone());
+        self.state().withheld.insert(call.request_id.clone(), ());
         let tool = call.tool.clone().unwrap_or_default();
         let reason = format!("the call needed confirmation and {how}");
         tracing::warn!(request_id = %call.request_id, tool = %tool, reason = %reason, "tool call blocked: not confirmed");

@@ -179,7 +179,7 @@ impl Pipeline {
         // MRTR); it goes to the server, not to a model. Only there: on any other result a
         // `requestState` member is just more text a model reads, masked like the rest. A
         // task's id and a cursor are such handles too.
-        super::refuse::keep_handles(&value, &mut redacted);
+        super::refuse::keep_handles(&value, &mut redacted, true);
         if redacted == value {
             return None;
         }
@@ -276,20 +276,22 @@ impl Pipeline {
     /// the call's real outcome, recorded as a second end linked to its access event (whose
     /// first end says `task`), its result scanned and, under `redact_results`, masked as a
     /// call's result is.
+    /// `cancelled`: the client had cancelled its `tasks/result` (the answer still reaches it,
+    /// as a late answer to a cancelled request does).
     pub(super) fn end_task(
         &self,
         call: Call,
         answers: &RequestId,
         size: usize,
         body: ResponseBody<'_>,
+        cancelled: bool,
     ) -> Delivery {
-        self.end_call_noted(
-            call,
-            answers,
-            size,
-            body,
-            Some("the outcome of the task the call became, as tasks/result answered it"),
-        )
+        let note = if cancelled {
+            "the outcome of the task the call became, as tasks/result answered it after the client cancelled that request"
+        } else {
+            "the outcome of the task the call became, as tasks/result answered it"
+        };
+        self.end_call_noted(call, answers, size, body, Some(note))
     }
 
     fn end_call_noted(

@@ -376,40 +376,59 @@ struct State {
     /// Requests answered or rewritten by the proxy instead of forwarded as sent.
     instead: HashMap<RequestId, Instead>,
     /// Requests other than calls that the client cancelled: their ids stay in use until the
-    /// server answers (MCP lets it), the oldest forgotten past [`MAX_ENDED`].
-    cancelled: RecentIds,
+    /// server answers (MCP lets it), the oldest forgotten past [`MAX_ENDED`]; a cancelled
+    /// `tasks/result` keeps its task's call, whose outcome a late answer still is.
+    cancelled: Recent<Option<Box<Call>>>,
     /// Calls the server never received that the proxy answered itself (blocked; held for
-    /// confirmation, then declined, timed out or cancelled): a server answer with one of
-    /// their ids is forged or confused, and is dropped. The oldest forgotten past
+    /// confirmation, then declined, timed out or cancelled; refused): a server answer with
+    /// one of their ids is forged or confused, and is dropped. The oldest forgotten past
     /// [`MAX_ENDED`].
-    withheld: RecentIds,
+    withheld: Recent<()>,
 }
 
-/// Ids remembered for a while, oldest first, at most [`MAX_ENDED`].
-#[derive(Debug, Default)]
-struct RecentIds {
-    ids: HashSet<RequestId>,
+/// Ids remembered for a while with a value, oldest first, at most [`MAX_ENDED`].
+#[derive(Debug)]
+struct Recent<V> {
+    map: HashMap<RequestId, V>,
     order: VecDeque<RequestId>,
 }
 
-impl RecentIds {
-    fn insert(&mut self, id: RequestId) {
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<V> Recent<V> {
+    fn insert(&mut self, id: RequestId, value: V) {
+        if let Some(slot) = self.map.get_mut(&id) {
+            *slot = value;
+            return;
+        }
         if self.order.len() >= MAX_ENDED
             && let Some(old) = self.order.pop_front()
         {
-            self.ids.remove(&old);
+            self.map.remove(&old);
         }
-        if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
-        }
+        self.order.push_back(id.clone());
+        self.map.insert(id, value);
     }
 
-    fn remove(&mut self, id: &RequestId) -> bool {
-        let found = self.ids.remove(id);
-        if found {
-            self.order.retain(|o| o != id);
-        }
-        found
+    fn remove(&mut self, id: &RequestId) -> Option<V> {
+        let value = self.map.remove(id)?;
+        self.order.retain(|o| o != id);
+        Some(value)
+    }
+
+    fn contains(&self, id: &RequestId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    fn ids(&self) -> impl Iterator<Item = &RequestId> {
+        self.map.keys()
     }
 }
 
@@ -431,8 +450,8 @@ enum Answered {
     Ended(Call, EndedEarly),
     /// Another request of the client.
     Pending(Pending),
-    /// A request the client cancelled.
-    Cancelled,
+    /// A request the client cancelled (a `tasks/result`: with its task's call).
+    Cancelled(Option<Box<Call>>),
 }
 
 impl State {
@@ -441,7 +460,7 @@ impl State {
     fn id_in_use(&self, id: &RequestId) -> bool {
         self.calls.contains_key(id)
             || self.pending.contains_key(id)
-            || self.cancelled.ids.contains(id)
+            || self.cancelled.contains(id)
             || self.ended.contains_key(id)
             || self.confirming.contains_key(id)
             || self.awaiting.values().any(|a| a.call.request_id == *id)
@@ -454,16 +473,18 @@ impl State {
         self.asked_before.push_back(ask);
     }
 
-    /// Whether `id` (exactly, or as its one [`twin`]) names a call the server never
-    /// received: held for confirmation, or [`State::withheld`].
+    /// Whether `id` (exactly, or as the same number read as a double) names a call the
+    /// server never received: held for confirmation, or [`State::withheld`].
     fn never_sent(&self, id: &RequestId) -> bool {
-        let held = || {
-            self.confirming
-                .keys()
-                .chain(self.awaiting.values().map(|a| &a.call.request_id))
-                .chain(&self.withheld.ids)
-        };
-        held().any(|k| k == id) || twin(held(), id).is_some()
+        if self.confirming.contains_key(id) || self.withheld.contains(id) {
+            return true;
+        }
+        let x = id.as_f64();
+        self.confirming
+            .keys()
+            .chain(self.awaiting.values().map(|a| &a.call.request_id))
+            .chain(self.withheld.ids())
+            .any(|k| k == id || (x.is_some() && k.as_f64() == x))
     }
 
     fn end_early(&mut self, call: Call, why: EndedEarly) {
@@ -487,7 +508,7 @@ impl State {
             .keys()
             .chain(self.ended.keys())
             .chain(self.pending.keys())
-            .chain(&self.cancelled.ids);
+            .chain(self.cancelled.ids());
         let twin = twin(waiting, id)?;
         self.answered_exactly(&twin)
     }
@@ -503,7 +524,7 @@ impl State {
         if let Some(pending) = self.pending.remove(id) {
             return Some(Answered::Pending(pending));
         }
-        self.cancelled.remove(id).then_some(Answered::Cancelled)
+        self.cancelled.remove(id).map(Answered::Cancelled)
     }
 
     fn version_for(&self, meta_version: Option<&str>) -> (Option<String>, Era) {
@@ -1084,7 +1105,7 @@ impl Pipeline {
             apply_decision(&mut event.metadata, d);
         }
         if blocked {
-            self.state().withheld.insert(call.request_id.clone());
+            self.state().withheld.insert(call.request_id.clone(), ());
             return Err(self.block(&call, event, decision.as_ref()));
         }
         let ack = self
@@ -1188,8 +1209,12 @@ impl Pipeline {
         let call = {
             let mut st = self.state();
             // A cancelled request of another kind may still be answered: its id stays in use.
-            if st.pending.remove(id).is_some() {
-                st.cancelled.insert(id.clone());
+            if let Some(pending) = st.pending.remove(id) {
+                let task = match pending {
+                    Pending::TaskResult(call) => Some(call),
+                    _ => None,
+                };
+                st.cancelled.insert(id.clone(), task);
             }
             // A call held for confirmation ends here; a late answer to its question is dropped.
             let held = st
@@ -1202,7 +1227,7 @@ impl Pipeline {
                 st.awaiting.remove(&ask)
             }) {
                 Some(waiting) => {
-                    st.withheld.insert(id.clone());
+                    st.withheld.insert(id.clone(), ());
                     Some((waiting.call, true))
                 }
                 None => st.calls.remove(id).map(|c| (c, false)),
@@ -1227,7 +1252,11 @@ impl Pipeline {
 
     /// Ends a call that was refused after its access event was queued (never forwarded).
     fn end_unforwarded(&self, id: &RequestId, reason: &str) {
-        let Some(call) = self.state().calls.remove(id) else {
+        let Some(call) = ({
+            let mut st = self.state();
+            st.withheld.insert(id.clone(), ());
+            st.calls.remove(id)
+        }) else {
             return;
         };
         let event = self.failure_event(&call, Outcome::Refused, Side::Internal, None, reason);
@@ -1308,7 +1337,7 @@ impl Pipeline {
             }
             Some(Answered::Pending(Pending::TaskResult(call))) => {
                 drop(st);
-                return self.end_task(*call, id, size, *body);
+                return self.end_task(*call, id, size, *body, false);
             }
             Some(Answered::Pending(pending)) => {
                 if let ResponseBody::Result(result) = body {
@@ -1329,7 +1358,11 @@ impl Pipeline {
                     rewritten = self.redact_answer(id, *body);
                 }
             }
-            Some(Answered::Cancelled) => {
+            Some(Answered::Cancelled(Some(call))) => {
+                drop(st);
+                return self.end_task(*call, id, size, *body, true);
+            }
+            Some(Answered::Cancelled(None)) => {
                 drop(st);
                 tracing::debug!(request_id = %id, "late answer to a cancelled request; forwarded");
                 rewritten = self.redact_answer(id, *body);
@@ -1339,7 +1372,7 @@ impl Pipeline {
             // client as the call's result unrecorded.
             None if st.never_sent(id) => {
                 drop(st);
-                tracing::warn!(request_id = %id, "the server answered a call held for confirmation, which it never received; dropped");
+                tracing::warn!(request_id = %id, "the server answered a call it never received (held for confirmation, or answered by the proxy); dropped");
                 return Delivery::Drop;
             }
             None => {
@@ -1400,7 +1433,17 @@ impl Pipeline {
     pub fn end_all(&self, outcome: Outcome, side: Side, reason: &str) -> Vec<Ack> {
         let calls: Vec<Call> = {
             let mut st = self.state();
-            st.pending.clear();
+            // The calls whose task's outcome was asked for and not yet answered end here too.
+            let mut tasks: Vec<Call> = st
+                .pending
+                .drain()
+                .filter_map(|(_, p)| match p {
+                    Pending::TaskResult(call) => Some(*call),
+                    _ => None,
+                })
+                .collect();
+            tasks.extend(st.cancelled.map.drain().filter_map(|(_, c)| c.map(|c| *c)));
+            st.cancelled.order.clear();
             let held: Vec<Call> = st.awaiting.drain().map(|(_, a)| a.call).collect();
             let confirming: Vec<Call> = st.confirming.drain().map(|(_, (c, _))| c).collect();
             st.calls
@@ -1408,6 +1451,7 @@ impl Pipeline {
                 .map(|(_, c)| c)
                 .chain(held)
                 .chain(confirming)
+                .chain(tasks)
                 .collect()
         };
         calls

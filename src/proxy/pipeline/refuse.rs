@@ -197,6 +197,7 @@ impl Pipeline {
         reason: &str,
     ) -> Refusal {
         let event = self.refuse_call(Some(id), params, Side::Client, INVALID_PARAMS, reason);
+        self.state().withheld.insert(id.clone(), ());
         Refusal {
             id: Some(id.clone()),
             code: INVALID_PARAMS,
@@ -493,7 +494,7 @@ impl Pipeline {
             && !unreadable
             && let Ok(sent) = serde_json::from_str::<Value>(raw.get())
         {
-            keep_handles(&sent, &mut masked);
+            keep_handles(&sent, &mut masked, false);
         }
         Some(if unreadable {
             let withheld = json!({
@@ -524,7 +525,7 @@ impl Pipeline {
             serde_json::from_str::<Value>(params.get()),
             masked.as_object_mut(),
         ) {
-            for key in ["progressToken", "requestId", "_meta"] {
+            for key in ["progressToken", "requestId", "taskId", "_meta"] {
                 if let Some(v) = sent.get(key) {
                     out.insert(key.into(), v.clone());
                 }
@@ -637,32 +638,75 @@ impl Pipeline {
                 None,
             ))),
             // Already answered to the client (cancelled, timed out): nothing to fail.
-            Answered::Ended(..) | Answered::Cancelled => None,
+            Answered::Ended(..) | Answered::Cancelled(_) => None,
         }
     }
 }
 
 /// Puts back into a masked result `out` the handles of `sent` that the client sends back to
-/// the server rather than shows a model, as the server wrote them: a page's `nextCursor` (MCP
-/// pagination), a task's `task.taskId` (MCP 2025-11-25 Tasks) and an input_required round's
-/// `requestState` (MCP 2026-07-28, MRTR; only on such a round). Each only when a string.
-pub(super) fn keep_handles(sent: &Value, out: &mut Value) {
+/// the server rather than shows a model, as the server wrote them, each only when a string
+/// and only where it is a handle: an input_required round's `requestState` (MCP 2026-07-28,
+/// MRTR), a created task's `task.taskId` and the related task's id in `_meta` (MCP
+/// 2025-11-25 Tasks); and, on answers to other requests than calls (`of_call` false), a
+/// listing's `nextCursor` (MCP pagination: a result with a `tools`, `resources`,
+/// `resourceTemplates`, `prompts` or `tasks` array), a task's `taskId` (`tasks/get`: beside
+/// its `status`) and each listed task's.
+pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
     let (Value::Object(sent), Value::Object(out)) = (sent, out) else {
         return;
     };
     let string = |v: Option<&Value>| v.filter(|v| v.is_string()).cloned();
-    if let Some(cursor) = string(sent.get("nextCursor")) {
-        out.insert("nextCursor".into(), cursor);
-    }
+    let put = |out: &mut serde_json::Map<String, Value>, key: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            out.insert(key.into(), v);
+        }
+    };
     let round = sent.get("resultType").and_then(Value::as_str) == Some("input_required");
-    if let Some(state) = string(sent.get("requestState")).filter(|_| round) {
-        out.insert("requestState".into(), state);
+    put(
+        out,
+        "requestState",
+        string(sent.get("requestState")).filter(|_| round),
+    );
+    if let Some(Value::Object(t)) = out.get_mut("task") {
+        put(
+            t,
+            "taskId",
+            string(sent.get("task").and_then(|t| t.get("taskId"))),
+        );
     }
-    if let (Some(task), Some(Value::Object(t))) = (
-        string(sent.get("task").and_then(|t| t.get("taskId"))),
-        out.get_mut("task"),
-    ) {
-        t.insert("taskId".into(), task);
+    const RELATED: &str = "io.modelcontextprotocol/related-task";
+    if let Some(Value::Object(r)) = out.get_mut("_meta").and_then(|m| m.get_mut(RELATED)) {
+        let sent = sent.get("_meta").and_then(|m| m.get(RELATED));
+        put(r, "taskId", string(sent.and_then(|r| r.get("taskId"))));
+    }
+    if of_call {
+        return;
+    }
+    let listing = [
+        "tools",
+        "resources",
+        "resourceTemplates",
+        "prompts",
+        "tasks",
+    ]
+    .iter()
+    .any(|k| sent.get(*k).is_some_and(Value::is_array));
+    put(
+        out,
+        "nextCursor",
+        string(sent.get("nextCursor")).filter(|_| listing),
+    );
+    if sent.contains_key("status") {
+        put(out, "taskId", string(sent.get("taskId")));
+    }
+    if let (Some(Value::Array(sent)), Some(Value::Array(out))) =
+        (sent.get("tasks"), out.get_mut("tasks"))
+    {
+        for (s, o) in sent.iter().zip(out.iter_mut()) {
+            if let Value::Object(o) = o {
+                put(o, "taskId", string(s.get("taskId")));
+            }
+        }
     }
 }
 

@@ -48,12 +48,13 @@ impl Pipeline {
         let mut fingerprints: Vec<(String, Fingerprint)> = Vec::new();
         let mut names = std::collections::HashSet::new();
         for raw in listing.tools {
-            // A definition a client could read two ways (a repeated key), or a tool listed
-            // twice, could show the client's model what the pin did not judge.
-            let tool: Value =
-                crate::policy::strict::parse_validated_exact(raw.get()).map_err(|e| {
-                    format!("a tool definition in tools/list cannot be read one way only: {e}")
-                })?;
+            // A definition a client could read two ways (a repeated key, or keys that differ
+            // only in case: the pin hashes `description`, a client folding case may show
+            // `Description`), or a tool listed twice, could show the client's model what the
+            // pin did not judge.
+            let tool: Value = crate::policy::strict::parse_validated(raw.get()).map_err(|e| {
+                format!("a tool definition in tools/list cannot be read one way only: {e}")
+            })?;
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
                 if !names.insert(name.to_string()) {
                     return Err(format!(
