@@ -564,3 +564,41 @@ async fn an_answer_the_client_never_got_is_recorded_as_not_delivered() {
     );
     assert_eq!(undelivered["linked_event_id"], of_call[0]["event_id"]);
 }
+
+#[tokio::test]
+async fn a_call_the_server_can_no_longer_read_fails_at_once() {
+    // Found by a fresh pair of eyes: the server closed its stdin and ran on; the write failed
+    // (EPIPE), yet the call waited for limits.call_timeout_ms (10 minutes) and the trail
+    // ended it as a timeout, as if the server had had it.
+    let server = r#"
+import json, os, sys, time
+line = sys.stdin.buffer.readline()
+print(json.dumps({"jsonrpc": "2.0", "id": json.loads(line)["id"], "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "f", "version": "1"}}}), flush=True)
+os.close(0)
+time.sleep(30)
+"#;
+    let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.initialize().await;
+    let started = Instant::now();
+    for id in [2, 3] {
+        c.send(&call_line(json!(id), "echo", json!({"text": "hi"})))
+            .await;
+        let got = c.recv_json().await;
+        assert_eq!(got["id"], id, "{got}");
+        assert_eq!(got["error"]["code"], -32603, "{got}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    c.finish().await;
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs.len(), 2, "{pairs:?}");
+    for (_, end) in &pairs {
+        assert_eq!(end["result"], "refused", "{end}");
+        let reason = end["metadata"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("not delivered"), "{end}");
+    }
+}

@@ -702,7 +702,7 @@ async fn server_writer(
     to_client: mpsc::Sender<Outbound>,
     pipeline: Arc<Pipeline>,
 ) {
-    let mut open = true;
+    let mut closed: Option<String> = None;
     let mut carry = None;
     loop {
         let out = match carry.take() {
@@ -715,10 +715,20 @@ async fn server_writer(
         match out.ack.wait().await {
             Ok(()) => {
                 let bytes = gather(out.bytes, &mut rx, &mut carry, &mut Vec::new());
-                if open && let Err(e) = server_in.write_all(&bytes).await {
-                    // The server is gone; its exit ends the session and fails the calls in flight.
-                    tracing::warn!(error = %e, "writing to the server failed");
-                    open = false;
+                let failed = match &closed {
+                    Some(why) => Some(why.clone()),
+                    None => server_in.write_all(&bytes).await.err().map(|e| {
+                        tracing::warn!(error = %e, "writing to the server failed");
+                        format!("the request was not delivered: the server's input is closed ({e})")
+                    }),
+                };
+                // The server may run on without reading: what it never got fails now, not
+                // at its timeout, and the trail says it never reached the server.
+                if let Some(why) = failed {
+                    for reply in pipeline.undeliverable(&bytes, &why) {
+                        let _ = to_client.send(reply).await;
+                    }
+                    closed = Some(why);
                 }
             }
             Err(e) => {

@@ -593,6 +593,33 @@ impl Pipeline {
         Route::of(routes)
     }
 
+    /// Fails at once the client's requests in `bytes` (lines for the server) that the server
+    /// will never receive, its input being closed: a call ends `refused` (side `upstream`)
+    /// with `reason` instead of waiting for `limits.call_timeout_ms`, and the client gets an
+    /// error for each request (a direct client would have seen EPIPE at once).
+    pub fn undeliverable(&self, bytes: &[u8], reason: &str) -> Vec<Outbound> {
+        let mut out = Vec::new();
+        for line in bytes.split(|&b| b == b'\n') {
+            let line = trim_line_end(line);
+            if line.is_empty() {
+                continue;
+            }
+            let ids: Vec<RequestId> = match message::parse(line) {
+                Ok(Parsed::Single(Message::Request { id, .. })) => vec![id],
+                Ok(Parsed::Batch(items)) => items
+                    .into_iter()
+                    .filter_map(|i| match i.message {
+                        Ok(Message::Request { id, .. }) => Some(id),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            out.extend(ids.iter().filter_map(|id| self.fail_answered(id, reason)));
+        }
+        out
+    }
+
     /// Fails the client's request `id` whose response could not be delivered: a call in
     /// flight ends `refused` (side `upstream`), another request gets an error; `None` if `id`
     /// answers nothing in flight.
@@ -646,7 +673,8 @@ impl Pipeline {
 /// Puts back into a masked result `out` the handles of `sent` that the client sends back to
 /// the server rather than shows a model, as the server wrote them, each only when a string
 /// and only where it is a handle: an input_required round's `requestState` (MCP 2026-07-28,
-/// MRTR), a created task's `task.taskId` and the related task's id in `_meta` (MCP
+/// MRTR), a created task's `task.taskId` (a result with no `content`) and the related task's
+/// id in `_meta` (MCP
 /// 2025-11-25 Tasks); and, on answers to other requests than calls (`of_call` false), a
 /// listing's `nextCursor` (MCP pagination: a result with a `tools`, `resources`,
 /// `resourceTemplates`, `prompts` or `tasks` array), a task's `taskId` (`tasks/get`: beside
@@ -667,7 +695,11 @@ pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
         "requestState",
         string(sent.get("requestState")).filter(|_| round),
     );
-    if let Some(Value::Object(t)) = out.get_mut("task") {
+    // A created task (`CreateTaskResult`): no content beside it.
+    if let Some(Value::Object(t)) = out
+        .get_mut("task")
+        .filter(|_| !sent.contains_key("content"))
+    {
         put(
             t,
             "taskId",
