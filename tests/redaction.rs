@@ -683,3 +683,38 @@ for line in lines:
         "{ends:?}"
     );
 }
+
+#[tokio::test]
+async fn a_secret_in_a_tool_name_or_a_request_id_is_never_stored_readable() {
+    // Found by a fresh pair of eyes: arguments were protected, but a card number as the
+    // request id and an AWS key id as the tool name were written to the journal in clear
+    // (tool_name, metadata.request_id, risk_reasons, the alert's tool list).
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let store = TestStore::new("");
+    let mut c = common::initialized(&store).await;
+    c.send(
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":\"{CARD}\",\"method\":\"tools/call\",\"params\":{{\"name\":\"{KEY}\",\"arguments\":{{}}}}}}\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let got = c.recv_json().await;
+    assert_eq!(got["id"], CARD, "the client's id comes back as sent: {got}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1, "{events:#?}");
+    let bytes = all_bytes(&store.store_dir());
+    for secret in [CARD, KEY] {
+        assert!(!contains(&bytes, secret), "{secret} stored in clear");
+    }
+    assert!(
+        pairs[0].0["tool_name"]
+            .as_str()
+            .unwrap()
+            .contains("REDACTED"),
+        "{}",
+        pairs[0].0
+    );
+}

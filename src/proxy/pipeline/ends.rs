@@ -479,7 +479,17 @@ impl Pipeline {
     ) -> AuditEvent {
         let (event_id, timestamp) = self.ids.next();
         let mut metadata = extra.unwrap_or_default();
-        metadata.request_id = Some(call.request_id.clone());
+        // A client can put anything in a tool name or a string id: a secret or a card number
+        // there is stored protected, as in the arguments.
+        let policy = self.policy.current();
+        let protect = |text: &str| match policy.guarded(text) {
+            true => policy.protect_text(text),
+            false => text.to_string(),
+        };
+        metadata.request_id = Some(match &call.request_id {
+            RequestId::Str(s) if policy.guarded(s) => RequestId::Str(protect(s).into()),
+            id => id.clone(),
+        });
         metadata.protocol_version.clone_from(&call.protocol_version);
         metadata.protocol_era = call.era;
         metadata.auth_method = Some(self.info.auth_method.into());
@@ -495,7 +505,7 @@ impl Pipeline {
             timestamp,
             event_type,
             user_id: self.info.user_id.clone(),
-            tool_name: call.tool.clone(),
+            tool_name: call.tool.as_deref().map(protect),
             action: TOOLS_CALL.into(),
             result,
             metadata,

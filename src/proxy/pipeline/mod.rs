@@ -973,6 +973,12 @@ impl Pipeline {
             (version, era, agent, tool_version, risk, decision, retry_of)
         };
         let mut decision = decision;
+        // The reasons quote the tool's name, which can carry anything: stored protected.
+        if let Some(d) = decision.as_mut().filter(|_| policy.guarded(&p.name)) {
+            for r in &mut d.reasons {
+                *r = policy.protect_text(r);
+            }
+        }
         // A retry carrying a round of the proxy's own: the round is used up whatever is decided
         // now, and its token never reaches the server.
         let mut our_round: Option<Result<Round, String>> = p
