@@ -480,8 +480,9 @@ impl Pipeline {
         let (event_id, timestamp) = self.ids.next();
         let mut metadata = extra.unwrap_or_default();
         // A client can put anything in a tool name or a string id: a secret or a card number
-        // there is stored protected, as in the arguments.
-        let policy = self.policy.current();
+        // there is stored protected, as in the arguments (by the policy the call started
+        // under: no lock on the way).
+        let policy = call.policy.clone().unwrap_or_else(|| self.policy.current());
         let protect = |text: &str| match policy.guarded(text) {
             true => policy.protect_text(text),
             false => text.to_string(),
