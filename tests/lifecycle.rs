@@ -602,3 +602,61 @@ time.sleep(30)
         assert!(reason.contains("not delivered"), "{end}");
     }
 }
+
+#[tokio::test]
+async fn an_answer_arriving_after_the_client_is_gone_is_recorded_as_not_delivered() {
+    // Found by a fresh pair of eyes: the client's output was found closed on an earlier
+    // write (a ping's answer); the call answered after that was recorded `success` alone.
+    let server = r#"
+import json, sys, time
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        time.sleep(0.5)
+        out = {"content": [{"type": "text", "text": "done"}]}
+    elif "id" in m:
+        out = {}
+    else:
+        continue
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": out}), flush=True)
+"#;
+    let store = TestStore::new("");
+    let mut command = store.proxy_command(&["python3", "-c", server]);
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The client stops reading at once; its stdin stays open.
+    drop(child.stdout.take());
+    use tokio::io::AsyncWriteExt;
+    let mut both = b"{\"jsonrpc\":\"2.0\",\"id\":\"p\",\"method\":\"ping\"}\n".to_vec();
+    both.extend(call_line(json!(2), "slow", json!({})));
+    stdin.write_all(&both).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the proxy should stop when the client is gone")
+        .unwrap();
+    assert!(status.code().is_some(), "{status:?}");
+    let events = store.events();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 2)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_access", "initiated"),
+            ("tool_execution", "success"),
+            ("tool_failure", "shutdown"),
+        ],
+        "{events:#?}"
+    );
+}

@@ -364,6 +364,7 @@ pub(crate) async fn run_session(
         to_server: ToServer::Open(to_server.clone()),
         to_client: to_client.clone(),
         budgets: Some(budgets.clone()),
+        pipeline: pipeline.clone(),
     };
     tokio::spawn(
         server_writer(server_in, to_server_rx, to_client.clone(), pipeline.clone())
@@ -373,6 +374,7 @@ pub(crate) async fn run_session(
         to_server: ToServer::Weak(to_server.downgrade()),
         to_client: to_client.clone(),
         budgets: Some(budgets),
+        pipeline: pipeline.clone(),
     };
     // Cancelled once the server has exited (or its remote or pooled link is over).
     let exited = CancellationToken::new();
@@ -535,6 +537,8 @@ pub(crate) struct Routes {
     /// must never wait behind the byte budget that a stalled peer holds (only the queue's
     /// message count bounds them, as before the budget).
     budgets: Option<Budgets>,
+    /// Records the answers that can no longer reach the client (its writer has ended).
+    pipeline: Arc<Pipeline>,
 }
 
 /// The byte budget of each direction's queue ([`QUEUE_BYTES`]): a message takes its share
@@ -622,7 +626,18 @@ impl Routes {
                 {
                     return false;
                 }
-                self.to_client.send(out).await.is_ok()
+                match self.to_client.send(out).await {
+                    Ok(()) => true,
+                    // The client's output closed on an earlier write: the calls this answer
+                    // ends were recorded as answered; the trail must say it never arrived.
+                    Err(mpsc::error::SendError(out)) => {
+                        if !out.ends.is_empty() {
+                            self.pipeline
+                                .undelivered(out.ends, "the client's output was already closed");
+                        }
+                        false
+                    }
+                }
             }
             // The pipeline never nests them.
             Route::Drop | Route::Taken | Route::Many(_) => true,
