@@ -1083,7 +1083,9 @@ fn card_number(m: &[u8]) -> bool {
     grouped && n >= 13 && issuer_accepts(d) && luhn_valid(d)
 }
 
-/// Known issuer prefixes with their card lengths.
+/// Known issuer prefixes with their card lengths: Visa, Mastercard (51–55, 2221–2720), Maestro
+/// (5018, 5020, 5038, 5893, 6304, 6759, 6761–6763), American Express, JCB, Diners Club,
+/// Discover, UnionPay.
 fn issuer_accepts(d: &[u8]) -> bool {
     let n = d.len();
     let prefix = |k: usize| {
@@ -1094,7 +1096,10 @@ fn issuer_accepts(d: &[u8]) -> bool {
     let (p2, p3, p4) = (prefix(2), prefix(3), prefix(4));
     match d[0] {
         b'4' => matches!(n, 13 | 16 | 19),
-        b'5' => (51..=55).contains(&p2) && n == 16,
+        b'5' => {
+            ((51..=55).contains(&p2) && n == 16)
+                || (matches!(p4, 5018 | 5020 | 5038 | 5893) && (16..=19).contains(&n))
+        }
         b'2' => (2221..=2720).contains(&p4) && n == 16,
         b'3' => {
             (matches!(p2, 34 | 37) && n == 15)
@@ -1102,7 +1107,11 @@ fn issuer_accepts(d: &[u8]) -> bool {
                 || ((matches!(p2, 36 | 38) || (300..=305).contains(&p3)) && (14..=19).contains(&n))
         }
         b'6' => {
-            (p4 == 6011 || p2 == 65 || (644..=649).contains(&p3) || p2 == 62)
+            (p4 == 6011
+                || p2 == 65
+                || (644..=649).contains(&p3)
+                || p2 == 62
+                || matches!(p4, 6304 | 6759 | 6761..=6763))
                 && (16..=19).contains(&n)
         }
         _ => false,
