@@ -138,7 +138,8 @@
 //! proxy, is dropped; the answer to a `tasks/result` is the task's call's second end) -> the result
 //! is read once and scanned (tags, raised risk) -> the execution or failure event is recorded (durable
 //! before the client sees it in `sync` mode) -> the original response bytes go to the client
-//! (masked only when `redact_results` asks; on stdio, if that write fails, the call gets a
+//! (masked only when `redact_results` asks; if it cannot reach the client (a failed write on
+//! stdio; on the gateway, a closed request whose stream is not resumed) the call gets a
 //! failure event saying its answer was not delivered). Everything that is not a `tools/call` is
 //! forwarded untouched after classification, except `tools/list` results (their tool
 //! definitions are compared with their pins, and tools the caller may never call are

@@ -8,6 +8,12 @@
 //! request (matched by exact id); a server request or notification goes to an open POST
 //! stream of the session if there is one, else to the session's GET stream, else waits in a
 //! bounded backlog until a GET stream opens. Each message goes out once, on one stream.
+//!
+//! A response whose stream has no client when it is sent is kept with the stream for a client
+//! that resumes it (SSE, `Last-Event-ID`). The calls it ends are recorded as not delivered
+//! ([`Pipeline::undelivered`]) once it can no longer reach a client: at once for a JSON answer
+//! (it cannot be resumed), else when the stream is dropped (too many cut streams, its replay
+//! window passed it, the session ended) before a client resumed past it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response};
 use crate::jsonrpc::{Message, Parsed, RequestId};
-use crate::proxy::pipeline::{Outbound, Pipeline};
+use crate::proxy::pipeline::{Ended, Outbound, Pipeline};
 use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
 
 /// Server messages kept for a GET stream that is not open yet; older ones are dropped first.
@@ -29,6 +35,15 @@ const BACKLOG: usize = 256;
 const REPLAY: usize = 256;
 /// Streams cut by their client before their answers, kept for resumption; oldest go first.
 const DETACHED: usize = 32;
+
+/// Why a call's response never reached a client ([`Pipeline::undelivered`]).
+const CLOSED: &str =
+    "the client closed the HTTP request before its response (a JSON answer cannot be resumed)";
+const NOT_RESUMED: &str = "the client closed the request's SSE stream and did not resume it (Last-Event-ID) before the gateway dropped the stream";
+const NOT_WAITED: &str = "no HTTP request was waiting for that response any more";
+
+/// A call whose response can no longer reach a client, and why.
+type Lost = (Ended, &'static str);
 
 /// One message for a client stream: the JSON text of one JSON-RPC message (or batch), with
 /// its sequence number on its stream (the SSE event id is `<stream>-<seq>`).
@@ -52,23 +67,56 @@ struct Stream {
     post: bool,
     /// Whether server requests and notifications may go on it (an SSE answer).
     events: bool,
+    /// Calls ended by responses sent while no client listened, by sequence number: delivered
+    /// if a client resumes before them, lost if the stream is dropped first.
+    unheard: Vec<(u64, Vec<Ended>)>,
 }
 
 impl Stream {
-    /// Sends `line` as the next event; kept for replay. False when no client listens.
-    fn send(&mut self, line: Bytes) -> bool {
+    /// Sends `line` as the next event; kept for replay. False when no client listens: then
+    /// `ends` wait in `unheard` for a client that resumes the stream, or, on a stream that
+    /// cannot be resumed (a JSON answer), go to `lost` at once. Calls whose response leaves
+    /// the replay window unheard go to `lost` too.
+    fn send(&mut self, line: Bytes, ends: Vec<Ended>, lost: &mut Vec<Lost>) -> bool {
         let seq = self.next;
         self.next += 1;
-        if self.sent.len() == REPLAY {
-            self.sent.pop_front();
+        if self.sent.len() == REPLAY
+            && let Some((old, _)) = self.sent.pop_front()
+        {
+            self.unheard.retain_mut(|(s, e)| {
+                if *s <= old {
+                    lost.extend(e.drain(..).map(|e| (e, NOT_RESUMED)));
+                }
+                *s > old
+            });
         }
         self.sent.push_back((seq, line.clone()));
         match &self.tx {
             Some(tx) if tx.send((seq, line)).is_ok() => true,
             _ => {
                 self.tx = None;
+                if self.events {
+                    if !ends.is_empty() {
+                        self.unheard.push((seq, ends));
+                    }
+                } else {
+                    lost.extend(ends.into_iter().map(|e| (e, CLOSED)));
+                }
                 false
             }
+        }
+    }
+
+    /// A client resumed after event `after`: the responses after it are sent again, and it
+    /// says it had those up to it; either way they are heard.
+    fn heard(&mut self) {
+        self.unheard.clear();
+    }
+
+    /// The stream is dropped: what no client heard is lost.
+    fn drop_into(mut self, lost: &mut Vec<Lost>) {
+        for (_, e) in self.unheard.drain(..) {
+            lost.extend(e.into_iter().map(|e| (e, NOT_RESUMED)));
         }
     }
 
@@ -92,6 +140,9 @@ struct Shared {
     last_active: Option<Instant>,
     /// Open POST streams, GET streams and JSON requests, for the idle reaper.
     busy: usize,
+    /// Calls whose responses can no longer reach a client, to be recorded as not delivered
+    /// once the lock is released ([`Session::settle`]).
+    lost: Vec<Lost>,
 }
 
 impl Shared {
@@ -113,25 +164,35 @@ impl Shared {
                 owed,
                 post,
                 events,
+                unheard: Vec::new(),
             },
         );
         (id, rx)
     }
 
+    /// Drops stream `id`; the calls whose responses no client heard on it are lost.
+    fn remove(&mut self, id: u64) {
+        if let Some(stream) = self.streams.remove(&id) {
+            stream.drop_into(&mut self.lost);
+        }
+    }
+
     /// Sends on stream `id`; a POST stream that owes nothing more ends (and is forgotten,
     /// unless its client is away and may come back for it).
-    fn send_on(&mut self, id: u64, line: Bytes, answer: bool) {
+    /// `ends`: the calls the line's response ends (empty for any other message).
+    fn send_on(&mut self, id: u64, line: Bytes, answer: bool, ends: Vec<Ended>) {
         let Some(stream) = self.streams.get_mut(&id) else {
+            self.lost.extend(ends.into_iter().map(|e| (e, NOT_WAITED)));
             return;
         };
-        let delivered = stream.send(line);
+        let delivered = stream.send(line, ends, &mut self.lost);
         if answer {
             stream.owed = stream.owed.saturating_sub(1);
         }
         if stream.post && stream.owed == 0 {
             stream.tx = None;
-            if delivered {
-                self.streams.remove(&id);
+            if delivered || !stream.events {
+                self.remove(id);
                 return;
             }
         }
@@ -140,7 +201,7 @@ impl Shared {
             if self.detached.len() > DETACHED
                 && let Some(old) = self.detached.pop_front()
             {
-                self.streams.remove(&old);
+                self.remove(old);
             }
         }
     }
@@ -238,7 +299,7 @@ impl Session {
         let mut sh = self.shared();
         for id in ids {
             if let Some(stream) = sh.waiting.remove(id) {
-                sh.streams.remove(&stream);
+                sh.remove(stream);
             }
         }
     }
@@ -253,12 +314,13 @@ impl Session {
         for (seq, line) in st.sent.iter().filter(|(seq, _)| *seq > after) {
             let _ = tx.send((*seq, line.clone()));
         }
+        st.heard();
         let complete = st.post && st.owed == 0;
         if !complete {
             st.tx = Some(tx);
         }
         if complete {
-            sh.streams.remove(&stream);
+            sh.remove(stream);
         }
         sh.detached.retain(|d| *d != stream);
         sh.last_active = Some(Instant::now());
@@ -269,13 +331,13 @@ impl Session {
     pub(crate) fn listen(&self) -> (u64, mpsc::UnboundedReceiver<Line>) {
         let mut sh = self.shared();
         if let Some(old) = sh.listener.take() {
-            sh.streams.remove(&old);
+            sh.remove(old);
         }
         let (id, rx) = sh.open(0, false, true);
         sh.listener = Some(id);
         let backlog: Vec<Bytes> = sh.backlog.drain(..).collect();
         for line in backlog {
-            sh.send_on(id, line, false);
+            sh.send_on(id, line, false, Vec::new());
         }
         sh.last_active = Some(Instant::now());
         (id, rx)
@@ -298,19 +360,22 @@ impl Session {
         sh.busy == 0 && !listening && sh.last_active.is_none_or(|t| t < before)
     }
 
-    /// Delivers one client-bound line to the stream that must carry it.
-    fn deliver(&self, line: Bytes) {
+    /// Delivers one client-bound line to the stream that must carry it; a response takes
+    /// from `ends` the calls it ends (those whose answer has its id).
+    fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) {
         let Ok(parsed) = message::parse(&line) else {
             self.push(line);
             return;
         };
         match parsed {
             Parsed::Single(Message::Response { id: Some(id), .. }) => {
+                let mine = take_ends(ends, &id);
                 let mut sh = self.shared();
                 match sh.waiting.remove(&id) {
-                    Some(stream) => sh.send_on(stream, line, true),
+                    Some(stream) => sh.send_on(stream, line, true, mine),
                     None => {
-                        tracing::info!(request_id = %id, "response for a request whose HTTP client is gone; recorded, not delivered")
+                        tracing::info!(request_id = %id, "response for a request whose HTTP client is gone; recorded, not delivered");
+                        sh.lost.extend(mine.into_iter().map(|e| (e, NOT_WAITED)));
                     }
                 }
             }
@@ -324,16 +389,34 @@ impl Session {
                         Ok(Message::Response { id: Some(id), .. }) => Some(id.clone()),
                         _ => None,
                     };
+                    let mine = id
+                        .as_ref()
+                        .map(|id| take_ends(ends, id))
+                        .unwrap_or_default();
                     let mut sh = self.shared();
                     match id.and_then(|id| sh.waiting.remove(&id)) {
-                        Some(stream) => sh.send_on(stream, element, true),
+                        Some(stream) => sh.send_on(stream, element, true, mine),
                         None => {
+                            sh.lost.extend(mine.into_iter().map(|e| (e, NOT_WAITED)));
                             drop(sh);
                             self.push(element);
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// Records the calls whose responses can no longer reach a client as not delivered
+    /// (outside the lock: recording may wait for the store).
+    fn settle(&self, more: Vec<Ended>, why: &'static str) {
+        let mut lost = std::mem::take(&mut self.shared().lost);
+        lost.extend(more.into_iter().map(|e| (e, why)));
+        while let Some(&(_, why)) = lost.first() {
+            let (these, rest): (Vec<Lost>, Vec<Lost>) = lost.into_iter().partition(|l| l.1 == why);
+            self.pipeline
+                .undelivered(these.into_iter().map(|(e, _)| e).collect(), why);
+            lost = rest;
         }
     }
 
@@ -347,7 +430,7 @@ impl Session {
             .find(|(_, s)| s.post && s.events && s.live())
             .map(|(id, _)| *id);
         if let Some(id) = open_post.or(sh.listener) {
-            sh.send_on(id, line, false);
+            sh.send_on(id, line, false, Vec::new());
             return;
         }
         if sh.backlog.len() == BACKLOG {
@@ -370,11 +453,33 @@ impl Session {
                 &format!("mcp-audit-proxy: {why}; the call's end is in the audit trail"),
                 None,
             );
-            sh.send_on(stream, Bytes::copy_from_slice(trim_line_end(&line)), true);
+            sh.send_on(
+                stream,
+                Bytes::copy_from_slice(trim_line_end(&line)),
+                true,
+                Vec::new(),
+            );
         }
-        sh.streams.clear();
+        let ids: Vec<u64> = sh.streams.keys().copied().collect();
+        for id in ids {
+            sh.remove(id);
+        }
         sh.listener = None;
+        drop(sh);
+        self.settle(Vec::new(), NOT_RESUMED);
     }
+}
+
+/// Takes from `ends` the calls answered by the response with id `id`.
+fn take_ends(ends: &mut Vec<Ended>, id: &RequestId) -> Vec<Ended> {
+    if ends.is_empty() {
+        return Vec::new();
+    }
+    let (mine, rest): (Vec<Ended>, Vec<Ended>) = std::mem::take(ends)
+        .into_iter()
+        .partition(|e| e.answers() == id);
+    *ends = rest;
+    mine
 }
 
 /// The gateway's client writer: waits for each message's audit ack, in order, then delivers.
@@ -405,13 +510,17 @@ async fn dispatch(
                 }
             }
         };
+        let mut ends = out.ends;
         for line in bytes.split(|&b| b == b'\n') {
             let line = trim_line_end(line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            session.deliver(bytes.slice_ref(line));
+            session.deliver(bytes.slice_ref(line), &mut ends);
         }
+        // Calls whose response is not among the lines (replaced, or an id that matched
+        // none) never reached the client either.
+        session.settle(ends, NOT_WAITED);
     }
     session.fail_waiting("the session ended before the server answered");
 }

@@ -97,6 +97,13 @@ pub struct Ended {
     answers: RequestId,
 }
 
+impl Ended {
+    /// The id of the request whose response carries this call's outcome to the client.
+    pub fn answers(&self) -> &RequestId {
+        &self.answers
+    }
+}
+
 /// What replaces a message whose audit event failed to become durable.
 pub struct Unrecorded {
     /// Builds the error response (or batch of them) for the client; only run on failure.

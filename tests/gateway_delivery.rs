@@ -1,0 +1,222 @@
+//! Whether the gateway's answers reached their clients, as the trail tells it: a call whose
+//! response can no longer reach any client (its HTTP request closed and, for an SSE stream,
+//! never resumed with `Last-Event-ID`) gets a `shutdown` failure after its end, saying the
+//! answer was not delivered; a response a client resumed and read gets none.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::gateway::*;
+use serde_json::Value;
+
+/// The (event type, result) of every event of the `slow` call with request id `id`.
+fn kinds(events: &[Value], id: &Value) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["tool_name"] == "slow" && &e["metadata"]["request_id"] == id)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap_or("").to_string(),
+                e["result"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Polls the trail until the call `id` has `n` events (or 20 s pass); returns them all.
+async fn wait_for(gw: &Gateway, id: &Value, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = gw.events();
+        if kinds(&events, id).len() >= n || Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `shutdown` failure recorded for an undelivered answer to call `id`, if any.
+fn not_delivered(events: &[Value], id: &Value) -> Option<Value> {
+    events
+        .iter()
+        .find(|e| {
+            e["tool_name"] == "slow"
+                && &e["metadata"]["request_id"] == id
+                && e["event_type"] == "tool_failure"
+                && e["result"] == "shutdown"
+        })
+        .cloned()
+}
+
+/// Starts a 2025-11-25 POST of a `slow` call with id `id` accepting `accept`.
+async fn slow_call(
+    url: &str,
+    session: &str,
+    id: u32,
+    ms: u32,
+    accept: &str,
+    timeout: Option<Duration>,
+) -> reqwest::Result<reqwest::Response> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","arguments":{{"ms":{ms},"steps":4}},"_meta":{{"progressToken":"p{id}"}}}}}}"#
+    );
+    let mut client = reqwest::Client::builder();
+    if let Some(t) = timeout {
+        client = client.timeout(t);
+    }
+    client
+        .build()
+        .unwrap()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", accept)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body)
+        .send()
+        .await
+}
+
+/// Reads SSE events until one is found; returns its event id.
+async fn first_event_id(resp: &mut reqwest::Response) -> String {
+    let mut buf = String::new();
+    while !buf.contains("\n\n") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("an SSE event within 10 s")
+            .unwrap()
+            .expect("the stream open");
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    buf.lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("an event id")
+        .to_string()
+}
+
+async fn delete(url: &str, session: &str) {
+    let resp = http()
+        .delete(url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_answer_whose_client_left_is_recorded_as_not_delivered() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    // JSON only: the answer cannot be resumed once the client has gone.
+    let sent = slow_call(
+        &url,
+        &session,
+        7,
+        900,
+        "application/json",
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    assert!(
+        sent.is_err(),
+        "the call finished inside the client's timeout"
+    );
+    let id = Value::from(7);
+    let events = wait_for(&gw, &id, 3).await;
+    assert_eq!(
+        kinds(&events, &id),
+        [
+            ("tool_access".into(), "initiated".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_failure".into(), "shutdown".into()),
+        ],
+        "{events:#?}"
+    );
+    let failure = not_delivered(&events, &id).unwrap();
+    assert_eq!(
+        failure["metadata"]["failure_side"], "client",
+        "{failure:#?}"
+    );
+    let text = failure.to_string();
+    assert!(
+        text.contains("not delivered") && text.contains("closed the HTTP request"),
+        "{failure:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_answer_cut_and_never_resumed_is_lost_when_the_session_ends_and_a_resumed_one_is_not()
+ {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let accept = "application/json, text/event-stream";
+
+    // Call 8: cut after its first progress event, resumed after its answer was sent.
+    let mut resp = slow_call(&url, &session, 8, 600, accept, None)
+        .await
+        .unwrap();
+    let resume_from = first_event_id(&mut resp).await;
+    drop(resp);
+    // Call 9: cut the same way, never resumed.
+    let mut resp = slow_call(&url, &session, 9, 600, accept, None)
+        .await
+        .unwrap();
+    first_event_id(&mut resp).await;
+    drop(resp);
+
+    let (eight, nine) = (Value::from(8), Value::from(9));
+    wait_for(&gw, &eight, 2).await;
+    let events = wait_for(&gw, &nine, 2).await;
+    for id in [&eight, &nine] {
+        assert_eq!(
+            kinds(&events, id),
+            [
+                ("tool_access".into(), "initiated".into()),
+                ("tool_execution".into(), "success".into()),
+            ],
+            "the answer waits for a client that resumes: {events:#?}"
+        );
+    }
+
+    let mut resumed = http()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", &resume_from)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 200);
+    let mut body = String::new();
+    while !body.contains(r#""id":8"#) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resumed.chunk())
+            .await
+            .expect("the replayed answer within 10 s")
+            .unwrap();
+        let Some(chunk) = chunk else { break };
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(body.contains(r#""result""#), "{body}");
+
+    delete(&url, &session).await;
+    let events = wait_for(&gw, &nine, 3).await;
+    let failure = not_delivered(&events, &nine).unwrap_or_else(|| panic!("{events:#?}"));
+    assert!(
+        failure.to_string().contains("did not resume it"),
+        "{failure:#?}"
+    );
+    assert_eq!(
+        not_delivered(&events, &eight),
+        None,
+        "the resumed answer was delivered"
+    );
+}
