@@ -130,6 +130,32 @@ enum Msg {
     Close,
 }
 
+/// Rewrites a log line whose text holds a secret or a card number (`None`: leave it as it is).
+pub type Mask = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The mask every line goes through before it is written, once the policy is loaded.
+static MASK: std::sync::RwLock<Option<Mask>> = std::sync::RwLock::new(None);
+
+/// Masks every later log line with `mask`, on the writer thread (off the message path). Why:
+/// log lines name request ids and tool names, which a client can fill with a secret or a card
+/// number; the trail stores those protected ([`crate::policy::PolicyCell::log_mask`]), and
+/// stderr or `log.file` must not keep them in clear either.
+pub fn mask_with(mask: Mask) {
+    *MASK.write().unwrap_or_else(|p| p.into_inner()) = Some(mask);
+}
+
+/// `line` as it may be written.
+fn masked(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mask = MASK.read().unwrap_or_else(|p| p.into_inner()).clone();
+    match (mask, std::str::from_utf8(line)) {
+        (Some(mask), Ok(text)) => match mask(text) {
+            Some(out) => std::borrow::Cow::Owned(out.into_bytes()),
+            None => std::borrow::Cow::Borrowed(line),
+        },
+        _ => std::borrow::Cow::Borrowed(line),
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     /// Lines dropped (queue full) or not written (output failed), since start.
@@ -275,7 +301,7 @@ impl Drop for Logging {
 /// The writer thread: writes batches of lines, reports drops, ends once closing and drained.
 fn write_lines(rx: &Receiver<Msg>, out: &mut dyn Write, shared: &Shared) {
     let write = |out: &mut dyn Write, line: &[u8]| {
-        if out.write_all(line).is_err() {
+        if out.write_all(&masked(line)).is_err() {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     };

@@ -665,3 +665,39 @@ async fn metrics_and_health_refuse_a_foreign_host_or_origin() {
         assert!(own.starts_with("HTTP/1.1 200"), "{path}: {own}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_protected() {
+    // Found by a review: the gateway's own refusals stored the body's id and the reason (which
+    // quotes the client's session header) as they came.
+    const CARD_ID: &str = "4111111111111111";
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let gw = Gateway::start("");
+    let body = format!(r#"{{"jsonrpc":"2.0","id":"{CARD_ID}","method":"tools/list"}}"#);
+    let (status, _, text) = post(&gw.endpoint(), Some(ALICE_KEY), Some(KEY), &body, &[]).await;
+    assert_eq!(status, 404, "{text}");
+    assert!(
+        text.contains(CARD_ID),
+        "the client gets its id back: {text}"
+    );
+    let refusal = refusals(&gw, 404)
+        .pop()
+        .unwrap_or_else(|| panic!("{:#?}", gw.events()));
+    assert!(
+        refusal["metadata"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.contains("REDACTED")),
+        "{refusal:#}"
+    );
+    // Neither in the event as `events` reads it back, nor anywhere in the store's bytes.
+    for secret in [CARD_ID, KEY] {
+        assert!(!refusal.to_string().contains(secret), "{refusal:#}");
+    }
+    let bytes = common::policy::all_bytes(gw._dir.path());
+    for secret in [CARD_ID, KEY] {
+        assert!(
+            !common::policy::contains(&bytes, secret),
+            "{secret} stored in clear"
+        );
+    }
+}

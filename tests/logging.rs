@@ -232,3 +232,39 @@ fn proxy_toml_documents_the_log_section() {
         "log.file is not documented: {section}"
     );
 }
+
+#[tokio::test]
+async fn a_card_number_or_secret_in_an_id_never_reaches_the_log_in_clear() {
+    // Found by a review: the trail stored them protected, while the log lines that name the
+    // request (a "policy alert" here) printed them as they came.
+    const CARD_ID: &str = "4111111111111111";
+    const NUMERIC: &str = "4012888888881881";
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let store = TestStore::new(&format!("{NOISY}[log]\nfile = \"proxy.log\"\n"));
+    let log = store.dir.path().join("proxy.log");
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.initialize().await;
+    c.send(&call_line(json!(CARD_ID), "echo", json!({"text": "hello"})))
+        .await;
+    assert_eq!(c.recv_json().await["id"], CARD_ID);
+    c.send(&call_line(
+        serde_json::from_str(NUMERIC).unwrap(),
+        "echo",
+        json!({"text": "hi"}),
+    ))
+    .await;
+    assert_eq!(c.recv_json().await["id"].to_string(), NUMERIC);
+    c.send(&call_line(json!(KEY), "echo", json!({"text": "hey"})))
+        .await;
+    assert_eq!(c.recv_json().await["id"], KEY);
+    assert_eq!(c.finish().await.code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("policy alert").count(),
+        3,
+        "one alert line per call: {text}"
+    );
+    for secret in [CARD_ID, NUMERIC, KEY] {
+        assert!(!text.contains(secret), "{secret} in the log: {text}");
+    }
+}

@@ -701,12 +701,39 @@ async fn a_secret_in_a_tool_name_or_a_request_id_is_never_stored_readable() {
     .await;
     let got = c.recv_json().await;
     assert_eq!(got["id"], CARD, "the client's id comes back as sent: {got}");
+    // A card number as a numeric id, and as the string id of a call refused before it ran
+    // (arguments not an object): the review found both stored in clear.
+    const NUMERIC: &str = "4012888888881881";
+    const REFUSED: &str = "378282246310005";
+    c.send(
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{NUMERIC},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"text\":\"hi\"}}}}}}\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let got = c.recv_json().await;
+    assert_eq!(got["id"].to_string(), NUMERIC, "{got}");
+    c.send(
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":\"{REFUSED}\",\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":[1]}}}}\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let got = c.recv_json().await;
+    assert_eq!(got["id"], REFUSED, "{got}");
+    assert!(got["error"].is_object(), "refused: {got}");
     assert!(c.finish().await.success());
     let events = store.events();
     let pairs = pairs(&events);
-    assert_eq!(pairs.len(), 1, "{events:#?}");
+    assert_eq!(pairs.len(), 3, "{events:#?}");
+    assert!(
+        events.iter().any(|e| e["result"] == "refused"),
+        "{events:#?}"
+    );
     let bytes = all_bytes(&store.store_dir());
-    for secret in [CARD, KEY] {
+    for secret in [CARD, KEY, NUMERIC, REFUSED] {
         assert!(!contains(&bytes, secret), "{secret} stored in clear");
     }
     assert!(

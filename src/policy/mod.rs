@@ -227,6 +227,16 @@ impl PolicyCell {
         let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *slot, policy)
     }
+
+    /// Masks a log line as the trail masks stored text, by the policy in force
+    /// ([`crate::telemetry::mask_with`]): `None` when it holds no secret or card number.
+    pub fn log_mask(&self) -> crate::telemetry::Mask {
+        let cell = self.clone();
+        Arc::new(move |line: &str| {
+            let policy = cell.current();
+            policy.guarded(line).then(|| policy.protect_text(line))
+        })
+    }
 }
 
 /// What one session has seen so far, for sequence rules.

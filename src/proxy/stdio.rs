@@ -189,6 +189,7 @@ pub async fn run_with(
         http: None,
     };
     let policy = crate::policy::PolicyCell::new(config.policy.clone());
+    crate::telemetry::mask_with(policy.log_mask());
     // A command after `--` wins; else the upstream's own command or url.
     let server = match &config.upstream.remote {
         Some(remote) if command.is_empty() => Server::Remote {

@@ -16,14 +16,15 @@ detect = "shell_metacharacters"
 level = "critical"
 "#;
 
-/// Every byte under `dir` (journal segments, sled files, torn saves).
+/// Every byte of the files under `dir` (journal segments, sled files, torn saves).
 pub fn all_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
             out.extend(all_bytes(&path));
-        } else {
+        } else if path.is_file() {
+            // Sockets and pipes (a gateway's control socket) hold no stored bytes.
             out.extend(std::fs::read(&path).unwrap());
         }
     }

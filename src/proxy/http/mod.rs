@@ -247,8 +247,10 @@ pub async fn run(
     if !g.listen.ip().is_loopback() && g.allowed_hosts.is_empty() {
         tracing::warn!(listen = %local, "listening beyond loopback without gateway.allowed_hosts: any Host header is accepted");
     }
+    let policy = PolicyCell::new(config.policy.clone());
+    crate::telemetry::mask_with(policy.log_mask());
     let gateway = Arc::new(Gateway {
-        policy: PolicyCell::new(config.policy.clone()),
+        policy,
         config: config.clone(),
         audit,
         ids: EventIds::default(),
@@ -708,6 +710,17 @@ impl Gateway {
 
     async fn write_refusal(&self, r: &Refusal<'_>) {
         let (event_id, timestamp) = self.ids.next();
+        // The id and the reason (which may quote the client's text) are stored protected when
+        // they hold a secret or a card number, as a call's are.
+        let policy = self.policy.current();
+        let reason = match policy.guarded(&r.reason) {
+            true => policy.protect_text(&r.reason),
+            false => r.reason.clone(),
+        };
+        let request_id = r
+            .request_id
+            .as_ref()
+            .map(|id| crate::proxy::pipeline::stored_request_id(&policy, id));
         let mut http = r.http.clone();
         http.status_code = Some(r.status.as_u16());
         let event = AuditEvent {
@@ -723,10 +736,10 @@ impl Gateway {
                 .to_string(),
             result: Outcome::Refused,
             metadata: Metadata {
-                request_id: r.request_id.clone(),
+                request_id,
                 auth_method: r.auth_method.map(str::to_string),
                 failure_side: Some(Side::Client),
-                reason: Some(r.reason.clone()),
+                reason: Some(reason),
                 http: Some(Box::new(http)),
                 ..Metadata::default()
             },

@@ -487,10 +487,7 @@ impl Pipeline {
             true => policy.protect_text(text),
             false => text.to_string(),
         };
-        metadata.request_id = Some(match &call.request_id {
-            RequestId::Str(s) if policy.guarded(s) => RequestId::Str(protect(s).into()),
-            id => id.clone(),
-        });
+        metadata.request_id = Some(stored_request_id(&policy, &call.request_id));
         metadata.protocol_version.clone_from(&call.protocol_version);
         metadata.protocol_era = call.era;
         metadata.auth_method = Some(self.info.auth_method.into());
@@ -614,6 +611,23 @@ fn result_view<'t>(root: &'t Node<'_>) -> Option<CallToolResultView<'t>> {
         meta: None,
         task: None,
     })
+}
+
+/// `id` as the trail may keep it. A client can write a secret or a card number as a string id,
+/// or a card number as a numeric one: such an id is stored as its text, protected as the
+/// arguments are (a string); any other id as it came. Numbers under 10⁸ hold no card, phone
+/// or national id and are not scanned.
+pub(crate) fn stored_request_id(policy: &Policy, id: &RequestId) -> RequestId {
+    let text = match id {
+        RequestId::Str(s) => std::borrow::Cow::Borrowed(&**s),
+        RequestId::Int(n) if n.unsigned_abs() < 100_000_000 => return id.clone(),
+        number => std::borrow::Cow::Owned(number.to_string()),
+    };
+    if policy.guarded(&text) {
+        RequestId::Str(policy.protect_text(&text).into())
+    } else {
+        id.clone()
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ mod reload;
 mod tools;
 
 use confirm::*;
+pub(crate) use ends::stored_request_id;
 use ends::*;
 
 /// The `tools/call` method, the one the proxy audits.

@@ -300,8 +300,13 @@ impl Pipeline {
         access.metadata.arguments = stored;
         access.metadata.redacted = redacted;
         let mut failure = self.failure_event(&call, Outcome::Refused, side, Some(code), &reason);
-        access.metadata.request_id = id.cloned();
-        failure.metadata.request_id = id.cloned();
+        // The events carry `id` as it came (none when it had none), protected like any id.
+        let stored = id.map(|id| {
+            let policy = self.policy.current();
+            super::ends::stored_request_id(&policy, id)
+        });
+        access.metadata.request_id.clone_from(&stored);
+        failure.metadata.request_id = stored;
         for event in [&access, &failure] {
             if let Err(e) = self.audit.record(event) {
                 tracing::error!(error = %e, "refused tool call could not be recorded");
