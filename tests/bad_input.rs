@@ -445,3 +445,67 @@ for line in sys.stdin:
         assert!(reason.contains("more than one way"), "{end}");
     }
 }
+
+#[tokio::test]
+async fn an_answer_after_the_proxy_failed_the_call_is_recorded_not_forwarded() {
+    // Found by a review: once the proxy failed a call with an error of its own (here: the
+    // server's first answer was refused), a second answer from the server went to the client
+    // as an answer to no request: two answers for one id, the second with no end event.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        i = json.dumps(m["id"])
+        sys.stdout.write('{"jsonrpc":"1.0","id":%s,"result":{}}\n' % i)
+        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"ran"}]}}\n' % i)
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(&call_line(json!(5), "echo", json!({"text": "hi"})))
+        .await;
+    let first = c.recv_json().await;
+    assert_eq!(first["id"], 5, "{first}");
+    assert_eq!(first["error"]["code"], -32603, "{first}");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"sync\",\"method\":\"ping\"}\n")
+        .await;
+    let next = c.recv_json().await;
+    assert_eq!(
+        next["id"], "sync",
+        "a second answer for id 5 reached the client: {next}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let of_call: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 5)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        of_call,
+        [
+            ("tool_access", "initiated"),
+            ("tool_failure", "refused"),
+            ("tool_execution", "success"),
+        ],
+        "{events:#?}"
+    );
+    let late = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_execution")
+        .unwrap();
+    assert!(
+        late["metadata"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already failed")),
+        "{late:#}"
+    );
+}

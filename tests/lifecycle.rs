@@ -604,6 +604,83 @@ time.sleep(30)
 }
 
 #[tokio::test]
+async fn a_call_written_whole_before_the_server_stopped_reading_stays_in_flight() {
+    // Found by a review: when a write of several lines failed half-way, every line in it was
+    // failed as not delivered, also a call the server had read (and then ran and answered:
+    // that answer went to the client as a second answer, with no end event).
+    let server = r#"
+import json, os, sys, time
+buf = b""
+def lines():
+    global buf
+    while True:
+        while b"\n" not in buf:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        yield line
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+it = lines()
+for line in it:
+    m = json.loads(line)
+    if m.get("method") == "initialize":
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "f", "version": "1"}}})
+        break
+next(it)  # notifications/initialized
+time.sleep(1.0)  # the proxy's writer fills the pipe and waits
+for line in it:
+    m = json.loads(line)
+    if m.get("method") == "ping":
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {}})
+    elif m.get("method") == "tools/call":
+        os.close(0)  # stops reading; what follows in the pipe is never read
+        time.sleep(0.3)
+        send({"jsonrpc": "2.0", "id": m["id"], "result": {"content": [{"type": "text", "text": "ran"}]}})
+        break
+time.sleep(30)
+"#;
+    let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.initialize().await;
+    // A ping larger than the pipe, then the call, then another large ping: the call and the
+    // second ping go out in one write, which fails after the call.
+    let ping = |id: &str, n: usize| {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":\"{id}\",\"method\":\"ping\",\"params\":{{\"_meta\":{{\"pad\":\"{}\"}}}}}}\n",
+            "x".repeat(n)
+        )
+        .into_bytes()
+    };
+    let mut all = ping("first", 3 << 20);
+    all.extend(call_line(json!(2), "echo", json!({"text": "hi"})));
+    all.extend(ping("last", 3 << 20));
+    c.send(&all).await;
+    let mut got = std::collections::HashMap::new();
+    while got.len() < 3 {
+        let m = c.recv_json().await;
+        got.insert(m["id"].to_string(), m);
+    }
+    assert!(got["\"first\""]["result"].is_object(), "{got:?}");
+    assert_eq!(got["\"last\""]["error"]["code"], -32603, "{got:?}");
+    assert_eq!(
+        got["2"]["result"]["content"][0]["text"], "ran",
+        "the call the server read gets its answer: {got:?}"
+    );
+    c.finish().await;
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1, "{events:#?}");
+    assert_eq!(pairs[0].1["result"], "success", "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["result"] != "refused"),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
 async fn an_answer_arriving_after_the_client_is_gone_is_recorded_as_not_delivered() {
     // Found by a fresh pair of eyes: the client's output was found closed on an earlier
     // write (a ping's answer); the call answered after that was recorded `success` alone.

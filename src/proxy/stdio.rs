@@ -731,17 +731,27 @@ async fn server_writer(
         match out.ack.wait().await {
             Ok(()) => {
                 let bytes = gather(out.bytes, &mut rx, &mut carry, &mut Vec::new());
-                let failed = match &closed {
-                    Some(why) => Some(why.clone()),
-                    None => server_in.write_all(&bytes).await.err().map(|e| {
-                        tracing::warn!(error = %e, "writing to the server failed");
-                        format!("the request was not delivered: the server's input is closed ({e})")
-                    }),
+                // The lines from `from` on never reached the server whole.
+                let (failed, from) = match &closed {
+                    Some(why) => (Some(why.clone()), 0),
+                    None => match write_counted(&mut server_in, &bytes).await {
+                        Ok(()) => (None, bytes.len()),
+                        Err((e, written)) => {
+                            tracing::warn!(error = %e, "writing to the server failed");
+                            let why = format!(
+                                "the request was not delivered: the server's input is closed ({e})"
+                            );
+                            let line_start =
+                                memchr::memrchr(b'\n', &bytes[..written]).map_or(0, |i| i + 1);
+                            (Some(why), line_start)
+                        }
+                    },
                 };
                 // The server may run on without reading: what it never got fails now, not
-                // at its timeout, and the trail says it never reached the server.
+                // at its timeout, and the trail says it never reached the server. Lines
+                // written whole before the failure may have been read: they stay in flight.
                 if let Some(why) = failed {
-                    for reply in pipeline.undeliverable(&bytes, &why) {
+                    for reply in pipeline.undeliverable(&bytes[from..], &why) {
                         let _ = to_client.send(reply).await;
                     }
                     closed = Some(why);
@@ -758,6 +768,23 @@ async fn server_writer(
     }
     // Closing the pipe is the server's EOF.
     let _ = server_in.shutdown().await;
+}
+
+/// `write_all` that says how far it got: on an error, the error and the bytes written.
+async fn write_counted(
+    out: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+) -> Result<(), (std::io::Error, usize)> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match out.write(&bytes[written..]).await {
+            Ok(0) => return Err((std::io::ErrorKind::WriteZero.into(), written)),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((e, written)),
+        }
+    }
+    Ok(())
 }
 
 /// At most this many bytes go out in one write of queued messages.

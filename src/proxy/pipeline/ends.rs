@@ -382,6 +382,9 @@ impl Pipeline {
                 EndedEarly::TimedOut => {
                     "the server answered after the call timed out in the proxy; the answer was not forwarded (the client had the timeout error)"
                 }
+                EndedEarly::Failed => {
+                    "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)"
+                }
             }
             .into(),
         );
@@ -390,7 +393,7 @@ impl Pipeline {
         let rewritten = self.assess_end(call, &call.request_id, body, None, &mut event);
         let recorded = self.audit.record(&event);
         match (why, recorded) {
-            (EndedEarly::TimedOut, _) => Delivery::Drop,
+            (EndedEarly::TimedOut | EndedEarly::Failed, _) => Delivery::Drop,
             (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
                 ack,
                 ended: None,

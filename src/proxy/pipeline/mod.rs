@@ -335,6 +335,9 @@ enum EndedEarly {
     Cancelled,
     /// The proxy answered the client with a timeout; a late answer must not reach it.
     TimedOut,
+    /// The proxy failed it with an error of its own (its request could not be written to the
+    /// server, or the server's answer was refused); another answer must not reach the client.
+    Failed,
 }
 
 /// Other client requests whose results teach the proxy about the session.

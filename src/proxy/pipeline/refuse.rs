@@ -631,12 +631,18 @@ impl Pipeline {
     pub(super) fn fail_answered(&self, id: &RequestId, reason: &str) -> Option<Outbound> {
         let answered = self.state().answered(id)?;
         match answered {
-            Answered::Call(call) => Some(self.fail_with_reply(
-                &call,
-                Outcome::Refused,
-                INTERNAL_ERROR,
-                reason.to_string(),
-            )),
+            Answered::Call(call) => {
+                let reply = self.fail_with_reply(
+                    &call,
+                    Outcome::Refused,
+                    INTERNAL_ERROR,
+                    reason.to_string(),
+                );
+                // A server that did get it may still answer: that answer is recorded, not
+                // forwarded as an answer to no request.
+                self.state().end_early(call, EndedEarly::Failed);
+                Some(reply)
+            }
             // The call's real outcome never reached the client: its second end says so.
             Answered::Pending(Pending::TaskResult(call)) => {
                 let event = self.failure_event(
