@@ -266,3 +266,78 @@ async fn the_gateway_reaps_and_ends_what_its_servers_start_in_sessions_of_their_
     assert!(status.success(), "{status:?}");
     assert_gone(pid);
 }
+
+#[tokio::test]
+async fn what_the_server_started_and_ends_within_the_grace_is_not_signalled() {
+    // Found by a review: since the proxy adopts orphans, a background process that exited on
+    // its own stayed a zombie of the proxy, kept the group alive, and every exit went the
+    // whole way (grace, SIGTERM, grace, SIGKILL) with warnings about processes that had obeyed.
+    let store = TestStore::new("[limits]\nshutdown_grace_ms = 3000\n");
+    let (mut c, pidfile) = wrapped(&store, "sleep 0.3");
+    c.initialize().await;
+    background_pid(&pidfile).await;
+    let stderr = c.child.stderr.take().unwrap();
+    let started = Instant::now();
+    assert!(c.finish().await.success());
+    let took = started.elapsed();
+    let err = common::read_text(stderr).await;
+    assert!(!err.contains("sending SIGTERM"), "{err}");
+    assert!(!err.contains("killing"), "{err}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "the exit waited for a group of zombies: {took:?}\n{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_process_the_proxy_inherited_across_exec_is_not_ended_as_an_orphan() {
+    // Found by a review: `sh -c 'sidecar & exec mcp-audit-proxy …'` made the sidecar a child
+    // of the proxy, and the proxy ended it at exit as if the server had started it.
+    let store = store();
+    let pidfile = store.dir.path().join("sidecar.pid");
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "sleep 30 & echo $! > '{}'; exec \"$0\" \"$@\"",
+            pidfile.display()
+        ))
+        .arg(common::proxy_bin())
+        .args(["stdio", "--config"])
+        .arg(&store.config)
+        .arg("--")
+        .arg(example_server())
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped());
+    let mut c = LineClient::spawn(command);
+    c.initialize().await;
+    let sidecar = background_pid(&pidfile).await;
+    let stderr = c.child.stderr.take().unwrap();
+    assert!(c.finish().await.success());
+    let alive = running(sidecar);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sidecar),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let err = common::read_text(stderr).await;
+    assert!(alive, "the proxy ended a process it did not start: {err}");
+    assert!(!err.contains("outlive it"), "{err}");
+}
+
+#[tokio::test]
+async fn an_orphan_that_ignores_sigterm_is_killed_with_what_it_started() {
+    // Found by a review: a `setsid` helper that ignored SIGTERM was SIGKILLed alone; its own
+    // child then came back to the proxy and outlived it.
+    let store = store();
+    let inner = store.dir.path().join("inner.pid");
+    let background = format!(
+        "setsid sh -c 'trap \"\" TERM; sleep 600 & echo $! > {}; wait'",
+        inner.display()
+    );
+    let server = format!("'{}'", example_server().display());
+    let (mut c, _) = wrapped_server(&store, &background, &server);
+    c.initialize().await;
+    let pid = background_pid(&inner).await;
+    assert!(c.finish().await.success());
+    assert_gone(pid);
+}

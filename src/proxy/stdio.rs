@@ -1116,10 +1116,24 @@ fn group_alive(group: Pid) -> bool {
 /// How often [`end_group`] looks whether the group is empty.
 const GROUP_POLL: Duration = Duration::from_millis(20);
 
+/// Reaps the members of `group` that have exited and are this process's children: orphans
+/// [`adopt_orphans`] made ours. A zombie would keep the group alive, and [`end_group`] would
+/// signal processes that had already done as asked. Called only once the server (the group's
+/// leader, waited for by its own task) has been reaped.
+fn reap_group(group: Pid) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(status) = waitpid(Pid::from_raw(-group.as_raw()), Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
 /// Waits up to `limit` for `group` to be empty; true if it is.
 async fn group_gone_within(group: Pid, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
+        reap_group(group);
         if !group_alive(group) {
             return true;
         }
@@ -1154,7 +1168,7 @@ pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
         );
         let _ = killpg(group, Signal::SIGKILL);
     }
-    // Their new parent (init, or a subreaper) reaps them; a zombie is harmless.
+    // Those adopted by this process are reaped here; others by their own new parent.
     if !group_gone_within(group, Duration::from_millis(500)).await {
         tracing::warn!(
             pgid = group.as_raw(),
@@ -1170,6 +1184,9 @@ pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
 /// ([`reap_orphans`] reaps those that exit before). A failure is logged: the group is still
 /// ended.
 pub fn adopt_orphans() {
+    // Children this process already has were inherited across `exec` (`sh -c 'sidecar &
+    // exec mcp-audit-proxy …'`): not the servers', so never ended as orphans.
+    let _ = INHERITED.set(children_of_me().into_iter().map(|(pid, _)| pid).collect());
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "cannot become the reaper of the mcp server's orphans (prctl PR_SET_CHILD_SUBREAPER); processes it starts in a session of their own may outlive the proxy");
     }
@@ -1186,9 +1203,23 @@ fn servers() -> std::sync::MutexGuard<'static, std::collections::HashSet<i32>> {
         .unwrap_or_else(|p| p.into_inner())
 }
 
-/// This process's children that are not servers (orphans adopted by [`adopt_orphans`]), read
-/// from `/proc` (the status' `PPid`), each with whether it has exited (a zombie).
+/// The children this process had when it began adopting orphans ([`adopt_orphans`]).
+static INHERITED: std::sync::OnceLock<std::collections::HashSet<i32>> = std::sync::OnceLock::new();
+
+/// This process's children that are not servers and were not inherited across `exec`
+/// (orphans adopted by [`adopt_orphans`]), each with whether it has exited (a zombie).
 fn orphans(servers: &std::collections::HashSet<i32>) -> Vec<(Pid, bool)> {
+    let inherited = INHERITED.get();
+    children_of_me()
+        .into_iter()
+        .filter(|(pid, _)| !servers.contains(pid) && !inherited.is_some_and(|i| i.contains(pid)))
+        .map(|(pid, exited)| (Pid::from_raw(pid), exited))
+        .collect()
+}
+
+/// This process's children, read from `/proc` (the status' `PPid`), each with whether it has
+/// exited (a zombie).
+fn children_of_me() -> Vec<(i32, bool)> {
     let me = std::process::id().to_string();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -1196,9 +1227,6 @@ fn orphans(servers: &std::collections::HashSet<i32>) -> Vec<(Pid, bool)> {
     dir.filter_map(|entry| {
         let name = entry.ok()?.file_name();
         let pid: i32 = name.to_str()?.parse().ok()?;
-        if servers.contains(&pid) {
-            return None;
-        }
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let field = |name: &str| {
             status
@@ -1208,7 +1236,7 @@ fn orphans(servers: &std::collections::HashSet<i32>) -> Vec<(Pid, bool)> {
         };
         (field("PPid:")? == me).then(|| {
             let exited = field("State:").is_some_and(|s| s.starts_with('Z'));
-            (Pid::from_raw(pid), exited)
+            (pid, exited)
         })
     })
     .collect()
@@ -1253,16 +1281,25 @@ pub fn end_orphans(grace: Duration) -> usize {
         return 0;
     }
     let mut remaining = left(grace);
+    // SIGKILL again for what a killed orphan's own children became: orphans of ours too.
     for (signal, what) in [
         (Signal::SIGTERM, "sending SIGTERM"),
         (Signal::SIGKILL, "killing them"),
+        (Signal::SIGKILL, "killing what they left"),
+        (Signal::SIGKILL, "killing what they left"),
     ] {
         if remaining.is_empty() {
             break;
         }
         tracing::warn!(pids = ?remaining, "processes the mcp server started in a session of their own outlive it; {what}");
         for pid in &remaining {
-            let _ = nix::sys::signal::kill(*pid, signal);
+            // An orphan that leads a group of its own (`setsid`) is signalled with its group.
+            let leads = nix::unistd::getpgid(Some(*pid)).is_ok_and(|g| g == *pid);
+            let _ = if leads {
+                killpg(*pid, signal)
+            } else {
+                nix::sys::signal::kill(*pid, signal)
+            };
         }
         remaining = left(grace.max(Duration::from_millis(500)));
     }
