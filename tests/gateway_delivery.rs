@@ -79,10 +79,15 @@ async fn slow_call(
         .await
 }
 
-/// Reads SSE events until one is found; returns its event id.
+/// Reads SSE events (keep-alive comments skipped) until one with an id; returns the id.
 async fn first_event_id(resp: &mut reqwest::Response) -> String {
     let mut buf = String::new();
-    while !buf.contains("\n\n") {
+    loop {
+        if let Some(id) = buf.lines().find_map(|l| l.strip_prefix("id: "))
+            && buf.contains("\n\n")
+        {
+            return id.to_string();
+        }
         let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
             .await
             .expect("an SSE event within 10 s")
@@ -90,10 +95,6 @@ async fn first_event_id(resp: &mut reqwest::Response) -> String {
             .expect("the stream open");
         buf.push_str(std::str::from_utf8(&chunk).unwrap());
     }
-    buf.lines()
-        .find_map(|l| l.strip_prefix("id: "))
-        .expect("an event id")
-        .to_string()
 }
 
 async fn delete(url: &str, session: &str) {
@@ -218,5 +219,52 @@ async fn an_sse_answer_cut_and_never_resumed_is_lost_when_the_session_ends_and_a
         not_delivered(&events, &eight),
         None,
         "the resumed answer was delivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_calls_stream_ends() {
+    // Found by a fresh pair of eyes: after notifications/cancelled the call's POST stream
+    // sent keep-alives for ever, holding the session past its idle timeout and a stream
+    // slot. (Its id stays used: MCP forbids reusing a request id within a session.)
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let accept = "application/json, text/event-stream";
+    let mut resp = slow_call(&url, &session, 11, 8000, accept, None)
+        .await
+        .unwrap();
+    first_event_id(&mut resp).await;
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":11,"reason":"enough"}}"#,
+        &[("mcp-protocol-version", "2025-11-25")],
+    )
+    .await;
+    assert_eq!(status, 202, "{text}");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = resp.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the cancelled call's stream is still open");
+    let again = r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"echo","arguments":{"text":"again"}}}"#;
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        again,
+        &[("mcp-protocol-version", "2025-11-25")],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("again"), "{text}");
+    let events = gw.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["tool_name"] == "slow" && e["result"] == "cancelled"),
+        "{events:#?}"
     );
 }

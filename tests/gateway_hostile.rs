@@ -701,3 +701,50 @@ async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_pr
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2025_03_26_batch_with_a_nested_batch_is_refused_whole_and_reaches_no_server() {
+    // Found by a fresh pair of eyes: the gateway took the batch apart, and the nested array
+    // reached the server as a batch of its own that the client never sent, which ran it; the
+    // client got 202 and never saw the answer.
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let call = r#"{"jsonrpc":"2.0","id":"n1","method":"tools/call","params":{"name":"echo","arguments":{"text":"nested"}}}"#;
+    let ping = r#"{"jsonrpc":"2.0","id":"p1","method":"ping"}"#;
+    for body in [format!("[[{call}]]"), format!("[{ping},[{call}]]")] {
+        let (status, _, text) = post(
+            &url,
+            Some(ALICE_KEY),
+            Some(&session),
+            &body,
+            &[("mcp-protocol-version", "2025-03-26")],
+        )
+        .await;
+        assert_ne!(status, 202, "{body}: {text}");
+        let errors: Vec<Value> = messages(&text)
+            .into_iter()
+            .flat_map(|m| match m {
+                Value::Array(a) => a,
+                one => vec![one],
+            })
+            .collect();
+        assert!(
+            !errors.is_empty() && errors.iter().all(|e| e["error"]["code"].is_i64()),
+            "{body}: {text}"
+        );
+    }
+    let events = gw.events();
+    assert!(
+        events.iter().all(|e| e["event_type"] != "tool_execution"),
+        "the nested call ran: {events:#?}"
+    );
+    let refused = events
+        .iter()
+        .filter(|e| e["tool_name"] == "echo" && e["result"] == "refused")
+        .count();
+    assert_eq!(
+        refused, 4,
+        "each refused call is in the trail as a pair: {events:#?}"
+    );
+}

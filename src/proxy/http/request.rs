@@ -61,23 +61,53 @@ fn inspect(parsed: &Parsed<'_>) -> Inspected {
     out
 }
 
+/// The requests a body's `notifications/cancelled` name, read as the pipeline reads them
+/// (one it refuses names none).
+fn cancelled_ids(line: &[u8]) -> Vec<RequestId> {
+    let read = |m: &Message<'_>| match m {
+        Message::Notification { method, params } if method == "notifications/cancelled" => {
+            crate::mcp::CancelledParams::read(*params)
+                .ok()
+                .flatten()
+                .map(|c| c.request_id)
+        }
+        _ => None,
+    };
+    match message::parse(line) {
+        Ok(Parsed::Single(m)) => read(&m).into_iter().collect(),
+        Ok(Parsed::Batch(items)) => items
+            .iter()
+            .filter_map(|i| i.message.as_ref().ok().and_then(read))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Feeds a POST body to the pipeline. A 2025-03-26 batch is fed element by element: over
 /// HTTP a batch is a way to send several messages at once (the SDKs' HTTP servers take it
 /// apart the same way), and a stdio server need not read batches; each element is judged,
 /// recorded and answered on its own, and the answers go back together.
+///
+/// A batch with an element that is not a message (a nested array, a number) goes to the
+/// pipeline whole, which refuses and records it whole as on stdio: taken apart, a nested
+/// array would reach the server as a batch of its own that the client never sent.
 fn feed(pipeline: &Pipeline, line: Bytes, http: &HttpContext) -> Route {
     let elements: Option<Vec<Bytes>> = match message::parse(&line) {
-        Ok(Parsed::Batch(items)) if !items.is_empty() => Some(
-            items
-                .iter()
-                .map(|i| {
-                    let mut one = Vec::with_capacity(i.raw.get().len() + 1);
-                    one.extend_from_slice(i.raw.get().as_bytes());
-                    one.push(b'\n');
-                    Bytes::from(one)
-                })
-                .collect(),
-        ),
+        Ok(Parsed::Batch(items))
+            if !items.is_empty() && items.iter().all(|i| i.message.is_ok()) =>
+        {
+            Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        let mut one = Vec::with_capacity(i.raw.get().len() + 1);
+                        one.extend_from_slice(i.raw.get().as_bytes());
+                        one.push(b'\n');
+                        Bytes::from(one)
+                    })
+                    .collect(),
+            )
+        }
         _ => None,
     };
     match elements {
@@ -767,8 +797,12 @@ impl McpRequest<'_> {
         {
             waits = Some((stream, learn_params(rx, params.clone())));
         }
+        let cancelled = cancelled_ids(&line);
         let route = feed(&session.pipeline, line, &self.http);
         let sent = forwarded(&route);
+        if !cancelled.is_empty() {
+            session.release(&cancelled);
+        }
         let Some((stream, rx)) = waits else {
             // Nothing to wait for by id (notifications, responses, a body the pipeline
             // refused): the pipeline's own answers are this POST's answer.

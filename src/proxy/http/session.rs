@@ -294,6 +294,29 @@ impl Session {
             .collect()
     }
 
+    /// The client cancelled these requests (`notifications/cancelled`): their answers are no
+    /// longer waited for (MCP "Cancellation": the sender ignores any response that arrives
+    /// afterward), and a POST stream that owes nothing more ends, instead of holding the
+    /// session, a stream slot and the id until the session ends.
+    pub(crate) fn release(&self, ids: &[RequestId]) {
+        let mut sh = self.shared();
+        for id in ids {
+            let Some(stream) = sh.waiting.remove(id) else {
+                continue;
+            };
+            if let Some(st) = sh.streams.get_mut(&stream) {
+                st.owed = st.owed.saturating_sub(1);
+                if st.post && st.owed == 0 {
+                    st.tx = None;
+                    sh.detached.retain(|d| *d != stream);
+                    sh.remove(stream);
+                }
+            }
+        }
+        drop(sh);
+        self.settle(Vec::new(), NOT_RESUMED);
+    }
+
     /// Forgets the waits of a POST whose requests were never forwarded.
     pub(crate) fn unwait(&self, ids: &[RequestId]) {
         let mut sh = self.shared();
