@@ -418,3 +418,37 @@ async fn a_full_pool_refuses_with_429_naming_its_settings_and_records_it() {
     assert_eq!(refused.len(), 1, "{refused:#?}");
     assert_eq!(refused[0]["metadata"]["http"]["status_code"], 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_too_long_from_a_shared_process_fails_its_call_at_once() {
+    // Found by a fresh pair of eyes: the same answer in a 2025 session failed its call at
+    // once ("exceeds max_message_bytes"); from a shared 2026 process it was dropped and the
+    // call waited for limits.call_timeout_ms (10 minutes by default).
+    // The gateway tests run with limits.max_message_bytes = 65536.
+    let gw = Gateway::start("");
+    let (status, _, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        post_2026(
+            &gw.endpoint(),
+            ALICE_KEY,
+            &call_2026("41", "big", r#"{"bytes":200000}"#),
+            Some("big"),
+            &[],
+        ),
+    )
+    .await
+    .expect("the call fails at once, not at limits.call_timeout_ms");
+    let (answer, _) = answer_of(&body);
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["id"], 41, "{body}");
+    assert_eq!(answer["error"]["code"], -32603, "{status}: {body}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_message_bytes")),
+        "{body}"
+    );
+    let found = ends(&gw, "big", 1).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_ne!(found[0]["result"], "timeout", "{found:#?}");
+}

@@ -389,6 +389,23 @@ impl Shared {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(pid = self.pid, error = %e, "message from a shared mcp server dropped");
+                // An answer the proxy refuses (too long, not UTF-8) fails its request at
+                // once, as on a server of one's own, instead of at `limits.call_timeout_ms`.
+                let prefix = e.prefix();
+                let n = match prefix.id {
+                    Some(RequestId::Int(n)) if prefix.answers && n > 0 => u64::try_from(n).ok(),
+                    _ => None,
+                };
+                let mut t = self.table();
+                if let Some(p) = n.and_then(|n| t.pending.remove(&n)) {
+                    let answer = error_response(
+                        Some(&p.client),
+                        INTERNAL_ERROR,
+                        &format!("mcp-audit-proxy: the server's answer was refused: {e}"),
+                        None,
+                    );
+                    t.send(p.lease, answer);
+                }
                 return;
             }
         };
