@@ -748,3 +748,30 @@ async fn a_2025_03_26_batch_with_a_nested_batch_is_refused_whole_and_reaches_no_
         "each refused call is in the trail as a pair: {events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absolute_form_target_naming_a_foreign_host_is_refused() {
+    // Found by a fresh pair of eyes: `POST http://evil.example/mcp/example` with a loopback
+    // Host got 200; RFC 9112 section 3.2.2 says the target's authority is the host then.
+    let gw = Gateway::start("");
+    let body = list_2026(1);
+    let head = |target: &str| {
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            address(&gw),
+            body.len()
+        )
+    };
+    let mut s = TcpStream::connect(address(&gw)).unwrap();
+    s.write_all(head("http://evil.example/mcp/example").as_bytes())
+        .unwrap();
+    let answer = read_answer(&mut s, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("evil.example"), "{answer}");
+    // The same target naming the gateway itself is served.
+    let mut s = TcpStream::connect(address(&gw)).unwrap();
+    s.write_all(head(&format!("http://{}/mcp/example", address(&gw))).as_bytes())
+        .unwrap();
+    let answer = read_answer(&mut s, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -35,6 +35,9 @@ pub(crate) enum Refused {
     Origin(String),
     /// 403: a `Host` not in `gateway.allowed_hosts`.
     Host(String),
+    /// 400: two different credentials (`Authorization` and `X-API-Key`, or either twice):
+    /// which one counts would be a guess (RFC 6750 section 3.1, `invalid_request`).
+    Ambiguous,
 }
 
 impl Refused {
@@ -42,6 +45,7 @@ impl Refused {
         match self {
             Refused::NoCredential | Refused::BadCredential | Refused::BadToken(_) => 401,
             Refused::Origin(_) | Refused::Host(_) => 403,
+            Refused::Ambiguous => 400,
         }
     }
 
@@ -51,6 +55,7 @@ impl Refused {
                 "no credential: send `Authorization: Bearer <API key>` or `X-API-Key`".into()
             }
             Refused::BadCredential => "the credential matches no configured API key".into(),
+            Refused::Ambiguous => "two different credentials (Authorization and X-API-Key, or one of them twice); send exactly one (RFC 6750 section 3.1)".into(),
             Refused::BadToken(why) => format!("the bearer JWT was refused: {why}"),
             Refused::Origin(o) => {
                 format!(
@@ -68,16 +73,28 @@ impl Refused {
     }
 }
 
-/// The credential of a request: `Authorization: Bearer …`, else `X-API-Key`.
-fn presented(headers: &HeaderMap) -> Option<&[u8]> {
-    if let Some(v) = headers.get(AUTHORIZATION) {
+/// The credential of a request: `Authorization: Bearer …` or `X-API-Key`; two different
+/// ones are refused, never resolved by a precedence a client could exploit.
+fn presented(headers: &HeaderMap) -> Result<Option<&[u8]>, Refused> {
+    let bearer = headers.get_all(AUTHORIZATION).into_iter().map(|v| {
         let v = v.as_bytes();
         if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-            return Some(v[7..].trim_ascii());
+            v[7..].trim_ascii()
+        } else {
+            v
         }
-        return Some(v);
+    });
+    let keys = headers
+        .get_all("x-api-key")
+        .into_iter()
+        .map(|v| v.as_bytes().trim_ascii());
+    let mut all = bearer.chain(keys);
+    let first = all.next();
+    // The same credential sent twice names one principal; two different ones are refused.
+    if all.any(|other| Some(other) != first) {
+        return Err(Refused::Ambiguous);
     }
-    headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii())
+    Ok(first)
 }
 
 /// Authenticates a request: a verified client certificate listed in
@@ -107,7 +124,7 @@ pub(crate) fn authenticate(
     config: &GatewayConfig,
     headers: &HeaderMap,
 ) -> Result<Principal, Refused> {
-    let Some(key) = presented(headers) else {
+    let Some(key) = presented(headers)? else {
         if config.allow_anonymous {
             return Ok(Principal {
                 user_id: "anonymous".into(),
@@ -365,6 +382,22 @@ mod tests {
             authenticate(&c, &headers(&[("x-user", "alice")])),
             Err(Refused::NoCredential)
         );
+        // Two different credentials: which counts would be a guess (a fresh pair of eyes
+        // found the second silently ignored). The same one twice names one principal.
+        let two = headers(&[
+            ("authorization", "Bearer secret-key-1"),
+            ("x-api-key", "secret-key-2"),
+        ]);
+        assert_eq!(authenticate(&c, &two), Err(Refused::Ambiguous));
+        assert_eq!(Refused::Ambiguous.status(), 400);
+        let mut repeated = headers(&[("authorization", "Bearer secret-key-1")]);
+        repeated.append("authorization", HeaderValue::from_static("Bearer other"));
+        assert_eq!(authenticate(&c, &repeated), Err(Refused::Ambiguous));
+        let same = headers(&[
+            ("authorization", "Bearer secret-key-1"),
+            ("x-api-key", "secret-key-1"),
+        ]);
+        assert_eq!(authenticate(&c, &same).unwrap().user_id, "alice");
     }
 
     #[test]

@@ -1007,10 +1007,11 @@ async fn handle(
     conn: Arc<Connection>,
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    // HTTP/2 carries the host in `:authority`, not `Host`: the Host checks (DNS rebinding)
-    // read it from there, so that no version of HTTP skips them.
-    if !req.headers().contains_key(http::header::HOST)
-        && let Some(authority) = req.uri().authority()
+    // The request target's authority, when it has one, is the host the request is for: an
+    // absolute-form target in HTTP/1.1 (RFC 9112 section 3.2.2: the server MUST ignore
+    // `Host` then) and `:authority` in HTTP/2 (RFC 9113 section 8.3.1). The Host checks (DNS
+    // rebinding) read it, so that neither form slips a foreign host past them.
+    if let Some(authority) = req.uri().authority()
         && let Ok(v) = HeaderValue::from_str(authority.as_str())
     {
         req.headers_mut().insert(http::header::HOST, v);
