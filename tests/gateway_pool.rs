@@ -452,3 +452,66 @@ async fn an_answer_too_long_from_a_shared_process_fails_its_call_at_once() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_ne!(found[0]["result"], "timeout", "{found:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_confirmation_round_is_answered_by_a_sessionless_retry_of_the_same_principal() {
+    // Found by a fresh pair of eyes: the proxy's input_required round lived in the pipeline of
+    // the request that opened it; the retry, a sessionless request of its own, never found it
+    // ("unknown or expired"), so a call to confirm could never run through the gateway.
+    let gw = Gateway::start(
+        r#"
+[risk]
+confirm_timeout_ms = 10000
+[risk.actions]
+high = "confirm"
+[[risk.rule]]
+name = "shell in echo"
+tools = ["echo"]
+pointer = "/text"
+detect = "shell_metacharacters"
+level = "high"
+"#,
+    );
+    let url = gw.endpoint();
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}"#;
+    let call = |id: u32, text: &str, state: Option<&str>| {
+        let retry = state.map_or(String::new(), |s| {
+            format!(
+                r#","requestState":{s},"inputResponses":{{"mcp-audit-proxy.confirm":{{"action":"accept","content":{{"confirm":true}}}}}}"#
+            )
+        });
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}},{meta}{retry}}}}}"#
+        )
+    };
+    let send = |key: &'static str, body: String| {
+        let url = url.clone();
+        async move {
+            let (_, _, text) = post_2026(&url, key, &body, Some("echo"), &[]).await;
+            let (answer, _) = answer_of(&text);
+            serde_json::from_str::<Value>(&answer).unwrap()
+        }
+    };
+    let round = send(ALICE_KEY, call(1, "a; b", None)).await;
+    assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+    let state = round["result"]["requestState"].to_string();
+
+    // Another principal cannot answer it (and does not use it up).
+    let bob = send(BOB_KEY, call(2, "a; b", Some(&state))).await;
+    assert_eq!(bob["error"]["code"], -32010, "{bob}");
+
+    let ran = send(ALICE_KEY, call(3, "a; b", Some(&state))).await;
+    assert_eq!(ran["result"]["content"][0]["text"], "a; b", "{ran}");
+
+    // A round is answered once.
+    let replay = send(ALICE_KEY, call(4, "a; b", Some(&state))).await;
+    assert_eq!(replay["error"]["code"], -32010, "{replay}");
+
+    let executions: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["event_type"] == "tool_execution" && e["result"] == "success")
+        .collect();
+    assert_eq!(executions.len(), 1, "{executions:#?}");
+    assert_eq!(executions[0]["user_id"], "alice");
+}

@@ -208,6 +208,7 @@ pub async fn run_with(
         audit,
         policy,
         own_signals: true,
+        rounds: None,
     };
     run_session(setup, move |door: ClientDoor| {
         let client_reader = reader(
@@ -255,6 +256,9 @@ pub(crate) struct SessionSetup<'a> {
     /// Whether this session handles the process's signals (stop, reload) itself: the stdio
     /// wrapper does; the gateway handles them once for all sessions.
     pub(crate) own_signals: bool,
+    /// MRTR rounds shared with other sessions (the gateway's sessionless requests of one
+    /// principal on one upstream); `None`: the session's own.
+    pub(crate) rounds: Option<crate::proxy::pipeline::SharedRounds>,
 }
 
 /// The server of a session.
@@ -306,6 +310,7 @@ pub(crate) async fn run_session(
         audit,
         policy,
         own_signals,
+        rounds,
     } = setup;
     let span = tracing::info_span!("session", mcp.session.id = %session.session_id);
     type In = Box<dyn AsyncWrite + Send + Unpin>;
@@ -343,13 +348,11 @@ pub(crate) async fn run_session(
         }
     };
     let pins = crate::policy::pins::Pins::new(&config.audit.store_dir, &session.upstream);
-    let pipeline = Arc::new(Pipeline::new(
-        session,
-        audit,
-        &config.limits,
-        policy,
-        Some(pins),
-    ));
+    let pipeline = Pipeline::new(session, audit, &config.limits, policy, Some(pins));
+    let pipeline = Arc::new(match rounds {
+        Some(shared) => pipeline.with_rounds(shared),
+        None => pipeline,
+    });
     let max = config.limits.max_message_bytes;
 
     let (to_server, to_server_rx) = mpsc::channel::<Outbound>(QUEUE);

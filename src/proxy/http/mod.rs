@@ -128,6 +128,9 @@ struct Gateway {
     policy: PolicyCell,
     ids: EventIds,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// MRTR rounds of sessionless requests by (principal, upstream): a retry reaches a
+    /// pipeline of its own, not the one that opened the round.
+    rounds: Mutex<HashMap<(String, String), crate::proxy::pipeline::SharedRounds>>,
     /// Open requests and streams per principal.
     streams: PrincipalCounts,
     /// Connections per principal.
@@ -255,6 +258,7 @@ pub async fn run(
         audit,
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
+        rounds: Mutex::new(HashMap::new()),
         streams: PrincipalCounts::default(),
         connections: PrincipalCounts::default(),
         unauthenticated: limit::RefusalLimiter::default(),
@@ -637,6 +641,16 @@ fn tls_acceptor(
 }
 
 impl Gateway {
+    /// The MRTR rounds of `user`'s sessionless requests on `upstream`.
+    fn rounds_of(&self, user: &str, upstream: &str) -> crate::proxy::pipeline::SharedRounds {
+        self.rounds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((user.to_string(), upstream.to_string()))
+            .or_default()
+            .clone()
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -994,6 +994,12 @@ impl McpRequest<'_> {
         let remote = self.gateway.remotes.get(&upstream.name).cloned();
         let audit = self.gateway.audit.clone();
         let policy = self.gateway.policy.clone();
+        // A sessionless request's MRTR retry comes as a request of its own: the rounds it
+        // answers are the principal's on this upstream, not one request's.
+        let rounds = (!keep).then(|| {
+            self.gateway
+                .rounds_of(&self.principal.user_id, &self.upstream.name)
+        });
         let gateway = Arc::downgrade(self.gateway);
         let user = self.principal.user_id.clone();
         self.gateway
@@ -1021,6 +1027,7 @@ impl McpRequest<'_> {
                 audit,
                 policy,
                 own_signals: false,
+                rounds,
             };
             let name = upstream.name.clone();
             let result = run_session(setup, move |door: ClientDoor| {

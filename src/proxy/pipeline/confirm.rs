@@ -13,9 +13,9 @@ impl Pipeline {
         p: &CallToolParams<'_>,
     ) -> Result<Round, String> {
         let round = {
-            let mut st = self.state();
-            st.round_order.retain(|t| t != token);
-            st.rounds.remove(token)
+            let mut rounds = self.rounds();
+            rounds.order.retain(|t| t != token);
+            rounds.confirming.remove(token)
         };
         let hash = arguments_hash(p);
         let answer = p
@@ -90,18 +90,17 @@ impl Pipeline {
             .as_ref()
             .map_or(Duration::from_secs(120), |p| p.confirm_timeout);
         let mut st = self.state();
-        st.remember_round(format!("state:{token}"), end.event_id);
+        let mut rounds = self.rounds();
+        rounds.remember(format!("state:{token}"), end.event_id);
         // Rounds the client never answered are dropped when they expire.
         let now = Instant::now();
-        st.rounds.retain(|_, r| r.deadline >= now);
-        let State {
-            rounds,
-            round_order,
-            ..
-        } = &mut *st;
-        round_order.retain(|t| rounds.contains_key(t));
-        st.round_order.push_back(token.clone());
-        st.rounds.insert(
+        rounds.confirming.retain(|_, r| r.deadline >= now);
+        let Rounds {
+            confirming, order, ..
+        } = &mut *rounds;
+        order.retain(|t| confirming.contains_key(t));
+        rounds.order.push_back(token.clone());
+        rounds.confirming.insert(
             token,
             Round {
                 tool: p.name.to_string(),

@@ -331,7 +331,7 @@ impl Pipeline {
         let rewritten = self.assess_end(&call, answers, body, tree.as_ref(), &mut event);
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
-            self.state().remember_round(key, event.event_id);
+            self.rounds().remember(key, event.event_id);
         }
         match self.audit.record(&event) {
             Ok(ack) => Delivery::Forward {

@@ -365,7 +365,6 @@ struct State {
     /// Calls that became tasks (MCP 2025-11-25 Tasks), by `taskId`, oldest first; at most
     /// [`MAX_ENDED`].
     tasks: VecDeque<(String, Call)>,
-    open_rounds: VecDeque<(String, EventId)>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
     history: History,
@@ -381,9 +380,6 @@ struct State {
     awaiting: HashMap<RequestId, Awaiting>,
     /// Confirmation requests that ended without their answer.
     asked_before: VecDeque<RequestId>,
-    /// 2026-07-28 confirmation rounds by their `requestState`, oldest first.
-    rounds: HashMap<String, Round>,
-    round_order: VecDeque<String>,
     /// Requests answered or rewritten by the proxy instead of forwarded as sent.
     instead: HashMap<RequestId, Instead>,
     /// Requests other than calls that the client cancelled: their ids stay in use until the
@@ -548,17 +544,37 @@ impl State {
             }
         }
     }
+}
 
-    fn remember_round(&mut self, key: String, id: EventId) {
-        if self.open_rounds.len() >= MAX_OPEN_ROUNDS {
-            self.open_rounds.pop_front();
+/// The 2026-07-28 multi-round-trip rounds (MRTR) a client may answer with a retry: the
+/// servers' input_required results (to link the retry to the round, `retry_of`) and the
+/// proxy's own confirmation rounds. A retry need not come on the connection that got the
+/// round: the gateway shares one of these across the sessionless requests of a principal on
+/// an upstream ([`Pipeline::with_rounds`]); elsewhere each pipeline has its own.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    /// Rounds by their key ([`round_key`]), with the event that opened each, oldest first.
+    open: VecDeque<(String, EventId)>,
+    /// The proxy's confirmation rounds by their `requestState`.
+    confirming: HashMap<String, Round>,
+    /// Their `requestState`s, oldest first.
+    order: VecDeque<String>,
+}
+
+/// [`Rounds`] shared by the pipelines a retry may reach.
+pub type SharedRounds = Arc<Mutex<Rounds>>;
+
+impl Rounds {
+    fn remember(&mut self, key: String, id: EventId) {
+        if self.open.len() >= MAX_OPEN_ROUNDS {
+            self.open.pop_front();
         }
-        self.open_rounds.push_back((key, id));
+        self.open.push_back((key, id));
     }
 
-    fn take_round(&mut self, key: &str) -> Option<EventId> {
-        let at = self.open_rounds.iter().rposition(|(k, _)| k == key)?;
-        self.open_rounds.remove(at).map(|(_, id)| id)
+    fn take(&mut self, key: &str) -> Option<EventId> {
+        let at = self.open.iter().rposition(|(k, _)| k == key)?;
+        self.open.remove(at).map(|(_, id)| id)
     }
 }
 
@@ -607,6 +623,8 @@ pub struct Pipeline {
     policy: PolicyCell,
     pins: Option<Pins>,
     state: Mutex<State>,
+    /// Locked after `state` when both are (never the other way round).
+    rounds: SharedRounds,
     /// The HTTP context of the request being fed ([`Pipeline::from_client_at`]).
     request_http: Mutex<Option<Box<crate::audit::event::HttpContext>>>,
     /// Serializes [`Pipeline::from_client_at`], so a context belongs to its own request.
@@ -640,9 +658,21 @@ impl Pipeline {
             policy,
             pins,
             state: Mutex::new(state),
+            rounds: SharedRounds::default(),
             request_http: Mutex::new(None),
             feeding: Mutex::new(()),
         }
+    }
+
+    /// Uses `rounds` for its MRTR rounds instead of its own: a retry answering a round
+    /// another pipeline opened is recognized (the gateway's sessionless requests).
+    pub fn with_rounds(mut self, rounds: SharedRounds) -> Self {
+        self.rounds = rounds;
+        self
+    }
+
+    fn rounds(&self) -> std::sync::MutexGuard<'_, Rounds> {
+        self.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// [`Pipeline::from_client`] for a request that came with its own HTTP context (client
@@ -955,7 +985,8 @@ impl Pipeline {
                     .input_responses
                     .iter()
                     .flat_map(|r| r.keys().map(|k| k.to_string()));
-                st.take_round(&round_key(&p.name, p.request_state.as_deref(), keys))
+                self.rounds()
+                    .take(&round_key(&p.name, p.request_state.as_deref(), keys))
             } else {
                 None
             };
@@ -1020,8 +1051,9 @@ impl Pipeline {
                     {
                         Some("the client did not declare the elicitation capability".into())
                     }
-                    None if st
-                        .rounds
+                    None if self
+                        .rounds()
+                        .confirming
                         .values()
                         .filter(|r| r.deadline >= Instant::now())
                         .count()
