@@ -747,7 +747,10 @@ async fn read_events(
                 .find_map(|l| l.strip_prefix("id: "))
                 .unwrap_or("")
                 .to_string();
-            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+            // A priming event (an id, empty data) carries no message.
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: "))
+                && !data.is_empty()
+            {
                 events.push((id, serde_json::from_str(data).unwrap()));
             }
         }

@@ -268,3 +268,67 @@ async fn a_cancelled_calls_stream_ends() {
         "{events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2025_11_25_stream_is_primed_so_a_client_cut_before_any_message_can_resume() {
+    // Found by a fresh pair of eyes: without the priming event MCP 2025-11-25 recommends (an
+    // id and empty data), a client cut before the first message had no id to resume from.
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let mut resp = slow_call(
+        &url,
+        &session,
+        21,
+        400,
+        "application/json, text/event-stream",
+        None,
+    )
+    .await
+    .unwrap();
+    let chunk = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+        .await
+        .expect("the priming event at once")
+        .unwrap()
+        .unwrap();
+    let text = std::str::from_utf8(&chunk).unwrap();
+    let primed = text
+        .strip_prefix("id: ")
+        .and_then(|t| t.strip_suffix("\ndata: \n\n"))
+        .unwrap_or_else(|| panic!("not a priming event: {text:?}"));
+    drop(resp);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut resumed = http()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", primed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 200);
+    let mut body = String::new();
+    while !body.contains(r#""id":21"#) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resumed.chunk())
+            .await
+            .expect("the replayed answer within 10 s")
+            .unwrap();
+        let Some(chunk) = chunk else { break };
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(body.contains(r#""result""#), "{body}");
+
+    // Earlier revisions get no priming event: their clients may parse every data field.
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":22,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#,
+        &[("mcp-protocol-version", "2025-06-18")],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains("data: \n"), "{text}");
+}

@@ -48,17 +48,22 @@ pub(crate) struct EventStream {
     first: Option<(u64, Bytes)>,
     rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
     stream: u64,
+    /// Still to send: the priming event (an id and empty data, MCP 2025-11-25 "Sending
+    /// Messages to the Server": a client cut before the first message can resume from it).
+    prime: bool,
     _guard: OnDrop,
 }
 
 impl EventStream {
     /// A stream of `first` (if any), then the lines `rx` gives, each `(sequence, line)`;
-    /// event ids are `<stream>-<sequence>`, which `Last-Event-ID` resumes from.
+    /// event ids are `<stream>-<sequence>`, which `Last-Event-ID` resumes from. `prime`:
+    /// begin with the priming event `<stream>-0` (sequences start at 1, so resuming from it
+    /// replays everything).
     pub(crate) fn body(
         first: Option<(u64, Bytes)>,
         rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
         stream: u64,
-        keepalive: std::time::Duration,
+        (keepalive, prime): (std::time::Duration, bool),
         guard: OnDrop,
     ) -> ResponseBody {
         let mut keepalive =
@@ -69,6 +74,7 @@ impl EventStream {
             first,
             rx,
             stream,
+            prime,
             _guard: guard,
         }
         .boxed_unsync()
@@ -83,6 +89,11 @@ impl Body for EventStream {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.prime {
+            self.prime = false;
+            let event = format!("id: {}-0\ndata: \n\n", self.stream);
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))));
+        }
         let next = match self.first.take() {
             Some(line) => Poll::Ready(Some(line)),
             None => self.rx.poll_recv(cx),

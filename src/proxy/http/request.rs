@@ -685,6 +685,8 @@ impl McpRequest<'_> {
         // (recorded as `cancelled`, and the server told); in the 2025 revisions a closed
         // stream is not a cancellation (the answer is recorded when it comes).
         let cancels = version.as_deref().is_some_and(|v| v >= SESSIONLESS_FROM);
+        // 2025-11-25 and later: an SSE answer begins with a priming event.
+        let primes = version.as_deref().is_some_and(|v| v >= "2025-11-25");
         let done = {
             let session = session.clone();
             let ids = seen.ids.clone();
@@ -741,7 +743,7 @@ impl McpRequest<'_> {
             );
         };
         let mut resp = self
-            .exchange(&session, routes, line, seen, (sse, cancels), done)
+            .exchange(&session, routes, line, seen, (sse, cancels, primes), done)
             .await;
         if !ephemeral && let Ok(v) = HeaderValue::from_str(&session.id) {
             resp.headers_mut().insert(SESSION_HEADER, v);
@@ -756,7 +758,7 @@ impl McpRequest<'_> {
         routes: crate::proxy::stdio::Routes,
         line: Bytes,
         seen: Inspected,
-        (sse, modern): (bool, bool),
+        (sse, modern, prime): (bool, bool, bool),
         done: OnDrop,
     ) -> Response<ResponseBody> {
         let mut waits = if seen.ids.is_empty() {
@@ -869,7 +871,8 @@ impl McpRequest<'_> {
                     Err(_) => {}
                 }
             }
-            let mut r = Response::new(EventStream::body(first, rx, stream, POST_KEEPALIVE, done));
+            let body = EventStream::body(first, rx, stream, (POST_KEEPALIVE, prime), done);
+            let mut r = Response::new(body);
             let h = r.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
             h.insert(
@@ -1136,7 +1139,13 @@ impl McpRequest<'_> {
                 s.busy(-1)
             })
         };
-        let mut r = Response::new(EventStream::body(None, rx, stream, GET_KEEPALIVE, guard));
+        let mut r = Response::new(EventStream::body(
+            None,
+            rx,
+            stream,
+            (GET_KEEPALIVE, false),
+            guard,
+        ));
         let h = r.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(
