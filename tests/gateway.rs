@@ -553,8 +553,18 @@ async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_reco
             .contains("smuggling")
     );
     assert_eq!(refused[0]["metadata"]["request_id"], "smuggle");
+    // Which tool with what: the refusal records the body's call (a fresh pair of eyes
+    // found it recorded with no tool and no arguments).
+    assert_eq!(refused[0]["tool_name"], "crash", "{:#}", refused[0]);
+    assert_eq!(
+        refused[0]["metadata"]["arguments"]["status"], 9,
+        "{:#}",
+        refused[0]
+    );
     assert!(
-        !events.iter().any(|e| e["tool_name"] == "crash"),
+        !events
+            .iter()
+            .any(|e| e["tool_name"] == "crash" && e["result"] != "refused"),
         "the smuggled call reached a server"
     );
 }

@@ -680,6 +680,24 @@ async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_pr
         text.contains(CARD_ID),
         "the client gets its id back: {text}"
     );
+    // A refused call's arguments are recorded as a call's are: protected.
+    const ARG_CARD: &str = "5555555555554444";
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{{"name":"echo","arguments":{{"text":"card {ARG_CARD}"}},{META_2026}}}}}"#
+    );
+    let (status, _, text) = post_2026(&gw.endpoint(), ALICE_KEY, &call, Some("add"), &[]).await;
+    assert_eq!(status, 400, "{text}");
+    let refused_call = refusals(&gw, 400)
+        .pop()
+        .unwrap_or_else(|| panic!("{:#?}", gw.events()));
+    assert_eq!(refused_call["tool_name"], "echo", "{refused_call:#}");
+    let text = refused_call["metadata"]["arguments"]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        text.starts_with("card ") && !text.contains(ARG_CARD),
+        "{refused_call:#}"
+    );
     let refusal = refusals(&gw, 404)
         .pop()
         .unwrap_or_else(|| panic!("{:#?}", gw.events()));
@@ -694,7 +712,7 @@ async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_pr
         assert!(!refusal.to_string().contains(secret), "{refusal:#}");
     }
     let bytes = common::policy::all_bytes(gw._dir.path());
-    for secret in [CARD_ID, KEY] {
+    for secret in [CARD_ID, KEY, ARG_CARD] {
         assert!(
             !common::policy::contains(&bytes, secret),
             "{secret} stored in clear"

@@ -735,6 +735,23 @@ impl Gateway {
             .request_id
             .as_ref()
             .map(|id| crate::proxy::pipeline::stored_request_id(&policy, id));
+        let call = r
+            .body
+            .as_deref()
+            .and_then(|b| refused_call(&policy, b, CLIENT_NAME_BYTES));
+        let (tool_name, arguments, reason) = match call {
+            Some(c) => (
+                c.tool,
+                c.arguments,
+                match c.more {
+                    0 => reason,
+                    n => format!(
+                        "{reason} (the body held {n} more tools/call; the first is recorded)"
+                    ),
+                },
+            ),
+            None => (None, None, reason),
+        };
         let mut http = r.http.clone();
         http.status_code = Some(r.status.as_u16());
         let event = AuditEvent {
@@ -742,7 +759,7 @@ impl Gateway {
             timestamp,
             event_type: EventType::ToolFailure,
             user_id: r.user.unwrap_or("unauthenticated").to_string(),
-            tool_name: None,
+            tool_name,
             action: r
                 .method
                 .as_deref()
@@ -751,6 +768,7 @@ impl Gateway {
             result: Outcome::Refused,
             metadata: Metadata {
                 request_id,
+                arguments,
                 auth_method: r.auth_method.map(str::to_string),
                 failure_side: Some(Side::Client),
                 reason: Some(reason),
@@ -847,8 +865,51 @@ impl Refusal<'_> {
             method: None,
             request_id: None,
             http,
+            body: None,
         }
     }
+}
+
+/// The first `tools/call` of a refused body, as the trail may keep it.
+struct RefusedCall {
+    /// Its tool, protected like a call's (a name can carry anything) and cut to `max` bytes.
+    tool: Option<String>,
+    /// Its `arguments`, sensitive data replaced; `None` if absent, unreadable, or carrying
+    /// sensitive data that cannot be masked in place.
+    arguments: Option<Box<serde_json::value::RawValue>>,
+    /// How many other `tools/call` the body held (a batch).
+    more: usize,
+}
+
+/// Reads the `tools/call` a refused body holds (the first of a batch), so that the refusal
+/// says which tool with what, as a refused call's events do in the pipeline.
+fn refused_call(policy: &crate::policy::Policy, body: &[u8], max: usize) -> Option<RefusedCall> {
+    let messages: Vec<serde_json::Value> = match serde_json::from_slice(body).ok()? {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    let mut calls = messages
+        .into_iter()
+        .filter(|m| m.get("method").and_then(|v| v.as_str()) == Some("tools/call"));
+    let first = calls.next()?;
+    let more = calls.count();
+    let params = first.get("params");
+    let tool = params
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(|n| cut(&policy.protect_text(n), max).to_string());
+    let arguments = params.and_then(|p| p.get("arguments")).and_then(|a| {
+        let kept = match policy.protect(a) {
+            Some((protected, _)) => protected,
+            None => a.clone(),
+        };
+        serde_json::value::to_raw_value(&kept).ok()
+    });
+    Some(RefusedCall {
+        tool,
+        arguments,
+        more,
+    })
 }
 
 /// A refusal to record and answer.
@@ -862,6 +923,8 @@ struct Refusal<'a> {
     method: Option<String>,
     request_id: Option<RequestId>,
     http: HttpContext,
+    /// The request's body as one line, when it was read before the refusal.
+    body: Option<Bytes>,
 }
 
 /// Longest client-supplied name (an upstream in the path, a JSON-RPC method) a refusal event
@@ -1156,6 +1219,7 @@ async fn route(
         principal: &principal,
         http: ctx,
         headers: &headers,
+        body: std::sync::OnceLock::new(),
     };
     let max = gateway.config.gateway.max_connections_per_principal;
     if !conn.admit(&gateway.connections, &principal.user_id, max) {

@@ -19,6 +19,9 @@ pub(super) struct McpRequest<'a> {
     pub(super) principal: &'a Principal,
     pub(super) http: HttpContext,
     pub(super) headers: &'a HeaderMap,
+    /// The POST body as one line, once read: a refusal records the tool and arguments of
+    /// the `tools/call` it holds (protected), not only that a request was refused.
+    pub(super) body: std::sync::OnceLock<Bytes>,
 }
 
 /// What the gateway reads of a POST body before the pipeline does.
@@ -270,6 +273,7 @@ impl McpRequest<'_> {
                 method,
                 request_id: id,
                 http: self.http.clone(),
+                body: self.body.get().cloned(),
             })
             .await;
     }
@@ -523,6 +527,7 @@ impl McpRequest<'_> {
         // valid message the client did not send.
         let (line, break_in_string) = one_line(&bytes);
         let line = Bytes::from(line);
+        let _ = self.body.set(line.clone());
         let parsed = message::parse(&line);
         // JSON-RPC batches exist in MCP 2025-03-26 only (2024-11-05 had them too): a later
         // revision's client sending one is refused, as its server would refuse it.
