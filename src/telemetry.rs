@@ -148,10 +148,17 @@ pub fn mask_with(mask: Mask) {
 fn masked(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let mask = MASK.read().unwrap_or_else(|p| p.into_inner()).clone();
     match (mask, std::str::from_utf8(line)) {
-        (Some(mask), Ok(text)) => match mask(text) {
-            Some(out) => std::borrow::Cow::Owned(out.into_bytes()),
-            None => std::borrow::Cow::Borrowed(line),
-        },
+        // A panic in the mask must not end the writer thread (every later line lost): the
+        // line is then withheld, and a notice written in its place.
+        (Some(mask), Ok(text)) => {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mask(text))) {
+                Ok(Some(out)) => std::borrow::Cow::Owned(out.into_bytes()),
+                Ok(None) => std::borrow::Cow::Borrowed(line),
+                Err(_) => std::borrow::Cow::Borrowed(
+                    b"(a log line withheld: masking it failed)\n".as_slice(),
+                ),
+            }
+        }
         _ => std::borrow::Cow::Borrowed(line),
     }
 }

@@ -332,3 +332,45 @@ async fn a_2025_11_25_stream_is_primed_so_a_client_cut_before_any_message_can_re
     assert_eq!(status, 200, "{text}");
     assert!(!text.contains("data: \n"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_inside_a_refused_batch_releases_nothing() {
+    // Found by a review: the gateway released the POST waiting for a call named by a
+    // notifications/cancelled inside a batch the pipeline refused whole, so the call ran on
+    // while its client's stream ended with no answer.
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let mut resp = slow_call(
+        &url,
+        &session,
+        31,
+        600,
+        "application/json, text/event-stream",
+        None,
+    )
+    .await
+    .unwrap();
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"[{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":31}},[1]]"#,
+        &[("mcp-protocol-version", "2025-03-26")],
+    )
+    .await;
+    assert_ne!(status, 202, "the batch is refused whole: {text}");
+    let mut body = String::new();
+    while !body.contains(r#""id":31"#) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("the call's answer within 10 s")
+            .unwrap();
+        let Some(chunk) = chunk else { break };
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        body.contains(r#""id":31"#) && body.contains(r#""result""#),
+        "the call's stream ended without its answer: {body}"
+    );
+}

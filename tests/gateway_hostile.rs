@@ -680,6 +680,16 @@ async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_pr
         text.contains(CARD_ID),
         "the client gets its id back: {text}"
     );
+    // An upstream named in the path, and a method, are the client's text too.
+    let (status, _, text) = post(
+        &format!("{}/mcp/{KEY}", gw.url),
+        Some(ALICE_KEY),
+        None,
+        &format!(r#"{{"jsonrpc":"2.0","id":2,"method":"{KEY}"}}"#),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 404, "{text}");
     // A refused call's arguments are recorded as a call's are: protected.
     const ARG_CARD: &str = "5555555555554444";
     let call = format!(
@@ -698,8 +708,16 @@ async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_pr
         text.starts_with("card ") && !text.contains(ARG_CARD),
         "{refused_call:#}"
     );
-    let refusal = refusals(&gw, 404)
-        .pop()
+    let not_found = refusals(&gw, 404);
+    assert_eq!(not_found.len(), 2, "{not_found:#?}");
+    for r in &not_found {
+        for secret in [CARD_ID, KEY] {
+            assert!(!r.to_string().contains(secret), "{r:#}");
+        }
+    }
+    let refusal = not_found
+        .into_iter()
+        .find(|r| !r["metadata"]["request_id"].is_null())
         .unwrap_or_else(|| panic!("{:#?}", gw.events()));
     assert!(
         refusal["metadata"]["request_id"]

@@ -1250,10 +1250,11 @@ fn children_of_me() -> Vec<(i32, bool)> {
 pub fn reap_orphans() -> usize {
     use nix::sys::wait::{WaitPidFlag, waitpid};
     let servers = servers();
-    orphans(&servers)
+    // Children inherited across `exec` are reaped too once they exit (never signalled).
+    children_of_me()
         .into_iter()
-        .filter(|(_, exited)| *exited)
-        .filter(|(pid, _)| waitpid(*pid, Some(WaitPidFlag::WNOHANG)).is_ok())
+        .filter(|(pid, exited)| *exited && !servers.contains(pid))
+        .filter(|(pid, _)| waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)).is_ok())
         .count()
 }
 

@@ -643,10 +643,15 @@ fn tls_acceptor(
 impl Gateway {
     /// The MRTR rounds of `user`'s sessionless requests on `upstream`.
     fn rounds_of(&self, user: &str, upstream: &str) -> crate::proxy::pipeline::SharedRounds {
-        self.rounds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((user.to_string(), upstream.to_string()))
+        let mut all = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
+        // Principals come and go (JWT subjects): an entry no request holds and that remembers
+        // nothing is dropped.
+        if all.len() >= 64 {
+            all.retain(|_, r| {
+                Arc::strong_count(r) > 1 || !r.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+            });
+        }
+        all.entry((user.to_string(), upstream.to_string()))
             .or_default()
             .clone()
     }
@@ -727,10 +732,7 @@ impl Gateway {
         // The id and the reason (which may quote the client's text) are stored protected when
         // they hold a secret or a card number, as a call's are.
         let policy = self.policy.current();
-        let reason = match policy.guarded(&r.reason) {
-            true => policy.protect_text(&r.reason),
-            false => r.reason.clone(),
-        };
+        let reason = shown(&policy, &r.reason);
         let request_id = r
             .request_id
             .as_ref()
@@ -760,11 +762,11 @@ impl Gateway {
             event_type: EventType::ToolFailure,
             user_id: r.user.unwrap_or("unauthenticated").to_string(),
             tool_name,
-            action: r
-                .method
-                .as_deref()
-                .map_or("http", |m| cut(m, CLIENT_NAME_BYTES))
-                .to_string(),
+            // The method and the upstream come from the client (the body, the path): a
+            // secret there is stored protected too.
+            action: r.method.as_deref().map_or("http".to_string(), |m| {
+                cut(&shown(&policy, m), CLIENT_NAME_BYTES).to_string()
+            }),
             result: Outcome::Refused,
             metadata: Metadata {
                 request_id,
@@ -778,7 +780,7 @@ impl Gateway {
             risk_level: RiskLevel::Medium,
             compliance_tags: Vec::new(),
             session_id: r.session.unwrap_or("").to_string(),
-            upstream: cut(r.upstream, CLIENT_NAME_BYTES).to_string(),
+            upstream: cut(&shown(&policy, r.upstream), CLIENT_NAME_BYTES).to_string(),
             linked_event_id: None,
         };
         match self.audit.record(&event) {
@@ -867,6 +869,14 @@ impl Refusal<'_> {
             http,
             body: None,
         }
+    }
+}
+
+/// `text` as the trail may keep it: protected when it holds a secret or a card number.
+fn shown(policy: &crate::policy::Policy, text: &str) -> String {
+    match policy.guarded(text) {
+        true => policy.protect_text(text),
+        false => text.to_string(),
     }
 }
 

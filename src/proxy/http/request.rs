@@ -78,11 +78,12 @@ fn cancelled_ids(line: &[u8]) -> Vec<RequestId> {
     };
     match message::parse(line) {
         Ok(Parsed::Single(m)) => read(&m).into_iter().collect(),
-        Ok(Parsed::Batch(items)) => items
+        // A batch with a bad element is refused whole ([`feed`]): its cancels cancel nothing.
+        Ok(Parsed::Batch(items)) if items.iter().all(|i| i.message.is_ok()) => items
             .iter()
             .filter_map(|i| i.message.as_ref().ok().and_then(read))
             .collect(),
-        Err(_) => Vec::new(),
+        Ok(Parsed::Batch(_)) | Err(_) => Vec::new(),
     }
 }
 

@@ -172,6 +172,7 @@ impl Shared {
 
     /// Drops stream `id`; the calls whose responses no client heard on it are lost.
     fn remove(&mut self, id: u64) {
+        self.detached.retain(|d| *d != id);
         if let Some(stream) = self.streams.remove(&id) {
             stream.drop_into(&mut self.lost);
         }
@@ -308,8 +309,10 @@ impl Session {
                 st.owed = st.owed.saturating_sub(1);
                 if st.post && st.owed == 0 {
                     st.tx = None;
-                    sh.detached.retain(|d| *d != stream);
-                    sh.remove(stream);
+                    // Answers sent on it while its client was away stay for a resume.
+                    if st.unheard.is_empty() {
+                        sh.remove(stream);
+                    }
                 }
             }
         }

@@ -553,8 +553,9 @@ impl State {
 /// an upstream ([`Pipeline::with_rounds`]); elsewhere each pipeline has its own.
 #[derive(Debug, Default)]
 pub struct Rounds {
-    /// Rounds by their key ([`round_key`]), with the event that opened each, oldest first.
-    open: VecDeque<(String, EventId)>,
+    /// Rounds by their key ([`round_key`]), with the event that opened each and when,
+    /// oldest first; forgotten after [`ROUND_TTL`].
+    open: VecDeque<(String, EventId, Instant)>,
     /// The proxy's confirmation rounds by their `requestState`.
     confirming: HashMap<String, Round>,
     /// Their `requestState`s, oldest first.
@@ -564,17 +565,35 @@ pub struct Rounds {
 /// [`Rounds`] shared by the pipelines a retry may reach.
 pub type SharedRounds = Arc<Mutex<Rounds>>;
 
+/// How long a round is remembered for its retry's `retry_of` link: an MRTR retry follows its
+/// round within seconds or minutes; a shared [`Rounds`] must not keep every round for the
+/// life of the gateway.
+const ROUND_TTL: Duration = Duration::from_secs(3600);
+
 impl Rounds {
     fn remember(&mut self, key: String, id: EventId) {
+        let now = Instant::now();
+        while self
+            .open
+            .front()
+            .is_some_and(|(_, _, at)| now.duration_since(*at) > ROUND_TTL)
+        {
+            self.open.pop_front();
+        }
         if self.open.len() >= MAX_OPEN_ROUNDS {
             self.open.pop_front();
         }
-        self.open.push_back((key, id));
+        self.open.push_back((key, id, now));
     }
 
     fn take(&mut self, key: &str) -> Option<EventId> {
-        let at = self.open.iter().rposition(|(k, _)| k == key)?;
-        self.open.remove(at).map(|(_, id)| id)
+        let at = self.open.iter().rposition(|(k, _, _)| k == key)?;
+        self.open.remove(at).map(|(_, id, _)| id)
+    }
+
+    /// Nothing is remembered: no round to answer, none to link.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty() && self.confirming.is_empty()
     }
 }
 

@@ -629,20 +629,24 @@ impl Pipeline {
     /// flight ends `refused` (side `upstream`), another request gets an error; `None` if `id`
     /// answers nothing in flight.
     pub(super) fn fail_answered(&self, id: &RequestId, reason: &str) -> Option<Outbound> {
-        let answered = self.state().answered(id)?;
-        match answered {
-            Answered::Call(call) => {
-                let reply = self.fail_with_reply(
-                    &call,
-                    Outcome::Refused,
-                    INTERNAL_ERROR,
-                    reason.to_string(),
-                );
-                // A server that did get it may still answer: that answer is recorded, not
-                // forwarded as an answer to no request.
-                self.state().end_early(call, EndedEarly::Failed);
-                Some(reply)
+        let answered = {
+            let mut st = self.state();
+            let answered = st.answered(id)?;
+            // A server that did get it may still answer: that answer is recorded, not
+            // forwarded as an answer to no request. Marked in the same critical section, so
+            // no answer finds the call in neither place.
+            if let Answered::Call(call) = &answered {
+                st.end_early(call.clone(), EndedEarly::Failed);
             }
+            answered
+        };
+        match answered {
+            Answered::Call(call) => Some(self.fail_with_reply(
+                &call,
+                Outcome::Refused,
+                INTERNAL_ERROR,
+                reason.to_string(),
+            )),
             // The call's real outcome never reached the client: its second end says so.
             Answered::Pending(Pending::TaskResult(call)) => {
                 let event = self.failure_event(
