@@ -97,6 +97,36 @@ async fn first_event_id(resp: &mut reqwest::Response) -> String {
     }
 }
 
+/// Resumes a cut stream of `session` after event `last` (GET with `Last-Event-ID`).
+async fn resume(url: &str, session: &str, last: &str) -> reqwest::Response {
+    let resumed = http()
+        .get(url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .header("last-event-id", last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 200);
+    resumed
+}
+
+/// Reads `resp` until `needle` shows (or the stream ends); what it read.
+async fn read_until(resp: &mut reqwest::Response, needle: &str) -> String {
+    let mut body = String::new();
+    while !body.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("more of the stream within 10 s")
+            .unwrap();
+        let Some(chunk) = chunk else { break };
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    body
+}
+
 async fn delete(url: &str, session: &str) {
     let resp = http()
         .delete(url)
@@ -186,26 +216,8 @@ async fn an_sse_answer_cut_and_never_resumed_is_lost_when_the_session_ends_and_a
         );
     }
 
-    let mut resumed = http()
-        .get(&url)
-        .header("accept", "text/event-stream")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("last-event-id", &resume_from)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resumed.status().as_u16(), 200);
-    let mut body = String::new();
-    while !body.contains(r#""id":8"#) {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resumed.chunk())
-            .await
-            .expect("the replayed answer within 10 s")
-            .unwrap();
-        let Some(chunk) = chunk else { break };
-        body.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
+    let mut resumed = resume(&url, &session, &resume_from).await;
+    let body = read_until(&mut resumed, r#""id":8"#).await;
     assert!(body.contains(r#""result""#), "{body}");
 
     delete(&url, &session).await;
@@ -298,26 +310,8 @@ async fn a_2025_11_25_stream_is_primed_so_a_client_cut_before_any_message_can_re
         .unwrap_or_else(|| panic!("not a priming event: {text:?}"));
     drop(resp);
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let mut resumed = http()
-        .get(&url)
-        .header("accept", "text/event-stream")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("last-event-id", primed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resumed.status().as_u16(), 200);
-    let mut body = String::new();
-    while !body.contains(r#""id":21"#) {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resumed.chunk())
-            .await
-            .expect("the replayed answer within 10 s")
-            .unwrap();
-        let Some(chunk) = chunk else { break };
-        body.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
+    let mut resumed = resume(&url, &session, primed).await;
+    let body = read_until(&mut resumed, r#""id":21"#).await;
     assert!(body.contains(r#""result""#), "{body}");
 
     // Earlier revisions get no priming event: their clients may parse every data field.
@@ -360,15 +354,7 @@ async fn a_cancel_inside_a_refused_batch_releases_nothing() {
     )
     .await;
     assert_ne!(status, 202, "the batch is refused whole: {text}");
-    let mut body = String::new();
-    while !body.contains(r#""id":31"#) {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
-            .await
-            .expect("the call's answer within 10 s")
-            .unwrap();
-        let Some(chunk) = chunk else { break };
-        body.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
+    let body = read_until(&mut resp, r#""id":31"#).await;
     assert!(
         body.contains(r#""id":31"#) && body.contains(r#""result""#),
         "the call's stream ended without its answer: {body}"
