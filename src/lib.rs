@@ -37,7 +37,9 @@
 //!                     refuse.rs (answers and events in place of forwarding), confirm.rs
 //!                     (held calls), ends.rs (a call's end and its events), batch.rs
 //!                     (client and server batches), tools.rs (tools/list pins and
-//!                     filtering), reload.rs (policy reloads)
+//!                     filtering), reload.rs (policy reloads), rounds.rs (MRTR rounds,
+//!                     shared by a principal's sessionless gateway requests), recent.rs
+//!                     (ids remembered after their request ended)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
 //!                     principal: a lease stands where a child's pipes would, ids remapped to
 //!                     the child's and restored for the client (remap.rs: the byte edits)

@@ -45,20 +45,23 @@ use crate::policy::{self, CallInput, Decision, History, Policy, PolicyCell};
 mod batch;
 mod confirm;
 mod ends;
+mod recent;
 mod refuse;
 mod reload;
+mod rounds;
 mod tools;
 
 use confirm::*;
 pub(crate) use ends::stored_request_id;
 use ends::*;
+use recent::{Recent, twin};
+use rounds::{Round, round_key};
+pub use rounds::{Rounds, SharedRounds};
 
 /// The `tools/call` method, the one the proxy audits.
 pub const TOOLS_CALL: &str = "tools/call";
 /// The JSON-RPC error code of a call the policy blocked (stable: clients may match on it).
 pub const POLICY_BLOCKED: i64 = -32010;
-/// MRTR states remembered per session for linking retries (oldest forgotten first).
-const MAX_OPEN_ROUNDS: usize = 1024;
 /// Calls that ended before the server answered, remembered for their late answers.
 const MAX_ENDED: usize = 1024;
 /// Tool names (and their annotations) learnt from a session's `tools/list` answers, at most.
@@ -304,18 +307,6 @@ const CONFIRM_PREFIX: &str = "mcp-audit-proxy.confirm.";
 /// The `inputRequests` key of the proxy's confirmation in a 2026-07-28 input_required round.
 const CONFIRM_KEY: &str = "mcp-audit-proxy.confirm";
 
-/// A 2026-07-28 confirmation round the proxy opened, waiting for the client's retry.
-#[derive(Debug)]
-struct Round {
-    tool: String,
-    hash: String,
-    deadline: Instant,
-    /// The server's own `requestState` and `inputResponses` the call carried, restored when
-    /// the confirmed retry is forwarded.
-    server_state: Option<String>,
-    server_responses: Option<String>,
-}
-
 /// What the caller of `client_message` sends in place of the client's request.
 #[derive(Debug)]
 enum Instead {
@@ -391,62 +382,6 @@ struct State {
     /// one of their ids is forged or confused, and is dropped. The oldest forgotten past
     /// [`MAX_ENDED`].
     withheld: Recent<()>,
-}
-
-/// Ids remembered for a while with a value, oldest first, at most [`MAX_ENDED`].
-#[derive(Debug)]
-struct Recent<V> {
-    map: HashMap<RequestId, V>,
-    order: VecDeque<RequestId>,
-}
-
-impl<V> Default for Recent<V> {
-    fn default() -> Self {
-        Recent {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-}
-
-impl<V> Recent<V> {
-    fn insert(&mut self, id: RequestId, value: V) {
-        if let Some(slot) = self.map.get_mut(&id) {
-            *slot = value;
-            return;
-        }
-        if self.order.len() >= MAX_ENDED
-            && let Some(old) = self.order.pop_front()
-        {
-            self.map.remove(&old);
-        }
-        self.order.push_back(id.clone());
-        self.map.insert(id, value);
-    }
-
-    fn remove(&mut self, id: &RequestId) -> Option<V> {
-        let value = self.map.remove(id)?;
-        self.order.retain(|o| o != id);
-        Some(value)
-    }
-
-    fn contains(&self, id: &RequestId) -> bool {
-        self.map.contains_key(id)
-    }
-
-    fn ids(&self) -> impl Iterator<Item = &RequestId> {
-        self.map.keys()
-    }
-}
-
-/// The one id among `waiting` that is the same number as `id` read as a double, as JavaScript
-/// and Python read JSON numbers (a server may write `9007199254740993` back as
-/// `9007199254740992`); `None` if there is none, or more than one.
-fn twin<'a>(waiting: impl Iterator<Item = &'a RequestId>, id: &RequestId) -> Option<RequestId> {
-    let x = id.as_f64()?;
-    let mut same = waiting.filter(|k| k.as_f64() == Some(x));
-    let one = same.next()?;
-    same.next().is_none().then(|| one.clone())
 }
 
 /// What a server response answers.
@@ -542,73 +477,6 @@ impl State {
                 let era = v.as_deref().map(Era::of_version).unwrap_or_default();
                 (v, era)
             }
-        }
-    }
-}
-
-/// The 2026-07-28 multi-round-trip rounds (MRTR) a client may answer with a retry: the
-/// servers' input_required results (to link the retry to the round, `retry_of`) and the
-/// proxy's own confirmation rounds. A retry need not come on the connection that got the
-/// round: the gateway shares one of these across the sessionless requests of a principal on
-/// an upstream ([`Pipeline::with_rounds`]); elsewhere each pipeline has its own.
-#[derive(Debug, Default)]
-pub struct Rounds {
-    /// Rounds by their key ([`round_key`]), with the event that opened each and when,
-    /// oldest first; forgotten after [`ROUND_TTL`].
-    open: VecDeque<(String, EventId, Instant)>,
-    /// The proxy's confirmation rounds by their `requestState`.
-    confirming: HashMap<String, Round>,
-    /// Their `requestState`s, oldest first.
-    order: VecDeque<String>,
-}
-
-/// [`Rounds`] shared by the pipelines a retry may reach.
-pub type SharedRounds = Arc<Mutex<Rounds>>;
-
-/// How long a round is remembered for its retry's `retry_of` link: an MRTR retry follows its
-/// round within seconds or minutes; a shared [`Rounds`] must not keep every round for the
-/// life of the gateway.
-const ROUND_TTL: Duration = Duration::from_secs(3600);
-
-impl Rounds {
-    fn remember(&mut self, key: String, id: EventId) {
-        let now = Instant::now();
-        while self
-            .open
-            .front()
-            .is_some_and(|(_, _, at)| now.duration_since(*at) > ROUND_TTL)
-        {
-            self.open.pop_front();
-        }
-        if self.open.len() >= MAX_OPEN_ROUNDS {
-            self.open.pop_front();
-        }
-        self.open.push_back((key, id, now));
-    }
-
-    fn take(&mut self, key: &str) -> Option<EventId> {
-        let at = self.open.iter().rposition(|(k, _, _)| k == key)?;
-        self.open.remove(at).map(|(_, id, _)| id)
-    }
-
-    /// Nothing is remembered: no round to answer, none to link.
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty() && self.confirming.is_empty()
-    }
-}
-
-/// How an MRTR retry finds the round it answers.
-fn round_key(
-    tool: &str,
-    request_state: Option<&str>,
-    keys: impl Iterator<Item = String>,
-) -> String {
-    match request_state {
-        Some(state) => format!("state:{state}"),
-        None => {
-            let mut keys: Vec<String> = keys.collect();
-            keys.sort();
-            format!("tool:{tool}|{}", keys.join(","))
         }
     }
 }
@@ -1510,8 +1378,7 @@ impl Pipeline {
                     _ => None,
                 })
                 .collect();
-            tasks.extend(st.cancelled.map.drain().filter_map(|(_, c)| c.map(|c| *c)));
-            st.cancelled.order.clear();
+            tasks.extend(st.cancelled.drain().flatten().map(|c| *c));
             let held: Vec<Call> = st.awaiting.drain().map(|(_, a)| a.call).collect();
             let confirming: Vec<Call> = st.confirming.drain().map(|(_, (c, _))| c).collect();
             st.calls

@@ -1,0 +1,72 @@
+//! Request ids remembered after their request ended, and ids matched as JavaScript and
+//! Python read numbers: what lets a late, forged or rewritten answer be told apart.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::MAX_ENDED;
+use crate::jsonrpc::RequestId;
+
+/// Ids remembered for a while with a value, oldest first, at most [`super::MAX_ENDED`].
+#[derive(Debug)]
+pub(super) struct Recent<V> {
+    map: HashMap<RequestId, V>,
+    order: VecDeque<RequestId>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<V> Recent<V> {
+    pub(super) fn insert(&mut self, id: RequestId, value: V) {
+        if let Some(slot) = self.map.get_mut(&id) {
+            *slot = value;
+            return;
+        }
+        if self.order.len() >= MAX_ENDED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.map.remove(&old);
+        }
+        self.order.push_back(id.clone());
+        self.map.insert(id, value);
+    }
+
+    pub(super) fn remove(&mut self, id: &RequestId) -> Option<V> {
+        let value = self.map.remove(id)?;
+        self.order.retain(|o| o != id);
+        Some(value)
+    }
+
+    pub(super) fn contains(&self, id: &RequestId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    pub(super) fn ids(&self) -> impl Iterator<Item = &RequestId> {
+        self.map.keys()
+    }
+
+    /// Takes every value out, forgetting every id.
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
+        self.order.clear();
+        self.map.drain().map(|(_, v)| v)
+    }
+}
+
+/// The one id among `waiting` that is the same number as `id` read as a double, as JavaScript
+/// and Python read JSON numbers (a server may write `9007199254740993` back as
+/// `9007199254740992`); `None` if there is none, or more than one.
+pub(super) fn twin<'a>(
+    waiting: impl Iterator<Item = &'a RequestId>,
+    id: &RequestId,
+) -> Option<RequestId> {
+    let x = id.as_f64()?;
+    let mut same = waiting.filter(|k| k.as_f64() == Some(x));
+    let one = same.next()?;
+    same.next().is_none().then(|| one.clone())
+}

@@ -1,0 +1,93 @@
+//! MRTR rounds (MCP 2026-07-28 multi-round-trip requests): the servers' `input_required`
+//! results, remembered to link a retry to the round it answers (`retry_of`), and the proxy's
+//! own confirmation rounds, whose retry carries the person's answer. A retry need not reach
+//! the pipeline that opened its round: the gateway shares one [`Rounds`] across the
+//! sessionless requests of a principal on an upstream.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::audit::event::EventId;
+
+/// MRTR states remembered per session for linking retries (oldest forgotten first).
+const MAX_OPEN_ROUNDS: usize = 1024;
+
+/// A 2026-07-28 confirmation round the proxy opened, waiting for the client's retry.
+#[derive(Debug)]
+pub(super) struct Round {
+    pub(super) tool: String,
+    pub(super) hash: String,
+    pub(super) deadline: Instant,
+    /// The server's own `requestState` and `inputResponses` the call carried, restored when
+    /// the confirmed retry is forwarded.
+    pub(super) server_state: Option<String>,
+    pub(super) server_responses: Option<String>,
+}
+
+/// The 2026-07-28 multi-round-trip rounds (MRTR) a client may answer with a retry: the
+/// servers' input_required results (to link the retry to the round, `retry_of`) and the
+/// proxy's own confirmation rounds. A retry need not come on the connection that got the
+/// round: the gateway shares one of these across the sessionless requests of a principal on
+/// an upstream ([`super::Pipeline::with_rounds`]); elsewhere each pipeline has its own.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    /// Rounds by their key ([`round_key`]), with the event that opened each and when,
+    /// oldest first; forgotten after [`ROUND_TTL`].
+    open: VecDeque<(String, EventId, Instant)>,
+    /// The proxy's confirmation rounds by their `requestState`.
+    pub(super) confirming: HashMap<String, Round>,
+    /// Their `requestState`s, oldest first.
+    pub(super) order: VecDeque<String>,
+}
+
+/// [`Rounds`] shared by the pipelines a retry may reach.
+pub type SharedRounds = Arc<Mutex<Rounds>>;
+
+/// How long a round is remembered for its retry's `retry_of` link: an MRTR retry follows its
+/// round within seconds or minutes; a shared [`Rounds`] must not keep every round for the
+/// life of the gateway.
+const ROUND_TTL: Duration = Duration::from_secs(3600);
+
+impl Rounds {
+    pub(super) fn remember(&mut self, key: String, id: EventId) {
+        let now = Instant::now();
+        while self
+            .open
+            .front()
+            .is_some_and(|(_, _, at)| now.duration_since(*at) > ROUND_TTL)
+        {
+            self.open.pop_front();
+        }
+        if self.open.len() >= MAX_OPEN_ROUNDS {
+            self.open.pop_front();
+        }
+        self.open.push_back((key, id, now));
+    }
+
+    pub(super) fn take(&mut self, key: &str) -> Option<EventId> {
+        let at = self.open.iter().rposition(|(k, _, _)| k == key)?;
+        self.open.remove(at).map(|(_, id, _)| id)
+    }
+
+    /// Nothing is remembered: no round to answer, none to link.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty() && self.confirming.is_empty()
+    }
+}
+
+/// How an MRTR retry finds the round it answers.
+pub(super) fn round_key(
+    tool: &str,
+    request_state: Option<&str>,
+    keys: impl Iterator<Item = String>,
+) -> String {
+    match request_state {
+        Some(state) => format!("state:{state}"),
+        None => {
+            let mut keys: Vec<String> = keys.collect();
+            keys.sort();
+            format!("tool:{tool}|{}", keys.join(","))
+        }
+    }
+}
