@@ -142,6 +142,11 @@ async fn what_the_server_started_in_a_session_of_its_own_ends_too() {
                 .collect();
             fields[3].to_string()
         };
+        // `$!` is known before `setsid` has made its session: on a loaded machine, wait.
+        let started = std::time::Instant::now();
+        while sid(pid) != pid.to_string() && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(
             sid(pid),
             pid.to_string(),
