@@ -25,6 +25,7 @@ pub(super) struct McpRequest<'a> {
 }
 
 /// What the gateway reads of a POST body before the pipeline does.
+#[derive(Default)]
 struct Inspected {
     initialize: bool,
     /// How many `tools/call` requests.
@@ -33,15 +34,13 @@ struct Inspected {
     ids: Vec<RequestId>,
     /// The first method named, for refusal events.
     method: Option<String>,
+    /// The requests its `notifications/cancelled` name, read as the pipeline reads them (one
+    /// it refuses names none; so does every cancel in a batch it refuses whole, [`feed`]).
+    cancelled: Vec<RequestId>,
 }
 
 fn inspect(parsed: &Parsed<'_>) -> Inspected {
-    let mut out = Inspected {
-        initialize: false,
-        calls: 0,
-        ids: Vec::new(),
-        method: None,
-    };
+    let mut out = Inspected::default();
     let mut see = |m: &Message<'_>| match m {
         Message::Request { id, method, .. } => {
             out.initialize |= method == "initialize";
@@ -49,42 +48,29 @@ fn inspect(parsed: &Parsed<'_>) -> Inspected {
             out.ids.push(id.clone());
             out.method.get_or_insert_with(|| method.to_string());
         }
-        Message::Notification { method, .. } => {
+        Message::Notification { method, params } => {
             out.method.get_or_insert_with(|| method.to_string());
+            if method == "notifications/cancelled"
+                && let Ok(Some(c)) = crate::mcp::CancelledParams::read(*params)
+            {
+                out.cancelled.push(c.request_id);
+            }
         }
         Message::Response { .. } => {}
     };
     match parsed {
         Parsed::Single(m) => see(m),
-        Parsed::Batch(items) => items
-            .iter()
-            .filter_map(|i| i.message.as_ref().ok())
-            .for_each(&mut see),
+        Parsed::Batch(items) => {
+            items
+                .iter()
+                .filter_map(|i| i.message.as_ref().ok())
+                .for_each(&mut see);
+            if items.iter().any(|i| i.message.is_err()) {
+                out.cancelled.clear();
+            }
+        }
     }
     out
-}
-
-/// The requests a body's `notifications/cancelled` name, read as the pipeline reads them
-/// (one it refuses names none).
-fn cancelled_ids(line: &[u8]) -> Vec<RequestId> {
-    let read = |m: &Message<'_>| match m {
-        Message::Notification { method, params } if method == "notifications/cancelled" => {
-            crate::mcp::CancelledParams::read(*params)
-                .ok()
-                .flatten()
-                .map(|c| c.request_id)
-        }
-        _ => None,
-    };
-    match message::parse(line) {
-        Ok(Parsed::Single(m)) => read(&m).into_iter().collect(),
-        // A batch with a bad element is refused whole ([`feed`]): its cancels cancel nothing.
-        Ok(Parsed::Batch(items)) if items.iter().all(|i| i.message.is_ok()) => items
-            .iter()
-            .filter_map(|i| i.message.as_ref().ok().and_then(read))
-            .collect(),
-        Ok(Parsed::Batch(_)) | Err(_) => Vec::new(),
-    }
 }
 
 /// Feeds a POST body to the pipeline. A 2025-03-26 batch is fed element by element: over
@@ -556,12 +542,7 @@ impl McpRequest<'_> {
         }
         let seen = match &parsed {
             Ok(p) => inspect(p),
-            Err(_) => Inspected {
-                initialize: false,
-                calls: 0,
-                ids: Vec::new(),
-                method: None,
-            },
+            Err(_) => Inspected::default(),
         };
         drop(parsed);
         if let Some(at) = break_in_string {
@@ -805,11 +786,10 @@ impl McpRequest<'_> {
         {
             waits = Some((stream, learn_params(rx, params.clone())));
         }
-        let cancelled = cancelled_ids(&line);
         let route = feed(&session.pipeline, line, &self.http);
         let sent = forwarded(&route);
-        if !cancelled.is_empty() {
-            session.release(&cancelled);
+        if !seen.cancelled.is_empty() {
+            session.release(&seen.cancelled);
         }
         let Some((stream, rx)) = waits else {
             // Nothing to wait for by id (notifications, responses, a body the pipeline
