@@ -341,8 +341,12 @@ pub fn start(settings: Settings, sink: &AuditSink) -> Result<Option<AlertStage>,
         Some(w) => Some(webhook::Webhook::start(w.clone(), stats.clone())?),
         None => None,
     };
+    // The history is read up to this instant, taken before the tap is set: what is recorded
+    // later reaches the stage through the tap, so it is never learnt as history first (the
+    // thread may start long after this on a loaded machine).
+    let started = SystemTime::now();
     sink.set_alert_tap(tap);
-    let thread = spawn(settings, sink.clone(), rx, stats.clone(), hook)?;
+    let thread = spawn(settings, sink.clone(), rx, stats.clone(), hook, started)?;
     Ok(Some(AlertStage {
         tx,
         thread: Some(thread),
@@ -350,18 +354,20 @@ pub fn start(settings: Settings, sink: &AuditSink) -> Result<Option<AlertStage>,
     }))
 }
 
-/// Runs the stage on `rx` (from [`channel`]) on a thread of its own.
+/// Runs the stage on `rx` (from [`channel`]) on a thread of its own; its history is what the
+/// store holds from before `started` (the moment the tap began feeding `rx`).
 pub fn spawn(
     settings: Settings,
     sink: AuditSink,
     rx: Receiver<Input>,
     stats: Arc<AlertStats>,
     hook: Option<webhook::Webhook>,
+    started: SystemTime,
 ) -> Result<JoinHandle<()>, AlertError> {
     std::thread::Builder::new()
         .name("alerts".into())
         .spawn(move || {
-            let mut stage = Stage::new(settings, sink, stats, hook);
+            let mut stage = Stage::new(settings, sink, stats, hook, started);
             stage.warm_up();
             stage.run(rx);
         })
@@ -383,7 +389,14 @@ pub fn start_on(
         Some(w) => Some(webhook::Webhook::start(w.clone(), stats.clone())?),
         None => None,
     };
-    let thread = spawn(settings, sink.clone(), rx, stats.clone(), hook)?;
+    let thread = spawn(
+        settings,
+        sink.clone(),
+        rx,
+        stats.clone(),
+        hook,
+        SystemTime::now(),
+    )?;
     Ok(AlertStage {
         tx: tap_tx,
         thread: Some(thread),
@@ -415,6 +428,7 @@ impl Stage {
         sink: AuditSink,
         stats: Arc<AlertStats>,
         hook: Option<webhook::Webhook>,
+        started: SystemTime,
     ) -> Stage {
         let a = &settings.alerts;
         Stage {
@@ -430,7 +444,7 @@ impl Stage {
             ids: EventIds::default(),
             reported: 0,
             logged: (0, std::time::Instant::now()),
-            started: SystemTime::now(),
+            started,
         }
     }
 
