@@ -811,3 +811,74 @@ async fn an_absolute_form_target_naming_a_foreign_host_is_refused() {
     let answer = read_answer(&mut s, Duration::from_secs(10));
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// POSTs raw `body` bytes in `session` (none: no session header) with the usual MCP headers;
+/// status and body text, or an error when no answer came within 10 s.
+async fn post_bytes(
+    url: &str,
+    session: Option<&str>,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    let mut req = http()
+        .post(url)
+        .timeout(Duration::from_secs(10))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .body(body.to_vec());
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await.map_err(|e| e.to_string())?))
+}
+
+/// A body with a byte that is not UTF-8 inside a string the strict parse skips (a ping's
+/// params) reached the server, which dropped it: the POST waited for ever. Such a body is not
+/// JSON (RFC 8259 §8.1): it is refused with -32700 naming its id, as the wrapper refuses the
+/// line, and the `tools/call` it names is recorded refused, also when refused for another
+/// reason first (no session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_utf8_is_refused_at_once_and_its_call_recorded() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let ping = b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\",\"params\":{\"x\":\"\xff\"}}";
+    let (status, text) = post_bytes(&url, Some(&session), ping)
+        .await
+        .expect("the ping is answered at once");
+    let answer = &messages(&text)[0];
+    assert_eq!(answer["id"], 7, "{status} {text}");
+    assert_eq!(answer["error"]["code"], -32700, "{status} {text}");
+    let call = b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"\xc3(\"}}}";
+    let (status, text) = post_bytes(&url, Some(&session), call).await.unwrap();
+    let answer = &messages(&text)[0];
+    assert_eq!(answer["id"], 8, "{status} {text}");
+    assert_eq!(answer["error"]["code"], -32700, "{status} {text}");
+    let (status, text) = post_bytes(&url, None, call).await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    // The session still works.
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ok"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let events = gw.events();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "echo" && e["result"] == "refused")
+        .collect();
+    // A refused pair in the session, and the sessionless refusal.
+    assert_eq!(refused.len(), 3, "{events:#?}");
+    let ran = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access" && e["result"] != "refused")
+        .count();
+    assert_eq!(ran, 1, "only the valid call ran: {events:#?}");
+}

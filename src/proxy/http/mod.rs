@@ -894,7 +894,12 @@ struct RefusedCall {
 /// Reads the `tools/call` a refused body holds (the first of a batch), so that the refusal
 /// says which tool with what, as a refused call's events do in the pipeline.
 fn refused_call(policy: &crate::policy::Policy, body: &[u8], max: usize) -> Option<RefusedCall> {
-    let messages: Vec<serde_json::Value> = match serde_json::from_slice(body).ok()? {
+    // A body that is not UTF-8 is read as a lenient server would read it (U+FFFD for each
+    // bad sequence), so the call it names is still recorded.
+    let value = serde_json::from_slice(body)
+        .or_else(|_| serde_json::from_str(&String::from_utf8_lossy(body)))
+        .ok()?;
+    let messages: Vec<serde_json::Value> = match value {
         serde_json::Value::Array(items) => items,
         one => vec![one],
     };

@@ -81,7 +81,19 @@ fn inspect(parsed: &Parsed<'_>) -> Inspected {
 /// A batch with an element that is not a message (a nested array, a number) goes to the
 /// pipeline whole, which refuses and records it whole as on stdio: taken apart, a nested
 /// array would reach the server as a batch of its own that the client never sent.
+///
+/// A body that is not UTF-8 is not JSON (RFC 8259 §8.1) and is refused with `-32700` as the
+/// wrapper refuses such a line, every `tools/call` a lenient server could read in it recorded:
+/// the strict parse skips the contents of strings it does not read, so such a body could
+/// otherwise reach a server that drops it, and the POST would wait for an answer for ever.
 fn feed(pipeline: &Pipeline, line: Bytes, http: &HttpContext) -> Route {
+    if let Err(e) = std::str::from_utf8(&line) {
+        let invalid = crate::jsonrpc::FrameError::InvalidUtf8 {
+            offset: e.valid_up_to(),
+            line,
+        };
+        return pipeline.refuse_frame_at(&invalid, Box::new(http.clone()));
+    }
     let elements: Option<Vec<Bytes>> = match message::parse(&line) {
         Ok(Parsed::Batch(items))
             if !items.is_empty() && items.iter().all(|i| i.message.is_ok()) =>

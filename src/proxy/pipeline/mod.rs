@@ -570,9 +570,27 @@ impl Pipeline {
         line: Bytes,
         http: Box<crate::audit::event::HttpContext>,
     ) -> Route {
+        self.with_request_http(http, || self.from_client(line))
+    }
+
+    /// [`Pipeline::client_frame_error`] for a request that came over HTTP with `http`.
+    pub fn refuse_frame_at(
+        &self,
+        e: &FrameError,
+        http: Box<crate::audit::event::HttpContext>,
+    ) -> Route {
+        self.with_request_http(http, || self.client_frame_error(e))
+    }
+
+    /// Runs `route` with `http` as the context of the request being fed.
+    fn with_request_http(
+        &self,
+        http: Box<crate::audit::event::HttpContext>,
+        route: impl FnOnce() -> Route,
+    ) -> Route {
         let _one_at_a_time = self.feeding.lock().unwrap_or_else(|p| p.into_inner());
         *self.request_http.lock().unwrap_or_else(|p| p.into_inner()) = Some(http);
-        let route = self.from_client(line);
+        let route = route();
         *self.request_http.lock().unwrap_or_else(|p| p.into_inner()) = None;
         route
     }
