@@ -109,7 +109,7 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
         }
         false => (None, None),
     };
-    let (sink, threads, lock) = start_audit(config, os_user(), "*".into(), requests)?;
+    let (sink, threads, lock) = start_audit(config, os_user(), "*".into(), requests, true)?;
     let alerts = start_alerts(config, &sink, None)?;
     // What the sessions' servers start in sessions of their own comes back here: reaped as it
     // exits, ended at exit.
@@ -242,15 +242,18 @@ pub fn os_user() -> String {
 
 /// Opens the store (a journal of this process's own; the index if free) and starts the audit
 /// writer and indexer threads; keep the lock until they have finished. The writer's own
-/// events (store budget, outages) name `user_id` and `upstream`.
+/// events (store budget, outages) name `user_id` and `upstream`. With `settle` (the proxy
+/// modes), the calls stopped proxies left open are ended ([`crate::audit::settle`]).
 pub(crate) fn start_audit(
     config: &Config,
     user_id: String,
     upstream: String,
     retention: Option<std::sync::mpsc::Receiver<store::retention::Request>>,
+    settle: bool,
 ) -> Result<(writer::AuditSink, writer::WriterThreads, store::StoreLock), ModeError> {
     let store = Store::open_journal(&config.audit.store_dir, config.audit.segment_bytes)?;
     let (mut journal, mut keeper, lock) = store.into_parts(&config.audit.store_dir);
+    let own = store::journals::id_of(journal.dir());
     if config.audit.encrypt_personal_data {
         journal.encrypt_personal_data(&config.audit.store_dir);
     }
@@ -284,6 +287,16 @@ pub(crate) fn start_audit(
         source,
     })?;
     let sink = sink.with_max_stored(config.audit.max_stored_argument_bytes);
+    // A proxy (not a one-shot command) ends the calls that killed or crashed proxies left
+    // open, in its own journal, off the message path.
+    if settle {
+        crate::audit::settle::start(config.audit.store_dir.clone(), own, sink.clone()).map_err(
+            |source| ModeError::Start {
+                what: "the audit settler",
+                source,
+            },
+        )?;
+    }
     Ok((sink, threads, lock))
 }
 
@@ -318,8 +331,13 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     }
     config.policy.ready().map_err(ModeError::PolicyNotReady)?;
     let user = stdio_user(args, config);
-    let (sink, threads, lock) =
-        start_audit(config, user.clone(), config.upstream.name.clone(), None)?;
+    let (sink, threads, lock) = start_audit(
+        config,
+        user.clone(),
+        config.upstream.name.clone(),
+        None,
+        true,
+    )?;
     let alerts = start_alerts(config, &sink, Some(user.clone()))?;
     // Before the server starts: what it starts in a session of its own comes back here.
     stdio::adopt_orphans();

@@ -74,7 +74,9 @@
 //!                     (each event prepared alone: personal fields sealed from the event, a
 //!                     damaged user key failing that user's events only; outages:
 //!                     on_store_failure, recovery, the size budget),
-//!                     bound.rs (stored arguments and error texts capped, cuts hashed)
+//!                     bound.rs (stored arguments and error texts capped, cuts hashed),
+//!                     settle.rs (at start, off the message path: the calls killed or
+//!                     crashed proxies left open are ended in this process's journal)
 //! store/              journal.rs (durable record, CRC'd segments), journals.rs (one
 //!                     journal per writing process), index.rs (sled: references into the
 //!                     journals by id, posting lists by eight fields, links), query.rs
@@ -87,6 +89,8 @@
 //!                     checkpoints, index), export.rs (a verifiable time range in one file),
 //!                     marker.rs (store.json: a store, of which layout; bad folders refused),
 //!                     usage.rs (bytes by part, for store status, the budget, /metrics)
+//!                     settle.rs (a stopped journal's open calls, read once under its LOCK;
+//!                     SETTLING / SETTLED)
 //!                     retention.rs (expired events removed: purge statements, segments
 //!                     removed or rewritten, index entries dropped)
 //!                     personal.rs (personal fields sealed per user; keys; erasure)

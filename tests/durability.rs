@@ -484,3 +484,185 @@ async fn a_second_proxy_runs_beside_the_first_and_queries_read_the_journals() {
     assert_eq!(ids.len(), 2, "a journal per process");
     assert_eq!(store.events(), events, "the index gives the same events");
 }
+
+/// A SIGKILLed wrapper leaves its calls in flight with an access event and no end: nothing in
+/// the trail said what became of them. The next proxy to start on the store ends each once,
+/// in its own journal (`shutdown`, the cause in words, the outcome unknown), and marks the
+/// stopped journal settled; a third start adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_left_open_by_a_killed_wrapper_are_ended_once_at_the_next_start() {
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.initialize().await;
+    for id in 0..3 {
+        c.send(&call_line(
+            json!(id),
+            "slow",
+            json!({"ms": 60_000, "steps": 1}),
+        ))
+        .await;
+    }
+    c.send(&call_line(json!(9), "echo", json!({"text": "done"})))
+        .await;
+    c.recv_response(&json!(9)).await;
+    // The slow calls' access events are durable before they are forwarded (`sync`).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .count()
+        < 4
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#?}",
+            store.events()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed = c.child.id().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(killed),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = c.finish().await;
+    // Access events no end links to (an access's own link is filled in from its end by the
+    // index, so the ends are what is read).
+    let open = |events: &[Value]| -> Vec<String> {
+        let ended: HashSet<&str> = events
+            .iter()
+            .filter(|e| e["event_type"] != "tool_access")
+            .filter_map(|e| e["linked_event_id"].as_str())
+            .collect();
+        events
+            .iter()
+            .filter(|e| e["event_type"] == "tool_access")
+            .map(|e| e["event_id"].as_str().unwrap().to_string())
+            .filter(|id| !ended.contains(id.as_str()))
+            .collect()
+    };
+    assert_eq!(open(&store.events()).len(), 3, "the killed wrapper's calls");
+
+    // The next wrapper ends them while it serves.
+    let mut next = LineClient::spawn(store.proxied_example());
+    next.initialize().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !open(&store.events()).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still open: {:#?}",
+            store.events()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = next.finish().await;
+    let events = store.events();
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["event_type"] == "tool_failure"
+                && e["reason"]
+                    .as_str()
+                    .or(e["metadata"]["reason"].as_str())
+                    .is_some_and(|r| r.contains("stopped without recording its end"))
+        })
+        .collect();
+    assert_eq!(ends.len(), 3, "{events:#?}");
+    for end in &ends {
+        assert_eq!(end["result"], "shutdown", "{end}");
+        assert_eq!(end["tool_name"], "slow", "{end}");
+        assert_eq!(end["user_id"], "tester", "{end}");
+        assert_eq!(end["metadata"]["failure_side"], "internal", "{end}");
+    }
+    pairs(&events);
+    let journal_root = store.store_dir().join("journal");
+    let settled = journals::list(&journal_root)
+        .unwrap()
+        .into_iter()
+        .filter(|id| id.dir(&journal_root).join("SETTLED").exists())
+        .count();
+    assert!(
+        settled >= 1,
+        "the killed wrapper's journal is marked settled"
+    );
+
+    // A third start finds nothing left to end.
+    let mut third = LineClient::spawn(store.proxied_example());
+    third.initialize().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = third.finish().await;
+    let again = store.events();
+    assert_eq!(
+        again
+            .iter()
+            .filter(|e| e["event_type"] == "tool_failure")
+            .count(),
+        3,
+        "{again:#?}"
+    );
+}
+
+/// Writes `events` into a new journal of the store at `root`, as a writer process that then
+/// stops; returns that journal's id.
+async fn stopped_journal(root: &Path, events: &[AuditEvent]) -> journals::JournalId {
+    let store = Store::open_journal(root, 1 << 20).unwrap();
+    let (journal, keeper, lock) = store.into_parts(root);
+    let id = journals::id_of(journal.dir());
+    let (sink, threads) = mcp_audit_proxy::audit::writer::start(
+        journal,
+        keeper,
+        mcp_audit_proxy::config::Durability::Sync,
+        Duration::from_millis(5),
+        1 << 10,
+    )
+    .unwrap();
+    for e in events {
+        sink.record(e).unwrap().wait().await.unwrap();
+    }
+    sink.close().await;
+    threads.join();
+    drop(lock);
+    id
+}
+
+/// What a settler finds open: accesses without an end in their journal, nor in the journals
+/// named in its `SETTLING` file (a settler that stopped half-way); never imported events.
+#[tokio::test]
+async fn a_stopped_journals_open_calls_exclude_its_ends_the_ends_of_earlier_settlers_and_imports() {
+    use mcp_audit_proxy::audit::settle::end_of;
+    use mcp_audit_proxy::store::settle::{self, SETTLING};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let ids = EventIds::default();
+    let accesses: Vec<AuditEvent> = (0..4).map(|i| event(&ids, i, None)).collect();
+    let mut imported = event(&ids, 9, None);
+    imported.metadata.imported = Some(mcp_audit_proxy::audit::event::Imported {
+        at: "2026-12-01T00:00:00.000000Z".into(),
+        source: "other.jsonl".into(),
+        line: 1,
+    });
+    let answered = event(&ids, 0, Some(&accesses[0]));
+    let mut written = accesses.clone();
+    written.push(answered);
+    written.push(imported);
+    let dead = stopped_journal(&root, &written).await;
+    // A settler that ended accesses[1] and stopped before marking the journal settled.
+    let journal_root = root.join("journal");
+    let settler = stopped_journal(&root, &[end_of(&accesses[1], dead, dead, &ids)]).await;
+    std::fs::write(
+        dead.dir(&journal_root).join(SETTLING),
+        format!("{settler}\n"),
+    )
+    .unwrap();
+
+    let found = settle::open_calls(&journal_root, dead).unwrap().unwrap();
+    let open: Vec<_> = found.open.iter().map(|e| e.event_id).collect();
+    assert_eq!(open, [accesses[2].event_id, accesses[3].event_id]);
+    // Held under the journal's LOCK: another settler finds it busy.
+    assert!(settle::open_calls(&journal_root, dead).unwrap().is_none());
+    found.settled(settler, 2).unwrap();
+    assert!(!settle::unsettled(&journal_root).unwrap().contains(&dead));
+    assert!(settle::open_calls(&journal_root, dead).unwrap().is_none());
+}

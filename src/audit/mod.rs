@@ -2,6 +2,7 @@
 
 pub mod bound;
 pub mod event;
+pub mod settle;
 pub mod writer;
 
 pub use event::{AuditEvent, EventId, EventIds, EventType, Metadata, Outcome, RiskLevel};

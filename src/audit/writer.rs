@@ -535,6 +535,15 @@ impl AuditSink {
         }
     }
 
+    /// [`AuditSink::flush`] for a thread outside the runtime: returns once what was submitted
+    /// before is written and synced (or the writer has stopped).
+    pub fn flush_blocking(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.blocking_recv();
+        }
+    }
+
     /// An ack that resolves once every event submitted before it is durable (`sync` mode; at
     /// once in `batched` mode), for an answer that names events it did not wait for itself:
     /// a refusal or a block tells the client "quote event X", and X must be in the trail by

@@ -179,7 +179,7 @@ fn record_erasure(config: &Config, subject: &str, events: usize) -> Result<(), S
         linked_event_id: None,
     };
     let (sink, threads, _lock) =
-        start_audit(config, os_user(), String::new(), None).map_err(|e| e.to_string())?;
+        start_audit(config, os_user(), String::new(), None, false).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| e.to_string())?;

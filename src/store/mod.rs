@@ -16,6 +16,8 @@
 //!   purges                   signed statements of what retention removed: each cut's seqs
 //!                            and boundary hashes (see [`retention`])
 //!   NNN.journal.rewrite      a segment being rewritten by retention (renamed over NNN.journal)
+//!   SETTLING, SETTLED        once its writer has stopped: which later journals began ending
+//!                            the calls it left open, and that they are ended (see [`settle`])
 //!   spans                    each closed segment's earliest and latest event time, so that
 //!                            an export by time reads only its segments (see [`spans`]; a hint
 //!                            that `verify` checks)
@@ -156,6 +158,7 @@ pub mod query;
 pub mod retention;
 pub mod scan;
 pub mod serve;
+pub mod settle;
 pub mod spans;
 #[cfg(test)]
 mod tests;
