@@ -882,3 +882,25 @@ async fn a_body_that_is_not_utf8_is_refused_at_once_and_its_call_recorded() {
         .count();
     assert_eq!(ran, 1, "only the valid call ran: {events:#?}");
 }
+
+/// `/mcp/<upstream>/` (a trailing slash, as URL libraries and client configs often add) was
+/// refused with 404 "no upstream named \"example/\"": it is the same endpoint. Two slashes
+/// are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_with_a_trailing_slash_is_the_same_endpoint() {
+    let gw = Gateway::start("");
+    let url = format!("{}/", gw.endpoint());
+    let session = raw_session(&url, ALICE_KEY).await;
+    let (status, _, text) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"slash"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(messages(&text)[0]["result"]["content"][0]["text"], "slash");
+    let (status, _, text) = post(&format!("{url}/"), Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 404, "{text}");
+}

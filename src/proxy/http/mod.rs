@@ -1173,6 +1173,9 @@ async fn route(
             "not found: MCP endpoints are /mcp/<upstream>",
         );
     };
+    // `/mcp/<upstream>/` is the same endpoint: clients and their URL libraries add the slash
+    // (one only; an upstream's name has none).
+    let name = name.strip_suffix('/').unwrap_or(name);
     let ctx = http_context(&gateway.config.gateway, &conn, req.headers());
     let Some(upstream) = gateway.upstream(name).cloned() else {
         let refusal = Refusal {
