@@ -418,6 +418,43 @@ pub fn task_id(raw: &RawValue) -> Option<String> {
         .ok()
 }
 
+/// The token a request asks for progress under (`params._meta.progressToken`, MCP "Utilities:
+/// Progress"), for routing the server's `notifications/progress` to the request's stream;
+/// `None` when it names none (or its params are not an object).
+pub fn request_progress_token(params: Option<&RawValue>) -> Option<RequestId> {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "progressToken")]
+        token: Option<RequestId>,
+    }
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    let text = params?.get();
+    // Most requests name no token: no parse for them.
+    memchr::memmem::find(text.as_bytes(), b"progressToken")?;
+    if !text.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Params>(text).ok()?.meta?.token
+}
+
+/// The token a `notifications/progress` reports on (`params.progressToken`).
+pub fn notified_progress_token(params: Option<&RawValue>) -> Option<RequestId> {
+    #[derive(Deserialize)]
+    struct Params {
+        #[serde(rename = "progressToken")]
+        token: Option<RequestId>,
+    }
+    let text = params?.get();
+    if !text.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Params>(text).ok()?.token
+}
+
 /// The `taskId` of `tasks/result` (or `tasks/get`, `tasks/cancel`) params.
 pub fn task_of_params(params: Option<&RawValue>) -> Option<String> {
     #[derive(Deserialize)]

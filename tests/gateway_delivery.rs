@@ -360,3 +360,112 @@ async fn a_cancel_inside_a_refused_batch_releases_nothing() {
         "the call's stream ended without its answer: {body}"
     );
 }
+
+/// The JSON-RPC messages of an SSE body, in order (priming events and comments skipped).
+fn sse_messages(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// Found by a fresh pair of eyes: a server's `notifications/progress` went on whichever POST
+/// stream was open (6 of 9 on another call's stream), so a client saw a call's last progress
+/// after its result, or on a stream it had stopped reading; and progress sent while a stream
+/// was cut went elsewhere instead of being replayed on resume. Each goes on the stream of the
+/// request that named its token, before that request's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_goes_on_the_stream_of_the_request_that_asked_for_it() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let accept = "application/json, text/event-stream";
+    let reads = (11..=13).map(|id| {
+        let (url, session) = (url.clone(), session.clone());
+        tokio::spawn(async move {
+            let mut resp = slow_call(&url, &session, id, 800, accept, None)
+                .await
+                .unwrap();
+            (id, read_until(&mut resp, "\"result\"").await)
+        })
+    });
+    let mut streams = Vec::new();
+    for r in reads.collect::<Vec<_>>() {
+        streams.push(r.await.unwrap());
+    }
+    for (id, body) in &streams {
+        let messages = sse_messages(body);
+        let progress: Vec<&Value> = messages
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .collect();
+        assert!(
+            progress
+                .iter()
+                .all(|p| p["params"]["progressToken"] == format!("p{id}")),
+            "call {id}'s stream carried another call's progress: {body}"
+        );
+        assert_eq!(progress.len(), 4, "call {id}: {body}");
+        assert_eq!(
+            messages.last().unwrap()["id"],
+            *id,
+            "the result comes last: {body}"
+        );
+    }
+
+    // Cut before any progress, resumed after the answer: the progress is replayed with it.
+    let mut resp = slow_call(&url, &session, 14, 400, accept, None)
+        .await
+        .unwrap();
+    let primed = first_event_id(&mut resp).await;
+    drop(resp);
+    let id = Value::from(14);
+    wait_for(&gw, &id, 2).await;
+    let mut resumed = resume(&url, &session, &primed).await;
+    let body = read_until(&mut resumed, r#""id":14"#).await;
+    let progress = sse_messages(&body)
+        .into_iter()
+        .filter(|m| m["params"]["progressToken"] == "p14")
+        .count();
+    assert_eq!(progress, 4, "{body}");
+}
+
+/// Found by a fresh pair of eyes: a server that answers a call after the client cancelled it
+/// (its tool cannot be interrupted). The gateway had ended the cancelled request's stream, so
+/// no client got the answer, yet the trail said "the answer was forwarded" and nothing more.
+/// Now a `shutdown` (not delivered) follows the late answer's event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_to_a_cancelled_call_that_reaches_no_client_is_recorded_so() {
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
+    let gw = Gateway::start_upstream(&format!("\"python3\", \"{server}\""), "", "");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let call = r#"{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"slow","arguments":{"ms":800}}}"#;
+    let (url2, session2) = (url.clone(), session.clone());
+    let waiting =
+        tokio::spawn(async move { post(&url2, Some(ALICE_KEY), Some(&session2), call, &[]).await });
+    let id = Value::from(21);
+    wait_for(&gw, &id, 1).await;
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":21,"reason":"user"}}"#;
+    let (status, _, text) = post(&url, Some(ALICE_KEY), Some(&session), cancel, &[]).await;
+    assert_eq!(status, 202, "{text}");
+    let (_, _, body) = waiting.await.unwrap();
+    assert!(!body.contains("done anyway"), "{body}");
+    let events = wait_for(&gw, &id, 4).await;
+    assert_eq!(
+        kinds(&events, &id),
+        [
+            ("tool_access".into(), "initiated".into()),
+            ("tool_failure".into(), "cancelled".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_failure".into(), "shutdown".into()),
+        ],
+        "{events:#?}"
+    );
+    let failure = not_delivered(&events, &id).unwrap();
+    assert!(
+        failure.to_string().contains("not delivered"),
+        "{failure:#?}"
+    );
+}

@@ -37,15 +37,20 @@ struct Inspected {
     /// The requests its `notifications/cancelled` name, read as the pipeline reads them (one
     /// it refuses names none; so does every cancel in a batch it refuses whole, [`feed`]).
     cancelled: Vec<RequestId>,
+    /// The progress tokens its requests name, with the request of each (token, request).
+    progress: Vec<(RequestId, RequestId)>,
 }
 
 fn inspect(parsed: &Parsed<'_>) -> Inspected {
     let mut out = Inspected::default();
     let mut see = |m: &Message<'_>| match m {
-        Message::Request { id, method, .. } => {
+        Message::Request { id, method, params } => {
             out.initialize |= method == "initialize";
             out.calls += usize::from(method == "tools/call");
             out.ids.push(id.clone());
+            if let Some(token) = crate::mcp::request_progress_token(*params) {
+                out.progress.push((token, id.clone()));
+            }
             out.method.get_or_insert_with(|| method.to_string());
         }
         Message::Notification { method, params } => {
@@ -763,7 +768,7 @@ impl McpRequest<'_> {
         let mut waits = if seen.ids.is_empty() {
             None
         } else {
-            match session.wait_for(&seen.ids, sse) {
+            match session.wait_for(&seen.ids, sse, &seen.progress) {
                 Ok(w) => Some(w),
                 // Another POST waits for an answer by that id: answers are told apart by id
                 // alone, so this body's could never reach it. Refused whole before any of it

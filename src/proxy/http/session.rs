@@ -143,6 +143,10 @@ struct Shared {
     /// Calls whose responses can no longer reach a client, to be recorded as not delivered
     /// once the lock is released ([`Session::settle`]).
     lost: Vec<Lost>,
+    /// Progress token → the request that named it (`_meta.progressToken`): its
+    /// `notifications/progress` go on that request's stream. Entries of requests no longer
+    /// waited for are dropped as they are met, and in bulk when they outnumber the waits.
+    progress: HashMap<RequestId, RequestId>,
 }
 
 impl Shared {
@@ -269,10 +273,12 @@ impl Session {
     /// Registers a POST waiting for the responses to `ids` on a stream of its own; the
     /// receiver ends when all have been sent (or the session ended and they were failed).
     /// `events`: server requests and notifications may go on it too (an SSE answer).
+    /// `progress`: the progress tokens the requests name, with the request of each.
     pub(crate) fn wait_for(
         &self,
         ids: &[RequestId],
         events: bool,
+        progress: &[(RequestId, RequestId)],
     ) -> Result<(u64, mpsc::UnboundedReceiver<Line>), RequestId> {
         let mut sh = self.shared();
         if let Some(busy) = ids.iter().find(|id| sh.waiting.contains_key(*id)) {
@@ -281,6 +287,17 @@ impl Session {
         let (stream, rx) = sh.open(ids.len(), true, events);
         for id in ids {
             sh.waiting.insert(id.clone(), stream);
+        }
+        if events {
+            if sh.progress.len() > 2 * sh.waiting.len() + 64 {
+                let Shared {
+                    progress, waiting, ..
+                } = &mut *sh;
+                progress.retain(|_, request| waiting.contains_key(request));
+            }
+            for (token, request) in progress {
+                sh.progress.insert(token.clone(), request.clone());
+            }
         }
         sh.last_active = Some(Instant::now());
         Ok((stream, rx))
@@ -405,6 +422,11 @@ impl Session {
                     }
                 }
             }
+            Parsed::Single(Message::Notification { method, params })
+                if method == "notifications/progress" =>
+            {
+                self.progress(line.clone(), crate::mcp::notified_progress_token(params))
+            }
             Parsed::Single(_) => self.push(line),
             Parsed::Batch(items) => {
                 // A server's batch answer (2025-03-26): element by element, each to the
@@ -448,13 +470,25 @@ impl Session {
 
     /// A server request or notification: an open POST stream, else the GET stream, else the
     /// backlog.
+    ///
+    /// A stdio server does not say which request a message of its own relates to (MCP says
+    /// it SHOULD relate to the request whose stream carries it): with one POST stream open it
+    /// is that one; with several, the GET stream if it is open, else the oldest of them.
     fn push(&self, line: Bytes) {
         let mut sh = self.shared();
-        let open_post = sh
+        let open_posts: Vec<u64> = sh
             .streams
             .iter()
-            .find(|(_, s)| s.post && s.events && s.live())
-            .map(|(id, _)| *id);
+            .filter(|(_, s)| s.post && s.events && s.live())
+            .map(|(id, _)| *id)
+            .collect();
+        let listening = sh
+            .listener
+            .filter(|l| sh.streams.get(l).is_some_and(Stream::live));
+        let open_post = match open_posts.as_slice() {
+            [one] => Some(*one),
+            many => listening.or_else(|| many.iter().min().copied()),
+        };
         if let Some(id) = open_post.or(sh.listener) {
             sh.send_on(id, line, false, Vec::new());
             return;
@@ -465,6 +499,31 @@ impl Session {
             tracing::warn!(session = %self.id, dropped = sh.dropped, "server message dropped: no stream open for it (open a GET stream)");
         }
         sh.backlog.push_back(line);
+    }
+
+    /// A `notifications/progress` (MCP "Utilities: Progress"): on the stream of the request
+    /// that asked for progress under its token, in order with that request's response, also
+    /// while its client is away (it is kept there for a resume); any other goes as
+    /// [`Session::push`] sends it.
+    fn progress(&self, line: Bytes, token: Option<RequestId>) {
+        let mut sh = self.shared();
+        let stream = token.and_then(|token| {
+            let request = sh.progress.get(&token)?;
+            match sh.waiting.get(request) {
+                Some(stream) => Some(*stream),
+                None => {
+                    sh.progress.remove(&token);
+                    None
+                }
+            }
+        });
+        match stream.filter(|s| sh.streams.get(s).is_some_and(|s| s.events)) {
+            Some(stream) => sh.send_on(stream, line, false, Vec::new()),
+            None => {
+                drop(sh);
+                self.push(line);
+            }
+        }
     }
 
     /// At the end of the session: every POST still waiting gets an error for each of its

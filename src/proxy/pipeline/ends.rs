@@ -377,7 +377,7 @@ impl Pipeline {
         meta.reason = Some(
             match why {
                 EndedEarly::Cancelled => {
-                    "the server answered after the client cancelled the call; the answer was forwarded"
+                    "the server answered after the client cancelled the call; the answer was passed on to the client (a `shutdown` event follows if it could not be delivered)"
                 }
                 EndedEarly::TimedOut => {
                     "the server answered after the call timed out in the proxy; the answer was not forwarded (the client had the timeout error)"
@@ -394,9 +394,15 @@ impl Pipeline {
         let recorded = self.audit.record(&event);
         match (why, recorded) {
             (EndedEarly::TimedOut | EndedEarly::Failed, _) => Delivery::Drop,
+            // Like any answer: if it reaches no client (the gateway ended the cancelled
+            // request's stream), that is recorded too.
             (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
                 ack,
-                ended: None,
+                ended: Some(Box::new(Ended {
+                    call: call.clone(),
+                    end: event.event_id,
+                    answers: call.request_id.clone(),
+                })),
                 rewritten,
             },
             (EndedEarly::Cancelled, Err(e)) => {

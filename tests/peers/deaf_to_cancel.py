@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""An MCP server that ignores `notifications/cancelled`: it answers every `tools/call` after
+the number of milliseconds in its `ms` argument (default 1000), cancelled or not, as servers
+whose tools cannot be interrupted do. Answers `initialize` (echoing the client's protocol
+version) and any other request with an empty result."""
+import json
+import sys
+import threading
+import time
+
+lock = threading.Lock()
+
+
+def write(msg):
+    with lock:
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+
+
+def answer_later(rid, ms):
+    time.sleep(ms / 1000)
+    write({"jsonrpc": "2.0", "id": rid,
+           "result": {"content": [{"type": "text", "text": "done anyway"}]}})
+
+
+for line in sys.stdin:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if "id" not in msg or "method" not in msg:
+        continue
+    method, rid = msg["method"], msg["id"]
+    if method == "initialize":
+        version = msg.get("params", {}).get("protocolVersion", "2025-06-18")
+        write({"jsonrpc": "2.0", "id": rid, "result": {
+            "protocolVersion": version, "capabilities": {"tools": {}},
+            "serverInfo": {"name": "deaf-to-cancel", "version": "1"}}})
+    elif method == "tools/call":
+        ms = msg.get("params", {}).get("arguments", {}).get("ms", 1000)
+        threading.Thread(target=answer_later, args=(rid, ms), daemon=True).start()
+    else:
+        write({"jsonrpc": "2.0", "id": rid, "result": {}})
