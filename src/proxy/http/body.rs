@@ -11,7 +11,6 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::Full;
 use http_body_util::combinators::UnsyncBoxBody;
-use tokio::sync::mpsc;
 
 /// The body type of every gateway response.
 pub(crate) type ResponseBody = UnsyncBoxBody<Bytes, Infallible>;
@@ -46,7 +45,7 @@ pub(crate) struct EventStream {
     /// its stream closes, and must learn of it while it runs).
     keepalive: tokio::time::Interval,
     first: Option<(u64, Bytes)>,
-    rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
+    rx: super::session::Inbox,
     stream: u64,
     /// Still to send: the priming event (an id and empty data, MCP 2025-11-25 "Sending
     /// Messages to the Server": a client cut before the first message can resume from it).
@@ -61,7 +60,7 @@ impl EventStream {
     /// replays everything).
     pub(crate) fn body(
         first: Option<(u64, Bytes)>,
-        rx: mpsc::UnboundedReceiver<(u64, Bytes)>,
+        rx: super::session::Inbox,
         stream: u64,
         (keepalive, prime): (std::time::Duration, bool),
         guard: OnDrop,

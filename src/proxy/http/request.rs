@@ -134,22 +134,12 @@ fn feed(pipeline: &Pipeline, line: Bytes, http: &HttpContext) -> Route {
 }
 
 /// Passes a POST's answers on, learning `Mcp-Param-*` bindings from the responses.
-fn learn_params(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(u64, Bytes)>,
-    params: Arc<ParamHeaders>,
-) -> tokio::sync::mpsc::UnboundedReceiver<(u64, Bytes)> {
-    let (tx, out) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some((seq, line)) = rx.recv().await {
-            if is_response(&line) {
-                params.learn(&line);
-            }
-            if tx.send((seq, line)).is_err() {
-                return;
-            }
+fn learn_params(rx: super::session::Inbox, params: Arc<ParamHeaders>) -> super::session::Inbox {
+    rx.map(move |(_, line)| {
+        if is_response(line) {
+            params.learn(line);
         }
-    });
-    out
+    })
 }
 
 /// Whether a client-bound line is a response (it has an id and a result or an error).

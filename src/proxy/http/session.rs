@@ -49,6 +49,104 @@ type Lost = (Ended, &'static str);
 /// its sequence number on its stream (the SSE event id is `<stream>-<seq>`).
 pub(crate) type Line = (u64, Bytes);
 
+/// Bytes of a session's messages handed to its streams and not yet taken by their HTTP
+/// responses: past this, the session's dispatcher waits (and so, once the pipeline's own
+/// queue is full, does the server), as the stdio wrapper waits for a client that does not
+/// read. A client that stops reading cannot make the gateway hold more than this per session,
+/// besides the pipeline's own queue of 32 MiB (one that read nothing of 3,000 notifications of
+/// 100 KB took it from 46 to 406 MB).
+const QUEUED_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes a stream keeps for replay, beyond its newest message ([`REPLAY`] messages at most).
+const REPLAY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The count of a session's bytes queued on its streams' channels ([`QUEUED_BYTES`]).
+#[derive(Debug, Default)]
+struct Budget {
+    used: std::sync::atomic::AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl Budget {
+    fn take(&self, n: usize) {
+        self.used.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn give(&self, n: usize) {
+        self.used.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+        self.freed.notify_waiters();
+    }
+
+    /// Waits until the session has room for more.
+    async fn room(&self) {
+        if self.used.load(std::sync::atomic::Ordering::Acquire) < QUEUED_BYTES {
+            return;
+        }
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.used.load(std::sync::atomic::Ordering::Acquire) < QUEUED_BYTES {
+                return;
+            }
+            freed.await;
+        }
+    }
+}
+
+/// The receiving end of a stream: what it takes is given back to the session's budget, and
+/// so is what it leaves unread when dropped (its client went away).
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    rx: mpsc::UnboundedReceiver<Line>,
+    budget: Arc<Budget>,
+}
+
+impl Inbox {
+    /// The next message, `None` once the stream has ended.
+    pub(crate) async fn recv(&mut self) -> Option<Line> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`Inbox::recv`] for a body's `poll_frame`.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Line>> {
+        let polled = self.rx.poll_recv(cx);
+        if let std::task::Poll::Ready(Some((_, line))) = &polled {
+            self.budget.give(line.len());
+        }
+        polled
+    }
+
+    /// Passes what it receives through `each` into a new inbox of the same session.
+    pub(crate) fn map(mut self, mut each: impl FnMut(&Line) + Send + 'static) -> Inbox {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = self.budget.clone();
+        tokio::spawn(async move {
+            while let Some(line) = self.recv().await {
+                each(&line);
+                let n = line.1.len();
+                self.budget.take(n);
+                if tx.send(line).is_err() {
+                    self.budget.give(n);
+                    return;
+                }
+            }
+        });
+        Inbox { rx, budget }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok((_, line)) = self.rx.try_recv() {
+            self.budget.give(line.len());
+        }
+    }
+}
+
 /// Gateway-wide stream numbers: event ids are unique across every session's streams.
 static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -61,6 +159,8 @@ struct Stream {
     tx: Option<mpsc::UnboundedSender<Line>>,
     next: u64,
     sent: VecDeque<Line>,
+    /// The bytes of `sent`.
+    sent_bytes: usize,
     /// Responses still owed on it (a POST's); 0 for the GET stream.
     owed: usize,
     /// A POST's stream (ends when its answers are all sent) or the GET stream.
@@ -77,12 +177,25 @@ impl Stream {
     /// `ends` wait in `unheard` for a client that resumes the stream, or, on a stream that
     /// cannot be resumed (a JSON answer), go to `lost` at once. Calls whose response leaves
     /// the replay window unheard go to `lost` too.
-    fn send(&mut self, line: Bytes, ends: Vec<Ended>, lost: &mut Vec<Lost>) -> bool {
+    fn send(
+        &mut self,
+        line: Bytes,
+        ends: Vec<Ended>,
+        lost: &mut Vec<Lost>,
+        budget: &Budget,
+    ) -> bool {
         let seq = self.next;
         self.next += 1;
-        if self.sent.len() == REPLAY
-            && let Some((old, _)) = self.sent.pop_front()
+        self.sent_bytes += line.len();
+        self.sent.push_back((seq, line.clone()));
+        // The replay window: REPLAY messages and REPLAY_BYTES besides the newest.
+        while self.sent.len() > REPLAY
+            || (self.sent.len() > 1 && self.sent_bytes - line.len() > REPLAY_BYTES)
         {
+            let Some((old, gone)) = self.sent.pop_front() else {
+                break;
+            };
+            self.sent_bytes -= gone.len();
             self.unheard.retain_mut(|(s, e)| {
                 if *s <= old {
                     lost.extend(e.drain(..).map(|e| (e, NOT_RESUMED)));
@@ -90,10 +203,12 @@ impl Stream {
                 *s > old
             });
         }
-        self.sent.push_back((seq, line.clone()));
+        budget.take(line.len());
+        let n = line.len();
         match &self.tx {
             Some(tx) if tx.send((seq, line)).is_ok() => true,
             _ => {
+                budget.give(n);
                 self.tx = None;
                 if self.events {
                     if !ends.is_empty() {
@@ -147,16 +262,13 @@ struct Shared {
     /// `notifications/progress` go on that request's stream. Entries of requests no longer
     /// waited for are dropped as they are met, and in bulk when they outnumber the waits.
     progress: HashMap<RequestId, RequestId>,
+    /// The bytes queued on this session's streams ([`QUEUED_BYTES`]).
+    budget: Arc<Budget>,
 }
 
 impl Shared {
     /// A new stream; its receiver and number.
-    fn open(
-        &mut self,
-        owed: usize,
-        post: bool,
-        events: bool,
-    ) -> (u64, mpsc::UnboundedReceiver<Line>) {
+    fn open(&mut self, owed: usize, post: bool, events: bool) -> (u64, Inbox) {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.streams.insert(
@@ -165,13 +277,21 @@ impl Shared {
                 tx: Some(tx),
                 next: 1,
                 sent: VecDeque::new(),
+                sent_bytes: 0,
                 owed,
                 post,
                 events,
                 unheard: Vec::new(),
             },
         );
-        (id, rx)
+        (id, self.inbox(rx))
+    }
+
+    fn inbox(&self, rx: mpsc::UnboundedReceiver<Line>) -> Inbox {
+        Inbox {
+            rx,
+            budget: self.budget.clone(),
+        }
     }
 
     /// Drops stream `id`; the calls whose responses no client heard on it are lost.
@@ -190,7 +310,7 @@ impl Shared {
             self.lost.extend(ends.into_iter().map(|e| (e, NOT_WAITED)));
             return;
         };
-        let delivered = stream.send(line, ends, &mut self.lost);
+        let delivered = stream.send(line, ends, &mut self.lost, &self.budget);
         if answer {
             stream.owed = stream.owed.saturating_sub(1);
         }
@@ -279,7 +399,7 @@ impl Session {
         ids: &[RequestId],
         events: bool,
         progress: &[(RequestId, RequestId)],
-    ) -> Result<(u64, mpsc::UnboundedReceiver<Line>), RequestId> {
+    ) -> Result<(u64, Inbox), RequestId> {
         let mut sh = self.shared();
         if let Some(busy) = ids.iter().find(|id| sh.waiting.contains_key(*id)) {
             return Err(busy.clone());
@@ -350,13 +470,16 @@ impl Session {
     /// Resumes stream `stream` after event `after` (`Last-Event-ID`): what was sent on it
     /// since is sent again, then whatever it still owes. `None` if this session has no
     /// such stream (then the client gets a fresh GET stream).
-    pub(crate) fn resume(&self, stream: u64, after: u64) -> Option<mpsc::UnboundedReceiver<Line>> {
+    pub(crate) fn resume(&self, stream: u64, after: u64) -> Option<Inbox> {
         let mut sh = self.shared();
+        let budget = sh.budget.clone();
         let st = sh.streams.get_mut(&stream)?;
         let (tx, rx) = mpsc::unbounded_channel();
         for (seq, line) in st.sent.iter().filter(|(seq, _)| *seq > after) {
+            budget.take(line.len());
             let _ = tx.send((*seq, line.clone()));
         }
+        let rx = Inbox { rx, budget };
         st.heard();
         let complete = st.post && st.owed == 0;
         if !complete {
@@ -371,7 +494,7 @@ impl Session {
     }
 
     /// Opens the session's GET stream (replacing an earlier one) and hands it the backlog.
-    pub(crate) fn listen(&self) -> (u64, mpsc::UnboundedReceiver<Line>) {
+    pub(crate) fn listen(&self) -> (u64, Inbox) {
         let mut sh = self.shared();
         if let Some(old) = sh.listener.take() {
             sh.remove(old);
@@ -601,6 +724,9 @@ async fn dispatch(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            // A client that does not read holds its session here, not the gateway's memory.
+            let budget = session.shared().budget.clone();
+            budget.room().await;
             session.deliver(bytes.slice_ref(line), &mut ends);
         }
         // Calls whose response is not among the lines (replaced, or an id that matched
