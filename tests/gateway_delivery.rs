@@ -532,3 +532,79 @@ async fn a_client_that_stops_reading_holds_its_session_not_the_gateways_memory()
         held / 1024
     );
 }
+
+/// A 2025-03-26 batch answered as JSON goes out whole, once every response is in. A client
+/// that left after the first response came in lost it with the rest, but only the calls still
+/// running when it left were recorded as not delivered: the first call's answer was lost with
+/// no trace. Every call of the batch now gets its `shutdown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_batch_answer_whose_client_left_records_every_call_as_not_delivered() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let batch = r#"[{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"slow","arguments":{"ms":10,"steps":1}}},{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"slow","arguments":{"ms":900,"steps":1}}}]"#;
+    let sent = reqwest::Client::builder()
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-03-26")
+        .body(batch)
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the batch was answered inside the client's timeout"
+    );
+    for id in [41, 42] {
+        let id = Value::from(id);
+        let events = wait_for(&gw, &id, 3).await;
+        assert_eq!(
+            kinds(&events, &id),
+            [
+                ("tool_access".into(), "initiated".into()),
+                ("tool_execution".into(), "success".into()),
+                ("tool_failure".into(), "shutdown".into()),
+            ],
+            "call {id}: {events:#?}"
+        );
+    }
+    // A batch whose client stays gets its answers as JSON, and no such event.
+    let resp = http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-03-26")
+        .body(
+            batch
+                .replace("41", "43")
+                .replace("42", "44")
+                .replace("900", "20"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let text = resp.text().await.unwrap();
+    assert_eq!(
+        messages(&text)[0].as_array().map(Vec::len),
+        Some(2),
+        "{text}"
+    );
+    let events = wait_for(&gw, &Value::from(44), 2).await;
+    assert!(
+        not_delivered(&events, &Value::from(43)).is_none()
+            && not_delivered(&events, &Value::from(44)).is_none(),
+        "{events:#?}"
+    );
+}

@@ -206,7 +206,14 @@ impl Stream {
         budget.take(line.len());
         let n = line.len();
         match &self.tx {
-            Some(tx) if tx.send((seq, line)).is_ok() => true,
+            Some(tx) if tx.send((seq, line)).is_ok() => {
+                // A JSON answer goes out whole, once every response is in: until then the
+                // calls of those received are not delivered yet (the client may leave).
+                if !self.events && !ends.is_empty() {
+                    self.unheard.push((seq, ends));
+                }
+                true
+            }
             _ => {
                 budget.give(n);
                 self.tx = None;
@@ -230,8 +237,9 @@ impl Stream {
 
     /// The stream is dropped: what no client heard is lost.
     fn drop_into(mut self, lost: &mut Vec<Lost>) {
+        let why = if self.events { NOT_RESUMED } else { CLOSED };
         for (_, e) in self.unheard.drain(..) {
-            lost.extend(e.into_iter().map(|e| (e, NOT_RESUMED)));
+            lost.extend(e.into_iter().map(|e| (e, why)));
         }
     }
 
@@ -316,6 +324,11 @@ impl Shared {
         }
         if stream.post && stream.owed == 0 {
             stream.tx = None;
+            // The last response reached a live request: it has them all (a JSON answer), or
+            // its client resumed the stream and was sent what it missed (SSE).
+            if delivered {
+                stream.heard();
+            }
             if delivered || !stream.events {
                 self.remove(id);
                 return;
@@ -445,6 +458,10 @@ impl Session {
             if let Some(st) = sh.streams.get_mut(&stream) {
                 st.owed = st.owed.saturating_sub(1);
                 if st.post && st.owed == 0 {
+                    // A JSON answer whose request still waits goes out with what it has.
+                    if !st.events && st.live() {
+                        st.heard();
+                    }
                     st.tx = None;
                     // Answers sent on it while its client was away stay for a resume.
                     if st.unheard.is_empty() {
