@@ -588,6 +588,35 @@ async fn calls_left_open_by_a_killed_wrapper_are_ended_once_at_the_next_start() 
         "the killed wrapper's journal is marked settled"
     );
 
+    // Compliance pairs them across journals: ended by another process, not in flight nor
+    // without an end (found by a fresh pair of eyes: it read them as never ended).
+    let out = std::process::Command::new(common::proxy_bin())
+        .args([
+            "compliance",
+            "--regulation",
+            "pci_dss",
+            "--json",
+            "--config",
+        ])
+        .arg(&store.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let assessment: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let counts: Vec<&Value> = assessment["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["evidence"]["counts"])
+        .filter(|c| c.get("ended_by_another_process").is_some())
+        .collect();
+    assert!(!counts.is_empty(), "{text}");
+    for c in counts {
+        assert_eq!(c["ended_by_another_process"], 3, "{text}");
+        assert_eq!(c["in_flight"], 0, "{text}");
+        assert_eq!(c["without_end"], 0, "{text}");
+    }
+
     // A third start finds nothing left to end.
     let mut third = LineClient::spawn(store.proxied_example());
     third.initialize().await;

@@ -328,9 +328,13 @@ pub fn facts_of(
     let mut facts = Facts::default();
     match read {
         Ok(damaged) => {
+            let mut left = survey::Leftovers::default();
             for part in surveys {
-                facts.merge(part.finish());
+                let (f, l) = part.finish_with_leftovers();
+                facts.merge(f);
+                left.merge(l);
             }
+            survey::reconcile(&mut facts.pairs, &left);
             for d in damaged {
                 tracing::error!(damage = %d, "audit journal segment damaged");
             }

@@ -355,6 +355,7 @@ fn audit_active_rule(id: &str, title: &str, clause: &str, f: &Facts, s: &Setting
             ("without_end", p.without_end.count),
             ("in_flight", p.in_flight),
             ("open_without_timeout", p.open_without_timeout.count),
+            ("ended_by_another_process", p.ended_by_another_process.count),
             ("store_outages", f.outages.events.count),
             ("events_lost", f.outages.events_lost),
         ],
@@ -362,6 +363,7 @@ fn audit_active_rule(id: &str, title: &str, clause: &str, f: &Facts, s: &Setting
             &p.without_end,
             &f.outages.failed_open,
             &p.open_without_timeout,
+            &p.ended_by_another_process,
         ],
         keys,
     );
@@ -421,14 +423,23 @@ fn audit_active_rule(id: &str, title: &str, clause: &str, f: &Facts, s: &Setting
             ev,
         );
     }
+    // Calls a killed or crashed proxy left open have their end, recorded by the next proxy to
+    // start, which says their outcome is unknown: the trail says what happened to them.
+    let interrupted = match p.ended_by_another_process.count {
+        0 => String::new(),
+        n => format!(
+            "; {n} of them were ended by the next proxy to start, the one running them having been killed or crashed (their outcome is unknown)"
+        ),
+    };
     outcome(
         id,
         title,
         clause,
         Status::Compliant,
         format!(
-            "all {} tool calls whose timeout has passed have their end event ({} still in flight); no events lost; sync durability, fail closed",
-            p.ended, p.in_flight
+            "all {} tool calls whose timeout has passed have their end event ({} still in flight){interrupted}; no events lost; sync durability, fail closed",
+            p.ended + p.ended_by_another_process.count,
+            p.in_flight
         ),
         ev,
     )

@@ -75,6 +75,14 @@ impl Sample {
         self.ids.truncate(SAMPLE);
     }
 
+    /// Counts one fewer, forgetting `id` if it was kept.
+    fn remove(&mut self, id: EventId) {
+        self.count = self.count.saturating_sub(1);
+        let mut buf = [0u8; ulid::ULID_LEN];
+        let text = id.0.array_to_str(&mut buf);
+        self.ids.retain(|kept| kept != text);
+    }
+
     /// Adds `other`'s count, keeping the smallest ids of both.
     pub fn merge(&mut self, other: Sample) {
         self.count += other.count;
@@ -112,6 +120,63 @@ pub struct Pairs {
     /// Of them, those without an end when `limits.call_timeout_ms = 0` (no timeout: a call
     /// may run for ever, so a missing end proves nothing).
     pub open_without_timeout: Sample,
+    /// Of them, those whose end another process recorded (in its own journal): the proxy that
+    /// ran them was killed or crashed, and the next to start ended them, outcome unknown
+    /// ([`crate::audit::settle`]). Counted here, not in the three above.
+    pub ended_by_another_process: Sample,
+}
+
+/// Where an access no end closed in its own journal was counted.
+#[derive(Debug, Clone, Copy)]
+enum Bucket {
+    WithoutEnd,
+    InFlight,
+    NoTimeout,
+}
+
+/// At most this many accesses left open, and as many ends met without their access, are
+/// kept per survey for pairing across journals: normally a handful (calls cut by a killed
+/// proxy, calls across the window's start); past it, the rest stay as counted.
+const LEFTOVERS: usize = 1 << 20;
+
+/// What a survey could not pair inside a journal, for [`reconcile`]: accesses no end in their
+/// journal closed (and where each was counted), and the accesses named by ends that had none
+/// in theirs.
+#[derive(Default)]
+pub struct Leftovers {
+    open: Vec<(EventId, Bucket)>,
+    ends: std::collections::HashSet<EventId>,
+}
+
+impl Leftovers {
+    /// Adds `other`'s.
+    pub fn merge(&mut self, other: Leftovers) {
+        self.open.extend(other.open);
+        self.ends.extend(other.ends);
+    }
+
+    fn end(&mut self, of: EventId) {
+        if self.ends.len() < LEFTOVERS {
+            self.ends.insert(of);
+        }
+    }
+}
+
+/// Pairs across journals what each journal left unpaired (the merged [`Leftovers`] of every
+/// survey of the window): an access whose end is in another journal moves from where it was
+/// counted to [`Pairs::ended_by_another_process`].
+pub fn reconcile(pairs: &mut Pairs, left: &Leftovers) {
+    for &(id, bucket) in &left.open {
+        if !left.ends.contains(&id) {
+            continue;
+        }
+        match bucket {
+            Bucket::WithoutEnd => pairs.without_end.remove(id),
+            Bucket::InFlight => pairs.in_flight = pairs.in_flight.saturating_sub(1),
+            Bucket::NoTimeout => pairs.open_without_timeout.remove(id),
+        }
+        pairs.ended_by_another_process.add(id);
+    }
 }
 
 /// What [`crate::store::verify`] found in the store's journals (the whole store, not just the
@@ -213,6 +278,8 @@ impl Pairs {
         self.without_end.merge(other.without_end);
         self.in_flight += other.in_flight;
         self.open_without_timeout.merge(other.open_without_timeout);
+        self.ended_by_another_process
+            .merge(other.ended_by_another_process);
     }
 }
 
@@ -278,6 +345,8 @@ pub struct Survey {
     facts: Facts,
     /// The current journal's accesses and ends waiting for each other.
     pairing: Pairing,
+    /// What no journal paired so far.
+    leftovers: Leftovers,
 }
 
 /// One journal's accesses of the window waiting for their end, and ends waiting for their
@@ -329,6 +398,7 @@ impl Survey {
                 sweep_at: SWEEP_FIRST,
                 ..Pairing::default()
             },
+            leftovers: Leftovers::default(),
         }
     }
 
@@ -406,10 +476,22 @@ impl Survey {
     /// the end of what is read, else in flight; any access, without a timeout.
     fn unended(&mut self, id: EventId, at_us: u64) {
         let pairs = &mut self.facts.pairs;
-        match self.end_within_ms {
-            Some(within) if at_us / 1000 + within < self.read_to_ms => pairs.without_end.add(id),
-            Some(_) => pairs.in_flight += 1,
-            None => pairs.open_without_timeout.add(id),
+        let bucket = match self.end_within_ms {
+            Some(within) if at_us / 1000 + within < self.read_to_ms => {
+                pairs.without_end.add(id);
+                Bucket::WithoutEnd
+            }
+            Some(_) => {
+                pairs.in_flight += 1;
+                Bucket::InFlight
+            }
+            None => {
+                pairs.open_without_timeout.add(id);
+                Bucket::NoTimeout
+            }
+        };
+        if self.leftovers.open.len() < LEFTOVERS {
+            self.leftovers.open.push((id, bucket));
         }
     }
 
@@ -423,8 +505,14 @@ impl Survey {
         }
         let wait = PAIR_WAIT.as_micros() as u64;
         let horizon = p.clock_us.saturating_sub(wait);
-        p.early
-            .retain(|_, ends| ends.iter().any(|&end| end >= horizon));
+        let left = &mut self.leftovers;
+        p.early.retain(|of, ends| {
+            let keep = ends.iter().any(|&end| end >= horizon);
+            if !keep {
+                left.end(*of);
+            }
+            keep
+        });
         if let Some(within) = self.end_within_ms {
             let before = horizon.saturating_sub(within * 1000);
             let stale: Vec<(EventId, u64)> = p
@@ -508,9 +596,14 @@ impl Survey {
     }
 
     /// The facts, once every event up to `read_to` (see [`Survey::new`]) has been taken.
-    pub fn finish(mut self) -> Facts {
+    pub fn finish(self) -> Facts {
+        self.finish_with_leftovers().0
+    }
+
+    /// [`Survey::finish`], with what no journal paired, for [`reconcile`].
+    pub fn finish_with_leftovers(mut self) -> (Facts, Leftovers) {
         self.journal_read();
-        self.facts
+        (self.facts, self.leftovers)
     }
 }
 
@@ -604,6 +697,10 @@ impl Sink for Survey {
         let left: Vec<(EventId, u64)> = self.pairing.open.drain().collect();
         for (id, at) in left {
             self.unended(id, at);
+        }
+        let ends: Vec<EventId> = self.pairing.early.drain().map(|(of, _)| of).collect();
+        for of in ends {
+            self.leftovers.end(of);
         }
         self.pairing = Pairing {
             sweep_at: SWEEP_FIRST,
