@@ -369,6 +369,8 @@ fn open_index(
     let index_path = paths.index();
     let journal_root = paths.journal();
     let mut rebuild = force_rebuild.then(|| "requested (reindex)".to_string());
+    // The journals hold less than the index knew: evidence of a deletion, kept for `verify`.
+    let mut lost = false;
     // sled's own lock can outlive our index lock by a moment when the previous holder was in
     // this process (sled lets go of it from its threads): wait a little for it.
     let mut attempts = 0;
@@ -395,6 +397,7 @@ fn open_index(
         if !ix.format_ok()? {
             rebuild = Some("the index was written by another version".into());
         } else if let Some(reason) = ahead(ix, &journal_root)? {
+            lost = true;
             rebuild = Some(reason);
         }
     }
@@ -409,6 +412,18 @@ fn open_index(
                 let aside = unused_path(&paths.root, "index.replaced");
                 fs::rename(&index_path, &aside)
                     .map_err(|e| StoreError::io("move aside", &index_path, e))?;
+                // Why, and when: `verify` reports a loss found here, also once the index
+                // has been rebuilt by whichever command opened the store first.
+                let note = Rebuilt {
+                    at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                    reason: reason.clone(),
+                    journals_lost: lost,
+                };
+                let path = aside.join(REBUILT);
+                let text = serde_json::to_string(&note).unwrap_or_default();
+                if let Err(e) = fs::write(&path, text) {
+                    tracing::error!(error = %e, path = %path.display(), "could not write why the index was replaced");
+                }
             }
         }
         tracing::warn!(reason = %reason, path = %index_path.display(), "rebuilding audit index from the journals");
@@ -418,8 +433,24 @@ fn open_index(
         None => Index::open(&index_path, &journal_root)?,
     };
     index.set_format()?;
+    report.lost = lost.then(|| rebuild.clone()).flatten();
     report.rebuilt = rebuild;
     Ok(Some(index))
+}
+
+/// The file in a replaced index's folder (`index.replaced*`) that says why it was replaced.
+pub const REBUILT: &str = "REBUILT";
+
+/// What [`REBUILT`] holds (JSON).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Rebuilt {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Whether the index knew records the journals no longer held (a journal gone, or
+    /// shorter than indexed): a deletion, unless a backup of the journals was restored.
+    pub journals_lost: bool,
 }
 
 /// What one catch-up of the index with one journal did.

@@ -667,7 +667,40 @@ pub fn verify_store_with(
     } else {
         report.index.notes.push("not checked (--no-index)".into());
     }
+    report.index.findings.extend(losses(root)?);
     Ok(report)
+}
+
+/// What replaced indexes (`index.replaced*`) say was lost: an index is replaced when the
+/// journals hold less than it knew (a journal deleted, or cut back below what was indexed),
+/// by whichever command opened the store first, and the reason is kept with it
+/// ([`super::holder::REBUILT`]). Each is a finding: the records once indexed are gone (or a
+/// backup of the journals was restored over newer ones).
+fn losses(root: &Path) -> Result<Vec<String>, StoreError> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) => return Err(StoreError::io("list", root, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("index.replaced") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path().join(super::holder::REBUILT)) else {
+            continue;
+        };
+        if let Ok(r) = serde_json::from_str::<super::holder::Rebuilt>(&text)
+            && r.journals_lost
+        {
+            out.push(format!(
+                "at {} the index knew records the journals no longer hold ({}): a journal was deleted or cut back after it was indexed, or older journals were restored; the index was rebuilt from what is left, the old one kept as {name}",
+                r.at, r.reason
+            ));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Walks one journal's segments and checkpoints.
