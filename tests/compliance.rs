@@ -731,3 +731,31 @@ async fn a_long_window_read_from_the_journals_is_quick_and_agrees_with_the_index
         1500
     );
 }
+
+/// Found by a fresh pair of eyes: when the window could not be read (keys unreadable to the
+/// auditor's account, a damaged segment) and no rule failed, `compliance` said "score n/a (no
+/// events in the window)" and exited 0. It is no verdict: exit 2, saying what could not be
+/// read, and the table does not claim the window was empty.
+#[test]
+fn a_window_that_could_not_be_read_is_no_verdict_exit_2() {
+    let store = two_calls_yesterday();
+    // The user's key file damaged: the personal fields of every event cannot be opened.
+    let keys = store.store_dir().join("keys");
+    let mut damaged = 0;
+    for key in std::fs::read_dir(&keys).unwrap() {
+        std::fs::write(key.unwrap().path(), b"not a key").unwrap();
+        damaged += 1;
+    }
+    assert!(damaged > 0, "the store has a user key");
+    let out = run(
+        &store.config,
+        &["compliance", "--regulation", "gdpr", "--no-verify"],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("could not all be read"), "{stderr}");
+    assert!(!stdout.contains("no events in the window"), "{stdout}");
+}

@@ -410,7 +410,9 @@ pub fn user_report(
     for c in &window {
         let h = local_hour(c.at_ms, offset);
         hour_histogram[h] += 1;
-        if !usual_hours.contains(&(h as u8)) {
+        // No usual hours (fewer than two days of calls): nothing is outside them; a new
+        // user is not scored as working at odd hours.
+        if !usual_hours.is_empty() && !usual_hours.contains(&(h as u8)) {
             outside += 1;
         }
     }
@@ -656,5 +658,33 @@ mod tests {
         let (high, total) = high_risk(&calls, 20);
         assert_eq!(total, 3);
         assert_eq!(high[0].result, Some("blocked"));
+    }
+
+    #[test]
+    fn a_user_with_one_day_of_calls_has_no_usual_hours_and_none_outside_them() {
+        // Found by a fresh pair of eyes: a new user's six calls were all "outside their usual
+        // hours" (+10 to the score) although they had none.
+        let calls: Vec<Call> = (0..6)
+            .map(|i| {
+                call(
+                    i,
+                    3 * HOUR + i * 60_000,
+                    "u",
+                    RiskLevel::Low,
+                    Outcome::Success,
+                )
+            })
+            .collect();
+        let r = user_report("u", &calls, &[], &Context::default(), 0, DAY - 1);
+        assert_eq!(r.calls, 6);
+        assert!(r.usual_hours.is_empty());
+        assert_eq!(r.outside_usual_hours, 0.0);
+        assert!(
+            r.risk_reasons
+                .iter()
+                .all(|p| !p.reason.contains("usual hours")),
+            "{:?}",
+            r.risk_reasons
+        );
     }
 }

@@ -132,6 +132,10 @@ pub struct Assessment {
     pub score: Option<f64>,
     /// Every rule, in the regulation's clause order.
     pub rules: Vec<RuleOutcome>,
+    /// Why the window's events could not all be read, if they could not: the rules resting
+    /// on them are then `not_assessable`, and `compliance` exits 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_error: Option<String>,
 }
 
 impl Assessment {
@@ -416,9 +420,9 @@ pub fn judge(
         rules::unread(&mut rules, error);
     }
     // No events: what still passes rests on the configuration and the chain walk alone,
-    // which is no score for the window.
+    // which is no score for the window. (None read because reading failed is not "none".)
     let empty = facts.events == 0;
-    if empty {
+    if empty && facts.read_error.is_none() {
         rules::no_events(&mut rules);
     }
     Assessment {
@@ -431,6 +435,7 @@ pub fn judge(
             Assessment::score_of(&rules)
         },
         rules,
+        read_error: facts.read_error.clone(),
     }
 }
 

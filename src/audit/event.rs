@@ -41,7 +41,13 @@ impl fmt::Display for EventId {
 
 impl FromStr for EventId {
     type Err = ulid::DecodeError;
+    /// The 26 Crockford base32 characters of a ULID. The first is at most `7` (a ULID is 128
+    /// bits; 26 characters hold 130): the `ulid` crate wraps a larger one round, so that
+    /// `81M…` would name the event `01M…`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.as_bytes().first().is_some_and(|&b| b > b'7') && s.len() == ulid::ULID_LEN {
+            return Err(ulid::DecodeError::InvalidChar);
+        }
         Ulid::from_string(s).map(EventId)
     }
 }
@@ -522,6 +528,25 @@ mod rfc3339 {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn an_event_id_past_128_bits_is_refused_not_wrapped_round() {
+        let id: EventId = "01M911RAGM8YPNV4Q3ADE4PTGT".parse().unwrap();
+        assert_eq!(id.to_string(), "01M911RAGM8YPNV4Q3ADE4PTGT");
+        assert!("7ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<EventId>().is_ok());
+        for wrapped in [
+            "81M911RAGM8YPNV4Q3ADE4PTGT",
+            "80000000000000000000000000",
+            "ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+        ] {
+            assert!(wrapped.parse::<EventId>().is_err(), "{wrapped}");
+        }
     }
 }
 

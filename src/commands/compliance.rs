@@ -83,7 +83,18 @@ pub fn run(
         }
     }
     out.flush()?;
-    Ok(i32::from(assessments.iter().any(Assessment::failed)))
+    // A rule that fails fails (damaged records fail the chain rule); otherwise a window that
+    // could not be read is no verdict: status 2, as for any error.
+    if assessments.iter().any(Assessment::failed) {
+        return Ok(1);
+    }
+    if let Some(e) = assessments.iter().find_map(|a| a.read_error.as_ref()) {
+        eprintln!(
+            "mcp-audit-proxy: error: the window's events could not all be read: {e}\n  hint: the rules resting on them are not assessable; fix the cause (permissions of the store and its keys/, damage reported by `verify`) and run compliance again"
+        );
+        return Ok(2);
+    }
+    Ok(0)
 }
 
 fn label(s: Status) -> &'static str {
@@ -142,7 +153,9 @@ pub fn write_table(out: &mut impl Write, a: &Assessment) -> std::io::Result<()> 
         a.since,
         a.until,
         a.score.map_or(
-            if pass > 0 {
+            if a.read_error.is_some() {
+                "n/a (the window's events could not all be read)".to_string()
+            } else if pass > 0 {
                 "n/a (no events in the window)".to_string()
             } else {
                 "n/a (no rule assessable)".to_string()

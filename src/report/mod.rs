@@ -307,6 +307,7 @@ pub(crate) mod fixture {
                 until: "2026-10-06T23:59:59Z".into(),
                 score: Assessment::score_of(&pci),
                 rules: pci,
+                read_error: None,
             },
             Assessment {
                 regulation: Regulation::Gdpr,
@@ -314,6 +315,7 @@ pub(crate) mod fixture {
                 until: "2026-10-06T23:59:59Z".into(),
                 score: Assessment::score_of(&gdpr),
                 rules: gdpr,
+                read_error: None,
             },
         ]
     }
