@@ -607,3 +607,44 @@ fn an_imported_argument_past_the_bound_is_stored_cut_and_flagged_truncated() {
     assert!(biggest < 400_000, "a segment of {biggest} bytes");
     assert_eq!(run(&store.config, &["verify"]).status.code(), Some(0));
 }
+
+/// Found by a fresh pair of eyes: an empty file "imported 0 events" and made an empty journal
+/// in the store, and events dated years ahead were taken (they then top every listing).
+#[test]
+fn an_empty_file_and_events_in_the_future_are_refused_and_nothing_is_written() {
+    let store = TestStore::new("");
+    let dir = store.dir.path();
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let out = run(&store.config, &["import", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("holds no event"), "{said}");
+    let journals = store.store_dir().join("journal");
+    let count = |p: &std::path::Path| std::fs::read_dir(p).map_or(0, |d| d.count());
+    assert_eq!(count(&journals), 0, "no journal made for nothing");
+
+    let ahead = 3 * 365 * 86_400_000u64;
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + ahead;
+    let id = ulid::Ulid::from_parts(at, 7).to_string();
+    let when = humantime::format_rfc3339_micros(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(at),
+    );
+    let line = format!(
+        r#"{{"event_id":"{id}","timestamp":"{when}","event_type":"tool_access","user_id":"u","tool_name":"echo","action":"tools/call","result":"initiated","metadata":{{"protocol_era":"2025"}},"risk_level":"low","compliance_tags":[],"session_id":"s","upstream":"up","linked_event_id":null}}"#
+    );
+    let future = dir.join("future.jsonl");
+    std::fs::write(&future, format!("{line}\n")).unwrap();
+    let out = run(&store.config, &["import", future.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("line 1") && said.contains("in the future"),
+        "{said}"
+    );
+    assert_eq!(count(&journals), 0, "nothing written");
+}

@@ -62,6 +62,14 @@ pub enum AnalyticsError {
         /// The first of them, `line N: what is wrong`, in line order.
         lines: Vec<String>,
     },
+    /// The file holds no event (empty, or blank lines only): nothing was written.
+    #[error(
+        "{file} holds no event to import; nothing was imported\n  hint: give a file of JSON lines as `events --json` writes them (one event per line), or `-` to read them from standard input"
+    )]
+    Empty {
+        /// The file as given.
+        file: String,
+    },
     /// The index is held by a running proxy: ids cannot be checked against the store.
     #[error("the audit index of {} is held by another mcp-audit-proxy process, so the file's event ids cannot be checked against the store\n  hint: import while no proxy or gateway writes to this store (or into another store, then query that)", path.display())]
     IndexBusy {
@@ -130,8 +138,16 @@ fn unknown_members(given: &Value, kept: &Value, at: &str, out: &mut Vec<String>)
     }
 }
 
+/// How far after now an imported event may be dated (clocks of two hosts a little apart).
+const FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
+
 /// Checks one line: the event to store (marked imported), or what is wrong.
-fn check_line(text: &str, source: &str, line: u64, now: &str) -> Result<AuditEvent, String> {
+fn check_line(
+    text: &str,
+    source: &str,
+    line: u64,
+    (now, now_ms): (&str, u64),
+) -> Result<AuditEvent, String> {
     let mut event: AuditEvent =
         serde_json::from_str(text).map_err(|e| format!("not an audit event: {e}"))?;
     let given: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -155,6 +171,15 @@ fn check_line(text: &str, source: &str, line: u64, now: &str) -> Result<AuditEve
             event.event_id,
             crate::analytics::ms_time::text(id_ms),
             crate::analytics::ms_time::text(ts_ms)
+        ));
+    }
+    // A record of the past: an event dated later than now (beyond clocks a little apart)
+    // would top every listing of the store for years.
+    if ts_ms > now_ms + FUTURE_SKEW_MS {
+        return Err(format!(
+            "timestamp {} is in the future (now is {}): only events that happened can be imported",
+            crate::analytics::ms_time::text(ts_ms),
+            crate::analytics::ms_time::text(now_ms)
         ));
     }
     // How a store held the personal fields is said on reading, never stored (`events --json`
@@ -209,7 +234,11 @@ pub fn import(
             source: e,
         }
     })?);
-    let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    let now_time = SystemTime::now();
+    let now = humantime::format_rfc3339_micros(now_time).to_string();
+    let now_ms = now_time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut errors: Vec<(u64, String)> = Vec::new();
     let mut ids: HashMap<EventId, u64> = HashMap::new();
     // Where each spooled event is (id, offset, length), to write them in id order: a journal's
@@ -233,7 +262,12 @@ pub fn import(
         if text.trim().is_empty() {
             continue;
         }
-        match check_line(text.trim_end_matches(['\n', '\r']), &source, line, &now) {
+        match check_line(
+            text.trim_end_matches(['\n', '\r']),
+            &source,
+            line,
+            (&now, now_ms),
+        ) {
             Ok(event) => {
                 if let Some(first) = ids.insert(event.event_id, line) {
                     ids.insert(event.event_id, first);
@@ -292,6 +326,9 @@ pub fn import(
         });
     }
     let total = ids.len();
+    if total == 0 {
+        return Err(AnalyticsError::Empty { file: source });
+    }
     drop(ids);
     if in_order {
         places = Vec::new(); // read front to back
