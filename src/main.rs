@@ -51,7 +51,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         logging.finish();
         return result;
     }
-    let config = Config::load(cli.command.config())?;
+    let config = if reads_only(&cli.command) {
+        Config::load_reading(cli.command.config())?
+    } else {
+        Config::load(cli.command.config())?
+    };
     let output = match (&cli.command, &config.log.file) {
         (Command::Stdio(_), Some(path)) => {
             Output::File(telemetry::open_file(path, &config.source)?)
@@ -68,6 +72,27 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     logging.finish();
     result
+}
+
+/// Whether `command` only reads the store: it runs with the public signing key when the
+/// private one cannot be read ([`Config::load_reading`]). Those that write or sign (the proxy
+/// modes, `import`, `erase`, `retention --apply`, a signed `export`, `tools accept`) need it.
+fn reads_only(command: &Command) -> bool {
+    match command {
+        Command::Events(_)
+        | Command::Reindex(_)
+        | Command::Policy(_)
+        | Command::Verify(_)
+        | Command::Store(_)
+        | Command::Alerts(_)
+        | Command::Anomalies(_)
+        | Command::Analyze(_)
+        | Command::Compliance(_)
+        | Command::Report(_) => true,
+        Command::Export(args) => args.user.is_some(),
+        Command::Retention(args) => !args.apply,
+        _ => false,
+    }
 }
 
 fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {

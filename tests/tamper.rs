@@ -689,3 +689,41 @@ async fn a_deleted_journal_or_one_cut_back_by_whole_records_is_reported_once_ind
         assert!(report.contains("no longer hold"), "cut {cut}: {report}");
     }
 }
+
+/// Found by a fresh pair of eyes: every command, `events` and `verify` too, stopped when the
+/// private signing key could not be read, so an auditor had to be given it. Commands that only
+/// read the store check signatures with the public key beside it (`keygen`'s `PATH.pub`); the
+/// proxy still refuses to start without the private key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_only_read_the_store_need_only_the_public_key() {
+    let trail = trail(4).await;
+    let dir = trail.store.dir.path();
+    // The auditor's copy: the private key is not there, its public key is.
+    std::fs::rename(dir.join("signing.key"), dir.join("elsewhere.key")).unwrap();
+    let config = trail.store.config.to_str().unwrap().to_string();
+    let (code, report) = trail.verify(&[]);
+    assert_eq!(code, 0, "{report}");
+    assert!(!report.contains("no checkpoints"), "{report}");
+    let out = run(&["events", "--config", &config], dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        &["compliance", "--regulation", "pci_dss", "--config", &config],
+        dir,
+    );
+    let said = text(&out);
+    assert!(!said.contains("signing_key_file is unset"), "{said}");
+    // A forged checkpoint is still caught with the public key alone.
+    let checkpoints = trail.journal_dir().join("checkpoints");
+    let before = std::fs::read_to_string(&checkpoints).unwrap();
+    let mut lines: Vec<String> = before.lines().map(str::to_string).collect();
+    let mut forged: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    forged["seq"] = json!(forged["seq"].as_u64().unwrap() + 1);
+    lines[0] = forged.to_string();
+    std::fs::write(&checkpoints, lines.join("\n") + "\n").unwrap();
+    let (code, report) = trail.verify(&[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(report.contains("bad_signature"), "{report}");
+    // The proxy, which signs, does not start.
+    let out = run(&["stdio", "--config", &config, "--", "true"], dir);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -305,7 +305,7 @@ pub fn with_chain<R>(
     if !input.verify_chain {
         return Ok((read(None).0, None));
     }
-    let key = input.config.audit.signer.as_ref().map(|s| s.public());
+    let key = input.config.audit.signing_public.clone();
     let (out, chains) = read(Some(scan::WalkChains { key: key.as_ref() }));
     let chain = match chains {
         Some(chains) => read::chain_facts(chains.iter().map(|(_, j)| j)),

@@ -83,9 +83,7 @@ fn trusted_key(
     if let Some(path) = &args.public_key {
         return Ok(Some(TrustedKey::load(path)?));
     }
-    Ok(config
-        .and_then(|c| c.audit.signer.as_ref())
-        .map(|s| s.public()))
+    Ok(config.and_then(|c| c.audit.signing_public.clone()))
 }
 
 /// `verify`: 0 when the store (or export) is intact, 1 when something is not as written.

@@ -166,6 +166,12 @@ pub struct AuditConfig {
     /// that signs the journal checkpoints, read at start (a configured key that cannot be read
     /// stops the proxy); without it checkpoints are written unsigned.
     pub signer: Option<std::sync::Arc<crate::store::checkpoint::Signer>>,
+    /// Whether `signing_key_file` is set (for the commands that read the store, the private
+    /// key may be unreadable to them: see [`Config::load_reading`]).
+    pub signing_configured: bool,
+    /// The public key of `signing_key_file`: the signer's, or, for a command that only reads
+    /// the store and cannot read the private key, `signing_key_file` + `.pub` beside it.
+    pub signing_public: Option<crate::store::checkpoint::TrustedKey>,
     /// `checkpoint_every_events`: a checkpoint after at most this many events…
     pub checkpoint_every_events: u64,
     /// `checkpoint_interval_ms`: …or this long after the first event it does not cover yet;
@@ -218,8 +224,25 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// [`Config::load`] for a command that only reads the store (`events`, `verify`,
+    /// `compliance`, ...): an auditor's account need not read the private signing key. When
+    /// `audit.signing_key_file` cannot be read, its public key (`keygen`'s `PATH.pub` beside
+    /// it) checks the signatures; with neither readable, the error is [`Config::load`]'s.
+    pub fn load_reading(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse_as(path, &text, true)
+    }
+
     /// Validates config text as if read from `path` (relative paths resolve against its folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_as(path, text, false)
+    }
+
+    /// [`Config::parse`]; `reading`: for a command that only reads the store.
+    fn parse_as(path: &Path, text: &str, reading: bool) -> Result<Config, ConfigError> {
         let at = Source::new(path, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
         let table: toml::Table = toml::from_str(text).map_err(|e| at.toml_error(&e))?;
@@ -306,11 +329,24 @@ impl Config {
             None => None,
             Some(v) => Some(at.in_range("audit.max_store_bytes", v, 65_536..=(1 << 50), None)?),
         };
+        let signing_configured = a.signing_key_file.is_some();
+        let mut signing_public = None;
         let signer = match a.signing_key_file {
             Some(f) => {
                 let span = f.span();
                 let file = base.join(at.non_empty("audit.signing_key_file", f)?);
-                let signer = crate::store::checkpoint::Signer::load(&file).map_err(|e| {
+                let loaded = crate::store::checkpoint::Signer::load(&file);
+                if reading && loaded.is_err() {
+                    let mut public = file.clone().into_os_string();
+                    public.push(".pub");
+                    signing_public =
+                        crate::store::checkpoint::TrustedKey::load(Path::new(&public)).ok();
+                }
+                let signer = match loaded {
+                    Err(_) if signing_public.is_some() => None,
+                    other => Some(other),
+                };
+                let signer = signer.transpose().map_err(|e| {
                     let text = e.to_string();
                     let (what, hint) = text.split_once("\n  hint: ").unwrap_or((&text, ""));
                     at.invalid(
@@ -319,10 +355,13 @@ impl Config {
                         &format!("{hint}; the proxy does not start without the key it is told to sign checkpoints with"),
                     )
                 })?;
-                Some(std::sync::Arc::new(signer))
+                signer.map(std::sync::Arc::new)
             }
             None => None,
         };
+        if let Some(s) = &signer {
+            signing_public = Some(s.public());
+        }
 
         let l = raw.limits;
         let max_message_bytes = at.ranged(
@@ -368,6 +407,8 @@ impl Config {
                 queue_capacity: queue_capacity as usize,
                 max_stored_argument_bytes: max_stored_argument_bytes as usize,
                 signer,
+                signing_configured,
+                signing_public,
                 checkpoint_every_events,
                 checkpoint_interval: Duration::from_millis(checkpoint_interval_ms),
                 max_store_bytes,

@@ -60,7 +60,7 @@ impl Settings {
         Settings {
             durability: config.audit.durability,
             on_store_failure: config.audit.on_store_failure,
-            signing_key: config.audit.signer.is_some(),
+            signing_key: config.audit.signing_configured,
             encrypt_personal_data: config.audit.encrypt_personal_data,
             call_timeout: config.limits.call_timeout,
             periods: config.retention.periods.clone(),
