@@ -290,8 +290,13 @@ async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
         error_text.ends_with(" [REDACTED:"),
         "masked, then cut: {error_text}"
     );
+    // The card's digits, whole or in part across a cut ("4111" alone also turns up by
+    // chance in an execution time or a timestamp's microseconds: a flaky check).
     for e in &events {
-        assert!(!e.to_string().contains("4111"), "stored readable: {e}");
+        let text = e.to_string();
+        for part in ["4111 1111", "41111111", CARD] {
+            assert!(!text.contains(part), "stored readable: {e}");
+        }
     }
     let bytes = all_bytes(&store.store_dir());
     for needle in [CARD, "AKIAIOSFODNN7EXAMPLE", "4111 1111 1111 111"] {
