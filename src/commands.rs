@@ -290,12 +290,16 @@ pub(crate) fn start_audit(
     // A proxy (not a one-shot command) ends the calls that killed or crashed proxies left
     // open, in its own journal, off the message path.
     if settle {
-        crate::audit::settle::start(config.audit.store_dir.clone(), own, sink.clone()).map_err(
-            |source| ModeError::Start {
-                what: "the audit settler",
-                source,
-            },
-        )?;
+        crate::audit::settle::start(
+            config.audit.store_dir.clone(),
+            own,
+            sink.clone(),
+            config.audit.encrypt_personal_data,
+        )
+        .map_err(|source| ModeError::Start {
+            what: "the audit settler",
+            source,
+        })?;
     }
     Ok((sink, threads, lock))
 }

@@ -629,21 +629,28 @@ fn a_configured_key_that_cannot_be_read_stops_the_proxy_naming_the_file() {
 }
 
 /// Found by a fresh pair of eyes: deleting a whole journal passed `verify` ("intact"), and so
-/// did cutting a journal back by whole records with its later checkpoints. The index knew
+/// did cutting a journal back by whole segments with its later checkpoints. The index knew
 /// those records; the first command to open the store rebuilt it from what was left. Now the
 /// replaced index keeps why it was replaced, and `verify` reports the loss (exit 1), whichever
-/// command opened the store first.
+/// command opened the store first. (A newest segment shorter than indexed is not reported: an
+/// outage's roll-back or a power cut in `batched` mode leave that too.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deleted_journal_or_one_cut_back_by_whole_records_is_reported_once_indexed() {
+async fn a_deleted_journal_or_one_cut_back_by_whole_segments_is_reported_once_indexed() {
     for cut in [false, true] {
-        let store = TestStore::new("");
+        let store = TestStore::new("segment_bytes = 4096");
         let mut ids = Vec::new();
         for n in 0..2 {
             let mut c = LineClient::spawn(store.proxied_example());
             c.initialize().await;
-            c.send(&call_line(json!(n), "echo", json!({"text": "x"})))
+            for i in 0..12 {
+                c.send(&call_line(
+                    json!(i),
+                    "echo",
+                    json!({"text": format!("{n} {i}")}),
+                ))
                 .await;
-            c.recv_response(&json!(n)).await;
+                c.recv_response(&json!(i)).await;
+            }
             assert!(c.finish().await.success());
             ids = journals::list(&store.store_dir().join("journal")).unwrap();
         }
@@ -652,29 +659,14 @@ async fn a_deleted_journal_or_one_cut_back_by_whole_records_is_reported_once_ind
         // Indexed: every journal's records.
         let out = run(&["events", "--config", &config], dir);
         assert!(out.status.success(), "{}", text(&out));
-        let (code, report) = {
-            let out = run(&["verify", "--config", &config], dir);
-            (out.status.code().unwrap_or(-1), text(&out))
-        };
-        assert_eq!(code, 0, "{report}");
+        let out = run(&["verify", "--config", &config], dir);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let victim = ids[0].dir(&store.store_dir().join("journal"));
         if cut {
-            // Back to its first record: the call's end and the final checkpoint go.
-            let seg = journal::list_segments(&victim).unwrap()[0];
-            let path = segment_path(&victim, seg);
-            let mut first = None;
-            journal::read_from(
-                &victim,
-                JournalPos::START,
-                |end, _| {
-                    first.get_or_insert(end.offset);
-                    Ok(())
-                },
-                |d| panic!("{d}"),
-            )
-            .unwrap();
-            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            f.set_len(first.unwrap()).unwrap();
+            // Its newest segment removed, with the final checkpoint.
+            let segments = journal::list_segments(&victim).unwrap();
+            assert!(segments.len() >= 2, "{segments:?}");
+            std::fs::remove_file(segment_path(&victim, *segments.last().unwrap())).unwrap();
             let _ = std::fs::remove_file(victim.join("checkpoints"));
         } else {
             std::fs::remove_dir_all(&victim).unwrap();

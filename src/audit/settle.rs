@@ -12,12 +12,16 @@
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use super::event::{AuditEvent, EventIds, EventType, Metadata, Outcome};
+use super::event::{AuditEvent, EventIds, EventType, Metadata, Outcome, PersonalData};
 use super::writer::{AuditError, AuditSink};
 use crate::error::Side;
 use crate::store::journals::JournalId;
 use crate::store::settle::{self, Stopped};
 use crate::store::{StoreError, StorePaths};
+
+/// How the reason of every end recorded here begins (readers tell such ends by it: the
+/// compliance survey pairs them across journals).
+pub const REASON_START: &str = "the proxy that recorded this call (journal ";
 
 /// Why settling stopped before the end.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +61,21 @@ pub struct Settled {
 /// Starts settling the stopped journals of the store at `root` on a thread of its own, ending
 /// their open calls through `sink` (whose journal is `own`). Errors are logged, never fatal:
 /// what is not settled now is settled at a later start.
-pub fn start(root: PathBuf, own: JournalId, sink: AuditSink) -> std::io::Result<JoinHandle<()>> {
+///
+/// `seals`: this process seals personal fields (`audit.encrypt_personal_data`); one that does
+/// not leaves alone the calls whose access was sealed, which would otherwise be stored again
+/// in clear (and out of `erase --user`'s reach).
+pub fn start(
+    root: PathBuf,
+    own: JournalId,
+    sink: AuditSink,
+    seals: bool,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("audit-settle".into())
         .spawn(move || {
             super::writer::lowest_priority("audit-settle");
-            match settle_all(&root, own, &sink) {
+            match settle_all(&root, own, &sink, seals) {
                 Ok(s) if s.ended > 0 || s.erased > 0 => tracing::warn!(
                     journals = s.journals,
                     calls = s.ended,
@@ -81,7 +94,12 @@ pub fn start(root: PathBuf, own: JournalId, sink: AuditSink) -> std::io::Result<
 }
 
 /// Settles every stopped, unsettled journal of the store at `root`; see [`start`].
-pub fn settle_all(root: &Path, own: JournalId, sink: &AuditSink) -> Result<Settled, SettleError> {
+pub fn settle_all(
+    root: &Path,
+    own: JournalId,
+    sink: &AuditSink,
+    seals: bool,
+) -> Result<Settled, SettleError> {
     let journal_root = StorePaths::new(root).journal();
     let mut done = Settled::default();
     let ids = EventIds::default();
@@ -92,6 +110,15 @@ pub fn settle_all(root: &Path, own: JournalId, sink: &AuditSink) -> Result<Settl
         let Some(stopped) = settle::open_calls(&journal_root, id)? else {
             continue;
         };
+        if !seals
+            && stopped
+                .open
+                .iter()
+                .any(|a| a.metadata.personal_data == Some(PersonalData::Encrypted))
+        {
+            tracing::debug!(journal = %id, "its open calls' personal fields are sealed and this proxy does not seal: left for one that does");
+            continue;
+        }
         for d in &stopped.damaged {
             tracing::warn!(journal = %id, damage = %d, "damaged records skipped while looking for a stopped proxy's open calls");
         }
@@ -120,11 +147,15 @@ fn end_calls(
             sink.record(&end)
                 .map_err(|source| SettleError::Record { journal, source })?;
         }
-        sink.flush_blocking();
+        let flushed = sink.flush_blocking();
         let after = sink.store_figures();
-        if !after.available || after.lost > before.lost {
+        if !flushed || !after.available || after.lost > before.lost {
             return Err(SettleError::NotDurable { journal });
         }
+    }
+    // An open call that could not be read is left for a later start to try again.
+    if stopped.unreadable > 0 {
+        return Ok((ended, erased));
     }
     stopped.settled(own, ended)?;
     Ok((ended, erased))
@@ -157,7 +188,7 @@ pub fn end_of(
             http: a.http.clone(),
             failure_side: Some(Side::Internal),
             reason: Some(format!(
-                "the proxy that recorded this call (journal {journal}) stopped without recording its end: it was killed, crashed, or its machine stopped; whether the tool ran, and its result, are unknown (ended at the next start, by journal {own})"
+                "{REASON_START}{journal}) stopped without recording its end: it was killed, crashed, or its machine stopped; whether the tool ran, and its result, are unknown (ended at the next start, by journal {own})"
             )),
             ..Metadata::default()
         },

@@ -535,13 +535,12 @@ impl AuditSink {
         }
     }
 
-    /// [`AuditSink::flush`] for a thread outside the runtime: returns once what was submitted
-    /// before is written and synced (or the writer has stopped).
-    pub fn flush_blocking(&self) {
+    /// [`AuditSink::flush`] for a thread outside the runtime: true once what was submitted
+    /// before is written and synced; false if the writer stopped first (what was queued
+    /// behind its shutdown was never written).
+    pub fn flush_blocking(&self) -> bool {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.blocking_recv();
-        }
+        self.tx.send(Msg::Flush(tx)).is_ok() && rx.blocking_recv().is_ok()
     }
 
     /// An ack that resolves once every event submitted before it is durable (`sync` mode; at

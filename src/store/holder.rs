@@ -330,30 +330,46 @@ fn sled_busy(e: &StoreError) -> bool {
 }
 
 /// Why the index cannot be trusted against the journals, if it cannot: a saved position past
-/// the end of its journal (cheap check: segment numbers and file lengths), or a journal gone.
-fn ahead(index: &Index, journal_root: &std::path::Path) -> Result<Option<String>, StoreError> {
+/// the end of its journal (cheap check: segment numbers and file lengths), or a journal gone;
+/// with whether whole files it had read are gone (`true`: a journal or a segment deleted,
+/// which nothing but a deletion does) or only the end of the newest segment (which an
+/// outage's roll-back or a power cut in `batched` mode also leave).
+fn ahead(
+    index: &Index,
+    journal_root: &std::path::Path,
+) -> Result<Option<(String, bool)>, StoreError> {
     for (id, pos) in index.positions()? {
         let dir = id.dir(journal_root);
         let Some(&last) = list_segments(&dir)?.last() else {
             if pos > JournalPos::START {
-                return Ok(Some(format!("a journal it refers to ({id}) is gone")));
+                return Ok(Some((
+                    format!("a journal it refers to ({id}) is gone"),
+                    true,
+                )));
             }
             // A writer that died before its first segment: nothing was indexed from it.
             continue;
         };
-        let ahead = match pos.segment.cmp(&last) {
-            std::cmp::Ordering::Greater => true,
+        match pos.segment.cmp(&last) {
+            std::cmp::Ordering::Greater => {
+                return Ok(Some((
+                    format!(
+                        "the index read segment {} of journal {id}, which now ends at segment {last}",
+                        pos.segment
+                    ),
+                    true,
+                )));
+            }
             std::cmp::Ordering::Equal => {
                 let path = segment_path(&dir, last);
                 let len = fs::metadata(&path)
                     .map_err(|e| StoreError::io("read the length of", &path, e))?
                     .len();
-                pos.offset > len
+                if pos.offset > len {
+                    return Ok(Some((format!("the index is ahead of journal {id}"), false)));
+                }
             }
-            std::cmp::Ordering::Less => false,
-        };
-        if ahead {
-            return Ok(Some(format!("the index is ahead of journal {id}")));
+            std::cmp::Ordering::Less => {}
         }
     }
     Ok(None)
@@ -396,8 +412,8 @@ fn open_index(
     {
         if !ix.format_ok()? {
             rebuild = Some("the index was written by another version".into());
-        } else if let Some(reason) = ahead(ix, &journal_root)? {
-            lost = true;
+        } else if let Some((reason, gone)) = ahead(ix, &journal_root)? {
+            lost = gone;
             rebuild = Some(reason);
         }
     }
@@ -448,8 +464,10 @@ pub struct Rebuilt {
     pub at: String,
     /// Why, in words.
     pub reason: String,
-    /// Whether the index knew records the journals no longer held (a journal gone, or
-    /// shorter than indexed): a deletion, unless a backup of the journals was restored.
+    /// Whether whole files the index had read are gone (a journal, or segments of one): a
+    /// deletion, unless a backup of the journals was restored. The end of a newest segment
+    /// shorter than indexed is not counted (an outage's roll-back, a power cut in `batched`
+    /// mode leave that too).
     pub journals_lost: bool,
 }
 

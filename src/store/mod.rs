@@ -29,8 +29,8 @@
 //!                            compliance tag, result and upstream (see [`index`]); the
 //!                            access→end links; per journal the position applied up to
 //! index.replaced*/           an index moved aside when rebuilt, with REBUILT: when and why
-//!                            (`journals_lost`: the journals held less than it knew; `verify`
-//!                            reports it)
+//!                            (`journals_lost`: a journal or segments it had read are gone;
+//!                            `verify` reports it)
 //! index.lock                 held by the index holder, the one process that has sled open
 //! index.sock                 where the index holder answers queries (see [`serve`]); a
 //!                            file left by a killed holder is refused, then replaced
@@ -365,8 +365,8 @@ pub struct OpenReport {
     pub torn: Vec<TornTail>,
     /// Why the index was rebuilt from scratch, if it was.
     pub rebuilt: Option<String>,
-    /// The same, when the index was rebuilt because the journals hold less than it knew
-    /// (a journal gone, or shorter than indexed).
+    /// The same, when the index was rebuilt because whole files it had read are gone (a
+    /// journal, or segments of one).
     pub lost: Option<String>,
     /// Records applied to the index while catching up.
     pub caught_up: usize,

@@ -140,8 +140,8 @@ enum Bucket {
 const LEFTOVERS: usize = 1 << 20;
 
 /// What a survey could not pair inside a journal, for [`reconcile`]: accesses no end in their
-/// journal closed (and where each was counted), and the accesses named by ends that had none
-/// in theirs.
+/// journal closed (and where each was counted), and the accesses named by the ends later
+/// proxies recorded for calls killed ones left open ([`crate::audit::settle`]).
 #[derive(Default)]
 pub struct Leftovers {
     open: Vec<(EventId, Bucket)>,
@@ -505,14 +505,8 @@ impl Survey {
         }
         let wait = PAIR_WAIT.as_micros() as u64;
         let horizon = p.clock_us.saturating_sub(wait);
-        let left = &mut self.leftovers;
-        p.early.retain(|of, ends| {
-            let keep = ends.iter().any(|&end| end >= horizon);
-            if !keep {
-                left.end(*of);
-            }
-            keep
-        });
+        p.early
+            .retain(|_, ends| ends.iter().any(|&end| end >= horizon));
         if let Some(within) = self.end_within_ms {
             let before = horizon.saturating_sub(within * 1000);
             let stale: Vec<(EventId, u64)> = p
@@ -616,7 +610,15 @@ impl Sink for Survey {
             e.event_type,
             EventType::ToolExecution | EventType::ToolFailure
         );
-        if is_end && let Some(access) = e.linked {
+        // The end a later proxy recorded for a call a killed one left open: in its own
+        // journal, so it is paired across journals ([`reconcile`]).
+        let settled = is_end
+            && e.result == Outcome::Shutdown
+            && e.reason
+                .is_some_and(|r| r.starts_with(crate::audit::settle::REASON_START));
+        if settled && let Some(access) = e.linked {
+            self.leftovers.end(access);
+        } else if is_end && let Some(access) = e.linked {
             self.end(access, at_us);
         }
         if e.timestamp < self.since || e.timestamp > self.until {
@@ -697,10 +699,6 @@ impl Sink for Survey {
         let left: Vec<(EventId, u64)> = self.pairing.open.drain().collect();
         for (id, at) in left {
             self.unended(id, at);
-        }
-        let ends: Vec<EventId> = self.pairing.early.drain().map(|(of, _)| of).collect();
-        for of in ends {
-            self.leftovers.end(of);
         }
         self.pairing = Pairing {
             sweep_at: SWEEP_FIRST,

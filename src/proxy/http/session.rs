@@ -56,6 +56,9 @@ pub(crate) type Line = (u64, Bytes);
 /// besides the pipeline's own queue of 32 MiB (one that read nothing of 3,000 notifications of
 /// 100 KB took it from 46 to 406 MB).
 const QUEUED_BYTES: usize = 8 * 1024 * 1024;
+/// How long the dispatcher waits for room before delivering anyway: enough for a client that
+/// reads slowly to bound the session's memory, and no deadlock with one that cannot read yet.
+const ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Bytes a stream keeps for replay, beyond its newest message ([`REPLAY`] messages at most).
 const REPLAY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -98,7 +101,8 @@ impl Budget {
 #[derive(Debug)]
 pub(crate) struct Inbox {
     rx: mpsc::UnboundedReceiver<Line>,
-    budget: Arc<Budget>,
+    /// The session's budget, for an SSE stream (a JSON answer's lines are not counted).
+    budget: Option<Arc<Budget>>,
 }
 
 impl Inbox {
@@ -113,8 +117,8 @@ impl Inbox {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Line>> {
         let polled = self.rx.poll_recv(cx);
-        if let std::task::Poll::Ready(Some((_, line))) = &polled {
-            self.budget.give(line.len());
+        if let (std::task::Poll::Ready(Some((_, line))), Some(budget)) = (&polled, &self.budget) {
+            budget.give(line.len());
         }
         polled
     }
@@ -127,9 +131,13 @@ impl Inbox {
             while let Some(line) = self.recv().await {
                 each(&line);
                 let n = line.1.len();
-                self.budget.take(n);
+                if let Some(b) = &self.budget {
+                    b.take(n);
+                }
                 if tx.send(line).is_err() {
-                    self.budget.give(n);
+                    if let Some(b) = &self.budget {
+                        b.give(n);
+                    }
                     return;
                 }
             }
@@ -142,7 +150,9 @@ impl Drop for Inbox {
     fn drop(&mut self) {
         self.rx.close();
         while let Ok((_, line)) = self.rx.try_recv() {
-            self.budget.give(line.len());
+            if let Some(b) = &self.budget {
+                b.give(line.len());
+            }
         }
     }
 }
@@ -186,6 +196,24 @@ impl Stream {
     ) -> bool {
         let seq = self.next;
         self.next += 1;
+        // A JSON answer cannot be resumed: nothing is kept for replay, and its handler
+        // copies what it receives at once (no budget: it reads only once its request is
+        // handed to the server).
+        if !self.events {
+            return match &self.tx {
+                Some(tx) if tx.send((seq, line)).is_ok() => {
+                    if !ends.is_empty() {
+                        self.unheard.push((seq, ends));
+                    }
+                    true
+                }
+                _ => {
+                    self.tx = None;
+                    lost.extend(ends.into_iter().map(|e| (e, CLOSED)));
+                    false
+                }
+            };
+        }
         self.sent_bytes += line.len();
         self.sent.push_back((seq, line.clone()));
         // The replay window: REPLAY messages and REPLAY_BYTES besides the newest.
@@ -206,23 +234,12 @@ impl Stream {
         budget.take(line.len());
         let n = line.len();
         match &self.tx {
-            Some(tx) if tx.send((seq, line)).is_ok() => {
-                // A JSON answer goes out whole, once every response is in: until then the
-                // calls of those received are not delivered yet (the client may leave).
-                if !self.events && !ends.is_empty() {
-                    self.unheard.push((seq, ends));
-                }
-                true
-            }
+            Some(tx) if tx.send((seq, line)).is_ok() => true,
             _ => {
                 budget.give(n);
                 self.tx = None;
-                if self.events {
-                    if !ends.is_empty() {
-                        self.unheard.push((seq, ends));
-                    }
-                } else {
-                    lost.extend(ends.into_iter().map(|e| (e, CLOSED)));
+                if !ends.is_empty() {
+                    self.unheard.push((seq, ends));
                 }
                 false
             }
@@ -292,14 +309,8 @@ impl Shared {
                 unheard: Vec::new(),
             },
         );
-        (id, self.inbox(rx))
-    }
-
-    fn inbox(&self, rx: mpsc::UnboundedReceiver<Line>) -> Inbox {
-        Inbox {
-            rx,
-            budget: self.budget.clone(),
-        }
+        let budget = events.then(|| self.budget.clone());
+        (id, Inbox { rx, budget })
     }
 
     /// Drops stream `id`; the calls whose responses no client heard on it are lost.
@@ -463,8 +474,9 @@ impl Session {
                         st.heard();
                     }
                     st.tx = None;
-                    // Answers sent on it while its client was away stay for a resume.
-                    if st.unheard.is_empty() {
+                    // Answers sent on an SSE stream while its client was away stay for a
+                    // resume; a JSON answer's cannot be resumed (lost now if unheard).
+                    if !st.events || st.unheard.is_empty() {
                         sh.remove(stream);
                     }
                 }
@@ -496,7 +508,10 @@ impl Session {
             budget.take(line.len());
             let _ = tx.send((*seq, line.clone()));
         }
-        let rx = Inbox { rx, budget };
+        let rx = Inbox {
+            rx,
+            budget: Some(budget),
+        };
         st.heard();
         let complete = st.post && st.owed == 0;
         if !complete {
@@ -741,9 +756,20 @@ async fn dispatch(
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            // A client that does not read holds its session here, not the gateway's memory.
+            // A client that does not read holds its session here, not the gateway's memory:
+            // for a while (ROOM_WAIT), never past the session's end, and never for good (a
+            // request's own stream is read only once its request is handed to the server,
+            // which may wait on the server's output, which waits on this).
             let budget = session.shared().budget.clone();
-            budget.room().await;
+            if !done.is_cancelled() {
+                tokio::select! {
+                    () = budget.room() => {}
+                    () = done.cancelled() => {}
+                    () = tokio::time::sleep(ROOM_WAIT) => {
+                        tracing::debug!(session = %session.id, "a client is not reading its streams; delivering past the session's byte budget");
+                    }
+                }
+            }
             session.deliver(bytes.slice_ref(line), &mut ends);
         }
         // Calls whose response is not among the lines (replaced, or an id that matched
