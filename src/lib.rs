@@ -55,7 +55,8 @@
 //! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
 //!                     mod.rs (listener, TLS, routing, refusals recorded, drain), request.rs
 //!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline
-//!                     per session; answers dispatched to the POST or stream awaiting them),
+//!                     per session; answers dispatched to the POST or stream awaiting them,
+//!                     progress to its request's stream, a byte budget per session),
 //!                     auth.rs (API keys, JWTs, Host/Origin, RFC 9728 metadata), headers.rs
 //!                     (2026-07-28 Mcp-Method/Mcp-Name vs body), body.rs (JSON and SSE bodies),
 //!                     metrics.rs (/metrics), limit.rs (a quota on refusal events of
