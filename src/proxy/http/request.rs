@@ -135,7 +135,7 @@ fn feed(pipeline: &Pipeline, line: Bytes, http: &HttpContext) -> Route {
 
 /// Passes a POST's answers on, learning `Mcp-Param-*` bindings from the responses.
 fn learn_params(rx: super::session::Inbox, params: Arc<ParamHeaders>) -> super::session::Inbox {
-    rx.map(move |(_, line)| {
+    rx.observe(move |(_, line)| {
         if is_response(line) {
             params.learn(line);
         }

@@ -98,14 +98,35 @@ impl Budget {
 
 /// The receiving end of a stream: what it takes is given back to the session's budget, and
 /// so is what it leaves unread when dropped (its client went away).
-#[derive(Debug)]
 pub(crate) struct Inbox {
     rx: mpsc::UnboundedReceiver<Line>,
     /// The session's budget, for an SSE stream (a JSON answer's lines are not counted).
     budget: Option<Arc<Budget>>,
+    /// Shown each message as it is taken ([`Inbox::observe`]).
+    observer: Option<Observer>,
+}
+
+/// What [`Inbox::observe`] shows each message to.
+type Observer = Box<dyn FnMut(&Line) + Send>;
+
+impl std::fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("budget", &self.budget)
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Inbox {
+    fn new(rx: mpsc::UnboundedReceiver<Line>, budget: Option<Arc<Budget>>) -> Inbox {
+        Inbox {
+            rx,
+            budget,
+            observer: None,
+        }
+    }
+
     /// The next message, `None` once the stream has ended.
     pub(crate) async fn recv(&mut self) -> Option<Line> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
@@ -117,32 +138,23 @@ impl Inbox {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Line>> {
         let polled = self.rx.poll_recv(cx);
-        if let (std::task::Poll::Ready(Some((_, line))), Some(budget)) = (&polled, &self.budget) {
-            budget.give(line.len());
+        if let std::task::Poll::Ready(Some(line)) = &polled {
+            if let Some(budget) = &self.budget {
+                budget.give(line.1.len());
+            }
+            if let Some(see) = &mut self.observer {
+                see(line);
+            }
         }
         polled
     }
 
-    /// Passes what it receives through `each` into a new inbox of the same session.
-    pub(crate) fn map(mut self, mut each: impl FnMut(&Line) + Send + 'static) -> Inbox {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let budget = self.budget.clone();
-        tokio::spawn(async move {
-            while let Some(line) = self.recv().await {
-                each(&line);
-                let n = line.1.len();
-                if let Some(b) = &self.budget {
-                    b.take(n);
-                }
-                if tx.send(line).is_err() {
-                    if let Some(b) = &self.budget {
-                        b.give(n);
-                    }
-                    return;
-                }
-            }
-        });
-        Inbox { rx, budget }
+    /// Shows `each` every message as it is taken, in the taker's own call: no task between
+    /// the stream and its taker, so the stream stops looking live the moment its taker is
+    /// gone (the calls of a JSON answer are recorded as delivered only if it took them).
+    pub(crate) fn observe(mut self, each: impl FnMut(&Line) + Send + 'static) -> Inbox {
+        self.observer = Some(Box::new(each));
+        self
     }
 }
 
@@ -310,7 +322,7 @@ impl Shared {
             },
         );
         let budget = events.then(|| self.budget.clone());
-        (id, Inbox { rx, budget })
+        (id, Inbox::new(rx, budget))
     }
 
     /// Drops stream `id`; the calls whose responses no client heard on it are lost.
@@ -508,10 +520,7 @@ impl Session {
             budget.take(line.len());
             let _ = tx.send((*seq, line.clone()));
         }
-        let rx = Inbox {
-            rx,
-            budget: Some(budget),
-        };
+        let rx = Inbox::new(rx, Some(budget));
         st.heard();
         let complete = st.post && st.owed == 0;
         if !complete {
