@@ -608,3 +608,43 @@ async fn a_json_batch_answer_whose_client_left_records_every_call_as_not_deliver
         "{events:#?}"
     );
 }
+
+/// A JSON batch that begins with `tools/list` has its answers read through the step that
+/// learns the tools' `Mcp-Param-*` bindings. That step was a task between the stream and its
+/// request: it kept the stream looking live after the client left, so the batch's last answer
+/// counted as delivered, and with it every call of the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_batch_opening_with_tools_list_whose_client_left_is_recorded_as_not_delivered() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let batch = r#"[{"jsonrpc":"2.0","id":51,"method":"tools/list"},{"jsonrpc":"2.0","id":52,"method":"tools/call","params":{"name":"slow","arguments":{"ms":900,"steps":1}}}]"#;
+    let sent = reqwest::Client::builder()
+        .timeout(Duration::from_millis(400))
+        .build()
+        .unwrap()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-03-26")
+        .body(batch)
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the batch was answered inside the client's timeout"
+    );
+    let id = Value::from(52);
+    let events = wait_for(&gw, &id, 3).await;
+    assert_eq!(
+        kinds(&events, &id),
+        [
+            ("tool_access".into(), "initiated".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_failure".into(), "shutdown".into()),
+        ],
+        "{events:#?}"
+    );
+}
