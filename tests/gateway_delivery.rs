@@ -533,6 +533,32 @@ async fn a_client_that_stops_reading_holds_its_session_not_the_gateways_memory()
     );
 }
 
+/// POSTs a 2025-03-26 `batch` in `session`, accepting JSON only; the client gives up after
+/// `timeout` (none: it waits for the answer).
+async fn batch_as_json(
+    url: &str,
+    session: &str,
+    batch: &str,
+    timeout: Option<Duration>,
+) -> reqwest::Result<reqwest::Response> {
+    let mut client = reqwest::Client::builder();
+    if let Some(t) = timeout {
+        client = client.timeout(t);
+    }
+    client
+        .build()
+        .unwrap()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-03-26")
+        .body(batch.to_string())
+        .send()
+        .await
+}
+
 /// A 2025-03-26 batch answered as JSON goes out whole, once every response is in. A client
 /// that left after the first response came in lost it with the rest, but only the calls still
 /// running when it left were recorded as not delivered: the first call's answer was lost with
@@ -543,19 +569,7 @@ async fn a_json_batch_answer_whose_client_left_records_every_call_as_not_deliver
     let url = gw.endpoint();
     let session = raw_session(&url, ALICE_KEY).await;
     let batch = r#"[{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"slow","arguments":{"ms":10,"steps":1}}},{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"slow","arguments":{"ms":900,"steps":1}}}]"#;
-    let sent = reqwest::Client::builder()
-        .timeout(Duration::from_millis(400))
-        .build()
-        .unwrap()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-03-26")
-        .body(batch)
-        .send()
-        .await;
+    let sent = batch_as_json(&url, &session, batch, Some(Duration::from_millis(400))).await;
     assert!(
         sent.is_err(),
         "the batch was answered inside the client's timeout"
@@ -574,22 +588,11 @@ async fn a_json_batch_answer_whose_client_left_records_every_call_as_not_deliver
         );
     }
     // A batch whose client stays gets its answers as JSON, and no such event.
-    let resp = http()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-03-26")
-        .body(
-            batch
-                .replace("41", "43")
-                .replace("42", "44")
-                .replace("900", "20"),
-        )
-        .send()
-        .await
-        .unwrap();
+    let later = batch
+        .replace("41", "43")
+        .replace("42", "44")
+        .replace("900", "20");
+    let resp = batch_as_json(&url, &session, &later, None).await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
@@ -619,19 +622,7 @@ async fn a_json_batch_opening_with_tools_list_whose_client_left_is_recorded_as_n
     let url = gw.endpoint();
     let session = raw_session(&url, ALICE_KEY).await;
     let batch = r#"[{"jsonrpc":"2.0","id":51,"method":"tools/list"},{"jsonrpc":"2.0","id":52,"method":"tools/call","params":{"name":"slow","arguments":{"ms":900,"steps":1}}}]"#;
-    let sent = reqwest::Client::builder()
-        .timeout(Duration::from_millis(400))
-        .build()
-        .unwrap()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-03-26")
-        .body(batch)
-        .send()
-        .await;
+    let sent = batch_as_json(&url, &session, batch, Some(Duration::from_millis(400))).await;
     assert!(
         sent.is_err(),
         "the batch was answered inside the client's timeout"
