@@ -49,6 +49,22 @@ fn not_delivered(events: &[Value], id: &Value) -> Option<Value> {
         .cloned()
 }
 
+/// Waits for call `id`'s events and checks they are its access, its success, then the
+/// `shutdown` saying its answer was not delivered; returns every event of the trail.
+async fn answered_but_not_delivered(gw: &Gateway, id: &Value) -> Vec<Value> {
+    let events = wait_for(gw, id, 3).await;
+    assert_eq!(
+        kinds(&events, id),
+        [
+            ("tool_access".into(), "initiated".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_failure".into(), "shutdown".into()),
+        ],
+        "call {id}: {events:#?}"
+    );
+    events
+}
+
 /// Starts a 2025-11-25 POST of a `slow` call with id `id` accepting `accept`.
 async fn slow_call(
     url: &str,
@@ -159,16 +175,7 @@ async fn a_json_answer_whose_client_left_is_recorded_as_not_delivered() {
         "the call finished inside the client's timeout"
     );
     let id = Value::from(7);
-    let events = wait_for(&gw, &id, 3).await;
-    assert_eq!(
-        kinds(&events, &id),
-        [
-            ("tool_access".into(), "initiated".into()),
-            ("tool_execution".into(), "success".into()),
-            ("tool_failure".into(), "shutdown".into()),
-        ],
-        "{events:#?}"
-    );
+    let events = answered_but_not_delivered(&gw, &id).await;
     let failure = not_delivered(&events, &id).unwrap();
     assert_eq!(
         failure["metadata"]["failure_side"], "client",
@@ -575,17 +582,7 @@ async fn a_json_batch_answer_whose_client_left_records_every_call_as_not_deliver
         "the batch was answered inside the client's timeout"
     );
     for id in [41, 42] {
-        let id = Value::from(id);
-        let events = wait_for(&gw, &id, 3).await;
-        assert_eq!(
-            kinds(&events, &id),
-            [
-                ("tool_access".into(), "initiated".into()),
-                ("tool_execution".into(), "success".into()),
-                ("tool_failure".into(), "shutdown".into()),
-            ],
-            "call {id}: {events:#?}"
-        );
+        answered_but_not_delivered(&gw, &Value::from(id)).await;
     }
     // A batch whose client stays gets its answers as JSON, and no such event.
     let later = batch
@@ -627,15 +624,5 @@ async fn a_json_batch_opening_with_tools_list_whose_client_left_is_recorded_as_n
         sent.is_err(),
         "the batch was answered inside the client's timeout"
     );
-    let id = Value::from(52);
-    let events = wait_for(&gw, &id, 3).await;
-    assert_eq!(
-        kinds(&events, &id),
-        [
-            ("tool_access".into(), "initiated".into()),
-            ("tool_execution".into(), "success".into()),
-            ("tool_failure".into(), "shutdown".into()),
-        ],
-        "{events:#?}"
-    );
+    answered_but_not_delivered(&gw, &Value::from(52)).await;
 }

@@ -74,9 +74,13 @@ impl Budget {
         self.used.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// Gives back `n` bytes; waiters hear only when the session goes back under its budget
+    /// (no lock per message taken).
     fn give(&self, n: usize) {
-        self.used.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
-        self.freed.notify_waiters();
+        let before = self.used.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+        if before >= QUEUED_BYTES && before - n < QUEUED_BYTES {
+            self.freed.notify_waiters();
+        }
     }
 
     /// Waits until the session has room for more.
