@@ -85,7 +85,9 @@
 //!                     limit), holder.rs (the one process feeding the index from every
 //!                     journal; takeover), serve.rs (the holder answering `events` over
 //!                     index.sock, so queries skip opening sled), follow.rs (tailing every journal for --follow),
-//!                     chain.rs (canonical records hash-chained per journal), checkpoint.rs
+//!                     chain.rs (canonical records hash-chained per journal), canonical.rs
+//!                     (RFC 8785 with numbers as written), canonical_ser.rs (that form
+//!                     written from an event, no re-parse), checkpoint.rs
 //!                     (signed heads, keys), verify.rs (tamper check of journals,
 //!                     checkpoints, index), export.rs (a verifiable time range in one file),
 //!                     marker.rs (store.json: a store, of which layout; bad folders refused),

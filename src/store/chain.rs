@@ -39,6 +39,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::canonical::{CanonError, canonicalize_with};
+use super::canonical_ser::Members;
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -80,18 +81,28 @@ impl Chain {
     /// `previous_hash` added) and advances the chain to it. One pass over the JSON (no
     /// `Value` tree) and one SHA-256 per event, in the audit writer's thread.
     pub fn seal(&mut self, payload: &[u8]) -> Result<Vec<u8>, SealError> {
+        self.seal_with(|extra| canonicalize_with(payload, extra))
+    }
+
+    /// [`Self::seal`] of an object already in canonical form, kept as its members
+    /// ([`super::canonical_ser`]): no parse, only the two chain members sorted in.
+    pub fn seal_members(&mut self, members: &Members) -> Result<Vec<u8>, SealError> {
+        self.seal_with(|extra| members.emit_with(extra))
+    }
+
+    fn seal_with(
+        &mut self,
+        canonical: impl FnOnce(&[(&str, &[u8])]) -> Result<Vec<u8>, CanonError>,
+    ) -> Result<Vec<u8>, SealError> {
         let seq = self.next_seq().to_string();
         let previous = match self.head {
             Some(h) => format!("\"{}\"", hex(&h.hash)),
             None => "null".to_string(),
         };
-        let bytes = canonicalize_with(
-            payload,
-            &[
-                ("previous_hash", previous.as_bytes()),
-                ("seq", seq.as_bytes()),
-            ],
-        )
+        let bytes = canonical(&[
+            ("previous_hash", previous.as_bytes()),
+            ("seq", seq.as_bytes()),
+        ])
         .map_err(|e| match e {
             CanonError::Duplicate(name) if name == "seq" || name == "previous_hash" => {
                 SealError::Reserved(name)

@@ -235,7 +235,7 @@ impl std::fmt::Display for Damage {
 /// journal encrypts them), for [`Journal::append_prepared`]. Only `prepare` makes one, so a
 /// payload in clear cannot reach a journal that encrypts.
 #[derive(Debug)]
-pub struct Prepared(Vec<u8>);
+pub struct Prepared(super::canonical_ser::Members);
 
 impl Prepared {
     /// Its length in bytes.
@@ -669,14 +669,10 @@ impl Journal {
         size_hint: usize,
     ) -> Result<Prepared, StoreError> {
         match &mut self.sealer {
-            Some(sealer) => Ok(Prepared(sealer.seal_event(event)?)),
-            None => {
-                let mut json = Vec::with_capacity(size_hint);
-                serde_json::to_writer(&mut json, &event).map_err(|e| {
-                    StoreError::Personal(super::personal::PersonalError::NotAnEvent(e))
-                })?;
-                Ok(Prepared(json))
-            }
+            Some(sealer) => Ok(Prepared(sealer.seal_event_members(event, size_hint)?)),
+            None => super::canonical_ser::Members::of(&event, size_hint)
+                .map(Prepared)
+                .map_err(|e| StoreError::Personal(super::personal::PersonalError::NotAnEvent(e))),
         }
     }
 
@@ -687,7 +683,7 @@ impl Journal {
         let mut chain = self.chain;
         let sealed = payloads
             .iter()
-            .map(|p| chain.seal(&p.0))
+            .map(|p| chain.seal_members(&p.0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| StoreError::Seal {
                 path: self.dir.clone(),

@@ -147,6 +147,7 @@
 //! A writer killed while making its journal leaves a hidden `journal/.new-<ULID>/`, ignored.
 
 pub mod canonical;
+pub mod canonical_ser;
 pub mod chain;
 pub mod checkpoint;
 pub mod export;

@@ -524,7 +524,18 @@ impl Sealer {
     ///
     /// Errors: [`PersonalError::BadKeyFile`] when the user's key file is damaged (that user
     /// only), [`PersonalError::Io`] when the keys folder fails, [`PersonalError::Random`].
-    pub fn seal_event(&mut self, mut event: AuditEvent) -> Result<Vec<u8>, PersonalError> {
+    pub fn seal_event(&mut self, event: AuditEvent) -> Result<Vec<u8>, PersonalError> {
+        Ok(self.seal_event_members(event, 768)?.emit())
+    }
+
+    /// [`Self::seal_event`], kept as the canonical members of the record's top-level object
+    /// ([`super::canonical_ser::Members`]), for the chain to add `seq` and `previous_hash`
+    /// without parsing it back. `size_hint`: bytes the skeleton's members are likely to take.
+    pub fn seal_event_members(
+        &mut self,
+        mut event: AuditEvent,
+        size_hint: usize,
+    ) -> Result<super::canonical_ser::Members, PersonalError> {
         let fields = Fields::take(&mut event);
         let plain = Zeroizing::new(serde_json::to_vec(&fields).map_err(PersonalError::NotAnEvent)?);
         let nonce = self.nonce()?;
@@ -547,13 +558,13 @@ impl Sealer {
             subject: key.subject.clone(),
         };
         // The skeleton (a few hundred bytes) and the ciphertext as base64.
-        let mut out = Vec::with_capacity(768 + ciphertext.len() * 4 / 3);
-        serde_json::to_writer(&mut out, &event).map_err(PersonalError::NotAnEvent)?;
-        out.pop(); // the closing brace
-        out.extend_from_slice(b",\"personal\":");
-        serde_json::to_writer(&mut out, &sealed).map_err(PersonalError::NotAnEvent)?;
-        out.push(b'}');
-        Ok(out)
+        let mut members = super::canonical_ser::Members::of(&event, size_hint)
+            .map_err(PersonalError::NotAnEvent)?;
+        let personal = super::canonical_ser::Members::of(&sealed, 64 + sealed.ciphertext.len())
+            .map_err(PersonalError::NotAnEvent)?
+            .emit();
+        members.push("personal", &personal);
+        Ok(members)
     }
 }
 
@@ -801,6 +812,35 @@ mod tests {
             ..HttpContext::default()
         }));
         e
+    }
+
+    /// The writer's records are made from the event's members ([`super::super::canonical_ser`]):
+    /// the same bytes as canonicalizing the event's JSON, skeleton and sealed record alike.
+    #[test]
+    fn records_from_members_equal_the_canonicalized_json() {
+        use crate::store::canonical::canonicalize;
+        use crate::store::canonical_ser::Members;
+        let mut e = event("alice");
+        e.metadata.request_id = Some(serde_json::from_str("18446744073709551617.0").unwrap());
+        e.metadata.risk_reasons = vec!["a \"quoted\" \u{1}reason".into()];
+        e.compliance_tags = vec!["gdpr".into(), "pci_dss".into()];
+        let json = serde_json::to_vec(&e).unwrap();
+        assert_eq!(
+            String::from_utf8(Members::of(&e, 64).unwrap().emit()).unwrap(),
+            String::from_utf8(canonicalize(&json).unwrap()).unwrap()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut sealer = Sealer::new(dir.path());
+        sealer.begin_batch();
+        let record = sealer.seal_event(e).unwrap();
+        assert_eq!(record, canonicalize(&record).unwrap());
+        let text = String::from_utf8(record).unwrap();
+        assert!(text.contains("\"personal\":{\"alg\":"), "{text}");
+        assert!(
+            !text.contains("x@y.z") && !text.contains("192.0.2.7"),
+            "{text}"
+        );
+        assert!(text.contains("18446744073709551617.0"), "{text}");
     }
 
     #[test]
