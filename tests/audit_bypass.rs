@@ -635,3 +635,71 @@ async fn a_tool_name_a_server_could_read_as_another_is_refused() {
         .count();
     assert_eq!(refused, names.len());
 }
+
+/// Found by a fresh pair of eyes (python-sdk#961, #1720): a server that writes request 20's id
+/// back as `"20"`. The official SDKs read ids as numbers and take it as call 20's answer; the
+/// trail kept the call open until the client left (`shutdown`) or `call_timeout_ms`, then sent
+/// the client a second answer (-32001) and the server a cancellation of finished work.
+#[tokio::test]
+async fn an_answer_whose_id_is_the_calls_number_as_a_string_ends_that_call() {
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 600000\n");
+    let (mut c, _log) = spawn(&store, "string-ids");
+    initialize(&mut c).await;
+    for id in [20, 21] {
+        c.send(&common::call_line(json!(id), "echo", json!({})))
+            .await;
+        let reply = c.recv_json().await;
+        // Forwarded as the server wrote it: the client's SDK matches it as it would directly.
+        assert_eq!(reply["id"], json!(id.to_string()), "{reply}");
+        assert_eq!(reply["result"]["content"][0]["text"], "ran echo", "{reply}");
+    }
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 2, "{events:#?}");
+    for (access, end) in &pairs {
+        assert_eq!(end["event_type"], "tool_execution", "{access} {end}");
+        assert_eq!(end["result"], "success", "{end}");
+    }
+}
+
+/// Found by a fresh pair of eyes (PrefectHQ/fastmcp#4124): `{"requestId":"30"}` cancels call 30
+/// on a server built on an official SDK, which then never answers it; the trail said the call
+/// ran on, then `timeout`. It is now recorded as cancelled by the client.
+#[tokio::test]
+async fn a_cancellation_naming_the_call_as_a_string_is_recorded_as_its_cancellation() {
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 600000\n");
+    let (mut c, log) = spawn(&store, "string-ids");
+    initialize(&mut c).await;
+    c.send(&common::call_line(json!(30), "slow", json!({"ms": 400})))
+        .await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"30\",\"reason\":\"user\"}}\n").await;
+    // This server answers anyway (late): forwarded, as it would be directly.
+    let late = c.recv_json().await;
+    assert_eq!(late["id"], "30", "{late}");
+    assert!(c.finish().await.success());
+    assert!(
+        ran(&log).iter().any(|r| r["cancelled"] == "30"),
+        "the cancellation reached the server as sent: {:?}",
+        ran(&log)
+    );
+    let events = store.events();
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 30)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds[..2],
+        [
+            ("tool_access".to_string(), "initiated".to_string()),
+            ("tool_failure".to_string(), "cancelled".to_string()),
+        ],
+        "{events:#?}"
+    );
+}

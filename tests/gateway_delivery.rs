@@ -626,3 +626,47 @@ async fn a_json_batch_opening_with_tools_list_whose_client_left_is_recorded_as_n
     );
     answered_but_not_delivered(&gw, &Value::from(52)).await;
 }
+
+/// The lenient test server writing integer ids back as strings (`"21"` for 21), as some
+/// servers do (python-sdk#961); `log` is where it notes what it ran.
+fn string_id_server(log: &std::path::Path) -> String {
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
+    format!(
+        "\"python3\", \"{server}\", {:?}, \"string-ids\"",
+        log.display().to_string()
+    )
+}
+
+/// Found by a fresh pair of eyes: a server answering request 21 with id `"21"` is answering it
+/// for the official SDKs (they read ids as numbers), but the gateway waited for an exact `21`:
+/// the POST hung until `call_timeout_ms` and the trail said `timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_naming_the_request_as_a_string_reaches_its_stream_and_ends_its_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_upstream(&string_id_server(&dir.path().join("ran")), "", "");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let call = r#"{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"slow","arguments":{"ms":10}}}"#;
+    let (status, _, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        post(&url, Some(ALICE_KEY), Some(&session), call, &[]),
+    )
+    .await
+    .expect("the answer reaches the POST, not limits.call_timeout_ms");
+    assert_eq!(status, 200, "{body}");
+    let answer = messages(&body)
+        .into_iter()
+        .find(|m| m.get("result").is_some())
+        .unwrap_or_else(|| panic!("no answer in {body}"));
+    assert_eq!(answer["id"], "21", "{body}");
+    let id = Value::from(21);
+    let events = wait_for(&gw, &id, 2).await;
+    assert_eq!(
+        kinds(&events, &id),
+        [
+            ("tool_access".into(), "initiated".into()),
+            ("tool_execution".into(), "success".into()),
+        ],
+        "{events:#?}"
+    );
+}

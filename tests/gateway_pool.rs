@@ -515,3 +515,37 @@ level = "high"
     assert_eq!(executions.len(), 1, "{executions:#?}");
     assert_eq!(executions[0]["user_id"], "alice");
 }
+
+/// Found by a fresh pair of eyes: a shared process answering the pool's request 7 with id
+/// `"7"` (as some servers do, python-sdk#961; the official SDKs read it as 7) had its answer
+/// dropped without a word, and the client waited for `limits.call_timeout_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_processs_answer_naming_the_request_as_a_string_reaches_its_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
+    let command = format!(
+        "\"python3\", \"{server}\", {:?}, \"string-ids\"",
+        dir.path().join("ran").display().to_string()
+    );
+    let gw = Gateway::start_upstream(&command, "", "");
+    let (status, _, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        post_2026(
+            &gw.endpoint(),
+            ALICE_KEY,
+            &call_2026("\"q-1\"", "echo", "{}"),
+            Some("echo"),
+            &[],
+        ),
+    )
+    .await
+    .expect("the answer reaches the client, not limits.call_timeout_ms");
+    let (answer, _) = answer_of(&body);
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    // The client's own id back, as for every answer of a shared process.
+    assert_eq!(answer["id"], "q-1", "{status}: {body}");
+    assert_eq!(answer["result"]["content"][0]["text"], "ran echo", "{body}");
+    let found = ends(&gw, "echo", 1).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["result"], "success", "{found:#?}");
+}

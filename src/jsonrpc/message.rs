@@ -113,6 +113,21 @@ impl RequestId {
         }
     }
 
+    /// The number an SDK matches this id as, when it reads ids as numbers: JSON numbers as
+    /// doubles ([`Self::as_f64`]); a string as the TypeScript SDK's `Number(id)` reads it
+    /// (`"7"`, `" 7 "`, `"7.0"`, `"0x7"`, and `""` as 0) or, failing that, as the Python
+    /// SDK's `coerce_request_id` does with `int(id)` (`"+7"`, `"0_7"`). Both SDKs match a
+    /// response, and a cancellation's `requestId`, to a request this way (TS
+    /// `shared/protocol.ts` `_onresponse`; Python `shared/dispatcher.py`), so a server that
+    /// echoes `"7"` for request 7 is answering it for them. `None`: a string neither reads
+    /// as a number (NaN is no reading). Not covered: Python's `int` of non-ASCII digits.
+    pub fn sdk_number(&self) -> Option<f64> {
+        match self {
+            RequestId::Str(s) => js_number(s).or_else(|| python_int(s)),
+            other => other.as_f64(),
+        }
+    }
+
     fn key(&self) -> IdKey<'_> {
         match self {
             RequestId::Int(i) => IdKey::Int(*i),
@@ -123,6 +138,89 @@ impl RequestId {
             },
         }
     }
+}
+
+/// The one id among `waiting` that is the same number as `id` as the official SDKs read ids
+/// ([`RequestId::sdk_number`]: JSON numbers as doubles, so a server may write
+/// `9007199254740993` back as `9007199254740992`; numeric strings as numbers, so `"7"`
+/// answers 7 for them); `None` if there is none, or more than one.
+pub fn twin<'a>(waiting: impl Iterator<Item = &'a RequestId>, id: &RequestId) -> Option<RequestId> {
+    let x = id.sdk_number()?;
+    let mut same = waiting.filter(|k| k.sdk_number() == Some(x));
+    let one = same.next()?;
+    same.next().is_none().then(|| one.clone())
+}
+
+/// Whitespace as ECMAScript's `StringToNumber` trims it (WhiteSpace and LineTerminator).
+fn js_space(c: char) -> bool {
+    c.is_whitespace() || c == '\u{feff}'
+}
+
+/// ECMAScript `Number(s)` (StringNumericLiteral), `None` where it gives NaN.
+fn js_number(s: &str) -> Option<f64> {
+    let t = s.trim_matches(js_space);
+    if t.is_empty() {
+        return Some(0.0);
+    }
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if let Some(digits) = t.strip_prefix(prefix) {
+            if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+                return None;
+            }
+            return Some(digits.chars().fold(0.0, |n, c| {
+                n * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0))
+            }));
+        }
+    }
+    let unsigned = t.strip_prefix(['+', '-']).unwrap_or(t);
+    if unsigned == "Infinity" {
+        return Some(if t.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    // StrDecimalLiteral: digits, an optional fraction, an optional exponent; `.5` and `5.`
+    // too. Rust's float grammar is wider (`inf`, `nan`): checked first.
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) || !exponent_ok {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// Python `int(s)`: optional sign, ASCII digits with single underscores between them,
+/// surrounding whitespace; `None` otherwise.
+fn python_int(s: &str) -> Option<f64> {
+    let t = s.trim_matches(char::is_whitespace);
+    let unsigned = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let b = unsigned.as_bytes();
+    let well_formed = b.first().is_some_and(u8::is_ascii_digit)
+        && b.last().is_some_and(u8::is_ascii_digit)
+        && b.iter().all(|c| c.is_ascii_digit() || *c == b'_')
+        && !unsigned.contains("__");
+    if !well_formed {
+        return None;
+    }
+    let digits: String = unsigned.chars().filter(|c| *c != '_').collect();
+    let n: f64 = digits.parse().ok()?;
+    Some(if t.starts_with('-') { -n } else { n })
 }
 
 /// The exact value of a valid JSON number's text, on its digits.
@@ -834,6 +932,45 @@ mod tests {
             text,
             r#"{"jsonrpc":"2.0","id":18446744073709551617,"method":"notifications/message","params":{"level":"info"}}"#
         );
+    }
+
+    /// What `Number(id)` (TypeScript SDK) and `int(id)` (Python SDK) make of a string id.
+    #[test]
+    fn string_ids_read_as_the_official_sdks_read_them() {
+        let read = |text: &str| RequestId::Str(text.into()).sdk_number();
+        for (text, n) in [
+            ("7", 7.0),
+            (" 7\n", 7.0),
+            ("007", 7.0),
+            ("+7", 7.0),
+            ("-7", -7.0),
+            ("7.0", 7.0),
+            ("7e0", 7.0),
+            (".5", 0.5),
+            ("0x1f", 31.0),
+            ("0b11", 3.0),
+            ("", 0.0),
+            ("1_000", 1000.0),
+            ("18446744073709551617", 18446744073709551617.0),
+        ] {
+            assert_eq!(read(text), Some(n), "{text:?}");
+        }
+        for text in [
+            "abc", "7a", "0x", "1__0", "_1", "1_", "nan", "inf", "NaN", "-0x1", "1e", ".",
+        ] {
+            assert_eq!(read(text), None, "{text:?}");
+        }
+        assert_eq!(read("-Infinity"), Some(f64::NEG_INFINITY));
+        // Numbers as doubles, as before.
+        assert_eq!(RequestId::Int(7).sdk_number(), Some(7.0));
+        let waiting = [RequestId::Int(7), RequestId::Str("x".into())];
+        assert_eq!(
+            twin(waiting.iter(), &RequestId::Str("7".into())),
+            Some(RequestId::Int(7))
+        );
+        // Two candidates: no reading is trusted.
+        let both = [RequestId::Int(7), RequestId::Str("07".into())];
+        assert_eq!(twin(both.iter(), &RequestId::Str("7".into())), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@ encoding/json fills struct fields: case-insensitively with Unicode folding (`Met
 method names loosely (`Tools/Call`, `"tools/call "`);
 "float-ids" writes integer ids beyond 2^53 back as JavaScript would (as the nearest double);
 "slow-other" answers requests other than initialize, tools/list and tools/call after 1 s.
+"string-ids" writes integer ids back as strings (`"20"` for 20: python-sdk#961), and runs a
+tools/call of `slow` for its `ms` argument before answering.
 """
 import json
 import sys
@@ -85,6 +87,8 @@ def handle(msg):
     answerable = has_id and isinstance(rid, (int, str)) and not isinstance(rid, bool)
     if MODE == "float-ids" and isinstance(rid, int) and abs(rid) > 2**53:
         rid = float(rid)
+    if MODE == "string-ids" and isinstance(rid, int) and not isinstance(rid, bool):
+        rid = str(rid)
     if method == "tools/call":
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         with open(LOG, "a", encoding="utf-8") as log:
@@ -93,6 +97,9 @@ def handle(msg):
         if not answerable:
             return
         text = "ran " + str(params.get("name"))
+        args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
+        if MODE == "string-ids" and params.get("name") == "slow":
+            time.sleep(args.get("ms", 0) / 1000)
         if MODE == "bad-utf8":
             write(b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode()
                   + b',"result":{"content":[{"type":"text","text":"bad \xff\xfe"}]}}')

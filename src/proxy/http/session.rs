@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::frame::trim_line_end;
-use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response};
+use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response, twin};
 use crate::jsonrpc::{Message, Parsed, RequestId};
 use crate::proxy::pipeline::{Ended, Outbound, Pipeline};
 use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
@@ -308,6 +308,17 @@ struct Shared {
 }
 
 impl Shared {
+    /// The stream waiting for the response with `id`: by its exact id, else the one request
+    /// whose id an SDK reads as the same number ([`twin`]: a server that answers `"7"` for
+    /// request 7 answers it for the official SDKs, and the client must not wait for ever).
+    fn take_waiting(&mut self, id: &RequestId) -> Option<u64> {
+        if let Some(stream) = self.waiting.remove(id) {
+            return Some(stream);
+        }
+        let twin = twin(self.waiting.keys(), id)?;
+        self.waiting.remove(&twin)
+    }
+
     /// A new stream; its receiver and number.
     fn open(&mut self, owed: usize, post: bool, events: bool) -> (u64, Inbox) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -582,7 +593,7 @@ impl Session {
             Parsed::Single(Message::Response { id: Some(id), .. }) => {
                 let mine = take_ends(ends, &id);
                 let mut sh = self.shared();
-                match sh.waiting.remove(&id) {
+                match sh.take_waiting(&id) {
                     Some(stream) => sh.send_on(stream, line, true, mine),
                     None => {
                         tracing::info!(request_id = %id, "response for a request whose HTTP client is gone; recorded, not delivered");
@@ -610,7 +621,7 @@ impl Session {
                         .map(|id| take_ends(ends, id))
                         .unwrap_or_default();
                     let mut sh = self.shared();
-                    match id.and_then(|id| sh.waiting.remove(&id)) {
+                    match id.and_then(|id| sh.take_waiting(&id)) {
                         Some(stream) => sh.send_on(stream, element, true, mine),
                         None => {
                             sh.lost.extend(mine.into_iter().map(|e| (e, NOT_WAITED)));
@@ -728,6 +739,19 @@ fn take_ends(ends: &mut Vec<Ended>, id: &RequestId) -> Vec<Ended> {
     if ends.is_empty() {
         return Vec::new();
     }
+    // The pipeline ended the call whose id an SDK reads this id as (`"7"` for 7).
+    let twin_id;
+    let id = if ends.iter().any(|e| e.answers() == id) {
+        id
+    } else {
+        match twin(ends.iter().map(Ended::answers), id) {
+            Some(t) => {
+                twin_id = t;
+                &twin_id
+            }
+            None => id,
+        }
+    };
     let (mine, rest): (Vec<Ended>, Vec<Ended>) = std::mem::take(ends)
         .into_iter()
         .partition(|e| e.answers() == id);

@@ -51,10 +51,11 @@ mod reload;
 mod rounds;
 mod tools;
 
+use crate::jsonrpc::message::twin;
 use confirm::*;
 pub(crate) use ends::stored_request_id;
 use ends::*;
-use recent::{Recent, twin};
+use recent::Recent;
 use rounds::{Round, round_key};
 pub use rounds::{Rounds, SharedRounds};
 
@@ -415,18 +416,18 @@ impl State {
         self.asked_before.push_back(ask);
     }
 
-    /// Whether `id` (exactly, or as the same number read as a double) names a call the
+    /// Whether `id` (exactly, or as the same number as SDKs read ids) names a call the
     /// server never received: held for confirmation, or [`State::withheld`].
     fn never_sent(&self, id: &RequestId) -> bool {
         if self.confirming.contains_key(id) || self.withheld.contains(id) {
             return true;
         }
-        let x = id.as_f64();
+        let x = id.sdk_number();
         self.confirming
             .keys()
             .chain(self.awaiting.values().map(|a| &a.call.request_id))
             .chain(self.withheld.ids())
-            .any(|k| k == id || (x.is_some() && k.as_f64() == x))
+            .any(|k| k == id || (x.is_some() && k.sdk_number() == x))
     }
 
     fn end_early(&mut self, call: Call, why: EndedEarly) {
@@ -1162,6 +1163,28 @@ impl Pipeline {
     fn cancel(&self, id: &RequestId, reason: Option<&str>) {
         let call = {
             let mut st = self.state();
+            // `"7"` cancels request 7 for a server built on an official SDK (they read ids
+            // as numbers: [`RequestId::sdk_number`]), so the trail must end that call too.
+            let twin_id;
+            let id = if st.calls.contains_key(id)
+                || st.pending.contains_key(id)
+                || st.awaiting.values().any(|a| a.call.request_id == *id)
+            {
+                id
+            } else {
+                let waiting = st
+                    .calls
+                    .keys()
+                    .chain(st.pending.keys())
+                    .chain(st.awaiting.values().map(|a| &a.call.request_id));
+                match twin(waiting, id) {
+                    Some(t) => {
+                        twin_id = t;
+                        &twin_id
+                    }
+                    None => id,
+                }
+            };
             // A cancelled request of another kind may still be answered: its id stays in use.
             if let Some(pending) = st.pending.remove(id) {
                 let task = match pending {

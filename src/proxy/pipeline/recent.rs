@@ -57,16 +57,3 @@ impl<V> Recent<V> {
         self.map.drain().map(|(_, v)| v)
     }
 }
-
-/// The one id among `waiting` that is the same number as `id` read as a double, as JavaScript
-/// and Python read JSON numbers (a server may write `9007199254740993` back as
-/// `9007199254740992`); `None` if there is none, or more than one.
-pub(super) fn twin<'a>(
-    waiting: impl Iterator<Item = &'a RequestId>,
-    id: &RequestId,
-) -> Option<RequestId> {
-    let x = id.as_f64()?;
-    let mut same = waiting.filter(|k| k.as_f64() == Some(x));
-    let one = same.next()?;
-    same.next().is_none().then(|| one.clone())
-}

@@ -311,7 +311,14 @@ impl Shared {
 fn pooled(line: &[u8], range: &std::ops::Range<usize>) -> Option<u64> {
     match RequestId::from_json(&text(line, range))? {
         RequestId::Int(n) if n > 0 => u64::try_from(n).ok(),
-        _ => None,
+        // The pool's ids are whole numbers it wrote; a server that echoes one as a string
+        // (`"7"`) or a double (`7.0`) answers it for the official SDKs
+        // ([`RequestId::sdk_number`]), so it does for the pool too.
+        other => {
+            let x = other.sdk_number()?;
+            // Exactly representable, so the reading names one id.
+            (x.fract() == 0.0 && (1.0..=9_007_199_254_740_992.0).contains(&x)).then_some(x as u64)
+        }
     }
 }
 
@@ -360,10 +367,18 @@ impl Shared {
             Kind::Notification if s.method.as_deref() == Some("notifications/cancelled") => {
                 let range = s.request_id?;
                 let client = RequestId::from_json(&text(line, &range))?;
+                // By the exact id, else the one the official SDKs read it as (`"7"` for 7:
+                // [`crate::jsonrpc::message::twin`]), as a server of one's own would.
+                let mine = t.pending.values().filter(|p| p.lease == lease);
+                let target = if mine.clone().any(|p| p.client == client) {
+                    Some(client.clone())
+                } else {
+                    crate::jsonrpc::message::twin(mine.map(|p| &p.client), &client)
+                };
                 let Some((n, p)) = t
                     .pending
                     .iter_mut()
-                    .find(|(_, p)| p.lease == lease && p.client == client)
+                    .find(|(_, p)| p.lease == lease && Some(&p.client) == target.as_ref())
                 else {
                     tracing::debug!(request_id = %client, "cancellation of no request in flight on the shared server; not forwarded");
                     return None;
@@ -435,8 +450,9 @@ impl Shared {
                     }
                     // An error for a request the server could not read names no id.
                     (None, None) if t.to_sole(line) => {}
-                    _ => tracing::debug!(
+                    _ => tracing::warn!(
                         pid = self.pid,
+                        id = %s.id.as_ref().map(|r| text(line, r)).unwrap_or_default(),
                         "answer of a shared mcp server for no request in flight; dropped"
                     ),
                 }
