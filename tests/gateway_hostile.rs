@@ -92,9 +92,14 @@ async fn a_batch_repeating_a_request_id_is_refused_whole_and_at_once() {
         .collect();
     assert_eq!(accesses.len(), 1, "only the later call ran: {events:#?}");
     assert_eq!(accesses[0]["metadata"]["arguments"]["text"], "after");
+    // One refusal event per call the body held, each with its id.
     let refused = refusals(&gw, 400);
-    assert_eq!(refused.len(), 1, "{events:#?}");
-    assert_eq!(refused[0]["action"], "tools/call");
+    assert_eq!(refused.len(), 2, "{events:#?}");
+    for (e, text) in refused.iter().zip(["a", "b"]) {
+        assert_eq!(e["action"], "tools/call");
+        assert_eq!(e["metadata"]["request_id"], 5, "{e}");
+        assert_eq!(e["metadata"]["arguments"]["text"], text, "{e}");
+    }
 }
 
 /// The head of a raw HTTP/1.1 POST of a `length`-byte body to the gateway's endpoint.
@@ -249,6 +254,80 @@ async fn a_compressed_body_is_refused_with_415_naming_the_encoding() {
         "{text}"
     );
     assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
+}
+
+/// Found by a fresh pair of eyes (grafana/mcp-grafana#215, csharp-sdk#1527): a `tools/call`
+/// sent with a wrong `Content-Type` or `Accept` was refused with an event naming no tool and
+/// no id, where every other refusal names them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_refused_for_its_headers_is_recorded_with_its_tool_and_id() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    for (id, content_type, accept, status) in [
+        (11, Some("text/plain"), "application/json", 415),
+        (12, None, "application/json", 415),
+        (13, Some("application/json"), "text/html", 406),
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"t{id}"}}}}}}"#
+        );
+        let mut req = http()
+            .post(&url)
+            .header("authorization", format!("Bearer {ALICE_KEY}"))
+            .header("accept", accept)
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{id}");
+        let refused: Vec<Value> = refusals(&gw, status)
+            .into_iter()
+            .filter(|e| e["metadata"]["request_id"] == id)
+            .collect();
+        assert_eq!(refused.len(), 1, "{id}: {:#?}", gw.events());
+        assert_eq!(refused[0]["tool_name"], "echo", "{refused:#?}");
+        assert_eq!(
+            refused[0]["metadata"]["arguments"]["text"],
+            format!("t{id}"),
+            "{refused:#?}"
+        );
+    }
+}
+
+/// Found by a fresh pair of eyes (typescript-sdk#275): a 2025-06-18 batch (no batches after
+/// 2025-03-26) holding two calls was refused with one event for the first call and no id;
+/// the stdio path records every element. Each call now has its own event with its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_of_a_refused_batch_is_recorded_with_its_id() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let batch = r#"[{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"text":"six"}}},{"jsonrpc":"2.0","id":"seven","method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}},{"jsonrpc":"2.0","method":"notifications/progress","params":{}}]"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), batch, &[]).await;
+    assert_eq!(status, 400, "{body}");
+    let refused = refusals(&gw, 400);
+    let named: Vec<(Value, Value)> = refused
+        .iter()
+        .map(|e| (e["metadata"]["request_id"].clone(), e["tool_name"].clone()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            (Value::from(6), Value::from("echo")),
+            (Value::from("seven"), Value::from("add")),
+        ],
+        "{refused:#?}"
+    );
+    assert!(
+        refused[1]["metadata"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("call 2 of 2")),
+        "{refused:#?}"
+    );
 }
 
 /// A body reusing the id of a request another POST of the session still waits for: the
@@ -538,7 +617,11 @@ async fn a_body_in_another_charset_is_refused_with_415_naming_it() {
     assert_eq!(resp.status().as_u16(), 200);
     let body = resp.text().await.unwrap();
     assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "café");
-    assert_eq!(refusals(&gw, 415).len(), 1, "{:#?}", gw.events());
+    let refused = refusals(&gw, 415);
+    assert_eq!(refused.len(), 1, "{:#?}", gw.events());
+    // Found by a fresh pair of eyes: the call the refused body held was not named.
+    assert_eq!(refused[0]["tool_name"], "echo", "{refused:#?}");
+    assert_eq!(refused[0]["metadata"]["request_id"], 2, "{refused:#?}");
 }
 
 /// `initialize` sent again on an open session was forwarded to the session's server, and

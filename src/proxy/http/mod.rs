@@ -728,35 +728,67 @@ impl Gateway {
     }
 
     async fn write_refusal(&self, r: &Refusal<'_>) {
-        let (event_id, timestamp) = self.ids.next();
         // The id and the reason (which may quote the client's text) are stored protected when
         // they hold a secret or a card number, as a call's are.
         let policy = self.policy.current();
         let reason = shown(&policy, &r.reason);
-        let request_id = r
-            .request_id
-            .as_ref()
-            .map(|id| crate::proxy::pipeline::stored_request_id(&policy, id));
-        let call = r
-            .body
-            .as_deref()
-            .and_then(|b| refused_call(&policy, b, CLIENT_NAME_BYTES));
-        let (tool_name, arguments, reason) = match call {
-            Some(c) => (
-                c.tool,
-                c.arguments,
-                match c.more {
-                    0 => reason,
-                    n => format!(
-                        "{reason} (the body held {n} more tools/call; the first is recorded)"
-                    ),
-                },
-            ),
-            None => (None, None, reason),
+        let (calls, more) = match r.body.as_deref() {
+            Some(b) => refused_calls(&policy, b, CLIENT_NAME_BYTES),
+            None => (Vec::new(), 0),
         };
+        let count = calls.len();
+        let mut events: Vec<AuditEvent> = Vec::with_capacity(count.max(1));
+        if calls.is_empty() {
+            events.push(self.refusal_event(
+                r,
+                &policy,
+                None,
+                None,
+                r.request_id.as_ref(),
+                reason.clone(),
+            ));
+        }
+        for (k, call) in calls.into_iter().enumerate() {
+            let reason = match (count, more, k + 1 == count) {
+                (1, 0, _) => reason.clone(),
+                (_, 0, _) | (_, _, false) => {
+                    format!("{reason} (call {} of {count} in the body)", k + 1)
+                }
+                (_, more, true) => format!(
+                    "{reason} (call {} of {count} in the body; {more} more tools/call it held were not recorded one by one)",
+                    k + 1
+                ),
+            };
+            let id = call.id.as_ref().or(r.request_id.as_ref());
+            events.push(self.refusal_event(r, &policy, call.tool, call.arguments, id, reason));
+        }
+        for event in events {
+            match self.audit.record(&event) {
+                Ok(ack) => {
+                    if let Err(e) = ack.wait().await {
+                        tracing::error!(error = %e, "refusal event not durable");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "refusal event could not be recorded"),
+            }
+        }
+    }
+
+    /// One refusal event: the request's, or one of the `tools/call`s its body held.
+    fn refusal_event(
+        &self,
+        r: &Refusal<'_>,
+        policy: &crate::policy::Policy,
+        tool_name: Option<String>,
+        arguments: Option<Box<serde_json::value::RawValue>>,
+        request_id: Option<&RequestId>,
+        reason: String,
+    ) -> AuditEvent {
+        let (event_id, timestamp) = self.ids.next();
+        let request_id = request_id.map(|id| crate::proxy::pipeline::stored_request_id(policy, id));
         let mut http = r.http.clone();
         http.status_code = Some(r.status.as_u16());
-        let event = AuditEvent {
+        AuditEvent {
             event_id,
             timestamp,
             event_type: EventType::ToolFailure,
@@ -765,7 +797,7 @@ impl Gateway {
             // The method and the upstream come from the client (the body, the path): a
             // secret there is stored protected too.
             action: r.method.as_deref().map_or("http".to_string(), |m| {
-                cut(&shown(&policy, m), CLIENT_NAME_BYTES).to_string()
+                cut(&shown(policy, m), CLIENT_NAME_BYTES).to_string()
             }),
             result: Outcome::Refused,
             metadata: Metadata {
@@ -780,16 +812,8 @@ impl Gateway {
             risk_level: RiskLevel::Medium,
             compliance_tags: Vec::new(),
             session_id: r.session.unwrap_or("").to_string(),
-            upstream: cut(&shown(&policy, r.upstream), CLIENT_NAME_BYTES).to_string(),
+            upstream: cut(&shown(policy, r.upstream), CLIENT_NAME_BYTES).to_string(),
             linked_event_id: None,
-        };
-        match self.audit.record(&event) {
-            Ok(ack) => {
-                if let Err(e) = ack.wait().await {
-                    tracing::error!(error = %e, "refusal event not durable");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "refusal event could not be recorded"),
         }
     }
 }
@@ -880,51 +904,88 @@ fn shown(policy: &crate::policy::Policy, text: &str) -> String {
     }
 }
 
-/// The first `tools/call` of a refused body, as the trail may keep it.
+/// A `tools/call` of a refused body, as the trail may keep it.
 struct RefusedCall {
     /// Its tool, protected like a call's (a name can carry anything) and cut to `max` bytes.
     tool: Option<String>,
     /// Its `arguments`, sensitive data replaced; `None` if absent, unreadable, or carrying
     /// sensitive data that cannot be masked in place.
     arguments: Option<Box<serde_json::value::RawValue>>,
-    /// How many other `tools/call` the body held (a batch).
-    more: usize,
+    /// Its `id`, digit for digit where it could be read as written.
+    id: Option<RequestId>,
 }
 
-/// Reads the `tools/call` a refused body holds (the first of a batch), so that the refusal
-/// says which tool with what, as a refused call's events do in the pipeline.
-fn refused_call(policy: &crate::policy::Policy, body: &[u8], max: usize) -> Option<RefusedCall> {
+/// Most `tools/call` of one refused body recorded one by one; the last event says how many
+/// more the body held (a body of `limits.max_message_bytes` could hold tens of thousands).
+const REFUSED_CALLS_RECORDED: usize = 100;
+
+/// Reads the `tools/call`s a refused body holds (each of a batch, up to
+/// [`REFUSED_CALLS_RECORDED`]), so that the refusal events name what was attempted, as the
+/// stdio path records every element of a refused batch; and how many more it held.
+fn refused_calls(
+    policy: &crate::policy::Policy,
+    body: &[u8],
+    max: usize,
+) -> (Vec<RefusedCall>, usize) {
     // A body that is not UTF-8 is read as a lenient server would read it (U+FFFD for each
-    // bad sequence), so the call it names is still recorded.
-    let value = serde_json::from_slice(body)
-        .or_else(|_| serde_json::from_str(&String::from_utf8_lossy(body)))
-        .ok()?;
-    let messages: Vec<serde_json::Value> = match value {
-        serde_json::Value::Array(items) => items,
-        one => vec![one],
+    // bad sequence), so the calls it names are still recorded.
+    let text = String::from_utf8_lossy(body);
+    let Ok(value) = serde_json::from_str::<&serde_json::value::RawValue>(&text) else {
+        return (Vec::new(), 0);
     };
-    let mut calls = messages
-        .into_iter()
-        .filter(|m| m.get("method").and_then(|v| v.as_str()) == Some("tools/call"));
-    let first = calls.next()?;
-    let more = calls.count();
-    let params = first.get("params");
-    let tool = params
-        .and_then(|p| p.get("name"))
-        .and_then(|n| n.as_str())
-        .map(|n| cut(&policy.protect_text(n), max).to_string());
-    let arguments = params.and_then(|p| p.get("arguments")).and_then(|a| {
-        let kept = match policy.protect(a) {
-            Some((protected, _)) => protected,
-            None => a.clone(),
+    let elements: Vec<&serde_json::value::RawValue> = if value.get().starts_with('[') {
+        serde_json::from_str(value.get()).unwrap_or_default()
+    } else {
+        vec![value]
+    };
+    let mut calls = Vec::new();
+    let mut more = 0;
+    for element in elements {
+        // The last copy of a repeated member, as a lenient server reads it.
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(element.get()) else {
+            continue;
         };
-        serde_json::value::to_raw_value(&kept).ok()
-    });
-    Some(RefusedCall {
-        tool,
-        arguments,
-        more,
-    })
+        if message.get("method").and_then(|v| v.as_str()) != Some("tools/call") {
+            continue;
+        }
+        if calls.len() == REFUSED_CALLS_RECORDED {
+            more += 1;
+            continue;
+        }
+        // The id as written, when the element can be read member by member.
+        #[derive(serde::Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: Option<&'a serde_json::value::RawValue>,
+        }
+        let id = serde_json::from_str::<Id<'_>>(element.get())
+            .ok()
+            .and_then(|i| i.id)
+            .and_then(|raw| RequestId::from_json(raw.get()))
+            .or_else(|| {
+                message
+                    .get("id")
+                    .and_then(|v| RequestId::from_json(&v.to_string()))
+            });
+        let params = message.get("params");
+        let tool = params
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .map(|n| cut(&policy.protect_text(n), max).to_string());
+        let arguments = params.and_then(|p| p.get("arguments")).and_then(|a| {
+            let kept = match policy.protect(a) {
+                Some((protected, _)) => protected,
+                None => a.clone(),
+            };
+            serde_json::value::to_raw_value(&kept).ok()
+        });
+        calls.push(RefusedCall {
+            tool,
+            arguments,
+            id,
+        });
+    }
+    (calls, more)
 }
 
 /// A refusal to record and answer.

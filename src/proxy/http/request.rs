@@ -414,12 +414,32 @@ impl McpRequest<'_> {
         }
     }
 
+    /// Reads the body of a request refused for its headers (`Accept`, `Content-Type`, its
+    /// charset), within the usual limits, so that the refusal event names the `tools/call`
+    /// it held (tool, arguments, id), as every other refusal does. Nothing is read past
+    /// `limits.max_message_bytes` or the body timeouts: the event then names none.
+    async fn read_for_the_record(&self, body: Incoming) {
+        let max = self.gateway.config.limits.max_message_bytes;
+        let idle = self.gateway.config.gateway.header_read_timeout;
+        if let Ok(bytes) = super::body::read_request_body(
+            body,
+            max,
+            idle,
+            idle * super::body::BODY_DEADLINE_FACTOR,
+        )
+        .await
+        {
+            let _ = self.body.set(Bytes::from(one_line(&bytes).0));
+        }
+    }
+
     pub(super) async fn post(&self, body: Incoming, counted: InFlight) -> Response<ResponseBody> {
         let sse = accepts(self.headers, "text/event-stream");
         let json_ok =
             accepts(self.headers, "application/json") || self.headers.get(ACCEPT).is_none();
         if !sse && !json_ok {
             let reason = "Accept admits neither application/json nor text/event-stream".to_string();
+            self.read_for_the_record(body).await;
             return self.refuse_plain(StatusCode::NOT_ACCEPTABLE, reason).await;
         }
         let content_json = self
@@ -433,6 +453,7 @@ impl McpRequest<'_> {
             });
         if !content_json {
             let reason = "Content-Type must be application/json".to_string();
+            self.read_for_the_record(body).await;
             return self
                 .refuse_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
                 .await;
@@ -446,6 +467,7 @@ impl McpRequest<'_> {
                 "the body's charset {} is not supported: send it in UTF-8 (Content-Type: application/json, or with charset=utf-8)",
                 quoted(&charset, CLIENT_TEXT_BYTES)
             );
+            self.read_for_the_record(body).await;
             return self
                 .refuse_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
                 .await;

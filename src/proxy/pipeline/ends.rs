@@ -1,11 +1,80 @@
 //! The end of a call: the response described (outcome, content types, errors), its result
-//! scanned with the policy the call started under, and the call's events built and recorded.
+//! scanned with the policy the call started under, and the call's events built and recorded;
+//! a call the client cancelled ended.
 
 use super::*;
 use crate::mcp::ContentView;
 use crate::policy::tree::{Node, Tree};
 
 impl Pipeline {
+    /// Ends a call the client cancelled; the notification itself is forwarded.
+    pub(super) fn cancel(&self, id: &RequestId, reason: Option<&str>) {
+        let call = {
+            let mut st = self.state();
+            // `"7"` cancels request 7 for a server built on an official SDK (they read ids
+            // as numbers: [`RequestId::sdk_number`]), so the trail must end that call too.
+            let twin_id;
+            let id = if st.calls.contains_key(id)
+                || st.pending.contains_key(id)
+                || st.awaiting.values().any(|a| a.call.request_id == *id)
+            {
+                id
+            } else {
+                let waiting = st
+                    .calls
+                    .keys()
+                    .chain(st.pending.keys())
+                    .chain(st.awaiting.values().map(|a| &a.call.request_id));
+                match twin(waiting, id) {
+                    Some(t) => {
+                        twin_id = t;
+                        &twin_id
+                    }
+                    None => id,
+                }
+            };
+            // A cancelled request of another kind may still be answered: its id stays in use.
+            if let Some(pending) = st.pending.remove(id) {
+                let task = match pending {
+                    Pending::TaskResult(call) => Some(call),
+                    _ => None,
+                };
+                st.cancelled.insert(id.clone(), task);
+            }
+            // A call held for confirmation ends here; a late answer to its question is dropped.
+            let held = st
+                .awaiting
+                .iter()
+                .find(|(_, a)| a.call.request_id == *id)
+                .map(|(ask, _)| ask.clone());
+            match held.and_then(|ask| {
+                st.forget_question(ask.clone());
+                st.awaiting.remove(&ask)
+            }) {
+                Some(waiting) => {
+                    st.withheld.insert(id.clone(), ());
+                    Some((waiting.call, true))
+                }
+                None => st.calls.remove(id).map(|c| (c, false)),
+            }
+        };
+        let Some((call, held)) = call else {
+            return;
+        };
+        let why = match reason {
+            Some(r) => format!("cancelled by the client: {r}"),
+            None => "cancelled by the client".to_string(),
+        };
+        let event = self.failure_event(&call, Outcome::Cancelled, Side::Client, None, &why);
+        if let Err(e) = self.audit.record(&event) {
+            tracing::error!(error = %e, request_id = %id, "cancellation could not be recorded");
+        }
+        // Only a call the server has can answer late.
+        if !held {
+            self.state().end_early(call, EndedEarly::Cancelled);
+        }
+    }
+
     /// What a response says about its call: the end event's type, outcome and measurements,
     /// and the MRTR round key when the server asks for input.
     fn describe(
