@@ -573,6 +573,9 @@ impl ser::SerializeStruct for Object<'_> {
         value: &T,
     ) -> Result<(), Error> {
         if self.raw {
+            if key != RAW_VALUE_TOKEN {
+                return Err(Error::custom("a struct named as serde_json's RawValue"));
+            }
             let text = value.serialize(KeyName)?;
             let canonical = canonicalize(text.as_bytes()).map_err(Error::custom)?;
             self.out.extend_from_slice(&canonical);
@@ -661,10 +664,8 @@ impl ser::Serializer for KeyName {
         serialize_u128(u128),
         serialize_char(char),
     );
+    key_number!(serialize_bool(bool));
     key_refuse!(
-        serialize_bool(bool),
-        serialize_f32(f32),
-        serialize_f64(f64),
         serialize_bytes(&[u8]),
         serialize_none(),
         serialize_unit(),
@@ -673,6 +674,19 @@ impl ser::Serializer for KeyName {
 
     fn serialize_str(self, v: &str) -> Result<String, Error> {
         Ok(v.to_owned())
+    }
+    // serde_json writes a finite float key as it writes the number, and refuses the others.
+    fn serialize_f32(self, v: f32) -> Result<String, Error> {
+        if !v.is_finite() {
+            return Err(Error::custom("a member name must be a string"));
+        }
+        serde_json::to_string(&v)
+    }
+    fn serialize_f64(self, v: f64) -> Result<String, Error> {
+        if !v.is_finite() {
+            return Err(Error::custom("a member name must be a string"));
+        }
+        serde_json::to_string(&v)
     }
     fn serialize_unit_variant(
         self,
@@ -817,6 +831,49 @@ mod tests {
         assert!(
             text.find('\u{1f600}').unwrap() < text.find('\u{e000}').unwrap(),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn map_keys_are_named_as_serde_json_names_them() {
+        /// A map with keys of several kinds, as serde_json turns them into names.
+        struct Keys;
+        impl Serialize for Keys {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry(&true, &1)?;
+                m.serialize_entry(&1.5f64, &2)?;
+                m.serialize_entry(&0.1f32, &3)?;
+                m.serialize_entry(&-7i64, &4)?;
+                m.serialize_entry(&'c', &5)?;
+                m.end()
+            }
+        }
+        let (direct, reparsed) = both(&Keys);
+        assert_eq!(
+            String::from_utf8_lossy(&direct),
+            String::from_utf8_lossy(&reparsed)
+        );
+        // A RawValue-named struct whose field is not serde_json's is refused, not written as
+        // something that is not JSON.
+        #[derive(Serialize)]
+        #[serde(rename = "$serde_json::private::RawValue")]
+        struct Fake {
+            other: &'static str,
+        }
+        #[derive(Serialize)]
+        struct Holder {
+            fake: Fake,
+        }
+        assert!(
+            Members::of(
+                &Holder {
+                    fake: Fake { other: "{}" }
+                },
+                16
+            )
+            .is_err()
         );
     }
 

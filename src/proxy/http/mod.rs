@@ -762,14 +762,18 @@ impl Gateway {
             let id = call.id.as_ref().or(r.request_id.as_ref());
             events.push(self.refusal_event(r, &policy, call.tool, call.arguments, id, reason));
         }
+        // All queued before any is awaited: in `sync` mode they share the writer's batches
+        // rather than taking an fdatasync each.
+        let mut acks = Vec::with_capacity(events.len());
         for event in events {
             match self.audit.record(&event) {
-                Ok(ack) => {
-                    if let Err(e) = ack.wait().await {
-                        tracing::error!(error = %e, "refusal event not durable");
-                    }
-                }
+                Ok(ack) => acks.push(ack),
                 Err(e) => tracing::error!(error = %e, "refusal event could not be recorded"),
+            }
+        }
+        for ack in acks {
+            if let Err(e) = ack.wait().await {
+                tracing::error!(error = %e, "refusal event not durable");
             }
         }
     }

@@ -101,7 +101,7 @@ impl Pipeline {
         for item in items {
             let raw = Cow::Borrowed(item.raw.get());
             let delivery = match &item.message {
-                Ok(msg) => self.server_message(msg, item.raw.get().len()),
+                Ok(msg) => self.server_message(msg, item.raw.get().len(), item.raw.get()),
                 Err(invalid) => {
                     tracing::warn!(error = %invalid, "invalid element of a batch from server dropped");
                     let reason = format!("the server's message was refused: {invalid}");

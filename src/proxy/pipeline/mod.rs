@@ -442,18 +442,34 @@ impl State {
 
     /// What a response with `id` answers, taken out of where it waited: first by the exact id,
     /// wherever a request waits; only if none has it, by [`twin`] over all of them.
-    fn answered(&mut self, id: &RequestId) -> Option<Answered> {
+    /// The second part: the request's own id when it was found by [`twin`] (the answer must
+    /// then reach the client under that id: see [`Pipeline::server_message`]).
+    fn answered(&mut self, id: &RequestId) -> Option<(Answered, Option<RequestId>)> {
         if let Some(found) = self.answered_exactly(id) {
-            return Some(found);
+            return Some((found, None));
         }
+        // An answer naming a call the server never received is forged: no other spelling
+        // of its id makes it the answer of another call.
+        if self.confirming.contains_key(id)
+            || self.withheld.contains(id)
+            || self.awaiting.values().any(|a| a.call.request_id == *id)
+        {
+            return None;
+        }
+        // The calls the server never received count as candidates (an answer that could
+        // name one of them and another names neither), but are never answered.
         let waiting = self
             .calls
             .keys()
             .chain(self.ended.keys())
             .chain(self.pending.keys())
-            .chain(self.cancelled.ids());
+            .chain(self.cancelled.ids())
+            .chain(self.confirming.keys())
+            .chain(self.awaiting.values().map(|a| &a.call.request_id))
+            .chain(self.withheld.ids());
         let twin = twin(waiting, id)?;
         self.answered_exactly(&twin)
+            .map(|found| (found, Some(twin)))
     }
 
     fn answered_exactly(&mut self, id: &RequestId) -> Option<Answered> {
@@ -1197,7 +1213,11 @@ impl Pipeline {
                     &format!("the server's message was refused: {invalid}"),
                 )
             }
-            Ok(Parsed::Single(msg)) => match self.server_message(&msg, size) {
+            Ok(Parsed::Single(msg)) => match self.server_message(
+                &msg,
+                size,
+                std::str::from_utf8(trim_line_end(&line)).unwrap_or_default(),
+            ) {
                 Delivery::Forward {
                     ack,
                     ended,
@@ -1225,7 +1245,50 @@ impl Pipeline {
         }
     }
 
-    fn server_message(&self, msg: &Message<'_>, size: usize) -> Delivery {
+    /// One message of the server (`raw`: its JSON text). An answer that names its request by
+    /// another spelling of its id ([`twin`]: `"7"` for 7) is forwarded under the request's
+    /// own id: clients that match ids exactly (rmcp, Go, C#) and those that read them as
+    /// numbers (the TypeScript and Python SDKs, each its own way) then all take it for the
+    /// call the trail ended with it, and a second answer under the exact id, which the trail
+    /// would not pair with the call, finds the client's request gone.
+    fn server_message(&self, msg: &Message<'_>, size: usize, raw: &str) -> Delivery {
+        let mut twin = None;
+        let delivery = self.server_message_matched(msg, size, &mut twin);
+        let Some(exact) = twin else {
+            return delivery;
+        };
+        let Delivery::Forward {
+            ack,
+            ended,
+            rewritten,
+        } = delivery
+        else {
+            return delivery;
+        };
+        let text = rewritten.as_deref().unwrap_or(raw);
+        let spliced = crate::proxy::pool::remap::spots(text.as_bytes())
+            .and_then(|s| s.id)
+            .map(|range| {
+                let exact = exact.to_string();
+                let line =
+                    crate::proxy::pool::remap::splice(text.as_bytes(), vec![(range, &exact)]);
+                String::from_utf8_lossy(trim_line_end(&line)).into_owned()
+            });
+        Delivery::Forward {
+            ack,
+            ended,
+            rewritten: spliced.or(rewritten),
+        }
+    }
+
+    /// [`Self::server_message`] before the id is put right; `twin` is set to the request's
+    /// own id when the answer named it by another spelling.
+    fn server_message_matched(
+        &self,
+        msg: &Message<'_>,
+        size: usize,
+        twin: &mut Option<RequestId>,
+    ) -> Delivery {
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {
                 ack: Ack::done(),
@@ -1235,7 +1298,11 @@ impl Pipeline {
         };
         let mut st = self.state();
         let mut rewritten = None;
-        match st.answered(id) {
+        let found = st.answered(id).map(|(found, exact)| {
+            *twin = exact;
+            found
+        });
+        match found {
             Some(Answered::Call(call)) => {
                 drop(st);
                 return self.end_call(call, size, *body);

@@ -631,7 +631,7 @@ impl Pipeline {
     pub(super) fn fail_answered(&self, id: &RequestId, reason: &str) -> Option<Outbound> {
         let answered = {
             let mut st = self.state();
-            let answered = st.answered(id)?;
+            let answered = st.answered(id)?.0;
             // A server that did get it may still answer: that answer is recorded, not
             // forwarded as an answer to no request. Marked in the same critical section, so
             // no answer finds the call in neither place.

@@ -35,7 +35,7 @@
 //! in flight on it through each lease's session core (`server_exit` events, as a child of
 //! its own would), and leaves the pool: the next request starts a fresh one.
 
-mod remap;
+pub(crate) mod remap;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

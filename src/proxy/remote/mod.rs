@@ -506,7 +506,13 @@ impl Link {
         let head = Head::of(&line);
         running.retain(|(_, h)| !h.is_finished());
         if let Some(cancelled) = &head.cancels {
-            for (_, h) in running.iter().filter(|(id, _)| id == cancelled) {
+            // The pipeline ends the call a cancellation names by another spelling (`"7"`) too.
+            let target = if running.iter().any(|(id, _)| id == cancelled) {
+                Some(cancelled.clone())
+            } else {
+                crate::jsonrpc::message::twin(running.iter().map(|(id, _)| id), cancelled)
+            };
+            for (_, h) in running.iter().filter(|(id, _)| Some(id) == target.as_ref()) {
                 h.abort();
             }
         }
@@ -744,10 +750,18 @@ impl Link {
         pending: &mut Vec<RequestId>,
         out: &mpsc::Sender<Bytes>,
     ) {
-        if let Some(id) = answered_id(&line)
-            && let Some(at) = pending.iter().position(|p| *p == id)
-        {
-            pending.swap_remove(at);
+        // By the exact id, else by the one the official SDKs read it as (`"7"` for 7), as the
+        // pipeline pairs it: the request is answered either way, and no error of the link's
+        // may follow for it.
+        let found = answered_id(&line).and_then(|id| {
+            let exact = pending.iter().position(|p| *p == id);
+            exact.or_else(|| {
+                let twin = crate::jsonrpc::message::twin(pending.iter(), &id)?;
+                pending.iter().position(|p| *p == twin)
+            })
+        });
+        if let Some(at) = found {
+            let id = pending.swap_remove(at);
             if head.id.as_ref() == Some(&id) {
                 self.answered(&line, head);
             }
