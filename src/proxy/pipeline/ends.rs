@@ -1,12 +1,49 @@
 //! The end of a call: the response described (outcome, content types, errors), its result
 //! scanned with the policy the call started under, and the call's events built and recorded;
-//! a call the client cancelled ended.
+//! a call the client cancelled ended; an answer naming its call by another spelling of the id
+//! put right.
 
 use super::*;
 use crate::mcp::ContentView;
 use crate::policy::tree::{Node, Tree};
 
 impl Pipeline {
+    /// One message of the server (`raw`: its JSON text). An answer that names its request by
+    /// another spelling of its id ([`twin`]: `"7"` for 7) is forwarded under the request's
+    /// own id: clients that match ids exactly (rmcp, Go, C#) and those that read them as
+    /// numbers (the TypeScript and Python SDKs, each its own way) then all take it for the
+    /// call the trail ended with it, and a second answer under the exact id, which the trail
+    /// would not pair with the call, finds the client's request gone.
+    pub(super) fn server_message(&self, msg: &Message<'_>, size: usize, raw: &str) -> Delivery {
+        let mut twin = None;
+        let delivery = self.server_message_matched(msg, size, &mut twin);
+        let Some(exact) = twin else {
+            return delivery;
+        };
+        let Delivery::Forward {
+            ack,
+            ended,
+            rewritten,
+        } = delivery
+        else {
+            return delivery;
+        };
+        let text = rewritten.as_deref().unwrap_or(raw);
+        let spliced = crate::proxy::pool::remap::spots(text.as_bytes())
+            .and_then(|s| s.id)
+            .map(|range| {
+                let exact = exact.to_string();
+                let line =
+                    crate::proxy::pool::remap::splice(text.as_bytes(), vec![(range, &exact)]);
+                String::from_utf8_lossy(trim_line_end(&line)).into_owned()
+            });
+        Delivery::Forward {
+            ack,
+            ended,
+            rewritten: spliced.or(rewritten),
+        }
+    }
+
     /// Ends a call the client cancelled; the notification itself is forwarded.
     pub(super) fn cancel(&self, id: &RequestId, reason: Option<&str>) {
         let call = {
