@@ -151,6 +151,19 @@ pub fn twin<'a>(waiting: impl Iterator<Item = &'a RequestId>, id: &RequestId) ->
     same.next().is_none().then(|| one.clone())
 }
 
+/// The id among `waiting` that a response or cancellation naming `id` is for: `id` itself
+/// if a request waits under it, else its [`twin`]; `None` if neither. For short lists (a
+/// link's pending requests, a batch's ends); maps look `id` up first themselves.
+pub fn matching<'a>(
+    waiting: impl Iterator<Item = &'a RequestId> + Clone,
+    id: &RequestId,
+) -> Option<RequestId> {
+    if waiting.clone().any(|k| k == id) {
+        return Some(id.clone());
+    }
+    twin(waiting, id)
+}
+
 /// Whitespace as ECMAScript's `StringToNumber` trims it (WhiteSpace and LineTerminator).
 fn js_space(c: char) -> bool {
     c.is_whitespace() || c == '\u{feff}'

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::frame::trim_line_end;
-use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response, twin};
+use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response, matching, twin};
 use crate::jsonrpc::{Message, Parsed, RequestId};
 use crate::proxy::pipeline::{Ended, Outbound, Pipeline};
 use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
@@ -740,18 +740,8 @@ fn take_ends(ends: &mut Vec<Ended>, id: &RequestId) -> Vec<Ended> {
         return Vec::new();
     }
     // The pipeline ended the call whose id an SDK reads this id as (`"7"` for 7).
-    let twin_id;
-    let id = if ends.iter().any(|e| e.answers() == id) {
-        id
-    } else {
-        match twin(ends.iter().map(Ended::answers), id) {
-            Some(t) => {
-                twin_id = t;
-                &twin_id
-            }
-            None => id,
-        }
-    };
+    let matched = matching(ends.iter().map(Ended::answers), id);
+    let id = matched.as_ref().unwrap_or(id);
     let (mine, rest): (Vec<Ended>, Vec<Ended>) = std::mem::take(ends)
         .into_iter()
         .partition(|e| e.answers() == id);

@@ -50,26 +50,13 @@ impl Pipeline {
             let mut st = self.state();
             // `"7"` cancels request 7 for a server built on an official SDK (they read ids
             // as numbers: [`RequestId::sdk_number`]), so the trail must end that call too.
-            let twin_id;
-            let id = if st.calls.contains_key(id)
-                || st.pending.contains_key(id)
-                || st.awaiting.values().any(|a| a.call.request_id == *id)
-            {
-                id
-            } else {
-                let waiting = st
-                    .calls
-                    .keys()
-                    .chain(st.pending.keys())
-                    .chain(st.awaiting.values().map(|a| &a.call.request_id));
-                match twin(waiting, id) {
-                    Some(t) => {
-                        twin_id = t;
-                        &twin_id
-                    }
-                    None => id,
-                }
-            };
+            let waiting = st
+                .calls
+                .keys()
+                .chain(st.pending.keys())
+                .chain(st.awaiting.values().map(|a| &a.call.request_id));
+            let matched = matching(waiting, id);
+            let id = matched.as_ref().unwrap_or(id);
             // A cancelled request of another kind may still be answered: its id stays in use.
             if let Some(pending) = st.pending.remove(id) {
                 let task = match pending {

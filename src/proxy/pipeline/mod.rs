@@ -51,7 +51,7 @@ mod reload;
 mod rounds;
 mod tools;
 
-use crate::jsonrpc::message::twin;
+use crate::jsonrpc::message::{matching, twin};
 use confirm::*;
 pub(crate) use ends::stored_request_id;
 use ends::*;

@@ -369,12 +369,12 @@ impl Shared {
                 let client = RequestId::from_json(&text(line, &range))?;
                 // By the exact id, else the one the official SDKs read it as (`"7"` for 7:
                 // [`crate::jsonrpc::message::twin`]), as a server of one's own would.
-                let mine = t.pending.values().filter(|p| p.lease == lease);
-                let target = if mine.clone().any(|p| p.client == client) {
-                    Some(client.clone())
-                } else {
-                    crate::jsonrpc::message::twin(mine.map(|p| &p.client), &client)
-                };
+                let mine = t
+                    .pending
+                    .values()
+                    .filter(|p| p.lease == lease)
+                    .map(|p| &p.client);
+                let target = crate::jsonrpc::message::matching(mine, &client);
                 let Some((n, p)) = t
                     .pending
                     .iter_mut()

@@ -507,11 +507,8 @@ impl Link {
         running.retain(|(_, h)| !h.is_finished());
         if let Some(cancelled) = &head.cancels {
             // The pipeline ends the call a cancellation names by another spelling (`"7"`) too.
-            let target = if running.iter().any(|(id, _)| id == cancelled) {
-                Some(cancelled.clone())
-            } else {
-                crate::jsonrpc::message::twin(running.iter().map(|(id, _)| id), cancelled)
-            };
+            let target =
+                crate::jsonrpc::message::matching(running.iter().map(|(id, _)| id), cancelled);
             for (_, h) in running.iter().filter(|(id, _)| Some(id) == target.as_ref()) {
                 h.abort();
             }
@@ -754,11 +751,8 @@ impl Link {
         // pipeline pairs it: the request is answered either way, and no error of the link's
         // may follow for it.
         let found = answered_id(&line).and_then(|id| {
-            let exact = pending.iter().position(|p| *p == id);
-            exact.or_else(|| {
-                let twin = crate::jsonrpc::message::twin(pending.iter(), &id)?;
-                pending.iter().position(|p| *p == twin)
-            })
+            let matched = crate::jsonrpc::message::matching(pending.iter(), &id)?;
+            pending.iter().position(|p| *p == matched)
         });
         if let Some(at) = found {
             let id = pending.swap_remove(at);
