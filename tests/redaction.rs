@@ -750,3 +750,90 @@ async fn a_secret_in_a_tool_name_or_a_request_id_is_never_stored_readable() {
         pairs[0].0
     );
 }
+
+/// The policy of the default `proxy.toml`, for checks of what is stored or shown.
+fn default_policy() -> std::sync::Arc<mcp_audit_proxy::policy::Policy> {
+    mcp_audit_proxy::config::Config::parse(std::path::Path::new("/etc/mcp/proxy.toml"), "")
+        .expect("the default configuration parses")
+        .policy
+}
+
+#[test]
+fn an_array_of_strings_keeps_its_length_and_its_other_strings_when_one_is_masked() {
+    // Found by a real server (server-memory's `observations`): the array used to be merged
+    // into one masked string, its other elements lost, in the trail and, under
+    // `redact_results`, in the result the client saw.
+    let policy = default_policy();
+    let args = json!({
+        "observations": ["likes tea", "email ann@example.com", "third"],
+        "tags": ["x", "y@example.com"],
+        "plain": ["p", "q"],
+    });
+    let (stored, classes) = policy.protect(&args).expect("an e-mail address is masked");
+    assert_eq!(
+        stored,
+        json!({
+            "observations": ["likes tea", "email [REDACTED:email]", "third"],
+            "tags": ["x", "[REDACTED:email]"],
+            "plain": ["p", "q"],
+        })
+    );
+    assert_eq!(format!("{classes:?}"), "[Email]");
+
+    let result = json!({"observations": ["likes tea", "mail me at ann@example.com", "third fact"]});
+    let (shown, _) = policy.redact(&result).expect("masked for the client");
+    assert_eq!(
+        shown,
+        json!({"observations": ["likes tea", "mail me at [REDACTED:email]", "third fact"]})
+    );
+
+    // Wherever the address stands among benign strings, only its own element changes.
+    for len in 2..=8 {
+        for at in 0..len {
+            let items: Vec<String> = (0..len)
+                .map(|i| {
+                    if i == at {
+                        format!("write to dev{i}@example.org")
+                    } else {
+                        format!("item{i}")
+                    }
+                })
+                .collect();
+            let (out, _) = policy.protect(&json!(items)).expect("masked");
+            let out = out.as_array().expect("still an array").clone();
+            assert_eq!(out.len(), len, "{items:?} -> {out:?}");
+            for (i, (before, after)) in items.iter().zip(&out).enumerate() {
+                if i == at {
+                    assert_eq!(after, "write to [REDACTED:email]", "{items:?}");
+                } else {
+                    assert_eq!(after, before, "{items:?} -> {out:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_secret_split_across_array_elements_is_masked_piece_by_piece() {
+    let policy = default_policy();
+    let aws = "AKIAIOSFODNN7EXAMPLE";
+    for cut in [4, 8, 12, 16] {
+        let (head, tail) = aws.split_at(cut);
+        let args = json!({"parts": [head, tail], "labelled": ["key: ", head, tail, " (prod)"]});
+        let (stored, _) = policy.protect(&args).expect("a split key is masked");
+        assert_eq!(
+            stored["parts"].as_array().map(Vec::len),
+            Some(2),
+            "{stored}"
+        );
+        let labelled = stored["labelled"].as_array().expect("still an array");
+        assert_eq!(labelled.len(), 4, "{stored}");
+        assert_eq!(labelled[0], "key: ", "{stored}");
+        assert_eq!(labelled[3], " (prod)", "{stored}");
+        let text = stored.to_string();
+        assert!(
+            !text.contains(head) && !text.contains(tail),
+            "no piece of the key is kept: {stored}"
+        );
+    }
+}

@@ -750,20 +750,20 @@ impl Policy {
             Value::Number(n) => self
                 .rewrite_text(&n.to_string(), mode, classes, changed)
                 .map_or_else(|| value.clone(), Value::String),
-            Value::Array(items) => {
-                let mut out: Vec<Value> = items
-                    .iter()
-                    .map(|v| self.rewrite_value(v, mode, classes, changed))
-                    .collect();
-                // A secret split across strings is found in their concatenation; the whole
-                // run of strings is then replaced.
-                if let Some(joined) = joined_strings(items)
-                    && let Some(replaced) = self.rewrite_text(&joined, mode, classes, changed)
-                {
-                    out = vec![Value::String(replaced)];
-                }
-                Value::Array(out)
-            }
+            Value::Array(items) => match string_run(items) {
+                Some(texts) => self
+                    .rewrite_run(&texts, mode, classes, changed)
+                    .map_or_else(
+                        || value.clone(),
+                        |out| Value::Array(out.into_iter().map(Value::String).collect()),
+                    ),
+                None => Value::Array(
+                    items
+                        .iter()
+                        .map(|v| self.rewrite_value(v, mode, classes, changed))
+                        .collect(),
+                ),
+            },
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
@@ -789,6 +789,89 @@ impl Policy {
             ),
             Value::Bool(_) | Value::Null => value.clone(),
         }
+    }
+
+    /// A run of strings (an array of 2 to 64 strings and nothing else, as
+    /// [`string_run`] reads it), each string rewritten on its own, and a secret split across
+    /// strings masked piece by piece: the array keeps its length and each string keeps what
+    /// is not sensitive. A finding of the strings' concatenation counts only where it
+    /// crosses from one string into the next and what it covers beyond the strings' own
+    /// findings is still a finding on its own: an e-mail address ending one string does not
+    /// swallow the start of the next. `None` when nothing needed replacing.
+    fn rewrite_run(
+        &self,
+        texts: &[&str],
+        mode: &dyn Fn(Class) -> StoreMode,
+        classes: &mut [bool; CLASS_COUNT],
+        changed: &mut bool,
+    ) -> Option<Vec<String>> {
+        let scan = |text: &str| {
+            let mut found = Vec::new();
+            self.guard.scan(text, &mut found);
+            found.retain(|f| mode(f.class) != StoreMode::Clear);
+            found
+        };
+        let mut own: Vec<Vec<Finding>> = texts.iter().map(|t| scan(t)).collect();
+        // Where each string starts in the concatenation, and where the last one ends.
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(texts.iter().scan(0, |at, t| {
+                *at += t.len();
+                Some(*at)
+            }))
+            .collect();
+        for f in scan(&texts.concat()) {
+            let first = starts.partition_point(|&s| s <= f.start).saturating_sub(1);
+            let last = starts.partition_point(|&s| s < f.end).saturating_sub(1);
+            if first >= last {
+                continue;
+            }
+            // The finding's piece in each string it touches, in that string's offsets.
+            let pieces: Vec<(usize, usize, usize)> = (first..=last)
+                .map(|e| {
+                    let start = f.start.max(starts[e]) - starts[e];
+                    (e, start, f.end.min(starts[e + 1]) - starts[e])
+                })
+                .filter(|(_, start, end)| start < end)
+                .collect();
+            let mut rest = String::new();
+            for &(e, start, end) in &pieces {
+                let covered = |at: usize| own[e].iter().any(|o| o.start <= at && at < o.end);
+                rest.extend(
+                    texts[e]
+                        .char_indices()
+                        .filter(|&(at, _)| at >= start && at < end && !covered(at))
+                        .map(|(_, c)| c),
+                );
+            }
+            if scan(&rest).is_empty() {
+                continue;
+            }
+            for (e, start, end) in pieces {
+                own[e].push(Finding {
+                    class: f.class,
+                    start,
+                    end,
+                });
+            }
+        }
+        if own.iter().all(Vec::is_empty) {
+            return None;
+        }
+        *changed = true;
+        Some(
+            texts
+                .iter()
+                .zip(&own)
+                .map(|(text, found)| {
+                    found.iter().for_each(|f| classes[f.class as usize] = true);
+                    if found.is_empty() {
+                        text.to_string()
+                    } else {
+                        self.replace(text, found, mode)
+                    }
+                })
+                .collect(),
+        )
     }
 
     fn replace(
@@ -1107,12 +1190,18 @@ fn walk_strings(value: &Value, f: &mut impl FnMut(&str)) {
     }
 }
 
-/// The concatenation of an array of two or more strings (and nothing else).
-fn joined_strings(items: &[Value]) -> Option<String> {
-    if items.len() < 2 || items.len() > 64 || !items.iter().all(Value::is_string) {
+/// The strings of an array of 2 to 64 strings and nothing else: a run in which a secret may
+/// be split across elements.
+fn string_run(items: &[Value]) -> Option<Vec<&str>> {
+    if items.len() < 2 || items.len() > 64 {
         return None;
     }
-    Some(items.iter().filter_map(Value::as_str).collect())
+    items.iter().map(Value::as_str).collect()
+}
+
+/// The concatenation of an array of two or more strings (and nothing else).
+fn joined_strings(items: &[Value]) -> Option<String> {
+    string_run(items).map(|texts| texts.concat())
 }
 
 #[cfg(test)]
