@@ -213,6 +213,55 @@ async fn a_call_past_its_timeout_fails_visibly_and_the_session_goes_on() {
     assert!(pairs[1..].iter().all(|(_, e)| e["result"] == "success"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_a_server_that_stopped_reading_still_time_out_when_its_queue_is_full() {
+    // Found by a hostile-input pass: once the queue to the server was full, the timer's first
+    // cancellation waited there for ever, and no timed-out call was ever answered (the trail
+    // said they were).
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 1000\n");
+    let mut proxy = store
+        .proxy_command(&["sh", "-c", "exec sleep 600"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the proxy");
+    let mut stdin = proxy.stdin.take().expect("stdin");
+    let stdout = proxy.stdout.take().expect("stdout");
+    // More calls than the pipe to the server and the proxy's queue hold: the client's writes
+    // stall too, so they go from a task of their own.
+    const CALLS: u64 = 1500;
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let text = "x".repeat(1000);
+        for id in 0..CALLS {
+            let line = call_line(json!(id), "echo", json!({ "text": text }));
+            if stdin.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+        // Kept open: the client is still there, waiting for its answers.
+        std::future::pending::<()>().await;
+    });
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut timed_out = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while timed_out.len() < 1024 {
+        let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("only {} answers within 30 s", timed_out.len()))
+            .expect("read")
+            .expect("a line, not EOF");
+        let answer: Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(answer["error"]["code"], -32001, "{answer}");
+        let id = answer["id"].as_u64().expect("the call's id");
+        assert!(id < CALLS && timed_out.insert(id), "{answer}");
+    }
+    writer.abort();
+    drop(proxy);
+}
+
 #[tokio::test]
 async fn a_server_crash_mid_call_fails_the_calls_in_flight_and_passes_its_status_on() {
     let store = TestStore::new("");
@@ -398,6 +447,44 @@ async fn an_unknown_server_command_is_a_clear_error() {
     assert!(err.contains("hint:"), "{err}");
     assert!(out.stdout.is_empty(), "nothing but MCP on stdout");
     let _ = example_server();
+}
+
+#[tokio::test]
+async fn a_missing_server_folder_is_named_as_such_not_as_a_missing_program() {
+    // Found by a hostile-input pass: the OS reports a missing `current_dir` as the program's
+    // ENOENT, and the proxy said to check that the program is installed.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for (cwd, why) in [("nope", "no such folder"), ("a-file", "it is not a folder")] {
+        std::fs::write(
+            &config,
+            format!(
+                "[upstream]\ncwd = \"{cwd}\"\n[audit]\nstore_dir = \"store\"\n[alerts]\nenabled = false\n"
+            ),
+        )
+        .unwrap();
+        let out = tokio::process::Command::new(common::proxy_bin())
+            .args(["stdio", "--config"])
+            .arg(&config)
+            .arg("--")
+            .arg(example_server())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let named = dir.path().join(cwd);
+        assert!(
+            err.contains(&format!("in {}: {why}", named.display())),
+            "{err}"
+        );
+        assert!(err.contains("upstream.cwd"), "{err}");
+        assert!(!err.contains("on PATH"), "{err}");
+        assert!(out.stdout.is_empty(), "nothing but MCP on stdout");
+    }
 }
 
 #[tokio::test]

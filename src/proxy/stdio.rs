@@ -80,6 +80,18 @@ pub enum StdioError {
         /// The OS error.
         source: io::Error,
     },
+    /// `upstream.cwd` is not a folder the server can start in.
+    #[error("cannot start the MCP server `{command}` in {}: {why}\n  hint: set upstream.cwd in {} to an existing folder (a relative path is taken from the config file's folder), or remove it to start the server in the proxy's own", cwd.display(), config.display())]
+    Cwd {
+        /// The command line.
+        command: String,
+        /// The folder, as resolved.
+        cwd: PathBuf,
+        /// What is wrong with it.
+        why: String,
+        /// The config file in use.
+        config: PathBuf,
+    },
     /// Waiting for the server failed.
     #[error("lost track of the MCP server process: {0}")]
     Wait(io::Error),
@@ -503,6 +515,21 @@ pub(crate) fn spawn(
     })?;
     let mut builder = Command::new(program);
     if let Some(cwd) = cwd {
+        // The OS reports a missing folder as the program's ENOENT: said here instead.
+        let why = match std::fs::metadata(cwd) {
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some("it is not a folder".to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some("no such folder".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            return Err(StdioError::Cwd {
+                command: command.join(" "),
+                cwd: cwd.to_path_buf(),
+                why,
+                config: config.source.clone(),
+            });
+        }
         builder.current_dir(cwd);
     }
     // Its own process group: wrappers (npx, uvx, sh -c) start the real server as a child, and
@@ -592,6 +619,18 @@ impl Routes {
             budgets: None,
             ..self
         }
+    }
+
+    /// Queues a message for the server only if its queue has room now: the timer's
+    /// cancellations, which must never wait behind a server that stopped reading (MCP
+    /// "Cancellation" is advisory: a server that reads nothing learns nothing from it).
+    /// False when it was not queued.
+    fn offer_to_server(&self, out: Outbound) -> bool {
+        let tx = match &self.to_server {
+            ToServer::Open(tx) => Some(tx.clone()),
+            ToServer::Weak(tx) => tx.upgrade(),
+        };
+        tx.is_some_and(|tx| tx.try_send(out).is_ok())
     }
 
     /// Queues a routed message; false when the destination is gone.
@@ -898,8 +937,23 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken)
             _ = tokio::time::sleep(tick) => {}
             _ = stop.cancelled() => return,
         }
+        // A server that stopped reading fills its queue: a cancellation waiting there would
+        // hold back the answers owed to the client, this tick's and every later one's.
+        let mut unsent = 0usize;
         for route in pipeline.expire(Instant::now()) {
-            routes.send(route).await;
+            match route {
+                Route::ToServer(out) => unsent += usize::from(!routes.offer_to_server(out)),
+                route => {
+                    routes.send(route).await;
+                }
+            }
+        }
+        if unsent > 0 {
+            tracing::warn!(
+                unsent,
+                "the server is not reading its input: {unsent} cancellation(s) of timed-out calls or \
+                 questions were not sent to it (the client was answered and the trail records each)"
+            );
         }
     }
 }
