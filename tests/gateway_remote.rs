@@ -830,3 +830,81 @@ async fn the_stdio_wrapper_opens_a_new_upstream_session_when_the_remote_forgets_
     let status = client.finish().await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_call_past_its_timeout_ends_once_with_the_cores_timeout() {
+    // Found by a hostile-input pass: the remote link timed the call with the same limit as
+    // the core, counted from a few milliseconds later. Whichever fired first won, so the
+    // client got -32001 or -32011, and the trail a `timeout`, a `jsonrpc_error`, or both
+    // (the link's own error recorded as the server answering after the timeout).
+    let server = HttpServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "user_id = \"tester\"\n[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n[limits]\ncall_timeout_ms = 1000\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(proxy_bin());
+    command
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    let mut client = common::LineClient::spawn(command);
+    client
+        .send(b"{\"jsonrpc\":\"2.0\",\"id\":\"init\",\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"raw\",\"version\":\"1\"}}}\n")
+        .await;
+    assert!(client.recv_json().await["result"].is_object());
+    client
+        .send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await;
+    const CALLS: u64 = 16;
+    for id in 0..CALLS {
+        client
+            .send(&common::call_line(
+                json!(id),
+                "slow",
+                json!({"ms": 6000, "steps": 1}),
+            ))
+            .await;
+    }
+    let mut answered = Vec::new();
+    while answered.len() < CALLS as usize {
+        let answer = client.recv_json().await;
+        if answer.get("method").is_some() {
+            continue;
+        }
+        assert_eq!(
+            answer["error"]["code"], -32001,
+            "the core's timeout: {answer}"
+        );
+        answered.push(answer["id"].as_u64().expect("a call's id"));
+    }
+    // Past the link's own limit too: nothing else may end these calls.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    client.finish().await;
+    let out = std::process::Command::new(proxy_bin())
+        .args(["events", "--json", "--limit", "1000", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ends: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            let kind = e["event_type"].as_str().unwrap_or_default();
+            kind.starts_with("tool_") && kind != "tool_access" && e["tool_name"] == "slow"
+        })
+        .collect();
+    assert_eq!(ends.len(), CALLS as usize, "one end per call: {ends:#?}");
+    assert!(ends.iter().all(|e| e["result"] == "timeout"), "{ends:#?}");
+    assert_eq!(common::pairs(&events).len(), CALLS as usize);
+}

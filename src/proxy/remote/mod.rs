@@ -359,6 +359,11 @@ struct Link {
     reopening: tokio::sync::Mutex<()>,
 }
 
+/// How much longer than `limits.call_timeout_ms` the link waits for the answer to a request
+/// the core times too (a `tools/call`, a batch): the core's timeout and cancellation come
+/// first.
+const CORE_TIMER_MARGIN: Duration = Duration::from_secs(2);
+
 /// What the link needs to know of a message it sends.
 struct Head {
     method: Option<String>,
@@ -553,12 +558,33 @@ impl Link {
     async fn exchange(self: &Arc<Self>, line: Bytes, head: Head, out: mpsc::Sender<Bytes>) {
         let mut pending = head.ids.clone();
         let work = self.post(line, &head, &mut pending, &out, true);
-        let result = match self.remote.answer_timeout.filter(|_| !head.ids.is_empty()) {
+        // The core times each `tools/call` itself, from when it read the call, and its
+        // cancellation aborts this exchange: the link's own limit then comes later, so that
+        // the client and the trail see one timeout, the core's, and never the link's error
+        // racing it (recorded as a late answer of the server's).
+        let timed_by_core = head.is("tools/call") || head.batch;
+        let limit = self
+            .remote
+            .answer_timeout
+            .filter(|_| !head.ids.is_empty())
+            .map(|t| {
+                if timed_by_core {
+                    t + CORE_TIMER_MARGIN
+                } else {
+                    t
+                }
+            });
+        let result = match limit {
             Some(limit) => match tokio::time::timeout(limit, work).await {
                 Ok(r) => r,
                 Err(_) => Err(format!(
-                    "no complete answer within {} ms (limits.call_timeout_ms)",
-                    limit.as_millis()
+                    "no complete answer within {} ms (limits.call_timeout_ms{})",
+                    limit.as_millis(),
+                    if timed_by_core {
+                        ", and the link's margin after it"
+                    } else {
+                        ""
+                    }
                 )),
             },
             None => work.await,
@@ -1239,12 +1265,70 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = s.source();
     }
+    if let Some(hint) = certificate_hint(&text) {
+        text.push_str("\n  hint: ");
+        text.push_str(hint);
+    }
     text
+}
+
+/// What to do about a certificate the TLS client refused, read from rustls' error text (its
+/// certificate errors are debug-formatted names such as `CaUsedAsEndEntity`, RFC 5280 terms
+/// a user does not act on as they are).
+fn certificate_hint(text: &str) -> Option<&'static str> {
+    if !text.contains("certificate") {
+        return None;
+    }
+    let hints = [
+        (
+            "CaUsedAsEndEntity",
+            "the server presents a CA certificate (basicConstraints CA:TRUE, which `openssl req -x509` sets by default) as its own; issue the server a certificate with CA:FALSE signed by that CA, and give the CA in ca_file",
+        ),
+        (
+            "UnknownIssuer",
+            "the server's certificate is not signed by a CA this proxy trusts: give that CA's certificate (PEM) in the upstream's ca_file",
+        ),
+        (
+            "BadSignature",
+            "the server's certificate is not signed by a CA this proxy trusts (a self-signed certificate, or the wrong CA in ca_file): give the CA that signed it in the upstream's ca_file",
+        ),
+        (
+            "NotValidForName",
+            "the server's certificate does not name the host in the upstream's url: use a host name it lists (subjectAltName), or reissue it",
+        ),
+        (
+            "Expired",
+            "the server's certificate has expired (or this machine's clock is wrong): renew it",
+        ),
+        (
+            "NotValidYet",
+            "the server's certificate is not valid yet (or this machine's clock is wrong)",
+        ),
+    ];
+    hints
+        .into_iter()
+        .find(|(name, _)| text.contains(name))
+        .map(|(_, hint)| hint)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_certificates_come_with_what_to_do() {
+        let ca = "unreachable: client error (Connect): invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))";
+        assert!(certificate_hint(ca).is_some_and(|h| h.contains("CA:FALSE")));
+        let issuer = "unreachable: invalid peer certificate: UnknownIssuer";
+        assert!(certificate_hint(issuer).is_some_and(|h| h.contains("ca_file")));
+        let name = "invalid peer certificate: NotValidForName";
+        assert!(certificate_hint(name).is_some_and(|h| h.contains("subjectAltName")));
+        assert_eq!(certificate_hint("unreachable: connection refused"), None);
+        let chained = error_chain(&std::io::Error::other(
+            "invalid peer certificate: BadSignature",
+        ));
+        assert!(chained.contains("\n  hint: "), "{chained}");
+    }
 
     #[test]
     fn routing_headers_mirror_the_body_and_wrap_what_a_header_cannot_hold() {
