@@ -221,7 +221,7 @@ fn webhook(at: &Source, w: RawWebhook) -> Result<WebhookConfig, ConfigError> {
     let secret_span = w.secret_file.span();
     let secret_file = at
         .base()
-        .join(at.non_empty("alerts.webhook.secret_file", w.secret_file)?);
+        .join(at.file_path("alerts.webhook.secret_file", w.secret_file)?);
     let secret = read_secret(&secret_file).map_err(|why| {
         at.invalid(
             secret_span,
@@ -238,7 +238,7 @@ fn webhook(at: &Source, w: RawWebhook) -> Result<WebhookConfig, ConfigError> {
     let max_attempts = at.ranged("alerts.webhook.max_attempts", w.max_attempts, 5, 1..=20)?;
     let backoff_ms = at.ranged("alerts.webhook.backoff_ms", w.backoff_ms, 500, 1..=60_000)?;
     let ca_file = match w.ca_file {
-        Some(f) => Some(at.base().join(at.non_empty("alerts.webhook.ca_file", f)?)),
+        Some(f) => Some(at.base().join(at.file_path("alerts.webhook.ca_file", f)?)),
         None => None,
     };
     Ok(WebhookConfig {

@@ -387,12 +387,12 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
             };
             let base = at.base();
             let client_ca = match t.client_ca {
-                Some(c) => Some(base.join(at.non_empty("gateway.tls.client_ca", c)?)),
+                Some(c) => Some(base.join(at.file_path("gateway.tls.client_ca", c)?)),
                 None => None,
             };
             Some(TlsFiles {
-                cert: base.join(at.non_empty("gateway.tls.cert", cert)?),
-                key: base.join(at.non_empty("gateway.tls.key", key)?),
+                cert: base.join(at.file_path("gateway.tls.cert", cert)?),
+                key: base.join(at.file_path("gateway.tls.key", key)?),
                 client_ca,
             })
         }
@@ -547,7 +547,7 @@ fn jwt(at: &Source<'_>, raw: Spanned<RawJwt>) -> Result<JwtSettings, ConfigError
                 key: &str|
      -> Result<(Vec<u8>, std::ops::Range<usize>, PathBuf), ConfigError> {
         let span = v.span();
-        let path = base.join(at.non_empty(key, v)?);
+        let path = base.join(at.file_path(key, v)?);
         let bytes = std::fs::read(&path).map_err(|e| {
             at.invalid(
                 span.clone(),

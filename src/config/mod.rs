@@ -285,7 +285,7 @@ impl Config {
 
         let a = raw.audit;
         let store_dir = match a.store_dir {
-            Some(d) => base.join(at.non_empty("audit.store_dir", d)?),
+            Some(d) => base.join(at.file_path("audit.store_dir", d)?),
             None => base.join(".mcp-audit"),
         };
         let flush_ms = at.ranged(
@@ -334,7 +334,7 @@ impl Config {
         let signer = match a.signing_key_file {
             Some(f) => {
                 let span = f.span();
-                let file = base.join(at.non_empty("audit.signing_key_file", f)?);
+                let file = base.join(at.file_path("audit.signing_key_file", f)?);
                 let loaded = crate::store::checkpoint::Signer::load(&file);
                 if reading && loaded.is_err() {
                     let mut public = file.clone().into_os_string();
@@ -387,7 +387,7 @@ impl Config {
         let alerts = alerts::compile(&at, raw.alerts)?;
 
         let log_file = match raw.log.file {
-            Some(f) => Some(base.join(at.non_empty("log.file", f)?)),
+            Some(f) => Some(base.join(at.file_path("log.file", f)?)),
             None => None,
         };
 
@@ -534,6 +534,30 @@ mod tests {
             err.contains(":2:") && err.contains("`block` or `allow`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn paths_a_shell_would_expand_are_refused_not_taken_as_written() {
+        // Taken as written, "~/audit" was a folder named `~` beside the config.
+        for (table, key, value) in [
+            ("audit", "store_dir", "~/audit"),
+            ("audit", "store_dir", "~"),
+            ("audit", "store_dir", "$HOME/audit"),
+            ("audit", "signing_key_file", "${XDG_CONFIG_HOME}/key.pem"),
+            ("log", "file", "~alice/proxy.log"),
+            ("upstream", "cwd", "$PWD"),
+        ] {
+            let err = parse(&format!("[{table}]\n{key} = \"{value}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(":2: `") && err.contains("are not expanded"),
+                "{value}: {err}"
+            );
+        }
+        // A dollar sign that names no variable is a path like any other.
+        let c = parse("[audit]\nstore_dir = \"audit$/2026\"\n").unwrap();
+        assert_eq!(c.audit.store_dir, Path::new("/etc/mcp/audit$/2026"));
     }
 
     #[test]

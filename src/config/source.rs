@@ -111,6 +111,32 @@ impl<'a> Source<'a> {
         Ok(value.into_inner())
     }
 
+    /// A path of the config: [`Self::non_empty`], and neither `~` nor `$VAR` in it, which
+    /// only a shell expands. Taken as written, `store_dir = "~/audit"` made a folder named `~`
+    /// beside the config (a trap for a later `rm -rf ~`).
+    pub(crate) fn file_path(
+        &self,
+        key: &str,
+        value: Spanned<String>,
+    ) -> Result<String, ConfigError> {
+        let span = value.span();
+        let text = self.non_empty(key, value)?;
+        let variable = text.match_indices('$').any(|(at, _)| {
+            text[at + 1..]
+                .chars()
+                .next()
+                .is_some_and(|c| c == '{' || c == '_' || c.is_ascii_alphabetic())
+        });
+        if text.starts_with('~') || variable {
+            return Err(self.invalid(
+                span,
+                &format!("`{key}` = {text:?}: `~` and `$VARIABLES` are not expanded in the config"),
+                "write the path out in full (/home/you/...), or relative to the config file's folder",
+            ));
+        }
+        Ok(text)
+    }
+
     pub(crate) fn ranged(
         &self,
         key: &str,

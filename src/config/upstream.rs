@@ -304,7 +304,7 @@ pub(super) fn upstream(
         None => Vec::new(),
     };
     let cwd = match raw.cwd {
-        Some(d) => Some(base.join(at.non_empty("upstream.cwd", d)?)),
+        Some(d) => Some(base.join(at.file_path("upstream.cwd", d)?)),
         None => None,
     };
     Ok(UpstreamConfig {
@@ -442,7 +442,7 @@ fn remote(
         ));
     }
     let ca_file = match ca_file {
-        Some(f) => Some(base.join(at.non_empty("upstream.ca_file", f)?)),
+        Some(f) => Some(base.join(at.file_path("upstream.ca_file", f)?)),
         None => None,
     };
     if ca_file.is_some() && !secure {
