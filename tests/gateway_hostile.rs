@@ -987,3 +987,42 @@ async fn an_endpoint_with_a_trailing_slash_is_the_same_endpoint() {
     let (status, _, text) = post(&format!("{url}/"), Some(ALICE_KEY), None, INIT, &[]).await;
     assert_eq!(status, 404, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_cannot_start_is_a_502_with_the_requests_id_and_no_server_paths() {
+    // From a hostile-input pass: the 502 carried `id: null` although the request's id was
+    // readable, and told the client the server's command line and the config file's path.
+    let gw = Gateway::start_upstream("\"/nonexistent/mcp-server\"", "", "");
+    let url = gw.endpoint();
+    let init = INIT.replace("\"id\":1", "\"id\":\"init-7\"");
+    let (status, _, body) = post(&url, Some(ALICE_KEY), None, &init, &[]).await;
+    let sessionless = call_2026("42", "echo", r#"{"text":"hi"}"#);
+    let (status_2026, _, body_2026) =
+        post_2026(&url, ALICE_KEY, &sessionless, Some("echo"), &[]).await;
+    for (status, body, id) in [
+        (status, body, serde_json::json!("init-7")),
+        (status_2026, body_2026, serde_json::json!(42)),
+    ] {
+        assert_eq!(status, 502, "{body}");
+        let answer: Value = serde_json::from_str(&body).expect("a JSON-RPC error");
+        assert_eq!(answer["id"], id, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("\"example\" could not be started"),
+            "{answer}"
+        );
+        assert!(
+            !body.contains("nonexistent") && !body.contains("proxy.toml"),
+            "{answer}"
+        );
+    }
+    // The operator still has the cause, in the trail.
+    let refused = refusals(&gw, 502);
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    for event in &refused {
+        assert!(
+            event.to_string().contains("/nonexistent/mcp-server"),
+            "{event:#}"
+        );
+    }
+}

@@ -272,6 +272,27 @@ impl McpRequest<'_> {
             .await;
     }
 
+    /// The id of the request the body holds (one request, not a batch), for an answer made
+    /// before any session read it.
+    fn body_request_id(&self) -> Option<RequestId> {
+        match crate::jsonrpc::message::parse(self.body.get()?) {
+            Ok(crate::jsonrpc::message::Parsed::Single(
+                crate::jsonrpc::message::Message::Request { id, .. },
+            )) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// What the client is told when its upstream's server could not be started: the cause
+    /// (the server's command line, the config file's path) stays in the log and the trail,
+    /// which the operator reads; a client is no one to show them to.
+    fn not_started(&self) -> String {
+        format!(
+            "upstream {:?} could not be started; the gateway's log and its audit trail say why",
+            self.upstream.name
+        )
+    }
+
     /// A 2026-07-28 `tools/call`'s `Mcp-Param-*` headers against its arguments.
     fn param_headers(&self, body: &serde_json::Value) -> Result<(), String> {
         if body.get("method").and_then(|m| m.as_str()) != Some("tools/call") {
@@ -988,8 +1009,15 @@ impl McpRequest<'_> {
                             full.to_string(),
                         ),
                     };
-                    self.refuse(status, reason.clone(), None, None, None).await;
-                    return Err(rpc_refusal(status, None, code, &reason));
+                    let id = self.body_request_id();
+                    self.refuse(status, reason.clone(), None, None, id.clone())
+                        .await;
+                    let told = if status == StatusCode::BAD_GATEWAY {
+                        self.not_started()
+                    } else {
+                        reason
+                    };
+                    return Err(rpc_refusal(status, id.as_ref(), code, &told));
                 }
             }
         } else {
@@ -1087,13 +1115,14 @@ impl McpRequest<'_> {
                     "upstream {:?} could not be started: {why}",
                     self.upstream.name
                 );
-                self.refuse(StatusCode::BAD_GATEWAY, reason.clone(), None, None, None)
+                let id = self.body_request_id();
+                self.refuse(StatusCode::BAD_GATEWAY, reason, None, None, id.clone())
                     .await;
                 Err(rpc_refusal(
                     StatusCode::BAD_GATEWAY,
-                    None,
+                    id.as_ref(),
                     message::INTERNAL_ERROR,
-                    &reason,
+                    &self.not_started(),
                 ))
             }
         }
