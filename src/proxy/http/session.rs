@@ -595,6 +595,11 @@ impl Session {
                 let mut sh = self.shared();
                 match sh.take_waiting(&id) {
                     Some(stream) => sh.send_on(stream, line, true, mine),
+                    // A call's answer is in the trail (its end, and that it was not
+                    // delivered); any other answer, a second one among them, is only logged.
+                    None if mine.is_empty() => {
+                        tracing::warn!(request_id = %id, "response to no request awaiting one (its HTTP client is gone, or it was answered already); dropped");
+                    }
                     None => {
                         tracing::info!(request_id = %id, "response for a request whose HTTP client is gone; recorded, not delivered");
                         sh.lost.extend(mine.into_iter().map(|e| (e, NOT_WAITED)));
