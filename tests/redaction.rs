@@ -837,3 +837,44 @@ fn a_secret_split_across_array_elements_is_masked_piece_by_piece() {
         );
     }
 }
+
+#[test]
+fn a_secret_found_by_its_neighbours_in_an_array_is_never_stored() {
+    // From a review of the array rewrite: values whose label is in the string before, a
+    // secret running on from a labelled one, and a PEM key sent as an array of lines were
+    // left in clear (the call still tagged `secret`).
+    let policy = default_policy();
+    let body = [
+        "MIIEowIBAAKCAQEAx2Zq9wYvK3m8aT1cN5fBpQ7rLdE4sHjW0uVgXyZo6iMnKbRt",
+        "p3QeLs8wFjC2vNhA9gUdT5xYk1mOrPzI7lSbHcE4GaWqJ0nVtR6uXyD3fKoM8iLs",
+    ];
+    let cases = [
+        (json!(["password=", "Tr0ub4dor&3x"]), vec!["Tr0ub4dor&3x"]),
+        (
+            json!(["password: hunter2", "xyzzy42"]),
+            vec!["hunter2", "xyzzy42"],
+        ),
+        (
+            json!([
+                "-----BEGIN RSA PRIVATE KEY-----",
+                body[0],
+                body[1],
+                "-----END RSA PRIVATE KEY-----"
+            ]),
+            body.to_vec(),
+        ),
+    ];
+    for (value, secrets) in cases {
+        let items = value.as_array().unwrap().len();
+        let (stored, classes) = policy
+            .protect(&json!({ "lines": value }))
+            .unwrap_or_else(|| panic!("nothing masked in {value}"));
+        assert_eq!(format!("{classes:?}"), "[Secret]", "{stored}");
+        let lines = stored["lines"].as_array().expect("still an array");
+        assert_eq!(lines.len(), items, "{stored}");
+        let text = stored.to_string();
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} kept in {stored}");
+        }
+    }
+}

@@ -792,12 +792,15 @@ impl Policy {
     }
 
     /// A run of strings (an array of 2 to 64 strings and nothing else, as
-    /// [`string_run`] reads it), each string rewritten on its own, and a secret split across
-    /// strings masked piece by piece: the array keeps its length and each string keeps what
-    /// is not sensitive. A finding of the strings' concatenation counts only where it
-    /// crosses from one string into the next and what it covers beyond the strings' own
-    /// findings is still a finding on its own: an e-mail address ending one string does not
-    /// swallow the start of the next. `None` when nothing needed replacing.
+    /// [`string_run`] reads it), each string rewritten on its own, and what the strings'
+    /// concatenation shows (a secret split across strings, a value whose label is in the
+    /// string before) masked piece by piece: the array keeps its length and each string
+    /// keeps what is not sensitive. A finding of the concatenation inside one string is
+    /// masked there. One that crosses into the next string is masked in every string it
+    /// touches, unless it is personal data that merely runs on from a finding of its own
+    /// class in one of them (an e-mail address ending one string does not swallow the start
+    /// of the next); secrets are masked across whatever they touch. `None` when nothing
+    /// needed replacing.
     fn rewrite_run(
         &self,
         texts: &[&str],
@@ -811,7 +814,8 @@ impl Policy {
             found.retain(|f| mode(f.class) != StoreMode::Clear);
             found
         };
-        let mut own: Vec<Vec<Finding>> = texts.iter().map(|t| scan(t)).collect();
+        let alone: Vec<Vec<Finding>> = texts.iter().map(|t| scan(t)).collect();
+        let mut own = alone.clone();
         // Where each string starts in the concatenation, and where the last one ends.
         let starts: Vec<usize> = std::iter::once(0)
             .chain(texts.iter().scan(0, |at, t| {
@@ -822,36 +826,29 @@ impl Policy {
         for f in scan(&texts.concat()) {
             let first = starts.partition_point(|&s| s <= f.start).saturating_sub(1);
             let last = starts.partition_point(|&s| s < f.end).saturating_sub(1);
-            if first >= last {
+            let runs_on = first < last
+                && f.class != Class::Secret
+                && (first..=last).any(|e| {
+                    alone[e].iter().any(|o| {
+                        o.class == f.class
+                            && starts[e] + o.start < f.end
+                            && f.start < starts[e] + o.end
+                    })
+                });
+            if runs_on {
                 continue;
             }
             // The finding's piece in each string it touches, in that string's offsets.
-            let pieces: Vec<(usize, usize, usize)> = (first..=last)
-                .map(|e| {
-                    let start = f.start.max(starts[e]) - starts[e];
-                    (e, start, f.end.min(starts[e + 1]) - starts[e])
-                })
-                .filter(|(_, start, end)| start < end)
-                .collect();
-            let mut rest = String::new();
-            for &(e, start, end) in &pieces {
-                let covered = |at: usize| own[e].iter().any(|o| o.start <= at && at < o.end);
-                rest.extend(
-                    texts[e]
-                        .char_indices()
-                        .filter(|&(at, _)| at >= start && at < end && !covered(at))
-                        .map(|(_, c)| c),
-                );
-            }
-            if scan(&rest).is_empty() {
-                continue;
-            }
-            for (e, start, end) in pieces {
-                own[e].push(Finding {
-                    class: f.class,
-                    start,
-                    end,
-                });
+            for e in first..=last.max(first) {
+                let start = f.start.max(starts[e]) - starts[e];
+                let end = f.end.min(starts[e + 1]) - starts[e];
+                if start < end {
+                    own[e].push(Finding {
+                        class: f.class,
+                        start,
+                        end,
+                    });
+                }
             }
         }
         if own.iter().all(Vec::is_empty) {

@@ -373,6 +373,8 @@ struct Head {
     ids: Vec<RequestId>,
     /// The message is a batch (2025-03-26).
     batch: bool,
+    /// It is, or a batch holding, a `tools/call`: the core times it too.
+    calls: bool,
     /// For `notifications/cancelled`: the request it cancels.
     cancels: Option<RequestId>,
     /// `Mcp-Name`'s value (2026-07-28).
@@ -388,12 +390,14 @@ impl Head {
             id: None,
             ids: Vec::new(),
             batch: false,
+            calls: false,
             cancels: None,
             name: None,
             meta_version: None,
         };
         let (method, params) = match message::parse(line) {
             Ok(Parsed::Single(Message::Request { id, method, params })) => {
+                head.calls = method == "tools/call";
                 head.id = Some(id.clone());
                 head.ids.push(id);
                 (method, params)
@@ -401,13 +405,12 @@ impl Head {
             Ok(Parsed::Single(Message::Notification { method, params })) => (method, params),
             Ok(Parsed::Batch(items)) => {
                 head.batch = true;
-                head.ids = items
-                    .into_iter()
-                    .filter_map(|i| match i.message {
-                        Ok(Message::Request { id, .. }) => Some(id),
-                        _ => None,
-                    })
-                    .collect();
+                for item in items {
+                    if let Ok(Message::Request { id, method, .. }) = item.message {
+                        head.calls |= method == "tools/call";
+                        head.ids.push(id);
+                    }
+                }
                 return head;
             }
             _ => return head,
@@ -562,7 +565,7 @@ impl Link {
         // cancellation aborts this exchange: the link's own limit then comes later, so that
         // the client and the trail see one timeout, the core's, and never the link's error
         // racing it (recorded as a late answer of the server's).
-        let timed_by_core = head.is("tools/call") || head.batch;
+        let timed_by_core = head.calls;
         let limit = self
             .remote
             .answer_timeout
@@ -1360,6 +1363,14 @@ mod tests {
         assert!(note.id.is_none() && note.is("notifications/initialized"));
         let response = Head::of(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
         assert!(response.id.is_none() && response.method.is_none());
+        // What the core times too, and so the link later (CORE_TIMER_MARGIN).
+        assert!(!head.calls && !note.calls);
+        let call = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}}"#;
+        assert!(Head::of(call).calls);
+        let lists = br#"[{"jsonrpc":"2.0","id":3,"method":"tools/list"},{"jsonrpc":"2.0","id":4,"method":"resources/list"}]"#;
+        assert!(!Head::of(lists).calls && Head::of(lists).ids.len() == 2);
+        let mixed = br#"[{"jsonrpc":"2.0","id":5,"method":"tools/list"},{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"x"}}]"#;
+        assert!(Head::of(mixed).calls);
     }
 
     #[test]
