@@ -51,7 +51,9 @@
 //!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
 //!                     (JSON, SSE, the GET stream) turned back into lines; failures answered
 //!                     with -32011 naming the upstream; sse.rs: a bounded SSE parser;
-//!                     params.rs: Mcp-Param-* headers from the tools' x-mcp-header
+//!                     params.rs: Mcp-Param-* headers from the tools' x-mcp-header;
+//!                     tls.rs: the TLS client (ca_file or system roots, a ca_file
+//!                     certificate pinned as it is; hints for refused certificates)
 //! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
 //!                     mod.rs (listener, TLS, routing, refusals recorded, drain), request.rs
 //!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline

@@ -412,6 +412,81 @@ async fn a_remote_over_tls_is_verified_against_ca_file() {
     );
 }
 
+/// A self-signed certificate as `openssl req -x509` makes it (basicConstraints CA:TRUE) for
+/// `names`, written to `dir` as `NAME.pem` and `NAME.key`.
+fn ca_true_certificate(dir: &std::path::Path, file: &str, names: &[&str]) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_pem, key_pem) = (
+        dir.join(format!("{file}.pem")),
+        dir.join(format!("{file}.key")),
+    );
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    (
+        cert_pem.display().to_string(),
+        key_pem.display().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_ca_certificate_in_ca_file_is_trusted_as_it_is_for_its_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pinned, key) = ca_true_certificate(dir.path(), "pinned", &["localhost"]);
+    let inner = Gateway::start(&format!(
+        "[gateway.tls]\ncert = \"{pinned}\"\nkey = \"{key}\"\n"
+    ));
+    let port = inner.url.rsplit(':').next().unwrap();
+    let through = |host: &str, ca_file: &str| {
+        gateway_to(
+            &format!(
+                "url = \"https://{host}:{port}/mcp/example\"\nca_file = \"{ca_file}\"\nbearer_token_env = \"INNER_TOKEN\""
+            ),
+            "",
+            &[("INNER_TOKEN", BOB_KEY)],
+        )
+    };
+    // The very certificate the server presents is in ca_file: trusted, as curl --cacert does.
+    let trusted = through("localhost", &pinned);
+    let client = connect(&trusted.endpoint(), ALICE_KEY).await;
+    let echoed = client
+        .call_tool(call("echo", json!({"text": "pinned"})))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&echoed), "pinned");
+    client.cancel().await.unwrap();
+
+    // Refused, with what to do: the host the url names is not the certificate's (pinned or
+    // not), and a different CA:TRUE certificate in ca_file pins nothing.
+    let (other, _) = ca_true_certificate(dir.path(), "other", &["localhost"]);
+    for (host, ca_file, why) in [
+        ("127.0.0.1", pinned.as_str(), "subjectAltName"),
+        ("localhost", other.as_str(), "ca_file"),
+    ] {
+        let refused = through(host, ca_file);
+        let (status, _, body) = post(&refused.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
+        assert_eq!(status, 502, "{host} {ca_file}: {body}");
+        let text = messages(&body)[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(text.contains("certificate") && text.contains(why), "{text}");
+    }
+    assert!(
+        inner.events().iter().all(|e| e["user_id"] == "bob"),
+        "{:#?}",
+        inner.events()
+    );
+    assert!(
+        inner.events().iter().any(|e| e["tool_name"] == "echo"),
+        "the pinned call reached the server"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_remote_ends_the_session_the_clients_session_ends_too() {
     let mut first = HttpServer::start();

@@ -33,6 +33,10 @@
 
 pub(crate) mod params;
 pub(crate) mod sse;
+mod tls;
+
+use tls::certificate_hint;
+pub(crate) use tls::{RootsError, client_tls};
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -42,7 +46,7 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -196,65 +200,6 @@ fn tls_config(name: &str, config: &RemoteConfig) -> Result<rustls::ClientConfig,
             why,
         },
     })
-}
-
-/// Why [`client_tls`] has no roots to trust.
-#[derive(Debug)]
-pub(crate) enum RootsError {
-    /// `ca_file` cannot be read or holds no certificate.
-    CaFile(String),
-    /// The system has no root certificates.
-    NoRoots(String),
-}
-
-impl From<RootsError> for String {
-    fn from(e: RootsError) -> String {
-        match e {
-            RootsError::CaFile(why) => format!(
-                "ca_file: {why}\n  hint: give a PEM file with the certificate(s) of the CA that signed the server's certificate"
-            ),
-            RootsError::NoRoots(why) => format!(
-                "no trusted root certificates on this system: {why}\n  hint: install the system's CA bundle (Debian: apt-get install ca-certificates) or set ca_file"
-            ),
-        }
-    }
-}
-
-/// A TLS client (ring, TLS 1.2 and 1.3, no client certificate) trusting `ca_file` if set,
-/// else the system's roots when `https`, else nothing (plain http needs none). Shared by the
-/// `url` upstreams and the alert webhook.
-pub(crate) fn client_tls(
-    ca_file: Option<&std::path::Path>,
-    https: bool,
-) -> Result<rustls::ClientConfig, RootsError> {
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default protocol versions");
-    let with_roots = match ca_file {
-        Some(path) => {
-            let bad = RootsError::CaFile;
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            use rustls_pki_types::pem::PemObject;
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| bad(format!("not PEM: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| bad(format!("not a usable certificate: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(bad("holds no CERTIFICATE block".into()));
-            }
-            builder.with_root_certificates(roots)
-        }
-        None if https => builder
-            .with_native_roots()
-            .map_err(|e| RootsError::NoRoots(e.to_string()))?,
-        None => builder.with_root_certificates(rustls::RootCertStore::empty()),
-    };
-    Ok(with_roots.with_no_client_auth())
 }
 
 /// The remote server of one session, standing where a child process would.
@@ -1275,45 +1220,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// What to do about a certificate the TLS client refused, read from rustls' error text (its
-/// certificate errors are debug-formatted names such as `CaUsedAsEndEntity`, RFC 5280 terms
-/// a user does not act on as they are).
-fn certificate_hint(text: &str) -> Option<&'static str> {
-    if !text.contains("certificate") {
-        return None;
-    }
-    let hints = [
-        (
-            "CaUsedAsEndEntity",
-            "the server presents a CA certificate (basicConstraints CA:TRUE, which `openssl req -x509` sets by default) as its own; issue the server a certificate with CA:FALSE signed by that CA, and give the CA in ca_file",
-        ),
-        (
-            "UnknownIssuer",
-            "the server's certificate is not signed by a CA this proxy trusts: give that CA's certificate (PEM) in the upstream's ca_file",
-        ),
-        (
-            "BadSignature",
-            "the server's certificate is not signed by a CA this proxy trusts (a self-signed certificate, or the wrong CA in ca_file): give the CA that signed it in the upstream's ca_file",
-        ),
-        (
-            "NotValidForName",
-            "the server's certificate does not name the host in the upstream's url: use a host name it lists (subjectAltName), or reissue it",
-        ),
-        (
-            "Expired",
-            "the server's certificate has expired (or this machine's clock is wrong): renew it",
-        ),
-        (
-            "NotValidYet",
-            "the server's certificate is not valid yet (or this machine's clock is wrong)",
-        ),
-    ];
-    hints
-        .into_iter()
-        .find(|(name, _)| text.contains(name))
-        .map(|(_, hint)| hint)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1326,6 +1232,13 @@ mod tests {
         assert!(certificate_hint(issuer).is_some_and(|h| h.contains("ca_file")));
         let name = "invalid peer certificate: NotValidForName";
         assert!(certificate_hint(name).is_some_and(|h| h.contains("subjectAltName")));
+        // rustls 0.23 words these as sentences.
+        let name = "invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"localhost\")";
+        assert!(certificate_hint(name).is_some_and(|h| h.contains("subjectAltName")));
+        let expired = "invalid peer certificate: certificate expired: verification time 1 (UNIX), but certificate is not valid after 0 (1 seconds ago)";
+        assert!(certificate_hint(expired).is_some_and(|h| h.contains("renew")));
+        let early = "invalid peer certificate: certificate not valid yet: verification time 0 (UNIX), but certificate is not valid before 1 (1 seconds in future)";
+        assert!(certificate_hint(early).is_some_and(|h| h.contains("not valid yet")));
         assert_eq!(certificate_hint("unreachable: connection refused"), None);
         let chained = error_chain(&std::io::Error::other(
             "invalid peer certificate: BadSignature",
