@@ -32,7 +32,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             // Bounded: a last message must not keep the process alive when stderr is not read.
-            telemetry::print_to_stderr(format!("mcp-audit-proxy: error: {}\n", describe(&e)));
+            let text = format!("mcp-audit-proxy: error: {}\n", describe(&e));
+            let text = String::from_utf8_lossy(&telemetry::printable(text.as_bytes())).into_owned();
+            telemetry::print_to_stderr(text);
             ExitCode::from(2)
         }
     }
@@ -95,30 +97,46 @@ fn reads_only(command: &Command) -> bool {
     }
 }
 
+/// Standard output for a command: its text (tables, summaries) with every control character
+/// in what the store holds escaped (user and tool names are chosen by clients), so no escape
+/// sequence reaches the operator's terminal ([`telemetry::printable`]); `exact` for machine
+/// formats (JSON, CSV), written as they are. Exports and reports never come here.
+fn screen(exact: bool) -> Box<dyn std::io::Write> {
+    let out = std::io::stdout().lock();
+    if exact {
+        Box::new(out)
+    } else {
+        Box::new(telemetry::Printable(out))
+    }
+}
+
 fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
     match command {
         Command::Stdio(args) => Ok(commands::run_stdio(&args, config)?),
         Command::Gateway(_) => Ok(commands::run_gateway(config)?),
         Command::Events(args) => {
-            let mut out = std::io::stdout().lock();
+            let mut out = screen(args.csv || args.json);
             commands::events(&args, config, &mut out).context("events")?;
             Ok(0)
         }
         Command::Reindex(_) => {
-            let mut out = std::io::stdout().lock();
-            commands::reindex(config, &mut out).context("reindex")?;
+            commands::reindex(config, &mut screen(false)).context("reindex")?;
             Ok(0)
         }
         Command::Policy(PolicyCommand::Test(args)) => {
-            let mut out = std::io::stdout().lock();
-            commands::policy_test(&args, config, &mut std::io::stdin().lock(), &mut out)
-                .context("policy test")?;
+            commands::policy_test(
+                &args,
+                config,
+                &mut std::io::stdin().lock(),
+                &mut screen(args.json),
+            )
+            .context("policy test")?;
             Ok(0)
         }
         Command::Verify(args) => Ok(commands::trail::verify(
             &args,
             Some(config),
-            &mut std::io::stdout().lock(),
+            &mut screen(args.json),
         )?),
         Command::Export(args) => match &args.user {
             Some(user) => Ok(commands::privacy::export_user(
@@ -133,51 +151,47 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
                 &mut std::io::stdout().lock(),
             )?),
         },
-        Command::Erase(args) => Ok(commands::privacy::erase(
-            &args,
-            config,
-            &mut std::io::stdout().lock(),
-        )?),
+        Command::Erase(args) => Ok(commands::privacy::erase(&args, config, &mut screen(false))?),
         Command::Retention(args) => Ok(commands::retention::run(
             &args,
             config,
-            &mut std::io::stdout().lock(),
+            &mut screen(args.json),
         )?),
         Command::Keygen(args) => Ok(commands::trail::keygen(
             &args,
             &mut std::io::stdout().lock(),
         )?),
         Command::Store(StoreCommand::Status(args)) => {
-            let mut out = std::io::stdout().lock();
-            commands::store_status(&args, config, &mut out).context("store status")?;
+            commands::store_status(&args, config, &mut screen(args.json))
+                .context("store status")?;
             Ok(0)
         }
         Command::Import(args) => Ok(commands::analytics::import(
             &args,
             config,
             &mut std::io::stdin().lock(),
-            &mut std::io::stdout().lock(),
+            &mut screen(false),
         )?),
         Command::Alerts(args) => {
-            commands::alerts(&args, config, &mut std::io::stdout().lock()).context("alerts")?;
+            commands::alerts(&args, config, &mut screen(args.json)).context("alerts")?;
             Ok(0)
         }
         Command::Anomalies(args) => {
-            commands::analytics::anomalies(&args, config, &mut std::io::stdout().lock())?;
+            commands::analytics::anomalies(&args, config, &mut screen(args.window.json))?;
             Ok(0)
         }
         Command::Analyze(AnalyzeCommand::User(args)) => {
-            commands::analytics::analyze_user(&args, config, &mut std::io::stdout().lock())?;
+            commands::analytics::analyze_user(&args, config, &mut screen(args.window.json))?;
             Ok(0)
         }
         Command::Analyze(AnalyzeCommand::Tools(args)) => {
-            commands::analytics::analyze_tools(&args, config, &mut std::io::stdout().lock())?;
+            commands::analytics::analyze_tools(&args, config, &mut screen(args.window.json))?;
             Ok(0)
         }
         Command::Compliance(args) => Ok(commands::compliance::run(
             &args,
             config,
-            &mut std::io::stdout().lock(),
+            &mut screen(args.window.json),
         )?),
         Command::Report(args) => Ok(commands::report::run(
             &args,
@@ -185,8 +199,7 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             &mut std::io::stdout().lock(),
         )?),
         Command::Tools(ToolsCommand::Accept(args)) => {
-            let mut out = std::io::stdout().lock();
-            commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut out)
+            commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut screen(false))
                 .context("tools accept")?;
             Ok(0)
         }

@@ -10,7 +10,7 @@
 //! reports the count when lines flow again (at most every [`REPORT_EVERY`]) and at exit.
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -163,6 +163,63 @@ fn masked(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// `text` as it may be shown on a terminal: every control character but a line feed and a tab
+/// (C0, DEL, and the C1 controls U+0080–U+009F, ECMA-48 §5) written as `\u{1b}`; the rest as
+/// it is (invalid UTF-8 included).
+///
+/// Why: user names, tool names, arguments and servers' messages are chosen by clients and
+/// servers, and an escape sequence written raw to a log or a table can erase a line, rewrite
+/// it, move the cursor or set the terminal's title: the operator would read what an attacker
+/// wrote, not what happened (log injection, CWE-117 and CWE-150).
+pub fn printable(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let control = |at: usize| -> Option<usize> {
+        match text[at] {
+            b'\n' | b'\t' => None,
+            0x00..=0x1f | 0x7f => Some(1),
+            0xc2 if matches!(text.get(at + 1), Some(0x80..=0x9f)) => Some(2),
+            _ => None,
+        }
+    };
+    if !(0..text.len()).any(|at| control(at).is_some()) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len() + 16);
+    let mut at = 0;
+    while at < text.len() {
+        match control(at) {
+            Some(1) => {
+                out.extend_from_slice(format!("\\u{{{:x}}}", text[at]).as_bytes());
+                at += 1;
+            }
+            Some(_) => {
+                out.extend_from_slice(format!("\\u{{{:x}}}", text[at + 1]).as_bytes());
+                at += 2;
+            }
+            None => {
+                out.push(text[at]);
+                at += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A writer that passes what it is given through [`printable`]: the text output of the
+/// commands (tables, summaries), where the store's user and tool names are shown to a person.
+/// Machine formats (JSON, CSV, reports, exports) are written exactly instead.
+pub struct Printable<W: Write>(pub W);
+
+impl<W: Write> Write for Printable<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(&printable(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     /// Lines dropped (queue full) or not written (output failed), since start.
@@ -215,7 +272,6 @@ impl Logging {
     /// Starts the writer thread and installs the global subscriber (level from `RUST_LOG`,
     /// default `info`) and a panic hook that logs through the queue.
     pub fn start(output: Output) -> Result<Logging, LogError> {
-        let ansi = matches!(output, Output::Stderr) && io::stderr().is_terminal();
         let out: Box<dyn Write + Send> = match output {
             Output::Stderr => Box::new(io::stderr()),
             Output::File(f) => Box::new(f),
@@ -226,7 +282,9 @@ impl Logging {
         let installed = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(logging.queue.clone())
-            .with_ansi(ansi)
+            // No colours: every control character in a line is escaped ([`printable`]),
+            // colour sequences included.
+            .with_ansi(false)
             // Its fallback is `eprintln!`, which panics when stderr is broken; our writer
             // never fails anyway.
             .log_internal_errors(false)
@@ -308,7 +366,7 @@ impl Drop for Logging {
 /// The writer thread: writes batches of lines, reports drops, ends once closing and drained.
 fn write_lines(rx: &Receiver<Msg>, out: &mut dyn Write, shared: &Shared) {
     let write = |out: &mut dyn Write, line: &[u8]| {
-        if out.write_all(&masked(line)).is_err() {
+        if out.write_all(&printable(&masked(line))).is_err() {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     };
@@ -350,6 +408,22 @@ fn write_lines(rx: &Receiver<Msg>, out: &mut dyn Write, shared: &Shared) {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_is_kept() {
+        let shown = |t: &str| String::from_utf8(printable(t.as_bytes()).into_owned()).unwrap();
+        assert_eq!(
+            shown("echo\u{1b}[2K\r\u{1b}]0;pwned\u{7}ok"),
+            "echo\\u{1b}[2K\\u{d}\\u{1b}]0;pwned\\u{7}ok"
+        );
+        // C1 CSI (U+009B) and DEL; line feeds, tabs and other non-ASCII stay.
+        assert_eq!(shown("a\u{9b}31m\u{7f}b"), "a\\u{9b}31m\\u{7f}b");
+        assert_eq!(shown("line\n\tcafé ☕ Ā\n"), "line\n\tcafé ☕ Ā\n");
+        assert!(matches!(printable(b"plain"), std::borrow::Cow::Borrowed(_)));
+        let mut out = Printable(Vec::new());
+        write!(out, "{}|{}", "x\u{1b}[8m", "y").unwrap();
+        assert_eq!(out.0, b"x\\u{1b}[8m|y");
+    }
 
     /// An output that blocks until `gate` opens, then collects into `into`.
     struct Gated {

@@ -268,3 +268,48 @@ async fn a_card_number_or_secret_in_an_id_never_reaches_the_log_in_clear() {
         assert!(!text.contains(secret), "{secret} in the log: {text}");
     }
 }
+
+#[tokio::test]
+async fn no_escape_sequence_a_client_sends_reaches_the_log_or_a_table() {
+    // Found by a fresh pass: a tool name with ESC sequences erased and rewrote the lines of
+    // the log, `events` and `analyze tools` on the operator's terminal.
+    const NAME: &str =
+        "echo\u{1b}[2K\r\u{1b}[32mOK all calls fine\u{1b}[0m\u{9b}8m\u{1b}]0;pwned\u{7}";
+    // With the alert stage, whose log line explains the refusal with the tool's name.
+    let store = TestStore::with_alerts(&format!("{NOISY}[log]\nfile = \"proxy.log\"\n"));
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.initialize().await;
+    c.send(&call_line(
+        json!("id\u{1b}[1A"),
+        NAME,
+        json!({"text": "hi"}),
+    ))
+    .await;
+    assert!(c.recv_json().await["error"].is_object());
+    assert_eq!(c.finish().await.code(), Some(0));
+    let controls = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        text.chars()
+            .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+            .count()
+    };
+    let log = std::fs::read(store.dir.path().join("proxy.log")).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.contains(r"echo\u{1b}[2K\u{d}"), "{text}");
+    assert_eq!(controls(&log), 0, "{text}");
+    for command in [&["events"][..], &["analyze", "tools"], &["alerts"]] {
+        let out = std::process::Command::new(proxy_bin())
+            .args(command)
+            .arg("--config")
+            .arg(&store.config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{command:?}: {text}");
+        assert!(text.contains("echo"), "{command:?}: {text}");
+        assert_eq!(controls(&out.stdout), 0, "{command:?}: {text}");
+    }
+    // The trail keeps the name exactly, and JSON shows it by JSON's own escapes.
+    assert!(store.events().iter().any(|e| e["tool_name"] == NAME));
+    assert!(!store.event_lines().concat().contains('\u{1b}'));
+}
