@@ -421,7 +421,8 @@ mod tests {
         assert_eq!(shown("line\n\tcafé ☕ Ā\n"), "line\n\tcafé ☕ Ā\n");
         assert!(matches!(printable(b"plain"), std::borrow::Cow::Borrowed(_)));
         let mut out = Printable(Vec::new());
-        write!(out, "{}|{}", "x\u{1b}[8m", "y").unwrap();
+        let (a, b) = ("x\u{1b}[8m", "y");
+        write!(out, "{a}|{b}").unwrap();
         assert_eq!(out.0, b"x\\u{1b}[8m|y");
     }
 
