@@ -276,8 +276,12 @@ pub struct Recommendation {
     pub text: String,
     /// `finding` or `rule`.
     pub cause_kind: &'static str,
-    /// The finding ids (`F3`) or the rule id (`pci_dss.10.2.2.fields`) that caused it.
+    /// The finding ids (`F3`) or the rule id (`pci_dss.10.2.2.fields`) that caused it, as far
+    /// as this report lists them.
     pub causes: Vec<String>,
+    /// Its findings this report does not list (the executive report lists the most severe
+    /// [`TOP_FINDINGS`]; the detailed report lists all).
+    pub unlisted_causes: usize,
 }
 
 /// Risk analysis.
@@ -533,6 +537,7 @@ fn recommendations(rows: &[FindingRow], compliance: &ComplianceInput) -> Vec<Rec
                     ),
                     cause_kind: "rule",
                     causes: vec![r.id.clone()],
+                    unlisted_causes: 0,
                 });
             }
         }
@@ -577,6 +582,7 @@ fn recommendations(rows: &[FindingRow], compliance: &ComplianceInput) -> Vec<Rec
             ),
             cause_kind: "finding",
             causes: mine.iter().map(|r| r.id.clone()).collect(),
+            unlisted_causes: 0,
         });
     }
     out.sort_by_key(|r| severity_rank(&r.priority));
@@ -634,7 +640,17 @@ pub fn build(i: Inputs) -> Report {
             Vec::new(),
         ),
     };
-    let recommendations = recommendations(&rows, &i.compliance);
+    let mut recommendations = recommendations(&rows, &i.compliance);
+    // A reader can look up only the findings this report lists.
+    for r in recommendations
+        .iter_mut()
+        .filter(|r| r.cause_kind == "finding")
+    {
+        let before = r.causes.len();
+        r.causes
+            .retain(|id| findings.list.iter().any(|listed| &listed.id == id));
+        r.unlisted_causes = before - r.causes.len();
+    }
     let compliance = match &i.compliance {
         ComplianceInput::Assessed(list) => ComplianceSection {
             assessed: true,
@@ -875,6 +891,45 @@ mod tests {
             compliance: ComplianceInput::NotAssessed("x".into()),
         });
         assert!(quiet.recommendations.is_empty());
+    }
+
+    #[test]
+    fn an_executive_report_cites_only_the_findings_it_lists() {
+        // Found by a fresh pass: the top findings were F1–F10, and a recommendation cited
+        // F11–F35, which the reader could not look up.
+        let many: Vec<Finding> = (0..14).flat_map(|_| fixture::findings()).collect();
+        for (kind, listed) in [(Kind::Executive, TOP_FINDINGS), (Kind::Detailed, 42)] {
+            let (current, previous) = fixture::tallies();
+            let r = build(Inputs {
+                kind,
+                from_ms: fixture::T0,
+                to_ms: fixture::T0 + 2 * fixture::DAY - 1,
+                previous_from_ms: fixture::T0 - 2 * fixture::DAY,
+                now_ms: fixture::T0 + 3 * fixture::DAY,
+                store: String::new(),
+                events_read: 0,
+                current,
+                previous,
+                findings: FindingsInput::Found(many.clone()),
+                compliance: ComplianceInput::NotAssessed("x".into()),
+            });
+            assert_eq!(r.findings.list.len(), listed);
+            let ids: Vec<&str> = r.findings.list.iter().map(|f| f.id.as_str()).collect();
+            let mut cited = 0;
+            for c in &r.recommendations {
+                assert!(c.causes.iter().all(|x| ids.contains(&x.as_str())), "{c:?}");
+                cited += c.causes.len() + c.unlisted_causes;
+            }
+            assert_eq!(cited, 42, "every finding is counted once");
+            let md = crate::report::render::render(&r, crate::report::render::Format::Md).unwrap();
+            let unlisted: usize = r.recommendations.iter().map(|c| c.unlisted_causes).sum();
+            assert_eq!(unlisted, 42 - listed);
+            assert_eq!(
+                md.contains("more, listed in the detailed report"),
+                unlisted > 0,
+                "{md}"
+            );
+        }
     }
 
     #[test]
