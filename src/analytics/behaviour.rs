@@ -307,6 +307,8 @@ pub struct UserReport {
     pub anomalies: Vec<Finding>,
     /// High-risk calls (high, critical, refused or blocked), newest first (at most 20).
     pub high_risk: Vec<Activity>,
+    /// How many high-risk calls the window holds (`high_risk` lists the newest 20).
+    pub high_risk_total: usize,
     /// The behavioural risk score, 0-100 (see the module docs for the formula).
     pub risk_score: u32,
     /// The parts that make it up.
@@ -462,7 +464,7 @@ pub fn user_report(
         .filter(|f| concerns(f, user) && f.to_ms >= from_ms && f.from_ms <= to_ms)
         .cloned()
         .collect();
-    let (high_risk, _) = high_risk(window.iter().copied(), 20);
+    let (high_risk, high_risk_total) = high_risk(window.iter().copied(), 20);
 
     // The score (module docs).
     let mut parts = Vec::new();
@@ -537,6 +539,7 @@ pub fn user_report(
         outside_usual_hours: outside_share,
         anomalies,
         high_risk,
+        high_risk_total,
         risk_score,
         risk_reasons: parts,
     }
@@ -658,6 +661,26 @@ mod tests {
         let (high, total) = high_risk(&calls, 20);
         assert_eq!(total, 3);
         assert_eq!(high[0].result, Some("blocked"));
+        assert_eq!((r.high_risk.len(), r.high_risk_total), (3, 3));
+    }
+
+    #[test]
+    fn a_users_high_risk_calls_are_counted_past_the_twenty_listed() {
+        // Found by a fresh pass: "high-risk activity: 20" for a user whose score line said
+        // 71 of 1192 calls were high or critical.
+        let calls: Vec<Call> = (0..71)
+            .map(|i| {
+                call(
+                    i,
+                    9 * HOUR + i * 1000,
+                    "u",
+                    RiskLevel::High,
+                    Outcome::Success,
+                )
+            })
+            .collect();
+        let r = user_report("u", &calls, &[], &Context::default(), 0, DAY - 1);
+        assert_eq!((r.high_risk.len(), r.high_risk_total), (20, 71));
     }
 
     #[test]

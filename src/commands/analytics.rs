@@ -675,6 +675,24 @@ fn write_tool_table(out: &mut impl Write, tools: &[behaviour::ToolUsage]) -> std
     Ok(())
 }
 
+/// The high-risk calls: how many, then the newest listed.
+fn write_high_risk(
+    out: &mut impl Write,
+    total: usize,
+    newest: &[behaviour::Activity],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\nhigh-risk activity: {total} calls (high, critical, refused or blocked){}",
+        if total > newest.len() {
+            format!(", the newest {}:", newest.len())
+        } else {
+            String::new()
+        }
+    )?;
+    write_activities(out, newest)
+}
+
 fn write_activities(out: &mut impl Write, list: &[behaviour::Activity]) -> std::io::Result<()> {
     for a in list {
         writeln!(
@@ -700,17 +718,7 @@ fn write_tools(out: &mut impl Write, r: &ToolsReport) -> std::io::Result<()> {
         r.risk.low, r.risk.medium, r.risk.high, r.risk.critical
     )?;
     write_tool_table(out, &r.tools)?;
-    writeln!(
-        out,
-        "\nhigh-risk activity: {} calls (high, critical, refused or blocked){}",
-        r.high_risk_total,
-        if r.high_risk_total > r.high_risk.len() {
-            format!(", the newest {}:", r.high_risk.len())
-        } else {
-            String::new()
-        }
-    )?;
-    write_activities(out, &r.high_risk)
+    write_high_risk(out, r.high_risk_total, &r.high_risk)
 }
 
 fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
@@ -776,6 +784,5 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
     if !r.anomalies.is_empty() {
         write_findings(out, &r.anomalies)?;
     }
-    writeln!(out, "\nhigh-risk activity: {}", r.high_risk.len())?;
-    write_activities(out, &r.high_risk)
+    write_high_risk(out, r.high_risk_total, &r.high_risk)
 }
