@@ -445,12 +445,16 @@ pub fn import(
     Ok(0)
 }
 
-/// The window `[from, to]` of `args`, `default` before now when `--since` is not given.
+/// The window `[from, to]` of `args`, `default` before now when `--since` is not given. An
+/// `--until` after now is now: the store holds nothing later, and a window reaching into the
+/// future would make a report of days to come (a row per day up to 2999, say) and set the
+/// previous period of the same length back to 1970.
 pub(crate) fn window(
     args: &WindowArgs,
     default: Duration,
 ) -> Result<(SystemTime, SystemTime), AnalyticsError> {
-    let to = args.until.unwrap_or_else(SystemTime::now);
+    let now = SystemTime::now();
+    let to = args.until.map_or(now, |until| until.min(now));
     let from = args.since.unwrap_or_else(|| to - default);
     if from > to {
         return Err(AnalyticsError::EmptyWindow);
@@ -785,4 +789,34 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
         write_findings(out, &r.anomalies)?;
     }
     write_high_risk(out, r.high_risk_total, &r.high_risk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_until_after_now_is_now() {
+        // Found by a fresh pass: `--until 2999-01-01T00:00:00Z` made a 161 MB report with a
+        // row for every day to 2999.
+        let far = humantime::parse_rfc3339("2999-01-01T00:00:00Z").unwrap();
+        let args = WindowArgs {
+            since: None,
+            until: Some(far),
+            json: false,
+        };
+        let (from, to) = window(&args, Duration::from_secs(86_400)).unwrap();
+        assert!(to <= SystemTime::now() && to + Duration::from_secs(60) > SystemTime::now());
+        assert_eq!(
+            to.duration_since(from).unwrap(),
+            Duration::from_secs(86_400)
+        );
+        let past = humantime::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        let args = WindowArgs {
+            since: None,
+            until: Some(past),
+            json: false,
+        };
+        assert_eq!(window(&args, Duration::from_secs(60)).unwrap().1, past);
+    }
 }

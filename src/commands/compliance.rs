@@ -49,7 +49,8 @@ pub fn run(
     out: &mut impl Write,
 ) -> Result<i32, ComplianceCommandError> {
     let now = SystemTime::now();
-    let until = args.window.until.unwrap_or(now);
+    // An `--until` after now is now, as in the other analytics commands.
+    let until = args.window.until.map_or(now, |until| until.min(now));
     // The default start is clamped to 1970 (a window cannot start before it); an `--until`
     // before 1970 is refused by the assessment.
     let since = args.window.since.unwrap_or_else(|| {
