@@ -648,3 +648,38 @@ fn an_empty_file_and_events_in_the_future_are_refused_and_nothing_is_written() {
     );
     assert_eq!(count(&journals), 0, "nothing written");
 }
+
+#[test]
+fn analyze_user_refuses_a_user_the_store_has_never_seen() {
+    // Found by a fresh pass: a misspelt or erased user got "0 calls" and a risk score of 0,
+    // as if they had done nothing.
+    let store = TestStore::new("");
+    let file = store.dir.path().join("small.jsonl");
+    std::fs::write(&file, lines(&small_file())).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    for user in ["nobody", "Alice", ""] {
+        let out = run(&store.config, &["analyze", "user", user]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{user:?}: {err}");
+        assert!(
+            err.contains(&format!("holds no events and no key of user {user:?}")),
+            "{err}"
+        );
+    }
+    // A known user with no call in the window is a user with nothing to show.
+    let quiet = ok(&store.config, &["analyze", "user", "carol", "--json"]);
+    let quiet: Value = serde_json::from_str(&quiet).unwrap();
+    assert_eq!(quiet["calls"], 0, "{quiet}");
+    let all = ok(
+        &store.config,
+        &[
+            "analyze",
+            "user",
+            "carol",
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--json",
+        ],
+    );
+    assert_eq!(serde_json::from_str::<Value>(&all).unwrap()["calls"], 1);
+}

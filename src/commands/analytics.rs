@@ -99,6 +99,17 @@ pub enum AnalyticsError {
     /// The window is empty.
     #[error("--since is after --until\n  hint: give --since earlier than --until")]
     EmptyWindow,
+    /// `analyze user` names a user the store has never seen.
+    #[error("the audit store {} holds no events and no key of user {user:?}\n  hint: check the spelling (user_id exactly as recorded: `events --json` shows it); a user already erased has no key left either", store.display())]
+    UnknownUser {
+        /// The store folder.
+        store: PathBuf,
+        /// The user asked for.
+        user: String,
+    },
+    /// Looking the user up failed.
+    #[error(transparent)]
+    Query(#[from] crate::commands::ModeError),
 }
 
 /// Bad lines shown in the error (the count says how many there were).
@@ -612,6 +623,13 @@ pub fn analyze_user(
 ) -> Result<(), AnalyticsError> {
     let (from, to) = window(&args.window, Duration::from_secs(86_400))?;
     let (calls, _, findings) = findings_in(config, from, to, |c| *c.user == *args.user)?;
+    if calls.is_empty() && !user_known(config, &args.user)? {
+        // A misspelt or erased user is not a user with nothing to show (0 calls, score 0).
+        return Err(AnalyticsError::UnknownUser {
+            store: config.audit.store_dir.clone(),
+            user: args.user.clone(),
+        });
+    }
     let report = behaviour::user_report(
         &args.user,
         &calls,
@@ -627,6 +645,20 @@ pub fn analyze_user(
         write_user(out, &report)?;
     }
     Ok(out.flush()?)
+}
+
+/// Whether the store has ever seen `user`: a key of theirs, or an event of any time.
+fn user_known(config: &Config, user: &str) -> Result<bool, AnalyticsError> {
+    let root = &config.audit.store_dir;
+    let subject = store::personal::subject_of(root, user).map_err(StoreError::from)?;
+    if subject.is_some() {
+        return Ok(true);
+    }
+    let filter = store::Filter {
+        user: Some(user.to_string()),
+        ..store::Filter::default()
+    };
+    Ok(!crate::commands::newest(config, 1, &filter)?.is_empty())
 }
 
 /// `analyze tools`.
