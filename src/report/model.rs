@@ -359,8 +359,9 @@ pub struct ToolRow {
     pub success_pct: Option<f64>,
     /// Mean execution time, milliseconds (two decimals).
     pub avg_ms: Option<f64>,
-    /// 95th percentile of the execution time, milliseconds (log-scale histogram, within
-    /// 4.5 %).
+    /// 95th percentile (nearest rank) of the execution time, milliseconds: exact for a tool
+    /// of at most [`crate::report::tally::EXACT_UP_TO`] timed calls, as `analyze` gives it;
+    /// past that from a log-scale histogram, within 4.5 %.
     pub p95_ms: Option<f64>,
     /// Failed calls.
     pub failed: u64,
