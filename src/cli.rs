@@ -483,6 +483,10 @@ pub struct AnomaliesArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
+    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
+    /// calls out); the log names each span.
+    #[arg(long)]
+    pub allow_damaged: bool,
 }
 
 /// `analyze` subcommands.
@@ -507,6 +511,10 @@ pub struct AnalyzeUserArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
+    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
+    /// calls out); the log names each span.
+    #[arg(long)]
+    pub allow_damaged: bool,
 }
 
 /// `analyze tools` arguments.
@@ -518,6 +526,10 @@ pub struct AnalyzeToolsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
+    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
+    /// calls out); the log names each span.
+    #[arg(long)]
+    pub allow_damaged: bool,
 }
 
 /// `compliance` arguments (default window: the last 30 days).
@@ -583,6 +595,10 @@ pub struct ReportArgs {
     /// stores); its chain rules then say not_assessable.
     #[arg(long)]
     pub no_verify: bool,
+    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
+    /// calls out); the log names each span.
+    #[arg(long)]
+    pub allow_damaged: bool,
 }
 
 impl ReportArgs {

@@ -683,3 +683,46 @@ fn analyze_user_refuses_a_user_the_store_has_never_seen() {
     );
     assert_eq!(serde_json::from_str::<Value>(&all).unwrap()["calls"], 1);
 }
+
+#[test]
+fn a_damaged_trail_is_refused_unless_allowed_and_then_read_past() {
+    // Found by a fresh pass: with 8 bytes overwritten in a journal, `analyze`, `anomalies`
+    // and `report` printed figures that left calls out, saying so only in a log line.
+    let store = TestStore::new("");
+    let file = store.dir.path().join("small.jsonl");
+    std::fs::write(&file, lines(&small_file())).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let segment = walk(&store.store_dir().join("journal"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("a journal segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 8].copy_from_slice(b"XXXXXXXX");
+    std::fs::write(&segment, bytes).unwrap();
+    let since = "2026-01-01T00:00:00Z";
+    let commands: [&[&str]; 4] = [
+        &["analyze", "tools", "--since", since],
+        &["analyze", "user", "alice", "--since", since],
+        &["anomalies", "--since", since],
+        &["report", "executive", "--format", "json", "--since", since],
+    ];
+    for args in commands {
+        let out = run(&store.config, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("is damaged") && err.contains("--allow-damaged"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing printed");
+        let allowed = [args, &["--allow-damaged"]].concat();
+        let out = run(&store.config, &allowed);
+        assert!(
+            out.status.success(),
+            "{allowed:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty());
+    }
+}

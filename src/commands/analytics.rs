@@ -110,6 +110,16 @@ pub enum AnalyticsError {
     /// Looking the user up failed.
     #[error(transparent)]
     Query(#[from] crate::commands::ModeError),
+    /// Part of the trail could not be read: figures from the rest would leave its calls out.
+    #[error("the audit trail in {} is damaged: {count} span(s) could not be read (first: {first}); figures from the rest would leave their calls out\n  hint: `mcp-audit-proxy verify` shows what is damaged; restore the segment from a backup, or pass --allow-damaged to analyse what can still be read", store.display())]
+    Damaged {
+        /// The store folder.
+        store: PathBuf,
+        /// Damaged spans met.
+        count: usize,
+        /// The first of them.
+        first: String,
+    },
 }
 
 /// Bad lines shown in the error (the count says how many there were).
@@ -487,8 +497,12 @@ fn store_of(config: &Config) -> Result<&std::path::Path, AnalyticsError> {
     Ok(root)
 }
 
-/// Logs what reading the store met.
-fn log_read(report: &read::ReadReport) {
+/// Logs what reading the store met; refuses a damaged trail unless `allow_damaged`.
+pub(crate) fn checked_read(
+    root: &std::path::Path,
+    report: &read::ReadReport,
+    allow_damaged: bool,
+) -> Result<(), AnalyticsError> {
     for d in &report.damaged {
         tracing::error!(damage = %d, "audit journal segment damaged");
     }
@@ -499,6 +513,21 @@ fn log_read(report: &read::ReadReport) {
         skipped = report.segments_skipped,
         "read the trail"
     );
+    match report.damaged.first() {
+        Some(first) if !allow_damaged => Err(AnalyticsError::Damaged {
+            store: root.to_path_buf(),
+            count: report.damaged.len(),
+            first: first.to_string(),
+        }),
+        Some(_) => {
+            tracing::warn!(
+                spans = report.damaged.len(),
+                "the figures leave out the calls of damaged spans of the trail (--allow-damaged)"
+            );
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// The calls of `[from, to]` from the store, ordered by time then id.
@@ -506,9 +535,11 @@ fn read_calls(
     config: &Config,
     from: SystemTime,
     to: SystemTime,
+    allow_damaged: bool,
 ) -> Result<Vec<Call>, AnalyticsError> {
-    let (calls, report) = read::calls(store_of(config)?, from, to)?;
-    log_read(&report);
+    let root = store_of(config)?;
+    let (calls, report) = read::calls(root, from, to)?;
+    checked_read(root, &report, allow_damaged)?;
     Ok(calls)
 }
 
@@ -526,18 +557,20 @@ fn findings_in(
     config: &Config,
     from: SystemTime,
     to: SystemTime,
+    allow_damaged: bool,
     keep: impl Fn(&Call) -> bool + Sync,
 ) -> Result<(Vec<Call>, usize, Vec<anomalies::Finding>), AnalyticsError> {
     let start = from.checked_sub(baseline(config)).unwrap_or(UNIX_EPOCH);
     let mut held = anomalies::Held::default();
     let mut kept = Vec::new();
-    let report = read::each_call(store_of(config)?, start, to, |c| {
+    let root = store_of(config)?;
+    let report = read::each_call(root, start, to, |c| {
         held.push(&c);
         if keep(&c) {
             kept.push(c);
         }
     })?;
-    log_read(&report);
+    checked_read(root, &report, allow_damaged)?;
     kept.sort_unstable_by_key(|c| (c.at_ms, c.id));
     let read = held.len();
     let (f, t) = (ms(from), ms(to));
@@ -594,7 +627,7 @@ pub fn anomalies(
     out: &mut impl Write,
 ) -> Result<(), AnalyticsError> {
     let (from, to) = window(&args.window, Duration::from_secs(7 * 86_400))?;
-    let (_, read, findings) = findings_in(config, from, to, |_| false)?;
+    let (_, read, findings) = findings_in(config, from, to, args.allow_damaged, |_| false)?;
     if args.window.json {
         for f in &findings {
             serde_json::to_writer(&mut *out, f).map_err(std::io::Error::from)?;
@@ -622,7 +655,9 @@ pub fn analyze_user(
     out: &mut impl Write,
 ) -> Result<(), AnalyticsError> {
     let (from, to) = window(&args.window, Duration::from_secs(86_400))?;
-    let (calls, _, findings) = findings_in(config, from, to, |c| *c.user == *args.user)?;
+    let (calls, _, findings) = findings_in(config, from, to, args.allow_damaged, |c| {
+        *c.user == *args.user
+    })?;
     if calls.is_empty() && !user_known(config, &args.user)? {
         // A misspelt or erased user is not a user with nothing to show (0 calls, score 0).
         return Err(AnalyticsError::UnknownUser {
@@ -668,7 +703,7 @@ pub fn analyze_tools(
     out: &mut impl Write,
 ) -> Result<(), AnalyticsError> {
     let (from, to) = window(&args.window, Duration::from_secs(86_400))?;
-    let calls = read_calls(config, from, to)?;
+    let calls = read_calls(config, from, to, args.allow_damaged)?;
     let report = behaviour::tools_report(&calls, ms(from), ms(to));
     if args.window.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;

@@ -103,16 +103,7 @@ pub fn run(args: &ReportArgs, config: &Config, out: &mut impl Write) -> Result<i
             detection_limit: DETECTION_LIMIT_CALLS,
         },
     )?;
-    tracing::debug!(
-        events = read.events,
-        calls = read.calls,
-        segments = read.segments_read,
-        skipped = read.segments_skipped,
-        "read the trail"
-    );
-    for d in &read.damaged {
-        tracing::error!(damage = %d, "audit journal segment damaged");
-    }
+    super::analytics::checked_read(root, &read, args.allow_damaged)?;
     let text = render::render(&report, args.format)?;
     match &args.out {
         Some(path) => {
