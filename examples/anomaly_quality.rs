@@ -62,6 +62,7 @@ fn through_the_commands(
                 until: Some(start + Duration::from_secs(labels.days * 86_400)),
                 json: true,
             },
+            allow_damaged: false,
         },
         &config,
         &mut out,
