@@ -129,7 +129,8 @@
 //!                     and kind per window), webhook.rs (signed JSON POST, retries); alerts
 //!                     go to the log, the store (`alert` events) and the webhook
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
-//!                     thread of their own to stderr or log.file; drops counted and reported
+//!                     thread of their own to stderr or log.file; drops counted and reported;
+//!                     control characters escaped there and in the commands' output (printable)
 //! ```
 //!
 //! # Data flow of one `tools/call`

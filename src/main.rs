@@ -97,10 +97,10 @@ fn reads_only(command: &Command) -> bool {
     }
 }
 
-/// Standard output for a command: its text (tables, summaries) with every control character
-/// in what the store holds escaped (user and tool names are chosen by clients), so no escape
-/// sequence reaches the operator's terminal ([`telemetry::printable`]); `exact` for machine
-/// formats (JSON, CSV), written as they are. Exports and reports never come here.
+/// Standard output for a command: every control character in what the store holds escaped
+/// (user and tool names are chosen by clients), so no escape sequence reaches the operator's
+/// terminal ([`telemetry::printable`]; JSON stays valid JSON meaning the same); `exact` for
+/// CSV, written as it is. Exports and reports never come here.
 fn screen(exact: bool) -> Box<dyn std::io::Write> {
     let out = std::io::stdout().lock();
     if exact {
@@ -115,7 +115,7 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
         Command::Stdio(args) => Ok(commands::run_stdio(&args, config)?),
         Command::Gateway(_) => Ok(commands::run_gateway(config)?),
         Command::Events(args) => {
-            let mut out = screen(args.csv || args.json);
+            let mut out = screen(args.csv);
             commands::events(&args, config, &mut out).context("events")?;
             Ok(0)
         }
@@ -128,7 +128,7 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
                 &args,
                 config,
                 &mut std::io::stdin().lock(),
-                &mut screen(args.json),
+                &mut screen(false),
             )
             .context("policy test")?;
             Ok(0)
@@ -136,7 +136,7 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
         Command::Verify(args) => Ok(commands::trail::verify(
             &args,
             Some(config),
-            &mut screen(args.json),
+            &mut screen(false),
         )?),
         Command::Export(args) => match &args.user {
             Some(user) => Ok(commands::privacy::export_user(
@@ -152,18 +152,15 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             )?),
         },
         Command::Erase(args) => Ok(commands::privacy::erase(&args, config, &mut screen(false))?),
-        Command::Retention(args) => Ok(commands::retention::run(
-            &args,
-            config,
-            &mut screen(args.json),
-        )?),
+        Command::Retention(args) => {
+            Ok(commands::retention::run(&args, config, &mut screen(false))?)
+        }
         Command::Keygen(args) => Ok(commands::trail::keygen(
             &args,
             &mut std::io::stdout().lock(),
         )?),
         Command::Store(StoreCommand::Status(args)) => {
-            commands::store_status(&args, config, &mut screen(args.json))
-                .context("store status")?;
+            commands::store_status(&args, config, &mut screen(false)).context("store status")?;
             Ok(0)
         }
         Command::Import(args) => Ok(commands::analytics::import(
@@ -173,25 +170,25 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             &mut screen(false),
         )?),
         Command::Alerts(args) => {
-            commands::alerts(&args, config, &mut screen(args.json)).context("alerts")?;
+            commands::alerts(&args, config, &mut screen(false)).context("alerts")?;
             Ok(0)
         }
         Command::Anomalies(args) => {
-            commands::analytics::anomalies(&args, config, &mut screen(args.window.json))?;
+            commands::analytics::anomalies(&args, config, &mut screen(false))?;
             Ok(0)
         }
         Command::Analyze(AnalyzeCommand::User(args)) => {
-            commands::analytics::analyze_user(&args, config, &mut screen(args.window.json))?;
+            commands::analytics::analyze_user(&args, config, &mut screen(false))?;
             Ok(0)
         }
         Command::Analyze(AnalyzeCommand::Tools(args)) => {
-            commands::analytics::analyze_tools(&args, config, &mut screen(args.window.json))?;
+            commands::analytics::analyze_tools(&args, config, &mut screen(false))?;
             Ok(0)
         }
         Command::Compliance(args) => Ok(commands::compliance::run(
             &args,
             config,
-            &mut screen(args.window.json),
+            &mut screen(false),
         )?),
         Command::Report(args) => Ok(commands::report::run(
             &args,

@@ -164,8 +164,9 @@ fn masked(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// `text` as it may be shown on a terminal: every control character but a line feed and a tab
-/// (C0, DEL, and the C1 controls U+0080–U+009F, ECMA-48 §5) written as `\u{1b}`; the rest as
-/// it is (invalid UTF-8 included).
+/// (C0, DEL, and the C1 controls U+0080–U+009F, ECMA-48 §5) written as `\u001b`; the rest as
+/// it is (invalid UTF-8 included). The escape is JSON's (RFC 8259 §7), so JSON text stays
+/// valid JSON meaning the same, while serde_json writes DEL and C1 raw.
 ///
 /// Why: user names, tool names, arguments and servers' messages are chosen by clients and
 /// servers, and an escape sequence written raw to a log or a table can erase a line, rewrite
@@ -188,11 +189,11 @@ pub fn printable(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     while at < text.len() {
         match control(at) {
             Some(1) => {
-                out.extend_from_slice(format!("\\u{{{:x}}}", text[at]).as_bytes());
+                out.extend_from_slice(format!("\\u{:04x}", text[at]).as_bytes());
                 at += 1;
             }
             Some(_) => {
-                out.extend_from_slice(format!("\\u{{{:x}}}", text[at + 1]).as_bytes());
+                out.extend_from_slice(format!("\\u{:04x}", text[at + 1]).as_bytes());
                 at += 2;
             }
             None => {
@@ -204,9 +205,9 @@ pub fn printable(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
-/// A writer that passes what it is given through [`printable`]: the text output of the
-/// commands (tables, summaries), where the store's user and tool names are shown to a person.
-/// Machine formats (JSON, CSV, reports, exports) are written exactly instead.
+/// A writer that passes what it is given through [`printable`]: the output of the commands
+/// (tables, summaries, JSON), where the store's user and tool names are shown to a person.
+/// CSV, reports and exports are written exactly instead.
 pub struct Printable<W: Write>(pub W);
 
 impl<W: Write> Write for Printable<W> {
@@ -414,16 +415,23 @@ mod tests {
         let shown = |t: &str| String::from_utf8(printable(t.as_bytes()).into_owned()).unwrap();
         assert_eq!(
             shown("echo\u{1b}[2K\r\u{1b}]0;pwned\u{7}ok"),
-            "echo\\u{1b}[2K\\u{d}\\u{1b}]0;pwned\\u{7}ok"
+            "echo\\u001b[2K\\u000d\\u001b]0;pwned\\u0007ok"
         );
         // C1 CSI (U+009B) and DEL; line feeds, tabs and other non-ASCII stay.
-        assert_eq!(shown("a\u{9b}31m\u{7f}b"), "a\\u{9b}31m\\u{7f}b");
+        assert_eq!(shown("a\u{9b}31m\u{7f}b"), "a\\u009b31m\\u007fb");
         assert_eq!(shown("line\n\tcafé ☕ Ā\n"), "line\n\tcafé ☕ Ā\n");
         assert!(matches!(printable(b"plain"), std::borrow::Cow::Borrowed(_)));
         let mut out = Printable(Vec::new());
         let (a, b) = ("x\u{1b}[8m", "y");
         write!(out, "{a}|{b}").unwrap();
-        assert_eq!(out.0, b"x\\u{1b}[8m|y");
+        assert_eq!(out.0, b"x\\u001b[8m|y");
+        // JSON stays JSON, meaning the same.
+        let value = serde_json::json!({"tool": "a\u{85}\u{7f}\u{1b}b"});
+        let shown = printable(value.to_string().as_bytes()).into_owned();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&shown).unwrap(),
+            value
+        );
     }
 
     /// An output that blocks until `gate` opens, then collects into `into`.

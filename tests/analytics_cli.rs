@@ -726,3 +726,66 @@ fn a_damaged_trail_is_refused_unless_allowed_and_then_read_past() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+#[test]
+fn import_reads_a_bom_names_bad_encodings_by_line_keeps_earlier_imports_and_no_half_store() {
+    // Found by a fresh pass: a BOM made line 1 "expected value"; a UTF-16 file gave no line;
+    // a missing file was told to check the disk's free space; a refused file left a store
+    // folder that every command then called "no audit store"; importing an imported event
+    // again replaced its first import's record.
+    let store = TestStore::new("");
+    let good = small_file();
+    let bom = store.dir.path().join("bom.jsonl");
+    std::fs::write(&bom, format!("\u{feff}{}", lines(&good[..2]))).unwrap();
+    let said = ok(&store.config, &["import", bom.to_str().unwrap()]);
+    assert!(said.contains("imported 2 events"), "{said}");
+
+    // Nothing made of a new store when the file is refused.
+    let fresh = TestStore::new("");
+    let utf16: Vec<u8> = lines(&good[2..4])
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let wide = fresh.dir.path().join("wide.jsonl");
+    std::fs::write(&wide, utf16).unwrap();
+    let out = run(&fresh.config, &["import", wide.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 1: holds NUL bytes"), "{err}");
+    assert!(err.contains("iconv -f UTF-16 -t UTF-8"), "{err}");
+    assert!(!fresh.store_dir().exists(), "a refused import made a store");
+    let missing = run(&fresh.config, &["import", "/nonexistent/file.jsonl"]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("may read the file") && !err.contains("free space"),
+        "{err}"
+    );
+    let broken = fresh.dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"event_id\": 5,\n").unwrap();
+    let err =
+        String::from_utf8_lossy(&run(&fresh.config, &["import", broken.to_str().unwrap()]).stderr)
+            .to_string();
+    assert!(err.contains("line 1: not an audit event"), "{err}");
+    assert!(
+        !err.contains("at line 1 column"),
+        "the line is the file's: {err}"
+    );
+    assert!(!fresh.store_dir().exists());
+
+    // Imported again elsewhere: the first import's record stays, under `earlier`.
+    let first = ok(&store.config, &["events", "--json"]);
+    let again = fresh.dir.path().join("again.jsonl");
+    std::fs::write(&again, &first).unwrap();
+    ok(&fresh.config, &["import", again.to_str().unwrap()]);
+    for line in ok(&fresh.config, &["events", "--json"]).lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        let imported = &e["metadata"]["imported"];
+        assert_eq!(imported["source"], again.to_str().unwrap(), "{e}");
+        assert_eq!(
+            imported["earlier"][0]["source"],
+            bom.to_str().unwrap(),
+            "{e}"
+        );
+    }
+}

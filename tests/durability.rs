@@ -671,6 +671,7 @@ async fn a_stopped_journals_open_calls_exclude_its_ends_the_ends_of_earlier_sett
         at: "2026-12-01T00:00:00.000000Z".into(),
         source: "other.jsonl".into(),
         line: 1,
+        earlier: Vec::new(),
     });
     let answered = event(&ids, 0, Some(&accesses[0]));
     let mut written = accesses.clone();

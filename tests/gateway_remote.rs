@@ -413,13 +413,22 @@ async fn a_remote_over_tls_is_verified_against_ca_file() {
 }
 
 /// A self-signed certificate as `openssl req -x509` makes it (basicConstraints CA:TRUE) for
-/// `names`, written to `dir` as `NAME.pem` and `NAME.key`.
-fn ca_true_certificate(dir: &std::path::Path, file: &str, names: &[&str]) -> (String, String) {
+/// `names`, written to `dir` as `NAME.pem` and `NAME.key`; valid in 2000 only if `expired`.
+fn ca_true_certificate(
+    dir: &std::path::Path,
+    file: &str,
+    names: &[&str],
+    expired: bool,
+) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .unwrap();
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2000, 12, 31);
+    }
     let cert = params.self_signed(&key).unwrap();
     let (cert_pem, key_pem) = (
         dir.join(format!("{file}.pem")),
@@ -436,7 +445,7 @@ fn ca_true_certificate(dir: &std::path::Path, file: &str, names: &[&str]) -> (St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_signed_ca_certificate_in_ca_file_is_trusted_as_it_is_for_its_own_names() {
     let dir = tempfile::tempdir().unwrap();
-    let (pinned, key) = ca_true_certificate(dir.path(), "pinned", &["localhost"]);
+    let (pinned, key) = ca_true_certificate(dir.path(), "pinned", &["localhost"], false);
     let inner = Gateway::start(&format!(
         "[gateway.tls]\ncert = \"{pinned}\"\nkey = \"{key}\"\n"
     ));
@@ -462,10 +471,10 @@ async fn a_self_signed_ca_certificate_in_ca_file_is_trusted_as_it_is_for_its_own
 
     // Refused, with what to do: the host the url names is not the certificate's (pinned or
     // not), and a different CA:TRUE certificate in ca_file pins nothing.
-    let (other, _) = ca_true_certificate(dir.path(), "other", &["localhost"]);
+    let (other, _) = ca_true_certificate(dir.path(), "other", &["localhost"], false);
     for (host, ca_file, why) in [
         ("127.0.0.1", pinned.as_str(), "subjectAltName"),
-        ("localhost", other.as_str(), "ca_file"),
+        ("localhost", other.as_str(), "that very certificate"),
     ] {
         let refused = through(host, ca_file);
         let (status, _, body) = post(&refused.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
@@ -485,6 +494,29 @@ async fn a_self_signed_ca_certificate_in_ca_file_is_trusted_as_it_is_for_its_own
         inner.events().iter().any(|e| e["tool_name"] == "echo"),
         "the pinned call reached the server"
     );
+
+    // A pinned certificate past its validity is refused: webpki checks the period before
+    // the basic constraints, and the pin accepts only the latter's refusal.
+    let (old, old_key) = ca_true_certificate(dir.path(), "old", &["localhost"], true);
+    let stale = Gateway::start(&format!(
+        "[gateway.tls]\ncert = \"{old}\"\nkey = \"{old_key}\"\n"
+    ));
+    let stale_port = stale.url.rsplit(':').next().unwrap();
+    let refused = gateway_to(
+        &format!(
+            "url = \"https://localhost:{stale_port}/mcp/example\"\nca_file = \"{old}\"\nbearer_token_env = \"INNER_TOKEN\""
+        ),
+        "",
+        &[("INNER_TOKEN", BOB_KEY)],
+    );
+    let (status, _, body) = post(&refused.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let text = messages(&body)[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.contains("renew it"), "{text}");
+    assert!(stale.events().is_empty(), "{:#?}", stale.events());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

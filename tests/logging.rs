@@ -295,9 +295,11 @@ async fn no_escape_sequence_a_client_sends_reaches_the_log_or_a_table() {
     };
     let log = std::fs::read(store.dir.path().join("proxy.log")).unwrap();
     let text = String::from_utf8_lossy(&log);
-    assert!(text.contains(r"echo\u{1b}[2K\u{d}"), "{text}");
+    assert!(text.contains(r"echo\u001b[2K\u000d"), "{text}");
     assert_eq!(controls(&log), 0, "{text}");
-    for command in [&["events"][..], &["analyze", "tools"], &["alerts"]] {
+    let id = store.events()[0]["event_id"].as_str().unwrap().to_string();
+    let show = ["events", "show", id.as_str(), "--json"];
+    for command in [&["events"][..], &["analyze", "tools"], &["alerts"], &show] {
         let out = std::process::Command::new(proxy_bin())
             .args(command)
             .arg("--config")
@@ -309,7 +311,9 @@ async fn no_escape_sequence_a_client_sends_reaches_the_log_or_a_table() {
         assert!(text.contains("echo"), "{command:?}: {text}");
         assert_eq!(controls(&out.stdout), 0, "{command:?}: {text}");
     }
-    // The trail keeps the name exactly, and JSON shows it by JSON's own escapes.
+    // The trail keeps the name exactly, and JSON shows it by JSON's own escapes (C1 and DEL
+    // included), meaning the same.
     assert!(store.events().iter().any(|e| e["tool_name"] == NAME));
-    assert!(!store.event_lines().concat().contains('\u{1b}'));
+    let lines = store.event_lines().concat();
+    assert_eq!(controls(lines.as_bytes()), 0, "{lines}");
 }

@@ -421,6 +421,11 @@ pub struct Imported {
     pub source: String,
     /// Its line in that file (1-based).
     pub line: u64,
+    /// The imports before this one, oldest first, when the event came from another store
+    /// that had imported it (its chain of custody: an import never overwrites an earlier
+    /// one's record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<Imported>,
 }
 
 /// A value of this event stored shortened (or, for arguments whose shape is over the cap,

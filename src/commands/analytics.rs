@@ -43,7 +43,7 @@ pub enum AnalyticsError {
         path: PathBuf,
     },
     /// The import file cannot be read or spooled.
-    #[error("cannot {op} {}: {source}\n  hint: check the path and the free space of the store's disk", path.display())]
+    #[error("cannot {op} {}: {source}\n  hint: {}", path.display(), file_hint(op))]
     File {
         /// What was being done.
         op: &'static str,
@@ -99,6 +99,16 @@ pub enum AnalyticsError {
     /// The window is empty.
     #[error("--since is after --until\n  hint: give --since earlier than --until")]
     EmptyWindow,
+    /// `--since` is in the future.
+    #[error(
+        "--since {since} is in the future (now is {now}): the trail holds nothing from then\n  hint: give --since in the past"
+    )]
+    FutureSince {
+        /// `--since`, RFC 3339.
+        since: String,
+        /// Now, RFC 3339.
+        now: String,
+    },
     /// `analyze user` names a user the store has never seen.
     #[error("the audit store {} holds no events and no key of user {user:?}\n  hint: check the spelling (user_id exactly as recorded: `events --json` shows it); a user already erased has no key left either", store.display())]
     UnknownUser {
@@ -122,11 +132,46 @@ pub enum AnalyticsError {
     },
 }
 
+/// What to do when `op` failed on a file of `import`: the input, or the spool in the store.
+fn file_hint(op: &str) -> &'static str {
+    if op.contains("spool") {
+        "check the free space and the permissions of the store's folder"
+    } else {
+        "check the path, and that this user may read the file (`-` reads stdin)"
+    }
+}
+
 /// Bad lines shown in the error (the count says how many there were).
 const SHOWN_ERRORS: usize = 20;
 /// Events handed to the writer before waiting for the oldest to be durable: the writer makes
 /// each batch durable with one sync, so this bounds memory, not speed.
 const IN_FLIGHT: usize = 4096;
+
+/// What `import` made of a new store (its folder, its marker), removed unless kept: a
+/// refused file leaves the store as it found it.
+struct MadeStore {
+    folder: Option<PathBuf>,
+    marker: Option<PathBuf>,
+}
+
+impl MadeStore {
+    /// Events are being written: the store stays.
+    fn keep(&mut self) {
+        (self.folder, self.marker) = (None, None);
+    }
+}
+
+impl Drop for MadeStore {
+    fn drop(&mut self) {
+        if let Some(marker) = &self.marker {
+            let _ = std::fs::remove_file(marker);
+        }
+        if let Some(folder) = &self.folder {
+            // Only when empty (the spool is gone by now: it is dropped first).
+            let _ = std::fs::remove_dir(folder);
+        }
+    }
+}
 
 /// Removes the spool file however `import` ends.
 struct Spool(PathBuf);
@@ -169,9 +214,22 @@ fn check_line(
     line: u64,
     (now, now_ms): (&str, u64),
 ) -> Result<AuditEvent, String> {
+    // serde_json says "at line 1 column 9" of the one line it was given.
+    let within = |e: serde_json::Error| match e.line() {
+        0 => e.to_string(),
+        _ => {
+            let text = e.to_string();
+            let place = format!(" at line {} column {}", e.line(), e.column());
+            match text.strip_suffix(&place) {
+                Some(what) => format!("{what} at column {}", e.column()),
+                None => text,
+            }
+        }
+    };
     let mut event: AuditEvent =
-        serde_json::from_str(text).map_err(|e| format!("not an audit event: {e}"))?;
-    let given: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        serde_json::from_str(text).map_err(|e| format!("not an audit event: {}", within(e)))?;
+    let given: Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {}", within(e)))?;
     let kept = serde_json::to_value(&event).map_err(|e| format!("cannot be encoded: {e}"))?;
     let mut unknown = Vec::new();
     unknown_members(&given, &kept, "", &mut unknown);
@@ -206,10 +264,20 @@ fn check_line(
     // How a store held the personal fields is said on reading, never stored (`events --json`
     // output carries it): this store seals them its own way.
     event.metadata.personal_data = None;
+    // Imported before (from a store that had imported it): that record is kept.
+    let earlier = match event.metadata.imported.take() {
+        Some(mut before) => {
+            let mut all = std::mem::take(&mut before.earlier);
+            all.push(before);
+            all
+        }
+        None => Vec::new(),
+    };
     event.metadata.imported = Some(Imported {
         at: now.to_string(),
         source: source.to_string(),
         line,
+        earlier,
     });
     // What the writer will seal: refused now rather than half-way through the import.
     let payload = serde_json::to_vec(&event).map_err(|e| format!("cannot be encoded: {e}"))?;
@@ -243,6 +311,13 @@ pub fn import(
         file = BufReader::new(std::fs::File::open(&args.file).map_err(|e| file_err("open", e))?);
         &mut file
     };
+    // A store this import makes is taken back if nothing is imported: a folder with only
+    // the marker in it is no store to the other commands ("no audit store").
+    let mut made = MadeStore {
+        folder: (!root.exists()).then(|| root.clone()),
+        marker: (!root.join(crate::store::marker::MARKER).exists())
+            .then(|| root.join(crate::store::marker::MARKER)),
+    };
     std::fs::create_dir_all(root).map_err(|e| StoreError::io("create", root, e))?;
     // The folder must be a store (made one when new) before the spool goes into it: a spool
     // file in a new folder would make it look like a folder of other files.
@@ -269,17 +344,36 @@ pub fn import(
     let mut in_order = true;
     let mut offset = 0u64;
     let mut buf = Vec::new();
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     let mut line = 0u64;
     loop {
-        text.clear();
+        bytes.clear();
         let n = input
-            .read_line(&mut text)
+            .read_until(b'\n', &mut bytes)
             .map_err(|e| file_err("read", e))?;
         if n == 0 {
             break;
         }
         line += 1;
+        const WIDE: &str = "; a UTF-16 file? convert it first: iconv -f UTF-16 -t UTF-8";
+        if bytes.contains(&0) {
+            // Never in JSON text (RFC 8259 §7: control characters are escaped in strings).
+            errors.push((line, format!("holds NUL bytes{WIDE}")));
+            continue;
+        }
+        let text = match std::str::from_utf8(&bytes) {
+            // A byte order mark at the start of the file (Windows tools write one): RFC 8259
+            // §8.1 lets a parser ignore it.
+            Ok(text) if line == 1 => text.strip_prefix('\u{feff}').unwrap_or(text),
+            Ok(text) => text,
+            Err(e) => {
+                errors.push((
+                    line,
+                    format!("not UTF-8 (byte {} of the line){WIDE}", e.valid_up_to() + 1),
+                ));
+                continue;
+            }
+        };
         if text.trim().is_empty() {
             continue;
         }
@@ -358,6 +452,7 @@ pub fn import(
     }
 
     // Everything checked: write through the audit writer, as a proxy does.
+    made.keep();
     let store = Store::open_journal(root, config.audit.segment_bytes)?;
     let journal_id = store.id;
     let (mut journal, keeper, lock) = store.into_parts(root);
@@ -475,6 +570,15 @@ pub(crate) fn window(
     default: Duration,
 ) -> Result<(SystemTime, SystemTime), AnalyticsError> {
     let now = SystemTime::now();
+    if let Some(since) = args.since.filter(|since| *since > now) {
+        return Err(AnalyticsError::FutureSince {
+            since: humantime::format_rfc3339_seconds(since).to_string(),
+            now: humantime::format_rfc3339_seconds(now).to_string(),
+        });
+    }
+    if args.until.is_some_and(|until| until > now) {
+        tracing::info!("--until is after now: the window ends now");
+    }
     let to = args.until.map_or(now, |until| until.min(now));
     let from = args.since.unwrap_or_else(|| to - default);
     if from > to {
@@ -885,5 +989,18 @@ mod tests {
             json: false,
         };
         assert_eq!(window(&args, Duration::from_secs(60)).unwrap().1, past);
+        // A --since after now says so, whatever --until says.
+        let args = WindowArgs {
+            since: Some(far),
+            until: Some(far + Duration::from_secs(86_400)),
+            json: false,
+        };
+        let e = window(&args, Duration::from_secs(60))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--since 2999-01-01T00:00:00Z is in the future"),
+            "{e}"
+        );
     }
 }

@@ -27,9 +27,9 @@ pub enum ComplianceCommandError {
     /// The assessment could not be made.
     #[error(transparent)]
     Assess(#[from] ComplianceError),
-    /// `--since` is in the future and `--until` was not given (it defaults to now).
+    /// `--since` is in the future (an `--until` past now is now).
     #[error(
-        "--since {since} is after --until, which defaulted to now ({now})\n  hint: give --since in the past, or an --until after it"
+        "--since {since} is in the future (now is {now}): the trail holds nothing from then\n  hint: give --since in the past"
     )]
     FutureSince {
         /// `--since`, RFC 3339.
@@ -60,10 +60,10 @@ pub fn run(
             .unwrap_or(SystemTime::UNIX_EPOCH)
             .min(until)
     });
-    if args.window.until.is_none() && since > until && since >= SystemTime::UNIX_EPOCH {
+    if since > now {
         return Err(ComplianceCommandError::FutureSince {
             since: humantime::format_rfc3339_seconds(since).to_string(),
-            now: humantime::format_rfc3339_seconds(until).to_string(),
+            now: humantime::format_rfc3339_seconds(now).to_string(),
         });
     }
     let input = ComplianceInput {
@@ -90,8 +90,11 @@ pub fn run(
         return Ok(1);
     }
     if let Some(e) = assessments.iter().find_map(|a| a.read_error.as_ref()) {
-        eprintln!(
-            "mcp-audit-proxy: error: the window's events could not all be read: {e}\n  hint: the rules resting on them are not assessable; fix the cause (permissions of the store and its keys/, damage reported by `verify`) and run compliance again"
+        let text = format!(
+            "mcp-audit-proxy: error: the window's events could not all be read: {e}\n  hint: the rules resting on them are not assessable; fix the cause (permissions of the store and its keys/, damage reported by `verify`) and run compliance again\n"
+        );
+        crate::telemetry::print_to_stderr(
+            String::from_utf8_lossy(&crate::telemetry::printable(text.as_bytes())).into_owned(),
         );
         return Ok(2);
     }

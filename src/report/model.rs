@@ -642,14 +642,15 @@ pub fn build(i: Inputs) -> Report {
         ),
     };
     let mut recommendations = recommendations(&rows, &i.compliance);
-    // A reader can look up only the findings this report lists.
+    // A reader can look up only the findings this report lists (the detailed one lists all).
+    let listed: std::collections::HashSet<&str> =
+        findings.list.iter().map(|f| f.id.as_str()).collect();
     for r in recommendations
         .iter_mut()
         .filter(|r| r.cause_kind == "finding")
     {
         let before = r.causes.len();
-        r.causes
-            .retain(|id| findings.list.iter().any(|listed| &listed.id == id));
+        r.causes.retain(|id| listed.contains(id.as_str()));
         r.unlisted_causes = before - r.causes.len();
     }
     let compliance = match &i.compliance {
@@ -926,10 +927,20 @@ mod tests {
             let unlisted: usize = r.recommendations.iter().map(|c| c.unlisted_causes).sum();
             assert_eq!(unlisted, 42 - listed);
             assert_eq!(
-                md.contains("more, listed in the detailed report"),
+                md.contains("listed in the detailed report"),
                 unlisted > 0,
                 "{md}"
             );
+            assert!(!md.contains("finding  "), "{md}");
+            for c in r.recommendations.iter().filter(|c| c.causes.is_empty()) {
+                assert!(
+                    md.contains(&format!(
+                        "(because of {} finding(s) listed in the detailed report)",
+                        c.unlisted_causes
+                    )),
+                    "{md}"
+                );
+            }
         }
     }
 

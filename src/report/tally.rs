@@ -4,7 +4,7 @@
 //! State is bounded by what the trail names, not by how many calls it holds: one entry per
 //! user, per tool, per (user, tool), per session (a 64-bit hash), per day, per distinct
 //! risk reason (at most [`MAX_REASONS`]), and the newest [`NEWEST_HIGH_RISK`] high-risk
-//! calls. Execution times are kept as they are up to [`EXACT_UP_TO`] calls per tool, so the
+//! calls; and execution times as they are up to [`EXACT_UP_TO`] calls per tool (32 KiB), so the
 //! 95th percentile is exact (nearest rank, as `analyze` gives it); past that they go into a
 //! log-scale histogram ([`Histogram`]), and it is within 4.5 % of the exact one.
 

@@ -95,27 +95,27 @@ pub(super) fn certificate_hint(text: &str) -> Option<&'static str> {
     }
     let hints = [
         (
-            ["CaUsedAsEndEntity", "CaUsedAsEndEntity"],
+            &["CaUsedAsEndEntity"][..],
             "the server presents a CA certificate (basicConstraints CA:TRUE, which `openssl req -x509` sets by default) as its own, and ca_file does not hold that very certificate: put the server's certificate itself in ca_file (it is then trusted as it is; its host names and validity are still checked), or issue the server a certificate with CA:FALSE signed by a CA in ca_file",
         ),
         (
-            ["UnknownIssuer", "UnknownIssuer"],
+            &["UnknownIssuer"][..],
             "the server's certificate is not signed by a CA this proxy trusts: give that CA's certificate (PEM) in the upstream's ca_file",
         ),
         (
-            ["BadSignature", "BadSignature"],
+            &["BadSignature"][..],
             "the server's certificate is not signed by a CA this proxy trusts (a self-signed certificate, or the wrong CA in ca_file): give the CA that signed it in the upstream's ca_file",
         ),
         (
-            ["NotValidForName", "not valid for name"],
+            &["NotValidForName", "not valid for name"][..],
             "the server's certificate does not name the host in the upstream's url: use a host name it lists (subjectAltName), or reissue it",
         ),
         (
-            ["Expired", "certificate expired"],
+            &["Expired", "certificate expired"][..],
             "the server's certificate has expired (or this machine's clock is wrong): renew it",
         ),
         (
-            ["NotValidYet", "not valid yet"],
+            &["NotValidYet", "not valid yet"][..],
             "the server's certificate is not valid yet (or this machine's clock is wrong)",
         ),
     ];
@@ -127,9 +127,12 @@ pub(super) fn certificate_hint(text: &str) -> Option<&'static str> {
 
 /// Verifies a server's certificate against `ca_file` (webpki: chain, validity, host name),
 /// and accepts the one case webpki refuses that OpenSSL does not: the server presents, byte
-/// for byte, a CA certificate of `ca_file` as its own (`CaUsedAsEndEntity`). webpki checks a
-/// certificate's validity period before its basic constraints, so that error means the
-/// period was checked and met; the host name is then checked here.
+/// for byte, a CA certificate of `ca_file` as its own (`CaUsedAsEndEntity`). webpki (0.103)
+/// checks a certificate's validity period before its basic constraints, so that error means
+/// the period was checked and met (a test holds an expired one to it); the host name is then
+/// checked here. Not checked for such a pinned certificate: its extended key usage, which
+/// webpki checks after the basic constraints (the operator put that very certificate in
+/// `ca_file` for this server).
 #[derive(Debug)]
 struct PinnedOrChain {
     webpki: Arc<WebPkiServerVerifier>,
