@@ -198,13 +198,17 @@ pub fn alerts(
     }
     if events.is_empty() {
         let since = humantime::format_rfc3339_seconds(since);
+        let of = args
+            .user
+            .as_ref()
+            .map_or(String::new(), |u| format!(" of user {u:?}"));
         match args.until {
             Some(until) => writeln!(
                 out,
-                "no alerts from {since} to {}",
+                "no alerts{of} from {since} to {}",
                 humantime::format_rfc3339_seconds(until)
             )?,
-            None => writeln!(out, "no alerts since {since}")?,
+            None => writeln!(out, "no alerts{of} since {since}")?,
         }
         return Ok(());
     }
@@ -225,7 +229,16 @@ pub fn alerts(
             e.user_id,
             a.map_or(0, |a| a.count),
             a.map_or(String::new(), |a| a.first_event_id.to_string()),
-            e.metadata.reason.as_deref().unwrap_or("")
+            match &e.metadata.imported {
+                // Not raised by this store's proxies: say where it came from.
+                Some(i) => format!(
+                    "(imported from {} line {}) {}",
+                    i.source,
+                    i.line,
+                    e.metadata.reason.as_deref().unwrap_or("")
+                ),
+                None => e.metadata.reason.clone().unwrap_or_default(),
+            }
         )?;
     }
     Ok(())

@@ -789,3 +789,60 @@ fn import_reads_a_bom_names_bad_encodings_by_line_keeps_earlier_imports_and_no_h
         );
     }
 }
+
+#[test]
+fn a_new_user_has_no_hour_marked_odd_and_an_imported_alert_says_where_it_came_from() {
+    // Found by a fresh pass: with no usual hours yet, every hour was starred "outside their
+    // usual hours" under a footer saying 0% of the calls were; and an imported `alert` event
+    // was listed by `alerts` exactly like one this store's proxies raised.
+    let store = TestStore::new("");
+    let mut events = small_file();
+    let t = 1_790_000_050_000u64;
+    let id = ulid::Ulid::from_parts(t, 4242).to_string();
+    let first = events[0]["event_id"].clone();
+    events.push(json!({
+        "event_id": id,
+        "timestamp": humantime::format_rfc3339_micros(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(t)
+        ).to_string(),
+        "event_type": "alert", "user_id": "alice", "tool_name": "echo",
+        "action": "alert/refused", "result": "success",
+        "metadata": {
+            "protocol_era": "unknown", "auth_method": "process",
+            "reason": "the proxy refused alice's call to echo",
+            "alert": {
+                "kind": "refused", "family": "policy", "severity": "medium", "count": 1,
+                "first_event_id": first, "last_event_id": first,
+                "from": "2026-09-21T12:53:20.000Z", "until": "2026-09-21T12:53:20.000Z",
+                "tools": ["echo"], "dropped": 0
+            }
+        },
+        "risk_level": "medium", "compliance_tags": [], "session_id": "s-alice",
+        "upstream": "example", "linked_event_id": null
+    }));
+    let file = store.dir.path().join("small.jsonl");
+    std::fs::write(&file, lines(&events)).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let since = "2026-01-01T00:00:00Z";
+    let table = ok(
+        &store.config,
+        &["analyze", "user", "alice", "--since", since],
+    );
+    assert!(table.contains("no usual hours yet"), "{table}");
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.starts_with("  ") && l.contains(":00*")),
+        "{table}"
+    );
+    let listed = ok(&store.config, &["alerts", "--since", since]);
+    assert!(
+        listed.contains(&format!("(imported from {} line 11)", file.display())),
+        "{listed}"
+    );
+    let none = ok(
+        &store.config,
+        &["alerts", "--since", since, "--user", "bob"],
+    );
+    assert!(none.contains("no alerts of user \"bob\""), "{none}");
+}

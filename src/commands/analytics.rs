@@ -937,8 +937,10 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
         r.time_zone, r.time_zone_source
     )?;
     let max = r.hour_histogram.iter().copied().max().unwrap_or(0).max(1);
+    // No usual hours yet (fewer than two days of calls): no hour is outside them.
+    let known = !r.usual_hours.is_empty();
     for (h, n) in r.hour_histogram.iter().enumerate() {
-        let usual = if r.usual_hours.contains(&(h as u8)) {
+        let usual = if !known || r.usual_hours.contains(&(h as u8)) {
             ' '
         } else {
             '*'
@@ -950,11 +952,18 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
             "#".repeat((n * 40).div_ceil(max))
         )?;
     }
-    writeln!(
-        out,
-        "  (* outside their usual hours: {:.0}% of the calls)",
-        r.outside_usual_hours * 100.0
-    )?;
+    if known {
+        writeln!(
+            out,
+            "  (* outside their usual hours: {:.0}% of the calls)",
+            r.outside_usual_hours * 100.0
+        )?;
+    } else {
+        writeln!(
+            out,
+            "  (no usual hours yet: they need calls on two days or more; no call is counted outside them)"
+        )?;
+    }
     writeln!(out, "\nanomalies: {}", r.anomalies.len())?;
     if !r.anomalies.is_empty() {
         write_findings(out, &r.anomalies)?;
