@@ -65,8 +65,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         _ => Output::Stderr,
     };
     let to_file = matches!(output, Output::File(_));
+    let proxy = matches!(cli.command, Command::Stdio(_) | Command::Gateway(_));
     let logging = Logging::start(output)?;
-    let result = dispatch(cli.command, &config);
+    let result = match dispatch(cli.command, &config) {
+        // A command's reader left (`analyze tools | head -1`): not a failure of the command,
+        // whose output nobody reads any more (as `head` and ripgrep take it). The proxy
+        // modes keep their own handling of a client that leaves.
+        Err(e) if !proxy && closed_output(&e) => Ok(0),
+        result => result,
+    };
     if let Err(e) = &result
         && to_file
     {
@@ -74,6 +81,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
     logging.finish();
     result
+}
+
+/// Whether `e` comes from writing to an output whose reader has gone (EPIPE).
+fn closed_output(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Whether `command` only reads the store: it runs with the public signing key when the

@@ -846,3 +846,34 @@ fn a_new_user_has_no_hour_marked_odd_and_an_imported_alert_says_where_it_came_fr
     );
     assert!(none.contains("no alerts of user \"bob\""), "{none}");
 }
+
+#[test]
+fn a_reader_that_leaves_is_not_an_error() {
+    // Found by a fresh pass: `analyze tools | head -1` exited 2 with "cannot write output:
+    // Broken pipe (os error 32)", where `anomalies` and `events` exited 0.
+    let store = TestStore::new("");
+    let file = store.dir.path().join("small.jsonl");
+    std::fs::write(&file, lines(&small_file())).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let since = "2026-01-01T00:00:00Z";
+    let commands: [&[&str]; 3] = [
+        &["analyze", "tools", "--since", since],
+        &["analyze", "user", "alice", "--since", since, "--json"],
+        &["report", "executive", "--format", "md", "--since", since],
+    ];
+    for args in commands {
+        let mut child = Command::new(proxy_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&store.config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader leaves before a line is written
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+}
