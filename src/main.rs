@@ -65,13 +65,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         _ => Output::Stderr,
     };
     let to_file = matches!(output, Output::File(_));
-    let proxy = matches!(cli.command, Command::Stdio(_) | Command::Gateway(_));
+    let reading = reads_only(&cli.command);
     let logging = Logging::start(output)?;
     let result = match dispatch(cli.command, &config) {
-        // A command's reader left (`analyze tools | head -1`): not a failure of the command,
-        // whose output nobody reads any more (as `head` and ripgrep take it). The proxy
-        // modes keep their own handling of a client that leaves.
-        Err(e) if !proxy && closed_output(&e) => Ok(0),
+        // The reader of a command that only reads left (`analyze tools | head -1`): not a
+        // failure, its output is read no more (as `head` and ripgrep take it). A command that
+        // writes (import, erase, retention --apply) may have stopped half-way: its error
+        // stands. The proxy modes keep their own handling of a client that leaves.
+        Err(e) if reading && closed_output(&e) => Ok(0),
         result => result,
     };
     if let Err(e) = &result
