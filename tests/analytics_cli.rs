@@ -80,6 +80,15 @@ fn small_file() -> Vec<Value> {
     v
 }
 
+/// A new store holding [`small_file`], imported.
+fn small_store() -> TestStore {
+    let store = TestStore::new("");
+    let file = store.dir.path().join("small.jsonl");
+    std::fs::write(&file, lines(&small_file())).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    store
+}
+
 fn no_journal_records(store: &TestStore) -> bool {
     let journal = store.store_dir().join("journal");
     !journal.exists()
@@ -653,10 +662,7 @@ fn an_empty_file_and_events_in_the_future_are_refused_and_nothing_is_written() {
 fn analyze_user_refuses_a_user_the_store_has_never_seen() {
     // Found by a fresh pass: a misspelt or erased user got "0 calls" and a risk score of 0,
     // as if they had done nothing.
-    let store = TestStore::new("");
-    let file = store.dir.path().join("small.jsonl");
-    std::fs::write(&file, lines(&small_file())).unwrap();
-    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let store = small_store();
     for user in ["nobody", "Alice", ""] {
         let out = run(&store.config, &["analyze", "user", user]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -688,10 +694,7 @@ fn analyze_user_refuses_a_user_the_store_has_never_seen() {
 fn a_damaged_trail_is_refused_unless_allowed_and_then_read_past() {
     // Found by a fresh pass: with 8 bytes overwritten in a journal, `analyze`, `anomalies`
     // and `report` printed figures that left calls out, saying so only in a log line.
-    let store = TestStore::new("");
-    let file = store.dir.path().join("small.jsonl");
-    std::fs::write(&file, lines(&small_file())).unwrap();
-    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let store = small_store();
     let segment = walk(&store.store_dir().join("journal"))
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "journal"))
@@ -851,10 +854,7 @@ fn a_new_user_has_no_hour_marked_odd_and_an_imported_alert_says_where_it_came_fr
 fn a_reader_that_leaves_is_not_an_error() {
     // Found by a fresh pass: `analyze tools | head -1` exited 2 with "cannot write output:
     // Broken pipe (os error 32)", where `anomalies` and `events` exited 0.
-    let store = TestStore::new("");
-    let file = store.dir.path().join("small.jsonl");
-    std::fs::write(&file, lines(&small_file())).unwrap();
-    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let store = small_store();
     let since = "2026-01-01T00:00:00Z";
     let commands: [&[&str]; 3] = [
         &["analyze", "tools", "--since", since],

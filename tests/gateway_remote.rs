@@ -322,12 +322,7 @@ async fn an_unreachable_upstream_is_a_502_naming_it_and_the_call_is_a_recorded_f
         .port();
     let gw = gateway_to(&format!("url = \"http://127.0.0.1:{port}/mcp\""), "", &[]);
     // 2025: the first request of a session.
-    let (status, _, body) = post(&gw.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
-    assert_eq!(status, 502, "{body}");
-    let text = messages(&body)[0]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let text = refusal(&gw.endpoint(), "").await;
     assert!(
         text.contains("upstream \"example\"") && text.contains("unreachable"),
         "{text}"
@@ -397,12 +392,7 @@ async fn a_remote_over_tls_is_verified_against_ca_file() {
         "",
         &[("INNER_TOKEN", BOB_KEY)],
     );
-    let (status, _, body) = post(&untrusted.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
-    assert_eq!(status, 502, "{body}");
-    let text = messages(&body)[0]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let text = refusal(&untrusted.endpoint(), "").await;
     assert!(text.to_lowercase().contains("certificate"), "{text}");
     // Nothing reached the inner gateway from the untrusted side.
     assert!(
@@ -410,6 +400,17 @@ async fn a_remote_over_tls_is_verified_against_ca_file() {
         "{:#?}",
         inner.events()
     );
+}
+
+/// The error message of the 502 a gateway answers to `initialize` when it cannot reach its
+/// remote (`context` names the case in a failure).
+async fn refusal(endpoint: &str, context: &str) -> String {
+    let (status, _, body) = post(endpoint, Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 502, "{context}: {body}");
+    messages(&body)[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// A self-signed certificate as `openssl req -x509` makes it (basicConstraints CA:TRUE) for
@@ -477,12 +478,7 @@ async fn a_self_signed_ca_certificate_in_ca_file_is_trusted_as_it_is_for_its_own
         ("localhost", other.as_str(), "that very certificate"),
     ] {
         let refused = through(host, ca_file);
-        let (status, _, body) = post(&refused.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
-        assert_eq!(status, 502, "{host} {ca_file}: {body}");
-        let text = messages(&body)[0]["error"]["message"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let text = refusal(&refused.endpoint(), &format!("{host} {ca_file}")).await;
         assert!(text.contains("certificate") && text.contains(why), "{text}");
     }
     assert!(
@@ -509,12 +505,7 @@ async fn a_self_signed_ca_certificate_in_ca_file_is_trusted_as_it_is_for_its_own
         "",
         &[("INNER_TOKEN", BOB_KEY)],
     );
-    let (status, _, body) = post(&refused.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
-    assert_eq!(status, 502, "{body}");
-    let text = messages(&body)[0]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let text = refusal(&refused.endpoint(), "").await;
     assert!(text.contains("renew it"), "{text}");
     assert!(stale.events().is_empty(), "{:#?}", stale.events());
 }
