@@ -447,6 +447,105 @@ for line in sys.stdin:
 }
 
 #[tokio::test]
+async fn a_second_answer_to_an_answered_call_is_forwarded_and_recorded() {
+    // Found by a review of the known gaps: a server that answered a call twice had its second
+    // answer passed on to the client as an answer to no request, with no event: a result
+    // that reached the client outside the trail. It is still passed on (the client would
+    // see it without the proxy), and recorded as a late end of the same call; a third
+    // answer too. A client reusing the id afterwards starts a new call.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        i = json.dumps(m["id"])
+        t = m["params"]["arguments"]["text"]
+        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"first %s"}]}}\n' % (i, t))
+        if t == "twice":
+            sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"second"}]}}\n' % i)
+            sys.stdout.write('{"jsonrpc":"2.0","id":%s,"error":{"code":-32000,"message":"third"}}\n' % i)
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(&call_line(json!(5), "echo", json!({"text": "twice"})))
+        .await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(c.recv_json().await);
+    }
+    assert!(got.iter().all(|m| m["id"] == 5), "{got:#?}");
+    assert_eq!(got[1]["result"]["content"][0]["text"], "second", "{got:#?}");
+    assert_eq!(got[2]["error"]["message"], "third", "{got:#?}");
+    // The id again, after its call ended: a new call, answered once.
+    c.send(&call_line(json!(5), "echo", json!({"text": "again"})))
+        .await;
+    let again = c.recv_json().await;
+    assert_eq!(
+        again["result"]["content"][0]["text"], "first again",
+        "{again}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let of_call: Vec<(&str, &str, &str)> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 5)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+                e["metadata"]["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let kinds: Vec<(&str, &str)> = of_call.iter().map(|(t, r, _)| (*t, *r)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_access", "initiated"),
+            ("tool_execution", "success"),
+            ("tool_execution", "success"),
+            ("tool_failure", "jsonrpc_error"),
+            ("tool_access", "initiated"),
+            ("tool_execution", "success"),
+        ],
+        "{events:#?}"
+    );
+    let first_end = events
+        .iter()
+        .find(|e| e["metadata"]["request_id"] == 5 && e["event_type"] == "tool_execution")
+        .unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (_, _, reason) in &of_call[2..4] {
+        assert!(
+            reason.contains("answered this call again") && reason.contains(&first_end),
+            "{reason}"
+        );
+    }
+    // The late ends belong to the first call; the new call's end to the new access.
+    let access: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 5 && e["event_type"] == "tool_access")
+        .collect();
+    let ends: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 5 && e["event_type"] != "tool_access")
+        .collect();
+    for end in &ends[..3] {
+        assert_eq!(end["linked_event_id"], access[0]["event_id"], "{end}");
+    }
+    assert_eq!(
+        ends[3]["linked_event_id"], access[1]["event_id"],
+        "{}",
+        ends[3]
+    );
+}
+
+#[tokio::test]
 async fn an_answer_after_the_proxy_failed_the_call_is_recorded_not_forwarded() {
     // Found by a review: once the proxy failed a call with an error of its own (here: the
     // server's first answer was refused), a second answer from the server went to the client

@@ -427,15 +427,20 @@ impl Pipeline {
             self.rounds().remember(key, event.event_id);
         }
         match self.audit.record(&event) {
-            Ok(ack) => Delivery::Forward {
-                ack,
-                ended: Some(Box::new(Ended {
-                    call,
-                    end: event.event_id,
-                    answers: answers.clone(),
-                })),
-                rewritten,
-            },
+            Ok(ack) => {
+                self.state()
+                    .answered
+                    .insert(answers.clone(), (call.clone(), event.event_id));
+                Delivery::Forward {
+                    ack,
+                    ended: Some(Box::new(Ended {
+                        call,
+                        end: event.event_id,
+                        answers: answers.clone(),
+                    })),
+                    rewritten,
+                }
+            }
             Err(e) => Delivery::Replace(refused_by_audit(answers, &e)),
         }
     }
@@ -458,47 +463,49 @@ impl Pipeline {
         }
     }
 
-    /// The server answered a call that had already ended: the tool ran, so it is recorded.
+    /// The server answered a call that had already ended (`answers`: the id its answer
+    /// names): the tool ran, or the server says it did, so it is recorded.
     pub(super) fn late_answer(
         &self,
         call: &Call,
+        answers: &RequestId,
         why: EndedEarly,
         size: usize,
         body: ResponseBody<'_>,
     ) -> Delivery {
         let (event_type, outcome, mut meta, _) = self.describe(call, size, body);
-        meta.reason = Some(
-            match why {
-                EndedEarly::Cancelled => {
-                    "the server answered after the client cancelled the call; the answer was passed on to the client (a `shutdown` event follows if it could not be delivered)"
-                }
-                EndedEarly::TimedOut => {
-                    "the server answered after the call timed out in the proxy; the answer was not forwarded (the client had the timeout error)"
-                }
-                EndedEarly::Failed => {
-                    "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)"
-                }
+        meta.reason = Some(match why {
+            EndedEarly::Cancelled => {
+                "the server answered after the client cancelled the call; the answer was passed on to the client (a `shutdown` event follows if it could not be delivered)".into()
             }
-            .into(),
-        );
-        tracing::info!(request_id = %call.request_id, "late answer recorded");
+            EndedEarly::TimedOut => {
+                "the server answered after the call timed out in the proxy; the answer was not forwarded (the client had the timeout error)".into()
+            }
+            EndedEarly::Failed => {
+                "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)".into()
+            }
+            EndedEarly::Answered(first) => format!(
+                "the server answered this call again after its answer (event {first}) had ended it; this answer was passed on to the client as the server sent it (the client no longer waits on the id)"
+            ),
+        });
+        tracing::info!(request_id = %answers, "late answer recorded");
         let mut event = self.call_event(call, event_type, outcome, Some(meta));
-        let rewritten = self.assess_end(call, &call.request_id, body, None, &mut event);
+        let rewritten = self.assess_end(call, answers, body, None, &mut event);
         let recorded = self.audit.record(&event);
         match (why, recorded) {
             (EndedEarly::TimedOut | EndedEarly::Failed, _) => Delivery::Drop,
             // Like any answer: if it reaches no client (the gateway ended the cancelled
             // request's stream), that is recorded too.
-            (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
+            (EndedEarly::Cancelled | EndedEarly::Answered(_), Ok(ack)) => Delivery::Forward {
                 ack,
                 ended: Some(Box::new(Ended {
                     call: call.clone(),
                     end: event.event_id,
-                    answers: call.request_id.clone(),
+                    answers: answers.clone(),
                 })),
                 rewritten,
             },
-            (EndedEarly::Cancelled, Err(e)) => {
+            (EndedEarly::Cancelled | EndedEarly::Answered(_), Err(e)) => {
                 tracing::error!(error = %e, "late answer could not be recorded");
                 Delivery::Drop
             }

@@ -330,6 +330,11 @@ enum EndedEarly {
     /// The proxy failed it with an error of its own (its request could not be written to the
     /// server, or the server's answer was refused); another answer must not reach the client.
     Failed,
+    /// The server already answered it (that answer's end event): a second answer is a
+    /// protocol fault of the server's, passed on as the server sent it (a client ignores a
+    /// response to an id it no longer waits on) and recorded, since a result that reaches
+    /// the client must be in the trail.
+    Answered(EventId),
 }
 
 /// Other client requests whose results teach the proxy about the session.
@@ -383,6 +388,12 @@ struct State {
     /// one of their ids is forged or confused, and is dropped. The oldest forgotten past
     /// [`MAX_ENDED`].
     withheld: Recent<()>,
+    /// Calls the server answered, by the id of the answer, with that answer's end event: a
+    /// second answer with the id is recorded as a late answer ([`EndedEarly::Answered`]).
+    /// Not an id in use: a client reusing it starts a new call, which a later answer ends
+    /// (MCP forbids the reuse, but refusing it would change what a client can see).
+    /// The oldest forgotten past [`MAX_ENDED`].
+    answered: Recent<(Call, EventId)>,
 }
 
 /// What a server response answers.
@@ -483,7 +494,13 @@ impl State {
         if let Some(pending) = self.pending.remove(id) {
             return Some(Answered::Pending(pending));
         }
-        self.cancelled.remove(id).map(Answered::Cancelled)
+        if let Some(found) = self.cancelled.remove(id) {
+            return Some(Answered::Cancelled(found));
+        }
+        // Kept: a third answer is as late as the second.
+        self.answered
+            .get(id)
+            .map(|(call, end)| Answered::Ended(call.clone(), EndedEarly::Answered(*end)))
     }
 
     fn version_for(&self, meta_version: Option<&str>) -> (Option<String>, Era) {
@@ -1273,7 +1290,7 @@ impl Pipeline {
             }
             Some(Answered::Ended(call, why)) => {
                 drop(st);
-                return self.late_answer(&call, why, size, *body);
+                return self.late_answer(&call, id, why, size, *body);
             }
             Some(Answered::Pending(Pending::TaskResult(call))) => {
                 drop(st);

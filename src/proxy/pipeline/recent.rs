@@ -43,6 +43,10 @@ impl<V> Recent<V> {
         Some(value)
     }
 
+    pub(super) fn get(&self, id: &RequestId) -> Option<&V> {
+        self.map.get(id)
+    }
+
     pub(super) fn contains(&self, id: &RequestId) -> bool {
         self.map.contains_key(id)
     }
