@@ -542,3 +542,55 @@ for line in sys.stdin:
     assert!(results.contains(&&json!("cancelled")), "{results:?}");
     assert!(results.contains(&&json!("blocked")), "{results:?}");
 }
+
+#[tokio::test]
+async fn a_confirmation_with_a_repeated_key_is_unreadable_and_the_call_is_blocked() {
+    // Found by a fresh pass: `{"confirm":false,"confirm":true}` was read as serde reads it
+    // (the last copy wins) and the call ran, though the client may have shown the person the
+    // other copy; every other repeated key is refused as ambiguous. A repeated key anywhere in
+    // the answer, in either spelling of a key, now blocks the call.
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    let answers = [
+        r#"{"action":"accept","content":{"confirm":false,"confirm":true}}"#,
+        r#"{"action":"decline","action":"accept","content":{"confirm":true}}"#,
+        r#"{"action":"accept","content":{"Confirm":false,"confirm":true}}"#,
+    ];
+    for (i, answer) in answers.iter().enumerate() {
+        let text = format!("run {i}; now");
+        c.send(&call_line(json!(i), "echo", json!({ "text": text })))
+            .await;
+        let ask = c.recv_json().await;
+        assert_eq!(ask["method"], "elicitation/create", "{ask}");
+        c.send(
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{answer}}}\n",
+                ask["id"]
+            )
+            .as_bytes(),
+        )
+        .await;
+        let reply = c.recv_json().await;
+        assert_eq!(reply["id"], i, "{reply}");
+        assert_eq!(reply["error"]["code"], -32010, "{answer}: {reply}");
+    }
+    // An answer without a repeated key still runs the call.
+    c.send(&call_line(json!(9), "echo", json!({"text": "ok; fine"})))
+        .await;
+    let ask = c.recv_json().await;
+    c.send(format!("{}\n", json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "accept", "content": {"confirm": true}}})).as_bytes()).await;
+    assert_eq!(
+        c.recv_json().await["result"]["content"][0]["text"],
+        "ok; fine"
+    );
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(!seen.contains("now"), "a call reached the server: {seen}");
+    let pairs = pairs(&store.events());
+    for (_, end) in &pairs[..answers.len()] {
+        assert_eq!(end["result"], "blocked", "{end}");
+        let why = end["metadata"]["reason"].as_str().unwrap_or_default();
+        assert!(why.contains("unreadable"), "{why}");
+    }
+}

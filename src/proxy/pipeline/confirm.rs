@@ -22,7 +22,7 @@ impl Pipeline {
             .input_responses
             .as_ref()
             .and_then(|r| r.get(CONFIRM_KEY))
-            .and_then(|a| serde_json::from_str::<ElicitResultView>(a.get()).ok());
+            .and_then(|a| read_answer(a.get()));
         match round {
             None => Err("its confirmation round is unknown or expired".into()),
             Some(r) if r.tool != *p.name || r.hash != hash => Err(
@@ -215,7 +215,7 @@ impl Pipeline {
             }
         };
         let answer = match body {
-            ResponseBody::Result(raw) => serde_json::from_str::<ElicitResultView>(raw.get()).ok(),
+            ResponseBody::Result(raw) => read_answer(raw.get()),
             ResponseBody::Error(_) => None,
         };
         let accepted = answer.as_ref().is_some_and(confirmed);
@@ -363,6 +363,15 @@ pub(super) fn without_round(
 fn raw_json<T: serde::Serialize>(value: &T) -> Result<Box<RawValue>, String> {
     serde_json::value::to_raw_value(value)
         .map_err(|e| format!("the retry cannot be rewritten: {e}"))
+}
+
+/// The person's answer to a confirmation (an `elicitation/create` result, or the proxy's
+/// `inputResponses` entry), read strictly: with a repeated key (`"confirm":false,
+/// "confirm":true`) the client may have shown the person one copy and sent the other, so
+/// such an answer is unreadable (`None`), and the call is blocked.
+fn read_answer(text: &str) -> Option<ElicitResultView> {
+    let value = crate::policy::strict::parse(text).ok()?;
+    serde_json::from_value(value).ok()
 }
 
 /// Whether the person accepted a confirmation and checked "Allow this call".
