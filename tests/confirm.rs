@@ -594,3 +594,36 @@ async fn a_confirmation_with_a_repeated_key_is_unreadable_and_the_call_is_blocke
         assert!(why.contains("unreadable"), "{why}");
     }
 }
+
+#[tokio::test]
+async fn an_answer_the_proxy_refuses_blocks_the_call_at_once_and_gets_no_reply() {
+    // Found by a fresh pass: an answer to the proxy's question with both `result` and
+    // `error` was refused with an error to the client under the question's id, and the call
+    // stayed held until confirm_timeout_ms. It is now blocked at once, as for an unreadable
+    // answer, and the refused answer gets no reply of its own.
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    c.send(&call_line(json!(4), "echo", json!({"text": "x; y"})))
+        .await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    let started = std::time::Instant::now();
+    c.send(format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{{\"action\":\"accept\",\"content\":{{\"confirm\":true}}}},\"error\":{{\"code\":1,\"message\":\"m\"}}}}\n", ask["id"]).as_bytes())
+        .await;
+    let reply = c.recv_json().await;
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "waited for the timeout"
+    );
+    assert_eq!(reply["id"], 4, "{reply}");
+    assert_eq!(reply["error"]["code"], -32010, "{reply}");
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(!seen.contains("x; y"), "{seen}");
+    let pairs = pairs(&store.events());
+    let why = pairs[0].1["metadata"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("answer was refused"), "{why}");
+}

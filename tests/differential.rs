@@ -466,10 +466,20 @@ fn session(lines: &[Line], answers: &[usize]) -> Result<(), TestCaseError> {
     )
     .map(String::into_bytes)
     .collect();
+    // The proxy's error for a refused answer of the client goes to the request it answered
+    // (the server's); it carries no call.
+    let refused_answer = |l: &[u8]| {
+        serde_json::from_slice::<Value>(l).is_ok_and(|v| {
+            v.get("method").is_none()
+                && v["error"]["message"].as_str().is_some_and(|m| {
+                    m.starts_with("mcp-audit-proxy refused the client's answer to this request")
+                })
+        })
+    };
     let received: Vec<Vec<u8>> = std::fs::read(&log)
         .unwrap()
         .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty() && !own.iter().any(|o| o == l))
+        .filter(|l| !l.is_empty() && !own.iter().any(|o| o == l) && !refused_answer(l))
         .map(<[u8]>::to_vec)
         .collect();
     // Forwarded lines are client lines, byte for byte, in order.

@@ -270,6 +270,27 @@ impl Pipeline {
         }))
     }
 
+    /// The client answered the proxy's question `ask` with a line the proxy refused (`why`):
+    /// the call it held is blocked, as for an unreadable answer. `None`: `ask` is no question
+    /// of the proxy's; a question that ended before is taken quietly.
+    pub(super) fn unreadable_confirmation(&self, ask: &RequestId, why: &str) -> Option<Route> {
+        let waiting = {
+            let mut st = self.state();
+            match st.awaiting.remove(ask) {
+                Some(w) => {
+                    st.forget_question(ask.clone());
+                    w
+                }
+                None if st.asked_before.contains(ask) => return Some(Route::Taken),
+                None => return None,
+            }
+        };
+        let mut call = waiting.call;
+        let how = format!("the client's answer was refused: {why}");
+        call.confirmation = Some(format!("not confirmed: {how}"));
+        Some(Route::ToClient(self.unconfirmed(&call, &how)))
+    }
+
     /// Ends a held call that was not confirmed: recorded as `blocked`, answered with -32010.
     fn unconfirmed(&self, call: &Call, how: &str) -> Outbound {
         self.state().withheld.insert(call.request_id.clone(), ());

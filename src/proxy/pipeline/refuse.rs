@@ -29,18 +29,18 @@ impl Pipeline {
         }
     }
 
-    /// Refuses and records a `tools/call` whose id is a fractional number: MCP requests carry
-    /// a string or integer id, and a server that checks answers such a request with a null
-    /// id, which no client can match to its call (it waited for the call timeout).
-    pub(super) fn refuse_fractional_id(
+    /// Refuses and records a `tools/call` whose id is a number not written as an integer
+    /// (`1.5`, `1e2`, `1e400`; [`RequestId::is_not_integer`]): SDK servers drop it or answer
+    /// with a null id, which no client can match to its call (it waited for the call timeout).
+    pub(super) fn refuse_not_integer_id(
         &self,
         id: &RequestId,
         params: Option<&RawValue>,
     ) -> Refusal {
         let reason = format!(
-            "request id {id} is not an integer; MCP requests carry a string or integer id, and a server that checks answers such a request with a null id, which no client can match to its call; it was not forwarded"
+            "request id {id} is not written as an integer; MCP requests carry a string or integer id, and SDK servers read this one as a float: they drop the request or answer it with a null id, which no client can match to its call; it was not forwarded"
         );
-        tracing::warn!(request_id = %id, "tools/call with a fractional id refused");
+        tracing::warn!(request_id = %id, "tools/call with an id not written as an integer refused");
         let event = self.refuse_call(Some(id), params, Side::Client, INVALID_REQUEST, &reason);
         Refusal {
             extra: None,
@@ -427,6 +427,33 @@ impl Pipeline {
         code: i64,
         why: &str,
     ) -> Route {
+        // Only answers (to the server's requests, or to the proxy's own question): JSON-RPC
+        // never answers a response, and the client may have a request of its own with that
+        // id, which the error would seem to answer. The request each one answers is told
+        // instead: the server hears that the client's answer was refused (it would wait for
+        // ever), and the proxy's question counts as answered unreadably (its call is blocked).
+        if !found.is_empty() && found.iter().all(only_answers) {
+            let routes = found
+                .iter()
+                .filter_map(|s| s.id.as_ref())
+                .map(|id| {
+                    self.unreadable_confirmation(id, why).unwrap_or_else(|| {
+                        tracing::warn!(request_id = %id, "the client's answer to a server request was refused; the server gets an error in its place");
+                        let error = Refusal {
+                            extra: None,
+                            id: Some(id.clone()),
+                            code: INTERNAL_ERROR,
+                            message: format!(
+                                "mcp-audit-proxy refused the client's answer to this request: {why}"
+                            ),
+                            event: None,
+                        };
+                        Route::ToServer(Outbound::now(error.line()))
+                    })
+                })
+                .collect();
+            return Route::of(routes);
+        }
         let events = self.record_refused(found, code, &format!("the message was refused: {why}"));
         let refusal = |id: Option<RequestId>, event: Option<EventId>| Refusal {
             extra: None,
@@ -801,4 +828,11 @@ pub(crate) fn loosely_tools_call(method: &str) -> bool {
     }
     let core = method.trim_matches(|c: char| c.is_whitespace() || c.is_control());
     core == TOOLS_CALL || crate::jsonrpc::names::near_miss(core, &[TOOLS_CALL]).is_some()
+}
+
+/// Whether a refused object reads as an answer only: an id, a `result` or an `error`, and
+/// nothing that could make it a request (an object with an id and nothing else readable
+/// may be a request cut short: its sender gets the error, as before).
+fn only_answers(s: &Salvaged) -> bool {
+    s.answers && s.is_response() && s.methods.is_empty() && !s.unreadable_method && !s.watched
 }
