@@ -546,6 +546,104 @@ for line in sys.stdin:
 }
 
 #[tokio::test]
+async fn a_refused_answer_of_the_client_is_not_answered_and_the_server_hears_of_it() {
+    // Found by a fresh pass: the client's answer to a server request with both `result`
+    // and `error` was refused with an error *to the client*, under the server's id (a
+    // response answered; a client with a request of its own by that id took the error
+    // for its answer), and the server waited on its request until the call timed out.
+    // Now the client gets nothing for its answer, the server gets an error for its
+    // request, and the call carries on. `"error":null` beside a result is JSON-RPC 1.0's
+    // "no error": read as the result in both directions.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        call = m["id"]
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}}) + "\n")
+    elif m.get("id") == "s1" and "method" not in m:
+        heard = "error: " + m["error"]["message"] if "error" in m and m["error"] else "result"
+        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":%s}]},"error":null}\n' % (json.dumps(call), json.dumps(heard)))
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    let answers: [&[u8]; 2] = [
+        b"{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"result\":{\"model\":\"m\"},\"error\":{\"code\":1,\"message\":\"no\"}}\n",
+        b"{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"result\":{\"model\":\"m\"},\"error\":null}\n",
+    ];
+    for (i, answer) in answers.iter().enumerate() {
+        c.send(&call_line(json!(i), "echo", json!({"text": "hi"})))
+            .await;
+        let ask = c.recv_json().await;
+        assert_eq!(ask["id"], "s1", "{ask}");
+        c.send(answer).await;
+        let next = c.recv_json().await;
+        assert_eq!(next["id"], i, "the client's answer was answered: {next}");
+        let heard = next["result"]["content"][0]["text"].as_str().unwrap();
+        if i == 0 {
+            assert!(
+                heard.starts_with("error: mcp-audit-proxy refused the client's answer")
+                    && heard.contains("both"),
+                "{heard}"
+            );
+        } else {
+            assert_eq!(heard, "result");
+        }
+    }
+    assert!(c.finish().await.success());
+    let ends: Vec<String> = pairs(&store.events())
+        .iter()
+        .map(|(_, end)| end["result"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ends, ["success", "success"]);
+}
+
+#[tokio::test]
+async fn an_is_error_that_is_not_a_boolean_is_recorded_as_clients_read_it() {
+    // Found by a fresh pass: `"isError":"true"` was recorded as a success ("not a readable
+    // CallToolResult"), while the Python SDK reads it as true and the TypeScript SDK refuses
+    // the result: the client saw an error, the trail a success.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        flag = m["params"]["arguments"]["flag"]
+        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"x"}],"isError":%s}}\n' % (json.dumps(m["id"]), flag))
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    let cases = [
+        ("\"true\"", "error"),
+        ("\"YES\"", "error"),
+        ("1", "error"),
+        ("\"maybe\"", "error"),
+        ("\"false\"", "success"),
+        ("0", "success"),
+        ("true", "error"),
+        ("false", "success"),
+    ];
+    for (id, (flag, _)) in cases.iter().enumerate() {
+        c.send(&call_line(json!(id), "echo", json!({ "flag": flag })))
+            .await;
+        let got = c.recv_json().await;
+        assert_eq!(got["id"], id, "{got}");
+    }
+    assert!(c.finish().await.success());
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs.len(), cases.len());
+    for ((_, end), (flag, outcome)) in pairs.iter().zip(cases) {
+        assert_eq!(end["result"], outcome, "isError {flag}: {end}");
+    }
+}
+
+#[tokio::test]
 async fn an_answer_after_the_proxy_failed_the_call_is_recorded_not_forwarded() {
     // Found by a review: once the proxy failed a call with an error of its own (here: the
     // server's first answer was refused), a second answer from the server went to the client

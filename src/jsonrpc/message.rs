@@ -87,19 +87,15 @@ impl RequestId {
         }
     }
 
-    /// Whether a number id has a fractional value (`1.5`, `25e-1`): MCP requests carry a
-    /// string or integer id (basic/index "Requests"), and SDKs that check answer such a
-    /// request with a null id, which no client can match to its call. `1.0` and `2e3` are
-    /// integers written otherwise, and large integers are integers.
-    pub fn is_fractional(&self) -> bool {
+    /// Whether a number id is not written as an integer (`1.5`, `1.0`, `2e3`, `1e400`): MCP
+    /// requests carry a string or integer id (basic/index "Requests"), and SDK servers read
+    /// such a number as a float: the Python SDK drops the request or answers it with a null
+    /// id, the TypeScript SDK does so for a fraction or an infinite value; no client can
+    /// match either to its call. Integers of any size written in digits (`-0`,
+    /// `18446744073709551617`) are integers.
+    pub fn is_not_integer(&self) -> bool {
         match self {
-            RequestId::Num(n) => match &n.key {
-                NumberKey::Int(_) => false,
-                // `[-]DIGITSeEXP`: a fraction when the exponent is negative.
-                NumberKey::Exact(canonical) => canonical
-                    .rsplit_once('e')
-                    .is_some_and(|(_, exp)| exp.starts_with('-')),
-            },
+            RequestId::Num(n) => n.text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')),
             _ => false,
         }
     }
@@ -593,7 +589,16 @@ fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
     {
         return Err(fail("`params` must be an object or an array", id));
     }
-    match (env.method, env.result, env.error) {
+    // A `null` beside the other member is JSON-RPC 1.0's way of leaving it out (Go's
+    // net/rpc/jsonrpc and others still write `"error":null`): lenient peers (the Python SDK)
+    // read the other member, strict ones (the TypeScript SDK) drop the message; no peer reads
+    // the null as the answer, so neither does the proxy.
+    let (result, error) = match (env.result, env.error) {
+        (Some(r), Some(e)) if e.get() == "null" && r.get() != "null" => (Some(r), None),
+        (Some(r), Some(e)) if r.get() == "null" && e.get() != "null" => (None, Some(e)),
+        other => other,
+    };
+    match (env.method, result, error) {
         (Some(method), None, None) => match (env.id, id) {
             (None, _) => Ok(Message::Notification {
                 method,
@@ -735,20 +740,22 @@ mod fraction_tests {
     use super::RequestId;
 
     #[test]
-    fn fractional_ids_are_told_from_integers_written_otherwise() {
-        for (text, fractional) in [
+    fn ids_not_written_as_integers_are_told_from_integers() {
+        for (text, not_integer) in [
             ("1.5", true),
             ("25e-1", true),
             ("-0.001", true),
+            ("1.0", true),
+            ("2e3", true),
+            ("1E0", true),
+            ("1e400", true),
             ("1", false),
-            ("1.0", false),
-            ("2e3", false),
+            ("-0", false),
             ("18446744073709551617", false),
-            ("1e400", false),
             ("\"1.5\"", false),
         ] {
             let id = RequestId::from_json(text).unwrap();
-            assert_eq!(id.is_fractional(), fractional, "{text}");
+            assert_eq!(id.is_not_integer(), not_integer, "{text}");
         }
     }
 }
@@ -840,6 +847,31 @@ mod tests {
                 body: ResponseBody::Error(_)
             }
         ));
+    }
+
+    #[test]
+    fn a_null_beside_the_other_member_is_left_out_as_json_rpc_1_writes_it() {
+        fn body(line: &str) -> ResponseBody<'_> {
+            match single(line) {
+                Message::Response { body, .. } => body,
+                other => panic!("not a response: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            body(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]},"error":null}"#),
+            ResponseBody::Result(r) if r.get() == r#"{"content":[]}"#
+        ));
+        assert!(matches!(
+            body(r#"{"jsonrpc":"2.0","id":1,"result":null,"error":{"code":1,"message":"m"}}"#),
+            ResponseBody::Error(_)
+        ));
+        for both in [
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"m"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":null,"error":null}"#,
+        ] {
+            let err = parse(both.as_bytes()).map(|_| ()).unwrap_err();
+            assert!(err.to_string().contains("both"), "{both}: {err}");
+        }
     }
 
     #[test]

@@ -783,8 +783,8 @@ impl Pipeline {
                         event,
                     });
                 }
-                if method == TOOLS_CALL && id.is_fractional() {
-                    return Err(self.refuse_fractional_id(id, *params));
+                if method == TOOLS_CALL && id.is_not_integer() {
+                    return Err(self.refuse_not_integer_id(id, *params));
                 }
                 let pending = match &**method {
                     TOOLS_CALL => return self.begin_call(id, *params),
