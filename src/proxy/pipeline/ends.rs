@@ -133,6 +133,21 @@ impl Pipeline {
                             });
                             return (kind, outcome, meta, round);
                         }
+                        // A non-boolean `isError` (`"true"`): the TypeScript SDK refuses the
+                        // result, the Python SDK reads it as pydantic does; either way the
+                        // client sees an error unless pydantic reads it as false.
+                        let flag = serde_json::from_str::<Value>(raw.get())
+                            .ok()
+                            .and_then(|v| v.get("isError").cloned())
+                            .filter(|f| !f.is_boolean());
+                        if let Some(flag) = flag
+                            && !lax_false(&flag)
+                        {
+                            meta.reason = Some(format!(
+                                "result is not a readable CallToolResult ({e}): `isError` is {flag}, not a boolean; recorded as an error, as clients read it (the TypeScript SDK refuses the result, the Python SDK reads it as true or refuses it)"
+                            ));
+                            return (EventType::ToolExecution, Outcome::Error, meta, None);
+                        }
                         meta.reason = Some(format!("result is not a readable CallToolResult: {e}"));
                         (EventType::ToolExecution, Outcome::Success, meta, None)
                     }
@@ -736,6 +751,18 @@ pub(crate) fn stored_request_id(policy: &Policy, id: &RequestId) -> RequestId {
         RequestId::Str(policy.protect_text(&text).into())
     } else {
         id.clone()
+    }
+}
+
+/// Whether pydantic's lax mode (the Python SDK's `CallToolResult.isError: bool`) reads this
+/// non-boolean value as `false`: `0`, or one of its false strings in any case.
+fn lax_false(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => ["0", "off", "f", "false", "n", "no"]
+            .iter()
+            .any(|f| s.eq_ignore_ascii_case(f)),
+        _ => false,
     }
 }
 
