@@ -552,8 +552,8 @@ async fn a_refused_answer_of_the_client_is_not_answered_and_the_server_hears_of_
     // response answered; a client with a request of its own by that id took the error
     // for its answer), and the server waited on its request until the call timed out.
     // Now the client gets nothing for its answer, the server gets an error for its
-    // request, and the call carries on. `"error":null` beside a result is JSON-RPC 1.0's
-    // "no error": read as the result in both directions.
+    // request, and the call carries on. `"error":null` beside a result (JSON-RPC 1.0) is
+    // refused the same way: strict peers (the TypeScript SDK) drop such a message.
     let server = r#"
 import json, sys
 for line in sys.stdin:
@@ -563,7 +563,7 @@ for line in sys.stdin:
         sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5}}) + "\n")
     elif m.get("id") == "s1" and "method" not in m:
         heard = "error: " + m["error"]["message"] if "error" in m and m["error"] else "result"
-        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":%s}]},"error":null}\n' % (json.dumps(call), json.dumps(heard)))
+        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":%s}]}}\n' % (json.dumps(call), json.dumps(heard)))
     elif "id" in m:
         sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
     sys.stdout.flush()
@@ -583,15 +583,11 @@ for line in sys.stdin:
         let next = c.recv_json().await;
         assert_eq!(next["id"], i, "the client's answer was answered: {next}");
         let heard = next["result"]["content"][0]["text"].as_str().unwrap();
-        if i == 0 {
-            assert!(
-                heard.starts_with("error: mcp-audit-proxy refused the client's answer")
-                    && heard.contains("both"),
-                "{heard}"
-            );
-        } else {
-            assert_eq!(heard, "result");
-        }
+        assert!(
+            heard.starts_with("error: mcp-audit-proxy refused the client's answer")
+                && heard.contains("both"),
+            "{heard}"
+        );
     }
     assert!(c.finish().await.success());
     let ends: Vec<String> = pairs(&store.events())
@@ -641,6 +637,60 @@ for line in sys.stdin:
     for ((_, end), (flag, outcome)) in pairs.iter().zip(cases) {
         assert_eq!(end["result"], outcome, "isError {flag}: {end}");
     }
+}
+
+#[tokio::test]
+async fn every_late_answer_after_a_timeout_is_recorded_and_none_is_forwarded() {
+    // Found by a review: the first answer after a call timed out was recorded and held back,
+    // but a second one went to the client as an answer to no request, unrecorded.
+    let server = r#"
+import json, sys, time
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        time.sleep(0.6)
+        for text in ("late", "later"):
+            sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"%s"}]}}\n' % (json.dumps(m["id"]), text))
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 200\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(&call_line(json!(3), "echo", json!({"text": "x"})))
+        .await;
+    let timeout = c.recv_json().await;
+    assert_eq!(timeout["error"]["code"], -32001, "{timeout}");
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"sync\",\"method\":\"ping\"}\n")
+        .await;
+    let next = c.recv_json().await;
+    assert_eq!(
+        next["id"], "sync",
+        "a late answer reached the client: {next}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 3)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_access", "initiated"),
+            ("tool_failure", "timeout"),
+            ("tool_execution", "success"),
+            ("tool_execution", "success"),
+        ],
+        "{events:#?}"
+    );
 }
 
 #[tokio::test]

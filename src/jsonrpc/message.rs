@@ -87,15 +87,24 @@ impl RequestId {
         }
     }
 
-    /// Whether a number id is not written as an integer (`1.5`, `1.0`, `2e3`, `1e400`): MCP
-    /// requests carry a string or integer id (basic/index "Requests"), and SDK servers read
-    /// such a number as a float: the Python SDK drops the request or answers it with a null
-    /// id, the TypeScript SDK does so for a fraction or an infinite value; no client can
-    /// match either to its call. Integers of any size written in digits (`-0`,
-    /// `18446744073709551617`) are integers.
+    /// Whether a number id is a fraction (`1.5`, `25e-1`) or past what a double holds
+    /// (`1e400`): MCP requests carry a string or integer id (basic/index "Requests"), and
+    /// SDKs that check drop such a request or answer it with a null id, which no client can
+    /// match to its call. `1.0` and `2e3` are integers written otherwise (the TypeScript SDK
+    /// takes them; ids remapped by the pool never reach a server as sent), and large
+    /// integers are integers.
     pub fn is_not_integer(&self) -> bool {
         match self {
-            RequestId::Num(n) => n.text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')),
+            RequestId::Num(n) => match &n.key {
+                NumberKey::Int(_) => false,
+                // `[-]DIGITSeEXP`: a fraction when the exponent is negative.
+                NumberKey::Exact(canonical) => {
+                    canonical
+                        .rsplit_once('e')
+                        .is_some_and(|(_, exp)| exp.starts_with('-'))
+                        || n.text.parse::<f64>().map_or(true, |f| !f.is_finite())
+                }
+            },
             _ => false,
         }
     }
@@ -589,16 +598,7 @@ fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
     {
         return Err(fail("`params` must be an object or an array", id));
     }
-    // A `null` beside the other member is JSON-RPC 1.0's way of leaving it out (Go's
-    // net/rpc/jsonrpc and others still write `"error":null`): lenient peers (the Python SDK)
-    // read the other member, strict ones (the TypeScript SDK) drop the message; no peer reads
-    // the null as the answer, so neither does the proxy.
-    let (result, error) = match (env.result, env.error) {
-        (Some(r), Some(e)) if e.get() == "null" && r.get() != "null" => (Some(r), None),
-        (Some(r), Some(e)) if r.get() == "null" && e.get() != "null" => (None, Some(e)),
-        other => other,
-    };
-    match (env.method, result, error) {
+    match (env.method, env.result, env.error) {
         (Some(method), None, None) => match (env.id, id) {
             (None, _) => Ok(Message::Notification {
                 method,
@@ -745,10 +745,11 @@ mod fraction_tests {
             ("1.5", true),
             ("25e-1", true),
             ("-0.001", true),
-            ("1.0", true),
-            ("2e3", true),
-            ("1E0", true),
             ("1e400", true),
+            ("-1E400", true),
+            ("1.0", false),
+            ("2e3", false),
+            ("1E0", false),
             ("1", false),
             ("-0", false),
             ("18446744073709551617", false),
@@ -850,23 +851,14 @@ mod tests {
     }
 
     #[test]
-    fn a_null_beside_the_other_member_is_left_out_as_json_rpc_1_writes_it() {
-        fn body(line: &str) -> ResponseBody<'_> {
-            match single(line) {
-                Message::Response { body, .. } => body,
-                other => panic!("not a response: {other:?}"),
-            }
-        }
-        assert!(matches!(
-            body(r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]},"error":null}"#),
-            ResponseBody::Result(r) if r.get() == r#"{"content":[]}"#
-        ));
-        assert!(matches!(
-            body(r#"{"jsonrpc":"2.0","id":1,"result":null,"error":{"code":1,"message":"m"}}"#),
-            ResponseBody::Error(_)
-        ));
+    fn a_response_with_both_members_is_invalid_even_with_one_null() {
+        // JSON-RPC 1.0 writes `"error":null` beside a result: the Python SDK reads the
+        // result, the TypeScript SDK drops the message. Forwarded, the trail would say
+        // `success` while a TypeScript client waits on: refused instead (fail closed).
         for both in [
             r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"m"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]},"error":null}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":null,"error":{"code":1,"message":"m"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":null,"error":null}"#,
         ] {
             let err = parse(both.as_bytes()).map(|_| ()).unwrap_err();

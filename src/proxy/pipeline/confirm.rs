@@ -202,17 +202,9 @@ impl Pipeline {
         else {
             return None;
         };
-        let waiting = {
-            let mut st = self.state();
-            match st.awaiting.remove(ask) {
-                Some(w) => {
-                    st.forget_question(ask.clone());
-                    w
-                }
-                // Answered after the call ended (timeout, cancellation): not the server's.
-                None if st.asked_before.contains(ask) => return Some(Route::Taken),
-                None => return None,
-            }
+        let waiting = match self.take_question(ask) {
+            Ok(w) => w,
+            Err(ended_before) => return ended_before.then_some(Route::Taken),
         };
         let answer = match body {
             ResponseBody::Result(raw) => read_answer(raw.get()),
@@ -274,21 +266,29 @@ impl Pipeline {
     /// the call it held is blocked, as for an unreadable answer. `None`: `ask` is no question
     /// of the proxy's; a question that ended before is taken quietly.
     pub(super) fn unreadable_confirmation(&self, ask: &RequestId, why: &str) -> Option<Route> {
-        let waiting = {
-            let mut st = self.state();
-            match st.awaiting.remove(ask) {
-                Some(w) => {
-                    st.forget_question(ask.clone());
-                    w
-                }
-                None if st.asked_before.contains(ask) => return Some(Route::Taken),
-                None => return None,
-            }
+        let waiting = match self.take_question(ask) {
+            Ok(w) => w,
+            Err(ended_before) => return ended_before.then_some(Route::Taken),
         };
         let mut call = waiting.call;
         let how = format!("the client's answer was refused: {why}");
         call.confirmation = Some(format!("not confirmed: {how}"));
         Some(Route::ToClient(self.unconfirmed(&call, &how)))
+    }
+
+    /// The held call that the proxy's question `ask` is about, taken out of the session for
+    /// its answer. `Err(true)`: a question that ended before (timeout, cancellation: the late
+    /// answer is the proxy's to take, not the server's); `Err(false)`: no question of the
+    /// proxy's.
+    fn take_question(&self, ask: &RequestId) -> Result<Awaiting, bool> {
+        let mut st = self.state();
+        match st.awaiting.remove(ask) {
+            Some(w) => {
+                st.forget_question(ask.clone());
+                Ok(w)
+            }
+            None => Err(st.asked_before.contains(ask)),
+        }
     }
 
     /// Ends a held call that was not confirmed: recorded as `blocked`, answered with -32010.

@@ -443,9 +443,10 @@ impl Pipeline {
         }
         match self.audit.record(&event) {
             Ok(ack) => {
-                self.state()
-                    .answered
-                    .insert(answers.clone(), (call.clone(), event.event_id));
+                self.state().answered.insert(
+                    answers.clone(),
+                    (call.clone(), EndedEarly::Answered(event.event_id)),
+                );
                 Delivery::Forward {
                     ack,
                     ended: Some(Box::new(Ended {
@@ -500,24 +501,38 @@ impl Pipeline {
                 "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)".into()
             }
             EndedEarly::Answered(first) => format!(
-                "the server answered this call again after its answer (event {first}) had ended it; this answer was passed on to the client as the server sent it (the client no longer waits on the id)"
+                "the server answered this call again after its answer (event {first}) had ended it; this answer was passed on as the server sent it (the client no longer waits on the id)"
             ),
         });
         tracing::info!(request_id = %answers, "late answer recorded");
         let mut event = self.call_event(call, event_type, outcome, Some(meta));
         let rewritten = self.assess_end(call, answers, body, None, &mut event);
         let recorded = self.audit.record(&event);
+        // A further answer is as late as this one: recorded, and delivered or not alike.
+        let next = match why {
+            EndedEarly::Cancelled => EndedEarly::Answered(event.event_id),
+            other => other,
+        };
+        self.state()
+            .answered
+            .insert(answers.clone(), (call.clone(), next));
         match (why, recorded) {
             (EndedEarly::TimedOut | EndedEarly::Failed, _) => Delivery::Drop,
             // Like any answer: if it reaches no client (the gateway ended the cancelled
             // request's stream), that is recorded too.
-            (EndedEarly::Cancelled | EndedEarly::Answered(_), Ok(ack)) => Delivery::Forward {
+            (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
                 ack,
                 ended: Some(Box::new(Ended {
                     call: call.clone(),
                     end: event.event_id,
                     answers: answers.clone(),
                 })),
+                rewritten,
+            },
+            // No client waits on it: that it reaches none is no news.
+            (EndedEarly::Answered(_), Ok(ack)) => Delivery::Forward {
+                ack,
+                ended: None,
                 rewritten,
             },
             (EndedEarly::Cancelled | EndedEarly::Answered(_), Err(e)) => {

@@ -388,12 +388,13 @@ struct State {
     /// one of their ids is forged or confused, and is dropped. The oldest forgotten past
     /// [`MAX_ENDED`].
     withheld: Recent<()>,
-    /// Calls the server answered, by the id of the answer, with that answer's end event: a
-    /// second answer with the id is recorded as a late answer ([`EndedEarly::Answered`]).
+    /// Calls the server answered, by the id of the answer, with how a further answer is
+    /// taken: after a first answer ([`EndedEarly::Answered`], with its end event), or after a
+    /// late one (as that one was). A further answer is recorded as a late answer.
     /// Not an id in use: a client reusing it starts a new call, which a later answer ends
     /// (MCP forbids the reuse, but refusing it would change what a client can see).
     /// The oldest forgotten past [`MAX_ENDED`].
-    answered: Recent<(Call, EventId)>,
+    answered: Recent<(Call, EndedEarly)>,
 }
 
 /// What a server response answers.
@@ -500,7 +501,7 @@ impl State {
         // Kept: a third answer is as late as the second.
         self.answered
             .get(id)
-            .map(|(call, end)| Answered::Ended(call.clone(), EndedEarly::Answered(*end)))
+            .map(|(call, why)| Answered::Ended(call.clone(), *why))
     }
 
     fn version_for(&self, meta_version: Option<&str>) -> (Option<String>, Era) {
@@ -759,7 +760,14 @@ impl Pipeline {
         }
         match msg {
             Message::Request { id, method, params } => {
-                if self.state().id_in_use(id) {
+                let in_use = {
+                    let mut st = self.state();
+                    // A new request by an answered call's id: answers with that id are its
+                    // from now on (a held call's, a forged one for it, are never forwarded).
+                    st.answered.remove(id);
+                    st.id_in_use(id)
+                };
+                if in_use {
                     let reason = format!("request id {id} is already in use in this session");
                     tracing::warn!(request_id = %id, "request with an id in use refused");
                     let event = (method == TOOLS_CALL)

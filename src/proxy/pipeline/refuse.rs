@@ -29,18 +29,18 @@ impl Pipeline {
         }
     }
 
-    /// Refuses and records a `tools/call` whose id is a number not written as an integer
-    /// (`1.5`, `1e2`, `1e400`; [`RequestId::is_not_integer`]): SDK servers drop it or answer
-    /// with a null id, which no client can match to its call (it waited for the call timeout).
+    /// Refuses and records a `tools/call` whose id is a fraction or past a double (`1.5`,
+    /// `1e400`; [`RequestId::is_not_integer`]): SDK servers drop it or answer with a null
+    /// id, which no client can match to its call (it waited for the call timeout).
     pub(super) fn refuse_not_integer_id(
         &self,
         id: &RequestId,
         params: Option<&RawValue>,
     ) -> Refusal {
         let reason = format!(
-            "request id {id} is not written as an integer; MCP requests carry a string or integer id, and SDK servers read this one as a float: they drop the request or answer it with a null id, which no client can match to its call; it was not forwarded"
+            "request id {id} is not an integer a server can read (a fraction, or past what a double holds); MCP requests carry a string or integer id, and SDK servers drop such a request or answer it with a null id, which no client can match to its call; it was not forwarded"
         );
-        tracing::warn!(request_id = %id, "tools/call with an id not written as an integer refused");
+        tracing::warn!(request_id = %id, "tools/call with an id that is no readable integer refused");
         let event = self.refuse_call(Some(id), params, Side::Client, INVALID_REQUEST, &reason);
         Refusal {
             extra: None,
@@ -451,7 +451,23 @@ impl Pipeline {
                         Route::ToServer(Outbound::now(error.line()))
                     })
                 })
-                .collect();
+                .collect::<Vec<Route>>();
+            let mut routes = routes;
+            // Over HTTP the POST that carried it must fail (MCP Streamable HTTP: a response
+            // the server cannot accept gets an HTTP error): an error with a null id, which
+            // answers no request, is the body of its 400.
+            if self.info.auth_method != STDIO {
+                routes.push(Route::ToClient(Outbound::now(
+                    Refusal {
+                        extra: None,
+                        id: None,
+                        code,
+                        message: format!("mcp-audit-proxy refused the message: {why}"),
+                        event: None,
+                    }
+                    .line(),
+                )));
+            }
             return Route::of(routes);
         }
         let events = self.record_refused(found, code, &format!("the message was refused: {why}"));
