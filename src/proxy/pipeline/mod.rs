@@ -330,10 +330,8 @@ enum EndedEarly {
     /// The proxy failed it with an error of its own (its request could not be written to the
     /// server, or the server's answer was refused); another answer must not reach the client.
     Failed,
-    /// The server already answered it (that answer's end event): a second answer is a
-    /// protocol fault of the server's, passed on as the server sent it (a client ignores a
-    /// response to an id it no longer waits on) and recorded, since a result that reaches
-    /// the client must be in the trail.
+    /// The server already answered it (that end event): another answer is passed on as sent
+    /// (a client ignores an id it no longer waits on) and recorded, as it reaches the client.
     Answered(EventId),
 }
 
@@ -388,12 +386,9 @@ struct State {
     /// one of their ids is forged or confused, and is dropped. The oldest forgotten past
     /// [`MAX_ENDED`].
     withheld: Recent<()>,
-    /// Calls the server answered, by the id of the answer, with how a further answer is
-    /// taken: after a first answer ([`EndedEarly::Answered`], with its end event), or after a
-    /// late one (as that one was). A further answer is recorded as a late answer.
-    /// Not an id in use: a client reusing it starts a new call, which a later answer ends
-    /// (MCP forbids the reuse, but refusing it would change what a client can see).
-    /// The oldest forgotten past [`MAX_ENDED`].
+    /// Calls the server answered, by the answer's id, with how a further answer (recorded as
+    /// a late one) is taken. Not ids in use: a client may reuse one for a new request (MCP
+    /// forbids it; refusing would change what it sees). The oldest forgotten past [`MAX_ENDED`].
     answered: Recent<(Call, EndedEarly)>,
 }
 
@@ -762,8 +757,8 @@ impl Pipeline {
             Message::Request { id, method, params } => {
                 let in_use = {
                     let mut st = self.state();
-                    // A new request by an answered call's id: answers with that id are its
-                    // from now on (a held call's, a forged one for it, are never forwarded).
+                    // Answers with this id are the new request's (forged ones for a held call
+                    // are dropped).
                     st.answered.remove(id);
                     st.id_in_use(id)
                 };
