@@ -1026,3 +1026,61 @@ async fn a_server_that_cannot_start_is_a_502_with_the_requests_id_and_no_server_
         );
     }
 }
+
+/// A JWT whose `sub` is an API key's user name is another principal: it cannot use that
+/// user's session (or, sessionless, share its server). Before the fix the session was bound
+/// to the name alone, so an identity provider's subject "alice" reached the API key user
+/// alice's server state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_subject_named_like_an_api_key_user_cannot_use_that_users_session() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let keys = tempfile::tempdir().unwrap();
+    let secret = "a-shared-secret-of-at-least-thirty-two-bytes";
+    let secret_file = keys.path().join("jwt.secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let gw = Gateway::start(&format!(
+        "[gateway.jwt]\nissuer = \"https://idp\"\naudience = \"https://gw\"\nalgorithms = [\"HS256\"]\nsecret_file = {:?}\n",
+        secret_file.display().to_string()
+    ));
+    let url = gw.endpoint();
+    let now = jsonwebtoken::get_current_timestamp();
+    let token = encode(
+        &Header::default(),
+        &serde_json::json!({"sub": "alice", "iss": "https://idp", "aud": "https://gw", "exp": now + 300}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    // The token is good: it opens a session of its own.
+    let mine = raw_session(&url, &token).await;
+    let (status, _, body) = post(&url, Some(&token), Some(&mine), list, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // Each principal's session is "not found" to the other, whatever the names.
+    let alice = raw_session(&url, ALICE_KEY).await;
+    let (status, _, body) = post(&url, Some(&token), Some(&alice), list, &[]).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&mine), list, &[]).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&alice), list, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // The trail still names both by their user name, with the method that tells them apart.
+    let methods: Vec<(String, String)> = gw
+        .events()
+        .iter()
+        .filter(|e| e["result"] == "refused" && e["metadata"]["http"]["status_code"] == 404)
+        .map(|e| {
+            (
+                e["user_id"].as_str().unwrap_or("").to_string(),
+                e["metadata"]["auth_method"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        methods.contains(&("alice".into(), "jwt".into()))
+            && methods.contains(&("alice".into(), "api_key".into())),
+        "{methods:?}"
+    );
+}

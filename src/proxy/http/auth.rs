@@ -14,12 +14,22 @@ use crate::config::{GatewayConfig, JwtSettings};
 /// The authenticated caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Principal {
-    /// Recorded as `user_id`; sessions are bound to it.
+    /// Recorded as `user_id`; sessions are bound to it together with `method`.
     pub(crate) user_id: String,
     /// Recorded with the request.
     pub(crate) roles: Vec<String>,
-    /// `api_key` or `anonymous`.
+    /// `api_key`, `jwt`, `client_cert` or `anonymous`.
     pub(crate) method: &'static str,
+}
+
+impl Principal {
+    /// Whose sessions, shared children and MRTR rounds these are: the method and the name,
+    /// as `method:user_id`. A JWT whose `sub` equals an API key's user is another principal:
+    /// its issuer names its subjects, the config names the keys' users, and neither may
+    /// reach the other's server state.
+    pub(crate) fn key(&self) -> String {
+        format!("{}:{}", self.method, self.user_id)
+    }
 }
 
 /// Why a request is refused before it reaches a session; each becomes an audit event.

@@ -641,7 +641,8 @@ fn tls_acceptor(
 }
 
 impl Gateway {
-    /// The MRTR rounds of `user`'s sessionless requests on `upstream`.
+    /// The MRTR rounds of `user`'s sessionless requests on `upstream` (`user`: the principal's
+    /// key, `method:user_id`).
     fn rounds_of(&self, user: &str, upstream: &str) -> crate::proxy::pipeline::SharedRounds {
         let mut all = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
         // Principals come and go (JWT subjects): an entry no request holds and that remembers

@@ -427,7 +427,7 @@ impl McpRequest<'_> {
         let id = String::from_utf8_lossy(v.as_bytes()).into_owned();
         let found = self.gateway.sessions().get(&id).cloned();
         match found {
-            Some(s) if s.user_id == self.principal.user_id && s.upstream == self.upstream.name => {
+            Some(s) if s.owner == self.principal.key() && s.upstream == self.upstream.name => {
                 Ok(Some(s))
             }
             // Another principal's session is "not found" to this one: no oracle for ids.
@@ -942,10 +942,8 @@ impl McpRequest<'_> {
             None
         } else {
             let sessions = self.gateway.sessions();
-            let mine = sessions
-                .values()
-                .filter(|s| s.user_id == self.principal.user_id)
-                .count();
+            let owner = self.principal.key();
+            let mine = sessions.values().filter(|s| s.owner == owner).count();
             // Every running server counts, a sessionless request's included: the cap bounds
             // the processes, not only the table.
             if sessions.len().max(self.gateway.live_sessions()) >= g.max_sessions {
@@ -989,7 +987,7 @@ impl McpRequest<'_> {
             match self
                 .gateway
                 .pool
-                .lease(self.upstream, &self.principal.user_id, room)
+                .lease(self.upstream, &self.principal.key(), room)
             {
                 Ok(lease) => Some(lease),
                 Err(e) => {
@@ -1044,10 +1042,10 @@ impl McpRequest<'_> {
         // answers are the principal's on this upstream, not one request's.
         let rounds = (!keep).then(|| {
             self.gateway
-                .rounds_of(&self.principal.user_id, &self.upstream.name)
+                .rounds_of(&self.principal.key(), &self.upstream.name)
         });
         let gateway = Arc::downgrade(self.gateway);
-        let user = self.principal.user_id.clone();
+        let owner = self.principal.key();
         self.gateway
             .session_tasks
             .lock()
@@ -1077,7 +1075,7 @@ impl McpRequest<'_> {
             };
             let name = upstream.name.clone();
             let result = run_session(setup, move |door: ClientDoor| {
-                let (session, dispatcher) = Session::start(session_id.clone(), user, name, door);
+                let (session, dispatcher) = Session::start(session_id.clone(), owner, name, door);
                 let _ = give.send(session);
                 dispatcher
             })

@@ -388,8 +388,9 @@ impl Shared {
 pub(crate) struct Session {
     /// `Mcp-Session-Id`, also the audit `session_id`.
     pub(crate) id: String,
-    /// The principal that created it; no other may use it.
-    pub(crate) user_id: String,
+    /// The principal that created it, as `Principal::key` (`method:user_id`); no other may
+    /// use it.
+    pub(crate) owner: String,
     pub(crate) upstream: String,
     pub(crate) pipeline: Arc<Pipeline>,
     routes: Mutex<Option<Routes>>,
@@ -402,13 +403,13 @@ impl Session {
     /// dispatcher.
     pub(crate) fn start(
         id: String,
-        user_id: String,
+        owner: String,
         upstream: String,
         door: ClientDoor,
     ) -> (Arc<Session>, tokio::task::JoinHandle<()>) {
         let session = Arc::new(Session {
             id,
-            user_id,
+            owner,
             upstream,
             pipeline: door.pipeline.clone(),
             routes: Mutex::new(Some(door.routes)),

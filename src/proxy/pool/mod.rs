@@ -125,7 +125,8 @@ impl Pool {
         self.started.load(Ordering::Relaxed)
     }
 
-    /// A place on a child of `user`'s pool for `upstream`: an idle child, else a new one if
+    /// A place on a child of `user`'s pool for `upstream` (`user`: the principal's key,
+    /// `method:user_id`, so a JWT subject and an API key's user of the same name share nothing): an idle child, else a new one if
     /// the pool may grow and `room` says the gateway may run one more server, else the least
     /// busy child below `gateway.pool_max_in_flight`.
     pub(crate) fn lease(
