@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{LineClient, TestStore, call_line, example_server, initialized, pairs};
+use common::{LineClient, TestStore, call_line, example_server, initialized, kinds_of, pairs};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -671,16 +671,7 @@ for line in sys.stdin:
     );
     assert!(c.finish().await.success());
     let events = store.events();
-    let kinds: Vec<(&str, &str)> = events
-        .iter()
-        .filter(|e| e["metadata"]["request_id"] == 3)
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap(),
-                e["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let kinds = kinds_of(&events, 3);
     assert_eq!(
         kinds,
         [
@@ -726,16 +717,7 @@ for line in sys.stdin:
     );
     assert!(c.finish().await.success());
     let events = store.events();
-    let of_call: Vec<(&str, &str)> = events
-        .iter()
-        .filter(|e| e["metadata"]["request_id"] == 5)
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap(),
-                e["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let of_call = kinds_of(&events, 5);
     assert_eq!(
         of_call,
         [
@@ -754,5 +736,51 @@ for line in sys.stdin:
             .as_str()
             .is_some_and(|r| r.contains("already failed")),
         "{late:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_dies_in_the_middle_of_an_answer_ends_its_call_with_server_exit() {
+    // Found by a hostile pass (crash mid-line): a server that wrote half of its answer and
+    // died had the call recorded as `refused` (an answer the proxy refused), not as the
+    // server's exit, and the client got a refusal it would not have got from the server.
+    // The cut bytes are no message: the call ends with the server, as any call in flight
+    // does (the client sees the server go away, and the proxy exits with its status).
+    let server = r#"
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"te' % json.dumps(m["id"]))
+        sys.stdout.flush()
+        os._exit(3)
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+        sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(&call_line(json!(4), "echo", json!({"text": "cut"})))
+        .await;
+    assert_eq!(c.recv().await, None, "the client sees the server go away");
+    assert_eq!(c.finish().await.code(), Some(3));
+    let events = store.events();
+    assert_eq!(
+        kinds_of(&events, 4),
+        vec![
+            ("tool_access", "initiated"),
+            ("tool_failure", "server_exit")
+        ],
+        "{events:#?}"
+    );
+    let end = events
+        .iter()
+        .find(|e| e["metadata"]["request_id"] == 4 && e["event_type"] == "tool_failure")
+        .unwrap();
+    assert!(
+        end["metadata"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("exited")),
+        "{end:#}"
     );
 }

@@ -1084,3 +1084,108 @@ async fn a_jwt_subject_named_like_an_api_key_user_cannot_use_that_users_session(
         "{methods:?}"
     );
 }
+
+/// The client declines (or cancels, or unticks) the confirmation of a held call in a 2025
+/// session. Found by a hostile pass with the Python and TypeScript SDKs: the call's -32010
+/// came back as the 400 body of the POST that carried the client's answer, and the call's
+/// own stream never got an answer (the SDKs timed out; the trail said `blocked`). The
+/// answer's POST is accepted (202) and the call's stream carries its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_confirmation_answers_the_held_call_on_its_own_stream() {
+    use std::time::Duration;
+    let gw = Gateway::start(
+        r#"
+[risk]
+confirm_timeout_ms = 20000
+[risk.actions]
+high = "confirm"
+[[risk.rule]]
+name = "shell in echo"
+tools = ["echo"]
+pointer = "/text"
+detect = "shell_metacharacters"
+level = "high"
+"#,
+    );
+    let url = gw.endpoint();
+    for (n, answer) in [
+        r#"{"action":"decline"}"#,
+        r#"{"action":"cancel"}"#,
+        r#"{"action":"accept","content":{"confirm":false}}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let init = INIT.replace(
+            r#""capabilities":{}"#,
+            r#""capabilities":{"elicitation":{}}"#,
+        );
+        let (status, headers, body) = post(&url, Some(ALICE_KEY), None, &init, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&session), initialized, &[]).await;
+        assert_eq!(status, 202);
+        let mut held = http()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {ALICE_KEY}"))
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a; b"}}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(held.status().as_u16(), 200);
+        let mut streamed = String::new();
+        let read = |streamed: &String| -> Vec<Value> {
+            streamed
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter_map(|d| serde_json::from_str(d.trim()).ok())
+                .collect()
+        };
+        let question = loop {
+            if let Some(q) = read(&streamed)
+                .into_iter()
+                .find(|m| m["method"] == "elicitation/create")
+            {
+                break q;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), held.chunk())
+                .await
+                .expect("the question in time")
+                .unwrap()
+                .expect("the stream open until the question");
+            streamed.push_str(&String::from_utf8_lossy(&chunk));
+        };
+        let reply = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"result":{answer}}}"#,
+            question["id"]
+        );
+        let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), &reply, &[]).await;
+        assert_eq!(status, 202, "answer {n}: {body}");
+        assert!(body.is_empty(), "answer {n}: {body}");
+        let error = loop {
+            if let Some(a) = read(&streamed).into_iter().find(|m| m["id"] == 7) {
+                break a;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), held.chunk())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("answer {n}: the call's error on its stream: {streamed}")
+                })
+                .unwrap()
+                .expect("the stream open until the call's answer");
+            streamed.push_str(&String::from_utf8_lossy(&chunk));
+        };
+        assert_eq!(error["error"]["code"], -32010, "answer {n}: {error}");
+    }
+    let blocked = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["tool_name"] == "echo" && e["result"] == "blocked")
+        .count();
+    assert_eq!(blocked, 3);
+}

@@ -6,7 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Era, LineClient, TestStore, args, call_line, connect, example_server, initialized, pairs,
+    Era, LineClient, TestStore, args, call_line, connect, example_server, initialized, kinds_of,
+    pairs,
 };
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -804,16 +805,7 @@ for line in sys.stdin:
         .unwrap();
     assert!(status.code().is_some(), "{status:?}");
     let events = store.events();
-    let kinds: Vec<(&str, &str)> = events
-        .iter()
-        .filter(|e| e["metadata"]["request_id"] == 2)
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap(),
-                e["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let kinds = kinds_of(&events, 2);
     assert_eq!(
         kinds,
         [

@@ -137,6 +137,28 @@ async fn tools_the_caller_may_never_call_are_hidden_and_blocked() {
 }
 
 #[tokio::test]
+async fn shadow_mode_hides_no_tool_from_tools_list() {
+    // Found by a hostile pass: in shadow mode a tool the caller may not call was still
+    // hidden from tools/list (while its calls were forwarded as `would_block`): the list the
+    // model saw changed while the policy was only being tried out.
+    let store = TestStore::new(
+        "[risk]\nshadow = true\n[[risk.tool]]\nmatch = \"cra*\"\ndeny_users = [\"tester\"]\n",
+    );
+    let mut c = common::initialized(&store).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n")
+        .await;
+    let list = c.recv_json().await;
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"crash"), "{names:?}");
+    assert!(c.finish().await.success());
+}
+
+#[tokio::test]
 async fn duplicate_argument_keys_are_refused_fail_closed() {
     let store = TestStore::new("");
     let (mut c, received) = spawn_recorded(&store);

@@ -719,3 +719,43 @@ async fn commands_that_only_read_the_store_need_only_the_public_key() {
     let out = run(&["stdio", "--config", &config, "--", "true"], dir);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[tokio::test]
+async fn with_a_key_a_journal_no_signed_checkpoint_covers_is_a_finding() {
+    // Found by a hostile pass: a journal rewritten whole (chain recomputed) with its
+    // checkpoints file removed, or written by a proxy run without the signing key, verified
+    // as intact with the key given, and `events` showed the forgery. With a key, a stopped
+    // journal that no checkpoint signed by it covers proves nothing: a finding, exit 1.
+    let t = trail(3).await;
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 0, "untouched: {out}");
+    std::fs::remove_file(t.journal_dir().join("checkpoints")).unwrap();
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unsigned"), "{out}");
+    assert!(out.contains("it has no checkpoints"), "{out}");
+
+    // A store written without any key: its checkpoints are unsigned. Without a key that is a
+    // note (they show accidental cuts); checked against a public key, a finding.
+    let plain = TestStore::new("");
+    let mut c = LineClient::spawn(plain.proxied_example());
+    c.initialize().await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "x"})))
+        .await;
+    c.recv_response(&json!(1)).await;
+    assert!(c.finish().await.success());
+    let config = plain.config.to_str().unwrap().to_string();
+    let out = run(&["verify", "--config", &config], plain.dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let public = t.public.to_str().unwrap().to_string();
+    let out = run(
+        &["verify", "--config", &config, "--public-key", &public],
+        plain.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("checkpoint(s) are unsigned"),
+        "{}",
+        text(&out)
+    );
+}

@@ -42,7 +42,7 @@ use crate::audit::event::Outcome;
 use crate::audit::writer::AuditSink;
 use crate::config::Config;
 use crate::error::Side;
-use crate::jsonrpc::{FrameError, LineFramer};
+use crate::jsonrpc::{FrameError, LineFramer, message};
 
 /// Messages queued per direction before readers wait (backpressure).
 const QUEUE: usize = 1024;
@@ -738,7 +738,20 @@ async fn reader(
         match read {
             Ok(0) => {
                 if let Some(frame) = framer.finish().transpose() {
-                    routes.send(route(&pipeline, from, frame)).await;
+                    match frame {
+                        // A server that dies (or closes its output) in the middle of a
+                        // message: the calls it may have been answering end with it
+                        // (`server_exit`), not as answers the proxy refused.
+                        Ok(cut) if from == Peer::Server && message::parse(&cut).is_err() => {
+                            tracing::warn!(
+                                bytes = cut.len(),
+                                "the server's output ended in the middle of a message; its calls in flight end with the server"
+                            );
+                        }
+                        frame => {
+                            routes.send(route(&pipeline, from, frame)).await;
+                        }
+                    }
                 }
                 tracing::info!(peer, "input closed");
                 return true;

@@ -17,6 +17,8 @@
 //! |               | segment, or records after the writer's final checkpoint                   |
 //! | `truncated`   | the journal ends before a checkpoint's `seq`, or a segment is cut short   |
 //! | `bad_signature` | a checkpoint whose signature does not verify with the given key         |
+//! | `unsigned`    | a key was given, and no checkpoint signed by it covers any record of a     |
+//! |               | stopped journal (checkpoints removed, or written without a key)          |
 //!
 //! Not tampering, and said as such (notes): a torn tail that recovery cut off after a crash
 //! and saved aside (`NNN.journal.torn-OFFSET`: the cut bytes are kept, and a checkpoint can
@@ -66,6 +68,8 @@ pub enum Kind {
     Truncated,
     /// A checkpoint's signature does not verify.
     BadSignature,
+    /// A key was given, and no checkpoint signed by it covers a stopped journal's records.
+    Unsigned,
 }
 
 impl Kind {
@@ -78,6 +82,7 @@ impl Kind {
             Kind::Inserted => "inserted",
             Kind::Truncated => "truncated",
             Kind::BadSignature => "bad_signature",
+            Kind::Unsigned => "unsigned",
         }
     }
 }
@@ -736,7 +741,43 @@ fn verify_journal(
         );
         walk.borrow_mut().segment_end(n, at.offset, newest)?;
     }
-    walk.into_inner().finish()
+    let (mut report, ids) = walk.into_inner().finish()?;
+    if key.is_some() {
+        unsigned_journal(&mut report, dir, id);
+    }
+    Ok((report, ids))
+}
+
+/// With a key to check against, a stopped journal none of whose records a checkpoint signed
+/// by that key covers is a finding ([`Kind::Unsigned`]), not a note: whoever can write the
+/// store can rewrite such a journal whole, recompute its chain and remove (or never write)
+/// its checkpoints, and nothing would show it. (A journal with signed checkpoints keeps the
+/// documented limit: records after its last one are a note when its writer did not stop
+/// cleanly.) A running writer has not reached its first checkpoint yet: a note, as before.
+fn unsigned_journal(report: &mut ChainReport, dir: &Path, id: JournalId) {
+    if report.chained == 0 || report.signed > 0 || id == JournalId::LEGACY {
+        return;
+    }
+    let running = journals::try_lock(dir.parent().unwrap_or(dir), id)
+        .ok()
+        .flatten()
+        .is_none();
+    if running {
+        return;
+    }
+    let unsigned = match report.unsigned {
+        0 => "it has no checkpoints".to_string(),
+        n => format!("its {n} checkpoint(s) are unsigned"),
+    };
+    report.findings.push(Finding {
+        kind: Kind::Unsigned,
+        place: Place::Checkpoint { line: 1 },
+        seq: None,
+        detail: format!(
+            "none of its {} record(s) is covered by a checkpoint signed by the given key: {unsigned} (removed, written by a proxy without audit.signing_key_file, or its writer was killed before its first checkpoint); nothing shows these records are the ones written",
+            report.chained
+        ),
+    });
 }
 
 /// One journal's chain walk, fed its segments' records in order by whoever reads them:

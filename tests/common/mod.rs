@@ -362,6 +362,21 @@ pub fn call_line(id: Value, tool: &str, arguments: Value) -> Vec<u8> {
     line
 }
 
+/// `(event_type, result)` of each event of the request with this (integer) id, in trail order.
+#[allow(dead_code)]
+pub fn kinds_of(events: &[Value], id: i64) -> Vec<(&str, &str)> {
+    events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == id)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap_or("?"),
+                e["result"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect()
+}
+
 /// Groups events by `event_type` and checks every tools/call has exactly one access and one
 /// end event, linked both ways; returns (access, end) pairs in access order.
 pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {

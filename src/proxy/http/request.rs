@@ -846,8 +846,18 @@ impl McpRequest<'_> {
             // refused): the pipeline's own answers are this POST's answer.
             let mut answers = Vec::new();
             let rest = take_answers(route, &mut answers);
-            if let Some(rest) = rest {
-                routes.send(rest).await;
+            // An answer to a request waiting on another stream goes there (a call held for
+            // confirmation that this POST's answer declined: its -32010 is the call's, not
+            // this POST's); this POST, a response the proxy took, is then accepted (202).
+            let (elsewhere, answers): (Vec<_>, Vec<_>) =
+                answers.into_iter().partition(|a| session.awaited(&a.bytes));
+            let sent = sent + elsewhere.len();
+            let rest: Vec<Route> = rest
+                .into_iter()
+                .chain(elsewhere.into_iter().map(Route::ToClient))
+                .collect();
+            if !rest.is_empty() {
+                routes.send(Route::Many(rest)).await;
             }
             let mut lines = Vec::new();
             for a in answers {

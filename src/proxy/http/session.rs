@@ -515,6 +515,18 @@ impl Session {
     }
 
     /// Forgets the waits of a POST whose requests were never forwarded.
+    /// Whether `line` is a response to a request that waits on one of this session's
+    /// streams (exactly, or by [`twin`]): such an answer, made while the proxy handled
+    /// another POST (a confirmation declined by the client's answer), goes to that stream.
+    pub(crate) fn awaited(&self, line: &[u8]) -> bool {
+        let Ok(Parsed::Single(Message::Response { id: Some(id), .. })) = message::parse(line)
+        else {
+            return false;
+        };
+        let sh = self.shared();
+        sh.waiting.contains_key(&id) || twin(sh.waiting.keys(), &id).is_some()
+    }
+
     pub(crate) fn unwait(&self, ids: &[RequestId]) {
         let mut sh = self.shared();
         for id in ids {

@@ -427,6 +427,13 @@ impl Pipeline {
         code: i64,
         why: &str,
     ) -> Route {
+        let refusal = |id: Option<RequestId>, event: Option<EventId>| Refusal {
+            extra: None,
+            id,
+            code,
+            message: format!("mcp-audit-proxy refused the message: {why}"),
+            event,
+        };
         // Only answers (to the server's requests, or to the proxy's own question): JSON-RPC
         // never answers a response, and the client may have a request of its own with that
         // id, which the error would seem to answer. The request each one answers is told
@@ -457,27 +464,11 @@ impl Pipeline {
             // the server cannot accept gets an HTTP error): an error with a null id, which
             // answers no request, is the body of its 400.
             if self.info.auth_method != STDIO {
-                routes.push(Route::ToClient(Outbound::now(
-                    Refusal {
-                        extra: None,
-                        id: None,
-                        code,
-                        message: format!("mcp-audit-proxy refused the message: {why}"),
-                        event: None,
-                    }
-                    .line(),
-                )));
+                routes.push(Route::ToClient(Outbound::now(refusal(None, None).line())));
             }
             return Route::of(routes);
         }
         let events = self.record_refused(found, code, &format!("the message was refused: {why}"));
-        let refusal = |id: Option<RequestId>, event: Option<EventId>| Refusal {
-            extra: None,
-            id,
-            code,
-            message: format!("mcp-audit-proxy refused the message: {why}"),
-            event,
-        };
         let mut answers: Vec<Route> = found
             .iter()
             .zip(&events)

@@ -136,10 +136,12 @@ impl Pipeline {
     }
 
     /// A `tools/list` response without the tools this caller may never call, so agents do not
-    /// try them; `None` when nothing is hidden.
+    /// try them; `None` when nothing is hidden. In shadow mode nothing is hidden: shadow lets
+    /// everything through (the calls to such a tool are forwarded and recorded `would_block`),
+    /// so the list the client sees must not change while a policy is tried out.
     pub(super) fn filter_tools(&self, id: &RequestId, result: &RawValue) -> Option<String> {
         let policy = self.policy.current();
-        if !policy.enabled || !policy.restricts_tools() {
+        if !policy.enabled || policy.shadow || !policy.restricts_tools() {
             return None;
         }
         let mut value: Value = serde_json::from_str(result.get()).ok()?;
