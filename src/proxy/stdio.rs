@@ -42,7 +42,7 @@ use crate::audit::event::Outcome;
 use crate::audit::writer::AuditSink;
 use crate::config::Config;
 use crate::error::Side;
-use crate::jsonrpc::{FrameError, LineFramer, message};
+use crate::jsonrpc::{FrameError, LineFramer};
 
 /// Messages queued per direction before readers wait (backpressure).
 const QUEUE: usize = 1024;
@@ -742,7 +742,11 @@ async fn reader(
                         // A server that dies (or closes its output) in the middle of a
                         // message: the calls it may have been answering end with it
                         // (`server_exit`), not as answers the proxy refused.
-                        Ok(cut) if from == Peer::Server && message::parse(&cut).is_err() => {
+                        Ok(cut)
+                            if from == Peer::Server
+                                && serde_json::from_slice::<serde::de::IgnoredAny>(&cut)
+                                    .is_err_and(|e| e.is_eof()) =>
+                        {
                             tracing::warn!(
                                 bytes = cut.len(),
                                 "the server's output ended in the middle of a message; its calls in flight end with the server"

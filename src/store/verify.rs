@@ -741,11 +741,7 @@ fn verify_journal(
         );
         walk.borrow_mut().segment_end(n, at.offset, newest)?;
     }
-    let (mut report, ids) = walk.into_inner().finish()?;
-    if key.is_some() {
-        unsigned_journal(&mut report, dir, id);
-    }
-    Ok((report, ids))
+    walk.into_inner().finish()
 }
 
 /// With a key to check against, a stopped journal none of whose records a checkpoint signed
@@ -758,10 +754,12 @@ fn unsigned_journal(report: &mut ChainReport, dir: &Path, id: JournalId) {
     if report.chained == 0 || report.signed > 0 || id == JournalId::LEGACY {
         return;
     }
-    let running = journals::try_lock(dir.parent().unwrap_or(dir), id)
-        .ok()
-        .flatten()
-        .is_none();
+    // Running only when another process holds its lock: a lock that cannot be opened
+    // (a read-only copy, a changed LOCK file) hides nothing.
+    let running = matches!(
+        journals::try_lock(dir.parent().unwrap_or(dir), id),
+        Ok(None)
+    );
     if running {
         return;
     }
@@ -803,6 +801,8 @@ pub(crate) struct JournalWalk {
     previous: Option<u64>,
     /// Whether no segment was listed.
     none: bool,
+    /// Whether a key was given to check the checkpoints with ([`unsigned_journal`]).
+    keyed: bool,
 }
 
 impl JournalWalk {
@@ -845,6 +845,7 @@ impl JournalWalk {
             legacy: 0,
             previous: None,
             none: segments.is_empty(),
+            keyed: key.is_some(),
         })
     }
 
@@ -984,6 +985,7 @@ impl JournalWalk {
             seen_chained,
             legacy,
             none,
+            keyed,
             ..
         } = self;
         let dir = dir.as_path();
@@ -1032,7 +1034,11 @@ impl JournalWalk {
         if walker.report.legacy == 0 && none {
             walker.report.notes.push("no segments".into());
         }
-        Ok(walker.finish(end))
+        let (mut report, ids) = walker.finish(end);
+        if keyed {
+            unsigned_journal(&mut report, dir, id);
+        }
+        Ok((report, ids))
     }
 }
 

@@ -1306,7 +1306,7 @@ async fn route(
         body: std::sync::OnceLock::new(),
     };
     let max = gateway.config.gateway.max_connections_per_principal;
-    if !conn.admit(&gateway.connections, &principal.user_id, max) {
+    if !conn.admit(&gateway.connections, &principal.key(), max) {
         let reason = format!(
             "{} has {max} connections open to this gateway (gateway.max_connections_per_principal); reuse connections or close some",
             principal.user_id
@@ -1326,7 +1326,7 @@ async fn route(
     let slot = match *req.method() {
         Method::POST | Method::GET => {
             let max = gateway.config.gateway.max_streams_per_principal;
-            match PrincipalSlot::take(&gateway.streams, &principal.user_id, max) {
+            match PrincipalSlot::take(&gateway.streams, &principal.key(), max) {
                 Some(slot) => Some(slot),
                 None => {
                     let reason = format!(

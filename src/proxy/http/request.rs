@@ -39,6 +39,9 @@ struct Inspected {
     cancelled: Vec<RequestId>,
     /// The progress tokens its requests name, with the request of each (token, request).
     progress: Vec<(RequestId, RequestId)>,
+    /// The body parsed, and holds responses only (the client's answers to the server's or
+    /// the proxy's requests).
+    only_responses: bool,
 }
 
 fn inspect(parsed: &Parsed<'_>) -> Inspected {
@@ -62,6 +65,15 @@ fn inspect(parsed: &Parsed<'_>) -> Inspected {
             }
         }
         Message::Response { .. } => {}
+    };
+    out.only_responses = match parsed {
+        Parsed::Single(m) => matches!(m, Message::Response { .. }),
+        Parsed::Batch(items) => {
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|i| matches!(i.message, Ok(Message::Response { .. })))
+        }
     };
     match parsed {
         Parsed::Single(m) => see(m),
@@ -849,13 +861,19 @@ impl McpRequest<'_> {
             // An answer to a request waiting on another stream goes there (a call held for
             // confirmation that this POST's answer declined: its -32010 is the call's, not
             // this POST's); this POST, a response the proxy took, is then accepted (202).
-            let (elsewhere, answers): (Vec<_>, Vec<_>) =
-                answers.into_iter().partition(|a| session.awaited(&a.bytes));
-            let sent = sent + elsewhere.len();
-            let rest: Vec<Route> = rest
+            // Only for a body of nothing but responses that parsed: a broken body's refusal
+            // names an id read from broken text, which must not end another request.
+            let (elsewhere, answers): (Vec<_>, Vec<_>) = answers
                 .into_iter()
-                .chain(elsewhere.into_iter().map(Route::ToClient))
-                .collect();
+                .partition(|a| seen.only_responses && session.awaited(&a.bytes));
+            let sent = sent + elsewhere.len();
+            // `Routes::send` unpacks one level of `Many`: flatten, never nest.
+            let mut rest = match rest {
+                Some(Route::Many(v)) => v,
+                Some(r) => vec![r],
+                None => Vec::new(),
+            };
+            rest.extend(elsewhere.into_iter().map(Route::ToClient));
             if !rest.is_empty() {
                 routes.send(Route::Many(rest)).await;
             }
