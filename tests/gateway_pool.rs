@@ -549,3 +549,84 @@ async fn a_shared_processs_answer_naming_the_request_as_a_string_reaches_its_cli
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0]["result"], "success", "{found:#?}");
 }
+
+/// A server's own request (here `ping`) while it serves a sessionless 2026-07-28 call: the
+/// client cannot answer it (2026-07-28 has no server-to-client requests; its answer would come
+/// on a POST of its own, which no session links to the server). Found by a fresh pair of eyes:
+/// the request went to the client's stream, the client's answer got 202 and was dropped, and
+/// the call hung until `limits.call_timeout_ms` (10 minutes). Now the server gets an error at
+/// once, on a shared process and on a process of the request's own, and a POST of answers
+/// alone is refused, recorded, with 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_own_request_during_a_sessionless_call_gets_an_error_not_a_hang() {
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
+    for shared in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("ran");
+        // `command` is the last key written into the upstream's table: `share_children`
+        // follows it on a line of its own.
+        let command = format!(
+            "\"python3\", \"{server}\", {:?}, \"asks-ping\"]\nshare_children = {shared}\n#",
+            log.display().to_string()
+        );
+        let gw = Gateway::start_upstream(&command, "", "");
+        let (status, _, body) = tokio::time::timeout(
+            Duration::from_secs(20),
+            post_2026(
+                &gw.endpoint(),
+                ALICE_KEY,
+                &call_2026("7", "echo", "{}"),
+                Some("echo"),
+                &[],
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!("shared {shared}: the call ends at once, not at limits.call_timeout_ms")
+        });
+        assert!(
+            !body.contains(r#""method":"ping""#),
+            "shared {shared}: the server's request reached a client that cannot answer it: {body}"
+        );
+        let (answer, _) = answer_of(&body);
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["id"], 7, "shared {shared}: {status}: {body}");
+        assert_eq!(
+            answer["result"]["content"][0]["text"], "ping answered with error",
+            "shared {shared}: {body}"
+        );
+        let ran = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            ran.contains("sessionless") && ran.contains("SEP-2322"),
+            "shared {shared}: the server is told why: {ran}"
+        );
+
+        // The answer a client might still send: refused, recorded, never a silent 202.
+        let (status, _, body) = post(
+            &gw.endpoint(),
+            Some(ALICE_KEY),
+            None,
+            r#"{"jsonrpc":"2.0","id":"srv-7","result":{}}"#,
+            &[("mcp-protocol-version", "2026-07-28")],
+        )
+        .await;
+        assert_eq!(status, 400, "shared {shared}: {body}");
+        assert!(
+            body.contains("holds only responses"),
+            "shared {shared}: {body}"
+        );
+        let refused: Vec<Value> = gw
+            .events()
+            .into_iter()
+            .filter(|e| e["result"] == "refused")
+            .collect();
+        assert_eq!(refused.len(), 1, "shared {shared}: {refused:#?}");
+        assert_eq!(refused[0]["metadata"]["http"]["status_code"], 400);
+        assert!(
+            refused[0]["metadata"]["reason"]
+                .as_str()
+                .is_some_and(|m| m.contains("holds only responses")),
+            "shared {shared}: {refused:#?}"
+        );
+    }
+}

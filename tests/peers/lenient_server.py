@@ -18,6 +18,8 @@ method names loosely (`Tools/Call`, `"tools/call "`);
 "slow-other" answers requests other than initialize, tools/list and tools/call after 1 s.
 "string-ids" writes integer ids back as strings (`"20"` for 20: python-sdk#961), and runs a
 tools/call of `slow` for its `ms` argument before answering.
+"asks-ping" answers a tools/call only once its own `ping` request, sent first, is answered
+(logged as `{"ping_answer": ...}`), saying whether that answer was a result or an error.
 """
 import json
 import sys
@@ -69,8 +71,19 @@ def write(line):
     sys.stdout.buffer.flush()
 
 
+ASKED = {}
+
+
 def handle(msg):
     if not isinstance(msg, dict):
+        return
+    if "method" not in msg and msg.get("id") in ASKED:
+        with open(LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"ping_answer": msg}) + "\n")
+        kind = "error" if "error" in msg else "result"
+        write(json.dumps({"jsonrpc": "2.0", "id": ASKED.pop(msg["id"]),
+                          "result": {"content": [{"type": "text",
+                                                  "text": "ping answered with " + kind}]}}).encode())
         return
     if MODE == "fold":
         msg = fold(msg, KNOWN)
@@ -100,6 +113,10 @@ def handle(msg):
         args = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
         if MODE == "string-ids" and params.get("name") == "slow":
             time.sleep(args.get("ms", 0) / 1000)
+        if MODE == "asks-ping":
+            ASKED["srv-" + str(rid)] = rid
+            write(json.dumps({"jsonrpc": "2.0", "id": "srv-" + str(rid), "method": "ping"}).encode())
+            return
         if MODE == "bad-utf8":
             write(b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode()
                   + b',"result":{"content":[{"type":"text","text":"bad \xff\xfe"}]}}')

@@ -714,6 +714,15 @@ impl McpRequest<'_> {
                         )
                         .await;
                 }
+                if sessionless && seen.only_responses {
+                    // Nothing asked it: a sessionless request's server gets an error for any
+                    // request of its own instead (`SESSIONLESS_CANNOT_ANSWER`). Refused, not
+                    // dropped behind a 202, so the client learns its answer went nowhere.
+                    let reason = "a sessionless MCP 2026-07-28 POST holds only responses, and no server request awaits one (2026-07-28 has no server-to-client requests: multi round-trip requests, SEP-2322, replace them); not forwarded: answer a server's input requests by retrying the request with inputResponses".to_string();
+                    return self
+                        .refuse_rpc(StatusCode::BAD_REQUEST, INVALID_REQUEST, reason, None, None)
+                        .await;
+                }
                 // A sessionless request goes to a shared child of its principal's pool (not
                 // an `initialize`: it would change that child's lifecycle for the others).
                 let pooled = sessionless
@@ -1103,7 +1112,8 @@ impl McpRequest<'_> {
             };
             let name = upstream.name.clone();
             let result = run_session(setup, move |door: ClientDoor| {
-                let (session, dispatcher) = Session::start(session_id.clone(), owner, name, door);
+                let (session, dispatcher) =
+                    Session::start(session_id.clone(), owner, name, !keep, door);
                 let _ = give.send(session);
                 dispatcher
             })

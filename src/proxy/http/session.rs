@@ -27,6 +27,7 @@ use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response, matching, twin};
 use crate::jsonrpc::{Message, Parsed, RequestId};
 use crate::proxy::pipeline::{Ended, Outbound, Pipeline};
+use crate::proxy::pool::SESSIONLESS_CANNOT_ANSWER;
 use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
 
 /// Server messages kept for a GET stream that is not open yet; older ones are dropped first.
@@ -393,6 +394,9 @@ pub(crate) struct Session {
     pub(crate) owner: String,
     pub(crate) upstream: String,
     pub(crate) pipeline: Arc<Pipeline>,
+    /// A sessionless 2026-07-28 request's: its server's own requests are answered with an
+    /// error, not sent to the client ([`SESSIONLESS_CANNOT_ANSWER`]).
+    sessionless: bool,
     routes: Mutex<Option<Routes>>,
     stop: Stop,
     shared: Mutex<Shared>,
@@ -405,6 +409,7 @@ impl Session {
         id: String,
         owner: String,
         upstream: String,
+        sessionless: bool,
         door: ClientDoor,
     ) -> (Arc<Session>, tokio::task::JoinHandle<()>) {
         let session = Arc::new(Session {
@@ -412,6 +417,7 @@ impl Session {
             owner,
             upstream,
             pipeline: door.pipeline.clone(),
+            sessionless,
             routes: Mutex::new(Some(door.routes)),
             stop: door.stop,
             shared: Mutex::new(Shared {
@@ -596,13 +602,23 @@ impl Session {
     }
 
     /// Delivers one client-bound line to the stream that must carry it; a response takes
-    /// from `ends` the calls it ends (those whose answer has its id).
-    fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) {
+    /// from `ends` the calls it ends (those whose answer has its id). Returns the error the
+    /// server gets instead for a request a sessionless client cannot answer.
+    fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) -> Option<Bytes> {
         let Ok(parsed) = message::parse(&line) else {
             self.push(line);
-            return;
+            return None;
         };
         match parsed {
+            Parsed::Single(Message::Request { id, method, .. }) if self.sessionless => {
+                tracing::warn!(session = %self.id, method = %method, "server request answered with an error: a sessionless client cannot answer it");
+                return Some(error_response(
+                    Some(&id),
+                    INTERNAL_ERROR,
+                    SESSIONLESS_CANNOT_ANSWER,
+                    None,
+                ));
+            }
             Parsed::Single(Message::Response { id: Some(id), .. }) => {
                 let mine = take_ends(ends, &id);
                 let mut sh = self.shared();
@@ -650,6 +666,7 @@ impl Session {
                 }
             }
         }
+        None
     }
 
     /// Records the calls whose responses can no longer reach a client as not delivered
@@ -815,7 +832,11 @@ async fn dispatch(
                     }
                 }
             }
-            session.deliver(bytes.slice_ref(line), &mut ends);
+            if let Some(refusal) = session.deliver(bytes.slice_ref(line), &mut ends)
+                && let Some(routes) = session.routes()
+            {
+                routes.send(session.pipeline.from_client(refusal)).await;
+            }
         }
         // Calls whose response is not among the lines (replaced, or an id that matched
         // none) never reached the client either.

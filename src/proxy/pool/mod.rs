@@ -65,6 +65,12 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How often a lease that is ending looks whether its calls are answered.
 const POLL: Duration = Duration::from_millis(10);
 
+/// The error a server gets for a request of its own made while it serves sessionless
+/// 2026-07-28 requests: such a client answers no server request (MCP 2026-07-28 "Multi
+/// Round-Trip Requests", SEP-2322, replaces them), and its answer would come on a POST of
+/// its own, which has no session to reach the server by.
+pub(crate) const SESSIONLESS_CANNOT_ANSWER: &str = "mcp-audit-proxy: this server serves sessionless MCP 2026-07-28 requests, whose clients cannot answer a server's request (2026-07-28 replaces them with multi round-trip requests, SEP-2322); not forwarded to the client";
+
 /// Why a sessionless request got no shared server.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PoolError {
@@ -479,17 +485,16 @@ impl Shared {
                 }
             }
             Kind::Request => {
-                if !t.to_sole(line) {
-                    drop(t);
-                    let id = s.id.and_then(|r| RequestId::from_json(&text(line, &r)));
-                    let answer = error_response(
-                        id.as_ref(),
-                        INTERNAL_ERROR,
-                        "mcp-audit-proxy: this server process is shared by sessionless requests; a request of its own cannot reach one client",
-                        None,
-                    );
-                    let _ = self.to_child.try_send(answer);
-                }
+                // Never to a client, even the only one with requests in flight: a sessionless
+                // 2026-07-28 client answers no server request (MRTR replaces them, SEP-2322),
+                // and an answer would come on a POST of its own, which reaches no pooled
+                // child. Forwarded, the server would wait for an answer until its own timeout.
+                drop(t);
+                tracing::warn!(pid = self.pid, method = ?s.method, "request of a shared mcp server answered with an error: sessionless clients cannot answer server requests");
+                let id = s.id.and_then(|r| RequestId::from_json(&text(line, &r)));
+                let answer =
+                    error_response(id.as_ref(), INTERNAL_ERROR, SESSIONLESS_CANNOT_ANSWER, None);
+                let _ = self.to_child.try_send(answer);
             }
         }
     }
