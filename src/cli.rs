@@ -189,6 +189,15 @@ pub struct PolicyTestArgs {
     /// The tool's annotations as `tools/list` would give them, e.g. '{"destructiveHint":true}'.
     #[arg(long, value_name = "JSON")]
     pub annotations: Option<String>,
+    /// The tools the server lists (comma-separated): a name not among them that differs
+    /// from one only in case is refused, as the proxy does against `tools/list`.
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        conflicts_with = "from_store"
+    )]
+    pub listed: Vec<String>,
     /// Replay the newest access events of the store instead: what would this policy decide?
     #[arg(long, conflicts_with = "call")]
     pub from_store: bool,

@@ -384,12 +384,36 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     Ok(result?)
 }
 
+/// `text` as a CSV cell a spreadsheet shows as text: a cell that begins with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return is read as a formula by Excel and LibreOffice (CSV
+/// injection, CWE-1236), and the trail's names come from clients. Such a cell gets a leading
+/// `'`, as OWASP's "CSV Injection" advises.
+fn inert_cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
 /// `events`: prints the newest events matching the filters (from the index, or from the
 /// journals while another process holds the index), then with `--follow` every new match as
 /// it is written; or, for `events show ID`, one event and its pair.
 pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
     if let Some(EventsCommand::Show(show)) = &args.show {
         return show_event(show, config, out);
+    }
+    if let (Some(since), Some(until)) = (args.since, args.until)
+        && since > until
+    {
+        return Err(ModeError::BadInput {
+            what: format!(
+                "--since {} is after --until {}: no event can match",
+                humantime::format_rfc3339_seconds(since),
+                humantime::format_rfc3339_seconds(until)
+            ),
+            hint: "give the earlier time to --since (a duration such as 7d means that long before now)",
+        });
     }
     let filter = Filter {
         session: args.session.clone(),
@@ -595,13 +619,13 @@ impl<'a, W: Write> Printer<'a, W> {
                         humantime::format_rfc3339_micros(e.timestamp).to_string(),
                         e.event_type.as_str().into(),
                         e.result.as_str().into(),
-                        e.user_id.clone(),
-                        opt(e.tool_name.clone()),
+                        inert_cell(&e.user_id),
+                        inert_cell(e.tool_name.as_deref().unwrap_or_default()),
                         e.risk_level.as_str().into(),
                         opt(e.metadata.risk_score.map(|s| s.to_string())),
-                        e.compliance_tags.join(";"),
-                        e.session_id.clone(),
-                        e.upstream.clone(),
+                        inert_cell(&e.compliance_tags.join(";")),
+                        inert_cell(&e.session_id),
+                        inert_cell(&e.upstream),
                         opt(e.linked_event_id.map(|l| l.to_string())),
                         opt(e.metadata.execution_time_us.map(|t| t.to_string())),
                     ])?;
@@ -731,6 +755,42 @@ pub fn policy_test(
         None => None,
     };
     let user = args.user.clone().unwrap_or_else(default_user);
+    // What the proxy refuses before its policy assesses the call (with the policy on), said
+    // here as the proxy would: these calls never reach a server.
+    let listed: std::collections::HashSet<String> = args.listed.iter().cloned().collect();
+    let refused = policy
+        .enabled
+        .then(|| {
+            policy::admit::loose_tool_name(tool, &listed)
+                .map(|why| format!("invalid tools/call params: {why}"))
+                .or_else(|| {
+                    let raw = params.get("arguments").map(Value::to_string);
+                    policy::admit::call_arguments(raw.as_deref())
+                        .err()
+                        .map(|why| format!("invalid tools/call arguments: {why}"))
+                })
+        })
+        .flatten();
+    if let Some(why) = refused {
+        if args.json {
+            let d = serde_json::json!({
+                "tool": tool,
+                "user": user,
+                "decision": "refuse",
+                "reasons": [why],
+                "policy_version": policy.version,
+            });
+            serde_json::to_writer(&mut *out, &d).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "refuse: tool {tool:?} called by {user:?} is refused before the policy assesses it (recorded as refused, never forwarded)"
+            )?;
+            writeln!(out, "  - {why}")?;
+        }
+        return Ok(());
+    }
     let history = policy::History::default();
     let decision = policy.assess(&CallInput {
         user: &user,

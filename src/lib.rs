@@ -72,7 +72,10 @@
 //!                     (arguments without duplicate keys, or keys that differ only in
 //!                     case), pins.rs (tool definitions pinned in the store folder),
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
-//!                     its scan); assess, protect, redact
+//!                     its scan), admit.rs (what is refused before assessment: loose tool
+//!                     names, arguments not one object; the pipeline and `policy test`),
+//!                     changes.rs (what a reload changed, and whether it may weaken);
+//!                     assess, protect, redact
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //!                     (each event prepared alone: personal fields sealed from the event, a
 //!                     damaged user key failing that user's events only; outages:

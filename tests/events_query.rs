@@ -302,6 +302,20 @@ async fn csv_table_show_and_bad_values() {
     let (out, _) = run_events(&store.config, &["--csv", "--user", "nobody"], "warn");
     assert_eq!(out.lines().count(), 1);
 
+    // Names a client chose that a spreadsheet would run as formulas (CSV injection) are
+    // written as text: a leading `'`. Found by a fresh pair of eyes.
+    session(&store, "=1+1", &[("@SUM(1)", json!({}))]).await;
+    let (out, _) = run_events(&store.config, &["--csv", "--user", "=1+1"], "warn");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|r| r.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for row in rows {
+        assert_eq!((row[4], row[5]), ("'=1+1", "'@SUM(1)"), "{out}");
+    }
+
     // The table: a header and a row per event.
     let (out, _) = run_events(&store.config, &["--tool", "fail"], "warn");
     let lines: Vec<&str> = out.lines().collect();
@@ -347,6 +361,8 @@ async fn csv_table_show_and_bad_values() {
             "no event 01ARZ3NDEKTSV4RRFFQ69G5FAV",
         ),
         (vec!["show", "not-an-id"], "not an event id"),
+        // A window that ends before it starts matched nothing, with exit 0.
+        (vec!["--since", "1h", "--until", "2h"], "is after --until"),
     ] {
         let out = Command::new(proxy_bin())
             .arg("events")

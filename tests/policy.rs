@@ -362,6 +362,136 @@ async fn policy_test_explains_a_call_and_replays_the_store() {
     );
 }
 
+/// Found by a fresh pair of eyes: a reload that turned blocking off was recorded at `low`,
+/// said only "risk.enabled changed", did not name the rule it removed, and was attributed to
+/// the client's user, who had not touched the file.
+#[tokio::test]
+async fn a_reload_that_weakens_enforcement_is_recorded_high_with_old_and_new_values() {
+    let store = TestStore::new(&format!(
+        "[risk]\nuser_rate_per_minute = 60\n{BLOCK_SHELL_IN_ECHO}"
+    ));
+    let c = common::initialized(&store).await;
+    let pid = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    let original = std::fs::read_to_string(&store.config).unwrap();
+    let weakened = original
+        .replace(BLOCK_SHELL_IN_ECHO, "")
+        .replace("user_rate_per_minute = 60", "shadow = true");
+    std::fs::write(&store.config, weakened).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let mut found = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        found = store.events().into_iter().find(|e| {
+            e["event_type"] == "configuration_change" || e["event_type"] == "permission_change"
+        });
+        if found.is_some() {
+            break;
+        }
+    }
+    assert!(c.finish().await.success());
+    let event = found.expect("no reload event within 5 s");
+    assert_eq!(event["result"], "success", "{event:#}");
+    assert_eq!(event["risk_level"], "high", "{event:#}");
+    let changes: Vec<&str> = event["metadata"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for line in [
+        "reloaded: SIGHUP received",
+        "risk.shadow: (not set) -> true",
+        "risk.user_rate_per_minute: 60 -> (not set)",
+        "risk.rule removed: \"shell in echo\"",
+    ] {
+        assert!(changes.contains(&line), "{line}: {changes:#?}");
+    }
+    let reason = event["metadata"]["reason"].as_str().unwrap_or_default();
+    for why in [
+        "may weaken enforcement",
+        "risk.shadow turned on",
+        "\"shell in echo\" removed",
+    ] {
+        assert!(reason.contains(why), "{why}: {reason}");
+    }
+    // The proxy's own action, not the client's (the config's user_id is "tester").
+    assert_ne!(event["user_id"], "tester", "{event:#}");
+    assert_eq!(event["metadata"]["auth_method"], "process", "{event:#}");
+}
+
+/// Found by a fresh pair of eyes: `policy test` said `allow` for calls the proxy refuses
+/// before its policy assesses them, so a policy author read the wrong answer.
+#[test]
+fn policy_test_says_refuse_for_calls_the_proxy_refuses_before_the_policy() {
+    let store = TestStore::new("");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(proxy_bin())
+            .args(["policy", "test", "--config"])
+            .arg(&store.config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (call, listed, why) in [
+        (
+            r#"{"name":"e\u200bcho","arguments":{}}"#,
+            "",
+            "invisible character U+200B",
+        ),
+        (r#"{"name":"echo ","arguments":{}}"#, "", "spaces around it"),
+        (
+            r#"{"name":"echo","arguments":[1]}"#,
+            "",
+            "must be an object",
+        ),
+        (
+            r#"{"name":"echo","arguments":"x"}"#,
+            "",
+            "must be an object",
+        ),
+        (
+            r#"{"name":"ECHO","arguments":{}}"#,
+            "--listed=echo,add",
+            "only in case",
+        ),
+    ] {
+        let mut args = vec!["--json", call];
+        if !listed.is_empty() {
+            args.push(listed);
+        }
+        let d: Value = serde_json::from_str(&run(&args)).unwrap();
+        assert_eq!(d["decision"], "refuse", "{call}: {d}");
+        assert!(
+            d["reasons"][0].as_str().is_some_and(|r| r.contains(why)),
+            "{call}: {d}"
+        );
+    }
+    // Listed exactly, or no listing to compare with: assessed as usual.
+    for args in [
+        vec![
+            "--json",
+            r#"{"name":"echo","arguments":{}}"#,
+            "--listed=echo",
+        ],
+        vec!["--json", r#"{"name":"ECHO","arguments":{}}"#],
+        vec!["--json", r#"{"name":"echo"}"#],
+    ] {
+        let d: Value = serde_json::from_str(&run(&args)).unwrap();
+        assert_eq!(d["decision"], "allow", "{args:?}: {d}");
+    }
+    let text = run(&[r#"{"name":"echo","arguments":[1]}"#]);
+    assert!(
+        text.starts_with("refuse: tool \"echo\"") && text.contains("never forwarded"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn a_changed_config_file_reloads_the_policy_without_a_signal() {
     let store = TestStore::new("");
@@ -390,6 +520,43 @@ async fn a_changed_config_file_reloads_the_policy_without_a_signal() {
         .collect();
     assert_eq!(reloads.len(), 1, "{reloads:?}");
     assert_eq!(reloads[0]["result"], "success");
+}
+
+/// Found by a fresh pair of eyes: an edit that kept the file's length and modification time
+/// (a tool that restores mtime, or two saves within the file system's time granularity) was
+/// not seen until a SIGHUP.
+#[tokio::test]
+async fn an_edit_keeping_length_and_mtime_still_reloads_the_policy() {
+    let padding = format!("#{}\n", "x".repeat(BLOCK_SHELL_IN_ECHO.len() - 2));
+    assert_eq!(padding.len(), BLOCK_SHELL_IN_ECHO.len());
+    let store = TestStore::new(&padding);
+    let mut c = common::initialized(&store).await;
+    let before = std::fs::metadata(&store.config)
+        .unwrap()
+        .modified()
+        .unwrap();
+    let text = std::fs::read_to_string(&store.config).unwrap();
+    std::fs::write(&store.config, text.replace(&padding, BLOCK_SHELL_IN_ECHO)).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&store.config)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    let mut blocked = None;
+    for id in 0..60 {
+        c.send(&call_line(json!(id), "echo", json!({"text": "a | b"})))
+            .await;
+        let reply = c.recv_json().await;
+        if reply.get("error").is_some() {
+            blocked = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(c.finish().await.success());
+    let blocked = blocked.expect("the edit was not applied within 6 s");
+    assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
 }
 
 #[tokio::test]

@@ -19,19 +19,46 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::event::{AuditEvent, Truncation};
+use crate::jsonrpc::RequestId;
 use crate::policy::sha256_hex;
 
 /// The least a cut string keeps, in bytes: enough to tell what it was.
 const MIN_KEPT: usize = 16;
 
-/// `event` with its stored arguments and error texts within `max` bytes each, or `None`
-/// when they already are (the common case costs a few length checks).
+/// What an event stores of a name a peer chose (tool name, `clientInfo` and `serverInfo` as
+/// `user_agent` and `tool_version`, protocol version, string request id), in bytes: MCP tool
+/// names are 1 to 128 characters (2025-11-25, "Tool names"), and every event of a session
+/// repeats its `clientInfo`, so a client sending megabytes of it would otherwise multiply
+/// them into every event.
+const NAME_MAX: usize = 1024;
+
+/// `event` with its stored arguments within `max` bytes, its names within [`NAME_MAX`] (or
+/// `max`, if smaller) and each of its texts (error messages, reasons, risk reasons, changes,
+/// input requests, content types, decision, confirmation) within `max`, or `None` when they
+/// already are (the common case costs a few length checks).
 pub fn bound(event: &AuditEvent, max: usize) -> Option<AuditEvent> {
+    let names = NAME_MAX.min(max);
     let m = &event.metadata;
     let long_args = m.arguments.as_ref().is_some_and(|a| a.get().len() > max);
-    let long_texts = m.error_messages.iter().any(|t| t.len() > max)
-        || m.reason.as_ref().is_some_and(|r| r.len() > max);
-    if !long_args && !long_texts {
+    let long = |t: &Option<String>, cap: usize| t.as_ref().is_some_and(|t| t.len() > cap);
+    let long_names = long(&event.tool_name, names)
+        || long(&m.user_agent, names)
+        || long(&m.tool_version, names)
+        || long(&m.protocol_version, names)
+        || matches!(&m.request_id, Some(RequestId::Str(s)) if s.len() > names);
+    let long_texts = [
+        &m.error_messages,
+        &m.risk_reasons,
+        &m.changes,
+        &m.input_requests,
+        &m.content_types,
+    ]
+    .iter()
+    .any(|list| list.iter().any(|t| t.len() > max))
+        || long(&m.reason, max)
+        || long(&m.decision, max)
+        || long(&m.confirmation, max);
+    if !long_args && !long_names && !long_texts {
         return None;
     }
     let mut e = event.clone();
@@ -40,16 +67,39 @@ pub fn bound(event: &AuditEvent, max: usize) -> Option<AuditEvent> {
         e.metadata.arguments = kept;
         e.metadata.truncated.extend(cuts);
     }
-    for (i, text) in e.metadata.error_messages.iter_mut().enumerate() {
-        if let Some(cut) = cut_text(text, max, &format!("/metadata/error_messages/{i}")) {
-            e.metadata.truncated.push(cut);
+    let mut cuts = Vec::new();
+    for (name, list) in [
+        ("error_messages", &mut e.metadata.error_messages),
+        ("risk_reasons", &mut e.metadata.risk_reasons),
+        ("changes", &mut e.metadata.changes),
+        ("input_requests", &mut e.metadata.input_requests),
+        ("content_types", &mut e.metadata.content_types),
+    ] {
+        for (i, text) in list.iter_mut().enumerate() {
+            cuts.extend(cut_text(text, max, &format!("/metadata/{name}/{i}")));
         }
     }
-    if let Some(reason) = e.metadata.reason.as_mut()
-        && let Some(cut) = cut_text(reason, max, "/metadata/reason")
+    let mut one = |text: &mut Option<String>, cap: usize, pointer: &str| {
+        if let Some(text) = text.as_mut() {
+            cuts.extend(cut_text(text, cap, pointer));
+        }
+    };
+    one(&mut e.tool_name, names, "/tool_name");
+    let m = &mut e.metadata;
+    one(&mut m.user_agent, names, "/metadata/user_agent");
+    one(&mut m.tool_version, names, "/metadata/tool_version");
+    one(&mut m.protocol_version, names, "/metadata/protocol_version");
+    one(&mut m.reason, max, "/metadata/reason");
+    one(&mut m.decision, max, "/metadata/decision");
+    one(&mut m.confirmation, max, "/metadata/confirmation");
+    if let Some(RequestId::Str(id)) = &m.request_id
+        && id.len() > names
     {
-        e.metadata.truncated.push(cut);
+        let mut text = id.to_string();
+        cuts.extend(cut_text(&mut text, names, "/metadata/request_id"));
+        m.request_id = Some(RequestId::Str(text.into()));
     }
+    m.truncated.extend(cuts);
     Some(e)
 }
 
@@ -289,5 +339,52 @@ mod tests {
             .map(|c| c.pointer.as_str())
             .collect();
         assert_eq!(pointers, ["/metadata/error_messages/1", "/metadata/reason"]);
+    }
+
+    /// Found by a fresh pair of eyes: a 6 MB `clientInfo` was stored whole in every event of
+    /// its session (89 MB of journal for five small calls), and so were long tool names and
+    /// string ids.
+    #[test]
+    fn names_a_peer_chose_are_cut_with_a_proof() {
+        let mut e = AuditEvent::test_event(EventType::ToolAccess, Outcome::Initiated);
+        let huge = "n".repeat(100_000);
+        e.tool_name = Some(huge.clone());
+        e.metadata.user_agent = Some(huge.clone());
+        e.metadata.tool_version = Some(huge.clone());
+        e.metadata.request_id = Some(RequestId::Str(huge.clone().into()));
+        e.metadata.risk_reasons = vec![format!("tool {huge:?} has no annotations")];
+        let b = bound(&e, 65_536).unwrap();
+        assert_eq!(b.tool_name.as_ref().unwrap().len(), NAME_MAX);
+        assert_eq!(b.metadata.user_agent.as_ref().unwrap().len(), NAME_MAX);
+        assert_eq!(b.metadata.tool_version.as_ref().unwrap().len(), NAME_MAX);
+        assert!(matches!(&b.metadata.request_id, Some(RequestId::Str(s)) if s.len() == NAME_MAX));
+        assert_eq!(b.metadata.risk_reasons[0].len(), 65_536);
+        let mut pointers: Vec<&str> = b
+            .metadata
+            .truncated
+            .iter()
+            .map(|c| c.pointer.as_str())
+            .collect();
+        pointers.sort_unstable();
+        assert_eq!(
+            pointers,
+            [
+                "/metadata/request_id",
+                "/metadata/risk_reasons/0",
+                "/metadata/tool_version",
+                "/metadata/user_agent",
+                "/tool_name",
+            ]
+        );
+        let proof = &b.metadata.truncated[0];
+        assert_eq!(
+            proof.bytes,
+            100_000 + "tool \"\" has no annotations".len() as u64
+        );
+        // Short names are left alone.
+        let mut small = AuditEvent::test_event(EventType::ToolAccess, Outcome::Initiated);
+        small.tool_name = Some("echo".into());
+        small.metadata.user_agent = Some("client/1.0".into());
+        assert!(bound(&small, 65_536).is_none());
     }
 }

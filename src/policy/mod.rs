@@ -6,6 +6,9 @@
 //! ([`Policy::scan_result`]) and keep the trail itself free of readable secrets
 //! ([`Policy::protect`]).
 
+pub mod admit;
+mod changes;
+pub use changes::PolicyChanges;
 pub mod classify;
 pub mod pins;
 pub mod rules;
@@ -319,28 +322,6 @@ impl Decision {
 }
 
 impl Policy {
-    /// What differs from `old`, key by key of `[risk]`, and whether who may call what changed.
-    pub fn changes_from(&self, old: &Policy) -> (Vec<String>, bool) {
-        let keys: BTreeSet<&String> = old.sections.keys().chain(self.sections.keys()).collect();
-        let mut changes = Vec::new();
-        let mut permissions = false;
-        for key in keys {
-            let what = match (old.sections.get(key), self.sections.get(key)) {
-                (None, Some(_)) => "added",
-                (Some(_), None) => "removed",
-                (Some(a), Some(b)) if a != b => "changed",
-                _ => continue,
-            };
-            permissions |= matches!(key.as_str(), "tool" | "roles" | "user_rate_per_minute");
-            changes.push(format!("risk.{key} {what}"));
-        }
-        changes.push(format!(
-            "policy version {} -> {}",
-            old.version, self.version
-        ));
-        (changes, permissions)
-    }
-
     /// Whether the policy can run the proxy here: a configured HMAC key must be available.
     pub fn ready(&self) -> Result<(), String> {
         match &self.key_problem {

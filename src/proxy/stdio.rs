@@ -994,10 +994,15 @@ pub(crate) async fn reload_on_hangup(
     let mut hup = signal(SignalKind::hangup())
         .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP handler unavailable; the policy reloads on file changes only"))
         .ok();
+    // The content's hash too: an edit that keeps the size within the file system's time
+    // granularity (or a tool that restores mtime) changes neither mtime nor length.
     let stamp = |p: &PathBuf| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()))
+        use std::hash::{Hash, Hasher};
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).ok()?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(p).ok()?.hash(&mut h);
+        Some((m.modified().ok(), m.len(), m.ino(), h.finish()))
     };
     let mut applied = stamp(&path);
     let mut observed = applied;
@@ -1093,7 +1098,7 @@ pub(crate) async fn reload_on_hangup(
                         .filter(|k| running.get(*k) != now.get(*k))
                         .map(|k| format!("{k} changed: not applied (only [risk] reloads; restart the proxy)"))
                         .collect();
-                        pipeline.reload_policy(config.policy, not_applied);
+                        pipeline.reload_policy(config.policy, not_applied, why);
                         had_risk = risk_now;
                     }
                     Err(problem) => {

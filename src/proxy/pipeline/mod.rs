@@ -890,27 +890,18 @@ impl Pipeline {
         }
         // The policy must see what the server will execute: arguments a server could read
         // two ways (duplicate keys) are refused, fail closed.
-        let arguments = match (policy.enabled, p.arguments) {
-            (true, Some(raw)) => {
-                let parsed = policy::strict::parse_validated(raw.get()).map_err(|e| e.to_string());
-                // MCP arguments are an object; anything else would reach the tool unassessed.
-                let checked = parsed.and_then(|v| match v {
-                    Value::Object(_) => Ok(Some(v)),
-                    Value::Null => Ok(None),
-                    _ => Err("`arguments` must be an object".to_string()),
-                });
-                match checked {
-                    Ok(v) => v,
-                    Err(e) => {
-                        // The parser's message can quote the input: keep what it quotes out.
-                        let reason =
-                            policy.protect_text(&format!("invalid tools/call arguments: {e}"));
-                        tracing::warn!(request_id = %id, "ambiguous tools/call refused");
-                        return Err(self.refuse_params(id, params, &reason));
-                    }
+        let arguments = if policy.enabled {
+            match policy::admit::call_arguments(p.arguments.map(RawValue::get)) {
+                Ok(v) => v,
+                Err(e) => {
+                    // The parser's message can quote the input: keep what it quotes out.
+                    let reason = policy.protect_text(&format!("invalid tools/call arguments: {e}"));
+                    tracing::warn!(request_id = %id, "ambiguous tools/call refused");
+                    return Err(self.refuse_params(id, params, &reason));
                 }
             }
-            _ => None,
+        } else {
+            None
         };
         let started = Instant::now();
         let meta = p.meta.as_ref();

@@ -8,7 +8,18 @@ impl Pipeline {
     /// may call what changed, else `configuration_change`); an unchanged policy is left alone.
     /// `not_applied` names what else changed in the file (it needs a restart); it is logged
     /// and recorded with the reload.
-    pub fn reload_policy(&self, new: Arc<Policy>, not_applied: Vec<String>) -> Option<AuditEvent> {
+    ///
+    /// `trigger` says what set the reload off (`SIGHUP received`, `config file changed`). The
+    /// event names the identity the proxy runs as, not a client: the proxy cannot know who
+    /// edited the file. A change that may weaken enforcement (see
+    /// [`policy::PolicyChanges::weakened`]) is recorded at `high`, with why in
+    /// `metadata.reason`.
+    pub fn reload_policy(
+        &self,
+        new: Arc<Policy>,
+        not_applied: Vec<String>,
+        trigger: &str,
+    ) -> Option<AuditEvent> {
         let old = self.policy.current();
         for what in &not_applied {
             tracing::warn!(change = %what, "config change not applied");
@@ -18,28 +29,46 @@ impl Pipeline {
             if not_applied.is_empty() {
                 return None;
             }
-            let event = self.policy_event(
+            let mut event = self.policy_event(
                 EventType::ConfigurationChange,
                 Outcome::Refused,
                 not_applied,
                 Some(old.version.clone()),
                 Some("only the [risk] policy reloads; restart the proxy to apply the rest".into()),
             );
-            self.record_policy_event(&event);
+            self.record_reload(&mut event);
             return Some(event);
         }
-        let (mut changes, permissions) = new.changes_from(&old);
+        let diff = new.changes_from(&old);
+        let mut changes = vec![format!("reloaded: {trigger}")];
+        changes.extend(diff.lines);
         changes.extend(not_applied);
         let version = new.version.clone();
         self.policy.replace(new);
         tracing::warn!(from = %old.version, to = %version, changes = %changes.join("; "), "policy reloaded");
-        let event_type = if permissions {
+        let event_type = if diff.permissions {
             EventType::PermissionChange
         } else {
             EventType::ConfigurationChange
         };
-        let event = self.policy_event(event_type, Outcome::Success, changes, Some(version), None);
-        self.record_policy_event(&event);
+        let weakened = (!diff.weakened.is_empty())
+            .then(|| format!("may weaken enforcement: {}", diff.weakened.join("; ")));
+        if let Some(w) = &weakened {
+            tracing::warn!(version = %version, "{w}");
+        }
+        let mut event = self.policy_event(
+            event_type,
+            Outcome::Success,
+            changes,
+            Some(version),
+            weakened,
+        );
+        if !diff.weakened.is_empty() {
+            event.risk_level = RiskLevel::High;
+        } else if diff.permissions {
+            event.risk_level = RiskLevel::Medium;
+        }
+        self.record_reload(&mut event);
         Some(event)
     }
 
@@ -47,15 +76,23 @@ impl Pipeline {
     pub fn reload_rejected(&self, error: &str) -> AuditEvent {
         tracing::error!(error = %error, "policy reload rejected; the running policy stays");
         let running = self.policy.current().version.clone();
-        let event = self.policy_event(
+        let mut event = self.policy_event(
             EventType::ConfigurationChange,
             Outcome::Refused,
             vec![format!("rejected; policy {running} stays in force")],
             Some(running),
             Some(error.to_string()),
         );
-        self.record_policy_event(&event);
+        self.record_reload(&mut event);
         event
+    }
+
+    /// Records a reload's event as the proxy's own action: the identity it runs as
+    /// (`auth_method` `process`), never a client's, who did not edit the file.
+    fn record_reload(&self, event: &mut AuditEvent) {
+        event.user_id = crate::commands::os_user();
+        event.metadata.auth_method = Some("process".into());
+        self.record_policy_event(event);
     }
 
     pub(super) fn record_policy_event(&self, event: &AuditEvent) {

@@ -159,49 +159,9 @@ impl Pipeline {
         tracing::info!(hidden = before - tools.len(), user = %user, "tools hidden from tools/list by policy");
         Some(rebuilt_message(Some(id), None, &[("result", &value)]))
     }
-}
 
-/// Unicode format characters (category Cf) that render as nothing: soft hyphen, Arabic letter
-/// mark, Mongolian vowel separator, zero-width and direction marks, word joiner and invisible
-/// operators, directional isolates, byte order mark, interlinear annotation marks.
-fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
-}
-
-impl Pipeline {
-    /// Why a `tools/call` name could be read by a server as the name of another tool than the
-    /// one the policy judges (its rules match names exactly), if it could: spaces around it,
-    /// control or invisible format characters in it, full-width letters (NFKC reads
-    /// `ｄｅｌｅｔｅ` as `delete`), or a name the server did not list that differs from one it
-    /// did only in case (`DELETE_FILE`). MCP 2025-11-25 ("Tool names") asks for names of
-    /// `A-Z a-z 0-9 _ - .`, so no tool a client may call is refused by this.
+    /// [`policy::admit::loose_tool_name`] against the tools the server listed.
     pub(super) fn loose_tool_name(&self, name: &str) -> Option<String> {
-        if name.trim() != name {
-            return Some(format!("the tool name {name:?} has spaces around it"));
-        }
-        if let Some(c) = name.chars().find(|&c| c.is_control() || invisible(c)) {
-            return Some(format!(
-                "the tool name {name:?} holds the control or invisible character U+{:04X}",
-                u32::from(c)
-            ));
-        }
-        if name.chars().any(|c| ('\u{FF01}'..='\u{FF5E}').contains(&c)) {
-            return Some(format!(
-                "the tool name {name:?} holds full-width letters, which a server normalizing it (NFKC) reads as ASCII"
-            ));
-        }
-        let st = self.state();
-        if st.listed.contains(name) {
-            return None;
-        }
-        let listed = st
-            .listed
-            .iter()
-            .find(|k| crate::jsonrpc::names::same_name(name, k))?;
-        Some(format!(
-            "the tool name {name:?} is not listed, and differs from the listed {listed:?} only in case; servers that match names case-insensitively would run {listed:?}"
-        ))
+        crate::policy::admit::loose_tool_name(name, &self.state().listed)
     }
 }

@@ -1,0 +1,102 @@
+//! What the proxy refuses in a `tools/call` before its policy assesses it: names a server could
+//! read as another tool's, and arguments a server could read two ways or that are not an
+//! object. Shared by the pipeline and `policy test`, so the test says what the proxy does.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+/// Unicode format characters (category Cf) that render as nothing: soft hyphen, Arabic letter
+/// mark, Mongolian vowel separator, zero-width and direction marks, word joiner and invisible
+/// operators, directional isolates, byte order mark, interlinear annotation marks.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Why a `tools/call` name could be read by a server as the name of another tool than the
+/// one the policy judges (its rules match names exactly), if it could: spaces around it,
+/// control or invisible format characters in it, full-width letters (NFKC reads
+/// `ｄｅｌｅｔｅ` as `delete`), or a name not in `listed` (the server's `tools/list`) that
+/// differs from one in it only in case (`DELETE_FILE`). MCP 2025-11-25 ("Tool names") asks
+/// for names of `A-Z a-z 0-9 _ - .`, so no tool a client may call is refused by this.
+pub fn loose_tool_name(name: &str, listed: &HashSet<String>) -> Option<String> {
+    if name.trim() != name {
+        return Some(format!("the tool name {name:?} has spaces around it"));
+    }
+    if let Some(c) = name.chars().find(|&c| c.is_control() || invisible(c)) {
+        return Some(format!(
+            "the tool name {name:?} holds the control or invisible character U+{:04X}",
+            u32::from(c)
+        ));
+    }
+    if name.chars().any(|c| ('\u{FF01}'..='\u{FF5E}').contains(&c)) {
+        return Some(format!(
+            "the tool name {name:?} holds full-width letters, which a server normalizing it (NFKC) reads as ASCII"
+        ));
+    }
+    if listed.contains(name) {
+        return None;
+    }
+    let twin = listed
+        .iter()
+        .find(|k| crate::jsonrpc::names::same_name(name, k))?;
+    Some(format!(
+        "the tool name {name:?} is not listed, and differs from the listed {twin:?} only in case; servers that match names case-insensitively would run {twin:?}"
+    ))
+}
+
+/// The `arguments` of a `tools/call` (`raw`: their JSON text) as the policy assesses them:
+/// `None` when absent or `null`.
+///
+/// # Errors
+/// Why they are refused: members a server could read two ways (a key twice: the policy must
+/// see what the server executes, RFC 8259 §4 leaves duplicates to the reader), JSON the strict
+/// parser rejects, or a value that is not an object (MCP `CallToolRequest.params.arguments` is
+/// an object; anything else would reach the tool unassessed). The message can quote the
+/// input: protect it before storing.
+pub fn call_arguments(raw: Option<&str>) -> Result<Option<Value>, String> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    match super::strict::parse_validated(raw).map_err(|e| e.to_string())? {
+        v @ Value::Object(_) => Ok(Some(v)),
+        Value::Null => Ok(None),
+        _ => Err("`arguments` must be an object".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_a_server_could_read_as_another_tool() {
+        let listed: HashSet<String> = ["delete_file".to_string()].into();
+        for name in [
+            " delete_file",
+            "delete\u{200B}_file",
+            "ｄｅｌｅｔｅ_file",
+            "DELETE_FILE",
+        ] {
+            assert!(loose_tool_name(name, &listed).is_some(), "{name:?}");
+        }
+        for name in ["delete_file", "read-file.v2", "DELETE_FILE_2"] {
+            assert_eq!(loose_tool_name(name, &listed), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn arguments_that_are_not_one_object() {
+        assert!(call_arguments(Some("[1]")).is_err());
+        assert!(call_arguments(Some("\"x\"")).is_err());
+        assert!(call_arguments(Some(r#"{"a":1,"a":2}"#)).is_err());
+        assert_eq!(call_arguments(Some("null")), Ok(None));
+        assert_eq!(call_arguments(None), Ok(None));
+        assert_eq!(
+            call_arguments(Some(r#"{"a":1}"#)),
+            Ok(Some(serde_json::json!({"a": 1})))
+        );
+    }
+}
