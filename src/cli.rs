@@ -227,7 +227,7 @@ pub struct StdioArgs {
     #[allow(missing_docs)]
     pub config: ConfigArg,
     /// The identity recorded as user_id (default: user_id in the config, else the OS user).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_identity)]
     pub user: Option<String>,
     /// Which `[[upstream]]` table to run (default: the first in the config).
     #[arg(long, value_name = "NAME")]
@@ -619,4 +619,19 @@ impl ReportArgs {
             json: false,
         }
     }
+}
+
+/// `--user`: an identity the trail can name. Empty or blank, every event would name nobody;
+/// control characters would forge lines of the log it is written to.
+fn parse_identity(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("an empty or blank identity names nobody in the trail; give a user name, or leave --user out to use user_id from the config (else the OS user)".into());
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "the identity holds the control character U+{:04X}; give a plain user name",
+            u32::from(c)
+        ));
+    }
+    Ok(s.to_string())
 }

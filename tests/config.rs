@@ -235,6 +235,31 @@ fn the_os_user_is_the_default_identity_and_the_table_shows_the_pair() {
     assert_eq!(linked(lines[2]), id(lines[1]));
 }
 
+/// Found by a fresh pair of eyes: `--user ""` (or a space) was accepted, and every event
+/// named nobody; a tab went raw into the log line.
+#[test]
+fn a_blank_or_control_character_identity_is_refused_before_anything_runs() {
+    let store = TestStore::new("");
+    for (user, says) in [
+        ("", "names nobody"),
+        ("  ", "names nobody"),
+        ("a\tb", "control character U+0009"),
+    ] {
+        let out = std::process::Command::new(common::proxy_bin())
+            .args(["stdio", "--user", user, "--config"])
+            .arg(&store.config)
+            .arg("--")
+            .arg(example_server())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{user:?}: {stderr}");
+        assert!(stderr.contains(says), "{user:?}: {stderr}");
+        assert!(!store.store_dir().exists(), "{user:?}: a store was opened");
+    }
+}
+
 #[test]
 fn proxy_toml_documents_every_policy_table_key() {
     let text = std::fs::read_to_string(repo().join("proxy.toml")).unwrap();

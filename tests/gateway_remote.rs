@@ -652,6 +652,18 @@ impl RecordingRemote {
                             let _ = stream.write_all(echoed.as_bytes());
                             continue;
                         }
+                        if tool == "null_id" {
+                            // The TypeScript SDK's refusal of a request it cannot take: HTTP
+                            // 400, an error whose id is null.
+                            let text = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: Server not initialized"},"id":null}"#;
+                            let head = format!(
+                                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                                text.len()
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(text.as_bytes());
+                            continue;
+                        }
                         let answer = match msg["method"].as_str() {
                             // An answer that is not the request's.
                             Some("tools/call") if tool == "wrong_id" => {
@@ -800,6 +812,39 @@ async fn a_misbehaving_remote_fails_the_call_at_once_and_nothing_secret_reaches_
             .iter()
             .all(|h| header(h, "authorization") == Some("Bearer proxy-credential-0123"))
     );
+}
+
+/// Found by a fresh pair of eyes (after typescript-sdk#412): a remote's error with `"id":
+/// null` on the POST of one request was passed on as it came; the client could not match it
+/// to its request, and the call stayed open until `limits.call_timeout_ms` (10 minutes),
+/// then recorded as a timeout, or, in 2026-07-28, as cancelled by the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remotes_error_with_a_null_id_answers_the_request_it_refused_at_once() {
+    let remote = RecordingRemote::start();
+    let gw = gateway_to(&format!("url = \"{}\"", remote.url), "", &[]);
+    let call = call_2026("\"n-1\"", "null_id", "{}");
+    let (_, _, body) = tokio::time::timeout(
+        Duration::from_secs(10),
+        post_2026(&gw.endpoint(), ALICE_KEY, &call, Some("null_id"), &[]),
+    )
+    .await
+    .expect("the call ends at once, not at limits.call_timeout_ms");
+    let answers = messages(&body);
+    assert_eq!(answers.len(), 1, "{body}");
+    assert_eq!(answers[0]["id"], "n-1", "{body}");
+    assert_eq!(answers[0]["error"]["code"], -32000, "{body}");
+    assert_eq!(
+        answers[0]["error"]["message"], "Bad Request: Server not initialized",
+        "{body}"
+    );
+    let ends: Vec<Value> = gw
+        .events()
+        .into_iter()
+        .filter(|e| e["tool_name"] == "null_id" && e["event_type"] != "tool_access")
+        .collect();
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+    assert_eq!(ends[0]["result"], "jsonrpc_error", "{ends:#?}");
+    assert_eq!(ends[0]["metadata"]["failure_side"], "upstream", "{ends:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,9 @@ pub(crate) enum Refused {
     Origin(String),
     /// 403: a `Host` not in `gateway.allowed_hosts`.
     Host(String),
+    /// 400: `Host` or `Origin` more than once (RFC 9112 section 3.2: a request with more
+    /// than one `Host` is a 400); which one counts would be a guess.
+    Repeated(&'static str),
     /// 400: two different credentials (`Authorization` and `X-API-Key`, or either twice):
     /// which one counts would be a guess (RFC 6750 section 3.1, `invalid_request`).
     Ambiguous,
@@ -55,7 +58,7 @@ impl Refused {
         match self {
             Refused::NoCredential | Refused::BadCredential | Refused::BadToken(_) => 401,
             Refused::Origin(_) | Refused::Host(_) => 403,
-            Refused::Ambiguous => 400,
+            Refused::Ambiguous | Refused::Repeated(_) => 400,
         }
     }
 
@@ -67,6 +70,9 @@ impl Refused {
             Refused::BadCredential => "the credential matches no configured API key".into(),
             Refused::Ambiguous => "two different credentials (Authorization and X-API-Key, or one of them twice); send exactly one (RFC 6750 section 3.1)".into(),
             Refused::BadToken(why) => format!("the bearer JWT was refused: {why}"),
+            Refused::Repeated(name) => format!(
+                "the request has more than one {name} header; send exactly one (RFC 9112 section 3.2, RFC 6454 section 7)"
+            ),
             Refused::Origin(o) => {
                 format!(
                     "Origin {} is not in gateway.allowed_origins (DNS rebinding protection)",
@@ -256,6 +262,11 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
 /// Warning": servers must validate `Origin`; binding to loopback is not enough against DNS
 /// rebinding, so on loopback the `Host` must also name loopback).
 pub(crate) fn check_origin(config: &GatewayConfig, headers: &HeaderMap) -> Result<(), Refused> {
+    for (header, name) in [(HOST, "Host"), (ORIGIN, "Origin")] {
+        if headers.get_all(header).iter().nth(1).is_some() {
+            return Err(Refused::Repeated(name));
+        }
+    }
     if let Some(host) = headers.get(HOST) {
         let text = String::from_utf8_lossy(host.as_bytes()).to_ascii_lowercase();
         let name = host_name(&text);
@@ -362,7 +373,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
+            h.append(*k, HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -683,5 +694,26 @@ mod tests {
             ),
             Err(Refused::Host(_))
         ));
+        // Twice, in either order: refused, never the first one taken.
+        for pair in [
+            [("host", "127.0.0.1:8080"), ("host", "evil.example")],
+            [("host", "evil.example"), ("host", "127.0.0.1:8080")],
+        ] {
+            assert_eq!(
+                check_origin(&c, &headers(&pair)),
+                Err(Refused::Repeated("Host"))
+            );
+        }
+        assert_eq!(
+            check_origin(
+                &c,
+                &headers(&[
+                    ("host", "localhost"),
+                    ("origin", "https://app.example.com"),
+                    ("origin", "https://evil.example")
+                ])
+            ),
+            Err(Refused::Repeated("Origin"))
+        );
     }
 }

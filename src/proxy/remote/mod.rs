@@ -716,7 +716,7 @@ impl Link {
     /// Sends a line the upstream wrote on to the core; notes which pending request it answers.
     async fn deliver(
         &self,
-        line: Bytes,
+        mut line: Bytes,
         head: &Head,
         pending: &mut Vec<RequestId>,
         out: &mpsc::Sender<Bytes>,
@@ -735,9 +735,20 @@ impl Link {
             }
         } else if !head.batch && pending.len() == 1 && is_error_without_id(&line) {
             // An error with `"id": null` on a single request's POST is the server refusing that
-            // request without reading its id (JSON-RPC 2.0, 5.1): it goes to the client as
-            // sent, and no error of the proxy's follows it (the client would get two).
-            pending.clear();
+            // request without reading its id (JSON-RPC 2.0, 5.1; the TypeScript SDK's "Server
+            // not initialized", say). Over HTTP the POST ties it to its request, and a client
+            // of the server's own fails that request with it; a stdio client or a gateway
+            // stream can match an answer only by its id. So it goes on as the request's
+            // answer: the server's error as sent, with the request's id. The call ends now
+            // (upstream `jsonrpc_error`), not at `limits.call_timeout_ms`, and no error of
+            // the proxy's follows it.
+            let id = pending.remove(0);
+            if let Some(named) = with_id(&line, &id) {
+                line = named;
+            }
+            if head.id.as_ref() == Some(&id) {
+                self.answered(&line, head);
+            }
         }
         let _ = out.send(line).await;
     }
@@ -1151,6 +1162,15 @@ fn is_error_without_id(line: &[u8]) -> bool {
     )
 }
 
+/// The error response `line` (its `id` null) as the answer to request `id`: the server's
+/// `error` member unchanged, one line; `None` if it cannot be read.
+fn with_id(line: &[u8], id: &RequestId) -> Option<Bytes> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let mut out = message::rebuilt_message(Some(id), None, &[("error", v.get("error")?)]);
+    out.push('\n');
+    Some(Bytes::from(out))
+}
+
 /// Whether `line` is the response to request `id`.
 #[cfg(test)]
 fn answers(line: &[u8], id: &RequestId) -> bool {
@@ -1301,6 +1321,15 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"no"}}"#
         ));
         assert!(!is_error_without_id(&line));
+        let named = with_id(
+            br#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"no"},"id":null}"#,
+            &RequestId::from_json("18446744073709551617").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            &named[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":18446744073709551617,\"error\":{\"code\":-32000,\"message\":\"no\"}}\n"
+        );
     }
 
     #[test]
