@@ -388,12 +388,18 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
 /// `@`, a tab or a carriage return is read as a formula by Excel and LibreOffice (CSV
 /// injection, CWE-1236), and the trail's names come from clients. Such a cell gets a leading
 /// `'`, as OWASP's "CSV Injection" advises.
+///
+/// Each `;`-separated part is treated so: spreadsheets in locales whose list separator is `;`
+/// split the cell there.
 fn inert_cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    }
+    let inert = |part: &str| {
+        if part.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{part}")
+        } else {
+            part.to_string()
+        }
+    };
+    text.split(';').map(inert).collect::<Vec<_>>().join(";")
 }
 
 /// `events`: prints the newest events matching the filters (from the index, or from the

@@ -415,7 +415,11 @@ async fn a_reload_that_weakens_enforcement_is_recorded_high_with_old_and_new_val
         assert!(reason.contains(why), "{why}: {reason}");
     }
     // The proxy's own action, not the client's (the config's user_id is "tester").
-    assert_ne!(event["user_id"], "tester", "{event:#}");
+    let os_user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .map(|u| u.name)
+        .unwrap();
+    assert_eq!(event["user_id"], os_user.as_str(), "{event:#}");
     assert_eq!(event["metadata"]["auth_method"], "process", "{event:#}");
 }
 

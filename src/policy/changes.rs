@@ -44,6 +44,33 @@ impl Policy {
             let (was, now): (Option<Value>, Option<Value>) = (parse(was), parse(now));
             detail(key, was.as_ref(), now.as_ref(), &mut out);
         }
+        // Enforcement as resolved (defaults included), level by level: the direction of a
+        // change, which the raw values cannot always tell.
+        const LEVELS: [&str; 4] = ["low", "medium", "high", "critical"];
+        for (i, level) in LEVELS.iter().enumerate() {
+            let (a, b) = (old.actions[i], self.actions[i]);
+            if (b as u8) < (a as u8) {
+                out.weakened.push(format!(
+                    "risk.actions.{level}: {} -> {}",
+                    a.as_str(),
+                    b.as_str()
+                ));
+            }
+        }
+        for (i, level) in LEVELS[1..].iter().enumerate() {
+            let (a, b) = (old.levels[i], self.levels[i]);
+            if b > a {
+                out.weakened.push(format!(
+                    "risk.levels.{level} raised {a} -> {b}: calls need a higher score to reach it"
+                ));
+            }
+        }
+        if (self.pin_tools as u8) < (old.pin_tools as u8) {
+            out.weakened.push(format!(
+                "risk.pin_tools: {:?} -> {:?}",
+                old.pin_tools, self.pin_tools
+            ));
+        }
         out.lines.push(format!(
             "policy version {} -> {}",
             old.version, self.version
@@ -77,11 +104,30 @@ fn detail(key: &str, was: Option<&Value>, now: Option<&Value>, out: &mut PolicyC
                 Some(_) => {}
             }
         }
-        for (name, _) in &now {
+        for (name, value) in &now {
             if find(&was, name).is_none() {
                 out.lines.push(format!("risk.{key} added: {name}"));
+                // The operator's score wins over the tool's own: a new entry can lower it.
+                if key == "tool" && value.get("score").is_some() {
+                    out.weakened.push(format!(
+                        "risk.tool {name} added with a score (it may lower one)"
+                    ));
+                }
             }
         }
+        return;
+    }
+    if key == "roles" {
+        // Who holds which role names people: counts only, so that erasing a user leaves no
+        // name in the trail's reload events.
+        let users = |v: Option<&Value>| v.and_then(Value::as_object).map_or(0, |m| m.len());
+        out.lines.push(format!(
+            "risk.roles: {} users -> {} users",
+            users(was),
+            users(now)
+        ));
+        out.weakened
+            .push("risk.roles changed: roles may grant tools; review the values".into());
         return;
     }
     out.lines
@@ -105,9 +151,24 @@ fn detail(key: &str, was: Option<&Value>, now: Option<&Value>, out: &mut PolicyC
                 _ => None,
             }
         }
+        // `actions`, `levels` and `pin_tools` are compared as resolved (above).
+        "classifiers" => {
+            let names = |v: Option<&Value>| -> Option<Vec<String>> {
+                v?.as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                })
+            };
+            match (names(was), names(now)) {
+                (Some(a), Some(b)) if a.iter().all(|c| b.contains(c)) => None,
+                _ => Some("risk.classifiers: a class may no longer be looked for"),
+            }
+        }
         // Which way these go cannot be told from the values alone: a reviewer must look.
-        "actions" | "levels" | "pin_tools" | "classifiers" | "store" | "roles" | "hmac_key_env"
-        | "hmac_key_file" => Some("may weaken enforcement; review the values"),
+        "store" | "hmac_key_env" | "hmac_key_file" => {
+            Some("may weaken how the trail keeps sensitive data; review the values")
+        }
         _ => None,
     };
     if let Some(why) = why {
@@ -172,6 +233,34 @@ mod tests {
             back.lines
                 .iter()
                 .any(|l| l == "risk.rule added: \"no shell\"")
+        );
+    }
+
+    #[test]
+    fn the_direction_of_a_change_decides_whether_it_weakens() {
+        let strict = policy("[risk.actions]\ncritical = \"block\"\nhigh = \"confirm\"\n");
+        let lax = policy("[risk.actions]\ncritical = \"alert\"\nhigh = \"confirm\"\n");
+        let c = lax.changes_from(&strict);
+        assert_eq!(c.weakened, ["risk.actions.critical: block -> alert"]);
+        assert!(strict.changes_from(&lax).weakened.is_empty());
+        // A tool entry whose score can lower every tool's, and roles, named by count only.
+        let scored =
+            policy("[[risk.tool]]\nmatch = \"*\"\nscore = 0\n[risk.roles]\nalice = [\"ops\"]\n");
+        let c = scored.changes_from(&strict);
+        assert!(
+            c.weakened.iter().any(|w| w.contains("added with a score")),
+            "{:#?}",
+            c.weakened
+        );
+        assert!(
+            c.lines
+                .iter()
+                .any(|l| l == "risk.roles: 0 users -> 1 users")
+        );
+        assert!(
+            !c.lines.iter().any(|l| l.contains("alice")),
+            "{:#?}",
+            c.lines
         );
     }
 }

@@ -994,15 +994,19 @@ pub(crate) async fn reload_on_hangup(
     let mut hup = signal(SignalKind::hangup())
         .inspect_err(|e| tracing::warn!(error = %e, "SIGHUP handler unavailable; the policy reloads on file changes only"))
         .ok();
-    // The content's hash too: an edit that keeps the size within the file system's time
-    // granularity (or a tool that restores mtime) changes neither mtime nor length.
+    // The status change time too (nanoseconds): an edit that keeps the length, by a tool that
+    // restores mtime, changes neither mtime nor length, but no one can set ctime back. The
+    // inode: a file replaced by rename.
     let stamp = |p: &PathBuf| {
-        use std::hash::{Hash, Hasher};
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(p).ok()?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        std::fs::read(p).ok()?.hash(&mut h);
-        Some((m.modified().ok(), m.len(), m.ino(), h.finish()))
+        Some((
+            m.modified().ok(),
+            m.len(),
+            m.ino(),
+            m.ctime(),
+            m.ctime_nsec(),
+        ))
     };
     let mut applied = stamp(&path);
     let mut observed = applied;

@@ -27,7 +27,7 @@ use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response, matching, twin};
 use crate::jsonrpc::{Message, Parsed, RequestId};
 use crate::proxy::pipeline::{Ended, Outbound, Pipeline};
-use crate::proxy::pool::SESSIONLESS_CANNOT_ANSWER;
+use crate::proxy::pool::unanswerable;
 use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
 
 /// Server messages kept for a GET stream that is not open yet; older ones are dropped first.
@@ -394,8 +394,8 @@ pub(crate) struct Session {
     pub(crate) owner: String,
     pub(crate) upstream: String,
     pub(crate) pipeline: Arc<Pipeline>,
-    /// A sessionless 2026-07-28 request's: its server's own requests are answered with an
-    /// error, not sent to the client ([`SESSIONLESS_CANNOT_ANSWER`]).
+    /// A sessionless 2026-07-28 request's: its server's own requests are answered by the
+    /// proxy, not sent to the client ([`unanswerable`]).
     sessionless: bool,
     routes: Mutex<Option<Routes>>,
     stop: Stop,
@@ -611,13 +611,8 @@ impl Session {
         };
         match parsed {
             Parsed::Single(Message::Request { id, method, .. }) if self.sessionless => {
-                tracing::warn!(session = %self.id, method = %method, "server request answered with an error: a sessionless client cannot answer it");
-                return Some(error_response(
-                    Some(&id),
-                    INTERNAL_ERROR,
-                    SESSIONLESS_CANNOT_ANSWER,
-                    None,
-                ));
+                tracing::warn!(session = %self.id, method = %method, "server request answered by the proxy: a sessionless client cannot answer it");
+                return Some(unanswerable(Some(&id), Some(&method)));
             }
             Parsed::Single(Message::Response { id: Some(id), .. }) => {
                 let mine = take_ends(ends, &id);
@@ -835,7 +830,10 @@ async fn dispatch(
             if let Some(refusal) = session.deliver(bytes.slice_ref(line), &mut ends)
                 && let Some(routes) = session.routes()
             {
-                routes.send(session.pipeline.from_client(refusal)).await;
+                // Not awaited here: this task drains the server's output, and a server that
+                // stops reading its input while it writes would hold it.
+                let route = session.pipeline.from_client(refusal);
+                tokio::spawn(async move { routes.send(route).await });
             }
         }
         // Calls whose response is not among the lines (replaced, or an id that matched

@@ -21,11 +21,12 @@
 //! carries the child's id on the way in. Several requests, of one or several HTTP requests,
 //! may so be in flight on one child at once.
 //!
-//! What the child says that names no request (a log notification, a request of its own) goes
-//! to the lease with calls in flight when there is exactly one; otherwise a notification is
-//! dropped and a request is answered with an error (no client could answer it: a sessionless
-//! client's next message is a new request, maybe on another child). A client's response to
-//! a server request is never forwarded to a shared child for the same reason.
+//! What the child says that names no request (a log notification) goes to the lease with
+//! calls in flight when there is exactly one, else it is dropped. A request of its own never
+//! goes to a client: a sessionless 2026-07-28 client answers none (multi round-trip requests
+//! replace them), and its next message is a new request, maybe on another child. The pool
+//! answers it ([`unanswerable`]: `ping` with an empty result, anything else with an error).
+//! A client's response to a server request is never forwarded to a shared child.
 //!
 //! Lifetimes: a child starts when a request finds no idle child and the pool may grow
 //! (`gateway.pool_max_children`, and every running server counts toward
@@ -64,6 +65,23 @@ const QUEUE: usize = 1024;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How often a lease that is ending looks whether its calls are answered.
 const POLL: Duration = Duration::from_millis(10);
+
+/// What a server gets for a request of its own made while it serves sessionless requests:
+/// an empty result for `ping` (MCP "Ping": the receiver answers promptly; the proxy is
+/// there, and a server that takes an error for a dead peer might exit), else an error with
+/// [`SESSIONLESS_CANNOT_ANSWER`].
+pub(crate) fn unanswerable(id: Option<&RequestId>, method: Option<&str>) -> Bytes {
+    if method == Some("ping") {
+        let mut out = crate::jsonrpc::message::rebuilt_message(
+            id,
+            None,
+            &[("result", &serde_json::json!({}))],
+        );
+        out.push('\n');
+        return Bytes::from(out);
+    }
+    error_response(id, INTERNAL_ERROR, SESSIONLESS_CANNOT_ANSWER, None)
+}
 
 /// The error a server gets for a request of its own made while it serves sessionless
 /// 2026-07-28 requests: such a client answers no server request (MCP 2026-07-28 "Multi
@@ -489,11 +507,11 @@ impl Shared {
                 // 2026-07-28 client answers no server request (MRTR replaces them, SEP-2322),
                 // and an answer would come on a POST of its own, which reaches no pooled
                 // child. Forwarded, the server would wait for an answer until its own timeout.
+                // `s.method` is read from the line, so a ping is answered as one.
                 drop(t);
-                tracing::warn!(pid = self.pid, method = ?s.method, "request of a shared mcp server answered with an error: sessionless clients cannot answer server requests");
+                tracing::warn!(pid = self.pid, method = ?s.method, "request of a shared mcp server answered by the pool: sessionless clients cannot answer server requests");
                 let id = s.id.and_then(|r| RequestId::from_json(&text(line, &r)));
-                let answer =
-                    error_response(id.as_ref(), INTERNAL_ERROR, SESSIONLESS_CANNOT_ANSWER, None);
+                let answer = unanswerable(id.as_ref(), s.method.as_deref());
                 let _ = self.to_child.try_send(answer);
             }
         }
@@ -867,19 +885,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_server_request_goes_to_the_only_lease_in_flight_or_is_answered_by_the_pool() {
+    async fn a_server_request_is_answered_by_the_pool_never_sent_to_a_client() {
         let (s, mut child) = shared();
         let (mut one, mut two) = (lease(&s, 1), lease(&s, 2));
         s.inbound(1, call("1").as_bytes()).unwrap();
-        let ask = br#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#;
-        s.outbound(Ok(Bytes::from_static(ask)));
-        assert_eq!(&one.try_recv().unwrap()[..trim_line_end(ask).len()], ask);
+        // Even with one lease in flight: its client could not answer.
+        let ping = br#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#;
+        s.outbound(Ok(Bytes::from_static(ping)));
+        assert!(one.try_recv().is_err());
+        let answer = child.try_recv().unwrap();
+        assert_eq!(
+            &answer[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{}}\n"
+        );
         s.inbound(2, call("1").as_bytes()).unwrap();
+        let ask = br#"{"jsonrpc":"2.0","id":"e","method":"elicitation/create","params":{}}"#;
         s.outbound(Ok(Bytes::from_static(ask)));
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
         let answer = child.try_recv().unwrap();
         assert!(
-            memchr::memmem::find(&answer, b"-32603").is_some(),
+            memchr::memmem::find(&answer, b"-32603").is_some()
+                && memchr::memmem::find(&answer, b"SEP-2322").is_some(),
             "{answer:?}"
         );
     }

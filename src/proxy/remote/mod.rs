@@ -1165,10 +1165,19 @@ fn is_error_without_id(line: &[u8]) -> bool {
 /// The error response `line` (its `id` null) as the answer to request `id`: the server's
 /// `error` member unchanged, one line; `None` if it cannot be read.
 fn with_id(line: &[u8], id: &RequestId) -> Option<Bytes> {
-    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
-    let mut out = message::rebuilt_message(Some(id), None, &[("error", v.get("error")?)]);
-    out.push('\n');
-    Some(Bytes::from(out))
+    // The error's own text, byte for byte (a `Value` would reorder its members and round
+    // big numbers in `data`).
+    #[derive(serde::Deserialize)]
+    struct Refusal<'a> {
+        #[serde(borrow)]
+        error: &'a serde_json::value::RawValue,
+    }
+    let r: Refusal<'_> = serde_json::from_slice(line).ok()?;
+    let id = serde_json::to_string(id).ok()?;
+    Some(Bytes::from(format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{}}}\n",
+        r.error.get()
+    )))
 }
 
 /// Whether `line` is the response to request `id`.
@@ -1322,13 +1331,13 @@ mod tests {
         ));
         assert!(!is_error_without_id(&line));
         let named = with_id(
-            br#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"no"},"id":null}"#,
+            br#"{"jsonrpc":"2.0","error":{"message":"no","code":-32000,"data":123456789012345678901234567890},"id":null}"#,
             &RequestId::from_json("18446744073709551617").unwrap(),
         )
         .unwrap();
         assert_eq!(
             &named[..],
-            b"{\"jsonrpc\":\"2.0\",\"id\":18446744073709551617,\"error\":{\"code\":-32000,\"message\":\"no\"}}\n"
+            b"{\"jsonrpc\":\"2.0\",\"id\":18446744073709551617,\"error\":{\"message\":\"no\",\"code\":-32000,\"data\":123456789012345678901234567890}}\n"
         );
     }
 
