@@ -715,9 +715,9 @@ impl McpRequest<'_> {
                         .await;
                 }
                 if sessionless && seen.only_responses {
-                    // Nothing asked it: a sessionless request's server gets an error for any
-                    // request of its own instead (`SESSIONLESS_CANNOT_ANSWER`). Refused, not
-                    // dropped behind a 202, so the client learns its answer went nowhere.
+                    // Nothing asked it: the proxy answers a sessionless request's server for
+                    // any request of its own (`pool::unanswerable`). Refused, not dropped
+                    // behind a 202, so the client learns its answer went nowhere.
                     let reason = "a sessionless MCP 2026-07-28 POST holds only responses, and no server request awaits one (2026-07-28 has no server-to-client requests: multi round-trip requests, SEP-2322, replace them); not forwarded: answer a server's input requests by retrying the request with inputResponses".to_string();
                     return self
                         .refuse_rpc(StatusCode::BAD_REQUEST, INVALID_REQUEST, reason, None, None)
@@ -1077,7 +1077,10 @@ impl McpRequest<'_> {
         let policy = self.gateway.policy.clone();
         // A sessionless request's MRTR retry comes as a request of its own: the rounds it
         // answers are the principal's on this upstream, not one request's.
-        let rounds = (!keep).then(|| {
+        // Not kept in the table: a sessionless 2026-07-28 request's (a 2025 request without a
+        // session is refused before this, unless it is an `initialize`, which is kept).
+        let sessionless = !keep;
+        let rounds = sessionless.then(|| {
             self.gateway
                 .rounds_of(&self.principal.key(), &self.upstream.name)
         });
@@ -1113,7 +1116,7 @@ impl McpRequest<'_> {
             let name = upstream.name.clone();
             let result = run_session(setup, move |door: ClientDoor| {
                 let (session, dispatcher) =
-                    Session::start(session_id.clone(), owner, name, !keep, door);
+                    Session::start(session_id.clone(), owner, name, sessionless, door);
                 let _ = give.send(session);
                 dispatcher
             })
