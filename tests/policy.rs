@@ -496,6 +496,21 @@ fn policy_test_says_refuse_for_calls_the_proxy_refuses_before_the_policy() {
     );
 }
 
+/// Sends calls the shell rule blocks, `rounds` of them `pause` apart, until one is answered
+/// with an error (a reload put the rule in force): that reply, or `None`.
+async fn first_refusal(c: &mut LineClient, rounds: i64, pause: Duration) -> Option<Value> {
+    for id in 0..rounds {
+        c.send(&call_line(json!(id), "echo", json!({"text": "a | b"})))
+            .await;
+        let reply = c.recv_json().await;
+        if reply.get("error").is_some() {
+            return Some(reply);
+        }
+        tokio::time::sleep(pause).await;
+    }
+    None
+}
+
 #[tokio::test]
 async fn a_changed_config_file_reloads_the_policy_without_a_signal() {
     let store = TestStore::new("");
@@ -503,17 +518,7 @@ async fn a_changed_config_file_reloads_the_policy_without_a_signal() {
     let original = std::fs::read_to_string(&store.config).unwrap();
     std::fs::write(&store.config, format!("{original}{BLOCK_SHELL_IN_ECHO}")).unwrap();
     // Checked every 500 ms and applied once unchanged for one check: within about a second.
-    let mut blocked = None;
-    for id in 0..100 {
-        c.send(&call_line(json!(id), "echo", json!({"text": "a | b"})))
-            .await;
-        let reply = c.recv_json().await;
-        if reply.get("error").is_some() {
-            blocked = Some(reply);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let blocked = first_refusal(&mut c, 100, Duration::from_millis(50)).await;
     let blocked = blocked.expect("the policy was not reloaded within 5 s");
     assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
     assert!(c.finish().await.success());
@@ -547,17 +552,7 @@ async fn an_edit_keeping_length_and_mtime_still_reloads_the_policy() {
         .unwrap()
         .set_modified(before)
         .unwrap();
-    let mut blocked = None;
-    for id in 0..60 {
-        c.send(&call_line(json!(id), "echo", json!({"text": "a | b"})))
-            .await;
-        let reply = c.recv_json().await;
-        if reply.get("error").is_some() {
-            blocked = Some(reply);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let blocked = first_refusal(&mut c, 60, Duration::from_millis(100)).await;
     assert!(c.finish().await.success());
     let blocked = blocked.expect("the edit was not applied within 6 s");
     assert_eq!(blocked["error"]["code"], -32010, "{blocked}");
