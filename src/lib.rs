@@ -45,7 +45,7 @@
 //!                     the child's and restored for the client (remap.rs: the byte edits)
 //! proxy/stdio.rs      the server side of a session (spawn, write, read, time out, supervise,
 //!                     end the process group: run_session), shared by both front doors; the
-//!                     stdio front door on top of it (client fds, signals, reload on SIGHUP);
+//!                     stdio front door on top of it (client fds, signals);
 //!                     servers' orphans adopted, reaped, and ended at exit (both doors)
 //! proxy/remote/       a `url` upstream standing where the child would: the lines the core
 //!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
@@ -59,11 +59,14 @@
 //!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline
 //!                     per session; answers dispatched to the POST or stream awaiting them,
 //!                     progress to its request's stream, a byte budget per session),
-//!                     auth.rs (API keys, JWTs, Host/Origin, RFC 9728 metadata), headers.rs
+//!                     auth.rs (API keys, JWTs, Host/Origin, RFC 9728 metadata),
+//!                     credentials.rs (the accepted ones, replaced on reload), headers.rs
 //!                     (2026-07-28 Mcp-Method/Mcp-Name vs body), body.rs (JSON and SSE bodies),
 //!                     metrics.rs (/metrics), limit.rs (a quota on refusal events of
 //!                     unauthenticated requests), cors.rs (CORS for allowed origins, when
 //!                     configured), retention.rs (daily retention, recorded as an event)
+//! proxy/reload.rs     SIGHUP and config file changes: the [risk] policy of every session,
+//!                     and the gateway's credentials (http/credentials.rs) reloaded
 //! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify/ (sensitive data), secrets/

@@ -1189,3 +1189,95 @@ level = "high"
         .count();
     assert_eq!(blocked, 3);
 }
+
+/// Found by a hostile pass (F9): revoking a leaked API key needed a restart of the gateway,
+/// which ends every session. Now a reload (SIGHUP or the file changing) puts the file's
+/// credentials in force: the removed key is refused on its next request, even on the session
+/// it opened, the other keys keep working, and the reload event says what changed by the
+/// key's hash, never the user's name; a key added is recorded as possibly weakening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_removed_from_the_config_is_refused_after_a_reload_without_a_restart() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let (status, headers, _) = post(&url, Some(BOB_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 200);
+    let bobs = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    assert_eq!(
+        post(&url, Some(BOB_KEY), Some(&bobs), list, &[]).await.0,
+        200
+    );
+
+    // Bob's key out, Carol's in; nothing else changes.
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let bob_block = format!(
+        "[[gateway.api_key]]\nuser_id = \"bob\"\nsha256 = \"{}\"\n",
+        sha(BOB_KEY)
+    );
+    assert!(text.contains(&bob_block), "{text}");
+    const CAROL_KEY: &str = "carol-key-00112233445566778899";
+    let carol_block = format!(
+        "[[gateway.api_key]]\nuser_id = \"carol\"\nsha256 = \"{}\"\n",
+        sha(CAROL_KEY)
+    );
+    std::fs::write(&gw.config, text.replace(&bob_block, &carol_block)).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gw.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, _) = post(&url, Some(BOB_KEY), None, INIT, &[]).await;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's removed key still accepted: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Refused on the session it opened too; Alice and the new key get in.
+    assert_eq!(
+        post(&url, Some(BOB_KEY), Some(&bobs), list, &[]).await.0,
+        401
+    );
+    assert_eq!(post(&url, Some(ALICE_KEY), None, INIT, &[]).await.0, 200);
+    assert_eq!(post(&url, Some(CAROL_KEY), None, INIT, &[]).await.0, 200);
+
+    let events = gw.events();
+    let reload = events
+        .iter()
+        .find(|e| e["action"] == "policy/reload")
+        .unwrap_or_else(|| panic!("no reload event: {events:#?}"));
+    assert_eq!(reload["event_type"], "permission_change", "{reload:#}");
+    assert_eq!(reload["result"], "success");
+    assert_eq!(reload["risk_level"], "high", "a key was added: {reload:#}");
+    let changes: Vec<&str> = reload["metadata"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let short = |key: &str| sha(key)[..12].to_string();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("gateway.api_key removed: 1") && c.contains(&short(BOB_KEY))),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("gateway.api_key added: 1") && c.contains(&short(CAROL_KEY))),
+        "{changes:?}"
+    );
+    // Credentials reload, so the [gateway] table is not reported as "not applied".
+    assert!(
+        !changes.iter().any(|c| c.contains("not applied")),
+        "{changes:?}"
+    );
+    assert!(!reload.to_string().contains("bob"), "{reload:#}");
+    gw.stop();
+}

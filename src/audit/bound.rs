@@ -45,7 +45,12 @@ pub fn bound(event: &AuditEvent, max: usize) -> Option<AuditEvent> {
         || long(&m.user_agent, names)
         || long(&m.tool_version, names)
         || long(&m.protocol_version, names)
-        || matches!(&m.request_id, Some(RequestId::Str(s)) if s.len() > names);
+        || match &m.request_id {
+            Some(RequestId::Str(s)) => s.len() > names,
+            // `1.000…` (the id 1 to every SDK) can be megabytes long: its text counts.
+            Some(RequestId::Num(n)) => n.text().len() > names,
+            _ => false,
+        };
     let long_texts = [
         &m.error_messages,
         &m.risk_reasons,
@@ -92,10 +97,14 @@ pub fn bound(event: &AuditEvent, max: usize) -> Option<AuditEvent> {
     one(&mut m.reason, max, "/metadata/reason");
     one(&mut m.decision, max, "/metadata/decision");
     one(&mut m.confirmation, max, "/metadata/confirmation");
-    if let Some(RequestId::Str(id)) = &m.request_id
-        && id.len() > names
-    {
-        let mut text = id.to_string();
+    // A long number id is kept as the string of its first digits: a cut number would be
+    // another number, and the proof (length, SHA-256 of the digits) names what it was.
+    let long_id = match &m.request_id {
+        Some(RequestId::Str(s)) if s.len() > names => Some(s.to_string()),
+        Some(RequestId::Num(n)) if n.text().len() > names => Some(n.text().to_string()),
+        _ => None,
+    };
+    if let Some(mut text) = long_id {
         cuts.extend(cut_text(&mut text, names, "/metadata/request_id"));
         m.request_id = Some(RequestId::Str(text.into()));
     }
@@ -381,6 +390,18 @@ mod tests {
             proof.bytes,
             100_000 + "tool \"\" has no annotations".len() as u64
         );
+        // A number id of 100,000 characters (`1.000…`, the id 1 to every SDK): stored as the
+        // string of its first characters.
+        let mut e = AuditEvent::test_event(EventType::ToolAccess, Outcome::Initiated);
+        let digits = format!("1.{}", "0".repeat(99_998));
+        e.metadata.request_id = RequestId::from_json(&digits);
+        assert!(matches!(e.metadata.request_id, Some(RequestId::Num(_))));
+        let b = bound(&e, 65_536).unwrap();
+        assert!(
+            matches!(&b.metadata.request_id, Some(RequestId::Str(s)) if **s == digits[..NAME_MAX])
+        );
+        assert_eq!(b.metadata.truncated[0].pointer, "/metadata/request_id");
+        assert_eq!(b.metadata.truncated[0].bytes, 100_000);
         // Short names are left alone.
         let mut small = AuditEvent::test_event(EventType::ToolAccess, Outcome::Initiated);
         small.tool_name = Some("echo".into());

@@ -37,6 +37,13 @@ pub struct NumberId {
     key: NumberKey,
 }
 
+impl NumberId {
+    /// The number as the peer wrote it (JSON text).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
 /// The exact value of a JSON number, computed on its decimal digits (no float).
 #[derive(Debug, Clone)]
 enum NumberKey {

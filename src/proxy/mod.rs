@@ -1,10 +1,12 @@
 //! The proxy: one pipeline per client connection, fed by a front door: the stdio
-//! wrapper (`stdio.rs`) or the HTTP gateway (`http/`).
+//! wrapper (`stdio.rs`) or the HTTP gateway (`http/`); `reload.rs` reloads the policy (and the
+//! gateway's credentials) on SIGHUP and file changes.
 
 pub mod fdio;
 pub mod http;
 pub mod pipeline;
 pub(crate) mod pool;
+pub(crate) mod reload;
 pub mod remote;
 pub mod stdio;
 

@@ -18,6 +18,7 @@
 mod auth;
 mod body;
 mod cors;
+mod credentials;
 mod headers;
 mod limit;
 pub(crate) use headers::name_member;
@@ -135,6 +136,8 @@ struct Gateway {
     streams: PrincipalCounts,
     /// Connections per principal.
     connections: PrincipalCounts,
+    /// The credentials accepted now (replaced on a config reload).
+    credentials: Arc<credentials::Credentials>,
     /// Refusal events of unauthenticated requests, per source address.
     unauthenticated: limit::RefusalLimiter,
     /// The `url` upstreams' clients, by upstream name.
@@ -261,6 +264,7 @@ pub async fn run(
         rounds: Mutex::new(HashMap::new()),
         streams: PrincipalCounts::default(),
         connections: PrincipalCounts::default(),
+        credentials: Arc::new(credentials::Credentials::new(&config.gateway)),
         unauthenticated: limit::RefusalLimiter::default(),
         params: config
             .upstreams
@@ -288,10 +292,16 @@ pub async fn run(
         gateway.policy.clone(),
         None,
     ));
-    tokio::spawn(super::stdio::reload_on_hangup(
+    let credentials = gateway.credentials.clone();
+    tokio::spawn(super::reload::reload_on_hangup(
         config.source.clone(),
         control,
         gateway.stopping.clone(),
+        Some(super::reload::AlsoReloaded {
+            table: "gateway",
+            keys: &credentials::RELOADED_KEYS,
+            apply: Box::new(move |c| credentials.replace(&c.gateway)),
+        }),
     ));
     tokio::spawn(reap_idle(gateway.clone()));
     if let Some(handle) = retention {
@@ -1269,32 +1279,29 @@ async fn route(
         gateway.record_refusal(&refusal).await;
         return plain(refusal.status, refusal.reason);
     }
-    let principal = match auth::authenticate_connection(
-        &gateway.config.gateway,
-        conn.client_cert.as_ref(),
-        &headers,
-    ) {
-        Ok(p) => p,
-        Err(r) => {
-            let refusal = Refusal {
-                upstream: &upstream.name,
-                ..refuse(
-                    StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-                    r.reason(),
-                )
-            };
-            gateway.record_refusal(&refusal).await;
-            let mut resp = plain(refusal.status, refusal.reason);
-            if r.status() == 401 {
-                let challenge =
-                    auth::challenge(&gateway.config.gateway, &headers, &upstream.name, &r);
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    let accepted = gateway.credentials.current();
+    let principal =
+        match auth::authenticate_connection(&accepted, conn.client_cert.as_ref(), &headers) {
+            Ok(p) => p,
+            Err(r) => {
+                let refusal = Refusal {
+                    upstream: &upstream.name,
+                    ..refuse(
+                        StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+                        r.reason(),
+                    )
+                };
+                gateway.record_refusal(&refusal).await;
+                let mut resp = plain(refusal.status, refusal.reason);
+                if r.status() == 401 {
+                    let challenge = auth::challenge(&accepted, &headers, &upstream.name, &r);
+                    if let Ok(v) = HeaderValue::from_str(&challenge) {
+                        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                    }
                 }
+                return resp;
             }
-            return resp;
-        }
-    };
+        };
     let mut ctx = ctx;
     ctx.roles = principal.roles.clone();
     let request = request::McpRequest {

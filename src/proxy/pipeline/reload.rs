@@ -6,8 +6,9 @@ use super::*;
 impl Pipeline {
     /// Puts a reloaded policy in force and records what changed (`permission_change` when who
     /// may call what changed, else `configuration_change`); an unchanged policy is left alone.
-    /// `not_applied` names what else changed in the file (it needs a restart); it is logged
-    /// and recorded with the reload.
+    /// `more`: what the front door reloaded beside it (the gateway's credentials), recorded
+    /// with it. `not_applied` names what else changed in the file (it needs a restart); it is
+    /// logged and recorded with the reload.
     ///
     /// `trigger` says what set the reload off (`SIGHUP received`, `config file changed`). The
     /// event names the identity the proxy runs as, not a client: the proxy cannot know who
@@ -17,6 +18,7 @@ impl Pipeline {
     pub fn reload_policy(
         &self,
         new: Arc<Policy>,
+        more: policy::PolicyChanges,
         not_applied: Vec<String>,
         trigger: &str,
     ) -> Option<AuditEvent> {
@@ -24,7 +26,8 @@ impl Pipeline {
         for what in &not_applied {
             tracing::warn!(change = %what, "config change not applied");
         }
-        if old.version == new.version {
+        let same = old.version == new.version;
+        if same && more.lines.is_empty() {
             tracing::info!(version = %new.version, "policy reloaded; unchanged");
             if not_applied.is_empty() {
                 return None;
@@ -39,13 +42,22 @@ impl Pipeline {
             self.record_reload(&mut event);
             return Some(event);
         }
-        let diff = new.changes_from(&old);
+        let mut diff = if same {
+            policy::PolicyChanges::default()
+        } else {
+            new.changes_from(&old)
+        };
+        diff.lines.extend(more.lines);
+        diff.permissions |= more.permissions;
+        diff.weakened.extend(more.weakened);
         let mut changes = vec![format!("reloaded: {trigger}")];
         changes.extend(diff.lines);
         changes.extend(not_applied);
         let version = new.version.clone();
-        self.policy.replace(new);
-        tracing::warn!(from = %old.version, to = %version, changes = %changes.join("; "), "policy reloaded");
+        if !same {
+            self.policy.replace(new);
+        }
+        tracing::warn!(from = %old.version, to = %version, changes = %changes.join("; "), "config reloaded");
         let event_type = if diff.permissions {
             EventType::PermissionChange
         } else {
