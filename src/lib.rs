@@ -38,7 +38,8 @@
 //!                     (held calls), ends.rs (a call's end and its events), batch.rs
 //!                     (client and server batches), tools.rs (tools/list pins and
 //!                     filtering), reload.rs (policy reloads), rounds.rs (MRTR rounds,
-//!                     shared by a principal's sessionless gateway requests), recent.rs
+//!                     shared by a principal's sessionless gateway requests), tasks.rs
+//!                     (calls that became tasks: tasks/result, tasks/cancel), recent.rs
 //!                     (ids remembered after their request ended)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
 //!                     principal: a lease stands where a child's pipes would, ids remapped to

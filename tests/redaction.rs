@@ -878,3 +878,74 @@ fn a_secret_found_by_its_neighbours_in_an_array_is_never_stored() {
         }
     }
 }
+
+/// Found by a hostile pass (helper-59 F7): a task the client cancelled (`tasks/cancel`) ended
+/// in the trail as `jsonrpc_error` (the error its pending `tasks/result` got), or not at all
+/// when no `tasks/result` was waiting. Both orders of the server's answers are checked.
+#[tokio::test]
+async fn a_task_the_client_cancels_ends_cancelled_in_the_trail() {
+    let server = r#"
+import json, sys
+waiting = {}
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "tools/call":
+        tid = m["params"]["arguments"]["task"]
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {"task": {"taskId": tid, "status": "working", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}}), flush=True)
+    elif method == "tasks/result":
+        waiting[m["params"]["taskId"]] = m["id"]
+    elif method == "tasks/cancel":
+        tid = m["params"]["taskId"]
+        # The pending tasks/result fails first (the task is cancelled), then the cancel is answered.
+        if tid in waiting:
+            print(json.dumps({"jsonrpc": "2.0", "id": waiting.pop(tid), "error": {"code": -32603, "message": "task cancelled"}}), flush=True)
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {"taskId": tid, "status": "cancelled", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}), flush=True)
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    let call = |id: u32, task: &str| {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"slow_{task}\",\"arguments\":{{\"task\":\"{task}\"}},\"task\":{{\"ttl\":60000}}}}}}\n"
+        )
+    };
+    // Task a: cancelled while nobody waits on tasks/result.
+    c.send(call(1, "a").as_bytes()).await;
+    assert_eq!(c.recv_json().await["result"]["task"]["taskId"], "a");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/cancel\",\"params\":{\"taskId\":\"a\"}}\n")
+        .await;
+    let cancelled = c.recv_json().await;
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    // Task b: its tasks/result waits, and fails when the cancel takes effect.
+    c.send(call(3, "b").as_bytes()).await;
+    assert_eq!(c.recv_json().await["result"]["task"]["taskId"], "b");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"b\"}}\n")
+        .await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tasks/cancel\",\"params\":{\"taskId\":\"b\"}}\n")
+        .await;
+    let (x, y) = (c.recv_json().await, c.recv_json().await);
+    assert_eq!(
+        (x["id"].clone(), y["id"].clone()),
+        (json!(4), json!(5)),
+        "{x} {y}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    for tool in ["slow_a", "slow_b"] {
+        let ends: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| e["tool_name"] == tool && e["event_type"] != "tool_access")
+            .map(|e| {
+                (
+                    e["event_type"].as_str().unwrap(),
+                    e["result"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ends,
+            [("tool_execution", "task"), ("tool_failure", "cancelled")],
+            "{tool}: {events:#?}"
+        );
+    }
+}

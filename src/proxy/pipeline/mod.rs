@@ -49,6 +49,7 @@ mod recent;
 mod refuse;
 mod reload;
 mod rounds;
+mod tasks;
 mod tools;
 
 use crate::jsonrpc::message::{matching, twin};
@@ -344,6 +345,9 @@ enum Pending {
     /// `tasks/result` of a task the call became: its answer is the call's real outcome.
     /// The call rides with the request, so it leaves with it (answered, cancelled, failed).
     TaskResult(Box<Call>),
+    /// `tasks/cancel` of a task the call with this id became: a success ends the call
+    /// `cancelled`, unless a `tasks/result` about it is waiting (its answer then does).
+    TaskCancel(RequestId),
     Other,
 }
 
@@ -360,6 +364,9 @@ struct State {
     /// Calls that became tasks (MCP 2025-11-25 Tasks), by `taskId`, oldest first; at most
     /// [`MAX_ENDED`].
     tasks: VecDeque<(String, Call)>,
+    /// The calls whose task the client asked to cancel (`tasks/cancel`), by the call's id:
+    /// an error answering their `tasks/result` is that cancellation, not a failure.
+    task_cancels: HashSet<RequestId>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
     history: History,
@@ -807,22 +814,7 @@ impl Pipeline {
                     }
                     "server/discover" => Pending::Discover,
                     "tools/list" => Pending::ToolsList,
-                    "tasks/result" => {
-                        let st = self.state();
-                        let task = crate::mcp::task_of_params(*params);
-                        // The latest call that became this task: a server reusing a task
-                        // id answers for its newest task.
-                        let call = task.and_then(|t| {
-                            st.tasks
-                                .iter()
-                                .rfind(|(k, _)| *k == t)
-                                .map(|(_, c)| c.clone())
-                        });
-                        match call {
-                            Some(call) => Pending::TaskResult(Box::new(call)),
-                            None => Pending::Other,
-                        }
-                    }
+                    "tasks/result" | "tasks/cancel" => self.state().task_request(method, *params),
                     _ => Pending::Other,
                 };
                 self.state().pending.insert(id.clone(), pending);
@@ -1287,8 +1279,13 @@ impl Pipeline {
                 return self.late_answer(&call, id, why, size, *body);
             }
             Some(Answered::Pending(Pending::TaskResult(call))) => {
-                drop(st);
-                return self.end_task(*call, id, size, *body, false);
+                return self.task_result_answered(st, *call, id, size, *body);
+            }
+            Some(Answered::Pending(Pending::TaskCancel(of))) => {
+                match self.task_cancel_answered(st, &of, id, *body) {
+                    Some(ended) => return ended,
+                    None => rewritten = self.redact_answer(id, *body),
+                }
             }
             Some(Answered::Pending(pending)) => {
                 if let ResponseBody::Result(result) = body {
@@ -1466,7 +1463,7 @@ fn learn(st: &mut State, pending: &Pending, result: &RawValue) {
                 }
             }
         }
-        Pending::TaskResult(_) | Pending::Other => {}
+        Pending::TaskResult(_) | Pending::TaskCancel(_) | Pending::Other => {}
     }
 }
 

@@ -1,0 +1,103 @@
+//! Calls that became tasks (MCP 2025-11-25 "Tasks"): a `tools/call` answered with a
+//! `CreateTaskResult` ends `task` in the trail, and its real outcome comes later, as the
+//! answer to `tasks/result`, or as a cancellation the client asked for with `tasks/cancel`.
+
+use std::sync::MutexGuard;
+
+use super::*;
+
+impl State {
+    /// What a client's `tasks/result` or `tasks/cancel` waits for: the call the task named in
+    /// `params` became (the latest, if a server reused the task id), else nothing.
+    pub(super) fn task_request(&mut self, method: &str, params: Option<&RawValue>) -> Pending {
+        let task = crate::mcp::task_of_params(params);
+        let call = task.and_then(|t| self.tasks.iter().rfind(|(k, _)| *k == t));
+        match (method, call) {
+            ("tasks/result", Some((_, call))) => Pending::TaskResult(Box::new(call.clone())),
+            ("tasks/cancel", Some((_, call))) if self.task_cancels.len() < MAX_ENDED => {
+                let of = call.request_id.clone();
+                self.task_cancels.insert(of.clone());
+                Pending::TaskCancel(of)
+            }
+            _ => Pending::Other,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The answer to a `tasks/result` about `call`'s task: the call's real outcome, or, an
+    /// error after the client asked to cancel the task, its cancellation.
+    pub(super) fn task_result_answered(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        call: Call,
+        id: &RequestId,
+        size: usize,
+        body: ResponseBody<'_>,
+    ) -> Delivery {
+        let asked = st.task_cancels.remove(&call.request_id);
+        let cancelled = asked && matches!(body, ResponseBody::Error(_));
+        if cancelled {
+            // Ended: the answer to the tasks/cancel ends nothing more.
+            st.tasks.retain(|(_, c)| c.request_id != call.request_id);
+        }
+        drop(st);
+        if cancelled {
+            return self.task_cancelled(call, id, body);
+        }
+        self.end_task(call, id, size, body, false)
+    }
+
+    /// The answer to a `tasks/cancel` about the task call `of` became: a success ends the
+    /// call `cancelled`, unless a `tasks/result` about it still waits (its answer ends it);
+    /// `None` when it ends nothing.
+    pub(super) fn task_cancel_answered(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        of: &RequestId,
+        id: &RequestId,
+        body: ResponseBody<'_>,
+    ) -> Option<Delivery> {
+        let waited = st
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::TaskResult(c) if c.request_id == *of));
+        let ended = match body {
+            ResponseBody::Result(_) if waited => None,
+            ResponseBody::Result(_) => {
+                st.task_cancels.remove(of);
+                let at = st.tasks.iter().rposition(|(_, c)| c.request_id == *of);
+                at.and_then(|at| st.tasks.remove(at)).map(|(_, call)| call)
+            }
+            _ => {
+                st.task_cancels.remove(of);
+                None
+            }
+        };
+        drop(st);
+        ended.map(|call| self.task_cancelled(call, id, body))
+    }
+
+    /// Ends `call` `cancelled` (side `client`): the client cancelled the task it became
+    /// (`tasks/cancel`), as the server's answer `body` to request `answers` (that
+    /// `tasks/cancel`, or a `tasks/result` the cancellation failed) confirms. The answer is
+    /// forwarded as it is.
+    fn task_cancelled(&self, call: Call, answers: &RequestId, body: ResponseBody<'_>) -> Delivery {
+        let event = self.failure_event(
+            &call,
+            Outcome::Cancelled,
+            Side::Client,
+            None,
+            "the client cancelled the task the call became (tasks/cancel)",
+        );
+        let rewritten = self.redact_answer(answers, body);
+        match self.audit.record(&event) {
+            Ok(ack) => Delivery::Forward {
+                ack,
+                ended: None,
+                rewritten,
+            },
+            Err(e) => Delivery::Replace(refused_by_audit(answers, &e)),
+        }
+    }
+}
