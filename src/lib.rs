@@ -38,7 +38,9 @@
 //!                     (held calls), ends.rs (a call's end and its events), batch.rs
 //!                     (client and server batches), tools.rs (tools/list pins and
 //!                     filtering), reload.rs (policy reloads), rounds.rs (MRTR rounds,
-//!                     shared by a principal's sessionless gateway requests), tasks.rs
+//!                     and what a session learnt: tags for sequence rules, tools'
+//!                     annotations; shared by a principal's sessionless gateway requests),
+//!                     tasks.rs
 //!                     (calls that became tasks: tasks/result, tasks/cancel), recent.rs
 //!                     (ids remembered after their request ended)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and

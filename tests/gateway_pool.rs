@@ -637,3 +637,55 @@ async fn a_servers_own_request_during_a_sessionless_call_is_answered_not_left_ha
         );
     }
 }
+
+/// Found by a hostile pass (helper-61 F1, high): each sessionless 2026-07-28 request is a
+/// session core of its own, and the calls of a principal's earlier requests were forgotten.
+/// A client choosing that era escaped `[[risk.sequence]]` rules (personal data read, then
+/// sent out: blocked for a 2025 client, passed here) and the annotations of the tools it had
+/// listed (a destructive tool scored as an unknown one). Both pool settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_rules_and_tool_annotations_hold_across_a_principals_sessionless_requests() {
+    const SEQUENCE: &str = "[[risk.sequence]]\nname = \"personal data then echo\"\nafter_tags = [\"gdpr\"]\nthen_tools = [\"echo\"]\nscore = 80\n";
+    for shared in [true, false] {
+        // `command` is the last key written into the upstream's table.
+        let command = format!(
+            "{:?}]\nshare_children = {shared}\n#",
+            common::example_server().display().to_string()
+        );
+        let gw = Gateway::start_upstream(&command, "", SEQUENCE);
+        let url = gw.endpoint();
+        let (status, _, body) = post_2026(&url, ALICE_KEY, &list_2026(1), None, &[]).await;
+        assert_eq!(status, 200, "shared {shared}: {body}");
+        let read = call_2026("2", "personal_data", "{}");
+        let (status, _, body) = post_2026(&url, ALICE_KEY, &read, Some("personal_data"), &[]).await;
+        assert_eq!(status, 200, "shared {shared}: {body}");
+        let send = call_2026("3", "echo", r#"{"text":"out"}"#);
+        let (_, _, body) = post_2026(&url, ALICE_KEY, &send, Some("echo"), &[]).await;
+        let (answer, _) = answer_of(&body);
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            answer["error"]["code"], -32010,
+            "shared {shared}: echo after personal data passed: {body}"
+        );
+        let events = gw.events();
+        let access = |tool: &str| {
+            events
+                .iter()
+                .find(|e| e["tool_name"] == tool && e["event_type"] == "tool_access")
+                .unwrap_or_else(|| panic!("shared {shared}: no access of {tool}: {events:#?}"))
+                .clone()
+        };
+        let reasons = access("echo")["metadata"]["risk_reasons"].to_string();
+        assert!(
+            reasons.contains("personal data then echo"),
+            "shared {shared}: {reasons}"
+        );
+        // personal_data was listed read-only by the first request.
+        let reasons = access("personal_data")["metadata"]["risk_reasons"].to_string();
+        assert!(
+            !reasons.contains("no annotations"),
+            "shared {shared}: {reasons}"
+        );
+        gw.stop();
+    }
+}

@@ -651,12 +651,14 @@ fn tls_acceptor(
 }
 
 impl Gateway {
-    /// The MRTR rounds of `user`'s sessionless requests on `upstream` (`user`: the principal's
-    /// key, `method:user_id`).
+    /// The MRTR rounds of `user`'s sessionless requests on `upstream`, and what they learnt
+    /// (tags for sequence rules, tools' annotations) (`user`: the principal's key,
+    /// `method:user_id`).
     fn rounds_of(&self, user: &str, upstream: &str) -> crate::proxy::pipeline::SharedRounds {
         let mut all = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
-        // Principals come and go (JWT subjects): an entry no request holds and that remembers
-        // nothing is dropped.
+        // Principals come and go (JWT subjects): past 64 of them, an entry no request holds
+        // and with no open round is dropped, and what it learnt with it (its next request
+        // starts as a new session would).
         if all.len() >= 64 {
             all.retain(|_, r| {
                 Arc::strong_count(r) > 1 || !r.lock().unwrap_or_else(|p| p.into_inner()).is_empty()

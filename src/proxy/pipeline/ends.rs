@@ -370,7 +370,8 @@ impl Pipeline {
         event.metadata.policy_version = Some(policy.version.clone());
         event.risk_level = event.risk_level.max(policy.level_of(score));
         event.compliance_tags = tags.iter().map(|t| t.to_string()).collect();
-        self.state()
+        self.rounds()
+            .learnt
             .history
             .note(call.tool.as_deref().unwrap_or_default(), &tags);
     }

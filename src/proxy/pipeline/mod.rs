@@ -37,10 +37,10 @@ use crate::jsonrpc::salvage::{Salvaged, from_prefix, salvage, salvage_split};
 use crate::jsonrpc::{BatchItem, FrameError, Message, Parsed, RequestId, ResponseBody};
 use crate::mcp::{
     AnyParams, CallToolParams, CallToolResultView, CancelledParams, ElicitResultView, Era,
-    ErrorView, Implementation, InitializeParams, ServerIdentity, ToolAnnotations, ToolsListView,
+    ErrorView, Implementation, InitializeParams, ServerIdentity, ToolsListView,
 };
 use crate::policy::pins::{Fingerprint, PinMode, Pins, Seen};
-use crate::policy::{self, CallInput, Decision, History, Policy, PolicyCell};
+use crate::policy::{self, CallInput, Decision, Policy, PolicyCell};
 
 mod batch;
 mod confirm;
@@ -57,7 +57,7 @@ use confirm::*;
 pub(crate) use ends::stored_request_id;
 use ends::*;
 use recent::Recent;
-use rounds::{Round, round_key};
+use rounds::{Learnt, Round, round_key};
 pub use rounds::{Rounds, SharedRounds};
 
 /// The `tools/call` method, the one the proxy audits.
@@ -358,9 +358,6 @@ struct State {
     negotiated: Option<String>,
     calls: HashMap<RequestId, Call>,
     pending: HashMap<RequestId, Pending>,
-    annotations: HashMap<String, ToolAnnotations>,
-    /// The names of the tools the server listed in this session (`tools/list`, every page).
-    listed: std::collections::HashSet<String>,
     /// Calls that became tasks (MCP 2025-11-25 Tasks), by `taskId`, oldest first; at most
     /// [`MAX_ENDED`].
     tasks: VecDeque<(String, Call)>,
@@ -369,7 +366,6 @@ struct State {
     task_cancels: HashSet<RequestId>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
-    history: History,
     /// Tools whose definition changed since pinned: name -> the new definition's hash.
     changed_tools: HashMap<String, String>,
     /// The client declared `elicitation`: a person can be asked to confirm a call.
@@ -899,7 +895,9 @@ impl Pipeline {
         let meta = p.meta.as_ref();
         let tool_changed = policy.enabled && self.tool_changed(&p.name);
         let (protocol_version, era, user_agent, tool_version, risk, decision, retry_of) = {
-            let mut st = self.state();
+            let st = self.state();
+            // Locked after `state`, as everywhere.
+            let mut shared = self.rounds();
             let (version, era) = st.version_for(meta.and_then(|m| m.protocol_version.as_deref()));
             let agent = meta
                 .and_then(|m| m.client_info.as_ref())
@@ -910,19 +908,19 @@ impl Pipeline {
                     .input_responses
                     .iter()
                     .flat_map(|r| r.keys().map(|k| k.to_string()));
-                self.rounds()
-                    .take(&round_key(&p.name, p.request_state.as_deref(), keys))
+                shared.take(&round_key(&p.name, p.request_state.as_deref(), keys))
             } else {
                 None
             };
-            let annotations = st.annotations.get(&*p.name);
+            let annotations = shared.learnt.annotations.get(&*p.name).cloned();
+            let annotations = annotations.as_ref();
             let decision = policy.enabled.then(|| {
                 policy.assess(&CallInput {
                     user: &self.info.user_id,
                     tool: &p.name,
                     arguments: arguments.as_ref(),
                     annotations,
-                    history: &st.history,
+                    history: &shared.learnt.history,
                     now: std::time::SystemTime::now(),
                     count_rates: true,
                     tool_changed,
@@ -934,7 +932,7 @@ impl Pipeline {
             if let Some(d) = &decision
                 && d.enforced() != policy::Action::Block
             {
-                st.history.note(&p.name, &d.tags);
+                shared.learnt.history.note(&p.name, &d.tags);
             }
             let tool_version = st.server.as_ref().map(Implementation::agent);
             (version, era, agent, tool_version, risk, decision, retry_of)
@@ -1289,7 +1287,7 @@ impl Pipeline {
             }
             Some(Answered::Pending(pending)) => {
                 if let ResponseBody::Result(result) = body {
-                    learn(&mut st, &pending, result);
+                    learn(&mut st, &mut self.rounds().learnt, &pending, result);
                     if let Pending::ToolsList = pending {
                         drop(st);
                         rewritten = match self.check_pins(result) {
@@ -1432,7 +1430,7 @@ fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> 
 }
 
 /// Updates the session from results that describe the peer or its tools.
-fn learn(st: &mut State, pending: &Pending, result: &RawValue) {
+fn learn(st: &mut State, learnt: &mut Learnt, pending: &Pending, result: &RawValue) {
     match pending {
         Pending::Initialize | Pending::Discover => {
             if let Ok(identity) = serde_json::from_str::<ServerIdentity>(result.get()) {
@@ -1449,16 +1447,16 @@ fn learn(st: &mut State, pending: &Pending, result: &RawValue) {
                 for tool in list.tools {
                     // A server renaming its tools at every listing must not grow the session
                     // without bound: past the cap, new names are not learnt (logged).
-                    if !st.listed.contains(&tool.name) {
-                        if st.listed.len() >= MAX_LISTED {
+                    if !learnt.listed.contains(&tool.name) {
+                        if learnt.listed.len() >= MAX_LISTED {
                             tracing::warn!(tool = %tool.name, "the server listed more than {MAX_LISTED} tool names in this session; new names are not learnt (their annotations and case variants are not checked)");
                             continue;
                         }
-                        st.listed.insert(tool.name.clone());
+                        learnt.listed.insert(tool.name.clone());
                     }
                     match tool.annotations {
-                        Some(a) => st.annotations.insert(tool.name, a),
-                        None => st.annotations.remove(&tool.name),
+                        Some(a) => learnt.annotations.insert(tool.name, a),
+                        None => learnt.annotations.remove(&tool.name),
                     };
                 }
             }
@@ -1473,16 +1471,16 @@ mod tests {
 
     #[test]
     fn a_session_learns_at_most_max_listed_tool_names() {
-        let mut st = State::default();
+        let (mut st, mut learnt) = (State::default(), Learnt::default());
         for page in 0..3 {
             let tools: Vec<Value> = (0..MAX_LISTED / 2 + 1)
                 .map(|i| json!({"name": format!("t{page}-{i}"), "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}))
                 .collect();
             let raw = serde_json::value::to_raw_value(&json!({ "tools": tools })).unwrap();
-            learn(&mut st, &Pending::ToolsList, &raw);
+            learn(&mut st, &mut learnt, &Pending::ToolsList, &raw);
         }
-        assert_eq!(st.listed.len(), MAX_LISTED);
-        assert!(st.annotations.len() <= MAX_LISTED);
-        assert!(st.listed.contains("t0-0") && st.annotations.contains_key("t0-0"));
+        assert_eq!(learnt.listed.len(), MAX_LISTED);
+        assert!(learnt.annotations.len() <= MAX_LISTED);
+        assert!(learnt.listed.contains("t0-0") && learnt.annotations.contains_key("t0-0"));
     }
 }

@@ -2,13 +2,16 @@
 //! results, remembered to link a retry to the round it answers (`retry_of`), and the proxy's
 //! own confirmation rounds, whose retry carries the person's answer. A retry need not reach
 //! the pipeline that opened its round: the gateway shares one [`Rounds`] across the
-//! sessionless requests of a principal on an upstream.
+//! sessionless requests of a principal on an upstream. With them, what those requests
+//! learnt ([`Learnt`]): the tags sequence rules look back on, and the tools' annotations.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::audit::event::EventId;
+use crate::mcp::ToolAnnotations;
+use crate::policy::History;
 
 /// MRTR states remembered per session for linking retries (oldest forgotten first).
 const MAX_OPEN_ROUNDS: usize = 1024;
@@ -39,6 +42,24 @@ pub struct Rounds {
     pub(super) confirming: HashMap<String, Round>,
     /// Their `requestState`s, oldest first.
     pub(super) order: VecDeque<String>,
+    /// What the calls and `tools/list` answers of the same pipelines taught.
+    pub(super) learnt: Learnt,
+}
+
+/// What a session learns that later calls are judged by: the compliance tags its calls'
+/// arguments and results carried (for `[[risk.sequence]]` rules), and the tools the server
+/// listed with their annotations (a destructive tool scores as one; case twins of a listed
+/// name are refused). A stdio session or a 2025 gateway session has its own. The gateway's
+/// sessionless 2026-07-28 requests of one principal on one upstream share one: each request
+/// is a session core of its own, and a client choosing that era must not leave sequence
+/// rules and annotations behind (found by a hostile pass: `personal_data` then `echo`
+/// passed a rule that blocked a 2025 client).
+#[derive(Debug, Default)]
+pub(super) struct Learnt {
+    pub(super) history: History,
+    pub(super) annotations: HashMap<String, ToolAnnotations>,
+    /// The names of the tools the server listed (`tools/list`, every page).
+    pub(super) listed: HashSet<String>,
 }
 
 /// [`Rounds`] shared by the pipelines a retry may reach.

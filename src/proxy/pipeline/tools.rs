@@ -162,6 +162,6 @@ impl Pipeline {
 
     /// [`policy::admit::loose_tool_name`] against the tools the server listed.
     pub(super) fn loose_tool_name(&self, name: &str) -> Option<String> {
-        crate::policy::admit::loose_tool_name(name, &self.state().listed)
+        crate::policy::admit::loose_tool_name(name, &self.rounds().learnt.listed)
     }
 }
