@@ -687,7 +687,49 @@ async fn a_repeated_session_header_is_refused() {
         .await
         .unwrap();
     assert_eq!(get.status().as_u16(), 400);
-    assert_eq!(refusals(&gw, 400).len(), 2, "{:#?}", gw.events());
+    // Found by a hostile pass (helper-61 F2): a repeated `MCP-Protocol-Version` was taken by
+    // its first copy (2026-07-28 then 2025-11-25: served as sessionless; swapped: "session
+    // required"), and a repeated `Content-Type` passed.
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+    for (name, first, second) in [
+        ("mcp-protocol-version", "2026-07-28", "2025-11-25"),
+        ("mcp-protocol-version", "2025-11-25", "banana"),
+        ("content-type", "application/json", "text/plain"),
+    ] {
+        let session = (first != "2026-07-28").then_some(session.as_str());
+        let (status, _, body) = post(
+            &url,
+            Some(ALICE_KEY),
+            session,
+            list,
+            &[(name, first), (name, second)],
+        )
+        .await;
+        assert_eq!(status, 400, "{name}: {first}, {second}: {body}");
+        assert!(body.contains("is repeated"), "{name}: {body}");
+    }
+    assert_eq!(refusals(&gw, 400).len(), 5, "{:#?}", gw.events());
+}
+
+/// Found by a hostile pass (helper-61 F3): the 429 past `max_sessions_per_principal` said
+/// `"id": null`, though the `initialize` it refused had a readable id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_refused_for_the_principals_cap_is_answered_with_the_requests_id() {
+    let gw = Gateway::start_with("max_sessions_per_principal = 1", "");
+    let url = gw.endpoint();
+    assert_eq!(post(&url, Some(ALICE_KEY), None, INIT, &[]).await.0, 200);
+    let second = INIT.replace(r#""id":1"#, r#""id":77"#);
+    let (status, _, body) = post(&url, Some(ALICE_KEY), None, &second, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["id"], 77, "{body}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_sessions_per_principal"),
+        "{body}"
+    );
 }
 
 /// `tools/call` spelled loosely in the method's value (`Tools/Call`, a trailing space): the

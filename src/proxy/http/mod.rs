@@ -1329,7 +1329,7 @@ async fn route(
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         return resp;
     }
-    if let Some(refused) = request.repeated_session().await {
+    if let Some(refused) = request.repeated_header().await {
         return refused;
     }
     let slot = match *req.method() {

@@ -414,13 +414,21 @@ impl McpRequest<'_> {
         plain(StatusCode::NOT_FOUND, reason)
     }
 
-    /// A request naming more than one session (two `Mcp-Session-Id` headers: the gateway
-    /// and an intermediary could each take another): the 400 to answer, recorded.
-    pub(super) async fn repeated_session(&self) -> Option<Response<ResponseBody>> {
-        // The second copy, if there is one.
-        self.headers.get_all(SESSION_HEADER).iter().nth(1)?;
-        let reason =
-            "Mcp-Session-Id is repeated: send it once, with the id of one session".to_string();
+    /// A request with two copies of a header that must have one value (two `Mcp-Session-Id`,
+    /// `MCP-Protocol-Version`, `Content-Type` or `Last-Event-ID`: the gateway and an
+    /// intermediary could each take another copy, and route, version-check or parse the
+    /// request differently): the 400 to answer, recorded.
+    pub(super) async fn repeated_header(&self) -> Option<Response<ResponseBody>> {
+        let name = [
+            ("Mcp-Session-Id", "the id of one session"),
+            ("MCP-Protocol-Version", "one protocol version"),
+            ("Content-Type", "one media type"),
+            ("Last-Event-ID", "the id of one event"),
+        ]
+        .into_iter()
+        .find(|(name, _)| self.headers.get_all(*name).iter().nth(1).is_some());
+        let (name, what) = name?;
+        let reason = format!("{name} is repeated: send it once, with {what}");
         self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)
             .await;
         Some(rpc_refusal(
@@ -998,17 +1006,19 @@ impl McpRequest<'_> {
             }
         };
         if let Some(reason) = full {
+            // The request's own id, as every other refusal of a readable body names it.
+            let id = self.body_request_id();
             self.refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 reason.clone(),
                 None,
                 None,
-                None,
+                id.clone(),
             )
             .await;
             return Err(rpc_refusal(
                 StatusCode::TOO_MANY_REQUESTS,
-                None,
+                id.as_ref(),
                 INVALID_REQUEST,
                 &reason,
             ));
