@@ -211,6 +211,47 @@ mod tests {
             .policy
     }
 
+    /// Found by a hostile pass (F5): a reload started every rate-limit bucket full again, so
+    /// a user past a rate got it back whenever the file was saved.
+    #[test]
+    fn a_reload_keeps_what_users_took_of_their_rates() {
+        let risk =
+            "user_rate_per_minute = 3\n[[risk.tool]]\nmatch = \"send_*\"\nrate_per_minute = 1\n";
+        let call = |p: &Policy, tool: &str| {
+            p.assess(&crate::policy::CallInput {
+                user: "alice",
+                tool,
+                arguments: None,
+                annotations: None,
+                history: &crate::policy::History::default(),
+                now: std::time::SystemTime::now(),
+                count_rates: true,
+                tool_changed: false,
+            })
+            .reasons
+            .iter()
+            .any(|r| r.contains("exceeded"))
+        };
+        let old = policy(risk);
+        assert!(!call(&old, "send_mail"));
+        assert!(call(&old, "send_mail"), "the tool's rate is 1");
+        assert!(!call(&old, "read"));
+        // The same entries after an unrelated edit (another entry first: indices move).
+        let new = policy(&risk.replace(
+            "[[risk.tool]]",
+            "[[risk.tool]]\nmatch = \"other\"\nscore = 5\n[[risk.tool]]",
+        ));
+        new.carry_buckets_from(&old);
+        assert!(
+            call(&new, "send_mail"),
+            "the tool's bucket followed its entry"
+        );
+        // Two of the user's 3 per minute were taken before the reload (the refused call took
+        // none): one is left.
+        assert!(!call(&new, "read"));
+        assert!(call(&new, "read"), "the user's bucket followed the reload");
+    }
+
     #[test]
     fn turning_enforcement_off_is_named_with_its_values_and_flagged() {
         let old = policy(

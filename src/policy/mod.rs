@@ -592,6 +592,27 @@ impl Policy {
         }
     }
 
+    /// Takes over `old`'s rate-limit buckets (on a reload): a user who used up a rate must
+    /// not get it back because the file was saved. A tool entry's bucket follows the entry
+    /// with the same pattern; the per-user bucket always carries over. A rate lowered by the
+    /// reload caps the tokens at the next call.
+    pub fn carry_buckets_from(&self, old: &Policy) {
+        let taken = std::mem::take(&mut *old.buckets.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut mine = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        for ((user, entry), bucket) in taken {
+            let entry = if entry == usize::MAX {
+                Some(usize::MAX)
+            } else {
+                old.tools
+                    .get(entry)
+                    .and_then(|t| self.tools.iter().position(|n| n.pattern == t.pattern))
+            };
+            if let Some(entry) = entry {
+                mine.insert((user, entry), bucket);
+            }
+        }
+    }
+
     fn take_token(&self, user: &str, entry: usize, per_minute: u32) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();

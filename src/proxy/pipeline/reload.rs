@@ -55,6 +55,7 @@ impl Pipeline {
         changes.extend(not_applied);
         let version = new.version.clone();
         if !same {
+            new.carry_buckets_from(&old);
             self.policy.replace(new);
         }
         tracing::warn!(from = %old.version, to = %version, changes = %changes.join("; "), "config reloaded");
