@@ -456,6 +456,12 @@ async fn an_export_verifies_elsewhere_with_only_the_public_key_and_its_edits_are
     let (code, out) = verify();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("the export trail.export is intact"), "{out}");
+    // Without the key the chains still hold, but that proves only that the file agrees with
+    // itself: the verdict says so, never "intact" (found by a hostile pass, F9).
+    let unkeyed = run(&["verify", "--export", "trail.export"], elsewhere.path());
+    let said = text(&unkeyed);
+    assert!(said.contains("NOT authenticated"), "{said}");
+    assert!(!said.contains("is intact"), "{said}");
 
     let pristine = std::fs::read_to_string(elsewhere.path().join("trail.export")).unwrap();
     let lines: Vec<&str> = pristine.lines().collect();
