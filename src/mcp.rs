@@ -214,7 +214,24 @@ pub struct InitializeParams<'a> {
 pub struct ClientCapabilitiesView {
     /// Present when the client can answer `elicitation/create` (a person can be asked).
     #[serde(default)]
-    pub elicitation: Option<serde::de::IgnoredAny>,
+    elicitation: Option<serde_json::Value>,
+}
+
+impl ClientCapabilitiesView {
+    /// Whether the client can answer a form-mode `elicitation/create` (the proxy's
+    /// confirmations are forms). MCP 2025-11-25 "Elicitation: Capabilities": `{"form": {}}`,
+    /// `{"url": {}}` or both; an empty object means form mode, as before modes existed. A
+    /// client that declared URL mode only cannot show a form. A value that is not an object
+    /// is read as the older form (the capability is declared).
+    pub fn elicits_form(&self) -> bool {
+        match &self.elicitation {
+            None => false,
+            Some(serde_json::Value::Object(modes)) => {
+                modes.contains_key("form") || !modes.contains_key("url")
+            }
+            Some(_) => true,
+        }
+    }
 }
 
 /// The result of `elicitation/create`, as far as a confirmation cares.

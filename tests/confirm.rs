@@ -233,6 +233,37 @@ async fn confirm_blocks_when_the_client_cannot_be_asked() {
     assert!(c.finish().await.success());
 }
 
+/// Found by a hostile pass (F9): a client that declared URL-mode elicitation only (MCP
+/// 2025-11-25) was sent the proxy's form; it cannot show one, so the call is blocked saying
+/// why, as for a client without the capability. Form mode, or the older empty object, asks.
+#[tokio::test]
+async fn confirm_blocks_when_the_client_elicits_in_url_mode_only() {
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    for (caps, asked) in [
+        (json!({"url": {}}), false),
+        (json!({"url": {}, "form": {}}), true),
+        (json!({}), true),
+    ] {
+        let mut c = LineClient::spawn(store.proxied_example());
+        let init = json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {"elicitation": caps},
+            "clientInfo": {"name": "raw", "version": "1"}}});
+        c.send(format!("{init}\n").as_bytes()).await;
+        c.recv_json().await;
+        c.send(&call_line(json!(1), "echo", json!({"text": "a; b"})))
+            .await;
+        let got = c.recv_json().await;
+        if asked {
+            assert_eq!(got["method"], "elicitation/create", "{caps}: {got}");
+        } else {
+            assert_eq!(got["error"]["code"], -32010, "{caps}: {got}");
+            let message = got["error"]["message"].as_str().unwrap();
+            assert!(message.contains("form mode"), "{message}");
+        }
+        drop(c);
+    }
+}
+
 #[tokio::test]
 async fn confirm_in_the_2026_era_is_an_input_required_round_of_the_proxy() {
     let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);

@@ -60,6 +60,10 @@ use recent::Recent;
 use rounds::{Learnt, Round, round_key};
 pub use rounds::{Rounds, SharedRounds};
 
+/// Why a call the policy asks to confirm cannot be put to a person: the client cannot show
+/// the proxy's question, a form.
+const NO_FORM_ELICITATION: &str = "the client did not declare the elicitation capability in form mode (`elicitation: {}` or `elicitation.form`; URL mode alone cannot show the question)";
+
 /// The `tools/call` method, the one the proxy audits.
 pub const TOOLS_CALL: &str = "tools/call";
 /// The JSON-RPC error code of a call the policy blocked (stable: clients may match on it).
@@ -799,10 +803,8 @@ impl Pipeline {
                             && let Ok(init) = serde_json::from_str::<InitializeParams>(p.get())
                         {
                             let mut st = self.state();
-                            st.client_elicits = init
-                                .capabilities
-                                .as_ref()
-                                .is_some_and(|c| c.elicitation.is_some());
+                            st.client_elicits =
+                                init.capabilities.as_ref().is_some_and(|c| c.elicits_form());
                             st.client = init.client_info.or(st.client.take());
                             st.negotiated = init.protocol_version.map(|v| v.into_owned());
                         }
@@ -969,10 +971,10 @@ impl Pipeline {
                     None if !meta.is_some_and(|m| {
                         m.client_capabilities
                             .as_ref()
-                            .is_some_and(|c| c.elicitation.is_some())
+                            .is_some_and(|c| c.elicits_form())
                     }) =>
                     {
-                        Some("the client did not declare the elicitation capability".into())
+                        Some(NO_FORM_ELICITATION.into())
                     }
                     None if self
                         .rounds()
@@ -987,7 +989,7 @@ impl Pipeline {
                     None => None,
                 }
             } else if !st.client_elicits {
-                Some("the client did not declare the elicitation capability".into())
+                Some(NO_FORM_ELICITATION.into())
             } else if st.awaiting.len() >= MAX_HELD {
                 Some("too many calls of this session wait for confirmation".into())
             } else {
