@@ -709,6 +709,16 @@ async fn a_repeated_session_header_is_refused() {
         assert!(body.contains("is repeated"), "{name}: {body}");
     }
     assert_eq!(refusals(&gw, 400).len(), 5, "{:#?}", gw.events());
+    // The same value twice (an intermediary adding what was there) is one value.
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        list,
+        &[("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// Found by a hostile pass (helper-61 F3): the 429 past `max_sessions_per_principal` said

@@ -881,7 +881,9 @@ fn a_secret_found_by_its_neighbours_in_an_array_is_never_stored() {
 
 /// Found by a hostile pass (helper-59 F7): a task the client cancelled (`tasks/cancel`) ended
 /// in the trail as `jsonrpc_error` (the error its pending `tasks/result` got), or not at all
-/// when no `tasks/result` was waiting. Both orders of the server's answers are checked.
+/// when no `tasks/result` was waiting. Checked: no `tasks/result` waiting (a); one waiting,
+/// failed before the cancel is answered (b); one the client itself cancelled, failed after
+/// the cancel is answered (c): each call ends once, `cancelled`.
 #[tokio::test]
 async fn a_task_the_client_cancels_ends_cancelled_in_the_trail() {
     let server = r#"
@@ -897,10 +899,12 @@ for line in sys.stdin:
         waiting[m["params"]["taskId"]] = m["id"]
     elif method == "tasks/cancel":
         tid = m["params"]["taskId"]
-        # The pending tasks/result fails first (the task is cancelled), then the cancel is answered.
-        if tid in waiting:
-            print(json.dumps({"jsonrpc": "2.0", "id": waiting.pop(tid), "error": {"code": -32603, "message": "task cancelled"}}), flush=True)
-        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {"taskId": tid, "status": "cancelled", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}), flush=True)
+        failed = {"jsonrpc": "2.0", "id": waiting.pop(tid, None), "error": {"code": -32603, "message": "task cancelled"}}
+        done = {"jsonrpc": "2.0", "id": m["id"], "result": {"taskId": tid, "status": "cancelled", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}}
+        # b: the pending tasks/result fails first; c: the cancel is answered first.
+        for out in ([failed, done] if tid == "b" else [done, failed]):
+            if out["id"] is not None:
+                print(json.dumps(out), flush=True)
 "#;
     let store = TestStore::new("");
     let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
@@ -929,9 +933,24 @@ for line in sys.stdin:
         (json!(4), json!(5)),
         "{x} {y}"
     );
+    // Task c: the client gives up on its tasks/result, then cancels the task.
+    c.send(call(6, "c").as_bytes()).await;
+    assert_eq!(c.recv_json().await["result"]["task"]["taskId"], "c");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"c\"}}\n")
+        .await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":7}}\n")
+        .await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tasks/cancel\",\"params\":{\"taskId\":\"c\"}}\n")
+        .await;
+    let (x, y) = (c.recv_json().await, c.recv_json().await);
+    assert_eq!(
+        (x["id"].clone(), y["id"].clone()),
+        (json!(8), json!(7)),
+        "{x} {y}"
+    );
     assert!(c.finish().await.success());
     let events = store.events();
-    for tool in ["slow_a", "slow_b"] {
+    for tool in ["slow_a", "slow_b", "slow_c"] {
         let ends: Vec<(&str, &str)> = events
             .iter()
             .filter(|e| e["tool_name"] == tool && e["event_type"] != "tool_access")

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use sha2::Digest;
 use toml::Spanned;
 
 use super::{ConfigError, Source};
@@ -146,6 +147,9 @@ pub struct JwtSettings {
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     /// The verification keys, with their `kid` where a JWKS gives one.
     pub keys: Vec<(Option<String>, jsonwebtoken::DecodingKey)>,
+    /// SHA-256 of the key material as read (the secret, PEM or JWK Set file's bytes): a
+    /// reload that swaps a key keeping its `kid` (or with none) is told apart by it.
+    pub key_digest: [u8; 32],
     /// `leeway_s`: clock skew allowed on `exp` and `nbf`, in seconds.
     pub leeway_s: u64,
     /// `user_claim`: the claim recorded as `user_id` (default `sub`).
@@ -558,8 +562,10 @@ fn jwt(at: &Source<'_>, raw: Spanned<RawJwt>) -> Result<JwtSettings, ConfigError
         Ok((bytes, span, path))
     };
     let mut keys = Vec::new();
+    let mut digest = sha2::Sha256::new();
     if let Some(f) = raw.secret_file {
         let (bytes, span, path) = read(f, "gateway.jwt.secret_file")?;
+        digest.update(&bytes);
         let secret = bytes.trim_ascii();
         if secret.len() < 32 || algorithms != [Algorithm::HS256] {
             return Err(at.invalid(span, &format!("{}: an HS256 secret must be at least 32 bytes, and algorithms must be [\"HS256\"] alone", path.display()), "generate one with `openssl rand -base64 48 > secret`; never mix a shared secret with public-key algorithms"));
@@ -568,6 +574,7 @@ fn jwt(at: &Source<'_>, raw: Spanned<RawJwt>) -> Result<JwtSettings, ConfigError
     }
     if let Some(f) = raw.key_file {
         let (bytes, span, path) = read(f, "gateway.jwt.key_file")?;
+        digest.update(&bytes);
         for alg in &algorithms {
             let key = match alg {
                 Algorithm::RS256 => DecodingKey::from_rsa_pem(&bytes),
@@ -593,6 +600,7 @@ fn jwt(at: &Source<'_>, raw: Spanned<RawJwt>) -> Result<JwtSettings, ConfigError
     }
     if let Some(f) = raw.jwks_file {
         let (bytes, span, path) = read(f, "gateway.jwt.jwks_file")?;
+        digest.update(&bytes);
         let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&bytes).map_err(|e| {
             at.invalid(
                 span.clone(),
@@ -632,6 +640,7 @@ fn jwt(at: &Source<'_>, raw: Spanned<RawJwt>) -> Result<JwtSettings, ConfigError
         audience,
         algorithms,
         keys,
+        key_digest: digest.finalize().into(),
         leeway_s,
         user_claim,
         roles_claim,

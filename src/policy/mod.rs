@@ -167,7 +167,7 @@ pub(crate) struct Sequence {
     level: Option<RiskLevel>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -592,20 +592,36 @@ impl Policy {
         }
     }
 
-    /// Takes over `old`'s rate-limit buckets (on a reload): a user who used up a rate must
-    /// not get it back because the file was saved. A tool entry's bucket follows the entry
-    /// with the same pattern; the per-user bucket always carries over. A rate lowered by the
-    /// reload caps the tokens at the next call.
+    /// Takes over a copy of `old`'s rate-limit buckets (on a reload): a user who used up a
+    /// rate must not get it back because the file was saved. The per-user bucket carries
+    /// over; a tool entry's follows the entry with the same `match` (the n-th of that match
+    /// to the n-th). Copied, not moved: a call still assessed by `old` draws from its own. A
+    /// rate lowered by the reload caps the tokens at the next call.
     pub fn carry_buckets_from(&self, old: &Policy) {
-        let taken = std::mem::take(&mut *old.buckets.lock().unwrap_or_else(|p| p.into_inner()));
+        // The position of each old entry in the new list: same pattern, same occurrence.
+        let nth = |tools: &[ToolPolicy], i: usize| {
+            let pattern = &tools[i].pattern;
+            tools[..i].iter().filter(|t| t.pattern == *pattern).count()
+        };
+        let moved: Vec<Option<usize>> = (0..old.tools.len())
+            .map(|i| {
+                let (pattern, n) = (&old.tools[i].pattern, nth(&old.tools, i));
+                (0..self.tools.len())
+                    .filter(|&j| self.tools[j].pattern == *pattern)
+                    .nth(n)
+            })
+            .collect();
+        let taken = old
+            .buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut mine = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         for ((user, entry), bucket) in taken {
             let entry = if entry == usize::MAX {
                 Some(usize::MAX)
             } else {
-                old.tools
-                    .get(entry)
-                    .and_then(|t| self.tools.iter().position(|n| n.pattern == t.pattern))
+                moved.get(entry).copied().flatten()
             };
             if let Some(entry) = entry {
                 mine.insert((user, entry), bucket);

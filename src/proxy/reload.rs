@@ -17,9 +17,13 @@ pub(crate) struct AlsoReloaded {
     /// The table, and its keys, that `apply` puts in force (they are not "not applied").
     pub(crate) table: &'static str,
     pub(crate) keys: &'static [&'static str],
-    /// Puts the new config's values of those keys in force; says what changed.
-    pub(crate) apply: Box<dyn Fn(&Config) -> PolicyChanges + Send + Sync>,
+    /// Puts the new config's values of those keys in force; says what changed. `Err`: the
+    /// new values cannot be applied, and the whole reload is rejected (nothing changes).
+    pub(crate) apply: Box<Apply>,
 }
+
+/// Applies what a reloaded config holds for an [`AlsoReloaded`].
+pub(crate) type Apply = dyn Fn(&Config) -> Result<PolicyChanges, String> + Send + Sync;
 
 /// How often the config file is checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -155,10 +159,14 @@ pub(crate) async fn reload_on_hangup(
                         .filter(|k| running.get(*k) != now.get(*k))
                         .map(|k| format!("{k} changed: not applied (only [risk]{} reloads; restart the proxy)", also.as_ref().map_or(String::new(), |a| format!(" and {}.{}", a.table, a.keys.join("/")))))
                         .collect();
-                    let more = also
-                        .as_ref()
-                        .map(|a| (a.apply)(&config))
-                        .unwrap_or_default();
+                    let more = match also.as_ref().map(|a| (a.apply)(&config)) {
+                        None => PolicyChanges::default(),
+                        Some(Ok(more)) => more,
+                        Some(Err(problem)) => {
+                            pipeline.reload_rejected(&problem);
+                            continue;
+                        }
+                    };
                     pipeline.reload_policy(config.policy, more, not_applied, why);
                     had_risk = risk_now;
                 }

@@ -12,6 +12,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::{ApiKey, GatewayConfig, JwtSettings};
 use crate::policy::PolicyChanges;
+#[cfg(test)]
+use sha2::Digest;
 
 /// The credentials in force; cheap to read once per request.
 pub(crate) struct Credentials(RwLock<Arc<GatewayConfig>>);
@@ -27,8 +29,17 @@ impl Credentials {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Puts `new`'s credentials in force and says what changed.
-    pub(crate) fn replace(&self, new: &GatewayConfig) -> PolicyChanges {
+    /// Puts `new`'s credentials in force and says what changed; `Err` (nothing applied) when
+    /// `new` has none at all, which the gateway would refuse to start with: a save that lost
+    /// the `[gateway]` keys must not lock every client out.
+    pub(crate) fn replace(&self, new: &GatewayConfig) -> Result<PolicyChanges, String> {
+        if new.api_keys.is_empty()
+            && new.client_certs.is_empty()
+            && new.jwt.is_none()
+            && !new.allow_anonymous
+        {
+            return Err("the config has no credential at all (no [[gateway.api_key]], [[gateway.client_cert]] or [gateway.jwt], and allow_anonymous is off): the gateway would not start with it; the running policy and credentials stay".into());
+        }
         let mut cell = self.0.write().unwrap_or_else(|p| p.into_inner());
         let old = cell.clone();
         let changes = changes(&old, new);
@@ -39,7 +50,7 @@ impl Credentials {
             allow_anonymous: new.allow_anonymous,
             ..(*old).clone()
         });
-        changes
+        Ok(changes)
     }
 }
 
@@ -71,19 +82,7 @@ fn changes(old: &GatewayConfig, new: &GatewayConfig) -> PolicyChanges {
         }
         out.lines.push(line);
     }
-    if !out.lines.is_empty() {
-        out.permissions = true;
-        if new.api_keys.is_empty()
-            && new.client_certs.is_empty()
-            && new.jwt.is_none()
-            && !new.allow_anonymous
-        {
-            out.lines.push(
-                "gateway: no credential is configured any more: every request is refused (401)"
-                    .into(),
-            );
-        }
-    }
+    out.permissions = !out.lines.is_empty();
     out
 }
 
@@ -187,13 +186,27 @@ fn jwt(old: Option<&JwtSettings>, new: Option<&JwtSettings>, out: &mut PolicyCha
                 format!("{:?}", o.roles_claim),
                 format!("{:?}", n.roles_claim),
             );
-            let kids = |j: &JwtSettings| -> Vec<Option<String>> {
-                j.keys.iter().map(|(kid, _)| kid.clone()).collect()
+            let keys = |j: &JwtSettings| -> String {
+                let kids: Vec<&str> = j.keys.iter().filter_map(|(k, _)| k.as_deref()).collect();
+                let digest: String = j.key_digest[..6]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{} (kid {kids:?}, sha256 {digest}…)", j.keys.len())
             };
-            line("keys", format!("{:?}", kids(o)), format!("{:?}", kids(n)));
-            if o.issuer != n.issuer || o.audience != n.audience || o.user_claim != n.user_claim {
+            line("keys", keys(o), keys(n));
+            if o.key_digest != n.key_digest {
+                out.weakened.push(
+                    "gateway.jwt keys replaced or added: tokens they sign are accepted".into(),
+                );
+            }
+            if o.issuer != n.issuer
+                || o.audience != n.audience
+                || o.user_claim != n.user_claim
+                || o.roles_claim != n.roles_claim
+            {
                 out.weakened
-                    .push("gateway.jwt: another issuer, audience or user claim".into());
+                    .push("gateway.jwt: another issuer, audience, user or roles claim".into());
             }
             if n.algorithms.iter().any(|a| !o.algorithms.contains(a)) {
                 out.weakened
@@ -233,14 +246,13 @@ mod tests {
             listen: "127.0.0.1:9".parse().unwrap(),
             ..GatewayConfig::default()
         };
-        let c = cell.replace(&next);
+        let c = cell.replace(&next).unwrap();
         assert!(c.permissions);
         assert!(c.weakened.is_empty(), "{:?}", c.weakened);
         assert_eq!(
             c.lines,
             ["gateway.api_key removed: 1 (sha256 020202020202…): refused from now on"]
         );
-        assert!(!c.lines.concat().contains("bob"));
         let now = cell.current();
         assert_eq!(now.api_keys.len(), 1);
         // Only credentials reload: the address is the one the gateway started with.
@@ -254,11 +266,13 @@ mod tests {
             ..GatewayConfig::default()
         };
         let cell = Credentials::new(&start);
-        let c = cell.replace(&GatewayConfig {
-            api_keys: vec![key(1, "alice", &["admin"]), key(3, "carol", &[])],
-            allow_anonymous: true,
-            ..GatewayConfig::default()
-        });
+        let c = cell
+            .replace(&GatewayConfig {
+                api_keys: vec![key(1, "alice", &["admin"]), key(3, "carol", &[])],
+                allow_anonymous: true,
+                ..GatewayConfig::default()
+            })
+            .unwrap();
         assert_eq!(c.weakened.len(), 3, "{:?}", c.weakened);
         assert!(
             c.lines
@@ -267,14 +281,50 @@ mod tests {
         );
         // Unchanged credentials: nothing to say.
         let same = cell.current();
-        assert!(cell.replace(&same).lines.is_empty());
-        // None left: said plainly.
+        assert!(cell.replace(&same).unwrap().lines.is_empty());
+        // None left: refused, and the running credentials stay.
         let none = cell.replace(&GatewayConfig::default());
+        assert!(none.unwrap_err().contains("no credential at all"));
+        assert_eq!(cell.current().api_keys.len(), 2);
+    }
+
+    /// Found in review: a JWT key swapped in its file (`key_file` and `secret_file` keys have
+    /// no `kid`) changed nothing the reload event said, and was applied unrecorded.
+    #[test]
+    fn a_jwt_key_swapped_under_the_same_kid_is_seen_and_may_weaken() {
+        let jwt = |secret: &[u8]| {
+            Some(Arc::new(JwtSettings {
+                issuer: "https://idp.example.com".into(),
+                audience: "gw".into(),
+                algorithms: vec![jsonwebtoken::Algorithm::HS256],
+                keys: vec![(None, jsonwebtoken::DecodingKey::from_secret(secret))],
+                key_digest: sha2::Sha256::digest(secret).into(),
+                leeway_s: 60,
+                user_claim: "sub".into(),
+                roles_claim: None,
+            }))
+        };
+        let start = GatewayConfig {
+            jwt: jwt(b"first secret of at least 32 bytes!"),
+            ..GatewayConfig::default()
+        };
+        let cell = Credentials::new(&start);
+        let same = cell.replace(&start).unwrap();
+        assert!(same.lines.is_empty(), "{:?}", same.lines);
+        let swapped = cell
+            .replace(&GatewayConfig {
+                jwt: jwt(b"other secret of at least 32 bytes!"),
+                ..GatewayConfig::default()
+            })
+            .unwrap();
         assert!(
-            none.lines
-                .last()
-                .unwrap()
-                .contains("every request is refused")
+            swapped
+                .lines
+                .iter()
+                .any(|l| l.starts_with("gateway.jwt.keys:")),
+            "{:?}",
+            swapped.lines
         );
+        assert!(swapped.weakened.iter().any(|w| w.contains("keys replaced")));
     }
 }

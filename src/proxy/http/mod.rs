@@ -13,7 +13,7 @@
 //!
 //! Operations: `/healthz`; SIGTERM/SIGINT stop accepting, let requests in flight finish,
 //! then end every session (their events written) and exit 0; SIGHUP and file changes reload
-//! the `[risk]` policy for every session at once.
+//! the `[risk]` policy for every session at once, and the credentials (`credentials.rs`).
 
 mod auth;
 mod body;
@@ -130,7 +130,8 @@ struct Gateway {
     ids: EventIds,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// MRTR rounds of sessionless requests by (principal, upstream): a retry reaches a
-    /// pipeline of its own, not the one that opened the round.
+    /// pipeline of its own, not the one that opened the round. With them, what those
+    /// requests learnt (sequence-rule tags, tools' annotations).
     rounds: Mutex<HashMap<(String, String), crate::proxy::pipeline::SharedRounds>>,
     /// Open requests and streams per principal.
     streams: PrincipalCounts,
@@ -655,18 +656,29 @@ impl Gateway {
     /// (tags for sequence rules, tools' annotations) (`user`: the principal's key,
     /// `method:user_id`).
     fn rounds_of(&self, user: &str, upstream: &str) -> crate::proxy::pipeline::SharedRounds {
+        let idle = self.config.gateway.session_idle_timeout;
         let mut all = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
-        // Principals come and go (JWT subjects): past 64 of them, an entry no request holds
-        // and with no open round is dropped, and what it learnt with it (its next request
-        // starts as a new session would).
+        // Principals come and go (JWT subjects): past 64 of them, an entry no request holds,
+        // with no open round and that learnt nothing within the idle timeout, is dropped.
         if all.len() >= 64 {
             all.retain(|_, r| {
-                Arc::strong_count(r) > 1 || !r.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+                Arc::strong_count(r) > 1
+                    || !r
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .forgettable(idle)
             });
         }
-        all.entry((user.to_string(), upstream.to_string()))
+        let shared = all
+            .entry((user.to_string(), upstream.to_string()))
             .or_default()
-            .clone()
+            .clone();
+        drop(all);
+        shared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take_for_request(idle);
+        shared
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {

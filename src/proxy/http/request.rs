@@ -417,7 +417,8 @@ impl McpRequest<'_> {
     /// A request with two copies of a header that must have one value (two `Mcp-Session-Id`,
     /// `MCP-Protocol-Version`, `Content-Type` or `Last-Event-ID`: the gateway and an
     /// intermediary could each take another copy, and route, version-check or parse the
-    /// request differently): the 400 to answer, recorded.
+    /// request differently): the 400 to answer, recorded. Copies that are the same byte for
+    /// byte (an intermediary adding what was there) pass, but for the session id.
     pub(super) async fn repeated_header(&self) -> Option<Response<ResponseBody>> {
         let name = [
             ("Mcp-Session-Id", "the id of one session"),
@@ -426,7 +427,12 @@ impl McpRequest<'_> {
             ("Last-Event-ID", "the id of one event"),
         ]
         .into_iter()
-        .find(|(name, _)| self.headers.get_all(*name).iter().nth(1).is_some());
+        .find(|(name, _)| {
+            let mut copies = self.headers.get_all(*name).iter();
+            let first = copies.next();
+            let session = *name == "Mcp-Session-Id";
+            copies.any(|other| session || Some(other) != first)
+        });
         let (name, what) = name?;
         let reason = format!("{name} is repeated: send it once, with {what}");
         self.refuse(StatusCode::BAD_REQUEST, reason.clone(), None, None, None)

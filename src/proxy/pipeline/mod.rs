@@ -349,9 +349,9 @@ enum Pending {
     /// `tasks/result` of a task the call became: its answer is the call's real outcome.
     /// The call rides with the request, so it leaves with it (answered, cancelled, failed).
     TaskResult(Box<Call>),
-    /// `tasks/cancel` of a task the call with this id became: a success ends the call
-    /// `cancelled`, unless a `tasks/result` about it is waiting (its answer then does).
-    TaskCancel(RequestId),
+    /// `tasks/cancel` of a task the call with this access event became: a success ends the
+    /// call `cancelled`, unless a `tasks/result` about it is waiting (its answer then does).
+    TaskCancel(EventId),
     Other,
 }
 
@@ -365,9 +365,10 @@ struct State {
     /// Calls that became tasks (MCP 2025-11-25 Tasks), by `taskId`, oldest first; at most
     /// [`MAX_ENDED`].
     tasks: VecDeque<(String, Call)>,
-    /// The calls whose task the client asked to cancel (`tasks/cancel`), by the call's id:
-    /// an error answering their `tasks/result` is that cancellation, not a failure.
-    task_cancels: HashSet<RequestId>,
+    /// The calls whose task the client asked to cancel (`tasks/cancel`), by their access
+    /// event (request ids may be reused once a call ended): an error answering their
+    /// `tasks/result` is that cancellation, not a failure.
+    task_cancels: HashSet<EventId>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
     /// Tools whose definition changed since pinned: name -> the new definition's hash.
@@ -1282,7 +1283,7 @@ impl Pipeline {
                 return self.task_result_answered(st, *call, id, size, *body);
             }
             Some(Answered::Pending(Pending::TaskCancel(of))) => {
-                match self.task_cancel_answered(st, &of, id, *body) {
+                match self.task_cancel_answered(st, of, id, *body) {
                     Some(ended) => return ended,
                     None => rewritten = self.redact_answer(id, *body),
                 }

@@ -56,6 +56,10 @@ impl<V> Recent<V> {
     }
 
     /// Takes every value out, forgetting every id.
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.map.values_mut()
+    }
+
     pub(super) fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
         self.order.clear();
         self.map.drain().map(|(_, v)| v)

@@ -37,7 +37,7 @@ impl Pipeline {
                 Outcome::Refused,
                 not_applied,
                 Some(old.version.clone()),
-                Some("only the [risk] policy reloads; restart the proxy to apply the rest".into()),
+                Some("only the [risk] policy (and the gateway's credentials) reloads; restart the proxy to apply the rest".into()),
             );
             self.record_reload(&mut event);
             return Some(event);
@@ -92,7 +92,9 @@ impl Pipeline {
         let mut event = self.policy_event(
             EventType::ConfigurationChange,
             Outcome::Refused,
-            vec![format!("rejected; policy {running} stays in force")],
+            vec![format!(
+                "rejected; policy {running} stays in force (and the gateway's credentials)"
+            )],
             Some(running),
             Some(error.to_string()),
         );

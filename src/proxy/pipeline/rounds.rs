@@ -44,6 +44,8 @@ pub struct Rounds {
     pub(super) order: VecDeque<String>,
     /// What the calls and `tools/list` answers of the same pipelines taught.
     pub(super) learnt: Learnt,
+    /// When a request last took these (the gateway's sessionless requests).
+    used: Option<Instant>,
 }
 
 /// What a session learns that later calls are judged by: the compliance tags its calls'
@@ -94,6 +96,22 @@ impl Rounds {
     /// Nothing is remembered: no round to answer, none to link.
     pub fn is_empty(&self) -> bool {
         self.open.is_empty() && self.confirming.is_empty()
+    }
+
+    /// Taken by a new request: what was learnt is forgotten first if no request took these
+    /// for `idle` (`gateway.session_idle_timeout_ms`), as a session idle that long ends and
+    /// its successor starts afresh.
+    pub fn take_for_request(&mut self, idle: Duration) {
+        if self.used.is_some_and(|at| at.elapsed() >= idle) {
+            self.learnt = Learnt::default();
+        }
+        self.used = Some(Instant::now());
+    }
+
+    /// Nothing is kept that a later request could need: no round, and nothing learnt within
+    /// `idle`.
+    pub fn forgettable(&self, idle: Duration) -> bool {
+        self.is_empty() && self.used.is_none_or(|at| at.elapsed() >= idle)
     }
 }
 

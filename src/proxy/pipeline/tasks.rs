@@ -15,9 +15,8 @@ impl State {
         match (method, call) {
             ("tasks/result", Some((_, call))) => Pending::TaskResult(Box::new(call.clone())),
             ("tasks/cancel", Some((_, call))) if self.task_cancels.len() < MAX_ENDED => {
-                let of = call.request_id.clone();
-                self.task_cancels.insert(of.clone());
-                Pending::TaskCancel(of)
+                self.task_cancels.insert(call.access_id);
+                Pending::TaskCancel(call.access_id)
             }
             _ => Pending::Other,
         }
@@ -35,11 +34,11 @@ impl Pipeline {
         size: usize,
         body: ResponseBody<'_>,
     ) -> Delivery {
-        let asked = st.task_cancels.remove(&call.request_id);
+        let asked = st.task_cancels.remove(&call.access_id);
         let cancelled = asked && matches!(body, ResponseBody::Error(_));
         if cancelled {
             // Ended: the answer to the tasks/cancel ends nothing more.
-            st.tasks.retain(|(_, c)| c.request_id != call.request_id);
+            st.tasks.retain(|(_, c)| c.access_id != call.access_id);
         }
         drop(st);
         if cancelled {
@@ -54,23 +53,30 @@ impl Pipeline {
     pub(super) fn task_cancel_answered(
         &self,
         mut st: MutexGuard<'_, State>,
-        of: &RequestId,
+        of: EventId,
         id: &RequestId,
         body: ResponseBody<'_>,
     ) -> Option<Delivery> {
         let waited = st
             .pending
             .values()
-            .any(|p| matches!(p, Pending::TaskResult(c) if c.request_id == *of));
+            .any(|p| matches!(p, Pending::TaskResult(c) if c.access_id == of));
         let ended = match body {
             ResponseBody::Result(_) if waited => None,
             ResponseBody::Result(_) => {
-                st.task_cancels.remove(of);
-                let at = st.tasks.iter().rposition(|(_, c)| c.request_id == *of);
+                st.task_cancels.remove(&of);
+                // A tasks/result the client cancelled may still be answered: that late
+                // answer is only forwarded now, the call having ended here.
+                for late in st.cancelled.values_mut() {
+                    if late.as_ref().is_some_and(|c| c.access_id == of) {
+                        *late = None;
+                    }
+                }
+                let at = st.tasks.iter().rposition(|(_, c)| c.access_id == of);
                 at.and_then(|at| st.tasks.remove(at)).map(|(_, call)| call)
             }
             _ => {
-                st.task_cancels.remove(of);
+                st.task_cancels.remove(&of);
                 None
             }
         };
