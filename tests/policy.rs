@@ -296,12 +296,7 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
 async fn policy_test_explains_a_call_and_replays_the_store() {
     let store = TestStore::new(BLOCK_SHELL_IN_ECHO);
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(proxy_bin())
-            .args(["policy", "test", "--config"])
-            .arg(&store.config)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = policy_test(&store, args);
         (
             out.status.success(),
             String::from_utf8(out.stdout).unwrap(),
@@ -429,12 +424,7 @@ async fn a_reload_that_weakens_enforcement_is_recorded_high_with_old_and_new_val
 fn policy_test_says_refuse_for_calls_the_proxy_refuses_before_the_policy() {
     let store = TestStore::new("");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(proxy_bin())
-            .args(["policy", "test", "--config"])
-            .arg(&store.config)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = policy_test(&store, args);
         assert!(
             out.status.success(),
             "{}",
@@ -838,4 +828,14 @@ for line in sys.stdin:
             assert_eq!(refused.len(), 1, "{what}: {refused:?}");
         }
     }
+}
+
+/// `policy test --config STORE's ARGS…`, run to its end.
+fn policy_test(store: &TestStore, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(proxy_bin())
+        .args(["policy", "test", "--config"])
+        .arg(&store.config)
+        .args(args)
+        .output()
+        .unwrap()
 }

@@ -140,6 +140,9 @@ fn listed(what: &str, old: &[ApiKey], new: &[ApiKey], out: &mut PolicyChanges) {
     }
 }
 
+/// How a JWT setting is written in a reload event.
+type Shown = fn(&JwtSettings) -> String;
+
 fn jwt(old: Option<&JwtSettings>, new: Option<&JwtSettings>, out: &mut PolicyChanges) {
     match (old, new) {
         (None, None) => {}
@@ -155,37 +158,6 @@ fn jwt(old: Option<&JwtSettings>, new: Option<&JwtSettings>, out: &mut PolicyCha
             .lines
             .push(format!("gateway.jwt removed: issuer {:?}", o.issuer)),
         (Some(o), Some(n)) => {
-            let mut line = |what: &str, a: String, b: String| {
-                if a != b {
-                    out.lines.push(format!("gateway.jwt.{what}: {a} -> {b}"));
-                }
-            };
-            line(
-                "issuer",
-                format!("{:?}", o.issuer),
-                format!("{:?}", n.issuer),
-            );
-            line(
-                "audience",
-                format!("{:?}", o.audience),
-                format!("{:?}", n.audience),
-            );
-            line(
-                "algorithms",
-                format!("{:?}", o.algorithms),
-                format!("{:?}", n.algorithms),
-            );
-            line("leeway_s", o.leeway_s.to_string(), n.leeway_s.to_string());
-            line(
-                "user_claim",
-                format!("{:?}", o.user_claim),
-                format!("{:?}", n.user_claim),
-            );
-            line(
-                "roles_claim",
-                format!("{:?}", o.roles_claim),
-                format!("{:?}", n.roles_claim),
-            );
             let keys = |j: &JwtSettings| -> String {
                 let kids: Vec<&str> = j.keys.iter().filter_map(|(k, _)| k.as_deref()).collect();
                 let digest: String = j.key_digest[..6]
@@ -194,7 +166,21 @@ fn jwt(old: Option<&JwtSettings>, new: Option<&JwtSettings>, out: &mut PolicyCha
                     .collect();
                 format!("{} (kid {kids:?}, sha256 {digest}…)", j.keys.len())
             };
-            line("keys", keys(o), keys(n));
+            let fields: [(&str, Shown); 7] = [
+                ("issuer", |j| format!("{:?}", j.issuer)),
+                ("audience", |j| format!("{:?}", j.audience)),
+                ("algorithms", |j| format!("{:?}", j.algorithms)),
+                ("leeway_s", |j| j.leeway_s.to_string()),
+                ("user_claim", |j| format!("{:?}", j.user_claim)),
+                ("roles_claim", |j| format!("{:?}", j.roles_claim)),
+                ("keys", keys),
+            ];
+            for (what, shown) in fields {
+                let (a, b) = (shown(o), shown(n));
+                if a != b {
+                    out.lines.push(format!("gateway.jwt.{what}: {a} -> {b}"));
+                }
+            }
             if o.key_digest != n.key_digest {
                 out.weakened.push(
                     "gateway.jwt keys replaced or added: tokens they sign are accepted".into(),

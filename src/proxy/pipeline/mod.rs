@@ -915,8 +915,7 @@ impl Pipeline {
             } else {
                 None
             };
-            let annotations = shared.learnt.annotations.get(&*p.name).cloned();
-            let annotations = annotations.as_ref();
+            let annotations = shared.learnt.annotations.get(&*p.name);
             let decision = policy.enabled.then(|| {
                 policy.assess(&CallInput {
                     user: &self.info.user_id,
