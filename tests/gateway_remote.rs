@@ -664,6 +664,15 @@ impl RecordingRemote {
                             let _ = stream.write_all(text.as_bytes());
                             continue;
                         }
+                        if msg["method"].is_string() && msg.get("id").is_none() {
+                            // A notification, taken the way some servers take it: 200 with
+                            // an empty JSON body rather than 202.
+                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+                            if stream.write_all(head.as_bytes()).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let answer = match msg["method"].as_str() {
                             // An answer that is not the request's.
                             Some("tools/call") if tool == "wrong_id" => {
@@ -708,6 +717,59 @@ impl RecordingRemote {
             .map(|(_, h)| h.clone())
             .collect()
     }
+}
+
+/// helper-59 F6: a remote that takes a notification with an empty `200 application/json`
+/// (not 202) had it logged as "not delivered", an alarm about a message that arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_taken_with_an_empty_200_is_delivered_not_reported_lost() {
+    let remote = RecordingRemote::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n[log]\nfile = \"proxy.log\"\n",
+            remote.url
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(proxy_bin());
+    command
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let mut client = common::LineClient::spawn(command);
+    client.initialize().await;
+    client
+        .send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/roots/list_changed\"}\n")
+        .await;
+    client
+        .send(&common::call_line(
+            json!(7),
+            "route",
+            json!({"region": "eu", "text": "hi"}),
+        ))
+        .await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(7)).await).unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "hi", "{answer}");
+    let status = client.finish().await;
+    assert!(status.success(), "{status:?}");
+    // initialize, both notifications and the call reached the remote, each once.
+    let posts = remote
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(start, _)| start.starts_with("POST "))
+        .count();
+    assert_eq!(posts, 4);
+    let log = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
+    assert!(
+        log.contains("tool call recorded") || log.contains("INFO"),
+        "{log}"
+    );
+    assert!(!log.contains("not delivered"), "{log}");
 }
 
 /// Lists the tools (so that `route`'s `x-mcp-header` is learnt), then calls `route` with

@@ -624,16 +624,7 @@ impl Link {
             };
         }
         if status == StatusCode::ACCEPTED || (status.is_success() && kind.is_none()) {
-            if !head.ids.is_empty() {
-                return Err(format!(
-                    "it answered a request with HTTP {status} and no answer"
-                ));
-            }
-            // Not for the handshake of a reopened session: its stream is the running one's.
-            if head.is("notifications/initialized") && may_reopen {
-                self.listen(out.clone());
-            }
-            return Ok(());
+            return self.taken(status, head, may_reopen, out);
         }
         if status.is_redirection() {
             let to = resp
@@ -651,6 +642,11 @@ impl Link {
             .await
             .map_err(|e| format!("its answer could not be read: {e}"))?
             .to_bytes();
+        // A notification or response taken with an empty `200 application/json` (servers
+        // that answer every POST with a JSON body and have none to give): taken, as a 202.
+        if status.is_success() && head.ids.is_empty() && body.trim_ascii().is_empty() {
+            return self.taken(status, head, may_reopen, out);
+        }
         if kind.as_deref() == Some("application/json") && looks_like_jsonrpc(&body) {
             // Success, or an error the remote answers with its own status (SEP-2575): the
             // JSON-RPC body says it for the client either way. An array answering a single
@@ -675,6 +671,29 @@ impl Link {
                 self.snippet(&body)
             ),
         })
+    }
+
+    /// The upstream took the POST without answering it (MCP "Sending Messages to the
+    /// Server": 202 Accepted for notifications and responses): an error for a request,
+    /// which must be answered; else done, and after the handshake's
+    /// `notifications/initialized` the GET stream is opened.
+    fn taken(
+        self: &Arc<Self>,
+        status: StatusCode,
+        head: &Head,
+        may_reopen: bool,
+        out: &mpsc::Sender<Bytes>,
+    ) -> Result<(), String> {
+        if !head.ids.is_empty() {
+            return Err(format!(
+                "it answered a request with HTTP {status} and no answer"
+            ));
+        }
+        // Not for the handshake of a reopened session: its stream is the running one's.
+        if head.is("notifications/initialized") && may_reopen {
+            self.listen(out.clone());
+        }
+        Ok(())
     }
 
     /// Opens a new upstream session in place of `stale` by sending the client's `initialize`
