@@ -689,3 +689,86 @@ async fn sequence_rules_and_tool_annotations_hold_across_a_principals_sessionles
         gw.stop();
     }
 }
+
+/// helper-63 F1: on a shared child, an answer that came after its sessionless request had
+/// ended (the client left; or the call timed out) or a second answer to a call was dropped
+/// with a warning and nothing in the trail, where a child of the session's own has each
+/// recorded: the tool ran, and the trail said only `cancelled`. Now the core that made the
+/// call records it, and that it reached no client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_childs_late_or_repeated_answer_is_recorded_as_reaching_no_client() {
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
+    let gw = Gateway::start_upstream(
+        &format!("\"python3\", \"{server}\""),
+        "pool_max_children = 1",
+        "",
+    );
+    let url = gw.endpoint();
+    // The client leaves at 300 ms; the tool, which cannot be interrupted, answers at 900 ms.
+    let cut = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "slow")
+        .body(call_2026("\"late\"", "slow", r#"{"ms":900}"#))
+        .send()
+        .await;
+    if let Ok(resp) = cut {
+        assert!(resp.text().await.is_err(), "the cut call finished");
+    }
+    // A call the server answers twice: the client gets the first answer only.
+    let twice = call_2026("\"twice\"", "slow", r#"{"ms":10,"times":2}"#);
+    let (status, _, text) = post_2026(&url, ALICE_KEY, &twice, Some("slow"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(text.matches("done anyway").count(), 1, "{text}");
+    let found = ends(&gw, "slow", 6).await;
+    let of = |id: &str| -> Vec<(String, String, String)> {
+        let mut mine: Vec<&Value> = found
+            .iter()
+            .filter(|e| e["metadata"]["request_id"] == id)
+            .collect();
+        mine.sort_by_key(|e| e["event_id"].as_str().unwrap().to_string());
+        mine.iter()
+            .map(|e| {
+                (
+                    e["event_type"].as_str().unwrap().to_string(),
+                    e["result"].as_str().unwrap().to_string(),
+                    e["metadata"]["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let late = of("late");
+    let kinds = |v: &[(String, String, String)]| -> Vec<(String, String)> {
+        v.iter().map(|(t, r, _)| (t.clone(), r.clone())).collect()
+    };
+    assert_eq!(
+        kinds(&late),
+        [
+            ("tool_failure".into(), "cancelled".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_failure".into(), "shutdown".into()),
+        ],
+        "{found:#?}"
+    );
+    assert!(late[1].2.contains("after the client cancelled"), "{late:?}");
+    assert!(late[2].2.contains("not delivered"), "{late:?}");
+    let again = of("twice");
+    assert_eq!(
+        kinds(&again),
+        [
+            ("tool_execution".into(), "success".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_failure".into(), "shutdown".into()),
+        ],
+        "{found:#?}"
+    );
+    assert!(again[1].2.contains("answered this call again"), "{again:?}");
+    assert!(again[2].2.contains("not delivered"), "{again:?}");
+}

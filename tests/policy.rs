@@ -486,6 +486,37 @@ fn policy_test_says_refuse_for_calls_the_proxy_refuses_before_the_policy() {
     );
 }
 
+/// helper-63 F4: a key that a C-string reader (cJSON) cuts at its NUL is the rule's key to
+/// that server: `"text\u0000"` is judged as `text`, and beside `text` it is refused as the
+/// case variants are. Keys that differ by another character (U+200B, a space) are other
+/// keys to every reader, and stay so.
+#[test]
+fn an_argument_key_cut_at_a_nul_is_judged_as_the_key_a_c_string_reader_sees() {
+    let store = TestStore::new(BLOCK_SHELL_IN_ECHO);
+    // The decision, or the refusal of arguments no server reads one way.
+    let decide = |arguments: &str| -> String {
+        let call = format!(r#"{{"name":"echo","arguments":{arguments}}}"#);
+        let out = policy_test(&store, &["--json", &call]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            assert!(err.contains("after a NUL"), "{arguments}: {err}");
+            return "refused".into();
+        }
+        let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+        d["decision"].as_str().unwrap().to_string()
+    };
+    for (arguments, decision) in [
+        (r#"{"text\u0000":"a; rm -rf /"}"#, "block"),
+        (r#"{"TEXT\u0000tail":"a; rm -rf /"}"#, "block"),
+        (r#"{"text\u0000":"a; rm -rf /","text":"hello"}"#, "refused"),
+        (r#"{"text":"hello","Text\u0000":"a; rm -rf /"}"#, "refused"),
+        (r#"{"text\u200b":"a; rm -rf /","text":"hello"}"#, "allow"),
+        (r#"{"text ":"a; rm -rf /","text":"hello"}"#, "allow"),
+    ] {
+        assert_eq!(decide(arguments), decision, "{arguments}");
+    }
+}
+
 /// Sends calls the shell rule blocks, `rounds` of them `pause` apart, until one is answered
 /// with an error (a reload put the rule in force): that reply, or `None`.
 async fn first_refusal(c: &mut LineClient, rounds: i64, pause: Duration) -> Option<Value> {

@@ -3,7 +3,8 @@
 //! JSON parsers disagree on duplicate keys (first wins, last wins, error): a policy that checks
 //! one copy while the server executes the other is a bypass, so arguments with a duplicate key
 //! anywhere are refused rather than guessed at. Keys that differ only in case (`"path"` and
-//! `"Path"`) count as duplicates: Go's `encoding/json` reads both into one field
+//! `"Path"`) count as duplicates: Go's `encoding/json` reads both into one field; so do keys
+//! equal up to a NUL (`"path\u0000"`), which C-string readers cut there
 //! ([`crate::jsonrpc::names`]).
 //!
 //! Keys serde_json itself reserves are refused too: with its `raw_value` feature on (any crate
@@ -121,7 +122,7 @@ impl<'de, const FOLD: bool> Visitor<'de> for StrictVisitor<FOLD> {
                 && let Some(other) = map.keys().find(|k| same_name(k, &key))
             {
                 return Err(de::Error::custom(format_args!(
-                    "keys {other:?} and {key:?} differ only in case (servers that match names case-insensitively read them as one)"
+                    "keys {other:?} and {key:?} differ only in case or after a NUL (servers that match names case-insensitively, or keep them as C strings, read them as one)"
                 )));
             }
             let Strict::<FOLD>(v) = access.next_value()?;
@@ -140,6 +141,7 @@ const RESERVED_KEYS: [&str; 2] = [
 
 /// The hash of `key` folded as [`fold`] does, without building the folded copy for ASCII.
 fn folded_hash(key: &str, hasher: &RandomState) -> u64 {
+    let key = crate::jsonrpc::names::c_part(key);
     let mut h = hasher.build_hasher();
     if key.is_ascii() {
         for b in key.bytes() {

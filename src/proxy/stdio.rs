@@ -365,6 +365,9 @@ pub(crate) async fn run_session(
         Some(shared) => pipeline.with_rounds(shared),
         None => pipeline,
     });
+    if let Running::Pooled(link) = &running {
+        link.serves(pipeline.clone());
+    }
     let max = config.limits.max_message_bytes;
 
     let (to_server, to_server_rx) = mpsc::channel::<Outbound>(QUEUE);

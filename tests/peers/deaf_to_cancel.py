@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An MCP server that ignores `notifications/cancelled`: it answers every `tools/call` after
 the number of milliseconds in its `ms` argument (default 1000), cancelled or not, as servers
-whose tools cannot be interrupted do. Answers `initialize` (echoing the client's protocol
+whose tools cannot be interrupted do; `times` answers (default 1), as a faulty server would. Answers `initialize` (echoing the client's protocol
 version) and any other request with an empty result."""
 import json
 import sys
@@ -17,10 +17,11 @@ def write(msg):
         sys.stdout.flush()
 
 
-def answer_later(rid, ms):
+def answer_later(rid, ms, times):
     time.sleep(ms / 1000)
-    write({"jsonrpc": "2.0", "id": rid,
-           "result": {"content": [{"type": "text", "text": "done anyway"}]}})
+    for _ in range(times):
+        write({"jsonrpc": "2.0", "id": rid,
+               "result": {"content": [{"type": "text", "text": "done anyway"}]}})
 
 
 for line in sys.stdin:
@@ -37,7 +38,8 @@ for line in sys.stdin:
             "protocolVersion": version, "capabilities": {"tools": {}},
             "serverInfo": {"name": "deaf-to-cancel", "version": "1"}}})
     elif method == "tools/call":
-        ms = msg.get("params", {}).get("arguments", {}).get("ms", 1000)
-        threading.Thread(target=answer_later, args=(rid, ms), daemon=True).start()
+        arguments = msg.get("params", {}).get("arguments", {})
+        ms, times = arguments.get("ms", 1000), arguments.get("times", 1)
+        threading.Thread(target=answer_later, args=(rid, ms, times), daemon=True).start()
     else:
         write({"jsonrpc": "2.0", "id": rid, "result": {}})

@@ -480,6 +480,24 @@ impl Pipeline {
         }
     }
 
+    /// Routes a line of the server's for a client that is gone (a shared child's answer after
+    /// the sessionless request that made the call has ended): recorded as any answer is
+    /// (a late or repeated end), and each call it ends recorded as not delivered (`why`).
+    pub fn from_server_to_nobody(&self, line: Bytes, why: &str) {
+        fn ends(route: Route, out: &mut Vec<Ended>) {
+            match route {
+                Route::ToClient(mut o) => out.append(&mut o.ends),
+                Route::Many(routes) => routes.into_iter().for_each(|r| ends(r, out)),
+                Route::ToServer(_) | Route::Drop | Route::Taken => {}
+            }
+        }
+        let mut ended = Vec::new();
+        ends(self.from_server(line), &mut ended);
+        if !ended.is_empty() {
+            self.undelivered(ended, why);
+        }
+    }
+
     /// The server answered a call that had already ended (`answers`: the id its answer
     /// names): the tool ran, or the server says it did, so it is recorded.
     pub(super) fn late_answer(
@@ -502,7 +520,7 @@ impl Pipeline {
                 "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)".into()
             }
             EndedEarly::Answered(first) => format!(
-                "the server answered this call again after its answer (event {first}) had ended it; this answer was passed on as the server sent it (the client no longer waits on the id)"
+                "the server answered this call again after its answer (event {first}) had ended it; this answer is passed on as the server sent it, though the client no longer waits on the id (a `shutdown` event follows if it reached no client)"
             ),
         });
         tracing::info!(request_id = %answers, "late answer recorded");
@@ -520,20 +538,15 @@ impl Pipeline {
         match (why, recorded) {
             (EndedEarly::TimedOut | EndedEarly::Failed, _) => Delivery::Drop,
             // Like any answer: if it reaches no client (the gateway ended the cancelled
-            // request's stream), that is recorded too.
-            (EndedEarly::Cancelled, Ok(ack)) => Delivery::Forward {
+            // request's stream, or drops a second answer as a server of its own would), that
+            // is recorded too, so the trail never says "passed on" of what was dropped.
+            (EndedEarly::Cancelled | EndedEarly::Answered(_), Ok(ack)) => Delivery::Forward {
                 ack,
                 ended: Some(Box::new(Ended {
                     call: call.clone(),
                     end: event.event_id,
                     answers: answers.clone(),
                 })),
-                rewritten,
-            },
-            // No client waits on it: that it reaches none is no news.
-            (EndedEarly::Answered(_), Ok(ack)) => Delivery::Forward {
-                ack,
-                ended: None,
                 rewritten,
             },
             (EndedEarly::Cancelled | EndedEarly::Answered(_), Err(e)) => {

@@ -56,6 +56,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{INTERNAL_ERROR, error_response};
 use crate::jsonrpc::{FrameError, LineFramer, RequestId};
+use crate::proxy::pipeline::Pipeline;
 
 /// Buffer of the in-memory pipes between a lease and its session core.
 const PIPE: usize = 64 * 1024;
@@ -65,6 +66,9 @@ const QUEUE: usize = 1024;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How often a lease that is ending looks whether its calls are answered.
 const POLL: Duration = Duration::from_millis(10);
+/// Requests of a child remembered after they were answered or their lease ended, so that a
+/// late or repeated answer is recorded by the session core that made the call.
+const RETIRED: usize = 256;
 
 /// What a server gets for a request of its own made while it serves sessionless requests:
 /// an empty result for `ping` (MCP "Ping": the receiver answers promptly; the proxy is
@@ -288,6 +292,16 @@ struct Pending {
     cancelled: bool,
 }
 
+/// A request of a child that no longer waits for an answer.
+struct Retired {
+    lease: u64,
+    /// The client's id as it wrote it.
+    id: Box<str>,
+    /// The session core that made the call, once its lease has ended (an answer then
+    /// reaches no client, and is recorded as such: [`Pipeline::from_server_to_nobody`]).
+    core: Option<Arc<Pipeline>>,
+}
+
 /// What a child's reader and its leases share.
 struct Table {
     next_id: u64,
@@ -296,6 +310,12 @@ struct Table {
     pending: HashMap<u64, Pending>,
     /// Each lease's way back to its session core.
     leases: HashMap<u64, mpsc::UnboundedSender<Bytes>>,
+    /// Each running lease's session core, kept past the lease for [`Table::retired`].
+    cores: HashMap<u64, Arc<Pipeline>>,
+    /// Requests answered, or whose lease ended first, by the child's id (at most
+    /// [`RETIRED`], oldest first out): a further answer names one of these.
+    retired: HashMap<u64, Retired>,
+    retired_order: std::collections::VecDeque<u64>,
     last_active: Instant,
     /// Once the child has exited: its exit code and how it ended, after "the server".
     gone: Option<(i32, String)>,
@@ -323,6 +343,9 @@ impl Shared {
                 next_lease: 0,
                 pending: HashMap::new(),
                 leases: HashMap::new(),
+                cores: HashMap::new(),
+                retired: HashMap::new(),
+                retired_order: std::collections::VecDeque::new(),
                 last_active: Instant::now(),
                 gone: None,
             }),
@@ -468,13 +491,33 @@ impl Shared {
                     .as_ref()
                     .and_then(|r| pooled(line, r))
                     .and_then(|n| t.pending.remove(&n));
+                let n = range.as_ref().and_then(|r| pooled(line, r));
                 match (found, range) {
                     (Some(p), Some(r)) => {
                         let out = splice(line, vec![(r, &p.id)]);
                         t.send(p.lease, out);
+                        if let Some(n) = n {
+                            t.retire(n, p.lease, p.id, None);
+                        }
                     }
                     // An error for a request the server could not read names no id.
                     (None, None) if t.to_sole(line) => {}
+                    // Late (its lease ended: the client left, or the call timed out) or
+                    // repeated: recorded by the core that made the call, as on a child of
+                    // its own.
+                    (None, Some(r)) if n.is_some_and(|n| t.retired.contains_key(&n)) => {
+                        let old = &t.retired[&n.unwrap_or_default()];
+                        let out = splice(line, vec![(r, &old.id)]);
+                        if t.leases.contains_key(&old.lease) {
+                            t.send(old.lease, out);
+                        } else if let Some(core) = old.core.clone() {
+                            drop(t);
+                            core.from_server_to_nobody(
+                                out,
+                                "the sessionless request that made the call had ended",
+                            );
+                        }
+                    }
                     _ => tracing::warn!(
                         pid = self.pid,
                         id = %s.id.as_ref().map(|r| text(line, r)).unwrap_or_default(),
@@ -523,12 +566,26 @@ impl Shared {
         t.gone = Some((code, described));
         t.leases.clear();
         t.pending.clear();
+        t.cores.clear();
+        t.retired.clear();
+        t.retired_order.clear();
         drop(t);
         self.exited.cancel();
     }
 }
 
 impl Table {
+    /// Remembers the child's request `n` of `lease` after it stopped waiting.
+    fn retire(&mut self, n: u64, lease: u64, id: Box<str>, core: Option<Arc<Pipeline>>) {
+        if self.retired_order.len() >= RETIRED
+            && let Some(oldest) = self.retired_order.pop_front()
+        {
+            self.retired.remove(&oldest);
+        }
+        self.retired.insert(n, Retired { lease, id, core });
+        self.retired_order.push_back(n);
+    }
+
     fn send(&self, lease: u64, line: Bytes) {
         if let Some(out) = self.leases.get(&lease) {
             let _ = out.send(line);
@@ -647,7 +704,20 @@ impl Drop for Place {
         let mut t = self.shared.table();
         t.leases.remove(&self.no);
         let no = self.no;
-        t.pending.retain(|_, p| p.lease != no);
+        let core = t.cores.remove(&no);
+        // Its calls still in flight, and those answered, are answered to nobody from now on:
+        // their core records whatever the child still says of them.
+        let unanswered: Vec<(u64, Box<str>)> = t
+            .pending
+            .extract_if(|_, p| p.lease == no)
+            .map(|(n, p)| (n, p.id))
+            .collect();
+        for (n, id) in unanswered {
+            t.retire(n, no, id, core.clone());
+        }
+        for r in t.retired.values_mut().filter(|r| r.lease == no) {
+            r.core.clone_from(&core);
+        }
         t.last_active = Instant::now();
     }
 }
@@ -736,6 +806,12 @@ pub(crate) struct LeaseLink {
 }
 
 impl LeaseLink {
+    /// The session core the lease serves: kept after the lease ends, for the answers its
+    /// calls get late (after the client left, or the call timed out) or twice.
+    pub(crate) fn serves(&self, core: Arc<Pipeline>) {
+        self.place.shared.table().cores.insert(self.place.no, core);
+    }
+
     /// Waits until the child exits, or, once `stop` is cancelled, until what the core queued
     /// is forwarded and its calls are answered (up to `grace`, as a child of its own would
     /// get), then gives the place back. Returns the exit code and what happened, worded after
@@ -842,8 +918,14 @@ mod tests {
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n"
         );
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
-        // An answer the pool did not ask for goes nowhere.
+        // A second answer goes to the lease that asked, whose core records it as repeated.
         s.outbound(ok(1));
+        assert_eq!(
+            &one.try_recv().unwrap()[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n"
+        );
+        // An answer the pool did not ask for goes nowhere.
+        s.outbound(ok(99));
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
     }
 
