@@ -1246,7 +1246,9 @@ async fn cors_is_answered_only_when_configured_and_only_for_allowed_origins() {
             .await
             .unwrap()
     };
-    let asked = "authorization, content-type, mcp-protocol-version, mcp-method, mcp-param-region";
+    // helper-63 F6: `x-api-key` (a documented credential) and the trace headers that
+    // OpenTelemetry's fetch instrumentation adds were refused, so such pages could not call.
+    let asked = "authorization, content-type, mcp-protocol-version, mcp-method, mcp-param-region, x-api-key, traceparent, tracestate";
 
     // Off by default: the allowed origin may call, but no CORS header is ever sent.
     let gw = Gateway::start("");

@@ -19,10 +19,16 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use super::body::ResponseBody;
 use crate::config::GatewayConfig;
 
-/// Request headers an MCP client sends (Streamable HTTP, and the 2026-07-28 routing headers);
-/// `mcp-param-*` are allowed too.
-const REQUEST_HEADERS: [&str; 8] = [
+/// Request headers an MCP client sends (Streamable HTTP, and the 2026-07-28 routing headers),
+/// the gateway's other credential header (`x-api-key`), and the W3C Trace Context and Baggage
+/// headers that pages with OpenTelemetry's fetch instrumentation add to every request (the
+/// gateway reads `traceparent` for `trace_id`); `mcp-param-*` are allowed too.
+const REQUEST_HEADERS: [&str; 12] = [
     "authorization",
+    "x-api-key",
+    "traceparent",
+    "tracestate",
+    "baggage",
     "content-type",
     "accept",
     "mcp-session-id",
