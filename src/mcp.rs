@@ -171,7 +171,7 @@ impl<'de> Deserialize<'de> for CallToolParams<'de> {
                                 crate::jsonrpc::names::near_miss(other, &CALL_MEMBERS)
                             {
                                 return Err(A::Error::custom(format_args!(
-                                    "member {other:?} differs from `{member}` only in case; servers that match names case-insensitively would read it as `{member}`"
+                                    "member {other:?} differs from `{member}` only in case or after a NUL; servers that match names case-insensitively, or keep them as C strings, would read it as `{member}`"
                                 )));
                             }
                             map.next_value::<IgnoredAny>()?;
@@ -381,7 +381,7 @@ impl<'a> CancelledParams<'a> {
                                         crate::jsonrpc::names::near_miss(other, &CANCELLED_MEMBERS)
                                     {
                                         return Err(A::Error::custom(format_args!(
-                                            "member {other:?} differs from `{member}` only in case"
+                                            "member {other:?} differs from `{member}` only in case or after a NUL"
                                         )));
                                     }
                                     map.next_value::<IgnoredAny>()?;

@@ -299,6 +299,53 @@ async fn a_storm_of_blocked_calls_is_one_stored_alert_with_its_count() {
     assert_eq!(trudy["metadata"]["alert"]["count"], 1);
 }
 
+/// helper-63 F5: past its quota per address, the gateway records refusals of
+/// unauthenticated requests as one summary event for the rest (`metadata.summarized`); the
+/// alert counted that event once, so 50 bad credentials in a minute read as 21.
+#[tokio::test]
+async fn an_alert_counts_the_refusals_a_summary_event_stands_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path(), "[alerts]\ngroup_wait_ms = 60000\n");
+    let (sink, threads, lock) = writer_on(dir.path(), Durability::Batched);
+    let stage = alerts::start(settings, &sink).unwrap().unwrap();
+    let ids = EventIds::default();
+    let refused = |summarized: Option<u64>| {
+        let (event_id, timestamp) = ids.next();
+        AuditEvent {
+            event_id,
+            timestamp,
+            event_type: EventType::ToolFailure,
+            user_id: "unauthenticated".into(),
+            tool_name: None,
+            action: "http".into(),
+            result: Outcome::Refused,
+            metadata: Metadata {
+                summarized,
+                ..Metadata::default()
+            },
+            risk_level: RiskLevel::Medium,
+            compliance_tags: Vec::new(),
+            session_id: String::new(),
+            upstream: String::new(),
+            linked_event_id: None,
+        }
+    };
+    for _ in 0..20 {
+        sink.record(&refused(None)).unwrap();
+    }
+    sink.record(&refused(Some(30))).unwrap();
+    sink.flush().await;
+    stage.close().await;
+    sink.close().await;
+    threads.join();
+    drop(lock);
+    let stored = stored_alerts(dir.path());
+    assert_eq!(stored.len(), 1, "{stored:#?}");
+    assert_eq!(stored[0]["metadata"]["alert"]["count"], 50, "{stored:#?}");
+    let reason = stored[0]["metadata"]["reason"].as_str().unwrap_or_default();
+    assert!(!reason.contains("call to ?"), "{reason}");
+}
+
 #[tokio::test]
 async fn a_full_queue_drops_are_counted_and_reported_in_the_next_alert() {
     let dir = tempfile::tempdir().unwrap();

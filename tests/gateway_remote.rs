@@ -628,6 +628,19 @@ impl RecordingRemote {
                         }
                         let mut body = vec![0; length];
                         reader.read_exact(&mut body).unwrap();
+                        if start.starts_with("GET ") {
+                            log.lock()
+                                .unwrap()
+                                .push((start.trim().to_string(), headers));
+                            // No stream of server messages at this endpoint (MCP Streamable
+                            // HTTP: 405 for GET).
+                            let head =
+                                "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n";
+                            if stream.write_all(head.as_bytes()).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         log.lock()
                             .unwrap()
@@ -765,11 +778,18 @@ async fn a_notification_taken_with_an_empty_200_is_delivered_not_reported_lost()
         .count();
     assert_eq!(posts, 4);
     let log = std::fs::read_to_string(dir.path().join("proxy.log")).unwrap();
-    assert!(
-        log.contains("tool call recorded") || log.contains("INFO"),
-        "{log}"
-    );
+    assert!(log.contains("input closed"), "the log was written: {log}");
     assert!(!log.contains("not delivered"), "{log}");
+    // After the handshake's notification, the remote's GET stream was asked for.
+    assert!(
+        remote
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(start, _)| start.starts_with("GET ")),
+        "no GET stream was opened"
+    );
 }
 
 /// Lists the tools (so that `route`'s `x-mcp-header` is learnt), then calls `route` with

@@ -247,7 +247,14 @@ impl Detectors {
             (EventType::ToolFailure, Outcome::Refused) => out.push(Signal {
                 kind: Kind::Refused,
                 severity: o.risk.max(RiskLevel::Medium),
-                explanation: format!("the proxy refused {user}'s call to {tool}"),
+                explanation: match (&o.tool, o.weight) {
+                    (Some(_), _) => format!("the proxy refused {user}'s call to {tool}"),
+                    // An HTTP request refused before any call (no credential, a bad one).
+                    (None, 1) => format!("the proxy refused a request of {user}"),
+                    (None, n) => format!(
+                        "the proxy refused requests of {user} ({n} of them summarized in one event)"
+                    ),
+                },
             }),
             (EventType::ToolAccess, _) if o.risk >= RiskLevel::High => {
                 self.remember_high(o.id);
@@ -531,6 +538,7 @@ mod tests {
             ip: ip.map(|i| i.parse().unwrap()),
             tags: Vec::new(),
             linked: None,
+            weight: 1,
         }
     }
 

@@ -72,7 +72,7 @@ impl Pending {
     }
 
     fn add(&mut self, o: &Observed, s: &Signal) {
-        self.count += 1;
+        self.count = self.count.saturating_add(o.weight);
         if o.id > self.last.0 {
             self.last = (o.id, o.at_ms);
         }
@@ -226,6 +226,7 @@ mod tests {
                 ip: None,
                 tags: vec!["secrets".into()],
                 linked: None,
+                weight: 1,
             },
             Signal {
                 kind: Kind::Blocked,

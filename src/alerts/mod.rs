@@ -166,6 +166,8 @@ pub struct Observed {
     pub tags: Vec<String>,
     /// `linked_event_id`.
     pub linked: Option<EventId>,
+    /// How many occurrences the event stands for: `metadata.summarized`, else 1.
+    pub weight: u64,
 }
 
 impl Observed {
@@ -197,6 +199,7 @@ impl Observed {
                 .and_then(|a| a.parse().ok()),
             tags: e.compliance_tags.clone(),
             linked: e.linked_event_id,
+            weight: e.metadata.summarized.unwrap_or(1).max(1),
         })
     }
 }

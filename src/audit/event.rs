@@ -359,6 +359,10 @@ pub struct Metadata {
     /// part of the sealed record, so the chain vouches for the mark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported: Option<Imported>,
+    /// For an event that stands for several refusals not recorded one by one (those of
+    /// unauthenticated requests past the gateway's quota per address and window): how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summarized: Option<u64>,
     /// For `alert` events: what the alert stands for (kind, severity, count, the first and
     /// last event ids; see [`crate::alerts::AlertDetails`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]

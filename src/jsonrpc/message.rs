@@ -508,7 +508,7 @@ impl<'de> Deserialize<'de> for Envelope<'de> {
                         other => {
                             if let Some(member) = super::names::near_miss(other, &MEMBERS) {
                                 return Err(de::Error::custom(format_args!(
-                                    "member {other:?} differs from `{member}` only in case; servers that match names case-insensitively would read it as `{member}`"
+                                    "member {other:?} differs from `{member}` only in case or after a NUL; servers that match names case-insensitively, or keep them as C strings, would read it as `{member}`"
                                 )));
                             }
                             map.next_value::<IgnoredAny>()?;

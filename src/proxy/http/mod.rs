@@ -741,8 +741,11 @@ impl Gateway {
             s.reason
         );
         let status = StatusCode::from_u16(s.status).unwrap_or(StatusCode::UNAUTHORIZED);
-        self.write_refusal(&Refusal::anonymous(status, reason, http))
-            .await;
+        let summary = Refusal {
+            summarized: Some(s.count),
+            ..Refusal::anonymous(status, reason, http)
+        };
+        self.write_refusal(&summary).await;
     }
 
     /// Summary events for the windows that have closed (`all`: every window, at shutdown).
@@ -836,6 +839,7 @@ impl Gateway {
                 failure_side: Some(Side::Client),
                 reason: Some(reason),
                 http: Some(Box::new(http)),
+                summarized: r.summarized,
                 ..Metadata::default()
             },
             risk_level: RiskLevel::Medium,
@@ -921,6 +925,7 @@ impl Refusal<'_> {
             request_id: None,
             http,
             body: None,
+            summarized: None,
         }
     }
 }
@@ -1030,6 +1035,8 @@ struct Refusal<'a> {
     http: HttpContext,
     /// The request's body as one line, when it was read before the refusal.
     body: Option<Bytes>,
+    /// `metadata.summarized`: the refusals a summary event stands for.
+    summarized: Option<u64>,
 }
 
 /// Longest client-supplied name (an upstream in the path, a JSON-RPC method) a refusal event

@@ -280,6 +280,7 @@ impl McpRequest<'_> {
                 request_id: id,
                 http: self.http.clone(),
                 body: self.body.get().cloned(),
+                summarized: None,
             })
             .await;
     }

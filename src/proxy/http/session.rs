@@ -652,8 +652,11 @@ impl Session {
                     let mut sh = self.shared();
                     match id.and_then(|id| sh.take_waiting(&id)) {
                         Some(stream) => sh.send_on(stream, element, true, mine),
-                        None => {
+                        // An answer no request waits for is dropped, as a single one is.
+                        None if !mine.is_empty() => {
                             sh.lost.extend(mine.into_iter().map(|e| (e, NOT_WAITED)));
+                        }
+                        None => {
                             drop(sh);
                             self.push(element);
                         }
@@ -797,17 +800,22 @@ async fn dispatch(
                 Err(_) => break,
             },
         };
+        let mut ends = out.ends;
         let bytes = match out.ack.wait().await {
             Ok(()) => out.bytes,
             Err(e) => {
                 tracing::error!(error = %e, "server message withheld: its audit event is not durable");
                 match out.if_unrecorded {
-                    Some(u) => (u.reply)(),
+                    // The answer's end event was not written: the refusal in its place ends
+                    // nothing that a `shutdown` event could name.
+                    Some(u) => {
+                        ends.clear();
+                        (u.reply)()
+                    }
                     None => out.bytes,
                 }
             }
         };
-        let mut ends = out.ends;
         for line in bytes.split(|&b| b == b'\n') {
             let line = trim_line_end(line);
             if line.iter().all(u8::is_ascii_whitespace) {

@@ -511,7 +511,7 @@ impl Pipeline {
         let (event_type, outcome, mut meta, _) = self.describe(call, size, body);
         meta.reason = Some(match why {
             EndedEarly::Cancelled => {
-                "the server answered after the client cancelled the call; the answer was passed on to the client (a `shutdown` event follows if it could not be delivered)".into()
+                "the server answered after the client cancelled the call; the answer goes on toward the client as the server sent it (a `shutdown` event follows if it reached none)".into()
             }
             EndedEarly::TimedOut => {
                 "the server answered after the call timed out in the proxy; the answer was not forwarded (the client had the timeout error)".into()
@@ -520,7 +520,7 @@ impl Pipeline {
                 "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)".into()
             }
             EndedEarly::Answered(first) => format!(
-                "the server answered this call again after its answer (event {first}) had ended it; this answer is passed on as the server sent it, though the client no longer waits on the id (a `shutdown` event follows if it reached no client)"
+                "the server answered this call again after its answer (event {first}) had ended it; this answer goes on toward the client as the server sent it, though no request waits on the id any more (a `shutdown` event follows if it reached none)"
             ),
         });
         tracing::info!(request_id = %answers, "late answer recorded");

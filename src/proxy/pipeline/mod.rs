@@ -1393,9 +1393,14 @@ impl Pipeline {
             tasks.extend(st.cancelled.drain().flatten().map(|c| *c));
             let held: Vec<Call> = st.awaiting.drain().map(|(_, a)| a.call).collect();
             let confirming: Vec<Call> = st.confirming.drain().map(|(_, (c, _))| c).collect();
-            st.calls
-                .drain()
-                .map(|(_, c)| c)
+            let running: Vec<Call> = st.calls.drain().map(|(_, c)| c).collect();
+            // Their server may still answer (a shared child outlives the session): recorded
+            // then as the answer to a call the proxy had failed.
+            for call in &running {
+                st.end_early(call.clone(), EndedEarly::Failed);
+            }
+            running
+                .into_iter()
                 .chain(held)
                 .chain(confirming)
                 .chain(tasks)

@@ -290,6 +290,9 @@ struct Pending {
     token: Option<Box<str>>,
     /// The client cancelled it: the server need not answer.
     cancelled: bool,
+    /// A `tools/call` or `tasks/result`: what its core records a late answer of, so kept
+    /// in [`Table::retired`] once done.
+    recorded: bool,
 }
 
 /// A request of a child that no longer waits for an answer.
@@ -408,6 +411,10 @@ impl Shared {
                         id,
                         token,
                         cancelled: false,
+                        recorded: matches!(
+                            s.method.as_deref(),
+                            Some("tools/call" | "tasks/result")
+                        ),
                     },
                 );
                 Some(splice(line, edits))
@@ -496,7 +503,7 @@ impl Shared {
                     (Some(p), Some(r)) => {
                         let out = splice(line, vec![(r, &p.id)]);
                         t.send(p.lease, out);
-                        if let Some(n) = n {
+                        if let Some(n) = n.filter(|_| p.recorded) {
                             t.retire(n, p.lease, p.id, None);
                         }
                     }
@@ -511,10 +518,18 @@ impl Shared {
                         if t.leases.contains_key(&old.lease) {
                             t.send(old.lease, out);
                         } else if let Some(core) = old.core.clone() {
-                            drop(t);
-                            core.from_server_to_nobody(
-                                out,
-                                "the sessionless request that made the call had ended",
+                            // On the core's time, not this reader's: the other leases' answers
+                            // do not wait behind its scans and its record.
+                            tokio::spawn(async move {
+                                core.from_server_to_nobody(
+                                    out,
+                                    "the sessionless request that made the call had ended",
+                                );
+                            });
+                        } else {
+                            tracing::warn!(
+                                pid = self.pid,
+                                "late answer of a shared mcp server for a request whose session core is gone; dropped"
                             );
                         }
                     }
@@ -710,6 +725,7 @@ impl Drop for Place {
         let unanswered: Vec<(u64, Box<str>)> = t
             .pending
             .extract_if(|_, p| p.lease == no)
+            .filter(|(_, p)| p.recorded)
             .map(|(n, p)| (n, p.id))
             .collect();
         for (n, id) in unanswered {
