@@ -660,28 +660,7 @@ fn the_readme_gateway_example_loads_with_its_files_in_place() {
 async fn closing_a_2026_stream_cancels_its_call_and_the_trail_says_so() {
     let gw = Gateway::start("");
     let body = r#"{"jsonrpc":"2.0","id":"long","method":"tools/call","params":{"name":"slow","arguments":{"ms":5000,"steps":5},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
-    let sent = reqwest::Client::builder()
-        .timeout(Duration::from_millis(700))
-        .build()
-        .unwrap()
-        .post(gw.endpoint())
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "slow")
-        .body(body)
-        .send()
-        .await;
-    // The SSE stream starts at once; the read of its body is what the timeout cuts.
-    if let Ok(resp) = sent {
-        let text = resp.text().await;
-        assert!(
-            text.is_err(),
-            "the call finished inside the timeout: {text:?}"
-        );
-    }
+    post_2026_and_leave(&gw.endpoint(), body, "slow", Duration::from_millis(700)).await;
     let mut ends = Vec::new();
     for _ in 0..100 {
         ends = gw

@@ -263,23 +263,8 @@ async fn closing_one_streams_cancels_only_its_call_on_the_shared_child() {
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let sent = reqwest::Client::builder()
-        .timeout(Duration::from_millis(700))
-        .build()
-        .unwrap()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "slow")
-        .body(slow("\"long\"", 5000, 5, "1"))
-        .send()
-        .await;
-    if let Ok(resp) = sent {
-        assert!(resp.text().await.is_err(), "the cut call finished");
-    }
+    let cut = slow("\"long\"", 5000, 5, "1");
+    post_2026_and_leave(&url, &cut, "slow", Duration::from_millis(700)).await;
     let (status, _, text) = kept.await.unwrap();
     assert_eq!(status, 200, "{text}");
     let (answer, progress) = answer_of(&text);
@@ -705,23 +690,8 @@ async fn a_shared_childs_late_or_repeated_answer_is_recorded_as_reaching_no_clie
     );
     let url = gw.endpoint();
     // The client leaves at 700 ms; the tool, which cannot be interrupted, answers at 1.5 s.
-    let cut = reqwest::Client::builder()
-        .timeout(Duration::from_millis(700))
-        .build()
-        .unwrap()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "slow")
-        .body(call_2026("\"late\"", "slow", r#"{"ms":1500}"#))
-        .send()
-        .await;
-    if let Ok(resp) = cut {
-        assert!(resp.text().await.is_err(), "the cut call finished");
-    }
+    let late = call_2026("\"late\"", "slow", r#"{"ms":1500}"#);
+    post_2026_and_leave(&url, &late, "slow", Duration::from_millis(700)).await;
     // A call the server answers twice: the client gets the first answer only.
     let twice = call_2026("\"twice\"", "slow", r#"{"ms":10,"times":2}"#);
     let (status, _, text) = post_2026(&url, ALICE_KEY, &twice, Some("slow"), &[]).await;

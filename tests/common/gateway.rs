@@ -350,6 +350,33 @@ pub async fn post_2026(
     post(url, Some(key), None, body, &headers).await
 }
 
+/// POSTs a sessionless 2026-07-28 `tools/call` of `tool` as Alice and leaves after `after`,
+/// while the call runs (its SSE stream starts at once; the read of its body is what the
+/// timeout cuts); panics if the call finished first.
+pub async fn post_2026_and_leave(url: &str, body: &str, tool: &str, after: Duration) {
+    let sent = reqwest::Client::builder()
+        .timeout(after)
+        .build()
+        .unwrap()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .body(body.to_string())
+        .send()
+        .await;
+    if let Ok(resp) = sent {
+        let text = resp.text().await;
+        assert!(
+            text.is_err(),
+            "the call finished inside the timeout: {text:?}"
+        );
+    }
+}
+
 /// The first text content of a `tools/call` result.
 pub fn text_of(result: &impl serde::Serialize) -> Value {
     serde_json::to_value(result).unwrap()["content"][0]["text"].clone()
