@@ -58,7 +58,8 @@
 //!                     tls.rs: the TLS client (ca_file or system roots, a ca_file
 //!                     certificate pinned as it is; hints for refused certificates)
 //! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
-//!                     mod.rs (listener, TLS, routing, refusals recorded, drain), request.rs
+//!                     mod.rs (listener, TLS, routing, drain), refusal.rs (requests refused
+//!                     before a session, recorded; summaries past a quota), request.rs
 //!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline
 //!                     per session; answers dispatched to the POST or stream awaiting them,
 //!                     progress to its request's stream, a byte budget per session),
