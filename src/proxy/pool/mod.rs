@@ -494,11 +494,9 @@ impl Shared {
         match s.kind {
             Kind::Response => {
                 let range = s.id.clone();
-                let found = range
-                    .as_ref()
-                    .and_then(|r| pooled(line, r))
-                    .and_then(|n| t.pending.remove(&n));
                 let n = range.as_ref().and_then(|r| pooled(line, r));
+                let found = n.and_then(|n| t.pending.remove(&n));
+                let retired = n.filter(|n| found.is_none() && t.retired.contains_key(n));
                 match (found, range) {
                     (Some(p), Some(r)) => {
                         let out = splice(line, vec![(r, &p.id)]);
@@ -512,8 +510,8 @@ impl Shared {
                     // Late (its lease ended: the client left, or the call timed out) or
                     // repeated: recorded by the core that made the call, as on a child of
                     // its own.
-                    (None, Some(r)) if n.is_some_and(|n| t.retired.contains_key(&n)) => {
-                        let old = &t.retired[&n.unwrap_or_default()];
+                    (None, Some(r)) if let Some(n) = retired => {
+                        let old = &t.retired[&n];
                         let out = splice(line, vec![(r, &old.id)]);
                         if t.leases.contains_key(&old.lease) {
                             t.send(old.lease, out);
