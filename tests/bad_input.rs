@@ -545,6 +545,51 @@ for line in sys.stdin:
     );
 }
 
+/// helper-65: a server that writes the call's id as a string (`"7"` for 7, read as 7 by the
+/// official SDKs) had its first answer matched to the call and its second left out of the
+/// trail: the twin of an id was looked for among waiting calls only, not answered ones.
+#[tokio::test]
+async fn a_second_answer_naming_the_id_in_another_spelling_is_recorded_too() {
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        for text in ("first", "second"):
+            sys.stdout.write('{"jsonrpc":"2.0","id":"%s","result":{"content":[{"type":"text","text":"%s"}]}}\n' % (m["id"], text))
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(&call_line(json!(7), "echo", json!({"text": "x"})))
+        .await;
+    let first = c.recv_json().await;
+    assert_eq!(first["id"], 7, "{first}");
+    let second = c.recv_json().await;
+    assert_eq!(second["result"]["content"][0]["text"], "second", "{second}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let of_call: Vec<(&str, &str, &str)> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 7)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+                e["metadata"]["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(of_call.len(), 3, "{events:#?}");
+    assert_eq!(of_call[2].0, "tool_execution", "{events:#?}");
+    assert!(
+        of_call[2].2.contains("answered this call again"),
+        "{of_call:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_refused_answer_of_the_client_is_not_answered_and_the_server_hears_of_it() {
     // Found by a fresh pass: the client's answer to a server request with both `result`

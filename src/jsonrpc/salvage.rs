@@ -146,10 +146,17 @@ fn object(raw: &RawValue, watched: &str, lossy: bool) -> Option<Salvaged> {
         .methods
         .iter()
         .any(|m| m == watched || (lossy && m.contains(char::REPLACEMENT_CHARACTER)));
+    // The id a strict reader keeps: the last spelled `id` exactly; a twin (`Id`, `id\u0000`)
+    // only when there is none (the answer to such a line must not settle another request).
     let mut ids = fields.ids;
+    let primary = ids
+        .iter()
+        .rposition(|(_, exact)| *exact)
+        .or(ids.len().checked_sub(1))
+        .map(|at| ids.remove(at).0);
     let s = Salvaged {
-        id: ids.pop(),
-        other_ids: ids,
+        id: primary,
+        other_ids: ids.into_iter().map(|(id, _)| id).collect(),
         answers: fields.answers,
         methods: fields.methods,
         params: fields.params,
@@ -218,7 +225,8 @@ impl<'de> Deserialize<'de> for Members<'de> {
 /// The top-level members a classification needs, every copy of a repeated key seen.
 #[derive(Default)]
 struct Fields {
-    ids: Vec<RequestId>,
+    /// Each id, and whether its member was spelled `id` exactly.
+    ids: Vec<(RequestId, bool)>,
     methods: Vec<String>,
     unreadable_method: bool,
     answers: bool,
@@ -246,7 +254,10 @@ impl<'de> Deserialize<'de> for Fields {
                     match member {
                         "id" => {
                             let raw: Box<RawValue> = map.next_value()?;
-                            fields.ids.extend(RequestId::from_json(raw.get()));
+                            let exact = key == "id";
+                            fields
+                                .ids
+                                .extend(RequestId::from_json(raw.get()).map(|id| (id, exact)));
                         }
                         "result" | "error" => {
                             fields.answers = true;
@@ -336,6 +347,21 @@ mod tests {
         for (line, calls) in cases {
             assert_eq!(watched(line).len(), *calls, "{line}");
         }
+    }
+
+    #[test]
+    fn the_exactly_spelled_id_comes_first_whatever_its_twins() {
+        for line in [
+            r#"{"jsonrpc":"2.0","id":2401,"id\u0000":5,"method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","Id":5,"id":2401,"method":"tools/call"}"#,
+        ] {
+            let found = salvage(line.as_bytes(), CALL);
+            assert_eq!(found[0].id, Some(RequestId::Int(2401)), "{line}");
+            assert_eq!(found[0].other_ids, [RequestId::Int(5)], "{line}");
+        }
+        // Only twins: the last, as before.
+        let found = salvage(br#"{"Id":5,"ID":6,"method":"tools/call"}"#, CALL);
+        assert_eq!(found[0].id, Some(RequestId::Int(6)));
     }
 
     #[test]

@@ -481,7 +481,9 @@ impl State {
             .chain(self.cancelled.ids())
             .chain(self.confirming.keys())
             .chain(self.awaiting.values().map(|a| &a.call.request_id))
-            .chain(self.withheld.ids());
+            .chain(self.withheld.ids())
+            // A second answer spells the id as the first did (`"7"` for 7): it is as late.
+            .chain(self.answered.ids());
         let twin = twin(waiting, id)?;
         self.answered_exactly(&twin)
             .map(|found| (found, Some(twin)))
