@@ -446,6 +446,22 @@ for line in sys.stdin:
     }
 }
 
+/// `(event_type, result, reason)` of each event of the call with request id `id`, in the
+/// trail's order.
+fn events_of_call(events: &[serde_json::Value], id: i64) -> Vec<(&str, &str, &str)> {
+    events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == id)
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+                e["metadata"]["reason"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_second_answer_to_an_answered_call_is_forwarded_and_recorded() {
     // Found by a review of the known gaps: a server that answered a call twice had its second
@@ -489,17 +505,7 @@ for line in sys.stdin:
     );
     assert!(c.finish().await.success());
     let events = store.events();
-    let of_call: Vec<(&str, &str, &str)> = events
-        .iter()
-        .filter(|e| e["metadata"]["request_id"] == 5)
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap(),
-                e["result"].as_str().unwrap(),
-                e["metadata"]["reason"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let of_call = events_of_call(&events, 5);
     let kinds: Vec<(&str, &str)> = of_call.iter().map(|(t, r, _)| (*t, *r)).collect();
     assert_eq!(
         kinds,
@@ -571,17 +577,7 @@ for line in sys.stdin:
     assert_eq!(second["result"]["content"][0]["text"], "second", "{second}");
     assert!(c.finish().await.success());
     let events = store.events();
-    let of_call: Vec<(&str, &str, &str)> = events
-        .iter()
-        .filter(|e| e["metadata"]["request_id"] == 7)
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap(),
-                e["result"].as_str().unwrap(),
-                e["metadata"]["reason"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
+    let of_call = events_of_call(&events, 7);
     assert_eq!(of_call.len(), 3, "{events:#?}");
     assert_eq!(of_call[2].0, "tool_execution", "{events:#?}");
     assert!(
