@@ -463,6 +463,66 @@ fn events_of_call(events: &[serde_json::Value], id: i64) -> Vec<(&str, &str, &st
 }
 
 #[tokio::test]
+async fn an_error_naming_no_id_ends_the_only_call_in_flight_and_no_call_among_several() {
+    // Found by a fresh pass on shared processes, true of every server: an error with
+    // `"id": null` (JSON-RPC 2.0 §5: the server could not read the request's id) reached
+    // the client, and the call stayed open until the client left: the trail said the client
+    // cancelled, though the server had refused the call. With one call in flight the error
+    // is about it, and ends it in the trail; the client still gets the line as the server
+    // wrote it. With two in flight nothing tells which: no call is ended by it.
+    let server = r#"
+import json, sys
+held = None
+NULL = '{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request"}}\n'
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        how = m["params"]["arguments"].get("how")
+        if how == "hold":
+            held = m["id"]
+            continue
+        sys.stdout.write(NULL)
+        if held is not None:
+            sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": held, "result": {"content": []}}) + "\n")
+            held = None
+    elif "id" in m:
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
+    sys.stdout.flush()
+"#;
+    let null = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request"}}
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(&call_line(json!(8), "echo", json!({"how": "null"})))
+        .await;
+    assert_eq!(c.recv().await.unwrap(), null.to_vec());
+    c.send(&call_line(json!(9), "echo", json!({"how": "hold"})))
+        .await;
+    c.send(&call_line(json!(10), "echo", json!({"how": "null"})))
+        .await;
+    assert_eq!(c.recv().await.unwrap(), null.to_vec());
+    assert_eq!(c.recv_json().await["id"], 9);
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let alone = events_of_call(&events, 8);
+    assert_eq!(alone.len(), 2, "{events:#?}");
+    assert_eq!(alone[1].0, "tool_failure", "{alone:?}");
+    assert_eq!(alone[1].1, "jsonrpc_error", "{alone:?}");
+    assert!(alone[1].2.contains("naming no id"), "{alone:?}");
+    let among = events_of_call(&events, 10);
+    assert!(
+        among.iter().all(|e| !e.2.contains("naming no id")),
+        "{among:?}"
+    );
+    assert!(
+        events_of_call(&events, 9)
+            .iter()
+            .any(|e| e.0 == "tool_execution"),
+        "{events:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_second_answer_to_an_answered_call_is_forwarded_and_recorded() {
     // Found by a review of the known gaps: a server that answered a call twice had its second
     // answer passed on to the client as an answer to no request, with no event: a result

@@ -671,3 +671,51 @@ async fn an_answer_naming_the_request_as_a_string_reaches_its_stream_and_ends_it
         "{events:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_answer_in_a_servers_batch_is_recorded_not_delivered_and_reaches_no_stream() {
+    // The server answers call 31 twice in one JSON-RPC batch. The client gets the first
+    // answer on its POST; the second is the call answered again, not delivered: it must not
+    // reach the session's GET stream as if it were news, and the trail says so.
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
+    let gw = Gateway::start_upstream(&format!("\"python3\", \"{server}\""), "", "");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let mut listening = http()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listening.status().as_u16(), 200);
+    let call = r#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"slow","arguments":{"ms":50,"batch":true,"times":2}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let got = messages(&body);
+    assert_eq!(got.len(), 1, "{body}");
+    assert_eq!(got[0]["id"], 31, "{body}");
+    let id = Value::from(31);
+    let events = wait_for(&gw, &id, 4).await;
+    assert_eq!(
+        kinds(&events, &id),
+        [
+            ("tool_access".into(), "initiated".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_execution".into(), "success".into()),
+            ("tool_failure".into(), "shutdown".into()),
+        ],
+        "{events:#?}"
+    );
+    let mut heard = String::new();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until.into(), listening.chunk()).await {
+        heard.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(
+        !heard.contains("done anyway"),
+        "the GET stream got: {heard}"
+    );
+}

@@ -747,3 +747,71 @@ async fn a_shared_childs_late_or_repeated_answer_is_recorded_as_reaching_no_clie
     assert!(again[1].2.contains("answered this call again"), "{again:?}");
     assert!(again[2].2.contains("not delivered"), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_childs_batch_answer_is_routed_element_by_element_to_each_request() {
+    // A server of 2025-03-26 may answer in a JSON-RPC batch. On a shared child, the batch
+    // holds the pool's ids: sent whole, it would reach one lease (or none, with two in
+    // flight) and the call would end as a timeout though the tool ran.
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
+    let gw = Gateway::start_upstream(
+        &format!("\"python3\", \"{server}\""),
+        "pool_max_children = 1",
+        "",
+    );
+    let url = gw.endpoint();
+    let plain = call_2026("\"plain\"", "slow", r#"{"ms":800}"#);
+    let batched = call_2026(
+        "\"batched\"",
+        "slow",
+        r#"{"ms":100,"batch":true,"times":2}"#,
+    );
+    let limit = Duration::from_secs(10);
+    let (a, b) = tokio::join!(
+        tokio::time::timeout(limit, post_2026(&url, ALICE_KEY, &plain, Some("slow"), &[])),
+        tokio::time::timeout(
+            limit,
+            post_2026(&url, ALICE_KEY, &batched, Some("slow"), &[])
+        ),
+    );
+    let (a, b) = (
+        a.expect("the plain call got no answer"),
+        b.expect("the batched call got no answer"),
+    );
+    assert_eq!(a.0, 200, "{}", a.2);
+    assert_eq!(b.0, 200, "{}", b.2);
+    let answered = |body: &str, id: &str| {
+        let got: Value = serde_json::from_str(&answer_of(body).0).unwrap();
+        assert!(got.is_object(), "not one answer: {body}");
+        assert_eq!(got["id"], id, "{body}");
+        assert_eq!(got["result"]["content"][0]["text"], "done anyway", "{body}");
+        assert_eq!(body.matches("done anyway").count(), 1, "{body}");
+    };
+    answered(&a.2, "plain");
+    answered(&b.2, "batched");
+    // The batch's second answer is the call answered again, not delivered.
+    let found = ends(&gw, "slow", 4).await;
+    let mut of_batched: Vec<&Value> = found
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == "batched")
+        .collect();
+    of_batched.sort_by_key(|e| e["event_id"].as_str().unwrap().to_string());
+    let kinds: Vec<(&str, &str)> = of_batched
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_execution", "success"),
+            ("tool_execution", "success"),
+            ("tool_failure", "shutdown"),
+        ],
+        "{found:#?}"
+    );
+}

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """An MCP server that ignores `notifications/cancelled`: it answers every `tools/call` after
 the number of milliseconds in its `ms` argument (default 1000), cancelled or not, as servers
-whose tools cannot be interrupted do; `times` answers (default 1), as a faulty server would. Answers `initialize` (echoing the client's protocol
-version) and any other request with an empty result."""
+whose tools cannot be interrupted do; `times` answers (default 1), as a faulty server would,
+written as one JSON-RPC batch (an array, JSON-RPC 2.0 section 6) when `batch` is true.
+Answers `initialize` (echoing the client's protocol version) and any other request with an
+empty result."""
 import json
 import sys
 import threading
@@ -17,11 +19,15 @@ def write(msg):
         sys.stdout.flush()
 
 
-def answer_later(rid, ms, times):
+def answer_later(rid, ms, times, batch):
     time.sleep(ms / 1000)
+    answer = {"jsonrpc": "2.0", "id": rid,
+              "result": {"content": [{"type": "text", "text": "done anyway"}]}}
+    if batch:
+        write([answer] * times)
+        return
     for _ in range(times):
-        write({"jsonrpc": "2.0", "id": rid,
-               "result": {"content": [{"type": "text", "text": "done anyway"}]}})
+        write(answer)
 
 
 for line in sys.stdin:
@@ -40,6 +46,7 @@ for line in sys.stdin:
     elif method == "tools/call":
         arguments = msg.get("params", {}).get("arguments", {})
         ms, times = arguments.get("ms", 1000), arguments.get("times", 1)
-        threading.Thread(target=answer_later, args=(rid, ms, times), daemon=True).start()
+        batch = arguments.get("batch", False)
+        threading.Thread(target=answer_later, args=(rid, ms, times, batch), daemon=True).start()
     else:
         write({"jsonrpc": "2.0", "id": rid, "result": {}})

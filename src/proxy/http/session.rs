@@ -650,11 +650,15 @@ impl Session {
                         .map(|id| take_ends(ends, id))
                         .unwrap_or_default();
                     let mut sh = self.shared();
-                    match id.and_then(|id| sh.take_waiting(&id)) {
+                    match id.as_ref().and_then(|id| sh.take_waiting(id)) {
                         Some(stream) => sh.send_on(stream, element, true, mine),
-                        // An answer no request waits for is dropped, as a single one is.
+                        // An answer no request waits for is dropped, as a single one is: a
+                        // second answer to a request in the same batch among them.
                         None if !mine.is_empty() => {
                             sh.lost.extend(mine.into_iter().map(|e| (e, NOT_WAITED)));
+                        }
+                        None if let Some(id) = id => {
+                            tracing::warn!(request_id = %id, "response in a server's batch to no request awaiting one (its HTTP client is gone, or it was answered already); dropped");
                         }
                         None => {
                             drop(sh);
@@ -767,7 +771,9 @@ impl Session {
     }
 }
 
-/// Takes from `ends` the calls answered by the response with id `id`.
+/// Takes from `ends` the call answered by the response with id `id`: the first of them, in
+/// the order the pipeline wrote them, as a server's batch can answer one request twice and
+/// each answer has its own end (the second one's not delivered).
 fn take_ends(ends: &mut Vec<Ended>, id: &RequestId) -> Vec<Ended> {
     if ends.is_empty() {
         return Vec::new();
@@ -775,11 +781,10 @@ fn take_ends(ends: &mut Vec<Ended>, id: &RequestId) -> Vec<Ended> {
     // The pipeline ended the call whose id an SDK reads this id as (`"7"` for 7).
     let matched = matching(ends.iter().map(Ended::answers), id);
     let id = matched.as_ref().unwrap_or(id);
-    let (mine, rest): (Vec<Ended>, Vec<Ended>) = std::mem::take(ends)
-        .into_iter()
-        .partition(|e| e.answers() == id);
-    *ends = rest;
-    mine
+    match ends.iter().position(|e| e.answers() == id) {
+        Some(at) => vec![ends.remove(at)],
+        None => Vec::new(),
+    }
 }
 
 /// The gateway's client writer: waits for each message's audit ack, in order, then delivers.

@@ -7,6 +7,22 @@ use super::*;
 use crate::mcp::ContentView;
 use crate::policy::tree::{Node, Tree};
 
+impl State {
+    /// Takes the call in flight when it is the only request the server has not answered
+    /// and no call waits for a confirmation: the one an error naming no id can be about.
+    pub(super) fn sole_call(&mut self) -> Option<Call> {
+        if self.calls.len() != 1
+            || !self.pending.is_empty()
+            || !self.confirming.is_empty()
+            || !self.awaiting.is_empty()
+        {
+            return None;
+        }
+        let id = self.calls.keys().next()?.clone();
+        self.calls.remove(&id)
+    }
+}
+
 impl Pipeline {
     /// One message of the server (`raw`: its JSON text). An answer that names its request by
     /// another spelling of its id ([`twin`]: `"7"` for 7) is forwarded under the request's
@@ -401,6 +417,37 @@ impl Pipeline {
             "the outcome of the task the call became, as tasks/result answered it"
         };
         self.end_call_noted(call, answers, size, body, Some(note))
+    }
+
+    /// An error naming no id (`"id": null`: JSON-RPC 2.0 §5, the server "could not detect"
+    /// the request's id) while a call was the only request in flight: the server's answer
+    /// about it, as far as the trail can tell. Recorded as the call's end, the reason saying
+    /// how it was matched; the line reaches the client as the server wrote it (its null id
+    /// kept), so a client sees what it would see without the proxy. A later answer naming
+    /// the call is recorded as the call answered again. `None`: `msg` is not such an error,
+    /// or no call is alone in flight.
+    pub(super) fn end_call_unnamed(&self, msg: &Message<'_>, size: usize) -> Option<Delivery> {
+        let Message::Response {
+            id: None,
+            body: body @ ResponseBody::Error(_),
+        } = msg
+        else {
+            return None;
+        };
+        let body = *body;
+        let call = self.state().sole_call()?;
+        let id = call.request_id.clone();
+        let note = "the server answered with an error naming no id (JSON-RPC 2.0 §5: it could not read the request's id) while this call was the only request in flight; recorded as this call's end";
+        Some(
+            match self.end_call_noted(call, &id, size, body, Some(note)) {
+                Delivery::Forward { ack, .. } => Delivery::Forward {
+                    ack,
+                    ended: None,
+                    rewritten: self.redact_unmatched(None, body),
+                },
+                other => other,
+            },
+        )
     }
 
     fn end_call_noted(

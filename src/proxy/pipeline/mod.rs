@@ -1258,6 +1258,9 @@ impl Pipeline {
         size: usize,
         twin: &mut Option<RequestId>,
     ) -> Delivery {
+        if let Some(ended) = self.end_call_unnamed(msg, size) {
+            return ended;
+        }
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {
                 ack: Ack::done(),

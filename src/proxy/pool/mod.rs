@@ -22,7 +22,8 @@
 //! may so be in flight on one child at once.
 //!
 //! What the child says that names no request (a log notification) goes to the lease with
-//! calls in flight when there is exactly one, else it is dropped. A request of its own never
+//! calls in flight when there is exactly one, else it is dropped. A batch the child writes
+//! (JSON-RPC 2.0 §6) is taken element by element, each as if written alone. A request of its own never
 //! goes to a client: a sessionless 2026-07-28 client answers none (multi round-trip requests
 //! replace them), and its next message is a new request, maybe on another child. The pool
 //! answers it ([`unanswerable`]: `ping` with an empty result, anything else with an error).
@@ -482,6 +483,31 @@ impl Shared {
         let line = trim_line_end(&frame);
         let mut t = self.table();
         t.last_active = Instant::now();
+        // A batch (JSON-RPC 2.0 §6, which a server of 2025-03-26 may still write): element by
+        // element, each answer to the lease of its own request, as if written one per line.
+        // Sent as it is, it would reach one lease with the pool's ids in it, and the other
+        // leases' answers would be lost.
+        if line.trim_ascii_start().first() == Some(&b'[')
+            && let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(line)
+        {
+            for item in items {
+                let element = item.get().as_bytes();
+                if element.first() == Some(&b'{') {
+                    self.route(&mut t, element);
+                } else {
+                    tracing::warn!(
+                        pid = self.pid,
+                        "an element of a shared mcp server's batch is not a JSON-RPC object; dropped"
+                    );
+                }
+            }
+            return;
+        }
+        self.route(&mut t, line);
+    }
+
+    /// Routes one message of the child's (a line, or an element of its batch).
+    fn route(&self, t: &mut Table, line: &[u8]) {
         let Some(s) = spots(line) else {
             if !t.to_sole(line) {
                 tracing::warn!(
@@ -564,7 +590,6 @@ impl Shared {
                 // and an answer would come on a POST of its own, which reaches no pooled
                 // child. Forwarded, the server would wait for an answer until its own timeout.
                 // `s.method` is read from the line, so a ping is answered as one.
-                drop(t);
                 tracing::warn!(pid = self.pid, method = ?s.method, "request of a shared mcp server answered by the pool: sessionless clients cannot answer server requests");
                 let id = s.id.and_then(|r| RequestId::from_json(&text(line, &r)));
                 let answer = unanswerable(id.as_ref(), s.method.as_deref());
