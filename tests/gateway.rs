@@ -1266,6 +1266,21 @@ async fn cors_is_answered_only_when_configured_and_only_for_allowed_origins() {
     let r = preflight(url.clone(), "https://evil.example", "content-type").await;
     assert_eq!(r.status(), 403);
     assert!(r.headers().get("access-control-allow-origin").is_none());
+    // helper-65: a method MCP does not use was allowed, and so was any path.
+    let r = http()
+        .request(reqwest::Method::OPTIONS, url.clone())
+        .header("origin", PAGE)
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let elsewhere = url.replace("/mcp/", "/admin/");
+    assert_ne!(elsewhere, url);
+    let r = preflight(elsewhere, PAGE, "content-type").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("access-control-allow-methods").is_none());
     // The real request still needs its credential; its answers, refusals included, are
     // readable by the page, with the session id exposed.
     let (status, headers, _) = post(&url, None, None, INIT, &[("origin", PAGE)]).await;

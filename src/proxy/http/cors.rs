@@ -11,8 +11,8 @@
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS, ORIGIN,
-    VARY,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
@@ -62,6 +62,24 @@ pub(crate) fn allowed(config: &GatewayConfig, headers: &HeaderMap) -> Option<Hea
 /// 204 allowing the MCP methods and the requested headers that are MCP's, or 403 naming the
 /// first header that is not (the browser then never sends the request).
 pub(crate) fn preflight(origin: HeaderValue, headers: &HeaderMap) -> Response<ResponseBody> {
+    let refuse = |why: String| {
+        tracing::warn!(origin = ?origin, "CORS preflight refused: {why}");
+        let mut resp = super::plain(StatusCode::FORBIDDEN, format!("CORS: {why}"));
+        resp.headers_mut()
+            .insert(VARY, HeaderValue::from_static("origin"));
+        resp
+    };
+    // MCP's Streamable HTTP uses these three methods only ("Transports": POST to send, GET
+    // to listen, DELETE to end a session).
+    let method = headers
+        .get(ACCESS_CONTROL_REQUEST_METHOD)
+        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+        .unwrap_or_default();
+    if !matches!(method.as_str(), "GET" | "POST" | "DELETE") {
+        return refuse(format!(
+            "the method {method:?} is not one MCP's Streamable HTTP uses (GET, POST, DELETE); it is not allowed"
+        ));
+    }
     let requested = headers
         .get_all(ACCESS_CONTROL_REQUEST_HEADERS)
         .iter()
@@ -74,13 +92,9 @@ pub(crate) fn preflight(origin: HeaderValue, headers: &HeaderMap) -> Response<Re
         .iter()
         .find(|h| !REQUEST_HEADERS.contains(&h.as_str()) && !h.starts_with("mcp-param-"))
     {
-        let mut resp = super::plain(
-            StatusCode::FORBIDDEN,
-            format!("CORS: the header {bad:?} is not one an MCP client sends; it is not allowed"),
-        );
-        resp.headers_mut()
-            .insert(VARY, HeaderValue::from_static("origin"));
-        return resp;
+        return refuse(format!(
+            "the header {bad:?} is not one an MCP client sends; it is not allowed"
+        ));
     }
     let mut resp = Response::new(super::body::full(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::NO_CONTENT;

@@ -4,8 +4,8 @@
 //! nothing: a scanner or a flood of bad tokens could otherwise write the trail as fast as it
 //! sends (other gateways have been brought down by their own audit tables). So per source
 //! address, the first [`PER_WINDOW`] such refusals of each [`WINDOW`] are recorded one by
-//! one, and the rest as one summary event with their count when the window closes. Nothing
-//! is lost from the count; refusals of an authenticated principal are always recorded one by
+//! one, and the rest as one summary event per HTTP status with their count when the window
+//! closes. Nothing is lost from the count; refusals of an authenticated principal are always recorded one by
 //! one (they are accountable), and the `/metrics` refusal counters count every refusal.
 
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ pub(super) struct Suppressed {
     pub(super) count: u64,
     /// The reason of the last one.
     pub(super) reason: String,
-    /// The HTTP status of the last one.
+    /// The HTTP status they all had (401 for bad credentials, 403 for a bad origin, …).
     pub(super) status: u16,
 }
 
@@ -36,9 +36,8 @@ pub(super) struct Suppressed {
 struct Window {
     started: Instant,
     recorded: u64,
-    suppressed: u64,
-    reason: String,
-    status: u16,
+    /// Refusals left out, by HTTP status: how many, and the last one's reason.
+    suppressed: std::collections::BTreeMap<u16, (u64, String)>,
 }
 
 /// Windows per source address.
@@ -47,20 +46,20 @@ pub(super) struct RefusalLimiter(Mutex<HashMap<String, Window>>);
 
 impl RefusalLimiter {
     /// Whether a refusal from `source` is recorded on its own; a window that closed with
-    /// refusals left out is returned for its summary event.
+    /// refusals left out is returned for its summary events (one per status).
     pub(super) fn admit(
         &self,
         source: &str,
         (reason, status): (&str, u16),
         now: Instant,
-    ) -> (bool, Option<Suppressed>) {
+    ) -> (bool, Vec<Suppressed>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let key = if map.len() >= MAX_SOURCES && !map.contains_key(source) {
             "*"
         } else {
             source
         };
-        let mut closed = None;
+        let mut closed = Vec::new();
         if let Some(w) = map.get(key)
             && now.duration_since(w.started) >= WINDOW
         {
@@ -70,17 +69,15 @@ impl RefusalLimiter {
         let w = map.entry(key.to_string()).or_insert_with(|| Window {
             started: now,
             recorded: 0,
-            suppressed: 0,
-            reason: String::new(),
-            status: 0,
+            suppressed: Default::default(),
         });
         if w.recorded < PER_WINDOW {
             w.recorded += 1;
             (true, closed)
         } else {
-            w.suppressed += 1;
-            w.reason = reason.to_string();
-            w.status = status;
+            let (count, last) = w.suppressed.entry(status).or_default();
+            *count += 1;
+            reason.clone_into(last);
             (false, closed)
         }
     }
@@ -95,21 +92,23 @@ impl RefusalLimiter {
             .map(|(k, _)| k.clone())
             .collect();
         keys.into_iter()
-            .filter_map(|k| {
-                let w = map.remove(&k)?;
-                summary(&k, w)
-            })
+            .filter_map(|k| map.remove(&k).map(|w| summary(&k, w)))
+            .flatten()
             .collect()
     }
 }
 
-fn summary(source: &str, w: Window) -> Option<Suppressed> {
-    (w.suppressed > 0).then(|| Suppressed {
-        source: source.to_string(),
-        count: w.suppressed,
-        reason: w.reason,
-        status: w.status,
-    })
+/// One summary per HTTP status of the refusals left out of `w`.
+fn summary(source: &str, w: Window) -> Vec<Suppressed> {
+    w.suppressed
+        .into_iter()
+        .map(|(status, (count, reason))| Suppressed {
+            source: source.to_string(),
+            count,
+            reason,
+            status,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -123,7 +122,7 @@ mod tests {
         for i in 0..PER_WINDOW {
             assert_eq!(
                 l.admit("10.0.0.1", ("bad token", 401), t0),
-                (true, None),
+                (true, Vec::new()),
                 "{i}"
             );
         }
@@ -138,18 +137,23 @@ mod tests {
         assert!(recorded);
         assert_eq!(
             closed,
-            Some(Suppressed {
+            [Suppressed {
                 source: "10.0.0.1".into(),
                 count: 5,
                 reason: "bad token".into(),
                 status: 401,
-            })
+            }]
         );
         for _ in 0..PER_WINDOW + 2 {
             l.admit("10.0.0.1", ("expired", 401), t0 + WINDOW);
         }
+        // Refusals of another status are summed up apart, each under its own status.
+        l.admit("10.0.0.1", ("origin not allowed", 403), t0 + WINDOW);
         let closed = l.close(t0 + WINDOW, true);
-        assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].count, 3);
+        let got: Vec<(u16, u64, &str)> = closed
+            .iter()
+            .map(|s| (s.status, s.count, s.reason.as_str()))
+            .collect();
+        assert_eq!(got, [(401, 3, "expired"), (403, 1, "origin not allowed")]);
     }
 }

@@ -562,7 +562,8 @@ async fn drain(gateway: &Arc<Gateway>) {
 async fn reap_idle(gateway: Arc<Gateway>) {
     let idle = gateway.config.gateway.session_idle_timeout;
     let shortest = idle.min(gateway.config.gateway.pool_idle_timeout);
-    let tick = (shortest / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+    // At most 5 s: a refusal window's summary is written within 5 s of the window's end.
+    let tick = (shortest / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
@@ -702,6 +703,17 @@ impl Gateway {
 
     fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.config.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// The upstream whose MCP endpoint (`/mcp/<name>`, one trailing slash allowed) or
+    /// resource metadata (`/.well-known/oauth-protected-resource/mcp/<name>`, RFC 9728) is
+    /// at `path`.
+    fn endpoint_of(&self, path: &str) -> Option<&str> {
+        let name = path
+            .strip_prefix("/mcp/")
+            .map(|n| n.strip_suffix('/').unwrap_or(n))
+            .or_else(|| path.strip_prefix("/.well-known/oauth-protected-resource/mcp/"))?;
+        self.upstream(name).map(|u| u.name.as_str())
     }
 }
 
@@ -938,7 +950,12 @@ async fn handle(
         && req
             .headers()
             .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight && auth::check_origin(&gateway.config.gateway, req.headers()).is_ok() {
+    // Preflights are answered for the gateway's endpoints only; any other path gets what
+    // `route` gives an `OPTIONS` there (404), so a page learns nothing of paths that are not.
+    if preflight
+        && auth::check_origin(&gateway.config.gateway, req.headers()).is_ok()
+        && gateway.endpoint_of(req.uri().path()).is_some()
+    {
         return cors::preflight(origin, req.headers());
     }
     let mut resp = route(gateway, conn, req).await;

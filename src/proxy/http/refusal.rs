@@ -15,7 +15,7 @@ impl Gateway {
             let (recorded, closed) =
                 self.unauthenticated
                     .admit(&source, (&r.reason, r.status.as_u16()), Instant::now());
-            if let Some(s) = closed {
+            for s in closed {
                 self.record_suppressed(s).await;
             }
             if !recorded {
