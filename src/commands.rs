@@ -767,7 +767,8 @@ pub fn policy_test(
     let refused = policy
         .enabled
         .then(|| {
-            policy::admit::loose_tool_name(tool, &listed)
+            policy
+                .loose_tool_name(tool, &listed)
                 .map(|why| format!("invalid tools/call params: {why}"))
                 .or_else(|| {
                     let raw = params.get("arguments").map(Value::to_string);

@@ -643,6 +643,50 @@ async fn a_tool_name_a_server_could_read_as_another_is_refused() {
     assert_eq!(refused, names.len());
 }
 
+#[tokio::test]
+async fn a_case_twin_of_a_tool_the_policy_names_is_refused_before_any_tools_list() {
+    // helper-65: the case check compared with the tools the server listed, so a first call
+    // (a sessionless request's only one) to `Delete_File` passed as `allow` while a server
+    // folding case would run delete_file, which the policy scores 100. Globs count too.
+    let policy = format!(
+        "{BLOCK_DELETE}\n[[risk.rule]]\nname = \"wipes\"\ntools = [\"wipe_*\"]\nregex = \"all\"\nscore = 10\n"
+    );
+    let store = TestStore::new(&policy);
+    let (mut c, log) = spawn(&store, "ok");
+    initialize(&mut c).await;
+    let names = ["Delete_File", "DELETE_FILE", "Wipe_disk"];
+    for (i, name) in names.iter().enumerate() {
+        let line = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+            "params": {"name": name, "arguments": {"path": "notes/y.txt"}}});
+        let got = step(&mut c, line.to_string().as_bytes(), &format!("name {i}")).await;
+        let answer: Value = serde_json::from_slice(&got[0]).unwrap();
+        assert_eq!(answer["id"], i, "{name:?}: {answer}");
+        assert_eq!(answer["error"]["code"], -32602, "{name:?}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("only in another case")),
+            "{answer}"
+        );
+    }
+    // A name no entry governs in any case runs, listed or not.
+    let got = step(
+        &mut c,
+        &common::call_line(json!("e"), "Echo", json!({})),
+        "Echo",
+    )
+    .await;
+    let answer: Value = serde_json::from_slice(&got[0]).unwrap();
+    assert_ne!(answer["error"]["code"], -32602, "{answer}");
+    assert!(c.finish().await.success());
+    let ran: Vec<Value> = ran(&log)
+        .into_iter()
+        .filter(|r| r.get("name").is_some())
+        .collect();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0]["name"], "Echo");
+}
+
 /// Found by a fresh pair of eyes (python-sdk#961, #1720): a server that writes request 20's id
 /// back as `"20"`. The official SDKs read ids as numbers and take it as call 20's answer; the
 /// trail kept the call open until the client left (`shutdown`) or `call_timeout_ms`, then sent

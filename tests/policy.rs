@@ -484,6 +484,18 @@ fn policy_test_says_refuse_for_calls_the_proxy_refuses_before_the_policy() {
         text.starts_with("refuse: tool \"echo\"") && text.contains("never forwarded"),
         "{text}"
     );
+    // A name a policy entry governs only in another case is refused unless the server listed
+    // it exactly (then it is another tool, which the entry does not match).
+    let governed = TestStore::new("[[risk.tool]]\nmatch = \"delete_*\"\nscore = 100\n");
+    for (listed, decision) in [("", "refuse"), ("--listed=Delete_File", "allow")] {
+        let mut args = vec!["--json", r#"{"name":"Delete_File","arguments":{}}"#];
+        if !listed.is_empty() {
+            args.push(listed);
+        }
+        let out = policy_test(&governed, &args);
+        let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d["decision"], decision, "{listed}: {d}");
+    }
 }
 
 /// helper-63 F4: a key that a C-string reader (cJSON) cuts at its NUL is the rule's key to

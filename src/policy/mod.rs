@@ -17,7 +17,7 @@ pub(crate) mod settings;
 pub mod strict;
 pub mod tree;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -365,6 +365,50 @@ impl Policy {
                 || !t.deny_users.is_empty()
                 || !t.deny_roles.is_empty()
         })
+    }
+
+    /// Why a `tools/call` of `name` is refused before it is assessed, if it is:
+    /// [`admit::loose_tool_name`] against `listed` (the server's `tools/list`), or a name not
+    /// listed that a policy entry names only in another case
+    /// ([`Policy::governs_in_another_case`]): before any `tools/list` (a sessionless
+    /// request's only call among them), a server matching names case-insensitively would run
+    /// the tool that entry governs.
+    pub fn loose_tool_name(&self, name: &str, listed: &HashSet<String>) -> Option<String> {
+        if let Some(why) = admit::loose_tool_name(name, listed) {
+            return Some(why);
+        }
+        if listed.contains(name) {
+            return None;
+        }
+        let entry = self.governs_in_another_case(name)?;
+        Some(format!(
+            "the tool name {name:?} is not listed, and {entry} names it only in another case; servers that match names case-insensitively would run the tool that entry governs"
+        ))
+    }
+
+    /// The first glob of `[[risk.tool]]`, `[[risk.rule]]` `tools` or `[[risk.sequence]]`
+    /// `then_tools` that names `tool` only when case is ignored, if any: a server that matches
+    /// tool names case-insensitively would run a tool the policy governs under a name none
+    /// of its entries matches (MCP 2025-11-25 "Tool names" leaves case to the server).
+    pub fn governs_in_another_case(&self, tool: &str) -> Option<String> {
+        let tools = self.tools.iter().map(|t| (&t.matcher, t.pattern.as_str()));
+        let rules = self
+            .rules
+            .iter()
+            .flat_map(|r| r.tools.iter().map(|g| (g, r.name.as_str())));
+        let sequences = self.sequences.iter().flat_map(|q| match &q.then {
+            ThenTools::Globs(globs) => globs.iter().map(|g| (g, q.name.as_str())).collect(),
+            ThenTools::OpenWorld => Vec::new(),
+        });
+        tools
+            .map(|(g, what)| (g, format!("the [[risk.tool]] {what:?}")))
+            .chain(rules.map(|(g, what)| (g, format!("the tools of [[risk.rule]] {what:?}"))))
+            .chain(
+                sequences
+                    .map(|(g, what)| (g, format!("the then_tools of [[risk.sequence]] {what:?}"))),
+            )
+            .find(|(g, _)| g.matches_only_in_another_case(tool))
+            .map(|(_, what)| what)
     }
 
     /// Why `user` may never call `tool` (deny and allow lists), if so; `tools/list` hides it.

@@ -7,22 +7,6 @@ use super::*;
 use crate::mcp::ContentView;
 use crate::policy::tree::{Node, Tree};
 
-impl State {
-    /// Takes the call in flight when it is the only request the server has not answered
-    /// and no call waits for a confirmation: the one an error naming no id can be about.
-    pub(super) fn sole_call(&mut self) -> Option<Call> {
-        if self.calls.len() != 1
-            || !self.pending.is_empty()
-            || !self.confirming.is_empty()
-            || !self.awaiting.is_empty()
-        {
-            return None;
-        }
-        let id = self.calls.keys().next()?.clone();
-        self.calls.remove(&id)
-    }
-}
-
 impl Pipeline {
     /// One message of the server (`raw`: its JSON text). An answer that names its request by
     /// another spelling of its id ([`twin`]: `"7"` for 7) is forwarded under the request's
@@ -419,37 +403,6 @@ impl Pipeline {
         self.end_call_noted(call, answers, size, body, Some(note))
     }
 
-    /// An error naming no id (`"id": null`: JSON-RPC 2.0 §5, the server "could not detect"
-    /// the request's id) while a call was the only request in flight: the server's answer
-    /// about it, as far as the trail can tell. Recorded as the call's end, the reason saying
-    /// how it was matched; the line reaches the client as the server wrote it (its null id
-    /// kept), so a client sees what it would see without the proxy. A later answer naming
-    /// the call is recorded as the call answered again. `None`: `msg` is not such an error,
-    /// or no call is alone in flight.
-    pub(super) fn end_call_unnamed(&self, msg: &Message<'_>, size: usize) -> Option<Delivery> {
-        let Message::Response {
-            id: None,
-            body: body @ ResponseBody::Error(_),
-        } = msg
-        else {
-            return None;
-        };
-        let body = *body;
-        let call = self.state().sole_call()?;
-        let id = call.request_id.clone();
-        let note = "the server answered with an error naming no id (JSON-RPC 2.0 §5: it could not read the request's id) while this call was the only request in flight; recorded as this call's end";
-        Some(
-            match self.end_call_noted(call, &id, size, body, Some(note)) {
-                Delivery::Forward { ack, .. } => Delivery::Forward {
-                    ack,
-                    ended: None,
-                    rewritten: self.redact_unmatched(None, body),
-                },
-                other => other,
-            },
-        )
-    }
-
     fn end_call_noted(
         &self,
         call: Call,
@@ -493,7 +446,7 @@ impl Pipeline {
             Ok(ack) => {
                 self.state().answered.insert(
                     answers.clone(),
-                    (call.clone(), EndedEarly::Answered(event.event_id)),
+                    (call.clone(), EndedEarly::Answered(event.event_id, 0)),
                 );
                 Delivery::Forward {
                     ack,
@@ -555,6 +508,17 @@ impl Pipeline {
         size: usize,
         body: ResponseBody<'_>,
     ) -> Delivery {
+        if let EndedEarly::Answered(_, n) = why
+            && n >= MAX_REPEATED
+        {
+            // A server that answers one call without end (one line held 100,000 copies)
+            // would otherwise write two events per copy.
+            tracing::debug!(request_id = %answers, "answer to a call answered {MAX_REPEATED} times again already; dropped");
+            self.state()
+                .answered
+                .insert(answers.clone(), (call.clone(), why));
+            return Delivery::Drop;
+        }
         let (event_type, outcome, mut meta, _) = self.describe(call, size, body);
         meta.reason = Some(match why {
             EndedEarly::Cancelled => {
@@ -566,8 +530,13 @@ impl Pipeline {
             EndedEarly::Failed => {
                 "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)".into()
             }
-            EndedEarly::Answered(first) => format!(
-                "the server answered this call again after its answer (event {first}) had ended it; this answer goes on toward the client as the server sent it, though no request waits on the id any more (a `shutdown` event follows if it reached none)"
+            EndedEarly::Answered(first, n) => format!(
+                "the server answered this call again after its answer (event {first}) had ended it; this answer goes on toward the client as the server sent it, though no request waits on the id any more (a `shutdown` event follows if it reached none){}",
+                if n + 1 == MAX_REPEATED {
+                    format!("; it is the {MAX_REPEATED}th answer again: further ones are dropped, neither recorded nor forwarded")
+                } else {
+                    String::new()
+                }
             ),
         });
         tracing::info!(request_id = %answers, "late answer recorded");
@@ -576,7 +545,8 @@ impl Pipeline {
         let recorded = self.audit.record(&event);
         // A further answer is as late as this one: recorded, and delivered or not alike.
         let next = match why {
-            EndedEarly::Cancelled => EndedEarly::Answered(event.event_id),
+            EndedEarly::Cancelled => EndedEarly::Answered(event.event_id, 0),
+            EndedEarly::Answered(first, n) => EndedEarly::Answered(first, n + 1),
             other => other,
         };
         self.state()
@@ -587,7 +557,7 @@ impl Pipeline {
             // Like any answer: if it reaches no client (the gateway ended the cancelled
             // request's stream, or drops a second answer as a server of its own would), that
             // is recorded too, so the trail never says "passed on" of what was dropped.
-            (EndedEarly::Cancelled | EndedEarly::Answered(_), Ok(ack)) => Delivery::Forward {
+            (EndedEarly::Cancelled | EndedEarly::Answered(..), Ok(ack)) => Delivery::Forward {
                 ack,
                 ended: Some(Box::new(Ended {
                     call: call.clone(),
@@ -596,7 +566,7 @@ impl Pipeline {
                 })),
                 rewritten,
             },
-            (EndedEarly::Cancelled | EndedEarly::Answered(_), Err(e)) => {
+            (EndedEarly::Cancelled | EndedEarly::Answered(..), Err(e)) => {
                 tracing::error!(error = %e, "late answer could not be recorded");
                 Delivery::Drop
             }

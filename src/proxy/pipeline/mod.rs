@@ -70,6 +70,9 @@ pub const TOOLS_CALL: &str = "tools/call";
 pub const POLICY_BLOCKED: i64 = -32010;
 /// Calls that ended before the server answered, remembered for their late answers.
 const MAX_ENDED: usize = 1024;
+/// Further answers to one call recorded one by one (each is an event, and one that reaches
+/// no client a second); later ones are dropped.
+const MAX_REPEATED: u32 = 16;
 /// Tool names (and their annotations) learnt from a session's `tools/list` answers, at most.
 const MAX_LISTED: usize = 16_384;
 /// Error texts kept per event, and characters per text.
@@ -335,9 +338,10 @@ enum EndedEarly {
     /// The proxy failed it with an error of its own (its request could not be written to the
     /// server, or the server's answer was refused); another answer must not reach the client.
     Failed,
-    /// The server already answered it (that end event): another answer is passed on as sent
-    /// (a client ignores an id it no longer waits on) and recorded, as it reaches the client.
-    Answered(EventId),
+    /// The server already answered it (that end event), and answered it again this many
+    /// times since: another answer is passed on as sent (a client ignores an id it no longer
+    /// waits on) and recorded, as it reaches the client; past [`MAX_REPEATED`] it is dropped.
+    Answered(EventId, u32),
 }
 
 /// Other client requests whose results teach the proxy about the session.
@@ -1258,9 +1262,6 @@ impl Pipeline {
         size: usize,
         twin: &mut Option<RequestId>,
     ) -> Delivery {
-        if let Some(ended) = self.end_call_unnamed(msg, size) {
-            return ended;
-        }
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {
                 ack: Ack::done(),

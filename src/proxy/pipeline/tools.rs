@@ -160,8 +160,9 @@ impl Pipeline {
         Some(rebuilt_message(Some(id), None, &[("result", &value)]))
     }
 
-    /// [`policy::admit::loose_tool_name`] against the tools the server listed.
+    /// [`Policy::loose_tool_name`] against the tools the server listed.
     pub(super) fn loose_tool_name(&self, name: &str) -> Option<String> {
-        crate::policy::admit::loose_tool_name(name, &self.rounds().learnt.listed)
+        let policy = self.policy.current();
+        policy.loose_tool_name(name, &self.rounds().learnt.listed)
     }
 }
