@@ -815,3 +815,42 @@ async fn a_shared_childs_batch_answer_is_routed_element_by_element_to_each_reque
         "{found:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_naming_no_id_before_the_answer_does_not_take_its_place() {
+    // Found by a fresh pass: a sessionless request's first message was taken as its answer
+    // whatever it was, so an error with `"id": null` that the server wrote first became the
+    // whole HTTP response (400), the real answer was lost, and the trail said the client had
+    // cancelled the call.
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
+    let gw = Gateway::start_upstream(&format!("\"python3\", \"{server}\""), "", "");
+    let url = gw.endpoint();
+    let call = call_2026("\"noisy\"", "slow", r#"{"ms":10,"noise":true}"#);
+    let (status, _, body) = post_2026(&url, ALICE_KEY, &call, Some("slow"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // Both reach the client, as the server wrote them: the error first, on the stream.
+    let got: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(got.len(), 2, "{body}");
+    assert!(got[0]["id"].is_null(), "{body}");
+    assert_eq!(got[1]["id"], "noisy", "{body}");
+    assert_eq!(
+        got[1]["result"]["content"][0]["text"], "done anyway",
+        "{body}"
+    );
+    let found = ends(&gw, "slow", 1).await;
+    let kinds: Vec<(&str, &str)> = found
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("tool_execution", "success")], "{found:#?}");
+}

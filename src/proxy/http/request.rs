@@ -162,6 +162,16 @@ fn is_response(line: &[u8]) -> bool {
     )
 }
 
+/// Whether a client-bound line is the response to request `id`: not one naming another
+/// request, nor an error naming none (`"id": null`), which a server may send before its
+/// answer and which must not take the answer's place as the POST's JSON body.
+fn answers(line: &[u8], id: &RequestId) -> bool {
+    matches!(
+        message::parse(line),
+        Ok(Parsed::Single(Message::Response { id: Some(answered), .. })) if answered == *id
+    )
+}
+
 /// The HTTP status of an answer sent alone as JSON: 502 when a remote upstream could not
 /// take or answer the request (either era); for a 2026-07-28 client (`modern`, SEP-2575) 404
 /// for "method not found" and 400 for the request's own faults; 200 otherwise (a tool's
@@ -947,7 +957,7 @@ impl McpRequest<'_> {
                 // Errors of the request itself come at once; a call that runs longer gets
                 // its stream (and a closed stream cancels it) after a short wait.
                 match tokio::time::timeout(ANSWER_PEEK, rx.recv()).await {
-                    Ok(Some((seq, line))) if is_response(&line) => {
+                    Ok(Some((seq, line))) if answers(&line, &seen.ids[0]) => {
                         let status = status_of_answer(&line, modern);
                         if modern || status != StatusCode::OK {
                             drop(done);
