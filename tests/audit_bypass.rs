@@ -647,44 +647,65 @@ async fn a_tool_name_a_server_could_read_as_another_is_refused() {
 async fn a_case_twin_of_a_tool_the_policy_names_is_refused_before_any_tools_list() {
     // helper-65: the case check compared with the tools the server listed, so a first call
     // (a sessionless request's only one) to `Delete_File` passed as `allow` while a server
-    // folding case would run delete_file, which the policy scores 100. Globs count too.
+    // folding case would run delete_file, which the policy scores 100. Sequence rules name
+    // tools too; `ſ` (U+017F) folds to `s` as Go's strings.EqualFold folds it.
     let policy = format!(
-        "{BLOCK_DELETE}\n[[risk.rule]]\nname = \"wipes\"\ntools = [\"wipe_*\"]\nregex = \"all\"\nscore = 10\n"
+        "{BLOCK_DELETE}\n[[risk.rule]]\nname = \"wipes\"\ntools = [\"wipe_*\"]\nregex = \"all\"\nscore = 10\n[[risk.sequence]]\nname = \"out\"\nafter_tags = [\"gdpr\"]\nthen_tools = [\"send_mail\"]\nscore = 50\n"
     );
-    let store = TestStore::new(&policy);
-    let (mut c, log) = spawn(&store, "ok");
-    initialize(&mut c).await;
-    let names = ["Delete_File", "DELETE_FILE", "Wipe_disk"];
-    for (i, name) in names.iter().enumerate() {
-        let line = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
-            "params": {"name": name, "arguments": {"path": "notes/y.txt"}}});
-        let got = step(&mut c, line.to_string().as_bytes(), &format!("name {i}")).await;
-        let answer: Value = serde_json::from_slice(&got[0]).unwrap();
-        assert_eq!(answer["id"], i, "{name:?}: {answer}");
-        assert_eq!(answer["error"]["code"], -32602, "{name:?}: {answer}");
-        assert!(
-            answer["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("only in another case")),
-            "{answer}"
+    for shadow in [false, true] {
+        let config = if shadow {
+            format!("[risk]\nshadow = true\n{policy}")
+        } else {
+            policy.clone()
+        };
+        let store = TestStore::new(&config);
+        let (mut c, log) = spawn(&store, "ok");
+        initialize(&mut c).await;
+        let twins = ["Delete_File", "DELETE_FILE", "Send_Mail", "\u{17f}end_mail"];
+        for (i, name) in twins.iter().enumerate() {
+            let line = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                "params": {"name": name, "arguments": {"path": "notes/y.txt"}}});
+            let got = step(&mut c, line.to_string().as_bytes(), &format!("name {i}")).await;
+            let answer: Value = serde_json::from_slice(&got[0]).unwrap();
+            assert_eq!(answer["id"], i, "{name:?}: {answer}");
+            if shadow {
+                // Shadow lets every call through: the policy only says what it would do.
+                assert!(answer["result"].is_object(), "{name:?}: {answer}");
+                continue;
+            }
+            assert_eq!(answer["error"]["code"], -32602, "{name:?}: {answer}");
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("only in another case")),
+                "{answer}"
+            );
+        }
+        // A name no entry names in any case runs, listed or not; so does one a wildcard glob
+        // matches only in another case (camelCase names are no twins of `*file*`).
+        for (id, name) in [("e", "Echo"), ("w", "Wipe_disk")] {
+            let got = step(&mut c, &common::call_line(json!(id), name, json!({})), name).await;
+            let answer: Value = serde_json::from_slice(&got[0]).unwrap();
+            assert!(answer["result"].is_object(), "{name}: {answer}");
+        }
+        assert!(c.finish().await.success());
+        let ran: Vec<Value> = ran(&log)
+            .into_iter()
+            .filter(|r| r.get("name").is_some())
+            .collect();
+        let expected = if shadow { twins.len() + 2 } else { 2 };
+        assert_eq!(ran.len(), expected, "shadow {shadow}: {ran:?}");
+        let refused = store
+            .events()
+            .into_iter()
+            .filter(|e| e["event_type"] == "tool_access" && e["result"] == "refused")
+            .count();
+        assert_eq!(
+            refused,
+            if shadow { 0 } else { twins.len() },
+            "shadow {shadow}"
         );
     }
-    // A name no entry governs in any case runs, listed or not.
-    let got = step(
-        &mut c,
-        &common::call_line(json!("e"), "Echo", json!({})),
-        "Echo",
-    )
-    .await;
-    let answer: Value = serde_json::from_slice(&got[0]).unwrap();
-    assert_ne!(answer["error"]["code"], -32602, "{answer}");
-    assert!(c.finish().await.success());
-    let ran: Vec<Value> = ran(&log)
-        .into_iter()
-        .filter(|r| r.get("name").is_some())
-        .collect();
-    assert_eq!(ran.len(), 1, "{ran:?}");
-    assert_eq!(ran[0]["name"], "Echo");
 }
 
 /// Found by a fresh pair of eyes (python-sdk#961, #1720): a server that writes request 20's id

@@ -611,6 +611,22 @@ async fn a_server_answering_one_call_without_end_is_recorded_a_bounded_number_of
         of_call[17].2.contains("further ones are dropped"),
         "{of_call:?}"
     );
+    // The same bound after the call timed out (those answers are recorded, not forwarded).
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 200\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", server]));
+    c.send(&call_line(
+        json!(9),
+        "slow",
+        json!({"ms": 400, "times": 40}),
+    ))
+    .await;
+    assert_eq!(c.recv_json().await["error"]["code"], -32001);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let of_call = events_of_call(&events, 9);
+    assert_eq!(of_call.len(), 18, "{of_call:#?}");
+    assert_eq!(of_call[1].1, "timeout", "{of_call:?}");
 }
 
 #[tokio::test]

@@ -1053,7 +1053,7 @@ async fn a_flood_of_bad_credentials_cannot_write_the_trail_faster_than_its_quota
         .find(|e| {
             e["metadata"]["reason"]
                 .as_str()
-                .is_some_and(|r| r.starts_with("10 more refusals"))
+                .is_some_and(|r| r.starts_with("10 more refusals (HTTP 401)"))
         })
         .unwrap_or_else(|| panic!("no summary: {unauthenticated:#?}"));
     assert_eq!(summary["metadata"]["http"]["status_code"], 401);

@@ -486,7 +486,7 @@ fn policy_test_says_refuse_for_calls_the_proxy_refuses_before_the_policy() {
     );
     // A name a policy entry governs only in another case is refused unless the server listed
     // it exactly (then it is another tool, which the entry does not match).
-    let governed = TestStore::new("[[risk.tool]]\nmatch = \"delete_*\"\nscore = 100\n");
+    let governed = TestStore::new("[[risk.tool]]\nmatch = \"delete_file\"\nscore = 100\n");
     for (listed, decision) in [("", "refuse"), ("--listed=Delete_File", "allow")] {
         let mut args = vec!["--json", r#"{"name":"Delete_File","arguments":{}}"#];
         if !listed.is_empty() {

@@ -26,6 +26,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::audit::event::RiskLevel;
+use crate::jsonrpc::names::same_name;
 use crate::mcp::ToolAnnotations;
 use classify::{Class, Classifiers, Finding};
 use rules::{GlobPattern, Matcher, Pointer};
@@ -386,29 +387,29 @@ impl Policy {
         ))
     }
 
-    /// The first glob of `[[risk.tool]]`, `[[risk.rule]]` `tools` or `[[risk.sequence]]`
-    /// `then_tools` that names `tool` only when case is ignored, if any: a server that matches
-    /// tool names case-insensitively would run a tool the policy governs under a name none
-    /// of its entries matches (MCP 2025-11-25 "Tool names" leaves case to the server).
+    /// The first entry of `[[risk.tool]]`, `[[risk.rule]]` `tools` or `[[risk.sequence]]`
+    /// `then_tools` that names `tool` by a glob without wildcards only in another case
+    /// (`Delete_File` for `delete_file`; folded as [`same_name`] folds, `ſ` and the Kelvin
+    /// sign included), if any: a server that matches tool names case-insensitively would run
+    /// a tool the policy governs under a name none of its entries matches (MCP 2025-11-25
+    /// "Tool names" leaves case to the server). Globs with wildcards are not judged so: a
+    /// camelCase `readFile` is no twin of `*file*`. Never under `shadow`, which lets every
+    /// call through.
     pub fn governs_in_another_case(&self, tool: &str) -> Option<String> {
-        let tools = self.tools.iter().map(|t| (&t.matcher, t.pattern.as_str()));
-        let rules = self
-            .rules
+        if self.shadow {
+            return None;
+        }
+        let twin = |g: &GlobPattern| g.literal().is_some_and(|l| l != tool && same_name(tool, l));
+        if let Some(t) = self.tools.iter().find(|t| twin(&t.matcher)) {
+            return Some(format!("the [[risk.tool]] {:?}", t.pattern));
+        }
+        if let Some(r) = self.rules.iter().find(|r| r.tools.iter().any(twin)) {
+            return Some(format!("the tools of [[risk.rule]] {:?}", r.name));
+        }
+        self.sequences
             .iter()
-            .flat_map(|r| r.tools.iter().map(|g| (g, r.name.as_str())));
-        let sequences = self.sequences.iter().flat_map(|q| match &q.then {
-            ThenTools::Globs(globs) => globs.iter().map(|g| (g, q.name.as_str())).collect(),
-            ThenTools::OpenWorld => Vec::new(),
-        });
-        tools
-            .map(|(g, what)| (g, format!("the [[risk.tool]] {what:?}")))
-            .chain(rules.map(|(g, what)| (g, format!("the tools of [[risk.rule]] {what:?}"))))
-            .chain(
-                sequences
-                    .map(|(g, what)| (g, format!("the then_tools of [[risk.sequence]] {what:?}"))),
-            )
-            .find(|(g, _)| g.matches_only_in_another_case(tool))
-            .map(|(_, what)| what)
+            .find(|q| matches!(&q.then, ThenTools::Globs(globs) if globs.iter().any(twin)))
+            .map(|q| format!("the then_tools of [[risk.sequence]] {:?}", q.name))
     }
 
     /// Why `user` may never call `tool` (deny and allow lists), if so; `tools/list` hides it.

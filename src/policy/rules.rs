@@ -72,9 +72,8 @@ pub struct GlobPattern {
     prefix: String,
     suffix: String,
     regex: regex::bytes::Regex,
-    /// The same glob matched in any case: names a server that matches case-insensitively
-    /// reads as one the glob names ([`GlobPattern::matches_only_in_another_case`]).
-    folded: regex::bytes::Regex,
+    /// The glob has no wildcard: it names one tool (or value), `prefix`.
+    literal: bool,
 }
 
 impl GlobPattern {
@@ -85,13 +84,6 @@ impl GlobPattern {
             .regex()
             .to_string();
         let regex = regex::bytes::Regex::new(&regex).map_err(|e| e.to_string())?;
-        let folded = globset::GlobBuilder::new(glob)
-            .case_insensitive(true)
-            .build()
-            .map_err(|e| e.to_string())?
-            .regex()
-            .to_string();
-        let folded = regex::bytes::Regex::new(&folded).map_err(|e| e.to_string())?;
         let special = |c: char| matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\' | ',');
         let prefix: String = glob.chars().take_while(|c| !special(*c)).collect();
         let suffix = if prefix.len() == glob.len() {
@@ -102,16 +94,16 @@ impl GlobPattern {
                 .to_string()
         };
         Ok(GlobPattern {
+            literal: prefix.len() == glob.len(),
             prefix,
             suffix,
             regex,
-            folded,
         })
     }
 
-    /// Whether `text` matches only when case is ignored (`Delete_File` for `delete_*`).
-    pub fn matches_only_in_another_case(&self, text: &str) -> bool {
-        !self.is_match(text) && self.folded.is_match(text.as_bytes())
+    /// The one name the glob matches, when it has no wildcard.
+    pub fn literal(&self) -> Option<&str> {
+        self.literal.then_some(self.prefix.as_str())
     }
 
     /// Whether the whole of `text` matches.

@@ -63,7 +63,7 @@ pub(crate) fn allowed(config: &GatewayConfig, headers: &HeaderMap) -> Option<Hea
 /// first header that is not (the browser then never sends the request).
 pub(crate) fn preflight(origin: HeaderValue, headers: &HeaderMap) -> Response<ResponseBody> {
     let refuse = |why: String| {
-        tracing::warn!(origin = ?origin, "CORS preflight refused: {why}");
+        tracing::warn!(origin = ?origin, reason = %why, "cors preflight refused");
         let mut resp = super::plain(StatusCode::FORBIDDEN, format!("CORS: {why}"));
         resp.headers_mut()
             .insert(VARY, HeaderValue::from_static("origin"));

@@ -1,7 +1,8 @@
 //! Requests the gateway refuses before a session sees them (no credential, a bad origin, an
 //! unknown upstream, a bad header), recorded as `tool_failure` `refused` events with their
 //! HTTP status and reason, one per `tools/call` the refused body held; past the quota per
-//! address ([`super::limit`]), a summary event stands for the rest (`metadata.summarized`).
+//! address ([`super::limit`]), a summary event per HTTP status stands for the rest
+//! (`metadata.summarized`).
 
 use super::*;
 
@@ -33,8 +34,9 @@ impl Gateway {
             ..HttpContext::default()
         };
         let reason = format!(
-            "{} more refusals of unauthenticated requests from {} in {} s were not recorded one by one (at most {} per address and window); the last said: {}",
+            "{} more refusals (HTTP {}) of unauthenticated requests from {} in {} s were not recorded one by one (at most {} per address and window); the last said: {}",
             s.count,
+            s.status,
             if s.source == "*" {
                 "other addresses"
             } else {

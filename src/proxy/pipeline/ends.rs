@@ -446,7 +446,7 @@ impl Pipeline {
             Ok(ack) => {
                 self.state().answered.insert(
                     answers.clone(),
-                    (call.clone(), EndedEarly::Answered(event.event_id, 0)),
+                    (call.clone(), EndedEarly::Answered(event.event_id)),
                 );
                 Delivery::Forward {
                     ack,
@@ -508,12 +508,10 @@ impl Pipeline {
         size: usize,
         body: ResponseBody<'_>,
     ) -> Delivery {
-        if let EndedEarly::Answered(_, n) = why
-            && n >= MAX_REPEATED
-        {
+        if call.late >= MAX_REPEATED {
             // A server that answers one call without end (one line held 100,000 copies)
-            // would otherwise write two events per copy.
-            tracing::debug!(request_id = %answers, "answer to a call answered {MAX_REPEATED} times again already; dropped");
+            // would otherwise write two events per copy. The last one recorded says so.
+            tracing::debug!(request_id = %answers, "answer to a call answered {MAX_REPEATED} times after it ended; dropped");
             self.state()
                 .answered
                 .insert(answers.clone(), (call.clone(), why));
@@ -530,34 +528,33 @@ impl Pipeline {
             EndedEarly::Failed => {
                 "the server answered a call the proxy had already failed (not delivered, or an answer refused); the answer was not forwarded (the client had the error)".into()
             }
-            EndedEarly::Answered(first, n) => format!(
-                "the server answered this call again after its answer (event {first}) had ended it; this answer goes on toward the client as the server sent it, though no request waits on the id any more (a `shutdown` event follows if it reached none){}",
-                if n + 1 == MAX_REPEATED {
-                    format!("; it is the {MAX_REPEATED}th answer again: further ones are dropped, neither recorded nor forwarded")
-                } else {
-                    String::new()
-                }
+            EndedEarly::Answered(first) => format!(
+                "the server answered this call again after its answer (event {first}) had ended it; this answer goes on toward the client as the server sent it, though no request waits on the id any more (a `shutdown` event follows if it reached none)"
             ),
         });
+        if call.late + 1 == MAX_REPEATED
+            && let Some(reason) = meta.reason.as_mut()
+        {
+            reason.push_str(&format!("; it is answer {MAX_REPEATED} after the call ended: further ones are dropped, neither recorded nor forwarded"));
+        }
         tracing::info!(request_id = %answers, "late answer recorded");
         let mut event = self.call_event(call, event_type, outcome, Some(meta));
         let rewritten = self.assess_end(call, answers, body, None, &mut event);
         let recorded = self.audit.record(&event);
         // A further answer is as late as this one: recorded, and delivered or not alike.
         let next = match why {
-            EndedEarly::Cancelled => EndedEarly::Answered(event.event_id, 0),
-            EndedEarly::Answered(first, n) => EndedEarly::Answered(first, n + 1),
+            EndedEarly::Cancelled => EndedEarly::Answered(event.event_id),
             other => other,
         };
-        self.state()
-            .answered
-            .insert(answers.clone(), (call.clone(), next));
+        let mut again = call.clone();
+        again.late += 1;
+        self.state().answered.insert(answers.clone(), (again, next));
         match (why, recorded) {
             (EndedEarly::TimedOut | EndedEarly::Failed, _) => Delivery::Drop,
             // Like any answer: if it reaches no client (the gateway ended the cancelled
             // request's stream, or drops a second answer as a server of its own would), that
             // is recorded too, so the trail never says "passed on" of what was dropped.
-            (EndedEarly::Cancelled | EndedEarly::Answered(..), Ok(ack)) => Delivery::Forward {
+            (EndedEarly::Cancelled | EndedEarly::Answered(_), Ok(ack)) => Delivery::Forward {
                 ack,
                 ended: Some(Box::new(Ended {
                     call: call.clone(),
@@ -566,7 +563,7 @@ impl Pipeline {
                 })),
                 rewritten,
             },
-            (EndedEarly::Cancelled | EndedEarly::Answered(..), Err(e)) => {
+            (EndedEarly::Cancelled | EndedEarly::Answered(_), Err(e)) => {
                 tracing::error!(error = %e, "late answer could not be recorded");
                 Delivery::Drop
             }

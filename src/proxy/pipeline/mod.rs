@@ -70,8 +70,7 @@ pub const TOOLS_CALL: &str = "tools/call";
 pub const POLICY_BLOCKED: i64 = -32010;
 /// Calls that ended before the server answered, remembered for their late answers.
 const MAX_ENDED: usize = 1024;
-/// Further answers to one call recorded one by one (each is an event, and one that reaches
-/// no client a second); later ones are dropped.
+/// Answers to one call recorded after it ended (each an event or two); later ones dropped.
 const MAX_REPEATED: u32 = 16;
 /// Tool names (and their annotations) learnt from a session's `tools/list` answers, at most.
 const MAX_LISTED: usize = 16_384;
@@ -296,6 +295,8 @@ struct Call {
     confirmation: Option<String>,
     /// Where the request came from, for a call through the HTTP gateway.
     http: Option<Box<crate::audit::event::HttpContext>>,
+    /// Answers recorded after the call ended (late or repeated), at most [`MAX_REPEATED`].
+    late: u32,
 }
 
 /// A call held until the person at the client confirms it.
@@ -338,10 +339,9 @@ enum EndedEarly {
     /// The proxy failed it with an error of its own (its request could not be written to the
     /// server, or the server's answer was refused); another answer must not reach the client.
     Failed,
-    /// The server already answered it (that end event), and answered it again this many
-    /// times since: another answer is passed on as sent (a client ignores an id it no longer
-    /// waits on) and recorded, as it reaches the client; past [`MAX_REPEATED`] it is dropped.
-    Answered(EventId, u32),
+    /// The server already answered it (that end event): another answer is passed on as sent
+    /// (a client ignores an id it no longer waits on) and recorded, as it reaches the client.
+    Answered(EventId),
 }
 
 /// Other client requests whose results teach the proxy about the session.
@@ -879,7 +879,7 @@ impl Pipeline {
         };
         let policy = self.policy.current();
         if policy.enabled
-            && let Some(why) = self.loose_tool_name(&p.name)
+            && let Some(why) = self.loose_tool_name(&policy, &p.name)
         {
             tracing::warn!(request_id = %id, "tools/call with a name a server could read as another refused");
             let reason = policy.protect_text(&format!("invalid tools/call params: {why}"));
@@ -1063,6 +1063,7 @@ impl Pipeline {
             policy: Some(policy.clone()),
             confirmation: None,
             http: self.request_http(),
+            late: 0,
         };
         let mut event = self.call_event(
             &call,

@@ -294,6 +294,7 @@ impl Pipeline {
             policy: None,
             confirmation: None,
             http: self.request_http(),
+            late: 0,
         };
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;

@@ -161,8 +161,7 @@ impl Pipeline {
     }
 
     /// [`Policy::loose_tool_name`] against the tools the server listed.
-    pub(super) fn loose_tool_name(&self, name: &str) -> Option<String> {
-        let policy = self.policy.current();
+    pub(super) fn loose_tool_name(&self, policy: &Policy, name: &str) -> Option<String> {
         policy.loose_tool_name(name, &self.rounds().learnt.listed)
     }
 }
