@@ -791,20 +791,7 @@ async fn a_shared_childs_batch_answer_is_routed_element_by_element_to_each_reque
     answered(&b.2, "batched");
     // The batch's second answer is the call answered again, not delivered.
     let found = ends(&gw, "slow", 4).await;
-    let mut of_batched: Vec<&Value> = found
-        .iter()
-        .filter(|e| e["metadata"]["request_id"] == "batched")
-        .collect();
-    of_batched.sort_by_key(|e| e["event_id"].as_str().unwrap().to_string());
-    let kinds: Vec<(&str, &str)> = of_batched
-        .iter()
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap(),
-                e["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let kinds = common::kinds_of(&found, "batched");
     assert_eq!(
         kinds,
         [
@@ -843,14 +830,6 @@ async fn an_error_naming_no_id_before_the_answer_does_not_take_its_place() {
         "{body}"
     );
     let found = ends(&gw, "slow", 1).await;
-    let kinds: Vec<(&str, &str)> = found
-        .iter()
-        .map(|e| {
-            (
-                e["event_type"].as_str().unwrap(),
-                e["result"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let kinds = common::kinds_of(&found, "noisy");
     assert_eq!(kinds, [("tool_execution", "success")], "{found:#?}");
 }

@@ -362,9 +362,14 @@ pub fn call_line(id: Value, tool: &str, arguments: Value) -> Vec<u8> {
     line
 }
 
-/// `(event_type, result)` of each event of the request with this (integer) id, in trail order.
+/// `(event_type, result)` of each event of the request with this id (an integer or a
+/// string), in trail order.
 #[allow(dead_code)]
-pub fn kinds_of(events: &[Value], id: i64) -> Vec<(&str, &str)> {
+pub fn kinds_of<T>(events: &[Value], id: T) -> Vec<(&str, &str)>
+where
+    Value: PartialEq<T>,
+    T: Copy,
+{
     events
         .iter()
         .filter(|e| e["metadata"]["request_id"] == id)
