@@ -1281,6 +1281,39 @@ async fn cors_is_answered_only_when_configured_and_only_for_allowed_origins() {
     let r = preflight(elsewhere, PAGE, "content-type").await;
     assert_eq!(r.status(), 404);
     assert!(r.headers().get("access-control-allow-methods").is_none());
+    // helper-66: health, metrics and the resource metadata answered any method with their
+    // body, as a GET. They are read with GET or HEAD; anything else is 405 with `Allow`.
+    let base = url.strip_suffix("/mcp/example").unwrap().to_string();
+    for path in [
+        "/healthz",
+        "/metrics",
+        "/.well-known/oauth-protected-resource/mcp/example",
+    ] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let r = http()
+                .request(method.clone(), format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{method} {path}");
+        }
+        for method in [
+            reqwest::Method::OPTIONS,
+            reqwest::Method::POST,
+            reqwest::Method::DELETE,
+        ] {
+            let r = http()
+                .request(method.clone(), format!("{base}{path}"))
+                .header("origin", PAGE)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 405, "{method} {path}");
+            assert_eq!(r.headers()["allow"], "GET, HEAD", "{method} {path}");
+            let body = r.text().await.unwrap();
+            assert!(body.contains("is read with GET"), "{method} {path}: {body}");
+        }
+    }
     // The real request still needs its credential; its answers, refusals included, are
     // readable by the page, with the session id exposed.
     let (status, headers, _) = post(&url, None, None, INIT, &[("origin", PAGE)]).await;

@@ -978,6 +978,25 @@ async fn route(
     {
         return plain(StatusCode::FORBIDDEN, r.reason());
     }
+    // Health, metrics and the resource metadata are documents to read: any other method
+    // (an `OPTIONS` probe, a `POST`, a `DELETE`) is told so (RFC 9110 section 15.5.6: 405
+    // with `Allow`) rather than given the document as if it had been a GET.
+    let document = path == "/healthz"
+        || path == "/metrics"
+        || path.starts_with("/.well-known/oauth-protected-resource/mcp/");
+    if document && req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{} is read with GET (or HEAD), not {}",
+                quoted(&path, CLIENT_NAME_BYTES),
+                req.method()
+            ),
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
     if path == "/healthz" {
         return plain(StatusCode::OK, "ok");
     }
