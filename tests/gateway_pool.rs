@@ -748,6 +748,59 @@ async fn a_shared_childs_late_or_repeated_answer_is_recorded_as_reaching_no_clie
     assert!(again[2].2.contains("not delivered"), "{again:?}");
 }
 
+/// helper-65 #6: the pool remembered 256 ended requests, answered ones and unanswered ones
+/// alike, so ~300 ordinary calls (a second of a busy gateway) made it forget a call whose
+/// client had left: the server's answer, when it came, was dropped, and the trail kept only
+/// the `cancelled` end of a call that did run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_is_recorded_after_hundreds_of_calls_answered_meanwhile() {
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
+    let gw = Gateway::start_upstream(
+        &format!("\"python3\", \"{server}\""),
+        "pool_max_children = 1",
+        "",
+    );
+    let url = gw.endpoint();
+    let late = call_2026("\"late\"", "slow", r#"{"ms":6000}"#);
+    post_2026_and_leave(&url, &late, "slow", Duration::from_millis(500)).await;
+    let started = Instant::now();
+    for i in 0..300 {
+        let quick = call_2026(&format!("\"quick-{i}\""), "quick", r#"{"ms":0}"#);
+        let (status, _, text) = post_2026(&url, ALICE_KEY, &quick, Some("quick"), &[]).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(5000),
+        "the quick calls took {:?}: the late answer came before they were done, and the \
+         test shows nothing",
+        started.elapsed()
+    );
+    let found = ends(&gw, "slow", 2).await;
+    let mut late: Vec<&Value> = found
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == "late")
+        .collect();
+    late.sort_by_key(|e| e["event_id"].as_str().unwrap().to_string());
+    let kinds: Vec<(&str, &str)> = late
+        .iter()
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap(),
+                e["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("tool_failure", "cancelled"),
+            ("tool_execution", "success"),
+            ("tool_failure", "shutdown"),
+        ],
+        "{late:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_childs_batch_answer_is_routed_element_by_element_to_each_request() {
     // A server of 2025-03-26 may answer in a JSON-RPC batch. On a shared child, the batch

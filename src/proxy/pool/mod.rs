@@ -67,9 +67,15 @@ const QUEUE: usize = 1024;
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// How often a lease that is ending looks whether its calls are answered.
 const POLL: Duration = Duration::from_millis(10);
-/// Requests of a child remembered after they were answered or their lease ended, so that a
-/// late or repeated answer is recorded by the session core that made the call.
+/// Requests of a child remembered after they were answered, so that a repeated answer is
+/// recorded by the session core that made the call.
 const RETIRED: usize = 256;
+/// Requests of a child remembered after their lease ended unanswered (the client left or
+/// cancelled, the call timed out), so that the answer the server may still send, at any time,
+/// is recorded: evidence that a call the trail ended as `cancelled` or `timeout` did run. Kept
+/// apart from [`RETIRED`], so that a busy pool's answered calls (hundreds a second) do not push
+/// them out; a fixed bound all the same, as each holds its session core.
+const RETIRED_UNANSWERED: usize = 4096;
 
 /// What a server gets for a request of its own made while it serves sessionless requests:
 /// an empty result for `ping` (MCP "Ping": the receiver answers promptly; the proxy is
@@ -317,9 +323,14 @@ struct Table {
     /// Each running lease's session core, kept past the lease for [`Table::retired`].
     cores: HashMap<u64, Arc<Pipeline>>,
     /// Requests answered, or whose lease ended first, by the child's id (at most
-    /// [`RETIRED`], oldest first out): a further answer names one of these.
+    /// [`RETIRED`] and [`RETIRED_UNANSWERED`], oldest first out): a further answer names one
+    /// of these.
     retired: HashMap<u64, Retired>,
+    /// Answered requests in [`Table::retired`], oldest first (at most [`RETIRED`]).
     retired_order: std::collections::VecDeque<u64>,
+    /// Requests in [`Table::retired`] whose lease ended unanswered, oldest first (at most
+    /// [`RETIRED_UNANSWERED`]).
+    unanswered_order: std::collections::VecDeque<u64>,
     last_active: Instant,
     /// Once the child has exited: its exit code and how it ended, after "the server".
     gone: Option<(i32, String)>,
@@ -350,6 +361,7 @@ impl Shared {
                 cores: HashMap::new(),
                 retired: HashMap::new(),
                 retired_order: std::collections::VecDeque::new(),
+                unanswered_order: std::collections::VecDeque::new(),
                 last_active: Instant::now(),
                 gone: None,
             }),
@@ -528,7 +540,7 @@ impl Shared {
                         let out = splice(line, vec![(r, &p.id)]);
                         t.send(p.lease, out);
                         if let Some(n) = n.filter(|_| p.recorded) {
-                            t.retire(n, p.lease, p.id, None);
+                            t.retire(n, p.lease, p.id, None, true);
                         }
                     }
                     // An error for a request the server could not read names no id.
@@ -607,21 +619,43 @@ impl Shared {
         t.cores.clear();
         t.retired.clear();
         t.retired_order.clear();
+        t.unanswered_order.clear();
         drop(t);
         self.exited.cancel();
     }
 }
 
 impl Table {
-    /// Remembers the child's request `n` of `lease` after it stopped waiting.
-    fn retire(&mut self, n: u64, lease: u64, id: Box<str>, core: Option<Arc<Pipeline>>) {
-        if self.retired_order.len() >= RETIRED
-            && let Some(oldest) = self.retired_order.pop_front()
+    /// Remembers the child's request `n` of `lease` after it stopped waiting: `answered` by
+    /// the child, or not (its lease ended first). Each kind has its own bound, oldest out.
+    fn retire(
+        &mut self,
+        n: u64,
+        lease: u64,
+        id: Box<str>,
+        core: Option<Arc<Pipeline>>,
+        answered: bool,
+    ) {
+        let (order, bound) = if answered {
+            (&mut self.retired_order, RETIRED)
+        } else {
+            (&mut self.unanswered_order, RETIRED_UNANSWERED)
+        };
+        if order.len() >= bound
+            && let Some(oldest) = order.pop_front()
         {
             self.retired.remove(&oldest);
+            if !answered {
+                tracing::warn!(
+                    bound,
+                    "a shared mcp server's request whose client stopped waiting is forgotten: \
+                     its answer, if it still comes, will not be recorded (more than {bound} \
+                     such requests are open on this process)"
+                );
+            }
         }
         self.retired.insert(n, Retired { lease, id, core });
-        self.retired_order.push_back(n);
+        order.push_back(n);
     }
 
     fn send(&self, lease: u64, line: Bytes) {
@@ -752,7 +786,7 @@ impl Drop for Place {
             .map(|(n, p)| (n, p.id))
             .collect();
         for (n, id) in unanswered {
-            t.retire(n, no, id, core.clone());
+            t.retire(n, no, id, core.clone(), false);
         }
         for r in t.retired.values_mut().filter(|r| r.lease == no) {
             r.core.clone_from(&core);
