@@ -642,6 +642,10 @@ impl RecordingRemote {
                             continue;
                         }
                         let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        // The body's method, beside the headers, for the order of arrival.
+                        let seen_method = msg["method"].as_str().unwrap_or("-").to_string();
+                        let mut headers = headers;
+                        headers.push(("x-seen-method".into(), seen_method));
                         log.lock()
                             .unwrap()
                             .push((start.trim().to_string(), headers));
@@ -679,11 +683,17 @@ impl RecordingRemote {
                         }
                         if msg["method"].is_string() && msg.get("id").is_none() {
                             // A notification, taken the way some servers take it: 200 with
-                            // an empty JSON body rather than 202.
+                            // an empty JSON body rather than 202, and slowly (what a message
+                            // sent after it must not overtake).
+                            std::thread::sleep(Duration::from_millis(300));
                             let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
                             if stream.write_all(head.as_bytes()).is_err() {
                                 return;
                             }
+                            log.lock().unwrap().push((
+                                "ANSWERED".into(),
+                                vec![("x-seen-method".into(), msg["method"].to_string())],
+                            ));
                             continue;
                         }
                         let answer = match msg["method"].as_str() {
@@ -766,6 +776,33 @@ async fn a_notification_taken_with_an_empty_200_is_delivered_not_reported_lost()
         .await;
     let answer: Value = serde_json::from_slice(&client.recv_response(&json!(7)).await).unwrap();
     assert_eq!(answer["result"]["content"][0]["text"], "hi", "{answer}");
+    // helper-68 1: messages were POSTed concurrently, so the call (or `tools/list` after
+    // `notifications/initialized`, which strict servers refuse) reached the remote before the
+    // notification written before it. Each message now waits for the notification's answer.
+    let order: Vec<String> = remote
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(start, headers)| {
+            let method = header(headers, "x-seen-method")
+                .unwrap_or("-")
+                .trim_matches('"');
+            format!("{} {method}", start.split(' ').next().unwrap())
+        })
+        .filter(|l| !l.starts_with("GET"))
+        .collect();
+    let at = |what: &str| {
+        order
+            .iter()
+            .position(|l| l == what)
+            .unwrap_or_else(|| panic!("no {what:?} in {order:?}"))
+    };
+    assert!(
+        at("ANSWERED notifications/initialized") < at("POST notifications/roots/list_changed")
+            && at("ANSWERED notifications/roots/list_changed") < at("POST tools/call"),
+        "{order:#?}"
+    );
     let status = client.finish().await;
     assert!(status.success(), "{status:?}");
     // initialize, both notifications and the call reached the remote, each once.

@@ -16,7 +16,8 @@
 //!   offers none).
 //! - 2026-07-28 requests carry their version in `_meta`: it goes in `MCP-Protocol-Version`,
 //!   and `Mcp-Method`/`Mcp-Name` mirror the body (SEP-2243), as the remote may route on them.
-//! - Other messages are POSTed concurrently (a slow call holds up nothing else); an answer
+//! - A notification is POSTed alone (the next message waits for its `202`, so none overtakes
+//!   it); other messages are POSTed concurrently (a slow call holds up nothing else); an answer
 //!   streamed as SSE is resumed with `Last-Event-ID` if the stream drops before the answer.
 //! - When the core closes its side (the client's session is over), calls still running may
 //!   finish, then the session is ended with DELETE.
@@ -69,6 +70,9 @@ pub const UPSTREAM_UNAVAILABLE: i64 = -32011;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a notification or a response POST may wait for its `202 Accepted`.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the next message waits for a notification's `202 Accepted` (to keep the
+/// client's order) before it is sent anyway.
+const NOTIFICATION_ORDER_WAIT: Duration = Duration::from_secs(5);
 /// How long the session's DELETE may take at the end.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts to resume a POST's SSE stream that ended before its answer.
@@ -469,6 +473,20 @@ impl Link {
         if head.is("initialize") && head.id.is_some() {
             *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) = Some(line.clone());
             self.exchange(line, head, out.clone()).await;
+        } else if head.id.is_none() && head.method.is_some() && head.ids.is_empty() {
+            // A notification is accepted (202) before the next message is sent, as the SDK
+            // clients await it: sent concurrently, a request written after it could reach the
+            // server first (`tools/list` before `notifications/initialized`, which strict
+            // servers refuse). A server slow to accept holds the next message up for
+            // NOTIFICATION_ORDER_WAIT at most; the POST then goes on beside the rest.
+            let link = self.clone();
+            let out = out.clone();
+            let (accepted, wait) = tokio::sync::oneshot::channel::<()>();
+            calls.spawn(async move {
+                link.exchange(line, head, out).await;
+                let _ = accepted.send(());
+            });
+            let _ = tokio::time::timeout(NOTIFICATION_ORDER_WAIT, wait).await;
         } else {
             let link = self.clone();
             let out = out.clone();
