@@ -644,7 +644,6 @@ impl RecordingRemote {
                         let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                         // The body's method, beside the headers, for the order of arrival.
                         let seen_method = msg["method"].as_str().unwrap_or("-").to_string();
-                        let mut headers = headers;
                         headers.push(("x-seen-method".into(), seen_method));
                         log.lock()
                             .unwrap()
