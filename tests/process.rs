@@ -176,6 +176,42 @@ async fn what_the_server_started_ends_when_the_proxy_gets_sigterm() {
     assert_gone(pid);
 }
 
+/// helper-68 3: the SDK clients end a stdio server by closing its stdin, then SIGTERM 2 s
+/// later, then SIGKILL 2 s after that. The wrapper waited its own grace (3 s) after the EOF and
+/// 3 s more after its SIGTERM to the server, so it was SIGKILLed in between, and a server
+/// that ignores EOF and SIGTERM, in a process group of its own, ran on for ever. After a
+/// signal the wrapper now sends SIGTERM at once and SIGKILL a second later.
+#[tokio::test]
+async fn a_stubborn_server_does_not_outlive_the_sdk_clients_close_sequence() {
+    // The default grace: the sequence is the clients', not the test's.
+    let store = TestStore::new("");
+    let pidfile = store.dir.path().join("server.pid");
+    let script = format!(
+        "trap '' TERM; echo $$ > '{}'; '{}'; sleep 600",
+        pidfile.display(),
+        example_server().display()
+    );
+    let mut command = store.proxy_command(&["sh", "-c", &script]);
+    command.stderr(std::process::Stdio::piped());
+    let mut c = LineClient::spawn(command);
+    c.initialize().await;
+    let pid = background_pid(&pidfile).await;
+    let proxy = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    c.close_input();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nix::sys::signal::kill(proxy, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = nix::sys::signal::kill(proxy, nix::sys::signal::Signal::SIGKILL);
+    let _ = c.wait_exit().await;
+    // Room for a loaded machine to deliver the last SIGKILL and reap.
+    assert_ends_within(
+        pid,
+        Duration::from_secs(2),
+        "the SDK clients' close sequence",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn what_ignores_sigterm_is_killed() {
     let store = store();

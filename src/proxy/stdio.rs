@@ -16,7 +16,9 @@
 //! Whatever ends the server (its own exit included), what is left of its process group (a
 //! wrapper's background helpers) gets the same grace, SIGTERM, grace, SIGKILL; on the paths
 //! that cannot wait (an error, a panic unwinding through [`run_with`]) the group is killed
-//! at once. Not covered: processes that left the group (`setsid`), and the proxy itself being
+//! at once. After a termination signal to the wrapper the waits are cut short (SIGTERM at once,
+//! SIGKILL [`SIGNALLED_GRACE`] later): its sender may SIGKILL it soon. Not covered: processes
+//! that left the group (`setsid`), and the proxy itself being
 //! killed with SIGKILL (that needs `PR_SET_PDEATHSIG` in the child, i.e. `pre_exec`, which is
 //! `unsafe`).
 
@@ -986,7 +988,39 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken)
 async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>, stop: Stop) {
     let name = signal.await;
     tracing::info!(signal = name, "signal received; shutting down");
+    signalled().cancel();
     stop.stop(StopReason::Signal(name));
+}
+
+/// After a termination signal to the wrapper, how long the server's process group has
+/// between SIGTERM and SIGKILL (at most; `limits.shutdown_grace_ms` if shorter). Whoever sent
+/// the signal will SIGKILL the wrapper soon: the SDK clients close stdin, wait 2 s, send
+/// SIGTERM, wait 2 s more, then SIGKILL. Killed first, the wrapper would leave the server (in
+/// a process group of its own, out of reach of the client's signals) running for ever.
+const SIGNALLED_GRACE: Duration = Duration::from_secs(1);
+
+/// Cancelled once the stdio wrapper received a termination signal: from then on each wait of
+/// the shutdown ladder is cut short ([`SIGNALLED_GRACE`]).
+fn signalled() -> &'static CancellationToken {
+    static SIGNALLED: OnceLock<CancellationToken> = OnceLock::new();
+    SIGNALLED.get_or_init(CancellationToken::new)
+}
+
+/// Waits for `work` up to `grace`; once [`signalled`], up to `hurried` from then (never past
+/// `grace`). `None` when the time ran out first.
+async fn within_grace<F: std::future::Future>(
+    grace: Duration,
+    hurried: Duration,
+    work: F,
+) -> Option<F::Output> {
+    let deadline = tokio::time::Instant::now() + grace;
+    tokio::pin!(work);
+    tokio::select! {
+        out = tokio::time::timeout_at(deadline, &mut work) => return out.ok(),
+        _ = signalled().cancelled() => {}
+    }
+    let cut = (tokio::time::Instant::now() + hurried.min(grace)).min(deadline);
+    tokio::time::timeout_at(cut, work).await.ok()
 }
 
 /// The last signal [`supervise`] sent to the server's process group.
@@ -998,7 +1032,8 @@ pub(crate) enum Sent {
 }
 
 /// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace,
-/// SIGKILL, the signals going to the server's whole process group.
+/// SIGKILL, the signals going to the server's whole process group. After a termination
+/// signal to the wrapper: SIGTERM at once, SIGKILL [`SIGNALLED_GRACE`] later.
 pub(crate) async fn supervise(
     child: &mut Child,
     stop: &CancellationToken,
@@ -1009,14 +1044,14 @@ pub(crate) async fn supervise(
         _ = stop.cancelled() => {}
     }
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+    if let Some(status) = within_grace(grace, Duration::ZERO, child.wait()).await {
         return Ok((status?, Sent::Nothing));
     }
     tracing::warn!(pid = ?group, "server did not exit after its input closed; sending SIGTERM");
     if let Some(group) = group {
         let _ = killpg(group, Signal::SIGTERM);
     }
-    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+    if let Some(status) = within_grace(grace, SIGNALLED_GRACE, child.wait()).await {
         return Ok((status?, Sent::Term));
     }
     tracing::warn!("server ignored SIGTERM; killing it");
@@ -1078,15 +1113,20 @@ fn reap_group(group: Pid) {
     }
 }
 
-/// Waits up to `limit` for `group` to be empty; true if it is.
-async fn group_gone_within(group: Pid, limit: Duration) -> bool {
+/// Waits up to `limit` (`hurried` once [`signalled`]) for `group` to be empty; true if it is.
+async fn group_gone_within(group: Pid, limit: Duration, hurried: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
+    let mut cut: Option<tokio::time::Instant> = None;
     loop {
         reap_group(group);
         if !group_alive(group) {
             return true;
         }
-        if tokio::time::Instant::now() >= deadline {
+        if cut.is_none() && signalled().is_cancelled() {
+            cut = Some(tokio::time::Instant::now() + hurried);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline || cut.is_some_and(|c| now >= c) {
             return false;
         }
         tokio::time::sleep(GROUP_POLL).await;
@@ -1097,7 +1137,7 @@ async fn group_gone_within(group: Pid, limit: Duration) -> bool {
 /// `grace` to finish, then SIGTERM, `grace` again, then SIGKILL, skipping the steps
 /// [`supervise`] already took (`sent`). Returns at once when nothing is left (the usual case).
 pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
-    if sent < Sent::Kill && group_gone_within(group, grace).await {
+    if sent < Sent::Kill && group_gone_within(group, grace, Duration::ZERO).await {
         return;
     }
     if sent < Sent::Term {
@@ -1106,7 +1146,7 @@ pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
             "processes the mcp server started outlive it; sending SIGTERM to its process group"
         );
         let _ = killpg(group, Signal::SIGTERM);
-        if group_gone_within(group, grace).await {
+        if group_gone_within(group, grace, SIGNALLED_GRACE).await {
             return;
         }
     }
@@ -1118,7 +1158,13 @@ pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
         let _ = killpg(group, Signal::SIGKILL);
     }
     // Those adopted by this process are reaped here; others by their own new parent.
-    if !group_gone_within(group, Duration::from_millis(500)).await {
+    if !group_gone_within(
+        group,
+        Duration::from_millis(500),
+        Duration::from_millis(500),
+    )
+    .await
+    {
         tracing::warn!(
             pgid = group.as_raw(),
             "the mcp server's process group was killed but not yet reaped"
@@ -1230,6 +1276,12 @@ pub fn end_orphans(grace: Duration) -> usize {
     if found.is_empty() {
         return 0;
     }
+    // After a termination signal the wrapper may be killed any moment: no time to wait.
+    let grace = if signalled().is_cancelled() {
+        grace.min(SIGNALLED_GRACE)
+    } else {
+        grace
+    };
     let mut remaining = left(grace);
     // SIGKILL again for what a killed orphan's own children became: orphans of ours too.
     for (signal, what) in [

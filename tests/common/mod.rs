@@ -312,6 +312,11 @@ impl LineClient {
             .expect("wait")
     }
 
+    /// Closes stdin (the client's EOF) without waiting.
+    pub fn close_input(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// Closes stdin (the client's EOF) and waits for the process to exit.
     pub async fn finish(mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());
