@@ -136,6 +136,60 @@ async fn tools_the_caller_may_never_call_are_hidden_and_blocked() {
     assert!(c.finish().await.success());
 }
 
+/// helper-68 4: hiding a tool re-serialized the whole listing, so the tools left changed too
+/// (`18446744073709551617` became `1.8446744073709552e+19`, keys were sorted, escapes
+/// decoded), and a listing with a number past a double's range (`1E400`) was passed on whole,
+/// the forbidden tool in it. Now only the hidden tool is taken out, and an unreadable listing
+/// is withheld.
+#[tokio::test]
+async fn hiding_a_tool_keeps_every_other_byte_of_the_listing() {
+    let kept = r#"{"name":"keep","inputSchema":{"type":"object","properties":{"n":{"maximum":18446744073709551617,"default":1.0e2,"z":-0}}},"description":"caf\u00e9 \/ x"}"#;
+    for (listing, expected) in [
+        (
+            format!(r#"[{{"name":"wipe","inputSchema":{{"type":"object"}}}}, {kept}]"#),
+            Some(format!(r#"{{"tools":[{kept}],"zeta":1,"alpha":2}}"#)),
+        ),
+        (
+            format!(
+                r#"[{{"name":"wipe","inputSchema":{{"type":"object","maximum":1E400}}}},{kept}]"#
+            ),
+            Some(format!(r#"{{"tools":[{kept}],"zeta":1,"alpha":2}}"#)),
+        ),
+        // Twin `name` keys: which one a client reads is not known, so nothing is offered.
+        (
+            format!(r#"[{{"name":"keep","name":"wipe","inputSchema":{{}}}},{kept}]"#),
+            None,
+        ),
+    ] {
+        let server = format!(
+            r#"
+import sys
+for line in sys.stdin:
+    if '"tools/list"' in line:
+        sys.stdout.write(r'{{"jsonrpc":"2.0","id":"l","result":{{"tools":{listing},"zeta":1,"alpha":2}}}}' + '\n')
+        sys.stdout.flush()
+"#
+        );
+        let store = TestStore::new("[[risk.tool]]\nmatch = \"wipe\"\ndeny_users = [\"tester\"]\n");
+        let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+        c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n")
+            .await;
+        let line = String::from_utf8(c.recv().await.expect("an answer")).unwrap();
+        assert!(c.finish().await.success());
+        match expected {
+            Some(result) => assert_eq!(
+                line.trim_end(),
+                format!(r#"{{"jsonrpc":"2.0","id":"l","result":{result}}}"#),
+                "{listing}"
+            ),
+            None => {
+                assert!(line.contains("-32603"), "{listing}: {line}");
+                assert!(!line.contains("wipe"), "{listing}: {line}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn shadow_mode_hides_no_tool_from_tools_list() {
     // Found by a hostile pass: in shadow mode a tool the caller may not call was still

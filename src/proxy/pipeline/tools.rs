@@ -139,29 +139,119 @@ impl Pipeline {
     /// try them; `None` when nothing is hidden. In shadow mode nothing is hidden: shadow lets
     /// everything through (the calls to such a tool are forwarded and recorded `would_block`),
     /// so the list the client sees must not change while a policy is tried out.
+    ///
+    /// Only the hidden tools are taken out: the rest of the result is kept as the server
+    /// wrote it, byte for byte (numbers past a double's range or precision, key order,
+    /// escapes). A listing that cannot be read to hide them (a repeated `tools` or `name` key)
+    /// is withheld: the client gets an error, not tools the policy forbids.
     pub(super) fn filter_tools(&self, id: &RequestId, result: &RawValue) -> Option<String> {
         let policy = self.policy.current();
         if !policy.enabled || policy.shadow || !policy.restricts_tools() {
             return None;
         }
-        let mut value: Value = serde_json::from_str(result.get()).ok()?;
-        let tools = value.get_mut("tools")?.as_array_mut()?;
-        let before = tools.len();
         let user = &self.info.user_id;
-        tools.retain(|t| {
-            t.get("name")
-                .and_then(Value::as_str)
-                .is_none_or(|name| policy.forbidden(user, name).is_none())
-        });
-        if tools.len() == before {
-            return None;
+        match hide_tools(result.get(), |name| policy.forbidden(user, name).is_some()) {
+            Ok(None) => None,
+            Ok(Some((kept, hidden))) => {
+                tracing::info!(hidden, user = %user, "tools hidden from tools/list by policy");
+                let mut line = rebuilt_message(Some(id), None, &[]);
+                line.pop();
+                line.push_str(",\"result\":");
+                line.push_str(&kept);
+                line.push('}');
+                Some(line)
+            }
+            Err(why) => {
+                tracing::error!(error = %why, user = %user, "a tools/list result could not be read to hide the tools this caller may not call; withheld");
+                Some(
+                    String::from_utf8_lossy(trim_line_end(&error_response(
+                        Some(id),
+                        INTERNAL_ERROR,
+                        &format!(
+                            "mcp-audit-proxy withheld the tool list: it could not be read to take out the tools this caller may not call ({why})"
+                        ),
+                        None,
+                    )))
+                    .into_owned(),
+                )
+            }
         }
-        tracing::info!(hidden = before - tools.len(), user = %user, "tools hidden from tools/list by policy");
-        Some(rebuilt_message(Some(id), None, &[("result", &value)]))
     }
 
     /// [`Policy::loose_tool_name`] against the tools the server listed.
     pub(super) fn loose_tool_name(&self, policy: &Policy, name: &str) -> Option<String> {
         policy.loose_tool_name(name, &self.rounds().learnt.listed)
+    }
+}
+
+/// `result` (a `tools/list` result's JSON text) without the tools `hidden` names, each other
+/// byte kept; `None` when it hides none (or has no `tools` array). Errors name what could not be
+/// read: a repeated `tools` member, a tool object whose `name` cannot be read.
+fn hide_tools(
+    result: &str,
+    hidden: impl Fn(&str) -> bool,
+) -> Result<Option<(String, usize)>, String> {
+    #[derive(serde::Deserialize)]
+    struct Listing<'a> {
+        #[serde(borrow)]
+        tools: Option<&'a RawValue>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Tool {
+        name: Option<Value>,
+    }
+    let listing: Listing = serde_json::from_str(result).map_err(|e| e.to_string())?;
+    let Some(tools) = listing.tools else {
+        return Ok(None);
+    };
+    let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(tools.get()) else {
+        return Ok(None);
+    };
+    let mut kept = Vec::with_capacity(elements.len());
+    for element in &elements {
+        let text = element.get();
+        let name = if text.starts_with('{') {
+            serde_json::from_str::<Tool>(text)
+                .map_err(|e| format!("a tool: {e}"))?
+                .name
+        } else {
+            None
+        };
+        if !name.as_ref().and_then(Value::as_str).is_some_and(&hidden) {
+            kept.push(text);
+        }
+    }
+    if kept.len() == elements.len() {
+        return Ok(None);
+    }
+    // `tools` borrows from `result`: its place there.
+    let start = tools.get().as_ptr() as usize - result.as_ptr() as usize;
+    let end = start + tools.get().len();
+    let rebuilt = format!("{}[{}]{}", &result[..start], kept.join(","), &result[end..]);
+    Ok(Some((rebuilt, elements.len() - kept.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_tools;
+
+    #[test]
+    fn hidden_tools_are_taken_out_and_every_other_byte_is_kept() {
+        let result = r#"{"tools" : [ {"name":"echo","inputSchema":{}} , {"name":"keep","inputSchema":{"maximum":18446744073709551617,"x":1.0e2,"z":-0,"a":"\u00e9\/"}}, 7 ],"nextCursor":null, "big":1E400}"#;
+        let (kept, hidden) = hide_tools(result, |n| n == "echo").unwrap().unwrap();
+        assert_eq!(hidden, 1);
+        assert_eq!(
+            kept,
+            r#"{"tools" : [{"name":"keep","inputSchema":{"maximum":18446744073709551617,"x":1.0e2,"z":-0,"a":"\u00e9\/"}},7],"nextCursor":null, "big":1E400}"#
+        );
+        assert_eq!(hide_tools(result, |n| n == "none").unwrap(), None);
+        assert_eq!(hide_tools(r#"{"other":1}"#, |_| true).unwrap(), None);
+    }
+
+    #[test]
+    fn a_listing_that_cannot_be_read_is_an_error_not_passed_on() {
+        // Twin keys: a server (or a reader) taking the other one would see another list.
+        assert!(hide_tools(r#"{"tools":[],"tools":[{"name":"echo"}]}"#, |_| true).is_err());
+        assert!(hide_tools(r#"{"tools":[{"name":"ok","name":"echo"}]}"#, |_| true).is_err());
     }
 }
