@@ -685,14 +685,16 @@ impl RecordingRemote {
                             // an empty JSON body rather than 202, and slowly (what a message
                             // sent after it must not overtake).
                             std::thread::sleep(Duration::from_millis(300));
-                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
-                            if stream.write_all(head.as_bytes()).is_err() {
-                                return;
-                            }
+                            // Logged before the answer is written: a message sent after the
+                            // answer is logged after this.
                             log.lock().unwrap().push((
                                 "ANSWERED".into(),
                                 vec![("x-seen-method".into(), msg["method"].to_string())],
                             ));
+                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+                            if stream.write_all(head.as_bytes()).is_err() {
+                                return;
+                            }
                             continue;
                         }
                         let answer = match msg["method"].as_str() {
@@ -775,9 +777,9 @@ async fn a_notification_taken_with_an_empty_200_is_delivered_not_reported_lost()
         .await;
     let answer: Value = serde_json::from_slice(&client.recv_response(&json!(7)).await).unwrap();
     assert_eq!(answer["result"]["content"][0]["text"], "hi", "{answer}");
-    // helper-68 1: messages were POSTed concurrently, so the call (or `tools/list` after
-    // `notifications/initialized`, which strict servers refuse) reached the remote before the
-    // notification written before it. Each message now waits for the notification's answer.
+    // helper-68 1: messages were POSTed concurrently, so the call (or `tools/list`, which
+    // strict servers refuse before it) reached the remote before `notifications/initialized`
+    // written before it. The next message now waits for that notification's answer.
     let order: Vec<String> = remote
         .seen
         .lock()
@@ -799,7 +801,7 @@ async fn a_notification_taken_with_an_empty_200_is_delivered_not_reported_lost()
     };
     assert!(
         at("ANSWERED notifications/initialized") < at("POST notifications/roots/list_changed")
-            && at("ANSWERED notifications/roots/list_changed") < at("POST tools/call"),
+            && at("ANSWERED notifications/initialized") < at("POST tools/call"),
         "{order:#?}"
     );
     let status = client.finish().await;

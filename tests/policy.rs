@@ -185,6 +185,18 @@ for line in sys.stdin:
             None => {
                 assert!(line.contains("-32603"), "{listing}: {line}");
                 assert!(!line.contains("wipe"), "{listing}: {line}");
+                let withheld: Vec<Value> = store
+                    .events()
+                    .into_iter()
+                    .filter(|e| {
+                        e["event_type"] == "configuration_change"
+                            && e["result"] == "refused"
+                            && e["metadata"]["changes"][0]
+                                .as_str()
+                                .is_some_and(|c| c.starts_with("tool list withheld"))
+                    })
+                    .collect();
+                assert_eq!(withheld.len(), 1, "{withheld:?}");
             }
         }
     }

@@ -202,7 +202,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// `call_timeout_ms`: a `tools/call` without an answer by then fails; `None` (0) waits forever.
     pub call_timeout: Option<Duration>,
-    /// `shutdown_grace_ms`: how long the server may take to exit after stdin closes, per step.
+    /// `shutdown_grace_ms`: how long the server may take to exit after stdin closes, per step
+    /// (1 s at most after a termination signal to the stdio wrapper).
     pub shutdown_grace: Duration,
 }
 

@@ -16,8 +16,9 @@
 //! Whatever ends the server (its own exit included), what is left of its process group (a
 //! wrapper's background helpers) gets the same grace, SIGTERM, grace, SIGKILL; on the paths
 //! that cannot wait (an error, a panic unwinding through [`run_with`]) the group is killed
-//! at once. After a termination signal to the wrapper the waits are cut short (SIGTERM at once,
-//! SIGKILL [`SIGNALLED_GRACE`] later): its sender may SIGKILL it soon. Not covered: processes
+//! at once. After a termination signal to the wrapper the waits are cut short (SIGTERM at once
+//! if the client had closed stdin first, else a second after the EOF; SIGKILL
+//! [`SIGNALLED_GRACE`] later): its sender may SIGKILL it soon. Not covered: processes
 //! that left the group (`setsid`), and the proxy itself being
 //! killed with SIGKILL (that needs `PR_SET_PDEATHSIG` in the child, i.e. `pre_exec`, which is
 //! `unsafe`).
@@ -988,6 +989,9 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken)
 async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>, stop: Stop) {
     let name = signal.await;
     tracing::info!(signal = name, "signal received; shutting down");
+    // The client's close sequence (stdin closed, then a signal): no time left for the server
+    // to finish after its EOF. A signal alone (`docker stop`, systemd) leaves it a second.
+    let _ = CLOSED_FIRST.set(stop.token.is_cancelled());
     signalled().cancel();
     stop.stop(StopReason::Signal(name));
 }
@@ -998,6 +1002,19 @@ async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>,
 /// SIGTERM, wait 2 s more, then SIGKILL. Killed first, the wrapper would leave the server (in
 /// a process group of its own, out of reach of the client's signals) running for ever.
 const SIGNALLED_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether the client had closed its input before the termination signal came.
+static CLOSED_FIRST: OnceLock<bool> = OnceLock::new();
+
+/// How long the server has after its EOF once [`signalled`]: nothing more when the client had
+/// closed its input first (it has waited already), else [`SIGNALLED_GRACE`].
+fn first_step_after_signal() -> Duration {
+    if CLOSED_FIRST.get().copied().unwrap_or(false) {
+        Duration::ZERO
+    } else {
+        SIGNALLED_GRACE
+    }
+}
 
 /// Cancelled once the stdio wrapper received a termination signal: from then on each wait of
 /// the shutdown ladder is cut short ([`SIGNALLED_GRACE`]).
@@ -1044,7 +1061,7 @@ pub(crate) async fn supervise(
         _ = stop.cancelled() => {}
     }
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    if let Some(status) = within_grace(grace, Duration::ZERO, child.wait()).await {
+    if let Some(status) = within_grace(grace, first_step_after_signal(), child.wait()).await {
         return Ok((status?, Sent::Nothing));
     }
     tracing::warn!(pid = ?group, "server did not exit after its input closed; sending SIGTERM");
@@ -1137,7 +1154,7 @@ async fn group_gone_within(group: Pid, limit: Duration, hurried: Duration) -> bo
 /// `grace` to finish, then SIGTERM, `grace` again, then SIGKILL, skipping the steps
 /// [`supervise`] already took (`sent`). Returns at once when nothing is left (the usual case).
 pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
-    if sent < Sent::Kill && group_gone_within(group, grace, Duration::ZERO).await {
+    if sent < Sent::Kill && group_gone_within(group, grace, first_step_after_signal()).await {
         return;
     }
     if sent < Sent::Term {
@@ -1276,13 +1293,15 @@ pub fn end_orphans(grace: Duration) -> usize {
     if found.is_empty() {
         return 0;
     }
-    // After a termination signal the wrapper may be killed any moment: no time to wait.
-    let grace = if signalled().is_cancelled() {
+    // After a termination signal the wrapper may be killed any moment: SIGTERM at once,
+    // SIGKILL a second later.
+    let hurried = signalled().is_cancelled();
+    let grace = if hurried {
         grace.min(SIGNALLED_GRACE)
     } else {
         grace
     };
-    let mut remaining = left(grace);
+    let mut remaining = if hurried { children() } else { left(grace) };
     // SIGKILL again for what a killed orphan's own children became: orphans of ours too.
     for (signal, what) in [
         (Signal::SIGTERM, "sending SIGTERM"),

@@ -141,9 +141,10 @@ impl Pipeline {
     /// so the list the client sees must not change while a policy is tried out.
     ///
     /// Only the hidden tools are taken out: the rest of the result is kept as the server
-    /// wrote it, byte for byte (numbers past a double's range or precision, key order,
-    /// escapes). A listing that cannot be read to hide them (a repeated `tools` or `name` key)
-    /// is withheld: the client gets an error, not tools the policy forbids.
+    /// wrote it (numbers past a double's range or precision, key order, escapes; only the
+    /// whitespace between the array's elements goes). A listing that cannot be read to hide
+    /// them (a repeated `tools` or `name` key) is withheld and recorded (`configuration_change`,
+    /// `refused`): the client gets an error, not tools the policy forbids.
     pub(super) fn filter_tools(&self, id: &RequestId, result: &RawValue) -> Option<String> {
         let policy = self.policy.current();
         if !policy.enabled || policy.shadow || !policy.restricts_tools() {
@@ -162,7 +163,18 @@ impl Pipeline {
                 Some(line)
             }
             Err(why) => {
+                let why = policy.protect_text(&why);
                 tracing::error!(error = %why, user = %user, "a tools/list result could not be read to hide the tools this caller may not call; withheld");
+                let mut event = self.policy_event(
+                    EventType::ConfigurationChange,
+                    Outcome::Refused,
+                    vec!["tool list withheld: the tools this caller may not call could not be taken out".into()],
+                    Some(policy.version.clone()),
+                    Some(why.clone()),
+                );
+                event.action = "tools/list".into();
+                event.risk_level = RiskLevel::High;
+                self.record_policy_event(&event);
                 Some(
                     String::from_utf8_lossy(trim_line_end(&error_response(
                         Some(id),
@@ -170,7 +182,7 @@ impl Pipeline {
                         &format!(
                             "mcp-audit-proxy withheld the tool list: it could not be read to take out the tools this caller may not call ({why})"
                         ),
-                        None,
+                        Some(json!({ "event_id": event.event_id.to_string() })),
                     )))
                     .into_owned(),
                 )

@@ -74,8 +74,11 @@ const RETIRED: usize = 256;
 /// cancelled, the call timed out), so that the answer the server may still send, at any time,
 /// is recorded: evidence that a call the trail ended as `cancelled` or `timeout` did run. Kept
 /// apart from [`RETIRED`], so that a busy pool's answered calls (hundreds a second) do not push
-/// them out; a fixed bound all the same, as each holds its session core.
-const RETIRED_UNANSWERED: usize = 4096;
+/// them out; a fixed bound all the same, as each holds its session core and its client's id.
+const RETIRED_UNANSWERED: usize = 1024;
+/// The most bytes of client ids the requests of [`RETIRED_UNANSWERED`] may hold together (an
+/// id can be as long as a message): past it the oldest are forgotten.
+const RETIRED_UNANSWERED_ID_BYTES: usize = 1 << 20;
 
 /// What a server gets for a request of its own made while it serves sessionless requests:
 /// an empty result for `ping` (MCP "Ping": the receiver answers promptly; the proxy is
@@ -331,6 +334,8 @@ struct Table {
     /// Requests in [`Table::retired`] whose lease ended unanswered, oldest first (at most
     /// [`RETIRED_UNANSWERED`]).
     unanswered_order: std::collections::VecDeque<u64>,
+    /// Bytes of the client ids of [`Table::unanswered_order`]'s requests.
+    unanswered_id_bytes: usize,
     last_active: Instant,
     /// Once the child has exited: its exit code and how it ended, after "the server".
     gone: Option<(i32, String)>,
@@ -362,6 +367,7 @@ impl Shared {
                 retired: HashMap::new(),
                 retired_order: std::collections::VecDeque::new(),
                 unanswered_order: std::collections::VecDeque::new(),
+                unanswered_id_bytes: 0,
                 last_active: Instant::now(),
                 gone: None,
             }),
@@ -620,6 +626,7 @@ impl Shared {
         t.retired.clear();
         t.retired_order.clear();
         t.unanswered_order.clear();
+        t.unanswered_id_bytes = 0;
         drop(t);
         self.exited.cancel();
     }
@@ -636,26 +643,43 @@ impl Table {
         core: Option<Arc<Pipeline>>,
         answered: bool,
     ) {
-        let (order, bound) = if answered {
-            (&mut self.retired_order, RETIRED)
+        if answered {
+            if self.retired_order.len() >= RETIRED
+                && let Some(oldest) = self.retired_order.pop_front()
+            {
+                self.retired.remove(&oldest);
+            }
+            self.retired_order.push_back(n);
         } else {
-            (&mut self.unanswered_order, RETIRED_UNANSWERED)
-        };
-        if order.len() >= bound
-            && let Some(oldest) = order.pop_front()
-        {
-            self.retired.remove(&oldest);
-            if !answered {
+            self.unanswered_id_bytes += id.len();
+            self.unanswered_order.push_back(n);
+            let mut forgotten = 0usize;
+            while (self.unanswered_order.len() > RETIRED_UNANSWERED
+                || self.unanswered_id_bytes > RETIRED_UNANSWERED_ID_BYTES)
+                && let Some(oldest) = self.unanswered_order.pop_front()
+            {
+                if let Some(old) = self.retired.remove(&oldest) {
+                    self.unanswered_id_bytes -= old.id.len();
+                } else if oldest == n {
+                    // The one being added: its id alone is over the bound.
+                    self.unanswered_id_bytes -= id.len();
+                }
+                forgotten += 1;
+                if oldest == n {
+                    tracing::warn!(
+                        "a shared mcp server's request whose client stopped waiting has an id too long to keep: its answer, if it still comes, will not be recorded"
+                    );
+                    return;
+                }
+            }
+            if forgotten > 0 {
                 tracing::warn!(
-                    bound,
-                    "a shared mcp server's request whose client stopped waiting is forgotten: \
-                     its answer, if it still comes, will not be recorded (more than {bound} \
-                     such requests are open on this process)"
+                    forgotten,
+                    "shared mcp server requests whose client stopped waiting are forgotten: their answers, if they still come, will not be recorded (more than {RETIRED_UNANSWERED} such requests, or {RETIRED_UNANSWERED_ID_BYTES} bytes of their ids, on this process)"
                 );
             }
         }
         self.retired.insert(n, Retired { lease, id, core });
-        order.push_back(n);
     }
 
     fn send(&self, lease: u64, line: Bytes) {

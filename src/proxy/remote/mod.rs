@@ -16,8 +16,9 @@
 //!   offers none).
 //! - 2026-07-28 requests carry their version in `_meta`: it goes in `MCP-Protocol-Version`,
 //!   and `Mcp-Method`/`Mcp-Name` mirror the body (SEP-2243), as the remote may route on them.
-//! - A notification is POSTed alone (the next message waits for its `202`, so none overtakes
-//!   it); other messages are POSTed concurrently (a slow call holds up nothing else); an answer
+//! - `notifications/initialized` is POSTed alone (the next message waits for its `202`, so no
+//!   request overtakes it); other messages are POSTed concurrently (a slow call holds up
+//!   nothing else); an answer
 //!   streamed as SSE is resumed with `Last-Event-ID` if the stream drops before the answer.
 //! - When the core closes its side (the client's session is over), calls still running may
 //!   finish, then the session is ended with DELETE.
@@ -70,8 +71,8 @@ pub const UPSTREAM_UNAVAILABLE: i64 = -32011;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a notification or a response POST may wait for its `202 Accepted`.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the next message waits for a notification's `202 Accepted` (to keep the
-/// client's order) before it is sent anyway.
+/// How long the next message waits for `notifications/initialized`'s `202 Accepted` (to keep
+/// the client's order) before it is sent anyway.
 const NOTIFICATION_ORDER_WAIT: Duration = Duration::from_secs(5);
 /// How long the session's DELETE may take at the end.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -473,12 +474,13 @@ impl Link {
         if head.is("initialize") && head.id.is_some() {
             *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) = Some(line.clone());
             self.exchange(line, head, out.clone()).await;
-        } else if head.id.is_none() && head.method.is_some() && head.ids.is_empty() {
-            // A notification is accepted (202) before the next message is sent, as the SDK
-            // clients await it: sent concurrently, a request written after it could reach the
-            // server first (`tools/list` before `notifications/initialized`, which strict
+        } else if head.id.is_none() && head.is("notifications/initialized") {
+            // The handshake's end is accepted (202) before the next message is sent, as the
+            // SDK clients await it: sent concurrently, a request written after it could reach
+            // the server first (`tools/list` before `notifications/initialized`, which strict
             // servers refuse). A server slow to accept holds the next message up for
-            // NOTIFICATION_ORDER_WAIT at most; the POST then goes on beside the rest.
+            // NOTIFICATION_ORDER_WAIT at most; the POST then goes on beside the rest. Other
+            // notifications go concurrently (the SDKs do not await `notifications/cancelled`).
             let link = self.clone();
             let out = out.clone();
             let (accepted, wait) = tokio::sync::oneshot::channel::<()>();
