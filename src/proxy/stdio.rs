@@ -16,9 +16,8 @@
 //! Whatever ends the server (its own exit included), what is left of its process group (a
 //! wrapper's background helpers) gets the same grace, SIGTERM, grace, SIGKILL; on the paths
 //! that cannot wait (an error, a panic unwinding through [`run_with`]) the group is killed
-//! at once. After a termination signal to the wrapper the waits are cut short (SIGTERM at once
-//! if the client had closed stdin first, else a second after the EOF; SIGKILL
-//! [`SIGNALLED_GRACE`] later): its sender may SIGKILL it soon. Not covered: processes
+//! at once. After a termination signal to the wrapper the waits are cut short (SIGTERM at once,
+//! SIGKILL [`SIGNALLED_GRACE`] later): its sender may SIGKILL it soon. Not covered: processes
 //! that left the group (`setsid`), and the proxy itself being
 //! killed with SIGKILL (that needs `PR_SET_PDEATHSIG` in the child, i.e. `pre_exec`, which is
 //! `unsafe`).
@@ -989,9 +988,6 @@ async fn timer(pipeline: Arc<Pipeline>, routes: Routes, stop: CancellationToken)
 async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>, stop: Stop) {
     let name = signal.await;
     tracing::info!(signal = name, "signal received; shutting down");
-    // The client's close sequence (stdin closed, then a signal): no time left for the server
-    // to finish after its EOF. A signal alone (`docker stop`, systemd) leaves it a second.
-    let _ = CLOSED_FIRST.set(stop.token.is_cancelled());
     signalled().cancel();
     stop.stop(StopReason::Signal(name));
 }
@@ -1003,17 +999,10 @@ async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>,
 /// a process group of its own, out of reach of the client's signals) running for ever.
 const SIGNALLED_GRACE: Duration = Duration::from_secs(1);
 
-/// Whether the client had closed its input before the termination signal came.
-static CLOSED_FIRST: OnceLock<bool> = OnceLock::new();
-
-/// How long the server has after its EOF once [`signalled`]: nothing more when the client had
-/// closed its input first (it has waited already), else [`SIGNALLED_GRACE`].
+/// How long the server has after its EOF once [`signalled`]: nothing more. The client's close
+/// sequence has waited already; a signal alone (`docker stop`, systemd) also means "now".
 fn first_step_after_signal() -> Duration {
-    if CLOSED_FIRST.get().copied().unwrap_or(false) {
-        Duration::ZERO
-    } else {
-        SIGNALLED_GRACE
-    }
+    Duration::ZERO
 }
 
 /// Cancelled once the stdio wrapper received a termination signal: from then on each wait of
