@@ -50,6 +50,13 @@ fn answer_of(body: &str) -> (String, usize) {
     (answer.to_string(), progress)
 }
 
+/// A gateway whose upstream is `tests/peers/deaf_to_cancel.py` (answers each call after its
+/// `ms`, cancelled or not), with `gateway` added to the `[gateway]` table.
+fn deaf_to_cancel(gateway: &str) -> Gateway {
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
+    Gateway::start_upstream(&format!("\"python3\", \"{server}\""), gateway, "")
+}
+
 /// The end events (not `tool_access`) of the trail, waiting up to 5 s for `n` of them.
 async fn ends(gw: &Gateway, tool: &str, n: usize) -> Vec<Value> {
     let mut found = Vec::new();
@@ -682,12 +689,7 @@ async fn sequence_rules_and_tool_annotations_hold_across_a_principals_sessionles
 /// call records it, and that it reached no client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_childs_late_or_repeated_answer_is_recorded_as_reaching_no_client() {
-    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
-    let gw = Gateway::start_upstream(
-        &format!("\"python3\", \"{server}\""),
-        "pool_max_children = 1",
-        "",
-    );
+    let gw = deaf_to_cancel("pool_max_children = 1");
     let url = gw.endpoint();
     // The client leaves at 700 ms; the tool, which cannot be interrupted, answers at 1.5 s.
     let late = call_2026("\"late\"", "slow", r#"{"ms":1500}"#);
@@ -754,12 +756,7 @@ async fn a_shared_childs_late_or_repeated_answer_is_recorded_as_reaching_no_clie
 /// the `cancelled` end of a call that did run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_answer_is_recorded_after_hundreds_of_calls_answered_meanwhile() {
-    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
-    let gw = Gateway::start_upstream(
-        &format!("\"python3\", \"{server}\""),
-        "pool_max_children = 1",
-        "",
-    );
+    let gw = deaf_to_cancel("pool_max_children = 1");
     let url = gw.endpoint();
     // The server answers at 20 s, long after the 300 calls (a loaded debug build included).
     let late = call_2026("\"late\"", "slow", r#"{"ms":20000}"#);
@@ -806,12 +803,7 @@ async fn a_shared_childs_batch_answer_is_routed_element_by_element_to_each_reque
     // A server of 2025-03-26 may answer in a JSON-RPC batch. On a shared child, the batch
     // holds the pool's ids: sent whole, it would reach one lease (or none, with two in
     // flight) and the call would end as a timeout though the tool ran.
-    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
-    let gw = Gateway::start_upstream(
-        &format!("\"python3\", \"{server}\""),
-        "pool_max_children = 1",
-        "",
-    );
+    let gw = deaf_to_cancel("pool_max_children = 1");
     let url = gw.endpoint();
     let plain = call_2026("\"plain\"", "slow", r#"{"ms":800}"#);
     let batched = call_2026(
@@ -862,8 +854,7 @@ async fn an_error_naming_no_id_before_the_answer_does_not_take_its_place() {
     // whatever it was, so an error with `"id": null` that the server wrote first became the
     // whole HTTP response (400), the real answer was lost, and the trail said the client had
     // cancelled the call.
-    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/deaf_to_cancel.py");
-    let gw = Gateway::start_upstream(&format!("\"python3\", \"{server}\""), "", "");
+    let gw = deaf_to_cancel("");
     let url = gw.endpoint();
     let call = call_2026("\"noisy\"", "slow", r#"{"ms":10,"noise":true}"#);
     let (status, _, body) = post_2026(&url, ALICE_KEY, &call, Some("slow"), &[]).await;

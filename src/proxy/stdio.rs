@@ -999,12 +999,6 @@ async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>,
 /// a process group of its own, out of reach of the client's signals) running for ever.
 const SIGNALLED_GRACE: Duration = Duration::from_secs(1);
 
-/// How long the server has after its EOF once [`signalled`]: nothing more. The client's close
-/// sequence has waited already; a signal alone (`docker stop`, systemd) also means "now".
-fn first_step_after_signal() -> Duration {
-    Duration::ZERO
-}
-
 /// Cancelled once the stdio wrapper received a termination signal: from then on each wait of
 /// the shutdown ladder is cut short ([`SIGNALLED_GRACE`]).
 fn signalled() -> &'static CancellationToken {
@@ -1050,7 +1044,9 @@ pub(crate) async fn supervise(
         _ = stop.cancelled() => {}
     }
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
-    if let Some(status) = within_grace(grace, first_step_after_signal(), child.wait()).await {
+    // After a signal the server has no more time after its EOF: the client's close sequence
+    // has waited already, and a signal alone (`docker stop`, systemd) also means "now".
+    if let Some(status) = within_grace(grace, Duration::ZERO, child.wait()).await {
         return Ok((status?, Sent::Nothing));
     }
     tracing::warn!(pid = ?group, "server did not exit after its input closed; sending SIGTERM");
@@ -1119,23 +1115,22 @@ fn reap_group(group: Pid) {
     }
 }
 
-/// Waits up to `limit` (`hurried` once [`signalled`]) for `group` to be empty; true if it is.
+/// Waits for `group` to be empty, up to `limit` ([`within_grace`]: `hurried` once
+/// [`signalled`]); true if it is.
 async fn group_gone_within(group: Pid, limit: Duration, hurried: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut cut: Option<tokio::time::Instant> = None;
-    loop {
+    let emptied = async {
+        loop {
+            reap_group(group);
+            if !group_alive(group) {
+                return;
+            }
+            tokio::time::sleep(GROUP_POLL).await;
+        }
+    };
+    within_grace(limit, hurried, emptied).await.is_some() || {
+        // One last look: the group may have emptied during the last poll's sleep.
         reap_group(group);
-        if !group_alive(group) {
-            return true;
-        }
-        if cut.is_none() && signalled().is_cancelled() {
-            cut = Some(tokio::time::Instant::now() + hurried);
-        }
-        let now = tokio::time::Instant::now();
-        if now >= deadline || cut.is_some_and(|c| now >= c) {
-            return false;
-        }
-        tokio::time::sleep(GROUP_POLL).await;
+        !group_alive(group)
     }
 }
 
@@ -1143,7 +1138,7 @@ async fn group_gone_within(group: Pid, limit: Duration, hurried: Duration) -> bo
 /// `grace` to finish, then SIGTERM, `grace` again, then SIGKILL, skipping the steps
 /// [`supervise`] already took (`sent`). Returns at once when nothing is left (the usual case).
 pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
-    if sent < Sent::Kill && group_gone_within(group, grace, first_step_after_signal()).await {
+    if sent < Sent::Kill && group_gone_within(group, grace, Duration::ZERO).await {
         return;
     }
     if sent < Sent::Term {

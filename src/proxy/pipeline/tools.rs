@@ -111,28 +111,37 @@ impl Pipeline {
         let policy = self.policy.current();
         let why = policy.protect_text(why);
         tracing::error!(error = %why, "tool definitions could not be compared with their pins");
-        let block = policy.pin_tools == PinMode::Block;
+        let event_id = self.record_list_refused(
+            &policy,
+            "tool definitions not checked against their pins",
+            &why,
+        );
+        (policy.pin_tools == PinMode::Block).then(|| {
+            list_withheld(
+                id,
+                &format!(
+                    "{why}; with pin_tools = \"block\" tools that cannot be checked are not offered"
+                ),
+                &event_id,
+            )
+        })
+    }
+
+    /// Records a `tools/list` result the proxy could not check as it should
+    /// (`configuration_change`, `refused`, high risk, `change` and `why` as its reason); the
+    /// event's id.
+    fn record_list_refused(&self, policy: &Policy, change: &str, why: &str) -> String {
         let mut event = self.policy_event(
             EventType::ConfigurationChange,
             Outcome::Refused,
-            vec!["tool definitions not checked against their pins".into()],
+            vec![change.into()],
             Some(policy.version.clone()),
-            Some(why.clone()),
+            Some(why.to_string()),
         );
         event.action = "tools/list".into();
         event.risk_level = RiskLevel::High;
         self.record_policy_event(&event);
-        block.then(|| {
-            error_response(
-                Some(id),
-                INTERNAL_ERROR,
-                &format!(
-                    "mcp-audit-proxy withheld the tool list: {why}; with pin_tools = \"block\" tools that cannot be checked are not offered"
-                ),
-                Some(json!({ "event_id": event.event_id.to_string() })),
-            )
-        })
-        .map(|line| String::from_utf8_lossy(trim_line_end(&line)).into_owned())
+        event.event_id.to_string()
     }
 
     /// A `tools/list` response without the tools this caller may never call, so agents do not
@@ -165,27 +174,18 @@ impl Pipeline {
             Err(why) => {
                 let why = policy.protect_text(&why);
                 tracing::error!(error = %why, user = %user, "a tools/list result could not be read to hide the tools this caller may not call; withheld");
-                let mut event = self.policy_event(
-                    EventType::ConfigurationChange,
-                    Outcome::Refused,
-                    vec!["tool list withheld: the tools this caller may not call could not be taken out".into()],
-                    Some(policy.version.clone()),
-                    Some(why.clone()),
+                let event_id = self.record_list_refused(
+                    &policy,
+                    "tool list withheld: the tools this caller may not call could not be taken out",
+                    &why,
                 );
-                event.action = "tools/list".into();
-                event.risk_level = RiskLevel::High;
-                self.record_policy_event(&event);
-                Some(
-                    String::from_utf8_lossy(trim_line_end(&error_response(
-                        Some(id),
-                        INTERNAL_ERROR,
-                        &format!(
-                            "mcp-audit-proxy withheld the tool list: it could not be read to take out the tools this caller may not call ({why})"
-                        ),
-                        Some(json!({ "event_id": event.event_id.to_string() })),
-                    )))
-                    .into_owned(),
-                )
+                Some(list_withheld(
+                    id,
+                    &format!(
+                        "it could not be read to take out the tools this caller may not call ({why})"
+                    ),
+                    &event_id,
+                ))
             }
         }
     }
@@ -194,6 +194,18 @@ impl Pipeline {
     pub(super) fn loose_tool_name(&self, policy: &Policy, name: &str) -> Option<String> {
         policy.loose_tool_name(name, &self.rounds().learnt.listed)
     }
+}
+
+/// The error line a client gets for a `tools/list` the proxy withheld (`why` after "withheld
+/// the tool list: "), naming the event that records it.
+fn list_withheld(id: &RequestId, why: &str, event_id: &str) -> String {
+    let line = error_response(
+        Some(id),
+        INTERNAL_ERROR,
+        &format!("mcp-audit-proxy withheld the tool list: {why}"),
+        Some(json!({ "event_id": event_id })),
+    );
+    String::from_utf8_lossy(trim_line_end(&line)).into_owned()
 }
 
 /// `result` (a `tools/list` result's JSON text) without the tools `hidden` names, each other

@@ -651,26 +651,26 @@ impl Table {
             }
             self.retired_order.push_back(n);
         } else {
+            if id.len() > RETIRED_UNANSWERED_ID_BYTES {
+                tracing::warn!(
+                    "a shared mcp server's request whose client stopped waiting has an id too long to keep: its answer, if it still comes, will not be recorded"
+                );
+                return;
+            }
             self.unanswered_id_bytes += id.len();
             self.unanswered_order.push_back(n);
             let mut forgotten = 0usize;
-            while (self.unanswered_order.len() > RETIRED_UNANSWERED
-                || self.unanswered_id_bytes > RETIRED_UNANSWERED_ID_BYTES)
-                && let Some(oldest) = self.unanswered_order.pop_front()
+            // `n` itself fits: the oldest others go first, and it is never reached.
+            while self.unanswered_order.len() > RETIRED_UNANSWERED
+                || self.unanswered_id_bytes > RETIRED_UNANSWERED_ID_BYTES
             {
+                let Some(oldest) = self.unanswered_order.pop_front() else {
+                    break;
+                };
                 if let Some(old) = self.retired.remove(&oldest) {
                     self.unanswered_id_bytes -= old.id.len();
-                } else if oldest == n {
-                    // The one being added: its id alone is over the bound.
-                    self.unanswered_id_bytes -= id.len();
                 }
                 forgotten += 1;
-                if oldest == n {
-                    tracing::warn!(
-                        "a shared mcp server's request whose client stopped waiting has an id too long to keep: its answer, if it still comes, will not be recorded"
-                    );
-                    return;
-                }
             }
             if forgotten > 0 {
                 tracing::warn!(

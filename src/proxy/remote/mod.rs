@@ -474,28 +474,30 @@ impl Link {
         if head.is("initialize") && head.id.is_some() {
             *self.handshake.lock().unwrap_or_else(|p| p.into_inner()) = Some(line.clone());
             self.exchange(line, head, out.clone()).await;
-        } else if head.id.is_none() && head.is("notifications/initialized") {
+        } else {
             // The handshake's end is accepted (202) before the next message is sent, as the
             // SDK clients await it: sent concurrently, a request written after it could reach
             // the server first (`tools/list` before `notifications/initialized`, which strict
             // servers refuse). A server slow to accept holds the next message up for
             // NOTIFICATION_ORDER_WAIT at most; the POST then goes on beside the rest. Other
-            // notifications go concurrently (the SDKs do not await `notifications/cancelled`).
-            let link = self.clone();
-            let out = out.clone();
-            let (accepted, wait) = tokio::sync::oneshot::channel::<()>();
-            calls.spawn(async move {
-                link.exchange(line, head, out).await;
-                let _ = accepted.send(());
-            });
-            let _ = tokio::time::timeout(NOTIFICATION_ORDER_WAIT, wait).await;
-        } else {
+            // messages go concurrently (the SDKs do not await `notifications/cancelled`).
+            let ordered = (head.id.is_none() && head.is("notifications/initialized"))
+                .then(tokio::sync::oneshot::channel::<()>);
+            let (accepted, wait) = ordered.unzip();
             let link = self.clone();
             let out = out.clone();
             let id = head.id.clone();
-            let handle = calls.spawn(async move { link.exchange(line, head, out).await });
+            let handle = calls.spawn(async move {
+                link.exchange(line, head, out).await;
+                if let Some(accepted) = accepted {
+                    let _ = accepted.send(());
+                }
+            });
             if let Some(id) = id {
                 running.push((id, handle));
+            }
+            if let Some(wait) = wait {
+                let _ = tokio::time::timeout(NOTIFICATION_ORDER_WAIT, wait).await;
             }
         }
     }
