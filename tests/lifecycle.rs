@@ -260,7 +260,11 @@ async fn calls_to_a_server_that_stopped_reading_still_time_out_when_its_queue_is
         assert!(id < CALLS && timed_out.insert(id), "{answer}");
     }
     writer.abort();
-    drop(proxy);
+    // Ended by a signal, not killed on drop: a proxy killed with SIGKILL leaves its server
+    // (`sleep 600`, in a process group of its own) running after the test.
+    let pid = nix::unistd::Pid::from_raw(proxy.id().expect("running") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), proxy.wait()).await;
 }
 
 #[tokio::test]
