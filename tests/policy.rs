@@ -203,6 +203,38 @@ for line in sys.stdin:
 }
 
 #[tokio::test]
+async fn a_listing_answered_after_its_cancel_or_to_no_request_still_hides_tools() {
+    // Found by a review: a `tools/list` answered after the client cancelled it, and a listing
+    // answering no request of the client's, went out with the forbidden tool in them.
+    let server = r#"
+import sys
+for line in sys.stdin:
+    if '"notifications/cancelled"' in line:
+        for id in ('"l"', '"nobody"'):
+            sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"wipe","inputSchema":{}},{"name":"keep","inputSchema":{}}]}}\n' % id)
+        sys.stdout.flush()
+"#;
+    let store = TestStore::new("[[risk.tool]]\nmatch = \"wipe\"\ndeny_users = [\"tester\"]\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n")
+        .await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"l\"}}\n")
+        .await;
+    for id in ["l", "nobody"] {
+        let answer = c.recv_json().await;
+        assert_eq!(answer["id"], id, "{answer}");
+        let names: Vec<&str> = answer["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a listing: {answer}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["keep"], "{answer}");
+    }
+    assert!(c.finish().await.success());
+}
+
+#[tokio::test]
 async fn shadow_mode_hides_no_tool_from_tools_list() {
     // Found by a hostile pass: in shadow mode a tool the caller may not call was still
     // hidden from tools/list (while its calls were forwarded as `would_block`): the list the

@@ -59,11 +59,12 @@ impl Pipeline {
             let id = matched.as_ref().unwrap_or(id);
             // A cancelled request of another kind may still be answered: its id stays in use.
             if let Some(pending) = st.pending.remove(id) {
-                let task = match pending {
-                    Pending::TaskResult(call) => Some(call),
-                    _ => None,
+                // A late answer to a cancelled `tasks/cancel` changes nothing of its task.
+                let pending = match pending {
+                    Pending::TaskCancel(_) => Pending::Other,
+                    other => other,
                 };
-                st.cancelled.insert(id.clone(), task);
+                st.cancelled.insert(id.clone(), pending);
             }
             // A call held for confirmation ends here; a late answer to its question is dropped.
             let held = st

@@ -390,9 +390,11 @@ struct State {
     /// Requests answered or rewritten by the proxy instead of forwarded as sent.
     instead: HashMap<RequestId, Instead>,
     /// Requests other than calls that the client cancelled: their ids stay in use until the
-    /// server answers (MCP lets it), the oldest forgotten past [`MAX_ENDED`]; a cancelled
-    /// `tasks/result` keeps its task's call, whose outcome a late answer still is.
-    cancelled: Recent<Option<Box<Call>>>,
+    /// server answers (MCP lets it), the oldest forgotten past [`MAX_ENDED`]. Each keeps what
+    /// it asked: a late answer is still checked as its kind is (a `tools/list` has its tools
+    /// hidden and its pins checked), and a cancelled `tasks/result` keeps its task's call,
+    /// whose outcome a late answer still is.
+    cancelled: Recent<Pending>,
     /// Calls the server never received that the proxy answered itself (blocked; held for
     /// confirmation, then declined, timed out or cancelled; refused): a server answer with
     /// one of their ids is forged or confused, and is dropped. The oldest forgotten past
@@ -412,8 +414,8 @@ enum Answered {
     Ended(Call, EndedEarly),
     /// Another request of the client.
     Pending(Pending),
-    /// A request the client cancelled (a `tasks/result`: with its task's call).
-    Cancelled(Option<Box<Call>>),
+    /// A request the client cancelled, with what it asked.
+    Cancelled(Pending),
 }
 
 impl State {
@@ -1294,7 +1296,13 @@ impl Pipeline {
                     None => rewritten = self.redact_answer(id, *body),
                 }
             }
-            Some(Answered::Pending(pending)) => {
+            Some(Answered::Cancelled(Pending::TaskResult(call))) => {
+                drop(st);
+                return self.end_task(*call, id, size, *body, true);
+            }
+            // A request the client cancelled is answered as it would have been: a late
+            // `tools/list` still has its tools hidden (clients may show a late listing).
+            Some(Answered::Pending(pending) | Answered::Cancelled(pending)) => {
                 if let ResponseBody::Result(result) = body {
                     learn(&mut st, &mut self.rounds().learnt, &pending, result);
                     if let Pending::ToolsList = pending {
@@ -1313,15 +1321,6 @@ impl Pipeline {
                     rewritten = self.redact_answer(id, *body);
                 }
             }
-            Some(Answered::Cancelled(Some(call))) => {
-                drop(st);
-                return self.end_task(*call, id, size, *body, true);
-            }
-            Some(Answered::Cancelled(None)) => {
-                drop(st);
-                tracing::debug!(request_id = %id, "late answer to a cancelled request; forwarded");
-                rewritten = self.redact_answer(id, *body);
-            }
             // A call held for confirmation, or answered by the proxy in the server's place,
             // never reached the server: an answer with its id is forged, and would reach the
             // client as the call's result unrecorded.
@@ -1333,7 +1332,16 @@ impl Pipeline {
             None => {
                 drop(st);
                 tracing::warn!(request_id = %id, "response from the server to no request of the client; forwarded");
-                rewritten = self.redact_unmatched(Some(id), *body);
+                // It may be a listing all the same (the client may have sent its request
+                // around the proxy, or take any listing it reads): the tools this caller
+                // may not call are hidden from any result shaped as one.
+                rewritten = match body {
+                    ResponseBody::Result(result) if result.get().starts_with('{') => {
+                        self.filter_tools(id, result)
+                    }
+                    _ => None,
+                }
+                .or_else(|| self.redact_unmatched(Some(id), *body));
             }
         }
         Delivery::Forward {
@@ -1397,7 +1405,10 @@ impl Pipeline {
                     _ => None,
                 })
                 .collect();
-            tasks.extend(st.cancelled.drain().flatten().map(|c| *c));
+            tasks.extend(st.cancelled.drain().filter_map(|p| match p {
+                Pending::TaskResult(call) => Some(*call),
+                _ => None,
+            }));
             let held: Vec<Call> = st.awaiting.drain().map(|(_, a)| a.call).collect();
             let confirming: Vec<Call> = st.confirming.drain().map(|(_, (c, _))| c).collect();
             let running: Vec<Call> = st.calls.drain().map(|(_, c)| c).collect();

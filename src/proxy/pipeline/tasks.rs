@@ -68,8 +68,8 @@ impl Pipeline {
                 // A tasks/result the client cancelled may still be answered: that late
                 // answer is only forwarded now, the call having ended here.
                 for late in st.cancelled.values_mut() {
-                    if late.as_ref().is_some_and(|c| c.access_id == of) {
-                        *late = None;
+                    if matches!(late, Pending::TaskResult(c) if c.access_id == of) {
+                        *late = Pending::Other;
                     }
                 }
                 let at = st.tasks.iter().rposition(|(_, c)| c.access_id == of);
