@@ -719,3 +719,45 @@ async fn a_second_answer_in_a_servers_batch_is_recorded_not_delivered_and_reache
         "the GET stream got: {heard}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_answer_sent_into_a_connection_that_then_died_can_be_resumed() {
+    // Found by a hostile pass: once a POST stream's answer had gone into a live connection the
+    // stream was forgotten, so a client whose connection died before the bytes reached it
+    // (a reset by a proxy or a NAT) resumed with `Last-Event-ID` and got nothing, while the
+    // trail said the answer was delivered. Here the client reads the whole stream and then
+    // resumes it, as one whose last events were lost on the way would.
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let mut resp = slow_call(
+        &url,
+        &session,
+        31,
+        200,
+        "application/json, text/event-stream",
+        None,
+    )
+    .await
+    .unwrap();
+    let first = first_event_id(&mut resp).await;
+    let body = read_until(&mut resp, r#""id":31"#).await;
+    assert!(body.contains(r#""result""#), "{body}");
+    drop(resp);
+    let mut resumed = resume(&url, &session, &first).await;
+    let again = read_until(&mut resumed, r#""id":31"#).await;
+    assert!(
+        again.contains(r#""result""#),
+        "the answer replayed: {again}"
+    );
+    // Replayed, not recorded again: one access and one end.
+    let events = wait_for(&gw, &Value::from(31), 2).await;
+    assert_eq!(
+        kinds(&events, &Value::from(31)),
+        [
+            ("tool_access".into(), "initiated".into()),
+            ("tool_execution".into(), "success".into()),
+        ],
+        "{events:#?}"
+    );
+}

@@ -36,6 +36,12 @@ const BACKLOG: usize = 256;
 const REPLAY: usize = 256;
 /// Streams cut by their client before their answers, kept for resumption; oldest go first.
 const DETACHED: usize = 32;
+/// How long an SSE stream whose answers all went into a live connection is kept for a
+/// resume: the connection may die before they reach the client (a proxy or NAT reset), and
+/// the client then resumes with `Last-Event-ID` (MCP 2025-11-25 "Resumability and
+/// Redelivery"). At most [`DETACHED`] such streams and [`REPLAY_BYTES`] of their messages
+/// (besides the newest stream's) per session; the oldest go first.
+const FINISHED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a call's response never reached a client ([`Pipeline::undelivered`]).
 const CLOSED: &str =
@@ -291,6 +297,11 @@ struct Shared {
     listener: Option<u64>,
     /// Streams whose client went away before all their answers, oldest first.
     detached: VecDeque<u64>,
+    /// SSE streams whose answers were all sent into a live connection, kept for a resume
+    /// ([`FINISHED_FOR`]), oldest first: when each finished and the bytes it keeps.
+    finished: VecDeque<(u64, Instant, usize)>,
+    /// The bytes of `finished`.
+    finished_bytes: usize,
     /// Server messages waiting for a stream.
     backlog: VecDeque<Bytes>,
     dropped: u64,
@@ -344,13 +355,35 @@ impl Shared {
     /// Drops stream `id`; the calls whose responses no client heard on it are lost.
     fn remove(&mut self, id: u64) {
         self.detached.retain(|d| *d != id);
+        if let Some(at) = self.finished.iter().position(|f| f.0 == id) {
+            self.finished_bytes -= self.finished[at].2;
+            self.finished.remove(at);
+        }
         if let Some(stream) = self.streams.remove(&id) {
             stream.drop_into(&mut self.lost);
         }
     }
 
+    /// Keeps SSE stream `id`, whose answers all went into a live connection, for a resume
+    /// ([`FINISHED_FOR`]); forgets the finished streams past the bounds.
+    fn finish(&mut self, id: u64, bytes: usize) {
+        self.detached.retain(|d| *d != id);
+        let now = Instant::now();
+        self.finished.push_back((id, now, bytes));
+        self.finished_bytes += bytes;
+        while let Some(&(old, at, _)) = self.finished.front() {
+            let over = self.finished.len() > DETACHED
+                || (self.finished.len() > 1 && self.finished_bytes - bytes > REPLAY_BYTES);
+            if !over && now.duration_since(at) < FINISHED_FOR {
+                break;
+            }
+            self.remove(old);
+        }
+    }
+
     /// Sends on stream `id`; a POST stream that owes nothing more ends (and is forgotten,
-    /// unless its client is away and may come back for it).
+    /// unless its client is away and may come back for it, or it went out as SSE: kept a
+    /// while for a client whose connection dies before the answer reaches it).
     /// `ends`: the calls the line's response ends (empty for any other message).
     fn send_on(&mut self, id: u64, line: Bytes, answer: bool, ends: Vec<Ended>) {
         let Some(stream) = self.streams.get_mut(&id) else {
@@ -368,8 +401,13 @@ impl Shared {
             if delivered {
                 stream.heard();
             }
-            if delivered || !stream.events {
+            if !stream.events {
                 self.remove(id);
+                return;
+            }
+            if delivered {
+                let bytes = stream.sent_bytes;
+                self.finish(id, bytes);
                 return;
             }
         }
@@ -854,4 +892,41 @@ async fn dispatch(
         session.settle(ends, NOT_WAITED);
     }
     session.fail_waiting("the session ended before the server answered");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An SSE POST stream of `shared` answered with `bytes` bytes into a live connection.
+    fn answered(shared: &mut Shared, bytes: usize) -> (u64, Inbox) {
+        let (id, inbox) = shared.open(1, true, true);
+        shared.send_on(id, Bytes::from(vec![b'x'; bytes]), true, Vec::new());
+        (id, inbox)
+    }
+
+    #[test]
+    fn answered_sse_streams_are_kept_for_a_resume_within_bounds() {
+        let mut shared = Shared::default();
+        let (first, _inbox) = answered(&mut shared, 10);
+        assert!(shared.streams.contains_key(&first), "kept for a resume");
+        // By count: the oldest go past DETACHED.
+        let kept: Vec<_> = (0..DETACHED + 5)
+            .map(|_| answered(&mut shared, 10))
+            .collect();
+        assert_eq!(shared.finished.len(), DETACHED);
+        assert!(!shared.streams.contains_key(&first));
+        assert!(shared.streams.contains_key(&kept.last().unwrap().0));
+        // By bytes: one large stream pushes out the others' bytes past REPLAY_BYTES.
+        let (big, _b) = answered(&mut shared, REPLAY_BYTES);
+        let (after, _a) = answered(&mut shared, 100);
+        assert_eq!(
+            shared.finished.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [big, after]
+        );
+        assert_eq!(shared.finished_bytes, REPLAY_BYTES + 100);
+        // A resumed or removed stream takes its bytes with it.
+        shared.remove(big);
+        assert_eq!(shared.finished_bytes, 100);
+    }
 }
