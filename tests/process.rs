@@ -382,3 +382,38 @@ async fn an_orphan_that_ignores_sigterm_is_killed_with_what_it_started() {
     assert!(c.finish().await.success());
     assert_gone(pid);
 }
+
+#[tokio::test]
+async fn the_proxys_own_credentials_are_not_in_the_servers_environment() {
+    // Found by a hostile pass: a server (code the operator did not write) inherited the HMAC
+    // key behind the trail's pseudonyms and other upstreams' tokens, and printed them.
+    let store = TestStore::new("");
+    std::fs::write(
+        &store.config,
+        "user_id = \"tester\"\n\
+         [[upstream]]\nname = \"local\"\ncommand = [\"true\"]\n\
+         [[upstream]]\nname = \"search\"\nurl = \"https://search.example/mcp\"\n\
+         bearer_token_env = \"T_SEARCH_TOKEN\"\nheaders_from_env = { \"X-Key\" = \"T_SEARCH_KEY\" }\n\
+         [alerts]\nenabled = false\n[audit]\nstore_dir = \"store\"\n\
+         [risk]\nhmac_key_env = \"T_HMAC\"\n[risk.store]\nemail = \"hash\"\n",
+    )
+    .unwrap();
+    let seen = store.dir.path().join("env.txt");
+    let script = format!("env > '{}'", seen.display());
+    let mut command = store.proxy_command(&["sh", "-c", &script]);
+    for (var, value) in [
+        ("T_HMAC", "an-hmac-key-of-more-than-32-bytes-0123456789"),
+        ("T_SEARCH_TOKEN", "search-token"),
+        ("T_SEARCH_KEY", "search-key"),
+        ("T_SERVERS_OWN", "kept"),
+    ] {
+        command.env(var, value);
+    }
+    let mut c = LineClient::spawn(command);
+    assert!(c.wait_exit().await.success());
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(env.contains("T_SERVERS_OWN=kept"), "{env}");
+    for var in ["T_HMAC", "T_SEARCH_TOKEN", "T_SEARCH_KEY"] {
+        assert!(!env.contains(var), "{var} reached the server: {env}");
+    }
+}

@@ -216,6 +216,29 @@ pub struct LogConfig {
 }
 
 impl Config {
+    /// The environment variables that hold the proxy's own credentials: `risk.hmac_key_env`
+    /// and every upstream's `headers_from_env` and `bearer_token_env`. They are removed from
+    /// the environment of every server the proxy starts: a server is code the operator did
+    /// not write, and with the HMAC key it could reverse the trail's pseudonyms, with another
+    /// upstream's token act as the proxy there. A server that needs such a value gets it
+    /// under another name.
+    pub fn own_secret_vars(&self) -> Vec<String> {
+        let upstreams = self
+            .upstreams
+            .iter()
+            .chain(std::iter::once(&self.upstream))
+            .filter_map(|u| u.remote.as_ref())
+            .flat_map(|r| &r.headers)
+            .filter_map(|(_, source)| match source {
+                upstream::HeaderSource::Env { var, .. } => Some(var.clone()),
+                upstream::HeaderSource::Value(_) => None,
+            });
+        let mut vars: Vec<String> = upstreams.chain(self.policy.hmac_key_env.clone()).collect();
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

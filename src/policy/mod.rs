@@ -192,6 +192,8 @@ pub struct Policy {
     pub guard_adds: bool,
     storage: [StoreMode; CLASS_COUNT],
     hmac_key: Option<Vec<u8>>,
+    /// `hmac_key_env`: the variable holding the key, kept out of the servers' environment.
+    pub hmac_key_env: Option<String>,
     /// Why the configured HMAC key cannot be used here, if so.
     key_problem: Option<String>,
     /// `redact_results`: mask sensitive data in results before the client sees them.

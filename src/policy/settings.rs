@@ -184,6 +184,7 @@ pub(crate) fn compile(
 
     // A key that is configured but unavailable here (another machine's env, an unreadable
     // file) only stops the proxy; reading the store or testing the policy needs no key.
+    let hmac_key_env = raw.hmac_key_env.as_ref().map(|e| e.get_ref().clone());
     let key = hmac_key(at, raw.hmac_key_env, raw.hmac_key_file)?;
     let (hmac_key, key_problem) = match key {
         None => (None, None),
@@ -293,6 +294,7 @@ pub(crate) fn compile(
         classifiers: Classifiers::new(&enabled_classes),
         storage,
         hmac_key,
+        hmac_key_env,
         key_problem,
         redact_results: raw.redact_results.unwrap_or(false),
         pin_tools,

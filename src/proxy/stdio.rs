@@ -524,6 +524,9 @@ pub(crate) fn spawn(
         config: config.source.clone(),
     })?;
     let mut builder = Command::new(program);
+    for var in config.own_secret_vars() {
+        builder.env_remove(var);
+    }
     if let Some(cwd) = cwd {
         // The OS reports a missing folder as the program's ENOENT: said here instead.
         let why = match std::fs::metadata(cwd) {
