@@ -108,7 +108,8 @@
 //!                     SETTLING / SETTLED)
 //!                     retention.rs (expired events removed: purge statements, segments
 //!                     removed or rewritten, index entries dropped)
-//!                     personal.rs (personal fields sealed per user; keys; erasure)
+//!                     personal.rs (personal fields sealed per user; keys; erasure),
+//!                     erasures.rs (verify: no key gone without its audit/erase event)
 //!                     scan.rs (the calls of a time range in one pass over the journals,
 //!                     on several threads, ends joined per journal, each journal's hash
 //!                     chain walked on the way when asked, verify.rs's JournalWalk;

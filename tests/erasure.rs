@@ -418,3 +418,32 @@ async fn a_damaged_user_key_fails_that_users_calls_only() {
         "the refused call's arguments were stored in clear"
     );
 }
+
+#[tokio::test]
+async fn a_key_deleted_outside_erase_is_found_by_verify() {
+    // Found by a hostile pass: deleting a user's key file (any account that can write the
+    // store can, the tool server among them) made their events read as lawfully erased, with
+    // no erasure on the record, and `verify` called the store intact.
+    let store = TestStore::new("");
+    one_call(&store, "carol", "carol-1 birch row").await;
+    one_call(&store, "dave", "dave-1 elm row").await;
+    let verified = run(&store.config, &["verify"]);
+    assert!(verified.status.success(), "{}", text(&verified.stdout));
+    let dave_key = store.store_dir().join("keys").join(
+        mcp_audit_proxy::store::personal::key_path(Path::new(""), "dave")
+            .file_name()
+            .unwrap(),
+    );
+    let subject = mcp_audit_proxy::store::personal::subject_of(&store.store_dir(), "dave")
+        .unwrap()
+        .expect("dave's key");
+    std::fs::remove_file(&dave_key).unwrap();
+    let verified = run(&store.config, &["verify"]);
+    let out = text(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("keys: TAMPERED") && out.contains(&subject) && out.contains("2 record(s)"),
+        "{out}"
+    );
+    assert!(!out.contains("carol"), "{out}");
+}

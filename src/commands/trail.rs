@@ -218,6 +218,12 @@ fn write_store_report(
     for note in &ix.notes {
         writeln!(out, "index: {note}")?;
     }
+    for f in &report.keys.findings {
+        writeln!(out, "keys: TAMPERED: {f}")?;
+    }
+    for note in &report.keys.notes {
+        writeln!(out, "keys: {note}")?;
+    }
     if !keyed {
         writeln!(
             out,
@@ -239,12 +245,17 @@ fn write_store_report(
     } else {
         writeln!(
             out,
-            "verify: {} is NOT as written: {broken} journal(s) broken{}; the first broken position of each is above",
+            "verify: {} is NOT as written: {broken} journal(s) broken{}{}; the first broken position of each is above",
             root.display(),
             if report.index.findings.is_empty() {
                 ""
             } else {
                 ", and the index"
+            },
+            if report.keys.findings.is_empty() {
+                ""
+            } else {
+                ", and keys erased off the record"
             }
         )
     }

@@ -150,6 +150,7 @@ pub mod canonical;
 pub mod canonical_ser;
 pub mod chain;
 pub mod checkpoint;
+mod erasures;
 pub mod export;
 pub mod follow;
 pub mod holder;

@@ -761,6 +761,34 @@ pub fn subject_of(root: &Path, user: &str) -> Result<Option<String>, PersonalErr
         .map(|k| format!("{SUBJECT_PREFIX}{}", k.subject)))
 }
 
+/// The pseudonyms (`HEX`, without `subject:`) of every key in the store at `root`'s `keys/`
+/// (none if it has no such folder): what `verify` checks erasures against
+/// ([`super::erasures`]). A key file that cannot be read as one opens nothing and is left out.
+pub fn subjects(root: &Path) -> Result<std::collections::HashSet<String>, PersonalError> {
+    #[derive(Deserialize)]
+    struct SubjectOnly {
+        subject: String,
+    }
+    let keys = root.join("keys");
+    let entries = match fs::read_dir(&keys) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(io("list", &keys)(e)),
+    };
+    let mut out = std::collections::HashSet::new();
+    for entry in entries {
+        let path = entry.map_err(io("list", &keys))?.path();
+        if path.extension().is_none_or(|e| e != "key") {
+            continue;
+        }
+        let bytes = Zeroizing::new(fs::read(&path).map_err(io("read", &path))?);
+        if let Ok(key) = serde_json::from_slice::<SubjectOnly>(&bytes) {
+            out.insert(key.subject);
+        }
+    }
+    Ok(out)
+}
+
 /// Destroys `user`'s key in the store at `root` (overwritten with zeros, synced, removed, the
 /// folder synced): every personal field sealed with it is unreadable from then on. Returns
 /// the pseudonym it had, `None` if there was no key.

@@ -35,6 +35,9 @@
 //! someone holding the private key can forge anything. Without a key, checkpoints only show
 //! accidental cuts.
 //!
+//! Store-wide, a record sealed under a pseudonym whose key is gone from `keys/` while no
+//! `audit/erase` event names that pseudonym is a finding ([`super::erasures`]).
+//!
 //! The index is checked through its public lookups only: every event of a whole journal record
 //! must be found by id and lead back to that record, and the index must hold no event that no
 //! journal holds.
@@ -45,6 +48,7 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{Hash, Head, Link, digest, hex, parse_hex};
 use super::checkpoint::{self, Signed, Statement, TrustedKey};
+use super::erasures::Subjects;
 use indicatif::ProgressBar;
 
 use super::journal::{self, FORMAT, FORMAT_LEGACY, HEADER_LEN, JournalPos};
@@ -597,6 +601,15 @@ pub struct IndexReport {
     pub notes: Vec<String>,
 }
 
+/// What `verify` found about the keys of sealed records ([`super::erasures`]).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct KeysReport {
+    /// Pseudonyms whose key is gone while no `audit/erase` event names them.
+    pub findings: Vec<String>,
+    /// Why they were not checked.
+    pub notes: Vec<String>,
+}
+
 /// What `verify` found in a store.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct StoreReport {
@@ -604,6 +617,8 @@ pub struct StoreReport {
     pub journals: Vec<JournalReport>,
     /// The index check.
     pub index: IndexReport,
+    /// The erasure check.
+    pub keys: KeysReport,
 }
 
 impl StoreReport {
@@ -613,6 +628,7 @@ impl StoreReport {
             .iter()
             .all(|j| j.chain.findings.is_empty() && j.chain.spans.is_empty())
             && self.index.findings.is_empty()
+            && self.keys.findings.is_empty()
     }
 }
 
@@ -642,9 +658,10 @@ pub fn verify_store_with(
     let mut report = StoreReport::default();
     let mut all_ids: HashMap<EventId, Found> = HashMap::new();
     let mut journal_ids = Vec::new();
+    let mut subjects = Subjects::default();
     for id in journals::list(&journal_root)? {
         let dir = id.dir(&journal_root);
-        let (chain, ids) = verify_journal(&dir, id, key, check_index, progress)?;
+        let (chain, ids) = verify_journal(&dir, id, key, check_index, progress, &mut subjects)?;
         let n = report.journals.len();
         for (event, seq, place) in ids {
             all_ids.insert(
@@ -673,6 +690,12 @@ pub fn verify_store_with(
         report.index.notes.push("not checked (--no-index)".into());
     }
     report.index.findings.extend(losses(root)?);
+    match super::personal::subjects(root) {
+        Ok(keys) => report.keys.findings = subjects.findings(&keys),
+        Err(e) => report.keys.notes.push(format!(
+            "erasures not checked: {e} (the check needs to read the pseudonyms in keys/)"
+        )),
+    }
     Ok(report)
 }
 
@@ -715,6 +738,7 @@ fn verify_journal(
     key: Option<&TrustedKey>,
     collect_ids: bool,
     progress: &ProgressBar,
+    subjects: &mut Subjects,
 ) -> Result<(ChainReport, Vec<Located>), StoreError> {
     let segments = journal::list_segments(dir)?;
     let walk = RefCell::new(JournalWalk::open(dir, id, key, collect_ids, &segments)?);
@@ -729,6 +753,7 @@ fn verify_journal(
             newest,
             &mut image,
             |pos, payload| {
+                subjects.see(payload);
                 walk.borrow_mut().record(pos, payload, chained, None);
                 Ok::<(), StoreError>(())
             },
