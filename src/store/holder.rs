@@ -331,9 +331,10 @@ fn sled_busy(e: &StoreError) -> bool {
 
 /// Why the index cannot be trusted against the journals, if it cannot: a saved position past
 /// the end of its journal (cheap check: segment numbers and file lengths), or a journal gone;
-/// with whether whole files it had read are gone (`true`: a journal or a segment deleted,
-/// which nothing but a deletion does) or only the end of the newest segment (which an
-/// outage's roll-back or a power cut in `batched` mode also leave).
+/// with whether whole files it had read are gone, or the end of a journal the index saw
+/// finished (`true`: nothing but a deletion does that), or only the end of a running
+/// journal's newest segment (which an outage's roll-back or a power cut in `batched` mode
+/// also leave).
 fn ahead(
     index: &Index,
     journal_root: &std::path::Path,
@@ -366,6 +367,18 @@ fn ahead(
                     .map_err(|e| StoreError::io("read the length of", &path, e))?
                     .len();
                 if pos.offset > len {
+                    // A journal the index saw finished (its writer stopped, every record
+                    // durable, applied to its end) never shrinks: neither a power cut nor
+                    // an outage's roll-back reaches it, only a deletion.
+                    if index.finished(id)?.is_some() {
+                        return Ok(Some((
+                            format!(
+                                "journal {id} was finished (its writer stopped) at segment {}, offset {}, and now ends at offset {len}",
+                                pos.segment, pos.offset
+                            ),
+                            true,
+                        )));
+                    }
                     return Ok(Some((format!("the index is ahead of journal {id}"), false)));
                 }
             }
@@ -407,20 +420,24 @@ fn open_index(
             None
         }
     };
-    if rebuild.is_none()
-        && let Some(ix) = &index
+    // Checked on `reindex` too: the index it replaces may be the only proof of a deletion.
+    if let Some(ix) = &index
+        && ix.format_ok()?
+        && let Some((reason, gone)) = ahead(ix, &journal_root)?
+        && (gone || rebuild.is_none())
     {
-        if !ix.format_ok()? {
-            rebuild = Some("the index was written by another version".into());
-        } else if let Some((reason, gone)) = ahead(ix, &journal_root)? {
-            lost = gone;
-            rebuild = Some(reason);
-        }
+        lost = gone;
+        rebuild = Some(reason);
+    } else if rebuild.is_none()
+        && let Some(ix) = &index
+        && !ix.format_ok()?
+    {
+        rebuild = Some("the index was written by another version".into());
     }
     if let Some(reason) = &rebuild {
         drop(index.take());
         if index_path.exists() {
-            if force_rebuild {
+            if force_rebuild && !lost {
                 fs::remove_dir_all(&index_path)
                     .map_err(|e| StoreError::io("remove", &index_path, e))?;
             } else {
