@@ -329,6 +329,14 @@ fn sled_busy(e: &StoreError) -> bool {
         if io.to_string().contains("could not acquire lock"))
 }
 
+/// Whether sled failed to open the index for a reason of the file system's, not of the
+/// index's: no space (ENOSPC), a quota (EDQUOT), no permission (EACCES, EPERM), a read-only
+/// file system (EROFS).
+fn outside_the_index(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::PermissionDenied
+        || matches!(io.raw_os_error(), Some(1 | 13 | 28 | 30 | 122))
+}
+
 /// Why the index cannot be trusted against the journals, if it cannot: a saved position past
 /// the end of its journal (cheap check: segment numbers and file lengths), or a journal gone;
 /// with whether whole files it had read are gone, or the end of a journal the index saw
@@ -415,6 +423,13 @@ fn open_index(
     let mut index = match opened {
         Ok(index) => Some(index),
         Err(e) if sled_busy(&e) => return Ok(None),
+        // Not the index's fault: moving it aside would lose what it proves (a deletion).
+        Err(StoreError::Index {
+            path,
+            source: sled::Error::Io(io),
+        }) if outside_the_index(&io) => {
+            return Err(StoreError::IndexUnavailable { path, source: io });
+        }
         Err(e) => {
             rebuild = Some(format!("the index could not be opened: {e}"));
             None
@@ -441,22 +456,27 @@ fn open_index(
                 fs::remove_dir_all(&index_path)
                     .map_err(|e| StoreError::io("remove", &index_path, e))?;
             } else {
-                // Keep a damaged index for inspection instead of deleting evidence.
-                let aside = unused_path(&paths.root, "index.replaced");
-                fs::rename(&index_path, &aside)
-                    .map_err(|e| StoreError::io("move aside", &index_path, e))?;
-                // Why, and when: `verify` reports a loss found here, also once the index
-                // has been rebuilt by whichever command opened the store first.
+                // Keep a damaged index for inspection instead of deleting evidence, with why
+                // and when: `verify` reports a loss found here, also once the index has been
+                // rebuilt by whichever command opened the store first. The note is written
+                // (and synced) before the index moves: an index moved aside without it (a
+                // full disk) would no longer prove the loss.
                 let note = Rebuilt {
                     at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
                     reason: reason.clone(),
                     journals_lost: lost,
                 };
-                let path = aside.join(REBUILT);
+                let path = index_path.join(REBUILT);
                 let text = serde_json::to_string(&note).unwrap_or_default();
-                if let Err(e) = fs::write(&path, text) {
-                    tracing::error!(error = %e, path = %path.display(), "could not write why the index was replaced");
-                }
+                File::create(&path)
+                    .and_then(|mut f| {
+                        std::io::Write::write_all(&mut f, text.as_bytes())?;
+                        f.sync_all()
+                    })
+                    .map_err(|e| StoreError::io("write why the index is replaced, in", &path, e))?;
+                let aside = unused_path(&paths.root, "index.replaced");
+                fs::rename(&index_path, &aside)
+                    .map_err(|e| StoreError::io("move aside", &index_path, e))?;
             }
         }
         tracing::warn!(reason = %reason, path = %index_path.display(), "rebuilding audit index from the journals");

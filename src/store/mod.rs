@@ -227,6 +227,15 @@ pub enum StoreError {
         /// The sled error.
         source: sled::Error,
     },
+    /// The index could not be opened for a reason outside it (a full disk, a quota, no
+    /// permission, a read-only file system): it is left as it is, not rebuilt.
+    #[error("audit index {}: cannot be opened here: {source}\n  hint: free space or fix the permissions of the store folder and run the command again; the index is not damaged and was left as it is", path.display())]
+    IndexUnavailable {
+        /// The index folder.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// A checksummed journal record does not hold an event.
     #[error("journal record ending at {at} is not a valid event: {source}")]
     Decode {

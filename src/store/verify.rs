@@ -718,9 +718,17 @@ fn losses(root: &Path) -> Result<Vec<String>, StoreError> {
         let Ok(text) = std::fs::read_to_string(entry.path().join(super::holder::REBUILT)) else {
             continue;
         };
-        if let Ok(r) = serde_json::from_str::<super::holder::Rebuilt>(&text)
-            && r.journals_lost
-        {
+        let Ok(r) = serde_json::from_str::<super::holder::Rebuilt>(&text) else {
+            // The note is written whole before the index moves: an unreadable one was cut
+            // or changed (or an older version could not write it whole), and may have
+            // said that journals were lost.
+            out.push(format!(
+                "the note saying why the index was replaced ({name}/{}) cannot be read: it may have recorded that journals were lost",
+                super::holder::REBUILT
+            ));
+            continue;
+        };
+        if r.journals_lost {
             out.push(format!(
                 "at {} the index knew records the journals no longer hold ({}): a journal was deleted or cut back after it was indexed, or older journals were restored; the index was rebuilt from what is left, the old one kept as {name}",
                 r.at, r.reason
