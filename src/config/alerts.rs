@@ -185,10 +185,8 @@ fn webhook(at: &Source, w: RawWebhook) -> Result<WebhookConfig, ConfigError> {
     let url: http::Uri = w.url.get_ref().trim().parse().map_err(|e| {
         at.invalid(
             span.clone(),
-            &format!(
-                "`alerts.webhook.url` = {:?} is not a URL: {e}",
-                w.url.get_ref()
-            ),
+            // Not quoted: a webhook URL is often its own credential (a Slack or Teams hook).
+            &format!("`alerts.webhook.url` is not a URL: {e}"),
             "write the receiver's full URL, e.g. \"https://alerts.example.com/mcp-audit\"",
         )
     })?;
@@ -210,10 +208,7 @@ fn webhook(at: &Source, w: RawWebhook) -> Result<WebhookConfig, ConfigError> {
         _ => {
             return Err(at.invalid(
                 span,
-                &format!(
-                    "`alerts.webhook.url` = {:?} is not an http(s) URL with a host",
-                    w.url.get_ref()
-                ),
+                "`alerts.webhook.url` is not an http(s) URL with a host",
                 "write the receiver's full URL, e.g. \"https://alerts.example.com/mcp-audit\"",
             ));
         }

@@ -82,6 +82,8 @@ impl<'a> Source<'a> {
             "check the spelling; every key is documented in the proxy.toml of the mcp-audit-proxy repository (unknown keys are refused so a typo cannot silently weaken the audit)"
         } else if message.starts_with("unknown variant") {
             "use one of the values listed above"
+        } else if message.starts_with("invalid value") {
+            "use a value in the range proxy.toml documents for this key (sizes and durations are whole numbers, 0 or more)"
         } else if message.starts_with("invalid type") {
             "check the value's type against the documentation in proxy.toml (numbers unquoted, names in quotes)"
         } else {

@@ -340,7 +340,9 @@ fn remote(
     let bad_url = |why: &str| {
         at.invalid(
             url_span.clone(),
-            &format!("upstream {name:?}: `url` {:?} {why}", url.get_ref()),
+            // Not quoted: a URL can carry a credential (user info, a token in the query),
+            // and error texts quote none; the line number says where it is.
+            &format!("upstream {name:?}: `url` {why}"),
             "give the server's MCP endpoint as an absolute URL, e.g. url = \"https://mcp.example.com/mcp\"",
         )
     };
@@ -499,7 +501,7 @@ mod tests {
                 "must start with https:// or http://",
             ),
             (
-                "[upstream]\nurl = \"https://user:pw@x.example/mcp\"\n",
+                "[upstream]\nurl = \"https://user:pw-4711@x.example/mcp?token=q-4712\"\n",
                 "carries credentials in the URL",
             ),
             (
@@ -532,6 +534,8 @@ mod tests {
             assert!(err.contains(expected), "{text:?} gave {err}");
             assert!(err.contains("/etc/mcp/proxy.toml:"), "{err}");
             assert!(err.contains("hint: "), "{err}");
+            // Error texts quote no credential.
+            assert!(!err.contains("4711") && !err.contains("4712"), "{err}");
         }
         // Plain http is fine to this machine, or without credentials.
         for ok in [
