@@ -42,7 +42,8 @@
 //!                     annotations; shared by a principal's sessionless gateway requests),
 //!                     tasks.rs
 //!                     (calls that became tasks: tasks/result, tasks/cancel), recent.rs
-//!                     (ids remembered after their request ended)
+//!                     (ids remembered after their request ended), deadlines.rs (calls
+//!                     past their timeout; a call's progress moves its deadline)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
 //!                     principal: a lease stands where a child's pipes would, ids remapped to
 //!                     the child's and restored for the client (remap.rs: the byte edits)

@@ -820,3 +820,76 @@ for line in sys.stdin:
         "{events:#?}"
     );
 }
+
+#[tokio::test]
+async fn progress_starts_a_calls_timeout_again_up_to_its_maximum() {
+    // Found by a hostile pass: a long tool that reported progress failed at call_timeout_ms
+    // all the same (MCP lets progress reset the timeout, with a maximum), and its progress
+    // kept reaching the client after the client had its timeout error.
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 500\n");
+    let mut c = initialized(&store).await;
+    c.send(br#"{"jsonrpc":"2.0","id":51,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1800,"steps":9},"_meta":{"progressToken":"p51"}}}
+"#)
+    .await;
+    let mut progress = 0;
+    let answer = loop {
+        let line = c.recv_json().await;
+        if line["method"] == "notifications/progress" {
+            progress += 1;
+            continue;
+        }
+        break line;
+    };
+    assert_eq!(answer["id"], 51, "{answer}");
+    assert!(
+        answer["result"].is_object(),
+        "timed out despite progress: {answer}"
+    );
+    assert!(progress >= 8, "{progress}");
+    assert!(c.finish().await.success());
+
+    // A server that reports progress for ever (and ignores the cancellation) meets the
+    // maximum; what it reports after that does not reach the client.
+    let server = r#"
+import sys, json, threading, time
+def report(id, token):
+    while True:
+        time.sleep(0.1)
+        sys.stdout.write(json.dumps({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":token,"progress":1}}) + "\n")
+        sys.stdout.flush()
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "tools/call":
+        threading.Thread(target=report, args=(m["id"], m["params"]["_meta"]["progressToken"]), daemon=True).start()
+    elif m.get("method") == "ping":
+        sys.stdout.write(json.dumps({"jsonrpc":"2.0","id":m["id"],"result":{}}) + "\n")
+        sys.stdout.flush()
+"#;
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 300\ncall_timeout_max_ms = 1000\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    let started = Instant::now();
+    c.send(br#"{"jsonrpc":"2.0","id":52,"method":"tools/call","params":{"name":"busy","arguments":{},"_meta":{"progressToken":"p52"}}}
+"#)
+    .await;
+    let answer = loop {
+        let line = c.recv_json().await;
+        if line["method"] != "notifications/progress" {
+            break line;
+        }
+    };
+    let waited = started.elapsed();
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":53,\"method\":\"ping\"}\n")
+        .await;
+    let next = c.recv_json().await;
+    assert_eq!(
+        next["id"], 53,
+        "progress after the timeout reached the client: {next}"
+    );
+    assert!(c.finish().await.success());
+}

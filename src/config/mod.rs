@@ -106,6 +106,7 @@ struct RawAudit {
 struct RawLimits {
     max_message_bytes: Option<Spanned<u64>>,
     call_timeout_ms: Option<Spanned<u64>>,
+    call_timeout_max_ms: Option<Spanned<u64>>,
     shutdown_grace_ms: Option<Spanned<u64>>,
 }
 
@@ -201,7 +202,12 @@ pub struct Limits {
     /// `max_message_bytes`: a longer JSON-RPC message is refused.
     pub max_message_bytes: usize,
     /// `call_timeout_ms`: a `tools/call` without an answer by then fails; `None` (0) waits forever.
+    /// Each `notifications/progress` of the call starts it again (MCP 2025-11-25 "Timeouts":
+    /// progress shows that work is happening), up to `call_timeout_max`.
     pub call_timeout: Option<Duration>,
+    /// `call_timeout_max_ms`: the longest a call may run however much progress it reports
+    /// (the maximum MCP says to enforce); `None` (0): no maximum.
+    pub call_timeout_max: Option<Duration>,
     /// `shutdown_grace_ms`: how long the server may take to exit after stdin closes, per step
     /// (1 s at most after a termination signal to the stdio wrapper).
     pub shutdown_grace: Duration,
@@ -400,6 +406,12 @@ impl Config {
             600_000,
             0..=(7 * 86_400_000),
         )?;
+        let call_timeout_max_ms = at.ranged(
+            "limits.call_timeout_max_ms",
+            l.call_timeout_max_ms,
+            3_600_000,
+            0..=(7 * 86_400_000),
+        )?;
         let shutdown_grace_ms = at.ranged(
             "limits.shutdown_grace_ms",
             l.shutdown_grace_ms,
@@ -442,6 +454,8 @@ impl Config {
             limits: Limits {
                 max_message_bytes: max_message_bytes as usize,
                 call_timeout: (call_timeout_ms > 0).then(|| Duration::from_millis(call_timeout_ms)),
+                call_timeout_max: (call_timeout_max_ms > 0)
+                    .then(|| Duration::from_millis(call_timeout_max_ms.max(call_timeout_ms))),
                 shutdown_grace: Duration::from_millis(shutdown_grace_ms),
             },
             log: LogConfig { file: log_file },

@@ -11,7 +11,8 @@
 //! Here: the session's state, the client and server sides, timeouts and the end of the
 //! session. Beside it: `refuse.rs` (what is answered and recorded instead of forwarding),
 //! `confirm.rs` (calls held for a person's approval), `ends.rs` (a call's end and its events),
-//! `tools.rs` (`tools/list` results: pins and filtering), `reload.rs` (policy reloads).
+//! `tools.rs` (`tools/list` results: pins and filtering), `reload.rs` (policy reloads),
+//! `deadlines.rs` (calls past their timeout; progress moves a call's deadline).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -44,6 +45,7 @@ use crate::policy::{self, CallInput, Decision, Policy, PolicyCell};
 
 mod batch;
 mod confirm;
+mod deadlines;
 mod ends;
 mod recent;
 mod refuse;
@@ -297,6 +299,8 @@ struct Call {
     http: Option<Box<crate::audit::event::HttpContext>>,
     /// Answers recorded after the call ended (late or repeated), at most [`MAX_REPEATED`].
     late: u32,
+    /// `_meta.progressToken` of its request: its progress moves its deadline (`progress.rs`).
+    progress: Option<RequestId>,
 }
 
 /// A call held until the person at the client confirms it.
@@ -553,6 +557,7 @@ pub struct Pipeline {
     audit: AuditSink,
     ids: EventIds,
     call_timeout: Option<Duration>,
+    call_timeout_max: Option<Duration>,
     policy: PolicyCell,
     pins: Option<Pins>,
     state: Mutex<State>,
@@ -588,6 +593,7 @@ impl Pipeline {
             audit,
             ids: EventIds::default(),
             call_timeout: limits.call_timeout,
+            call_timeout_max: limits.call_timeout_max,
             policy,
             pins,
             state: Mutex::new(state),
@@ -1066,6 +1072,7 @@ impl Pipeline {
             confirmation: None,
             http: self.request_http(),
             late: 0,
+            progress: crate::mcp::request_progress_token(params),
         };
         let mut event = self.call_event(
             &call,
@@ -1265,6 +1272,12 @@ impl Pipeline {
         size: usize,
         twin: &mut Option<RequestId>,
     ) -> Delivery {
+        if let Message::Notification { method, params } = msg
+            && *method == "notifications/progress"
+            && self.progress_after_its_end(*params)
+        {
+            return Delivery::Drop;
+        }
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {
                 ack: Ack::done(),
@@ -1352,45 +1365,6 @@ impl Pipeline {
     }
 
     // ---------------------------------------------------------------- time and exit
-
-    /// The earliest deadline of a call or of a confirmation, for the timer.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let st = self.state();
-        let calls = st.calls.values().filter_map(|c| c.deadline);
-        calls.chain(st.awaiting.values().map(|a| a.deadline)).min()
-    }
-
-    /// Fails calls past their deadline (a reply for the client, a cancellation for the
-    /// server) and blocks held calls whose confirmation did not come in time (a reply for the
-    /// client, and a cancellation of the question); the routes go out in order.
-    pub fn expire(&self, now: Instant) -> Vec<Route> {
-        let mut routes = self.expire_confirmations(now);
-        let expired: Vec<Call> = {
-            let mut st = self.state();
-            let ids: Vec<RequestId> = st
-                .calls
-                .iter()
-                .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.iter().filter_map(|id| st.calls.remove(id)).collect()
-        };
-        expired
-            .into_iter()
-            .map(|call| {
-                tracing::warn!(request_id = %call.request_id, tool = ?call.tool, "tool call timed out");
-                let reason = format!(
-                    "tool call timed out: no response after {} ms (limits.call_timeout_ms)",
-                    call.started.elapsed().as_millis()
-                );
-                let reply = self.fail_with_reply(&call, Outcome::Timeout, REQUEST_TIMEOUT, reason);
-                let cancel = message::cancelled(&call.request_id, "timed out in mcp-audit-proxy");
-                self.state().end_early(call, EndedEarly::TimedOut);
-                [Route::ToServer(Outbound::now(cancel)), Route::ToClient(reply)]
-            })
-            .for_each(|pair| routes.extend(pair));
-        routes
-    }
 
     /// Fails every call in flight (the session is over); returns the acks to await.
     pub fn end_all(&self, outcome: Outcome, side: Side, reason: &str) -> Vec<Ack> {

@@ -295,6 +295,7 @@ impl Pipeline {
             confirmation: None,
             http: self.request_http(),
             late: 0,
+            progress: None,
         };
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
