@@ -253,6 +253,22 @@ async fn an_edit_with_a_recomputed_checksum_breaks_the_chain_or_the_final_checkp
     let (code, out) = t.verify(&[]);
     assert_reported(code, &out, "edited", &records[6], 6);
     assert!(out.contains("no longer hashes"), "{out}");
+    // Found by a hostile pass: `export` wrote and signed the edited trail (exit 0), a file
+    // vouching for what the store itself no longer does. It refuses, and leaves no file.
+    let file = t.store.dir.path().join("edited.export");
+    let out = run(
+        &[
+            "export",
+            "--config",
+            t.store.config.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+        ],
+        t.store.dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("breaks at seq 7"), "{}", text(&out));
+    assert!(!file.exists());
 
     // The last record has no successor: the writer's final checkpoint names its hash.
     let t = trail(8).await;

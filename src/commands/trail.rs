@@ -328,14 +328,22 @@ pub fn export(args: &ExportArgs, config: &Config, out: &mut impl Write) -> Resul
         crate::progress::journal_bytes(&StorePaths::new(root).journal()),
         "export",
     );
-    let summary = export::export_with(
+    let summary = match export::export_with(
         root,
         args.since,
         args.until,
         config.audit.signer.as_deref(),
         &mut file,
         &progress,
-    )?;
+    ) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // No half export left behind to be handed over by mistake.
+            drop(file);
+            let _ = std::fs::remove_file(&args.out);
+            return Err(e.into());
+        }
+    };
     progress.finish_and_clear();
     file.sync_all()
         .map_err(|e| StoreError::io("sync", &args.out, e))?;

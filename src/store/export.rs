@@ -316,6 +316,8 @@ pub fn export_with(
         let prefix = format!("{{\"journal\":\"{id}\",\"record\":");
         let mut records = 0u64;
         let mut head_hash = None;
+        // The record before, as (seq, its digest): a record right after it must link to it.
+        let mut before: Option<(u64, String)> = None;
         for (i, &n) in segments.iter().enumerate().skip(first_segment) {
             if n > last_end.segment {
                 break;
@@ -334,9 +336,30 @@ pub fn export_with(
                 from,
                 i + 1 == segments.len(),
                 |end, payload| {
-                    if end > last_end || Link::of(payload).and_then(|l| l.seq).is_none() {
+                    let link = Link::of(payload);
+                    let Some(seq) = link.as_ref().and_then(|l| l.seq) else {
                         return Ok::<(), StoreError>(());
+                    };
+                    if end > last_end {
+                        return Ok(());
                     }
+                    // An edited record breaks the link of the one after it: a signed export
+                    // of it would vouch for what the store no longer does. (Gaps are left to
+                    // `verify --export`: retention's purge statements explain some.)
+                    let own = hex(&digest(payload));
+                    if let Some((prev_seq, prev_hash)) = &before
+                        && seq == prev_seq + 1
+                        && link.as_ref().and_then(|l| l.previous_hash).flatten()
+                            != Some(prev_hash.as_str())
+                    {
+                        return Err(StoreError::ChainBroken {
+                            journal: id.to_string(),
+                            seq,
+                            path: journal::segment_path(&dir, n),
+                            offset: end.offset - RECORD_HEADER_LEN - payload.len() as u64,
+                        });
+                    }
+                    before = Some((seq, own.clone()));
                     body.extend_from_slice(prefix.as_bytes());
                     body.extend_from_slice(payload);
                     body.extend_from_slice(b",\"type\":\"record\"}\n");
@@ -345,7 +368,7 @@ pub fn export_with(
                         spill(&mut body, &mut hasher, &mut *out)?;
                     }
                     if end == last_end {
-                        head_hash = Some(hex(&digest(payload)));
+                        head_hash = Some(own);
                     }
                     Ok(())
                 },

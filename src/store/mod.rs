@@ -254,6 +254,18 @@ pub enum StoreError {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// A record does not link to the one before it (`export`): one of them was edited.
+    #[error("the hash chain of journal {journal} breaks at seq {seq} ({} offset {offset}): the record before it, or this one, was edited; nothing was exported or signed\n  hint: run `mcp-audit-proxy verify` to see what was changed, and keep a copy of the store: it is evidence", path.display())]
+    ChainBroken {
+        /// The journal.
+        journal: String,
+        /// The record's `seq`.
+        seq: u64,
+        /// The segment file.
+        path: PathBuf,
+        /// The record's offset.
+        offset: u64,
+    },
     /// The index points at a journal record that is not there or not whole.
     #[error("journal record at {} offset {offset} is unreadable ({reason})\n  hint: the journal was changed after it was indexed; run `mcp-audit-proxy reindex`", path.display())]
     BadRecord {
