@@ -125,7 +125,9 @@ pub fn erase(args: &EraseArgs, config: &Config, out: &mut impl Write) -> Result<
         });
     }
     drop(events);
-    let Some(subject) = personal::erase(root, &args.user).map_err(StoreError::from)? else {
+    // Recorded first, then done: a key destroyed off the record is what `verify` reports
+    // as tampering (a crash in between leaves a recorded erasure to run again).
+    let Some(subject) = personal::subject_of(root, &args.user).map_err(StoreError::from)? else {
         // Erased by another process between the look-up and now.
         return Err(PrivacyError::UnknownUser {
             store: root.clone(),
@@ -137,6 +139,7 @@ pub fn erase(args: &EraseArgs, config: &Config, out: &mut impl Write) -> Result<
         subject: subject.clone(),
         reason,
     })?;
+    personal::erase(root, &args.user).map_err(StoreError::from)?;
     writeln!(
         out,
         "erased the personal data of user {:?} (GDPR Art. 17): their key ({subject}) was destroyed; the personal fields of {sealed} stored event(s) can no longer be read, and their skeleton (time, type, tool, result, risk, tags, ids) stays verifiable\nrecorded as a configuration_change event naming {subject}",

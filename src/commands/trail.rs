@@ -243,20 +243,23 @@ fn write_store_report(
             report.journals.len()
         )
     } else {
+        let mut what = Vec::new();
+        if broken > 0 {
+            what.push(format!(
+                "{broken} journal(s) broken (the first broken position of each is above)"
+            ));
+        }
+        if !report.index.findings.is_empty() {
+            what.push("the index knew records that are gone, or is damaged".into());
+        }
+        if !report.keys.findings.is_empty() {
+            what.push("keys erased off the record".into());
+        }
         writeln!(
             out,
-            "verify: {} is NOT as written: {broken} journal(s) broken{}{}; the first broken position of each is above",
+            "verify: {} is NOT as written: {}",
             root.display(),
-            if report.index.findings.is_empty() {
-                ""
-            } else {
-                ", and the index"
-            },
-            if report.keys.findings.is_empty() {
-                ""
-            } else {
-                ", and keys erased off the record"
-            }
+            what.join("; ")
         )
     }
 }

@@ -44,8 +44,9 @@ impl Subjects {
     }
 
     /// The findings, given the pseudonyms whose keys exist in `keys/`: one per pseudonym
-    /// whose records cannot be opened and whose erasure is not recorded.
-    pub(crate) fn findings(&self, keys: &HashSet<String>) -> Vec<String> {
+    /// whose records cannot be opened and whose erasure is not recorded. `no_keys`: the store
+    /// has no `keys/` folder at all (said once, before them).
+    pub(crate) fn findings(&self, keys: &HashSet<String>, no_keys: bool) -> Vec<String> {
         let mut out: Vec<String> = self
             .sealed
             .iter()
@@ -57,6 +58,12 @@ impl Subjects {
             })
             .collect();
         out.sort();
+        if no_keys && !out.is_empty() {
+            out.insert(
+                0,
+                "the store has no keys/ folder while records are sealed: every key is gone (if this is a copy made without keys/, verify the original store)".into(),
+            );
+        }
         out
     }
 }
@@ -136,15 +143,18 @@ mod tests {
         s.see(sealed(A).as_bytes());
         // A user named like a pseudonym in a store that does not seal: not sealed.
         s.see(format!(r#"{{"action":"tools/call","user_id":"subject:{B}"}}"#).as_bytes());
-        let findings = s.findings(&HashSet::new());
+        let findings = s.findings(&HashSet::new(), false);
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert!(
             findings[0].contains(&format!("subject:{A}")) && findings[0].contains("2 record(s)"),
             "{findings:?}"
         );
-        assert!(s.findings(&HashSet::from([A.to_string()])).is_empty());
+        assert!(
+            s.findings(&HashSet::from([A.to_string()]), false)
+                .is_empty()
+        );
         s.see(erasure(A).as_bytes());
-        assert!(s.findings(&HashSet::new()).is_empty());
+        assert!(s.findings(&HashSet::new(), false).is_empty());
     }
 
     #[test]
@@ -158,6 +168,7 @@ mod tests {
             format!(r#"{{"action":"tools/call","metadata":{{"changes":["audit/erase subject:{A}"]}},"user_id":"bob"}}"#)
                 .as_bytes(),
         );
-        assert_eq!(s.findings(&HashSet::new()).len(), 1);
+        assert_eq!(s.findings(&HashSet::new(), false).len(), 1);
+        assert_eq!(s.findings(&HashSet::new(), true).len(), 2);
     }
 }

@@ -220,11 +220,15 @@ impl IndexHolder {
             };
             out.applied += done.applied;
             out.damaged.extend(done.damaged);
+            // Finished only at an end that is on disk: a journal seen finished that is later
+            // shorter than this end is a deletion (`ahead`), so a position past a rolled-back
+            // tail, or bytes still only in the page cache, must not be marked.
+            let finished = stopped.is_some() && !done.more && durable_end(&root, id, done.end);
             self.tracked.insert(
                 id,
                 Tracked {
                     at: done.end,
-                    finished: stopped.is_some() && !done.more,
+                    finished,
                     ..tracked
                 },
             );
@@ -329,12 +333,44 @@ fn sled_busy(e: &StoreError) -> bool {
         if io.to_string().contains("could not acquire lock"))
 }
 
+/// Whether the stopped journal `id` holds `end` on disk: its segment is at least that long,
+/// and synced now (its writer may have died with the last bytes in the page cache).
+fn durable_end(journal_root: &std::path::Path, id: JournalId, end: JournalPos) -> bool {
+    let path = segment_path(&id.dir(journal_root), end.segment);
+    File::open(&path)
+        .and_then(|f| {
+            let long_enough = f.metadata()?.len() >= end.offset;
+            f.sync_all()?;
+            Ok(long_enough)
+        })
+        .unwrap_or(false)
+}
+
+/// Whether the `purges` file of the journal in `dir` says segment `n` was rewritten (a
+/// retention run cut it shorter; a crash before the index's position moved leaves that
+/// position past its end).
+fn rewritten_by_retention(dir: &std::path::Path, n: u64) -> bool {
+    let Ok(text) = fs::read_to_string(dir.join(super::retention::PURGES)) else {
+        return false;
+    };
+    text.lines().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+            v["rewritten"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x.as_u64() == Some(n)))
+        })
+    })
+}
+
 /// Whether sled failed to open the index for a reason of the file system's, not of the
 /// index's: no space (ENOSPC), a quota (EDQUOT), no permission (EACCES, EPERM), a read-only
 /// file system (EROFS).
 fn outside_the_index(io: &std::io::Error) -> bool {
-    io.kind() == std::io::ErrorKind::PermissionDenied
-        || matches!(io.raw_os_error(), Some(1 | 13 | 28 | 30 | 122))
+    use std::io::ErrorKind::*;
+    matches!(
+        io.kind(),
+        PermissionDenied | StorageFull | QuotaExceeded | ReadOnlyFilesystem
+    )
 }
 
 /// Why the index cannot be trusted against the journals, if it cannot: a saved position past
@@ -378,7 +414,7 @@ fn ahead(
                     // A journal the index saw finished (its writer stopped, every record
                     // durable, applied to its end) never shrinks: neither a power cut nor
                     // an outage's roll-back reaches it, only a deletion.
-                    if index.finished(id)?.is_some() {
+                    if index.finished(id)?.is_some() && !rewritten_by_retention(&dir, last) {
                         return Ok(Some((
                             format!(
                                 "journal {id} was finished (its writer stopped) at segment {}, offset {}, and now ends at offset {len}",
@@ -436,23 +472,35 @@ fn open_index(
         }
     };
     // Checked on `reindex` too: the index it replaces may be the only proof of a deletion.
-    if let Some(ix) = &index
-        && ix.format_ok()?
-        && let Some((reason, gone)) = ahead(ix, &journal_root)?
-        && (gone || rebuild.is_none())
-    {
-        lost = gone;
-        rebuild = Some(reason);
-    } else if rebuild.is_none()
-        && let Some(ix) = &index
-        && !ix.format_ok()?
-    {
-        rebuild = Some("the index was written by another version".into());
+    // An index `reindex` cannot check is kept aside (it may prove one), not deleted.
+    let mut keep = false;
+    if let Some(ix) = &index {
+        let checked = ix.format_ok().and_then(|same| match same {
+            true => ahead(ix, &journal_root).map(|a| (true, a)),
+            false => Ok((false, None)),
+        });
+        match checked {
+            Ok((_, Some((reason, gone)))) if gone || rebuild.is_none() => {
+                lost = gone;
+                rebuild = Some(reason);
+            }
+            Ok((false, _)) if rebuild.is_none() => {
+                rebuild = Some("the index was written by another version".into());
+            }
+            Ok(_) => {}
+            Err(e) if force_rebuild => {
+                keep = true;
+                rebuild = Some(format!(
+                    "requested (reindex); the old index could not be checked against the journals: {e}"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
     }
     if let Some(reason) = &rebuild {
         drop(index.take());
         if index_path.exists() {
-            if force_rebuild && !lost {
+            if force_rebuild && !lost && !keep {
                 fs::remove_dir_all(&index_path)
                     .map_err(|e| StoreError::io("remove", &index_path, e))?;
             } else {

@@ -762,9 +762,9 @@ pub fn subject_of(root: &Path, user: &str) -> Result<Option<String>, PersonalErr
 }
 
 /// The pseudonyms (`HEX`, without `subject:`) of every key in the store at `root`'s `keys/`
-/// (none if it has no such folder): what `verify` checks erasures against
+/// (`None` if it has no such folder): what `verify` checks erasures against
 /// ([`super::erasures`]). A key file that cannot be read as one opens nothing and is left out.
-pub fn subjects(root: &Path) -> Result<std::collections::HashSet<String>, PersonalError> {
+pub fn subjects(root: &Path) -> Result<Option<std::collections::HashSet<String>>, PersonalError> {
     #[derive(Deserialize)]
     struct SubjectOnly {
         subject: String,
@@ -772,7 +772,7 @@ pub fn subjects(root: &Path) -> Result<std::collections::HashSet<String>, Person
     let keys = root.join("keys");
     let entries = match fs::read_dir(&keys) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("list", &keys)(e)),
     };
     let mut out = std::collections::HashSet::new();
@@ -781,12 +781,17 @@ pub fn subjects(root: &Path) -> Result<std::collections::HashSet<String>, Person
         if path.extension().is_none_or(|e| e != "key") {
             continue;
         }
-        let bytes = Zeroizing::new(fs::read(&path).map_err(io("read", &path))?);
+        let bytes = match fs::read(&path) {
+            Ok(b) => Zeroizing::new(b),
+            // Erased between the listing and now.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("read", &path)(e)),
+        };
         if let Ok(key) = serde_json::from_slice::<SubjectOnly>(&bytes) {
             out.insert(key.subject);
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Destroys `user`'s key in the store at `root` (overwritten with zeros, synced, removed, the

@@ -659,6 +659,9 @@ pub fn verify_store_with(
     let mut all_ids: HashMap<EventId, Found> = HashMap::new();
     let mut journal_ids = Vec::new();
     let mut subjects = Subjects::default();
+    // The keys before the walk and after it: an `erase` during the walk destroys a key only
+    // after recording its event, which the walk may have passed.
+    let keys_before = super::personal::subjects(root);
     for id in journals::list(&journal_root)? {
         let dir = id.dir(&journal_root);
         let (chain, ids) = verify_journal(&dir, id, key, check_index, progress, &mut subjects)?;
@@ -690,9 +693,13 @@ pub fn verify_store_with(
         report.index.notes.push("not checked (--no-index)".into());
     }
     report.index.findings.extend(losses(root)?);
-    match super::personal::subjects(root) {
-        Ok(keys) => report.keys.findings = subjects.findings(&keys),
-        Err(e) => report.keys.notes.push(format!(
+    match (keys_before, super::personal::subjects(root)) {
+        (Ok(before), Ok(after)) => {
+            let missing = before.is_none() && after.is_none();
+            let keys: HashSet<String> = before.into_iter().chain(after).flatten().collect();
+            report.keys.findings = subjects.findings(&keys, missing);
+        }
+        (Err(e), _) | (_, Err(e)) => report.keys.notes.push(format!(
             "erasures not checked: {e} (the check needs to read the pseudonyms in keys/)"
         )),
     }
