@@ -211,10 +211,12 @@ import sys
 for line in sys.stdin:
     if '"notifications/cancelled"' in line:
         for id in ('"l"', '"nobody"'):
-            sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"wipe","inputSchema":{}},{"name":"keep","inputSchema":{}}]}}\n' % id)
+            sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"wipe","inputSchema":{}},{"name":"keep","inputSchema":{},"description":"card 4111 1111 1111 1111"}]}}\n' % id)
         sys.stdout.flush()
 "#;
-    let store = TestStore::new("[[risk.tool]]\nmatch = \"wipe\"\ndeny_users = [\"tester\"]\n");
+    let store = TestStore::new(
+        "[risk]\nredact_results = true\n[[risk.tool]]\nmatch = \"wipe\"\ndeny_users = [\"tester\"]\n",
+    );
     let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n")
         .await;
@@ -230,6 +232,10 @@ for line in sys.stdin:
             .map(|t| t["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["keep"], "{answer}");
+        // The answer to no request is also masked as any such answer is (redact_results).
+        if id == "nobody" {
+            assert!(!answer.to_string().contains("4111 1111"), "{answer}");
+        }
     }
     assert!(c.finish().await.success());
 }

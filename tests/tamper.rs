@@ -120,6 +120,20 @@ impl Trail {
         std::fs::write(&path, bytes).unwrap();
     }
 
+    /// `export --config … --out FILE` (every record).
+    fn export(&self, file: &Path) -> Output {
+        run(
+            &[
+                "export",
+                "--config",
+                self.store.config.to_str().unwrap(),
+                "--out",
+                file.to_str().unwrap(),
+            ],
+            self.store.dir.path(),
+        )
+    }
+
     /// `verify --config …` (the configured key), its exit code and output.
     fn verify(&self, extra: &[&str]) -> (i32, String) {
         let mut args = vec!["verify", "--config"];
@@ -256,16 +270,7 @@ async fn an_edit_with_a_recomputed_checksum_breaks_the_chain_or_the_final_checkp
     // Found by a hostile pass: `export` wrote and signed the edited trail (exit 0), a file
     // vouching for what the store itself no longer does. It refuses, and leaves no file.
     let file = t.store.dir.path().join("edited.export");
-    let out = run(
-        &[
-            "export",
-            "--config",
-            t.store.config.to_str().unwrap(),
-            "--out",
-            file.to_str().unwrap(),
-        ],
-        t.store.dir.path(),
-    );
+    let out = t.export(&file);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("breaks at seq 7"), "{}", text(&out));
     assert!(!file.exists());
@@ -439,16 +444,7 @@ async fn a_forged_checkpoint_is_a_bad_signature() {
 async fn an_export_verifies_elsewhere_with_only_the_public_key_and_its_edits_are_found() {
     let t = trail(6).await;
     let file = t.store.dir.path().join("trail.export");
-    let out = run(
-        &[
-            "export",
-            "--config",
-            t.store.config.to_str().unwrap(),
-            "--out",
-            file.to_str().unwrap(),
-        ],
-        t.store.dir.path(),
-    );
+    let out = t.export(&file);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("exported 12 records"), "{}", text(&out));
 

@@ -1348,13 +1348,25 @@ impl Pipeline {
                 // It may be a listing all the same (the client may have sent its request
                 // around the proxy, or take any listing it reads): the tools this caller
                 // may not call are hidden from any result shaped as one.
-                rewritten = match body {
+                let filtered = match body {
                     ResponseBody::Result(result) if result.get().starts_with('{') => {
                         self.filter_tools(id, result)
                     }
                     _ => None,
-                }
-                .or_else(|| self.redact_unmatched(Some(id), *body));
+                };
+                // Then masked as any answer to no request is (`redact_results`).
+                rewritten = match filtered {
+                    Some(line) => {
+                        let masked = match message::parse(line.as_bytes()) {
+                            Ok(Parsed::Single(Message::Response { body, .. })) => {
+                                self.redact_unmatched(Some(id), body)
+                            }
+                            _ => None,
+                        };
+                        Some(masked.unwrap_or(line))
+                    }
+                    None => self.redact_unmatched(Some(id), *body),
+                };
             }
         }
         Delivery::Forward {
