@@ -837,3 +837,54 @@ fn an_export_across_retention_cuts_carries_the_purge_statements_and_verifies() {
     assert!(report.contains("deleted"), "{report}");
     assert!(report.contains("bad_signature"), "{report}");
 }
+
+#[test]
+fn the_record_of_an_erasure_never_expires() {
+    // Found by a review: `verify` holds every pseudonym whose key is gone against an
+    // `audit/erase` event, and an erased user's records can outlive the event's own period
+    // (gdpr 7 years; a hipaa tag or `forever` keeps them longer): the event must stay.
+    let store = TestStore::new("");
+    let root = store.store_dir();
+    let mut s = Store::open_journal(&root, 2048).unwrap();
+    let old = Spec {
+        age_days: 3000,
+        tags: &["gdpr"],
+    };
+    let now = SystemTime::now();
+    let mut ids = Vec::new();
+    for (i, action) in ["audit/erase", "tools/call"].into_iter().enumerate() {
+        let (id, payload) = event(&old, i, now);
+        let mut v: Value = serde_json::from_slice(&payload).unwrap();
+        v["action"] = Value::from(action);
+        s.journal
+            .append(&[serde_json::to_vec(&v).unwrap()])
+            .unwrap();
+        ids.push(id.to_string());
+    }
+    s.journal.sync().unwrap();
+    CheckpointWriter::new(s.journal.dir(), s.id, None)
+        .write(s.journal.head(), true)
+        .unwrap();
+    let dir = s.journal.dir().to_path_buf();
+    drop(s);
+    let config = store.config.to_str().unwrap().to_string();
+    let out = run(
+        &["retention", "--apply", "--config", &config],
+        store.dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("removed 1 events"), "{}", text(&out));
+    let mut left = Vec::new();
+    journal::read_from(
+        &dir,
+        JournalPos::START,
+        |_, p| {
+            let v: Value = serde_json::from_slice(p).unwrap();
+            left.push(v["event_id"].as_str().unwrap().to_string());
+            Ok(())
+        },
+        |d| panic!("{d}"),
+    )
+    .unwrap();
+    assert_eq!(left, [ids[0].clone()]);
+}

@@ -311,7 +311,14 @@ struct Facts<'a> {
     timestamp: Cow<'a, str>,
     #[serde(borrow, default)]
     compliance_tags: Vec<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
 }
+
+/// The `action` of the record of an erasure (`mcp-audit-proxy erase`): never expired, since
+/// `verify` holds every pseudonym whose key is gone against it ([`super::erasures`]), and the
+/// erased user's records may be kept longer than its `gdpr` period (a `hipaa` tag, `forever`).
+const ERASURE_ACTION: &str = "audit/erase";
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
@@ -388,7 +395,8 @@ fn plan_journal(
                         source: serde::de::Error::custom(e),
                     })?;
                 let expired =
-                    periods.expired(t, facts.compliance_tags.iter().map(|t| t.as_ref()), now);
+                    periods.expired(t, facts.compliance_tags.iter().map(|t| t.as_ref()), now)
+                        && facts.action.as_deref() != Some(ERASURE_ACTION);
                 seg.events += 1;
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
                 newest_t = Some(newest_t.map_or(t, |o| o.max(t)));
