@@ -87,6 +87,10 @@ pub struct RequestMeta<'a> {
     /// Client capabilities (2026-07-28 era).
     #[serde(rename = "io.modelcontextprotocol/clientCapabilities", default)]
     pub client_capabilities: Option<ClientCapabilitiesView>,
+    /// `progressToken`: the token of the request's `notifications/progress` (MCP
+    /// "Utilities: Progress"), raw: one of another type is ignored, not a reason to refuse.
+    #[serde(rename = "progressToken", borrow, default)]
+    pub progress_token: Option<&'a RawValue>,
 }
 
 /// `params` of `tools/call`.

@@ -335,18 +335,7 @@ fn apply_removes_exactly_the_expired_events_and_the_trail_still_verifies() {
     assert!(changes.contains("purge statement signed"), "{changes}");
 
     // The records left are the kept ones, in order, and the oldest segments are gone.
-    let mut left = Vec::new();
-    journal::read_from(
-        &f.journal_dir(),
-        JournalPos::START,
-        |_, p| {
-            let v: Value = serde_json::from_slice(p).unwrap();
-            left.push(v["event_id"].as_str().unwrap().to_string());
-            Ok(())
-        },
-        |d| panic!("{d}"),
-    )
-    .unwrap();
+    let left = event_ids(&f.journal_dir());
     assert_eq!(left.into_iter().collect::<BTreeSet<_>>(), f.kept_ids());
     let segments_after = journal::list_segments(&f.journal_dir()).unwrap();
     assert!(segments_after.len() < segments_before.len());
@@ -383,8 +372,14 @@ fn a_segment_removed_by_hand_is_still_reported_after_a_purge() {
     assert!(report.contains("deleted"), "{report}");
 }
 
-/// The record (seq, event_hash, previous_hash) of each whole record of a journal.
-fn chain_of(dir: &Path) -> Vec<(u64, u64, String, Option<String>)> {
+/// The `event_id` of each whole record of the journal in `dir`, in order.
+fn event_ids(dir: &Path) -> Vec<String> {
+    chain_of(dir).into_iter().map(|r| r.4).collect()
+}
+
+/// The record (segment, seq, event_hash, previous_hash, event_id) of each whole record of a
+/// journal.
+fn chain_of(dir: &Path) -> Vec<(u64, u64, String, Option<String>, String)> {
     let mut out = Vec::new();
     journal::read_from(
         dir,
@@ -396,6 +391,7 @@ fn chain_of(dir: &Path) -> Vec<(u64, u64, String, Option<String>)> {
                 v["seq"].as_u64().unwrap(),
                 mcp_audit_proxy::store::chain::hex(&mcp_audit_proxy::store::chain::digest(p)),
                 v["previous_hash"].as_str().map(str::to_string),
+                v["event_id"].as_str().unwrap().to_string(),
             ));
             Ok(())
         },
@@ -874,17 +870,5 @@ fn the_record_of_an_erasure_never_expires() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("removed 1 events"), "{}", text(&out));
-    let mut left = Vec::new();
-    journal::read_from(
-        &dir,
-        JournalPos::START,
-        |_, p| {
-            let v: Value = serde_json::from_slice(p).unwrap();
-            left.push(v["event_id"].as_str().unwrap().to_string());
-            Ok(())
-        },
-        |d| panic!("{d}"),
-    )
-    .unwrap();
-    assert_eq!(left, [ids[0].clone()]);
+    assert_eq!(event_ids(&dir), [ids[0].clone()]);
 }

@@ -1072,7 +1072,10 @@ impl Pipeline {
             confirmation: None,
             http: self.request_http(),
             late: 0,
-            progress: crate::mcp::request_progress_token(params),
+            progress: p
+                .meta
+                .as_ref()
+                .and_then(|m| serde_json::from_str(m.progress_token?.get()).ok()),
         };
         let mut event = self.call_event(
             &call,
