@@ -354,11 +354,8 @@ fn rewritten_by_retention(dir: &std::path::Path, n: u64) -> bool {
         return false;
     };
     text.lines().any(|l| {
-        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
-            v["rewritten"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|x| x.as_u64() == Some(n)))
-        })
+        serde_json::from_str::<super::retention::PurgeStatement>(l)
+            .is_ok_and(|s| s.rewritten.contains(&n))
     })
 }
 
