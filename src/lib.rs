@@ -87,7 +87,8 @@
 //! audit/              AuditEvent (the stable JSON), the writer thread with group commit
 //!                     (each event prepared alone: personal fields sealed from the event, a
 //!                     damaged user key failing that user's events only; outages:
-//!                     on_store_failure, recovery, the size budget),
+//!                     on_store_failure, recovery, the size budget; writer_checkpoints.rs:
+//!                     when a signed checkpoint is due, and one as a journal opens),
 //!                     bound.rs (stored arguments and error texts capped, cuts hashed),
 //!                     settle.rs (at start, off the message path: the calls killed or
 //!                     crashed proxies left open are ended in this process's journal)

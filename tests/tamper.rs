@@ -759,9 +759,15 @@ async fn commands_that_only_read_the_store_need_only_the_public_key() {
     let checkpoints = trail.journal_dir().join("checkpoints");
     let before = std::fs::read_to_string(&checkpoints).unwrap();
     let mut lines: Vec<String> = before.lines().map(str::to_string).collect();
-    let mut forged: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    // The first that covers records (the opening one, `seq` null, covers none).
+    let (n, mut forged) = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .enumerate()
+        .find(|(_, c)| c["seq"].is_u64())
+        .unwrap();
     forged["seq"] = json!(forged["seq"].as_u64().unwrap() + 1);
-    lines[0] = forged.to_string();
+    lines[n] = forged.to_string();
     std::fs::write(&checkpoints, lines.join("\n") + "\n").unwrap();
     let (code, report) = trail.verify(&[]);
     assert_eq!(code, 1, "{report}");
@@ -769,6 +775,47 @@ async fn commands_that_only_read_the_store_need_only_the_public_key() {
     // The proxy, which signs, does not start.
     let out = run(&["stdio", "--config", &config, "--", "true"], dir);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[tokio::test]
+async fn a_keyed_proxy_killed_before_its_first_covering_checkpoint_is_a_crash_not_a_forgery() {
+    // Found by a hostile pass: a stdio wrapper SIGKILLed within its first 10 s (before its
+    // first covering checkpoint, as clients that kill their servers do) left a journal that
+    // `verify` reported `unsigned` for ever, exit 1, as if forged: 9 of 37 journals in a
+    // many-writer run, drowning the real findings. A proxy with a key now signs its journal
+    // as it opens it: the killed one's records are a note, as any crash's last records are.
+    let store = TestStore::new("signing_key_file = \"signing.key\"\ndurability = \"sync\"");
+    keygen(store.dir.path(), "signing.key");
+    let mut c = LineClient::spawn(store.proxied_example());
+    c.initialize().await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "x"})))
+        .await;
+    // `sync`: the call's end is durable before its answer reaches the client.
+    c.recv_response(&json!(1)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = c.finish().await;
+    let config = store.config.to_str().unwrap().to_string();
+    let out = run(&["verify", "--config", &config], store.dir.path());
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("is intact"), "{report}");
+    assert!(report.contains("no final checkpoint"), "{report}");
+
+    // Its opening checkpoint removed, the journal proves nothing again: a finding.
+    let root = store.store_dir().join("journal");
+    let dir = journals::list(&root).unwrap()[0].dir(&root);
+    std::fs::remove_file(dir.join("checkpoints")).unwrap();
+    let out = run(&["verify", "--config", &config], store.dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("it has no checkpoints"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test]

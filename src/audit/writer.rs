@@ -65,9 +65,8 @@ use super::event::{
 use crate::config::{Durability, OnStoreFailure};
 use crate::error::Side;
 use crate::store::chain::Head;
-use crate::store::checkpoint::{CheckpointWriter, Signer};
 use crate::store::journal::Prepared;
-use crate::store::{IndexKeeper, Journal, journals};
+use crate::store::{IndexKeeper, Journal};
 
 /// Events per batch at most; more wait for the next batch.
 const MAX_BATCH_EVENTS: usize = 4096;
@@ -627,33 +626,6 @@ impl WriterThreads {
     }
 }
 
-/// When the writer signs checkpoints of its journal, and with what.
-#[derive(Debug)]
-pub struct CheckpointPlan {
-    /// Writes the journal's `checkpoints` file.
-    pub writer: CheckpointWriter,
-    /// A checkpoint once this many durable events are not covered…
-    pub every_events: u64,
-    /// …or once the oldest of them has waited this long.
-    pub interval: Duration,
-}
-
-impl CheckpointPlan {
-    /// The plan of `[audit]` for `journal` (signed with `signer` when configured).
-    pub fn new(
-        journal: &Journal,
-        signer: Option<Arc<Signer>>,
-        every_events: u64,
-        interval: Duration,
-    ) -> CheckpointPlan {
-        CheckpointPlan {
-            writer: CheckpointWriter::new(journal.dir(), journals::id_of(journal.dir()), signer),
-            every_events,
-            interval,
-        }
-    }
-}
-
 /// Starts the writer (owning the journal) and the indexer (holding the index when it can),
 /// with unsigned checkpoints at the default pace (see [`start_with`]).
 pub fn start(
@@ -734,14 +706,14 @@ pub fn start_guarded(
     let writer = std::thread::Builder::new()
         .name("audit-writer".into())
         .spawn(move || {
-            Writer {
+            let mut writer = Writer {
+                durable: journal.head(),
                 journal,
                 shared: writer_shared,
                 durability,
                 flush_interval,
                 index_tx,
                 plan,
-                durable: None,
                 checkpointed: None,
                 uncovered_since: None,
                 guard,
@@ -752,8 +724,9 @@ pub fn start_guarded(
                 nagged: Instant::now(),
                 walked: Instant::now(),
                 _sizer: sizer_tx,
-            }
-            .run(rx)
+            };
+            writer.open_with_checkpoint();
+            writer.run(rx)
         })?;
     let sink = AuditSink {
         tx,
@@ -1407,41 +1380,6 @@ impl Writer {
             self.uncovered_since = Some(Instant::now());
         }
     }
-
-    /// Durable events no checkpoint covers yet.
-    fn uncovered(&self) -> u64 {
-        let durable = self.durable.map_or(0, |h| h.seq + 1);
-        durable.saturating_sub(self.checkpointed.map_or(0, |s| s + 1))
-    }
-
-    /// How long until the uncovered durable events are due a checkpoint, if there are any.
-    fn checkpoint_due_in(&self) -> Option<Duration> {
-        let since = self.uncovered_since?;
-        Some(self.plan.interval.saturating_sub(since.elapsed()))
-    }
-
-    /// Writes a checkpoint of the durable head when enough events or time call for one. A
-    /// failure is logged, not fatal: the records stay chained, only the signature is missing.
-    fn maybe_checkpoint(&mut self) {
-        let uncovered = self.uncovered();
-        let due = self
-            .uncovered_since
-            .is_some_and(|t| t.elapsed() >= self.plan.interval);
-        if uncovered == 0 || (uncovered < self.plan.every_events && !due) {
-            return;
-        }
-        match self.plan.writer.write(self.durable, false) {
-            Ok(_) => {
-                self.checkpointed = self.durable.map(|h| h.seq);
-                self.uncovered_since = None;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "audit journal checkpoint failed");
-                // Try again at the next interval, not at every batch.
-                self.uncovered_since = Some(Instant::now());
-            }
-        }
-    }
 }
 
 /// Lowers the calling thread to the lowest priority (nice 19), for work that can wait while
@@ -1492,6 +1430,10 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
     }
     keeper.close();
 }
+
+#[path = "writer_checkpoints.rs"]
+mod checkpoints;
+pub use checkpoints::CheckpointPlan;
 
 #[cfg(test)]
 #[path = "writer_tests.rs"]
