@@ -668,6 +668,13 @@ impl RecordingRemote {
                             let _ = stream.write_all(echoed.as_bytes());
                             continue;
                         }
+                        if tool == "gone" {
+                            // A call the remote answers with 404 whatever the session (a
+                            // session store that lost it again, a misrouted balancer).
+                            let head = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+                            let _ = stream.write_all(head.as_bytes());
+                            continue;
+                        }
                         if tool == "null_id" {
                             // The TypeScript SDK's refusal of a request it cannot take: HTTP
                             // 400, an error whose id is null.
@@ -715,8 +722,14 @@ impl RecordingRemote {
                             _ => json!({"jsonrpc": "2.0", "id": msg["id"], "result": {}}),
                         };
                         let text = answer.to_string();
+                        // A session, as most remotes open one.
+                        let session = if msg["method"] == "initialize" {
+                            "mcp-session-id: recorded-1\r\n"
+                        } else {
+                            ""
+                        };
                         let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{session}content-length: {}\r\n\r\n",
                             text.len()
                         );
                         if stream.write_all(head.as_bytes()).is_err()
@@ -1092,6 +1105,74 @@ async fn the_stdio_wrapper_opens_a_new_upstream_session_when_the_remote_forgets_
     );
     let status = client.finish().await;
     assert!(status.success(), "{status:?}");
+}
+
+/// helper-68 #5: behind the stdio wrapper, a call the remote answered 404 again right after
+/// the wrapper opened a new session for it ended the whole stdio session (exit 1), where a
+/// client talking to the remote itself loses only that request. Now that call fails with
+/// the upstream's error, recorded, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_404_behind_the_stdio_wrapper_fails_the_call_not_the_session() {
+    let remote = RecordingRemote::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n",
+            remote.url
+        ),
+    )
+    .unwrap();
+    let mut command = tokio::process::Command::new(proxy_bin());
+    command
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    let mut client = common::LineClient::spawn(command);
+    client.initialize().await;
+    client
+        .send(&common::call_line(json!(1), "gone", json!({})))
+        .await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(1)).await).unwrap();
+    assert_eq!(answer["error"]["code"], -32011, "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("404"),
+        "{answer}"
+    );
+    client
+        .send(&common::call_line(
+            json!(2),
+            "route",
+            json!({"region": "eu", "text": "still here"}),
+        ))
+        .await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(2)).await).unwrap();
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "still here",
+        "{answer}"
+    );
+    let status = client.finish().await;
+    assert!(status.success(), "{status:?}");
+    // The refused call is in the trail as the upstream's failure.
+    let out = std::process::Command::new(proxy_bin())
+        .args(["events", "--json", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let gone: Vec<&Value> = events.iter().filter(|e| e["tool_name"] == "gone").collect();
+    assert_eq!(gone.len(), 2, "{events:#?}");
+    assert!(
+        gone.iter()
+            .any(|e| e["event_type"] == "tool_failure"
+                && e["metadata"]["failure_side"] == "upstream"),
+        "{gone:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,8 +27,10 @@
 //! (unreachable host, TLS failure, HTTP error without a JSON-RPC body, a stream that ends
 //! before the answer, an answer past `limits.max_message_bytes`) is answered with error
 //! [`UPSTREAM_UNAVAILABLE`] naming the upstream, so the call is recorded as a `tool_failure`
-//! with the reason; a 404 for the session ends the link (the client sees its session end and
-//! may start a new one).
+//! with the reason; a 404 for the session ends the link behind the gateway (the client sees
+//! its session end and may start a new one); behind the stdio wrapper, whose client cannot,
+//! a new session is opened with the client's `initialize` and the request sent again, and a
+//! request that still cannot be delivered fails alone.
 //!
 //! Credentials are the upstream's own (config or environment); nothing of the client's
 //! request but the JSON-RPC message itself is sent on.
@@ -621,18 +623,25 @@ impl Link {
             && let Some(stale) = sent_session
         {
             // The upstream did not take the request: sending it again in a new session is safe.
-            if self.reopen && may_reopen && !head.is("initialize") {
-                match self.reopen_session(&stale).await {
-                    Ok(()) => {
-                        return Box::pin(self.post(line, head, pending, out, false)).await;
-                    }
-                    Err(why) => {
-                        self.ended(&format!(
-                            "it ended the session (404) and a new one could not be opened: {why}"
-                        ));
-                        return Err("the upstream ended the session (HTTP 404)".into());
-                    }
+            // Behind the stdio wrapper a request that cannot be sent in a new session fails
+            // alone, as it would for a client of the remote's own; the next one tries again
+            // (its client cannot open a session of its own, and ending the wrapper would end
+            // every other call with it).
+            if self.reopen && !head.is("initialize") {
+                if !may_reopen {
+                    return Err(
+                        "the upstream answered 404 (no such session) again, in the session just opened for this request".into(),
+                    );
                 }
+                return match self.reopen_session(&stale).await {
+                    Ok(()) => Box::pin(self.post(line, head, pending, out, false)).await,
+                    Err(why) => {
+                        self.retry_reopen(&stale);
+                        Err(format!(
+                            "the upstream ended the session (HTTP 404) and a new one could not be opened: {why}"
+                        ))
+                    }
+                };
             }
             self.ended("it answered 404 for the session (expired or ended)");
             return Err("the upstream ended the session (HTTP 404)".into());
@@ -752,6 +761,16 @@ impl Link {
             Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
         let head = Head::of(&note);
         Box::pin(self.post(note, &head, &mut Vec::new(), &swallow, false)).await
+    }
+
+    /// After a failed [`Link::reopen_session`] that left no session: the stale one is put
+    /// back, so that the next request meets the remote's 404 and tries to open one again
+    /// (sent with no session at all, it would get the remote's 400 for ever).
+    fn retry_reopen(&self, stale: &HeaderValue) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.session.is_none() {
+            state.session = Some(stale.clone());
+        }
     }
 
     /// Sends a line the upstream wrote on to the core; notes which pending request it answers.
