@@ -31,7 +31,8 @@
 //!                     salvage.rs: what a lenient peer could read of a refused line;
 //!                     names.rs: member names as case-insensitive peers compare them;
 //!                     members.rs: reading parts of a validated line again without
-//!                     re-checking their strings (call params, arguments, results)
+//!                     re-checking their strings (call params, arguments, results);
+//!                     surrogates.rs: lone `\uD800`-style escapes read as U+FFFD in a copy
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline/     classify -> assess -> record -> forward or refuse -> correlate -> record;
 //!                     refuse.rs (answers and events in place of forwarding), confirm.rs
@@ -41,7 +42,9 @@
 //!                     and what a session learnt: tags for sequence rules, tools'
 //!                     annotations; shared by a principal's sessionless gateway requests),
 //!                     tasks.rs
-//!                     (calls that became tasks: tasks/result, tasks/cancel), recent.rs
+//!                     (calls that became tasks: tasks/result, tasks/cancel), lines.rs (a
+//!                     line with lone surrogates read through its copy, the original
+//!                     forwarded; a gateway request's HTTP context), recent.rs
 //!                     (ids remembered after their request ended), deadlines.rs (calls
 //!                     past their timeout; a call's progress moves its deadline)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
@@ -148,7 +151,9 @@
 //!
 //! # Data flow of one `tools/call`
 //!
-//! Bytes in -> frame (size limit, UTF-8) -> classify by `method`, whatever the id (a line
+//! Bytes in -> frame (size limit, UTF-8) -> (lone surrogate escapes read as U+FFFD in a copy
+//! of the same length; what is forwarded is taken from the original) -> classify by
+//! `method`, whatever the id (a line
 //! refused as invalid is read as a lenient server would, and every `tools/call` it is or may
 //! be is recorded as refused; one without an id is never forwarded) -> decode `params` into a
 //! borrowed view -> arguments parsed strictly (a repeated key is refused) -> context (session,

@@ -488,16 +488,23 @@ async fn a_refused_call_with_arguments_no_decoder_reads_leaves_the_trail_readabl
     // Every event decodes (store.events() parses each with serde_json).
     let events = store.events();
     let pairs = pairs(&events);
-    for id in [31, 32] {
-        let (access, failure) = pairs
+    let of = |id: i64| {
+        pairs
             .iter()
             .find(|(a, _)| a["metadata"]["request_id"] == id)
-            .unwrap_or_else(|| panic!("no event for {id}"));
-        assert_eq!(access["result"], "refused");
-        assert!(access["metadata"].get("arguments").is_none(), "{access}");
-        let reason = failure["metadata"]["reason"].as_str().unwrap();
-        assert!(reason.contains("as sent"), "{reason}");
-    }
+            .unwrap_or_else(|| panic!("no event for {id}"))
+    };
+    let (access, failure) = of(31);
+    assert_eq!(access["result"], "refused");
+    assert!(access["metadata"].get("arguments").is_none(), "{access}");
+    let reason = failure["metadata"]["reason"].as_str().unwrap();
+    assert!(reason.contains("as sent"), "{reason}");
+    // Valid UTF-8 with a lone surrogate escape: read as U+FFFD (as Go and browsers read it),
+    // forwarded as sent, recorded with U+FFFD (helper-72 F2).
+    let (access, end) = of(32);
+    assert_eq!(access["result"], "initiated", "{access}");
+    assert_eq!(access["metadata"]["arguments"]["t"], "\u{FFFD} x", "{access}");
+    assert_eq!(end["event_type"], "tool_execution", "{end}");
 }
 
 #[tokio::test]

@@ -868,3 +868,57 @@ for line in sys.stdin:
         "{end:#}"
     );
 }
+
+#[tokio::test]
+async fn lone_surrogate_escapes_pass_as_sent_and_the_call_is_recorded() {
+    // Found by a hostile pass: JavaScript writes a string cut inside an emoji as a lone
+    // surrogate escape (`JSON.stringify("😀".slice(0, 1))` is `"\ud83d"`), and servers in
+    // JavaScript or Python read it. The proxy refused such a call ("unexpected end of hex
+    // escape"), and a string id holding one ("must be a string or a number"), where the
+    // server answers. Now both pass byte for byte, each way; the trail has U+FFFD there.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") != "tools/call":
+        continue
+    t = m["params"]["arguments"]["text"]
+    sys.stdout.write('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":%s}]}}\n' % (json.dumps(m["id"]), json.dumps("got " + t)))
+    sys.stdout.flush()
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    let lines: [(&[u8], &[u8]); 2] = [
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"smile \ud83d"}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"got smile \ud83d"}]}}"#,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":"\ud801","method":"tools/call","params":{"name":"echo","arguments":{"text":"\ude00 and \\ud800"}}}"#,
+            br#"{"jsonrpc":"2.0","id":"\ud801","result":{"content":[{"type":"text","text":"got \ude00 and \\ud800"}]}}"#,
+        ),
+    ];
+    for (sent, answer) in lines {
+        c.send(&[sent, b"\n"].concat()).await;
+        let got = c.recv().await.expect("an answer");
+        assert_eq!(
+            String::from_utf8_lossy(&got).trim_end(),
+            String::from_utf8_lossy(answer),
+        );
+    }
+    assert!(c.finish().await.success());
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs.len(), 2, "{:#?}", store.events());
+    for (access, end) in &pairs {
+        assert_eq!(end["result"], "success", "{access} -> {end}");
+    }
+    assert_eq!(
+        pairs[0].0["metadata"]["arguments"]["text"],
+        "smile \u{FFFD}"
+    );
+    assert_eq!(pairs[1].0["metadata"]["request_id"], "\u{FFFD}");
+    assert_eq!(
+        pairs[1].0["metadata"]["arguments"]["text"],
+        "\u{FFFD} and \\ud800"
+    );
+}

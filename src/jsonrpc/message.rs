@@ -71,8 +71,17 @@ impl RequestId {
     pub fn from_json(text: &str) -> Option<RequestId> {
         let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
         match text.as_bytes().first()? {
+            // A lone surrogate escape (`"\ud801"`, which JavaScript writes and reads) is
+            // read as U+FFFD, as the pipeline reads the rest of such a line
+            // (`super::surrogates`).
             b'"' => serde_json::from_str::<Cow<'_, str>>(text)
                 .ok()
+                .or_else(|| {
+                    let readable = super::surrogates::readable(text.as_bytes())?;
+                    serde_json::from_slice::<String>(&readable)
+                        .ok()
+                        .map(Cow::Owned)
+                })
                 .map(|s| RequestId::Str(s.into())),
             b'-' | b'0'..=b'9' => {
                 serde_json::from_str::<IgnoredAny>(text).ok()?;

@@ -6,6 +6,7 @@ pub mod message;
 pub mod names;
 pub mod salvage;
 pub mod scan;
+pub mod surrogates;
 
 pub use frame::{FrameError, LineFramer};
 pub use message::{BatchItem, Invalid, Message, Parsed, RequestId, ResponseBody};

@@ -666,8 +666,12 @@ impl McpRequest<'_> {
         self.gateway
             .metrics
             .tool_calls(&self.upstream.name, seen.calls);
+        // Read as the pipeline reads it (lone surrogate escapes as U+FFFD): a body serde_json
+        // refuses must not skip the check.
+        let readable = crate::jsonrpc::surrogates::readable(&line);
         if let Some(v) = version.as_deref().filter(|v| *v >= SESSIONLESS_FROM)
-            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&line)
+            && let Ok(body) =
+                serde_json::from_slice::<serde_json::Value>(readable.as_deref().unwrap_or(&line))
             && body.is_object()
             && let Err(why) =
                 headers::check(self.headers, v, &body).and_then(|()| self.param_headers(&body))

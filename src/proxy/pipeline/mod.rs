@@ -35,6 +35,7 @@ use crate::jsonrpc::message::{
 };
 use crate::jsonrpc::names::same_name;
 use crate::jsonrpc::salvage::{Salvaged, from_prefix, salvage, salvage_split};
+use crate::jsonrpc::surrogates;
 use crate::jsonrpc::{BatchItem, FrameError, Message, Parsed, RequestId, ResponseBody};
 use crate::mcp::{
     AnyParams, CallToolParams, CallToolResultView, CancelledParams, ElicitResultView, Era,
@@ -47,6 +48,7 @@ mod batch;
 mod confirm;
 mod deadlines;
 mod ends;
+mod lines;
 mod recent;
 mod refuse;
 mod reload;
@@ -614,48 +616,6 @@ impl Pipeline {
         self.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// [`Pipeline::from_client`] for a request that came with its own HTTP context (client
-    /// address, user agent, trace id): the events of the calls it starts record it instead of
-    /// the session's.
-    pub fn from_client_at(
-        &self,
-        line: Bytes,
-        http: Box<crate::audit::event::HttpContext>,
-    ) -> Route {
-        self.with_request_http(http, || self.from_client(line))
-    }
-
-    /// [`Pipeline::client_frame_error`] for a request that came over HTTP with `http`.
-    pub fn refuse_frame_at(
-        &self,
-        e: &FrameError,
-        http: Box<crate::audit::event::HttpContext>,
-    ) -> Route {
-        self.with_request_http(http, || self.client_frame_error(e))
-    }
-
-    /// Runs `route` with `http` as the context of the request being fed.
-    fn with_request_http(
-        &self,
-        http: Box<crate::audit::event::HttpContext>,
-        route: impl FnOnce() -> Route,
-    ) -> Route {
-        let _one_at_a_time = self.feeding.lock().unwrap_or_else(|p| p.into_inner());
-        *self.request_http.lock().unwrap_or_else(|p| p.into_inner()) = Some(http);
-        let route = route();
-        *self.request_http.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        route
-    }
-
-    /// The HTTP context of the request being fed, else the session's.
-    fn request_http(&self) -> Option<Box<crate::audit::event::HttpContext>> {
-        self.request_http
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .or_else(|| self.info.http.clone())
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -677,6 +637,9 @@ impl Pipeline {
 
     /// Routes one line from the client.
     pub fn from_client(&self, line: Bytes) -> Route {
+        if let Some(readable) = surrogates::readable(&line) {
+            return lines::read_as(line, readable, |l| self.from_client(l));
+        }
         let parsed = match message::parse(&line) {
             Ok(p) => p,
             Err(invalid) => {
@@ -1225,6 +1188,9 @@ impl Pipeline {
 
     /// Routes one line from the server.
     pub fn from_server(&self, line: Bytes) -> Route {
+        if let Some(readable) = surrogates::readable(&line) {
+            return lines::read_as(line, readable, |l| self.from_server(l));
+        }
         let size = trim_line_end(&line).len();
         match message::parse(&line) {
             Err(invalid) => {
