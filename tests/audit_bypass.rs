@@ -503,7 +503,10 @@ async fn a_refused_call_with_arguments_no_decoder_reads_leaves_the_trail_readabl
     // forwarded as sent, recorded with U+FFFD (helper-72 F2).
     let (access, end) = of(32);
     assert_eq!(access["result"], "initiated", "{access}");
-    assert_eq!(access["metadata"]["arguments"]["t"], "\u{FFFD} x", "{access}");
+    assert_eq!(
+        access["metadata"]["arguments"]["t"], "\u{FFFD} x",
+        "{access}"
+    );
     assert_eq!(end["event_type"], "tool_execution", "{end}");
 }
 

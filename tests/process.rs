@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::gateway::{ALICE_KEY, Gateway, raw_session};
 use common::{LineClient, TestStore, call_line, example_server};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const GRACE_MS: u64 = 200;
 
@@ -210,6 +210,52 @@ async fn a_stubborn_server_does_not_outlive_the_sdk_clients_close_sequence() {
         "the SDK clients' close sequence",
     )
     .await;
+}
+
+/// helper-72 F1: a server that leaves one helper in its group and one in a session of its
+/// own (holding its output) exits at EOF with a call in flight. The wrapper waited for the
+/// group (cut short by the SDK's SIGTERM at 2 s), then 2 s more for the output to close, so
+/// the SDK's SIGKILL at 4 s came first: no end event for the call, and the `setsid`
+/// helper ran on. The wait for the output now counts from the server's exit, and after a
+/// signal is cut short.
+#[tokio::test]
+async fn a_helper_holding_the_servers_output_does_not_outlast_the_sdk_close_sequence() {
+    let store = TestStore::new("");
+    let (mut c, pidfile) = wrapped(&store, "sleep 31.4142 & setsid sleep 600");
+    c.initialize().await;
+    let pid = background_pid(&pidfile).await;
+    c.send(&call_line(
+        json!(1),
+        "slow",
+        json!({"ms": 60_000, "steps": 1}),
+    ))
+    .await;
+    // The call reached the server (its access event is written before it is forwarded).
+    let started = Instant::now();
+    while store.events().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no access event"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let proxy = nix::unistd::Pid::from_raw(c.child.id().unwrap() as i32);
+    c.close_input();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nix::sys::signal::kill(proxy, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exited = tokio::time::timeout(Duration::from_secs(2), c.wait_exit()).await;
+    let _ = nix::sys::signal::kill(proxy, nix::sys::signal::Signal::SIGKILL);
+    assert!(
+        exited.is_ok(),
+        "still running 2 s after SIGTERM: the SDK would SIGKILL it"
+    );
+    assert_ends_within(pid, Duration::from_secs(2), "the setsid helper").await;
+    let ends: Vec<Value> = store
+        .events()
+        .into_iter()
+        .filter(|e| e["event_type"] != "tool_access")
+        .collect();
+    assert_eq!(ends.len(), 1, "the call's end: {ends:#?}");
 }
 
 #[tokio::test]

@@ -56,6 +56,9 @@ const QUEUE: usize = 1024;
 const QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// How long to wait for the server's stdout to reach EOF after it exited (grandchildren may hold it).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// The same wait once the wrapper got a termination signal (what is in the pipe is read
+/// long before; the sender may SIGKILL the wrapper soon).
+const HURRIED_DRAIN: Duration = Duration::from_millis(200);
 /// How long queued replies may take to reach the client at exit.
 const FLUSH_AT_EXIT: Duration = Duration::from_secs(5);
 /// How long a server whose output closed may take to exit on its own before the session is
@@ -445,6 +448,7 @@ pub(crate) async fn run_session(
     drop((to_server, to_client));
 
     let grace = config.limits.shutdown_grace;
+    let exited_at;
     let (code, described) = match running {
         Running::Child {
             mut child,
@@ -453,6 +457,7 @@ pub(crate) async fn run_session(
             let (status, sent) = supervise(&mut child, &stop.token, grace)
                 .await
                 .map_err(StdioError::Wait)?;
+            exited_at = tokio::time::Instant::now();
             exited.cancel();
             let described = describe(status);
             tracing::info!(parent: &span, status = %described, "mcp server exited");
@@ -466,18 +471,32 @@ pub(crate) async fn run_session(
         }
         Running::Remote(link) => {
             let (code, described) = link.finish(&stop.token, grace).await;
+            exited_at = tokio::time::Instant::now();
             tracing::info!(parent: &span, status = %described, "remote mcp server session over");
             (code, described)
         }
-        Running::Pooled(link) => link.finish(&stop.token, grace).await,
+        Running::Pooled(link) => {
+            let over = link.finish(&stop.token, grace).await;
+            exited_at = tokio::time::Instant::now();
+            over
+        }
     };
     exited.cancel();
 
-    // Responses the server wrote before exiting still reach the client, with their events.
-    if tokio::time::timeout(DRAIN_AFTER_EXIT, server_reader)
-        .await
-        .is_err()
-    {
+    // Responses the server wrote before exiting still reach the client, with their events:
+    // up to DRAIN_AFTER_EXIT from its exit (its group's ending counts), and after a
+    // termination signal HURRIED_DRAIN more at most. What is in the pipe is read at once; a
+    // wait past that is for a child the server left holding its output (`setsid helper &`),
+    // and whoever signalled may SIGKILL soon: the calls' ends must be written first.
+    let mut server_reader = server_reader;
+    let drained = tokio::select! {
+        biased;
+        r = tokio::time::timeout_at(exited_at + DRAIN_AFTER_EXIT, &mut server_reader) => r.is_ok(),
+        () = signalled().cancelled() => {
+            tokio::time::timeout(HURRIED_DRAIN, &mut server_reader).await.is_ok()
+        }
+    };
+    if !drained {
         tracing::warn!(parent: &span, "server output still open after exit (a child process of the server holds it); not waiting longer");
     }
     let (outcome, side, reason) = stop.outcome(&described);
