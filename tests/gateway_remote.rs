@@ -668,6 +668,17 @@ impl RecordingRemote {
                             let _ = stream.write_all(echoed.as_bytes());
                             continue;
                         }
+                        if tool == "gzipped" {
+                            // Compressed whatever the request asked (a CDN in front).
+                            let body = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\xae\x05\x00";
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(body);
+                            continue;
+                        }
                         if tool == "gone" {
                             // A call the remote answers with 404 whatever the session (a
                             // session store that lost it again, a misrouted balancer).
@@ -1107,21 +1118,14 @@ async fn the_stdio_wrapper_opens_a_new_upstream_session_when_the_remote_forgets_
     assert!(status.success(), "{status:?}");
 }
 
-/// helper-68 #5: behind the stdio wrapper, a call the remote answered 404 again right after
-/// the wrapper opened a new session for it ended the whole stdio session (exit 1), where a
-/// client talking to the remote itself loses only that request. Now that call fails with
-/// the upstream's error, recorded, and the session goes on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_404_behind_the_stdio_wrapper_fails_the_call_not_the_session() {
-    let remote = RecordingRemote::start();
+/// The stdio wrapper in front of the remote at `url`, initialized: its folder, config and
+/// client.
+async fn stdio_to(url: &str) -> (tempfile::TempDir, std::path::PathBuf, common::LineClient) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("proxy.toml");
     std::fs::write(
         &config,
-        format!(
-            "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n",
-            remote.url
-        ),
+        format!("[upstream]\nname = \"remote\"\nurl = \"{url}\"\n[audit]\nstore_dir = \"store\"\n"),
     )
     .unwrap();
     let mut command = tokio::process::Command::new(proxy_bin());
@@ -1131,6 +1135,44 @@ async fn a_second_404_behind_the_stdio_wrapper_fails_the_call_not_the_session() 
         .env("RUST_LOG", "warn");
     let mut client = common::LineClient::spawn(command);
     client.initialize().await;
+    (dir, config, client)
+}
+
+/// helper-72 F5: the proxy sent no Accept-Encoding (any coding acceptable, RFC 9110), and a
+/// gzip answer reached the client as raw bytes inside the error text. It now asks for
+/// identity, and a coded answer is a clear failure of the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_answer_is_a_clear_failure_and_identity_is_asked_for() {
+    let remote = RecordingRemote::start();
+    let (_dir, _config, mut client) = stdio_to(&remote.url).await;
+    client
+        .send(&common::call_line(json!(1), "gzipped", json!({})))
+        .await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(1)).await).unwrap();
+    assert_eq!(answer["error"]["code"], -32011, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Content-Encoding \"gzip\""), "{message}");
+    assert!(!message.contains('\u{FFFD}'), "{message}");
+    assert!(client.finish().await.success());
+    for (start, headers) in remote.seen.lock().unwrap().iter() {
+        if start.starts_with("POST ") {
+            assert_eq!(
+                header(headers, "accept-encoding"),
+                Some("identity"),
+                "{start}"
+            );
+        }
+    }
+}
+
+/// helper-68 #5: behind the stdio wrapper, a call the remote answered 404 again right after
+/// the wrapper opened a new session for it ended the whole stdio session (exit 1), where a
+/// client talking to the remote itself loses only that request. Now that call fails with
+/// the upstream's error, recorded, and the session goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_404_behind_the_stdio_wrapper_fails_the_call_not_the_session() {
+    let remote = RecordingRemote::start();
+    let (dir, config, mut client) = stdio_to(&remote.url).await;
     client
         .send(&common::call_line(json!(1), "gone", json!({})))
         .await;

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -511,6 +511,11 @@ impl Link {
             .uri(self.remote.url.clone());
         let headers = req.headers_mut().expect("a fresh builder has headers");
         headers.extend(self.remote.headers.clone());
+        // No Accept-Encoding would mean any coding is acceptable (RFC 9110 §12.5.3), and the
+        // proxy decodes none: say so (an upstream's configured header stands).
+        headers
+            .entry(ACCEPT_ENCODING)
+            .or_insert(HeaderValue::from_static("identity"));
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(session) = &state.session {
             headers.insert("mcp-session-id", session.clone());
@@ -850,7 +855,15 @@ impl Link {
             _ = self.end.cancelled() => Err("the session was ended".to_string()),
         };
         match result? {
-            Ok(r) => Ok(r),
+            Ok(r) => match r.headers().get(CONTENT_ENCODING) {
+                Some(coding) if !coding.as_bytes().eq_ignore_ascii_case(b"identity") => {
+                    Err(format!(
+                        "it answered with Content-Encoding {:?}, though asked for identity; the proxy decodes no content coding: configure the upstream not to compress its MCP endpoint",
+                        String::from_utf8_lossy(coding.as_bytes())
+                    ))
+                }
+                _ => Ok(r),
+            },
             Err(e) => Err(format!("unreachable: {}", error_chain(&e))),
         }
     }
