@@ -947,6 +947,41 @@ async fn an_absolute_form_target_naming_a_foreign_host_is_refused() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// helper-72 F8: an HTTP/1.1 request without `Host` was served (RFC 9112 section 3.2: 400),
+/// and `Transfer-Encoding: gzip, chunked` was taken as chunked, its body handed on still
+/// coded (section 6.1: a coding the server does not know is a 501).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_1_1_without_host_or_with_a_transfer_coding_is_refused() {
+    let gw = Gateway::start("");
+    let body = list_2026(1);
+    let send = |host: bool, te: Option<&str>| {
+        let host = if host {
+            format!("Host: {}\r\n", address(&gw))
+        } else {
+            String::new()
+        };
+        let framing = match te {
+            Some(te) => format!(
+                "Transfer-Encoding: {te}\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            ),
+            None => format!("Content-Length: {}\r\n\r\n{body}", body.len()),
+        };
+        let mut s = TcpStream::connect(address(&gw)).unwrap();
+        s.write_all(format!("POST /mcp/example HTTP/1.1\r\n{host}Authorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nConnection: close\r\n{framing}").as_bytes())
+            .unwrap();
+        read_answer(&mut s, Duration::from_secs(10))
+    };
+    let answer = send(false, None);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("Host"), "{answer}");
+    let answer = send(true, Some("gzip, chunked"));
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+    // Plain chunked, and a Content-Length with Host, are served.
+    assert!(send(true, Some("chunked")).starts_with("HTTP/1.1 200"));
+    assert!(send(true, None).starts_with("HTTP/1.1 200"));
+}
+
 /// POSTs raw `body` bytes in `session` (none: no session header) with the usual MCP headers;
 /// status and body text, or an error when no answer came within 10 s.
 async fn post_bytes(

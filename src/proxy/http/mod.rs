@@ -963,6 +963,36 @@ async fn handle(
     resp
 }
 
+/// What HTTP/1.1 framing refuses before anything else: a request without `Host` (RFC 9112
+/// §3.2: 400), and a transfer coding other than `chunked` (§6.1: 501; hyper takes
+/// `gzip, chunked` as chunked and would hand on the body still coded, so what the gateway
+/// checked and recorded would not be what the client sent). Not recorded: no MCP message
+/// was read.
+fn framing_fault(req: &Request<Incoming>) -> Option<(StatusCode, String)> {
+    if req.version() == http::Version::HTTP_11 && !req.headers().contains_key(http::header::HOST) {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)".into(),
+        ));
+    }
+    for te in req.headers().get_all(http::header::TRANSFER_ENCODING) {
+        let codings = String::from_utf8_lossy(te.as_bytes());
+        if codings
+            .split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("chunked"))
+        {
+            return Some((
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "Transfer-Encoding {:?} is not supported: send the body plain or chunked",
+                    cut(&codings, CLIENT_NAME_BYTES)
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// Answers a request by its path: health, metrics, the resource metadata, an MCP endpoint.
 async fn route(
     gateway: Arc<Gateway>,
@@ -970,6 +1000,9 @@ async fn route(
     req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let path = req.uri().path().to_string();
+    if let Some(why) = framing_fault(&req) {
+        return plain(why.0, why.1);
+    }
     // Health and metrics get the `Host` and `Origin` checks of the MCP endpoints: a page
     // behind DNS rebinding could otherwise read the metrics (upstream names, counts of calls,
     // refusals and blocks) from a gateway on loopback. Not recorded: no MCP traffic.
