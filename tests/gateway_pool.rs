@@ -269,7 +269,9 @@ async fn closing_one_streams_cancels_only_its_call_on_the_shared_child() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The kept call first on the child (child id 1), even on a loaded machine: it runs 1.5 s,
+    // the cut one is cancelled 0.7 s after it is sent.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let cut = slow("\"long\"", 5000, 5, "1");
     post_2026_and_leave(&url, &cut, "slow", Duration::from_millis(700)).await;
     let (status, _, text) = kept.await.unwrap();

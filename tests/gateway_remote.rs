@@ -998,19 +998,9 @@ async fn every_request_of_a_batch_to_an_unreachable_remote_gets_its_error() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!("[upstream]\nurl = \"http://127.0.0.1:{port}/mcp\"\n[audit]\nstore_dir = \"store\"\n[limits]\ncall_timeout_ms = 60000\n"),
-    )
-    .unwrap();
-    let mut command = tokio::process::Command::new(proxy_bin());
-    command
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    let mut client = common::LineClient::spawn(command);
+    let (_dir, _config, mut client) = stdio_wrapper(&format!(
+        "[upstream]\nurl = \"http://127.0.0.1:{port}/mcp\"\n[audit]\nstore_dir = \"store\"\n[limits]\ncall_timeout_ms = 60000\n"
+    ));
     client
         .send(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
         .await;
@@ -1076,23 +1066,7 @@ async fn param_headers_survive_a_chain_of_gateways_that_both_check_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stdio_wrapper_opens_a_new_upstream_session_when_the_remote_forgets_its_own() {
     let mut first = HttpServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n",
-            first.url
-        ),
-    )
-    .unwrap();
-    let mut command = tokio::process::Command::new(proxy_bin());
-    command
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    let mut client = common::LineClient::spawn(command);
-    client.initialize().await;
+    let (_dir, _config, mut client) = stdio_to(&first.url).await;
     let echo =
         |id: u32| common::call_line(json!(id), "echo", json!({"text": format!("call {id}")}));
     client.send(&echo(1)).await;
@@ -1118,22 +1092,26 @@ async fn the_stdio_wrapper_opens_a_new_upstream_session_when_the_remote_forgets_
     assert!(status.success(), "{status:?}");
 }
 
-/// The stdio wrapper in front of the remote at `url`, initialized: its folder, config and
-/// client.
-async fn stdio_to(url: &str) -> (tempfile::TempDir, std::path::PathBuf, common::LineClient) {
+/// The stdio wrapper with the config `text` (in a folder of its own): the folder, the
+/// config's path and the client.
+fn stdio_wrapper(text: &str) -> (tempfile::TempDir, std::path::PathBuf, common::LineClient) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!("[upstream]\nname = \"remote\"\nurl = \"{url}\"\n[audit]\nstore_dir = \"store\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&config, text).unwrap();
     let mut command = tokio::process::Command::new(proxy_bin());
     command
         .args(["stdio", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn");
-    let mut client = common::LineClient::spawn(command);
+    (dir, config, common::LineClient::spawn(command))
+}
+
+/// The stdio wrapper in front of the remote at `url`, initialized: its folder, config and
+/// client.
+async fn stdio_to(url: &str) -> (tempfile::TempDir, std::path::PathBuf, common::LineClient) {
+    let (dir, config, mut client) = stdio_wrapper(&format!(
+        "[upstream]\nname = \"remote\"\nurl = \"{url}\"\n[audit]\nstore_dir = \"store\"\n"
+    ));
     client.initialize().await;
     (dir, config, client)
 }
@@ -1224,22 +1202,10 @@ async fn a_remote_call_past_its_timeout_ends_once_with_the_cores_timeout() {
     // client got -32001 or -32011, and the trail a `timeout`, a `jsonrpc_error`, or both
     // (the link's own error recorded as the server answering after the timeout).
     let server = HttpServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "user_id = \"tester\"\n[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n[limits]\ncall_timeout_ms = 1000\n",
-            server.url
-        ),
-    )
-    .unwrap();
-    let mut command = tokio::process::Command::new(proxy_bin());
-    command
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    let mut client = common::LineClient::spawn(command);
+    let (_dir, config, mut client) = stdio_wrapper(&format!(
+        "user_id = \"tester\"\n[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n[limits]\ncall_timeout_ms = 1000\n",
+        server.url
+    ));
     client
         .send(b"{\"jsonrpc\":\"2.0\",\"id\":\"init\",\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"raw\",\"version\":\"1\"}}}\n")
         .await;

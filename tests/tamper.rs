@@ -266,7 +266,11 @@ async fn an_edit_with_a_recomputed_checksum_breaks_the_chain_or_the_final_checkp
     forge(&t, &records[6]);
     let (code, out) = t.verify(&[]);
     assert_reported(code, &out, "edited", &records[6], 6);
-    assert!(out.contains("no longer hashes"), "{out}");
+    // Found by the chain, or by the checkpoint that signed that record's hash.
+    assert!(
+        out.contains("no longer hashes") || out.contains("differs from what the signed checkpoint"),
+        "{out}"
+    );
     // Found by a hostile pass: `export` wrote and signed the edited trail (exit 0), a file
     // vouching for what the store itself no longer does. It refuses, and leaves no file.
     let file = t.store.dir.path().join("edited.export");
@@ -782,8 +786,11 @@ async fn a_keyed_proxy_killed_before_its_first_covering_checkpoint_is_a_crash_no
     // Found by a hostile pass: a stdio wrapper SIGKILLed within its first 10 s (before its
     // first covering checkpoint, as clients that kill their servers do) left a journal that
     // `verify` reported `unsigned` for ever, exit 1, as if forged: 9 of 37 journals in a
-    // many-writer run, drowning the real findings. A proxy with a key now signs its journal
-    // as it opens it: the killed one's records are a note, as any crash's last records are.
+    // many-writer run, drowning the real findings. A proxy with a key now signs its first
+    // checkpoint as soon as its first records are durable: the killed one's later records
+    // are a note, as any crash's last records are. (A review found that signing the head
+    // before any record, the first attempt, let a journal keeping only that line be
+    // rewritten whole: the first checkpoint must cover a record.)
     let store = TestStore::new("signing_key_file = \"signing.key\"\ndurability = \"sync\"");
     keygen(store.dir.path(), "signing.key");
     let mut c = LineClient::spawn(store.proxied_example());
@@ -805,9 +812,15 @@ async fn a_keyed_proxy_killed_before_its_first_covering_checkpoint_is_a_crash_no
     assert!(report.contains("is intact"), "{report}");
     assert!(report.contains("no final checkpoint"), "{report}");
 
-    // Its opening checkpoint removed, the journal proves nothing again: a finding.
     let root = store.store_dir().join("journal");
     let dir = journals::list(&root).unwrap()[0].dir(&root);
+    let first = std::fs::read_to_string(dir.join("checkpoints")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert!(
+        first["seq"].is_u64(),
+        "the first checkpoint covers a record: {first}"
+    );
+    // Its checkpoints removed, the journal proves nothing again: a finding.
     std::fs::remove_file(dir.join("checkpoints")).unwrap();
     let out = run(&["verify", "--config", &config], store.dir.path());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

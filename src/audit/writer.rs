@@ -706,14 +706,14 @@ pub fn start_guarded(
     let writer = std::thread::Builder::new()
         .name("audit-writer".into())
         .spawn(move || {
-            let mut writer = Writer {
-                durable: journal.head(),
+            Writer {
                 journal,
                 shared: writer_shared,
                 durability,
                 flush_interval,
                 index_tx,
                 plan,
+                durable: None,
                 checkpointed: None,
                 uncovered_since: None,
                 guard,
@@ -724,9 +724,8 @@ pub fn start_guarded(
                 nagged: Instant::now(),
                 walked: Instant::now(),
                 _sizer: sizer_tx,
-            };
-            writer.open_with_checkpoint();
-            writer.run(rx)
+            }
+            .run(rx)
         })?;
     let sink = AuditSink {
         tx,

@@ -1,5 +1,5 @@
 //! The writer's signed checkpoints (see [`crate::store::checkpoint`] for the statements and
-//! what `verify` makes of them): when one is due, and the one that opens a journal.
+//! what `verify` makes of them): when one is due (the first at the first durable records).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +17,9 @@ pub struct CheckpointPlan {
     pub every_events: u64,
     /// …or once the oldest of them has waited this long.
     pub interval: Duration,
+    /// Whether the first checkpoint was written (or tried): it is due at the first durable
+    /// records.
+    first_tried: bool,
 }
 
 impl CheckpointPlan {
@@ -31,6 +34,7 @@ impl CheckpointPlan {
             writer: CheckpointWriter::new(journal.dir(), journals::id_of(journal.dir()), signer),
             every_events,
             interval,
+            first_tried: false,
         }
     }
 }
@@ -48,34 +52,24 @@ impl Writer {
         Some(self.plan.interval.saturating_sub(since.elapsed()))
     }
 
-    /// With a signing key, signs the journal's head before any event is written: a journal
-    /// made by a proxy holding the key then shows it from the start, even if that proxy is
-    /// killed before its first covering checkpoint. Without it such a journal (a stdio
-    /// wrapper a client SIGKILLs within `audit.checkpoint_interval_ms` of starting) would be
-    /// `unsigned` in `verify` for ever, as one written whole by someone without the key is;
-    /// with it, its records are a note ("no final checkpoint"), as any crashed journal's
-    /// last records are. A failure is logged, not fatal, as for every checkpoint.
-    pub(super) fn open_with_checkpoint(&mut self) {
-        if !self.plan.writer.signs() {
-            return;
-        }
-        if let Err(e) = self.plan.writer.write(self.durable, false) {
-            tracing::error!(error = %e, "audit journal opening checkpoint failed");
-        } else {
-            self.checkpointed = self.durable.map(|h| h.seq);
-        }
-    }
-
-    /// Writes a checkpoint of the durable head when enough events or time call for one. A
-    /// failure is logged, not fatal: the records stay chained, only the signature is missing.
+    /// Writes a checkpoint of the durable head when enough events or time call for one, and
+    /// the first one as soon as the journal's first records are durable: a stdio wrapper its
+    /// client SIGKILLs soon after it starts (before `audit.checkpoint_interval_ms`) would
+    /// otherwise leave records no signed checkpoint covers, which `verify` must report as
+    /// `unsigned` (a journal written whole by someone without the key looks the same). A
+    /// signature of the head before any record would not do: it covers nothing, so a
+    /// journal keeping only it could be rewritten whole. A failure is logged, not fatal: the
+    /// records stay chained, only the signature is missing.
     pub(super) fn maybe_checkpoint(&mut self) {
         let uncovered = self.uncovered();
         let due = self
             .uncovered_since
-            .is_some_and(|t| t.elapsed() >= self.plan.interval);
+            .is_some_and(|t| t.elapsed() >= self.plan.interval)
+            || !self.plan.first_tried;
         if uncovered == 0 || (uncovered < self.plan.every_events && !due) {
             return;
         }
+        self.plan.first_tried = true;
         match self.plan.writer.write(self.durable, false) {
             Ok(_) => {
                 self.checkpointed = self.durable.map(|h| h.seq);

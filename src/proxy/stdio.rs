@@ -484,14 +484,18 @@ pub(crate) async fn run_session(
     exited.cancel();
 
     // Responses the server wrote before exiting still reach the client, with their events:
-    // up to DRAIN_AFTER_EXIT from its exit (its group's ending counts), and after a
+    // up to DRAIN_AFTER_EXIT from its exit (its group's ending counts) but never less than
+    // HURRIED_DRAIN from now (what its group wrote while ending is read), and after a
     // termination signal HURRIED_DRAIN more at most. What is in the pipe is read at once; a
     // wait past that is for a child the server left holding its output (`setsid helper &`),
     // and whoever signalled may SIGKILL soon: the calls' ends must be written first.
     let mut server_reader = server_reader;
     let drained = tokio::select! {
         biased;
-        r = tokio::time::timeout_at(exited_at + DRAIN_AFTER_EXIT, &mut server_reader) => r.is_ok(),
+        r = tokio::time::timeout_at(
+            (exited_at + DRAIN_AFTER_EXIT).max(tokio::time::Instant::now() + HURRIED_DRAIN),
+            &mut server_reader,
+        ) => r.is_ok(),
         () = signalled().cancelled() => {
             tokio::time::timeout(HURRIED_DRAIN, &mut server_reader).await.is_ok()
         }

@@ -408,11 +408,6 @@ impl CheckpointWriter {
         }
     }
 
-    /// Whether statements are signed (a key is configured).
-    pub fn signs(&self) -> bool {
-        self.signer.is_some()
-    }
-
     /// Writes and syncs a statement of `head` (which must be durable in the journal already).
     pub fn write(&mut self, head: Option<Head>, is_final: bool) -> Result<Statement, StoreError> {
         let mut statement = Statement::new(self.journal, head, is_final);

@@ -17,9 +17,9 @@
 //! |               | segment, or records after the writer's final checkpoint                   |
 //! | `truncated`   | the journal ends before a checkpoint's `seq`, or a segment is cut short   |
 //! | `bad_signature` | a checkpoint whose signature does not verify with the given key         |
-//! | `unsigned`    | a key was given, and a stopped journal with records has no checkpoint    |
-//! |               | signed by it (removed, or written without a key; a writer with a key     |
-//! |               | signs one as it opens its journal, before any record)                    |
+//! | `unsigned`    | a key was given, and no checkpoint signed by it covers any record of a     |
+//! |               | stopped journal (removed, or written without a key; a writer with a key  |
+//! |               | signs one as soon as its first records are durable)                      |
 //!
 //! Not tampering, and said as such (notes): a torn tail that recovery cut off after a crash
 //! and saved aside (`NNN.journal.torn-OFFSET`: the cut bytes are kept, and a checkpoint can
@@ -785,13 +785,13 @@ fn verify_journal(
     walk.into_inner().finish()
 }
 
-/// With a key to check against, a stopped journal with records and no checkpoint signed by
-/// that key is a finding ([`Kind::Unsigned`]), not a note: whoever can write the store can
-/// add such a journal whole, or rewrite one, recompute its chain and remove (or never write)
-/// its checkpoints, and nothing would show it. A writer with a key signs its journal's head
-/// as it opens it, so a journal of such a writer killed before its first covering checkpoint
-/// keeps the documented limit of every crashed journal (records after its last checkpoint
-/// are a note), instead of reading as forged. A running writer: a note, as before.
+/// With a key to check against, a stopped journal none of whose records a checkpoint signed
+/// by that key covers is a finding ([`Kind::Unsigned`]), not a note: whoever can write the
+/// store can rewrite such a journal whole, recompute its chain and remove (or never write)
+/// its checkpoints, and nothing would show it. (A journal with signed checkpoints keeps the
+/// documented limit: records after its last one are a note when its writer did not stop
+/// cleanly. A writer signs its first checkpoint as soon as its first records are durable, so
+/// one killed soon after it started is that case, not this one.) A running writer: a note.
 fn unsigned_journal(report: &mut ChainReport, dir: &Path, id: JournalId) {
     if report.chained == 0 || report.signed > 0 || id == JournalId::LEGACY {
         return;
@@ -814,7 +814,7 @@ fn unsigned_journal(report: &mut ChainReport, dir: &Path, id: JournalId) {
         place: Place::Checkpoint { line: 1 },
         seq: None,
         detail: format!(
-            "none of its {} record(s) is in a journal with a checkpoint signed by the given key: {unsigned} (removed, written by a proxy without audit.signing_key_file, or by a version older than 2026-12-06 killed before its first checkpoint); nothing shows these records are the ones written",
+            "none of its {} record(s) is covered by a checkpoint signed by the given key: {unsigned} (removed, written by a proxy without audit.signing_key_file, or by a version older than 2026-12-06 killed before its first checkpoint); nothing shows these records are the ones written",
             report.chained
         ),
     });

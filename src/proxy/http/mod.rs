@@ -975,11 +975,16 @@ fn framing_fault(req: &Request<Incoming>) -> Option<(StatusCode, String)> {
             "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)".into(),
         ));
     }
+    // `chunked` once, alone: `chunked, chunked` (or two such headers) would be de-chunked
+    // once and handed on still framed.
+    let mut chunked = 0;
     for te in req.headers().get_all(http::header::TRANSFER_ENCODING) {
         let codings = String::from_utf8_lossy(te.as_bytes());
-        if codings
-            .split(',')
-            .any(|c| !c.trim().eq_ignore_ascii_case("chunked"))
+        chunked += codings.split(',').count();
+        if chunked > 1
+            || codings
+                .split(',')
+                .any(|c| !c.trim().eq_ignore_ascii_case("chunked"))
         {
             return Some((
                 StatusCode::NOT_IMPLEMENTED,

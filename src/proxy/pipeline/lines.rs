@@ -9,8 +9,10 @@ use crate::jsonrpc::FrameError;
 
 /// Routes `readable` (the same length as `original`, every byte in place but the lone
 /// surrogate escapes) with `route`, then puts back the original bytes wherever what is
-/// forwarded is `readable` or a part of it (a whole line, a batch's element): the peer gets
-/// what was sent. Messages the proxy made (its answers, a masked result) are its own.
+/// forwarded is `readable` or a slice of it (the whole line, as almost every message goes):
+/// the peer gets what was sent. Messages the proxy made or rebuilt (its answers, a masked
+/// result, a batch without the elements it took, a call held for confirmation and sent
+/// later) carry U+FFFD where the lone surrogates were.
 pub(super) fn read_as(
     original: Bytes,
     readable: Vec<u8>,

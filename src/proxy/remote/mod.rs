@@ -986,18 +986,32 @@ impl Link {
                     Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
                     Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
                         let reopened = match (&sent_session, link.reopen) {
-                            (Some(stale), true) => link.reopen_session(stale).await.is_ok(),
-                            _ => false,
+                            (Some(stale), true) => {
+                                let ok = link.reopen_session(stale).await.is_ok();
+                                if !ok {
+                                    // As for a request (`post`): behind the stdio wrapper the
+                                    // session goes on, and a later try opens a new one.
+                                    link.retry_reopen(stale);
+                                    failures += 1;
+                                }
+                                Some(ok)
+                            }
+                            _ => None,
                         };
-                        if !reopened {
-                            link.ended(
-                                "it answered 404 for the session's stream (expired or ended)",
-                            );
-                            return;
+                        match reopened {
+                            None => {
+                                link.ended(
+                                    "it answered 404 for the session's stream (expired or ended)",
+                                );
+                                return;
+                            }
+                            Some(true) => {
+                                // The new session's stream: from its start.
+                                last_id = None;
+                                continue;
+                            }
+                            Some(false) => {}
                         }
-                        // The new session's stream: from its start.
-                        last_id = None;
-                        continue;
                     }
                     Ok(resp)
                         if resp.status().is_success()
