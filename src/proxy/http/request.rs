@@ -667,11 +667,13 @@ impl McpRequest<'_> {
             .metrics
             .tool_calls(&self.upstream.name, seen.calls);
         // Read as the pipeline reads it (lone surrogate escapes as U+FFFD): a body serde_json
-        // refuses must not skip the check.
-        let readable = crate::jsonrpc::surrogates::readable(&line);
+        // refuses must not skip the check. Only for the requests this check is for.
+        let body_of = |line: &[u8]| {
+            let readable = crate::jsonrpc::surrogates::readable(line);
+            serde_json::from_slice::<serde_json::Value>(readable.as_deref().unwrap_or(line))
+        };
         if let Some(v) = version.as_deref().filter(|v| *v >= SESSIONLESS_FROM)
-            && let Ok(body) =
-                serde_json::from_slice::<serde_json::Value>(readable.as_deref().unwrap_or(&line))
+            && let Ok(body) = body_of(&line)
             && body.is_object()
             && let Err(why) =
                 headers::check(self.headers, v, &body).and_then(|()| self.param_headers(&body))
