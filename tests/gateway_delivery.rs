@@ -750,6 +750,15 @@ async fn an_sse_answer_sent_into_a_connection_that_then_died_can_be_resumed() {
         again.contains(r#""result""#),
         "the answer replayed: {again}"
     );
+    // The resumed connection can die too (helper-72 F3: a stream replayed whole was
+    // forgotten at once): a second resume replays it again.
+    drop(resumed);
+    let mut twice = resume(&url, &session, &first).await;
+    let third = read_until(&mut twice, r#""id":31"#).await;
+    assert!(
+        third.contains(r#""result""#),
+        "the answer replayed a second time: {third}"
+    );
     // Replayed, not recorded again: one access and one end.
     let events = wait_for(&gw, &Value::from(31), 2).await;
     assert_eq!(
@@ -760,4 +769,118 @@ async fn an_sse_answer_sent_into_a_connection_that_then_died_can_be_resumed() {
         ],
         "{events:#?}"
     );
+}
+
+/// Found by a hostile pass (helper-72 F4): server requests made while the client had no
+/// stream open waited in the session's backlog of 256, and the oldest were dropped past it.
+/// A dropped request was never answered, so a server waiting on it (often with no timeout of
+/// its own) hung. Each one dropped now gets an error back; the newest still reach the client's
+/// GET stream when it opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_request_dropped_from_a_full_backlog_is_answered_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ran");
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
+    let gw = Gateway::start_upstream(
+        &format!(
+            "\"python3\", \"{server}\", {:?}, \"many-pings\"",
+            log.display().to_string()
+        ),
+        "",
+        "",
+    );
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    // Answered at once; the server's 300 pings come after the POST ended, with no GET stream.
+    let call = r#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"echo","arguments":{"pings":300}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let answers = |log: &std::path::Path| -> Vec<Value> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v.get("ping_answer").cloned())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while answers(&log).len() < 44 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = answers(&log);
+    // The 44 oldest (each error goes back on its own, so not always in order).
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|a| a["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..44).map(|k| format!("many-{k}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "{got:#?}");
+    for a in &got {
+        let message = a["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("no GET stream"), "{a}");
+        assert_eq!(a["error"]["code"], -32603, "{a}");
+    }
+    // The 256 newest wait for the client's GET stream, and reach it.
+    let mut listening = http()
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listening.status().as_u16(), 200);
+    let heard = read_until(&mut listening, "\"many-299\"").await;
+    assert!(heard.contains("\"many-44\""), "{heard}");
+    assert!(!heard.contains("\"many-43\""), "{heard}");
+}
+
+/// Found by a hostile pass (helper-72 F3): a GET whose `Last-Event-ID` named a stream the
+/// session no longer had opened a new GET stream in place of the live one, cutting that
+/// connection (whose client would resume it in turn, cutting this one). It now ends at once,
+/// and the live GET stream keeps the server's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_an_unknown_stream_leaves_the_live_get_stream_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ran");
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
+    let gw = Gateway::start_upstream(
+        &format!(
+            "\"python3\", \"{server}\", {:?}, \"many-pings\"",
+            log.display().to_string()
+        ),
+        "",
+        "",
+    );
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let get = |last: Option<&'static str>| {
+        let mut req = http()
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .header("authorization", format!("Bearer {ALICE_KEY}"))
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25");
+        if let Some(last) = last {
+            req = req.header("last-event-id", last);
+        }
+        req.send()
+    };
+    let mut listening = get(None).await.unwrap();
+    assert_eq!(listening.status().as_u16(), 200);
+    let stale = get(Some("999999-4")).await.unwrap();
+    assert_eq!(stale.status().as_u16(), 200);
+    let rest = tokio::time::timeout(Duration::from_secs(10), stale.text())
+        .await
+        .expect("a stream with nothing to replay ends at once")
+        .unwrap();
+    assert!(!rest.contains("data:"), "{rest}");
+    let call = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"pings":3}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let heard = read_until(&mut listening, "\"many-2\"").await;
+    assert!(heard.contains("\"many-0\""), "the live GET stream: {heard}");
 }

@@ -668,11 +668,17 @@ impl RecordingRemote {
                             let _ = stream.write_all(echoed.as_bytes());
                             continue;
                         }
-                        if tool == "gzipped" {
-                            // Compressed whatever the request asked (a CDN in front).
+                        if tool == "gzipped" || tool == "gzipped_second" {
+                            // Compressed whatever the request asked (a CDN in front); the
+                            // second form names the coding in a second field.
                             let body = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\xae\x05\x00";
+                            let coding = if tool == "gzipped" {
+                                "content-encoding: gzip\r\n"
+                            } else {
+                                "content-encoding: identity\r\ncontent-encoding: identity, gzip\r\n"
+                            };
                             let head = format!(
-                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{coding}content-length: {}\r\n\r\n",
                                 body.len()
                             );
                             let _ = stream.write_all(head.as_bytes());
@@ -1131,6 +1137,14 @@ async fn a_compressed_answer_is_a_clear_failure_and_identity_is_asked_for() {
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(message.contains("Content-Encoding \"gzip\""), "{message}");
     assert!(!message.contains('\u{FFFD}'), "{message}");
+    // Named after identity, in a second field (helper-73 #7: only the first was read).
+    client
+        .send(&common::call_line(json!(2), "gzipped_second", json!({})))
+        .await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(2)).await).unwrap();
+    assert_eq!(answer["error"]["code"], -32011, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Content-Encoding \"gzip\""), "{message}");
     assert!(client.finish().await.success());
     for (start, headers) in remote.seen.lock().unwrap().iter() {
         if start.starts_with("POST ") {

@@ -20,6 +20,8 @@ method names loosely (`Tools/Call`, `"tools/call "`);
 tools/call of `slow` for its `ms` argument before answering.
 "asks-ping" answers a tools/call only once its own `ping` request, sent first, is answered
 (logged as `{"ping_answer": ...}`), saying whether that answer was a result or an error.
+"many-pings" answers a tools/call at once, then sends the number of `ping` requests its
+`pings` argument says (ids `"many-<k>"`), and logs each answer it gets as `{"ping_answer": ...}`.
 """
 import json
 import sys
@@ -77,6 +79,10 @@ ASKED = {}
 def handle(msg):
     if not isinstance(msg, dict):
         return
+    if "method" not in msg and str(msg.get("id")).startswith("many-"):
+        with open(LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"ping_answer": msg}) + "\n")
+        return
     if "method" not in msg and msg.get("id") in ASKED:
         with open(LOG, "a", encoding="utf-8") as log:
             log.write(json.dumps({"ping_answer": msg}) + "\n")
@@ -126,6 +132,10 @@ def handle(msg):
         if MODE == "no-jsonrpc":
             del reply["jsonrpc"]
         write(json.dumps(reply).encode())
+        if MODE == "many-pings":
+            time.sleep(0.3)
+            for k in range(int(args.get("pings", 0))):
+                write(json.dumps({"jsonrpc": "2.0", "id": "many-%d" % k, "method": "ping"}).encode())
         return
     if method == "notifications/cancelled":
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}

@@ -1235,16 +1235,16 @@ impl McpRequest<'_> {
             }
         };
         // Last-Event-ID `<stream>-<seq>`: that stream, from after that event (MCP 2025-11-25
-        // "Resumability and Redelivery"); anything else opens the session's GET stream.
-        let resumed = self
-            .headers
-            .get("last-event-id")
+        // "Resumability and Redelivery"); a GET without one opens the session's GET stream.
+        let last = self.headers.get("last-event-id");
+        let resumed = last
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().split_once('-'))
             .and_then(|(s, n)| Some((s.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
             .and_then(|(stream, after)| Some((stream, session.resume(stream, after)?)));
         let (stream, rx) = match resumed {
             Some(r) => r,
+            None if last.is_some() => session.resume_unknown(),
             None => session.listen(),
         };
         session.busy(1);

@@ -368,6 +368,11 @@ impl Shared {
     /// ([`FINISHED_FOR`]); forgets the finished streams past the bounds.
     fn finish(&mut self, id: u64, bytes: usize) {
         self.detached.retain(|d| *d != id);
+        // Resumed again: its window starts anew.
+        if let Some(at) = self.finished.iter().position(|f| f.0 == id) {
+            self.finished_bytes -= self.finished[at].2;
+            self.finished.remove(at);
+        }
         let now = Instant::now();
         self.finished.push_back((id, now, bytes));
         self.finished_bytes += bytes;
@@ -582,7 +587,9 @@ impl Session {
 
     /// Resumes stream `stream` after event `after` (`Last-Event-ID`): what was sent on it
     /// since is sent again, then whatever it still owes. `None` if this session has no
-    /// such stream (then the client gets a fresh GET stream).
+    /// such stream (then the client gets a fresh GET stream). A POST's stream replayed whole
+    /// is kept a while for another resume ([`FINISHED_FOR`]), as one answered into a live
+    /// connection is: the resumed connection can die too.
     pub(crate) fn resume(&self, stream: u64, after: u64) -> Option<Inbox> {
         let mut sh = self.shared();
         let budget = sh.budget.clone();
@@ -595,15 +602,35 @@ impl Session {
         let rx = Inbox::new(rx, Some(budget));
         st.heard();
         let complete = st.post && st.owed == 0;
-        if !complete {
-            st.tx = Some(tx);
-        }
+        let bytes = st.sent_bytes;
         if complete {
-            sh.remove(stream);
+            sh.finish(stream, bytes);
+        } else {
+            st.tx = Some(tx);
         }
         sh.detached.retain(|d| *d != stream);
         sh.last_active = Some(Instant::now());
         Some(rx)
+    }
+
+    /// What a client that asks to resume a stream this session no longer has (or never had)
+    /// gets: the session's GET stream, unless another connection holds it live; then a stream
+    /// that ends at once, as nothing of the one asked for is left to replay. Replacing the
+    /// live one would cut that connection, whose client would resume it in turn, cutting
+    /// this one (the official SDKs' servers keep one GET stream too, and refuse a second with
+    /// 409).
+    pub(crate) fn resume_unknown(&self) -> (u64, Inbox) {
+        let live = {
+            let sh = self.shared();
+            sh.listener
+                .and_then(|l| sh.streams.get(&l))
+                .is_some_and(Stream::live)
+        };
+        if live {
+            let (_, rx) = mpsc::unbounded_channel();
+            return (0, Inbox::new(rx, None));
+        }
+        self.listen()
     }
 
     /// Opens the session's GET stream (replacing an earlier one) and hands it the backlog.
@@ -641,16 +668,16 @@ impl Session {
 
     /// Delivers one client-bound line to the stream that must carry it; a response takes
     /// from `ends` the calls it ends (those whose answer has its id). Returns the error the
-    /// server gets instead for a request a sessionless client cannot answer.
-    fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) -> Option<Bytes> {
+    /// server gets instead for a request of its own that no client will see: one a
+    /// sessionless client cannot answer, or one dropped from a full backlog.
+    fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) -> Vec<Bytes> {
         let Ok(parsed) = message::parse(&line) else {
-            self.push(line);
-            return None;
+            return self.push(line).into_iter().collect();
         };
         match parsed {
             Parsed::Single(Message::Request { id, method, .. }) if self.sessionless => {
                 tracing::warn!(session = %self.id, method = %method, "server request answered by the proxy: a sessionless client cannot answer it");
-                return Some(unanswerable(Some(&id), Some(&method)));
+                return vec![unanswerable(Some(&id), Some(&method))];
             }
             Parsed::Single(Message::Response { id: Some(id), .. }) => {
                 let mine = take_ends(ends, &id);
@@ -671,12 +698,16 @@ impl Session {
             Parsed::Single(Message::Notification { method, params })
                 if method == "notifications/progress" =>
             {
-                self.progress(line.clone(), crate::mcp::notified_progress_token(params))
+                return self
+                    .progress(line.clone(), crate::mcp::notified_progress_token(params))
+                    .into_iter()
+                    .collect();
             }
-            Parsed::Single(_) => self.push(line),
+            Parsed::Single(_) => return self.push(line).into_iter().collect(),
             Parsed::Batch(items) => {
                 // A server's batch answer (2025-03-26): element by element, each to the
                 // stream of its request.
+                let mut dropped: Vec<Bytes> = Vec::new();
                 for item in &items {
                     let element = Bytes::copy_from_slice(item.raw.get().as_bytes());
                     let id = match &item.message {
@@ -700,13 +731,18 @@ impl Session {
                         }
                         None => {
                             drop(sh);
-                            self.push(element);
+                            // A batch element dropped from the backlog: the rest of the
+                            // batch still goes; the server learns of this one.
+                            if let Some(refusal) = self.push(element) {
+                                dropped.push(refusal);
+                            }
                         }
                     }
                 }
+                return dropped;
             }
         }
-        None
+        Vec::new()
     }
 
     /// Records the calls whose responses can no longer reach a client as not delivered
@@ -728,7 +764,11 @@ impl Session {
     /// A stdio server does not say which request a message of its own relates to (MCP says
     /// it SHOULD relate to the request whose stream carries it): with one POST stream open it
     /// is that one; with several, the GET stream if it is open, else the oldest of them.
-    fn push(&self, line: Bytes) {
+    ///
+    /// Returns the error the server gets for a request of its own pushed out of a full
+    /// backlog: no client will see it, and a server waits for an answer to each request
+    /// (JSON-RPC 2.0 §5), often with no timeout of its own.
+    fn push(&self, line: Bytes) -> Option<Bytes> {
         let mut sh = self.shared();
         let open_posts: Vec<u64> = sh
             .streams
@@ -745,21 +785,38 @@ impl Session {
         };
         if let Some(id) = open_post.or(sh.listener) {
             sh.send_on(id, line, false, Vec::new());
-            return;
+            return None;
         }
-        if sh.backlog.len() == BACKLOG {
-            sh.backlog.pop_front();
+        let mut refusal = None;
+        if sh.backlog.len() == BACKLOG
+            && let Some(old) = sh.backlog.pop_front()
+        {
             sh.dropped += 1;
-            tracing::warn!(session = %self.id, dropped = sh.dropped, "server message dropped: no stream open for it (open a GET stream)");
+            let request = match message::parse(&old) {
+                Ok(Parsed::Single(Message::Request { id, method, .. })) => {
+                    Some((id, method.to_string()))
+                }
+                _ => None,
+            };
+            tracing::warn!(session = %self.id, dropped = sh.dropped, method = request.as_ref().map(|r| r.1.as_str()), "server message dropped: no stream open for it (open a GET stream)");
+            refusal = request.map(|(id, method)| {
+                error_response(
+                    Some(&id),
+                    INTERNAL_ERROR,
+                    &format!("mcp-audit-proxy: the client has no stream open for the server's messages (no GET stream); {BACKLOG} newer messages waited for one, and this {method} request was dropped unsent"),
+                    None,
+                )
+            });
         }
         sh.backlog.push_back(line);
+        refusal
     }
 
     /// A `notifications/progress` (MCP "Utilities: Progress"): on the stream of the request
     /// that asked for progress under its token, in order with that request's response, also
     /// while its client is away (it is kept there for a resume); any other goes as
     /// [`Session::push`] sends it.
-    fn progress(&self, line: Bytes, token: Option<RequestId>) {
+    fn progress(&self, line: Bytes, token: Option<RequestId>) -> Option<Bytes> {
         let mut sh = self.shared();
         let stream = token.and_then(|token| {
             let request = sh.progress.get(&token)?;
@@ -772,10 +829,13 @@ impl Session {
             }
         });
         match stream.filter(|s| sh.streams.get(s).is_some_and(|s| s.events)) {
-            Some(stream) => sh.send_on(stream, line, false, Vec::new()),
+            Some(stream) => {
+                sh.send_on(stream, line, false, Vec::new());
+                None
+            }
             None => {
                 drop(sh);
-                self.push(line);
+                self.push(line)
             }
         }
     }
@@ -878,13 +938,21 @@ async fn dispatch(
                     }
                 }
             }
-            if let Some(refusal) = session.deliver(bytes.slice_ref(line), &mut ends)
+            let refusals = session.deliver(bytes.slice_ref(line), &mut ends);
+            if !refusals.is_empty()
                 && let Some(routes) = session.routes()
             {
                 // Not awaited here: this task drains the server's output, and a server that
                 // stops reading its input while it writes would hold it.
-                let route = session.pipeline.from_client(refusal);
-                tokio::spawn(async move { routes.send(route).await });
+                let routed: Vec<_> = refusals
+                    .into_iter()
+                    .map(|r| session.pipeline.from_client(r))
+                    .collect();
+                tokio::spawn(async move {
+                    for route in routed {
+                        routes.send(route).await;
+                    }
+                });
             }
         }
         // Calls whose response is not among the lines (replaced, or an id that matched

@@ -337,6 +337,11 @@ struct Head {
 
 impl Head {
     fn of(line: &[u8]) -> Head {
+        // A line with a lone surrogate escape is read as the core reads it (its copy with
+        // U+FFFD, `jsonrpc::surrogates`), so that its request is still answered or failed,
+        // and its 2026-07-28 headers still sent.
+        let readable = crate::jsonrpc::surrogates::readable(line);
+        let line = readable.as_deref().unwrap_or(line);
         let mut head = Head {
             method: None,
             id: None,
@@ -855,13 +860,20 @@ impl Link {
             _ = self.end.cancelled() => Err("the session was ended".to_string()),
         };
         match result? {
-            Ok(r) => match r.headers().get(CONTENT_ENCODING) {
-                Some(coding) if !coding.as_bytes().eq_ignore_ascii_case(b"identity") => {
-                    Err(format!(
-                        "it answered with Content-Encoding {:?}, though asked for identity; the proxy decodes no content coding: configure the upstream not to compress its MCP endpoint",
-                        String::from_utf8_lossy(coding.as_bytes())
-                    ))
-                }
+            // Every Content-Encoding field and every coding listed in one (RFC 9110 §8.4); a
+            // refusal's body is not read, so its coding does not matter (a 404 still reopens).
+            Ok(r) => match r
+                .headers()
+                .get_all(CONTENT_ENCODING)
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+                .map(|c| c.trim_ascii())
+                .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
+            {
+                Some(coding) if r.status().is_success() => Err(format!(
+                    "it answered with Content-Encoding {:?}, though asked for identity; the proxy decodes no content coding: configure the upstream not to compress its MCP endpoint",
+                    String::from_utf8_lossy(coding)
+                )),
                 _ => Ok(r),
             },
             Err(e) => Err(format!("unreachable: {}", error_chain(&e))),
@@ -1217,7 +1229,8 @@ fn arguments(body: &[u8]) -> serde_json::Value {
     struct Params {
         arguments: Option<serde_json::Value>,
     }
-    serde_json::from_slice::<Call>(body)
+    let readable = crate::jsonrpc::surrogates::readable(body);
+    serde_json::from_slice::<Call>(readable.as_deref().unwrap_or(body))
         .ok()
         .and_then(|c| c.params?.arguments)
         .unwrap_or(serde_json::Value::Null)
@@ -1400,6 +1413,13 @@ mod tests {
         assert!(!Head::of(lists).calls && Head::of(lists).ids.len() == 2);
         let mixed = br#"[{"jsonrpc":"2.0","id":5,"method":"tools/list"},{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"x"}}]"#;
         assert!(Head::of(mixed).calls);
+        // A lone surrogate escape (JavaScript cuts an emoji so) is read as the core reads it:
+        // the request is still one to answer, under its name.
+        let cut = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo\ud83d","arguments":{"text":"\ud83d"}}}"#;
+        let head = Head::of(cut);
+        assert!(head.calls && head.id == RequestId::from_json("7"));
+        assert_eq!(head.name.as_deref(), Some("echo\u{fffd}"));
+        assert_eq!(arguments(cut)["text"], "\u{fffd}");
     }
 
     #[test]
