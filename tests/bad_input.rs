@@ -922,3 +922,38 @@ for line in sys.stdin:
         "\u{FFFD} and \\ud800"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_nested_past_the_limit_are_refused_saying_so() {
+    // Found by a hostile pass (helper-74): arguments nested 127 levels deep or more were
+    // refused with serde_json's "recursion limit exceeded", and the trail said "no decoder
+    // can read them", though the official SDKs read them. The refusal stands (the policy
+    // cannot assess what it cannot read: fail closed), but both now say why, and what to do.
+    let store = TestStore::new("");
+    let mut c = initialized(&store).await;
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":{deep}}}}}}}"#
+    );
+    c.send(format!("{line}\n").as_bytes()).await;
+    let answer: serde_json::Value =
+        serde_json::from_slice(&c.recv_response(&serde_json::json!(9)).await).unwrap();
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("nested deeper than 128 levels"),
+        "{message}"
+    );
+    assert!(!message.contains("recursion limit"), "{message}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let refused = events
+        .iter()
+        .find(|e| e["result"] == "refused" && e["event_type"] == "tool_failure")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    let reason = refused["metadata"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{refused:#}"));
+    assert!(reason.contains("nested deeper than 128 levels"), "{reason}");
+    assert!(!reason.contains("no decoder can read"), "{reason}");
+}

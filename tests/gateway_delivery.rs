@@ -884,3 +884,41 @@ async fn resuming_an_unknown_stream_leaves_the_live_get_stream_alone() {
     let heard = read_until(&mut listening, "\"many-2\"").await;
     assert!(heard.contains("\"many-0\""), "the live GET stream: {heard}");
 }
+
+/// Found by a hostile pass (helper-74, after go-sdk#285): a server request sent while no
+/// stream was open (a `roots/list` right after `notifications/initialized`) waited for a GET
+/// stream, and a client that never opens one (it is optional) never got it: the server hung
+/// where a stdio client would have answered. It now goes on the client's next SSE answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_request_made_while_no_stream_was_open_goes_on_the_next_sse_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ran");
+    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
+    let gw = Gateway::start_upstream(
+        &format!(
+            "\"python3\", \"{server}\", {:?}, \"many-pings\"",
+            log.display().to_string()
+        ),
+        "",
+        "",
+    );
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let call = r#"{"jsonrpc":"2.0","id":51,"method":"tools/call","params":{"name":"echo","arguments":{"pings":3}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("many-"), "sent after the answer: {body}");
+    // The server's pings come 0.3 s after its answer, with no stream open.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let next = r#"{"jsonrpc":"2.0","id":52,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), next, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let got = messages(&body);
+    let pings: Vec<&Value> = got.iter().filter(|m| m["method"] == "ping").collect();
+    assert_eq!(pings.len(), 3, "{body}");
+    assert!(
+        got.iter()
+            .any(|m| m["id"] == 52 && m.get("result").is_some()),
+        "{body}"
+    );
+}

@@ -521,7 +521,13 @@ for line in sys.stdin:
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
         .await;
     let line = c.recv().await.unwrap();
+    // A client may fetch the result again until the task's ttl (helper-74: recorded as a
+    // second outcome, as if the tool had run twice): masked again, and said to be a repeat.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
+        .await;
+    let again = c.recv().await.unwrap();
     assert!(c.finish().await.success());
+    assert!(!String::from_utf8_lossy(&again).contains(CARD));
     let text = String::from_utf8_lossy(&line);
     assert!(!text.contains(CARD), "{text}");
     let got: Value = serde_json::from_slice(&line).unwrap();
@@ -546,13 +552,28 @@ for line in sys.stdin:
         [
             ("tool_access", "initiated"),
             ("tool_execution", "task"),
+            ("tool_execution", "error"),
             ("tool_execution", "error")
         ]
     );
-    let outcome = events
+    let outcomes: Vec<&Value> = events
         .iter()
-        .find(|e| e["tool_name"] == "pay" && e["result"] == "error")
-        .unwrap();
+        .filter(|e| e["tool_name"] == "pay" && e["result"] == "error")
+        .collect();
+    let outcome = outcomes[0];
+    let repeat = outcomes[1]["metadata"]["reason"].as_str().unwrap();
+    assert!(
+        repeat.contains("fetched again")
+            && repeat.contains(outcome["event_id"].as_str().unwrap())
+            && repeat.contains("did not run again"),
+        "{repeat}"
+    );
+    assert!(
+        !outcome["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("again")
+    );
     let access = events
         .iter()
         .find(|e| e["event_type"] == "tool_access")

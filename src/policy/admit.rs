@@ -60,10 +60,26 @@ pub fn call_arguments(raw: Option<&str>) -> Result<Option<Value>, String> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    match super::strict::parse_validated(raw).map_err(|e| e.to_string())? {
+    match super::strict::parse_validated(raw).map_err(|e| unreadable(&e))? {
         v @ Value::Object(_) => Ok(Some(v)),
         Value::Null => Ok(None),
         _ => Err("`arguments` must be an object".to_string()),
+    }
+}
+
+/// The most levels of arrays and objects the policy reads in one JSON value: serde_json's
+/// recursion limit.
+pub const MAX_NESTING: usize = 128;
+
+/// Why arguments could not be read, in words a user can act on: past [`MAX_NESTING`] the
+/// parser's own message ("recursion limit exceeded") would read as a fault of the proxy.
+pub fn unreadable(e: &serde_json::Error) -> String {
+    if e.to_string().starts_with("recursion limit exceeded") {
+        format!(
+            "they are nested deeper than {MAX_NESTING} levels of arrays and objects, the most the policy reads: it cannot assess them, so the call is not forwarded (flatten the arguments, or set [risk] enabled = false to pass calls unassessed)"
+        )
+    } else {
+        e.to_string()
     }
 }
 
@@ -94,6 +110,12 @@ mod tests {
         assert!(call_arguments(Some(r#"{"a":1,"a":2}"#)).is_err());
         assert_eq!(call_arguments(Some("null")), Ok(None));
         assert_eq!(call_arguments(None), Ok(None));
+        // Past serde_json's recursion limit: said so, not "recursion limit exceeded".
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(130), "]".repeat(130));
+        let e = call_arguments(Some(&deep)).unwrap_err();
+        assert!(e.contains("nested deeper than 128 levels"), "{e}");
+        let shallow = format!("{{\"a\":{}1{}}}", "[".repeat(120), "]".repeat(120));
+        assert!(call_arguments(Some(&shallow)).is_ok());
         assert_eq!(
             call_arguments(Some(r#"{"a":1}"#)),
             Ok(Some(serde_json::json!({"a": 1})))

@@ -509,6 +509,18 @@ impl Session {
         for id in ids {
             sh.waiting.insert(id.clone(), stream);
         }
+        // What the server sent while no stream was open goes on this SSE answer when the
+        // session has no GET stream: a client that never opens one (it is optional) still
+        // gets the server's requests, as a stdio client would, instead of a server waiting
+        // for ever on a `roots/list` held for a stream that never comes. MCP "Sending
+        // Messages to the Server" says such messages SHOULD relate to the POST's request;
+        // holding them back would break the session instead.
+        if events && sh.listener.is_none() && !sh.backlog.is_empty() {
+            let backlog: Vec<Bytes> = sh.backlog.drain(..).collect();
+            for line in backlog {
+                sh.send_on(stream, line, false, Vec::new());
+            }
+        }
         if events {
             if sh.progress.len() > 2 * sh.waiting.len() + 64 {
                 let Shared {

@@ -396,12 +396,33 @@ impl Pipeline {
         body: ResponseBody<'_>,
         cancelled: bool,
     ) -> Delivery {
-        let note = if cancelled {
-            "the outcome of the task the call became, as tasks/result answered it after the client cancelled that request"
-        } else {
-            "the outcome of the task the call became, as tasks/result answered it"
+        let access = call.access_id;
+        let first = self
+            .state()
+            .task_outcomes
+            .iter()
+            .find(|(a, _)| *a == access)
+            .map(|(_, end)| *end);
+        let note = match first {
+            Some(first) => format!(
+                "the outcome of the task the call became, fetched again (tasks/result): it was first recorded as event {first}, and the tool did not run again"
+            ),
+            None if cancelled => "the outcome of the task the call became, as tasks/result answered it after the client cancelled that request".to_string(),
+            None => "the outcome of the task the call became, as tasks/result answered it".to_string(),
         };
-        self.end_call_noted(call, answers, size, body, Some(note))
+        let delivery = self.end_call_noted(call, answers, size, body, Some(&note));
+        if first.is_none()
+            && let Delivery::Forward {
+                ended: Some(ended), ..
+            } = &delivery
+        {
+            let mut st = self.state();
+            if st.task_outcomes.len() >= MAX_ENDED {
+                st.task_outcomes.pop_front();
+            }
+            st.task_outcomes.push_back((access, ended.end));
+        }
+        delivery
     }
 
     fn end_call_noted(

@@ -379,6 +379,10 @@ struct State {
     /// event (request ids may be reused once a call ended): an error answering their
     /// `tasks/result` is that cancellation, not a failure.
     task_cancels: HashSet<EventId>,
+    /// Calls whose task's outcome was recorded (a `tasks/result` answered): access event →
+    /// that end. A client may fetch the result again until the task's ttl; the tool did not
+    /// run again, and the trail says so. At most [`MAX_ENDED`], oldest first.
+    task_outcomes: VecDeque<(EventId, EventId)>,
     ended: HashMap<RequestId, (Call, EndedEarly)>,
     ended_order: VecDeque<RequestId>,
     /// Tools whose definition changed since pinned: name -> the new definition's hash.

@@ -798,6 +798,12 @@ pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
 /// event stays readable by every consumer of the trail; cut to [`MAX_ERROR_CHARS`].
 fn as_text(reason: &str, raw: &RawValue, e: &serde_json::Error) -> String {
     let text: String = raw.get().chars().take(MAX_ERROR_CHARS).collect();
+    if e.to_string().starts_with("recursion limit exceeded") {
+        return format!(
+            "{reason} (arguments not stored as JSON: nested deeper than {} levels, the most the policy reads; as sent: {text})",
+            crate::policy::admit::MAX_NESTING
+        );
+    }
     format!(
         "{reason} (arguments not stored as JSON, no decoder can read them: {e}; as sent: {text})"
     )
