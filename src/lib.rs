@@ -42,7 +42,7 @@
 //!                     and what a session learnt: tags for sequence rules, tools'
 //!                     annotations; shared by a principal's sessionless gateway requests),
 //!                     tasks.rs
-//!                     (calls that became tasks: tasks/result, tasks/cancel), lines.rs (a
+//!                     (calls that became tasks: tasks/result, tasks/get, tasks/cancel), lines.rs (a
 //!                     line with lone surrogates read through its copy, the original
 //!                     forwarded; a gateway request's HTTP context), recent.rs
 //!                     (ids remembered after their request ended), deadlines.rs (calls
@@ -165,7 +165,7 @@
 //! journal's hash chain; durable before forwarding in `sync` mode) -> forward the
 //! **original bytes** -> the response is framed and classified -> correlated by id to the
 //! waiting context (an answer to a call the server never received, held or answered by the
-//! proxy, is dropped; the answer to a `tasks/result` is the task's call's second end) -> the result
+//! proxy, is dropped; the answer to a `tasks/result`, or a 2026-07-28 `tasks/get` at a terminal status, is the task's call's second end) -> the result
 //! is read once and scanned (tags, raised risk) -> the execution or failure event is recorded (durable
 //! before the client sees it in `sync` mode) -> the original response bytes go to the client
 //! (masked only when `redact_results` asks; if it cannot reach the client (a failed write on

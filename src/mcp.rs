@@ -421,8 +421,10 @@ impl<'a> CancelledParams<'a> {
     }
 }
 
-/// The `taskId` a `CreateTaskResult` names (`{"task": {"taskId": …}}`, MCP 2025-11-25
-/// Tasks); `None` if it names none.
+/// The `taskId` a `CreateTaskResult` names: `{"task": {"taskId": …}}` (MCP 2025-11-25
+/// Tasks), or `{"resultType": "task", "taskId": …}` (the 2026-07-28 Tasks extension,
+/// `io.modelcontextprotocol/tasks`, SEP-2663: `CreateTaskResult = Result & Task`); `None` if
+/// it names none.
 pub fn task_id(raw: &RawValue) -> Option<String> {
     #[derive(Deserialize)]
     struct Id<'a> {
@@ -432,11 +434,22 @@ pub fn task_id(raw: &RawValue) -> Option<String> {
     #[derive(Deserialize)]
     struct Created<'a> {
         #[serde(borrow)]
-        task: Id<'a>,
+        task: Option<Id<'a>>,
+        #[serde(rename = "resultType", borrow)]
+        result_type: Option<Cow<'a, str>>,
+        #[serde(rename = "taskId", borrow)]
+        task_id: Option<Cow<'a, str>>,
     }
-    serde_json::from_str::<Created>(raw.get())
-        .map(|c| c.task.task_id.into_owned())
-        .ok()
+    let created = serde_json::from_str::<Created>(raw.get()).ok()?;
+    match created {
+        Created { task: Some(t), .. } => Some(t.task_id.into_owned()),
+        Created {
+            result_type: Some(kind),
+            task_id: Some(id),
+            ..
+        } if kind == "task" => Some(id.into_owned()),
+        _ => None,
+    }
 }
 
 /// The token a request asks for progress under (`params._meta.progressToken`, MCP "Utilities:

@@ -925,7 +925,7 @@ for line in sys.stdin:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arguments_nested_past_the_limit_are_refused_saying_so() {
-    // Found by a hostile pass (helper-74): arguments nested 127 levels deep or more were
+    // Found by a hostile pass (helper-74): arguments nested 128 levels deep or more were
     // refused with serde_json's "recursion limit exceeded", and the trail said "no decoder
     // can read them", though the official SDKs read them. The refusal stands (the policy
     // cannot assess what it cannot read: fail closed), but both now say why, and what to do.
@@ -941,7 +941,7 @@ async fn arguments_nested_past_the_limit_are_refused_saying_so() {
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("nested deeper than 128 levels"),
+        message.contains("nested deeper than 127 levels"),
         "{message}"
     );
     assert!(!message.contains("recursion limit"), "{message}");
@@ -954,6 +954,6 @@ async fn arguments_nested_past_the_limit_are_refused_saying_so() {
     let reason = refused["metadata"]["reason"]
         .as_str()
         .unwrap_or_else(|| panic!("{refused:#}"));
-    assert!(reason.contains("nested deeper than 128 levels"), "{reason}");
+    assert!(reason.contains("nested deeper than 127 levels"), "{reason}");
     assert!(!reason.contains("no decoder can read"), "{reason}");
 }

@@ -989,3 +989,133 @@ for line in sys.stdin:
         );
     }
 }
+
+#[tokio::test]
+async fn a_2026_task_has_its_outcome_recorded_from_tasks_get() {
+    // Found by a hostile pass (helper-74): in the 2026-07-28 Tasks extension (SEP-2663) a
+    // call's task is created flat (`resultType: "task"`, `taskId`) and its outcome comes in a
+    // `tasks/get` answer at a terminal status, not from `tasks/result`: the trail ended at
+    // `task` for ever, and the result reached the client unmasked under redact_results.
+    let server = format!(
+        r#"
+import json, sys
+polls = 0
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    if method == "tools/call":
+        name = m["params"]["name"]
+        out = {{"resultType": "task", "taskId": name, "status": "working",
+               "createdAt": "2026-12-06T00:00:00Z", "lastUpdatedAt": "2026-12-06T00:00:00Z",
+               "ttlMs": 60000}}
+    elif method == "tasks/get":
+        task = m["params"]["taskId"]
+        polls += 1
+        out = {{"resultType": "complete", "taskId": task, "createdAt": "2026-12-06T00:00:00Z",
+               "lastUpdatedAt": "2026-12-06T00:00:01Z", "ttlMs": 60000}}
+        if task == "pay" and polls == 1:
+            out["status"] = "working"
+        elif task == "pay":
+            out["status"] = "completed"
+            out["result"] = {{"content": [{{"type": "text", "text": "charged {CARD}"}}]}}
+        elif task == "stop":
+            out["status"] = "cancelled"
+        else:
+            out["status"] = "failed"
+            out["error"] = {{"code": -32603, "message": "broke"}}
+    else:
+        continue
+    print(json.dumps({{"jsonrpc": "2.0", "id": m["id"], "result": out}}), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    let mut next = 1;
+    let mut ask = async |c: &mut LineClient, method: &str, params: Value| -> Value {
+        let line = json!({"jsonrpc": "2.0", "id": next, "method": method, "params": params});
+        next += 1;
+        c.send(format!("{line}\n").as_bytes()).await;
+        c.recv_json().await
+    };
+    for tool in ["pay", "stop", "fail"] {
+        let created = ask(&mut c, "tools/call", json!({"name": tool, "arguments": {}})).await;
+        assert_eq!(created["result"]["taskId"], tool, "{created}");
+    }
+    let working = ask(&mut c, "tasks/get", json!({"taskId": "pay"})).await;
+    assert_eq!(working["result"]["status"], "working", "{working}");
+    let done = ask(&mut c, "tasks/get", json!({"taskId": "pay"})).await;
+    assert_eq!(done["result"]["status"], "completed", "{done}");
+    assert_eq!(done["result"]["taskId"], "pay", "{done}");
+    assert_eq!(
+        done["result"]["result"]["content"][0]["text"], "charged [REDACTED:payment_card]",
+        "{done}"
+    );
+    let again = ask(&mut c, "tasks/get", json!({"taskId": "pay"})).await;
+    assert!(!again.to_string().contains(CARD), "{again}");
+    for tool in ["stop", "fail"] {
+        ask(&mut c, "tasks/get", json!({"taskId": tool})).await;
+    }
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let of = |tool: &str| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e["tool_name"] == tool)
+            .map(|e| {
+                (
+                    e["event_type"].as_str().unwrap().to_string(),
+                    e["result"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        of("pay"),
+        [
+            pair("tool_access", "initiated"),
+            pair("tool_execution", "task"),
+            pair("tool_execution", "success"),
+            pair("tool_execution", "success"),
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(
+        of("stop"),
+        [
+            pair("tool_access", "initiated"),
+            pair("tool_execution", "task"),
+            pair("tool_failure", "cancelled"),
+        ]
+    );
+    assert_eq!(
+        of("fail"),
+        [
+            pair("tool_access", "initiated"),
+            pair("tool_execution", "task"),
+            pair("tool_failure", "jsonrpc_error"),
+        ]
+    );
+    let pay: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["tool_name"] == "pay" && e["result"] == "success")
+        .collect();
+    let first = pay[0]["metadata"]["reason"].as_str().unwrap();
+    assert!(
+        first.contains("tasks/get") && !first.contains("again"),
+        "{first}"
+    );
+    assert!(
+        pay[0]["compliance_tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pci_dss")),
+        "{:#}",
+        pay[0]
+    );
+    let repeat = pay[1]["metadata"]["reason"].as_str().unwrap();
+    assert!(
+        repeat.contains("fetched again") && repeat.contains(pay[0]["event_id"].as_str().unwrap()),
+        "{repeat}"
+    );
+}

@@ -69,7 +69,7 @@ pub fn call_arguments(raw: Option<&str>) -> Result<Option<Value>, String> {
 
 /// The most levels of arrays and objects the policy reads in one JSON value: serde_json's
 /// recursion limit.
-pub const MAX_NESTING: usize = 128;
+pub const MAX_NESTING: usize = 127;
 
 /// Why arguments could not be read, in words a user can act on: past [`MAX_NESTING`] the
 /// parser's own message ("recursion limit exceeded") would read as a fault of the proxy.
@@ -110,12 +110,18 @@ mod tests {
         assert!(call_arguments(Some(r#"{"a":1,"a":2}"#)).is_err());
         assert_eq!(call_arguments(Some("null")), Ok(None));
         assert_eq!(call_arguments(None), Ok(None));
-        // Past serde_json's recursion limit: said so, not "recursion limit exceeded".
-        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(130), "]".repeat(130));
-        let e = call_arguments(Some(&deep)).unwrap_err();
-        assert!(e.contains("nested deeper than 128 levels"), "{e}");
-        let shallow = format!("{{\"a\":{}1{}}}", "[".repeat(120), "]".repeat(120));
-        assert!(call_arguments(Some(&shallow)).is_ok());
+        // Past serde_json's recursion limit: said so, not "recursion limit exceeded". The
+        // object is one level, each `[` one more: 127 levels are read, 128 are not.
+        let nested = |levels: usize| {
+            format!(
+                "{{\"a\":{}1{}}}",
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        let e = call_arguments(Some(&nested(MAX_NESTING + 1))).unwrap_err();
+        assert!(e.contains("nested deeper than 127 levels"), "{e}");
+        assert!(call_arguments(Some(&nested(MAX_NESTING))).is_ok());
         assert_eq!(
             call_arguments(Some(r#"{"a":1}"#)),
             Ok(Some(serde_json::json!({"a": 1})))

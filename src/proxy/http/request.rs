@@ -1244,7 +1244,15 @@ impl McpRequest<'_> {
             .and_then(|(stream, after)| Some((stream, session.resume(stream, after)?)));
         let (stream, rx) = match resumed {
             Some(r) => r,
-            None if last.is_some() => session.resume_unknown(),
+            None if last.is_some() => match session.resume_unknown() {
+                Some(r) => r,
+                None => {
+                    return plain(
+                        StatusCode::CONFLICT,
+                        "the stream named by Last-Event-ID is no longer kept (nothing of it is left to replay), and another connection holds this session's GET stream",
+                    );
+                }
+            },
             None => session.listen(),
         };
         session.busy(1);

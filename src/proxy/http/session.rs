@@ -7,7 +7,9 @@
 //! "Listening for Messages from the Server"): a response goes to the POST that carried its
 //! request (matched by exact id); a server request or notification goes to an open POST
 //! stream of the session if there is one, else to the session's GET stream, else waits in a
-//! bounded backlog until a GET stream opens. Each message goes out once, on one stream.
+//! bounded backlog until a GET stream opens (or, while the client has none, its next SSE
+//! answer). Each message goes out once, on one stream, or again on the GET stream that
+//! replaces one whose connection was lost before it was sent.
 //!
 //! A response whose stream has no client when it is sent is kept with the stream for a client
 //! that resumes it (SSE, `Last-Event-ID`). The calls it ends are recorded as not delivered
@@ -203,6 +205,9 @@ struct Stream {
     /// Calls ended by responses sent while no client listened, by sequence number: delivered
     /// if a client resumes before them, lost if the stream is dropped first.
     unheard: Vec<(u64, Vec<Ended>)>,
+    /// On the GET stream: messages sent while no client listened (its connection lost), for
+    /// the GET stream that replaces it; a resume hears them instead. At most [`REPLAY`].
+    missed: Vec<Bytes>,
 }
 
 impl Stream {
@@ -256,11 +261,13 @@ impl Stream {
         }
         budget.take(line.len());
         let n = line.len();
+        let missed = (!self.post && self.missed.len() < REPLAY).then(|| line.clone());
         match &self.tx {
             Some(tx) if tx.send((seq, line)).is_ok() => true,
             _ => {
                 budget.give(n);
                 self.tx = None;
+                self.missed.extend(missed);
                 if !ends.is_empty() {
                     self.unheard.push((seq, ends));
                 }
@@ -273,6 +280,7 @@ impl Stream {
     /// says it had those up to it; either way they are heard.
     fn heard(&mut self) {
         self.unheard.clear();
+        self.missed.clear();
     }
 
     /// The stream is dropped: what no client heard is lost.
@@ -346,6 +354,7 @@ impl Shared {
                 post,
                 events,
                 unheard: Vec::new(),
+                missed: Vec::new(),
             },
         );
         let budget = events.then(|| self.budget.clone());
@@ -599,7 +608,7 @@ impl Session {
 
     /// Resumes stream `stream` after event `after` (`Last-Event-ID`): what was sent on it
     /// since is sent again, then whatever it still owes. `None` if this session has no
-    /// such stream (then the client gets a fresh GET stream). A POST's stream replayed whole
+    /// such stream ([`Session::resume_unknown`]). A POST's stream replayed whole
     /// is kept a while for another resume ([`FINISHED_FOR`]), as one answered into a live
     /// connection is: the resumed connection can die too.
     pub(crate) fn resume(&self, stream: u64, after: u64) -> Option<Inbox> {
@@ -626,35 +635,44 @@ impl Session {
     }
 
     /// What a client that asks to resume a stream this session no longer has (or never had)
-    /// gets: the session's GET stream, unless another connection holds it live; then a stream
-    /// that ends at once, as nothing of the one asked for is left to replay. Replacing the
-    /// live one would cut that connection, whose client would resume it in turn, cutting
-    /// this one (the official SDKs' servers keep one GET stream too, and refuse a second with
-    /// 409).
-    pub(crate) fn resume_unknown(&self) -> (u64, Inbox) {
-        let live = {
-            let sh = self.shared();
-            sh.listener
-                .and_then(|l| sh.streams.get(&l))
-                .is_some_and(Stream::live)
-        };
+    /// gets: the session's GET stream, unless another connection holds it live; then `None`
+    /// (the caller answers 409 Conflict, as the official SDKs' servers answer a second GET
+    /// stream). Replacing the live one would cut that connection, whose client would resume
+    /// it in turn, cutting this one; an empty stream would not do either: the TypeScript
+    /// client reconnects a stream that ends with a plain GET, which replaces the live one.
+    pub(crate) fn resume_unknown(&self) -> Option<(u64, Inbox)> {
+        let mut sh = self.shared();
+        let live = sh
+            .listener
+            .and_then(|l| sh.streams.get(&l))
+            .is_some_and(Stream::live);
         if live {
-            let (_, rx) = mpsc::unbounded_channel();
-            return (0, Inbox::new(rx, None));
+            return None;
         }
-        self.listen()
+        Some(Self::listen_locked(&mut sh))
     }
 
     /// Opens the session's GET stream (replacing an earlier one) and hands it the backlog.
     pub(crate) fn listen(&self) -> (u64, Inbox) {
-        let mut sh = self.shared();
+        Self::listen_locked(&mut self.shared())
+    }
+
+    /// [`Session::listen`] under the session's lock. What the replaced stream was sent while
+    /// no client listened on it (its connection lost) goes on the new one first: a client
+    /// that reconnects without `Last-Event-ID` would otherwise never see a server's request
+    /// sent in between, and the server would wait for its answer for ever.
+    fn listen_locked(sh: &mut Shared) -> (u64, Inbox) {
+        let mut missed = Vec::new();
         if let Some(old) = sh.listener.take() {
+            if let Some(stream) = sh.streams.get_mut(&old) {
+                missed = std::mem::take(&mut stream.missed);
+            }
             sh.remove(old);
         }
         let (id, rx) = sh.open(0, false, true);
         sh.listener = Some(id);
         let backlog: Vec<Bytes> = sh.backlog.drain(..).collect();
-        for line in backlog {
+        for line in missed.into_iter().chain(backlog) {
             sh.send_on(id, line, false, Vec::new());
         }
         sh.last_active = Some(Instant::now());
@@ -983,6 +1001,31 @@ mod tests {
         let (id, inbox) = shared.open(1, true, true);
         shared.send_on(id, Bytes::from(vec![b'x'; bytes]), true, Vec::new());
         (id, inbox)
+    }
+
+    #[test]
+    fn what_a_lost_get_stream_missed_goes_on_the_get_stream_that_replaces_it() {
+        // Review of helper-72 F4's fix: a server request sent into a GET stream whose
+        // connection was lost was dropped when the client opened a new GET stream without
+        // `Last-Event-ID`, and the server waited for its answer for ever.
+        let mut shared = Shared::default();
+        let (first, inbox) = Session::listen_locked(&mut shared);
+        shared.send_on(first, Bytes::from_static(b"heard"), false, Vec::new());
+        drop(inbox);
+        shared.send_on(first, Bytes::from_static(b"missed"), false, Vec::new());
+        let (second, mut inbox) = Session::listen_locked(&mut shared);
+        assert_ne!(first, second);
+        assert!(!shared.streams.contains_key(&first));
+        let (_, line) = inbox.rx.try_recv().expect("the missed message");
+        assert_eq!(&line[..], b"missed");
+        assert!(inbox.rx.try_recv().is_err(), "only what was missed");
+        // A resume hears them instead: nothing is carried over twice.
+        shared.send_on(second, Bytes::from_static(b"live"), false, Vec::new());
+        drop(inbox);
+        shared.send_on(second, Bytes::from_static(b"again"), false, Vec::new());
+        shared.streams.get_mut(&second).unwrap().heard();
+        let (_, mut inbox) = Session::listen_locked(&mut shared);
+        assert!(inbox.rx.try_recv().is_err());
     }
 
     #[test]

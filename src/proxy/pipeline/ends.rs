@@ -396,6 +396,20 @@ impl Pipeline {
         body: ResponseBody<'_>,
         cancelled: bool,
     ) -> Delivery {
+        self.end_task_via(call, answers, size, body, cancelled, "tasks/result")
+    }
+
+    /// [`Self::end_task`] for the answer to `method` (`tasks/result`, or a 2026-07-28
+    /// `tasks/get`): `body` is the task's outcome (its result or error).
+    pub(super) fn end_task_via(
+        &self,
+        call: Call,
+        answers: &RequestId,
+        size: usize,
+        body: ResponseBody<'_>,
+        cancelled: bool,
+        method: &str,
+    ) -> Delivery {
         let access = call.access_id;
         let first = self
             .state()
@@ -405,16 +419,26 @@ impl Pipeline {
             .map(|(_, end)| *end);
         let note = match first {
             Some(first) => format!(
-                "the outcome of the task the call became, fetched again (tasks/result): it was first recorded as event {first}, and the tool did not run again"
+                "the outcome of the task the call became, fetched again ({method}): it was first recorded as event {first}, and the tool did not run again"
             ),
-            None if cancelled => "the outcome of the task the call became, as tasks/result answered it after the client cancelled that request".to_string(),
-            None => "the outcome of the task the call became, as tasks/result answered it".to_string(),
+            None if cancelled => format!(
+                "the outcome of the task the call became, as {method} answered it after the client cancelled that request"
+            ),
+            None => format!("the outcome of the task the call became, as {method} answered it"),
         };
         let delivery = self.end_call_noted(call, answers, size, body, Some(&note));
-        if first.is_none()
-            && let Delivery::Forward {
-                ended: Some(ended), ..
-            } = &delivery
+        if first.is_none() {
+            self.note_outcome(access, &delivery);
+        }
+        delivery
+    }
+
+    /// Keeps the end event a task's outcome was recorded as (`delivery`'s), for the call
+    /// with access event `access`: later answers carrying it again say so.
+    pub(super) fn note_outcome(&self, access: EventId, delivery: &Delivery) {
+        if let Delivery::Forward {
+            ended: Some(ended), ..
+        } = delivery
         {
             let mut st = self.state();
             if st.task_outcomes.len() >= MAX_ENDED {
@@ -422,7 +446,6 @@ impl Pipeline {
             }
             st.task_outcomes.push_back((access, ended.end));
         }
-        delivery
     }
 
     fn end_call_noted(
@@ -460,6 +483,15 @@ impl Pipeline {
         }
         let mut event = self.call_event(&call, event_type, outcome, Some(meta));
         let rewritten = self.assess_end(&call, answers, body, tree.as_ref(), &mut event);
+        // What the note says (a task's outcome, fetched again) stays when the assessment
+        // wrote a reason of its own (a result withheld).
+        if let Some(note) = note
+            && let Some(reason) = event.metadata.reason.as_mut()
+            && !reason.contains(note)
+        {
+            reason.push_str("; ");
+            reason.push_str(note);
+        }
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
             self.rounds().remember(key, event.event_id);

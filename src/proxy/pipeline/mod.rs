@@ -359,6 +359,9 @@ enum Pending {
     /// `tasks/result` of a task the call became: its answer is the call's real outcome.
     /// The call rides with the request, so it leaves with it (answered, cancelled, failed).
     TaskResult(Box<Call>),
+    /// `tasks/get` (the 2026-07-28 Tasks extension) of a task the call became: an answer at
+    /// a terminal status carries the call's real outcome.
+    TaskGet(Box<Call>),
     /// `tasks/cancel` of a task the call with this access event became: a success ends the
     /// call `cancelled`, unless a `tasks/result` about it is waiting (its answer then does).
     TaskCancel(EventId),
@@ -794,7 +797,9 @@ impl Pipeline {
                     }
                     "server/discover" => Pending::Discover,
                     "tools/list" => Pending::ToolsList,
-                    "tasks/result" | "tasks/cancel" => self.state().task_request(method, *params),
+                    "tasks/result" | "tasks/get" | "tasks/cancel" => {
+                        self.state().task_request(method, *params)
+                    }
                     _ => Pending::Other,
                 };
                 self.state().pending.insert(id.clone(), pending);
@@ -1286,6 +1291,16 @@ impl Pipeline {
                 drop(st);
                 return self.end_task(*call, id, size, *body, true);
             }
+            Some(
+                Answered::Pending(Pending::TaskGet(call))
+                | Answered::Cancelled(Pending::TaskGet(call)),
+            ) => {
+                drop(st);
+                match self.task_got(*call, id, size, *body) {
+                    Some(ended) => return ended,
+                    None => rewritten = self.redact_answer(id, *body),
+                }
+            }
             // A request the client cancelled is answered as it would have been: a late
             // `tools/list` still has its tools hidden (clients may show a late listing).
             Some(Answered::Pending(pending) | Answered::Cancelled(pending)) => {
@@ -1445,7 +1460,7 @@ fn learn(st: &mut State, learnt: &mut Learnt, pending: &Pending, result: &RawVal
                 }
             }
         }
-        Pending::TaskResult(_) | Pending::TaskCancel(_) | Pending::Other => {}
+        Pending::TaskResult(_) | Pending::TaskGet(_) | Pending::TaskCancel(_) | Pending::Other => {}
     }
 }
 

@@ -1,6 +1,10 @@
 //! Calls that became tasks (MCP 2025-11-25 "Tasks"): a `tools/call` answered with a
 //! `CreateTaskResult` ends `task` in the trail, and its real outcome comes later, as the
 //! answer to `tasks/result`, or as a cancellation the client asked for with `tasks/cancel`.
+//! In the 2026-07-28 Tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) the outcome
+//! comes in a `tasks/get` answer at a terminal status (`completed` with the `result`,
+//! `failed` with the `error`, `cancelled`). Each call's outcome is recorded once as such; a
+//! later answer carrying it again is recorded as fetched again.
 
 use std::sync::MutexGuard;
 
@@ -14,6 +18,7 @@ impl State {
         let call = task.and_then(|t| self.tasks.iter().rfind(|(k, _)| *k == t));
         match (method, call) {
             ("tasks/result", Some((_, call))) => Pending::TaskResult(Box::new(call.clone())),
+            ("tasks/get", Some((_, call))) => Pending::TaskGet(Box::new(call.clone())),
             ("tasks/cancel", Some((_, call))) if self.task_cancels.len() < MAX_ENDED => {
                 self.task_cancels.insert(call.access_id);
                 Pending::TaskCancel(call.access_id)
@@ -84,18 +89,95 @@ impl Pipeline {
         ended.map(|call| self.task_cancelled(call, id, body))
     }
 
+    /// The answer to a 2026-07-28 `tasks/get` about the task `call` became: at a terminal
+    /// status, the call's end (its `result` or `error` recorded as a call's answer is,
+    /// scanned, and masked under `redact_results`, the whole answer masked as any answer
+    /// is); `None` at any other status (`working`, `input_required`), or when it cannot be
+    /// read as a task: then it is an answer like any other.
+    pub(super) fn task_got(
+        &self,
+        call: Call,
+        id: &RequestId,
+        size: usize,
+        body: ResponseBody<'_>,
+    ) -> Option<Delivery> {
+        #[derive(serde::Deserialize)]
+        struct Detailed<'a> {
+            #[serde(borrow)]
+            status: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            result: Option<&'a RawValue>,
+            #[serde(borrow)]
+            error: Option<&'a RawValue>,
+        }
+        let ResponseBody::Result(raw) = body else {
+            return None;
+        };
+        let task = serde_json::from_str::<Detailed>(raw.get()).ok()?;
+        let outcome = match (&*task.status, task.result, task.error) {
+            ("completed", Some(result), _) => ResponseBody::Result(result),
+            ("failed", _, Some(error)) => ResponseBody::Error(error),
+            ("cancelled", _, _) => {
+                let mut st = self.state();
+                if st.task_outcomes.iter().any(|(a, _)| *a == call.access_id) {
+                    return None;
+                }
+                let asked = st.task_cancels.remove(&call.access_id);
+                drop(st);
+                let delivery = if asked {
+                    self.task_cancelled(call.clone(), id, body)
+                } else {
+                    self.task_ended(
+                        call.clone(),
+                        id,
+                        body,
+                        Side::Upstream,
+                        "the server cancelled the task the call became (tasks/get: cancelled)",
+                    )
+                };
+                self.note_outcome(call.access_id, &delivery);
+                return Some(delivery);
+            }
+            _ => return None,
+        };
+        Some(
+            match self.end_task_via(call, id, size, outcome, false, "tasks/get") {
+                // The client gets the whole `tasks/get` answer, masked as any answer is.
+                Delivery::Forward { ack, ended, .. } => Delivery::Forward {
+                    ack,
+                    ended,
+                    rewritten: self.redact_answer(id, body),
+                },
+                other => other,
+            },
+        )
+    }
+
     /// Ends `call` `cancelled` (side `client`): the client cancelled the task it became
     /// (`tasks/cancel`), as the server's answer `body` to request `answers` (that
     /// `tasks/cancel`, or a `tasks/result` the cancellation failed) confirms. The answer is
     /// forwarded as it is.
     fn task_cancelled(&self, call: Call, answers: &RequestId, body: ResponseBody<'_>) -> Delivery {
-        let event = self.failure_event(
-            &call,
-            Outcome::Cancelled,
+        self.task_ended(
+            call,
+            answers,
+            body,
             Side::Client,
-            None,
             "the client cancelled the task the call became (tasks/cancel)",
-        );
+        )
+    }
+
+    /// Ends `call` `cancelled` on `side`'s doing, for `why`; the answer `body` to request
+    /// `answers` is forwarded, masked as any answer is.
+    fn task_ended(
+        &self,
+        call: Call,
+        answers: &RequestId,
+        body: ResponseBody<'_>,
+        side: Side,
+        why: &str,
+    ) -> Delivery {
+        let event = self.failure_event(&call, Outcome::Cancelled, side, None, why);
         let rewritten = self.redact_answer(answers, body);
         match self.audit.record(&event) {
             Ok(ack) => Delivery::Forward {

@@ -860,8 +860,8 @@ impl Link {
             _ = self.end.cancelled() => Err("the session was ended".to_string()),
         };
         match result? {
-            // Every Content-Encoding field and every coding listed in one (RFC 9110 §8.4); a
-            // refusal's body is not read, so its coding does not matter (a 404 still reopens).
+            // Every Content-Encoding field and every coding listed in one (RFC 9110 §8.4). A
+            // 404's body is not read when it means a lost session: it still reopens one.
             Ok(r) => match r
                 .headers()
                 .get_all(CONTENT_ENCODING)
@@ -870,7 +870,7 @@ impl Link {
                 .map(|c| c.trim_ascii())
                 .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
             {
-                Some(coding) if r.status().is_success() => Err(format!(
+                Some(coding) if r.status() != http::StatusCode::NOT_FOUND => Err(format!(
                     "it answered with Content-Encoding {:?}, though asked for identity; the proxy decodes no content coding: configure the upstream not to compress its MCP endpoint",
                     String::from_utf8_lossy(coding)
                 )),
