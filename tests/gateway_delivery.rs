@@ -771,13 +771,10 @@ async fn an_sse_answer_sent_into_a_connection_that_then_died_can_be_resumed() {
     );
 }
 
-/// Found by a hostile pass (helper-72 F4): server requests made while the client had no
-/// stream open waited in the session's backlog of 256, and the oldest were dropped past it.
-/// A dropped request was never answered, so a server waiting on it (often with no timeout of
-/// its own) hung. Each one dropped now gets an error back; the newest still reach the client's
-/// GET stream when it opens.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_request_dropped_from_a_full_backlog_is_answered_with_an_error() {
+/// A gateway in front of the lenient server in "many-pings" mode (each call answered at
+/// once, then as many `ping` requests of the server's as its `pings` argument says, the
+/// answers logged in `ran` in the folder returned), and a session opened on it.
+async fn pinging_gateway() -> (tempfile::TempDir, Gateway, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("ran");
     let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
@@ -791,6 +788,18 @@ async fn a_server_request_dropped_from_a_full_backlog_is_answered_with_an_error(
     );
     let url = gw.endpoint();
     let session = raw_session(&url, ALICE_KEY).await;
+    (dir, gw, url, session)
+}
+
+/// Found by a hostile pass (helper-72 F4): server requests made while the client had no
+/// stream open waited in the session's backlog of 256, and the oldest were dropped past it.
+/// A dropped request was never answered, so a server waiting on it (often with no timeout of
+/// its own) hung. Each one dropped now gets an error back; the newest still reach the client's
+/// GET stream when it opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_request_dropped_from_a_full_backlog_is_answered_with_an_error() {
+    let (dir, _gw, url, session) = pinging_gateway().await;
+    let log = dir.path().join("ran");
     // Answered at once; the server's 300 pings come after the POST ended, with no GET stream.
     let call = r#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"echo","arguments":{"pings":300}}}"#;
     let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
@@ -844,19 +853,7 @@ async fn a_server_request_dropped_from_a_full_backlog_is_answered_with_an_error(
 /// with 409 while another connection holds the GET stream, which keeps the server's messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_an_unknown_stream_leaves_the_live_get_stream_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("ran");
-    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
-    let gw = Gateway::start_upstream(
-        &format!(
-            "\"python3\", \"{server}\", {:?}, \"many-pings\"",
-            log.display().to_string()
-        ),
-        "",
-        "",
-    );
-    let url = gw.endpoint();
-    let session = raw_session(&url, ALICE_KEY).await;
+    let (_dir, _gw, url, session) = pinging_gateway().await;
     let get = |last: Option<&'static str>| {
         let mut req = http()
             .get(&url)
@@ -888,19 +885,7 @@ async fn resuming_an_unknown_stream_leaves_the_live_get_stream_alone() {
 /// where a stdio client would have answered. It now goes on the client's next SSE answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_request_made_while_no_stream_was_open_goes_on_the_next_sse_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("ran");
-    let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/lenient_server.py");
-    let gw = Gateway::start_upstream(
-        &format!(
-            "\"python3\", \"{server}\", {:?}, \"many-pings\"",
-            log.display().to_string()
-        ),
-        "",
-        "",
-    );
-    let url = gw.endpoint();
-    let session = raw_session(&url, ALICE_KEY).await;
+    let (_dir, _gw, url, session) = pinging_gateway().await;
     let call = r#"{"jsonrpc":"2.0","id":51,"method":"tools/call","params":{"name":"echo","arguments":{"pings":3}}}"#;
     let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
     assert_eq!(status, 200, "{body}");

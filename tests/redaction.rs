@@ -1008,6 +1008,8 @@ for line in sys.stdin:
         out = {{"resultType": "task", "taskId": name, "status": "working",
                "createdAt": "2026-12-06T00:00:00Z", "lastUpdatedAt": "2026-12-06T00:00:00Z",
                "ttlMs": 60000}}
+    elif method == "tasks/cancel":
+        out = {{"resultType": "complete"}}
     elif method == "tasks/get":
         task = m["params"]["taskId"]
         polls += 1
@@ -1018,7 +1020,7 @@ for line in sys.stdin:
         elif task == "pay":
             out["status"] = "completed"
             out["result"] = {{"content": [{{"type": "text", "text": "charged {CARD}"}}]}}
-        elif task == "stop":
+        elif task in ("stop", "halt"):
             out["status"] = "cancelled"
         else:
             out["status"] = "failed"
@@ -1031,13 +1033,14 @@ for line in sys.stdin:
     let store = TestStore::new("[risk]\nredact_results = true\n");
     let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
     let mut next = 1;
-    let mut ask = async |c: &mut LineClient, method: &str, params: Value| -> Value {
+    let mut ask = async |c: &mut LineClient, method: &str, mut params: Value| -> Value {
+        params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
         let line = json!({"jsonrpc": "2.0", "id": next, "method": method, "params": params});
         next += 1;
         c.send(format!("{line}\n").as_bytes()).await;
         c.recv_json().await
     };
-    for tool in ["pay", "stop", "fail"] {
+    for tool in ["pay", "stop", "fail", "halt"] {
         let created = ask(&mut c, "tools/call", json!({"name": tool, "arguments": {}})).await;
         assert_eq!(created["result"]["taskId"], tool, "{created}");
     }
@@ -1052,9 +1055,14 @@ for line in sys.stdin:
     );
     let again = ask(&mut c, "tasks/get", json!({"taskId": "pay"})).await;
     assert!(!again.to_string().contains(CARD), "{again}");
-    for tool in ["stop", "fail"] {
+    // Each poll of a cancelled task says so again; it ended once.
+    for tool in ["stop", "stop", "fail"] {
         ask(&mut c, "tasks/get", json!({"taskId": tool})).await;
     }
+    // In the extension a tasks/cancel's acknowledgement is not the cancellation (the task
+    // may still complete): the tasks/get saying `cancelled` is, the client's doing.
+    ask(&mut c, "tasks/cancel", json!({"taskId": "halt"})).await;
+    ask(&mut c, "tasks/get", json!({"taskId": "halt"})).await;
     assert!(c.finish().await.success());
     let events = store.events();
     let of = |tool: &str| -> Vec<(String, String)> {
@@ -1088,6 +1096,22 @@ for line in sys.stdin:
             pair("tool_failure", "cancelled"),
         ]
     );
+    assert_eq!(
+        of("halt"),
+        [
+            pair("tool_access", "initiated"),
+            pair("tool_execution", "task"),
+            pair("tool_failure", "cancelled"),
+        ]
+    );
+    let side = |tool: &str| {
+        events
+            .iter()
+            .find(|e| e["tool_name"] == tool && e["result"] == "cancelled")
+            .map(|e| e["metadata"]["failure_side"].clone())
+    };
+    assert_eq!(side("halt"), Some(json!("client")));
+    assert_eq!(side("stop"), Some(json!("upstream")));
     assert_eq!(
         of("fail"),
         [

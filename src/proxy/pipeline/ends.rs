@@ -435,17 +435,22 @@ impl Pipeline {
 
     /// Keeps the end event a task's outcome was recorded as (`delivery`'s), for the call
     /// with access event `access`: later answers carrying it again say so.
-    pub(super) fn note_outcome(&self, access: EventId, delivery: &Delivery) {
+    fn note_outcome(&self, access: EventId, delivery: &Delivery) {
         if let Delivery::Forward {
             ended: Some(ended), ..
         } = delivery
         {
-            let mut st = self.state();
-            if st.task_outcomes.len() >= MAX_ENDED {
-                st.task_outcomes.pop_front();
-            }
-            st.task_outcomes.push_back((access, ended.end));
+            self.remember_outcome(access, ended.end);
         }
+    }
+
+    /// [`Self::note_outcome`] of end event `end`.
+    pub(super) fn remember_outcome(&self, access: EventId, end: EventId) {
+        let mut st = self.state();
+        if st.task_outcomes.len() >= MAX_ENDED {
+            st.task_outcomes.pop_front();
+        }
+        st.task_outcomes.push_back((access, end));
     }
 
     fn end_call_noted(

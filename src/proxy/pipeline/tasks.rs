@@ -66,8 +66,15 @@ impl Pipeline {
             .pending
             .values()
             .any(|p| matches!(p, Pending::TaskResult(c) if c.access_id == of));
+        // In the 2026-07-28 Tasks extension the acknowledgement of a `tasks/cancel` is not a
+        // cancellation (the task may still complete, and MAY end `cancelled`): the call ends
+        // when a `tasks/get` answer says how, its side `client` as the client asked.
+        let cooperative = st
+            .tasks
+            .iter()
+            .any(|(_, c)| c.access_id == of && c.era == crate::mcp::Era::V2026);
         let ended = match body {
-            ResponseBody::Result(_) if waited => None,
+            ResponseBody::Result(_) if waited || cooperative => None,
             ResponseBody::Result(_) => {
                 st.task_cancels.remove(&of);
                 // A tasks/result the client cancelled may still be answered: that late
@@ -103,6 +110,8 @@ impl Pipeline {
     ) -> Option<Delivery> {
         #[derive(serde::Deserialize)]
         struct Detailed<'a> {
+            #[serde(rename = "resultType", borrow)]
+            result_type: Option<std::borrow::Cow<'a, str>>,
             #[serde(borrow)]
             status: std::borrow::Cow<'a, str>,
             #[serde(borrow)]
@@ -114,6 +123,11 @@ impl Pipeline {
             return None;
         };
         let task = serde_json::from_str::<Detailed>(raw.get()).ok()?;
+        // The extension's answer says `resultType: "complete"` (it MUST); a 2025-11-25
+        // `tasks/get` answers a bare task, whose outcome comes from `tasks/result`.
+        if task.result_type.as_deref() != Some("complete") {
+            return None;
+        }
         let outcome = match (&*task.status, task.result, task.error) {
             ("completed", Some(result), _) => ResponseBody::Result(result),
             ("failed", _, Some(error)) => ResponseBody::Error(error),
@@ -124,19 +138,17 @@ impl Pipeline {
                 }
                 let asked = st.task_cancels.remove(&call.access_id);
                 drop(st);
-                let delivery = if asked {
-                    self.task_cancelled(call.clone(), id, body)
+                return Some(if asked {
+                    self.task_cancelled(call, id, body)
                 } else {
                     self.task_ended(
-                        call.clone(),
+                        call,
                         id,
                         body,
                         Side::Upstream,
                         "the server cancelled the task the call became (tasks/get: cancelled)",
                     )
-                };
-                self.note_outcome(call.access_id, &delivery);
-                return Some(delivery);
+                });
             }
             _ => return None,
         };
@@ -178,6 +190,8 @@ impl Pipeline {
         why: &str,
     ) -> Delivery {
         let event = self.failure_event(&call, Outcome::Cancelled, side, None, why);
+        // Later answers saying so again (each poll of a cancelled task) are not new ends.
+        self.remember_outcome(call.access_id, event.event_id);
         let rewritten = self.redact_answer(answers, body);
         match self.audit.record(&event) {
             Ok(ack) => Delivery::Forward {

@@ -860,8 +860,9 @@ impl Link {
             _ = self.end.cancelled() => Err("the session was ended".to_string()),
         };
         match result? {
-            // Every Content-Encoding field and every coding listed in one (RFC 9110 §8.4). A
-            // 404's body is not read when it means a lost session: it still reopens one.
+            // Every Content-Encoding field and every coding listed in one (RFC 9110 §8.4), on
+            // the answers whose body is read as MCP; a redirect, 401, 403, 404 and 405 keep
+            // their own handling and hints (a 404 still reopens a lost session).
             Ok(r) => match r
                 .headers()
                 .get_all(CONTENT_ENCODING)
@@ -870,10 +871,12 @@ impl Link {
                 .map(|c| c.trim_ascii())
                 .find(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"identity"))
             {
-                Some(coding) if r.status() != http::StatusCode::NOT_FOUND => Err(format!(
-                    "it answered with Content-Encoding {:?}, though asked for identity; the proxy decodes no content coding: configure the upstream not to compress its MCP endpoint",
-                    String::from_utf8_lossy(coding)
-                )),
+                Some(coding) if !matches!(r.status().as_u16(), 300..=399 | 401 | 403..=405) => {
+                    Err(format!(
+                        "it answered with Content-Encoding {:?}, though asked for identity; the proxy decodes no content coding: configure the upstream not to compress its MCP endpoint",
+                        String::from_utf8_lossy(coding)
+                    ))
+                }
                 _ => Ok(r),
             },
             Err(e) => Err(format!("unreachable: {}", error_chain(&e))),
