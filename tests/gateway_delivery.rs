@@ -113,18 +113,30 @@ async fn first_event_id(resp: &mut reqwest::Response) -> String {
     }
 }
 
-/// Resumes a cut stream of `session` after event `last` (GET with `Last-Event-ID`).
-async fn resume(url: &str, session: &str, last: &str) -> reqwest::Response {
-    let resumed = http()
+/// A GET on the session's endpoint for its SSE stream (MCP "Listening for Messages from the
+/// Server"), as the client of revision `version` sends it, resuming after event `last` if
+/// given (`Last-Event-ID`).
+async fn get_stream(
+    url: &str,
+    session: &str,
+    version: &str,
+    last: Option<&str>,
+) -> reqwest::Response {
+    let mut req = http()
         .get(url)
         .header("accept", "text/event-stream")
         .header("authorization", format!("Bearer {ALICE_KEY}"))
         .header("mcp-session-id", session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .header("last-event-id", last)
-        .send()
-        .await
-        .unwrap();
+        .header("mcp-protocol-version", version);
+    if let Some(last) = last {
+        req = req.header("last-event-id", last);
+    }
+    req.send().await.unwrap()
+}
+
+/// Resumes a cut stream of `session` after event `last` (GET with `Last-Event-ID`).
+async fn resume(url: &str, session: &str, last: &str) -> reqwest::Response {
+    let resumed = get_stream(url, session, "2025-11-25", Some(last)).await;
     assert_eq!(resumed.status().as_u16(), 200);
     resumed
 }
@@ -681,15 +693,7 @@ async fn a_second_answer_in_a_servers_batch_is_recorded_not_delivered_and_reache
     let gw = Gateway::start_upstream(&format!("\"python3\", \"{server}\""), "", "");
     let url = gw.endpoint();
     let session = raw_session(&url, ALICE_KEY).await;
-    let mut listening = http()
-        .get(&url)
-        .header("accept", "text/event-stream")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-06-18")
-        .send()
-        .await
-        .unwrap();
+    let mut listening = get_stream(&url, &session, "2025-06-18", None).await;
     assert_eq!(listening.status().as_u16(), 200);
     let call = r#"{"jsonrpc":"2.0","id":31,"method":"tools/call","params":{"name":"slow","arguments":{"ms":50,"batch":true,"times":2}}}"#;
     let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
@@ -832,15 +836,7 @@ async fn a_server_request_dropped_from_a_full_backlog_is_answered_with_an_error(
         assert_eq!(a["error"]["code"], -32603, "{a}");
     }
     // The 256 newest wait for the client's GET stream, and reach it.
-    let mut listening = http()
-        .get(&url)
-        .header("accept", "text/event-stream")
-        .header("authorization", format!("Bearer {ALICE_KEY}"))
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-06-18")
-        .send()
-        .await
-        .unwrap();
+    let mut listening = get_stream(&url, &session, "2025-06-18", None).await;
     assert_eq!(listening.status().as_u16(), 200);
     let heard = read_until(&mut listening, "\"many-299\"").await;
     assert!(heard.contains("\"many-44\""), "{heard}");
@@ -854,23 +850,11 @@ async fn a_server_request_dropped_from_a_full_backlog_is_answered_with_an_error(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_an_unknown_stream_leaves_the_live_get_stream_alone() {
     let (_dir, _gw, url, session) = pinging_gateway().await;
-    let get = |last: Option<&'static str>| {
-        let mut req = http()
-            .get(&url)
-            .header("accept", "text/event-stream")
-            .header("authorization", format!("Bearer {ALICE_KEY}"))
-            .header("mcp-session-id", &session)
-            .header("mcp-protocol-version", "2025-11-25");
-        if let Some(last) = last {
-            req = req.header("last-event-id", last);
-        }
-        req.send()
-    };
-    let mut listening = get(None).await.unwrap();
+    let mut listening = get_stream(&url, &session, "2025-11-25", None).await;
     assert_eq!(listening.status().as_u16(), 200);
     // 409, as the official SDKs' servers answer a second GET stream: an empty stream would
     // have the TypeScript client reconnect with a plain GET, replacing the live one.
-    let stale = get(Some("999999-4")).await.unwrap();
+    let stale = get_stream(&url, &session, "2025-11-25", Some("999999-4")).await;
     assert_eq!(stale.status().as_u16(), 409);
     let call = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"pings":3}}}"#;
     let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;

@@ -1022,6 +1022,9 @@ for line in sys.stdin:
             out["result"] = {{"content": [{{"type": "text", "text": "charged {CARD}"}}]}}
         elif task in ("stop", "halt"):
             out["status"] = "cancelled"
+        elif task == "late":
+            out["status"] = "completed"
+            out["result"] = {{"content": [{{"type": "text", "text": "done before the cancel"}}]}}
         else:
             out["status"] = "failed"
             out["error"] = {{"code": -32603, "message": "broke"}}
@@ -1040,7 +1043,7 @@ for line in sys.stdin:
         c.send(format!("{line}\n").as_bytes()).await;
         c.recv_json().await
     };
-    for tool in ["pay", "stop", "fail", "halt"] {
+    for tool in ["pay", "stop", "fail", "halt", "late"] {
         let created = ask(&mut c, "tools/call", json!({"name": tool, "arguments": {}})).await;
         assert_eq!(created["result"]["taskId"], tool, "{created}");
     }
@@ -1063,6 +1066,9 @@ for line in sys.stdin:
     // may still complete): the tasks/get saying `cancelled` is, the client's doing.
     ask(&mut c, "tasks/cancel", json!({"taskId": "halt"})).await;
     ask(&mut c, "tasks/get", json!({"taskId": "halt"})).await;
+    // And a task asked to cancel may complete all the same: that is its end.
+    ask(&mut c, "tasks/cancel", json!({"taskId": "late"})).await;
+    ask(&mut c, "tasks/get", json!({"taskId": "late"})).await;
     assert!(c.finish().await.success());
     let events = store.events();
     let of = |tool: &str| -> Vec<(String, String)> {
@@ -1102,6 +1108,14 @@ for line in sys.stdin:
             pair("tool_access", "initiated"),
             pair("tool_execution", "task"),
             pair("tool_failure", "cancelled"),
+        ]
+    );
+    assert_eq!(
+        of("late"),
+        [
+            pair("tool_access", "initiated"),
+            pair("tool_execution", "task"),
+            pair("tool_execution", "success"),
         ]
     );
     let side = |tool: &str| {
