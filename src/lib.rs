@@ -35,7 +35,8 @@
 //!                     surrogates.rs: lone `\uD800`-style escapes read as U+FFFD in a copy
 //! mcp.rs              borrowed views of the few MCP params and results the proxy reads
 //! proxy/pipeline/     classify -> assess -> record -> forward or refuse -> correlate -> record;
-//!                     refuse.rs (answers and events in place of forwarding), confirm.rs
+//!                     access.rs (a tools/call assessed, its access event recorded, then
+//!                     forwarded, held or blocked), refuse.rs (answers and events in place of forwarding), confirm.rs
 //!                     (held calls), ends.rs (a call's end and its events), batch.rs
 //!                     (client and server batches), tools.rs (tools/list pins and
 //!                     filtering), reload.rs (policy reloads), rounds.rs (MRTR rounds,
@@ -57,7 +58,9 @@
 //! proxy/remote/       a `url` upstream standing where the child would: the lines the core
 //!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
 //!                     (JSON, SSE, the GET stream) turned back into lines; failures answered
-//!                     with -32011 naming the upstream; sse.rs: a bounded SSE parser;
+//!                     with -32011 naming the upstream; lines.rs: what the link reads
+//!                     of a message (its head, the id an answer answers, one line);
+//!                     sse.rs: a bounded SSE parser;
 //!                     params.rs: Mcp-Param-* headers from the tools' x-mcp-header;
 //!                     tls.rs: the TLS client (ca_file or system roots, a ca_file
 //!                     certificate pinned as it is; hints for refused certificates)

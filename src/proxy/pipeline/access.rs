@@ -1,0 +1,379 @@
+//! A `tools/call` from the client: assessed by the policy, its access event recorded, then
+//! forwarded, held for a person's approval, or refused (blocked calls get their failure
+//! event here too). What comes back is in `ends.rs`.
+
+use super::*;
+
+impl Pipeline {
+    /// Assesses a `tools/call`, records its access event and opens its context; a blocked
+    /// call is recorded and answered here, never forwarded.
+    pub(super) fn begin_call(&self, id: &RequestId, params: Option<&RawValue>) -> Admission {
+        let p = match decode_call(params) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(request_id = %id, "undecodable tools/call refused");
+                return Err(self.refuse_params(
+                    id,
+                    params,
+                    &format!("invalid tools/call params: {e}"),
+                ));
+            }
+        };
+        let policy = self.policy.current();
+        if policy.enabled
+            && let Some(why) = self.loose_tool_name(&policy, &p.name)
+        {
+            tracing::warn!(request_id = %id, "tools/call with a name a server could read as another refused");
+            let reason = policy.protect_text(&format!("invalid tools/call params: {why}"));
+            return Err(self.refuse_params(id, params, &reason));
+        }
+        // The policy must see what the server will execute: arguments a server could read
+        // two ways (duplicate keys) are refused, fail closed.
+        let arguments = if policy.enabled {
+            match policy::admit::call_arguments(p.arguments.map(RawValue::get)) {
+                Ok(v) => v,
+                Err(e) => {
+                    // The parser's message can quote the input: keep what it quotes out.
+                    let reason = policy.protect_text(&format!("invalid tools/call arguments: {e}"));
+                    tracing::warn!(request_id = %id, "ambiguous tools/call refused");
+                    return Err(self.refuse_params(id, params, &reason));
+                }
+            }
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let meta = p.meta.as_ref();
+        let tool_changed = policy.enabled && self.tool_changed(&p.name);
+        let (protocol_version, era, user_agent, tool_version, risk, decision, retry_of) = {
+            let st = self.state();
+            // Locked after `state`, as everywhere.
+            let mut shared = self.rounds();
+            let (version, era) = st.version_for(meta.and_then(|m| m.protocol_version.as_deref()));
+            let agent = meta
+                .and_then(|m| m.client_info.as_ref())
+                .or(st.client.as_ref())
+                .map(Implementation::agent);
+            let retry_of = if p.request_state.is_some() || p.input_responses.is_some() {
+                let keys = p
+                    .input_responses
+                    .iter()
+                    .flat_map(|r| r.keys().map(|k| k.to_string()));
+                shared.take(&round_key(&p.name, p.request_state.as_deref(), keys))
+            } else {
+                None
+            };
+            let annotations = shared.learnt.annotations.get(&*p.name);
+            let decision = policy.enabled.then(|| {
+                policy.assess(&CallInput {
+                    user: &self.info.user_id,
+                    tool: &p.name,
+                    arguments: arguments.as_ref(),
+                    annotations,
+                    history: &shared.learnt.history,
+                    now: std::time::SystemTime::now(),
+                    count_rates: true,
+                    tool_changed,
+                })
+            });
+            let risk = decision
+                .as_ref()
+                .map_or_else(|| policy::tool_risk(annotations), |d| d.level);
+            if let Some(d) = &decision
+                && d.enforced() != policy::Action::Block
+            {
+                shared.learnt.history.note(&p.name, &d.tags);
+            }
+            let tool_version = st.server.as_ref().map(Implementation::agent);
+            (version, era, agent, tool_version, risk, decision, retry_of)
+        };
+        let mut decision = decision;
+        // The reasons quote the tool's name, which can carry anything: stored protected.
+        if let Some(d) = decision.as_mut().filter(|_| policy.guarded(&p.name)) {
+            for r in &mut d.reasons {
+                *r = policy.protect_text(r);
+            }
+        }
+        // A retry carrying a round of the proxy's own: the round is used up whatever is decided
+        // now, and its token never reaches the server.
+        let mut our_round: Option<Result<Round, String>> = p
+            .request_state
+            .as_deref()
+            .filter(|s| s.starts_with(CONFIRM_PREFIX))
+            .map(|token| self.take_round_of(token, &p));
+        let mut confirmed_round: Option<Round> = None;
+        if let Some(d) = decision
+            .as_mut()
+            .filter(|d| d.enforced() == policy::Action::Confirm)
+        {
+            let st = self.state();
+            let cannot = if st.batching {
+                Some("the call came in a batch, which cannot wait for an answer".to_string())
+            } else if era == Era::V2026 {
+                match our_round.take() {
+                    Some(Ok(r)) => {
+                        confirmed_round = Some(r);
+                        None
+                    }
+                    Some(Err(why)) => Some(why),
+                    None if !meta.is_some_and(|m| {
+                        m.client_capabilities
+                            .as_ref()
+                            .is_some_and(|c| c.elicits_form())
+                    }) =>
+                    {
+                        Some(NO_FORM_ELICITATION.into())
+                    }
+                    None if self
+                        .rounds()
+                        .confirming
+                        .values()
+                        .filter(|r| r.deadline >= Instant::now())
+                        .count()
+                        >= MAX_HELD =>
+                    {
+                        Some("too many calls of this session wait for confirmation".into())
+                    }
+                    None => None,
+                }
+            } else if !st.client_elicits {
+                Some(NO_FORM_ELICITATION.into())
+            } else if st.awaiting.len() >= MAX_HELD {
+                Some("too many calls of this session wait for confirmation".into())
+            } else {
+                None
+            };
+            if let Some(why) = cannot {
+                d.reasons.push(format!(
+                    "the policy asks to confirm this call, and it cannot run: {why}"
+                ));
+                d.action = policy::Action::Block;
+            }
+        }
+        // The decision is no longer to confirm (a reload changed it): the round is still taken
+        // out, or the call refused if its round cannot be used.
+        let mut strip_round: Option<Round> = None;
+        match our_round {
+            Some(Ok(r)) => strip_round = Some(r),
+            Some(Err(why)) => {
+                let why = format!(
+                    "the call carries a confirmation round of mcp-audit-proxy that cannot be used: {why}"
+                );
+                match decision.as_mut() {
+                    Some(d) => {
+                        d.reasons.push(why);
+                        d.action = policy::Action::Block;
+                    }
+                    None => return Err(self.refuse_params(id, params, &why)),
+                }
+            }
+            None => {}
+        }
+        let (access_id, timestamp) = self.ids.next();
+        let blocked = decision
+            .as_ref()
+            .is_some_and(|d| d.enforced() == policy::Action::Block);
+        // The assessment already scanned the arguments: no tags, nothing to protect (unless
+        // classifiers were turned off: secrets and card numbers are still kept out).
+        let found = decision.as_ref().is_some_and(|d| !d.tags.is_empty()) || policy.guard_adds;
+        let (stored_arguments, redacted) = match (&arguments, p.arguments) {
+            (Some(value), Some(raw)) if found => match policy.protect(value) {
+                Some((protected, classes)) => (
+                    serde_json::value::to_raw_value(&protected).ok(),
+                    classes.iter().map(|c| c.as_str().to_string()).collect(),
+                ),
+                None => (Some(raw.to_owned()), Vec::new()),
+            },
+            (_, raw) => (raw.map(ToOwned::to_owned), Vec::new()),
+        };
+        let mut call = Call {
+            access_id,
+            request_id: id.clone(),
+            tool: Some(p.name.to_string()),
+            started,
+            deadline: self.call_timeout.map(|t| started + t),
+            protocol_version,
+            era,
+            user_agent,
+            tool_version,
+            risk,
+            score: decision.as_ref().map(|d| d.score),
+            tags: decision
+                .as_ref()
+                .map(|d| d.tags.clone())
+                .unwrap_or_default(),
+            policy: Some(policy.clone()),
+            confirmation: None,
+            http: self.request_http(),
+            late: 0,
+            progress: p
+                .meta
+                .as_ref()
+                .and_then(|m| serde_json::from_str(m.progress_token?.get()).ok()),
+        };
+        let mut event = self.call_event(
+            &call,
+            EventType::ToolAccess,
+            if blocked {
+                Outcome::Blocked
+            } else {
+                Outcome::Initiated
+            },
+            Some(Metadata {
+                arguments: stored_arguments,
+                retry_of,
+                redacted,
+                ..Metadata::default()
+            }),
+        );
+        event.event_id = access_id;
+        event.timestamp = timestamp;
+        if let Some(d) = &decision {
+            apply_decision(&mut event.metadata, d);
+        }
+        if blocked {
+            self.state().withheld.insert(call.request_id.clone(), ());
+            return Err(self.block(&call, event, decision.as_ref()));
+        }
+        let ack = self
+            .audit
+            .admit(&event)
+            .map_err(|e| refused_by_audit(id, &e))?;
+        if let Some(d) = decision
+            .as_ref()
+            .filter(|d| d.enforced() == policy::Action::Alert)
+        {
+            tracing::warn!(
+                request_id = %id, tool = %p.name, event_id = %access_id, level = d.level.as_str(),
+                score = d.score, decision = d.label(), reasons = %d.reasons.join("; "),
+                "policy alert"
+            );
+        }
+        tracing::debug!(request_id = %id, tool = %p.name, event_id = %access_id, "tool call recorded");
+        if let Some(round) = confirmed_round.or(strip_round) {
+            // A retry answering the proxy's round: forwarded without it.
+            if decision
+                .as_ref()
+                .is_some_and(|d| d.enforced() == policy::Action::Confirm)
+            {
+                call.confirmation = Some("accepted by the person at the client".into());
+            }
+            let mut st = self.state();
+            st.instead.insert(
+                id.clone(),
+                Instead::Rewrite {
+                    server_state: round.server_state,
+                    server_responses: round.server_responses,
+                },
+            );
+            st.calls.insert(id.clone(), call);
+            return Ok((ack, Some(id.clone())));
+        }
+        if let Some(d) = decision
+            .as_ref()
+            .filter(|d| d.enforced() == policy::Action::Confirm && era == Era::V2026)
+        {
+            return self.ask_by_round(id, &p, call, d, ack);
+        }
+        if let Some(d) = decision
+            .as_ref()
+            .filter(|d| d.enforced() == policy::Action::Confirm)
+        {
+            // Held: `hold` asks the client once the caller has the request's bytes.
+            let arguments = event.metadata.arguments.as_ref().map_or("{}", |a| a.get());
+            let hash = arguments_hash(&p);
+            let question = question(&p.name, &hash, arguments, d);
+            self.state().confirming.insert(id.clone(), (call, question));
+            return Ok((ack, Some(id.clone())));
+        }
+        // Inserted after recording: no end can be recorded before its access event is queued.
+        self.state().calls.insert(id.clone(), call);
+        Ok((ack, Some(id.clone())))
+    }
+
+    /// Records a blocked call (access and failure, both `blocked`) and builds the error the
+    /// client gets: a stable code, the reasons, and the event id to quote.
+    pub(super) fn block(
+        &self,
+        call: &Call,
+        access: AuditEvent,
+        decision: Option<&Decision>,
+    ) -> Refusal {
+        let reasons = decision.map(|d| d.reasons.join("; ")).unwrap_or_default();
+        let tool = call.tool.clone().unwrap_or_default();
+        let mut failure = self.failure_event(
+            call,
+            Outcome::Blocked,
+            Side::Client,
+            Some(POLICY_BLOCKED),
+            &format!("blocked by policy: {reasons}"),
+        );
+        if let Some(d) = decision {
+            apply_decision(&mut failure.metadata, d);
+        }
+        let recorded = self
+            .audit
+            .record(&access)
+            .and_then(|_| self.audit.record(&failure));
+        if let Err(e) = &recorded {
+            tracing::error!(error = %e, "blocked tool call could not be recorded");
+        }
+        tracing::warn!(
+            request_id = %call.request_id, tool = %tool, event_id = %failure.event_id,
+            reasons = %reasons, "tool call blocked by policy"
+        );
+        let (level, score) = decision.map_or(("unknown", 0), |d| (d.level.as_str(), d.score));
+        Refusal {
+            extra: None,
+            id: Some(call.request_id.clone()),
+            code: POLICY_BLOCKED,
+            message: format!(
+                "mcp-audit-proxy blocked this call to tool {tool:?} (risk {level}, score {score}): {reasons}. Quote event {} to your security team if it should be allowed",
+                failure.event_id
+            ),
+            event: recorded.is_ok().then_some(failure.event_id),
+        }
+        .with_decision(decision)
+    }
+
+    /// Ends a call that was refused after its access event was queued (never forwarded).
+    pub(super) fn end_unforwarded(&self, id: &RequestId, reason: &str) {
+        let Some(call) = ({
+            let mut st = self.state();
+            st.withheld.insert(id.clone(), ());
+            st.calls.remove(id)
+        }) else {
+            return;
+        };
+        let event = self.failure_event(&call, Outcome::Refused, Side::Internal, None, reason);
+        if let Err(e) = self.audit.record(&event) {
+            tracing::error!(error = %e, request_id = %id, "refusal could not be recorded");
+        }
+    }
+
+    /// Drops the contexts of calls whose access event failed after being queued: the journal
+    /// is broken, so no end event can be written either.
+    pub fn abandon(&self, ids: &[RequestId]) {
+        let mut st = self.state();
+        for id in ids {
+            st.calls.remove(id);
+        }
+    }
+}
+
+/// The SHA-256 of a call's arguments as sent (absent: `{}`), in hex: what a person is asked
+/// to confirm, and what a confirmed retry must match.
+pub(super) fn arguments_hash(p: &CallToolParams<'_>) -> String {
+    let bytes = p.arguments.map_or(&b"{}"[..], |a| a.get().as_bytes());
+    policy::sha256_hex(bytes, 32)
+}
+
+/// A call's params; `message::parse` validated them, so the arguments are not read again
+/// ([`crate::jsonrpc::members`]) unless something unusual needs serde_json's own reading.
+pub(super) fn decode_call(params: Option<&RawValue>) -> Result<CallToolParams<'_>, String> {
+    let params = params.ok_or_else(|| "missing params".to_string())?;
+    if let Some(p) = crate::jsonrpc::members::from_validated_object(params.get()) {
+        return Ok(p);
+    }
+    serde_json::from_str(params.get()).map_err(|e| e.to_string())
+}
