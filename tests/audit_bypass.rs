@@ -348,6 +348,31 @@ async fn a_broken_answer_from_the_server_fails_its_call_at_once() {
 }
 
 #[tokio::test]
+async fn a_log_line_naming_a_calls_id_is_not_its_answer() {
+    // helper-77 #1, #6: a server printing structured logs on stdout (`{"level":…,"id":7}`)
+    // while call 7 runs. No client reads such a line as an answer (the SDKs drop it), so it
+    // must not end the call; a notification with `"id": null` is delivered, as the Python
+    // SDK's client does.
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 600000\n");
+    let (mut c, _log) = spawn(&store, "json-log");
+    initialize(&mut c).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"x\"}}}\n").await;
+    let first = c.recv().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&first).trim_end(),
+        r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from a 1.0 habit"},"id":null}"#
+    );
+    let reply = c.recv_json().await;
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert_eq!(reply["result"]["content"][0]["text"], "ran echo", "{reply}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].1["result"], "success", "{}", pairs[0].1);
+}
+
+#[tokio::test]
 async fn names_a_case_insensitive_server_reads_differently_are_refused() {
     // CVE-2026-27896: Go's encoding/json matched member names case-insensitively.
     let store = TestStore::new(&format!(

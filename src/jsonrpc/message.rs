@@ -586,6 +586,30 @@ fn salvage_id(line: &[u8]) -> Option<RequestId> {
         .and_then(|v| v.id)
 }
 
+/// A server's message that is a notification but for an `"id": null` member (a JSON-RPC 1.0
+/// habit: there, a notification is a request whose id is null). [`parse`] refuses it, as a
+/// request whose id is null; the Python SDK's client delivers it as the notification it is,
+/// so a server message of this shape is read as one. Only a single object with
+/// `"jsonrpc": "2.0"`, a `method`, no `result` or `error`, and an id that is `null` itself.
+/// Never for the client's messages: there a null id is refused (and a `tools/call` recorded).
+pub fn null_id_notification(line: &[u8]) -> Option<Message<'_>> {
+    let env: Envelope<'_> = serde_json::from_slice(line).ok()?;
+    if env.jsonrpc.as_deref() != Some("2.0")
+        || env.id.map(RawValue::get) != Some("null")
+        || env.result.is_some()
+        || env.error.is_some()
+        || env
+            .params
+            .is_some_and(|p| !matches!(p.get().as_bytes().first(), Some(b'{' | b'[')))
+    {
+        return None;
+    }
+    Some(Message::Notification {
+        method: env.method?,
+        params: env.params,
+    })
+}
+
 fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Invalid::NotJsonRpc {

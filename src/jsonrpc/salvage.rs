@@ -43,12 +43,18 @@ pub struct Salvaged {
 }
 
 impl Salvaged {
-    /// Whether it reads as a response (an id, and a result or an error or no method), as far
-    /// as it could be read.
+    /// Whether it reads as a response: an id, and a result or an error; or, for an object cut
+    /// short ([`Self::partial`]), an id and no method (its result may be in the part lost).
+    /// A whole object with an id and neither is no answer to any client (the official SDKs
+    /// drop it as matching none of their message schemas): a structured log line such as
+    /// `{"level":"info","id":7,"msg":"…"}` a server prints on its stdout must not end call 7.
     pub fn is_response(&self) -> bool {
         self.id.is_some()
             && (self.answers
-                || (self.methods.is_empty() && !self.unreadable_method && !self.watched))
+                || (self.partial
+                    && self.methods.is_empty()
+                    && !self.unreadable_method
+                    && !self.watched))
     }
 
     /// Whether it reads as a request of some kind (a method, and no result or error).
@@ -425,5 +431,22 @@ mod tests {
         // A request whose method is not a string is not an answer to anything.
         let found = salvage(br#"{"jsonrpc":"2.0","id":11,"method":7}"#, CALL);
         assert!(!found[0].is_response());
+        // Cut short before its result: it may be one.
+        let found = salvage(br#"{"jsonrpc":"2.0","id":12,"#, CALL);
+        assert!(found[0].is_response());
+    }
+
+    #[test]
+    fn a_whole_object_with_an_id_but_no_result_or_error_answers_nothing() {
+        for line in [
+            &br#"{"level":"info","id":7,"msg":"handling tools/call"}"#[..],
+            br#"{"jsonrpc":"2.0","id":7}"#,
+        ] {
+            let found = salvage(line, CALL);
+            assert_eq!(found.len(), 1);
+            assert_eq!(found[0].id, Some(RequestId::Int(7)));
+            assert!(!found[0].is_response(), "{}", String::from_utf8_lossy(line));
+            assert!(!found[0].is_request());
+        }
     }
 }

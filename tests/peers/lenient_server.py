@@ -20,6 +20,9 @@ method names loosely (`Tools/Call`, `"tools/call "`);
 tools/call of `slow` for its `ms` argument before answering.
 "asks-ping" answers a tools/call only once its own `ping` request, sent first, is answered
 (logged as `{"ping_answer": ...}`), saying whether that answer was a result or an error.
+"json-log" prints, before each tools/call's answer, a structured log line naming the call's id
+(`{"level":"info","id":ID,...}`, no `jsonrpc`, `result` or `error`), a bare `{"jsonrpc":"2.0",
+"id":ID}`, and a `notifications/message` carrying `"id": null` (JSON-RPC 1.0's notification).
 "many-pings" answers a tools/call at once, then sends the number of `ping` requests its
 `pings` argument says (ids `"many-<k>"`), and logs each answer it gets as `{"ping_answer": ...}`.
 """
@@ -127,6 +130,10 @@ def handle(msg):
             write(b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode()
                   + b',"result":{"content":[{"type":"text","text":"bad \xff\xfe"}]}}')
             return
+        if MODE == "json-log":
+            write(json.dumps({"level": "info", "id": rid, "msg": "handling tools/call"}).encode())
+            write(json.dumps({"jsonrpc": "2.0", "id": rid}).encode())
+            write(b'{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from a 1.0 habit"},"id":null}')
         reply = {"jsonrpc": "2.0", "id": rid,
                  "result": {"content": [{"type": "text", "text": text}]}}
         if MODE == "no-jsonrpc":

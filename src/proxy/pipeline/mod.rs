@@ -854,7 +854,15 @@ impl Pipeline {
             return lines::read_as(line, readable, |l| self.from_server(l));
         }
         let size = trim_line_end(&line).len();
-        match message::parse(&line) {
+        let parsed = message::parse(&line);
+        let parsed = match parsed {
+            Err(_) => match message::null_id_notification(trim_line_end(&line)) {
+                Some(notification) => Ok(Parsed::Single(notification)),
+                None => parsed,
+            },
+            ok => ok,
+        };
+        match parsed {
             Err(invalid) => {
                 tracing::warn!(error = %invalid, bytes = line.len(), "invalid message from server dropped");
                 let found = salvage(&line, TOOLS_CALL);
