@@ -164,6 +164,10 @@ pub struct ToolsAcceptArgs {
     /// so that a definition changed again since is not accepted unseen.
     #[arg(long)]
     pub hash: Option<String>,
+    /// The upstream whose pin it is, as named in the configuration_change event (default: the
+    /// config's first upstream).
+    #[arg(long, value_name = "NAME")]
+    pub upstream: Option<String>,
 }
 
 /// `policy` subcommands.
@@ -229,7 +233,9 @@ pub struct StdioArgs {
     /// The identity recorded as user_id (default: user_id in the config, else the OS user).
     #[arg(long, value_parser = parse_identity)]
     pub user: Option<String>,
-    /// Which `[[upstream]]` table to run (default: the first in the config).
+    /// Which `[[upstream]]` table to run (default: the first in the config); with a server
+    /// command after `--` and no table of that name, the name that server is recorded and
+    /// its tools pinned under (default `upstream`: name each server that shares a config).
     #[arg(long, value_name = "NAME")]
     pub upstream: Option<String>,
     /// The MCP server command and its arguments (default: upstream.command in the config).

@@ -323,14 +323,32 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     let config = match &args.upstream {
         None => config,
         Some(name) => {
-            let Some(u) = config.upstreams.iter().find(|u| &u.name == name) else {
-                return Err(ModeError::BadInput {
-                    what: format!("no upstream named {name:?} in {}", config.source.display()),
-                    hint: "give the name of one of the [[upstream]] tables",
-                });
-            };
             let mut c = config.clone();
-            c.upstream = u.clone();
+            match config.upstreams.iter().find(|u| &u.name == name) {
+                Some(u) => c.upstream = u.clone(),
+                // A server given after `--` named on the command line: several servers
+                // behind one config are told apart in the trail, and their tools pinned apart
+                // (two servers' `echo` would otherwise be one tool whose definition changed).
+                None if !args.command.is_empty() => {
+                    if name.is_empty()
+                        || !name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                    {
+                        return Err(ModeError::BadInput {
+                            what: format!("the upstream name {name:?} (--upstream) is not usable"),
+                            hint: "use letters, digits, `.`, `_` and `-` only",
+                        });
+                    }
+                    c.upstream.name = name.clone();
+                }
+                None => {
+                    return Err(ModeError::BadInput {
+                        what: format!("no upstream named {name:?} in {}", config.source.display()),
+                        hint: "give the name of one of the [[upstream]] tables, or the server's command after `--` to run it under that name",
+                    });
+                }
+            }
             selected = c;
             &selected
         }
@@ -1035,18 +1053,19 @@ pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
 /// tool's next call.
 pub fn tools_accept(
     config: &Config,
+    upstream: Option<&str>,
     name: &str,
     hash: Option<&str>,
     out: &mut impl Write,
 ) -> Result<(), ModeError> {
     // Pins live in the store folder: never write them into a folder that is not a store.
     store::marker::check(&config.audit.store_dir, store::Access::Write)?;
-    let pins = policy::pins::Pins::new(&config.audit.store_dir, &config.upstream.name);
+    let upstream = upstream.unwrap_or(&config.upstream.name);
+    let pins = policy::pins::Pins::new(&config.audit.store_dir, upstream);
     let changes = pins.accept(name, hash)?;
     writeln!(
         out,
-        "accepted the new definition of tool {name:?} (upstream {:?}); its calls are no longer held back",
-        config.upstream.name
+        "accepted the new definition of tool {name:?} (upstream {upstream:?}); its calls are no longer held back"
     )?;
     for c in changes {
         writeln!(out, "  - {c}")?;

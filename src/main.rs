@@ -213,8 +213,14 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             &mut std::io::stdout().lock(),
         )?),
         Command::Tools(ToolsCommand::Accept(args)) => {
-            commands::tools_accept(config, &args.name, args.hash.as_deref(), &mut screen(false))
-                .context("tools accept")?;
+            commands::tools_accept(
+                config,
+                args.upstream.as_deref(),
+                &args.name,
+                args.hash.as_deref(),
+                &mut screen(false),
+            )
+            .context("tools accept")?;
             Ok(0)
         }
     }

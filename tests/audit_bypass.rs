@@ -373,6 +373,46 @@ async fn a_log_line_naming_a_calls_id_is_not_its_answer() {
 }
 
 #[tokio::test]
+async fn a_call_does_not_time_out_while_a_person_answers_the_servers_question() {
+    // helper-77 #3: in the 2025 revisions a server asks the client (`elicitation/create`) in
+    // the middle of a call, and a person answers. The call's timeout waits for them.
+    let store = TestStore::new("[limits]\ncall_timeout_ms = 1000\n");
+    let (mut c, _log) = spawn(&store, "asks-elicit");
+    initialize(&mut c).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}\n").await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    // The person takes longer than the call's timeout.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"elicit-3\",\"result\":{\"action\":\"accept\",\"content\":{\"name\":\"Ada\"}}}\n").await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["id"], 3, "{reply}");
+    assert_eq!(
+        reply["result"]["content"][0]["text"], "ping answered with result",
+        "{reply}"
+    );
+    // A question nobody answers holds the calls for one timeout, not for ever.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}\n").await;
+    assert_eq!(c.recv_json().await["method"], "elicitation/create");
+    let started = std::time::Instant::now();
+    let reply = c.recv_json().await;
+    assert_eq!(reply["id"], 4, "{reply}");
+    assert_eq!(reply["error"]["code"], -32001, "{reply}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let results: Vec<String> = pairs(&events)
+        .iter()
+        .map(|(_, end)| end["result"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(results, ["success", "timeout"]);
+}
+
+#[tokio::test]
 async fn names_a_case_insensitive_server_reads_differently_are_refused() {
     // CVE-2026-27896: Go's encoding/json matched member names case-insensitively.
     let store = TestStore::new(&format!(

@@ -896,6 +896,81 @@ async fn a_pending_tool_change_holds_the_tool_back_in_a_new_session() {
 }
 
 #[tokio::test]
+async fn servers_named_on_the_command_line_are_pinned_and_recorded_apart() {
+    // helper-77 #2: two servers behind one config (the README's Claude Desktop setup), both
+    // with a tool `echo` described differently. Under one name the second's `echo` was a
+    // changed definition of the first's, and blocked.
+    let store = TestStore::new("[risk]\npin_tools = \"block\"\n");
+    let list = b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n";
+    let server = common::example_server();
+    let named = |name: &str, description: Option<&str>| {
+        let mut command = tokio::process::Command::new(proxy_bin());
+        command
+            .args(["stdio", "--upstream", name, "--config"])
+            .arg(&store.config)
+            .arg("--")
+            .arg(&server)
+            .env("RUST_LOG", "warn");
+        if let Some(d) = description {
+            command.env("EXAMPLE_ECHO_DESCRIPTION", d);
+        }
+        LineClient::spawn(command)
+    };
+    let session = |name: &'static str, description: Option<&'static str>, id: i64| {
+        let named = &named;
+        async move {
+            let mut c = named(name, description);
+            c.initialize().await;
+            c.send(list).await;
+            c.recv_json().await;
+            c.send(&call_line(json!(id), "echo", json!({"text": "hi"})))
+                .await;
+            let reply = c.recv_json().await;
+            assert!(c.finish().await.success());
+            reply
+        }
+    };
+    let first = session("files", None, 1).await;
+    assert_eq!(first["result"]["content"][0]["text"], "hi", "{first}");
+    let other = session("notes", Some("Echo, the notes server's"), 2).await;
+    assert_eq!(other["result"]["content"][0]["text"], "hi", "{other}");
+    // The first server's own definition changing is still caught, and the way out named.
+    let changed = session("files", Some("Echo, and more"), 3).await;
+    assert_eq!(changed["error"]["code"], -32010, "{changed}");
+    let events = store.events();
+    let upstreams: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .map(|e| e["upstream"].as_str().unwrap())
+        .collect();
+    assert_eq!(upstreams, ["files", "notes", "files"]);
+    let change = events
+        .iter()
+        .find(|e| e["event_type"] == "configuration_change")
+        .expect("the change is recorded");
+    assert_eq!(change["upstream"], "files");
+    let reason = change["metadata"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("tools accept echo --upstream files --hash "),
+        "{reason}"
+    );
+    // A name that cannot be one is refused before anything starts.
+    let out = std::process::Command::new(proxy_bin())
+        .args(["stdio", "--upstream", "a/b", "--config"])
+        .arg(&store.config)
+        .arg("--")
+        .arg(&server)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not usable"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
 async fn a_reload_says_what_it_could_not_apply() {
     let store = TestStore::new("");
     let c = common::initialized(&store).await;

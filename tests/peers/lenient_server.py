@@ -23,6 +23,7 @@ tools/call of `slow` for its `ms` argument before answering.
 "json-log" prints, before each tools/call's answer, a structured log line naming the call's id
 (`{"level":"info","id":ID,...}`, no `jsonrpc`, `result` or `error`), a bare `{"jsonrpc":"2.0",
 "id":ID}`, and a `notifications/message` carrying `"id": null` (JSON-RPC 1.0's notification).
+"asks-elicit" is "asks-ping" with an `elicitation/create` (ids `"elicit-<id>"`): a person answers.
 "many-pings" answers a tools/call at once, then sends the number of `ping` requests its
 `pings` argument says (ids `"many-<k>"`), and logs each answer it gets as `{"ping_answer": ...}`.
 """
@@ -125,6 +126,14 @@ def handle(msg):
         if MODE == "asks-ping":
             ASKED["srv-" + str(rid)] = rid
             write(json.dumps({"jsonrpc": "2.0", "id": "srv-" + str(rid), "method": "ping"}).encode())
+            return
+        if MODE == "asks-elicit":
+            ASKED["elicit-" + str(rid)] = rid
+            write(json.dumps({"jsonrpc": "2.0", "id": "elicit-" + str(rid),
+                              "method": "elicitation/create",
+                              "params": {"message": "Your name?",
+                                         "requestedSchema": {"type": "object", "properties": {
+                                             "name": {"type": "string"}}}}}).encode())
             return
         if MODE == "bad-utf8":
             write(b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode()

@@ -828,7 +828,11 @@ impl Session {
                 }
                 _ => None,
             };
-            tracing::warn!(session = %self.id, dropped = sh.dropped, method = request.as_ref().map(|r| r.1.as_str()), "server message dropped: no stream open for it (open a GET stream)");
+            // Logged at the 1st, 2nd, 4th, 8th… drop of the session, with the count: a server
+            // flooding notifications must not flood the log (helper-78 #6).
+            if sh.dropped.is_power_of_two() {
+                tracing::warn!(session = %self.id, dropped = sh.dropped, method = request.as_ref().map(|r| r.1.as_str()), "server message dropped: no stream open for it (open a GET stream); logged again at twice this count");
+            }
             refusal = request.map(|(id, method)| {
                 error_response(
                     Some(&id),

@@ -7,6 +7,13 @@
 //! call that ended here (timed out, or failed by the proxy) has had its answer: progress the
 //! server still reports on it is not passed on, since MCP lets progress name only operations
 //! in progress.
+//!
+//! A server's `elicitation/create` or `sampling/createMessage` (2025 revisions: a server
+//! request in the middle of a call): a person, or the client's model, works for the server
+//! until the client answers, which the server's call waits for. While one is unanswered (for
+//! at most `limits.call_timeout_ms` since it went out), no call times out; its answer starts
+//! every call's timeout again, as progress does. Over stdio the request names no call, so it
+//! holds them all; `limits.call_timeout_max_ms` still ends any call.
 
 use super::*;
 
@@ -25,20 +32,39 @@ impl Pipeline {
             .values_mut()
             .find(|c| c.progress.as_ref() == Some(&token))
         {
-            if let (Some(timeout), Some(deadline)) = (self.call_timeout, call.deadline.as_mut()) {
-                let moved = now + timeout;
-                let moved = match self.call_timeout_max {
-                    Some(max) => moved.min(call.started + max),
-                    None => moved,
-                };
-                *deadline = (*deadline).max(moved);
-            }
+            self.move_deadline(call, now);
             return false;
         }
         st.ended.values().any(|(call, why)| {
             matches!(why, EndedEarly::TimedOut | EndedEarly::Failed)
                 && call.progress.as_ref() == Some(&token)
         })
+    }
+
+    /// The client answered request `id`: if it was the server's question to a person or a
+    /// model, every call's timeout starts again.
+    pub(super) fn answered_server_ask(&self, id: &RequestId) {
+        let mut st = self.state();
+        if st.server_asks.remove(id).is_none() {
+            return;
+        }
+        let now = Instant::now();
+        for call in st.calls.values_mut() {
+            self.move_deadline(call, now);
+        }
+    }
+
+    /// Moves `call`'s deadline to `limits.call_timeout_ms` from `now`, never earlier than it
+    /// was and never past `limits.call_timeout_max_ms` from its start.
+    fn move_deadline(&self, call: &mut Call, now: Instant) {
+        if let (Some(timeout), Some(deadline)) = (self.call_timeout, call.deadline.as_mut()) {
+            let moved = now + timeout;
+            let moved = match self.call_timeout_max {
+                Some(max) => moved.min(call.started + max),
+                None => moved,
+            };
+            *deadline = (*deadline).max(moved);
+        }
     }
 
     /// The earliest deadline of a call or of a confirmation, for the timer.
@@ -55,6 +81,19 @@ impl Pipeline {
         let mut routes = self.expire_confirmations(now);
         let expired: Vec<Call> = {
             let mut st = self.state();
+            // A question of the server's still waits for its answer: calls wait with it (up to
+            // their maximum). One unanswered for a whole timeout no longer holds them.
+            if let Some(timeout) = self.call_timeout {
+                st.server_asks
+                    .retain(|_, asked| now.duration_since(*asked) < timeout);
+            }
+            if !st.server_asks.is_empty() {
+                for call in st.calls.values_mut() {
+                    if call.deadline.is_some_and(|d| d <= now) {
+                        self.move_deadline(call, now);
+                    }
+                }
+            }
             let ids: Vec<RequestId> = st
                 .calls
                 .iter()

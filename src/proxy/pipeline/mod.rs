@@ -420,6 +420,10 @@ struct State {
     /// a late one) is taken. Not ids in use: a client may reuse one for a new request (MCP
     /// forbids it; refusing would change what it sees). The oldest forgotten past [`MAX_ENDED`].
     answered: Recent<(Call, EndedEarly)>,
+    /// The server's `elicitation/create` and `sampling/createMessage` requests the client has
+    /// not answered, with when each went out: a person (or the client's model) works for the
+    /// server meanwhile, so calls do not time out ([`deadlines`]). At most [`MAX_ENDED`].
+    server_asks: HashMap<RequestId, Instant>,
 }
 
 /// What a server response answers.
@@ -842,6 +846,10 @@ impl Pipeline {
                 }
                 Ok((Ack::done(), None))
             }
+            Message::Response { id: Some(id), .. } => {
+                self.answered_server_ask(id);
+                Ok((Ack::done(), None))
+            }
             _ => Ok((Ack::done(), None)),
         }
     }
@@ -916,6 +924,14 @@ impl Pipeline {
             && self.progress_after_its_end(*params)
         {
             return Delivery::Drop;
+        }
+        if let Message::Request { id, method, .. } = msg
+            && matches!(&**method, "elicitation/create" | "sampling/createMessage")
+        {
+            let mut st = self.state();
+            if st.server_asks.len() < MAX_ENDED {
+                st.server_asks.insert(id.clone(), Instant::now());
+            }
         }
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {

@@ -84,7 +84,8 @@ impl Pipeline {
                         _ => "its calls carry extra risk until an operator accepts it",
                     };
                     let reason = format!(
-                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool} --hash {hash})"
+                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool} --upstream {} --hash {hash})",
+                        self.info.upstream
                     );
                     tracing::warn!(tool = %tool, changes = %changes.join("; "), "tool definition changed since pinned");
                     let mut event = self.policy_event(
@@ -160,16 +161,22 @@ impl Pipeline {
             return None;
         }
         let user = &self.info.user_id;
+        let rebuilt = |kept: &str| {
+            let mut line = rebuilt_message(Some(id), None, &[]);
+            line.pop();
+            line.push_str(",\"result\":");
+            line.push_str(kept);
+            line.push('}');
+            line
+        };
         match hide_tools(result.get(), |name| policy.forbidden(user, name).is_some()) {
-            Ok(None) => None,
+            // The list is the caller's own, whether this caller lost a tool or not (another
+            // may): a shared cache must not hand it to someone else.
+            Ok(None) => private_scope(result.get()).map(|kept| rebuilt(&kept)),
             Ok(Some((kept, hidden))) => {
                 tracing::info!(hidden, user = %user, "tools hidden from tools/list by policy");
-                let mut line = rebuilt_message(Some(id), None, &[]);
-                line.pop();
-                line.push_str(",\"result\":");
-                line.push_str(&kept);
-                line.push('}');
-                Some(line)
+                let kept = private_scope(&kept).unwrap_or(kept);
+                Some(rebuilt(&kept))
             }
             Err(why) => {
                 let why = policy.protect_text(&why);
@@ -206,6 +213,32 @@ fn list_withheld(id: &RequestId, why: &str, event_id: &str) -> String {
         Some(json!({ "event_id": event_id })),
     );
     String::from_utf8_lossy(trim_line_end(&line)).into_owned()
+}
+
+/// `result` with every top-level `"cacheScope": "public"` made `"private"`, each other byte
+/// kept; `None` when it has none. A listing filtered per caller (`allow_users`/`deny_users`)
+/// is no longer the same for every caller, which is what `public` says (MCP 2026-07-28
+/// SEP-2549: a shared cache may serve a public result to anyone; a private one MUST NOT be
+/// shared).
+fn private_scope(result: &str) -> Option<String> {
+    let members = serde_json::from_str::<crate::jsonrpc::salvage::Members<'_>>(result)
+        .ok()?
+        .0;
+    let mut out = String::with_capacity(result.len() + 1);
+    let mut at = 0;
+    for (name, value) in members {
+        if name == "cacheScope" && value.get() == "\"public\"" {
+            // `value` borrows from `result`: its place there.
+            let start = value.get().as_ptr() as usize - result.as_ptr() as usize;
+            out.push_str(&result[at..start]);
+            out.push_str("\"private\"");
+            at = start + value.get().len();
+        }
+    }
+    (at > 0).then(|| {
+        out.push_str(&result[at..]);
+        out
+    })
 }
 
 /// `result` (a `tools/list` result's JSON text) without the tools `hidden` names, each other
@@ -257,7 +290,7 @@ fn hide_tools(
 
 #[cfg(test)]
 mod tests {
-    use super::hide_tools;
+    use super::{hide_tools, private_scope};
 
     #[test]
     fn hidden_tools_are_taken_out_and_every_other_byte_is_kept() {
@@ -270,6 +303,23 @@ mod tests {
         );
         assert_eq!(hide_tools(result, |n| n == "none").unwrap(), None);
         assert_eq!(hide_tools(r#"{"other":1}"#, |_| true).unwrap(), None);
+    }
+
+    #[test]
+    fn a_filtered_listing_is_no_longer_public() {
+        let result = r#"{"ttlMs":60000, "cacheScope" : "public","tools":[],"cacheScope":"public"}"#;
+        assert_eq!(
+            private_scope(result).unwrap(),
+            r#"{"ttlMs":60000, "cacheScope" : "private","tools":[],"cacheScope":"private"}"#
+        );
+        assert_eq!(
+            private_scope(r#"{"cacheScope":"private","tools":[]}"#),
+            None
+        );
+        assert_eq!(
+            private_scope(r#"{"tools":[{"cacheScope":"public"}]}"#),
+            None
+        );
     }
 
     #[test]
