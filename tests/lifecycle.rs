@@ -368,6 +368,34 @@ async fn client_eof_closes_the_server_and_escalates_to_kill_when_it_hangs() {
 }
 
 #[tokio::test]
+async fn a_client_that_closes_its_input_at_once_gets_the_answers_of_a_slow_starting_server() {
+    // helper-77 #5: `printf … | proxy -- npx server` (a smoke test, a script). Reading the
+    // server directly, the client gets its answers; the proxy stopped the server one grace
+    // after the client's EOF, before it had even started.
+    let store = TestStore::new("[limits]\nshutdown_grace_ms = 200\n");
+    let server = example_server();
+    let mut c = LineClient::spawn(store.proxy_command(&[
+        "sh",
+        "-c",
+        &format!("sleep 1.5; exec '{}'", server.display()),
+    ]));
+    c.send(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"pipe","version":"1"}}}"#).await;
+    c.send(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await;
+    c.send(&call_line(json!(1), "echo", json!({"text": "late"})))
+        .await;
+    c.close_input();
+    assert_eq!(c.recv_json().await["id"], 0);
+    let answer = c.recv_json().await;
+    assert_eq!(answer["result"]["content"][0]["text"], "late", "{answer}");
+    assert!(c.wait_exit().await.success());
+    let events = store.events();
+    let pairs = pairs(&events);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].1["result"], "success");
+}
+
+#[tokio::test]
 async fn sigterm_to_the_proxy_shuts_down_cleanly_with_calls_in_flight() {
     let store = TestStore::new("");
     let mut c = initialized(&store).await;

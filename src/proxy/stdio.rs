@@ -54,6 +54,9 @@ const QUEUE: usize = 1024;
 /// this many (it waits alone). What a queued message keeps allocated can be up to about twice
 /// its length (the framer's buffer it was cut from), so this is about 64 MiB of memory.
 const QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// How often the supervisor looks whether the requests a server whose input closed still owes
+/// are answered ([`supervise`]).
+const OWED_POLL: Duration = Duration::from_millis(50);
 /// How long to wait for the server's stdout to reach EOF after it exited (grandchildren may hold it).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// The same wait once the wrapper got a termination signal (what is in the pipe is read
@@ -402,10 +405,14 @@ pub(crate) async fn run_session(
     };
     // Cancelled once the server has exited (or its remote or pooled link is over).
     let exited = CancellationToken::new();
+    // Cancelled once the server's output has ended: it can answer nothing more.
+    let output_ended = CancellationToken::new();
     let server_reader = tokio::spawn({
         let (pipeline, stop, exited) = (pipeline.clone(), stop.clone(), exited.clone());
+        let output_ended = output_ended.clone();
         async move {
             reader(server_out, pipeline, Peer::Server, server_routes, max, None).await;
+            output_ended.cancel();
             tokio::select! {
                 _ = exited.cancelled() => {}
                 _ = tokio::time::sleep(EXIT_AFTER_OUTPUT_CLOSED) => {
@@ -454,7 +461,25 @@ pub(crate) async fn run_session(
             mut child,
             mut group,
         } => {
-            let (status, sent) = supervise(&mut child, &stop.token, grace)
+            // Only for a client that closed its input: one gone, or a server that closed its
+            // output, can no longer get or give the answers.
+            let unanswered = {
+                let (pipeline, stop) = (pipeline.clone(), stop.clone());
+                move || {
+                    matches!(stop.why.get(), Some(StopReason::ClientClosed))
+                        && !output_ended.is_cancelled()
+                        && pipeline.awaits_answers()
+                }
+            };
+            let owed = Owed {
+                unanswered: &unanswered,
+                limit: config
+                    .limits
+                    .call_timeout
+                    .or(config.limits.call_timeout_max)
+                    .unwrap_or(grace),
+            };
+            let (status, sent) = supervise(&mut child, &stop.token, grace, Some(owed))
                 .await
                 .map_err(StdioError::Wait)?;
             exited_at = tokio::time::Instant::now();
@@ -1057,17 +1082,47 @@ pub(crate) enum Sent {
     Kill,
 }
 
+/// How a server whose input closed may still be owed time: requests still unanswered, and how
+/// long they may take at most.
+pub(crate) struct Owed<'a> {
+    /// Whether any request forwarded to the server is still unanswered.
+    pub(crate) unanswered: &'a (dyn Fn() -> bool + Send + Sync),
+    /// The longest the wait for them lasts (`limits.call_timeout_ms`).
+    pub(crate) limit: Duration,
+}
+
 /// Waits for the server; after `stop`: EOF (by the server writer), grace, SIGTERM, grace,
 /// SIGKILL, the signals going to the server's whole process group. After a termination
 /// signal to the wrapper: SIGTERM at once, SIGKILL [`SIGNALLED_GRACE`] later.
+///
+/// With `owed`: while requests it was sent are unanswered (up to `owed.limit`, and never
+/// after a termination signal), the server's grace starts only once they are answered. A
+/// client that writes its requests and closes its input at once (`printf … | proxy`) waits
+/// for the answers, as it would reading the server directly; a server that starts slowly
+/// (`npx` fetching a package) must not be stopped before it read them. The SDK clients end
+/// a session with a SIGTERM soon after closing their input, which ends this wait.
 pub(crate) async fn supervise(
     child: &mut Child,
     stop: &CancellationToken,
     grace: Duration,
+    owed: Option<Owed<'_>>,
 ) -> io::Result<(ExitStatus, Sent)> {
     tokio::select! {
         status = child.wait() => return Ok((status?, Sent::Nothing)),
         _ = stop.cancelled() => {}
+    }
+    if let Some(owed) = owed {
+        let until = tokio::time::Instant::now() + owed.limit;
+        while (owed.unanswered)()
+            && !signalled().is_cancelled()
+            && tokio::time::Instant::now() < until
+        {
+            tokio::select! {
+                status = child.wait() => return Ok((status?, Sent::Nothing)),
+                _ = signalled().cancelled() => {}
+                _ = tokio::time::sleep(OWED_POLL) => {}
+            }
+        }
     }
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     // After a signal the server has no more time after its EOF: the client's close sequence

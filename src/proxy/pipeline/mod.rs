@@ -854,6 +854,13 @@ impl Pipeline {
         }
     }
 
+    /// Whether a request forwarded to the server waits for its answer (a call, or any other
+    /// request): the stdio wrapper gives a server whose input closed the time to answer them.
+    pub fn awaits_answers(&self) -> bool {
+        let st = self.state();
+        !st.calls.is_empty() || !st.pending.is_empty()
+    }
+
     // ---------------------------------------------------------------- server → client
 
     /// Routes one line from the server.

@@ -718,7 +718,7 @@ async fn run_child(
 ) {
     let writer = tokio::spawn(write_child(stdin, rx, shared.stop.clone()));
     let reader = tokio::spawn(read_child(stdout, shared.clone(), max));
-    let (code, described) = match stdio::supervise(&mut child, &shared.stop, grace).await {
+    let (code, described) = match stdio::supervise(&mut child, &shared.stop, grace, None).await {
         Ok((status, sent)) => {
             if let Some(pgid) = group.0 {
                 stdio::end_group(pgid, grace, sent).await;
