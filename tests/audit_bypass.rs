@@ -379,11 +379,12 @@ async fn a_call_does_not_time_out_while_a_person_answers_the_servers_question() 
     let store = TestStore::new("[limits]\ncall_timeout_ms = 1000\n");
     let (mut c, _log) = spawn(&store, "asks-elicit");
     initialize(&mut c).await;
-    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}\n").await;
+    // The server asks 0.6 s into the call; the person answers 0.7 s later, past the call's
+    // own timeout (1 s) and within the question's (one timeout from when it went out).
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"ask_after_ms\":600}}}\n").await;
     let ask = c.recv_json().await;
     assert_eq!(ask["method"], "elicitation/create", "{ask}");
-    // The person takes longer than the call's timeout.
-    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"elicit-3\",\"result\":{\"action\":\"accept\",\"content\":{\"name\":\"Ada\"}}}\n").await;
     let reply = c.recv_json().await;
     assert_eq!(reply["id"], 3, "{reply}");

@@ -951,7 +951,7 @@ async fn servers_named_on_the_command_line_are_pinned_and_recorded_apart() {
     assert_eq!(change["upstream"], "files");
     let reason = change["metadata"]["reason"].as_str().unwrap();
     assert!(
-        reason.contains("tools accept echo --upstream files --hash "),
+        reason.contains(r#"tools accept "echo" --upstream "files" --hash "#),
         "{reason}"
     );
     // A name that cannot be one is refused before anything starts.

@@ -71,9 +71,9 @@ const READ_ROOM: usize = 128 * 1024;
 /// cannot reuse it and allocates a fresh `READ_ROOM` one. A server writing one small message
 /// per read then made the gateway hold one 132 KiB buffer (a resident 4 KiB page of it) per
 /// 101-byte message queued: 83,000 queued messages, 8 MB counted, 325 MiB resident
-/// (helper-79). A copy keeps the buffer unshared, reused in place read after read; long lines
-/// are still split off (no copy), their buffer sized to them.
-const COPY_BELOW: usize = 32 * 1024;
+/// (helper-79). A copy keeps the buffer unshared, reused in place read after read; longer
+/// lines are still split off (no copy): their buffer was sized to them (at most about twice).
+const COPY_BELOW: usize = READ_ROOM;
 
 /// Splits a byte stream into lines; `Ok(None)` means "need more bytes".
 #[derive(Debug)]

@@ -28,6 +28,8 @@ pub struct Salvaged {
     pub other_ids: Vec<RequestId>,
     /// It has a top-level `result` or `error`: a response, whatever else it holds.
     pub answers: bool,
+    /// It says `"jsonrpc": "2.0"`: a JSON-RPC message, whatever else it lacks.
+    pub jsonrpc: bool,
     /// Every top-level `method` that is a string, in order: a repeated key counts each copy,
     /// since parsers differ on which one wins.
     pub methods: Vec<String>,
@@ -43,15 +45,17 @@ pub struct Salvaged {
 }
 
 impl Salvaged {
-    /// Whether it reads as a response: an id, and a result or an error; or, for an object cut
-    /// short ([`Self::partial`]), an id and no method (its result may be in the part lost).
-    /// A whole object with an id and neither is no answer to any client (the official SDKs
-    /// drop it as matching none of their message schemas): a structured log line such as
-    /// `{"level":"info","id":7,"msg":"…"}` a server prints on its stdout must not end call 7.
+    /// Whether it reads as a response: an id, and a result or an error; or an id and no
+    /// method in a JSON-RPC message (`{"jsonrpc":"2.0","id":7}`: a JavaScript handler that
+    /// returned `undefined`) or in an object cut short ([`Self::partial`]: its result may be
+    /// in the part lost). A whole object with an id and none of these is no answer to any
+    /// client (the official SDKs drop it as matching none of their message schemas): a
+    /// structured log line such as `{"level":"info","id":7,"msg":"…"}` a server prints on its
+    /// stdout must not end call 7.
     pub fn is_response(&self) -> bool {
         self.id.is_some()
             && (self.answers
-                || (self.partial
+                || ((self.partial || self.jsonrpc)
                     && self.methods.is_empty()
                     && !self.unreadable_method
                     && !self.watched))
@@ -164,6 +168,7 @@ fn object(raw: &RawValue, watched: &str, lossy: bool) -> Option<Salvaged> {
         id: primary,
         other_ids: ids.into_iter().map(|(id, _)| id).collect(),
         answers: fields.answers,
+        jsonrpc: fields.jsonrpc,
         methods: fields.methods,
         params: fields.params,
         partial: false,
@@ -236,6 +241,7 @@ struct Fields {
     methods: Vec<String>,
     unreadable_method: bool,
     answers: bool,
+    jsonrpc: bool,
     params: Option<Box<RawValue>>,
 }
 
@@ -277,6 +283,10 @@ impl<'de> Deserialize<'de> for Fields {
                             }
                         }
                         "params" => fields.params = Some(map.next_value()?),
+                        _ if key == "jsonrpc" => {
+                            let raw: Box<RawValue> = map.next_value()?;
+                            fields.jsonrpc |= raw.get() == "\"2.0\"";
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -440,7 +450,7 @@ mod tests {
     fn a_whole_object_with_an_id_but_no_result_or_error_answers_nothing() {
         for line in [
             &br#"{"level":"info","id":7,"msg":"handling tools/call"}"#[..],
-            br#"{"jsonrpc":"2.0","id":7}"#,
+            br#"{"jsonrpc":"1.0","id":7,"msg":"x"}"#,
         ] {
             let found = salvage(line, CALL);
             assert_eq!(found.len(), 1);
@@ -448,5 +458,8 @@ mod tests {
             assert!(!found[0].is_response(), "{}", String::from_utf8_lossy(line));
             assert!(!found[0].is_request());
         }
+        // A JSON-RPC message with an id and nothing else is a broken answer (a JavaScript
+        // handler returned `undefined`): its call fails at once.
+        assert!(salvage(br#"{"jsonrpc":"2.0","id":7}"#, CALL)[0].is_response());
     }
 }

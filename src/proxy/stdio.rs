@@ -125,10 +125,15 @@ pub(crate) enum StopReason {
 pub(crate) struct Stop {
     pub(crate) token: CancellationToken,
     why: Arc<OnceLock<StopReason>>,
+    /// The client is gone (its output failed), whatever the first reason was.
+    gone: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Stop {
     pub(crate) fn stop(&self, why: StopReason) {
+        if matches!(why, StopReason::ClientGone) {
+            self.gone.store(true, std::sync::atomic::Ordering::Release);
+        }
         let _ = self.why.set(why);
         self.token.cancel();
     }
@@ -467,8 +472,11 @@ pub(crate) async fn run_session(
                 let (pipeline, stop) = (pipeline.clone(), stop.clone());
                 move || {
                     matches!(stop.why.get(), Some(StopReason::ClientClosed))
+                        && !stop.gone.load(std::sync::atomic::Ordering::Acquire)
                         && !output_ended.is_cancelled()
                         && pipeline.awaits_answers()
+                        // A call past its deadline waits no longer (the timer has stopped).
+                        && pipeline.next_deadline().is_none_or(|d| d > Instant::now())
                 }
             };
             let owed = Owed {

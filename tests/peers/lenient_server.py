@@ -21,9 +21,10 @@ tools/call of `slow` for its `ms` argument before answering.
 "asks-ping" answers a tools/call only once its own `ping` request, sent first, is answered
 (logged as `{"ping_answer": ...}`), saying whether that answer was a result or an error.
 "json-log" prints, before each tools/call's answer, a structured log line naming the call's id
-(`{"level":"info","id":ID,...}`, no `jsonrpc`, `result` or `error`), a bare `{"jsonrpc":"2.0",
-"id":ID}`, and a `notifications/message` carrying `"id": null` (JSON-RPC 1.0's notification).
-"asks-elicit" is "asks-ping" with an `elicitation/create` (ids `"elicit-<id>"`): a person answers.
+(`{"level":"info","id":ID,...}`, no `jsonrpc`, `result` or `error`), and a
+`notifications/message` carrying `"id": null` (JSON-RPC 1.0's notification).
+"asks-elicit" is "asks-ping" with an `elicitation/create` (ids `"elicit-<id>"`), sent after the
+call's `ask_after_ms` argument: a person answers.
 "many-pings" answers a tools/call at once, then sends the number of `ping` requests its
 `pings` argument says (ids `"many-<k>"`), and logs each answer it gets as `{"ping_answer": ...}`.
 """
@@ -128,6 +129,7 @@ def handle(msg):
             write(json.dumps({"jsonrpc": "2.0", "id": "srv-" + str(rid), "method": "ping"}).encode())
             return
         if MODE == "asks-elicit":
+            time.sleep(args.get("ask_after_ms", 0) / 1000)
             ASKED["elicit-" + str(rid)] = rid
             write(json.dumps({"jsonrpc": "2.0", "id": "elicit-" + str(rid),
                               "method": "elicitation/create",
@@ -141,7 +143,6 @@ def handle(msg):
             return
         if MODE == "json-log":
             write(json.dumps({"level": "info", "id": rid, "msg": "handling tools/call"}).encode())
-            write(json.dumps({"jsonrpc": "2.0", "id": rid}).encode())
             write(b'{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"from a 1.0 habit"},"id":null}')
         reply = {"jsonrpc": "2.0", "id": rid,
                  "result": {"content": [{"type": "text", "text": text}]}}

@@ -41,6 +41,14 @@ impl Pipeline {
         })
     }
 
+    /// The server cancelled its own request `id` (`notifications/cancelled`): if it was a
+    /// question to a person or a model, nobody works on it any more.
+    pub(super) fn withdrew_server_ask(&self, params: Option<&RawValue>) {
+        if let Ok(Some(c)) = CancelledParams::read(params) {
+            self.state().server_asks.remove(&c.request_id);
+        }
+    }
+
     /// The client answered request `id`: if it was the server's question to a person or a
     /// model, every call's timeout starts again.
     pub(super) fn answered_server_ask(&self, id: &RequestId) {
@@ -86,11 +94,19 @@ impl Pipeline {
             if let Some(timeout) = self.call_timeout {
                 st.server_asks
                     .retain(|_, asked| now.duration_since(*asked) < timeout);
-            }
-            if !st.server_asks.is_empty() {
-                for call in st.calls.values_mut() {
-                    if call.deadline.is_some_and(|d| d <= now) {
-                        self.move_deadline(call, now);
+                // Held until the newest question is one timeout old, not longer.
+                if let Some(latest) = st.server_asks.values().max().copied() {
+                    let hold = latest + timeout;
+                    for call in st.calls.values_mut() {
+                        let until = match self.call_timeout_max {
+                            Some(max) => hold.min(call.started + max),
+                            None => hold,
+                        };
+                        if let Some(d) = call.deadline.as_mut()
+                            && *d <= now
+                        {
+                            *d = (*d).max(until);
+                        }
                     }
                 }
             }

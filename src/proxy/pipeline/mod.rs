@@ -855,10 +855,13 @@ impl Pipeline {
     }
 
     /// Whether a request forwarded to the server waits for its answer (a call, or any other
-    /// request): the stdio wrapper gives a server whose input closed the time to answer them.
+    /// request) and can get one (no question of the server's waits on the client): the stdio
+    /// wrapper gives a server whose input closed the time to answer them.
     pub fn awaits_answers(&self) -> bool {
         let st = self.state();
-        !st.calls.is_empty() || !st.pending.is_empty()
+        // A server waiting on the client's answer to its own question gets none once the
+        // client closed its input: its calls cannot end.
+        st.server_asks.is_empty() && (!st.calls.is_empty() || !st.pending.is_empty())
     }
 
     // ---------------------------------------------------------------- server → client
@@ -931,6 +934,11 @@ impl Pipeline {
             && self.progress_after_its_end(*params)
         {
             return Delivery::Drop;
+        }
+        if let Message::Notification { method, params } = msg
+            && *method == "notifications/cancelled"
+        {
+            self.withdrew_server_ask(*params);
         }
         if let Message::Request { id, method, .. } = msg
             && matches!(&**method, "elicitation/create" | "sampling/createMessage")

@@ -84,7 +84,7 @@ impl Pipeline {
                         _ => "its calls carry extra risk until an operator accepts it",
                     };
                     let reason = format!(
-                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool} --upstream {} --hash {hash})",
+                        "the server changed the definition of tool {tool:?} since it was pinned; {then} (mcp-audit-proxy tools accept {tool:?} --upstream {:?} --hash {hash})",
                         self.info.upstream
                     );
                     tracing::warn!(tool = %tool, changes = %changes.join("; "), "tool definition changed since pinned");
