@@ -382,25 +382,13 @@ impl Pipeline {
         self.end_call_noted(call, &id, size, body, None)
     }
 
-    /// The answer to a `tasks/result` about the task `call` became (MCP 2025-11-25 Tasks):
-    /// the call's real outcome, recorded as a second end linked to its access event (whose
-    /// first end says `task`), its result scanned and, under `redact_results`, masked as a
-    /// call's result is.
-    /// `cancelled`: the client had cancelled its `tasks/result` (the answer still reaches it,
-    /// as a late answer to a cancelled request does).
-    pub(super) fn end_task(
-        &self,
-        call: Call,
-        answers: &RequestId,
-        size: usize,
-        body: ResponseBody<'_>,
-        cancelled: bool,
-    ) -> Delivery {
-        self.end_task_via(call, answers, size, body, cancelled, "tasks/result")
-    }
-
-    /// [`Self::end_task`] for the answer to `method` (`tasks/result`, or a 2026-07-28
-    /// `tasks/get`): `body` is the task's outcome (its result or error).
+    /// The answer to `method` about the task `call` became: a `tasks/result` (MCP 2025-11-25
+    /// Tasks) or a 2026-07-28 `tasks/get` at a terminal status, `body` being the task's
+    /// outcome (its result or error). The call's real outcome, recorded as a second end linked
+    /// to its access event (whose first end says `task`), its result scanned and, under
+    /// `redact_results`, masked as a call's result is. `cancelled`: the client had cancelled
+    /// its request (the answer still reaches it, as a late answer to a cancelled request
+    /// does).
     pub(super) fn end_task_via(
         &self,
         call: Call,

@@ -981,7 +981,7 @@ impl Pipeline {
             }
             Some(Answered::Cancelled(Pending::TaskResult(call))) => {
                 drop(st);
-                return self.end_task(*call, id, size, *body, true);
+                return self.end_task_via(*call, id, size, *body, true, "tasks/result");
             }
             Some(
                 Answered::Pending(Pending::TaskGet(call))

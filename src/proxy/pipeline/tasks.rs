@@ -49,7 +49,7 @@ impl Pipeline {
         if cancelled {
             return self.task_cancelled(call, id, body);
         }
-        self.end_task(call, id, size, body, false)
+        self.end_task_via(call, id, size, body, false, "tasks/result")
     }
 
     /// The answer to a `tasks/cancel` about the task call `of` became: a success ends the
