@@ -51,6 +51,14 @@ pub(crate) enum Refused {
     /// 400: two different credentials (`Authorization` and `X-API-Key`, or either twice):
     /// which one counts would be a guess (RFC 6750 section 3.1, `invalid_request`).
     Ambiguous,
+    /// 400: a listed client certificate and a valid credential naming two different users
+    /// (RFC 6750 section 3.1, `invalid_request`): which one acts would be a guess.
+    TwoIdentities {
+        /// The `user_id` of the certificate's `[[gateway.client_cert]]`.
+        certificate: String,
+        /// The user the bearer token or API key names.
+        credential: String,
+    },
 }
 
 impl Refused {
@@ -58,7 +66,7 @@ impl Refused {
         match self {
             Refused::NoCredential | Refused::BadCredential | Refused::BadToken(_) => 401,
             Refused::Origin(_) | Refused::Host(_) => 403,
-            Refused::Ambiguous | Refused::Repeated(_) => 400,
+            Refused::Ambiguous | Refused::Repeated(_) | Refused::TwoIdentities { .. } => 400,
         }
     }
 
@@ -69,6 +77,14 @@ impl Refused {
             }
             Refused::BadCredential => "the credential matches no configured API key".into(),
             Refused::Ambiguous => "two different credentials (Authorization and X-API-Key, or one of them twice); send exactly one (RFC 6750 section 3.1)".into(),
+            Refused::TwoIdentities {
+                certificate,
+                credential,
+            } => format!(
+                "the client certificate names user {} and the credential names user {}; send one, or a credential of the certificate's own user",
+                super::quoted(certificate, super::CLIENT_TEXT_BYTES),
+                super::quoted(credential, super::CLIENT_TEXT_BYTES)
+            ),
             Refused::BadToken(why) => format!("the bearer JWT was refused: {why}"),
             Refused::Repeated(name) => format!(
                 "the request has more than one {name} header; send exactly one (RFC 9112 section 3.2, RFC 6454 section 7)"
@@ -115,6 +131,11 @@ fn presented(headers: &HeaderMap) -> Result<Option<&[u8]>, Refused> {
 
 /// Authenticates a request: a verified client certificate listed in
 /// `[[gateway.client_cert]]` first, else the request's own credential.
+///
+/// A credential sent beside a listed certificate is still checked, never ignored: one that
+/// fails is refused as it would be alone (a stolen or revoked token must not pass because
+/// the connection carries a certificate), and one naming another user than the certificate
+/// is refused as [`Refused::TwoIdentities`].
 pub(crate) fn authenticate_connection(
     config: &GatewayConfig,
     client_cert: Option<&[u8; 32]>,
@@ -126,6 +147,15 @@ pub(crate) fn authenticate_connection(
             .iter()
             .find(|c| c.sha256 == *fingerprint)
     {
+        if presented(headers)?.is_some() {
+            let by_credential = authenticate(config, headers)?;
+            if by_credential.user_id != c.user_id {
+                return Err(Refused::TwoIdentities {
+                    certificate: c.user_id.clone(),
+                    credential: by_credential.user_id,
+                });
+            }
+        }
         return Ok(Principal {
             user_id: c.user_id.clone(),
             roles: c.roles.clone(),
@@ -419,6 +449,54 @@ mod tests {
             ("x-api-key", "secret-key-1"),
         ]);
         assert_eq!(authenticate(&c, &same).unwrap().user_id, "alice");
+    }
+
+    #[test]
+    fn a_credential_beside_a_client_certificate_is_checked_not_ignored() {
+        let mut c = with_key("secret-key-1");
+        c.api_keys.push(crate::config::ApiKey {
+            user_id: "bob".into(),
+            sha256: Sha256::digest(b"secret-key-bob").into(),
+            roles: Vec::new(),
+        });
+        let cert = [7u8; 32];
+        c.client_certs.push(crate::config::ApiKey {
+            user_id: "alice".into(),
+            sha256: cert,
+            roles: vec!["cert".into()],
+        });
+        let by = |h: &HeaderMap| authenticate_connection(&c, Some(&cert), h);
+        // The certificate alone, or with its own user's key: the certificate acts.
+        let alone = by(&HeaderMap::new()).unwrap();
+        assert_eq!(
+            (alone.user_id.as_str(), alone.method),
+            ("alice", "client_cert")
+        );
+        let own = by(&headers(&[("x-api-key", "secret-key-1")])).unwrap();
+        assert_eq!((own.user_id.as_str(), own.method), ("alice", "client_cert"));
+        // A wrong key beside it is refused as it would be alone (it was ignored).
+        assert_eq!(
+            by(&headers(&[("authorization", "Bearer revoked")])),
+            Err(Refused::BadCredential)
+        );
+        // Another user's valid key: two identities, refused.
+        let two = by(&headers(&[("authorization", "Bearer secret-key-bob")]));
+        assert_eq!(
+            two,
+            Err(Refused::TwoIdentities {
+                certificate: "alice".into(),
+                credential: "bob".into()
+            })
+        );
+        assert_eq!(two.unwrap_err().status(), 400);
+        // A certificate not listed: the credential alone decides.
+        let other = authenticate_connection(
+            &c,
+            Some(&[8u8; 32]),
+            &headers(&[("x-api-key", "secret-key-bob")]),
+        )
+        .unwrap();
+        assert_eq!((other.user_id.as_str(), other.method), ("bob", "api_key"));
     }
 
     #[test]
