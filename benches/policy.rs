@@ -82,6 +82,7 @@ fn scan_texts() -> Vec<(&'static str, String)> {
 fn call<'a>(arguments: &'a Value, history: &'a History) -> CallInput<'a> {
     CallInput {
         user: "bob",
+        roles: &[],
         tool: "tool_3_write",
         arguments: Some(arguments),
         annotations: None,

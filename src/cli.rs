@@ -190,6 +190,10 @@ pub struct PolicyTestArgs {
     /// The caller (default: user_id in the config, else the OS user).
     #[arg(long)]
     pub user: Option<String>,
+    /// A role the caller's credential carries, as a gateway API key's, client certificate's
+    /// or JWT's `roles` would (repeatable); `[risk.roles]` adds the user's own.
+    #[arg(long = "role", value_name = "ROLE", conflicts_with = "from_store")]
+    pub roles: Vec<String>,
     /// The tool's annotations as `tools/list` would give them, e.g. '{"destructiveHint":true}'.
     #[arg(long, value_name = "JSON")]
     pub annotations: Option<String>,

@@ -819,6 +819,7 @@ pub fn policy_test(
     let history = policy::History::default();
     let decision = policy.assess(&CallInput {
         user: &user,
+        roles: &args.roles,
         tool,
         arguments: params.get("arguments"),
         annotations: annotations.as_ref(),
@@ -911,6 +912,7 @@ fn policy_replay(
         let history = histories.entry(e.session_id.clone()).or_default();
         let d = config.policy.assess(&CallInput {
             user: &e.user_id,
+            roles: e.metadata.http.as_ref().map_or(&[], |h| h.roles.as_slice()),
             tool,
             arguments: arguments.as_ref(),
             annotations: None,

@@ -1370,3 +1370,89 @@ async fn a_key_removed_from_the_config_is_refused_after_a_reload_without_a_resta
     assert!(!reload.to_string().contains("bob"), "{reload:#}");
     gw.stop();
 }
+
+/// The roles a credential carries (`[[gateway.api_key]] roles`, a JWT's `roles_claim`, a
+/// client certificate's `roles`) are the caller's roles for `deny_roles` and `allow_roles`.
+/// Found by a hostile pass: only `[risk.roles]` counted, so a key with role `intern` called a
+/// tool denied to interns, and an `ops` key was refused a tool allowed to `ops`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credentials_roles_decide_deny_roles_and_allow_roles() {
+    // Alice's key carries role "ops" (tests/common/gateway.rs); Bob's none.
+    let gw = Gateway::start(
+        "[[risk.tool]]\nmatch = \"add\"\ndeny_roles = [\"ops\"]\n\
+         [[risk.tool]]\nmatch = \"echo\"\nallow_roles = [\"ops\"]\n",
+    );
+    let url = gw.endpoint();
+    let add = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
+    let echo = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+    let outcome = |body: &str| -> Value { messages(body).pop().unwrap() };
+    for (key, add_allowed) in [(ALICE_KEY, false), (BOB_KEY, true)] {
+        let session = raw_session(&url, key).await;
+        let (status, _, body) = post(&url, Some(key), Some(&session), add, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let answer = outcome(&body);
+        assert_eq!(
+            answer["result"]["content"][0]["text"] == "3",
+            add_allowed,
+            "{body}"
+        );
+        let (_, _, body) = post(&url, Some(key), Some(&session), echo, &[]).await;
+        let answer = outcome(&body);
+        assert_eq!(
+            answer["result"]["content"][0]["text"] == "hi",
+            !add_allowed,
+            "{body}"
+        );
+        // The listing hides what the caller may never call.
+        let (_, _, body) = post(&url, Some(key), Some(&session), list, &[]).await;
+        let names: Vec<String> = outcome(&body)["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names.contains(&"add".to_string()), add_allowed, "{names:?}");
+        assert_eq!(
+            names.contains(&"echo".to_string()),
+            !add_allowed,
+            "{names:?}"
+        );
+        // The same in the 2026 era, without a session.
+        let (_, _, body) = post_2026(
+            &url,
+            key,
+            &call_2026("6", "add", r#"{"a":1,"b":2}"#),
+            Some("add"),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            outcome(&body)["result"]["content"][0]["text"] == "3",
+            add_allowed,
+            "{body}"
+        );
+    }
+    // The trail says why, by the role.
+    let blocked: Vec<String> = gw
+        .events()
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access" && e["metadata"]["decision"] == "block")
+        .flat_map(|e| {
+            e["metadata"]["risk_reasons"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        blocked
+            .iter()
+            .any(|r| r.contains("role \"ops\" is denied tools \"add\""))
+            && blocked
+                .iter()
+                .any(|r| r.contains("user \"bob\" is not in the allow list of tools \"echo\"")),
+        "{blocked:?}"
+    );
+}

@@ -608,6 +608,7 @@ fn the_corpus_gets_the_expected_decisions() {
         let args = (!c.args.is_null()).then_some(&c.args);
         let d = config.policy.assess(&CallInput {
             user: c.user,
+            roles: &[],
             tool: c.tool,
             arguments: args,
             annotations: c.annotations.as_ref(),
@@ -668,6 +669,7 @@ fn rate_limits_block_past_the_budget_per_user() {
     let call = |user| {
         config.policy.assess(&CallInput {
             user,
+            roles: &[],
             tool: "search",
             arguments: None,
             annotations: None,
@@ -701,6 +703,7 @@ fn shadow_mode_records_would_block_and_lets_the_call_through() {
     let args = json!({"command": "ls; rm -rf /"});
     let d = config.policy.assess(&CallInput {
         user: "carol",
+        roles: &[],
         tool: "shell_exec",
         arguments: Some(&args),
         annotations: None,

@@ -220,6 +220,7 @@ mod tests {
         let call = |p: &Policy, tool: &str| {
             p.assess(&crate::policy::CallInput {
                 user: "alice",
+                roles: &[],
                 tool,
                 arguments: None,
                 annotations: None,

@@ -268,6 +268,10 @@ impl History {
 pub struct CallInput<'a> {
     /// The caller.
     pub user: &'a str,
+    /// The roles the caller's credential carries (a gateway API key's or client
+    /// certificate's `roles`, a JWT's `roles_claim`); `[risk.roles]` adds the user's own.
+    /// Empty for the stdio wrapper.
+    pub roles: &'a [String],
     /// The tool name.
     pub tool: &'a str,
     /// The arguments, parsed strictly (no duplicate keys).
@@ -415,20 +419,26 @@ impl Policy {
     }
 
     /// Why `user` may never call `tool` (deny and allow lists), if so; `tools/list` hides it.
-    pub fn forbidden(&self, user: &str, tool: &str) -> Option<String> {
-        let roles: &[String] = self.role_of.get(user).map_or(&[], Vec::as_slice);
+    ///
+    /// The user's roles are those `[risk.roles]` gives the name together with `credential`,
+    /// the roles of the credential the request came with (a gateway API key's, client
+    /// certificate's or JWT's): either kind of role is denied by `deny_roles` and admitted
+    /// by `allow_roles`.
+    pub fn forbidden(&self, user: &str, credential: &[String], tool: &str) -> Option<String> {
+        let configured: &[String] = self.role_of.get(user).map_or(&[], Vec::as_slice);
+        let roles = configured.iter().chain(credential);
         for (_, t) in self.tool_entries(tool) {
             if t.deny_users.iter().any(|u| u == user) {
                 return Some(format!("user {user:?} is denied tools {:?}", t.pattern));
             }
-            if let Some(r) = roles.iter().find(|r| t.deny_roles.contains(r)) {
+            if let Some(r) = roles.clone().find(|r| t.deny_roles.contains(r)) {
                 return Some(format!("role {r:?} is denied tools {:?}", t.pattern));
             }
             let by_user = t.allow_users.as_ref().map(|l| l.iter().any(|u| u == user));
             let by_role = t
                 .allow_roles
                 .as_ref()
-                .map(|l| roles.iter().any(|r| l.contains(r)));
+                .map(|l| roles.clone().any(|r| l.contains(r)));
             if (by_user.is_some() || by_role.is_some())
                 && !by_user.unwrap_or(false)
                 && !by_role.unwrap_or(false)
@@ -488,7 +498,7 @@ impl Policy {
 
         // The caller: allow and deny lists, office hours, rates.
         if forced.is_none()
-            && let Some(why) = self.forbidden(call.user, call.tool)
+            && let Some(why) = self.forbidden(call.user, call.roles, call.tool)
         {
             forced = Some(why);
         }

@@ -43,6 +43,7 @@ impl Pipeline {
             None
         };
         let started = Instant::now();
+        let http = self.request_http();
         let meta = p.meta.as_ref();
         let tool_changed = policy.enabled && self.tool_changed(&p.name);
         let (protocol_version, era, user_agent, tool_version, risk, decision, retry_of) = {
@@ -67,6 +68,7 @@ impl Pipeline {
             let decision = policy.enabled.then(|| {
                 policy.assess(&CallInput {
                     user: &self.info.user_id,
+                    roles: http.as_ref().map_or(&[], |h| h.roles.as_slice()),
                     tool: &p.name,
                     arguments: arguments.as_ref(),
                     annotations,
@@ -204,7 +206,7 @@ impl Pipeline {
                 .unwrap_or_default(),
             policy: Some(policy.clone()),
             confirmation: None,
-            http: self.request_http(),
+            http,
             late: 0,
             progress: p
                 .meta

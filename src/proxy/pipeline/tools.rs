@@ -161,6 +161,10 @@ impl Pipeline {
             return None;
         }
         let user = &self.info.user_id;
+        // The roles of the request that asked for the list are gone by its answer; the
+        // session's principal (bound to it) carries the same credential's.
+        let http = self.request_http();
+        let roles = http.as_ref().map_or(&[][..], |h| h.roles.as_slice());
         let rebuilt = |kept: &str| {
             let mut line = rebuilt_message(Some(id), None, &[]);
             line.pop();
@@ -169,7 +173,9 @@ impl Pipeline {
             line.push('}');
             line
         };
-        match hide_tools(result.get(), |name| policy.forbidden(user, name).is_some()) {
+        match hide_tools(result.get(), |name| {
+            policy.forbidden(user, roles, name).is_some()
+        }) {
             // The list is the caller's own, whether this caller lost a tool or not (another
             // may): a shared cache must not hand it to someone else.
             Ok(None) => private_scope(result.get()).map(|kept| rebuilt(&kept)),
