@@ -147,6 +147,13 @@ async fn every_refusal_is_answered_with_its_status_and_recorded() {
         let (status, _, _) = post(&url, Some(ALICE_KEY), None, INIT, &[header]).await;
         assert_eq!(status, expected, "{header:?}");
     }
+    // Twice, even a listed one beside another: 400, as documented (it was a 403).
+    let two = [
+        ("origin", "https://app.example.com"),
+        ("origin", "https://evil.example"),
+    ];
+    let (status, _, body) = post(&url, Some(ALICE_KEY), None, INIT, &two).await;
+    assert_eq!(status, 400, "{body}");
     // Sessions: required after initialize, bound to their principal.
     let alice = raw_session(&url, ALICE_KEY).await;
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;

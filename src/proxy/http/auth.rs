@@ -297,6 +297,9 @@ pub(crate) fn check_origin(config: &GatewayConfig, headers: &HeaderMap) -> Resul
             return Err(Refused::Repeated(name));
         }
     }
+    // Off loopback with no `allowed_hosts`, any Host passes: then a Host proves nothing, and
+    // an Origin equal to it (what a DNS-rebinding page sends) is no same-origin request.
+    let host_checked = !config.allowed_hosts.is_empty() || config.listen.ip().is_loopback();
     if let Some(host) = headers.get(HOST) {
         let text = String::from_utf8_lossy(host.as_bytes()).to_ascii_lowercase();
         let name = host_name(&text);
@@ -318,11 +321,12 @@ pub(crate) fn check_origin(config: &GatewayConfig, headers: &HeaderMap) -> Resul
         let host = headers
             .get(HOST)
             .map(|h| String::from_utf8_lossy(h.as_bytes()).to_ascii_lowercase());
-        let same_origin = host.is_some_and(|h| {
-            text.split_once("://").is_some_and(|(scheme, authority)| {
-                matches!(scheme, "http" | "https") && authority == h
-            })
-        });
+        let same_origin = host_checked
+            && host.is_some_and(|h| {
+                text.split_once("://").is_some_and(|(scheme, authority)| {
+                    matches!(scheme, "http" | "https") && authority == h
+                })
+            });
         if !same_origin && !config.allowed_origins.contains(&text) {
             return Err(Refused::Origin(text));
         }
@@ -793,5 +797,37 @@ mod tests {
             ),
             Err(Refused::Repeated("Origin"))
         );
+    }
+
+    /// Off loopback without `allowed_hosts`, every Host passes (the gateway warns at start):
+    /// an Origin equal to the Host is then what a DNS-rebinding page sends, not the gateway's
+    /// own origin. Found by a hostile pass: it was let through.
+    #[test]
+    fn off_loopback_without_allowed_hosts_only_listed_origins_pass() {
+        let open = config(
+            "[gateway]\nlisten = \"0.0.0.0:8443\"\nallowed_origins = [\"https://app.example.com\"]\n",
+        );
+        let rebound = headers(&[
+            ("host", "rebind.evil.example:8443"),
+            ("origin", "http://rebind.evil.example:8443"),
+        ]);
+        assert_eq!(
+            check_origin(&open, &rebound),
+            Err(Refused::Origin("http://rebind.evil.example:8443".into()))
+        );
+        let listed = headers(&[
+            ("host", "rebind.evil.example:8443"),
+            ("origin", "https://app.example.com"),
+        ]);
+        assert!(check_origin(&open, &listed).is_ok());
+        assert!(check_origin(&open, &headers(&[("host", "gw.internal:8443")])).is_ok());
+        // With the host listed, the gateway's own origin passes again.
+        let named =
+            config("[gateway]\nlisten = \"0.0.0.0:8443\"\nallowed_hosts = [\"gw.example.com\"]\n");
+        let own = headers(&[
+            ("host", "gw.example.com:8443"),
+            ("origin", "https://gw.example.com:8443"),
+        ]);
+        assert!(check_origin(&named, &own).is_ok());
     }
 }

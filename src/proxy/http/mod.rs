@@ -832,6 +832,11 @@ fn client_address(
         .unwrap_or(peer)
 }
 
+/// The HTTP status of a refused request (400, 401 or 403; [`auth::Refused::status`]).
+fn status_of(r: &auth::Refused) -> StatusCode {
+    StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN)
+}
+
 /// The HTTP context of a request, for its events.
 fn http_context(
     config: &crate::config::GatewayConfig,
@@ -1014,7 +1019,7 @@ async fn route(
     if (path == "/healthz" || path == "/metrics")
         && let Err(r) = auth::check_origin(&gateway.config.gateway, req.headers())
     {
-        return plain(StatusCode::FORBIDDEN, r.reason());
+        return plain(status_of(&r), r.reason());
     }
     // Health, metrics and the resource metadata are documents to read: any other method
     // (an `OPTIONS` probe, a `POST`, a `DELETE`) is told so (RFC 9110 section 15.5.6: 405
@@ -1095,7 +1100,7 @@ async fn route(
     if let Err(r) = auth::check_origin(&gateway.config.gateway, &headers) {
         let refusal = Refusal {
             upstream: &upstream.name,
-            ..refuse(StatusCode::FORBIDDEN, r.reason())
+            ..refuse(status_of(&r), r.reason())
         };
         gateway.record_refusal(&refusal).await;
         return plain(refusal.status, refusal.reason);
@@ -1107,10 +1112,7 @@ async fn route(
             Err(r) => {
                 let refusal = Refusal {
                     upstream: &upstream.name,
-                    ..refuse(
-                        StatusCode::from_u16(r.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-                        r.reason(),
-                    )
+                    ..refuse(status_of(&r), r.reason())
                 };
                 gateway.record_refusal(&refusal).await;
                 let mut resp = plain(refusal.status, refusal.reason);
