@@ -609,6 +609,18 @@ fn jwt(at: &Source<'_>, raw: Spanned<RawJwt>) -> Result<JwtSettings, ConfigError
             )
         })?;
         for jwk in &set.keys {
+            // An identity provider publishes public keys; a shared secret in a JWKS would
+            // skip secret_file's 32-byte minimum (an empty `k` let anyone sign any user).
+            if let jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_) = jwk.algorithm {
+                return Err(at.invalid(
+                    span,
+                    &format!(
+                        "{}: a symmetric (\"kty\": \"oct\") key: a JWK Set here holds the identity provider's public keys",
+                        path.display()
+                    ),
+                    "put an HS256 shared secret of at least 32 bytes in secret_file instead, or remove the key",
+                ));
+            }
             let key = DecodingKey::from_jwk(jwk).map_err(|e| {
                 at.invalid(
                     span.clone(),

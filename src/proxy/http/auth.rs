@@ -51,6 +51,10 @@ pub(crate) enum Refused {
     /// 400: two different credentials (`Authorization` and `X-API-Key`, or either twice):
     /// which one counts would be a guess (RFC 6750 section 3.1, `invalid_request`).
     Ambiguous,
+    /// 401: `Authorization` with another scheme than `Bearer` (or none); holds the first
+    /// word, at most 16 bytes. The scheme is not guessed: a key sent bare, or as `Basic`,
+    /// would be hashed with its prefix and fail obscurely.
+    Scheme(String),
     /// 400: a listed client certificate and a valid credential naming two different users
     /// (RFC 6750 section 3.1, `invalid_request`): which one acts would be a guess.
     TwoIdentities {
@@ -64,7 +68,10 @@ pub(crate) enum Refused {
 impl Refused {
     pub(crate) fn status(&self) -> u16 {
         match self {
-            Refused::NoCredential | Refused::BadCredential | Refused::BadToken(_) => 401,
+            Refused::NoCredential
+            | Refused::BadCredential
+            | Refused::BadToken(_)
+            | Refused::Scheme(_) => 401,
             Refused::Origin(_) | Refused::Host(_) => 403,
             Refused::Ambiguous | Refused::Repeated(_) | Refused::TwoIdentities { .. } => 400,
         }
@@ -76,6 +83,10 @@ impl Refused {
                 "no credential: send `Authorization: Bearer <API key>` or `X-API-Key`".into()
             }
             Refused::BadCredential => "the credential matches no configured API key".into(),
+            Refused::Scheme(scheme) => format!(
+                "the Authorization header uses scheme {}, not Bearer; send `Authorization: Bearer <key or token>` or `X-API-Key: <key>` (RFC 6750 section 2.1)",
+                super::quoted(scheme, super::CLIENT_TEXT_BYTES)
+            ),
             Refused::Ambiguous => "two different credentials (Authorization and X-API-Key, or one of them twice); send exactly one (RFC 6750 section 3.1)".into(),
             Refused::TwoIdentities {
                 certificate,
@@ -107,20 +118,29 @@ impl Refused {
 
 /// The credential of a request: `Authorization: Bearer …` or `X-API-Key`; two different
 /// ones are refused, never resolved by a precedence a client could exploit.
+///
+/// `Authorization` takes the `Bearer` scheme only (RFC 6750 section 2.1): a bare key, or
+/// `Basic …`, is refused as [`Refused::Scheme`] rather than hashed whole as if it were a key.
 fn presented(headers: &HeaderMap) -> Result<Option<&[u8]>, Refused> {
-    let bearer = headers.get_all(AUTHORIZATION).into_iter().map(|v| {
-        let v = v.as_bytes();
-        if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
-            v[7..].trim_ascii()
-        } else {
-            v
+    let mut bearer = Vec::new();
+    for v in headers.get_all(AUTHORIZATION) {
+        let v = v.as_bytes().trim_ascii();
+        match v.split_at_checked(7) {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => {
+                bearer.push(token.trim_ascii());
+            }
+            _ => {
+                let scheme = v.split(|b| *b == b' ').next().unwrap_or_default();
+                let scheme = String::from_utf8_lossy(&scheme[..scheme.len().min(16)]);
+                return Err(Refused::Scheme(scheme.into_owned()));
+            }
         }
-    });
+    }
     let keys = headers
         .get_all("x-api-key")
         .into_iter()
         .map(|v| v.as_bytes().trim_ascii());
-    let mut all = bearer.chain(keys);
+    let mut all = bearer.into_iter().chain(keys);
     let first = all.next();
     // The same credential sent twice names one principal; two different ones are refused.
     if all.any(|other| Some(other) != first) {
@@ -180,11 +200,6 @@ pub(crate) fn authenticate(
         }
         return Err(Refused::NoCredential);
     };
-    if let Some(jwt) = &config.jwt
-        && key.iter().filter(|&&b| b == b'.').count() == 2
-    {
-        return verify_jwt(jwt, key);
-    }
     let digest: [u8; 32] = Sha256::digest(key).into();
     // Every configured hash is compared in full, whichever matches.
     let mut found = None;
@@ -204,7 +219,12 @@ pub(crate) fn authenticate(
             roles: k.roles.clone(),
             method: "api_key",
         }),
-        None => Err(Refused::BadCredential),
+        // Not a key: a JWT if it has a JWT's three parts (a key such as `svc.key.v2` that
+        // matches is a key, checked first).
+        None => match &config.jwt {
+            Some(jwt) if key.iter().filter(|&&b| b == b'.').count() == 2 => verify_jwt(jwt, key),
+            _ => Err(Refused::BadCredential),
+        },
     }
 }
 
@@ -216,6 +236,13 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
     let bad = |why: String| Refused::BadToken(why);
     let token = std::str::from_utf8(token).map_err(|_| bad("not UTF-8".into()))?;
     let header = decode_header(token).map_err(|e| bad(format!("unreadable header: {e}")))?;
+    if names_critical_parameters(token) {
+        // RFC 7515 section 4.1.11: a recipient that does not understand an extension named
+        // in `crit` must reject the token; this gateway understands none.
+        return Err(bad(
+            "the header names critical extensions (crit) this gateway does not understand (RFC 7515 section 4.1.11)".into(),
+        ));
+    }
     if !jwt.algorithms.contains(&header.alg) {
         return Err(bad(format!(
             "algorithm {:?} is not in gateway.jwt.algorithms",
@@ -240,10 +267,12 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
                 let user = claims
                     .get(&jwt.user_claim)
                     .and_then(|v| v.as_str())
-                    .filter(|u| !u.is_empty() && !u.chars().any(char::is_control))
+                    .filter(|u| {
+                        !u.is_empty() && !u.chars().any(|c| c.is_control() || invisible(c))
+                    })
                     .ok_or_else(|| {
                         bad(format!(
-                            "claim {:?} (gateway.jwt.user_claim) is missing or not a string",
+                            "claim {:?} (gateway.jwt.user_claim) is missing, not a string, or holds control or invisible characters",
                             jwt.user_claim
                         ))
                     })?;
@@ -286,6 +315,27 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
         }
     }
     Err(bad(last))
+}
+
+/// Whether a JWS's protected header (the token's first part, base64url JSON) has `crit`.
+fn names_critical_parameters(token: &str) -> bool {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap_or("");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
+        .is_some_and(|h| h.contains_key("crit"))
+}
+
+/// Characters that print as nothing: a user named `alice` followed by a zero-width space
+/// reads as `alice` in every listing and is another user to every filter (Unicode format
+/// characters, general category Cf, that occur in text; and the soft hyphen).
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// Checks `Host` and `Origin` against the configuration (MCP "Streamable HTTP: Security
@@ -453,6 +503,45 @@ mod tests {
             ("x-api-key", "secret-key-1"),
         ]);
         assert_eq!(authenticate(&c, &same).unwrap().user_id, "alice");
+        // Authorization takes Bearer only: a bare key or Basic is not hashed whole.
+        for (value, scheme) in [
+            ("secret-key-1", "secret-key-1"),
+            ("Basic c2VjcmV0LWtleS0x", "Basic"),
+            ("Token secret-key-1", "Token"),
+        ] {
+            assert_eq!(
+                authenticate(&c, &headers(&[("authorization", value)])),
+                Err(Refused::Scheme(scheme.into()))
+            );
+        }
+        assert_eq!(Refused::Scheme("Basic".into()).status(), 401);
+        assert!(authenticate(&c, &headers(&[("authorization", "bearer secret-key-1")])).is_ok());
+    }
+
+    /// With `[gateway.jwt]` on, a key shaped like a JWT (two dots) still authenticates as
+    /// the key it is; only what matches no key is read as a JWT.
+    #[test]
+    fn a_key_with_two_dots_is_a_key_beside_jwts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("s"),
+            "a-shared-secret-of-at-least-thirty-two-bytes",
+        )
+        .unwrap();
+        let digest: [u8; 32] = Sha256::digest(b"svc.key.v2").into();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let c = crate::config::Config::parse(
+            &dir.path().join("proxy.toml"),
+            &format!("[gateway.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"HS256\"]\nsecret_file = \"s\"\n{KEY}{hex}\"\n"),
+        )
+        .unwrap()
+        .gateway;
+        let ok = authenticate(&c, &headers(&[("x-api-key", "svc.key.v2")])).unwrap();
+        assert_eq!((ok.user_id.as_str(), ok.method), ("alice", "api_key"));
+        assert!(matches!(
+            authenticate(&c, &headers(&[("x-api-key", "svc.key.v3")])),
+            Err(Refused::BadToken(_))
+        ));
     }
 
     #[test]
@@ -566,6 +655,12 @@ mod tests {
                 secret,
                 "user_claim",
             ),
+            // A name that prints as another user's (a zero-width space after it).
+            (
+                serde_json::json!({"sub": "carol\u{200b}", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
+                secret,
+                "user_claim",
+            ),
         ];
         for (claims, key, why) in cases {
             match auth(token(claims.clone(), key)) {
@@ -580,6 +675,19 @@ mod tests {
             b64(&good.to_string())
         );
         assert!(matches!(auth(none), Err(Refused::BadToken(_))));
+        // A well-signed token whose header names a critical extension (RFC 7515 4.1.11).
+        let signed = |head: &str| {
+            use hmac::{KeyInit, Mac};
+            let input = format!("{}.{}", b64(head), b64(&good.to_string()));
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(input.as_bytes());
+            format!("{input}.{}", b64_bytes(&mac.finalize().into_bytes()))
+        };
+        assert!(auth(signed(r#"{"alg":"HS256","typ":"JWT"}"#)).is_ok());
+        match auth(signed(r#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#)) {
+            Err(Refused::BadToken(text)) => assert!(text.contains("crit"), "{text}"),
+            other => panic!("crit gave {other:?}"),
+        }
     }
 
     #[test]
@@ -643,6 +751,23 @@ mod tests {
                     "dave"
                 );
             }
+        }
+        // A symmetric key in a JWK Set stops the start, whatever its length (an empty one
+        // signed tokens for any user: found by a hostile pass).
+        for k in [
+            "",
+            "YWJj",
+            &b64("a-shared-secret-of-at-least-thirty-two-bytes"),
+        ] {
+            let set = serde_json::json!({"keys": [{"kty": "oct", "k": k}]});
+            std::fs::write(dir.path().join("oct.json"), set.to_string()).unwrap();
+            let err = crate::config::Config::parse(&dir.path().join("proxy.toml"), "[gateway.jwt]\nissuer = \"i\"\naudience = \"a\"\nalgorithms = [\"HS256\"]\njwks_file = \"oct.json\"\n").unwrap_err().to_string();
+            assert!(
+                err.contains("oct.json")
+                    && err.contains("symmetric")
+                    && err.contains("secret_file"),
+                "{err}"
+            );
         }
         // A key file that does not parse stops the start, naming the line.
         std::fs::write(
