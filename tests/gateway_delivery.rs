@@ -888,3 +888,64 @@ async fn a_server_request_made_while_no_stream_was_open_goes_on_the_next_sse_ans
         "{body}"
     );
 }
+
+/// A refusal reaches an HTTP/2 client that is still sending its body. Found by a hostile
+/// pass: a 401 sent before a 100 KB body was read reset the stream, and curl reported a
+/// framing error (exit 92) on 8 of 10 tries over h2c, never showing the 401 nor its
+/// `WWW-Authenticate` challenge (where OAuth discovery starts). curl is the client that
+/// showed it; the test is skipped, saying so, where curl is missing (`.ci/run` installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_reaches_an_http2_client_still_sending_its_body() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let gw = Gateway::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("big.json");
+    let text = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"pad":"{}"}}}}"#,
+        "a".repeat(100_000)
+    );
+    std::fs::write(&body, text).unwrap();
+    let endpoint = gw.endpoint();
+    let mut seen = Vec::new();
+    for credential in [None, Some("Bearer not-a-key"), None, Some("Bearer wrong")] {
+        for _ in 0..3 {
+            let mut curl = std::process::Command::new("curl");
+            curl.args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "--http2-prior-knowledge",
+            ])
+            .args(["-X", "POST", "-H", "content-type: application/json"])
+            .args(["-H", "accept: application/json, text/event-stream"])
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg(&endpoint);
+            if let Some(c) = credential {
+                curl.args(["-H", &format!("authorization: {c}")]);
+            }
+            let out = curl.output().unwrap();
+            let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            seen.push((
+                out.status.code(),
+                head.lines().next().unwrap_or("").trim().to_string(),
+                head.contains("www-authenticate: bearer"),
+            ));
+        }
+    }
+    assert!(
+        seen.iter().all(|(code, status, challenge)| *code == Some(0)
+            && status == "http/2 401"
+            && *challenge),
+        "{seen:?}"
+    );
+}

@@ -539,6 +539,7 @@ async fn client_text_in_refusal_events_is_bounded() {
     let long = "A".repeat(60_000);
     let resp = http()
         .post(format!("{}/mcp/{long}", gw.url))
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
         .body("{}")
         .send()
         .await
@@ -1074,6 +1075,17 @@ async fn an_endpoint_with_a_trailing_slash_is_the_same_endpoint() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(messages(&text)[0]["result"]["content"][0]["text"], "slash");
     let (status, _, text) = post(&format!("{url}/"), Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 404, "{text}");
+    // Without a credential, a name that exists and one that does not look alike (401): the
+    // upstreams' names are not given away (a hostile pass listed them by the 404s).
+    let base = gw.endpoint();
+    let missing = base.replace("/mcp/example", "/mcp/nosuch");
+    for endpoint in [&base, &missing] {
+        let (status, headers, text) = post(endpoint, None, None, INIT, &[]).await;
+        assert_eq!(status, 401, "{endpoint}: {text}");
+        assert!(headers.contains_key("www-authenticate"), "{endpoint}");
+    }
+    let (status, _, text) = post(&missing, Some(ALICE_KEY), None, INIT, &[]).await;
     assert_eq!(status, 404, "{text}");
 }
 

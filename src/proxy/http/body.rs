@@ -224,3 +224,39 @@ pub(crate) fn guarded(body: ResponseBody, guard: OnDrop) -> ResponseBody {
     }
     .boxed_unsync()
 }
+
+/// How much of a refused request's body is read and thrown away before the refusal is
+/// sent ([`settle`]), in bytes and in time.
+pub(crate) const SETTLE_BYTES: usize = 1 << 20;
+/// See [`SETTLE_BYTES`].
+pub(crate) const SETTLE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a request body (at most `limit` bytes, for at most
+/// `within`) before a response that refuses the request is sent.
+///
+/// On HTTP/2 a response sent while the client is still sending resets the stream: hyper drops
+/// the unread body, and clients (curl among them, error 92) then report a framing error and
+/// never show the 401 and its `WWW-Authenticate` challenge, the start of OAuth discovery (RFC
+/// 9113 section 8.1 lets the server stop the upload, but clients differ). A body past the
+/// bound, or slower, is left unread as before.
+pub(crate) async fn settle<B>(body: B, limit: usize, within: std::time::Duration)
+where
+    B: Body + Unpin,
+{
+    if body.is_end_stream() {
+        return;
+    }
+    let read = async {
+        let mut body = body;
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += bytes::Buf::remaining(data);
+                if seen > limit {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, read).await;
+}

@@ -1079,30 +1079,19 @@ async fn route(
     // (one only; an upstream's name has none).
     let name = name.strip_suffix('/').unwrap_or(name);
     let ctx = http_context(&gateway.config.gateway, &conn, req.headers());
-    let Some(upstream) = gateway.upstream(name).cloned() else {
-        let refusal = Refusal {
-            upstream: cut(name, CLIENT_NAME_BYTES),
-            ..Refusal::anonymous(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no upstream named {} in the gateway's configuration",
-                    quoted(name, CLIENT_NAME_BYTES)
-                ),
-                ctx,
-            )
-        };
-        gateway.record_refusal(&refusal).await;
-        return plain(refusal.status, refusal.reason);
-    };
     let headers = req.headers().clone();
     let refuse =
         |status: StatusCode, reason: String| Refusal::anonymous(status, reason, ctx.clone());
+    // Host, Origin and the credential come before the upstream's name is looked up: an
+    // unauthenticated client learns nothing of which upstreams exist (401 for every name).
+    let named = cut(name, CLIENT_NAME_BYTES);
     if let Err(r) = auth::check_origin(&gateway.config.gateway, &headers) {
         let refusal = Refusal {
-            upstream: &upstream.name,
+            upstream: named,
             ..refuse(status_of(&r), r.reason())
         };
         gateway.record_refusal(&refusal).await;
+        body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
         return plain(refusal.status, refusal.reason);
     }
     let accepted = gateway.credentials.current();
@@ -1111,13 +1100,14 @@ async fn route(
             Ok(p) => p,
             Err(r) => {
                 let refusal = Refusal {
-                    upstream: &upstream.name,
+                    upstream: named,
                     ..refuse(status_of(&r), r.reason())
                 };
                 gateway.record_refusal(&refusal).await;
+                body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
                 let mut resp = plain(refusal.status, refusal.reason);
                 if r.status() == 401 {
-                    let challenge = auth::challenge(&accepted, &headers, &upstream.name, &r);
+                    let challenge = auth::challenge(&accepted, &headers, named, &r);
                     if let Ok(v) = HeaderValue::from_str(&challenge) {
                         resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
                     }
@@ -1125,6 +1115,23 @@ async fn route(
                 return resp;
             }
         };
+    let Some(upstream) = gateway.upstream(name).cloned() else {
+        let refusal = Refusal {
+            upstream: named,
+            user: Some(&principal.user_id),
+            auth_method: Some(principal.method),
+            ..refuse(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no upstream named {} in the gateway's configuration",
+                    quoted(name, CLIENT_NAME_BYTES)
+                ),
+            )
+        };
+        gateway.record_refusal(&refusal).await;
+        body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
+        return plain(refusal.status, refusal.reason);
+    };
     let mut ctx = ctx;
     ctx.roles = principal.roles.clone();
     let request = request::McpRequest {
