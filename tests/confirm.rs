@@ -658,3 +658,91 @@ async fn an_answer_the_proxy_refuses_blocks_the_call_at_once_and_gets_no_reply()
         .unwrap_or_default();
     assert!(why.contains("answer was refused"), "{why}");
 }
+
+/// A confirmed 2026-07-28 call whose server asks for input of its own (an MRTR round): the
+/// client's retry answering the server is the same call, and the person's accept holds for
+/// it. Found by a hostile pass: the proxy put its question again at every round. A retry
+/// with other arguments is asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_call_is_not_asked_again_when_its_server_asks_for_input() {
+    let store = TestStore::new(
+        "[risk]\nconfirm_timeout_ms = 20000\n[risk.actions]\nhigh = \"confirm\"\n\
+         [[risk.tool]]\nmatch = \"confirm\"\nscore = 75\n",
+    );
+    let (mut c, received) = spawn_recorded(&store);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |id: i64, action: &str, state: Option<&Value>, responses: Option<Value>| {
+        let mut params = json!({"name": "confirm", "arguments": {"action": action}, "_meta": meta});
+        if let Some(s) = state {
+            params["requestState"] = s.clone();
+        }
+        if let Some(r) = responses {
+            params["inputResponses"] = r;
+        }
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        )
+    };
+    let accept = json!({"action": "accept", "content": {"confirm": true}});
+    let server_yes = json!({"confirm": {"action": "accept", "content": {"confirmed": true}}});
+
+    // The proxy asks; the person accepts; the server then asks its own question.
+    c.send(call(1, "deploy", None, None).as_bytes()).await;
+    let ours = c.recv_json().await;
+    assert!(
+        ours["result"]["inputRequests"]["mcp-audit-proxy.confirm"].is_object(),
+        "{ours}"
+    );
+    let state = ours["result"]["requestState"].clone();
+    let answer = json!({"mcp-audit-proxy.confirm": accept});
+    c.send(call(2, "deploy", Some(&state), Some(answer)).as_bytes())
+        .await;
+    let theirs = c.recv_json().await;
+    assert_eq!(theirs["result"]["resultType"], "input_required", "{theirs}");
+    assert!(
+        theirs["result"]["inputRequests"]["confirm"].is_object(),
+        "{theirs}"
+    );
+    let server_state = theirs["result"]["requestState"].clone();
+
+    // The retry answering the server runs, without a second question from the proxy.
+    c.send(call(3, "deploy", Some(&server_state), Some(server_yes.clone())).as_bytes())
+        .await;
+    let done = c.recv_json().await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "confirmed: deploy",
+        "{done}"
+    );
+
+    // The same round answered for other arguments: asked again, never run.
+    c.send(call(4, "wipe", None, None).as_bytes()).await;
+    let s4 = c.recv_json().await["result"]["requestState"].clone();
+    let answer = json!({"mcp-audit-proxy.confirm": accept});
+    c.send(call(5, "wipe", Some(&s4), Some(answer)).as_bytes())
+        .await;
+    let theirs = c.recv_json().await;
+    let s5 = theirs["result"]["requestState"].clone();
+    c.send(call(6, "wipe everything", Some(&s5), Some(server_yes)).as_bytes())
+        .await;
+    let again = c.recv_json().await;
+    assert!(
+        again["result"]["inputRequests"]["mcp-audit-proxy.confirm"].is_object(),
+        "{again}"
+    );
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(!seen.contains("wipe everything"), "{seen}");
+    let events = store.events();
+    let carried = events
+        .iter()
+        .filter(|e| {
+            e["metadata"]["confirmation"]
+                .as_str()
+                .is_some_and(|c| c.contains("in the round this retry continues"))
+        })
+        .count();
+    assert_eq!(carried, 1, "{events:#?}");
+}

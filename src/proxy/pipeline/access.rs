@@ -64,6 +64,7 @@ impl Pipeline {
             } else {
                 None
             };
+            let (retry_of, carried) = retry_of.map_or((None, None), |(id, c)| (Some(id), c));
             let annotations = shared.learnt.annotations.get(&*p.name);
             let decision = policy.enabled.then(|| {
                 policy.assess(&CallInput {
@@ -87,8 +88,24 @@ impl Pipeline {
                 shared.learnt.history.note(&p.name, &d.tags);
             }
             let tool_version = st.server.as_ref().map(Implementation::agent);
-            (version, era, agent, tool_version, risk, decision, retry_of)
+            (
+                version,
+                era,
+                agent,
+                tool_version,
+                risk,
+                decision,
+                (retry_of, carried),
+            )
         };
+        let (retry_of, carried) = retry_of;
+        // A retry of the server's own round, of a call the person accepted, with the same
+        // tool and arguments: the accept holds for it (MRTR rounds are one call).
+        let consent = Consent {
+            tool: p.name.to_string(),
+            hash: arguments_hash(&p),
+        };
+        let carried = carried.filter(|c| *c == consent);
         let mut decision = decision;
         // The reasons quote the tool's name, which can carry anything: stored protected.
         if let Some(d) = decision.as_mut().filter(|_| policy.guarded(&p.name)) {
@@ -111,6 +128,8 @@ impl Pipeline {
             let st = self.state();
             let cannot = if st.batching {
                 Some("the call came in a batch, which cannot wait for an answer".to_string())
+            } else if era == Era::V2026 && our_round.is_none() && carried.is_some() {
+                None
             } else if era == Era::V2026 {
                 match our_round.take() {
                     Some(Ok(r)) => {
@@ -206,6 +225,7 @@ impl Pipeline {
                 .unwrap_or_default(),
             policy: Some(policy.clone()),
             confirmation: None,
+            consent: None,
             http,
             late: 0,
             progress: p
@@ -259,6 +279,7 @@ impl Pipeline {
                 .is_some_and(|d| d.enforced() == policy::Action::Confirm)
             {
                 call.confirmation = Some("accepted by the person at the client".into());
+                call.consent = Some(consent);
             }
             let mut st = self.state();
             st.instead.insert(
@@ -275,7 +296,15 @@ impl Pipeline {
             .as_ref()
             .filter(|d| d.enforced() == policy::Action::Confirm && era == Era::V2026)
         {
-            return self.ask_by_round(id, &p, call, d, ack);
+            if carried.is_none() {
+                return self.ask_by_round(id, &p, call, d, ack);
+            }
+            call.confirmation = Some(
+                "accepted by the person at the client, in the round this retry continues".into(),
+            );
+            call.consent = carried;
+            self.state().calls.insert(id.clone(), call);
+            return Ok((ack, Some(id.clone())));
         }
         if let Some(d) = decision
             .as_ref()

@@ -487,7 +487,8 @@ impl Pipeline {
         }
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
-            self.rounds().remember(key, event.event_id);
+            self.rounds()
+                .remember(key, event.event_id, call.consent.clone());
         }
         match self.audit.record(&event) {
             Ok(ack) => {

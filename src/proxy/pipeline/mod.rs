@@ -64,7 +64,7 @@ use confirm::*;
 pub(crate) use ends::stored_request_id;
 use ends::*;
 use recent::Recent;
-use rounds::{Learnt, Round, round_key};
+use rounds::{Consent, Learnt, Round, round_key};
 pub use rounds::{Rounds, SharedRounds};
 
 /// Why a call the policy asks to confirm cannot be put to a person: the client cannot show
@@ -300,6 +300,8 @@ struct Call {
     policy: Option<Arc<Policy>>,
     /// How the person at the client answered a confirmation, if one was asked.
     confirmation: Option<String>,
+    /// The person's accept this call carries to the retries of the server's own rounds.
+    consent: Option<Consent>,
     /// Where the request came from, for a call through the HTTP gateway.
     http: Option<Box<crate::audit::event::HttpContext>>,
     /// Answers recorded after the call ended (late or repeated), at most [`MAX_REPEATED`].

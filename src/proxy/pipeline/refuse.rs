@@ -293,6 +293,7 @@ impl Pipeline {
             tags,
             policy: None,
             confirmation: None,
+            consent: None,
             http: self.request_http(),
             late: 0,
             progress: None,

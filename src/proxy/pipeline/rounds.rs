@@ -35,9 +35,9 @@ pub(super) struct Round {
 /// an upstream ([`super::Pipeline::with_rounds`]); elsewhere each pipeline has its own.
 #[derive(Debug, Default)]
 pub struct Rounds {
-    /// Rounds by their key ([`round_key`]), with the event that opened each and when,
-    /// oldest first; forgotten after [`ROUND_TTL`].
-    open: VecDeque<(String, EventId, Instant)>,
+    /// Rounds by their key ([`round_key`]), with the event that opened each, when, and the
+    /// consent its call carried ([`Consent`]), oldest first; forgotten after [`ROUND_TTL`].
+    open: VecDeque<(String, EventId, Instant, Option<Consent>)>,
     /// The proxy's confirmation rounds by their `requestState`.
     pub(super) confirming: HashMap<String, Round>,
     /// Their `requestState`s, oldest first.
@@ -64,6 +64,19 @@ pub(super) struct Learnt {
     pub(super) listed: HashSet<String>,
 }
 
+/// A person's accept of a call held for confirmation, carried by the MRTR retries of that
+/// call: when the server answers the confirmed call with its own `input_required`, the retry
+/// that answers the server is the same call, and asking the person again at every round was
+/// found by a hostile pass. Only a retry of the same tool with the same arguments (byte for
+/// byte, by their hash) carries it; anything else is asked again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Consent {
+    /// The tool's name.
+    pub(super) tool: String,
+    /// [`super::access::arguments_hash`] of the arguments the person accepted.
+    pub(super) hash: String,
+}
+
 /// [`Rounds`] shared by the pipelines a retry may reach.
 pub type SharedRounds = Arc<Mutex<Rounds>>;
 
@@ -73,24 +86,29 @@ pub type SharedRounds = Arc<Mutex<Rounds>>;
 const ROUND_TTL: Duration = Duration::from_secs(3600);
 
 impl Rounds {
-    pub(super) fn remember(&mut self, key: String, id: EventId) {
+    /// Remembers a server's round, opened by the end event `id`, with the consent the call
+    /// that got it carried.
+    pub(super) fn remember(&mut self, key: String, id: EventId, consent: Option<Consent>) {
         let now = Instant::now();
         while self
             .open
             .front()
-            .is_some_and(|(_, _, at)| now.duration_since(*at) > ROUND_TTL)
+            .is_some_and(|(_, _, at, _)| now.duration_since(*at) > ROUND_TTL)
         {
             self.open.pop_front();
         }
         if self.open.len() >= MAX_OPEN_ROUNDS {
             self.open.pop_front();
         }
-        self.open.push_back((key, id, now));
+        self.open.push_back((key, id, now, consent));
     }
 
-    pub(super) fn take(&mut self, key: &str) -> Option<EventId> {
-        let at = self.open.iter().rposition(|(k, _, _)| k == key)?;
-        self.open.remove(at).map(|(_, id, _)| id)
+    /// The round a retry answers (used up): the event that opened it and its call's consent.
+    pub(super) fn take(&mut self, key: &str) -> Option<(EventId, Option<Consent>)> {
+        let at = self.open.iter().rposition(|(k, _, _, _)| k == key)?;
+        self.open
+            .remove(at)
+            .map(|(_, id, _, consent)| (id, consent))
     }
 
     /// Nothing is remembered: no round to answer, none to link.
