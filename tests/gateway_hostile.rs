@@ -1389,11 +1389,14 @@ async fn a_key_removed_from_the_config_is_refused_after_a_reload_without_a_resta
 /// tool denied to interns, and an `ops` key was refused a tool allowed to `ops`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credentials_roles_decide_deny_roles_and_allow_roles() {
-    // Alice's key carries role "ops" (tests/common/gateway.rs); Bob's none.
-    let gw = Gateway::start(
-        "[[risk.tool]]\nmatch = \"add\"\ndeny_roles = [\"ops\"]\n\
+    // Alice's key carries role "ops" (tests/common/gateway.rs); Bob's none; her second key
+    // none either.
+    let gw = Gateway::start(&format!(
+        "[[gateway.api_key]]\nuser_id = \"alice\"\nsha256 = \"{}\"\n\
+         [[risk.tool]]\nmatch = \"add\"\ndeny_roles = [\"ops\"]\n\
          [[risk.tool]]\nmatch = \"echo\"\nallow_roles = [\"ops\"]\n",
-    );
+        sha("alice-second-key-without-roles")
+    ));
     let url = gw.endpoint();
     let add = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#;
     let echo = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
@@ -1445,6 +1448,22 @@ async fn a_credentials_roles_decide_deny_roles_and_allow_roles() {
             "{body}"
         );
     }
+    // A listing asked with another key of the same user (same session) is hidden by that
+    // key's roles, not by those of the key that opened the session.
+    let session = raw_session(&url, ALICE_KEY).await;
+    let (_, _, body) = post(
+        &url,
+        Some("alice-second-key-without-roles"),
+        Some(&session),
+        list,
+        &[],
+    )
+    .await;
+    let names = outcome(&body)["result"]["tools"].to_string();
+    assert!(
+        names.contains("\"add\"") && !names.contains("\"echo\""),
+        "{names}"
+    );
     // The trail says why, by the role.
     let blocked: Vec<String> = gw
         .events()

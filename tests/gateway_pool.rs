@@ -879,3 +879,73 @@ async fn an_error_naming_no_id_before_the_answer_does_not_take_its_place() {
     let kinds = common::kinds_of(&found, "noisy");
     assert_eq!(kinds, [("tool_execution", "success")], "{found:#?}");
 }
+
+/// Anonymous clients (`allow_anonymous`) are kept apart by their address: one of them
+/// holding `max_sessions_per_principal` sessions no longer shuts every other out, and one
+/// cannot use another's session. Found by a hostile pass: all were one principal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_clients_at_different_addresses_are_different_principals() {
+    let gw = Gateway::start_with("allow_anonymous = true\nmax_sessions_per_principal = 2", "");
+    let url = gw.endpoint();
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let open = |client: reqwest::Client, session: Option<String>| {
+        let url = url.clone();
+        async move {
+            let mut req = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(if session.is_some() {
+                    r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#
+                } else {
+                    INIT
+                });
+            if let Some(s) = &session {
+                req = req
+                    .header("mcp-session-id", s)
+                    .header("mcp-protocol-version", "2025-06-18");
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let id = resp
+                .headers()
+                .get("mcp-session-id")
+                .map(|v| v.to_str().unwrap().to_string());
+            (status, id)
+        }
+    };
+    let first = from([127, 0, 0, 1]);
+    let second = from([127, 0, 0, 2]);
+    let (status, one) = open(first.clone(), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(open(first.clone(), None).await.0, 200);
+    // The first address holds its two sessions: its third is refused.
+    assert_eq!(open(first.clone(), None).await.0, 429);
+    // Another address is another principal, with sessions of its own.
+    let (status, two) = open(second.clone(), None).await;
+    assert_eq!(status, 200, "the second anonymous client was shut out");
+    // Neither reaches the other's session.
+    assert_eq!(open(second.clone(), one.clone()).await.0, 404);
+    assert_eq!(open(first.clone(), two.clone()).await.0, 404);
+    assert_eq!(open(first, one).await.0, 200);
+    // The trail still names both `anonymous`, with their addresses.
+    let addresses: std::collections::HashSet<String> = gw
+        .events()
+        .iter()
+        .filter(|e| e["user_id"] == "anonymous")
+        .filter_map(|e| {
+            e["metadata"]["http"]["client_address"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        addresses.contains("127.0.0.1") && addresses.contains("127.0.0.2"),
+        "{addresses:?}"
+    );
+}

@@ -20,6 +20,10 @@ pub(crate) struct Principal {
     pub(crate) roles: Vec<String>,
     /// `api_key`, `jwt`, `client_cert` or `anonymous`.
     pub(crate) method: &'static str,
+    /// For `anonymous`: the client's address, so that anonymous clients do not share one
+    /// principal's sessions and caps (one client holding `max_sessions_per_principal` shut
+    /// every other out: found by a hostile pass). `None` for a credential.
+    pub(crate) scope: Option<String>,
 }
 
 impl Principal {
@@ -28,7 +32,10 @@ impl Principal {
     /// its issuer names its subjects, the config names the keys' users, and neither may
     /// reach the other's server state.
     pub(crate) fn key(&self) -> String {
-        format!("{}:{}", self.method, self.user_id)
+        match &self.scope {
+            Some(scope) => format!("{}:{}@{scope}", self.method, self.user_id),
+            None => format!("{}:{}", self.method, self.user_id),
+        }
     }
 }
 
@@ -51,9 +58,8 @@ pub(crate) enum Refused {
     /// 400: two different credentials (`Authorization` and `X-API-Key`, or either twice):
     /// which one counts would be a guess (RFC 6750 section 3.1, `invalid_request`).
     Ambiguous,
-    /// 401: `Authorization` with another scheme than `Bearer` (or none); holds the first
-    /// word, at most 16 bytes. The scheme is not guessed: a key sent bare, or as `Basic`,
-    /// would be hashed with its prefix and fail obscurely.
+    /// 401: `Authorization` with another scheme than `Bearer`: the scheme's registered
+    /// name, or "another scheme" ([`scheme_name`]); never the credential's text.
     Scheme(String),
     /// 400: a listed client certificate and a valid credential naming two different users
     /// (RFC 6750 section 3.1, `invalid_request`): which one acts would be a guess.
@@ -84,8 +90,7 @@ impl Refused {
             }
             Refused::BadCredential => "the credential matches no configured API key".into(),
             Refused::Scheme(scheme) => format!(
-                "the Authorization header uses scheme {}, not Bearer; send `Authorization: Bearer <key or token>` or `X-API-Key: <key>` (RFC 6750 section 2.1)",
-                super::quoted(scheme, super::CLIENT_TEXT_BYTES)
+                "the Authorization header uses {scheme}, not Bearer; send `Authorization: Bearer <key or token>` or `X-API-Key: <key>` (RFC 6750 section 2.1)"
             ),
             Refused::Ambiguous => "two different credentials (Authorization and X-API-Key, or one of them twice); send exactly one (RFC 6750 section 3.1)".into(),
             Refused::TwoIdentities {
@@ -119,21 +124,19 @@ impl Refused {
 /// The credential of a request: `Authorization: Bearer …` or `X-API-Key`; two different
 /// ones are refused, never resolved by a precedence a client could exploit.
 ///
-/// `Authorization` takes the `Bearer` scheme only (RFC 6750 section 2.1): a bare key, or
-/// `Basic …`, is refused as [`Refused::Scheme`] rather than hashed whole as if it were a key.
+/// `Authorization` is `Bearer <credential>` (RFC 6750 section 2.1), or a bare credential
+/// without a scheme (kept working for clients that send one). Another scheme (`Basic …`,
+/// `Token …`) is refused as [`Refused::Scheme`] rather than hashed whole with its prefix.
 fn presented(headers: &HeaderMap) -> Result<Option<&[u8]>, Refused> {
     let mut bearer = Vec::new();
     for v in headers.get_all(AUTHORIZATION) {
         let v = v.as_bytes().trim_ascii();
-        match v.split_at_checked(7) {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => {
-                bearer.push(token.trim_ascii());
+        match v.iter().position(u8::is_ascii_whitespace) {
+            None => bearer.push(v),
+            Some(at) if v[..at].eq_ignore_ascii_case(b"bearer") => {
+                bearer.push(v[at..].trim_ascii());
             }
-            _ => {
-                let scheme = v.split(|b| *b == b' ').next().unwrap_or_default();
-                let scheme = String::from_utf8_lossy(&scheme[..scheme.len().min(16)]);
-                return Err(Refused::Scheme(scheme.into_owned()));
-            }
+            Some(at) => return Err(Refused::Scheme(scheme_name(&v[..at]))),
         }
     }
     let keys = headers
@@ -147,6 +150,33 @@ fn presented(headers: &HeaderMap) -> Result<Option<&[u8]>, Refused> {
         return Err(Refused::Ambiguous);
     }
     Ok(first)
+}
+
+/// The name of an `Authorization` scheme, for the refusal and the trail: one of the
+/// registered schemes (IANA HTTP Authentication Scheme Registry) and a few vendors' by name,
+/// else "another scheme". The first word could be part of a key pasted with a space in it,
+/// and the trail must not keep it.
+fn scheme_name(word: &[u8]) -> String {
+    const KNOWN: [&str; 14] = [
+        "Basic",
+        "Digest",
+        "Negotiate",
+        "NTLM",
+        "HOBA",
+        "Mutual",
+        "SCRAM-SHA-1",
+        "SCRAM-SHA-256",
+        "vapid",
+        "DPoP",
+        "PrivateToken",
+        "Token",
+        "SSWS",
+        "AWS4-HMAC-SHA256",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| k.as_bytes().eq_ignore_ascii_case(word))
+        .map_or_else(|| "another scheme".to_string(), |k| (*k).to_string())
 }
 
 /// Authenticates a request: a verified client certificate listed in
@@ -180,6 +210,7 @@ pub(crate) fn authenticate_connection(
             user_id: c.user_id.clone(),
             roles: c.roles.clone(),
             method: "client_cert",
+            scope: None,
         });
     }
     authenticate(config, headers)
@@ -196,6 +227,7 @@ pub(crate) fn authenticate(
                 user_id: "anonymous".into(),
                 roles: Vec::new(),
                 method: "anonymous",
+                scope: None,
             });
         }
         return Err(Refused::NoCredential);
@@ -218,6 +250,7 @@ pub(crate) fn authenticate(
             user_id: k.user_id.clone(),
             roles: k.roles.clone(),
             method: "api_key",
+            scope: None,
         }),
         // Not a key: a JWT if it has a JWT's three parts (a key such as `svc.key.v2` that
         // matches is a key, checked first).
@@ -290,6 +323,7 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
                     user_id: user.to_string(),
                     roles,
                     method: "jwt",
+                    scope: None,
                 });
             }
             Err(e) => {
@@ -317,7 +351,8 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
     Err(bad(last))
 }
 
-/// Whether a JWS's protected header (the token's first part, base64url JSON) has `crit`.
+/// Whether a JWS's protected header (the token's first part, base64url JSON) has `crit`;
+/// a header this cannot read counts as having it (fail closed).
 fn names_critical_parameters(token: &str) -> bool {
     use base64::Engine;
     let head = token.split('.').next().unwrap_or("");
@@ -325,16 +360,19 @@ fn names_critical_parameters(token: &str) -> bool {
         .decode(head)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&b).ok())
-        .is_some_and(|h| h.contains_key("crit"))
+        .is_none_or(|h| h.contains_key("crit"))
 }
 
 /// Characters that print as nothing: a user named `alice` followed by a zero-width space
 /// reads as `alice` in every listing and is another user to every filter (Unicode format
-/// characters, general category Cf, that occur in text; and the soft hyphen).
+/// characters, general category Cf, that occur in text; the soft hyphen, the combining
+/// grapheme joiner, Hangul fillers and variation selectors).
 fn invisible(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{180E}'
+            | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}'
     )
 }
 
@@ -503,11 +541,12 @@ mod tests {
             ("x-api-key", "secret-key-1"),
         ]);
         assert_eq!(authenticate(&c, &same).unwrap().user_id, "alice");
-        // Authorization takes Bearer only: a bare key or Basic is not hashed whole.
+        // Another scheme is refused by its name, never hashed whole; a word that is no
+        // known scheme (a key pasted with a space) is not repeated into the trail.
         for (value, scheme) in [
-            ("secret-key-1", "secret-key-1"),
             ("Basic c2VjcmV0LWtleS0x", "Basic"),
-            ("Token secret-key-1", "Token"),
+            ("token secret-key-1", "Token"),
+            ("secret-key-1 trailing", "another scheme"),
         ] {
             assert_eq!(
                 authenticate(&c, &headers(&[("authorization", value)])),
@@ -515,7 +554,17 @@ mod tests {
             );
         }
         assert_eq!(Refused::Scheme("Basic".into()).status(), 401);
-        assert!(authenticate(&c, &headers(&[("authorization", "bearer secret-key-1")])).is_ok());
+        // Bearer in any case and after any whitespace, or a bare key, authenticate.
+        for value in [
+            "bearer secret-key-1",
+            "Bearer\tsecret-key-1",
+            "secret-key-1",
+        ] {
+            assert!(
+                authenticate(&c, &headers(&[("authorization", value)])).is_ok(),
+                "{value}"
+            );
+        }
     }
 
     /// With `[gateway.jwt]` on, a key shaped like a JWT (two dots) still authenticates as

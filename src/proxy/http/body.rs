@@ -232,7 +232,8 @@ pub(crate) const SETTLE_BYTES: usize = 1 << 20;
 pub(crate) const SETTLE_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Reads and drops what is left of a request body (at most `limit` bytes, for at most
-/// `within`) before a response that refuses the request is sent.
+/// `within`) before a response that refuses the request is sent (HTTP/2 only: the caller
+/// decides).
 ///
 /// On HTTP/2 a response sent while the client is still sending resets the stream: hyper drops
 /// the unread body, and clients (curl among them, error 92) then report a framing error and

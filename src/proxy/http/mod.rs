@@ -832,6 +832,16 @@ fn client_address(
         .unwrap_or(peer)
 }
 
+/// Before a refusal on HTTP/2: what the client is still uploading is read first
+/// ([`body::settle`]), so the refusal is not lost to a reset stream. Not on HTTP/1.1, where
+/// hyper answers first and closes the connection if need be, and not when the client waits
+/// for `100 Continue` (`Expect`): reading would invite the upload the refusal makes useless.
+async fn settle_refused(req: Request<Incoming>) {
+    if req.version() == http::Version::HTTP_2 && !req.headers().contains_key(http::header::EXPECT) {
+        body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
+    }
+}
+
 /// The HTTP status of a refused request (400, 401 or 403; [`auth::Refused::status`]).
 fn status_of(r: &auth::Refused) -> StatusCode {
     StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN)
@@ -1082,8 +1092,9 @@ async fn route(
     let headers = req.headers().clone();
     let refuse =
         |status: StatusCode, reason: String| Refusal::anonymous(status, reason, ctx.clone());
-    // Host, Origin and the credential come before the upstream's name is looked up: an
-    // unauthenticated client learns nothing of which upstreams exist (401 for every name).
+    // Host, Origin and the credential come before the upstream's name is looked up: the
+    // MCP endpoints answer an unauthenticated client 401 whatever the name (the RFC 9728
+    // metadata documents above are public, and still say which names exist).
     let named = cut(name, CLIENT_NAME_BYTES);
     if let Err(r) = auth::check_origin(&gateway.config.gateway, &headers) {
         let refusal = Refusal {
@@ -1091,20 +1102,25 @@ async fn route(
             ..refuse(status_of(&r), r.reason())
         };
         gateway.record_refusal(&refusal).await;
-        body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
+        settle_refused(req).await;
         return plain(refusal.status, refusal.reason);
     }
     let accepted = gateway.credentials.current();
     let principal =
         match auth::authenticate_connection(&accepted, conn.client_cert.as_ref(), &headers) {
-            Ok(p) => p,
+            Ok(mut p) => {
+                if p.method == "anonymous" {
+                    p.scope.clone_from(&ctx.client_address);
+                }
+                p
+            }
             Err(r) => {
                 let refusal = Refusal {
                     upstream: named,
                     ..refuse(status_of(&r), r.reason())
                 };
                 gateway.record_refusal(&refusal).await;
-                body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
+                settle_refused(req).await;
                 let mut resp = plain(refusal.status, refusal.reason);
                 if r.status() == 401 {
                     let challenge = auth::challenge(&accepted, &headers, named, &r);
@@ -1129,7 +1145,7 @@ async fn route(
             )
         };
         gateway.record_refusal(&refusal).await;
-        body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
+        settle_refused(req).await;
         return plain(refusal.status, refusal.reason);
     };
     let mut ctx = ctx;

@@ -487,8 +487,15 @@ impl Pipeline {
         }
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
-            self.rounds()
-                .remember(key, event.event_id, call.consent.clone());
+            // The person's accept holds for the retry within the time a person is given.
+            let consent = call.consent.clone().map(|c| Consent {
+                until: call
+                    .policy
+                    .as_ref()
+                    .map(|p| Instant::now() + p.confirm_timeout),
+                ..c
+            });
+            self.rounds().remember(key, event.event_id, consent);
         }
         match self.audit.record(&event) {
             Ok(ack) => {

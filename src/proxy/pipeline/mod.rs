@@ -360,7 +360,9 @@ enum EndedEarly {
 enum Pending {
     Initialize,
     Discover,
-    ToolsList,
+    /// With the roles of the request's credential (gateway), by which the answer's tools are
+    /// hidden: the session's opener may have come with another key of the same user.
+    ToolsList(Vec<String>),
     /// `tasks/result` of a task the call became: its answer is the call's real outcome.
     /// The call rides with the request, so it leaves with it (answered, cancelled, failed).
     TaskResult(Box<Call>),
@@ -805,7 +807,9 @@ impl Pipeline {
                         Pending::Initialize
                     }
                     "server/discover" => Pending::Discover,
-                    "tools/list" => Pending::ToolsList,
+                    "tools/list" => {
+                        Pending::ToolsList(self.request_http().map(|h| h.roles).unwrap_or_default())
+                    }
                     "tasks/result" | "tasks/get" | "tasks/cancel" => {
                         self.state().task_request(method, *params)
                     }
@@ -1000,13 +1004,13 @@ impl Pipeline {
             Some(Answered::Pending(pending) | Answered::Cancelled(pending)) => {
                 if let ResponseBody::Result(result) = body {
                     learn(&mut st, &mut self.rounds().learnt, &pending, result);
-                    if let Pending::ToolsList = pending {
+                    if let Pending::ToolsList(roles) = &pending {
                         drop(st);
                         rewritten = match self.check_pins(result) {
                             Ok(()) => None,
                             Err(why) => self.pins_unchecked(id, &why),
                         }
-                        .or_else(|| self.filter_tools(id, result));
+                        .or_else(|| self.filter_tools(id, result, roles));
                     } else if let Pending::Other = pending {
                         drop(st);
                         rewritten = self.redact_answer(id, *body);
@@ -1032,7 +1036,8 @@ impl Pipeline {
                 // may not call are hidden from any result shaped as one.
                 let filtered = match body {
                     ResponseBody::Result(result) if result.get().starts_with('{') => {
-                        self.filter_tools(id, result)
+                        let opener = self.info.http.as_ref();
+                        self.filter_tools(id, result, opener.map_or(&[], |h| &h.roles))
                     }
                     _ => None,
                 };
@@ -1118,7 +1123,7 @@ fn learn(st: &mut State, learnt: &mut Learnt, pending: &Pending, result: &RawVal
                 }
             }
         }
-        Pending::ToolsList => {
+        Pending::ToolsList(_) => {
             if let Ok(list) = serde_json::from_str::<ToolsListView>(result.get()) {
                 for tool in list.tools {
                     // A server renaming its tools at every listing must not grow the session
@@ -1153,7 +1158,7 @@ mod tests {
                 .map(|i| json!({"name": format!("t{page}-{i}"), "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}}))
                 .collect();
             let raw = serde_json::value::to_raw_value(&json!({ "tools": tools })).unwrap();
-            learn(&mut st, &mut learnt, &Pending::ToolsList, &raw);
+            learn(&mut st, &mut learnt, &Pending::ToolsList(Vec::new()), &raw);
         }
         assert_eq!(learnt.listed.len(), MAX_LISTED);
         assert!(learnt.annotations.len() <= MAX_LISTED);

@@ -68,13 +68,29 @@ pub(super) struct Learnt {
 /// call: when the server answers the confirmed call with its own `input_required`, the retry
 /// that answers the server is the same call, and asking the person again at every round was
 /// found by a hostile pass. Only a retry of the same tool with the same arguments (byte for
-/// byte, by their hash) carries it; anything else is asked again.
+/// byte, by their hash), under the policy the person was asked under, of a tool whose
+/// definition did not change since, within `confirm_timeout_ms` of the server's round, carries
+/// it; anything else is asked again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Consent {
     /// The tool's name.
     pub(super) tool: String,
     /// [`super::access::arguments_hash`] of the arguments the person accepted.
     pub(super) hash: String,
+    /// The `policy_version` the person was asked under.
+    pub(super) policy: String,
+    /// Until when a retry may carry it: set when the server's round is remembered.
+    pub(super) until: Option<Instant>,
+}
+
+impl Consent {
+    /// Whether this consent holds for `asked` (the retry's own, `until` unset) now.
+    pub(super) fn holds_for(&self, asked: &Consent) -> bool {
+        self.tool == asked.tool
+            && self.hash == asked.hash
+            && self.policy == asked.policy
+            && self.until.is_some_and(|u| Instant::now() <= u)
+    }
 }
 
 /// [`Rounds`] shared by the pipelines a retry may reach.

@@ -155,16 +155,19 @@ impl Pipeline {
     /// whitespace between the array's elements goes). A listing that cannot be read to hide
     /// them (a repeated `tools` or `name` key) is withheld and recorded (`configuration_change`,
     /// `refused`): the client gets an error, not tools the policy forbids.
-    pub(super) fn filter_tools(&self, id: &RequestId, result: &RawValue) -> Option<String> {
+    ///
+    /// `roles` are the roles of the credential the listing was asked with.
+    pub(super) fn filter_tools(
+        &self,
+        id: &RequestId,
+        result: &RawValue,
+        roles: &[String],
+    ) -> Option<String> {
         let policy = self.policy.current();
         if !policy.enabled || policy.shadow || !policy.restricts_tools() {
             return None;
         }
         let user = &self.info.user_id;
-        // The roles of the request that asked for the list are gone by its answer; the
-        // session's principal (bound to it) carries the same credential's.
-        let http = self.request_http();
-        let roles = http.as_ref().map_or(&[][..], |h| h.roles.as_slice());
         let rebuilt = |kept: &str| {
             let mut line = rebuilt_message(Some(id), None, &[]);
             line.pop();
