@@ -143,6 +143,9 @@ struct Gateway {
     credentials: Arc<credentials::Credentials>,
     /// Refusal events of unauthenticated requests, per source address.
     unauthenticated: limit::RefusalLimiter,
+    /// Refused HTTP/2 requests whose body is being read before the refusal ([`settle_refused`]):
+    /// at most [`SETTLING`] at once; past it a refusal goes out at once, as before.
+    settling: Arc<Semaphore>,
     /// The `url` upstreams' clients, by upstream name.
     remotes: HashMap<String, Arc<Remote>>,
     /// Each upstream's `Mcp-Param-*` bindings, learnt from the `tools/list` answers clients
@@ -269,6 +272,7 @@ pub async fn run(
         connections: PrincipalCounts::default(),
         credentials: Arc::new(credentials::Credentials::new(&config.gateway)),
         unauthenticated: limit::RefusalLimiter::default(),
+        settling: Arc::new(Semaphore::new(SETTLING)),
         params: config
             .upstreams
             .iter()
@@ -836,11 +840,20 @@ fn client_address(
 /// ([`body::settle`]), so the refusal is not lost to a reset stream. Not on HTTP/1.1, where
 /// hyper answers first and closes the connection if need be, and not when the client waits
 /// for `100 Continue` (`Expect`): reading would invite the upload the refusal makes useless.
-async fn settle_refused(req: Request<Incoming>) {
-    if req.version() == http::Version::HTTP_2 && !req.headers().contains_key(http::header::EXPECT) {
+///
+/// At most [`SETTLING`] bodies are read so at once (a client opening refused streams by the
+/// hundred holds no more); past it the refusal goes out at once.
+async fn settle_refused(gateway: &Gateway, req: Request<Incoming>) {
+    if req.version() != http::Version::HTTP_2 || req.headers().contains_key(http::header::EXPECT) {
+        return;
+    }
+    if let Ok(_reading) = gateway.settling.try_acquire() {
         body::settle(req.into_body(), body::SETTLE_BYTES, body::SETTLE_TIME).await;
     }
 }
+
+/// Refused HTTP/2 request bodies read at once before their refusals ([`settle_refused`]).
+const SETTLING: usize = 64;
 
 /// The HTTP status of a refused request (400, 401 or 403; [`auth::Refused::status`]).
 fn status_of(r: &auth::Refused) -> StatusCode {
@@ -1102,7 +1115,7 @@ async fn route(
             ..refuse(status_of(&r), r.reason())
         };
         gateway.record_refusal(&refusal).await;
-        settle_refused(req).await;
+        settle_refused(&gateway, req).await;
         return plain(refusal.status, refusal.reason);
     }
     let accepted = gateway.credentials.current();
@@ -1120,7 +1133,7 @@ async fn route(
                     ..refuse(status_of(&r), r.reason())
                 };
                 gateway.record_refusal(&refusal).await;
-                settle_refused(req).await;
+                settle_refused(&gateway, req).await;
                 let mut resp = plain(refusal.status, refusal.reason);
                 if r.status() == 401 {
                     let challenge = auth::challenge(&accepted, &headers, named, &r);
@@ -1145,7 +1158,7 @@ async fn route(
             )
         };
         gateway.record_refusal(&refusal).await;
-        settle_refused(req).await;
+        settle_refused(&gateway, req).await;
         return plain(refusal.status, refusal.reason);
     };
     let mut ctx = ctx;
