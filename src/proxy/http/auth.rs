@@ -197,8 +197,8 @@ pub(crate) fn authenticate_connection(
             .iter()
             .find(|c| c.sha256 == *fingerprint)
     {
-        if presented(headers)?.is_some() {
-            let by_credential = authenticate(config, headers)?;
+        if let Some(key) = presented(headers)? {
+            let by_credential = by_key(config, key)?;
             if by_credential.user_id != c.user_id {
                 return Err(Refused::TwoIdentities {
                     certificate: c.user_id.clone(),
@@ -232,6 +232,11 @@ pub(crate) fn authenticate(
         }
         return Err(Refused::NoCredential);
     };
+    by_key(config, key)
+}
+
+/// The principal a presented credential names: an API key by its hash, else a JWT.
+fn by_key(config: &GatewayConfig, key: &[u8]) -> Result<Principal, Refused> {
     let digest: [u8; 32] = Sha256::digest(key).into();
     // Every configured hash is compared in full, whichever matches.
     let mut found = None;
