@@ -330,11 +330,7 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
                 // behind one config are told apart in the trail, and their tools pinned apart
                 // (two servers' `echo` would otherwise be one tool whose definition changed).
                 None if !args.command.is_empty() => {
-                    if name.is_empty()
-                        || !name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-                    {
+                    if !crate::config::path_safe(name) {
                         return Err(ModeError::BadInput {
                             what: format!("the upstream name {name:?} (--upstream) is not usable"),
                             hint: "use letters, digits, `.`, `_` and `-` only",

@@ -1299,6 +1299,7 @@ async fn cors_is_answered_only_when_configured_and_only_for_allowed_origins() {
         for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
             let r = http()
                 .request(method.clone(), format!("{base}{path}"))
+                .bearer_auth(ALICE_KEY)
                 .send()
                 .await
                 .unwrap();

@@ -11,6 +11,10 @@ use toml::Spanned;
 
 use super::{ConfigError, Source};
 
+/// The `user_id` of a client without a credential (`gateway.allow_anonymous`); no key,
+/// certificate or token may name a principal so.
+pub const ANONYMOUS: &str = "anonymous";
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGateway {
@@ -20,6 +24,7 @@ pub(super) struct RawGateway {
     cors: Option<Spanned<bool>>,
     allowed_hosts: Option<Vec<Spanned<String>>>,
     allow_anonymous: Option<bool>,
+    metrics_public: Option<bool>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
     authorization_servers: Option<Vec<Spanned<String>>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
@@ -93,6 +98,10 @@ pub struct GatewayConfig {
     pub allowed_hosts: Vec<String>,
     /// `allow_anonymous`: serve requests without a credential (recorded as user `anonymous`).
     pub allow_anonymous: bool,
+    /// `metrics_public`: serve `/metrics` without a credential (default `false`: the same
+    /// credential as the MCP endpoints, since its series name every upstream and count its
+    /// calls, refusals and blocks).
+    pub metrics_public: bool,
     /// `trusted_proxies`: addresses or networks (`10.0.0.0/8`) of reverse proxies whose
     /// `X-Forwarded-For` is believed; from anyone else it is ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -201,6 +210,7 @@ impl Default for GatewayConfig {
             cors: false,
             allowed_hosts: Vec::new(),
             allow_anonymous: false,
+            metrics_public: false,
             trusted_proxies: Vec::new(),
             authorization_servers: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
@@ -436,6 +446,7 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         cors,
         allowed_hosts,
         allow_anonymous: raw.allow_anonymous.unwrap_or(false),
+        metrics_public: raw.metrics_public.unwrap_or(false),
         trusted_proxies,
         authorization_servers,
         header_read_timeout,
@@ -464,7 +475,17 @@ fn hashed_principals(
     let mut out: Vec<ApiKey> = Vec::new();
     for k in raw {
         let k = k.into_inner();
+        let user_span = k.user_id.span();
         let user_id = at.non_empty(&format!("{table}.user_id"), k.user_id)?;
+        if user_id == ANONYMOUS {
+            // The name of clients without a credential: a key or certificate named so would
+            // share their policy (`[risk.roles]`, `deny_users`) and read as one of them.
+            return Err(at.invalid(
+                user_span,
+                &format!("`{table}.user_id` is \"anonymous\", the name the gateway gives clients without a credential"),
+                "name the principal something else",
+            ));
+        }
         let span = k.sha256.span();
         let hex = k.sha256.into_inner();
         let Some(sha256) = parse_sha256(&hex) else {

@@ -18,11 +18,11 @@ mod upstream;
 
 pub use alerts::{AlertsConfig, WebhookConfig};
 pub use analytics::{AnalyticsConfig, DEFAULT_BASELINE_DAYS, parse_offset};
-pub use gateway::{ApiKey, GatewayConfig, JwtSettings, TlsFiles};
+pub use gateway::{ANONYMOUS, ApiKey, GatewayConfig, JwtSettings, TlsFiles};
 pub use retention::RetentionConfig;
 pub use source::ConfigError;
 pub(crate) use source::Source;
-pub use upstream::{HeaderSource, MissingHeader, RemoteConfig, UpstreamConfig};
+pub use upstream::{HeaderSource, MissingHeader, RemoteConfig, UpstreamConfig, path_safe};
 use upstream::{RawUpstream, RawUpstreams, upstream};
 
 /// When the journal is made durable: the trade between safety and latency.

@@ -201,6 +201,16 @@ const RESERVED_HEADERS: &[&str] = &[
     "last-event-id",
 ];
 
+/// Whether `name` can be an upstream's name: a non-empty run of ASCII letters, digits, `.`,
+/// `_` and `-`, not dots alone (`.` and `..` are dot-segments, RFC 3986 section 3.3, which
+/// clients remove from a URL), so that it is one URL path segment (`/mcp/<name>`).
+pub fn path_safe(name: &str) -> bool {
+    !name.bytes().all(|b| b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// One `[upstream]`/`[[upstream]]` table, validated. Names of the array form are URL path
 /// segments (`/mcp/<name>`), so they are limited to letters, digits, `.`, `_` and `-`.
 pub(super) fn upstream(
@@ -213,10 +223,7 @@ pub(super) fn upstream(
         Some(n) => {
             let span = n.span();
             let name = at.non_empty("upstream.name", n)?;
-            let path_safe = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if named && !path_safe {
+            if named && !path_safe(&name) {
                 return Err(at.invalid(
                     span,
                     &format!("upstream name {name:?} cannot be a URL path segment"),

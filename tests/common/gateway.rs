@@ -1,7 +1,7 @@
 //! The gateway under test: a `mcp-audit-proxy gateway` process with its own config and store,
 //! rmcp Streamable HTTP clients, and raw HTTP helpers.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -126,6 +126,7 @@ sha256 = "{bob}"
     pub async fn metrics(&self) -> String {
         http()
             .get(format!("{}/metrics", self.url))
+            .bearer_auth(ALICE_KEY)
             .send()
             .await
             .unwrap()
@@ -392,4 +393,26 @@ pub fn sample(metrics: &str, name: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// The host and port of the gateway's URL.
+pub fn address(gw: &Gateway) -> String {
+    gw.url.trim_start_matches("http://").to_string()
+}
+
+/// Reads what the gateway answers on a raw connection until it closes it or `limit` passes.
+pub fn read_answer(s: &mut std::net::TcpStream, limit: Duration) -> String {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        if out.windows(4).any(|w| w == b"\r\n\r\n") && out.ends_with(b"\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

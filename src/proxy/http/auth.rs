@@ -9,7 +9,7 @@ use http::HeaderMap;
 use http::header::{AUTHORIZATION, HOST, ORIGIN};
 use sha2::{Digest, Sha256};
 
-use crate::config::{GatewayConfig, JwtSettings};
+use crate::config::{ANONYMOUS, GatewayConfig, JwtSettings};
 
 /// The authenticated caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +224,7 @@ pub(crate) fn authenticate(
     let Some(key) = presented(headers)? else {
         if config.allow_anonymous {
             return Ok(Principal {
-                user_id: "anonymous".into(),
+                user_id: ANONYMOUS.into(),
                 roles: Vec::new(),
                 method: "anonymous",
                 scope: None,
@@ -314,15 +314,15 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
                             jwt.user_claim
                         ))
                     })?;
-                let roles = match jwt.roles_claim.as_ref().and_then(|c| claims.get(c)) {
-                    Some(serde_json::Value::String(r)) => {
-                        r.split_whitespace().map(str::to_string).collect()
-                    }
-                    Some(serde_json::Value::Array(a)) => a
-                        .iter()
-                        .filter_map(|r| r.as_str().map(str::to_string))
-                        .collect(),
-                    _ => Vec::new(),
+                if user == ANONYMOUS {
+                    return Err(bad(format!(
+                        "claim {:?} (gateway.jwt.user_claim) names {ANONYMOUS:?}, the user of clients without a credential",
+                        jwt.user_claim
+                    )));
+                }
+                let roles = match &jwt.roles_claim {
+                    Some(claim) => token_roles(claim, claims.get(claim)).map_err(bad)?,
+                    None => Vec::new(),
                 };
                 return Ok(Principal {
                     user_id: user.to_string(),
@@ -354,6 +354,51 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
         }
     }
     Err(bad(last))
+}
+
+/// The roles a token's `roles_claim` gives: a space-separated string (as OAuth `scope`,
+/// RFC 8693 section 4.2) or an array of strings.
+///
+/// A claim of another type, an element that is not a string, or a role that is empty or
+/// holds control or invisible characters refuses the token: dropping such a role would
+/// let a `deny_roles` entry fail open. A missing claim gives no roles (identity providers
+/// omit an empty list, e.g. Entra ID's `roles`), and is logged once, since a mistyped
+/// `roles_claim` is missing from every token.
+fn token_roles(claim: &str, value: Option<&serde_json::Value>) -> Result<Vec<String>, String> {
+    let roles: Vec<String> = match value {
+        None => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(
+                    claim,
+                    "a bearer JWT has no {claim:?} claim (gateway.jwt.roles_claim): it carries no roles, so deny_roles cannot apply to it; check the claim's name (said once)"
+                );
+            });
+            return Ok(Vec::new());
+        }
+        Some(serde_json::Value::String(r)) => r.split_whitespace().map(str::to_string).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|r| r.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                format!("claim {claim:?} (gateway.jwt.roles_claim) holds an element that is not a string")
+            })?,
+        Some(_) => {
+            return Err(format!(
+                "claim {claim:?} (gateway.jwt.roles_claim) is neither a string nor an array of strings"
+            ));
+        }
+    };
+    if roles
+        .iter()
+        .any(|r| r.is_empty() || r.chars().any(|c| c.is_control() || invisible(c)))
+    {
+        return Err(format!(
+            "claim {claim:?} (gateway.jwt.roles_claim) holds an empty role or one with control or invisible characters"
+        ));
+    }
+    Ok(roles)
 }
 
 /// Whether a JWS's protected header (the token's first part, base64url JSON) has `crit`;
@@ -647,6 +692,23 @@ mod tests {
     }
 
     #[test]
+    fn no_key_or_certificate_may_name_the_anonymous_user() {
+        for table in ["api_key", "client_cert"] {
+            let text = format!(
+                "[[gateway.{table}]]\nuser_id = \"anonymous\"\nsha256 = \"{}\"\n",
+                "ab".repeat(32)
+            );
+            let err = crate::config::Config::parse(std::path::Path::new("/etc/proxy.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("proxy.toml:2:") && err.contains("without a credential"),
+                "{table}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn jwts_verify_by_signature_issuer_audience_and_time() {
         use jsonwebtoken::{EncodingKey, Header, encode};
         let dir = tempfile::tempdir().unwrap();
@@ -673,6 +735,13 @@ mod tests {
         let p = auth(token(good.clone(), secret)).unwrap();
         assert_eq!((p.user_id.as_str(), p.method), ("carol", "jwt"));
         assert_eq!(p.roles, vec!["admin".to_string(), "ops".to_string()]);
+        // Roles as a space-separated string (as OAuth's `scope`), and no claim at all.
+        let mut spaced = good.clone();
+        spaced["roles"] = "admin  ops".into();
+        assert_eq!(auth(token(spaced, secret)).unwrap().roles, p.roles);
+        let mut none = good.clone();
+        none.as_object_mut().unwrap().remove("roles");
+        assert!(auth(token(none, secret)).unwrap().roles.is_empty());
         let cases = [
             (
                 serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
@@ -714,6 +783,34 @@ mod tests {
                 serde_json::json!({"sub": "carol\u{200b}", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
                 secret,
                 "user_claim",
+            ),
+            // The name of clients without a credential (a hostile pass: such a token shared
+            // the anonymous clients' policy).
+            (
+                serde_json::json!({"sub": "anonymous", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
+                secret,
+                "without a credential",
+            ),
+            // Roles that would be dropped, letting a deny_roles entry fail open.
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["ops", 7]}),
+                secret,
+                "not a string",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": {"intern": true}}),
+                secret,
+                "neither a string nor an array",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{200b}"]}),
+                secret,
+                "invisible",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": [""]}),
+                secret,
+                "empty role",
             ),
         ];
         for (claims, key, why) in cases {

@@ -708,17 +708,6 @@ impl Gateway {
     fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.config.upstreams.iter().find(|u| u.name == name)
     }
-
-    /// The upstream whose MCP endpoint (`/mcp/<name>`, one trailing slash allowed) or
-    /// resource metadata (`/.well-known/oauth-protected-resource/mcp/<name>`, RFC 9728) is
-    /// at `path`.
-    fn endpoint_of(&self, path: &str) -> Option<&str> {
-        let name = path
-            .strip_prefix("/mcp/")
-            .map(|n| n.strip_suffix('/').unwrap_or(n))
-            .or_else(|| path.strip_prefix("/.well-known/oauth-protected-resource/mcp/"))?;
-        self.upstream(name).map(|u| u.name.as_str())
-    }
 }
 
 /// Counts a POST as in flight until dropped (with its response stream, if any).
@@ -982,13 +971,24 @@ async fn handle(
     // `route` gives an `OPTIONS` there (404), so a page learns nothing of paths that are not.
     if preflight
         && auth::check_origin(&gateway.config.gateway, req.headers()).is_ok()
-        && gateway.endpoint_of(req.uri().path()).is_some()
+        && is_endpoint(req.uri().path())
     {
         return cors::preflight(origin, req.headers());
     }
     let mut resp = route(gateway, conn, req).await;
     cors::expose(&mut resp, origin);
     resp
+}
+
+/// Whether `path` is an MCP endpoint (`/mcp/<name>`, one trailing slash allowed) or its
+/// resource metadata (`/.well-known/oauth-protected-resource/mcp/<name>`, RFC 9728) for a
+/// name an upstream could have, configured or not: whether a name exists is told only to a
+/// client with a credential.
+fn is_endpoint(path: &str) -> bool {
+    path.strip_prefix("/mcp/")
+        .map(|n| n.strip_suffix('/').unwrap_or(n))
+        .or_else(|| path.strip_prefix("/.well-known/oauth-protected-resource/mcp/"))
+        .is_some_and(crate::config::path_safe)
 }
 
 /// What HTTP/1.1 framing refuses before anything else: a request without `Host` (RFC 9112
@@ -1067,6 +1067,30 @@ async fn route(
         return plain(StatusCode::OK, "ok");
     }
     if path == "/metrics" {
+        // Its series name every upstream and count calls, refusals and blocks: read with the
+        // credential of the MCP endpoints unless the operator made it public.
+        if !gateway.config.gateway.metrics_public
+            && let Err(r) = auth::authenticate_connection(
+                &gateway.credentials.current(),
+                conn.client_cert.as_ref(),
+                req.headers(),
+            )
+        {
+            let mut resp = plain(
+                status_of(&r),
+                format!(
+                    "{} (/metrics is read with the credential of the MCP endpoints; gateway.metrics_public = true serves it to anyone)",
+                    r.reason()
+                ),
+            );
+            if r.status() == 401 {
+                resp.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer"),
+                );
+            }
+            return resp;
+        }
         let mut r = plain(
             StatusCode::OK,
             gateway
@@ -1080,16 +1104,22 @@ async fn route(
         return r;
     }
     if let Some(name) = path.strip_prefix("/.well-known/oauth-protected-resource/mcp/") {
-        return match gateway.upstream(name) {
-            Some(u) => json(
+        // Public (RFC 9728 section 3), so served for every name an upstream could have, not
+        // only the configured ones: a 404 for the others would list the names to anyone
+        // (found by a hostile pass). `/mcp/<name>` answers 401 alike for every name.
+        return if crate::config::path_safe(name) {
+            json(
                 StatusCode::OK,
-                auth::resource_metadata(&gateway.config.gateway, req.headers(), &u.name)
-                    .to_string(),
-            ),
-            None => plain(
+                auth::resource_metadata(&gateway.config.gateway, req.headers(), name).to_string(),
+            )
+        } else {
+            plain(
                 StatusCode::NOT_FOUND,
-                format!("no upstream named {}", quoted(name, CLIENT_NAME_BYTES)),
-            ),
+                format!(
+                    "{} cannot be an upstream's name (letters, digits, `.`, `_` and `-`)",
+                    quoted(name, CLIENT_NAME_BYTES)
+                ),
+            )
         };
     }
     let Some(name) = path.strip_prefix("/mcp/") else {
