@@ -620,7 +620,7 @@ async fn the_gateway_exports_the_store_size_and_the_budget_ratio() {
     std::fs::write(
         &config,
         format!(
-            "[[upstream]]\nname = \"example\"\ncommand = [\"{}\"]\n[audit]\nstore_dir = \"store\"\nmax_store_bytes = {BUDGET}\non_store_failure = \"allow\"\n[gateway]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n",
+            "[[upstream]]\nname = \"example\"\ncommand = [\"{}\"]\n[audit]\nstore_dir = \"store\"\nmax_store_bytes = {BUDGET}\non_store_failure = \"allow\"\n[gateway]\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\nmetrics_public = true\n",
             common::example_server().display()
         ),
     )
