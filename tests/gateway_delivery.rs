@@ -949,3 +949,90 @@ async fn a_refusal_reaches_an_http2_client_still_sending_its_body() {
         "{seen:?}"
     );
 }
+
+/// A client that opens SSE requests for large answers and reads none of them: each answer
+/// was counted against its session's 8 MiB only until the response took it, so the gateway's
+/// connections held one whole answer per request past the budget (150 requests for 4 MB
+/// answers held 582 MiB: found by a hostile pass). Now an answer counts until its connection
+/// has written it, and once the session is over budget, a connection whose newest message
+/// has waited unwritten for 10 s is cut (its stream stays for a resume).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_none_of_its_large_answers_has_its_connections_cut() {
+    use std::io::{Read, Write};
+    // Larger than what the kernel takes into a loopback socket's buffers (tcp_wmem 4 MiB
+    // plus the receiver's window), so that the rest waits in the gateway.
+    const ANSWER: usize = 6_000_000;
+    const REQUESTS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[upstream]]\nname = \"example\"\ncommand = [{:?}]\n[alerts]\nenabled = false\n[audit]\nstore_dir = \"store\"\nmax_stored_argument_bytes = 1024\n[limits]\nmax_message_bytes = 16777216\n[gateway]\nlisten = \"127.0.0.1:0\"\n[[gateway.api_key]]\nuser_id = \"alice\"\nsha256 = \"{}\"\n",
+            common::example_server().display().to_string(),
+            sha(ALICE_KEY)
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::spawn(dir, config);
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let addr = address(&gw);
+    let mut silent = Vec::new();
+    for i in 0..REQUESTS {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"big","arguments":{{"bytes":{ANSWER}}}}}}}"#,
+            100 + i
+        );
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /mcp/example HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        silent.push(s);
+    }
+    // Long enough for every answer to be made and delivered at one per 2 s past the budget,
+    // and for the first ones to wait 10 s unwritten.
+    tokio::time::sleep(Duration::from_secs(26)).await;
+    let mut whole = 0;
+    let mut cut = 0;
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.len() > ANSWER && got.ends_with(b"\n\n") {
+                        break false;
+                    }
+                }
+                Err(_) => break got.len() <= ANSWER,
+            }
+        };
+        if got.len() > ANSWER {
+            whole += 1;
+        } else if ended {
+            cut += 1;
+        }
+    }
+    assert!(
+        cut >= 1,
+        "no connection was cut: {whole} of {REQUESTS} answers were held whole for a client that read nothing"
+    );
+    // The gateway still serves, the session too.
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after"}}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("after"), "{body}");
+}

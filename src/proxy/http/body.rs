@@ -95,7 +95,7 @@ impl Body for EventStream {
         }
         let next = match self.first.take() {
             Some(line) => Poll::Ready(Some(line)),
-            None => self.rx.poll_recv(cx),
+            None => self.rx.poll_held(cx),
         };
         match next {
             Poll::Ready(Some((seq, line))) => {

@@ -174,6 +174,9 @@ struct Connection {
     /// The principals that have made requests on this connection, each holding one of its
     /// `gateway.max_connections_per_principal` until the connection closes.
     principals: Mutex<Vec<PrincipalSlot>>,
+    /// Cancelled to drop the connection at once, with what hyper holds for it: an SSE
+    /// response whose client stopped reading ([`session::Session::cut_stuck`]).
+    cut: tokio_util::sync::CancellationToken,
 }
 
 impl Connection {
@@ -187,6 +190,7 @@ impl Connection {
             tls_version,
             client_cert,
             principals: Mutex::new(Vec::new()),
+            cut: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -459,6 +463,7 @@ where
 {
     let header_timeout = gateway.config.gateway.header_read_timeout;
     let peer = conn.peer;
+    let cut = conn.cut.clone();
     let conn = Arc::new(conn);
     let activity = Activity::new();
     let service = {
@@ -502,6 +507,10 @@ where
     let result = loop {
         tokio::select! {
             r = connection.as_mut() => break r,
+            () = cut.cancelled() => {
+                tracing::debug!(peer = %peer, "connection cut: its client does not read");
+                return;
+            }
             _ = tick.tick() => match closing {
                 // Told to close and still open (a peer that does not let HTTP/2 end
                 // gracefully): dropped.
@@ -1199,6 +1208,7 @@ async fn route(
         principal: &principal,
         http: ctx,
         headers: &headers,
+        connection: conn.cut.clone(),
         body: std::sync::OnceLock::new(),
     };
     let max = gateway.config.gateway.max_connections_per_principal;

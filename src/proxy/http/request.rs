@@ -19,6 +19,9 @@ pub(super) struct McpRequest<'a> {
     pub(super) principal: &'a Principal,
     pub(super) http: HttpContext,
     pub(super) headers: &'a HeaderMap,
+    /// Cuts the request's connection: an SSE response whose client stops reading is cut
+    /// this way ([`super::session::Session::cut_stuck`]).
+    pub(super) connection: tokio_util::sync::CancellationToken,
     /// The POST body as one line, once read: a refusal records the tool and arguments of
     /// the `tools/call` it holds (protected), not only that a request was refused.
     pub(super) body: std::sync::OnceLock<Bytes>,
@@ -975,6 +978,7 @@ impl McpRequest<'_> {
                     Err(_) => {}
                 }
             }
+            let rx = rx.attach(&self.connection);
             let body = EventStream::body(first, rx, stream, (POST_KEEPALIVE, prime), done);
             let mut r = Response::new(body);
             let h = r.headers_mut();
@@ -1265,7 +1269,7 @@ impl McpRequest<'_> {
         };
         let mut r = Response::new(EventStream::body(
             None,
-            rx,
+            rx.attach(&self.connection),
             stream,
             (GET_KEEPALIVE, false),
             guard,

@@ -109,14 +109,43 @@ impl Budget {
     }
 }
 
+/// How long a message an SSE response has handed to its connection may stay unwritten, while
+/// its session is over [`QUEUED_BYTES`], before the connection is cut
+/// ([`Session::cut_stuck`]). hyper takes a message whole and asks for the next only once it
+/// has written all but its own buffer (about 400 KiB) into the socket, so a message not
+/// followed by a request for the next is unread by the client. Long enough for a 4 MiB
+/// message at about 400 KiB/s.
+const STUCK_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An SSE response's progress through its connection, seen by the session: since when its
+/// newest message has waited in the connection, and how to cut that connection.
+#[derive(Debug, Default)]
+struct Progress {
+    /// The message handed on and not yet followed by a request for the next one.
+    taken: std::sync::Mutex<Option<Instant>>,
+    /// The connection the response goes out on ([`Inbox::attach`]).
+    cut: std::sync::OnceLock<tokio_util::sync::CancellationToken>,
+}
+
 /// The receiving end of a stream: what it takes is given back to the session's budget, and
 /// so is what it leaves unread when dropped (its client went away).
+///
+/// An SSE response takes with [`Inbox::poll_held`]: each message counts against the budget
+/// until the response is asked for the next one (hyper asks once it has written the message
+/// into the socket), not only until the response takes it. Given back at the take, a client
+/// that read nothing held one whole message per request in the gateway's connections, past
+/// the budget: 150 requests for 4 MB answers nobody read held 582 MiB (found by a hostile
+/// pass).
 pub(crate) struct Inbox {
     rx: mpsc::UnboundedReceiver<Line>,
     /// The session's budget, for an SSE stream (a JSON answer's lines are not counted).
     budget: Option<Arc<Budget>>,
     /// Shown each message as it is taken ([`Inbox::observe`]).
     observer: Option<Observer>,
+    /// For an SSE stream: the bytes of the message handed on by [`Inbox::poll_held`] and
+    /// still counted, and the progress the session sees.
+    held: usize,
+    progress: Option<Arc<Progress>>,
 }
 
 /// What [`Inbox::observe`] shows each message to.
@@ -132,11 +161,62 @@ impl std::fmt::Debug for Inbox {
 }
 
 impl Inbox {
-    fn new(rx: mpsc::UnboundedReceiver<Line>, budget: Option<Arc<Budget>>) -> Inbox {
+    fn new(
+        rx: mpsc::UnboundedReceiver<Line>,
+        budget: Option<Arc<Budget>>,
+        progress: Option<Arc<Progress>>,
+    ) -> Inbox {
         Inbox {
             rx,
             budget,
             observer: None,
+            held: 0,
+            progress,
+        }
+    }
+
+    /// Names the connection this stream's response goes out on: the one cut if the response
+    /// stops moving while its session is over budget ([`Session::cut_stuck`]).
+    pub(crate) fn attach(self, connection: &tokio_util::sync::CancellationToken) -> Inbox {
+        if let Some(p) = &self.progress {
+            let _ = p.cut.set(connection.clone());
+        }
+        self
+    }
+
+    /// [`Inbox::poll_recv`] for an SSE response's `poll_frame`: being asked for the next
+    /// message means the last one left the connection's buffer, so it is given back only
+    /// now; the new one is counted until the next call (or the drop).
+    pub(crate) fn poll_held(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Line>> {
+        self.release();
+        let polled = self.rx.poll_recv(cx);
+        if let std::task::Poll::Ready(Some(line)) = &polled {
+            if self.budget.is_some() {
+                self.held = line.1.len();
+                if let Some(p) = &self.progress {
+                    *p.taken.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+            }
+            if let Some(see) = &mut self.observer {
+                see(line);
+            }
+        }
+        polled
+    }
+
+    /// Gives back the message [`Inbox::poll_held`] handed on.
+    fn release(&mut self) {
+        if self.held > 0 {
+            if let Some(b) = &self.budget {
+                b.give(self.held);
+            }
+            self.held = 0;
+            if let Some(p) = &self.progress {
+                *p.taken.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
         }
     }
 
@@ -173,6 +253,7 @@ impl Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
+        self.release();
         self.rx.close();
         while let Ok((_, line)) = self.rx.try_recv() {
             if let Some(b) = &self.budget {
@@ -208,6 +289,8 @@ struct Stream {
     /// On the GET stream: messages sent while no client listened (its connection lost), for
     /// the GET stream that replaces it; a resume hears them instead. At most [`REPLAY`].
     missed: Vec<Bytes>,
+    /// For an SSE stream: its live response's progress ([`Progress`]), replaced at a resume.
+    progress: Option<Arc<Progress>>,
 }
 
 impl Stream {
@@ -325,6 +408,10 @@ struct Shared {
     progress: HashMap<RequestId, RequestId>,
     /// The bytes queued on this session's streams ([`QUEUED_BYTES`]).
     budget: Arc<Budget>,
+    /// The progress of every SSE response still alive, its stream kept or not (a finished
+    /// stream is forgotten past [`REPLAY_BYTES`] while its answer may still wait in its
+    /// connection): what [`Session::cut_stuck`] looks at.
+    responses: Vec<std::sync::Weak<Progress>>,
 }
 
 impl Shared {
@@ -355,10 +442,16 @@ impl Shared {
                 events,
                 unheard: Vec::new(),
                 missed: Vec::new(),
+                progress: events.then(Arc::default),
             },
         );
         let budget = events.then(|| self.budget.clone());
-        (id, Inbox::new(rx, budget))
+        let progress = self.streams.get(&id).and_then(|s| s.progress.clone());
+        if let Some(p) = &progress {
+            self.responses.retain(|r| r.strong_count() > 0);
+            self.responses.push(Arc::downgrade(p));
+        }
+        (id, Inbox::new(rx, budget, progress))
     }
 
     /// Drops stream `id`; the calls whose responses no client heard on it are lost.
@@ -620,7 +713,10 @@ impl Session {
             budget.take(line.len());
             let _ = tx.send((*seq, line.clone()));
         }
-        let rx = Inbox::new(rx, Some(budget));
+        let progress = Arc::new(Progress::default());
+        st.progress = Some(progress.clone());
+        let watched = Arc::downgrade(&progress);
+        let rx = Inbox::new(rx, Some(budget), Some(progress));
         st.heard();
         let complete = st.post && st.owed == 0;
         let bytes = st.sent_bytes;
@@ -629,6 +725,8 @@ impl Session {
         } else {
             st.tx = Some(tx);
         }
+        sh.responses.retain(|r| r.strong_count() > 0);
+        sh.responses.push(watched);
         sh.detached.retain(|d| *d != stream);
         sh.last_active = Some(Instant::now());
         Some(rx)
@@ -677,6 +775,29 @@ impl Session {
         }
         sh.last_active = Some(Instant::now());
         (id, rx)
+    }
+
+    /// Cuts the connections of this session's SSE responses whose newest message has waited
+    /// unwritten for [`STUCK_FOR`] or more: their client does not read, and while it does
+    /// not the session is over its byte budget. The connection is dropped (with what hyper
+    /// holds of it); its streams stay for a resume with `Last-Event-ID`, as after any lost
+    /// connection. Returns how many responses were cut.
+    pub(crate) fn cut_stuck(&self) -> usize {
+        let mut sh = self.shared();
+        sh.responses.retain(|r| r.strong_count() > 0);
+        let mut cut = 0;
+        for p in sh.responses.iter().filter_map(std::sync::Weak::upgrade) {
+            let since = *p.taken.lock().unwrap_or_else(|e| e.into_inner());
+            if since.is_some_and(|t| t.elapsed() >= STUCK_FOR)
+                && let Some(token) = p.cut.get()
+                && !token.is_cancelled()
+            {
+                tracing::warn!(session = %self.id, "a client has not read its stream's newest message for {} s while its session holds more than {} MiB for it: its connection is cut (a stream still kept can be resumed with Last-Event-ID)", STUCK_FOR.as_secs(), QUEUED_BYTES >> 20);
+                token.cancel();
+                cut += 1;
+            }
+        }
+        cut
     }
 
     /// Marks a request or stream as started (`+1`) or finished (`-1`), for the idle reaper.
@@ -969,6 +1090,9 @@ async fn dispatch(
                     () = done.cancelled() => {}
                     () = tokio::time::sleep(ROOM_WAIT) => {
                         tracing::debug!(session = %session.id, "a client is not reading its streams; delivering past the session's byte budget");
+                        // Past the budget for good only as long as STUCK_FOR: then the
+                        // connections that hold what the client does not read are cut.
+                        session.cut_stuck();
                     }
                 }
             }
