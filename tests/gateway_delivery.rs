@@ -951,18 +951,30 @@ async fn a_refusal_reaches_an_http2_client_still_sending_its_body() {
 }
 
 /// A client that opens SSE requests for large answers and reads none of them: each answer
-/// was counted against its session's 8 MiB only until the response took it, so the gateway's
-/// connections held one whole answer per request past the budget (150 requests for 4 MB
+/// was counted against its session's 8 MiB only until the response took it (a JSON answer
+/// not at all), so the gateway's connections held one whole answer per request past the
+/// budget (150 requests for 4 MB
 /// answers held 582 MiB: found by a hostile pass). Now an answer counts until its connection
 /// has written it, and once the session is over budget, a connection whose newest message
 /// has waited unwritten for 10 s is cut (its stream stays for a resume).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_none_of_its_large_answers_has_its_connections_cut() {
+    unread_answers_are_cut("application/json, text/event-stream").await;
+}
+
+/// The same for JSON answers (a client that accepts no SSE, and every 2026-07-28 answer
+/// that comes first): the body was handed to hyper whole, uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_none_of_its_large_json_answers_has_its_connections_cut() {
+    unread_answers_are_cut("application/json").await;
+}
+
+async fn unread_answers_are_cut(accept: &str) {
     use std::io::{Read, Write};
     // Larger than what the kernel takes into a loopback socket's buffers (tcp_wmem 4 MiB
     // plus the receiver's window), so that the rest waits in the gateway.
     const ANSWER: usize = 6_000_000;
-    const REQUESTS: usize = 10;
+    const REQUESTS: usize = 9;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("proxy.toml");
     std::fs::write(
@@ -987,15 +999,15 @@ async fn a_client_that_reads_none_of_its_large_answers_has_its_connections_cut()
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         write!(
             s,
-            "POST /mcp/example HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /mcp/example HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: {accept}\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
         silent.push(s);
     }
-    // Long enough for every answer to be made and delivered at one per 2 s past the budget,
-    // and for the first ones to wait 10 s unwritten.
-    tokio::time::sleep(Duration::from_secs(26)).await;
+    // Long enough for every answer to be made and delivered at one per 2 s past the budget
+    // (two go at once), and for the first ones to wait 10 s unwritten by then.
+    tokio::time::sleep(Duration::from_secs(20)).await;
     let mut whole = 0;
     let mut cut = 0;
     for mut s in silent {
@@ -1007,7 +1019,7 @@ async fn a_client_that_reads_none_of_its_large_answers_has_its_connections_cut()
                 Ok(0) => break true,
                 Ok(n) => {
                     got.extend_from_slice(&buf[..n]);
-                    if got.len() > ANSWER && got.ends_with(b"\n\n") {
+                    if got.len() > ANSWER && (got.ends_with(b"\n\n") || got.ends_with(b"}")) {
                         break false;
                     }
                 }
@@ -1022,7 +1034,7 @@ async fn a_client_that_reads_none_of_its_large_answers_has_its_connections_cut()
     }
     assert!(
         cut >= 1,
-        "no connection was cut: {whole} of {REQUESTS} answers were held whole for a client that read nothing"
+        "{accept}: no connection was cut: {whole} of {REQUESTS} answers were held whole for a client that read nothing"
     );
     // The gateway still serves, the session too.
     let (status, _, body) = post(

@@ -20,6 +20,50 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into()).boxed_unsync()
 }
 
+/// A complete body (`Content-Length` as [`full`]) that keeps `credit` until its connection
+/// asks for more after taking it: then hyper has written it into the socket (all but its
+/// own buffer), and the session's budget has it back ([`super::session::Credit`]).
+pub(crate) fn counted(bytes: Bytes, credit: super::session::Credit) -> ResponseBody {
+    Counted {
+        size: bytes.len() as u64,
+        data: Some(bytes),
+        credit: Some(credit),
+    }
+    .boxed_unsync()
+}
+
+struct Counted {
+    data: Option<Bytes>,
+    size: u64,
+    credit: Option<super::session::Credit>,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        self.credit = None;
+        Poll::Ready(None)
+    }
+
+    /// Not at its end until asked once more: hyper drops a body at its end as soon as it has
+    /// taken the last frame, before writing it.
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.credit.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.size)
+    }
+}
+
 /// Runs when the stream ends or the client goes away (the body is dropped).
 pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
 

@@ -970,7 +970,7 @@ impl McpRequest<'_> {
                         let status = status_of_answer(&line, modern);
                         if modern || status != StatusCode::OK {
                             drop(done);
-                            return json(status, line);
+                            return self.counted_json(session, status, line);
                         }
                         first = Some((seq, line));
                     }
@@ -999,7 +999,22 @@ impl McpRequest<'_> {
             [one] => status_of_answer(crate::jsonrpc::frame::trim_line_end(one), modern),
             _ => StatusCode::OK,
         };
-        json(status, join(lines))
+        self.counted_json(session, status, join(lines))
+    }
+
+    /// A JSON answer counted against `session`'s byte budget until its connection has
+    /// written it ([`Session::hold`]): a client that reads none of its answers cannot make
+    /// the gateway hold one per request past the budget.
+    fn counted_json(
+        &self,
+        session: &Session,
+        status: StatusCode,
+        bytes: Bytes,
+    ) -> Response<ResponseBody> {
+        let credit = session.hold(bytes.len(), &self.connection);
+        let mut r = json(status, Bytes::new());
+        *r.body_mut() = super::body::counted(bytes, credit);
+        r
     }
 
     /// Starts a server for a new session of this principal (`keep`: a 2025 session, kept in

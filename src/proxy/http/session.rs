@@ -127,6 +127,26 @@ struct Progress {
     cut: std::sync::OnceLock<tokio_util::sync::CancellationToken>,
 }
 
+/// A whole JSON answer's bytes, counted against its session's budget from when its response
+/// is made until its connection has written it (the body is asked for more, or dropped):
+/// the JSON counterpart of [`Inbox::poll_held`] ([`Session::hold`]).
+pub(crate) struct Credit {
+    budget: Arc<Budget>,
+    bytes: usize,
+    progress: Arc<Progress>,
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.budget.give(self.bytes);
+        *self
+            .progress
+            .taken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 /// The receiving end of a stream: what it takes is given back to the session's budget, and
 /// so is what it leaves unread when dropped (its client went away).
 ///
@@ -798,6 +818,28 @@ impl Session {
             }
         }
         cut
+    }
+
+    /// Counts `bytes` of a JSON answer about to go out on `connection` against the session's
+    /// budget until the returned credit is dropped; the connection is cut like an SSE
+    /// response's if it holds them unwritten too long ([`Session::cut_stuck`]).
+    pub(crate) fn hold(
+        &self,
+        bytes: usize,
+        connection: &tokio_util::sync::CancellationToken,
+    ) -> Credit {
+        let progress = Arc::new(Progress::default());
+        *progress.taken.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let _ = progress.cut.set(connection.clone());
+        let mut sh = self.shared();
+        sh.budget.take(bytes);
+        sh.responses.retain(|r| r.strong_count() > 0);
+        sh.responses.push(Arc::downgrade(&progress));
+        Credit {
+            budget: sh.budget.clone(),
+            bytes,
+            progress,
+        }
     }
 
     /// Marks a request or stream as started (`+1`) or finished (`-1`), for the idle reaper.
