@@ -850,6 +850,18 @@ async fn settle_refused(gateway: &Gateway, req: Request<Incoming>) {
     }
 }
 
+/// A request refused before it reaches a session: recorded, its body settled
+/// ([`settle_refused`]), answered with the refusal's status and reason as plain text.
+async fn refuse_early(
+    gateway: &Gateway,
+    req: Request<Incoming>,
+    refusal: &Refusal<'_>,
+) -> Response<ResponseBody> {
+    gateway.record_refusal(refusal).await;
+    settle_refused(gateway, req).await;
+    plain(refusal.status, refusal.reason.clone())
+}
+
 /// Refused HTTP/2 request bodies read at once before their refusals ([`settle_refused`]).
 const SETTLING: usize = 64;
 
@@ -1153,9 +1165,7 @@ async fn route(
             upstream: named,
             ..refuse(status_of(&r), r.reason())
         };
-        gateway.record_refusal(&refusal).await;
-        settle_refused(&gateway, req).await;
-        return plain(refusal.status, refusal.reason);
+        return refuse_early(&gateway, req, &refusal).await;
     }
     let accepted = gateway.credentials.current();
     let principal =
@@ -1171,9 +1181,7 @@ async fn route(
                     upstream: named,
                     ..refuse(status_of(&r), r.reason())
                 };
-                gateway.record_refusal(&refusal).await;
-                settle_refused(&gateway, req).await;
-                let mut resp = plain(refusal.status, refusal.reason);
+                let mut resp = refuse_early(&gateway, req, &refusal).await;
                 if r.status() == 401 {
                     let challenge = auth::challenge(&accepted, &headers, named, &r);
                     if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -1196,9 +1204,7 @@ async fn route(
                 ),
             )
         };
-        gateway.record_refusal(&refusal).await;
-        settle_refused(&gateway, req).await;
-        return plain(refusal.status, refusal.reason);
+        return refuse_early(&gateway, req, &refusal).await;
     };
     let mut ctx = ctx;
     ctx.roles = principal.roles.clone();

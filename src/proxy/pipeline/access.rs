@@ -105,9 +105,10 @@ impl Pipeline {
             tool: p.name.to_string(),
             hash: arguments_hash(&p),
             policy: policy.version.clone(),
-            until: None,
         };
-        let carried = carried.filter(|c| !tool_changed && c.holds_for(&consent));
+        let carried = carried
+            .filter(|g| !tool_changed && g.holds_for(&consent))
+            .map(|g| g.consent);
         let mut decision = decision;
         // The reasons quote the tool's name, which can carry anything: stored protected.
         if let Some(d) = decision.as_mut().filter(|_| policy.guarded(&p.name)) {

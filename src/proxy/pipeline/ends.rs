@@ -488,14 +488,15 @@ impl Pipeline {
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
             // The person's accept holds for the retry within the time a person is given.
-            let consent = call.consent.clone().map(|c| Consent {
-                until: call
-                    .policy
-                    .as_ref()
-                    .map(|p| Instant::now() + p.confirm_timeout),
-                ..c
-            });
-            self.rounds().remember(key, event.event_id, consent);
+            let granted = call
+                .consent
+                .clone()
+                .zip(call.policy.as_ref())
+                .map(|(consent, p)| Granted {
+                    consent,
+                    until: Instant::now() + p.confirm_timeout,
+                });
+            self.rounds().remember(key, event.event_id, granted);
         }
         match self.audit.record(&event) {
             Ok(ack) => {

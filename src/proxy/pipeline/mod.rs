@@ -64,7 +64,7 @@ use confirm::*;
 pub(crate) use ends::stored_request_id;
 use ends::*;
 use recent::Recent;
-use rounds::{Consent, Learnt, Round, round_key};
+use rounds::{Consent, Granted, Learnt, Round, round_key};
 pub use rounds::{Rounds, SharedRounds};
 
 /// Why a call the policy asks to confirm cannot be put to a person: the client cannot show

@@ -37,7 +37,7 @@ pub(super) struct Round {
 pub struct Rounds {
     /// Rounds by their key ([`round_key`]), with the event that opened each, when, and the
     /// consent its call carried ([`Consent`]), oldest first; forgotten after [`ROUND_TTL`].
-    open: VecDeque<(String, EventId, Instant, Option<Consent>)>,
+    open: VecDeque<OpenRound>,
     /// The proxy's confirmation rounds by their `requestState`.
     pub(super) confirming: HashMap<String, Round>,
     /// Their `requestState`s, oldest first.
@@ -79,17 +79,34 @@ pub(super) struct Consent {
     pub(super) hash: String,
     /// The `policy_version` the person was asked under.
     pub(super) policy: String,
-    /// Until when a retry may carry it: set when the server's round is remembered.
-    pub(super) until: Option<Instant>,
 }
 
-impl Consent {
-    /// Whether this consent holds for `asked` (the retry's own, `until` unset) now.
+/// A server's round waiting for its retry ([`Rounds::remember`]).
+#[derive(Debug)]
+struct OpenRound {
+    /// [`round_key`].
+    key: String,
+    /// The end event that opened it.
+    event: EventId,
+    /// When it was remembered ([`ROUND_TTL`]).
+    at: Instant,
+    /// The person's accept of the call that got it, if any.
+    granted: Option<Granted>,
+}
+
+/// A person's accept ([`Consent`]) as a server's round keeps it: until when its retry may
+/// carry it (`confirm_timeout_ms` after the round).
+#[derive(Debug, Clone)]
+pub(super) struct Granted {
+    pub(super) consent: Consent,
+    pub(super) until: Instant,
+}
+
+impl Granted {
+    /// Whether this accept holds for a retry asking `asked` now: the same tool, arguments
+    /// and policy version, before `until`.
     pub(super) fn holds_for(&self, asked: &Consent) -> bool {
-        self.tool == asked.tool
-            && self.hash == asked.hash
-            && self.policy == asked.policy
-            && self.until.is_some_and(|u| Instant::now() <= u)
+        self.consent == *asked && Instant::now() <= self.until
     }
 }
 
@@ -102,29 +119,32 @@ pub type SharedRounds = Arc<Mutex<Rounds>>;
 const ROUND_TTL: Duration = Duration::from_secs(3600);
 
 impl Rounds {
-    /// Remembers a server's round, opened by the end event `id`, with the consent the call
+    /// Remembers a server's round, opened by the end event `id`, with the accept the call
     /// that got it carried.
-    pub(super) fn remember(&mut self, key: String, id: EventId, consent: Option<Consent>) {
+    pub(super) fn remember(&mut self, key: String, id: EventId, granted: Option<Granted>) {
         let now = Instant::now();
         while self
             .open
             .front()
-            .is_some_and(|(_, _, at, _)| now.duration_since(*at) > ROUND_TTL)
+            .is_some_and(|r| now.duration_since(r.at) > ROUND_TTL)
         {
             self.open.pop_front();
         }
         if self.open.len() >= MAX_OPEN_ROUNDS {
             self.open.pop_front();
         }
-        self.open.push_back((key, id, now, consent));
+        self.open.push_back(OpenRound {
+            key,
+            event: id,
+            at: now,
+            granted,
+        });
     }
 
-    /// The round a retry answers (used up): the event that opened it and its call's consent.
-    pub(super) fn take(&mut self, key: &str) -> Option<(EventId, Option<Consent>)> {
-        let at = self.open.iter().rposition(|(k, _, _, _)| k == key)?;
-        self.open
-            .remove(at)
-            .map(|(_, id, _, consent)| (id, consent))
+    /// The round a retry answers (used up): the event that opened it and its call's accept.
+    pub(super) fn take(&mut self, key: &str) -> Option<(EventId, Option<Granted>)> {
+        let at = self.open.iter().rposition(|r| r.key == key)?;
+        self.open.remove(at).map(|r| (r.event, r.granted))
     }
 
     /// Nothing is remembered: no round to answer, none to link.
@@ -162,5 +182,52 @@ pub(super) fn round_key(
             keys.sort();
             format!("tool:{tool}|{}", keys.join(","))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consent(tool: &str, hash: &str, policy: &str) -> Consent {
+        Consent {
+            tool: tool.into(),
+            hash: hash.into(),
+            policy: policy.into(),
+        }
+    }
+
+    /// A person's accept carries to the retry of the same call only: the same tool, the same
+    /// arguments, the same policy version, before its deadline; and once.
+    #[test]
+    fn an_accept_holds_for_the_same_call_under_the_same_policy_before_its_deadline() {
+        let accepted = consent("delete_file", "h1", "v1");
+        let granted = |until: Instant| Granted {
+            consent: accepted.clone(),
+            until,
+        };
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(granted(later).holds_for(&accepted));
+        for other in [
+            consent("delete_file", "h1", "v2"),
+            consent("delete_file", "h2", "v1"),
+            consent("move_file", "h1", "v1"),
+        ] {
+            assert!(!granted(later).holds_for(&other), "{other:?}");
+        }
+        let past = Instant::now()
+            .checked_sub(Duration::from_millis(1))
+            .unwrap();
+        assert!(!granted(past).holds_for(&accepted));
+
+        let mut rounds = Rounds::default();
+        let id = EventId(ulid::Ulid::from(7u128));
+        rounds.remember("state:s1".into(), id, Some(granted(later)));
+        rounds.remember("state:s2".into(), EventId(ulid::Ulid::from(7u128)), None);
+        let (event, kept) = rounds.take("state:s1").unwrap();
+        assert_eq!(event, id);
+        assert!(kept.unwrap().holds_for(&accepted));
+        assert!(rounds.take("state:s1").is_none(), "a round is used up");
+        assert!(rounds.take("state:s2").unwrap().1.is_none());
     }
 }
