@@ -969,12 +969,60 @@ async fn a_client_that_reads_none_of_its_large_json_answers_has_its_connections_
     unread_answers_are_cut("application/json").await;
 }
 
-async fn unread_answers_are_cut(accept: &str) {
-    use std::io::{Read, Write};
-    // Larger than what the kernel takes into a loopback socket's buffers (tcp_wmem 4 MiB
-    // plus the receiver's window), so that the rest waits in the gateway.
+/// The same over HTTP/2: hyper asks a body for more as soon as the stream's window takes one
+/// byte, and h2 buffered the whole answer beyond it, so a connection of paused streams held
+/// every answer (120 of 15 MB: 1.8 GB resident; found by a hostile pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_answers_on_one_http2_connection_have_it_cut() {
     const ANSWER: usize = 6_000_000;
     const REQUESTS: usize = 9;
+    let gw = large_answers_gateway();
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let mut held = Vec::new();
+    for i in 0..REQUESTS {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"big","arguments":{{"bytes":{ANSWER}}}}}}}"#,
+            100 + i
+        );
+        let resp = h2
+            .post(&url)
+            .bearer_auth(ALICE_KEY)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
+    }
+    // Nothing is read: the client's windows (hyper's, a few MB) fill, the rest waits.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Cut: each response ends at once with an error. Held: the first still waits.
+    let (mut cut, mut open) = (0, 0);
+    for resp in held {
+        match tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await {
+            Ok(Ok(b)) if b.len() > ANSWER => {}
+            Ok(_) => cut += 1,
+            Err(_) => open += 1,
+        }
+    }
+    assert!(
+        cut >= 1 && open == 0,
+        "the connection was not cut: {open} of {REQUESTS} answers were still held for a client that read none"
+    );
+}
+
+/// A gateway in front of the example server whose messages may be 16 MiB (the `big` tool's
+/// answers).
+fn large_answers_gateway() -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("proxy.toml");
     std::fs::write(
@@ -986,7 +1034,16 @@ async fn unread_answers_are_cut(accept: &str) {
         ),
     )
     .unwrap();
-    let gw = Gateway::spawn(dir, config);
+    Gateway::spawn(dir, config)
+}
+
+async fn unread_answers_are_cut(accept: &str) {
+    use std::io::{Read, Write};
+    // Larger than what the kernel takes into a loopback socket's buffers (tcp_wmem 4 MiB
+    // plus the receiver's window), so that the rest waits in the gateway.
+    const ANSWER: usize = 6_000_000;
+    const REQUESTS: usize = 9;
+    let gw = large_answers_gateway();
     let url = gw.endpoint();
     let session = raw_session(&url, ALICE_KEY).await;
     let addr = address(&gw);

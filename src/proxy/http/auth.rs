@@ -305,12 +305,10 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
                 let user = claims
                     .get(&jwt.user_claim)
                     .and_then(|v| v.as_str())
-                    .filter(|u| {
-                        !u.is_empty() && !u.chars().any(|c| c.is_control() || invisible(c))
-                    })
+                    .filter(|u| plain_name(u))
                     .ok_or_else(|| {
                         bad(format!(
-                            "claim {:?} (gateway.jwt.user_claim) is missing, not a string, or holds control or invisible characters",
+                            "claim {:?} (gateway.jwt.user_claim) is missing, not a string, or holds control or invisible characters or spaces at its ends",
                             jwt.user_claim
                         ))
                     })?;
@@ -390,12 +388,9 @@ fn token_roles(claim: &str, value: Option<&serde_json::Value>) -> Result<Vec<Str
             ));
         }
     };
-    if roles
-        .iter()
-        .any(|r| r.is_empty() || r.chars().any(|c| c.is_control() || invisible(c)))
-    {
+    if !roles.iter().all(|r| plain_name(r)) {
         return Err(format!(
-            "claim {claim:?} (gateway.jwt.roles_claim) holds an empty role or one with control or invisible characters"
+            "claim {claim:?} (gateway.jwt.roles_claim) holds an empty role, or one with control or invisible characters or spaces at its ends"
         ));
     }
     Ok(roles)
@@ -413,6 +408,14 @@ fn names_critical_parameters(token: &str) -> bool {
         .is_none_or(|h| h.contains_key("crit"))
 }
 
+/// Whether a user or role name from a token reads as what it is: not empty, no control or
+/// invisible character, no space of any kind at either end (`intern` followed by a
+/// no-break space reads as `intern` and matches no `deny_roles` entry: found by a hostile
+/// pass).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && name.trim() == name && !name.chars().any(|c| c.is_control() || invisible(c))
+}
+
 /// Characters that print as nothing: a user named `alice` followed by a zero-width space
 /// reads as `alice` in every listing and is another user to every filter (Unicode format
 /// characters, general category Cf, that occur in text; the soft hyphen, the combining
@@ -423,6 +426,7 @@ fn invisible(c: char) -> bool {
             | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
             | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}'
+            | '\u{2028}' | '\u{2029}' | '\u{2800}' | '\u{1D173}'..='\u{1D17A}'
     )
 }
 
@@ -811,6 +815,33 @@ mod tests {
                 serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": [""]}),
                 secret,
                 "empty role",
+            ),
+            // Names that read as another: spaces of any kind at an end, a braille blank, a
+            // musical formatting character (a hostile pass ran `deny_roles` tools so).
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{a0}"]}),
+                secret,
+                "spaces at its ends",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern "]}),
+                secret,
+                "spaces at its ends",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{2800}"]}),
+                secret,
+                "invisible",
+            ),
+            (
+                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{1d173}"]}),
+                secret,
+                "invisible",
+            ),
+            (
+                serde_json::json!({"sub": " anonymous", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
+                secret,
+                "user_claim",
             ),
         ];
         for (claims, key, why) in cases {

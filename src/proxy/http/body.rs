@@ -20,20 +20,34 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
     Full::new(bytes.into()).boxed_unsync()
 }
 
-/// A complete body (`Content-Length` as [`full`]) that keeps `credit` until its connection
-/// asks for more after taking it: then hyper has written it into the socket (all but its
-/// own buffer), and the session's budget has it back ([`super::session::Credit`]).
+/// The most of a message a response hands hyper at once. hyper asks an HTTP/1 body for more
+/// only once its buffer is down to about 400 KiB, but over HTTP/2 it asks again as soon as
+/// the stream's flow-control window takes one byte, buffering the whole frame beyond it (a
+/// hostile pass held 1.8 GB on one connection of paused streams); with frames this small,
+/// being asked for more means the client's window took what was sent (RFC 9113 section
+/// 5.2), and the asks show the pace a slow reader keeps.
+const CHUNK: usize = 64 * 1024;
+
+/// The next at most [`CHUNK`] bytes of `pending` (shared, not copied).
+fn next_chunk(pending: &mut Bytes) -> Bytes {
+    pending.split_to(pending.len().min(CHUNK))
+}
+
+/// A complete body (`Content-Length` as [`full`]), handed on [`CHUNK`] bytes at a time, that
+/// keeps `credit` until its connection asks for more after the last: then hyper has written
+/// it (all but its own buffer, or the client's HTTP/2 window took it), and the session's
+/// budget has it back ([`super::session::Credit`]).
 pub(crate) fn counted(bytes: Bytes, credit: super::session::Credit) -> ResponseBody {
     Counted {
         size: bytes.len() as u64,
-        data: Some(bytes),
+        data: bytes,
         credit: Some(credit),
     }
     .boxed_unsync()
 }
 
 struct Counted {
-    data: Option<Bytes>,
+    data: Bytes,
     size: u64,
     credit: Option<super::session::Credit>,
 }
@@ -46,8 +60,12 @@ impl Body for Counted {
         mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if let Some(data) = self.data.take() {
-            return Poll::Ready(Some(Ok(Frame::data(data))));
+        if !self.data.is_empty() {
+            if let Some(c) = &self.credit {
+                c.progressed();
+            }
+            let chunk = next_chunk(&mut self.data);
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         self.credit = None;
         Poll::Ready(None)
@@ -56,7 +74,7 @@ impl Body for Counted {
     /// Not at its end until asked once more: hyper drops a body at its end as soon as it has
     /// taken the last frame, before writing it.
     fn is_end_stream(&self) -> bool {
-        self.data.is_none() && self.credit.is_none()
+        self.data.is_empty() && self.credit.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -90,6 +108,8 @@ pub(crate) struct EventStream {
     keepalive: tokio::time::Interval,
     first: Option<(u64, Bytes)>,
     rx: super::session::Inbox,
+    /// What is left of the event being sent, handed on [`CHUNK`] bytes at a time.
+    pending: Bytes,
     stream: u64,
     /// Still to send: the priming event (an id and empty data, MCP 2025-11-25 "Sending
     /// Messages to the Server": a client cut before the first message can resume from it).
@@ -116,6 +136,7 @@ impl EventStream {
             keepalive,
             first,
             rx,
+            pending: Bytes::new(),
             stream,
             prime,
             _guard: guard,
@@ -137,6 +158,11 @@ impl Body for EventStream {
             let event = format!("id: {}-0\ndata: \n\n", self.stream);
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))));
         }
+        if !self.pending.is_empty() {
+            self.rx.progressed();
+            let chunk = next_chunk(&mut self.pending);
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
         let next = match self.first.take() {
             Some(line) => Poll::Ready(Some(line)),
             None => self.rx.poll_held(cx),
@@ -149,7 +175,9 @@ impl Body for EventStream {
                 );
                 event.put_slice(&line);
                 event.put_slice(b"\n\n");
-                Poll::Ready(Some(Ok(Frame::data(event.freeze()))))
+                self.pending = event.freeze();
+                let chunk = next_chunk(&mut self.pending);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.keepalive.poll_tick(cx) {

@@ -109,19 +109,19 @@ impl Budget {
     }
 }
 
-/// How long a message an SSE response has handed to its connection may stay unwritten, while
-/// its session is over [`QUEUED_BYTES`], before the connection is cut
-/// ([`Session::cut_stuck`]). hyper takes a message whole and asks for the next only once it
-/// has written all but its own buffer (about 400 KiB) into the socket, so a message not
-/// followed by a request for the next is unread by the client. Long enough for a 4 MiB
-/// message at about 400 KiB/s.
+/// How long a response may go without being asked for more of its message, while its
+/// session is over [`QUEUED_BYTES`], before its connection is cut ([`Session::cut_stuck`]).
+/// Responses hand hyper 64 KiB at a time, and hyper asks for more once it has written the
+/// last into the socket (HTTP/1, all but its own buffer of about 400 KiB) or the client's
+/// flow-control window took it (HTTP/2): a response not asked for 10 s has a client that
+/// does not read, while one that reads slowly keeps asking.
 const STUCK_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// An SSE response's progress through its connection, seen by the session: since when its
-/// newest message has waited in the connection, and how to cut that connection.
+/// A response's progress through its connection, seen by the session: since when it has not
+/// been asked for more of the message it holds, and how to cut that connection.
 #[derive(Debug, Default)]
 struct Progress {
-    /// The message handed on and not yet followed by a request for the next one.
+    /// While a message is held: when the response was last asked for more of it.
     taken: std::sync::Mutex<Option<Instant>>,
     /// The connection the response goes out on ([`Inbox::attach`]).
     cut: std::sync::OnceLock<tokio_util::sync::CancellationToken>,
@@ -134,6 +134,17 @@ pub(crate) struct Credit {
     budget: Arc<Budget>,
     bytes: usize,
     progress: Arc<Progress>,
+}
+
+impl Credit {
+    /// The response was asked for more of it: its client reads (see [`STUCK_FOR`]).
+    pub(crate) fn progressed(&self) {
+        *self
+            .progress
+            .taken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
 }
 
 impl Drop for Credit {
@@ -225,6 +236,16 @@ impl Inbox {
             }
         }
         polled
+    }
+
+    /// The response was asked for more of the message [`Inbox::poll_held`] handed on: its
+    /// client reads (see [`STUCK_FOR`]).
+    pub(crate) fn progressed(&self) {
+        if self.held > 0
+            && let Some(p) = &self.progress
+        {
+            *p.taken.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
     }
 
     /// Gives back the message [`Inbox::poll_held`] handed on.
@@ -371,6 +392,11 @@ impl Stream {
                 budget.give(n);
                 self.tx = None;
                 self.missed.extend(missed);
+                // Within REPLAY_BYTES besides the newest, as the replay window is.
+                let mut kept: usize = self.missed.iter().map(Bytes::len).sum();
+                while self.missed.len() > 1 && kept.saturating_sub(n) > REPLAY_BYTES {
+                    kept -= self.missed.remove(0).len();
+                }
                 if !ends.is_empty() {
                     self.unheard.push((seq, ends));
                 }
@@ -508,6 +534,28 @@ impl Shared {
         }
     }
 
+    /// Keeps the messages of the streams whose client went away within [`REPLAY_BYTES`]
+    /// besides those of `newest` (the stream just sent on): each stream bounds its own
+    /// window, but 32 of them each kept a whole newest message, outside the session's
+    /// budget (one session of 32 dropped requests for 16 MB answers held 305 MiB: found by
+    /// a hostile pass). The oldest go first; their calls no client heard are lost.
+    fn bound_detached(&mut self, newest: u64) {
+        let bytes = |sh: &Shared, id: &u64| sh.streams.get(id).map_or(0, |s| s.sent_bytes);
+        let mut total: usize = self.detached.iter().map(|d| bytes(self, d)).sum();
+        let own = if self.detached.contains(&newest) {
+            bytes(self, &newest)
+        } else {
+            0
+        };
+        while total - own > REPLAY_BYTES {
+            let Some(old) = self.detached.iter().copied().find(|d| *d != newest) else {
+                break;
+            };
+            total -= bytes(self, &old);
+            self.remove(old);
+        }
+    }
+
     /// Sends on stream `id`; a POST stream that owes nothing more ends (and is forgotten,
     /// unless its client is away and may come back for it, or it went out as SSE: kept a
     /// while for a client whose connection dies before the answer reaches it).
@@ -545,6 +593,9 @@ impl Shared {
             {
                 self.remove(old);
             }
+        }
+        if !delivered {
+            self.bound_detached(id);
         }
     }
 }
