@@ -202,10 +202,12 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// Whether `name` can be an upstream's name: a non-empty run of ASCII letters, digits, `.`,
-/// `_` and `-`, not dots alone (`.` and `..` are dot-segments, RFC 3986 section 3.3, which
-/// clients remove from a URL), so that it is one URL path segment (`/mcp/<name>`).
+/// `_` and `-`, not `.` or `..` (dot-segments, RFC 3986 section 3.3, which clients remove
+/// from a URL), so that it is one URL path segment (`/mcp/<name>`).
 pub fn path_safe(name: &str) -> bool {
-    !name.bytes().all(|b| b == b'.')
+    !name.is_empty()
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))

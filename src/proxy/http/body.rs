@@ -23,9 +23,9 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> ResponseBody {
 /// The most of a message a response hands hyper at once. hyper asks an HTTP/1 body for more
 /// only once its buffer is down to about 400 KiB, but over HTTP/2 it asks again as soon as
 /// the stream's flow-control window takes one byte, buffering the whole frame beyond it (a
-/// hostile pass held 1.8 GB on one connection of paused streams); with frames this small,
-/// being asked for more means the client's window took what was sent (RFC 9113 section
-/// 5.2), and the asks show the pace a slow reader keeps.
+/// hostile pass held 1.8 GB on one connection of paused streams); with frames this small it
+/// buffers at most the client's window and one frame (RFC 9113 section 5.2), the rest waits
+/// here, counted, and the asks show the pace a slow reader keeps.
 const CHUNK: usize = 64 * 1024;
 
 /// The next at most [`CHUNK`] bytes of `pending` (shared, not copied).
@@ -33,10 +33,9 @@ fn next_chunk(pending: &mut Bytes) -> Bytes {
     pending.split_to(pending.len().min(CHUNK))
 }
 
-/// A complete body (`Content-Length` as [`full`]), handed on [`CHUNK`] bytes at a time, that
-/// keeps `credit` until its connection asks for more after the last: then hyper has written
-/// it (all but its own buffer, or the client's HTTP/2 window took it), and the session's
-/// budget has it back ([`super::session::Credit`]).
+/// A complete body (`Content-Length` as [`full`]), handed on [`CHUNK`] bytes at a time, each
+/// given back to the session's budget as hyper takes it ([`super::session::Credit`]): what
+/// hyper has not asked for yet counts, and its connection is cut if it stops asking.
 pub(crate) fn counted(bytes: Bytes, credit: super::session::Credit) -> ResponseBody {
     Counted {
         size: bytes.len() as u64,
@@ -61,20 +60,18 @@ impl Body for Counted {
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if !self.data.is_empty() {
-            if let Some(c) = &self.credit {
-                c.progressed();
-            }
             let chunk = next_chunk(&mut self.data);
+            if let Some(c) = &mut self.credit {
+                c.progressed(chunk.len());
+            }
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         self.credit = None;
         Poll::Ready(None)
     }
 
-    /// Not at its end until asked once more: hyper drops a body at its end as soon as it has
-    /// taken the last frame, before writing it.
     fn is_end_stream(&self) -> bool {
-        self.data.is_empty() && self.credit.is_none()
+        self.data.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -159,8 +156,8 @@ impl Body for EventStream {
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))));
         }
         if !self.pending.is_empty() {
-            self.rx.progressed();
             let chunk = next_chunk(&mut self.pending);
+            self.rx.progressed(chunk.len());
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         let next = match self.first.take() {
@@ -177,6 +174,7 @@ impl Body for EventStream {
                 event.put_slice(b"\n\n");
                 self.pending = event.freeze();
                 let chunk = next_chunk(&mut self.pending);
+                self.rx.progressed(chunk.len());
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Poll::Ready(None) => Poll::Ready(None),

@@ -174,8 +174,8 @@ struct Connection {
     /// The principals that have made requests on this connection, each holding one of its
     /// `gateway.max_connections_per_principal` until the connection closes.
     principals: Mutex<Vec<PrincipalSlot>>,
-    /// Cancelled to drop the connection at once, with what hyper holds for it: an SSE
-    /// response whose client stopped reading ([`session::Session::cut_stuck`]).
+    /// Cancelled to drop the connection at once, with what hyper holds for it: a response
+    /// (SSE or JSON) whose client stopped reading ([`session::Session::cut_stuck`]).
     cut: tokio_util::sync::CancellationToken,
 }
 
@@ -1137,7 +1137,7 @@ async fn route(
             plain(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "{} cannot be an upstream's name (letters, digits, `.`, `_` and `-`)",
+                    "{} cannot be an upstream's name (letters, digits, `.`, `_` and `-`; not `.` or `..`)",
                     quoted(name, CLIENT_NAME_BYTES)
                 ),
             )
@@ -1158,7 +1158,7 @@ async fn route(
         |status: StatusCode, reason: String| Refusal::anonymous(status, reason, ctx.clone());
     // Host, Origin and the credential come before the upstream's name is looked up: the
     // MCP endpoints answer an unauthenticated client 401 whatever the name (the RFC 9728
-    // metadata documents above are public, and still say which names exist).
+    // metadata documents above are public, and served for any name alike).
     let named = cut(name, CLIENT_NAME_BYTES);
     if let Err(r) = auth::check_origin(&gateway.config.gateway, &headers) {
         let refusal = Refusal {

@@ -19,8 +19,8 @@ pub(super) struct McpRequest<'a> {
     pub(super) principal: &'a Principal,
     pub(super) http: HttpContext,
     pub(super) headers: &'a HeaderMap,
-    /// Cuts the request's connection: an SSE response whose client stops reading is cut
-    /// this way ([`super::session::Session::cut_stuck`]).
+    /// Cuts the request's connection: a response (SSE or JSON) whose client stops reading is
+    /// cut this way ([`super::session::Session::cut_stuck`]).
     pub(super) connection: tokio_util::sync::CancellationToken,
     /// The POST body as one line, once read: a refusal records the tool and arguments of
     /// the `tools/call` it holds (protected), not only that a request was refused.

@@ -58,8 +58,8 @@ type Lost = (Ended, &'static str);
 /// its sequence number on its stream (the SSE event id is `<stream>-<seq>`).
 pub(crate) type Line = (u64, Bytes);
 
-/// Bytes of a session's messages handed to its streams and not yet taken by their HTTP
-/// responses: past this, the session's dispatcher waits (and so, once the pipeline's own
+/// Bytes of a session's messages handed to its streams or made into JSON answers and not yet
+/// handed to hyper by their HTTP responses ([`Inbox::poll_held`], [`Session::hold`]): past this, the session's dispatcher waits (and so, once the pipeline's own
 /// queue is full, does the server), as the stdio wrapper waits for a client that does not
 /// read. A client that stops reading cannot make the gateway hold more than this per session,
 /// besides the pipeline's own queue of 32 MiB (one that read nothing of 3,000 notifications of
@@ -137,13 +137,18 @@ pub(crate) struct Credit {
 }
 
 impl Credit {
-    /// The response was asked for more of it: its client reads (see [`STUCK_FOR`]).
-    pub(crate) fn progressed(&self) {
+    /// `n` more bytes were handed to the connection: given back, as hyper's own buffer (HTTP/1)
+    /// or the client's window (HTTP/2) bounds them from there; the response is being read
+    /// (see [`STUCK_FOR`]) until nothing is left.
+    pub(crate) fn progressed(&mut self, n: usize) {
+        let n = n.min(self.bytes);
+        self.budget.give(n);
+        self.bytes -= n;
         *self
             .progress
             .taken
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            .unwrap_or_else(|e| e.into_inner()) = (self.bytes > 0).then(Instant::now);
     }
 }
 
@@ -161,15 +166,16 @@ impl Drop for Credit {
 /// The receiving end of a stream: what it takes is given back to the session's budget, and
 /// so is what it leaves unread when dropped (its client went away).
 ///
-/// An SSE response takes with [`Inbox::poll_held`]: each message counts against the budget
-/// until the response is asked for the next one (hyper asks once it has written the message
-/// into the socket), not only until the response takes it. Given back at the take, a client
+/// An SSE response takes with [`Inbox::poll_held`]: what of each message it has not handed
+/// to hyper yet counts against the budget ([`Inbox::progressed`]), not only what it has not
+/// taken. Given back at the take, a client
 /// that read nothing held one whole message per request in the gateway's connections, past
 /// the budget: 150 requests for 4 MB answers nobody read held 582 MiB (found by a hostile
 /// pass).
 pub(crate) struct Inbox {
     rx: mpsc::UnboundedReceiver<Line>,
-    /// The session's budget, for an SSE stream (a JSON answer's lines are not counted).
+    /// The session's budget, for an SSE stream (a JSON answer counts once it is made:
+    /// [`Session::hold`]).
     budget: Option<Arc<Budget>>,
     /// Shown each message as it is taken ([`Inbox::observe`]).
     observer: Option<Observer>,
@@ -238,13 +244,20 @@ impl Inbox {
         polled
     }
 
-    /// The response was asked for more of the message [`Inbox::poll_held`] handed on: its
-    /// client reads (see [`STUCK_FOR`]).
-    pub(crate) fn progressed(&self) {
-        if self.held > 0
-            && let Some(p) = &self.progress
-        {
-            *p.taken.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    /// `n` more bytes of the message [`Inbox::poll_held`] handed on went to the connection:
+    /// given back (hyper's own buffer or the client's HTTP/2 window bounds them from there);
+    /// the response is being read (see [`STUCK_FOR`]) until nothing of it is left.
+    pub(crate) fn progressed(&mut self, n: usize) {
+        if self.held == 0 {
+            return;
+        }
+        let n = n.min(self.held);
+        if let Some(b) = &self.budget {
+            b.give(n);
+        }
+        self.held -= n;
+        if let Some(p) = &self.progress {
+            *p.taken.lock().unwrap_or_else(|e| e.into_inner()) = (self.held > 0).then(Instant::now);
         }
     }
 
