@@ -69,7 +69,9 @@
 //!                     before a session, recorded; summaries past a quota), request.rs
 //!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline
 //!                     per session; answers dispatched to the POST or stream awaiting them,
-//!                     progress to its request's stream, a byte budget per session),
+//!                     progress to its request's stream), budget.rs (the bytes a client
+//!                     that does not read may hold: per session, or per principal and
+//!                     upstream for sessionless requests; stuck connections cut),
 //!                     auth.rs (API keys, JWTs, Host/Origin, RFC 9728 metadata),
 //!                     credentials.rs (the accepted ones, replaced on reload), headers.rs
 //!                     (2026-07-28 Mcp-Method/Mcp-Name vs body), body.rs (JSON and SSE bodies),

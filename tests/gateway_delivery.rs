@@ -959,14 +959,23 @@ async fn a_refusal_reaches_an_http2_client_still_sending_its_body() {
 /// has waited unwritten for 10 s is cut (its stream stays for a resume).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_none_of_its_large_answers_has_its_connections_cut() {
-    unread_answers_are_cut("application/json, text/event-stream").await;
+    unread_answers_are_cut("application/json, text/event-stream", false).await;
 }
 
 /// The same for JSON answers (a client that accepts no SSE, and every 2026-07-28 answer
 /// that comes first): the body was handed to hyper whole, uncounted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_none_of_its_large_json_answers_has_its_connections_cut() {
-    unread_answers_are_cut("application/json").await;
+    unread_answers_are_cut("application/json", false).await;
+}
+
+/// The same for sessionless 2026-07-28 requests: each is a session core of its own, and each
+/// had a budget of its own, so one 6 MB answer each was never over it and nothing was cut (64
+/// in flight for 16 MB answers held 496 MiB; found by a hostile pass). They now share their
+/// principal's budget on the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessionless_requests_that_read_none_of_their_answers_share_one_budget() {
+    unread_answers_are_cut("application/json, text/event-stream", true).await;
 }
 
 /// The same over HTTP/2: hyper asks a body for more as soon as the stream's window takes one
@@ -1037,7 +1046,8 @@ fn large_answers_gateway() -> Gateway {
     Gateway::spawn(dir, config)
 }
 
-async fn unread_answers_are_cut(accept: &str) {
+/// `sessionless`: 2026-07-28 requests without a session, else 2025-06-18 ones in one session.
+async fn unread_answers_are_cut(accept: &str, sessionless: bool) {
     use std::io::{Read, Write};
     // Larger than what the kernel takes into a loopback socket's buffers (tcp_wmem 4 MiB
     // plus the receiver's window), so that the rest waits in the gateway.
@@ -1045,18 +1055,34 @@ async fn unread_answers_are_cut(accept: &str) {
     const REQUESTS: usize = 14;
     let gw = large_answers_gateway();
     let url = gw.endpoint();
-    let session = raw_session(&url, ALICE_KEY).await;
+    let session = if sessionless {
+        String::new()
+    } else {
+        raw_session(&url, ALICE_KEY).await
+    };
     let addr = address(&gw);
     let mut silent = Vec::new();
     for i in 0..REQUESTS {
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"big","arguments":{{"bytes":{ANSWER}}}}}}}"#,
-            100 + i
-        );
+        let arguments = format!(r#"{{"bytes":{ANSWER}}}"#);
+        let (body, headers) = if sessionless {
+            (
+                call_2026(&(100 + i).to_string(), "big", &arguments),
+                "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: big"
+                    .to_string(),
+            )
+        } else {
+            (
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"big","arguments":{arguments}}}}}"#,
+                    100 + i
+                ),
+                format!("Mcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18"),
+            )
+        };
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         write!(
             s,
-            "POST /mcp/example HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: {accept}\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /mcp/example HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: {accept}\r\n{headers}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -1095,14 +1121,25 @@ async fn unread_answers_are_cut(accept: &str) {
         "{accept}: no connection was cut: {whole} of {REQUESTS} answers were held whole for a client that read nothing"
     );
     // The gateway still serves, the session too.
-    let (status, _, body) = post(
-        &url,
-        Some(ALICE_KEY),
-        Some(&session),
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after"}}}"#,
-        &[],
-    )
-    .await;
+    let (status, _, body) = if sessionless {
+        post_2026(
+            &url,
+            ALICE_KEY,
+            &call_2026("1", "echo", r#"{"text":"after"}"#),
+            Some("echo"),
+            &[],
+        )
+        .await
+    } else {
+        post(
+            &url,
+            Some(ALICE_KEY),
+            Some(&session),
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"after"}}}"#,
+            &[],
+        )
+        .await
+    };
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("after"), "{body}");
 }

@@ -34,9 +34,9 @@ fn next_chunk(pending: &mut Bytes) -> Bytes {
 }
 
 /// A complete body (`Content-Length` as [`full`]), handed on [`CHUNK`] bytes at a time, each
-/// given back to the session's budget as hyper takes it ([`super::session::Credit`]): what
+/// given back to the session's budget as hyper takes it ([`super::budget::Credit`]): what
 /// hyper has not asked for yet counts, and its connection is cut if it stops asking.
-pub(crate) fn counted(bytes: Bytes, credit: super::session::Credit) -> ResponseBody {
+pub(crate) fn counted(bytes: Bytes, credit: super::budget::Credit) -> ResponseBody {
     Counted {
         size: bytes.len() as u64,
         data: bytes,
@@ -48,7 +48,7 @@ pub(crate) fn counted(bytes: Bytes, credit: super::session::Credit) -> ResponseB
 struct Counted {
     data: Bytes,
     size: u64,
-    credit: Option<super::session::Credit>,
+    credit: Option<super::budget::Credit>,
 }
 
 impl Body for Counted {
@@ -104,7 +104,7 @@ pub(crate) struct EventStream {
     /// its stream closes, and must learn of it while it runs).
     keepalive: tokio::time::Interval,
     first: Option<(u64, Bytes)>,
-    rx: super::session::Inbox,
+    rx: super::budget::Inbox,
     /// What is left of the event being sent, handed on [`CHUNK`] bytes at a time.
     pending: Bytes,
     stream: u64,
@@ -121,7 +121,7 @@ impl EventStream {
     /// replays everything).
     pub(crate) fn body(
         first: Option<(u64, Bytes)>,
-        rx: super::session::Inbox,
+        rx: super::budget::Inbox,
         stream: u64,
         (keepalive, prime): (std::time::Duration, bool),
         guard: OnDrop,
@@ -162,7 +162,7 @@ impl Body for EventStream {
         }
         let next = match self.first.take() {
             Some(line) => Poll::Ready(Some(line)),
-            None => self.rx.poll_held(cx),
+            None => self.rx.poll_recv(cx),
         };
         match next {
             Poll::Ready(Some((seq, line))) => {

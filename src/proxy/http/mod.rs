@@ -17,6 +17,7 @@
 
 mod auth;
 mod body;
+mod budget;
 mod cors;
 mod credentials;
 mod headers;
@@ -135,6 +136,9 @@ struct Gateway {
     /// pipeline of its own, not the one that opened the round. With them, what those
     /// requests learnt (sequence-rule tags, tools' annotations).
     rounds: Mutex<HashMap<(String, String), crate::proxy::pipeline::SharedRounds>>,
+    /// The byte budget of sessionless requests by (principal, upstream), alive while any of
+    /// them answers ([`budget::Budget`]).
+    budgets: Mutex<HashMap<(String, String), std::sync::Weak<budget::Budget>>>,
     /// Open requests and streams per principal.
     streams: PrincipalCounts,
     /// Connections per principal.
@@ -175,7 +179,7 @@ struct Connection {
     /// `gateway.max_connections_per_principal` until the connection closes.
     principals: Mutex<Vec<PrincipalSlot>>,
     /// Cancelled to drop the connection at once, with what hyper holds for it: a response
-    /// (SSE or JSON) whose client stopped reading ([`session::Session::cut_stuck`]).
+    /// (SSE or JSON) whose client stopped reading ([`budget::Budget::cut_stuck`]).
     cut: tokio_util::sync::CancellationToken,
 }
 
@@ -272,6 +276,7 @@ pub async fn run(
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
         rounds: Mutex::new(HashMap::new()),
+        budgets: Mutex::new(HashMap::new()),
         streams: PrincipalCounts::default(),
         connections: PrincipalCounts::default(),
         credentials: Arc::new(credentials::Credentials::new(&config.gateway)),
@@ -695,6 +700,22 @@ impl Gateway {
             .unwrap_or_else(|p| p.into_inner())
             .take_for_request(idle);
         shared
+    }
+
+    /// The byte budget shared by `user`'s sessionless requests on `upstream`: each is a
+    /// session core of its own, and a budget each let 64 of them hold 496 MiB.
+    fn budget_of(&self, user: &str, upstream: &str) -> Arc<budget::Budget> {
+        let mut all = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (user.to_string(), upstream.to_string());
+        if let Some(b) = all.get(&key).and_then(std::sync::Weak::upgrade) {
+            return b;
+        }
+        if all.len() >= 64 {
+            all.retain(|_, b| b.strong_count() > 0);
+        }
+        let b = budget::Budget::new(format!("sessionless requests of {user} on {upstream}"));
+        all.insert(key, Arc::downgrade(&b));
+        b
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {

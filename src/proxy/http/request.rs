@@ -20,7 +20,7 @@ pub(super) struct McpRequest<'a> {
     pub(super) http: HttpContext,
     pub(super) headers: &'a HeaderMap,
     /// Cuts the request's connection: a response (SSE or JSON) whose client stops reading is
-    /// cut this way ([`super::session::Session::cut_stuck`]).
+    /// cut this way ([`super::budget::Budget::cut_stuck`]).
     pub(super) connection: tokio_util::sync::CancellationToken,
     /// The POST body as one line, once read: a refusal records the tool and arguments of
     /// the `tools/call` it holds (protected), not only that a request was refused.
@@ -149,7 +149,7 @@ fn feed(pipeline: &Pipeline, line: Bytes, http: &HttpContext) -> Route {
 }
 
 /// Passes a POST's answers on, learning `Mcp-Param-*` bindings from the responses.
-fn learn_params(rx: super::session::Inbox, params: Arc<ParamHeaders>) -> super::session::Inbox {
+fn learn_params(rx: super::budget::Inbox, params: Arc<ParamHeaders>) -> super::budget::Inbox {
     rx.observe(move |(_, line)| {
         if is_response(line) {
             params.learn(line);
@@ -970,6 +970,8 @@ impl McpRequest<'_> {
                         let status = status_of_answer(&line, modern);
                         if modern || status != StatusCode::OK {
                             drop(done);
+                            // The stream gives the line back; the JSON answer counts it.
+                            drop(rx);
                             return self.counted_json(session, status, line);
                         }
                         first = Some((seq, line));
@@ -1002,8 +1004,8 @@ impl McpRequest<'_> {
         self.counted_json(session, status, join(lines))
     }
 
-    /// A JSON answer counted against `session`'s byte budget until its connection has
-    /// written it ([`Session::hold`]): a client that reads none of its answers cannot make
+    /// A JSON answer counted against `session`'s byte budget until hyper has taken it
+    /// ([`super::budget::Budget::hold`]): a client that reads none of its answers cannot make
     /// the gateway hold one per request past the budget.
     fn counted_json(
         &self,
@@ -1011,7 +1013,7 @@ impl McpRequest<'_> {
         status: StatusCode,
         bytes: Bytes,
     ) -> Response<ResponseBody> {
-        let credit = session.hold(bytes.len(), &self.connection);
+        let credit = session.budget().hold(bytes.len(), &self.connection);
         let mut r = json(status, Bytes::new());
         *r.body_mut() = super::body::counted(bytes, credit);
         r
@@ -1136,6 +1138,14 @@ impl McpRequest<'_> {
             self.gateway
                 .rounds_of(&self.principal.key(), &self.upstream.name)
         });
+        // A 2025 session's responses have a budget of their own; sessionless requests share
+        // their principal's on the upstream.
+        let budget = if sessionless {
+            self.gateway
+                .budget_of(&self.principal.key(), &self.upstream.name)
+        } else {
+            super::budget::Budget::new(id.clone())
+        };
         let gateway = Arc::downgrade(self.gateway);
         let owner = self.principal.key();
         self.gateway
@@ -1168,7 +1178,7 @@ impl McpRequest<'_> {
             let name = upstream.name.clone();
             let result = run_session(setup, move |door: ClientDoor| {
                 let (session, dispatcher) =
-                    Session::start(session_id.clone(), owner, name, sessionless, door);
+                    Session::start(session_id.clone(), owner, name, (sessionless, budget), door);
                 let _ = give.send(session);
                 dispatcher
             })
