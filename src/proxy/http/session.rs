@@ -95,11 +95,13 @@ impl Stream {
     /// `ends` wait in `unheard` for a client that resumes the stream, or, on a stream that
     /// cannot be resumed (a JSON answer), go to `lost` at once. Calls whose response leaves
     /// the replay window unheard go to `lost` too.
+    /// `refused`: the errors the server gets for requests of its own dropped unsent from
+    /// what the lost GET stream missed.
     fn send(
         &mut self,
         line: Bytes,
         ends: Vec<Ended>,
-        lost: &mut Vec<Lost>,
+        (lost, refused): (&mut Vec<Lost>, &mut Vec<Bytes>),
         budget: &Arc<Budget>,
     ) -> bool {
         let seq = self.next;
@@ -141,17 +143,24 @@ impl Stream {
         }
         budget.take(line.len());
         let n = line.len();
-        let missed = (!self.post && self.missed.len() < REPLAY).then(|| line.clone());
+        let missed = (!self.post).then(|| line.clone());
         match &self.tx {
             Some(tx) if tx.send((seq, line)).is_ok() => true,
             _ => {
                 budget.give(n);
                 self.tx = None;
                 self.missed.extend(missed);
-                // Within REPLAY_BYTES besides the newest, as the replay window is.
+                // Within REPLAY messages and REPLAY_BYTES besides the newest, as the replay
+                // window is; the oldest go first, and a request of the server's own among
+                // them is answered with an error, as one dropped from the backlog is (the
+                // server would wait for its answer for ever).
                 let mut kept: usize = self.missed.iter().map(Bytes::len).sum();
-                while self.missed.len() > 1 && kept.saturating_sub(n) > REPLAY_BYTES {
-                    kept -= self.missed.remove(0).len();
+                while self.missed.len() > REPLAY
+                    || (self.missed.len() > 1 && kept.saturating_sub(n) > REPLAY_BYTES)
+                {
+                    let old = self.missed.remove(0);
+                    kept -= old.len();
+                    refused.extend(unsent_request(&old, &format!("the client's GET stream was lost and not opened again while {REPLAY} messages or {} MiB waited for it", REPLAY_BYTES >> 20)));
                 }
                 if !ends.is_empty() {
                     self.unheard.push((seq, ends));
@@ -204,6 +213,9 @@ struct Shared {
     /// Calls whose responses can no longer reach a client, to be recorded as not delivered
     /// once the lock is released ([`Session::settle`]).
     lost: Vec<Lost>,
+    /// Errors for the server's own requests dropped unsent from a lost GET stream, for the
+    /// dispatcher to send ([`Stream::send`]).
+    refused: Vec<Bytes>,
     /// Progress token → the request that named it (`_meta.progressToken`): its
     /// `notifications/progress` go on that request's stream. Entries of requests no longer
     /// waited for are dropped as they are met, and in bulk when they outnumber the waits.
@@ -311,7 +323,12 @@ impl Shared {
             self.lost.extend(ends.into_iter().map(|e| (e, NOT_WAITED)));
             return;
         };
-        let delivered = stream.send(line, ends, &mut self.lost, &self.budget);
+        let delivered = stream.send(
+            line,
+            ends,
+            (&mut self.lost, &mut self.refused),
+            &self.budget,
+        );
         if answer {
             stream.owed = stream.owed.saturating_sub(1);
         }
@@ -738,25 +755,17 @@ impl Session {
             && let Some(old) = sh.backlog.pop_front()
         {
             sh.dropped += 1;
-            let request = match message::parse(&old) {
-                Ok(Parsed::Single(Message::Request { id, method, .. })) => {
-                    Some((id, method.to_string()))
-                }
-                _ => None,
-            };
+            refusal = unsent_request(
+                &old,
+                &format!(
+                    "the client has no stream open for the server's messages (no GET stream); {BACKLOG} newer messages waited for one"
+                ),
+            );
             // Logged at the 1st, 2nd, 4th, 8th… drop of the session, with the count: a server
             // flooding notifications must not flood the log (helper-78 #6).
             if sh.dropped.is_power_of_two() {
-                tracing::warn!(session = %self.id, dropped = sh.dropped, method = request.as_ref().map(|r| r.1.as_str()), "server message dropped: no stream open for it (open a GET stream); logged again at twice this count");
+                tracing::warn!(session = %self.id, dropped = sh.dropped, request = refusal.is_some(), "server message dropped: no stream open for it (open a GET stream); logged again at twice this count");
             }
-            refusal = request.map(|(id, method)| {
-                error_response(
-                    Some(&id),
-                    INTERNAL_ERROR,
-                    &format!("mcp-audit-proxy: the client has no stream open for the server's messages (no GET stream); {BACKLOG} newer messages waited for one, and this {method} request was dropped unsent"),
-                    None,
-                )
-            });
         }
         sh.backlog.push_back(line);
         refusal
@@ -817,6 +826,21 @@ impl Session {
         drop(sh);
         self.settle(Vec::new(), NOT_RESUMED);
     }
+}
+
+/// The error a server gets for a request of its own (`line`) that was dropped unsent, saying
+/// `why`; `None` for any other message. A server waits for an answer to each request
+/// (JSON-RPC 2.0 section 5), often with no timeout of its own.
+fn unsent_request(line: &[u8], why: &str) -> Option<Bytes> {
+    let Ok(Parsed::Single(Message::Request { id, method, .. })) = message::parse(line) else {
+        return None;
+    };
+    Some(error_response(
+        Some(&id),
+        INTERNAL_ERROR,
+        &format!("mcp-audit-proxy: {why}; this {method} request was dropped unsent"),
+        None,
+    ))
 }
 
 /// Takes from `ends` the call answered by the response with id `id`: the first of them, in
@@ -890,7 +914,12 @@ async fn dispatch(
                     }
                 }
             }
-            let refusals = session.deliver(bytes.slice_ref(line), &mut ends);
+            let mut refusals = session.deliver(bytes.slice_ref(line), &mut ends);
+            let dropped = std::mem::take(&mut session.shared().refused);
+            if !dropped.is_empty() {
+                tracing::warn!(session = %session.id, requests = dropped.len(), "server requests dropped unsent: the client's GET stream was lost and not opened again; the server gets an error for each");
+                refusals.extend(dropped);
+            }
             if !refusals.is_empty()
                 && let Some(routes) = session.routes()
             {
@@ -947,6 +976,52 @@ mod tests {
         shared.send_on(second, Bytes::from_static(b"again"), false, Vec::new());
         shared.streams.get_mut(&second).unwrap().heard();
         let (_, mut inbox) = Session::listen_locked(&mut shared);
+        assert!(inbox.try_take().is_none());
+    }
+
+    #[test]
+    fn server_requests_a_lost_get_stream_cannot_keep_are_answered_with_an_error() {
+        // helper-84 #6: what a lost GET stream missed was trimmed to REPLAY messages (the
+        // newest dropped) and REPLAY_BYTES (the oldest dropped) silently, and a server
+        // waited for ever for the answer to a request among them.
+        let request = |id: usize| {
+            Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"roots/list"}}"#
+            ))
+        };
+        let mut shared = Shared::default();
+        let (get, inbox) = Session::listen_locked(&mut shared);
+        drop(inbox);
+        for id in 0..REPLAY + 2 {
+            shared.send_on(get, request(id), false, Vec::new());
+        }
+        let refused: Vec<String> = shared
+            .refused
+            .drain(..)
+            .map(|r| String::from_utf8(r.to_vec()).unwrap())
+            .collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains(r#""id":0"#) && refused[1].contains(r#""id":1"#));
+        assert!(refused[0].contains("roots/list request was dropped unsent"));
+        // By bytes: a notification pushes out the oldest requests; it is not answered.
+        let note = Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/message","params":{{"data":"{}"}}}}"#,
+            "x".repeat(REPLAY_BYTES)
+        ));
+        shared.send_on(get, note.clone(), false, Vec::new());
+        shared.send_on(get, note, false, Vec::new());
+        assert_eq!(
+            shared.refused.len(),
+            REPLAY,
+            "every request left was pushed out"
+        );
+        // The GET stream that replaces it gets what is left: the newest notification.
+        let (_, mut inbox) = Session::listen_locked(&mut shared);
+        assert!(
+            inbox
+                .try_take()
+                .is_some_and(|(_, l)| l.len() > REPLAY_BYTES)
+        );
         assert!(inbox.try_take().is_none());
     }
 
