@@ -351,3 +351,169 @@ async fn a_credentials_roles_decide_deny_roles_and_allow_roles() {
         "{blocked:?}"
     );
 }
+
+/// mTLS: a certificate from the configured CA is a credential of its own; without one the
+/// request needs another; one from another CA is refused in the handshake and recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_from_the_configured_ca_is_an_identity() {
+    use sha2::{Digest, Sha256};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let server = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), server.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("key.pem"),
+        server.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    // A CA, and a client certificate it issued.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params = rcgen::CertificateParams::new(vec!["build-agent".to_string()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &issuer).unwrap();
+    let fingerprint: String = Sha256::digest(client.der())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let gw = Gateway::start(&format!(
+        "[gateway.tls]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nclient_ca = \"{d}/ca.pem\"\n\n[[gateway.client_cert]]\nuser_id = \"build-agent\"\nsha256 = \"{fingerprint}\"\n",
+        d = dir.path().display()
+    ));
+    let port = gw.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rustls::pki_types::PrivateKeyDer::try_from(client_key.serialize_der()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![client.der().clone()], key)
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    // No Authorization header: the certificate is the credential.
+    let request = format!(
+        "POST /mcp/example HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{INIT}",
+        INIT.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .unwrap_or_default();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // Without a certificate, the same request needs another credential.
+    let (status, _) = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(server.cert.der().clone()).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .unwrap_or_default();
+        (response.get(9..12).unwrap_or("").to_string(), response)
+    };
+    assert_eq!(status, "401");
+    // A certificate of another CA fails the handshake (helper-81 #7: an invalid access
+    // attempt, PCI DSS 10.2.1.4, that was only logged): it is in the trail.
+    let stranger_key = rcgen::KeyPair::generate().unwrap();
+    let mut stranger_params =
+        rcgen::CertificateParams::new(vec!["build-agent".to_string()]).unwrap();
+    stranger_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let stranger = stranger_params.self_signed(&stranger_key).unwrap();
+    let refused = {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(server.cert.der().clone()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(stranger_key.serialize_der()).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![stranger.der().clone()], key)
+        .unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        // TLS 1.3: the client learns of the refusal at its first read.
+        match tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(name, tcp)
+            .await
+        {
+            Err(_) => true,
+            Ok(mut stream) => {
+                let _ = stream.write_all(request.as_bytes()).await;
+                let mut response = String::new();
+                stream.read_to_string(&mut response).await.is_err() || response.is_empty()
+            }
+        }
+    };
+    assert!(refused, "a certificate of another CA was accepted");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = gw.events();
+        if events.iter().any(|e| e["action"] == "tls_handshake") || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        events
+            .iter()
+            .any(|e| e["metadata"]["http"]["status_code"] == 401),
+        "{events:#?}"
+    );
+    let tls = events
+        .iter()
+        .find(|e| e["action"] == "tls_handshake")
+        .unwrap_or_else(|| panic!("no refusal of the foreign certificate: {events:#?}"));
+    assert_eq!(tls["result"], "refused", "{tls:#}");
+    assert_eq!(tls["user_id"], "unauthenticated", "{tls:#}");
+    assert_eq!(
+        tls["metadata"]["http"]["client_address"], "127.0.0.1",
+        "{tls:#}"
+    );
+    assert!(
+        tls["metadata"]["http"].get("status_code").is_none(),
+        "{tls:#}"
+    );
+    let reason = tls["metadata"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("client certificate") && reason.contains("client_ca"),
+        "{reason}"
+    );
+}

@@ -376,6 +376,9 @@ pub async fn run(
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
                                 tracing::info!(peer = %peer, error = %e, "TLS handshake failed");
+                                if let Some(reason) = refused_certificate(&e) {
+                                    gateway.record_tls_refusal(peer, reason).await;
+                                }
                                 return;
                             }
                             Err(_) => {
@@ -606,6 +609,17 @@ async fn reap_idle(gateway: Arc<Gateway>) {
             s.end("the session was idle past gateway.session_idle_timeout_ms");
         }
     }
+}
+
+/// Why a failed TLS handshake refused the client's certificate, if that is why it failed:
+/// a certificate the `client_ca` did not verify is an invalid access attempt, to be in the
+/// trail (PCI DSS 10.2.1.4); other failures (a scanner, plain HTTP on the TLS port, a client
+/// that refused the gateway's certificate) are only logged.
+fn refused_certificate(e: &std::io::Error) -> Option<String> {
+    let err = e.get_ref()?.downcast_ref::<tokio_rustls::rustls::Error>()?;
+    matches!(err, tokio_rustls::rustls::Error::InvalidCertificate(_)).then(|| {
+        format!("the TLS handshake refused the client certificate ({err}): it is not issued by gateway.tls.client_ca, or not valid now; no request was read")
+    })
 }
 
 fn tls_acceptor(

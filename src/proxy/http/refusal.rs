@@ -54,6 +54,21 @@ impl Gateway {
         self.write_refusal(&summary).await;
     }
 
+    /// Records a client certificate the TLS handshake refused ([`refused_certificate`]), as
+    /// an unauthenticated refusal of `peer` (within the same quota per address). No HTTP
+    /// answer was sent: the event has no `status_code`, its `action` is `tls_handshake`.
+    pub(super) async fn record_tls_refusal(&self, peer: SocketAddr, reason: String) {
+        let http = HttpContext {
+            client_address: Some(peer.ip().to_string()),
+            ..HttpContext::default()
+        };
+        let refusal = Refusal {
+            method: Some(TLS_HANDSHAKE.to_string()),
+            ..Refusal::anonymous(TLS_REFUSED, reason, http)
+        };
+        self.record_refusal(&refusal).await;
+    }
+
     /// Summary events for the windows that have closed (`all`: every window, at shutdown).
     pub(super) async fn close_refusal_windows(&self, all: bool) {
         for s in self.unauthenticated.close(Instant::now(), all) {
@@ -125,7 +140,7 @@ impl Gateway {
         let (event_id, timestamp) = self.ids.next();
         let request_id = request_id.map(|id| crate::proxy::pipeline::stored_request_id(policy, id));
         let mut http = r.http.clone();
-        http.status_code = Some(r.status.as_u16());
+        http.status_code = (r.status != TLS_REFUSED).then_some(r.status.as_u16());
         AuditEvent {
             event_id,
             timestamp,
@@ -156,6 +171,16 @@ impl Gateway {
         }
     }
 }
+
+/// The `action` of a refusal in the TLS handshake.
+const TLS_HANDSHAKE: &str = "tls_handshake";
+/// The status a refusal in the TLS handshake is counted under (`/metrics`, the quota's
+/// summaries): 495, nginx's "SSL Certificate Error". The client got a TLS alert, not an HTTP
+/// answer, so the event itself has no `status_code`.
+const TLS_REFUSED: StatusCode = match StatusCode::from_u16(495) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 impl Refusal<'_> {
     /// A refusal before the request's principal, session and message are known.
