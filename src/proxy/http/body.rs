@@ -105,8 +105,11 @@ pub(crate) struct EventStream {
     keepalive: tokio::time::Interval,
     first: Option<(u64, Bytes)>,
     rx: super::budget::Inbox,
-    /// What is left of the event being sent, handed on [`CHUNK`] bytes at a time.
-    pending: Bytes,
+    /// What is left of the event being sent, handed on [`CHUNK`] bytes at a time: its `id`
+    /// and `data:` prefix, the message itself (shared with the stream's replay window, not
+    /// copied: a framed copy of each held message doubled what a session held, uncounted),
+    /// and the blank line that ends it.
+    pending: std::collections::VecDeque<Bytes>,
     stream: u64,
     /// Still to send: the priming event (an id and empty data, MCP 2025-11-25 "Sending
     /// Messages to the Server": a client cut before the first message can resume from it).
@@ -133,12 +136,32 @@ impl EventStream {
             keepalive,
             first,
             rx,
-            pending: Bytes::new(),
+            pending: std::collections::VecDeque::new(),
             stream,
             prime,
             _guard: guard,
         }
         .boxed_unsync()
+    }
+}
+
+impl EventStream {
+    /// The next at most [`CHUNK`] bytes of the event being sent (never an empty frame), each
+    /// counted as handed on.
+    fn next_pending(&mut self) -> Option<Bytes> {
+        while let Some(front) = self.pending.front_mut() {
+            if front.is_empty() {
+                self.pending.pop_front();
+                continue;
+            }
+            let chunk = next_chunk(front);
+            if front.is_empty() {
+                self.pending.pop_front();
+            }
+            self.rx.progressed(chunk.len());
+            return Some(chunk);
+        }
+        None
     }
 }
 
@@ -155,9 +178,7 @@ impl Body for EventStream {
             let event = format!("id: {}-0\ndata: \n\n", self.stream);
             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))));
         }
-        if !self.pending.is_empty() {
-            let chunk = next_chunk(&mut self.pending);
-            self.rx.progressed(chunk.len());
+        if let Some(chunk) = self.next_pending() {
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         let next = match self.first.take() {
@@ -166,16 +187,23 @@ impl Body for EventStream {
         };
         match next {
             Poll::Ready(Some((seq, line))) => {
-                let mut event = BytesMut::with_capacity(line.len() + 64);
-                event.put_slice(
-                    format!("id: {}-{seq}\nevent: message\ndata: ", self.stream).as_bytes(),
-                );
-                event.put_slice(&line);
-                event.put_slice(b"\n\n");
-                self.pending = event.freeze();
-                let chunk = next_chunk(&mut self.pending);
-                self.rx.progressed(chunk.len());
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
+                let prefix = format!("id: {}-{seq}\nevent: message\ndata: ", self.stream);
+                if line.len() <= CHUNK {
+                    // One frame: a small copy costs less than two more frames.
+                    let mut event = BytesMut::with_capacity(prefix.len() + line.len() + 2);
+                    event.put_slice(prefix.as_bytes());
+                    event.put_slice(&line);
+                    event.put_slice(b"\n\n");
+                    self.pending.push_back(event.freeze());
+                } else {
+                    self.pending.push_back(Bytes::from(prefix));
+                    self.pending.push_back(line);
+                    self.pending.push_back(Bytes::from_static(b"\n\n"));
+                }
+                match self.next_pending() {
+                    Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    None => Poll::Ready(None),
+                }
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match self.keepalive.poll_tick(cx) {

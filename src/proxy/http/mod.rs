@@ -579,7 +579,7 @@ async fn drain(gateway: &Arc<Gateway>) {
 }
 
 /// Ends sessions idle for `gateway.session_idle_timeout_ms`, and shared children idle for
-/// `gateway.pool_idle_timeout_ms`.
+/// `gateway.pool_idle_timeout_ms`; forgets streams kept for a resume past their time.
 async fn reap_idle(gateway: Arc<Gateway>) {
     let idle = gateway.config.gateway.session_idle_timeout;
     let shortest = idle.min(gateway.config.gateway.pool_idle_timeout);
@@ -592,6 +592,10 @@ async fn reap_idle(gateway: Arc<Gateway>) {
         }
         gateway.close_refusal_windows(false).await;
         gateway.pool.reap(Instant::now());
+        let open: Vec<Arc<Session>> = gateway.sessions().values().cloned().collect();
+        for s in open {
+            s.expire();
+        }
         let Some(before) = Instant::now().checked_sub(idle) else {
             continue;
         };
