@@ -125,8 +125,7 @@ impl LineFramer {
             let Some(end) = found else {
                 if let Some(scanner) = &mut self.discarding {
                     scanner.feed(&self.buf);
-                    self.buf.clear();
-                    self.scanned = 0;
+                    self.fresh_buffer();
                     return Ok(None);
                 }
                 // A `\r` at the very end may be the start of this line's `\r\n`.
@@ -135,8 +134,7 @@ impl LineFramer {
                     let mut scanner = KeyScanner::default();
                     scanner.feed(&self.buf);
                     self.discarding = Some(scanner);
-                    self.buf.clear();
-                    self.scanned = 0;
+                    self.fresh_buffer();
                     return Ok(None);
                 }
                 self.scanned = self.buf.len();
@@ -151,10 +149,10 @@ impl LineFramer {
                 // What is left shares the allocation sized to this line, and kept it alive
                 // (the line's pages resident) after the line was gone: a gateway session
                 // idle after one 11 MB answer held 11 MB until it ended, 31 of them 525 MiB
-                // (found by a hostile pass). The rest (at most a read) moves to a buffer of
-                // its own.
-                if self.buf.capacity() > 2 * READ_ROOM {
-                    let mut rest = BytesMut::with_capacity((2 * READ_ROOM).max(self.buf.len()));
+                // (found by a hostile pass). A short rest moves to a buffer of its own (a
+                // long one, several lines read at once from a file, is framed soon anyway).
+                if self.buf.len() <= READ_ROOM {
+                    let mut rest = BytesMut::with_capacity(2 * READ_ROOM);
                     rest.extend_from_slice(&self.buf);
                     self.buf = rest;
                 }
@@ -170,6 +168,17 @@ impl LineFramer {
             Self::check(self.max, &line)?;
             return Ok(Some(line));
         }
+    }
+
+    /// Empties the buffer while an oversized line is skipped; one grown past the usual size
+    /// is let go (cleared, it kept `max_message_bytes` or more resident for good).
+    fn fresh_buffer(&mut self) {
+        if self.buf.capacity() > 2 * READ_ROOM {
+            self.buf = BytesMut::with_capacity(2 * READ_ROOM);
+        } else {
+            self.buf.clear();
+        }
+        self.scanned = 0;
     }
 
     /// At end of input: the unterminated last line, if any, as a final frame.
@@ -245,7 +254,22 @@ mod tests {
             "the framer kept {} bytes of the long line's buffer",
             framer.buf.capacity()
         );
-        assert_eq!(&framer.buf[..], b"{\"next\":", "what followed the line is kept");
+        assert_eq!(
+            &framer.buf[..],
+            b"{\"next\":",
+            "what followed the line is kept"
+        );
+        // A line past the limit, skipped, leaves no large buffer behind either.
+        let mut framer = LineFramer::new(1 << 20);
+        for piece in long.as_bytes().chunks(READ_ROOM) {
+            framer.read_buf().extend_from_slice(piece);
+            let _ = framer.next_frame();
+        }
+        assert!(
+            framer.buf.capacity() <= 2 * READ_ROOM,
+            "{}",
+            framer.buf.capacity()
+        );
     }
 
     fn frames(framer: &mut LineFramer) -> Vec<Result<Bytes, FrameError>> {

@@ -51,7 +51,8 @@ fn epoch() -> Instant {
 }
 
 /// A response's progress through its connection, seen by its budget: since when hyper has
-/// not asked for more of the message it holds, and how to cut that connection.
+/// not asked for more while the response has something to send (part of a message, or a
+/// message queued), and how to cut that connection.
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     /// While a message is held: when hyper last asked for more of it, in milliseconds after
@@ -70,6 +71,15 @@ impl Progress {
             0
         };
         self.taken.store(at, Ordering::Release);
+    }
+
+    /// Marks a message queued for the response as waiting from now, unless something already
+    /// waits ([`Inbox::poll_recv`] clears the mark when nothing is queued).
+    pub(crate) fn mark_if_idle(&self) {
+        let now = epoch().elapsed().as_millis() as u64 + 1;
+        let _ = self
+            .taken
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// How long the message it holds has waited for hyper to ask for more; `None` if it
@@ -315,6 +325,12 @@ impl Inbox {
     ) -> std::task::Poll<Option<Line>> {
         self.release();
         let polled = self.rx.poll_recv(cx);
+        if !matches!(polled, std::task::Poll::Ready(Some(_)))
+            && let Some(p) = &self.progress
+        {
+            // Nothing queued: not waiting on hyper (a message queued later marks it again).
+            p.mark(false);
+        }
         if let std::task::Poll::Ready(Some(line)) = &polled {
             if self.budget.is_some() {
                 self.held = line.1.len();
@@ -341,9 +357,18 @@ impl Inbox {
             b.give(n);
         }
         self.held -= n;
+        // Asked now; still waiting on hyper (the rest of this message, or the next one queued)
+        // until the next ask finds nothing queued. Cleared when a message had gone whole, a
+        // client that stopped reading at a message boundary was never cut (helper-86 #1).
         if let Some(p) = &self.progress {
-            p.mark(self.held > 0);
+            p.mark(true);
         }
+    }
+
+    /// This stream's response progress, for its stream to mark queued messages
+    /// ([`Progress::mark_if_idle`]).
+    pub(crate) fn progress(&self) -> Option<Arc<Progress>> {
+        self.progress.clone()
     }
 
     /// Gives back what is left of the message last taken.
@@ -353,9 +378,6 @@ impl Inbox {
                 b.give(self.held);
             }
             self.held = 0;
-            if let Some(p) = &self.progress {
-                p.mark(false);
-            }
         }
     }
 
@@ -412,6 +434,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_between_messages_is_cut() {
+        // helper-86 #1: a message handed to hyper whole cleared the mark, so a client that
+        // stopped reading at a message boundary, more queued behind it, was never cut.
+        let budget = Budget::new("test".into());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let connection = CancellationToken::new();
+        let mut inbox = Inbox::new(rx, Some(budget.clone())).attach(&connection);
+        let other = budget.hold(2 * QUEUED_BYTES, &CancellationToken::new());
+        budget.take(10);
+        tx.send((1, Bytes::from_static(b"0123456789"))).unwrap();
+        assert!(inbox.recv().await.is_some());
+        inbox.progressed(10);
+        budget.take(10);
+        tx.send((2, Bytes::from_static(b"0123456789"))).unwrap();
+        tokio::time::sleep(STUCK_FOR + Duration::from_secs(2)).await;
+        assert!(
+            connection.is_cancelled(),
+            "not asked for the next message: cut"
+        );
+        drop((inbox, other));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_response_that_keeps_being_read_is_not_cut() {
         let budget = Budget::new("test".into());
         let connection = CancellationToken::new();
@@ -424,6 +470,11 @@ mod tests {
         drop(credit);
         assert_eq!(budget.used(), 0);
         // Under budget the watchdog ends: a response stuck for long is left alone.
+        tokio::time::sleep(WATCH_EVERY * 2).await;
+        assert!(
+            !budget.watching.load(Ordering::Acquire),
+            "the watchdog ended"
+        );
         let idle = CancellationToken::new();
         let small = budget.hold(1024, &idle);
         tokio::time::sleep(STUCK_FOR * 3).await;

@@ -33,10 +33,16 @@ impl Gateway {
             client_address: (s.source != "*").then(|| s.source.clone()),
             ..HttpContext::default()
         };
+        let tls = s.status == TLS_REFUSED.as_u16();
         let reason = format!(
-            "{} more refusals (HTTP {}) of unauthenticated requests from {} in {} s were not recorded one by one (at most {} per address and window); the last said: {}",
+            "{} more refusals ({}) of unauthenticated {} from {} in {} s were not recorded one by one (at most {} per address and window); the last said: {}",
             s.count,
-            s.status,
+            if tls {
+                "client certificates refused in the TLS handshake".to_string()
+            } else {
+                format!("HTTP {}", s.status)
+            },
+            if tls { "connections" } else { "requests" },
             if s.source == "*" {
                 "other addresses"
             } else {
@@ -49,6 +55,7 @@ impl Gateway {
         let status = StatusCode::from_u16(s.status).unwrap_or(StatusCode::UNAUTHORIZED);
         let summary = Refusal {
             summarized: Some(s.count),
+            method: tls.then(|| TLS_HANDSHAKE.to_string()),
             ..Refusal::anonymous(status, reason, http)
         };
         self.write_refusal(&summary).await;

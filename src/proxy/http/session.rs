@@ -32,7 +32,7 @@ use crate::proxy::pipeline::{Ended, Outbound, Pipeline};
 use crate::proxy::pool::unanswerable;
 use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
 
-use super::budget::{Budget, Inbox, Line};
+use super::budget::{Budget, Inbox, Line, Progress};
 
 /// Server messages kept for a GET stream that is not open yet; older ones are dropped first.
 const BACKLOG: usize = 256;
@@ -88,6 +88,9 @@ struct Stream {
     /// On the GET stream: messages sent while no client listened (its connection lost), for
     /// the GET stream that replaces it; a resume hears them instead. At most [`REPLAY`].
     missed: Vec<Bytes>,
+    /// For an SSE stream: its live response's progress, marked when a message is queued
+    /// for it (a response whose client stopped reading is then seen waiting).
+    progress: Option<Arc<Progress>>,
 }
 
 impl Stream {
@@ -145,7 +148,12 @@ impl Stream {
         let n = line.len();
         let missed = (!self.post).then(|| line.clone());
         match &self.tx {
-            Some(tx) if tx.send((seq, line)).is_ok() => true,
+            Some(tx) if tx.send((seq, line)).is_ok() => {
+                if let Some(p) = &self.progress {
+                    p.mark_if_idle();
+                }
+                true
+            }
             _ => {
                 budget.give(n);
                 self.tx = None;
@@ -253,9 +261,14 @@ impl Shared {
                 events,
                 unheard: Vec::new(),
                 missed: Vec::new(),
+                progress: None,
             },
         );
-        (id, Inbox::new(rx, events.then(|| self.budget.clone())))
+        let inbox = Inbox::new(rx, events.then(|| self.budget.clone()));
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.progress = inbox.progress();
+        }
+        (id, inbox)
     }
 
     /// Drops stream `id`; the calls whose responses no client heard on it are lost.
@@ -561,6 +574,7 @@ impl Session {
             let _ = tx.send((*seq, line.clone()));
         }
         let rx = Inbox::new(rx, Some(budget));
+        st.progress = rx.progress();
         st.heard();
         let complete = st.post && st.owed == 0;
         let bytes = st.sent_bytes;
@@ -944,11 +958,19 @@ async fn dispatch(
                 }
             }
             let mut refusals = session.deliver(bytes.slice_ref(line), &mut ends);
-            let dropped = std::mem::take(&mut session.shared().refused);
-            if !dropped.is_empty() {
-                tracing::warn!(session = %session.id, requests = dropped.len(), "server requests dropped unsent: the client's GET stream was lost and not opened again; the server gets an error for each");
-                refusals.extend(dropped);
+            let (dropped, total) = {
+                let mut sh = session.shared();
+                let dropped = std::mem::take(&mut sh.refused);
+                sh.dropped += dropped.len() as u64;
+                (dropped, sh.dropped)
+            };
+            // Logged when the session's count of dropped messages passes a power of two, as
+            // the backlog's drops are (helper-78 #6).
+            let before = total - dropped.len() as u64;
+            if !dropped.is_empty() && (before + 1).next_power_of_two() <= total {
+                tracing::warn!(session = %session.id, dropped = total, "server requests dropped unsent: the client's GET stream was lost and not opened again; the server gets an error for each; logged again at twice this count");
             }
+            refusals.extend(dropped);
             if !refusals.is_empty()
                 && let Some(routes) = session.routes()
             {
