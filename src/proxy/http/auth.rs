@@ -746,6 +746,8 @@ mod tests {
         let mut none = good.clone();
         none.as_object_mut().unwrap().remove("roles");
         assert!(auth(token(none, secret)).unwrap().roles.is_empty());
+        // A token otherwise good whose roles claim is `roles`.
+        let with_roles = |roles: serde_json::Value| serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": roles});
         let cases = [
             (
                 serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
@@ -797,44 +799,40 @@ mod tests {
             ),
             // Roles that would be dropped, letting a deny_roles entry fail open.
             (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["ops", 7]}),
+                with_roles(serde_json::json!(["ops", 7])),
                 secret,
                 "not a string",
             ),
             (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": {"intern": true}}),
+                with_roles(serde_json::json!({"intern": true})),
                 secret,
                 "neither a string nor an array",
             ),
             (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{200b}"]}),
+                with_roles(serde_json::json!(["intern\u{200b}"])),
                 secret,
                 "invisible",
             ),
-            (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": [""]}),
-                secret,
-                "empty role",
-            ),
+            (with_roles(serde_json::json!([""])), secret, "empty role"),
             // Names that read as another: spaces of any kind at an end, a braille blank, a
             // musical formatting character (a hostile pass ran `deny_roles` tools so).
             (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{a0}"]}),
+                with_roles(serde_json::json!(["intern\u{a0}"])),
                 secret,
                 "spaces at its ends",
             ),
             (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern "]}),
+                with_roles(serde_json::json!(["intern "])),
                 secret,
                 "spaces at its ends",
             ),
             (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{2800}"]}),
+                with_roles(serde_json::json!(["intern\u{2800}"])),
                 secret,
                 "invisible",
             ),
             (
-                serde_json::json!({"sub": "carol", "iss": "https://idp", "aud": "https://gw", "exp": now + 60, "roles": ["intern\u{1d173}"]}),
+                with_roles(serde_json::json!(["intern\u{1d173}"])),
                 secret,
                 "invisible",
             ),
