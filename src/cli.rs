@@ -74,6 +74,10 @@ pub enum Command {
     /// List the alerts the proxy and the gateway raised (stored as `alert` events), newest
     /// first.
     Alerts(AlertsArgs),
+    /// Internal: ends the servers' process groups when the proxy that started it is killed
+    /// (`proxy::warden`); started by `stdio` and `gateway`, not by hand.
+    #[command(hide = true)]
+    Warden,
 }
 
 /// `alerts` arguments (default window: the last 24 hours).
@@ -140,7 +144,7 @@ impl Command {
             Command::Analyze(AnalyzeCommand::Tools(a)) => &a.config.config,
             Command::Compliance(a) => &a.config.config,
             Command::Report(a) => &a.config.config,
-            Command::Keygen(_) => std::path::Path::new("proxy.toml"),
+            Command::Keygen(_) | Command::Warden => std::path::Path::new("proxy.toml"),
         }
     }
 }

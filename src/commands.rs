@@ -112,8 +112,9 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     let (sink, threads, lock) = start_audit(config, os_user(), "*".into(), requests, true)?;
     let alerts = start_alerts(config, &sink, None)?;
     // What the sessions' servers start in sessions of their own comes back here: reaped as it
-    // exits, ended at exit.
+    // exits, ended at exit. If this process is killed, the warden ends the servers' groups.
     stdio::adopt_orphans();
+    crate::proxy::warden::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("gateway-rt")
         .enable_all()
@@ -370,8 +371,10 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
         true,
     )?;
     let alerts = start_alerts(config, &sink, Some(user.clone()))?;
-    // Before the server starts: what it starts in a session of its own comes back here.
+    // Before the server starts: what it starts in a session of its own comes back here. If
+    // this process is killed, the warden ends the server's group.
     stdio::adopt_orphans();
+    crate::proxy::warden::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("proxy-rt")
         .enable_all()

@@ -7,7 +7,7 @@
 //! main.rs, cli.rs     thin entry, jemalloc the global allocator; clap subcommands (stdio,
 //!                     gateway, events, reindex, policy test, tools accept, keygen, verify,
 //!                     export, store status, retention, erase, import, anomalies, analyze,
-//!                     compliance, report, alerts)
+//!                     compliance, report, alerts; warden, hidden)
 //! commands.rs         the modes behind the subcommands; commands/trail.rs: keygen, verify,
 //!                     export (run without a config where they can); commands/retention.rs:
 //!                     retention (dry run, --apply with a progress bar, the purge event);
@@ -55,6 +55,9 @@
 //!                     end the process group: run_session), shared by both front doors; the
 //!                     stdio front door on top of it (client fds, signals);
 //!                     servers' orphans adopted, reaped, and ended at exit (both doors)
+//! proxy/warden.rs     the second process (`mcp-audit-proxy warden`) that ends the servers'
+//!                     process groups when the proxy is killed (told of each group through
+//!                     a pipe; acts at its EOF)
 //! proxy/remote/       a `url` upstream standing where the child would: the lines the core
 //!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
 //!                     (JSON, SSE, the GET stream) turned back into lines; failures answered

@@ -10,6 +10,7 @@ use mcp_audit_proxy::cli::{
 };
 use mcp_audit_proxy::commands;
 use mcp_audit_proxy::config::Config;
+use mcp_audit_proxy::proxy::warden;
 use mcp_audit_proxy::telemetry::{self, Logging, Output};
 
 /// jemalloc, not glibc's malloc: the proxy's threads free what others allocated (events made
@@ -28,6 +29,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Warden) {
+        // No config, no logging thread: it only waits for the proxy to end.
+        let code = warden::serve(std::io::stdin().lock());
+        return ExitCode::from(code as u8);
+    }
+    // The proxy modes start a warden, which ends their servers if this process is killed.
+    if matches!(cli.command, Command::Stdio(_) | Command::Gateway(_)) {
+        warden::enable(std::env::current_exe());
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -130,6 +140,8 @@ fn screen(exact: bool) -> Box<dyn std::io::Write> {
 fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
     match command {
         Command::Stdio(args) => Ok(commands::run_stdio(&args, config)?),
+        // Taken before the config is read (`main`); here only for completeness.
+        Command::Warden => Ok(warden::serve(std::io::stdin().lock())),
         Command::Gateway(_) => Ok(commands::run_gateway(config)?),
         Command::Events(args) => {
             let mut out = screen(args.csv);

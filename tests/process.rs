@@ -463,3 +463,91 @@ async fn the_proxys_own_credentials_are_not_in_the_servers_environment() {
         assert!(!env.contains(var), "{var} reached the server: {env}");
     }
 }
+
+/// The child of `parent` running `mcp-audit-proxy warden`, if any.
+fn warden_of(parent: u32) -> Option<i32> {
+    let parent = parent.to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            status.lines().any(|l| l == format!("PPid:\t{parent}"))
+                && cmdline.ends_with(b"\0warden\0")
+        })
+}
+
+/// Issue 7 item 5, the rest: a proxy killed with SIGKILL cannot end the server's process
+/// group itself (the server runs in a group of its own, out of reach of the client's
+/// signals), so a server that ignores its closed input, and what it started, ran on for ever.
+/// The warden the proxy starts ends them.
+#[tokio::test]
+async fn what_the_server_started_ends_when_the_proxy_is_killed_with_sigkill() {
+    let store = store();
+    // The server ignores the EOF of its input (it keeps running after its client is gone).
+    let (mut c, pidfile) = wrapped_server(&store, "sleep 600", "sleep 600");
+    let pid = background_pid(&pidfile).await;
+    let proxy = c.child.id().unwrap();
+    let started = Instant::now();
+    let warden = loop {
+        if let Some(w) = warden_of(proxy) {
+            break w;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no warden");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stderr = c.child.stderr.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(proxy as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = c.wait_exit().await;
+    assert_ends_within(pid, limit(), "the proxy was SIGKILLed").await;
+    assert_ends_within(warden, limit(), "the warden after acting").await;
+    let err = common::read_text(stderr).await;
+    assert!(
+        err.contains("the proxy ended without ending its mcp servers"),
+        "{err}"
+    );
+}
+
+/// The gateway's sessions' servers too: one warden for the whole gateway.
+#[tokio::test]
+async fn the_gateways_servers_end_when_the_gateway_is_killed_with_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("background.pid");
+    let script = format!(
+        "sleep 600 & echo $! > '{}'; exec '{}'",
+        pidfile.display(),
+        example_server().display()
+    );
+    let command = format!("\"sh\", \"-c\", {script:?}");
+    let gateway = Gateway::start_upstream(&command, "", "");
+    raw_session(&gateway.endpoint(), ALICE_KEY).await;
+    let pid = background_pid(&pidfile).await;
+    assert!(warden_of(gateway.pid()).is_some(), "no warden");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gateway.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_ends_within(pid, limit(), "the gateway was SIGKILLed").await;
+}
+
+/// After a normal exit the warden has nothing to do: it leaves at once, without a word.
+#[tokio::test]
+async fn the_warden_leaves_quietly_after_a_normal_exit() {
+    let store = store();
+    let (mut c, pidfile) = wrapped(&store, "sleep 600");
+    c.initialize().await;
+    let pid = background_pid(&pidfile).await;
+    let warden = warden_of(c.child.id().unwrap()).expect("a warden runs beside the proxy");
+    let stderr = c.child.stderr.take().unwrap();
+    assert!(c.finish().await.success());
+    assert_gone(pid);
+    assert_ends_within(warden, Duration::from_secs(3), "the warden after an exit").await;
+    let err = common::read_text(stderr).await;
+    assert!(!err.contains("warden"), "{err}");
+}

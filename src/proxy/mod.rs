@@ -9,6 +9,7 @@ pub(crate) mod pool;
 pub(crate) mod reload;
 pub mod remote;
 pub mod stdio;
+pub mod warden;
 
 pub use pipeline::{Ended, Outbound, Pipeline, Route, SessionInfo};
 

@@ -17,10 +17,9 @@
 //! wrapper's background helpers) gets the same grace, SIGTERM, grace, SIGKILL; on the paths
 //! that cannot wait (an error, a panic unwinding through [`run_with`]) the group is killed
 //! at once. After a termination signal to the wrapper the waits are cut short (SIGTERM at once,
-//! SIGKILL [`SIGNALLED_GRACE`] later): its sender may SIGKILL it soon. Not covered: processes
-//! that left the group (`setsid`), and the proxy itself being
-//! killed with SIGKILL (that needs `PR_SET_PDEATHSIG` in the child, i.e. `pre_exec`, which is
-//! `unsafe`).
+//! SIGKILL [`SIGNALLED_GRACE`] later): its sender may SIGKILL it soon. If the proxy itself is
+//! killed with SIGKILL, the [`super::warden`] ends the groups ([`spawn`] tells it of each, the
+//! guard of its end); processes that left the group (`setsid`) are then not reached.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -620,6 +619,9 @@ pub(crate) fn spawn(
         })?;
     servers.extend(child.id().map(|pid| pid as i32));
     drop(servers);
+    if let Some(pid) = child.id() {
+        super::warden::watch(pid as i32);
+    }
     let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(StdioError::Wait(io::Error::other("child pipes missing")));
     };
@@ -1162,6 +1164,7 @@ impl GroupGuard {
     pub(crate) fn disarm(&mut self) {
         if let Some(group) = self.0.take() {
             servers().remove(&group.as_raw());
+            super::warden::release(group.as_raw());
         }
     }
 }
@@ -1179,6 +1182,9 @@ impl Drop for GroupGuard {
                 "ending the mcp server's process group on an abnormal exit: SIGKILL"
             );
             let _ = killpg(group, Signal::SIGKILL);
+        }
+        if let Some(group) = self.0 {
+            super::warden::release(group.as_raw());
         }
     }
 }
@@ -1295,9 +1301,11 @@ static INHERITED: std::sync::OnceLock<std::collections::HashSet<i32>> = std::syn
 /// (orphans adopted by [`adopt_orphans`]), each with whether it has exited (a zombie).
 fn orphans(servers: &std::collections::HashSet<i32>) -> Vec<(Pid, bool)> {
     let inherited = INHERITED.get();
+    let warden = super::warden::pid();
     children_of_me()
         .into_iter()
         .filter(|(pid, _)| !servers.contains(pid) && !inherited.is_some_and(|i| i.contains(pid)))
+        .filter(|(pid, _)| Some(*pid) != warden)
         .map(|(pid, exited)| (Pid::from_raw(pid), exited))
         .collect()
 }
