@@ -43,6 +43,20 @@ pub(crate) const STUCK_FOR: Duration = Duration::from_secs(10);
 /// How often the watchdog of a spent budget looks for stuck responses.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
+/// While a budget is spent, how often a shared server's reader may still take one more
+/// message for it ([`Budget::admit`]): the pace at which its other requests go on while one
+/// of them does not read, until the watchdog cuts that one ([`STUCK_FOR`]).
+pub(crate) const OVERDRAFT_EVERY: Duration = Duration::from_secs(2);
+
+/// Messages shorter than this go on even while their budget is spent ([`Budget::admit`]):
+/// the answers of ordinary calls, progress and log notifications of the principal's other
+/// requests do not queue behind one that does not read, and 64 requests in flight of a pool
+/// hold at most 4 MiB of them.
+const ADMIT_FREELY_BELOW: usize = 64 * 1024;
+
+/// How often [`Budget::admit`] looks again while it waits.
+const ADMIT_POLL: Duration = Duration::from_millis(50);
+
 /// The instant [`Progress::taken`] counts milliseconds from (tokio's clock, which tests can
 /// pause and advance).
 fn epoch() -> Instant {
@@ -108,6 +122,11 @@ pub(crate) struct Budget {
     responses: Mutex<Vec<Weak<Progress>>>,
     /// Whether the watchdog runs ([`Budget::take`]).
     watching: AtomicBool,
+    /// Bytes read from shared servers for this budget's requests and not yet handed to
+    /// their session cores ([`Budget::admit`], [`Held`]).
+    transit: AtomicUsize,
+    /// When a message was last let through past a spent budget ([`Budget::admit`]).
+    overdrawn: Mutex<Option<Instant>>,
 }
 
 impl Budget {
@@ -180,6 +199,46 @@ impl Budget {
         }
     }
 
+    /// Whether the budget is spent, counting what is on its way from a shared server.
+    fn spent(&self) -> bool {
+        self.used() + self.transit.load(Ordering::Acquire) >= QUEUED_BYTES
+    }
+
+    /// Lets one message of `n` bytes, read from a shared server (`proxy/pool`) for one of the
+    /// budget's sessionless requests, go on to its session core, and counts it until the
+    /// returned [`Held`] is dropped (once the core has taken it). While the budget is spent
+    /// the reader of a message of [`ADMIT_FREELY_BELOW`] or more waits: for room, or for its
+    /// turn at one such message per [`OVERDRAFT_EVERY`] for the whole budget; meanwhile the
+    /// server's output fills its pipe and the server waits (what it writes after that
+    /// message waits too). Why: the answers were read whole into the cores before any budget applied, so
+    /// a principal that read none of 64 answers of 16 MB made the gateway hold 1.1 GB
+    /// (helper-85 F1); the budget bounded how long, not how much.
+    pub(crate) async fn admit(self: &Arc<Self>, n: usize) -> Held {
+        loop {
+            if n < ADMIT_FREELY_BELOW || !self.spent() {
+                break;
+            }
+            let turn = {
+                let mut last = self.overdrawn.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                match *last {
+                    Some(at) if now < at + OVERDRAFT_EVERY => Some(at + OVERDRAFT_EVERY),
+                    _ => {
+                        *last = Some(now);
+                        None
+                    }
+                }
+            };
+            let Some(turn) = turn else { break };
+            tokio::time::sleep_until(turn.min(Instant::now() + ADMIT_POLL)).await;
+        }
+        self.transit.fetch_add(n, Ordering::AcqRel);
+        Held {
+            budget: self.clone(),
+            bytes: n,
+        }
+    }
+
     /// A new response's progress, looked at by [`Budget::cut_stuck`] while it lives.
     pub(crate) fn watch(&self) -> Arc<Progress> {
         let progress = Arc::new(Progress::default());
@@ -227,6 +286,20 @@ impl Budget {
             bytes,
             progress,
         }
+    }
+}
+
+/// A message of a shared server on its way to its session core, counted against its budget
+/// ([`Budget::admit`]) until dropped.
+#[derive(Debug)]
+pub(crate) struct Held {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.transit.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
@@ -411,6 +484,37 @@ impl Drop for Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_servers_large_messages_wait_while_the_budget_is_spent() {
+        // helper-85 F1: a shared server's answers were read whole into the session cores
+        // before any budget applied (1.1 GB for 64 unread answers of 16 MB).
+        let budget = Budget::new("test".into());
+        let big = QUEUED_BYTES;
+        let first = budget.admit(big).await;
+        // Counted while on its way: the next large one is an overdraft, granted at once
+        // (none before), and the one after waits for its turn.
+        let second = budget.admit(big).await;
+        let started = Instant::now();
+        let third = budget.admit(big).await;
+        assert!(
+            started.elapsed() >= OVERDRAFT_EVERY,
+            "a large message went on while the budget was spent: {:?}",
+            started.elapsed()
+        );
+        // A small one is never held back.
+        let started = Instant::now();
+        let small = budget.admit(100).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Room again once they are taken: no wait.
+        drop((first, second, third, small));
+        assert!(!budget.spent());
+        let started = Instant::now();
+        let again = budget.admit(big).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        drop(again);
+        assert_eq!(budget.transit.load(Ordering::Acquire), 0, "all given back");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_spent_budget_cuts_a_stuck_response_without_more_output() {

@@ -17,7 +17,7 @@
 
 mod auth;
 mod body;
-mod budget;
+pub(crate) mod budget;
 mod cors;
 mod credentials;
 mod headers;

@@ -1075,10 +1075,13 @@ impl McpRequest<'_> {
         }
         let lease = if pooled {
             let room = self.gateway.live_sessions() < g.max_sessions;
+            let budget = self
+                .gateway
+                .budget_of(&self.principal.key(), &self.upstream.name);
             match self
                 .gateway
                 .pool
-                .lease(self.upstream, &self.principal.key(), room)
+                .lease(self.upstream, &self.principal.key(), room, &budget)
             {
                 Ok(lease) => Some(lease),
                 Err(e) => {

@@ -57,6 +57,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{INTERNAL_ERROR, error_response};
 use crate::jsonrpc::{FrameError, LineFramer, RequestId};
+use crate::proxy::http::budget::{Budget, Held};
 use crate::proxy::pipeline::Pipeline;
 
 /// Buffer of the in-memory pipes between a lease and its session core.
@@ -167,11 +168,15 @@ impl Pool {
     /// `method:user_id`, so a JWT subject and an API key's user of the same name share nothing): an idle child, else a new one if
     /// the pool may grow and `room` says the gateway may run one more server, else the least
     /// busy child below `gateway.pool_max_in_flight`.
+    ///
+    /// `budget`: the byte budget of `user`'s sessionless requests on `upstream`; a new child
+    /// keeps it, and its reader waits on it ([`Budget::admit`]).
     pub(crate) fn lease(
         &self,
         upstream: &UpstreamConfig,
         user: &str,
         room: bool,
+        budget: &Arc<Budget>,
     ) -> Result<Lease, PoolError> {
         let g = &self.config.gateway;
         let mut map = self.lock();
@@ -184,7 +189,7 @@ impl Pool {
         let child = match idle {
             Some(c) => c,
             None if list.len() < g.pool_max_children && room => {
-                let c = self.start_child(upstream, user)?;
+                let c = self.start_child(upstream, user, budget)?;
                 list.push(c.clone());
                 c
             }
@@ -228,6 +233,7 @@ impl Pool {
         &self,
         upstream: &UpstreamConfig,
         user: &str,
+        budget: &Arc<Budget>,
     ) -> Result<Arc<Shared>, StdioError> {
         let (child, stdin, stdout) =
             stdio::spawn(&self.config, &upstream.command, upstream.cwd.as_deref())?;
@@ -235,7 +241,7 @@ impl Pool {
         self.started.fetch_add(1, Ordering::Relaxed);
         tracing::info!(pid, upstream = %upstream.name, user, command = %upstream.command.join(" "), "shared mcp server started");
         let (to_child, rx) = mpsc::channel(QUEUE);
-        let shared = Arc::new(Shared::new(pid, to_child));
+        let shared = Arc::new(Shared::new(pid, to_child, budget.clone()));
         let group = GroupGuard(pid.map(|p| Pid::from_raw(p as i32)));
         tokio::spawn(run_child(
             shared.clone(),
@@ -322,7 +328,10 @@ struct Table {
     /// The child's id of each request in flight → whose it is.
     pending: HashMap<u64, Pending>,
     /// Each lease's way back to its session core.
-    leases: HashMap<u64, mpsc::UnboundedSender<Bytes>>,
+    leases: HashMap<u64, mpsc::UnboundedSender<Carried>>,
+    /// While a line of the child's is routed ([`Shared::outbound`]): its count against the
+    /// budget, carried with each message made of it.
+    carrying: Option<Arc<Held>>,
     /// Each running lease's session core, kept past the lease for [`Table::retired`].
     cores: HashMap<u64, Arc<Pipeline>>,
     /// Requests answered, or whose lease ended first, by the child's id (at most
@@ -345,6 +354,10 @@ struct Table {
 struct Shared {
     pid: Option<u32>,
     to_child: mpsc::Sender<Bytes>,
+    /// The byte budget of the principal's sessionless requests on the upstream: the reader
+    /// takes no more of the child's output while it is spent ([`Budget::admit`]), and keeping
+    /// it here keeps it the one the gateway hands those requests.
+    budget: Arc<Budget>,
     table: Mutex<Table>,
     /// Cancelled to end the child: its stdin closes, then grace, SIGTERM, grace, SIGKILL.
     stop: CancellationToken,
@@ -354,15 +367,17 @@ struct Shared {
 
 impl Shared {
     /// A child's shared state, before any lease or request.
-    fn new(pid: Option<u32>, to_child: mpsc::Sender<Bytes>) -> Shared {
+    fn new(pid: Option<u32>, to_child: mpsc::Sender<Bytes>, budget: Arc<Budget>) -> Shared {
         Shared {
             pid,
             to_child,
+            budget,
             table: Mutex::new(Table {
                 next_id: 0,
                 next_lease: 0,
                 pending: HashMap::new(),
                 leases: HashMap::new(),
+                carrying: None,
                 cores: HashMap::new(),
                 retired: HashMap::new(),
                 retired_order: std::collections::VecDeque::new(),
@@ -472,8 +487,9 @@ impl Shared {
         }
     }
 
-    /// Routes one line of the child's output to the lease it is for.
-    fn outbound(&self, frame: Result<Bytes, FrameError>) {
+    /// Routes one line of the child's output to the lease it is for; `held` (its count
+    /// against the budget) goes with what is made of it.
+    fn outbound(&self, frame: Result<Bytes, FrameError>, held: Option<Held>) {
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
@@ -501,6 +517,13 @@ impl Shared {
         let line = trim_line_end(&frame);
         let mut t = self.table();
         t.last_active = Instant::now();
+        t.carrying = held.map(Arc::new);
+        self.route_line(&mut t, line);
+        t.carrying = None;
+    }
+
+    /// Routes a line of the child's: a batch element by element, else as one message.
+    fn route_line(&self, t: &mut Table, line: &[u8]) {
         // A batch (JSON-RPC 2.0 §6, which a server of 2025-03-26 may still write): element by
         // element, each answer to the lease of its own request, as if written one per line.
         // Sent as it is, it would reach one lease with the pool's ids in it, and the other
@@ -511,7 +534,7 @@ impl Shared {
             for item in items {
                 let element = item.get().as_bytes();
                 if element.first() == Some(&b'{') {
-                    self.route(&mut t, element);
+                    self.route(t, element);
                 } else {
                     tracing::warn!(
                         pid = self.pid,
@@ -521,7 +544,7 @@ impl Shared {
             }
             return;
         }
-        self.route(&mut t, line);
+        self.route(t, line);
     }
 
     /// Routes one message of the child's (a line, or an element of its batch).
@@ -684,7 +707,10 @@ impl Table {
 
     fn send(&self, lease: u64, line: Bytes) {
         if let Some(out) = self.leases.get(&lease) {
-            let _ = out.send(line);
+            let _ = out.send(Carried {
+                line,
+                _held: self.carrying.clone(),
+            });
         }
     }
 
@@ -770,12 +796,20 @@ async fn read_child(mut out: impl AsyncRead + Unpin, shared: Arc<Shared>, max: u
     let mut framer = LineFramer::new(max);
     loop {
         while let Some(frame) = framer.next_frame().transpose() {
-            shared.outbound(frame);
+            let held = match &frame {
+                Ok(line) => Some(shared.budget.admit(line.len()).await),
+                Err(_) => None,
+            };
+            shared.outbound(frame, held);
         }
         match out.read_buf(framer.read_buf()).await {
             Ok(0) => {
                 if let Some(frame) = framer.finish().transpose() {
-                    shared.outbound(frame);
+                    let held = match &frame {
+                        Ok(line) => Some(shared.budget.admit(line.len()).await),
+                        Err(_) => None,
+                    };
+                    shared.outbound(frame, held);
                 }
                 return;
             }
@@ -819,10 +853,25 @@ impl Drop for Place {
     }
 }
 
+/// A message of the child's on its way to a lease's session core, with its count against
+/// the budget ([`Budget::admit`]), given back once the core has taken it.
+#[derive(Debug)]
+struct Carried {
+    line: Bytes,
+    _held: Option<Arc<Held>>,
+}
+
+impl std::ops::Deref for Carried {
+    type Target = Bytes;
+    fn deref(&self) -> &Bytes {
+        &self.line
+    }
+}
+
 /// One request's place on a shared child, before its session core runs.
 pub(crate) struct Lease {
     place: Place,
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Carried>,
     max: usize,
 }
 
@@ -848,8 +897,10 @@ impl Lease {
         let (server_in, core_in) = tokio::io::duplex(PIPE);
         let (mut core_out, server_out) = tokio::io::duplex(PIPE);
         tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                if core_out.write_all(&line).await.is_err() {
+            while let Some(carried) = rx.recv().await {
+                // Its count goes once the core has read it all (the pipe is smaller than a
+                // large message): from there it is the core's, then its response's.
+                if core_out.write_all(&carried.line).await.is_err() {
                     break;
                 }
             }
@@ -965,11 +1016,11 @@ mod tests {
 
     fn shared() -> (Shared, mpsc::Receiver<Bytes>) {
         let (to_child, rx) = mpsc::channel(16);
-        let shared = Shared::new(None, to_child);
+        let shared = Shared::new(None, to_child, Budget::new("test".into()));
         (shared, rx)
     }
 
-    fn lease(s: &Shared, no: u64) -> mpsc::UnboundedReceiver<Bytes> {
+    fn lease(s: &Shared, no: u64) -> mpsc::UnboundedReceiver<Carried> {
         let (tx, rx) = mpsc::unbounded_channel();
         s.table().leases.insert(no, tx);
         rx
@@ -998,9 +1049,11 @@ mod tests {
         };
         s.outbound(Ok(Bytes::from_static(
             br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}"#,
-        )));
-        s.outbound(ok(2));
-        s.outbound(ok(1));
+        )),
+            None,
+        );
+        s.outbound(ok(2), None);
+        s.outbound(ok(1), None);
         assert_eq!(
             &two.try_recv().unwrap()[..],
             br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":1}}
@@ -1016,13 +1069,13 @@ mod tests {
         );
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
         // A second answer goes to the lease that asked, whose core records it as repeated.
-        s.outbound(ok(1));
+        s.outbound(ok(1), None);
         assert_eq!(
             &one.try_recv().unwrap()[..],
             b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n"
         );
         // An answer the pool did not ask for goes nowhere.
-        s.outbound(ok(99));
+        s.outbound(ok(99), None);
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
     }
 
@@ -1070,7 +1123,7 @@ mod tests {
         s.inbound(1, call("1").as_bytes()).unwrap();
         // Even with one lease in flight: its client could not answer.
         let ping = br#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#;
-        s.outbound(Ok(Bytes::from_static(ping)));
+        s.outbound(Ok(Bytes::from_static(ping)), None);
         assert!(one.try_recv().is_err());
         let answer = child.try_recv().unwrap();
         assert_eq!(
@@ -1079,7 +1132,7 @@ mod tests {
         );
         s.inbound(2, call("1").as_bytes()).unwrap();
         let ask = br#"{"jsonrpc":"2.0","id":"e","method":"elicitation/create","params":{}}"#;
-        s.outbound(Ok(Bytes::from_static(ask)));
+        s.outbound(Ok(Bytes::from_static(ask)), None);
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
         let answer = child.try_recv().unwrap();
         assert!(
