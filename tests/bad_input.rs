@@ -957,3 +957,32 @@ async fn arguments_nested_past_the_limit_are_refused_saying_so() {
     assert!(reason.contains("nested deeper than 127 levels"), "{reason}");
     assert!(!reason.contains("no decoder can read"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_number_past_a_doubles_range_is_refused_with_a_true_reason() {
+    // helper-87 #1: `1E400` is valid JSON (JavaScript and Python read it as Infinity); the
+    // refusal stands (the policy's numeric bounds cannot judge it), but its event said that
+    // no decoder could read the arguments.
+    let store = TestStore::new("");
+    let mut c = initialized(&store).await;
+    let line = r#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"echo","arguments":{"text":"n","v":1E400}}}"#;
+    c.send(format!("{line}\n").as_bytes()).await;
+    let answer: serde_json::Value =
+        serde_json::from_slice(&c.recv_response(&serde_json::json!(11)).await).unwrap();
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let refused = events
+        .iter()
+        .find(|e| e["result"] == "refused" && e["event_type"] == "tool_failure")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    let reason = refused["metadata"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{refused:#}"));
+    assert!(
+        reason.contains("beyond the range of a 64-bit float"),
+        "{reason}"
+    );
+    assert!(reason.contains("1E400"), "the arguments as sent: {reason}");
+    assert!(!reason.contains("no decoder can read"), "{reason}");
+}

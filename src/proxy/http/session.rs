@@ -847,7 +847,7 @@ impl Session {
             let line = error_response(
                 Some(&id),
                 INTERNAL_ERROR,
-                &format!("mcp-audit-proxy: {why}; the call's end is in the audit trail"),
+                &format!("mcp-audit-proxy: {why}"),
                 None,
             );
             sh.send_on(
@@ -991,7 +991,9 @@ async fn dispatch(
         // none) never reached the client either.
         session.settle(ends, NOT_WAITED);
     }
-    session.fail_waiting("the session ended before the server answered");
+    // Not only calls wait here (an `initialize` to a server that could not start does, and
+    // has no event): the text claims no event, and points to where the cause is.
+    session.fail_waiting("the session ended before the mcp server answered: the server exited (it may have failed to start) or the session was closed; the gateway's log says which, and a tools/call's end is in the audit trail");
 }
 
 #[cfg(test)]

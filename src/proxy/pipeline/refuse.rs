@@ -794,8 +794,8 @@ pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
     }
 }
 
-/// Arguments no JSON reader could decode (a lone surrogate escape, say: valid JSON syntax,
-/// refused by strict decoders) are kept in the reason as text, not as JSON, so that every
+/// Arguments a strict JSON reader refuses (a lone surrogate escape, a number past a double's
+/// range: valid JSON syntax, read differently by lenient readers) are kept in the reason as text, not as JSON, so that every
 /// event stays readable by every consumer of the trail; cut to [`MAX_ERROR_CHARS`].
 fn as_text(reason: &str, raw: &RawValue, e: &serde_json::Error) -> String {
     let text: String = raw.get().chars().take(MAX_ERROR_CHARS).collect();
@@ -805,8 +805,16 @@ fn as_text(reason: &str, raw: &RawValue, e: &serde_json::Error) -> String {
             crate::policy::admit::MAX_NESTING
         );
     }
+    if e.to_string().starts_with("number out of range") {
+        // `1E400`: valid JSON syntax that JavaScript and Python read as Infinity and strict
+        // readers refuse; the policy's numeric bounds cannot judge it, so it is refused
+        // (fail closed) rather than guessed (helper-87 #1).
+        return format!(
+            "{reason} (arguments not stored as JSON: a number beyond the range of a 64-bit float, which readers take differently (Infinity, or an error), so the policy cannot judge it; as sent: {text})"
+        );
+    }
     format!(
-        "{reason} (arguments not stored as JSON, no decoder can read them: {e}; as sent: {text})"
+        "{reason} (arguments not stored as JSON: the proxy's strict reader refused them, as strict servers would: {e}; as sent: {text})"
     )
 }
 
