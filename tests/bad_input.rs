@@ -946,14 +946,7 @@ async fn arguments_nested_past_the_limit_are_refused_saying_so() {
     );
     assert!(!message.contains("recursion limit"), "{message}");
     assert!(c.finish().await.success());
-    let events = store.events();
-    let refused = events
-        .iter()
-        .find(|e| e["result"] == "refused" && e["event_type"] == "tool_failure")
-        .unwrap_or_else(|| panic!("{events:#?}"));
-    let reason = refused["metadata"]["reason"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{refused:#}"));
+    let reason = refusal_reason(&store);
     assert!(reason.contains("nested deeper than 127 levels"), "{reason}");
     assert!(!reason.contains("no decoder can read"), "{reason}");
 }
@@ -971,18 +964,24 @@ async fn a_number_past_a_doubles_range_is_refused_with_a_true_reason() {
         serde_json::from_slice(&c.recv_response(&serde_json::json!(11)).await).unwrap();
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert!(c.finish().await.success());
-    let events = store.events();
-    let refused = events
-        .iter()
-        .find(|e| e["result"] == "refused" && e["event_type"] == "tool_failure")
-        .unwrap_or_else(|| panic!("{events:#?}"));
-    let reason = refused["metadata"]["reason"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{refused:#}"));
+    let reason = refusal_reason(&store);
     assert!(
         reason.contains("beyond the range of a 64-bit float"),
         "{reason}"
     );
     assert!(reason.contains("1E400"), "the arguments as sent: {reason}");
     assert!(!reason.contains("no decoder can read"), "{reason}");
+}
+
+/// The reason of the store's refusal event (`tool_failure`, `refused`).
+fn refusal_reason(store: &TestStore) -> String {
+    let events = store.events();
+    let refused = events
+        .iter()
+        .find(|e| e["result"] == "refused" && e["event_type"] == "tool_failure")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    refused["metadata"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{refused:#}"))
+        .to_string()
 }

@@ -301,14 +301,14 @@ async fn a_group_already_sent_sigterm_is_not_sent_it_twice() {
     );
 }
 
-/// The children of `parent` that have exited and wait to be reaped (zombies).
-fn zombie_children(parent: u32) -> Vec<i32> {
+/// The children of `parent` (from /proc), each with its state letter and its command line.
+fn children_of(parent: u32) -> Vec<(i32, String, Vec<u8>)> {
     let parent = parent.to_string();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
             let field = |name: &str| {
                 status
                     .lines()
@@ -317,9 +317,33 @@ fn zombie_children(parent: u32) -> Vec<i32> {
                     .unwrap_or_default()
                     .to_string()
             };
-            field("PPid:") == parent && field("State:").starts_with('Z')
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            (field("PPid:") == parent).then(|| (pid, field("State:"), cmdline))
         })
         .collect()
+}
+
+/// The children of `parent` that have exited and wait to be reaped (zombies).
+fn zombie_children(parent: u32) -> Vec<i32> {
+    children_of(parent)
+        .into_iter()
+        .filter(|(_, state, _)| state.starts_with('Z'))
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// The gateway in front of `sh -c '<background> & echo $! > pidfile; exec example-server'`,
+/// with the folder holding the pid file.
+fn gateway_with(background: &str) -> (Gateway, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("background.pid");
+    let script = format!(
+        "{background} & echo $! > '{}'; exec '{}'",
+        pidfile.display(),
+        example_server().display()
+    );
+    let command = format!("\"sh\", \"-c\", {script:?}");
+    (Gateway::start_upstream(&command, "", ""), dir, pidfile)
 }
 
 #[tokio::test]
@@ -327,15 +351,8 @@ async fn the_gateway_reaps_and_ends_what_its_servers_start_in_sessions_of_their_
     // A session's server that daemonizes a helper (`setsid`, a double fork): the helper left
     // the server's group, so ending the group left it running after the gateway exited, and
     // one that exited on its own must not stay a zombie of the gateway.
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("background.pid");
-    let script = format!(
-        "setsid sleep 600 & echo $! > '{}'; (setsid sh -c 'sleep 0.2' &); exec '{}'",
-        pidfile.display(),
-        example_server().display()
-    );
-    let command = format!("\"sh\", \"-c\", {script:?}");
-    let gateway = Gateway::start_upstream(&command, "", "");
+    // `$!` is the first helper's; the second is double-forked and exits on its own.
+    let (gateway, _dir, pidfile) = gateway_with("(setsid sh -c 'sleep 0.2' &); setsid sleep 600");
     raw_session(&gateway.endpoint(), ALICE_KEY).await;
     let pid = background_pid(&pidfile).await;
     // The double-forked helper comes back to the gateway and exits: reaped within seconds.
@@ -466,16 +483,10 @@ async fn the_proxys_own_credentials_are_not_in_the_servers_environment() {
 
 /// The child of `parent` running `mcp-audit-proxy warden`, if any.
 fn warden_of(parent: u32) -> Option<i32> {
-    let parent = parent.to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            status.lines().any(|l| l == format!("PPid:\t{parent}"))
-                && cmdline.ends_with(b"\0warden\0")
-        })
+    children_of(parent)
+        .into_iter()
+        .find(|(_, _, cmdline)| cmdline.ends_with(b"\0warden\0"))
+        .map(|(pid, _, _)| pid)
 }
 
 /// Issue 7 item 5, the rest: a proxy killed with SIGKILL cannot end the server's process
@@ -516,15 +527,7 @@ async fn what_the_server_started_ends_when_the_proxy_is_killed_with_sigkill() {
 /// The gateway's sessions' servers too: one warden for the whole gateway.
 #[tokio::test]
 async fn the_gateways_servers_end_when_the_gateway_is_killed_with_sigkill() {
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("background.pid");
-    let script = format!(
-        "sleep 600 & echo $! > '{}'; exec '{}'",
-        pidfile.display(),
-        example_server().display()
-    );
-    let command = format!("\"sh\", \"-c\", {script:?}");
-    let gateway = Gateway::start_upstream(&command, "", "");
+    let (gateway, _dir, pidfile) = gateway_with("sleep 600");
     raw_session(&gateway.endpoint(), ALICE_KEY).await;
     let pid = background_pid(&pidfile).await;
     assert!(warden_of(gateway.pid()).is_some(), "no warden");
