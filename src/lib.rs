@@ -50,7 +50,8 @@
 //!                     past their timeout; a call's progress moves its deadline)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
 //!                     principal: a lease stands where a child's pipes would, ids remapped to
-//!                     the child's and restored for the client (remap.rs: the byte edits)
+//!                     the child's and restored for the client (remap.rs: the byte edits);
+//!                     the child's output read only while the principal's budget has room
 //! proxy/stdio.rs      the server side of a session (spawn, write, read, time out, supervise,
 //!                     end the process group: run_session), shared by both front doors; the
 //!                     stdio front door on top of it (client fds, signals);
@@ -74,7 +75,8 @@
 //!                     per session; answers dispatched to the POST or stream awaiting them,
 //!                     progress to its request's stream), budget.rs (the bytes a client
 //!                     that does not read may hold: per session, or per principal and
-//!                     upstream for sessionless requests; stuck connections cut),
+//!                     upstream for sessionless requests; stuck connections cut; a shared
+//!                     server's messages admitted),
 //!                     auth.rs (API keys, JWTs, Host/Origin, RFC 9728 metadata),
 //!                     credentials.rs (the accepted ones, replaced on reload), headers.rs
 //!                     (2026-07-28 Mcp-Method/Mcp-Name vs body), body.rs (JSON and SSE bodies),

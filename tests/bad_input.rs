@@ -963,6 +963,11 @@ async fn a_number_past_a_doubles_range_is_refused_with_a_true_reason() {
     let answer: serde_json::Value =
         serde_json::from_slice(&c.recv_response(&serde_json::json!(11)).await).unwrap();
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("beyond the range of a 64-bit float") && message.contains("as a string"),
+        "the client is told why and what to do: {message}"
+    );
     assert!(c.finish().await.success());
     let reason = refusal_reason(&store);
     assert!(

@@ -78,6 +78,10 @@ pub fn unreadable(e: &serde_json::Error) -> String {
         format!(
             "they are nested deeper than {MAX_NESTING} levels of arrays and objects, the most the policy reads: it cannot assess them, so the call is not forwarded (flatten the arguments, or set [risk] enabled = false to pass calls unassessed)"
         )
+    } else if e.to_string().starts_with("number out of range") {
+        format!(
+            "a number is beyond the range of a 64-bit float ({e}): JSON readers take it differently (Infinity, or an error), so the policy cannot judge it and the call is not forwarded (send it as a string, or set [risk] enabled = false to pass calls unassessed)"
+        )
     } else {
         e.to_string()
     }

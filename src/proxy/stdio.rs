@@ -619,12 +619,13 @@ pub(crate) fn spawn(
         })?;
     servers.extend(child.id().map(|pid| pid as i32));
     drop(servers);
-    if let Some(pid) = child.id() {
-        super::warden::watch(pid as i32);
-    }
     let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
         return Err(StdioError::Wait(io::Error::other("child pipes missing")));
     };
+    // Told once its guard can be made (no return between here and the caller's guard).
+    if let Some(pid) = child.id() {
+        super::warden::watch(pid as i32);
+    }
     super::fdio::grow_pipe(&server_in);
     super::fdio::grow_pipe(&server_out);
     Ok((child, server_in, server_out))

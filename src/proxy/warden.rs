@@ -22,7 +22,7 @@
 //! first. The library used in-process (tests, embedders) starts no warden unless its host
 //! calls [`enable`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -49,8 +49,11 @@ pub const SUBCOMMAND: &str = "warden";
 /// The running warden, as the proxy sees it.
 struct Warden {
     pid: u32,
-    /// Non-blocking: a stopped warden must never stall the proxy (a lost line is logged).
+    /// Non-blocking: a stopped warden must never stall the proxy.
     pipe: ChildStdin,
+    /// Lines a full pipe did not take, written first at the next [`tell`] (a `-` lost
+    /// would leave a group listed whose id may be reused).
+    unsent: Vec<u8>,
 }
 
 static WARDEN: Mutex<Option<Warden>> = Mutex::new(None);
@@ -99,8 +102,11 @@ fn spawn(program: &Path) -> io::Result<()> {
     if slot.is_some() {
         return Ok(());
     }
+    // No environment: it needs none, and the proxy's own secrets (kept from the servers,
+    // `Config::own_secret_vars`) have no business there either.
     let mut child = Command::new(program)
         .arg(SUBCOMMAND)
+        .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -122,6 +128,7 @@ fn spawn(program: &Path) -> io::Result<()> {
     *slot = Some(Warden {
         pid: child.id(),
         pipe,
+        unsent: Vec::new(),
     });
     Ok(())
 }
@@ -147,22 +154,27 @@ fn tell(sign: u8, group: i32) {
     let Some(w) = slot.as_mut() else {
         return;
     };
-    let line = format!("{}{group}\n", sign as char);
-    // One write of a few bytes to a pipe is atomic (< PIPE_BUF): all of it or none.
-    match w.pipe.write(line.as_bytes()) {
-        Ok(n) if n == line.len() => {}
-        Ok(_) | Err(_) if sign == b'-' => {
-            tracing::debug!(
-                pgid = group,
-                "the warden was not told that a process group ended"
-            );
+    w.unsent
+        .extend_from_slice(format!("{}{group}\n", sign as char).as_bytes());
+    // Whole lines only: a pipe takes a write of up to PIPE_BUF (4096) bytes all or nothing.
+    while !w.unsent.is_empty() {
+        let mut end = w.unsent.len().min(4096);
+        while w.unsent[end - 1] != b'\n' {
+            end -= 1;
         }
-        result => {
-            let error = match result {
-                Ok(_) => "short write".to_string(),
-                Err(e) => e.to_string(),
-            };
-            tracing::warn!(pgid = group, %error, warden = w.pid, "the warden was not told about an mcp server's process group; if the proxy is killed with SIGKILL, what that server started may outlive it");
+        match w.pipe.write(&w.unsent[..end]) {
+            Ok(n) => {
+                w.unsent.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // Full (the warden is stopped) or gone: kept for the next time, bounded.
+                if w.unsent.len() > 64 * 1024 {
+                    w.unsent.clear();
+                }
+                tracing::warn!(pgid = group, error = %e, warden = w.pid, "the warden was not told about an mcp server's process group (kept for the next time); if the proxy is killed with SIGKILL, what that server started may outlive it");
+                return;
+            }
         }
     }
 }
@@ -173,7 +185,9 @@ fn tell(sign: u8, group: i32) {
 /// was left, 1 when it had to end something (each group named on stderr), 2 on a line it
 /// cannot read (what it read before still counts).
 pub fn serve(input: impl BufRead) -> i32 {
-    let mut groups = HashSet::new();
+    // Each group with its leader's start time when told of it: a group id is a pid, and once
+    // the group has ended a new process may get it.
+    let mut groups = HashMap::new();
     let mut status = 0;
     for line in input.split(b'\n') {
         let Ok(line) = line else { break };
@@ -184,7 +198,7 @@ pub fn serve(input: impl BufRead) -> i32 {
             .filter(|g| *g > 1);
         match (line.first(), parsed) {
             (Some(b'+'), Some(group)) => {
-                groups.insert(group);
+                groups.insert(group, started_at(group));
             }
             (Some(b'-'), Some(group)) => {
                 groups.remove(&group);
@@ -199,14 +213,18 @@ pub fn serve(input: impl BufRead) -> i32 {
     }
     let left: Vec<Pid> = groups
         .into_iter()
-        .map(Pid::from_raw)
+        .filter(|(group, started)| ours(*group, *started))
+        .map(|(group, _)| Pid::from_raw(group))
         .filter(|g| alive(*g))
         .collect();
     if left.is_empty() {
         return status;
     }
+    let mut refused = Vec::new();
     for group in &left {
-        let _ = killpg(*group, Signal::SIGTERM);
+        if let Err(e) = killpg(*group, Signal::SIGTERM) {
+            refused.push(format!("{group}: {e}"));
+        }
     }
     let deadline = Instant::now() + GRACE;
     let mut remaining: Vec<Pid> = left.clone();
@@ -215,7 +233,9 @@ pub fn serve(input: impl BufRead) -> i32 {
         remaining.retain(|g| alive(*g));
     }
     for group in &remaining {
-        let _ = killpg(*group, Signal::SIGKILL);
+        if let Err(e) = killpg(*group, Signal::SIGKILL) {
+            refused.push(format!("{group}: {e}"));
+        }
     }
     // Written after acting: a stderr nobody reads must not delay the signals.
     let name = |gs: &[Pid]| {
@@ -235,9 +255,36 @@ pub fn serve(input: impl BufRead) -> i32 {
             GRACE.as_millis()
         ));
     }
+    if !refused.is_empty() {
+        text.push_str(&format!("; refused: {}", refused.join(", ")));
+    }
     text.push('\n');
     crate::telemetry::print_to_stderr(text);
     1
+}
+
+/// The start time of process `pid` (`/proc/PID/stat` field 22, clock ticks after boot), if
+/// it runs.
+fn started_at(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state …`: field 22 is the 20th after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Whether `group` is still the one the proxy started: its leader is the process it was
+/// (same start time), or has exited while the group lives on (Linux gives no process an id
+/// still in use as a process group's). A leader replaced by another process with the same
+/// id means the group ended and the id was reused: never signalled.
+fn ours(group: i32, started: Option<u64>) -> bool {
+    match (started, started_at(group)) {
+        (Some(then), Some(now)) => then == now,
+        _ => true,
+    }
 }
 
 /// Whether any process of `group` is left that is not a zombie. A zombie server waits for
@@ -252,19 +299,30 @@ fn alive(group: Pid) -> bool {
         return true;
     };
     let wanted = group.as_raw().to_string();
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    let mut members = 0;
+    let mut zombies = 0;
+    for stat in dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .any(|stat| {
-            // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().collect())
-                .unwrap_or_default();
-            fields.get(2) == Some(&wanted.as_str())
-                && fields
-                    .first()
-                    .is_some_and(|s| !s.starts_with('Z') && !s.starts_with('X'))
-        })
+    {
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        if fields.get(2) == Some(&wanted.as_str()) {
+            members += 1;
+            if fields
+                .first()
+                .is_some_and(|s| s.starts_with('Z') || s.starts_with('X'))
+            {
+                zombies += 1;
+            }
+        }
+    }
+    // Fail closed: a group the kernel has but /proc does not show (another pid namespace's
+    // procfs) is signalled.
+    members == 0 || members > zombies
 }
 
 #[cfg(test)]
@@ -323,6 +381,25 @@ mod tests {
             "SIGKILL came before the grace: {:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn a_group_whose_leader_id_was_reused_is_not_ours() {
+        let mut child = sleeper("sleep 600");
+        let pid = child.id() as i32;
+        let started = started_at(pid);
+        assert!(started.is_some(), "the start time of a running process");
+        assert!(ours(pid, started), "the same process");
+        assert!(
+            !ours(pid, started.map(|t| t + 1)),
+            "another process with the same id"
+        );
+        // Unknown then, or gone now: signalled (fail closed; a gone leader's id is not
+        // reused while its group lives).
+        assert!(ours(pid, None));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(ours(pid, started), "the leader is gone");
     }
 
     #[test]

@@ -43,15 +43,19 @@ pub(crate) const STUCK_FOR: Duration = Duration::from_secs(10);
 /// How often the watchdog of a spent budget looks for stuck responses.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// While a budget is spent, how often a shared server's reader may still take one more
-/// message for it ([`Budget::admit`]): the pace at which its other requests go on while one
-/// of them does not read, until the watchdog cuts that one ([`STUCK_FOR`]).
-pub(crate) const OVERDRAFT_EVERY: Duration = Duration::from_secs(2);
+/// While a budget is spent, a shared server's reader may still take messages for it past
+/// the budget ([`Budget::admit`]), at most [`QUEUED_BYTES`] of them per this span: the pace
+/// at which the principal's other requests go on while one of them does not read, until
+/// the watchdog cuts that one. An overdrawn message is held at most about this long (up to
+/// 2 s in its core before its response takes it, then [`STUCK_FOR`] and the watchdog's
+/// second before a cut), so overdrafts add about [`QUEUED_BYTES`] and one message to what
+/// the budget holds, whatever the size and number of messages.
+pub(crate) const OVERDRAFT_SPAN: Duration = Duration::from_secs(14);
 
-/// Messages shorter than this go on even while their budget is spent ([`Budget::admit`]):
-/// the answers of ordinary calls, progress and log notifications of the principal's other
-/// requests do not queue behind one that does not read, and 64 requests in flight of a pool
-/// hold at most 4 MiB of them.
+/// Messages shorter than this go on even while their budget is spent, as long as less than
+/// [`QUEUED_BYTES`] is on its way to the cores ([`Budget::admit`]): the answers of ordinary
+/// calls, progress and log notifications of the principal's other requests do not queue
+/// behind one that does not read.
 const ADMIT_FREELY_BELOW: usize = 64 * 1024;
 
 /// How often [`Budget::admit`] looks again while it waits.
@@ -125,7 +129,7 @@ pub(crate) struct Budget {
     /// Bytes read from shared servers for this budget's requests and not yet handed to
     /// their session cores ([`Budget::admit`], [`Held`]).
     transit: AtomicUsize,
-    /// When a message was last let through past a spent budget ([`Budget::admit`]).
+    /// When the next message may be let through past a spent budget ([`Budget::admit`]).
     overdrawn: Mutex<Option<Instant>>,
 }
 
@@ -199,40 +203,67 @@ impl Budget {
         }
     }
 
-    /// Whether the budget is spent, counting what is on its way from a shared server.
-    fn spent(&self) -> bool {
-        self.used() + self.transit.load(Ordering::Acquire) >= QUEUED_BYTES
-    }
-
     /// Lets one message of `n` bytes, read from a shared server (`proxy/pool`) for one of the
     /// budget's sessionless requests, go on to its session core, and counts it until the
     /// returned [`Held`] is dropped (once the core has taken it). While the budget is spent
-    /// the reader of a message of [`ADMIT_FREELY_BELOW`] or more waits: for room, or for its
-    /// turn at one such message per [`OVERDRAFT_EVERY`] for the whole budget; meanwhile the
-    /// server's output fills its pipe and the server waits (what it writes after that
-    /// message waits too). Why: the answers were read whole into the cores before any budget applied, so
-    /// a principal that read none of 64 answers of 16 MB made the gateway hold 1.1 GB
-    /// (helper-85 F1); the budget bounded how long, not how much.
+    /// the reader waits (a message of [`ADMIT_FREELY_BELOW`] or more, or any once that much
+    /// is on its way): for room, or for its turn past the budget, at most [`QUEUED_BYTES`]
+    /// per [`OVERDRAFT_SPAN`] for the whole budget; meanwhile the server's output fills its
+    /// pipe and the server waits (what it writes after that message waits too). Why: the
+    /// answers were read whole into the cores before any budget applied, so a principal that
+    /// read none of 64 answers of 16 MB made the gateway hold 1.1 GB (helper-85 F1); the
+    /// budget bounded how long, not how much.
     pub(crate) async fn admit(self: &Arc<Self>, n: usize) -> Held {
         loop {
-            if n < ADMIT_FREELY_BELOW || !self.spent() {
-                break;
+            let transit = self.transit.load(Ordering::Acquire);
+            let free = self.used() + transit < QUEUED_BYTES
+                || (n < ADMIT_FREELY_BELOW && transit < QUEUED_BYTES);
+            if free {
+                // Checked and counted as one step: several readers of one budget cannot all
+                // pass on the same room.
+                if self
+                    .transit
+                    .compare_exchange(transit, transit + n, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return self.held(n);
+                }
+                continue;
             }
             let turn = {
-                let mut last = self.overdrawn.lock().unwrap_or_else(|p| p.into_inner());
+                let mut next = self.overdrawn.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
-                match *last {
-                    Some(at) if now < at + OVERDRAFT_EVERY => Some(at + OVERDRAFT_EVERY),
+                match *next {
+                    Some(at) if now < at => Some(at),
                     _ => {
-                        *last = Some(now);
+                        // This one goes now; the next after its share of the span.
+                        let share = OVERDRAFT_SPAN.mul_f64(n as f64 / QUEUED_BYTES as f64);
+                        *next = Some(now + share);
                         None
                     }
                 }
             };
-            let Some(turn) = turn else { break };
-            tokio::time::sleep_until(turn.min(Instant::now() + ADMIT_POLL)).await;
+            match turn {
+                None => return self.count(n),
+                Some(turn) => tokio::time::sleep_until(turn.min(Instant::now() + ADMIT_POLL)).await,
+            }
         }
+    }
+
+    /// Counts `n` bytes on their way to a core without waiting (a shared server that has
+    /// exited: what is left is at most its pipe's contents).
+    pub(crate) fn count(self: &Arc<Self>, n: usize) -> Held {
         self.transit.fetch_add(n, Ordering::AcqRel);
+        self.held(n)
+    }
+
+    /// Bytes on their way from shared servers to the cores.
+    #[cfg(test)]
+    pub(crate) fn in_transit(&self) -> usize {
+        self.transit.load(Ordering::Acquire)
+    }
+
+    fn held(self: &Arc<Self>, n: usize) -> Held {
         Held {
             budget: self.clone(),
             bytes: n,
@@ -493,26 +524,43 @@ mod tests {
         let big = QUEUED_BYTES;
         let first = budget.admit(big).await;
         // Counted while on its way: the next large one is an overdraft, granted at once
-        // (none before), and the one after waits for its turn.
+        // (none before), and the one after waits for its share of the span.
         let second = budget.admit(big).await;
         let started = Instant::now();
         let third = budget.admit(big).await;
         assert!(
-            started.elapsed() >= OVERDRAFT_EVERY,
+            started.elapsed() >= OVERDRAFT_SPAN,
             "a large message went on while the budget was spent: {:?}",
             started.elapsed()
         );
-        // A small one is never held back.
+        // A quarter of the budget waits a quarter of the span.
+        let started = Instant::now();
+        let quarter = budget.admit(big / 4).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= OVERDRAFT_SPAN && waited < OVERDRAFT_SPAN + Duration::from_secs(1),
+            "after a whole budget's overdraft, the next waits a span: {waited:?}"
+        );
+        drop((first, second, third, quarter));
+        assert_eq!(budget.transit.load(Ordering::Acquire), 0, "all given back");
+        // Spent by responses (not by what is on its way): a small message goes at once, a
+        // large one waits for its turn.
+        budget.take(2 * QUEUED_BYTES);
         let started = Instant::now();
         let small = budget.admit(100).await;
-        assert_eq!(started.elapsed(), Duration::ZERO);
-        // Room again once they are taken: no wait.
-        drop((first, second, third, small));
-        assert!(!budget.spent());
+        assert_eq!(started.elapsed(), Duration::ZERO, "small messages pass");
+        let large = budget.admit(big).await;
+        assert!(
+            started.elapsed() >= OVERDRAFT_SPAN / 4,
+            "the quarter's share of the span first: {:?}",
+            started.elapsed()
+        );
+        // Room again: no wait.
+        budget.give(2 * QUEUED_BYTES);
+        drop((small, large));
         let started = Instant::now();
-        let again = budget.admit(big).await;
+        drop(budget.admit(big).await);
         assert_eq!(started.elapsed(), Duration::ZERO);
-        drop(again);
         assert_eq!(budget.transit.load(Ordering::Acquire), 0, "all given back");
     }
 

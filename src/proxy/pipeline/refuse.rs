@@ -810,7 +810,7 @@ fn as_text(reason: &str, raw: &RawValue, e: &serde_json::Error) -> String {
         // readers refuse; the policy's numeric bounds cannot judge it, so it is refused
         // (fail closed) rather than guessed (helper-87 #1).
         return format!(
-            "{reason} (arguments not stored as JSON: a number beyond the range of a 64-bit float, which readers take differently (Infinity, or an error), so the policy cannot judge it; as sent: {text})"
+            "{reason} (arguments not stored as JSON: a number beyond the range of a 64-bit float, which readers take differently (Infinity, or an error); as sent: {text})"
         );
     }
     format!(

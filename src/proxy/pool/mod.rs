@@ -29,6 +29,11 @@
 //! answers it ([`unanswerable`]: `ping` with an empty result, anything else with an error).
 //! A client's response to a server request is never forwarded to a shared child.
 //!
+//! Memory: the child's output is read a message at a time, each let on only while the
+//! principal's byte budget on the upstream has room ([`Budget::admit`]; the gateway's
+//! `http/budget.rs`), its count carried with it until its core has taken it ([`Carried`]).
+//! While a principal leaves its answers unread, its child waits in its pipe.
+//!
 //! Lifetimes: a child starts when a request finds no idle child and the pool may grow
 //! (`gateway.pool_max_children`, and every running server counts toward
 //! `gateway.max_sessions`); a busy child takes at most `gateway.pool_max_in_flight` requests;
@@ -363,6 +368,9 @@ struct Shared {
     stop: CancellationToken,
     /// Cancelled once the child has exited and its leases are told.
     exited: CancellationToken,
+    /// Cancelled once the child process has exited: what is left in its output is read
+    /// without waiting on the budget ([`Budget::admit`]), within [`DRAIN_AFTER_EXIT`].
+    draining: CancellationToken,
 }
 
 impl Shared {
@@ -388,6 +396,7 @@ impl Shared {
             }),
             stop: CancellationToken::new(),
             exited: CancellationToken::new(),
+            draining: CancellationToken::new(),
         }
     }
 }
@@ -743,7 +752,7 @@ async fn run_child(
     max: usize,
 ) {
     let writer = tokio::spawn(write_child(stdin, rx, shared.stop.clone()));
-    let reader = tokio::spawn(read_child(stdout, shared.clone(), max));
+    let mut reader = tokio::spawn(read_child(stdout, shared.clone(), max));
     let (code, described) = match stdio::supervise(&mut child, &shared.stop, grace, None).await {
         Ok((status, sent)) => {
             if let Some(pgid) = group.0 {
@@ -755,11 +764,14 @@ async fn run_child(
         Err(e) => (1, format!("could not be watched ({e})")),
     };
     tracing::info!(pid = shared.pid, status = %described, "shared mcp server exited");
-    // What it said before exiting still reaches its leases.
-    if tokio::time::timeout(DRAIN_AFTER_EXIT, reader)
+    // What it said before exiting still reaches its leases, at the pipe's pace (no more
+    // waiting on the budget: what is left is at most the pipe's contents).
+    shared.draining.cancel();
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, &mut reader)
         .await
         .is_err()
     {
+        reader.abort();
         tracing::warn!(
             pid = shared.pid,
             "shared server output still open after exit; not waiting longer"
@@ -796,19 +808,13 @@ async fn read_child(mut out: impl AsyncRead + Unpin, shared: Arc<Shared>, max: u
     let mut framer = LineFramer::new(max);
     loop {
         while let Some(frame) = framer.next_frame().transpose() {
-            let held = match &frame {
-                Ok(line) => Some(shared.budget.admit(line.len()).await),
-                Err(_) => None,
-            };
+            let held = admit(&shared, &frame).await;
             shared.outbound(frame, held);
         }
         match out.read_buf(framer.read_buf()).await {
             Ok(0) => {
                 if let Some(frame) = framer.finish().transpose() {
-                    let held = match &frame {
-                        Ok(line) => Some(shared.budget.admit(line.len()).await),
-                        Err(_) => None,
-                    };
+                    let held = admit(&shared, &frame).await;
                     shared.outbound(frame, held);
                 }
                 return;
@@ -820,6 +826,16 @@ async fn read_child(mut out: impl AsyncRead + Unpin, shared: Arc<Shared>, max: u
             }
         }
     }
+}
+
+/// Waits until `frame` may go on to its session core ([`Budget::admit`]); once the child has
+/// exited, counts it without waiting. A refused frame carries nothing on.
+async fn admit(shared: &Shared, frame: &Result<Bytes, FrameError>) -> Option<Held> {
+    let Ok(line) = frame else { return None };
+    Some(tokio::select! {
+        held = shared.budget.admit(line.len()) => held,
+        _ = shared.draining.cancelled() => shared.budget.count(line.len()),
+    })
 }
 
 /// A lease's place on its child, given back (with its requests still in flight) when
@@ -1030,6 +1046,42 @@ mod tests {
         format!(
             r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"slow","_meta":{{"progressToken":"tok"}}}}}}"#
         )
+    }
+
+    #[test]
+    fn a_lines_count_against_the_budget_goes_with_what_is_made_of_it_until_taken() {
+        // helper-88 #6: the count of a shared server's line (Budget::admit) must reach each
+        // lease with the messages made of it (a batch makes several), and be given back only
+        // once all of them are dropped (taken by their cores).
+        let (s, _) = shared();
+        let (mut one, mut two) = (lease(&s, 1), lease(&s, 2));
+        s.inbound(1, call("1").as_bytes()).unwrap();
+        s.inbound(2, call("1").as_bytes()).unwrap();
+        let batch = Bytes::from_static(
+            br#"[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":2,"result":{}}]"#,
+        );
+        let held = s.budget.count(batch.len());
+        s.outbound(Ok(batch.clone()), Some(held));
+        assert_eq!(s.budget.in_transit(), batch.len());
+        let (a, b) = (one.try_recv().unwrap(), two.try_recv().unwrap());
+        assert!(s.table().carrying.is_none(), "nothing kept once routed");
+        drop(a);
+        assert_eq!(
+            s.budget.in_transit(),
+            batch.len(),
+            "one element still on its way"
+        );
+        drop(b);
+        assert_eq!(s.budget.in_transit(), 0, "given back once both are taken");
+        // A line routed to nobody gives its count back at once.
+        let held = s.budget.count(10);
+        s.outbound(
+            Ok(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":77,"result":{}}"#,
+            )),
+            Some(held),
+        );
+        assert_eq!(s.budget.in_transit(), 0);
     }
 
     #[test]
