@@ -75,6 +75,11 @@ const READ_ROOM: usize = 128 * 1024;
 /// lines are still split off (no copy): their buffer was sized to them (at most about twice).
 const COPY_BELOW: usize = READ_ROOM;
 
+/// A framer's buffer at its usual size: room for two reads of [`READ_ROOM`].
+fn empty_buffer() -> BytesMut {
+    BytesMut::with_capacity(2 * READ_ROOM)
+}
+
 /// Splits a byte stream into lines; `Ok(None)` means "need more bytes".
 #[derive(Debug)]
 pub struct LineFramer {
@@ -90,7 +95,7 @@ impl LineFramer {
     /// A framer refusing lines longer than `max_message_bytes` (line ending excluded).
     pub fn new(max_message_bytes: usize) -> Self {
         Self {
-            buf: BytesMut::with_capacity(2 * READ_ROOM),
+            buf: empty_buffer(),
             max: max_message_bytes,
             scanned: 0,
             discarding: None,
@@ -152,7 +157,7 @@ impl LineFramer {
                 // (found by a hostile pass). A short rest moves to a buffer of its own (a
                 // long one, several lines read at once from a file, is framed soon anyway).
                 if self.buf.len() <= READ_ROOM {
-                    let mut rest = BytesMut::with_capacity(2 * READ_ROOM);
+                    let mut rest = empty_buffer();
                     rest.extend_from_slice(&self.buf);
                     self.buf = rest;
                 }
@@ -174,7 +179,7 @@ impl LineFramer {
     /// is let go (cleared, it kept `max_message_bytes` or more resident for good).
     fn fresh_buffer(&mut self) {
         if self.buf.capacity() > 2 * READ_ROOM {
-            self.buf = BytesMut::with_capacity(2 * READ_ROOM);
+            self.buf = empty_buffer();
         } else {
             self.buf.clear();
         }

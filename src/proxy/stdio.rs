@@ -1059,7 +1059,7 @@ async fn stop_on_signal(signal: impl std::future::Future<Output = &'static str>,
 /// the signal will SIGKILL the wrapper soon: the SDK clients close stdin, wait 2 s, send
 /// SIGTERM, wait 2 s more, then SIGKILL. Killed first, the wrapper would leave the server (in
 /// a process group of its own, out of reach of the client's signals) running for ever.
-const SIGNALLED_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SIGNALLED_GRACE: Duration = Duration::from_secs(1);
 
 /// Cancelled once the stdio wrapper received a termination signal: from then on each wait of
 /// the shutdown ladder is cut short ([`SIGNALLED_GRACE`]).
@@ -1196,7 +1196,7 @@ fn group_alive(group: Pid) -> bool {
 }
 
 /// How often [`end_group`] looks whether the group is empty.
-const GROUP_POLL: Duration = Duration::from_millis(20);
+pub(crate) const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// Reaps the members of `group` that have exited and are this process's children: orphans
 /// [`adopt_orphans`] made ours. A zombie would keep the group alive, and [`end_group`] would

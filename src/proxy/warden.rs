@@ -35,13 +35,13 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-/// Between the warden's SIGTERM and its SIGKILL. The proxy is already gone, and with it the
-/// server's input and output: there is nothing left to deliver, only a moment to exit
-/// cleanly (the same second the proxy gives a server after a termination signal).
-pub const GRACE: Duration = Duration::from_secs(1);
+/// Between the warden's SIGTERM and its SIGKILL: the second the proxy gives a server after
+/// a termination signal. The proxy is already gone, and with it the server's input and
+/// output: there is nothing left to deliver, only a moment to exit cleanly.
+pub const GRACE: Duration = super::stdio::SIGNALLED_GRACE;
 
 /// How often the warden looks whether a group it signalled is empty.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = super::stdio::GROUP_POLL;
 
 /// The subcommand the binary runs the warden as (hidden from `--help`).
 pub const SUBCOMMAND: &str = "warden";
