@@ -114,7 +114,7 @@ pub fn run_gateway(config: &Config) -> Result<i32, ModeError> {
     // What the sessions' servers start in sessions of their own comes back here: reaped as it
     // exits, ended at exit. If this process is killed, the warden ends the servers' groups.
     stdio::adopt_orphans();
-    crate::proxy::warden::start();
+    crate::proxy::warden::start(None);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("gateway-rt")
         .enable_all()
@@ -374,7 +374,13 @@ pub fn run_stdio(args: &StdioArgs, config: &Config) -> Result<i32, ModeError> {
     // Before the server starts: what it starts in a session of its own comes back here. If
     // this process is killed, the warden ends the server's group.
     stdio::adopt_orphans();
-    crate::proxy::warden::start();
+    // Its line goes where this mode's log goes. Opened here again: `main` checked it at start.
+    let log = config.log.file.as_deref().and_then(|path| {
+        crate::telemetry::open_file(path, &config.source)
+            .inspect_err(|e| tracing::warn!(error = %e, "the warden writes to stderr"))
+            .ok()
+    });
+    crate::proxy::warden::start(log);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .thread_name("proxy-rt")
         .enable_all()

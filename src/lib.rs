@@ -58,7 +58,7 @@
 //!                     servers' orphans adopted, reaped, and ended at exit (both doors)
 //! proxy/warden.rs     the second process (`mcp-audit-proxy warden`) that ends the servers'
 //!                     process groups when the proxy is killed (told of each group through
-//!                     a pipe; acts at its EOF)
+//!                     a pipe; acts at its EOF); replaced by a watching thread if it exits
 //! proxy/remote/       a `url` upstream standing where the child would: the lines the core
 //!                     forwards POSTed over Streamable HTTP (hyper + rustls, pooled), answers
 //!                     (JSON, SSE, the GET stream) turned back into lines; failures answered

@@ -524,6 +524,110 @@ async fn what_the_server_started_ends_when_the_proxy_is_killed_with_sigkill() {
     );
 }
 
+/// With `log.file` set, the proxy's log goes there and not to the client's stderr: so does
+/// the warden's line, in the same form.
+#[tokio::test]
+async fn the_wardens_line_goes_to_the_log_file() {
+    let store = TestStore::new(&format!(
+        "[limits]\nshutdown_grace_ms = {GRACE_MS}\n[log]\nfile = \"proxy.log\"\n"
+    ));
+    let (mut c, pidfile) = wrapped_server(&store, "sleep 600", "sleep 600");
+    let pid = background_pid(&pidfile).await;
+    let proxy = c.child.id().unwrap();
+    let started = Instant::now();
+    while warden_of(proxy).is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no warden");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stderr = c.child.stderr.take().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(proxy as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = c.wait_exit().await;
+    assert_ends_within(pid, limit(), "the proxy was SIGKILLed").await;
+    let err = common::read_text(stderr).await;
+    assert!(!err.contains("warden"), "{err}");
+    let log = store.dir.path().join("proxy.log");
+    let started = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("proxy::warden")) {
+            break line.to_string();
+        }
+        assert!(
+            started.elapsed() < limit(),
+            "no warden line in the log: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        line.contains(" WARN ")
+            && line.contains("the proxy ended without ending its mcp servers")
+            && humantime::parse_rfc3339(line.split_whitespace().next().unwrap()).is_ok(),
+        "{line}"
+    );
+}
+
+/// helper-88 #7: a warden that exits while the proxy runs (killed by hand, the OOM killer)
+/// left the servers unguarded until the proxy restarted. A new one is started and told of the
+/// server's group, so a SIGKILL of the proxy after that still ends what the server started.
+#[tokio::test]
+async fn a_warden_that_exits_is_replaced_and_the_new_one_ends_the_servers_group() {
+    use tokio::io::AsyncBufReadExt;
+    let store = store();
+    let (mut c, pidfile) = wrapped_server(&store, "sleep 600", "sleep 600");
+    let pid = background_pid(&pidfile).await;
+    let proxy = c.child.id().unwrap();
+    let wait_warden = |not: Option<i32>| async move {
+        let started = Instant::now();
+        loop {
+            if let Some(w) = warden_of(proxy).filter(|w| Some(*w) != not && running(*w)) {
+                return w;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no warden");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let first = wait_warden(None).await;
+    let mut stderr = tokio::io::BufReader::new(c.child.stderr.take().unwrap());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The proxy says so once the new warden has been told of the group.
+    let mut seen = String::new();
+    let replaced = tokio::time::timeout(limit(), async {
+        let mut line = String::new();
+        while stderr.read_line(&mut line).await.unwrap_or(0) > 0 {
+            seen.push_str(&line);
+            if line.contains("started a new one") {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    })
+    .await;
+    assert_eq!(replaced, Ok(true), "no new warden: {seen}");
+    let second = wait_warden(Some(first)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(proxy as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = c.wait_exit().await;
+    assert_ends_within(pid, limit(), "the proxy was SIGKILLed after its warden").await;
+    assert_ends_within(second, limit(), "the new warden after acting").await;
+    let err = common::read_text(stderr).await;
+    assert!(
+        err.contains("the proxy ended without ending its mcp servers"),
+        "{err}"
+    );
+}
+
 /// The gateway's sessions' servers too: one warden for the whole gateway.
 #[tokio::test]
 async fn the_gateways_servers_end_when_the_gateway_is_killed_with_sigkill() {

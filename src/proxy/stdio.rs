@@ -1341,10 +1341,12 @@ fn children_of_me() -> Vec<(i32, bool)> {
 pub fn reap_orphans() -> usize {
     use nix::sys::wait::{WaitPidFlag, waitpid};
     let servers = servers();
+    // The warden's own thread reaps it (and starts a new one).
+    let warden = super::warden::pid();
     // Children inherited across `exec` are reaped too once they exit (never signalled).
     children_of_me()
         .into_iter()
-        .filter(|(pid, exited)| *exited && !servers.contains(pid))
+        .filter(|(pid, exited)| *exited && !servers.contains(pid) && Some(*pid) != warden)
         .filter(|(pid, _)| waitpid(Pid::from_raw(*pid), Some(WaitPidFlag::WNOHANG)).is_ok())
         .count()
 }

@@ -13,16 +13,23 @@
 //! The proxy writes `+PGID\n` when it starts a server and `-PGID\n` once that group has
 //! ended or been killed ([`watch`], [`release`]). When the proxy ends, however it ends, the
 //! kernel closes the pipe; the warden reads EOF and, for each group still listed that still
-//! has a process, sends SIGTERM, waits up to [`GRACE`], then SIGKILL ([`serve`]). After a
+//! has a process, sends SIGTERM, waits up to [`GRACE`], then SIGKILL ([`serve`]), and says so
+//! in one line on its stderr: the proxy's, or `log.file` when the mode logs there. After a
 //! normal exit every group has been released and the warden leaves at once, without a word.
+//!
+//! A warden that exits while the proxy runs (killed by hand, the OOM killer) is replaced: a
+//! thread of the proxy waits for it, starts a new one and tells it of every group still
+//! listed ([`keep_watch`]); one that keeps dying within [`SHORT_LIFE`] of its start is given
+//! up after [`RESTARTS`] tries, with a warning.
 //!
 //! Not covered: processes a server started in a session or group of its own (`setsid`),
 //! which the proxy adopts as their reaper while it lives ([`super::stdio::adopt_orphans`])
-//! but which go to the next reaper when it is killed; and the warden itself being killed
-//! first. The library used in-process (tests, embedders) starts no warden unless its host
-//! calls [`enable`].
+//! but which go to the next reaper when it is killed; and the warden and the proxy being
+//! killed together (a SIGKILL to both, or within the moment a new warden takes to start).
+//! The library used in-process (tests, embedders) starts no warden unless its host calls
+//! [`enable`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{self, BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -31,8 +38,10 @@ use std::process::{ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 /// Between the warden's SIGTERM and its SIGKILL: the second the proxy gives a server after
@@ -46,6 +55,14 @@ const POLL: Duration = super::stdio::GROUP_POLL;
 /// The subcommand the binary runs the warden as (hidden from `--help`).
 pub const SUBCOMMAND: &str = "warden";
 
+/// How many wardens in a row may exit within [`SHORT_LIFE`] of their start before the proxy
+/// stops starting new ones: something ends each at once (a broken binary, a watchdog that
+/// kills it), and starting more would only spin.
+pub const RESTARTS: u32 = 5;
+
+/// A warden that lived longer than this before it exited is replaced whatever came before.
+pub const SHORT_LIFE: Duration = Duration::from_secs(10);
+
 /// The running warden, as the proxy sees it.
 struct Warden {
     pid: u32,
@@ -54,6 +71,9 @@ struct Warden {
     /// Lines a full pipe did not take, written first at the next [`tell`] (a `-` lost
     /// would leave a group listed whose id may be reused).
     unsent: Vec<u8>,
+    /// The groups told with `+` and not yet with `-`: what a new warden is told when this
+    /// one exits ([`keep_watch`]).
+    listed: BTreeSet<i32>,
 }
 
 static WARDEN: Mutex<Option<Warden>> = Mutex::new(None);
@@ -65,6 +85,9 @@ fn warden() -> std::sync::MutexGuard<'static, Option<Warden>> {
 /// What [`start`] runs: this binary's own path, set by the binary's `main` for the proxy
 /// modes (`Err`: its path could not be read, reported when the mode starts).
 static PROGRAM: std::sync::OnceLock<io::Result<PathBuf>> = std::sync::OnceLock::new();
+
+/// Where the warden's stderr goes when the mode logs to `log.file` (else the proxy's stderr).
+static LOG: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
 
 /// Lets [`start`] run the warden as `program warden`. The binary calls it with
 /// `std::env::current_exe()`; the library used in-process never does (a test harness's own
@@ -81,10 +104,16 @@ pub fn enable(program: io::Result<PathBuf>) {
 /// A failure (the program cannot be started, its pipe cannot be made non-blocking) is logged
 /// as a warning and the proxy runs on without one: its own exit paths end the groups; only a
 /// SIGKILL of the proxy would leave them.
-pub fn start() {
+///
+/// `log`: `log.file` opened for appending, if the mode logs there: the warden's line goes
+/// there too (its stderr), like the proxy's own lines.
+pub fn start(log: Option<std::fs::File>) {
     let Some(program) = PROGRAM.get() else {
         return;
     };
+    if let Some(file) = log {
+        let _ = LOG.set(file);
+    }
     let program = match program {
         Ok(path) => path,
         Err(e) => {
@@ -102,6 +131,27 @@ fn spawn(program: &Path) -> io::Result<()> {
     if slot.is_some() {
         return Ok(());
     }
+    let (pid, pipe) = launch(program)?;
+    tracing::debug!(pid, "warden started");
+    *slot = Some(Warden {
+        pid,
+        pipe,
+        unsent: Vec::new(),
+        listed: BTreeSet::new(),
+    });
+    drop(slot);
+    let program = program.to_path_buf();
+    if let Err(e) = std::thread::Builder::new()
+        .name("warden-watch".into())
+        .spawn(move || keep_watch(&program, pid))
+    {
+        tracing::warn!(error = %e, "the warden runs, but no thread watches it: if it exits, it is not replaced");
+    }
+    Ok(())
+}
+
+/// Starts one warden process: its pid and the non-blocking write end of its stdin.
+fn launch(program: &Path) -> io::Result<(u32, ChildStdin)> {
     // No environment: it needs none, and the proxy's own secrets (kept from the servers,
     // `Config::own_secret_vars`) have no business there either.
     let mut child = Command::new(program)
@@ -109,7 +159,11 @@ fn spawn(program: &Path) -> io::Result<()> {
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(
+            LOG.get()
+                .and_then(|f| f.try_clone().ok())
+                .map_or_else(Stdio::inherit, Stdio::from),
+        )
         .process_group(0)
         .spawn()?;
     let pipe = child
@@ -122,15 +176,58 @@ fn spawn(program: &Path) -> io::Result<()> {
         FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
     )
     .map_err(io::Error::from)?;
-    // Never waited for: it outlives this process by design (if it ends first,
-    // [`super::stdio::reap_orphans`] reaps it).
-    tracing::debug!(pid = child.id(), "warden started");
-    *slot = Some(Warden {
-        pid: child.id(),
-        pipe,
-        unsent: Vec::new(),
-    });
-    Ok(())
+    // Never waited for by `child`: [`keep_watch`] waits for it by its pid.
+    Ok((child.id(), pipe))
+}
+
+/// The `warden-watch` thread: waits for the warden `pid` to exit (and reaps it, a child of
+/// this process), then starts a new one and tells it of every group still listed, for the
+/// proxy's whole life. Gives up, with a warning, when the warden cannot be started or
+/// [`RESTARTS`] wardens in a row exited within [`SHORT_LIFE`].
+fn keep_watch(program: &Path, mut pid: u32) {
+    let mut born = Instant::now();
+    let mut short_lives = 0;
+    loop {
+        let status = loop {
+            match waitpid(Pid::from_raw(pid as i32), None) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        short_lives = match born.elapsed() < SHORT_LIFE {
+            true => short_lives + 1,
+            false => 1,
+        };
+        let mut slot = warden();
+        let Some(w) = slot.as_mut() else { return };
+        if short_lives > RESTARTS {
+            tracing::warn!(pid, status = ?status, "the warden exited again, {RESTARTS} times within {} s of its start: no new one is started; if the proxy is killed with SIGKILL, what its mcp servers started may outlive it", SHORT_LIFE.as_secs());
+            *slot = None;
+            return;
+        }
+        match launch(program) {
+            Ok((new, pipe)) => {
+                w.pid = new;
+                w.pipe = pipe;
+                // What the old one was told, in one list: `-` lines it missed are moot.
+                w.unsent = w
+                    .listed
+                    .iter()
+                    .map(|g| format!("+{g}\n"))
+                    .collect::<String>()
+                    .into_bytes();
+                let told = flush(w);
+                tracing::warn!(old = pid, new, status = ?status, groups = w.listed.len(), told = told.is_ok(), "the warden exited while the proxy runs; started a new one and told it of the mcp servers' process groups");
+                pid = new;
+                born = Instant::now();
+            }
+            Err(e) => {
+                tracing::warn!(pid, status = ?status, program = %program.display(), error = %e, "the warden exited and no new one could be started; if the proxy is killed with SIGKILL, what its mcp servers started may outlive it");
+                *slot = None;
+                return;
+            }
+        }
+    }
 }
 
 /// The warden's pid, if one runs: a child of this process that is neither a server nor an
@@ -154,9 +251,26 @@ fn tell(sign: u8, group: i32) {
     let Some(w) = slot.as_mut() else {
         return;
     };
+    match sign {
+        b'+' => w.listed.insert(group),
+        _ => w.listed.remove(&group),
+    };
     w.unsent
         .extend_from_slice(format!("{}{group}\n", sign as char).as_bytes());
-    // Whole lines only: a pipe takes a write of up to PIPE_BUF (4096) bytes all or nothing.
+    if let Err(e) = flush(w) {
+        // Full (the warden is stopped) or gone (a new one is told of every listed group when
+        // [`keep_watch`] starts it): kept for the next time, bounded.
+        if w.unsent.len() > 64 * 1024 {
+            w.unsent.clear();
+        }
+        tracing::warn!(pgid = group, error = %e, warden = w.pid, "the warden was not told about an mcp server's process group (kept for the next time); if the proxy is killed with SIGKILL, what that server started may outlive it");
+    }
+}
+
+/// Writes what the warden has not been told yet, whole lines only (a pipe takes a write of
+/// up to PIPE_BUF, 4096 bytes, all or nothing). `Err`: the pipe is full or has no reader; the
+/// rest stays in `unsent`.
+fn flush(w: &mut Warden) -> io::Result<()> {
     while !w.unsent.is_empty() {
         let mut end = w.unsent.len().min(4096);
         while w.unsent[end - 1] != b'\n' {
@@ -167,16 +281,10 @@ fn tell(sign: u8, group: i32) {
                 w.unsent.drain(..n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // Full (the warden is stopped) or gone: kept for the next time, bounded.
-                if w.unsent.len() > 64 * 1024 {
-                    w.unsent.clear();
-                }
-                tracing::warn!(pgid = group, error = %e, warden = w.pid, "the warden was not told about an mcp server's process group (kept for the next time); if the proxy is killed with SIGKILL, what that server started may outlive it");
-                return;
-            }
+            Err(e) => return Err(e),
         }
     }
+    Ok(())
 }
 
 /// The warden's own work, in the warden process: reads `+PGID` and `-PGID` lines from
@@ -244,8 +352,10 @@ pub fn serve(input: impl BufRead) -> i32 {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // The proxy's log line form: it may go to `log.file` among them.
     let mut text = format!(
-        "mcp-audit-proxy warden: the proxy ended without ending its mcp servers (killed?); sent SIGTERM to process group(s) {}",
+        "{}  WARN mcp_audit_proxy::proxy::warden: the proxy ended without ending its mcp servers (killed?); sent SIGTERM to process group(s) {}",
+        humantime::format_rfc3339_micros(std::time::SystemTime::now()),
         name(&left)
     );
     if !remaining.is_empty() {
