@@ -730,6 +730,42 @@ fn a_damaged_trail_is_refused_unless_allowed_and_then_read_past() {
     }
 }
 
+/// helper-90 H4: with one byte of the newest segment's header changed, `analyze` and
+/// `anomalies` skipped the whole segment as if it were a torn tail and printed figures
+/// without it (exit 0), while `verify`, `compliance` and `report` refused. A header this
+/// version does not read is never a torn tail: a newer format is refused, any other header
+/// is damage.
+#[test]
+fn a_changed_segment_header_is_refused_not_skipped() {
+    let since = "2026-01-01T00:00:00Z";
+    let commands: [&[&str]; 3] = [
+        &["analyze", "tools", "--since", since],
+        &["analyze", "user", "alice", "--since", since],
+        &["anomalies", "--since", since],
+    ];
+    for (byte, says) in [
+        (b'9', "newer than this mcp-audit-proxy"),
+        (b'X', "is damaged"),
+    ] {
+        let store = small_store();
+        let segment = walk(&store.store_dir().join("journal"))
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "journal"))
+            .expect("a journal segment");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        assert_eq!(&bytes[..7], b"MCPAJNL");
+        bytes[7] = byte;
+        std::fs::write(&segment, bytes).unwrap();
+        for args in commands {
+            let out = run(&store.config, args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert!(out.stdout.is_empty(), "{args:?}: nothing printed");
+        }
+    }
+}
+
 #[test]
 fn import_reads_a_bom_names_bad_encodings_by_line_keeps_earlier_imports_and_no_half_store() {
     // Found by a fresh pass: a BOM made line 1 "expected value"; a UTF-16 file gave no line;

@@ -446,4 +446,57 @@ async fn a_key_deleted_outside_erase_is_found_by_verify() {
         "{out}"
     );
     assert!(!out.contains("carol"), "{out}");
+
+    // helper-90 H3: `compliance` (and the reports built on it) walked only the journals'
+    // chains and called the trail's integrity compliant while `verify` said TAMPERED.
+    let integrity = |store: &TestStore| {
+        let out = run(
+            &store.config,
+            &["compliance", "--regulation", "gdpr", "--json"],
+        );
+        let assessment: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        let rule = assessment["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == "gdpr.art5_1_f.integrity")
+            .cloned()
+            .expect("the integrity rule");
+        (out.status.code(), rule)
+    };
+    let (code, rule) = integrity(&store);
+    assert_eq!(code, Some(1), "{rule:#}");
+    assert_eq!(rule["status"], "non_compliant", "{rule:#}");
+    assert!(
+        rule["explanation"].as_str().unwrap().contains(&subject),
+        "{rule:#}"
+    );
+
+    // helper-90 H1: one imported line claiming the erasure made the deleted key look
+    // lawfully erased (`verify` intact). An imported event attests nothing about this store.
+    let forged = json!({
+        "event_id": "01KBZZZZZZZZZZZZZZZZZZZZZZ",
+        "timestamp": "2025-12-08T22:05:58.655Z",
+        "event_type": "configuration_change",
+        "user_id": "root",
+        "tool_name": null,
+        "action": "audit/erase",
+        "result": "success",
+        "metadata": {"protocol_era": "unknown", "auth_method": "os_user", "changes": [format!("erased the personal data of subject:{subject} (GDPR Art. 17)")]},
+        "risk_level": "low",
+        "compliance_tags": ["gdpr"],
+        "session_id": "erase-forged",
+        "upstream": "",
+        "linked_event_id": null
+    });
+    let file = store.dir.path().join("forged.jsonl");
+    std::fs::write(&file, format!("{forged}\n")).unwrap();
+    let imported = run(&store.config, &["import", file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let verified = run(&store.config, &["verify"]);
+    let out = text(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{out}");
+    assert!(out.contains("keys: TAMPERED"), "{out}");
+    assert_eq!(integrity(&store).1["status"], "non_compliant");
 }

@@ -656,15 +656,18 @@ fn a_configured_key_that_cannot_be_read_stops_the_proxy_naming_the_file() {
 /// replaced index keeps why it was replaced, and `verify` reports the loss (exit 1), whichever
 /// command opened the store first. A hostile pass then found two more ways around it: cutting
 /// a stopped journal back *within* its newest segment (with the final checkpoint), and
-/// running `reindex` first, which discarded the old index. (The newest segment of a running
-/// journal shorter than indexed is still not reported: an outage's roll-back or a power cut
-/// in `batched` mode leave that too.)
+/// running `reindex` first, which discarded the old index. A third (helper-90 H2): the same
+/// cut on the journal of the *last* writer to stop passed, since only a later writer marked
+/// a journal finished; a writer that stops whole now marks its own. (The newest segment of a
+/// running journal shorter than indexed is still not reported: an outage's roll-back or a
+/// power cut in `batched` mode leave that too.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_journal_or_one_cut_back_is_reported_once_indexed() {
     for (how, first) in [
         ("journal", "events"),
         ("segments", "events"),
         ("tail", "events"),
+        ("last-tail", "events"),
         ("journal", "reindex"),
         ("tail", "reindex"),
     ] {
@@ -692,7 +695,13 @@ async fn a_deleted_journal_or_one_cut_back_is_reported_once_indexed() {
         assert!(out.status.success(), "{}", text(&out));
         let out = run(&["verify", "--config", &config], dir);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        let victim = ids[0].dir(&store.store_dir().join("journal"));
+        // The first writer's journal (the second one marks it finished when it takes the
+        // index), or the last writer's own.
+        let victim = match how {
+            "last-tail" => ids[ids.len() - 1],
+            _ => ids[0],
+        };
+        let victim = victim.dir(&store.store_dir().join("journal"));
         let segments = journal::list_segments(&victim).unwrap();
         let newest = segment_path(&victim, *segments.last().unwrap());
         match how {
@@ -703,7 +712,7 @@ async fn a_deleted_journal_or_one_cut_back_is_reported_once_indexed() {
                 let _ = std::fs::remove_file(victim.join("checkpoints"));
             }
             // Its newest segment cut after its first record, with the checkpoints.
-            "tail" => {
+            "tail" | "last-tail" => {
                 let bytes = std::fs::read(&newest).unwrap();
                 let len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
                 let keep = 16 + 8 + len;

@@ -306,9 +306,18 @@ pub fn with_chain<R>(
         return Ok((read(None).0, None));
     }
     let key = input.config.audit.signing_public.clone();
+    // Before the walk, as `verify` takes them: an `erase` during it records first.
+    let keys_before = crate::store::personal::subjects(input.root);
     let (out, chains) = read(Some(scan::WalkChains { key: key.as_ref() }));
     let chain = match chains {
-        Some(chains) => read::chain_facts(chains.iter().map(|(_, j)| j)),
+        Some(chains) => {
+            let mut journals: Vec<JournalReport> = chains.into_iter().map(|(_, j)| j).collect();
+            let (losses, keys) =
+                crate::store::verify::store_findings(input.root, &mut journals, keys_before)?;
+            let mut facts = read::chain_facts(&journals);
+            read::add_store_findings(&mut facts, losses.iter().chain(&keys.findings));
+            facts
+        }
         None => read::chain(input.root, key.as_ref())?,
     };
     Ok((out, Some(chain)))

@@ -239,6 +239,13 @@ struct Shared {
     max_bytes: Option<u64>,
     /// The alert stage's queue, once it runs ([`AuditSink::set_alert_tap`]).
     tap: OnceLock<AlertTap>,
+    /// Whether the journal was ever rolled back (a failed write or sync): its end then moved
+    /// back under positions the index may have read.
+    rolled_back: AtomicBool,
+    /// Set at the end when every record is durable under the final checkpoint and nothing
+    /// was ever rolled back: the indexer may then mark this journal finished
+    /// ([`IndexKeeper::finish_own`]), so that a cut of its tail is seen as a deletion.
+    stopped_cleanly: AtomicBool,
 }
 
 /// The writer's end of the alert stage's queue ([`crate::alerts`]): each tool event is offered
@@ -690,6 +697,8 @@ pub fn start_guarded(
         appended_bytes: AtomicU64::new(0),
         max_bytes: guard.max_bytes,
         tap: OnceLock::new(),
+        rolled_back: AtomicBool::new(false),
+        stopped_cleanly: AtomicBool::new(false),
     });
     // The first walk before any event: the budget holds from the first call on.
     walk(&guard.root, &shared);
@@ -701,7 +710,10 @@ pub fn start_guarded(
         .spawn(move || run_sizer(&sizer_root, &sizer_shared, sizer_rx))?;
     let indexer = std::thread::Builder::new()
         .name("audit-indexer".into())
-        .spawn(move || run_indexer(keeper, index_rx))?;
+        .spawn({
+            let shared = shared.clone();
+            move || run_indexer(keeper, index_rx, &shared)
+        })?;
     let writer_shared = shared.clone();
     let writer = std::thread::Builder::new()
         .name("audit-writer".into())
@@ -963,7 +975,14 @@ impl Writer {
         }
         // The final checkpoint: the writer stops here, nothing follows its head.
         match self.plan.writer.write(self.durable, true) {
-            Ok(_) => self.journal.close_span(),
+            Ok(_) => {
+                self.journal.close_span();
+                let whole = self.shared.failed.get().is_none()
+                    && self.shared.outage().is_none()
+                    && !self.shared.rolled_back.load(Ordering::Acquire)
+                    && self.durable == self.journal.head();
+                self.shared.stopped_cleanly.store(whole, Ordering::Release);
+            }
             Err(e) => tracing::error!(error = %e, "audit journal final checkpoint failed"),
         }
         let stats = &self.shared.stats;
@@ -1327,6 +1346,7 @@ impl Writer {
     /// counted: the batch's by [`Self::count_unstored`], earlier unsynced ones (`batched`
     /// mode, their calls long gone on) as lost.
     fn fail(&mut self, e: crate::store::StoreError, events: u64, appended: bool) {
+        self.shared.rolled_back.store(true, Ordering::Release);
         let dropped = self.journal.roll_back();
         // Cut off: never durable, so never alerted on.
         self.pending_alerts.clear();
@@ -1393,7 +1413,7 @@ pub(crate) fn lowest_priority(what: &str) {
 
 /// Keeps the index up with the journals while this process holds it, and takes it when it is
 /// free; lags by design.
-fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
+fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>, shared: &Shared) {
     // The index is a convenience that can always catch up later; the calls cannot wait.
     lowest_priority("indexer");
     // Take the index at once if it is free (the proxy serves meanwhile).
@@ -1421,7 +1441,15 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>) {
             // What is left after a while is the next holder's: an MCP client closing us
             // waits for the exit, and the backlog may be a dead holder's whole journal.
             let until = Instant::now() + INDEX_LAST_ROUNDS;
-            while keeper.tick() && Instant::now() < until {}
+            let mut left = true;
+            while left && Instant::now() < until {
+                left = keeper.tick();
+            }
+            // Every journal applied to its end, ours stopped whole: marked finished, so that
+            // a later cut of its tail (with its last checkpoints) reads as the deletion it is.
+            if !left && shared.stopped_cleanly.load(Ordering::Acquire) {
+                keeper.finish_own();
+            }
             break;
         }
         more = keeper.tick();

@@ -592,10 +592,11 @@ pub(crate) fn ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The store's directory, if it holds journals.
+/// The store's directory, if it holds journals of a store this version reads (its marker,
+/// [`store::marker::check`]: a newer layout is refused, as every other command refuses it).
 fn store_of(config: &Config) -> Result<&std::path::Path, AnalyticsError> {
     let root = &config.audit.store_dir;
-    if !root.join("journal").is_dir() {
+    if !store::marker::check(root, store::Access::Read)? || !root.join("journal").is_dir() {
         return Err(AnalyticsError::NoStore { path: root.clone() });
     }
     Ok(root)

@@ -40,9 +40,11 @@ pub enum PrivacyError {
         /// How many events.
         clear: usize,
     },
-    /// The key was destroyed, but the erasure event could not be written.
+    /// The erasure event could not be written, so nothing was erased: the event is written
+    /// before the key is destroyed (a key gone off the record is what `verify` reports as
+    /// tampering).
     #[error(
-        "the key of user {user:?} ({subject}) was destroyed, but the erasure could not be recorded in the audit trail: {reason}\n  hint: the personal data is erased; record the erasure by hand in your records of processing, and check the store folder (`verify`)"
+        "NOT ERASED: the erasure of user {user:?} ({subject}) could not be recorded in the audit trail, so their key was kept and their personal data can still be read: {reason}\n  hint: fix the cause (is the store folder writable, the disk full, another process holding the store?), then run `erase` again"
     )]
     NotRecorded {
         /// The user.

@@ -31,6 +31,14 @@ fn is_hex(b: &[u8]) -> bool {
 }
 
 impl Subjects {
+    /// Adds what another walk saw (another journal's).
+    pub(crate) fn merge(&mut self, other: Subjects) {
+        for (hex, n) in other.sealed {
+            *self.sealed.entry(hex).or_default() += n;
+        }
+        self.erased.extend(other.erased);
+    }
+
     /// Takes note of one record's payload (its canonical JSON: members sorted, so `user_id`
     /// is the last; a `"` inside a string is always escaped, so the byte patterns below are
     /// members, never text).
@@ -85,11 +93,16 @@ fn sealed_under(payload: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(hex).into_owned())
 }
 
-/// The pseudonyms an `audit/erase` event's `metadata.changes` name (`subject:HEX`).
+/// The pseudonyms an `audit/erase` event's `metadata.changes` name (`subject:HEX`). Only the
+/// `configuration_change` that `erase` wrote in this store counts: an imported event
+/// (`metadata.imported`) was written elsewhere, by whoever wrote the file, and cannot attest
+/// that a key of this store was destroyed (one forged line would make a deleted key look
+/// lawfully erased).
 fn named_by_erasure(payload: &[u8]) -> Vec<String> {
     #[derive(serde::Deserialize)]
     struct Record {
         action: String,
+        event_type: String,
         #[serde(default)]
         metadata: Metadata,
     }
@@ -97,11 +110,16 @@ fn named_by_erasure(payload: &[u8]) -> Vec<String> {
     struct Metadata {
         #[serde(default)]
         changes: Vec<String>,
+        #[serde(default)]
+        imported: Option<serde::de::IgnoredAny>,
     }
     let Ok(record) = serde_json::from_slice::<Record>(payload) else {
         return Vec::new();
     };
-    if record.action != "audit/erase" {
+    if record.action != "audit/erase"
+        || record.event_type != "configuration_change"
+        || record.metadata.imported.is_some()
+    {
         return Vec::new();
     }
     record
@@ -170,5 +188,24 @@ mod tests {
         );
         assert_eq!(s.findings(&HashSet::new(), false).len(), 1);
         assert_eq!(s.findings(&HashSet::new(), true).len(), 2);
+    }
+
+    /// helper-90 H1: one imported line with `action` `audit/erase` made a key deleted
+    /// outside `erase` look lawfully erased (`verify` intact, GDPR Art. 17 compliant).
+    #[test]
+    fn an_imported_or_mistyped_erasure_does_not_count() {
+        let mut s = Subjects::default();
+        s.see(sealed(A).as_bytes());
+        let imported = erasure(A).replace(
+            r#""metadata":{"#,
+            r#""metadata":{"imported":{"at":"2026-12-07T00:00:00Z","from":"x.jsonl"},"#,
+        );
+        assert!(imported.contains("imported"), "{imported}");
+        s.see(imported.as_bytes());
+        let other_type = erasure(A).replace("configuration_change", "tool_access");
+        s.see(other_type.as_bytes());
+        assert_eq!(s.findings(&HashSet::new(), false).len(), 1);
+        s.see(erasure(A).as_bytes());
+        assert!(s.findings(&HashSet::new(), false).is_empty());
     }
 }

@@ -169,6 +169,10 @@ pub struct ChainReport {
     /// ([`super::spans`]): that file was changed, and an export by time could skip records.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub spans: Vec<String>,
+    /// The pseudonyms its records are sealed under and its erasures name, for the store's
+    /// erasure check ([`store_findings`]).
+    #[serde(skip)]
+    pub(crate) subjects: Subjects,
 }
 
 /// An event of a whole record: its id, `seq` and place.
@@ -659,13 +663,12 @@ pub fn verify_store_with(
     let mut report = StoreReport::default();
     let mut all_ids: HashMap<EventId, Found> = HashMap::new();
     let mut journal_ids = Vec::new();
-    let mut subjects = Subjects::default();
     // The keys before the walk and after it: an `erase` during the walk destroys a key only
     // after recording its event, which the walk may have passed.
     let keys_before = super::personal::subjects(root);
     for id in journals::list(&journal_root)? {
         let dir = id.dir(&journal_root);
-        let (chain, ids) = verify_journal(&dir, id, key, check_index, progress, &mut subjects)?;
+        let (chain, ids) = verify_journal(&dir, id, key, check_index, progress)?;
         let n = report.journals.len();
         for (event, seq, place) in ids {
             all_ids.insert(
@@ -693,18 +696,40 @@ pub fn verify_store_with(
     } else {
         report.index.notes.push("not checked (--no-index)".into());
     }
-    report.index.findings.extend(losses(root)?);
+    let (losses, keys) = store_findings(root, &mut report.journals, keys_before)?;
+    report.index.findings.extend(losses);
+    report.keys = keys;
+    Ok(report)
+}
+
+/// What the store as a whole shows beyond each journal's chain, for `verify` and for the
+/// compliance rules that rest on the trail's integrity (which must not call a store intact
+/// that `verify` does not): indexes replaced because the journals lost records they held
+/// ([`losses`]), and keys gone while no `audit/erase` event names them ([`super::erasures`];
+/// `keys_before`: [`super::personal::subjects`] taken before the walk of `journals`, whose
+/// pseudonyms are taken out of them).
+pub(crate) fn store_findings(
+    root: &Path,
+    journals: &mut [JournalReport],
+    keys_before: Result<Option<HashSet<String>>, super::personal::PersonalError>,
+) -> Result<(Vec<String>, KeysReport), StoreError> {
+    let losses = losses(root)?;
+    let mut subjects = Subjects::default();
+    for j in journals {
+        subjects.merge(std::mem::take(&mut j.chain.subjects));
+    }
+    let mut keys = KeysReport::default();
     match (keys_before, super::personal::subjects(root)) {
         (Ok(before), Ok(after)) => {
             let missing = before.is_none() && after.is_none();
-            let keys: HashSet<String> = before.into_iter().chain(after).flatten().collect();
-            report.keys.findings = subjects.findings(&keys, missing);
+            let all: HashSet<String> = before.into_iter().chain(after).flatten().collect();
+            keys.findings = subjects.findings(&all, missing);
         }
-        (Err(e), _) | (_, Err(e)) => report.keys.notes.push(format!(
+        (Err(e), _) | (_, Err(e)) => keys.notes.push(format!(
             "erasures not checked: {e} (the check needs to read the pseudonyms in keys/)"
         )),
     }
-    Ok(report)
+    Ok((losses, keys))
 }
 
 /// What replaced indexes (`index.replaced*`) say was lost: an index is replaced when the
@@ -754,7 +779,6 @@ fn verify_journal(
     key: Option<&TrustedKey>,
     collect_ids: bool,
     progress: &ProgressBar,
-    subjects: &mut Subjects,
 ) -> Result<(ChainReport, Vec<Located>), StoreError> {
     let segments = journal::list_segments(dir)?;
     let walk = RefCell::new(JournalWalk::open(dir, id, key, collect_ids, &segments)?);
@@ -769,7 +793,6 @@ fn verify_journal(
             newest,
             &mut image,
             |pos, payload| {
-                subjects.see(payload);
                 walk.borrow_mut().record(pos, payload, chained, None);
                 Ok::<(), StoreError>(())
             },
@@ -940,6 +963,7 @@ impl JournalWalk {
         chained: bool,
         link: Option<Option<Link<'_>>>,
     ) {
+        self.walker.report.subjects.see(payload);
         let offset = pos.offset - 8 - payload.len() as u64;
         let place = Place::Record {
             segment: pos.segment,

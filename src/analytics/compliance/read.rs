@@ -123,14 +123,36 @@ pub fn expired(
     })
 }
 
-/// The chain check of every journal (not the index: that is `verify`'s own business), with
-/// `key` the configured signing key's public half.
+/// The chain check of every journal, with `key` the configured signing key's public half,
+/// and what the store as a whole shows ([`store::verify::store_findings`]: records an
+/// index knew that the journals lost, keys deleted outside `erase`); not the index's own
+/// entries (that is `verify`'s business).
 pub fn chain(
     root: &Path,
     key: Option<&crate::store::checkpoint::TrustedKey>,
 ) -> Result<ChainFacts, StoreError> {
     let report = store::verify::verify_store(root, key, false)?;
-    Ok(chain_facts(&report.journals))
+    let mut facts = chain_facts(&report.journals);
+    add_store_findings(
+        &mut facts,
+        report.index.findings.iter().chain(&report.keys.findings),
+    );
+    Ok(facts)
+}
+
+/// Counts the store's own findings (`verify`'s index and keys findings) with the chains':
+/// each is tampering the integrity rules must not call compliant (helper-90 H3: a deleted
+/// journal or key passed them while `verify` said NOT as written).
+pub fn add_store_findings<'f>(
+    facts: &mut ChainFacts,
+    findings: impl IntoIterator<Item = &'f String>,
+) {
+    for f in findings {
+        facts.findings += 1;
+        if facts.first_findings.len() < SAMPLE {
+            facts.first_findings.push(format!("store: {f}"));
+        }
+    }
 }
 
 /// The facts of the chain walks of `journals`, in journal order.
