@@ -1184,3 +1184,30 @@ level = "high"
         .count();
     assert_eq!(blocked, 3);
 }
+
+/// helper-89 F7: a body that is not JSON, sent without a session, was told that
+/// Mcp-Session-Id is required (-32600): the official servers answer -32700 Parse error, and
+/// the real fault is the body. It is answered as JSON-RPC answers it first, with or without a
+/// session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_json_is_a_parse_error_before_any_session_question() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    for body in ["{\"jsonrpc\":\"2.0\",\"id\":1,", "", "not json"] {
+        let (status, _, text) = post(&url, Some(ALICE_KEY), None, body, &[]).await;
+        assert_eq!(status, 400, "{body:?}: {text}");
+        let answer = &messages(&text)[0];
+        assert_eq!(answer["error"]["code"], -32700, "{body:?}: {answer}");
+        assert!(
+            !answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Mcp-Session-Id"),
+            "{answer}"
+        );
+    }
+    // JSON that is no JSON-RPC message, or a request without a session: as before.
+    let (status, _, text) = post(&url, Some(ALICE_KEY), None, r#"{"id":1}"#, &[]).await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(messages(&text)[0]["error"]["code"], -32600, "{text}");
+}

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::gateway::*;
 use common::{Era, example_server, proxy_bin};
@@ -594,16 +594,32 @@ type Seen = (String, Vec<(String, String)>);
 
 impl RecordingRemote {
     fn start() -> RecordingRemote {
+        RecordingRemote::start_with("405 Method Not Allowed")
+    }
+
+    /// With `get` the status of its answer to the session's GET stream (a GET without
+    /// `Last-Event-ID`). A `tools/call` of `polled` is answered the way a server that makes
+    /// its client poll answers (MCP 2025-11-25, SEP-1699): its stream closes after a priming
+    /// event with `retry: 300`, and each `Last-Event-ID` GET gets another such event until
+    /// 900 ms have passed, then the answer.
+    fn start_with(get: &'static str) -> RecordingRemote {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/mcp", listener.local_addr().unwrap());
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
+        let polled: std::sync::Arc<std::sync::Mutex<Option<(Instant, Value)>>> = Default::default();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let log = log.clone();
+                let polled = polled.clone();
                 std::thread::spawn(move || {
+                    let sse = |stream: &mut std::net::TcpStream, events: &str| {
+                        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                        let _ = stream.write_all(head.as_bytes());
+                        let _ = stream.write_all(events.as_bytes());
+                    };
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     loop {
                         let mut start = String::new();
@@ -629,13 +645,27 @@ impl RecordingRemote {
                         let mut body = vec![0; length];
                         reader.read_exact(&mut body).unwrap();
                         if start.starts_with("GET ") {
+                            let resuming = headers.iter().any(|(k, _)| k == "last-event-id");
                             log.lock()
                                 .unwrap()
                                 .push((start.trim().to_string(), headers));
+                            if resuming {
+                                let answer = polled.lock().unwrap().clone();
+                                match answer {
+                                    Some((since, id))
+                                        if since.elapsed() >= Duration::from_millis(900) =>
+                                    {
+                                        let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
+                                            "content": [{"type": "text", "text": "polled"}]}});
+                                        sse(&mut stream, &format!("id: p-2\ndata: {answer}\n\n"));
+                                    }
+                                    _ => sse(&mut stream, "id: p-1\nretry: 300\ndata: \n\n"),
+                                }
+                                return;
+                            }
                             // No stream of server messages at this endpoint (MCP Streamable
-                            // HTTP: 405 for GET).
-                            let head =
-                                "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n";
+                            // HTTP: 405 for GET; many servers answer 404).
+                            let head = format!("HTTP/1.1 {get}\r\ncontent-length: 0\r\n\r\n");
                             if stream.write_all(head.as_bytes()).is_err() {
                                 return;
                             }
@@ -684,6 +714,11 @@ impl RecordingRemote {
                             let _ = stream.write_all(head.as_bytes());
                             let _ = stream.write_all(body);
                             continue;
+                        }
+                        if tool == "polled" {
+                            *polled.lock().unwrap() = Some((Instant::now(), msg["id"].clone()));
+                            sse(&mut stream, "id: p-0\nretry: 300\ndata: \n\n");
+                            return;
                         }
                         if tool == "gone" {
                             // A call the remote answers with 404 whatever the session (a
@@ -1273,4 +1308,130 @@ async fn a_remote_call_past_its_timeout_ends_once_with_the_cores_timeout() {
     assert_eq!(ends.len(), CALLS as usize, "one end per call: {ends:#?}");
     assert!(ends.iter().all(|e| e["result"] == "timeout"), "{ends:#?}");
     assert_eq!(common::pairs(&events).len(), CALLS as usize);
+}
+
+/// helper-89 F1: a remote without a GET stream that answers the session's GET with 404 (a web
+/// framework's missing route, as the conformance suite's own test servers do), not 405. The
+/// stdio wrapper took it for the session's end and opened a new session in a loop (3,145 in
+/// 5 s while the client sat idle); the gateway ended its client's session. A 404 to a GET
+/// stream that never opened is now taken as "no stream".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_that_answers_its_get_stream_with_404_keeps_its_session() {
+    let remote = RecordingRemote::start_with("404 Not Found");
+    let (_dir, _config, mut client) = stdio_to(&remote.url).await;
+    for i in 0..3 {
+        client
+            .send(&common::call_line(
+                json!(i),
+                "echo",
+                json!({"text": format!("t{i}")}),
+            ))
+            .await;
+        let answer: Value = serde_json::from_slice(&client.recv_response(&json!(i)).await).unwrap();
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            format!("t{i}"),
+            "{answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let initializes = |remote: &RecordingRemote| {
+        remote
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, h)| {
+                h.iter()
+                    .any(|(k, v)| k == "x-seen-method" && v == "initialize")
+            })
+            .count()
+    };
+    let gets = remote
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(start, _)| start.starts_with("GET "))
+        .count();
+    assert_eq!(
+        initializes(&remote),
+        1,
+        "one upstream session, not a new one per 404"
+    );
+    assert_eq!(gets, 1, "the GET stream is asked for once");
+    assert!(client.finish().await.success());
+
+    // The gateway in front of the same kind of remote: the client's session goes on.
+    let remote = RecordingRemote::start_with("404 Not Found");
+    let gateway = gateway_to(&format!("url = \"{}\"", remote.url), "", &[]);
+    // (This remote's `initialize` result is empty: the handshake by hand.)
+    let (status, headers, body) = post(&gateway.endpoint(), Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let (status, _, body) = post(
+        &gateway.endpoint(),
+        Some(ALICE_KEY),
+        Some(&session),
+        initialized,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let echo = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"kept"}}}"#;
+    let (status, _, body) = post(
+        &gateway.endpoint(),
+        Some(ALICE_KEY),
+        Some(&session),
+        echo,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "kept");
+    assert_eq!(initializes(&remote), 1);
+}
+
+/// helper-89 F2: a server that closes a request's stream after a priming event with
+/// `retry: 300` and answers on a later `Last-Event-ID` GET (MCP 2025-11-25, SEP-1699). The
+/// proxy ignored `retry:`, reconnected three times within 50 ms and failed a call the server
+/// went on to finish (the trail said it failed; a client may run it again). Now it polls at
+/// the server's pace until the answer comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_server_makes_the_client_poll_is_answered_at_the_servers_pace() {
+    let remote = RecordingRemote::start();
+    let (_dir, config, mut client) = stdio_to(&remote.url).await;
+    client
+        .send(&common::call_line(json!(7), "polled", json!({"text": "p"})))
+        .await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(7)).await).unwrap();
+    assert_eq!(answer["result"]["content"][0]["text"], "polled", "{answer}");
+    assert!(client.finish().await.success());
+    let polls = remote
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(start, h)| {
+            start.starts_with("GET ") && h.iter().any(|(k, _)| k == "last-event-id")
+        })
+        .count();
+    // 900 ms at one poll per 300 ms: three or four polls, not a burst.
+    assert!((2..=5).contains(&polls), "{polls} polls");
+    let out = std::process::Command::new(proxy_bin())
+        .args(["events", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let end = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_execution" || e["event_type"] == "tool_failure")
+        .expect("the call's end");
+    assert_eq!(end["event_type"], "tool_execution", "{end:#}");
 }

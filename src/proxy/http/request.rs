@@ -634,6 +634,11 @@ impl McpRequest<'_> {
             Ok(p) => inspect(p),
             Err(_) => Inspected::default(),
         };
+        // Not JSON at all: what JSON-RPC answers first (-32700), before any session question.
+        let not_json = match &parsed {
+            Err(e @ crate::jsonrpc::message::Invalid::NotJson(_)) => Some(e.to_string()),
+            _ => None,
+        };
         drop(parsed);
         if let Some(at) = break_in_string {
             let reason = format!(
@@ -736,6 +741,21 @@ impl McpRequest<'_> {
             }
             Ok(None) => {
                 let sessionless = version.as_deref().is_some_and(|v| v >= SESSIONLESS_FROM);
+                if let Some(why) = not_json {
+                    // helper-89 F7: a body that is not JSON was told a session id was missing.
+                    let reason = format!(
+                        "{why}; not forwarded: send one JSON-RPC message (or a batch) as the body"
+                    );
+                    return self
+                        .refuse_rpc(
+                            StatusCode::BAD_REQUEST,
+                            message::PARSE_ERROR,
+                            reason,
+                            None,
+                            None,
+                        )
+                        .await;
+                }
                 if !seen.initialize && !sessionless {
                     let reason = "Mcp-Session-Id is required after initialize (or send MCP-Protocol-Version: 2026-07-28 for a sessionless request)".to_string();
                     return self

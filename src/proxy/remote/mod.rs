@@ -80,8 +80,16 @@ const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
 const NOTIFICATION_ORDER_WAIT: Duration = Duration::from_secs(5);
 /// How long the session's DELETE may take at the end.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts to resume a POST's SSE stream that ended before its answer.
+/// Attempts in a row to resume a POST's SSE stream that ended before its answer, none of
+/// which brought an event, when the server set no `retry:` (reconnected at once).
 const RESUMES: usize = 3;
+/// How long a request's answer is polled for when its server closes the stream and names a
+/// `retry:` time (MCP 2025-11-25, SEP-1699: the server may close a request's stream and let
+/// the client come back with `Last-Event-ID` after `retry` ms, as often as it takes). The
+/// core's `call_timeout_ms` answers the client first when it is shorter.
+const POLLING_SPAN: Duration = Duration::from_secs(600);
+/// The longest `retry:` honoured between two polls; a longer one is waited this long.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 /// Consecutive failures after which the GET stream is given up.
 const LISTEN_FAILURES: u32 = 5;
 /// Bytes of an unexpected HTTP body quoted in an error.
@@ -568,7 +576,9 @@ impl Link {
         if status.is_success() && kind.as_deref() == Some("text/event-stream") {
             return match self.stream(resp.into_body(), head, pending, out).await {
                 Streamed::Done => Ok(()),
-                Streamed::Ended(last_id) => self.resume(head, last_id, pending, out).await,
+                Streamed::Ended { last_id, retry_ms } => {
+                    self.resume(head, last_id, retry_ms, pending, out).await
+                }
                 Streamed::Failed(why) => Err(why),
             };
         }
@@ -836,21 +846,38 @@ impl Link {
         if pending.is_empty() {
             Streamed::Done
         } else {
-            Streamed::Ended(parser.last_id)
+            Streamed::Ended {
+                last_id: parser.last_id,
+                retry_ms: parser.retry_ms,
+            }
         }
     }
 
     /// A request's stream ended before its answer: reconnects with `Last-Event-ID` (MCP
-    /// 2025-06-18, "Resumability and Redelivery"); `Err` if the answer does not come.
+    /// 2025-06-18, "Resumability and Redelivery"), after the stream's `retry:` time when it
+    /// gave one (the SSE reconnection time, WHATWG HTML 9.2; MCP 2025-11-25 lets a server
+    /// close a request's stream on purpose and have the client poll). `Err` if the answer
+    /// does not come: [`RESUMES`] reconnections in a row brought no event and the server set
+    /// no `retry:`, or the server's polling went on past [`POLLING_SPAN`].
     async fn resume(
         &self,
         head: &Head,
         mut last_id: Option<String>,
+        mut retry_ms: Option<u64>,
         pending: &mut Vec<RequestId>,
         out: &mpsc::Sender<Bytes>,
     ) -> Result<(), String> {
-        for _ in 0..RESUMES {
+        let started = tokio::time::Instant::now();
+        let mut idle = 0;
+        while idle < RESUMES || (retry_ms.is_some() && started.elapsed() < POLLING_SPAN) {
             let Some(id) = last_id.clone() else { break };
+            if let Some(ms) = retry_ms {
+                let wait = Duration::from_millis(ms).min(MAX_RETRY_WAIT);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.end.cancelled() => return Err("the session was ended".into()),
+                }
+            }
             let Ok(value) = HeaderValue::from_str(&id) else {
                 break;
             };
@@ -869,7 +896,17 @@ impl Link {
             match self.stream(resp.into_body(), head, pending, out).await {
                 Streamed::Done => return Ok(()),
                 Streamed::Failed(why) => return Err(why),
-                Streamed::Ended(next) => last_id = next.or(last_id),
+                Streamed::Ended {
+                    last_id: next,
+                    retry_ms: retry,
+                } => {
+                    idle = match next.is_some() && next != last_id {
+                        true => 0,
+                        false => idle + 1,
+                    };
+                    last_id = next.or(last_id);
+                    retry_ms = retry.or(retry_ms);
+                }
             }
         }
         Err("its SSE stream ended before the answer".into())
@@ -886,6 +923,8 @@ impl Link {
             let mut last_id: Option<String> = None;
             let mut failures = 0u32;
             let mut parser_retry = None;
+            // Whether a GET stream has opened for the session it is sent with.
+            let mut opened = false;
             while !link.end.is_cancelled() && failures < LISTEN_FAILURES {
                 let sent_session = link
                     .state
@@ -907,6 +946,17 @@ impl Link {
                 };
                 match link.call(req, Some(ACCEPT_TIMEOUT)).await {
                     Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+                    Ok(resp) if resp.status() == StatusCode::NOT_FOUND && !opened => {
+                        // A server without a GET stream should answer 405, but many answer
+                        // 404 (a web framework's missing route), the first GET too, a moment
+                        // after the session opened. Taken as "no stream", as the official
+                        // SDKs take it: the session's requests show whether it has ended
+                        // (`post`). Taking it as the session's end made the stdio wrapper
+                        // open a new session in a loop (thousands a second) and the gateway
+                        // end its client's (helper-89 F1).
+                        tracing::info!(upstream = %link.remote.name, "the upstream answered 404 to the session's GET stream; taken as having none (server requests come only on POST streams)");
+                        return;
+                    }
                     Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
                         let reopened = match (&sent_session, link.reopen) {
                             (Some(stale), true) => {
@@ -931,6 +981,7 @@ impl Link {
                             Some(true) => {
                                 // The new session's stream: from its start.
                                 last_id = None;
+                                opened = false;
                                 continue;
                             }
                             Some(false) => {}
@@ -941,6 +992,7 @@ impl Link {
                             && content_type(resp.headers()).as_deref()
                                 == Some("text/event-stream") =>
                     {
+                        opened = true;
                         let mut parser = sse::Parser::new(link.remote.max);
                         parser.last_id = last_id.clone();
                         let (got, retry) = link.relay(resp.into_body(), &mut parser, &out).await;
@@ -1086,8 +1138,12 @@ impl Link {
 enum Streamed {
     /// Every request it carried is answered (or it carried none and has ended).
     Done,
-    /// Ended before an answer; the last event id to resume from.
-    Ended(Option<String>),
+    /// Ended before an answer: the last event id to resume from, and the stream's `retry:`
+    /// (milliseconds) if it set one.
+    Ended {
+        last_id: Option<String>,
+        retry_ms: Option<u64>,
+    },
     Failed(String),
 }
 
