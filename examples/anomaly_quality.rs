@@ -45,6 +45,7 @@ fn through_the_commands(
         &ImportArgs {
             config: config_arg(),
             file: events.into(),
+            skip_stored: false,
         },
         &config,
         &mut std::io::empty(),

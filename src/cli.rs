@@ -481,6 +481,11 @@ pub struct ImportArgs {
     /// stdin.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// Skip the events whose `event_id` is already in the store instead of refusing the
+    /// file: for running an import again after one that stopped part-way (a full disk, a
+    /// kill). The skipped events are not compared with the stored ones; how many is said.
+    #[arg(long)]
+    pub skip_stored: bool,
 }
 
 /// The time window of an analytics command.

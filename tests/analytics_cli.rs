@@ -730,6 +730,61 @@ fn a_damaged_trail_is_refused_unless_allowed_and_then_read_past() {
     }
 }
 
+/// helper-90 M2/M3: an import that stopped part-way (a full disk, a kill) left its first
+/// events in the store, and running it again was refused line by line ("already in the
+/// store"), while the disk-full hint said to drop the first N lines of the file, which is
+/// wrong when the file is not in id order (events are written in id order). `--skip-stored`
+/// runs it again, skipping what is there.
+#[test]
+fn an_import_run_again_with_skip_stored_writes_only_what_is_missing() {
+    let store = small_store();
+    let first = small_file();
+    let file = store.dir.path().join("small.jsonl");
+    // Run again as it was: refused, and the refusal names the way out.
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("already in the store") && err.contains("--skip-stored"),
+        "{err}"
+    );
+    let said = ok(
+        &store.config,
+        &["import", "--skip-stored", file.to_str().unwrap()],
+    );
+    assert!(
+        said.contains(&format!("all {} events", first.len())),
+        "{said}"
+    );
+    // The same events, out of order, with two new calls among them.
+    let mut more = first.clone();
+    more.extend(pair(40, 1_790_000_100_000, "dave", "echo", "success"));
+    more.extend(pair(41, 1_790_000_000_500, "erin", "echo", "error"));
+    more.reverse();
+    let file = store.dir.path().join("more.jsonl");
+    std::fs::write(&file, lines(&more)).unwrap();
+    let said = ok(
+        &store.config,
+        &["import", "--skip-stored", file.to_str().unwrap()],
+    );
+    assert!(
+        said.contains("imported 4 events") && said.contains(&format!("skipped {}", first.len())),
+        "{said}"
+    );
+    let events: Vec<Value> = ok(&store.config, &["events", "--json", "--limit", "1000"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), first.len() + 4);
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len(), "each event once");
+}
+
 /// helper-90 H4: with one byte of the newest segment's header changed, `analyze` and
 /// `anomalies` skipped the whole segment as if it were a torn tail and printed figures
 /// without it (exit 0), while `verify`, `compliance` and `report` refused. A header this

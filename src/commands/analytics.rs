@@ -78,7 +78,7 @@ pub enum AnalyticsError {
     },
     /// The writer failed part-way (after the file was checked).
     #[error(
-        "the audit writer failed after {written} of {total} events were imported: {source}\n  hint: the events written stay (the journal is append-only) and are listed by `events`; remove the first {written} lines from the file and import the rest once the cause is fixed"
+        "the audit writer failed after {written} of {total} events were imported: {source}\n  hint: the events written stay (the journal is append-only) and are listed by `events`; once the cause is fixed, run the same import again with --skip-stored: the events already in the store are skipped"
     )]
     Write {
         /// Events durable before the failure.
@@ -415,7 +415,8 @@ pub fn import(
         source: e,
     })?;
     drop(spooled);
-    // Ids already in the store.
+    // Ids already in the store: refused, or skipped with --skip-stored.
+    let mut stored = std::collections::HashSet::new();
     if root.join("journal").is_dir() && !ids.is_empty() {
         let Some((index, _lock, report)) = store::open_for_query(root)? else {
             return Err(AnalyticsError::IndexBusy { path: root.clone() });
@@ -423,7 +424,11 @@ pub fn import(
         super::log_open(&report);
         for (id, at) in &ids {
             if index.get(*id)?.is_some() {
-                errors.push((*at, format!("event_id {id} is already in the store")));
+                if args.skip_stored {
+                    stored.insert(*id);
+                } else {
+                    errors.push((*at, format!("event_id {id} is already in the store (to skip the events a stopped import already wrote, add --skip-stored)")));
+                }
             }
         }
         index.close()?;
@@ -440,12 +445,25 @@ pub fn import(
                 .collect(),
         });
     }
-    let total = ids.len();
-    if total == 0 {
+    if ids.is_empty() {
         return Err(AnalyticsError::Empty { file: source });
     }
     drop(ids);
-    if in_order {
+    let skipped = stored.len();
+    if skipped > 0 {
+        places.retain(|p| !stored.contains(&p.0));
+    }
+    drop(stored);
+    let total = places.len();
+    if total == 0 {
+        writeln!(
+            out,
+            "all {skipped} events of {source} are already in {}; nothing was imported",
+            root.display()
+        )?;
+        return Ok(0);
+    }
+    if in_order && skipped == 0 {
         places = Vec::new(); // read front to back
     } else {
         places.sort_unstable_by_key(|p| p.0);
@@ -553,9 +571,13 @@ pub fn import(
     threads.join();
     drop(lock);
     let written = result?;
+    let skipped = match skipped {
+        0 => String::new(),
+        n => format!("; skipped {n} already in the store"),
+    };
     writeln!(
         out,
-        "imported {written} events from {source} into {} (journal {journal_id}), each marked metadata.imported",
+        "imported {written} events from {source} into {} (journal {journal_id}), each marked metadata.imported{skipped}",
         root.display()
     )?;
     Ok(0)
