@@ -164,8 +164,10 @@ fn masked(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// `text` as it may be shown on a terminal: every control character but a line feed and a tab
-/// (C0, DEL, and the C1 controls U+0080–U+009F, ECMA-48 §5) written as `\u001b`; the rest as
-/// it is (invalid UTF-8 included). The escape is JSON's (RFC 8259 §7), so JSON text stays
+/// (C0, DEL, and the C1 controls U+0080–U+009F, ECMA-48 §5) and every bidirectional
+/// formatting character (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069: Unicode
+/// UAX #9; "Trojan Source", CVE-2021-42574) written as `\u001b`, `\u202e`; the rest as it
+/// is (invalid UTF-8 included). The escape is JSON's (RFC 8259 §7), so JSON text stays
 /// valid JSON meaning the same, while serde_json writes DEL and C1 raw.
 ///
 /// Why: user names, tool names, arguments and servers' messages are chosen by clients and
@@ -174,10 +176,19 @@ fn masked(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// wrote, not what happened (log injection, CWE-117 and CWE-150).
 pub fn printable(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let control = |at: usize| -> Option<usize> {
+        let next = |k: usize| text.get(at + k).copied();
         match text[at] {
             b'\n' | b'\t' => None,
             0x00..=0x1f | 0x7f => Some(1),
-            0xc2 if matches!(text.get(at + 1), Some(0x80..=0x9f)) => Some(2),
+            0xc2 if matches!(next(1), Some(0x80..=0x9f)) => Some(2),
+            // U+061C ARABIC LETTER MARK.
+            0xd8 if next(1) == Some(0x9c) => Some(2),
+            // U+200E, U+200F, U+202A–U+202E.
+            0xe2 if next(1) == Some(0x80) && matches!(next(2), Some(0x8e | 0x8f | 0xaa..=0xae)) => {
+                Some(3)
+            }
+            // U+2066–U+2069.
+            0xe2 if next(1) == Some(0x81) && matches!(next(2), Some(0xa6..=0xa9)) => Some(3),
             _ => None,
         }
     };
@@ -192,9 +203,18 @@ pub fn printable(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
                 out.extend_from_slice(format!("\\u{:04x}", text[at]).as_bytes());
                 at += 1;
             }
-            Some(_) => {
-                out.extend_from_slice(format!("\\u{:04x}", text[at + 1]).as_bytes());
-                at += 2;
+            Some(n) => {
+                // The code point of a 2- or 3-byte UTF-8 sequence.
+                let point = match n {
+                    2 => (u32::from(text[at] & 0x1f) << 6) | u32::from(text[at + 1] & 0x3f),
+                    _ => {
+                        (u32::from(text[at] & 0x0f) << 12)
+                            | (u32::from(text[at + 1] & 0x3f) << 6)
+                            | u32::from(text[at + 2] & 0x3f)
+                    }
+                };
+                out.extend_from_slice(format!("\\u{point:04x}").as_bytes());
+                at += n;
             }
             None => {
                 out.push(text[at]);
@@ -425,8 +445,15 @@ mod tests {
         let (a, b) = ("x\u{1b}[8m", "y");
         write!(out, "{a}|{b}").unwrap();
         assert_eq!(out.0, b"x\\u001b[8m|y");
+        // Bidirectional formatting (helper-90: a tool named with U+202E showed reversed):
+        // each one escaped; the letters of right-to-left scripts and other U+20xx stay.
+        assert_eq!(
+            shown("read\u{202e}txt.exe\u{2066}\u{2069}\u{200f}\u{61c}"),
+            "read\\u202etxt.exe\\u2066\\u2069\\u200f\\u061c"
+        );
+        assert_eq!(shown("שלום — ‘x’ …"), "שלום — ‘x’ …");
         // JSON stays JSON, meaning the same.
-        let value = serde_json::json!({"tool": "a\u{85}\u{7f}\u{1b}b"});
+        let value = serde_json::json!({"tool": "a\u{85}\u{7f}\u{1b}b\u{202e}c"});
         let shown = printable(value.to_string().as_bytes()).into_owned();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&shown).unwrap(),

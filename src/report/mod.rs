@@ -167,7 +167,7 @@ pub(crate) mod fixture {
     pub const T0: u64 = 1_791_158_400_000;
     pub const DAY: u64 = 86_400_000;
     pub const EVIL_TOOL: &str = "<script>alert('tool')</script>";
-    pub const EVIL_USER: &str = "mallory<img src=x onerror=alert(1)>";
+    pub const EVIL_USER: &str = "mallory\u{202e}<img src=x onerror=alert(1)>";
 
     pub fn call(
         n: u64,

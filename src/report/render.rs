@@ -61,6 +61,18 @@ pub fn markdown_escape(text: &str) -> String {
     out
 }
 
+/// `text` with its control and bidirectional formatting characters written as `\u202e`
+/// ([`crate::telemetry::printable`]): a tool or user name holding U+202E would otherwise be
+/// shown reversed to the reader of the report (CVE-2021-42574, "Trojan Source").
+fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    match crate::telemetry::printable(text.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+        std::borrow::Cow::Owned(bytes) => {
+            std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+}
+
 fn environment() -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
@@ -79,12 +91,17 @@ fn environment() -> Result<Environment<'static>, minijinja::Error> {
                 } else {
                     value.to_string()
                 };
-                out.write_str(&markdown_escape(&text)).map_err(|_| {
-                    minijinja::Error::new(
-                        minijinja::ErrorKind::WriteFailure,
-                        "cannot write the output",
-                    )
-                })
+                out.write_str(&markdown_escape(&visible(&text)))
+                    .map_err(|_| {
+                        minijinja::Error::new(
+                            minijinja::ErrorKind::WriteFailure,
+                            "cannot write the output",
+                        )
+                    })
+            } else if let Some(text) = value.as_str().filter(|_| !value.is_safe())
+                && let std::borrow::Cow::Owned(shown) = visible(text)
+            {
+                minijinja::escape_formatter(out, state, &Value::from(shown))
             } else {
                 minijinja::escape_formatter(out, state, value)
             }
@@ -244,9 +261,13 @@ mod tests {
                     || html.contains("&lt;script&gt;alert(&#39;tool&#39;)&lt;/script&gt;"),
                 "{html}"
             );
-            assert!(html.contains("mallory&lt;img"), "{html}");
+            // U+202E (right-to-left override) is shown as its escape, never acted on.
+            assert!(html.contains("mallory\\u202e&lt;img"), "{html}");
+            assert!(!html.contains('\u{202e}'), "{html}");
             let md = render(&r, Format::Md).unwrap();
             assert!(!md.contains("<script") && !md.contains("<img"), "{md}");
+            assert!(md.contains("mallory\\\\u202e&lt;img"), "{md}");
+            assert!(!md.contains('\u{202e}'), "{md}");
             assert!(
                 md.contains("&lt;script&gt;alert('tool')&lt;/script&gt;"),
                 "{md}"

@@ -21,6 +21,14 @@ pub fn escape(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             c if (c as u32) < 0x20 && c != '\t' && c != '\n' && c != '\r' => out.push('\u{fffd}'),
+            // Bidirectional formatting (CVE-2021-42574): shown, never acted on.
+            '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c => out.push(c),
         }
     }
@@ -231,6 +239,7 @@ mod tests {
         );
         assert!(!svg.contains("<script"), "{svg}");
         assert!(!svg.contains("alert('x')"), "{svg}");
+        assert_eq!(escape("exe.\u{202e}fdp\u{2066}"), "exe.\\u202efdp\\u2066");
     }
 
     #[test]
