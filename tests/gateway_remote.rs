@@ -765,7 +765,10 @@ impl RecordingRemote {
                                 json!({"jsonrpc": "2.0", "id": msg["id"], "result": {"tools": [{
                                 "name": "route", "inputSchema": {"type": "object", "properties": {
                                     "region": {"type": "string", "x-mcp-header": "Region"},
-                                    "text": {"type": "string"}}}}]}})
+                                    "text": {"type": "string"}}}}, {
+                                // An invalid declaration: a header on an object (SEP-2243).
+                                "name": "bad_header", "inputSchema": {"type": "object", "properties": {
+                                    "data": {"type": "object", "x-mcp-header": "Data"}}}}]}})
                             }
                             Some("tools/call") => {
                                 json!({"jsonrpc": "2.0", "id": msg["id"], "result": {
@@ -1434,4 +1437,34 @@ async fn a_call_whose_server_makes_the_client_poll_is_answered_at_the_servers_pa
         .find(|e| e["event_type"] == "tool_execution" || e["event_type"] == "tool_failure")
         .expect("the call's end");
     assert_eq!(end["event_type"], "tool_execution", "{end:#}");
+}
+
+/// helper-89 F5: a tool whose `x-mcp-header` declarations are invalid (here a header on an
+/// object) must be rejected by its client (SEP-2243: "Clients MUST reject (exclude) such
+/// tools"). The proxy is the remote's client, and sent such calls anyway (without headers);
+/// now it refuses them, and the other tools work on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_with_invalid_header_declarations_is_not_called() {
+    let remote = RecordingRemote::start();
+    let gw = gateway_to(&format!("url = \"{}\"", remote.url), "", &[]);
+    let answer = list_then_route(&gw.endpoint(), "eu-west-1", "hi").await;
+    assert_eq!(answer["result"]["content"][0]["text"], "hi");
+    let call = call_2026("3", "bad_header", r#"{"data":{"a":1}}"#);
+    let (_, _, body) = post_2026(&gw.endpoint(), ALICE_KEY, &call, Some("bad_header"), &[]).await;
+    let answer = &messages(&body)[0];
+    assert_eq!(answer["id"], 3, "{answer}");
+    let text = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("x-mcp-header") && text.contains("not sent"),
+        "{answer}"
+    );
+    let calls: Vec<String> = remote
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(_, h)| header(h, "mcp-name").map(str::to_string))
+        .collect();
+    assert!(!calls.iter().any(|n| n == "bad_header"), "{calls:?}");
+    assert!(calls.iter().any(|n| n == "route"), "{calls:?}");
 }

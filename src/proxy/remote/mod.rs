@@ -516,6 +516,14 @@ impl Link {
             req = req.header("mcp-method", header_text(method));
             if let Some(name) = &head.name {
                 req = req.header("mcp-name", header_text(name));
+                if head.is("tools/call")
+                    && let Some(why) = self.remote.params.invalid(name)
+                {
+                    // helper-89 F5: sent anyway before, where a direct client refuses.
+                    return Err(format!(
+                        "its tool {name:?} declares invalid x-mcp-header arguments ({why}); a client must not call such a tool (SEP-2243), so the call was not sent"
+                    ));
+                }
                 if head.is("tools/call") && self.remote.params.knows(name) {
                     for (header, value) in self.remote.params.headers_for(name, &arguments(&body)) {
                         req = req.header(header, value);

@@ -21,9 +21,13 @@ pub(crate) struct Binding {
     pub(crate) path: Vec<String>,
 }
 
-/// Per upstream: tool name -> its bindings (tools without any are not kept).
+/// Per upstream: tool name -> its bindings (tools without any are not kept); and tool name ->
+/// why its declarations are invalid (SEP-2243: a client MUST reject, exclude, such a tool).
 #[derive(Debug, Default)]
-pub(crate) struct ParamHeaders(Mutex<HashMap<String, Vec<Binding>>>);
+pub(crate) struct ParamHeaders(
+    Mutex<HashMap<String, Vec<Binding>>>,
+    Mutex<HashMap<String, String>>,
+);
 
 impl ParamHeaders {
     /// Learns the tools of a `tools/list` answer (a JSON-RPC response line).
@@ -39,23 +43,37 @@ impl ParamHeaders {
             return;
         };
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut invalid = self.1.lock().unwrap_or_else(|p| p.into_inner());
         for tool in tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
                 continue;
             };
+            invalid.remove(name);
             match tool.get("inputSchema").map(bindings) {
                 Some(Ok(b)) if !b.is_empty() => {
                     map.insert(name.to_string(), b);
                 }
                 Some(Err(why)) => {
-                    tracing::warn!(tool = name, reason = %why, "a tool's x-mcp-header declarations are invalid; its calls get no Mcp-Param headers");
+                    tracing::warn!(tool = name, reason = %why, "a tool's x-mcp-header declarations are invalid (SEP-2243); its 2026-07-28 calls are not sent");
                     map.remove(name);
+                    invalid.insert(name.to_string(), why);
                 }
                 _ => {
                     map.remove(name);
                 }
             }
         }
+    }
+
+    /// Why `tool`'s `x-mcp-header` declarations are invalid, if they were when it was last
+    /// listed: a client "MUST reject" such a tool (SEP-2243), and the proxy is the remote's
+    /// client, so its 2026-07-28 calls are refused rather than sent without their headers.
+    pub(crate) fn invalid(&self, tool: &str) -> Option<String> {
+        self.1
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tool)
+            .cloned()
     }
 
     /// The headers for a call of `tool` with `arguments`: one per bound argument that is
