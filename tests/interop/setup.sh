@@ -10,7 +10,7 @@ root=$(cd "$here/../.." && pwd)
 dest=${MCP_AUDIT_INTEROP_DIR:-$root/target/interop}
 mkdir -p "$dest/node"
 # ESM resolves packages next to the script, so the TypeScript probe runs from the node folder.
-cp "$here/ts_client.mjs" "$dest/node/"
+cp "$here/ts_client.mjs" "$here/conf_client.mjs" "$dest/node/"
 stamp="$dest/.installed"
 want=$(cat "$here/requirements.txt" "$here/package-lock.json" "$here/conformance/package-lock.json" | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
