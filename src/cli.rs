@@ -87,10 +87,10 @@ pub struct AlertsArgs {
     #[allow(missing_docs)]
     pub config: ConfigArg,
     /// From TIME: RFC 3339 or a duration ago (24h, 7d); default 24h.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub since: Option<SystemTime>,
     /// Until TIME (same forms; default: now).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub until: Option<SystemTime>,
     /// Only alerts about this user (`user_id`).
     #[arg(long)]
@@ -275,10 +275,10 @@ pub struct EventsArgs {
     pub follow: bool,
     /// Only events at or after TIME: RFC 3339 (2026-12-01T09:00:00Z, 2026-12-01T10:00:00+01:00)
     /// or a duration ago (30m, 2h, 7d).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub since: Option<SystemTime>,
     /// Only events at or before TIME (same forms as --since).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub until: Option<SystemTime>,
     /// Only this session (session_id).
     #[arg(long)]
@@ -446,10 +446,10 @@ pub struct ExportArgs {
     pub config: ConfigArg,
     /// Events from this time on (RFC 3339, e.g. 2026-12-01T00:00:00Z, or a duration ago: 7d);
     /// default: the first.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub since: Option<SystemTime>,
     /// Events before this time (same forms as --since); default: the last.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub until: Option<SystemTime>,
     /// The file to write (never overwritten).
     #[arg(long, value_name = "FILE")]
@@ -492,10 +492,10 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct WindowArgs {
     /// From TIME: RFC 3339 or a duration ago (7d, 24h).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub since: Option<SystemTime>,
     /// Until TIME (same forms; default: now).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub until: Option<SystemTime>,
     /// JSON instead of a table (`anomalies`: one finding per line).
     #[arg(long)]
@@ -606,10 +606,10 @@ pub struct ReportArgs {
     #[arg(value_enum)]
     pub kind: crate::report::model::Kind,
     /// From TIME: RFC 3339 or a duration ago (30d, 24h); default: 30 days before --until.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub since: Option<SystemTime>,
     /// Until TIME (same forms; default: now).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_hyphen_values = true)]
     pub until: Option<SystemTime>,
     /// `html` (one self-contained file: inline CSS and SVG charts, no script, no network),
     /// `md` (Markdown tables) or `json` (the model the other two are rendered from).

@@ -785,6 +785,40 @@ fn an_import_run_again_with_skip_stored_writes_only_what_is_missing() {
     assert_eq!(ids.len(), events.len(), "each event once");
 }
 
+/// helper-90, low: three errors that did not say what to do. A bad `event_id` was "invalid
+/// length at column 22"; importing into a store path that is a file, "File exists (os error
+/// 17)"; `--since -1d` was taken by clap for an option ("unexpected argument '-1'").
+#[test]
+fn bad_ids_a_store_that_is_a_file_and_a_signed_since_are_explained() {
+    let store = TestStore::new("");
+    let file = store.dir.path().join("bad.jsonl");
+    let mut event = pair(0, 1_790_000_000_000, "alice", "echo", "success")[0].clone();
+    event["event_id"] = json!("xyz");
+    std::fs::write(&file, format!("{event}\n")).unwrap();
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("is a ULID") && err.contains("\"xyz\""),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("store"), b"").unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, "[audit]\nstore_dir = \"store\"\n").unwrap();
+    std::fs::write(&file, lines(&small_file())).unwrap();
+    let out = run(&config, &["import", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is a file, not a folder"), "{err}");
+
+    let out = run(&store.config, &["anomalies", "--since", "-1d"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("\"-1d\" is neither an RFC 3339 time"), "{err}");
+}
+
 /// helper-90 H4: with one byte of the newest segment's header changed, `analyze` and
 /// `anomalies` skipped the whole segment as if it were a torn tail and printed figures
 /// without it (exit 0), while `verify`, `compliance` and `report` refused. A header this

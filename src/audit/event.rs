@@ -62,7 +62,12 @@ impl Serialize for EventId {
 impl<'de> Deserialize<'de> for EventId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.parse().map_err(|e| {
+            serde::de::Error::custom(format_args!(
+                "an event id is a ULID (26 characters of Crockford base32, e.g. 01KBZ8Q5Y0V3M6X2P9R4T7W1NA), not {:?} ({e})",
+                s.chars().take(40).collect::<String>()
+            ))
+        })
     }
 }
 

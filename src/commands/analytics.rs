@@ -318,6 +318,9 @@ pub fn import(
         marker: (!root.join(crate::store::marker::MARKER).exists())
             .then(|| root.join(crate::store::marker::MARKER)),
     };
+    if root.exists() && !root.is_dir() {
+        return Err(StoreError::NotAFolder { path: root.clone() }.into());
+    }
     std::fs::create_dir_all(root).map_err(|e| StoreError::io("create", root, e))?;
     // The folder must be a store (made one when new) before the spool goes into it: a spool
     // file in a new folder would make it look like a folder of other files.
