@@ -267,7 +267,7 @@ pub enum StoreError {
         offset: u64,
     },
     /// The index points at a journal record that is not there or not whole.
-    #[error("journal record at {} offset {offset} is unreadable ({reason})\n  hint: the journal was changed after it was indexed; run `mcp-audit-proxy reindex`", path.display())]
+    #[error("journal record at {} offset {offset} is unreadable ({reason})\n  hint: the journal was changed or damaged after it was indexed: keep a copy of the store (it is evidence) and run `mcp-audit-proxy verify` to see what; `mcp-audit-proxy reindex` then rebuilds the index from what can be read, and `events` no longer shows the records that cannot", path.display())]
     BadRecord {
         /// The segment file.
         path: PathBuf,
@@ -278,7 +278,7 @@ pub enum StoreError {
     },
     /// An index entry that does not lead to its event.
     #[error(
-        "the audit index entry of event {id} does not match the journal\n  hint: run `mcp-audit-proxy reindex`"
+        "the audit index entry of event {id} does not match the journal\n  hint: the journal or the index was changed: keep a copy of the store (it is evidence) and run `mcp-audit-proxy verify` to see which; `mcp-audit-proxy reindex` then rebuilds the index from the journals"
     )]
     BadIndexEntry {
         /// The event.
