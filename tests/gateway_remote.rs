@@ -1423,15 +1423,7 @@ async fn a_call_whose_server_makes_the_client_poll_is_answered_at_the_servers_pa
         .count();
     // 900 ms at one poll per 300 ms: three or four polls, not a burst.
     assert!((2..=5).contains(&polls), "{polls} polls");
-    let out = std::process::Command::new(proxy_bin())
-        .args(["events", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::events_of(&config);
     let end = events
         .iter()
         .find(|e| e["event_type"] == "tool_execution" || e["event_type"] == "tool_failure")

@@ -370,15 +370,7 @@ fn conformance_client_scenarios_pass_through_the_stdio_bridge_wherever_they_pass
         format!("[audit]\nstore_dir = {:?}\n", store.to_string_lossy()),
     )
     .unwrap();
-    let out = Command::new(common::proxy_bin())
-        .args(["events", "--json", "--limit", "100000", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = common::events_of(&config);
     let accesses = events
         .iter()
         .filter(|e| e["event_type"] == "tool_access")

@@ -489,6 +489,26 @@ fn warden_of(parent: u32) -> Option<i32> {
         .map(|(pid, _, _)| pid)
 }
 
+/// The running warden of `proxy` other than `not`, once there is one (10 s at most).
+async fn a_warden_of(proxy: u32, not: Option<i32>) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(w) = warden_of(proxy).filter(|w| Some(*w) != not && running(*w)) {
+            return w;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no warden");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sigkill(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+}
+
 /// Issue 7 item 5, the rest: a proxy killed with SIGKILL cannot end the server's process
 /// group itself (the server runs in a group of its own, out of reach of the client's
 /// signals), so a server that ignores its closed input, and what it started, ran on for ever.
@@ -500,20 +520,9 @@ async fn what_the_server_started_ends_when_the_proxy_is_killed_with_sigkill() {
     let (mut c, pidfile) = wrapped_server(&store, "sleep 600", "sleep 600");
     let pid = background_pid(&pidfile).await;
     let proxy = c.child.id().unwrap();
-    let started = Instant::now();
-    let warden = loop {
-        if let Some(w) = warden_of(proxy) {
-            break w;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no warden");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let warden = a_warden_of(proxy, None).await;
     let stderr = c.child.stderr.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(proxy as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(proxy as i32);
     let _ = c.wait_exit().await;
     assert_ends_within(pid, limit(), "the proxy was SIGKILLed").await;
     assert_ends_within(warden, limit(), "the warden after acting").await;
@@ -534,17 +543,9 @@ async fn the_wardens_line_goes_to_the_log_file() {
     let (mut c, pidfile) = wrapped_server(&store, "sleep 600", "sleep 600");
     let pid = background_pid(&pidfile).await;
     let proxy = c.child.id().unwrap();
-    let started = Instant::now();
-    while warden_of(proxy).is_none() {
-        assert!(started.elapsed() < Duration::from_secs(10), "no warden");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    a_warden_of(proxy, None).await;
     let stderr = c.child.stderr.take().unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(proxy as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(proxy as i32);
     let _ = c.wait_exit().await;
     assert_ends_within(pid, limit(), "the proxy was SIGKILLed").await;
     let err = common::read_text(stderr).await;
@@ -580,23 +581,9 @@ async fn a_warden_that_exits_is_replaced_and_the_new_one_ends_the_servers_group(
     let (mut c, pidfile) = wrapped_server(&store, "sleep 600", "sleep 600");
     let pid = background_pid(&pidfile).await;
     let proxy = c.child.id().unwrap();
-    let wait_warden = |not: Option<i32>| async move {
-        let started = Instant::now();
-        loop {
-            if let Some(w) = warden_of(proxy).filter(|w| Some(*w) != not && running(*w)) {
-                return w;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "no warden");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let first = wait_warden(None).await;
+    let first = a_warden_of(proxy, None).await;
     let mut stderr = tokio::io::BufReader::new(c.child.stderr.take().unwrap());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(first),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(first);
     // The proxy says so once the new warden has been told of the group.
     let mut seen = String::new();
     let replaced = tokio::time::timeout(limit(), async {
@@ -612,12 +599,8 @@ async fn a_warden_that_exits_is_replaced_and_the_new_one_ends_the_servers_group(
     })
     .await;
     assert_eq!(replaced, Ok(true), "no new warden: {seen}");
-    let second = wait_warden(Some(first)).await;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(proxy as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let second = a_warden_of(proxy, Some(first)).await;
+    sigkill(proxy as i32);
     let _ = c.wait_exit().await;
     assert_ends_within(pid, limit(), "the proxy was SIGKILLed after its warden").await;
     assert_ends_within(second, limit(), "the new warden after acting").await;
@@ -635,11 +618,7 @@ async fn the_gateways_servers_end_when_the_gateway_is_killed_with_sigkill() {
     raw_session(&gateway.endpoint(), ALICE_KEY).await;
     let pid = background_pid(&pidfile).await;
     assert!(warden_of(gateway.pid()).is_some(), "no warden");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(gateway.pid() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(gateway.pid() as i32);
     assert_ends_within(pid, limit(), "the gateway was SIGKILLed").await;
 }
 

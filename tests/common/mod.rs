@@ -108,24 +108,38 @@ impl TestStore {
     /// Every event as the JSON text `events --json` prints (numbers digit for digit), oldest
     /// first.
     pub fn event_lines(&self) -> Vec<String> {
-        let out = std::process::Command::new(proxy_bin())
-            .args(["events", "--json", "--limit", "1000000", "--config"])
-            .arg(&self.config)
-            .output()
-            .expect("run events");
-        assert!(
-            out.status.success(),
-            "events failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut lines: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        lines.reverse();
-        lines
+        event_lines_of(&self.config)
     }
+}
+
+/// Every event of the store the config at `config` names, oldest first, read through the real
+/// `events` command (for stores a test did not make with [`TestStore`]).
+pub fn events_of(config: &std::path::Path) -> Vec<Value> {
+    event_lines_of(config)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect()
+}
+
+/// [`TestStore::event_lines`] of the store the config at `config` names.
+pub fn event_lines_of(config: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new(proxy_bin())
+        .args(["events", "--json", "--limit", "1000000", "--config"])
+        .arg(config)
+        .output()
+        .expect("run events");
+    assert!(
+        out.status.success(),
+        "events failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.reverse();
+    lines
 }
 
 /// Which protocol era a client speaks.
