@@ -1187,8 +1187,8 @@ level = "high"
 
 /// helper-89 F7: a body that is not JSON, sent without a session, was told that
 /// Mcp-Session-Id is required (-32600): the official servers answer -32700 Parse error, and
-/// the real fault is the body. It is answered as JSON-RPC answers it first, with or without a
-/// session.
+/// the real fault is the body. Without a session it is answered as JSON-RPC answers it
+/// first (with a session, the session's server answers it, as before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_is_not_json_is_a_parse_error_before_any_session_question() {
     let gw = Gateway::start("");

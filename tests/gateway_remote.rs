@@ -646,9 +646,18 @@ impl RecordingRemote {
                         reader.read_exact(&mut body).unwrap();
                         if start.starts_with("GET ") {
                             let resuming = headers.iter().any(|(k, _)| k == "last-event-id");
+                            let never = headers
+                                .iter()
+                                .any(|(k, v)| k == "last-event-id" && v.starts_with("n-"));
                             log.lock()
                                 .unwrap()
                                 .push((start.trim().to_string(), headers));
+                            if never {
+                                // A new id each time, `retry: 0`, never the answer.
+                                let n = log.lock().unwrap().len();
+                                sse(&mut stream, &format!("id: n-{n}\nretry: 0\ndata: \n\n"));
+                                return;
+                            }
                             if resuming {
                                 let answer = polled.lock().unwrap().clone();
                                 match answer {
@@ -714,6 +723,10 @@ impl RecordingRemote {
                             let _ = stream.write_all(head.as_bytes());
                             let _ = stream.write_all(body);
                             continue;
+                        }
+                        if tool == "never" {
+                            sse(&mut stream, "id: n-0\nretry: 0\ndata: \n\n");
+                            return;
                         }
                         if tool == "polled" {
                             *polled.lock().unwrap() = Some((Instant::now(), msg["id"].clone()));
@@ -1362,7 +1375,10 @@ async fn a_remote_that_answers_its_get_stream_with_404_keeps_its_session() {
         1,
         "one upstream session, not a new one per 404"
     );
-    assert_eq!(gets, 1, "the GET stream is asked for once");
+    assert!(
+        (1..=2).contains(&gets),
+        "the GET stream is asked for once, and once again a second later: {gets}"
+    );
     assert!(client.finish().await.success());
 
     // The gateway in front of the same kind of remote: the client's session goes on.
@@ -1459,4 +1475,35 @@ async fn a_tool_with_invalid_header_declarations_is_not_called() {
         .collect();
     assert!(!calls.iter().any(|n| n == "bad_header"), "{calls:?}");
     assert!(calls.iter().any(|n| n == "route"), "{calls:?}");
+}
+
+/// helper-91 M1: a server that closes each resumed stream at once with `retry: 0` and a new
+/// event id, and never answers, had the proxy reconnect as fast as it could until the call
+/// timed out (10 minutes by default). Each wait is at least 100 ms, and a bare priming event
+/// is no sign of life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_a_polled_call_is_not_polled_in_a_tight_loop() {
+    let remote = RecordingRemote::start();
+    let (_dir, _config, mut client) = stdio_wrapper(&format!(
+        "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n[limits]\ncall_timeout_ms = 2000\n",
+        remote.url
+    ));
+    client.initialize().await;
+    client
+        .send(&common::call_line(json!(9), "never", json!({})))
+        .await;
+    let answer: Value = serde_json::from_slice(&client.recv_response(&json!(9)).await).unwrap();
+    assert!(answer["error"].is_object(), "{answer}");
+    let polls = remote
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(start, h)| {
+            start.starts_with("GET ") && h.iter().any(|(k, _)| k == "last-event-id")
+        })
+        .count();
+    // 2 s at one poll per 100 ms at most.
+    assert!((1..=25).contains(&polls), "{polls} polls in 2 s");
+    assert!(client.finish().await.success());
 }

@@ -11,7 +11,8 @@
 //! How: the proxy modes start `mcp-audit-proxy warden` (a hidden subcommand) once per
 //! process ([`enable`], [`start`]), in a process group of its own, its stdin a pipe whose only writer is the proxy.
 //! The proxy writes `+PGID\n` when it starts a server and `-PGID\n` once that group has
-//! ended or been killed ([`watch`], [`release`]). When the proxy ends, however it ends, the
+//! ended or been killed ([`watch`], [`release`]); a list told again to a replacement warden
+//! carries each leader's start time (`+PGID:TICKS`). When the proxy ends, however it ends, the
 //! kernel closes the pipe; the warden reads EOF and, for each group still listed that still
 //! has a process, sends SIGTERM, waits up to [`GRACE`], then SIGKILL ([`serve`]), and says so
 //! in one line on its stderr: the proxy's, or `log.file` when the mode logs there. After a
@@ -29,7 +30,7 @@
 //! The library used in-process (tests, embedders) starts no warden unless its host calls
 //! [`enable`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
@@ -71,9 +72,11 @@ struct Warden {
     /// Lines a full pipe did not take, written first at the next [`tell`] (a `-` lost
     /// would leave a group listed whose id may be reused).
     unsent: Vec<u8>,
-    /// The groups told with `+` and not yet with `-`: what a new warden is told when this
-    /// one exits ([`keep_watch`]).
-    listed: BTreeSet<i32>,
+    /// The groups told with `+` and not yet with `-`, each with its leader's start time
+    /// when told: what a new warden is told when this one exits ([`keep_watch`]), as
+    /// `+PGID:TICKS`, so that it judges a reused id against the leader the proxy started,
+    /// not whatever holds the id when it is told.
+    listed: BTreeMap<i32, Option<u64>>,
 }
 
 static WARDEN: Mutex<Option<Warden>> = Mutex::new(None);
@@ -137,7 +140,7 @@ fn spawn(program: &Path) -> io::Result<()> {
         pid,
         pipe,
         unsent: Vec::new(),
-        listed: BTreeSet::new(),
+        listed: BTreeMap::new(),
     });
     drop(slot);
     let program = program.to_path_buf();
@@ -196,11 +199,11 @@ fn keep_watch(program: &Path, mut pid: u32) {
         };
         short_lives = match born.elapsed() < SHORT_LIFE {
             true => short_lives + 1,
-            false => 1,
+            false => 0,
         };
         let mut slot = warden();
         let Some(w) = slot.as_mut() else { return };
-        if short_lives > RESTARTS {
+        if short_lives >= RESTARTS {
             tracing::warn!(pid, status = ?status, "the warden exited again, {RESTARTS} times within {} s of its start: no new one is started; if the proxy is killed with SIGKILL, what its mcp servers started may outlive it", SHORT_LIFE.as_secs());
             *slot = None;
             return;
@@ -213,7 +216,10 @@ fn keep_watch(program: &Path, mut pid: u32) {
                 w.unsent = w
                     .listed
                     .iter()
-                    .map(|g| format!("+{g}\n"))
+                    .map(|(g, started)| match started {
+                        Some(t) => format!("+{g}:{t}\n"),
+                        None => format!("+{g}\n"),
+                    })
                     .collect::<String>()
                     .into_bytes();
                 let told = flush(w);
@@ -252,7 +258,7 @@ fn tell(sign: u8, group: i32) {
         return;
     };
     match sign {
-        b'+' => w.listed.insert(group),
+        b'+' => w.listed.insert(group, started_at(group)),
         _ => w.listed.remove(&group),
     };
     w.unsent
@@ -300,15 +306,19 @@ pub fn serve(input: impl BufRead) -> i32 {
     for line in input.split(b'\n') {
         let Ok(line) = line else { break };
         let text = String::from_utf8_lossy(&line);
-        let parsed = text
-            .get(1..)
-            .and_then(|n| n.parse::<i32>().ok())
-            .filter(|g| *g > 1);
-        match (line.first(), parsed) {
-            (Some(b'+'), Some(group)) => {
-                groups.insert(group, started_at(group));
+        // `+PGID`, `+PGID:TICKS` (a list told again to a new warden: the leader's start time
+        // as the proxy read it when the server started), `-PGID`.
+        let (id, ticks) = match text.get(1..).map(|rest| rest.split_once(':')) {
+            Some(Some((id, ticks))) => (Some(id), ticks.parse::<u64>().ok().map(Some)),
+            Some(None) => (text.get(1..), Some(None)),
+            None => (None, None),
+        };
+        let parsed = id.and_then(|n| n.parse::<i32>().ok()).filter(|g| *g > 1);
+        match (line.first(), parsed, ticks) {
+            (Some(b'+'), Some(group), Some(told)) => {
+                groups.insert(group, told.or_else(|| started_at(group)));
             }
-            (Some(b'-'), Some(group)) => {
+            (Some(b'-'), Some(group), Some(None)) => {
                 groups.remove(&group);
             }
             _ => {
@@ -510,6 +520,24 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(ours(pid, started), "the leader is gone");
+    }
+
+    /// helper-91 L1: a list told again to a replacement warden carries the start times the
+    /// proxy read when the servers started; a group whose leader is another process by now
+    /// is left alone, whatever holds the id when the new warden is told.
+    #[test]
+    fn a_start_time_told_with_the_group_is_the_one_judged() {
+        let mut child = sleeper("sleep 600");
+        let pid = child.id();
+        let started = started_at(pid as i32).expect("a running process");
+        assert_eq!(serve(format!("+{pid}:{}\n", started + 1).as_bytes()), 0);
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "another process's group was signalled"
+        );
+        assert_eq!(serve(format!("+{pid}:{started}\n").as_bytes()), 1);
+        assert!(wait_gone(&mut child), "its own group was not ended");
+        assert_eq!(serve(&b"+12:x\n-12:5\n"[..]), 2);
     }
 
     #[test]

@@ -244,13 +244,21 @@ impl IndexHolder {
     }
 
     /// Marks the own journal finished at the position applied (saved by the next
-    /// [`IndexHolder::persist`]), if that position is on disk: for its writer, once stopped
-    /// whole and applied to its end ([`IndexKeeper::finish_own`]).
+    /// [`IndexHolder::persist`]), for its writer, once stopped whole ([`IndexKeeper::finish_own`]):
+    /// only when that position is the journal's very end (its newest segment's length) and on
+    /// disk. A position short of it (a last round that failed, and said so) is left unmarked:
+    /// a finished journal is never read again, so its tail would stay out of the index.
     pub fn finish_own(&mut self) {
         let root = self.paths.journal();
-        if let Some(id) = self.own
-            && let Some(t) = self.tracked.get_mut(&id)
+        let Some(id) = self.own else { return };
+        let dir = id.dir(&root);
+        let at_end = |at: JournalPos| {
+            list_segments(&dir).ok().and_then(|s| s.last().copied()) == Some(at.segment)
+                && fs::metadata(segment_path(&dir, at.segment)).is_ok_and(|m| m.len() == at.offset)
+        };
+        if let Some(t) = self.tracked.get_mut(&id)
             && !t.finished
+            && at_end(t.at)
             && durable_end(&root, id, t.at)
         {
             t.finished = true;

@@ -285,7 +285,7 @@ pub enum StoreError {
         id: crate::audit::event::EventId,
     },
     /// A journal segment written by a newer version of the record format.
-    #[error("{} is a journal segment of format {found}, newer than this mcp-audit-proxy (format {}) can read\n  hint: run the newer mcp-audit-proxy that wrote it, or upgrade this one; the file was left untouched", path.display(), journal::FORMAT)]
+    #[error("{} is a journal segment of format {found}, newer than this mcp-audit-proxy (format {}) can read\n  hint: run the newer mcp-audit-proxy that wrote it, or upgrade this one; if no newer version ever wrote to this store, its header was changed or damaged: keep a copy of the store (it is evidence); the file was left untouched", path.display(), journal::FORMAT)]
     NewerFormat {
         /// The segment file.
         path: PathBuf,

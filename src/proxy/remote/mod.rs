@@ -90,6 +90,8 @@ const RESUMES: usize = 3;
 const POLLING_SPAN: Duration = Duration::from_secs(600);
 /// The longest `retry:` honoured between two polls; a longer one is waited this long.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+/// The shortest wait before a resume: a `retry: 0` (or none) must not make a reconnect loop.
+const MIN_RETRY_WAIT: Duration = Duration::from_millis(100);
 /// Consecutive failures after which the GET stream is given up.
 const LISTEN_FAILURES: u32 = 5;
 /// Bytes of an unexpected HTTP body quoted in an error.
@@ -584,9 +586,9 @@ impl Link {
         if status.is_success() && kind.as_deref() == Some("text/event-stream") {
             return match self.stream(resp.into_body(), head, pending, out).await {
                 Streamed::Done => Ok(()),
-                Streamed::Ended { last_id, retry_ms } => {
-                    self.resume(head, last_id, retry_ms, pending, out).await
-                }
+                Streamed::Ended {
+                    last_id, retry_ms, ..
+                } => self.resume(head, last_id, retry_ms, pending, out).await,
                 Streamed::Failed(why) => Err(why),
             };
         }
@@ -819,6 +821,7 @@ impl Link {
     ) -> Streamed {
         let mut parser = sse::Parser::new(self.remote.max);
         let mut events = Vec::new();
+        let mut delivered = false;
         loop {
             let frame = tokio::select! {
                 f = body.frame() => f,
@@ -842,6 +845,7 @@ impl Link {
                 if event.kind != "message" || event.data.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
+                delivered = true;
                 self.deliver(one_line(&event.data), head, pending, out)
                     .await;
             }
@@ -857,6 +861,7 @@ impl Link {
             Streamed::Ended {
                 last_id: parser.last_id,
                 retry_ms: parser.retry_ms,
+                delivered,
             }
         }
     }
@@ -864,9 +869,10 @@ impl Link {
     /// A request's stream ended before its answer: reconnects with `Last-Event-ID` (MCP
     /// 2025-06-18, "Resumability and Redelivery"), after the stream's `retry:` time when it
     /// gave one (the SSE reconnection time, WHATWG HTML 9.2; MCP 2025-11-25 lets a server
-    /// close a request's stream on purpose and have the client poll). `Err` if the answer
-    /// does not come: [`RESUMES`] reconnections in a row brought no event and the server set
-    /// no `retry:`, or the server's polling went on past [`POLLING_SPAN`].
+    /// close a request's stream on purpose and have the client poll), and at least
+    /// [`MIN_RETRY_WAIT`]. `Err` if the answer does not come: [`RESUMES`] reconnections in a
+    /// row brought no message and the server set no `retry:`, or it has not come within
+    /// [`POLLING_SPAN`] whatever the server does.
     async fn resume(
         &self,
         head: &Head,
@@ -876,15 +882,15 @@ impl Link {
         out: &mpsc::Sender<Bytes>,
     ) -> Result<(), String> {
         let started = tokio::time::Instant::now();
+        // Resumes in a row that delivered no message (a bare priming event is none).
         let mut idle = 0;
-        while idle < RESUMES || (retry_ms.is_some() && started.elapsed() < POLLING_SPAN) {
+        while started.elapsed() < POLLING_SPAN && (idle < RESUMES || retry_ms.is_some()) {
             let Some(id) = last_id.clone() else { break };
-            if let Some(ms) = retry_ms {
-                let wait = Duration::from_millis(ms).min(MAX_RETRY_WAIT);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.end.cancelled() => return Err("the session was ended".into()),
-                }
+            let wait =
+                Duration::from_millis(retry_ms.unwrap_or(0)).clamp(MIN_RETRY_WAIT, MAX_RETRY_WAIT);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.end.cancelled() => return Err("the session was ended".into()),
             }
             let Ok(value) = HeaderValue::from_str(&id) else {
                 break;
@@ -907,11 +913,9 @@ impl Link {
                 Streamed::Ended {
                     last_id: next,
                     retry_ms: retry,
+                    delivered,
                 } => {
-                    idle = match next.is_some() && next != last_id {
-                        true => 0,
-                        false => idle + 1,
-                    };
+                    idle = if delivered { 0 } else { idle + 1 };
                     last_id = next.or(last_id);
                     retry_ms = retry.or(retry_ms);
                 }
@@ -931,8 +935,10 @@ impl Link {
             let mut last_id: Option<String> = None;
             let mut failures = 0u32;
             let mut parser_retry = None;
-            // Whether a GET stream has opened for the session it is sent with.
+            // Whether a GET stream has opened for the session it is sent with, and how many
+            // 404s it got before one did.
             let mut opened = false;
+            let mut refused = 0;
             while !link.end.is_cancelled() && failures < LISTEN_FAILURES {
                 let sent_session = link
                     .state
@@ -956,13 +962,20 @@ impl Link {
                     Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
                     Ok(resp) if resp.status() == StatusCode::NOT_FOUND && !opened => {
                         // A server without a GET stream should answer 405, but many answer
-                        // 404 (a web framework's missing route), the first GET too, a moment
-                        // after the session opened. Taken as "no stream", as the official
-                        // SDKs take it: the session's requests show whether it has ended
-                        // (`post`). Taking it as the session's end made the stdio wrapper
-                        // open a new session in a loop (thousands a second) and the gateway
-                        // end its client's (helper-89 F1).
-                        tracing::info!(upstream = %link.remote.name, "the upstream answered 404 to the session's GET stream; taken as having none (server requests come only on POST streams)");
+                        // 404 (a web framework's missing route). Taken as "no stream", as the
+                        // official SDKs take it, after one more try a second later (a server
+                        // that had not yet taken the new session); the session's requests
+                        // show whether it has ended (`post`). Taking it as the session's end
+                        // made the stdio wrapper open a new session in a loop (thousands a
+                        // second) and the gateway end its client's (helper-89 F1).
+                        refused += 1;
+                        if refused < 2 {
+                            tokio::select! {
+                                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                                _ = link.end.cancelled() => return,
+                            }
+                        }
+                        tracing::warn!(upstream = %link.remote.name, "the upstream answered 404 to the session's GET stream twice; taken as having none (server requests and notifications come only on POST streams)");
                         return;
                     }
                     Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
@@ -1151,6 +1164,8 @@ enum Streamed {
     Ended {
         last_id: Option<String>,
         retry_ms: Option<u64>,
+        /// Whether it carried a message (progress, a server request): the call is alive.
+        delivered: bool,
     },
     Failed(String),
 }
