@@ -116,7 +116,8 @@
 //!                     (RFC 8785 with numbers as written), canonical_ser.rs (that form
 //!                     written from an event, no re-parse), checkpoint.rs
 //!                     (signed heads, keys), verify.rs (tamper check of journals,
-//!                     checkpoints, index), export.rs (a verifiable time range in one file),
+//!                     checkpoints, index; the store's own findings, which compliance
+//!                     counts too), export.rs (a verifiable time range in one file),
 //!                     marker.rs (store.json: a store, of which layout; bad folders refused),
 //!                     usage.rs (bytes by part, for store status, the budget, /metrics)
 //!                     settle.rs (a stopped journal's open calls, read once under its LOCK;

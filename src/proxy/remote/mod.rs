@@ -80,13 +80,13 @@ const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
 const NOTIFICATION_ORDER_WAIT: Duration = Duration::from_secs(5);
 /// How long the session's DELETE may take at the end.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts in a row to resume a POST's SSE stream that ended before its answer, none of
-/// which brought an event, when the server set no `retry:` (reconnected at once).
+/// Resumes in a row of a POST's SSE stream that ended before its answer, none of which
+/// brought a message, after which the call fails when the server set no `retry:`.
 const RESUMES: usize = 3;
-/// How long a request's answer is polled for when its server closes the stream and names a
-/// `retry:` time (MCP 2025-11-25, SEP-1699: the server may close a request's stream and let
-/// the client come back with `Last-Event-ID` after `retry` ms, as often as it takes). The
-/// core's `call_timeout_ms` answers the client first when it is shorter.
+/// The longest a request's answer is waited for by resuming its stream, whatever the server
+/// sends: with a `retry:` time it may close a request's stream and let the client come back
+/// with `Last-Event-ID` after `retry` ms, as often as it takes (MCP 2025-11-25, SEP-1699).
+/// The core's `call_timeout_ms` answers the client first when it is shorter.
 const POLLING_SPAN: Duration = Duration::from_secs(600);
 /// The longest `retry:` honoured between two polls; a longer one is waited this long.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
@@ -1003,6 +1003,7 @@ impl Link {
                                 // The new session's stream: from its start.
                                 last_id = None;
                                 opened = false;
+                                refused = 0;
                                 continue;
                             }
                             Some(false) => {}
