@@ -110,6 +110,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The first journal segment file of `store`.
+fn first_segment(store: &TestStore) -> PathBuf {
+    walk(&store.store_dir().join("journal"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "journal"))
+        .expect("a journal segment")
+}
+
 fn no_spool(store: &TestStore) -> bool {
     std::fs::read_dir(store.store_dir())
         .map(|d| {
@@ -695,10 +703,7 @@ fn a_damaged_trail_is_refused_unless_allowed_and_then_read_past() {
     // Found by a fresh pass: with 8 bytes overwritten in a journal, `analyze`, `anomalies`
     // and `report` printed figures that left calls out, saying so only in a log line.
     let store = small_store();
-    let segment = walk(&store.store_dir().join("journal"))
-        .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "journal"))
-        .expect("a journal segment");
+    let segment = first_segment(&store);
     let mut bytes = std::fs::read(&segment).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle..middle + 8].copy_from_slice(b"XXXXXXXX");
@@ -837,10 +842,7 @@ fn a_changed_segment_header_is_refused_not_skipped() {
         (b'X', "is damaged"),
     ] {
         let store = small_store();
-        let segment = walk(&store.store_dir().join("journal"))
-            .into_iter()
-            .find(|p| p.extension().is_some_and(|e| e == "journal"))
-            .expect("a journal segment");
+        let segment = first_segment(&store);
         let mut bytes = std::fs::read(&segment).unwrap();
         assert_eq!(&bytes[..7], b"MCPAJNL");
         bytes[7] = byte;

@@ -997,7 +997,6 @@ pub(crate) fn read_segment_in<E: From<StoreError>>(
         offset: HEADER_LEN,
     };
     image.clear();
-    let mut header_bad = false;
     let scan = if start > HEADER_LEN {
         // Read only what follows the position: the header was checked when it was reached.
         match File::open(&path).and_then(|mut f| {
@@ -1017,20 +1016,19 @@ pub(crate) fn read_segment_in<E: From<StoreError>>(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(gone),
             other => other.map_err(|e| StoreError::io("read", &path, e))?,
         };
-        // A whole header this version does not read is never a torn tail, even in the
-        // newest segment (a writer writes its 16 bytes at once): a newer format is refused
-        // as `verify` refuses it, anything else is damage (helper-90 H4: `analyze` and
-        // `anomalies` skipped such a segment without a word).
-        if image.len() as u64 >= HEADER_LEN {
-            match segment_format(&image[..8]) {
-                Some(found) if found > FORMAT => {
-                    return Err(StoreError::NewerFormat { path, found }.into());
-                }
-                _ => header_bad = header_problem(image, n).is_some(),
-            }
+        // A newer format is refused as `verify` refuses it (helper-90 H4).
+        if let Some(found) = segment_format(image.get(..8).unwrap_or_default())
+            .filter(|&f| f > FORMAT && image.len() as u64 >= HEADER_LEN)
+        {
+            return Err(StoreError::NewerFormat { path, found }.into());
         }
         scan_segment(image, n, &mut on_segment, &mut damage)?
     };
+    // A whole header this version does not read (the scan stopped before any record: only
+    // [`header_problem`] does that) is never a torn tail, even in the newest segment (a writer
+    // writes its 16 bytes at once): it is damage (helper-90 H4: `analyze` and `anomalies`
+    // skipped such a segment without a word).
+    let header_bad = start <= HEADER_LEN && scan.valid_end == 0 && image.len() as u64 >= HEADER_LEN;
     if let Some(reason) = scan.stopped
         && (!newest || header_bad)
     {
