@@ -470,8 +470,10 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
         Format::Table
     };
     let mut printer = Printer::new(format, out);
+    let mut erased = None;
     if !args.follow {
-        let events = newest(config, args.limit, &filter)?;
+        let mut events = newest(config, args.limit, &filter)?;
+        mark_missing_keys(config, &mut events, &mut erased)?;
         printer.print(&events)?;
         return Ok(printer.finish()?);
     }
@@ -481,6 +483,7 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
     readable_store(root)?;
     let mut follower = store::Follower::new(root)?;
     let mut recent = newest(config, args.limit, &filter)?;
+    mark_missing_keys(config, &mut recent, &mut erased)?;
     recent.reverse(); // oldest first, as the new ones will follow
     let mut printed: std::collections::HashSet<_> = recent.iter().map(|e| e.event_id).collect();
     printer.print(&recent)?;
@@ -498,11 +501,53 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
             }
         }
         if !events.is_empty() {
+            mark_missing_keys(config, &mut events, &mut erased)?;
             printer.print(&events)?;
             printer.flush()?;
         }
         std::thread::sleep(FOLLOW_POLL);
     }
+}
+
+/// Tells a lawful erasure from a key deleted off the record (helper-90 M5): of `events`
+/// marked `erased` (their key is gone), those whose pseudonym no `audit/erase` event of this
+/// store names are marked [`PersonalData::KeyMissing`] instead, as `verify` reports them.
+/// `erased` caches the pseudonyms the erasures name (`HEX`); it is read again when an event
+/// names one it does not hold (an erasure recorded since, while following).
+///
+/// [`PersonalData::KeyMissing`]: crate::audit::event::PersonalData::KeyMissing
+fn mark_missing_keys(
+    config: &Config,
+    events: &mut [AuditEvent],
+    erased: &mut Option<std::collections::HashSet<String>>,
+) -> Result<(), ModeError> {
+    use crate::audit::event::PersonalData;
+    let gone = |e: &AuditEvent| e.metadata.personal_data == Some(PersonalData::Erased);
+    let unknown = |e: &AuditEvent, known: &Option<std::collections::HashSet<String>>| {
+        gone(e)
+            && store::subject_hex(&e.user_id)
+                .is_some_and(|hex| known.as_ref().is_none_or(|k| !k.contains(hex)))
+    };
+    if events.iter().any(|e| unknown(e, erased)) {
+        let filter = Filter {
+            event_type: Some(EventType::ConfigurationChange),
+            ..Filter::default()
+        };
+        *erased = Some(
+            newest(config, usize::MAX, &filter)?
+                .iter()
+                .flat_map(store::erased_by)
+                .collect(),
+        );
+    }
+    for e in events.iter_mut().filter(|e| gone(e)) {
+        let recorded = store::subject_hex(&e.user_id)
+            .is_some_and(|hex| erased.as_ref().is_some_and(|k| k.contains(hex)));
+        if !recorded {
+            e.metadata.personal_data = Some(PersonalData::KeyMissing);
+        }
+    }
+    Ok(())
 }
 
 /// How often `events --follow` looks for new records.
@@ -543,6 +588,10 @@ fn show_event(args: &ShowArgs, config: &Config, out: &mut impl Write) -> Result<
             hint: "copy the id from the EVENT ID column of `events`, or check --config",
         });
     };
+    let mut both: Vec<AuditEvent> = std::iter::once(event).chain(pair).collect();
+    mark_missing_keys(config, &mut both, &mut None)?;
+    let mut both = both.into_iter();
+    let (event, pair) = (both.next().expect("the event itself"), both.next());
     let mut show = |title: String, e: &AuditEvent| -> std::io::Result<()> {
         if args.json {
             serde_json::to_writer(&mut *out, e)?;

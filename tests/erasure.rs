@@ -446,6 +446,32 @@ async fn a_key_deleted_outside_erase_is_found_by_verify() {
         "{out}"
     );
     assert!(!out.contains("carol"), "{out}");
+    // helper-90 M5: `events` showed dave's events as lawfully erased.
+    let missing = |store: &TestStore| {
+        let events = store.events();
+        let of = |who: &str| -> Vec<Value> {
+            events
+                .iter()
+                .filter(|e| e["user_id"] == who)
+                .map(|e| e["metadata"]["personal_data"].clone())
+                .collect()
+        };
+        (of(&subject), of("carol"))
+    };
+    let (dave, carol) = missing(&store);
+    assert_eq!(dave, vec![json!("key_missing"); 2], "dave's events");
+    assert_eq!(carol, vec![json!("encrypted"); 2], "carol's events");
+    let id = store
+        .events()
+        .into_iter()
+        .find(|e| e["user_id"] == subject.as_str())
+        .expect("one of dave's events")["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shown = run(&store.config, &["events", "show", &id, "--json"]);
+    let shown = text(&shown.stdout);
+    assert_eq!(shown.matches("\"key_missing\"").count(), 2, "{shown}");
 
     // helper-90 H3: `compliance` (and the reports built on it) walked only the journals'
     // chains and called the trail's integrity compliant while `verify` said TAMPERED.
@@ -499,4 +525,5 @@ async fn a_key_deleted_outside_erase_is_found_by_verify() {
     assert_eq!(verified.status.code(), Some(1), "{out}");
     assert!(out.contains("keys: TAMPERED"), "{out}");
     assert_eq!(integrity(&store).1["status"], "non_compliant");
+    assert_eq!(missing(&store).0, vec![json!("key_missing"); 2]);
 }

@@ -418,6 +418,12 @@ pub enum PersonalData {
     Encrypted,
     /// The user's key was destroyed: the fields are gone, the skeleton remains.
     Erased,
+    /// The fields cannot be opened because their key is gone, and no `audit/erase` event of
+    /// this store names it: the key was deleted outside `mcp-audit-proxy erase` (or a backup of
+    /// `keys/` is incomplete), which `verify` reports as tampering. Set by the commands that
+    /// show events (`events`), never stored: a reader is not told "lawfully erased" (GDPR
+    /// Art. 17) for a deletion nothing records.
+    KeyMissing,
 }
 
 /// Where and when an imported event came from (`metadata.imported`).

@@ -122,9 +122,25 @@ fn named_by_erasure(payload: &[u8]) -> Vec<String> {
     {
         return Vec::new();
     }
-    record
-        .metadata
-        .changes
+    named_in(&record.metadata.changes)
+}
+
+/// The pseudonyms (`HEX`) that the decoded event `e` attests were erased in this store, by
+/// the rule of [`named_by_erasure`]: empty unless `e` is an `audit/erase`
+/// `configuration_change` written here (not imported).
+pub(crate) fn erased_by(e: &crate::audit::event::AuditEvent) -> Vec<String> {
+    if e.action != "audit/erase"
+        || e.event_type != crate::audit::event::EventType::ConfigurationChange
+        || e.metadata.imported.is_some()
+    {
+        return Vec::new();
+    }
+    named_in(&e.metadata.changes)
+}
+
+/// Every `subject:HEX` in an erasure's `changes`.
+fn named_in(changes: &[String]) -> Vec<String> {
+    changes
         .iter()
         .flat_map(|change| {
             change.match_indices("subject:").filter_map(|(i, m)| {
@@ -133,6 +149,13 @@ fn named_by_erasure(payload: &[u8]) -> Vec<String> {
             })
         })
         .collect()
+}
+
+/// The `HEX` of a record's pseudonymous `user_id` (`subject:HEX`), if it is one.
+pub(crate) fn subject_hex(user_id: &str) -> Option<&str> {
+    user_id
+        .strip_prefix("subject:")
+        .filter(|hex| is_hex(hex.as_bytes()))
 }
 
 #[cfg(test)]

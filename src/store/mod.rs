@@ -177,6 +177,7 @@ pub mod verify;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+pub(crate) use erasures::{erased_by, subject_hex};
 pub use follow::Follower;
 pub use holder::{CatchUpAll, IndexHolder, IndexKeeper};
 pub use index::Index;

@@ -630,7 +630,9 @@ impl Sink for Survey {
         match e.personal {
             None => f.personal_clear.add(e.id),
             Some(PersonalData::Encrypted) => f.personal_encrypted += 1,
-            Some(PersonalData::Erased) => f.personal_erased += 1,
+            // Never read from a store (`events` sets KeyMissing): unreadable either way; a
+            // key gone off the record is the store findings' to count.
+            Some(PersonalData::Erased | PersonalData::KeyMissing) => f.personal_erased += 1,
         }
         if let Some(gap) = e.gap {
             f.outages.events.add(e.id);
