@@ -788,6 +788,26 @@ fn an_import_run_again_with_skip_stored_writes_only_what_is_missing() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), events.len(), "each event once");
+    // helper-91 L4: an event already stored is skipped only when the line says what is
+    // stored; a changed one (here its result) is refused, not dropped silently.
+    let mut changed = first.clone();
+    changed[1]["result"] = json!(if changed[1]["result"] == "success" {
+        "error"
+    } else {
+        "success"
+    });
+    let file = store.dir.path().join("changed.jsonl");
+    std::fs::write(&file, lines(&changed)).unwrap();
+    let out = run(
+        &store.config,
+        &["import", "--skip-stored", file.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("with different content"),
+        "{err}"
+    );
 }
 
 /// helper-90, low: three errors that did not say what to do. A bad `event_id` was "invalid
