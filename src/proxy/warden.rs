@@ -216,10 +216,7 @@ fn keep_watch(program: &Path, mut pid: u32) {
                 w.unsent = w
                     .listed
                     .iter()
-                    .map(|(g, started)| match started {
-                        Some(t) => format!("+{g}:{t}\n"),
-                        None => format!("+{g}\n"),
-                    })
+                    .map(|(&g, &started)| listed_line(g, started))
                     .collect::<String>()
                     .into_bytes();
                 let told = flush(w);
@@ -242,6 +239,16 @@ pub(crate) fn pid() -> Option<i32> {
     warden().as_ref().map(|w| w.pid as i32)
 }
 
+/// The line that lists `group` to a warden: `+PGID:TICKS` with its leader's start time as the
+/// proxy read it, so that the warden judges a reused id against that leader; `+PGID` when it
+/// could not be read (the warden reads it then).
+fn listed_line(group: i32, started: Option<u64>) -> String {
+    match started {
+        Some(t) => format!("+{group}:{t}\n"),
+        None => format!("+{group}\n"),
+    }
+}
+
 /// Tells the warden that `group` (a server's process group id) must end with the proxy.
 pub(crate) fn watch(group: i32) {
     tell(b'+', group);
@@ -257,12 +264,18 @@ fn tell(sign: u8, group: i32) {
     let Some(w) = slot.as_mut() else {
         return;
     };
-    match sign {
-        b'+' => w.listed.insert(group, started_at(group)),
-        _ => w.listed.remove(&group),
+    let line = match sign {
+        b'+' => {
+            let started = started_at(group);
+            w.listed.insert(group, started);
+            listed_line(group, started)
+        }
+        _ => {
+            w.listed.remove(&group);
+            format!("-{group}\n")
+        }
     };
-    w.unsent
-        .extend_from_slice(format!("{}{group}\n", sign as char).as_bytes());
+    w.unsent.extend_from_slice(line.as_bytes());
     if let Err(e) = flush(w) {
         // Full (the warden is stopped) or gone (a new one is told of every listed group when
         // [`keep_watch`] starts it): kept for the next time, bounded.

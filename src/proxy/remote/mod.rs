@@ -518,16 +518,13 @@ impl Link {
             req = req.header("mcp-method", header_text(method));
             if let Some(name) = &head.name {
                 req = req.header("mcp-name", header_text(name));
-                if head.is("tools/call")
-                    && let Some(why) = self.remote.params.invalid(name)
-                {
-                    // helper-89 F5: sent anyway before, where a direct client refuses.
-                    return Err(format!(
+                if head.is("tools/call") {
+                    // helper-89 F5: a tool with invalid declarations was called anyway, where
+                    // a direct client refuses.
+                    let headers = self.remote.params.for_call(name, || arguments(&body)).map_err(|why| format!(
                         "its tool {name:?} declares invalid x-mcp-header arguments ({why}); a client must not call such a tool (SEP-2243), so the call was not sent"
-                    ));
-                }
-                if head.is("tools/call") && self.remote.params.knows(name) {
-                    for (header, value) in self.remote.params.headers_for(name, &arguments(&body)) {
+                    ))?;
+                    for (header, value) in headers {
                         req = req.header(header, value);
                     }
                 }

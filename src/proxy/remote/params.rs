@@ -21,13 +21,19 @@ pub(crate) struct Binding {
     pub(crate) path: Vec<String>,
 }
 
-/// Per upstream: tool name -> its bindings (tools without any are not kept); and tool name ->
-/// why its declarations are invalid (SEP-2243: a client MUST reject, exclude, such a tool).
+/// Per upstream, what its `tools/list` answers declared.
 #[derive(Debug, Default)]
-pub(crate) struct ParamHeaders(
-    Mutex<HashMap<String, Vec<Binding>>>,
-    Mutex<HashMap<String, String>>,
-);
+struct Known {
+    /// Tool name -> its bindings (tools without any are not kept).
+    bindings: HashMap<String, Vec<Binding>>,
+    /// Tool name -> why its declarations are invalid (SEP-2243: a client MUST reject, exclude,
+    /// such a tool).
+    invalid: HashMap<String, String>,
+}
+
+/// The `Mcp-Param-*` bindings of one upstream's tools, shared by its sessions.
+#[derive(Debug, Default)]
+pub(crate) struct ParamHeaders(Mutex<Known>);
 
 impl ParamHeaders {
     /// Learns the tools of a `tools/list` answer (a JSON-RPC response line).
@@ -42,55 +48,54 @@ impl ParamHeaders {
         else {
             return;
         };
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut invalid = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
         for tool in tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
                 continue;
             };
-            invalid.remove(name);
+            known.invalid.remove(name);
             match tool.get("inputSchema").map(bindings) {
                 Some(Ok(b)) if !b.is_empty() => {
-                    map.insert(name.to_string(), b);
+                    known.bindings.insert(name.to_string(), b);
                 }
                 Some(Err(why)) => {
                     tracing::warn!(tool = name, reason = %why, "a tool's x-mcp-header declarations are invalid (SEP-2243); its 2026-07-28 calls are not sent");
-                    map.remove(name);
-                    invalid.insert(name.to_string(), why);
+                    known.bindings.remove(name);
+                    known.invalid.insert(name.to_string(), why);
                 }
                 _ => {
-                    map.remove(name);
+                    known.bindings.remove(name);
                 }
             }
         }
     }
 
-    /// Why `tool`'s `x-mcp-header` declarations are invalid, if they were when it was last
-    /// listed: a client "MUST reject" such a tool (SEP-2243), and the proxy is the remote's
-    /// client, so its 2026-07-28 calls are refused rather than sent without their headers.
-    pub(crate) fn invalid(&self, tool: &str) -> Option<String> {
-        self.1
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tool)
-            .cloned()
-    }
-
-    /// The headers for a call of `tool` with `arguments`: one per bound argument that is
-    /// present and not null.
-    pub(crate) fn headers_for(
+    /// The headers for a 2026-07-28 call of `tool`: one per bound argument that is present and
+    /// not null in `arguments()` (called only when the tool has bindings). `Err` says why
+    /// `tool`'s `x-mcp-header` declarations were invalid when it was last listed: a client
+    /// "MUST reject" such a tool (SEP-2243), and the proxy is the remote's client, so its call
+    /// is refused rather than sent without its headers.
+    pub(crate) fn for_call(
         &self,
         tool: &str,
-        arguments: &Value,
-    ) -> Vec<(HeaderName, HeaderValue)> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(bindings) = map.get(tool) else {
-            return Vec::new();
+        arguments: impl FnOnce() -> Value,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+        // Copied out (a few entries), so that the arguments are not read under the lock.
+        let bindings = {
+            let known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(why) = known.invalid.get(tool) {
+                return Err(why.clone());
+            }
+            match known.bindings.get(tool) {
+                Some(b) => b.clone(),
+                None => return Ok(Vec::new()),
+            }
         };
-        bindings
+        let arguments = arguments();
+        Ok(bindings
             .iter()
             .filter_map(|b| {
-                let mut v = arguments;
+                let mut v = &arguments;
                 for key in &b.path {
                     v = v.get(key)?;
                 }
@@ -102,7 +107,7 @@ impl ParamHeaders {
                 };
                 Some((b.header.clone(), super::header_text(&text)))
             })
-            .collect()
+            .collect())
     }
 
     /// Checks a client's `Mcp-Param-*` headers against a call's arguments (a server "MUST
@@ -115,8 +120,8 @@ impl ParamHeaders {
         arguments: &Value,
         headers: &http::HeaderMap,
     ) -> Result<(), String> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(bindings) = map.get(tool) else {
+        let known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bindings) = known.bindings.get(tool) else {
             return Ok(());
         };
         for b in bindings {
@@ -173,11 +178,13 @@ impl ParamHeaders {
         Ok(())
     }
 
-    /// Whether any tool of this upstream has bindings (so a call's arguments need reading).
-    pub(crate) fn knows(&self, tool: &str) -> bool {
+    /// Whether `tool` has bindings.
+    #[cfg(test)]
+    fn knows(&self, tool: &str) -> bool {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .bindings
             .contains_key(tool)
     }
 }
@@ -285,11 +292,20 @@ mod tests {
             }}}
         ])));
         assert!(p.knows("query") && !p.knows("plain") && !p.knows("bad"));
+        // A tool whose declarations break the rules is not called (SEP-2243).
+        let why = p.for_call("bad", || json!({"n": 1})).unwrap_err();
+        assert!(why.contains("number"), "{why}");
+        assert!(
+            p.for_call("plain", || json!({"a": "x"}))
+                .unwrap()
+                .is_empty()
+        );
         let mut got: Vec<(String, String)> = p
-            .headers_for(
+            .for_call(
                 "query",
-                &json!({"region": "eu-wést", "limit": 5, "opts": {"dry": true}, "text": "x"}),
+                || json!({"region": "eu-wést", "limit": 5, "opts": {"dry": true}, "text": "x"}),
             )
+            .unwrap()
             .into_iter()
             .map(|(h, v)| (h.to_string(), v.to_str().unwrap().to_string()))
             .collect();
@@ -303,7 +319,11 @@ mod tests {
             got[2]
         );
         // Absent or null: no header.
-        assert!(p.headers_for("query", &json!({"region": null})).is_empty());
+        assert!(
+            p.for_call("query", || json!({"region": null}))
+                .unwrap()
+                .is_empty()
+        );
         // A relisted tool without declarations forgets them.
         p.learn(&listed(
             json!([{"name": "query", "inputSchema": {"type": "object"}}]),
