@@ -85,6 +85,7 @@ fn proxy_toml_documents_every_key_the_parser_accepts() {
         "authorization_servers",
         "header_read_timeout_ms",
         "session_idle_timeout_ms",
+        "session_evict_idle_ms",
         "max_sessions",
         "max_sessions_per_principal",
         "max_streams_per_principal",

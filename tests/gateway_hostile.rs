@@ -1211,3 +1211,157 @@ async fn a_body_that_is_not_json_is_a_parse_error_before_any_session_question() 
     assert_eq!(status, 400, "{text}");
     assert_eq!(messages(&text)[0]["error"]["code"], -32600, "{text}");
 }
+
+/// A stdio server whose `initialize` answer depends on the protocol version asked for:
+/// `reject` gets a JSON-RPC error, `slow` its answer after 3 s, anything else a result.
+const PICKY_SERVER: &str = r#"
+import json, sys, time
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m or "method" not in m:
+        continue
+    if m["method"] == "initialize":
+        v = m["params"]["protocolVersion"]
+        if v == "reject":
+            out = {"error": {"code": -32602, "message": "Unsupported protocol version"}}
+        else:
+            if v == "slow":
+                time.sleep(3)
+            out = {"result": {"protocolVersion": "2025-06-18", "capabilities": {}, "serverInfo": {"name": "picky", "version": "1"}}}
+    else:
+        out = {"result": {}}
+    out.update({"jsonrpc": "2.0", "id": m["id"]})
+    print(json.dumps(out), flush=True)
+"#;
+
+/// Found by a hostile pass (helper-92 F1, from modelcontextprotocol/python-sdk#3228): an
+/// `initialize` the server refused, one the client gave up on, left a session (and its server)
+/// that no client could use or end, counted against the principal's
+/// `max_sessions_per_principal` until `session_idle_timeout_ms` (30 min): after a few, the
+/// principal was refused every new session (429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_initialize_the_server_refused_or_the_client_left_opens_no_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dir.path().join("picky.py");
+    std::fs::write(&server, PICKY_SERVER).unwrap();
+    let gw = Gateway::start_upstream(
+        &format!("\"python3\", {:?}", server.display().to_string()),
+        "max_sessions_per_principal = 1\nsession_evict_idle_ms = 600000",
+        "",
+    );
+    let url = gw.endpoint();
+    let init = |v: &str| INIT.replace("2025-06-18", v);
+    let (status, headers, body) = post(&url, Some(ALICE_KEY), None, &init("reject"), &[]).await;
+    assert!(
+        headers.get("mcp-session-id").is_none(),
+        "a refused initialize was given a session: {status} {body}"
+    );
+    assert_eq!(messages(&body)[0]["error"]["code"], -32602, "{body}");
+    // The client gives up before the answer: its session goes with it.
+    let left = http()
+        .post(&url)
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(init("slow"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(left.is_err(), "the slow initialize was answered: {left:?}");
+    // Either kept session would fill the principal's only place.
+    let (status, headers, body) = post(&url, Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    // The cap still holds while that session is in use or idle for less than
+    // session_evict_idle_ms.
+    let (status, _, body) = post(&url, Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("session_evict_idle_ms"), "{body}");
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Found by a hostile pass (helper-92 F2, from modelcontextprotocol/java-sdk#471): clients
+/// that end without DELETE (the official TypeScript SDK's `Client.close()` sends none) left
+/// one session each, and the 33rd connection of their principal was refused (429) for half
+/// an hour. At the cap, the principal's session idle longest (at least
+/// `session_evict_idle_ms`) ends to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_at_its_session_cap_replaces_its_session_idle_longest() {
+    let gw = Gateway::start_with(
+        "max_sessions_per_principal = 2\nsession_evict_idle_ms = 200",
+        "",
+    );
+    let url = gw.endpoint();
+    let first = raw_session(&url, ALICE_KEY).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second = raw_session(&url, ALICE_KEY).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The second is used now: the first is the one idle longest.
+    let ping = r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#;
+    assert_eq!(
+        post(&url, Some(ALICE_KEY), Some(&second), ping, &[])
+            .await
+            .0,
+        200
+    );
+    let third = raw_session(&url, ALICE_KEY).await;
+    assert_eq!(
+        post(&url, Some(ALICE_KEY), Some(&first), ping, &[]).await.0,
+        404,
+        "the session idle longest is the one ended"
+    );
+    for kept in [&second, &third] {
+        assert_eq!(
+            post(&url, Some(ALICE_KEY), Some(kept), ping, &[]).await.0,
+            200
+        );
+    }
+    // Another principal's sessions are never ended for this one's, however long idle: with
+    // both of hers just used, she is refused.
+    let bobs = raw_session(&url, BOB_KEY).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for kept in [&second, &third] {
+        assert_eq!(
+            post(&url, Some(ALICE_KEY), Some(kept), ping, &[]).await.0,
+            200
+        );
+    }
+    let (status, _, body) = post(&url, Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        post(&url, Some(BOB_KEY), Some(&bobs), ping, &[]).await.0,
+        200
+    );
+}
+
+/// Found by a hostile pass (helper-92 F3, after microsoft/vs-streamjsonrpc#695): a body that
+/// begins with a UTF-8 byte order mark was refused as a parse error (400), where the SDKs'
+/// HTTP servers read it (RFC 8259 section 8.1 lets a parser ignore one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_after_a_byte_order_mark_is_read() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let (status, headers, body) =
+        post(&url, Some(ALICE_KEY), None, &format!("\u{feff}{INIT}"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        messages(&body)[0]["result"]["serverInfo"].is_object(),
+        "{body}"
+    );
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let call = "\u{feff}{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"after a BOM\"}}}";
+    let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), call, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("after a BOM"), "{body}");
+    // A byte order mark inside the text is not one before it: still not JSON.
+    let inside = format!("{{\u{feff}{}", &INIT[1..]);
+    assert_eq!(post(&url, Some(ALICE_KEY), None, &inside, &[]).await.0, 400);
+}

@@ -29,6 +29,7 @@ pub(super) struct RawGateway {
     authorization_servers: Option<Vec<Spanned<String>>>,
     header_read_timeout_ms: Option<Spanned<u64>>,
     session_idle_timeout_ms: Option<Spanned<u64>>,
+    session_evict_idle_ms: Option<Spanned<u64>>,
     max_sessions: Option<Spanned<u64>>,
     max_sessions_per_principal: Option<Spanned<u64>>,
     max_streams_per_principal: Option<Spanned<u64>>,
@@ -112,6 +113,12 @@ pub struct GatewayConfig {
     pub header_read_timeout: Duration,
     /// `session_idle_timeout_ms`: a session without requests or open streams this long ends.
     pub session_idle_timeout: Duration,
+    /// `session_evict_idle_ms`: a principal at `max_sessions_per_principal` that opens another
+    /// session ends its session idle longest, if it has been idle at least this long (no
+    /// request, no open stream), instead of being refused (429). Clients that end without
+    /// DELETE (the TypeScript SDK's `Client.close()` sends none) would otherwise lock their
+    /// principal out until `session_idle_timeout_ms` (helper-92 F2).
+    pub session_evict_idle: Duration,
     /// `max_sessions`: sessions (one server process each) open at once, all principals.
     pub max_sessions: usize,
     /// `max_sessions_per_principal`: sessions one principal may hold open.
@@ -215,6 +222,7 @@ impl Default for GatewayConfig {
             authorization_servers: Vec::new(),
             header_read_timeout: Duration::from_secs(10),
             session_idle_timeout: Duration::from_secs(1800),
+            session_evict_idle: Duration::from_secs(60),
             max_sessions: 256,
             max_sessions_per_principal: 32,
             max_streams_per_principal: 128,
@@ -340,6 +348,12 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         d.session_idle_timeout,
         1_000..=(7 * 86_400_000),
     )?;
+    let session_evict_idle = ms(
+        "gateway.session_evict_idle_ms",
+        raw.session_evict_idle_ms,
+        d.session_evict_idle,
+        0..=(7 * 86_400_000),
+    )?;
     let max_sessions = at.ranged(
         "gateway.max_sessions",
         raw.max_sessions,
@@ -451,6 +465,7 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         authorization_servers,
         header_read_timeout,
         session_idle_timeout,
+        session_evict_idle,
         max_sessions,
         max_sessions_per_principal,
         max_streams_per_principal,

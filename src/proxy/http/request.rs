@@ -7,6 +7,11 @@ use super::*;
 /// How long a 2026-07-28 request waits for an answer that could go out as JSON with its own
 /// HTTP status, before its SSE stream starts.
 const ANSWER_PEEK: Duration = Duration::from_millis(250);
+/// How long the `initialize` that opens a session waits for its answer before its SSE stream
+/// (and with it the session's id) goes out: a session is given to a client only once its
+/// server has accepted it (helper-92 F1), and a slow server (`npx` fetching a package) may
+/// take seconds.
+const HANDSHAKE_PEEK: Duration = Duration::from_secs(30);
 /// How often a quiet POST answer stream says it is alive (and learns whether its client is).
 const POST_KEEPALIVE: Duration = Duration::from_secs(1);
 /// The same for the session's GET stream, which may stay quiet for long.
@@ -172,6 +177,18 @@ fn answers(line: &[u8], id: &RequestId) -> bool {
     matches!(
         message::parse(line),
         Ok(Parsed::Single(Message::Response { id: Some(answered), .. })) if answered == *id
+    )
+}
+
+/// Whether a client-bound line is a successful response (a `result`): an `initialize`
+/// answered so opens its session.
+fn accepted(line: &[u8]) -> bool {
+    matches!(
+        message::parse(line),
+        Ok(Parsed::Single(Message::Response {
+            body: message::ResponseBody::Result(_),
+            ..
+        }))
     )
 }
 
@@ -602,7 +619,11 @@ impl McpRequest<'_> {
         // are whitespace, so they become spaces. Inside a string they are not JSON at all
         // (they must be escaped): such a body is refused below, never rewritten into a
         // valid message the client did not send.
-        let (line, break_in_string) = one_line(&bytes);
+        // A UTF-8 byte order mark before the JSON text (.NET writers add one): RFC 8259 section
+        // 8.1 lets a parser ignore it, and the SDKs' HTTP servers do (helper-92 F3). The
+        // server's stdin gets the message without it.
+        let text = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let (line, break_in_string) = one_line(text);
         let line = Bytes::from(line);
         let _ = self.body.set(line.clone());
         let parsed = message::parse(&line);
@@ -792,6 +813,11 @@ impl McpRequest<'_> {
                 }
             }
         };
+        // This POST's `initialize` opens the session: the session is the client's only once
+        // the server has accepted it (helper-92 F1: a refused, abandoned or failed
+        // `initialize` left a session no client could use or end, counted against the
+        // principal's cap, and its server running, until the idle timeout).
+        let handshake = seen.initialize && !ephemeral;
         session.busy(1);
         // 2026-07-28: closing a request's stream before its answer cancels the request
         // (recorded as `cancelled`, and the server told); in the 2025 revisions a closed
@@ -805,11 +831,15 @@ impl McpRequest<'_> {
             OnDrop::new(move || {
                 drop(counted);
                 session.busy(-1);
-                let open = if cancels {
+                let open = if cancels || handshake {
                     session.unanswered(&ids)
                 } else {
                     Vec::new()
                 };
+                if handshake && !open.is_empty() {
+                    session.end("the client left before its initialize was answered");
+                    return;
+                }
                 if open.is_empty() && !ephemeral {
                     return;
                 }
@@ -855,9 +885,21 @@ impl McpRequest<'_> {
             );
         };
         let mut resp = self
-            .exchange(&session, routes, line, seen, (sse, cancels, primes), done)
+            .exchange(
+                &session,
+                routes,
+                line,
+                seen,
+                (sse, cancels, primes, handshake),
+                done,
+            )
             .await;
-        if !ephemeral && let Ok(v) = HeaderValue::from_str(&session.id) {
+        // Not for a session that ended meanwhile: its `initialize` was refused, or its server
+        // failed (a 404 would meet the id's first use).
+        if !ephemeral
+            && (!handshake || session.is_open())
+            && let Ok(v) = HeaderValue::from_str(&session.id)
+        {
             resp.headers_mut().insert(SESSION_HEADER, v);
         }
         resp
@@ -870,9 +912,15 @@ impl McpRequest<'_> {
         routes: crate::proxy::stdio::Routes,
         line: Bytes,
         seen: Inspected,
-        (sse, modern, prime): (bool, bool, bool),
+        (sse, modern, prime, handshake): (bool, bool, bool, bool),
         done: OnDrop,
     ) -> Response<ResponseBody> {
+        // The session this POST's `initialize` opened ends when the server does not accept it.
+        let refused = |line: &[u8]| {
+            if handshake && !accepted(line) {
+                session.end("the server refused its initialize");
+            }
+        };
         let mut waits = if seen.ids.is_empty() {
             None
         } else {
@@ -982,11 +1030,17 @@ impl McpRequest<'_> {
             // era: that answer goes out as JSON with 502, like any gateway's.
             let mut first = None;
             let remote = self.gateway.remotes.contains_key(&self.upstream.name);
-            if (modern || remote) && seen.ids.len() == 1 {
+            if (modern || remote || handshake) && seen.ids.len() == 1 {
                 // Errors of the request itself come at once; a call that runs longer gets
                 // its stream (and a closed stream cancels it) after a short wait.
-                match tokio::time::timeout(ANSWER_PEEK, rx.recv()).await {
+                let peek = if handshake {
+                    HANDSHAKE_PEEK
+                } else {
+                    ANSWER_PEEK
+                };
+                match tokio::time::timeout(peek, rx.recv()).await {
                     Ok(Some((seq, line))) if answers(&line, &seen.ids[0]) => {
+                        refused(&line);
                         let status = status_of_answer(&line, modern);
                         if modern || status != StatusCode::OK {
                             drop(done);
@@ -1015,6 +1069,12 @@ impl McpRequest<'_> {
         let mut lines = Vec::new();
         while let Some((_, line)) = rx.recv().await {
             lines.push(line);
+        }
+        if handshake {
+            match lines.iter().find(|l| answers(l, &seen.ids[0])) {
+                Some(line) => refused(line),
+                None => session.end("its initialize was not answered"),
+            }
         }
         drop(done);
         let status = match lines.as_slice() {
@@ -1047,12 +1107,17 @@ impl McpRequest<'_> {
         pooled: bool,
     ) -> Result<Arc<Session>, Response<ResponseBody>> {
         let g = &self.gateway.config.gateway;
+        let mut evicted = None;
         let full = if pooled {
             None
         } else {
-            let sessions = self.gateway.sessions();
+            let mut sessions = self.gateway.sessions();
             let owner = self.principal.key();
-            let mine = sessions.values().filter(|s| s.owner == owner).count();
+            // Sessions ended while their server finishes count for `max_sessions` only.
+            let mine = sessions
+                .values()
+                .filter(|s| s.owner == owner && s.is_open())
+                .count();
             // Every running server counts, a sessionless request's included: the cap bounds
             // the processes, not only the table.
             if sessions.len().max(self.gateway.live_sessions()) >= g.max_sessions {
@@ -1061,14 +1126,35 @@ impl McpRequest<'_> {
                     g.max_sessions
                 ))
             } else if mine >= g.max_sessions_per_principal {
-                Some(format!(
-                    "{} holds gateway.max_sessions_per_principal = {} sessions; end one with DELETE",
-                    self.principal.user_id, g.max_sessions_per_principal
-                ))
+                // helper-92 F2: clients that end without DELETE (the TypeScript SDK's
+                // `Client.close()`) left sessions that locked their principal out until the
+                // idle timeout. Its session idle longest makes room, if idle long enough.
+                let oldest = sessions
+                    .iter()
+                    .filter(|(_, s)| s.owner == owner && s.is_open())
+                    .filter_map(|(id, s)| Some((s.idle_for()?, id.clone())))
+                    .filter(|(idle, _)| *idle >= g.session_evict_idle)
+                    .max();
+                match oldest.and_then(|(idle, id)| Some((idle, sessions.remove(&id)?))) {
+                    Some(old) => {
+                        evicted = Some(old);
+                        None
+                    }
+                    None => Some(format!(
+                        "{} holds gateway.max_sessions_per_principal = {} sessions, none idle for gateway.session_evict_idle_ms = {} ms; end one with DELETE",
+                        self.principal.user_id,
+                        g.max_sessions_per_principal,
+                        g.session_evict_idle.as_millis()
+                    )),
+                }
             } else {
                 None
             }
         };
+        if let Some((idle, old)) = evicted {
+            tracing::info!(session = %old.id, user = %self.principal.user_id, idle_ms = idle.as_millis() as u64, "ending the principal's session idle longest to make room for a new one (gateway.max_sessions_per_principal)");
+            old.end("its principal opened a new session at gateway.max_sessions_per_principal, and it was the one idle longest");
+        }
         if let Some(reason) = full {
             // The request's own id, as every other refusal of a readable body names it.
             let id = self.body_request_id();

@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -234,6 +234,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// No request in progress and no GET stream open.
+    fn idle(&self) -> bool {
+        let listening = self
+            .listener
+            .and_then(|l| self.streams.get(&l))
+            .is_some_and(Stream::live);
+        self.busy == 0 && !listening
+    }
+
     /// The stream waiting for the response with `id`: by its exact id, else the one request
     /// whose id an SDK reads as the same number ([`twin`]: a server that answers `"7"` for
     /// request 7 answers it for the official SDKs, and the client must not wait for ever).
@@ -444,6 +453,14 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Whether the session is still open ([`Session::end`] not called).
+    pub(crate) fn is_open(&self) -> bool {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Ends the session: the server's stdin closes once what is queued is delivered, the
@@ -661,11 +678,15 @@ impl Session {
     /// Whether the session has been idle (no request, no open stream) since `before`.
     pub(crate) fn idle_since(&self, before: Instant) -> bool {
         let sh = self.shared();
-        let listening = sh
-            .listener
-            .and_then(|l| sh.streams.get(&l))
-            .is_some_and(Stream::live);
-        sh.busy == 0 && !listening && sh.last_active.is_none_or(|t| t < before)
+        sh.idle() && sh.last_active.is_none_or(|t| t < before)
+    }
+
+    /// How long the session has been idle (no request, no open stream); `None` while it is
+    /// in use.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        let sh = self.shared();
+        sh.idle()
+            .then(|| sh.last_active.map_or(Duration::MAX, |t| t.elapsed()))
     }
 
     /// Delivers one client-bound line to the stream that must carry it; a response takes
