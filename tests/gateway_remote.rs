@@ -609,11 +609,14 @@ impl RecordingRemote {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
         let polled: std::sync::Arc<std::sync::Mutex<Option<(Instant, Value)>>> = Default::default();
+        // After a `tools/call` of `forget`: the session it forgot (a restart).
+        let forgotten: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let log = log.clone();
                 let polled = polled.clone();
+                let forgotten = forgotten.clone();
                 std::thread::spawn(move || {
                     let sse = |stream: &mut std::net::TcpStream, events: &str| {
                         let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
@@ -684,10 +687,30 @@ impl RecordingRemote {
                         // The body's method, beside the headers, for the order of arrival.
                         let seen_method = msg["method"].as_str().unwrap_or("-").to_string();
                         headers.push(("x-seen-method".into(), seen_method));
+                        let stale = forgotten.lock().unwrap().clone();
+                        let in_stale = stale.is_some()
+                            && headers
+                                .iter()
+                                .any(|(k, v)| k == "mcp-session-id" && Some(v) == stale.as_ref());
                         log.lock()
                             .unwrap()
                             .push((start.trim().to_string(), headers));
                         let tool = msg["params"]["name"].as_str().unwrap_or_default();
+                        if in_stale {
+                            // How the SDKs' example servers (server-everything among them)
+                            // answer a session they do not know: 400, not the spec's 404.
+                            let text = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: No valid session ID provided"},"id":null}"#;
+                            let head = format!(
+                                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                                text.len()
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(text.as_bytes());
+                            continue;
+                        }
+                        if tool == "forget" {
+                            *forgotten.lock().unwrap() = Some("recorded-1".into());
+                        }
                         if tool == "error_page" {
                             // An error page that echoes the request's headers (debug pages, WAFs).
                             let echoed: String = log
@@ -791,10 +814,10 @@ impl RecordingRemote {
                         };
                         let text = answer.to_string();
                         // A session, as most remotes open one.
-                        let session = if msg["method"] == "initialize" {
-                            "mcp-session-id: recorded-1\r\n"
-                        } else {
-                            ""
+                        let session = match (msg["method"] == "initialize", &stale) {
+                            (true, None) => "mcp-session-id: recorded-1\r\n",
+                            (true, Some(_)) => "mcp-session-id: recorded-2\r\n",
+                            _ => "",
                         };
                         let head = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{session}content-length: {}\r\n\r\n",
@@ -1145,6 +1168,41 @@ async fn the_stdio_wrapper_opens_a_new_upstream_session_when_the_remote_forgets_
         client.child.try_wait().unwrap().is_none(),
         "the wrapper exited"
     );
+    let status = client.finish().await;
+    assert!(status.success(), "{status:?}");
+}
+
+/// helper-92 F4 (after supergateway#123): a remote that restarted and answers the session it
+/// no longer knows with 400 (the SDKs' example servers do; the spec says 404) made every
+/// later call behind the stdio wrapper fail (-32011) until the client restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdio_wrapper_opens_a_new_session_when_the_remote_answers_its_old_one_with_400() {
+    let remote = RecordingRemote::start();
+    let (_dir, _config, mut client) = stdio_to(&remote.url).await;
+    let echo = |id: u32, tool: &str| {
+        common::call_line(json!(id), tool, json!({"text": format!("call {id}")}))
+    };
+    for (id, tool) in [(1, "echo"), (2, "forget"), (3, "echo"), (4, "echo")] {
+        client.send(&echo(id, tool)).await;
+        let answer: Value =
+            serde_json::from_slice(&client.recv_response(&json!(id)).await).unwrap();
+        assert_eq!(
+            answer["result"]["content"][0]["text"],
+            format!("call {id}"),
+            "{answer}"
+        );
+    }
+    let inits = remote
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, h)| {
+            h.iter()
+                .any(|(k, v)| k == "x-seen-method" && v == "initialize")
+        })
+        .count();
+    assert_eq!(inits, 2, "one new upstream session, not one per call");
     let status = client.finish().await;
     assert!(status.success(), "{status:?}");
 }

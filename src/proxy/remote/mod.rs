@@ -553,7 +553,7 @@ impl Link {
         }
         let status = resp.status();
         if status == StatusCode::NOT_FOUND
-            && let Some(stale) = sent_session
+            && let Some(stale) = sent_session.clone()
         {
             // The upstream did not take the request: sending it again in a new session is safe.
             // Behind the stdio wrapper a request that cannot be sent in a new session fails
@@ -608,6 +608,28 @@ impl Link {
             .await
             .map_err(|e| format!("its answer could not be read: {e}"))?
             .to_bytes();
+        // helper-92 F4 (after supergateway#123): a restarted server built on the SDKs' examples
+        // answers a session it does not know with 400 "No valid session ID provided", not the
+        // spec's 404; behind the stdio wrapper every later call then failed, and a stdio client
+        // cannot open a session itself. Taken as the 404 it means, once per request.
+        if status == StatusCode::BAD_REQUEST
+            && self.reopen
+            && may_reopen
+            && !head.is("initialize")
+            && let Some(stale) = sent_session
+            && refuses_the_session(&body)
+        {
+            tracing::warn!(upstream = %self.remote.name, "the remote answered 400 naming the session (a restarted server that answers an unknown session with 400, not 404)");
+            return match self.reopen_session(&stale).await {
+                Ok(()) => Box::pin(self.post(line, head, pending, out, false)).await,
+                Err(why) => {
+                    self.retry_reopen(&stale);
+                    Err(format!(
+                        "the upstream no longer knows the session (HTTP 400) and a new one could not be opened: {why}"
+                    ))
+                }
+            };
+        }
         // A notification or response taken with an empty `200 application/json` (servers
         // that answer every POST with a JSON body and have none to give): taken, as a 202.
         if status.is_success() && head.ids.is_empty() && body.trim_ascii().is_empty() {
@@ -1170,6 +1192,23 @@ enum Streamed {
 
 /// The essence of a `Content-Type`, lowercased (`application/json; charset=utf-8` ->
 /// `application/json`).
+/// Whether an HTTP 400 body is a JSON-RPC error about the request's session (`"Bad Request:
+/// No valid session ID provided"`, the SDKs' example servers' answer to a session they do not
+/// know), not about the request itself.
+fn refuses_the_session(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            Some(
+                v.get("error")?
+                    .get("message")?
+                    .as_str()?
+                    .to_ascii_lowercase(),
+            )
+        })
+        .is_some_and(|m| m.contains("session"))
+}
+
 fn content_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next()?.trim().to_ascii_lowercase();
