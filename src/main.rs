@@ -38,16 +38,82 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Stdio(_) | Command::Gateway(_)) {
         warden::enable(std::env::current_exe());
     }
+    let stdio = matches!(cli.command, Command::Stdio(_));
     match run(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
+            let described = describe(&e);
             // Bounded: a last message must not keep the process alive when stderr is not read.
-            let text = format!("mcp-audit-proxy: error: {}\n", describe(&e));
+            let text = format!("mcp-audit-proxy: error: {described}\n");
             let text = String::from_utf8_lossy(&telemetry::printable(text.as_bytes())).into_owned();
             telemetry::print_to_stderr(text);
+            if stdio && mcp_audit_proxy::proxy::fdio::client_unread() {
+                answer_first_request(&described);
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// How long a stdio wrapper that could not start waits for its client's first request.
+const FIRST_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A stdio wrapper that could not start (a bad config, a server that cannot be started, a
+/// store it cannot open) said so on stderr only, and MCP clients showed a bare "server
+/// disconnected" (helper-90, low). Its client's first request, when one comes within
+/// [`FIRST_REQUEST_WAIT`], is answered with the error: JSON-RPC -32603 "Internal error"
+/// (JSON-RPC 2.0 section 5.1), the request's id as sent, the error's first line as the
+/// message and the whole text as `data`. Nothing else is written: stdout carries only MCP.
+fn answer_first_request(error: &str) {
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
+        method: Option<serde::de::IgnoredAny>,
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Detached: a client that never writes must not keep the process alive.
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let until = std::time::Instant::now() + FIRST_REQUEST_WAIT;
+        // stdin may have been left non-blocking by the session that did not start.
+        while std::time::Instant::now() < until {
+            match std::io::stdin().lock().read_line(&mut line) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(line);
+    });
+    let Ok(line) = rx.recv_timeout(FIRST_REQUEST_WAIT) else {
+        return;
+    };
+    let Ok(request) = serde_json::from_str::<Request<'_>>(&line) else {
+        return;
+    };
+    let (Some(id), Some(_)) = (request.id, request.method) else {
+        return;
+    };
+    if id.get() == "null" {
+        return;
+    }
+    let first = error.lines().next().unwrap_or(error);
+    let answer = serde_json::json!({
+        "code": -32603,
+        "message": format!("mcp-audit-proxy could not start: {first}"),
+        "data": error,
+    });
+    let text = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{answer}}}\n",
+        id.get()
+    );
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 /// Loads the config, starts logging (stdout carries nothing but MCP in stdio mode: logs go to

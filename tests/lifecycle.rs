@@ -480,6 +480,42 @@ async fn an_unknown_server_command_is_a_clear_error() {
     assert!(err.contains("hint:"), "{err}");
     assert!(out.stdout.is_empty(), "nothing but MCP on stdout");
     let _ = example_server();
+
+    // helper-90 (low): the client saw only its server disconnect. Its first request is
+    // answered with the error, under its own id, exactly as sent.
+    for (config, why) in [
+        (None, "cannot start the MCP server"),
+        (Some("[upstream\n"), "proxy.toml:1"),
+    ] {
+        let mut command = store.proxy_command(&["/nonexistent/mcp-server"]);
+        if let Some(text) = config {
+            std::fs::write(&store.config, text).unwrap();
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{}\n", common::INIT).as_bytes())
+            .await
+            .unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let answer: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(answer["id"], "init", "{answer}");
+        assert_eq!(answer["error"]["code"], -32603, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("mcp-audit-proxy could not start") && message.contains(why),
+            "{answer}"
+        );
+        drop(stdin);
+    }
 }
 
 #[tokio::test]

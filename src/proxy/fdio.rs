@@ -13,6 +13,21 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 
+/// Whether the stdio wrapper has started reading its client's stdin ([`mark_client_read`]).
+static CLIENT_READ: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called when the client's stdin is handed to the session's reader: from then on, what the
+/// client sent belongs to the session, and nothing else may read it.
+pub fn mark_client_read() {
+    CLIENT_READ.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether the client's stdin is still unread by the proxy: a wrapper that failed before its
+/// session started may answer the client's first request with its error (`main`).
+pub fn client_unread() -> bool {
+    !CLIENT_READ.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Pipe capacity asked for: a 64 KiB default makes every larger message a series of
 /// write-block-wake rounds, and the proxy doubles the number of pipes on the path.
 const PIPE_BYTES: i32 = 1 << 20;

@@ -235,6 +235,7 @@ pub async fn run_with(
         rounds: None,
     };
     run_session(setup, move |door: ClientDoor| {
+        super::fdio::mark_client_read();
         let client_reader = reader(
             client_in,
             door.pipeline.clone(),
