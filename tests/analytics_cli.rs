@@ -808,6 +808,18 @@ fn an_import_run_again_with_skip_stored_writes_only_what_is_missing() {
         err.contains("line 2") && err.contains("with different content"),
         "{err}"
     );
+    // helper-93: an event whose arguments the writer cut (past
+    // audit.max_stored_argument_bytes) is skipped too: it is compared as the writer stores it.
+    let mut long = pair(50, 1_790_000_200_000, "frank", "echo", "success");
+    long[0]["metadata"]["arguments"] = json!({"text": "x".repeat(300 * 1024)});
+    let file = store.dir.path().join("long.jsonl");
+    std::fs::write(&file, lines(&long)).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let said = ok(
+        &store.config,
+        &["import", "--skip-stored", file.to_str().unwrap()],
+    );
+    assert!(said.contains("all 2 events"), "{said}");
 }
 
 /// helper-90, low: three errors that did not say what to do. A bad `event_id` was "invalid

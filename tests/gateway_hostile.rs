@@ -561,7 +561,8 @@ async fn client_text_in_refusal_events_is_bounded() {
 
 /// `Content-Type: application/json; charset=iso-8859-1` with a Latin-1 body was read as
 /// UTF-8 and refused as "invalid unicode", which names neither the charset nor the fix (a
-/// server refuses the charset: 415). A UTF-8 charset, quoted or in any case, is fine.
+/// server refuses the charset: 415). A UTF-8 charset, quoted or in any case, is fine, and so
+/// is a plain ASCII body whatever charset it declares.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_in_another_charset_is_refused_with_415_naming_it() {
     let gw = Gateway::start("");
@@ -596,6 +597,15 @@ async fn a_body_in_another_charset_is_refused_with_415_naming_it() {
     assert_eq!(resp.status().as_u16(), 200);
     let body = resp.text().await.unwrap();
     assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "café");
+    // helper-92: plain ASCII is the same text whatever charset is declared; the SDKs'
+    // servers read it.
+    let ascii = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{"text":"plain"}}}"#;
+    let resp = send("application/json; charset=iso-8859-1", ascii.into())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.text().await.unwrap();
+    assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "plain");
     let refused = refusals(&gw, 415);
     assert_eq!(refused.len(), 1, "{:#?}", gw.events());
     // Found by a fresh pair of eyes: the call the refused body held was not named.
@@ -1296,14 +1306,14 @@ async fn an_initialize_the_server_refused_or_the_client_left_opens_no_session() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_at_its_session_cap_replaces_its_session_idle_longest() {
     let gw = Gateway::start_with(
-        "max_sessions_per_principal = 2\nsession_evict_idle_ms = 200",
+        "max_sessions_per_principal = 2\nsession_evict_idle_ms = 1000",
         "",
     );
     let url = gw.endpoint();
     let first = raw_session(&url, ALICE_KEY).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let second = raw_session(&url, ALICE_KEY).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     // The second is used now: the first is the one idle longest.
     let ping = r#"{"jsonrpc":"2.0","id":5,"method":"ping"}"#;
     assert_eq!(
@@ -1327,7 +1337,7 @@ async fn a_principal_at_its_session_cap_replaces_its_session_idle_longest() {
     // Another principal's sessions are never ended for this one's, however long idle: with
     // both of hers just used, she is refused.
     let bobs = raw_session(&url, BOB_KEY).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     for kept in [&second, &third] {
         assert_eq!(
             post(&url, Some(ALICE_KEY), Some(kept), ping, &[]).await.0,

@@ -1207,6 +1207,52 @@ async fn the_stdio_wrapper_opens_a_new_session_when_the_remote_answers_its_old_o
     assert!(status.success(), "{status:?}");
 }
 
+/// helper-93: behind the gateway the same 400 came to the client as the call's answer, and
+/// the client's session stayed open on an upstream session that no longer existed: every
+/// later call failed the same way. As for a 404, the client's session ends (it gets 404 and
+/// starts a new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_the_gateway_a_400_naming_the_session_ends_the_clients_session() {
+    let remote = RecordingRemote::start();
+    let gw = gateway_to(&format!("url = \"{}\"", remote.url), "", &[]);
+    let url = gw.endpoint();
+    // The recording remote answers initialize with an empty result: no serverInfo to check.
+    let open = || async {
+        let (status, headers, body) = post(&url, Some(ALICE_KEY), None, INIT, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        headers["mcp-session-id"].to_str().unwrap().to_string()
+    };
+    let session = open().await;
+    let call = |id: u32, tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"call {id}"}}}}}}"#
+        )
+    };
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        &call(2, "forget"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = post(&url, Some(ALICE_KEY), Some(&session), &call(3, "echo"), &[]).await;
+    assert!(messages(&body)[0]["error"].is_object(), "{body}");
+    let (status, _, body) =
+        post(&url, Some(ALICE_KEY), Some(&session), &call(4, "echo"), &[]).await;
+    assert_eq!(
+        status, 404,
+        "the client's session outlived its upstream's: {body}"
+    );
+    // A new session reaches the remote again.
+    let session = open().await;
+    let (status, _, body) =
+        post(&url, Some(ALICE_KEY), Some(&session), &call(5, "echo"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("call 5"), "{body}");
+}
+
 /// The stdio wrapper with the config `text` (in a folder of its own): the folder, the
 /// config's path and the client.
 fn stdio_wrapper(text: &str) -> (tempfile::TempDir, std::path::PathBuf, common::LineClient) {

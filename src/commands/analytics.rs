@@ -173,15 +173,24 @@ impl Drop for MadeStore {
     }
 }
 
-/// The event spooled at `offset` (`len` bytes) of the spool file `path`.
-fn spooled_event(path: &Path, offset: u64, len: usize) -> Result<AuditEvent, AnalyticsError> {
+/// The event spooled at `offset` (`len` bytes) of the spool file `path`, read through `file`
+/// (opened at the first call).
+fn spooled_event(
+    file: &mut Option<std::fs::File>,
+    offset: u64,
+    len: usize,
+    path: &Path,
+) -> Result<AuditEvent, AnalyticsError> {
     use std::io::{Read, Seek, SeekFrom};
     let err = |e: std::io::Error| AnalyticsError::File {
         op: "read the spool file",
         path: path.to_path_buf(),
         source: e,
     };
-    let mut file = std::fs::File::open(path).map_err(err)?;
+    let file = match file {
+        Some(f) => f,
+        None => file.insert(std::fs::File::open(path).map_err(err)?),
+    };
     file.seek(SeekFrom::Start(offset)).map_err(err)?;
     let mut buf = vec![0; len];
     file.read_exact(&mut buf).map_err(err)?;
@@ -467,17 +476,22 @@ pub fn import(
         } else {
             HashMap::new()
         };
+        let mut spool_file = None;
         for (id, at) in &ids {
             if let Some(there) = index.get(*id)? {
                 if args.skip_stored {
                     // helper-91 L4: skipped by its id alone, a changed line was dropped
-                    // silently. Only the very event an earlier import wrote is skipped.
+                    // silently. Only the very event an earlier import wrote is skipped, as the
+                    // writer stored it (long values cut, helper-93).
                     let (offset, len) = place[id];
-                    let mine = spooled_event(&spool.0, offset, len)?;
+                    let mine = spooled_event(&mut spool_file, offset, len, &spool.0)?;
+                    let mine =
+                        crate::audit::bound::bound(&mine, config.audit.max_stored_argument_bytes)
+                            .unwrap_or(mine);
                     if same_but_imported(&there, &mine) {
                         stored.insert(*id);
                     } else {
-                        errors.push((*at, format!("event_id {id} is already in the store with different content: --skip-stored skips only events stored as the file has them (compare with `events show {id} --json`)")));
+                        errors.push((*at, format!("event_id {id} is already in the store with different content: --skip-stored skips only events stored as the file has them; compare them (`events show {id} --json`), then remove the line or correct it")));
                     }
                 } else {
                     errors.push((*at, format!("event_id {id} is already in the store (to skip the events a stopped import already wrote, add --skip-stored)")));

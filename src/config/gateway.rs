@@ -352,7 +352,9 @@ pub(super) fn compile(at: &Source<'_>, raw: RawGateway) -> Result<GatewayConfig,
         "gateway.session_evict_idle_ms",
         raw.session_evict_idle_ms,
         d.session_evict_idle,
-        0..=(7 * 86_400_000),
+        // Not 0: a session just opened, before its first request marks it busy, would be
+        // taken by a concurrent open.
+        100..=(7 * 86_400_000),
     )?;
     let max_sessions = at.ranged(
         "gateway.max_sessions",

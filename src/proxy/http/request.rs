@@ -536,20 +536,6 @@ impl McpRequest<'_> {
                 .refuse_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
                 .await;
         }
-        // JSON is UTF-8 (RFC 8259 section 8.1): a body declared in another charset would be
-        // read as UTF-8 and refused for its bytes, or read as other text than was meant.
-        if let Some(charset) = charset(self.headers)
-            && !matches!(charset.as_str(), "utf-8" | "utf8")
-        {
-            let reason = format!(
-                "the body's charset {} is not supported: send it in UTF-8 (Content-Type: application/json, or with charset=utf-8)",
-                quoted(&charset, CLIENT_TEXT_BYTES)
-            );
-            self.read_for_the_record(body).await;
-            return self
-                .refuse_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
-                .await;
-        }
         // A compressed body would reach the pipeline as bytes that are not JSON; say why.
         if let Some(coding) = self
             .headers
@@ -619,6 +605,23 @@ impl McpRequest<'_> {
         // are whitespace, so they become spaces. Inside a string they are not JSON at all
         // (they must be escaped): such a body is refused below, never rewritten into a
         // valid message the client did not send.
+        // JSON is UTF-8 (RFC 8259 section 8.1): a body declared in another charset would be
+        // read as UTF-8 and refused for its bytes, or read as other text than was meant. Plain
+        // ASCII is the same text in any charset a client declares (`iso-8859-1`, `us-ascii`),
+        // and the SDKs' servers read it (helper-92).
+        if let Some(charset) = charset(self.headers)
+            && !matches!(charset.as_str(), "utf-8" | "utf8")
+            && !bytes.is_ascii()
+        {
+            let reason = format!(
+                "the body's charset {} is not supported: send it in UTF-8 (Content-Type: application/json, or with charset=utf-8)",
+                quoted(&charset, CLIENT_TEXT_BYTES)
+            );
+            let _ = self.body.set(Bytes::from(one_line(&bytes).0));
+            return self
+                .refuse_plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason)
+                .await;
+        }
         // A UTF-8 byte order mark before the JSON text (.NET writers add one): RFC 8259 section
         // 8.1 lets a parser ignore it, and the SDKs' HTTP servers do (helper-92 F3). The
         // server's stdin gets the message without it.
@@ -817,7 +820,9 @@ impl McpRequest<'_> {
         // the server has accepted it (helper-92 F1: a refused, abandoned or failed
         // `initialize` left a session no client could use or end, counted against the
         // principal's cap, and its server running, until the idle timeout).
-        let handshake = seen.initialize && !ephemeral;
+        // A single request only (2025-03-26 forbids `initialize` in a batch; a batch's
+        // session is kept as before).
+        let handshake = seen.initialize && !ephemeral && seen.ids.len() == 1;
         session.busy(1);
         // 2026-07-28: closing a request's stream before its answer cancels the request
         // (recorded as `cancelled`, and the server told); in the 2025 revisions a closed

@@ -612,12 +612,19 @@ impl Link {
         // answers a session it does not know with 400 "No valid session ID provided", not the
         // spec's 404; behind the stdio wrapper every later call then failed, and a stdio client
         // cannot open a session itself. Taken as the 404 it means, once per request.
-        if status == StatusCode::BAD_REQUEST
+        let lost_session = status == StatusCode::BAD_REQUEST
+            && sent_session.is_some()
+            && !head.is("initialize")
+            && refuses_the_session(&body);
+        if lost_session && !self.reopen {
+            // Behind the gateway, as for a 404: the client's session ends with it (helper-93).
+            self.ended("it answered 400 naming the session (a server that lost it)");
+            return Err("the upstream no longer knows the session (HTTP 400)".into());
+        }
+        if lost_session
             && self.reopen
             && may_reopen
-            && !head.is("initialize")
             && let Some(stale) = sent_session
-            && refuses_the_session(&body)
         {
             tracing::warn!(upstream = %self.remote.name, "the remote answered 400 naming the session (a restarted server that answers an unknown session with 400, not 404)");
             return match self.reopen_session(&stale).await {
@@ -1190,25 +1197,27 @@ enum Streamed {
     Failed(String),
 }
 
-/// The essence of a `Content-Type`, lowercased (`application/json; charset=utf-8` ->
-/// `application/json`).
 /// Whether an HTTP 400 body is a JSON-RPC error about the request's session (`"Bad Request:
 /// No valid session ID provided"`, the SDKs' example servers' answer to a session they do not
-/// know), not about the request itself.
+/// know), not about the request itself: an error with a null id (the transport's, given before
+/// the request was read) whose message names the session.
 fn refuses_the_session(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            Some(
-                v.get("error")?
-                    .get("message")?
-                    .as_str()?
-                    .to_ascii_lowercase(),
-            )
-        })
-        .is_some_and(|m| m.contains("session"))
+    is_error_without_id(trim(body))
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| {
+                Some(
+                    v.get("error")?
+                        .get("message")?
+                        .as_str()?
+                        .to_ascii_lowercase(),
+                )
+            })
+            .is_some_and(|m| m.contains("session"))
 }
 
+/// The essence of a `Content-Type`, lowercased (`application/json; charset=utf-8` ->
+/// `application/json`).
 fn content_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next()?.trim().to_ascii_lowercase();
