@@ -618,6 +618,18 @@ impl RecordingRemote {
                 let polled = polled.clone();
                 let forgotten = forgotten.clone();
                 std::thread::spawn(move || {
+                    // The TypeScript SDK's refusals: HTTP 400, an error whose id is null.
+                    let refuse = |stream: &mut std::net::TcpStream, message: &str| {
+                        let text = format!(
+                            r#"{{"jsonrpc":"2.0","error":{{"code":-32000,"message":"{message}"}},"id":null}}"#
+                        );
+                        let head = format!(
+                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            text.len()
+                        );
+                        let _ = stream.write_all(head.as_bytes());
+                        let _ = stream.write_all(text.as_bytes());
+                    };
                     let sse = |stream: &mut std::net::TcpStream, events: &str| {
                         let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
                         let _ = stream.write_all(head.as_bytes());
@@ -699,13 +711,7 @@ impl RecordingRemote {
                         if in_stale {
                             // How the SDKs' example servers (server-everything among them)
                             // answer a session they do not know: 400, not the spec's 404.
-                            let text = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: No valid session ID provided"},"id":null}"#;
-                            let head = format!(
-                                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                                text.len()
-                            );
-                            let _ = stream.write_all(head.as_bytes());
-                            let _ = stream.write_all(text.as_bytes());
+                            refuse(&mut stream, "Bad Request: No valid session ID provided");
                             continue;
                         }
                         if tool == "forget" {
@@ -764,15 +770,8 @@ impl RecordingRemote {
                             continue;
                         }
                         if tool == "null_id" {
-                            // The TypeScript SDK's refusal of a request it cannot take: HTTP
-                            // 400, an error whose id is null.
-                            let text = r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Request: Server not initialized"},"id":null}"#;
-                            let head = format!(
-                                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                                text.len()
-                            );
-                            let _ = stream.write_all(head.as_bytes());
-                            let _ = stream.write_all(text.as_bytes());
+                            // The TypeScript SDK's refusal of a request it cannot take.
+                            refuse(&mut stream, "Bad Request: Server not initialized");
                             continue;
                         }
                         if msg["method"].is_string() && msg.get("id").is_none() {
@@ -833,6 +832,19 @@ impl RecordingRemote {
             }
         });
         RecordingRemote { url, seen }
+    }
+
+    /// How many `initialize` requests it was sent (in either era).
+    fn initializes(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, h)| {
+                h.iter()
+                    .any(|(k, v)| k == "x-seen-method" && v == "initialize")
+            })
+            .count()
     }
 
     /// The headers of the requests whose `Mcp-Method` is `method`.
@@ -1192,16 +1204,7 @@ async fn the_stdio_wrapper_opens_a_new_session_when_the_remote_answers_its_old_o
             "{answer}"
         );
     }
-    let inits = remote
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, h)| {
-            h.iter()
-                .any(|(k, v)| k == "x-seen-method" && v == "initialize")
-        })
-        .count();
+    let inits = remote.initializes();
     assert_eq!(inits, 2, "one new upstream session, not one per call");
     let status = client.finish().await;
     assert!(status.success(), "{status:?}");
@@ -1455,18 +1458,6 @@ async fn a_remote_that_answers_its_get_stream_with_404_keeps_its_session() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let initializes = |remote: &RecordingRemote| {
-        remote
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, h)| {
-                h.iter()
-                    .any(|(k, v)| k == "x-seen-method" && v == "initialize")
-            })
-            .count()
-    };
     let gets = remote
         .seen
         .lock()
@@ -1475,7 +1466,7 @@ async fn a_remote_that_answers_its_get_stream_with_404_keeps_its_session() {
         .filter(|(start, _)| start.starts_with("GET "))
         .count();
     assert_eq!(
-        initializes(&remote),
+        remote.initializes(),
         1,
         "one upstream session, not a new one per 404"
     );
@@ -1514,7 +1505,7 @@ async fn a_remote_that_answers_its_get_stream_with_404_keeps_its_session() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(messages(&body)[0]["result"]["content"][0]["text"], "kept");
-    assert_eq!(initializes(&remote), 1);
+    assert_eq!(remote.initializes(), 1);
 }
 
 /// helper-89 F2: a server that closes a request's stream after a priming event with

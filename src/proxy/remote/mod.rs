@@ -566,15 +566,13 @@ impl Link {
                         "the upstream answered 404 (no such session) again, in the session just opened for this request".into(),
                     );
                 }
-                return match self.reopen_session(&stale).await {
-                    Ok(()) => Box::pin(self.post(line, head, pending, out, false)).await,
-                    Err(why) => {
-                        self.retry_reopen(&stale);
-                        Err(format!(
-                            "the upstream ended the session (HTTP 404) and a new one could not be opened: {why}"
-                        ))
-                    }
-                };
+                return self
+                    .resend_in_new_session(
+                        &stale,
+                        (line, head, pending, out),
+                        "ended the session (HTTP 404)",
+                    )
+                    .await;
             }
             self.ended("it answered 404 for the session (expired or ended)");
             return Err("the upstream ended the session (HTTP 404)".into());
@@ -627,15 +625,13 @@ impl Link {
             && let Some(stale) = sent_session
         {
             tracing::warn!(upstream = %self.remote.name, "the remote answered 400 naming the session (a restarted server that answers an unknown session with 400, not 404)");
-            return match self.reopen_session(&stale).await {
-                Ok(()) => Box::pin(self.post(line, head, pending, out, false)).await,
-                Err(why) => {
-                    self.retry_reopen(&stale);
-                    Err(format!(
-                        "the upstream no longer knows the session (HTTP 400) and a new one could not be opened: {why}"
-                    ))
-                }
-            };
+            return self
+                .resend_in_new_session(
+                    &stale,
+                    (line, head, pending, out),
+                    "no longer knows the session (HTTP 400)",
+                )
+                .await;
         }
         // A notification or response taken with an empty `200 application/json` (servers
         // that answer every POST with a JSON body and have none to give): taken, as a 202.
@@ -725,6 +721,25 @@ impl Link {
             Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
         let head = Head::of(&note);
         Box::pin(self.post(note, &head, &mut Vec::new(), &swallow, false)).await
+    }
+
+    /// Opens a new upstream session in place of `stale` and sends the request again in it
+    /// (the upstream did not take it); `what` says what the upstream answered, for the error.
+    async fn resend_in_new_session(
+        self: &Arc<Self>,
+        stale: &HeaderValue,
+        (line, head, pending, out): (Bytes, &Head, &mut Vec<RequestId>, &mpsc::Sender<Bytes>),
+        what: &str,
+    ) -> Result<(), String> {
+        match self.reopen_session(stale).await {
+            Ok(()) => Box::pin(self.post(line, head, pending, out, false)).await,
+            Err(why) => {
+                self.retry_reopen(stale);
+                Err(format!(
+                    "the upstream {what} and a new one could not be opened: {why}"
+                ))
+            }
+        }
     }
 
     /// After a failed [`Link::reopen_session`] that left no session: the stale one is put
