@@ -85,7 +85,9 @@
 //!                     configured), retention.rs (daily retention, recorded as an event)
 //! proxy/reload.rs     SIGHUP and config file changes: the [risk] policy of every session,
 //!                     and the gateway's credentials (http/credentials.rs) reloaded
-//! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write)
+//! proxy/fdio.rs       non-blocking client pipes (no thread hop per read or write); whether
+//!                     the client's stdin was handed to a session (else main answers the
+//!                     first request with the start-up error)
 //! policy/             the risk engine: [risk] config (settings.rs), rules.rs (pointers,
 //!                     matchers, detectors), classify/ (sensitive data), secrets/
 //!                     (credentials by shape; named.rs: by key id and by name; words.rs: the
@@ -125,7 +127,7 @@
 //!                     retention.rs (expired events removed: purge statements, segments
 //!                     removed or rewritten, index entries dropped)
 //!                     personal.rs (personal fields sealed per user; keys; erasure),
-//!                     erasures.rs (verify: no key gone without its audit/erase event)
+//!                     erasures.rs (verify, events: no key gone without its audit/erase event)
 //!                     scan.rs (the calls of a time range in one pass over the journals,
 //!                     on several threads, ends joined per journal, each journal's hash
 //!                     chain walked on the way when asked, verify.rs's JournalWalk;
