@@ -834,6 +834,18 @@ impl RecordingRemote {
         RecordingRemote { url, seen }
     }
 
+    /// How many times it was polled: GETs that resume a stream (`Last-Event-ID`).
+    fn polls(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(start, h)| {
+                start.starts_with("GET ") && h.iter().any(|(k, _)| k == "last-event-id")
+            })
+            .count()
+    }
+
     /// How many `initialize` requests it was sent (in either era).
     fn initializes(&self) -> usize {
         self.seen
@@ -1523,15 +1535,7 @@ async fn a_call_whose_server_makes_the_client_poll_is_answered_at_the_servers_pa
     let answer: Value = serde_json::from_slice(&client.recv_response(&json!(7)).await).unwrap();
     assert_eq!(answer["result"]["content"][0]["text"], "polled", "{answer}");
     assert!(client.finish().await.success());
-    let polls = remote
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(start, h)| {
-            start.starts_with("GET ") && h.iter().any(|(k, _)| k == "last-event-id")
-        })
-        .count();
+    let polls = remote.polls();
     // 900 ms at one poll per 300 ms: three or four polls, not a burst.
     assert!((2..=5).contains(&polls), "{polls} polls");
     let events = common::events_of(&config);
@@ -1589,15 +1593,7 @@ async fn a_server_that_never_answers_a_polled_call_is_not_polled_in_a_tight_loop
         .await;
     let answer: Value = serde_json::from_slice(&client.recv_response(&json!(9)).await).unwrap();
     assert!(answer["error"].is_object(), "{answer}");
-    let polls = remote
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(start, h)| {
-            start.starts_with("GET ") && h.iter().any(|(k, _)| k == "last-event-id")
-        })
-        .count();
+    let polls = remote.polls();
     // 2 s at one poll per 100 ms at most.
     assert!((1..=25).contains(&polls), "{polls} polls in 2 s");
     assert!(client.finish().await.success());

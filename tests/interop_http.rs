@@ -217,20 +217,24 @@ fn checks(out: &Path) -> BTreeMap<(String, String), String> {
 /// for it is 5 minutes.
 const CONFORMANCE_BUDGET: Duration = Duration::from_secs(300);
 
-/// Runs the suite's server scenarios against `url` (`--spec-version` when given), ending by
-/// `deadline`.
-fn conformance(url: &str, spec_version: Option<&str>, out: &Path, deadline: Instant) {
+/// The conformance suite's command line (its own Node), silent, for the caller's arguments.
+fn conformance_suite() -> Command {
     let dir = interop_dir().join("conformance");
-    let node = dir.join("node_modules/.bin/node");
-    let cli = dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js");
-    let mut cmd = Command::new(node);
-    cmd.arg(cli)
-        .args(["server", "--url", url, "--timeout", "20000", "-o"])
-        .arg(out)
-        .current_dir(&dir)
+    let mut cmd = Command::new(dir.join("node_modules/.bin/node"));
+    cmd.arg(dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    cmd
+}
+
+/// Runs the suite's server scenarios against `url` (`--spec-version` when given), ending by
+/// `deadline`.
+fn conformance(url: &str, spec_version: Option<&str>, out: &Path, deadline: Instant) {
+    let mut cmd = conformance_suite();
+    cmd.args(["server", "--url", url, "--timeout", "20000", "-o"])
+        .arg(out)
+        .current_dir(interop_dir().join("conformance"));
     if let Some(v) = spec_version {
         cmd.args(["--spec-version", v]);
     }
@@ -284,23 +288,18 @@ fn conformance_client_scenarios_pass_through_the_stdio_bridge_wherever_they_pass
     let started = Instant::now();
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
-    let dir = interop_dir().join("conformance");
     let run = |how: &str, scenario: &str, spec: Option<&str>| -> BTreeMap<String, String> {
         let out = work
             .path()
             .join(format!("{how}-{scenario}-{}", spec.unwrap_or("2025")));
-        let mut cmd = Command::new(dir.join("node_modules/.bin/node"));
-        cmd.arg(dir.join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
-            .args(["client", "--command"])
+        let mut cmd = conformance_suite();
+        cmd.args(["client", "--command"])
             .arg(format!("node conf_client.mjs {how}"))
             .args(["--scenario", scenario, "-o"])
             .arg(&out)
             .current_dir(interop_dir().join("node"))
             .env("MCP_AUDIT_PROXY", common::proxy_bin())
-            .env("MCP_AUDIT_STORE", &store)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .env("MCP_AUDIT_STORE", &store);
         if let Some(v) = spec {
             cmd.args(["--spec-version", v]);
         }

@@ -1217,18 +1217,15 @@ enum Streamed {
 /// know), not about the request itself: an error with a null id (the transport's, given before
 /// the request was read) whose message names the session.
 fn refuses_the_session(body: &[u8]) -> bool {
-    is_error_without_id(trim(body))
-        && serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| {
-                Some(
-                    v.get("error")?
-                        .get("message")?
-                        .as_str()?
-                        .to_ascii_lowercase(),
-                )
-            })
-            .is_some_and(|m| m.contains("session"))
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    v.get("jsonrpc").and_then(|j| j.as_str()) == Some("2.0")
+        && v.get("id").is_none_or(serde_json::Value::is_null)
+        && v.get("method").is_none()
+        && v.get("error")
+            .and_then(|e| e.get("message")?.as_str())
+            .is_some_and(|m| m.to_ascii_lowercase().contains("session"))
 }
 
 /// The essence of a `Content-Type`, lowercased (`application/json; charset=utf-8` ->
