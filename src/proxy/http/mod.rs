@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::auth::Principal;
 use self::body::{EventStream, OnDrop, ResponseBody, full};
-use self::session::Session;
+use self::session::{Opening, Session};
 use super::pipeline::{Pipeline, Route, SessionInfo};
 use super::remote::Remote;
 use super::remote::params::ParamHeaders;
@@ -132,6 +132,10 @@ struct Gateway {
     policy: PolicyCell,
     ids: EventIds,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// 2025 sessions whose server is starting, by principal ([`session::Opening`]): counted
+    /// with the table against `max_sessions_per_principal`. Changed only under the
+    /// `sessions` lock (taken first).
+    opening: Mutex<HashMap<String, usize>>,
     /// MRTR rounds of sessionless requests by (principal, upstream): a retry reaches a
     /// pipeline of its own, not the one that opened the round. With them, what those
     /// requests learnt (sequence-rule tags, tools' annotations).
@@ -275,6 +279,7 @@ pub async fn run(
         audit,
         ids: EventIds::default(),
         sessions: Mutex::new(HashMap::new()),
+        opening: Mutex::new(HashMap::new()),
         rounds: Mutex::new(HashMap::new()),
         budgets: Mutex::new(HashMap::new()),
         streams: PrincipalCounts::default(),

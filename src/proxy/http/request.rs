@@ -1113,19 +1113,23 @@ impl McpRequest<'_> {
     ) -> Result<Arc<Session>, Response<ResponseBody>> {
         let g = &self.gateway.config.gateway;
         let mut evicted = None;
+        let ended = CancellationToken::new();
+        let mut opening = None;
         let full = if pooled {
             None
         } else {
             let mut sessions = self.gateway.sessions();
             let owner = self.principal.key();
-            // Sessions ended while their server finishes count for `max_sessions` only.
+            // Sessions ended while their server finishes count for `max_sessions` only; those
+            // whose server is starting count too.
             let mine = sessions
                 .values()
                 .filter(|s| s.owner == owner && s.is_open())
-                .count();
+                .count()
+                + Opening::of(self.gateway, &owner);
             // Every running server counts, a sessionless request's included: the cap bounds
             // the processes, not only the table.
-            if sessions.len().max(self.gateway.live_sessions()) >= g.max_sessions {
+            let full = if sessions.len().max(self.gateway.live_sessions()) >= g.max_sessions {
                 Some(format!(
                     "the gateway holds gateway.max_sessions = {} sessions",
                     g.max_sessions
@@ -1154,7 +1158,20 @@ impl McpRequest<'_> {
                 }
             } else {
                 None
+            };
+            if full.is_none() {
+                // Counted now, under the lock, not once the server runs: requests racing at a
+                // cap would all pass it (helper-93 L6).
+                self.gateway
+                    .session_tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((ended.clone(), true));
+                if keep {
+                    opening = Some(Opening::start(self.gateway, owner));
+                }
             }
+            full
         };
         if let Some((idle, old)) = evicted {
             tracing::info!(session = %old.id, user = %self.principal.user_id, idle_ms = idle.as_millis() as u64, "ending the principal's session idle longest to make room for a new one (gateway.max_sessions_per_principal)");
@@ -1179,6 +1196,7 @@ impl McpRequest<'_> {
             ));
         }
         if self.gateway.stopping.is_cancelled() {
+            ended.cancel();
             return Err(plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the gateway is shutting down",
@@ -1237,7 +1255,6 @@ impl McpRequest<'_> {
             http: Some(Box::new(self.http.clone())),
         };
         let (give, take) = oneshot::channel::<Arc<Session>>();
-        let ended = CancellationToken::new();
         let config = self.gateway.config.clone();
         let upstream = self.upstream.clone();
         let remote = self.gateway.remotes.get(&upstream.name).cloned();
@@ -1262,11 +1279,13 @@ impl McpRequest<'_> {
         };
         let gateway = Arc::downgrade(self.gateway);
         let owner = self.principal.key();
-        self.gateway
-            .session_tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((ended.clone(), lease.is_none()));
+        if pooled {
+            self.gateway
+                .session_tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((ended.clone(), false));
+        }
         let session_id = id.clone();
         let (spawn_error_tx, spawn_error_rx) = oneshot::channel::<String>();
         tokio::spawn(async move {
@@ -1316,9 +1335,11 @@ impl McpRequest<'_> {
         match take.await {
             Ok(session) => {
                 if keep {
-                    self.gateway
-                        .sessions()
-                        .insert(session.id.clone(), session.clone());
+                    let mut sessions = self.gateway.sessions();
+                    sessions.insert(session.id.clone(), session.clone());
+                    if let Some(opening) = opening {
+                        opening.entered();
+                    }
                 }
                 Ok(session)
             }

@@ -397,6 +397,74 @@ impl Shared {
     }
 }
 
+/// A 2025 session of one principal whose server is starting: it counts against
+/// `gateway.max_sessions_per_principal` from the check that admits it until it enters the
+/// session table ([`Opening::entered`]) or fails (drop). Counted only once in the table, two
+/// `initialize`s racing at the cap could both pass (helper-93 L6).
+pub(super) struct Opening {
+    gateway: Arc<super::Gateway>,
+    owner: String,
+    counted: bool,
+}
+
+impl Opening {
+    /// Counts one more session of `owner` as starting. The caller holds the `sessions` lock.
+    pub(super) fn start(gateway: &Arc<super::Gateway>, owner: String) -> Opening {
+        *gateway
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(owner.clone())
+            .or_default() += 1;
+        Opening {
+            gateway: gateway.clone(),
+            owner,
+            counted: true,
+        }
+    }
+
+    /// Sessions of `owner` starting now. The caller holds the `sessions` lock.
+    pub(super) fn of(gateway: &super::Gateway, owner: &str) -> usize {
+        let opening = gateway.opening.lock().unwrap_or_else(|p| p.into_inner());
+        opening.get(owner).copied().unwrap_or(0)
+    }
+
+    /// The session entered the table; the caller holds the `sessions` lock, so that no check
+    /// sees it both in the table and starting.
+    pub(super) fn entered(mut self) {
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if !std::mem::take(&mut self.counted) {
+            return;
+        }
+        let mut opening = self
+            .gateway
+            .opening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = opening.get_mut(&self.owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                opening.remove(&self.owner);
+            }
+        }
+    }
+}
+
+impl Drop for Opening {
+    /// A session that failed to start (its server did not run, the gateway is stopping, the
+    /// client left): no longer counted.
+    fn drop(&mut self) {
+        if self.counted {
+            let gateway = self.gateway.clone();
+            let _sessions = gateway.sessions();
+            self.release();
+        }
+    }
+}
+
 /// A live session: its pipeline, the way to its server, and the streams waiting on it.
 #[derive(Debug)]
 pub(crate) struct Session {
