@@ -95,9 +95,9 @@ pub struct AlertsArgs {
     /// Only alerts about this user (`user_id`).
     #[arg(long)]
     pub user: Option<String>,
-    /// At most this many alerts.
-    #[arg(long, default_value_t = 1000)]
-    pub limit: usize,
+    /// At most this many alerts (1 or more).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
     /// One JSON object per line (the alert event, see `alert` events in the README).
     #[arg(long)]
     pub json: bool,

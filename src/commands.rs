@@ -58,6 +58,9 @@ pub enum ModeError {
     /// The alert stage could not start.
     #[error("{0}")]
     Alerts(String),
+    /// A `--since`/`--until` window that holds nothing.
+    #[error("{0}")]
+    Window(String),
     /// A command-line input cannot be used.
     #[error("{what}\n  hint: {hint}")]
     BadInput {
@@ -173,9 +176,17 @@ pub fn alerts(
     config: &Config,
     out: &mut impl Write,
 ) -> Result<(), ModeError> {
-    let since = args
-        .since
-        .unwrap_or_else(|| std::time::SystemTime::now() - Duration::from_secs(86_400));
+    // The window as every analytics command takes it (helper-94 F5: `--since 1h --until 2h`,
+    // a `--since` in the future, said "no alerts" where the others refuse them).
+    let (since, until) = crate::commands::analytics::window(
+        &crate::cli::WindowArgs {
+            since: args.since,
+            until: args.until,
+            json: args.json,
+        },
+        Duration::from_secs(86_400),
+    )
+    .map_err(|e| ModeError::Window(e.to_string()))?;
     let filter = Filter {
         user: args.user.clone(),
         user_subject: match &args.user {
@@ -186,10 +197,10 @@ pub fn alerts(
         },
         event_type: Some(EventType::Alert),
         since: Some(since),
-        until: args.until,
+        until: Some(until),
         ..Filter::default()
     };
-    let events = newest(config, args.limit, &filter)?;
+    let events = newest(config, args.limit as usize, &filter)?;
     if args.json {
         for e in &events {
             serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)?;
@@ -227,18 +238,19 @@ pub fn alerts(
             time,
             e.risk_level.as_str(),
             a.map_or("?", |a| a.kind.as_str()),
-            e.user_id,
+            crate::telemetry::one_line(&e.user_id),
             a.map_or(0, |a| a.count),
             a.map_or(String::new(), |a| a.first_event_id.to_string()),
             match &e.metadata.imported {
                 // Not raised by this store's proxies: say where it came from.
                 Some(i) => format!(
                     "(imported from {} line {}) {}",
-                    i.source,
+                    crate::telemetry::one_line(&i.source),
                     i.line,
-                    e.metadata.reason.as_deref().unwrap_or("")
+                    crate::telemetry::one_line(e.metadata.reason.as_deref().unwrap_or(""))
                 ),
-                None => e.metadata.reason.clone().unwrap_or_default(),
+                None => crate::telemetry::one_line(e.metadata.reason.as_deref().unwrap_or(""))
+                    .into_owned(),
             }
         )?;
     }
@@ -1069,6 +1081,7 @@ fn write_table_rows(events: &[AuditEvent], out: &mut impl Write) -> std::io::Res
 }
 
 fn clip(s: &str, n: usize) -> String {
+    let s = crate::telemetry::one_line(s);
     if s.chars().count() <= n {
         s.to_string()
     } else {
@@ -1079,7 +1092,10 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// `reindex`: rebuilds the index from the journal and says what it found.
-pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
+///
+/// Returns the exit code: 0 when every record was indexed, 1 when some were damaged or not
+/// indexed (helper-94 F9: it said `NOT INDEXED` and exited 0, so a script saw success).
+pub fn reindex(config: &Config, out: &mut impl Write) -> Result<i32, ModeError> {
     let root = &config.audit.store_dir;
     let progress = crate::progress::bytes(
         crate::progress::journal_bytes(&store::StorePaths::new(root).journal()),
@@ -1102,7 +1118,14 @@ pub fn reindex(config: &Config, out: &mut impl Write) -> Result<(), ModeError> {
     for e in &report.errors {
         writeln!(out, "NOT INDEXED: {e}")?;
     }
-    Ok(())
+    if report.damaged.is_empty() && report.errors.is_empty() {
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "reindex: the index leaves out what is listed above (exit 1); `mcp-audit-proxy verify` says what the journals hold"
+    )?;
+    Ok(1)
 }
 
 /// `tools accept NAME`: pins the changed definition of a tool; a running proxy sees it at the

@@ -193,7 +193,7 @@ fn reads_only(command: &Command) -> bool {
 /// Standard output for a command: every control character in what the store holds escaped
 /// (user and tool names are chosen by clients), so no escape sequence reaches the operator's
 /// terminal ([`telemetry::printable`]; JSON stays valid JSON meaning the same); `exact` for
-/// CSV, written as it is. Exports and reports never come here.
+/// CSV, written as it is. Exports and report files (`--out`) never come here.
 fn screen(exact: bool) -> Box<dyn std::io::Write> {
     let out = std::io::stdout().lock();
     if exact {
@@ -215,8 +215,7 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Reindex(_) => {
-            commands::reindex(config, &mut screen(false)).context("reindex")?;
-            Ok(0)
+            Ok(commands::reindex(config, &mut screen(false)).context("reindex")?)
         }
         Command::Policy(PolicyCommand::Test(args)) => {
             commands::policy_test(
@@ -285,11 +284,9 @@ fn dispatch(command: Command, config: &Config) -> anyhow::Result<i32> {
             config,
             &mut screen(false),
         )?),
-        Command::Report(args) => Ok(commands::report::run(
-            &args,
-            config,
-            &mut std::io::stdout().lock(),
-        )?),
+        // On standard output, as every command's output, through `printable` (helper-94 F2:
+        // the JSON report alone wrote U+202E raw); a report file (`--out`) is written as it is.
+        Command::Report(args) => Ok(commands::report::run(&args, config, &mut screen(false))?),
         Command::Tools(ToolsCommand::Accept(args)) => {
             commands::tools_accept(
                 config,

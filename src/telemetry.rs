@@ -225,6 +225,35 @@ pub fn printable(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `text` as one cell of a table or one line of a listing: what [`printable`] escapes, and
+/// also line breaks, tabs and the invisible format characters (U+00AD, U+200B–U+200D,
+/// U+2060, U+FEFF), each written as its JSON escape (`\n`, `\u200b`). Why: a tool or user
+/// name is the client's to choose, and one holding a line feed would print a row of its own
+/// in `analyze` or `events` (a forged line, CWE-117), one holding a zero-width space
+/// (`echo\u200b`) would read as another tool (helper-94 F2).
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        matches!(
+            c,
+            '\n' | '\r' | '\t' | '\u{ad}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'
+        )
+    };
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A writer that passes what it is given through [`printable`]: the output of the commands
 /// (tables, summaries, JSON), where the store's user and tool names are shown to a person.
 /// CSV, reports and exports are written exactly instead.

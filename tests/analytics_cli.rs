@@ -886,6 +886,16 @@ fn a_changed_segment_header_is_refused_not_skipped() {
             assert!(err.contains(says), "{args:?}: {err}");
             assert!(out.stdout.is_empty(), "{args:?}: nothing printed");
         }
+        // helper-94 F9: `reindex` listed what it could not index and exited 0.
+        if byte == b'X' {
+            let out = run(&store.config, &["reindex"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(1), "reindex: {text}");
+            assert!(
+                text.contains("NOT INDEXED") || text.contains("DAMAGED"),
+                "{text}"
+            );
+        }
     }
 }
 
@@ -1035,4 +1045,178 @@ fn a_reader_that_leaves_is_not_an_error() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
         assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
     }
+}
+
+/// Found by a hostile pass (helper-94 F2): a user or tool name is the client's to choose.
+/// One holding a line feed printed a forged row of its own in `analyze` and `events` tables,
+/// one holding a zero-width space read as another tool, and the JSON report on standard
+/// output wrote U+202E raw where every other `--json` output escapes it.
+#[test]
+fn names_that_break_lines_or_hide_are_shown_escaped() {
+    let t0 = 1_790_000_000_000;
+    let forged = "alice\nroot        shutdown_all";
+    let mut events = Vec::new();
+    events.extend(pair(0, t0, forged, "echo\u{200b}", "success"));
+    events.extend(pair(1, t0 + 1000, "bob", "echo", "success"));
+    events.extend(pair(2, t0 + 2000, "eve\u{202e}cod.exe", "echo", "success"));
+    let store = TestStore::new("");
+    let file = store.dir.path().join("names.jsonl");
+    std::fs::write(&file, lines(&events)).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let since = "2026-09-01T00:00:00Z";
+    let until = "2026-10-01T00:00:00Z";
+    for args in [
+        &["analyze", "tools", "--since", since, "--until", until][..],
+        &[
+            "analyze", "user", forged, "--since", since, "--until", until,
+        ][..],
+        &["events", "--limit", "10"][..],
+    ] {
+        let text = ok(&store.config, args);
+        assert!(
+            !text.lines().any(|l| l.trim_start().starts_with("root")),
+            "{args:?}: a forged line:\n{text}"
+        );
+        if args[..2] == ["analyze", "tools"] {
+            assert!(text.contains("echo\\u200b"), "{text}");
+        } else {
+            assert!(text.contains("alice\\nroot"), "{args:?}:\n{text}");
+        }
+    }
+    let out = run(
+        &store.config,
+        &[
+            "report", "detailed", "--format", "json", "--since", since, "--until", until,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\u{202e}'), "raw U+202E in the JSON report");
+    let report: Value = serde_json::from_str(&text).expect("still JSON");
+    assert!(report.is_object(), "{text}");
+}
+
+/// Found by a hostile pass (helper-94 F3): `report --out` wrote a temporary file and renamed
+/// it over the path, so a FIFO became a file, a symbolic link was replaced by a file, and
+/// run as root `--out /dev/full` replaced the device and said it wrote the report.
+#[test]
+fn report_out_writes_into_a_fifo_follows_a_link_and_refuses_a_dangling_one() {
+    use std::os::unix::fs::FileTypeExt;
+    let store = small_store();
+    let dir = store.dir.path();
+    let report = |out: &Path| {
+        run(
+            &store.config,
+            &[
+                "report",
+                "executive",
+                "--format",
+                "md",
+                "--since",
+                "2026-09-01T00:00:00Z",
+                "--until",
+                "2026-10-01T00:00:00Z",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    // A FIFO: the report goes into it, and it stays a FIFO.
+    let fifo = dir.join("pipe");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success(),
+        "mkfifo"
+    );
+    // Opened for reading first, without waiting for a writer (O_NONBLOCK): a report that
+    // replaced the FIFO instead of writing into it leaves this read empty, not hung.
+    let mut reader = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&fifo)
+            .unwrap()
+    };
+    let out = report(&fifo);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut read = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut read);
+    assert!(
+        read.starts_with('#'),
+        "the report went into the FIFO: {read:?}"
+    );
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO was replaced"
+    );
+    // A link to a file: the file is replaced, the link kept.
+    let real = dir.join("real.md");
+    std::fs::write(&real, "old").unwrap();
+    let link = dir.join("link.md");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = report(&link);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::read_to_string(&real).unwrap().starts_with('#'));
+    // A dangling link and a folder are errors, and nothing is written.
+    let dangling = dir.join("dangling.md");
+    std::os::unix::fs::symlink(dir.join("nowhere/x.md"), &dangling).unwrap();
+    for (path, says) in [(&dangling, "symbolic link"), (&dir.to_path_buf(), "folder")] {
+        let out = report(path);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// Found by a hostile pass (helper-94 F5): `alerts` said "no alerts" (exit 0) for a window
+/// that holds nothing, a `--since` in the future and `--limit 0`, which every other command
+/// refuses.
+#[test]
+fn alerts_refuses_a_window_that_holds_nothing() {
+    let store = small_store();
+    for (args, says) in [
+        (&["alerts", "--since", "1h", "--until", "2h"][..], "since"),
+        (&["alerts", "--since", "2030-01-01T00:00:00Z"][..], "future"),
+        (&["alerts", "--limit", "0"][..], "limit"),
+    ] {
+        let out = run(&store.config, args);
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    // A window that holds something still lists (here: nothing, said so).
+    let text = ok(&store.config, &["alerts", "--since", "2h"]);
+    assert!(text.starts_with("no alerts"), "{text}");
 }

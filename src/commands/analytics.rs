@@ -26,6 +26,7 @@ use crate::audit::{AuditError, AuditEvent, EventId, writer};
 use crate::cli::{AnalyzeToolsArgs, AnalyzeUserArgs, AnomaliesArgs, ImportArgs, WindowArgs};
 use crate::config::{Config, Durability};
 use crate::store::{self, Store, StoreError};
+use crate::telemetry::one_line;
 
 /// Errors of the analytics commands, each saying what to do.
 #[derive(Debug, thiserror::Error)]
@@ -794,8 +795,8 @@ fn write_findings(out: &mut impl Write, findings: &[anomalies::Finding]) -> std:
             f.family,
             f.kind,
             f.severity,
-            f.subject_text(),
-            f.explanation
+            one_line(&f.subject_text()),
+            one_line(&f.explanation)
         )?;
         let shown: Vec<String> = f.evidence.iter().take(5).map(ToString::to_string).collect();
         let more = f.evidence.len().saturating_sub(5);
@@ -923,7 +924,7 @@ fn write_tool_table(out: &mut impl Write, tools: &[behaviour::ToolUsage]) -> std
         writeln!(
             out,
             "  {:<24} {:>7} {:>6} {:>8} {:>9} {:>9}  {:<24} {}",
-            t.tool,
+            one_line(&t.tool),
             t.calls,
             t.users,
             t.success_rate
@@ -964,12 +965,12 @@ fn write_activities(out: &mut impl Write, list: &[behaviour::Activity]) -> std::
             out,
             "  {}  {:<16} {:<20} {:<8} {:<10} {}  {}",
             a.at,
-            a.user,
-            a.tool,
+            one_line(&a.user),
+            one_line(&a.tool),
             a.risk,
             a.result.unwrap_or("-"),
             a.event_id,
-            a.reasons.join("; ")
+            one_line(&a.reasons.join("; "))
         )?;
     }
     Ok(())
@@ -990,10 +991,14 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
     writeln!(
         out,
         "user {} from {} to {}: {} calls\nbehavioural risk score: {}/100",
-        r.user, r.from, r.to, r.calls, r.risk_score
+        one_line(&r.user),
+        r.from,
+        r.to,
+        r.calls,
+        r.risk_score
     )?;
     for p in &r.risk_reasons {
-        writeln!(out, "  +{:<3} {}", p.points, p.reason)?;
+        writeln!(out, "  +{:<3} {}", p.points, one_line(&p.reason))?;
     }
     writeln!(out, "\naccess")?;
     for (title, list) in [("source IP", &r.source_ips), ("client", &r.user_agents)] {
@@ -1001,7 +1006,10 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
             writeln!(
                 out,
                 "  {title:<10} {:<28} {:>6} calls  {} .. {}",
-                s.value, s.calls, s.first, s.last
+                one_line(&s.value),
+                s.calls,
+                s.first,
+                s.last
             )?;
         }
     }
@@ -1016,7 +1024,11 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
         writeln!(
             out,
             "    {:<36} {:>6} calls {:>8.0} s  {} .. {}",
-            s.session, s.calls, s.length_s, s.first, s.last
+            one_line(&s.session),
+            s.calls,
+            s.length_s,
+            s.first,
+            s.last
         )?;
     }
     writeln!(out, "\ntools")?;

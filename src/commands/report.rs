@@ -43,27 +43,65 @@ impl From<StoreError> for ReportError {
     }
 }
 
-/// Writes `text` to `path` whole or not at all: a temporary file beside it, synced, then
-/// renamed over it.
+/// Writes `text` to `path` whole or not at all: a temporary file beside it (a new name, created
+/// exclusively: a file or link planted under a guessed name is not written through), synced,
+/// then renamed over it. A symbolic link is followed (the file it names is replaced, the link
+/// kept). A path that is not a regular file, such as a FIFO or a device (`/dev/stdout`), is
+/// written to as it is: renaming over it would replace it (helper-94 F3: `--out /dev/full`
+/// run as root replaced the device with a file and said it wrote the report). A dangling
+/// link or a folder is an error.
 fn write_file(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
+    use std::io::ErrorKind;
     let fail = |source| ReportError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
+    let target = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(fail(std::io::Error::new(
+                ErrorKind::IsADirectory,
+                "it is a folder: give a file name",
+            )));
+        }
+        Ok(m) if !m.is_file() => {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(fail)?;
+            return f
+                .write_all(text.as_bytes())
+                .and_then(|()| f.flush())
+                .map_err(fail);
+        }
+        Ok(_) => std::fs::canonicalize(path).map_err(fail)?,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Err(fail(std::io::Error::new(
+                    ErrorKind::NotFound,
+                    "it is a symbolic link to a file that does not exist",
+                )));
+            }
+            path.to_path_buf()
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
+    let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}.tmp", ulid::Ulid::generate()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, &target)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
