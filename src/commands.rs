@@ -485,6 +485,7 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
     let mut erased = None;
     if !args.follow {
         let mut events = newest(config, args.limit, &filter)?;
+        warn_of_losses(&config.audit.store_dir);
         mark_missing_keys(config, &mut events, &mut erased)?;
         printer.print(&events)?;
         return Ok(printer.finish()?);
@@ -801,6 +802,21 @@ pub(crate) fn newest(
             events
         }
     })
+}
+
+/// Says on standard error, at every run, that the store has lost records (helper-94 F1: a
+/// deleted journal's user listed no events, and only the first command after the deletion,
+/// the one that rebuilt the index, said anything). The notes read are those `verify` reports
+/// ([`store::verify::losses`]); the query before has opened the index if it was free.
+fn warn_of_losses(root: &std::path::Path) {
+    match store::verify::losses(root) {
+        Ok(lost) => {
+            for l in &lost {
+                tracing::warn!(loss = %l, "the audit trail has lost records: events cannot list them (`mcp-audit-proxy verify` reports the loss)");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot check the store for lost records"),
+    }
 }
 
 /// `policy test`: the configured policy's decision on one call, or on the calls in the store.

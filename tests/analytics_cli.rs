@@ -1220,3 +1220,67 @@ fn alerts_refuses_a_window_that_holds_nothing() {
     let text = ok(&store.config, &["alerts", "--since", "2h"]);
     assert!(text.starts_with("no alerts"), "{text}");
 }
+
+/// Found by a hostile pass (helper-94 F1): a journal deleted, or cut back, after it was
+/// indexed read as fewer calls (a user with none), exit 0; `events` said so once, on the run
+/// that found it, and never again. The analyses now refuse such a trail unless
+/// `--allow-damaged`, at every run, and `events` says it on standard error.
+#[test]
+fn a_deleted_or_cut_journal_is_refused_not_read_as_no_calls() {
+    let since = "2026-09-01T00:00:00Z";
+    let until = "2026-10-01T00:00:00Z";
+    let window = ["--since", since, "--until", until];
+    // Deleted: the store's only journal.
+    let store = small_store();
+    // The index learns the journal (every import is indexed by the next holder).
+    ok(&store.config, &["events", "--limit", "1"]);
+    let journal = std::fs::read_dir(store.store_dir().join("journal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
+        .expect("the import's journal");
+    std::fs::remove_dir_all(&journal).unwrap();
+    for round in 0..2 {
+        for args in [
+            &["analyze", "tools"][..],
+            &["anomalies"][..],
+            &["report", "executive", "--format", "json"][..],
+        ] {
+            let args: Vec<&str> = args.iter().chain(window.iter()).copied().collect();
+            let out = run(&store.config, &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "round {round} {args:?}: {err}");
+            assert!(
+                err.contains("lost records"),
+                "round {round} {args:?}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{args:?}");
+        }
+        let out = run(&store.config, &["events"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("lost records"), "round {round} events: {err}");
+    }
+    let mut allowed = vec!["analyze", "tools", "--allow-damaged"];
+    allowed.extend(window);
+    let text = ok(&store.config, &allowed);
+    assert!(text.contains("0 calls"), "{text}");
+
+    // Cut back: a stopped journal shorter than the index saw it.
+    let store = small_store();
+    ok(&store.config, &["events", "--limit", "1"]);
+    let segment = first_segment(&store);
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    let mut args = vec!["analyze", "user", "carol"];
+    args.extend(window);
+    let out = run(&store.config, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("lost records"), "{err}");
+}

@@ -131,6 +131,16 @@ pub enum AnalyticsError {
         /// The first of them.
         first: String,
     },
+    /// The store shows that records it once held are gone ([`store::lost_records`]).
+    #[error("the audit trail in {} has lost records: {first}{}\n  hint: figures from what is left would leave those calls out; `mcp-audit-proxy verify` reports the loss; restore the journals from a backup, or pass --allow-damaged to analyse what is left", store.display(), if *count > 1 { format!(" (and {} more)", count - 1) } else { String::new() })]
+    Lost {
+        /// The store folder.
+        store: PathBuf,
+        /// Losses found.
+        count: usize,
+        /// The first of them.
+        first: String,
+    },
 }
 
 /// What to do when `op` failed on a file of `import`: the input, or the spool in the store.
@@ -700,6 +710,22 @@ pub(crate) fn checked_read(
 ) -> Result<(), AnalyticsError> {
     for d in &report.damaged {
         tracing::error!(damage = %d, "audit journal segment damaged");
+    }
+    // helper-94 F1: a journal deleted or cut back read as a user with no calls, exit 0.
+    let lost = store::lost_records(root)?;
+    match lost.first() {
+        Some(first) if !allow_damaged => {
+            return Err(AnalyticsError::Lost {
+                store: root.to_path_buf(),
+                count: lost.len(),
+                first: first.clone(),
+            });
+        }
+        Some(_) => tracing::warn!(
+            losses = lost.len(),
+            "the trail has lost records; the figures leave them out (--allow-damaged)"
+        ),
+        None => {}
     }
     tracing::debug!(
         events = report.events,

@@ -595,6 +595,37 @@ pub fn open_for_query(
     Ok(IndexHolder::take(paths, None, false, false)?.map(|(h, r)| (h, lock, r)))
 }
 
+/// What the store shows it has lost: records an index once held that the journals no longer
+/// hold (a journal deleted, or cut back), one text each, empty when nothing is known lost.
+///
+/// Why: a query over the journals alone cannot see what is not there; a deleted journal read
+/// as "no calls" (helper-94 F1). The index knows what it applied: when no process holds it,
+/// it is taken and opened here (opening compares it with the journals and, on a loss, moves it
+/// aside with a note, [`holder::REBUILT`]; the catch-up is left to later holders), then every
+/// such note is read ([`verify::losses`], what `verify` reports). A loss that happened while
+/// a running proxy holds the index is found when the index is next opened.
+///
+/// Errors: the store or its index cannot be read.
+pub fn lost_records(root: &Path) -> Result<Vec<String>, StoreError> {
+    let paths = &StorePaths::new(root);
+    if let Ok(Some(_lock)) = store_lock(paths, Access::Read)
+        && let Some((holder, report)) = IndexHolder::take_with(
+            paths,
+            None,
+            false,
+            false,
+            None,
+            Some(std::time::Instant::now()),
+        )?
+    {
+        if let Some(reason) = &report.rebuilt {
+            tracing::warn!(reason = %reason, "audit index rebuilt from the journals");
+        }
+        holder.close()?;
+    }
+    verify::losses(root)
+}
+
 /// `dir/name`, or `dir/name.N` for the first N that does not exist yet: evidence is never
 /// overwritten.
 pub(crate) fn unused_path(dir: &Path, name: &str) -> PathBuf {

@@ -737,7 +737,7 @@ pub(crate) fn store_findings(
 /// by whichever command opened the store first, and the reason is kept with it
 /// ([`super::holder::REBUILT`]). Each is a finding: the records once indexed are gone (or a
 /// backup of the journals was restored over newer ones).
-fn losses(root: &Path) -> Result<Vec<String>, StoreError> {
+pub(crate) fn losses(root: &Path) -> Result<Vec<String>, StoreError> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) => return Err(StoreError::io("list", root, e)),
