@@ -119,7 +119,8 @@
 //!                     written from an event, no re-parse), checkpoint.rs
 //!                     (signed heads, keys), verify.rs (tamper check of journals,
 //!                     checkpoints, index; the store's own findings, which compliance
-//!                     counts too), export.rs (a verifiable time range in one file),
+//!                     counts too, and the losses analytics refuse: mod.rs lost_records),
+//!                     export.rs (a verifiable time range in one file),
 //!                     marker.rs (store.json: a store, of which layout; bad folders refused),
 //!                     usage.rs (bytes by part, for store status, the budget, /metrics)
 //!                     settle.rs (a stopped journal's open calls, read once under its LOCK;
