@@ -627,3 +627,37 @@ fn chain_findings_are_evidence_in_the_explanation_not_config_keys() {
         r.explanation
     );
 }
+
+/// helper-94 F7: one untagged call without an end made GDPR Art. 30 (records of processing of
+/// personal data) non-compliant in a window that held no personal data at all. It is not
+/// assessable there; the pairing rule still fails.
+#[test]
+fn art30_without_personal_data_is_not_assessable_whatever_else_calls_lack() {
+    let (mut f, s) = (clean(), defaults());
+    f.tagged.remove("gdpr");
+    f.pairs.without_end = sample(1);
+    let gdpr = super::judge(Regulation::Gdpr, &f, &s, at(T0), at(T0 + MINUTE));
+    let art30 = gdpr
+        .rules
+        .iter()
+        .find(|r| r.id == "gdpr.art30.records")
+        .unwrap();
+    assert_eq!(art30.status, Status::NotAssessable, "{art30:?}");
+    let pci = super::judge(Regulation::PciDss, &f, &s, at(T0), at(T0 + MINUTE));
+    let pairs = pci
+        .rules
+        .iter()
+        .find(|r| r.id == "pci_dss.10.2.1.audit_logs_active")
+        .unwrap();
+    assert_eq!(pairs.status, Status::NonCompliant, "{pairs:?}");
+    // With personal data in the window, the call without an end fails Art. 30 as before.
+    let (mut f, s) = (clean(), defaults());
+    f.pairs.without_end = sample(1);
+    let gdpr = super::judge(Regulation::Gdpr, &f, &s, at(T0), at(T0 + MINUTE));
+    let art30 = gdpr
+        .rules
+        .iter()
+        .find(|r| r.id == "gdpr.art30.records")
+        .unwrap();
+    assert_eq!(art30.status, Status::NonCompliant, "{art30:?}");
+}

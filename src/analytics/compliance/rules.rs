@@ -911,6 +911,19 @@ fn gdpr_records(f: &Facts) -> RuleOutcome {
         &[&t.missing_fields, &f.pairs.without_end],
         Vec::new(),
     );
+    // Art. 30 is about processing of personal data: a window without any says nothing of it,
+    // whatever else its calls lack (helper-94 F7: one untagged call without an end made this
+    // rule non-compliant; `pairs` rules judge the pairing of every call).
+    if t.events == 0 {
+        return outcome(
+            id,
+            title,
+            clause,
+            Status::NotAssessable,
+            "no call in the window carried personal data that the classifiers tag gdpr".into(),
+            ev,
+        );
+    }
     if t.missing_fields.count > 0 || f.pairs.without_end.count > 0 {
         return outcome(
             id,
@@ -921,16 +934,6 @@ fn gdpr_records(f: &Facts) -> RuleOutcome {
                 "{} call events with personal data lack the user or the tool, and {} tool calls have no end event",
                 t.missing_fields.count, f.pairs.without_end.count
             ),
-            ev,
-        );
-    }
-    if t.events == 0 {
-        return outcome(
-            id,
-            title,
-            clause,
-            Status::NotAssessable,
-            "no call in the window carried personal data that the classifiers tag gdpr".into(),
             ev,
         );
     }
