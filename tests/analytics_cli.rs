@@ -1284,3 +1284,123 @@ fn a_deleted_or_cut_journal_is_refused_not_read_as_no_calls() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("lost records"), "{err}");
 }
+
+/// Found by a hostile pass (helper-94 F4): the first end of a call won, so a call the server
+/// made a task (first end `task`, its final end when the task finished) showed 0% success,
+/// "task" as its result and the 2 ms of its first answer, and a task that failed was never
+/// counted; and an MRTR round (`input_required`) with its successful retry read as 50%.
+#[test]
+fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
+    let t0 = 1_790_000_000_000u64;
+    let mut n = 0u128;
+    let mut ev = |ms: u64, ty: &str, tool: &str, result: &str, linked: Option<&str>, us: u64| {
+        n += 1;
+        let id = ulid::Ulid::from_parts(ms, n).to_string();
+        let at = humantime::format_rfc3339_micros(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string();
+        let mut meta = json!({"protocol_era": "2025"});
+        if linked.is_some() {
+            meta["execution_time_us"] = json!(us);
+        } else {
+            meta["arguments"] = json!({});
+        }
+        json!({
+            "event_id": id, "timestamp": at, "event_type": ty, "user_id": "tess",
+            "tool_name": tool, "action": "tools/call", "result": result, "metadata": meta,
+            "risk_level": "low", "compliance_tags": [], "session_id": "s1",
+            "upstream": "example", "linked_event_id": linked,
+        })
+    };
+    let mut events = Vec::new();
+    for (k, last) in [(0u64, "error"), (1, "success")] {
+        let start = t0 + k * 60_000;
+        let access = ev(start, "tool_access", "longjob", "initiated", None, 0);
+        let of = access["event_id"].as_str().unwrap().to_string();
+        let kind = if last == "error" {
+            "tool_failure"
+        } else {
+            "tool_execution"
+        };
+        events.push(access);
+        events.push(ev(
+            start + 2,
+            "tool_execution",
+            "longjob",
+            "task",
+            Some(&of),
+            2_000,
+        ));
+        let took = if last == "error" { 30_000 } else { 10_000 };
+        events.push(ev(
+            start + took,
+            kind,
+            "longjob",
+            last,
+            Some(&of),
+            took * 1000,
+        ));
+    }
+    let round = ev(t0 + 200_000, "tool_access", "ask", "initiated", None, 0);
+    let of = round["event_id"].as_str().unwrap().to_string();
+    events.push(round);
+    events.push(ev(
+        t0 + 200_001,
+        "tool_execution",
+        "ask",
+        "input_required",
+        Some(&of),
+        1_000,
+    ));
+    let retry = ev(t0 + 210_000, "tool_access", "ask", "initiated", None, 0);
+    let of = retry["event_id"].as_str().unwrap().to_string();
+    events.push(retry);
+    events.push(ev(
+        t0 + 210_001,
+        "tool_execution",
+        "ask",
+        "success",
+        Some(&of),
+        1_000,
+    ));
+    events.sort_by(|a, b| a["event_id"].as_str().cmp(&b["event_id"].as_str()));
+    let store = TestStore::new("");
+    let file = store.dir.path().join("tasks.jsonl");
+    std::fs::write(&file, lines(&events)).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    let text = ok(
+        &store.config,
+        &[
+            "analyze",
+            "tools",
+            "--json",
+            "--since",
+            "2026-09-01T00:00:00Z",
+            "--until",
+            "2026-10-01T00:00:00Z",
+        ],
+    );
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let tool = |name: &str| {
+        report["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tool"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+            .clone()
+    };
+    let longjob = tool("longjob");
+    assert_eq!(longjob["calls"], 2, "{longjob}");
+    assert_eq!(
+        longjob["results"],
+        json!({"error": 1, "success": 1}),
+        "{longjob}"
+    );
+    assert_eq!(longjob["success_rate"], 0.5, "{longjob}");
+    assert_eq!(longjob["avg_execution_ms"], 20_000.0, "{longjob}");
+    let ask = tool("ask");
+    assert_eq!(ask["calls"], 2, "{ask}");
+    assert_eq!(ask["success_rate"], 1.0, "{ask}");
+}

@@ -82,7 +82,9 @@ pub struct ToolUsage {
     pub succeeded: usize,
     /// Calls whose end is not in the store (yet): running, or lost with their process.
     pub unfinished: usize,
-    /// `succeeded` / calls that ended (null when none ended).
+    /// `succeeded` / calls that ended with an outcome (null when none did): a round answered
+    /// with `input_required` (its retry is a call of its own) or a task with no final end is
+    /// not counted.
     pub success_rate: Option<f64>,
     /// Mean `execution_time_us` of the ended calls, in milliseconds.
     pub avg_execution_ms: Option<f64>,
@@ -102,6 +104,7 @@ pub fn tool_usage<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Vec<ToolUsag
         users: HashSet<&'a str>,
         succeeded: usize,
         ended: usize,
+        decided: usize,
         times_us: Vec<u64>,
         risk: RiskCounts,
         results: BTreeMap<String, usize>,
@@ -114,6 +117,12 @@ pub fn tool_usage<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Vec<ToolUsag
         a.risk.add(c.risk());
         if let Some(e) = c.end {
             a.ended += 1;
+            // A round answered with a request for input (MRTR: its retry is a call of its
+            // own) or a task with no final end yet neither succeeded nor failed
+            // (helper-94 F4: a round and its successful retry read as 50%).
+            if !matches!(e.result, Outcome::InputRequired | Outcome::Task) {
+                a.decided += 1;
+            }
             if e.result == Outcome::Success {
                 a.succeeded += 1;
             }
@@ -132,7 +141,7 @@ pub fn tool_usage<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Vec<ToolUsag
                 users: a.users.len(),
                 succeeded: a.succeeded,
                 unfinished: a.calls - a.ended,
-                success_rate: (a.ended > 0).then(|| a.succeeded as f64 / a.ended as f64),
+                success_rate: (a.decided > 0).then(|| a.succeeded as f64 / a.decided as f64),
                 avg_execution_ms: (n > 0)
                     .then(|| a.times_us.iter().sum::<u64>() as f64 / n as f64 / 1000.0),
                 p95_execution_ms: (n > 0)

@@ -249,14 +249,22 @@ impl Joiner {
                         .iter()
                         .any(|t| REGULATED.contains(&t.as_str())),
                 };
+                // The first end holds, but a task's first end (`task`, the call became a task)
+                // gives way to its final one (helper-94 F4).
+                let replaces = |old: &Option<End>| {
+                    old.is_none_or(|o| o.result == Outcome::Task && end.result != Outcome::Task)
+                };
                 match self.by_id.get(&access) {
                     Some(&i) => {
-                        if self.calls[i].end.is_none() {
+                        if replaces(&self.calls[i].end) {
                             self.calls[i].end = Some(end);
                         }
                     }
                     None => {
-                        self.waiting.entry(access).or_insert(end);
+                        let slot = self.waiting.entry(access).or_insert(end);
+                        if replaces(&Some(*slot)) {
+                            *slot = end;
+                        }
                     }
                 }
             }

@@ -705,6 +705,11 @@ struct Join {
     /// Ends whose access has not been read, by the access's id; by (time, access id).
     early: HashMap<EventId, End, ById>,
     early_by_time: BTreeMap<(u64, EventId), ()>,
+    /// The first end of a call the server made a task (`result: task`, Tasks extension), by
+    /// the access's id: its call waits in the maps for the task's final end (the one a
+    /// client's `tasks/result` gets), and goes on with this one only if none comes
+    /// (helper-94 F4: the first end won, so a task's failure or time was never counted).
+    interim: HashMap<EventId, End, ById>,
     /// The latest record time read from the journal, milliseconds.
     clock_ms: u64,
 }
@@ -745,9 +750,10 @@ impl Join {
             }
             let ((_, id), access) = entry.remove_entry();
             self.at_of.remove(&id);
-            report.unended += 1;
+            let interim = self.interim.remove(&id);
+            report.unended += u64::from(interim.is_none());
             report.calls += 1;
-            if !out.call(access, None) {
+            if !out.call(access, interim) {
                 return false;
             }
         }
@@ -767,6 +773,10 @@ impl Join {
         }
         if let Some(end) = self.early.remove(&access.id) {
             self.early_by_time.remove(&(end.at_ms, access.id));
+            if end.result == Outcome::Task {
+                self.interim.insert(access.id, end);
+                return self.wait(access, out, report);
+            }
             report.calls += 1;
             return out.call(access, Some(end));
         }
@@ -811,6 +821,19 @@ impl Join {
         out: &mut Out<'_, T, M>,
         report: &mut ScanReport,
     ) -> bool {
+        if end.result == Outcome::Task {
+            // The call waits for its task's final end ([`Join::interim`]).
+            if self.fresh.as_ref().is_some_and(|a| a.id == of)
+                && let Some(access) = self.fresh.take()
+                && !self.wait(access, out, report)
+            {
+                return false;
+            }
+            if self.at_of.contains_key(&of) {
+                self.interim.entry(of).or_insert(end);
+                return true;
+            }
+        }
         if self.fresh.as_ref().is_some_and(|a| a.id == of)
             && let Some(access) = self.fresh.take()
         {
@@ -820,12 +843,24 @@ impl Join {
         if let Some(at) = self.at_of.remove(&of)
             && let Some(access) = self.waiting.remove(&(at, of))
         {
+            self.interim.remove(&of);
             report.calls += 1;
             return out.call(access, Some(end));
         }
-        if let std::collections::hash_map::Entry::Vacant(v) = self.early.entry(of) {
-            v.insert(end);
-            self.early_by_time.insert((end.at_ms, of), ());
+        match self.early.entry(of) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(end);
+                self.early_by_time.insert((end.at_ms, of), ());
+            }
+            // A task's final end read before its first (and its access): the final one stays.
+            std::collections::hash_map::Entry::Occupied(mut o)
+                if o.get().result == Outcome::Task && end.result != Outcome::Task =>
+            {
+                self.early_by_time.remove(&(o.get().at_ms, of));
+                self.early_by_time.insert((end.at_ms, of), ());
+                o.insert(end);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
         }
         true
     }
@@ -836,10 +871,12 @@ impl Join {
         out: &mut Out<'_, T, M>,
         report: &mut ScanReport,
     ) -> bool {
+        let mut interim = self.interim;
         for access in self.fresh.into_iter().chain(self.waiting.into_values()) {
+            let end = interim.remove(&access.id);
             report.calls += 1;
-            report.unended += 1;
-            if !out.call(access, None) {
+            report.unended += u64::from(end.is_none());
+            if !out.call(access, end) {
                 return false;
             }
         }
