@@ -1,7 +1,8 @@
 //! Sessionless 2026-07-28 requests on shared server processes, through the real binary:
 //! colliding client ids each get their own answer with their own id text, the trail records
 //! the clients' ids, the pool stays at its size, a child that dies fails exactly the calls on
-//! it, idle children end, and closing one request's stream cancels only that call.
+//! it, idle children end, closing one request's stream cancels only that call, and a
+//! `subscriptions/listen`'s notifications reach it with the client's id while other calls run.
 
 mod common;
 
@@ -947,5 +948,121 @@ async fn anonymous_clients_at_different_addresses_are_different_principals() {
     assert!(
         addresses.contains("127.0.0.1") && addresses.contains("127.0.0.2"),
         "{addresses:?}"
+    );
+}
+
+/// Found by a fresh pair of eyes (helper-95 F1, F2): MCP 2026-07-28 "Subscriptions" tags a
+/// `subscriptions/listen`'s acknowledgement, each of its notifications and its final result
+/// with the listen's JSON-RPC id (`_meta["io.modelcontextprotocol/subscriptionId"]`), which
+/// clients MUST correlate by. Through a shared process the client saw the pool's id (`1`) for
+/// its own, and the subscription's notifications were dropped whenever another request was in
+/// flight on the process. Here the notification is sent while a call runs on the one child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriptions_notifications_reach_its_listen_with_the_clients_id_while_another_call_runs()
+ {
+    const SUB: &str = "io.modelcontextprotocol/subscriptionId";
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/peers/subscriptions_server.py"
+    );
+    let gw = Gateway::start_upstream(
+        &format!("\"python3\", \"{server}\""),
+        "pool_max_children = 1",
+        "",
+    );
+    let url = gw.endpoint();
+    // The client's id as it wrote it, escape included: what it gets back, byte for byte.
+    let listen = format!(
+        r#"{{"jsonrpc":"2.0","id":"listen\u002d1","method":"subscriptions/listen","params":{{"notifications":{{"resourceSubscriptions":["file:///a"]}},{META_2026}}}}}"#
+    );
+    let mut stream = http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .body(listen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut body = Vec::new();
+    // Until the acknowledgement: the listen is then in flight on the child.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !String::from_utf8_lossy(&body).contains("notifications/subscriptions/acknowledged") {
+            let chunk = stream.chunk().await.unwrap();
+            let chunk = chunk.unwrap_or_else(|| {
+                panic!(
+                    "the listen ended before its acknowledgement: {}",
+                    String::from_utf8_lossy(&body)
+                )
+            });
+            body.extend_from_slice(&chunk);
+        }
+    })
+    .await
+    .expect("the acknowledgement reaches the listen");
+    // The other request on the same child: the server sends the subscription's notification
+    // while this call is in flight, then answers it, then ends the listen.
+    let (status, _, call) = tokio::time::timeout(
+        Duration::from_secs(20),
+        post_2026(
+            &url,
+            ALICE_KEY,
+            &call_2026("\"c-1\"", "change", r#"{"uri":"file:///a"}"#),
+            Some("change"),
+            &[],
+        ),
+    )
+    .await
+    .expect("the call is answered");
+    assert_eq!(status, 200, "{call}");
+    let call = messages(&call);
+    assert_eq!(
+        call.len(),
+        1,
+        "only its answer on the call's stream: {call:#?}"
+    );
+    assert_eq!(call[0]["id"], "c-1", "{call:#?}");
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            body.extend_from_slice(&chunk);
+        }
+    })
+    .await
+    .expect("the listen's stream ends with its final result");
+    let body = String::from_utf8(body).unwrap();
+    // The messages of the stream (not its priming event, whose data is empty).
+    let got: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|m| m["method"].as_str().unwrap_or("answer"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "notifications/subscriptions/acknowledged",
+            "notifications/resources/updated",
+            "answer"
+        ],
+        "{body}"
+    );
+    assert_eq!(got[0]["params"]["_meta"][SUB], "listen-1", "{body}");
+    assert_eq!(got[1]["params"]["_meta"][SUB], "listen-1", "{body}");
+    assert_eq!(got[1]["params"]["uri"], "file:///a", "{body}");
+    assert_eq!(got[2]["id"], "listen-1", "{body}");
+    assert_eq!(got[2]["result"]["_meta"][SUB], "listen-1", "{body}");
+    // Each as the client wrote it (the server writes `"key": value`).
+    assert_eq!(
+        body.matches(&format!(r#""{SUB}": "listen\u002d1""#))
+            .count(),
+        3,
+        "{body}"
     );
 }

@@ -17,13 +17,19 @@
 //! [`Lease`] stands where a child's stdin and stdout would (as a remote upstream does), and
 //! in between the ids are remapped: every request gets a proxy-made id unique on its child
 //! (its `_meta.progressToken` too), and what the child says is given back to the lease that
-//! asked with the client's exact id text (and token) restored; `notifications/cancelled`
-//! carries the child's id on the way in. Several requests, of one or several HTTP requests,
-//! may so be in flight on one child at once.
+//! asked with the client's exact id text (and token, and subscription id) restored;
+//! `notifications/cancelled` carries the child's id on the way in. Several requests, of one
+//! or several HTTP requests, may so be in flight on one child at once.
 //!
-//! What the child says that names no request (a log notification) goes to the lease with
-//! calls in flight when there is exactly one, else it is dropped. A batch the child writes
-//! (JSON-RPC 2.0 §6) is taken element by element, each as if written alone. A request of its own never
+//! A notification of a subscription (MCP 2026-07-28 "Subscriptions": it carries
+//! `_meta["io.modelcontextprotocol/subscriptionId"]`, the id of the `subscriptions/listen`
+//! that opened it, which clients MUST correlate by) goes to the lease of that listen
+//! request, whatever else is in flight on the child, with the client's id restored in it
+//! (the listen's final result, an answer like any other, gets it restored in its `_meta`
+//! too); one naming no request in flight is dropped (its subscription has ended). What the
+//! child says that names no request (a log notification) goes to the lease with calls in
+//! flight when there is exactly one, else it is dropped. A batch the child writes (JSON-RPC
+//! 2.0 §6) is taken element by element, each as if written alone. A request of its own never
 //! goes to a client: a sessionless 2026-07-28 client answers none (multi round-trip requests
 //! replace them), and its next message is a new request, maybe on another child. The pool
 //! answers it ([`unanswerable`]: `ping` with an empty result, anything else with an error).
@@ -416,6 +422,26 @@ fn pooled(line: &[u8], range: &std::ops::Range<usize>) -> Option<u64> {
     }
 }
 
+/// The edits that give an answer of the child's request `n` its client's `id` back: its
+/// top-level id at `r`, and the subscription id of its result (a `subscriptions/listen`'s
+/// final result, MCP 2026-07-28 "Subscriptions") when that names the same request.
+fn restored<'a>(
+    line: &[u8],
+    s: &remap::Spots,
+    r: std::ops::Range<usize>,
+    n: Option<u64>,
+    id: &'a str,
+) -> Vec<(std::ops::Range<usize>, &'a str)> {
+    let mut edits = vec![(r, id)];
+    if let Some(sub) = s.subscription.clone()
+        && n.is_some()
+        && pooled(line, &sub) == n
+    {
+        edits.push((sub, id));
+    }
+    edits
+}
+
 impl Shared {
     fn table(&self) -> MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
@@ -575,7 +601,7 @@ impl Shared {
                 let retired = n.filter(|n| found.is_none() && t.retired.contains_key(n));
                 match (found, range) {
                     (Some(p), Some(r)) => {
-                        let out = splice(line, vec![(r, &p.id)]);
+                        let out = splice(line, restored(line, &s, r, n, &p.id));
                         t.send(p.lease, out);
                         if let Some(n) = n.filter(|_| p.recorded) {
                             t.retire(n, p.lease, p.id, None, true);
@@ -588,7 +614,7 @@ impl Shared {
                     // its own.
                     (None, Some(r)) if let Some(n) = retired => {
                         let old = &t.retired[&n];
-                        let out = splice(line, vec![(r, &old.id)]);
+                        let out = splice(line, restored(line, &s, r, Some(n), &old.id));
                         if t.leases.contains_key(&old.lease) {
                             t.send(old.lease, out);
                         } else if let Some(core) = old.core.clone() {
@@ -626,6 +652,24 @@ impl Shared {
                     None => tracing::debug!(
                         pid = self.pid,
                         "progress of a shared mcp server for no request in flight; dropped"
+                    ),
+                }
+            }
+            Kind::Notification if let Some(r) = s.subscription.clone() => {
+                // A notification of a subscription (MCP 2026-07-28 "Subscriptions": its
+                // acknowledgement, then each change) names its `subscriptions/listen` by the
+                // id the pool gave it: to that request's lease, whatever else is in flight on
+                // the child, with the client's id restored. One of a subscription no longer
+                // in flight (its listen answered, or its lease ended) is for no client.
+                let found = pooled(line, &r)
+                    .and_then(|n| t.pending.get(&n))
+                    .map(|p| (p.lease, splice(line, vec![(r, &p.id)])));
+                match found {
+                    Some((lease, out)) => t.send(lease, out),
+                    None => tracing::debug!(
+                        pid = self.pid,
+                        method = ?s.method,
+                        "notification of a shared mcp server for a subscription no longer in flight; dropped"
                     ),
                 }
             }
@@ -1129,6 +1173,65 @@ mod tests {
         // An answer the pool did not ask for goes nowhere.
         s.outbound(ok(99), None);
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_subscriptions_notifications_reach_its_listen_with_the_clients_id_whatever_else_waits() {
+        // helper-95 F1, F2: the subscription id (the listen's id, MCP 2026-07-28
+        // "Subscriptions") reached the client as the pool's id, and a notification of the
+        // subscription was dropped while another lease had a request in flight.
+        let (s, _) = shared();
+        let (mut one, mut two) = (lease(&s, 1), lease(&s, 2));
+        let listen = format!(
+            r#"{{"jsonrpc":"2.0","id":"l\u002d1","method":"subscriptions/listen","params":{{{}}}}}"#,
+            r#""notifications":{"toolsListChanged":true}"#
+        );
+        s.inbound(1, listen.as_bytes()).unwrap();
+        s.inbound(2, call("1").as_bytes()).unwrap();
+        let note = |method: &str, sub: &str| {
+            Ok(Bytes::from(format!(
+                r#"{{"jsonrpc":"2.0","method":"{method}","params":{{"_meta":{{"io.modelcontextprotocol/subscriptionId":{sub}}}}}}}"#
+            )))
+        };
+        s.outbound(note("notifications/subscriptions/acknowledged", "1"), None);
+        s.outbound(note("notifications/tools/list_changed", "1.0"), None);
+        s.outbound(
+            Ok(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"result":{"_meta":{"io.modelcontextprotocol/subscriptionId":1}}}"#,
+            )),
+            None,
+        );
+        for method in [
+            "notifications/subscriptions/acknowledged",
+            "notifications/tools/list_changed",
+        ] {
+            assert_eq!(
+                String::from_utf8_lossy(&one.try_recv().unwrap()),
+                format!(
+                    "{{\"jsonrpc\":\"2.0\",\"method\":\"{method}\",\"params\":{{\"_meta\":{{\"io.modelcontextprotocol/subscriptionId\":\"l\\u002d1\"}}}}}}\n"
+                )
+            );
+        }
+        assert_eq!(
+            &one.try_recv().unwrap()[..],
+            &b"{\"jsonrpc\":\"2.0\",\"id\":\"l\\u002d1\",\"result\":{\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":\"l\\u002d1\"}}}\n"[..]
+        );
+        // Once the listen is answered, its subscription is no one's; one naming the other
+        // lease's call, or no request, reaches nobody else either.
+        s.outbound(note("notifications/tools/list_changed", "1"), None);
+        s.outbound(note("notifications/tools/list_changed", "\"x\""), None);
+        assert!(one.try_recv().is_err() && two.try_recv().is_err());
+        // An answer whose result names another request keeps that value as it is.
+        s.outbound(
+            Ok(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":2,"result":{"_meta":{"io.modelcontextprotocol/subscriptionId":7}}}"#,
+            )),
+            None,
+        );
+        assert_eq!(
+            &two.try_recv().unwrap()[..],
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":7}}}\n"[..]
+        );
     }
 
     #[test]

@@ -2,10 +2,18 @@
 //! remapping ids between the clients sharing a child and the child itself.
 //!
 //! Only the values that name a request are touched (the top-level `id`, `params.requestId`
-//! of `notifications/cancelled`, `params._meta.progressToken` of a request and
-//! `params.progressToken` of `notifications/progress`); every other byte of the line is
-//! forwarded as it came (convention 1: forward bytes, inspect views). A line whose top level
-//! holds a member twice is not understood, and so never rewritten: the pool drops it.
+//! of `notifications/cancelled`, `params._meta.progressToken` of a request,
+//! `params.progressToken` of `notifications/progress`, and the subscription id
+//! `_meta["io.modelcontextprotocol/subscriptionId"]` in a notification's `params` and in a
+//! response's `result`); every other byte of the line is forwarded as it came (convention 1:
+//! forward bytes, inspect views). A line whose top level holds a member twice is not
+//! understood, and so never rewritten: the pool drops it. A `_meta` holding one of the
+//! members read here twice is not read at all (neither its token nor its subscription id).
+//!
+//! The subscription id (MCP 2026-07-28 "Subscriptions"): the server's acknowledgement of a
+//! `subscriptions/listen`, every notification it sends for it and the listen's final result
+//! carry in `_meta` the JSON-RPC id of the listen request, and clients MUST correlate by it;
+//! on a shared child that id is the pool's, so it is restored as the top-level id is.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -38,6 +46,10 @@ pub(crate) struct Spots {
     pub(crate) token: Option<Range<usize>>,
     /// `params.requestId` (a `notifications/cancelled`, MCP "Utilities: Cancellation").
     pub(crate) request_id: Option<Range<usize>>,
+    /// `_meta["io.modelcontextprotocol/subscriptionId"]` of a notification's `params` or a
+    /// response's `result` (MCP 2026-07-28 "Subscriptions": the id of the
+    /// `subscriptions/listen` request the message belongs to); never read in a request.
+    pub(crate) subscription: Option<Range<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -64,10 +76,19 @@ struct Params<'a> {
     request_id: Option<&'a RawValue>,
 }
 
+/// A response's `result`, for its `_meta`.
+#[derive(Deserialize)]
+struct Outcome<'a> {
+    #[serde(borrow, rename = "_meta")]
+    meta: Option<&'a RawValue>,
+}
+
 #[derive(Deserialize)]
 struct Meta<'a> {
     #[serde(borrow, rename = "progressToken")]
     token: Option<&'a RawValue>,
+    #[serde(borrow, rename = "io.modelcontextprotocol/subscriptionId")]
+    subscription: Option<&'a RawValue>,
 }
 
 /// `part`'s place in `line` (`part` borrows from it).
@@ -106,6 +127,17 @@ pub(crate) fn spots(line: &[u8]) -> Option<Spots> {
         .as_ref()
         .and_then(|p| p.meta)
         .and_then(|m| object(m.get()));
+    let subscription = match kind {
+        Kind::Request => None,
+        Kind::Notification => meta.as_ref().and_then(|m| m.subscription),
+        Kind::Response => top
+            .result
+            .and_then(|r| object::<Outcome<'_>>(r.get()))
+            .and_then(|r| r.meta)
+            .and_then(|m| object::<Meta<'_>>(m.get()))
+            .and_then(|m| m.subscription),
+    }
+    .map(|v| span(line, v.get()));
     Some(Spots {
         kind,
         method: top.method.map(Cow::into_owned),
@@ -119,6 +151,7 @@ pub(crate) fn spots(line: &[u8]) -> Option<Spots> {
             .as_ref()
             .and_then(|p| p.request_id)
             .map(|r| span(line, r.get())),
+        subscription,
     })
 }
 
@@ -180,6 +213,33 @@ mod tests {
         );
         let e = br#"{"jsonrpc":"2.0","id":null,"error":{"code":1,"message":"m"}}"#;
         assert!(spots(e).unwrap().id.is_none());
+    }
+
+    #[test]
+    fn reads_the_subscription_id_of_a_notification_and_of_a_result_never_of_a_request() {
+        let ack = br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId": 3},"notifications":{}}}"#;
+        let s = spots(ack).unwrap();
+        assert_eq!(&*text(ack, s.subscription.as_ref().unwrap()), "3");
+        let out = splice(ack, vec![(s.subscription.unwrap(), r#""l\u002d1""#)]);
+        assert_eq!(
+            &out[..],
+            &br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId": "l\u002d1"},"notifications":{}}}
+"#[..]
+        );
+        let end = br#"{"jsonrpc":"2.0","id":3,"result":{"resultType":"complete","_meta":{"io.modelcontextprotocol/subscriptionId":3}}}"#;
+        let s = spots(end).unwrap();
+        assert_eq!(&*text(end, s.subscription.as_ref().unwrap()), "3");
+        assert_ne!(s.subscription, s.id);
+        // Only where the spec puts it: not in a request, not in an error, not in a
+        // notification's params outside `_meta`, not in a `_meta` holding it twice.
+        for line in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":1}}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m","data":{"_meta":{"io.modelcontextprotocol/subscriptionId":1}}}}"#,
+            br#"{"jsonrpc":"2.0","method":"x","params":{"io.modelcontextprotocol/subscriptionId":1}}"#,
+            br#"{"jsonrpc":"2.0","method":"x","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":1,"io.modelcontextprotocol/subscriptionId":2}}}"#,
+        ] {
+            assert!(spots(line).unwrap().subscription.is_none(), "{line:?}");
+        }
     }
 
     #[test]
