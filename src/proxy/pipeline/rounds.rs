@@ -169,14 +169,18 @@ impl Rounds {
     }
 }
 
-/// How an MRTR retry finds the round it answers.
+/// How an MRTR retry finds the round it answers: by its tool and `requestState`, else its tool
+/// and the names of its input responses. The tool is part of the key either way: a call of
+/// another tool sent with a round's state is not that round's retry (MCP 2026-07-28, "Multi
+/// Round-Trip Requests": the state goes back with the retry of the original request), and
+/// linking it used the round up (helper-95 F6).
 pub(super) fn round_key(
     tool: &str,
     request_state: Option<&str>,
     keys: impl Iterator<Item = String>,
 ) -> String {
     match request_state {
-        Some(state) => format!("state:{state}"),
+        Some(state) => format!("tool:{tool}|state:{state}"),
         None => {
             let mut keys: Vec<String> = keys.collect();
             keys.sort();
@@ -188,6 +192,24 @@ pub(super) fn round_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// helper-95 F6: `echo` sent with `mrtr`'s `requestState` was linked to `mrtr`'s round.
+    #[test]
+    fn a_round_is_found_by_its_tool_and_state_not_the_state_alone() {
+        let none = || std::iter::empty::<String>();
+        assert_eq!(
+            round_key("mrtr", Some("s1"), none()),
+            round_key("mrtr", Some("s1"), none())
+        );
+        assert_ne!(
+            round_key("mrtr", Some("s1"), none()),
+            round_key("echo", Some("s1"), none())
+        );
+        assert_ne!(
+            round_key("mrtr", Some("s1"), none()),
+            round_key("mrtr", Some("s2"), none())
+        );
+    }
 
     fn consent(tool: &str, hash: &str, policy: &str) -> Consent {
         Consent {
