@@ -483,7 +483,8 @@ pub struct ImportArgs {
     pub file: PathBuf,
     /// Skip the events whose `event_id` is already in the store instead of refusing the
     /// file: for running an import again after one that stopped part-way (a full disk, a
-    /// kill). The skipped events are not compared with the stored ones; how many is said.
+    /// kill). Each skipped event must be the stored one (as the store keeps it: long values
+    /// cut); a changed one is refused with its line number. How many were skipped is said.
     #[arg(long)]
     pub skip_stored: bool,
 }

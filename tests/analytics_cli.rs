@@ -1404,3 +1404,19 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
     assert_eq!(ask["calls"], 2, "{ask}");
     assert_eq!(ask["success_rate"], 1.0, "{ask}");
 }
+
+/// helper-94: a time with another offset than `Z` was refused as "timestamp format is
+/// invalid", with no word of the form that is read.
+#[test]
+fn a_time_with_an_offset_is_refused_naming_the_form_read() {
+    let store = TestStore::new("");
+    let mut events = pair(0, 1_790_000_000_000, "alice", "echo", "success").to_vec();
+    events[0]["timestamp"] = json!("2026-09-21T16:26:40.000000+02:00");
+    let file = store.dir.path().join("offset.jsonl");
+    std::fs::write(&file, lines(&events)).unwrap();
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+    assert!(err.contains("UTC with `Z`"), "{err}");
+}

@@ -547,7 +547,13 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+        // helper-94: `+02:00` was "timestamp format is invalid", with no word of what is.
+        humantime::parse_rfc3339(&text).map_err(|e| {
+            let shown: String = text.chars().take(40).collect();
+            serde::de::Error::custom(format!(
+                "{e} ({shown:?}): times are RFC 3339 in UTC with `Z` (2026-12-07T10:00:00.123456Z); convert another offset to UTC"
+            ))
+        })
     }
 }
 
