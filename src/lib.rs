@@ -160,7 +160,8 @@
 //!                     go to the log, the store (`alert` events) and the webhook
 //! telemetry.rs        the proxy's own log lines: queued without blocking, written by a
 //!                     thread of their own to stderr or log.file; drops counted and reported;
-//!                     control characters escaped there and in the commands' output (printable)
+//!                     control characters escaped there and in the commands' output (printable;
+//!                     one_line for a table's cells: line breaks and invisible characters too)
 //! ```
 //!
 //! # Data flow of one `tools/call`
