@@ -512,8 +512,8 @@ pub struct AnomaliesArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
-    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
-    /// calls out); the log names each span.
+    /// Read past damaged spans of the trail, and a trail that lost records (otherwise refused:
+    /// the figures would leave their calls out); the log names each.
     #[arg(long)]
     pub allow_damaged: bool,
 }
@@ -540,8 +540,8 @@ pub struct AnalyzeUserArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
-    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
-    /// calls out); the log names each span.
+    /// Read past damaged spans of the trail, and a trail that lost records (otherwise refused:
+    /// the figures would leave their calls out); the log names each.
     #[arg(long)]
     pub allow_damaged: bool,
 }
@@ -555,8 +555,8 @@ pub struct AnalyzeToolsArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: WindowArgs,
-    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
-    /// calls out); the log names each span.
+    /// Read past damaged spans of the trail, and a trail that lost records (otherwise refused:
+    /// the figures would leave their calls out); the log names each.
     #[arg(long)]
     pub allow_damaged: bool,
 }
@@ -624,8 +624,8 @@ pub struct ReportArgs {
     /// stores); its chain rules then say not_assessable.
     #[arg(long)]
     pub no_verify: bool,
-    /// Read past damaged spans of the trail (otherwise refused: the figures would leave their
-    /// calls out); the log names each span.
+    /// Read past damaged spans of the trail, and a trail that lost records (otherwise refused:
+    /// the figures would leave their calls out); the log names each.
     #[arg(long)]
     pub allow_damaged: bool,
 }

@@ -496,6 +496,7 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
     readable_store(root)?;
     let mut follower = store::Follower::new(root)?;
     let mut recent = newest(config, args.limit, &filter)?;
+    warn_of_losses(root);
     mark_missing_keys(config, &mut recent, &mut erased)?;
     recent.reverse(); // oldest first, as the new ones will follow
     let mut printed: std::collections::HashSet<_> = recent.iter().map(|e| e.event_id).collect();
@@ -1028,12 +1029,12 @@ fn policy_replay(
                 "{} {} {:<12} {:<20} {:<8} {:>3}  {}  {}",
                 humantime::format_rfc3339_seconds(e.timestamp),
                 d.label(),
-                e.user_id,
-                tool,
+                crate::telemetry::one_line(&e.user_id),
+                crate::telemetry::one_line(tool),
                 d.level.as_str(),
                 d.score,
                 e.event_id,
-                d.reasons.last().map_or("", String::as_str)
+                crate::telemetry::one_line(d.reasons.last().map_or("", String::as_str))
             )?;
         }
     }

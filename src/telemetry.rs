@@ -226,16 +226,29 @@ pub fn printable(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// `text` as one cell of a table or one line of a listing: what [`printable`] escapes, and
-/// also line breaks, tabs and the invisible format characters (U+00AD, U+200B–U+200D,
-/// U+2060, U+FEFF), each written as its JSON escape (`\n`, `\u200b`). Why: a tool or user
-/// name is the client's to choose, and one holding a line feed would print a row of its own
-/// in `analyze` or `events` (a forged line, CWE-117), one holding a zero-width space
-/// (`echo\u200b`) would read as another tool (helper-94 F2).
+/// also line breaks (U+2028, U+2029 too), tabs, backslashes and the invisible characters
+/// (U+00AD, U+034F, U+180E, U+200B–U+200D, U+2060–U+2064, the variation selectors
+/// U+FE00–U+FE0F, U+FEFF, the tags U+E0000–U+E007F), each written as a JSON-style escape
+/// (`\n`, `\\`, `\u200b`). Why: a tool or user name is the client's to choose, and one
+/// holding a line feed would print a row of its own in `analyze` or `events` (a forged line,
+/// CWE-117), one holding a zero-width space (`echo\u200b`) would read as another tool
+/// (helper-94 F2).
 pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
     let hidden = |c: char| {
         matches!(
             c,
-            '\n' | '\r' | '\t' | '\u{ad}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'
+            '\n' | '\r'
+                | '\t'
+                | '\\'
+                | '\u{ad}'
+                | '\u{34f}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200d}'
+                | '\u{2028}'..='\u{2029}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{e0000}'..='\u{e007f}'
         )
     };
     if !text.chars().any(hidden) {
@@ -247,6 +260,9 @@ pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            // So that a name holding the text `echo\u200b` does not read as one holding the
+            // character.
+            '\\' => out.push_str("\\\\"),
             c if hidden(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -255,8 +271,8 @@ pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A writer that passes what it is given through [`printable`]: the output of the commands
-/// (tables, summaries, JSON), where the store's user and tool names are shown to a person.
-/// CSV, reports and exports are written exactly instead.
+/// (tables, summaries, JSON, a report on standard output), where the store's user and tool
+/// names are shown to a person. CSV, report files and exports are written exactly instead.
 pub struct Printable<W: Write>(pub W);
 
 impl<W: Write> Write for Printable<W> {
@@ -458,6 +474,24 @@ fn write_lines(rx: &Receiver<Msg>, out: &mut dyn Write, shared: &Shared) {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    /// helper-94 F2 and review helper-97: what a table cell shows of a client's name.
+    #[test]
+    fn one_line_shows_breaks_invisibles_and_backslashes_escaped() {
+        assert!(matches!(
+            one_line("echo"),
+            std::borrow::Cow::Borrowed("echo")
+        ));
+        assert_eq!(one_line("a\nroot x"), "a\\nroot x");
+        assert_eq!(one_line("echo\u{200b}"), "echo\\u200b");
+        // The text `echo\u200b` is not shown as the character is.
+        assert_eq!(one_line("echo\\u200b"), "echo\\\\u200b");
+        assert_eq!(
+            one_line("a\u{2028}b\u{e0041}c\u{fe0f}"),
+            "a\\u2028b\\ue0041c\\ufe0f"
+        );
+        assert_eq!(one_line("tab\there"), "tab\\there");
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_is_kept() {

@@ -1197,6 +1197,41 @@ fn report_out_writes_into_a_fifo_follows_a_link_and_refuses_a_dangling_one() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
+    // Review helper-97: a replaced file keeps its permissions; a new one is its owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(report(&real).status.success());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&real), 0o640, "{:o}", mode(&real));
+    let fresh = dir.join("fresh.md");
+    assert!(report(&fresh).status.success());
+    assert_eq!(mode(&fresh), 0o600, "{:o}", mode(&fresh));
+    // `/dev/stdout` redirected to a file (as `>> log` does): written into it, after what it
+    // held; resolved and renamed over, the log was lost.
+    let log = dir.join("log");
+    std::fs::write(&log, "earlier line\n").unwrap();
+    let appended = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let status = Command::new(proxy_bin())
+        .args([
+            "report",
+            "executive",
+            "--format",
+            "md",
+            "--since",
+            "2026-09-01T00:00:00Z",
+            "--until",
+            "2026-10-01T00:00:00Z",
+            "--out",
+            "/dev/stdout",
+            "--config",
+        ])
+        .arg(&store.config)
+        .stdout(appended)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("earlier line\n#"), "{text:?}");
 }
 
 /// Found by a hostile pass (helper-94 F5): `alerts` said "no alerts" (exit 0) for a window
@@ -1403,6 +1438,33 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
     let ask = tool("ask");
     assert_eq!(ask["calls"], 2, "{ask}");
     assert_eq!(ask["success_rate"], 1.0, "{ask}");
+    // The report counts the same (review helper-97: it had its own count).
+    let text = ok(
+        &store.config,
+        &[
+            "report",
+            "detailed",
+            "--format",
+            "json",
+            "--since",
+            "2026-09-01T00:00:00Z",
+            "--until",
+            "2026-10-01T00:00:00Z",
+        ],
+    );
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let row = |name: &str| {
+        report["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tool"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"))
+            .clone()
+    };
+    assert_eq!(row("ask")["success_pct"], 100.0, "{}", row("ask"));
+    assert_eq!(row("longjob")["success_pct"], 50.0, "{}", row("longjob"));
+    assert_eq!(row("longjob")["failed"], 1, "{}", row("longjob"));
 }
 
 /// helper-94: a time with another offset than `Z` was refused as "timestamp format is

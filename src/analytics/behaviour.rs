@@ -117,12 +117,7 @@ pub fn tool_usage<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Vec<ToolUsag
         a.risk.add(c.risk());
         if let Some(e) = c.end {
             a.ended += 1;
-            // A round answered with a request for input (MRTR: its retry is a call of its
-            // own) or a task with no final end yet neither succeeded nor failed
-            // (helper-94 F4: a round and its successful retry read as 50%).
-            if !matches!(e.result, Outcome::InputRequired | Outcome::Task) {
-                a.decided += 1;
-            }
+            a.decided += usize::from(e.result.decides());
             if e.result == Outcome::Success {
                 a.succeeded += 1;
             }

@@ -188,8 +188,8 @@ pub struct Joiner {
 }
 
 impl Joiner {
-    /// Takes one event: an access becomes a call, an end joins its call (the first end wins);
-    /// other event types are ignored.
+    /// Takes one event: an access becomes a call, an end joins its call (the first end wins,
+    /// but a `task` end gives way to the task's final one); other event types are ignored.
     pub fn push(&mut self, e: AuditEvent) {
         match e.event_type {
             EventType::ToolAccess => {

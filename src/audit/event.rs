@@ -183,6 +183,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether a call's end with this result says how the call went, for success rates:
+    /// not a round answered with a request for input (MRTR: its retry is a call of its own)
+    /// nor a task whose final end has not come (helper-94 F4).
+    pub fn decides(self) -> bool {
+        !matches!(
+            self,
+            Outcome::InputRequired | Outcome::Task | Outcome::Initiated
+        )
+    }
+
     /// The JSON spelling.
     pub fn as_str(self) -> &'static str {
         match self {

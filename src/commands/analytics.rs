@@ -132,7 +132,7 @@ pub enum AnalyticsError {
         first: String,
     },
     /// The store shows that records it once held are gone ([`store::lost_records`]).
-    #[error("the audit trail in {} has lost records: {first}{}\n  hint: figures from what is left would leave those calls out; `mcp-audit-proxy verify` reports the loss; restore the journals from a backup, or pass --allow-damaged to analyse what is left", store.display(), if *count > 1 { format!(" (and {} more)", count - 1) } else { String::new() })]
+    #[error("the audit trail in {} has lost records: {first}{}\n  hint: figures from what is left would leave those calls out; `mcp-audit-proxy verify` reports the loss. Pass --allow-damaged to analyse what is left; once the loss is investigated (and the journals restored, if a backup holds them), move the store's index.replaced* folders, the evidence of the loss, out of the store folder to read it without --allow-damaged", store.display(), if *count > 1 { format!(" (and {} more)", count - 1) } else { String::new() })]
     Lost {
         /// The store folder.
         store: PathBuf,

@@ -28,7 +28,7 @@ pub enum ReportError {
     #[error(transparent)]
     Compliance(#[from] compliance::ComplianceError),
     /// The output file cannot be written.
-    #[error("cannot write the report to {}: {source}\n  hint: check that the folder exists and is writable (the report is written to a temporary file beside it, then renamed)", path.display())]
+    #[error("cannot write the report to {}: {source}\n  hint: give a file whose folder exists and is writable (a file is written to a temporary file beside it, then renamed over it), or a FIFO or device that can be written", path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -46,16 +46,48 @@ impl From<StoreError> for ReportError {
 /// Writes `text` to `path` whole or not at all: a temporary file beside it (a new name, created
 /// exclusively: a file or link planted under a guessed name is not written through), synced,
 /// then renamed over it. A symbolic link is followed (the file it names is replaced, the link
-/// kept). A path that is not a regular file, such as a FIFO or a device (`/dev/stdout`), is
-/// written to as it is: renaming over it would replace it (helper-94 F3: `--out /dev/full`
-/// run as root replaced the device with a file and said it wrote the report). A dangling
-/// link or a folder is an error.
+/// kept; the new file is readable by its owner only, a replaced one keeps its permissions). A
+/// path that is not a regular file (a FIFO, a device), or any path under `/dev` or `/proc`, is
+/// written to as it is (`/dev/stdout` and `/dev/stderr` as the process's own; others appended
+/// to): renaming over it would replace it (helper-94 F3: `--out /dev/full` run as root
+/// replaced the device with a file and said it wrote the report). A dangling link or a folder
+/// is an error.
 fn write_file(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
     use std::io::ErrorKind;
     let fail = |source| ReportError::Write {
         path: path.to_path_buf(),
         source,
     };
+    // `/dev/stdout` (a link to `/proc/self/fd/1`) names whatever the shell redirected standard
+    // output to: resolved, a redirected file would be replaced (and `>>`'s content lost), and
+    // opened again it would be written from its start. The process's own standard output and
+    // error are written to as they are; other paths under /dev and /proc are appended to,
+    // never replaced (review helper-97).
+    let own = |fd: u8| {
+        [format!("/dev/fd/{fd}"), format!("/proc/self/fd/{fd}")]
+            .iter()
+            .any(|p| path == std::path::Path::new(p))
+    };
+    if path == std::path::Path::new("/dev/stdout") || own(1) {
+        let mut out = std::io::stdout().lock();
+        return out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(fail);
+    }
+    if path == std::path::Path::new("/dev/stderr") || own(2) {
+        return std::io::stderr().write_all(text.as_bytes()).map_err(fail);
+    }
+    if path.starts_with("/dev") || path.starts_with("/proc") {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(fail)?;
+        return f
+            .write_all(text.as_bytes())
+            .and_then(|()| f.flush())
+            .map_err(fail);
+    }
     let target = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {
             return Err(fail(std::io::Error::new(
@@ -94,12 +126,20 @@ fn write_file(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", ulid::Ulid::generate()));
+    // Readable by its owner only while written; a file it replaces keeps its permissions (a
+    // report names users: one kept private stays private, review helper-97).
+    let kept = std::fs::metadata(&target).ok().map(|m| m.permissions());
     let result = (|| {
+        use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
+        if let Some(p) = kept {
+            f.set_permissions(p)?;
+        }
         f.sync_all()?;
         std::fs::rename(&tmp, &target)
     })();

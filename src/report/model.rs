@@ -355,7 +355,9 @@ pub struct ToolRow {
     pub calls: u64,
     /// Distinct users.
     pub users: usize,
-    /// Share of the ended calls that succeeded, percent (one decimal); null when none ended.
+    /// Share of the calls that ended with an outcome that succeeded, percent (one decimal;
+    /// `input_required` rounds and tasks without their final end are not counted,
+    /// [`crate::audit::Outcome::decides`]); null when none did.
     pub success_pct: Option<f64>,
     /// Mean execution time, milliseconds (two decimals).
     pub avg_ms: Option<f64>,
@@ -716,8 +718,8 @@ pub fn build(i: Inputs) -> Report {
             tool: name.clone(),
             calls: a.calls,
             users: a.users.len(),
-            success_pct: (a.ended > 0)
-                .then(|| round(100.0 * a.succeeded as f64 / a.ended as f64, 1)),
+            success_pct: (a.decided > 0)
+                .then(|| round(100.0 * a.succeeded as f64 / a.decided as f64, 1)),
             avg_ms: (a.timed > 0).then(|| round(a.time_sum_us as f64 / a.timed as f64 / 1000.0, 2)),
             p95_ms: a.times.quantile_us(0.95).map(|us| round(us / 1000.0, 2)),
             failed: a.failed,

@@ -132,6 +132,8 @@ pub struct ToolAcc {
     pub users: HashSet<String>,
     /// Calls that ended.
     pub ended: u64,
+    /// Calls that ended with a result that says how they went ([`Outcome::decides`]).
+    pub decided: u64,
     /// Calls that ended with `success`.
     pub succeeded: u64,
     /// Calls that failed.
@@ -250,6 +252,7 @@ impl Tally {
         t.blocked += u64::from(blocked);
         if let Some(e) = c.end {
             t.ended += 1;
+            t.decided += u64::from(e.result.decides());
             t.succeeded += u64::from(e.result == Outcome::Success);
             if let Some(us) = e.execution_us {
                 t.timed += 1;

@@ -60,9 +60,10 @@
 //! An access event and its end are written by the process that ran the call, into its own
 //! journal, the end after the access (usually right after it; `import` writes a file's events
 //! in the file's order, so an end may come first there). Each journal is joined on its own as
-//! it is read: a call is handed on as soon as its end is read (the first end read wins), and
-//! without an end once a record more than [`JOIN_WAIT`] later than the access has been read
-//! from its journal, or the journal is read to its end. An end read before its access waits
+//! it is read: a call is handed on as soon as its end is read (the first end read wins, but a
+//! call whose first end is `task` waits for the task's final end, and goes on with the `task`
+//! end if none comes), and without an end once a record more than [`JOIN_WAIT`] later than the
+//! access has been read from its journal, or the journal is read to its end. An end read before its access waits
 //! for it as long. What is held per journal is the calls in flight (and ends waiting), not the
 //! range.
 //!

@@ -91,7 +91,11 @@ impl Pipeline {
             .map_or(Duration::from_secs(120), |p| p.confirm_timeout);
         let mut st = self.state();
         let mut rounds = self.rounds();
-        rounds.remember(format!("state:{token}"), end.event_id, None);
+        rounds.remember(
+            round_key(&p.name, Some(&token), std::iter::empty()),
+            end.event_id,
+            None,
+        );
         // Rounds the client never answered are dropped when they expire.
         let now = Instant::now();
         rounds.confirming.retain(|_, r| r.deadline >= now);
