@@ -63,9 +63,9 @@
 //! it is read: a call is handed on as soon as its end is read (the first end read wins, but a
 //! call whose first end is `task` waits for the task's final end, and goes on with the `task`
 //! end if none comes), and without an end once a record more than [`JOIN_WAIT`] later than the
-//! access has been read from its journal, or the journal is read to its end. An end read before its access waits
-//! for it as long. What is held per journal is the calls in flight (and ends waiting), not the
-//! range.
+//! access has been read from its journal, or the journal is read to its end. An end read
+//! before its access waits for it as long. What is held per journal is the calls in flight
+//! (and ends waiting), not the range.
 //!
 //! # Order
 //!

@@ -1216,8 +1216,9 @@ mod tests {
             &one.try_recv().unwrap()[..],
             &b"{\"jsonrpc\":\"2.0\",\"id\":\"l\\u002d1\",\"result\":{\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":\"l\\u002d1\"}}}\n"[..]
         );
-        // Once the listen is answered, its subscription is no one's; one naming the other
-        // lease's call, or no request, reaches nobody else either.
+        // Once the listen is answered, its subscription is no one's; one naming no request
+        // reaches nobody either. (One naming another pending request, listen or not, goes to
+        // that request's lease: the pool does not note which requests are listens.)
         s.outbound(note("notifications/tools/list_changed", "1"), None);
         s.outbound(note("notifications/tools/list_changed", "\"x\""), None);
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
