@@ -296,8 +296,9 @@ pub struct EventsArgs {
     /// Only events at this risk level or above: low, medium, high, critical.
     #[arg(long, value_name = "LEVEL", value_parser = parse_risk)]
     pub risk: Option<RiskLevel>,
-    /// Only events with this compliance tag (gdpr, hipaa, pci_dss, secrets, ...).
-    #[arg(long)]
+    /// Only events with this compliance tag (gdpr, hipaa, pci_dss, secrets, ...; the built-in
+    /// ones in any case, with `-` for `_`: GDPR, pci-dss).
+    #[arg(long, value_parser = parse_tag)]
     pub tag: Option<String>,
     /// Only this result: initiated, success, error, input_required, task, jsonrpc_error,
     /// cancelled, timeout, server_exit, shutdown, refused, blocked (dashes work too).
@@ -353,6 +354,20 @@ pub fn parse_time(text: &str) -> Result<SystemTime, String> {
 
 fn spellings<T: Copy>(all: &[T], name: impl Fn(T) -> &'static str) -> String {
     all.iter().map(|v| name(*v)).collect::<Vec<_>>().join(", ")
+}
+
+/// A `--tag`: a built-in tag as the classifiers spell it whatever its case and with `-` for
+/// `_` (helper-94: `--tag GDPR` silently matched nothing, while `--type` takes both); any
+/// other (a rule's own tag) exactly as given.
+fn parse_tag(text: &str) -> Result<String, String> {
+    let folded = text.to_ascii_lowercase().replace('-', "_");
+    Ok(
+        if ["gdpr", "hipaa", "pci_dss", "secrets"].contains(&folded.as_str()) {
+            folded
+        } else {
+            text.to_string()
+        },
+    )
 }
 
 fn parse_event_type(text: &str) -> Result<EventType, String> {

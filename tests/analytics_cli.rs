@@ -1377,6 +1377,18 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
             took * 1000,
         ));
     }
+    // A call the proxy blocked: its few µs are no time of the tool's (helper-94).
+    let blocked = ev(t0 + 150_000, "tool_access", "longjob", "blocked", None, 0);
+    let of = blocked["event_id"].as_str().unwrap().to_string();
+    events.push(blocked);
+    events.push(ev(
+        t0 + 150_000,
+        "tool_failure",
+        "longjob",
+        "blocked",
+        Some(&of),
+        40,
+    ));
     let round = ev(t0 + 200_000, "tool_access", "ask", "initiated", None, 0);
     let of = round["event_id"].as_str().unwrap().to_string();
     events.push(round);
@@ -1427,13 +1439,13 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
             .clone()
     };
     let longjob = tool("longjob");
-    assert_eq!(longjob["calls"], 2, "{longjob}");
+    assert_eq!(longjob["calls"], 3, "{longjob}");
     assert_eq!(
         longjob["results"],
-        json!({"error": 1, "success": 1}),
+        json!({"blocked": 1, "error": 1, "success": 1}),
         "{longjob}"
     );
-    assert_eq!(longjob["success_rate"], 0.5, "{longjob}");
+    assert_eq!(longjob["success_rate"], 1.0 / 3.0, "{longjob}");
     assert_eq!(longjob["avg_execution_ms"], 20_000.0, "{longjob}");
     let ask = tool("ask");
     assert_eq!(ask["calls"], 2, "{ask}");
@@ -1463,8 +1475,14 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
             .clone()
     };
     assert_eq!(row("ask")["success_pct"], 100.0, "{}", row("ask"));
-    assert_eq!(row("longjob")["success_pct"], 50.0, "{}", row("longjob"));
-    assert_eq!(row("longjob")["failed"], 1, "{}", row("longjob"));
+    assert_eq!(row("longjob")["success_pct"], 33.3, "{}", row("longjob"));
+    assert_eq!(row("longjob")["avg_ms"], 20_000.0, "{}", row("longjob"));
+    assert_eq!(
+        row("longjob")["blocked_or_refused"],
+        1,
+        "{}",
+        row("longjob")
+    );
 }
 
 /// helper-94: a time with another offset than `Z` was refused as "timestamp format is

@@ -762,3 +762,32 @@ fn a_window_that_could_not_be_read_is_no_verdict_exit_2() {
     assert!(stderr.contains("could not all be read"), "{stderr}");
     assert!(!stdout.contains("no events in the window"), "{stdout}");
 }
+
+/// helper-94: `events --tag GDPR` (and `pci-dss`) silently matched nothing, where `--type`
+/// takes either spelling.
+#[test]
+fn the_tag_filter_takes_built_in_tags_in_any_case() {
+    let store = TestStore::new("");
+    let t = now_ms() - 86_400_000;
+    import(
+        &store,
+        &[
+            call(t, 0, "alice", json!({"text": "x"}), &["gdpr"]),
+            call(t + 10, 1, "bob", json!({"text": "y"}), &["pci_dss"]),
+        ],
+    );
+    for tag in ["gdpr", "GDPR", "pci-dss", "PCI_DSS"] {
+        let out = run(
+            &store.config,
+            &["events", "--json", "--limit", "100", "--tag", tag],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        // The access and the end of the one call with that tag.
+        assert_eq!(text.lines().count(), 2, "--tag {tag}: {text}");
+    }
+}

@@ -86,7 +86,8 @@ pub struct ToolUsage {
     /// with `input_required` (its retry is a call of its own) or a task with no final end is
     /// not counted.
     pub success_rate: Option<f64>,
-    /// Mean `execution_time_us` of the ended calls, in milliseconds.
+    /// Mean `execution_time_us` of the ended calls that ran (not blocked or refused), in
+    /// milliseconds.
     pub avg_execution_ms: Option<f64>,
     /// 95th percentile (nearest rank) of the same, in milliseconds.
     pub p95_execution_ms: Option<f64>,
@@ -122,7 +123,7 @@ pub fn tool_usage<'a>(calls: impl IntoIterator<Item = &'a Call>) -> Vec<ToolUsag
                 a.succeeded += 1;
             }
             *a.results.entry(e.result.as_str().to_string()).or_default() += 1;
-            a.times_us.extend(e.execution_us);
+            a.times_us.extend(e.execution_us.filter(|_| e.result.ran()));
         }
     }
     let mut out: Vec<ToolUsage> = by_tool

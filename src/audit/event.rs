@@ -193,6 +193,13 @@ impl Outcome {
         )
     }
 
+    /// Whether a call's end with this result ran at the server, so that its
+    /// `execution_time_us` is a tool's time: not a call the proxy blocked or refused (its few
+    /// µs would pull the tool's mean down; helper-94).
+    pub fn ran(self) -> bool {
+        !matches!(self, Outcome::Blocked | Outcome::Refused)
+    }
+
     /// The JSON spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -254,7 +254,7 @@ impl Tally {
             t.ended += 1;
             t.decided += u64::from(e.result.decides());
             t.succeeded += u64::from(e.result == Outcome::Success);
-            if let Some(us) = e.execution_us {
+            if let Some(us) = e.execution_us.filter(|_| e.result.ran()) {
                 t.timed += 1;
                 t.time_sum_us += us;
                 t.times.add(us);
