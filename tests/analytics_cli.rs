@@ -1348,69 +1348,59 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
             "upstream": "example", "linked_event_id": linked,
         })
     };
+    // Each call: its access (time, tool, result) and its ends (time, type, result, µs).
+    type Ends<'a> = Vec<(u64, &'a str, &'a str, u64)>;
+    let calls: [(u64, &str, &str, Ends); 5] = [
+        // Two tasks: a first end `task`, then the final one (an error after 30 s, a success
+        // after 10 s).
+        (
+            t0,
+            "longjob",
+            "initiated",
+            vec![
+                (t0 + 2, "tool_execution", "task", 2_000),
+                (t0 + 30_000, "tool_failure", "error", 30_000_000),
+            ],
+        ),
+        (
+            t0 + 60_000,
+            "longjob",
+            "initiated",
+            vec![
+                (t0 + 60_002, "tool_execution", "task", 2_000),
+                (t0 + 70_000, "tool_execution", "success", 10_000_000),
+            ],
+        ),
+        // A call the proxy blocked: its few µs are no time of the tool's (helper-94).
+        (
+            t0 + 150_000,
+            "longjob",
+            "blocked",
+            vec![(t0 + 150_000, "tool_failure", "blocked", 40)],
+        ),
+        // An MRTR round, then its retry.
+        (
+            t0 + 200_000,
+            "ask",
+            "initiated",
+            vec![(t0 + 200_001, "tool_execution", "input_required", 1_000)],
+        ),
+        (
+            t0 + 210_000,
+            "ask",
+            "initiated",
+            vec![(t0 + 210_001, "tool_execution", "success", 1_000)],
+        ),
+    ];
     let mut events = Vec::new();
-    for (k, last) in [(0u64, "error"), (1, "success")] {
-        let start = t0 + k * 60_000;
-        let access = ev(start, "tool_access", "longjob", "initiated", None, 0);
+    for (at, tool, result, ends) in calls {
+        let access = ev(at, "tool_access", tool, result, None, 0);
         let of = access["event_id"].as_str().unwrap().to_string();
-        let kind = if last == "error" {
-            "tool_failure"
-        } else {
-            "tool_execution"
-        };
         events.push(access);
-        events.push(ev(
-            start + 2,
-            "tool_execution",
-            "longjob",
-            "task",
-            Some(&of),
-            2_000,
-        ));
-        let took = if last == "error" { 30_000 } else { 10_000 };
-        events.push(ev(
-            start + took,
-            kind,
-            "longjob",
-            last,
-            Some(&of),
-            took * 1000,
-        ));
+        for (end_at, ty, result, us) in ends {
+            events.push(ev(end_at, ty, tool, result, Some(&of), us));
+        }
     }
-    // A call the proxy blocked: its few µs are no time of the tool's (helper-94).
-    let blocked = ev(t0 + 150_000, "tool_access", "longjob", "blocked", None, 0);
-    let of = blocked["event_id"].as_str().unwrap().to_string();
-    events.push(blocked);
-    events.push(ev(
-        t0 + 150_000,
-        "tool_failure",
-        "longjob",
-        "blocked",
-        Some(&of),
-        40,
-    ));
-    let round = ev(t0 + 200_000, "tool_access", "ask", "initiated", None, 0);
-    let of = round["event_id"].as_str().unwrap().to_string();
-    events.push(round);
-    events.push(ev(
-        t0 + 200_001,
-        "tool_execution",
-        "ask",
-        "input_required",
-        Some(&of),
-        1_000,
-    ));
-    let retry = ev(t0 + 210_000, "tool_access", "ask", "initiated", None, 0);
-    let of = retry["event_id"].as_str().unwrap().to_string();
-    events.push(retry);
-    events.push(ev(
-        t0 + 210_001,
-        "tool_execution",
-        "ask",
-        "success",
-        Some(&of),
-        1_000,
-    ));
     events.sort_by(|a, b| a["event_id"].as_str().cmp(&b["event_id"].as_str()));
     let store = TestStore::new("");
     let file = store.dir.path().join("tasks.jsonl");

@@ -78,15 +78,19 @@ fn write_file(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
     if path == std::path::Path::new("/dev/stderr") || own(2) {
         return std::io::stderr().write_all(text.as_bytes()).map_err(fail);
     }
-    if path.starts_with("/dev") || path.starts_with("/proc") {
+    // Written where it is, never renamed over (appending changes nothing for a FIFO or a
+    // device, and keeps what a file named under /proc held).
+    let in_place = || {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
             .map_err(fail)?;
-        return f
-            .write_all(text.as_bytes())
+        f.write_all(text.as_bytes())
             .and_then(|()| f.flush())
-            .map_err(fail);
+            .map_err(fail)
+    };
+    if path.starts_with("/dev") || path.starts_with("/proc") {
+        return in_place();
     }
     let target = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {
@@ -95,16 +99,7 @@ fn write_file(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
                 "it is a folder: give a file name",
             )));
         }
-        Ok(m) if !m.is_file() => {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(fail)?;
-            return f
-                .write_all(text.as_bytes())
-                .and_then(|()| f.flush())
-                .map_err(fail);
-        }
+        Ok(m) if !m.is_file() => return in_place(),
         Ok(_) => std::fs::canonicalize(path).map_err(fail)?,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             if std::fs::symlink_metadata(path).is_ok() {

@@ -76,6 +76,10 @@ struct Params<'a> {
     request_id: Option<&'a RawValue>,
 }
 
+/// The part of the `_meta` key of a subscription id (MCP 2026-07-28 "Subscriptions") that no
+/// JSON writer escapes (some write `/` as `\/`): a result without it holds no such key.
+const SUBSCRIPTION_ID: &[u8] = b"subscriptionId";
+
 /// A response's `result`, for its `_meta`.
 #[derive(Deserialize)]
 struct Outcome<'a> {
@@ -130,8 +134,11 @@ pub(crate) fn spots(line: &[u8]) -> Option<Spots> {
     let subscription = match kind {
         Kind::Request => None,
         Kind::Notification => meta.as_ref().and_then(|m| m.subscription),
+        // Only a result that holds the key is read again for its `_meta`: every answer of a
+        // shared child passes here, and nearly none is a listen's.
         Kind::Response => top
             .result
+            .filter(|r| memchr::memmem::find(r.get().as_bytes(), SUBSCRIPTION_ID).is_some())
             .and_then(|r| object::<Outcome<'_>>(r.get()))
             .and_then(|r| r.meta)
             .and_then(|m| object::<Meta<'_>>(m.get()))
