@@ -993,12 +993,16 @@ async fn unread_answers_on_one_http2_connection_have_it_cut() {
         .build()
         .unwrap();
     let mut held = Vec::new();
+    // Answers this large go out as JSON (`JSON_ANSWER_FROM`), each counted once its headers
+    // are sent: the connection may be cut before the last request is sent. A request the cut
+    // connection refused counts as cut.
+    let mut refused = 0;
     for i in 0..REQUESTS {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":{},"method":"tools/call","params":{{"name":"big","arguments":{{"bytes":{ANSWER}}}}}}}"#,
             100 + i
         );
-        let resp = h2
+        let sent = h2
             .post(&url)
             .bearer_auth(ALICE_KEY)
             .header("content-type", "application/json")
@@ -1007,15 +1011,23 @@ async fn unread_answers_on_one_http2_connection_have_it_cut() {
             .header("mcp-protocol-version", "2025-06-18")
             .body(body)
             .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        held.push(resp);
+            .await;
+        match sent {
+            Ok(resp) => {
+                assert_eq!(resp.status(), 200);
+                held.push(resp);
+            }
+            Err(_) => refused += 1,
+        }
     }
+    assert!(
+        refused < REQUESTS / 2,
+        "{refused} of {REQUESTS} requests were refused before their answers could be held"
+    );
     // Nothing is read: the client's windows (hyper's, a few MB) fill, the rest waits.
     tokio::time::sleep(Duration::from_secs(20)).await;
     // Cut: each response ends at once with an error. Held: the first still waits.
-    let (mut cut, mut open) = (0, 0);
+    let (mut cut, mut open) = (refused, 0);
     for resp in held {
         match tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await {
             Ok(Ok(b)) if b.len() > ANSWER => {}
@@ -1146,4 +1158,39 @@ async fn unread_answers_are_cut(accept: &str, sessionless: bool) {
     };
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("after"), "{body}");
+}
+
+/// A 2025-era answer that comes first goes out as plain JSON when it is large, over SSE
+/// otherwise: the official Python SDK's client caps one SSE event at 1 MiB, so a 1.5 MB result
+/// it reads over stdio failed through the gateway ("Server-sent event exceeded the 1048576
+/// byte limit"; helper-95 F3). A small one keeps the stream the SDKs' servers send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_2025_answer_goes_out_as_json_a_small_one_over_sse() {
+    let gw = large_answers_gateway();
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let text = "y".repeat(1536 * 1024);
+    for (id, text) in [(2, text.as_str()), (3, "small")] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
+        );
+        let (status, headers, body) = post(
+            &url,
+            Some(ALICE_KEY),
+            Some(&session),
+            &body,
+            &[("mcp-protocol-version", "2025-06-18")],
+        )
+        .await;
+        assert_eq!(status, 200);
+        let kind = headers["content-type"].to_str().unwrap();
+        let answer = &messages(&body)[0];
+        assert_eq!(answer["id"], id, "{kind}");
+        assert_eq!(answer["result"]["content"][0]["text"], text, "{kind}");
+        if id == 2 {
+            assert_eq!(kind, "application/json", "a {} byte answer", body.len());
+        } else {
+            assert_eq!(kind, "text/event-stream");
+        }
+    }
 }

@@ -324,11 +324,11 @@ async fn a_body_reusing_an_id_in_flight_on_another_post_is_refused_whole() {
         .header("accept", "application/json, text/event-stream")
         .header("mcp-session-id", &session)
         .header("mcp-protocol-version", "2025-03-26")
-        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{"ms":1500,"steps":1}}}"#)
+        .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{"ms":3000,"steps":30},"_meta":{"progressToken":"p7"}}}"#)
         .send()
         .await
         .unwrap();
-    // Its headers are sent once the request is registered and on its way to the server.
+    // Its headers are sent with its first progress notification (100 ms in), while it runs.
     assert_eq!(slow.status().as_u16(), 200);
     let batch = r#"[{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"eight"}}},{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"seven"}}}]"#;
     let (status, _, body) = post(
@@ -351,7 +351,7 @@ async fn a_body_reusing_an_id_in_flight_on_another_post_is_refused_whole() {
     let first = messages(&first);
     assert_eq!(
         first.last().unwrap()["result"]["content"][0]["text"],
-        "slept 1500ms",
+        "slept 3000ms",
         "{first:?}"
     );
     let events = gw.events();

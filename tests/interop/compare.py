@@ -29,6 +29,7 @@ Timing goes to stderr only.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -131,6 +132,11 @@ PLAN: list[tuple[str, str, dict[str, Any], bool]] = [
     ("elicitation", "trigger-elicitation-request", {}, False),
     # The example server of this repository (rmcp): its tools take other arguments.
     ("echo-text", "echo", {"text": "hello interop ✓"}, False),
+    # Results past 1 MiB: the SDK's HTTP client caps one SSE event at 1 MiB
+    # (DEFAULT_MAX_SSE_EVENT_SIZE), so the gateway must send these as plain JSON (helper-95 F3).
+    # Kept in the report as a size and digest.
+    ("echo-large", "echo", {"message": "large ✓ " + "x" * (1536 * 1024)}, False),
+    ("echo-text-large", "echo", {"text": "large ✓ " + "x" * (1536 * 1024)}, False),
     ("example-slow", "slow", {"ms": 200, "steps": 4}, True),
     ("example-confirm", "confirm", {"action": "ship it"}, False),
     ("example-fail", "fail", {}, False),
@@ -145,10 +151,14 @@ async def call(client: Client, name: str, args: dict[str, Any], progress: bool) 
     async def on_progress(p: float, total: float | None, message: str | None) -> None:
         events.append({"progress": p, "total": total, "message": message})
 
-    out: dict[str, Any] = {"tool": name, "arguments": args}
+    large = len(json.dumps(args)) > 65536
+    out: dict[str, Any] = {"tool": name, "arguments": {"bytes": len(json.dumps(args))} if large else args}
     try:
         res = await client.call_tool(name, args, progress_callback=on_progress if progress else None)
         out["result"] = scrub(res)
+        if large:
+            text = json.dumps(out["result"], sort_keys=True)
+            out["result"] = {"bytes": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
     except MCPError as e:
         out["error"] = {"code": e.error.code, "message": scrub(e.error.message)}
     if progress:

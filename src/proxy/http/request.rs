@@ -4,9 +4,23 @@
 
 use super::*;
 
-/// How long a 2026-07-28 request waits for an answer that could go out as JSON with its own
-/// HTTP status, before its SSE stream starts.
+/// How long a single request waits for an answer that could go out as plain JSON (with its
+/// own HTTP status in 2026-07-28, or too large for an SSE event) before its SSE stream starts.
 const ANSWER_PEEK: Duration = Duration::from_millis(250);
+/// An answer of this many bytes or more that comes first goes out as plain JSON in either era:
+/// clients cap what they buffer for one SSE event (the official Python SDK: 1 MiB,
+/// `DEFAULT_MAX_SSE_EVENT_SIZE`), not a JSON body, so a large result that reaches them over
+/// stdio would otherwise fail through the gateway (helper-95 F3). Smaller answers keep the SSE
+/// stream the SDKs' own servers send.
+const JSON_ANSWER_FROM: usize = 512 * 1024;
+/// How long a single 2025-era request waits for its first message before its SSE stream
+/// starts, so that a large answer can still go out as JSON ([`JSON_ANSWER_FROM`]). Longer
+/// than [`ANSWER_PEEK`]: in the 2025 revisions a closed stream does not cancel the request
+/// (Streamable HTTP, "Sending Messages to the Server"), so nothing waits on the stream; and
+/// well under the usual read timeouts of clients and reverse proxies (30 s, 60 s) that a
+/// response without headers meets. Progress, logging or a server request for the call start
+/// the stream at once.
+const JSON_PEEK: Duration = Duration::from_secs(10);
 /// How long the `initialize` that opens a session waits for its answer before its SSE stream
 /// (and with it the session's id) goes out: a session is given to a client only once its
 /// server has accepted it (helper-92 F1), and a slow server (`npx` fetching a package) may
@@ -1027,27 +1041,33 @@ impl McpRequest<'_> {
         drop(routes);
         if sse {
             let mut rx = rx;
-            // 2026-07-28 (SEP-2575): an error answers with its own HTTP status (404 for an
-            // unknown method, 400 for bad params...), which an SSE stream, its 200 already
-            // sent, cannot carry. So a single request's stream starts only once its first
-            // message is not the answer; an answer that comes first goes out as JSON.
-            // A remote upstream that cannot be reached fails the request at once, in either
-            // era: that answer goes out as JSON with 502, like any gateway's.
+            // A single request's stream starts only once its first message is not the
+            // answer (MCP Streamable HTTP lets the server pick; a client takes both). An
+            // answer that comes first goes out as plain JSON when an SSE stream could not
+            // carry it as well:
+            // - 2026-07-28 (SEP-2575): an error answers with its own HTTP status (404 for an
+            //   unknown method, 400 for bad params...), which an SSE stream, its 200 already
+            //   sent, cannot carry; any answer there goes out as JSON;
+            // - a remote upstream that cannot be reached fails the request at once, in either
+            //   era: that answer goes out as JSON with 502, like any gateway's;
+            // - a large answer ([`JSON_ANSWER_FROM`]), in either era.
             let mut first = None;
-            let remote = self.gateway.remotes.contains_key(&self.upstream.name);
-            if (modern || remote || handshake) && seen.ids.len() == 1 {
+            if seen.ids.len() == 1 {
                 // Errors of the request itself come at once; a call that runs longer gets
-                // its stream (and a closed stream cancels it) after a short wait.
+                // its stream after a wait: short in 2026-07-28, where a closed stream cancels
+                // the call, longer in 2025 (`JSON_PEEK`).
                 let peek = if handshake {
                     HANDSHAKE_PEEK
-                } else {
+                } else if modern {
                     ANSWER_PEEK
+                } else {
+                    JSON_PEEK
                 };
                 match tokio::time::timeout(peek, rx.recv()).await {
                     Ok(Some((seq, line))) if answers(&line, &seen.ids[0]) => {
                         refused(&line);
                         let status = status_of_answer(&line, modern);
-                        if modern || status != StatusCode::OK {
+                        if modern || status != StatusCode::OK || line.len() >= JSON_ANSWER_FROM {
                             drop(done);
                             // The stream gives the line back; the JSON answer counts it.
                             drop(rx);
