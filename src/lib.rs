@@ -206,7 +206,9 @@
 //! context for its events -> answers released by the pipeline go, by request id, to the POST
 //! that carried the request (JSON or SSE); server requests and notifications to an open POST
 //! stream or the GET stream. A request refused before the pipeline is recorded by the gateway
-//! itself (`tool_failure`, `refused`, `metadata.http.status_code`).
+//! itself (`refused`, `metadata.http.status_code`): each `tools/call` in it as an access and
+//! its end, as the pipeline records a refused call; a body without one as a lone
+//! `tool_failure`.
 //!
 //! To a `url` upstream, either door's session core writes its forwarded lines to a
 //! `RemoteServer` instead of a child's stdin: each line becomes a POST (`initialize` alone;

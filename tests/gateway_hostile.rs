@@ -66,17 +66,29 @@ async fn a_batch_repeating_a_request_id_is_refused_whole_and_at_once() {
     let events = gw.events();
     let accesses: Vec<&Value> = events
         .iter()
-        .filter(|e| e["event_type"] == "tool_access")
+        .filter(|e| e["event_type"] == "tool_access" && e["result"] != "refused")
         .collect();
     assert_eq!(accesses.len(), 1, "only the later call ran: {events:#?}");
     assert_eq!(accesses[0]["metadata"]["arguments"]["text"], "after");
-    // One refusal event per call the body held, each with its id.
+    // One refused call (an access and its end) per call the body held, each with its id; the
+    // end has the HTTP status and the reason.
     let refused = refusals(&gw, 400);
     assert_eq!(refused.len(), 2, "{events:#?}");
     for (e, text) in refused.iter().zip(["a", "b"]) {
+        assert_eq!(e["event_type"], "tool_failure");
         assert_eq!(e["action"], "tools/call");
         assert_eq!(e["metadata"]["request_id"], 5, "{e}");
         assert_eq!(e["metadata"]["arguments"]["text"], text, "{e}");
+        let access = events
+            .iter()
+            .find(|a| a["event_id"] == e["linked_event_id"])
+            .unwrap_or_else(|| panic!("no access for {e}"));
+        assert_eq!(access["event_type"], "tool_access", "{access}");
+        assert_eq!(access["result"], "refused", "{access}");
+        assert_eq!(access["tool_name"], "echo", "{access}");
+        assert_eq!(access["metadata"]["request_id"], 5, "{access}");
+        assert_eq!(access["metadata"]["arguments"]["text"], text, "{access}");
+        assert!(access["metadata"]["reason"].is_null(), "{access}");
     }
 }
 
@@ -357,7 +369,7 @@ async fn a_body_reusing_an_id_in_flight_on_another_post_is_refused_whole() {
     let events = gw.events();
     let ran: Vec<&Value> = events
         .iter()
-        .filter(|e| e["event_type"] == "tool_access")
+        .filter(|e| e["event_type"] == "tool_access" && e["result"] != "refused")
         .collect();
     assert_eq!(ran.len(), 1, "only the slow call ran: {events:#?}");
     assert_eq!(ran[0]["tool_name"], "slow");
@@ -498,7 +510,7 @@ async fn a_raw_line_break_inside_a_string_is_refused_not_rewritten() {
     let events = gw.events();
     let ran: Vec<&Value> = events
         .iter()
-        .filter(|e| e["event_type"] == "tool_access")
+        .filter(|e| e["event_type"] == "tool_access" && e["result"] != "refused")
         .collect();
     assert_eq!(ran.len(), 1, "{events:#?}");
     assert_eq!(ran[0]["metadata"]["arguments"]["text"], "ok");
@@ -1009,8 +1021,8 @@ async fn a_body_that_is_not_utf8_is_refused_at_once_and_its_call_recorded() {
         .iter()
         .filter(|e| e["tool_name"] == "echo" && e["result"] == "refused")
         .collect();
-    // A refused pair in the session, and the sessionless refusal.
-    assert_eq!(refused.len(), 3, "{events:#?}");
+    // A refused pair in the session, and one for the sessionless refusal.
+    assert_eq!(refused.len(), 4, "{events:#?}");
     let ran = events
         .iter()
         .filter(|e| e["event_type"] == "tool_access" && e["result"] != "refused")

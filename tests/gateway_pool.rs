@@ -410,8 +410,11 @@ async fn a_full_pool_refuses_with_429_naming_its_settings_and_records_it() {
         .into_iter()
         .filter(|e| e["result"] == "refused" && e["user_id"] == "alice")
         .collect();
-    assert_eq!(refused.len(), 1, "{refused:#?}");
-    assert_eq!(refused[0]["metadata"]["http"]["status_code"], 429);
+    // The refused call: its access and its end, which has the status.
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert_eq!(refused[0]["event_type"], "tool_access", "{refused:#?}");
+    assert_eq!(refused[1]["linked_event_id"], refused[0]["event_id"]);
+    assert_eq!(refused[1]["metadata"]["http"]["status_code"], 429);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! Requests the gateway refuses before a session sees them (no credential, a bad origin, an
-//! unknown upstream, a bad header), recorded as `tool_failure` `refused` events with their
-//! HTTP status and reason, one per `tools/call` the refused body held; past the quota per
-//! address ([`super::limit`]), a summary event per HTTP status stands for the rest
+//! unknown upstream, a bad header), recorded as `refused` events: for each `tools/call` the
+//! refused body held, a `tool_access` and its `tool_failure` end (with the HTTP status and
+//! reason); for a body without one, a lone `tool_failure`. Past the quota per address
+//! ([`super::limit`]), a summary event per HTTP status stands for the rest
 //! (`metadata.summarized`).
 
 use super::*;
@@ -116,7 +117,23 @@ impl Gateway {
                 ),
             };
             let id = call.id.as_ref().or(r.request_id.as_ref());
-            events.push(self.refusal_event(r, &policy, call.tool, call.arguments, id, reason));
+            // A refused call is an access and its end, both `refused`, as on the stdio path
+            // (issue 7 item 1): a query for a tool's accesses finds the attempt, and the end
+            // says why. The access carries no status or reason: those are the end's.
+            let (access_id, access_time) = self.ids.next();
+            let mut failure = self.refusal_event(r, &policy, call.tool, call.arguments, id, reason);
+            let mut access = failure.clone();
+            access.event_id = access_id;
+            access.timestamp = access_time;
+            access.event_type = EventType::ToolAccess;
+            access.metadata.failure_side = None;
+            access.metadata.reason = None;
+            if let Some(http) = access.metadata.http.as_mut() {
+                http.status_code = None;
+            }
+            failure.linked_event_id = Some(access_id);
+            events.push(access);
+            events.push(failure);
         }
         // All queued before any is awaited: in `sync` mode they share the writer's batches
         // rather than taking an fdatasync each.
