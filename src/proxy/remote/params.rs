@@ -160,10 +160,7 @@ impl ParamHeaders {
                     let same = match v {
                         Value::String(s) => *s == h,
                         Value::Bool(b) => h == b.to_string(),
-                        Value::Number(n) => match (n.as_f64(), h.trim().parse::<f64>()) {
-                            (Some(a), Ok(b)) => a == b,
-                            _ => false,
-                        },
+                        Value::Number(n) => same_number(n, &h),
                         _ => false,
                     };
                     if !same {
@@ -186,6 +183,29 @@ impl ParamHeaders {
             .unwrap_or_else(|p| p.into_inner())
             .bindings
             .contains_key(tool)
+    }
+}
+
+/// Whether header text `h` is the JSON number `n`: the same value, exactly (`5.0` is `5`, and
+/// integers past 2^53, which a comparison as `f64` takes for their neighbours (helper-95 F5),
+/// are compared as integers). `h` must be a JSON number (RFC 8259 section 6).
+fn same_number(n: &serde_json::Number, h: &str) -> bool {
+    let Ok(m) = h.trim().parse::<serde_json::Number>() else {
+        return false;
+    };
+    let int = |x: &serde_json::Number| {
+        x.as_i64()
+            .map(i128::from)
+            .or_else(|| x.as_u64().map(i128::from))
+    };
+    // An integer that an `f64` holds exactly; any other number is its own `f64`.
+    let exact = |x: &serde_json::Number| int(x).is_none_or(|i| (i as f64) as i128 == i);
+    match (int(n), int(&m)) {
+        (Some(a), Some(b)) => a == b,
+        _ => match (n.as_f64(), m.as_f64()) {
+            (Some(a), Some(b)) => a == b && exact(n) && exact(&m),
+            _ => false,
+        },
     }
 }
 
@@ -397,6 +417,28 @@ mod tests {
                     ("mcp-param-region", "eu"),
                     ("mcp-param-limit", "5")
                 ])
+            )
+            .is_err()
+        );
+        // Integers are compared exactly: 2^53 + 1 is not 2^53, whatever an f64 makes of them.
+        let big = json!({"region": "eu", "limit": 9007199254740993u64});
+        for (header, same) in [
+            ("9007199254740992", false),
+            ("9007199254740993.0", false),
+            ("9007199254740993", true),
+        ] {
+            let got = p.check(
+                "query",
+                &big,
+                &h(&[("mcp-param-region", "eu"), ("mcp-param-limit", header)]),
+            );
+            assert_eq!(got.is_ok(), same, "{header}: {got:?}");
+        }
+        assert!(
+            p.check(
+                "query",
+                &args,
+                &h(&[("mcp-param-region", "eu"), ("mcp-param-limit", "NaN")])
             )
             .is_err()
         );
