@@ -527,3 +527,30 @@ async fn a_key_deleted_outside_erase_is_found_by_verify() {
     assert_eq!(integrity(&store).1["status"], "non_compliant");
     assert_eq!(missing(&store).0, vec![json!("key_missing"); 2]);
 }
+
+/// helper-94 F10: a damaged key file was reported by `verify` only as a key "gone" without
+/// an erasure (its pseudonym is inside the file): the operator was told to look for a deleted
+/// file that is still there. It is now named as a file that cannot be read.
+#[tokio::test]
+async fn a_damaged_key_file_is_named_by_verify_not_called_gone() {
+    let store = TestStore::new("");
+    one_call(&store, "erin", "erin-1 oak row").await;
+    let key = store.store_dir().join("keys").join(
+        mcp_audit_proxy::store::personal::key_path(Path::new(""), "erin")
+            .file_name()
+            .unwrap(),
+    );
+    std::fs::write(&key, b"{not json").unwrap();
+    let verified = run(&store.config, &["verify"]);
+    let out = text(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(1), "{out}");
+    let name = key.file_name().unwrap().to_string_lossy().into_owned();
+    let line = out
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("the damaged file is not named: {out}"));
+    assert!(
+        line.starts_with("keys: TAMPERED") && line.contains("cannot be read"),
+        "{out}"
+    );
+}

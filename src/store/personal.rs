@@ -794,6 +794,35 @@ pub fn subjects(root: &Path) -> Result<Option<std::collections::HashSet<String>>
     Ok(Some(out))
 }
 
+/// The key files in the store at `root`'s `keys/` that cannot be read as keys (not JSON, another
+/// format, a key that is not 32 bytes), each as `PATH (why)`: the records sealed with one
+/// cannot be opened, and whose they are cannot be told (the pseudonym is inside the file).
+/// For `verify`, which must not call such a key "gone" (helper-94 F10).
+pub fn damaged_keys(root: &Path) -> Result<Vec<String>, PersonalError> {
+    let keys = root.join("keys");
+    let entries = match fs::read_dir(&keys) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("list", &keys)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io("list", &keys))?.path();
+        if path.extension().is_none_or(|e| e != "key") {
+            continue;
+        }
+        match read_key(&path) {
+            Ok(_) => {}
+            Err(PersonalError::BadKeyFile { path, reason }) => {
+                out.push(format!("{} ({reason})", path.display()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Destroys `user`'s key in the store at `root` (overwritten with zeros, synced, removed, the
 /// folder synced): every personal field sealed with it is unreadable from then on. Returns
 /// the pseudonym it had, `None` if there was no key.

@@ -609,7 +609,8 @@ pub struct IndexReport {
 /// What `verify` found about the keys of sealed records ([`super::erasures`]).
 #[derive(Debug, Default, serde::Serialize)]
 pub struct KeysReport {
-    /// Pseudonyms whose key is gone while no `audit/erase` event names them.
+    /// Key files that cannot be read, then pseudonyms whose key is gone while no
+    /// `audit/erase` event names them.
     pub findings: Vec<String>,
     /// Why they were not checked.
     pub notes: Vec<String>,
@@ -719,11 +720,25 @@ pub(crate) fn store_findings(
         subjects.merge(std::mem::take(&mut j.chain.subjects));
     }
     let mut keys = KeysReport::default();
+    // A damaged key file hides its pseudonym: its records then read as sealed under a key
+    // that is gone. Said first, so that the findings below are read with it.
+    let damaged = match super::personal::damaged_keys(root) {
+        Ok(d) => d,
+        Err(e) => {
+            keys.notes.push(format!("key files not checked: {e}"));
+            Vec::new()
+        }
+    };
+    for d in &damaged {
+        keys.findings.push(format!(
+            "the user key file {d} cannot be read: the records sealed with it cannot be opened, and may be listed below as sealed under a key that is gone (restore the file from a backup of keys/; it was left untouched)"
+        ));
+    }
     match (keys_before, super::personal::subjects(root)) {
         (Ok(before), Ok(after)) => {
             let missing = before.is_none() && after.is_none();
             let all: HashSet<String> = before.into_iter().chain(after).flatten().collect();
-            keys.findings = subjects.findings(&all, missing);
+            keys.findings.extend(subjects.findings(&all, missing));
         }
         (Err(e), _) | (_, Err(e)) => keys.notes.push(format!(
             "erasures not checked: {e} (the check needs to read the pseudonyms in keys/)"
