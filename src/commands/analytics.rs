@@ -702,16 +702,13 @@ fn store_of(config: &Config) -> Result<&std::path::Path, AnalyticsError> {
     Ok(root)
 }
 
-/// Logs what reading the store met; refuses a damaged trail unless `allow_damaged`.
-pub(crate) fn checked_read(
+/// Refuses a trail that has lost records unless `allow_damaged` (helper-94 F1: a journal
+/// deleted or cut back read as a user with no calls, exit 0). Before the scan: a refused
+/// trail is not read first.
+pub(crate) fn check_losses(
     root: &std::path::Path,
-    report: &read::ReadReport,
     allow_damaged: bool,
 ) -> Result<(), AnalyticsError> {
-    for d in &report.damaged {
-        tracing::error!(damage = %d, "audit journal segment damaged");
-    }
-    // helper-94 F1: a journal deleted or cut back read as a user with no calls, exit 0.
     let lost = store::lost_records(root)?;
     match lost.first() {
         Some(first) if !allow_damaged => {
@@ -726,6 +723,18 @@ pub(crate) fn checked_read(
             "the trail has lost records; the figures leave them out (--allow-damaged)"
         ),
         None => {}
+    }
+    Ok(())
+}
+
+/// Logs what reading the store met; refuses a damaged trail unless `allow_damaged`.
+pub(crate) fn checked_read(
+    root: &std::path::Path,
+    report: &read::ReadReport,
+    allow_damaged: bool,
+) -> Result<(), AnalyticsError> {
+    for d in &report.damaged {
+        tracing::error!(damage = %d, "audit journal segment damaged");
     }
     tracing::debug!(
         events = report.events,
@@ -759,6 +768,7 @@ fn read_calls(
     allow_damaged: bool,
 ) -> Result<Vec<Call>, AnalyticsError> {
     let root = store_of(config)?;
+    check_losses(root, allow_damaged)?;
     let (calls, report) = read::calls(root, from, to)?;
     checked_read(root, &report, allow_damaged)?;
     Ok(calls)
@@ -785,6 +795,7 @@ fn findings_in(
     let mut held = anomalies::Held::default();
     let mut kept = Vec::new();
     let root = store_of(config)?;
+    check_losses(root, allow_damaged)?;
     let report = read::each_call(root, start, to, |c| {
         held.push(&c);
         if keep(&c) {

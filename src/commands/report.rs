@@ -151,6 +151,7 @@ pub fn run(args: &ReportArgs, config: &Config, out: &mut impl Write) -> Result<i
     if !root.join("journal").is_dir() {
         return Err(AnalyticsError::NoStore { path: root.clone() }.into());
     }
+    super::analytics::check_losses(root, args.allow_damaged)?;
     // The same assessment as `compliance --regulation all` over the period (one pass for the
     // three regulations, in the same pass as the calls; the chain walk unless --no-verify).
     let now = SystemTime::now();
