@@ -327,10 +327,18 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// `--since`/`--until`: an RFC 3339 time, or a duration before now (humantime: `2h`, `7d`),
-/// from 1970-01-01T00:00:00Z on: event times are stored from the Unix epoch on, and an earlier
-/// bound was taken as 1970 by some commands, refused by others, and crashed `alerts`.
+/// `--since`/`--until`: an RFC 3339 time, or a duration before now (humantime: `2h`, `7d`;
+/// `m` is minutes, `M` months of 30.44 days), from 1970-01-01T00:00:00Z on: event times are
+/// stored from the Unix epoch on, and an earlier bound was taken as 1970 by some commands,
+/// refused by others, and crashed `alerts`. A bare `0` is refused: humantime reads it as no
+/// time ago (now), where a user may mean the epoch (helper-94 F11).
 pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    if text.trim() == "0" {
+        return Err(
+            "0 is ambiguous: give a duration with its unit (30m, 7d) or an RFC 3339 time (1970-01-01T00:00:00Z for the whole trail)"
+                .into(),
+        );
+    }
     let t = if let Ok(ago) = humantime::parse_duration(text) {
         SystemTime::now()
             .checked_sub(ago)
@@ -669,4 +677,25 @@ fn parse_identity(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bare_zero_is_no_time_but_units_and_times_are() {
+        let err = parse_time("0").unwrap_err();
+        assert!(err.contains("ambiguous"), "{err}");
+        let now = SystemTime::now();
+        let minute = parse_time("1m").unwrap();
+        let month = parse_time("1M").unwrap();
+        assert!(now.duration_since(minute).unwrap() < Duration::from_secs(120));
+        assert!(now.duration_since(month).unwrap() > Duration::from_secs(29 * 86_400));
+        assert_eq!(
+            parse_time("1970-01-01T00:00:00Z").unwrap(),
+            SystemTime::UNIX_EPOCH
+        );
+    }
 }

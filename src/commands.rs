@@ -61,6 +61,9 @@ pub enum ModeError {
     /// A `--since`/`--until` window that holds nothing.
     #[error("{0}")]
     Window(String),
+    /// `--user` names a user the store has never seen (`AnalyticsError::UnknownUser`'s text).
+    #[error("{0}")]
+    UnknownUser(String),
     /// A command-line input cannot be used.
     #[error("{what}\n  hint: {hint}")]
     BadInput {
@@ -201,6 +204,20 @@ pub fn alerts(
         ..Filter::default()
     };
     let events = newest(config, args.limit as usize, &filter)?;
+    // helper-94 F11: a misspelt user read as a user with no alerts, where `analyze` refuses it.
+    if events.is_empty()
+        && let Some(user) = &args.user
+        && !crate::commands::analytics::user_known(config, user)
+            .map_err(|e| ModeError::UnknownUser(e.to_string()))?
+    {
+        return Err(ModeError::UnknownUser(
+            crate::commands::analytics::AnalyticsError::UnknownUser {
+                store: config.audit.store_dir.clone(),
+                user: user.clone(),
+            }
+            .to_string(),
+        ));
+    }
     if args.json {
         for e in &events {
             serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)?;

@@ -1254,6 +1254,21 @@ fn alerts_refuses_a_window_that_holds_nothing() {
     // A window that holds something still lists (here: nothing, said so).
     let text = ok(&store.config, &["alerts", "--since", "2h"]);
     assert!(text.starts_with("no alerts"), "{text}");
+    // A user the store knows, without alerts: said so; one it has never seen: refused, as
+    // `analyze user` refuses it (helper-94 F11).
+    let text = ok(
+        &store.config,
+        &["alerts", "--since", "2h", "--user", "alice"],
+    );
+    assert!(text.starts_with("no alerts of user"), "{text}");
+    let out = run(&store.config, &["alerts", "--user", "nosuch"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("no events and no key of user \"nosuch\""),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
 }
 
 /// Found by a hostile pass (helper-94 F1): a journal deleted, or cut back, after it was
@@ -1489,4 +1504,29 @@ fn a_time_with_an_offset_is_refused_naming_the_form_read() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("line 1"), "{err}");
     assert!(err.contains("UTC with `Z`"), "{err}");
+}
+
+/// helper-94 F11: a 100 MB line was read whole (807 MB resident) before it was refused. A
+/// line longer than any event is refused with its number and length, read past without
+/// being kept, and the lines after it are still checked.
+#[test]
+fn an_import_line_longer_than_any_event_is_refused_with_its_number() {
+    let store = TestStore::new("[limits]\nmax_message_bytes = 4096\n");
+    let events = pair(0, 1_790_000_000_000, "alice", "echo", "success").to_vec();
+    let mut text = lines(&events[..1]);
+    text.push_str(&format!("{{\"pad\":\"{}\"}}\n", "x".repeat(20_000)));
+    text.push_str("not json\n");
+    let file = store.dir.path().join("long.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("20011 bytes, longer than any event"),
+        "{err}"
+    );
+    assert!(
+        err.contains("line 3"),
+        "the line after it was not checked: {err}"
+    );
 }

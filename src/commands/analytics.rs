@@ -340,6 +340,28 @@ fn check_line(
     Ok(event)
 }
 
+/// Reads past the rest of a line without keeping it; returns how many bytes it held.
+fn skip_line(input: &mut dyn BufRead) -> std::io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(skipped);
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(at) => {
+                input.consume(at + 1);
+                return Ok(skipped + at as u64 + 1);
+            }
+            None => {
+                let n = buf.len();
+                input.consume(n);
+                skipped += n as u64;
+            }
+        }
+    }
+}
+
 /// `import FILE`: checks every line (JSON, fields, ids, duplicates within the file and with
 /// the store), spooling the checked events beside the store; only when all are good, writes
 /// them through the audit writer in id order (sealed into a new journal's chain, checkpointed, indexed,
@@ -403,15 +425,33 @@ pub fn import(
     let mut buf = Vec::new();
     let mut bytes = Vec::new();
     let mut line = 0u64;
+    // No event the proxy writes is longer than the longest message it takes (helper-94 F11:
+    // a 100 MB line took 807 MB before it was refused).
+    let max_line = config.limits.max_message_bytes.saturating_mul(2);
     loop {
         bytes.clear();
-        let n = input
+        let n = <&mut dyn BufRead as std::io::Read>::take(&mut *input, max_line as u64 + 1)
             .read_until(b'\n', &mut bytes)
             .map_err(|e| file_err("read", e))?;
         if n == 0 {
             break;
         }
         line += 1;
+        if bytes.len() > max_line {
+            let rest = match bytes.ends_with(b"\n") {
+                true => 0,
+                false => skip_line(input).map_err(|e| file_err("read", e))?,
+            };
+            errors.push((
+                line,
+                format!(
+                    "is {} bytes, longer than any event (twice limits.max_message_bytes, {max_line} bytes)",
+                    bytes.len() as u64 + rest
+                ),
+            ));
+            bytes = Vec::new();
+            continue;
+        }
         const WIDE: &str = "; a UTF-16 file? convert it first: iconv -f UTF-16 -t UTF-8";
         if bytes.contains(&0) {
             // Never in JSON text (RFC 8259 §7: control characters are escaped in strings).
@@ -915,7 +955,7 @@ pub fn analyze_user(
 }
 
 /// Whether the store has ever seen `user`: a key of theirs, or an event of any time.
-fn user_known(config: &Config, user: &str) -> Result<bool, AnalyticsError> {
+pub(crate) fn user_known(config: &Config, user: &str) -> Result<bool, AnalyticsError> {
     let root = &config.audit.store_dir;
     let subject = store::personal::subject_of(root, user).map_err(StoreError::from)?;
     if subject.is_some() {
