@@ -26,7 +26,7 @@
 //! that opened it, which clients MUST correlate by) goes to the lease of that listen
 //! request, whatever else is in flight on the child, with the client's id restored in it
 //! (the listen's final result, an answer like any other, gets it restored in its `_meta`
-//! too); one naming no request in flight is dropped (its subscription has ended). What the
+//! too); one naming no listen in flight is dropped (its subscription has ended). What the
 //! child says that names no request (a log notification) goes to the lease with calls in
 //! flight when there is exactly one, else it is dropped. A batch the child writes (JSON-RPC
 //! 2.0 §6) is taken element by element, each as if written alone. A request of its own never
@@ -320,6 +320,10 @@ struct Pending {
     /// A `tools/call` or `tasks/result`: what its core records a late answer of, so kept
     /// in [`Table::retired`] once done.
     recorded: bool,
+    /// A `subscriptions/listen`: the only request a notification naming a subscription id
+    /// may reach (review helper-97 L8: one naming a pending `tools/call`'s id went to its
+    /// lease).
+    listen: bool,
 }
 
 /// A request of a child that no longer waits for an answer.
@@ -484,6 +488,7 @@ impl Shared {
                             s.method.as_deref(),
                             Some("tools/call" | "tasks/result")
                         ),
+                        listen: s.method.as_deref() == Some("subscriptions/listen"),
                     },
                 );
                 Some(splice(line, edits))
@@ -663,6 +668,7 @@ impl Shared {
                 // in flight (its listen answered, or its lease ended) is for no client.
                 let found = pooled(line, &r)
                     .and_then(|n| t.pending.get(&n))
+                    .filter(|p| p.listen)
                     .map(|p| (p.lease, splice(line, vec![(r, &p.id)])));
                 match found {
                     Some((lease, out)) => t.send(lease, out),
@@ -1217,10 +1223,11 @@ mod tests {
             &b"{\"jsonrpc\":\"2.0\",\"id\":\"l\\u002d1\",\"result\":{\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":\"l\\u002d1\"}}}\n"[..]
         );
         // Once the listen is answered, its subscription is no one's; one naming no request
-        // reaches nobody either. (One naming another pending request, listen or not, goes to
-        // that request's lease: the pool does not note which requests are listens.)
+        // reaches nobody either, nor one naming a pending request that is no listen (lease
+        // two's call, the child's id 2: review helper-97 L8).
         s.outbound(note("notifications/tools/list_changed", "1"), None);
         s.outbound(note("notifications/tools/list_changed", "\"x\""), None);
+        s.outbound(note("notifications/tools/list_changed", "2"), None);
         assert!(one.try_recv().is_err() && two.try_recv().is_err());
         // An answer whose result names another request keeps that value as it is.
         s.outbound(
