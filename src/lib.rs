@@ -71,7 +71,8 @@
 //! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
 //!                     mod.rs (listener, TLS, routing, drain), refusal.rs (requests refused
 //!                     before a session, recorded; summaries past a quota), request.rs
-//!                     (POST/GET/DELETE, sessions opened), session.rs (one server and pipeline
+//!                     (POST/GET/DELETE; JSON or SSE answers), opening.rs (sessions opened
+//!                     within the caps), session.rs (one server and pipeline
 //!                     per session; answers dispatched to the POST or stream awaiting them,
 //!                     progress to its request's stream), budget.rs (the bytes a client
 //!                     that does not read may hold: per session, or per principal and

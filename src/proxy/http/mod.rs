@@ -24,6 +24,7 @@ mod headers;
 mod limit;
 pub(crate) use headers::name_member;
 mod metrics;
+mod opening;
 mod refusal;
 use refusal::Refusal;
 mod request;
