@@ -1069,3 +1069,25 @@ async fn a_subscriptions_notifications_reach_its_listen_with_the_clients_id_whil
         "{body}"
     );
 }
+
+/// helper-95 F7: a sessionless 2026-07-28 call without `_meta` (its version only in the
+/// `MCP-Protocol-Version` header) was recorded with `protocol_era: unknown`; a sessionless
+/// request's core takes the header's version, so the trail says 2026.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessionless_call_without_meta_is_recorded_in_its_headers_era() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"no meta"}}}"#;
+    let (status, _, text) = post_2026(&url, ALICE_KEY, body, Some("echo"), &[]).await;
+    assert!(status < 500, "{status}: {text}");
+    let events = gw.events();
+    let access = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access" && e["tool_name"] == "echo")
+        .unwrap_or_else(|| panic!("the call is not in the trail: {events:#?}"));
+    assert_eq!(access["metadata"]["protocol_era"], "2026", "{access}");
+    assert_eq!(
+        access["metadata"]["protocol_version"], "2026-07-28",
+        "{access}"
+    );
+}

@@ -825,7 +825,12 @@ impl McpRequest<'_> {
                     .open_session(seen.initialize && !sessionless, pooled)
                     .await
                 {
-                    Ok(s) => (s, !seen.initialize || sessionless),
+                    Ok(s) => {
+                        if sessionless && let Some(v) = version.as_deref() {
+                            s.pipeline.assume_version(v);
+                        }
+                        (s, !seen.initialize || sessionless)
+                    }
                     Err(resp) => return resp,
                 }
             }

@@ -630,6 +630,17 @@ impl Pipeline {
         self
     }
 
+    /// Takes `version` as this session's protocol version until a handshake says otherwise:
+    /// for the gateway's sessionless 2026-07-28 requests, whose version is in their
+    /// `MCP-Protocol-Version` header, so that a request without `_meta` is still recorded in
+    /// its era (helper-95 F7: `protocol_era: unknown`).
+    pub fn assume_version(&self, version: &str) {
+        let mut st = self.state();
+        if st.negotiated.is_none() {
+            st.negotiated = Some(version.to_string());
+        }
+    }
+
     fn rounds(&self) -> std::sync::MutexGuard<'_, Rounds> {
         self.rounds.lock().unwrap_or_else(|p| p.into_inner())
     }
