@@ -1194,3 +1194,54 @@ async fn a_large_2025_answer_goes_out_as_json_a_small_one_over_sse() {
         }
     }
 }
+
+/// helper-99 F1: a 2025 POST accepting JSON only whose call made the server ask the client
+/// something (here `elicitation/create`) left that request waiting for a GET stream the client
+/// never opened, and the POST silent until `call_timeout_ms` (600 s). The server now gets an
+/// error at once, and the call is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_request_for_a_json_only_post_is_refused_at_once_not_held() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, headers, body) = post(&url, Some(ALICE_KEY), None, init, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let (status, _, _) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 202);
+    let started = Instant::now();
+    let sent = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("authorization", format!("Bearer {ALICE_KEY}"))
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"confirm","arguments":{"action":"drop the table"}}}"#)
+        .send();
+    let resp = tokio::time::timeout(Duration::from_secs(30), sent)
+        .await
+        .expect("the JSON-only POST was held: the server's elicitation waited for a GET stream")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = resp.text().await.unwrap();
+    let answer = &messages(&body)[0];
+    assert_eq!(answer["id"], 2, "{body}");
+    assert!(
+        answer["error"].is_object() || answer["result"].is_object(),
+        "{body}"
+    );
+    assert!(
+        !body.contains("confirmed: drop the table"),
+        "the call was confirmed by nobody: {body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

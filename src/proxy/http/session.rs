@@ -878,6 +878,19 @@ impl Session {
             sh.send_on(id, line, false, Vec::new());
             return None;
         }
+        // A server request made while the client's requests in flight are POSTs that accept
+        // JSON only (no stream to carry it) and no GET stream is open: that client cannot see
+        // it, and the call that asked for it would wait until `call_timeout_ms` (helper-99
+        // F1: 600 s). The server gets an error at once instead, and its call goes on.
+        if sh.streams.values().any(|s| s.post && !s.events && s.live())
+            && let Some(refusal) = unsent_request(
+                &line,
+                "the client's request in flight accepts application/json only (no text/event-stream in its Accept) and it has no GET stream open, so the server's request cannot reach it",
+            )
+        {
+            tracing::warn!(session = %self.id, "server request answered with an error: the client's POST accepts JSON only and no GET stream is open (send Accept: application/json, text/event-stream)");
+            return Some(refusal);
+        }
         let mut refusal = None;
         if sh.backlog.len() == BACKLOG
             && let Some(old) = sh.backlog.pop_front()
