@@ -183,11 +183,23 @@ impl Demo {
         )]))
     }
 
+    /// With a progress token, one `notifications/progress` goes first: a gateway's answer
+    /// stream then starts before the text (tests of large answers over SSE).
     #[tool(
         description = "Return a text of the given size",
         annotations(read_only_hint = true)
     )]
-    async fn big(&self, Parameters(BigArgs { bytes }): Parameters<BigArgs>) -> String {
+    async fn big(
+        &self,
+        Parameters(BigArgs { bytes }): Parameters<BigArgs>,
+        meta: RequestMetaObject,
+        peer: Peer<RoleServer>,
+    ) -> String {
+        if let Some(token) = meta.get_progress_token() {
+            let _ = peer
+                .notify_progress(ProgressNotificationParam::new(token, 0.0))
+                .await;
+        }
         "x".repeat(bytes)
     }
 

@@ -1511,7 +1511,8 @@ fn a_time_with_an_offset_is_refused_naming_the_form_read() {
 /// being kept, and the lines after it are still checked.
 #[test]
 fn an_import_line_longer_than_any_event_is_refused_with_its_number() {
-    let store = TestStore::new("[limits]\nmax_message_bytes = 4096\n");
+    let store =
+        TestStore::new("max_stored_argument_bytes = 1024\n[limits]\nmax_message_bytes = 4096\n");
     let events = pair(0, 1_790_000_000_000, "alice", "echo", "success").to_vec();
     let mut text = lines(&events[..1]);
     text.push_str(&format!("{{\"pad\":\"{}\"}}\n", "x".repeat(20_000)));

@@ -550,7 +550,21 @@ async fn a_damaged_key_file_is_named_by_verify_not_called_gone() {
         .find(|l| l.contains(&name))
         .unwrap_or_else(|| panic!("the damaged file is not named: {out}"));
     assert!(
-        line.starts_with("keys: TAMPERED") && line.contains("cannot be read"),
+        line.starts_with("keys: TAMPERED")
+            && line.contains("cannot be read")
+            && line.contains("restore it"),
+        "{out}"
+    );
+    // Zeros: what `erase` writes before it removes a key, so an erasure cut short; restoring
+    // the key would undo it (review helper-100).
+    std::fs::write(&key, [0u8; 150]).unwrap();
+    let out = text(&run(&store.config, &["verify"]).stdout);
+    let line = out
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("the zeroed file is not named: {out}"));
+    assert!(
+        line.contains("erasure") && line.contains("do not restore"),
         "{out}"
     );
 }

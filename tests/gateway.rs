@@ -562,11 +562,11 @@ async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_reco
     // Which tool with what: the refusal records the body's call (a fresh pair of eyes
     // found it recorded with no tool and no arguments).
     assert_eq!(refused[0]["tool_name"], "crash", "{:#}", refused[0]);
-    assert_eq!(
-        refused[0]["metadata"]["arguments"]["status"], 9,
-        "{:#}",
-        refused[0]
-    );
+    let access = events
+        .iter()
+        .find(|a| a["event_id"] == refused[0]["linked_event_id"])
+        .unwrap_or_else(|| panic!("no access for {:#}", refused[0]));
+    assert_eq!(access["metadata"]["arguments"]["status"], 9, "{access:#}");
     assert!(
         !events
             .iter()

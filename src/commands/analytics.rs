@@ -425,9 +425,15 @@ pub fn import(
     let mut buf = Vec::new();
     let mut bytes = Vec::new();
     let mut line = 0u64;
-    // No event the proxy writes is longer than the longest message it takes (helper-94 F11:
-    // a 100 MB line took 807 MB before it was refused).
-    let max_line = config.limits.max_message_bytes.saturating_mul(2);
+    // A line longer than any event a proxy with this config writes is refused unread
+    // (helper-94 F11: a 100 MB line took 807 MB before it was refused): its texts are cut to
+    // `audit.max_stored_argument_bytes` each (arguments, error, reason...), its names to a
+    // message's length.
+    let max_line = config
+        .limits
+        .max_message_bytes
+        .max(config.audit.max_stored_argument_bytes.saturating_mul(8))
+        .saturating_mul(2);
     loop {
         bytes.clear();
         let n = <&mut dyn BufRead as std::io::Read>::take(&mut *input, max_line as u64 + 1)
@@ -445,7 +451,7 @@ pub fn import(
             errors.push((
                 line,
                 format!(
-                    "is {} bytes, longer than any event (twice limits.max_message_bytes, {max_line} bytes)",
+                    "is {} bytes, longer than any event ({max_line} bytes: twice the larger of limits.max_message_bytes and 8 x audit.max_stored_argument_bytes; raise them to import it)",
                     bytes.len() as u64 + rest
                 ),
             ));
@@ -743,8 +749,8 @@ fn store_of(config: &Config) -> Result<&std::path::Path, AnalyticsError> {
 }
 
 /// Refuses a trail that has lost records unless `allow_damaged` (helper-94 F1: a journal
-/// deleted or cut back read as a user with no calls, exit 0). Before the scan: a refused
-/// trail is not read first.
+/// deleted or cut back read as a user with no calls, exit 0). Before the scan (a refused
+/// trail is not read first) and after it (a journal lost while it was read).
 pub(crate) fn check_losses(
     root: &std::path::Path,
     allow_damaged: bool,
@@ -811,6 +817,8 @@ fn read_calls(
     check_losses(root, allow_damaged)?;
     let (calls, report) = read::calls(root, from, to)?;
     checked_read(root, &report, allow_damaged)?;
+    // And after: a journal lost while it was read.
+    check_losses(root, allow_damaged)?;
     Ok(calls)
 }
 
@@ -843,6 +851,7 @@ fn findings_in(
         }
     })?;
     checked_read(root, &report, allow_damaged)?;
+    check_losses(root, allow_damaged)?;
     kept.sort_unstable_by_key(|c| (c.at_ms, c.id));
     let read = held.len();
     let (f, t) = (ms(from), ms(to));

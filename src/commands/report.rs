@@ -178,6 +178,7 @@ pub fn run(args: &ReportArgs, config: &Config, out: &mut impl Write) -> Result<i
         },
     )?;
     super::analytics::checked_read(root, &read, args.allow_damaged)?;
+    super::analytics::check_losses(root, args.allow_damaged)?;
     let text = render::render(&report, args.format)?;
     match &args.out {
         Some(path) => {

@@ -814,7 +814,19 @@ pub fn damaged_keys(root: &Path) -> Result<Vec<String>, PersonalError> {
         match read_key(&path) {
             Ok(_) => {}
             Err(PersonalError::BadKeyFile { path, reason }) => {
-                out.push(format!("{} ({reason})", path.display()));
+                // `erase` overwrites a key with zeros before it removes it: such a file is an
+                // erasure cut short (a crash, or a read meanwhile), never a key to restore.
+                let zeros = fs::read(&path).is_ok_and(|b| b.iter().all(|&c| c == 0));
+                out.push(match zeros {
+                    true => format!(
+                        "{} (all zeros: an erasure by `mcp-audit-proxy erase` that did not finish; delete the file, do not restore it)",
+                        path.display()
+                    ),
+                    false => format!(
+                        "{} ({reason}; restore it from a backup of keys/, it was left untouched)",
+                        path.display()
+                    ),
+                });
             }
             Err(e) => return Err(e),
         }

@@ -731,7 +731,7 @@ pub(crate) fn store_findings(
     };
     for d in &damaged {
         keys.findings.push(format!(
-            "the user key file {d} cannot be read: the records sealed with it cannot be opened, and may be listed below as sealed under a key that is gone (restore the file from a backup of keys/; it was left untouched)"
+            "the user key file {d} cannot be read: the records sealed with it cannot be opened, and may be listed below as sealed under a key that is gone"
         ));
     }
     match (keys_before, super::personal::subjects(root)) {

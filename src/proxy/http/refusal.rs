@@ -131,6 +131,8 @@ impl Gateway {
             if let Some(http) = access.metadata.http.as_mut() {
                 http.status_code = None;
             }
+            // The arguments are the access's, as on the stdio path (not stored twice).
+            failure.metadata.arguments = None;
             failure.linked_event_id = Some(access_id);
             events.push(access);
             events.push(failure);

@@ -15,12 +15,12 @@ const ANSWER_PEEK: Duration = Duration::from_millis(250);
 const JSON_ANSWER_FROM: usize = 512 * 1024;
 /// How long a single 2025-era request waits for its first message before its SSE stream
 /// starts, so that a large answer can still go out as JSON ([`JSON_ANSWER_FROM`]). Longer
-/// than [`ANSWER_PEEK`]: in the 2025 revisions a closed stream does not cancel the request
-/// (Streamable HTTP, "Sending Messages to the Server"), so nothing waits on the stream; and
-/// well under the usual read timeouts of clients and reverse proxies (30 s, 60 s) that a
-/// response without headers meets. Progress, logging or a server request for the call start
-/// the stream at once.
-const JSON_PEEK: Duration = Duration::from_secs(10);
+/// than [`ANSWER_PEEK`] (in the 2025 revisions a closed stream does not cancel the request),
+/// but short: until its headers, a stream has no priming event to resume from, and a client
+/// counting its requests in flight until their streams open (rmcp) waits. One keep-alive
+/// period: a quiet stream would say nothing before then either. Progress, logging or a
+/// server request for the call start the stream at once.
+const JSON_PEEK: Duration = POST_KEEPALIVE;
 /// How long the `initialize` that opens a session waits for its answer before its SSE stream
 /// (and with it the session's id) goes out: a session is given to a client only once its
 /// server has accepted it (helper-92 F1), and a slow server (`npx` fetching a package) may
@@ -206,20 +206,21 @@ fn accepted(line: &[u8]) -> bool {
     )
 }
 
-/// The HTTP status of an answer sent alone as JSON: 502 when a remote upstream could not
-/// take or answer the request (either era); for a 2026-07-28 client (`modern`, SEP-2575) 404
+/// The HTTP status of an answer sent alone as JSON: 502 when a remote upstream (`remote`)
+/// could not take or answer the request (either era); for a 2026-07-28 client (`modern`, SEP-2575) 404
 /// for "method not found" and 400 for the request's own faults; 200 otherwise (a tool's
 /// failure, a policy block, a timeout are answers, not HTTP faults).
-fn status_of_answer(line: &[u8], modern: bool) -> StatusCode {
+fn status_of_answer(line: &[u8], modern: bool, remote: bool) -> StatusCode {
     // A 2025 answer is 200 unless it is the remote's failure: no parse for the common case.
-    if !modern && memchr::memmem::find(line, b"-32011").is_none() {
+    // A stdio server's own -32011 (a code a server may pick) is its answer, not the gateway's.
+    if !modern && (!remote || memchr::memmem::find(line, b"-32011").is_none()) {
         return StatusCode::OK;
     }
     let code = serde_json::from_slice::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("error")?.get("code")?.as_i64());
     match code {
-        Some(crate::proxy::remote::UPSTREAM_UNAVAILABLE) => StatusCode::BAD_GATEWAY,
+        Some(crate::proxy::remote::UPSTREAM_UNAVAILABLE) if remote => StatusCode::BAD_GATEWAY,
         Some(-32601) if modern => StatusCode::NOT_FOUND,
         Some(-32700 | -32600 | -32602 | -32020 | -32021 | -32022) if modern => {
             StatusCode::BAD_REQUEST
@@ -1044,6 +1045,8 @@ impl McpRequest<'_> {
             session.unwait(&seen.ids);
         }
         drop(routes);
+        // Whether a -32011 answer is a remote upstream's failure (502), not a server's own.
+        let remote = self.gateway.remotes.contains_key(&self.upstream.name);
         if sse {
             let mut rx = rx;
             // A single request's stream starts only once its first message is not the
@@ -1071,7 +1074,7 @@ impl McpRequest<'_> {
                 match tokio::time::timeout(peek, rx.recv()).await {
                     Ok(Some((seq, line))) if answers(&line, &seen.ids[0]) => {
                         refused(&line);
-                        let status = status_of_answer(&line, modern);
+                        let status = status_of_answer(&line, modern, remote);
                         if modern || status != StatusCode::OK || line.len() >= JSON_ANSWER_FROM {
                             drop(done);
                             // The stream gives the line back; the JSON answer counts it.
@@ -1108,7 +1111,7 @@ impl McpRequest<'_> {
         }
         drop(done);
         let status = match lines.as_slice() {
-            [one] => status_of_answer(crate::jsonrpc::frame::trim_line_end(one), modern),
+            [one] => status_of_answer(crate::jsonrpc::frame::trim_line_end(one), modern, remote),
             _ => StatusCode::OK,
         };
         self.counted_json(session, status, join(lines))
