@@ -28,6 +28,7 @@ use serde_json::Value;
 
 mod held;
 mod network;
+mod pace;
 mod temporal;
 
 /// The detectors' tables are keyed by numbers (users, tools, days): FxHash, not SipHash
@@ -162,6 +163,9 @@ pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
         });
         let mut rates = Vec::new();
         call_rate(h, &by_user, &people, &mut rates);
+        let mut days = Vec::new();
+        pace::busy_day(h, &by_user, &people, &rates, &mut days);
+        rates.extend(days);
         let mut sizes = Vec::new();
         output_size(h, &mut sizes);
         let mut errors = Vec::new();
