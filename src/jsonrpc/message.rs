@@ -633,6 +633,14 @@ fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
     if env.jsonrpc.as_deref() != Some("2.0") {
         return Err(fail("`jsonrpc` must be \"2.0\"", id));
     }
+    // `"params": null` is read as no params, as the official SDKs' servers read it (helper-99
+    // F2: clients send it; refusing it was a difference from talking to the server directly).
+    // The line goes on as it came; a `tools/call` without params names no tool and is
+    // refused as such.
+    let env = Envelope {
+        params: env.params.filter(|p| p.get().trim() != "null"),
+        ..env
+    };
     if let Some(params) = env.params
         && !matches!(params.get().as_bytes().first(), Some(b'{' | b'['))
     {
@@ -804,6 +812,27 @@ mod fraction_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_params_are_no_params_and_other_scalars_are_refused() {
+        for line in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":null}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params" : null }"#,
+        ] {
+            match parse(line) {
+                Ok(Parsed::Single(Message::Request { params, .. })) => assert!(params.is_none()),
+                other => panic!("{other:?}"),
+            }
+        }
+        match parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized","params":null}"#) {
+            Ok(Parsed::Single(Message::Notification { params, .. })) => assert!(params.is_none()),
+            other => panic!("{other:?}"),
+        }
+        for scalar in ["5", "\"x\"", "true"] {
+            let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{scalar}}}"#);
+            assert!(parse(line.as_bytes()).is_err(), "{scalar}");
+        }
+    }
 
     fn single(line: &str) -> Message<'_> {
         match parse(line.as_bytes()) {
