@@ -215,6 +215,11 @@ async def run(ns: argparse.Namespace, cmd: list[str]) -> dict[str, Any]:
 
         calls: dict[str, Any] = {}
         for label, name, args, prog in PLAN:
+            # Over HTTP in 2026-07-28 a large answer goes out as JSON only when it comes within
+            # 250 ms (the gateway's README): on a loaded machine it may not, so the large calls
+            # are made in the 2025 era only, where the gateway waits up to 3 s.
+            if label.endswith("-large") and ns.era != "2025":
+                continue
             if label.startswith("err-") or name in names:
                 calls[label] = await call(client, name, args, prog)
         doc["calls"] = calls

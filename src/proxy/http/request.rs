@@ -14,13 +14,13 @@ const ANSWER_PEEK: Duration = Duration::from_millis(250);
 /// stream the SDKs' own servers send.
 const JSON_ANSWER_FROM: usize = 512 * 1024;
 /// How long a single 2025-era request waits for its first message before its SSE stream
-/// starts, so that a large answer can still go out as JSON ([`JSON_ANSWER_FROM`]). Longer
-/// than [`ANSWER_PEEK`] (in the 2025 revisions a closed stream does not cancel the request),
-/// but short: until its headers, a stream has no priming event to resume from, and a client
-/// counting its requests in flight until their streams open (rmcp) waits. One keep-alive
-/// period: a quiet stream would say nothing before then either. Progress, logging or a
-/// server request for the call start the stream at once.
-const JSON_PEEK: Duration = POST_KEEPALIVE;
+/// starts, so that a large answer can still go out as JSON ([`JSON_ANSWER_FROM`]): a tool that
+/// reads a file or takes a screenshot answers within it. Longer than [`ANSWER_PEEK`] (in the
+/// 2025 revisions a closed stream does not cancel the request), but short: until its headers,
+/// a stream has no priming event to resume from, and a client counting its requests in flight
+/// until their streams open (rmcp) waits (review helper-100). Progress, logging or a server
+/// request for the call start the stream at once.
+const JSON_PEEK: Duration = Duration::from_secs(3);
 /// How long the `initialize` that opens a session waits for its answer before its SSE stream
 /// (and with it the session's id) goes out: a session is given to a client only once its
 /// server has accepted it (helper-92 F1), and a slow server (`npx` fetching a package) may
