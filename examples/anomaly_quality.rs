@@ -158,17 +158,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let (clean_findings, _, _) = run("clean", clean)?;
-    // `FINDINGS=FILE`: the clean month's findings too, in `FILE.clean`.
-    if let Some(path) = std::env::var_os("FINDINGS") {
-        let mut path = std::path::PathBuf::from(path).into_os_string();
-        path.push(".clean");
-        let mut text = String::new();
-        for f in &clean_findings {
-            text.push_str(&serde_json::to_string(f)?);
-            text.push('\n');
-        }
-        std::fs::write(path, text)?;
-    }
     let identities = labels.people.len();
     println!(
         "clean month: {} findings, {:.1} false alarms per 1000 user-days ({identities} identities, {} days); import took {:.1} s, anomalies {:.1} s",

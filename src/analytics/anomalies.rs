@@ -28,7 +28,6 @@ use serde_json::Value;
 
 mod held;
 mod network;
-mod pace;
 mod temporal;
 
 /// The detectors' tables are keyed by numbers (users, tools, days): FxHash, not SipHash
@@ -163,9 +162,6 @@ pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
         });
         let mut rates = Vec::new();
         call_rate(h, &by_user, &people, &mut rates);
-        let mut days = Vec::new();
-        pace::busy_day(h, &by_user, &people, &rates, &mut days);
-        rates.extend(days);
         let mut sizes = Vec::new();
         output_size(h, &mut sizes);
         let mut errors = Vec::new();
@@ -405,34 +401,6 @@ fn busiest_other(hours: &[(usize, u64)], day: u64) -> f64 {
     others.nth(rank).map_or(0.0, |(n, _)| *n as f64)
 }
 
-/// Of the twelve five-minute stretches of an hour, how many must hold calls for the hour's
-/// count to be a pace (see [`kept_up`]).
-const PACE_STRETCHES: usize = 8;
-
-/// Whether `calls` (time-ordered, within an hour) fill at least [`PACE_STRETCHES`] of the
-/// five-minute stretches of the hour ending with the last: a pace kept up through the hour.
-///
-/// Agents work in episodes, a few to a few hundred calls seconds apart, so an ordinary hour
-/// that holds one big episode (150 calls in twenty minutes) has as many calls as an hour of
-/// a steady surplus, and users who run such an episode once a month have no busier hour to
-/// compare it with. Where the calls sit tells them apart: the episode fills a few stretches
-/// of the hour, a pace kept up (a script at work beside the user, a copied token used all
-/// afternoon) fills most of them. Hours packed into minutes are bursts, judged by
-/// [`temporal::burst`](temporal) against the user's own bursts.
-fn kept_up(calls: &[&Row]) -> bool {
-    let Some(last) = calls.last() else {
-        return false;
-    };
-    let mut filled = [false; 12];
-    for c in calls {
-        let k = ((last.at_ms - c.at_ms) / (5 * MINUTE)) as usize;
-        if let Some(f) = filled.get_mut(k) {
-            *f = true;
-        }
-    }
-    filled.iter().filter(|f| **f).count() >= PACE_STRETCHES
-}
-
 /// Statistical: a user's calls in a sliding hour far above their pace (the upper quartile of
 /// their calls per clock hour with any): at least 12, 2.5 times the pace, and a z of 5 or more
 /// both as a count (Poisson) and against the spread of their hours (median absolute
@@ -441,10 +409,8 @@ fn kept_up(calls: &[&Row]) -> bool {
 /// when a third or more of the user's role peers active that day made 1.8 times their usual
 /// daily calls (month-end, an incident, a launch). [`EXTREME`] times the pace kept up for two
 /// hours (in the hour and in the hour before it) is set against the busiest hours of the
-/// user's other days instead, and never suppressed by the peers' day. Only an hour whose
-/// calls fill most of it ([`kept_up`]) is a pace: one with an agent's big episode or two
-/// in it is not judged. An hour whose calls are mostly packed into five minutes (60% or
-/// more, and 30 or more) is reported as a temporal `burst` instead.
+/// user's other days instead, and never suppressed by the peers' day. An hour whose calls are mostly packed into
+/// five minutes (60% or more, and 30 or more) is reported as a temporal `burst` instead.
 fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     // Per user: calls per active clock hour and per active day.
     let n = by_user.len();
@@ -552,10 +518,6 @@ fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Findi
             // Far above the pace both as a count (Poisson z) and against the spread of the
             // user's own hours (robust z).
             if n < 12.0 || n < 2.5 * m || (n - m) / m.sqrt() < 5.0 || (n - m) / s < 5.0 {
-                continue;
-            }
-            // A pace kept up, not an agent's big episode or two in an ordinary hour.
-            if !kept_up(&v[start..=i]) {
                 continue;
             }
             let day = v[i].at_ms / DAY;

@@ -37,46 +37,12 @@ pub(super) fn fold_bursts(rates: &mut Vec<Finding>, temporal: &mut [Finding]) {
     });
 }
 
-/// Calls within this span, fewer than [`TOOL_BURST_MIN`], make one agent episode, for
-/// [`off_hours`]: two minutes.
-const ONE_EPISODE: u64 = 2 * MINUTE;
-
-/// For [`off_hours`]: a break of this long ends a stretch of work, and a stretch this long
-/// before a call makes it part of a working day: an hour.
-const LATE_GAP: u64 = HOUR;
-
-/// Whether the call at `at` continues a stretch of work (calls of `v`, time-ordered, with no
-/// break of [`LATE_GAP`]) that had already lasted [`LATE_GAP`] or more.
-fn late_in_a_day(v: &[&Row], at: u64) -> bool {
-    let mut k = v.partition_point(|c| c.at_ms < at);
-    let mut since = at;
-    while k > 0 && since - v[k - 1].at_ms < LATE_GAP {
-        k -= 1;
-        since = v[k].at_ms;
-        if since + LATE_GAP <= at {
-            return true;
-        }
-    }
-    false
-}
-
 /// Temporal: a warm user active in an hour of the day (UTC, so whatever their time zone) in
 /// which, give or take an hour, they worked on at most one other day (days around this one
 /// aside), three calls or more within two hours; users with fewer than 10 active days are not
 /// judged. Not judged: service
 /// accounts, and nights that belong to a rotation (the user was also active off hours on
 /// another night within four days: on call), and nights when two others or more were up too.
-///
-/// Nor two shapes that people's odd hours take every week (an independently written month
-/// had 17 of its 39 benign off-hours findings of the first shape and 8 of the second, and no
-/// injected one of either):
-///
-/// - one agent episode: fewer than [`TOOL_BURST_MIN`] calls within [`ONE_EPISODE`] (an
-///   on-call page answered, a quick look from the phone in the evening). An intruder's
-///   session, or someone working at night, lasts longer; a big burst is a burst;
-/// - a working day that ran late: the first call comes in a stretch of work (no break of
-///   [`LATE_GAP`]) that had already lasted [`LATE_GAP`] (month-end, a deadline). An evening
-///   session after a break, or a night, is judged.
 ///
 /// Weekends are not judged on their own: a weekend afternoon of someone who never works
 /// weekends is as often a deadline as an intruder (the two test generators disagree on it:
@@ -150,14 +116,6 @@ pub(super) fn off_hours(h: &Held, by_user: &[&[&Row]], people: &People, out: &mu
                 .filter(|&&n| n != t && n + 4 * DAY >= t && n <= t + 4 * DAY)
                 .count();
             if others >= 1 {
-                continue;
-            }
-            // One agent episode (a page answered, a quick look from the phone).
-            if g[g.len() - 1].at_ms - t < ONE_EPISODE && g.len() < TOOL_BURST_MIN {
-                continue;
-            }
-            // A working day that ran late (month-end, a deadline).
-            if late_in_a_day(v, t) {
                 continue;
             }
             candidates.push((u, g.clone()));

@@ -427,142 +427,42 @@ fn a_burst_of_one_tool_across_midnight_is_not_judged_against_its_own_first_half(
     );
 }
 
+/// Review helper-101: a call every 50 minutes from the end of the day into the night, then 40
+/// calls at 02:00, and an evening session after a 100-minute break, are off hours (a rule
+/// tried this session excused both as days that ran late, and was withdrawn).
 #[test]
-fn an_agents_big_episodes_are_no_call_rate_but_a_pace_kept_up_is() {
-    let tools = ["read_file", "search", "fetch"];
-    // Ten ordinary days: 20 calls a day from 09:00, six an hour.
-    let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &tools);
-    let day = T0 + 9 * DAY;
-    // Day 10: ana's agent runs two big episodes, 120 calls within 15 minutes at 14:00 and
-    // again at 15:00 (twenty times her pace, two hours running, but a quarter of each hour);
-    // ben makes as many calls, 240, 30 s apart from 14:00 (a pace kept up).
-    let spread = |n: u64, at: u64, user: &str, count: u64, every: u64| -> Vec<Call> {
-        (0..count)
-            .map(|i| {
-                let tool = tools[i as usize % 3];
-                call(n + i, at + i * every, user, tool, false, 1000)
-            })
-            .collect()
-    };
-    calls.extend(spread(60_000, day + 14 * HOUR, "ana", 120, 7_500));
-    calls.extend(spread(61_000, day + 15 * HOUR, "ana", 120, 7_500));
-    calls.extend(spread(62_000, day + 14 * HOUR, "ben", 240, 30_000));
-    let findings = detect(&calls, &Context::default());
-    assert!(
-        found(&findings, "call_rate", "ana").is_empty(),
-        "{findings:#?}"
-    );
-    assert_eq!(
-        found(&findings, "call_rate", "ben").len(),
-        1,
-        "{findings:#?}"
-    );
-}
-
-#[test]
-fn one_short_episode_at_night_is_not_off_hours_but_a_session_is() {
+fn a_trickle_into_the_night_or_an_evening_after_a_break_is_no_day_that_ran_late() {
     let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &["read_file", "search"]);
-    // Day 10, 02:00 UTC (their day is 09:00 to 12:10): ana answers a page, 8 calls within
-    // 70 s; ben works for 21 minutes, 8 calls 3 minutes apart.
-    let night = T0 + 9 * DAY + 2 * HOUR;
-    calls.extend(episode(60_000, night, "ana", "search", 8, 10_000));
-    calls.extend(episode(61_000, night, "ben", "search", 8, 3 * MINUTE));
-    let findings = detect(&calls, &Context::default());
-    assert!(
-        found(&findings, "off_hours", "ana").is_empty(),
-        "{findings:#?}"
-    );
-    assert_eq!(
-        found(&findings, "off_hours", "ben").len(),
-        1,
-        "{findings:#?}"
-    );
-}
-
-#[test]
-fn a_day_that_ran_late_is_not_off_hours_but_an_evening_after_a_break_is() {
-    let mut calls = ordinary(&["ana", "ben", "cai", "dov"], &["read_file", "search"]);
-    // Day 10 (their day is 09:00 to 12:10, a call every 10 minutes): ana carries on at the
-    // same pace until 16:00; ben stops at 12:10 as usual and comes back at 14:40 for 25
-    // minutes.
     let day = T0 + 9 * DAY;
+    let mut n = 60_000;
+    let mut at = day + 13 * HOUR;
+    while at < day + 26 * HOUR {
+        calls.push(call(n, at, "ana", "search", false, 1000));
+        n += 1;
+        at += 50 * MINUTE;
+    }
+    calls.extend(episode(61_000, at, "ana", "read_file", 40, MINUTE));
     calls.extend(episode(
-        60_000,
+        62_000,
         day + 12 * HOUR + 20 * MINUTE,
-        "ana",
+        "ben",
         "search",
         22,
         10 * MINUTE,
     ));
     calls.extend(episode(
-        61_000,
-        day + 14 * HOUR + 40 * MINUTE,
+        63_000,
+        day + 17 * HOUR + 50 * MINUTE,
         "ben",
         "search",
-        6,
+        12,
         5 * MINUTE,
     ));
     let findings = detect(&calls, &Context::default());
-    assert!(
-        found(&findings, "off_hours", "ana").is_empty(),
-        "{findings:#?}"
-    );
-    assert_eq!(
-        found(&findings, "off_hours", "ben").len(),
-        1,
-        "{findings:#?}"
-    );
-}
-
-#[test]
-fn a_day_of_work_spread_far_beyond_any_other_is_a_call_rate_unless_the_peers_share_it() {
-    let tools = ["read_file", "search", "fetch"];
-    // Ten ordinary days: 20 calls a day from 09:00, each in its own minute.
-    let base = ordinary(&["ana", "ben", "cai", "dov"], &tools);
-    let day = T0 + 9 * DAY;
-    // On day 10, a call every 3 minutes from 13:00 to 18:00: 100 more busy minutes (six
-    // times a usual day), though no hour holds more than 20 calls.
-    let spread = |n: u64, user: &str| episode(n, day + 13 * HOUR, user, "search", 100, 180_000);
-    // Dov makes more calls still, 180, but as three agent episodes of 60 calls 3 s apart.
-    let episodes = || {
-        (0..3u64).flat_map(|k| {
-            episode(
-                70_000 + k * 100,
-                day + (13 + 2 * k) * HOUR,
-                "dov",
-                "read_file",
-                60,
-                3_000,
-            )
-        })
-    };
-    // Ana alone.
-    let mut calls = base.clone();
-    calls.extend(spread(60_000, "ana"));
-    calls.extend(episodes());
-    let findings = detect(&calls, &Context::default());
-    let ana = found(&findings, "call_rate", "ana");
-    assert_eq!(ana.len(), 1, "{findings:#?}");
-    assert!(
-        ana[0].explanation.contains("120 minutes of the day"),
-        "{}",
-        ana[0].explanation
-    );
-    assert!(
-        found(&findings, "call_rate", "dov").is_empty(),
-        "{findings:#?}"
-    );
-    // Ana and ben (a third of ana's peers): the team's busy day, not one user's.
-    let mut calls = base;
-    calls.extend(spread(60_000, "ana"));
-    calls.extend(spread(61_000, "ben"));
-    let findings = detect(&calls, &Context::default());
-    assert!(
-        found(&findings, "call_rate", "ana").is_empty(),
-        "{findings:#?}"
-    );
-    assert!(
-        found(&findings, "call_rate", "ben").is_empty(),
-        "{findings:#?}"
-    );
+    for u in ["ana", "ben"] {
+        assert!(
+            !found(&findings, "off_hours", u).is_empty(),
+            "{u}: {findings:#?}"
+        );
+    }
 }
