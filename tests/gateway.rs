@@ -1331,22 +1331,7 @@ level = "high"
 "#,
     );
     let url = gw.endpoint();
-    let init = INIT.replace(
-        r#""capabilities":{}"#,
-        r#""capabilities":{"elicitation":{}}"#,
-    );
-    let (status, headers, body) = post(&url, Some(ALICE_KEY), None, &init, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
-    let (status, _, _) = post(
-        &url,
-        Some(ALICE_KEY),
-        Some(&session),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(status, 202);
+    let session = raw_session_with(&url, ALICE_KEY, r#"{"elicitation":{}}"#).await;
     // The held call's POST streams the question; it is read until the question comes.
     let mut held = http()
         .post(&url)

@@ -1212,19 +1212,7 @@ async fn a_large_2025_answer_goes_out_as_json_a_small_one_over_sse() {
 async fn a_server_request_for_a_json_only_post_is_refused_at_once_not_held() {
     let gw = Gateway::start("");
     let url = gw.endpoint();
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, headers, body) = post(&url, Some(ALICE_KEY), None, init, &[]).await;
-    assert_eq!(status, 200, "{body}");
-    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
-    let (status, _, _) = post(
-        &url,
-        Some(ALICE_KEY),
-        Some(&session),
-        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
-        &[],
-    )
-    .await;
-    assert_eq!(status, 202);
+    let session = raw_session_with(&url, ALICE_KEY, r#"{"elicitation":{}}"#).await;
     let started = Instant::now();
     let sent = reqwest::Client::new()
         .post(&url)

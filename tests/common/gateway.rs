@@ -274,7 +274,17 @@ pub fn messages(body: &str) -> Vec<Value> {
 
 /// A raw 2025 session: initialize + initialized; returns the session id.
 pub async fn raw_session(url: &str, key: &str) -> String {
-    let (status, headers, body) = post(url, Some(key), None, INIT, &[]).await;
+    raw_session_with(url, key, "{}").await
+}
+
+/// [`raw_session`] for a client declaring `capabilities` (a JSON object, e.g.
+/// `{"elicitation":{}}`).
+pub async fn raw_session_with(url: &str, key: &str, capabilities: &str) -> String {
+    let init = INIT.replace(
+        r#""capabilities":{}"#,
+        &format!(r#""capabilities":{capabilities}"#),
+    );
+    let (status, headers, body) = post(url, Some(key), None, &init, &[]).await;
     assert_eq!(status, 200, "{body}");
     let session = headers["mcp-session-id"].to_str().unwrap().to_string();
     assert!(
