@@ -1434,15 +1434,7 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
         ],
     );
     let report: Value = serde_json::from_str(&text).unwrap();
-    let tool = |name: &str| {
-        report["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["tool"] == name)
-            .unwrap_or_else(|| panic!("{name} in {report}"))
-            .clone()
-    };
+    let tool = |name: &str| tool_row(&report, name);
     let longjob = tool("longjob");
     assert_eq!(longjob["calls"], 3, "{longjob}");
     assert_eq!(
@@ -1470,15 +1462,7 @@ fn a_task_counts_by_its_final_end_and_an_input_round_is_no_failure() {
         ],
     );
     let report: Value = serde_json::from_str(&text).unwrap();
-    let row = |name: &str| {
-        report["tools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["tool"] == name)
-            .unwrap_or_else(|| panic!("{name} in {report}"))
-            .clone()
-    };
+    let row = |name: &str| tool_row(&report, name);
     assert_eq!(row("ask")["success_pct"], 100.0, "{}", row("ask"));
     assert_eq!(row("longjob")["success_pct"], 33.3, "{}", row("longjob"));
     assert_eq!(row("longjob")["avg_ms"], 20_000.0, "{}", row("longjob"));
@@ -1530,4 +1514,16 @@ fn an_import_line_longer_than_any_event_is_refused_with_its_number() {
         err.contains("line 3"),
         "the line after it was not checked: {err}"
     );
+}
+
+/// The row of tool `name` in a JSON output's `tools` (`analyze tools --json`, the detailed
+/// report).
+fn tool_row(report: &Value, name: &str) -> Value {
+    report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tool"] == name)
+        .unwrap_or_else(|| panic!("{name} in {report}"))
+        .clone()
 }
