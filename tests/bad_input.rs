@@ -110,6 +110,9 @@ async fn each_bad_client_message_gets_its_error_and_the_session_carries_on() {
             (json!(9), json!("initiated"), json!("success"), Value::Null),
         ]
     );
+    // The oversized call, never held whole, is recorded with the tool it named (read as it
+    // streamed by), so the trail says what was tried.
+    assert_eq!(pairs[3].0["tool_name"], "echo", "{}", pairs[3].0);
     // The refusal quotes the failure event, for the security team.
     assert_eq!(
         replies[5]["error"]["data"]["event_id"],

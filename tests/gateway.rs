@@ -179,6 +179,19 @@ async fn every_refusal_is_answered_with_its_status_and_recorded() {
     );
     let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&alice), &big, &[]).await;
     assert_eq!(status, 413);
+    // One whose head (all that is read of it) is padding: the 2026-07-28 headers say what
+    // it is.
+    let padded = format!(
+        r#"{{"pad":"{}","jsonrpc":"2.0","id":33,"method":"tools/call","params":{{"name":"echo","arguments":{{}}}}}}"#,
+        "x".repeat(2_000_000)
+    );
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ];
+    let (status, _, _) = post(&url, Some(ALICE_KEY), None, &padded, &headers).await;
+    assert_eq!(status, 413);
     // An id-less tools/call: never forwarded, recorded, answered 400 (no id to answer).
     let (status, _, body) = post(
         &url,
@@ -247,6 +260,37 @@ async fn every_refusal_is_answered_with_its_status_and_recorded() {
             .any(|e| e["result"] == "success" && e["tool_name"] == "echo"),
         "the id-less call ran"
     );
+    // The oversized call, whose body was never kept, is an access and its end naming its
+    // tool and id (read as the body came).
+    let oversized: Vec<(&Value, &Value, &Value)> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 3 && e["result"] == "refused")
+        .map(|e| {
+            (
+                &e["event_type"],
+                &e["tool_name"],
+                &e["metadata"]["http"]["status_code"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        oversized,
+        [
+            (&json!("tool_access"), &json!("echo"), &Value::Null),
+            (&json!("tool_failure"), &json!("echo"), &json!(413)),
+        ],
+        "{events:#?}"
+    );
+    let padded: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["event_type"] == "tool_failure"
+                && e["metadata"]["http"]["status_code"] == 413
+                && e["tool_name"] == "echo"
+                && e["metadata"]["request_id"].is_null()
+        })
+        .collect();
+    assert_eq!(padded.len(), 1, "{events:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

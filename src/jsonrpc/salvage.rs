@@ -197,9 +197,14 @@ fn tail(rest: &str, watched: &str) -> Option<Salvaged> {
 }
 
 /// What the key scanner read of a message (an oversized one, or a part that is not JSON), as
-/// far as it goes: the id and methods only, judged against the `watched` method.
+/// far as it goes: the id, the methods and the tool a `params` names (as a params of that
+/// name alone), judged against the `watched` method.
 pub fn from_prefix(prefix: PrefixInfo, watched: &str) -> Salvaged {
+    let params = prefix.params_name.and_then(|name| {
+        serde_json::value::to_raw_value(&serde_json::json!({ "name": name })).ok()
+    });
     Salvaged {
+        params,
         watched: prefix.method_unreadable || prefix.methods.iter().any(|m| m == watched),
         id: prefix.id,
         methods: prefix.methods,

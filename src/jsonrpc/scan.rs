@@ -25,6 +25,9 @@ pub struct PrefixInfo {
     /// A `method` member was there whole but could not be read (not a string, invalid UTF-8,
     /// or longer than the scanner keeps): it may name any method.
     pub method_unreadable: bool,
+    /// The `name` member of the last top-level `params` object (a `tools/call`'s tool), when
+    /// it was whole and a string: an oversized call is recorded with the tool it names.
+    pub params_name: Option<String>,
 }
 
 /// Where the scanner stands in the top-level object.
@@ -46,8 +49,12 @@ const MAX_KEY: usize = 64;
 const MAX_VALUE: usize = 512;
 const MAX_METHODS: usize = 8;
 
-/// Which member a key names, as a lenient peer reads it.
-fn member(key: &[u8]) -> Option<&'static str> {
+/// The members read at the top level, and inside `params`.
+const TOP: [&str; 5] = ["id", "method", "result", "error", "params"];
+const IN_PARAMS: [&str; 1] = ["name"];
+
+/// Which of `wanted` a key names, as a lenient peer reads it.
+fn member(key: &[u8], wanted: &[&'static str]) -> Option<&'static str> {
     if key.len() > MAX_KEY {
         return None;
     }
@@ -60,9 +67,7 @@ fn member(key: &[u8]) -> Option<&'static str> {
     } else {
         Cow::Borrowed(std::str::from_utf8(key).ok()?)
     };
-    ["id", "method", "result", "error"]
-        .into_iter()
-        .find(|m| same_name(&key, m))
+    wanted.iter().copied().find(|m| same_name(&key, m))
 }
 
 /// Walks a JSON object's top level byte by byte without building it, across any number of
@@ -81,6 +86,10 @@ pub struct KeyScanner {
     in_string: bool,
     escaped: bool,
     info: PrefixInfo,
+    /// Reading the value of a top-level `params`: a scanner of its own members.
+    params: Option<Box<KeyScanner>>,
+    /// This scanner reads a `params` object (its `name`), not a message.
+    in_params: bool,
 }
 
 impl KeyScanner {
@@ -120,9 +129,17 @@ impl KeyScanner {
                 At::ExpectColon => match b {
                     b':' => {
                         self.value.clear();
-                        self.member = member(&self.key);
+                        let wanted: &[&'static str] =
+                            if self.in_params { &IN_PARAMS } else { &TOP };
+                        self.member = member(&self.key, wanted);
                         self.info.answers |= matches!(self.member, Some("result" | "error"));
-                        self.keep = matches!(self.member, Some("id" | "method"));
+                        self.keep = matches!(self.member, Some("id" | "method" | "name"));
+                        self.params = (self.member == Some("params")).then(|| {
+                            Box::new(KeyScanner {
+                                in_params: true,
+                                ..KeyScanner::default()
+                            })
+                        });
                         self.depth = 0;
                         self.in_string = false;
                         self.escaped = false;
@@ -137,6 +154,9 @@ impl KeyScanner {
     }
 
     fn value_byte(&mut self, b: u8) {
+        if let Some(params) = &mut self.params {
+            params.feed(&[b]);
+        }
         if self.in_string {
             if self.escaped {
                 self.escaped = false;
@@ -184,6 +204,13 @@ impl KeyScanner {
                     self.info.id = Some(id);
                 }
             }
+            Some("name") if self.keep => {
+                self.info.params_name = serde_json::from_slice(&self.value).ok()
+            }
+            // The last copy of a repeated `params` is the one most servers read.
+            Some("params") => {
+                self.info.params_name = self.params.take().and_then(|p| p.info.params_name);
+            }
             Some("method") => {
                 match self
                     .keep
@@ -199,8 +226,12 @@ impl KeyScanner {
         }
     }
 
-    /// What was found; a value still open (cut off) is not taken.
-    pub fn finish(self) -> PrefixInfo {
+    /// What was found; a value still open (cut off) is not taken, but for a tool name read
+    /// whole inside a `params` cut off after it.
+    pub fn finish(mut self) -> PrefixInfo {
+        if let Some(params) = self.params.take() {
+            self.info.params_name = params.info.params_name;
+        }
         self.info
     }
 }
@@ -246,6 +277,36 @@ mod tests {
         s.feed(br#""}]},"jsonrpc":"2.0","id":31}"#);
         let info = s.finish();
         assert_eq!(info.id, Some(RequestId::Int(31)));
+    }
+
+    #[test]
+    fn reads_the_tool_a_params_names_the_last_params_counting() {
+        let call = br#"{"id":1,"params" : { "arguments":{"name":"no","x":[{"name":"no"}]}, "N\u0061me":"echo","k":"}"},"method":"tools/call"}"#;
+        assert_eq!(scan_prefix(call).params_name.as_deref(), Some("echo"));
+        // Fed a byte at a time, as an oversized line streams by.
+        let mut s = KeyScanner::default();
+        for b in call.iter() {
+            s.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(s.finish().params_name.as_deref(), Some("echo"));
+        // A name within a params cut off after it still counts; one cut off does not.
+        let cut = br#"{"method":"tools/call","params":{"name":"rm","arguments":{"path":"/"#;
+        assert_eq!(scan_prefix(cut).params_name.as_deref(), Some("rm"));
+        assert_eq!(scan_prefix(br#"{"params":{"name":"rm"#).params_name, None);
+        // The last copy of params is the one servers read; a name that is no string is none.
+        let twice = br#"{"params":{"name":"a"},"params":{"name":"b"},"id":2}"#;
+        assert_eq!(scan_prefix(twice).params_name.as_deref(), Some("b"));
+        let other = br#"{"params":{"name":"a"},"params":{"x":1},"id":2}"#;
+        assert_eq!(scan_prefix(other).params_name, None);
+        assert_eq!(
+            scan_prefix(br#"{"params":{"name":7},"id":2}"#).params_name,
+            None
+        );
+        // A top-level name, or one in an array params, is not a tool.
+        assert_eq!(
+            scan_prefix(br#"{"name":"a","params":["x"],"id":2}"#).params_name,
+            None
+        );
     }
 
     #[test]

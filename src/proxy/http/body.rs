@@ -225,7 +225,12 @@ pub(crate) const BODY_DEADLINE_FACTOR: u32 = 6;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyReadError {
     #[error("the request body is larger than limits.max_message_bytes ({max} bytes)")]
-    TooLarge { max: usize },
+    TooLarge {
+        max: usize,
+        /// What the key scanner read of the body before the limit (its id, method and the
+        /// tool a `params` names), for the refusal's events; the body itself is not kept.
+        prefix: crate::jsonrpc::scan::PrefixInfo,
+    },
     #[error(
         "the request body stalled: nothing of it arrived for {idle_ms} ms (gateway.header_read_timeout_ms); send the body without pauses"
     )]
@@ -241,6 +246,11 @@ pub(crate) enum BodyReadError {
 /// Reads a request body whole: at most `max` bytes, no pause longer than `idle` between its
 /// pieces and all of it within `total` (a client trickling its body, slowloris-style, holds
 /// a connection and a stream slot only that long).
+///
+/// A body over `max` is refused ([`BodyReadError::TooLarge`]) with what the key scanner read
+/// of its head; one whose declared length is over `max` is refused after at most
+/// [`HEAD_BYTES`] of it (within the same deadlines), so that its refusal still names the
+/// call it was.
 pub(crate) async fn read_request_body<B>(
     mut body: B,
     max: usize,
@@ -251,21 +261,41 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    if body.size_hint().lower() > max as u64 {
-        return Err(BodyReadError::TooLarge { max });
-    }
+    let declared_too_large = body.size_hint().lower() > max as u64;
+    let limit = if declared_too_large {
+        HEAD_BYTES.min(max)
+    } else {
+        max
+    };
+    // Read once, on this error path only: the message's head usually comes first (`id`,
+    // `method`, `params.name`), so the refused call is recorded by its tool.
+    let too_large = |read: &[&[u8]]| {
+        let mut scanner = crate::jsonrpc::scan::KeyScanner::default();
+        for bytes in read {
+            scanner.feed(bytes);
+        }
+        BodyReadError::TooLarge {
+            max,
+            prefix: scanner.finish(),
+        }
+    };
     let deadline = tokio::time::Instant::now() + total;
     let mut out = BytesMut::new();
     loop {
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return Err(BodyReadError::TooSlow {
-                total_ms: total.as_millis(),
+            return Err(match declared_too_large {
+                true => too_large(&[&out]),
+                false => BodyReadError::TooSlow {
+                    total_ms: total.as_millis(),
+                },
             });
         }
         let wait = idle.min(deadline - now);
         let frame = match tokio::time::timeout(wait, body.frame()).await {
             Ok(Some(Ok(frame))) => frame,
+            // A body declared too large is refused as such, whatever became of its head.
+            _ if declared_too_large => return Err(too_large(&[&out])),
             Ok(Some(Err(e))) => return Err(BodyReadError::Read(e.to_string())),
             Ok(None) => return Ok(out.freeze()),
             Err(_) if wait < idle => {
@@ -280,13 +310,17 @@ where
             }
         };
         if let Ok(data) = frame.into_data() {
-            if out.len() + data.len() > max {
-                return Err(BodyReadError::TooLarge { max });
+            if out.len() + data.len() > limit {
+                return Err(too_large(&[&out, &data]));
             }
             out.put_slice(&data);
         }
     }
 }
+
+/// How much of a body declared larger than `limits.max_message_bytes` is read for its head
+/// before it is refused (its `id`, `method` and tool come first in what clients send).
+pub(crate) const HEAD_BYTES: usize = 64 * 1024;
 
 /// A response body that holds `guard` until it is sent or dropped.
 struct Guarded {

@@ -91,6 +91,18 @@ impl Gateway {
         let reason = shown(&policy, &r.reason);
         let (calls, more) = match r.body.as_deref() {
             Some(b) => refused_calls(&policy, b, CLIENT_NAME_BYTES),
+            // A call whose body was not kept is recorded by what was read of it.
+            None if r.method.as_deref() == Some("tools/call") => (
+                vec![RefusedCall {
+                    tool: r
+                        .tool
+                        .as_deref()
+                        .map(|n| cut(&policy.protect_text(n), CLIENT_NAME_BYTES).to_string()),
+                    arguments: None,
+                    id: r.request_id.clone(),
+                }],
+                0,
+            ),
             None => (Vec::new(), 0),
         };
         let count = calls.len();
@@ -227,6 +239,7 @@ impl Refusal<'_> {
             http,
             body: None,
             summarized: None,
+            tool: None,
         }
     }
 }
@@ -338,4 +351,7 @@ pub(super) struct Refusal<'a> {
     pub(super) body: Option<Bytes>,
     /// `metadata.summarized`: the refusals a summary event stands for.
     pub(super) summarized: Option<u64>,
+    /// The tool of a `tools/call` (`method`) whose body was not kept (an oversized one, read
+    /// by the key scanner as it came): the refusal is recorded as that call.
+    pub(super) tool: Option<String>,
 }

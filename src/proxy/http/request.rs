@@ -315,19 +315,62 @@ impl McpRequest<'_> {
     ) {
         self.gateway
             .record_refusal(&Refusal {
-                status,
-                reason,
-                upstream: &self.upstream.name,
-                user: Some(&self.principal.user_id),
-                auth_method: Some(self.principal.method),
                 session,
                 method,
                 request_id: id,
-                http: self.http.clone(),
-                body: self.body.get().cloned(),
-                summarized: None,
+                ..self.refusal(status, reason)
             })
             .await;
+    }
+
+    /// This request's refusal: its principal, upstream, HTTP context and body (if read).
+    fn refusal(&self, status: StatusCode, reason: String) -> Refusal<'_> {
+        Refusal {
+            status,
+            reason,
+            upstream: &self.upstream.name,
+            user: Some(&self.principal.user_id),
+            auth_method: Some(self.principal.method),
+            session: None,
+            method: None,
+            request_id: None,
+            http: self.http.clone(),
+            body: self.body.get().cloned(),
+            summarized: None,
+            tool: None,
+        }
+    }
+
+    /// The method, id and tool of a message whose body was not kept, from what the key
+    /// scanner read of it (`prefix`), else from the 2026-07-28 `Mcp-Method` and `Mcp-Name`
+    /// headers (what the client said it sends): a message that is, or may be, a
+    /// `tools/call` is recorded as one.
+    fn unread_message(
+        &self,
+        prefix: &crate::jsonrpc::scan::PrefixInfo,
+    ) -> (Option<String>, Option<RequestId>, Option<String>) {
+        let header = |name: &str| {
+            self.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let call = prefix.method_unreadable
+            || prefix.methods.iter().any(|m| m == "tools/call")
+            || (prefix.methods.is_empty() && header("mcp-method").as_deref() == Some("tools/call"));
+        let method = if call {
+            Some("tools/call".to_string())
+        } else {
+            prefix
+                .methods
+                .last()
+                .cloned()
+                .or_else(|| header("mcp-method"))
+        };
+        let tool = call
+            .then(|| prefix.params_name.clone().or_else(|| header("mcp-name")))
+            .flatten();
+        (method, prefix.id.clone(), tool)
     }
 
     /// The id of the request the body holds (one request, not a batch), for an answer made
@@ -607,7 +650,20 @@ impl McpRequest<'_> {
                     BodyReadError::Read(_) => StatusCode::BAD_REQUEST,
                 };
                 let reason = e.to_string();
-                self.refuse(status, reason.clone(), None, None, None).await;
+                // An oversized body is recorded as the message its head names: a refused
+                // `tools/call` by its tool (the body itself is not kept).
+                let (method, request_id, tool) = match &e {
+                    BodyReadError::TooLarge { prefix, .. } => self.unread_message(prefix),
+                    _ => (None, None, None),
+                };
+                self.gateway
+                    .record_refusal(&Refusal {
+                        method,
+                        request_id,
+                        tool,
+                        ..self.refusal(status, reason.clone())
+                    })
+                    .await;
                 let mut resp = rpc_refusal(status, None, INVALID_REQUEST, &reason);
                 // The rest of the body is not read: the connection cannot carry another
                 // request.
