@@ -636,6 +636,55 @@ fn percent_encoded_data_is_found_at_the_encoded_range() {
 }
 
 #[test]
+fn health_words_inside_an_encoded_blob_are_not_health_data() {
+    // A base64 image (random bytes), as a 3 MB PNG reached a tool: between two of its `+`
+    // and `/`, any three letters now and then (helper-99 F4). Planted here so the test does
+    // not rest on chance, in both alphabets and with a PEM-like line.
+    let mut rng = crate::test_rng::Rng(0x5eed_b10b);
+    let bytes: Vec<u8> = (0..300_000).map(|_| rng.next() as u8).collect();
+    for alphabet in [STD, URL] {
+        let mut blob = b64(&bytes, alphabet, true).into_bytes();
+        let (a, b) = if alphabet == STD {
+            (b'+', b'/')
+        } else {
+            (b'-', b'_')
+        };
+        for (k, word) in [&b"HiV"[..], b"hiv", b"Cancer", b"mrnX7a2b9c", b"insulin"]
+            .iter()
+            .enumerate()
+        {
+            let at = 1000 + k * 50_000;
+            blob[at] = a;
+            blob[at + 1..at + 1 + word.len()].copy_from_slice(word);
+            blob[at + 1 + word.len()] = b;
+        }
+        let blob = String::from_utf8(blob).unwrap();
+        for text in [blob.clone(), format!("data:image/png;base64,{blob}")] {
+            let health: Vec<Finding> = findings(&all(), &text)
+                .into_iter()
+                .filter(|f| f.class == Class::Health)
+                .collect();
+            assert!(health.is_empty(), "{health:?}");
+        }
+        // One line of it, PEM-wide.
+        let line = &blob[1000 - 30..1000 + 34];
+        assert_none(Class::Health, line);
+    }
+    // The same words in text, in a long path, in an identifier are health data.
+    for text in [
+        "the patient has HIV",
+        "/srv/clinic/records/hiv/2024/q1/summaries/by-ward/north/level-3/exports/final",
+        "patientRecordsHivPositive/Cancer",
+    ] {
+        let health = findings(&all(), text)
+            .into_iter()
+            .filter(|f| f.class == Class::Health)
+            .count();
+        assert!(health > 0, "{text}");
+    }
+}
+
+#[test]
 fn base64_encoded_secrets_and_cards_report_the_whole_run() {
     let key = b64(AWS_KEY_ID.as_bytes(), STD, true);
     assert_exact(Class::Secret, &format!("blob {key} end"), &key);
