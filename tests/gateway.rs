@@ -525,7 +525,7 @@ async fn two_hundred_concurrent_sessions_each_get_their_own_answers() {
 async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_recorded() {
     let gw = Gateway::start("");
     let url = gw.endpoint();
-    let body = r#"{"jsonrpc":"2.0","id":"smuggle","method":"tools/call","params":{"name":"crash","arguments":{"after_ms":0,"status":9}}}"#;
+    let body = r#"{"jsonrpc":"2.0","id":"smuggle","method":"tools/call","params":{"name":"crash","arguments":{"after_ms":0,"status":9,"note":"card 4111 1111 1111 1111"}}}"#;
     let v = [
         ("mcp-protocol-version", "2026-07-28"),
         ("mcp-method", "tools/call"),
@@ -611,6 +611,22 @@ async fn a_2026_request_whose_headers_disagree_with_its_body_is_refused_and_reco
         .find(|a| a["event_id"] == refused[0]["linked_event_id"])
         .unwrap_or_else(|| panic!("no access for {:#}", refused[0]));
     assert_eq!(access["metadata"]["arguments"]["status"], 9, "{access:#}");
+    // Masked as on the stdio path, and tagged: the card number is PCI DSS data, on both.
+    assert!(
+        !access["metadata"]["arguments"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("4111 1111 1111 1111"),
+        "{access:#}"
+    );
+    assert_eq!(access["compliance_tags"], json!(["pci_dss"]), "{access:#}");
+    assert_eq!(access["metadata"]["redacted"], json!(["payment_card"]));
+    assert_eq!(refused[0]["compliance_tags"], json!(["pci_dss"]));
+    assert!(
+        refused[0]["metadata"]["redacted"].is_null(),
+        "{:#}",
+        refused[0]
+    );
     assert!(
         !events
             .iter()

@@ -100,6 +100,7 @@ impl Gateway {
                         .map(|n| cut(&policy.protect_text(n), CLIENT_NAME_BYTES).to_string()),
                     arguments: None,
                     id: r.request_id.clone(),
+                    classes: Vec::new(),
                 }],
                 0,
             ),
@@ -134,6 +135,11 @@ impl Gateway {
             // says why. The access carries no status or reason: those are the end's.
             let (access_id, access_time) = self.ids.next();
             let mut failure = self.refusal_event(r, &policy, call.tool, call.arguments, id, reason);
+            let mut tags: Vec<&'static str> = call.classes.iter().map(|c| c.tag()).collect();
+            tags.sort_unstable();
+            tags.dedup();
+            failure.compliance_tags = tags.iter().map(|t| t.to_string()).collect();
+            failure.metadata.redacted = call.classes.iter().map(|c| c.as_str().into()).collect();
             let mut access = failure.clone();
             access.event_id = access_id;
             access.timestamp = access_time;
@@ -143,8 +149,10 @@ impl Gateway {
             if let Some(http) = access.metadata.http.as_mut() {
                 http.status_code = None;
             }
-            // The arguments are the access's, as on the stdio path (not stored twice).
+            // The arguments (and what was masked in them) are the access's, as on the stdio
+            // path (not stored twice); both carry the compliance tags.
             failure.metadata.arguments = None;
+            failure.metadata.redacted = Vec::new();
             failure.linked_event_id = Some(access_id);
             events.push(access);
             events.push(failure);
@@ -261,6 +269,9 @@ struct RefusedCall {
     arguments: Option<Box<serde_json::value::RawValue>>,
     /// Its `id`, digit for digit where it could be read as written.
     id: Option<RequestId>,
+    /// What the policy found (and masked) in its arguments: the events' `compliance_tags`
+    /// and `redacted`, as on the stdio path.
+    classes: Vec<crate::policy::classify::Class>,
 }
 
 /// Most `tools/call` of one refused body recorded one by one; the last event says how many
@@ -320,9 +331,13 @@ fn refused_calls(
             .and_then(|p| p.get("name"))
             .and_then(|n| n.as_str())
             .map(|n| cut(&policy.protect_text(n), max).to_string());
+        let mut classes = Vec::new();
         let arguments = params.and_then(|p| p.get("arguments")).and_then(|a| {
             let kept = match policy.protect(a) {
-                Some((protected, _)) => protected,
+                Some((protected, found)) => {
+                    classes = found;
+                    protected
+                }
                 None => a.clone(),
             };
             serde_json::value::to_raw_value(&kept).ok()
@@ -331,6 +346,7 @@ fn refused_calls(
             tool,
             arguments,
             id,
+            classes,
         });
     }
     (calls, more)
