@@ -329,3 +329,51 @@ fn a_call_goes_on_without_an_end_written_more_than_the_join_wait_after_it() {
     assert!(calls[1].end.is_some());
     assert_eq!((report.calls, report.unended, report.events), (2, 1, 4));
 }
+
+#[test]
+fn a_call_ended_in_another_processs_journal_is_joined_to_its_end() {
+    // A proxy killed with calls in flight: the next one to start ends them in its own
+    // journal (`audit/settle.rs`). `events` showed those ends; `analyze` and `report` read
+    // the calls as unfinished (helper-94 F6).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut rng = Rng(11);
+    let mut killed = Store::open_journal(root, 1 << 20).unwrap();
+    let a = access(START_US, "alice", &mut rng);
+    let t = access(START_US + 1_000, "bob", &mut rng);
+    let mut interim = end_of(&t, START_US + 2_000, &mut rng);
+    interim.result = Outcome::Task;
+    let lone = access(START_US + 3_000, "carol", &mut rng);
+    append(&mut killed, &[a.clone(), t.clone(), interim, lone.clone()]);
+    drop(killed);
+    let mut next = Store::open_journal(root, 1 << 20).unwrap();
+    let mut settled = end_of(&a, START_US + 300_000_000, &mut rng);
+    settled.result = Outcome::ServerExit;
+    let mut task_end = end_of(&t, START_US + 300_000_100, &mut rng);
+    task_end.result = Outcome::Success;
+    let b = access(START_US + 300_001_000, "dave", &mut rng);
+    let b_end = end_of(&b, START_US + 300_002_000, &mut rng);
+    append(&mut next, &[settled.clone(), task_end.clone(), b, b_end]);
+    let range = (time(START_US), time(START_US + 400_000_000));
+    for workers in [1, 2] {
+        let mut got = Vec::new();
+        let report =
+            scan::calls_on(root, range.0, range.1, workers, call_of, |c| got.push(c)).unwrap();
+        got.sort_unstable_by_key(|c| (c.at_ms, c.id));
+        let ends: Vec<(EventId, Option<EventId>)> = got
+            .iter()
+            .map(|c| (c.id, c.end.as_ref().map(|e| e.id)))
+            .collect();
+        assert_eq!(ends.len(), 4, "{workers} threads");
+        assert_eq!(ends[0], (a.event_id, Some(settled.event_id)));
+        // A task's final end, from the other journal, over its interim one.
+        assert_eq!(ends[1], (t.event_id, Some(task_end.event_id)));
+        assert_eq!(ends[2], (lone.event_id, None));
+        assert!(ends[3].1.is_some());
+        assert_eq!((report.calls, report.unended), (4, 1), "{workers} threads");
+    }
+    // The same as joining every event of the range.
+    let (want, _, _) = calls_as_before(root, range.0, range.1);
+    let (got, _) = calls(root, range.0, range.1).unwrap();
+    assert_eq!(text(&got), text(&want));
+}

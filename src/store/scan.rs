@@ -63,9 +63,11 @@
 //! it is read: a call is handed on as soon as its end is read (the first end read wins, but a
 //! call whose first end is `task` waits for the task's final end, and goes on with the `task`
 //! end if none comes), and without an end once a record more than [`JOIN_WAIT`] later than the
-//! access has been read from its journal, or the journal is read to its end. An end read
-//! before its access waits for it as long. What is held per journal is the calls in flight
-//! (and ends waiting), not the range.
+//! access has been read from its journal. An end read before its access waits for it as
+//! long. What is held per journal is the calls in flight (and ends waiting), not the range.
+//! The calls still waiting when their journal is read to its end, and the ends whose access
+//! was not in their journal, are joined across journals once every journal is read
+//! ([`Leftovers`]: a call cut by a killed proxy is ended in the next process's journal).
 //!
 //! # Order
 //!
@@ -222,6 +224,79 @@ pub struct ScanReport {
     /// The chain walk of each journal, in journal order, when the scan was asked for one
     /// ([`WalkChains`]): what `verify --no-index` finds in it.
     pub chains: Vec<(JournalId, JournalReport)>,
+    /// Calls and ends no journal joined on its own, joined across journals once all are read
+    /// ([`Leftovers`]); empty in the report a scan returns.
+    leftovers: Leftovers,
+}
+
+/// What the journals could not join on their own: the calls still waiting for an end when
+/// their journal was read, and the ends whose access was not in their journal. A call that
+/// was in flight when its proxy was killed is ended by the next process to start
+/// (`audit/settle.rs`), in that process's own journal: joined within each journal only, such
+/// a call was unfinished in `analyze` and `report` while `events` showed its end (helper-94
+/// F6). Few in a store as it is written (crash remnants, the calls in flight at the range's
+/// end); the ends held are capped at [`MAX_LEFTOVER_ENDS`].
+#[derive(Default)]
+struct Leftovers {
+    calls: Vec<(Access, Option<End>)>,
+    ends: Vec<(EventId, End)>,
+}
+
+impl std::fmt::Debug for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leftovers")
+            .field("calls", &self.calls.len())
+            .field("ends", &self.ends.len())
+            .finish()
+    }
+}
+
+/// The most ends without their access one scan holds for the join across journals (an
+/// `import` of a file of ends alone could hold millions; each is about 80 bytes).
+const MAX_LEFTOVER_ENDS: usize = 100_000;
+
+impl Leftovers {
+    fn end(&mut self, of: EventId, end: End) {
+        if self.ends.len() < MAX_LEFTOVER_ENDS {
+            self.ends.push((of, end));
+        }
+    }
+
+    /// Each call with the end another journal holds for it (a final end before a task's
+    /// interim one, else the first), counted in `report`, then made and handed to `each`.
+    fn join<T>(
+        self,
+        report: &mut ScanReport,
+        make: impl Fn(Access, Option<End>) -> T,
+        mut each: impl FnMut(T),
+    ) {
+        let mut ends: HashMap<EventId, End, ById> = HashMap::default();
+        for (of, end) in self.ends {
+            match ends.entry(of) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(end);
+                }
+                std::collections::hash_map::Entry::Occupied(mut o)
+                    if o.get().result == Outcome::Task && end.result != Outcome::Task =>
+                {
+                    o.insert(end);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {}
+            }
+        }
+        for (access, interim) in self.calls {
+            let end = match (interim, ends.remove(&access.id)) {
+                (Some(i), Some(e)) if i.result == Outcome::Task && e.result != Outcome::Task => {
+                    Some(e)
+                }
+                (Some(i), _) => Some(i),
+                (None, e) => e,
+            };
+            report.calls += 1;
+            report.unended += u64::from(end.is_none());
+            each(make(access, end));
+        }
+    }
 }
 
 /// A chain walk made on the way by a scan (`scan_on`): each journal's hash chain checked
@@ -257,6 +332,10 @@ impl ScanReport {
         self.bytes_read += other.bytes_read;
         self.ends_not_opened += other.ends_not_opened;
         self.chains.extend(other.chains);
+        self.leftovers.calls.extend(other.leftovers.calls);
+        for (of, end) in other.leftovers.ends {
+            self.leftovers.end(of, end);
+        }
     }
 }
 
@@ -415,6 +494,10 @@ pub(crate) fn scan_on<T: Send, S: Sink + Send>(
                 failed.get_or_insert(e);
             }
         }
+    }
+    let leftovers = std::mem::take(&mut report.leftovers);
+    if failed.is_none() {
+        leftovers.join(&mut report, &make, &mut each);
     }
     Scanned {
         sinks,
@@ -713,6 +796,9 @@ struct Join {
     interim: HashMap<EventId, End, ById>,
     /// The latest record time read from the journal, milliseconds.
     clock_ms: u64,
+    /// Ends that waited [`JOIN_WAIT`] for their access in vain, for the join across
+    /// journals ([`Leftovers`]).
+    left: Leftovers,
 }
 
 impl Join {
@@ -743,7 +829,9 @@ impl Join {
                 break;
             }
             let (_, access) = entry.remove_entry().0;
-            self.early.remove(&access);
+            if let Some(end) = self.early.remove(&access) {
+                self.left.end(access, end);
+            }
         }
         while let Some(entry) = self.waiting.first_entry() {
             if entry.key().0 >= before {
@@ -866,22 +954,22 @@ impl Join {
         true
     }
 
-    /// The journal is read: every call still waiting goes on without an end.
-    fn finish<T, M: Fn(Access, Option<End>) -> T>(
-        self,
-        out: &mut Out<'_, T, M>,
-        report: &mut ScanReport,
-    ) -> bool {
+    /// The journal is read: every call still waiting, and every end whose access did not
+    /// come, waits for the join across journals ([`Leftovers`]) in `report`.
+    fn finish(self, report: &mut ScanReport) {
         let mut interim = self.interim;
+        let mut left = self.left;
         for access in self.fresh.into_iter().chain(self.waiting.into_values()) {
             let end = interim.remove(&access.id);
-            report.calls += 1;
-            report.unended += u64::from(end.is_none());
-            if !out.call(access, end) {
-                return false;
-            }
+            left.calls.push((access, end));
         }
-        true
+        for (of, end) in self.early {
+            left.end(of, end);
+        }
+        report.leftovers.calls.extend(left.calls);
+        for (of, end) in left.ends {
+            report.leftovers.end(of, end);
+        }
     }
 }
 
@@ -1026,12 +1114,11 @@ impl<T, M: Fn(Access, Option<End>) -> T, S: Sink> Reader<'_, '_, T, M, S> {
         }
         let Reader {
             join,
-            out,
             sink,
             mut report,
             ..
         } = self;
-        join.finish(out, &mut report);
+        join.finish(&mut report);
         sink.journal_read();
         report.damaged = damaged;
         if let Some(w) = walk.into_inner() {
