@@ -216,10 +216,20 @@ fn status_of_answer(line: &[u8], modern: bool, remote: bool) -> StatusCode {
     if !modern && (!remote || memchr::memmem::find(line, b"-32011").is_none()) {
         return StatusCode::OK;
     }
-    let code = serde_json::from_slice::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v.get("error")?.get("code")?.as_i64());
+    let answer = serde_json::from_slice::<serde_json::Value>(line).ok();
+    let error = answer.as_ref().and_then(|v| v.get("error"));
+    let code = error.and_then(|e| e.get("code")?.as_i64());
+    let session_ended = error.and_then(|e| {
+        e.get("data")?
+            .get(crate::proxy::remote::SESSION_ENDED)?
+            .as_bool()
+    }) == Some(true);
     match code {
+        // The upstream ended the session, and the client's ends with it: the 404 a client
+        // starts a new session on (MCP "Session Management"), at once, not after a 502.
+        Some(crate::proxy::remote::UPSTREAM_UNAVAILABLE) if remote && session_ended => {
+            StatusCode::NOT_FOUND
+        }
         Some(crate::proxy::remote::UPSTREAM_UNAVAILABLE) if remote => StatusCode::BAD_GATEWAY,
         Some(-32601) if modern => StatusCode::NOT_FOUND,
         Some(-32700 | -32600 | -32602 | -32020 | -32021 | -32022) if modern => {

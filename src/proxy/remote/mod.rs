@@ -71,6 +71,11 @@ use crate::jsonrpc::message::{self, RequestId};
 /// gateway answers it with HTTP 502).
 pub const UPSTREAM_UNAVAILABLE: i64 = -32011;
 
+/// The member of an [`UPSTREAM_UNAVAILABLE`] error's `data` that says the upstream ended the
+/// session (the gateway answers such a request 404, as MCP "Session Management" says for an
+/// ended session).
+pub const SESSION_ENDED: &str = "upstream_session_ended";
+
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a notification or a response POST may wait for its `202 Accepted`.
@@ -1152,7 +1157,13 @@ impl Link {
             );
         }
         for id in ids {
-            let data = serde_json::json!({ "upstream": self.remote.name });
+            let mut data = serde_json::json!({ "upstream": self.remote.name });
+            // The upstream ended the session: behind the gateway the client's session ends
+            // with it, and this request's answer is the 404 the client starts a new one on
+            // (MCP "Session Management"), not a 502 first.
+            if self.why.get().is_some() {
+                data[SESSION_ENDED] = true.into();
+            }
             let _ = out
                 .send(message::error_response(
                     Some(id),
