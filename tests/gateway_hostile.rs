@@ -930,6 +930,45 @@ async fn an_absolute_form_target_naming_a_foreign_host_is_refused() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// helper-103 F3: a request hyper cannot parse (a control character in a header, an
+/// obs-fold) was answered 400 by hyper before the gateway saw it, and left no audit event;
+/// every refused request is one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_no_valid_http_is_a_400_and_recorded() {
+    let gw = Gateway::start("");
+    let body = list_2026(1);
+    for bad in ["X-Any: a\x01b\r\n", "X-Any: a\r\n folded\r\n"] {
+        let mut s = TcpStream::connect(address(&gw)).unwrap();
+        s.write_all(format!("POST /mcp/example HTTP/1.1\r\nHost: {}\r\n{bad}Authorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/list\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", address(&gw), body.len()).as_bytes())
+            .unwrap();
+        let answer = read_answer(&mut s, Duration::from_secs(10));
+        assert!(answer.starts_with("HTTP/1.1 400"), "{bad:?}: {answer}");
+    }
+    let mut refused = Vec::new();
+    for _ in 0..50 {
+        refused = gw
+            .events()
+            .into_iter()
+            .filter(|e| {
+                e["metadata"]["http"]["status_code"] == 400
+                    && e["metadata"]["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("could not be read as HTTP"))
+            })
+            .collect();
+        if refused.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert_eq!(refused[0]["user_id"], "unauthenticated");
+    assert_eq!(
+        refused[0]["metadata"]["http"]["client_address"],
+        "127.0.0.1"
+    );
+}
+
 /// helper-72 F8: an HTTP/1.1 request without `Host` was served (RFC 9112 section 3.2: 400),
 /// and `Transfer-Encoding: gzip, chunked` was taken as chunked, its body handed on still
 /// coded (section 6.1: a coding the server does not know is a 501).

@@ -52,6 +52,10 @@ pub(crate) enum Refused {
     Origin(String),
     /// 403: a `Host` not in `gateway.allowed_hosts`.
     Host(String),
+    /// 400: a `Host` that is no `host[:port]` (RFC 9112 section 3.2: an invalid Host is a
+    /// 400): userinfo (`127.0.0.1:80@evil.example`), a port past 65535, characters no
+    /// host name has.
+    BadHost(String),
     /// 400: `Host` or `Origin` more than once (RFC 9112 section 3.2: a request with more
     /// than one `Host` is a 400); which one counts would be a guess.
     Repeated(&'static str),
@@ -79,7 +83,10 @@ impl Refused {
             | Refused::BadToken(_)
             | Refused::Scheme(_) => 401,
             Refused::Origin(_) | Refused::Host(_) => 403,
-            Refused::Ambiguous | Refused::Repeated(_) | Refused::TwoIdentities { .. } => 400,
+            Refused::Ambiguous
+            | Refused::Repeated(_)
+            | Refused::BadHost(_)
+            | Refused::TwoIdentities { .. } => 400,
         }
     }
 
@@ -111,6 +118,10 @@ impl Refused {
                     super::quoted(o, super::CLIENT_TEXT_BYTES)
                 )
             }
+            Refused::BadHost(h) => format!(
+                "Host {} is not a valid host[:port] (RFC 9112 section 3.2, RFC 3986 section 3.2.2): send the gateway's name or address, and a port up to 65535",
+                super::quoted(h, super::CLIENT_TEXT_BYTES)
+            ),
             Refused::Host(h) => {
                 format!(
                     "Host {} is not in gateway.allowed_hosts (DNS rebinding protection)",
@@ -444,6 +455,9 @@ pub(crate) fn check_origin(config: &GatewayConfig, headers: &HeaderMap) -> Resul
     let host_checked = !config.allowed_hosts.is_empty() || config.listen.ip().is_loopback();
     if let Some(host) = headers.get(HOST) {
         let text = String::from_utf8_lossy(host.as_bytes()).to_ascii_lowercase();
+        if !text.is_empty() && !valid_host(&text) {
+            return Err(Refused::BadHost(text));
+        }
         let name = host_name(&text);
         let ok = if !config.allowed_hosts.is_empty() {
             config.allowed_hosts.iter().any(|h| h == name || *h == text)
@@ -474,6 +488,57 @@ pub(crate) fn check_origin(config: &GatewayConfig, headers: &HeaderMap) -> Resul
         }
     }
     Ok(())
+}
+
+/// Whether `host` (lowercased) is `host[:port]` as RFC 3986 section 3.2.2 writes it: an
+/// IP literal in brackets, or a name of letters, digits, `-`, `.`, `_` and `~` (what DNS
+/// names and IPv4 addresses use); a port of 1 to 5 digits up to 65535. No userinfo, no
+/// percent-escapes: a gateway's own name never needs them.
+fn valid_host(host: &str) -> bool {
+    let (name, port) = if host.starts_with('[') {
+        match host.find(']') {
+            Some(end) => {
+                let literal = &host[1..end];
+                let ok = !literal.is_empty()
+                    && literal
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+                if !ok {
+                    return false;
+                }
+                match &host[end + 1..] {
+                    "" => (None, None),
+                    rest => match rest.strip_prefix(':') {
+                        Some(port) => (None, Some(port)),
+                        None => return false,
+                    },
+                }
+            }
+            None => return false,
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (Some(name), Some(port)),
+            None => (Some(host), None),
+        }
+    };
+    if let Some(name) = name
+        && (name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')))
+    {
+        return false;
+    }
+    match port {
+        None => true,
+        Some(p) => {
+            !p.is_empty()
+                && p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+        }
+    }
 }
 
 /// `host[:port]` → `host` (`[::1]:8080` → `[::1]`).
@@ -1102,6 +1167,52 @@ mod tests {
             ),
             Err(Refused::Repeated("Origin"))
         );
+    }
+
+    /// helper-103 F4: `127.0.0.1:PORT@evil.com` and `localhost:99999` were served (the name
+    /// before the last colon was checked); RFC 9112 section 3.2 says an invalid Host is a 400.
+    #[test]
+    fn a_host_that_is_no_host_and_port_is_a_400() {
+        let loopback = config("");
+        let open = config("[gateway]\nlisten = \"0.0.0.0:8443\"\n");
+        for bad in [
+            "127.0.0.1:8080@evil.example",
+            "user@localhost",
+            "localhost:99999",
+            "localhost:",
+            "localhost:80:80",
+            "localhost:8o",
+            "[::1]x",
+            "[::1",
+            "[zz::1]:80",
+            "local host",
+            "localhost/x",
+            ":80",
+        ] {
+            for c in [&loopback, &open] {
+                let got = check_origin(c, &headers(&[("host", bad)]));
+                assert_eq!(got, Err(Refused::BadHost(bad.into())), "{bad}");
+                assert_eq!(got.unwrap_err().status(), 400);
+            }
+        }
+        for good in [
+            "localhost",
+            "127.0.0.1:65535",
+            "[::1]",
+            "[::1]:9",
+            "LOCALHOST:1",
+        ] {
+            assert!(
+                check_origin(&loopback, &headers(&[("host", good)])).is_ok(),
+                "{good}"
+            );
+        }
+        for good in ["mcp.example.com", "mcp-gw_1.example:443", "10.0.0.1"] {
+            assert!(
+                check_origin(&open, &headers(&[("host", good)])).is_ok(),
+                "{good}"
+            );
+        }
     }
 
     /// Off loopback without `allowed_hosts`, every Host passes (the gateway warns at start):

@@ -478,6 +478,7 @@ where
     let header_timeout = gateway.config.gateway.header_read_timeout;
     let peer = conn.peer;
     let cut = conn.cut.clone();
+    let recorder = gateway.clone();
     let conn = Arc::new(conn);
     let activity = Activity::new();
     let service = {
@@ -543,6 +544,23 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+        // A request hyper could not parse (a control character in a header, an obs-fold, a
+        // bad request line) was answered 400 before it reached `handle`: recorded as any
+        // refused request, within the unauthenticated quota (helper-103 F3).
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_parse() || h.is_parse_too_large())
+        {
+            let http = HttpContext {
+                client_address: Some(peer.ip().to_string()),
+                ..HttpContext::default()
+            };
+            let reason = format!(
+                "the request could not be read as HTTP ({h}): answered 400 before any of it was read; send valid HTTP/1.1 (no control characters or folded lines in headers)"
+            );
+            recorder
+                .record_refusal(&Refusal::anonymous(StatusCode::BAD_REQUEST, reason, http))
+                .await;
+        }
     }
 }
 

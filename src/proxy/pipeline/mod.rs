@@ -1136,12 +1136,15 @@ fn learn(st: &mut State, learnt: &mut Learnt, pending: &Pending, result: &RawVal
         }
         Pending::ToolsList(_) => {
             if let Ok(list) = serde_json::from_str::<ToolsListView>(result.get()) {
+                let mut unlearnt = (0usize, None);
                 for tool in list.tools {
                     // A server renaming its tools at every listing must not grow the session
-                    // without bound: past the cap, new names are not learnt (logged).
+                    // without bound: past the cap, new names are not learnt (logged once per
+                    // listing: one line per name flooded the log, helper-103 F2).
                     if !learnt.listed.contains(&tool.name) {
                         if learnt.listed.len() >= MAX_LISTED {
-                            tracing::warn!(tool = %tool.name, "the server listed more than {MAX_LISTED} tool names in this session; new names are not learnt (their annotations and case variants are not checked)");
+                            unlearnt.0 += 1;
+                            unlearnt.1.get_or_insert(tool.name);
                             continue;
                         }
                         learnt.listed.insert(tool.name.clone());
@@ -1150,6 +1153,9 @@ fn learn(st: &mut State, learnt: &mut Learnt, pending: &Pending, result: &RawVal
                         Some(a) => learnt.annotations.insert(tool.name, a),
                         None => learnt.annotations.remove(&tool.name),
                     };
+                }
+                if let (count @ 1.., Some(first)) = unlearnt {
+                    tracing::warn!(count, first = %first, "the server listed more than {MAX_LISTED} tool names in this session; {count} new names in this listing are not learnt (their annotations are not read, so their calls are scored as tools without annotations, and their case variants are not checked)");
                 }
             }
         }
