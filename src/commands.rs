@@ -207,8 +207,15 @@ pub fn alerts(
     // helper-94 F11: a misspelt user read as a user with no alerts, where `analyze` refuses it.
     if events.is_empty()
         && let Some(user) = &args.user
-        && !crate::commands::analytics::user_known(config, user)
-            .map_err(|e| ModeError::UnknownUser(e.to_string()))?
+        && !crate::commands::analytics::user_known(config, user).map_err(|e| {
+            use crate::commands::analytics::AnalyticsError;
+            // A store that cannot be read is that, not an unknown user (review nit).
+            match e {
+                AnalyticsError::Store(e) => ModeError::Store(e),
+                AnalyticsError::Query(e) => e,
+                other => ModeError::UnknownUser(other.to_string()),
+            }
+        })?
     {
         return Err(ModeError::UnknownUser(
             crate::commands::analytics::AnalyticsError::UnknownUser {

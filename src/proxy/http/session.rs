@@ -215,6 +215,8 @@ struct Shared {
     /// Server messages waiting for a stream.
     backlog: VecDeque<Bytes>,
     dropped: u64,
+    /// Server requests refused for a client whose POSTs accept JSON only (see `push`).
+    json_only_refused: u64,
     last_active: Option<Instant>,
     /// Open POST streams, GET streams and JSON requests, for the idle reaper.
     busy: usize,
@@ -888,7 +890,12 @@ impl Session {
                 "the client's request in flight accepts application/json only (no text/event-stream in its Accept) and it has no GET stream open, so the server's request cannot reach it",
             )
         {
-            tracing::warn!(session = %self.id, "server request answered with an error: the client's POST accepts JSON only and no GET stream is open (send Accept: application/json, text/event-stream)");
+            // Logged at the 1st, 2nd, 4th, 8th… of the session, with the count, as the
+            // backlog's drops are: a server asking in a loop must not flood the log.
+            sh.json_only_refused += 1;
+            if sh.json_only_refused.is_power_of_two() {
+                tracing::warn!(session = %self.id, refused = sh.json_only_refused, "server request answered with an error: the client's POST accepts JSON only and no GET stream is open (send Accept: application/json, text/event-stream); logged again at twice this count");
+            }
             return Some(refusal);
         }
         let mut refusal = None;
