@@ -204,8 +204,12 @@ impl KeyScanner {
                     self.info.id = Some(id);
                 }
             }
-            Some("name") if self.keep => {
-                self.info.params_name = serde_json::from_slice(&self.value).ok()
+            // The last copy counts; one too long to keep names no tool known here.
+            Some("name") => {
+                self.info.params_name = self
+                    .keep
+                    .then(|| serde_json::from_slice(&self.value).ok())
+                    .flatten();
             }
             // The last copy of a repeated `params` is the one most servers read.
             Some("params") => {
@@ -302,6 +306,11 @@ mod tests {
             scan_prefix(br#"{"params":{"name":7},"id":2}"#).params_name,
             None
         );
+        let long = format!(
+            r#"{{"params":{{"name":"a","name":"{}"}}}}"#,
+            "b".repeat(600)
+        );
+        assert_eq!(scan_prefix(long.as_bytes()).params_name, None);
         // A top-level name, or one in an array params, is not a tool.
         assert_eq!(
             scan_prefix(br#"{"name":"a","params":["x"],"id":2}"#).params_name,

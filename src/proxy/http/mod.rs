@@ -554,11 +554,18 @@ where
                 client_address: Some(peer.ip().to_string()),
                 ..HttpContext::default()
             };
+            // hyper answers a head too large 431, any other parse error 400.
+            let status = if h.is_parse_too_large() {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             let reason = format!(
-                "the request could not be read as HTTP ({h}): answered 400 before any of it was read; send valid HTTP/1.1 (no control characters or folded lines in headers)"
+                "the request could not be read as HTTP ({h}): answered {} before any of it was read; send valid HTTP/1.1 (no control characters or folded lines in headers, a head within limits)",
+                status.as_u16()
             );
             recorder
-                .record_refusal(&Refusal::anonymous(StatusCode::BAD_REQUEST, reason, http))
+                .record_refusal(&Refusal::anonymous(status, reason, http))
                 .await;
         }
     }
