@@ -136,7 +136,7 @@
 //!                     scan/skeleton.rs: what is decoded of a record; scan/events.rs:
 //!                     every event of a range, to one consumer per reading thread)
 //! analytics/          after the fact, never on the message path: calls (access + end
-//!                     joined, as they come), read.rs (calls from the store through
+//!                     joined, as they come; across journals once all are read), read.rs (calls from the store through
 //!                     store/scan.rs, in no particular order), anomalies.rs (four
 //!                     families, population context; anomalies/held.rs the calls held as
 //!                     56-byte rows, texts shared, filled as read::each_call hands them

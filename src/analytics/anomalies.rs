@@ -1357,4 +1357,6 @@ fn read_then_send(h: &Held, people: &People, out: &mut Vec<Finding>) {
 }
 
 #[cfg(test)]
+mod attacks;
+#[cfg(test)]
 mod tests;
