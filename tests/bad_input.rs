@@ -924,6 +924,11 @@ for line in sys.stdin:
         pairs[1].0["metadata"]["arguments"]["text"],
         "\u{FFFD} and \\ud800"
     );
+    // The stored arguments are not what the server ran: the access says so (helper-99 F3).
+    for (access, _) in &pairs {
+        let reasons = access["metadata"]["risk_reasons"].to_string();
+        assert!(reasons.contains("lone UTF-16 surrogate"), "{access}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,8 @@
 //! `encoding/json` and WHATWG's decoders make of one). The copy has the same length and every
 //! other byte in place, so whatever the proxy forwards as it was received is taken from the
 //! original at the same offsets ([`crate::proxy::pipeline`]): the peer gets the bytes that
-//! were sent, and the trail records U+FFFD where the surrogate was.
+//! were sent, and the trail records U+FFFD where the surrogate was (a call's access says so
+//! among its risk reasons: its stored arguments are not byte for byte what the server ran).
 
 /// The line with every lone surrogate escape inside a string replaced by `\ufffd`, or `None`
 /// when it has none (the common case: one SIMD search for `\u`, then a look at the escapes

@@ -193,6 +193,20 @@ impl Pipeline {
             }
             None => {}
         }
+        // The server reads a lone surrogate escape (`\ud800`) as sent; the trail can only
+        // store U+FFFD in its place (RFC 8785 text is UTF-8): the access says so, so the
+        // stored arguments are not taken for the ones the server ran (helper-99 F3).
+        if let Some(d) = decision.as_mut()
+            && self
+                .lone_surrogates
+                .load(std::sync::atomic::Ordering::Relaxed)
+            && p.arguments
+                .is_some_and(|a| memchr::memmem::find(a.get().as_bytes(), b"\\ufffd").is_some())
+        {
+            d.reasons.push(
+                "its arguments held lone UTF-16 surrogate escapes (\\uD800-\\uDFFF): the server got them as sent; the stored arguments have U+FFFD in their place".into(),
+            );
+        }
         let (access_id, timestamp) = self.ids.next();
         let blocked = decision
             .as_ref()

@@ -587,6 +587,9 @@ pub struct Pipeline {
     request_http: Mutex<Option<Box<crate::audit::event::HttpContext>>>,
     /// Serializes [`Pipeline::from_client_at`], so a context belongs to its own request.
     feeding: Mutex<()>,
+    /// Set while a client line with lone surrogate escapes is routed through its readable
+    /// copy (`lines::read_as`): a call's access then says its stored arguments differ.
+    lone_surrogates: std::sync::atomic::AtomicBool,
 }
 
 impl Pipeline {
@@ -620,6 +623,7 @@ impl Pipeline {
             rounds: SharedRounds::default(),
             request_http: Mutex::new(None),
             feeding: Mutex::new(()),
+            lone_surrogates: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -667,7 +671,11 @@ impl Pipeline {
     /// Routes one line from the client.
     pub fn from_client(&self, line: Bytes) -> Route {
         if let Some(readable) = surrogates::readable(&line) {
-            return lines::read_as(line, readable, |l| self.from_client(l));
+            use std::sync::atomic::Ordering::Relaxed;
+            self.lone_surrogates.store(true, Relaxed);
+            let route = lines::read_as(line, readable, |l| self.from_client(l));
+            self.lone_surrogates.store(false, Relaxed);
+            return route;
         }
         let parsed = match message::parse(&line) {
             Ok(p) => p,
