@@ -5,37 +5,12 @@
 //! force; an exemption that excuses one of them is a regression. Shapes no detector flags yet
 //! are listed in BENCHMARKS.md ("Attacker shapes").
 
+use super::tests::{T0, call as ended_call};
 use super::*;
-use crate::analytics::End;
-use crate::audit::{Outcome, RiskLevel};
 
-const T0: u64 = 1_791_158_400_000;
-
+/// A call that succeeded in a millisecond.
 fn call(n: u64, at: u64, user: &str, tool: &str) -> Call {
-    let id = EventId(ulid::Ulid::from_parts(at, u128::from(n)));
-    Call {
-        id,
-        at_ms: at,
-        user: user.into(),
-        tool: tool.into(),
-        session: "s".into(),
-        ip: None,
-        client: None,
-        arguments: Box::default(),
-        tags: Vec::new(),
-        roles: Vec::new(),
-        risk: RiskLevel::Low,
-        risk_reasons: Vec::new(),
-        end: Some(End {
-            id,
-            failed: false,
-            result: Outcome::Success,
-            risk: RiskLevel::Low,
-            execution_us: Some(1000),
-            output_bytes: Some(1000),
-            regulated: false,
-        }),
-    }
+    ended_call(n, at, user, tool, false, 1000)
 }
 
 const TOOLS: [&str; 3] = ["search", "fetch", "get_issue"];

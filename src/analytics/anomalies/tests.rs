@@ -5,10 +5,17 @@ use crate::analytics::End;
 use crate::audit::{Outcome, RiskLevel};
 
 /// 2026-10-05T00:00:00Z.
-const T0: u64 = 1_791_158_400_000;
+pub(super) const T0: u64 = 1_791_158_400_000;
 
 /// A call by `user` to `tool` at `at`, ended (failed or not) after `execution_us`.
-fn call(n: u64, at: u64, user: &str, tool: &str, failed: bool, execution_us: u64) -> Call {
+pub(super) fn call(
+    n: u64,
+    at: u64,
+    user: &str,
+    tool: &str,
+    failed: bool,
+    execution_us: u64,
+) -> Call {
     let id = EventId(ulid::Ulid::from_parts(at, u128::from(n)));
     Call {
         id,
