@@ -969,6 +969,36 @@ async fn a_request_that_is_no_valid_http_is_a_400_and_recorded() {
     );
 }
 
+/// Review helper-106: a body declared over the limit was read for its head, and a client
+/// waiting for `100 Continue` was then told to send it all; it is refused at once, unread,
+/// and recorded as the call its 2026-07-28 headers name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_declared_too_large_with_expect_100_continue_is_refused_unread() {
+    let gw = Gateway::start("");
+    let mut s = TcpStream::connect(address(&gw)).unwrap();
+    s.write_all(format!("POST /mcp/example HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {ALICE_KEY}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: echo\r\nExpect: 100-continue\r\nContent-Length: 100000000\r\n\r\n", address(&gw)).as_bytes())
+        .unwrap();
+    let answer = read_answer(&mut s, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    let mut ends = Vec::new();
+    for _ in 0..50 {
+        ends = gw
+            .events()
+            .into_iter()
+            .filter(|e| {
+                e["event_type"] == "tool_failure" && e["metadata"]["http"]["status_code"] == 413
+            })
+            .collect();
+        if !ends.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ends.len(), 1, "{ends:#?}");
+    assert_eq!(ends[0]["tool_name"], "echo");
+}
+
 /// helper-72 F8: an HTTP/1.1 request without `Host` was served (RFC 9112 section 3.2: 400),
 /// and `Transfer-Encoding: gzip, chunked` was taken as chunked, its body handed on still
 /// coded (section 6.1: a coding the server does not know is a 501).

@@ -240,6 +240,8 @@ pub struct ScanReport {
 struct Leftovers {
     calls: Vec<(Access, Option<End>)>,
     ends: Vec<(EventId, End)>,
+    /// Ends past [`MAX_LEFTOVER_ENDS`], not held (logged once).
+    dropped: u64,
 }
 
 impl std::fmt::Debug for Leftovers {
@@ -259,6 +261,13 @@ impl Leftovers {
     fn end(&mut self, of: EventId, end: End) {
         if self.ends.len() < MAX_LEFTOVER_ENDS {
             self.ends.push((of, end));
+        } else {
+            self.dropped += 1;
+            if self.dropped == 1 {
+                tracing::warn!(
+                    "more than {MAX_LEFTOVER_ENDS} call ends without their access in their journal; the rest are not joined across journals (their calls read as unfinished)"
+                );
+            }
         }
     }
 

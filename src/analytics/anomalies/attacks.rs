@@ -75,6 +75,16 @@ fn agents() -> Vec<Call> {
     calls
 }
 
+/// The control: the baselines alone give the attacked user none of the findings the tests
+/// below look for, so each finding is the attack's.
+#[test]
+fn the_baselines_alone_flag_nothing_for_the_attacked_user() {
+    let kinds = ["call_rate", "burst", "off_hours"];
+    assert!(!has(&detect(&agents(), &Context::default()), "ana", &kinds));
+    let ordinary = ordinary(&["ana", "ben", "cai", "dov"]);
+    assert!(!has(&detect(&ordinary, &Context::default()), "ana", &kinds));
+}
+
 /// P1a: ana (busiest other hours 81, pace 21) reads 130 records every 6 s from 14:05 on day
 /// 12 (151 calls in the hour, 13 minutes).
 #[test]

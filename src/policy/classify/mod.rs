@@ -1165,17 +1165,40 @@ const BLOB_RUN: usize = 64;
 /// F4). Words in text are cut by spaces and punctuation; a path or an identifier that long
 /// is separators every few letters, or of one case.
 fn in_blob(b: &[u8], s: usize, e: usize) -> bool {
+    // At most this far each way: a match every few bytes of one long run must not walk the
+    // run each time (a 1 MiB `+hiv+hiv…` was quadratic; review helper-106).
+    const LOOK: usize = 4 * BLOB_RUN;
     let mut start = s;
-    while start > 0 && is_b64(b[start - 1]) && s - start < 4 * BLOB_RUN {
+    while start > 0 && is_b64(b[start - 1]) && s - start < LOOK {
         start -= 1;
     }
-    let end = if e < b.len() {
-        b64_run_end(b, e).min(e + 4 * BLOB_RUN)
-    } else {
-        e
-    };
+    let mut end = e;
+    while end < b.len() && is_b64(b[end]) && end - e < LOOK {
+        end += 1;
+    }
     let run = &b[start..end];
     if run.len() < BLOB_RUN || !run[..].iter().all(|&c| is_b64(c)) {
+        return false;
+    }
+    // The term between two segments that are no words, as in random data: a word or a
+    // number beside it (`<token>/hiv/report`, `Ref-<token>-HIV-Cancer`, `…/hiv/2024`), or
+    // nothing (the run ends there), is text, not a blob.
+    let separator = |c: &u8| matches!(c, b'+' | b'/' | b'-' | b'_');
+    let before = b[start..s].rsplit(separator).nth(1);
+    let after = b[e..end].split(separator).nth(1);
+    let no_word = |segment: Option<&[u8]>| {
+        segment.is_some_and(|g| {
+            let (first, rest) = g.split_first().unwrap_or((&b'0', &[]));
+            let word = g.len() >= 3
+                && g.iter().all(u8::is_ascii_alphabetic)
+                && (rest.iter().all(u8::is_ascii_lowercase)
+                    || g.iter().all(u8::is_ascii_uppercase))
+                && first.is_ascii_alphabetic();
+            let number = g.len() >= 2 && g.iter().all(u8::is_ascii_digit);
+            !g.is_empty() && !word && !number
+        })
+    };
+    if !(no_word(before) && no_word(after)) {
         return false;
     }
     let (mut upper, mut small, mut digit, mut separators) = (false, false, false, 0);

@@ -670,8 +670,14 @@ fn health_words_inside_an_encoded_blob_are_not_health_data() {
         let line = &blob[1000 - 30..1000 + 34];
         assert_none(Class::Health, line);
     }
-    // The same words in text, in a long path, in an identifier are health data.
+    // The same words in text, in a long path, in an identifier, or beside a word or a
+    // number in a long token (as a bucket key or a reference) are health data.
+    let token = "AbC7dEf9GhJ2kLm4NpQ6rSt8UvW1xYz3AbC7dEf9GhJ2kLm4NpQ6rSt8UvW1xYz3";
     for text in [
+        &format!("{token}/hiv/report") as &str,
+        &format!("Ref-{token}-HIV-Cancer-Insulin"),
+        &format!("bucket/{token}/hiv/2024"),
+        &format!("{token}/hiv"),
         "the patient has HIV",
         "/srv/clinic/records/hiv/2024/q1/summaries/by-ward/north/level-3/exports/final",
         "patientRecordsHivPositive/Cancer",
@@ -682,6 +688,16 @@ fn health_words_inside_an_encoded_blob_are_not_health_data() {
             .count();
         assert!(health > 0, "{text}");
     }
+    // A term every few bytes of one long run costs a bounded look each (it walked the whole
+    // run per match: quadratic).
+    let long = "+hiv".repeat(1 << 18);
+    let started = std::time::Instant::now();
+    let _ = findings(&all(), &long);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

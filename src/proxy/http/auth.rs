@@ -458,7 +458,9 @@ pub(crate) fn check_origin(config: &GatewayConfig, headers: &HeaderMap) -> Resul
         if !text.is_empty() && !valid_host(&text) {
             return Err(Refused::BadHost(text));
         }
+        // A fully qualified name's trailing dot (`localhost.`) names the same host.
         let name = host_name(&text);
+        let name = name.strip_suffix('.').unwrap_or(name);
         let ok = if !config.allowed_hosts.is_empty() {
             config.allowed_hosts.iter().any(|h| h == name || *h == text)
         } else if config.listen.ip().is_loopback() {
@@ -532,11 +534,12 @@ fn valid_host(host: &str) -> bool {
     }
     match port {
         None => true,
+        // `port = *DIGIT` (RFC 3986 section 3.2.3): an empty one is the scheme's default.
         Some(p) => {
-            !p.is_empty()
-                && p.len() <= 5
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+            p.is_empty()
+                || p.len() <= 5
+                    && p.bytes().all(|b| b.is_ascii_digit())
+                    && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
         }
     }
 }
@@ -1179,7 +1182,6 @@ mod tests {
             "127.0.0.1:8080@evil.example",
             "user@localhost",
             "localhost:99999",
-            "localhost:",
             "localhost:80:80",
             "localhost:8o",
             "[::1]x",

@@ -250,18 +250,25 @@ pub(crate) enum BodyReadError {
 /// A body over `max` is refused ([`BodyReadError::TooLarge`]) with what the key scanner read
 /// of its head; one whose declared length is over `max` is refused after at most
 /// [`HEAD_BYTES`] of it (within the same deadlines), so that its refusal still names the
-/// call it was.
+/// call it was; or unread, without `head_if_too_large`.
 pub(crate) async fn read_request_body<B>(
     mut body: B,
     max: usize,
     idle: std::time::Duration,
     total: std::time::Duration,
+    head_if_too_large: bool,
 ) -> Result<Bytes, BodyReadError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let declared_too_large = body.size_hint().lower() > max as u64;
+    if declared_too_large && !head_if_too_large {
+        return Err(BodyReadError::TooLarge {
+            max,
+            prefix: Default::default(),
+        });
+    }
     let limit = if declared_too_large {
         HEAD_BYTES.min(max)
     } else {
@@ -271,8 +278,12 @@ where
     // `method`, `params.name`), so the refused call is recorded by its tool.
     let too_large = |read: &[&[u8]]| {
         let mut scanner = crate::jsonrpc::scan::KeyScanner::default();
+        // The head only: a body cut at `max` (16 MiB) is not walked byte by byte.
+        let mut left = HEAD_BYTES;
         for bytes in read {
-            scanner.feed(bytes);
+            let head = &bytes[..bytes.len().min(left)];
+            scanner.feed(head);
+            left -= head.len();
         }
         BodyReadError::TooLarge {
             max,

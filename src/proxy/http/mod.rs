@@ -554,8 +554,11 @@ where
                 client_address: Some(peer.ip().to_string()),
                 ..HttpContext::default()
             };
-            // hyper answers a head too large 431, any other parse error 400.
-            let status = if h.is_parse_too_large() {
+            // As hyper answers them (its `Server::on_error`): a URI too long 414, a head too
+            // large 431, any other parse error 400.
+            let status = if h.to_string().starts_with("URI too long") {
+                StatusCode::URI_TOO_LONG
+            } else if h.is_parse_too_large() {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             } else {
                 StatusCode::BAD_REQUEST

@@ -572,6 +572,7 @@ impl McpRequest<'_> {
             max,
             idle,
             idle * super::body::BODY_DEADLINE_FACTOR,
+            false,
         )
         .await
         {
@@ -641,11 +642,19 @@ impl McpRequest<'_> {
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let max = self.gateway.config.limits.max_message_bytes;
         let idle = self.gateway.config.gateway.header_read_timeout;
+        // A client waiting for `100 Continue` (RFC 9110 section 10.1.1) sends the body only
+        // once it is polled, and then all of it: a body declared too large is then refused
+        // unread, by its headers (curl sends `Expect` for large bodies; review helper-106).
+        let expects_continue = self
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let read = super::body::read_request_body(
             body,
             max,
             idle,
             idle * super::body::BODY_DEADLINE_FACTOR,
+            !expects_continue,
         )
         .await;
         let bytes = match read {
@@ -669,12 +678,12 @@ impl McpRequest<'_> {
                 self.gateway
                     .record_refusal(&Refusal {
                         method,
-                        request_id,
+                        request_id: request_id.clone(),
                         tool,
                         ..self.refusal(status, reason.clone())
                     })
                     .await;
-                let mut resp = rpc_refusal(status, None, INVALID_REQUEST, &reason);
+                let mut resp = rpc_refusal(status, request_id.as_ref(), INVALID_REQUEST, &reason);
                 // The rest of the body is not read: the connection cannot carry another
                 // request.
                 resp.headers_mut()

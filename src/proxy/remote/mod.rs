@@ -76,6 +76,13 @@ pub const UPSTREAM_UNAVAILABLE: i64 = -32011;
 /// ended session).
 pub const SESSION_ENDED: &str = "upstream_session_ended";
 
+/// Why a request failed whose own POST found the session gone: the upstream did not take
+/// it (a 404, or the SDK examples' 400 naming the session), so its client may send it again
+/// in a new session. Calls in flight when the session ended are not marked: the upstream may
+/// have run them.
+const SESSION_LOST_404: &str = "the upstream ended the session (HTTP 404)";
+const SESSION_LOST_400: &str = "the upstream no longer knows the session (HTTP 400)";
+
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a notification or a response POST may wait for its `202 Accepted`.
@@ -580,7 +587,7 @@ impl Link {
                     .await;
             }
             self.ended("it answered 404 for the session (expired or ended)");
-            return Err("the upstream ended the session (HTTP 404)".into());
+            return Err(SESSION_LOST_404.into());
         }
         let kind = content_type(resp.headers());
         if status.is_success() && kind.as_deref() == Some("text/event-stream") {
@@ -622,7 +629,7 @@ impl Link {
         if lost_session && !self.reopen {
             // Behind the gateway, as for a 404: the client's session ends with it (helper-93).
             self.ended("it answered 400 naming the session (a server that lost it)");
-            return Err("the upstream no longer knows the session (HTTP 400)".into());
+            return Err(SESSION_LOST_400.into());
         }
         if lost_session
             && self.reopen
@@ -1158,10 +1165,12 @@ impl Link {
         }
         for id in ids {
             let mut data = serde_json::json!({ "upstream": self.remote.name });
-            // The upstream ended the session: behind the gateway the client's session ends
-            // with it, and this request's answer is the 404 the client starts a new one on
-            // (MCP "Session Management"), not a 502 first.
-            if self.why.get().is_some() {
+            // The upstream did not take this request (its POST found the session gone):
+            // behind the gateway the client's session ends with it, and this request's answer
+            // is the 404 the client starts a new one on (MCP "Session Management"), not a 502
+            // first. A call in flight when the session ended keeps its 502 (review
+            // helper-106: the upstream may have run it; a 404 invites running it again).
+            if why == SESSION_LOST_404 || why == SESSION_LOST_400 {
                 data[SESSION_ENDED] = true.into();
             }
             let _ = out
