@@ -200,12 +200,13 @@ fn tail(rest: &str, watched: &str) -> Option<Salvaged> {
 /// far as it goes: the id, the methods and the tool a `params` names (as a params of that
 /// name alone), judged against the `watched` method.
 pub fn from_prefix(prefix: PrefixInfo, watched: &str) -> Salvaged {
+    let may_be = prefix.may_be(watched);
     let params = prefix.params_name.and_then(|name| {
         serde_json::value::to_raw_value(&serde_json::json!({ "name": name })).ok()
     });
     Salvaged {
         params,
-        watched: prefix.method_unreadable || prefix.methods.iter().any(|m| m == watched),
+        watched: may_be,
         id: prefix.id,
         methods: prefix.methods,
         partial: true,

@@ -30,6 +30,14 @@ pub struct PrefixInfo {
     pub params_name: Option<String>,
 }
 
+impl PrefixInfo {
+    /// Whether the message is, or may be, a request for `method`: it names it, or has a
+    /// `method` that could not be read.
+    pub fn may_be(&self, method: &str) -> bool {
+        self.method_unreadable || self.methods.iter().any(|m| m == method)
+    }
+}
+
 /// Where the scanner stands in the top-level object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum At {

@@ -92,7 +92,7 @@ impl Gateway {
         let (calls, more) = match r.body.as_deref() {
             Some(b) => refused_calls(&policy, b, CLIENT_NAME_BYTES),
             // A call whose body was not kept is recorded by what was read of it.
-            None if r.method.as_deref() == Some("tools/call") => (
+            None if r.method.as_deref() == Some(crate::proxy::pipeline::TOOLS_CALL) => (
                 vec![RefusedCall {
                     tool: r
                         .tool

@@ -3,6 +3,7 @@
 //! the session), and the sessions they open.
 
 use super::*;
+use crate::proxy::pipeline::TOOLS_CALL;
 
 /// How long a single request waits for an answer that could go out as plain JSON (with its
 /// own HTTP status in 2026-07-28, or too large for an SSE event) before its SSE stream starts.
@@ -365,11 +366,10 @@ impl McpRequest<'_> {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let call = prefix.method_unreadable
-            || prefix.methods.iter().any(|m| m == "tools/call")
-            || (prefix.methods.is_empty() && header("mcp-method").as_deref() == Some("tools/call"));
+        let call = prefix.may_be(TOOLS_CALL)
+            || (prefix.methods.is_empty() && header("mcp-method").as_deref() == Some(TOOLS_CALL));
         let method = if call {
-            Some("tools/call".to_string())
+            Some(TOOLS_CALL.to_string())
         } else {
             prefix
                 .methods
