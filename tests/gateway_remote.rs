@@ -1278,6 +1278,64 @@ async fn behind_the_gateway_a_400_naming_the_session_ends_the_clients_session() 
     assert!(body.contains("call 5"), "{body}");
 }
 
+/// Review helper-106: only the request whose own POST found the upstream session lost is
+/// answered 404 (the upstream did not take it; the client may send it again in a new
+/// session). A call in flight when that happened may have run upstream: it fails with the
+/// upstream's 502 and nothing that invites sending it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_when_the_upstream_session_is_lost_is_no_404() {
+    let remote = RecordingRemote::start();
+    let gw = gateway_to(&format!("url = \"{}\"", remote.url), "", &[]);
+    let url = gw.endpoint();
+    let (status, headers, body) = post(&url, Some(ALICE_KEY), None, INIT, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let session = headers["mcp-session-id"].to_str().unwrap().to_string();
+    let call = |id: u32, tool: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"call {id}"}}}}}}"#
+        )
+    };
+    // `polled`: the remote holds the call (its stream closes, the answer comes to a resuming
+    // GET after 900 ms), so it is in flight while the next two requests run.
+    let in_flight = tokio::spawn({
+        let (url, session, body) = (url.clone(), session.clone(), call(2, "polled"));
+        async move { post(&url, Some(ALICE_KEY), Some(&session), &body, &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, _, body) = post(
+        &url,
+        Some(ALICE_KEY),
+        Some(&session),
+        &call(3, "forget"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) =
+        post(&url, Some(ALICE_KEY), Some(&session), &call(4, "echo"), &[]).await;
+    assert_eq!(
+        status, 404,
+        "the request that found the session lost: {body}"
+    );
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the call in flight was never answered")
+        .unwrap();
+    let answer = &messages(&body)[0];
+    assert_eq!(answer["id"], 2, "{body}");
+    assert_ne!(status, 404, "the call in flight was answered 404: {body}");
+    assert!(
+        answer["error"]["data"]
+            .get("upstream_session_ended")
+            .is_none(),
+        "the call in flight invites sending it again: {body}"
+    );
+    assert_eq!(
+        answer["error"]["code"], -32011,
+        "the call in flight did not fail as the upstream's: {body}"
+    );
+}
+
 /// The stdio wrapper with the config `text` (in a folder of its own): the folder, the
 /// config's path and the client.
 fn stdio_wrapper(text: &str) -> (tempfile::TempDir, std::path::PathBuf, common::LineClient) {
