@@ -192,6 +192,14 @@ async fn every_refusal_is_answered_with_its_status_and_recorded() {
     ];
     let (status, _, _) = post(&url, Some(ALICE_KEY), None, &padded, &headers).await;
     assert_eq!(status, 413);
+    // One whose method comes after 2 MB of arguments (JSON members have no order) and that
+    // has no 2026-07-28 headers: its head names only the tool (review helper-106 7a).
+    let method_last = format!(
+        r#"{{"jsonrpc":"2.0","id":34,"params":{{"name":"echo","arguments":{{"text":"{}"}}}},"method":"tools/call"}}"#,
+        "x".repeat(2_000_000)
+    );
+    let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&alice), &method_last, &[]).await;
+    assert_eq!(status, 413);
     // An id-less tools/call: never forwarded, recorded, answered 400 (no id to answer).
     let (status, _, body) = post(
         &url,
@@ -281,6 +289,38 @@ async fn every_refusal_is_answered_with_its_status_and_recorded() {
         ],
         "{events:#?}"
     );
+    // In the session its Mcp-Session-Id names, as the calls read whole are (review
+    // helper-106 7c).
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["metadata"]["request_id"] == 3 && e["result"] == "refused")
+            .all(|e| e["session_id"] == json!(alice)),
+        "{events:#?}"
+    );
+    // The one whose method came too late: a call by its params.name, and the reason says
+    // that is what the record rests on.
+    let late: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["metadata"]["request_id"] == 34 && e["result"] == "refused")
+        .collect();
+    assert_eq!(
+        late.iter()
+            .map(|e| (&e["event_type"], &e["tool_name"]))
+            .collect::<Vec<_>>(),
+        [
+            (&json!("tool_access"), &json!("echo")),
+            (&json!("tool_failure"), &json!("echo")),
+        ],
+        "{events:#?}"
+    );
+    assert!(
+        late[1]["metadata"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("by its params.name")),
+        "{:#?}",
+        late[1]
+    );
     let padded: Vec<&Value> = events
         .iter()
         .filter(|e| {
@@ -291,6 +331,14 @@ async fn every_refusal_is_answered_with_its_status_and_recorded() {
         })
         .collect();
     assert_eq!(padded.len(), 1, "{events:#?}");
+    // Its tool is the client's word, and the record says so (review helper-106 7b).
+    assert!(
+        padded[0]["metadata"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Mcp-Name headers name (the client's word)")),
+        "{:#?}",
+        padded[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -353,34 +353,68 @@ impl McpRequest<'_> {
     }
 
     /// The method, id and tool of a message whose body was not kept, from what the key
-    /// scanner read of it (`prefix`), else from the 2026-07-28 `Mcp-Method` and `Mcp-Name`
-    /// headers (what the client said it sends): a message that is, or may be, a
-    /// `tools/call` is recorded as one.
+    /// scanner read of its head (`prefix`), else from the 2026-07-28 `Mcp-Method` and
+    /// `Mcp-Name` headers (what the client said it sends), and a note for the reason when
+    /// the record rests on less than the body: a message that is, or may be, a `tools/call`
+    /// is recorded as one (review helper-106 7a, 7b).
+    ///
+    /// A head that names no method but a `params.name` (the method may come after 64 KiB of
+    /// arguments: JSON members have no order) may be a `tools/call`: recorded as one, and
+    /// the note says so. A tool known only from `Mcp-Name` is the client's word.
     fn unread_message(
         &self,
         prefix: &crate::jsonrpc::scan::PrefixInfo,
-    ) -> (Option<String>, Option<RequestId>, Option<String>) {
+    ) -> (
+        Option<String>,
+        Option<RequestId>,
+        Option<String>,
+        Option<&'static str>,
+    ) {
         let header = |name: &str| {
             self.headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let call = prefix.may_be(TOOLS_CALL)
-            || (prefix.methods.is_empty() && header("mcp-method").as_deref() == Some(TOOLS_CALL));
+        let method_header = header("mcp-method");
+        let unnamed = prefix.methods.is_empty() && !prefix.method_unreadable;
+        let by_header = unnamed && method_header.as_deref() == Some(TOOLS_CALL);
+        let by_params = unnamed && method_header.is_none() && prefix.params_name.is_some();
+        let call = prefix.may_be(TOOLS_CALL) || by_header || by_params;
         let method = if call {
             Some(TOOLS_CALL.to_string())
         } else {
-            prefix
-                .methods
-                .last()
-                .cloned()
-                .or_else(|| header("mcp-method"))
+            prefix.methods.last().cloned().or(method_header)
         };
-        let tool = call
-            .then(|| prefix.params_name.clone().or_else(|| header("mcp-name")))
-            .flatten();
-        (method, prefix.id.clone(), tool)
+        let (tool, tool_by_header) = match (call, prefix.params_name.clone()) {
+            (false, _) => (None, false),
+            (true, Some(name)) => (Some(name), false),
+            (true, None) => {
+                let named = header("mcp-name");
+                let by = named.is_some();
+                (named, by)
+            }
+        };
+        let note = if by_params {
+            Some(
+                "no method in the part read; recorded as a tools/call by its params.name (it may be another method that takes a name)",
+            )
+        } else if by_header && tool_by_header {
+            Some(
+                "no method in the part read; recorded as the tools/call and tool its Mcp-Method and Mcp-Name headers name (the client's word)",
+            )
+        } else if by_header {
+            Some(
+                "no method in the part read; recorded as the tools/call its Mcp-Method header names (the client's word)",
+            )
+        } else if tool_by_header {
+            Some(
+                "no tool in the part read; the tool is the one its Mcp-Name header names (the client's word)",
+            )
+        } else {
+            None
+        };
+        (method, prefix.id.clone(), tool, note)
     }
 
     /// The id of the request the body holds (one request, not a batch), for an answer made
@@ -671,16 +705,24 @@ impl McpRequest<'_> {
                 let reason = e.to_string();
                 // An oversized body is recorded as the message its head names: a refused
                 // `tools/call` by its tool (the body itself is not kept).
-                let (method, request_id, tool) = match &e {
+                let (method, request_id, tool, note) = match &e {
                     BodyReadError::TooLarge { prefix, .. } => self.unread_message(prefix),
-                    _ => (None, None, None),
+                    _ => (None, None, None, None),
+                };
+                // In the session it names, when that is this principal's (review helper-106
+                // 7c); a session id that is not is no one's to link to.
+                let session = self.session().ok().flatten();
+                let recorded = match note {
+                    Some(note) => format!("{reason} ({note})"),
+                    None => reason.clone(),
                 };
                 self.gateway
                     .record_refusal(&Refusal {
                         method,
                         request_id: request_id.clone(),
                         tool,
-                        ..self.refusal(status, reason.clone())
+                        session: session.as_deref().map(|s| s.id.as_str()),
+                        ..self.refusal(status, recorded)
                     })
                     .await;
                 let mut resp = rpc_refusal(status, request_id.as_ref(), INVALID_REQUEST, &reason);
