@@ -1061,3 +1061,84 @@ fn policy_test(store: &TestStore, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// helper-108 F1, F3, F5: JSON inside a string argument that serde_json refuses but Python's
+/// `json` (FastMCP) decodes ran with the path the rule forbids; a path written as a member
+/// name passed a rule that tests every string; two keys that differ only in case inside a
+/// JSON string passed. Each is blocked now, and the same shapes without the fault pass.
+#[tokio::test]
+async fn rules_see_json_in_strings_as_python_reads_it_and_member_names() {
+    let store = TestStore::new(
+        r#"
+[[risk.rule]]
+name = "outside data"
+tools = ["echo"]
+pointer = "/target/path"
+path_outside = ["/srv/data"]
+level = "critical"
+
+[[risk.rule]]
+name = "traversal anywhere"
+detect = "path_traversal"
+level = "critical"
+"#,
+    );
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    let cases: [(Value, bool); 8] = [
+        (
+            json!({"text": "a", "target": r#"{"path":"/etc/shadow","x":NaN}"#}),
+            true,
+        ),
+        (
+            json!({"text": "a", "target": r#"{"path":"/etc/shadow","x":1e999}"#}),
+            true,
+        ),
+        (
+            json!({"text": "a", "target": r#"{"path":"/etc/shadow","x":"\ud800"}"#}),
+            true,
+        ),
+        (
+            json!({"text": "a", "target": r#"{"path":"/srv/data/a","PATH":"/etc/a"}"#}),
+            true,
+        ),
+        (
+            json!({"text": "a", "files": {"../../etc/cron.d/x": "* * * * * root sh"}}),
+            true,
+        ),
+        // The same shapes without the fault.
+        (
+            json!({"text": "a", "target": r#"{"path":"/srv/data/a","x":NaN}"#}),
+            false,
+        ),
+        (json!({"text": "a", "files": {"notes/x": "text"}}), false),
+        (json!({"text": "[INFO] {not json}"}), false),
+    ];
+    for (i, (arguments, blocked)) in cases.iter().enumerate() {
+        let id = json!(i + 1);
+        c.send(&call_line(id.clone(), "echo", arguments.clone()))
+            .await;
+        let answer = c.recv_json().await;
+        assert_eq!(answer["id"], id, "{answer}");
+        if *blocked {
+            assert_eq!(answer["error"]["code"], -32010, "{arguments}: {answer}");
+        } else {
+            assert!(answer.get("result").is_some(), "{arguments}: {answer}");
+        }
+    }
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(&received).unwrap();
+    for needle in ["/etc/shadow", "PATH", "cron.d"] {
+        assert!(
+            !seen.contains(needle),
+            "a blocked call reached the server: {needle}"
+        );
+    }
+    // Each blocked call's access says why.
+    let events = store.events();
+    let pairs = pairs(&events);
+    let reasons = |k: usize| pairs[k].0["metadata"]["risk_reasons"].to_string();
+    assert!(reasons(0).contains("outside data"), "{}", reasons(0));
+    assert!(reasons(3).contains("differ only in case"), "{}", reasons(3));
+    assert!(reasons(4).contains("traversal anywhere"), "{}", reasons(4));
+}

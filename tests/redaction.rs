@@ -1157,3 +1157,44 @@ for line in sys.stdin:
         "{repeat}"
     );
 }
+
+/// helper-108 F2: a card number written digit by digit as `\u` escapes inside JSON in a
+/// string argument (what FastMCP decodes for a parameter that is not a string) reached the
+/// server as the number, and was stored readable, untagged and unscored.
+#[tokio::test]
+async fn a_card_number_behind_the_escapes_of_json_in_a_string_is_tagged_and_masked() {
+    let store = TestStore::new("");
+    let mut c = common::initialized(&store).await;
+    let escaped: String = "4111111111111111"
+        .chars()
+        .map(|d| format!("\\u{:04x}", u32::from(d)))
+        .collect();
+    // The argument's text holds the escapes themselves (the JSON inside the string).
+    let inner = format!(r#"[{{"path":"/srv/data/a","card":"{escaped}"}}]"#);
+    c.send(&call_line(json!(1), "echo", json!({"text": inner})))
+        .await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["result"]["content"][0]["text"], inner, "{reply}");
+    assert!(c.finish().await.success());
+
+    let events = store.events();
+    let pairs = pairs(&events);
+    let (access, _) = &pairs[0];
+    assert_eq!(access["compliance_tags"], json!(["pci_dss"]), "{access}");
+    assert_eq!(access["metadata"]["redacted"], json!(["payment_card"]));
+    // Stored as the JSON it decodes to, masked there.
+    let stored = access["metadata"]["arguments"]["text"].as_str().unwrap();
+    let decoded: Value = serde_json::from_str(stored).unwrap();
+    assert_eq!(
+        decoded,
+        json!([{"path": "/srv/data/a", "card": "[REDACTED:payment_card]"}])
+    );
+    let bytes = all_bytes(&store.store_dir());
+    for needle in [
+        "4111111111111111",
+        "u0034\\\\u0031\\\\u0031",
+        "u0034\\u0031\\u0031",
+    ] {
+        assert!(!contains(&bytes, needle), "{needle} is stored readable");
+    }
+}

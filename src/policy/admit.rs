@@ -31,6 +31,15 @@ pub fn loose_tool_name(name: &str, listed: &HashSet<String>) -> Option<String> {
             u32::from(c)
         ));
     }
+    // U+FFFD is what the proxy reads for a lone surrogate escape (`"delete_file\ud800"`) or
+    // a byte that is no UTF-8: the server got something else, which a server that drops
+    // what it cannot encode reads as another tool's name; and two names sent apart would be
+    // one name in the trail (helper-108 F4).
+    if name.contains('\u{FFFD}') {
+        return Some(format!(
+            "the tool name {name:?} holds U+FFFD, read for a lone surrogate escape or a byte that is no UTF-8: the server may read another name than the trail can record"
+        ));
+    }
     if name.chars().any(|c| ('\u{FF01}'..='\u{FF5E}').contains(&c)) {
         return Some(format!(
             "the tool name {name:?} holds full-width letters, which a server normalizing it (NFKC) reads as ASCII"
@@ -99,6 +108,7 @@ mod tests {
             "delete\u{200B}_file",
             "ｄｅｌｅｔｅ_file",
             "DELETE_FILE",
+            "delete_file\u{FFFD}",
         ] {
             assert!(loose_tool_name(name, &listed).is_some(), "{name:?}");
         }

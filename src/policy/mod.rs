@@ -10,6 +10,7 @@ pub mod admit;
 mod changes;
 pub use changes::PolicyChanges;
 pub mod classify;
+pub mod embedded;
 pub mod pins;
 pub mod rules;
 mod secrets;
@@ -536,18 +537,33 @@ impl Policy {
         let mut classes = [false; CLASS_COUNT];
         if let Some(args) = call.arguments {
             // Some servers decode JSON written inside a string argument (the Python SDK's
-            // FastMCP does, for parameters that are not strings): rules see that reading too.
-            let decoded = (!self.rules.is_empty())
-                .then(|| decode_embedded_json(args))
-                .flatten();
+            // FastMCP does, for parameters that are not strings, as Python's `json` reads
+            // it): rules and classifiers see that reading too ([`embedded`]). JSON in a string
+            // that decodes only in a way the rules cannot judge blocks the call when there
+            // are rules to judge it (helper-108 F1, F5: it ran unjudged).
+            let decoded = match embedded::decode_all(args) {
+                Ok(d) => d,
+                Err(why) => {
+                    if !self.rules.is_empty() && forced.is_none() {
+                        forced = Some(why);
+                    }
+                    None
+                }
+            };
             let roots: Vec<&Value> = std::iter::once(args).chain(decoded.as_ref()).collect();
-            // Rules share pointers (and rules without one look at every string and number):
-            // each place is resolved once.
+            // Rules share pointers (and rules without one look at every string and number,
+            // and at every member name: a tool that takes a map of paths to contents puts
+            // the path in the name; helper-108 F3): each place is resolved once.
             let mut scalars = Vec::new();
+            let mut names = Vec::new();
             if self.rules.iter().any(|r| r.pointer.is_none()) {
+                for root in &roots {
+                    walk_names(root, &mut |k| names.push(Value::String(k.to_string())));
+                }
                 for root in &roots {
                     walk_scalars(root, &mut |v| scalars.push(v));
                 }
+                scalars.extend(names.iter());
             }
             let reached: Vec<Vec<&Value>> = self
                 .pointers
@@ -587,6 +603,10 @@ impl Policy {
                 }
             }
             classify_value(&self.classifiers, args, &mut classes);
+            // What `\u` escapes hid from the raw text (helper-108 F2).
+            if let Some(d) = &decoded {
+                classify_value(&self.classifiers, d, &mut classes);
+            }
         }
         let mut tags: Vec<&'static str> = Vec::new();
         for class in Class::ALL {
@@ -773,6 +793,11 @@ impl Policy {
         // Most values carry nothing: one combined scan says so before any copy is made.
         let mut classes = [false; CLASS_COUNT];
         classify_value(&self.guard, value, &mut classes);
+        // And what `\u` escapes hide in JSON written inside a string (helper-108 F2: a card
+        // number escaped digit by digit was stored readable).
+        walk_escaped_json(value, embedded::STRING_LEVELS, &mut |inner| {
+            classify_value(&self.guard, inner, &mut classes);
+        });
         if !Class::ALL
             .into_iter()
             .any(|c| classes[c as usize] && mode(c) != StoreMode::Clear)
@@ -781,7 +806,13 @@ impl Policy {
         }
         let mut classes = [false; CLASS_COUNT];
         let mut changed = false;
-        let out = self.rewrite_value(value, mode, &mut classes, &mut changed);
+        let out = self.rewrite_value(
+            value,
+            mode,
+            &mut classes,
+            &mut changed,
+            embedded::STRING_LEVELS,
+        );
         changed.then(|| {
             let found = Class::ALL
                 .into_iter()
@@ -817,11 +848,27 @@ impl Policy {
         mode: &dyn Fn(Class) -> StoreMode,
         classes: &mut [bool; CLASS_COUNT],
         changed: &mut bool,
+        levels: u8,
     ) -> Value {
         match value {
-            Value::String(s) => self
-                .rewrite_text(s, mode, classes, changed)
-                .map_or_else(|| value.clone(), Value::String),
+            Value::String(s) => {
+                // JSON inside the string whose escapes hide something: masked in what it
+                // decodes to, and the string written again from that (the stored text is
+                // no longer the one sent; it was not byte for byte in any case once masked).
+                if levels > 0
+                    && let Some(inner) = escaped_json(s)
+                {
+                    let mut inner_changed = false;
+                    let out =
+                        self.rewrite_value(&inner, mode, classes, &mut inner_changed, levels - 1);
+                    if inner_changed {
+                        *changed = true;
+                        return Value::String(out.to_string());
+                    }
+                }
+                self.rewrite_text(s, mode, classes, changed)
+                    .map_or_else(|| value.clone(), Value::String)
+            }
             Value::Number(n) => self
                 .rewrite_text(&n.to_string(), mode, classes, changed)
                 .map_or_else(|| value.clone(), Value::String),
@@ -835,7 +882,7 @@ impl Policy {
                 None => Value::Array(
                     items
                         .iter()
-                        .map(|v| self.rewrite_value(v, mode, classes, changed))
+                        .map(|v| self.rewrite_value(v, mode, classes, changed, levels))
                         .collect(),
                 ),
             },
@@ -858,7 +905,7 @@ impl Policy {
                             *changed = true;
                             return (key, Value::String(self.replace(s, &[whole], mode)));
                         }
-                        (key, self.rewrite_value(v, mode, classes, changed))
+                        (key, self.rewrite_value(v, mode, classes, changed, levels))
                     })
                     .collect(),
             ),
@@ -1060,51 +1107,47 @@ impl Memo {
     }
 }
 
-/// `value` with every string that holds a JSON object or array replaced by what it decodes
-/// to (at any depth, including inside decoded strings, up to a few levels); `None` when no
-/// string holds one, which is the common case and costs one walk.
-fn decode_embedded_json(value: &Value) -> Option<Value> {
-    fn decode(v: &Value, depth: u8, changed: &mut bool) -> Value {
-        match v {
-            Value::String(s) if depth > 0 && looks_like_json(s) => {
-                match serde_json::from_str::<Value>(s) {
-                    Ok(inner @ (Value::Object(_) | Value::Array(_))) => {
-                        *changed = true;
-                        decode(&inner, depth - 1, changed)
-                    }
-                    _ => v.clone(),
-                }
-            }
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|i| decode(i, depth, changed)).collect())
-            }
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, i)| (k.clone(), decode(i, depth, changed)))
-                    .collect(),
-            ),
-            _ => v.clone(),
-        }
-    }
-    fn any_json_string(v: &Value) -> bool {
-        match v {
-            Value::String(s) => looks_like_json(s),
-            Value::Array(items) => items.iter().any(any_json_string),
-            Value::Object(map) => map.values().any(any_json_string),
-            _ => false,
-        }
-    }
-    if !any_json_string(value) {
+/// What a string decodes to when it holds JSON with a `\` escape: the only JSON whose
+/// decoding shows a scan what its raw text does not (`"\u0034"` is `4`).
+fn escaped_json(s: &str) -> Option<Value> {
+    if !embedded::looks_like_json(s) || memchr::memchr(b'\\', s.as_bytes()).is_none() {
         return None;
     }
-    let mut changed = false;
-    let decoded = decode(value, 3, &mut changed);
-    changed.then_some(decoded)
+    match embedded::read(s) {
+        embedded::Embedded::Json(v) => Some(v),
+        _ => None,
+    }
 }
 
-fn looks_like_json(s: &str) -> bool {
-    let t = s.trim_start();
-    t.starts_with('{') || t.starts_with('[')
+/// Calls `f` with what each string holding escaped JSON decodes to ([`escaped_json`]), at
+/// any depth and up to `levels` strings deep.
+fn walk_escaped_json(value: &Value, levels: u8, f: &mut impl FnMut(&Value)) {
+    if levels == 0 {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            if let Some(inner) = escaped_json(s) {
+                f(&inner);
+                walk_escaped_json(&inner, levels - 1, f);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| walk_escaped_json(v, levels, f)),
+        Value::Object(map) => map.values().for_each(|v| walk_escaped_json(v, levels, f)),
+        _ => {}
+    }
+}
+
+/// Every member name at any depth.
+fn walk_names<'v>(value: &'v Value, f: &mut impl FnMut(&'v str)) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| walk_names(v, f)),
+        Value::Object(map) => map.iter().for_each(|(k, v)| {
+            f(k);
+            walk_names(v, f);
+        }),
+        _ => {}
+    }
 }
 
 /// Every string and number at any depth.

@@ -391,8 +391,17 @@ const DIGIT_BLOCKS: [u32; 25] = [
 /// numeric character not in [`DIGIT_BLOCKS`] (`①`, `½`, a digit of a newer script) were a
 /// digit reads as `NaN` (fail closed: it matches); any other string with one (`Step ①`) is
 /// not a number.
+///
+/// Also as JavaScript's `Number()` and Python's `int(x, 0)` read an integer with a base
+/// prefix (`0x1388`, `0o11610`, `0b1001110001000`: 5000; what `z.coerce.number()` gives a
+/// TypeScript server; helper-108 F6), each with `_` between digits as Python takes them.
+/// `parseFloat`'s reading of a leading number (`"5000 USD"`) is not taken: a rule without a
+/// pointer would then read every text that starts with digits as a number.
 pub fn lenient_number(s: &str) -> Option<f64> {
     let s = s.trim();
+    if let Some(n) = prefixed_integer(s) {
+        return Some(n);
+    }
     if s.is_ascii() && !s.contains('_') {
         return s.parse::<f64>().ok();
     }
@@ -418,6 +427,22 @@ pub fn lenient_number(s: &str) -> Option<f64> {
     }
     let n = ascii.parse::<f64>().ok()?;
     Some(if unknown { f64::NAN } else { n })
+}
+
+/// An integer written with a base prefix (`0x`, `0o`, `0b`, either case), as `Number()` and
+/// `int(x, 0)` read it; past `u128` it is `+inf` (above every bound, as its value is).
+fn prefixed_integer(s: &str) -> Option<f64> {
+    let (radix, digits) = match s.get(..2)? {
+        "0x" | "0X" => (16, &s[2..]),
+        "0o" | "0O" => (8, &s[2..]),
+        "0b" | "0B" => (2, &s[2..]),
+        _ => return None,
+    };
+    let digits: String = digits.chars().filter(|&c| c != '_').collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    Some(u128::from_str_radix(&digits, radix).map_or(f64::INFINITY, |n| n as f64))
 }
 
 #[cfg(test)]
@@ -526,6 +551,13 @@ mod tests {
             "\u{ff15}\u{ff10}\u{ff10}\u{ff10}",
             " 5000 ",
             "\u{0665}\u{0660}\u{0660}\u{0660}",
+            // As `Number()` and `int(x, 0)` read them (helper-108 F6).
+            "0x1388",
+            "0X1388",
+            "0o11610",
+            "0b1001110001000",
+            "0x_1388",
+            &format!("0x{}", "f".repeat(40)),
         ] {
             assert!(m.matches(&json!(over)), "{over:?}");
         }
@@ -535,6 +567,10 @@ mod tests {
         assert!(m.matches(&json!("\u{2460}0")), "circled one");
         for under in [
             "999",
+            "0x3e7",
+            "0x",
+            "0xg1388",
+            "0b102",
             "-inf",
             "\u{ff19}\u{ff19}",
             "1_0",
