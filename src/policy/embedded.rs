@@ -44,31 +44,41 @@ pub fn looks_like_json(s: &str) -> bool {
     t.starts_with('{') || t.starts_with('[')
 }
 
-/// `s` as a server that decodes JSON strings reads it (see the module's documentation).
+/// `s` as a server that decodes JSON strings reads it (see the module's documentation): read
+/// strictly, and only when that fails through the lenient copy.
 pub fn read(s: &str) -> Embedded {
     if !looks_like_json(s) {
         return Embedded::Text;
     }
-    let lenient = lenient_copy(s);
-    let text = lenient.as_deref().unwrap_or(s);
+    match judge(s) {
+        Some(read) => read,
+        None => match lenient_copy(s) {
+            Some(copy) => judge(&copy).unwrap_or(Embedded::Text),
+            None => Embedded::Text,
+        },
+    }
+}
+
+/// What strict reading makes of `text`; `None` when it is no JSON at all.
+fn judge(text: &str) -> Option<Embedded> {
     match super::strict::parse(text) {
-        Ok(v @ (Value::Object(_) | Value::Array(_))) => Embedded::Json(v),
-        Ok(_) => Embedded::Text,
+        Ok(v @ (Value::Object(_) | Value::Array(_))) => Some(Embedded::Json(v)),
+        Ok(_) => Some(Embedded::Text),
         Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
-            Embedded::Unreadable(format!(
+            Some(Embedded::Unreadable(format!(
                 "a string argument holds JSON nested deeper than {} levels of arrays and objects, the most the policy reads; a server that decodes it would run what the policy cannot see",
                 super::admit::MAX_NESTING
-            ))
+            )))
         }
         // A key twice, or two keys that differ only in case: strict refuses what plain
         // reading takes.
-        Err(_) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
-            Embedded::Unreadable(
+        Err(_) if serde_json::from_str::<Value>(text).is_ok() => {
+            Some(Embedded::Unreadable(
                 "a string argument holds JSON with a key twice, or two keys that differ only in case; a server that decodes it may read either copy, so the policy cannot judge it"
                     .to_string(),
-            )
+            ))
         }
-        Err(_) => Embedded::Text,
+        Err(_) => None,
     }
 }
 
