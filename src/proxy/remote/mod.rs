@@ -76,12 +76,31 @@ pub const UPSTREAM_UNAVAILABLE: i64 = -32011;
 /// ended session).
 pub const SESSION_ENDED: &str = "upstream_session_ended";
 
-/// Why a request failed whose own POST found the session gone: the upstream did not take
-/// it (a 404, or the SDK examples' 400 naming the session), so its client may send it again
-/// in a new session. Calls in flight when the session ended are not marked: the upstream may
-/// have run them.
-const SESSION_LOST_404: &str = "the upstream ended the session (HTTP 404)";
-const SESSION_LOST_400: &str = "the upstream no longer knows the session (HTTP 400)";
+/// Why a request to the remote upstream failed, as its error says it.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    /// The request's own POST found the session gone (a 404, or the SDK examples' 400
+    /// naming the session): the upstream did not take it, so its client may send it again in
+    /// a new session. Calls in flight when the session ended fail as [`Failed::Other`]: the
+    /// upstream may have run them.
+    #[error("the upstream {0}")]
+    SessionLost(&'static str),
+    /// Anything else, in words for the client and the log.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for Failed {
+    fn from(why: String) -> Failed {
+        Failed::Other(why)
+    }
+}
+
+impl From<&str> for Failed {
+    fn from(why: &str) -> Failed {
+        Failed::Other(why.to_string())
+    }
+}
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -497,7 +516,8 @@ impl Link {
                     } else {
                         ""
                     }
-                )),
+                )
+                .into()),
             },
             None => work.await,
         };
@@ -505,7 +525,7 @@ impl Link {
             Err(why) => why,
             Ok(()) if pending.is_empty() => return,
             Ok(()) => {
-                "it answered without an answer to the request (no message with its id)".to_string()
+                "it answered without an answer to the request (no message with its id)".into()
             }
         };
         self.fail(&head, &pending, &why, &out).await;
@@ -518,7 +538,7 @@ impl Link {
         pending: &mut Vec<RequestId>,
         out: &mpsc::Sender<Bytes>,
         may_reopen: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failed> {
         let body = line.slice(..trim_line_end(&line).len());
         let mut req = self
             .request(Method::POST, head.meta_version.as_deref())
@@ -587,7 +607,7 @@ impl Link {
                     .await;
             }
             self.ended("it answered 404 for the session (expired or ended)");
-            return Err(SESSION_LOST_404.into());
+            return Err(Failed::SessionLost("ended the session (HTTP 404)"));
         }
         let kind = content_type(resp.headers());
         if status.is_success() && kind.as_deref() == Some("text/event-stream") {
@@ -595,12 +615,12 @@ impl Link {
                 Streamed::Done => Ok(()),
                 Streamed::Ended {
                     last_id, retry_ms, ..
-                } => self.resume(head, last_id, retry_ms, pending, out).await,
-                Streamed::Failed(why) => Err(why),
+                } => Ok(self.resume(head, last_id, retry_ms, pending, out).await?),
+                Streamed::Failed(why) => Err(why.into()),
             };
         }
         if status == StatusCode::ACCEPTED || (status.is_success() && kind.is_none()) {
-            return self.taken(status, head, may_reopen, out);
+            return Ok(self.taken(status, head, may_reopen, out)?);
         }
         if status.is_redirection() {
             let to = resp
@@ -611,7 +631,8 @@ impl Link {
                 .unwrap_or_default();
             return Err(format!(
                 "it redirected (HTTP {status}) to {to:?}; redirects are not followed: set the upstream's url to the final address"
-            ));
+            )
+            .into());
         }
         let body = Limited::new(resp.into_body(), self.remote.max)
             .collect()
@@ -629,7 +650,9 @@ impl Link {
         if lost_session && !self.reopen {
             // Behind the gateway, as for a 404: the client's session ends with it (helper-93).
             self.ended("it answered 400 naming the session (a server that lost it)");
-            return Err(SESSION_LOST_400.into());
+            return Err(Failed::SessionLost(
+                "no longer knows the session (HTTP 400)",
+            ));
         }
         if lost_session
             && self.reopen
@@ -648,7 +671,7 @@ impl Link {
         // A notification or response taken with an empty `200 application/json` (servers
         // that answer every POST with a JSON body and have none to give): taken, as a 202.
         if status.is_success() && head.ids.is_empty() && body.trim_ascii().is_empty() {
-            return self.taken(status, head, may_reopen, out);
+            return Ok(self.taken(status, head, may_reopen, out)?);
         }
         if kind.as_deref() == Some("application/json") && looks_like_jsonrpc(&body) {
             // Success, or an error the remote answers with its own status (SEP-2575): the
@@ -673,7 +696,8 @@ impl Link {
                 kind.as_deref().unwrap_or("no content type"),
                 self.snippet(&body)
             ),
-        })
+        }
+        .into())
     }
 
     /// The upstream took the POST without answering it (MCP "Sending Messages to the
@@ -725,14 +749,18 @@ impl Link {
         tokio::spawn(async move { while discard.recv().await.is_some() {} });
         let head = Head::of(&init);
         let mut pending = head.ids.clone();
-        Box::pin(self.post(init, &head, &mut pending, &swallow, false)).await?;
+        Box::pin(self.post(init, &head, &mut pending, &swallow, false))
+            .await
+            .map_err(|e| e.to_string())?;
         if !pending.is_empty() {
             return Err("it did not answer the new initialize".into());
         }
         let note =
             Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
         let head = Head::of(&note);
-        Box::pin(self.post(note, &head, &mut Vec::new(), &swallow, false)).await
+        Box::pin(self.post(note, &head, &mut Vec::new(), &swallow, false))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Opens a new upstream session in place of `stale` and sends the request again in it
@@ -742,14 +770,12 @@ impl Link {
         stale: &HeaderValue,
         (line, head, pending, out): (Bytes, &Head, &mut Vec<RequestId>, &mpsc::Sender<Bytes>),
         what: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failed> {
         match self.reopen_session(stale).await {
             Ok(()) => Box::pin(self.post(line, head, pending, out, false)).await,
             Err(why) => {
                 self.retry_reopen(stale);
-                Err(format!(
-                    "the upstream {what} and a new one could not be opened: {why}"
-                ))
+                Err(format!("the upstream {what} and a new one could not be opened: {why}").into())
             }
         }
     }
@@ -1154,7 +1180,7 @@ impl Link {
 
     /// Answers each of `ids` (requests that got no answer) with [`UPSTREAM_UNAVAILABLE`]; a
     /// lost notification or response is logged (it has nobody to answer).
-    async fn fail(&self, head: &Head, ids: &[RequestId], why: &str, out: &mpsc::Sender<Bytes>) {
+    async fn fail(&self, head: &Head, ids: &[RequestId], why: &Failed, out: &mpsc::Sender<Bytes>) {
         let what = format!("{}: {why}", self.remote.label());
         if ids.is_empty() {
             tracing::warn!(
@@ -1170,7 +1196,7 @@ impl Link {
             // is the 404 the client starts a new one on (MCP "Session Management"), not a 502
             // first. A call in flight when the session ended keeps its 502 (review
             // helper-106: the upstream may have run it; a 404 invites running it again).
-            if why == SESSION_LOST_404 || why == SESSION_LOST_400 {
+            if matches!(why, Failed::SessionLost(_)) {
                 data[SESSION_ENDED] = true.into();
             }
             let _ = out
