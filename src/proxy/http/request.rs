@@ -315,6 +315,16 @@ fn take_answers(route: Route, answers: &mut Vec<crate::proxy::Outbound>) -> Opti
     }
 }
 
+/// What is recorded of a message whose body was not kept ([`McpRequest::unread_message`]).
+#[derive(Debug, Default)]
+struct Unread {
+    method: Option<String>,
+    id: Option<RequestId>,
+    tool: Option<String>,
+    /// Said in the reason when the record rests on less than the body.
+    note: Option<&'static str>,
+}
+
 impl McpRequest<'_> {
     pub(super) async fn refuse(
         &self,
@@ -361,15 +371,7 @@ impl McpRequest<'_> {
     /// A head that names no method but a `params.name` (the method may come after 64 KiB of
     /// arguments: JSON members have no order) may be a `tools/call`: recorded as one, and
     /// the note says so. A tool known only from `Mcp-Name` is the client's word.
-    fn unread_message(
-        &self,
-        prefix: &crate::jsonrpc::scan::PrefixInfo,
-    ) -> (
-        Option<String>,
-        Option<RequestId>,
-        Option<String>,
-        Option<&'static str>,
-    ) {
+    fn unread_message(&self, prefix: &crate::jsonrpc::scan::PrefixInfo) -> Unread {
         let header = |name: &str| {
             self.headers
                 .get(name)
@@ -414,7 +416,12 @@ impl McpRequest<'_> {
         } else {
             None
         };
-        (method, prefix.id.clone(), tool, note)
+        Unread {
+            method,
+            id: prefix.id.clone(),
+            tool,
+            note,
+        }
     }
 
     /// The id of the request the body holds (one request, not a batch), for an answer made
@@ -705,9 +712,14 @@ impl McpRequest<'_> {
                 let reason = e.to_string();
                 // An oversized body is recorded as the message its head names: a refused
                 // `tools/call` by its tool (the body itself is not kept).
-                let (method, request_id, tool, note) = match &e {
+                let Unread {
+                    method,
+                    id: request_id,
+                    tool,
+                    note,
+                } = match &e {
                     BodyReadError::TooLarge { prefix, .. } => self.unread_message(prefix),
-                    _ => (None, None, None, None),
+                    _ => Unread::default(),
                 };
                 // In the session it names, when that is this principal's (review helper-106
                 // 7c); a session id that is not is no one's to link to.
