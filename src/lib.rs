@@ -141,7 +141,8 @@
 //!                     families, population context; anomalies/held.rs the calls held as
 //!                     56-byte rows, texts shared, filled as read::each_call hands them
 //!                     on; network.rs the network family; temporal.rs off-hours and
-//!                     bursts), behaviour.rs (a user's and the tools' figures, the
+//!                     bursts; pace.rs a day of busy minutes far beyond the user's
+//!                     others), behaviour.rs (a user's and the tools' figures, the
 //!                     behavioural risk score), quality.rs (precision/recall against
 //!                     labelled traffic), compliance.rs (GDPR, HIPAA, PCI DSS rules:
 //!                     compliance/survey.rs the facts of the window's events (order-free,

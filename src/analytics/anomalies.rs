@@ -28,6 +28,7 @@ use serde_json::Value;
 
 mod held;
 mod network;
+mod pace;
 mod temporal;
 
 /// The detectors' tables are keyed by numbers (users, tools, days): FxHash, not SipHash
@@ -162,6 +163,9 @@ pub fn detect_held(mut held: Held, context: &Context) -> Vec<Finding> {
         });
         let mut rates = Vec::new();
         call_rate(h, &by_user, &people, &mut rates);
+        let mut days = Vec::new();
+        pace::busy_day(h, &by_user, &people, &rates, &mut days);
+        rates.extend(days);
         let mut sizes = Vec::new();
         output_size(h, &mut sizes);
         let mut errors = Vec::new();
@@ -409,8 +413,10 @@ fn busiest_other(hours: &[(usize, u64)], day: u64) -> f64 {
 /// when a third or more of the user's role peers active that day made 1.8 times their usual
 /// daily calls (month-end, an incident, a launch). [`EXTREME`] times the pace kept up for two
 /// hours (in the hour and in the hour before it) is set against the busiest hours of the
-/// user's other days instead, and never suppressed by the peers' day. An hour whose calls are mostly packed into
-/// five minutes (60% or more, and 30 or more) is reported as a temporal `burst` instead.
+/// user's other days instead, and never suppressed by the peers' day. An hour whose calls
+/// are mostly packed into five minutes (60% or more, and 30 or more) is reported as a
+/// temporal `burst` instead. A day of work spread far beyond the user's others, which no hour
+/// shows, is [`pace::busy_day`]'s.
 fn call_rate(h: &Held, by_user: &[&[&Row]], people: &People, out: &mut Vec<Finding>) {
     // Per user: calls per active clock hour and per active day.
     let n = by_user.len();

@@ -473,3 +473,83 @@ fn a_trickle_into_the_night_or_an_evening_after_a_break_is_no_day_that_ran_late(
         );
     }
 }
+
+/// A day of busy minutes far beyond the user's others is a call rate (no hour of it stands
+/// out), unless a third of the role peers were busy too; a day of eight times the user's usual
+/// is never the team's busy day (`pace::busy_day`).
+#[test]
+fn a_day_of_work_spread_far_beyond_any_other_is_a_call_rate_unless_the_peers_share_it_short_of_an_extreme_day()
+ {
+    let tools = ["read_file", "search", "fetch"];
+    // Ten ordinary days: 20 calls a day from 09:00, each in its own minute.
+    let base = ordinary(&["ana", "ben", "cai", "dov"], &tools);
+    let day = T0 + 9 * DAY;
+    // On day 10, a call every 3 minutes from 13:00 to 18:00: 100 more busy minutes (six
+    // times a usual day), though no hour holds more than 20 calls.
+    let spread = |n: u64, user: &str| episode(n, day + 13 * HOUR, user, "search", 100, 180_000);
+    // Dov makes more calls still, 180, but as three agent episodes of 60 calls 3 s apart.
+    let episodes = || {
+        (0..3u64).flat_map(|k| {
+            episode(
+                70_000 + k * 100,
+                day + (13 + 2 * k) * HOUR,
+                "dov",
+                "read_file",
+                60,
+                3_000,
+            )
+        })
+    };
+    // Ana alone.
+    let mut calls = base.clone();
+    calls.extend(spread(60_000, "ana"));
+    calls.extend(episodes());
+    let findings = detect(&calls, &Context::default());
+    let ana = found(&findings, "call_rate", "ana");
+    assert_eq!(ana.len(), 1, "{findings:#?}");
+    assert!(
+        ana[0].explanation.contains("120 minutes of the day"),
+        "{}",
+        ana[0].explanation
+    );
+    assert!(
+        found(&findings, "call_rate", "dov").is_empty(),
+        "{findings:#?}"
+    );
+    // Ana and ben (a third of ana's peers): the team's busy day, not one user's.
+    let mut calls = base.clone();
+    calls.extend(spread(60_000, "ana"));
+    calls.extend(spread(61_000, "ben"));
+    let findings = detect(&calls, &Context::default());
+    assert!(
+        found(&findings, "call_rate", "ana").is_empty(),
+        "{findings:#?}"
+    );
+    assert!(
+        found(&findings, "call_rate", "ben").is_empty(),
+        "{findings:#?}"
+    );
+    // Ana makes a call every 3 minutes all day from 09:01:30, 180 (about 200 busy minutes:
+    // ten times a usual day, though no hour holds 30 calls), while ben spreads his 100: the
+    // team's busy day does not explain hers.
+    let mut calls = base;
+    calls.extend(episode(
+        60_000,
+        day + 9 * HOUR + 90_000,
+        "ana",
+        "search",
+        180,
+        180_000,
+    ));
+    calls.extend(spread(61_000, "ben"));
+    let findings = detect(&calls, &Context::default());
+    assert_eq!(
+        found(&findings, "call_rate", "ana").len(),
+        1,
+        "{findings:#?}"
+    );
+    assert!(
+        found(&findings, "call_rate", "ben").is_empty(),
+        "{findings:#?}"
+    );
+}
