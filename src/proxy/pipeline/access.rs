@@ -135,6 +135,12 @@ impl Pipeline {
                 None
             } else if era == Era::V2026 {
                 match our_round.take() {
+                    // Still to be confirmed, under another policy than the one whose reasons
+                    // the person answered: asked again, as a 2025 held call is (helper-109 F4).
+                    // A reload that no longer asks lets the call run (below).
+                    Some(Ok(r)) if r.policy != policy.version => Some(
+                        "the policy changed while it waited (the person answered reasons no longer in force); send the call again to be asked anew".into(),
+                    ),
                     Some(Ok(r)) => {
                         confirmed_round = Some(r);
                         None

@@ -109,6 +109,7 @@ impl Pipeline {
             Round {
                 tool: p.name.to_string(),
                 hash,
+                policy: d.version.clone(),
                 deadline: Instant::now() + timeout,
                 server_state: p.request_state.as_deref().map(str::to_string),
                 server_responses: p

@@ -325,6 +325,13 @@ const MAX_ASKED_BEFORE: usize = 1024;
 const MAX_HELD: usize = 32;
 /// Ids of the proxy's confirmation requests, and `requestState` of its input_required rounds.
 const CONFIRM_PREFIX: &str = "mcp-audit-proxy.confirm.";
+
+/// Whether a server's request uses an id of the form of the proxy's own requests to the
+/// client ([`CONFIRM_PREFIX`]), compared as clients may (case-insensitively).
+fn takes_our_id(id: &RequestId) -> bool {
+    matches!(id, RequestId::Str(s) if s.len() >= CONFIRM_PREFIX.len()
+        && s.as_bytes()[..CONFIRM_PREFIX.len()].eq_ignore_ascii_case(CONFIRM_PREFIX.as_bytes()))
+}
 /// The `inputRequests` key of the proxy's confirmation in a 2026-07-28 input_required round.
 const CONFIRM_KEY: &str = "mcp-audit-proxy.confirm";
 
@@ -914,6 +921,20 @@ impl Pipeline {
                     &format!("the server's message was refused: {invalid}"),
                 )
             }
+            // A request of the server's under an id of the form the proxy gives its own
+            // confirmation requests: the client's answer to it would be taken as the person's
+            // answer to the proxy (helper-109 F6). Refused to the server, never forwarded.
+            Ok(Parsed::Single(Message::Request { id, method, .. })) if takes_our_id(&id) => {
+                tracing::warn!(request_id = %id, method = %method, "a server request with an id of the proxy's own form refused");
+                Route::ToServer(Outbound::now(error_response(
+                    Some(&id),
+                    INVALID_REQUEST,
+                    &format!(
+                        "mcp-audit-proxy: request ids starting with {CONFIRM_PREFIX:?} are the proxy's own; use another id"
+                    ),
+                    None,
+                )))
+            }
             Ok(Parsed::Single(msg)) => match self.server_message(
                 &msg,
                 size,
@@ -964,6 +985,14 @@ impl Pipeline {
             && *method == "notifications/cancelled"
         {
             self.withdrew_server_ask(*params);
+        }
+        // In a batch (one cannot be answered alone there): dropped, as [`Self::from_server`]
+        // refuses it alone.
+        if let Message::Request { id, .. } = msg
+            && takes_our_id(id)
+        {
+            tracing::warn!(request_id = %id, "a server request with an id of the proxy's own form dropped");
+            return Delivery::Drop;
         }
         if let Message::Request { id, method, .. } = msg
             && matches!(&**method, "elicitation/create" | "sampling/createMessage")

@@ -21,6 +21,9 @@ const MAX_OPEN_ROUNDS: usize = 1024;
 pub(super) struct Round {
     pub(super) tool: String,
     pub(super) hash: String,
+    /// The version of the policy whose reasons were put to the person: a retry under another
+    /// is asked again (helper-109 F4: the person approved reasons no longer in force).
+    pub(super) policy: String,
     pub(super) deadline: Instant,
     /// The server's own `requestState` and `inputResponses` the call carried, restored when
     /// the confirmed retry is forwarded.
