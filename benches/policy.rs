@@ -85,6 +85,7 @@ fn call<'a>(arguments: &'a Value, history: &'a History) -> CallInput<'a> {
         roles: &[],
         tool: "tool_3_write",
         arguments: Some(arguments),
+        responses: None,
         annotations: None,
         history,
         now: SystemTime::now(),

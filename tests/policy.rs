@@ -1142,3 +1142,83 @@ level = "critical"
     assert!(reasons(3).contains("differ only in case"), "{}", reasons(3));
     assert!(reasons(4).contains("traversal anywhere"), "{}", reasons(4));
 }
+
+/// helper-109 F2: the answers of a 2026-07-28 retry (`inputResponses`) reached the server
+/// unjudged: a path the rules forbid, given as the answer to the server's question, ran. They
+/// are judged with the arguments now: rules without a pointer read them whole, pointers read
+/// each answer's `content`, classifiers tag what they carry.
+#[tokio::test]
+async fn the_answers_of_a_2026_retry_are_judged_with_the_arguments() {
+    let store = TestStore::new(
+        r#"
+[[risk.rule]]
+name = "no secrets anywhere"
+regex = "TOPSECRET"
+level = "critical"
+
+[[risk.rule]]
+name = "no forbidden note"
+tools = ["confirm"]
+pointer = "/note"
+regex = "forbidden"
+level = "critical"
+"#,
+    );
+    let (mut c, received) = spawn_recorded(&store);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |id: u32, content: Option<Value>| {
+        let mut params =
+            json!({"name": "confirm", "arguments": {"action": "deploy"}, "_meta": meta});
+        if let Some(content) = content {
+            params["requestState"] = json!("confirm-r1");
+            params["inputResponses"] = json!({"confirm": {"action": "accept", "content": content}});
+        }
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        )
+    };
+    let retries = [
+        (json!({"confirmed": true, "note": "TOPSECRET plan"}), true),
+        (json!({"confirmed": true, "note": "forbidden"}), true),
+        (
+            json!({"confirmed": true, "note": "card 4111 1111 1111 1111"}),
+            false,
+        ),
+        (json!({"confirmed": true, "note": "fine"}), false),
+    ];
+    for (k, (content, blocked)) in retries.iter().enumerate() {
+        let first = 10 * (k as u32 + 1);
+        c.send(call(first, None).as_bytes()).await;
+        let round = c.recv_json().await;
+        assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+        c.send(call(first + 1, Some(content.clone())).as_bytes())
+            .await;
+        let answer = c.recv_json().await;
+        if *blocked {
+            assert_eq!(answer["error"]["code"], -32010, "{content}: {answer}");
+        } else {
+            assert_eq!(
+                answer["result"]["content"][0]["text"], "confirmed: deploy",
+                "{content}: {answer}"
+            );
+        }
+    }
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(&received).unwrap();
+    for needle in ["TOPSECRET", "forbidden"] {
+        assert!(
+            !seen.contains(needle),
+            "a blocked retry reached the server: {needle}"
+        );
+    }
+    // The card in an answer tags the retry's access.
+    let events = store.events();
+    let tagged = events.iter().any(|e| {
+        e["event_type"] == "tool_access"
+            && e["metadata"]["request_id"] == 31
+            && e["compliance_tags"] == json!(["pci_dss"])
+    });
+    assert!(tagged, "{events:#?}");
+}

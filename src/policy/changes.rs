@@ -223,6 +223,7 @@ mod tests {
                 roles: &[],
                 tool,
                 arguments: None,
+                responses: None,
                 annotations: None,
                 history: &crate::policy::History::default(),
                 now: std::time::SystemTime::now(),

@@ -277,6 +277,9 @@ pub struct CallInput<'a> {
     pub tool: &'a str,
     /// The arguments, parsed strictly (no duplicate keys).
     pub arguments: Option<&'a Value>,
+    /// A 2026-07-28 retry's `inputResponses` (key → the client's answer), parsed strictly,
+    /// without the proxy's own confirmation answer: judged with the arguments.
+    pub responses: Option<&'a Value>,
     /// The tool's annotations from `tools/list`, if seen.
     pub annotations: Option<&'a ToolAnnotations>,
     /// The session so far.
@@ -533,34 +536,63 @@ impl Policy {
             ));
         }
 
-        // The arguments: rules and classifiers.
+        // The arguments, and the answers of a 2026-07-28 retry (`inputResponses`: what the
+        // person or the client's model gave the tool, which it acts on as on its arguments;
+        // helper-109 F2): rules and classifiers.
         let mut classes = [false; CLASS_COUNT];
-        if let Some(args) = call.arguments {
+        if call.arguments.is_some() || call.responses.is_some() {
             // Some servers decode JSON written inside a string argument (the Python SDK's
             // FastMCP does, for parameters that are not strings, as Python's `json` reads
             // it): rules and classifiers see that reading too ([`embedded`]). JSON in a string
             // that decodes only in a way the rules cannot judge blocks the call when there
             // are rules to judge it (helper-108 F1, F5: it ran unjudged).
-            let decoded = match embedded::decode_all(args) {
-                Ok(d) => d,
-                Err(why) => {
+            let mut decode = |v: Option<&Value>| match v.map(embedded::decode_all) {
+                Some(Ok(d)) => d,
+                Some(Err(why)) => {
                     if !self.rules.is_empty() && forced.is_none() {
                         forced = Some(why);
                     }
                     None
                 }
+                None => None,
             };
-            let roots: Vec<&Value> = std::iter::once(args).chain(decoded.as_ref()).collect();
+            let decoded = decode(call.arguments);
+            let decoded_responses = decode(call.responses);
+            // Everything scanned: the arguments and the answers, each also as decoded.
+            let whole: Vec<&Value> = [
+                call.arguments,
+                decoded.as_ref(),
+                call.responses,
+                decoded_responses.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            // Where pointers look: the arguments, and each answer's `content` (an
+            // elicitation's form, a sampling's message), where an answer carries what a
+            // tool would otherwise take as arguments.
+            fn contents(r: Option<&Value>) -> Vec<&Value> {
+                r.and_then(Value::as_object)
+                    .into_iter()
+                    .flat_map(|m| m.values().filter_map(|v| v.get("content")))
+                    .collect()
+            }
+            let roots: Vec<&Value> = [call.arguments, decoded.as_ref()]
+                .into_iter()
+                .flatten()
+                .chain(contents(call.responses))
+                .chain(contents(decoded_responses.as_ref()))
+                .collect();
             // Rules share pointers (and rules without one look at every string and number,
             // and at every member name: a tool that takes a map of paths to contents puts
             // the path in the name; helper-108 F3): each place is resolved once.
             let mut scalars = Vec::new();
             let mut names = Vec::new();
             if self.rules.iter().any(|r| r.pointer.is_none()) {
-                for root in &roots {
+                for root in &whole {
                     walk_names(root, &mut |k| names.push(Value::String(k.to_string())));
                 }
-                for root in &roots {
+                for root in &whole {
                     walk_scalars(root, &mut |v| scalars.push(v));
                 }
                 scalars.extend(names.iter());
@@ -602,10 +634,9 @@ impl Policy {
                     });
                 }
             }
-            classify_value(&self.classifiers, args, &mut classes);
-            // What `\u` escapes hid from the raw text (helper-108 F2).
-            if let Some(d) = &decoded {
-                classify_value(&self.classifiers, d, &mut classes);
+            // What `\u` escapes hid from the raw text too (helper-108 F2).
+            for v in &whole {
+                classify_value(&self.classifiers, v, &mut classes);
             }
         }
         let mut tags: Vec<&'static str> = Vec::new();

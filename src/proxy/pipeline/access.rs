@@ -42,6 +42,31 @@ impl Pipeline {
         } else {
             None
         };
+        // The answers of a 2026-07-28 retry, read as strictly as the arguments: the tool acts
+        // on them as on its arguments (helper-109 F2: they ran unjudged). The proxy's own
+        // confirmation answer is its business, not the tool's.
+        let responses = match p.input_responses.as_ref().filter(|_| policy.enabled) {
+            None => None,
+            Some(map) => {
+                let mut out = serde_json::Map::new();
+                for (key, raw) in map.iter().filter(|(k, _)| *k != CONFIRM_KEY) {
+                    match policy::strict::parse_validated(raw.get()) {
+                        Ok(v) => {
+                            out.insert(key.to_string(), v);
+                        }
+                        Err(e) => {
+                            let reason = policy.protect_text(&format!(
+                                "invalid tools/call inputResponses ({key:?}): {}",
+                                policy::admit::unreadable(&e)
+                            ));
+                            tracing::warn!(request_id = %id, "ambiguous inputResponses refused");
+                            return Err(self.refuse_params(id, params, &reason));
+                        }
+                    }
+                }
+                (!out.is_empty()).then_some(serde_json::Value::Object(out))
+            }
+        };
         let started = Instant::now();
         let http = self.request_http();
         let meta = p.meta.as_ref();
@@ -72,6 +97,7 @@ impl Pipeline {
                     roles: http.as_ref().map_or(&[], |h| h.roles.as_slice()),
                     tool: &p.name,
                     arguments: arguments.as_ref(),
+                    responses: responses.as_ref(),
                     annotations,
                     history: &shared.learnt.history,
                     now: std::time::SystemTime::now(),
@@ -212,6 +238,16 @@ impl Pipeline {
             d.reasons.push(
                 "its arguments held lone UTF-16 surrogate escapes (\\uD800-\\uDFFF): the server got them as sent; the stored arguments have U+FFFD in their place".into(),
             );
+        }
+        // The answers were judged; the trail stores the call's arguments only, so the access
+        // names what else the tool got (helper-109 F2).
+        if let (Some(d), Some(serde_json::Value::Object(answers))) =
+            (decision.as_mut(), responses.as_ref())
+        {
+            let keys: Vec<&str> = answers.keys().map(String::as_str).collect();
+            d.reasons.push(policy.protect_text(&format!(
+                "its inputResponses {keys:?} were judged with its arguments (not stored)"
+            )));
         }
         let (access_id, timestamp) = self.ids.next();
         let blocked = decision
