@@ -52,15 +52,15 @@ fn through_the_commands(
         &mut sink,
     )?;
     let imported = started.elapsed();
-    let start = humantime::parse_rfc3339(&labels.start)?;
+    let (since, until) = labels.window()?;
     let started = Instant::now();
     let mut out = Vec::new();
     commands::anomalies(
         &AnomaliesArgs {
             config: config_arg(),
             window: WindowArgs {
-                since: Some(start),
-                until: Some(start + Duration::from_secs(labels.days * 86_400)),
+                since: Some(since),
+                until: Some(until),
                 json: true,
             },
             allow_damaged: false,
@@ -79,6 +79,9 @@ fn through_the_commands(
 /// `IN_MEMORY=1`: the month's events read into memory and handed to the detectors directly
 /// (`analytics::anomalies::detect`), without the store in between: seconds instead of a
 /// minute per month, for tuning loops. The figures to report come from the commands' path.
+/// Calls after the month's window are left out, as `anomalies --until` leaves them out of
+/// the store's scan: the two paths judge the same calls (a call after the window moves
+/// judgements before it: [`quality::Labels::window`]).
 fn in_memory(
     events: &str,
     labels: &quality::Labels,
@@ -92,7 +95,9 @@ fn in_memory(
             all.push(serde_json::from_str(&line)?);
         }
     }
-    let calls = mcp_audit_proxy::analytics::calls(all);
+    let mut calls = mcp_audit_proxy::analytics::calls(all);
+    let until = labels.window()?.1.duration_since(std::time::UNIX_EPOCH)?;
+    calls.retain(|c| u128::from(c.at_ms) <= until.as_millis());
     let read = started.elapsed();
     let started = Instant::now();
     let findings = mcp_audit_proxy::analytics::anomalies::detect(&calls, &labels.context);

@@ -10,6 +10,7 @@
 //! findings of the label's own family.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -33,6 +34,26 @@ pub struct Labels {
     pub context: Context,
     /// Everyone in the traffic (for user-days).
     pub people: Vec<Value>,
+}
+
+impl Labels {
+    /// The window of the month, `[from, to]`, for `anomalies --since --until`: from `start`
+    /// to a day past its `days`.
+    ///
+    /// The generators give each person their days in their own time zone and cut only at
+    /// `start`, so the last local day of everyone west of UTC ends hours after `start` +
+    /// `days` (New York evenings to 01:51-04:03 UTC on blind 1-9 and `traffic.rs` 1-3). A
+    /// window ending at `start` + `days` left those calls out of the commands' path, not out
+    /// of the in-memory one, and a call after the window moves judgements days before it
+    /// (the off-hours test counts later days and nights too): on blind 4, without one New
+    /// York user's last evening (01:00 UTC), their evening in that hour five days before had
+    /// one other such day, not two, so looked rare, and made the night of the obvious
+    /// off-hours label one of three people up at once (not judged). A day past covers every
+    /// zone (UTC-12 at the most).
+    pub fn window(&self) -> Result<(SystemTime, SystemTime), humantime::TimestampError> {
+        let from = humantime::parse_rfc3339(&self.start)?;
+        Ok((from, from + Duration::from_secs((self.days + 1) * 86_400)))
+    }
 }
 
 /// One injected anomaly.
