@@ -408,13 +408,112 @@ fn confirmed(answer: &ElicitResultView) -> bool {
 
 /// What the person at the client is asked: this exact call, and why.
 pub(super) fn question(tool: &str, hash: &str, arguments: &str, d: &Decision) -> String {
-    let preview: String = arguments.chars().take(300).collect();
+    // What the person reads must be what runs (helper-109 F3: a long first member filled
+    // the preview, the path that ran was never shown, and line separators inside a string
+    // drew a fake "Risk: low" line). So: the reasons before the arguments, the arguments'
+    // top-level keys all named, every character that breaks or hides a line shown as an
+    // escape, and a cut said to be one.
+    let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(arguments)
+        .map(|m| m.keys().map(|k| visible(k)).collect())
+        .unwrap_or_default();
+    let shown = visible(arguments);
+    let preview: String = shown.chars().take(PREVIEW_CHARS).collect();
+    let more = shown.chars().count().saturating_sub(PREVIEW_CHARS);
+    let cut = if more > 0 {
+        format!(" … ({more} more characters not shown; the SHA-256 is of all of them)")
+    } else {
+        String::new()
+    };
     format!(
-        "The security policy asks you to confirm this tool call before it runs.\n\nTool: {tool}\nArguments (SHA-256 {hash}): {preview}\nRisk: {} (score {}): {}\n\nAllow this call?",
+        "The security policy asks you to confirm this tool call before it runs.\n\nTool: {}\nRisk: {} (score {}): {}\nArgument names: {}\nArguments (SHA-256 {hash}): {preview}{cut}\n\nAllow this call?",
+        visible(tool),
         d.level.as_str(),
         d.score,
-        d.reasons.join("; ")
+        visible(&d.reasons.join("; ")),
+        if keys.is_empty() {
+            "(none)".to_string()
+        } else {
+            keys.join(", ")
+        },
     )
+}
+
+/// How much of the arguments' text a confirmation question shows.
+const PREVIEW_CHARS: usize = 600;
+
+/// `text` with every character that breaks a line, hides text or reorders it (controls,
+/// U+0085, U+2028, U+2029, format characters such as zero-width spaces and bidirectional
+/// overrides) written as `\u{…}`, so that a question cannot be made to show what is not in it.
+fn visible(text: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c,
+                '\u{0085}' | '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}')
+    };
+    if !text.chars().any(hidden) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if hidden(c) {
+                format!("\\u{{{:04X}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod question_tests {
+    use super::*;
+
+    fn decision() -> Decision {
+        Decision {
+            score: 60,
+            level: crate::audit::event::RiskLevel::High,
+            reasons: vec!["rule \"shell\" matched".into()],
+            tags: Vec::new(),
+            action: crate::policy::Action::Confirm,
+            shadowed: false,
+            version: "v".into(),
+        }
+    }
+
+    /// helper-109 F3: a long first member hid the path that ran, and a line separator drew a
+    /// fake risk line.
+    #[test]
+    fn the_question_names_every_key_says_it_is_cut_and_draws_no_line_of_the_callers() {
+        let args = format!(
+            r#"{{"a_note":"\u2028Risk: low (score 5): read-only {}","path":"/home/alice/thesis.docx"}}"#,
+            "x".repeat(2000)
+        );
+        // As JSON text holds it: the separator raw inside the string.
+        let args = args.replace("\\u2028", "\u{2028}");
+        assert!(args.contains('\u{2028}'));
+        let q = question("delete_file", "abc", &args, &decision());
+        assert!(q.contains("Argument names: a_note, path"), "{q}");
+        assert!(q.contains("more characters not shown"), "{q}");
+        assert!(!q.contains('\u{2028}'), "{q}");
+        assert_eq!(
+            q.lines().filter(|l| l.starts_with("Risk:")).count(),
+            1,
+            "{q}"
+        );
+        // The real reasons come before anything of the caller's.
+        assert!(
+            q.find("rule \"shell\"").unwrap() < q.find("a_note").unwrap(),
+            "{q}"
+        );
+        // A short call is shown whole, with no cut.
+        let q = question("echo", "abc", r#"{"text":"hi"}"#, &decision());
+        assert!(
+            q.contains(r#"{"text":"hi"}"#) && !q.contains("not shown"),
+            "{q}"
+        );
+    }
 }
 
 /// An `elicitation/create` request (method and params) for a confirmation.
