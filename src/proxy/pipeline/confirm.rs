@@ -466,6 +466,27 @@ fn visible(text: &str) -> String {
         .collect()
 }
 
+/// An `elicitation/create` request (method and params) for a confirmation.
+fn confirmation_request(question: &str) -> Value {
+    json!({
+        "method": "elicitation/create",
+        "params": {
+            "message": question,
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "confirm": {
+                        "type": "boolean",
+                        "title": "Allow this call",
+                        "description": "Check to let this exact call run; anything else blocks it.",
+                    },
+                },
+                "required": ["confirm"],
+            },
+        },
+    })
+}
+
 #[cfg(test)]
 mod question_tests {
     use super::*;
@@ -514,25 +535,4 @@ mod question_tests {
             "{q}"
         );
     }
-}
-
-/// An `elicitation/create` request (method and params) for a confirmation.
-fn confirmation_request(question: &str) -> Value {
-    json!({
-        "method": "elicitation/create",
-        "params": {
-            "message": question,
-            "requestedSchema": {
-                "type": "object",
-                "properties": {
-                    "confirm": {
-                        "type": "boolean",
-                        "title": "Allow this call",
-                        "description": "Check to let this exact call run; anything else blocks it.",
-                    },
-                },
-                "required": ["confirm"],
-            },
-        },
-    })
 }
