@@ -43,7 +43,9 @@
 //!                     and what a session learnt: tags for sequence rules, tools'
 //!                     annotations; shared by a principal's sessionless gateway requests),
 //!                     tasks.rs
-//!                     (calls that became tasks: tasks/result, tasks/get, tasks/cancel), lines.rs (a
+//!                     (calls that became tasks: tasks/result, tasks/get, tasks/cancel),
+//!                     owners.rs (at the gateway, the tasks each principal created: task
+//!                     requests about others' refused, tasks/list filtered), lines.rs (a
 //!                     line with lone surrogates read through its copy, the original
 //!                     forwarded; a gateway request's HTTP context), recent.rs
 //!                     (ids remembered after their request ended), deadlines.rs (calls

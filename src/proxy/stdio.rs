@@ -233,6 +233,7 @@ pub async fn run_with(
         policy,
         own_signals: true,
         rounds: None,
+        tasks: None,
     };
     run_session(setup, move |door: ClientDoor| {
         super::fdio::mark_client_read();
@@ -284,6 +285,10 @@ pub(crate) struct SessionSetup<'a> {
     /// MRTR rounds shared with other sessions (the gateway's sessionless requests of one
     /// principal on one upstream); `None`: the session's own.
     pub(crate) rounds: Option<crate::proxy::pipeline::SharedRounds>,
+    /// The tasks of the session's principal on its upstream, the only ones its task requests
+    /// may name (the gateway: its upstream sees every principal as one); `None`: the stdio
+    /// wrapper's one client names what it likes.
+    pub(crate) tasks: Option<crate::proxy::pipeline::SharedTasks>,
 }
 
 /// The server of a session.
@@ -336,6 +341,7 @@ pub(crate) async fn run_session(
         policy,
         own_signals,
         rounds,
+        tasks,
     } = setup;
     let span = tracing::info_span!("session", mcp.session.id = %session.session_id);
     type In = Box<dyn AsyncWrite + Send + Unpin>;
@@ -373,11 +379,14 @@ pub(crate) async fn run_session(
         }
     };
     let pins = crate::policy::pins::Pins::new(&config.audit.store_dir, &session.upstream);
-    let pipeline = Pipeline::new(session, audit, &config.limits, policy, Some(pins));
-    let pipeline = Arc::new(match rounds {
-        Some(shared) => pipeline.with_rounds(shared),
-        None => pipeline,
-    });
+    let mut pipeline = Pipeline::new(session, audit, &config.limits, policy, Some(pins));
+    if let Some(shared) = rounds {
+        pipeline = pipeline.with_rounds(shared);
+    }
+    if let Some(owned) = tasks {
+        pipeline = pipeline.with_tasks(owned);
+    }
+    let pipeline = Arc::new(pipeline);
     if let Running::Pooled(link) = &running {
         link.serves(pipeline.clone());
     }

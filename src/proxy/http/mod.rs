@@ -141,6 +141,9 @@ struct Gateway {
     /// pipeline of its own, not the one that opened the round. With them, what those
     /// requests learnt (sequence-rule tags, tools' annotations).
     rounds: Mutex<HashMap<(String, String), crate::proxy::pipeline::SharedRounds>>,
+    /// The tasks each principal's requests created, by (principal, upstream): a task
+    /// request names only its principal's (`pipeline/owners.rs`).
+    task_owners: crate::proxy::pipeline::TaskOwners,
     /// The byte budget of sessionless requests by (principal, upstream), alive while any of
     /// them answers ([`budget::Budget`]).
     budgets: Mutex<HashMap<(String, String), std::sync::Weak<budget::Budget>>>,
@@ -282,6 +285,7 @@ pub async fn run(
         sessions: Mutex::new(HashMap::new()),
         opening: Mutex::new(HashMap::new()),
         rounds: Mutex::new(HashMap::new()),
+        task_owners: Default::default(),
         budgets: Mutex::new(HashMap::new()),
         streams: PrincipalCounts::default(),
         connections: PrincipalCounts::default(),

@@ -172,6 +172,12 @@ impl McpRequest<'_> {
             self.gateway
                 .rounds_of(&self.principal.key(), &self.upstream.name)
         });
+        // Every session and request of the principal on the upstream names only the tasks
+        // its own requests created (helper-109 F1: a `url` upstream sees one caller).
+        let tasks = self
+            .gateway
+            .task_owners
+            .of(&self.principal.key(), &self.upstream.name);
         // A 2025 session's responses have a budget of their own; sessionless requests share
         // their principal's on the upstream.
         let budget = if sessionless {
@@ -210,6 +216,7 @@ impl McpRequest<'_> {
                 policy,
                 own_signals: false,
                 rounds,
+                tasks: Some(tasks),
             };
             let name = upstream.name.clone();
             let result = run_session(setup, move |door: ClientDoor| {

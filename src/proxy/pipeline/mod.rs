@@ -13,7 +13,8 @@
 //! blocked), `refuse.rs` (what is answered and recorded instead of forwarding),
 //! `confirm.rs` (calls held for a person's approval), `ends.rs` (a call's end and its events),
 //! `tools.rs` (`tools/list` results: pins and filtering), `reload.rs` (policy reloads),
-//! `deadlines.rs` (calls past their timeout; progress moves a call's deadline).
+//! `deadlines.rs` (calls past their timeout; progress moves a call's deadline), `owners.rs`
+//! (at the gateway, the tasks each principal created: task requests about others' refused).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -51,6 +52,7 @@ mod confirm;
 mod deadlines;
 mod ends;
 mod lines;
+mod owners;
 mod recent;
 mod refuse;
 mod reload;
@@ -63,6 +65,7 @@ use access::{arguments_hash, decode_call};
 use confirm::*;
 pub(crate) use ends::stored_request_id;
 use ends::*;
+pub use owners::{SharedTasks, TaskOwners};
 use recent::Recent;
 use rounds::{Consent, Granted, Learnt, Round, round_key};
 pub use rounds::{Rounds, SharedRounds};
@@ -379,6 +382,9 @@ enum Pending {
     /// `tasks/cancel` of a task the call with this access event became: a success ends the
     /// call `cancelled`, unless a `tasks/result` about it is waiting (its answer then does).
     TaskCancel(EventId),
+    /// `tasks/list` through the gateway: its answer keeps the caller's own tasks only
+    /// (`owners.rs`).
+    TasksList,
     Other,
 }
 
@@ -590,6 +596,10 @@ pub struct Pipeline {
     state: Mutex<State>,
     /// Locked after `state` when both are (never the other way round).
     rounds: SharedRounds,
+    /// The gateway's: the tasks this principal's requests created on this upstream, the only
+    /// ones its task requests may name (`owners.rs`); `None` (the stdio wrapper: one client)
+    /// checks none. Locked after `state` and `rounds`, never before.
+    owned: Option<SharedTasks>,
     /// The HTTP context of the request being fed ([`Pipeline::from_client_at`]).
     request_http: Mutex<Option<Box<crate::audit::event::HttpContext>>>,
     /// Serializes [`Pipeline::from_client_at`], so a context belongs to its own request.
@@ -628,6 +638,7 @@ impl Pipeline {
             pins,
             state: Mutex::new(state),
             rounds: SharedRounds::default(),
+            owned: None,
             request_http: Mutex::new(None),
             feeding: Mutex::new(()),
             lone_surrogates: std::sync::atomic::AtomicBool::new(false),
@@ -638,6 +649,14 @@ impl Pipeline {
     /// another pipeline opened is recognized (the gateway's sessionless requests).
     pub fn with_rounds(mut self, rounds: SharedRounds) -> Self {
         self.rounds = rounds;
+        self
+    }
+
+    /// Lets this pipeline's task requests name only the tasks in `owned` (the gateway: the
+    /// principal's on the upstream, whatever session or request created them), and keeps
+    /// the tasks its requests create there.
+    pub fn with_tasks(mut self, owned: SharedTasks) -> Self {
+        self.owned = Some(owned);
         self
     }
 
@@ -818,6 +837,10 @@ impl Pipeline {
                 if method == TOOLS_CALL && id.is_not_integer() {
                     return Err(self.refuse_not_integer_id(id, *params));
                 }
+                let task_kind = self.owned.as_ref().and(owners::task_method(method));
+                if task_kind == Some(owners::TaskMethod::ById) {
+                    self.task_owned(id, method, *params)?;
+                }
                 let pending = match &**method {
                     TOOLS_CALL => return self.begin_call(id, *params),
                     "initialize" => {
@@ -839,6 +862,7 @@ impl Pipeline {
                     "tasks/result" | "tasks/get" | "tasks/cancel" => {
                         self.state().task_request(method, *params)
                     }
+                    _ if task_kind == Some(owners::TaskMethod::List) => Pending::TasksList,
                     _ => Pending::Other,
                 };
                 self.state().pending.insert(id.clone(), pending);
@@ -986,6 +1010,12 @@ impl Pipeline {
         {
             self.withdrew_server_ask(*params);
         }
+        if let Message::Notification { method, params } = msg
+            && self.foreign_task_notice(method, *params)
+        {
+            tracing::warn!(method = %method, "a task notification about no task of this principal's dropped");
+            return Delivery::Drop;
+        }
         // In a batch (one cannot be answered alone there): dropped, as [`Self::from_server`]
         // refuses it alone.
         if let Message::Request { id, .. } = msg
@@ -1015,6 +1045,11 @@ impl Pipeline {
             *twin = exact;
             found
         });
+        if let ResponseBody::Result(result) = body
+            && let Some(found) = &found
+        {
+            self.own_created_task(found, result);
+        }
         match found {
             Some(Answered::Call(call)) => {
                 drop(st);
@@ -1045,6 +1080,15 @@ impl Pipeline {
                 match self.task_got(*call, id, size, *body) {
                     Some(ended) => return ended,
                     None => rewritten = self.redact_answer(id, *body),
+                }
+            }
+            Some(
+                Answered::Pending(Pending::TasksList) | Answered::Cancelled(Pending::TasksList),
+            ) => {
+                drop(st);
+                match self.own_tasks_listed(id, *body) {
+                    Ok(kept) => rewritten = kept,
+                    Err(refusal) => return Delivery::Replace(refusal),
                 }
             }
             // A request the client cancelled is answered as it would have been: a late
@@ -1196,7 +1240,11 @@ fn learn(st: &mut State, learnt: &mut Learnt, pending: &Pending, result: &RawVal
                 }
             }
         }
-        Pending::TaskResult(_) | Pending::TaskGet(_) | Pending::TaskCancel(_) | Pending::Other => {}
+        Pending::TaskResult(_)
+        | Pending::TaskGet(_)
+        | Pending::TaskCancel(_)
+        | Pending::TasksList
+        | Pending::Other => {}
     }
 }
 

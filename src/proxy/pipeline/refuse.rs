@@ -260,44 +260,10 @@ impl Pipeline {
                 true => policy.protect_text(&n),
                 false => n,
             });
-        let (version, era, agent, tool_version) = {
-            let st = self.state();
-            let meta_version = params
-                .and_then(|p| serde_json::from_str::<AnyParams>(p.get()).ok())
-                .and_then(|a| {
-                    a.meta
-                        .and_then(|m| m.protocol_version.map(|v| v.into_owned()))
-                });
-            let (v, era) = st.version_for(meta_version.as_deref());
-            (
-                v,
-                era,
-                st.client.as_ref().map(Implementation::agent),
-                st.server.as_ref().map(Implementation::agent),
-            )
-        };
         let (stored, redacted, tags, reason) = self.protected_arguments(params, reason);
-        let call = Call {
-            access_id: self.ids.next().0,
-            // Never kept: the context ends here, and the events carry `id` as it was.
-            request_id: id.cloned().unwrap_or(RequestId::Int(0)),
-            tool,
-            started: Instant::now(),
-            deadline: None,
-            protocol_version: version,
-            era,
-            user_agent: agent,
-            tool_version,
-            risk: RiskLevel::Medium,
-            score: None,
-            tags,
-            policy: None,
-            confirmation: None,
-            consent: None,
-            http: self.request_http(),
-            late: 0,
-            progress: None,
-        };
+        let mut call = self.bare_call(id, params);
+        call.tool = tool;
+        call.tags = tags;
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
         access.metadata.arguments = stored;
@@ -317,6 +283,49 @@ impl Pipeline {
             }
         }
         Some(failure.event_id)
+    }
+
+    /// The context of a request the proxy refuses without forwarding (its era, client and
+    /// server as the session knows them, the request's HTTP context), for its events; no
+    /// tool, no tags.
+    pub(super) fn bare_call(&self, id: Option<&RequestId>, params: Option<&RawValue>) -> Call {
+        let (version, era, agent, tool_version) = {
+            let st = self.state();
+            let meta_version = params
+                .and_then(|p| serde_json::from_str::<AnyParams>(p.get()).ok())
+                .and_then(|a| {
+                    a.meta
+                        .and_then(|m| m.protocol_version.map(|v| v.into_owned()))
+                });
+            let (v, era) = st.version_for(meta_version.as_deref());
+            (
+                v,
+                era,
+                st.client.as_ref().map(Implementation::agent),
+                st.server.as_ref().map(Implementation::agent),
+            )
+        };
+        Call {
+            access_id: self.ids.next().0,
+            // Never kept: the context ends here, and the events carry `id` as it was.
+            request_id: id.cloned().unwrap_or(RequestId::Int(0)),
+            tool: None,
+            started: Instant::now(),
+            deadline: None,
+            protocol_version: version,
+            era,
+            user_agent: agent,
+            tool_version,
+            risk: RiskLevel::Medium,
+            score: None,
+            tags: Vec::new(),
+            policy: None,
+            confirmation: None,
+            consent: None,
+            http: self.request_http(),
+            late: 0,
+            progress: None,
+        }
     }
 
     /// The arguments of a refused call and the reason, as the trail may keep them: the

@@ -8,6 +8,7 @@
 
 use std::sync::MutexGuard;
 
+use super::owners;
 use super::*;
 
 impl State {
@@ -200,6 +201,195 @@ impl Pipeline {
                 rewritten,
             },
             Err(e) => Delivery::Replace(refused_by_audit(answers, &e)),
+        }
+    }
+}
+
+/// What a task id or method is cut to where the trail quotes it (a server's ids are short;
+/// a client's may be anything).
+const QUOTED_CHARS: usize = 128;
+
+impl Pipeline {
+    /// A task request (`tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update`, or a
+    /// loose spelling of one) through the gateway: passed when its one `taskId` names a task
+    /// this principal's requests created on this upstream; otherwise refused as an unknown
+    /// task (`-32602`, whatever the id: another principal's, never seen, forgotten past the
+    /// cap, or unreadable), and recorded as a refused request (a `tool_failure`, `refused`,
+    /// its `action` the method), never forwarded.
+    pub(super) fn task_owned(
+        &self,
+        id: &RequestId,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<(), Refusal> {
+        let Some(owned) = &self.owned else {
+            return Ok(());
+        };
+        let task = owners::the_task_id(params);
+        if let Some(task) = &task
+            && owned.lock().unwrap_or_else(|p| p.into_inner()).owns(task)
+        {
+            return Ok(());
+        }
+        let policy = self.policy.current();
+        let shown = |text: &str| {
+            let text: String = text.chars().take(QUOTED_CHARS).collect();
+            match policy.guarded(&text) {
+                true => policy.protect_text(&text),
+                false => text,
+            }
+        };
+        let reason = match &task {
+            Some(task) => format!(
+                "task {:?} is not one this principal's requests created on upstream {:?} through the gateway (never created by them, another principal's, or forgotten past the {} tasks kept per principal and upstream); refused as an unknown task, not forwarded: the upstream sees every principal under the gateway's one credential",
+                shown(task),
+                self.info.upstream,
+                owners::MAX_OWNED_TASKS
+            ),
+            None => "the request names no one task: its params hold no `taskId` string, or more than one member a reader could take for it; refused as an unknown task, not forwarded".to_string(),
+        };
+        tracing::warn!(request_id = %id, method = %method.escape_debug(), user = %self.info.user_id, "task request about a task not the principal's refused");
+        let call = self.bare_call(Some(id), params);
+        let mut event = self.failure_event(
+            &call,
+            Outcome::Refused,
+            Side::Client,
+            Some(INVALID_PARAMS),
+            &reason,
+        );
+        event.action = shown(method);
+        // A request, not a call: no access event to link to.
+        event.linked_event_id = None;
+        let event_id = match self.audit.record(&event) {
+            Ok(_) => Some(event.event_id),
+            Err(e) => {
+                tracing::error!(error = %e, "refused task request could not be recorded");
+                None
+            }
+        };
+        Err(Refusal {
+            id: Some(id.clone()),
+            code: INVALID_PARAMS,
+            message: "mcp-audit-proxy refused the request: unknown task".to_string(),
+            event: event_id,
+            extra: None,
+        })
+    }
+
+    /// Keeps the task an answer created (a `CreateTaskResult` answering a `tools/call`, or
+    /// another request the client made task-augmented) as this principal's.
+    pub(super) fn own_created_task(&self, found: &Answered, result: &RawValue) {
+        let Some(owned) = &self.owned else {
+            return;
+        };
+        if !matches!(
+            found,
+            Answered::Call(_)
+                | Answered::Ended(..)
+                | Answered::Pending(Pending::Other)
+                | Answered::Cancelled(Pending::Other)
+        ) {
+            return;
+        }
+        // Most answers create no task: no parse for them.
+        if memchr::memmem::find(result.get().as_bytes(), b"taskId").is_none() {
+            return;
+        }
+        if let Some(task) = crate::mcp::task_id(result) {
+            owned.lock().unwrap_or_else(|p| p.into_inner()).own(&task);
+        }
+    }
+
+    /// The answer to a `tasks/list` through the gateway: the caller's own tasks only, the
+    /// rest of the result as the server wrote it, masked as any answer is (`None`: as it
+    /// came). One that cannot be read to take the others out is withheld (an error in its
+    /// place, recorded): the client gets no task it cannot be shown to own.
+    pub(super) fn own_tasks_listed(
+        &self,
+        id: &RequestId,
+        body: ResponseBody<'_>,
+    ) -> Result<Option<String>, Refusal> {
+        let (Some(owned), ResponseBody::Result(result)) = (&self.owned, body) else {
+            return Ok(self.redact_answer(id, body));
+        };
+        let kept = {
+            let mut owned = owned.lock().unwrap_or_else(|p| p.into_inner());
+            owners::own_tasks_only(result.get(), |t| owned.owns(t))
+        };
+        match kept {
+            Ok(None) => Ok(self.redact_answer(id, body)),
+            Ok(Some(kept)) => {
+                let Ok(kept) = RawValue::from_string(kept) else {
+                    return Err(self.listing_withheld(id, "the kept tasks are not valid JSON"));
+                };
+                Ok(self
+                    .redact_answer(id, ResponseBody::Result(&kept))
+                    .or_else(|| {
+                        let mut line = rebuilt_message(Some(id), None, &[]);
+                        line.pop();
+                        line.push_str(",\"result\":");
+                        line.push_str(kept.get());
+                        line.push('}');
+                        Some(line)
+                    }))
+            }
+            Err(why) => Err(self.listing_withheld(id, &why)),
+        }
+    }
+
+    /// A `tasks/list` answer withheld: recorded (`tool_failure`, `refused`, side `upstream`),
+    /// and an error for the client.
+    fn listing_withheld(&self, id: &RequestId, why: &str) -> Refusal {
+        let reason = format!(
+            "the tasks/list answer was withheld: it could not be read to keep only this principal's tasks ({why})"
+        );
+        tracing::warn!(request_id = %id, error = %why, "tasks/list answer withheld");
+        let call = self.bare_call(Some(id), None);
+        let mut event = self.failure_event(
+            &call,
+            Outcome::Refused,
+            Side::Upstream,
+            Some(INTERNAL_ERROR),
+            &reason,
+        );
+        event.action = "tasks/list".into();
+        event.linked_event_id = None;
+        let event_id = self.audit.record(&event).ok().map(|_| event.event_id);
+        Refusal {
+            id: Some(id.clone()),
+            code: INTERNAL_ERROR,
+            message: format!("mcp-audit-proxy withheld the task list: {why}"),
+            event: event_id,
+            extra: None,
+        }
+    }
+
+    /// Whether a server's task notification (`notifications/tasks/status`, the 2026-07-28
+    /// extension's `notifications/tasks`) names, by its `taskId`, a task that is not this
+    /// principal's, or names one a reader could read two ways: it is dropped, as a request
+    /// about that task would be refused. One without a `taskId` is passed on (a shape the
+    /// proxy does not know is not judged by it).
+    pub(super) fn foreign_task_notice(&self, method: &str, params: Option<&RawValue>) -> bool {
+        let Some(owned) = &self.owned else {
+            return false;
+        };
+        if !method.starts_with("notifications/tasks") {
+            return false;
+        }
+        let names_a_task = params
+            .and_then(|p| {
+                serde_json::from_str::<crate::jsonrpc::salvage::Members<'_>>(p.get()).ok()
+            })
+            .is_some_and(|m| {
+                m.0.iter()
+                    .any(|(name, _)| crate::jsonrpc::names::same_name(name, "taskId"))
+            });
+        if !names_a_task {
+            return false;
+        }
+        match owners::the_task_id(params) {
+            Some(task) => !owned.lock().unwrap_or_else(|p| p.into_inner()).owns(&task),
+            None => true,
         }
     }
 }
