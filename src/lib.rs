@@ -96,7 +96,9 @@
 //!                     (credentials by shape; named.rs: by key id and by name; words.rs: the
 //!                     label and credential-name words found in one pass), strict.rs
 //!                     (arguments without duplicate keys, or keys that differ only in
-//!                     case), pins.rs (tool definitions pinned in the store folder),
+//!                     case), embedded.rs (JSON inside a string argument read as the
+//!                     servers that decode it read it: Python's `json`), pins.rs (tool
+//!                     definitions pinned in the store folder),
 //!                     tree.rs (a result read once, strings borrowed, for its shape and
 //!                     its scan), admit.rs (what is refused before assessment: loose tool
 //!                     names, arguments not one object; the pipeline and `policy test`),
