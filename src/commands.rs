@@ -844,6 +844,22 @@ fn warn_of_losses(root: &std::path::Path) {
     }
 }
 
+/// A tested call's `inputResponses`, read as the proxy reads a retry's
+/// ([`policy::admit::call_responses`]).
+fn call_responses(params: &Value) -> Result<Option<Value>, String> {
+    let Some(map) = params.get("inputResponses").and_then(Value::as_object) else {
+        return Ok(None);
+    };
+    let texts: Vec<(&str, String)> = map
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_string()))
+        .collect();
+    policy::admit::call_responses(
+        texts.iter().map(|(k, t)| (*k, t.as_str())),
+        crate::proxy::pipeline::CONFIRM_KEY,
+    )
+}
+
 /// `policy test`: the configured policy's decision on one call, or on the calls in the store.
 pub fn policy_test(
     args: &PolicyTestArgs,
@@ -889,6 +905,7 @@ pub fn policy_test(
     // What the proxy refuses before its policy assesses the call (with the policy on), said
     // here as the proxy would: these calls never reach a server.
     let listed: std::collections::HashSet<String> = args.listed.iter().cloned().collect();
+    let responses = call_responses(&params);
     let refused = policy
         .enabled
         .then(|| {
@@ -901,6 +918,7 @@ pub fn policy_test(
                         .err()
                         .map(|why| format!("invalid tools/call arguments: {why}"))
                 })
+                .or_else(|| responses.as_ref().err().cloned())
         })
         .flatten();
     if let Some(why) = refused {
@@ -929,7 +947,7 @@ pub fn policy_test(
         roles: &args.roles,
         tool,
         arguments: params.get("arguments"),
-        responses: params.get("inputResponses").filter(|r| r.is_object()),
+        responses: responses.as_ref().ok().and_then(Option::as_ref),
         annotations: annotations.as_ref(),
         history: &history,
         now: std::time::SystemTime::now(),

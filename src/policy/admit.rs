@@ -9,7 +9,7 @@ use serde_json::Value;
 /// Unicode format characters (category Cf) that render as nothing: soft hyphen, Arabic letter
 /// mark, Mongolian vowel separator, zero-width and direction marks, word joiner and invisible
 /// operators, directional isolates, byte order mark, interlinear annotation marks.
-fn invisible(c: char) -> bool {
+pub(crate) fn invisible(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
@@ -74,6 +74,31 @@ pub fn call_arguments(raw: Option<&str>) -> Result<Option<Value>, String> {
         Value::Null => Ok(None),
         _ => Err("`arguments` must be an object".to_string()),
     }
+}
+
+/// A 2026-07-28 retry's `inputResponses` (`entries`: each key and its answer's JSON text) as
+/// the policy judges them with the arguments: each answer read strictly, the proxy's own
+/// confirmation answer (`ours`) left out; `None` when nothing is left.
+///
+/// # Errors
+/// Why they are refused, as for arguments ([`call_arguments`]): an answer a server could
+/// read two ways, or JSON the strict parser rejects. The message can quote the input:
+/// protect it before storing.
+pub fn call_responses<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ours: &str,
+) -> Result<Option<Value>, String> {
+    let mut out = serde_json::Map::new();
+    for (key, raw) in entries.into_iter().filter(|(k, _)| *k != ours) {
+        let v = super::strict::parse_validated(raw).map_err(|e| {
+            format!(
+                "invalid tools/call inputResponses ({key:?}): {}",
+                unreadable(&e)
+            )
+        })?;
+        out.insert(key.to_string(), v);
+    }
+    Ok((!out.is_empty()).then_some(Value::Object(out)))
 }
 
 /// The most levels of arrays and objects the policy reads in one JSON value: serde_json's

@@ -48,23 +48,15 @@ impl Pipeline {
         let responses = match p.input_responses.as_ref().filter(|_| policy.enabled) {
             None => None,
             Some(map) => {
-                let mut out = serde_json::Map::new();
-                for (key, raw) in map.iter().filter(|(k, _)| *k != CONFIRM_KEY) {
-                    match policy::strict::parse_validated(raw.get()) {
-                        Ok(v) => {
-                            out.insert(key.to_string(), v);
-                        }
-                        Err(e) => {
-                            let reason = policy.protect_text(&format!(
-                                "invalid tools/call inputResponses ({key:?}): {}",
-                                policy::admit::unreadable(&e)
-                            ));
-                            tracing::warn!(request_id = %id, "ambiguous inputResponses refused");
-                            return Err(self.refuse_params(id, params, &reason));
-                        }
+                let entries = map.iter().map(|(k, raw)| (&**k, raw.get()));
+                match policy::admit::call_responses(entries, CONFIRM_KEY) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let reason = policy.protect_text(&e);
+                        tracing::warn!(request_id = %id, "ambiguous inputResponses refused");
+                        return Err(self.refuse_params(id, params, &reason));
                     }
                 }
-                (!out.is_empty()).then_some(serde_json::Value::Object(out))
             }
         };
         let started = Instant::now();

@@ -445,12 +445,10 @@ const PREVIEW_CHARS: usize = 600;
 /// U+0085, U+2028, U+2029, format characters such as zero-width spaces and bidirectional
 /// overrides) written as `\u{…}`, so that a question cannot be made to show what is not in it.
 fn visible(text: &str) -> String {
+    // Controls (U+0085 among them), the line and paragraph separators, and the format
+    // characters a tool name may not hold ([`crate::policy::admit::invisible`]).
     let hidden = |c: char| {
-        c.is_control()
-            || matches!(c,
-                '\u{0085}' | '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}')
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') || crate::policy::admit::invisible(c)
     };
     if !text.chars().any(hidden) {
         return text.to_string();

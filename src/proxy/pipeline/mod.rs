@@ -336,7 +336,8 @@ fn takes_our_id(id: &RequestId) -> bool {
         && s.as_bytes()[..CONFIRM_PREFIX.len()].eq_ignore_ascii_case(CONFIRM_PREFIX.as_bytes()))
 }
 /// The `inputRequests` key of the proxy's confirmation in a 2026-07-28 input_required round.
-const CONFIRM_KEY: &str = "mcp-audit-proxy.confirm";
+/// The `inputResponses` key of the person's answer to the proxy's own confirmation round.
+pub(crate) const CONFIRM_KEY: &str = "mcp-audit-proxy.confirm";
 
 /// What the caller of `client_message` sends in place of the client's request.
 #[derive(Debug)]
