@@ -717,6 +717,50 @@ async fn an_answer_the_proxy_refuses_blocks_the_call_at_once_and_gets_no_reply()
     assert!(why.contains("answer was refused"), "{why}");
 }
 
+#[tokio::test]
+async fn an_answer_naming_the_question_in_either_copy_of_a_repeated_id_blocks_the_call_at_once() {
+    // Found by a hostile pass (helper-109 F7): an answer with `"id"` twice was refused, but
+    // only the last copy was looked up, so a question named by the first copy kept its call
+    // held until confirm_timeout_ms. Either copy ends the call at once now.
+    let store = TestStore::new(CONFIRM_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    for (call, question_first, batch) in [(5, true, false), (6, false, false), (7, true, true)] {
+        c.send(&call_line(json!(call), "echo", json!({"text": "x; y"})))
+            .await;
+        let ask = c.recv_json().await;
+        assert_eq!(ask["method"], "elicitation/create", "{ask}");
+        let (first, second) = match question_first {
+            true => (ask["id"].to_string(), "77".to_string()),
+            false => ("77".to_string(), ask["id"].to_string()),
+        };
+        let started = std::time::Instant::now();
+        let answer = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":{first},\"id\":{second},\"result\":{{\"action\":\"accept\",\"content\":{{\"confirm\":true}}}}}}"
+        );
+        let line = match batch {
+            true => format!("[{answer}]\n"),
+            false => format!("{answer}\n"),
+        };
+        c.send(line.as_bytes()).await;
+        let reply = c.recv_json().await;
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "waited for the timeout"
+        );
+        assert_eq!(reply["id"], call, "{reply}");
+        assert_eq!(reply["error"]["code"], -32010, "{reply}");
+    }
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(!seen.contains("x; y"), "{seen}");
+    let pairs = pairs(&store.events());
+    assert_eq!(pairs.len(), 3, "{pairs:?}");
+    for (_, end) in &pairs {
+        assert_eq!(end["result"], "blocked", "{end}");
+    }
+}
+
 /// A confirmed 2026-07-28 call whose server asks for input of its own (an MRTR round): the
 /// client's retry answering the server is the same call, and the person's accept holds for
 /// it. Found by a hostile pass: the proxy put its question again at every round. A retry
@@ -848,4 +892,60 @@ async fn a_server_request_under_the_proxys_own_id_form_is_refused_to_the_server(
             "{id} not refused to the server: {got}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_server_requests_answer_the_proxy_does_not_forward_gets_the_server_an_error() {
+    // The kind of helper-109 F7 on the server's side: the client's answer to a server request
+    // in a batch the proxy refused whole (another element blocked, or the answer itself
+    // unreadable) was dropped, and the server, which waits for each answer with no timeout of
+    // its own, kept the call open. The server now gets an error in its place at once.
+    let store = TestStore::new(BLOCK_SHELL_IN_ECHO);
+    let (mut c, received) = spawn_recorded(&store);
+    c.initialize().await;
+    for (call, unreadable) in [(1, false), (2, true)] {
+        c.send(&call_line(
+            json!(call),
+            "confirm",
+            json!({"action": "ship"}),
+        ))
+        .await;
+        let request = c.recv_json().await;
+        assert_eq!(request["method"], "elicitation/create", "{request}");
+        let answer = json!({"jsonrpc": "2.0", "id": request["id"], "result": {"action": "accept", "content": {"confirmed": true}}}).to_string();
+        let batch = match unreadable {
+            // Refused whole for its blocked call.
+            false => {
+                let blocked = call_line(json!(10), "echo", json!({"text": "a; b"}));
+                format!("[{answer},{}]\n", String::from_utf8_lossy(&blocked).trim())
+            }
+            // Refused whole for its answer with `result` twice.
+            true => format!(
+                "[{}]\n",
+                answer.replacen("\"result\":", "\"result\":{},\"result\":", 1)
+            ),
+        };
+        c.send(batch.as_bytes()).await;
+        let started = std::time::Instant::now();
+        let done = loop {
+            let m = c.recv_json().await;
+            if m["id"] == call {
+                break m;
+            }
+            // The blocked call's refusal, in a batch of its own.
+            assert_eq!(m[0]["id"], 10, "{m}");
+            assert_eq!(m[0]["error"]["code"], -32010, "{m}");
+        };
+        assert!(started.elapsed() < Duration::from_secs(5), "{done}");
+        // The server's elicitation failed: the call ends with its error, not "confirmed".
+        assert!(done.get("error").is_some(), "{done}");
+        assert!(!done.to_string().contains("confirmed: ship"), "{done}");
+    }
+    assert!(c.finish().await.success());
+    let seen = std::fs::read_to_string(received).unwrap();
+    assert!(!seen.contains("a; b"), "{seen}");
+    assert!(
+        seen.contains("mcp-audit-proxy refused the client's answer to this request"),
+        "{seen}"
+    );
 }

@@ -49,7 +49,18 @@ impl Pipeline {
                 let events = self.record_refused(found, INVALID_REQUEST, &problem);
                 events.into_iter().flatten().next()
             });
-            return replies.map_or(Route::Drop, |r| Route::ToClient(self.after_recorded(r)));
+            let mut routes = self.batch_answers_refused(items, &message);
+            match replies {
+                Some(r) => routes.push(Route::ToClient(self.after_recorded(r))),
+                // Over HTTP the POST of a batch of answers fails all the same (as for one
+                // refused answer, `refuse_line`): an error with a null id is its 400's body.
+                None if self.info.auth_method != STDIO && !routes.is_empty() => {
+                    let error = error_response(None, INVALID_REQUEST, &message, None);
+                    routes.push(Route::ToClient(Outbound::now(error)));
+                }
+                None => {}
+            }
+            return Route::of(routes);
         }
         let mut last = Ack::done();
         let mut opened = Vec::new();

@@ -109,11 +109,30 @@ impl Pipeline {
             })
             .collect();
         tracing::warn!(element = at, "batch from client refused");
-        if replies.is_empty() {
-            Route::Drop
-        } else {
-            Route::ToClient(self.after_recorded(batch_line(replies)))
+        let mut routes = self.batch_answers_refused(items, &reason);
+        if !replies.is_empty() {
+            routes.push(Route::ToClient(self.after_recorded(batch_line(replies))));
         }
+        Route::of(routes)
+    }
+
+    /// The answers in a client's batch refused whole ([`Self::answers_refused`]): each
+    /// response element, and each element that is unreadable but reads as answers only.
+    pub(super) fn batch_answers_refused(&self, items: &[BatchItem<'_>], why: &str) -> Vec<Route> {
+        let mut ids = Vec::new();
+        for item in items {
+            match &item.message {
+                Ok(Message::Response { id: Some(id), .. }) => ids.push(id.clone()),
+                Err(_) => {
+                    let found = salvage(item.raw.get().as_bytes(), TOOLS_CALL);
+                    if !found.is_empty() && found.iter().all(only_answers) {
+                        ids.extend(found.iter().flat_map(Salvaged::ids).cloned());
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        self.answers_refused(&ids, why)
     }
 
     /// Why a batch cannot be forwarded as it is, if it cannot.
@@ -167,13 +186,20 @@ impl Pipeline {
                             .then(|| record(&[known_call(Some(id), *params)]))
                             .flatten(),
                     },
-                    Err(invalid) => Refusal {
-                        extra: None,
-                        id: invalid.id().cloned(),
-                        code: invalid.code(),
-                        message: message.to_string(),
-                        event: record(&salvage(item.raw.get().as_bytes(), TOOLS_CALL)),
-                    },
+                    Err(invalid) => {
+                        let found = salvage(item.raw.get().as_bytes(), TOOLS_CALL);
+                        // An answer gets no answer ([`Self::batch_answers_refused`]).
+                        if !found.is_empty() && found.iter().all(only_answers) {
+                            return None;
+                        }
+                        Refusal {
+                            extra: None,
+                            id: invalid.id().cloned(),
+                            code: invalid.code(),
+                            message: message.to_string(),
+                            event: record(&found),
+                        }
+                    }
                     Ok(Message::Notification { method, params }) => {
                         if method == TOOLS_CALL {
                             record(&[known_call(None, *params)]);
@@ -428,6 +454,42 @@ impl Pipeline {
         self.refuse_line(&found, prefix.id, code, &e.to_string())
     }
 
+    /// The client's answers with `ids` that the proxy refused (unreadable, or in a batch it
+    /// refused whole): JSON-RPC never answers a response, so the request each one answers is
+    /// told instead. The server hears that the client's answer was refused (it would wait
+    /// for ever), and the proxy's question counts as answered unreadably (its call is
+    /// blocked at once, not held until `confirm_timeout_ms`). Every id once: with `"id"`
+    /// twice, parsers differ on which copy counts (helper-109 F7).
+    pub(super) fn answers_refused<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a RequestId>,
+        why: &str,
+    ) -> Vec<Route> {
+        let mut seen: Vec<&RequestId> = Vec::new();
+        for id in ids {
+            if !seen.contains(&id) {
+                seen.push(id);
+            }
+        }
+        seen.into_iter()
+            .map(|id| {
+                self.unreadable_confirmation(id, why).unwrap_or_else(|| {
+                    tracing::warn!(request_id = %id, "the client's answer to a server request was refused; the server gets an error in its place");
+                    let error = Refusal {
+                        extra: None,
+                        id: Some(id.clone()),
+                        code: INTERNAL_ERROR,
+                        message: format!(
+                            "mcp-audit-proxy refused the client's answer to this request: {why}"
+                        ),
+                        event: None,
+                    };
+                    Route::ToServer(Outbound::now(error.line()))
+                })
+            })
+            .collect()
+    }
+
     /// Refuses a client line the proxy will not forward, `why` it was refused: every
     /// `tools/call` a lenient server could read in it is recorded as refused, and every request
     /// in it with a readable id gets its own error (a client waits for exactly those); with
@@ -452,26 +514,7 @@ impl Pipeline {
         // instead: the server hears that the client's answer was refused (it would wait for
         // ever), and the proxy's question counts as answered unreadably (its call is blocked).
         if !found.is_empty() && found.iter().all(only_answers) {
-            let routes = found
-                .iter()
-                .filter_map(|s| s.id.as_ref())
-                .map(|id| {
-                    self.unreadable_confirmation(id, why).unwrap_or_else(|| {
-                        tracing::warn!(request_id = %id, "the client's answer to a server request was refused; the server gets an error in its place");
-                        let error = Refusal {
-                            extra: None,
-                            id: Some(id.clone()),
-                            code: INTERNAL_ERROR,
-                            message: format!(
-                                "mcp-audit-proxy refused the client's answer to this request: {why}"
-                            ),
-                            event: None,
-                        };
-                        Route::ToServer(Outbound::now(error.line()))
-                    })
-                })
-                .collect::<Vec<Route>>();
-            let mut routes = routes;
+            let mut routes = self.answers_refused(found.iter().flat_map(Salvaged::ids), why);
             // Over HTTP the POST that carried it must fail (MCP Streamable HTTP: a response
             // the server cannot accept gets an HTTP error): an error with a null id, which
             // answers no request, is the body of its 400.
