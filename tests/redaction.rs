@@ -595,6 +595,80 @@ for line in sys.stdin:
 }
 
 #[tokio::test]
+async fn a_task_answered_with_an_error_or_under_a_reused_id_says_so_in_the_trail() {
+    // Found by a hostile pass (helper-109 F5): a server answering a call with a `task` and
+    // `isError: true` was recorded as a task with nothing of the error, and a task id the
+    // server gave twice credited the later `tasks/result` to the newest call without a word.
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    method = m.get("method")
+    task = {"taskId": "t1", "status": "working", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}
+    if method == "tools/call" and m["id"] == 1:
+        out = {"task": task, "isError": True, "content": [{"type": "text", "text": "quota exceeded"}]}
+    elif method == "tools/call":
+        out = {"task": task}
+    elif method == "tasks/result":
+        out = {"content": [{"type": "text", "text": "done"}]}
+    else:
+        continue
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": out}), flush=True)
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    for id in [1, 2] {
+        c.send(format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"job\",\"arguments\":{{}},\"task\":{{\"ttl\":60000}}}}}}\n").as_bytes())
+            .await;
+        let created = c.recv_json().await;
+        assert_eq!(created["result"]["task"]["taskId"], "t1", "{created}");
+    }
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
+        .await;
+    assert_eq!(c.recv_json().await["id"], 3);
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let accesses: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "tool_access")
+        .collect();
+    assert_eq!(accesses.len(), 2, "{events:?}");
+    let end_of = |access: &Value| {
+        events
+            .iter()
+            .find(|e| e["linked_event_id"] == access["event_id"] && e["result"] == "task")
+            .cloned()
+            .expect("the call's task end")
+    };
+    let (first_access, first_end) = (accesses[0], end_of(accesses[0]));
+    assert_eq!(first_end["result"], "task", "{first_end}");
+    assert_eq!(
+        first_end["metadata"]["error_messages"],
+        json!(["quota exceeded"]),
+        "{first_end}"
+    );
+    let why = first_end["metadata"]["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("isError: true"), "{why}");
+    let (second_access, second_end) = (accesses[1], end_of(accesses[1]));
+    assert_eq!(second_end["result"], "task", "{second_end}");
+    let why = second_end["metadata"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("reused task id") && why.contains(first_access["event_id"].as_str().unwrap()),
+        "{why}"
+    );
+    let outcome = events
+        .iter()
+        .find(|e| e["result"] == "success")
+        .expect("the task's outcome");
+    assert_eq!(
+        outcome["linked_event_id"], second_access["event_id"],
+        "{outcome}"
+    );
+}
+
+#[tokio::test]
 async fn a_task_outcome_that_cannot_be_delivered_is_recorded_as_the_calls_end() {
     // Found in review: the call a tasks/result asked about was kept beside the request, and
     // an answer the proxy could not pass on (here: not UTF-8) left no end in the trail.

@@ -188,22 +188,35 @@ impl Pipeline {
         if let Some(requests) = &view.input_requests {
             meta.input_requests = requests.keys().map(|k| k.to_string()).collect();
         }
+        let error_texts = || {
+            view.content
+                .iter()
+                .filter_map(|c| c.text.as_deref())
+                .take(MAX_ERROR_TEXTS)
+                .map(|t| {
+                    t.chars()
+                        .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
+                        .collect()
+                })
+                .collect()
+        };
         let outcome = match view.result_type.as_deref() {
             Some("input_required") => Outcome::InputRequired,
             Some("task") => Outcome::Task,
-            _ if view.task.is_some() => Outcome::Task,
+            _ if view.task.is_some() => {
+                // A task and an error at once (helper-109 F5): a client that asked for a
+                // task reads a `CreateTaskResult` (which has no `isError`), so the call
+                // became the task; what the server said of an error is kept beside it.
+                if view.is_error == Some(true) {
+                    meta.error_messages = error_texts();
+                    meta.reason = Some(
+                        "the server answered with a task and isError: true; recorded as the task the call became (a client that asked for a task reads it so), the error's text kept".into(),
+                    );
+                }
+                Outcome::Task
+            }
             _ if view.is_error == Some(true) => {
-                meta.error_messages = view
-                    .content
-                    .iter()
-                    .filter_map(|c| c.text.as_deref())
-                    .take(MAX_ERROR_TEXTS)
-                    .map(|t| {
-                        t.chars()
-                            .take(MAX_ERROR_CHARS + ERROR_MARGIN_CHARS)
-                            .collect()
-                    })
-                    .collect();
+                meta.error_messages = error_texts();
                 Outcome::Error
             }
             _ => Outcome::Success,
@@ -469,6 +482,29 @@ impl Pipeline {
             && let Some(task) = crate::mcp::task_id(raw)
         {
             let mut st = self.state();
+            // A server that reuses a task id (helper-109 F5): its later `tasks/result` can no
+            // longer be told apart, and is credited to this call; the trail says so here.
+            if let Some(at) = st.tasks.iter().position(|(t, _)| *t == task) {
+                let earlier = st.tasks.remove(at).map(|(_, c)| c.access_id);
+                if let Some(earlier) = earlier {
+                    let quoted: String = task.chars().take(super::tasks::QUOTED_CHARS).collect();
+                    let policy = self.policy.current();
+                    let quoted = match policy.guarded(&quoted) {
+                        true => policy.protect_text(&quoted),
+                        false => quoted,
+                    };
+                    let note = format!(
+                        "the server reused task id {quoted:?} of the call whose access is {earlier}: that call's outcome can no longer be told apart, and what tasks/result returns for the id is recorded as this call's"
+                    );
+                    match meta.reason.as_mut() {
+                        Some(reason) => {
+                            reason.push_str("; ");
+                            reason.push_str(&note);
+                        }
+                        None => meta.reason = Some(note),
+                    }
+                }
+            }
             if st.tasks.len() >= MAX_ENDED {
                 st.tasks.pop_front();
             }

@@ -207,7 +207,7 @@ impl Pipeline {
 
 /// What a task id or method is cut to where the trail quotes it (a server's ids are short;
 /// a client's may be anything).
-const QUOTED_CHARS: usize = 128;
+pub(super) const QUOTED_CHARS: usize = 128;
 
 impl Pipeline {
     /// A task request (`tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update`, or a
