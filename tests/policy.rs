@@ -1221,4 +1221,26 @@ level = "critical"
             && e["compliance_tags"] == json!(["pci_dss"])
     });
     assert!(tagged, "{events:#?}");
+    // The answers are in the retry's access, as the server got them; the card masked.
+    let access = |id: u32| {
+        events
+            .iter()
+            .find(|e| e["event_type"] == "tool_access" && e["metadata"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access for {id}"))
+    };
+    assert_eq!(
+        access(41)["metadata"]["input_responses"],
+        json!({"confirm": {"action": "accept", "content": {"confirmed": true, "note": "fine"}}}),
+        "{}",
+        access(41)
+    );
+    let card = access(31)["metadata"]["input_responses"].to_string();
+    assert!(
+        card.contains("[REDACTED:payment_card]") && !card.contains("4111 1111"),
+        "{card}"
+    );
+    assert!(access(40)["metadata"].get("input_responses").is_none());
+    // Sealed with the user's other personal fields: not in clear in any file of the store.
+    let bytes = common::policy::all_bytes(&store.store_dir());
+    assert!(!common::policy::contains(&bytes, r#""note":"fine""#));
 }

@@ -40,6 +40,10 @@ pub fn bound(event: &AuditEvent, max: usize) -> Option<AuditEvent> {
     let names = NAME_MAX.min(max);
     let m = &event.metadata;
     let long_args = m.arguments.as_ref().is_some_and(|a| a.get().len() > max);
+    let long_answers = m
+        .input_responses
+        .as_ref()
+        .is_some_and(|a| a.get().len() > max);
     let long = |t: &Option<String>, cap: usize| t.as_ref().is_some_and(|t| t.len() > cap);
     let long_names = long(&event.tool_name, names)
         || long(&m.user_agent, names)
@@ -63,13 +67,18 @@ pub fn bound(event: &AuditEvent, max: usize) -> Option<AuditEvent> {
         || long(&m.reason, max)
         || long(&m.decision, max)
         || long(&m.confirmation, max);
-    if !long_args && !long_names && !long_texts {
+    if !long_args && !long_answers && !long_names && !long_texts {
         return None;
     }
     let mut e = event.clone();
     if long_args && let Some(args) = e.metadata.arguments.take() {
-        let (kept, cuts) = bound_arguments(args.get(), max);
+        let (kept, cuts) = bound_arguments(args.get(), max, "/metadata/arguments");
         e.metadata.arguments = kept;
+        e.metadata.truncated.extend(cuts);
+    }
+    if long_answers && let Some(answers) = e.metadata.input_responses.take() {
+        let (kept, cuts) = bound_arguments(answers.get(), max, "/metadata/input_responses");
+        e.metadata.input_responses = kept;
         e.metadata.truncated.extend(cuts);
     }
     let mut cuts = Vec::new();
@@ -126,12 +135,13 @@ fn cut_text(text: &mut String, max: usize, pointer: &str) -> Option<Truncation> 
     Some(cut)
 }
 
-/// Arguments (JSON text over `max` bytes) brought under `max`: strings shortened, or, when
-/// that is not enough, dropped whole. Returns what to store and the cuts made.
-fn bound_arguments(text: &str, max: usize) -> (Option<Box<RawValue>>, Vec<Truncation>) {
+/// Arguments (JSON text over `max` bytes, stored at `at`, a JSON pointer into the event)
+/// brought under `max`: strings shortened, or, when that is not enough, dropped whole.
+/// Returns what to store and the cuts made.
+fn bound_arguments(text: &str, max: usize, at: &str) -> (Option<Box<RawValue>>, Vec<Truncation>) {
     let whole = || {
         vec![Truncation {
-            pointer: "/metadata/arguments".to_string(),
+            pointer: at.to_string(),
             bytes: text.len() as u64,
             sha256: sha256_hex(text.as_bytes(), 32),
         }]
@@ -172,7 +182,7 @@ fn bound_arguments(text: &str, max: usize) -> (Option<Box<RawValue>>, Vec<Trunca
                 && let Some(Value::String(s)) = trial.pointer_mut(pointer)
             {
                 cuts.push(Truncation {
-                    pointer: format!("/metadata/arguments{pointer}"),
+                    pointer: format!("{at}{pointer}"),
                     bytes: s.len() as u64,
                     sha256: sha256_hex(s.as_bytes(), 32),
                 });
@@ -299,6 +309,32 @@ mod tests {
         assert_eq!(cut.sha256, sha256_hex(big.as_bytes(), 32));
         // The stored event stays small.
         assert!(serde_json::to_vec(&e).unwrap().len() < 8192);
+    }
+
+    #[test]
+    fn a_huge_answer_of_a_retry_is_cut_under_its_own_pointer() {
+        let big = "y".repeat(1 << 20);
+        let mut e = event(r#"{"path":"a.txt"}"#);
+        let answers = format!(r#"{{"q":{{"action":"accept","content":{{"text":"{big}"}}}}}}"#);
+        e.metadata.input_responses = Some(RawValue::from_string(answers).unwrap());
+        let e = bound(&e, 4096).unwrap();
+        let stored = e.metadata.input_responses.as_ref().unwrap().get();
+        assert!(stored.len() <= 4096, "{}", stored.len());
+        let v: Value = serde_json::from_str(stored).unwrap();
+        assert_eq!(v["q"]["action"], "accept");
+        assert_eq!(
+            e.metadata.arguments.as_ref().unwrap().get(),
+            r#"{"path":"a.txt"}"#
+        );
+        assert_eq!(e.metadata.truncated.len(), 1);
+        assert_eq!(
+            e.metadata.truncated[0].pointer,
+            "/metadata/input_responses/q/content/text"
+        );
+        assert_eq!(
+            e.metadata.truncated[0].sha256,
+            sha256_hex(big.as_bytes(), 32)
+        );
     }
 
     #[test]

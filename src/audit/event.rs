@@ -306,6 +306,12 @@ pub struct Metadata {
     /// The tool arguments exactly as sent (access events only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Box<RawValue>>,
+    /// For an MRTR retry (MCP 2026-07-28 "Multi Round-Trip Requests", SEP-2322): the
+    /// `inputResponses` the server got with the arguments (the tool acts on them as on its
+    /// arguments), an object of the answers by their keys as sent, masked as arguments are;
+    /// the proxy's own confirmation answer is not among them (access events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_responses: Option<Box<RawValue>>,
     /// For an MRTR retry: the `input_required` execution event it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<EventId>,

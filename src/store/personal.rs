@@ -12,6 +12,7 @@
 //! |---------------------------------|---------------------------------------------------------|
 //! | `user_id`                       | the principal's identity (Art. 4(1) "identifier")       |
 //! | `metadata.arguments`            | what the person sent: any content at all                |
+//! | `metadata.input_responses`      | what the person answered the server: any content at all |
 //! | `metadata.error_messages`       | error texts quote arguments and results                 |
 //! | `metadata.reason`               | may quote what the client or server sent                |
 //! | `metadata.user_agent`           | the client implementation the person runs               |
@@ -97,9 +98,10 @@ pub const KEY_FORMAT: &str = "mcp-audit-proxy/user-key/1";
 /// What a pseudonymous `user_id` starts with.
 pub const SUBJECT_PREFIX: &str = "subject:";
 /// The fields stored encrypted, as JSON pointers into the event (see the module docs).
-pub const PERSONAL_FIELDS: [&str; 9] = [
+pub const PERSONAL_FIELDS: [&str; 10] = [
     "/user_id",
     "/metadata/arguments",
+    "/metadata/input_responses",
     "/metadata/error_messages",
     "/metadata/reason",
     "/metadata/user_agent",
@@ -169,6 +171,9 @@ pub(crate) struct Fields {
     /// `metadata.arguments`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Box<RawValue>>,
+    /// `metadata.input_responses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_responses: Option<Box<RawValue>>,
     /// `metadata.error_messages`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_messages: Vec<String>,
@@ -199,6 +204,7 @@ impl Fields {
         let mut f = Fields {
             user_id: std::mem::take(&mut e.user_id),
             arguments: m.arguments.take(),
+            input_responses: m.input_responses.take(),
             error_messages: std::mem::take(&mut m.error_messages),
             reason: m.reason.take(),
             user_agent: m.user_agent.take(),
@@ -228,6 +234,7 @@ impl Fields {
         let m = &mut e.metadata;
         e.user_id = self.user_id;
         m.arguments = self.arguments;
+        m.input_responses = self.input_responses;
         m.error_messages = self.error_messages;
         m.reason = self.reason;
         m.user_agent = self.user_agent;

@@ -238,7 +238,7 @@ impl Pipeline {
         {
             let keys: Vec<&str> = answers.keys().map(String::as_str).collect();
             d.reasons.push(policy.protect_text(&format!(
-                "its inputResponses {keys:?} were judged with its arguments (not stored)"
+                "its inputResponses {keys:?} were judged with its arguments (stored in input_responses)"
             )));
         }
         let (access_id, timestamp) = self.ids.next();
@@ -258,6 +258,8 @@ impl Pipeline {
             },
             (_, raw) => (raw.map(ToOwned::to_owned), Vec::new()),
         };
+        let (stored_responses, redacted) =
+            stored_responses(&p, responses.as_ref(), found, &policy, redacted);
         let mut call = Call {
             access_id,
             request_id: id.clone(),
@@ -294,6 +296,7 @@ impl Pipeline {
             },
             Some(Metadata {
                 arguments: stored_arguments,
+                input_responses: stored_responses,
                 retry_of,
                 redacted,
                 ..Metadata::default()
@@ -441,6 +444,43 @@ impl Pipeline {
             st.calls.remove(id);
         }
     }
+}
+
+/// What the access event of a 2026-07-28 retry stores of its `inputResponses`: the answers
+/// the server gets (the proxy's own confirmation answer is taken out before forwarding), as
+/// sent, or masked as the arguments are when the assessment found something to mask in them
+/// (`judged`: the answers as the policy read them); `redacted` gains the classes masked.
+fn stored_responses(
+    p: &CallToolParams<'_>,
+    judged: Option<&serde_json::Value>,
+    found: bool,
+    policy: &policy::Policy,
+    mut redacted: Vec<String>,
+) -> (Option<Box<RawValue>>, Vec<String>) {
+    let Some(map) = p.input_responses.as_ref() else {
+        return (None, redacted);
+    };
+    let theirs: std::collections::BTreeMap<&str, &RawValue> = map
+        .iter()
+        .filter(|(k, _)| **k != CONFIRM_KEY)
+        .map(|(k, v)| (&**k, *v))
+        .collect();
+    if theirs.is_empty() {
+        return (None, redacted);
+    }
+    if found
+        && let Some(value) = judged
+        && let Some((protected, classes)) = policy.protect(value)
+    {
+        for class in classes {
+            let class = class.as_str().to_string();
+            if !redacted.contains(&class) {
+                redacted.push(class);
+            }
+        }
+        return (serde_json::value::to_raw_value(&protected).ok(), redacted);
+    }
+    (serde_json::value::to_raw_value(&theirs).ok(), redacted)
 }
 
 /// The SHA-256 of a call's arguments as sent (absent: `{}`), in hex: what a person is asked
