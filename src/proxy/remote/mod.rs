@@ -627,10 +627,10 @@ impl Link {
                 .headers()
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .map(origin_of)
-                .unwrap_or_default();
+                .map(|l| redirect_target(&self.remote.url, l))
+                .unwrap_or_else(|| "(no Location)".to_string());
             return Err(format!(
-                "it redirected (HTTP {status}) to {to:?}; redirects are not followed: set the upstream's url to the final address"
+                "it redirected (HTTP {status}) to {to}; redirects are not followed (the request and its credentials would go elsewhere than configured): set the upstream's url to that address"
             )
             .into());
         }
@@ -1283,6 +1283,27 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `scheme://host[:port]` of a URL: what error texts and logs may show of it.
+/// Where a redirect's `Location` (RFC 9110 §10.2.2: absolute, or relative to the request's
+/// URL, RFC 3986 §5) points, from the upstream's `base` URL, for the operator to configure:
+/// scheme, host and path, without user information or query (either may carry a secret).
+fn redirect_target(base: &Uri, location: &str) -> String {
+    let location = location.split(['?', '#']).next().unwrap_or_default();
+    if let Ok(u) = location.parse::<Uri>()
+        && u.scheme_str().is_some()
+    {
+        return format!("{}{}", origin_of(location), u.path());
+    }
+    if location.starts_with("//") {
+        return "(a scheme-relative URL)".to_string();
+    }
+    let origin = origin_of(&base.to_string());
+    if location.starts_with('/') {
+        return format!("{origin}{location}");
+    }
+    let dir = base.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+    format!("{origin}{dir}/{location}")
+}
+
 fn origin_of(url: &str) -> String {
     match url.parse::<Uri>() {
         Ok(u) => match (u.scheme_str(), u.authority()) {
@@ -1334,6 +1355,26 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_names_its_target_without_secrets() {
+        // helper-114 F4 (after python-sdk#732: Starlette's `/mcp` -> `/mcp/`): the error said
+        // "(a relative URL)", so the operator could not learn the address to configure.
+        let base: Uri = "http://user:pw@host:8000/api/mcp".parse().unwrap();
+        let cases = [
+            ("/mcp/", "http://host:8000/mcp/"),
+            ("mcp/?token=s3cret", "http://host:8000/api/mcp/"),
+            (
+                "https://other.example:9443/v2/mcp?key=s3cret#x",
+                "https://other.example:9443/v2/mcp",
+            ),
+            ("https://u:p@other.example/mcp", "https://other.example/mcp"),
+            ("//evil.example/mcp", "(a scheme-relative URL)"),
+        ];
+        for (location, want) in cases {
+            assert_eq!(redirect_target(&base, location), want, "{location}");
+        }
+    }
 
     #[test]
     fn refused_certificates_come_with_what_to_do() {
