@@ -854,10 +854,13 @@ fn call_responses(params: &Value) -> Result<Option<Value>, String> {
         .iter()
         .map(|(k, v)| (k.as_str(), v.to_string()))
         .collect();
-    policy::admit::call_responses(
-        texts.iter().map(|(k, t)| (*k, t.as_str())),
-        crate::proxy::pipeline::CONFIRM_KEY,
-    )
+    // The proxy's own answer is taken out only from a retry carrying its own round.
+    let ours = params
+        .get("requestState")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.starts_with(crate::proxy::pipeline::CONFIRM_PREFIX))
+        .then_some(crate::proxy::pipeline::CONFIRM_KEY);
+    policy::admit::call_responses(texts.iter().map(|(k, t)| (*k, t.as_str())), ours)
 }
 
 /// `policy test`: the configured policy's decision on one call, or on the calls in the store.

@@ -248,6 +248,30 @@ fn a_clean_store_passes_every_rule_of_every_regulation() {
 }
 
 #[test]
+fn a_card_number_left_in_a_retrys_input_responses_fails_the_pan_rule() {
+    // Review helper-114 #6: the survey of data left in clear read the arguments and error
+    // texts only, so a card in a 2026-07-28 retry's stored `inputResponses` passed.
+    let store = TestStore::new("encrypt_personal_data = false\n");
+    let t = now_ms() - 86_400_000;
+    let mut events = call(t, 0, "alice", json!({"text": "x"}), &["pci_dss"]).events();
+    events[0]["metadata"]["input_responses"] =
+        json!({"pay": {"action": "accept", "content": {"card": "4111 1111 1111 1111"}}});
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let file = store.dir.path().join("events.jsonl");
+    std::fs::write(&file, text).unwrap();
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, rules) = assess(&store, &[]);
+    let r = rule(&rules, "pci_dss.3.5.1.pan_unreadable");
+    assert_eq!(r["status"], "non_compliant", "{r:#}");
+    assert_eq!(ids(r), [id(t, 0)]);
+}
+
+#[test]
 fn a_faulty_store_fails_the_rules_that_see_its_faults_and_names_the_events() {
     let store = TestStore::new(
         "encrypt_personal_data = false\n[retention]\npci_dss = \"90d\"\nhipaa = \"1y\"\n",

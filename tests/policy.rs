@@ -1205,6 +1205,19 @@ level = "critical"
             );
         }
     }
+    // An answer under the proxy's own key in a retry of the server's own round reaches the
+    // server (only the proxy's round takes it out): judged like the others (review
+    // helper-114 #3: it was left out of the judgement and the trail alike).
+    c.send(call(50, None).as_bytes()).await;
+    let round = c.recv_json().await;
+    assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+    let mut retry: Value =
+        serde_json::from_str(&call(51, Some(json!({"confirmed": true})))).unwrap();
+    retry["params"]["inputResponses"]["mcp-audit-proxy.confirm"] =
+        json!({"action": "accept", "content": {"note": "TOPSECRET"}});
+    c.send(format!("{retry}\n").as_bytes()).await;
+    let answer = c.recv_json().await;
+    assert_eq!(answer["error"]["code"], -32010, "{answer}");
     assert!(c.finish().await.success());
     let seen = std::fs::read_to_string(&received).unwrap();
     for needle in ["TOPSECRET", "forbidden"] {

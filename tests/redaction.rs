@@ -607,6 +607,9 @@ for line in sys.stdin:
     task = {"taskId": "t1", "status": "working", "createdAt": "2026-12-03T00:00:00Z", "ttl": 60000}
     if method == "tools/call" and m["id"] == 1:
         out = {"task": task, "isError": True, "content": [{"type": "text", "text": "quota exceeded"}]}
+    elif method == "tools/call" and m["id"] == 4:
+        out = {"resultType": "task", "taskId": "t2", "status": "working", "isError": True,
+               "content": [{"type": "text", "text": "over quota"}]}
     elif method == "tools/call":
         out = {"task": task}
     elif method == "tasks/result":
@@ -626,13 +629,17 @@ for line in sys.stdin:
     c.send(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tasks/result\",\"params\":{\"taskId\":\"t1\"}}\n")
         .await;
     assert_eq!(c.recv_json().await["id"], 3);
+    // The 2026-07-28 extension's shape alike.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"job\",\"arguments\":{}}}\n")
+        .await;
+    assert_eq!(c.recv_json().await["result"]["taskId"], "t2");
     assert!(c.finish().await.success());
     let events = store.events();
     let accesses: Vec<&Value> = events
         .iter()
         .filter(|e| e["event_type"] == "tool_access")
         .collect();
-    assert_eq!(accesses.len(), 2, "{events:?}");
+    assert_eq!(accesses.len(), 3, "{events:?}");
     let end_of = |access: &Value| {
         events
             .iter()
@@ -657,6 +664,12 @@ for line in sys.stdin:
     assert!(
         why.contains("reused task id") && why.contains(first_access["event_id"].as_str().unwrap()),
         "{why}"
+    );
+    let third = end_of(accesses[2]);
+    assert_eq!(
+        third["metadata"]["error_messages"],
+        json!(["over quota"]),
+        "{third}"
     );
     let outcome = events
         .iter()

@@ -603,7 +603,7 @@ fn encode(
 }
 
 /// Bytes an event's JSON is likely to take: the fixed fields (a few hundred bytes), reasons
-/// and texts, and the stored arguments.
+/// and texts, and the stored arguments and inputResponses.
 fn encoded_size_hint(event: &AuditEvent) -> usize {
     let m = &event.metadata;
     let texts: usize = m
@@ -613,7 +613,9 @@ fn encoded_size_hint(event: &AuditEvent) -> usize {
         .chain(&m.reason)
         .map(|t| t.len() + 4)
         .sum();
-    1024 + texts + m.arguments.as_ref().map_or(0, |a| a.get().len())
+    let raw =
+        |r: &Option<Box<serde_json::value::RawValue>>| r.as_ref().map_or(0, |a| a.get().len());
+    1024 + texts + raw(&m.arguments) + raw(&m.input_responses)
 }
 
 /// The writer, indexer and size threads; join them after [`AuditSink::close`].

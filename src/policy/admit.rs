@@ -78,7 +78,8 @@ pub fn call_arguments(raw: Option<&str>) -> Result<Option<Value>, String> {
 
 /// A 2026-07-28 retry's `inputResponses` (`entries`: each key and its answer's JSON text) as
 /// the policy judges them with the arguments: each answer read strictly, the proxy's own
-/// confirmation answer (`ours`) left out; `None` when nothing is left.
+/// confirmation answer (`ours`: its key, when the retry carries the proxy's own round, which
+/// takes that answer out before forwarding) left out; `None` when nothing is left.
 ///
 /// # Errors
 /// Why they are refused, as for arguments ([`call_arguments`]): an answer a server could
@@ -86,10 +87,10 @@ pub fn call_arguments(raw: Option<&str>) -> Result<Option<Value>, String> {
 /// protect it before storing.
 pub fn call_responses<'a>(
     entries: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ours: &str,
+    ours: Option<&str>,
 ) -> Result<Option<Value>, String> {
     let mut out = serde_json::Map::new();
-    for (key, raw) in entries.into_iter().filter(|(k, _)| *k != ours) {
+    for (key, raw) in entries.into_iter().filter(|(k, _)| Some(*k) != ours) {
         let v = super::strict::parse_validated(raw).map_err(|e| {
             format!(
                 "invalid tools/call inputResponses ({key:?}): {}",

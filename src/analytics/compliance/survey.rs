@@ -434,6 +434,7 @@ impl Survey {
             reason: m.reason.as_deref(),
             error_code: m.error_code,
             arguments: m.arguments.as_deref(),
+            input_responses: m.input_responses.as_deref(),
             error_messages: &errors,
             gap: gap.as_ref(),
             personal: m.personal_data,
@@ -524,11 +525,12 @@ impl Survey {
         p.sweep_at = SWEEP_FIRST.max(2 * (p.open.len() + p.early.len()));
     }
 
-    /// Scans the event's stored arguments and error texts for data left in clear.
+    /// Scans the event's stored arguments, inputResponses and error texts for data left in
+    /// clear.
     fn scan(&mut self, e: &Event<'_>) {
         let mut classes = [false; Class::ALL.len()];
         let mut any = false;
-        if let Some(raw) = e.arguments {
+        for raw in [e.arguments, e.input_responses].into_iter().flatten() {
             any = true;
             match serde_json::from_str::<Value>(raw.get()) {
                 Ok(v) => self.scan_value(None, &v, &mut classes),

@@ -143,11 +143,13 @@ impl Before {
         self.scan(e);
     }
 
-    /// Scans the event's stored arguments and error texts for data left in clear.
+    /// Scans the event's stored arguments, inputResponses and error texts for data left in
+    /// clear.
     fn scan(&mut self, e: &AuditEvent) {
         let mut classes = [false; Class::ALL.len()];
         let mut any = false;
-        if let Some(raw) = &e.metadata.arguments {
+        let m = &e.metadata;
+        for raw in [&m.arguments, &m.input_responses].into_iter().flatten() {
             any = true;
             match serde_json::from_str::<Value>(raw.get()) {
                 Ok(v) => self.scan_value(None, &v, &mut classes),

@@ -44,12 +44,18 @@ impl Pipeline {
         };
         // The answers of a 2026-07-28 retry, read as strictly as the arguments: the tool acts
         // on them as on its arguments (helper-109 F2: they ran unjudged). The proxy's own
-        // confirmation answer is its business, not the tool's.
+        // confirmation answer is its business, not the tool's, in a retry carrying the
+        // proxy's own round (which takes it out before forwarding); in any other, the server
+        // gets it, and it is judged and stored like the rest.
+        let ours = p
+            .request_state
+            .as_deref()
+            .is_some_and(|s| s.starts_with(CONFIRM_PREFIX));
         let responses = match p.input_responses.as_ref().filter(|_| policy.enabled) {
             None => None,
             Some(map) => {
                 let entries = map.iter().map(|(k, raw)| (&**k, raw.get()));
-                match policy::admit::call_responses(entries, CONFIRM_KEY) {
+                match policy::admit::call_responses(entries, ours.then_some(CONFIRM_KEY)) {
                     Ok(v) => v,
                     Err(e) => {
                         let reason = policy.protect_text(&e);
@@ -231,8 +237,8 @@ impl Pipeline {
                 "its arguments held lone UTF-16 surrogate escapes (\\uD800-\\uDFFF): the server got them as sent; the stored arguments have U+FFFD in their place".into(),
             );
         }
-        // The answers were judged; the trail stores the call's arguments only, so the access
-        // names what else the tool got (helper-109 F2).
+        // The answers were judged with the arguments: the access names them among its
+        // reasons (helper-109 F2), and stores them (`input_responses`).
         if let (Some(d), Some(serde_json::Value::Object(answers))) =
             (decision.as_mut(), responses.as_ref())
         {
@@ -259,7 +265,7 @@ impl Pipeline {
             (_, raw) => (raw.map(ToOwned::to_owned), Vec::new()),
         };
         let (stored_responses, redacted) =
-            stored_responses(&p, responses.as_ref(), found, &policy, redacted);
+            stored_responses(&p, ours, responses.as_ref(), found, &policy, redacted);
         let mut call = Call {
             access_id,
             request_id: id.clone(),
@@ -447,11 +453,13 @@ impl Pipeline {
 }
 
 /// What the access event of a 2026-07-28 retry stores of its `inputResponses`: the answers
-/// the server gets (the proxy's own confirmation answer is taken out before forwarding), as
+/// the server gets (`ours`: the retry carries the proxy's own round, whose confirmation
+/// answer is taken out before forwarding), as
 /// sent, or masked as the arguments are when the assessment found something to mask in them
 /// (`judged`: the answers as the policy read them); `redacted` gains the classes masked.
 fn stored_responses(
     p: &CallToolParams<'_>,
+    ours: bool,
     judged: Option<&serde_json::Value>,
     found: bool,
     policy: &policy::Policy,
@@ -462,7 +470,7 @@ fn stored_responses(
     };
     let theirs: std::collections::BTreeMap<&str, &RawValue> = map
         .iter()
-        .filter(|(k, _)| **k != CONFIRM_KEY)
+        .filter(|(k, _)| !ours || **k != CONFIRM_KEY)
         .map(|(k, v)| (&**k, *v))
         .collect();
     if theirs.is_empty() {

@@ -200,10 +200,10 @@ impl Pipeline {
                 })
                 .collect()
         };
+        let task = view.result_type.as_deref() == Some("task") || view.task.is_some();
         let outcome = match view.result_type.as_deref() {
             Some("input_required") => Outcome::InputRequired,
-            Some("task") => Outcome::Task,
-            _ if view.task.is_some() => {
+            _ if task => {
                 // A task and an error at once (helper-109 F5): a client that asked for a
                 // task reads a `CreateTaskResult` (which has no `isError`), so the call
                 // became the task; what the server said of an error is kept beside it.
@@ -484,7 +484,11 @@ impl Pipeline {
             let mut st = self.state();
             // A server that reuses a task id (helper-109 F5): its later `tasks/result` can no
             // longer be told apart, and is credited to this call; the trail says so here.
-            if let Some(at) = st.tasks.iter().position(|(t, _)| *t == task) {
+            if let Some(at) = st
+                .tasks
+                .iter()
+                .position(|(t, c)| *t == task && c.access_id != call.access_id)
+            {
                 let earlier = st.tasks.remove(at).map(|(_, c)| c.access_id);
                 if let Some(earlier) = earlier {
                     let quoted: String = task.chars().take(super::tasks::QUOTED_CHARS).collect();

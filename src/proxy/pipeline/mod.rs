@@ -327,7 +327,7 @@ const MAX_ASKED_BEFORE: usize = 1024;
 /// Calls one session may have waiting for confirmation (held calls, or open rounds).
 const MAX_HELD: usize = 32;
 /// Ids of the proxy's confirmation requests, and `requestState` of its input_required rounds.
-const CONFIRM_PREFIX: &str = "mcp-audit-proxy.confirm.";
+pub(crate) const CONFIRM_PREFIX: &str = "mcp-audit-proxy.confirm.";
 
 /// Whether a server's request uses an id of the form of the proxy's own requests to the
 /// client ([`CONFIRM_PREFIX`]), compared as clients may (case-insensitively).

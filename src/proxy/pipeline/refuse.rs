@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// The most errors one refused message of client answers gets the server (one per id).
+const MAX_REFUSED_ANSWERS: usize = 1024;
+
 impl Pipeline {
     /// Refuses and records a request or notification whose method is `tools/call` but for
     /// case, spaces or control characters: a server that matches method names loosely would
@@ -459,35 +462,50 @@ impl Pipeline {
     /// told instead. The server hears that the client's answer was refused (it would wait
     /// for ever), and the proxy's question counts as answered unreadably (its call is
     /// blocked at once, not held until `confirm_timeout_ms`). Every id once: with `"id"`
-    /// twice, parsers differ on which copy counts (helper-109 F7).
+    /// twice, parsers differ on which copy counts (helper-109 F7). At most
+    /// [`MAX_REFUSED_ANSWERS`] errors go to the server: a 16 MiB batch holds some 800,000
+    /// answers, and no server waits on that many requests.
     pub(super) fn answers_refused<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a RequestId>,
         why: &str,
     ) -> Vec<Route> {
-        let mut seen: Vec<&RequestId> = Vec::new();
+        let mut seen: HashSet<&RequestId> = HashSet::new();
+        let mut routes = Vec::new();
+        let mut left_out = 0usize;
         for id in ids {
-            if !seen.contains(&id) {
-                seen.push(id);
+            if !seen.insert(id) {
+                continue;
             }
+            if let Some(route) = self.unreadable_confirmation(id, why) {
+                routes.push(route);
+                continue;
+            }
+            if routes.len() >= MAX_REFUSED_ANSWERS {
+                left_out += 1;
+                continue;
+            }
+            // A question to a person or a model is settled (the calls' timeouts start again).
+            self.answered_server_ask(id);
+            tracing::warn!(request_id = %id, "the client's answer to a server request was refused; the server gets an error in its place");
+            let error = Refusal {
+                extra: None,
+                id: Some(id.clone()),
+                code: INTERNAL_ERROR,
+                message: format!(
+                    "mcp-audit-proxy refused the client's answer to this request: {why}"
+                ),
+                event: None,
+            };
+            routes.push(Route::ToServer(Outbound::now(error.line())));
         }
-        seen.into_iter()
-            .map(|id| {
-                self.unreadable_confirmation(id, why).unwrap_or_else(|| {
-                    tracing::warn!(request_id = %id, "the client's answer to a server request was refused; the server gets an error in its place");
-                    let error = Refusal {
-                        extra: None,
-                        id: Some(id.clone()),
-                        code: INTERNAL_ERROR,
-                        message: format!(
-                            "mcp-audit-proxy refused the client's answer to this request: {why}"
-                        ),
-                        event: None,
-                    };
-                    Route::ToServer(Outbound::now(error.line()))
-                })
-            })
-            .collect()
+        if left_out > 0 {
+            tracing::warn!(
+                left_out,
+                "refused client answers past {MAX_REFUSED_ANSWERS}: the server gets no error for these"
+            );
+        }
+        routes
     }
 
     /// Refuses a client line the proxy will not forward, `why` it was refused: every

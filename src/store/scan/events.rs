@@ -70,6 +70,8 @@ pub struct Event<'a> {
     pub error_code: Option<i64>,
     /// `metadata.arguments` as stored, opened.
     pub arguments: Option<&'a RawValue>,
+    /// `metadata.input_responses` as stored, opened.
+    pub input_responses: Option<&'a RawValue>,
     /// `metadata.error_messages`, opened.
     pub error_messages: &'a [Cow<'a, str>],
     /// `metadata.audit_gap` of an `audit/store_outage` event.
@@ -198,6 +200,7 @@ pub(super) fn hand_on<S: Sink>(
         reason: m.reason.as_deref(),
         error_code: m.error_code,
         arguments: m.arguments,
+        input_responses: m.input_responses,
         error_messages: &m.error_messages,
         gap: m.audit_gap.as_ref(),
         personal,
@@ -206,6 +209,7 @@ pub(super) fn hand_on<S: Sink>(
     if let Some(Some(f)) = opened {
         e.user = &f.user_id;
         e.arguments = f.arguments.as_deref();
+        e.input_responses = f.input_responses.as_deref();
         e.reason = f.reason.as_deref();
         sealed_errors = f
             .error_messages

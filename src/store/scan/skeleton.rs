@@ -232,6 +232,8 @@ pub(super) struct Meta<'a> {
     pub(super) user_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub(super) arguments: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub(super) input_responses: Option<&'a RawValue>,
     #[serde(default)]
     pub(super) execution_time_us: Option<u64>,
     #[serde(default)]
