@@ -12,7 +12,9 @@
 //! direct baseline, `-- --hold SECONDS` to repeat that row for profiling, `-- --verbose` to keep
 //! stderr, `-- --scale N` for N times the calls per round (the steady state of a long session
 //! rather than a wrapper's first second); `BENCH_PROXY_BIN=PATH` runs another build of the
-//! proxy). The bench binary
+//! proxy; `-- --cpu` adds each mode's CPU per measured call, per thread of the process the
+//! client started and for its descendants together (`/proc`: the figure that stays put on a
+//! shared machine while throughput swings). The bench binary
 //! re-runs itself with `--serve` as the rmcp server; server-everything comes from
 //! `bash tests/interop/setup.sh` and is skipped, with a message, when it is not installed.
 
@@ -226,6 +228,72 @@ struct Figures {
     p50_us: f64,
     p99_us: f64,
     calls_per_s: f64,
+    /// CPU µs per measured call by thread name (`--cpu`), see [`Cpu`].
+    cpu: Vec<(String, f64)>,
+}
+
+/// CPU time used so far, in ns, by thread name: the threads of the process the client started
+/// (threads of one name summed), `user`/`system` of them all, and `+children` for every
+/// process below it (the server behind a relay or the proxy). Read from `/proc`: per thread
+/// from `schedstat` (ns), the user/system split from `stat` (clock ticks).
+#[derive(Default)]
+struct Cpu(HashMap<String, f64>);
+
+impl Cpu {
+    fn read(pid: u32) -> Cpu {
+        let mut cpu = Cpu::default();
+        let tick = 1e9 / 100.0;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return cpu;
+        };
+        let mut children = Vec::new();
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let ns: f64 = std::fs::read_to_string(dir.join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0.0);
+            *cpu.0.entry(comm.trim().to_string()).or_default() += ns;
+            if let Ok(stat) = std::fs::read_to_string(dir.join("stat")) {
+                let after = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+                let f: Vec<f64> = after
+                    .split_whitespace()
+                    .map(|x| x.parse().unwrap_or(0.0))
+                    .collect();
+                *cpu.0.entry("(user)".into()).or_default() += f[11] * tick;
+                *cpu.0.entry("(system)".into()).or_default() += f[12] * tick;
+            }
+            if let Ok(c) = std::fs::read_to_string(dir.join("children")) {
+                children.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+        for child in children {
+            let below = Cpu::read(child);
+            let total: f64 = below
+                .0
+                .iter()
+                .filter(|(k, _)| !k.starts_with('('))
+                .map(|(_, v)| v)
+                .sum();
+            *cpu.0.entry("+children".into()).or_default() += total;
+        }
+        cpu
+    }
+
+    /// µs per call from `before` to `self`, largest first.
+    fn per_call(&self, before: &Cpu, calls: u64) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = self
+            .0
+            .iter()
+            .map(|(k, ns)| {
+                let was = before.0.get(k).copied().unwrap_or(0.0);
+                (k.clone(), (ns - was) / 1e3 / calls as f64)
+            })
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
 }
 
 /// `warmup` then `calls` echo calls on one connection (a JIT, the allocator, the page cache
@@ -265,7 +333,9 @@ async fn load(conn: Conn, warmup: u64, calls: u64, in_flight: usize, tail: &[u8]
             (latencies, stdout)
         })
     };
+    let pid = child.id().unwrap_or(0);
     let mut started = Instant::now();
+    let mut cpu_before = Cpu::default();
     for id in 0..total {
         permits.acquire().await.unwrap().forget();
         if id == warmup {
@@ -274,6 +344,7 @@ async fn load(conn: Conn, warmup: u64, calls: u64, in_flight: usize, tail: &[u8]
                 tokio::task::yield_now().await;
             }
             started = Instant::now();
+            cpu_before = Cpu::read(pid);
         }
         let line = request(id, tail);
         sent.lock().await.insert(id, Instant::now());
@@ -282,6 +353,7 @@ async fn load(conn: Conn, warmup: u64, calls: u64, in_flight: usize, tail: &[u8]
     }
     let (mut latencies, stdout) = reader.await.unwrap();
     let elapsed = started.elapsed();
+    let cpu = Cpu::read(pid).per_call(&cpu_before, calls);
     Conn {
         child,
         stdin,
@@ -298,6 +370,7 @@ async fn load(conn: Conn, warmup: u64, calls: u64, in_flight: usize, tail: &[u8]
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         calls_per_s: calls as f64 / elapsed.as_secs_f64(),
+        cpu,
     }
 }
 
@@ -351,6 +424,9 @@ struct Plan {
     hold: Option<Duration>,
     /// `--verbose`: keep the servers' and the proxy's stderr.
     verbose: bool,
+    /// `--cpu`: print each mode's CPU per call by thread (median of the rounds, and each
+    /// round's total).
+    cpu: bool,
     /// `--scale N`: N times the calls per round (default 1). A round at 16 in flight is
     /// 6,000 calls, a third of a second: the proxy's start-up work (history, index) and
     /// Node's JIT weigh in it; `--scale 10` measures the steady state of a long session.
@@ -380,6 +456,7 @@ async fn main() {
         }),
         hold: value("--hold").map(|s| Duration::from_secs(s.parse().unwrap())),
         verbose: args.iter().any(|a| a == "--verbose"),
+        cpu: args.iter().any(|a| a == "--cpu"),
         scale: value("--scale").map_or(1, |s| {
             s.parse()
                 .ok()
@@ -463,7 +540,39 @@ async fn bench_server(server: &Server, plan: &Plan, rounds: usize, store: &Path)
                     results[i].push(load(conn, calls / 10, calls, in_flight, &tail).await);
                 }
             }
+            if plan.cpu {
+                for (mode, r) in modes.iter().zip(&results) {
+                    for f in r {
+                        let top: Vec<String> = f
+                            .cpu
+                            .iter()
+                            .filter(|c| !c.0.starts_with('(') && c.1 >= 0.5)
+                            .map(|(k, v)| format!("{k} {v:.1}"))
+                            .collect();
+                        println!(
+                            "cpu {mode:<8} {in_flight:>2} {label:>6}: round: own {:.1} | {}",
+                            own_total(&f.cpu),
+                            top.join(", ")
+                        );
+                    }
+                }
+            }
             let medians: Vec<Figures> = results.into_iter().map(median).collect();
+            if plan.cpu {
+                for (mode, f) in modes.iter().zip(&medians) {
+                    let parts: Vec<String> = f
+                        .cpu
+                        .iter()
+                        .filter(|c| c.1 >= 0.05)
+                        .map(|(k, v)| format!("{k} {v:.1}"))
+                        .collect();
+                    println!(
+                        "cpu {mode:<8} {in_flight:>2} {label:>6}: median µs/call: own {:.1} | {}",
+                        own_total(&f.cpu),
+                        parts.join(", ")
+                    );
+                }
+            }
             let d = &medians[0];
             let of = |m: &str| modes.iter().position(|x| *x == m).map(|i| &medians[i]);
             for (mode, f) in modes.iter().zip(&medians) {
@@ -519,5 +628,34 @@ fn median(rounds: Vec<Figures>) -> Figures {
         p50_us: pick(|f| f.p50_us),
         p99_us: pick(|f| f.p99_us),
         calls_per_s: pick(|f| f.calls_per_s),
+        cpu: {
+            let mut names: Vec<&String> = rounds
+                .iter()
+                .flat_map(|f| f.cpu.iter().map(|c| &c.0))
+                .collect();
+            names.sort();
+            names.dedup();
+            let mut cpu: Vec<(String, f64)> = names
+                .into_iter()
+                .map(|n| {
+                    let mut v: Vec<f64> = rounds
+                        .iter()
+                        .map(|f| f.cpu.iter().find(|c| &c.0 == n).map_or(0.0, |c| c.1))
+                        .collect();
+                    (n.clone(), mid(&mut v))
+                })
+                .collect();
+            cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+            cpu
+        },
     }
+}
+
+/// The process's own threads together, µs per call (`(user)`, `(system)` and `+children`
+/// left out).
+fn own_total(cpu: &[(String, f64)]) -> f64 {
+    cpu.iter()
+        .filter(|(k, _)| !k.starts_with('(') && !k.starts_with('+'))
+        .map(|c| c.1)
+        .sum()
 }
