@@ -412,19 +412,31 @@ impl AuditSink {
     /// Queues the access event of a new call; refused when `audit.queue_capacity` events are
     /// already waiting (refusing a call that has not started is always safe).
     pub fn admit(&self, event: &AuditEvent) -> Result<Ack, AuditError> {
+        self.admit_owned(Box::new(event.clone()))
+    }
+
+    /// [`Self::admit`] of an event the caller no longer needs: moved to the writer thread
+    /// instead of copied (a copy and a free of every string of the event, per call, on the
+    /// message path).
+    pub fn admit_owned(&self, event: Box<AuditEvent>) -> Result<Ack, AuditError> {
         if self.shared.queued.load(Ordering::Relaxed) >= self.shared.capacity {
             self.shared.stats.queue_full.fetch_add(1, Ordering::Relaxed);
             return Err(AuditError::QueueFull {
                 capacity: self.shared.capacity,
             });
         }
-        self.record(event)
+        self.record_owned(event)
     }
 
     /// Queues any other event (the end of a call, whatever the queue's length: that call has
     /// run, and its end must not be lost); in `sync` mode the [`Ack`] resolves once durable.
     /// During an outage: refused with `block`, accepted unwritten (and counted) with `allow`.
     pub fn record(&self, event: &AuditEvent) -> Result<Ack, AuditError> {
+        self.record_owned(Box::new(event.clone()))
+    }
+
+    /// [`Self::record`] of an event the caller no longer needs (see [`Self::admit_owned`]).
+    pub fn record_owned(&self, event: Box<AuditEvent>) -> Result<Ack, AuditError> {
         if let Some(reason) = self.shared.failed.get() {
             self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(AuditError::Unavailable {
@@ -445,7 +457,7 @@ impl AuditSink {
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         self.tx
             .send(Msg::Event(Submission {
-                event: Box::new(event.clone()),
+                event,
                 max_stored: self.max_stored,
                 ack: ack_tx,
             }))

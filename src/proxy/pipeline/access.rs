@@ -317,9 +317,21 @@ impl Pipeline {
             self.state().withheld.insert(call.request_id.clone(), ());
             return Err(self.block(&call, event, decision.as_ref()));
         }
+        // A call held for confirmation shows its arguments in the question (rare: copied).
+        let held_arguments = decision
+            .as_ref()
+            .filter(|d| d.enforced() == policy::Action::Confirm)
+            .map(|_| {
+                event
+                    .metadata
+                    .arguments
+                    .as_ref()
+                    .map_or("{}", |a| a.get())
+                    .to_string()
+            });
         let ack = self
             .audit
-            .admit(&event)
+            .admit_owned(Box::new(event))
             .map_err(|e| refused_by_audit(id, &e))?;
         if let Some(d) = decision
             .as_ref()
@@ -371,7 +383,7 @@ impl Pipeline {
             .filter(|d| d.enforced() == policy::Action::Confirm)
         {
             // Held: `hold` asks the client once the caller has the request's bytes.
-            let arguments = event.metadata.arguments.as_ref().map_or("{}", |a| a.get());
+            let arguments = held_arguments.as_deref().unwrap_or("{}");
             let hash = arguments_hash(&p);
             let question = question(&p.name, &hash, arguments, d);
             self.state().confirming.insert(id.clone(), (call, question));

@@ -538,17 +538,17 @@ impl Pipeline {
                 });
             self.rounds().remember(key, event.event_id, granted);
         }
-        match self.audit.record(&event) {
+        let end = event.event_id;
+        match self.audit.record_owned(Box::new(event)) {
             Ok(ack) => {
-                self.state().answered.insert(
-                    answers.clone(),
-                    (call.clone(), EndedEarly::Answered(event.event_id)),
-                );
+                self.state()
+                    .answered
+                    .insert(answers.clone(), (call.clone(), EndedEarly::Answered(end)));
                 Delivery::Forward {
                     ack,
                     ended: Some(Box::new(Ended {
                         call,
-                        end: event.event_id,
+                        end,
                         answers: answers.clone(),
                     })),
                     rewritten,
