@@ -279,6 +279,54 @@ pub struct Index {
     pub(crate) counts: sled::Tree,
     links: sled::Tree,
     pub(crate) meta: sled::Tree,
+    /// Which accesses have a link without asking `links` (see [`LinkWatch`]).
+    watch: std::sync::Mutex<LinkWatch>,
+}
+
+/// What the index knows of `links` without reading it: no access above `floor` is linked
+/// except those in `linked`, all linked by this index since it was opened. Why: every end
+/// event asked sled whether its access was linked already (an eighth of the indexer's time),
+/// and nearly every access is newer than every link when its end comes. Links are keyed by
+/// the access's id and only [`Index::write`] adds them, so at open `floor` is the largest
+/// key; after each write the set is emptied and `floor` raised to its largest id (those are
+/// in the tree now, and asked for again like any older access). An access at or below
+/// `floor` is looked up in the tree as before. After a failed write or a `forget`, `floor`
+/// starts again from the tree's largest key (the top if the tree cannot be read).
+#[derive(Debug, Default)]
+struct LinkWatch {
+    floor: u128,
+    linked: std::collections::HashSet<u128>,
+}
+
+impl LinkWatch {
+    /// `Some(true)` if `access` has no link yet (noted as linked now: the caller links it),
+    /// `Some(false)` if this index linked it already, `None` if only the tree knows.
+    fn claim(&mut self, access: u128) -> Option<bool> {
+        (access > self.floor).then(|| self.linked.insert(access))
+    }
+
+    /// After a write: everything claimed is in the tree.
+    fn written(&mut self) {
+        if let Some(&top) = self.linked.iter().max() {
+            self.floor = self.floor.max(top);
+        }
+        self.linked.clear();
+    }
+
+    /// Starts again from the tree's largest key `last` (`None`: unreadable, nothing known),
+    /// after a failed write (what was claimed may be missing from the tree: claimable again)
+    /// or links removed by `forget` (`claimed_written`: what was claimed and is still linked
+    /// is at or below the larger of `last` and the claims, and is looked up there).
+    fn rebase(&mut self, last: Option<u128>, claimed_written: bool) {
+        let claimed = self
+            .linked
+            .iter()
+            .max()
+            .copied()
+            .filter(|_| claimed_written);
+        self.floor = last.map_or(u128::MAX, |l| l.max(claimed.unwrap_or(0)));
+        self.linked.clear();
+    }
 }
 
 impl std::fmt::Debug for Index {
@@ -344,17 +392,21 @@ impl Index {
             .open()
             .map_err(err)?;
         let tree = |name: &str| db.open_tree(name).map_err(err);
-        Ok(Index {
+        let index = Index {
             events: tree("events")?,
             postings: tree("postings")?,
             counts: tree("counts")?,
             links: tree("links")?,
             meta: tree("meta")?,
+            watch: Default::default(),
             db,
             path: path.to_path_buf(),
             journal_root: journal_root.to_path_buf(),
             keys: super::personal::Keyring::for_journals(journal_root),
-        })
+        };
+        // The largest access linked so far (see `LinkWatch`).
+        index.watch().rebase(index.last_link(), false);
+        Ok(index)
     }
 
     pub(crate) fn err(&self, source: sled::Error) -> StoreError {
@@ -445,10 +497,15 @@ impl Index {
             && let Some(access_id) = keys.linked_event_id
         {
             let access = access_id.to_key();
-            if !pending.links.contains_key(&access)
-                && self.links.get(access).map_err(|e| self.err(e))?.is_none()
-            {
-                pending.links.insert(access, key);
+            if !pending.links.contains_key(&access) {
+                let known = self.watch().claim(u128::from_be_bytes(access));
+                let absent = match known {
+                    Some(absent) => absent,
+                    None => self.links.get(access).map_err(|e| self.err(e))?.is_none(),
+                };
+                if absent {
+                    pending.links.insert(access, key);
+                }
             }
         }
         pending.staged += 1;
@@ -516,9 +573,28 @@ impl Index {
             (&self.counts, count_batch),
             (&self.links, link_batch),
         ] {
-            tree.apply_batch(batch).map_err(|e| self.err(e))?;
+            if let Err(e) = tree.apply_batch(batch) {
+                self.watch().rebase(self.last_link(), false);
+                return Err(self.err(e));
+            }
         }
+        self.watch().written();
         Ok(())
+    }
+
+    fn watch(&self) -> std::sync::MutexGuard<'_, LinkWatch> {
+        self.watch.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The largest access id in `links` (0 if none), `None` if the tree cannot be read.
+    fn last_link(&self) -> Option<u128> {
+        match self.links.last() {
+            Ok(Some((k, _))) => <[u8; 16]>::try_from(k.as_ref())
+                .ok()
+                .map(u128::from_be_bytes),
+            Ok(None) => Some(0),
+            Err(_) => None,
+        }
     }
 
     /// Remembers that every record of `journal` before `end` is applied. Only call it once
@@ -777,6 +853,92 @@ pub(crate) fn forget(
             batch.remove(k);
         }
     }
-    index.links.apply_batch(batch).map_err(err)?;
+    let removed = index.links.apply_batch(batch).map_err(err);
+    // Links removed: what the index knew of them without the tree may no longer hold.
+    index.watch().rebase(index.last_link(), true);
+    removed?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use ulid::Ulid;
+
+    use super::*;
+    use crate::audit::event::Metadata;
+
+    fn event(ms: u64, kind: EventType, access: Option<EventId>) -> AuditEvent {
+        AuditEvent {
+            event_id: EventId(Ulid::from_parts(ms, u128::from(ms))),
+            timestamp: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+            event_type: kind,
+            user_id: "alice".into(),
+            tool_name: Some("echo".into()),
+            action: "tools/call".into(),
+            result: Outcome::Initiated,
+            metadata: Metadata::default(),
+            risk_level: RiskLevel::Low,
+            compliance_tags: vec![],
+            session_id: "s".into(),
+            upstream: "u".into(),
+            linked_event_id: access,
+        }
+    }
+
+    /// Stages `events` as records of one journal and writes them.
+    fn apply(index: &Index, events: &[&AuditEvent]) {
+        let mut pending = Pending::default();
+        let journal = JournalId(1);
+        for (i, e) in events.iter().enumerate() {
+            let payload = serde_json::to_vec(e).unwrap();
+            let end = JournalPos {
+                segment: 1,
+                offset: 1000 * (i as u64 + 1),
+            };
+            index.stage(&mut pending, journal, end, &payload).unwrap();
+        }
+        index.write(pending).unwrap();
+    }
+
+    fn link(index: &Index, access: &AuditEvent) -> Option<EventId> {
+        let end = index.links.get(access.event_id.to_key()).unwrap()?;
+        EventId::from_key(&end)
+    }
+
+    /// The link of an access is its first end, whether the access is newer than every link
+    /// (known without the tree) or older (looked up), in one write or across writes and a
+    /// reopening of the index.
+    #[test]
+    fn an_access_links_to_its_first_end_with_or_without_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let ms = 1_780_000_000_000;
+        let a = event(ms, EventType::ToolAccess, None);
+        let a_end = event(ms + 1, EventType::ToolExecution, Some(a.event_id));
+        let a_late = event(ms + 2, EventType::ToolExecution, Some(a.event_id));
+        let b = event(ms + 3, EventType::ToolAccess, None);
+        let b_end = event(ms + 4, EventType::ToolFailure, Some(b.event_id));
+        let c = event(ms + 5, EventType::ToolAccess, None);
+        let c_end = event(ms + 6, EventType::ToolExecution, Some(c.event_id));
+        let c_late = event(ms + 7, EventType::ToolExecution, Some(c.event_id));
+        {
+            let index = Index::open(&path, dir.path()).unwrap();
+            // Late end in the same batch, then again in a later one.
+            apply(&index, &[&a, &a_end, &a_late, &b]);
+            apply(&index, &[&a_late, &b_end]);
+            // B's end came after A's link was written: B is above the floor, A below it.
+            apply(&index, &[&a_late, &b_end, &c]);
+            assert_eq!(link(&index, &a), Some(a_end.event_id));
+            assert_eq!(link(&index, &b), Some(b_end.event_id));
+        }
+        let index = Index::open(&path, dir.path()).unwrap();
+        // Reopened: every link so far is at or below the floor; C above it.
+        apply(&index, &[&c_end, &b_end, &a_late]);
+        apply(&index, &[&c_late]);
+        assert_eq!(link(&index, &a), Some(a_end.event_id));
+        assert_eq!(link(&index, &b), Some(b_end.event_id));
+        assert_eq!(link(&index, &c), Some(c_end.event_id));
+    }
 }
