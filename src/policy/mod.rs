@@ -1048,13 +1048,14 @@ impl Policy {
 
 /// Lowercase hex of bytes: the form of every hash the proxy shows or stores.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(2 * bytes.len()), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    // A table, not `write!("{b:02x}")`: the formatter cost about 150 instructions a byte.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// The first `len` bytes of the SHA-256 of `bytes`, in hex.
@@ -1353,6 +1354,12 @@ fn joined_strings(items: &[Value]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_lowercase_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn levels_follow_annotations_and_mcp_defaults() {

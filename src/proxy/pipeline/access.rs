@@ -124,14 +124,15 @@ impl Pipeline {
         };
         let (retry_of, carried) = retry_of;
         // A retry of the server's own round, of a call the person accepted, with the same
-        // tool and arguments: the accept holds for it (MRTR rounds are one call).
-        let consent = Consent {
+        // tool and arguments: the accept holds for it (MRTR rounds are one call). Made only
+        // when needed: it hashes the arguments (a SHA-256 of up to megabytes per call).
+        let consent = || Consent {
             tool: p.name.to_string(),
             hash: arguments_hash(&p),
             policy: policy.version.clone(),
         };
         let carried = carried
-            .filter(|g| !tool_changed && g.holds_for(&consent))
+            .filter(|g| !tool_changed && g.holds_for(&consent()))
             .map(|g| g.consent);
         let mut decision = decision;
         // The reasons quote the tool's name, which can carry anything: stored protected.
@@ -351,7 +352,7 @@ impl Pipeline {
                 .is_some_and(|d| d.enforced() == policy::Action::Confirm)
             {
                 call.confirmation = Some("accepted by the person at the client".into());
-                call.consent = Some(consent);
+                call.consent = Some(consent());
             }
             let mut st = self.state();
             st.instead.insert(
