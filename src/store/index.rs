@@ -497,14 +497,14 @@ impl Index {
             && let Some(access_id) = keys.linked_event_id
         {
             let access = access_id.to_key();
-            if !pending.links.contains_key(&access) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = pending.links.entry(access) {
                 let known = self.watch().claim(u128::from_be_bytes(access));
                 let absent = match known {
                     Some(absent) => absent,
                     None => self.links.get(access).map_err(|e| self.err(e))?.is_none(),
                 };
                 if absent {
-                    pending.links.insert(access, key);
+                    slot.insert(key);
                 }
             }
         }
