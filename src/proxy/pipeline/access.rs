@@ -467,9 +467,9 @@ impl Pipeline {
 
 /// What the access event of a 2026-07-28 retry stores of its `inputResponses`: the answers
 /// the server gets (`ours`: the retry carries the proxy's own round, whose confirmation
-/// answer is taken out before forwarding), as
-/// sent, or masked as the arguments are when the assessment found something to mask in them
-/// (`judged`: the answers as the policy read them); `redacted` gains the classes masked.
+/// answer is taken out before forwarding), as sent, or masked as the arguments are when the
+/// assessment found something to mask (`found`) in them (`judged`: the answers as the policy
+/// read them); `redacted` gains the classes masked.
 fn stored_responses(
     p: &CallToolParams<'_>,
     ours: bool,
