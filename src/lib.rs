@@ -69,7 +69,9 @@
 //!                     sse.rs: a bounded SSE parser;
 //!                     params.rs: Mcp-Param-* headers from the tools' x-mcp-header;
 //!                     tls.rs: the TLS client (ca_file or system roots, a ca_file
-//!                     certificate pinned as it is; hints for refused certificates)
+//!                     certificate pinned as it is; hints for refused certificates);
+//!                     address.rs: what errors and logs may say of its address and of
+//!                     where it redirects (the origin, never a path or query)
 //! proxy/http/         the HTTP front door (MCP Streamable HTTP on hyper, TLS by rustls):
 //!                     mod.rs (listener, TLS, routing, drain), refusal.rs (requests refused
 //!                     before a session, recorded; summaries past a quota), request.rs
