@@ -106,11 +106,15 @@ fn call<'a>(ms: u64, n: u64, user: &'a str, arguments: Value, tags: &'a [&'a str
 
 /// Imports `calls` into the store of `store`.
 fn import(store: &TestStore, calls: &[Call<'_>]) {
-    let text: String = calls
-        .iter()
-        .flat_map(Call::events)
-        .map(|e| format!("{e}\n"))
-        .collect();
+    import_events(
+        store,
+        &calls.iter().flat_map(Call::events).collect::<Vec<_>>(),
+    );
+}
+
+/// Imports `events` (one JSON line each) into the store.
+fn import_events(store: &TestStore, events: &[Value]) {
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
     let file = store.dir.path().join("events.jsonl");
     std::fs::write(&file, text).unwrap();
     let out = run(&store.config, &["import", file.to_str().unwrap()]);
@@ -256,15 +260,7 @@ fn a_card_number_left_in_a_retrys_input_responses_fails_the_pan_rule() {
     let mut events = call(t, 0, "alice", json!({"text": "x"}), &["pci_dss"]).events();
     events[0]["metadata"]["input_responses"] =
         json!({"pay": {"action": "accept", "content": {"card": "4111 1111 1111 1111"}}});
-    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
-    let file = store.dir.path().join("events.jsonl");
-    std::fs::write(&file, text).unwrap();
-    let out = run(&store.config, &["import", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    import_events(&store, &events);
     let (_, rules) = assess(&store, &[]);
     let r = rule(&rules, "pci_dss.3.5.1.pan_unreadable");
     assert_eq!(r["status"], "non_compliant", "{r:#}");

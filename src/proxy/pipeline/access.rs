@@ -255,18 +255,19 @@ impl Pipeline {
         // The assessment already scanned the arguments: no tags, nothing to protect (unless
         // classifiers were turned off: secrets and card numbers are still kept out).
         let found = decision.as_ref().is_some_and(|d| !d.tags.is_empty()) || policy.guard_adds;
-        let (stored_arguments, redacted) = match (&arguments, p.arguments) {
-            (Some(value), Some(raw)) if found => match policy.protect(value) {
-                Some((protected, classes)) => (
-                    serde_json::value::to_raw_value(&protected).ok(),
-                    classes.iter().map(|c| c.as_str().to_string()).collect(),
-                ),
-                None => (Some(raw.to_owned()), Vec::new()),
-            },
-            (_, raw) => (raw.map(ToOwned::to_owned), Vec::new()),
-        };
-        let (stored_responses, redacted) =
-            stored_responses(&p, ours, responses.as_ref(), found, &policy, redacted);
+        let (stored_arguments, mut redacted) = as_stored(
+            &policy,
+            arguments.as_ref(),
+            p.arguments.map(ToOwned::to_owned),
+            found,
+        );
+        let (stored_responses, masked) =
+            as_stored(&policy, responses.as_ref(), answers_sent(&p, ours), found);
+        for class in masked {
+            if !redacted.contains(&class) {
+                redacted.push(class);
+            }
+        }
         let mut call = Call {
             access_id,
             request_id: id.clone(),
@@ -465,43 +466,40 @@ impl Pipeline {
     }
 }
 
-/// What the access event of a 2026-07-28 retry stores of its `inputResponses`: the answers
-/// the server gets (`ours`: the retry carries the proxy's own round, whose confirmation
-/// answer is taken out before forwarding), as sent, or masked as the arguments are when the
-/// assessment found something to mask (`found`) in them (`judged`: the answers as the policy
-/// read them); `redacted` gains the classes masked.
-fn stored_responses(
-    p: &CallToolParams<'_>,
-    ours: bool,
-    judged: Option<&serde_json::Value>,
-    found: bool,
+/// What an access event stores of a value the server gets (the arguments, a retry's
+/// `inputResponses`): `raw` as sent, or, when the assessment found something to mask
+/// (`found`), the value as the policy read it (`judged`) masked, with the classes masked.
+fn as_stored(
     policy: &policy::Policy,
-    mut redacted: Vec<String>,
+    judged: Option<&serde_json::Value>,
+    raw: Option<Box<RawValue>>,
+    found: bool,
 ) -> (Option<Box<RawValue>>, Vec<String>) {
-    let Some(map) = p.input_responses.as_ref() else {
-        return (None, redacted);
-    };
-    let theirs: std::collections::BTreeMap<&str, &RawValue> = map
+    if found
+        && raw.is_some()
+        && let Some((protected, classes)) = judged.and_then(|v| policy.protect(v))
+    {
+        let classes = classes.iter().map(|c| c.as_str().to_string()).collect();
+        return (serde_json::value::to_raw_value(&protected).ok(), classes);
+    }
+    (raw, Vec::new())
+}
+
+/// The `inputResponses` of a 2026-07-28 retry as the server gets them, as sent: all of them
+/// but, in a retry of the proxy's own round (`ours`), its confirmation answer, which that
+/// round takes out before forwarding; `None` when none is left.
+fn answers_sent(p: &CallToolParams<'_>, ours: bool) -> Option<Box<RawValue>> {
+    let theirs: std::collections::BTreeMap<&str, &RawValue> = p
+        .input_responses
+        .as_ref()?
         .iter()
         .filter(|(k, _)| !ours || **k != CONFIRM_KEY)
         .map(|(k, v)| (&**k, *v))
         .collect();
     if theirs.is_empty() {
-        return (None, redacted);
+        return None;
     }
-    if found
-        && let Some(value) = judged
-        && let Some((protected, classes)) = policy.protect(value)
-    {
-        for class in classes {
-            let class = class.as_str().to_string();
-            if !redacted.contains(&class) {
-                redacted.push(class);
-            }
-        }
-        return (serde_json::value::to_raw_value(&protected).ok(), redacted);
-    }
-    (serde_json::value::to_raw_value(&theirs).ok(), redacted)
+    serde_json::value::to_raw_value(&theirs).ok()
 }
 
 /// The SHA-256 of a call's arguments as sent (absent: `{}`), in hex: what a person is asked
