@@ -564,8 +564,8 @@ import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("method") == "tools/call":
-        for text in ("first", "second"):
-            sys.stdout.write('{"jsonrpc":"2.0","id":"%s","result":{"content":[{"type":"text","text":"%s"}]}}\n' % (m["id"], text))
+        for text, flag in (("first", ""), ("second", '"isError":"true",')):
+            sys.stdout.write('{"jsonrpc":"2.0","id":"%s","result":{%s"content":[{"type":"text","text":"%s"}]}}\n' % (m["id"], flag, text))
     elif "id" in m:
         sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}) + "\n")
     sys.stdout.flush()
@@ -587,6 +587,10 @@ for line in sys.stdin:
         of_call[2].2.contains("answered this call again"),
         "{of_call:?}"
     );
+    // What was wrong with the late answer itself stays beside why it is late (review
+    // finding 8b: the one replaced the other).
+    assert!(of_call[2].2.contains("not a boolean"), "{of_call:?}");
+    assert_eq!(of_call[2].1, "error", "{of_call:?}");
 }
 
 #[tokio::test]

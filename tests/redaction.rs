@@ -228,10 +228,15 @@ async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
         "{{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{{\"isError\":true,\"content\":[{{\"type\":\"text\",\"text\":\"{} {CARD}\"}}]}}}}\n",
         "a".repeat(989)
     );
+    // Two copies of `content`, the card in the one most clients drop, and an error flag.
+    let twice = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{{\"isError\":true,\"content\":[{{\"type\":\"text\",\"text\":\"card {CARD}\"}}],\"content\":[{{\"type\":\"text\",\"text\":\"failed\"}}]}}}}\n"
+    );
     std::fs::write(dir.join("r2"), deep).unwrap();
     std::fs::write(dir.join("r3"), long_error).unwrap();
+    std::fs::write(dir.join("r4"), twice).unwrap();
     let script = format!(
-        "read two; cat '{0}/r2'; read three; cat '{0}/r3'; cat >/dev/null",
+        "read two; cat '{0}/r2'; read three; cat '{0}/r3'; read four; cat '{0}/r4'; cat >/dev/null",
         dir.display()
     );
     let mut c = LineClient::spawn(store.proxy_command(&["sh", "-c", &script]));
@@ -259,6 +264,10 @@ async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
     c.send(&call_line(json!(3), "echo", json!({"text": "long"})))
         .await;
     c.recv_json().await;
+    c.send(&call_line(json!(4), "echo", json!({"text": "twice"})))
+        .await;
+    let withheld = c.recv_json().await;
+    assert_eq!(withheld["error"]["code"], -32603, "{withheld}");
     assert!(c.finish().await.success());
 
     let events = store.events();
@@ -274,7 +283,8 @@ async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
         end_of(11).0["compliance_tags"],
         json!(["pci_dss", "secrets"])
     );
-    // The card classifier is off, so no tag; the guard still withheld the result.
+    // The card classifier is off, so no tag; the guard still withheld the result. What was
+    // wrong with the result stays beside it (review finding 8b: the one replaced the other).
     assert!(
         end_of(2).1["metadata"]["reason"]
             .as_str()
@@ -283,6 +293,12 @@ async fn refused_calls_and_odd_results_keep_sensitive_data_out_of_the_trail() {
         "{}",
         end_of(2).1
     );
+    // A result withheld keeps what else was said of it (review finding 8b: the one replaced
+    // the other): here that it reads two ways, recorded as the error most clients read.
+    let why = end_of(4).1["metadata"]["reason"].as_str().unwrap();
+    assert!(why.contains("withheld from the client"), "{}", end_of(4).1);
+    assert!(why.contains("more than one way"), "{}", end_of(4).1);
+    assert_eq!(end_of(4).1["result"], "error", "{}", end_of(4).1);
     let error_text = end_of(3).1["metadata"]["error_messages"][0]
         .as_str()
         .unwrap();

@@ -129,9 +129,12 @@ impl Pipeline {
                         {
                             let (kind, outcome, mut meta, round) =
                                 self.describe_view(call, meta, &view);
-                            meta.reason.get_or_insert_with(|| {
-                                format!("the result can be read more than one way ({e}): recorded as read with the last copy of each key, as most clients read it")
-                            });
+                            add_reason(
+                                &mut meta.reason,
+                                format!(
+                                    "the result can be read more than one way ({e}): recorded as read with the last copy of each key, as most clients read it"
+                                ),
+                            );
                             return (kind, outcome, meta, round);
                         }
                         // A non-boolean `isError` (`"true"`): the TypeScript SDK refuses the
@@ -281,8 +284,9 @@ impl Pipeline {
             if !(policy.redact_results && (policy.guarded(raw.get()) || raw.get().contains('\\'))) {
                 return None;
             }
-            event.metadata.reason = Some(
-                "the result carried sensitive data and could not be read one way only (a repeated key, or nesting too deep) to redact: withheld from the client".into(),
+            add_reason(
+                &mut event.metadata.reason,
+                "the result carried sensitive data and could not be read one way only (a repeated key, or nesting too deep) to redact: withheld from the client",
             );
             let error = json!({
                 "code": INTERNAL_ERROR,
@@ -330,8 +334,9 @@ impl Pipeline {
             Ok(error) => error,
             Err(_) if !(policy.guarded(raw.get()) || raw.get().contains('\\')) => return None,
             Err(_) => {
-                event.metadata.reason = Some(
-                    "the error carried sensitive data and could not be read one way only (a repeated key, or nesting too deep) to redact: withheld from the client".into(),
+                add_reason(
+                    &mut event.metadata.reason,
+                    "the error carried sensitive data and could not be read one way only (a repeated key, or nesting too deep) to redact: withheld from the client",
                 );
                 return answer(json!({
                     "code": INTERNAL_ERROR,
@@ -475,7 +480,7 @@ impl Pipeline {
             None => self.describe(&call, size, body),
         };
         if let Some(note) = note {
-            meta.reason.get_or_insert_with(|| note.to_string());
+            add_reason(&mut meta.reason, note);
         }
         if outcome == Outcome::Task
             && let ResponseBody::Result(raw) = body
@@ -500,13 +505,7 @@ impl Pipeline {
                     let note = format!(
                         "the server reused task id {quoted:?} of the call whose access is {earlier}: that call's outcome can no longer be told apart, and what tasks/result returns for the id is recorded as this call's"
                     );
-                    match meta.reason.as_mut() {
-                        Some(reason) => {
-                            reason.push_str("; ");
-                            reason.push_str(&note);
-                        }
-                        None => meta.reason = Some(note),
-                    }
+                    add_reason(&mut meta.reason, note);
                 }
             }
             if st.tasks.len() >= MAX_ENDED {
@@ -516,15 +515,6 @@ impl Pipeline {
         }
         let mut event = self.call_event(&call, event_type, outcome, Some(meta));
         let rewritten = self.assess_end(&call, answers, body, tree.as_ref(), &mut event);
-        // What the note says (a task's outcome, fetched again) stays when the assessment
-        // wrote a reason of its own (a result withheld).
-        if let Some(note) = note
-            && let Some(reason) = event.metadata.reason.as_mut()
-            && !reason.contains(note)
-        {
-            reason.push_str("; ");
-            reason.push_str(note);
-        }
         if let Some(key) = round {
             // Linked to its retry when the retry arrives (by requestState, else by keys).
             // The person's accept holds for the retry within the time a person is given.
@@ -614,7 +604,7 @@ impl Pipeline {
             return Delivery::Drop;
         }
         let (event_type, outcome, mut meta, _) = self.describe(call, size, body);
-        meta.reason = Some(match why {
+        let what: String = match why {
             EndedEarly::Cancelled => {
                 "the server answered after the client cancelled the call; the answer goes on toward the client as the server sent it (a `shutdown` event follows if it reached none)".into()
             }
@@ -627,6 +617,11 @@ impl Pipeline {
             EndedEarly::Answered(first) => format!(
                 "the server answered this call again after its answer (event {first}) had ended it; this answer goes on toward the client as the server sent it, though no request waits on the id any more (a `shutdown` event follows if it reached none)"
             ),
+        };
+        // First what makes it late, then what the answer itself said (an unreadable result).
+        meta.reason = Some(match meta.reason.take() {
+            Some(said) => format!("{what}; {said}"),
+            None => what,
         });
         if call.late + 1 == MAX_REPEATED
             && let Some(reason) = meta.reason.as_mut()
@@ -902,6 +897,21 @@ fn lax_false(value: &Value) -> bool {
             .iter()
             .any(|f| s.eq_ignore_ascii_case(f)),
         _ => false,
+    }
+}
+
+/// Adds `text` to an event's reason: several facts about one end (an unreadable result, a
+/// task fetched again, a reused task id, a result withheld) are all kept, joined by `"; "`,
+/// never one replacing another (review finding 8b).
+fn add_reason(reason: &mut Option<String>, text: impl Into<String>) {
+    let text = text.into();
+    match reason {
+        Some(r) if r.contains(&text) => {}
+        Some(r) => {
+            r.push_str("; ");
+            r.push_str(&text);
+        }
+        None => *reason = Some(text),
     }
 }
 
