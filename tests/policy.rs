@@ -1218,6 +1218,19 @@ level = "critical"
     c.send(format!("{retry}\n").as_bytes()).await;
     let answer = c.recv_json().await;
     assert_eq!(answer["error"]["code"], -32010, "{answer}");
+    // A retry refused before any judgement (its arguments read two ways) keeps its answers
+    // in the trail too, masked (review finding 11: only its arguments were stored).
+    c.send(call(60, None).as_bytes()).await;
+    let round = c.recv_json().await;
+    assert_eq!(round["result"]["resultType"], "input_required", "{round}");
+    let refused = call(61, Some(json!({"note": "card 4111 1111 1111 1111"}))).replace(
+        r#""arguments":{"action":"deploy"}"#,
+        r#""arguments":{"action":"deploy","action":"drop"}"#,
+    );
+    assert!(refused.contains(r#""action":"drop""#), "{refused}");
+    c.send(refused.as_bytes()).await;
+    let answer = c.recv_json().await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert!(c.finish().await.success());
     let seen = std::fs::read_to_string(&received).unwrap();
     for needle in ["TOPSECRET", "forbidden"] {
@@ -1253,6 +1266,14 @@ level = "critical"
         "{card}"
     );
     assert!(access(40)["metadata"].get("input_responses").is_none());
+    assert_eq!(access(61)["result"], "refused", "{}", access(61));
+    let kept = access(61)["metadata"]["input_responses"].to_string();
+    assert!(
+        kept.contains("[REDACTED:payment_card]") && !kept.contains("4111 1111"),
+        "{}",
+        access(61)
+    );
+    assert_eq!(access(61)["compliance_tags"], json!(["pci_dss"]));
     // Sealed with the user's other personal fields: not in clear in any file of the store.
     let bytes = common::policy::all_bytes(&store.store_dir());
     assert!(!common::policy::contains(&bytes, r#""note":"fine""#));

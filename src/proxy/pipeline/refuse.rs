@@ -289,13 +289,32 @@ impl Pipeline {
                 true => policy.protect_text(&n),
                 false => n,
             });
-        let (stored, redacted, tags, reason) = self.protected_arguments(params, reason);
+        let (stored, mut redacted, mut tags, reason) = self.protected_arguments(params, reason);
+        // A 2026-07-28 retry's answers are what the person gave the tool: kept like the
+        // arguments, a refused retry too (review finding 11).
+        let answers = params
+            .filter(|p| p.get().starts_with('{'))
+            .and_then(|p| member_of(p, "inputResponses"));
+        let (answers, masked, more_tags, reason) =
+            self.protected_member(answers, "inputResponses", &reason);
+        for class in masked {
+            if !redacted.contains(&class) {
+                redacted.push(class);
+            }
+        }
+        for tag in more_tags {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        tags.sort_unstable();
         let mut call = self.bare_call(id, params);
         call.tool = tool;
         call.tags = tags;
         let mut access = self.call_event(&call, EventType::ToolAccess, Outcome::Refused, None);
         access.event_id = call.access_id;
         access.metadata.arguments = stored;
+        access.metadata.input_responses = answers;
         access.metadata.redacted = redacted;
         let mut failure = self.failure_event(&call, Outcome::Refused, side, Some(code), &reason);
         // The events carry `id` as it came (none when it had none), protected like any id.
@@ -383,21 +402,43 @@ impl Pipeline {
                 )),
             ),
         };
+        self.protected_member(arguments, "arguments", &reason)
+    }
+
+    /// A member of a refused call's params (`member`: `arguments`, `inputResponses`) as the
+    /// trail may keep it, with `reason` protected and extended when the member cannot be
+    /// kept as JSON: (stored value, classes masked, their tags, reason).
+    fn protected_member(
+        &self,
+        raw: Option<&RawValue>,
+        member: &str,
+        reason: &str,
+    ) -> (
+        Option<Box<RawValue>>,
+        Vec<String>,
+        Vec<&'static str>,
+        String,
+    ) {
         let policy = self.policy.current();
         if !policy.enabled {
-            return match arguments.map(|a| (a, serde_json::from_str::<Value>(a.get()))) {
-                Some((raw, Err(e))) => (None, Vec::new(), Vec::new(), as_text(&reason, raw, &e)),
+            return match raw.map(|a| (a, serde_json::from_str::<Value>(a.get()))) {
+                Some((raw, Err(e))) => (
+                    None,
+                    Vec::new(),
+                    Vec::new(),
+                    as_text(reason, member, raw, &e),
+                ),
                 _ => (
-                    arguments.map(ToOwned::to_owned),
+                    raw.map(ToOwned::to_owned),
                     Vec::new(),
                     Vec::new(),
-                    reason.into_owned(),
+                    reason.to_owned(),
                 ),
             };
         }
         // A parser's message can quote what it could not read, whatever the arguments hold.
-        let reason = policy.protect_text(&reason);
-        let Some(raw) = arguments else {
+        let reason = policy.protect_text(reason);
+        let Some(raw) = raw else {
             return (None, Vec::new(), Vec::new(), reason);
         };
         match serde_json::from_str::<Value>(raw.get()) {
@@ -420,7 +461,7 @@ impl Pipeline {
                     let reason = match masked {
                         Some(_) => reason,
                         None => {
-                            format!("{reason} (arguments not stored: they carry sensitive data)")
+                            format!("{reason} ({member} not stored: they carry sensitive data)")
                         }
                     };
                     (masked, Vec::new(), Vec::new(), reason)
@@ -432,10 +473,15 @@ impl Pipeline {
                 Vec::new(),
                 Vec::new(),
                 format!(
-                    "{reason} (arguments not stored: unreadable, and they carry sensitive data)"
+                    "{reason} ({member} not stored: unreadable, and they carry sensitive data)"
                 ),
             ),
-            Err(e) => (None, Vec::new(), Vec::new(), as_text(&reason, raw, &e)),
+            Err(e) => (
+                None,
+                Vec::new(),
+                Vec::new(),
+                as_text(&reason, member, raw, &e),
+            ),
         }
     }
 
@@ -867,11 +913,11 @@ pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
 /// Arguments a strict JSON reader refuses (a lone surrogate escape, a number past a double's
 /// range: valid JSON syntax, read differently by lenient readers) are kept in the reason as text, not as JSON, so that every
 /// event stays readable by every consumer of the trail; cut to [`MAX_ERROR_CHARS`].
-fn as_text(reason: &str, raw: &RawValue, e: &serde_json::Error) -> String {
+fn as_text(reason: &str, member: &str, raw: &RawValue, e: &serde_json::Error) -> String {
     let text: String = raw.get().chars().take(MAX_ERROR_CHARS).collect();
     if e.to_string().starts_with("recursion limit exceeded") {
         return format!(
-            "{reason} (arguments not stored as JSON: nested deeper than {} levels, the most the policy reads; as sent: {text})",
+            "{reason} ({member} not stored as JSON: nested deeper than {} levels, the most the policy reads; as sent: {text})",
             crate::policy::admit::MAX_NESTING
         );
     }
@@ -880,11 +926,11 @@ fn as_text(reason: &str, raw: &RawValue, e: &serde_json::Error) -> String {
         // readers refuse; the policy's numeric bounds cannot judge it, so it is refused
         // (fail closed) rather than guessed (helper-87 #1).
         return format!(
-            "{reason} (arguments not stored as JSON: a number beyond the range of a 64-bit float, which readers take differently (Infinity, or an error); as sent: {text})"
+            "{reason} ({member} not stored as JSON: a number beyond the range of a 64-bit float, which readers take differently (Infinity, or an error); as sent: {text})"
         );
     }
     format!(
-        "{reason} (arguments not stored as JSON: the proxy's strict reader refused them, as strict servers would: {e}; as sent: {text})"
+        "{reason} ({member} not stored as JSON: the proxy's strict reader refused them, as strict servers would: {e}; as sent: {text})"
     )
 }
 
