@@ -949,3 +949,83 @@ async fn a_server_requests_answer_the_proxy_does_not_forward_gets_the_server_an_
         "{seen}"
     );
 }
+
+/// Review finding 5: a retry answering the server's own round that the policy wants
+/// confirmed (its answers raise the risk) gets the proxy's round; the confirmed retry then
+/// reaches the server with the server's answers put back. Its access stored only what the
+/// client sent with it (nothing but the proxy's own key), not the answers the server got.
+#[tokio::test]
+async fn a_confirmed_retry_stores_and_judges_the_server_answers_its_round_kept() {
+    let store = TestStore::new(
+        "[risk]\nconfirm_timeout_ms = 20000\n[risk.actions]\nhigh = \"confirm\"\n\
+         [[risk.rule]]\nname = \"launch words\"\nregex = \"launch\"\nlevel = \"high\"\n",
+    );
+    let (mut c, received) = spawn_recorded(&store);
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |id: i64, state: Option<&Value>, responses: Option<Value>| {
+        let mut params =
+            json!({"name": "confirm", "arguments": {"action": "deploy"}, "_meta": meta});
+        if let Some(s) = state {
+            params["requestState"] = s.clone();
+        }
+        if let Some(r) = responses {
+            params["inputResponses"] = r;
+        }
+        format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+        )
+    };
+    // The server asks first; the client's answer carries a launch word: the proxy asks.
+    c.send(call(1, None, None).as_bytes()).await;
+    let theirs = c.recv_json().await;
+    assert_eq!(theirs["result"]["resultType"], "input_required", "{theirs}");
+    let server_state = theirs["result"]["requestState"].clone();
+    let server_yes = json!({"confirm": {"action": "accept",
+        "content": {"confirmed": true, "note": "launch now"}}});
+    c.send(call(2, Some(&server_state), Some(server_yes.clone())).as_bytes())
+        .await;
+    let ours = c.recv_json().await;
+    assert!(
+        ours["result"]["inputRequests"]["mcp-audit-proxy.confirm"].is_object(),
+        "{ours}"
+    );
+    let state = ours["result"]["requestState"].clone();
+    let accept = json!({"mcp-audit-proxy.confirm":
+        {"action": "accept", "content": {"confirm": true}}});
+    c.send(call(3, Some(&state), Some(accept)).as_bytes()).await;
+    let done = c.recv_json().await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "confirmed: deploy",
+        "{done}"
+    );
+    assert!(c.finish().await.success());
+    // The server got its answers back with the confirmed retry.
+    let seen = std::fs::read_to_string(received).unwrap();
+    let last = seen.lines().last().unwrap();
+    assert!(last.contains("launch now"), "{seen}");
+    let events = store.events();
+    let access = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access" && e["metadata"]["request_id"] == 3)
+        .unwrap_or_else(|| panic!("no access of the confirmed retry: {events:#?}"));
+    assert_eq!(
+        access["metadata"]["input_responses"], server_yes,
+        "{access}"
+    );
+    // Judged with them: the launch word's rule is among its reasons, the call confirmed.
+    let reasons = access["metadata"]["risk_reasons"].to_string();
+    assert!(reasons.contains("launch words"), "{access}");
+    assert_eq!(access["metadata"]["decision"], "confirm", "{access}");
+    let end = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_execution" && e["metadata"]["request_id"] == 3)
+        .unwrap_or_else(|| panic!("no end of the confirmed retry: {events:#?}"));
+    assert!(
+        end["metadata"]["confirmation"]
+            .as_str()
+            .is_some_and(|c| c.contains("accepted")),
+        "{end}"
+    );
+}

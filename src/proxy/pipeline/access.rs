@@ -65,6 +65,33 @@ impl Pipeline {
                 }
             }
         };
+        // A retry carrying a round of the proxy's own: the round is used up whatever is decided
+        // now, and its token never reaches the server.
+        let mut our_round: Option<Result<Round, String>> = p
+            .request_state
+            .as_deref()
+            .filter(|s| s.starts_with(CONFIRM_PREFIX))
+            .map(|token| self.take_round_of(token, &p));
+        // The server's own answers that the proxy's round kept (the retry it held carried
+        // them): the server gets them back with this retry (`without_round`), so they are
+        // judged and stored with it, as the server gets them (review finding 5).
+        let kept = our_round
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|r| r.server_responses.clone());
+        let responses = match kept.as_deref().filter(|_| policy.enabled) {
+            None => responses,
+            Some(kept) => {
+                let mut all = match responses {
+                    Some(serde_json::Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                };
+                if let Ok(serde_json::Value::Object(theirs)) = serde_json::from_str(kept) {
+                    all.extend(theirs);
+                }
+                (!all.is_empty()).then_some(serde_json::Value::Object(all))
+            }
+        };
         let started = Instant::now();
         let http = self.request_http();
         let meta = p.meta.as_ref();
@@ -141,13 +168,6 @@ impl Pipeline {
                 *r = policy.protect_text(r);
             }
         }
-        // A retry carrying a round of the proxy's own: the round is used up whatever is decided
-        // now, and its token never reaches the server.
-        let mut our_round: Option<Result<Round, String>> = p
-            .request_state
-            .as_deref()
-            .filter(|s| s.starts_with(CONFIRM_PREFIX))
-            .map(|token| self.take_round_of(token, &p));
         let mut confirmed_round: Option<Round> = None;
         if let Some(d) = decision
             .as_mut()
@@ -261,8 +281,12 @@ impl Pipeline {
             p.arguments.map(ToOwned::to_owned),
             found,
         );
-        let (stored_responses, masked) =
-            as_stored(&policy, responses.as_ref(), answers_sent(&p, ours), found);
+        let (stored_responses, masked) = as_stored(
+            &policy,
+            responses.as_ref(),
+            answers_sent(&p, ours, kept.as_deref()),
+            found,
+        );
         for class in masked {
             if !redacted.contains(&class) {
                 redacted.push(class);
@@ -487,15 +511,22 @@ fn as_stored(
 
 /// The `inputResponses` of a 2026-07-28 retry as the server gets them, as sent: all of them
 /// but, in a retry of the proxy's own round (`ours`), its confirmation answer, which that
-/// round takes out before forwarding; `None` when none is left.
-fn answers_sent(p: &CallToolParams<'_>, ours: bool) -> Option<Box<RawValue>> {
-    let theirs: std::collections::BTreeMap<&str, &RawValue> = p
+/// round takes out before forwarding, and with the server's answers that round `kept` (a
+/// JSON object) put back; `None` when none is left.
+fn answers_sent(p: &CallToolParams<'_>, ours: bool, kept: Option<&str>) -> Option<Box<RawValue>> {
+    let mut theirs: std::collections::BTreeMap<&str, &RawValue> = p
         .input_responses
-        .as_ref()?
         .iter()
+        .flatten()
         .filter(|(k, _)| !ours || **k != CONFIRM_KEY)
         .map(|(k, v)| (&**k, *v))
         .collect();
+    // The server's answers the proxy's round kept, put back as `without_round` does (theirs
+    // win over a key the retry repeats).
+    let kept: std::collections::BTreeMap<String, Box<RawValue>> = kept
+        .and_then(|k| serde_json::from_str(k).ok())
+        .unwrap_or_default();
+    theirs.extend(kept.iter().map(|(k, v)| (k.as_str(), &**v)));
     if theirs.is_empty() {
         return None;
     }
