@@ -1,5 +1,5 @@
-//! `compliance` through the real binary (issue 10 items 4 and 8): fixture stores built by
-//! `import` with known answers. A clean store passes every rule of every regulation (exit 0);
+//! `compliance` through the real binary (issue 10 items 4 and 8): fixture stores written
+//! through the audit writer, as a proxy writes them, with known answers. A clean store passes every rule of every regulation (exit 0);
 //! a store with the faults each rule looks for fails exactly those rules, naming the
 //! offending events and configuration keys (exit 1); an empty window and `--no-verify` make
 //! rules `not_assessable`, never compliant; a record changed after it was written fails the
@@ -104,15 +104,64 @@ fn call<'a>(ms: u64, n: u64, user: &'a str, arguments: Value, tags: &'a [&'a str
     }
 }
 
-/// Imports `calls` into the store of `store`.
+/// Records `calls` in the store of `store`, as its proxy would.
 fn import(store: &TestStore, calls: &[Call<'_>]) {
-    import_events(
+    record_events(
         store,
         &calls.iter().flat_map(Call::events).collect::<Vec<_>>(),
     );
 }
 
-/// Imports `events` (one JSON line each) into the store.
+/// Writes `events` into the store as a proxy's audit writer does (a journal of its own,
+/// personal fields sealed as configured, checkpointed, indexed): the store's own trail, which
+/// the rules on how calls are recorded read. Events brought in by `import` are another
+/// trail's, evidence of nothing here (helper-116 H1; see [`import_events`]).
+fn record_events(store: &TestStore, events: &[Value]) {
+    // On a thread of its own: a test running in a runtime cannot start another.
+    std::thread::scope(|s| s.spawn(|| write_events(store, events)).join().unwrap());
+}
+
+fn write_events(store: &TestStore, events: &[Value]) {
+    use mcp_audit_proxy::audit::{AuditEvent, writer};
+    use mcp_audit_proxy::config::{Config, Durability};
+    let config = Config::load(&store.config).unwrap();
+    let root = &config.audit.store_dir;
+    let opened =
+        mcp_audit_proxy::store::Store::open_journal(root, config.audit.segment_bytes).unwrap();
+    let (mut journal, keeper, lock) = opened.into_parts(root);
+    if config.audit.encrypt_personal_data {
+        journal.encrypt_personal_data(root);
+    }
+    let plan = writer::CheckpointPlan::new(
+        &journal,
+        config.audit.signer.clone(),
+        config.audit.checkpoint_every_events,
+        config.audit.checkpoint_interval,
+    );
+    let (sink, threads) = writer::start_with(
+        journal,
+        keeper,
+        Durability::Sync,
+        config.audit.flush_interval,
+        1024,
+        plan,
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for e in events {
+            let event: AuditEvent = serde_json::from_value(e.clone()).unwrap();
+            sink.record(&event).unwrap().wait().await.unwrap();
+        }
+        sink.close().await;
+    });
+    threads.join();
+    drop(lock);
+}
+
+/// Imports `events` (one JSON line each) into the store with `import`: marked imported.
 fn import_events(store: &TestStore, events: &[Value]) {
     let text: String = events.iter().map(|e| format!("{e}\n")).collect();
     let file = store.dir.path().join("events.jsonl");
@@ -810,4 +859,69 @@ fn the_tag_filter_takes_built_in_tags_in_any_case() {
         // The access and the end of the one call with that tag.
         assert_eq!(text.lines().count(), 2, "--tag {tag}: {text}");
     }
+}
+
+#[test]
+fn imported_events_are_no_evidence_of_how_this_stores_proxies_record_calls() {
+    // helper-116 H1: two hand-written lines (a refused call's access and end) imported into
+    // a store no proxy ever wrote made HIPAA 164.312(b) and PCI DSS 10.2.1, 10.2.1.4 and
+    // 10.7.2 compliant.
+    let own_recording = [
+        "hipaa.164.308_a_5_ii_C.log_in_monitoring",
+        "hipaa.164.312_b.audit_controls",
+        "pci_dss.10.2.1.audit_logs_active",
+        "pci_dss.10.2.1.4.invalid_access_attempts",
+        "pci_dss.10.7.2.audit_failures",
+    ];
+    let store = signed_store("");
+    let t = now_ms() - 2 * 86_400_000;
+    let blocked = Call {
+        end: Some("blocked"),
+        ..call(t, 0, "bob", json!({"text": "x; rm -rf /"}), &[])
+    };
+    // An imported call left open too: another trail's gap, not this store's.
+    let open = Call {
+        end: None,
+        ..call(t + 500, 1, "bob", json!({"text": "y"}), &[])
+    };
+    let mut events = blocked.events();
+    events.extend(open.events());
+    import_events(&store, &events);
+    let (_, rules) = assess(&store, &[]);
+    for id in own_recording {
+        let r = rule(&rules, id);
+        assert_eq!(r["status"], "not_assessable", "{r:#}");
+    }
+    assert!(
+        rule(&rules, "pci_dss.10.7.2.audit_failures")["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("imported"),
+        "{rules:#?}"
+    );
+    // Beside the store's own calls, the imported ones are left out of the counts: the open
+    // imported call fails nothing, the imported refusal is not the store's.
+    import(
+        &store,
+        &[
+            call(t + 1000, 2, "alice", json!({"text": "hello"}), &[]),
+            Call {
+                end: Some("blocked"),
+                ..call(t + 2000, 3, "carol", json!({"text": "a; b"}), &[])
+            },
+        ],
+    );
+    let (code, rules) = assess(&store, &[]);
+    for id in own_recording {
+        assert_eq!(status(&rules, id), "compliant", "{:#}", rule(&rules, id));
+    }
+    assert_eq!(code, 0, "{rules:#?}");
+    let active = rule(&rules, "pci_dss.10.2.1.audit_logs_active");
+    assert_eq!(active["evidence"]["counts"]["tool_access"], 2, "{active:#}");
+    assert_eq!(
+        active["evidence"]["counts"]["imported_events_not_counted"], 3,
+        "{active:#}"
+    );
+    let refusals = rule(&rules, "pci_dss.10.2.1.4.invalid_access_attempts");
+    assert_eq!(refusals["evidence"]["counts"]["refused_or_blocked"], 1);
 }

@@ -434,6 +434,9 @@ pub fn judge(
     if empty && facts.read_error.is_none() {
         rules::no_events(&mut rules);
     }
+    if !empty && facts.imported.count == facts.events && facts.read_error.is_none() {
+        rules::only_imported(&mut rules, facts.imported.count);
+    }
     Assessment {
         regulation,
         since: humantime::format_rfc3339_seconds(since).to_string(),

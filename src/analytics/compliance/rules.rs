@@ -309,6 +309,33 @@ pub fn no_events(rules: &mut [RuleOutcome]) {
     }
 }
 
+/// Rules that attest how this store's proxies record calls (every access ended, refusals
+/// recorded, outages detected): imported events are no evidence of that.
+const OWN_RECORDING: [&str; 5] = [
+    "hipaa.164.308_a_5_ii_C.log_in_monitoring",
+    "hipaa.164.312_b.audit_controls",
+    "pci_dss.10.2.1.audit_logs_active",
+    "pci_dss.10.2.1.4.invalid_access_attempts",
+    "pci_dss.10.7.2.audit_failures",
+];
+
+/// When every event of the window was imported (`imported` of them), nothing in it shows how
+/// this store's proxies record calls: the rules that attest that and passed (on the
+/// configuration alone, or for want of a finding among events that are not theirs) become
+/// `not_assessable` (helper-116 H1: two hand-written lines made them compliant). A failed
+/// rule stays failed.
+pub fn only_imported(rules: &mut [RuleOutcome], imported: u64) {
+    for r in rules {
+        if r.status == Status::Compliant && OWN_RECORDING.contains(&r.id.as_str()) {
+            r.status = Status::NotAssessable;
+            r.explanation = format!(
+                "every event of the window ({imported}) was imported from another trail, which shows nothing of how this store's proxies record calls; from the configuration alone: {}",
+                r.explanation
+            );
+        }
+    }
+}
+
 fn outcome(
     id: &str,
     title: &str,
@@ -358,6 +385,7 @@ fn audit_active_rule(id: &str, title: &str, clause: &str, f: &Facts, s: &Setting
             ("ended_by_another_process", p.ended_by_another_process.count),
             ("store_outages", f.outages.events.count),
             ("events_lost", f.outages.events_lost),
+            ("imported_events_not_counted", f.imported.count),
         ],
         &[
             &p.without_end,
@@ -456,6 +484,7 @@ fn refusals_rule(id: &str, title: &str, clause: &str, f: &Facts, s: &Settings) -
             ("refused_or_blocked", f.refusals.count),
             ("without_user_or_reason", f.refusals_incomplete.count),
             ("refused_during_outages", f.outages.events_refused),
+            ("imported_events_not_counted", f.imported.count),
         ],
         &[&f.refusals_incomplete, &f.refusals],
         keys,

@@ -219,6 +219,10 @@ pub struct Outages {
 pub struct Facts {
     /// Events in the window, of every type.
     pub events: u64,
+    /// Of them, those `import` brought in (`metadata.imported`): counted in what the trail
+    /// holds (fields, masking, retention), but not in [`Facts::pairs`], [`Facts::refusals`]
+    /// or [`Facts::outages`], which attest how this store's proxies record calls.
+    pub imported: Sample,
     /// Call events (access, execution, failure) in the window.
     pub call_events: u64,
     /// Accesses and their ends.
@@ -298,6 +302,7 @@ impl Facts {
     /// `expired` and `chain` are not per-event facts: `other`'s are taken where this has none.
     pub fn merge(&mut self, other: Facts) {
         self.events += other.events;
+        self.imported.merge(other.imported);
         self.call_events += other.call_events;
         self.pairs.merge(other.pairs);
         self.missing_user.merge(other.missing_user);
@@ -438,6 +443,7 @@ impl Survey {
             error_messages: &errors,
             gap: gap.as_ref(),
             personal: m.personal_data,
+            imported: m.imported.is_some(),
         });
     }
 
@@ -618,9 +624,19 @@ impl Sink for Survey {
             && e.result == Outcome::Shutdown
             && e.reason
                 .is_some_and(|r| r.starts_with(crate::audit::settle::REASON_START));
-        if settled && let Some(access) = e.linked {
+        // An imported event is evidence of what another trail held, not of how this store's
+        // proxies record calls (helper-116 H1): it counts for the fields, masking and
+        // retention rules, never for pairs, refusals or outages, and closes no call here.
+        let own = !e.imported;
+        if own
+            && settled
+            && let Some(access) = e.linked
+        {
             self.leftovers.end(access);
-        } else if is_end && let Some(access) = e.linked {
+        } else if own
+            && is_end
+            && let Some(access) = e.linked
+        {
             self.end(access, at_us);
         }
         if e.timestamp < self.since || e.timestamp > self.until {
@@ -629,6 +645,9 @@ impl Sink for Survey {
         }
         let f = &mut self.facts;
         f.events += 1;
+        if !own {
+            f.imported.add(e.id);
+        }
         match e.personal {
             None => f.personal_clear.add(e.id),
             Some(PersonalData::Encrypted) => f.personal_encrypted += 1,
@@ -636,7 +655,7 @@ impl Sink for Survey {
             // key gone off the record is the store findings' to count.
             Some(PersonalData::Erased | PersonalData::KeyMissing) => f.personal_erased += 1,
         }
-        if let Some(gap) = e.gap {
+        if let Some(gap) = e.gap.filter(|_| own) {
             f.outages.events.add(e.id);
             f.outages.events_lost += gap.events_lost;
             f.outages.events_refused += gap.events_refused;
@@ -650,7 +669,7 @@ impl Sink for Survey {
             return;
         }
         f.call_events += 1;
-        if is_access {
+        if is_access && own {
             f.pairs.accesses += 1;
         }
         if e.user.trim().is_empty() {
@@ -670,7 +689,7 @@ impl Sink for Survey {
             if e.result == Outcome::Initiated {
                 f.missing_outcome.add(e.id);
             }
-            if matches!(e.result, Outcome::Refused | Outcome::Blocked) {
+            if own && matches!(e.result, Outcome::Refused | Outcome::Blocked) {
                 f.refusals.add(e.id);
                 let why = e.reason.is_some() || e.error_code.is_some();
                 if e.user.trim().is_empty() || !why {
@@ -691,7 +710,7 @@ impl Sink for Survey {
                 }
             }
         }
-        if is_access {
+        if is_access && own {
             self.access(e.id, at_us);
         }
         self.scan(e);

@@ -79,6 +79,9 @@ pub struct Event<'a> {
     /// How the personal fields were stored, as `metadata.personal_data` reads after
     /// [`Keyring::decode`]: `None` in clear, `Encrypted` (opened) or `Erased` (key gone).
     pub personal: Option<PersonalData>,
+    /// `metadata.imported` is set: `import` brought the event in from another trail, so it
+    /// says what that trail held, not what this store's proxies recorded.
+    pub imported: bool,
 }
 
 /// The `metadata.audit_gap` members the survey reads.
@@ -204,6 +207,7 @@ pub(super) fn hand_on<S: Sink>(
         error_messages: &m.error_messages,
         gap: m.audit_gap.as_ref(),
         personal,
+        imported: m.imported.is_some(),
     };
     // As `Fields::put` puts them back into an event.
     if let Some(Some(f)) = opened {

@@ -254,6 +254,9 @@ pub(super) struct Meta<'a> {
     pub(super) audit_gap: Option<Gap<'a>>,
     #[serde(default)]
     pub(super) personal_data: Option<PersonalData>,
+    /// `metadata.imported`: only whether it is there.
+    #[serde(borrow, default)]
+    pub(super) imported: Option<&'a RawValue>,
 }
 
 /// The `metadata.http` members a call needs.
