@@ -1527,3 +1527,56 @@ fn tool_row(report: &Value, name: &str) -> Value {
         .unwrap_or_else(|| panic!("{name} in {report}"))
         .clone()
 }
+
+/// helper-116 M1: an imported end linked to a call a proxy recorded (left open by a kill)
+/// closed it with "success" in `events show` and `analyze`, and kept the next proxy from
+/// settling it. Refused by line now; a link to an event imported earlier still goes in.
+#[tokio::test]
+async fn an_imported_event_may_not_link_to_a_call_the_proxy_recorded() {
+    let store = TestStore::new("");
+    let mut c = common::LineClient::spawn(
+        store.proxy_command(&[common::example_server().to_str().unwrap()]),
+    );
+    c.initialize().await;
+    c.send(&common::call_line(
+        json!(5),
+        "echo",
+        json!({"text": "real"}),
+    ))
+    .await;
+    c.recv_json().await;
+    assert!(c.finish().await.success());
+    let events: Vec<Value> = store.events();
+    let real = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_access")
+        .unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A forged end naming the real access, after two good lines.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 60_000;
+    let [access, end] = pair(1, t, "mallory", "echo", "success");
+    let mut forged = pair(2, t + 10, "mallory", "echo", "success")[1].clone();
+    forged["linked_event_id"] = json!(real);
+    let file = store.dir.path().join("forged.jsonl");
+    std::fs::write(&file, lines(&[access.clone(), end.clone(), forged])).unwrap();
+    let out = run(&store.config, &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("line 3: linked_event_id") && said.contains(&real),
+        "{said}"
+    );
+    assert_eq!(store.events().len(), events.len(), "nothing written");
+    // The access imported first, its end in a later file: a link to an imported event.
+    std::fs::write(&file, lines(&[access])).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    std::fs::write(&file, lines(&[end])).unwrap();
+    ok(&store.config, &["import", file.to_str().unwrap()]);
+    assert_eq!(store.events().len(), events.len() + 2);
+}

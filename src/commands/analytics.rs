@@ -416,6 +416,8 @@ pub fn import(
         .map_or(0, |d| d.as_millis() as u64);
     let mut errors: Vec<(u64, String)> = Vec::new();
     let mut ids: HashMap<EventId, u64> = HashMap::new();
+    // The line of each event that links to another, and the id it names.
+    let mut links: Vec<(u64, EventId)> = Vec::new();
     // Where each spooled event is (id, offset, length), to write them in id order: a journal's
     // ids grow in file order, as a proxy writes them, and readers rely on it (the newest
     // events are read from a journal's end; a read stops at the first id before its range).
@@ -487,6 +489,9 @@ pub fn import(
             (&now, now_ms),
         ) {
             Ok(event) => {
+                if let Some(linked) = event.linked_event_id {
+                    links.push((line, linked));
+                }
                 if let Some(first) = ids.insert(event.event_id, line) {
                     ids.insert(event.event_id, first);
                     errors.push((
@@ -553,6 +558,17 @@ pub fn import(
                 } else {
                     errors.push((*at, format!("event_id {id} is already in the store (to skip the events a stopped import already wrote, add --skip-stored)")));
                 }
+            }
+        }
+        // An imported end linked to a call this store's proxies recorded would close that
+        // call with an outcome it never had, and keep the next proxy from settling it
+        // (helper-116 M1): an imported event links only to events of its file or imported
+        // earlier.
+        for (at, linked) in links.iter().filter(|(_, l)| !ids.contains_key(l)) {
+            if let Some(there) = index.get(*linked)?
+                && there.metadata.imported.is_none()
+            {
+                errors.push((*at, format!("linked_event_id {linked} names an event this store's own proxies recorded: an imported event may link only to events of its file or imported earlier (an imported end would give that call an outcome it never had); remove the line or its link")));
             }
         }
         index.close()?;
