@@ -1182,7 +1182,15 @@ pub fn reindex(config: &Config, out: &mut impl Write) -> Result<i32, ModeError> 
     for e in &report.errors {
         writeln!(out, "NOT INDEXED: {e}")?;
     }
-    if report.damaged.is_empty() && report.errors.is_empty() {
+    // The old index knew records the journals no longer hold (helper-116 M2: said only in a
+    // log line, exit 0): the index rebuilt from what is left leaves them out.
+    if let Some(lost) = &report.lost {
+        writeln!(
+            out,
+            "LOST: {lost}; the old index is kept aside as index.replaced*"
+        )?;
+    }
+    if report.damaged.is_empty() && report.errors.is_empty() && report.lost.is_none() {
         return Ok(0);
     }
     writeln!(

@@ -925,3 +925,38 @@ fn imported_events_are_no_evidence_of_how_this_stores_proxies_record_calls() {
     let refusals = rule(&rules, "pci_dss.10.2.1.4.invalid_access_attempts");
     assert_eq!(refusals["evidence"]["counts"]["refused_or_blocked"], 1);
 }
+
+#[test]
+fn a_loss_the_store_knows_of_fails_integrity_under_no_verify_too() {
+    // helper-116 M3: `--no-verify` skipped the notes of records known lost (a journal
+    // deleted after it was indexed): score 100%, exit 0. Reading them costs nothing.
+    let store = TestStore::new("");
+    let t = now_ms() - 2 * 86_400_000;
+    import(&store, &[call(t, 0, "alice", json!({"text": "a"}), &[])]);
+    import(
+        &store,
+        &[call(t + 1000, 1, "bob", json!({"text": "b"}), &[])],
+    );
+    let journals = store.store_dir().join("journal");
+    let mut first: Vec<_> = std::fs::read_dir(&journals)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    first.sort();
+    assert_eq!(first.len(), 2, "{first:?}");
+    std::fs::remove_dir_all(&first[0]).unwrap();
+    let (code, rules) = assess(&store, &["--no-verify"]);
+    assert_eq!(code, 1, "{rules:#?}");
+    for id in INTEGRITY {
+        let r = rule(&rules, id);
+        assert_eq!(r["status"], "non_compliant", "{r:#}");
+        assert!(
+            r["explanation"]
+                .as_str()
+                .unwrap()
+                .contains("no longer hold"),
+            "{r:#}"
+        );
+    }
+}

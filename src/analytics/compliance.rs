@@ -303,7 +303,16 @@ pub fn with_chain<R>(
     read: impl FnOnce(Option<scan::WalkChains<'_>>) -> (R, Option<Vec<(JournalId, JournalReport)>>),
 ) -> Result<(R, Option<survey::ChainFacts>), StoreError> {
     if !input.verify_chain {
-        return Ok((read(None).0, None));
+        // What the store already knows it lost costs nothing like a walk to read: a store
+        // known to have lost records is no pass for want of a walk (helper-116 M3).
+        let lost = crate::store::lost_records(input.root)?;
+        let out = read(None).0;
+        if lost.is_empty() {
+            return Ok((out, None));
+        }
+        let mut facts = survey::ChainFacts::default();
+        read::add_store_findings(&mut facts, &lost);
+        return Ok((out, Some(facts)));
     }
     let key = input.config.audit.signing_public.clone();
     // Before the walk, as `verify` takes them: an `erase` during it records first.
