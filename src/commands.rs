@@ -207,23 +207,8 @@ pub fn alerts(
     // helper-94 F11: a misspelt user read as a user with no alerts, where `analyze` refuses it.
     if events.is_empty()
         && let Some(user) = &args.user
-        && !crate::commands::analytics::user_known(config, user).map_err(|e| {
-            use crate::commands::analytics::AnalyticsError;
-            // A store that cannot be read is that, not an unknown user (review nit).
-            match e {
-                AnalyticsError::Store(e) => ModeError::Store(e),
-                AnalyticsError::Query(e) => e,
-                other => ModeError::UnknownUser(other.to_string()),
-            }
-        })?
     {
-        return Err(ModeError::UnknownUser(
-            crate::commands::analytics::AnalyticsError::UnknownUser {
-                store: config.audit.store_dir.clone(),
-                user: user.clone(),
-            }
-            .to_string(),
-        ));
+        known_user(config, user)?;
     }
     if args.json {
         for e in &events {
@@ -461,6 +446,30 @@ fn inert_cell(text: &str) -> String {
     text.split(';').map(inert).collect::<Vec<_>>().join(";")
 }
 
+/// `Ok` when the store has events or a key of `user`; else the error that names the store
+/// and the user (a misspelt name is not a user without activity).
+fn known_user(config: &Config, user: &str) -> Result<(), ModeError> {
+    use crate::commands::analytics::AnalyticsError;
+    let known = crate::commands::analytics::user_known(config, user).map_err(|e| {
+        // A store that cannot be read is that, not an unknown user (review nit).
+        match e {
+            AnalyticsError::Store(e) => ModeError::Store(e),
+            AnalyticsError::Query(e) => e,
+            other => ModeError::UnknownUser(other.to_string()),
+        }
+    })?;
+    if known {
+        return Ok(());
+    }
+    Err(ModeError::UnknownUser(
+        AnalyticsError::UnknownUser {
+            store: config.audit.store_dir.clone(),
+            user: user.to_string(),
+        }
+        .to_string(),
+    ))
+}
+
 /// `events`: prints the newest events matching the filters (from the index, or from the
 /// journals while another process holds the index), then with `--follow` every new match as
 /// it is written; or, for `events show ID`, one event and its pair.
@@ -509,6 +518,14 @@ pub fn events(args: &EventsArgs, config: &Config, out: &mut impl Write) -> Resul
     let mut erased = None;
     if !args.follow {
         let mut events = newest(config, args.limit, &filter)?;
+        // helper-116 M4: a misspelt user read as a user with no activity, as `alerts` once
+        // did. (Following may wait for a user's first event: not refused there.)
+        if events.is_empty()
+            && filter.user_subject.is_none()
+            && let Some(user) = &args.user
+        {
+            known_user(config, user)?;
+        }
         warn_of_losses(&config.audit.store_dir);
         mark_missing_keys(config, &mut events, &mut erased)?;
         printer.print(&events)?;

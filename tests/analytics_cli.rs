@@ -1269,6 +1269,26 @@ fn alerts_refuses_a_window_that_holds_nothing() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+    // `events --user` alike (helper-116 M4: a header and nothing, exit 0); a known user
+    // without events in the window still lists nothing, without an error.
+    let out = run(&store.config, &["events", "--user", "ALICE"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no events and no key of user \"ALICE\""),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    ok(
+        &store.config,
+        &[
+            "events",
+            "--user",
+            "alice",
+            "--since",
+            "2030-01-01T00:00:00Z",
+        ],
+    );
 }
 
 /// Found by a hostile pass (helper-94 F1): a journal deleted, or cut back, after it was

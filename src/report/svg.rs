@@ -11,9 +11,20 @@ pub const PRIMARY: &str = "#1f5fa8";
 
 /// `&`, `<`, `>`, `"` and `'` as XML character references (XML 1.0 §2.4): safe in text and
 /// in attribute values.
+///
+/// Control characters (C0 but tab and line breaks, DEL, C1) and bidirectional formatting are
+/// written as `\u001b`-style escapes first, as the report's tables write them
+/// ([`crate::telemetry::printable`]): a chart label is seen, never acted on by a terminal
+/// that shows the file (helper-116 L1: DEL and C1 went through raw, ESC became U+FFFD).
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    let shown = match crate::telemetry::printable(text.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+        std::borrow::Cow::Owned(bytes) => {
+            std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let mut out = String::with_capacity(shown.len());
+    for c in shown.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -240,6 +251,18 @@ mod tests {
         assert!(!svg.contains("<script"), "{svg}");
         assert!(!svg.contains("alert('x')"), "{svg}");
         assert_eq!(escape("exe.\u{202e}fdp\u{2066}"), "exe.\\u202efdp\\u2066");
+    }
+
+    #[test]
+    fn control_characters_in_labels_are_written_as_escapes_never_raw() {
+        let label = "t\u{1b}[31mred\u{7f}\u{9b}2J\u{202e}x";
+        let out = escape(label);
+        for raw in ['\u{1b}', '\u{7f}', '\u{9b}', '\u{202e}', '\u{fffd}'] {
+            assert!(!out.contains(raw), "{raw:?} in {out:?}");
+        }
+        for shown in ["\\u001b[31mred", "\\u007f", "\\u009b2J", "\\u202e"] {
+            assert!(out.contains(shown), "{shown} not in {out:?}");
+        }
     }
 
     #[test]
