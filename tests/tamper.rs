@@ -886,3 +886,48 @@ async fn with_a_key_a_journal_no_signed_checkpoint_covers_is_a_finding() {
         text(&out)
     );
 }
+
+/// helper-116 H3: records cut from a journal's start (the header kept) left an export that
+/// `verify --export` called consistent: the file starts where the journal now starts, with
+/// that record's link as its anchor. `export` refuses it now; a range that begins after the
+/// cut still exports, and so does an untouched journal.
+#[tokio::test]
+async fn an_export_refuses_a_journal_cut_at_its_start() {
+    let t = trail(6).await;
+    let file = t.store.dir.path().join("whole.export");
+    assert!(t.export(&file).status.success());
+    let records = t.records();
+    // The first three records, all in the first segment, cut out.
+    let (first, third) = (&records[0], &records[2]);
+    assert_eq!(first.segment, third.segment, "{records:?}");
+    t.splice(first.segment, first.start, third.end, b"");
+    let (code, out) = t.verify(&[]);
+    assert_eq!(code, 1, "{out}");
+    let cut = t.store.dir.path().join("cut.export");
+    let out = t.export(&cut);
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("begins at record 3: records 0 to 2 are gone"),
+        "{said}"
+    );
+    assert!(!cut.exists(), "no export file written");
+    // From a later record's time on, the records before the range are the journal's own:
+    // the range begins after the cut, and exports.
+    let later = String::from_utf8_lossy(&records[4].payload).into_owned();
+    let at = later.find("\"timestamp\":\"").expect("a timestamp") + 13;
+    let since = &later[at..at + later[at..].find('"').unwrap()];
+    let out = run(
+        &[
+            "export",
+            "--config",
+            t.store.config.to_str().unwrap(),
+            "--since",
+            since,
+            "--out",
+            cut.to_str().unwrap(),
+        ],
+        t.store.dir.path(),
+    );
+    assert!(out.status.success(), "{since}: {}", text(&out));
+}

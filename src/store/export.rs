@@ -233,16 +233,21 @@ pub fn export_with(
         let mut last: Option<(JournalPos, u64)> = None; // end position, seq
         let mut anchor: Option<String> = None;
         let mut legacy = false;
+        // Whether the journal holds a record before the run (out of the range): if not, the
+        // run's first record is the journal's first, and records before it are gone.
+        let mut earlier = false;
         for (i, &n) in segments.iter().enumerate() {
             progress.inc(std::fs::metadata(journal::segment_path(&dir, n)).map_or(0, |m| m.len()));
             if !journal::is_chained(journal::format_of(&dir, n)?) {
                 legacy = true;
+                earlier |= first.is_none();
                 continue;
             }
             // A closed segment whose records all lie outside the range holds no end of the
             // run ([`super::spans`]; `verify` checks the spans).
             if times.get(&n).is_some_and(|s| s.misses(since, until)) {
                 summary.segments_skipped += 1;
+                earlier |= first.is_none();
                 continue;
             }
             journal::read_segment(
@@ -257,13 +262,16 @@ pub fn export_with(
                         .as_ref()
                         .and_then(|b| super::spans::record_time(payload).map(|t| b.contains(t)));
                     if fast == Some(false) {
+                        earlier |= first.is_none();
                         return Ok::<(), StoreError>(());
                     }
                     let link = Link::of(payload);
                     let Some(seq) = link.as_ref().and_then(|l| l.seq) else {
                         return Ok(());
                     };
-                    if fast == Some(true) || in_range(link.as_ref().and_then(|l| l.timestamp)) {
+                    if fast != Some(true) && !in_range(link.as_ref().and_then(|l| l.timestamp)) {
+                        earlier |= first.is_none();
+                    } else {
                         if first.is_none() {
                             let at = end.offset - RECORD_HEADER_LEN - payload.len() as u64;
                             first = Some((i, at, seq));
@@ -290,6 +298,19 @@ pub fn export_with(
         else {
             continue;
         };
+        // The journal's first record is the run's, and it is not record 0: the records before
+        // it would be in the range (they are older, and nothing older was read), and the file
+        // could not show their absence (helper-116 H3: an export of a journal cut at its
+        // start verified). Only retention may have removed them, and its purge statements say so.
+        if !earlier
+            && first_seq > 0
+            && super::retention::purge_lines(&dir, 0..=first_seq - 1)?.is_empty()
+        {
+            return Err(StoreError::MissingStart {
+                journal: id.to_string(),
+                first_seq,
+            });
+        }
         body.extend(line(&JournalLine {
             first_seq,
             journal: id.to_string(),

@@ -301,6 +301,16 @@ pub enum StoreError {
         /// Why.
         source: chain::SealError,
     },
+    /// An export would start a journal past record 0 with nothing before it in the range
+    /// and no retention purge explaining the records before: they were removed, and the
+    /// export file could not show it.
+    #[error("journal {journal} begins at record {first_seq}: records 0 to {} are gone, and no retention purge removed them (a deletion, or a damaged store); an export would hide that, so none was written\n  hint: run `mcp-audit-proxy verify` to see what is missing; export a range that begins after record {first_seq}'s time to export the rest", first_seq - 1)]
+    MissingStart {
+        /// The journal.
+        journal: String,
+        /// Its first record's sequence number.
+        first_seq: u64,
+    },
     /// `audit.store_dir` names a file, not a folder.
     #[error("the audit store {} is a file, not a folder\n  hint: point audit.store_dir at a folder (a new or empty one makes a new store); the file was left untouched", path.display())]
     NotAFolder {
