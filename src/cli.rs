@@ -42,7 +42,8 @@ pub enum Command {
     /// Make the Ed25519 key pair that signs journal checkpoints (audit.signing_key_file).
     Keygen(KeygenArgs),
     /// Check the audit trail for tampering: every journal of the store (and its index), or an
-    /// export; exit status 0 when intact, 1 when something was changed, removed or added.
+    /// export; exit status 0 when intact, 1 when something was changed, removed or added, 2
+    /// when the index could not be checked (this account cannot write the store).
     Verify(VerifyArgs),
     /// Write a time range of the trail to one file that `verify --export` checks anywhere; or,
     /// with --user, that user's events in plaintext JSON (GDPR Art. 20 data portability).

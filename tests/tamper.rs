@@ -931,3 +931,102 @@ async fn an_export_refuses_a_journal_cut_at_its_start() {
     );
     assert!(out.status.success(), "{since}: {}", text(&out));
 }
+
+/// Runs the binary as an account that can read the store but not write it: `nobody` when
+/// the tests run as root (which writes anything), else this account with the store made
+/// read-only. Returns its output; the store is writable again after.
+fn as_reader(args: &[&str], dir: &Path, store: &Path) -> Output {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    let chmod = |mode: &str, path: &Path| {
+        let ok = std::process::Command::new("chmod")
+            .args(["-R", mode])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "chmod {mode}");
+    };
+    if root {
+        chmod("a+rX", dir);
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(proxy_bin())
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("setpriv (util-linux) runs the binary as nobody");
+        return out;
+    }
+    chmod("a-w", store);
+    let out = run(args, dir);
+    chmod("u+w", store);
+    out
+}
+
+/// helper-116 H2: an auditor's account that can read the store but not write it could not
+/// open the index (it opens only for writing), and `verify` said "another process holds
+/// the index" and "intact", exit 0, for a store with a journal deleted after it was indexed;
+/// `compliance` called the chain rules compliant. Both say why the index was not checked
+/// now, and call nothing intact or compliant on the journals alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_cannot_write_the_store_is_told_the_index_was_not_checked() {
+    let store = TestStore::new("");
+    for n in 0..2 {
+        let mut c = LineClient::spawn(store.proxied_example());
+        c.initialize().await;
+        c.send(&call_line(json!(n), "echo", json!({"text": "x"})))
+            .await;
+        c.recv_response(&json!(n)).await;
+        assert!(c.finish().await.success());
+    }
+    let config = store.config.to_str().unwrap().to_string();
+    let dir = store.dir.path();
+    assert!(run(&["events", "--config", &config], dir).status.success());
+    let journals_dir = store.store_dir().join("journal");
+    let ids = journals::list(&journals_dir).unwrap();
+    assert_eq!(ids.len(), 2);
+    std::fs::remove_dir_all(ids[0].dir(&journals_dir)).unwrap();
+
+    let out = as_reader(&["verify", "--config", &config], dir, &store.store_dir());
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("cannot write the store"), "{said}");
+    assert!(!said.contains("is intact"), "{said}");
+    let out = as_reader(
+        &[
+            "compliance",
+            "--regulation",
+            "gdpr",
+            "--json",
+            "--config",
+            &config,
+        ],
+        dir,
+        &store.store_dir(),
+    );
+    let said = text(&out);
+    let line = said
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{said}"));
+    let assessment: serde_json::Value = serde_json::from_str(line).unwrap();
+    let integrity = assessment["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "gdpr.art5_1_f.integrity")
+        .unwrap();
+    assert_eq!(integrity["status"], "not_assessable", "{integrity:#}");
+    assert!(
+        integrity["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("cannot write the store"),
+        "{integrity:#}"
+    );
+    // The owner finds the deletion.
+    let out = run(&["verify", "--config", &config], dir);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no longer hold"), "{}", text(&out));
+}

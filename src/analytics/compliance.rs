@@ -329,6 +329,10 @@ pub fn with_chain<R>(
         }
         None => read::chain(input.root, key.as_ref())?,
     };
+    let chain = survey::ChainFacts {
+        write_denied: crate::store::write_denied(input.root),
+        ..chain
+    };
     Ok((out, Some(chain)))
 }
 

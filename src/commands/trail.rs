@@ -86,7 +86,9 @@ fn trusted_key(
     Ok(config.and_then(|c| c.audit.signing_public.clone()))
 }
 
-/// `verify`: 0 when the store (or export) is intact, 1 when something is not as written.
+/// `verify`: 0 when the store (or export) is intact, 1 when something is not as written, 2
+/// when nothing was found but the index could not be checked because this account cannot
+/// write the store (helper-116 H2: a deleted journal read as intact).
 pub fn verify(
     args: &VerifyArgs,
     config: Option<&Config>,
@@ -130,7 +132,11 @@ pub fn verify(
     } else {
         write_store_report(&report, &root, key.is_some(), out)?;
     }
-    Ok(if report.intact() { 0 } else { 1 })
+    Ok(match (report.intact(), &report.index.write_denied) {
+        (false, _) => 1,
+        (true, Some(_)) => 2,
+        (true, None) => 0,
+    })
 }
 
 fn write_chain(out: &mut impl Write, name: &str, chain: &ChainReport) -> std::io::Result<()> {
@@ -235,7 +241,14 @@ fn write_store_report(
         .iter()
         .filter(|j| !j.chain.findings.is_empty() || !j.chain.spans.is_empty())
         .count();
-    if report.intact() {
+    if report.intact() && report.index.write_denied.is_some() {
+        writeln!(
+            out,
+            "verify: the {} journals of {} hold together, but without the index a journal deleted or cut back cannot be found: not called intact (exit 2)",
+            report.journals.len(),
+            root.display(),
+        )
+    } else if report.intact() {
         writeln!(
             out,
             "verify: {} is intact ({} journals)",

@@ -605,6 +605,27 @@ pub fn open_for_query(
     Ok(IndexHolder::take(paths, None, false, false)?.map(|(h, r)| (h, lock, r)))
 }
 
+/// Why this account cannot take the index of the store at `root` although no process may
+/// hold it: the store cannot be written (read-only media or permissions), and the index
+/// opens only for writing. `None` when it can be written (the index may still be held).
+///
+/// Why: without the index, a journal deleted or cut back after it was indexed cannot be
+/// found (the journals hold no list of one another): a reader that cannot open it must say
+/// so, not read "intact" or "compliant" into the journals alone (helper-116 H2).
+pub fn write_denied(root: &Path) -> Option<String> {
+    match store_lock(&StorePaths::new(root), Access::Read) {
+        Err(StoreError::Io { source, .. })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Some(source.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// What the store shows it has lost: records an index once held that the journals no longer
 /// hold (a journal deleted, or cut back), one text each, empty when nothing is known lost.
 ///

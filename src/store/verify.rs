@@ -604,6 +604,11 @@ pub struct IndexReport {
     pub findings: Vec<String>,
     /// Why it was not checked, or how it was opened.
     pub notes: Vec<String>,
+    /// Not checked because this account cannot write the store ([`super::write_denied`]):
+    /// why. The journals alone cannot show a journal deleted or cut back after it was
+    /// indexed, so the store is not called intact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_denied: Option<String>,
 }
 
 /// What `verify` found about the keys of sealed records ([`super::erasures`]).
@@ -1167,6 +1172,13 @@ fn verify_index(
 ) -> Result<IndexReport, StoreError> {
     let mut out = IndexReport::default();
     let Some((index, _lock, opened)) = super::open_for_query(root)? else {
+        if let Some(why) = super::write_denied(root) {
+            out.notes.push(format!(
+                "not checked: this account cannot write the store ({why}), and the index opens only for writing, so a journal deleted or cut back after it was indexed cannot be found; run verify as the store's owner, or on a copy of the store (cp -a)"
+            ));
+            out.write_denied = Some(why);
+            return Ok(out);
+        }
         out.notes.push(
             "not checked: another process holds the index (run verify again when the proxies are stopped)".into(),
         );

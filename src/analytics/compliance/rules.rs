@@ -578,6 +578,20 @@ fn chain_rule(
     if require_signing && let Some(why) = unsigned(c, s) {
         return outcome(id, title, clause, Status::NonCompliant, why, ev);
     }
+    // The chains hold, but only the index shows a journal deleted whole (helper-116 H2).
+    if let Some(why) = &c.write_denied {
+        return outcome(
+            id,
+            title,
+            clause,
+            Status::NotAssessable,
+            format!(
+                "{} records of {} journal(s) verify, but this account cannot write the store ({why}) and so cannot open its index, without which a journal deleted or cut back after it was indexed cannot be found; run the check as the store's owner, or on a copy of the store",
+                c.chained, c.journals
+            ),
+            ev,
+        );
+    }
     if c.chained == 0 {
         return outcome(
             id,

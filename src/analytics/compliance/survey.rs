@@ -199,6 +199,9 @@ pub struct ChainFacts {
     pub findings: u64,
     /// The first findings, in words (`journal J: kind at place: detail`).
     pub first_findings: Vec<String>,
+    /// Why the index could not be compared with the journals: this account cannot write
+    /// the store ([`crate::store::write_denied`]); a journal deleted whole would not show.
+    pub write_denied: Option<String>,
 }
 
 /// Audit store outages (`audit/store_outage` events) in the window.
