@@ -677,6 +677,12 @@ fn parse_identity(s: &str) -> Result<String, String> {
             u32::from(c)
         ));
     }
+    if crate::store::personal::is_pseudonym(s) {
+        return Err(format!(
+            "the identity {}",
+            crate::store::personal::PSEUDONYM_FORM
+        ));
+    }
     Ok(s.to_string())
 }
 

@@ -245,6 +245,11 @@ fn a_blank_or_control_character_identity_is_refused_before_anything_runs() {
         ("", "names nobody"),
         ("  ", "names nobody"),
         ("a\tb", "control character U+0009"),
+        // helper-116 M5: an erased user's pseudonym taken as a live identity.
+        (
+            "Subject:e7f304965c59d36874be1988c8eb4103",
+            "starts with `subject:`",
+        ),
     ] {
         let out = std::process::Command::new(common::proxy_bin())
             .args(["stdio", "--user", user, "--config"])

@@ -493,7 +493,7 @@ fn hashed_principals(
     for k in raw {
         let k = k.into_inner();
         let user_span = k.user_id.span();
-        let user_id = at.non_empty(&format!("{table}.user_id"), k.user_id)?;
+        let user_id = at.identity(&format!("{table}.user_id"), k.user_id)?;
         if user_id == ANONYMOUS {
             // The name of clients without a credential: a key or certificate named so would
             // share their policy (`[risk.roles]`, `deny_users`) and read as one of them.

@@ -280,7 +280,7 @@ impl Config {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
         let user_id = match raw.user_id {
-            Some(u) => Some(at.non_empty("user_id", u)?),
+            Some(u) => Some(at.identity("user_id", u)?),
             None => None,
         };
 
@@ -519,6 +519,10 @@ mod tests {
             (
                 "user_id = \"\"\n",
                 ":1: `user_id` must be a non-empty string",
+            ),
+            (
+                "user_id = \"subject:0a1b\"\n",
+                ":1: `user_id` starts with `subject:`",
             ),
             (
                 "[upstream]\ncommand = []\n",

@@ -97,6 +97,25 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// [`Self::non_empty`] for an identity recorded as `user_id`: not of a pseudonym's form
+    /// either ([`crate::store::personal::is_pseudonym`]).
+    pub(crate) fn identity(
+        &self,
+        key: &str,
+        value: Spanned<String>,
+    ) -> Result<String, ConfigError> {
+        let span = value.span();
+        let text = self.non_empty(key, value)?;
+        if crate::store::personal::is_pseudonym(&text) {
+            return Err(self.invalid(
+                span,
+                &format!("`{key}` {}", crate::store::personal::PSEUDONYM_FORM),
+                &format!("set `{key}` to the person's or service's own name"),
+            ));
+        }
+        Ok(text)
+    }
+
     pub(crate) fn non_empty(
         &self,
         key: &str,

@@ -97,6 +97,18 @@ pub const ALG: &str = "XChaCha20-Poly1305";
 pub const KEY_FORMAT: &str = "mcp-audit-proxy/user-key/1";
 /// What a pseudonymous `user_id` starts with.
 pub const SUBJECT_PREFIX: &str = "subject:";
+
+/// Whether `user` has the form of a pseudonym (starts with [`SUBJECT_PREFIX`], in any case).
+/// An erased user's events keep their pseudonym as `user_id`: a live identity of that form
+/// would be read as that person's by every filter and analysis (helper-116 M5), so the
+/// proxy, the gateway and the config refuse one wherever an identity comes in.
+pub fn is_pseudonym(user: &str) -> bool {
+    user.get(..SUBJECT_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(SUBJECT_PREFIX))
+}
+
+/// Why an identity of a pseudonym's form is refused, for error messages.
+pub const PSEUDONYM_FORM: &str = "starts with `subject:`, the form the trail gives an erased user's pseudonym: its events would be read as that person's; give another name";
 /// The fields stored encrypted, as JSON pointers into the event (see the module docs).
 pub const PERSONAL_FIELDS: [&str; 10] = [
     "/user_id",
@@ -116,7 +128,7 @@ const AAD_PREFIX: &[u8] = b"mcp-audit-proxy/personal/1\0";
 #[derive(Debug, thiserror::Error)]
 pub enum PersonalError {
     /// A key file or the keys folder failed.
-    #[error("cannot {op} the user key file {}: {source}\n  hint: check that the store folder is writable and not full", path.display())]
+    #[error("cannot {op} the user key file {}: {source}\n  hint: {}", path.display(), io_hint(op, source))]
     Io {
         /// What was being done.
         op: &'static str,
@@ -153,6 +165,21 @@ pub enum PersonalError {
         /// The pseudonym.
         subject: String,
     },
+}
+
+/// What to do about a key file's I/O error `source` while doing `op`: a read refused is an
+/// account without access to the keys (helper-116 M6: it was told to free disk space).
+fn io_hint(op: &str, source: &std::io::Error) -> &'static str {
+    let reading = matches!(op, "read" | "open" | "list" | "stat");
+    match source.kind() {
+        std::io::ErrorKind::PermissionDenied if reading => {
+            "this account cannot read the store's keys/ folder: run as the store's owner, or give this account read access to keys/ (the keys open every user's personal fields: only to those who may read them)"
+        }
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            "this account cannot write the store's keys/ folder: run as the store's owner, on a writable store"
+        }
+        _ => "check that the store folder is writable and not full",
+    }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PersonalError + 'a {
@@ -897,6 +924,35 @@ mod tests {
 
     /// The writer's records are made from the event's members ([`super::super::canonical_ser`]):
     /// the same bytes as canonicalizing the event's JSON, skeleton and sealed record alike.
+    #[test]
+    fn a_key_file_this_account_cannot_read_is_said_so_not_a_full_disk() {
+        let denied = |op| {
+            PersonalError::Io {
+                op,
+                path: PathBuf::from("keys/x.key"),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            }
+            .to_string()
+        };
+        assert!(
+            denied("read").contains("cannot read the store's keys/"),
+            "{}",
+            denied("read")
+        );
+        assert!(
+            denied("create").contains("cannot write the store's keys/"),
+            "{}",
+            denied("create")
+        );
+        let full = PersonalError::Io {
+            op: "write",
+            path: PathBuf::from("keys/x.key"),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        }
+        .to_string();
+        assert!(full.contains("writable and not full"), "{full}");
+    }
+
     #[test]
     fn records_from_members_equal_the_canonicalized_json() {
         use crate::store::canonical::canonicalize;

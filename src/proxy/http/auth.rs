@@ -329,6 +329,13 @@ fn verify_jwt(jwt: &JwtSettings, token: &[u8]) -> Result<Principal, Refused> {
                         jwt.user_claim
                     )));
                 }
+                if crate::store::personal::is_pseudonym(user) {
+                    return Err(bad(format!(
+                        "claim {:?} (gateway.jwt.user_claim) {}",
+                        jwt.user_claim,
+                        crate::store::personal::PSEUDONYM_FORM
+                    )));
+                }
                 let roles = match &jwt.roles_claim {
                     Some(claim) => token_roles(claim, claims.get(claim)).map_err(bad)?,
                     None => Vec::new(),
@@ -864,6 +871,12 @@ mod tests {
                 serde_json::json!({"sub": "anonymous", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
                 secret,
                 "without a credential",
+            ),
+            // An erased user's pseudonym (helper-116 M5: read as that person's).
+            (
+                serde_json::json!({"sub": "SUBJECT:e7f304965c59d36874be1988c8eb4103", "iss": "https://idp", "aud": "https://gw", "exp": now + 60}),
+                secret,
+                "starts with `subject:`",
             ),
             // Roles that would be dropped, letting a deny_roles entry fail open.
             (
