@@ -1025,6 +1025,18 @@ async fn a_reader_that_cannot_write_the_store_is_told_the_index_was_not_checked(
             .contains("cannot write the store"),
         "{integrity:#}"
     );
+    // The analyses read what is left, and say that a deletion could not be looked for.
+    let out = as_reader(
+        &["analyze", "tools", "--since", "1d", "--config", &config],
+        dir,
+        &store.store_dir(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("could not be compared with the journals"),
+        "{}",
+        text(&out)
+    );
     // The owner finds the deletion.
     let out = run(&["verify", "--config", &config], dir);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

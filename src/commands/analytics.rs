@@ -784,7 +784,19 @@ pub(crate) fn check_losses(
             losses = lost.len(),
             "the trail has lost records; the figures leave them out (--allow-damaged)"
         ),
-        None => {}
+        // Not checked: only the index shows a journal deleted whole, and this account cannot
+        // open it (helper-116 H2: figures over what was left, said nowhere). Said once.
+        None => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            if let Some(why) = store::write_denied(root) {
+                SAID.call_once(|| {
+                    tracing::warn!(
+                        reason = %why,
+                        "this account cannot write the store, so its index could not be compared with the journals: a journal deleted or cut back after it was indexed would not show in these figures (run as the store's owner for that check)"
+                    );
+                });
+            }
+        }
     }
     Ok(())
 }
