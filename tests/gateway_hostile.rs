@@ -1183,7 +1183,10 @@ async fn a_server_that_cannot_start_is_a_502_with_the_requests_id_and_no_server_
 /// session. Found by a hostile pass with the Python and TypeScript SDKs: the call's -32010
 /// came back as the 400 body of the POST that carried the client's answer, and the call's
 /// own stream never got an answer (the SDKs timed out; the trail said `blocked`). The
-/// answer's POST is accepted (202) and the call's stream carries its error.
+/// answer's POST is accepted (202) and the call's stream carries its error. The same when
+/// an unreadable answer comes in a 2025-03-26 batch with another, broken element (review
+/// finding 4: the call's -32010 was the POST's 400 body): the batch's POST gets the refusal
+/// of its broken element (400), the call's stream the call's error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_confirmation_answers_the_held_call_on_its_own_stream() {
     use std::time::Duration;
@@ -1202,23 +1205,37 @@ level = "high"
 "#,
     );
     let url = gw.endpoint();
-    for (n, answer) in [
-        r#"{"action":"decline"}"#,
-        r#"{"action":"cancel"}"#,
-        r#"{"action":"accept","content":{"confirm":false}}"#,
+    for (n, (answer, in_broken_batch)) in [
+        (r#"{"action":"decline"}"#, false),
+        (r#"{"action":"cancel"}"#, false),
+        (r#"{"action":"accept","content":{"confirm":false}}"#, false),
+        // Read two ways (the person may have seen the other copy): blocked, in a batch
+        // whose other element is broken.
+        (
+            r#"{"action":"accept","content":{"confirm":true,"confirm":false}}"#,
+            true,
+        ),
     ]
-    .iter()
+    .into_iter()
     .enumerate()
     {
-        let init = INIT.replace(
-            r#""capabilities":{}"#,
-            r#""capabilities":{"elicitation":{}}"#,
-        );
+        let version = if in_broken_batch {
+            "2025-03-26"
+        } else {
+            "2025-06-18"
+        };
+        let init = INIT
+            .replace(
+                r#""capabilities":{}"#,
+                r#""capabilities":{"elicitation":{}}"#,
+            )
+            .replace("2025-06-18", version);
         let (status, headers, body) = post(&url, Some(ALICE_KEY), None, &init, &[]).await;
         assert_eq!(status, 200, "{body}");
         let session = headers["mcp-session-id"].to_str().unwrap().to_string();
         let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&session), initialized, &[]).await;
+        let v = [("mcp-protocol-version", version)];
+        let (status, _, _) = post(&url, Some(ALICE_KEY), Some(&session), initialized, &v).await;
         assert_eq!(status, 202);
         let mut held = http()
             .post(&url)
@@ -1226,7 +1243,7 @@ level = "high"
             .header("accept", "application/json, text/event-stream")
             .header("authorization", format!("Bearer {ALICE_KEY}"))
             .header("mcp-session-id", &session)
-            .header("mcp-protocol-version", "2025-06-18")
+            .header("mcp-protocol-version", version)
             .body(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a; b"}}}"#)
             .send()
             .await
@@ -1254,13 +1271,22 @@ level = "high"
                 .expect("the stream open until the question");
             streamed.push_str(&String::from_utf8_lossy(&chunk));
         };
-        let reply = format!(
+        let mut reply = format!(
             r#"{{"jsonrpc":"2.0","id":{},"result":{answer}}}"#,
             question["id"]
         );
-        let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), &reply, &[]).await;
-        assert_eq!(status, 202, "answer {n}: {body}");
-        assert!(body.is_empty(), "answer {n}: {body}");
+        if in_broken_batch {
+            // A number is no message: the batch is refused whole, the accept with it.
+            reply = format!("[{reply},7]");
+            let v = [("mcp-protocol-version", version)];
+            let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), &reply, &v).await;
+            assert_eq!(status, 400, "answer {n}: {body}");
+            assert!(!body.contains("-32010"), "answer {n}: {body}");
+        } else {
+            let (status, _, body) = post(&url, Some(ALICE_KEY), Some(&session), &reply, &[]).await;
+            assert_eq!(status, 202, "answer {n}: {body}");
+            assert!(body.is_empty(), "answer {n}: {body}");
+        }
         let error = loop {
             if let Some(a) = read(&streamed).into_iter().find(|m| m["id"] == 7) {
                 break a;
@@ -1281,7 +1307,7 @@ level = "high"
         .into_iter()
         .filter(|e| e["tool_name"] == "echo" && e["result"] == "blocked")
         .count();
-    assert_eq!(blocked, 3);
+    assert_eq!(blocked, 4);
 }
 
 /// helper-89 F7: a body that is not JSON, sent without a session, was told that

@@ -1127,11 +1127,14 @@ impl McpRequest<'_> {
             // confirmation that this POST's answer declined: its -32010 is the call's, not
             // this POST's); this POST, a response the proxy took, is then accepted (202).
             // Only for a body of nothing but responses that parsed: a broken body's refusal
-            // names an id read from broken text, which must not end another request.
+            // names an id read from broken text, which must not end another request. A held
+            // call's answer is known to be one (review finding 4: a broken body holding the
+            // confirmation answer had the held call's -32010 in its own 400, and the call's
+            // stream waited); the refused body still gets its refusal.
             let (elsewhere, answers): (Vec<_>, Vec<_>) = answers
                 .into_iter()
-                .partition(|a| seen.only_responses && session.awaited(&a.bytes));
-            let sent = sent + elsewhere.len();
+                .partition(|a| (seen.only_responses || a.held) && session.awaited(&a.bytes));
+            let sent = sent + elsewhere.iter().filter(|_| seen.only_responses).count();
             // `Routes::send` unpacks one level of `Many`: flatten, never nest.
             let mut rest = match rest {
                 Some(Route::Many(v)) => v,

@@ -97,6 +97,7 @@ impl Pipeline {
             ack: last,
             if_unrecorded,
             ends: Vec::new(),
+            held: false,
         })
     }
 
@@ -186,6 +187,7 @@ impl Pipeline {
                 }
             }),
             ends,
+            held: false,
         })
     }
 }

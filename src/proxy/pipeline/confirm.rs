@@ -264,6 +264,7 @@ impl Pipeline {
                 calls: vec![id],
             }),
             ends: Vec::new(),
+            held: false,
         }))
     }
 
@@ -302,7 +303,7 @@ impl Pipeline {
         let tool = call.tool.clone().unwrap_or_default();
         let reason = format!("the call needed confirmation and {how}");
         tracing::warn!(request_id = %call.request_id, tool = %tool, reason = %reason, "tool call blocked: not confirmed");
-        self.end_with_reply(
+        let mut out = self.end_with_reply(
             call,
             Outcome::Blocked,
             Side::Client,
@@ -313,7 +314,9 @@ impl Pipeline {
                     "mcp-audit-proxy blocked this call to tool {tool:?}: {reason}. Quote event {event} to your security team if it should be allowed"
                 )
             },
-        )
+        );
+        out.held = true;
+        out
     }
 
     pub(super) fn expire_confirmations(&self, now: Instant) -> Vec<Route> {

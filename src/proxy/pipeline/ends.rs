@@ -701,6 +701,7 @@ impl Pipeline {
                 ack,
                 if_unrecorded: None,
                 ends: Vec::new(),
+                held: false,
             },
             Err(err) => Outbound::now(refused_by_audit(&call.request_id, &err).line()),
         }

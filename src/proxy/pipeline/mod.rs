@@ -108,6 +108,11 @@ pub struct Outbound {
     /// as ended: if the write fails, [`Pipeline::undelivered`] records that the client never
     /// had them (empty for every other message).
     pub ends: Vec<Ended>,
+    /// The answer to a call the proxy held for confirmation, settled by another message
+    /// (the client's answer to the proxy's question): over HTTP it goes to the stream the
+    /// call's own POST waits on, never into the answer of the POST that settled it, even
+    /// when that POST is refused (review finding 4).
+    pub held: bool,
 }
 
 /// A call whose end event is recorded and whose answer is on its way to the client.
@@ -179,6 +184,7 @@ impl Outbound {
             ack: Ack::done(),
             if_unrecorded: None,
             ends: Vec::new(),
+            held: false,
         }
     }
 }
@@ -692,6 +698,7 @@ impl Pipeline {
             ack: self.audit.barrier(),
             if_unrecorded: None,
             ends: Vec::new(),
+            held: false,
         }
     }
 
@@ -743,6 +750,7 @@ impl Pipeline {
                                         ack,
                                         if_unrecorded: None,
                                         ends: Vec::new(),
+                                        held: false,
                                     });
                                 }
                                 Some(Instead::Rewrite {
@@ -787,6 +795,7 @@ impl Pipeline {
                         calls: vec![id],
                     }),
                     ends: Vec::new(),
+                    held: false,
                 })
             }
             // JSON-RPC 2.0 §4.1: a notification is never answered, not even with an error.
@@ -984,6 +993,7 @@ impl Pipeline {
                         }
                     }),
                     ends: ended.into_iter().map(|e| *e).collect(),
+                    held: false,
                 }),
                 Delivery::Drop => Route::Drop,
                 Delivery::Replace(refusal) => Route::ToClient(Outbound::now(refusal.line())),
