@@ -43,7 +43,7 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Check the audit trail for tampering: every journal of the store (and its index), or an
     /// export; exit status 0 when intact, 1 when something was changed, removed or added, 2
-    /// when the index could not be checked (this account cannot write the store).
+    /// on an error or when the index could not be checked (this account cannot write the store).
     Verify(VerifyArgs),
     /// Write a time range of the trail to one file that `verify --export` checks anywhere; or,
     /// with --user, that user's events in plaintext JSON (GDPR Art. 20 data portability).

@@ -867,6 +867,7 @@ fn imported_events_are_no_evidence_of_how_this_stores_proxies_record_calls() {
     // a store no proxy ever wrote made HIPAA 164.312(b) and PCI DSS 10.2.1, 10.2.1.4 and
     // 10.7.2 compliant.
     let own_recording = [
+        "gdpr.art30.records",
         "hipaa.164.308_a_5_ii_C.log_in_monitoring",
         "hipaa.164.312_b.audit_controls",
         "pci_dss.10.2.1.audit_logs_active",
@@ -882,7 +883,7 @@ fn imported_events_are_no_evidence_of_how_this_stores_proxies_record_calls() {
     // An imported call left open too: another trail's gap, not this store's.
     let open = Call {
         end: None,
-        ..call(t + 500, 1, "bob", json!({"text": "y"}), &[])
+        ..call(t + 500, 1, "bob", json!({"text": "y"}), &["gdpr"])
     };
     let mut events = blocked.events();
     events.extend(open.events());
@@ -930,7 +931,7 @@ fn imported_events_are_no_evidence_of_how_this_stores_proxies_record_calls() {
 fn a_loss_the_store_knows_of_fails_integrity_under_no_verify_too() {
     // helper-116 M3: `--no-verify` skipped the notes of records known lost (a journal
     // deleted after it was indexed): score 100%, exit 0. Reading them costs nothing.
-    let store = TestStore::new("");
+    let store = signed_store("");
     let t = now_ms() - 2 * 86_400_000;
     import(&store, &[call(t, 0, "alice", json!({"text": "a"}), &[])]);
     import(
@@ -959,4 +960,7 @@ fn a_loss_the_store_knows_of_fails_integrity_under_no_verify_too() {
             "{r:#}"
         );
     }
+    // The checkpoints were not looked at: not judged unsigned on empty facts (review).
+    let signing = rule(&rules, "hipaa.164.312_c_2.authentication");
+    assert_eq!(signing["status"], "not_assessable", "{signing:#}");
 }

@@ -1231,6 +1231,20 @@ level = "critical"
     c.send(refused.as_bytes()).await;
     let answer = c.recv_json().await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    // The same refused, naming a round of the proxy's own: its confirmation answer is the
+    // proxy's and is left out, as an admitted retry leaves it out (review).
+    let mut ours: Value = serde_json::from_str(&call(62, Some(json!({"note": "kept"})))).unwrap();
+    ours["params"]["requestState"] = json!("mcp-audit-proxy.confirm.01M0000000000000000000000");
+    ours["params"]["inputResponses"]["mcp-audit-proxy.confirm"] =
+        json!({"action": "accept", "content": {"confirm": true}});
+    let ours = format!("{ours}\n").replace(
+        r#""arguments":{"action":"deploy"}"#,
+        r#""arguments":{"action":"deploy","action":"drop"}"#,
+    );
+    assert!(ours.contains(r#""action":"drop""#), "{ours}");
+    c.send(ours.as_bytes()).await;
+    let answer = c.recv_json().await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert!(c.finish().await.success());
     let seen = std::fs::read_to_string(&received).unwrap();
     for needle in ["TOPSECRET", "forbidden"] {
@@ -1274,6 +1288,12 @@ level = "critical"
         access(61)
     );
     assert_eq!(access(61)["compliance_tags"], json!(["pci_dss"]));
+    assert_eq!(
+        access(62)["metadata"]["input_responses"],
+        json!({"confirm": {"action": "accept", "content": {"note": "kept"}}}),
+        "{}",
+        access(62)
+    );
     // Sealed with the user's other personal fields: not in clear in any file of the store.
     let bytes = common::policy::all_bytes(&store.store_dir());
     assert!(!common::policy::contains(&bytes, r#""note":"fine""#));

@@ -872,3 +872,51 @@ fn the_record_of_an_erasure_never_expires() {
     assert!(text(&out).contains("removed 1 events"), "{}", text(&out));
     assert_eq!(event_ids(&dir), [ids[0].clone()]);
 }
+
+/// Review of helper-116 H3: `export` took any purge statement before a journal's first
+/// record as the explanation of its start, so records deleted after retention's cut
+/// exported as a consistent file. The cuts must run from record 0 to the one before the
+/// first kept, linked to it.
+#[test]
+fn records_deleted_after_retentions_cut_at_a_journals_start_are_not_exported() {
+    let f = Fixture::new(true, "");
+    let out = f.cmd(&["retention", "--apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = f.journal_dir();
+    let chain = chain_of(&dir);
+    assert!(
+        chain[0].1 > 0,
+        "retention cut the journal's start: {chain:?}"
+    );
+    // Untouched: exports.
+    let (code, report, _) = export_and_verify(&f, "before.jsonl");
+    assert_eq!(code, 0, "{report}");
+    // The first record kept, deleted by hand.
+    let mut first = None;
+    journal::read_from(
+        &dir,
+        JournalPos::START,
+        |end, p| {
+            if first.is_none() {
+                first = Some((end.segment, end.offset - 8 - p.len() as u64, end.offset));
+            }
+            Ok(())
+        },
+        |d| panic!("{d}"),
+    )
+    .unwrap();
+    let (segment, start, end) = first.unwrap();
+    let path = journal::segment_path(&dir, segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.drain(start as usize..end as usize);
+    std::fs::write(&path, bytes).unwrap();
+    let archive = f.store.dir.path().join("after.jsonl");
+    let out = f.cmd(&["export", "--out", archive.to_str().unwrap()]);
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!("begins at record {}", chain[1].1)),
+        "{said} {:?}",
+        &chain[..2]
+    );
+}

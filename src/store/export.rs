@@ -304,7 +304,7 @@ pub fn export_with(
         // start verified). Only retention may have removed them, and its purge statements say so.
         if !earlier
             && first_seq > 0
-            && super::retention::purge_lines(&dir, 0..=first_seq - 1)?.is_empty()
+            && !super::retention::start_purged(&dir, first_seq, anchor.as_deref())?
         {
             return Err(StoreError::MissingStart {
                 journal: id.to_string(),

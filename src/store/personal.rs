@@ -882,7 +882,7 @@ pub fn erase(root: &Path, user: &str) -> Result<Option<String>, PersonalError> {
     let mut f = OpenOptions::new()
         .write(true)
         .open(&path)
-        .map_err(io("open", &path))?;
+        .map_err(io("open for writing", &path))?;
     f.write_all(&vec![0u8; len as usize])
         .and_then(|()| f.sync_all())
         .map_err(io("overwrite", &path))?;

@@ -598,6 +598,47 @@ pub(crate) fn read_purges(
     Ok(parse_purges(&bytes, id, key, PURGES, 0))
 }
 
+/// Whether journal `dir`'s purge statements explain why its first record is `first_seq`
+/// (linked to the record before by `anchor`, its `previous_hash`): their cuts run from
+/// record 0 (no `previous_hash`) to `first_seq - 1` without a gap, each linked to the one
+/// before, the last ending with the record `anchor` names. Any other start is a deletion
+/// (review of helper-116 H3: one purge anywhere before the run excused records deleted
+/// after it). Signatures are `verify`'s to check.
+pub(crate) fn start_purged(
+    dir: &Path,
+    first_seq: u64,
+    anchor: Option<&str>,
+) -> Result<bool, StoreError> {
+    let path = dir.join(PURGES);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(StoreError::io("read", &path, e)),
+    };
+    let mut cuts: Vec<Cut> = bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|l| serde_json::from_slice::<PurgeStatement>(l).ok())
+        .flat_map(|s| s.cuts)
+        .collect();
+    cuts.sort_by_key(|c| (c.first_seq, c.last_seq));
+    let mut next = 0u64;
+    let mut linked: Option<String> = None;
+    for c in &cuts {
+        if c.first_seq != next || c.last_seq < c.first_seq {
+            continue;
+        }
+        if c.previous_hash != linked {
+            return Ok(false);
+        }
+        next = c.last_seq + 1;
+        linked = Some(c.last_hash.clone());
+        if next == first_seq {
+            return Ok(anchor.is_some() && linked.as_deref() == anchor);
+        }
+    }
+    Ok(false)
+}
+
 /// The lines of journal `dir`'s `purges` file whose cuts touch `seqs` (whole lines that are
 /// JSON; without their newline), for an export of those records ([`super::export`]).
 pub(crate) fn purge_lines(

@@ -157,7 +157,10 @@ pub fn add_store_findings<'f>(
 
 /// The facts of the chain walks of `journals`, in journal order.
 pub fn chain_facts<'j>(journals: impl IntoIterator<Item = &'j JournalReport>) -> ChainFacts {
-    let mut facts = ChainFacts::default();
+    let mut facts = ChainFacts {
+        walked: true,
+        ..ChainFacts::default()
+    };
     for j in journals {
         let c = &j.chain;
         facts.journals += 1;

@@ -311,7 +311,8 @@ pub fn no_events(rules: &mut [RuleOutcome]) {
 
 /// Rules that attest how this store's proxies record calls (every access ended, refusals
 /// recorded, outages detected): imported events are no evidence of that.
-const OWN_RECORDING: [&str; 5] = [
+const OWN_RECORDING: [&str; 6] = [
+    "gdpr.art30.records",
     "hipaa.164.308_a_5_ii_C.log_in_monitoring",
     "hipaa.164.312_b.audit_controls",
     "pci_dss.10.2.1.audit_logs_active",
@@ -650,7 +651,8 @@ fn signing_rule(id: &str, title: &str, clause: &str, f: &Facts, s: &Settings) ->
         "audit.signing_key_file {}",
         if s.signing_key { "set" } else { "unset" }
     )];
-    let Some(c) = &f.chain else {
+    // Not walked (`--no-verify`, with losses known): the checkpoints were not looked at.
+    let Some(c) = f.chain.as_ref().filter(|c| c.walked) else {
         let (status, why) = if s.signing_key {
             (
                 Status::NotAssessable,
@@ -674,6 +676,20 @@ fn signing_rule(id: &str, title: &str, clause: &str, f: &Facts, s: &Settings) ->
     );
     match unsigned(c, s) {
         Some(why) => outcome(id, title, clause, Status::NonCompliant, why, ev),
+        // The checkpoints verify, but a journal deleted whole would not show without the
+        // index, which this account cannot open (review of helper-116 H2).
+        None if c.write_denied.is_some() => outcome(
+            id,
+            title,
+            clause,
+            Status::NotAssessable,
+            format!(
+                "all {} checkpoints are signed and verify, but this account cannot write the store ({}) and so cannot open its index, without which a journal deleted or cut back cannot be found; run the check as the store's owner, or on a copy",
+                c.signed,
+                c.write_denied.as_deref().unwrap_or_default()
+            ),
+            ev,
+        ),
         None => outcome(
             id,
             title,

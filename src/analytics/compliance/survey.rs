@@ -183,6 +183,9 @@ pub fn reconcile(pairs: &mut Pairs, left: &Leftovers) {
 /// window: a chain is checked from its start).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChainFacts {
+    /// Whether the chains were walked: not under `--no-verify`, where these facts hold only
+    /// the losses the store already knew of (the counts below are then zero, not evidence).
+    pub walked: bool,
     /// Journals walked.
     pub journals: u64,
     /// Chained records.

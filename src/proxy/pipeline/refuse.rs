@@ -295,6 +295,25 @@ impl Pipeline {
         let answers = params
             .filter(|p| p.get().starts_with('{'))
             .and_then(|p| member_of(p, "inputResponses"));
+        // In a retry of the proxy's own round, its confirmation answer is the proxy's, never
+        // the server's: left out as the admitted path leaves it out (`answers_sent`).
+        let ours = params
+            .filter(|p| p.get().starts_with('{'))
+            .and_then(|p| member_of(p, "requestState"))
+            .and_then(|s| serde_json::from_str::<String>(s.get()).ok())
+            .is_some_and(|s| s.starts_with(CONFIRM_PREFIX));
+        let without_ours = answers.filter(|_| ours).map(|a| {
+            let mut map: std::collections::BTreeMap<String, Box<RawValue>> =
+                serde_json::from_str(a.get()).unwrap_or_default();
+            map.remove(CONFIRM_KEY);
+            (!map.is_empty())
+                .then(|| serde_json::value::to_raw_value(&map).ok())
+                .flatten()
+        });
+        let answers = match &without_ours {
+            Some(left) => left.as_deref(),
+            None => answers,
+        };
         let (answers, masked, more_tags, reason) =
             self.protected_member(answers, "inputResponses", &reason);
         for class in masked {
