@@ -812,7 +812,7 @@ async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_pr
     // A refused call's arguments are recorded as a call's are: protected.
     const ARG_CARD: &str = "5555555555554444";
     let call = format!(
-        r#"{{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{{"name":"echo","arguments":{{"text":"card {ARG_CARD}"}},{META_2026}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{{"name":"echo","arguments":{{"text":"card {ARG_CARD}"}},"inputResponses":{{"pay":{{"action":"accept","content":{{"note":"card {ARG_CARD}"}}}}}},{META_2026}}}}}"#
     );
     let (status, _, text) = post_2026(&gw.endpoint(), ALICE_KEY, &call, Some("add"), &[]).await;
     assert_eq!(status, 400, "{text}");
@@ -825,6 +825,19 @@ async fn a_card_number_or_secret_in_a_refused_requests_id_or_header_is_stored_pr
     assert!(
         text.starts_with("card ") && !text.contains(ARG_CARD),
         "{refused_call:#}"
+    );
+    // Its answers too, masked (review: refused before any session, they were dropped).
+    let access = gw
+        .events()
+        .into_iter()
+        .find(|a| a["event_id"] == refused_call["linked_event_id"])
+        .unwrap();
+    let note = access["metadata"]["input_responses"]["pay"]["content"]["note"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{access:#}"));
+    assert!(
+        note.starts_with("card ") && !note.contains(ARG_CARD),
+        "{access:#}"
     );
     let not_found = refusals(&gw, 404);
     assert_eq!(not_found.len(), 2, "{not_found:#?}");

@@ -99,6 +99,7 @@ impl Gateway {
                         .as_deref()
                         .map(|n| cut(&policy.protect_text(n), CLIENT_NAME_BYTES).to_string()),
                     arguments: None,
+                    input_responses: None,
                     id: r.request_id.clone(),
                     classes: Vec::new(),
                 }],
@@ -141,6 +142,7 @@ impl Gateway {
             failure.compliance_tags = tags.iter().map(|t| t.to_string()).collect();
             failure.metadata.redacted = call.classes.iter().map(|c| c.as_str().into()).collect();
             let mut access = failure.clone();
+            access.metadata.input_responses = call.input_responses;
             access.event_id = access_id;
             access.timestamp = access_time;
             access.event_type = EventType::ToolAccess;
@@ -267,6 +269,9 @@ struct RefusedCall {
     /// Its `arguments`, sensitive data replaced; `None` if absent, unreadable, or carrying
     /// sensitive data that cannot be masked in place.
     arguments: Option<Box<serde_json::value::RawValue>>,
+    /// A 2026-07-28 retry's `inputResponses`, kept as its arguments are (the proxy's own
+    /// confirmation answer left out in a retry of its own round): what the person answered.
+    input_responses: Option<Box<serde_json::value::RawValue>>,
     /// Its `id`, digit for digit where it could be read as written.
     id: Option<RequestId>,
     /// What the policy found (and masked) in its arguments: the events' `compliance_tags`
@@ -342,9 +347,41 @@ fn refused_calls(
             };
             serde_json::value::to_raw_value(&kept).ok()
         });
+        // The answers of a retry, as the admitted and the pipeline's refused paths keep them
+        // (review of finding 11: refused here before any session, they were dropped).
+        let ours = params
+            .and_then(|p| p.get("requestState"))
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| s.starts_with(crate::proxy::pipeline::CONFIRM_PREFIX));
+        let input_responses = params
+            .and_then(|p| p.get("inputResponses"))
+            .and_then(|r| r.as_object())
+            .map(|r| {
+                let mut r = r.clone();
+                if ours {
+                    r.remove(crate::proxy::pipeline::CONFIRM_KEY);
+                }
+                serde_json::Value::Object(r)
+            })
+            .filter(|r| r.as_object().is_some_and(|m| !m.is_empty()))
+            .and_then(|r| {
+                let kept = match policy.protect(&r) {
+                    Some((protected, found)) => {
+                        for c in found {
+                            if !classes.contains(&c) {
+                                classes.push(c);
+                            }
+                        }
+                        protected
+                    }
+                    None => r,
+                };
+                serde_json::value::to_raw_value(&kept).ok()
+            });
         calls.push(RefusedCall {
             tool,
             arguments,
+            input_responses,
             id,
             classes,
         });
