@@ -210,6 +210,7 @@ fn clean() -> Facts {
         personal_encrypted: 100,
         refusals: sample(2),
         chain: Some(ChainFacts {
+            walked: true,
             journals: 1,
             chained: 100,
             signed: 3,
