@@ -119,7 +119,9 @@
 //!                     journals by id, posting lists by eight fields, links), query.rs
 //!                     (filters; the most selective posting lists, newest first, to the
 //!                     limit), holder.rs (the one process feeding the index from every
-//!                     journal; takeover), serve.rs (the holder answering `events` over
+//!                     journal; takeover), handoff.rs (the writer's durable records' index
+//!                     keys handed to its indexer, which then reads its journal only at a
+//!                     gap), serve.rs (the holder answering `events` over
 //!                     index.sock, so queries skip opening sled), follow.rs (tailing every journal for --follow),
 //!                     chain.rs (canonical records hash-chained per journal), canonical.rs
 //!                     (RFC 8785 with numbers as written), canonical_ser.rs (that form

@@ -686,17 +686,22 @@ pub fn start_with(
 /// `plan` says and guards the store as `guard` says (budget, `on_store_failure`).
 pub fn start_guarded(
     journal: Journal,
-    keeper: IndexKeeper,
+    mut keeper: IndexKeeper,
     durability: Durability,
     flush_interval: Duration,
     capacity: usize,
     plan: CheckpointPlan,
     guard: StoreGuard,
 ) -> std::io::Result<(AuditSink, WriterThreads)> {
+    // The keys of the records written, for the indexer not to read them back.
+    let handoff = Arc::new(crate::store::handoff::HandOff::new(
+        crate::store::handoff::CAPACITY,
+    ));
+    keeper.hand_off(handoff.clone());
     // Unbounded: the capacity is enforced on access events only (see `admit`).
     let (tx, rx) = mpsc::channel();
-    // A doorbell, not a queue: the indexer reads what is new from the journal itself, so it
-    // can never hold the writer back, and a missed ring only delays the index.
+    // A doorbell: the indexer takes the writer's durable records from the hand-off (or reads
+    // the journal), so it never holds the writer back; a missed ring only delays the index.
     let (index_tx, index_rx) = mpsc::sync_channel::<()>(1);
     let shared = Arc::new(Shared {
         failed: OnceLock::new(),
@@ -729,6 +734,7 @@ pub fn start_guarded(
             move || run_indexer(keeper, index_rx, &shared)
         })?;
     let writer_shared = shared.clone();
+    let outbox = crate::store::handoff::Outbox::new(handoff, journal.end());
     let writer = std::thread::Builder::new()
         .name("audit-writer".into())
         .spawn(move || {
@@ -738,6 +744,7 @@ pub fn start_guarded(
                 durability,
                 flush_interval,
                 index_tx,
+                outbox,
                 plan,
                 durable: None,
                 checkpointed: None,
@@ -799,6 +806,8 @@ struct Writer {
     durability: Durability,
     flush_interval: Duration,
     index_tx: SyncSender<()>,
+    /// The index keys of what was appended, handed to the indexer once durable.
+    outbox: crate::store::handoff::Outbox,
     plan: CheckpointPlan,
     /// The journal's head as of the last sync.
     durable: Option<Head>,
@@ -1295,6 +1304,7 @@ impl Writer {
                 .and_then(|_| self.journal.sync())
                 .map_err(|e| {
                     self.journal.roll_back();
+                    self.outbox.rolled_back();
                     e.to_string()
                 }),
         };
@@ -1331,10 +1341,12 @@ impl Writer {
 
     /// Appends a batch; in `sync` mode also makes it durable. On an error, whether the batch
     /// was appended (the sync failed) or not.
-    fn write(&mut self, payloads: &[Prepared]) -> Result<(), (crate::store::StoreError, bool)> {
+    fn write(&mut self, payloads: &mut [Prepared]) -> Result<(), (crate::store::StoreError, bool)> {
+        let after = self.journal.end();
         self.journal
             .append_prepared(payloads)
             .map_err(|e| (e, false))?;
+        (self.outbox).appended(after, self.journal.appended(), payloads);
         let bytes: usize = payloads.iter().map(Prepared::len).sum();
         self.after_append(payloads.len() as u64, bytes as u64);
         if self.durability == Durability::Sync {
@@ -1362,6 +1374,7 @@ impl Writer {
     fn fail(&mut self, e: crate::store::StoreError, events: u64, appended: bool) {
         self.shared.rolled_back.store(true, Ordering::Release);
         let dropped = self.journal.roll_back();
+        self.outbox.rolled_back();
         // Cut off: never durable, so never alerted on.
         self.pending_alerts.clear();
         let earlier = dropped.saturating_sub(if appended { events } else { 0 });
@@ -1408,6 +1421,7 @@ impl Writer {
     fn after_sync(&mut self) {
         self.offer_alerts();
         self.shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+        self.outbox.synced(self.journal.end());
         self.durable = self.journal.head();
         if self.uncovered_since.is_none() && self.uncovered() > 0 {
             self.uncovered_since = Some(Instant::now());
@@ -1437,9 +1451,13 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>, shared: &Shared)
         // Rounds are bounded (`store::ROUND`): with records left, the next one follows at
         // once, after a pause that lets a waiting query take the holder.
         let wait = if more { INDEX_BREATHER } else { INDEX_POLL };
+        // Rung by the writer (or behind): its records from the keys it handed on; idle: the
+        // journals as they are (what was not handed on, other processes' journals).
+        let mut handed = more;
         let last_round = match rx.recv_timeout(wait) {
             Ok(()) if keeper.holds() => {
                 std::thread::sleep(INDEX_GATHER);
+                handed = true;
                 false
             }
             // Not holding: new records of ours are indexed by the holder; just retry to take
@@ -1466,7 +1484,7 @@ fn run_indexer(mut keeper: IndexKeeper, rx: mpsc::Receiver<()>, shared: &Shared)
             }
             break;
         }
-        more = keeper.tick();
+        more = keeper.tick_with(handed);
         last_round_at = Instant::now();
     }
     keeper.close();

@@ -158,6 +158,17 @@ impl IndexHolder {
     /// a takeover (a dead holder's whole backlog) kept a query, or the writer's exit, waiting
     /// on a thread that a busy machine barely runs.
     pub fn catch_up_until(&mut self, until: Option<Instant>) -> Result<CatchUpAll, StoreError> {
+        self.catch_up_round(until, None)
+    }
+
+    /// [`IndexHolder::catch_up_until`], taking this process's own journal's records from
+    /// `handed` (the keys its writer handed on, [`super::handoff`]) where they follow the
+    /// position applied, and reading that journal only when they leave a gap.
+    pub(crate) fn catch_up_round(
+        &mut self,
+        until: Option<Instant>,
+        handed: Option<&super::handoff::HandOff>,
+    ) -> Result<CatchUpAll, StoreError> {
         let root = self.paths.journal();
         let mut out = CatchUpAll::default();
         for id in journals::list(&root)? {
@@ -176,6 +187,28 @@ impl IndexHolder {
             };
             if tracked.finished {
                 continue;
+            }
+            let mut tracked = tracked;
+            if let Some(h) = handed.filter(|_| Some(id) == self.own) {
+                match h.apply(&self.index, &mut self.pending, id, tracked.at, until) {
+                    Ok(done) => {
+                        out.applied += done.applied;
+                        tracked.at = done.at;
+                        // Staged: never staged again, even if reading the rest fails.
+                        self.tracked.insert(id, tracked);
+                        if done.more {
+                            out.more = true;
+                            break;
+                        }
+                        if !done.read {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        out.errors.push(e);
+                        continue;
+                    }
+                }
             }
             // The lock is checked before reading: a journal found stopped cannot grow after.
             let stopped = if !self.recover || Some(id) == self.own {
@@ -679,6 +712,8 @@ pub struct IndexKeeper {
     retry_at: Option<Instant>,
     /// Retention requests of the gateway, served while holding the index.
     retention: Option<std::sync::mpsc::Receiver<super::retention::Request>>,
+    /// The index keys this process's writer hands on ([`super::handoff`]), if it does.
+    handoff: Option<std::sync::Arc<super::handoff::HandOff>>,
 }
 
 impl IndexKeeper {
@@ -698,6 +733,7 @@ impl IndexKeeper {
             failing: false,
             retry_at: None,
             retention: None,
+            handoff: None,
         };
         if held {
             keeper.serve_queries();
@@ -729,6 +765,13 @@ impl IndexKeeper {
         self.retention = Some(rx);
     }
 
+    /// Takes the index keys this process's writer hands on through `handoff` in the rounds
+    /// of [`Self::tick_with`] that ask for them, while this process holds the index.
+    pub fn hand_off(&mut self, handoff: std::sync::Arc<super::handoff::HandOff>) {
+        handoff.set_wanted(self.holds());
+        self.handoff = Some(handoff);
+    }
+
     /// Whether this process holds the index now.
     pub fn holds(&self) -> bool {
         self.locked().is_some()
@@ -739,15 +782,25 @@ impl IndexKeeper {
     /// request, if one waits. Problems are logged, once in a row. Returns whether records are
     /// left to apply (call again soon).
     pub fn tick(&mut self) -> bool {
-        let more = self.tick_index();
+        self.tick_with(false)
+    }
+
+    /// [`Self::tick`], taking this process's own records from the keys its writer handed on
+    /// when `handed` ([`Self::hand_off`]; its journal is read only where they leave a gap),
+    /// else reading every journal.
+    pub fn tick_with(&mut self, handed: bool) -> bool {
+        let more = self.tick_index(handed);
         if let Some(rx) = &self.retention {
             let mut held = self.locked();
-            super::retention::serve(rx, held.as_mut(), &self.paths.root);
+            let served = super::retention::serve(rx, held.as_mut(), &self.paths.root);
+            if served && let Some(h) = &self.handoff {
+                h.clear();
+            }
         }
         more
     }
 
-    fn tick_index(&mut self) -> bool {
+    fn tick_index(&mut self, handed: bool) -> bool {
         let until = Some(Instant::now() + ROUND);
         let mut more = false;
         let mut held = self
@@ -755,11 +808,13 @@ impl IndexKeeper {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = match held.as_mut() {
-            Some(holder) => holder.catch_up_until(until).map(|done| {
-                log_round(&done.torn, &done.damaged, &done.errors);
-                more = done.more;
-                done.errors.is_empty()
-            }),
+            Some(holder) => holder
+                .catch_up_round(until, self.handoff.as_deref().filter(|_| handed))
+                .map(|done| {
+                    log_round(&done.torn, &done.damaged, &done.errors);
+                    more = done.more;
+                    done.errors.is_empty()
+                }),
             None if self.retry_at.is_some_and(|at| Instant::now() < at) => return false,
             None => {
                 match IndexHolder::take_with(&self.paths, Some(self.own), true, false, None, until)
@@ -788,6 +843,9 @@ impl IndexKeeper {
             }
         };
         let taken = held.is_some() && self.server.as_ref().is_some_and(|s| !s.tried());
+        if let Some(h) = &self.handoff {
+            h.set_wanted(held.is_some());
+        }
         drop(held);
         if taken {
             self.serve_queries();
@@ -819,6 +877,9 @@ impl IndexKeeper {
     pub fn close(mut self) {
         // The socket goes first: the next holder may bind its own as soon as the index is free.
         drop(self.server.take());
+        if let Some(h) = &self.handoff {
+            h.set_wanted(false);
+        }
         let holder = self.locked().take();
         if let Some(holder) = holder
             && let Err(e) = holder.close()

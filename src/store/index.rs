@@ -208,25 +208,49 @@ fn finished_key(journal: JournalId) -> Vec<u8> {
     [FINISHED_PREFIX, &journal.to_bytes()[..]].concat()
 }
 
-/// The fields an index entry needs, read without decoding the whole event.
-#[derive(Deserialize)]
-struct Keys<'a> {
-    event_id: EventId,
-    event_type: EventType,
+/// The fields an index entry needs, read without decoding the whole event ([`Index::stage`]),
+/// or taken from the event the writer has just appended ([`super::handoff`]; then owned).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct Keys<'a> {
+    pub(crate) event_id: EventId,
+    pub(crate) event_type: EventType,
     #[serde(borrow)]
-    user_id: Cow<'a, str>,
+    pub(crate) user_id: Cow<'a, str>,
     #[serde(borrow, default)]
-    tool_name: Option<Cow<'a, str>>,
+    pub(crate) tool_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    session_id: Cow<'a, str>,
+    pub(crate) session_id: Cow<'a, str>,
     #[serde(default)]
-    linked_event_id: Option<EventId>,
-    result: Outcome,
-    risk_level: RiskLevel,
+    pub(crate) linked_event_id: Option<EventId>,
+    pub(crate) result: Outcome,
+    pub(crate) risk_level: RiskLevel,
     #[serde(borrow, default)]
-    compliance_tags: Vec<Cow<'a, str>>,
+    pub(crate) compliance_tags: Vec<Cow<'a, str>>,
     #[serde(borrow)]
-    upstream: Cow<'a, str>,
+    pub(crate) upstream: Cow<'a, str>,
+}
+
+impl Keys<'static> {
+    /// The keys of `event` as written to the journal (after its personal fields were sealed:
+    /// `user_id` is then the pseudonym), its strings moved out: the writer calls this once the
+    /// event is serialized and no longer needed.
+    pub(crate) fn take(event: &mut AuditEvent) -> Keys<'static> {
+        Keys {
+            event_id: event.event_id,
+            event_type: event.event_type,
+            user_id: Cow::Owned(std::mem::take(&mut event.user_id)),
+            tool_name: event.tool_name.take().map(Cow::Owned),
+            session_id: Cow::Owned(std::mem::take(&mut event.session_id)),
+            linked_event_id: event.linked_event_id,
+            result: event.result,
+            risk_level: event.risk_level,
+            compliance_tags: std::mem::take(&mut event.compliance_tags)
+                .into_iter()
+                .map(Cow::Owned)
+                .collect(),
+            upstream: Cow::Owned(std::mem::take(&mut event.upstream)),
+        }
+    }
 }
 
 /// Index entries staged from journal records ([`Index::stage`]) and not yet written
@@ -277,7 +301,7 @@ pub struct Index {
     pub(crate) events: sled::Tree,
     pub(crate) postings: sled::Tree,
     pub(crate) counts: sled::Tree,
-    links: sled::Tree,
+    pub(crate) links: sled::Tree,
     pub(crate) meta: sled::Tree,
     /// Which accesses have a link without asking `links` (see [`LinkWatch`]).
     watch: std::sync::Mutex<LinkWatch>,
@@ -459,10 +483,27 @@ impl Index {
     ) -> Result<(), StoreError> {
         let keys: Keys = serde_json::from_slice(payload)
             .map_err(|source| StoreError::Decode { at: end, source })?;
+        self.stage_keys(
+            pending,
+            journal,
+            RecordRef::ending_at(end, payload.len()),
+            &keys,
+        )
+    }
+
+    /// [`Index::stage`] of a record whose keys are known already: `record` is where it lies
+    /// in `journal`. The one place entries are made, so that a record staged from its bytes
+    /// and from the keys the writer handed on ([`super::handoff`]) gives the same entries.
+    pub(crate) fn stage_keys(
+        &self,
+        pending: &mut Pending,
+        journal: JournalId,
+        record: RecordRef,
+        keys: &Keys<'_>,
+    ) -> Result<(), StoreError> {
         let id = keys.event_id;
         let key = id.to_key();
         let n = u128::from_be_bytes(key);
-        let record = RecordRef::ending_at(end, payload.len());
         let attrs = Attrs {
             event_type: code(&EventType::ALL, &keys.event_type),
             result: code(&Outcome::ALL, &keys.result),

@@ -234,10 +234,21 @@ impl std::fmt::Display for Damage {
 /// An event's payload as [`Journal::prepare`] made it (personal fields sealed when the
 /// journal encrypts them), for [`Journal::append_prepared`]. Only `prepare` makes one, so a
 /// payload in clear cannot reach a journal that encrypts.
+///
+/// It also keeps the event's index keys as written (`user_id` the pseudonym when sealed),
+/// for the writer to hand to the indexer once the record is durable ([`super::handoff`]).
 #[derive(Debug)]
-pub struct Prepared(super::canonical_ser::Members);
+pub struct Prepared(
+    super::canonical_ser::Members,
+    Option<super::index::Keys<'static>>,
+);
 
 impl Prepared {
+    /// The event's index keys, taken out (`None` the second time).
+    pub(crate) fn take_keys(&mut self) -> Option<super::index::Keys<'static>> {
+        self.1.take()
+    }
+
     /// Its length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -280,6 +291,8 @@ pub struct Journal {
     /// The time span of the current segment's records, noted when it is closed
     /// ([`super::spans`]).
     span: super::spans::Tracker,
+    /// The records of the last append ([`Self::appended`]).
+    appended: Vec<RecordRef>,
 }
 
 /// What opening the journal for writing found in its newest segment.
@@ -580,6 +593,7 @@ impl Journal {
                 dirty: false,
                 rotate_next: false,
                 sealer: None,
+                appended: Vec::new(),
                 // Records of an earlier writer may be in it: no span for this segment.
                 span: if valid_end > HEADER_LEN {
                     super::spans::Tracker::unknown()
@@ -638,6 +652,7 @@ impl Journal {
             rotate_next: false,
             sealer: None,
             span: super::spans::Tracker::default(),
+            appended: Vec::new(),
         })
     }
 
@@ -668,12 +683,15 @@ impl Journal {
         event: crate::audit::AuditEvent,
         size_hint: usize,
     ) -> Result<Prepared, StoreError> {
-        match &mut self.sealer {
-            Some(sealer) => Ok(Prepared(sealer.seal_event_members(event, size_hint)?)),
+        let mut event = event;
+        let members = match &mut self.sealer {
+            Some(sealer) => sealer.seal_event_members(&mut event, size_hint)?,
             None => super::canonical_ser::Members::of(&event, size_hint)
-                .map(Prepared)
-                .map_err(|e| StoreError::Personal(super::personal::PersonalError::NotAnEvent(e))),
-        }
+                .map_err(|e| StoreError::Personal(super::personal::PersonalError::NotAnEvent(e)))?,
+        };
+        // Serialized: its strings are moved, not copied, into the keys.
+        let keys = super::index::Keys::take(&mut event);
+        Ok(Prepared(members, Some(keys)))
     }
 
     /// [`Self::append`] of payloads made by [`Self::prepare`] (their personal fields sealed
@@ -698,6 +716,12 @@ impl Journal {
     /// the last sync only make the span wider than needed.
     pub fn close_span(&self) {
         self.span.close(&self.dir, self.segment);
+    }
+
+    /// Where the records of the last successful append lie, in order (not necessarily
+    /// durable yet), for the index keys the writer hands on ([`super::handoff`]).
+    pub fn appended(&self) -> &[RecordRef] {
+        &self.appended
     }
 
     /// The last record appended (not necessarily durable yet: see [`Self::sync`]), for
@@ -785,6 +809,16 @@ impl Journal {
             self.dirty = true;
             let _ = self.cut_dirty_tail();
             return Err(StoreError::io("append to", &path, e));
+        }
+        self.appended.clear();
+        let mut at = self.offset;
+        for p in &sealed {
+            self.appended.push(RecordRef {
+                segment: self.segment,
+                offset: at,
+                len: p.len() as u32,
+            });
+            at += RECORD_HEADER_LEN + p.len() as u64;
         }
         self.offset += total;
         self.chain = chain;

@@ -153,6 +153,7 @@ pub mod checkpoint;
 mod erasures;
 pub mod export;
 pub mod follow;
+pub mod handoff;
 pub mod holder;
 pub mod index;
 pub mod journal;

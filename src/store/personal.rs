@@ -558,19 +558,21 @@ impl Sealer {
     ///
     /// Errors: [`PersonalError::BadKeyFile`] when the user's key file is damaged (that user
     /// only), [`PersonalError::Io`] when the keys folder fails, [`PersonalError::Random`].
-    pub fn seal_event(&mut self, event: AuditEvent) -> Result<Vec<u8>, PersonalError> {
-        Ok(self.seal_event_members(event, 768)?.emit())
+    pub fn seal_event(&mut self, mut event: AuditEvent) -> Result<Vec<u8>, PersonalError> {
+        Ok(self.seal_event_members(&mut event, 768)?.emit())
     }
 
     /// [`Self::seal_event`], kept as the canonical members of the record's top-level object
     /// ([`super::canonical_ser::Members`]), for the chain to add `seq` and `previous_hash`
     /// without parsing it back. `size_hint`: bytes the skeleton's members are likely to take.
+    /// `event` is left as the skeleton written (its personal fields taken out, `user_id` the
+    /// pseudonym), for the index keys the writer hands on ([`super::handoff`]).
     pub fn seal_event_members(
         &mut self,
-        mut event: AuditEvent,
+        event: &mut AuditEvent,
         size_hint: usize,
     ) -> Result<super::canonical_ser::Members, PersonalError> {
-        let fields = Fields::take(&mut event);
+        let fields = Fields::take(event);
         let plain = Zeroizing::new(serde_json::to_vec(&fields).map_err(PersonalError::NotAnEvent)?);
         let nonce = self.nonce()?;
         let key = self.key(&fields.user_id)?;
@@ -592,7 +594,7 @@ impl Sealer {
             subject: key.subject.clone(),
         };
         // The skeleton (a few hundred bytes) and the ciphertext as base64.
-        let mut members = super::canonical_ser::Members::of(&event, size_hint)
+        let mut members = super::canonical_ser::Members::of(&*event, size_hint)
             .map_err(PersonalError::NotAnEvent)?;
         let personal = super::canonical_ser::Members::of(&sealed, 64 + sealed.ciphertext.len())
             .map_err(PersonalError::NotAnEvent)?

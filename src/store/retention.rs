@@ -1205,13 +1205,16 @@ impl DailyRetention {
     }
 }
 
-/// Serves the requests waiting on `rx` with the index `holder` holds (`None`: not held).
+/// Serves the request waiting on `rx`, if one is, with the index `holder` holds (`None`: not
+/// held); whether one was served (retention may have moved records: see [`super::handoff`]).
 pub(crate) fn serve(
     rx: &std::sync::mpsc::Receiver<Request>,
     holder: Option<&mut IndexHolder>,
     root: &Path,
-) {
-    let Ok(req) = rx.try_recv() else { return };
+) -> bool {
+    let Ok(req) = rx.try_recv() else {
+        return false;
+    };
     let result = match holder {
         Some(h) => apply(
             h,
@@ -1225,6 +1228,7 @@ pub(crate) fn serve(
         }),
     };
     let _ = req.reply.send(result);
+    true
 }
 
 #[cfg(test)]
