@@ -315,6 +315,12 @@ mod tests {
     struct Writer {
         journal: Journal,
         outbox: Outbox,
+        calls: Calls,
+    }
+
+    /// Events of calls, made up.
+    #[derive(Default)]
+    struct Calls {
         ids: EventIds,
         n: usize,
         /// The access whose end is next.
@@ -322,7 +328,7 @@ mod tests {
         last_access: Option<EventId>,
     }
 
-    impl Writer {
+    impl Calls {
         /// `n` events: calls (access, end; a call may end in the next batch) of two users
         /// and three sessions, some of no tool, compliance tags on some, and every seventh an
         /// extra end of the last call (a late answer: its access is linked already).
@@ -378,9 +384,11 @@ mod tests {
             }
             out
         }
+    }
 
+    impl Writer {
         fn append(&mut self, n: usize) -> Vec<EventId> {
-            let events = self.events(n);
+            let events = self.calls.events(n);
             let ids = events.iter().map(|e| e.event_id).collect();
             self.journal.begin_batch();
             let mut payloads: Vec<Prepared> = events
@@ -427,10 +435,7 @@ mod tests {
         let mut w = Writer {
             journal,
             outbox: Outbox::new(handoff.clone(), durable),
-            ids: EventIds::default(),
-            n: 0,
-            open: None,
-            last_access: None,
+            calls: Calls::default(),
         };
         let tick = |keeper: &mut IndexKeeper| {
             keeper.tick_with(true);
@@ -466,7 +471,7 @@ mod tests {
         assert!(!has(&keeper, cut[0]), "a rolled-back record is not indexed");
         // A record written without handing its keys (the writer's outage record): the
         // writer's durable end is past the handed records, so the journal is read.
-        let own = w.events(1).remove(0);
+        let own = w.calls.events(1).remove(0);
         let own_id = own.event_id;
         w.journal
             .append(&[serde_json::to_vec(&own).unwrap()])
@@ -511,6 +516,45 @@ mod tests {
         assert_eq!(handed, read);
     }
 
+    /// The same through the audit writer and indexer threads, as a proxy runs them: events in
+    /// bursts (the indexer's rounds between), `batched`, small segments; the index they leave
+    /// equals a rebuild from the journal.
+    #[test]
+    fn the_writer_and_indexer_threads_leave_the_index_a_rebuild_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (store, _) = Store::open(root, 16 << 10).unwrap();
+        let (journal, keeper, lock) = store.into_parts(root);
+        let (sink, threads) = crate::audit::writer::start(
+            journal,
+            keeper,
+            crate::config::Durability::Batched,
+            std::time::Duration::from_millis(5),
+            1 << 16,
+        )
+        .unwrap();
+        let mut calls = Calls::default();
+        for _ in 0..15 {
+            for e in calls.events(40) {
+                sink.record_owned(Box::new(e)).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(sink.close());
+        threads.join();
+        drop(lock);
+        let (live, lock, report) = crate::store::open_for_query(root).unwrap().unwrap();
+        assert_eq!(report.caught_up, 0, "the indexer applied everything");
+        let live_contents = contents(&live);
+        drop((live, lock));
+        let (rebuilt, _lock, _) = reindex(root).unwrap();
+        assert_eq!(live_contents.0.len(), 15 * 40);
+        assert_eq!(live_contents, contents(&rebuilt));
+    }
+
     #[test]
     fn handed_keys_index_what_the_journal_holds() {
         handed_keys_index_as_the_journal_does(false);
@@ -534,10 +578,7 @@ mod tests {
         let mut w = Writer {
             journal,
             outbox: Outbox::new(handoff.clone(), durable),
-            ids: EventIds::default(),
-            n: 0,
-            open: None,
-            last_access: None,
+            calls: Calls::default(),
         };
         w.append(2);
         w.sync();

@@ -878,6 +878,11 @@ impl IndexKeeper {
         // The socket goes first: the next holder may bind its own as soon as the index is free.
         drop(self.server.take());
         if let Some(h) = &self.handoff {
+            tracing::debug!(
+                handed = h.used(),
+                dropped = h.dropped(),
+                "records indexed from the writer's keys, and dropped from a full queue"
+            );
             h.set_wanted(false);
         }
         let holder = self.locked().take();
