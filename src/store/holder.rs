@@ -497,11 +497,13 @@ fn open_index(
     // The journals hold less than the index knew: evidence of a deletion, kept for `verify`.
     let mut lost = false;
     // sled's own lock can outlive our index lock by a moment when the previous holder was in
-    // this process (sled lets go of it from its threads): wait a little for it.
+    // this process (sled lets go of it from its threads): wait for it, up to 5 s (1 s was
+    // not always enough on a loaded two-core machine: a writer opened right after a query
+    // in one process went without the index, seen twice in CI).
     let mut attempts = 0;
     let opened = loop {
         match Index::open(&index_path, &journal_root) {
-            Err(e) if sled_busy(&e) && attempts < 100 => {
+            Err(e) if sled_busy(&e) && attempts < 500 => {
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
