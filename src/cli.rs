@@ -340,7 +340,15 @@ pub fn parse_time(text: &str) -> Result<SystemTime, String> {
                 .into(),
         );
     }
-    let t = if let Ok(ago) = humantime::parse_duration(text) {
+    let parsed = humantime::parse_duration(text);
+    // A duration too large to count (helper-116 L6: it was reported as an RFC 3339 time with
+    // invalid characters).
+    if let Err(humantime::DurationError::NumberOverflow) = parsed {
+        return Err(format!(
+            "{text:?} is too long a duration to count back from now: the trail's times begin at 1970-01-01T00:00:00Z"
+        ));
+    }
+    let t = if let Ok(ago) = parsed {
         SystemTime::now()
             .checked_sub(ago)
             .ok_or_else(|| format!("{text} ago is before 1970-01-01T00:00:00Z"))?
@@ -690,6 +698,14 @@ fn parse_identity(s: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_duration_too_large_to_count_is_said_to_be_one() {
+        let err = parse_time("18446744073709551615d").unwrap_err();
+        assert!(err.contains("too long a duration"), "{err}");
+        let err = parse_time("100000y").unwrap_err();
+        assert!(err.contains("before 1970"), "{err}");
+    }
 
     #[test]
     fn a_bare_zero_is_no_time_but_units_and_times_are() {
