@@ -875,7 +875,7 @@ fn call_responses(params: &Value) -> Result<Option<Value>, String> {
     let ours = params
         .get("requestState")
         .and_then(Value::as_str)
-        .is_some_and(|s| s.starts_with(crate::proxy::pipeline::CONFIRM_PREFIX))
+        .is_some_and(crate::proxy::pipeline::own_round)
         .then_some(crate::proxy::pipeline::CONFIRM_KEY);
     policy::admit::call_responses(texts.iter().map(|(k, t)| (*k, t.as_str())), ours)
 }

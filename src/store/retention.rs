@@ -583,17 +583,24 @@ pub(crate) struct Purges {
     pub(crate) notes: Vec<String>,
 }
 
+/// The bytes of journal `dir`'s `purges` file; `None` when it has none (nothing purged).
+fn purges_file(dir: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    let path = dir.join(PURGES);
+    match fs::read(&path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("read", &path, e)),
+    }
+}
+
 /// Reads and checks the `purges` file of journal `id` in `dir` (none: nothing purged).
 pub(crate) fn read_purges(
     dir: &Path,
     id: JournalId,
     key: Option<&TrustedKey>,
 ) -> Result<Purges, StoreError> {
-    let path = dir.join(PURGES);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Purges::default()),
-        Err(e) => return Err(StoreError::io("read", &path, e)),
+    let Some(bytes) = purges_file(dir)? else {
+        return Ok(Purges::default());
     };
     Ok(parse_purges(&bytes, id, key, PURGES, 0))
 }
@@ -609,11 +616,8 @@ pub(crate) fn start_purged(
     first_seq: u64,
     anchor: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let path = dir.join(PURGES);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(StoreError::io("read", &path, e)),
+    let Some(bytes) = purges_file(dir)? else {
+        return Ok(false);
     };
     let mut cuts: Vec<Cut> = bytes
         .split(|&b| b == b'\n')
@@ -645,11 +649,8 @@ pub(crate) fn purge_lines(
     dir: &Path,
     seqs: std::ops::RangeInclusive<u64>,
 ) -> Result<Vec<Vec<u8>>, StoreError> {
-    let path = dir.join(PURGES);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::io("read", &path, e)),
+    let Some(bytes) = purges_file(dir)? else {
+        return Ok(Vec::new());
     };
     Ok(bytes
         .split_inclusive(|&b| b == b'\n')

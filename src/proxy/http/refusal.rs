@@ -352,7 +352,7 @@ fn refused_calls(
         let ours = params
             .and_then(|p| p.get("requestState"))
             .and_then(|s| s.as_str())
-            .is_some_and(|s| s.starts_with(crate::proxy::pipeline::CONFIRM_PREFIX));
+            .is_some_and(crate::proxy::pipeline::own_round);
         let input_responses = params
             .and_then(|p| p.get("inputResponses"))
             .and_then(|r| r.as_object())

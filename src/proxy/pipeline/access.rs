@@ -47,10 +47,7 @@ impl Pipeline {
         // confirmation answer is its business, not the tool's, in a retry carrying the
         // proxy's own round (which takes it out before forwarding); in any other, the server
         // gets it, and it is judged and stored like the rest.
-        let ours = p
-            .request_state
-            .as_deref()
-            .is_some_and(|s| s.starts_with(CONFIRM_PREFIX));
+        let ours = p.request_state.as_deref().is_some_and(own_round);
         let responses = match p.input_responses.as_ref().filter(|_| policy.enabled) {
             None => None,
             Some(map) => {
@@ -70,7 +67,7 @@ impl Pipeline {
         let mut our_round: Option<Result<Round, String>> = p
             .request_state
             .as_deref()
-            .filter(|s| s.starts_with(CONFIRM_PREFIX))
+            .filter(|s| own_round(s))
             .map(|token| self.take_round_of(token, &p));
         // The server's own answers that the proxy's round kept (the retry it held carried
         // them): the server gets them back with this retry (`without_round`), so they are

@@ -335,6 +335,13 @@ const MAX_HELD: usize = 32;
 /// Ids of the proxy's confirmation requests, and `requestState` of its input_required rounds.
 pub(crate) const CONFIRM_PREFIX: &str = "mcp-audit-proxy.confirm.";
 
+/// Whether a retry's `requestState` is a round of the proxy's own ([`CONFIRM_PREFIX`]):
+/// then its [`CONFIRM_KEY`] answer is the proxy's, taken out before forwarding, and never
+/// judged or stored as the tool's.
+pub(crate) fn own_round(request_state: &str) -> bool {
+    request_state.starts_with(CONFIRM_PREFIX)
+}
+
 /// Whether a server's request uses an id of the form of the proxy's own requests to the
 /// client ([`CONFIRM_PREFIX`]), compared as clients may (case-insensitively).
 fn takes_our_id(id: &RequestId) -> bool {

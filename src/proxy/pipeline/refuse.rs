@@ -301,7 +301,7 @@ impl Pipeline {
             .filter(|p| p.get().starts_with('{'))
             .and_then(|p| member_of(p, "requestState"))
             .and_then(|s| serde_json::from_str::<String>(s.get()).ok())
-            .is_some_and(|s| s.starts_with(CONFIRM_PREFIX));
+            .is_some_and(|s| own_round(&s));
         let without_ours = answers.filter(|_| ours).map(|a| {
             let mut map: std::collections::BTreeMap<String, Box<RawValue>> =
                 serde_json::from_str(a.get()).unwrap_or_default();
