@@ -49,7 +49,9 @@
 //!                     line with lone surrogates read through its copy, the original
 //!                     forwarded; a gateway request's HTTP context), recent.rs
 //!                     (ids remembered after their request ended), deadlines.rs (calls
-//!                     past their timeout; a call's progress moves its deadline)
+//!                     past their timeout; a call's progress moves its deadline), asks.rs
+//!                     (a server's elicitation or sampling question and the client's
+//!                     answer: judged, recorded as a server_request event, forwarded)
 //! proxy/pool/         warm children shared by sessionless 2026-07-28 requests, per upstream and
 //!                     principal: a lease stands where a child's pipes would, ids remapped to
 //!                     the child's and restored for the client (remap.rs: the byte edits);
@@ -202,7 +204,10 @@
 //! answer, answers to the client's other requests and unmatched ones, its own requests' and
 //! notifications' params: masked), and what
 //! the client sends the proxy itself (answers to its confirmation questions, cancellations of
-//! calls held for them: never forwarded). Each direction's queue holds at most 1,024
+//! calls held for them: never forwarded). The client's answer to a server's
+//! `elicitation/create` or `sampling/createMessage` (2025 revisions) is scanned and recorded
+//! as a `server_request` event with the question (durable before forwarding in `sync`
+//! mode), then forwarded unchanged. Each direction's queue holds at most 1,024
 //! messages and 32 MiB (a longer message waits alone; the timer's messages are not held back
 //! by the bytes).
 //!

@@ -852,3 +852,110 @@ async fn a_cancellation_naming_the_call_as_a_string_is_recorded_as_its_cancellat
         "{events:#?}"
     );
 }
+
+/// Every file under `dir`, its bytes (for "not stored in clear" checks).
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_persons_answer_to_the_servers_question_is_judged_and_recorded() {
+    // In the 2025 revisions a server asks in a request of its own and acts on the answer as
+    // on a call's arguments: who answered what is in the trail, masked as arguments are. Here
+    // a server phishing for a key through a form, which MCP forbids.
+    let store = TestStore::new("");
+    let (mut c, log) = spawn(&store, "asks-elicit");
+    initialize(&mut c).await;
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}\n").await;
+    let ask = c.recv_json().await;
+    assert_eq!(ask["id"], "elicit-3", "{ask}");
+    let answer = json!({"jsonrpc": "2.0", "id": "elicit-3",
+        "result": {"action": "accept", "content": {"name": format!("my key is {KEY}")}}});
+    c.send(format!("{answer}\n").as_bytes()).await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["id"], 3, "{reply}");
+    assert_eq!(
+        reply["result"]["content"][0]["text"], "ping answered with result",
+        "{reply}"
+    );
+    // An answer the proxy cannot read is not passed on: the server hears so, and the trail
+    // says so.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}\n").await;
+    assert_eq!(c.recv_json().await["id"], "elicit-4");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"elicit-4\",\"result\":{\"action\":\n")
+        .await;
+    let reply = c.recv_json().await;
+    assert_eq!(reply["id"], 4, "{reply}");
+    assert_eq!(
+        reply["result"]["content"][0]["text"], "ping answered with error",
+        "{reply}"
+    );
+    assert!(c.finish().await.success());
+    // The server got the answer as sent (the proxy judges, it does not rewrite).
+    let got = ran(&log);
+    let first = got.iter().find(|l| l["ping_answer"]["id"] == "elicit-3");
+    assert_eq!(
+        first.unwrap()["ping_answer"]["result"]["content"]["name"],
+        format!("my key is {KEY}")
+    );
+    let events = store.events();
+    let asked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "server_request")
+        .collect();
+    assert_eq!(asked.len(), 2, "{events:#?}");
+    let e = asked[0];
+    assert_eq!(e["action"], "elicitation/create", "{e}");
+    assert_eq!(e["result"], "success", "{e}");
+    assert_eq!(e["user_id"], "tester", "{e}");
+    assert_eq!(e["metadata"]["request_id"], "elicit-3", "{e}");
+    assert_eq!(e["metadata"]["arguments"]["message"], "Your name?", "{e}");
+    let stored = &e["metadata"]["input_responses"]["result"];
+    assert_eq!(stored["action"], "accept", "{e}");
+    let name = stored["content"]["name"].as_str().unwrap();
+    assert!(name.starts_with("my key is ") && !name.contains(KEY), "{e}");
+    assert_eq!(e["risk_level"], "high", "{e}");
+    assert!(
+        e["metadata"]["redacted"].to_string().contains("secret"),
+        "{e}"
+    );
+    assert!(
+        e["metadata"]["risk_reasons"]
+            .to_string()
+            .contains("credentials in form mode"),
+        "{e}"
+    );
+    let e = asked[1];
+    assert_eq!(e["result"], "refused", "{e}");
+    assert_eq!(e["metadata"]["request_id"], "elicit-4", "{e}");
+    assert!(
+        e["metadata"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not passed on")),
+        "{e}"
+    );
+    assert!(e["metadata"]["input_responses"].is_null(), "{e}");
+    // Nowhere in the store in clear.
+    let bytes = all_bytes(&store.store_dir());
+    assert!(memchr_find(&bytes, KEY.as_bytes()).is_none());
+    // The calls themselves are paired as before.
+    let results: Vec<String> = pairs(&events)
+        .iter()
+        .map(|(_, end)| end["result"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(results, ["success", "success"]);
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

@@ -507,6 +507,17 @@ async fn server_requests_reach_the_client_on_the_post_stream_and_2026_clients_ne
         .collect();
     assert_eq!(alice.len(), 2, "{events:#?}");
     assert_eq!(alice[1]["result"], "success");
+    // The person's answer to the server's question is an event of its own (2025 revisions).
+    let asked = events.iter().find(|e| e["event_type"] == "server_request");
+    let asked = asked.unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(
+        (&asked["user_id"], &asked["action"]),
+        (&json!("alice"), &json!("elicitation/create"))
+    );
+    assert_eq!(
+        asked["metadata"]["input_responses"]["result"]["action"], "accept",
+        "{asked}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

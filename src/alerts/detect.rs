@@ -279,6 +279,16 @@ impl Detectors {
                     ),
                 });
             }
+            // What a person or the client's model answered a server's question carried
+            // (a server phishing for a password or a key through a form).
+            (EventType::ServerRequest, _) if o.risk >= RiskLevel::High => out.push(Signal {
+                kind: Kind::HighRisk,
+                severity: o.risk,
+                explanation: format!(
+                    "{user}'s answer to a server's question (elicitation or sampling) carried data at {} risk",
+                    o.risk.as_str()
+                ),
+            }),
             // A result that raised a call to high risk (its access was lower).
             (EventType::ToolExecution | EventType::ToolFailure, r)
                 if o.risk >= RiskLevel::High && r != Outcome::Blocked =>
@@ -727,6 +737,25 @@ mod tests {
         let mut alert = obs(&ids, "eve", "echo", 5 * DAY + 2, None);
         alert.decision = Some("alert".into());
         assert_eq!(kinds(&d.observe(&alert)), [Kind::PolicyAlert]);
+    }
+
+    #[test]
+    fn a_high_risk_answer_to_a_servers_question_raises_an_alert_a_plain_one_does_not() {
+        let ids = EventIds::default();
+        let mut d = Detectors::new(100, Context::default());
+        let mut answer = obs(&ids, "ana", "?", 5 * DAY, None);
+        answer.event_type = EventType::ServerRequest;
+        answer.tool = None;
+        answer.result = Outcome::Success;
+        assert!(d.observe(&answer).is_empty());
+        answer.id = ids.next().0;
+        answer.risk = RiskLevel::High;
+        let raised = d.observe(&answer);
+        assert_eq!(kinds(&raised), [Kind::HighRisk]);
+        assert!(
+            raised[0].explanation.contains("ana's answer to a server's question"),
+            "{raised:?}"
+        );
     }
 
     #[test]

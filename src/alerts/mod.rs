@@ -171,12 +171,16 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// The summary of a tool event (`tool_access`, `tool_execution`, `tool_failure`); `None`
-    /// for the others (alerts among them: an alert never raises an alert).
+    /// The summary of a tool event (`tool_access`, `tool_execution`, `tool_failure`) or of a
+    /// client's answer to a server's question (`server_request`); `None` for the others
+    /// (alerts among them: an alert never raises an alert).
     pub fn of(e: &AuditEvent) -> Option<Observed> {
         if !matches!(
             e.event_type,
-            EventType::ToolAccess | EventType::ToolExecution | EventType::ToolFailure
+            EventType::ToolAccess
+                | EventType::ToolExecution
+                | EventType::ToolFailure
+                | EventType::ServerRequest
         ) {
             return None;
         }

@@ -112,6 +112,19 @@ pub enum EventType {
     /// [`crate::alerts`]): not one of the design notes' five types, because it records no
     /// call or change, only the proxy's judgement of them; recorded in the same chain.
     Alert,
+    /// The client answered a request of the server's that a person or the client's model
+    /// works on (`elicitation/create`, `sampling/createMessage`; MCP 2025-11-25 "Client
+    /// Features"): in the 2025 revisions the answer is a JSON-RPC response of its own, which
+    /// the server acts on as on a call's arguments, so who answered what is recorded (the
+    /// 2026-07-28 revision carries such answers in a call's retry, stored on its
+    /// `tool_access` as `input_responses`). `action` is the server's method,
+    /// `metadata.arguments` the server's params (the question), `metadata.input_responses` the
+    /// client's answer as `{"result": …}` or `{"error": …}`, both masked as arguments are;
+    /// `result` is `success` for a result, `jsonrpc_error` for an error, `refused` when the
+    /// proxy did not pass the answer on; `execution_time_us` the time the client took.
+    /// Stored before the answer is forwarded in `sync` mode. Not one of the design notes'
+    /// five types: it records no call.
+    ServerRequest,
 }
 
 impl EventType {
@@ -124,6 +137,7 @@ impl EventType {
             EventType::PermissionChange => "permission_change",
             EventType::ConfigurationChange => "configuration_change",
             EventType::Alert => "alert",
+            EventType::ServerRequest => "server_request",
         }
     }
 }
@@ -137,13 +151,15 @@ fn from_spelling<T: Copy>(text: &str, all: &[T], name: impl Fn(T) -> &'static st
 
 impl EventType {
     /// Every type, in the order of their one-byte codes in the index.
-    pub const ALL: [EventType; 6] = [
+    /// New types go last: a store's index keeps these codes.
+    pub const ALL: [EventType; 7] = [
         EventType::ToolAccess,
         EventType::ToolExecution,
         EventType::ToolFailure,
         EventType::PermissionChange,
         EventType::ConfigurationChange,
         EventType::Alert,
+        EventType::ServerRequest,
     ];
 
     /// The type spelled `text` as in the JSON or with dashes (`tool-failure`), any case.
@@ -303,13 +319,15 @@ pub struct Metadata {
     /// The server implementation as `name/version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_version: Option<String>,
-    /// The tool arguments exactly as sent (access events only).
+    /// The tool arguments exactly as sent (access events only; on a `server_request` event,
+    /// the server's request params).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Box<RawValue>>,
     /// For an MRTR retry (MCP 2026-07-28 "Multi Round-Trip Requests", SEP-2322): the
     /// `inputResponses` the server got with the arguments (the tool acts on them as on its
     /// arguments), an object of the answers by their keys as sent, masked as arguments are;
-    /// the proxy's own confirmation answer is not among them (access events only).
+    /// the proxy's own confirmation answer is not among them (access events only). On a
+    /// `server_request` event: the client's answer, `{"result": …}` or `{"error": …}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_responses: Option<Box<RawValue>>,
     /// For an MRTR retry: the `input_required` execution event it answers.

@@ -441,8 +441,9 @@ pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {
     let lone: Vec<&Value> = events
         .iter()
         .filter(|e| e["event_type"] != "tool_access")
-        // Alerts (on by default) are about calls, not ends of them.
-        .filter(|e| e["event_type"] != "alert")
+        // Alerts (on by default) are about calls, not ends of them; a client's answer to a
+        // server's question is an event of its own.
+        .filter(|e| !matches!(e["event_type"].as_str(), Some("alert" | "server_request")))
         .filter(|e| !paired.contains(e["event_id"].as_str().unwrap_or_default()))
         .collect();
     assert!(

@@ -47,6 +47,7 @@ use crate::policy::pins::{Fingerprint, PinMode, Pins, Seen};
 use crate::policy::{self, CallInput, Decision, Policy, PolicyCell};
 
 mod access;
+mod asks;
 mod batch;
 mod confirm;
 mod deadlines;
@@ -455,6 +456,10 @@ struct State {
     /// not answered, with when each went out: a person (or the client's model) works for the
     /// server meanwhile, so calls do not time out ([`deadlines`]). At most [`MAX_ENDED`].
     server_asks: HashMap<RequestId, Instant>,
+    /// The server's questions to the person or the model at the client, held until the
+    /// client answers them, to be recorded with the answer ([`asks`]). The oldest forgotten
+    /// past [`MAX_ENDED`].
+    questions: Recent<asks::Question>,
 }
 
 /// What a server response answers.
@@ -807,7 +812,14 @@ impl Pipeline {
             }
             // JSON-RPC 2.0 §4.1: a notification is never answered, not even with an error.
             Err(_) if matches!(msg, Message::Notification { .. }) => Route::Drop,
-            Err(refusal) => Route::ToClient(self.after_recorded(refusal.line())),
+            // JSON-RPC never answers a response: the server hears that the answer was not
+            // passed on.
+            Err(refusal) => match msg {
+                Message::Response { id: Some(id), .. } => {
+                    Route::of(self.answers_refused([id], &refusal.message))
+                }
+                _ => Route::ToClient(self.after_recorded(refusal.line())),
+            },
         }
     }
 
@@ -919,9 +931,9 @@ impl Pipeline {
                 }
                 Ok((Ack::done(), None))
             }
-            Message::Response { id: Some(id), .. } => {
+            Message::Response { id: Some(id), body } => {
                 self.answered_server_ask(id);
-                Ok((Ack::done(), None))
+                Ok((self.answer_to_question(id, *body)?, None))
             }
             _ => Ok((Ack::done(), None)),
         }
@@ -1042,13 +1054,14 @@ impl Pipeline {
             tracing::warn!(request_id = %id, "a server request with an id of the proxy's own form dropped");
             return Delivery::Drop;
         }
-        if let Message::Request { id, method, .. } = msg
-            && matches!(&**method, "elicitation/create" | "sampling/createMessage")
+        if let Message::Request { id, method, params } = msg
+            && asks::is_question(method)
         {
             let mut st = self.state();
             if st.server_asks.len() < MAX_ENDED {
                 st.server_asks.insert(id.clone(), Instant::now());
             }
+            Self::asked(&mut st, id, method, *params);
         }
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {

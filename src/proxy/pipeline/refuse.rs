@@ -552,6 +552,7 @@ impl Pipeline {
             }
             // A question to a person or a model is settled (the calls' timeouts start again).
             self.answered_server_ask(id);
+            self.question_refused(id, why);
             tracing::warn!(request_id = %id, "the client's answer to a server request was refused; the server gets an error in its place");
             let error = Refusal {
                 extra: None,
