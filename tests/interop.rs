@@ -17,7 +17,8 @@ use common::{TestStore, pairs};
 use peers::{python, run_client, server, typescript};
 
 /// Direct vs proxied; then the proxy's events must cover the calls with the expected era.
-fn check(label: &str, client: Vec<String>, server_name: &str, era: &str) {
+/// Returns the trail.
+fn check(label: &str, client: Vec<String>, server_name: &str, era: &str) -> Vec<serde_json::Value> {
     let srv = server(server_name);
     let direct = run_client(&client, &srv, None);
     let store = TestStore::new("");
@@ -41,17 +42,68 @@ fn check(label: &str, client: Vec<String>, server_name: &str, era: &str) {
     for (access, _) in &pairs {
         assert_eq!(access["metadata"]["protocol_era"], era, "{label}: {access}");
     }
+    events
+}
+
+/// The `server_request` events of `events` (the client's answers to the server's questions)
+/// whose `action` is `method`, each checked to hold the question and a result.
+fn answers_to<'e>(
+    label: &str,
+    events: &'e [serde_json::Value],
+    method: &str,
+) -> Vec<&'e serde_json::Value> {
+    let found: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "server_request" && e["action"] == method)
+        .collect();
+    for e in &found {
+        assert!(e["metadata"]["arguments"].is_object(), "{label}: {e}");
+        let answer = &e["metadata"]["input_responses"];
+        match e["result"].as_str() {
+            Some("success") => assert!(answer["result"].is_object(), "{label}: {e}"),
+            Some("jsonrpc_error") => assert!(answer["error"]["code"].is_i64(), "{label}: {e}"),
+            _ => panic!("{label}: {e}"),
+        }
+    }
+    found
 }
 
 #[test]
 #[ignore = "needs the interop peers from PyPI and npm: run `bash tests/run.sh`"]
 fn python_sdk_client_with_the_reference_server_in_every_2025_revision() {
     for v in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
-        check(
-            &format!("python {v} x server-everything"),
+        let label = format!("python {v} x server-everything");
+        let events = check(
+            &label,
             python(&["--era", "2025", "--protocol-version", v]),
             "everything",
             "2025",
+        );
+        // The SDK's sampling and elicitation callbacks answered the server's questions
+        // each answer is in the trail.
+        let sampled = answers_to(&label, &events, "sampling/createMessage");
+        assert_eq!(sampled.len(), 1, "{label}: {events:#?}");
+        let text = &sampled[0]["metadata"]["input_responses"]["result"]["content"]["text"];
+        assert!(
+            text.as_str()
+                .is_some_and(|t| t.starts_with("stub-llm reply to: ") && t.ends_with("say hi")),
+            "{label}: {:?}",
+            sampled[0]
+        );
+        assert_eq!(sampled[0]["result"], "success", "{label}");
+        // Before 2025-06-18 the SDK answers the server's elicitation with an error
+        // (-32601): that answer is recorded as the server got it.
+        let elicited = answers_to(&label, &events, "elicitation/create");
+        assert_eq!(elicited.len(), 1, "{label}: {events:#?}");
+        let answered = if v >= "2025-06-18" {
+            "success"
+        } else {
+            "jsonrpc_error"
+        };
+        assert_eq!(
+            elicited[0]["result"], answered,
+            "{label}: {:?}",
+            elicited[0]
         );
     }
     // The SDK's default: probe with server/discover, fall back to initialize on -32601.
@@ -119,11 +171,17 @@ fn typescript_sdk_client_in_both_eras() {
         "rmcp",
         "2026",
     );
-    check(
-        "ts legacy x rmcp server",
-        typescript("legacy"),
-        "rmcp",
-        "2025",
+    let label = "ts legacy x rmcp server";
+    let events = check(label, typescript("legacy"), "rmcp", "2025");
+    // The rmcp server's `confirm` asks the person (elicitation/create); the SDK's handler
+    // answered it, and the answer is in the trail.
+    let elicited = answers_to(label, &events, "elicitation/create");
+    assert_eq!(elicited.len(), 1, "{label}: {events:#?}");
+    let content = &elicited[0]["metadata"]["input_responses"]["result"]["content"];
+    assert_eq!(
+        content["name"], "Interop Tester",
+        "{label}: {:?}",
+        elicited[0]
     );
 }
 

@@ -753,7 +753,9 @@ mod tests {
         let raised = d.observe(&answer);
         assert_eq!(kinds(&raised), [Kind::HighRisk]);
         assert!(
-            raised[0].explanation.contains("ana's answer to a server's question"),
+            raised[0]
+                .explanation
+                .contains("ana's answer to a server's question"),
             "{raised:?}"
         );
     }
