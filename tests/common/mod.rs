@@ -452,3 +452,25 @@ pub fn pairs(events: &[Value]) -> Vec<(Value, Value)> {
     );
     out
 }
+
+/// `mcp-audit-proxy ARGS --config CONFIG`, its output (the log at `warn`).
+pub fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(proxy_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run mcp-audit-proxy")
+}
+
+/// [`cli`] that must succeed: its standard output.
+pub fn cli_ok(config: &std::path::Path, args: &[&str]) -> String {
+    let out = cli(config, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
