@@ -291,7 +291,7 @@ pub struct EventsArgs {
     #[arg(long)]
     pub user: Option<String>,
     /// Only this event type: tool_access, tool_execution, tool_failure, permission_change,
-    /// configuration_change, alert (dashes work too: tool-failure).
+    /// configuration_change, alert, server_request (dashes work too: tool-failure).
     #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
     pub event_type: Option<EventType>,
     /// Only events at this risk level or above: low, medium, high, critical.
@@ -698,6 +698,21 @@ fn parse_identity(s: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_help_of_events_type_names_every_event_type() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let events = cli.find_subcommand_mut("events").expect("events");
+        let help = events.render_long_help().to_string();
+        for t in EventType::ALL {
+            assert!(
+                help.contains(t.as_str()),
+                "{} missing from:\n{help}",
+                t.as_str()
+            );
+        }
+    }
 
     #[test]
     fn a_duration_too_large_to_count_is_said_to_be_one() {

@@ -959,3 +959,99 @@ async fn a_persons_answer_to_the_servers_question_is_judged_and_recorded() {
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+#[tokio::test]
+async fn every_answer_to_a_server_question_is_recorded_however_its_id_or_batch_goes() {
+    // helper-118: answers that reached the server with no event, and risks misplaced.
+    let store = TestStore::new("");
+    let (mut c, _log) = spawn(&store, "asks-elicit");
+    initialize(&mut c).await;
+    let call = |id: u32, args: Value| {
+        let line = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "echo", "arguments": args}});
+        format!("{line}\n")
+    };
+    // 1. The question's id is 5; the answer names "5" (SDKs match ids as numbers).
+    c.send(call(1, json!({"ask_id": 5})).as_bytes()).await;
+    assert_eq!(c.recv_json().await["id"], 5);
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"5\",\"result\":{\"action\":\"accept\",\"content\":{\"card\":\"4111 1111 1111 1111\"}}}\n").await;
+    assert_eq!(c.recv_json().await["id"], 1);
+    // 2. A second answer to it is passed on too: recorded, linked to the first.
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"action\":\"decline\"}}\n")
+        .await;
+    // 3. A question carrying the server's own secret, declined: not the person's risk.
+    let message = "use key AKIAIOSFODNN7EXAMPLE?";
+    c.send(call(2, json!({"ask_message": message})).as_bytes())
+        .await;
+    assert_eq!(c.recv_json().await["id"], "elicit-2");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"elicit-2\",\"result\":{\"action\":\"decline\"}}\n")
+        .await;
+    assert_eq!(c.recv_json().await["id"], 2);
+    // 4. An answer to a request the proxy holds none of (never asked, or forgotten).
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"never-asked\",\"result\":{}}\n")
+        .await;
+    // 5. An answer in a batch refused after it (a call with a fractional id): the answer
+    // never reached the server, which gets an error instead; the trail says so.
+    c.send(call(3, json!({})).as_bytes()).await;
+    assert_eq!(c.recv_json().await["id"], "elicit-3");
+    c.send(b"[{\"jsonrpc\":\"2.0\",\"id\":\"elicit-3\",\"result\":{\"action\":\"accept\"}},{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}]\n").await;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|v: &Value| v["id"] == 3) {
+        seen.push(c.recv_json().await);
+    }
+    let three = seen.iter().find(|v| v["id"] == 3).unwrap();
+    assert_eq!(
+        three["result"]["content"][0]["text"], "ping answered with error",
+        "{seen:?}"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let asked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "server_request")
+        .collect();
+    let summary: Vec<(String, String, String)> = asked
+        .iter()
+        .map(|e| {
+            (
+                e["metadata"]["request_id"].to_string(),
+                e["result"].as_str().unwrap().to_string(),
+                e["risk_level"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        summary,
+        [
+            s("\"5\"", "success", "high"),
+            s("5", "success", "low"),
+            s("\"elicit-2\"", "success", "low"),
+            s("\"never-asked\"", "success", "low"),
+            s("\"elicit-3\"", "success", "low"),
+            s("\"elicit-3\"", "refused", "low"),
+        ],
+        "{asked:#?}"
+    );
+    assert_eq!(asked[0]["action"], "elicitation/create");
+    assert_eq!(asked[1]["linked_event_id"], asked[0]["event_id"]);
+    assert!(
+        asked[1].to_string().contains("a further answer"),
+        "{}",
+        asked[1]
+    );
+    assert_eq!(
+        asked[2]["compliance_tags"],
+        json!(["secrets"]),
+        "{}",
+        asked[2]
+    );
+    assert!(!asked[2].to_string().contains("AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(asked[3]["action"], "unknown", "{}", asked[3]);
+    assert_eq!(asked[5]["linked_event_id"], asked[4]["event_id"]);
+    assert!(
+        asked[5].to_string().contains("not passed on"),
+        "{}",
+        asked[5]
+    );
+}

@@ -696,3 +696,29 @@ fn a_sigterm_right_after_the_gateway_says_it_listens_drains_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_answer_whose_event_cannot_be_made_durable_is_not_passed_on_the_server_hears_so() {
+    // helper-118 #4: in `sync` mode the client's answer to a server's question waits for its
+    // `server_request` event; when that write fails (a full disk after it was queued), the
+    // answer is not forwarded, and the server gets an error in its place instead of waiting
+    // for ever.
+    let store = TestStore::new("on_store_failure = \"block\"");
+    let Some(_mount) = Tmpfs::mount(&store.store_dir(), "2m") else {
+        return;
+    };
+    let mut c = initialized(&store).await;
+    c.send(&call_line(json!(1), "confirm", json!({"action": "ship"})))
+        .await;
+    let ask: Value = serde_json::from_slice(&c.recv().await.unwrap()).unwrap();
+    assert_eq!(ask["method"], "elicitation/create", "{ask}");
+    let _filler = fill(&store.store_dir());
+    // An answer large enough to need fresh pages of the full disk.
+    let answer = json!({"jsonrpc": "2.0", "id": ask["id"],
+        "result": {"action": "accept", "content": {"confirmed": true, "note": "x".repeat(64 << 10)}}});
+    c.send(format!("{answer}\n").as_bytes()).await;
+    // The server, told, ends the call at once (its end cannot be recorded either: the
+    // client gets the proxy's refusal in its place). Unanswered, it would wait for ever.
+    let reply: Value = serde_json::from_slice(&c.recv_response(&json!(1)).await).unwrap();
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+}

@@ -53,8 +53,7 @@ const QUEUE: usize = 1024;
 /// this many (it waits alone). What a queued message keeps allocated can be up to about twice
 /// its length (the framer's buffer it was cut from), so this is about 64 MiB of memory.
 const QUEUE_BYTES: usize = 32 * 1024 * 1024;
-/// How often the supervisor looks whether the requests a server whose input closed still owes
-/// are answered ([`supervise`]).
+/// How often the supervisor looks whether what a server whose input closed owes is answered.
 const OWED_POLL: Duration = Duration::from_millis(50);
 /// How long to wait for the server's stdout to reach EOF after it exited (grandchildren may hold it).
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
@@ -671,8 +670,7 @@ impl Default for Budgets {
     }
 }
 
-/// Waits for `out`'s share of `budget` and attaches it; false if the budget is closed (never:
-/// it lives as long as the routes).
+/// Waits for `out`'s share of `budget` and attaches it; false if the budget is closed (never).
 async fn charge(budget: &Arc<Semaphore>, out: &mut Outbound) -> bool {
     let share = out.bytes.len().clamp(1, QUEUE_BYTES) as u32;
     match budget.clone().acquire_many_owned(share).await {
@@ -900,9 +898,15 @@ async fn server_writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, "message not forwarded: its audit event is not durable");
-                if let Some(u) = out.if_unrecorded {
-                    pipeline.abandon(&u.calls);
-                    let _ = to_client.send(Outbound::now((u.reply)())).await;
+                match out.if_unrecorded {
+                    Some(u) if u.to_server && closed.is_none() => {
+                        let _ = write_counted(&mut server_in, &(u.reply)()).await;
+                    }
+                    Some(u) if !u.to_server => {
+                        pipeline.abandon(&u.calls);
+                        let _ = to_client.send(Outbound::now((u.reply)())).await;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -1103,8 +1107,7 @@ pub(crate) enum Sent {
     Kill,
 }
 
-/// How a server whose input closed may still be owed time: requests still unanswered, and how
-/// long they may take at most.
+/// What a server whose input closed still owes: requests unanswered, and their longest wait.
 pub(crate) struct Owed<'a> {
     /// Whether any request forwarded to the server is still unanswered.
     pub(crate) unanswered: &'a (dyn Fn() -> bool + Send + Sync),
@@ -1283,8 +1286,7 @@ pub(crate) async fn end_group(group: Pid, grace: Duration, sent: Sent) {
 /// `PR_SET_CHILD_SUBREAPER`, prctl(2)): a process the server starts in a session or group of
 /// its own (`setsid`, a daemon's double fork) escapes the group [`end_group`] ends, but comes
 /// back to the proxy as a child when its parent exits, for [`end_orphans`] to end at exit
-/// ([`reap_orphans`] reaps those that exit before). A failure is logged: the group is still
-/// ended.
+/// ([`reap_orphans`] reaps those that exit before). A failure is logged (the group still ends).
 pub fn adopt_orphans() {
     // Children this process already has were inherited across `exec` (`sh -c 'sidecar &
     // exec mcp-audit-proxy …'`): not the servers', so never ended as orphans.

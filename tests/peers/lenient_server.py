@@ -23,8 +23,9 @@ tools/call of `slow` for its `ms` argument before answering.
 "json-log" prints, before each tools/call's answer, a structured log line naming the call's id
 (`{"level":"info","id":ID,...}`, no `jsonrpc`, `result` or `error`), and a
 `notifications/message` carrying `"id": null` (JSON-RPC 1.0's notification).
-"asks-elicit" is "asks-ping" with an `elicitation/create` (ids `"elicit-<id>"`), sent after the
-call's `ask_after_ms` argument: a person answers.
+"asks-elicit" is "asks-ping" with an `elicitation/create` (ids `"elicit-<id>"`, or the call's
+`ask_id` argument; the message its `ask_message`), sent after the call's `ask_after_ms`
+argument: a person answers.
 "many-pings" answers a tools/call at once, then sends the number of `ping` requests its
 `pings` argument says (ids `"many-<k>"`), and logs each answer it gets as `{"ping_answer": ...}`.
 """
@@ -88,11 +89,12 @@ def handle(msg):
         with open(LOG, "a", encoding="utf-8") as log:
             log.write(json.dumps({"ping_answer": msg}) + "\n")
         return
-    if "method" not in msg and msg.get("id") in ASKED:
+    # Matched as the Python SDK matches them since python-sdk#961: "5" answers 5.
+    if "method" not in msg and str(msg.get("id")) in ASKED:
         with open(LOG, "a", encoding="utf-8") as log:
             log.write(json.dumps({"ping_answer": msg}) + "\n")
         kind = "error" if "error" in msg else "result"
-        write(json.dumps({"jsonrpc": "2.0", "id": ASKED.pop(msg["id"]),
+        write(json.dumps({"jsonrpc": "2.0", "id": ASKED.pop(str(msg["id"])),
                           "result": {"content": [{"type": "text",
                                                   "text": "ping answered with " + kind}]}}).encode())
         return
@@ -130,10 +132,11 @@ def handle(msg):
             return
         if MODE == "asks-elicit":
             time.sleep(args.get("ask_after_ms", 0) / 1000)
-            ASKED["elicit-" + str(rid)] = rid
-            write(json.dumps({"jsonrpc": "2.0", "id": "elicit-" + str(rid),
+            qid = args.get("ask_id", "elicit-" + str(rid))
+            ASKED[str(qid)] = rid
+            write(json.dumps({"jsonrpc": "2.0", "id": qid,
                               "method": "elicitation/create",
-                              "params": {"message": "Your name?",
+                              "params": {"message": args.get("ask_message", "Your name?"),
                                          "requestedSchema": {"type": "object", "properties": {
                                              "name": {"type": "string"}}}}}).encode())
             return

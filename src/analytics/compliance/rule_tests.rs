@@ -118,11 +118,26 @@ fn card_numbers_and_secrets_left_in_clear_are_found_and_masked_ones_are_not() {
     let mut failure = event(EventType::ToolFailure, Outcome::JsonrpcError, T0 + 30);
     failure.metadata.error_messages = vec!["mail to jane.doe@acme-mail.org failed".into()];
     events.push(failure);
+    // A person's answer to a server's form, stored in clear (an import of another trail).
+    let mut answer = event(EventType::ServerRequest, Outcome::Success, T0 + 40);
+    answer.metadata.input_responses = Some(
+        serde_json::value::RawValue::from_string(
+            r#"{"result":{"content":{"card":"5500 0000 0000 0004"}}}"#.into(),
+        )
+        .unwrap(),
+    );
+    events.push(answer);
     let f = survey(&events, T0 + MINUTE, Some(MINUTE), T0 + MINUTE);
-    assert_eq!(f.scanned, 4);
+    assert_eq!(f.scanned, 5);
     let card = &f.unmasked[&Class::PaymentCard];
-    assert_eq!(card.count, 1);
-    assert_eq!(card.ids, vec![events[0].event_id.to_string()]);
+    assert_eq!(card.count, 2);
+    assert_eq!(
+        card.ids,
+        vec![
+            events[0].event_id.to_string(),
+            events[7].event_id.to_string()
+        ]
+    );
     assert_eq!(f.unmasked[&Class::Secret].count, 1);
     assert_eq!(f.unmasked[&Class::Email].count, 1);
 }

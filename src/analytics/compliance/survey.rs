@@ -671,6 +671,11 @@ impl Sink for Survey {
         }
         let is_access = e.event_type == EventType::ToolAccess;
         if !is_access && !is_end {
+            // A client's answer to a server's question stores what the person answered: its
+            // masking is checked as a call's arguments are.
+            if e.event_type == EventType::ServerRequest {
+                self.scan(e);
+            }
             self.sweep();
             return;
         }

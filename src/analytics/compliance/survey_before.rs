@@ -93,6 +93,10 @@ impl Before {
         }
         let is_access = e.event_type == EventType::ToolAccess;
         if !is_access && !is_end {
+            // A client's answer to a server's question stores what the person answered.
+            if e.event_type == EventType::ServerRequest {
+                self.scan(e);
+            }
             return;
         }
         f.call_events += 1;

@@ -18,28 +18,63 @@
 use super::*;
 use crate::policy::classify::Class;
 
-/// The most of a question's params held until its answer comes, in bytes. A form is a few
-/// hundred bytes; a sampling request carries a conversation, possibly large. Past this, the
-/// event names the params' length and hash instead (at most [`MAX_ENDED`] questions are
-/// held, so at most 64 MiB).
+/// The most of one question's params held until its answer comes, in bytes. A form is a
+/// few hundred bytes; a sampling request carries a conversation, possibly large. Past this,
+/// or past [`MAX_HELD_QUESTIONS`] for the session's unanswered questions together, the event
+/// names the params' length and SHA-256 instead.
 const MAX_HELD_QUESTION: usize = 64 * 1024;
+
+/// The most of all a session's unanswered questions' params held, in bytes (a gateway runs
+/// hundreds of sessions; a server may ask without end).
+const MAX_HELD_QUESTIONS: usize = 1024 * 1024;
 
 /// What an `elicitation/create` answer carrying a secret or a card number adds to its
 /// score (so that either alone reaches the default `high`): the server asked for what MCP
 /// says it must not.
 const ELICITED_CREDENTIAL: u8 = 25;
 
-/// A server's question the client has not answered yet.
+/// A server's question to the client: until its answer comes, what it asked; then the
+/// event of its first answer (a further answer is linked to it).
 #[derive(Debug)]
 pub(super) struct Question {
     /// `elicitation/create` or `sampling/createMessage`.
     method: String,
-    /// Its params as sent, when within [`MAX_HELD_QUESTION`].
+    /// Its params as sent, when held (see [`MAX_HELD_QUESTION`]); dropped once answered.
     params: Option<Box<RawValue>>,
-    /// The length and SHA-256 (hex) of params too long to hold.
-    too_long: Option<(usize, String)>,
+    /// The length and SHA-256 (hex) of params not held.
+    not_held: Option<(usize, String)>,
+    /// The SHA-256 of an unanswered question the server asked earlier under the same id
+    /// (MCP forbids reusing an id in flight), which this one replaced.
+    replaced: Option<String>,
     /// When it went to the client.
     at: Instant,
+    /// The event of its first answer.
+    answered: Option<EventId>,
+}
+
+impl Question {
+    /// The bytes of params it holds.
+    fn held(&self) -> usize {
+        self.params.as_ref().map_or(0, |p| p.get().len())
+    }
+
+    /// The SHA-256 (hex) of its params as sent.
+    fn digest(&self) -> String {
+        match (&self.params, &self.not_held) {
+            (_, Some((_, hash))) => hash.clone(),
+            (Some(p), None) => policy::sha256_hex(p.get().as_bytes(), 32),
+            (None, None) => policy::sha256_hex(b"", 32),
+        }
+    }
+}
+
+/// What an answer's event is made from: the question as held, or what is known without it.
+struct Asked {
+    method: String,
+    params: Option<Box<RawValue>>,
+    notes: Vec<String>,
+    at: Option<Instant>,
+    first: Option<EventId>,
 }
 
 /// Whether a server's request is a question the person or the client's model answers.
@@ -47,45 +82,124 @@ pub(super) fn is_question(method: &str) -> bool {
     matches!(method, "elicitation/create" | "sampling/createMessage")
 }
 
+/// The key under which `id` is held in `map`: `id` itself, else its one twin (an SDK that
+/// matches ids as numbers takes `"5"` as the answer to 5: so does the trail).
+fn held_key<V>(map: &Recent<V>, id: &RequestId) -> Option<RequestId> {
+    if map.contains(id) {
+        return Some(id.clone());
+    }
+    twin(map.ids(), id)
+}
+
 impl Pipeline {
-    /// Notes the server's question `id` going to the client, to record with its answer.
+    /// Notes the server's request `id` going to the client: a question is held, to be
+    /// recorded with its answer; any other request (a `ping`, `roots/list`) is remembered
+    /// so that its answer is known not to be one.
     pub(super) fn asked(st: &mut State, id: &RequestId, method: &str, params: Option<&RawValue>) {
-        let (params, too_long) = match params {
-            Some(p) if p.get().len() > MAX_HELD_QUESTION => (
+        if !is_question(method) {
+            st.other_asks.insert(id.clone(), ());
+            return;
+        }
+        let len = params.map_or(0, |p| p.get().len());
+        let replaced = st
+            .questions
+            .get(id)
+            .filter(|q| q.answered.is_none())
+            .map(Question::digest);
+        let (params, not_held) = match params {
+            Some(p) if len > MAX_HELD_QUESTION || st.question_bytes + len > MAX_HELD_QUESTIONS => (
                 None,
-                Some((p.get().len(), policy::sha256_hex(p.get().as_bytes(), 32))),
+                Some((len, policy::sha256_hex(p.get().as_bytes(), 32))),
             ),
             p => (p.map(ToOwned::to_owned), None),
         };
-        st.questions.insert(
-            id.clone(),
-            Question {
-                method: method.to_string(),
-                params,
-                too_long,
-                at: Instant::now(),
-            },
-        );
+        let question = Question {
+            method: method.to_string(),
+            params,
+            not_held,
+            replaced,
+            at: Instant::now(),
+            answered: None,
+        };
+        st.question_bytes += question.held();
+        if let Some(old) = st.questions.insert(id.clone(), question) {
+            st.question_bytes -= old.held();
+        }
     }
 
-    /// The client's answer `body` to the server's request `id`: recorded when it answers a
-    /// question ([`is_question`]), with the ack the answer waits for in `sync` mode. `Err`
-    /// when its event cannot be queued (the answer must not go on unrecorded).
+    /// What the client's answer naming `id` answers, taken for its event; `None` for the
+    /// answer to a request of the server's that is no question (a `ping`).
+    fn take_asked(&self, id: &RequestId) -> Option<Asked> {
+        let mut st = self.state();
+        let st = &mut *st;
+        if let Some(key) = held_key(&st.questions, id)
+            && let Some(q) = st.questions.get_mut(&key)
+        {
+            let mut notes = Vec::new();
+            if let Some((len, hash)) = &q.not_held {
+                notes.push(format!(
+                    "the server's params ({len} bytes, SHA-256 {hash}) were more than the proxy holds until the answer; not stored"
+                ));
+            }
+            if let Some(hash) = &q.replaced {
+                notes.push(format!(
+                    "the server asked again under this id before any answer (MCP forbids reusing an id in flight): its earlier question, SHA-256 {hash} of its params, was replaced by this one"
+                ));
+            }
+            if let Some(first) = q.answered {
+                notes.push(format!(
+                    "a further answer to this question, whose first answer is event {first}"
+                ));
+            }
+            let params = q.params.take();
+            st.question_bytes -= params.as_ref().map_or(0, |p| p.get().len());
+            return Some(Asked {
+                method: q.method.clone(),
+                params,
+                notes,
+                at: Some(q.at),
+                first: q.answered,
+            });
+        }
+        if held_key(&st.other_asks, id).is_some() {
+            return None;
+        }
+        Some(Asked {
+            method: "unknown".into(),
+            params: None,
+            notes: vec![format!(
+                "the proxy holds no request of the server's under this id (none was asked, or more than {MAX_ENDED} were asked since): what it answers is not known"
+            )],
+            at: None,
+            first: None,
+        })
+    }
+
+    /// The client's answer `body` to the server's request `id`: recorded unless it answers
+    /// a request that is no question, with the ack the answer waits for in `sync` mode.
+    /// `Err` when its event cannot be queued (the answer must not go on unrecorded).
     pub(super) fn answer_to_question(
         &self,
         id: &RequestId,
         body: ResponseBody<'_>,
     ) -> Result<Ack, Refusal> {
-        let Some(question) = self.state().questions.remove(id) else {
+        let Some(asked) = self.take_asked(id) else {
             return Ok(Ack::done());
         };
         let (result, answer) = match body {
             ResponseBody::Result(raw) => (Outcome::Success, ("result", raw)),
             ResponseBody::Error(raw) => (Outcome::JsonrpcError, ("error", raw)),
         };
-        let event = self.question_event(id, question, result, Some(answer), None);
+        let first = asked.first.is_none();
+        let event = self.question_event(id, asked, result, Some(answer), None);
+        let event_id = event.event_id;
         match self.audit.admit_owned(Box::new(event)) {
-            Ok(ack) => Ok(ack),
+            Ok(ack) => {
+                if first {
+                    self.first_answer(id, event_id);
+                }
+                Ok(ack)
+            }
             Err(e) => {
                 tracing::error!(request_id = %id, error = %e, "the client's answer to a server request withheld: audit trail unavailable");
                 Err(audit_refusal(id, &e.to_string()))
@@ -93,24 +207,43 @@ impl Pipeline {
         }
     }
 
-    /// The client's answer to the server's request `id` was not passed on (`why`): recorded
-    /// as `refused` when it answers a question.
-    pub(super) fn question_refused(&self, id: &RequestId, why: &str) {
-        let Some(question) = self.state().questions.remove(id) else {
-            return;
-        };
-        let event = self.question_event(id, question, Outcome::Refused, None, Some(why));
-        if let Err(e) = self.audit.record(&event) {
-            tracing::error!(request_id = %id, error = %e, "a refused answer to a server request could not be recorded");
+    /// Notes `event` as the first answer to the question `id` answers.
+    fn first_answer(&self, id: &RequestId, event: EventId) {
+        let mut st = self.state();
+        if let Some(key) = held_key(&st.questions, id)
+            && let Some(q) = st.questions.get_mut(&key)
+        {
+            q.answered.get_or_insert(event);
         }
     }
 
-    /// The `server_request` event of `question` (the server's request `id`), answered with
-    /// `answer` (its member name, `result` or `error`, and its value as sent).
+    /// The client's answer to the server's request `id` was not passed on (`why`): recorded
+    /// as `refused` unless it answers a request that is no question (an answer already
+    /// recorded as passed on, in a batch refused after it, gets this second event, linked).
+    pub(super) fn question_refused(&self, id: &RequestId, why: &str) {
+        let Some(asked) = self.take_asked(id) else {
+            return;
+        };
+        let first = asked.first.is_none();
+        let event = self.question_event(id, asked, Outcome::Refused, None, Some(why));
+        let event_id = event.event_id;
+        match self.audit.record(&event) {
+            Ok(_) if first => self.first_answer(id, event_id),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(request_id = %id, error = %e, "a refused answer to a server request could not be recorded");
+            }
+        }
+    }
+
+    /// The `server_request` event of the question `asked` (the server's request `id`),
+    /// answered with `answer` (its member name, `result` or `error`, and its value as sent).
+    /// Its risk is the answer's: what the server wrote in its question is masked and tagged,
+    /// never scored against the person who answered.
     fn question_event(
         &self,
         id: &RequestId,
-        question: Question,
+        asked: Asked,
         result: Outcome,
         answer: Option<(&str, &RawValue)>,
         why: Option<&str>,
@@ -135,21 +268,16 @@ impl Pipeline {
             user_agent,
             tool_version,
             http,
-            execution_time_us: Some(question.at.elapsed().as_micros() as u64),
+            execution_time_us: asked.at.map(|at| at.elapsed().as_micros() as u64),
             ..Metadata::default()
         };
-        let mut reasons = Vec::new();
-        if let Some((len, hash)) = &question.too_long {
-            reasons.push(format!(
-                "the server's params ({len} bytes, SHA-256 {hash}) were longer than the {MAX_HELD_QUESTION} bytes held until the answer; not stored"
-            ));
-        }
+        let mut reasons = asked.notes;
         if let Some(why) = why {
             reasons.push(format!("the answer was not passed on to the server: {why}"));
         }
-        let mut classes = Vec::new();
+        let mut asked_classes = Vec::new();
         let (stored_question, masked) =
-            stored(&policy, question.params, &mut classes, &mut reasons);
+            stored(&policy, asked.params, &mut asked_classes, &mut reasons);
         meta.arguments = stored_question;
         meta.redacted = masked;
         let mut answered = Vec::new();
@@ -168,7 +296,7 @@ impl Pipeline {
         // payment credentials (they use URL mode). Such an answer is a server asking for
         // what it must not: scored on top of what it carries.
         let mut score = 0u32;
-        if question.method == "elicitation/create"
+        if asked.method == "elicitation/create"
             && let Some(class) = answered
                 .iter()
                 .find(|c| matches!(c, Class::Secret | Class::PaymentCard))
@@ -179,9 +307,8 @@ impl Pipeline {
                 class.as_str()
             ));
         }
-        classes.extend(answered);
         let mut tags: Vec<&'static str> = Vec::new();
-        for class in &classes {
+        for class in &answered {
             if tags.contains(&class.tag()) {
                 continue;
             }
@@ -189,8 +316,18 @@ impl Pipeline {
             let add = policy::class_score(*class);
             score += u32::from(add);
             meta.risk_reasons
-                .push(format!("the exchange contains {} (+{add})", class.as_str()));
+                .push(format!("the answer contains {} (+{add})", class.as_str()));
         }
+        for class in &asked_classes {
+            if !tags.contains(&class.tag()) {
+                tags.push(class.tag());
+            }
+            meta.risk_reasons.push(format!(
+                "the server's question contains {} (not scored: the server's text, not the answer)",
+                class.as_str()
+            ));
+        }
+        meta.risk_reasons.dedup();
         tags.sort_unstable();
         let score = score.min(100) as u8;
         let risk_level = if policy.enabled {
@@ -210,14 +347,14 @@ impl Pipeline {
             event_type: EventType::ServerRequest,
             user_id: self.info.user_id.clone(),
             tool_name: None,
-            action: question.method,
+            action: asked.method,
             result,
             metadata: meta,
             risk_level,
             compliance_tags: tags.iter().map(|t| t.to_string()).collect(),
             session_id: self.info.session_id.clone(),
             upstream: self.info.upstream.clone(),
-            linked_event_id: None,
+            linked_event_id: asked.first,
         };
         if risk_level >= RiskLevel::High {
             tracing::warn!(
@@ -259,6 +396,12 @@ fn stored(
         Err(_) => {
             if policy.enabled {
                 classes.extend(policy.scan_text(raw.get()));
+                // Each copy of a repeated key, its escapes decoded (`\\u0073k-…`).
+                for text in every_string(raw.get()).unwrap_or_default() {
+                    classes.extend(policy.scan_text(&text));
+                }
+                classes.sort_unstable_by_key(|c| *c as usize);
+                classes.dedup();
             }
             if !(policy.guarded(raw.get()) || raw.get().contains('\\')) {
                 return (Some(raw), Vec::new());
@@ -282,5 +425,140 @@ fn stored(
             masked.iter().map(|c| c.as_str().to_string()).collect(),
         ),
         None => (Some(raw), Vec::new()),
+    }
+}
+
+/// Every string of the JSON `text`, keys and values, each copy of a repeated key, escapes
+/// decoded; `None` when it cannot be read at all (nesting deeper than serde_json's 128).
+fn every_string(text: &str) -> Option<Vec<String>> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    struct Strings<'a>(&'a mut Vec<String>);
+    impl<'de> DeserializeSeed<'de> for Strings<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Strings<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<(), E> {
+            self.0.push(v.to_owned());
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            while a.next_element_seed(Strings(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<(), A::Error> {
+            while a.next_key_seed(Strings(&mut *self.0))?.is_some() {
+                a.next_value_seed(Strings(&mut *self.0))?;
+            }
+            Ok(())
+        }
+    }
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    Strings(&mut out).deserialize(&mut de).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(bytes: usize) -> Box<RawValue> {
+        let text = format!("{{\"message\":\"{}\"}}", "x".repeat(bytes));
+        RawValue::from_string(text).unwrap()
+    }
+
+    #[test]
+    fn held_questions_stay_within_their_bytes_and_an_id_asked_again_is_noted() {
+        let mut st = State::default();
+        for i in 0..100i64 {
+            let id = RequestId::Int(i);
+            Pipeline::asked(
+                &mut st,
+                &id,
+                "sampling/createMessage",
+                Some(&params(60_000)),
+            );
+            assert!(
+                st.question_bytes <= MAX_HELD_QUESTIONS,
+                "{}",
+                st.question_bytes
+            );
+        }
+        let held = (0..100i64)
+            .filter(|i| {
+                st.questions
+                    .get(&RequestId::Int(*i))
+                    .unwrap()
+                    .params
+                    .is_some()
+            })
+            .count();
+        assert_eq!(
+            held,
+            MAX_HELD_QUESTIONS / 60_014,
+            "the first ones, until the budget"
+        );
+        let last = st.questions.get(&RequestId::Int(99)).unwrap();
+        assert!(last.params.is_none() && last.not_held.is_some());
+        // Over one question's own bound.
+        Pipeline::asked(
+            &mut st,
+            &RequestId::Int(500),
+            "elicitation/create",
+            Some(&params(70_000)),
+        );
+        assert!(
+            st.questions
+                .get(&RequestId::Int(500))
+                .unwrap()
+                .not_held
+                .is_some()
+        );
+        // Asked again under an id not yet answered: the earlier one is named, its bytes freed.
+        let before = st.question_bytes;
+        Pipeline::asked(
+            &mut st,
+            &RequestId::Int(0),
+            "elicitation/create",
+            Some(&params(10)),
+        );
+        let again = st.questions.get(&RequestId::Int(0)).unwrap();
+        assert!(again.replaced.is_some());
+        assert_eq!(st.question_bytes, before - 60_014 + 24);
+        // A ping is remembered apart, never held as a question.
+        Pipeline::asked(&mut st, &RequestId::Int(900), "ping", None);
+        assert!(st.other_asks.contains(&RequestId::Int(900)));
+        assert!(!st.questions.contains(&RequestId::Int(900)));
+    }
+
+    #[test]
+    fn every_string_reads_each_copy_of_a_repeated_key_with_escapes_decoded() {
+        let text = r#"{"x":"a","x":"\u0073k-1","y":[1,{"z":"\u00e9"}],"x":null}"#;
+        let found = every_string(text).unwrap();
+        assert_eq!(found, ["x", "a", "x", "sk-1", "y", "z", "é", "x"]);
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(every_string(&deep).is_none());
     }
 }

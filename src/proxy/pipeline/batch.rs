@@ -89,6 +89,7 @@ impl Pipeline {
             Unrecorded {
                 reply: Box::new(move || reply),
                 calls: opened,
+                to_server: false,
             }
         });
         Route::ToServer(Outbound {
@@ -184,6 +185,7 @@ impl Pipeline {
                 Unrecorded {
                     reply: Box::new(move || reply),
                     calls: Vec::new(),
+                    to_server: false,
                 }
             }),
             ends,

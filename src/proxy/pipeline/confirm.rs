@@ -262,6 +262,7 @@ impl Pipeline {
                     move || audit_refusal(&id, START_UNRECORDED).line()
                 }),
                 calls: vec![id],
+                to_server: false,
             }),
             ends: Vec::new(),
             held: false,

@@ -138,6 +138,9 @@ pub struct Unrecorded {
     pub reply: Box<dyn FnOnce() -> Bytes + Send>,
     /// Calls whose access event failed: their contexts are dropped, as they never started.
     pub calls: Vec<RequestId>,
+    /// The reply goes to the server instead (the message was the client's answer to a
+    /// request of the server's, which would otherwise wait for it for ever).
+    pub to_server: bool,
 }
 
 impl std::fmt::Debug for Unrecorded {
@@ -460,6 +463,11 @@ struct State {
     /// client answers them, to be recorded with the answer ([`asks`]). The oldest forgotten
     /// past [`MAX_ENDED`].
     questions: Recent<asks::Question>,
+    /// The bytes of params `questions` hold.
+    question_bytes: usize,
+    /// The server's other requests to the client (a `ping`, `roots/list`): their answers
+    /// are not recorded. The oldest forgotten past [`MAX_ENDED`].
+    other_asks: Recent<()>,
 }
 
 /// What a server response answers.
@@ -794,18 +802,49 @@ impl Pipeline {
                     },
                     None => ack,
                 };
-                Route::ToServer(Outbound {
-                    budget: None,
-                    bytes,
-                    ack,
-                    if_unrecorded: opened.map(|id| Unrecorded {
+                // An answer whose event was queued but not made durable (`sync`): the server
+                // gets an error in its place, as for an answer refused before queueing.
+                let answer = match msg {
+                    Message::Response { id: Some(id), .. } if ack.is_pending() => Some(id),
+                    _ => None,
+                };
+                let if_unrecorded = match (opened, answer) {
+                    (Some(id), _) => Some(Unrecorded {
                         reply: Box::new({
                             let id = id.clone();
                             let audit = self.audit.clone();
                             move || audit_refusal(&id, &audit.why(START_UNRECORDED)).line()
                         }),
                         calls: vec![id],
+                        to_server: false,
                     }),
+                    (None, Some(id)) => Some(Unrecorded {
+                        reply: Box::new({
+                            let id = id.clone();
+                            let audit = self.audit.clone();
+                            move || {
+                                let why =
+                                    audit.why("its server_request event could not be made durable");
+                                Refusal {
+                                    extra: None,
+                                    id: Some(id),
+                                    code: INTERNAL_ERROR,
+                                    message: format!("mcp-audit-proxy refused the client's answer to this request: {why}"),
+                                    event: None,
+                                }
+                                .line()
+                            }
+                        }),
+                        calls: Vec::new(),
+                        to_server: true,
+                    }),
+                    (None, None) => None,
+                };
+                Route::ToServer(Outbound {
+                    budget: None,
+                    bytes,
+                    ack,
+                    if_unrecorded,
                     ends: Vec::new(),
                     held: false,
                 })
@@ -1009,6 +1048,7 @@ impl Pipeline {
                                 audit_refusal(&id, &audit.why(END_UNRECORDED)).line()
                             }),
                             calls: Vec::new(),
+                            to_server: false,
                         }
                     }),
                     ends: ended.into_iter().map(|e| *e).collect(),
@@ -1054,11 +1094,9 @@ impl Pipeline {
             tracing::warn!(request_id = %id, "a server request with an id of the proxy's own form dropped");
             return Delivery::Drop;
         }
-        if let Message::Request { id, method, params } = msg
-            && asks::is_question(method)
-        {
+        if let Message::Request { id, method, params } = msg {
             let mut st = self.state();
-            if st.server_asks.len() < MAX_ENDED {
+            if asks::is_question(method) && st.server_asks.len() < MAX_ENDED {
                 st.server_asks.insert(id.clone(), Instant::now());
             }
             Self::asked(&mut st, id, method, *params);

@@ -23,18 +23,25 @@ impl<V> Default for Recent<V> {
 }
 
 impl<V> Recent<V> {
-    pub(super) fn insert(&mut self, id: RequestId, value: V) {
+    /// Remembers `value` under `id`; returns the value it replaced under `id`, or the oldest
+    /// one forgotten to make room.
+    pub(super) fn insert(&mut self, id: RequestId, value: V) -> Option<V> {
         if let Some(slot) = self.map.get_mut(&id) {
-            *slot = value;
-            return;
+            return Some(std::mem::replace(slot, value));
         }
+        let mut forgotten = None;
         if self.order.len() >= MAX_ENDED
             && let Some(old) = self.order.pop_front()
         {
-            self.map.remove(&old);
+            forgotten = self.map.remove(&old);
         }
         self.order.push_back(id.clone());
         self.map.insert(id, value);
+        forgotten
+    }
+
+    pub(super) fn get_mut(&mut self, id: &RequestId) -> Option<&mut V> {
+        self.map.get_mut(id)
     }
 
     pub(super) fn remove(&mut self, id: &RequestId) -> Option<V> {
