@@ -13,7 +13,9 @@
 //! The answer is judged, not enforced: it goes on to the server whatever it holds (refusing
 //! it would leave the server's call without the answer it waits for); its risk and tags
 //! raise an alert as a call's do. In `sync` mode it is forwarded once its event is durable;
-//! when its event cannot be queued, the server gets an error in place of the answer.
+//! when its event cannot be queued or made durable, the server gets an error in its place.
+//! Answers to the server's other requests (`ping`, `roots/list`) are not recorded; an answer
+//! to a request the proxy holds nothing of is (`action` `unknown`).
 
 use super::*;
 use crate::policy::classify::Class;
@@ -202,8 +204,37 @@ impl Pipeline {
             }
             Err(e) => {
                 tracing::error!(request_id = %id, error = %e, "the client's answer to a server request withheld: audit trail unavailable");
-                Err(audit_refusal(id, &e.to_string()))
+                Err(Refusal {
+                    extra: None,
+                    id: Some(id.clone()),
+                    code: INTERNAL_ERROR,
+                    message: format!("the audit trail cannot record it ({e})"),
+                    event: None,
+                })
             }
+        }
+    }
+
+    /// What replaces the client's answer `id` when its event, queued, could not be made
+    /// durable (`sync`): an error for the server, which would otherwise wait for ever.
+    pub(super) fn answer_unrecorded(&self, id: &RequestId) -> Unrecorded {
+        let (id, audit) = (id.clone(), self.audit.clone());
+        Unrecorded {
+            reply: Box::new(move || {
+                let why = audit.why("its server_request event could not be made durable");
+                Refusal {
+                    extra: None,
+                    id: Some(id),
+                    code: INTERNAL_ERROR,
+                    message: format!(
+                        "mcp-audit-proxy refused the client's answer to this request: {why}"
+                    ),
+                    event: None,
+                }
+                .line()
+            }),
+            calls: Vec::new(),
+            to_server: true,
         }
     }
 

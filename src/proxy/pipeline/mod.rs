@@ -818,26 +818,7 @@ impl Pipeline {
                         calls: vec![id],
                         to_server: false,
                     }),
-                    (None, Some(id)) => Some(Unrecorded {
-                        reply: Box::new({
-                            let id = id.clone();
-                            let audit = self.audit.clone();
-                            move || {
-                                let why =
-                                    audit.why("its server_request event could not be made durable");
-                                Refusal {
-                                    extra: None,
-                                    id: Some(id),
-                                    code: INTERNAL_ERROR,
-                                    message: format!("mcp-audit-proxy refused the client's answer to this request: {why}"),
-                                    event: None,
-                                }
-                                .line()
-                            }
-                        }),
-                        calls: Vec::new(),
-                        to_server: true,
-                    }),
+                    (None, Some(id)) => Some(self.answer_unrecorded(id)),
                     (None, None) => None,
                 };
                 Route::ToServer(Outbound {
