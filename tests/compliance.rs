@@ -9,22 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{TestStore, proxy_bin};
+use common::{TestStore, cli as run, proxy_bin};
 use mcp_audit_proxy::store::checkpoint::keygen;
 use serde_json::{Value, json};
-
-fn run(config: &Path, args: &[&str]) -> Output {
-    Command::new(proxy_bin())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run mcp-audit-proxy")
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -9,23 +9,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use common::gateway::{ALICE_KEY, BOB_KEY, Gateway, call, connect};
-use common::{LineClient, TestStore, call_line, example_server, proxy_bin};
+use common::{LineClient, TestStore, call_line, cli as run, example_server, proxy_bin};
 use serde_json::{Value, json};
 
 /// Runs `mcp-audit-proxy ARGS --config CONFIG` (no progress bar: stderr is a pipe).
-fn run(config: &Path, args: &[&str]) -> Output {
-    Command::new(proxy_bin())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run the proxy binary")
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

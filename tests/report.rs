@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::{TestStore, proxy_bin};
+use common::{TestStore, cli as run, cli_ok as ok};
 use serde_json::{Value, json};
 
 /// 2026-10-05T00:00:00Z: the period is two days from here; the previous period the two
@@ -24,26 +24,6 @@ const DAY: u64 = 24 * HOUR;
 const EVIL_TOOL: &str = "<script>alert('tool')</script>";
 const EVIL_USER: &str = "mallory<img src=x onerror=alert(1)>";
 const SHARED_IP: &str = "203.0.113.7";
-
-fn run(config: &Path, args: &[&str]) -> Output {
-    Command::new(proxy_bin())
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run mcp-audit-proxy")
-}
-
-fn ok(config: &Path, args: &[&str]) -> String {
-    let out = run(config, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn time(ms: u64) -> String {
     humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
