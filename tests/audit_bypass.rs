@@ -1034,11 +1034,14 @@ async fn every_answer_to_a_server_question_is_recorded_however_its_id_or_batch_g
         "{asked:#?}"
     );
     assert_eq!(asked[0]["action"], "elicitation/create");
-    assert_eq!(asked[1]["linked_event_id"], asked[0]["event_id"]);
+    // Answers are never linked (the index reads links as a call's two halves): a further
+    // answer names the earlier one in its reason.
+    assert!(asked.iter().all(|e| e["linked_event_id"].is_null()));
+    let first = asked[0]["event_id"].as_str().unwrap();
+    let reason = asked[1]["metadata"]["reason"].as_str().unwrap_or_default();
     assert!(
-        asked[1].to_string().contains("a further answer"),
-        "{}",
-        asked[1]
+        reason.contains("a further answer") && reason.contains(first),
+        "{reason}"
     );
     assert_eq!(
         asked[2]["compliance_tags"],
@@ -1048,10 +1051,43 @@ async fn every_answer_to_a_server_question_is_recorded_however_its_id_or_batch_g
     );
     assert!(!asked[2].to_string().contains("AKIAIOSFODNN7EXAMPLE"));
     assert_eq!(asked[3]["action"], "unknown", "{}", asked[3]);
-    assert_eq!(asked[5]["linked_event_id"], asked[4]["event_id"]);
+    let first = asked[4]["event_id"].as_str().unwrap();
+    let reason = asked[5]["metadata"]["reason"].as_str().unwrap_or_default();
     assert!(
-        asked[5].to_string().contains("not passed on"),
+        reason.contains("not passed on") && reason.contains(first),
+        "{reason}"
+    );
+
+    // The server's pings: an empty answer is no event; an answer that carries something
+    // is one (under the method it answers).
+    let store = TestStore::new("");
+    let (mut c, _log) = spawn(&store, "asks-ping");
+    initialize(&mut c).await;
+    c.send(call(1, json!({})).as_bytes()).await;
+    assert_eq!(c.recv_json().await["id"], "srv-1");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"srv-1\",\"result\":{}}\n")
+        .await;
+    assert_eq!(c.recv_json().await["id"], 1);
+    c.send(call(2, json!({})).as_bytes()).await;
+    assert_eq!(c.recv_json().await["id"], "srv-2");
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"srv-2\",\"result\":{\"k\":\"AKIAIOSFODNN7EXAMPLE\"}}\n")
+        .await;
+    assert_eq!(c.recv_json().await["id"], 2);
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let asked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "server_request")
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert_eq!(
+        (&asked[0]["action"], &asked[0]["metadata"]["request_id"]),
+        (&json!("ping"), &json!("srv-2"))
+    );
+    assert_eq!(
+        asked[0]["compliance_tags"],
+        json!(["secrets"]),
         "{}",
-        asked[5]
+        asked[0]
     );
 }

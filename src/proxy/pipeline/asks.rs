@@ -30,6 +30,9 @@ const MAX_HELD_QUESTION: usize = 64 * 1024;
 /// hundreds of sessions; a server may ask without end).
 const MAX_HELD_QUESTIONS: usize = 1024 * 1024;
 
+/// The `action` of an answer to a request the proxy holds nothing of.
+const UNKNOWN: &str = "unknown";
+
 /// What an `elicitation/create` answer carrying a secret or a card number adds to its
 /// score (so that either alone reaches the default `high`): the server asked for what MCP
 /// says it must not.
@@ -99,7 +102,7 @@ impl Pipeline {
     /// so that its answer is known not to be one.
     pub(super) fn asked(st: &mut State, id: &RequestId, method: &str, params: Option<&RawValue>) {
         if !is_question(method) {
-            st.other_asks.insert(id.clone(), ());
+            st.other_asks.insert(id.clone(), method.to_string());
             return;
         }
         let len = params.map_or(0, |p| p.get().len());
@@ -129,18 +132,34 @@ impl Pipeline {
         }
     }
 
-    /// What the client's answer naming `id` answers, taken for its event; `None` for the
-    /// answer to a request of the server's that is no question (a `ping`).
-    fn take_asked(&self, id: &RequestId) -> Option<Asked> {
+    /// What the client's answer naming `id` (with `body`, when it is passed on) answers,
+    /// taken for its event; `None` only for the empty result of a `ping` the server sent
+    /// under exactly that id. Any other answer carries something to the server: an answer
+    /// to `roots/list` is recorded under that method, one to a request the proxy holds
+    /// nothing of as `unknown`.
+    fn take_asked(&self, id: &RequestId, body: Option<ResponseBody<'_>>) -> Option<Asked> {
         let mut st = self.state();
         let st = &mut *st;
+        if let Some(method) = st.other_asks.remove(id) {
+            let empty = matches!(body, Some(ResponseBody::Result(r)) if r.get().trim() == "{}");
+            if method == "ping" && empty {
+                return None;
+            }
+            return Some(Asked {
+                method,
+                params: None,
+                notes: Vec::new(),
+                at: None,
+                first: None,
+            });
+        }
         if let Some(key) = held_key(&st.questions, id)
             && let Some(q) = st.questions.get_mut(&key)
         {
             let mut notes = Vec::new();
             if let Some((len, hash)) = &q.not_held {
                 notes.push(format!(
-                    "the server's params ({len} bytes, SHA-256 {hash}) were more than the proxy holds until the answer; not stored"
+                    "the server's params ({len} bytes, SHA-256 {hash}) were not held until the answer (more than the proxy holds, or the server had withdrawn the question); not stored"
                 ));
             }
             if let Some(hash) = &q.replaced {
@@ -150,7 +169,7 @@ impl Pipeline {
             }
             if let Some(first) = q.answered {
                 notes.push(format!(
-                    "a further answer to this question, whose first answer is event {first}"
+                    "a further answer to this question; the proxy took an earlier one as event {first} (absent from the trail only if that event could not be made durable, when the server got an error in its place)"
                 ));
             }
             let params = q.params.take();
@@ -163,18 +182,42 @@ impl Pipeline {
                 first: q.answered,
             });
         }
-        if held_key(&st.other_asks, id).is_some() {
-            return None;
-        }
-        Some(Asked {
-            method: "unknown".into(),
-            params: None,
-            notes: vec![format!(
+        let twins = match id.sdk_number() {
+            Some(x) => st
+                .questions
+                .ids()
+                .filter(|k| k.sdk_number() == Some(x))
+                .count(),
+            None => 0,
+        };
+        let note = if twins > 1 {
+            format!(
+                "its id reads as the same number as {twins} of the server's questions held: which one it answers is not known"
+            )
+        } else {
+            format!(
                 "the proxy holds no request of the server's under this id (none was asked, or more than {MAX_ENDED} were asked since): what it answers is not known"
-            )],
+            )
+        };
+        Some(Asked {
+            method: UNKNOWN.into(),
+            params: None,
+            notes: vec![note],
             at: None,
             first: None,
         })
+    }
+
+    /// The server withdrew its question `id` (`notifications/cancelled`): its params are no
+    /// longer held (an answer may still come, and is recorded with their length and hash),
+    /// so that withdrawn questions do not use up what the session's later ones may hold.
+    pub(super) fn question_withdrawn(st: &mut State, id: &RequestId) {
+        if let Some(q) = st.questions.get_mut(id)
+            && let Some(p) = q.params.take()
+        {
+            st.question_bytes -= p.get().len();
+            q.not_held = Some((p.get().len(), policy::sha256_hex(p.get().as_bytes(), 32)));
+        }
     }
 
     /// The client's answer `body` to the server's request `id`: recorded unless it answers
@@ -185,7 +228,7 @@ impl Pipeline {
         id: &RequestId,
         body: ResponseBody<'_>,
     ) -> Result<Ack, Refusal> {
-        let Some(asked) = self.take_asked(id) else {
+        let Some(asked) = self.take_asked(id, Some(body)) else {
             return Ok(Ack::done());
         };
         let (result, answer) = match body {
@@ -252,7 +295,7 @@ impl Pipeline {
     /// as `refused` unless it answers a request that is no question (an answer already
     /// recorded as passed on, in a batch refused after it, gets this second event, linked).
     pub(super) fn question_refused(&self, id: &RequestId, why: &str) {
-        let Some(asked) = self.take_asked(id) else {
+        let Some(asked) = self.take_asked(id, None) else {
             return;
         };
         let first = asked.first.is_none();
@@ -327,14 +370,15 @@ impl Pipeline {
         // payment credentials (they use URL mode). Such an answer is a server asking for
         // what it must not: scored on top of what it carries.
         let mut score = 0u32;
-        if asked.method == "elicitation/create"
+        if matches!(asked.method.as_str(), "elicitation/create" | UNKNOWN)
             && let Some(class) = answered
                 .iter()
                 .find(|c| matches!(c, Class::Secret | Class::PaymentCard))
         {
             score += u32::from(ELICITED_CREDENTIAL);
             meta.risk_reasons.push(format!(
-                "the person answered a form with {} (+{ELICITED_CREDENTIAL}): MCP forbids asking for credentials in form mode",
+                "the person answered {} with {} (+{ELICITED_CREDENTIAL}): MCP forbids asking for credentials in form mode",
+                if asked.method == UNKNOWN { "a request the proxy holds no question for (perhaps a form)" } else { "a form" },
                 class.as_str()
             ));
         }
@@ -385,7 +429,9 @@ impl Pipeline {
             compliance_tags: tags.iter().map(|t| t.to_string()).collect(),
             session_id: self.info.session_id.clone(),
             upstream: self.info.upstream.clone(),
-            linked_event_id: asked.first,
+            // Never linked: the index reads a link as a call's access and end; a further
+            // answer names the earlier one in its reason.
+            linked_event_id: None,
         };
         if risk_level >= RiskLevel::High {
             tracing::warn!(
@@ -582,6 +628,26 @@ mod tests {
         Pipeline::asked(&mut st, &RequestId::Int(900), "ping", None);
         assert!(st.other_asks.contains(&RequestId::Int(900)));
         assert!(!st.questions.contains(&RequestId::Int(900)));
+        // Questions the server withdrew give their bytes back to later ones.
+        for i in 0..100i64 {
+            Pipeline::question_withdrawn(&mut st, &RequestId::Int(i));
+        }
+        assert_eq!(st.question_bytes, 0);
+        let withdrawn = st.questions.get(&RequestId::Int(1)).unwrap();
+        assert!(withdrawn.params.is_none() && withdrawn.not_held.is_some());
+        Pipeline::asked(
+            &mut st,
+            &RequestId::Int(901),
+            "elicitation/create",
+            Some(&params(60_000)),
+        );
+        assert!(
+            st.questions
+                .get(&RequestId::Int(901))
+                .unwrap()
+                .params
+                .is_some()
+        );
     }
 
     #[test]

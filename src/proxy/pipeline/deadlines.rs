@@ -45,7 +45,9 @@ impl Pipeline {
     /// question to a person or a model, nobody works on it any more.
     pub(super) fn withdrew_server_ask(&self, params: Option<&RawValue>) {
         if let Ok(Some(c)) = CancelledParams::read(params) {
-            self.state().server_asks.remove(&c.request_id);
+            let mut st = self.state();
+            st.server_asks.remove(&c.request_id);
+            Self::question_withdrawn(&mut st, &c.request_id);
         }
     }
 

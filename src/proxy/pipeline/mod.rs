@@ -465,9 +465,10 @@ struct State {
     questions: Recent<asks::Question>,
     /// The bytes of params `questions` hold.
     question_bytes: usize,
-    /// The server's other requests to the client (a `ping`, `roots/list`): their answers
-    /// are not recorded. The oldest forgotten past [`MAX_ENDED`].
-    other_asks: Recent<()>,
+    /// The server's other requests to the client (a `ping`, `roots/list`) by id, with
+    /// their method, until answered: an empty answer to a ping is not recorded. The oldest
+    /// forgotten past [`MAX_ENDED`].
+    other_asks: Recent<String>,
 }
 
 /// What a server response answers.
