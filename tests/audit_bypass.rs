@@ -853,20 +853,6 @@ async fn a_cancellation_naming_the_call_as_a_string_is_recorded_as_its_cancellat
     );
 }
 
-/// Every file under `dir`, its bytes (for "not stored in clear" checks).
-fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(all_bytes(&path));
-        } else {
-            out.extend(std::fs::read(&path).unwrap_or_default());
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn a_persons_answer_to_the_servers_question_is_judged_and_recorded() {
     // In the 2025 revisions a server asks in a request of its own and acts on the answer as
@@ -946,18 +932,13 @@ async fn a_persons_answer_to_the_servers_question_is_judged_and_recorded() {
     );
     assert!(e["metadata"]["input_responses"].is_null(), "{e}");
     // Nowhere in the store in clear.
-    let bytes = all_bytes(&store.store_dir());
-    assert!(memchr_find(&bytes, KEY.as_bytes()).is_none());
+    assert!(common::files_containing(&store.store_dir(), KEY).is_empty());
     // The calls themselves are paired as before.
     let results: Vec<String> = pairs(&events)
         .iter()
         .map(|(_, end)| end["result"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(results, ["success", "success"]);
-}
-
-fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[tokio::test]

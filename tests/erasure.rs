@@ -11,31 +11,14 @@ mod common;
 use std::path::Path;
 
 use common::gateway::{ALICE_KEY, BOB_KEY, Gateway, call, connect};
-use common::{LineClient, TestStore, call_line, cli as run, example_server, proxy_bin};
+use common::{
+    LineClient, TestStore, call_line, cli as run, example_server, files_containing, proxy_bin,
+};
 use serde_json::{Value, json};
 
 /// Runs `mcp-audit-proxy ARGS --config CONFIG` (no progress bar: stderr is a pipe).
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && memchr::memmem::find(&bytes, needle.as_bytes()).is_some()
-            {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
 }
 
 fn calls_of<'a>(events: &'a [Value], user: &str) -> Vec<&'a Value> {

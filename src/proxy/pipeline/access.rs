@@ -487,10 +487,10 @@ impl Pipeline {
     }
 }
 
-/// What an access event stores of a value the server gets (the arguments, a retry's
-/// `inputResponses`): `raw` as sent, or, when the assessment found something to mask
+/// What an event stores of a value the server gets (the arguments, a retry's
+/// `inputResponses`, an answer to the server's question): `raw` as sent, or, when the assessment found something to mask
 /// (`found`), the value as the policy read it (`judged`) masked, with the classes masked.
-fn as_stored(
+pub(super) fn as_stored(
     policy: &policy::Policy,
     judged: Option<&serde_json::Value>,
     raw: Option<Box<RawValue>>,

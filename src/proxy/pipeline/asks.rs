@@ -52,7 +52,11 @@ pub(super) struct Question {
     /// (MCP forbids reusing an id in flight), which this one replaced.
     replaced: Option<String>,
     /// When it went to the client.
-    at: Instant,
+    pub(super) at: Instant,
+    /// The person or the model still works on it for the server: neither answered nor
+    /// withdrawn, nor unanswered for a whole `limits.call_timeout_ms` ([`super::deadlines`]:
+    /// calls do not time out meanwhile).
+    pub(super) waiting: bool,
     /// The event of its first answer.
     answered: Option<EventId>,
 }
@@ -89,7 +93,7 @@ pub(super) fn is_question(method: &str) -> bool {
 
 /// The key under which `id` is held in `map`: `id` itself, else its one twin (an SDK that
 /// matches ids as numbers takes `"5"` as the answer to 5: so does the trail).
-fn held_key<V>(map: &Recent<V>, id: &RequestId) -> Option<RequestId> {
+pub(super) fn held_key<V>(map: &Recent<V>, id: &RequestId) -> Option<RequestId> {
     if map.contains(id) {
         return Some(id.clone());
     }
@@ -124,6 +128,7 @@ impl Pipeline {
             not_held,
             replaced,
             at: Instant::now(),
+            waiting: true,
             answered: None,
         };
         st.question_bytes += question.held();
@@ -212,6 +217,9 @@ impl Pipeline {
     /// longer held (an answer may still come, and is recorded with their length and hash),
     /// so that withdrawn questions do not use up what the session's later ones may hold.
     pub(super) fn question_withdrawn(st: &mut State, id: &RequestId) {
+        if let Some(q) = st.questions.get_mut(id) {
+            q.waiting = false;
+        }
         if let Some(q) = st.questions.get_mut(id)
             && let Some(p) = q.params.take()
         {
@@ -496,13 +504,7 @@ fn stored(
     if policy.enabled {
         classes.extend(policy.scan_result(&value));
     }
-    match policy.protect(&value) {
-        Some((protected, masked)) => (
-            serde_json::value::to_raw_value(&protected).ok(),
-            masked.iter().map(|c| c.as_str().to_string()).collect(),
-        ),
-        None => (Some(raw), Vec::new()),
-    }
+    super::access::as_stored(policy, Some(&value), Some(raw), true)
 }
 
 /// Every string of the JSON `text`, keys and values, each copy of a repeated key, escapes

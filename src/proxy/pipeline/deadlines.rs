@@ -45,9 +45,7 @@ impl Pipeline {
     /// question to a person or a model, nobody works on it any more.
     pub(super) fn withdrew_server_ask(&self, params: Option<&RawValue>) {
         if let Ok(Some(c)) = CancelledParams::read(params) {
-            let mut st = self.state();
-            st.server_asks.remove(&c.request_id);
-            Self::question_withdrawn(&mut st, &c.request_id);
+            Self::question_withdrawn(&mut self.state(), &c.request_id);
         }
     }
 
@@ -56,12 +54,10 @@ impl Pipeline {
     pub(super) fn answered_server_ask(&self, id: &RequestId) {
         let mut st = self.state();
         // An SDK that matches ids as numbers takes `"5"` as the answer to 5.
-        let key = match st.server_asks.contains_key(id) {
-            true => Some(id.clone()),
-            false => twin(st.server_asks.keys(), id),
-        };
-        if key.is_none_or(|k| st.server_asks.remove(&k).is_none()) {
-            return;
+        let question = asks::held_key(&st.questions, id).and_then(|k| st.questions.get_mut(&k));
+        match question {
+            Some(q) if q.waiting => q.waiting = false,
+            _ => return,
         }
         let now = Instant::now();
         for call in st.calls.values_mut() {
@@ -99,10 +95,12 @@ impl Pipeline {
             // A question of the server's still waits for its answer: calls wait with it (up to
             // their maximum). One unanswered for a whole timeout no longer holds them.
             if let Some(timeout) = self.call_timeout {
-                st.server_asks
-                    .retain(|_, asked| now.duration_since(*asked) < timeout);
+                for q in st.questions.values_mut() {
+                    q.waiting &= now.duration_since(q.at) < timeout;
+                }
                 // Held until the newest question is one timeout old, not longer.
-                if let Some(latest) = st.server_asks.values().max().copied() {
+                let waiting = st.questions.values().filter(|q| q.waiting);
+                if let Some(latest) = waiting.map(|q| q.at).max() {
                     let hold = latest + timeout;
                     for call in st.calls.values_mut() {
                         let until = match self.call_timeout_max {

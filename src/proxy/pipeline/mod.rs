@@ -455,13 +455,10 @@ struct State {
     /// a late one) is taken. Not ids in use: a client may reuse one for a new request (MCP
     /// forbids it; refusing would change what it sees). The oldest forgotten past [`MAX_ENDED`].
     answered: Recent<(Call, EndedEarly)>,
-    /// The server's `elicitation/create` and `sampling/createMessage` requests the client has
-    /// not answered, with when each went out: a person (or the client's model) works for the
-    /// server meanwhile, so calls do not time out ([`deadlines`]). At most [`MAX_ENDED`].
-    server_asks: HashMap<RequestId, Instant>,
-    /// The server's questions to the person or the model at the client, held until the
-    /// client answers them, to be recorded with the answer ([`asks`]). The oldest forgotten
-    /// past [`MAX_ENDED`].
+    /// The server's `elicitation/create` and `sampling/createMessage` requests, held until
+    /// the client answers them, to be recorded with the answer ([`asks`]); while one is
+    /// `waiting`, a person (or the client's model) works for the server, so calls do not
+    /// time out ([`deadlines`]). The oldest forgotten past [`MAX_ENDED`].
     questions: Recent<asks::Question>,
     /// The bytes of params `questions` hold.
     question_bytes: usize,
@@ -967,7 +964,8 @@ impl Pipeline {
         let st = self.state();
         // A server waiting on the client's answer to its own question gets none once the
         // client closed its input: its calls cannot end.
-        st.server_asks.is_empty() && (!st.calls.is_empty() || !st.pending.is_empty())
+        !st.questions.values().any(|q| q.waiting)
+            && (!st.calls.is_empty() || !st.pending.is_empty())
     }
 
     // ---------------------------------------------------------------- server → client
@@ -1077,11 +1075,7 @@ impl Pipeline {
             return Delivery::Drop;
         }
         if let Message::Request { id, method, params } = msg {
-            let mut st = self.state();
-            if asks::is_question(method) && st.server_asks.len() < MAX_ENDED {
-                st.server_asks.insert(id.clone(), Instant::now());
-            }
-            Self::asked(&mut st, id, method, *params);
+            Self::asked(&mut self.state(), id, method, *params);
         }
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {

@@ -40,6 +40,10 @@ impl<V> Recent<V> {
         forgotten
     }
 
+    pub(super) fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values()
+    }
+
     pub(super) fn get_mut(&mut self, id: &RequestId) -> Option<&mut V> {
         self.map.get_mut(id)
     }
@@ -62,11 +66,11 @@ impl<V> Recent<V> {
         self.map.keys()
     }
 
-    /// Takes every value out, forgetting every id.
     pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
         self.map.values_mut()
     }
 
+    /// Takes every value out, forgetting every id.
     pub(super) fn drain(&mut self) -> impl Iterator<Item = V> + '_ {
         self.order.clear();
         self.map.drain().map(|(_, v)| v)
