@@ -576,6 +576,101 @@ async fn a_refused_call_with_arguments_no_decoder_reads_leaves_the_trail_readabl
     assert_eq!(end["event_type"], "tool_execution", "{end}");
 }
 
+/// helper-114 F2: servers that read ids as 64-bit integers (rmcp) answer a call whose id they
+/// cannot read with an error that has no `id` at all. The client gets that error as the
+/// server wrote it (the proxy used to drop it), and the trail ends the call with it when it
+/// is the only call in flight whose id such a server cannot read (it waited 600 s for a
+/// `timeout`); with two such calls the error could be either's, and neither is ended on a
+/// guess.
+#[tokio::test]
+async fn an_error_without_an_id_ends_the_one_call_whose_id_the_server_cannot_read() {
+    let big = |id: &str, arguments: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{arguments}}}}}"#
+        )
+    };
+    let line = big("12345678901234567890", r#"{"text":"x"}"#);
+    // The real peer, directly and through the proxy: the same bytes reach the client.
+    let mut direct = LineClient::spawn(tokio::process::Command::new(common::example_server()));
+    initialize(&mut direct).await;
+    direct.send(format!("{line}\n").as_bytes()).await;
+    let expected = direct.recv().await.unwrap();
+    assert!(direct.finish().await.success());
+    let text = String::from_utf8_lossy(&expected);
+    assert!(
+        !text.contains("\"id\"") && text.contains("\"error\""),
+        "{text}"
+    );
+
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxied_example());
+    initialize(&mut c).await;
+    c.send(format!("{line}\n").as_bytes()).await;
+    assert_eq!(
+        String::from_utf8_lossy(&c.recv().await.unwrap()),
+        text,
+        "the client gets the server's error as it was written"
+    );
+    // A later call is unaffected.
+    c.send(&common::call_line(json!(7), "echo", json!({"text": "y"})))
+        .await;
+    c.recv_response(&json!(7)).await;
+    assert!(c.finish().await.success());
+    let events = store.events();
+    assert_eq!(
+        common::kinds_of(&events, 12345678901234567890u64),
+        [
+            ("tool_access", "initiated"),
+            ("tool_failure", "jsonrpc_error")
+        ],
+        "{events:#?}"
+    );
+    let end = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_failure")
+        .unwrap();
+    let reason = end["metadata"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("naming no id") && reason.contains("12345678901234567890"),
+        "{reason}"
+    );
+    assert_eq!(common::kinds_of(&events, 7)[1].1, "success");
+
+    // Two calls in flight that the server cannot read: its errors name neither, so neither
+    // ends on them (they end when the session does); a readable call ends as usual.
+    let store = TestStore::new("");
+    let (mut c, _log) = spawn(&store, "i64-ids");
+    initialize(&mut c).await;
+    for id in ["12345678901234567891", "1.0"] {
+        c.send(format!("{}\n", big(id, r#"{"defer":true}"#)).as_bytes())
+            .await;
+    }
+    let got = step(
+        &mut c,
+        big("8", r#"{}"#).replace("echo", "flush").as_bytes(),
+        "flush",
+    )
+    .await;
+    let idless = got
+        .iter()
+        .filter(|l| !String::from_utf8_lossy(l).contains("\"id\""))
+        .count();
+    assert_eq!(idless, 2, "both errors reach the client: {got:?}");
+    assert!(c.finish().await.success());
+    let events = store.events();
+    for kinds in [
+        common::kinds_of(&events, 12345678901234567891u64),
+        common::kinds_of(&events, 1.0),
+    ] {
+        assert_eq!(
+            kinds,
+            [("tool_access", "initiated"), ("tool_failure", "shutdown")],
+            "{events:#?}"
+        );
+    }
+    assert_eq!(common::kinds_of(&events, 8)[1].1, "success");
+}
+
 #[tokio::test]
 async fn an_exact_id_wins_over_a_twin_that_is_the_same_double() {
     // Found by the differential test: 2^64 and 2^64 + 1 are one double. The answer to a

@@ -684,6 +684,55 @@ async fn an_answer_naming_the_request_as_a_string_reaches_its_stream_and_ends_it
     );
 }
 
+/// helper-114 F2 through the gateway: the rmcp example server answers a call whose id is past
+/// `i64` with an error that has no id. The call's POST gets it at once under the call's id,
+/// digit for digit (streams route answers by id: it waited for ever), and the trail ends the
+/// call with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_without_an_id_reaches_the_post_of_the_one_call_the_server_could_not_read() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let session = raw_session(&url, ALICE_KEY).await;
+    let call = r#"{"jsonrpc":"2.0","id":12345678901234567890,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    let (status, _, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        post(&url, Some(ALICE_KEY), Some(&session), call, &[]),
+    )
+    .await
+    .expect("the error reaches the POST");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""id":12345678901234567890,"#), "{body}");
+    let answer = messages(&body)
+        .into_iter()
+        .find(|m| m.get("error").is_some())
+        .unwrap_or_else(|| panic!("no error in {body}"));
+    assert_eq!(
+        answer["error"]["code"], -32600,
+        "the server's error: {body}"
+    );
+    let id = Value::from(12345678901234567890u64);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let kinds = loop {
+        let kinds: Vec<(String, String)> = gw
+            .events()
+            .iter()
+            .filter(|e| e["metadata"]["request_id"] == id)
+            .map(|e| (e["event_type"].to_string(), e["result"].to_string()))
+            .collect();
+        if kinds.len() >= 2 || Instant::now() > deadline {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        kinds,
+        [
+            (r#""tool_access""#.into(), r#""initiated""#.into()),
+            (r#""tool_failure""#.into(), r#""jsonrpc_error""#.into()),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_answer_in_a_servers_batch_is_recorded_not_delivered_and_reaches_no_stream() {
     // The server answers call 31 twice in one JSON-RPC batch. The client gets the first

@@ -610,6 +610,32 @@ pub fn null_id_notification(line: &[u8]) -> Option<Message<'_>> {
     })
 }
 
+/// A server's error answer with no `id` member at all, which JSON-RPC 2.0 §5 does not allow
+/// ("If there was an error in detecting the id in the Request object (e.g. Parse error/Invalid
+/// Request), it MUST be Null") but servers built on rmcp write when they cannot read a
+/// request's id (an integer past `i64`): `{"jsonrpc":"2.0","error":{…}}`. [`parse`] refuses
+/// it ("a response needs an `id`"); read as the `"id": null` answer it stands for, so that
+/// it reaches the client as it would directly (helper-114 F2: the proxy dropped it). Only a
+/// single object with `"jsonrpc": "2.0"`, an `error` object, and no `id`, `method` or
+/// `result`. Never for the client's messages.
+pub fn idless_error(line: &[u8]) -> Option<Message<'_>> {
+    let env: Envelope<'_> = serde_json::from_slice(line).ok()?;
+    let error = env.error?;
+    if env.jsonrpc.as_deref() != Some("2.0")
+        || env.id.is_some()
+        || env.method.is_some()
+        || env.result.is_some()
+        || env.params.is_some()
+        || error.get().as_bytes().first() != Some(&b'{')
+    {
+        return None;
+    }
+    Some(Message::Response {
+        id: None,
+        body: ResponseBody::Error(error),
+    })
+}
+
 fn parse_object(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Invalid::NotJsonRpc {

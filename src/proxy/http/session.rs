@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::jsonrpc::frame::trim_line_end;
 use crate::jsonrpc::message::{self, INTERNAL_ERROR, error_response, matching, twin};
-use crate::jsonrpc::{Message, Parsed, RequestId};
+use crate::jsonrpc::{Message, Parsed, RequestId, ResponseBody};
 use crate::proxy::pipeline::{Ended, Outbound, Pipeline};
 use crate::proxy::pool::unanswerable;
 use crate::proxy::stdio::{ClientDoor, Routes, Stop, StopReason};
@@ -764,7 +764,17 @@ impl Session {
     /// server gets instead for a request of its own that no client will see: one a
     /// sessionless client cannot answer, or one dropped from a full backlog.
     fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) -> Vec<Bytes> {
-        let Ok(parsed) = message::parse(&line) else {
+        let parsed = message::parse(&line);
+        if let [ended] = ends.as_slice()
+            && matches!(
+                parsed,
+                Err(_) | Ok(Parsed::Single(Message::Response { id: None, .. }))
+            )
+            && let Some(rebuilt) = under_the_calls_id(&line, ended)
+        {
+            return self.deliver(rebuilt, ends);
+        }
+        let Ok(parsed) = parsed else {
             return self.push(line).into_iter().collect();
         };
         match parsed {
@@ -1103,6 +1113,30 @@ async fn dispatch(
     // Not only calls wait here (an `initialize` to a server that could not start does, and
     // has no event): the text claims no event, and points to where the cause is.
     session.fail_waiting("the session ended before the mcp server answered: the server exited (it may have failed to start) or the session was closed; the gateway's log says which, and a tools/call's end is in the audit trail");
+}
+
+/// An error answer that names no id (`"id": null`, or no `id` at all, as rmcp servers write
+/// when they cannot read a request's id) that the pipeline took as the answer of `ended`, the
+/// one call its line ends (the pipeline's unreadable-id rule): over HTTP it goes to that
+/// call's POST under the call's id, so that the POST ends with its answer (streams route
+/// answers by id: the id-less error had no stream, and the POST waited for ever). The stdio
+/// wrapper passes it as the server wrote it. `None` for any other line.
+fn under_the_calls_id(line: &[u8], ended: &Ended) -> Option<Bytes> {
+    let bare = trim_line_end(line);
+    let readable = message::parse(bare)
+        .ok()
+        .or_else(|| message::idless_error(bare).map(Parsed::Single));
+    let Some(Parsed::Single(Message::Response {
+        id: None,
+        body: ResponseBody::Error(error),
+    })) = readable
+    else {
+        return None;
+    };
+    let error = serde_json::from_str::<serde_json::Value>(error.get()).ok()?;
+    let mut rebuilt = message::rebuilt_message(Some(ended.answers()), None, &[("error", &error)]);
+    rebuilt.push('\n');
+    Some(Bytes::from(rebuilt))
 }
 
 #[cfg(test)]

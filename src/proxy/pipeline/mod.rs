@@ -557,6 +557,23 @@ impl State {
             .map(|found| (found, Some(twin)))
     }
 
+    /// The call an error answer without an id is about, taken out of the calls in flight:
+    /// the one call whose id is a number other than a plain `i64` (`12345678901234567890`,
+    /// `1.0`), which servers that read ids as 64-bit integers (rmcp) cannot read and answer
+    /// with no id (JSON-RPC 2.0 §5). `None` when no such call is in flight, or more than one
+    /// (the error could be any one's; they end at `limits.call_timeout_ms` as before).
+    fn take_call_of_unreadable_id(&mut self) -> Option<Call> {
+        let mut unreadable = self
+            .calls
+            .keys()
+            .filter(|id| matches!(id, RequestId::Num(_)));
+        let id = unreadable.next()?.clone();
+        if unreadable.next().is_some() {
+            return None;
+        }
+        self.calls.remove(&id)
+    }
+
     fn answered_exactly(&mut self, id: &RequestId) -> Option<Answered> {
         if let Some(call) = self.calls.remove(id) {
             return Some(Answered::Call(call));
@@ -978,8 +995,10 @@ impl Pipeline {
         let size = trim_line_end(&line).len();
         let parsed = message::parse(&line);
         let parsed = match parsed {
-            Err(_) => match message::null_id_notification(trim_line_end(&line)) {
-                Some(notification) => Ok(Parsed::Single(notification)),
+            Err(_) => match message::null_id_notification(trim_line_end(&line))
+                .or_else(|| message::idless_error(trim_line_end(&line)))
+            {
+                Some(readable) => Ok(Parsed::Single(readable)),
                 None => parsed,
             },
             ok => ok,
@@ -1076,6 +1095,16 @@ impl Pipeline {
         }
         if let Message::Request { id, method, params } = msg {
             Self::asked(&mut self.state(), id, method, *params);
+        }
+        let unreadable = match msg {
+            Message::Response {
+                id: None,
+                body: ResponseBody::Error(_),
+            } => self.state().take_call_of_unreadable_id(),
+            _ => None,
+        };
+        if let (Some(call), Message::Response { body, .. }) = (unreadable, msg) {
+            return self.unreadable_id_answered(call, size, *body);
         }
         let Message::Response { id: Some(id), body } = msg else {
             return Delivery::Forward {
