@@ -782,6 +782,10 @@ async fn a_tool_name_a_server_could_read_as_another_is_refused() {
         "DELETE_FILE",
         "Delete_File",
         "\u{ff44}elete_file",
+        // NFKC reads these as delete_file too (helper-120 F4).
+        "\u{24d3}elete_file",
+        "\u{1d41d}\u{1d41e}\u{1d425}\u{1d41e}\u{1d42d}\u{1d41e}_file",
+        "\u{1d48}elete_file",
     ];
     for (i, name) in names.iter().enumerate() {
         let line = json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
 
 /// Unicode format characters (category Cf) that render as nothing: soft hyphen, Arabic letter
 /// mark, Mongolian vowel separator, zero-width and direction marks, word joiner and invisible
@@ -19,7 +20,8 @@ pub(crate) fn invisible(c: char) -> bool {
 /// one the policy judges (its rules match names exactly), if it could: spaces around it,
 /// control or invisible format characters in it, full-width letters (NFKC reads
 /// `ｄｅｌｅｔｅ` as `delete`), or a name not in `listed` (the server's `tools/list`) that
-/// differs from one in it only in case (`DELETE_FILE`). MCP 2025-11-25 ("Tool names") asks
+/// NFKC changes (`ⓓelete_file`, `cafe\u{301}`) or that differs from one in it only in case
+/// (`DELETE_FILE`). MCP 2025-11-25 ("Tool names") asks
 /// for names of `A-Z a-z 0-9 _ - .`, so no tool a client may call is refused by this.
 pub fn loose_tool_name(name: &str, listed: &HashSet<String>) -> Option<String> {
     if name.trim() != name {
@@ -47,6 +49,17 @@ pub fn loose_tool_name(name: &str, listed: &HashSet<String>) -> Option<String> {
     }
     if listed.contains(name) {
         return None;
+    }
+    // Styled, circled and superscript letters (`𝐝`, `ⓓ`, `ᵈ`), ligatures and decomposed
+    // accents (`cafe\u{301}`) that a server normalizing names reads as other letters: NFKC
+    // (Unicode Standard Annex #15) is what such servers apply. ASCII is its own NFKC form.
+    if !name.is_ascii() {
+        let normal: String = name.nfkc().collect();
+        if normal != name {
+            return Some(format!(
+                "the tool name {name:?} is not listed, and reads as {normal:?} under Unicode compatibility normalization (NFKC); servers that normalize names would run {normal:?}"
+            ));
+        }
     }
     let twin = listed
         .iter()
@@ -135,10 +148,29 @@ mod tests {
             "ｄｅｌｅｔｅ_file",
             "DELETE_FILE",
             "delete_file\u{FFFD}",
+            // helper-120 F4: what NFKC reads as `delete_file`, or as another listed name.
+            "\u{1D41D}\u{1D41E}\u{1D425}\u{1D41E}\u{1D42D}\u{1D41E}_file",
+            "\u{1D68D}elete_file",
+            "\u{24D3}elete_file",
+            "\u{1D48}elete_file",
+            "cafe\u{301}",
+            "\u{FB01}le",
         ] {
             assert!(loose_tool_name(name, &listed).is_some(), "{name:?}");
         }
-        for name in ["delete_file", "read-file.v2", "DELETE_FILE_2"] {
+        // Names the server listed pass as they are, whatever their form; non-ASCII names
+        // that are their own NFKC form pass too.
+        let listed: HashSet<String> = ["delete_file", "\u{24D3}elete", "caf\u{e9}"]
+            .map(String::from)
+            .into();
+        for name in [
+            "delete_file",
+            "read-file.v2",
+            "DELETE_FILE_2",
+            "\u{24D3}elete",
+            "caf\u{e9}",
+            "\u{5220}\u{9664}",
+        ] {
             assert_eq!(loose_tool_name(name, &listed), None, "{name:?}");
         }
     }
