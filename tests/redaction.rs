@@ -326,6 +326,10 @@ async fn redact_results_masks_answers_to_resources_and_prompts_too() {
     // A listing's page cursor and a task's id are the server's handles, sent back to it: kept
     // even when token-shaped; the same text anywhere else is masked (found in review).
     const CURSOR: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    // Resource URIs are handles the client reads back and matches updates by (helper-120
+    // F2): kept as the server wrote them, though they hold an address and a card number.
+    let uri = format!("file:///home/bob@example.com/{CARD}.txt");
+    let uri = uri.as_str();
     let server = format!(
         r#"
 import json, sys
@@ -334,18 +338,28 @@ for line in sys.stdin:
     if "id" not in m:
         continue
     if m["method"] == "resources/read":
-        out = {{"result": {{"contents": [{{"uri": "file:///pay.txt", "text": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
+        out = {{"result": {{"contents": [{{"uri": "{URI}", "text": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
+    elif m["method"] == "resources/templates/list":
+        out = {{"result": {{"resourceTemplates": [{{"uriTemplate": "{URI}{{x}}", "name": "card {CARD}"}}]}}}}
+    elif m["method"] == "tools/call":
+        out = {{"result": {{"content": [{{"type": "resource_link", "uri": "{URI}", "name": "card {CARD}"}},
+                                        {{"type": "resource", "resource": {{"uri": "{URI}", "text": "card {CARD}"}}}},
+                                        {{"type": "text", "text": "{URI}"}}]}}}}
+    elif m["method"] == "resources/subscribe":
+        print(json.dumps({{"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {{"uri": "{URI}", "title": "card {CARD}"}}}}), flush=True)
+        out = {{"result": {{}}}}
     elif m["method"] == "prompts/get":
         out = {{"error": {{"code": -32000, "message": "no prompt for {CARD}"}}}}
     elif m["method"] == "resources/list":
-        out = {{"result": {{"resources": [{{"uri": "a", "name": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
+        out = {{"result": {{"resources": [{{"uri": "{URI}", "name": "card {CARD}"}}], "nextCursor": "{CURSOR}"}}}}
     elif m["method"] == "tasks/get":
         out = {{"result": {{"taskId": "{CURSOR}", "status": "failed", "statusMessage": "card {CARD}"}}}}
     else:
         out = {{"result": {{"protocolVersion": "2025-06-18", "capabilities": {{}}, "serverInfo": {{"name": "s {CARD}", "version": "1"}}}}}}
     out.update(jsonrpc="2.0", id=m["id"])
     print(json.dumps(out), flush=True)
-"#
+"#,
+        URI = uri
     );
     for redact in [true, false] {
         let store = TestStore::new(&format!("[risk]\nredact_results = {redact}\n"));
@@ -357,16 +371,25 @@ for line in sys.stdin:
             (3, "prompts/get"),
             (4, "resources/list"),
             (5, "tasks/get"),
+            (6, "resources/templates/list"),
+            (7, "tools/call"),
+            (8, "resources/subscribe"),
         ] {
+            let params = match method {
+                "tools/call" => r#"{"name":"t","arguments":{}}"#,
+                _ => "{}",
+            };
             c.send(
                 format!(
-                    "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{}}}}\n"
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{params}}}\n"
                 )
                 .as_bytes(),
             )
             .await;
             got.push(c.recv_json().await);
         }
+        let answered = c.recv_json().await;
+        assert_eq!(answered["id"], 8, "{answered}");
         assert!(c.finish().await.success());
         // The handshake is protocol, not data: never masked.
         assert_eq!(got[0]["result"]["serverInfo"]["name"], format!("s {CARD}"));
@@ -381,7 +404,31 @@ for line in sys.stdin:
                 "{}",
                 got[2]
             );
-            assert_eq!(got[1]["result"]["contents"][0]["uri"], "file:///pay.txt");
+            assert_eq!(got[1]["result"]["contents"][0]["uri"], uri);
+            assert_eq!(got[3]["result"]["resources"][0]["uri"], uri, "{}", got[3]);
+            assert_eq!(
+                got[5]["result"]["resourceTemplates"][0]["uriTemplate"],
+                format!("{uri}{{x}}"),
+                "{}",
+                got[5]
+            );
+            let content = &got[6]["result"]["content"];
+            assert_eq!(content[0]["uri"], uri, "{}", got[6]);
+            assert_eq!(content[0]["name"], "card [REDACTED:payment_card]");
+            assert_eq!(content[1]["resource"]["uri"], uri, "{}", got[6]);
+            assert_eq!(
+                content[1]["resource"]["text"],
+                "card [REDACTED:payment_card]"
+            );
+            // The same text where it is no handle is masked.
+            assert!(
+                !content[2]["text"].as_str().unwrap().contains(CARD),
+                "{}",
+                got[6]
+            );
+            assert_eq!(got[7]["method"], "notifications/resources/updated");
+            assert_eq!(got[7]["params"]["uri"], uri, "{}", got[7]);
+            assert_eq!(got[7]["params"]["title"], "card [REDACTED:payment_card]");
             assert_ne!(got[1]["result"]["nextCursor"], CURSOR, "{}", got[1]);
             assert_eq!(got[3]["result"]["nextCursor"], CURSOR, "{}", got[3]);
             assert_eq!(
@@ -1300,4 +1347,45 @@ async fn a_card_number_behind_the_escapes_of_json_in_a_string_is_tagged_and_mask
     ] {
         assert!(!contains(&bytes, needle), "{needle} is stored readable");
     }
+}
+
+#[tokio::test]
+async fn redact_results_keeps_binary_content_base64_and_loses_no_member() {
+    // helper-120 F1: two keys masked to one text were merged into one member (data lost),
+    // and a base64 image holding a card number became a marker no client's schema accepts.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let image = b64.encode(format!("PNG... card {CARD} ..."));
+    let server = format!(
+        r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    out = {{"result": {{"content": [{{"type": "image", "mimeType": "image/png", "data": "{image}"}}],
+                       "structuredContent": {{"bob@example.com": 1, "carol@example.com": 2, "n": 3}}}}}}
+    out.update(jsonrpc="2.0", id=m["id"])
+    print(json.dumps(out), flush=True)
+"#
+    );
+    let store = TestStore::new("[risk]\nredact_results = true\n");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
+    c.send(&call_line(json!(1), "t", json!({}))).await;
+    let got = c.recv_json().await;
+    assert!(c.finish().await.success());
+    let structured = got["result"]["structuredContent"].as_object().unwrap();
+    assert_eq!(structured.len(), 3, "{got}");
+    assert!(!got.to_string().contains("example.com"), "{got}");
+    let mut values: Vec<i64> = structured.values().filter_map(Value::as_i64).collect();
+    values.sort();
+    assert_eq!(values, [1, 2, 3], "{got}");
+    let data = got["result"]["content"][0]["data"].as_str().unwrap();
+    let decoded = b64.decode(data).expect("still base64");
+    let decoded = String::from_utf8_lossy(&decoded);
+    assert!(
+        decoded.contains("[REDACTED:payment_card]") && !decoded.contains(CARD),
+        "{decoded}"
+    );
+    assert_eq!(got["result"]["content"][0]["mimeType"], "image/png");
 }

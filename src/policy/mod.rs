@@ -917,29 +917,39 @@ impl Policy {
                         .collect(),
                 ),
             },
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let key = self
-                            .rewrite_text(k, mode, classes, changed)
-                            .unwrap_or_else(|| k.clone());
-                        if let Value::String(s) = v
-                            && self.guard.field_secret(k, s)
-                        {
-                            // The key says the whole value is a credential.
-                            let whole = Finding {
-                                class: Class::Secret,
-                                start: 0,
-                                end: s.len(),
-                            };
-                            classes[Class::Secret as usize] = true;
-                            *changed = true;
-                            return (key, Value::String(self.replace(s, &[whole], mode)));
-                        }
-                        (key, self.rewrite_value(v, mode, classes, changed, levels))
-                    })
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                let mut out = serde_json::Map::new();
+                for (k, v) in map {
+                    let mut key = self
+                        .rewrite_text(k, mode, classes, changed)
+                        .unwrap_or_else(|| k.clone());
+                    let value = if let Value::String(s) = v
+                        && self.guard.field_secret(k, s)
+                    {
+                        // The key says the whole value is a credential.
+                        let whole = Finding {
+                            class: Class::Secret,
+                            start: 0,
+                            end: s.len(),
+                        };
+                        classes[Class::Secret as usize] = true;
+                        *changed = true;
+                        Value::String(self.replace(s, &[whole], mode))
+                    } else {
+                        self.rewrite_value(v, mode, classes, changed, levels)
+                    };
+                    // Keys masked to one text (`{"bob@…": 1, "carol@…": 2}`) are numbered,
+                    // not merged: no member is lost (helper-120 F1).
+                    let masked = key.clone();
+                    let mut n = 2;
+                    while out.contains_key(&key) {
+                        key = format!("{masked}#{n}");
+                        n += 1;
+                    }
+                    out.insert(key, base64_kept(k, v, value));
+                }
+                Value::Object(out)
+            }
             Value::Bool(_) | Value::Null => value.clone(),
         }
     }
@@ -1136,6 +1146,25 @@ impl Memo {
                 .or_insert_with(|| d.detects(s)),
             _ => matcher.matches(v),
         }
+    }
+}
+
+/// MCP's binary content (`ImageContent`/`AudioContent` `data`, `BlobResourceContents` `blob`)
+/// is base64: masked inside, it is encoded again (the marker's text in base64) rather than
+/// left as text no client's schema accepts (the TypeScript SDK refused the whole result:
+/// helper-120 F1). Any other member is returned as masked.
+fn base64_kept(key: &str, sent: &Value, masked: Value) -> Value {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    match (key, sent, masked) {
+        ("data" | "blob", Value::String(before), Value::String(after))
+            if after != *before
+                && engine.decode(before).is_ok()
+                && engine.decode(&after).is_err() =>
+        {
+            Value::String(engine.encode(after))
+        }
+        (_, _, masked) => masked,
     }
 }
 

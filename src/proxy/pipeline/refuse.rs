@@ -703,7 +703,8 @@ impl Pipeline {
             serde_json::from_str::<Value>(params.get()),
             masked.as_object_mut(),
         ) {
-            for key in ["progressToken", "requestId", "taskId", "_meta"] {
+            // `uri`: `notifications/resources/updated` names the subscribed resource by it.
+            for key in ["progressToken", "requestId", "taskId", "_meta", "uri"] {
                 if let Some(v) = sent.get(key) {
                     out.insert(key.into(), v.clone());
                 }
@@ -867,7 +868,64 @@ impl Pipeline {
 /// listing's `nextCursor` (MCP pagination: a result with a `tools`, `resources`,
 /// `resourceTemplates`, `prompts` or `tasks` array), a task's `taskId` (`tasks/get`: beside
 /// its `status`) and each listed task's.
+///
+/// Resource URIs are handles too (helper-120 F2: a masked `file:///home/[REDACTED:email]/…`
+/// cannot be read back, `Resource not found`): a `resource_link`'s `uri` and an embedded
+/// `resource`'s in `content`, and on other answers each listed resource's `uri`, each
+/// template's `uriTemplate` and each read content's `uri` (`resources/list`,
+/// `resources/templates/list`, `resources/read`; MCP 2025-11-25 Resources).
 pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
+    keep_uris(sent, out, "content", |item| {
+        match item.get("type")?.as_str()? {
+            "resource_link" => Some(&["uri"][..]),
+            "resource" => Some(&["resource", "uri"][..]),
+            _ => None,
+        }
+    });
+    if !of_call {
+        keep_uris(sent, out, "resources", |_| Some(&["uri"][..]));
+        keep_uris(sent, out, "resourceTemplates", |_| {
+            Some(&["uriTemplate"][..])
+        });
+        keep_uris(sent, out, "contents", |_| Some(&["uri"][..]));
+    }
+    keep_other_handles(sent, out, of_call);
+}
+
+/// For each item of the array `list` of `sent` and of `out` (masking keeps arrays' lengths
+/// and order), puts back the string at `path(item)` (members from the item, at most two) as
+/// sent.
+fn keep_uris(
+    sent: &Value,
+    out: &mut Value,
+    list: &str,
+    path: impl Fn(&Value) -> Option<&'static [&'static str]>,
+) {
+    let (Some(Value::Array(sent)), Some(Value::Array(out))) = (sent.get(list), out.get_mut(list))
+    else {
+        return;
+    };
+    for (s, o) in sent.iter().zip(out.iter_mut()) {
+        let Some(path) = path(s) else {
+            continue;
+        };
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let at = match parents {
+            [] => Some((s, o)),
+            [p] => s.get(*p).zip(o.get_mut(*p)),
+            _ => None,
+        };
+        if let Some((s, Value::Object(o))) = at
+            && let Some(Value::String(uri)) = s.get(*last)
+        {
+            o.insert((*last).to_string(), Value::String(uri.clone()));
+        }
+    }
+}
+
+fn keep_other_handles(sent: &Value, out: &mut Value, of_call: bool) {
     let (Value::Object(sent), Value::Object(out)) = (sent, out) else {
         return;
     };
