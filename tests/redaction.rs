@@ -1363,7 +1363,9 @@ for line in sys.stdin:
     m = json.loads(line)
     if "id" not in m:
         continue
-    out = {{"result": {{"content": [{{"type": "image", "mimeType": "image/png", "data": "{image}"}}],
+    text = json.dumps({{"card": int("{CARD}".replace(" ", "")), "owner": "bob@example.com"}})
+    out = {{"result": {{"content": [{{"type": "image", "mimeType": "image/png", "data": "{image}"}},
+                                   {{"type": "text", "text": text}}],
                        "structuredContent": {{"bob@example.com": 1, "carol@example.com": 2, "n": 3}}}}}}
     out.update(jsonrpc="2.0", id=m["id"])
     print(json.dumps(out), flush=True)
@@ -1388,4 +1390,9 @@ for line in sys.stdin:
         "{decoded}"
     );
     assert_eq!(got["result"]["content"][0]["mimeType"], "image/png");
+    // JSON in a text item stays JSON (the marker quoted), masked.
+    let text = got["result"]["content"][1]["text"].as_str().unwrap();
+    let inner: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(inner["card"], "[REDACTED:payment_card]", "{text}");
+    assert_eq!(inner["owner"], "[REDACTED:email]", "{text}");
 }

@@ -212,6 +212,25 @@ fn lenient_copy(s: &str) -> Option<String> {
     }
 }
 
+/// MCP's binary content (`ImageContent`/`AudioContent` `data`, `BlobResourceContents` `blob`)
+/// is base64: masked inside, it is encoded again (the marker's text in base64) rather than
+/// left as text no client's schema accepts (the TypeScript SDK refused the whole result:
+/// helper-120 F1). Any other member is returned as masked.
+pub(super) fn base64_kept(key: &str, sent: &Value, masked: Value) -> Value {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    match (key, sent, masked) {
+        ("data" | "blob", Value::String(before), Value::String(after))
+            if after != *before
+                && engine.decode(before).is_ok()
+                && engine.decode(&after).is_err() =>
+        {
+            Value::String(engine.encode(after))
+        }
+        (_, _, masked) => masked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

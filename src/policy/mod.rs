@@ -897,8 +897,25 @@ impl Policy {
                         return Value::String(out.to_string());
                     }
                 }
-                self.rewrite_text(s, mode, classes, changed)
-                    .map_or_else(|| value.clone(), Value::String)
+                let Some(masked) = self.rewrite_text(s, mode, classes, changed) else {
+                    return value.clone();
+                };
+                // JSON in a text item (`{"card": 4111…}`) masked as text is no longer JSON
+                // (an unquoted marker: helper-120 F1): masked in what it decodes to and
+                // written again, unless that leaves something the text's scan found.
+                if levels > 0
+                    && embedded::looks_like_json(s)
+                    && serde_json::from_str::<serde::de::IgnoredAny>(&masked).is_err()
+                    && let embedded::Embedded::Json(inner) = embedded::read(s)
+                {
+                    let out = self
+                        .rewrite_value(&inner, mode, classes, &mut false, levels - 1)
+                        .to_string();
+                    if !self.guard.any(&out) {
+                        return Value::String(out);
+                    }
+                }
+                Value::String(masked)
             }
             Value::Number(n) => self
                 .rewrite_text(&n.to_string(), mode, classes, changed)
@@ -946,7 +963,7 @@ impl Policy {
                         key = format!("{masked}#{n}");
                         n += 1;
                     }
-                    out.insert(key, base64_kept(k, v, value));
+                    out.insert(key, embedded::base64_kept(k, v, value));
                 }
                 Value::Object(out)
             }
@@ -1146,25 +1163,6 @@ impl Memo {
                 .or_insert_with(|| d.detects(s)),
             _ => matcher.matches(v),
         }
-    }
-}
-
-/// MCP's binary content (`ImageContent`/`AudioContent` `data`, `BlobResourceContents` `blob`)
-/// is base64: masked inside, it is encoded again (the marker's text in base64) rather than
-/// left as text no client's schema accepts (the TypeScript SDK refused the whole result:
-/// helper-120 F1). Any other member is returned as masked.
-fn base64_kept(key: &str, sent: &Value, masked: Value) -> Value {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::STANDARD;
-    match (key, sent, masked) {
-        ("data" | "blob", Value::String(before), Value::String(after))
-            if after != *before
-                && engine.decode(before).is_ok()
-                && engine.decode(&after).is_err() =>
-        {
-            Value::String(engine.encode(after))
-        }
-        (_, _, masked) => masked,
     }
 }
 
