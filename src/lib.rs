@@ -70,6 +70,7 @@
 //!                     of a message (its head, the id an answer answers, one line);
 //!                     sse.rs: a bounded SSE parser;
 //!                     params.rs: Mcp-Param-* headers from the tools' x-mcp-header;
+//!                     cookies.rs: the cookies the upstream sets, sent back per session;
 //!                     tls.rs: the TLS client (ca_file or system roots, a ca_file
 //!                     certificate pinned as it is; hints for refused certificates);
 //!                     address.rs: what errors and logs may say of its address and of

@@ -36,6 +36,7 @@
 //! request but the JSON-RPC message itself is sent on.
 
 mod address;
+mod cookies;
 mod lines;
 pub(crate) mod params;
 pub(crate) mod sse;
@@ -50,7 +51,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, COOKIE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -333,6 +334,8 @@ impl RemoteServer {
 struct LinkState {
     /// `Mcp-Session-Id` the upstream gave at `initialize`.
     session: Option<HeaderValue>,
+    /// The cookies the upstream set, sent back on every request (a load balancer's affinity).
+    cookies: cookies::Jar,
     /// The protocol version `initialize` settled on.
     version: Option<String>,
 }
@@ -472,9 +475,19 @@ impl Link {
         headers
             .entry(ACCEPT_ENCODING)
             .or_insert(HeaderValue::from_static("identity"));
-        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(session) = &state.session {
             headers.insert("mcp-session-id", session.clone());
+        }
+        // One `Cookie` field (RFC 6265 §5.4): after a configured one, if any.
+        if let Some(jar) = state.cookies.header(&self.remote.url) {
+            let value = match headers.get(COOKIE).map(HeaderValue::as_bytes) {
+                Some(set) => HeaderValue::from_bytes(&[set, b"; ", jar.as_bytes()].concat()).ok(),
+                None => Some(jar),
+            };
+            if let Some(value) = value {
+                headers.insert(COOKIE, value);
+            }
         }
         if let Some(v) = version
             .or(state.version.as_deref())
@@ -868,6 +881,13 @@ impl Link {
             } => r,
             _ = self.end.cancelled() => Err("the session was ended".to_string()),
         };
+        if let Ok(Ok(r)) = &result {
+            self.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .cookies
+                .store(&self.remote.url, r.headers());
+        }
         match result? {
             // Every Content-Encoding field and every coding listed in one (RFC 9110 §8.4), on
             // the answers whose body is read as MCP; a redirect, 401, 403, 404 and 405 keep
