@@ -1038,6 +1038,24 @@ async fn a_persons_answer_to_the_servers_question_is_judged_and_recorded() {
         .map(|(_, end)| end["result"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(results, ["success", "success"]);
+    // `analyze` lists the high-risk answer beside the calls (it is no call).
+    for args in [
+        &["analyze", "user", "tester", "--json"][..],
+        &["analyze", "tools", "--json"],
+    ] {
+        let report: Value = serde_json::from_str(&common::cli_ok(&store.config, args)).unwrap();
+        assert_eq!(report["high_risk_answers_total"], 1, "{args:?}: {report}");
+        assert_eq!(
+            report["high_risk_answers"][0]["event_id"], asked[0]["event_id"],
+            "{report}"
+        );
+        assert_eq!(report["high_risk_answers"][0]["tool"], "elicitation/create");
+    }
+    let table = common::cli_ok(&store.config, &["analyze", "user", "tester"]);
+    assert!(
+        table.contains("high-risk answers to servers' questions"),
+        "{table}"
+    );
 }
 
 #[tokio::test]

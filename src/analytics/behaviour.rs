@@ -220,6 +220,12 @@ pub struct ToolsReport {
     pub high_risk: Vec<Activity>,
     /// How many high-risk calls there were in all.
     pub high_risk_total: usize,
+    /// The clients' high-risk answers to servers' questions (`server_request` events at
+    /// `high` or above: a secret typed into a server's form), newest first (at most 20):
+    /// no calls, so not counted above. Filled by the command from the store's index.
+    pub high_risk_answers: Vec<Activity>,
+    /// How many there were in all.
+    pub high_risk_answers_total: usize,
 }
 
 /// The tools report over `calls` (already limited to the window).
@@ -237,6 +243,8 @@ pub fn tools_report(calls: &[Call], from_ms: u64, to_ms: u64) -> ToolsReport {
         risk,
         high_risk,
         high_risk_total,
+        high_risk_answers: Vec::new(),
+        high_risk_answers_total: 0,
     }
 }
 
@@ -314,6 +322,10 @@ pub struct UserReport {
     pub high_risk: Vec<Activity>,
     /// How many high-risk calls the window holds (`high_risk` lists the newest 20).
     pub high_risk_total: usize,
+    /// The user's high-risk answers to servers' questions, as in [`ToolsReport`].
+    pub high_risk_answers: Vec<Activity>,
+    /// How many there were in all.
+    pub high_risk_answers_total: usize,
     /// The behavioural risk score, 0-100 (see the module docs for the formula).
     pub risk_score: u32,
     /// The parts that make it up.
@@ -545,6 +557,8 @@ pub fn user_report(
         anomalies,
         high_risk,
         high_risk_total,
+        high_risk_answers: Vec::new(),
+        high_risk_answers_total: 0,
         risk_score,
         risk_reasons: parts,
     }

@@ -974,7 +974,7 @@ pub fn analyze_user(
             user: args.user.clone(),
         });
     }
-    let report = behaviour::user_report(
+    let mut report = behaviour::user_report(
         &args.user,
         &calls,
         &findings,
@@ -982,6 +982,8 @@ pub fn analyze_user(
         ms(from),
         ms(to),
     );
+    (report.high_risk_answers, report.high_risk_answers_total) =
+        high_risk_answers(config, Some(&args.user), from, to)?;
     if args.window.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
         writeln!(out)?;
@@ -1013,7 +1015,9 @@ pub fn analyze_tools(
 ) -> Result<(), AnalyticsError> {
     let (from, to) = window(&args.window, Duration::from_secs(86_400))?;
     let calls = read_calls(config, from, to, args.allow_damaged)?;
-    let report = behaviour::tools_report(&calls, ms(from), ms(to));
+    let mut report = behaviour::tools_report(&calls, ms(from), ms(to));
+    (report.high_risk_answers, report.high_risk_answers_total) =
+        high_risk_answers(config, None, from, to)?;
     if args.window.json {
         serde_json::to_writer(&mut *out, &report).map_err(std::io::Error::from)?;
         writeln!(out)?;
@@ -1021,6 +1025,71 @@ pub fn analyze_tools(
         write_tools(out, &report)?;
     }
     Ok(out.flush()?)
+}
+
+/// The clients' answers to servers' questions (`server_request` events) at `high` or above
+/// in `[from, to]`, of `user` when given: the newest 20 as activities (`tool` is the
+/// server's method, `elicitation/create`), and how many (counted up to
+/// [`ANSWERS_COUNTED`]). Read as `events --type server_request --risk high` reads them
+/// (they are rare: no call scan).
+fn high_risk_answers(
+    config: &Config,
+    user: Option<&str>,
+    from: SystemTime,
+    to: SystemTime,
+) -> Result<(Vec<behaviour::Activity>, usize), AnalyticsError> {
+    let root = &config.audit.store_dir;
+    let filter = store::Filter {
+        user: user.map(str::to_string),
+        user_subject: match user {
+            Some(u) => store::personal::subject_of(root, u).map_err(StoreError::from)?,
+            None => None,
+        },
+        event_type: Some(crate::audit::EventType::ServerRequest),
+        min_risk: Some(crate::audit::RiskLevel::High),
+        since: Some(from),
+        until: Some(to),
+        ..store::Filter::default()
+    };
+    let found = crate::commands::newest(config, ANSWERS_COUNTED, &filter)?;
+    let list = found
+        .iter()
+        .take(20)
+        .map(|e| behaviour::Activity {
+            event_id: e.event_id.to_string(),
+            at: humantime::format_rfc3339_millis(e.timestamp).to_string(),
+            user: e.user_id.clone(),
+            tool: e.action.clone(),
+            risk: e.risk_level.as_str(),
+            result: Some(e.result.as_str()),
+            reasons: e.metadata.risk_reasons.clone(),
+        })
+        .collect();
+    Ok((list, found.len()))
+}
+
+/// How many high-risk answers [`high_risk_answers`] counts at most.
+const ANSWERS_COUNTED: usize = 10_000;
+
+fn write_high_risk_answers(
+    out: &mut impl Write,
+    total: usize,
+    newest: &[behaviour::Activity],
+) -> std::io::Result<()> {
+    if total == 0 {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "
+high-risk answers to servers' questions (server_request; no calls, counted apart): {total}{}",
+        if total > newest.len() {
+            format!(", the newest {}:", newest.len())
+        } else {
+            String::new()
+        }
+    )?;
+    write_activities(out, newest)
 }
 
 fn opt_ms(v: Option<f64>) -> String {
@@ -1098,7 +1167,8 @@ fn write_tools(out: &mut impl Write, r: &ToolsReport) -> std::io::Result<()> {
         r.risk.low, r.risk.medium, r.risk.high, r.risk.critical
     )?;
     write_tool_table(out, &r.tools)?;
-    write_high_risk(out, r.high_risk_total, &r.high_risk)
+    write_high_risk(out, r.high_risk_total, &r.high_risk)?;
+    write_high_risk_answers(out, r.high_risk_answers_total, &r.high_risk_answers)
 }
 
 fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
@@ -1184,7 +1254,8 @@ fn write_user(out: &mut impl Write, r: &UserReport) -> std::io::Result<()> {
     if !r.anomalies.is_empty() {
         write_findings(out, &r.anomalies)?;
     }
-    write_high_risk(out, r.high_risk_total, &r.high_risk)
+    write_high_risk(out, r.high_risk_total, &r.high_risk)?;
+    write_high_risk_answers(out, r.high_risk_answers_total, &r.high_risk_answers)
 }
 
 #[cfg(test)]
