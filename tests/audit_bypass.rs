@@ -843,18 +843,20 @@ async fn a_case_twin_of_a_tool_the_policy_names_is_refused_before_any_tools_list
             let got = step(&mut c, line.to_string().as_bytes(), &format!("name {i}")).await;
             let answer: Value = serde_json::from_slice(&got[0]).unwrap();
             assert_eq!(answer["id"], i, "{name:?}: {answer}");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            // `ſ` is `s` under NFKC too: refused as a name a normalizing server reads as
+            // another, before any policy (so under shadow too, as full-width letters are).
+            if name.starts_with('\u{17f}') {
+                assert!(message.contains("NFKC"), "{name:?}: {answer}");
+                continue;
+            }
             if shadow {
                 // Shadow lets every call through: the policy only says what it would do.
                 assert!(answer["result"].is_object(), "{name:?}: {answer}");
                 continue;
             }
             assert_eq!(answer["error"]["code"], -32602, "{name:?}: {answer}");
-            assert!(
-                answer["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("only in another case")),
-                "{answer}"
-            );
+            assert!(message.contains("only in another case"), "{answer}");
         }
         // A name no entry names in any case runs, listed or not; so does one a wildcard glob
         // matches only in another case (camelCase names are no twins of `*file*`).
@@ -868,7 +870,8 @@ async fn a_case_twin_of_a_tool_the_policy_names_is_refused_before_any_tools_list
             .into_iter()
             .filter(|r| r.get("name").is_some())
             .collect();
-        let expected = if shadow { twins.len() + 2 } else { 2 };
+        // Under shadow every twin runs but the NFKC one.
+        let expected = if shadow { twins.len() - 1 + 2 } else { 2 };
         assert_eq!(ran.len(), expected, "shadow {shadow}: {ran:?}");
         let refused = store
             .events()
@@ -877,7 +880,7 @@ async fn a_case_twin_of_a_tool_the_policy_names_is_refused_before_any_tools_list
             .count();
         assert_eq!(
             refused,
-            if shadow { 0 } else { twins.len() },
+            if shadow { 1 } else { twins.len() },
             "shadow {shadow}"
         );
     }
