@@ -489,6 +489,39 @@ async fn a_late_answer_to_a_cancelled_call_that_reaches_no_client_is_recorded_so
     );
 }
 
+/// helper-122: the official TypeScript client POSTs a 2026-07-28 `notifications/cancelled`
+/// without `Mcp-Method` (the transport requires it on requests only, and the SDKs' servers
+/// take such a notification). The gateway refused it with 400 (-32020, "an attempted
+/// smuggling"), recorded a refusal and the client saw a transport error; it is taken now. A
+/// notification whose header names another method is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_notification_without_mcp_method_is_taken() {
+    let gw = Gateway::start("");
+    let url = gw.endpoint();
+    let cancel = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":41,"reason":"user",{META_2026}}}}}"#
+    );
+    let wrong = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+    ];
+    let (status, _, text) = post(&url, Some(ALICE_KEY), None, &cancel, &wrong).await;
+    assert_eq!(status, 400, "a header that names another method: {text}");
+    let refused = |gw: &Gateway| {
+        gw.events()
+            .iter()
+            .filter(|e| e["result"] == "refused")
+            .count()
+    };
+    let before = refused(&gw);
+    assert_eq!(before, 1, "{:#?}", gw.events());
+    let version = [("mcp-protocol-version", "2026-07-28")];
+    let (status, _, text) = post(&url, Some(ALICE_KEY), None, &cancel, &version).await;
+    assert_eq!(status, 202, "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(refused(&gw), before, "{:#?}", gw.events());
+}
+
 /// The peak resident memory of process `pid`, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

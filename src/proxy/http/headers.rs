@@ -61,6 +61,11 @@ pub(crate) fn check(headers: &HeaderMap, version: &str, body: &Value) -> Result<
         return Ok(());
     };
     match single(headers, "mcp-method")? {
+        // Notification POSTs are exempt from the presence rule (the 2026-07-28 transport
+        // requires `Mcp-Method` on requests; the TypeScript SDK's client sends none on its
+        // `notifications/cancelled`, and the SDKs' servers take it: refusing it lost the
+        // cancellation, helper-122). A header present must still match.
+        None if body.get("id").is_none() => {}
         None => return Err("the Mcp-Method header is missing".into()),
         Some(h) if h != method => {
             return Err(format!(
@@ -174,6 +179,16 @@ mod tests {
                 &call
             )
             .is_err()
+        );
+        // A notification needs no Mcp-Method (the TypeScript SDK sends none on a
+        // cancellation, helper-122), but one that is sent must match.
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}});
+        assert!(check(&headers(&[]), v, &cancel).is_ok());
+        assert!(check(&headers(&[("mcp-method", "tools/call")]), v, &cancel).is_err());
+        assert!(
+            check(&headers(&[]), v, &call)
+                .unwrap_err()
+                .contains("missing")
         );
         // The version in _meta must agree with the header.
         let meta = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2025-11-25"}}});
