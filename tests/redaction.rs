@@ -344,9 +344,11 @@ for line in sys.stdin:
     elif m["method"] == "tools/call":
         out = {{"result": {{"content": [{{"type": "resource_link", "uri": "{URI}", "name": "card {CARD}"}},
                                         {{"type": "resource", "resource": {{"uri": "{URI}", "text": "card {CARD}"}}}},
-                                        {{"type": "text", "text": "{URI}"}}]}}}}
+                                        {{"type": "text", "text": "{URI}"}},
+                                        {{"type": "resource_link", "uri": "data:text/plain,{URI}", "name": "d"}}]}}}}
     elif m["method"] == "resources/subscribe":
         print(json.dumps({{"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {{"uri": "{URI}", "title": "card {CARD}"}}}}), flush=True)
+        print(json.dumps({{"jsonrpc": "2.0", "method": "notifications/message", "params": {{"level": "info", "uri": "{URI}", "data": "x"}}}}), flush=True)
         out = {{"result": {{}}}}
     elif m["method"] == "prompts/get":
         out = {{"error": {{"code": -32000, "message": "no prompt for {CARD}"}}}}
@@ -388,6 +390,7 @@ for line in sys.stdin:
             .await;
             got.push(c.recv_json().await);
         }
+        let logged = c.recv_json().await;
         let answered = c.recv_json().await;
         assert_eq!(answered["id"], 8, "{answered}");
         assert!(c.finish().await.success());
@@ -429,6 +432,13 @@ for line in sys.stdin:
             assert_eq!(got[7]["method"], "notifications/resources/updated");
             assert_eq!(got[7]["params"]["uri"], uri, "{}", got[7]);
             assert_eq!(got[7]["params"]["title"], "card [REDACTED:payment_card]");
+            // A `uri` anywhere else is more text (helper-121 F4), and a `data:` URI is
+            // content, not a handle (F5): masked.
+            assert!(
+                !logged["params"]["uri"].to_string().contains(CARD),
+                "{logged}"
+            );
+            assert!(!content[3]["uri"].to_string().contains(CARD), "{}", got[6]);
             assert_ne!(got[1]["result"]["nextCursor"], CURSOR, "{}", got[1]);
             assert_eq!(got[3]["result"]["nextCursor"], CURSOR, "{}", got[3]);
             assert_eq!(

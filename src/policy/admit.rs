@@ -7,13 +7,31 @@ use std::collections::HashSet;
 use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 
-/// Unicode format characters (category Cf) that render as nothing: soft hyphen, Arabic letter
-/// mark, Mongolian vowel separator, zero-width and direction marks, word joiner and invisible
-/// operators, directional isolates, byte order mark, interlinear annotation marks.
+/// Characters that render as nothing: Unicode's Default_Ignorable_Code_Point set
+/// (DerivedCoreProperties.txt: soft hyphen, combining grapheme joiner, Hangul fillers,
+/// Khmer inherent vowels, Mongolian free variation selectors and vowel separator,
+/// zero-width and direction marks, word joiner and invisible operators, directional
+/// isolates, variation selectors, byte order mark, halfwidth Hangul filler, shorthand
+/// format controls, musical symbol formats, tags and the rest of plane 14), and the
+/// interlinear annotation marks. NFKC keeps most of them, and a server that drops them
+/// (NFKC_Casefold, UTS #46) reads the name without them (helper-121 F3).
 pub(crate) fn invisible(c: char) -> bool {
     matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// A character that is not ASCII but reads as an ASCII letter or digit once its case is
+/// changed (`İ` lowercases to `i` + U+0307, and Java's `equalsIgnoreCase` reads it as `i`;
+/// `ı`, `ſ`, the Kelvin sign; `ß` uppercases to `SS`): a server matching names
+/// case-insensitively may run the ASCII name (helper-121 F2).
+fn ascii_under_case(c: char) -> bool {
+    !c.is_ascii()
+        && (c.to_lowercase().any(|l| l.is_ascii_alphanumeric())
+            || c.to_uppercase().any(|u| u.is_ascii_alphanumeric()))
 }
 
 /// Why a `tools/call` name could be read by a server as the name of another tool than the
@@ -58,6 +76,12 @@ pub fn loose_tool_name(name: &str, listed: &HashSet<String>) -> Option<String> {
         if normal != name {
             return Some(format!(
                 "the tool name {name:?} is not listed, and reads as {normal:?} under Unicode compatibility normalization (NFKC); servers that normalize names would run {normal:?}"
+            ));
+        }
+        if let Some(c) = name.chars().find(|&c| ascii_under_case(c)) {
+            return Some(format!(
+                "the tool name {name:?} is not listed, and holds U+{:04X}, which reads as an ASCII letter once its case is changed; servers that match names case-insensitively may run another tool",
+                u32::from(c)
             ));
         }
     }
@@ -155,6 +179,17 @@ mod tests {
             "\u{1D48}elete_file",
             "cafe\u{301}",
             "\u{FB01}le",
+            // helper-121 F2, F3: a capital I with a dot (Java folds it to `i`), and
+            // invisible characters NFKC keeps.
+            "delete_f\u{130}le",
+            "DELETE_F\u{130}LE",
+            "delete_\u{212A}ey",
+            "delete_file\u{34F}",
+            "delete_file\u{FE0F}",
+            "delete_file\u{E0041}",
+            "delete\u{115F}_file",
+            "delete_file\u{17B4}",
+            "delete_file\u{180B}",
         ] {
             assert!(loose_tool_name(name, &listed).is_some(), "{name:?}");
         }

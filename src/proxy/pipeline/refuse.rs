@@ -703,11 +703,18 @@ impl Pipeline {
             serde_json::from_str::<Value>(params.get()),
             masked.as_object_mut(),
         ) {
-            // `uri`: `notifications/resources/updated` names the subscribed resource by it.
-            for key in ["progressToken", "requestId", "taskId", "_meta", "uri"] {
+            for key in ["progressToken", "requestId", "taskId", "_meta"] {
                 if let Some(v) = sent.get(key) {
                     out.insert(key.into(), v.clone());
                 }
+            }
+            // `notifications/resources/updated` names the subscribed resource by its `uri`
+            // (only there: another message's `uri` is more text, masked; helper-121 F4).
+            if method == "notifications/resources/updated"
+                && let Some(uri @ Value::String(_)) = sent.get("uri")
+                && !is_data_uri(uri)
+            {
+                out.insert("uri".into(), uri.clone());
             }
         }
         Some(rebuilt_message(id, Some(method), &[("params", &masked)]))
@@ -918,11 +925,22 @@ fn keep_uris(
             _ => None,
         };
         if let Some((s, Value::Object(o))) = at
-            && let Some(Value::String(uri)) = s.get(*last)
+            && let Some(uri @ Value::String(_)) = s.get(*last)
+            && !is_data_uri(uri)
         {
-            o.insert((*last).to_string(), Value::String(uri.clone()));
+            o.insert((*last).to_string(), uri.clone());
         }
     }
+}
+
+/// A `data:` URI (RFC 2397) carries its content, not a handle to it: masked as content is
+/// (helper-121 F5).
+fn is_data_uri(uri: &Value) -> bool {
+    uri.as_str().is_some_and(|u| {
+        u.trim_start()
+            .get(..5)
+            .is_some_and(|s| s.eq_ignore_ascii_case("data:"))
+    })
 }
 
 fn keep_other_handles(sent: &Value, out: &mut Value, of_call: bool) {
