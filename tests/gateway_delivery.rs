@@ -764,6 +764,16 @@ async fn an_error_without_an_id_reaches_the_post_of_the_one_call_the_server_coul
             (r#""tool_failure""#.into(), r#""jsonrpc_error""#.into()),
         ]
     );
+    // helper-121 F1b: a ping the server cannot read gets its error on its POST too.
+    let ping = r#"{"jsonrpc":"2.0","id":12345678901234567899,"method":"ping"}"#;
+    let (status, _, body) = tokio::time::timeout(
+        Duration::from_secs(20),
+        post(&url, Some(ALICE_KEY), Some(&session), ping, &[]),
+    )
+    .await
+    .expect("the ping's error reaches its POST");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""id":12345678901234567899,"#), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,13 @@ impl RequestId {
         }
     }
 
+    /// Whether servers that read ids as 64-bit integers or strings (rmcp) cannot read this
+    /// one: a number that is no integer within `i64` (`12345678901234567890`, `1.5`).
+    /// Integers written otherwise (`1e2`, `1.0`, `-0`) they read.
+    pub fn unreadable_as_i64(&self) -> bool {
+        matches!(self, RequestId::Num(n) if matches!(n.key, NumberKey::Exact(_)))
+    }
+
     /// The id as JavaScript and Python read a JSON number (a double); `None` for a string.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
@@ -857,6 +864,43 @@ mod tests {
         for scalar in ["5", "\"x\"", "true"] {
             let line = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{scalar}}}"#);
             assert!(parse(line.as_bytes()).is_err(), "{scalar}");
+        }
+    }
+
+    #[test]
+    fn ids_an_i64_reader_cannot_read_and_errors_without_an_id() {
+        let unreadable = |t: &str| RequestId::from_json(t).unwrap().unreadable_as_i64();
+        for t in [
+            "12345678901234567890",
+            "-98765432109876543210",
+            "1.5",
+            "1e400",
+        ] {
+            assert!(unreadable(t), "{t}");
+        }
+        // Integers written otherwise are read (rmcp reads `1e2` as 100; helper-121 F1).
+        for t in ["7", "1e2", "1.0", "-0", "9223372036854775807", "\"x\""] {
+            assert!(!unreadable(t), "{t}");
+        }
+        let idless = br#"{"jsonrpc":"2.0","error":{"code":-32600,"message":"Invalid request"}}"#;
+        assert!(matches!(
+            idless_error(idless),
+            Some(Message::Response {
+                id: None,
+                body: ResponseBody::Error(_)
+            })
+        ));
+        for not in [
+            &br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#[..],
+            br#"{"jsonrpc":"2.0","error":"text"}"#,
+            br#"{"error":{"code":1,"message":"m"}}"#,
+            br#"{"jsonrpc":"2.0","result":{},"error":{"code":1,"message":"m"}}"#,
+        ] {
+            assert!(
+                idless_error(not).is_none(),
+                "{}",
+                String::from_utf8_lossy(not)
+            );
         }
     }
 

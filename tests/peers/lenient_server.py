@@ -26,9 +26,10 @@ tools/call of `slow` for its `ms` argument before answering.
 "asks-elicit" is "asks-ping" with an `elicitation/create` (ids `"elicit-<id>"`, or the call's
 `ask_id` argument; the message its `ask_message`), sent after the call's `ask_after_ms`
 argument: a person answers.
-"i64-ids" reads ids as rmcp servers do (64-bit integers or strings): a tools/call under any
-other number id is not run and is answered with an error that has no `id` member at all, at
-once, or, when its arguments say `"defer": true`, only when a tools/call of `flush` comes.
+"i64-ids" reads ids as rmcp servers do (64-bit integers or strings): a request under any
+other number id (a tools/call is not run) is answered with an error that has no `id` member
+at all, at once, or, when its arguments (a request's params) say `"defer": true`, only when
+a tools/call of `flush` comes.
 "many-pings" answers a tools/call at once, then sends the number of `ping` requests its
 `pings` argument says (ids `"many-<k>"`), and logs each answer it gets as `{"ping_answer": ...}`.
 """
@@ -120,15 +121,16 @@ def handle(msg):
         rid = float(rid)
     if MODE == "string-ids" and isinstance(rid, int) and not isinstance(rid, bool):
         rid = str(rid)
+    if MODE == "i64-ids" and has_id and isinstance(method, str) and not (
+            isinstance(rid, str) or (isinstance(rid, int) and -2**63 <= rid < 2**63)):
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        if (params.get("arguments") or params).get("defer"):
+            DEFERRED.append(IDLESS)
+        else:
+            write(IDLESS)
+        return
     if method == "tools/call":
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
-        if MODE == "i64-ids" and not (isinstance(rid, str) or (
-                isinstance(rid, int) and -2**63 <= rid < 2**63)):
-            if (params.get("arguments") or {}).get("defer"):
-                DEFERRED.append(IDLESS)
-            else:
-                write(IDLESS)
-            return
         if MODE == "i64-ids" and params.get("name") == "flush":
             for line in DEFERRED:
                 write(line)

@@ -765,14 +765,28 @@ impl Session {
     /// sessionless client cannot answer, or one dropped from a full backlog.
     fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) -> Vec<Bytes> {
         let parsed = message::parse(&line);
-        if let [ended] = ends.as_slice()
-            && matches!(
-                parsed,
-                Err(_) | Ok(Parsed::Single(Message::Response { id: None, .. }))
-            )
-            && let Some(rebuilt) = under_the_calls_id(&line, ended)
-        {
-            return self.deliver(rebuilt, ends);
+        if matches!(
+            parsed,
+            Err(_) | Ok(Parsed::Single(Message::Response { id: None, .. }))
+        ) {
+            // The request an error naming no id answers: the call the pipeline ended with
+            // it, else the one request waiting here whose id the server could not read (a
+            // `ping`: no trail event, but its POST waits; helper-121 F1b).
+            let target = match ends.as_slice() {
+                [ended] => Some(ended.answers().clone()),
+                [] => {
+                    let sh = self.shared();
+                    let mut unreadable = sh.waiting.keys().filter(|id| id.unreadable_as_i64());
+                    match (unreadable.next(), unreadable.next()) {
+                        (Some(id), None) => Some(id.clone()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            if let Some(rebuilt) = target.and_then(|id| under_id(&line, &id)) {
+                return self.deliver(rebuilt, ends);
+            }
         }
         let Ok(parsed) = parsed else {
             return self.push(line).into_iter().collect();
@@ -1116,12 +1130,12 @@ async fn dispatch(
 }
 
 /// An error answer that names no id (`"id": null`, or no `id` at all, as rmcp servers write
-/// when they cannot read a request's id) that the pipeline took as the answer of `ended`, the
-/// one call its line ends (the pipeline's unreadable-id rule): over HTTP it goes to that
-/// call's POST under the call's id, so that the POST ends with its answer (streams route
-/// answers by id: the id-less error had no stream, and the POST waited for ever). The stdio
-/// wrapper passes it as the server wrote it. `None` for any other line.
-fn under_the_calls_id(line: &[u8], ended: &Ended) -> Option<Bytes> {
+/// when they cannot read a request's id), rewritten under `id`, the request it answers
+/// ([`Session::deliver`]): over HTTP it goes to that request's POST, so that the POST ends
+/// with its answer (streams route answers by id: the id-less error had no stream, and the
+/// POST waited for ever). The stdio wrapper passes it as the server wrote it. `None` for
+/// any other line.
+fn under_id(line: &[u8], id: &RequestId) -> Option<Bytes> {
     let bare = trim_line_end(line);
     let readable = message::parse(bare)
         .ok()
@@ -1134,7 +1148,7 @@ fn under_the_calls_id(line: &[u8], ended: &Ended) -> Option<Bytes> {
         return None;
     };
     let error = serde_json::from_str::<serde_json::Value>(error.get()).ok()?;
-    let mut rebuilt = message::rebuilt_message(Some(ended.answers()), None, &[("error", &error)]);
+    let mut rebuilt = message::rebuilt_message(Some(id), None, &[("error", &error)]);
     rebuilt.push('\n');
     Some(Bytes::from(rebuilt))
 }

@@ -401,13 +401,14 @@ impl Pipeline {
     }
 
     /// The server answered with an error that names no id (`"id": null`, or no `id` at all)
-    /// while `call` was the one call in flight whose id it may not have read
+    /// while `call` was the one request in flight whose id it may not have read
     /// ([`State::take_call_of_unreadable_id`]): the error is recorded as the call's end, with
     /// a reason saying it was inferred, instead of the call waiting for
     /// `limits.call_timeout_ms` (600 s) to end as `timeout` (helper-114 F2: rmcp servers
-    /// answer an id past `i64` so). The client gets the error as the server wrote it: without
-    /// its id, as directly (unless `redact_results` rewrites it; the rewritten answer carries
-    /// the call's id).
+    /// answer an id past `i64` so). The stdio wrapper's client gets the error as the server
+    /// wrote it, without an id, as directly (unless `redact_results` rewrites it: the
+    /// rewritten answer carries the call's id); the gateway sends it on the call's POST under
+    /// the call's id (`http::session`).
     pub(super) fn unreadable_id_answered(
         &self,
         call: Call,
@@ -417,7 +418,7 @@ impl Pipeline {
         let id = call.request_id.clone();
         tracing::warn!(request_id = %id, "an error answer without an id taken as the answer to the one call whose id the server may not read");
         let note = format!(
-            "the server answered with an error naming no id (JSON-RPC 2.0 §5: the request's id could not be read); recorded as this call's answer, the only call in flight whose id ({id}) is not a plain 64-bit integer, which servers that read ids as integers cannot read; the client got the error without its id, as the server wrote it"
+            "the server answered with an error naming no id (JSON-RPC 2.0 §5: the request's id could not be read); recorded as this call's answer, the only request in flight whose id ({id}) is not an integer within 64 bits, which servers that read ids as integers cannot read; a stdio client got the error as the server wrote it, without an id, and a gateway client under its call's id"
         );
         self.end_call_noted(call, &id, size, body, Some(&note))
     }

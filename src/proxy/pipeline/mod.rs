@@ -558,15 +558,18 @@ impl State {
     }
 
     /// The call an error answer without an id is about, taken out of the calls in flight:
-    /// the one call whose id is a number other than a plain `i64` (`12345678901234567890`,
-    /// `1.0`), which servers that read ids as 64-bit integers (rmcp) cannot read and answer
-    /// with no id (JSON-RPC 2.0 §5). `None` when no such call is in flight, or more than one
-    /// (the error could be any one's; they end at `limits.call_timeout_ms` as before).
+    /// the one request in flight whose id servers that read ids as 64-bit integers (rmcp)
+    /// cannot read ([`RequestId::unreadable_as_i64`]: `12345678901234567890`), which they
+    /// answer with no id (JSON-RPC 2.0 §5), when that request is a call. `None` when no
+    /// request in flight has such an id, when more than one has (a `ping` among them: the
+    /// error could be any one's, helper-121 F1), or when it is not a call; those end at
+    /// `limits.call_timeout_ms` as before.
     fn take_call_of_unreadable_id(&mut self) -> Option<Call> {
         let mut unreadable = self
             .calls
             .keys()
-            .filter(|id| matches!(id, RequestId::Num(_)));
+            .chain(self.pending.keys())
+            .filter(|id| id.unreadable_as_i64());
         let id = unreadable.next()?.clone();
         if unreadable.next().is_some() {
             return None;
