@@ -1366,6 +1366,9 @@ async fn redact_results_keeps_binary_content_base64_and_loses_no_member() {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let image = b64.encode(format!("PNG... card {CARD} ..."));
+    // helper-121 F6: URL-safe unpadded base64 too.
+    let audio = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("RIFF\u{fb}\u{ff} card {CARD} ?"));
     let server = format!(
         r#"
 import json, sys
@@ -1374,8 +1377,14 @@ for line in sys.stdin:
     if "id" not in m:
         continue
     text = json.dumps({{"card": int("{CARD}".replace(" ", "")), "owner": "bob@example.com"}})
+    keys = json.dumps({{"bob@example.com": 1, "carol@example.com": 2}})
+    # A log's `data` is text, though this one happens to be valid base64.
+    print(json.dumps({{"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {{"level": "info", "data": "{CARD}".replace(" ", "")}}}}), flush=True)
     out = {{"result": {{"content": [{{"type": "image", "mimeType": "image/png", "data": "{image}"}},
-                                   {{"type": "text", "text": text}}],
+                                   {{"type": "text", "text": text}},
+                                   {{"type": "text", "text": keys}},
+                                   {{"type": "audio", "mimeType": "audio/wav", "data": "{audio}"}}],
                        "structuredContent": {{"bob@example.com": 1, "carol@example.com": 2, "n": 3}}}}}}
     out.update(jsonrpc="2.0", id=m["id"])
     print(json.dumps(out), flush=True)
@@ -1384,8 +1393,21 @@ for line in sys.stdin:
     let store = TestStore::new("[risk]\nredact_results = true\n");
     let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", &server]));
     c.send(&call_line(json!(1), "t", json!({}))).await;
+    let logged = c.recv_json().await;
     let got = c.recv_json().await;
     assert!(c.finish().await.success());
+    assert_eq!(
+        logged["params"]["data"], "[REDACTED:payment_card]",
+        "{logged}"
+    );
+    let keys: Value =
+        serde_json::from_str(got["result"]["content"][2]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(keys.as_object().unwrap().len(), 2, "{got}");
+    let audio = got["result"]["content"][3]["data"].as_str().unwrap();
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(audio)
+        .unwrap_or_else(|e| panic!("{e}: {audio}"));
+    assert!(!String::from_utf8_lossy(&decoded).contains(CARD));
     let structured = got["result"]["structuredContent"].as_object().unwrap();
     assert_eq!(structured.len(), 3, "{got}");
     assert!(!got.to_string().contains("example.com"), "{got}");

@@ -212,22 +212,39 @@ fn lenient_copy(s: &str) -> Option<String> {
     }
 }
 
-/// MCP's binary content (`ImageContent`/`AudioContent` `data`, `BlobResourceContents` `blob`)
-/// is base64: masked inside, it is encoded again (the marker's text in base64) rather than
-/// left as text no client's schema accepts (the TypeScript SDK refused the whole result:
-/// helper-120 F1). Any other member is returned as masked.
-pub(super) fn base64_kept(key: &str, sent: &Value, masked: Value) -> Value {
+/// MCP's binary content (`ImageContent`/`AudioContent` `data`, beside `"type": "image"` or
+/// `"audio"` in `parent`; `BlobResourceContents` `blob`) is base64: masked inside, it is
+/// encoded again (the marker's text in base64, in the alphabet and padding it came in)
+/// rather than left as text no client's schema accepts (the TypeScript SDK refused the whole
+/// result: helper-120 F1). Any other member is returned as masked (a log's `data` is text:
+/// helper-121 F6).
+pub(super) fn base64_kept(
+    parent: &serde_json::Map<String, Value>,
+    key: &str,
+    sent: &Value,
+    masked: Value,
+) -> Value {
     use base64::Engine as _;
-    let engine = base64::engine::general_purpose::STANDARD;
-    match (key, sent, masked) {
-        ("data" | "blob", Value::String(before), Value::String(after))
-            if after != *before
-                && engine.decode(before).is_ok()
-                && engine.decode(&after).is_err() =>
-        {
-            Value::String(engine.encode(after))
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let binary = match key {
+        "blob" => true,
+        "data" => matches!(
+            parent.get("type").and_then(Value::as_str),
+            Some("image" | "audio")
+        ),
+        _ => false,
+    };
+    match (sent, masked) {
+        (Value::String(before), Value::String(after)) if binary && after != *before => {
+            let engine = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+                .into_iter()
+                .find(|e| e.decode(before).is_ok());
+            match engine {
+                Some(e) if e.decode(&after).is_err() => Value::String(e.encode(after)),
+                _ => Value::String(after),
+            }
         }
-        (_, _, masked) => masked,
+        (_, masked) => masked,
     }
 }
 

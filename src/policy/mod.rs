@@ -900,12 +900,12 @@ impl Policy {
                 let Some(masked) = self.rewrite_text(s, mode, classes, changed) else {
                     return value.clone();
                 };
-                // JSON in a text item (`{"card": 4111…}`) masked as text is no longer JSON
-                // (an unquoted marker: helper-120 F1): masked in what it decodes to and
+                // JSON in a text item (`{"card": 4111…}`) masked as text may no longer be
+                // JSON (an unquoted marker: helper-120 F1) or hold one key twice (two
+                // addresses masked alike: helper-121 F6): masked in what it decodes to and
                 // written again, unless that leaves something the text's scan found.
                 if levels > 0
                     && embedded::looks_like_json(s)
-                    && serde_json::from_str::<serde::de::IgnoredAny>(&masked).is_err()
                     && let embedded::Embedded::Json(inner) = embedded::read(s)
                 {
                     let out = self
@@ -963,7 +963,7 @@ impl Policy {
                         key = format!("{masked}#{n}");
                         n += 1;
                     }
-                    out.insert(key, embedded::base64_kept(k, v, value));
+                    out.insert(key, embedded::base64_kept(map, k, v, value));
                 }
                 Value::Object(out)
             }
