@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::gateway::*;
-use common::{Era, example_server, proxy_bin};
+use common::{Era, example_server, proxy_bin, stdio_wrapper};
 use serde_json::{Value, json};
 
 /// The example server serving Streamable HTTP on a free port.
@@ -31,15 +31,7 @@ impl HttpServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the example server over HTTP");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
+        let url = common::listening_url(&mut child);
         HttpServer { child, url }
     }
 }
@@ -1334,20 +1326,6 @@ async fn a_call_in_flight_when_the_upstream_session_is_lost_is_no_404() {
         answer["error"]["code"], -32011,
         "the call in flight did not fail as the upstream's: {body}"
     );
-}
-
-/// The stdio wrapper with the config `text` (in a folder of its own): the folder, the
-/// config's path and the client.
-fn stdio_wrapper(text: &str) -> (tempfile::TempDir, std::path::PathBuf, common::LineClient) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(&config, text).unwrap();
-    let mut command = tokio::process::Command::new(proxy_bin());
-    command
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    (dir, config, common::LineClient::spawn(command))
 }
 
 /// The stdio wrapper in front of the remote at `url`, initialized: its folder, config and

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-use common::{LineClient, call_line, proxy_bin};
+use common::call_line;
 use serde_json::{Value, json};
 
 struct Sticky {
@@ -31,38 +30,19 @@ fn sticky(log: &std::path::Path) -> Sticky {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the sticky remote");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let url = common::listening_url(&mut child);
     Sticky { child, url }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cookies_a_remote_sets_are_sent_back_on_its_sessions_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("requests.ndjson");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("requests.ndjson");
     let remote = sticky(&log);
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n",
-            remote.url
-        ),
-    )
-    .unwrap();
-    let mut command = tokio::process::Command::new(proxy_bin());
-    command
-        .args(["stdio", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn");
-    let mut client = LineClient::spawn(command);
+    let (_dir, config, mut client) = common::stdio_wrapper(&format!(
+        "[upstream]\nname = \"remote\"\nurl = \"{}\"\n[audit]\nstore_dir = \"store\"\n",
+        remote.url
+    ));
     client.initialize().await;
     for id in 1..=3 {
         client

@@ -1081,13 +1081,8 @@ fn write_high_risk_answers(
     }
     writeln!(
         out,
-        "
-high-risk answers to servers' questions (server_request; no calls, counted apart): {total}{}",
-        if total > newest.len() {
-            format!(", the newest {}:", newest.len())
-        } else {
-            String::new()
-        }
+        "\nhigh-risk answers to servers' questions (server_request; no calls, counted apart): {total}{}",
+        newest_of(total, newest.len())
     )?;
     write_activities(out, newest)
 }
@@ -1133,13 +1128,18 @@ fn write_high_risk(
     writeln!(
         out,
         "\nhigh-risk activity: {total} calls (high, critical, refused or blocked){}",
-        if total > newest.len() {
-            format!(", the newest {}:", newest.len())
-        } else {
-            String::new()
-        }
+        newest_of(total, newest.len())
     )?;
     write_activities(out, newest)
+}
+
+/// `, the newest N:` when a list of `shown` leaves some of `total` out.
+fn newest_of(total: usize, shown: usize) -> String {
+    if total > shown {
+        format!(", the newest {shown}:")
+    } else {
+        String::new()
+    }
 }
 
 fn write_activities(out: &mut impl Write, list: &[behaviour::Activity]) -> std::io::Result<()> {

@@ -1,7 +1,7 @@
 //! The gateway under test: a `mcp-audit-proxy gateway` process with its own config and store,
 //! rmcp Streamable HTTP clients, and raw HTTP helpers.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -105,15 +105,7 @@ sha256 = "{bob}"
         mut cmd: std::process::Command,
     ) -> Gateway {
         let mut child = cmd.spawn().expect("start the gateway");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_string();
+        let url = super::listening_url(&mut child);
         Gateway {
             child,
             url,

@@ -493,3 +493,34 @@ pub fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// The stdio wrapper with the config `text` (in a folder of its own, where relative paths in
+/// it land): the folder, the config's path and the client.
+#[allow(dead_code)]
+pub fn stdio_wrapper(text: &str) -> (tempfile::TempDir, std::path::PathBuf, LineClient) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut command = tokio::process::Command::new(proxy_bin());
+    command
+        .args(["stdio", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn");
+    (dir, config, LineClient::spawn(command))
+}
+
+/// The URL a child process (a gateway, an HTTP test server) prints on its first line of
+/// output, `listening on URL`; panics on anything else.
+#[allow(dead_code)]
+pub fn listening_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead as _;
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut first)
+        .unwrap();
+    first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_string()
+}

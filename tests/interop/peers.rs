@@ -4,7 +4,7 @@
 
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -229,15 +229,7 @@ impl Gateway {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the gateway");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line of the gateway {first:?}"))
-            .to_string();
+        let url = super::common::listening_url(&mut child);
         Gateway {
             child,
             url,
