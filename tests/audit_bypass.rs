@@ -605,6 +605,11 @@ async fn an_error_without_an_id_ends_the_one_call_whose_id_the_server_cannot_rea
     let store = TestStore::new("");
     let mut c = LineClient::spawn(store.proxied_example());
     initialize(&mut c).await;
+    // A ping the server cannot read first: its error answers it, and it does not count
+    // against the call's (helper-123 I1: it stayed pending, and no call ended after it).
+    c.send(b"{\"jsonrpc\":\"2.0\",\"id\":12345678901234567000,\"method\":\"ping\"}\n")
+        .await;
+    assert_eq!(String::from_utf8_lossy(&c.recv().await.unwrap()), text);
     c.send(format!("{line}\n").as_bytes()).await;
     assert_eq!(
         String::from_utf8_lossy(&c.recv().await.unwrap()),

@@ -129,7 +129,16 @@ impl RequestId {
     /// one: a number that is no integer within `i64` (`12345678901234567890`, `1.5`).
     /// Integers written otherwise (`1e2`, `1.0`, `-0`) they read.
     pub fn unreadable_as_i64(&self) -> bool {
-        matches!(self, RequestId::Num(n) if matches!(n.key, NumberKey::Exact(_)))
+        const EXACT_IN_F64: u64 = 1 << 53;
+        match self {
+            RequestId::Num(n) => match n.key {
+                NumberKey::Exact(_) => true,
+                // rmcp reads a number in float form (`1e2`) as an integer only below 2^53
+                // (helper-123 I2: `1e16` was answered without an id).
+                NumberKey::Int(i) => i.unsigned_abs() >= EXACT_IN_F64,
+            },
+            _ => false,
+        }
     }
 
     /// The id as JavaScript and Python read a JSON number (a double); `None` for a string.
@@ -875,6 +884,9 @@ mod tests {
             "-98765432109876543210",
             "1.5",
             "1e400",
+            // Float forms from 2^53 on (helper-123 I2).
+            "1e16",
+            "9007199254740992.0",
         ] {
             assert!(unreadable(t), "{t}");
         }

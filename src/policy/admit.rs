@@ -29,9 +29,15 @@ pub(crate) fn invisible(c: char) -> bool {
 /// `ı`, `ſ`, the Kelvin sign; `ß` uppercases to `SS`): a server matching names
 /// case-insensitively may run the ASCII name (helper-121 F2).
 fn ascii_under_case(c: char) -> bool {
+    // Round trips too: `ẞ` (U+1E9E) lowercases to `ß`, whose uppercase is `SS` (full case
+    // folding gives `ss`; helper-123 N1).
     !c.is_ascii()
         && (c.to_lowercase().any(|l| l.is_ascii_alphanumeric())
-            || c.to_uppercase().any(|u| u.is_ascii_alphanumeric()))
+            || c.to_uppercase().any(|u| u.is_ascii_alphanumeric())
+            || c.to_lowercase()
+                .flat_map(char::to_uppercase)
+                .chain(c.to_uppercase().flat_map(char::to_lowercase))
+                .any(|x| x.is_ascii_alphanumeric()))
 }
 
 /// Why a `tools/call` name could be read by a server as the name of another tool than the
@@ -182,6 +188,7 @@ mod tests {
             // helper-121 F2, F3: a capital I with a dot (Java folds it to `i`), and
             // invisible characters NFKC keeps.
             "delete_f\u{130}le",
+            "proce\u{1E9E}_kill",
             "DELETE_F\u{130}LE",
             "delete_\u{212A}ey",
             "delete_file\u{34F}",

@@ -574,6 +574,11 @@ impl State {
         if unreadable.next().is_some() {
             return None;
         }
+        // Another request (a `ping`) is answered by it: it waits no more, and must not
+        // count against later errors (helper-123 I1).
+        if self.pending.remove(&id).is_some() {
+            return None;
+        }
         self.calls.remove(&id)
     }
 
