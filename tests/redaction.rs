@@ -327,9 +327,9 @@ async fn redact_results_masks_answers_to_resources_and_prompts_too() {
     // even when token-shaped; the same text anywhere else is masked (found in review).
     const CURSOR: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
     // Resource URIs are handles the client reads back and matches updates by (helper-120
-    // F2): kept as the server wrote them, though they hold an address and a card number.
-    let uri = format!("file:///home/bob@example.com/{CARD}.txt");
-    let uri = uri.as_str();
+    // F2): kept as the server wrote them, though they hold an address (not a secret or a
+    // card number: helper-123 R2, checked below).
+    let uri = "file:///home/bob@example.com/notes.txt";
     let server = format!(
         r#"
 import json, sys
@@ -345,7 +345,8 @@ for line in sys.stdin:
         out = {{"result": {{"content": [{{"type": "resource_link", "uri": "{URI}", "name": "card {CARD}"}},
                                         {{"type": "resource", "resource": {{"uri": "{URI}", "text": "card {CARD}"}}}},
                                         {{"type": "text", "text": "{URI}"}},
-                                        {{"type": "resource_link", "uri": "data:text/plain,{URI}", "name": "d"}}]}}}}
+                                        {{"type": "resource_link", "uri": "data:text/plain,{URI}", "name": "d"}},
+                                        {{"type": "resource_link", "uri": "urn:note:AKIAIOSFODNN7EXAMPLE", "name": "k"}}]}}}}
     elif m["method"] == "resources/subscribe":
         print(json.dumps({{"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {{"uri": "{URI}", "title": "card {CARD}"}}}}), flush=True)
         print(json.dumps({{"jsonrpc": "2.0", "method": "notifications/message", "params": {{"level": "info", "uri": "{URI}", "data": "x"}}}}), flush=True)
@@ -439,6 +440,14 @@ for line in sys.stdin:
                 "{logged}"
             );
             assert!(!content[3]["uri"].to_string().contains(CARD), "{}", got[6]);
+            // A URI holding a secret is no handle to keep (helper-123 R2).
+            assert!(
+                !content[4]["uri"]
+                    .to_string()
+                    .contains("AKIAIOSFODNN7EXAMPLE"),
+                "{}",
+                got[6]
+            );
             assert_ne!(got[1]["result"]["nextCursor"], CURSOR, "{}", got[1]);
             assert_eq!(got[3]["result"]["nextCursor"], CURSOR, "{}", got[3]);
             assert_eq!(

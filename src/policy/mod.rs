@@ -804,6 +804,16 @@ impl Policy {
         self.guard.any(text)
     }
 
+    /// Whether `text` holds a secret or a card number (what no handle kept for the client
+    /// may carry in clear: a resource URI's, helper-123 R2).
+    pub fn holds_secret_or_card(&self, text: &str) -> bool {
+        let mut findings = Vec::new();
+        self.guard.scan(text, &mut findings);
+        findings
+            .iter()
+            .any(|f| matches!(f.class, Class::Secret | Class::PaymentCard))
+    }
+
     /// `text` as it may be stored (error messages of results).
     pub fn protect_text(&self, text: &str) -> String {
         let (mut classes, mut changed) = ([false; CLASS_COUNT], false);

@@ -305,7 +305,9 @@ impl Pipeline {
         // MRTR); it goes to the server, not to a model. Only there: on any other result a
         // `requestState` member is just more text a model reads, masked like the rest. A
         // task's id and a cursor are such handles too.
-        super::refuse::keep_handles(&value, &mut redacted, true);
+        super::refuse::keep_handles(&value, &mut redacted, true, &|t| {
+            policy.holds_secret_or_card(t)
+        });
         if redacted == value {
             return None;
         }

@@ -672,7 +672,10 @@ impl Pipeline {
             && !unreadable
             && let Ok(sent) = serde_json::from_str::<Value>(raw.get())
         {
-            keep_handles(&sent, &mut masked, false);
+            let policy = self.policy.current();
+            keep_handles(&sent, &mut masked, false, &|t| {
+                policy.holds_secret_or_card(t)
+            });
         }
         Some(if unreadable {
             let withheld = json!({
@@ -711,8 +714,9 @@ impl Pipeline {
             // `notifications/resources/updated` names the subscribed resource by its `uri`
             // (only there: another message's `uri` is more text, masked; helper-121 F4).
             if method == "notifications/resources/updated"
-                && let Some(uri @ Value::String(_)) = sent.get("uri")
+                && let Some(uri @ Value::String(text)) = sent.get("uri")
                 && !is_data_uri(uri)
+                && !self.policy.current().holds_secret_or_card(text)
             {
                 out.insert("uri".into(), uri.clone());
             }
@@ -877,12 +881,18 @@ impl Pipeline {
 /// its `status`) and each listed task's.
 ///
 /// Resource URIs are handles too (helper-120 F2: a masked `file:///home/[REDACTED:email]/…`
-/// cannot be read back, `Resource not found`): a `resource_link`'s `uri` and an embedded
+/// cannot be read back, `Resource not found`), unless `guarded` finds in them what is never
+/// shown (a secret or a card number: masked, the handle broken; helper-123 R2): a `resource_link`'s `uri` and an embedded
 /// `resource`'s in `content`, and on other answers each listed resource's `uri`, each
 /// template's `uriTemplate` and each read content's `uri` (`resources/list`,
 /// `resources/templates/list`, `resources/read`; MCP 2025-11-25 Resources).
-pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
-    keep_uris(sent, out, "content", |item| {
+pub(super) fn keep_handles(
+    sent: &Value,
+    out: &mut Value,
+    of_call: bool,
+    guarded: &dyn Fn(&str) -> bool,
+) {
+    keep_uris(sent, out, guarded, "content", |item| {
         match item.get("type")?.as_str()? {
             "resource_link" => Some(&["uri"][..]),
             "resource" => Some(&["resource", "uri"][..]),
@@ -890,11 +900,11 @@ pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
         }
     });
     if !of_call {
-        keep_uris(sent, out, "resources", |_| Some(&["uri"][..]));
-        keep_uris(sent, out, "resourceTemplates", |_| {
+        keep_uris(sent, out, guarded, "resources", |_| Some(&["uri"][..]));
+        keep_uris(sent, out, guarded, "resourceTemplates", |_| {
             Some(&["uriTemplate"][..])
         });
-        keep_uris(sent, out, "contents", |_| Some(&["uri"][..]));
+        keep_uris(sent, out, guarded, "contents", |_| Some(&["uri"][..]));
     }
     keep_other_handles(sent, out, of_call);
 }
@@ -905,6 +915,7 @@ pub(super) fn keep_handles(sent: &Value, out: &mut Value, of_call: bool) {
 fn keep_uris(
     sent: &Value,
     out: &mut Value,
+    guarded: &dyn Fn(&str) -> bool,
     list: &str,
     path: impl Fn(&Value) -> Option<&'static [&'static str]>,
 ) {
@@ -925,8 +936,9 @@ fn keep_uris(
             _ => None,
         };
         if let Some((s, Value::Object(o))) = at
-            && let Some(uri @ Value::String(_)) = s.get(*last)
+            && let Some(uri @ Value::String(text)) = s.get(*last)
             && !is_data_uri(uri)
+            && !guarded(text)
         {
             o.insert((*last).to_string(), uri.clone());
         }
