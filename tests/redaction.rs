@@ -1387,13 +1387,17 @@ for line in sys.stdin:
         continue
     text = json.dumps({{"card": int("{CARD}".replace(" ", "")), "owner": "bob@example.com"}})
     keys = json.dumps({{"bob@example.com": 1, "carol@example.com": 2}})
+    # MIME line-wrapped base64, the card across a line break (helper-123 R1).
+    import base64
+    wrapped = base64.encodebytes(b"x" * 50 + b" card {CARD} end").decode()
     # A log's `data` is text, though this one happens to be valid base64.
     print(json.dumps({{"jsonrpc": "2.0", "method": "notifications/message",
                       "params": {{"level": "info", "data": "{CARD}".replace(" ", "")}}}}), flush=True)
     out = {{"result": {{"content": [{{"type": "image", "mimeType": "image/png", "data": "{image}"}},
                                    {{"type": "text", "text": text}},
                                    {{"type": "text", "text": keys}},
-                                   {{"type": "audio", "mimeType": "audio/wav", "data": "{audio}"}}],
+                                   {{"type": "audio", "mimeType": "audio/wav", "data": "{audio}"}},
+                                   {{"type": "image", "mimeType": "image/png", "data": wrapped}}],
                        "structuredContent": {{"bob@example.com": 1, "carol@example.com": 2, "n": 3}}}}}}
     out.update(jsonrpc="2.0", id=m["id"])
     print(json.dumps(out), flush=True)
@@ -1417,6 +1421,20 @@ for line in sys.stdin:
         .decode(audio)
         .unwrap_or_else(|e| panic!("{e}: {audio}"));
     assert!(!String::from_utf8_lossy(&decoded).contains(CARD));
+    let wrapped: String = got["result"]["content"][4]["data"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let decoded = b64
+        .decode(&wrapped)
+        .unwrap_or_else(|e| panic!("{e}: {wrapped}"));
+    assert!(
+        !String::from_utf8_lossy(&decoded).contains(CARD),
+        "{}",
+        String::from_utf8_lossy(&decoded)
+    );
     let structured = got["result"]["structuredContent"].as_object().unwrap();
     assert_eq!(structured.len(), 3, "{got}");
     assert!(!got.to_string().contains("example.com"), "{got}");

@@ -212,6 +212,34 @@ fn lenient_copy(s: &str) -> Option<String> {
     }
 }
 
+/// Whether `key` of `parent` is MCP binary content: `data` beside `"type": "image"` or
+/// `"audio"`, or `blob`.
+fn binary_member(parent: &serde_json::Map<String, Value>, key: &str) -> bool {
+    match key {
+        "blob" => true,
+        "data" => matches!(
+            parent.get("type").and_then(Value::as_str),
+            Some("image" | "audio")
+        ),
+        _ => false,
+    }
+}
+
+/// Binary content written as line-wrapped base64 (76-character MIME lines, the `base64`
+/// command's), joined: each line alone decodes to a piece, and a secret straddling a break is
+/// found only in the whole (helper-123 R1). `None` for anything else.
+pub(super) fn wrapped_base64(
+    parent: &serde_json::Map<String, Value>,
+    key: &str,
+    value: &Value,
+) -> Option<Value> {
+    let Value::String(s) = value else {
+        return None;
+    };
+    (binary_member(parent, key) && s.contains(['\n', '\r']))
+        .then(|| Value::String(s.chars().filter(|c| !c.is_ascii_whitespace()).collect()))
+}
+
 /// MCP's binary content (`ImageContent`/`AudioContent` `data`, beside `"type": "image"` or
 /// `"audio"` in `parent`; `BlobResourceContents` `blob`) is base64: masked inside, it is
 /// encoded again (the marker's text in base64, in the alphabet and padding it came in)
@@ -226,19 +254,17 @@ pub(super) fn base64_kept(
 ) -> Value {
     use base64::Engine as _;
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let binary = match key {
-        "blob" => true,
-        "data" => matches!(
-            parent.get("type").and_then(Value::as_str),
-            Some("image" | "audio")
-        ),
-        _ => false,
-    };
     match (sent, masked) {
-        (Value::String(before), Value::String(after)) if binary && after != *before => {
+        (Value::String(before), Value::String(after))
+            if binary_member(parent, key) && after != *before =>
+        {
+            let joined: String = before
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect();
             let engine = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
                 .into_iter()
-                .find(|e| e.decode(before).is_ok());
+                .find(|e| e.decode(&joined).is_ok());
             match engine {
                 Some(e) if e.decode(&after).is_err() => Value::String(e.encode(after)),
                 _ => Value::String(after),

@@ -804,8 +804,7 @@ impl Policy {
         self.guard.any(text)
     }
 
-    /// Whether `text` holds a secret or a card number (what no handle kept for the client
-    /// may carry in clear: a resource URI's, helper-123 R2).
+    /// Whether `text` holds a secret or a card number (no kept handle may: helper-123 R2).
     pub fn holds_secret_or_card(&self, text: &str) -> bool {
         let mut findings = Vec::new();
         self.guard.scan(text, &mut findings);
@@ -962,6 +961,12 @@ impl Policy {
                         classes[Class::Secret as usize] = true;
                         *changed = true;
                         Value::String(self.replace(s, &[whole], mode))
+                    } else if let Some(joined) = embedded::wrapped_base64(map, k, v) {
+                        // Scanned joined: a secret may straddle a line break (helper-123 R1).
+                        let mut inner = false;
+                        let out = self.rewrite_value(&joined, mode, classes, &mut inner, levels);
+                        *changed |= inner;
+                        if inner { out } else { v.clone() }
                     } else {
                         self.rewrite_value(v, mode, classes, changed, levels)
                     };
