@@ -561,9 +561,9 @@ impl State {
     /// the one request in flight whose id servers that read ids as 64-bit integers (rmcp)
     /// cannot read ([`RequestId::unreadable_as_i64`]: `12345678901234567890`), which they
     /// answer with no id (JSON-RPC 2.0 §5), when that request is a call. `None` when no
-    /// request in flight has such an id, when more than one has (a `ping` among them: the
-    /// error could be any one's, helper-121 F1), or when it is not a call; those end at
-    /// `limits.call_timeout_ms` as before.
+    /// request in flight has such an id, or more than one has (a `ping` among them: the
+    /// error could be any one's, helper-121 F1; those calls end at `limits.call_timeout_ms`
+    /// as before), or when it is another request (taken out of those waiting: answered).
     fn take_call_of_unreadable_id(&mut self) -> Option<Call> {
         let mut unreadable = self
             .calls

@@ -881,11 +881,12 @@ impl Pipeline {
 /// its `status`) and each listed task's.
 ///
 /// Resource URIs are handles too (helper-120 F2: a masked `file:///home/[REDACTED:email]/…`
-/// cannot be read back, `Resource not found`), unless `guarded` finds in them what is never
-/// shown (a secret or a card number: masked, the handle broken; helper-123 R2): a `resource_link`'s `uri` and an embedded
+/// cannot be read back, `Resource not found`): a `resource_link`'s `uri` and an embedded
 /// `resource`'s in `content`, and on other answers each listed resource's `uri`, each
 /// template's `uriTemplate` and each read content's `uri` (`resources/list`,
-/// `resources/templates/list`, `resources/read`; MCP 2025-11-25 Resources).
+/// `resources/templates/list`, `resources/read`; MCP 2025-11-25 Resources). Never a `data:`
+/// URI (its content), nor one in which `guarded` finds what is never shown (a secret or a
+/// card number: masked, the handle broken; helper-123 R2).
 pub(super) fn keep_handles(
     sent: &Value,
     out: &mut Value,
@@ -955,6 +956,7 @@ fn is_data_uri(uri: &Value) -> bool {
     })
 }
 
+/// The handles of [`keep_handles`] other than URIs.
 fn keep_other_handles(sent: &Value, out: &mut Value, of_call: bool) {
     let (Value::Object(sent), Value::Object(out)) = (sent, out) else {
         return;
