@@ -395,3 +395,36 @@ fn walk_size(dir: &std::path::Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// helper-122: a 2026-07-28 client that sends no `server/discover` (every sessionless
+/// gateway request) left `tool_version` out of the trail, though each result names its
+/// server in `_meta`. The end event takes it from there; the result passes unchanged.
+#[tokio::test]
+async fn a_2026_results_server_info_names_the_server_in_the_trail() {
+    let server = r#"
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    out = {"jsonrpc": "2.0", "id": m["id"], "result": {"content": [{"type": "text", "text": "ok"}],
+           "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "meta-server", "version": "9.1"}}}}
+    print(json.dumps(out), flush=True)
+"#;
+    let store = TestStore::new("");
+    let mut c = LineClient::spawn(store.proxy_command(&["python3", "-c", server]));
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    c.send(format!("{call}\n").as_bytes()).await;
+    let answer = c.recv_json().await;
+    assert_eq!(
+        answer["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "meta-server"
+    );
+    assert!(c.finish().await.success());
+    let events = store.events();
+    let end = events
+        .iter()
+        .find(|e| e["event_type"] == "tool_execution")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(end["metadata"]["tool_version"], "meta-server/9.1", "{end}");
+}

@@ -183,6 +183,15 @@ impl Pipeline {
         mut meta: Metadata,
         view: &CallToolResultView<'_>,
     ) -> (EventType, Outcome, Metadata, Option<String>) {
+        // A 2026-07-28 result names its server in `_meta` (helper-122: a client that sends
+        // no `server/discover`, every sessionless request among them, left it unrecorded).
+        if call.tool_version.is_none() {
+            meta.tool_version = view
+                .meta
+                .as_ref()
+                .and_then(|m| m.server_info.as_ref())
+                .map(crate::mcp::Implementation::agent);
+        }
         for c in &view.content {
             if !meta.content_types.iter().any(|t| *t == c.kind) {
                 meta.content_types.push(c.kind.to_string());
@@ -777,7 +786,9 @@ impl Pipeline {
         metadata.auth_method = Some(self.info.auth_method.into());
         metadata.http.clone_from(&call.http);
         metadata.user_agent.clone_from(&call.user_agent);
-        metadata.tool_version.clone_from(&call.tool_version);
+        if call.tool_version.is_some() {
+            metadata.tool_version.clone_from(&call.tool_version);
+        }
         if event_type != EventType::ToolAccess {
             metadata.execution_time_us = Some(call.started.elapsed().as_micros() as u64);
             metadata.confirmation.clone_from(&call.confirmation);
