@@ -475,23 +475,35 @@ pub fn cli_ok(config: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Every file under `dir` whose bytes contain `needle`.
-pub fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
+/// Every file under `dir`, at any depth.
+#[allow(dead_code)]
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path)
-                && memchr::memmem::find(&bytes, needle.as_bytes()).is_some()
-            {
-                found.push(path.display().to_string());
+            } else {
+                files.push(path);
             }
         }
     }
-    found
+    files
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+#[allow(dead_code)]
+pub fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|path| {
+            std::fs::read(path)
+                .is_ok_and(|bytes| memchr::memmem::find(&bytes, needle.as_bytes()).is_some())
+        })
+        .map(|path| path.display().to_string())
+        .collect()
 }
 
 /// The stdio wrapper with the config `text` (in a folder of its own, where relative paths in

@@ -765,10 +765,21 @@ impl Session {
     /// sessionless client cannot answer, or one dropped from a full backlog.
     fn deliver(&self, line: Bytes, ends: &mut Vec<Ended>) -> Vec<Bytes> {
         let parsed = message::parse(&line);
-        if matches!(
-            parsed,
-            Err(_) | Ok(Parsed::Single(Message::Response { id: None, .. }))
-        ) {
+        let idless = match &parsed {
+            Ok(Parsed::Single(Message::Response {
+                id: None,
+                body: ResponseBody::Error(error),
+            })) => Some(*error),
+            Err(_) => match message::idless_error(trim_line_end(&line)) {
+                Some(Message::Response {
+                    body: ResponseBody::Error(error),
+                    ..
+                }) => Some(error),
+                _ => None,
+            },
+            Ok(_) => None,
+        };
+        if let Some(error) = idless {
             // The request an error naming no id answers: the call the pipeline ended with
             // it, else the one request waiting here whose id the server could not read (a
             // `ping`: no trail event, but its POST waits; helper-121 F1b).
@@ -784,7 +795,7 @@ impl Session {
                 }
                 _ => None,
             };
-            if let Some(rebuilt) = target.and_then(|id| under_id(&line, &id)) {
+            if let Some(rebuilt) = target.and_then(|id| under_id(error, &id)) {
                 return self.deliver(rebuilt, ends);
             }
         }
@@ -1129,24 +1140,13 @@ async fn dispatch(
     session.fail_waiting("the session ended before the mcp server answered: the server exited (it may have failed to start) or the session was closed; the gateway's log says which, and a tools/call's end is in the audit trail");
 }
 
-/// An error answer that names no id (`"id": null`, or no `id` at all, as rmcp servers write
-/// when they cannot read a request's id), rewritten under `id`, the request it answers
-/// ([`Session::deliver`]): over HTTP it goes to that request's POST, so that the POST ends
-/// with its answer (streams route answers by id: the id-less error had no stream, and the
-/// POST waited for ever). The stdio wrapper passes it as the server wrote it. `None` for
-/// any other line.
-fn under_id(line: &[u8], id: &RequestId) -> Option<Bytes> {
-    let bare = trim_line_end(line);
-    let readable = message::parse(bare)
-        .ok()
-        .or_else(|| message::idless_error(bare).map(Parsed::Single));
-    let Some(Parsed::Single(Message::Response {
-        id: None,
-        body: ResponseBody::Error(error),
-    })) = readable
-    else {
-        return None;
-    };
+/// The `error` of an answer that names no id (`"id": null`, or no `id` at all, as rmcp
+/// servers write when they cannot read a request's id), as an answer under `id`, the request
+/// it answers ([`Session::deliver`]): over HTTP it goes to that request's POST, so that the
+/// POST ends with its answer (streams route answers by id: the id-less error had no stream,
+/// and the POST waited for ever). The stdio wrapper passes it as the server wrote it. `None`
+/// if the error is no JSON value.
+fn under_id(error: &serde_json::value::RawValue, id: &RequestId) -> Option<Bytes> {
     let error = serde_json::from_str::<serde_json::Value>(error.get()).ok()?;
     let mut rebuilt = message::rebuilt_message(Some(id), None, &[("error", &error)]);
     rebuilt.push('\n');

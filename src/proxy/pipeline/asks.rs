@@ -217,12 +217,11 @@ impl Pipeline {
     /// longer held (an answer may still come, and is recorded with their length and hash),
     /// so that withdrawn questions do not use up what the session's later ones may hold.
     pub(super) fn question_withdrawn(st: &mut State, id: &RequestId) {
-        if let Some(q) = st.questions.get_mut(id) {
-            q.waiting = false;
-        }
-        if let Some(q) = st.questions.get_mut(id)
-            && let Some(p) = q.params.take()
-        {
+        let Some(q) = st.questions.get_mut(id) else {
+            return;
+        };
+        q.waiting = false;
+        if let Some(p) = q.params.take() {
             st.question_bytes -= p.get().len();
             q.not_held = Some((p.get().len(), policy::sha256_hex(p.get().as_bytes(), 32)));
         }

@@ -94,6 +94,10 @@ impl Jar {
     /// matches its path (and only over `https` those marked `Secure`), longest paths first
     /// (§5.4); `None` when there is none.
     pub(super) fn header(&mut self, url: &Uri) -> Option<HeaderValue> {
+        // Every request of the session asks: most upstreams set no cookie.
+        if self.cookies.is_empty() {
+            return None;
+        }
         let now = SystemTime::now();
         self.cookies.retain(|s| s.expires.is_none_or(|t| t > now));
         let https = url.scheme_str() == Some("https");
